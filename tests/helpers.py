@@ -1,0 +1,112 @@
+"""Helpers shared by the tests: the shared assets, tiny random models, a real input HTTP server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import torch
+
+from tmlsr_ray.models.basicsr_compat import import_architectures
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    """A file of ../shared, or a skip when this checkout has none beside it (a user's fresh clone)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (the shared test assets are not beside this checkout)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def save_srvgg(path: Path, num_feat: int = 8, num_conv: int = 2, scale: int = 4, seed: int = 0,
+               key: str = "params") -> Path:
+    """A random SRVGGNetCompact checkpoint, in the official file layout."""
+    _, srvgg = import_architectures()
+    torch.manual_seed(seed)
+    net = srvgg(num_in_ch=3, num_out_ch=3, num_feat=num_feat, num_conv=num_conv, upscale=scale, act_type="prelu")
+    torch.save({key: net.state_dict()}, path)
+    return path
+
+
+def save_rrdbnet(path: Path, scale: int = 4, num_feat: int = 8, num_block: int = 1, num_grow_ch: int = 4,
+                 seed: int = 0) -> Path:
+    rrdbnet, _ = import_architectures()
+    torch.manual_seed(seed)
+    net = rrdbnet(num_in_ch=3, num_out_ch=3, scale=scale, num_feat=num_feat, num_block=num_block,
+                  num_grow_ch=num_grow_ch)
+    torch.save({"params_ema": net.state_dict()}, path)
+    return path
+
+
+class _InputHandler(SimpleHTTPRequestHandler):
+    """Serves files, plus ``/slow/<path>?seconds=S`` (trickled), ``/status/<code>`` and
+    ``/redirect?to=URL``."""
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def do_GET(self):
+        parts = urlsplit(self.path)
+        if parts.path.startswith("/status/"):
+            code = int(parts.path.rsplit("/", 1)[1])
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if parts.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", parse_qs(parts.query)["to"][0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if parts.path.startswith("/slow/"):
+            return self._trickle(parts.path[len("/slow"):], float(parse_qs(parts.query).get("seconds", ["5"])[0]))
+        return super().do_GET()
+
+    def _trickle(self, path: str, seconds: float):
+        data = Path(self.translate_path(path)).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        steps = 20
+        try:
+            for i in range(steps):
+                self.wfile.write(data[i * len(data) // steps : (i + 1) * len(data) // steps])
+                self.wfile.flush()
+                time.sleep(seconds / steps)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+class InputServer:
+    def __init__(self, root: Path):
+        self.root = root
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_InputHandler, directory=str(root)))
+        self._server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def url(self, relative: str) -> str:
+        return f"{self.base}/{relative}"
+
+    def add(self, name: str, data: bytes) -> str:
+        (self.root / name).write_bytes(data)
+        return self.url(name)
+
+    def close(self) -> None:
+        self._server.shutdown()

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from tmlsr_ray.models.realesrgan import RealESRGANModel
+from tmlsr_ray.pipeline.errors import CanceledError, InputError
+from tmlsr_ray.pipeline.upscale import SizeRequest, Tiling, check_output_size, upscale_image
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_path):
+    return RealESRGANModel(tiny_model_path, device="cpu")
+
+
+def test_default_size_is_the_model_scale():
+    assert SizeRequest().output_size(451, 300, 4) == (1804, 1200)
+
+
+def test_outscale_resizes_the_model_output_with_rounding():
+    assert SizeRequest(outscale=3.5).output_size(451, 301, 4) == (1578, 1054)  # 1578.5 -> even, 1053.5
+    assert SizeRequest(outscale=2).output_size(451, 300, 4) == (902, 600)
+
+
+def test_output_magnification_overrides_outscale():
+    assert SizeRequest(outscale=4, output_magnification=1.5).output_size(100, 50, 4) == (150, 75)
+
+
+def test_output_dims_override_everything():
+    assert SizeRequest(outscale=4, output_magnification=1.5, output_dims=(333, 77)).output_size(100, 50, 4) == (333, 77)
+
+
+def test_output_pixel_limit_counts_the_native_model_output_too():
+    with pytest.raises(InputError, match="over the limit"):
+        check_output_size(3000, 3000, 4, (100, 100), max_pixels=100_000_000)
+    check_output_size(1000, 1000, 4, (4000, 4000), max_pixels=16_000_000)
+
+
+@pytest.mark.parametrize(
+    "shape,dtype",
+    [((20, 24), np.uint8), ((20, 24, 3), np.uint8), ((20, 24, 4), np.uint8), ((20, 24, 4), np.uint16)],
+    ids=["gray8", "bgr8", "bgra8", "bgra16"],
+)
+def test_layout_and_bit_depth_are_kept(tiny, shape, dtype):
+    image = np.random.default_rng(1).integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+    out = upscale_image(tiny, image, (48, 40))
+    assert out.shape == (40, 48) + shape[2:] and out.dtype == dtype
+
+
+def test_alpha_is_upscaled_by_the_model_not_dropped(tiny):
+    image = np.zeros((16, 16, 4), np.uint8)
+    image[:, :, 3] = 255
+    image[:8, :, 3] = 0
+    out = upscale_image(tiny, image, (64, 64))
+    alpha = out[:, :, 3].astype(int)
+    assert alpha[:24].mean() < alpha[40:].mean()
+
+
+def test_sixteen_bit_images_use_the_full_range(tiny):
+    image = np.full((8, 8, 3), 40000, np.uint16)
+    out = upscale_image(tiny, image, (32, 32))
+    assert out.max() > 255
+
+
+def test_tiles_agree_with_the_whole_image_when_the_pad_covers_the_receptive_field(tiny):
+    image = np.random.default_rng(2).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    whole = upscale_image(tiny, image, (360, 280))
+    tiled = upscale_image(tiny, image, (360, 280), Tiling(tile_size=32, tile_pad=8, min_pixels=0))
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
+
+
+def test_a_stop_request_ends_tiled_work_between_tiles(tiny):
+    calls = []
+    image = np.zeros((64, 64, 3), np.uint8)
+
+    def stop_after_two():
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(CanceledError):
+        upscale_image(tiny, image, (256, 256), Tiling(tile_size=16, tile_pad=4, min_pixels=0), stop_after_two)
+    assert len(calls) == 3

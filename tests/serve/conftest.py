@@ -1,0 +1,109 @@
+"""The real service: a local Ray instance, the Serve application on a free port, real HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import pytest
+import requests
+
+from tests.helpers import REPO, SHARED, free_port, save_rrdbnet, save_srvgg
+
+# A fresh local Ray 2.60 turns token auth on; the tests (like `make run`) use the open local mode.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@dataclass
+class Service:
+    base: str
+    data_dir: Path
+    weights_dir: Path
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def submit(self, expect: int = 200, **body: Any) -> Dict[str, Any]:
+        response = requests.post(self.url("/tasks"), json=body, timeout=30)
+        assert response.status_code == expect, response.text
+        return response.json()
+
+    def task(self, task_id: str) -> Dict[str, Any]:
+        response = requests.get(self.url(f"/tasks/{task_id}"), timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait(self, task_id: str, until=None, timeout: float = 120) -> Dict[str, Any]:
+        """Polls until the task is finished (or ``until(task)`` holds)."""
+        until = until or (lambda t: t["status"] in ("completed", "failed", "canceled"))
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.task(task_id)
+            if until(task):
+                return task
+            if time.monotonic() > deadline:
+                raise AssertionError(f"task {task_id} did not get there in {timeout} s: {task}")
+            time.sleep(0.1)
+
+    def run(self, timeout: float = 120, **body: Any) -> Dict[str, Any]:
+        return self.wait(self.submit(**body)["task_id"], timeout=timeout)
+
+    def stats(self) -> Dict[str, Any]:
+        return requests.get(self.url("/monitor/stats"), timeout=30).json()
+
+
+def _weights(root: Path) -> Path:
+    weights = root / "weights"
+    weights.mkdir()
+    shutil.copy(REPO / "weights" / "realesr-animevideov3.pth", weights)
+    save_srvgg(weights / "tiny-x4.pth")
+    save_rrdbnet(weights / "tiny-rrdb-x2.pth", scale=2)
+    # The real SRVGGNetCompact shape with random weights: as slow as the real model.
+    save_srvgg(weights / "slow-x4.pth", num_feat=64, num_conv=16)
+    anime = SHARED / "weights" / "RealESRGAN_x4plus_anime_6B.pth"
+    if anime.exists():
+        shutil.copy(anime, weights)
+    return weights
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory) -> Service:
+    import ray
+    from ray import serve
+
+    from tmlsr_ray.app import APP_NAME, build_app
+    from tmlsr_ray.serve.state import STATE_ACTOR_NAME, STATE_NAMESPACE
+
+    root = tmp_path_factory.mktemp("service")
+    weights = _weights(root)
+    port = free_port()
+    settings = {
+        "weights_dir": str(weights), "data_dir": str(root / "data"), "allow_private_urls": True,
+        "max_workers": 2, "heartbeat_interval_s": 0.5, "heartbeat_timeout_s": 15,
+        "tile_size": 256, "tile_min_pixels": 500_000, "torch_threads": 2,
+    }
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace=STATE_NAMESPACE,
+             object_store_memory=300 * 1024**2, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
+    yield Service(f"http://127.0.0.1:{port}", root / "data", weights)
+    serve.shutdown()
+    _kill_state_actor(ray, STATE_ACTOR_NAME, STATE_NAMESPACE)
+    ray.shutdown()
+
+
+def _kill_state_actor(ray, name: str, namespace: str) -> None:
+    try:
+        ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+    except ValueError:
+        pass
+
+
+def fetch_output(service: Service, task: Dict[str, Any]) -> Optional[bytes]:
+    response = requests.get(task["output"]["url"], timeout=30)
+    assert response.status_code == 200, response.text
+    return response.content

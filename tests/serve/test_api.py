@@ -1,0 +1,315 @@
+"""The REST API of the running service, through real HTTP, real Ray Serve replicas and real models."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+
+import cv2
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from tests.helpers import SHARED, shared_path
+from tests.serve.conftest import fetch_output
+
+
+def png_bytes(width: int, height: int, mode: str = "RGB", seed: int = 0) -> bytes:
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, channels), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels.squeeze() if channels == 1 else pixels, mode).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+@pytest.fixture(scope="module")
+def small_png(input_server) -> str:
+    return input_server.add("small.png", png_bytes(24, 16))
+
+
+# -- health, docs, dashboard -----------------------------------------------------------------
+
+
+def test_health_answers_ok(service):
+    response = requests.get(service.url("/health"), timeout=10)
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_dashboard_is_a_self_contained_page(service):
+    response = requests.get(service.url("/dashboard"), timeout=10)
+    assert response.status_code == 200 and "text/html" in response.headers["content-type"]
+    assert "monitor/stats" in response.text and "<script src" not in response.text
+
+
+def test_openapi_describes_every_route(service):
+    paths = requests.get(service.url("/openapi.json"), timeout=10).json()["paths"]
+    assert {"/health", "/tasks", "/tasks/{task_id}", "/monitor/stats"} <= set(paths)
+    assert {"get", "delete"} <= set(paths["/tasks/{task_id}"])
+
+
+# -- validation ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({}, "url"),
+        ({"url": "http://h/a.png", "type": "gif"}, "type"),
+        ({"url": "http://h/a.png", "outscale": 0}, "outscale"),
+        ({"url": "http://h/a.png", "outscale": -2}, "outscale"),
+        ({"url": "http://h/a.png", "output_magnification": -1.5}, "output_magnification"),
+        ({"url": "http://h/a.png", "output_dims": [0, 100]}, "output_dims"),
+        ({"url": "http://h/a.png", "output_dims": [100]}, "output_dims"),
+        ({"url": "http://h/a.png", "output_dims": [100, 50, 2]}, "output_dims"),
+        ({"url": "http://h/a.png", "output_dims": ["wide", "tall"]}, "output_dims"),
+        ({"url": "http://h/a.png", "resolution": 0}, "resolution"),
+        ({"url": "http://h/a.png", "colour": "red"}, "colour"),
+        ({"url": "ftp://h/a.png"}, "url"),
+        ({"url": "not a url"}, "url"),
+    ],
+)
+def test_invalid_bodies_get_422_naming_the_field(service, body, field):
+    response = requests.post(service.url("/tasks"), json=body, timeout=10)
+    assert response.status_code == 422, response.text
+    assert field in response.json()["error"]
+
+
+def test_a_body_that_is_not_json_gets_422(service):
+    response = requests.post(service.url("/tasks"), data=b"{oops", timeout=10,
+                             headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize("model", ["../x.pth", "/etc/passwd", "a/b.pth", "..", "sub\\x.pth"])
+def test_model_names_that_are_not_plain_file_names_get_400(service, model):
+    response = requests.post(service.url("/tasks"), json={"url": "http://h/a.png", "model": model}, timeout=10)
+    assert response.status_code == 400, response.text
+    assert "plain file name" in response.json()["error"]
+
+
+def test_a_missing_model_gets_400_naming_it_and_listing_the_available_ones(service):
+    response = requests.post(service.url("/tasks"), json={"url": "http://h/a.png", "model": "nope.pth"}, timeout=10)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "nope.pth" in error and "realesr-animevideov3.pth" in error and "tiny-x4.pth" in error
+
+
+def test_unknown_tasks_get_404_on_read_and_cancel(service):
+    assert requests.get(service.url("/tasks/" + "0" * 32), timeout=10).status_code == 404
+    assert requests.delete(service.url("/tasks/" + "0" * 32), timeout=10).status_code == 404
+
+
+def test_file_routes_do_not_leave_the_storage_root(service):
+    for path in ("/files/../tasks.sqlite3", "/files/%2e%2e/tasks.sqlite3", "/files/nothing.png"):
+        assert requests.get(service.url(path), timeout=10).status_code == 404
+
+
+# -- image tasks -----------------------------------------------------------------------------
+
+
+def test_an_image_task_completes_with_stages_output_and_metadata(service, small_png):
+    created = service.submit(url=small_png, type="image", model="tiny-x4.pth")
+    assert created["status"] == "ok" and re.fullmatch(r"[0-9a-f]{32}", created["task_id"])
+    task = service.wait(created["task_id"])
+    assert task["status"] == "completed", task["error"]
+    assert task["error"] is None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", task["created_at"])
+    assert task["params"] == {"url": small_png, "type": "image", "model": "tiny-x4.pth", "outscale": 4.0,
+                              "output_magnification": None, "output_dims": None, "resolution": None}
+    assert [(s["name"], s["status"]) for s in task["stages"]] == [
+        ("download", "success"), ("process", "success"), ("upload", "success")]
+    assert all(s["duration"] >= 0 for s in task["stages"])
+    meta = task["output"]["metadata"]
+    assert (meta["width"], meta["height"], meta["format"]) == (96, 64, "png")
+    assert meta["model"] == "tiny-x4.pth" and meta["model_scale"] == 4
+    data = fetch_output(service, task)
+    assert meta["bytes"] == len(data) and decode(data).shape == (64, 96, 3)
+    assert task["output"]["url"].startswith(service.base + "/files/")
+
+
+def test_the_default_type_and_model_are_filled_in(service, small_png):
+    task = service.wait(service.submit(url=small_png, type="image")["task_id"])
+    assert task["params"]["model"] == "realesr-animevideov3.pth" and task["params"]["type"] == "image"
+    assert task["status"] == "completed", task["error"]
+
+
+@pytest.mark.parametrize(
+    "sizing,size",
+    [({"outscale": 2}, (48, 32)), ({"outscale": 2.5}, (60, 40)),
+     ({"outscale": 4, "output_magnification": 1.5}, (36, 24)),
+     ({"output_magnification": 3, "output_dims": [50, 20]}, (50, 20))],
+)
+def test_output_size_follows_outscale_magnification_and_dims(service, small_png, sizing, size):
+    task = service.run(url=small_png, type="image", model="tiny-x4.pth", **sizing)
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert (meta["width"], meta["height"]) == size
+    assert decode(fetch_output(service, task)).shape[:2] == (size[1], size[0])
+
+
+def test_a_x2_rrdbnet_model_runs_at_its_own_scale(service, small_png):
+    task = service.run(url=small_png, type="image", model="tiny-rrdb-x2.pth")
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert (meta["width"], meta["height"], meta["model_scale"], meta["architecture"]) == (48, 32, 2, "RRDBNet")
+
+
+@pytest.mark.parametrize(
+    "name,shape,dtype,fmt",
+    [
+        ("photo_tree_rgba16_342x256.png", (1024, 1368, 4), np.uint16, "png"),
+        ("photo_children_rgba8_566x350.png", (1400, 2264, 4), np.uint8, "png"),
+        ("photo_camera_gray8_512x512.png", (2048, 2048), np.uint8, "png"),
+        ("cmyk_adobe_100x100.jpg", (400, 400, 3), np.uint8, "jpeg"),
+        ("photo_flower_480x360.webp", (1440, 1920, 3), np.uint8, "webp"),
+    ],
+)
+def test_shared_images_keep_alpha_bit_depth_and_gray(service, input_server, name, shape, dtype, fmt):
+    shared_path("media", "image", name)
+    task = service.run(url=input_server.url(f"media/image/{name}"), type="image", model="tiny-x4.pth")
+    assert task["status"] == "completed", task["error"]
+    assert task["output"]["metadata"]["format"] == fmt
+    out = decode(fetch_output(service, task))
+    assert out.shape == shape and out.dtype == dtype
+
+
+def test_the_real_model_through_the_service_matches_the_golden_output(service, input_server):
+    golden = shared_path("golden", "realesrgan", "photo_chelsea_odd_451x300__realesr-animevideov3__x4.png")
+    task = service.run(url=input_server.url("media/image/photo_chelsea_odd_451x300.png"), type="image",
+                       model="realesr-animevideov3.pth", outscale=4)
+    assert task["status"] == "completed", task["error"]
+    out = decode(fetch_output(service, task))
+    reference = cv2.imread(str(golden), cv2.IMREAD_UNCHANGED)
+    assert out.shape == reference.shape
+    assert (np.abs(out.astype(int) - reference.astype(int)) <= 1).mean() >= 0.999
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+BAD_MEDIA = sorted(p.name for p in (SHARED / "media" / "bad").glob("*")) if (SHARED / "media").is_dir() else []
+
+
+@pytest.mark.parametrize("name", BAD_MEDIA or [None])
+def test_bad_shared_inputs_fail_readably_and_the_service_keeps_serving(service, input_server, small_png, name):
+    if name is None:
+        shared_path("media", "bad")
+    task = service.run(url=input_server.url(f"media/bad/{name}"), type="image", model="tiny-x4.pth")
+    assert task["status"] == "failed"
+    assert task["error"] and "Traceback" not in task["error"] and len(task["error"]) < 400
+    assert task["output"] is None
+    assert requests.get(service.url("/health"), timeout=10).status_code == 200
+
+
+def test_an_unreachable_input_fails_naming_the_http_status(service, input_server):
+    task = service.run(url=input_server.url("missing.png"), type="image", model="tiny-x4.pth")
+    assert task["status"] == "failed" and "HTTP 404" in task["error"]
+    assert [s["status"] for s in task["stages"]] == ["failed", "skipped", "skipped"]
+
+
+def test_an_output_over_the_pixel_limit_fails_before_the_model_runs(service, input_server):
+    url = input_server.add("wide.png", png_bytes(64, 8))
+    task = service.run(url=url, type="image", model="tiny-x4.pth", output_dims=[100_000, 100_000])
+    assert task["status"] == "failed" and "over the limit" in task["error"]
+
+
+# -- scheduling and cancel -------------------------------------------------------------------
+
+
+def _processing(task):
+    return task["status"] == "processing"
+
+
+def test_max_workers_bounds_concurrent_tasks_and_pending_cancel_is_immediate(service, input_server, small_png):
+    slow = input_server.url("slow/small.png?seconds=60")
+    ids = [service.submit(url=slow, type="image", model="tiny-x4.pth")["task_id"] for _ in range(3)]
+    for task_id in ids[:2]:
+        service.wait(task_id, until=_processing, timeout=30)
+    time.sleep(0.5)
+    stats = service.stats()
+    assert stats["system"]["max_workers"] == 2
+    assert stats["system"]["active_workers"] == 2 and stats["system"]["queue_size"] == 1
+    assert service.task(ids[2])["status"] == "pending"
+
+    assert requests.delete(service.url(f"/tasks/{ids[2]}"), timeout=10).json() == {"status": "canceled"}
+    pending = service.task(ids[2])
+    assert pending["status"] == "canceled" and {s["status"] for s in pending["stages"]} == {"skipped"}
+
+    for task_id in ids[:2]:  # processing, in the download stage
+        assert requests.delete(service.url(f"/tasks/{task_id}"), timeout=10).status_code == 200
+    for task_id in ids[:2]:
+        task = service.wait(task_id, timeout=5)
+        assert task["status"] == "canceled" and task["output"] is None
+        assert task["stages"][0]["status"] == "canceled"
+    again = requests.delete(service.url(f"/tasks/{ids[0]}"), timeout=10)
+    assert again.status_code == 409 and "canceled" in again.json()["error"]
+    # The slots are free again.
+    assert service.run(url=small_png, type="image", model="tiny-x4.pth", timeout=60)["status"] == "completed"
+
+
+def test_cancel_during_the_model_run_stops_it_and_frees_the_replica(service, input_server, small_png):
+    big = input_server.add("big.png", png_bytes(1024, 768, seed=3))
+    task_id = service.submit(url=big, type="image", model="slow-x4.pth")["task_id"]
+    service.wait(task_id, until=lambda t: t["stages"][1]["status"] == "running", timeout=60)
+    time.sleep(1.0)
+    assert requests.delete(service.url(f"/tasks/{task_id}"), timeout=10).status_code == 200
+    task = service.task(task_id)
+    assert task["status"] == "canceled" and task["output"] is None
+    assert [s["status"] for s in task["stages"]] == ["success", "canceled", "skipped"]
+    # A model run of the whole image takes far longer than this; a freed replica serves at once.
+    follow_up = service.run(url=small_png, type="image", model="tiny-x4.pth", timeout=60)
+    assert follow_up["status"] == "completed"
+    assert follow_up["stages"][1]["duration"] < 8
+    assert not list(service.data_dir.glob(f"outputs/*/*/*/{task_id}"))
+
+
+def test_a_finished_task_cannot_be_canceled(service, small_png):
+    task = service.run(url=small_png, type="image", model="tiny-x4.pth")
+    response = requests.delete(service.url(f"/tasks/{task['task_id']}"), timeout=10)
+    assert response.status_code == 409 and response.json()["task_status"] == "completed"
+
+
+# -- monitor and state -----------------------------------------------------------------------
+
+
+def test_monitor_stats_counts_every_status_and_lists_recent_tasks_first(service, small_png):
+    task = service.run(url=small_png, type="image", model="tiny-x4.pth")
+    stats = service.stats()
+    assert set(stats["system"]) == {"max_workers", "active_workers", "queue_size"}
+    assert set(stats["stats"]) == {"pending", "processing", "completed", "failed", "canceled"}
+    assert stats["stats"]["completed"] >= 1
+    assert stats["tasks"][0]["task_id"] == task["task_id"]
+    assert stats["tasks"][0]["output"]["url"].startswith("http")
+
+
+def test_a_restart_of_the_state_actor_loses_no_task(service, input_server, small_png):
+    import ray
+
+    from tmlsr_ray.serve.state import STATE_ACTOR_NAME, STATE_NAMESPACE
+
+    done = service.run(url=small_png, type="image", model="tiny-x4.pth")
+    running = service.submit(url=input_server.url("slow/small.png?seconds=3"), type="image",
+                             model="tiny-x4.pth")["task_id"]
+    service.wait(running, until=_processing, timeout=30)
+    actor = ray.get_actor(STATE_ACTOR_NAME, namespace=STATE_NAMESPACE)
+    ray.kill(actor, no_restart=False)
+    assert service.task(done["task_id"])["status"] == "completed"
+    finished = service.wait(running, timeout=60)
+    assert finished["status"] == "completed", finished["error"]
+    assert json.dumps(service.task(done["task_id"])) == json.dumps(done)
+
+
+def test_python_handle_callers_use_the_same_request_model(service, small_png):
+    from ray import serve
+
+    from tmlsr_ray.app import APP_NAME
+
+    handle = serve.get_app_handle(APP_NAME)
+    created = handle.submit_task.remote({"url": small_png, "type": "image", "model": "tiny-x4.pth"}).result()
+    assert service.wait(created.task_id)["status"] == "completed"

@@ -1,0 +1,154 @@
+import asyncio
+import time
+
+import pytest
+
+from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput, TaskStatus
+from tmlsr_ray.state.board import TaskBoard
+
+PARAMS = {"url": "http://example.com/a.png", "type": "image"}
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_a_new_task_is_pending_with_three_pending_stages(tmp_path):
+    board = TaskBoard(tmp_path / "t.db", max_workers=1)
+    view = board.get(board.create(PARAMS))
+    assert view.status == TaskStatus.pending and len(view.task_id) == 32
+    assert [(s.name, s.status) for s in view.stages] == [
+        (StageName.download, StageStatus.pending), (StageName.process, StageStatus.pending),
+        (StageName.upload, StageStatus.pending)]
+    assert view.created_at.endswith("Z")
+
+
+def test_records_survive_a_reload_from_sqlite(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        done, pending = board.create(PARAMS), board.create(PARAMS)
+        assert await board.acquire(done)
+        await board.set_stage(done, StageName.download, StageStatus.success, 0.5)
+        await board.complete(done, TaskOutput(url="/files/x", metadata={"width": 4}))
+        return done, pending
+
+    done, pending = run(scenario())
+    reloaded = TaskBoard(tmp_path / "t.db", max_workers=1)
+    assert reloaded.get(done).status == TaskStatus.completed
+    assert reloaded.get(done).stages[0].duration == 0.5
+    assert reloaded.get(done).output.metadata == {"width": 4}
+    assert reloaded.pending_ids() == [pending]
+
+
+def test_at_most_max_workers_tasks_process_and_the_rest_wait_oldest_first(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=2)
+        ids = [board.create(PARAMS) for _ in range(5)]
+        started = []
+
+        async def runner(task_id):
+            if await board.acquire(task_id):
+                started.append(task_id)
+
+        first = [asyncio.ensure_future(runner(tid)) for tid in ids[:2]]
+        await asyncio.sleep(0.01)
+        waiters = [asyncio.ensure_future(runner(tid)) for tid in reversed(ids[2:])]
+        await asyncio.sleep(0.05)
+        assert started == ids[:2]
+        stats = board.monitor().system
+        assert (stats.active_workers, stats.queue_size) == (2, 3)
+        await board.complete(ids[0], TaskOutput())
+        await asyncio.sleep(0.05)
+        assert started == ids[:3]  # the oldest waiting task, though it asked last
+        await board.fail(ids[1], "boom")
+        await board.cancel(ids[2])
+        await asyncio.gather(*first, *waiters)
+        assert started == ids
+
+    run(scenario())
+
+
+def test_a_second_acquire_of_the_same_task_is_refused(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        blocker, task = board.create(PARAMS), board.create(PARAMS)
+        assert await board.acquire(blocker)
+        waiting = asyncio.ensure_future(board.acquire(task))
+        await asyncio.sleep(0.01)
+        assert await board.acquire(task) is False  # a duplicate dispatch
+        assert await board.acquire(blocker) is False  # already processing
+        await board.complete(blocker, TaskOutput())
+        assert await waiting is True
+
+    run(scenario())
+
+
+def test_cancel_of_a_pending_task_is_immediate_and_frees_its_waiter(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        blocker, task = board.create(PARAMS), board.create(PARAMS)
+        await board.acquire(blocker)
+        waiting = asyncio.ensure_future(board.acquire(task))
+        await asyncio.sleep(0.01)
+        assert await board.cancel(task) == (True, TaskStatus.pending)
+        assert await waiting is False
+        view = board.get(task)
+        assert view.status == TaskStatus.canceled
+        assert {s.status for s in view.stages} == {StageStatus.skipped}
+
+    run(scenario())
+
+
+def test_cancel_of_a_processing_task_marks_the_running_stage_canceled(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        task = board.create(PARAMS)
+        await board.acquire(task)
+        await board.set_stage(task, StageName.download, StageStatus.running)
+        watcher = asyncio.ensure_future(board.wait_finished(task))
+        assert await board.cancel(task) == (True, TaskStatus.processing)
+        assert await asyncio.wait_for(watcher, 1) == TaskStatus.canceled
+        stages = board.get(task).stages
+        assert [s.status for s in stages] == [StageStatus.canceled, StageStatus.skipped, StageStatus.skipped]
+        assert await board.complete(task, TaskOutput()) is False  # a late runner cannot revive it
+
+    run(scenario())
+
+
+def test_finished_tasks_cannot_be_canceled(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        task = board.create(PARAMS)
+        await board.acquire(task)
+        await board.complete(task, TaskOutput())
+        assert await board.cancel(task) == (False, TaskStatus.completed)
+        assert await board.cancel("0" * 32) == (False, None)
+
+    run(scenario())
+
+
+def test_the_sweeper_fails_processing_tasks_whose_runner_went_silent(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        silent, alive = board.create(PARAMS), board.create(PARAMS)
+        board._max_workers = 2
+        await board.acquire(silent)
+        await board.acquire(alive)
+        board._records[silent].heartbeat_at = time.time() - 100
+        assert await board.sweep(heartbeat_timeout_s=30) == [silent]
+        view = board.get(silent)
+        assert view.status == TaskStatus.failed and "no heartbeat" in view.error
+        assert board.get(alive).status == TaskStatus.processing
+
+    run(scenario())
+
+
+def test_monitor_lists_recent_tasks_first_and_bounded(tmp_path):
+    board = TaskBoard(tmp_path / "t.db", max_workers=3, recent_limit=2)
+    ids = []
+    for _ in range(3):
+        ids.append(board.create(PARAMS))
+        time.sleep(0.01)
+    stats = board.monitor()
+    assert [t.task_id for t in stats.tasks] == [ids[2], ids[1]]
+    assert stats.stats[TaskStatus.pending] == 3 and stats.system.max_workers == 3

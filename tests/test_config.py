@@ -1,0 +1,30 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from tmlsr_ray.config import Settings
+
+
+def test_defaults_are_the_embedded_single_machine_setup():
+    settings = Settings.load({}, environ={})
+    assert settings.port == 6008 and settings.default_model == "realesr-animevideov3.pth"
+    assert settings.allow_private_urls is False and settings.weights_dir.is_absolute()
+
+
+def test_environment_overrides_application_args():
+    settings = Settings.load(
+        {"port": 7000, "max_workers": 3},
+        environ={"TMLSR_PORT": "7100", "TMLSR_WEIGHTS_DIR": "/models", "TMLSR_DATA_DIR": "/srv/data",
+                 "TMLSR_ALLOW_PRIVATE_URLS": "true"},
+    )
+    assert settings.port == 7100 and settings.max_workers == 3
+    assert settings.weights_dir == Path("/models") and settings.data_dir == Path("/srv/data")
+    assert settings.allow_private_urls is True
+
+
+def test_unknown_or_invalid_settings_are_rejected():
+    with pytest.raises(ValidationError, match="max_wrokers"):
+        Settings.load({"max_wrokers": 2}, environ={})
+    with pytest.raises(ValidationError, match="port"):
+        Settings.load({}, environ={"TMLSR_PORT": "not-a-port"})

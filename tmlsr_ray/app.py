@@ -1,0 +1,36 @@
+"""The Ray Serve deployment graph of TMLSR-Ray, in one place.
+
+    Ingress ──run_task (fired)──▶ TaskRunner ──batches──▶ Upscaler (models loaded, GPU each)
+       └──────── records ──────▶ TaskState (named detached actor, SQLite) ◀── progress ──┘
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ray.serve import Application
+
+from tmlsr_ray.config import Settings
+from tmlsr_ray.serve.ingress import Ingress
+from tmlsr_ray.serve.runner import TaskRunner
+from tmlsr_ray.serve.upscaler import Upscaler, upscaler_options
+
+APP_NAME = "tmlsr"
+
+
+def build_app(args: Mapping[str, Any] | Settings | None = None) -> Application:
+    """Application builder for ``serve run`` / ``serve deploy`` (``import_path: tmlsr_ray.app:build_app``).
+
+    ``args`` are validated as :class:`Settings`; ``TMLSR_*`` environment variables override them.
+    """
+    settings = Settings.load(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upscaler = Upscaler.options(**upscaler_options(settings)).bind(settings)
+    runner = TaskRunner.options(
+        num_replicas=settings.runner_replicas,
+        graceful_shutdown_timeout_s=settings.graceful_shutdown_timeout_s,
+        ray_actor_options={"num_cpus": 0},
+    ).bind(settings, upscaler)
+    return Ingress.options(
+        num_replicas=settings.ingress_replicas, ray_actor_options={"num_cpus": 0}
+    ).bind(settings, runner)

@@ -1,0 +1,98 @@
+"""The one typed settings object of the service.
+
+Values come from the Serve application args (``serve_config.yaml``) and are then overridden by
+``TMLSR_<FIELD>`` environment variables, in :meth:`Settings.load` only: no other module reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ENV_PREFIX = "TMLSR_"
+
+
+class Settings(BaseModel):
+    """Everything the service can be told. The README's settings table mirrors these fields."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+
+    # HTTP
+    host: str = Field("0.0.0.0", description="Address the HTTP proxy binds to.")
+    port: int = Field(6008, ge=1, le=65535, description="HTTP port of the API.")
+    public_base_url: Optional[str] = Field(
+        None,
+        description="Base URL put in front of local output links; by default the URL the client "
+        "used to reach the service.",
+    )
+
+    # Files
+    weights_dir: Path = Field(Path("weights"), description="Directory holding model files.")
+    data_dir: Path = Field(
+        Path("data"), description="Task database, downloads in progress and local outputs."
+    )
+    default_model: str = Field("realesr-animevideov3.pth", description="Model used when a task names none.")
+
+    # Scheduling
+    max_workers: int = Field(2, ge=1, description="Tasks processed at once; the rest wait as pending.")
+    ingress_replicas: int = Field(1, ge=1)
+    runner_replicas: int = Field(1, ge=1)
+    upscaler_replicas: int = Field(1, ge=1)
+    upscaler_num_cpus: float = Field(1.0, ge=0, description="CPU share reserved per Upscaler replica.")
+    upscaler_num_gpus: float = Field(0.0, ge=0, description="GPUs per Upscaler replica (1 on GPU clusters).")
+    recent_tasks_limit: int = Field(50, ge=1, description="Tasks listed by /monitor/stats.")
+    graceful_shutdown_timeout_s: float = Field(
+        3600.0, gt=0, description="How long a redeploy waits for running tasks to finish."
+    )
+    heartbeat_interval_s: float = Field(2.0, gt=0)
+    heartbeat_timeout_s: float = Field(
+        30.0, gt=0, description="A processing task whose runner is silent this long is failed."
+    )
+
+    # Model execution
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present.")
+    half: Optional[bool] = Field(None, description="fp16 inference; default: on for CUDA, off for CPU.")
+    torch_threads: int = Field(0, ge=0, description="Intra-op threads per replica; 0 = torch default.")
+    max_cached_models: int = Field(3, ge=1, description="Models kept loaded per Upscaler replica.")
+    tile_size: int = Field(512, ge=32, description="Tile edge (input pixels) for large images.")
+    tile_pad: int = Field(32, ge=0, description="Overlap added around each tile.")
+    tile_min_pixels: int = Field(
+        1_500_000, ge=0, description="Images with more input pixels than this are tiled."
+    )
+
+    # Input and output
+    allow_private_urls: bool = Field(
+        False, description="Allow inputs on loopback/private/link-local addresses (trusted networks)."
+    )
+    download_max_bytes: int = Field(2 * 1024**3, gt=0)
+    download_connect_timeout_s: float = Field(10.0, gt=0)
+    download_read_timeout_s: float = Field(60.0, gt=0)
+    download_total_timeout_s: float = Field(1800.0, gt=0)
+    max_input_pixels: int = Field(64_000_000, gt=0, description="Largest input image (width × height).")
+    max_output_pixels: int = Field(
+        256_000_000, gt=0, description="Largest output image (width × height) after resizing."
+    )
+    jpeg_quality: int = Field(95, ge=1, le=100)
+
+    @field_validator("weights_dir", "data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Replicas may run with another working directory than the driver.
+        return value.expanduser().resolve()
+
+    @classmethod
+    def load(cls, args: Mapping[str, Any] | "Settings" | None = None,
+             environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from application args, then apply ``TMLSR_*`` overrides."""
+        base = args.model_dump() if isinstance(args, Settings) else dict(args or {})
+        env = os.environ if environ is None else environ
+        for name in cls.model_fields:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is not None:
+                # pydantic's lax mode parses "6008", "true", "1.5" into the field's type.
+                base[name] = raw
+        return cls.model_validate(base)

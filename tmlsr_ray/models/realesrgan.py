@@ -1,0 +1,132 @@
+"""Real-ESRGAN backend: SRVGGNetCompact and RRDBNet checkpoints, architecture read off the weights."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tmlsr_ray.models.base import ModelError
+from tmlsr_ray.models.basicsr_compat import import_architectures
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """What is needed to rebuild the network a state dict came from."""
+
+    kind: str  # "SRVGGNetCompact" | "RRDBNet"
+    scale: int
+    kwargs: Dict[str, int | str]
+
+
+def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
+    """Loads the tensors of a checkpoint; ``params_ema`` wins over ``params`` as in RealESRGANer."""
+    try:
+        # weights_only: a checkpoint is data, never code to run.
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a broken file
+        raise ModelError(f"cannot read model file {path.name}: {exc}") from exc
+    if isinstance(loaded, dict):
+        for key in ("params_ema", "params"):
+            if isinstance(loaded.get(key), dict):
+                return loaded[key]
+        if all(isinstance(v, torch.Tensor) for v in loaded.values()):
+            return loaded
+    raise ModelError(f"model file {path.name} holds no state dict")
+
+
+def detect_architecture(state: Dict[str, torch.Tensor]) -> ArchitectureSpec:
+    if "conv_first.weight" in state and "conv_last.weight" in state:
+        return _rrdbnet_spec(state)
+    if "body.0.weight" in state:
+        return _srvgg_spec(state)
+    raise ModelError("unknown architecture: neither SRVGGNetCompact nor RRDBNet tensors found")
+
+
+def _srvgg_spec(state: Dict[str, torch.Tensor]) -> ArchitectureSpec:
+    conv_indices = sorted(
+        int(m.group(1))
+        for key, tensor in state.items()
+        if (m := re.fullmatch(r"body\.(\d+)\.weight", key)) and tensor.ndim == 4
+    )
+    first, last = state[f"body.{conv_indices[0]}.weight"], state[f"body.{conv_indices[-1]}.weight"]
+    num_in_ch, num_feat = first.shape[1], first.shape[0]
+    num_out_ch = num_in_ch
+    scale = int(round((last.shape[0] / num_out_ch) ** 0.5))
+    if scale * scale * num_out_ch != last.shape[0]:
+        raise ModelError(f"SRVGGNetCompact: last conv has {last.shape[0]} channels, not out×scale²")
+    act_type = "prelu" if "body.1.weight" in state else "leakyrelu"
+    kwargs = dict(num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat,
+                  num_conv=len(conv_indices) - 2, upscale=scale, act_type=act_type)
+    return ArchitectureSpec("SRVGGNetCompact", scale, kwargs)
+
+
+def _rrdbnet_spec(state: Dict[str, torch.Tensor]) -> ArchitectureSpec:
+    num_out_ch = state["conv_last.weight"].shape[0]
+    unshuffled_in = state["conv_first.weight"].shape[1]
+    # RRDBNet always upsamples ×4 internally; ×2 and ×1 models pixel-unshuffle their input first.
+    scale = {1: 4, 4: 2, 16: 1}.get(unshuffled_in // num_out_ch)
+    if scale is None:
+        raise ModelError(f"RRDBNet: conv_first takes {unshuffled_in} channels, not 3, 12 or 48")
+    blocks = {int(m.group(1)) for key in state if (m := re.match(r"body\.(\d+)\.rdb1\.", key))}
+    kwargs = dict(num_in_ch=num_out_ch, num_out_ch=num_out_ch, scale=scale,
+                  num_feat=state["conv_first.weight"].shape[0], num_block=len(blocks),
+                  num_grow_ch=state["body.0.rdb1.conv1.weight"].shape[0])
+    return ArchitectureSpec("RRDBNet", scale, kwargs)
+
+
+def build_network(spec: ArchitectureSpec) -> torch.nn.Module:
+    rrdbnet, srvgg = import_architectures()
+    cls = rrdbnet if spec.kind == "RRDBNet" else srvgg
+    return cls(**spec.kwargs)
+
+
+def select_device(preference: str) -> torch.device:
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        # Ray sets CUDA_VISIBLE_DEVICES to the replica's own GPU, so index 0 is ours.
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
+
+
+class RealESRGANModel:
+    """A loaded Real-ESRGAN network; implements :class:`~tmlsr_ray.models.base.SuperResolutionModel`."""
+
+    def __init__(self, path: Path, device: str = "auto", half: Optional[bool] = None):
+        state = read_state_dict(path)
+        self.spec = detect_architecture(state)
+        self.name = path.name
+        self.scale = self.spec.scale
+        self.architecture = self.spec.kind
+        self._device = select_device(device)
+        self.device = str(self._device)
+        self.half = (self._device.type == "cuda") if half is None else half
+        net = build_network(self.spec)
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelError(f"model file {path.name} does not fit {self.spec.kind}: {exc}") from exc
+        net.eval().requires_grad_(False)
+        # channels_last roughly doubles CPU conv speed at video sizes and suits tensor cores.
+        net = net.to(self._device, memory_format=torch.channels_last)
+        self._dtype = torch.float16 if self.half else torch.float32
+        self._net = net.to(self._dtype)
+        # RRDBNet pixel-unshuffles ×2/×1 inputs, so sizes must divide by 2 or 4.
+        self._size_multiple = {2: 2, 1: 4}.get(self.scale, 1) if self.spec.kind == "RRDBNet" else 1
+
+    def upscale(self, frames: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            batch = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+            batch = batch.to(self._device, self._dtype, non_blocking=True)
+            height, width = batch.shape[2:]
+            pad_h, pad_w = (-height) % self._size_multiple, (-width) % self._size_multiple
+            if pad_h or pad_w:
+                batch = F.pad(batch, (0, pad_w, 0, pad_h), mode="reflect")
+            out = self._net(batch.contiguous(memory_format=torch.channels_last))
+            out = out[:, :, : height * self.scale, : width * self.scale]
+            out = out.float().clamp_(0, 1).permute(0, 2, 3, 1)
+            return out.cpu().numpy()

@@ -1,0 +1,169 @@
+"""The download stage: stream an input URL to a file (no Ray here).
+
+Addresses are checked where they are resolved (a resolver that refuses non-public addresses), so the
+connection goes to the address that was checked; IP literals, which skip the resolver, are checked
+per redirect hop, and redirects are followed by hand for that reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import ThreadedResolver
+
+from tmlsr_ray.pipeline.errors import FetchError
+
+HTTP_SCHEMES = ("http", "https")
+INPUT_SCHEMES = HTTP_SCHEMES + ("oss",)
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    allow_private: bool = False
+    max_bytes: int = 2 * 1024**3
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    total_timeout_s: float = 1800.0
+    max_redirects: int = 5
+    attempts: int = 3
+    backoff_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    path: Path
+    bytes: int
+    content_type: Optional[str]
+    final_url: str
+
+
+def address_refusal(address: str) -> Optional[str]:
+    """Why an address may not be fetched from, or ``None`` when it is a public unicast address."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        mapped = ip.ipv4_mapped or ip.sixtofour
+        if mapped is not None:
+            ip = mapped
+    for flag in ("loopback", "private", "link_local", "multicast", "reserved", "unspecified"):
+        if getattr(ip, f"is_{flag}"):
+            return f"{flag.replace('_', '-')} address {ip}"
+    if not ip.is_global:
+        return f"non-public address {ip}"
+    return None
+
+
+class PublicOnlyResolver(AbstractResolver):
+    """Resolves names and refuses any answer that is not a public address."""
+
+    def __init__(self) -> None:
+        self._inner = ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> List[Dict[str, Any]]:
+        hosts = await self._inner.resolve(host, port, family)
+        for entry in hosts:
+            reason = address_refusal(entry["host"])
+            if reason:
+                raise FetchError(f"refused to fetch from {host}: it resolves to a {reason}")
+        return hosts
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def check_url(url: str, allow_private: bool) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in HTTP_SCHEMES:
+        raise FetchError(f"unsupported URL scheme {parts.scheme!r}; use http or https")
+    if not parts.hostname:
+        raise FetchError(f"URL has no host: {url}")
+    if allow_private:
+        return
+    try:
+        reason = address_refusal(parts.hostname)
+    except ValueError:
+        return  # a name: the resolver checks what it resolves to
+    if reason:
+        raise FetchError(f"refused to fetch from {parts.hostname}: it is a {reason}")
+
+
+async def fetch_http(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
+    """Downloads ``url`` to ``dest``, retrying connection errors and 5xx answers with back-off."""
+    last_error: Optional[Exception] = None
+    for attempt in range(policy.attempts):
+        if attempt:
+            await asyncio.sleep(policy.backoff_s * 2 ** (attempt - 1))
+        try:
+            return await _fetch_once(url, dest, policy)
+        except _Retryable as exc:
+            last_error = exc
+    raise FetchError(f"download failed after {policy.attempts} attempts: {last_error}")
+
+
+class _Retryable(Exception):
+    pass
+
+
+async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
+    timeout = aiohttp.ClientTimeout(
+        total=policy.total_timeout_s, sock_connect=policy.connect_timeout_s, sock_read=policy.read_timeout_s
+    )
+    connector = aiohttp.TCPConnector(resolver=None if policy.allow_private else PublicOnlyResolver())
+    try:
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            current = url
+            for _ in range(policy.max_redirects + 1):
+                check_url(current, policy.allow_private)
+                async with session.get(current, allow_redirects=False) as response:
+                    if response.status in REDIRECT_CODES and "Location" in response.headers:
+                        current = urljoin(current, response.headers["Location"])
+                        continue
+                    if response.status >= 500:
+                        raise _Retryable(f"HTTP {response.status} from {urlsplit(current).hostname}")
+                    if response.status >= 400:
+                        raise FetchError(f"input URL answered HTTP {response.status} {response.reason}")
+                    size = await _stream_to_file(response, dest, policy.max_bytes)
+                    return FetchResult(dest, size, response.headers.get("Content-Type"), current)
+            raise FetchError(f"too many redirects (more than {policy.max_redirects})")
+    except FetchError:
+        raise
+    except asyncio.TimeoutError as exc:
+        raise FetchError("download timed out") from exc
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+    except aiohttp.ClientError as exc:
+        raise FetchError(f"download failed: {type(exc).__name__}: {exc}") from exc
+
+
+async def _stream_to_file(response: aiohttp.ClientResponse, dest: Path, max_bytes: int) -> int:
+    if response.content_length is not None and response.content_length > max_bytes:
+        raise FetchError(f"input is {response.content_length:,} bytes, over the limit of {max_bytes:,}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with open(dest, "wb") as out:
+        async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+            written += len(chunk)
+            if written > max_bytes:  # Content-Length may lie or be absent
+                raise FetchError(f"input is over the limit of {max_bytes:,} bytes")
+            out.write(chunk)
+    if written == 0:
+        raise FetchError("input URL returned an empty body")
+    return written
+
+
+async def fetch_input(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
+    scheme = urlsplit(url).scheme
+    if scheme in HTTP_SCHEMES:
+        return await fetch_http(url, dest, policy)
+    if scheme == "oss":
+        raise FetchError("oss:// inputs need OSS credentials, which this service has not been given")
+    raise FetchError(f"unsupported URL scheme {scheme!r}; use http, https or oss")

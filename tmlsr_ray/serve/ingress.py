@@ -1,0 +1,141 @@
+"""``Ingress``: the REST routes (stateless; any number of replicas)."""
+
+
+import logging
+from typing import Optional
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from tmlsr_ray.config import Settings
+from tmlsr_ray.models.registry import ModelNameError, resolve_model_path
+from tmlsr_ray.protocol import (
+    CancelResult,
+    Health,
+    MonitorStats,
+    TaskCreated,
+    TaskRequest,
+    TaskView,
+)
+from tmlsr_ray.serve.dashboard import DASHBOARD_HTML
+from tmlsr_ray.serve.state import get_state_actor
+from tmlsr_ray.state.records import new_task_id
+from tmlsr_ray.storage.local import FILES_ROUTE, LocalStorage
+
+logger = logging.getLogger("ray.serve")
+
+api = FastAPI(
+    title="TMLSR-Ray",
+    description="Super-resolution of images and videos (Real-ESRGAN, SeedVR2) on Ray Serve.",
+    version="0.1.0",
+)
+
+
+class ApiError(Exception):
+    def __init__(self, status_code: int, message: str, **extra):
+        self.status_code, self.message, self.extra = status_code, message, extra
+
+
+@api.exception_handler(ApiError)
+async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    return JSONResponse({"status": "error", "error": exc.message, "detail": exc.message, **exc.extra},
+                        status_code=exc.status_code)
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    message = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'] if p != 'body') or 'body'}: {err['msg']}" for err in errors
+    )
+    return JSONResponse(
+        {"status": "error", "error": message, "detail": jsonable_encoder(errors)}, status_code=422
+    )
+
+
+@serve.deployment(max_ongoing_requests=200)
+@serve.ingress(api)
+class Ingress:
+    async def __init__(self, settings: Settings, runner: DeploymentHandle):
+        self._settings = settings
+        self._runner = runner
+        self._state = get_state_actor(settings)
+        self._storage = LocalStorage(settings.data_dir / "outputs")
+        await self._redispatch_pending()
+
+    async def _redispatch_pending(self) -> None:
+        """Pending tasks whose run request was lost (an app restart) are handed out again; a task
+        already waiting for a slot ignores the duplicate."""
+        for task_id in await self._state.pending_ids.remote():
+            self._runner.run_task.remote(task_id)
+
+    # -- routes -----------------------------------------------------------------------------
+
+    @api.get("/health", response_model=Health)
+    async def health(self) -> Health:
+        return Health()
+
+    @api.post("/tasks", response_model=TaskCreated)
+    async def create_task(self, request: TaskRequest) -> TaskCreated:
+        return await self.submit_task(request)
+
+    @api.get("/tasks/{task_id}", response_model=TaskView, responses={404: {"description": "Unknown task"}})
+    async def read_task(self, task_id: str, http: Request) -> TaskView:
+        view = await self._state.get.remote(task_id)
+        if view is None:
+            raise ApiError(404, f"task {task_id} not found")
+        return self._with_absolute_urls(view, http)
+
+    @api.delete("/tasks/{task_id}", response_model=CancelResult,
+                responses={404: {"description": "Unknown task"}, 409: {"description": "Already finished"}})
+    async def delete_task(self, task_id: str) -> CancelResult:
+        canceled, before = await self._state.cancel.remote(task_id)
+        if before is None:
+            raise ApiError(404, f"task {task_id} not found")
+        if not canceled:
+            raise ApiError(409, f"task {task_id} is already {before.value}", task_status=before.value)
+        return CancelResult()
+
+    @api.get("/monitor/stats", response_model=MonitorStats)
+    async def monitor_stats(self, http: Request) -> MonitorStats:
+        stats = await self._state.monitor.remote()
+        stats.tasks = [self._with_absolute_urls(view, http) for view in stats.tasks]
+        return stats
+
+    @api.get(FILES_ROUTE + "/{key:path}", response_class=FileResponse)
+    async def files(self, key: str) -> FileResponse:
+        path = self._storage.open_path(key)
+        if path is None:
+            raise ApiError(404, "file not found")
+        return FileResponse(path)
+
+    @api.get("/dashboard", response_class=HTMLResponse)
+    async def dashboard(self) -> HTMLResponse:
+        return HTMLResponse(DASHBOARD_HTML)
+
+    # -- methods shared by routes and Python handle callers ---------------------------------
+
+    async def submit_task(self, request: TaskRequest | dict) -> TaskCreated:
+        if isinstance(request, dict):
+            request = TaskRequest.model_validate(request)
+        model = request.model or self._settings.default_model
+        try:
+            resolve_model_path(self._settings.weights_dir, model)
+        except ModelNameError as exc:
+            raise ApiError(400, str(exc)) from exc
+        params = request.model_dump(mode="json")
+        params["model"] = model
+        task_id = new_task_id()
+        await self._state.create.remote(task_id, params)
+        self._runner.run_task.remote(task_id)  # fired, not awaited: the task outlives this request
+        return TaskCreated(task_id=task_id)
+
+    def _with_absolute_urls(self, view: TaskView, http: Request) -> TaskView:
+        if view.output and view.output.url and view.output.url.startswith("/"):
+            base = self._settings.public_base_url or str(http.base_url)
+            view.output.url = base.rstrip("/") + view.output.url
+        return view

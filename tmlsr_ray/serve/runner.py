@@ -1,0 +1,179 @@
+"""``TaskRunner``: one long-running Serve request per task, download → process → upload.
+
+A task runs inside the ``run_task`` request itself (not a background asyncio task), so a redeploy
+waits for it up to ``graceful_shutdown_timeout_s`` instead of dropping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Dict, Optional, Tuple
+
+from ray import serve
+from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.handle import DeploymentHandle
+
+from tmlsr_ray.config import Settings
+from tmlsr_ray.models.base import ModelError
+from tmlsr_ray.models.registry import ModelNameError
+from tmlsr_ray.pipeline.errors import TaskError
+from tmlsr_ray.pipeline.fetch import FetchPolicy, fetch_input
+from tmlsr_ray.pipeline.image import (
+    CONTENT_TYPES,
+    EXTENSIONS,
+    decode_image,
+    encode_image,
+    output_format,
+    probe_image,
+)
+from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size
+from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput
+from tmlsr_ray.serve.state import get_state_actor
+from tmlsr_ray.storage.base import output_key
+from tmlsr_ray.storage.local import LocalStorage
+
+logger = logging.getLogger("ray.serve")
+UPSCALER_ATTEMPTS = 2
+
+
+@serve.deployment(max_ongoing_requests=10_000)
+class TaskRunner:
+    def __init__(self, settings: Settings, upscaler: DeploymentHandle):
+        self._settings = settings
+        self._upscaler = upscaler
+        self._state = get_state_actor(settings)
+        self._storage = LocalStorage(settings.data_dir / "outputs")
+        self._fetch_policy = FetchPolicy(
+            allow_private=settings.allow_private_urls,
+            max_bytes=settings.download_max_bytes,
+            connect_timeout_s=settings.download_connect_timeout_s,
+            read_timeout_s=settings.download_read_timeout_s,
+            total_timeout_s=settings.download_total_timeout_s,
+        )
+
+    async def run_task(self, task_id: str) -> Optional[str]:
+        """Runs one task to its end; returns its final status (``None`` if it was not ours to run)."""
+        if not await self._state.acquire.remote(task_id):
+            return None
+        view = await self._state.get.remote(task_id)
+        workdir = self._settings.data_dir / "work" / task_id
+        pipeline = asyncio.ensure_future(self._pipeline(task_id, view.params, workdir))
+        watchers = [asyncio.ensure_future(self._watch_cancel(task_id)),
+                    asyncio.ensure_future(self._heartbeat(task_id))]
+        try:
+            await asyncio.wait([pipeline, watchers[0]], return_when=asyncio.FIRST_COMPLETED)
+            if not pipeline.done():  # canceled by the user (or failed by the sweeper)
+                pipeline.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pipeline
+            else:
+                await pipeline
+        except Exception as exc:  # an unexpected bug must still end the task, readably
+            logger.exception("task %s crashed", task_id)
+            await self._state.fail.remote(task_id, f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+            shutil.rmtree(workdir, ignore_errors=True)
+        final = await self._state.get.remote(task_id)
+        return final.status.value if final else None
+
+    async def _watch_cancel(self, task_id: str) -> None:
+        while True:
+            try:
+                await self._state.wait_finished.remote(task_id)
+                return
+            except RayActorError:  # the state actor restarts; ask the new one
+                await asyncio.sleep(0.5)
+
+    async def _heartbeat(self, task_id: str) -> None:
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_interval_s)
+            with contextlib.suppress(RayActorError):
+                await self._state.heartbeat.remote(task_id)
+
+    async def _pipeline(self, task_id: str, params: Dict[str, Any], workdir: Path) -> None:
+        try:
+            fetched = await self._stage(task_id, StageName.download,
+                                        fetch_input(params["url"], workdir / "input", self._fetch_policy))
+            result, fmt, metadata = await self._stage(
+                task_id, StageName.process, self._process_image(task_id, params, fetched.path))
+            key = output_key(task_id, "output" + EXTENSIONS[fmt])
+            url = await self._stage(task_id, StageName.upload, asyncio.to_thread(
+                self._storage.put, key, result, CONTENT_TYPES[fmt]))
+            metadata["bytes"] = len(result)
+            await self._state.complete.remote(task_id, TaskOutput(url=url, metadata=metadata))
+        except TaskError as exc:
+            await self._state.fail.remote(task_id, str(exc))
+
+    async def _stage(self, task_id: str, name: StageName, work: Awaitable):
+        """Runs one stage, recording running → success/failed and its duration."""
+        await self._state.set_stage.remote(task_id, name, StageStatus.running)
+        start = time.monotonic()
+        try:
+            result = await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._state.set_stage.remote(task_id, name, StageStatus.failed, _elapsed(start))
+            raise _as_task_error(name, exc) from exc
+        await self._state.set_stage.remote(task_id, name, StageStatus.success, _elapsed(start))
+        return result
+
+    async def _process_image(self, task_id: str, params: Dict[str, Any], path: Path) -> Tuple[bytes, str, Dict]:
+        if params["type"] != "image":
+            raise TaskError("video tasks are not available in this version yet; submit images with type=image")
+        settings = self._settings
+        info = await asyncio.to_thread(probe_image, path, settings.max_input_pixels)
+        model = await self._call_upscaler(lambda h: h.describe_model.remote(params["model"]))
+        if params.get("outscale") is None:
+            await self._state.update_params.remote(task_id, {"outscale": float(model["model_scale"])})
+        width, height = ((info.height, info.width) if info.orientation in (5, 6, 7, 8)
+                         else (info.width, info.height))
+        target = SizeRequest(params.get("outscale"), params.get("output_magnification"),
+                             params.get("output_dims")).output_size(width, height, model["model_scale"])
+        check_output_size(width, height, model["model_scale"], target, settings.max_output_pixels)
+        image = await asyncio.to_thread(decode_image, path, info)
+        upscaled = await self._call_upscaler(lambda h: h.upscale_image.remote(params["model"], image, target))
+        fmt = output_format(info, upscaled)
+        data = await asyncio.to_thread(encode_image, upscaled, fmt, settings.jpeg_quality)
+        channels = 1 if upscaled.ndim == 2 else upscaled.shape[2]
+        metadata = {
+            "width": target[0], "height": target[1], "format": fmt,
+            "input_width": width, "input_height": height, "input_format": info.format,
+            "channels": channels, "bit_depth": 16 if upscaled.dtype.itemsize == 2 else 8,
+            "model": model["model"], "model_scale": model["model_scale"],
+            "architecture": model["architecture"], "device": model["device"],
+        }
+        return data, fmt, metadata
+
+    async def _call_upscaler(self, call: Callable[[DeploymentHandle], Any]):
+        """Serve does not retry a request whose replica died: retry it here, on another replica."""
+        for attempt in range(UPSCALER_ATTEMPTS):
+            response = call(self._upscaler)
+            try:
+                return await response
+            except asyncio.CancelledError:
+                response.cancel()
+                raise
+            except RayActorError:
+                if attempt + 1 == UPSCALER_ATTEMPTS:
+                    raise TaskError("the upscaler replica died twice while processing this task")
+                logger.warning("upscaler replica died; retrying on another replica")
+
+
+def _as_task_error(stage: StageName, exc: Exception) -> TaskError:
+    """The message a user reads: the cause raised on a replica, without Ray's traceback."""
+    cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
+    if isinstance(cause, (TaskError, ModelError, ModelNameError)):
+        return TaskError(str(cause))
+    return TaskError(f"{stage.value} failed: {type(cause).__name__}: {cause}")
+
+
+def _elapsed(start: float) -> float:
+    return round(time.monotonic() - start, 3)

@@ -1,0 +1,93 @@
+"""``TaskState``: the named, detached actor that owns task records (a shell around TaskBoard)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import ray
+
+from tmlsr_ray.config import Settings
+from tmlsr_ray.protocol import MonitorStats, StageName, StageStatus, TaskOutput, TaskStatus, TaskView
+from tmlsr_ray.state.board import TaskBoard
+
+STATE_ACTOR_NAME = "tmlsr_task_state"
+STATE_NAMESPACE = "tmlsr"
+logger = logging.getLogger("ray.serve")
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=10_000)
+class TaskState:
+    """Every public method is safe to retry: Ray replays calls that were in flight when it died."""
+
+    async def __init__(self, db_path: str, max_workers: int, recent_limit: int,
+                       heartbeat_timeout_s: float):
+        self._board = TaskBoard(Path(db_path), max_workers, recent_limit)
+        self._board.grant_grace_after_restart()
+        self._heartbeat_timeout_s = heartbeat_timeout_s
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self._heartbeat_timeout_s / 4))
+            lost = await self._board.sweep(self._heartbeat_timeout_s)
+            if lost:
+                logger.warning("failed %d task(s) whose runner stopped: %s", len(lost), lost)
+
+    async def create(self, task_id: str, params: Dict[str, Any]) -> str:
+        return self._board.create(params, task_id=task_id)
+
+    async def get(self, task_id: str) -> Optional[TaskView]:
+        return self._board.get(task_id)
+
+    async def pending_ids(self) -> List[str]:
+        return self._board.pending_ids()
+
+    async def monitor(self) -> MonitorStats:
+        return self._board.monitor()
+
+    async def acquire(self, task_id: str) -> bool:
+        return await self._board.acquire(task_id)
+
+    async def heartbeat(self, task_id: str) -> bool:
+        return self._board.heartbeat(task_id)
+
+    async def set_stage(self, task_id: str, name: StageName, status: StageStatus,
+                        duration: Optional[float] = None, detail: Optional[Dict[str, Any]] = None) -> bool:
+        return await self._board.set_stage(task_id, name, status, duration, detail)
+
+    async def update_params(self, task_id: str, values: Dict[str, Any]) -> None:
+        await self._board.update_params(task_id, values)
+
+    async def complete(self, task_id: str, output: TaskOutput) -> bool:
+        return await self._board.complete(task_id, output)
+
+    async def fail(self, task_id: str, error: str) -> bool:
+        return await self._board.fail(task_id, error)
+
+    async def cancel(self, task_id: str) -> Tuple[bool, Optional[TaskStatus]]:
+        return await self._board.cancel(task_id)
+
+    async def wait_finished(self, task_id: str) -> Optional[TaskStatus]:
+        return await self._board.wait_finished(task_id)
+
+    async def ping(self) -> float:
+        return time.time()
+
+
+def get_state_actor(settings: Settings) -> "ray.actor.ActorHandle":
+    """The one TaskState of this service: created by whoever asks first, then shared."""
+    return TaskState.options(
+        name=STATE_ACTOR_NAME,
+        namespace=STATE_NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+    ).remote(
+        str(settings.data_dir / "tasks.sqlite3"),
+        settings.max_workers,
+        settings.recent_tasks_limit,
+        settings.heartbeat_timeout_s,
+    )

@@ -1,0 +1,228 @@
+"""Task records, their life cycle and the worker slots, in one asyncio object (no Ray here).
+
+The Ray actor in ``tmlsr_ray.serve.state`` is a thin shell around a :class:`TaskBoard`.
+Invariants:
+- at most ``max_workers`` tasks are ``processing``; runners wait in :meth:`acquire`, first come
+  first served by task creation time;
+- a finished task never changes again (cancel after completion is refused);
+- every change is saved to the store before the call returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from tmlsr_ray.protocol import (
+    MonitorStats,
+    StageName,
+    StageStatus,
+    SystemStats,
+    TaskOutput,
+    TaskStatus,
+    TaskView,
+)
+from tmlsr_ray.state.records import TaskRecord
+from tmlsr_ray.state.store import TaskStore
+
+RUNNER_LOST_ERROR = (
+    "the task runner stopped responding (no heartbeat for {seconds:.0f} s); "
+    "the task was interrupted and can be submitted again"
+)
+
+
+class TaskBoard:
+    def __init__(self, db_path: Path, max_workers: int, recent_limit: int = 50):
+        self._store = TaskStore(db_path)
+        self._max_workers = max_workers
+        self._recent_limit = recent_limit
+        self._records: Dict[str, TaskRecord] = {}
+        self._changed = asyncio.Condition()
+        self._waiting: set[str] = set()
+        for record in self._store.load_all():
+            self._records[record.task_id] = record
+
+    # -- creation and reading ---------------------------------------------------------------
+
+    def create(self, params: Dict[str, Any], task_id: Optional[str] = None) -> str:
+        """Creates a pending task; creating an id that exists already is a no-op (retry-safe)."""
+        if task_id is not None and task_id in self._records:
+            return task_id
+        record = TaskRecord(params=params, **({"task_id": task_id} if task_id else {}))
+        self._records[record.task_id] = record
+        self._store.save(record)
+        return record.task_id
+
+    def get(self, task_id: str) -> Optional[TaskView]:
+        record = self._records.get(task_id)
+        return record.to_view() if record else None
+
+    def status(self, task_id: str) -> Optional[TaskStatus]:
+        record = self._records.get(task_id)
+        return record.status if record else None
+
+    def pending_ids(self) -> List[str]:
+        return [r.task_id for r in self._ordered() if r.status == TaskStatus.pending]
+
+    def monitor(self) -> MonitorStats:
+        counts = Counter(record.status for record in self._records.values())
+        recent = sorted(self._records.values(), key=lambda r: r.created_at, reverse=True)
+        return MonitorStats(
+            system=SystemStats(
+                max_workers=self._max_workers,
+                active_workers=counts[TaskStatus.processing],
+                queue_size=counts[TaskStatus.pending],
+            ),
+            stats={status: counts[status] for status in TaskStatus},
+            tasks=[record.to_view() for record in recent[: self._recent_limit]],
+        )
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    async def acquire(self, task_id: str) -> bool:
+        """Wait for a worker slot; ``True`` when the task now processes, ``False`` if it should not run.
+
+        A second call for a task already waiting or running returns ``False`` at once, so
+        re-dispatching pending tasks after a restart can never run one twice.
+        """
+        record = self._records.get(task_id)
+        if record is None or record.status != TaskStatus.pending or task_id in self._waiting:
+            return False
+        self._waiting.add(task_id)
+        try:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self._may_start(task_id))
+                self._waiting.discard(task_id)
+                # The head of the queue changes: the next waiter may fit in a slot still free.
+                self._changed.notify_all()
+                if record.status != TaskStatus.pending:
+                    return False
+                record.status = TaskStatus.processing
+                record.started_at = record.heartbeat_at = time.time()
+                self._save(record)
+                return True
+        finally:
+            self._waiting.discard(task_id)
+
+    def _may_start(self, task_id: str) -> bool:
+        record = self._records[task_id]
+        if record.status != TaskStatus.pending:
+            return True
+        active = sum(1 for r in self._records.values() if r.status == TaskStatus.processing)
+        if active >= self._max_workers:
+            return False
+        first_waiting = min(self._waiting, key=lambda tid: self._records[tid].created_at)
+        return first_waiting == task_id
+
+    # -- progress ---------------------------------------------------------------------------
+
+    def heartbeat(self, task_id: str) -> bool:
+        """Returns ``False`` when the task should stop (canceled, failed by the sweeper, unknown)."""
+        record = self._records.get(task_id)
+        if record is None or record.status != TaskStatus.processing:
+            return False
+        record.heartbeat_at = time.time()
+        return True
+
+    async def set_stage(
+        self,
+        task_id: str,
+        name: StageName,
+        status: StageStatus,
+        duration: Optional[float] = None,
+        detail: Optional[Dict[str, Any]] = None,
+    ) -> bool:
+        record = self._records.get(task_id)
+        if record is None or record.status != TaskStatus.processing:
+            return False
+        stage = record.stage(name)
+        stage.status, stage.duration, stage.detail = status, duration, detail
+        record.heartbeat_at = time.time()
+        await self._save_and_notify(record)
+        return True
+
+    async def update_params(self, task_id: str, values: Dict[str, Any]) -> None:
+        record = self._records.get(task_id)
+        if record is not None and not record.status.finished:
+            record.params = {**record.params, **values}
+            await self._save_and_notify(record)
+
+    # -- endings ----------------------------------------------------------------------------
+
+    async def complete(self, task_id: str, output: TaskOutput) -> bool:
+        record = self._records.get(task_id)
+        if record is None or record.status != TaskStatus.processing:
+            return False
+        record.status, record.output = TaskStatus.completed, output
+        await self._save_and_notify(record)
+        return True
+
+    async def fail(self, task_id: str, error: str) -> bool:
+        record = self._records.get(task_id)
+        if record is None or record.status.finished:
+            return False
+        record.status, record.error = TaskStatus.failed, error
+        record.close_open_stages(StageStatus.failed)
+        await self._save_and_notify(record)
+        return True
+
+    async def cancel(self, task_id: str) -> Tuple[bool, Optional[TaskStatus]]:
+        """Cancel a pending or processing task; returns (canceled, status before the call)."""
+        record = self._records.get(task_id)
+        if record is None:
+            return False, None
+        before = record.status
+        if before.finished:
+            return False, before
+        record.status, record.cancel_requested = TaskStatus.canceled, True
+        record.close_open_stages(StageStatus.canceled)
+        await self._save_and_notify(record)
+        return True, before
+
+    async def wait_finished(self, task_id: str) -> Optional[TaskStatus]:
+        """Block until the task is finished (runners use it to notice a cancel at once)."""
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: task_id not in self._records or self._records[task_id].status.finished
+            )
+        return self.status(task_id)
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    def grant_grace_after_restart(self) -> None:
+        """After a reload, runners get a full heartbeat period to show they are still alive
+        (heartbeats are not persisted, so the stored times are stale)."""
+        now = time.time()
+        for record in self._records.values():
+            if record.status == TaskStatus.processing:
+                record.heartbeat_at = now
+
+    async def sweep(self, heartbeat_timeout_s: float) -> List[str]:
+        """Fail processing tasks whose runner went silent; returns their ids."""
+        now = time.time()
+        lost = [
+            r
+            for r in self._records.values()
+            if r.status == TaskStatus.processing
+            and now - (r.heartbeat_at or r.started_at or r.updated_at) > heartbeat_timeout_s
+        ]
+        for record in lost:
+            await self.fail(record.task_id, RUNNER_LOST_ERROR.format(seconds=heartbeat_timeout_s))
+        return [r.task_id for r in lost]
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _ordered(self) -> List[TaskRecord]:
+        return sorted(self._records.values(), key=lambda r: r.created_at)
+
+    def _save(self, record: TaskRecord) -> None:
+        record.updated_at = time.time()
+        self._store.save(record)
+
+    async def _save_and_notify(self, record: TaskRecord) -> None:
+        self._save(record)
+        async with self._changed:
+            self._changed.notify_all()

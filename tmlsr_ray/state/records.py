@@ -1,0 +1,62 @@
+"""A task's full record as stored, and its public view."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Optional
+
+from pydantic import BaseModel, Field
+
+from tmlsr_ray.protocol import Stage, StageName, StageStatus, TaskOutput, TaskStatus, TaskView
+
+
+def iso_utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+class TaskRecord(BaseModel):
+    """What the state actor keeps (and persists) per task; a superset of :class:`TaskView`."""
+
+    task_id: str = Field(default_factory=new_task_id)
+    status: TaskStatus = TaskStatus.pending
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    params: Dict[str, Any]
+    stages: List[Stage] = Field(
+        default_factory=lambda: [Stage(name=name) for name in StageName]
+    )
+    output: Optional[TaskOutput] = None
+    error: Optional[str] = None
+    started_at: Optional[float] = None
+    heartbeat_at: Optional[float] = None
+    cancel_requested: bool = False
+
+    def stage(self, name: StageName) -> Stage:
+        return next(stage for stage in self.stages if stage.name == name)
+
+    def close_open_stages(self, status: StageStatus) -> None:
+        """When a task ends early, stages that never ran or were cut short say so."""
+        for stage in self.stages:
+            if stage.status == StageStatus.running:
+                stage.status = status
+                stage.detail = None
+            elif stage.status == StageStatus.pending:
+                stage.status = StageStatus.skipped
+
+    def to_view(self) -> TaskView:
+        return TaskView(
+            task_id=self.task_id,
+            status=self.status,
+            created_at=iso_utc(self.created_at),
+            updated_at=iso_utc(self.updated_at),
+            params=self.params,
+            stages=self.stages,
+            output=self.output,
+            error=self.error,
+        )

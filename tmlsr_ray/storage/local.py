@@ -1,0 +1,39 @@
+"""Local storage: files under the data directory, served by the ingress at ``/files/KEY``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+FILES_ROUTE = "/files"
+
+
+class LocalStorage:
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(data)
+        os.replace(partial, path)  # a reader never sees half a file
+        return f"{FILES_ROUTE}/{key}"
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def open_path(self, key: str) -> Optional[Path]:
+        """The file for a key taken from a request, or ``None`` if it escapes the root or is missing."""
+        try:
+            path = self._path(key)
+        except ValueError:
+            return None
+        return path if path.is_file() and not path.name.endswith(".partial") else None
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise ValueError(f"storage key escapes the storage root: {key!r}")
+        return path
