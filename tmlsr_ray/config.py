@@ -56,13 +56,25 @@ class Settings(BaseModel):
     # Model execution
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present.")
     half: Optional[bool] = Field(None, description="fp16 inference; default: on for CUDA, off for CPU.")
-    torch_threads: int = Field(0, ge=0, description="Intra-op threads per replica; 0 = torch default.")
+    torch_threads: int = Field(0, ge=0, description="CPU threads per Upscaler replica; 0 = all cores.")
     max_cached_models: int = Field(3, ge=1, description="Models kept loaded per Upscaler replica.")
     tile_size: int = Field(512, ge=32, description="Tile edge (input pixels) for large images.")
     tile_pad: int = Field(32, ge=0, description="Overlap added around each tile.")
     tile_min_pixels: int = Field(
         1_500_000, ge=0, description="Images with more input pixels than this are tiled."
     )
+
+    # Video
+    video_batch_frames: int = Field(4, ge=1, description="Frames per batch sent to an Upscaler replica.")
+    video_window_per_replica: int = Field(2, ge=1, description="Batches in flight per Upscaler replica.")
+    video_batch_timeout_s: float = Field(600.0, gt=0, description="A batch not back by then is retried.")
+    video_batch_attempts: int = Field(3, ge=1, description="Tries per batch (replica death, timeout).")
+    video_codec: str = Field("libx264", description="libx264, or h264_nvenc where the encoder has it.")
+    video_crf: int = Field(18, ge=0, le=51, description="x264 constant rate factor (lower = better).")
+    video_preset: str = Field("medium", description="x264 preset (ultrafast … veryslow).")
+    video_ten_bit: bool = Field(False, description="Encode 10-bit (yuv420p10le, High 10) output.")
+    max_video_frames: int = Field(500_000, gt=0, description="Longest video, in frames.")
+    max_video_duration_s: float = Field(4 * 3600.0, gt=0, description="Longest video, in seconds.")
 
     # Input and output
     allow_private_urls: bool = Field(

@@ -61,6 +61,7 @@ def _weights(root: Path) -> Path:
     weights.mkdir()
     shutil.copy(REPO / "weights" / "realesr-animevideov3.pth", weights)
     save_srvgg(weights / "tiny-x4.pth")
+    save_srvgg(weights / "smooth-x2.pth", scale=2, weight_scale=0.05)
     save_rrdbnet(weights / "tiny-rrdb-x2.pth", scale=2)
     # The real SRVGGNetCompact shape with random weights: as slow as the real model.
     save_srvgg(weights / "slow-x4.pth", num_feat=64, num_conv=16)
@@ -84,7 +85,7 @@ def service(tmp_path_factory) -> Service:
     settings = {
         "weights_dir": str(weights), "data_dir": str(root / "data"), "allow_private_urls": True,
         "max_workers": 2, "heartbeat_interval_s": 0.5, "heartbeat_timeout_s": 15,
-        "tile_size": 256, "tile_min_pixels": 500_000, "torch_threads": 2,
+        "tile_size": 256, "tile_min_pixels": 500_000, "torch_threads": 2, "video_preset": "ultrafast",
     }
     ray.init(address="local", num_cpus=2, include_dashboard=False, namespace=STATE_NAMESPACE,
              object_store_memory=300 * 1024**2, log_to_driver=False)

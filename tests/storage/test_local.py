@@ -9,8 +9,9 @@ def test_keys_group_outputs_by_day_and_task():
 
 
 def test_put_returns_a_service_relative_url_and_the_file_can_be_opened(tmp_path):
-    storage = LocalStorage(tmp_path)
-    url = storage.put("2026/01/01/t/output.png", b"png", "image/png")
+    storage = LocalStorage(tmp_path / "root")
+    (tmp_path / "result.png").write_bytes(b"png")
+    url = storage.put("2026/01/01/t/output.png", tmp_path / "result.png", "image/png")
     assert url == "/files/2026/01/01/t/output.png"
     assert storage.open_path("2026/01/01/t/output.png").read_bytes() == b"png"
 
@@ -23,4 +24,4 @@ def test_keys_outside_the_root_or_missing_files_open_nothing(tmp_path, key):
 
 def test_a_key_escaping_the_root_cannot_be_written(tmp_path):
     with pytest.raises(ValueError):
-        LocalStorage(tmp_path).put("../x", b"", "image/png")
+        LocalStorage(tmp_path).put("../x", tmp_path / "any.png", "image/png")

@@ -76,6 +76,26 @@ def upscale_image(
     return canvas
 
 
+def upscale_frames(
+    model: SuperResolutionModel,
+    frames: np.ndarray,
+    target: Tuple[int, int],
+    tiling: Tiling = Tiling(),
+    should_stop: Callable[[], bool] = lambda: False,
+) -> np.ndarray:
+    """Upscales RGB video frames (N, H, W, 3), uint8 or uint16, to ``target`` = (width, height)."""
+    max_range = np.float32(65535.0 if frames.dtype == np.uint16 else 255.0)
+    count, height, width, _ = frames.shape
+    scale = model.scale
+    canvas = np.empty((count, height * scale, width * scale, 3), dtype=frames.dtype)
+    planes = frames.astype(np.float32) / max_range
+    for (y0, y1, x0, x1), tile_out in _run_tiles(model, planes, tiling, should_stop):
+        canvas[:, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = (tile_out * max_range).round()
+    if (canvas.shape[2], canvas.shape[1]) == tuple(target):
+        return canvas
+    return np.stack([cv2.resize(frame, tuple(target), interpolation=cv2.INTER_LANCZOS4) for frame in canvas])
+
+
 def _to_model_planes(image: np.ndarray) -> Tuple[np.ndarray, str]:
     """(N, H, W, 3) float RGB planes for the model: the colour, then the alpha if any."""
     if image.ndim == 2:
@@ -103,8 +123,8 @@ def _finish(planes: np.ndarray, mode: str, max_range: float, dtype: np.dtype) ->
 
 def _run_tiles(model, planes: np.ndarray, tiling: Tiling, should_stop):
     """Yields ((y0, y1, x0, x1), output) per tile of the input; one tile when the image is small."""
-    _, height, width, _ = planes.shape
-    if height * width <= tiling.min_pixels:
+    count, height, width, _ = planes.shape
+    if count * height * width <= tiling.min_pixels:
         _check_stop(should_stop)
         yield (0, height, 0, width), model.upscale(planes)
         return

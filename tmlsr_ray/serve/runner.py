@@ -10,9 +10,10 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import threading
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, Tuple
 
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
@@ -21,24 +22,24 @@ from ray.serve.handle import DeploymentHandle
 from tmlsr_ray.config import Settings
 from tmlsr_ray.models.base import ModelError
 from tmlsr_ray.models.registry import ModelNameError
+from tmlsr_ray.pipeline import media
+from tmlsr_ray.pipeline.decode import iter_batches, probe_video
+from tmlsr_ray.pipeline.encode import EncodeOptions, VideoWriter, even_size
 from tmlsr_ray.pipeline.errors import TaskError
 from tmlsr_ray.pipeline.fetch import FetchPolicy, fetch_input
-from tmlsr_ray.pipeline.image import (
-    CONTENT_TYPES,
-    EXTENSIONS,
-    decode_image,
-    encode_image,
-    output_format,
-    probe_image,
-)
+from tmlsr_ray.pipeline.image import CONTENT_TYPES, EXTENSIONS, decode_image, encode_image, output_format, probe_image
+from tmlsr_ray.pipeline.progress import FrameProgress
 from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size
 from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput
+from tmlsr_ray.serve.fanout import FrameFanout, iterate_in_thread
 from tmlsr_ray.serve.state import get_state_actor
 from tmlsr_ray.storage.base import output_key
 from tmlsr_ray.storage.local import LocalStorage
 
 logger = logging.getLogger("ray.serve")
 UPSCALER_ATTEMPTS = 2
+PROGRESS_INTERVAL_S = 0.5
+Processed = Tuple[Path, str, Dict[str, Any]]  # output file, content type, metadata
 
 
 @serve.deployment(max_ongoing_requests=10_000)
@@ -56,14 +57,14 @@ class TaskRunner:
             total_timeout_s=settings.download_total_timeout_s,
         )
 
-    async def run_task(self, task_id: str) -> Optional[str]:
+    async def run_task(self, task_id: str) -> str | None:
         """Runs one task to its end; returns its final status (``None`` if it was not ours to run)."""
         if not await self._state.acquire.remote(task_id):
             return None
         view = await self._state.get.remote(task_id)
         workdir = self._settings.data_dir / "work" / task_id
         pipeline = asyncio.ensure_future(self._pipeline(task_id, view.params, workdir))
-        watchers = [asyncio.ensure_future(self._watch_cancel(task_id)),
+        watchers = [asyncio.ensure_future(self._watch_finished(task_id)),
                     asyncio.ensure_future(self._heartbeat(task_id))]
         try:
             await asyncio.wait([pipeline, watchers[0]], return_when=asyncio.FIRST_COMPLETED)
@@ -83,7 +84,7 @@ class TaskRunner:
         final = await self._state.get.remote(task_id)
         return final.status.value if final else None
 
-    async def _watch_cancel(self, task_id: str) -> None:
+    async def _watch_finished(self, task_id: str) -> None:
         while True:
             try:
                 await self._state.wait_finished.remote(task_id)
@@ -101,12 +102,13 @@ class TaskRunner:
         try:
             fetched = await self._stage(task_id, StageName.download,
                                         fetch_input(params["url"], workdir / "input", self._fetch_policy))
-            result, fmt, metadata = await self._stage(
-                task_id, StageName.process, self._process_image(task_id, params, fetched.path))
-            key = output_key(task_id, "output" + EXTENSIONS[fmt])
-            url = await self._stage(task_id, StageName.upload, asyncio.to_thread(
-                self._storage.put, key, result, CONTENT_TYPES[fmt]))
-            metadata["bytes"] = len(result)
+            process = self._process_image if params["type"] == "image" else self._process_video
+            result, content_type, metadata = await self._stage(
+                task_id, StageName.process, process(task_id, params, fetched.path, workdir))
+            metadata["bytes"] = result.stat().st_size
+            key = output_key(task_id, "output" + result.suffix)
+            url = await self._stage(task_id, StageName.upload,
+                                    asyncio.to_thread(self._storage.put, key, result, content_type))
             await self._state.complete.remote(task_id, TaskOutput(url=url, metadata=metadata))
         except TaskError as exc:
             await self._state.fail.remote(task_id, str(exc))
@@ -125,32 +127,87 @@ class TaskRunner:
         await self._state.set_stage.remote(task_id, name, StageStatus.success, _elapsed(start))
         return result
 
-    async def _process_image(self, task_id: str, params: Dict[str, Any], path: Path) -> Tuple[bytes, str, Dict]:
-        if params["type"] != "image":
-            raise TaskError("video tasks are not available in this version yet; submit images with type=image")
-        settings = self._settings
-        info = await asyncio.to_thread(probe_image, path, settings.max_input_pixels)
+    async def _model_and_target(self, task_id: str, params: Dict[str, Any], width: int, height: int):
         model = await self._call_upscaler(lambda h: h.describe_model.remote(params["model"]))
         if params.get("outscale") is None:
             await self._state.update_params.remote(task_id, {"outscale": float(model["model_scale"])})
-        width, height = ((info.height, info.width) if info.orientation in (5, 6, 7, 8)
-                         else (info.width, info.height))
-        target = SizeRequest(params.get("outscale"), params.get("output_magnification"),
-                             params.get("output_dims")).output_size(width, height, model["model_scale"])
+        sizing = SizeRequest(params.get("outscale"), params.get("output_magnification"), params.get("output_dims"))
+        target = sizing.output_size(width, height, model["model_scale"])
+        return model, target
+
+    # -- images -----------------------------------------------------------------------------
+
+    async def _process_image(self, task_id: str, params: Dict[str, Any], path: Path, workdir: Path) -> Processed:
+        settings = self._settings
+        info = await asyncio.to_thread(probe_image, path, settings.max_input_pixels)
+        width, height = (info.height, info.width) if info.orientation in (5, 6, 7, 8) else (info.width, info.height)
+        model, target = await self._model_and_target(task_id, params, width, height)
         check_output_size(width, height, model["model_scale"], target, settings.max_output_pixels)
         image = await asyncio.to_thread(decode_image, path, info)
         upscaled = await self._call_upscaler(lambda h: h.upscale_image.remote(params["model"], image, target))
         fmt = output_format(info, upscaled)
+        result = workdir / ("output" + EXTENSIONS[fmt])
         data = await asyncio.to_thread(encode_image, upscaled, fmt, settings.jpeg_quality)
-        channels = 1 if upscaled.ndim == 2 else upscaled.shape[2]
+        await asyncio.to_thread(result.write_bytes, data)
         metadata = {
             "width": target[0], "height": target[1], "format": fmt,
-            "input_width": width, "input_height": height, "input_format": info.format,
-            "channels": channels, "bit_depth": 16 if upscaled.dtype.itemsize == 2 else 8,
-            "model": model["model"], "model_scale": model["model_scale"],
-            "architecture": model["architecture"], "device": model["device"],
+            "input": {"width": width, "height": height, "format": info.format},
+            "channels": 1 if upscaled.ndim == 2 else upscaled.shape[2],
+            "bit_depth": 16 if upscaled.dtype.itemsize == 2 else 8,
+            **_model_metadata(model),
         }
-        return data, fmt, metadata
+        return result, CONTENT_TYPES[fmt], metadata
+
+    # -- videos -----------------------------------------------------------------------------
+
+    async def _process_video(self, task_id: str, params: Dict[str, Any], path: Path, workdir: Path) -> Processed:
+        settings = self._settings
+        info = await asyncio.to_thread(probe_video, path)
+        media.check_video_limits(info, settings)
+        model, requested = await self._model_and_target(task_id, params, info.width, info.height)
+        target = even_size(*requested)
+        check_output_size(info.width, info.height, model["model_scale"], target, settings.max_output_pixels)
+        result = workdir / "output.mp4"
+        options = EncodeOptions(settings.video_codec, settings.video_crf, settings.video_preset,
+                                settings.video_ten_bit)
+        writer = await asyncio.to_thread(VideoWriter, result, path, info, target, options)
+        progress = FrameProgress(info.frames_hint)
+        report_progress = self._progress_reporter(task_id, progress)
+        window = settings.video_window_per_replica * settings.upscaler_replicas
+        stop = threading.Event()
+        fanout = FrameFanout(
+            lambda frames: self._upscaler.upscale_frames.remote(params["model"], frames, target),
+            window=window, timeout_s=settings.video_batch_timeout_s, attempts=settings.video_batch_attempts,
+        )
+
+        async def encode(frames, pts) -> None:
+            await asyncio.to_thread(writer.write, frames, pts)
+            progress.advance(len(pts))
+            await report_progress()
+
+        try:
+            batches = iterate_in_thread(
+                lambda: iter_batches(path, info, settings.video_batch_frames, stop), maxsize=window, stop=stop)
+            await fanout.run(batches, encode)
+            report = await asyncio.to_thread(writer.close)
+        except BaseException:
+            stop.set()
+            await asyncio.to_thread(writer.abort)
+            raise
+        metadata = media.video_metadata(info, result, report, options, requested)
+        metadata.update(_model_metadata(model), batch_retries=fanout.retries)
+        return result, "video/mp4", metadata
+
+    def _progress_reporter(self, task_id: str, progress: FrameProgress) -> Callable[[], Awaitable[None]]:
+        last = [0.0]
+
+        async def report() -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_INTERVAL_S or progress.done >= progress.total:
+                last[0] = now
+                await self._state.set_stage.remote(task_id, StageName.process, StageStatus.running,
+                                                   None, progress.snapshot())
+        return report
 
     async def _call_upscaler(self, call: Callable[[DeploymentHandle], Any]):
         """Serve does not retry a request whose replica died: retry it here, on another replica."""
@@ -165,6 +222,11 @@ class TaskRunner:
                 if attempt + 1 == UPSCALER_ATTEMPTS:
                     raise TaskError("the upscaler replica died twice while processing this task")
                 logger.warning("upscaler replica died; retrying on another replica")
+
+
+def _model_metadata(model: Dict[str, Any]) -> Dict[str, Any]:
+    return {"model": model["model"], "model_scale": model["model_scale"],
+            "architecture": model["architecture"], "device": model["device"]}
 
 
 def _as_task_error(stage: StageName, exc: Exception) -> TaskError:

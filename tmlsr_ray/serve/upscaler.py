@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Tuple
@@ -13,15 +14,16 @@ from ray import serve
 
 from tmlsr_ray.config import Settings
 from tmlsr_ray.models.registry import ModelCache, load_model, resolve_model_path
-from tmlsr_ray.pipeline.upscale import Tiling, upscale_image
+from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames, upscale_image
 
 
 @serve.deployment(max_ongoing_requests=4)
 class Upscaler:
     def __init__(self, settings: Settings):
         self._settings = settings
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
+        # Ray caps OMP threads at the replica's CPU share (1 by default); on a CPU-only machine
+        # the model should use every core unless told otherwise.
+        torch.set_num_threads(settings.torch_threads or os.cpu_count() or 1)
         self._models = ModelCache(
             settings.max_cached_models,
             lambda path: load_model(path, device=settings.device, half=settings.half),
@@ -44,6 +46,15 @@ class Upscaler:
             stop.set()  # the worker thread stops at its next tile
             raise
 
+    async def upscale_frames(self, model_name: str, frames: np.ndarray, target: Tuple[int, int]) -> np.ndarray:
+        """RGB frames (N, H, W, 3) in, frames at their final size out (the store carries no more)."""
+        stop = threading.Event()
+        try:
+            return await self._run(self._upscale_frames, model_name, frames, target, stop)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+
     def loaded_models(self) -> list:
         return self._models.loaded()
 
@@ -53,6 +64,10 @@ class Upscaler:
     def _upscale(self, model_name: str, image: np.ndarray, target, stop: threading.Event) -> np.ndarray:
         model = self._load(model_name)
         return upscale_image(model, image, target, self._tiling, should_stop=stop.is_set)
+
+    def _upscale_frames(self, model_name: str, frames: np.ndarray, target, stop: threading.Event) -> np.ndarray:
+        model = self._load(model_name)
+        return upscale_frames(model, frames, target, self._tiling, should_stop=stop.is_set)
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Protocol
 
 
@@ -13,9 +14,9 @@ def output_key(task_id: str, name: str, now: float | None = None) -> str:
 
 
 class OutputStorage(Protocol):
-    def put(self, key: str, data: bytes, content_type: str) -> str:
-        """Stores ``data`` under ``key``; returns the URL to hand out (absolute, or
-        service-relative starting with ``/`` for stores the service itself serves)."""
+    def put(self, key: str, source: Path, content_type: str) -> str:
+        """Stores the file ``source`` under ``key`` (the file may be moved); returns the URL to
+        hand out: absolute, or service-relative (``/…``) for stores the service itself serves."""
         ...
 
     def delete(self, key: str) -> None: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -13,11 +14,11 @@ class LocalStorage:
     def __init__(self, root: Path):
         self.root = root.resolve()
 
-    def put(self, key: str, data: bytes, content_type: str) -> str:
+    def put(self, key: str, source: Path, content_type: str) -> str:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
-        partial.write_bytes(data)
+        shutil.move(str(source), partial)  # a rename when both are on one disk
         os.replace(partial, path)  # a reader never sees half a file
         return f"{FILES_ROUTE}/{key}"
 

@@ -1,0 +1,175 @@
+"""Video tasks through the running service: every shared clip, checked with PyAV frame by frame."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import requests
+
+from tests.helpers import SHARED, shared_path
+from tests.serve.conftest import fetch_output
+from tmlsr_ray.models.realesrgan import RealESRGANModel
+from tmlsr_ray.pipeline.decode import iter_batches, probe_video
+from tmlsr_ray.pipeline.upscale import upscale_frames
+
+VIDEOS = sorted(p.name for p in (SHARED / "media" / "video").glob("*")) if (SHARED / "media").is_dir() else []
+
+
+def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio: bool = True) -> Path:
+    """A short real H.264 + AAC clip made with PyAV."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=rate)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        sound = out.add_stream("aac", rate=16000) if audio else None
+        rng = np.random.default_rng(0)
+        for i in range(frames):
+            pixels = np.full((size[1], size[0], 3), i * 255 // frames, np.uint8)
+            pixels[:8, :8] = rng.integers(0, 255, (8, 8, 3))
+            out.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        out.mux(video.encode(None))
+        if sound:
+            samples = int(16000 * frames / rate)
+            tone = (0.2 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)
+            for start in range(0, samples, 1024):
+                chunk = tone[None, start:start + 1024]
+                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = 16000, start
+                out.mux(sound.encode(frame))
+            out.mux(sound.encode(None))
+    return path
+
+
+def video_frames(data: bytes, path: Path):
+    path.write_bytes(data)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [(float(f.pts * f.time_base), f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
+    with av.open(str(path)) as container:
+        streams = [(s.type, s.codec_context.name) for s in container.streams]
+        duration = container.duration / av.time_base
+    return frames, streams, duration
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.mark.parametrize("name", VIDEOS or [None])
+def test_every_shared_video_keeps_frames_timestamps_audio_and_subtitles(service, input_server, tmp_path, name):
+    if name is None:
+        shared_path("media", "video")
+    source = SHARED / "media" / "video" / name
+    info = probe_video(source)
+    source_frames = [(pts, frames) for batch in iter_batches(source, info, 16)
+                     for pts, frames in zip(batch.pts, batch.frames)]
+    task = service.run(url=input_server.url(f"media/video/{name}"), model="smooth-x2.pth", timeout=300)
+    assert task["status"] == "completed", task["error"]
+    assert task["params"]["type"] == "video"
+    meta = task["output"]["metadata"]
+    width, height = info.width * 2 - (info.width * 2) % 2, info.height * 2 - (info.height * 2) % 2
+    assert (meta["width"], meta["height"], meta["frames"]) == (width, height, len(source_frames))
+
+    frames, streams, duration = video_frames(fetch_output(service, task), tmp_path / "out.mp4")
+    assert len(frames) == len(source_frames)
+    assert frames[0][1].shape == (height, width, 3)
+    out_times = np.array([t for t, _ in frames]) - frames[0][0]
+    in_times = (np.array([p for p, _ in source_frames]) - source_frames[0][0]) * float(info.time_base)
+    assert np.allclose(out_times, in_times, atol=0.002), "frame timestamps changed"
+    if info.duration_s:
+        frame_time = 1 / info.fps if info.fps else 0.1
+        assert abs(duration - info.duration_s) <= frame_time + 0.05
+    assert [c for t, c in streams if t == "video"] == ["h264"]
+    assert sum(t == "audio" for t, _ in streams) == len(info.audio)
+    movtext_in = sum(s.codec == "mov_text" for s in info.subtitles)
+    assert sum(c == "mov_text" for _, c in streams) == movtext_in
+    if info.animated_gif:
+        assert meta["converted_from"] == "gif"
+
+    # Sampled frames equal the model run on the decoded input frame, after encoding.
+    model = RealESRGANModel(service.weights_dir / "smooth-x2.pth", device="cpu")
+    for index in sorted({0, len(frames) // 2, len(frames) - 1}):
+        expected = upscale_frames(model, source_frames[index][1][None], (width, height))[0]
+        if expected.dtype == np.uint16:
+            expected = (expected / 257).round().astype(np.uint8)
+        assert psnr(frames[index][1], expected) >= 35, f"frame {index}"
+
+
+def test_a_generated_clip_keeps_its_audio_in_sync(service, input_server, tmp_path):
+    url = input_server.add("clip.mp4", make_clip(tmp_path / "clip.mp4").read_bytes())
+    task = service.run(url=url, model="tiny-x4.pth")
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert (meta["width"], meta["height"], meta["frames"], meta["fps"]) == (256, 192, 12, 12.0)
+    assert meta["audio_streams"][0]["codec"] == "aac" and meta["audio_streams"][0]["copied"] is True
+    data = fetch_output(service, task)
+    (tmp_path / "o.mp4").write_bytes(data)
+    with av.open(str(tmp_path / "o.mp4")) as container:
+        audio = container.streams.audio[0]
+        video = container.streams.video[0]
+        assert abs(float(audio.duration * audio.time_base) - float(video.duration * video.time_base)) < 0.15
+        assert abs(float((audio.start_time or 0) * audio.time_base) - float((video.start_time or 0) * video.time_base)) < 0.1
+    assert data[4:8] == b"ftyp" and data.find(b"moov") < data.find(b"mdat"), "not +faststart"
+
+
+def test_odd_output_sizes_are_rounded_down_to_even(service, input_server, tmp_path):
+    url = input_server.add("odd.mp4", make_clip(tmp_path / "odd.mp4", audio=False).read_bytes())
+    task = service.run(url=url, model="tiny-x4.pth", output_dims=[101, 77])
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert (meta["width"], meta["height"]) == (100, 76) and "rounded down" in meta["size_note"]
+
+
+BAD = sorted(p.name for p in (SHARED / "media" / "bad").glob("*.mp4")) if (SHARED / "media").is_dir() else []
+
+
+@pytest.mark.parametrize("name", BAD or [None])
+def test_bad_videos_fail_readably_without_hurting_other_tasks(service, input_server, tmp_path, name):
+    if name is None:
+        shared_path("media", "bad")
+    good = service.submit(url=input_server.add("good.mp4", make_clip(tmp_path / "g.mp4").read_bytes()),
+                          model="tiny-x4.pth")["task_id"]
+    task = service.run(url=input_server.url(f"media/bad/{name}"), model="tiny-x4.pth")
+    assert task["status"] == "failed" and task["error"] and "Traceback" not in task["error"]
+    assert service.wait(good)["status"] == "completed"
+
+
+def test_a_still_image_submitted_as_video_fails_with_a_hint(service, input_server):
+    from tests.serve.test_api import png_bytes
+
+    task = service.run(url=input_server.add("still.png", png_bytes(16, 16)), model="tiny-x4.pth")
+    assert task["status"] == "failed" and "type=image" in task["error"]
+
+
+def test_progress_shows_frames_fps_and_eta_while_processing(service, input_server, tmp_path):
+    url = input_server.add("long.mp4", make_clip(tmp_path / "l.mp4", frames=48, size=(160, 120)).read_bytes())
+    task_id = service.submit(url=url, model="slow-x4.pth")["task_id"]
+    task = service.wait(task_id, until=lambda t: (t["stages"][1].get("detail") or {}).get("frames_done", 0) > 0
+                        or t["status"] != "processing" and t["status"] != "pending", timeout=120)
+    detail = task["stages"][1]["detail"]
+    assert detail["frames_total"] == 48 and 0 < detail["frames_done"] <= 48
+    assert detail["fps"] > 0 and detail["eta_s"] is not None
+    requests.delete(service.url(f"/tasks/{task_id}"), timeout=10)
+
+
+def test_cancel_mid_video_stops_quickly_uploads_nothing_and_frees_the_replicas(service, input_server, tmp_path):
+    url = input_server.add("cancel.mp4", make_clip(tmp_path / "c.mp4", frames=96, size=(160, 120)).read_bytes())
+    task_id = service.submit(url=url, model="slow-x4.pth")["task_id"]
+    service.wait(task_id, until=lambda t: (t["stages"][1].get("detail") or {}).get("frames_done", 0) > 0,
+                 timeout=120)
+    start = time.monotonic()
+    assert requests.delete(service.url(f"/tasks/{task_id}"), timeout=10).status_code == 200
+    task = service.task(task_id)
+    assert task["status"] == "canceled" and task["output"] is None
+    assert task["stages"][2]["status"] == "skipped"
+    # The replica is free again: a short clip goes straight through.
+    small = input_server.add("after.mp4", make_clip(tmp_path / "a.mp4", frames=4, audio=False).read_bytes())
+    follow_up = service.run(url=small, model="tiny-x4.pth", timeout=60)
+    assert follow_up["status"] == "completed"
+    assert time.monotonic() - start < 20
+    assert not list(service.data_dir.glob(f"outputs/*/*/*/{task_id}"))
+    assert not (service.data_dir / "work" / task_id).exists()

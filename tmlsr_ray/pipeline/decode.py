@@ -1,0 +1,210 @@
+"""The decode stage for videos: probe a container and stream its frames in batches (no Ray here).
+
+One decoder (PyAV/FFmpeg) for every input, so every input has the same frame semantics:
+- "the video" is chosen as FFmpeg's best-stream rule does (default disposition, then bit rate,
+  then frame count), the same way everywhere;
+- frames are counted and time-stamped as they decode (never from the container's count);
+- rotation metadata is applied to the pixels (the output carries no display matrix);
+- 8-bit inputs come out as uint8 RGB, deeper ones (10/12-bit) as uint16 RGB, so nothing is lost
+  before the model sees it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import av
+import numpy as np
+
+from tmlsr_ray.pipeline.errors import CanceledError, InputError
+
+COLOR_FIELDS = ("color_primaries", "color_trc", "colorspace", "color_range")
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    index: int
+    codec: str
+    sample_rate: int
+    channels: int
+    language: Optional[str]
+
+
+@dataclass(frozen=True)
+class SubtitleInfo:
+    index: int
+    codec: str
+    language: Optional[str]
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    container: str
+    stream_index: int
+    codec: str
+    width: int  # as displayed (after rotation)
+    height: int
+    coded_width: int
+    coded_height: int
+    rotation: int  # degrees counter-clockwise to display, a multiple of 90
+    pix_fmt: str
+    bit_depth: int
+    time_base: Fraction
+    average_rate: Optional[Fraction]
+    frames_hint: int  # the container's count or duration × rate: for progress only
+    duration_s: Optional[float]
+    color: Dict[str, int]
+    audio: List[AudioInfo] = field(default_factory=list)
+    subtitles: List[SubtitleInfo] = field(default_factory=list)
+    animated_gif: bool = False
+
+    @property
+    def fps(self) -> Optional[float]:
+        return float(self.average_rate) if self.average_rate else None
+
+
+@dataclass
+class FrameBatch:
+    """Consecutive decoded frames: (N, H, W, 3) RGB, uint8 or uint16, and their timestamps."""
+
+    index: int
+    frames: np.ndarray
+    pts: List[int]
+
+
+def open_container(path: Path) -> "av.container.InputContainer":
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise InputError(f"input is not a readable video ({_ffmpeg_message(exc)})") from exc
+
+
+def best_video_stream(container) -> "av.video.stream.VideoStream":
+    candidates = [s for s in container.streams.video if not _is_attached_picture(s)]
+    if not candidates:
+        raise InputError("input has no video stream")
+    return max(candidates, key=lambda s: (bool(s.disposition & 1), s.codec_context.bit_rate or 0, s.frames))
+
+
+def probe_video(path: Path) -> VideoInfo:
+    with open_container(path) as container:
+        stream = best_video_stream(container)
+        ctx = stream.codec_context
+        if not ctx.width or not ctx.height:
+            raise InputError("the video stream has no picture size (corrupt header)")
+        rotation = _stream_rotation(container, stream)
+        width, height = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
+        duration = _duration_seconds(container, stream)
+        rate = stream.average_rate or stream.guessed_rate
+        frames_hint = stream.frames or (round(duration * float(rate)) if duration and rate else 0)
+        return VideoInfo(
+            container=container.format.name,
+            stream_index=stream.index,
+            codec=ctx.name,
+            width=width,
+            height=height,
+            coded_width=ctx.width,
+            coded_height=ctx.height,
+            rotation=rotation,
+            pix_fmt=ctx.pix_fmt or "unknown",
+            bit_depth=_bit_depth(ctx.pix_fmt),
+            time_base=stream.time_base,
+            average_rate=rate,
+            frames_hint=frames_hint,
+            duration_s=duration,
+            color={name: int(getattr(ctx, name) or 0) for name in COLOR_FIELDS},
+            audio=[AudioInfo(s.index, s.codec_context.name, s.codec_context.sample_rate,
+                             s.codec_context.channels, s.language) for s in container.streams.audio],
+            subtitles=[SubtitleInfo(s.index, s.codec_context.name if s.codec_context else "unknown",
+                                    s.language) for s in container.streams.subtitles],
+            animated_gif=container.format.name == "gif",
+        )
+
+
+def iter_batches(path: Path, info: VideoInfo, batch_size: int,
+                 stop: Optional[threading.Event] = None) -> Iterator[FrameBatch]:
+    """Decodes the chosen stream, yielding batches; memory holds one batch at a time."""
+    rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
+    frames: List[np.ndarray] = []
+    stamps: List[int] = []
+    index = 0
+    last_pts: Optional[int] = None
+    with open_container(path) as container:
+        stream = container.streams[info.stream_index]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                if stop is not None and stop.is_set():
+                    raise CanceledError("task canceled")
+                pts = _frame_pts(frame, last_pts, info)
+                last_pts = pts
+                frames.append(_to_rgb(frame, rgb_format, info.rotation))
+                stamps.append(pts)
+                if len(frames) == batch_size:
+                    yield FrameBatch(index, np.stack(frames), stamps)
+                    index, frames, stamps = index + 1, [], []
+        except av.error.FFmpegError as exc:
+            raise InputError(f"video could not be decoded ({_ffmpeg_message(exc)})") from exc
+    if frames:
+        yield FrameBatch(index, np.stack(frames), stamps)
+    elif index == 0:
+        raise InputError("the video stream holds no decodable frame")
+
+
+def _to_rgb(frame, rgb_format: str, rotation: int) -> np.ndarray:
+    # The YUV matrix is the one the frame declares (PyAV's default; BT.601 when it declares none);
+    # the range must be passed on, or limited range is assumed even for full-range streams.
+    array = frame.to_ndarray(format=rgb_format, src_color_range=frame.color_range or None)
+    quarter_turns = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(array, quarter_turns)) if quarter_turns else array
+
+
+def _frame_pts(frame, last_pts: Optional[int], info: VideoInfo) -> int:
+    """Every frame needs a distinct, increasing timestamp; fill gaps the container left."""
+    pts = frame.pts if frame.pts is not None else frame.dts
+    if pts is None or (last_pts is not None and pts <= last_pts):
+        step = 1
+        if info.average_rate:
+            step = max(1, round(1 / (float(info.average_rate) * float(info.time_base))))
+        pts = (last_pts + step) if last_pts is not None else 0
+    return pts
+
+
+def _stream_rotation(container, stream) -> int:
+    """Display rotation in degrees (counter-clockwise), read off the first frame's display matrix."""
+    try:
+        for frame in container.decode(stream):
+            rotation = getattr(frame, "rotation", 0) or 0
+            return int(round(rotation / 90.0)) * 90 % 360
+    except av.error.FFmpegError as exc:
+        raise InputError(f"video could not be decoded ({_ffmpeg_message(exc)})") from exc
+    raise InputError("the video stream holds no decodable frame")
+
+
+def _duration_seconds(container, stream) -> Optional[float]:
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _bit_depth(pix_fmt: Optional[str]) -> int:
+    if not pix_fmt:
+        return 8
+    for depth in (16, 14, 12, 10, 9):
+        if f"p{depth}" in pix_fmt or pix_fmt.startswith(f"gray{depth}"):
+            return depth
+    return 8
+
+
+def _is_attached_picture(stream) -> bool:
+    return bool(stream.disposition & 0x400)  # AV_DISPOSITION_ATTACHED_PIC: cover art, not video
+
+
+def _ffmpeg_message(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc).split(":")[0] or type(exc).__name__

@@ -1,0 +1,193 @@
+"""The encode stage for videos: upscaled frames in, an MP4 out, in one streaming pass (no Ray here).
+
+- H.264 (libx264, or h264_nvenc where asked and present), CRF and preset configurable,
+  ``yuv420p`` (or ``yuv420p10le`` for 10-bit output), ``+faststart``;
+- every frame keeps its source timestamp (variable frame rate survives) in the source time base;
+- audio streams are copied packet for packet where MP4 can hold the codec, re-encoded to AAC
+  where it cannot; ``mov_text`` subtitles are copied; packets are interleaved by time as the
+  video packets come out, so memory does not grow with the length;
+- colour tags (primaries, transfer, matrix, range) are carried over, and the RGB→YUV conversion
+  uses the matrix and range the tags declare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import av
+import numpy as np
+
+from tmlsr_ray.pipeline.decode import VideoInfo, open_container
+
+MP4_AUDIO_COPY = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
+MP4_SUBTITLE_COPY = {"mov_text"}
+SWS_MATRIX = {1: "ITU709", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "ITU2020", 10: "ITU2020"}
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "medium"
+    ten_bit: bool = False
+
+    @property
+    def pix_fmt(self) -> str:
+        return "yuv420p10le" if self.ten_bit else "yuv420p"
+
+
+@dataclass
+class MuxReport:
+    """What went into the output besides the video, for the task's metadata."""
+
+    audio_copied: List[Dict] = field(default_factory=list)
+    audio_reencoded: List[Dict] = field(default_factory=list)
+    subtitles_copied: List[Dict] = field(default_factory=list)
+    subtitles_dropped: List[Dict] = field(default_factory=list)
+    frames: int = 0
+
+
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """4:2:0 needs even dimensions: odd ones are rounded down (never below 2)."""
+    return max(2, width - width % 2), max(2, height - height % 2)
+
+
+class VideoWriter:
+    def __init__(self, out_path: Path, source_path: Path, info: VideoInfo, size: tuple[int, int],
+                 options: EncodeOptions = EncodeOptions()):
+        self.report = MuxReport()
+        self._info = info
+        self._out = av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"})
+        self._source = open_container(source_path)
+        try:
+            self._video = self._add_video_stream(size, options)
+            self._side = _SideStreams(self._source, self._out, info, self.report)
+        except Exception:
+            self.abort()
+            raise
+        self._matrix = SWS_MATRIX.get(info.color["colorspace"])
+        self._full_range = info.color["color_range"] == 2
+        self._rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
+
+    def _add_video_stream(self, size, options: EncodeOptions):
+        rate = self._info.average_rate or Fraction(25)
+        stream = self._out.add_stream(options.codec, rate=rate)
+        stream.width, stream.height = size
+        stream.pix_fmt = options.pix_fmt
+        stream.time_base = self._info.time_base
+        stream.codec_context.time_base = self._info.time_base
+        stream.options = {"crf": str(options.crf), "preset": options.preset} if options.codec == "libx264" else {}
+        ctx = stream.codec_context
+        for name, value in self._info.color.items():
+            if value:
+                setattr(ctx, name, value)
+        return stream
+
+    def write(self, frames: np.ndarray, pts: Sequence[int]) -> None:
+        for pixels, stamp in zip(frames, pts):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format=self._rgb_format)
+            frame = frame.reformat(
+                format=self._video.pix_fmt,
+                dst_colorspace=self._matrix,
+                dst_color_range="JPEG" if self._full_range else "MPEG",
+            )
+            frame.pts, frame.time_base = stamp, self._info.time_base
+            self._mux_video(self._video.encode(frame))
+            self.report.frames += 1
+
+    def close(self) -> MuxReport:
+        self._mux_video(self._video.encode(None))
+        self._side.mux_until(None)
+        self._out.close()
+        self._source.close()
+        return self.report
+
+    def abort(self) -> None:
+        for container in (getattr(self, "_out", None), getattr(self, "_source", None)):
+            if container is not None:
+                try:
+                    container.close()
+                except Exception:
+                    pass
+
+    def _mux_video(self, packets) -> None:
+        for packet in packets:
+            if packet.dts is not None:
+                self._side.mux_until(float(packet.dts * packet.time_base))
+            self._out.mux(packet)
+
+
+class _SideStreams:
+    """Audio and subtitle streams of the source, muxed in time order next to the video."""
+
+    def __init__(self, source, out, info: VideoInfo, report: MuxReport):
+        self._out = out
+        self._map: Dict[int, object] = {}
+        self._transcoders: Dict[int, "_AacTranscoder"] = {}
+        for audio in info.audio:
+            in_stream = source.streams[audio.index]
+            entry = {"index": audio.index, "codec": audio.codec, "language": audio.language}
+            if audio.codec in MP4_AUDIO_COPY:
+                self._map[audio.index] = out.add_stream_from_template(in_stream)
+                report.audio_copied.append(entry)
+            else:
+                self._transcoders[audio.index] = _AacTranscoder(in_stream, out)
+                report.audio_reencoded.append({**entry, "to": "aac"})
+        for sub in info.subtitles:
+            entry = {"index": sub.index, "codec": sub.codec, "language": sub.language}
+            if sub.codec in MP4_SUBTITLE_COPY:
+                self._map[sub.index] = out.add_stream_from_template(source.streams[sub.index])
+                report.subtitles_copied.append(entry)
+            else:
+                report.subtitles_dropped.append({**entry, "reason": f"MP4 cannot hold {sub.codec} subtitles"})
+        wanted = [source.streams[i] for i in list(self._map) + list(self._transcoders)]
+        self._packets: Iterator = iter(source.demux(wanted)) if wanted else iter(())
+        self._pending = None
+
+    def mux_until(self, seconds: Optional[float]) -> None:
+        """Muxes every side packet up to ``seconds`` (all of them when ``None``)."""
+        while True:
+            packet = self._pending or next(self._packets, None)
+            self._pending = None
+            if packet is None:
+                break
+            if packet.dts is None and packet.pts is None:
+                continue  # a demuxer flush marker
+            stamp = packet.dts if packet.dts is not None else packet.pts
+            if seconds is not None and float(stamp * packet.time_base) > seconds:
+                self._pending = packet
+                return
+            self._mux(packet)
+        if seconds is None:
+            for transcoder in self._transcoders.values():
+                transcoder.flush()
+
+    def _mux(self, packet) -> None:
+        index = packet.stream.index
+        if index in self._transcoders:
+            self._transcoders[index].feed(packet)
+            return
+        packet.stream = self._map[index]
+        self._out.mux(packet)
+
+
+class _AacTranscoder:
+    def __init__(self, in_stream, out):
+        ctx = in_stream.codec_context
+        self._out = out
+        self._stream = out.add_stream("aac", rate=ctx.sample_rate)
+        self._stream.layout = ctx.layout.name if ctx.layout else "stereo"
+        self._resampler = av.AudioResampler(format="fltp", layout=self._stream.layout, rate=ctx.sample_rate)
+
+    def feed(self, packet) -> None:
+        for frame in packet.decode():
+            for resampled in self._resampler.resample(frame):
+                self._out.mux(self._stream.encode(resampled))
+
+    def flush(self) -> None:
+        for resampled in self._resampler.resample(None):
+            self._out.mux(self._stream.encode(resampled))
+        self._out.mux(self._stream.encode(None))

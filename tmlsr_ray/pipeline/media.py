@@ -1,0 +1,57 @@
+"""Video limits and the metadata a finished video task reports (no Ray here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+import av
+
+from tmlsr_ray.pipeline.decode import VideoInfo
+from tmlsr_ray.pipeline.encode import EncodeOptions, MuxReport
+from tmlsr_ray.pipeline.errors import InputError
+
+STILL_IMAGE_CONTAINERS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}
+
+
+def check_video_limits(info: VideoInfo, settings) -> None:
+    if info.container in STILL_IMAGE_CONTAINERS or info.container.endswith("_pipe"):
+        raise InputError(f"input is a still image ({info.codec}), not a video; submit it with type=image")
+    pixels = info.width * info.height
+    if pixels > settings.max_input_pixels:
+        raise InputError(f"video frames are {info.width}x{info.height} = {pixels:,} pixels, over the limit "
+                         f"of {settings.max_input_pixels:,}")
+    if info.frames_hint > settings.max_video_frames:
+        raise InputError(f"video has {info.frames_hint:,} frames, over the limit of {settings.max_video_frames:,}")
+    if info.duration_s and info.duration_s > settings.max_video_duration_s:
+        raise InputError(f"video lasts {info.duration_s:.0f} s, over the limit of "
+                         f"{settings.max_video_duration_s:.0f} s")
+
+
+def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: EncodeOptions,
+                   requested: Tuple[int, int]) -> Dict[str, Any]:
+    with av.open(str(output)) as container:
+        stream = container.streams.video[0]
+        duration = container.duration / av.time_base if container.duration else None
+        width, height = stream.codec_context.width, stream.codec_context.height
+    metadata: Dict[str, Any] = {
+        "width": width, "height": height, "format": "mp4",
+        "fps": round(float(info.average_rate), 3) if info.average_rate else None,
+        "frames": report.frames,
+        "duration": round(duration, 3) if duration else None,
+        "video_codec": "h264", "pix_fmt": options.pix_fmt, "crf": options.crf, "preset": options.preset,
+        "audio_streams": [{**a, "copied": True} for a in report.audio_copied]
+        + [{**a, "copied": False} for a in report.audio_reencoded],
+        "subtitle_streams": report.subtitles_copied,
+        "subtitles_dropped": report.subtitles_dropped,
+        "input": {
+            "container": info.container, "codec": info.codec, "width": info.width, "height": info.height,
+            "pix_fmt": info.pix_fmt, "bit_depth": info.bit_depth, "stream_index": info.stream_index,
+            "rotation_applied": info.rotation, "duration": info.duration_s,
+        },
+    }
+    if (width, height) != tuple(requested):
+        metadata["size_note"] = f"{requested[0]}x{requested[1]} rounded down to even for 4:2:0"
+    if info.animated_gif:
+        metadata["converted_from"] = "gif"
+    return metadata

@@ -1,0 +1,37 @@
+"""Progress of a frame loop: frames done, total, current speed and time left (no Ray here)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Callable, Deque, Dict, Optional, Tuple
+
+
+class FrameProgress:
+    """Speed is measured over the last ``window_s`` seconds, so it follows the current pace."""
+
+    def __init__(self, total: int, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self.total = total
+        self.done = 0
+        self._clock = clock
+        self._window_s = window_s
+        self._samples: Deque[Tuple[float, int]] = deque([(clock(), 0)])
+
+    def advance(self, frames: int) -> None:
+        self.done += frames
+        now = self._clock()
+        self._samples.append((now, self.done))
+        while len(self._samples) > 2 and now - self._samples[1][0] > self._window_s:
+            self._samples.popleft()
+
+    @property
+    def fps(self) -> float:
+        (t0, f0), (t1, f1) = self._samples[0], self._samples[-1]
+        return (f1 - f0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def snapshot(self) -> Dict[str, Optional[float]]:
+        total = max(self.total, self.done)  # the container's count is a hint, decoding is the truth
+        fps = self.fps
+        eta = (total - self.done) / fps if fps > 0 else None
+        return {"frames_done": self.done, "frames_total": total, "fps": round(fps, 2),
+                "eta_s": round(eta, 1) if eta is not None else None}
