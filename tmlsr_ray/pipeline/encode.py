@@ -24,6 +24,7 @@ from tmlsr_ray.pipeline.decode import VideoInfo, open_container
 
 MP4_AUDIO_COPY = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 MP4_SUBTITLE_COPY = {"mov_text"}
+TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "text"}
 SWS_MATRIX = {1: "ITU709", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "ITU2020", 10: "ITU2020"}
 
 
@@ -126,7 +127,7 @@ class _SideStreams:
     def __init__(self, source, out, info: VideoInfo, report: MuxReport):
         self._out = out
         self._map: Dict[int, object] = {}
-        self._transcoders: Dict[int, "_AacTranscoder"] = {}
+        self._transcoders: Dict[int, "_AacTranscoder | _MovTextTranscoder"] = {}
         for audio in info.audio:
             in_stream = source.streams[audio.index]
             entry = {"index": audio.index, "codec": audio.codec, "language": audio.language}
@@ -138,10 +139,14 @@ class _SideStreams:
                 report.audio_reencoded.append({**entry, "to": "aac"})
         for sub in info.subtitles:
             entry = {"index": sub.index, "codec": sub.codec, "language": sub.language}
+            in_stream = source.streams[sub.index]
             if sub.codec in MP4_SUBTITLE_COPY:
-                self._map[sub.index] = out.add_stream_from_template(source.streams[sub.index])
+                self._map[sub.index] = out.add_stream_from_template(in_stream)
                 report.subtitles_copied.append(entry)
-            else:
+            elif sub.codec in TEXT_SUBTITLES:
+                self._transcoders[sub.index] = _MovTextTranscoder(in_stream, out)
+                report.subtitles_copied.append({**entry, "to": "mov_text"})
+            else:  # bitmap subtitles (PGS, DVB, VobSub) have no MP4 form
                 report.subtitles_dropped.append({**entry, "reason": f"MP4 cannot hold {sub.codec} subtitles"})
         wanted = [source.streams[i] for i in list(self._map) + list(self._transcoders)]
         self._packets: Iterator = iter(source.demux(wanted)) if wanted else iter(())
@@ -191,3 +196,32 @@ class _AacTranscoder:
         for resampled in self._resampler.resample(None):
             self._out.mux(self._stream.encode(resampled))
         self._out.mux(self._stream.encode(None))
+
+
+class _MovTextTranscoder:
+    """Text subtitles (SRT, ASS, WebVTT) to mov_text, the text form MP4 holds; timing unchanged."""
+
+    def __init__(self, in_stream, out):
+        self._in = in_stream
+        self._out = out
+        self._stream = out.add_stream("mov_text")
+        if not in_stream.codec_context.is_open:
+            in_stream.codec_context.open()  # the decoder makes the ASS header the encoder needs
+        self._stream.codec_context.subtitle_header = in_stream.codec_context.subtitle_header
+        self._stream.time_base = in_stream.time_base
+        if in_stream.language:
+            self._stream.metadata["language"] = in_stream.language
+
+    def feed(self, packet) -> None:
+        subtitles = self._in.codec_context.decode2(packet)
+        if subtitles is None:
+            return
+        encoded = self._stream.codec_context.encode_subtitle(subtitles)
+        if encoded is None:
+            return
+        encoded.pts = encoded.dts = packet.pts
+        encoded.duration, encoded.time_base, encoded.stream = packet.duration, packet.time_base, self._stream
+        self._out.mux(encoded)
+
+    def flush(self) -> None:
+        pass
