@@ -44,7 +44,7 @@ def start_service(data_dir: Path, weights_dir: Path) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def submit_and_wait(server: str, url: str, model: str) -> float:
+def submit_and_wait(server: str, url: str, model: str, stages: dict | None = None) -> float:
     start = time.perf_counter()
     task_id = requests.post(f"{server}/tasks", json={"url": url, "type": "image", "model": model},
                             timeout=30).json()["task_id"]
@@ -52,10 +52,13 @@ def submit_and_wait(server: str, url: str, model: str) -> float:
         task = requests.get(f"{server}/tasks/{task_id}", timeout=30).json()
         if task["status"] in ("completed", "failed", "canceled"):
             break
-        time.sleep(0.01)
+        time.sleep(0.05)  # faster polling would itself load the 2 cores the model runs on
     elapsed = time.perf_counter() - start
     if task["status"] != "completed":
         raise SystemExit(f"task {task_id} ended {task['status']}: {task['error']}")
+    for stage in task["stages"]:
+        if stages is not None:
+            stages.setdefault(stage["name"], []).append(stage["duration"])
     return elapsed
 
 
@@ -93,13 +96,15 @@ def main() -> None:
         url = inputs.add("bench.png", buf.getvalue())
         server = args.server or start_service(Path(tmp) / "data", args.weights_dir)
         submit_and_wait(server, url, args.model)  # warm-up: model load, first request
-        latencies = [submit_and_wait(server, url, args.model) for _ in range(args.runs)]
+        stages: dict = {}
+        latencies = [submit_and_wait(server, url, args.model, stages) for _ in range(args.runs)]
         forward = model_forward_seconds(args.weights_dir, args.model, pixels, args.runs)
         inputs.close()
     latency = statistics.median(latencies)
     print(f"image {args.size}x{args.size}, model {args.model}, {args.runs} runs")
     print(f"service latency submit->completed: median {latency * 1000:.0f} ms "
           f"(min {min(latencies) * 1000:.0f}, max {max(latencies) * 1000:.0f})")
+    print("stages (median): " + ", ".join(f"{name} {statistics.median(v) * 1000:.0f} ms" for name, v in stages.items()))
     print(f"model forward alone (same process setup): median {forward * 1000:.0f} ms")
     print(f"ratio latency / forward: {latency / forward:.2f}; overhead {1000 * (latency - forward):.0f} ms")
 

@@ -67,8 +67,10 @@ class Settings(BaseModel):
     # Video
     video_batch_frames: int = Field(4, ge=1, description="Frames per batch sent to an Upscaler replica.")
     video_window_per_replica: int = Field(2, ge=1, description="Batches in flight per Upscaler replica.")
-    video_batch_timeout_s: float = Field(600.0, gt=0, description="A batch not back by then is retried.")
-    video_batch_attempts: int = Field(3, ge=1, description="Tries per batch (replica death, timeout).")
+    upscaler_call_timeout_s: float = Field(
+        600.0, gt=0, description="An Upscaler call (a batch, an image) not back by then is retried.")
+    upscaler_call_attempts: int = Field(
+        4, ge=1, description="Tries per Upscaler call (replica death, timeout), with back-off.")
     video_codec: str = Field("libx264", description="libx264, or h264_nvenc where the encoder has it.")
     video_crf: int = Field(18, ge=0, le=51, description="x264 constant rate factor (lower = better).")
     video_preset: str = Field("medium", description="x264 preset (ultrafast … veryslow).")

@@ -77,3 +77,12 @@ def test_output_matches_the_official_realesrganer_golden_data(case):
     assert out.dtype == reference.dtype
     close = np.abs(out.astype(np.int32) - reference.astype(np.int32)) <= 1
     assert close.mean() >= 0.999, f"only {close.mean():.5f} of values within 1 grey level"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
+def test_cuda_runs_fp16_on_its_own_stream_and_agrees_with_cpu(tmp_path):
+    path = save_srvgg(tmp_path / "m.pth", num_feat=16, num_conv=4)
+    gpu, cpu = RealESRGANModel(path, device="cuda"), RealESRGANModel(path, device="cpu")
+    assert gpu.half and gpu.device.startswith("cuda") and gpu._cuda_stream is not None
+    frames = np.random.default_rng(0).random((2, 32, 48, 3), dtype=np.float32)
+    assert np.abs(gpu.upscale(frames) - cpu.upscale(frames)).max() < 0.02

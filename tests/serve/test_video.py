@@ -173,3 +173,20 @@ def test_cancel_mid_video_stops_quickly_uploads_nothing_and_frees_the_replicas(s
     assert time.monotonic() - start < 20
     assert not list(service.data_dir.glob(f"outputs/*/*/*/{task_id}"))
     assert not (service.data_dir / "work" / task_id).exists()
+
+
+def test_a_killed_upscaler_replica_does_not_fail_the_video(service, input_server, tmp_path):
+    import ray
+
+    url = input_server.add("fault.mp4", make_clip(tmp_path / "f.mp4", frames=64, size=(160, 120)).read_bytes())
+    task_id = service.submit(url=url, model="slow-x4.pth")["task_id"]
+    service.wait(task_id, until=lambda t: (t["stages"][1].get("detail") or {}).get("frames_done", 0) > 0,
+                 timeout=120)
+    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if "Upscaler" in a["name"]]
+    assert replicas, "no Upscaler replica actor found"
+    for actor in replicas:  # a real kill of the replica process, mid-video
+        ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+    task = service.wait(task_id, timeout=240)
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert meta["frames"] == 64 and meta["batch_retries"] >= 1

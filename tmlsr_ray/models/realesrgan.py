@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,18 +116,30 @@ class RealESRGANModel:
         net = net.to(self._device, memory_format=torch.channels_last)
         self._dtype = torch.float16 if self.half else torch.float32
         self._net = net.to(self._dtype)
+        # One CUDA stream per model: copies and kernels of this replica do not serialise with
+        # other work on the device.
+        self._cuda_stream = torch.cuda.Stream(self._device) if self._device.type == "cuda" else None
         # RRDBNet pixel-unshuffles ×2/×1 inputs, so sizes must divide by 2 or 4.
         self._size_multiple = {2: 2, 1: 4}.get(self.scale, 1) if self.spec.kind == "RRDBNet" else 1
 
     def upscale(self, frames: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            batch = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-            batch = batch.to(self._device, self._dtype, non_blocking=True)
+        with torch.inference_mode(), self._stream_context():
+            host = torch.from_numpy(np.ascontiguousarray(frames))
+            if self._cuda_stream is not None:
+                host = host.pin_memory()  # lets the copy below run asynchronously on our stream
+            batch = host.to(self._device, non_blocking=True).permute(0, 3, 1, 2).to(self._dtype)
             height, width = batch.shape[2:]
             pad_h, pad_w = (-height) % self._size_multiple, (-width) % self._size_multiple
             if pad_h or pad_w:
                 batch = F.pad(batch, (0, pad_w, 0, pad_h), mode="reflect")
             out = self._net(batch.contiguous(memory_format=torch.channels_last))
             out = out[:, :, : height * self.scale, : width * self.scale]
+            # channels_last output is NHWC in memory, so this permute is free.
             out = out.float().clamp_(0, 1).permute(0, 2, 3, 1)
-            return out.cpu().numpy()
+            result = out.cpu().numpy()
+        return result
+
+    def _stream_context(self):
+        if self._cuda_stream is None:
+            return contextlib.nullcontext()
+        return torch.cuda.stream(self._cuda_stream)

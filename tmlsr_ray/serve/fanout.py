@@ -99,23 +99,40 @@ class FrameFanout:
         await sink(frames, batch.pts)
 
     async def _upscale(self, batch: FrameBatch) -> np.ndarray:
-        """Serve does not retry a request whose replica died, nor one that hangs: retry here."""
-        last_error: Exception | None = None
-        for attempt in range(self._attempts):
-            response = self._submit(batch.frames)
-            try:
-                return await asyncio.wait_for(_awaited(response), self._timeout_s)
-            except asyncio.CancelledError:
-                response.cancel()
-                raise
-            except (RayActorError, asyncio.TimeoutError) as exc:
-                response.cancel()
-                last_error = exc
-                self.retries += 1
-                logger.warning("batch %d failed on attempt %d (%s); retrying", batch.index, attempt + 1,
-                               type(exc).__name__)
-        raise TaskError(f"batch {batch.index} of frames failed {self._attempts} times "
-                        f"({type(last_error).__name__}); the upscaler replicas are failing")
+        try:
+            return await call_with_retry(lambda: self._submit(batch.frames), self._attempts, self._timeout_s,
+                                         on_retry=self._count_retry)
+        except ReplicaFailure as exc:
+            raise TaskError(f"batch {batch.index} of frames failed: {exc}") from exc
+
+    def _count_retry(self) -> None:
+        self.retries += 1
+
+
+class ReplicaFailure(TaskError):
+    pass
+
+
+async def call_with_retry(make_call: Callable[[], Any], attempts: int, timeout_s: float,
+                          on_retry: Callable[[], None] = lambda: None, backoff_s: float = 1.0) -> Any:
+    """Serve does not retry a request whose replica died, nor one that hangs: retry it here, after a
+    pause that lets the controller replace the replica (measured: about 2 s)."""
+    last_error: Exception | None = None
+    for attempt in range(attempts):
+        if attempt:
+            on_retry()
+            await asyncio.sleep(min(backoff_s * 2 ** (attempt - 1), 10.0))
+        response = make_call()
+        try:
+            return await asyncio.wait_for(_awaited(response), timeout_s)
+        except asyncio.CancelledError:
+            response.cancel()
+            raise
+        except (RayActorError, asyncio.TimeoutError) as exc:
+            response.cancel()
+            last_error = exc
+            logger.warning("upscaler call failed on attempt %d (%s)", attempt + 1, type(exc).__name__)
+    raise ReplicaFailure(f"the upscaler replicas failed {attempts} times ({type(last_error).__name__})")
 
 
 async def _awaited(response: Any) -> Any:

@@ -31,13 +31,12 @@ from tmlsr_ray.pipeline.image import CONTENT_TYPES, EXTENSIONS, decode_image, en
 from tmlsr_ray.pipeline.progress import FrameProgress
 from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size
 from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput
-from tmlsr_ray.serve.fanout import FrameFanout, iterate_in_thread
+from tmlsr_ray.serve.fanout import FrameFanout, call_with_retry, iterate_in_thread
 from tmlsr_ray.serve.state import get_state_actor
 from tmlsr_ray.storage.base import output_key
 from tmlsr_ray.storage.local import LocalStorage
 
 logger = logging.getLogger("ray.serve")
-UPSCALER_ATTEMPTS = 2
 PROGRESS_INTERVAL_S = 0.5
 Processed = Tuple[Path, str, Dict[str, Any]]  # output file, content type, metadata
 
@@ -177,7 +176,7 @@ class TaskRunner:
         stop = threading.Event()
         fanout = FrameFanout(
             lambda frames: self._upscaler.upscale_frames.remote(params["model"], frames, target),
-            window=window, timeout_s=settings.video_batch_timeout_s, attempts=settings.video_batch_attempts,
+            window=window, timeout_s=settings.upscaler_call_timeout_s, attempts=settings.upscaler_call_attempts,
         )
 
         async def encode(frames, pts) -> None:
@@ -210,18 +209,9 @@ class TaskRunner:
         return report
 
     async def _call_upscaler(self, call: Callable[[DeploymentHandle], Any]):
-        """Serve does not retry a request whose replica died: retry it here, on another replica."""
-        for attempt in range(UPSCALER_ATTEMPTS):
-            response = call(self._upscaler)
-            try:
-                return await response
-            except asyncio.CancelledError:
-                response.cancel()
-                raise
-            except RayActorError:
-                if attempt + 1 == UPSCALER_ATTEMPTS:
-                    raise TaskError("the upscaler replica died twice while processing this task")
-                logger.warning("upscaler replica died; retrying on another replica")
+        settings = self._settings
+        return await call_with_retry(lambda: call(self._upscaler), settings.upscaler_call_attempts,
+                                     settings.upscaler_call_timeout_s)
 
 
 def _model_metadata(model: Dict[str, Any]) -> Dict[str, Any]:

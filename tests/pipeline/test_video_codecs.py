@@ -1,0 +1,140 @@
+"""Decode and encode of videos, without the service: stream choice, rotation, depth, tags, timing."""
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.helpers import shared_path
+from tmlsr_ray.pipeline.decode import iter_batches, probe_video
+from tmlsr_ray.pipeline.encode import EncodeOptions, VideoWriter, even_size
+from tmlsr_ray.pipeline.errors import InputError
+
+
+def marked_clip(path: Path, rotation: int = 0, frames: int = 3) -> Path:
+    """A 64x32 clip, black with a white block in the top-left corner of the stored picture."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for i in range(frames):
+            pixels = np.zeros((32, 64, 3), np.uint8)
+            pixels[:8, :8] = 255
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def all_frames(path: Path):
+    info = probe_video(path)
+    batches = list(iter_batches(path, info, 8))
+    return info, np.concatenate([b.frames for b in batches]), [p for b in batches for p in b.pts]
+
+
+def test_unrotated_clip_decodes_as_stored(tmp_path):
+    info, frames, pts = all_frames(marked_clip(tmp_path / "a.mp4"))
+    assert (info.width, info.height, info.rotation) == (64, 32, 0)
+    assert frames.shape == (3, 32, 64, 3) and frames[0, 2, 2].min() > 200
+    assert pts == sorted(set(pts))
+
+
+@pytest.mark.parametrize("rotation,corner", [(90, (-3, 2)), (-90, (2, -3)), (180, (-3, -3))])
+def test_rotation_metadata_is_applied_to_the_pixels(tmp_path, rotation, corner):
+    info, frames, _ = all_frames(marked_clip(tmp_path / "r.mp4", rotation=rotation))
+    expected = (64, 32) if rotation == 180 else (32, 64)
+    assert (info.width, info.height) == expected
+    assert frames.shape[1:3] == (expected[1], expected[0])
+    # The stored top-left block ends where a player shows it after the rotation.
+    assert frames[0][corner].min() > 200
+
+
+def test_the_best_video_stream_is_chosen_like_ffmpeg():
+    info = probe_video(shared_path("media", "video", "live_nasa_2video_2aac_2movtext_16.6s.mp4"))
+    assert (info.width, info.height, info.stream_index) == (480, 270, 3)
+    assert len(info.audio) == 2 and len(info.subtitles) == 2
+
+
+def test_ten_bit_input_decodes_to_sixteen_bit_samples_without_banding():
+    info, frames, _ = all_frames(shared_path("media", "video", "testsrc2_hevc_yuv420p10le_200x200_1s.mp4"))
+    assert info.bit_depth == 10 and frames.dtype == np.uint16
+    assert len(np.unique(frames[0])) > 256  # more levels than 8 bits can hold
+
+
+def test_ten_bit_output_option_writes_yuv420p10le(tmp_path):
+    source = marked_clip(tmp_path / "s.mp4")
+    info, frames, pts = all_frames(source)
+    writer = VideoWriter(tmp_path / "o.mp4", source, info, (64, 32), EncodeOptions(preset="ultrafast", ten_bit=True))
+    writer.write(frames, pts)
+    writer.close()
+    with av.open(str(tmp_path / "o.mp4")) as out:
+        assert out.streams.video[0].codec_context.pix_fmt == "yuv420p10le"
+
+
+def test_colour_tags_are_carried_over(tmp_path):
+    source = shared_path("media", "video", "animation_bbb_320x180_vp9_opus_5s.webm")
+    info = probe_video(source)
+    writer = VideoWriter(tmp_path / "o.mp4", source, info, (320, 180), EncodeOptions(preset="ultrafast"))
+    batch = next(iter_batches(source, info, 4))
+    writer.write(batch.frames, batch.pts)
+    writer.close()
+    with av.open(str(tmp_path / "o.mp4")) as out:
+        ctx = out.streams.video[0].codec_context
+        tags = {"color_primaries": ctx.color_primaries, "color_trc": ctx.color_trc,
+                "colorspace": ctx.colorspace, "color_range": ctx.color_range}
+    assert tags == info.color == {"color_primaries": 1, "color_trc": 1, "colorspace": 1, "color_range": 1}
+
+
+def test_variable_frame_rate_timestamps_survive_encoding(tmp_path):
+    source = shared_path("media", "video", "phone_fire_vfr_rot180_h264_aac_2.4s.mp4")
+    info, frames, pts = all_frames(source)
+    writer = VideoWriter(tmp_path / "o.mp4", source, info, (info.width // 4, info.height // 4),
+                         EncodeOptions(preset="ultrafast"))
+    small = frames[:, ::4, ::4]
+    writer.write(np.ascontiguousarray(small), pts)
+    writer.close()
+    with av.open(str(tmp_path / "o.mp4")) as out:
+        times = [float(f.pts * f.time_base) for f in out.decode(video=0)]
+    gaps_in = np.diff(np.array(pts) * float(info.time_base))
+    assert len(times) == len(pts) and np.allclose(np.diff(times), gaps_in, atol=1e-3)
+    assert gaps_in.std() > 0.001  # the clip really is VFR
+
+
+def test_even_size_rounds_odd_dimensions_down():
+    assert even_size(101, 77) == (100, 76) and even_size(1, 1) == (2, 2) and even_size(64, 32) == (64, 32)
+
+
+def test_text_is_not_a_video(tmp_path):
+    path = tmp_path / "x.mp4"
+    path.write_text("<html></html>")
+    with pytest.raises(InputError, match="not a readable video"):
+        probe_video(path)
+
+
+def test_audio_mp4_cannot_hold_is_reencoded_to_aac_and_kept_in_length(tmp_path):
+    source = tmp_path / "pcm.mov"
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        audio = out.add_stream("pcm_s16le", rate=8000)
+        audio.layout = "mono"
+        for i in range(10):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
+        out.mux(video.encode(None))
+        samples = (np.sin(np.arange(8000) / 5) * 8000).astype(np.int16)[None]
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 8000, 0
+        out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+    info, frames, pts = all_frames(source)
+    writer = VideoWriter(tmp_path / "o.mp4", source, info, (32, 32), EncodeOptions(preset="ultrafast"))
+    writer.write(frames, pts)
+    report = writer.close()
+    assert report.audio_reencoded and report.audio_reencoded[0]["codec"] == "pcm_s16le"
+    with av.open(str(tmp_path / "o.mp4")) as out:
+        stream = out.streams.audio[0]
+        assert stream.codec_context.name == "aac"
+        decoded = sum(f.samples for f in out.decode(stream))
+    assert abs(decoded - 8000) <= 2048  # one second of sound, give or take the AAC priming
