@@ -78,6 +78,11 @@ class Settings(BaseModel):
     max_video_frames: int = Field(500_000, gt=0, description="Longest video, in frames.")
     max_video_duration_s: float = Field(4 * 3600.0, gt=0, description="Longest video, in seconds.")
 
+    # Access
+    api_token: Optional[str] = Field(
+        None, description="When set, every route but /health and the dashboard page needs "
+        "'Authorization: Bearer <token>'.")
+
     # Input and output
     allow_private_urls: bool = Field(
         False, description="Allow inputs on loopback/private/link-local addresses (trusted networks)."

@@ -1,8 +1,8 @@
 """``Ingress``: the REST routes (stateless; any number of replicas)."""
 
 
+import hmac
 import logging
-from typing import Optional
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -35,15 +35,26 @@ api = FastAPI(
 )
 
 
+def bearer_token_ok(authorization: str | None, expected: str | None) -> bool:
+    """No token configured admits everyone; otherwise the header must carry it (constant time)."""
+    if not expected:
+        return True
+    scheme, _, given = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
+
+
+AUTH_RESPONSES = {401: {"description": "API token missing or wrong (when one is configured)"}}
+
+
 class ApiError(Exception):
-    def __init__(self, status_code: int, message: str, **extra):
-        self.status_code, self.message, self.extra = status_code, message, extra
+    def __init__(self, status_code: int, message: str, headers: dict | None = None, **extra):
+        self.status_code, self.message, self.headers, self.extra = status_code, message, headers, extra
 
 
 @api.exception_handler(ApiError)
 async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
     return JSONResponse({"status": "error", "error": exc.message, "detail": exc.message, **exc.extra},
-                        status_code=exc.status_code)
+                        status_code=exc.status_code, headers=exc.headers)
 
 
 @api.exception_handler(RequestValidationError)
@@ -79,20 +90,25 @@ class Ingress:
     async def health(self) -> Health:
         return Health()
 
-    @api.post("/tasks", response_model=TaskCreated)
-    async def create_task(self, request: TaskRequest) -> TaskCreated:
+    @api.post("/tasks", response_model=TaskCreated, responses=AUTH_RESPONSES)
+    async def create_task(self, request: TaskRequest, http: Request) -> TaskCreated:
+        self._authorize(http)
         return await self.submit_task(request)
 
-    @api.get("/tasks/{task_id}", response_model=TaskView, responses={404: {"description": "Unknown task"}})
+    @api.get("/tasks/{task_id}", response_model=TaskView,
+             responses={404: {"description": "Unknown task"}, **AUTH_RESPONSES})
     async def read_task(self, task_id: str, http: Request) -> TaskView:
+        self._authorize(http)
         view = await self._state.get.remote(task_id)
         if view is None:
             raise ApiError(404, f"task {task_id} not found")
         return self._with_absolute_urls(view, http)
 
     @api.delete("/tasks/{task_id}", response_model=CancelResult,
-                responses={404: {"description": "Unknown task"}, 409: {"description": "Already finished"}})
-    async def delete_task(self, task_id: str) -> CancelResult:
+                responses={404: {"description": "Unknown task"}, 409: {"description": "Already finished"},
+                           **AUTH_RESPONSES})
+    async def delete_task(self, task_id: str, http: Request) -> CancelResult:
+        self._authorize(http)
         canceled, before = await self._state.cancel.remote(task_id)
         if before is None:
             raise ApiError(404, f"task {task_id} not found")
@@ -100,14 +116,16 @@ class Ingress:
             raise ApiError(409, f"task {task_id} is already {before.value}", task_status=before.value)
         return CancelResult()
 
-    @api.get("/monitor/stats", response_model=MonitorStats)
+    @api.get("/monitor/stats", response_model=MonitorStats, responses=AUTH_RESPONSES)
     async def monitor_stats(self, http: Request) -> MonitorStats:
+        self._authorize(http)
         stats = await self._state.monitor.remote()
         stats.tasks = [self._with_absolute_urls(view, http) for view in stats.tasks]
         return stats
 
-    @api.get(FILES_ROUTE + "/{key:path}", response_class=FileResponse)
-    async def files(self, key: str) -> FileResponse:
+    @api.get(FILES_ROUTE + "/{key:path}", response_class=FileResponse, responses=AUTH_RESPONSES)
+    async def files(self, key: str, http: Request) -> FileResponse:
+        self._authorize(http)
         path = self._storage.open_path(key)
         if path is None:
             raise ApiError(404, "file not found")
@@ -133,6 +151,11 @@ class Ingress:
         await self._state.create.remote(task_id, params)
         self._runner.run_task.remote(task_id)  # fired, not awaited: the task outlives this request
         return TaskCreated(task_id=task_id)
+
+    def _authorize(self, http: Request) -> None:
+        if not bearer_token_ok(http.headers.get("authorization"), self._settings.api_token):
+            raise ApiError(401, "missing or wrong API token (send 'Authorization: Bearer <token>')",
+                           headers={"WWW-Authenticate": "Bearer"})
 
     def _with_absolute_urls(self, view: TaskView, http: Request) -> TaskView:
         if view.output and view.output.url and view.output.url.startswith("/"):
