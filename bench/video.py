@@ -1,7 +1,7 @@
 """Video throughput and memory: end-to-end frames/s against the pure model, short clip vs 5× longer.
 
     .venv/bin/python bench/video.py [CLIP] [--model realesr-animevideov3.pth] [--outscale 4]
-                                    [--replicas 1] [--server URL]
+                                    [--replicas 1] [--preset medium] [--server URL]
 
 CLIP is a path or URL (default: ../shared/media/video/animation_bbb_320x180_vp9_opus_5s.webm).
 Starts the service in-process (local Ray, a free port) unless --server names one, then prints in
@@ -36,7 +36,7 @@ from tmlsr_ray.pipeline.decode import iter_batches, probe_video  # noqa: E402
 DEFAULT_CLIP = REPO.parent / "shared" / "media" / "video" / "animation_bbb_320x180_vp9_opus_5s.webm"
 
 
-def start_service(data_dir: Path, weights_dir: Path, replicas: int) -> str:
+def start_service(data_dir: Path, weights_dir: Path, replicas: int, preset: str) -> str:
     import ray
     from ray import serve
 
@@ -50,7 +50,8 @@ def start_service(data_dir: Path, weights_dir: Path, replicas: int) -> str:
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"weights_dir": str(weights_dir), "data_dir": str(data_dir), "allow_private_urls": True,
                          "upscaler_replicas": replicas, "upscaler_num_cpus": cpus / replicas,
-                         "torch_threads": max(1, cpus // replicas), "max_workers": 1}),
+                         "torch_threads": max(1, cpus // replicas), "max_workers": 1,
+                         "video_preset": preset}),
               name=APP_NAME, route_prefix="/")
     return f"http://127.0.0.1:{port}"
 
@@ -149,6 +150,7 @@ def main() -> None:
     parser.add_argument("--weights-dir", type=Path, default=REPO / "weights")
     parser.add_argument("--server", help="URL of a running service (default: start one in-process)")
     parser.add_argument("--long-factor", type=int, default=5)
+    parser.add_argument("--preset", default="medium", help="x264 preset of the started service")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,7 +163,7 @@ def main() -> None:
         short_url = inputs.add("short" + clip.suffix, clip.read_bytes())
         long_clip = loop_clip(clip, tmp_path / "long.mp4", args.long_factor)
         long_url = inputs.url(long_clip.name)
-        server = args.server or start_service(tmp_path / "data", args.weights_dir, args.replicas)
+        server = args.server or start_service(tmp_path / "data", args.weights_dir, args.replicas, args.preset)
 
         run_task(server, short_url, args.model, args.outscale)  # warm-up: model load, first task
         with PeakMemory() as short_memory:
@@ -177,7 +179,7 @@ def main() -> None:
     process_fps = meta["frames"] / next(s["duration"] for s in short["stages"] if s["name"] == "process")
     print(f"clip {Path(args.clip).name}: {meta['input']['width']}x{meta['input']['height']} -> "
           f"{meta['width']}x{meta['height']}, {meta['frames']} frames, model {args.model}, "
-          f"{args.replicas} replica(s), {os.cpu_count()} cores")
+          f"{args.replicas} replica(s), {os.cpu_count()} cores, x264 preset {meta['preset']}")
     print(f"end-to-end (submit -> completed): {e2e_fps:.2f} frames/s ({short['wall_s']:.1f} s)")
     print(f"process stage alone:              {process_fps:.2f} frames/s")
     print(f"pure model (same frames, {threads} threads, batch 4): {model_fps:.2f} frames/s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from functools import partial
@@ -59,8 +60,10 @@ def save_rrdbnet(path: Path, scale: int = 4, num_feat: int = 8, num_block: int =
 
 
 class _InputHandler(SimpleHTTPRequestHandler):
-    """Serves files, plus ``/slow/<path>?seconds=S`` (trickled), ``/status/<code>`` and
-    ``/redirect?to=URL``."""
+    protocol_version = "HTTP/1.1"
+
+    """Serves files, plus ``/slow/<path>?seconds=S`` (trickled), ``/status/<code>``,
+    ``/redirect?to=URL``, ``/chunked?bytes=N`` and ``/lying?declared=N&sent=M``."""
 
     def log_message(self, *args):  # keep test output clean
         pass
@@ -78,6 +81,22 @@ class _InputHandler(SimpleHTTPRequestHandler):
             self.send_header("Location", parse_qs(parts.query)["to"][0])
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if parts.path == "/chunked":  # no Content-Length: only the stream tells the size
+            size = int(parse_qs(parts.query)["bytes"][0])
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for start in range(0, size, 65536):
+                chunk = b"c" * min(65536, size - start)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if parts.path == "/lying":  # declares fewer bytes than it sends
+            self.send_response(200)
+            self.send_header("Content-Length", parse_qs(parts.query)["declared"][0])
+            self.end_headers()
+            self.wfile.write(b"l" * int(parse_qs(parts.query)["sent"][0]))
             return
         if parts.path.startswith("/slow/"):
             return self._trickle(parts.path[len("/slow"):], float(parse_qs(parts.query).get("seconds", ["5"])[0]))
@@ -98,10 +117,20 @@ class _InputHandler(SimpleHTTPRequestHandler):
             pass
 
 
+class QuietHTTPServer(ThreadingHTTPServer):
+    """Clients that hang up early (timeouts, cancels, lying-server tests) are expected here."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 class InputServer:
     def __init__(self, root: Path):
         self.root = root
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_InputHandler, directory=str(root)))
+        self._server = QuietHTTPServer(("127.0.0.1", 0), partial(_InputHandler, directory=str(root)))
         self._server.daemon_threads = True
         self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()

@@ -28,3 +28,8 @@ def test_unknown_or_invalid_settings_are_rejected():
         Settings.load({"max_wrokers": 2}, environ={})
     with pytest.raises(ValidationError, match="port"):
         Settings.load({}, environ={"TMLSR_PORT": "not-a-port"})
+
+
+def test_list_settings_are_read_from_json_in_the_environment():
+    settings = Settings.load({}, environ={"TMLSR_URL_ALLOWLIST": '["https://cdn.example.com/", "media.example.org"]'})
+    assert settings.url_allowlist == ["https://cdn.example.com/", "media.example.org"]

@@ -7,9 +7,10 @@ environment.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, List, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -78,6 +79,20 @@ class Settings(BaseModel):
     max_video_frames: int = Field(500_000, gt=0, description="Longest video, in frames.")
     max_video_duration_s: float = Field(4 * 3600.0, gt=0, description="Longest video, in seconds.")
 
+    # Storage
+    storage: Literal["local", "oss"] = Field("local", description="Where outputs go.")
+    oss_endpoint: Optional[str] = Field(None, description="e.g. https://oss-cn-hangzhou.aliyuncs.com")
+    oss_region: Optional[str] = Field(None, description="e.g. cn-hangzhou")
+    oss_access_key_id: Optional[str] = None
+    oss_access_key_secret: Optional[str] = None
+    oss_security_token: Optional[str] = Field(None, description="STS token, with temporary keys.")
+    oss_bucket: Optional[str] = Field(None, description="Output bucket (storage: oss).")
+    oss_prefix: str = Field("tmlsr", description="Key prefix of outputs: PREFIX/YYYY/MM/DD/TASK_ID/NAME.")
+    oss_url_expires_s: int = Field(86400, gt=0, description="Lifetime of signed output URLs.")
+    oss_public_urls: bool = Field(False, description="Hand out plain URLs (public-read bucket).")
+    oss_multipart_threshold_bytes: int = Field(100 * 1024**2, gt=0)
+    oss_part_size_bytes: int = Field(16 * 1024**2, ge=100 * 1024)
+
     # Access
     api_token: Optional[str] = Field(
         None, description="When set, every route but /health and the dashboard page needs "
@@ -87,6 +102,9 @@ class Settings(BaseModel):
     allow_private_urls: bool = Field(
         False, description="Allow inputs on loopback/private/link-local addresses (trusted networks)."
     )
+    url_allowlist: List[str] = Field(
+        default_factory=list,
+        description="When not empty, inputs must match one entry: a URL prefix (with ://) or a host name.")
     download_max_bytes: int = Field(2 * 1024**3, gt=0)
     download_connect_timeout_s: float = Field(10.0, gt=0)
     download_read_timeout_s: float = Field(60.0, gt=0)
@@ -103,6 +121,20 @@ class Settings(BaseModel):
         # Replicas may run with another working directory than the driver.
         return value.expanduser().resolve()
 
+    def oss_config(self):
+        """The OSS client settings, or ``None`` when no credentials are configured."""
+        if not (self.oss_access_key_id and self.oss_access_key_secret and self.oss_endpoint):
+            return None
+        from tmlsr_ray.storage.oss import OssConfig
+
+        return OssConfig(
+            endpoint=self.oss_endpoint, access_key_id=self.oss_access_key_id,
+            access_key_secret=self.oss_access_key_secret, security_token=self.oss_security_token,
+            region=self.oss_region, bucket=self.oss_bucket, prefix=self.oss_prefix,
+            url_expires_s=self.oss_url_expires_s, public_urls=self.oss_public_urls,
+            multipart_threshold_bytes=self.oss_multipart_threshold_bytes, part_size_bytes=self.oss_part_size_bytes,
+        )
+
     @classmethod
     def load(cls, args: Mapping[str, Any] | "Settings" | None = None,
              environ: Mapping[str, str] | None = None) -> "Settings":
@@ -112,6 +144,7 @@ class Settings(BaseModel):
         for name in cls.model_fields:
             raw = env.get(ENV_PREFIX + name.upper())
             if raw is not None:
-                # pydantic's lax mode parses "6008", "true", "1.5" into the field's type.
-                base[name] = raw
+                # pydantic's lax mode parses "6008", "true", "1.5" into the field's type; lists
+                # (url_allowlist) are given as JSON.
+                base[name] = json.loads(raw) if raw.lstrip().startswith("[") else raw
         return cls.model_validate(base)

@@ -72,3 +72,61 @@ def test_server_errors_are_retried_then_reported(input_server, tmp_path):
 def test_unknown_schemes_are_refused(tmp_path):
     with pytest.raises(FetchError, match="unsupported URL scheme 'ftp'"):
         run(fetch_input("ftp://example.com/a.png", tmp_path / "in", TRUSTED))
+
+
+HOSTILE_URLS = [
+    "http://127.0.0.1/", "http://127.1/", "http://2130706433/", "http://0x7f000001/", "http://0177.0.0.1/",
+    "http://0/", "http://0.0.0.0/", "http://localhost/", "http://LOCALHOST:8080/x", "http://user:pw@127.0.0.1/",
+    "http://[::1]/", "http://[::]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/",
+    "http://[0:0:0:0:0:ffff:a9fe:a9fe]/", "http://10.0.0.1/", "http://172.16.5.4/", "http://192.168.0.1/",
+    "http://169.254.169.254/latest/meta-data/", "http://2852039166/", "http://0251.0376.0251.0376/",
+    "http://[fe80::1]/", "http://[fc00::1]/", "http://[fd12:3456::1]/", "http://224.0.0.1/",
+    "http://100.64.0.1/", "http://198.18.0.1/", "http://240.0.0.1/", "http://255.255.255.255/",
+    "http://[2002:7f00:1::]/", "file:///etc/passwd", "gopher://127.0.0.1:70/", "ftp://127.0.0.1/",
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+def test_hostile_urls_are_refused_before_any_connection(url, tmp_path):
+    with pytest.raises(FetchError, match="refused|unsupported URL scheme"):
+        run(fetch_input(url, tmp_path / "in", FetchPolicy(allow_private=False, attempts=1)))
+    assert not (tmp_path / "in").exists()
+
+
+def test_redirect_hops_are_checked_like_the_first_url(input_server, tmp_path):
+    # With private addresses allowed only through the allow-list of the first host, a redirect
+    # to another host is checked again and refused.
+    url = input_server.url("redirect?to=" + quote("http://localhost:9/secret", safe=""))
+    policy = FetchPolicy(allow_private=True, allowlist=(input_server.base + "/",), attempts=1)
+    with pytest.raises(FetchError, match="not in the configured allow-list"):
+        run(fetch_input(url, tmp_path / "in", policy))
+
+
+def test_the_allow_list_admits_only_listed_prefixes_and_hosts(input_server, tmp_path):
+    url = input_server.add("listed.bin", b"ok")
+    assert run(fetch_input(url, tmp_path / "a", FetchPolicy(allow_private=True, allowlist=("127.0.0.1",)))).bytes == 2
+    assert run(fetch_input(url, tmp_path / "b", FetchPolicy(allow_private=True, allowlist=(input_server.base,)))).bytes == 2
+    with pytest.raises(FetchError, match="allow-list"):
+        run(fetch_input(url, tmp_path / "c", FetchPolicy(allow_private=True, allowlist=("https://cdn.example.com/",))))
+
+
+def test_the_size_limit_holds_without_a_content_length(input_server, tmp_path):
+    with pytest.raises(FetchError, match="over the limit of 100,000 bytes"):
+        run(fetch_input(input_server.url("chunked?bytes=300000"), tmp_path / "in",
+                        FetchPolicy(allow_private=True, max_bytes=100_000)))
+
+
+def test_a_lying_content_length_never_lets_more_than_it_declares_through(input_server, tmp_path):
+    try:
+        result = run(fetch_input(input_server.url("lying?declared=10&sent=5000"), tmp_path / "in", TRUSTED))
+        assert result.bytes == 10
+    except FetchError as exc:  # aiohttp may also reject the stray bytes as a broken response
+        assert len(str(exc)) < 300
+    assert not (tmp_path / "in").exists() or (tmp_path / "in").stat().st_size <= 10
+
+
+def test_a_sender_slower_than_the_read_timeout_fails_the_download(input_server, tmp_path):
+    input_server.add("trickle.bin", b"t" * 2000)
+    policy = FetchPolicy(allow_private=True, read_timeout_s=0.2, attempts=1)
+    with pytest.raises(FetchError, match="timed out"):
+        run(fetch_input(input_server.url("slow/trickle.bin?seconds=20"), tmp_path / "in", policy))

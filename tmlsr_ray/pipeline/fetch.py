@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -20,6 +20,9 @@ from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import ThreadedResolver
 
 from tmlsr_ray.pipeline.errors import FetchError
+
+if TYPE_CHECKING:
+    from tmlsr_ray.storage.oss import OssConfig
 
 HTTP_SCHEMES = ("http", "https")
 INPUT_SCHEMES = HTTP_SCHEMES + ("oss",)
@@ -30,6 +33,7 @@ CHUNK_BYTES = 1 << 20
 @dataclass(frozen=True)
 class FetchPolicy:
     allow_private: bool = False
+    allowlist: Tuple[str, ...] = ()  # URL prefixes or host names; empty = any public URL
     max_bytes: int = 2 * 1024**3
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
@@ -80,12 +84,25 @@ class PublicOnlyResolver(AbstractResolver):
         await self._inner.close()
 
 
-def check_url(url: str, allow_private: bool) -> None:
+def allowlisted(url: str, allowlist: Tuple[str, ...]) -> bool:
+    """An entry with ``://`` is a URL prefix; any other entry is a host name (exact, any case)."""
+    if not allowlist:
+        return True
+    host = (urlsplit(url).hostname or "").lower()
+    return any(url.startswith(entry) if "://" in entry else host == entry.lower() for entry in allowlist)
+
+
+def check_url(url: str, allow_private: bool, allowlist: Tuple[str, ...] = ()) -> None:
     parts = urlsplit(url)
     if parts.scheme not in HTTP_SCHEMES:
         raise FetchError(f"unsupported URL scheme {parts.scheme!r}; use http or https")
     if not parts.hostname:
         raise FetchError(f"URL has no host: {url}")
+    if not allowlisted(url, allowlist):
+        raise FetchError(f"refused to fetch from {parts.hostname}: not in the configured allow-list")
+    legacy = _legacy_ipv4(parts.hostname)
+    if legacy is not None:  # 127.1, 2130706433, 0x7f000001, 0177.0.0.1: say what they mean
+        raise FetchError(f"refused to fetch from {parts.hostname}: a non-canonical form of the IP address {legacy}")
     if allow_private:
         return
     try:
@@ -94,6 +111,21 @@ def check_url(url: str, allow_private: bool) -> None:
         return  # a name: the resolver checks what it resolves to
     if reason:
         raise FetchError(f"refused to fetch from {parts.hostname}: it is a {reason}")
+
+
+def _legacy_ipv4(host: str) -> Optional[str]:
+    """The address a host written in an old inet_aton form stands for, or ``None``."""
+    try:
+        ipaddress.ip_address(host)
+        return None  # canonical
+    except ValueError:
+        pass
+    if not all(c in "0123456789abcdefx." for c in host.lower()):
+        return None
+    try:
+        return str(ipaddress.IPv4Address(socket.inet_aton(host)))
+    except OSError:
+        return None
 
 
 async def fetch_http(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
@@ -122,7 +154,7 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             current = url
             for _ in range(policy.max_redirects + 1):
-                check_url(current, policy.allow_private)
+                check_url(current, policy.allow_private, policy.allowlist)
                 async with session.get(current, allow_redirects=False) as response:
                     if response.status in REDIRECT_CODES and "Location" in response.headers:
                         current = urljoin(current, response.headers["Location"])
@@ -139,9 +171,16 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
     except asyncio.TimeoutError as exc:
         raise FetchError("download timed out") from exc
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-        raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        raise _Retryable(_describe(exc)) from exc
     except aiohttp.ClientError as exc:
-        raise FetchError(f"download failed: {type(exc).__name__}: {exc}") from exc
+        raise FetchError(f"download failed: {_describe(exc)}") from exc
+
+
+def _describe(exc: Exception, limit: int = 200) -> str:
+    """A one-line, bounded description: a broken server can put anything in an error."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= limit else text[:limit] + "…"
+    return f"{type(exc).__name__}: {text}"
 
 
 async def _stream_to_file(response: aiohttp.ClientResponse, dest: Path, max_bytes: int) -> int:
@@ -160,10 +199,21 @@ async def _stream_to_file(response: aiohttp.ClientResponse, dest: Path, max_byte
     return written
 
 
-async def fetch_input(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
+async def fetch_input(url: str, dest: Path, policy: FetchPolicy, oss: Optional["OssConfig"] = None) -> FetchResult:
+    """Downloads an input: OSS objects through oss2 (the configured, trusted endpoint and
+    credentials), anything else over HTTP(S) under the policy's address checks."""
+    from tmlsr_ray.storage.oss import download, parse_oss_url
+
     scheme = urlsplit(url).scheme
+    location = parse_oss_url(url, oss) if scheme in INPUT_SCHEMES else None
+    if location is not None:
+        if oss is None:
+            raise FetchError("oss:// inputs need OSS credentials (oss_access_key_id, oss_access_key_secret, "
+                             "oss_endpoint), which this service has not been given")
+        bucket, key, endpoint = location
+        config = oss if endpoint is None else replace(oss, endpoint=endpoint)
+        size = await asyncio.to_thread(download, config, bucket, key, dest, policy.max_bytes)
+        return FetchResult(dest, size, None, url)
     if scheme in HTTP_SCHEMES:
         return await fetch_http(url, dest, policy)
-    if scheme == "oss":
-        raise FetchError("oss:// inputs need OSS credentials, which this service has not been given")
     raise FetchError(f"unsupported URL scheme {scheme!r}; use http, https or oss")

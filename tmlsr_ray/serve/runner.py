@@ -35,6 +35,7 @@ from tmlsr_ray.serve.fanout import FrameFanout, call_with_retry, iterate_in_thre
 from tmlsr_ray.serve.state import get_state_actor
 from tmlsr_ray.storage.base import output_key
 from tmlsr_ray.storage.local import LocalStorage
+from tmlsr_ray.storage.oss import OssStorage
 
 logger = logging.getLogger("ray.serve")
 PROGRESS_INTERVAL_S = 0.5
@@ -47,9 +48,11 @@ class TaskRunner:
         self._settings = settings
         self._upscaler = upscaler
         self._state = get_state_actor(settings)
-        self._storage = LocalStorage(settings.data_dir / "outputs")
+        self._oss = settings.oss_config()
+        self._storage = make_storage(settings, self._oss)
         self._fetch_policy = FetchPolicy(
             allow_private=settings.allow_private_urls,
+            allowlist=tuple(settings.url_allowlist),
             max_bytes=settings.download_max_bytes,
             connect_timeout_s=settings.download_connect_timeout_s,
             read_timeout_s=settings.download_read_timeout_s,
@@ -100,7 +103,7 @@ class TaskRunner:
     async def _pipeline(self, task_id: str, params: Dict[str, Any], workdir: Path) -> None:
         try:
             fetched = await self._stage(task_id, StageName.download,
-                                        fetch_input(params["url"], workdir / "input", self._fetch_policy))
+                                        fetch_input(params["url"], workdir / "input", self._fetch_policy, self._oss))
             process = self._process_image if params["type"] == "image" else self._process_video
             result, content_type, metadata = await self._stage(
                 task_id, StageName.process, process(task_id, params, fetched.path, workdir))
@@ -212,6 +215,14 @@ class TaskRunner:
         settings = self._settings
         return await call_with_retry(lambda: call(self._upscaler), settings.upscaler_call_attempts,
                                      settings.upscaler_call_timeout_s)
+
+
+def make_storage(settings: Settings, oss):
+    if settings.storage == "oss":
+        if oss is None:
+            raise ValueError("storage: oss needs oss_endpoint, oss_access_key_id and oss_access_key_secret")
+        return OssStorage(oss, settings.data_dir / "oss-checkpoints")
+    return LocalStorage(settings.data_dir / "outputs")
 
 
 def _model_metadata(model: Dict[str, Any]) -> Dict[str, Any]:

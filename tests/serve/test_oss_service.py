@@ -1,0 +1,52 @@
+"""The service with OSS on both sides: an oss:// input in, a signed OSS URL out."""
+
+import re
+
+import cv2
+import numpy as np
+import pytest
+import requests
+
+from tests.oss_server import OssServer
+from tests.serve.test_api import png_bytes
+
+
+@pytest.fixture(scope="module")
+def oss_app(service):
+    from ray import serve
+
+    from tmlsr_ray.app import build_app
+
+    server = OssServer(access_key_id="svc-ak", secret="svc-sk")
+    settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "oss-app"),
+                "upscaler_num_cpus": 0, "storage": "oss", "oss_endpoint": server.endpoint,
+                "oss_access_key_id": "svc-ak", "oss_access_key_secret": "svc-sk", "oss_bucket": "outputs",
+                "oss_prefix": "results"}
+    serve.run(build_app(settings), name="oss-app", route_prefix="/oss-app")
+    yield service.url("/oss-app"), server
+    serve.delete("oss-app")
+    server.close()
+
+
+def test_an_oss_input_is_upscaled_into_the_oss_output_bucket(service, oss_app):
+    base, server = oss_app
+    server.state.objects[("inputs", "photos/cat.png")] = (png_bytes(20, 12), "image/png")
+    task_id = requests.post(base + "/tasks", json={"url": "oss://inputs/photos/cat.png", "type": "image",
+                                                   "model": "tiny-x4.pth"}, timeout=30).json()["task_id"]
+    task = service.wait(task_id)
+    task = requests.get(f"{base}/tasks/{task_id}", timeout=30).json()
+    assert task["status"] == "completed", task["error"]
+    stored = [k for b, k in server.state.objects if b == "outputs"]
+    assert any(re.fullmatch(rf"results/\d{{4}}/\d\d/\d\d/{task_id}/output\.png", k) for k in stored), stored
+    response = requests.get(task["output"]["url"], timeout=30)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
+    assert cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_UNCHANGED).shape == (48, 80, 3)
+
+
+def test_a_missing_oss_input_fails_the_task_readably(service, oss_app):
+    base, _ = oss_app
+    task_id = requests.post(base + "/tasks", json={"url": "oss://inputs/nope.png", "type": "image",
+                                                   "model": "tiny-x4.pth"}, timeout=30).json()["task_id"]
+    service.wait(task_id)
+    task = requests.get(f"{base}/tasks/{task_id}", timeout=30).json()
+    assert task["status"] == "failed" and "OSS object not found: oss://inputs/nope.png" in task["error"]

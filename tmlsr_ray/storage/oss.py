@@ -1,0 +1,118 @@
+"""Aliyun OSS: output storage and input reads, with the ``oss2`` client (no Ray, no HTTP server)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+from urllib.parse import quote, unquote, urlsplit
+
+import oss2
+
+from tmlsr_ray.pipeline.errors import FetchError
+
+# https://BUCKET.oss-REGION[-internal].aliyuncs.com/KEY
+_OSS_HOST = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9-]{1,61}[a-z0-9])\.(?P<endpoint>oss-[a-z0-9-]+\.aliyuncs\.com)$")
+
+
+@dataclass(frozen=True)
+class OssConfig:
+    endpoint: str  # e.g. https://oss-cn-hangzhou.aliyuncs.com
+    access_key_id: str
+    access_key_secret: str
+    security_token: Optional[str] = None  # STS
+    region: Optional[str] = None
+    bucket: Optional[str] = None  # the output bucket
+    prefix: str = "tmlsr"
+    url_expires_s: int = 86400
+    public_urls: bool = False
+    multipart_threshold_bytes: int = 100 * 1024**2
+    part_size_bytes: int = 16 * 1024**2
+
+    def auth(self):
+        if self.security_token:
+            return oss2.StsAuth(self.access_key_id, self.access_key_secret, self.security_token)
+        return oss2.Auth(self.access_key_id, self.access_key_secret)
+
+    def bucket_client(self, name: str, endpoint: Optional[str] = None) -> oss2.Bucket:
+        return oss2.Bucket(self.auth(), endpoint or self.endpoint, name, region=self.region)
+
+
+def parse_oss_url(url: str, config: Optional[OssConfig]) -> Optional[Tuple[str, str, Optional[str]]]:
+    """(bucket, key, endpoint) for an OSS object URL, or ``None`` for any other URL.
+
+    ``oss://BUCKET/KEY`` uses the configured endpoint; ``https://BUCKET.oss-REGION.aliyuncs.com/KEY``
+    names its own (read through oss2 when credentials are configured, so private buckets work).
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "oss":
+        key = unquote(parts.path.lstrip("/"))
+        if not parts.netloc or not key:
+            raise FetchError(f"an OSS URL needs a bucket and a key: oss://BUCKET/KEY, got {url}")
+        return parts.netloc, key, None
+    match = _OSS_HOST.match(parts.hostname or "")
+    if match and config is not None and parts.scheme in ("http", "https"):
+        return match["bucket"], unquote(parts.path.lstrip("/")), f"{parts.scheme}://{match['endpoint']}"
+    return None
+
+
+def download(config: OssConfig, bucket: str, key: str, dest: Path, max_bytes: int) -> int:
+    """Streams an object to ``dest``; the size limit holds while streaming."""
+    client = config.bucket_client(bucket)
+    try:
+        result = client.get_object(key)
+        if result.content_length is not None and result.content_length > max_bytes:
+            raise FetchError(f"input is {result.content_length:,} bytes, over the limit of {max_bytes:,}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        written = 0
+        with open(dest, "wb") as out:
+            for chunk in iter(lambda: result.read(1 << 20), b""):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise FetchError(f"input is over the limit of {max_bytes:,} bytes")
+                out.write(chunk)
+        return written
+    except oss2.exceptions.NoSuchKey as exc:
+        raise FetchError(f"OSS object not found: oss://{bucket}/{key}") from exc
+    except oss2.exceptions.OssError as exc:
+        raise FetchError(f"OSS refused the download of oss://{bucket}/{key}: "
+                         f"HTTP {exc.status} {exc.code or ''} {exc.message or ''}".strip()) from exc
+
+
+class OssStorage:
+    """Outputs in ``BUCKET/PREFIX/YYYY/MM/DD/TASK_ID/NAME``: resumable multipart upload for large
+    files, content type set, and a signed GET URL (or the public URL for a public bucket)."""
+
+    def __init__(self, config: OssConfig, checkpoint_dir: Path):
+        if not config.bucket:
+            raise ValueError("OSS output storage needs oss_bucket")
+        self._config = config
+        self._bucket = config.bucket_client(config.bucket)
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self._checkpoints = oss2.ResumableStore(root=str(checkpoint_dir))
+
+    def put(self, key: str, source: Path, content_type: str) -> str:
+        name = self._object_name(key)
+        oss2.resumable_upload(
+            self._bucket, name, str(source), store=self._checkpoints,
+            headers={"Content-Type": content_type},
+            multipart_threshold=self._config.multipart_threshold_bytes,
+            part_size=self._config.part_size_bytes,
+        )
+        if self._config.public_urls:
+            return self._public_url(name)
+        return self._bucket.sign_url("GET", name, self._config.url_expires_s, slash_safe=True)
+
+    def _public_url(self, name: str) -> str:
+        endpoint = urlsplit(self._bucket.endpoint)
+        if oss2.utils.is_ip_or_localhost(endpoint.netloc):  # path-style addressing
+            return f"{endpoint.scheme}://{endpoint.netloc}/{self._config.bucket}/{quote(name)}"
+        return f"{endpoint.scheme}://{self._config.bucket}.{endpoint.netloc}/{quote(name)}"
+
+    def delete(self, key: str) -> None:
+        self._bucket.delete_object(self._object_name(key))
+
+    def _object_name(self, key: str) -> str:
+        return f"{self._config.prefix.strip('/')}/{key}" if self._config.prefix else key
+
