@@ -93,6 +93,14 @@ class Settings(BaseModel):
     oss_multipart_threshold_bytes: int = Field(100 * 1024**2, gt=0)
     oss_part_size_bytes: int = Field(16 * 1024**2, ge=100 * 1024)
 
+    # Retention
+    output_retention_s: Optional[float] = Field(
+        7 * 86400.0, gt=0, description="Outputs older than this are deleted and their task says "
+        "output.expired; null keeps them forever.")
+    record_retention_s: Optional[float] = Field(
+        30 * 86400.0, gt=0, description="Finished task records older than this are removed; null keeps them.")
+    retention_interval_s: float = Field(300.0, gt=0, description="How often retention runs.")
+
     # Access
     api_token: Optional[str] = Field(
         None, description="When set, every route but /health and the dashboard page needs "
@@ -104,7 +112,8 @@ class Settings(BaseModel):
     )
     url_allowlist: List[str] = Field(
         default_factory=list,
-        description="When not empty, inputs must match one entry: a URL prefix (with ://) or a host name.")
+        description="Trusted input sources, admitted even on private networks: URL prefixes (with ://) "
+        "or host names. Everything else must be on a public address (unless allow_private_urls).")
     download_max_bytes: int = Field(2 * 1024**3, gt=0)
     download_connect_timeout_s: float = Field(10.0, gt=0)
     download_read_timeout_s: float = Field(60.0, gt=0)
@@ -113,6 +122,7 @@ class Settings(BaseModel):
     max_output_pixels: int = Field(
         256_000_000, gt=0, description="Largest output image (width × height) after resizing."
     )
+    max_output_bytes: int = Field(20 * 1024**3, gt=0, description="Largest output file stored.")
     jpeg_quality: int = Field(95, ge=1, le=100)
 
     @field_validator("weights_dir", "data_dir", mode="after")

@@ -92,6 +92,7 @@ class Stage(BaseModel):
 class TaskOutput(BaseModel):
     url: Optional[str] = None
     metadata: Dict[str, Any] = Field(default_factory=dict)
+    expired: bool = Field(False, description="The output was removed by retention; url is then null.")
 
 
 class TaskView(BaseModel):

@@ -18,13 +18,14 @@ def test_bearer_token_check(header, expected, ok):
 
 @pytest.fixture(scope="module")
 def secured(service, tmp_path_factory):
-    """A second instance of the application, with a token, beside the open one."""
+    """A second instance of the application, with a token and a tiny output limit, beside the open one."""
     from ray import serve
 
     from tmlsr_ray.app import build_app
 
     settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir),
-                "allow_private_urls": True, "api_token": "s3cret", "upscaler_num_cpus": 0}
+                "allow_private_urls": True, "api_token": "s3cret", "upscaler_num_cpus": 0,
+                "max_output_bytes": 1000}
     serve.run(build_app(settings), name="secured", route_prefix="/secured")
     yield service.url("/secured")
     serve.delete("secured")
@@ -44,3 +45,15 @@ def test_health_is_open_and_the_token_admits(secured):
     assert requests.get(secured + "/health", timeout=10).status_code == 200
     response = requests.get(secured + "/monitor/stats", headers={"Authorization": "Bearer s3cret"}, timeout=10)
     assert response.status_code == 200 and "system" in response.json()
+
+
+def test_an_output_over_the_byte_limit_fails_before_upload(service, secured, input_server):
+    from tests.serve.test_api import png_bytes
+
+    auth = {"Authorization": "Bearer s3cret"}
+    url = input_server.add("noisy.png", png_bytes(40, 40, seed=5))
+    task_id = requests.post(secured + "/tasks", json={"url": url, "type": "image", "model": "tiny-x4.pth"},
+                            headers=auth, timeout=30).json()["task_id"]
+    task = service.wait(task_id)
+    assert task["status"] == "failed" and "over the limit of 1,000" in task["error"]
+    assert task["stages"][2]["status"] == "skipped"

@@ -152,3 +152,32 @@ def test_monitor_lists_recent_tasks_first_and_bounded(tmp_path):
     stats = board.monitor()
     assert [t.task_id for t in stats.tasks] == [ids[2], ids[1]]
     assert stats.stats[TaskStatus.pending] == 3 and stats.system.max_workers == 3
+
+
+def test_expired_outputs_are_marked_and_returned_for_deletion_once(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        task = board.create(PARAMS)
+        await board.acquire(task)
+        await board.complete(task, TaskOutput(url="/files/k.png", metadata={"width": 4}), "2026/01/01/k.png")
+        assert board.expire_outputs(older_than=time.time() - 60) == []  # too young
+        assert board.expire_outputs(older_than=time.time() + 1) == [(task, "2026/01/01/k.png")]
+        assert board.expire_outputs(older_than=time.time() + 1) == []
+        output = board.get(task).output
+        assert output.expired and output.url is None and output.metadata == {"width": 4}
+        assert TaskBoard(tmp_path / "t.db", max_workers=1).get(task).output.expired  # persisted
+
+    run(scenario())
+
+
+def test_old_finished_records_are_dropped_but_live_ones_stay(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        done, pending = board.create(PARAMS), board.create(PARAMS)
+        await board.acquire(done)
+        await board.fail(done, "boom")
+        assert board.drop_records(older_than=time.time() + 1) == 1
+        assert board.get(done) is None and board.get(pending) is not None
+        assert TaskBoard(tmp_path / "t.db", max_workers=1).get(done) is None
+
+    run(scenario())

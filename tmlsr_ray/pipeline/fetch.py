@@ -33,7 +33,7 @@ CHUNK_BYTES = 1 << 20
 @dataclass(frozen=True)
 class FetchPolicy:
     allow_private: bool = False
-    allowlist: Tuple[str, ...] = ()  # URL prefixes or host names; empty = any public URL
+    allowlist: Tuple[str, ...] = ()  # URL prefixes or host names trusted even on private networks
     max_bytes: int = 2 * 1024**3
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
@@ -67,13 +67,16 @@ def address_refusal(address: str) -> Optional[str]:
 
 
 class PublicOnlyResolver(AbstractResolver):
-    """Resolves names and refuses any answer that is not a public address."""
+    """Resolves names and refuses any answer that is not a public address (but for trusted names)."""
 
-    def __init__(self) -> None:
+    def __init__(self, trusted_hosts: frozenset = frozenset()) -> None:
         self._inner = ThreadedResolver()
+        self._trusted = trusted_hosts
 
     async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> List[Dict[str, Any]]:
         hosts = await self._inner.resolve(host, port, family)
+        if host.lower() in self._trusted:
+            return hosts
         for entry in hosts:
             reason = address_refusal(entry["host"])
             if reason:
@@ -86,24 +89,27 @@ class PublicOnlyResolver(AbstractResolver):
 
 def allowlisted(url: str, allowlist: Tuple[str, ...]) -> bool:
     """An entry with ``://`` is a URL prefix; any other entry is a host name (exact, any case)."""
-    if not allowlist:
-        return True
     host = (urlsplit(url).hostname or "").lower()
     return any(url.startswith(entry) if "://" in entry else host == entry.lower() for entry in allowlist)
 
 
+def allowlisted_hosts(allowlist: Tuple[str, ...]) -> frozenset:
+    """The host names the allow-list trusts, for the resolver (which sees names, not URLs)."""
+    return frozenset((urlsplit(e).hostname if "://" in e else e).lower() for e in allowlist) - {None}
+
+
 def check_url(url: str, allow_private: bool, allowlist: Tuple[str, ...] = ()) -> None:
+    """Refuses what may not be fetched; allow-listed URLs may be on private networks (trusted
+    internal sources), everything else must be a public address."""
     parts = urlsplit(url)
     if parts.scheme not in HTTP_SCHEMES:
         raise FetchError(f"unsupported URL scheme {parts.scheme!r}; use http or https")
     if not parts.hostname:
         raise FetchError(f"URL has no host: {url}")
-    if not allowlisted(url, allowlist):
-        raise FetchError(f"refused to fetch from {parts.hostname}: not in the configured allow-list")
     legacy = _legacy_ipv4(parts.hostname)
     if legacy is not None:  # 127.1, 2130706433, 0x7f000001, 0177.0.0.1: say what they mean
         raise FetchError(f"refused to fetch from {parts.hostname}: a non-canonical form of the IP address {legacy}")
-    if allow_private:
+    if allow_private or allowlisted(url, allowlist):
         return
     try:
         reason = address_refusal(parts.hostname)
@@ -149,7 +155,8 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
     timeout = aiohttp.ClientTimeout(
         total=policy.total_timeout_s, sock_connect=policy.connect_timeout_s, sock_read=policy.read_timeout_s
     )
-    connector = aiohttp.TCPConnector(resolver=None if policy.allow_private else PublicOnlyResolver())
+    resolver = None if policy.allow_private else PublicOnlyResolver(allowlisted_hosts(policy.allowlist))
+    connector = aiohttp.TCPConnector(resolver=resolver)
     try:
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             current = url

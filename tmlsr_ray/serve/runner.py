@@ -34,8 +34,7 @@ from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput
 from tmlsr_ray.serve.fanout import FrameFanout, call_with_retry, iterate_in_thread
 from tmlsr_ray.serve.state import get_state_actor
 from tmlsr_ray.storage.base import output_key
-from tmlsr_ray.storage.local import LocalStorage
-from tmlsr_ray.storage.oss import OssStorage
+from tmlsr_ray.storage.factory import make_storage
 
 logger = logging.getLogger("ray.serve")
 PROGRESS_INTERVAL_S = 0.5
@@ -49,7 +48,7 @@ class TaskRunner:
         self._upscaler = upscaler
         self._state = get_state_actor(settings)
         self._oss = settings.oss_config()
-        self._storage = make_storage(settings, self._oss)
+        self._storage = make_storage(settings)
         self._fetch_policy = FetchPolicy(
             allow_private=settings.allow_private_urls,
             allowlist=tuple(settings.url_allowlist),
@@ -108,10 +107,13 @@ class TaskRunner:
             result, content_type, metadata = await self._stage(
                 task_id, StageName.process, process(task_id, params, fetched.path, workdir))
             metadata["bytes"] = result.stat().st_size
+            if metadata["bytes"] > self._settings.max_output_bytes:
+                raise TaskError(f"output is {metadata['bytes']:,} bytes, over the limit of "
+                                f"{self._settings.max_output_bytes:,}; ask for a smaller size")
             key = output_key(task_id, "output" + result.suffix)
             url = await self._stage(task_id, StageName.upload,
                                     asyncio.to_thread(self._storage.put, key, result, content_type))
-            await self._state.complete.remote(task_id, TaskOutput(url=url, metadata=metadata))
+            await self._state.complete.remote(task_id, TaskOutput(url=url, metadata=metadata), key)
         except TaskError as exc:
             await self._state.fail.remote(task_id, str(exc))
 
@@ -215,14 +217,6 @@ class TaskRunner:
         settings = self._settings
         return await call_with_retry(lambda: call(self._upscaler), settings.upscaler_call_attempts,
                                      settings.upscaler_call_timeout_s)
-
-
-def make_storage(settings: Settings, oss):
-    if settings.storage == "oss":
-        if oss is None:
-            raise ValueError("storage: oss needs oss_endpoint, oss_access_key_id and oss_access_key_secret")
-        return OssStorage(oss, settings.data_dir / "oss-checkpoints")
-    return LocalStorage(settings.data_dir / "outputs")
 
 
 def _model_metadata(model: Dict[str, Any]) -> Dict[str, Any]:

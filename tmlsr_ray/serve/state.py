@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import ray
@@ -13,6 +12,7 @@ import ray
 from tmlsr_ray.config import Settings
 from tmlsr_ray.protocol import MonitorStats, StageName, StageStatus, TaskOutput, TaskStatus, TaskView
 from tmlsr_ray.state.board import TaskBoard
+from tmlsr_ray.storage.factory import make_storage
 
 STATE_ACTOR_NAME = "tmlsr_task_state"
 STATE_NAMESPACE = "tmlsr"
@@ -23,19 +23,43 @@ logger = logging.getLogger("ray.serve")
 class TaskState:
     """Every public method is safe to retry: Ray replays calls that were in flight when it died."""
 
-    async def __init__(self, db_path: str, max_workers: int, recent_limit: int,
-                       heartbeat_timeout_s: float):
-        self._board = TaskBoard(Path(db_path), max_workers, recent_limit)
+    async def __init__(self, settings: Settings):
+        self._settings = settings
+        self._board = TaskBoard(settings.data_dir / "tasks.sqlite3", settings.max_workers,
+                                settings.recent_tasks_limit)
         self._board.grant_grace_after_restart()
-        self._heartbeat_timeout_s = heartbeat_timeout_s
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        loop = asyncio.get_running_loop()
+        self._background = [loop.create_task(self._sweep_forever()), loop.create_task(self._retain_forever())]
 
     async def _sweep_forever(self) -> None:
+        timeout = self._settings.heartbeat_timeout_s
         while True:
-            await asyncio.sleep(max(1.0, self._heartbeat_timeout_s / 4))
-            lost = await self._board.sweep(self._heartbeat_timeout_s)
+            await asyncio.sleep(max(0.5, timeout / 4))
+            lost = await self._board.sweep(timeout)
             if lost:
                 logger.warning("failed %d task(s) whose runner stopped: %s", len(lost), lost)
+
+    async def _retain_forever(self) -> None:
+        while True:
+            try:
+                await self.apply_retention()
+            except Exception:  # a storage hiccup must not stop retention for good
+                logger.exception("retention failed; trying again later")
+            await asyncio.sleep(self._settings.retention_interval_s)
+
+    async def apply_retention(self, now: Optional[float] = None) -> Dict[str, int]:
+        """Deletes expired outputs (marking their tasks) and drops old records."""
+        now = time.time() if now is None else now
+        settings, expired, dropped = self._settings, [], 0
+        if settings.output_retention_s:
+            expired = self._board.expire_outputs(now - settings.output_retention_s)
+            if expired:
+                storage = make_storage(settings)
+                for _, key in expired:
+                    await asyncio.to_thread(storage.delete, key)
+        if settings.record_retention_s:
+            dropped = self._board.drop_records(now - settings.record_retention_s)
+        return {"outputs_expired": len(expired), "records_dropped": dropped}
 
     async def create(self, task_id: str, params: Dict[str, Any]) -> str:
         return self._board.create(params, task_id=task_id)
@@ -62,8 +86,8 @@ class TaskState:
     async def update_params(self, task_id: str, values: Dict[str, Any]) -> None:
         await self._board.update_params(task_id, values)
 
-    async def complete(self, task_id: str, output: TaskOutput) -> bool:
-        return await self._board.complete(task_id, output)
+    async def complete(self, task_id: str, output: TaskOutput, output_key: Optional[str] = None) -> bool:
+        return await self._board.complete(task_id, output, output_key)
 
     async def fail(self, task_id: str, error: str) -> bool:
         return await self._board.fail(task_id, error)
@@ -85,9 +109,4 @@ def get_state_actor(settings: Settings) -> "ray.actor.ActorHandle":
         namespace=STATE_NAMESPACE,
         lifetime="detached",
         get_if_exists=True,
-    ).remote(
-        str(settings.data_dir / "tasks.sqlite3"),
-        settings.max_workers,
-        settings.recent_tasks_limit,
-        settings.heartbeat_timeout_s,
-    )
+    ).remote(settings)

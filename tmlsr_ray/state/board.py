@@ -152,11 +152,11 @@ class TaskBoard:
 
     # -- endings ----------------------------------------------------------------------------
 
-    async def complete(self, task_id: str, output: TaskOutput) -> bool:
+    async def complete(self, task_id: str, output: TaskOutput, output_key: Optional[str] = None) -> bool:
         record = self._records.get(task_id)
         if record is None or record.status != TaskStatus.processing:
             return False
-        record.status, record.output = TaskStatus.completed, output
+        record.status, record.output, record.output_key = TaskStatus.completed, output, output_key
         await self._save_and_notify(record)
         return True
 
@@ -212,6 +212,27 @@ class TaskBoard:
         for record in lost:
             await self.fail(record.task_id, RUNNER_LOST_ERROR.format(seconds=heartbeat_timeout_s))
         return [r.task_id for r in lost]
+
+    def expire_outputs(self, older_than: float) -> List[Tuple[str, str]]:
+        """Marks outputs of tasks finished before ``older_than`` expired; returns (task_id, key)
+        pairs whose stored files the caller must delete."""
+        expired = []
+        for record in self._records.values():
+            if record.output is not None and record.output_key and not record.output.expired \
+                    and record.updated_at < older_than:
+                expired.append((record.task_id, record.output_key))
+                record.output.expired, record.output.url = True, None
+                record.output_key = None
+                self._store.save(record)  # updated_at stays: it is the time the task finished
+        return expired
+
+    def drop_records(self, older_than: float) -> int:
+        """Removes finished task records last changed before ``older_than``."""
+        old = [r.task_id for r in self._records.values() if r.status.finished and r.updated_at < older_than]
+        for task_id in old:
+            del self._records[task_id]
+        self._store.delete(old)
+        return len(old)
 
     # -- internals --------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ class TaskRecord(BaseModel):
     started_at: Optional[float] = None
     heartbeat_at: Optional[float] = None
     cancel_requested: bool = False
+    output_key: Optional[str] = None  # where storage keeps the output, for retention
 
     def stage(self, name: StageName) -> Stage:
         return next(stage for stage in self.stages if stage.name == name)

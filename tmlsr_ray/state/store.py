@@ -36,6 +36,9 @@ class TaskStore:
             (record.task_id, record.created_at, record.status.value, record.model_dump_json()),
         )
 
+    def delete(self, task_ids: list) -> None:
+        self._db.executemany("DELETE FROM tasks WHERE task_id = ?", [(task_id,) for task_id in task_ids])
+
     def load_all(self) -> Iterator[TaskRecord]:
         for (body,) in self._db.execute("SELECT record FROM tasks ORDER BY created_at"):
             yield TaskRecord.model_validate_json(body)
