@@ -1,0 +1,78 @@
+"""GGUF dequantization in torch equals gguf.quants.dequantize bit for bit."""
+
+import gguf
+import numpy as np
+import pytest
+import torch
+from gguf.quants import dequantize as reference, quantize
+
+from tests.helpers import SHARED, shared_path
+from tmlsr_ray.models.base import ModelError
+from tmlsr_ray.models.gguf_tensors import dequantize, read_gguf
+
+Q = gguf.GGMLQuantizationType
+
+
+@pytest.mark.parametrize("qtype", [Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1])
+def test_kernels_equal_the_reference_on_data_packed_by_gguf(qtype):
+    values = np.random.default_rng(int(qtype)).standard_normal((6, 512)).astype(np.float32)
+    packed = quantize(values, qtype)
+    ours = dequantize(torch.from_numpy(packed), qtype, (6, 512)).numpy()
+    assert np.array_equal(ours, reference(packed, qtype))
+    assert np.abs(ours - values).max() < 0.5  # and it is a real round trip
+
+
+def _random_k_blocks(qtype, n_blocks: int) -> np.ndarray:
+    """K-quant blocks from random bytes with finite f16 scale fields (gguf cannot pack K-quants)."""
+    _, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    blocks = np.random.default_rng(int(qtype)).integers(0, 256, (n_blocks, type_size), dtype=np.uint8)
+    scale_fields = {Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [type_size - 2]}[qtype]
+    rng = np.random.default_rng(1)
+    for offset in scale_fields:
+        blocks[:, offset:offset + 2] = rng.uniform(-0.05, 0.05, n_blocks).astype(np.float16).view(np.uint8).reshape(-1, 2)
+    return blocks
+
+
+@pytest.mark.parametrize("qtype", [Q.Q4_K, Q.Q5_K, Q.Q6_K])
+def test_k_quant_kernels_equal_the_reference(qtype):
+    blocks = _random_k_blocks(qtype, 8)
+    ours = dequantize(torch.from_numpy(blocks), qtype, (8, 256)).numpy()
+    assert np.array_equal(ours, reference(blocks, qtype))
+
+
+def test_float_types_are_reinterpreted_exactly():
+    values = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
+    assert np.array_equal(dequantize(torch.from_numpy(values.copy()), Q.F32, (3, 5)).numpy(), values)
+    halves = values.astype(np.float16)
+    assert np.array_equal(dequantize(torch.from_numpy(halves), Q.F16, (3, 5)).numpy(), halves.astype(np.float32))
+    bf16 = torch.from_numpy(values).to(torch.bfloat16)
+    assert torch.equal(dequantize(bf16.view(torch.uint8).reshape(3, 10), Q.BF16, (3, 5)), bf16.float())
+
+
+def test_every_tensor_of_the_golden_checkpoint_matches_the_reference():
+    path = shared_path("golden", "seedvr2", "dit.gguf")
+    tensors = list(read_gguf(path))
+    assert {t.qtype for t in tensors} >= {Q.Q4_K, Q.Q8_0, Q.F16, Q.F32}
+    reader = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+    for tensor in tensors:
+        expected = reference(reader[tensor.name].data, tensor.qtype).reshape(tensor.shape)
+        assert np.array_equal(tensor.dequantize().numpy(), expected), tensor.name
+    shapes = {t.name: t.shape for t in tensors}
+    assert shapes["vid_in.proj.weight"] == (256, 132)  # logical (PyTorch) order
+
+
+def test_unsupported_types_and_broken_files_are_model_errors(tmp_path):
+    with pytest.raises(ModelError, match="IQ2_XXS"):
+        dequantize(torch.zeros(66, dtype=torch.uint8), Q.IQ2_XXS, (256,))
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x00" * 10)
+    with pytest.raises(ModelError, match="cannot read GGUF file broken.gguf"):
+        list(read_gguf(broken))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
+def test_kernels_run_on_the_gpu():
+    values = np.random.default_rng(0).standard_normal((4, 256)).astype(np.float32)
+    packed = quantize(values, Q.Q8_0)
+    ours = dequantize(torch.from_numpy(packed).cuda(), Q.Q8_0, (4, 256))
+    assert ours.is_cuda and np.array_equal(ours.cpu().numpy(), reference(packed, Q.Q8_0))

@@ -1,0 +1,183 @@
+"""GGUF checkpoints: read tensors with the ``gguf`` package, dequantize them in torch (no Ray).
+
+The kernels run on whatever device the packed bytes are on, so a quantized model can stay packed in
+GPU memory and be expanded layer by layer. Each kernel follows the arithmetic order of
+``gguf.quants.dequantize`` (the reference), so fp32 results are bit-identical to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterator, Tuple
+
+import gguf
+import numpy as np
+import torch
+
+from tmlsr_ray.models.base import ModelError
+
+QK_K = 256
+NAME_PREFIX = "model.diffusion_model."
+Q = gguf.GGMLQuantizationType
+
+
+@dataclass(frozen=True)
+class PackedTensor:
+    """A tensor as stored: its logical (PyTorch-order) shape, ggml type and raw bytes."""
+
+    name: str
+    qtype: gguf.GGMLQuantizationType
+    shape: Tuple[int, ...]
+    data: np.ndarray  # uint8 bytes for quantized types, typed for F32/F16/BF16
+
+    def dequantize(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        # A copy of the memory-mapped bytes: torch may not alias read-only memory.
+        raw = torch.from_numpy(np.array(self.data, copy=True)).to(device)
+        return dequantize(raw, self.qtype, self.shape).to(dtype)
+
+
+def read_gguf(path: Path) -> Iterator[PackedTensor]:
+    """Yields every tensor of a GGUF file (memory-mapped), names without the ComfyUI prefix."""
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as exc:  # the reader raises ValueError/struct errors on a broken file
+        raise ModelError(f"cannot read GGUF file {path.name}: {exc}") from exc
+    for tensor in reader.tensors:
+        name = tensor.name[len(NAME_PREFIX):] if tensor.name.startswith(NAME_PREFIX) else tensor.name
+        shape = tuple(int(n) for n in reversed(tensor.shape.tolist()))  # ggml order is reversed
+        yield PackedTensor(name, tensor.tensor_type, shape, tensor.data)
+
+
+def dequantize(raw: torch.Tensor, qtype: gguf.GGMLQuantizationType, shape: Tuple[int, ...]) -> torch.Tensor:
+    """Packed tensor → float32 of ``shape`` on ``raw``'s device."""
+    if qtype == Q.F32:
+        return raw.view(torch.float32).reshape(shape)
+    if qtype == Q.F16:
+        return raw.view(torch.float16).float().reshape(shape)
+    if qtype == Q.BF16:
+        return raw.view(torch.bfloat16).float().reshape(shape)
+    kernel = _KERNELS.get(qtype)
+    if kernel is None:
+        raise ModelError(f"GGUF tensor type {qtype.name} is not supported")
+    block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    blocks = raw.reshape(-1).view(torch.uint8).reshape(-1, type_size)
+    return kernel(blocks).reshape(shape)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _f16(column: torch.Tensor) -> torch.Tensor:
+    """(n, 2) bytes → (n, 1) float32."""
+    return column.contiguous().view(torch.float16).float()
+
+
+def _nibbles(packed: torch.Tensor, groups: int) -> torch.Tensor:
+    """Bytes (n, groups·k) → (n, groups, 2, k): low nibbles first, then high nibbles, per group."""
+    n = packed.shape[0]
+    packed = packed.reshape(n, groups, 1, -1)
+    shifts = torch.tensor([0, 4], dtype=torch.uint8, device=packed.device).reshape(1, 1, 2, 1)
+    return (packed >> shifts) & 0x0F
+
+
+def _bits(packed: torch.Tensor, count: int, width: int = 1) -> torch.Tensor:
+    """Little-endian bit fields of each byte row: (n, bytes) → (n, count, bytes)."""
+    shifts = torch.arange(0, count * width, width, dtype=torch.uint8, device=packed.device).reshape(1, -1, 1)
+    return (packed.unsqueeze(1) >> shifts) & ((1 << width) - 1)
+
+
+def _u32_bits(packed: torch.Tensor) -> torch.Tensor:
+    """(n, 4) bytes of a little-endian uint32 → (n, 32) bits, bit 0 first."""
+    words = packed.to(torch.int64)
+    value = words[:, 0] | (words[:, 1] << 8) | (words[:, 2] << 16) | (words[:, 3] << 24)
+    shifts = torch.arange(32, device=packed.device)
+    return ((value.unsqueeze(1) >> shifts) & 1).to(torch.uint8)
+
+
+def _k_scales(scales: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The 12-byte K-quant field → 8 six-bit scales and 8 six-bit mins per block."""
+    n = scales.shape[0]
+    scales = scales.reshape(n, 3, 4)
+    d, m, m_d = scales[:, 0], scales[:, 1], scales[:, 2]
+    sc = torch.cat([d & 0x3F, (m_d & 0x0F) | ((d >> 2) & 0x30)], dim=-1)
+    mins = torch.cat([m & 0x3F, (m_d >> 4) | ((m >> 2) & 0x30)], dim=-1)
+    return sc, mins
+
+
+# -- kernels: one per type, (n_blocks, type_size) uint8 → (n_blocks, block_size) float32 ------
+
+
+def _q8_0(blocks: torch.Tensor) -> torch.Tensor:
+    d = _f16(blocks[:, :2])
+    x = blocks[:, 2:].contiguous().view(torch.int8).float()
+    return x * d
+
+
+def _q4_0(blocks: torch.Tensor) -> torch.Tensor:
+    d = _f16(blocks[:, :2])
+    qs = _nibbles(blocks[:, 2:], 1).reshape(blocks.shape[0], -1).to(torch.int8) - 8
+    return d * qs.float()
+
+
+def _q4_1(blocks: torch.Tensor) -> torch.Tensor:
+    d, m = _f16(blocks[:, :2]), _f16(blocks[:, 2:4])
+    qs = _nibbles(blocks[:, 4:], 1).reshape(blocks.shape[0], -1).float()
+    return (d * qs) + m
+
+
+def _q5_0(blocks: torch.Tensor) -> torch.Tensor:
+    d = _f16(blocks[:, :2])
+    qh = _u32_bits(blocks[:, 2:6])
+    ql = _nibbles(blocks[:, 6:], 1).reshape(blocks.shape[0], -1)
+    qs = (ql | (qh << 4)).to(torch.int8) - 16
+    return d * qs.float()
+
+
+def _q5_1(blocks: torch.Tensor) -> torch.Tensor:
+    d, m = _f16(blocks[:, :2]), _f16(blocks[:, 2:4])
+    qh = _u32_bits(blocks[:, 4:8])
+    ql = _nibbles(blocks[:, 8:], 1).reshape(blocks.shape[0], -1)
+    qs = (ql | (qh << 4)).float()
+    return (d * qs) + m
+
+
+def _q4_k(blocks: torch.Tensor) -> torch.Tensor:
+    n = blocks.shape[0]
+    d, dmin = _f16(blocks[:, :2]), _f16(blocks[:, 2:4])
+    sc, mins = _k_scales(blocks[:, 4:16])
+    d = (d * sc.float()).reshape(n, -1, 1)
+    dm = (dmin * mins.float()).reshape(n, -1, 1)
+    qs = _nibbles(blocks[:, 16:], 4).reshape(n, -1, 32).float()
+    return (d * qs - dm).reshape(n, QK_K)
+
+
+def _q5_k(blocks: torch.Tensor) -> torch.Tensor:
+    n = blocks.shape[0]
+    d, dmin = _f16(blocks[:, :2]), _f16(blocks[:, 2:4])
+    sc, mins = _k_scales(blocks[:, 4:16])
+    d = (d * sc.float()).reshape(n, -1, 1)
+    dm = (dmin * mins.float()).reshape(n, -1, 1)
+    qh = _bits(blocks[:, 16:48], 8).reshape(n, -1, 32)
+    ql = _nibbles(blocks[:, 48:], 4).reshape(n, -1, 32)
+    q = (ql | (qh << 4)).float()
+    return (d * q - dm).reshape(n, QK_K)
+
+
+def _q6_k(blocks: torch.Tensor) -> torch.Tensor:
+    n = blocks.shape[0]
+    ql, qh = blocks[:, :128], blocks[:, 128:192]
+    scales = blocks[:, 192:208].contiguous().view(torch.int8).float()
+    d = _f16(blocks[:, 208:210])
+    d = (d * scales).reshape(n, QK_K // 16, 1)
+    ql = _nibbles(ql, 2).reshape(n, -1, 32)
+    qh = _bits(qh.reshape(n * 2, 32), 4, width=2).reshape(n, -1, 32)
+    q = (ql | (qh << 4)).to(torch.int8) - 32
+    q = q.reshape(n, QK_K // 16, -1).float()
+    return (d * q).reshape(n, QK_K)
+
+
+_KERNELS: Dict[gguf.GGMLQuantizationType, Callable[[torch.Tensor], torch.Tensor]] = {
+    Q.Q8_0: _q8_0, Q.Q4_0: _q4_0, Q.Q4_1: _q4_1, Q.Q5_0: _q5_0, Q.Q5_1: _q5_1,
+    Q.Q4_K: _q4_k, Q.Q5_K: _q5_k, Q.Q6_K: _q6_k,
+}
