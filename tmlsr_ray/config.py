@@ -40,12 +40,18 @@ class Settings(BaseModel):
 
     # Scheduling
     max_workers: int = Field(2, ge=1, description="Tasks processed at once; the rest wait as pending.")
+    state_actor_name: str = Field(
+        "tmlsr_task_state", min_length=1,
+        description="Name of the detached state actor; give each service sharing a cluster its own.")
     ingress_replicas: int = Field(1, ge=1)
     runner_replicas: int = Field(1, ge=1)
     upscaler_replicas: int = Field(1, ge=1)
     upscaler_num_cpus: float = Field(1.0, ge=0, description="CPU share reserved per Upscaler replica.")
     upscaler_num_gpus: float = Field(0.0, ge=0, description="GPUs per Upscaler replica (1 on GPU clusters).")
     recent_tasks_limit: int = Field(50, ge=1, description="Tasks listed by /monitor/stats.")
+    max_pending_tasks: int = Field(
+        10_000, ge=1, description="Pending tasks beyond which POST /tasks answers 429 with Retry-After.")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After (seconds) sent with a 429.")
     graceful_shutdown_timeout_s: float = Field(
         3600.0, gt=0, description="How long a redeploy waits for running tasks to finish."
     )

@@ -313,3 +313,14 @@ def test_python_handle_callers_use_the_same_request_model(service, small_png):
     handle = serve.get_app_handle(APP_NAME)
     created = handle.submit_task.remote({"url": small_png, "type": "image", "model": "tiny-x4.pth"}).result()
     assert service.wait(created.task_id)["status"] == "completed"
+
+
+def test_a_retried_post_with_the_same_idempotency_key_returns_the_same_task(service, small_png):
+    body = {"url": small_png, "type": "image", "model": "tiny-x4.pth"}
+    headers = {"Idempotency-Key": "client-retry-42"}
+    first = requests.post(service.url("/tasks"), json=body, headers=headers, timeout=10).json()
+    again = requests.post(service.url("/tasks"), json=body, headers=headers, timeout=10).json()
+    assert first["task_id"] == again["task_id"]
+    assert service.wait(first["task_id"])["status"] == "completed"
+    other = requests.post(service.url("/tasks"), json={**body, "outscale": 2}, headers=headers, timeout=10)
+    assert other.status_code == 409 and other.json()["task_id"] == first["task_id"]

@@ -1,5 +1,7 @@
 """The optional API token: every data route needs it when one is configured."""
 
+import time
+
 import pytest
 import requests
 
@@ -16,19 +18,37 @@ def test_bearer_token_check(header, expected, ok):
     assert bearer_token_ok(header, expected) is ok
 
 
+AUTH = {"Authorization": "Bearer s3cret"}
+
+
 @pytest.fixture(scope="module")
-def secured(service, tmp_path_factory):
-    """A second instance of the application, with a token and a tiny output limit, beside the open one."""
+def secured(service):
+    """A second service on the same cluster (its own state actor and data), with a token, one
+    worker, a queue of one and a tiny output limit."""
+    import ray
     from ray import serve
 
     from tmlsr_ray.app import build_app
+    from tmlsr_ray.serve.state import STATE_NAMESPACE
 
-    settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir),
+    settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "secured"),
                 "allow_private_urls": True, "api_token": "s3cret", "upscaler_num_cpus": 0,
-                "max_output_bytes": 1000}
+                "max_output_bytes": 1000, "max_workers": 1, "max_pending_tasks": 1,
+                "state_actor_name": "tmlsr_state_secured"}
     serve.run(build_app(settings), name="secured", route_prefix="/secured")
     yield service.url("/secured")
     serve.delete("secured")
+    ray.kill(ray.get_actor("tmlsr_state_secured", namespace=STATE_NAMESPACE), no_restart=True)
+
+
+def wait_secured(base: str, task_id: str, until=lambda t: t["status"] in ("completed", "failed", "canceled")):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        task = requests.get(f"{base}/tasks/{task_id}", headers=AUTH, timeout=10).json()
+        if until(task):
+            return task
+        time.sleep(0.1)
+    raise AssertionError(f"task {task_id} did not get there: {task}")
 
 
 @pytest.mark.parametrize("method,path", [("get", "/monitor/stats"), ("get", "/tasks/" + "0" * 32),
@@ -43,17 +63,32 @@ def test_data_routes_answer_401_without_the_right_token(secured, method, path):
 
 def test_health_is_open_and_the_token_admits(secured):
     assert requests.get(secured + "/health", timeout=10).status_code == 200
-    response = requests.get(secured + "/monitor/stats", headers={"Authorization": "Bearer s3cret"}, timeout=10)
+    response = requests.get(secured + "/monitor/stats", headers=AUTH, timeout=10)
     assert response.status_code == 200 and "system" in response.json()
 
 
-def test_an_output_over_the_byte_limit_fails_before_upload(service, secured, input_server):
+def test_an_output_over_the_byte_limit_fails_before_upload(secured, input_server):
     from tests.serve.test_api import png_bytes
 
-    auth = {"Authorization": "Bearer s3cret"}
     url = input_server.add("noisy.png", png_bytes(40, 40, seed=5))
     task_id = requests.post(secured + "/tasks", json={"url": url, "type": "image", "model": "tiny-x4.pth"},
-                            headers=auth, timeout=30).json()["task_id"]
-    task = service.wait(task_id)
+                            headers=AUTH, timeout=30).json()["task_id"]
+    task = wait_secured(secured, task_id)
     assert task["status"] == "failed" and "over the limit of 1,000" in task["error"]
     assert task["stages"][2]["status"] == "skipped"
+
+
+def test_a_full_queue_answers_429_with_retry_after(secured, input_server):
+    from tests.serve.test_api import png_bytes
+
+    input_server.add("wait.png", png_bytes(8, 8))
+    body = {"url": input_server.url("slow/wait.png?seconds=30"), "type": "image", "model": "tiny-x4.pth"}
+    running = requests.post(secured + "/tasks", json=body, headers=AUTH, timeout=10).json()["task_id"]
+    wait_secured(secured, running, until=lambda t: t["status"] == "processing")
+    queued = requests.post(secured + "/tasks", json=body, headers=AUTH, timeout=10).json()["task_id"]
+    refused = requests.post(secured + "/tasks", json=body, headers=AUTH, timeout=10)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "5"
+    assert "too many pending tasks" in refused.json()["error"]
+    for task_id in (queued, running):
+        assert requests.delete(f"{secured}/tasks/{task_id}", headers=AUTH, timeout=10).status_code == 200
+    assert requests.post(secured + "/tasks", json=body, headers=AUTH, timeout=10).status_code == 200

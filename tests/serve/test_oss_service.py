@@ -1,6 +1,7 @@
 """The service with OSS on both sides: an oss:// input in, a signed OSS URL out."""
 
 import re
+import time
 
 import cv2
 import numpy as np
@@ -13,19 +14,32 @@ from tests.serve.test_api import png_bytes
 
 @pytest.fixture(scope="module")
 def oss_app(service):
+    import ray
     from ray import serve
 
     from tmlsr_ray.app import build_app
+    from tmlsr_ray.serve.state import STATE_NAMESPACE
 
     server = OssServer(access_key_id="svc-ak", secret="svc-sk")
     settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "oss-app"),
                 "upscaler_num_cpus": 0, "storage": "oss", "oss_endpoint": server.endpoint,
                 "oss_access_key_id": "svc-ak", "oss_access_key_secret": "svc-sk", "oss_bucket": "outputs",
-                "oss_prefix": "results"}
+                "oss_prefix": "results", "state_actor_name": "tmlsr_state_oss"}
     serve.run(build_app(settings), name="oss-app", route_prefix="/oss-app")
     yield service.url("/oss-app"), server
     serve.delete("oss-app")
+    ray.kill(ray.get_actor("tmlsr_state_oss", namespace=STATE_NAMESPACE), no_restart=True)
     server.close()
+
+
+def wait(base: str, task_id: str) -> dict:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        task = requests.get(f"{base}/tasks/{task_id}", timeout=10).json()
+        if task["status"] in ("completed", "failed", "canceled"):
+            return task
+        time.sleep(0.1)
+    raise AssertionError(f"task {task_id} did not finish: {task}")
 
 
 def test_an_oss_input_is_upscaled_into_the_oss_output_bucket(service, oss_app):
@@ -33,8 +47,7 @@ def test_an_oss_input_is_upscaled_into_the_oss_output_bucket(service, oss_app):
     server.state.objects[("inputs", "photos/cat.png")] = (png_bytes(20, 12), "image/png")
     task_id = requests.post(base + "/tasks", json={"url": "oss://inputs/photos/cat.png", "type": "image",
                                                    "model": "tiny-x4.pth"}, timeout=30).json()["task_id"]
-    task = service.wait(task_id)
-    task = requests.get(f"{base}/tasks/{task_id}", timeout=30).json()
+    task = wait(base, task_id)
     assert task["status"] == "completed", task["error"]
     stored = [k for b, k in server.state.objects if b == "outputs"]
     assert any(re.fullmatch(rf"results/\d{{4}}/\d\d/\d\d/{task_id}/output\.png", k) for k in stored), stored
@@ -47,6 +60,5 @@ def test_a_missing_oss_input_fails_the_task_readably(service, oss_app):
     base, _ = oss_app
     task_id = requests.post(base + "/tasks", json={"url": "oss://inputs/nope.png", "type": "image",
                                                    "model": "tiny-x4.pth"}, timeout=30).json()["task_id"]
-    service.wait(task_id)
-    task = requests.get(f"{base}/tasks/{task_id}", timeout=30).json()
+    task = wait(base, task_id)
     assert task["status"] == "failed" and "OSS object not found: oss://inputs/nope.png" in task["error"]

@@ -181,3 +181,21 @@ def test_old_finished_records_are_dropped_but_live_ones_stay(tmp_path):
         assert TaskBoard(tmp_path / "t.db", max_workers=1).get(done) is None
 
     run(scenario())
+
+
+def test_admission_refuses_new_tasks_when_the_pending_queue_is_full(tmp_path):
+    board = TaskBoard(tmp_path / "t.db", max_workers=1, max_pending=2)
+    assert board.admit(PARAMS)[1] == "created" and board.admit(PARAMS)[1] == "created"
+    assert board.admit(PARAMS) == (None, "queue_full")
+    assert board.monitor().system.queue_size == 2
+
+
+def test_an_idempotency_key_returns_the_same_task_and_survives_a_reload(tmp_path):
+    board = TaskBoard(tmp_path / "t.db", max_workers=1)
+    task_id, outcome = board.admit(PARAMS, idempotency_key="order-17")
+    assert outcome == "created"
+    assert board.admit(PARAMS, idempotency_key="order-17") == (task_id, "existing")
+    assert board.admit({**PARAMS, "outscale": 2}, idempotency_key="order-17") == (task_id, "key_conflict")
+    reloaded = TaskBoard(tmp_path / "t.db", max_workers=1)
+    assert reloaded.admit(PARAMS, idempotency_key="order-17") == (task_id, "existing")
+    assert len(reloaded.pending_ids()) == 1

@@ -90,10 +90,12 @@ class Ingress:
     async def health(self) -> Health:
         return Health()
 
-    @api.post("/tasks", response_model=TaskCreated, responses=AUTH_RESPONSES)
+    @api.post("/tasks", response_model=TaskCreated,
+              responses={429: {"description": "Too many pending tasks; see Retry-After"},
+                         409: {"description": "Idempotency-Key reused for another request"}, **AUTH_RESPONSES})
     async def create_task(self, request: TaskRequest, http: Request) -> TaskCreated:
         self._authorize(http)
-        return await self.submit_task(request)
+        return await self.submit_task(request, http.headers.get("idempotency-key"))
 
     @api.get("/tasks/{task_id}", response_model=TaskView,
              responses={404: {"description": "Unknown task"}, **AUTH_RESPONSES})
@@ -137,7 +139,8 @@ class Ingress:
 
     # -- methods shared by routes and Python handle callers ---------------------------------
 
-    async def submit_task(self, request: TaskRequest | dict) -> TaskCreated:
+    async def submit_task(self, request: TaskRequest | dict, idempotency_key: str | None = None) -> TaskCreated:
+        """Creates a task (or, for a known ``idempotency_key``, returns the task it created)."""
         if isinstance(request, dict):
             request = TaskRequest.model_validate(request)
         model = request.model or self._settings.default_model
@@ -147,9 +150,15 @@ class Ingress:
             raise ApiError(400, str(exc)) from exc
         params = request.model_dump(mode="json")
         params["model"] = model
-        task_id = new_task_id()
-        await self._state.create.remote(task_id, params)
-        self._runner.run_task.remote(task_id)  # fired, not awaited: the task outlives this request
+        task_id, outcome = await self._state.admit.remote(new_task_id(), params, idempotency_key)
+        if outcome == "queue_full":
+            raise ApiError(429, f"too many pending tasks (limit {self._settings.max_pending_tasks}); "
+                           "retry later", headers={"Retry-After": str(self._settings.retry_after_s)})
+        if outcome == "key_conflict":
+            raise ApiError(409, "this Idempotency-Key was already used for a different request",
+                           task_id=task_id)
+        if outcome == "created":
+            self._runner.run_task.remote(task_id)  # fired, not awaited: the task outlives this request
         return TaskCreated(task_id=task_id)
 
     def _authorize(self, http: Request) -> None:

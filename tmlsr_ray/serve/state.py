@@ -14,7 +14,7 @@ from tmlsr_ray.protocol import MonitorStats, StageName, StageStatus, TaskOutput,
 from tmlsr_ray.state.board import TaskBoard
 from tmlsr_ray.storage.factory import make_storage
 
-STATE_ACTOR_NAME = "tmlsr_task_state"
+STATE_ACTOR_NAME = Settings.model_fields["state_actor_name"].default
 STATE_NAMESPACE = "tmlsr"
 logger = logging.getLogger("ray.serve")
 
@@ -26,7 +26,7 @@ class TaskState:
     async def __init__(self, settings: Settings):
         self._settings = settings
         self._board = TaskBoard(settings.data_dir / "tasks.sqlite3", settings.max_workers,
-                                settings.recent_tasks_limit)
+                                settings.recent_tasks_limit, settings.max_pending_tasks)
         self._board.grant_grace_after_restart()
         loop = asyncio.get_running_loop()
         self._background = [loop.create_task(self._sweep_forever()), loop.create_task(self._retain_forever())]
@@ -61,8 +61,9 @@ class TaskState:
             dropped = self._board.drop_records(now - settings.record_retention_s)
         return {"outputs_expired": len(expired), "records_dropped": dropped}
 
-    async def create(self, task_id: str, params: Dict[str, Any]) -> str:
-        return self._board.create(params, task_id=task_id)
+    async def admit(self, task_id: str, params: Dict[str, Any],
+                    idempotency_key: Optional[str] = None) -> Tuple[Optional[str], str]:
+        return self._board.admit(params, task_id, idempotency_key)
 
     async def get(self, task_id: str) -> Optional[TaskView]:
         return self._board.get(task_id)
@@ -105,7 +106,7 @@ class TaskState:
 def get_state_actor(settings: Settings) -> "ray.actor.ActorHandle":
     """The one TaskState of this service: created by whoever asks first, then shared."""
     return TaskState.options(
-        name=STATE_ACTOR_NAME,
+        name=settings.state_actor_name,
         namespace=STATE_NAMESPACE,
         lifetime="detached",
         get_if_exists=True,

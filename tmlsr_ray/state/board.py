@@ -11,6 +11,8 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -35,26 +37,52 @@ RUNNER_LOST_ERROR = (
 
 
 class TaskBoard:
-    def __init__(self, db_path: Path, max_workers: int, recent_limit: int = 50):
+    def __init__(self, db_path: Path, max_workers: int, recent_limit: int = 50,
+                 max_pending: Optional[int] = None):
         self._store = TaskStore(db_path)
         self._max_workers = max_workers
         self._recent_limit = recent_limit
         self._records: Dict[str, TaskRecord] = {}
         self._changed = asyncio.Condition()
         self._waiting: set[str] = set()
+        self._max_pending = max_pending
+        self._by_key: Dict[str, str] = {}
         for record in self._store.load_all():
             self._records[record.task_id] = record
+            if record.idempotency_key:
+                self._by_key[record.idempotency_key] = record.task_id
 
     # -- creation and reading ---------------------------------------------------------------
 
     def create(self, params: Dict[str, Any], task_id: Optional[str] = None) -> str:
         """Creates a pending task; creating an id that exists already is a no-op (retry-safe)."""
+        return self.admit(params, task_id)[0]
+
+    def admit(self, params: Dict[str, Any], task_id: Optional[str] = None,
+              idempotency_key: Optional[str] = None) -> Tuple[Optional[str], str]:
+        """Creates a pending task unless the queue is full; returns (task_id, outcome) with outcome
+        ``created``, ``existing`` (same id, or same idempotency key and request), ``queue_full``
+        or ``key_conflict`` (the key was used for another request)."""
+        fingerprint = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+        if idempotency_key is not None and idempotency_key in self._by_key:
+            existing = self._records[self._by_key[idempotency_key]]
+            if existing.request_fingerprint != fingerprint:
+                return existing.task_id, "key_conflict"
+            return existing.task_id, "existing"
         if task_id is not None and task_id in self._records:
-            return task_id
-        record = TaskRecord(params=params, **({"task_id": task_id} if task_id else {}))
+            return task_id, "existing"
+        if self._max_pending is not None and self._count(TaskStatus.pending) >= self._max_pending:
+            return None, "queue_full"
+        record = TaskRecord(params=params, idempotency_key=idempotency_key, request_fingerprint=fingerprint,
+                            **({"task_id": task_id} if task_id else {}))
         self._records[record.task_id] = record
+        if idempotency_key is not None:
+            self._by_key[idempotency_key] = record.task_id
         self._store.save(record)
-        return record.task_id
+        return record.task_id, "created"
+
+    def _count(self, status: TaskStatus) -> int:
+        return sum(1 for r in self._records.values() if r.status == status)
 
     def get(self, task_id: str) -> Optional[TaskView]:
         record = self._records.get(task_id)
@@ -230,7 +258,8 @@ class TaskBoard:
         """Removes finished task records last changed before ``older_than``."""
         old = [r.task_id for r in self._records.values() if r.status.finished and r.updated_at < older_than]
         for task_id in old:
-            del self._records[task_id]
+            record = self._records.pop(task_id)
+            self._by_key.pop(record.idempotency_key or "", None)
         self._store.delete(old)
         return len(old)
 

@@ -37,6 +37,8 @@ class TaskRecord(BaseModel):
     heartbeat_at: Optional[float] = None
     cancel_requested: bool = False
     output_key: Optional[str] = None  # where storage keeps the output, for retention
+    idempotency_key: Optional[str] = None
+    request_fingerprint: Optional[str] = None  # of the params as submitted, for idempotent retries
 
     def stage(self, name: StageName) -> Stage:
         return next(stage for stage in self.stages if stage.name == name)
