@@ -1,7 +1,6 @@
 """The deployment files at the top of the repository are valid as Ray reads them."""
 
 import copy
-from pathlib import Path
 
 import yaml
 from ray.serve import Application

@@ -57,8 +57,10 @@ class Settings(BaseModel):
     )
     heartbeat_interval_s: float = Field(2.0, gt=0)
     heartbeat_timeout_s: float = Field(
-        30.0, gt=0, description="A processing task whose runner is silent this long is failed."
+        30.0, gt=0, description="A processing task whose runner is silent this long is re-queued."
     )
+    max_attempts: int = Field(
+        3, ge=1, description="Runs of a task whose runner vanished, before it fails with a reason.")
 
     # Model execution
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present.")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from gguf.quants import dequantize as reference, quantize
 
-from tests.helpers import SHARED, shared_path
+from tests.helpers import shared_path
 from tmlsr_ray.models.base import ModelError
 from tmlsr_ray.models.gguf_tensors import dequantize, read_gguf
 

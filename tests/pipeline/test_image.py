@@ -1,4 +1,5 @@
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from tmlsr_ray.pipeline.image import decode_image, encode_image, output_format, 
 BAD = sorted((SHARED / "media" / "bad").glob("*")) if (SHARED / "media" / "bad").is_dir() else []
 
 
-def _write(tmp_path, name, image: Image.Image, **save) -> "Path":
+def _write(tmp_path, name, image: Image.Image, **save) -> Path:
     path = tmp_path / name
     image.save(path, **save)
     return path
@@ -80,3 +81,15 @@ def test_output_format_keeps_the_input_format_where_it_can_hold_the_result(tmp_p
     chosen = output_format(ImageInfo(4, 4, fmt, "RGB", 1), image)
     assert chosen == expected
     assert encode_image(image, chosen)[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"RIFF", b"\xff\xd8\xff\xdb")
+
+
+def test_a_gif_image_decodes_its_first_frame(tmp_path):
+    first = Image.new("RGB", (12, 10), (255, 0, 0))
+    second = Image.new("RGB", (12, 10), (0, 255, 0))
+    path = tmp_path / "anim.gif"
+    first.save(path, save_all=True, append_images=[second])
+    info = probe_image(path, 10_000)
+    image = decode_image(path, info)
+    assert info.format == "gif" and image.shape == (10, 12, 3)
+    assert image[5, 5, 2] > 200 and image[5, 5, 1] < 50  # red in BGR: the first frame
+    assert output_format(info, image) == "png"

@@ -172,7 +172,7 @@ def test_cancel_mid_video_stops_quickly_uploads_nothing_and_frees_the_replicas(s
     assert follow_up["status"] == "completed"
     assert time.monotonic() - start < 20
     assert not list(service.data_dir.glob(f"outputs/*/*/*/{task_id}"))
-    assert not (service.data_dir / "work" / task_id).exists()
+    assert not list((service.data_dir / "work").glob(f"{task_id}*"))
 
 
 def test_a_killed_upscaler_replica_does_not_fail_the_video(service, input_server, tmp_path):
@@ -190,3 +190,20 @@ def test_a_killed_upscaler_replica_does_not_fail_the_video(service, input_server
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
     assert meta["frames"] == 64 and meta["batch_retries"] >= 1
+
+
+def test_a_killed_task_runner_replica_does_not_lose_the_video(service, input_server, tmp_path):
+    import ray
+
+    url = input_server.add("runner.mp4", make_clip(tmp_path / "r.mp4", frames=48, size=(160, 120)).read_bytes())
+    task_id = service.submit(url=url, model="slow-x4.pth")["task_id"]
+    service.wait(task_id, until=lambda t: (t["stages"][1].get("detail") or {}).get("frames_done", 0) > 0,
+                 timeout=120)
+    runners = [a for a in ray.util.list_named_actors(all_namespaces=True) if "TaskRunner" in a["name"]]
+    assert runners, "no TaskRunner replica actor found"
+    for actor in runners:  # SIGKILL-equivalent: the replica process dies with the task's loop in it
+        ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+    # The heartbeat stops; the sweeper re-queues the task and hands it to the new replica.
+    task = service.wait(task_id, timeout=240)
+    assert task["status"] == "completed", task["error"]
+    assert task["output"]["metadata"]["frames"] == 48

@@ -1,8 +1,6 @@
 import asyncio
 import time
 
-import pytest
-
 from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput, TaskStatus
 from tmlsr_ray.state.board import TaskBoard
 
@@ -75,10 +73,10 @@ def test_a_second_acquire_of_the_same_task_is_refused(tmp_path):
         assert await board.acquire(blocker)
         waiting = asyncio.ensure_future(board.acquire(task))
         await asyncio.sleep(0.01)
-        assert await board.acquire(task) is False  # a duplicate dispatch
-        assert await board.acquire(blocker) is False  # already processing
+        assert await board.acquire(task) == 0  # a duplicate dispatch
+        assert await board.acquire(blocker) == 0  # already processing
         await board.complete(blocker, TaskOutput())
-        assert await waiting is True
+        assert await waiting == 1
 
     run(scenario())
 
@@ -91,7 +89,7 @@ def test_cancel_of_a_pending_task_is_immediate_and_frees_its_waiter(tmp_path):
         waiting = asyncio.ensure_future(board.acquire(task))
         await asyncio.sleep(0.01)
         assert await board.cancel(task) == (True, TaskStatus.pending)
-        assert await waiting is False
+        assert await waiting == 0
         view = board.get(task)
         assert view.status == TaskStatus.canceled
         assert {s.status for s in view.stages} == {StageStatus.skipped}
@@ -105,7 +103,7 @@ def test_cancel_of_a_processing_task_marks_the_running_stage_canceled(tmp_path):
         task = board.create(PARAMS)
         await board.acquire(task)
         await board.set_stage(task, StageName.download, StageStatus.running)
-        watcher = asyncio.ensure_future(board.wait_finished(task))
+        watcher = asyncio.ensure_future(board.wait_released(task, 1))
         assert await board.cancel(task) == (True, TaskStatus.processing)
         assert await asyncio.wait_for(watcher, 1) == TaskStatus.canceled
         stages = board.get(task).stages
@@ -135,9 +133,9 @@ def test_the_sweeper_fails_processing_tasks_whose_runner_went_silent(tmp_path):
         await board.acquire(silent)
         await board.acquire(alive)
         board._records[silent].heartbeat_at = time.time() - 100
-        assert await board.sweep(heartbeat_timeout_s=30) == [silent]
+        assert await board.sweep(heartbeat_timeout_s=30) == ([], [silent])
         view = board.get(silent)
-        assert view.status == TaskStatus.failed and "no heartbeat" in view.error
+        assert view.status == TaskStatus.failed and "no heartbeat" in view.error and "attempt 1" in view.error
         assert board.get(alive).status == TaskStatus.processing
 
     run(scenario())
@@ -199,3 +197,39 @@ def test_an_idempotency_key_returns_the_same_task_and_survives_a_reload(tmp_path
     reloaded = TaskBoard(tmp_path / "t.db", max_workers=1)
     assert reloaded.admit(PARAMS, idempotency_key="order-17") == (task_id, "existing")
     assert len(reloaded.pending_ids()) == 1
+
+
+def test_a_task_whose_runner_vanished_is_requeued_and_the_old_run_cannot_touch_it(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1, max_attempts=2)
+        task = board.create(PARAMS)
+        first = await board.acquire(task)
+        await board.set_stage(task, StageName.download, StageStatus.running, attempt=first)
+        released = asyncio.ensure_future(board.wait_released(task, first))
+        board._records[task].heartbeat_at = time.time() - 100
+        assert await board.sweep(heartbeat_timeout_s=30) == ([task], [])
+        assert await asyncio.wait_for(released, 1) == TaskStatus.pending  # the old run is told to stop
+        view = board.get(task)
+        assert view.status == TaskStatus.pending and {s.status for s in view.stages} == {StageStatus.pending}
+        second = await board.acquire(task)
+        assert second == 2
+        assert await board.complete(task, TaskOutput(url="/old"), attempt=first) is False
+        assert board.heartbeat(task, attempt=first) is False
+        assert await board.complete(task, TaskOutput(url="/new"), attempt=second) is True
+        assert board.get(task).output.url == "/new"
+
+    run(scenario())
+
+
+def test_a_task_out_of_attempts_fails_with_the_reason(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1, max_attempts=2)
+        task = board.create(PARAMS)
+        for expected in ([task], []), ([], [task]):
+            await board.acquire(task)
+            board._records[task].heartbeat_at = time.time() - 100
+            assert await board.sweep(heartbeat_timeout_s=30) == expected
+        view = board.get(task)
+        assert view.status == TaskStatus.failed and "attempt 2, the last allowed" in view.error
+
+    run(scenario())

@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from tmlsr_ray.pipeline.errors import InputError
 
-FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff"}
+FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff", "GIF": "gif"}
 EXIF_ORIENTATION_TAG = 0x0112
 
 
@@ -44,11 +44,11 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
         raise InputError(f"input image is a decompression bomb, far over the limit of {max_pixels:,} "
                          f"pixels ({_first_line(exc)})") from exc
     except UnidentifiedImageError as exc:
-        raise InputError("input is not a readable image (no PNG, JPEG, WEBP, BMP or TIFF data found)") from exc
+        raise InputError("input is not a readable image (no PNG, JPEG, WEBP, GIF, BMP or TIFF data found)") from exc
     except OSError as exc:
         raise InputError(f"input image is corrupt or truncated ({_first_line(exc)})") from exc
     if fmt is None:
-        raise InputError(f"unsupported image format {img.format}; use PNG, JPEG, WEBP, BMP or TIFF")
+        raise InputError(f"unsupported image format {img.format}; use PNG, JPEG, WEBP, GIF, BMP or TIFF")
     if width <= 0 or height <= 0:
         raise InputError(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
@@ -59,6 +59,8 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
 
 
 def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
+    if info.format == "gif":  # OpenCV builds may lack GIF; an image task takes the first frame
+        return _decode_gif_frame(path)
     data = np.fromfile(str(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
@@ -73,6 +75,18 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
             f"{info.width}x{info.height}: the file is corrupt"
         )
     return apply_exif_orientation(image, info.orientation)
+
+
+def _decode_gif_frame(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            img.seek(0)
+            rgba = np.asarray(img.convert("RGBA"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"gif image could not be decoded ({_first_line(exc)})") from exc
+    if (rgba[:, :, 3] == 255).all():
+        return cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR)
+    return cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)
 
 
 def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:

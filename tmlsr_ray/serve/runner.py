@@ -12,6 +12,7 @@ import logging
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Tuple
 
@@ -60,16 +61,19 @@ class TaskRunner:
 
     async def run_task(self, task_id: str) -> str | None:
         """Runs one task to its end; returns its final status (``None`` if it was not ours to run)."""
-        if not await self._state.acquire.remote(task_id):
+        app = serve.get_replica_context().app_name
+        attempt = await self._state.acquire.remote(task_id, app)
+        if not attempt:
             return None
+        run = Run(self._state, task_id, attempt)
         view = await self._state.get.remote(task_id)
-        workdir = self._settings.data_dir / "work" / task_id
-        pipeline = asyncio.ensure_future(self._pipeline(task_id, view.params, workdir))
-        watchers = [asyncio.ensure_future(self._watch_finished(task_id)),
-                    asyncio.ensure_future(self._heartbeat(task_id))]
+        workdir = self._settings.data_dir / "work" / f"{task_id}-{attempt}"
+        pipeline = asyncio.ensure_future(self._pipeline(run, view.params, workdir))
+        watchers = [asyncio.ensure_future(self._watch_released(run)),
+                    asyncio.ensure_future(self._heartbeat(run))]
         try:
             await asyncio.wait([pipeline, watchers[0]], return_when=asyncio.FIRST_COMPLETED)
-            if not pipeline.done():  # canceled by the user (or failed by the sweeper)
+            if not pipeline.done():  # canceled by the user, or given up on and re-queued
                 pipeline.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await pipeline
@@ -77,7 +81,7 @@ class TaskRunner:
                 await pipeline
         except Exception as exc:  # an unexpected bug must still end the task, readably
             logger.exception("task %s crashed", task_id)
-            await self._state.fail.remote(task_id, f"internal error: {type(exc).__name__}: {exc}")
+            await run.fail(f"internal error: {type(exc).__name__}: {exc}")
         finally:
             for watcher in watchers:
                 watcher.cancel()
@@ -85,67 +89,67 @@ class TaskRunner:
         final = await self._state.get.remote(task_id)
         return final.status.value if final else None
 
-    async def _watch_finished(self, task_id: str) -> None:
+    async def _watch_released(self, run: "Run") -> None:
         while True:
             try:
-                await self._state.wait_finished.remote(task_id)
+                await run.wait_released()
                 return
             except RayActorError:  # the state actor restarts; ask the new one
                 await asyncio.sleep(0.5)
 
-    async def _heartbeat(self, task_id: str) -> None:
+    async def _heartbeat(self, run: "Run") -> None:
         while True:
             await asyncio.sleep(self._settings.heartbeat_interval_s)
             with contextlib.suppress(RayActorError):
-                await self._state.heartbeat.remote(task_id)
+                await run.heartbeat()
 
-    async def _pipeline(self, task_id: str, params: Dict[str, Any], workdir: Path) -> None:
+    async def _pipeline(self, run: "Run", params: Dict[str, Any], workdir: Path) -> None:
         try:
-            fetched = await self._stage(task_id, StageName.download,
+            fetched = await self._stage(run, StageName.download,
                                         fetch_input(params["url"], workdir / "input", self._fetch_policy, self._oss))
             process = self._process_image if params["type"] == "image" else self._process_video
             result, content_type, metadata = await self._stage(
-                task_id, StageName.process, process(task_id, params, fetched.path, workdir))
+                run, StageName.process, process(run, params, fetched.path, workdir))
             metadata["bytes"] = result.stat().st_size
             if metadata["bytes"] > self._settings.max_output_bytes:
                 raise TaskError(f"output is {metadata['bytes']:,} bytes, over the limit of "
                                 f"{self._settings.max_output_bytes:,}; ask for a smaller size")
-            key = output_key(task_id, "output" + result.suffix)
-            url = await self._stage(task_id, StageName.upload,
+            key = output_key(run.task_id, "output" + result.suffix)
+            url = await self._stage(run, StageName.upload,
                                     asyncio.to_thread(self._storage.put, key, result, content_type))
-            await self._state.complete.remote(task_id, TaskOutput(url=url, metadata=metadata), key)
+            await run.complete(TaskOutput(url=url, metadata=metadata), key)
         except TaskError as exc:
-            await self._state.fail.remote(task_id, str(exc))
+            await run.fail(str(exc))
 
-    async def _stage(self, task_id: str, name: StageName, work: Awaitable):
+    async def _stage(self, run: "Run", name: StageName, work: Awaitable):
         """Runs one stage, recording running → success/failed and its duration."""
-        await self._state.set_stage.remote(task_id, name, StageStatus.running)
+        await run.set_stage(name, StageStatus.running)
         start = time.monotonic()
         try:
             result = await work
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            await self._state.set_stage.remote(task_id, name, StageStatus.failed, _elapsed(start))
+            await run.set_stage(name, StageStatus.failed, _elapsed(start))
             raise _as_task_error(name, exc) from exc
-        await self._state.set_stage.remote(task_id, name, StageStatus.success, _elapsed(start))
+        await run.set_stage(name, StageStatus.success, _elapsed(start))
         return result
 
-    async def _model_and_target(self, task_id: str, params: Dict[str, Any], width: int, height: int):
+    async def _model_and_target(self, run: "Run", params: Dict[str, Any], width: int, height: int):
         model = await self._call_upscaler(lambda h: h.describe_model.remote(params["model"]))
         if params.get("outscale") is None:
-            await self._state.update_params.remote(task_id, {"outscale": float(model["model_scale"])})
+            await run.update_params({"outscale": float(model["model_scale"])})
         sizing = SizeRequest(params.get("outscale"), params.get("output_magnification"), params.get("output_dims"))
         target = sizing.output_size(width, height, model["model_scale"])
         return model, target
 
     # -- images -----------------------------------------------------------------------------
 
-    async def _process_image(self, task_id: str, params: Dict[str, Any], path: Path, workdir: Path) -> Processed:
+    async def _process_image(self, run: "Run", params: Dict[str, Any], path: Path, workdir: Path) -> Processed:
         settings = self._settings
         info = await asyncio.to_thread(probe_image, path, settings.max_input_pixels)
         width, height = (info.height, info.width) if info.orientation in (5, 6, 7, 8) else (info.width, info.height)
-        model, target = await self._model_and_target(task_id, params, width, height)
+        model, target = await self._model_and_target(run, params, width, height)
         check_output_size(width, height, model["model_scale"], target, settings.max_output_pixels)
         image = await asyncio.to_thread(decode_image, path, info)
         upscaled = await self._call_upscaler(lambda h: h.upscale_image.remote(params["model"], image, target))
@@ -164,11 +168,11 @@ class TaskRunner:
 
     # -- videos -----------------------------------------------------------------------------
 
-    async def _process_video(self, task_id: str, params: Dict[str, Any], path: Path, workdir: Path) -> Processed:
+    async def _process_video(self, run: "Run", params: Dict[str, Any], path: Path, workdir: Path) -> Processed:
         settings = self._settings
         info = await asyncio.to_thread(probe_video, path)
         media.check_video_limits(info, settings)
-        model, requested = await self._model_and_target(task_id, params, info.width, info.height)
+        model, requested = await self._model_and_target(run, params, info.width, info.height)
         target = even_size(*requested)
         check_output_size(info.width, info.height, model["model_scale"], target, settings.max_output_pixels)
         result = workdir / "output.mp4"
@@ -176,7 +180,7 @@ class TaskRunner:
                                 settings.video_ten_bit)
         writer = await asyncio.to_thread(VideoWriter, result, path, info, target, options)
         progress = FrameProgress(info.frames_hint)
-        report_progress = self._progress_reporter(task_id, progress)
+        report_progress = self._progress_reporter(run, progress)
         window = settings.video_window_per_replica * settings.upscaler_replicas
         stop = threading.Event()
         fanout = FrameFanout(
@@ -202,21 +206,48 @@ class TaskRunner:
         metadata.update(_model_metadata(model), batch_retries=fanout.retries)
         return result, "video/mp4", metadata
 
-    def _progress_reporter(self, task_id: str, progress: FrameProgress) -> Callable[[], Awaitable[None]]:
+    def _progress_reporter(self, run: "Run", progress: FrameProgress) -> Callable[[], Awaitable[None]]:
         last = [0.0]
 
         async def report() -> None:
             now = time.monotonic()
             if now - last[0] >= PROGRESS_INTERVAL_S or progress.done >= progress.total:
                 last[0] = now
-                await self._state.set_stage.remote(task_id, StageName.process, StageStatus.running,
-                                                   None, progress.snapshot())
+                await run.set_stage(StageName.process, StageStatus.running, None, progress.snapshot())
         return report
 
     async def _call_upscaler(self, call: Callable[[DeploymentHandle], Any]):
         settings = self._settings
         return await call_with_retry(lambda: call(self._upscaler), settings.upscaler_call_attempts,
                                      settings.upscaler_call_timeout_s)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One attempt at a task. Every report carries the attempt, so a run that was given up on
+    (its task re-queued and started again) can no longer change the task."""
+
+    state: Any
+    task_id: str
+    attempt: int
+
+    def set_stage(self, name: StageName, status: StageStatus, duration=None, detail=None):
+        return self.state.set_stage.remote(self.task_id, name, status, duration, detail, attempt=self.attempt)
+
+    def update_params(self, values: Dict[str, Any]):
+        return self.state.update_params.remote(self.task_id, values, attempt=self.attempt)
+
+    def complete(self, output: TaskOutput, key: str):
+        return self.state.complete.remote(self.task_id, output, key, attempt=self.attempt)
+
+    def fail(self, error: str):
+        return self.state.fail.remote(self.task_id, error, attempt=self.attempt)
+
+    def heartbeat(self):
+        return self.state.heartbeat.remote(self.task_id, attempt=self.attempt)
+
+    def wait_released(self):
+        return self.state.wait_released.remote(self.task_id, self.attempt)
 
 
 def _model_metadata(model: Dict[str, Any]) -> Dict[str, Any]:

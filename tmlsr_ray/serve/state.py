@@ -26,7 +26,8 @@ class TaskState:
     async def __init__(self, settings: Settings):
         self._settings = settings
         self._board = TaskBoard(settings.data_dir / "tasks.sqlite3", settings.max_workers,
-                                settings.recent_tasks_limit, settings.max_pending_tasks)
+                                settings.recent_tasks_limit, settings.max_pending_tasks, settings.max_attempts)
+        self._runner_app: Optional[str] = None  # learnt from the runners, to hand re-queued tasks back
         self._board.grant_grace_after_restart()
         loop = asyncio.get_running_loop()
         self._background = [loop.create_task(self._sweep_forever()), loop.create_task(self._retain_forever())]
@@ -35,9 +36,21 @@ class TaskState:
         timeout = self._settings.heartbeat_timeout_s
         while True:
             await asyncio.sleep(max(0.5, timeout / 4))
-            lost = await self._board.sweep(timeout)
-            if lost:
-                logger.warning("failed %d task(s) whose runner stopped: %s", len(lost), lost)
+            requeued, failed = await self._board.sweep(timeout)
+            if failed:
+                logger.warning("failed %d task(s) whose runner stopped, out of attempts: %s", len(failed), failed)
+            if requeued:
+                logger.warning("re-queued %d task(s) whose runner stopped: %s", len(requeued), requeued)
+                self._dispatch(requeued)
+
+    def _dispatch(self, task_ids: List[str]) -> None:
+        if self._runner_app is None:
+            return  # no runner has spoken yet: the ingress re-dispatches pending tasks when it starts
+        from ray import serve
+
+        runner = serve.get_deployment_handle("TaskRunner", app_name=self._runner_app)
+        for task_id in task_ids:
+            runner.run_task.remote(task_id)
 
     async def _retain_forever(self) -> None:
         while True:
@@ -74,30 +87,34 @@ class TaskState:
     async def monitor(self) -> MonitorStats:
         return self._board.monitor()
 
-    async def acquire(self, task_id: str) -> bool:
+    async def acquire(self, task_id: str, runner_app: Optional[str] = None) -> int:
+        if runner_app:
+            self._runner_app = runner_app
         return await self._board.acquire(task_id)
 
-    async def heartbeat(self, task_id: str) -> bool:
-        return self._board.heartbeat(task_id)
+    async def heartbeat(self, task_id: str, attempt: Optional[int] = None) -> bool:
+        return self._board.heartbeat(task_id, attempt)
 
     async def set_stage(self, task_id: str, name: StageName, status: StageStatus,
-                        duration: Optional[float] = None, detail: Optional[Dict[str, Any]] = None) -> bool:
-        return await self._board.set_stage(task_id, name, status, duration, detail)
+                        duration: Optional[float] = None, detail: Optional[Dict[str, Any]] = None,
+                        attempt: Optional[int] = None) -> bool:
+        return await self._board.set_stage(task_id, name, status, duration, detail, attempt)
 
-    async def update_params(self, task_id: str, values: Dict[str, Any]) -> None:
-        await self._board.update_params(task_id, values)
+    async def update_params(self, task_id: str, values: Dict[str, Any], attempt: Optional[int] = None) -> None:
+        await self._board.update_params(task_id, values, attempt)
 
-    async def complete(self, task_id: str, output: TaskOutput, output_key: Optional[str] = None) -> bool:
-        return await self._board.complete(task_id, output, output_key)
+    async def complete(self, task_id: str, output: TaskOutput, output_key: Optional[str] = None,
+                       attempt: Optional[int] = None) -> bool:
+        return await self._board.complete(task_id, output, output_key, attempt)
 
-    async def fail(self, task_id: str, error: str) -> bool:
-        return await self._board.fail(task_id, error)
+    async def fail(self, task_id: str, error: str, attempt: Optional[int] = None) -> bool:
+        return await self._board.fail(task_id, error, attempt)
 
     async def cancel(self, task_id: str) -> Tuple[bool, Optional[TaskStatus]]:
         return await self._board.cancel(task_id)
 
-    async def wait_finished(self, task_id: str) -> Optional[TaskStatus]:
-        return await self._board.wait_finished(task_id)
+    async def wait_released(self, task_id: str, attempt: int) -> Optional[TaskStatus]:
+        return await self._board.wait_released(task_id, attempt)
 
     async def ping(self) -> float:
         return time.time()

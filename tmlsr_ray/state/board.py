@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from tmlsr_ray.protocol import (
     MonitorStats,
+    Stage,
     StageName,
     StageStatus,
     SystemStats,
@@ -31,14 +32,14 @@ from tmlsr_ray.state.records import TaskRecord
 from tmlsr_ray.state.store import TaskStore
 
 RUNNER_LOST_ERROR = (
-    "the task runner stopped responding (no heartbeat for {seconds:.0f} s); "
-    "the task was interrupted and can be submitted again"
+    "the task runner stopped responding (no heartbeat for {seconds:.0f} s) on attempt {attempts}, "
+    "the last allowed; the task can be submitted again"
 )
 
 
 class TaskBoard:
     def __init__(self, db_path: Path, max_workers: int, recent_limit: int = 50,
-                 max_pending: Optional[int] = None):
+                 max_pending: Optional[int] = None, max_attempts: int = 1):
         self._store = TaskStore(db_path)
         self._max_workers = max_workers
         self._recent_limit = recent_limit
@@ -46,6 +47,7 @@ class TaskBoard:
         self._changed = asyncio.Condition()
         self._waiting: set[str] = set()
         self._max_pending = max_pending
+        self._max_attempts = max_attempts
         self._by_key: Dict[str, str] = {}
         for record in self._store.load_all():
             self._records[record.task_id] = record
@@ -110,15 +112,17 @@ class TaskBoard:
 
     # -- scheduling -------------------------------------------------------------------------
 
-    async def acquire(self, task_id: str) -> bool:
-        """Wait for a worker slot; ``True`` when the task now processes, ``False`` if it should not run.
+    async def acquire(self, task_id: str) -> int:
+        """Waits for a worker slot. Returns the attempt number (1, 2, …) when the task now
+        processes, 0 if it should not run. The runner passes the attempt back with every update, so
+        a runner that was given up on (and the task re-queued) cannot touch the new attempt.
 
-        A second call for a task already waiting or running returns ``False`` at once, so
-        re-dispatching pending tasks after a restart can never run one twice.
+        A second call for a task already waiting or running returns 0 at once, so re-dispatching
+        pending tasks after a restart can never run one twice.
         """
         record = self._records.get(task_id)
         if record is None or record.status != TaskStatus.pending or task_id in self._waiting:
-            return False
+            return 0
         self._waiting.add(task_id)
         try:
             async with self._changed:
@@ -127,11 +131,12 @@ class TaskBoard:
                 # The head of the queue changes: the next waiter may fit in a slot still free.
                 self._changed.notify_all()
                 if record.status != TaskStatus.pending:
-                    return False
+                    return 0
                 record.status = TaskStatus.processing
                 record.started_at = record.heartbeat_at = time.time()
+                record.attempts += 1
                 self._save(record)
-                return True
+                return record.attempts
         finally:
             self._waiting.discard(task_id)
 
@@ -147,10 +152,19 @@ class TaskBoard:
 
     # -- progress ---------------------------------------------------------------------------
 
-    def heartbeat(self, task_id: str) -> bool:
-        """Returns ``False`` when the task should stop (canceled, failed by the sweeper, unknown)."""
+    def _owned(self, task_id: str, attempt: Optional[int]) -> Optional[TaskRecord]:
+        """The record if it is processing (in ``attempt``, when one is given), else ``None``."""
         record = self._records.get(task_id)
         if record is None or record.status != TaskStatus.processing:
+            return None
+        if attempt is not None and record.attempts != attempt:
+            return None
+        return record
+
+    def heartbeat(self, task_id: str, attempt: Optional[int] = None) -> bool:
+        """Returns ``False`` when the task should stop (canceled, given up on, unknown)."""
+        record = self._owned(task_id, attempt)
+        if record is None:
             return False
         record.heartbeat_at = time.time()
         return True
@@ -162,9 +176,10 @@ class TaskBoard:
         status: StageStatus,
         duration: Optional[float] = None,
         detail: Optional[Dict[str, Any]] = None,
+        attempt: Optional[int] = None,
     ) -> bool:
-        record = self._records.get(task_id)
-        if record is None or record.status != TaskStatus.processing:
+        record = self._owned(task_id, attempt)
+        if record is None:
             return False
         stage = record.stage(name)
         stage.status, stage.duration, stage.detail = status, duration, detail
@@ -172,24 +187,25 @@ class TaskBoard:
         await self._save_and_notify(record)
         return True
 
-    async def update_params(self, task_id: str, values: Dict[str, Any]) -> None:
-        record = self._records.get(task_id)
-        if record is not None and not record.status.finished:
+    async def update_params(self, task_id: str, values: Dict[str, Any], attempt: Optional[int] = None) -> None:
+        record = self._owned(task_id, attempt)
+        if record is not None:
             record.params = {**record.params, **values}
             await self._save_and_notify(record)
 
     # -- endings ----------------------------------------------------------------------------
 
-    async def complete(self, task_id: str, output: TaskOutput, output_key: Optional[str] = None) -> bool:
-        record = self._records.get(task_id)
-        if record is None or record.status != TaskStatus.processing:
+    async def complete(self, task_id: str, output: TaskOutput, output_key: Optional[str] = None,
+                       attempt: Optional[int] = None) -> bool:
+        record = self._owned(task_id, attempt)
+        if record is None:
             return False
         record.status, record.output, record.output_key = TaskStatus.completed, output, output_key
         await self._save_and_notify(record)
         return True
 
-    async def fail(self, task_id: str, error: str) -> bool:
-        record = self._records.get(task_id)
+    async def fail(self, task_id: str, error: str, attempt: Optional[int] = None) -> bool:
+        record = self._records.get(task_id) if attempt is None else self._owned(task_id, attempt)
         if record is None or record.status.finished:
             return False
         record.status, record.error = TaskStatus.failed, error
@@ -210,12 +226,11 @@ class TaskBoard:
         await self._save_and_notify(record)
         return True, before
 
-    async def wait_finished(self, task_id: str) -> Optional[TaskStatus]:
-        """Block until the task is finished (runners use it to notice a cancel at once)."""
+    async def wait_released(self, task_id: str, attempt: int) -> Optional[TaskStatus]:
+        """Blocks until ``attempt`` no longer owns the task: it finished (a cancel, say) or was
+        given up on and re-queued. Runners use it to stop at once."""
         async with self._changed:
-            await self._changed.wait_for(
-                lambda: task_id not in self._records or self._records[task_id].status.finished
-            )
+            await self._changed.wait_for(lambda: self._owned(task_id, attempt) is None)
         return self.status(task_id)
 
     # -- recovery ---------------------------------------------------------------------------
@@ -228,8 +243,9 @@ class TaskBoard:
             if record.status == TaskStatus.processing:
                 record.heartbeat_at = now
 
-    async def sweep(self, heartbeat_timeout_s: float) -> List[str]:
-        """Fail processing tasks whose runner went silent; returns their ids."""
+    async def sweep(self, heartbeat_timeout_s: float) -> Tuple[List[str], List[str]]:
+        """Processing tasks whose runner went silent are re-queued (their input is still at its
+        URL) while they have attempts left, else failed; returns (re-queued ids, failed ids)."""
         now = time.time()
         lost = [
             r
@@ -237,9 +253,18 @@ class TaskBoard:
             if r.status == TaskStatus.processing
             and now - (r.heartbeat_at or r.started_at or r.updated_at) > heartbeat_timeout_s
         ]
+        requeued, failed = [], []
         for record in lost:
-            await self.fail(record.task_id, RUNNER_LOST_ERROR.format(seconds=heartbeat_timeout_s))
-        return [r.task_id for r in lost]
+            if record.attempts < self._max_attempts:
+                record.status, record.started_at, record.heartbeat_at = TaskStatus.pending, None, None
+                record.stages = [Stage(name=name) for name in StageName]
+                requeued.append(record.task_id)
+                await self._save_and_notify(record)
+            else:
+                failed.append(record.task_id)
+                await self.fail(record.task_id, RUNNER_LOST_ERROR.format(
+                    seconds=heartbeat_timeout_s, attempts=record.attempts))
+        return requeued, failed
 
     def expire_outputs(self, older_than: float) -> List[Tuple[str, str]]:
         """Marks outputs of tasks finished before ``older_than`` expired; returns (task_id, key)

@@ -36,6 +36,7 @@ class TaskRecord(BaseModel):
     started_at: Optional[float] = None
     heartbeat_at: Optional[float] = None
     cancel_requested: bool = False
+    attempts: int = 0  # runs started; a run whose runner vanished is re-queued up to max_attempts
     output_key: Optional[str] = None  # where storage keeps the output, for retention
     idempotency_key: Optional[str] = None
     request_fingerprint: Optional[str] = None  # of the params as submitted, for idempotent retries
