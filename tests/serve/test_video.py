@@ -175,17 +175,28 @@ def test_cancel_mid_video_stops_quickly_uploads_nothing_and_frees_the_replicas(s
     assert not list((service.data_dir / "work").glob(f"{task_id}*"))
 
 
-def test_a_killed_upscaler_replica_does_not_fail_the_video(service, input_server, tmp_path):
-    import ray
-
-    url = input_server.add("fault.mp4", make_clip(tmp_path / "f.mp4", frames=64, size=(160, 120)).read_bytes())
+def start_slow_video(service, input_server, tmp_path, name: str, frames: int) -> str:
+    """Submits a clip with the slow model and returns its id once frames are coming out."""
+    url = input_server.add(name, make_clip(tmp_path / name, frames=frames, size=(160, 120)).read_bytes())
     task_id = service.submit(url=url, model="slow-x4.pth")["task_id"]
     service.wait(task_id, until=lambda t: (t["stages"][1].get("detail") or {}).get("frames_done", 0) > 0,
                  timeout=120)
-    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if "Upscaler" in a["name"]]
-    assert replicas, "no Upscaler replica actor found"
-    for actor in replicas:  # a real kill of the replica process, mid-video
+    return task_id
+
+
+def kill_replicas(deployment: str) -> None:
+    """A real kill of every replica process of a deployment (Serve starts new ones)."""
+    import ray
+
+    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if deployment in a["name"]]
+    assert replicas, f"no {deployment} replica actor found"
+    for actor in replicas:
         ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+
+
+def test_a_killed_upscaler_replica_does_not_fail_the_video(service, input_server, tmp_path):
+    task_id = start_slow_video(service, input_server, tmp_path, "fault.mp4", frames=64)
+    kill_replicas("Upscaler")
     task = service.wait(task_id, timeout=240)
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
@@ -193,16 +204,8 @@ def test_a_killed_upscaler_replica_does_not_fail_the_video(service, input_server
 
 
 def test_a_killed_task_runner_replica_does_not_lose_the_video(service, input_server, tmp_path):
-    import ray
-
-    url = input_server.add("runner.mp4", make_clip(tmp_path / "r.mp4", frames=48, size=(160, 120)).read_bytes())
-    task_id = service.submit(url=url, model="slow-x4.pth")["task_id"]
-    service.wait(task_id, until=lambda t: (t["stages"][1].get("detail") or {}).get("frames_done", 0) > 0,
-                 timeout=120)
-    runners = [a for a in ray.util.list_named_actors(all_namespaces=True) if "TaskRunner" in a["name"]]
-    assert runners, "no TaskRunner replica actor found"
-    for actor in runners:  # SIGKILL-equivalent: the replica process dies with the task's loop in it
-        ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+    task_id = start_slow_video(service, input_server, tmp_path, "runner.mp4", frames=48)
+    kill_replicas("TaskRunner")  # the task's loop dies with the process
     # The heartbeat stops; the sweeper re-queues the task and hands it to the new replica.
     task = service.wait(task_id, timeout=240)
     assert task["status"] == "completed", task["error"]
