@@ -43,6 +43,17 @@ def bearer_token_ok(authorization: str | None, expected: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
 
 
+class TaskFinished(Exception):
+    """Canceling a task that already ended (raised to Python handle callers too)."""
+
+    def __init__(self, message: str, status: str):
+        super().__init__(message, status)  # both in args, so the exception pickles across processes
+        self.status = status
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 AUTH_RESPONSES = {401: {"description": "API token missing or wrong (when one is configured)"}}
 
 
@@ -101,7 +112,7 @@ class Ingress:
              responses={404: {"description": "Unknown task"}, **AUTH_RESPONSES})
     async def read_task(self, task_id: str, http: Request) -> TaskView:
         self._authorize(http)
-        view = await self._state.get.remote(task_id)
+        view = await self.get_task(task_id)
         if view is None:
             raise ApiError(404, f"task {task_id} not found")
         return self._with_absolute_urls(view, http)
@@ -111,12 +122,12 @@ class Ingress:
                            **AUTH_RESPONSES})
     async def delete_task(self, task_id: str, http: Request) -> CancelResult:
         self._authorize(http)
-        canceled, before = await self._state.cancel.remote(task_id)
-        if before is None:
-            raise ApiError(404, f"task {task_id} not found")
-        if not canceled:
-            raise ApiError(409, f"task {task_id} is already {before.value}", task_status=before.value)
-        return CancelResult()
+        try:
+            return await self.cancel_task(task_id)
+        except LookupError as exc:
+            raise ApiError(404, str(exc)) from exc
+        except TaskFinished as exc:
+            raise ApiError(409, str(exc), task_status=exc.status) from exc
 
     @api.get("/monitor/stats", response_model=MonitorStats, responses=AUTH_RESPONSES)
     async def monitor_stats(self, http: Request) -> MonitorStats:
@@ -160,6 +171,20 @@ class Ingress:
         if outcome == "created":
             self._runner.run_task.remote(task_id)  # fired, not awaited: the task outlives this request
         return TaskCreated(task_id=task_id)
+
+    async def get_task(self, task_id: str) -> TaskView | None:
+        """The task's record (output URLs of local storage are service-relative), or ``None``."""
+        return await self._state.get.remote(task_id)
+
+    async def cancel_task(self, task_id: str) -> CancelResult:
+        """Cancels a pending or processing task; raises ``LookupError`` for an unknown task and
+        ``TaskFinished`` for one that already ended."""
+        canceled, before = await self._state.cancel.remote(task_id)
+        if before is None:
+            raise LookupError(f"task {task_id} not found")
+        if not canceled:
+            raise TaskFinished(f"task {task_id} is already {before.value}", before.value)
+        return CancelResult()
 
     def _authorize(self, http: Request) -> None:
         if not bearer_token_ok(http.headers.get("authorization"), self._settings.api_token):
