@@ -127,6 +127,3 @@ class MonitorStats(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
-
-class ErrorBody(BaseModel):
-    detail: Any

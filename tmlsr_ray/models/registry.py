@@ -66,7 +66,3 @@ class ModelCache:
                     self._models.popitem(last=False)
             self._models.move_to_end(path)
             return model
-
-    def loaded(self) -> List[str]:
-        with self._lock:
-            return [p.name for p in self._models]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Tuple
 
 import cv2
 import numpy as np
@@ -130,10 +129,6 @@ def encode_image(image: np.ndarray, fmt: str, jpeg_quality: int = 95) -> bytes:
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
-
-
-def image_size(image: np.ndarray) -> Tuple[int, int]:
-    return image.shape[1], image.shape[0]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -116,9 +116,6 @@ class TaskState:
     async def wait_released(self, task_id: str, attempt: int) -> Optional[TaskStatus]:
         return await self._board.wait_released(task_id, attempt)
 
-    async def ping(self) -> float:
-        return time.time()
-
 
 def get_state_actor(settings: Settings) -> "ray.actor.ActorHandle":
     """The one TaskState of this service: created by whoever asks first, then shared."""

@@ -55,9 +55,6 @@ class Upscaler:
             stop.set()
             raise
 
-    def loaded_models(self) -> list:
-        return self._models.loaded()
-
     def _load(self, model_name: str):
         return self._models.get(resolve_model_path(self._settings.weights_dir, model_name))
 
