@@ -90,10 +90,10 @@ def _finished(task: Dict[str, Any]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "serve":
-        from tmlsr_ray.__main__ import main as serve_main
+        from tmlsr_ray.__main__ import serve_locally
+        from tmlsr_ray.config import Settings
 
-        sys.argv = ["tmlsr", "serve"]
-        serve_main()
+        serve_locally(Settings.load())
         return EXIT_OK
     client = Client(args.server, args.token)
     if args.command == "submit":
