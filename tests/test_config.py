@@ -33,3 +33,11 @@ def test_unknown_or_invalid_settings_are_rejected():
 def test_list_settings_are_read_from_json_in_the_environment():
     settings = Settings.load({}, environ={"TMLSR_URL_ALLOWLIST": '["https://cdn.example.com/", "media.example.org"]'})
     assert settings.url_allowlist == ["https://cdn.example.com/", "media.example.org"]
+
+
+def test_seedvr2_batches_and_vae_tiles_must_fit_the_model():
+    assert Settings(seedvr2_batch_frames=9, seedvr2_temporal_overlap=2).seedvr2_batch_frames == 9
+    for bad in ({"seedvr2_batch_frames": 4}, {"seedvr2_batch_frames": 5, "seedvr2_temporal_overlap": 5},
+                {"seedvr2_vae_tile_size": 100}, {"seedvr2_vae_tile_size": 64, "seedvr2_vae_tile_overlap": 64}):
+        with pytest.raises(ValidationError):
+            Settings(**bad)

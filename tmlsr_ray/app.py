@@ -1,6 +1,7 @@
 """The Ray Serve deployment graph of TMLSR-Ray, in one place.
 
-    Ingress ──run_task (fired)──▶ TaskRunner ──batches──▶ Upscaler (models loaded, GPU each)
+    Ingress ──run_task (fired)──▶ TaskRunner ──batches──▶ Upscaler (Real-ESRGAN models, GPU each)
+       │                              └──────batches──▶ SeedVR2Upscaler (DiT + VAE, GPU each)
        └──────── records ──────▶ TaskState (named detached actor, SQLite) ◀── progress ──┘
 """
 
@@ -13,6 +14,7 @@ from ray.serve import Application
 from tmlsr_ray.config import Settings
 from tmlsr_ray.serve.ingress import Ingress
 from tmlsr_ray.serve.runner import TaskRunner
+from tmlsr_ray.serve.seedvr2 import SeedVR2Upscaler, seedvr2_options
 from tmlsr_ray.serve.upscaler import Upscaler, upscaler_options
 
 APP_NAME = "tmlsr"
@@ -26,11 +28,13 @@ def build_app(args: Mapping[str, Any] | Settings | None = None) -> Application:
     settings = Settings.load(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upscaler = Upscaler.options(**upscaler_options(settings)).bind(settings)
+    seedvr2 = (SeedVR2Upscaler.options(**seedvr2_options(settings)).bind(settings)
+               if settings.seedvr2_replicas else None)
     runner = TaskRunner.options(
         num_replicas=settings.runner_replicas,
         graceful_shutdown_timeout_s=settings.graceful_shutdown_timeout_s,
         ray_actor_options={"num_cpus": 0},
-    ).bind(settings, upscaler)
+    ).bind(settings, upscaler, seedvr2)
     return Ingress.options(
         num_replicas=settings.ingress_replicas, ray_actor_options={"num_cpus": 0}
     ).bind(settings, runner)

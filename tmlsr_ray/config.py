@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, List, Literal, Mapping, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_PREFIX = "TMLSR_"
 
@@ -87,6 +87,25 @@ class Settings(BaseModel):
     max_video_frames: int = Field(500_000, gt=0, description="Longest video, in frames.")
     max_video_duration_s: float = Field(4 * 3600.0, gt=0, description="Longest video, in seconds.")
 
+    # SeedVR2 (models whose file name contains "seedvr2")
+    seedvr2_replicas: int = Field(
+        1, ge=0, description="SeedVR2 replicas (their own kind: a DiT, a VAE); 0 = SeedVR2 tasks fail.")
+    seedvr2_num_cpus: float = Field(1.0, ge=0, description="CPU share reserved per SeedVR2 replica.")
+    seedvr2_num_gpus: float = Field(0.0, ge=0, description="GPUs per SeedVR2 replica (1 on GPU clusters).")
+    seedvr2_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Compute precision; auto = bfloat16 on CUDA, float32 on CPU.")
+    seedvr2_batch_frames: int = Field(
+        5, ge=1, description="Frames restored together (4n+1: 1, 5, 9, …); more = steadier in time, more memory.")
+    seedvr2_temporal_overlap: int = Field(
+        0, ge=0, description="Frames shared by consecutive batches and cross-faded, to hide seams in time.")
+    seedvr2_color_fix: Literal["wavelet", "none"] = Field(
+        "wavelet", description="Keep the input's colours (wavelet low frequencies) under the restored detail.")
+    seedvr2_seed: int = Field(42, description="Noise seed of tasks that give none.")
+    seedvr2_vae_tile_size: int = Field(
+        1024, ge=0, description="VAE tile edge in pixels (multiple of 8); 0 = whole frames (memory grows "
+        "with the frame: 1080p untiled needs ≈45 GiB for 5 frames).")
+    seedvr2_vae_tile_overlap: int = Field(128, ge=0, description="Overlap of VAE tiles (multiple of 8), blended linearly.")
+
     # Storage
     storage: Literal["local", "oss"] = Field("local", description="Where outputs go.")
     oss_endpoint: Optional[str] = Field(None, description="e.g. https://oss-cn-hangzhou.aliyuncs.com")
@@ -132,6 +151,28 @@ class Settings(BaseModel):
     )
     max_output_bytes: int = Field(20 * 1024**3, gt=0, description="Largest output file stored.")
     jpeg_quality: int = Field(95, ge=1, le=100)
+
+    @field_validator("seedvr2_batch_frames")
+    @classmethod
+    def _four_n_plus_one(cls, value: int) -> int:
+        if (value - 1) % 4:
+            raise ValueError("must be 4n+1 (1, 5, 9, 13, …): the VAE compresses time 4× after the first frame")
+        return value
+
+    @field_validator("seedvr2_vae_tile_size", "seedvr2_vae_tile_overlap")
+    @classmethod
+    def _latent_aligned(cls, value: int) -> int:
+        if value % 8:
+            raise ValueError("must be a multiple of 8 (the VAE's spatial factor)")
+        return value
+
+    @model_validator(mode="after")
+    def _overlaps_below_their_sizes(self) -> "Settings":
+        if self.seedvr2_temporal_overlap >= self.seedvr2_batch_frames:
+            raise ValueError("seedvr2_temporal_overlap must be smaller than seedvr2_batch_frames")
+        if self.seedvr2_vae_tile_size and self.seedvr2_vae_tile_overlap >= self.seedvr2_vae_tile_size:
+            raise ValueError("seedvr2_vae_tile_overlap must be smaller than seedvr2_vae_tile_size")
+        return self
 
     @field_validator("weights_dir", "data_dir", mode="after")
     @classmethod

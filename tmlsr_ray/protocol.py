@@ -65,8 +65,12 @@ class TaskRequest(BaseModel):
         None, description="Exact output [width, height]; overrides outscale and output_magnification."
     )
     resolution: Optional[PositiveInt] = Field(
-        None, description="Target output height; only for SeedVR2 models, overrides the scales."
+        None, description="Target output height; only for SeedVR2 models, overrides outscale, "
+        "output_magnification and output_dims (the width follows the input's aspect ratio)."
     )
+    seed: Optional[int] = Field(
+        None, ge=0, lt=2**63,
+        description="SeedVR2 noise seed (same seed, same input → same output); default the service's.")
 
     @field_validator("url")
     @classmethod

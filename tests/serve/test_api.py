@@ -122,7 +122,8 @@ def test_an_image_task_completes_with_stages_output_and_metadata(service, small_
     assert task["error"] is None
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", task["created_at"])
     assert task["params"] == {"url": small_png, "type": "image", "model": "tiny-x4.pth", "outscale": 4.0,
-                              "output_magnification": None, "output_dims": None, "resolution": None}
+                              "output_magnification": None, "output_dims": None, "resolution": None,
+                              "seed": None}
     assert [(s["name"], s["status"]) for s in task["stages"]] == [
         ("download", "success"), ("process", "success"), ("upload", "success")]
     assert all(s["duration"] >= 0 for s in task["stages"])

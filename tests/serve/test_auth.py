@@ -32,7 +32,7 @@ def secured(service):
     from tmlsr_ray.serve.state import STATE_NAMESPACE
 
     settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "secured"),
-                "allow_private_urls": True, "api_token": "s3cret", "upscaler_num_cpus": 0,
+                "allow_private_urls": True, "api_token": "s3cret", "upscaler_num_cpus": 0, "seedvr2_replicas": 0,
                 "max_output_bytes": 1000, "max_workers": 1, "max_pending_tasks": 1,
                 "state_actor_name": "tmlsr_state_secured"}
     serve.run(build_app(settings), name="secured", route_prefix="/secured")

@@ -22,7 +22,7 @@ def oss_app(service):
 
     server = OssServer(access_key_id="svc-ak", secret="svc-sk")
     settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "oss-app"),
-                "upscaler_num_cpus": 0, "storage": "oss", "oss_endpoint": server.endpoint,
+                "upscaler_num_cpus": 0, "seedvr2_replicas": 0, "storage": "oss", "oss_endpoint": server.endpoint,
                 "oss_access_key_id": "svc-ak", "oss_access_key_secret": "svc-sk", "oss_bucket": "outputs",
                 "oss_prefix": "results", "state_actor_name": "tmlsr_state_oss"}
     serve.run(build_app(settings), name="oss-app", route_prefix="/oss-app")

@@ -69,8 +69,8 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[Any]], maxsize:
 
 
 class FrameFanout:
-    def __init__(self, submit: Callable[[np.ndarray], Any], window: int, timeout_s: float, attempts: int):
-        self._submit = submit  # frames -> DeploymentResponse
+    def __init__(self, submit: Callable[[FrameBatch], Any], window: int, timeout_s: float, attempts: int):
+        self._submit = submit  # batch -> DeploymentResponse of its upscaled frames
         self._window = window
         self._timeout_s = timeout_s
         self._attempts = attempts
@@ -100,7 +100,7 @@ class FrameFanout:
 
     async def _upscale(self, batch: FrameBatch) -> np.ndarray:
         try:
-            return await call_with_retry(lambda: self._submit(batch.frames), self._attempts, self._timeout_s,
+            return await call_with_retry(lambda: self._submit(batch), self._attempts, self._timeout_s,
                                          on_retry=self._count_retry)
         except ReplicaFailure as exc:
             raise TaskError(f"batch {batch.index} of frames failed: {exc}") from exc

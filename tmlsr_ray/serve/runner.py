@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, Tuple
+from typing import Any, Awaitable, Callable, Dict, Iterator, Tuple
 
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
@@ -22,14 +22,16 @@ from ray.serve.handle import DeploymentHandle
 
 from tmlsr_ray.config import Settings
 from tmlsr_ray.models.base import ModelError
-from tmlsr_ray.models.registry import ModelNameError
+from tmlsr_ray.models.registry import ModelNameError, is_seedvr2
 from tmlsr_ray.pipeline import media
-from tmlsr_ray.pipeline.decode import iter_batches, probe_video
+from tmlsr_ray.pipeline.decode import FrameBatch, iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import EncodeOptions, VideoWriter, even_size
 from tmlsr_ray.pipeline.errors import TaskError
 from tmlsr_ray.pipeline.fetch import FetchPolicy, fetch_input
 from tmlsr_ray.pipeline.image import CONTENT_TYPES, EXTENSIONS, decode_image, encode_image, output_format, probe_image
+from tmlsr_ray.pipeline.overlap import CrossFade, overlapping_batches
 from tmlsr_ray.pipeline.progress import FrameProgress
+from tmlsr_ray.pipeline.restore import processing_resolution, seedvr2_output_size
 from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size
 from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput
 from tmlsr_ray.serve.fanout import FrameFanout, call_with_retry, iterate_in_thread
@@ -44,9 +46,10 @@ Processed = Tuple[Path, str, Dict[str, Any]]  # output file, content type, metad
 
 @serve.deployment(max_ongoing_requests=10_000)
 class TaskRunner:
-    def __init__(self, settings: Settings, upscaler: DeploymentHandle):
+    def __init__(self, settings: Settings, upscaler: DeploymentHandle, seedvr2: DeploymentHandle | None = None):
         self._settings = settings
         self._upscaler = upscaler
+        self._seedvr2 = seedvr2
         self._state = get_state_actor(settings)
         self._oss = settings.oss_config()
         self._storage = make_storage(settings)
@@ -135,13 +138,30 @@ class TaskRunner:
         await run.set_stage(name, StageStatus.success, _elapsed(start))
         return result
 
-    async def _model_and_target(self, run: "Run", params: Dict[str, Any], width: int, height: int):
-        model = await self._call_upscaler(lambda h: h.describe_model.remote(params["model"]))
+    def _replicas_for(self, model_name: str) -> DeploymentHandle:
+        if not is_seedvr2(model_name):
+            return self._upscaler
+        if self._seedvr2 is None:
+            raise TaskError("SeedVR2 models are not served here (seedvr2_replicas is 0)")
+        return self._seedvr2
+
+    async def _model_and_target(self, run: "Run", params: Dict[str, Any], width: int, height: int) -> "ModelPlan":
+        name = params["model"]
+        replicas = self._replicas_for(name)
+        model = await self._call(replicas, lambda h: h.describe_model.remote(name))
+        sizing = SizeRequest(params.get("outscale"), params.get("output_magnification"), params.get("output_dims"))
+        if is_seedvr2(name):
+            target = seedvr2_output_size(width, height, params.get("resolution"), sizing)
+            seed = params.get("seed")
+            if seed is None:
+                seed = self._settings.seedvr2_seed
+                await run.update_params({"seed": seed})
+            model["seedvr2"].update(seed=seed, resolution=processing_resolution(target))
+            return ModelPlan(replicas, model, target, scale=1, seed=seed)
         if params.get("outscale") is None:
             await run.update_params({"outscale": float(model["model_scale"])})
-        sizing = SizeRequest(params.get("outscale"), params.get("output_magnification"), params.get("output_dims"))
         target = sizing.output_size(width, height, model["model_scale"])
-        return model, target
+        return ModelPlan(replicas, model, target, scale=model["model_scale"])
 
     # -- images -----------------------------------------------------------------------------
 
@@ -149,10 +169,12 @@ class TaskRunner:
         settings = self._settings
         info = await asyncio.to_thread(probe_image, path, settings.max_input_pixels)
         width, height = (info.height, info.width) if info.orientation in (5, 6, 7, 8) else (info.width, info.height)
-        model, target = await self._model_and_target(run, params, width, height)
-        check_output_size(width, height, model["model_scale"], target, settings.max_output_pixels)
+        plan = await self._model_and_target(run, params, width, height)
+        target = plan.target
+        plan.check_output_size(width, height, settings.max_output_pixels)
         image = await asyncio.to_thread(decode_image, path, info)
-        upscaled = await self._call_upscaler(lambda h: h.upscale_image.remote(params["model"], image, target))
+        upscaled = await self._call(plan.replicas,
+                                    lambda h: h.upscale_image.remote(params["model"], image, target, *plan.seed_args(0)))
         fmt = output_format(info, upscaled)
         result = workdir / ("output" + EXTENSIONS[fmt])
         data = await asyncio.to_thread(encode_image, upscaled, fmt, settings.jpeg_quality)
@@ -162,7 +184,7 @@ class TaskRunner:
             "input": {"width": width, "height": height, "format": info.format},
             "channels": 1 if upscaled.ndim == 2 else upscaled.shape[2],
             "bit_depth": 16 if upscaled.dtype.itemsize == 2 else 8,
-            **_model_metadata(model),
+            **_model_metadata(plan.model),
         }
         return result, CONTENT_TYPES[fmt], metadata
 
@@ -172,39 +194,56 @@ class TaskRunner:
         settings = self._settings
         info = await asyncio.to_thread(probe_video, path)
         media.check_video_limits(info, settings)
-        model, requested = await self._model_and_target(run, params, info.width, info.height)
+        plan = await self._model_and_target(run, params, info.width, info.height)
+        requested = plan.target
         target = even_size(*requested)
-        check_output_size(info.width, info.height, model["model_scale"], target, settings.max_output_pixels)
+        plan.check_output_size(info.width, info.height, settings.max_output_pixels, target)
         result = workdir / "output.mp4"
         options = EncodeOptions(settings.video_codec, settings.video_crf, settings.video_preset,
                                 settings.video_ten_bit)
         writer = await asyncio.to_thread(VideoWriter, result, path, info, target, options)
         progress = FrameProgress(info.frames_hint)
         report_progress = self._progress_reporter(run, progress)
-        window = settings.video_window_per_replica * settings.upscaler_replicas
+        window = settings.video_window_per_replica * self._replica_count(plan)
         stop = threading.Event()
         fanout = FrameFanout(
-            lambda frames: self._upscaler.upscale_frames.remote(params["model"], frames, target),
+            lambda batch: plan.replicas.upscale_frames.remote(params["model"], batch.frames, target,
+                                                              *plan.seed_args(batch.index)),
             window=window, timeout_s=settings.upscaler_call_timeout_s, attempts=settings.upscaler_call_attempts,
         )
+        fade = CrossFade(settings.seedvr2_temporal_overlap if plan.seed is not None else 0)
 
-        async def encode(frames, pts) -> None:
+        async def write(frames, pts) -> None:
             await asyncio.to_thread(writer.write, frames, pts)
             progress.advance(len(pts))
             await report_progress()
 
+        async def encode(frames, pts) -> None:
+            await write(*fade.push(frames, pts))
+
         try:
-            batches = iterate_in_thread(
-                lambda: iter_batches(path, info, settings.video_batch_frames, stop), maxsize=window, stop=stop)
+            batches = iterate_in_thread(lambda: self._video_batches(path, info, plan, stop), maxsize=window, stop=stop)
             await fanout.run(batches, encode)
+            await write(*fade.flush())
             report = await asyncio.to_thread(writer.close)
         except BaseException:
             stop.set()
             await asyncio.to_thread(writer.abort)
             raise
         metadata = media.video_metadata(info, result, report, options, requested)
-        metadata.update(_model_metadata(model), batch_retries=fanout.retries)
+        metadata.update(_model_metadata(plan.model), batch_retries=fanout.retries)
         return result, "video/mp4", metadata
+
+    def _video_batches(self, path: Path, info, plan: "ModelPlan", stop: threading.Event) -> Iterator[FrameBatch]:
+        settings = self._settings
+        if plan.seed is None:
+            return iter_batches(path, info, settings.video_batch_frames, stop)
+        size, overlap = settings.seedvr2_batch_frames, settings.seedvr2_temporal_overlap
+        return overlapping_batches(iter_batches(path, info, size, stop), size, overlap)
+
+    def _replica_count(self, plan: "ModelPlan") -> int:
+        settings = self._settings
+        return settings.seedvr2_replicas if plan.seed is not None else settings.upscaler_replicas
 
     def _progress_reporter(self, run: "Run", progress: FrameProgress) -> Callable[[], Awaitable[None]]:
         last = [0.0]
@@ -216,10 +255,29 @@ class TaskRunner:
                 await run.set_stage(StageName.process, StageStatus.running, None, progress.snapshot())
         return report
 
-    async def _call_upscaler(self, call: Callable[[DeploymentHandle], Any]):
+    async def _call(self, replicas: DeploymentHandle, call: Callable[[DeploymentHandle], Any]):
         settings = self._settings
-        return await call_with_retry(lambda: call(self._upscaler), settings.upscaler_call_attempts,
+        return await call_with_retry(lambda: call(replicas), settings.upscaler_call_attempts,
                                      settings.upscaler_call_timeout_s)
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """Which replicas run a task, what the model said of itself, the output size, and (SeedVR2) the seed."""
+
+    replicas: DeploymentHandle
+    model: Dict[str, Any]
+    target: Tuple[int, int]
+    scale: int
+    seed: int | None = None
+
+    def seed_args(self, batch_index: int) -> Tuple[int, ...]:
+        # Each batch its own noise, the same on whichever replica runs it (and on a retry).
+        return () if self.seed is None else (self.seed + batch_index,)
+
+    def check_output_size(self, width: int, height: int, max_pixels: int,
+                          target: Tuple[int, int] | None = None) -> None:
+        check_output_size(width, height, self.scale, target or self.target, max_pixels)
 
 
 @dataclass(frozen=True)
@@ -251,8 +309,8 @@ class Run:
 
 
 def _model_metadata(model: Dict[str, Any]) -> Dict[str, Any]:
-    return {"model": model["model"], "model_scale": model["model_scale"],
-            "architecture": model["architecture"], "device": model["device"]}
+    keys = ("model", "model_scale", "architecture", "device", "dtype", "seedvr2")
+    return {key: model[key] for key in keys if key in model}
 
 
 def _as_task_error(stage: StageName, exc: Exception) -> TaskError:

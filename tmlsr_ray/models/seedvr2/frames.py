@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -78,5 +79,12 @@ def wavelet_color_fix(content: torch.Tensor, style: torch.Tensor) -> torch.Tenso
 
 def to_uint8(video: torch.Tensor) -> torch.Tensor:
     """(C, T, H, W) in [-1, 1] → uint8 (T, H, W, 3), rounding half to even."""
-    scaled = (video.clamp(-1.0, 1.0) * 0.5 + 0.5) * 255.0
-    return torch.round(scaled).to(torch.uint8).permute(1, 2, 3, 0).contiguous()
+    return to_samples(video, np.uint8)
+
+
+def to_samples(video: torch.Tensor, dtype: np.dtype) -> torch.Tensor:
+    """(C, T, H, W) in [-1, 1] → (T, H, W, 3) integer samples (uint8 or uint16), half to even."""
+    top, torch_dtype = (65535.0, torch.int32) if np.dtype(dtype) == np.uint16 else (255.0, torch.uint8)
+    scaled = (video.clamp(-1.0, 1.0) * 0.5 + 0.5) * top
+    # torch has no uint16 arithmetic on every device: int32 holds 0..65535 exactly.
+    return torch.round(scaled).to(torch_dtype).permute(1, 2, 3, 0).contiguous()

@@ -1,0 +1,102 @@
+"""Randomly initialised SeedVR2 checkpoints with the real tensor layout, for benchmarks.
+
+The real weights are several GB and cannot be fetched here; speed and memory depend on the shapes,
+not the values, so a random DiT of the 3B shape, packed as Q4_K like the public Q4_K_M file, and a
+random VAE of the real shape measure what the real files would cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Tuple
+
+import gguf
+import numpy as np
+import torch
+
+Q4_K = gguf.GGMLQuantizationType.Q4_K
+Q4_K_BLOCK_BYTES = 144  # per 256 weights: d, dmin (f16), 12 bytes of 6-bit scales, 128 of nibbles
+
+
+@dataclass(frozen=True)
+class DiTShape:
+    hidden: int = 2560
+    blocks: int = 32
+    mm_layers: int = 10
+    mlp_hidden: int = 6912
+    head_dim: int = 128
+    text_dim: int = 5120
+    rope_freqs: int = 21
+
+
+SHAPES = {"3b": DiTShape(), "tiny": DiTShape(hidden=256, blocks=2, mm_layers=1, mlp_hidden=768)}
+
+
+def dit_tensors(shape: DiTShape) -> Iterator[Tuple[str, Tuple[int, ...]]]:
+    """(name, logical shape) of every tensor of a NaDiT checkpoint."""
+    h = shape.hidden
+    yield from [("vid_in.proj.weight", (h, 132)), ("vid_in.proj.bias", (h,)),
+                ("txt_in.weight", (h, shape.text_dim)), ("txt_in.bias", (h,)),
+                ("emb_in.proj_in.weight", (h, 256)), ("emb_in.proj_in.bias", (h,)),
+                ("emb_in.proj_hid.weight", (h, h)), ("emb_in.proj_hid.bias", (h,)),
+                ("emb_in.proj_out.weight", (6 * h, h)), ("emb_in.proj_out.bias", (6 * h,))]
+    for index in range(shape.blocks):
+        streams = ("vid", "txt") if index < shape.mm_layers else ("all",)
+        yield from _block_tensors(f"blocks.{index}", streams, shape)
+    yield from [("vid_out_norm.weight", (h,)), ("vid_out_ada.out_shift", (h,)), ("vid_out_ada.out_scale", (h,)),
+                ("vid_out.proj.weight", (64, h)), ("vid_out.proj.bias", (64,))]
+
+
+def _block_tensors(prefix: str, streams: Tuple[str, ...], shape: DiTShape) -> Iterator[Tuple[str, Tuple[int, ...]]]:
+    h, m = shape.hidden, shape.mlp_hidden
+    yield f"{prefix}.attn.rope.rope.freqs", (shape.rope_freqs,)
+    for stream in streams:
+        yield f"{prefix}.attn.proj_qkv.{stream}.weight", (3 * h, h)
+        yield f"{prefix}.attn.proj_out.{stream}.weight", (h, h)
+        yield f"{prefix}.attn.proj_out.{stream}.bias", (h,)
+        yield f"{prefix}.attn.norm_q.{stream}.weight", (shape.head_dim,)
+        yield f"{prefix}.attn.norm_k.{stream}.weight", (shape.head_dim,)
+        yield f"{prefix}.mlp.{stream}.proj_in_gate.weight", (m, h)
+        yield f"{prefix}.mlp.{stream}.proj_in.weight", (m, h)
+        yield f"{prefix}.mlp.{stream}.proj_out.weight", (h, m)
+        for slot in ("attn", "mlp"):
+            for part in ("shift", "scale", "gate"):
+                yield f"{prefix}.ada.{stream}.{slot}_{part}", (h,)
+
+
+def write_random_dit(path: Path, shape: DiTShape, seed: int = 0) -> None:
+    """Matrices whose rows split into 256-weight blocks as Q4_K (random, bounded values), the rest as
+    F16 (matrices) or F32 (vectors), as the public Q4_K_M file stores them."""
+    rng = np.random.default_rng(seed)
+    writer = gguf.GGUFWriter(str(path), "seedvr2")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_K_M)
+    for name, dims in dit_tensors(shape):
+        if name.endswith("rope.freqs"):
+            k = np.arange(dims[0], dtype=np.float32)
+            writer.add_tensor(name, (1.0 / 10000 ** (2 * k / (2 * dims[0]))).astype(np.float32))
+        elif len(dims) == 1:
+            writer.add_tensor(name, (rng.standard_normal(dims) * 0.02).astype(np.float32))
+        elif dims[1] % 256 == 0:
+            writer.add_tensor(name, _random_q4_k(rng, dims), raw_dtype=Q4_K)
+        else:
+            writer.add_tensor(name, (rng.standard_normal(dims) * 0.02).astype(np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def _random_q4_k(rng: np.random.Generator, dims: Tuple[int, int]) -> np.ndarray:
+    rows, cols = dims
+    blocks = rng.integers(0, 256, size=(rows, cols // 256, Q4_K_BLOCK_BYTES), dtype=np.uint8)
+    # d and dmin small enough that weights stay about ±0.05, like trained ones.
+    blocks[:, :, 0:4] = np.array([5e-5, 5e-5], dtype=np.float16).view(np.uint8)
+    return blocks.reshape(rows, cols // 256 * Q4_K_BLOCK_BYTES)
+
+
+def write_random_embeddings(folder: Path, text_dim: int, seed: int = 0) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    for name, tokens in (("pos_emb", 58), ("neg_emb", 64)):
+        tensor = torch.randn(tokens, text_dim, generator=generator).to(torch.bfloat16)
+        torch.save(tensor, folder / f"{name}.pt")
