@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -184,14 +186,22 @@ def start_slow_video(service, input_server, tmp_path, name: str, frames: int) ->
     return task_id
 
 
-def kill_replicas(deployment: str) -> None:
-    """A real kill of every replica process of a deployment (Serve starts new ones)."""
+def kill_replicas(deployment: str, app: str = "tmlsr") -> None:
+    """SIGKILL of every replica process of a deployment, as the OOM killer would (Serve starts new ones)."""
     import ray
 
-    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if deployment in a["name"]]
-    assert replicas, f"no {deployment} replica actor found"
-    for actor in replicas:
-        ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+    names = [a for a in ray.util.list_named_actors(all_namespaces=True)
+             if f"{app}#{deployment}#" in a["name"]]
+    assert names, f"no {deployment} replica actor found"
+    for actor in names:
+        sigkill_actor_process(ray.get_actor(actor["name"], namespace=actor["namespace"]))
+
+
+def sigkill_actor_process(actor) -> None:
+    import ray
+
+    pid = ray.get(actor.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
+    os.kill(pid, signal.SIGKILL)
 
 
 def test_a_killed_upscaler_replica_does_not_fail_the_video(service, input_server, tmp_path):
@@ -207,6 +217,18 @@ def test_a_killed_task_runner_replica_does_not_lose_the_video(service, input_ser
     task_id = start_slow_video(service, input_server, tmp_path, "runner.mp4", frames=48)
     kill_replicas("TaskRunner")  # the task's loop dies with the process
     # The heartbeat stops; the sweeper re-queues the task and hands it to the new replica.
+    task = service.wait(task_id, timeout=240)
+    assert task["status"] == "completed", task["error"]
+    assert task["output"]["metadata"]["frames"] == 48
+
+
+def test_a_killed_state_actor_does_not_lose_the_video(service, input_server, tmp_path):
+    import ray
+
+    from tmlsr_ray.serve.state import STATE_ACTOR_NAME, STATE_NAMESPACE
+
+    task_id = start_slow_video(service, input_server, tmp_path, "state.mp4", frames=48)
+    sigkill_actor_process(ray.get_actor(STATE_ACTOR_NAME, namespace=STATE_NAMESPACE))
     task = service.wait(task_id, timeout=240)
     assert task["status"] == "completed", task["error"]
     assert task["output"]["metadata"]["frames"] == 48

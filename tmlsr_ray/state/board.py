@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import time
 from collections import Counter
@@ -45,7 +46,8 @@ class TaskBoard:
         self._recent_limit = recent_limit
         self._records: Dict[str, TaskRecord] = {}
         self._changed = asyncio.Condition()
-        self._waiting: set[str] = set()
+        self._waiting: Dict[str, int] = {}  # pending task → ticket of the dispatch waiting for it
+        self._tickets = itertools.count(1)
         self._max_pending = max_pending
         self._max_attempts = max_attempts
         self._by_key: Dict[str, str] = {}
@@ -117,17 +119,22 @@ class TaskBoard:
         processes, 0 if it should not run. The runner passes the attempt back with every update, so
         a runner that was given up on (and the task re-queued) cannot touch the new attempt.
 
-        A second call for a task already waiting or running returns 0 at once, so re-dispatching
-        pending tasks after a restart can never run one twice.
+        A later dispatch of a pending task supersedes the one waiting (which returns 0): the caller
+        of the first may be gone (its application was restarted), and exactly one may run it.
         """
         record = self._records.get(task_id)
-        if record is None or record.status != TaskStatus.pending or task_id in self._waiting:
+        if record is None or record.status != TaskStatus.pending:
             return 0
-        self._waiting.add(task_id)
+        ticket = next(self._tickets)
+        self._waiting[task_id] = ticket
         try:
             async with self._changed:
-                await self._changed.wait_for(lambda: self._may_start(task_id))
-                self._waiting.discard(task_id)
+                self._changed.notify_all()  # a superseded waiter leaves now
+                await self._changed.wait_for(
+                    lambda: self._waiting.get(task_id) != ticket or self._may_start(task_id))
+                if self._waiting.get(task_id) != ticket:
+                    return 0
+                del self._waiting[task_id]
                 # The head of the queue changes: the next waiter may fit in a slot still free.
                 self._changed.notify_all()
                 if record.status != TaskStatus.pending:
@@ -138,7 +145,8 @@ class TaskBoard:
                 self._save(record)
                 return record.attempts
         finally:
-            self._waiting.discard(task_id)
+            if self._waiting.get(task_id) == ticket:
+                del self._waiting[task_id]
 
     def _may_start(self, task_id: str) -> bool:
         record = self._records[task_id]

@@ -1,0 +1,66 @@
+"""A stop and restart of the whole application between submission and completion loses nothing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from tests.serve.test_api import png_bytes
+
+APP, PREFIX, STATE = "restart-app", "/restart", "tmlsr_state_restart"
+
+
+@pytest.fixture()
+def restartable(service):
+    """A second application on the cluster (its own state actor and data) that stops fast: a stop
+    gives running tasks 1 s, and a runner silent for 4 s counts as gone."""
+    import ray
+    from ray import serve
+
+    from tmlsr_ray.app import build_app
+    from tmlsr_ray.serve.state import STATE_NAMESPACE
+
+    settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "restart"),
+                "allow_private_urls": True, "upscaler_num_cpus": 0, "seedvr2_replicas": 0, "max_workers": 2,
+                "state_actor_name": STATE, "graceful_shutdown_timeout_s": 1, "heartbeat_interval_s": 0.5,
+                "heartbeat_timeout_s": 4}
+    deploy = lambda: serve.run(build_app(settings), name=APP, route_prefix=PREFIX)  # noqa: E731
+    deploy()
+    yield service.url(PREFIX), deploy
+    serve.delete(APP)
+    ray.kill(ray.get_actor(STATE, namespace=STATE_NAMESPACE), no_restart=True)
+
+
+def test_ten_tasks_all_complete_across_a_stop_and_restart_of_the_application(restartable, input_server):
+    from ray import serve
+
+    base, deploy = restartable
+    input_server.add("restart.png", png_bytes(24, 16))
+    slow = input_server.url("slow/restart.png?seconds=2")
+    ids = [requests.post(f"{base}/tasks", json={"url": slow, "type": "image", "model": "tiny-x4.pth"},
+                         timeout=30).json()["task_id"] for _ in range(10)]
+    wait_until(lambda: statuses(base, ids).count("processing") == 2, "two tasks processing")
+
+    serve.delete(APP)  # running tasks are cut off; pending ones wait in the state actor
+    assert requests.get(f"{base}/health", timeout=10).status_code == 404
+    deploy()
+
+    wait_until(lambda: all(s in ("completed", "failed", "canceled") for s in statuses(base, ids)),
+               "all ten tasks finished", timeout=180)
+    tasks = [requests.get(f"{base}/tasks/{task_id}", timeout=10).json() for task_id in ids]
+    assert [t["status"] for t in tasks] == ["completed"] * 10, [t["error"] for t in tasks]
+    assert all(t["output"]["metadata"]["width"] == 96 for t in tasks)
+
+
+def statuses(base: str, ids) -> list:
+    return [requests.get(f"{base}/tasks/{task_id}", timeout=10).json()["status"] for task_id in ids]
+
+
+def wait_until(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
