@@ -1,4 +1,6 @@
 import asyncio
+import hashlib
+import json
 import time
 
 from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput, TaskStatus
@@ -134,7 +136,7 @@ def test_the_sweeper_fails_processing_tasks_whose_runner_went_silent(tmp_path):
         board._max_workers = 2
         await board.acquire(silent)
         await board.acquire(alive)
-        board._records[silent].heartbeat_at = time.time() - 100
+        board._live[silent].heartbeat_at = time.time() - 100
         assert await board.sweep(heartbeat_timeout_s=30) == ([], [silent])
         view = board.get(silent)
         assert view.status == TaskStatus.failed and "no heartbeat" in view.error and "attempt 1" in view.error
@@ -208,7 +210,7 @@ def test_a_task_whose_runner_vanished_is_requeued_and_the_old_run_cannot_touch_i
         first = await board.acquire(task)
         await board.set_stage(task, StageName.download, StageStatus.running, attempt=first)
         released = asyncio.ensure_future(board.wait_released(task, first))
-        board._records[task].heartbeat_at = time.time() - 100
+        board._live[task].heartbeat_at = time.time() - 100
         assert await board.sweep(heartbeat_timeout_s=30) == ([task], [])
         assert await asyncio.wait_for(released, 1) == TaskStatus.pending  # the old run is told to stop
         view = board.get(task)
@@ -229,9 +231,63 @@ def test_a_task_out_of_attempts_fails_with_the_reason(tmp_path):
         task = board.create(PARAMS)
         for expected in ([task], []), ([], [task]):
             await board.acquire(task)
-            board._records[task].heartbeat_at = time.time() - 100
+            board._live[task].heartbeat_at = time.time() - 100
             assert await board.sweep(heartbeat_timeout_s=30) == expected
         view = board.get(task)
         assert view.status == TaskStatus.failed and "attempt 2, the last allowed" in view.error
 
     run(scenario())
+
+
+def test_finished_tasks_leave_memory_but_stay_readable_from_the_store(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1, finished_cache=5)
+        ids = [board.create(PARAMS) for _ in range(30)]
+        for task_id in ids:
+            assert await board.acquire(task_id)
+            await board.complete(task_id, TaskOutput(url="http://x/o.png"))
+        assert board.memory_footprint() == {"live": 0, "finished_cached": 5}
+        assert board.get(ids[0]).status == TaskStatus.completed  # read back from SQLite
+        assert await board.cancel(ids[0]) == (False, TaskStatus.completed)
+        assert board.memory_footprint()["finished_cached"] == 5
+        stats = board.monitor()
+        assert stats.stats[TaskStatus.completed] == 30 and stats.tasks[0].task_id == ids[-1]
+
+    run(scenario())
+
+
+def test_a_large_store_opens_with_only_live_tasks_in_memory(tmp_path):
+    from tmlsr_ray.state.records import TaskRecord
+    from tmlsr_ray.state.store import TaskStore
+
+    store = TaskStore(tmp_path / "t.db")
+    old = [TaskRecord(params=PARAMS, status=TaskStatus.completed, created_at=i, updated_at=i) for i in range(5000)]
+    store.save_many(old + [TaskRecord(params=PARAMS)])
+    store.close()
+    board = TaskBoard(tmp_path / "t.db", max_workers=1, recent_limit=3)
+    assert board.memory_footprint() == {"live": 1, "finished_cached": 0}
+    stats = board.monitor()
+    assert stats.stats[TaskStatus.completed] == 5000 and stats.system.queue_size == 1
+    assert [t.status for t in stats.tasks] == [TaskStatus.pending, TaskStatus.completed, TaskStatus.completed]
+    assert board.drop_records(older_than=100) == 100
+    assert board.monitor().stats[TaskStatus.completed] == 4900
+
+
+def test_a_database_from_before_the_indexed_columns_is_migrated(tmp_path):
+    import sqlite3
+
+    from tmlsr_ray.state.records import TaskRecord
+
+    fingerprint = hashlib.sha256(json.dumps(PARAMS, sort_keys=True).encode()).hexdigest()
+    record = TaskRecord(params=PARAMS, status=TaskStatus.completed, idempotency_key="k1", output_key="a/o.png",
+                        output=TaskOutput(url="http://x/o.png"), updated_at=10.0, request_fingerprint=fingerprint)
+    db = sqlite3.connect(str(tmp_path / "t.db"))
+    db.execute("CREATE TABLE tasks (task_id TEXT PRIMARY KEY, created_at REAL NOT NULL, status TEXT NOT NULL, "
+               "record TEXT NOT NULL)")
+    db.execute("INSERT INTO tasks VALUES (?, ?, ?, ?)",
+               (record.task_id, record.created_at, record.status.value, record.model_dump_json()))
+    db.commit()
+    db.close()
+    board = TaskBoard(tmp_path / "t.db", max_workers=1)
+    assert board.admit(PARAMS, idempotency_key="k1") == (record.task_id, "existing")
+    assert board.expire_outputs(older_than=20.0) == [(record.task_id, "a/o.png")]

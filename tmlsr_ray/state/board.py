@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import json
 import time
-from collections import Counter
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -39,22 +39,24 @@ RUNNER_LOST_ERROR = (
 
 
 class TaskBoard:
+    """Memory holds the live tasks (pending, processing) and the ``finished_cache`` most recently
+    used finished ones; the store has them all, so memory stays bounded however many tasks ran."""
+
     def __init__(self, db_path: Path, max_workers: int, recent_limit: int = 50,
-                 max_pending: Optional[int] = None, max_attempts: int = 1):
+                 max_pending: Optional[int] = None, max_attempts: int = 1, finished_cache: int = 1000):
         self._store = TaskStore(db_path)
         self._max_workers = max_workers
         self._recent_limit = recent_limit
-        self._records: Dict[str, TaskRecord] = {}
+        self._live: Dict[str, TaskRecord] = {}
+        self._finished: "OrderedDict[str, TaskRecord]" = OrderedDict()
+        self._finished_cache = finished_cache
         self._changed = asyncio.Condition()
         self._waiting: Dict[str, int] = {}  # pending task → ticket of the dispatch waiting for it
         self._tickets = itertools.count(1)
         self._max_pending = max_pending
         self._max_attempts = max_attempts
-        self._by_key: Dict[str, str] = {}
-        for record in self._store.load_all():
-            self._records[record.task_id] = record
-            if record.idempotency_key:
-                self._by_key[record.idempotency_key] = record.task_id
+        for record in self._store.load_live():
+            self._live[record.task_id] = record
 
     # -- creation and reading ---------------------------------------------------------------
 
@@ -68,49 +70,69 @@ class TaskBoard:
         ``created``, ``existing`` (same id, or same idempotency key and request), ``queue_full``
         or ``key_conflict`` (the key was used for another request)."""
         fingerprint = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-        if idempotency_key is not None and idempotency_key in self._by_key:
-            existing = self._records[self._by_key[idempotency_key]]
+        existing = self._store.find_by_idempotency_key(idempotency_key) if idempotency_key else None
+        if existing is not None:
             if existing.request_fingerprint != fingerprint:
                 return existing.task_id, "key_conflict"
             return existing.task_id, "existing"
-        if task_id is not None and task_id in self._records:
+        if task_id is not None and self._record(task_id) is not None:
             return task_id, "existing"
         if self._max_pending is not None and self._count(TaskStatus.pending) >= self._max_pending:
             return None, "queue_full"
         record = TaskRecord(params=params, idempotency_key=idempotency_key, request_fingerprint=fingerprint,
                             **({"task_id": task_id} if task_id else {}))
-        self._records[record.task_id] = record
-        if idempotency_key is not None:
-            self._by_key[idempotency_key] = record.task_id
+        self._live[record.task_id] = record
         self._store.save(record)
         return record.task_id, "created"
 
     def _count(self, status: TaskStatus) -> int:
-        return sum(1 for r in self._records.values() if r.status == status)
+        return sum(1 for r in self._live.values() if r.status == status)
+
+    def _record(self, task_id: str) -> Optional[TaskRecord]:
+        """Live tasks from memory; finished ones from the cache, else the store (then cached)."""
+        record = self._live.get(task_id) or self._finished.get(task_id)
+        if record is None:
+            record = self._store.load(task_id)
+            if record is not None:
+                self._remember_finished(record)
+        elif task_id in self._finished:
+            self._finished.move_to_end(task_id)
+        return record
+
+    def _remember_finished(self, record: TaskRecord) -> None:
+        self._live.pop(record.task_id, None)
+        self._finished[record.task_id] = record
+        self._finished.move_to_end(record.task_id)
+        while len(self._finished) > self._finished_cache:
+            self._finished.popitem(last=False)
 
     def get(self, task_id: str) -> Optional[TaskView]:
-        record = self._records.get(task_id)
+        record = self._record(task_id)
         return record.to_view() if record else None
 
     def status(self, task_id: str) -> Optional[TaskStatus]:
-        record = self._records.get(task_id)
+        record = self._record(task_id)
         return record.status if record else None
 
     def pending_ids(self) -> List[str]:
         return [r.task_id for r in self._ordered() if r.status == TaskStatus.pending]
 
     def monitor(self) -> MonitorStats:
-        counts = Counter(record.status for record in self._records.values())
-        recent = sorted(self._records.values(), key=lambda r: r.created_at, reverse=True)
+        """Counts and recent tasks come from the store's indexes: cheap with any number of records."""
+        counts = self._store.counts()
         return MonitorStats(
             system=SystemStats(
                 max_workers=self._max_workers,
-                active_workers=counts[TaskStatus.processing],
-                queue_size=counts[TaskStatus.pending],
+                active_workers=self._count(TaskStatus.processing),
+                queue_size=self._count(TaskStatus.pending),
             ),
-            stats={status: counts[status] for status in TaskStatus},
-            tasks=[record.to_view() for record in recent[: self._recent_limit]],
+            stats=counts,
+            tasks=[record.to_view() for record in self._store.recent(self._recent_limit)],
         )
+
+    def memory_footprint(self) -> Dict[str, int]:
+        """Records held in memory (the rest are only in the store)."""
+        return {"live": len(self._live), "finished_cached": len(self._finished)}
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -122,7 +144,7 @@ class TaskBoard:
         A later dispatch of a pending task supersedes the one waiting (which returns 0): the caller
         of the first may be gone (its application was restarted), and exactly one may run it.
         """
-        record = self._records.get(task_id)
+        record = self._live.get(task_id)
         if record is None or record.status != TaskStatus.pending:
             return 0
         ticket = next(self._tickets)
@@ -149,20 +171,19 @@ class TaskBoard:
                 del self._waiting[task_id]
 
     def _may_start(self, task_id: str) -> bool:
-        record = self._records[task_id]
-        if record.status != TaskStatus.pending:
+        record = self._record(task_id)
+        if record is None or record.status != TaskStatus.pending:
             return True
-        active = sum(1 for r in self._records.values() if r.status == TaskStatus.processing)
-        if active >= self._max_workers:
+        if self._count(TaskStatus.processing) >= self._max_workers:
             return False
-        first_waiting = min(self._waiting, key=lambda tid: self._records[tid].created_at)
+        first_waiting = min(self._waiting, key=lambda tid: self._live[tid].created_at)
         return first_waiting == task_id
 
     # -- progress ---------------------------------------------------------------------------
 
     def _owned(self, task_id: str, attempt: Optional[int]) -> Optional[TaskRecord]:
         """The record if it is processing (in ``attempt``, when one is given), else ``None``."""
-        record = self._records.get(task_id)
+        record = self._live.get(task_id)
         if record is None or record.status != TaskStatus.processing:
             return None
         if attempt is not None and record.attempts != attempt:
@@ -213,7 +234,7 @@ class TaskBoard:
         return True
 
     async def fail(self, task_id: str, error: str, attempt: Optional[int] = None) -> bool:
-        record = self._records.get(task_id) if attempt is None else self._owned(task_id, attempt)
+        record = self._record(task_id) if attempt is None else self._owned(task_id, attempt)
         if record is None or record.status.finished:
             return False
         record.status, record.error = TaskStatus.failed, error
@@ -223,7 +244,7 @@ class TaskBoard:
 
     async def cancel(self, task_id: str) -> Tuple[bool, Optional[TaskStatus]]:
         """Cancel a pending or processing task; returns (canceled, status before the call)."""
-        record = self._records.get(task_id)
+        record = self._record(task_id)
         if record is None:
             return False, None
         before = record.status
@@ -247,7 +268,7 @@ class TaskBoard:
         """After a reload, runners get a full heartbeat period to show they are still alive
         (heartbeats are not persisted, so the stored times are stale)."""
         now = time.time()
-        for record in self._records.values():
+        for record in self._live.values():
             if record.status == TaskStatus.processing:
                 record.heartbeat_at = now
 
@@ -257,7 +278,7 @@ class TaskBoard:
         now = time.time()
         lost = [
             r
-            for r in self._records.values()
+            for r in self._live.values()
             if r.status == TaskStatus.processing
             and now - (r.heartbeat_at or r.started_at or r.updated_at) > heartbeat_timeout_s
         ]
@@ -278,32 +299,34 @@ class TaskBoard:
         """Marks outputs of tasks finished before ``older_than`` expired; returns (task_id, key)
         pairs whose stored files the caller must delete."""
         expired = []
-        for record in self._records.values():
-            if record.output is not None and record.output_key and not record.output.expired \
-                    and record.updated_at < older_than:
-                expired.append((record.task_id, record.output_key))
-                record.output.expired, record.output.url = True, None
-                record.output_key = None
-                self._store.save(record)  # updated_at stays: it is the time the task finished
+        for stored in self._store.with_output_before(older_than):
+            record = self._finished.get(stored.task_id, stored)
+            if record.output is None or record.output.expired or not record.output_key:
+                continue
+            expired.append((record.task_id, record.output_key))
+            record.output.expired, record.output.url = True, None
+            record.output_key = None
+            self._store.save(record)  # updated_at stays: it is the time the task finished
         return expired
 
     def drop_records(self, older_than: float) -> int:
         """Removes finished task records last changed before ``older_than``."""
-        old = [r.task_id for r in self._records.values() if r.status.finished and r.updated_at < older_than]
+        old = self._store.finished_before(older_than)
         for task_id in old:
-            record = self._records.pop(task_id)
-            self._by_key.pop(record.idempotency_key or "", None)
+            self._finished.pop(task_id, None)
         self._store.delete(old)
         return len(old)
 
     # -- internals --------------------------------------------------------------------------
 
     def _ordered(self) -> List[TaskRecord]:
-        return sorted(self._records.values(), key=lambda r: r.created_at)
+        return sorted(self._live.values(), key=lambda r: r.created_at)
 
     def _save(self, record: TaskRecord) -> None:
         record.updated_at = time.time()
         self._store.save(record)
+        if record.status.finished:
+            self._remember_finished(record)
 
     async def _save_and_notify(self, record: TaskRecord) -> None:
         self._save(record)

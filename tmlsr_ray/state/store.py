@@ -1,11 +1,17 @@
-"""Write-through SQLite persistence of task records (no Ray here)."""
+"""Write-through SQLite persistence of task records (no Ray here).
+
+The store holds every record; the board keeps only live tasks (and a few recently finished ones)
+in memory, and asks the store for the rest: counts, recent tasks, lookups by id or idempotency key,
+and the candidates of retention, each through an index.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Iterator
+from typing import Dict, Iterator, List, Optional, Sequence
 
+from tmlsr_ray.protocol import TaskStatus
 from tmlsr_ray.state.records import TaskRecord
 
 _SCHEMA = """
@@ -15,8 +21,18 @@ CREATE TABLE IF NOT EXISTS tasks (
     status     TEXT NOT NULL,
     record     TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);
 """
+# Columns added after the first release; filled from the JSON record when an old database opens.
+_COLUMNS = {"updated_at": "REAL", "idempotency_key": "TEXT", "output_key": "TEXT"}
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
+CREATE INDEX IF NOT EXISTS tasks_updated ON tasks (updated_at);
+CREATE INDEX IF NOT EXISTS tasks_idempotency ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_output ON tasks (updated_at) WHERE output_key IS NOT NULL;
+"""
+_LIVE = (TaskStatus.pending.value, TaskStatus.processing.value)
+_FINISHED = tuple(status.value for status in TaskStatus if status.finished)
 
 
 class TaskStore:
@@ -28,19 +44,71 @@ class TaskStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
+        self._db.executescript(_INDEXES)
+
+    def _add_missing_columns(self) -> None:
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
+        for name, kind in _COLUMNS.items():
+            if name not in present:
+                self._db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+                self._db.execute(f"UPDATE tasks SET {name} = json_extract(record, '$.{name}')")
 
     def save(self, record: TaskRecord) -> None:
         self._db.execute(
-            "INSERT INTO tasks (task_id, created_at, status, record) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(task_id) DO UPDATE SET status=excluded.status, record=excluded.record",
-            (record.task_id, record.created_at, record.status.value, record.model_dump_json()),
+            "INSERT INTO tasks (task_id, created_at, status, record, updated_at, idempotency_key, output_key) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(task_id) DO UPDATE SET status=excluded.status, "
+            "record=excluded.record, updated_at=excluded.updated_at, output_key=excluded.output_key",
+            (record.task_id, record.created_at, record.status.value, record.model_dump_json(),
+             record.updated_at, record.idempotency_key, record.output_key),
         )
 
-    def delete(self, task_ids: list) -> None:
+    def save_many(self, records: Sequence[TaskRecord]) -> None:
+        """One transaction for many records (bulk imports, benchmarks)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            for record in records:
+                self.save(record)
+
+    def delete(self, task_ids: Sequence[str]) -> None:
         self._db.executemany("DELETE FROM tasks WHERE task_id = ?", [(task_id,) for task_id in task_ids])
 
-    def load_all(self) -> Iterator[TaskRecord]:
-        for (body,) in self._db.execute("SELECT record FROM tasks ORDER BY created_at"):
+    def load(self, task_id: str) -> Optional[TaskRecord]:
+        return self._one("SELECT record FROM tasks WHERE task_id = ?", (task_id,))
+
+    def find_by_idempotency_key(self, key: str) -> Optional[TaskRecord]:
+        return self._one("SELECT record FROM tasks WHERE idempotency_key = ?", (key,))
+
+    def load_live(self) -> Iterator[TaskRecord]:
+        """Pending and processing tasks, oldest first."""
+        yield from self._many("SELECT record FROM tasks WHERE status IN (?, ?) ORDER BY created_at", _LIVE)
+
+    def counts(self) -> Dict[TaskStatus, int]:
+        rows = self._db.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status")
+        counts = {status: 0 for status in TaskStatus}
+        counts.update({TaskStatus(status): count for status, count in rows})
+        return counts
+
+    def recent(self, limit: int) -> List[TaskRecord]:
+        return list(self._many("SELECT record FROM tasks ORDER BY created_at DESC LIMIT ?", (limit,)))
+
+    def with_output_before(self, older_than: float) -> List[TaskRecord]:
+        """Finished tasks whose stored output was last touched before ``older_than``."""
+        return list(self._many("SELECT record FROM tasks WHERE output_key IS NOT NULL AND updated_at < ?",
+                               (older_than,)))
+
+    def finished_before(self, older_than: float) -> List[str]:
+        marks = ",".join("?" * len(_FINISHED))
+        rows = self._db.execute(f"SELECT task_id FROM tasks WHERE status IN ({marks}) AND updated_at < ?",
+                                (*_FINISHED, older_than))
+        return [task_id for (task_id,) in rows]
+
+    def _one(self, query: str, args: tuple) -> Optional[TaskRecord]:
+        row = self._db.execute(query, args).fetchone()
+        return TaskRecord.model_validate_json(row[0]) if row else None
+
+    def _many(self, query: str, args: tuple) -> Iterator[TaskRecord]:
+        for (body,) in self._db.execute(query, args).fetchall():
             yield TaskRecord.model_validate_json(body)
 
     def close(self) -> None:
