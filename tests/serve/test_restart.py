@@ -12,10 +12,8 @@ from tests.serve.test_api import png_bytes
 APP, PREFIX, STATE = "restart-app", "/restart", "tmlsr_state_restart"
 
 
-@pytest.fixture()
-def restartable(service):
-    """A second application on the cluster (its own state actor and data) that stops fast: a stop
-    gives running tasks 1 s, and a runner silent for 4 s counts as gone."""
+def second_app(service, **overrides):
+    """A second application on the cluster, with its own state actor and data."""
     import ray
     from ray import serve
 
@@ -24,13 +22,27 @@ def restartable(service):
 
     settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "restart"),
                 "allow_private_urls": True, "upscaler_num_cpus": 0, "seedvr2_replicas": 0, "max_workers": 2,
-                "state_actor_name": STATE, "graceful_shutdown_timeout_s": 1, "heartbeat_interval_s": 0.5,
-                "heartbeat_timeout_s": 4}
-    deploy = lambda: serve.run(build_app(settings), name=APP, route_prefix=PREFIX)  # noqa: E731
+                "state_actor_name": STATE, "heartbeat_interval_s": 0.5, **overrides}
+
+    def deploy(**changes):
+        serve.run(build_app({**settings, **changes}), name=APP, route_prefix=PREFIX)
+
     deploy()
     yield service.url(PREFIX), deploy
     serve.delete(APP)
     ray.kill(ray.get_actor(STATE, namespace=STATE_NAMESPACE), no_restart=True)
+
+
+@pytest.fixture()
+def restartable(service):
+    """Stops fast: a stop gives running tasks 1 s, and a runner silent for 4 s counts as gone."""
+    yield from second_app(service, graceful_shutdown_timeout_s=1, heartbeat_timeout_s=4)
+
+
+@pytest.fixture()
+def redeployable(service):
+    """Drains for up to a minute on a redeploy; a lost runner would only be noticed after 120 s."""
+    yield from second_app(service, graceful_shutdown_timeout_s=60, heartbeat_timeout_s=120)
 
 
 def test_ten_tasks_all_complete_across_a_stop_and_restart_of_the_application(restartable, input_server):
@@ -64,3 +76,14 @@ def wait_until(condition, what: str, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+def test_a_redeploy_lets_the_running_task_finish_on_the_old_replica(redeployable, input_server):
+    base, deploy = redeployable
+    input_server.add("drain.png", png_bytes(24, 16))
+    task_id = requests.post(f"{base}/tasks", json={"url": input_server.url("slow/drain.png?seconds=4"),
+                                                   "type": "image", "model": "tiny-x4.pth"}, timeout=30).json()["task_id"]
+    wait_until(lambda: statuses(base, [task_id]) == ["processing"], "the task processing")
+    deploy(recent_tasks_limit=49)  # new settings: every replica is replaced
+    # Finished well before a lost runner could be noticed (120 s): the old replica drained it.
+    wait_until(lambda: statuses(base, [task_id]) == ["completed"], "the task completed", timeout=60)
