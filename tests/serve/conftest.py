@@ -23,6 +23,7 @@ class Service:
     base: str
     data_dir: Path
     weights_dir: Path
+    metrics_url: str = ""  # this node's Prometheus endpoint
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -96,11 +97,12 @@ def service(tmp_path_factory) -> Service:
         "tile_size": 256, "tile_min_pixels": 500_000, "torch_threads": 2, "video_preset": "ultrafast",
         "seedvr2_temporal_overlap": 1,
     }
+    metrics_port = free_port()
     ray.init(address="local", num_cpus=2, include_dashboard=False, namespace=STATE_NAMESPACE,
-             object_store_memory=300 * 1024**2, log_to_driver=False)
+             object_store_memory=300 * 1024**2, log_to_driver=False, _metrics_export_port=metrics_port)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
-    yield Service(f"http://127.0.0.1:{port}", root / "data", weights)
+    yield Service(f"http://127.0.0.1:{port}", root / "data", weights, f"http://127.0.0.1:{metrics_port}/metrics")
     serve.shutdown()
     _kill_state_actor(ray, STATE_ACTOR_NAME, STATE_NAMESPACE)
     ray.shutdown()

@@ -69,11 +69,13 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[Any]], maxsize:
 
 
 class FrameFanout:
-    def __init__(self, submit: Callable[[FrameBatch], Any], window: int, timeout_s: float, attempts: int):
+    def __init__(self, submit: Callable[[FrameBatch], Any], window: int, timeout_s: float, attempts: int,
+                 on_retry: Callable[[], None] = lambda: None):
         self._submit = submit  # batch -> DeploymentResponse of its upscaled frames
         self._window = window
         self._timeout_s = timeout_s
         self._attempts = attempts
+        self._on_retry = on_retry
         self.retries = 0
 
     async def run(self, batches: AsyncIterator[FrameBatch],
@@ -107,6 +109,7 @@ class FrameFanout:
 
     def _count_retry(self) -> None:
         self.retries += 1
+        self._on_retry()
 
 
 class ReplicaFailure(TaskError):

@@ -35,6 +35,7 @@ from tmlsr_ray.pipeline.restore import processing_resolution, seedvr2_output_siz
 from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size
 from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput
 from tmlsr_ray.serve.fanout import FrameFanout, call_with_retry, iterate_in_thread
+from tmlsr_ray.serve.metrics import RunnerMetrics
 from tmlsr_ray.serve.state import get_state_actor
 from tmlsr_ray.storage.base import output_key
 from tmlsr_ray.storage.factory import make_storage
@@ -51,6 +52,7 @@ class TaskRunner:
         self._upscaler = upscaler
         self._seedvr2 = seedvr2
         self._state = get_state_actor(settings)
+        self._metrics = RunnerMetrics()
         self._oss = settings.oss_config()
         self._storage = make_storage(settings)
         self._fetch_policy = FetchPolicy(
@@ -90,6 +92,8 @@ class TaskRunner:
                 watcher.cancel()
             shutil.rmtree(workdir, ignore_errors=True)
         final = await self._state.get.remote(task_id)
+        if final is not None and final.status.finished:
+            self._metrics.tasks_finished.inc(tags={"status": final.status.value})
         return final.status.value if final else None
 
     async def _watch_released(self, run: "Run") -> None:
@@ -134,8 +138,10 @@ class TaskRunner:
             raise
         except Exception as exc:
             await run.set_stage(name, StageStatus.failed, _elapsed(start))
+            self._metrics.stage_seconds.observe(_elapsed(start), tags={"stage": name.value, "status": "failed"})
             raise _as_task_error(name, exc) from exc
         await run.set_stage(name, StageStatus.success, _elapsed(start))
+        self._metrics.stage_seconds.observe(_elapsed(start), tags={"stage": name.value, "status": "success"})
         return result
 
     def _replicas_for(self, model_name: str) -> DeploymentHandle:
@@ -210,12 +216,17 @@ class TaskRunner:
             lambda batch: plan.replicas.upscale_frames.remote(params["model"], batch.frames, target,
                                                               *plan.seed_args(batch.index)),
             window=window, timeout_s=settings.upscaler_call_timeout_s, attempts=settings.upscaler_call_attempts,
+            on_retry=self._metrics.retries.inc,
         )
         fade = CrossFade(settings.seedvr2_temporal_overlap if plan.seed is not None else 0)
 
         async def write(frames, pts) -> None:
+            if not pts:  # the cross-fade holds nothing back without overlap
+                return
             await asyncio.to_thread(writer.write, frames, pts)
             progress.advance(len(pts))
+            self._metrics.frames.inc(len(pts), tags={"model": params["model"]})
+            self._metrics.fps.set(progress.fps, tags={"model": params["model"]})
             await report_progress()
 
         async def encode(frames, pts) -> None:
@@ -258,7 +269,7 @@ class TaskRunner:
     async def _call(self, replicas: DeploymentHandle, call: Callable[[DeploymentHandle], Any]):
         settings = self._settings
         return await call_with_retry(lambda: call(replicas), settings.upscaler_call_attempts,
-                                     settings.upscaler_call_timeout_s)
+                                     settings.upscaler_call_timeout_s, on_retry=self._metrics.retries.inc)
 
 
 @dataclass(frozen=True)

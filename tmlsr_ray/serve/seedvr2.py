@@ -23,6 +23,7 @@ from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions, SeedVR2Files, Seed
 from tmlsr_ray.models.seedvr2.vae import VaeTiling
 from tmlsr_ray.pipeline.errors import CanceledError
 from tmlsr_ray.pipeline.restore import processing_resolution, restore_frames, restore_image
+from tmlsr_ray.serve.metrics import ModelMetrics
 
 
 @serve.deployment(max_ongoing_requests=4)
@@ -31,8 +32,8 @@ class SeedVR2Upscaler:
         self._settings = settings
         torch.set_num_threads(settings.torch_threads or os.cpu_count() or 1)
         # One SeedVR2 at a time per replica: two would not fit a GPU's memory.
-        self._models = ModelCache(1, lambda path: SeedVR2Model.load(
-            SeedVR2Files.beside(path), device=settings.device, dtype=settings.seedvr2_dtype))
+        self._models = ModelCache(1, ModelMetrics().timed(lambda path: SeedVR2Model.load(
+            SeedVR2Files.beside(path), device=settings.device, dtype=settings.seedvr2_dtype)))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seedvr2")
 
     async def describe_model(self, model_name: str) -> Dict[str, Any]:

@@ -12,6 +12,7 @@ import ray
 from tmlsr_ray.config import Settings
 from tmlsr_ray.protocol import MonitorStats, StageName, StageStatus, TaskOutput, TaskStatus, TaskView
 from tmlsr_ray.state.board import TaskBoard
+from tmlsr_ray.serve.metrics import StateMetrics, status_counts
 from tmlsr_ray.storage.factory import make_storage
 
 STATE_ACTOR_NAME = Settings.model_fields["state_actor_name"].default
@@ -27,6 +28,7 @@ class TaskState:
         self._settings = settings
         self._board = TaskBoard(settings.data_dir / "tasks.sqlite3", settings.max_workers,
                                 settings.recent_tasks_limit, settings.max_pending_tasks, settings.max_attempts)
+        self._metrics = StateMetrics()
         self._runner_app: Optional[str] = None  # learnt from the runners, to hand re-queued tasks back
         self._board.grant_grace_after_restart()
         loop = asyncio.get_running_loop()
@@ -37,11 +39,19 @@ class TaskState:
         while True:
             await asyncio.sleep(max(0.5, timeout / 4))
             requeued, failed = await self._board.sweep(timeout)
+            self._export_metrics()
             if failed:
                 logger.warning("failed %d task(s) whose runner stopped, out of attempts: %s", len(failed), failed)
             if requeued:
                 logger.warning("re-queued %d task(s) whose runner stopped: %s", len(requeued), requeued)
                 self._dispatch(requeued)
+
+    def _export_metrics(self) -> None:
+        try:
+            stats = self._board.monitor()
+            self._metrics.update(status_counts(stats.stats), stats.system.queue_size, stats.system.active_workers)
+        except Exception:  # metrics must never stop the sweeper
+            logger.exception("metrics export failed")
 
     def _dispatch(self, task_ids: List[str]) -> None:
         if self._runner_app is None:

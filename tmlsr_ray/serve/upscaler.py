@@ -15,6 +15,7 @@ from ray import serve
 from tmlsr_ray.config import Settings
 from tmlsr_ray.models.registry import ModelCache, load_model, resolve_model_path
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames, upscale_image
+from tmlsr_ray.serve.metrics import ModelMetrics
 
 
 @serve.deployment(max_ongoing_requests=4)
@@ -26,7 +27,7 @@ class Upscaler:
         torch.set_num_threads(settings.torch_threads or os.cpu_count() or 1)
         self._models = ModelCache(
             settings.max_cached_models,
-            lambda path: load_model(path, device=settings.device, half=settings.half),
+            ModelMetrics().timed(lambda path: load_model(path, device=settings.device, half=settings.half)),
         )
         self._tiling = Tiling(settings.tile_size, settings.tile_pad, settings.tile_min_pixels)
         # One model run at a time per replica: concurrent runs would only fight over the cores

@@ -53,6 +53,7 @@ class TaskBoard:
         self._changed = asyncio.Condition()
         self._waiting: Dict[str, int] = {}  # pending task → ticket of the dispatch waiting for it
         self._tickets = itertools.count(1)
+        self._schedule_cache: Optional[Tuple[int, Optional[str]]] = None
         self._max_pending = max_pending
         self._max_attempts = max_attempts
         for record in self._store.load_live():
@@ -149,6 +150,7 @@ class TaskBoard:
             return 0
         ticket = next(self._tickets)
         self._waiting[task_id] = ticket
+        self._schedule_cache = None
         try:
             async with self._changed:
                 self._changed.notify_all()  # a superseded waiter leaves now
@@ -157,6 +159,7 @@ class TaskBoard:
                 if self._waiting.get(task_id) != ticket:
                     return 0
                 del self._waiting[task_id]
+                self._schedule_cache = None
                 # The head of the queue changes: the next waiter may fit in a slot still free.
                 self._changed.notify_all()
                 if record.status != TaskStatus.pending:
@@ -169,15 +172,23 @@ class TaskBoard:
         finally:
             if self._waiting.get(task_id) == ticket:
                 del self._waiting[task_id]
+                self._schedule_cache = None
 
     def _may_start(self, task_id: str) -> bool:
         record = self._record(task_id)
         if record is None or record.status != TaskStatus.pending:
             return True
-        if self._count(TaskStatus.processing) >= self._max_workers:
-            return False
-        first_waiting = min(self._waiting, key=lambda tid: self._live[tid].created_at)
-        return first_waiting == task_id
+        processing, head = self._schedule()
+        return processing < self._max_workers and head == task_id
+
+    def _schedule(self) -> Tuple[int, Optional[str]]:
+        """(tasks processing, oldest waiting task), computed once per change: every waiter asks
+        after each change, so recomputing per waiter would cost pending² per change."""
+        if self._schedule_cache is None:
+            processing = self._count(TaskStatus.processing)
+            head = min(self._waiting, key=lambda tid: self._live[tid].created_at) if self._waiting else None
+            self._schedule_cache = (processing, head)
+        return self._schedule_cache
 
     # -- progress ---------------------------------------------------------------------------
 
@@ -323,6 +334,7 @@ class TaskBoard:
         return sorted(self._live.values(), key=lambda r: r.created_at)
 
     def _save(self, record: TaskRecord) -> None:
+        self._schedule_cache = None
         record.updated_at = time.time()
         self._store.save(record)
         if record.status.finished:

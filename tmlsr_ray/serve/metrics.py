@@ -1,0 +1,75 @@
+"""The service's metrics, exported through Ray (Ray dashboard, Prometheus endpoint of each node).
+
+Serve deployments record through ``ray.serve.metrics`` (which adds the application, deployment and
+replica tags); the state actor is a plain Ray actor and records through ``ray.util.metrics``, the
+same exporter. All names start with ``tmlsr_``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Dict, Mapping, TypeVar
+
+T = TypeVar("T")
+
+STAGE_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]
+LOAD_BUCKETS_S = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
+
+
+class RunnerMetrics:
+    """Recorded by the TaskRunner: stage durations, frames, speed, retries."""
+
+    def __init__(self) -> None:
+        from ray.serve.metrics import Counter, Gauge, Histogram
+
+        self.stage_seconds = Histogram("tmlsr_stage_duration_seconds", "Duration of task stages.",
+                                       boundaries=STAGE_BUCKETS_S, tag_keys=("stage", "status"))
+        self.frames = Counter("tmlsr_frames_processed_total", "Video frames upscaled and encoded.",
+                              tag_keys=("model",))
+        self.fps = Gauge("tmlsr_video_frames_per_second", "Speed of the latest video batch (frames/s).",
+                         tag_keys=("model",))
+        self.retries = Counter("tmlsr_upscaler_retries_total",
+                               "Upscaler calls sent again after a replica died or timed out.")
+        self.tasks_finished = Counter("tmlsr_tasks_finished_total", "Tasks that ended, by final status.",
+                                      tag_keys=("status",))
+
+
+class ModelMetrics:
+    """Recorded by the model replicas: how long loading a model takes."""
+
+    def __init__(self) -> None:
+        from ray.serve.metrics import Histogram
+
+        self.load_seconds = Histogram("tmlsr_model_load_seconds", "Time to load a model into a replica.",
+                                      boundaries=LOAD_BUCKETS_S, tag_keys=("model",))
+
+    def timed(self, loader: Callable[[Path], T]) -> Callable[[Path], T]:
+        """``loader`` that records each load's duration."""
+        def load(path: Path) -> T:
+            start = time.perf_counter()
+            model = loader(path)
+            self.load_seconds.observe(time.perf_counter() - start, tags={"model": path.name})
+            return model
+        return load
+
+
+class StateMetrics:
+    """Recorded by the state actor: tasks by status and the queue, after every sweep."""
+
+    def __init__(self) -> None:
+        from ray.util.metrics import Gauge
+
+        self.tasks = Gauge("tmlsr_tasks", "Tasks by status (all kept records).", tag_keys=("status",))
+        self.queue = Gauge("tmlsr_queue_size", "Tasks waiting for a worker slot.")
+        self.active = Gauge("tmlsr_active_workers", "Tasks processing now.")
+
+    def update(self, counts: Mapping[str, int], queue: int, active: int) -> None:
+        for status, count in counts.items():
+            self.tasks.set(count, tags={"status": status})
+        self.queue.set(queue)
+        self.active.set(active)
+
+
+def status_counts(stats: Mapping) -> Dict[str, int]:
+    return {getattr(status, "value", status): count for status, count in stats.items()}
