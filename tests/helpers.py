@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -141,6 +141,39 @@ class InputServer:
     def add(self, name: str, data: bytes) -> str:
         (self.root / name).write_bytes(data)
         return self.url(name)
+
+    def close(self) -> None:
+        self._server.shutdown()
+
+
+class WebhookReceiver:
+    """A real HTTP endpoint on loopback that records every POST; answers ``statuses`` in turn
+    (then 200), so tests can make a delivery fail a few times first."""
+
+    def __init__(self, statuses: tuple = ()):
+        self.received: list = []  # (path, headers, body bytes)
+        self._statuses = list(statuses)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.received.append((self.path, dict(self.headers), body))
+                self.send_response(receiver._statuses.pop(0) if receiver._statuses else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self._server = QuietHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def events(self) -> list:
+        import json
+
+        return [json.loads(body)["event"] for _, _, body in self.received]
 
     def close(self) -> None:
         self._server.shutdown()

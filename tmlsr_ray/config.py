@@ -133,6 +133,14 @@ class Settings(BaseModel):
         None, description="When set, every route but /health and the dashboard page needs "
         "'Authorization: Bearer <token>'.")
 
+    # Webhooks
+    webhook_secret: Optional[str] = Field(
+        None, description="HMAC-SHA256 key signing webhook bodies (X-TMLSR-Signature: sha256=<hex>).")
+    webhook_attempts: int = Field(5, ge=1, description="Tries per webhook (connection errors, 429, 5xx).")
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook POST.")
+    webhook_progress_interval_s: float = Field(
+        5.0, gt=0, description="At most one progress webhook per task this often (callback_progress).")
+
     # Input and output
     allow_private_urls: bool = Field(
         False, description="Allow inputs on loopback/private/link-local addresses (trusted networks)."

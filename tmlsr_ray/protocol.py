@@ -71,6 +71,20 @@ class TaskRequest(BaseModel):
     seed: Optional[int] = Field(
         None, ge=0, lt=2**63,
         description="SeedVR2 noise seed (same seed, same input → same output); default the service's.")
+    callback_url: Optional[str] = Field(
+        None, description="http(s) URL that receives a JSON POST when the task ends (the task as GET "
+        "/tasks/{id} shows it, plus 'event'), signed in X-TMLSR-Signature when a webhook secret is set.")
+    callback_progress: bool = Field(
+        False, description="Also POST progress events (task.progress) to callback_url while processing.")
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_callback(cls, url: Optional[str]) -> Optional[str]:
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("must be an http(s):// URL with a host")
+        return url
 
     @field_validator("url")
     @classmethod

@@ -123,7 +123,7 @@ def test_an_image_task_completes_with_stages_output_and_metadata(service, small_
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", task["created_at"])
     assert task["params"] == {"url": small_png, "type": "image", "model": "tiny-x4.pth", "outscale": 4.0,
                               "output_magnification": None, "output_dims": None, "resolution": None,
-                              "seed": None}
+                              "seed": None, "callback_url": None, "callback_progress": False}
     assert [(s["name"], s["status"]) for s in task["stages"]] == [
         ("download", "success"), ("process", "success"), ("upload", "success")]
     assert all(s["duration"] >= 0 for s in task["stages"])

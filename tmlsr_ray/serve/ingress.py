@@ -13,6 +13,8 @@ from ray.serve.handle import DeploymentHandle
 
 from tmlsr_ray.config import Settings
 from tmlsr_ray.models.registry import ModelNameError, resolve_model_path
+from tmlsr_ray.pipeline.errors import FetchError
+from tmlsr_ray.pipeline.fetch import check_url
 from tmlsr_ray.protocol import (
     CancelResult,
     Health,
@@ -159,6 +161,11 @@ class Ingress:
             resolve_model_path(self._settings.weights_dir, model)
         except ModelNameError as exc:
             raise ApiError(400, str(exc)) from exc
+        if request.callback_url:
+            try:  # the input rules; names are checked again when the webhook connects
+                check_url(request.callback_url, self._settings.allow_private_urls, tuple(self._settings.url_allowlist))
+            except FetchError as exc:
+                raise ApiError(400, f"callback_url: {exc}") from exc
         params = request.model_dump(mode="json")
         params["model"] = model
         task_id, outcome = await self._state.admit.remote(new_task_id(), params, idempotency_key)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import ray
 
 from tmlsr_ray.config import Settings
+from tmlsr_ray.pipeline.fetch import FetchPolicy
+from tmlsr_ray.pipeline.notify import WebhookPolicy, deliver
 from tmlsr_ray.protocol import MonitorStats, StageName, StageStatus, TaskOutput, TaskStatus, TaskView
-from tmlsr_ray.state.board import TaskBoard
 from tmlsr_ray.serve.metrics import StateMetrics, status_counts
+from tmlsr_ray.state.board import TaskBoard
 from tmlsr_ray.storage.factory import make_storage
 
 STATE_ACTOR_NAME = Settings.model_fields["state_actor_name"].default
@@ -29,6 +32,11 @@ class TaskState:
         self._board = TaskBoard(settings.data_dir / "tasks.sqlite3", settings.max_workers,
                                 settings.recent_tasks_limit, settings.max_pending_tasks, settings.max_attempts)
         self._metrics = StateMetrics()
+        self._webhooks = WebhookPolicy(
+            secret=settings.webhook_secret, attempts=settings.webhook_attempts, timeout_s=settings.webhook_timeout_s,
+            addresses=FetchPolicy(allow_private=settings.allow_private_urls, allowlist=tuple(settings.url_allowlist)))
+        self._deliveries: Set[asyncio.Task] = set()
+        self._progress_sent: Dict[str, float] = {}
         self._runner_app: Optional[str] = None  # learnt from the runners, to hand re-queued tasks back
         self._board.grant_grace_after_restart()
         loop = asyncio.get_running_loop()
@@ -40,6 +48,8 @@ class TaskState:
             await asyncio.sleep(max(0.5, timeout / 4))
             requeued, failed = await self._board.sweep(timeout)
             self._export_metrics()
+            for task_id in failed:
+                self._notify(task_id)
             if failed:
                 logger.warning("failed %d task(s) whose runner stopped, out of attempts: %s", len(failed), failed)
             if requeued:
@@ -52,6 +62,33 @@ class TaskState:
             self._metrics.update(status_counts(stats.stats), stats.system.queue_size, stats.system.active_workers)
         except Exception:  # metrics must never stop the sweeper
             logger.exception("metrics export failed")
+
+    def _notify(self, task_id: str, event: Optional[str] = None) -> None:
+        """Sends the task's webhook, if it has one, in the background (deliveries retry on their own)."""
+        view = self._board.get(task_id)
+        url = view.params.get("callback_url") if view else None
+        if not url:
+            return
+        event = event or f"task.{view.status.value}"
+        if view.output and view.output.url and view.output.url.startswith("/") and self._settings.public_base_url:
+            view.output.url = self._settings.public_base_url.rstrip("/") + view.output.url
+        body = json.dumps({"event": event, **view.model_dump(mode="json")}).encode()
+        delivery = asyncio.get_running_loop().create_task(deliver(url, event, body, self._webhooks))
+        self._deliveries.add(delivery)
+        delivery.add_done_callback(self._deliveries.discard)
+
+    def _notify_progress(self, task_id: str) -> None:
+        view = self._board.get(task_id)
+        if view is None or not view.params.get("callback_progress"):
+            return
+        now = time.monotonic()
+        if now - self._progress_sent.get(task_id, 0.0) >= self._settings.webhook_progress_interval_s:
+            self._progress_sent[task_id] = now
+            self._notify(task_id, "task.progress")
+
+    def _ended(self, task_id: str) -> None:
+        self._progress_sent.pop(task_id, None)
+        self._notify(task_id)
 
     def _dispatch(self, task_ids: List[str]) -> None:
         if self._runner_app is None:
@@ -108,20 +145,32 @@ class TaskState:
     async def set_stage(self, task_id: str, name: StageName, status: StageStatus,
                         duration: Optional[float] = None, detail: Optional[Dict[str, Any]] = None,
                         attempt: Optional[int] = None) -> bool:
-        return await self._board.set_stage(task_id, name, status, duration, detail, attempt)
+        changed = await self._board.set_stage(task_id, name, status, duration, detail, attempt)
+        if changed and detail:
+            self._notify_progress(task_id)
+        return changed
 
     async def update_params(self, task_id: str, values: Dict[str, Any], attempt: Optional[int] = None) -> None:
         await self._board.update_params(task_id, values, attempt)
 
     async def complete(self, task_id: str, output: TaskOutput, output_key: Optional[str] = None,
                        attempt: Optional[int] = None) -> bool:
-        return await self._board.complete(task_id, output, output_key, attempt)
+        done = await self._board.complete(task_id, output, output_key, attempt)
+        if done:
+            self._ended(task_id)
+        return done
 
     async def fail(self, task_id: str, error: str, attempt: Optional[int] = None) -> bool:
-        return await self._board.fail(task_id, error, attempt)
+        done = await self._board.fail(task_id, error, attempt)
+        if done:
+            self._ended(task_id)
+        return done
 
     async def cancel(self, task_id: str) -> Tuple[bool, Optional[TaskStatus]]:
-        return await self._board.cancel(task_id)
+        canceled, before = await self._board.cancel(task_id)
+        if canceled:
+            self._ended(task_id)
+        return canceled, before
 
     async def wait_released(self, task_id: str, attempt: int) -> Optional[TaskStatus]:
         return await self._board.wait_released(task_id, attempt)

@@ -1,0 +1,68 @@
+"""Webhook delivery: signed bodies, retries with back-off, the address rules, no redirects."""
+
+import asyncio
+import json
+
+import pytest
+
+from tests.helpers import WebhookReceiver
+from tmlsr_ray.pipeline.fetch import FetchPolicy
+from tmlsr_ray.pipeline.notify import SIGNATURE_HEADER, WebhookPolicy, deliver, signature_ok
+
+LOOPBACK_OK = FetchPolicy(allow_private=True)
+BODY = json.dumps({"event": "task.completed", "task_id": "t1"}).encode()
+
+
+@pytest.fixture
+def receiver(request):
+    server = WebhookReceiver(getattr(request, "param", ()))
+    yield server
+    server.close()
+
+
+def send(url: str, policy: WebhookPolicy) -> bool:
+    return asyncio.run(deliver(url, "task.completed", BODY, policy))
+
+
+def test_the_body_is_signed_with_hmac_sha256_of_the_exact_bytes(receiver):
+    assert send(receiver.url, WebhookPolicy(secret="k3y", addresses=LOOPBACK_OK))
+    (_, headers, body), = receiver.received
+    assert body == BODY and headers["X-TMLSR-Event"] == "task.completed"
+    assert signature_ok(body, headers[SIGNATURE_HEADER], "k3y")
+    assert not signature_ok(body + b" ", headers[SIGNATURE_HEADER], "k3y")
+    assert not signature_ok(body, headers[SIGNATURE_HEADER], "other")
+
+
+def test_without_a_secret_no_signature_is_sent(receiver):
+    assert send(receiver.url, WebhookPolicy(addresses=LOOPBACK_OK))
+    assert SIGNATURE_HEADER not in receiver.received[0][1]
+
+
+@pytest.mark.parametrize("receiver", [(500, 429, 503)], indirect=True)
+def test_server_errors_and_429_are_retried_until_delivered(receiver):
+    assert send(receiver.url, WebhookPolicy(addresses=LOOPBACK_OK, attempts=4, backoff_s=0.01))
+    assert len(receiver.received) == 4
+    assert len({headers["X-TMLSR-Delivery"] for _, headers, _ in receiver.received}) == 1  # one delivery id
+
+
+@pytest.mark.parametrize("receiver", [(400,)], indirect=True)
+def test_a_client_error_is_final(receiver):
+    assert not send(receiver.url, WebhookPolicy(addresses=LOOPBACK_OK, attempts=3, backoff_s=0.01))
+    assert len(receiver.received) == 1
+
+
+def test_an_unreachable_receiver_gives_up_after_the_attempts():
+    policy = WebhookPolicy(addresses=LOOPBACK_OK, attempts=2, backoff_s=0.01, timeout_s=1)
+    assert not send("http://127.0.0.1:9/hook", policy)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/hook", "http://10.0.0.8/hook", "http://[::1]/hook",
+                                 "http://2130706433/hook", "http://localhost:1/hook"])
+def test_private_addresses_are_refused_unless_allowed(url):
+    assert not send(url, WebhookPolicy(attempts=1))
+
+
+@pytest.mark.parametrize("receiver", [(302,)], indirect=True)
+def test_redirects_are_not_followed(receiver):
+    assert not send(receiver.url, WebhookPolicy(addresses=LOOPBACK_OK, attempts=1))
+    assert len(receiver.received) == 1

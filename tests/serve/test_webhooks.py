@@ -1,0 +1,70 @@
+"""Webhooks through the service: signed end and progress events at a real local receiver."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+
+from tests.helpers import WebhookReceiver
+from tests.serve.conftest import WEBHOOK_SECRET
+from tests.serve.test_api import png_bytes
+from tests.serve.test_video import make_clip
+from tmlsr_ray.pipeline.notify import SIGNATURE_HEADER, signature_ok
+
+
+@pytest.fixture
+def receiver():
+    server = WebhookReceiver()
+    yield server
+    server.close()
+
+
+def wait_for(receiver: WebhookReceiver, event: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for _, headers, body in receiver.received:
+            if json.loads(body)["event"] == event:
+                assert signature_ok(body, headers.get(SIGNATURE_HEADER), WEBHOOK_SECRET)
+                return json.loads(body)
+        time.sleep(0.1)
+    raise AssertionError(f"no {event} webhook; got {receiver.events()}")
+
+
+def test_a_finished_task_posts_a_signed_copy_of_itself(service, input_server, receiver):
+    url = input_server.add("hook.png", png_bytes(16, 12))
+    task = service.run(url=url, type="image", model="tiny-x4.pth", callback_url=receiver.url)
+    assert task["status"] == "completed", task["error"]
+    body = wait_for(receiver, "task.completed")
+    assert body["task_id"] == task["task_id"] and body["status"] == "completed"
+    assert body["output"]["metadata"]["width"] == 64 and body["params"]["callback_url"] == receiver.url
+    assert receiver.events() == ["task.completed"]  # no progress events unless asked
+
+
+def test_progress_events_come_while_a_video_processes_and_the_end_comes_last(
+        service, input_server, receiver, tmp_path):
+    clip = input_server.add("hook.mp4", make_clip(tmp_path / "h.mp4", frames=24, size=(96, 72)).read_bytes())
+    task = service.run(url=clip, model="slow-x4.pth", callback_url=receiver.url, callback_progress=True,
+                       timeout=240)
+    assert task["status"] == "completed", task["error"]
+    wait_for(receiver, "task.completed")
+    progress = wait_for(receiver, "task.progress")
+    assert progress["stages"][1]["detail"]["frames_total"] == 24
+    assert receiver.events()[-1] == "task.completed"
+
+
+def test_a_canceled_task_posts_its_cancellation(service, input_server, receiver):
+    input_server.add("hook-slow.png", png_bytes(16, 12))
+    task_id = service.submit(url=input_server.url("slow/hook-slow.png?seconds=5"), type="image",
+                             model="tiny-x4.pth", callback_url=receiver.url)["task_id"]
+    assert requests.delete(service.url(f"/tasks/{task_id}"), timeout=10).status_code == 200
+    assert wait_for(receiver, "task.canceled")["status"] == "canceled"
+
+
+@pytest.mark.parametrize("callback", ["ftp://example.com/hook", "not a url", "http://"])
+def test_a_callback_url_that_is_not_http_gets_422(service, callback):
+    response = requests.post(service.url("/tasks"), json={"url": "http://example.com/a.png",
+                                                          "callback_url": callback}, timeout=10)
+    assert response.status_code == 422 and "callback_url" in response.text

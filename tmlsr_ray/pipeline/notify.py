@@ -1,0 +1,89 @@
+"""Webhooks: a signed JSON POST to a task's ``callback_url`` (no Ray here).
+
+The body is the task as ``GET /tasks/{id}`` shows it, plus ``event``. With a secret configured, the
+header ``X-TMLSR-Signature: sha256=<hex>`` is the HMAC-SHA256 of the exact body bytes under it, so
+the receiver checks the body it got before it parses it. The same address rules as for inputs
+apply (public addresses only unless allowed; the resolver checks what it connects to), and
+redirects are not followed: a webhook goes where the task said, or nowhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Optional
+
+import aiohttp
+
+from tmlsr_ray.pipeline.errors import FetchError
+from tmlsr_ray.pipeline.fetch import FetchPolicy, PublicOnlyResolver, allowlisted_hosts, check_url
+
+logger = logging.getLogger(__name__)
+SIGNATURE_HEADER = "X-TMLSR-Signature"
+EVENT_HEADER = "X-TMLSR-Event"
+DELIVERY_HEADER = "X-TMLSR-Delivery"
+
+
+@dataclass(frozen=True)
+class WebhookPolicy:
+    secret: Optional[str] = None
+    attempts: int = 5
+    backoff_s: float = 1.0
+    timeout_s: float = 10.0
+    addresses: FetchPolicy = FetchPolicy()
+
+
+def signature(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signature_ok(body: bytes, header: Optional[str], secret: str) -> bool:
+    """What a receiver does (and what the tests do): compare in constant time."""
+    return header is not None and hmac.compare_digest(header, signature(body, secret))
+
+
+async def deliver(url: str, event: str, body: bytes, policy: WebhookPolicy) -> bool:
+    """POSTs ``body``; retries connection errors, timeouts, 429 and 5xx with back-off. Returns
+    whether the receiver took it (2xx). Never raises: a webhook must not break a task."""
+    headers = {"Content-Type": "application/json", EVENT_HEADER: event, DELIVERY_HEADER: uuid.uuid4().hex}
+    if policy.secret:
+        headers[SIGNATURE_HEADER] = signature(body, policy.secret)
+    try:
+        check_url(url, policy.addresses.allow_private, policy.addresses.allowlist)
+    except FetchError as exc:
+        logger.warning("webhook to %s not sent: %s", url, exc)
+        return False
+    for attempt in range(policy.attempts):
+        if attempt:
+            await asyncio.sleep(min(policy.backoff_s * 2 ** (attempt - 1), 60.0))
+        outcome = await _post_once(url, body, headers, policy)
+        if outcome is not None:
+            return outcome
+    logger.warning("webhook %s to %s gave up after %d attempts", event, url, policy.attempts)
+    return False
+
+
+async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy) -> Optional[bool]:
+    """True: delivered; False: refused for good (4xx); None: worth another try."""
+    addresses = policy.addresses
+    resolver = None if addresses.allow_private else PublicOnlyResolver(allowlisted_hosts(addresses.allowlist))
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=policy.timeout_s),
+                                         connector=aiohttp.TCPConnector(resolver=resolver)) as session:
+            async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+                if response.status < 300:
+                    return True
+                if response.status == 429 or response.status >= 500:
+                    return None
+                logger.warning("webhook to %s refused: HTTP %d", url, response.status)
+                return False
+    except FetchError as exc:  # the resolver refused the address
+        logger.warning("webhook to %s not sent: %s", url, exc)
+        return False
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        logger.info("webhook to %s failed (%s); will retry", url, type(exc).__name__)
+        return None
