@@ -145,3 +145,13 @@ class MonitorStats(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx answer: ``error`` is the readable reason (``detail`` repeats it, or lists the
+    validation errors for a 422); some carry more fields (``task_id`` for a 409 key conflict,
+    ``task_status`` for a 409 cancel)."""
+
+    status: Literal["error"] = "error"
+    error: str
+    detail: Any = None

@@ -48,10 +48,22 @@ def test_dashboard_is_a_self_contained_page(service):
     assert "monitor/stats" in response.text and "<script src" not in response.text
 
 
-def test_openapi_describes_every_route(service):
-    paths = requests.get(service.url("/openapi.json"), timeout=10).json()["paths"]
-    assert {"/health", "/tasks", "/tasks/{task_id}", "/monitor/stats"} <= set(paths)
+def test_openapi_describes_every_route_its_errors_and_the_request_fields(service):
+    document = requests.get(service.url("/openapi.json"), timeout=10).json()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    assert {"/health", "/tasks", "/tasks/{task_id}", "/monitor/stats", "/dashboard"} <= set(paths)
     assert {"get", "delete"} <= set(paths["/tasks/{task_id}"])
+    post = paths["/tasks"]["post"]
+    assert {"200", "400", "401", "409", "422", "429"} <= set(post["responses"])
+    assert post["responses"]["429"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    assert [p["name"] for p in post["parameters"]] == ["Idempotency-Key"]
+    assert {"404", "409"} <= set(paths["/tasks/{task_id}"]["delete"]["responses"])
+    fields = set(schemas["TaskRequest"]["properties"])
+    assert fields == {"url", "type", "model", "outscale", "output_magnification", "output_dims", "resolution",
+                      "seed", "callback_url", "callback_progress"}
+    assert all(schemas["TaskRequest"]["properties"][f].get("description") for f in fields)
+    assert {"task_id", "status", "created_at", "updated_at", "params", "stages", "output", "error"} <= set(
+        schemas["TaskView"]["properties"])
 
 
 # -- validation ------------------------------------------------------------------------------

@@ -4,7 +4,9 @@
 import hmac
 import logging
 
-from fastapi import FastAPI, Request
+from typing import Optional
+
+from fastapi import FastAPI, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
@@ -17,6 +19,7 @@ from tmlsr_ray.pipeline.errors import FetchError
 from tmlsr_ray.pipeline.fetch import check_url
 from tmlsr_ray.protocol import (
     CancelResult,
+    ErrorBody,
     Health,
     MonitorStats,
     TaskCreated,
@@ -56,7 +59,12 @@ class TaskFinished(Exception):
         return self.args[0]
 
 
-AUTH_RESPONSES = {401: {"description": "API token missing or wrong (when one is configured)"}}
+def _error(description: str) -> dict:
+    return {"model": ErrorBody, "description": description}
+
+
+AUTH_RESPONSES = {401: _error("API token missing or wrong (when one is configured)")}
+NOT_FOUND = {404: _error("Unknown task")}
 
 
 class ApiError(Exception):
@@ -104,14 +112,20 @@ class Ingress:
         return Health()
 
     @api.post("/tasks", response_model=TaskCreated,
-              responses={429: {"description": "Too many pending tasks; see Retry-After"},
-                         409: {"description": "Idempotency-Key reused for another request"}, **AUTH_RESPONSES})
-    async def create_task(self, request: TaskRequest, http: Request) -> TaskCreated:
+              responses={400: _error("Unknown model, or a callback_url that may not be called"),
+                         409: _error("Idempotency-Key reused for another request"),
+                         422: _error("Invalid body: the message names the field"),
+                         429: _error("Too many pending tasks; retry after the Retry-After header's seconds"),
+                         **AUTH_RESPONSES})
+    async def create_task(
+        self, request: TaskRequest, http: Request,
+        idempotency_key: Optional[str] = Header(
+            None, alias="Idempotency-Key", description="Retrying with the same key returns the same task."),
+    ) -> TaskCreated:
         self._authorize(http)
-        return await self.submit_task(request, http.headers.get("idempotency-key"))
+        return await self.submit_task(request, idempotency_key)
 
-    @api.get("/tasks/{task_id}", response_model=TaskView,
-             responses={404: {"description": "Unknown task"}, **AUTH_RESPONSES})
+    @api.get("/tasks/{task_id}", response_model=TaskView, responses={**NOT_FOUND, **AUTH_RESPONSES})
     async def read_task(self, task_id: str, http: Request) -> TaskView:
         self._authorize(http)
         view = await self.get_task(task_id)
@@ -120,8 +134,7 @@ class Ingress:
         return self._with_absolute_urls(view, http)
 
     @api.delete("/tasks/{task_id}", response_model=CancelResult,
-                responses={404: {"description": "Unknown task"}, 409: {"description": "Already finished"},
-                           **AUTH_RESPONSES})
+                responses={**NOT_FOUND, 409: _error("The task already finished"), **AUTH_RESPONSES})
     async def delete_task(self, task_id: str, http: Request) -> CancelResult:
         self._authorize(http)
         try:
@@ -138,7 +151,8 @@ class Ingress:
         stats.tasks = [self._with_absolute_urls(view, http) for view in stats.tasks]
         return stats
 
-    @api.get(FILES_ROUTE + "/{key:path}", response_class=FileResponse, responses=AUTH_RESPONSES)
+    @api.get(FILES_ROUTE + "/{key:path}", response_class=FileResponse,
+             responses={404: _error("No such output (expired, or never stored here)"), **AUTH_RESPONSES})
     async def files(self, key: str, http: Request) -> FileResponse:
         self._authorize(http)
         path = self._storage.open_path(key)
