@@ -109,6 +109,29 @@ def service(tmp_path_factory) -> Service:
     ray.shutdown()
 
 
+AUTH = {"Authorization": "Bearer s3cret"}
+
+
+@pytest.fixture(scope="session")
+def secured(service):
+    """A second service on the same cluster (its own state actor and data), with a token, one
+    worker, a queue of one and a tiny output limit."""
+    import ray
+    from ray import serve
+
+    from tmlsr_ray.app import build_app
+    from tmlsr_ray.serve.state import STATE_NAMESPACE
+
+    settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "secured"),
+                "allow_private_urls": True, "api_token": "s3cret", "upscaler_num_cpus": 0, "seedvr2_replicas": 0,
+                "max_output_bytes": 1000, "max_workers": 1, "max_pending_tasks": 1,
+                "state_actor_name": "tmlsr_state_secured"}
+    serve.run(build_app(settings), name="secured", route_prefix="/secured")
+    yield service.url("/secured")
+    serve.delete("secured")
+    ray.kill(ray.get_actor("tmlsr_state_secured", namespace=STATE_NAMESPACE), no_restart=True)
+
+
 def _kill_state_actor(ray, name: str, namespace: str) -> None:
     try:
         ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)

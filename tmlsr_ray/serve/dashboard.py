@@ -254,7 +254,7 @@ function sizing(params) {
 // -- cards -------------------------------------------------------------------------------------
 
 function renderCards(data) {
-  const system = data.system, busy = system.max_workers ? 100 * system.active_workers / system.max_workers : 0;
+  const system = data.system, busy = system.max_workers ? Math.min(100, 100 * system.active_workers / system.max_workers) : 0;
   const cards = [
     `<div class="card system" data-stat="workers"><div class="num">${esc(system.active_workers)} / ${esc(system.max_workers)}</div>
       <div class="label">workers busy</div><div class="meter"><span style="width:${busy.toFixed(0)}%"></span></div></div>`,
