@@ -18,6 +18,35 @@ def test_cluster_yaml_passes_rays_own_launcher_validation():
     assert workers and all(t["max_workers"] > t["min_workers"] >= 0 for t in workers)
 
 
+def test_the_on_prem_cluster_yaml_passes_rays_own_launcher_validation():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((REPO / "cluster-onprem.yaml").read_text())
+    prepared = prepare_config(copy.deepcopy(config))
+    validate_config(prepared)
+    assert config["provider"]["type"] == "local"
+    assert prepared["max_workers"] == len(config["provider"]["worker_ips"]) == config["min_workers"]
+
+
+def test_the_gpu_serve_config_builds_with_gpu_replicas_and_autoscaling(tmp_path, monkeypatch):
+    from ray.serve.schema import ServeDeploySchema
+
+    from tmlsr_ray.config import Settings
+    from tmlsr_ray.serve.seedvr2 import seedvr2_options
+    from tmlsr_ray.serve.upscaler import upscaler_options
+
+    config = yaml.safe_load((REPO / "serve_config.gpu.yaml").read_text())
+    ServeDeploySchema.model_validate(config)  # what `serve deploy` checks
+    (app,) = config["applications"]
+    args = {**app["args"], "weights_dir": str(tmp_path), "data_dir": str(tmp_path / "data")}
+    assert isinstance(build_app(args), Application)
+    settings = Settings.load(args, environ={})
+    upscaler, seedvr2 = upscaler_options(settings), seedvr2_options(settings)
+    assert upscaler["ray_actor_options"]["num_gpus"] == 1 and seedvr2["ray_actor_options"]["num_gpus"] == 1
+    assert upscaler["autoscaling_config"]["max_replicas"] == 8 and "num_replicas" not in upscaler
+    assert settings.upscaler_parallelism == 8 and settings.video_codec == "auto"
+
+
 def test_serve_config_builds_the_application(tmp_path, monkeypatch):
     config = yaml.safe_load((REPO / "serve_config.yaml").read_text())
     (app,) = config["applications"]

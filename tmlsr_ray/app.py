@@ -29,7 +29,7 @@ def build_app(args: Mapping[str, Any] | Settings | None = None) -> Application:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upscaler = Upscaler.options(**upscaler_options(settings)).bind(settings)
     seedvr2 = (SeedVR2Upscaler.options(**seedvr2_options(settings)).bind(settings)
-               if settings.seedvr2_replicas else None)
+               if settings.seedvr2_parallelism else None)
     runner = TaskRunner.options(
         num_replicas=settings.runner_replicas,
         graceful_shutdown_timeout_s=settings.graceful_shutdown_timeout_s,

@@ -17,6 +17,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 ENV_PREFIX = "TMLSR_"
 
 
+class Autoscaling(BaseModel):
+    """Serve autoscaling of a model deployment on ongoing requests (batches) per replica."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(ge=1)
+    target_ongoing_requests: float = Field(2.0, gt=0, description="Batches in flight per replica to aim at.")
+
+    def serve_config(self) -> dict:
+        return self.model_dump()
+
+
 class Settings(BaseModel):
     """Everything the service can be told. The README's settings table mirrors these fields."""
 
@@ -48,6 +61,9 @@ class Settings(BaseModel):
     upscaler_replicas: int = Field(1, ge=1)
     upscaler_num_cpus: float = Field(1.0, ge=0, description="CPU share reserved per Upscaler replica.")
     upscaler_num_gpus: float = Field(0.0, ge=0, description="GPUs per Upscaler replica (1 on GPU clusters).")
+    upscaler_autoscaling: Optional[Autoscaling] = Field(
+        None, description="Scale Upscaler replicas between min and max on load (replaces upscaler_replicas).")
+    upscaler_max_ongoing_requests: int = Field(4, ge=1, description="Batches one Upscaler replica accepts at once.")
     recent_tasks_limit: int = Field(50, ge=1, description="Tasks listed by /monitor/stats.")
     max_pending_tasks: int = Field(
         10_000, ge=1, description="Pending tasks beyond which POST /tasks answers 429 with Retry-After.")
@@ -67,6 +83,9 @@ class Settings(BaseModel):
     half: Optional[bool] = Field(None, description="fp16 inference; default: on for CUDA, off for CPU.")
     torch_threads: int = Field(0, ge=0, description="CPU threads per Upscaler replica; 0 = all cores.")
     max_cached_models: int = Field(3, ge=1, description="Models kept loaded per Upscaler replica.")
+    torch_compile: bool = Field(
+        False, description="torch.compile Real-ESRGAN networks (faster on long videos; the first batch "
+        "of each model pays the compilation, tens of seconds).")
     tile_size: int = Field(512, ge=32, description="Tile edge (input pixels) for large images.")
     tile_pad: int = Field(32, ge=0, description="Overlap added around each tile.")
     tile_min_pixels: int = Field(
@@ -80,7 +99,8 @@ class Settings(BaseModel):
         600.0, gt=0, description="An Upscaler call (a batch, an image) not back by then is retried.")
     upscaler_call_attempts: int = Field(
         4, ge=1, description="Tries per Upscaler call (replica death, timeout), with back-off.")
-    video_codec: str = Field("libx264", description="libx264, or h264_nvenc where the encoder has it.")
+    video_codec: str = Field(
+        "auto", description="auto (h264_nvenc when an NVIDIA encoder works here, else libx264), libx264 or h264_nvenc.")
     video_crf: int = Field(18, ge=0, le=51, description="x264 constant rate factor (lower = better).")
     video_preset: str = Field("medium", description="x264 preset (ultrafast … veryslow).")
     video_ten_bit: bool = Field(False, description="Encode 10-bit (yuv420p10le, High 10) output.")
@@ -92,6 +112,8 @@ class Settings(BaseModel):
         1, ge=0, description="SeedVR2 replicas (their own kind: a DiT, a VAE); 0 = SeedVR2 tasks fail.")
     seedvr2_num_cpus: float = Field(1.0, ge=0, description="CPU share reserved per SeedVR2 replica.")
     seedvr2_num_gpus: float = Field(0.0, ge=0, description="GPUs per SeedVR2 replica (1 on GPU clusters).")
+    seedvr2_autoscaling: Optional[Autoscaling] = Field(
+        None, description="Scale SeedVR2 replicas between min and max on load (replaces seedvr2_replicas).")
     seedvr2_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Compute precision; auto = bfloat16 on CUDA, float32 on CPU.")
     seedvr2_batch_frames: int = Field(
@@ -159,6 +181,15 @@ class Settings(BaseModel):
     )
     max_output_bytes: int = Field(20 * 1024**3, gt=0, description="Largest output file stored.")
     jpeg_quality: int = Field(95, ge=1, le=100)
+
+    @property
+    def upscaler_parallelism(self) -> int:
+        """Upscaler replicas there can be at most (sizes the frame window of a video)."""
+        return self.upscaler_autoscaling.max_replicas if self.upscaler_autoscaling else self.upscaler_replicas
+
+    @property
+    def seedvr2_parallelism(self) -> int:
+        return self.seedvr2_autoscaling.max_replicas if self.seedvr2_autoscaling else self.seedvr2_replicas
 
     @field_validator("seedvr2_batch_frames")
     @classmethod

@@ -86,3 +86,45 @@ def test_cuda_runs_fp16_on_its_own_stream_and_agrees_with_cpu(tmp_path):
     assert gpu.half and gpu.device.startswith("cuda") and gpu._cuda_stream is not None
     frames = np.random.default_rng(0).random((2, 32, 48, 3), dtype=np.float32)
     assert np.abs(gpu.upscale(frames) - cpu.upscale(frames)).max() < 0.02
+
+
+@pytest.mark.parametrize("dtype,top", [(np.uint8, 255), (np.uint16, 65535)])
+@pytest.mark.parametrize("kind", ["srvgg", "rrdb"])
+def test_integer_frames_in_and_out_equal_rounding_the_float_path(tmp_path, dtype, top, kind):
+    path = (save_srvgg if kind == "srvgg" else save_rrdbnet)(tmp_path / "m.pth", scale=2)
+    model = RealESRGANModel(path, device="cpu")
+    frames = np.random.default_rng(1).integers(0, top + 1, (3, 10, 14, 3)).astype(dtype)
+    expected = (model.upscale(frames.astype(np.float32) / np.float32(top)) * np.float32(top)).round()
+    out = model.upscale_samples(frames)
+    assert out.dtype == dtype and out.shape == (3, 20, 28, 3)
+    assert np.array_equal(out, expected.astype(dtype))
+
+
+def test_frames_per_pass_follow_free_memory_and_the_architecture():
+    from tmlsr_ray.models.realesrgan import frames_that_fit
+
+    gib = 1024**3
+    small = frames_that_fit(8 * gib, 720, 1280, 4, "SRVGGNetCompact", 2)
+    assert small >= 2 and frames_that_fit(16 * gib, 720, 1280, 4, "SRVGGNetCompact", 2) in (2 * small, 2 * small + 1)
+    assert frames_that_fit(16 * gib, 720, 1280, 4, "RRDBNet", 2) < frames_that_fit(16 * gib, 720, 1280, 4,
+                                                                                   "SRVGGNetCompact", 2)
+    assert frames_that_fit(1, 2160, 3840, 4, "RRDBNet", 4) == 1  # never zero
+    assert RealESRGANModel.frames_per_pass.__doc__
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
+def test_cuda_converts_integer_frames_on_the_device_and_splits_batches_by_free_memory(tmp_path):
+    path = save_srvgg(tmp_path / "m.pth", num_feat=16, num_conv=4)
+    gpu, cpu = RealESRGANModel(path, device="cuda", half=False), RealESRGANModel(path, device="cpu")
+    frames = np.random.default_rng(0).integers(0, 256, (5, 24, 40, 3)).astype(np.uint8)
+    assert gpu.frames_per_pass(24, 40) >= 1
+    assert np.abs(gpu.upscale_samples(frames).astype(int) - cpu.upscale_samples(frames).astype(int)).max() <= 1
+
+
+def test_a_compiled_network_gives_the_same_frames_at_any_size(tmp_path):
+    path = save_srvgg(tmp_path / "m.pth")
+    plain, compiled = RealESRGANModel(path, device="cpu"), RealESRGANModel(path, device="cpu", compile=True)
+    assert compiled.compiled and not plain.compiled
+    for shape in [(2, 16, 24, 3), (1, 20, 30, 3)]:  # a second size reuses the dynamic graph
+        frames = np.random.default_rng(0).random(shape, dtype=np.float32)
+        assert np.abs(compiled.upscale(frames) - plain.upscale(frames)).max() < 1e-5

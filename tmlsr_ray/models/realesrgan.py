@@ -87,6 +87,18 @@ def build_network(spec: ArchitectureSpec) -> torch.nn.Module:
     return cls(**spec.kwargs)
 
 
+# Bytes of live activations per input pixel and feature channel, measured from the layer shapes:
+# SRVGGNetCompact keeps about two feature maps alive, RRDBNet's dense blocks about eight.
+ACTIVATIONS_PER_FEATURE = {"SRVGGNetCompact": 3, "RRDBNet": 10}
+
+
+def frames_that_fit(free_bytes: int, height: int, width: int, scale: int, kind: str, element_bytes: int,
+                    num_feat: int = 64, share: float = 0.5) -> int:
+    """Frames one pass can take within ``share`` of ``free_bytes`` (at least one)."""
+    per_pixel = (num_feat * ACTIVATIONS_PER_FEATURE.get(kind, 10) + 6 * scale * scale) * element_bytes
+    return max(1, int(free_bytes * share // (per_pixel * height * width)))
+
+
 def select_device(preference: str) -> torch.device:
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         # Ray sets CUDA_VISIBLE_DEVICES to the replica's own GPU, so index 0 is ours.
@@ -97,7 +109,7 @@ def select_device(preference: str) -> torch.device:
 class RealESRGANModel:
     """A loaded Real-ESRGAN network; implements :class:`~tmlsr_ray.models.base.SuperResolutionModel`."""
 
-    def __init__(self, path: Path, device: str = "auto", half: Optional[bool] = None):
+    def __init__(self, path: Path, device: str = "auto", half: Optional[bool] = None, compile: bool = False):
         state = read_state_dict(path)
         self.spec = detect_architecture(state)
         self.name = path.name
@@ -116,6 +128,10 @@ class RealESRGANModel:
         net = net.to(self._device, memory_format=torch.channels_last)
         self._dtype = torch.float16 if self.half else torch.float32
         self._net = net.to(self._dtype)
+        if compile:
+            # Fused kernels for a long video; dynamic shapes so every frame size reuses one graph.
+            self._net = torch.compile(self._net, dynamic=True)
+        self.compiled = compile
         # One CUDA stream per model: copies and kernels of this replica do not serialise with
         # other work on the device.
         self._cuda_stream = torch.cuda.Stream(self._device) if self._device.type == "cuda" else None
@@ -124,20 +140,49 @@ class RealESRGANModel:
 
     def upscale(self, frames: np.ndarray) -> np.ndarray:
         with torch.inference_mode(), self._stream_context():
-            host = torch.from_numpy(np.ascontiguousarray(frames))
-            if self._cuda_stream is not None:
-                host = host.pin_memory()  # lets the copy below run asynchronously on our stream
-            batch = host.to(self._device, non_blocking=True).permute(0, 3, 1, 2).to(self._dtype)
-            height, width = batch.shape[2:]
-            pad_h, pad_w = (-height) % self._size_multiple, (-width) % self._size_multiple
-            if pad_h or pad_w:
-                batch = F.pad(batch, (0, pad_w, 0, pad_h), mode="reflect")
-            out = self._net(batch.contiguous(memory_format=torch.channels_last))
-            out = out[:, :, : height * self.scale, : width * self.scale]
+            out = self._forward(self._to_device(frames))
             # channels_last output is NHWC in memory, so this permute is free.
-            out = out.float().clamp_(0, 1).permute(0, 2, 3, 1)
-            result = out.cpu().numpy()
-        return result
+            return out.float().clamp_(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+
+    def upscale_samples(self, frames: np.ndarray) -> np.ndarray:
+        """Integer RGB frames (N, H, W, 3), uint8 or uint16, to integer frames at ×scale, rounded
+        as ``round(upscale(frames / top) * top)``. On a GPU the conversions run there: a quarter
+        of the bytes cross the bus and the CPU does no per-pixel float work."""
+        top = 65535.0 if frames.dtype == np.uint16 else 255.0
+        # torch has no uint16 arithmetic on every device; int32 carries 0..65535 exactly.
+        host = frames.astype(np.int32) if frames.dtype == np.uint16 else frames
+        with torch.inference_mode(), self._stream_context():
+            pieces, per_pass = [], self.frames_per_pass(*frames.shape[1:3])
+            for start in range(0, len(host), per_pass):
+                batch = self._to_device(host[start:start + per_pass], top)
+                out = self._forward(batch).float().clamp_(0, 1).mul_(top).round_()
+                pieces.append(out.to(torch.int32 if top > 255 else torch.uint8).permute(0, 2, 3, 1).cpu())
+            return torch.cat(pieces).numpy().astype(frames.dtype, copy=False)
+
+    def frames_per_pass(self, height: int, width: int) -> int:
+        """How many frames of this size one forward pass may take: on CUDA, what fits in half of
+        the free memory by the architecture's activation estimate; on CPU, any number."""
+        if self._device.type != "cuda":
+            return 1 << 30
+        free, _ = torch.cuda.mem_get_info(self._device)
+        return frames_that_fit(free, height, width, self.scale, self.spec.kind, self._dtype.itemsize,
+                               num_feat=int(self.spec.kwargs.get("num_feat", 64)))
+
+    def _to_device(self, frames: np.ndarray, top: float = 1.0) -> torch.Tensor:
+        host = torch.from_numpy(np.ascontiguousarray(frames))
+        if self._cuda_stream is not None:
+            host = host.pin_memory()  # lets the copy below run asynchronously on our stream
+        batch = host.to(self._device, non_blocking=True).permute(0, 3, 1, 2).to(self._dtype)
+        return batch / top if top != 1.0 else batch
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) on the device → (N, 3, H·s, W·s), padding what the architecture needs."""
+        height, width = batch.shape[2:]
+        pad_h, pad_w = (-height) % self._size_multiple, (-width) % self._size_multiple
+        if pad_h or pad_w:
+            batch = F.pad(batch, (0, pad_w, 0, pad_h), mode="reflect")
+        out = self._net(batch.contiguous(memory_format=torch.channels_last))
+        return out[:, :, : height * self.scale, : width * self.scale]
 
     def _stream_context(self):
         if self._cuda_stream is None:

@@ -39,11 +39,12 @@ def is_seedvr2(name: str) -> bool:
     return "seedvr2" in name.lower()
 
 
-def load_model(path: Path, device: str = "auto", half: Optional[bool] = None) -> SuperResolutionModel:
+def load_model(path: Path, device: str = "auto", half: Optional[bool] = None,
+               compile: bool = False) -> SuperResolutionModel:
     if path.suffix == ".pth":
         from tmlsr_ray.models.realesrgan import RealESRGANModel
 
-        return RealESRGANModel(path, device=device, half=half)
+        return RealESRGANModel(path, device=device, half=half, compile=compile)
     raise ModelError(f"no backend for model file {path.name} (supported here: .pth Real-ESRGAN models)")
 
 

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -49,11 +51,52 @@ class MuxReport:
     subtitles_copied: List[Dict] = field(default_factory=list)
     subtitles_dropped: List[Dict] = field(default_factory=list)
     frames: int = 0
+    encoder: Optional[str] = None  # the video encoder actually used (libx264, h264_nvenc)
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:
     """4:2:0 needs even dimensions: odd ones are rounded down (never below 2)."""
     return max(2, width - width % 2), max(2, height - height % 2)
+
+
+HARDWARE_ENCODER = "h264_nvenc"
+# x264 speed presets and the NVENC presets (p1 fastest … p7 best) of about the same trade-off.
+NVENC_PRESETS = {"ultrafast": "p1", "superfast": "p2", "veryfast": "p3", "faster": "p4", "fast": "p4",
+                 "medium": "p5", "slow": "p6", "slower": "p7", "veryslow": "p7"}
+
+
+@functools.lru_cache(maxsize=None)
+def encoder_works(name: str) -> bool:
+    """Whether FFmpeg can really open encoder ``name`` here: NVENC is listed by every build but
+    needs an NVIDIA GPU and driver, which only opening it tells."""
+    if name not in av.codecs_available:
+        return False
+    try:
+        context = av.CodecContext.create(name, "w")
+        context.width, context.height, context.pix_fmt = 256, 256, "yuv420p"
+        context.time_base = Fraction(1, 25)
+        context.open()
+        context.encode(av.VideoFrame(256, 256, "yuv420p"))
+        context.encode(None)
+        return True
+    except (av.error.FFmpegError, OSError, ValueError):
+        return False
+
+
+def resolve_codec(preference: str) -> str:
+    """``auto`` = the hardware encoder when it works here, else libx264; any other name as given."""
+    if preference == "auto":
+        return HARDWARE_ENCODER if encoder_works(HARDWARE_ENCODER) else "libx264"
+    return preference
+
+
+def encoder_options(codec: str, crf: int, preset: str) -> dict:
+    """The quality settings in each encoder's own terms (NVENC: constant quality ``cq``)."""
+    if codec == "libx264":
+        return {"crf": str(crf), "preset": preset}
+    if codec == HARDWARE_ENCODER:
+        return {"rc": "vbr", "cq": str(crf), "b": "0", "preset": NVENC_PRESETS.get(preset, "p5")}
+    return {}
 
 
 class VideoWriter:
@@ -75,12 +118,13 @@ class VideoWriter:
 
     def _add_video_stream(self, size, options: EncodeOptions):
         rate = self._info.average_rate or Fraction(25)
-        stream = self._out.add_stream(options.codec, rate=rate)
+        self.codec = self.report.encoder = resolve_codec(options.codec)
+        stream = self._out.add_stream(self.codec, rate=rate)
         stream.width, stream.height = size
         stream.pix_fmt = options.pix_fmt
         stream.time_base = self._info.time_base
         stream.codec_context.time_base = self._info.time_base
-        stream.options = {"crf": str(options.crf), "preset": options.preset} if options.codec == "libx264" else {}
+        stream.options = encoder_options(self.codec, options.crf, options.preset)
         ctx = stream.codec_context
         for name, value in self._info.color.items():
             if value:

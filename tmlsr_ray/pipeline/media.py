@@ -39,7 +39,8 @@ def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: En
         "fps": round(float(info.average_rate), 3) if info.average_rate else None,
         "frames": report.frames,
         "duration": round(duration, 3) if duration else None,
-        "video_codec": "h264", "pix_fmt": options.pix_fmt, "crf": options.crf, "preset": options.preset,
+        "video_codec": "h264", "encoder": report.encoder or options.codec, "pix_fmt": options.pix_fmt,
+        "crf": options.crf, "preset": options.preset,
         "audio_streams": [{**a, "copied": True} for a in report.audio_copied]
         + [{**a, "copied": False} for a in report.audio_reencoded],
         "subtitle_streams": report.subtitles_copied,

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions, SeedVR2Model
-from tmlsr_ray.pipeline.upscale import SizeRequest
+from tmlsr_ray.pipeline.upscale import SizeRequest, resize_frames
 
 DEFAULT_SCALE = 2  # what a SeedVR2 task without resolution or any scale gets
 
@@ -36,7 +36,7 @@ def restore_frames(model: SeedVR2Model, frames: np.ndarray, target: Tuple[int, i
                    checkpoint: Callable[[], None] = lambda: None) -> np.ndarray:
     """RGB frames (N, H, W, 3), uint8 or uint16 → restored frames at ``target`` = (width, height)."""
     restored = model.restore(frames, options, checkpoint=checkpoint)
-    return _resized(restored, target)
+    return resize_frames(restored, target)
 
 
 def restore_image(model: SeedVR2Model, image: np.ndarray, target: Tuple[int, int], options: RestoreOptions,
@@ -56,8 +56,3 @@ def restore_image(model: SeedVR2Model, image: np.ndarray, target: Tuple[int, int
     alpha = cv2.resize(np.ascontiguousarray(image[:, :, 3]), target, interpolation=cv2.INTER_LANCZOS4)
     return np.dstack([bgr, alpha])
 
-
-def _resized(frames: np.ndarray, target: Tuple[int, int]) -> np.ndarray:
-    if (frames.shape[2], frames.shape[1]) == tuple(target):
-        return frames
-    return np.stack([cv2.resize(frame, tuple(target), interpolation=cv2.INTER_LANCZOS4) for frame in frames])

@@ -87,13 +87,22 @@ def upscale_frames(
     max_range = np.float32(65535.0 if frames.dtype == np.uint16 else 255.0)
     count, height, width, _ = frames.shape
     scale = model.scale
+    upscale_samples = getattr(model, "upscale_samples", None)
+    if upscale_samples is not None and count * height * width <= tiling.min_pixels:
+        _check_stop(should_stop)
+        return resize_frames(upscale_samples(frames), target)  # integer in and out: the device converts
     canvas = np.empty((count, height * scale, width * scale, 3), dtype=frames.dtype)
     planes = frames.astype(np.float32) / max_range
     for (y0, y1, x0, x1), tile_out in _run_tiles(model, planes, tiling, should_stop):
         canvas[:, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = (tile_out * max_range).round()
-    if (canvas.shape[2], canvas.shape[1]) == tuple(target):
-        return canvas
-    return np.stack([cv2.resize(frame, tuple(target), interpolation=cv2.INTER_LANCZOS4) for frame in canvas])
+    return resize_frames(canvas, target)
+
+
+def resize_frames(frames: np.ndarray, target: Tuple[int, int]) -> np.ndarray:
+    """(N, h, w, C) frames to ``target`` = (width, height), Lanczos as RealESRGANer."""
+    if (frames.shape[2], frames.shape[1]) == tuple(target):
+        return frames
+    return np.stack([cv2.resize(frame, tuple(target), interpolation=cv2.INTER_LANCZOS4) for frame in frames])
 
 
 def _to_model_planes(image: np.ndarray) -> Tuple[np.ndarray, str]:

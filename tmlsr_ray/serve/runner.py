@@ -254,7 +254,7 @@ class TaskRunner:
 
     def _replica_count(self, plan: "ModelPlan") -> int:
         settings = self._settings
-        return settings.seedvr2_replicas if plan.seed is not None else settings.upscaler_replicas
+        return settings.seedvr2_parallelism if plan.seed is not None else settings.upscaler_parallelism
 
     def _progress_reporter(self, run: "Run", progress: FrameProgress) -> Callable[[], Awaitable[None]]:
         last = [0.0]

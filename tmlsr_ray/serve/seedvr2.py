@@ -24,6 +24,7 @@ from tmlsr_ray.models.seedvr2.vae import VaeTiling
 from tmlsr_ray.pipeline.errors import CanceledError
 from tmlsr_ray.pipeline.restore import processing_resolution, restore_frames, restore_image
 from tmlsr_ray.serve.metrics import ModelMetrics
+from tmlsr_ray.serve.upscaler import replica_count
 
 
 @serve.deployment(max_ongoing_requests=4)
@@ -93,6 +94,6 @@ def _checker(stop: threading.Event):
 
 def seedvr2_options(settings: Settings) -> Dict[str, Any]:
     return {
-        "num_replicas": settings.seedvr2_replicas,
+        **replica_count(settings.seedvr2_replicas, settings.seedvr2_autoscaling),
         "ray_actor_options": {"num_cpus": settings.seedvr2_num_cpus, "num_gpus": settings.seedvr2_num_gpus},
     }

@@ -27,7 +27,8 @@ class Upscaler:
         torch.set_num_threads(settings.torch_threads or os.cpu_count() or 1)
         self._models = ModelCache(
             settings.max_cached_models,
-            ModelMetrics().timed(lambda path: load_model(path, device=settings.device, half=settings.half)),
+            ModelMetrics().timed(lambda path: load_model(path, device=settings.device, half=settings.half,
+                                                         compile=settings.torch_compile)),
         )
         self._tiling = Tiling(settings.tile_size, settings.tile_pad, settings.tile_min_pixels)
         # One model run at a time per replica: concurrent runs would only fight over the cores
@@ -73,6 +74,14 @@ class Upscaler:
 
 def upscaler_options(settings: Settings) -> Dict[str, Any]:
     return {
-        "num_replicas": settings.upscaler_replicas,
+        **replica_count(settings.upscaler_replicas, settings.upscaler_autoscaling),
+        "max_ongoing_requests": settings.upscaler_max_ongoing_requests,
         "ray_actor_options": {"num_cpus": settings.upscaler_num_cpus, "num_gpus": settings.upscaler_num_gpus},
     }
+
+
+def replica_count(fixed: int, autoscaling) -> Dict[str, Any]:
+    """Serve's options for a fixed number of replicas, or for autoscaling between two."""
+    if autoscaling is None:
+        return {"num_replicas": fixed}
+    return {"autoscaling_config": autoscaling.serve_config()}
