@@ -146,7 +146,6 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
-
 class ErrorBody(BaseModel):
     """Every 4xx answer: ``error`` is the readable reason (``detail`` repeats it, or lists the
     validation errors for a 422); some carry more fields (``task_id`` for a 409 key conflict,
