@@ -1,0 +1,52 @@
+"""Several videos share the Upscaler replicas: each task keeps only a bounded window of batches in
+flight, so a second video makes progress while the first is still running."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from tests.serve.test_video import make_clip
+
+APP, PREFIX, STATE = "fair-app", "/fair", "tmlsr_state_fair"
+
+
+@pytest.fixture()
+def two_replicas(service):
+    import ray
+    from ray import serve
+
+    from tmlsr_ray.app import build_app
+    from tmlsr_ray.serve.state import STATE_NAMESPACE
+
+    settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "fair"),
+                "allow_private_urls": True, "upscaler_num_cpus": 0, "upscaler_replicas": 2, "seedvr2_replicas": 0,
+                "max_workers": 2, "video_batch_frames": 2, "video_window_per_replica": 1, "torch_threads": 1,
+                "state_actor_name": STATE, "video_preset": "ultrafast"}
+    serve.run(build_app(settings), name=APP, route_prefix=PREFIX)
+    yield service.url(PREFIX)
+    serve.delete(APP)
+    ray.kill(ray.get_actor(STATE, namespace=STATE_NAMESPACE), no_restart=True)
+
+
+def test_a_second_video_progresses_while_the_first_runs(two_replicas, input_server, tmp_path):
+    base = two_replicas
+    ids = []
+    for name in ("fair-a.mp4", "fair-b.mp4"):
+        clip = make_clip(tmp_path / name, frames=24, size=(160, 120), audio=False)
+        url = input_server.add(name, clip.read_bytes())
+        ids.append(requests.post(f"{base}/tasks", json={"url": url, "model": "slow-x4.pth"}, timeout=30)
+                   .json()["task_id"])
+    both_moving, deadline = False, time.monotonic() + 300
+    while time.monotonic() < deadline:
+        tasks = [requests.get(f"{base}/tasks/{task_id}", timeout=10).json() for task_id in ids]
+        if all(t["status"] in ("completed", "failed", "canceled") for t in tasks):
+            break
+        done = [(t["stages"][1].get("detail") or {}).get("frames_done", 0) for t in tasks]
+        running = [t["status"] == "processing" for t in tasks]
+        both_moving = both_moving or (all(running) and all(0 < d < 24 for d in done))
+        time.sleep(0.2)
+    assert [t["status"] for t in tasks] == ["completed", "completed"], [t["error"] for t in tasks]
+    assert both_moving, "the second video waited for the first to finish"
