@@ -159,7 +159,10 @@ class WebhookReceiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.received.append((self.path, dict(self.headers), body))
-                self.send_response(receiver._statuses.pop(0) if receiver._statuses else 200)
+                status = receiver._statuses.pop(0) if receiver._statuses else 200
+                self.send_response(status)
+                if 300 <= status < 400:  # a real redirect, to a path of this same receiver
+                    self.send_header("Location", "/moved")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -41,3 +41,8 @@ def test_seedvr2_batches_and_vae_tiles_must_fit_the_model():
                 {"seedvr2_vae_tile_size": 100}, {"seedvr2_vae_tile_size": 64, "seedvr2_vae_tile_overlap": 64}):
         with pytest.raises(ValidationError):
             Settings(**bad)
+
+
+def test_object_settings_are_read_from_json_in_the_environment():
+    settings = Settings.load({}, environ={"TMLSR_UPSCALER_AUTOSCALING": '{"max_replicas": 4}'})
+    assert settings.upscaler_autoscaling.max_replicas == 4 and settings.upscaler_parallelism == 4

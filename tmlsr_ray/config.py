@@ -243,6 +243,6 @@ class Settings(BaseModel):
             raw = env.get(ENV_PREFIX + name.upper())
             if raw is not None:
                 # pydantic's lax mode parses "6008", "true", "1.5" into the field's type; lists
-                # (url_allowlist) are given as JSON.
-                base[name] = json.loads(raw) if raw.lstrip().startswith("[") else raw
+                # (url_allowlist) and objects (upscaler_autoscaling) are given as JSON.
+                base[name] = json.loads(raw) if raw.lstrip()[:1] in ("[", "{") else raw
         return cls.model_validate(base)

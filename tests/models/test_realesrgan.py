@@ -128,3 +128,12 @@ def test_a_compiled_network_gives_the_same_frames_at_any_size(tmp_path):
     for shape in [(2, 16, 24, 3), (1, 20, 30, 3)]:  # a second size reuses the dynamic graph
         frames = np.random.default_rng(0).random(shape, dtype=np.float32)
         assert np.abs(compiled.upscale(frames) - plain.upscale(frames)).max() < 1e-5
+
+
+def test_near_white_16_bit_frames_survive_half_precision(tmp_path):
+    path = save_srvgg(tmp_path / "m.pth", weight_scale=0.05)
+    half, full = RealESRGANModel(path, device="cpu", half=True), RealESRGANModel(path, device="cpu")
+    frames = np.full((1, 8, 8, 3), 65535, np.uint16)
+    frames[:, :, :4] = 30000
+    out, reference = half.upscale_samples(frames).astype(int), full.upscale_samples(frames).astype(int)
+    assert np.abs(out - reference).max() < 0.01 * 65535 and out.max() > 0

@@ -132,3 +132,20 @@ def test_a_sender_slower_than_the_read_timeout_fails_the_download(input_server, 
     policy = FetchPolicy(allow_private=True, read_timeout_s=0.2, attempts=1)
     with pytest.raises(FetchError, match="timed out"):
         run(fetch_input(input_server.url("slow/trickle.bin?seconds=20"), tmp_path / "in", policy))
+
+
+@pytest.mark.parametrize("url,trusted", [
+    ("http://media.local:8080/videos/a.mp4", True),
+    ("http://media.local:8080/videos", True),
+    ("http://MEDIA.local:8080/videos/sub/b.mp4", True),
+    ("http://media.local:8080@169.254.169.254/videos/a.mp4", False),   # userinfo trick: host is the IP
+    ("http://user:pw@media.local:8080/videos/a.mp4", False),            # credentials: never trusted
+    ("http://media.local:8080/videos-other/a.mp4", False),              # not under the path
+    ("http://media.local:8081/videos/a.mp4", False),                    # other port
+    ("https://media.local:8080/videos/a.mp4", False),                   # other scheme
+    ("http://media.local.evil.com:8080/videos/a.mp4", False),
+])
+def test_allowlisted_prefixes_compare_parsed_urls_not_strings(url, trusted):
+    from tmlsr_ray.pipeline.fetch import allowlisted
+
+    assert allowlisted(url, ("http://media.local:8080/videos/",)) is trusted

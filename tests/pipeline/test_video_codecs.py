@@ -143,9 +143,11 @@ def test_audio_mp4_cannot_hold_is_reencoded_to_aac_and_kept_in_length(tmp_path):
 def test_auto_picks_the_hardware_encoder_only_where_it_really_opens():
     from tmlsr_ray.pipeline.encode import encoder_options, encoder_works, resolve_codec
 
-    works = encoder_works("h264_nvenc")
-    assert resolve_codec("auto") == ("h264_nvenc" if works else "libx264")
-    assert resolve_codec("libx264") == "libx264"
+    # Sizes and formats NVENC's H.264 cannot take never pick it, whatever the machine.
+    assert resolve_codec("auto", (7680, 4320)) == "libx264"
+    assert resolve_codec("auto", (1920, 1080), "yuv420p10le") == "libx264"
+    assert resolve_codec("auto", (1920, 1080)) in ("h264_nvenc", "libx264")
+    assert resolve_codec("libx264", (7680, 4320)) == "libx264"
     assert not encoder_works("no_such_encoder")
     assert encoder_options("libx264", 18, "medium") == {"crf": "18", "preset": "medium"}
     assert encoder_options("h264_nvenc", 20, "veryfast") == {"rc": "vbr", "cq": "20", "b": "0", "preset": "p3"}
@@ -159,7 +161,7 @@ def test_the_writer_uses_the_encoder_auto_picks_and_reports_it(tmp_path):
     writer = VideoWriter(tmp_path / "out.mp4", source, info, (256, 128), EncodeOptions("auto", 20, "fast"))
     writer.write(np.stack([np.kron(f, np.ones((4, 4, 1), np.uint8)) for f in frames]), pts)
     report = writer.close()
-    assert report.encoder == resolve_codec("auto") and report.frames == 6
+    assert report.encoder == resolve_codec("auto", (256, 128)) and report.frames == 6
     _, out_frames, out_pts = all_frames(tmp_path / "out.mp4")
     assert out_frames.shape == (6, 128, 256, 3) and out_pts == pts
     assert out_frames[0, :24, :24].mean() > 200 and out_frames[0, 40:, 40:].mean() < 30

@@ -291,3 +291,17 @@ def test_a_database_from_before_the_indexed_columns_is_migrated(tmp_path):
     board = TaskBoard(tmp_path / "t.db", max_workers=1)
     assert board.admit(PARAMS, idempotency_key="k1") == (record.task_id, "existing")
     assert board.expire_outputs(older_than=20.0) == [(record.task_id, "a/o.png")]
+
+
+def test_canceling_a_waiting_task_does_not_stall_the_waiters_behind_it(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        running, first, second = board.create(PARAMS), board.create(PARAMS), board.create(PARAMS)
+        assert await board.acquire(running)
+        waiters = [asyncio.ensure_future(board.acquire(task)) for task in (first, second)]
+        await asyncio.sleep(0.01)
+        await board.cancel(first)
+        await board.complete(running, TaskOutput())
+        assert await asyncio.wait_for(asyncio.gather(*waiters), 5) == [0, 1]
+
+    run(scenario())

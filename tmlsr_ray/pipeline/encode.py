@@ -65,29 +65,35 @@ NVENC_PRESETS = {"ultrafast": "p1", "superfast": "p2", "veryfast": "p3", "faster
                  "medium": "p5", "slow": "p6", "slower": "p7", "veryslow": "p7"}
 
 
+NVENC_MAX_SIZE = 4096  # H.264 NVENC's largest width and height
+
+
 @functools.lru_cache(maxsize=None)
-def encoder_works(name: str) -> bool:
-    """Whether FFmpeg can really open encoder ``name`` here: NVENC is listed by every build but
-    needs an NVIDIA GPU and driver, which only opening it tells."""
+def encoder_works(name: str, width: int = 256, height: int = 256, pix_fmt: str = "yuv420p") -> bool:
+    """Whether FFmpeg can really open encoder ``name`` here for frames of this size and format:
+    NVENC is listed by every build but needs an NVIDIA GPU and driver, and has its own limits
+    (size, pixel formats, sessions per GPU), which only opening it tells."""
     if name not in av.codecs_available:
         return False
     try:
         context = av.CodecContext.create(name, "w")
-        context.width, context.height, context.pix_fmt = 256, 256, "yuv420p"
+        context.width, context.height, context.pix_fmt = width, height, pix_fmt
         context.time_base = Fraction(1, 25)
         context.open()
-        context.encode(av.VideoFrame(256, 256, "yuv420p"))
+        context.encode(av.VideoFrame(width, height, pix_fmt))
         context.encode(None)
         return True
     except (av.error.FFmpegError, OSError, ValueError):
         return False
 
 
-def resolve_codec(preference: str) -> str:
-    """``auto`` = the hardware encoder when it works here, else libx264; any other name as given."""
-    if preference == "auto":
-        return HARDWARE_ENCODER if encoder_works(HARDWARE_ENCODER) else "libx264"
-    return preference
+def resolve_codec(preference: str, size: tuple = (256, 256), pix_fmt: str = "yuv420p") -> str:
+    """``auto`` = the hardware encoder when it opens here for this stream (H.264 NVENC takes 8-bit
+    4:2:0 up to 4096 px), else libx264; any other name as given."""
+    if preference != "auto":
+        return preference
+    fits = max(size) <= NVENC_MAX_SIZE and pix_fmt == "yuv420p"
+    return HARDWARE_ENCODER if fits and encoder_works(HARDWARE_ENCODER, *size, pix_fmt) else "libx264"
 
 
 def encoder_options(codec: str, crf: int, preset: str) -> dict:
@@ -118,7 +124,7 @@ class VideoWriter:
 
     def _add_video_stream(self, size, options: EncodeOptions):
         rate = self._info.average_rate or Fraction(25)
-        self.codec = self.report.encoder = resolve_codec(options.codec)
+        self.codec = self.report.encoder = resolve_codec(options.codec, tuple(size), options.pix_fmt)
         stream = self._out.add_stream(self.codec, rate=rate)
         stream.width, stream.height = size
         stream.pix_fmt = options.pix_fmt

@@ -88,9 +88,26 @@ class PublicOnlyResolver(AbstractResolver):
 
 
 def allowlisted(url: str, allowlist: Tuple[str, ...]) -> bool:
-    """An entry with ``://`` is a URL prefix; any other entry is a host name (exact, any case)."""
-    host = (urlsplit(url).hostname or "").lower()
-    return any(url.startswith(entry) if "://" in entry else host == entry.lower() for entry in allowlist)
+    """An entry with ``://`` is a URL prefix; any other entry is a host name (exact, any case).
+    URLs are compared by their parsed parts, never as strings: ``https://trusted@10.0.0.1/``
+    starts with ``https://trusted`` but its host is 10.0.0.1."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return any(_under_prefix(parts, entry) if "://" in entry else host == entry.lower() for entry in allowlist)
+
+
+def _under_prefix(parts, entry: str) -> bool:
+    prefix = urlsplit(entry)
+    if parts.username is not None or parts.password is not None:
+        return False  # credentials in a URL are never taken for a trusted source
+    same_origin = (parts.scheme, (parts.hostname or "").lower(), _port(parts)) == (
+        prefix.scheme, (prefix.hostname or "").lower(), _port(prefix))
+    base = prefix.path.rstrip("/")
+    return same_origin and (parts.path == base or parts.path.startswith(base + "/"))
+
+
+def _port(parts) -> int:
+    return parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
 
 
 def allowlisted_hosts(allowlist: Tuple[str, ...]) -> frozenset:

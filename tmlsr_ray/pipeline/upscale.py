@@ -88,7 +88,8 @@ def upscale_frames(
     count, height, width, _ = frames.shape
     scale = model.scale
     upscale_samples = getattr(model, "upscale_samples", None)
-    if upscale_samples is not None and count * height * width <= tiling.min_pixels:
+    # Frames small enough to run whole go through in one call (the backend sizes its passes).
+    if upscale_samples is not None and height * width <= tiling.min_pixels:
         _check_stop(should_stop)
         return resize_frames(upscale_samples(frames), target)  # integer in and out: the device converts
     canvas = np.empty((count, height * scale, width * scale, 3), dtype=frames.dtype)

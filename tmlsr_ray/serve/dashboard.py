@@ -449,15 +449,14 @@ form.addEventListener('submit', async event => {
   refresh();
 });
 
-// Model names: those /health lists (when it does) and those recent tasks used.
+// Model names: those recent tasks used (the API has no model listing; a wrong name gets a 400
+// that lists the available ones).
 const knownModels = new Set();
 function addModels(names) {
   let added = false;
   for (const name of names) if (name && !knownModels.has(name)) { knownModels.add(name); added = true; }
   if (added) $('model-names').innerHTML = [...knownModels].sort().map(n => `<option value="${esc(n)}">`).join('');
 }
-fetch(API_ROOT + 'health', {cache: 'no-store'}).then(r => r.json())
-  .then(health => addModels(Array.isArray(health.models) ? health.models : [])).catch(() => {});
 
 // -- refresh loop ------------------------------------------------------------------------------
 

@@ -100,8 +100,9 @@ class Ingress:
         await self._redispatch_pending()
 
     async def _redispatch_pending(self) -> None:
-        """Pending tasks whose run request was lost (an app restart) are handed out again; a task
-        already waiting for a slot ignores the duplicate."""
+        """Pending tasks whose run request was lost (an app restart) are handed out again; for a
+        task still waiting for a slot, this dispatch takes the place of the old one (whose runner
+        may be gone), so exactly one runs it."""
         for task_id in await self._state.pending_ids.remote():
             self._runner.run_task.remote(task_id)
 

@@ -31,8 +31,6 @@ class RunnerMetrics:
                          tag_keys=("model",))
         self.retries = Counter("tmlsr_upscaler_retries_total",
                                "Upscaler calls sent again after a replica died or timed out.")
-        self.tasks_finished = Counter("tmlsr_tasks_finished_total", "Tasks that ended, by final status.",
-                                      tag_keys=("status",))
 
 
 class ModelMetrics:
@@ -55,11 +53,14 @@ class ModelMetrics:
 
 
 class StateMetrics:
-    """Recorded by the state actor: tasks by status and the queue, after every sweep."""
+    """Recorded by the state actor: tasks by status and the queue (after every sweep), and every end
+    (the actor sees them all: cancels of pending tasks and sweeper failures too)."""
 
     def __init__(self) -> None:
-        from ray.util.metrics import Gauge
+        from ray.util.metrics import Counter, Gauge
 
+        self.tasks_finished = Counter("tmlsr_tasks_finished_total", "Tasks that ended, by final status.",
+                                      tag_keys=("status",))
         self.tasks = Gauge("tmlsr_tasks", "Tasks by status (all kept records).", tag_keys=("status",))
         self.queue = Gauge("tmlsr_queue_size", "Tasks waiting for a worker slot.")
         self.active = Gauge("tmlsr_active_workers", "Tasks processing now.")

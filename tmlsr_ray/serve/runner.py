@@ -92,8 +92,6 @@ class TaskRunner:
                 watcher.cancel()
             shutil.rmtree(workdir, ignore_errors=True)
         final = await self._state.get.remote(task_id)
-        if final is not None and final.status.finished:
-            self._metrics.tasks_finished.inc(tags={"status": final.status.value})
         return final.status.value if final else None
 
     async def _watch_released(self, run: "Run") -> None:

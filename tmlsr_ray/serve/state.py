@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import ray
 
@@ -35,7 +35,7 @@ class TaskState:
         self._webhooks = WebhookPolicy(
             secret=settings.webhook_secret, attempts=settings.webhook_attempts, timeout_s=settings.webhook_timeout_s,
             addresses=FetchPolicy(allow_private=settings.allow_private_urls, allowlist=tuple(settings.url_allowlist)))
-        self._deliveries: Set[asyncio.Task] = set()
+        self._webhook_chains: Dict[str, asyncio.Task] = {}  # task → its last webhook delivery
         self._progress_sent: Dict[str, float] = {}
         self._runner_app: Optional[str] = None  # learnt from the runners, to hand re-queued tasks back
         self._board.grant_grace_after_restart()
@@ -46,15 +46,21 @@ class TaskState:
         timeout = self._settings.heartbeat_timeout_s
         while True:
             await asyncio.sleep(max(0.5, timeout / 4))
-            requeued, failed = await self._board.sweep(timeout)
-            self._export_metrics()
-            for task_id in failed:
-                self._notify(task_id)
-            if failed:
-                logger.warning("failed %d task(s) whose runner stopped, out of attempts: %s", len(failed), failed)
-            if requeued:
-                logger.warning("re-queued %d task(s) whose runner stopped: %s", len(requeued), requeued)
-                self._dispatch(requeued)
+            try:
+                await self._sweep_once(timeout)
+            except Exception:  # the sweeper must outlive any one failure, or lost tasks stay lost
+                logger.exception("sweep failed; trying again")
+
+    async def _sweep_once(self, timeout: float) -> None:
+        requeued, failed = await self._board.sweep(timeout)
+        self._export_metrics()
+        for task_id in failed:
+            self._ended(task_id)
+        if failed:
+            logger.warning("failed %d task(s) whose runner stopped, out of attempts: %s", len(failed), failed)
+        if requeued:
+            logger.warning("re-queued %d task(s) whose runner stopped: %s", len(requeued), requeued)
+            self._dispatch(requeued)
 
     def _export_metrics(self) -> None:
         try:
@@ -64,30 +70,46 @@ class TaskState:
             logger.exception("metrics export failed")
 
     def _notify(self, task_id: str, event: Optional[str] = None) -> None:
-        """Sends the task's webhook, if it has one, in the background (deliveries retry on their own)."""
+        """Sends the task's webhook, if it has one, in the background. A task's deliveries go one
+        after another, so an end event never arrives before a progress event sent earlier."""
         view = self._board.get(task_id)
         url = view.params.get("callback_url") if view else None
         if not url:
             return
+        view = view.model_copy(deep=True)  # the view shares objects with the stored record
         event = event or f"task.{view.status.value}"
         if view.output and view.output.url and view.output.url.startswith("/") and self._settings.public_base_url:
             view.output.url = self._settings.public_base_url.rstrip("/") + view.output.url
         body = json.dumps({"event": event, **view.model_dump(mode="json")}).encode()
-        delivery = asyncio.get_running_loop().create_task(deliver(url, event, body, self._webhooks))
-        self._deliveries.add(delivery)
-        delivery.add_done_callback(self._deliveries.discard)
+        previous = self._webhook_chains.get(task_id)
+        delivery = asyncio.get_running_loop().create_task(self._deliver_after(previous, url, event, body))
+        self._webhook_chains[task_id] = delivery
+        delivery.add_done_callback(lambda done: self._forget_chain(task_id, done))
+
+    async def _deliver_after(self, previous: Optional[asyncio.Task], url: str, event: str, body: bytes) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        await deliver(url, event, body, self._webhooks)
+
+    def _forget_chain(self, task_id: str, done: asyncio.Task) -> None:
+        if self._webhook_chains.get(task_id) is done:
+            del self._webhook_chains[task_id]
 
     def _notify_progress(self, task_id: str) -> None:
         view = self._board.get(task_id)
         if view is None or not view.params.get("callback_progress"):
             return
         now = time.monotonic()
-        if now - self._progress_sent.get(task_id, 0.0) >= self._settings.webhook_progress_interval_s:
+        busy = task_id in self._webhook_chains  # one progress event at a time: drop, don't queue
+        if not busy and now - self._progress_sent.get(task_id, 0.0) >= self._settings.webhook_progress_interval_s:
             self._progress_sent[task_id] = now
             self._notify(task_id, "task.progress")
 
     def _ended(self, task_id: str) -> None:
         self._progress_sent.pop(task_id, None)
+        status = self._board.status(task_id)
+        if status is not None:
+            self._metrics.tasks_finished.inc(tags={"status": status.value})
         self._notify(task_id)
 
     def _dispatch(self, task_ids: List[str]) -> None:
@@ -95,7 +117,12 @@ class TaskState:
             return  # no runner has spoken yet: the ingress re-dispatches pending tasks when it starts
         from ray import serve
 
-        runner = serve.get_deployment_handle("TaskRunner", app_name=self._runner_app)
+        try:
+            runner = serve.get_deployment_handle("TaskRunner", app_name=self._runner_app)
+        except Exception as exc:  # the application is not deployed now: its next ingress re-dispatches
+            logger.warning("no TaskRunner to hand %d re-queued task(s) to (%s); they stay pending",
+                           len(task_ids), exc)
+            return
         for task_id in task_ids:
             runner.run_task.remote(task_id)
 

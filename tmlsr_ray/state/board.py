@@ -186,7 +186,10 @@ class TaskBoard:
         after each change, so recomputing per waiter would cost pending² per change."""
         if self._schedule_cache is None:
             processing = self._count(TaskStatus.processing)
-            head = min(self._waiting, key=lambda tid: self._live[tid].created_at) if self._waiting else None
+            # A waiter whose task was canceled stays listed until it wakes: skip it.
+            waiting = [tid for tid in self._waiting
+                       if (record := self._live.get(tid)) is not None and record.status == TaskStatus.pending]
+            head = min(waiting, key=lambda tid: self._live[tid].created_at) if waiting else None
             self._schedule_cache = (processing, head)
         return self._schedule_cache
 

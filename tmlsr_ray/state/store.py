@@ -42,7 +42,8 @@ class TaskStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: an acknowledged change survives a power loss too, not only a process crash.
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._add_missing_columns()
         self._db.executescript(_INDEXES)
@@ -51,8 +52,10 @@ class TaskStore:
         present = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
         for name, kind in _COLUMNS.items():
             if name not in present:
-                self._db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
-                self._db.execute(f"UPDATE tasks SET {name} = json_extract(record, '$.{name}')")
+                with self._db:  # the column and its values, or neither (SQLite DDL is transactional)
+                    self._db.execute("BEGIN")
+                    self._db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+                    self._db.execute(f"UPDATE tasks SET {name} = json_extract(record, '$.{name}')")
 
     def save(self, record: TaskRecord) -> None:
         self._db.execute(

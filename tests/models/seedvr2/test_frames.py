@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tests.helpers import shared_path
-from tmlsr_ray.models.seedvr2.frames import preprocess, resized_size, to_uint8, trim, wavelet_color_fix
+from tmlsr_ray.models.seedvr2.frames import preprocess, resized_size, to_samples, trim, wavelet_color_fix
 
 
 def golden(name: str) -> np.ndarray:
@@ -29,7 +29,7 @@ def test_the_wavelet_colour_fix_matches_the_reference():
 @pytest.mark.parametrize("source,expected", [("output_wavelet_float.npy", "output_wavelet.npy"),
                                              ("decoded.npy", "output_nofix.npy")])
 def test_final_frames_match_the_reference(source, expected):
-    frames = to_uint8(torch.from_numpy(golden(source))).numpy()
+    frames = to_samples(torch.from_numpy(golden(source)), np.uint8).numpy()
     assert frames.dtype == np.uint8 and frames.shape == golden(expected).shape
     assert np.abs(frames.astype(int) - golden(expected).astype(int)).max() <= 1
 

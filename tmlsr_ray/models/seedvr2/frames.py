@@ -77,11 +77,6 @@ def wavelet_color_fix(content: torch.Tensor, style: torch.Tensor) -> torch.Tenso
     return (content_high + style_low).permute(1, 0, 2, 3)
 
 
-def to_uint8(video: torch.Tensor) -> torch.Tensor:
-    """(C, T, H, W) in [-1, 1] → uint8 (T, H, W, 3), rounding half to even."""
-    return to_samples(video, np.uint8)
-
-
 def to_samples(video: torch.Tensor, dtype: np.dtype) -> torch.Tensor:
     """(C, T, H, W) in [-1, 1] → (T, H, W, 3) integer samples (uint8 or uint16), half to even."""
     top, torch_dtype = (65535.0, torch.int32) if np.dtype(dtype) == np.uint16 else (255.0, torch.uint8)
