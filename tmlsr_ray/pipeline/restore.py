@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions, SeedVR2Model
-from tmlsr_ray.pipeline.upscale import SizeRequest, resize_frames
+from tmlsr_ray.pipeline.upscale import SizeRequest, check_stop, resize_frames
 
 DEFAULT_SCALE = 2  # what a SeedVR2 task without resolution or any scale gets
 
@@ -33,21 +33,21 @@ def processing_resolution(target: Tuple[int, int]) -> int:
 
 
 def restore_frames(model: SeedVR2Model, frames: np.ndarray, target: Tuple[int, int], options: RestoreOptions,
-                   checkpoint: Callable[[], None] = lambda: None) -> np.ndarray:
+                   should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
     """RGB frames (N, H, W, 3), uint8 or uint16 → restored frames at ``target`` = (width, height)."""
-    restored = model.restore(frames, options, checkpoint=checkpoint)
+    restored = model.restore(frames, options, checkpoint=lambda: check_stop(should_stop))
     return resize_frames(restored, target)
 
 
 def restore_image(model: SeedVR2Model, image: np.ndarray, target: Tuple[int, int], options: RestoreOptions,
-                  checkpoint: Callable[[], None] = lambda: None) -> np.ndarray:
+                  should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
     """A gray/BGR/BGRA image (uint8 or uint16) as a one-frame video; alpha follows by resizing,
     since SeedVR2 restores colour only."""
     if image.ndim == 2:
         rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     else:
         rgb = cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_BGR2RGB)
-    restored = restore_frames(model, rgb[None], target, options, checkpoint)[0]
+    restored = restore_frames(model, rgb[None], target, options, should_stop)[0]
     if image.ndim == 2:
         return cv2.cvtColor(restored, cv2.COLOR_RGB2GRAY)
     bgr = cv2.cvtColor(restored, cv2.COLOR_RGB2BGR)

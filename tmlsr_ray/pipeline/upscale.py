@@ -90,7 +90,7 @@ def upscale_frames(
     upscale_samples = getattr(model, "upscale_samples", None)
     # Frames small enough to run whole go through in one call (the backend sizes its passes).
     if upscale_samples is not None and height * width <= tiling.min_pixels:
-        _check_stop(should_stop)
+        check_stop(should_stop)
         return resize_frames(upscale_samples(frames), target)  # integer in and out: the device converts
     canvas = np.empty((count, height * scale, width * scale, 3), dtype=frames.dtype)
     planes = frames.astype(np.float32) / max_range
@@ -135,13 +135,13 @@ def _run_tiles(model, planes: np.ndarray, tiling: Tiling, should_stop):
     """Yields ((y0, y1, x0, x1), output) per tile of the input; one tile when the image is small."""
     count, height, width, _ = planes.shape
     if count * height * width <= tiling.min_pixels:
-        _check_stop(should_stop)
+        check_stop(should_stop)
         yield (0, height, 0, width), model.upscale(planes)
         return
     tile, pad, scale = tiling.tile_size, tiling.tile_pad, model.scale
     for ty in range(math.ceil(height / tile)):
         for tx in range(math.ceil(width / tile)):
-            _check_stop(should_stop)
+            check_stop(should_stop)
             y0, y1 = ty * tile, min((ty + 1) * tile, height)
             x0, x1 = tx * tile, min((tx + 1) * tile, width)
             py0, py1 = max(y0 - pad, 0), min(y1 + pad, height)
@@ -151,6 +151,6 @@ def _run_tiles(model, planes: np.ndarray, tiling: Tiling, should_stop):
             yield (y0, y1, x0, x1), crop
 
 
-def _check_stop(should_stop: Callable[[], bool]) -> None:
+def check_stop(should_stop: Callable[[], bool]) -> None:
     if should_stop():
         raise CanceledError("task canceled")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, Literal, Optional
 
@@ -91,17 +91,12 @@ def load_embedding(path: Path, name: str) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class RestoreOptions:
-    """How one batch is restored; recorded in the task's metadata."""
+    """How one batch is restored."""
 
     resolution: int  # short side of the processed frames
     seed: int = 42
     color_fix: ColorFix = "wavelet"
     vae_tiling: Optional[VaeTiling] = None
-
-    def describe(self) -> Dict[str, object]:
-        tiling = asdict(self.vae_tiling) if self.vae_tiling else None
-        return {"resolution": self.resolution, "seed": self.seed, "color_fix": self.color_fix,
-                "vae_tiling": tiling}
 
 
 def select_dtype(device: torch.device, preference: str = "auto") -> torch.dtype:
