@@ -125,6 +125,15 @@ class TaskView(BaseModel):
     output: Optional[TaskOutput] = None
     error: Optional[str] = None
 
+    def with_output_base(self, base: Optional[str]) -> "TaskView":
+        """This view with a service-relative output link (local storage) made absolute under
+        ``base``; a copy when it changes, so the original (maybe a stored record's) stays as is."""
+        if not (base and self.output and self.output.url and self.output.url.startswith("/")):
+            return self
+        view = self.model_copy(deep=True)
+        view.output.url = base.rstrip("/") + view.output.url
+        return view
+
 
 class CancelResult(BaseModel):
     status: Literal["canceled"] = "canceled"

@@ -142,22 +142,24 @@ def _q5_1(blocks: torch.Tensor) -> torch.Tensor:
     return (d * qs) + m
 
 
-def _q4_k(blocks: torch.Tensor) -> torch.Tensor:
+def _k_sub_block_terms(blocks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Q4_K/Q5_K: per 32-weight sub-block, the scale and the offset (d·scale, dmin·min)."""
     n = blocks.shape[0]
     d, dmin = _f16(blocks[:, :2]), _f16(blocks[:, 2:4])
     sc, mins = _k_scales(blocks[:, 4:16])
-    d = (d * sc.float()).reshape(n, -1, 1)
-    dm = (dmin * mins.float()).reshape(n, -1, 1)
+    return (d * sc.float()).reshape(n, -1, 1), (dmin * mins.float()).reshape(n, -1, 1)
+
+
+def _q4_k(blocks: torch.Tensor) -> torch.Tensor:
+    n = blocks.shape[0]
+    d, dm = _k_sub_block_terms(blocks)
     qs = _nibbles(blocks[:, 16:], 4).reshape(n, -1, 32).float()
     return (d * qs - dm).reshape(n, QK_K)
 
 
 def _q5_k(blocks: torch.Tensor) -> torch.Tensor:
     n = blocks.shape[0]
-    d, dmin = _f16(blocks[:, :2]), _f16(blocks[:, 2:4])
-    sc, mins = _k_scales(blocks[:, 4:16])
-    d = (d * sc.float()).reshape(n, -1, 1)
-    dm = (dmin * mins.float()).reshape(n, -1, 1)
+    d, dm = _k_sub_block_terms(blocks)
     qh = _bits(blocks[:, 16:48], 8).reshape(n, -1, 32)
     ql = _nibbles(blocks[:, 48:], 4).reshape(n, -1, 32)
     q = (ql | (qh << 4)).float()

@@ -87,6 +87,13 @@ class PublicOnlyResolver(AbstractResolver):
         await self._inner.close()
 
 
+def checked_connector(policy: FetchPolicy) -> aiohttp.TCPConnector:
+    """A connector that connects only to addresses the policy admits (the resolver checks what
+    a name resolves to, which is what the connection then uses)."""
+    resolver = None if policy.allow_private else PublicOnlyResolver(allowlisted_hosts(policy.allowlist))
+    return aiohttp.TCPConnector(resolver=resolver)
+
+
 def allowlisted(url: str, allowlist: Tuple[str, ...]) -> bool:
     """An entry with ``://`` is a URL prefix; any other entry is a host name (exact, any case).
     URLs are compared by their parsed parts, never as strings: ``https://trusted@10.0.0.1/``
@@ -172,10 +179,8 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
     timeout = aiohttp.ClientTimeout(
         total=policy.total_timeout_s, sock_connect=policy.connect_timeout_s, sock_read=policy.read_timeout_s
     )
-    resolver = None if policy.allow_private else PublicOnlyResolver(allowlisted_hosts(policy.allowlist))
-    connector = aiohttp.TCPConnector(resolver=resolver)
     try:
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        async with aiohttp.ClientSession(timeout=timeout, connector=checked_connector(policy)) as session:
             current = url
             for _ in range(policy.max_redirects + 1):
                 check_url(current, policy.allow_private, policy.allowlist)

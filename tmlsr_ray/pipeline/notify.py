@@ -20,7 +20,7 @@ from typing import Optional
 import aiohttp
 
 from tmlsr_ray.pipeline.errors import FetchError
-from tmlsr_ray.pipeline.fetch import FetchPolicy, PublicOnlyResolver, allowlisted_hosts, check_url
+from tmlsr_ray.pipeline.fetch import FetchPolicy, check_url, checked_connector
 
 logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-TMLSR-Signature"
@@ -69,11 +69,9 @@ async def deliver(url: str, event: str, body: bytes, policy: WebhookPolicy) -> b
 
 async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy) -> Optional[bool]:
     """True: delivered; False: refused for good (4xx); None: worth another try."""
-    addresses = policy.addresses
-    resolver = None if addresses.allow_private else PublicOnlyResolver(allowlisted_hosts(addresses.allowlist))
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=policy.timeout_s),
-                                         connector=aiohttp.TCPConnector(resolver=resolver)) as session:
+                                         connector=checked_connector(policy.addresses)) as session:
             async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
                 if response.status < 300:
                     return True

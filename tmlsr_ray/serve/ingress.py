@@ -214,7 +214,4 @@ class Ingress:
                            headers={"WWW-Authenticate": "Bearer"})
 
     def _with_absolute_urls(self, view: TaskView, http: Request) -> TaskView:
-        if view.output and view.output.url and view.output.url.startswith("/"):
-            base = self._settings.public_base_url or str(http.base_url)
-            view.output.url = base.rstrip("/") + view.output.url
-        return view
+        return view.with_output_base(self._settings.public_base_url or str(http.base_url))

@@ -135,12 +135,15 @@ class TaskRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            await run.set_stage(name, StageStatus.failed, _elapsed(start))
-            self._metrics.stage_seconds.observe(_elapsed(start), tags={"stage": name.value, "status": "failed"})
+            await self._end_stage(run, name, StageStatus.failed, _elapsed(start))
             raise _as_task_error(name, exc) from exc
-        await run.set_stage(name, StageStatus.success, _elapsed(start))
-        self._metrics.stage_seconds.observe(_elapsed(start), tags={"stage": name.value, "status": "success"})
+        await self._end_stage(run, name, StageStatus.success, _elapsed(start))
         return result
+
+    async def _end_stage(self, run: "Run", name: StageName, status: StageStatus, duration: float) -> None:
+        """The one duration goes to the task record and to the stage histogram."""
+        await run.set_stage(name, status, duration)
+        self._metrics.stage_seconds.observe(duration, tags={"stage": name.value, "status": status.value})
 
     def _replicas_for(self, model_name: str) -> DeploymentHandle:
         if not is_seedvr2(model_name):

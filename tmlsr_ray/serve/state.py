@@ -64,23 +64,21 @@ class TaskState:
 
     def _export_metrics(self) -> None:
         try:
-            stats = self._board.monitor()
-            self._metrics.update(status_counts(stats.stats), stats.system.queue_size, stats.system.active_workers)
+            system, counts = self._board.totals()
+            self._metrics.update(status_counts(counts), system.queue_size, system.active_workers)
         except Exception:  # metrics must never stop the sweeper
             logger.exception("metrics export failed")
 
-    def _notify(self, task_id: str, event: Optional[str] = None) -> None:
+    def _notify(self, view: TaskView, event: Optional[str] = None) -> None:
         """Sends the task's webhook, if it has one, in the background. A task's deliveries go one
         after another, so an end event never arrives before a progress event sent earlier."""
-        view = self._board.get(task_id)
-        url = view.params.get("callback_url") if view else None
+        url = view.params.get("callback_url")
         if not url:
             return
-        view = view.model_copy(deep=True)  # the view shares objects with the stored record
         event = event or f"task.{view.status.value}"
-        if view.output and view.output.url and view.output.url.startswith("/") and self._settings.public_base_url:
-            view.output.url = self._settings.public_base_url.rstrip("/") + view.output.url
+        view = view.with_output_base(self._settings.public_base_url)
         body = json.dumps({"event": event, **view.model_dump(mode="json")}).encode()
+        task_id = view.task_id
         previous = self._webhook_chains.get(task_id)
         delivery = asyncio.get_running_loop().create_task(self._deliver_after(previous, url, event, body))
         self._webhook_chains[task_id] = delivery
@@ -103,14 +101,14 @@ class TaskState:
         busy = task_id in self._webhook_chains  # one progress event at a time: drop, don't queue
         if not busy and now - self._progress_sent.get(task_id, 0.0) >= self._settings.webhook_progress_interval_s:
             self._progress_sent[task_id] = now
-            self._notify(task_id, "task.progress")
+            self._notify(view, "task.progress")
 
     def _ended(self, task_id: str) -> None:
         self._progress_sent.pop(task_id, None)
-        status = self._board.status(task_id)
-        if status is not None:
-            self._metrics.tasks_finished.inc(tags={"status": status.value})
-        self._notify(task_id)
+        view = self._board.get(task_id)
+        if view is not None:
+            self._metrics.tasks_finished.inc(tags={"status": view.status.value})
+            self._notify(view)
 
     def _dispatch(self, task_ids: List[str]) -> None:
         if self._runner_app is None:

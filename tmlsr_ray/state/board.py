@@ -118,18 +118,17 @@ class TaskBoard:
     def pending_ids(self) -> List[str]:
         return [r.task_id for r in self._ordered() if r.status == TaskStatus.pending]
 
+    def totals(self) -> Tuple[SystemStats, Dict[TaskStatus, int]]:
+        """Worker slots and tasks by status; counts come from the store's index."""
+        system = SystemStats(max_workers=self._max_workers, active_workers=self._count(TaskStatus.processing),
+                             queue_size=self._count(TaskStatus.pending))
+        return system, self._store.counts()
+
     def monitor(self) -> MonitorStats:
-        """Counts and recent tasks come from the store's indexes: cheap with any number of records."""
-        counts = self._store.counts()
-        return MonitorStats(
-            system=SystemStats(
-                max_workers=self._max_workers,
-                active_workers=self._count(TaskStatus.processing),
-                queue_size=self._count(TaskStatus.pending),
-            ),
-            stats=counts,
-            tasks=[record.to_view() for record in self._store.recent(self._recent_limit)],
-        )
+        """Totals and the recent tasks, from the store's indexes: cheap with any number of records."""
+        system, counts = self.totals()
+        tasks = [record.to_view() for record in self._store.recent(self._recent_limit)]
+        return MonitorStats(system=system, stats=counts, tasks=tasks)
 
     def memory_footprint(self) -> Dict[str, int]:
         """Records held in memory (the rest are only in the store)."""
@@ -175,7 +174,7 @@ class TaskBoard:
                 self._schedule_cache = None
 
     def _may_start(self, task_id: str) -> bool:
-        record = self._record(task_id)
+        record = self._live.get(task_id)  # not live: canceled meanwhile, the waiter leaves
         if record is None or record.status != TaskStatus.pending:
             return True
         processing, head = self._schedule()
