@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import av
+import numpy as np
 import pytest
 import torch
 
@@ -56,6 +58,38 @@ def save_rrdbnet(path: Path, scale: int = 4, num_feat: int = 8, num_block: int =
     net = rrdbnet(num_in_ch=3, num_out_ch=3, scale=scale, num_feat=num_feat, num_block=num_block,
                   num_grow_ch=num_grow_ch)
     torch.save({"params_ema": net.state_dict()}, path)
+    return path
+
+
+def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio: bool = True,
+              codec: str = "libx264", options: dict | None = None, pts: list | None = None,
+              time_base=None, pix_fmt: str = "yuv420p", container: str | None = None) -> Path:
+    """A short real clip made with PyAV: a brightness ramp with a noisy corner (so every frame
+    differs), optionally AAC audio, any encoder options, and given timestamps (VFR)."""
+    with av.open(str(path), "w", format=container) as out:
+        video = out.add_stream(codec, rate=rate, options=options or {})
+        video.width, video.height, video.pix_fmt = size[0], size[1], pix_fmt
+        if time_base is not None:
+            video.time_base = video.codec_context.time_base = time_base
+        sound = out.add_stream("aac", rate=16000) if audio else None
+        rng = np.random.default_rng(0)
+        for i in range(frames):
+            pixels = np.full((size[1], size[0], 3), i * 255 // frames, np.uint8)
+            pixels[:8, :8] = rng.integers(0, 255, (8, 8, 3))
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            if pts is not None:
+                frame.pts, frame.time_base = pts[i], video.codec_context.time_base
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        if sound:
+            samples = int(16000 * frames / rate)
+            tone = (0.2 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)
+            for start in range(0, samples, 1024):
+                chunk = tone[None, start:start + 1024]
+                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = 16000, start
+                out.mux(sound.encode(frame))
+            out.mux(sound.encode(None))
     return path
 
 

@@ -1,8 +1,11 @@
 """The Ray Serve deployment graph of TMLSR-Ray, in one place.
 
-    Ingress ──run_task (fired)──▶ TaskRunner ──batches──▶ Upscaler (Real-ESRGAN models, GPU each)
-       │                              └──────batches──▶ SeedVR2Upscaler (DiT + VAE, GPU each)
+    Ingress ──run_task (fired)──▶ TaskRunner ──segments──▶ Upscaler (Real-ESRGAN models, GPU each)
+       │                              └──────segments──▶ SeedVR2Upscaler (DiT + VAE, GPU each)
        └──────── records ──────▶ TaskState (named detached actor, SQLite) ◀── progress ──┘
+
+A segment goes out as compressed packets and comes back as an encoded piece; the runner only
+plans the cuts and joins the pieces.
 """
 
 from __future__ import annotations

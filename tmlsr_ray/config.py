@@ -93,10 +93,19 @@ class Settings(BaseModel):
     )
 
     # Video
-    video_batch_frames: int = Field(4, ge=1, description="Frames per batch sent to an Upscaler replica.")
-    video_window_per_replica: int = Field(2, ge=1, description="Batches in flight per Upscaler replica.")
+    video_segment_s: float = Field(
+        10.0, gt=0, description="Length of the segments a video is cut into (at keyframes); each is "
+        "decoded, upscaled and encoded on one model replica, and kept for a resumed attempt.")
+    video_segment_max_frames: int = Field(
+        600, ge=1, description="Most frames in one segment (bounds a piece of a high-frame-rate or 4K video).")
+    video_segment_max_preroll_frames: int = Field(
+        300, ge=0, description="A GOP longer than a segment is cut inside when the frames decoded "
+        "before the cut (and dropped) are at most this many; else the segment runs to the next keyframe.")
+    video_segments_per_replica: int = Field(
+        2, ge=1, description="Segments of one video in flight per model replica.")
+    video_batch_frames: int = Field(4, ge=1, description="Frames the model takes at once inside a segment.")
     upscaler_call_timeout_s: float = Field(
-        600.0, gt=0, description="An Upscaler call (a batch, an image) not back by then is retried.")
+        600.0, gt=0, description="A model replica call (an image; for a segment, the wait for its next batch) not back by then is retried.")
     upscaler_call_attempts: int = Field(
         4, ge=1, description="Tries per Upscaler call (replica death, timeout), with back-off.")
     video_codec: str = Field(
@@ -181,6 +190,12 @@ class Settings(BaseModel):
     )
     max_output_bytes: int = Field(20 * 1024**3, gt=0, description="Largest output file stored.")
     jpeg_quality: int = Field(95, ge=1, le=100)
+
+    @property
+    def video_cutting(self):
+        from tmlsr_ray.pipeline.segments import Cutting
+
+        return Cutting(self.video_segment_s, self.video_segment_max_frames, self.video_segment_max_preroll_frames)
 
     @property
     def upscaler_parallelism(self) -> int:

@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import shared_path
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
-from tmlsr_ray.pipeline.encode import EncodeOptions, VideoWriter, even_size
+from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, assemble, even_size
 from tmlsr_ray.pipeline.errors import InputError
 
 
@@ -26,6 +26,16 @@ def marked_clip(path: Path, rotation: int = 0, frames: int = 3) -> Path:
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     return path
+
+
+def write_video(out: Path, source: Path, info, size, options: EncodeOptions, frames, pts):
+    """Frames encoded as one piece and joined with the source's audio and subtitles, as a video task does."""
+    writer = PieceWriter(0, info, size, options)
+    writer.write(frames, pts)
+    data, piece = writer.close()
+    piece_path = out.with_name(out.stem + ".piece.mp4")
+    piece_path.write_bytes(data)
+    return assemble(out, source, info, [(piece_path, piece)])
 
 
 def all_frames(path: Path):
@@ -66,9 +76,7 @@ def test_ten_bit_input_decodes_to_sixteen_bit_samples_without_banding():
 def test_ten_bit_output_option_writes_yuv420p10le(tmp_path):
     source = marked_clip(tmp_path / "s.mp4")
     info, frames, pts = all_frames(source)
-    writer = VideoWriter(tmp_path / "o.mp4", source, info, (64, 32), EncodeOptions(preset="ultrafast", ten_bit=True))
-    writer.write(frames, pts)
-    writer.close()
+    write_video(tmp_path / "o.mp4", source, info, (64, 32), EncodeOptions(preset="ultrafast", ten_bit=True), frames, pts)
     with av.open(str(tmp_path / "o.mp4")) as out:
         assert out.streams.video[0].codec_context.pix_fmt == "yuv420p10le"
 
@@ -76,10 +84,8 @@ def test_ten_bit_output_option_writes_yuv420p10le(tmp_path):
 def test_colour_tags_are_carried_over(tmp_path):
     source = shared_path("media", "video", "animation_bbb_320x180_vp9_opus_5s.webm")
     info = probe_video(source)
-    writer = VideoWriter(tmp_path / "o.mp4", source, info, (320, 180), EncodeOptions(preset="ultrafast"))
     batch = next(iter_batches(source, info, 4))
-    writer.write(batch.frames, batch.pts)
-    writer.close()
+    write_video(tmp_path / "o.mp4", source, info, (320, 180), EncodeOptions(preset="ultrafast"), batch.frames, batch.pts)
     with av.open(str(tmp_path / "o.mp4")) as out:
         ctx = out.streams.video[0].codec_context
         tags = {"color_primaries": ctx.color_primaries, "color_trc": ctx.color_trc,
@@ -90,11 +96,9 @@ def test_colour_tags_are_carried_over(tmp_path):
 def test_variable_frame_rate_timestamps_survive_encoding(tmp_path):
     source = shared_path("media", "video", "phone_fire_vfr_rot180_h264_aac_2.4s.mp4")
     info, frames, pts = all_frames(source)
-    writer = VideoWriter(tmp_path / "o.mp4", source, info, (info.width // 4, info.height // 4),
-                         EncodeOptions(preset="ultrafast"))
-    small = frames[:, ::4, ::4]
-    writer.write(np.ascontiguousarray(small), pts)
-    writer.close()
+    small = np.ascontiguousarray(frames[:, ::4, ::4])
+    write_video(tmp_path / "o.mp4", source, info, (info.width // 4, info.height // 4), EncodeOptions(preset="ultrafast"),
+                small, pts)
     with av.open(str(tmp_path / "o.mp4")) as out:
         times = [float(f.pts * f.time_base) for f in out.decode(video=0)]
     gaps_in = np.diff(np.array(pts) * float(info.time_base))
@@ -129,9 +133,7 @@ def test_audio_mp4_cannot_hold_is_reencoded_to_aac_and_kept_in_length(tmp_path):
         out.mux(audio.encode(frame))
         out.mux(audio.encode(None))
     info, frames, pts = all_frames(source)
-    writer = VideoWriter(tmp_path / "o.mp4", source, info, (32, 32), EncodeOptions(preset="ultrafast"))
-    writer.write(frames, pts)
-    report = writer.close()
+    report = write_video(tmp_path / "o.mp4", source, info, (32, 32), EncodeOptions(preset="ultrafast"), frames, pts)
     assert report.audio_reencoded and report.audio_reencoded[0]["codec"] == "pcm_s16le"
     with av.open(str(tmp_path / "o.mp4")) as out:
         stream = out.streams.audio[0]
@@ -149,7 +151,8 @@ def test_auto_picks_the_hardware_encoder_only_where_it_really_opens():
     assert resolve_codec("auto", (1920, 1080)) in ("h264_nvenc", "libx264")
     assert resolve_codec("libx264", (7680, 4320)) == "libx264"
     assert not encoder_works("no_such_encoder")
-    assert encoder_options("libx264", 18, "medium") == {"crf": "18", "preset": "medium"}
+    assert encoder_options("libx264", 18, "medium") == {"crf": "18", "preset": "medium", "threads": "0",
+                                                        "x264-params": "stitchable=1"}
     assert encoder_options("h264_nvenc", 20, "veryfast") == {"rc": "vbr", "cq": "20", "b": "0", "preset": "p3"}
 
 
@@ -158,9 +161,8 @@ def test_the_writer_uses_the_encoder_auto_picks_and_reports_it(tmp_path):
 
     source = marked_clip(tmp_path / "in.mp4", frames=6)
     info, frames, pts = all_frames(source)
-    writer = VideoWriter(tmp_path / "out.mp4", source, info, (256, 128), EncodeOptions("auto", 20, "fast"))
-    writer.write(np.stack([np.kron(f, np.ones((4, 4, 1), np.uint8)) for f in frames]), pts)
-    report = writer.close()
+    big = np.stack([np.kron(f, np.ones((4, 4, 1), np.uint8)) for f in frames])
+    report = write_video(tmp_path / "out.mp4", source, info, (256, 128), EncodeOptions("auto", 20, "fast"), big, pts)
     assert report.encoder == resolve_codec("auto", (256, 128)) and report.frames == 6
     _, out_frames, out_pts = all_frames(tmp_path / "out.mp4")
     assert out_frames.shape == (6, 128, 256, 3) and out_pts == pts

@@ -96,6 +96,7 @@ def service(tmp_path_factory) -> Service:
         "weights_dir": str(weights), "data_dir": str(root / "data"), "allow_private_urls": True,
         "max_workers": 2, "heartbeat_interval_s": 0.5, "heartbeat_timeout_s": 15,
         "tile_size": 256, "tile_min_pixels": 500_000, "torch_threads": 2, "video_preset": "ultrafast",
+        "video_segment_s": 1.0,
         "seedvr2_temporal_overlap": 1, "webhook_secret": WEBHOOK_SECRET, "webhook_progress_interval_s": 0.5,
     }
     metrics_port = free_port()

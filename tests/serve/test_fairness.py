@@ -1,4 +1,4 @@
-"""Several videos share the Upscaler replicas: each task keeps only a bounded window of batches in
+"""Several videos share the Upscaler replicas: each task keeps only a bounded window of segments in
 flight, so a second video makes progress while the first is still running."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from tests.serve.test_video import make_clip
+from tests.helpers import make_clip
 
 APP, PREFIX, STATE = "fair-app", "/fair", "tmlsr_state_fair"
 
@@ -23,7 +23,8 @@ def two_replicas(service):
 
     settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "fair"),
                 "allow_private_urls": True, "upscaler_num_cpus": 0, "upscaler_replicas": 2, "seedvr2_replicas": 0,
-                "max_workers": 2, "video_batch_frames": 2, "video_window_per_replica": 1, "torch_threads": 1,
+                "max_workers": 2, "video_batch_frames": 2, "video_segments_per_replica": 1, "video_segment_s": 1.0,
+                "torch_threads": 1,
                 "state_actor_name": STATE, "video_preset": "ultrafast"}
     serve.run(build_app(settings), name=APP, route_prefix=PREFIX)
     yield service.url(PREFIX)

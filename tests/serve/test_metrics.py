@@ -6,7 +6,7 @@ import time
 
 import requests
 
-from tests.serve.test_video import make_clip
+from tests.helpers import make_clip
 
 EXPECTED = ("tmlsr_stage_duration_seconds", "tmlsr_frames_processed_total", "tmlsr_video_frames_per_second",
             "tmlsr_tasks_finished_total", "tmlsr_model_load_seconds", "tmlsr_tasks", "tmlsr_queue_size",

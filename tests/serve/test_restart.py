@@ -7,6 +7,7 @@ import time
 import pytest
 import requests
 
+from tests.helpers import make_clip
 from tests.serve.test_api import png_bytes
 
 APP, PREFIX, STATE = "restart-app", "/restart", "tmlsr_state_restart"
@@ -22,7 +23,8 @@ def second_app(service, **overrides):
 
     settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "restart"),
                 "allow_private_urls": True, "upscaler_num_cpus": 0, "seedvr2_replicas": 0, "max_workers": 2,
-                "state_actor_name": STATE, "heartbeat_interval_s": 0.5, **overrides}
+                "state_actor_name": STATE, "heartbeat_interval_s": 0.5, "video_segment_s": 1.0,
+                "video_preset": "ultrafast", "torch_threads": 2, **overrides}
 
     def deploy(**changes):
         serve.run(build_app({**settings, **changes}), name=APP, route_prefix=PREFIX)
@@ -87,3 +89,24 @@ def test_a_redeploy_lets_the_running_task_finish_on_the_old_replica(redeployable
     deploy(recent_tasks_limit=49)  # new settings: every replica is replaced
     # Finished well before a lost runner could be noticed (120 s): the old replica drained it.
     wait_until(lambda: statuses(base, [task_id]) == ["completed"], "the task completed", timeout=60)
+
+
+def test_a_video_cut_off_by_a_stop_resumes_from_its_finished_segments(restartable, input_server, tmp_path):
+    from ray import serve
+
+    base, deploy = restartable
+    url = input_server.add("restart.mp4", make_clip(tmp_path / "r.mp4", frames=48, size=(160, 120)).read_bytes())
+    task_id = requests.post(f"{base}/tasks", json={"url": url, "model": "slow-x4.pth"}, timeout=30).json()["task_id"]
+
+    def half_done() -> bool:
+        task = requests.get(f"{base}/tasks/{task_id}", timeout=10).json()
+        return (task["stages"][1].get("detail") or {}).get("segments_done", 0) >= 2
+    wait_until(half_done, "half of the segments finished", timeout=180)
+    serve.delete(APP)
+    deploy()
+    wait_until(lambda: statuses(base, [task_id])[0] in ("completed", "failed", "canceled"), "the video", timeout=240)
+    task = requests.get(f"{base}/tasks/{task_id}", timeout=10).json()
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert meta["frames"] == 48 and meta["segments"] == {"total": 4, "reused": meta["segments"]["reused"]}
+    assert meta["segments"]["reused"] >= 2

@@ -12,7 +12,8 @@ import pytest
 from tests.helpers import shared_path
 from tests.serve.conftest import SEEDVR2_MODEL, fetch_output
 from tests.serve.test_api import decode, png_bytes
-from tests.serve.test_video import make_clip, video_frames
+from tests.helpers import make_clip
+from tests.serve.test_video import video_frames
 
 
 @pytest.fixture(autouse=True)

@@ -12,37 +12,13 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import SHARED, shared_path
+from tests.helpers import SHARED, make_clip, shared_path
 from tests.serve.conftest import fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.upscale import upscale_frames
 
 VIDEOS = sorted(p.name for p in (SHARED / "media" / "video").glob("*")) if (SHARED / "media").is_dir() else []
-
-
-def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio: bool = True) -> Path:
-    """A short real H.264 + AAC clip made with PyAV."""
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=rate)
-        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
-        sound = out.add_stream("aac", rate=16000) if audio else None
-        rng = np.random.default_rng(0)
-        for i in range(frames):
-            pixels = np.full((size[1], size[0], 3), i * 255 // frames, np.uint8)
-            pixels[:8, :8] = rng.integers(0, 255, (8, 8, 3))
-            out.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
-        out.mux(video.encode(None))
-        if sound:
-            samples = int(16000 * frames / rate)
-            tone = (0.2 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)
-            for start in range(0, samples, 1024):
-                chunk = tone[None, start:start + 1024]
-                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = 16000, start
-                out.mux(sound.encode(frame))
-            out.mux(sound.encode(None))
-    return path
 
 
 def video_frames(data: bytes, path: Path):
@@ -210,16 +186,30 @@ def test_a_killed_upscaler_replica_does_not_fail_the_video(service, input_server
     task = service.wait(task_id, timeout=240)
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
-    assert meta["frames"] == 64 and meta["batch_retries"] >= 1
+    assert meta["frames"] == 64 and meta["segment_retries"] >= 1
 
 
-def test_a_killed_task_runner_replica_does_not_lose_the_video(service, input_server, tmp_path):
-    task_id = start_slow_video(service, input_server, tmp_path, "runner.mp4", frames=48)
+def segments_done(task) -> int:
+    return (task["stages"][1].get("detail") or {}).get("segments_done", 0)
+
+
+def test_a_killed_task_runner_resumes_from_the_segments_already_finished(service, input_server, tmp_path):
+    clip = make_clip(tmp_path / "runner.mp4", frames=48, size=(160, 120))
+    task_id = service.submit(url=input_server.add("runner.mp4", clip.read_bytes()), model="slow-x4.pth")["task_id"]
+    task = service.wait(task_id, until=lambda t: segments_done(t) >= 2 or t["status"] == "completed", timeout=180)
+    assert task["stages"][1]["detail"]["segments_total"] == 4, "12 fps, 1-second segments"
     kill_replicas("TaskRunner")  # the task's loop dies with the process
-    # The heartbeat stops; the sweeper re-queues the task and hands it to the new replica.
+    # The heartbeat stops; the sweeper re-queues the task and hands it to the new replica, whose
+    # attempt finds the finished pieces and makes only the missing ones.
     task = service.wait(task_id, timeout=240)
     assert task["status"] == "completed", task["error"]
-    assert task["output"]["metadata"]["frames"] == 48
+    meta = task["output"]["metadata"]
+    assert meta["frames"] == 48 and meta["segments"]["total"] == 4 and meta["segments"]["reused"] >= 2
+    frames, _, _ = video_frames(fetch_output(service, task), tmp_path / "out.mp4")
+    info = probe_video(clip)
+    source = [pts * float(info.time_base) for batch in iter_batches(clip, info, 16) for pts in batch.pts]
+    assert np.allclose([t for t, _ in frames], source, atol=0.001)
+    assert not list((service.data_dir / "work").glob(f"{task_id}*")), "pieces and input outlived the task"
 
 
 def test_a_killed_state_actor_does_not_lose_the_video(service, input_server, tmp_path):

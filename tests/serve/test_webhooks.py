@@ -11,7 +11,7 @@ import requests
 from tests.helpers import WebhookReceiver
 from tests.serve.conftest import WEBHOOK_SECRET
 from tests.serve.test_api import png_bytes
-from tests.serve.test_video import make_clip
+from tests.helpers import make_clip
 from tmlsr_ray.pipeline.notify import SIGNATURE_HEADER, signature_ok
 
 

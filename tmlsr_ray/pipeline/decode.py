@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import av
 import numpy as np
@@ -61,6 +61,7 @@ class VideoInfo:
     audio: List[AudioInfo] = field(default_factory=list)
     subtitles: List[SubtitleInfo] = field(default_factory=list)
     animated_gif: bool = False
+    reorders_frames: bool = False  # B-frames: decode order is not display order
 
     @property
     def fps(self) -> Optional[float]:
@@ -80,7 +81,7 @@ def open_container(path: Path) -> "av.container.InputContainer":
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as exc:
-        raise InputError(f"input is not a readable video ({_ffmpeg_message(exc)})") from exc
+        raise InputError(f"input is not a readable video ({ffmpeg_message(exc)})") from exc
 
 
 def best_video_stream(container) -> "av.video.stream.VideoStream":
@@ -122,40 +123,55 @@ def probe_video(path: Path) -> VideoInfo:
             subtitles=[SubtitleInfo(s.index, s.codec_context.name if s.codec_context else "unknown",
                                     s.language) for s in container.streams.subtitles],
             animated_gif=container.format.name == "gif",
+            reorders_frames=bool(ctx.has_b_frames),
         )
 
 
 def iter_batches(path: Path, info: VideoInfo, batch_size: int,
                  stop: Optional[threading.Event] = None) -> Iterator[FrameBatch]:
     """Decodes the chosen stream, yielding batches; memory holds one batch at a time."""
+    last_pts: List[Optional[int]] = [None]
+
+    def stamp(frame) -> int:
+        last_pts[0] = _frame_pts(frame, last_pts[0], info)
+        return last_pts[0]
+
+    with open_container(path) as container:
+        stream = container.streams[info.stream_index]
+        yield from decode_batches(container, stream, info, batch_size, stamp, stop)
+
+
+def decode_batches(container, stream, info: VideoInfo, batch_size: int,
+                   stamp: Callable[[Any], Optional[int]], stop: Optional[threading.Event] = None,
+                   what: str = "the video stream") -> Iterator[FrameBatch]:
+    """Batches of RGB frames of ``stream``; ``stamp(frame)`` gives each frame's timestamp, or
+    ``None`` for a frame to drop."""
     rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
     frames: List[np.ndarray] = []
     stamps: List[int] = []
     index = 0
-    last_pts: Optional[int] = None
-    with open_container(path) as container:
-        stream = container.streams[info.stream_index]
-        stream.thread_type = "AUTO"
-        try:
-            for frame in container.decode(stream):
-                if stop is not None and stop.is_set():
-                    raise CanceledError("task canceled")
-                pts = _frame_pts(frame, last_pts, info)
-                last_pts = pts
-                frames.append(_to_rgb(frame, rgb_format, info.rotation))
-                stamps.append(pts)
-                if len(frames) == batch_size:
-                    yield FrameBatch(index, np.stack(frames), stamps)
-                    index, frames, stamps = index + 1, [], []
-        except av.error.FFmpegError as exc:
-            raise InputError(f"video could not be decoded ({_ffmpeg_message(exc)})") from exc
+    stream.thread_type = "AUTO"
+    try:
+        for frame in container.decode(stream):
+            if stop is not None and stop.is_set():
+                raise CanceledError("task canceled")
+            pts = stamp(frame)
+            if pts is None:
+                continue
+            frames.append(frame_to_rgb(frame, rgb_format, info.rotation))
+            stamps.append(pts)
+            if len(frames) == batch_size:
+                yield FrameBatch(index, np.stack(frames), stamps)
+                index, frames, stamps = index + 1, [], []
+    except av.error.FFmpegError as exc:
+        raise InputError(f"video could not be decoded ({ffmpeg_message(exc)})") from exc
     if frames:
         yield FrameBatch(index, np.stack(frames), stamps)
     elif index == 0:
-        raise InputError("the video stream holds no decodable frame")
+        raise InputError(f"{what} holds no decodable frame")
 
 
-def _to_rgb(frame, rgb_format: str, rotation: int) -> np.ndarray:
+def frame_to_rgb(frame, rgb_format: str, rotation: int) -> np.ndarray:
     # The YUV matrix is the one the frame declares (PyAV's default; BT.601 when it declares none);
     # the range must be passed on, or limited range is assumed even for full-range streams.
     array = frame.to_ndarray(format=rgb_format, src_color_range=frame.color_range or None)
@@ -181,7 +197,7 @@ def _stream_rotation(container, stream) -> int:
             rotation = getattr(frame, "rotation", 0) or 0
             return int(round(rotation / 90.0)) * 90 % 360
     except av.error.FFmpegError as exc:
-        raise InputError(f"video could not be decoded ({_ffmpeg_message(exc)})") from exc
+        raise InputError(f"video could not be decoded ({ffmpeg_message(exc)})") from exc
     raise InputError("the video stream holds no decodable frame")
 
 
@@ -206,5 +222,5 @@ def _is_attached_picture(stream) -> bool:
     return bool(stream.disposition & 0x400)  # AV_DISPOSITION_ATTACHED_PIC: cover art, not video
 
 
-def _ffmpeg_message(exc: Exception) -> str:
+def ffmpeg_message(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc).split(":")[0] or type(exc).__name__

@@ -1,11 +1,15 @@
-"""The encode stage for videos: upscaled frames in, an MP4 out, in one streaming pass (no Ray here).
+"""The encode stage for videos: pieces encoded where the frames are, joined without re-encoding
+(no Ray here).
 
-- H.264 (libx264, or h264_nvenc where asked and present), CRF and preset configurable,
-  ``yuv420p`` (or ``yuv420p10le`` for 10-bit output), ``+faststart``;
+- a piece is one segment's upscaled frames as an MP4 of its own (video only) that starts with a
+  keyframe: H.264 (libx264, or h264_nvenc where asked and present), CRF and preset configurable,
+  ``yuv420p`` (or ``yuv420p10le`` for 10-bit output), x264's ``stitchable`` headers so every
+  piece of a task has the same parameter sets;
 - every frame keeps its source timestamp (variable frame rate survives) in the source time base;
-- audio streams are copied packet for packet where MP4 can hold the codec, re-encoded to AAC
-  where it cannot; ``mov_text`` subtitles are copied; packets are interleaved by time as the
-  video packets come out, so memory does not grow with the length;
+- :func:`assemble` copies the pieces' packets in order into one MP4 (``+faststart``) and muxes
+  the source's audio and subtitle streams once: audio copied packet for packet where MP4 can hold
+  the codec, re-encoded to AAC where it cannot; ``mov_text`` copied, text subtitles converted;
+  packets interleaved by time, so memory does not grow with the length;
 - colour tags (primaries, transfer, matrix, range) are carried over, and the RGB→YUV conversion
   uses the matrix and range the tags declare.
 """
@@ -13,11 +17,11 @@
 from __future__ import annotations
 
 import functools
-
+import io
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import av
 import numpy as np
@@ -27,7 +31,8 @@ from tmlsr_ray.pipeline.decode import VideoInfo, open_container
 MP4_AUDIO_COPY = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 MP4_SUBTITLE_COPY = {"mov_text"}
 TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "text"}
-SWS_MATRIX = {1: "ITU709", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "ITU2020", 10: "ITU2020"}
+# swscale matrices by the stream's matrix coefficients tag (BT.2020 NCL and CL both use its YUV matrix)
+SWS_MATRIX = {1: "ITU709", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class EncodeOptions:
     crf: int = 18
     preset: str = "medium"
     ten_bit: bool = False
+    threads: int = 0  # encoder threads; 0 = FFmpeg's choice (every core)
 
     @property
     def pix_fmt(self) -> str:
@@ -96,41 +102,56 @@ def resolve_codec(preference: str, size: tuple = (256, 256), pix_fmt: str = "yuv
     return HARDWARE_ENCODER if fits and encoder_works(HARDWARE_ENCODER, *size, pix_fmt) else "libx264"
 
 
-def encoder_options(codec: str, crf: int, preset: str) -> dict:
-    """The quality settings in each encoder's own terms (NVENC: constant quality ``cq``)."""
+def encoder_options(codec: str, crf: int, preset: str, threads: int = 0) -> dict:
+    """The quality settings in each encoder's own terms (NVENC: constant quality ``cq``). x264's
+    ``stitchable`` keeps its headers independent of the content, so pieces join into one stream."""
     if codec == "libx264":
-        return {"crf": str(crf), "preset": preset}
+        return {"crf": str(crf), "preset": preset, "threads": str(threads), "x264-params": "stitchable=1"}
     if codec == HARDWARE_ENCODER:
         return {"rc": "vbr", "cq": str(crf), "b": "0", "preset": NVENC_PRESETS.get(preset, "p5")}
     return {}
 
 
-class VideoWriter:
-    def __init__(self, out_path: Path, source_path: Path, info: VideoInfo, size: tuple[int, int],
-                 options: EncodeOptions = EncodeOptions()):
-        self.report = MuxReport()
+@dataclass(frozen=True)
+class Piece:
+    """What a finished piece is, beside its bytes: the first presentation time it encodes (an MP4's
+    edit list can shift what a demuxer reports; :func:`assemble` puts it back), its frame count
+    and the encoder that made it."""
+
+    index: int
+    first_pts: int
+    frames: int
+    encoder: str
+
+
+class PieceWriter:
+    """Encodes one segment's frames into an MP4 piece held in memory."""
+
+    def __init__(self, index: int, info: VideoInfo, size: tuple[int, int], options: EncodeOptions = EncodeOptions()):
+        self._index = index
         self._info = info
-        self._out = av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"})
-        self._source = open_container(source_path)
+        self._buffer = io.BytesIO()
+        self._out = av.open(self._buffer, "w", format="mp4")
         try:
             self._video = self._add_video_stream(size, options)
-            self._side = _SideStreams(self._source, self._out, info, self.report)
         except Exception:
-            self.abort()
+            self._out.close()
             raise
         self._matrix = SWS_MATRIX.get(info.color["colorspace"])
         self._full_range = info.color["color_range"] == 2
         self._rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
+        self._first_pts: Optional[int] = None
+        self._frames = 0
 
     def _add_video_stream(self, size, options: EncodeOptions):
         rate = self._info.average_rate or Fraction(25)
-        self.codec = self.report.encoder = resolve_codec(options.codec, tuple(size), options.pix_fmt)
+        self.codec = resolve_codec(options.codec, tuple(size), options.pix_fmt)
         stream = self._out.add_stream(self.codec, rate=rate)
         stream.width, stream.height = size
         stream.pix_fmt = options.pix_fmt
         stream.time_base = self._info.time_base
         stream.codec_context.time_base = self._info.time_base
-        stream.options = encoder_options(self.codec, options.crf, options.preset)
+        stream.options = encoder_options(self.codec, options.crf, options.preset, options.threads)
         ctx = stream.codec_context
         for name, value in self._info.color.items():
             if value:
@@ -146,30 +167,80 @@ class VideoWriter:
                 dst_color_range="JPEG" if self._full_range else "MPEG",
             )
             frame.pts, frame.time_base = stamp, self._info.time_base
-            self._mux_video(self._video.encode(frame))
-            self.report.frames += 1
+            self._out.mux(self._video.encode(frame))
+            self._first_pts = stamp if self._first_pts is None else min(self._first_pts, stamp)
+            self._frames += 1
 
-    def close(self) -> MuxReport:
-        self._mux_video(self._video.encode(None))
-        self._side.mux_until(None)
+    def close(self) -> Tuple[bytes, Piece]:
+        self._out.mux(self._video.encode(None))
         self._out.close()
-        self._source.close()
-        return self.report
+        if self._first_pts is None:
+            raise ValueError("a piece needs at least one frame")
+        return self._buffer.getvalue(), Piece(self._index, self._first_pts, self._frames, self.codec)
 
     def abort(self) -> None:
-        for container in (getattr(self, "_out", None), getattr(self, "_source", None)):
-            if container is not None:
-                try:
-                    container.close()
-                except Exception:
-                    pass
+        try:
+            self._out.close()
+        except Exception:
+            pass
 
-    def _mux_video(self, packets) -> None:
+
+def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterable[Tuple[Path, Piece]]) -> MuxReport:
+    """Joins the pieces (in order) into one MP4 with the source's audio and subtitles."""
+    report = MuxReport()
+    pieces = list(pieces)
+    if not pieces:
+        raise ValueError("a video needs at least one piece")
+    with open_container(source_path) as source, \
+            av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+        with av.open(str(pieces[0][0])) as first:  # the video comes first, as players expect
+            joiner = _PacketJoiner(out, first.streams.video[0], info.time_base)
+        side = _SideStreams(source, out, info, report)
+        for path, piece in pieces:
+            with av.open(str(path)) as container:
+                for packet in joiner.packets(container.streams.video[0], piece):
+                    side.mux_until(float(packet.dts * packet.time_base))
+                    out.mux(packet)
+            report.frames += piece.frames
+            report.encoder = report.encoder or piece.encoder
+        side.mux_until(None)
+    return report
+
+
+class _PacketJoiner:
+    """One continuous video stream out of pieces: the first piece's stream is the template (every
+    piece has the same parameters), each piece's timestamps are restored to its source times, and
+    decode times stay strictly increasing across the joins."""
+
+    def __init__(self, out, template, source_base: Fraction):
+        self._source_base = Fraction(source_base)
+        self._stream = out.add_stream_from_template(template, opaque=True)
+        self._stream.time_base = template.time_base
+        self._extradata = template.codec_context.extradata
+        self._last_dts: Optional[int] = None
+
+    def packets(self, stream, piece: Piece) -> Iterator:
+        if stream.codec_context.extradata != self._extradata:
+            raise ValueError(f"piece {piece.index} was encoded with other parameters than the first")
+        packets = list(self._demux(stream))
+        if not packets:
+            return
+        first_pts = round(Fraction(piece.first_pts) * self._source_base / Fraction(stream.time_base))
+        shift = first_pts - min(p.pts for p in packets)
         for packet in packets:
-            if packet.dts is not None:
-                self._side.mux_until(float(packet.dts * packet.time_base))
-            self._out.mux(packet)
+            packet.pts += shift
+            packet.dts += shift
+            if self._last_dts is not None and packet.dts <= self._last_dts:
+                packet.dts = self._last_dts + 1
+            self._last_dts = packet.dts
+            packet.stream = self._stream
+            yield packet
 
+    @staticmethod
+    def _demux(stream) -> Iterator:
+        for packet in stream.container.demux(stream):
+            if packet.dts is not None and packet.pts is not None:
+                yield packet
 
 class _SideStreams:
     """Audio and subtitle streams of the source, muxed in time order next to the video."""

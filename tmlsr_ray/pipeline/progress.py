@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Callable, Deque, Dict, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Mapping, Optional, Tuple
 
 
 class FrameProgress:
     """Speed is measured over the last ``window_s`` seconds, so it follows the current pace."""
 
-    def __init__(self, total: int, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, total: int, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 done: int = 0):
         self.total = total
-        self.done = 0
+        self.done = done  # frames an earlier attempt finished count as done, not as speed
         self._clock = clock
         self._window_s = window_s
-        self._samples: Deque[Tuple[float, int]] = deque([(clock(), 0)])
+        self._samples: Deque[Tuple[float, int]] = deque([(clock(), done)])
 
     def advance(self, frames: int) -> None:
         self.done += frames
@@ -35,3 +36,24 @@ class FrameProgress:
         eta = (total - self.done) / fps if fps > 0 else None
         return {"frames_done": self.done, "frames_total": total, "fps": round(fps, 2),
                 "eta_s": round(eta, 1) if eta is not None else None}
+
+
+class SegmentProgress(FrameProgress):
+    """Frames and segments of a video cut into segments; pieces an earlier attempt finished are
+    done from the start (``reused``)."""
+
+    def __init__(self, plan, finished: Mapping[int, Any], **kwargs):
+        reused_frames = sum(piece.frames for piece in finished.values())
+        super().__init__(plan.frames, done=reused_frames, **kwargs)
+        self.segments_total = len(plan.segments)
+        self.segments_done = self.reused = len(finished)
+
+    def finish_segment(self) -> None:
+        self.segments_done += 1
+
+    @property
+    def finished(self) -> bool:
+        return self.segments_done >= self.segments_total
+
+    def snapshot(self) -> Dict[str, Optional[float]]:
+        return {**super().snapshot(), "segments_done": self.segments_done, "segments_total": self.segments_total}

@@ -1,8 +1,9 @@
-"""Fan batches of frames out across the Upscaler replicas with a bounded window, results in order.
+"""Fan a video's segments out across the model replicas with a bounded window, and retry calls
+whose replica died or stalled.
 
-Memory stays flat whatever the video's length: at most ``window`` batches are in flight, the
-decoder thread runs at most ``window`` batches ahead, and each result goes to the encoder as soon as
-it is next in order.
+Memory stays flat whatever the video's length: at most ``window`` segments are in flight, each as
+compressed packets one way and a compressed piece the other, and the packet reader runs at most
+``window`` segments ahead.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ import asyncio
 import logging
 import queue
 import threading
-from collections import deque
-from typing import Any, AsyncIterator, Awaitable, Callable, Deque, Iterator, List, Tuple
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, List, Tuple
 
-import numpy as np
 from ray.exceptions import RayActorError
 
-from tmlsr_ray.pipeline.decode import FrameBatch
+from tmlsr_ray.pipeline.encode import Piece
 from tmlsr_ray.pipeline.errors import TaskError
+from tmlsr_ray.pipeline.render import SegmentJob
 
 logger = logging.getLogger("ray.serve")
 _DONE = object()
@@ -68,74 +68,117 @@ async def iterate_in_thread(make_iterator: Callable[[], Iterator[Any]], maxsize:
         stop.set()  # the consumer is gone: the producer thread ends at its next step
 
 
-class FrameFanout:
-    def __init__(self, submit: Callable[[FrameBatch], Any], window: int, timeout_s: float, attempts: int,
+class SegmentFanout:
+    """Runs a video's segments on the model replicas, at most ``window`` at once (so N replicas
+    work on N segments or more, and several tasks share them: each task holds its own window).
+
+    A segment whose replica dies or stalls runs again from its start, on whichever replica Serve
+    picks; the frames it had reported are taken back from the progress."""
+
+    def __init__(self, start: Callable[[SegmentJob, bytes], Any], window: int, timeout_s: float, attempts: int,
                  on_retry: Callable[[], None] = lambda: None):
-        self._submit = submit  # batch -> DeploymentResponse of its upscaled frames
+        self._start = start  # (job, packets) -> DeploymentResponseGenerator of render_segment
         self._window = window
         self._timeout_s = timeout_s
         self._attempts = attempts
         self._on_retry = on_retry
         self.retries = 0
 
-    async def run(self, batches: AsyncIterator[FrameBatch],
-                  sink: Callable[[np.ndarray, List[int]], Awaitable[None]]) -> None:
-        in_flight: Deque[Tuple[FrameBatch, asyncio.Future]] = deque()
+    @property
+    def window(self) -> int:
+        return self._window
+
+    async def run(self, work: AsyncIterator[Tuple[SegmentJob, bytes]],
+                  on_frames: Callable[[int], Awaitable[None]],
+                  on_piece: Callable[[bytes, Piece], Awaitable[None]]) -> None:
+        slots = asyncio.Semaphore(self._window)
+        running: List[asyncio.Future] = []
         try:
-            async for batch in batches:
-                in_flight.append((batch, asyncio.ensure_future(self._upscale(batch))))
-                if len(in_flight) >= self._window:
-                    await self._deliver_oldest(in_flight, sink)
-            while in_flight:
-                await self._deliver_oldest(in_flight, sink)
+            async for job, data in work:
+                await slots.acquire()
+                _raise_first_error(running)
+                task = asyncio.ensure_future(self._segment(job, data, on_frames, on_piece))
+                task.add_done_callback(lambda _: slots.release())
+                running.append(task)
+            await asyncio.gather(*running)
         finally:
-            for _, future in in_flight:  # a cancel or an error: nothing more is needed from these
-                future.cancel()
-            if in_flight:
-                await asyncio.gather(*(f for _, f in in_flight), return_exceptions=True)
+            for task in running:  # a cancel or an error: nothing more is needed from these
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
 
-    async def _deliver_oldest(self, in_flight, sink) -> None:
-        batch, future = in_flight[0]
-        frames = await future
-        in_flight.popleft()
-        await sink(frames, batch.pts)
-
-    async def _upscale(self, batch: FrameBatch) -> np.ndarray:
+    async def _segment(self, job: SegmentJob, data: bytes, on_frames, on_piece) -> None:
+        async def attempt():
+            return await self._stream(job, data, on_frames)
         try:
-            return await call_with_retry(lambda: self._submit(batch), self._attempts, self._timeout_s,
-                                         on_retry=self._count_retry)
+            encoded, piece = await with_retries(attempt, self._attempts, self._count_retry)
         except ReplicaFailure as exc:
-            raise TaskError(f"batch {batch.index} of frames failed: {exc}") from exc
+            raise TaskError(f"segment {job.segment.index} of the video failed: {exc}") from exc
+        await on_piece(encoded, piece)
+
+    async def _stream(self, job: SegmentJob, data: bytes, on_frames) -> Tuple[bytes, Piece]:
+        responses = self._start(job, data)
+        reported = 0
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(responses.__anext__(), self._timeout_s)
+                except StopAsyncIteration:
+                    raise TaskError(f"segment {job.segment.index} ended without its piece") from None
+                if isinstance(item, int):
+                    reported += item
+                    await on_frames(item)
+                else:
+                    return item
+        except BaseException:
+            responses.cancel()
+            if reported:
+                await on_frames(-reported)
+            raise
 
     def _count_retry(self) -> None:
         self.retries += 1
         self._on_retry()
 
 
+def _raise_first_error(tasks: List[asyncio.Future]) -> None:
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()
+
+
 class ReplicaFailure(TaskError):
     pass
 
 
-async def call_with_retry(make_call: Callable[[], Any], attempts: int, timeout_s: float,
-                          on_retry: Callable[[], None] = lambda: None, backoff_s: float = 1.0) -> Any:
+async def with_retries(attempt: Callable[[], Awaitable[Any]], attempts: int,
+                       on_retry: Callable[[], None] = lambda: None, backoff_s: float = 1.0) -> Any:
     """Serve does not retry a request whose replica died, nor one that hangs: retry it here, after a
     pause that lets the controller replace the replica (measured: about 2 s)."""
     last_error: Exception | None = None
-    for attempt in range(attempts):
-        if attempt:
+    for number in range(attempts):
+        if number:
             on_retry()
-            await asyncio.sleep(min(backoff_s * 2 ** (attempt - 1), 10.0))
+            await asyncio.sleep(min(backoff_s * 2 ** (number - 1), 10.0))
+        try:
+            return await attempt()
+        except (RayActorError, asyncio.TimeoutError) as exc:
+            last_error = exc
+            logger.warning("model replica call failed on attempt %d (%s)", number + 1, type(exc).__name__)
+    raise ReplicaFailure(f"the model replicas failed {attempts} times ({type(last_error).__name__})")
+
+
+async def call_with_retry(make_call: Callable[[], Any], attempts: int, timeout_s: float,
+                          on_retry: Callable[[], None] = lambda: None, backoff_s: float = 1.0) -> Any:
+    """One replica call (an image, a model description), retried as :func:`with_retries` says."""
+    async def attempt():
         response = make_call()
         try:
             return await asyncio.wait_for(_awaited(response), timeout_s)
-        except asyncio.CancelledError:
+        except BaseException:
             response.cancel()
             raise
-        except (RayActorError, asyncio.TimeoutError) as exc:
-            response.cancel()
-            last_error = exc
-            logger.warning("upscaler call failed on attempt %d (%s)", attempt + 1, type(exc).__name__)
-    raise ReplicaFailure(f"the upscaler replicas failed {attempts} times ({type(last_error).__name__})")
+    return await with_retries(attempt, attempts, on_retry, backoff_s)
 
 
 async def _awaited(response: Any) -> Any:

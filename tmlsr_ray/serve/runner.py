@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import shutil
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, Iterator, Tuple
+from typing import Any, Awaitable, Callable, Dict, Iterable, Iterator, Tuple
 
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
@@ -24,24 +25,27 @@ from tmlsr_ray.config import Settings
 from tmlsr_ray.models.base import ModelError
 from tmlsr_ray.models.registry import ModelNameError, is_seedvr2
 from tmlsr_ray.pipeline import media
-from tmlsr_ray.pipeline.decode import FrameBatch, iter_batches, probe_video
-from tmlsr_ray.pipeline.encode import EncodeOptions, VideoWriter, even_size
+from tmlsr_ray.pipeline.decode import probe_video
+from tmlsr_ray.pipeline.encode import EncodeOptions, Piece, assemble, even_size
 from tmlsr_ray.pipeline.errors import TaskError
 from tmlsr_ray.pipeline.fetch import FetchPolicy, fetch_input
 from tmlsr_ray.pipeline.image import CONTENT_TYPES, EXTENSIONS, decode_image, encode_image, output_format, probe_image
-from tmlsr_ray.pipeline.overlap import CrossFade, overlapping_batches
-from tmlsr_ray.pipeline.progress import FrameProgress
+from tmlsr_ray.pipeline.progress import SegmentProgress
+from tmlsr_ray.pipeline.render import SegmentJob
 from tmlsr_ray.pipeline.restore import processing_resolution, seedvr2_output_size
+from tmlsr_ray.pipeline.segments import Segment, SegmentPlan, extract_segments, plan_segments
 from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size
-from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput
-from tmlsr_ray.serve.fanout import FrameFanout, call_with_retry, iterate_in_thread
+from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput, TaskStatus
+from tmlsr_ray.serve.fanout import SegmentFanout, call_with_retry, iterate_in_thread
 from tmlsr_ray.serve.metrics import RunnerMetrics
 from tmlsr_ray.serve.state import get_state_actor
 from tmlsr_ray.storage.base import output_key
 from tmlsr_ray.storage.factory import make_storage
+from tmlsr_ray.storage.pieces import PieceStore
 
 logger = logging.getLogger("ray.serve")
 PROGRESS_INTERVAL_S = 0.5
+FINISHED = (TaskStatus.completed, TaskStatus.failed, TaskStatus.canceled)
 Processed = Tuple[Path, str, Dict[str, Any]]  # output file, content type, metadata
 
 
@@ -72,7 +76,8 @@ class TaskRunner:
             return None
         run = Run(self._state, task_id, attempt)
         view = await self._state.get.remote(task_id)
-        workdir = self._settings.data_dir / "work" / f"{task_id}-{attempt}"
+        # One folder per task, not per attempt: the pieces of a video outlive an attempt.
+        workdir = self._settings.data_dir / "work" / task_id
         pipeline = asyncio.ensure_future(self._pipeline(run, view.params, workdir))
         watchers = [asyncio.ensure_future(self._watch_released(run)),
                     asyncio.ensure_future(self._heartbeat(run))]
@@ -90,8 +95,9 @@ class TaskRunner:
         finally:
             for watcher in watchers:
                 watcher.cancel()
-            shutil.rmtree(workdir, ignore_errors=True)
         final = await self._state.get.remote(task_id)
+        if final is None or final.status in FINISHED:  # else a later attempt reuses the pieces
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
         return final.status.value if final else None
 
     async def _watch_released(self, run: "Run") -> None:
@@ -181,7 +187,7 @@ class TaskRunner:
         plan.check_output_size(width, height, settings.max_output_pixels)
         image = await asyncio.to_thread(decode_image, path, info)
         upscaled = await self._call(plan.replicas,
-                                    lambda h: h.upscale_image.remote(params["model"], image, target, *plan.seed_args(0)))
+                                    lambda h: h.upscale_image.remote(params["model"], image, target, *plan.seed_args()))
         fmt = output_format(info, upscaled)
         result = workdir / ("output" + EXTENSIONS[fmt])
         data = await asyncio.to_thread(encode_image, upscaled, fmt, settings.jpeg_quality)
@@ -205,64 +211,77 @@ class TaskRunner:
         requested = plan.target
         target = even_size(*requested)
         plan.check_output_size(info.width, info.height, settings.max_output_pixels, target)
-        result = workdir / "output.mp4"
-        options = EncodeOptions(settings.video_codec, settings.video_crf, settings.video_preset,
-                                settings.video_ten_bit)
-        writer = await asyncio.to_thread(VideoWriter, result, path, info, target, options)
-        progress = FrameProgress(info.frames_hint)
+        segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
+        options = self._encode_options(plan)
+        store = PieceStore(workdir / "pieces" / _work_fingerprint(segments, params, target, options, plan.seed))
+        done = await asyncio.to_thread(store.finished)
+        progress = SegmentProgress(segments, done)
         report_progress = self._progress_reporter(run, progress)
-        window = settings.video_window_per_replica * self._replica_count(plan)
-        stop = threading.Event()
-        fanout = FrameFanout(
-            lambda batch: plan.replicas.upscale_frames.remote(params["model"], batch.frames, target,
-                                                              *plan.seed_args(batch.index)),
-            window=window, timeout_s=settings.upscaler_call_timeout_s, attempts=settings.upscaler_call_attempts,
+        await report_progress()
+        fanout = SegmentFanout(
+            lambda job, data: plan.replicas.options(stream=True).render_segment.remote(params["model"], job, data),
+            window=settings.video_segments_per_replica * self._replica_count(plan),
+            timeout_s=settings.upscaler_call_timeout_s, attempts=settings.upscaler_call_attempts,
             on_retry=self._metrics.retries.inc,
         )
-        fade = CrossFade(settings.seedvr2_temporal_overlap if plan.seed is not None else 0)
 
-        async def write(frames, pts) -> None:
-            if not pts:  # the cross-fade holds nothing back without overlap
-                return
-            await asyncio.to_thread(writer.write, frames, pts)
-            progress.advance(len(pts))
-            self._metrics.frames.inc(len(pts), tags={"model": params["model"]})
-            self._metrics.fps.set(progress.fps, tags={"model": params["model"]})
+        async def on_frames(count: int) -> None:
+            progress.advance(count)
+            if count > 0:
+                self._metrics.frames.inc(count, tags={"model": params["model"]})
+                self._metrics.fps.set(progress.fps, tags={"model": params["model"]})
             await report_progress()
 
-        async def encode(frames, pts) -> None:
-            await write(*fade.push(frames, pts))
+        async def on_piece(data: bytes, piece: Piece) -> None:
+            transfer["from_replicas"] += len(data)
+            await asyncio.to_thread(store.save, data, piece)
+            done[piece.index] = piece
+            progress.finish_segment()
+            await report_progress()
 
+        missing = [s for s in segments.segments if s.index not in done]
+        jobs = (self._segment_job(segment, info, target, options, plan) for segment in missing)
+        transfer = {"to_replicas": 0, "from_replicas": 0}  # compressed bytes through the object store
+        stop = threading.Event()
+        work = iterate_in_thread(lambda: _with_jobs(extract_segments(path, info, missing), jobs, transfer),
+                                 maxsize=fanout.window, stop=stop)
         try:
-            batches = iterate_in_thread(lambda: self._video_batches(path, info, plan, stop), maxsize=window, stop=stop)
-            await fanout.run(batches, encode)
-            await write(*fade.flush())
-            report = await asyncio.to_thread(writer.close)
-        except BaseException:
+            await fanout.run(work, on_frames, on_piece)
+        finally:
             stop.set()
-            await asyncio.to_thread(writer.abort)
-            raise
+        result = workdir / "output.mp4"
+        report = await asyncio.to_thread(assemble, result, path, info, list(store.in_order(done)))
         metadata = media.video_metadata(info, result, report, options, requested)
-        metadata.update(_model_metadata(plan.model), batch_retries=fanout.retries)
+        metadata.update(_model_metadata(plan.model), segment_retries=fanout.retries,
+                        segments={"total": len(segments.segments), "reused": progress.reused},
+                        transfer_bytes=transfer)
         return result, "video/mp4", metadata
 
-    def _video_batches(self, path: Path, info, plan: "ModelPlan", stop: threading.Event) -> Iterator[FrameBatch]:
+    def _encode_options(self, plan: "ModelPlan") -> EncodeOptions:
+        settings = self._settings
+        # A replica's encoder gets the CPU share the replica reserves, so replicas on one node
+        # do not oversubscribe it.
+        cpus = settings.seedvr2_num_cpus if plan.seed is not None else settings.upscaler_num_cpus
+        return EncodeOptions(settings.video_codec, settings.video_crf, settings.video_preset,
+                             settings.video_ten_bit, threads=max(1, int(cpus)))
+
+    def _segment_job(self, segment: Segment, info, target, options: EncodeOptions, plan: "ModelPlan") -> SegmentJob:
         settings = self._settings
         if plan.seed is None:
-            return iter_batches(path, info, settings.video_batch_frames, stop)
-        size, overlap = settings.seedvr2_batch_frames, settings.seedvr2_temporal_overlap
-        return overlapping_batches(iter_batches(path, info, size, stop), size, overlap)
+            return SegmentJob(segment, info, target, options, settings.video_batch_frames)
+        return SegmentJob(segment, info, target, options, settings.seedvr2_batch_frames,
+                          overlap=settings.seedvr2_temporal_overlap, seed=plan.seed)
 
     def _replica_count(self, plan: "ModelPlan") -> int:
         settings = self._settings
         return settings.seedvr2_parallelism if plan.seed is not None else settings.upscaler_parallelism
 
-    def _progress_reporter(self, run: "Run", progress: FrameProgress) -> Callable[[], Awaitable[None]]:
+    def _progress_reporter(self, run: "Run", progress: "SegmentProgress") -> Callable[[], Awaitable[None]]:
         last = [0.0]
 
         async def report() -> None:
             now = time.monotonic()
-            if now - last[0] >= PROGRESS_INTERVAL_S or progress.done >= progress.total:
+            if now - last[0] >= PROGRESS_INTERVAL_S or progress.finished:
                 last[0] = now
                 await run.set_stage(StageName.process, StageStatus.running, None, progress.snapshot())
         return report
@@ -283,9 +302,8 @@ class ModelPlan:
     scale: int
     seed: int | None = None
 
-    def seed_args(self, batch_index: int) -> Tuple[int, ...]:
-        # Each batch its own noise, the same on whichever replica runs it (and on a retry).
-        return () if self.seed is None else (self.seed + batch_index,)
+    def seed_args(self) -> Tuple[int, ...]:
+        return () if self.seed is None else (self.seed,)
 
     def check_output_size(self, width: int, height: int, max_pixels: int,
                           target: Tuple[int, int] | None = None) -> None:
@@ -331,6 +349,20 @@ def _as_task_error(stage: StageName, exc: Exception) -> TaskError:
     if isinstance(cause, (TaskError, ModelError, ModelNameError)):
         return TaskError(str(cause))
     return TaskError(f"{stage.value} failed: {type(cause).__name__}: {cause}")
+
+
+def _with_jobs(extracted: Iterable[Tuple[Segment, bytes]], jobs: Iterable[SegmentJob],
+               transfer: Dict[str, int]) -> Iterator[Tuple[SegmentJob, bytes]]:
+    by_index = {job.segment.index: job for job in jobs}
+    for segment, data in extracted:
+        transfer["to_replicas"] += len(data)
+        yield by_index[segment.index], data
+
+
+def _work_fingerprint(plan: SegmentPlan, params: Dict[str, Any], target, options: EncodeOptions, seed) -> str:
+    """Pieces are reused only by an attempt that would make the very same pieces."""
+    digest = hashlib.sha256(repr((plan.fingerprint, params["model"], tuple(target), options, seed)).encode())
+    return digest.hexdigest()[:16]
 
 
 def _elapsed(start: float) -> float:

@@ -7,7 +7,7 @@ and restores batches of frames at a time, so it gets its own replica count and r
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any, Dict, Tuple
+from typing import Any, AsyncIterator, Dict, Tuple
 
 import numpy as np
 from ray import serve
@@ -18,7 +18,8 @@ from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions, SeedVR2Files, Seed
 from tmlsr_ray.models.seedvr2.vae import VaeTiling
 from tmlsr_ray.pipeline.restore import processing_resolution, restore_frames, restore_image
 from tmlsr_ray.serve.metrics import ModelMetrics
-from tmlsr_ray.serve.upscaler import ModelThread, replica_count
+from tmlsr_ray.pipeline.render import Rendered, SegmentJob
+from tmlsr_ray.serve.upscaler import ModelThread, replica_count, stream_segment
 
 
 @serve.deployment(max_ongoing_requests=4)
@@ -44,10 +45,13 @@ class SeedVR2Upscaler:
                             seed: int) -> np.ndarray:
         return await self._thread.run_stoppable(self._restore, restore_image, model_name, image, target, seed)
 
-    async def upscale_frames(self, model_name: str, frames: np.ndarray, target: Tuple[int, int],
-                             seed: int) -> np.ndarray:
-        """One batch of RGB frames (N, H, W, 3) in, restored frames at ``target`` out."""
-        return await self._thread.run_stoppable(self._restore, restore_frames, model_name, frames, target, seed)
+    async def render_segment(self, model_name: str, job: SegmentJob, data: bytes) -> AsyncIterator[Rendered]:
+        """A segment restored in batches of ``job.batch_frames`` (overlapping by ``job.overlap``)."""
+        def restore(batch, stop):
+            return self._thread.call(self._restore, restore_frames, model_name, batch.frames, job.target,
+                                     job.batch_seed(batch), stop.is_set)
+        async for item in stream_segment(job, data, restore):
+            yield item
 
     def _load(self, model_name: str) -> SeedVR2Model:
         return self._models.get(resolve_model_path(self._settings.weights_dir, model_name))

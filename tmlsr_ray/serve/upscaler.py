@@ -1,4 +1,4 @@
-"""``Upscaler``: replicas that hold loaded models and upscale images (and, later, batches of frames)."""
+"""``Upscaler``: replicas that hold loaded models and upscale images and whole video segments."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Tuple
+from typing import Any, AsyncIterator, Dict, Tuple
 
 import numpy as np
 import torch
@@ -14,7 +14,9 @@ from ray import serve
 
 from tmlsr_ray.config import Settings
 from tmlsr_ray.models.registry import ModelCache, load_model, resolve_model_path
+from tmlsr_ray.pipeline.render import Rendered, SegmentJob, render_segment
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames, upscale_image
+from tmlsr_ray.serve.fanout import iterate_in_thread
 from tmlsr_ray.serve.metrics import ModelMetrics
 
 
@@ -30,6 +32,10 @@ class ModelThread:
 
     async def run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def call(self, fn, *args):
+        """From another thread (a segment's renderer): runs ``fn`` here and waits for it."""
+        return self._executor.submit(fn, *args).result()
 
     async def run_stoppable(self, fn, *args):
         """``fn(*args, should_stop)``; a canceled request makes ``should_stop()`` true, so the run
@@ -62,9 +68,12 @@ class Upscaler:
     async def upscale_image(self, model_name: str, image: np.ndarray, target: Tuple[int, int]) -> np.ndarray:
         return await self._thread.run_stoppable(self._upscale, model_name, image, target)
 
-    async def upscale_frames(self, model_name: str, frames: np.ndarray, target: Tuple[int, int]) -> np.ndarray:
-        """RGB frames (N, H, W, 3) in, frames at their final size out (the store carries no more)."""
-        return await self._thread.run_stoppable(self._upscale_frames, model_name, frames, target)
+    async def render_segment(self, model_name: str, job: SegmentJob, data: bytes) -> AsyncIterator[Rendered]:
+        """A segment's packets in, its encoded piece out (streamed: frame counts, then the piece)."""
+        def upscale(batch, stop):
+            return self._thread.call(self._upscale_frames, model_name, batch.frames, job.target, stop.is_set)
+        async for item in stream_segment(job, data, upscale):
+            yield item
 
     def _load(self, model_name: str):
         return self._models.get(resolve_model_path(self._settings.weights_dir, model_name))
@@ -74,6 +83,16 @@ class Upscaler:
 
     def _upscale_frames(self, model_name: str, frames: np.ndarray, target, should_stop) -> np.ndarray:
         return upscale_frames(self._load(model_name), frames, target, self._tiling, should_stop)
+
+
+async def stream_segment(job: SegmentJob, data: bytes, upscale) -> AsyncIterator[Rendered]:
+    """Runs :func:`render_segment` in a thread of its own (the model work goes to the replica's
+    model thread, so one segment's decode and encode overlap another's model work); a canceled
+    request stops it at its next batch."""
+    stop = threading.Event()
+    async for item in iterate_in_thread(lambda: render_segment(job, data, lambda b: upscale(b, stop), stop),
+                                        maxsize=2, stop=stop):
+        yield item
 
 
 def upscaler_options(settings: Settings) -> Dict[str, Any]:

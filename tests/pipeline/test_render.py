@@ -1,0 +1,61 @@
+"""One segment on a replica, without Ray: batches, SeedVR2's overlap inside the segment, the piece."""
+
+from __future__ import annotations
+
+import io
+
+import av
+import cv2
+import numpy as np
+
+from tests.helpers import make_clip
+from tmlsr_ray.pipeline.decode import probe_video
+from tmlsr_ray.pipeline.encode import EncodeOptions
+from tmlsr_ray.pipeline.render import SEED_STRIDE, SegmentJob, render_segment
+from tmlsr_ray.pipeline.segments import Cutting, extract_segments, plan_segments
+
+
+def nearest_x2(batch):
+    return np.stack([cv2.resize(f, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST) for f in batch.frames])
+
+
+def segments_of(tmp_path, frames=20, rate=10, segment_s=1.0):
+    path = make_clip(tmp_path / "c.mp4", frames=frames, rate=rate, audio=False, options={"x264-params": "keyint=5"})
+    info = probe_video(path)
+    plan = plan_segments(path, info, Cutting(segment_s=segment_s))
+    return info, list(extract_segments(path, info, plan.segments))
+
+
+def test_overlapping_batches_stay_inside_their_segment_and_meet_the_next_at_a_plain_cut(tmp_path):
+    info, extracted = segments_of(tmp_path)
+    assert len(extracted) == 2
+    seen = []
+
+    def recording(batch):
+        seen.append((batch.index, list(batch.pts)))
+        return nearest_x2(batch)
+
+    for segment, data in extracted:
+        job = SegmentJob(segment, info, (128, 96), EncodeOptions(preset="ultrafast"), batch_frames=5, overlap=2, seed=7)
+        seen.clear()
+        items = list(render_segment(job, data, recording))
+        stamps = [pts for _, batch in seen for pts in batch]
+        assert set(stamps) == set(segment.pts), "a batch took a frame of another segment"
+        assert seen[1][1][:2] == seen[0][1][-2:], "consecutive batches share the overlap frames"
+        encoded, piece = items[-1]
+        assert sum(items[:-1]) == piece.frames == len(segment.pts)
+        assert piece.first_pts == segment.pts[0] and piece.index == segment.index
+        with av.open(io.BytesIO(encoded)) as container:
+            assert len(list(container.decode(video=0))) == len(segment.pts)
+
+
+def test_each_batch_gets_its_own_seed_the_same_on_any_replica(tmp_path):
+    info, extracted = segments_of(tmp_path)
+    (first, _), (second, _) = extracted
+    options = EncodeOptions(preset="ultrafast")
+    job = SegmentJob(second, info, (128, 96), options, batch_frames=5, seed=42)
+    from tmlsr_ray.pipeline.decode import FrameBatch
+
+    batch = FrameBatch(3, np.zeros((1, 2, 2, 3), np.uint8), [0])
+    assert job.batch_seed(batch) == 42 + SEED_STRIDE + 3
+    assert SegmentJob(first, info, (128, 96), options, batch_frames=5).batch_seed(batch) is None

@@ -1,0 +1,232 @@
+"""Segments without Ray: the cuts, the packets each segment carries, its frames, and the join.
+
+Every shared clip and generated media with open GOPs, B-frames, VFR and long GOPs is cut into
+1-second segments (many boundaries); the frames decoded segment by segment must be the frames of
+one whole decode, and the joined output one continuous stream.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.helpers import SHARED, make_clip, save_srvgg, shared_path
+from tmlsr_ray.models.realesrgan import RealESRGANModel
+from tmlsr_ray.pipeline.decode import iter_batches, probe_video
+from tmlsr_ray.pipeline.encode import EncodeOptions, assemble, even_size
+from tmlsr_ray.pipeline.render import SegmentJob, render_segment
+from tmlsr_ray.pipeline.segments import Cutting, decode_segment, extract_segments, plan_segments, scan_packets
+from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames
+from tmlsr_ray.storage.pieces import PieceStore
+
+VIDEOS = sorted(p.name for p in (SHARED / "media" / "video").glob("*")) if (SHARED / "media").is_dir() else []
+ONE_SECOND = Cutting(segment_s=1.0)
+
+
+def shared_clip(name):
+    if name is None:
+        shared_path("media", "video")
+    return SHARED / "media" / "video" / name
+
+
+def whole_decode(path: Path):
+    info = probe_video(path)
+    return [(pts, frame) for batch in iter_batches(path, info, 16) for pts, frame in zip(batch.pts, batch.frames)]
+
+
+def segment_decode(path: Path, cutting: Cutting = ONE_SECOND):
+    info = probe_video(path)
+    plan = plan_segments(path, info, cutting)
+    by_segment = {}
+    for segment, data in extract_segments(path, info, plan.segments):
+        by_segment[segment.index] = [(pts, frame) for batch in decode_segment(data, info, segment, 5)
+                                     for pts, frame in zip(batch.pts, batch.frames)]
+    return plan, [item for index in sorted(by_segment) for item in by_segment[index]]
+
+
+def open_gop_clip(path: Path) -> Path:
+    """H.264 with open GOPs: B-frames after each I-frame (in decode order) that are shown before it."""
+    return make_clip(path, frames=60, size=(64, 48), rate=24, audio=False, options={
+        "x264-params": "open-gop=1:keyint=12:min-keyint=12:bframes=3:b-pyramid=normal:scenecut=0"})
+
+
+def hevc_open_gop_clip(path: Path) -> Path:
+    """10-bit HEVC with CRA pictures and leading (RASL) pictures."""
+    return make_clip(path, frames=48, size=(64, 64), rate=24, audio=False, codec="libx265", pix_fmt="yuv420p10le",
+                     options={"x265-params": "keyint=12:min-keyint=12:open-gop=1:bframes=3:scenecut=0:log-level=error"})
+
+
+def vfr_clip(path: Path) -> Path:
+    gaps = [1, 3, 2, 5, 1, 1, 4, 2] * 5  # in 1/60 s
+    stamps = list(np.cumsum([0] + gaps[:-1]))
+    return make_clip(path, frames=len(stamps), rate=30, audio=True, pts=[int(s) for s in stamps],
+                     time_base=Fraction(1, 60), options={"x264-params": "keyint=10:bframes=2"})
+
+
+def long_gop_clip(path: Path) -> Path:
+    return make_clip(path, frames=96, rate=24, audio=False, options={"x264-params": "keyint=1000:scenecut=0"})
+
+
+GENERATED = {"open_gop": open_gop_clip, "hevc_open_gop": hevc_open_gop_clip, "vfr": vfr_clip,
+             "long_gop": long_gop_clip}
+
+
+@pytest.mark.parametrize("name", VIDEOS or [None])
+def test_every_shared_clip_decodes_segment_by_segment_to_the_frames_of_one_decode(name):
+    path = shared_clip(name)
+    plan, frames = segment_decode(path)
+    expected = whole_decode(path)
+    assert [pts for pts, _ in frames] == [pts for pts, _ in expected], "frames lost, doubled or moved"
+    for (_, got), (_, want) in zip(frames, expected):
+        assert np.array_equal(got, want)
+    assert len(plan.segments) >= min(3, len(expected) // 40), "1-second segments should cut the clip"
+
+
+@pytest.mark.parametrize("kind", sorted(GENERATED))
+def test_generated_gops_decode_segment_by_segment_to_the_frames_of_one_decode(tmp_path, kind):
+    path = GENERATED[kind](tmp_path / f"{kind}.mp4")
+    plan, frames = segment_decode(path, Cutting(segment_s=0.4))
+    expected = whole_decode(path)
+    assert len(plan.segments) >= 3
+    assert [pts for pts, _ in frames] == [pts for pts, _ in expected]
+    for (_, got), (_, want) in zip(frames, expected):
+        assert np.array_equal(got, want)
+
+
+def test_open_gop_leading_pictures_belong_to_the_segment_before_the_cut(tmp_path):
+    path = open_gop_clip(tmp_path / "open.mp4")
+    info = probe_video(path)
+    packets = scan_packets(path, info)
+    keyframes = [i for i, p in enumerate(packets) if p.keyframe]
+    leading = [i for k in keyframes[1:] for i in range(k + 1, len(packets)) if packets[i].pts < packets[k].pts
+               and i < (keyframes[keyframes.index(k) + 1] if k != keyframes[-1] else len(packets))]
+    assert leading, "the generated clip should have leading pictures"
+    plan = plan_segments(path, info, Cutting(segment_s=0.5))
+    owner = {pts: s for s in plan.segments for pts in s.pts}
+    for index in leading:
+        segment = owner[packets[index].pts]
+        assert segment.first_packet <= index <= segment.last_packet
+        cut = next(s for s in plan.segments if s.index == segment.index + 1) if segment.index + 1 < len(plan.segments) else None
+        if cut is not None:
+            assert packets[index].pts < min(cut.pts)
+
+
+def test_every_frame_belongs_to_exactly_one_segment_in_display_order(tmp_path):
+    path = vfr_clip(tmp_path / "vfr.mp4")
+    info = probe_video(path)
+    plan = plan_segments(path, info, Cutting(segment_s=0.2))
+    stamps = sorted(p.pts for p in scan_packets(path, info))
+    owned = [pts for segment in plan.segments for pts in segment.pts]
+    assert owned == stamps  # a partition, in order
+    assert plan.frames == len(stamps)
+
+
+def test_a_long_gop_is_cut_by_frame_count_with_a_bounded_preroll(tmp_path):
+    path = long_gop_clip(tmp_path / "long.mp4")
+    info = probe_video(path)
+    plan = plan_segments(path, info, Cutting(segment_s=1.0, max_preroll_frames=50))
+    sizes = [len(s.pts) for s in plan.segments]
+    assert sizes[0] == 24 and sum(sizes) == 96
+    assert all(s.first_packet == 0 for s in plan.segments)  # one keyframe: every segment decodes from it
+    # past 50 frames of pre-roll no cut is made: the rest is one longer segment
+    assert len(plan.segments) == 3 and sizes[-1] == 96 - 48
+
+
+def test_the_frame_cap_bounds_segments_of_a_high_frame_rate_video(tmp_path):
+    path = make_clip(tmp_path / "fast.mp4", frames=60, rate=60, audio=False, options={"x264-params": "keyint=5"})
+    plan = plan_segments(path, probe_video(path), Cutting(segment_s=10.0, max_frames=20))
+    assert max(len(s.pts) for s in plan.segments) <= 20 and len(plan.segments) >= 3
+
+
+@pytest.mark.parametrize("container", ["h264", "avi"])
+def test_a_stream_without_presentation_times_is_one_whole_segment_decoded_as_before(tmp_path, container):
+    """A raw H.264 stream has no timestamps; AVI stamps B-frame streams in decode order."""
+    path = make_clip(tmp_path / f"clip.{container}", frames=10, audio=False, container=container,
+                     options={"x264-params": "bframes=2"})
+    info = probe_video(path)
+    plan = plan_segments(path, info, ONE_SECOND)
+    assert plan.whole
+    frames = [f for segment, data in extract_segments(path, info, plan.segments)
+              for batch in decode_segment(data, info, segment, 4) for f in batch.pts]
+    assert frames == [pts for pts, _ in whole_decode(path)]
+
+
+@pytest.fixture(scope="module")
+def smooth_model(tmp_path_factory):
+    path = save_srvgg(tmp_path_factory.mktemp("model") / "smooth-x2.pth", scale=2, weight_scale=0.05)
+    return RealESRGANModel(path, device="cpu")
+
+
+def render_and_join(path: Path, out: Path, model, cutting: Cutting, store_root: Path):
+    info = probe_video(path)
+    plan = plan_segments(path, info, cutting)
+    target = even_size(info.width * 2, info.height * 2)
+    store = PieceStore(store_root)
+    for segment, data in extract_segments(path, info, plan.segments):
+        job = SegmentJob(segment, info, target, EncodeOptions(preset="ultrafast", threads=1), batch_frames=4)
+        items = list(render_segment(job, data, lambda batch: upscale_frames(model, batch.frames, target, Tiling())))
+        assert sum(i for i in items[:-1]) == len(segment.pts) or segment.whole
+        store.save(*items[-1])
+    report = assemble(out, path, info, list(store.in_order(store.finished())))
+    return info, plan, report
+
+
+def output_frames(path: Path):
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        dts = [p.dts for p in container.demux(stream) if p.dts is not None]
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [(float(f.pts * f.time_base), f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
+        streams = [(s.type, s.codec_context.name) for s in container.streams]
+    return frames, dts, streams
+
+
+@pytest.mark.parametrize("name", VIDEOS or [None])
+def test_pieces_of_every_shared_clip_join_into_one_continuous_stream(tmp_path, smooth_model, name):
+    path = shared_clip(name)
+    info, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    expected = whole_decode(path)
+    frames, dts, streams = output_frames(tmp_path / "out.mp4")
+    assert len(frames) == len(expected) == report.frames
+    assert all(b > a for a, b in zip(dts, dts[1:])), "decode times must increase across the joins"
+    out_times = np.array([t for t, _ in frames]) - frames[0][0]
+    in_times = (np.array([p for p, _ in expected]) - expected[0][0]) * float(info.time_base)
+    assert np.abs(out_times - in_times).max() <= 0.001, "a frame's time moved by more than 1 ms"
+    assert sum(t == "audio" for t, _ in streams) == len(info.audio)
+    # Frames at the joins are the model's output for the right input frame.
+    starts = [sorted(expected).index(next(p for p in expected if p[0] == s.pts[0])) for s in plan.segments if s.pts]
+    target = frames[0][1].shape[1], frames[0][1].shape[0]
+    for index in sorted({0, len(frames) - 1, *starts, *[s - 1 for s in starts if s]}):
+        want = upscale_frames(smooth_model, expected[index][1][None], target, Tiling())[0]
+        if want.dtype == np.uint16:
+            want = (want / 257).round().astype(np.uint8)
+        mse = np.mean((frames[index][1].astype(float) - want.astype(float)) ** 2)
+        assert mse == 0 or 10 * np.log10(255**2 / mse) >= 35, f"frame {index}"
+
+
+def test_a_vfr_clip_with_audio_keeps_every_timestamp_and_its_audio(tmp_path, smooth_model):
+    path = vfr_clip(tmp_path / "vfr.mp4")
+    info, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.3),
+                                         tmp_path / "pieces")
+    assert len(plan.segments) >= 4
+    frames, _, streams = output_frames(tmp_path / "out.mp4")
+    want = [float(p * info.time_base) for p, _ in whole_decode(path)]
+    assert np.abs(np.array([t for t, _ in frames]) - np.array(want)).max() <= 0.001
+    assert ("audio", "aac") in streams and report.audio_copied
+
+
+def test_a_piece_store_keeps_whole_pieces_only(tmp_path):
+    from tmlsr_ray.pipeline.encode import Piece
+
+    store = PieceStore(tmp_path / "p")
+    store.save(b"mp4 bytes", Piece(3, 1200, 25, "libx264"))
+    (tmp_path / "p" / "00004.mp4").write_bytes(b"half a piece, no record")
+    (tmp_path / "p" / "00005.json").write_text("{not json")
+    assert store.finished() == {3: Piece(3, 1200, 25, "libx264")}
+    store.remove()
+    assert not (tmp_path / "p").exists()

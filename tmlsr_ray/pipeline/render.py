@@ -1,0 +1,67 @@
+"""One segment, start to end, where the model is: decode → upscale in batches → encode a piece
+(no Ray here: a model replica runs it, and so does ``bench/frames.py`` without Ray).
+
+The model is a callable (a batch of frames in, frames at the final size out) so that any backend
+fits; SeedVR2's overlapping batches and their cross-fade stay inside the segment: a segment is
+independent of its neighbours, so consecutive segments meet at a plain cut.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional, Tuple, Union
+
+import numpy as np
+
+from tmlsr_ray.pipeline.decode import FrameBatch, VideoInfo
+from tmlsr_ray.pipeline.encode import EncodeOptions, Piece, PieceWriter
+from tmlsr_ray.pipeline.overlap import CrossFade, overlapping_batches
+from tmlsr_ray.pipeline.segments import Segment, decode_segment
+
+SEED_STRIDE = 1 << 20  # seeds of a segment's batches: seed + segment × stride + batch
+
+
+@dataclass(frozen=True)
+class SegmentJob:
+    segment: Segment
+    info: VideoInfo
+    target: Tuple[int, int]
+    options: EncodeOptions
+    batch_frames: int
+    overlap: int = 0  # frames shared by consecutive batches (SeedVR2), cross-faded
+    seed: Optional[int] = None  # SeedVR2: the task's seed; each batch gets its own from it
+
+    def batch_seed(self, batch: FrameBatch) -> Optional[int]:
+        """The same noise for a batch on whichever replica runs it, and on a retry."""
+        if self.seed is None:
+            return None
+        return self.seed + self.segment.index * SEED_STRIDE + batch.index
+
+
+Upscale = Callable[[FrameBatch], np.ndarray]
+Rendered = Union[int, Tuple[bytes, Piece]]
+
+
+def render_segment(job: SegmentJob, data: bytes, upscale: Upscale,
+                   stop: Optional[threading.Event] = None) -> Iterator[Rendered]:
+    """Yields the number of frames encoded after each batch, then ``(piece bytes, piece)``."""
+    writer = PieceWriter(job.segment.index, job.info, job.target, job.options)
+    try:
+        batches = decode_segment(data, job.info, job.segment, job.batch_frames, stop)
+        if job.overlap:
+            batches = overlapping_batches(batches, job.batch_frames, job.overlap)
+        fade = CrossFade(job.overlap)
+        for batch in batches:
+            frames, pts = fade.push(upscale(batch), batch.pts)
+            if pts:
+                writer.write(frames, pts)
+                yield len(pts)
+        frames, pts = fade.flush()
+        if pts:
+            writer.write(frames, pts)
+            yield len(pts)
+        yield writer.close()
+    except BaseException:
+        writer.abort()
+        raise

@@ -1,0 +1,301 @@
+"""Cutting a video into independent segments, without decoding it (no Ray here).
+
+The runner reads the packet index of the chosen video stream (demux only) and cuts it into
+segments of about ``segment_s`` seconds. Each input frame belongs to exactly one segment, by its
+presentation time. A segment carries the packets its frames need, in decode order:
+
+- from the keyframe its decoding starts at (the cut itself, or the keyframe before it when a long
+  GOP is cut by frame count: the frames before the cut are a pre-roll, decoded and dropped),
+- to the last packet of a frame it owns, so open-GOP leading pictures (shown before the keyframe
+  that follows them in decode order) are decoded by the segment that owns their display time.
+
+Those packets are stream-copied into a NUT file, the one FFmpeg container that holds every codec
+(GIF included) and keeps the source's time base exactly. Streams whose timestamps cannot be trusted
+(missing or repeated) are not cut: they become one segment holding the whole file, decoded with
+the timestamp fix-ups of :func:`iter_batches`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import io
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import av
+import numpy as np
+
+from tmlsr_ray.pipeline.decode import (
+    FrameBatch, VideoInfo, decode_batches, ffmpeg_message, iter_batches, open_container,
+)
+from tmlsr_ray.pipeline.errors import InputError
+
+SEGMENT_FORMAT = "nut"
+
+
+@dataclass(frozen=True)
+class PacketEntry:
+    pts: Optional[int]
+    dts: Optional[int]
+    keyframe: bool
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One unit of work: the frames whose timestamps are in ``pts`` (sorted), decoded from packets
+    ``first_packet`` … ``last_packet`` (decode order, inclusive). ``pts`` empty = the whole stream."""
+
+    index: int
+    first_packet: int
+    last_packet: int
+    pts: Tuple[int, ...]
+
+    @property
+    def whole(self) -> bool:
+        return not self.pts
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    segments: Tuple[Segment, ...]
+    frames: int  # frames of the stream, as the packet index counts them
+    fingerprint: str  # changes when the input or the cuts change: pieces of another plan are not reused
+
+    @property
+    def whole(self) -> bool:
+        return len(self.segments) == 1 and self.segments[0].whole
+
+
+@dataclass(frozen=True)
+class Cutting:
+    segment_s: float = 10.0
+    max_frames: int = 600  # per segment, so a 4K segment's piece stays bounded
+    max_preroll_frames: int = 300  # frames decoded and dropped before a cut inside a GOP
+
+
+def scan_packets(path: Path, info: VideoInfo) -> List[PacketEntry]:
+    """The video stream's packets in decode order (demux only, nothing decoded)."""
+    entries: List[PacketEntry] = []
+    with open_container(path) as container:
+        stream = container.streams[info.stream_index]
+        try:
+            for packet in container.demux(stream):
+                if packet.size:
+                    entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe))
+        except av.error.FFmpegError as exc:
+            raise InputError(f"video could not be read ({ffmpeg_message(exc)})") from exc
+    if not entries:
+        raise InputError("the video stream holds no packet")
+    return entries
+
+
+def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
+    entries = scan_packets(path, info)
+    if _presentation_times_known(entries, info):
+        segments = tuple(_cut(entries, info, cutting))
+    else:  # a damaged index: one segment, decoded as a whole with timestamp fix-ups
+        segments = (Segment(0, 0, len(entries) - 1, ()),)
+    return SegmentPlan(segments, len(entries), _fingerprint(path, info, entries, segments))
+
+
+def _presentation_times_known(entries: Sequence[PacketEntry], info: VideoInfo) -> bool:
+    """Whether packet timestamps are presentation times the cuts can trust: present, distinct,
+    starting at a keyframe, and, for a stream that reorders frames (B-frames), not simply
+    increasing in decode order (AVI and raw streams stamp decode times there)."""
+    stamps = [e.pts for e in entries]
+    if None in stamps or len(set(stamps)) != len(stamps) or not entries[0].keyframe:
+        return False
+    in_decode_order = all(a < b for a, b in zip(stamps, stamps[1:]))
+    return not (info.reorders_frames and in_decode_order and len(stamps) > 2)
+
+
+def _cut(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cutting) -> Iterator[Segment]:
+    order = sorted(range(len(entries)), key=lambda i: entries[i].pts)  # presentation order
+    count = len(order)
+    rate = info.average_rate or _rate_from_stamps(entries, info.time_base)
+    length = max(1, min(cutting.max_frames, round(cutting.segment_s * float(rate))))
+    keyframe_positions = [p for p, i in enumerate(order) if entries[i].keyframe]
+    starts = [0]
+    while True:
+        cut = _next_cut(starts[-1], length, cutting, order, entries, keyframe_positions)
+        if cut is None or cut >= count:
+            break
+        starts.append(cut)
+    bounds = starts + [count]
+    for index, (begin, end) in enumerate(zip(bounds, bounds[1:])):
+        owned = order[begin:end]
+        first = _decode_start(entries, owned)
+        yield Segment(index, first, max(owned), tuple(sorted(entries[i].pts for i in owned)))
+
+
+def _next_cut(start: int, length: int, cutting: Cutting, order, entries, keyframe_positions) -> Optional[int]:
+    """The presentation position of the next cut: a keyframe near the ideal length, else a cut
+    inside the GOP when its pre-roll stays small, else the next keyframe."""
+    ideal = start + length
+    if ideal >= len(order):
+        return None
+    low, high = start + max(1, length // 2), min(start + cutting.max_frames, ideal + length // 2)
+    near = [p for p in keyframe_positions[bisect.bisect_left(keyframe_positions, low):] if p <= high]
+    if near:
+        return min(near, key=lambda p: abs(p - ideal))
+    first = _decode_start(entries, [order[ideal]])
+    if order[ideal] - first <= cutting.max_preroll_frames:
+        return ideal
+    later = keyframe_positions[bisect.bisect_right(keyframe_positions, ideal):]
+    return later[0] if later else None
+
+
+def _decode_start(entries: Sequence[PacketEntry], owned: Sequence[int]) -> int:
+    """The last keyframe, in decode order, at or before every owned packet and shown no later than
+    the first owned frame (a keyframe shown later would leave that frame a leading picture)."""
+    earliest = min(owned)
+    first_shown = min(entries[i].pts for i in owned)
+    for index in range(earliest, -1, -1):
+        if entries[index].keyframe and entries[index].pts <= first_shown:
+            return index
+    return 0
+
+
+def _rate_from_stamps(entries: Sequence[PacketEntry], time_base: Fraction) -> Fraction:
+    stamps = sorted(e.pts for e in entries)
+    span = (stamps[-1] - stamps[0]) * time_base
+    return Fraction(len(stamps) - 1) / span if len(stamps) > 1 and span > 0 else Fraction(25)
+
+
+def _fingerprint(path: Path, info: VideoInfo, entries, segments) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{path.stat().st_size}|{info.stream_index}|{info.codec}|{info.time_base}".encode())
+    digest.update(repr([(e.pts, e.dts, e.keyframe) for e in entries]).encode())
+    digest.update(repr([(s.first_packet, s.last_packet, len(s.pts)) for s in segments]).encode())
+    return digest.hexdigest()[:16]
+
+
+def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment]) -> Iterator[Tuple[Segment, bytes]]:
+    """Each segment's packets stream-copied into a NUT file, in one pass over the input (a packet
+    that two segments need, pre-roll or a leading picture's reference, goes into both); a whole
+    segment is the input file itself. Segments come out as their last packet is read."""
+    pending = sorted(segments, key=lambda s: s.first_packet)
+    for segment in [s for s in pending if s.whole]:
+        yield segment, path.read_bytes()
+    pending = [s for s in pending if not s.whole]
+    if not pending:
+        return
+    with open_container(path) as container:
+        stream = container.streams[info.stream_index]
+        open_pieces: List[_SegmentFile] = []
+        index = -1
+        for packet in container.demux(stream):
+            if not packet.size:
+                continue
+            index += 1
+            while pending and pending[0].first_packet == index:
+                open_pieces.append(_SegmentFile(pending.pop(0), stream))
+            for piece in open_pieces:
+                piece.add(packet)
+            for piece in [p for p in open_pieces if p.segment.last_packet == index]:
+                open_pieces.remove(piece)
+                yield piece.segment, piece.close()
+            if not pending and not open_pieces:
+                return
+    for piece in open_pieces:  # the index promised more packets than the second read found
+        yield piece.segment, piece.close()
+
+
+class _SegmentFile:
+    def __init__(self, segment: Segment, stream):
+        self.segment = segment
+        self._buffer = io.BytesIO()
+        # The source's timestamps as they are: NUT would otherwise shift a stream whose first
+        # decode time is negative (B-frames), and the frames would no longer match the plan.
+        self._out = av.open(self._buffer, "w", format=SEGMENT_FORMAT, options={"avoid_negative_ts": "disabled"})
+        self._stream = self._out.add_stream_from_template(stream, opaque=True)
+        self._source_base = stream.time_base
+
+    def add(self, packet) -> None:
+        copy = av.Packet(bytes(packet))
+        copy.pts, copy.dts, copy.duration = packet.pts, packet.dts, packet.duration
+        copy.is_keyframe = packet.is_keyframe
+        copy.time_base = self._source_base
+        copy.stream = self._stream
+        self._out.mux(copy)
+
+    def close(self) -> bytes:
+        self._out.close()
+        return self._buffer.getvalue()
+
+
+def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: int,
+                   stop: Optional[threading.Event] = None) -> Iterator[FrameBatch]:
+    """The segment's own frames, decoded from its packets, in display order, with their source
+    timestamps; pre-roll and leading pictures of the next segment are decoded and dropped."""
+    if segment.whole:
+        yield from _decode_whole(data, info, batch_size, stop)
+        return
+    owned = np.asarray(segment.pts, dtype=np.int64)
+    tolerance = _match_tolerance(owned)
+    seen = set()
+    with av.open(io.BytesIO(data), format=SEGMENT_FORMAT) as container:
+        stream = container.streams.video[0]
+        to_source = _timestamp_map(stream.time_base, info.time_base)
+
+        def stamp(frame) -> Optional[int]:
+            pts = _owned_stamp(to_source(frame.pts), owned, tolerance)
+            if pts is None or pts in seen:
+                return None
+            seen.add(pts)
+            return pts
+
+        yield from decode_batches(container, stream, info, batch_size, stamp, stop,
+                                  what=f"segment {segment.index} of the video")
+
+
+def _decode_whole(data: bytes, info: VideoInfo, batch_size: int, stop) -> Iterator[FrameBatch]:
+    with _spooled(data) as path:
+        yield from iter_batches(path, info, batch_size, stop)
+
+
+class _spooled:
+    """The whole input as a temporary file (the decoder of a whole segment wants a seekable file)."""
+
+    def __init__(self, data: bytes):
+        import tempfile
+
+        self._file = tempfile.NamedTemporaryFile(prefix="tmlsr-segment-")
+        self._file.write(data)
+        self._file.flush()
+
+    def __enter__(self) -> Path:
+        return Path(self._file.name)
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+
+def _timestamp_map(stream_base: Fraction, source_base: Fraction):
+    def convert(pts: Optional[int]) -> Optional[int]:
+        if pts is None:
+            return None
+        return round(Fraction(pts) * Fraction(stream_base) / Fraction(source_base))
+    return convert
+
+
+def _match_tolerance(owned: np.ndarray) -> int:
+    """How far a decoded stamp may be from its planned one (rounding of a container's time base):
+    under half the smallest gap between frames."""
+    if len(owned) < 2:
+        return 1
+    return max(0, int(np.diff(owned).min()) // 2 - 1)
+
+
+def _owned_stamp(pts: Optional[int], owned: np.ndarray, tolerance: int) -> Optional[int]:
+    if pts is None:
+        return None
+    at = int(np.searchsorted(owned, pts))
+    for candidate in (at - 1, at):
+        if 0 <= candidate < len(owned) and abs(int(owned[candidate]) - pts) <= tolerance:
+            return int(owned[candidate])
+    return None
