@@ -93,6 +93,105 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
     return path
 
 
+# A colour chart of in-gamut RGB patches, as exact YUV code values for a given matrix and range.
+CHART_RGB = [(0.45, 0.32, 0.26), (0.76, 0.58, 0.50), (0.36, 0.48, 0.61), (0.35, 0.42, 0.26),
+             (0.51, 0.50, 0.69), (0.38, 0.74, 0.67), (0.85, 0.47, 0.18), (0.25, 0.36, 0.65)]
+LUMA_WEIGHTS = {9: (0.2627, 0.0593), 1: (0.2126, 0.0722), 6: (0.299, 0.114), 5: (0.299, 0.114)}
+HDR_MASTERING = {"master_display": "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)",
+                 "cll": "1000,400"}
+
+
+def chart_yuv(width: int, height: int, depth: int, matrix: int, full_range: bool):
+    """Y, U, V planes (4:2:0) of the chart: 4 × 2 patches."""
+    kr, kb = LUMA_WEIGHTS[matrix]
+    planes = [np.zeros((height, width), np.uint16), np.zeros((height // 2, width // 2), np.uint16)]
+    planes.append(planes[1].copy())
+    pitch_x, pitch_y = width // 4, height // 2
+    for k, (r, g, b) in enumerate(CHART_RGB):
+        y = kr * r + (1 - kr - kb) * g + kb * b
+        u, v = (b - y) / (2 * (1 - kb)), (r - y) / (2 * (1 - kr))
+        if full_range:
+            codes = [round(c * ((1 << depth) - 1)) for c in (y, u + 0.5, v + 0.5)]
+        else:
+            unit = 1 << (depth - 8)
+            codes = [round((16 + 219 * y) * unit), round((128 + 224 * u) * unit), round((128 + 224 * v) * unit)]
+        row, col = divmod(k, 4)
+        for index, (plane, code) in enumerate(zip(planes, codes)):
+            sub = 2 if index else 1
+            plane[row * pitch_y // sub:(row + 1) * pitch_y // sub, col * pitch_x // sub:(col + 1) * pitch_x // sub] = code
+    return planes
+
+
+def colour_chart_clip(path: Path, codec: str, pix_fmt: str, depth: int, tags: dict, rotation: int = 0,
+                      frames: int = 6, size=(128, 64), mastering: bool = False) -> Path:
+    """A lossless clip of the chart with the given colour tags (and rotation, and HDR10 metadata)."""
+    width, height = size
+    if codec == "libx265":
+        params = "log-level=error:lossless=1"
+        if mastering:
+            params += (f":hdr10=1:master-display={HDR_MASTERING['master_display']}"
+                       f":max-cll={HDR_MASTERING['cll']}")
+        options = {"x265-params": params}
+    else:
+        options = {"qp": "0"}
+    planes = chart_yuv(width, height, depth, tags["colorspace"], tags["color_range"] == 2)
+    dtype = np.uint16 if depth > 8 else np.uint8
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=25, options=options)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for name, value in tags.items():
+            setattr(stream.codec_context, name, value)
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for i in range(frames):
+            frame = av.VideoFrame(width, height, pix_fmt)
+            for plane, values in zip(frame.planes, planes):
+                line = np.zeros((values.shape[0], plane.line_size // np.dtype(dtype).itemsize), dtype)
+                line[:, :values.shape[1]] = values
+                plane.update(line.tobytes())
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def display_p3_icc() -> bytes:
+    """A Display P3 ICC v2 profile (matrix/TRC: P3 primaries adapted to D50, D65 white, the sRGB
+    curve), built tag by tag as ICC.1:2001 lays it out."""
+    import struct as st
+
+    def s15(value):
+        return st.pack(">i", round(value * 65536))
+
+    def xyz(x, y, z):
+        return b"XYZ " + b"\0" * 4 + s15(x) + s15(y) + s15(z)
+
+    def text(kind, value):
+        if kind == b"desc":
+            raw = value.encode() + b"\0"
+            return b"desc" + b"\0" * 4 + st.pack(">I", len(raw)) + raw + b"\0" * 12 + b"\0" * 67
+        return b"text" + b"\0" * 4 + value.encode() + b"\0"
+
+    curve = b"para" + b"\0" * 4 + st.pack(">HH", 3, 0) + b"".join(
+        s15(v) for v in (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045))
+    tags = [(b"desc", text(b"desc", "Display P3")), (b"cprt", text(b"text", "No copyright, test profile")),
+            (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+            (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)), (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)),
+            (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)),
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for signature, body in tags:
+        body += b"\0" * (-len(body) % 4)
+        table += signature + st.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (st.pack(">I", size) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + b"\0" * 12
+              + b"acsp" + b"APPL" + b"\0" * 4 + b"\0" * 8 + b"\0" * 8 + b"\0" * 4
+              + s15(0.9642) + s15(1.0) + s15(0.8249) + b"\0" * 4 + b"\0" * 16 + b"\0" * 28)
+    return header + st.pack(">I", len(tags)) + table + data
+
+
 class _InputHandler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 

@@ -63,6 +63,7 @@ def _weights(root: Path) -> Path:
     shutil.copy(REPO / "weights" / "realesr-animevideov3.pth", weights)
     save_srvgg(weights / "tiny-x4.pth")
     save_srvgg(weights / "smooth-x2.pth", scale=2, weight_scale=0.05)
+    save_srvgg(weights / "identity-x2.pth", scale=2, weight_scale=0.0)  # returns its nearest-upscaled input
     save_rrdbnet(weights / "tiny-rrdb-x2.pth", scale=2)
     # The real SRVGGNetCompact shape with random weights: as slow as the real model.
     save_srvgg(weights / "slow-x4.pth", num_feat=64, num_conv=16)

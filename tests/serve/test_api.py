@@ -60,7 +60,7 @@ def test_openapi_describes_every_route_its_errors_and_the_request_fields(service
     assert {"404", "409"} <= set(paths["/tasks/{task_id}"]["delete"]["responses"])
     fields = set(schemas["TaskRequest"]["properties"])
     assert fields == {"url", "type", "model", "outscale", "output_magnification", "output_dims", "resolution",
-                      "seed", "callback_url", "callback_progress"}
+                      "seed", "hdr", "callback_url", "callback_progress"}
     assert all(schemas["TaskRequest"]["properties"][f].get("description") for f in fields)
     assert {"task_id", "status", "created_at", "updated_at", "params", "stages", "output", "error"} <= set(
         schemas["TaskView"]["properties"])
@@ -135,7 +135,8 @@ def test_an_image_task_completes_with_stages_output_and_metadata(service, small_
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", task["created_at"])
     assert task["params"] == {"url": small_png, "type": "image", "model": "tiny-x4.pth", "outscale": 4.0,
                               "output_magnification": None, "output_dims": None, "resolution": None,
-                              "seed": None, "callback_url": None, "callback_progress": False}
+                              "seed": None, "hdr": "keep", "callback_url": None,
+                              "callback_progress": False}
     assert [(s["name"], s["status"]) for s in task["stages"]] == [
         ("download", "success"), ("process", "success"), ("upload", "success")]
     assert all(s["duration"] >= 0 for s in task["stages"])

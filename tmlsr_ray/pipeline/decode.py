@@ -19,7 +19,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import av
 import numpy as np
+from av.video.reformatter import Interpolation
 
+from tmlsr_ray.pipeline.colour import mastering_params
 from tmlsr_ray.pipeline.errors import CanceledError, InputError
 
 COLOR_FIELDS = ("color_primaries", "color_trc", "colorspace", "color_range")
@@ -62,6 +64,7 @@ class VideoInfo:
     subtitles: List[SubtitleInfo] = field(default_factory=list)
     animated_gif: bool = False
     reorders_frames: bool = False  # B-frames: decode order is not display order
+    mastering: Optional[Dict[str, str]] = None  # HDR10 mastering display / light level (x26x notation)
 
     @property
     def fps(self) -> Optional[float]:
@@ -97,7 +100,8 @@ def probe_video(path: Path) -> VideoInfo:
         ctx = stream.codec_context
         if not ctx.width or not ctx.height:
             raise InputError("the video stream has no picture size (corrupt header)")
-        rotation = _stream_rotation(container, stream)
+        first = _first_frame(container, stream)
+        rotation = int(round((getattr(first, "rotation", 0) or 0) / 90.0)) * 90 % 360
         width, height = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
         duration = _duration_seconds(container, stream)
         rate = stream.average_rate or stream.guessed_rate
@@ -124,6 +128,7 @@ def probe_video(path: Path) -> VideoInfo:
                                     s.language) for s in container.streams.subtitles],
             animated_gif=container.format.name == "gif",
             reorders_frames=bool(ctx.has_b_frames),
+            mastering=mastering_params(first.side_data),
         )
 
 
@@ -171,10 +176,18 @@ def decode_batches(container, stream, info: VideoInfo, batch_size: int,
         raise InputError(f"{what} holds no decodable frame")
 
 
+# swscale's accurate rounding: without it a decode → encode round trip shifts luma by a level or
+# two. Full chroma interpolation is needed for that on 8-bit output, and breaks 16-bit output (its
+# rgb48 path then returns wrong colours), so it is used for rgb24 only; both measured.
+EXACT_SWS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
+EXACT_SWS_8BIT = EXACT_SWS | Interpolation.FULL_CHR_H_INT
+
+
 def frame_to_rgb(frame, rgb_format: str, rotation: int) -> np.ndarray:
     # The YUV matrix is the one the frame declares (PyAV's default; BT.601 when it declares none);
     # the range must be passed on, or limited range is assumed even for full-range streams.
-    array = frame.to_ndarray(format=rgb_format, src_color_range=frame.color_range or None)
+    array = frame.to_ndarray(format=rgb_format, src_color_range=frame.color_range or None,
+                             interpolation=EXACT_SWS_8BIT if rgb_format == "rgb24" else EXACT_SWS)
     quarter_turns = (rotation // 90) % 4
     return np.ascontiguousarray(np.rot90(array, quarter_turns)) if quarter_turns else array
 
@@ -190,12 +203,12 @@ def _frame_pts(frame, last_pts: Optional[int], info: VideoInfo) -> int:
     return pts
 
 
-def _stream_rotation(container, stream) -> int:
-    """Display rotation in degrees (counter-clockwise), read off the first frame's display matrix."""
+def _first_frame(container, stream):
+    """The first decoded frame: PyAV exposes the display matrix and HDR metadata on frames only,
+    so the probe decodes this one frame (never more)."""
     try:
         for frame in container.decode(stream):
-            rotation = getattr(frame, "rotation", 0) or 0
-            return int(round(rotation / 90.0)) * 90 % 360
+            return frame
     except av.error.FFmpegError as exc:
         raise InputError(f"video could not be decoded ({ffmpeg_message(exc)})") from exc
     raise InputError("the video stream holds no decodable frame")

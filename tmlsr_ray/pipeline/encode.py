@@ -26,7 +26,8 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import av
 import numpy as np
 
-from tmlsr_ray.pipeline.decode import VideoInfo, open_container
+from tmlsr_ray.pipeline.colour import is_hdr
+from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, open_container
 
 MP4_AUDIO_COPY = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 MP4_SUBTITLE_COPY = {"mov_text"}
@@ -93,20 +94,41 @@ def encoder_works(name: str, width: int = 256, height: int = 256, pix_fmt: str =
         return False
 
 
-def resolve_codec(preference: str, size: tuple = (256, 256), pix_fmt: str = "yuv420p") -> str:
-    """``auto`` = the hardware encoder when it opens here for this stream (H.264 NVENC takes 8-bit
-    4:2:0 up to 4096 px), else libx264; any other name as given."""
+HEVC_ENCODER = "libx265"
+CODEC_ALIASES = {"hevc": HEVC_ENCODER, "h265": HEVC_ENCODER, "h264": "libx264"}
+
+
+def resolve_codec(preference: str, size: tuple = (256, 256), pix_fmt: str = "yuv420p", hdr: bool = False) -> str:
+    """``auto`` = HEVC Main10 for HDR (what HDR displays and browsers decode: H.264 High 10 plays
+    almost nowhere in hardware), else the hardware encoder when it opens here for this stream
+    (H.264 NVENC takes 8-bit 4:2:0 up to 4096 px), else libx264; ``hevc`` = libx265; any other
+    name as given."""
     if preference != "auto":
-        return preference
+        return CODEC_ALIASES.get(preference, preference)
+    if hdr and HEVC_ENCODER in av.codecs_available:
+        return HEVC_ENCODER
     fits = max(size) <= NVENC_MAX_SIZE and pix_fmt == "yuv420p"
     return HARDWARE_ENCODER if fits and encoder_works(HARDWARE_ENCODER, *size, pix_fmt) else "libx264"
 
 
-def encoder_options(codec: str, crf: int, preset: str, threads: int = 0) -> dict:
+def encoder_options(codec: str, crf: int, preset: str, threads: int = 0,
+                    mastering: Optional[Dict[str, str]] = None) -> dict:
     """The quality settings in each encoder's own terms (NVENC: constant quality ``cq``). x264's
-    ``stitchable`` keeps its headers independent of the content, so pieces join into one stream."""
+    ``stitchable`` keeps its headers independent of the content, so pieces join into one stream;
+    HDR10 mastering metadata goes into each encoder's SEI."""
     if codec == "libx264":
-        return {"crf": str(crf), "preset": preset, "threads": str(threads), "x264-params": "stitchable=1"}
+        params = ["stitchable=1"]
+        if mastering:
+            params += [f"mastering-display={mastering['master_display']}"] if "master_display" in mastering else []
+            params += [f"cll={mastering['cll']}"] if "cll" in mastering else []
+        return {"crf": str(crf), "preset": preset, "threads": str(threads), "x264-params": ":".join(params)}
+    if codec == HEVC_ENCODER:
+        params = ["log-level=error", f"pools={threads or '+'}"]
+        if mastering:
+            params += ["hdr10=1", "repeat-headers=0"]
+            params += [f"master-display={mastering['master_display']}"] if "master_display" in mastering else []
+            params += [f"max-cll={mastering['cll']}"] if "cll" in mastering else []
+        return {"crf": str(crf), "preset": preset, "x265-params": ":".join(params)}
     if codec == HARDWARE_ENCODER:
         return {"rc": "vbr", "cq": str(crf), "b": "0", "preset": NVENC_PRESETS.get(preset, "p5")}
     return {}
@@ -127,9 +149,11 @@ class Piece:
 class PieceWriter:
     """Encodes one segment's frames into an MP4 piece held in memory."""
 
-    def __init__(self, index: int, info: VideoInfo, size: tuple[int, int], options: EncodeOptions = EncodeOptions()):
+    def __init__(self, index: int, info: VideoInfo, size: tuple[int, int], options: EncodeOptions = EncodeOptions(),
+                 color: Optional[Dict[str, int]] = None):
         self._index = index
         self._info = info
+        self._color = info.color if color is None else color  # the output's tags (SDR after a tone-map)
         self._buffer = io.BytesIO()
         self._out = av.open(self._buffer, "w", format="mp4")
         try:
@@ -137,46 +161,68 @@ class PieceWriter:
         except Exception:
             self._out.close()
             raise
-        self._matrix = SWS_MATRIX.get(info.color["colorspace"])
-        self._full_range = info.color["color_range"] == 2
-        self._rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
+        self._matrix = SWS_MATRIX.get(self._color["colorspace"])
+        self._full_range = self._color["color_range"] == 2
         self._first_pts: Optional[int] = None
         self._frames = 0
+        self._last_dts: Optional[int] = None
+        frame_ticks = 1 / (float(info.average_rate or 25) * float(info.time_base))
+        self._max_reorder_delay = max(1, round(16 * frame_ticks))
 
     def _add_video_stream(self, size, options: EncodeOptions):
         rate = self._info.average_rate or Fraction(25)
-        self.codec = resolve_codec(options.codec, tuple(size), options.pix_fmt)
+        hdr = is_hdr(self._color)
+        self.codec = resolve_codec(options.codec, tuple(size), options.pix_fmt, hdr)
         stream = self._out.add_stream(self.codec, rate=rate)
         stream.width, stream.height = size
         stream.pix_fmt = options.pix_fmt
         stream.time_base = self._info.time_base
         stream.codec_context.time_base = self._info.time_base
-        stream.options = encoder_options(self.codec, options.crf, options.preset, options.threads)
+        stream.options = encoder_options(self.codec, options.crf, options.preset, options.threads,
+                                         self._info.mastering if hdr else None)
+        if self.codec == HEVC_ENCODER:
+            stream.codec_tag = "hvc1"  # the HEVC sample entry Apple players require
         ctx = stream.codec_context
-        for name, value in self._info.color.items():
+        for name, value in self._color.items():
             if value:
                 setattr(ctx, name, value)
         return stream
 
     def write(self, frames: np.ndarray, pts: Sequence[int]) -> None:
+        rgb_format = "rgb48le" if frames.dtype == np.uint16 else "rgb24"
         for pixels, stamp in zip(frames, pts):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format=self._rgb_format)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format=rgb_format)
             frame = frame.reformat(
                 format=self._video.pix_fmt,
                 dst_colorspace=self._matrix,
                 dst_color_range="JPEG" if self._full_range else "MPEG",
+                interpolation=EXACT_SWS,
             )
             frame.pts, frame.time_base = stamp, self._info.time_base
-            self._out.mux(self._video.encode(frame))
+            self._mux(self._video.encode(frame))
             self._first_pts = stamp if self._first_pts is None else min(self._first_pts, stamp)
             self._frames += 1
 
     def close(self) -> Tuple[bytes, Piece]:
-        self._out.mux(self._video.encode(None))
+        self._mux(self._video.encode(None))
         self._out.close()
         if self._first_pts is None:
             raise ValueError("a piece needs at least one frame")
         return self._buffer.getvalue(), Piece(self._index, self._first_pts, self._frames, self.codec)
+
+    def _mux(self, packets) -> None:
+        """libx265 sometimes hands out an unset decode time on the first packet of a short encode:
+        a decode time must lie within the reorder delay before the packet's presentation time and
+        increase, else it is put there."""
+        for packet in packets:
+            if packet.pts is not None:
+                earliest = packet.pts - self._max_reorder_delay
+                if packet.dts is None or not earliest <= packet.dts <= packet.pts:
+                    packet.dts = earliest
+                if self._last_dts is not None and packet.dts <= self._last_dts:
+                    packet.dts = min(self._last_dts + 1, packet.pts)
+                self._last_dts = packet.dts
+            self._out.mux(packet)
 
     def abort(self) -> None:
         try:

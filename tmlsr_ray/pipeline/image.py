@@ -1,22 +1,34 @@
 """Image decode, probe and encode (no Ray, no HTTP).
 
 Pixels are kept as OpenCV reads them with ``IMREAD_UNCHANGED``: grayscale (H, W), BGR (H, W, 3) or
-BGRA (H, W, 4), uint8 or uint16, the layout Real-ESRGAN's reference code works on.
+BGRA (H, W, 4), uint8 or uint16, the layout Real-ESRGAN's reference code works on. HEIC/HEIF
+(pillow-heif) and AVIF (Pillow's own) photos are read through Pillow. The input's ICC profile and
+EXIF (Orientation reset to 1, since the pixels are turned upright) go into the output: OpenCV's
+encoders drop both, so they are added to its PNG and JPEG bytes, and WebP is written by Pillow.
 """
 
 from __future__ import annotations
 
+import io
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import numpy as np
+import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
 from tmlsr_ray.pipeline.errors import InputError
 
-FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff", "GIF": "gif"}
+pillow_heif.register_heif_opener()  # HEIC/HEIF through Image.open, like every other format
+
+FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff", "GIF": "gif",
+           "HEIF": "heic", "AVIF": "avif"}
+READ_BY_PILLOW = {"gif", "heic", "avif"}  # formats OpenCV's decoder lacks (or may lack)
 EXIF_ORIENTATION_TAG = 0x0112
 
 
@@ -27,6 +39,8 @@ class ImageInfo:
     format: str  # "png" | "jpeg" | "webp" | ...
     mode: str  # PIL mode of the file, e.g. "RGB", "RGBA", "L", "I;16", "CMYK"
     orientation: int  # EXIF orientation, 1 = as stored
+    icc_profile: Optional[bytes] = None
+    exif: Optional[bytes] = None  # the input's EXIF (TIFF bytes), Orientation set to 1
 
 
 def probe_image(path: Path, max_pixels: int) -> ImageInfo:
@@ -38,28 +52,40 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
                 width, height = img.size
                 fmt = FORMATS.get(img.format or "")
                 mode = img.mode
-                orientation = int(img.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+                exif = img.getexif()
+                orientation = int(exif.get(EXIF_ORIENTATION_TAG, 1) or 1)
+                icc_profile = img.info.get("icc_profile") or None
+                upright_exif = _upright_exif(exif)
     except Image.DecompressionBombError as exc:
         raise InputError(f"input image is a decompression bomb, far over the limit of {max_pixels:,} "
                          f"pixels ({_first_line(exc)})") from exc
     except UnidentifiedImageError as exc:
-        raise InputError("input is not a readable image (no PNG, JPEG, WEBP, GIF, BMP or TIFF data found)") from exc
+        raise InputError("input is not a readable image (no PNG, JPEG, WEBP, GIF, BMP, TIFF, HEIC or "
+                         "AVIF data found)") from exc
     except OSError as exc:
         raise InputError(f"input image is corrupt or truncated ({_first_line(exc)})") from exc
     if fmt is None:
-        raise InputError(f"unsupported image format {img.format}; use PNG, JPEG, WEBP, GIF, BMP or TIFF")
+        raise InputError(f"unsupported image format {img.format}; use PNG, JPEG, WEBP, GIF, BMP, TIFF, HEIC or AVIF")
     if width <= 0 or height <= 0:
         raise InputError(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         raise InputError(
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
         )
-    return ImageInfo(width, height, fmt, mode, orientation)
+    return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif)
+
+
+def _upright_exif(exif) -> Optional[bytes]:
+    if not exif:
+        return None
+    exif[EXIF_ORIENTATION_TAG] = 1
+    data = exif.tobytes()
+    return data[6:] if data.startswith(b"Exif\x00\x00") else data
 
 
 def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
-    if info.format == "gif":  # OpenCV builds may lack GIF; an image task takes the first frame
-        return _decode_gif_frame(path)
+    if info.format in READ_BY_PILLOW:  # an image task takes a GIF's first frame
+        return _decode_with_pillow(path, info)
     data = np.fromfile(str(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
@@ -76,16 +102,19 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
     return apply_exif_orientation(image, info.orientation)
 
 
-def _decode_gif_frame(path: Path) -> np.ndarray:
+def _decode_with_pillow(path: Path, info: ImageInfo) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.seek(0)
             rgba = np.asarray(img.convert("RGBA"))
     except (OSError, ValueError) as exc:
-        raise InputError(f"gif image could not be decoded ({_first_line(exc)})") from exc
+        raise InputError(f"{info.format} image could not be decoded ({_first_line(exc)})") from exc
     if (rgba[:, :, 3] == 255).all():
-        return cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR)
-    return cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)
+        image = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR)
+    else:
+        image = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)
+    # libheif turns HEIF pixels upright itself (and pillow-heif drops the EXIF orientation then)
+    return image if info.format == "heic" else apply_exif_orientation(image, info.orientation)
 
 
 def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
@@ -104,27 +133,84 @@ def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def output_format(info: ImageInfo, image: np.ndarray) -> str:
-    """Keeps the input's format where it can hold the result; alpha or 16-bit need PNG (or WEBP alpha)."""
+    """Keeps the input's format where it can hold the result; alpha or 16-bit need PNG (or WEBP
+    alpha); HEIC and AVIF photos come back as JPEG (or PNG with alpha)."""
     has_alpha = image.ndim == 3 and image.shape[2] == 4
     if image.dtype == np.uint16:
         return "png"
     if info.format == "webp":
         return "webp"
-    if info.format == "jpeg" and not has_alpha:
+    if info.format in ("jpeg", "heic", "avif") and not has_alpha:
         return "jpeg"
     return "png"
 
 
-def encode_image(image: np.ndarray, fmt: str, jpeg_quality: int = 95) -> bytes:
+def encode_image(image: np.ndarray, fmt: str, jpeg_quality: int = 95, icc_profile: Optional[bytes] = None,
+                 exif: Optional[bytes] = None) -> bytes:
+    if fmt == "webp" and (icc_profile or exif):
+        return _webp_with_metadata(image, icc_profile, exif)
     params = {
         "png": [cv2.IMWRITE_PNG_COMPRESSION, 3],
         "jpeg": [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality],
-        "webp": [cv2.IMWRITE_WEBP_QUALITY, 101 if image.ndim == 3 and image.shape[2] == 4 else 95],
+        "webp": [cv2.IMWRITE_WEBP_QUALITY, 101 if _has_alpha(image) else 95],
     }[fmt]
     ok, buf = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), image, params)
     if not ok:
         raise RuntimeError(f"could not encode the result as {fmt}")
+    if fmt == "png":
+        return png_with_metadata(buf.tobytes(), icc_profile, exif)
+    if fmt == "jpeg":
+        return jpeg_with_metadata(buf.tobytes(), icc_profile, exif)
     return buf.tobytes()
+
+
+def _has_alpha(image: np.ndarray) -> bool:
+    return image.ndim == 3 and image.shape[2] == 4
+
+
+def png_with_metadata(png: bytes, icc_profile: Optional[bytes], exif: Optional[bytes]) -> bytes:
+    """iCCP and eXIf chunks right after IHDR (both must come before the image data)."""
+    chunks = b""
+    if icc_profile:
+        chunks += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile))
+    if exif:
+        chunks += _png_chunk(b"eXIf", exif)
+    end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length and type, its 13 bytes, CRC
+    return png[:end_of_ihdr] + chunks + png[end_of_ihdr:]
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+ICC_CHUNK_BYTES = 65519  # an APP2 segment's payload, less its 14-byte ICC_PROFILE header
+
+
+def jpeg_with_metadata(jpeg: bytes, icc_profile: Optional[bytes], exif: Optional[bytes]) -> bytes:
+    """APP1 (EXIF) and APP2 (ICC, split into numbered segments) right after SOI."""
+    segments = b""
+    if exif:
+        segments += _jpeg_segment(0xE1, b"Exif\x00\x00" + exif)
+    if icc_profile:
+        parts = [icc_profile[i:i + ICC_CHUNK_BYTES] for i in range(0, len(icc_profile), ICC_CHUNK_BYTES)]
+        for number, part in enumerate(parts, 1):
+            segments += _jpeg_segment(0xE2, b"ICC_PROFILE\x00" + bytes([number, len(parts)]) + part)
+    return jpeg[:2] + segments + jpeg[2:]
+
+
+def _jpeg_segment(marker: int, payload: bytes) -> bytes:
+    if len(payload) + 2 > 0xFFFF:
+        return b""  # an EXIF block too large for one segment is left out rather than corrupting the file
+    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def _webp_with_metadata(image: np.ndarray, icc_profile: Optional[bytes], exif: Optional[bytes]) -> bytes:
+    conversion = cv2.COLOR_BGRA2RGBA if _has_alpha(image) else cv2.COLOR_BGR2RGB
+    pil = Image.fromarray(cv2.cvtColor(image, conversion) if image.ndim == 3 else image)
+    out = io.BytesIO()
+    options = {"lossless": True} if _has_alpha(image) else {"quality": 95}
+    pil.save(out, "WEBP", icc_profile=icc_profile or None, exif=(b"Exif\x00\x00" + exif) if exif else b"", **options)
+    return out.getvalue()
 
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}

@@ -7,7 +7,8 @@ from typing import Any, Dict, Tuple
 
 import av
 
-from tmlsr_ray.pipeline.decode import VideoInfo
+from tmlsr_ray.pipeline.colour import HDR_TRANSFERS
+from tmlsr_ray.pipeline.decode import COLOR_FIELDS, VideoInfo
 from tmlsr_ray.pipeline.encode import EncodeOptions, MuxReport
 from tmlsr_ray.pipeline.errors import InputError
 
@@ -34,12 +35,16 @@ def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: En
         stream = container.streams.video[0]
         duration = container.duration / av.time_base if container.duration else None
         width, height = stream.codec_context.width, stream.codec_context.height
+        codec = stream.codec_context.name
+        color = {name: int(getattr(stream.codec_context, name) or 0) for name in COLOR_FIELDS}
+        pix_fmt = stream.codec_context.pix_fmt
     metadata: Dict[str, Any] = {
         "width": width, "height": height, "format": "mp4",
         "fps": round(float(info.average_rate), 3) if info.average_rate else None,
         "frames": report.frames,
         "duration": round(duration, 3) if duration else None,
-        "video_codec": "h264", "encoder": report.encoder or options.codec, "pix_fmt": options.pix_fmt,
+        "video_codec": codec, "encoder": report.encoder or options.codec, "pix_fmt": pix_fmt, "color": color,
+        "hdr": HDR_TRANSFERS.get(color["color_trc"]),
         "crf": options.crf, "preset": options.preset,
         "audio_streams": [{**a, "copied": True} for a in report.audio_copied]
         + [{**a, "copied": False} for a in report.audio_reencoded],
@@ -48,7 +53,8 @@ def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: En
         "input": {
             "container": info.container, "codec": info.codec, "width": info.width, "height": info.height,
             "pix_fmt": info.pix_fmt, "bit_depth": info.bit_depth, "stream_index": info.stream_index,
-            "rotation_applied": info.rotation, "duration": info.duration_s,
+            "rotation_applied": info.rotation, "duration": info.duration_s, "color": info.color,
+            "hdr": HDR_TRANSFERS.get(info.color.get("color_trc")),
         },
     }
     if (width, height) != tuple(requested):

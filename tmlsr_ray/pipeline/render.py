@@ -9,11 +9,12 @@ independent of its neighbours, so consecutive segments meet at a plain cut.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Tuple, Union
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
+from tmlsr_ray.pipeline.colour import SDR_BT709, tone_map_to_sdr
 from tmlsr_ray.pipeline.decode import FrameBatch, VideoInfo
 from tmlsr_ray.pipeline.encode import EncodeOptions, Piece, PieceWriter
 from tmlsr_ray.pipeline.overlap import CrossFade, overlapping_batches
@@ -31,6 +32,11 @@ class SegmentJob:
     batch_frames: int
     overlap: int = 0  # frames shared by consecutive batches (SeedVR2), cross-faded
     seed: Optional[int] = None  # SeedVR2: the task's seed; each batch gets its own from it
+    tone_map: bool = False  # HDR in, SDR (BT.709, 8-bit) out: mapped before the model sees the frames
+
+    @property
+    def output_color(self) -> Dict[str, int]:
+        return SDR_BT709 if self.tone_map else self.info.color
 
     def batch_seed(self, batch: FrameBatch) -> Optional[int]:
         """The same noise for a batch on whichever replica runs it, and on a retry."""
@@ -46,9 +52,12 @@ Rendered = Union[int, Tuple[bytes, Piece]]
 def render_segment(job: SegmentJob, data: bytes, upscale: Upscale,
                    stop: Optional[threading.Event] = None) -> Iterator[Rendered]:
     """Yields the number of frames encoded after each batch, then ``(piece bytes, piece)``."""
-    writer = PieceWriter(job.segment.index, job.info, job.target, job.options)
+    writer = PieceWriter(job.segment.index, job.info, job.target, job.options, job.output_color)
     try:
         batches = decode_segment(data, job.info, job.segment, job.batch_frames, stop)
+        if job.tone_map:
+            transfer = job.info.color["color_trc"]
+            batches = (replace(b, frames=tone_map_to_sdr(b.frames, transfer)) for b in batches)
         if job.overlap:
             batches = overlapping_batches(batches, job.batch_frames, job.overlap)
         fade = CrossFade(job.overlap)

@@ -25,6 +25,7 @@ from tmlsr_ray.config import Settings
 from tmlsr_ray.models.base import ModelError
 from tmlsr_ray.models.registry import ModelNameError, is_seedvr2
 from tmlsr_ray.pipeline import media
+from tmlsr_ray.pipeline.colour import is_hdr
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import EncodeOptions, Piece, assemble, even_size
 from tmlsr_ray.pipeline.errors import TaskError
@@ -190,13 +191,14 @@ class TaskRunner:
                                     lambda h: h.upscale_image.remote(params["model"], image, target, *plan.seed_args()))
         fmt = output_format(info, upscaled)
         result = workdir / ("output" + EXTENSIONS[fmt])
-        data = await asyncio.to_thread(encode_image, upscaled, fmt, settings.jpeg_quality)
+        data = await asyncio.to_thread(encode_image, upscaled, fmt, settings.jpeg_quality, info.icc_profile, info.exif)
         await asyncio.to_thread(result.write_bytes, data)
         metadata = {
             "width": target[0], "height": target[1], "format": fmt,
             "input": {"width": width, "height": height, "format": info.format},
             "channels": 1 if upscaled.ndim == 2 else upscaled.shape[2],
             "bit_depth": 16 if upscaled.dtype.itemsize == 2 else 8,
+            "icc_profile": info.icc_profile is not None, "exif": info.exif is not None,
             **_model_metadata(plan.model),
         }
         return result, CONTENT_TYPES[fmt], metadata
@@ -212,7 +214,8 @@ class TaskRunner:
         target = even_size(*requested)
         plan.check_output_size(info.width, info.height, settings.max_output_pixels, target)
         segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
-        options = self._encode_options(plan)
+        tone_map = is_hdr(info.color) and params.get("hdr", "keep") == "sdr"
+        options = self._encode_options(plan, ten_bit=is_hdr(info.color) and not tone_map)
         store = PieceStore(workdir / "pieces" / _work_fingerprint(segments, params, target, options, plan.seed))
         done = await asyncio.to_thread(store.finished)
         progress = SegmentProgress(segments, done)
@@ -240,7 +243,7 @@ class TaskRunner:
             await report_progress()
 
         missing = [s for s in segments.segments if s.index not in done]
-        jobs = (self._segment_job(segment, info, target, options, plan) for segment in missing)
+        jobs = (self._segment_job(segment, info, target, options, plan, tone_map) for segment in missing)
         transfer = {"to_replicas": 0, "from_replicas": 0}  # compressed bytes through the object store
         stop = threading.Event()
         work = iterate_in_thread(lambda: _with_jobs(extract_segments(path, info, missing), jobs, transfer),
@@ -257,20 +260,22 @@ class TaskRunner:
                         transfer_bytes=transfer)
         return result, "video/mp4", metadata
 
-    def _encode_options(self, plan: "ModelPlan") -> EncodeOptions:
+    def _encode_options(self, plan: "ModelPlan", ten_bit: bool) -> EncodeOptions:
+        """``ten_bit``: HDR kept HDR is always 10-bit; other videos as ``video_ten_bit`` says."""
         settings = self._settings
         # A replica's encoder gets the CPU share the replica reserves, so replicas on one node
         # do not oversubscribe it.
         cpus = settings.seedvr2_num_cpus if plan.seed is not None else settings.upscaler_num_cpus
         return EncodeOptions(settings.video_codec, settings.video_crf, settings.video_preset,
-                             settings.video_ten_bit, threads=max(1, int(cpus)))
+                             settings.video_ten_bit or ten_bit, threads=max(1, int(cpus)))
 
-    def _segment_job(self, segment: Segment, info, target, options: EncodeOptions, plan: "ModelPlan") -> SegmentJob:
+    def _segment_job(self, segment: Segment, info, target, options: EncodeOptions, plan: "ModelPlan",
+                     tone_map: bool) -> SegmentJob:
         settings = self._settings
         if plan.seed is None:
-            return SegmentJob(segment, info, target, options, settings.video_batch_frames)
+            return SegmentJob(segment, info, target, options, settings.video_batch_frames, tone_map=tone_map)
         return SegmentJob(segment, info, target, options, settings.seedvr2_batch_frames,
-                          overlap=settings.seedvr2_temporal_overlap, seed=plan.seed)
+                          overlap=settings.seedvr2_temporal_overlap, seed=plan.seed, tone_map=tone_map)
 
     def _replica_count(self, plan: "ModelPlan") -> int:
         settings = self._settings
@@ -361,7 +366,8 @@ def _with_jobs(extracted: Iterable[Tuple[Segment, bytes]], jobs: Iterable[Segmen
 
 def _work_fingerprint(plan: SegmentPlan, params: Dict[str, Any], target, options: EncodeOptions, seed) -> str:
     """Pieces are reused only by an attempt that would make the very same pieces."""
-    digest = hashlib.sha256(repr((plan.fingerprint, params["model"], tuple(target), options, seed)).encode())
+    key = (plan.fingerprint, params["model"], tuple(target), options, seed, params.get("hdr", "keep"))
+    digest = hashlib.sha256(repr(key).encode())
     return digest.hexdigest()[:16]
 
 

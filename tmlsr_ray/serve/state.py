@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -144,7 +145,19 @@ class TaskState:
                     await asyncio.to_thread(storage.delete, key)
         if settings.record_retention_s:
             dropped = self._board.drop_records(now - settings.record_retention_s)
-        return {"outputs_expired": len(expired), "records_dropped": dropped}
+        orphans = await asyncio.to_thread(self._remove_orphaned_work)
+        return {"outputs_expired": len(expired), "records_dropped": dropped, "work_removed": orphans}
+
+    def _remove_orphaned_work(self) -> int:
+        """Folders of tasks that ended while no runner held them (canceled while re-queued, failed
+        by the sweeper): a running task removes its own folder when it ends."""
+        removed = 0
+        for folder in (self._settings.data_dir / "work").glob("*"):
+            view = self._board.get(folder.name)
+            if view is None or view.status in (TaskStatus.completed, TaskStatus.failed, TaskStatus.canceled):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
 
     async def admit(self, task_id: str, params: Dict[str, Any],
                     idempotency_key: Optional[str] = None) -> Tuple[Optional[str], str]:

@@ -1,0 +1,116 @@
+"""Colour through decode → identity model → encode, for the media phones and cameras make.
+
+The clips are colour charts written as exact YUV code values (lossless encodes), so what comes
+back after a decode to RGB, a nearest-neighbour ×2 (what an all-zero Compact network returns) and
+the encode of a piece can be compared level by level in the input's own space.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.helpers import HDR_MASTERING, colour_chart_clip, chart_yuv
+from tmlsr_ray.pipeline.colour import TRC_HLG, TRC_PQ, hlg_to_nits, pq_to_nits, tone_map_to_sdr
+from tmlsr_ray.pipeline.decode import iter_batches, probe_video
+from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter
+
+CASES = {
+    "hevc10_bt2020_hlg": dict(codec="libx265", pix_fmt="yuv420p10le", depth=10,
+                             tags=dict(color_primaries=9, color_trc=18, colorspace=9, color_range=1)),
+    "hevc10_bt2020_pq": dict(codec="libx265", pix_fmt="yuv420p10le", depth=10, mastering=True,
+                            tags=dict(color_primaries=9, color_trc=16, colorspace=9, color_range=1)),
+    "h264_bt601": dict(codec="libx264", pix_fmt="yuv420p", depth=8,
+                       tags=dict(color_primaries=6, color_trc=6, colorspace=6, color_range=1)),
+    "h264_bt709_full": dict(codec="libx264", pix_fmt="yuvj420p", depth=8,
+                            tags=dict(color_primaries=1, color_trc=1, colorspace=1, color_range=2)),
+}
+
+
+def planes(frame, depth):
+    dtype = np.uint16 if depth > 8 else np.uint8
+    out = []
+    for index, plane in enumerate(frame.planes):
+        width = frame.width >> (1 if index else 0)
+        rows = np.frombuffer(bytes(plane), dtype).reshape(-1, plane.line_size // np.dtype(dtype).itemsize)
+        out.append(rows[:, :width].astype(int))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_decode_identity_and_encode_keep_every_patch_within_two_levels_and_the_tags(tmp_path, name):
+    case = CASES[name]
+    path = colour_chart_clip(tmp_path / f"{name}.mp4", case["codec"], case["pix_fmt"], case["depth"], case["tags"],
+                             mastering=case.get("mastering", False))
+    info = probe_video(path)
+    assert info.color == case["tags"]
+    batch = next(iter_batches(path, info, 2))
+    doubled = np.stack([np.kron(f, np.ones((2, 2, 1), f.dtype)) for f in batch.frames])
+    # x264 at CRF 0 is lossless: what is measured is the colour conversions alone
+    lossless = EncodeOptions("libx264", crf=0, preset="ultrafast", ten_bit=case["depth"] > 8)
+    writer = PieceWriter(0, info, (256, 128), lossless)
+    writer.write(doubled, batch.pts)
+    data, _ = writer.close()
+    with av.open(io.BytesIO(data)) as container:
+        ctx = container.streams.video[0].codec_context
+        assert {k: getattr(ctx, k) for k in case["tags"]} == case["tags"]
+        frame = next(container.decode(video=0))
+    got = planes(frame, case["depth"])
+    want = chart_yuv(128, 64, case["depth"], case["tags"]["colorspace"], case["tags"]["color_range"] == 2)
+    for plane, (out, expected) in enumerate(zip(got, want)):
+        step = 64 if plane == 0 else 32  # patch pitch in the doubled output
+        for row in range(2):
+            for col in range(4):
+                y, x = row * step + step // 2, col * step + step // 2
+                assert abs(out[y, x] - int(expected[y // 2, x // 2])) <= 2, (plane, row, col)
+
+
+def test_pq_mastering_metadata_is_read_at_probe_and_written_into_the_pieces(tmp_path):
+    path = colour_chart_clip(tmp_path / "pq.mp4", "libx265", "yuv420p10le", 10,
+                             dict(color_primaries=9, color_trc=16, colorspace=9, color_range=1), mastering=True)
+    info = probe_video(path)
+    assert info.mastering == HDR_MASTERING
+    batch = next(iter_batches(path, info, 2))
+    writer = PieceWriter(0, info, (128, 64), EncodeOptions(preset="ultrafast", ten_bit=True))
+    writer.write(batch.frames, batch.pts)
+    data, _ = writer.close()
+    with av.open(io.BytesIO(data)) as container:
+        frame = next(container.decode(video=0))
+        from tmlsr_ray.pipeline.colour import mastering_params
+        assert mastering_params(frame.side_data) == HDR_MASTERING
+
+
+def test_hlg_reference_white_and_pq_levels_have_their_standard_luminance():
+    assert hlg_to_nits(np.full((1, 3), 0.75, np.float32))[0, 0] == pytest.approx(203, rel=0.02)
+    assert pq_to_nits(np.array([0.5807]))[0] == pytest.approx(203, rel=0.01)
+    assert pq_to_nits(np.array([1.0]))[0] == pytest.approx(10000)
+
+
+@pytest.mark.parametrize("transfer", [TRC_HLG, TRC_PQ])
+def test_the_tone_map_keeps_black_lands_in_range_and_orders_brightness(transfer):
+    ramp = np.linspace(0, 1, 64, dtype=np.float32)
+    grey = (np.repeat(ramp[:, None], 3, axis=1) * 65535).astype(np.uint16)[None, None]
+    sdr = tone_map_to_sdr(grey, transfer)[0, 0]
+    assert sdr.dtype == np.uint8 and sdr[0].max() == 0 and sdr[-1].min() >= 250
+    assert np.all(np.diff(sdr[:, 1].astype(int)) >= 0), "brighter HDR must not come out darker"
+    saturated = tone_map_to_sdr(np.array([[[[0, 40000, 0]]]], np.uint16), transfer)[0, 0, 0]
+    assert saturated[1] > 100 and saturated[0] == 0  # a BT.2020 green clipped into BT.709
+
+
+def test_hdr_is_kept_as_hevc_main10_with_its_tags_by_default(tmp_path):
+    tags = dict(color_primaries=9, color_trc=18, colorspace=9, color_range=1)
+    path = colour_chart_clip(tmp_path / "hlg.mp4", "libx265", "yuv420p10le", 10, tags)
+    info = probe_video(path)
+    batch = next(iter_batches(path, info, 4))
+    writer = PieceWriter(0, info, (128, 64), EncodeOptions("auto", preset="ultrafast", ten_bit=True))
+    writer.write(batch.frames, batch.pts)
+    data, piece = writer.close()
+    assert piece.encoder == "libx265"
+    with av.open(io.BytesIO(data)) as container:
+        ctx = container.streams.video[0].codec_context
+        assert (ctx.name, ctx.pix_fmt, ctx.profile) == ("hevc", "yuv420p10le", "Main 10")
+        assert {k: getattr(ctx, k) for k in tags} == tags

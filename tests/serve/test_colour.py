@@ -1,0 +1,84 @@
+"""The media phones make, through the running service: HDR kept HDR (tags, rotation, 10 bits),
+or tone-mapped to SDR on request."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import requests
+
+from tests.helpers import chart_yuv, colour_chart_clip
+from tests.serve.conftest import fetch_output
+
+HLG_BT2020 = dict(color_primaries=9, color_trc=18, colorspace=9, color_range=1)
+
+
+def phone_clip(tmp_path, input_server) -> str:
+    """HEVC Main10, BT.2020 + HLG, shot in portrait (a 90° display rotation), 12 frames."""
+    clip = colour_chart_clip(tmp_path / "phone.mp4", "libx265", "yuv420p10le", 10, HLG_BT2020,
+                             rotation=90, frames=12)
+    return input_server.add("phone-hlg.mp4", clip.read_bytes())
+
+
+def first_frame(data: bytes, path):
+    path.write_bytes(data)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        tags = {name: getattr(ctx, name) for name in HLG_BT2020}
+        frame = next(container.decode(stream))
+        depth = 16 if frame.format.name.endswith("10le") else 8
+        luma = np.frombuffer(bytes(frame.planes[0]), np.uint16 if depth == 16 else np.uint8)
+        luma = luma.reshape(frame.height, -1)[:, :frame.width].astype(int)
+    return ctx.name, ctx.pix_fmt, tags, luma
+
+
+def test_an_hdr_phone_clip_keeps_its_tags_its_ten_bits_and_its_colours(service, input_server, tmp_path):
+    task = service.run(url=phone_clip(tmp_path, input_server), model="identity-x2.pth", timeout=180)
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert (meta["width"], meta["height"], meta["frames"]) == (128, 256, 12)  # 64×128 shown upright, ×2
+    assert meta["hdr"] == meta["input"]["hdr"] == "arib-std-b67" and meta["color"] == HLG_BT2020
+    codec, pix_fmt, tags, luma = first_frame(fetch_output(service, task), tmp_path / "out.mp4")
+    assert (codec, pix_fmt, tags) == ("hevc", "yuv420p10le", HLG_BT2020)
+    # The chart as a player shows it (turned upright), each patch within 2 levels of the input's.
+    upright = np.rot90(chart_yuv(128, 64, 10, 9, False)[0], 1)
+    for row in range(4):
+        for col in range(2):
+            y, x = row * 32 + 16, col * 32 + 16
+            assert abs(luma[2 * y, 2 * x] - int(upright[y, x])) <= 2, (row, col)
+
+
+def test_hdr_sdr_tone_maps_a_phone_clip_to_bt709_eight_bit(service, input_server, tmp_path):
+    task = service.run(url=phone_clip(tmp_path, input_server), model="identity-x2.pth", hdr="sdr", timeout=180)
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert meta["hdr"] is None and meta["input"]["hdr"] == "arib-std-b67" and meta["pix_fmt"] == "yuv420p"
+    codec, pix_fmt, tags, luma = first_frame(fetch_output(service, task), tmp_path / "sdr.mp4")
+    assert (codec, pix_fmt) == ("h264", "yuv420p")
+    assert tags == {"color_primaries": 1, "color_trc": 1, "colorspace": 1, "color_range": 1}
+    assert 16 <= luma.min() and luma.max() <= 235 and luma.std() > 5
+
+
+def test_the_hdr_field_takes_keep_or_sdr_only(service, input_server):
+    response = requests.post(service.url("/tasks"), json={"url": input_server.url("x.mp4"), "hdr": "bright"},
+                             timeout=30)
+    assert response.status_code == 422 and "hdr" in response.text
+
+
+def test_a_heic_photo_with_a_display_p3_profile_comes_back_as_jpeg_with_the_profile(service, input_server, tmp_path):
+    import io
+
+    from PIL import Image
+
+    from tests.helpers import display_p3_icc
+    from tests.pipeline.test_image import tagged_photo
+
+    photo = tagged_photo(tmp_path / "phone.heic", "HEIF")
+    task = service.run(url=input_server.add("phone.heic", photo.read_bytes()), type="image", model="identity-x2.pth")
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert meta["format"] == "jpeg" and meta["input"]["format"] == "heic" and meta["icc_profile"] is True
+    with Image.open(io.BytesIO(fetch_output(service, task))) as out:
+        assert out.info["icc_profile"] == display_p3_icc() and out.getexif().get(0x0112) == 1
+        assert out.size == (48, 80)  # turned upright (24×40), ×2
