@@ -190,6 +190,7 @@ class Settings(BaseModel):
     )
     max_output_bytes: int = Field(20 * 1024**3, gt=0, description="Largest output file stored.")
     jpeg_quality: int = Field(95, ge=1, le=100)
+    max_request_bytes: int = Field(64 * 1024, ge=1024, description="Largest request body; larger ones get 413.")
 
     @property
     def video_cutting(self):

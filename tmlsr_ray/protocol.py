@@ -5,8 +5,10 @@ Routes (``tmlsr_ray.serve.ingress``) and Python handle callers share these model
 
 from __future__ import annotations
 
+import math
+import re
 from enum import Enum
-from typing import Any, Dict, List, Literal, Optional, Tuple
+from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple
 
 from urllib.parse import urlsplit
 
@@ -45,26 +47,60 @@ class StageStatus(str, Enum):
     skipped = "skipped"
 
 
+MAX_URL_LENGTH = 8192
+MAX_SCALE = 65536.0  # per axis; the service's max_output_pixels bounds it further at submission
+MAX_SIDE = 1 << 20
+# Finite numbers only: NaN and ±Infinity (which Python's JSON reader accepts) are refused.
+Scale = Annotated[float, Field(gt=0, le=MAX_SCALE, allow_inf_nan=False)]
+Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
+
+
+def check_url_syntax(url: str, schemes: Tuple[str, ...]) -> None:
+    """A URL that can be fetched at all: one of ``schemes``, a host of valid syntax, a valid port,
+    no spaces or control characters (the address rules come later, where it is resolved)."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise ValueError("must not contain spaces or control characters")
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"must be a {' or '.join(s + '://' for s in schemes)} URL with a host")
+    try:
+        parts.port
+    except ValueError as exc:
+        raise ValueError(f"has an invalid port ({exc})") from None
+    host = parts.hostname
+    try:
+        ascii_host = host.encode("idna").decode("ascii")  # internationalised names as DNS sees them
+    except UnicodeError:
+        ascii_host = ""
+    if not (_IP_LITERAL.fullmatch(host) or _HOSTNAME.fullmatch(ascii_host.rstrip("."))) or len(ascii_host) > 253:
+        raise ValueError(f"has an invalid host name {host[:80]!r}")
+
+
+_HOSTNAME = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*", re.IGNORECASE)
+_IP_LITERAL = re.compile(r"[0-9.]+|[0-9a-f:.]+(%[\w.-]+)?", re.IGNORECASE)
+
+
 class TaskRequest(BaseModel):
     """Body of ``POST /tasks``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(..., min_length=1, description="HTTP(S) or OSS URL of the input file.")
+    url: str = Field(..., min_length=1, max_length=MAX_URL_LENGTH, description="HTTP(S) or OSS URL of the input file.")
     type: TaskType = Field(TaskType.video, description="`video` or `image`.")
     model: Optional[str] = Field(
-        None, description="Model file name in the weights directory; default realesr-animevideov3.pth."
+        None, min_length=1, max_length=255,
+        description="Model file name in the weights directory; default realesr-animevideov3.pth."
     )
-    outscale: Optional[PositiveFloat] = Field(
+    outscale: Optional[Scale] = Field(
         None, description="Scale after super-resolution; default the model's native scale."
     )
-    output_magnification: Optional[PositiveFloat] = Field(
+    output_magnification: Optional[Scale] = Field(
         None, description="Final size relative to the original; overrides outscale."
     )
-    output_dims: Optional[Tuple[PositiveInt, PositiveInt]] = Field(
+    output_dims: Optional[Tuple[Side, Side]] = Field(
         None, description="Exact output [width, height]; overrides outscale and output_magnification."
     )
-    resolution: Optional[PositiveInt] = Field(
+    resolution: Optional[Side] = Field(
         None, description="Target output height; only for SeedVR2 models, overrides outscale, "
         "output_magnification and output_dims (the width follows the input's aspect ratio)."
     )
@@ -75,7 +111,7 @@ class TaskRequest(BaseModel):
         "keep", description="HDR video (HLG or PQ): `keep` it HDR (10-bit, same tags and mastering "
         "metadata) or tone-map it to `sdr` (BT.709, 8-bit). SDR inputs are unaffected.")
     callback_url: Optional[str] = Field(
-        None, description="http(s) URL that receives a JSON POST when the task ends (the task as GET "
+        None, max_length=MAX_URL_LENGTH, description="http(s) URL that receives a JSON POST when the task ends (the task as GET "
         "/tasks/{id} shows it, plus 'event'), signed in X-TMLSR-Signature when a webhook secret is set.")
     callback_progress: bool = Field(
         False, description="Also POST progress events (task.progress) to callback_url while processing.")
@@ -84,18 +120,31 @@ class TaskRequest(BaseModel):
     @classmethod
     def _http_callback(cls, url: Optional[str]) -> Optional[str]:
         if url is not None:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError("must be an http(s):// URL with a host")
+            check_url_syntax(url, ("http", "https"))
         return url
 
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https", "oss") or not parts.netloc:
-            raise ValueError("must be an http(s):// or oss:// URL with a host")
+        check_url_syntax(url, ("http", "https", "oss"))
         return url
+
+    def check_bounds(self, max_output_pixels: int) -> None:
+        """Sizes that no input could be upscaled to within ``max_output_pixels`` (the smallest
+        input is one pixel), refused at submission rather than failing later; ValueError names the field."""
+        longest = math.isqrt(max_output_pixels)
+        for name in ("outscale", "output_magnification"):
+            value = getattr(self, name)
+            if value is not None and value > longest:
+                raise ValueError(f"{name}: {value:g} is more than any output within max_output_pixels "
+                                 f"({max_output_pixels:,}) allows (at most {longest:,})")
+        if self.output_dims is not None and self.output_dims[0] * self.output_dims[1] > max_output_pixels:
+            width, height = self.output_dims
+            raise ValueError(f"output_dims: {width}x{height} = {width * height:,} pixels is over "
+                             f"max_output_pixels ({max_output_pixels:,})")
+        if self.resolution is not None and self.resolution > longest:
+            raise ValueError(f"resolution: {self.resolution:,} is over the largest height "
+                             f"max_output_pixels allows ({longest:,})")
 
 
 class TaskCreated(BaseModel):

@@ -149,3 +149,13 @@ def test_allowlisted_prefixes_compare_parsed_urls_not_strings(url, trusted):
     from tmlsr_ray.pipeline.fetch import allowlisted
 
     assert allowlisted(url, ("http://media.local:8080/videos/",)) is trusted
+
+
+def test_a_host_name_that_does_not_exist_fails_at_once_without_retries(tmp_path):
+    import time
+
+    policy = FetchPolicy(allow_private=True, attempts=3, backoff_s=2.0)  # retries would take 6 s
+    start = time.monotonic()
+    with pytest.raises(FetchError, match="does not exist"):
+        asyncio.run(fetch_input("http://no-such-host.invalid/a.png", tmp_path / "x", policy))
+    assert time.monotonic() - start < 2.0

@@ -229,7 +229,12 @@ def test_an_unreachable_input_fails_naming_the_http_status(service, input_server
 
 def test_an_output_over_the_pixel_limit_fails_before_the_model_runs(service, input_server):
     url = input_server.add("wide.png", png_bytes(64, 8))
-    task = service.run(url=url, type="image", model="tiny-x4.pth", output_dims=[100_000, 100_000])
+    # Known at submission: no input could make a 10-gigapixel output fit.
+    response = requests.post(service.url("/tasks"), json={"url": url, "type": "image", "model": "tiny-x4.pth",
+                                                           "output_dims": [100_000, 100_000]}, timeout=30)
+    assert response.status_code == 422 and "output_dims" in response.json()["error"]
+    # Known once the input's size is: 64x8 at ×3000 is 4.6 gigapixels.
+    task = service.run(url=url, type="image", model="tiny-x4.pth", output_magnification=3000)
     assert task["status"] == "failed" and "over the limit" in task["error"]
 
 

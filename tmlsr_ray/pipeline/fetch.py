@@ -28,6 +28,7 @@ HTTP_SCHEMES = ("http", "https")
 INPUT_SCHEMES = HTTP_SCHEMES + ("oss",)
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 CHUNK_BYTES = 1 << 20
+NAME_NOT_FOUND = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,10 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
         raise
     except asyncio.TimeoutError as exc:
         raise FetchError("download timed out") from exc
+    except aiohttp.ClientConnectorDNSError as exc:
+        if getattr(exc.os_error, "errno", None) in NAME_NOT_FOUND:  # asking again will not make it exist
+            raise FetchError(f"the input's host {urlsplit(url).hostname} does not exist (DNS: name not found)") from exc
+        raise _Retryable(_describe(exc)) from exc
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
         raise _Retryable(_describe(exc)) from exc
     except aiohttp.ClientError as exc:

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -80,13 +81,87 @@ async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
 
 @api.exception_handler(RequestValidationError)
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = exc.errors()
+    # The offending input is not echoed back: it may be a megabyte of text, or NaN, which JSON
+    # cannot carry in an answer.
+    errors = [{"loc": list(err["loc"]), "msg": err["msg"][:300], "type": err["type"]} for err in exc.errors()]
     message = "; ".join(
         f"{'.'.join(str(p) for p in err['loc'] if p != 'body') or 'body'}: {err['msg']}" for err in errors
     )
-    return JSONResponse(
-        {"status": "error", "error": message, "detail": jsonable_encoder(errors)}, status_code=422
-    )
+    return _error_response(422, message, errors)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """FastAPI's and Starlette's own refusals (unparsable body, unknown route, wrong method) in the
+    service's error schema too."""
+    response = _error_response(exc.status_code, str(exc.detail))
+    response.headers.update(exc.headers or {})
+    return response
+
+
+@api.exception_handler(RecursionError)
+async def _too_deep(_: Request, exc: RecursionError) -> JSONResponse:
+    return _error_response(422, "body: JSON nested too deeply")
+
+
+@api.exception_handler(Exception)
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A true bug: logged with its traceback; the client gets the error schema and a short reason."""
+    logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _error_response(500, f"internal error ({type(exc).__name__}); the service logged the details")
+
+
+def _error_response(status_code: int, message: str, detail=None) -> JSONResponse:
+    return JSONResponse({"status": "error", "error": message, "detail": jsonable_encoder(detail or message)},
+                        status_code=status_code)
+
+
+class BodyLimit:
+    """413 for a request body over ``max_request_bytes``, counted as it arrives (a Content-Length
+    that says so is refused before any byte is read). Plain ASGI: FastAPI parses the body before
+    a route could look at it."""
+
+    def __init__(self, app):
+        self._app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self._app(scope, receive, send)
+        limit = _ingress_settings().max_request_bytes
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return await _too_large(limit)(scope, receive, send)
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise _BodyTooLarge()
+            return message
+
+        try:
+            await self._app(scope, counted, send)
+        except _BodyTooLarge:
+            await _too_large(limit)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return _error_response(413, f"request body over the limit of {limit:,} bytes (max_request_bytes)")
+
+
+def _ingress_settings() -> Settings:
+    # The app object is pickled into the replica, so settings cannot ride on it; the replica's own
+    # Ingress instance holds them.
+    return serve.get_replica_context().servable_object._settings
+
+
+api.add_middleware(BodyLimit)
 
 
 @serve.deployment(max_ongoing_requests=200)
@@ -115,6 +190,7 @@ class Ingress:
     @api.post("/tasks", response_model=TaskCreated,
               responses={400: _error("Unknown model, or a callback_url that may not be called"),
                          409: _error("Idempotency-Key reused for another request"),
+                         413: _error("Request body over max_request_bytes"),
                          422: _error("Invalid body: the message names the field"),
                          429: _error("Too many pending tasks; retry after the Retry-After header's seconds"),
                          **AUTH_RESPONSES})
@@ -171,6 +247,10 @@ class Ingress:
         """Creates a task (or, for a known ``idempotency_key``, returns the task it created)."""
         if isinstance(request, dict):
             request = TaskRequest.model_validate(request)
+        try:
+            request.check_bounds(self._settings.max_output_pixels)
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from exc
         model = request.model or self._settings.default_model
         try:
             resolve_model_path(self._settings.weights_dir, model)
