@@ -30,6 +30,15 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def eventually(condition, timeout: float = 15.0, what: str = "the condition") -> None:
+    """Waits for something the service does just after a task ends (cleanup), polling."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -112,6 +112,8 @@ class _Handler(BaseHTTPRequestHandler):
                    f"</NextPartNumberMarker><MaxParts>1000</MaxParts><IsTruncated>false</IsTruncated>{items}"
                    "</ListPartsResult>")
             return self._send(200, xml.encode(), "application/xml")
+        if method == "GET" and not key:  # ListObjects (one page: the tests hold few objects)
+            return self._send(200, self._listing(bucket, params.get("prefix", "")), "application/xml")
         if method in ("GET", "HEAD"):
             if (bucket, key) not in self.state.objects:
                 return self._send(404, _error("NoSuchKey", "The specified key does not exist."), "application/xml")
@@ -123,6 +125,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.objects.pop((bucket, key), None)
             return self._send(204, b"")
         return self._send(400, _error("InvalidRequest", "not supported by the test server"), "application/xml")
+
+    def _listing(self, bucket: str, prefix: str) -> bytes:
+        keys = sorted(k for b, k in self.state.objects if b == bucket and k.startswith(prefix))
+        items = "".join(
+            f"<Contents><Key>{k}</Key><LastModified>2026-01-01T00:00:00.000Z</LastModified><ETag>\"x\"</ETag>"
+            f"<Type>Normal</Type><Size>{len(self.state.objects[(bucket, k)][0])}</Size>"
+            "<StorageClass>Standard</StorageClass></Contents>" for k in keys)
+        return (f"<ListBucketResult><Name>{bucket}</Name><Prefix>{prefix}</Prefix><Marker></Marker>"
+                f"<MaxKeys>1000</MaxKeys><Delimiter></Delimiter><IsTruncated>false</IsTruncated>{items}"
+                "</ListBucketResult>").encode()
 
     # -- authentication ----------------------------------------------------------------------
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import requests
 
+from tests.helpers import eventually, make_clip
 from tests.oss_server import OssServer
 from tests.serve.test_api import png_bytes
+from tests.serve.test_video import kill_replicas
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,9 @@ def oss_app(service):
     settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "oss-app"),
                 "upscaler_num_cpus": 0, "seedvr2_replicas": 0, "storage": "oss", "oss_endpoint": server.endpoint,
                 "oss_access_key_id": "svc-ak", "oss_access_key_secret": "svc-sk", "oss_bucket": "outputs",
-                "oss_prefix": "results", "state_actor_name": "tmlsr_state_oss"}
+                "oss_prefix": "results", "state_actor_name": "tmlsr_state_oss", "allow_private_urls": True,
+                "video_segment_s": 1.0, "video_preset": "ultrafast", "torch_threads": 2,
+                "heartbeat_interval_s": 0.5, "heartbeat_timeout_s": 8}
     serve.run(build_app(settings), name="oss-app", route_prefix="/oss-app")
     yield service.url("/oss-app"), server
     serve.delete("oss-app")
@@ -32,11 +36,12 @@ def oss_app(service):
     server.close()
 
 
-def wait(base: str, task_id: str) -> dict:
-    deadline = time.monotonic() + 60
+def wait(base: str, task_id: str, timeout: float = 60, until=None) -> dict:
+    until = until or (lambda t: t["status"] in ("completed", "failed", "canceled"))
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         task = requests.get(f"{base}/tasks/{task_id}", timeout=10).json()
-        if task["status"] in ("completed", "failed", "canceled"):
+        if until(task):
             return task
         time.sleep(0.1)
     raise AssertionError(f"task {task_id} did not finish: {task}")
@@ -62,3 +67,22 @@ def test_a_missing_oss_input_fails_the_task_readably(service, oss_app):
                                                    "model": "tiny-x4.pth"}, timeout=30).json()["task_id"]
     task = wait(base, task_id)
     assert task["status"] == "failed" and "OSS object not found: oss://inputs/nope.png" in task["error"]
+
+
+def test_a_video_resumes_from_its_pieces_in_oss_on_a_runner_that_has_none_of_its_files(
+        service, oss_app, input_server, tmp_path):
+    import shutil
+
+    base, server = oss_app
+    url = input_server.add("oss-resume.mp4", make_clip(tmp_path / "v.mp4", frames=48, size=(160, 120)).read_bytes())
+    task_id = requests.post(base + "/tasks", json={"url": url, "model": "slow-x4.pth"}, timeout=30).json()["task_id"]
+    wait(base, task_id, 180, until=lambda t: (t["stages"][1].get("detail") or {}).get("segments_done", 0) >= 2)
+    kill_replicas("TaskRunner", app="oss-app")
+    # As if the next attempt ran on another node: nothing of the task is on this disk any more.
+    shutil.rmtree(service.data_dir / "oss-app" / "work" / task_id, ignore_errors=True)
+    task = wait(base, task_id, 240)
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert meta["frames"] == 48 and meta["segments"]["total"] == 4 and meta["segments"]["reused"] >= 2
+    eventually(lambda: not [k for b, k in list(server.state.objects) if k.startswith(f"results/pieces/{task_id}/")],
+               what="the task's pieces removed from OSS")

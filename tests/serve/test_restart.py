@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 
-from tests.helpers import make_clip
+from tests.helpers import eventually, make_clip
 from tests.serve.test_api import png_bytes
 
 APP, PREFIX, STATE = "restart-app", "/restart", "tmlsr_state_restart"
@@ -73,11 +71,7 @@ def statuses(base: str, ids) -> list:
 
 
 def wait_until(condition, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+    eventually(condition, timeout, what)
 
 
 def test_a_redeploy_lets_the_running_task_finish_on_the_old_replica(redeployable, input_server):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import SHARED, make_clip, shared_path
+from tests.helpers import SHARED, eventually, make_clip, shared_path
 from tests.serve.conftest import fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
@@ -150,7 +150,7 @@ def test_cancel_mid_video_stops_quickly_uploads_nothing_and_frees_the_replicas(s
     assert follow_up["status"] == "completed"
     assert time.monotonic() - start < 20
     assert not list(service.data_dir.glob(f"outputs/*/*/*/{task_id}"))
-    assert not list((service.data_dir / "work").glob(f"{task_id}*"))
+    eventually(lambda: not list((service.data_dir / "work").glob(f"{task_id}*")), what="the work folder removed")
 
 
 def start_slow_video(service, input_server, tmp_path, name: str, frames: int) -> str:
@@ -209,7 +209,7 @@ def test_a_killed_task_runner_resumes_from_the_segments_already_finished(service
     info = probe_video(clip)
     source = [pts * float(info.time_base) for batch in iter_batches(clip, info, 16) for pts in batch.pts]
     assert np.allclose([t for t, _ in frames], source, atol=0.001)
-    assert not list((service.data_dir / "work").glob(f"{task_id}*")), "pieces and input outlived the task"
+    eventually(lambda: not list((service.data_dir / "work").glob(f"{task_id}*")), what="pieces and input removed")
 
 
 def test_a_killed_state_actor_does_not_lose_the_video(service, input_server, tmp_path):

@@ -117,3 +117,20 @@ def test_sts_tokens_are_sent_and_checked(tmp_path):
 )
 def test_oss_urls_are_recognised(config, url, expected):
     assert parse_oss_url(url, config) == expected
+
+
+def test_pieces_in_oss_are_found_by_a_later_attempt_on_any_node_and_removed_at_the_end(config, oss_server, tmp_path):
+    from tmlsr_ray.pipeline.encode import Piece
+    from tmlsr_ray.storage.oss import OssPieceStore
+
+    bucket = config.bucket_client(config.bucket)
+    store = OssPieceStore(bucket, "results/pieces/task1/plan1/", tmp_path / "node-a")
+    store.save(b"piece zero", Piece(0, 0, 25, "libx264"))
+    store.save(b"piece two", Piece(2, 5000, 24, "libx264"))
+    bucket.put_object("results/pieces/task1/plan1/00003.mp4", b"half a piece: no record yet")
+    elsewhere = OssPieceStore(bucket, "results/pieces/task1/plan1/", tmp_path / "node-b")
+    finished = elsewhere.finished()
+    assert finished == {0: Piece(0, 0, 25, "libx264"), 2: Piece(2, 5000, 24, "libx264")}
+    assert [path.read_bytes() for path, _ in elsewhere.in_order(finished)] == [b"piece zero", b"piece two"]
+    OssPieceStore(bucket, "results/pieces/task1/", None).remove()
+    assert not [k for b, k in oss_server.state.objects if k.startswith("results/pieces/task1/")]

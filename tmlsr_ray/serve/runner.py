@@ -41,8 +41,7 @@ from tmlsr_ray.serve.fanout import SegmentFanout, call_with_retry, iterate_in_th
 from tmlsr_ray.serve.metrics import RunnerMetrics
 from tmlsr_ray.serve.state import get_state_actor
 from tmlsr_ray.storage.base import output_key
-from tmlsr_ray.storage.factory import make_storage
-from tmlsr_ray.storage.pieces import PieceStore
+from tmlsr_ray.storage.factory import make_piece_store, make_storage, remove_pieces
 
 logger = logging.getLogger("ray.serve")
 PROGRESS_INTERVAL_S = 0.5
@@ -99,7 +98,14 @@ class TaskRunner:
         final = await self._state.get.remote(task_id)
         if final is None or final.status in FINISHED:  # else a later attempt reuses the pieces
             await asyncio.to_thread(shutil.rmtree, workdir, True)
+            await asyncio.to_thread(self._remove_pieces, task_id)
         return final.status.value if final else None
+
+    def _remove_pieces(self, task_id: str) -> None:
+        try:
+            remove_pieces(self._settings, task_id)
+        except Exception:  # the task's outcome stands; retention is not needed for correctness
+            logger.exception("could not remove the pieces of task %s", task_id)
 
     async def _watch_released(self, run: "Run") -> None:
         while True:
@@ -216,7 +222,8 @@ class TaskRunner:
         segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
         tone_map = is_hdr(info.color) and params.get("hdr", "keep") == "sdr"
         options = self._encode_options(plan, ten_bit=is_hdr(info.color) and not tone_map)
-        store = PieceStore(workdir / "pieces" / _work_fingerprint(segments, params, target, options, plan.seed))
+        plan_key = _work_fingerprint(segments, params, target, options, plan.seed)
+        store = make_piece_store(self._settings, run.task_id, plan_key, workdir)
         done = await asyncio.to_thread(store.finished)
         progress = SegmentProgress(segments, done)
         report_progress = self._progress_reporter(run, progress)

@@ -1,15 +1,18 @@
-"""Aliyun OSS: output storage and input reads, with the ``oss2`` client (no Ray, no HTTP server)."""
+"""Aliyun OSS: output storage, input reads and finished video pieces, with the ``oss2`` client
+(no Ray, no HTTP server)."""
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 from urllib.parse import quote, unquote, urlsplit
 
 import oss2
 
+from tmlsr_ray.pipeline.encode import Piece
 from tmlsr_ray.pipeline.errors import FetchError
 
 # https://BUCKET.oss-REGION[-internal].aliyuncs.com/KEY
@@ -116,3 +119,45 @@ class OssStorage:
     def _object_name(self, key: str) -> str:
         return f"{self._config.prefix.strip('/')}/{key}" if self._config.prefix else key
 
+
+
+class OssPieceStore:
+    """Finished pieces as OSS objects under ``PREFIX/pieces/TASK_ID/PLAN/``, so a runner restarted
+    on another node finds them; the join reads them back into ``local_dir``."""
+
+    def __init__(self, bucket: oss2.Bucket, prefix: str, local_dir: Path):
+        self._bucket = bucket
+        self._prefix = prefix.rstrip("/") + "/"
+        self._local = local_dir
+
+    def finished(self) -> Dict[int, Piece]:
+        names = {item.key for item in oss2.ObjectIterator(self._bucket, prefix=self._prefix)}
+        pieces: Dict[int, Piece] = {}
+        for name in sorted(n for n in names if n.endswith(".json")):
+            try:
+                piece = Piece(**json.loads(self._bucket.get_object(name).read()))
+            except (ValueError, TypeError, oss2.exceptions.NoSuchKey):
+                continue
+            if self._name(piece.index, "mp4") in names:
+                pieces[piece.index] = piece
+        return pieces
+
+    def save(self, data: bytes, piece: Piece) -> None:
+        # The piece first, its record after: a record names only a piece that is whole.
+        self._bucket.put_object(self._name(piece.index, "mp4"), data)
+        self._bucket.put_object(self._name(piece.index, "json"), json.dumps(asdict(piece)).encode())
+
+    def in_order(self, pieces: Dict[int, Piece]) -> Iterator[Tuple[Path, Piece]]:
+        self._local.mkdir(parents=True, exist_ok=True)
+        for index in sorted(pieces):
+            path = self._local / f"{index:05d}.mp4"
+            self._bucket.get_object_to_file(self._name(index, "mp4"), str(path))
+            yield path, pieces[index]
+
+    def remove(self) -> None:
+        names = [item.key for item in oss2.ObjectIterator(self._bucket, prefix=self._prefix)]
+        for name in names:
+            self._bucket.delete_object(name)
+
+    def _name(self, index: int, extension: str) -> str:
+        return f"{self._prefix}{index:05d}.{extension}"
