@@ -6,7 +6,7 @@ import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from tmlsr_ray.models.base import ModelError
 from tmlsr_ray.models.basicsr_compat import import_architectures
+from tmlsr_ray.models.lanczos import lanczos4_resize
 
 
 @dataclass(frozen=True)
@@ -144,10 +145,12 @@ class RealESRGANModel:
             # channels_last output is NHWC in memory, so this permute is free.
             return out.float().clamp_(0, 1).permute(0, 2, 3, 1).cpu().numpy()
 
-    def upscale_samples(self, frames: np.ndarray) -> np.ndarray:
+    def upscale_samples(self, frames: np.ndarray, target: Optional[Tuple[int, int]] = None) -> np.ndarray:
         """Integer RGB frames (N, H, W, 3), uint8 or uint16, to integer frames at ×scale, rounded
-        as ``round(upscale(frames / top) * top)``. On a GPU the conversions run there: a quarter
-        of the bytes cross the bus and the CPU does no per-pixel float work."""
+        as ``round(upscale(frames / top) * top)``, then resized to ``target`` = (width, height)
+        where it runs when one is given (OpenCV's Lanczos-4 in torch), so only the final size
+        crosses the bus. On a GPU the conversions run there: a quarter of the bytes cross the bus
+        and the CPU does no per-pixel float work."""
         top = 65535.0 if frames.dtype == np.uint16 else 255.0
         # torch has no uint16 arithmetic on every device; int32 carries 0..65535 exactly.
         host = frames.astype(np.int32) if frames.dtype == np.uint16 else frames
@@ -156,6 +159,8 @@ class RealESRGANModel:
             for start in range(0, len(host), per_pass):
                 batch = self._to_device(host[start:start + per_pass], top)
                 out = self._forward(batch).float().clamp_(0, 1).mul_(top).round_()
+                if target is not None and (out.shape[3], out.shape[2]) != tuple(target):
+                    out = lanczos4_resize(out, target).clamp_(0, top).round_()
                 pieces.append(out.to(torch.int32 if top > 255 else torch.uint8).permute(0, 2, 3, 1).cpu())
             return torch.cat(pieces).numpy().astype(frames.dtype, copy=False)
 

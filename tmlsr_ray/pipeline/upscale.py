@@ -91,6 +91,8 @@ def upscale_frames(
     # Frames small enough to run whole go through in one call (the backend sizes its passes).
     if upscale_samples is not None and height * width <= tiling.min_pixels:
         check_stop(should_stop)
+        if getattr(model, "device", "cpu").startswith("cuda"):  # resized there: only the final size comes back
+            return upscale_samples(frames, target)
         return resize_frames(upscale_samples(frames), target)  # integer in and out: the device converts
     canvas = np.empty((count, height * scale, width * scale, 3), dtype=frames.dtype)
     planes = frames.astype(np.float32) / max_range

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tmlsr_ray.pipeline.lanczos import lanczos4_resize
+from tmlsr_ray.models.lanczos import lanczos4_resize
 
 SIZES = [((64, 48), (256, 192)), ((64, 48), (100, 77)), ((37, 29), (111, 58)), ((256, 192), (64, 48)),
          ((200, 120), (133, 91)), ((50, 50), (50, 101)), ((96, 64), (95, 63)), ((31, 17), (248, 136))]
@@ -42,3 +42,17 @@ def test_float_samples_keep_their_dtype_and_a_same_size_resize_is_the_identity()
     same = lanczos4_resize(frames, (30, 20))
     assert same.dtype == torch.float32 and torch.allclose(same, frames, atol=1e-6)
     assert lanczos4_resize(frames.half(), (60, 40)).dtype == torch.float16
+
+
+def test_a_model_resizes_where_it_runs_as_opencv_would_after_it(tmp_path):
+    """The device path (used on CUDA) run on the CPU: the same frames as cv2 after the model, ±1."""
+    from tests.helpers import save_srvgg
+    from tmlsr_ray.models.realesrgan import RealESRGANModel
+    from tmlsr_ray.pipeline.upscale import resize_frames
+
+    model = RealESRGANModel(save_srvgg(tmp_path / "m.pth", scale=4, weight_scale=0.05), device="cpu")
+    frames = np.stack([natural(40, 24, np.uint8, seed) for seed in range(2)])
+    on_device = model.upscale_samples(frames, (100, 60)).astype(np.int64)
+    after = resize_frames(model.upscale_samples(frames), (100, 60)).astype(np.int64)
+    assert on_device.shape == after.shape == (2, 60, 100, 3)
+    assert (np.abs(on_device - after) <= 1).mean() >= 0.999
