@@ -84,6 +84,7 @@ def test_a_generated_clip_keeps_its_audio_in_sync(service, input_server, tmp_pat
     meta = task["output"]["metadata"]
     assert (meta["width"], meta["height"], meta["frames"], meta["fps"]) == (256, 192, 12, 12.0)
     assert meta["audio_streams"][0]["codec"] == "aac" and meta["audio_streams"][0]["copied"] is True
+    assert meta["transfer_bytes"]["to_replicas"] > 0 and meta["transfer_bytes"]["from_replicas"] > 0
     data = fetch_output(service, task)
     (tmp_path / "o.mp4").write_bytes(data)
     with av.open(str(tmp_path / "o.mp4")) as container:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import io
+import tempfile
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -254,25 +255,11 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
 
 
 def _decode_whole(data: bytes, info: VideoInfo, batch_size: int, stop) -> Iterator[FrameBatch]:
-    with _spooled(data) as path:
-        yield from iter_batches(path, info, batch_size, stop)
-
-
-class _spooled:
-    """The whole input as a temporary file (the decoder of a whole segment wants a seekable file)."""
-
-    def __init__(self, data: bytes):
-        import tempfile
-
-        self._file = tempfile.NamedTemporaryFile(prefix="tmlsr-segment-")
-        self._file.write(data)
-        self._file.flush()
-
-    def __enter__(self) -> Path:
-        return Path(self._file.name)
-
-    def __exit__(self, *exc) -> None:
-        self._file.close()
+    # The whole input as a temporary file: the decoder of a whole segment wants a seekable file.
+    with tempfile.NamedTemporaryFile(prefix="tmlsr-segment-") as spooled:
+        spooled.write(data)
+        spooled.flush()
+        yield from iter_batches(Path(spooled.name), info, batch_size, stop)
 
 
 def _timestamp_map(stream_base: Fraction, source_base: Fraction):

@@ -83,6 +83,8 @@ class SegmentFanout:
         self._attempts = attempts
         self._on_retry = on_retry
         self.retries = 0
+        # Compressed bytes through the object store: packets out (once per try), pieces back.
+        self.transfer_bytes = {"to_replicas": 0, "from_replicas": 0}
 
     @property
     def window(self) -> int:
@@ -118,6 +120,7 @@ class SegmentFanout:
 
     async def _stream(self, job: SegmentJob, data: bytes, on_frames) -> Tuple[bytes, Piece]:
         responses = self._start(job, data)
+        self.transfer_bytes["to_replicas"] += len(data)
         reported = 0
         try:
             while True:
@@ -129,6 +132,7 @@ class SegmentFanout:
                     reported += item
                     await on_frames(item)
                 else:
+                    self.transfer_bytes["from_replicas"] += len(item[0])
                     return item
         except BaseException:
             responses.cancel()

@@ -243,7 +243,6 @@ class TaskRunner:
             await report_progress()
 
         async def on_piece(data: bytes, piece: Piece) -> None:
-            transfer["from_replicas"] += len(data)
             await asyncio.to_thread(store.save, data, piece)
             done[piece.index] = piece
             progress.finish_segment()
@@ -251,9 +250,8 @@ class TaskRunner:
 
         missing = [s for s in segments.segments if s.index not in done]
         jobs = (self._segment_job(segment, info, target, options, plan, tone_map) for segment in missing)
-        transfer = {"to_replicas": 0, "from_replicas": 0}  # compressed bytes through the object store
         stop = threading.Event()
-        work = iterate_in_thread(lambda: _with_jobs(extract_segments(path, info, missing), jobs, transfer),
+        work = iterate_in_thread(lambda: _with_jobs(extract_segments(path, info, missing), jobs),
                                  maxsize=fanout.window, stop=stop)
         try:
             await fanout.run(work, on_frames, on_piece)
@@ -264,7 +262,7 @@ class TaskRunner:
         metadata = media.video_metadata(info, result, report, options, requested)
         metadata.update(_model_metadata(plan.model), segment_retries=fanout.retries,
                         segments={"total": len(segments.segments), "reused": progress.reused},
-                        transfer_bytes=transfer)
+                        transfer_bytes=fanout.transfer_bytes)
         return result, "video/mp4", metadata
 
     def _encode_options(self, plan: "ModelPlan", ten_bit: bool) -> EncodeOptions:
@@ -363,11 +361,10 @@ def _as_task_error(stage: StageName, exc: Exception) -> TaskError:
     return TaskError(f"{stage.value} failed: {type(cause).__name__}: {cause}")
 
 
-def _with_jobs(extracted: Iterable[Tuple[Segment, bytes]], jobs: Iterable[SegmentJob],
-               transfer: Dict[str, int]) -> Iterator[Tuple[SegmentJob, bytes]]:
+def _with_jobs(extracted: Iterable[Tuple[Segment, bytes]],
+               jobs: Iterable[SegmentJob]) -> Iterator[Tuple[SegmentJob, bytes]]:
     by_index = {job.segment.index: job for job in jobs}
     for segment, data in extracted:
-        transfer["to_replicas"] += len(data)
         yield by_index[segment.index], data
 
 

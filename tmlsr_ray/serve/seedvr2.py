@@ -16,9 +16,9 @@ from tmlsr_ray.config import Settings
 from tmlsr_ray.models.registry import ModelCache, resolve_model_path
 from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions, SeedVR2Files, SeedVR2Model
 from tmlsr_ray.models.seedvr2.vae import VaeTiling
+from tmlsr_ray.pipeline.render import Rendered, SegmentJob
 from tmlsr_ray.pipeline.restore import processing_resolution, restore_frames, restore_image
 from tmlsr_ray.serve.metrics import ModelMetrics
-from tmlsr_ray.pipeline.render import Rendered, SegmentJob
 from tmlsr_ray.serve.upscaler import ModelThread, replica_count, stream_segment
 
 
