@@ -1,6 +1,6 @@
 """The Ray Serve deployment graph of TMLSR-Ray, in one place.
 
-    Ingress ──run_task (fired)──▶ TaskRunner ──segments──▶ Upscaler (Real-ESRGAN models, GPU each)
+    Ingress ──run_task (fired)──▶ TaskRunner ──segments──▶ Upscaler (Real-ESRGAN, spandrel models; GPU each)
        │                              └──────segments──▶ SeedVR2Upscaler (DiT + VAE, GPU each)
        └──────── records ──────▶ TaskState (named detached actor, SQLite) ◀── progress ──┘
 
@@ -17,8 +17,7 @@ from ray.serve import Application
 from tmlsr_ray.config import Settings
 from tmlsr_ray.serve.ingress import Ingress
 from tmlsr_ray.serve.runner import TaskRunner
-from tmlsr_ray.serve.seedvr2 import SeedVR2Upscaler, seedvr2_options
-from tmlsr_ray.serve.upscaler import Upscaler, upscaler_options
+from tmlsr_ray.serve.replicas import REPLICA_KINDS
 
 APP_NAME = "tmlsr"
 
@@ -30,14 +29,12 @@ def build_app(args: Mapping[str, Any] | Settings | None = None) -> Application:
     """
     settings = Settings.load(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upscaler = Upscaler.options(**upscaler_options(settings)).bind(settings)
-    seedvr2 = (SeedVR2Upscaler.options(**seedvr2_options(settings)).bind(settings)
-               if settings.seedvr2_parallelism else None)
+    replicas = {kind.name: kind.bind(settings) for kind in REPLICA_KINDS if kind.parallelism(settings)}
     runner = TaskRunner.options(
         num_replicas=settings.runner_replicas,
         graceful_shutdown_timeout_s=settings.graceful_shutdown_timeout_s,
         ray_actor_options={"num_cpus": 0},
-    ).bind(settings, upscaler, seedvr2)
+    ).bind(settings, replicas)
     return Ingress.options(
         num_replicas=settings.ingress_replicas, ray_actor_options={"num_cpus": 0}
     ).bind(settings, runner)

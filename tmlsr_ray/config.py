@@ -83,6 +83,9 @@ class Settings(BaseModel):
     half: Optional[bool] = Field(None, description="fp16 inference; default: on for CUDA, off for CPU.")
     torch_threads: int = Field(0, ge=0, description="CPU threads per Upscaler replica; 0 = all cores.")
     max_cached_models: int = Field(3, ge=1, description="Models kept loaded per Upscaler replica.")
+    model_report_ttl_s: float = Field(
+        60.0, gt=0, description="GET /models shows a model as loaded while a replica holding it reported "
+        "within this time (replicas report on each health check, every 10 s by default).")
     torch_compile: bool = Field(
         False, description="torch.compile Real-ESRGAN networks (faster on long videos; the first batch "
         "of each model pays the compilation, tens of seconds).")

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple
 
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 
 class TaskType(str, Enum):
@@ -115,6 +115,18 @@ class TaskRequest(BaseModel):
         "/tasks/{id} shows it, plus 'event'), signed in X-TMLSR-Signature when a webhook secret is set.")
     callback_progress: bool = Field(
         False, description="Also POST progress events (task.progress) to callback_url while processing.")
+    output_format: Optional[Literal["png", "jpeg", "webp"]] = Field(
+        None, description="Image tasks: the output's format; default the input's where it can hold the "
+        "result (JPEG, WebP), else PNG. JPEG and WebP are 8-bit; JPEG drops alpha.")
+    output_quality: Optional[int] = Field(
+        None, ge=1, le=100, description="Image tasks: JPEG or WebP quality; default 95 (WebP with alpha: lossless).")
+    video_codec: Optional[Literal["h264", "hevc", "av1"]] = Field(
+        None, description="Video tasks: the output's codec, where this build has an encoder for it "
+        "(a 422 lists the codecs this build has); default the service's (H.264, "
+        "HEVC for HDR kept HDR).")
+    crf: Optional[int] = Field(
+        None, ge=0, le=63, description="Video tasks: constant rate factor (lower = better; 0–51 for "
+        "h264 and hevc, 0–63 for av1); default the service's video_crf.")
 
     @field_validator("callback_url")
     @classmethod
@@ -128,6 +140,20 @@ class TaskRequest(BaseModel):
     def _known_scheme(cls, url: str) -> str:
         check_url_syntax(url, ("http", "https", "oss"))
         return url
+
+    @model_validator(mode="after")
+    def _choices_fit_the_type(self) -> "TaskRequest":
+        """Output choices of the other media type are refused, not ignored: the user meant something."""
+        wrong = ("video_codec", "crf") if self.type == TaskType.image else ("output_format", "output_quality")
+        for name in wrong:
+            if getattr(self, name) is not None:
+                raise ValueError(f"{name}: applies to {'video' if self.type == TaskType.image else 'image'} "
+                                 f"tasks, and this task's type is {self.type.value}")
+        if self.output_quality is not None and self.output_format == "png":
+            raise ValueError("output_quality: applies to jpeg and webp; png is lossless")
+        if self.crf is not None and self.crf > 51 and self.video_codec != "av1":
+            raise ValueError(f"crf: {self.crf} is over 51, the most {self.video_codec or 'h264'} takes (av1 takes 0–63)")
+        return self
 
     def check_bounds(self, max_output_pixels: int) -> None:
         """Sizes that no input could be upscaled to within ``max_output_pixels`` (the smallest
@@ -201,6 +227,29 @@ class MonitorStats(BaseModel):
     system: SystemStats
     stats: Dict[TaskStatus, int]
     tasks: List[TaskView]
+
+
+class ModelEntry(BaseModel):
+    """A file of the weights directory, as ``GET /models`` lists it."""
+
+    name: str
+    family: Optional[str] = Field(None, description="Backend serving it: realesrgan, spandrel or seedvr2.")
+    architecture: Optional[str] = None
+    scale: Optional[int] = Field(None, description="Output / input size; null for a model of any scale (SeedVR2).")
+    size_multiple: Optional[int] = Field(None, description="Input sides the network needs a multiple of (padded).")
+    dtypes: List[str] = Field(default_factory=list, description="Number types it may run in.")
+    bytes: int
+    loaded: bool = Field(False, description="A model replica holds it loaded now.")
+    channels: Optional[List[int]] = Field(None, description="[in, out] channels of the network.")
+    purpose: Optional[str] = Field(None, description="SR (scale > 1) or Restoration (scale 1).")
+    temporal: bool = Field(False, description="Restores several frames together (video-native).")
+    error: Optional[str] = Field(None, description="Why the file cannot be served (the other fields are then null).")
+
+
+class ModelList(BaseModel):
+    """Body of ``GET /models``."""
+
+    models: List[ModelEntry]
 
 
 class Health(BaseModel):

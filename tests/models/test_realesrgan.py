@@ -101,14 +101,14 @@ def test_integer_frames_in_and_out_equal_rounding_the_float_path(tmp_path, dtype
 
 
 def test_frames_per_pass_follow_free_memory_and_the_architecture():
-    from tmlsr_ray.models.realesrgan import frames_that_fit
+    from tmlsr_ray.models.realesrgan import ACTIVATIONS_PER_FEATURE, frames_that_fit
 
     gib = 1024**3
-    small = frames_that_fit(8 * gib, 720, 1280, 4, "SRVGGNetCompact", 2)
-    assert small >= 2 and frames_that_fit(16 * gib, 720, 1280, 4, "SRVGGNetCompact", 2) in (2 * small, 2 * small + 1)
-    assert frames_that_fit(16 * gib, 720, 1280, 4, "RRDBNet", 2) < frames_that_fit(16 * gib, 720, 1280, 4,
-                                                                                   "SRVGGNetCompact", 2)
-    assert frames_that_fit(1, 2160, 3840, 4, "RRDBNet", 4) == 1  # never zero
+    compact, rrdb = ACTIVATIONS_PER_FEATURE["SRVGGNetCompact"], ACTIVATIONS_PER_FEATURE["RRDBNet"]
+    small = frames_that_fit(8 * gib, 720, 1280, 4, compact, 2)
+    assert small >= 2 and frames_that_fit(16 * gib, 720, 1280, 4, compact, 2) in (2 * small, 2 * small + 1)
+    assert frames_that_fit(16 * gib, 720, 1280, 4, rrdb, 2) < frames_that_fit(16 * gib, 720, 1280, 4, compact, 2)
+    assert frames_that_fit(1, 2160, 3840, 4, rrdb, 4) == 1  # never zero
     assert RealESRGANModel.frames_per_pass.__doc__
 
 

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from tmlsr_ray.models.base import ModelError
 from tmlsr_ray.models.registry import ModelCache, ModelNameError, available_models, resolve_model_path
 
 
@@ -23,3 +24,49 @@ def test_the_cache_keeps_the_last_models_used_and_loads_each_once():
     for name in ["a", "b", "a", "c", "a", "b"]:
         assert cache.get(Path(name)) == name
     assert loads == ["a", "b", "c", "b"]  # "b" was evicted by "c", "a" stayed as the most recent
+
+
+def test_families_recognise_files_by_contents_not_by_name(tmp_path):
+    from tests.helpers import save_srvgg
+    from tmlsr_ray.models.registry import ModelCatalog
+
+    save_srvgg(tmp_path / "seedvr2-lookalike.pth", scale=2)  # a Real-ESRGAN file whatever its name says
+    (tmp_path / "realesrgan.gguf").write_bytes(b"GGUF" + bytes(64))  # a GGUF that is no SeedVR2
+    catalog = ModelCatalog(tmp_path)
+    info = catalog.info("seedvr2-lookalike.pth")
+    assert (info.family, info.architecture, info.scale, info.replica_kind) == ("realesrgan", "SRVGGNetCompact", 2, "upscaler")
+    with pytest.raises(ModelError, match="realesrgan.gguf"):
+        catalog.info("realesrgan.gguf")
+
+
+def test_the_catalog_reads_a_file_again_only_when_it_changes(tmp_path):
+    from tests.helpers import save_srvgg
+    from tmlsr_ray.models.registry import ModelCatalog
+
+    path = save_srvgg(tmp_path / "m.pth", scale=2)
+    catalog = ModelCatalog(tmp_path)
+    first = catalog.entry(path)
+    assert catalog.entry(path) is first
+    save_srvgg(path, scale=4, num_feat=4)
+    assert catalog.info("m.pth").scale == 4
+    path.write_bytes(b"not a checkpoint")
+    [entry] = catalog.entries()
+    assert entry.info is None and "cannot read model file m.pth" in entry.error
+
+
+def test_the_seedvr2_dit_is_recognised_by_its_tensors_with_its_companions(tmp_path):
+    import shutil
+
+    from tests.helpers import shared_path
+    from tmlsr_ray.models.registry import ModelCatalog
+
+    golden = shared_path("golden", "seedvr2")
+    shutil.copy(golden / "dit.gguf", tmp_path / "any-name.gguf")
+    catalog = ModelCatalog(tmp_path)
+    with pytest.raises(ModelError, match="ema_vae_fp16.safetensors"):  # the companion it needs is named
+        catalog.info("any-name.gguf")
+    shutil.copy(golden / "vae.safetensors", tmp_path / "ema_vae_fp16.safetensors")
+    shutil.copy(golden / "pos_emb.safetensors", tmp_path / "pos_emb.safetensors")
+    (tmp_path / "any-name.gguf").touch()  # a new mtime: read again
+    info = ModelCatalog(tmp_path).info("any-name.gguf")
+    assert (info.family, info.scale, info.temporal, info.seeded, info.replica_kind) == ("seedvr2", None, True, True, "seedvr2")

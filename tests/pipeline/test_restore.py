@@ -2,8 +2,8 @@
 
 import pytest
 
-from tmlsr_ray.pipeline.restore import processing_resolution, seedvr2_output_size
-from tmlsr_ray.pipeline.upscale import SizeRequest
+from tmlsr_ray.pipeline.restore import processing_resolution
+from tmlsr_ray.pipeline.upscale import SizeRequest, target_size
 
 
 @pytest.mark.parametrize("size,resolution,expected", [
@@ -13,12 +13,12 @@ from tmlsr_ray.pipeline.upscale import SizeRequest
     ((1920, 1080), 720, (1280, 720)),   # larger input: restored at the smaller size
 ])
 def test_resolution_is_the_output_height_whatever_the_orientation(size, resolution, expected):
-    target = seedvr2_output_size(*size, resolution, SizeRequest(outscale=3, output_dims=(10, 10)))
+    target = target_size(*size, None, SizeRequest(outscale=3, output_dims=(10, 10)), resolution)
     assert target == expected
     assert processing_resolution(target) == min(expected)
 
 
 def test_without_resolution_the_scale_fields_apply_and_the_default_is_x2():
-    assert seedvr2_output_size(100, 50, None, SizeRequest()) == (200, 100)
-    assert seedvr2_output_size(100, 50, None, SizeRequest(outscale=3)) == (300, 150)
-    assert seedvr2_output_size(100, 50, None, SizeRequest(output_dims=(64, 48))) == (64, 48)
+    assert target_size(100, 50, None, SizeRequest()) == (200, 100)
+    assert target_size(100, 50, None, SizeRequest(outscale=3)) == (300, 150)
+    assert target_size(100, 50, None, SizeRequest(output_dims=(64, 48))) == (64, 48)

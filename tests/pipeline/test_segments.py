@@ -17,7 +17,7 @@ import pytest
 from tests.helpers import SHARED, make_clip, save_srvgg, shared_path
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
-from tmlsr_ray.pipeline.encode import EncodeOptions, assemble, even_size
+from tmlsr_ray.pipeline.encode import TASK_CODECS, EncodeOptions, assemble, even_size, task_codecs_available
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
 from tmlsr_ray.pipeline.segments import Cutting, decode_segment, extract_segments, plan_segments, scan_packets
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames
@@ -161,13 +161,13 @@ def smooth_model(tmp_path_factory):
     return RealESRGANModel(path, device="cpu")
 
 
-def render_and_join(path: Path, out: Path, model, cutting: Cutting, store_root: Path):
+def render_and_join(path: Path, out: Path, model, cutting: Cutting, store_root: Path, codec: str = "libx264"):
     info = probe_video(path)
     plan = plan_segments(path, info, cutting)
     target = even_size(info.width * 2, info.height * 2)
     store = PieceStore(store_root)
     for segment, data in extract_segments(path, info, plan.segments):
-        job = SegmentJob(segment, info, target, EncodeOptions(preset="ultrafast", threads=1), batch_frames=4)
+        job = SegmentJob(segment, info, target, EncodeOptions(codec, preset="ultrafast", threads=1), batch_frames=4)
         items = list(render_segment(job, data, lambda batch: upscale_frames(model, batch.frames, target, Tiling())))
         assert sum(i for i in items[:-1]) == len(segment.pts) or segment.whole
         store.save(*items[-1])
@@ -182,7 +182,7 @@ def output_frames(path: Path):
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         frames = [(float(f.pts * f.time_base), f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
-        streams = [(s.type, s.codec_context.name) for s in container.streams]
+        streams = [(s.type, s.codec_context.codec.canonical_name) for s in container.streams]
     return frames, dts, streams
 
 
@@ -207,6 +207,19 @@ def test_pieces_of_every_shared_clip_join_into_one_continuous_stream(tmp_path, s
             want = (want / 257).round().astype(np.uint8)
         mse = np.mean((frames[index][1].astype(float) - want.astype(float)) ** 2)
         assert mse == 0 or 10 * np.log10(255**2 / mse) >= 35, f"frame {index}"
+
+
+@pytest.mark.parametrize("codec", task_codecs_available())
+def test_pieces_of_every_codec_the_build_has_join_into_one_decodable_stream(tmp_path, smooth_model, codec):
+    path = vfr_clip(tmp_path / "vfr.mp4")
+    info, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.3),
+                                         tmp_path / "pieces", codec=TASK_CODECS[codec])
+    assert len(plan.segments) >= 4
+    frames, dts, streams = output_frames(tmp_path / "out.mp4")
+    assert len(frames) == report.frames == len(whole_decode(path))
+    assert streams[0] == ("video", codec) and all(b > a for a, b in zip(dts, dts[1:]))
+    want = [float(p * info.time_base) for p, _ in whole_decode(path)]
+    assert np.abs(np.array([t for t, _ in frames]) - np.array(want)).max() <= 0.001
 
 
 def test_a_vfr_clip_with_audio_keeps_every_timestamp_and_its_audio(tmp_path, smooth_model):

@@ -12,7 +12,8 @@ from typing import Any, Dict, Optional
 import pytest
 import requests
 
-from tests.helpers import REPO, SHARED, free_port, save_rrdbnet, save_srvgg
+from tests.helpers import (REPO, SHARED, SPANDREL_ARCHS, free_port, save_face_model, save_rrdbnet, save_spandrel_model,
+                           save_srvgg)
 
 # A fresh local Ray 2.60 turns token auth on; the tests (like `make run`) use the open local mode.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -65,6 +66,11 @@ def _weights(root: Path) -> Path:
     save_srvgg(weights / "smooth-x2.pth", scale=2, weight_scale=0.05)
     save_srvgg(weights / "identity-x2.pth", scale=2, weight_scale=0.0)  # returns its nearest-upscaled input
     save_rrdbnet(weights / "tiny-rrdb-x2.pth", scale=2)
+    for arch in SPANDREL_ARCHS:
+        save_spandrel_model(arch, weights / f"tiny-{arch.lower()}-x2.pth")
+    save_spandrel_model("SwinIR", weights / "tiny-swinir-x2.safetensors")
+    save_face_model(weights / "tiny-face.pth")
+    (weights / "broken.pth").write_bytes(b"not a checkpoint")
     # The real SRVGGNetCompact shape with random weights: as slow as the real model.
     save_srvgg(weights / "slow-x4.pth", num_feat=64, num_conv=16)
     anime = SHARED / "weights" / "RealESRGAN_x4plus_anime_6B.pth"

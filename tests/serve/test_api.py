@@ -136,7 +136,8 @@ def test_an_image_task_completes_with_stages_output_and_metadata(service, small_
     assert task["params"] == {"url": small_png, "type": "image", "model": "tiny-x4.pth", "outscale": 4.0,
                               "output_magnification": None, "output_dims": None, "resolution": None,
                               "seed": None, "hdr": "keep", "callback_url": None,
-                              "callback_progress": False}
+                              "callback_progress": False, "output_format": None, "output_quality": None,
+                              "video_codec": None, "crf": None}
     assert [(s["name"], s["status"]) for s in task["stages"]] == [
         ("download", "success"), ("process", "success"), ("upload", "success")]
     assert all(s["duration"] >= 0 for s in task["stages"])

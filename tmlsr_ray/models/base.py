@@ -1,8 +1,10 @@
-"""The protocol every model backend implements (no Ray, no HTTP)."""
+"""What every model backend implements and declares (no Ray, no HTTP)."""
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Protocol, Tuple, runtime_checkable
 
 import numpy as np
 
@@ -30,3 +32,49 @@ class SuperResolutionModel(Protocol):
     device: str
 
     def upscale(self, frames: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model file is, read off its contents (never its name)."""
+
+    name: str
+    family: str  # the backend that serves it: realesrgan | spandrel | seedvr2
+    architecture: str
+    scale: Optional[int]  # output / input size; None: any size, set by the task's ``resolution``
+    size_multiple: int = 1  # input sides the network needs a multiple of (the backend pads)
+    channels: Tuple[int, int] = (3, 3)  # (in, out)
+    dtypes: Tuple[str, ...] = ("float32",)  # what it may run in; half types only where they hold
+    temporal: bool = False  # restores several frames together (its batches overlap)
+    seeded: bool = False  # its output depends on a noise seed
+    replica_kind: str = "upscaler"  # which model replicas run it
+    purpose: str = "SR"  # SR (scale > 1) or Restoration (scale 1)
+    bytes: int = 0
+
+    def public(self) -> Dict[str, Any]:
+        return {"name": self.name, "family": self.family, "architecture": self.architecture,
+                "scale": self.scale, "size_multiple": self.size_multiple, "dtypes": list(self.dtypes),
+                "bytes": self.bytes, "channels": list(self.channels), "purpose": self.purpose,
+                "temporal": self.temporal}
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a replica loads a model: ``device`` auto | cpu | cuda; ``dtype`` auto (the fastest
+    half type the model holds on a GPU, fp32 on a CPU) | fp32 | fp16 | bf16."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """One model backend. ``recognise`` answers ``None`` for a file that is not this family's,
+    and raises :class:`ModelError` for one that is but cannot be served (the reason a user reads)."""
+
+    name: str
+    suffixes: Tuple[str, ...]
+    recognise: Callable[[Path], Optional[ModelInfo]]
+    load: Callable[[Path, LoadOptions], Any]
+    companions: Tuple[str, ...] = ()  # files that are parts of this family's models, not models

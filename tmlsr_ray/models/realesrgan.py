@@ -12,8 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tmlsr_ray.models.base import ModelError
+from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo
 from tmlsr_ray.models.basicsr_compat import import_architectures
+from tmlsr_ray.models.device import select_device
 from tmlsr_ray.models.lanczos import lanczos4_resize
 
 
@@ -82,6 +83,11 @@ def _rrdbnet_spec(state: Dict[str, torch.Tensor]) -> ArchitectureSpec:
     return ArchitectureSpec("RRDBNet", scale, kwargs)
 
 
+def size_multiple(spec: ArchitectureSpec) -> int:
+    # RRDBNet pixel-unshuffles ×2/×1 inputs, so sizes must divide by 2 or 4.
+    return {2: 2, 1: 4}.get(spec.scale, 1) if spec.kind == "RRDBNet" else 1
+
+
 def build_network(spec: ArchitectureSpec) -> torch.nn.Module:
     rrdbnet, srvgg = import_architectures()
     cls = rrdbnet if spec.kind == "RRDBNet" else srvgg
@@ -93,18 +99,12 @@ def build_network(spec: ArchitectureSpec) -> torch.nn.Module:
 ACTIVATIONS_PER_FEATURE = {"SRVGGNetCompact": 3, "RRDBNet": 32}
 
 
-def frames_that_fit(free_bytes: int, height: int, width: int, scale: int, kind: str, element_bytes: int,
+def frames_that_fit(free_bytes: int, height: int, width: int, scale: int, activations: int, element_bytes: int,
                     num_feat: int = 64, share: float = 0.5) -> int:
-    """Frames one pass can take within ``share`` of ``free_bytes`` (at least one)."""
-    per_pixel = (num_feat * ACTIVATIONS_PER_FEATURE.get(kind, 10) + 6 * scale * scale) * element_bytes
+    """Frames one pass can take within ``share`` of ``free_bytes`` (at least one), for a network
+    keeping ``activations`` values alive per input pixel and feature channel."""
+    per_pixel = (num_feat * activations + 6 * scale * scale) * element_bytes
     return max(1, int(free_bytes * share // (per_pixel * height * width)))
-
-
-def select_device(preference: str) -> torch.device:
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        # Ray sets CUDA_VISIBLE_DEVICES to the replica's own GPU, so index 0 is ours.
-        return torch.device("cuda", 0)
-    return torch.device("cpu")
 
 
 class RealESRGANModel:
@@ -128,6 +128,7 @@ class RealESRGANModel:
         # channels_last roughly doubles CPU conv speed at video sizes and suits tensor cores.
         net = net.to(self._device, memory_format=torch.channels_last)
         self._dtype = torch.float16 if self.half else torch.float32
+        self.dtype = str(self._dtype).removeprefix("torch.")
         self._net = net.to(self._dtype)
         if compile:
             # Fused kernels for a long video; dynamic shapes so every frame size reuses one graph.
@@ -136,8 +137,8 @@ class RealESRGANModel:
         # One CUDA stream per model: copies and kernels of this replica do not serialise with
         # other work on the device.
         self._cuda_stream = torch.cuda.Stream(self._device) if self._device.type == "cuda" else None
-        # RRDBNet pixel-unshuffles ×2/×1 inputs, so sizes must divide by 2 or 4.
-        self._size_multiple = {2: 2, 1: 4}.get(self.scale, 1) if self.spec.kind == "RRDBNet" else 1
+        self._size_multiple = size_multiple(self.spec)
+        self._activations = ACTIVATIONS_PER_FEATURE[self.spec.kind]
 
     def upscale(self, frames: np.ndarray) -> np.ndarray:
         with torch.inference_mode(), self._stream_context():
@@ -170,7 +171,7 @@ class RealESRGANModel:
         if self._device.type != "cuda":
             return 1 << 30
         free, _ = torch.cuda.mem_get_info(self._device)
-        return frames_that_fit(free, height, width, self.scale, self.spec.kind, self._dtype.itemsize,
+        return frames_that_fit(free, height, width, self.scale, self._activations, self._dtype.itemsize,
                                num_feat=int(self.spec.kwargs.get("num_feat", 64)))
 
     def _to_device(self, frames: np.ndarray, top: float = 1.0) -> torch.Tensor:
@@ -196,3 +197,29 @@ class RealESRGANModel:
         if self._cuda_stream is None:
             return contextlib.nullcontext()
         return torch.cuda.stream(self._cuda_stream)
+
+
+def recognise(path: Path) -> Optional[ModelInfo]:
+    """A Real-ESRGAN checkpoint: its tensors are exactly those of the network they describe
+    (other architectures share key names like ``body.0.weight``, so only a strict load decides)."""
+    if path.suffix != ".pth":
+        return None
+    try:
+        state = read_state_dict(path)
+        spec = detect_architecture(state)
+        build_network(spec).load_state_dict(state, strict=True)
+    except Exception:  # not this family's file: another backend may know it
+        return None
+    if spec.kwargs["num_in_ch"] != 3:  # gray or RGBA networks: spandrel's backend adapts the channels
+        return None
+    return ModelInfo(name=path.name, family="realesrgan", architecture=spec.kind, scale=spec.scale,
+                     size_multiple=size_multiple(spec), dtypes=("float32", "float16"),
+                     purpose="SR" if spec.scale > 1 else "Restoration", bytes=path.stat().st_size)
+
+
+def load(path: Path, options: LoadOptions) -> RealESRGANModel:
+    half = {"fp16": True, "fp32": False}.get(options.dtype)
+    return RealESRGANModel(path, device=options.device, half=half, compile=options.compile)
+
+
+FAMILY = ModelFamily("realesrgan", (".pth",), recognise, load)

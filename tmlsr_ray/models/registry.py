@@ -1,15 +1,28 @@
-"""Model files: name checks, discovery, loading by file type, and an LRU cache of loaded models."""
+"""Model files: the backends (families) that serve them, name checks, recognition by contents
+(cached by file size and modification time), loading, and an LRU cache of loaded models.
+
+A new backend is one module declaring a :class:`~tmlsr_ray.models.base.ModelFamily` and one line
+in :data:`FAMILIES`; the first family that recognises a file serves it.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
-from tmlsr_ray.models.base import ModelError, SuperResolutionModel
+from tmlsr_ray.models import realesrgan, spandrel
+from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, SuperResolutionModel
+from tmlsr_ray.models.seedvr2 import family as seedvr2
 
-MODEL_SUFFIXES = (".pth", ".gguf")
+# Real-ESRGAN first: its own loader keeps the golden outputs of its files bit for bit; spandrel
+# last, as it reads the widest range of files.
+FAMILIES: Tuple[ModelFamily, ...] = (realesrgan.FAMILY, seedvr2.FAMILY, spandrel.FAMILY)
+FAMILY_BY_NAME: Dict[str, ModelFamily] = {family.name: family for family in FAMILIES}
+MODEL_SUFFIXES = tuple(sorted({suffix for family in FAMILIES for suffix in family.suffixes}))
+COMPANIONS = frozenset(name for family in FAMILIES for name in family.companions)
 
 
 class ModelNameError(ValueError):
@@ -19,7 +32,8 @@ class ModelNameError(ValueError):
 def available_models(weights_dir: Path) -> List[str]:
     if not weights_dir.is_dir():
         return []
-    return sorted(p.name for p in weights_dir.iterdir() if p.suffix in MODEL_SUFFIXES and p.is_file())
+    return sorted(p.name for p in weights_dir.iterdir()
+                  if p.suffix in MODEL_SUFFIXES and p.name not in COMPANIONS and p.is_file())
 
 
 def resolve_model_path(weights_dir: Path, name: str) -> Path:
@@ -32,28 +46,82 @@ def resolve_model_path(weights_dir: Path, name: str) -> Path:
     if not path.is_file():
         listing = ", ".join(available_models(weights_dir)) or "none"
         raise ModelNameError(f"model file {name!r} not found in the weights directory; available: {listing}")
+    if path.suffix not in MODEL_SUFFIXES:
+        raise ModelNameError(f"model file {name!r} is not a model file (served: {', '.join(MODEL_SUFFIXES)})")
     return path
 
 
-def is_seedvr2(name: str) -> bool:
-    return "seedvr2" in name.lower()
+def recognise(path: Path) -> ModelInfo:
+    """What the file is, by the first family that knows it; ModelError when none serves it."""
+    for family in FAMILIES:
+        if path.suffix in family.suffixes:
+            info = family.recognise(path)
+            if info is not None:
+                return info
+    raise ModelError(f"model file {path.name}: no backend here recognises its contents "
+                     f"({', '.join(f.name for f in FAMILIES)})")
 
 
-def load_model(path: Path, device: str = "auto", half: Optional[bool] = None,
-               compile: bool = False) -> SuperResolutionModel:
-    if path.suffix == ".pth":
-        from tmlsr_ray.models.realesrgan import RealESRGANModel
+def load_model(path: Path, info: ModelInfo, options: LoadOptions = LoadOptions()):
+    return FAMILY_BY_NAME[info.family].load(path, options)
 
-        return RealESRGANModel(path, device=device, half=half, compile=compile)
-    raise ModelError(f"no backend for model file {path.name} (supported here: .pth Real-ESRGAN models)")
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One file of the weights directory: what it is, or why it cannot be served."""
+
+    name: str
+    bytes: int
+    info: Optional[ModelInfo] = None
+    error: Optional[str] = None
+
+
+class ModelCatalog:
+    """Recognition of the files in a weights directory, each read once per size and mtime
+    (reading a checkpoint means loading its tensors)."""
+
+    def __init__(self, weights_dir: Path):
+        self._weights_dir = weights_dir
+        self._known: Dict[str, Tuple[Tuple[int, int], CatalogEntry]] = {}
+        self._lock = threading.Lock()
+
+    def info(self, name: str) -> ModelInfo:
+        """The named model's info; ModelNameError for a bad name, ModelError for a file no backend serves."""
+        entry = self.entry(resolve_model_path(self._weights_dir, name))
+        if entry.info is None:
+            raise ModelError(entry.error)
+        return entry.info
+
+    def entries(self) -> List[CatalogEntry]:
+        return [self.entry(self._weights_dir / name) for name in available_models(self._weights_dir)]
+
+    def entry(self, path: Path) -> CatalogEntry:
+        stat = path.stat()
+        stamp = (stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            known = self._known.get(path.name)
+            if known is not None and known[0] == stamp:
+                return known[1]
+        try:
+            entry = CatalogEntry(path.name, stat.st_size, info=recognise(path))
+        except ModelError as exc:
+            entry = CatalogEntry(path.name, stat.st_size, error=str(exc))
+        except OSError as exc:
+            entry = CatalogEntry(path.name, stat.st_size, error=f"cannot read model file {path.name}: {exc}")
+        with self._lock:
+            self._known[path.name] = (stamp, entry)
+        return entry
 
 
 class ModelCache:
-    """Keeps the last ``capacity`` models used; loads each at most once at a time."""
+    """Keeps the last ``capacity`` models used; loads each at most once at a time. ``on_change``
+    hears the names held after each load or eviction."""
 
-    def __init__(self, capacity: int, loader: Callable[[Path], SuperResolutionModel]):
+    def __init__(self, capacity: int, loader: Callable[[Path], SuperResolutionModel],
+                 on_change: Callable[[List[str]], None] = lambda names: None):
         self._capacity = capacity
         self._loader = loader
+        self._on_change = on_change
         self._models: "OrderedDict[Path, SuperResolutionModel]" = OrderedDict()
         self._lock = threading.Lock()
 
@@ -65,5 +133,9 @@ class ModelCache:
                 self._models[path] = model
                 while len(self._models) > self._capacity:
                     self._models.popitem(last=False)
+                self._on_change(self.names())
             self._models.move_to_end(path)
             return model
+
+    def names(self) -> List[str]:
+        return sorted(path.name for path in self._models)

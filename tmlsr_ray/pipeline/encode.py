@@ -96,6 +96,21 @@ def encoder_works(name: str, width: int = 256, height: int = 256, pix_fmt: str =
 
 HEVC_ENCODER = "libx265"
 CODEC_ALIASES = {"hevc": HEVC_ENCODER, "h265": HEVC_ENCODER, "h264": "libx264"}
+AV1_ENCODERS = ("libsvtav1", "libaom-av1", "librav1e")  # the fastest first
+# What a task may ask for as ``video_codec``, and the encoder preference each stands for
+# (``h264`` may use NVENC where it works, as ``auto`` does).
+TASK_CODECS = {"h264": "auto-h264", "hevc": HEVC_ENCODER, "av1": "av1"}
+# x264's speed presets in SVT-AV1's terms (0 slowest … 13 fastest)
+SVT_PRESETS = {"ultrafast": 12, "superfast": 11, "veryfast": 10, "faster": 9, "fast": 8, "medium": 7,
+               "slow": 5, "slower": 4, "veryslow": 3}
+
+
+def task_codecs_available() -> List[str]:
+    """The ``video_codec`` values this FFmpeg build can encode."""
+    have = av.codecs_available
+    encoders = {"h264": ("libx264", HARDWARE_ENCODER), "hevc": (HEVC_ENCODER,), "av1": AV1_ENCODERS}
+    return [name for name, names in encoders.items()
+            if any(n in have and (n != HARDWARE_ENCODER or encoder_works(n)) for n in names)]
 
 
 def resolve_codec(preference: str, size: tuple = (256, 256), pix_fmt: str = "yuv420p", hdr: bool = False) -> str:
@@ -103,9 +118,11 @@ def resolve_codec(preference: str, size: tuple = (256, 256), pix_fmt: str = "yuv
     almost nowhere in hardware), else the hardware encoder when it opens here for this stream
     (H.264 NVENC takes 8-bit 4:2:0 up to 4096 px), else libx264; ``hevc`` = libx265; any other
     name as given."""
-    if preference != "auto":
+    if preference == "av1":
+        return next((name for name in AV1_ENCODERS if name in av.codecs_available), AV1_ENCODERS[0])
+    if preference not in ("auto", "auto-h264"):
         return CODEC_ALIASES.get(preference, preference)
-    if hdr and HEVC_ENCODER in av.codecs_available:
+    if preference == "auto" and hdr and HEVC_ENCODER in av.codecs_available:
         return HEVC_ENCODER
     fits = max(size) <= NVENC_MAX_SIZE and pix_fmt == "yuv420p"
     return HARDWARE_ENCODER if fits and encoder_works(HARDWARE_ENCODER, *size, pix_fmt) else "libx264"
@@ -131,6 +148,10 @@ def encoder_options(codec: str, crf: int, preset: str, threads: int = 0,
         return {"crf": str(crf), "preset": preset, "x265-params": ":".join(params)}
     if codec == HARDWARE_ENCODER:
         return {"rc": "vbr", "cq": str(crf), "b": "0", "preset": NVENC_PRESETS.get(preset, "p5")}
+    if codec == "libsvtav1":
+        return {"crf": str(crf), "preset": str(SVT_PRESETS.get(preset, 7))}
+    if codec in ("libaom-av1", "librav1e"):
+        return {"crf": str(crf), "threads": str(threads)}
     return {}
 
 

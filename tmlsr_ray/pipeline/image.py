@@ -132,9 +132,11 @@ def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(op(image)) if op else image
 
 
-def output_format(info: ImageInfo, image: np.ndarray) -> str:
-    """Keeps the input's format where it can hold the result; alpha or 16-bit need PNG (or WEBP
-    alpha); HEIC and AVIF photos come back as JPEG (or PNG with alpha)."""
+def output_format(info: ImageInfo, image: np.ndarray, requested: Optional[str] = None) -> str:
+    """The format asked for; else the input's where it can hold the result: alpha or 16-bit need
+    PNG (or WEBP alpha); HEIC and AVIF photos come back as JPEG (or PNG with alpha)."""
+    if requested:
+        return requested
     has_alpha = image.ndim == 3 and image.shape[2] == 4
     if image.dtype == np.uint16:
         return "png"
@@ -145,14 +147,28 @@ def output_format(info: ImageInfo, image: np.ndarray) -> str:
     return "png"
 
 
-def encode_image(image: np.ndarray, fmt: str, jpeg_quality: int = 95, icc_profile: Optional[bytes] = None,
+def fit_to_format(image: np.ndarray, fmt: str) -> np.ndarray:
+    """What ``fmt`` can hold of the image: JPEG and WebP take 8 bits (16-bit samples are rounded
+    down to 8), JPEG takes no alpha (dropped: ask PNG or WebP to keep it)."""
+    if fmt == "png":
+        return image
+    if image.dtype == np.uint16:
+        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if fmt == "jpeg" and _has_alpha(image):
+        image = np.ascontiguousarray(image[:, :, :3])
+    return image
+
+
+def encode_image(image: np.ndarray, fmt: str, quality: Optional[int] = None, icc_profile: Optional[bytes] = None,
                  exif: Optional[bytes] = None) -> bytes:
+    """``quality``: JPEG's (default 95) or WebP's (default 95, lossless with alpha); PNG is lossless."""
+    image = fit_to_format(image, fmt)
     if fmt == "webp" and (icc_profile or exif):
-        return _webp_with_metadata(image, icc_profile, exif)
+        return _webp_with_metadata(image, icc_profile, exif, quality)
     params = {
         "png": [cv2.IMWRITE_PNG_COMPRESSION, 3],
-        "jpeg": [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality],
-        "webp": [cv2.IMWRITE_WEBP_QUALITY, 101 if _has_alpha(image) else 95],
+        "jpeg": [cv2.IMWRITE_JPEG_QUALITY, quality or 95],
+        "webp": [cv2.IMWRITE_WEBP_QUALITY, quality or (101 if _has_alpha(image) else 95)],
     }[fmt]
     ok, buf = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), image, params)
     if not ok:
@@ -204,11 +220,12 @@ def _jpeg_segment(marker: int, payload: bytes) -> bytes:
     return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
 
 
-def _webp_with_metadata(image: np.ndarray, icc_profile: Optional[bytes], exif: Optional[bytes]) -> bytes:
+def _webp_with_metadata(image: np.ndarray, icc_profile: Optional[bytes], exif: Optional[bytes],
+                        quality: Optional[int] = None) -> bytes:
     conversion = cv2.COLOR_BGRA2RGBA if _has_alpha(image) else cv2.COLOR_BGR2RGB
     pil = Image.fromarray(cv2.cvtColor(image, conversion) if image.ndim == 3 else image)
     out = io.BytesIO()
-    options = {"lossless": True} if _has_alpha(image) else {"quality": 95}
+    options = {"quality": quality} if quality else {"lossless": True} if _has_alpha(image) else {"quality": 95}
     pil.save(out, "WEBP", icc_profile=icc_profile or None, exif=(b"Exif\x00\x00" + exif) if exif else b"", **options)
     return out.getvalue()
 

@@ -35,7 +35,7 @@ def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: En
         stream = container.streams.video[0]
         duration = container.duration / av.time_base if container.duration else None
         width, height = stream.codec_context.width, stream.codec_context.height
-        codec = stream.codec_context.name
+        codec = stream.codec_context.codec.canonical_name  # "av1", not the decoder libdav1d
         color = {name: int(getattr(stream.codec_context, name) or 0) for name in COLOR_FIELDS}
         pix_fmt = stream.codec_context.pix_fmt
     metadata: Dict[str, Any] = {

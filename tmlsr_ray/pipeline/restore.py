@@ -7,25 +7,13 @@ at that size's short side, so the final resize only absorbs rounding.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Callable, Tuple
 
 import cv2
 import numpy as np
 
 from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions, SeedVR2Model
-from tmlsr_ray.pipeline.upscale import SizeRequest, check_stop, resize_frames
-
-DEFAULT_SCALE = 2  # what a SeedVR2 task without resolution or any scale gets
-
-
-def seedvr2_output_size(width: int, height: int, resolution: Optional[int],
-                        sizing: SizeRequest) -> Tuple[int, int]:
-    """(width, height): ``resolution`` is the output height, the width keeps the aspect ratio
-    (for portrait input too); without it, the scale fields apply as for other models."""
-    if resolution is not None:
-        return max(1, round(width * resolution / height)), resolution
-    return sizing.output_size(width, height, DEFAULT_SCALE)
-
+from tmlsr_ray.pipeline.upscale import check_stop, resize_frames
 
 def processing_resolution(target: Tuple[int, int]) -> int:
     """The short side SeedVR2 renders at to produce ``target``."""

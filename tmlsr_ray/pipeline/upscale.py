@@ -35,6 +35,23 @@ class SizeRequest:
         return max(1, round(width * factor)), max(1, round(height * factor))
 
 
+# What a task for a model of any scale (SeedVR2) gets without resolution or any scale field.
+ANY_SCALE_DEFAULT = 2
+
+
+def target_size(width: int, height: int, model_scale: Optional[int], sizing: SizeRequest,
+                resolution: Optional[int] = None) -> Tuple[int, int]:
+    """(width, height) of the output. A model of one scale: the sizing fields, its scale the
+    default. A model of any scale (``model_scale`` None): ``resolution`` is the output height and
+    the width keeps the aspect ratio (for portrait input too); without it, the sizing fields with
+    ×2 as the default."""
+    if model_scale is not None:
+        return sizing.output_size(width, height, model_scale)
+    if resolution is not None:
+        return max(1, round(width * resolution / height)), resolution
+    return sizing.output_size(width, height, ANY_SCALE_DEFAULT)
+
+
 @dataclass(frozen=True)
 class Tiling:
     tile_size: int = 512

@@ -1,6 +1,7 @@
 """``Ingress``: the REST routes (stateless; any number of replicas)."""
 
 
+import asyncio
 import hmac
 import logging
 
@@ -15,19 +16,24 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from tmlsr_ray.config import Settings
-from tmlsr_ray.models.registry import ModelNameError, resolve_model_path
+from tmlsr_ray.models.base import ModelError, ModelInfo
+from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
+from tmlsr_ray.pipeline.encode import task_codecs_available
 from tmlsr_ray.pipeline.errors import FetchError
 from tmlsr_ray.pipeline.fetch import check_url
 from tmlsr_ray.protocol import (
     CancelResult,
     ErrorBody,
     Health,
+    ModelEntry,
+    ModelList,
     MonitorStats,
     TaskCreated,
     TaskRequest,
     TaskView,
 )
 from tmlsr_ray.serve.dashboard import DASHBOARD_HTML
+from tmlsr_ray.serve.replicas import KIND_BY_NAME
 from tmlsr_ray.serve.state import get_state_actor
 from tmlsr_ray.state.records import new_task_id
 from tmlsr_ray.storage.local import FILES_ROUTE, LocalStorage
@@ -172,6 +178,8 @@ class Ingress:
         self._runner = runner
         self._state = get_state_actor(settings)
         self._storage = LocalStorage(settings.data_dir / "outputs")
+        self._catalog = ModelCatalog(settings.weights_dir)
+        self._video_codecs = await asyncio.to_thread(task_codecs_available)
         await self._redispatch_pending()
 
     async def _redispatch_pending(self) -> None:
@@ -221,6 +229,11 @@ class Ingress:
         except TaskFinished as exc:
             raise ApiError(409, str(exc), task_status=exc.status) from exc
 
+    @api.get("/models", response_model=ModelList, responses=AUTH_RESPONSES)
+    async def models(self, http: Request) -> ModelList:
+        self._authorize(http)
+        return await self.list_models()
+
     @api.get("/monitor/stats", response_model=MonitorStats, responses=AUTH_RESPONSES)
     async def monitor_stats(self, http: Request) -> MonitorStats:
         self._authorize(http)
@@ -251,11 +264,11 @@ class Ingress:
             request.check_bounds(self._settings.max_output_pixels)
         except ValueError as exc:
             raise ApiError(422, str(exc)) from exc
+        if request.video_codec and request.video_codec not in self._video_codecs:
+            raise ApiError(422, f"video_codec: {request.video_codec} has no encoder in this build; "
+                           f"it has {', '.join(self._video_codecs)}")
         model = request.model or self._settings.default_model
-        try:
-            resolve_model_path(self._settings.weights_dir, model)
-        except ModelNameError as exc:
-            raise ApiError(400, str(exc)) from exc
+        await self._check_model(model)
         if request.callback_url:
             try:  # the input rules; names are checked again when the webhook connects
                 check_url(request.callback_url, self._settings.allow_private_urls, tuple(self._settings.url_allowlist))
@@ -273,6 +286,26 @@ class Ingress:
         if outcome == "created":
             self._runner.run_task.remote(task_id)  # fired, not awaited: the task outlives this request
         return TaskCreated(task_id=task_id)
+
+    async def list_models(self) -> ModelList:
+        """Every model file of the weights directory: what it is (or why it cannot be served),
+        and whether a replica holds it loaded."""
+        entries = await asyncio.to_thread(self._catalog.entries)
+        held = set(await self._state.models_held.remote())
+        models = [ModelEntry(**(entry.info.public() if entry.info else {"name": entry.name, "bytes": entry.bytes}),
+                             error=entry.error, loaded=entry.name in held) for entry in entries]
+        return ModelList(models=models)
+
+    async def _check_model(self, name: str) -> ModelInfo:
+        """A model this service can run, or 400 naming the file and the reason."""
+        try:
+            info = await asyncio.to_thread(self._catalog.info, name)
+        except (ModelNameError, ModelError) as exc:
+            raise ApiError(400, str(exc)) from exc
+        if not KIND_BY_NAME[info.replica_kind].parallelism(self._settings):
+            raise ApiError(400, f"model {name} is a {info.family} model, and no {info.replica_kind} "
+                           "replicas run here (their replica count is 0)")
+        return info
 
     async def get_task(self, task_id: str) -> TaskView | None:
         """The task's record (output URLs of local storage are service-relative), or ``None``."""

@@ -22,23 +22,24 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.handle import DeploymentHandle
 
 from tmlsr_ray.config import Settings
-from tmlsr_ray.models.base import ModelError
-from tmlsr_ray.models.registry import ModelNameError, is_seedvr2
+from tmlsr_ray.models.base import ModelError, ModelInfo
+from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline import media
 from tmlsr_ray.pipeline.colour import is_hdr
 from tmlsr_ray.pipeline.decode import probe_video
-from tmlsr_ray.pipeline.encode import EncodeOptions, Piece, assemble, even_size
+from tmlsr_ray.pipeline.encode import TASK_CODECS, EncodeOptions, Piece, assemble, even_size
 from tmlsr_ray.pipeline.errors import TaskError
 from tmlsr_ray.pipeline.fetch import FetchPolicy, fetch_input
 from tmlsr_ray.pipeline.image import CONTENT_TYPES, EXTENSIONS, decode_image, encode_image, output_format, probe_image
 from tmlsr_ray.pipeline.progress import SegmentProgress
 from tmlsr_ray.pipeline.render import SegmentJob
-from tmlsr_ray.pipeline.restore import processing_resolution, seedvr2_output_size
+from tmlsr_ray.pipeline.restore import processing_resolution
 from tmlsr_ray.pipeline.segments import Segment, SegmentPlan, extract_segments, plan_segments
-from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size
+from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size, target_size
 from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput, TaskStatus
 from tmlsr_ray.serve.fanout import SegmentFanout, call_with_retry, iterate_in_thread
 from tmlsr_ray.serve.metrics import RunnerMetrics
+from tmlsr_ray.serve.replicas import KIND_BY_NAME, ReplicaKind
 from tmlsr_ray.serve.state import get_state_actor
 from tmlsr_ray.storage.base import output_key
 from tmlsr_ray.storage.factory import make_piece_store, make_storage, remove_pieces
@@ -51,10 +52,10 @@ Processed = Tuple[Path, str, Dict[str, Any]]  # output file, content type, metad
 
 @serve.deployment(max_ongoing_requests=10_000)
 class TaskRunner:
-    def __init__(self, settings: Settings, upscaler: DeploymentHandle, seedvr2: DeploymentHandle | None = None):
+    def __init__(self, settings: Settings, replicas: Dict[str, DeploymentHandle]):
         self._settings = settings
-        self._upscaler = upscaler
-        self._seedvr2 = seedvr2
+        self._replicas = replicas  # by replica kind; a kind that is off is absent
+        self._catalog = ModelCatalog(settings.weights_dir)
         self._state = get_state_actor(settings)
         self._metrics = RunnerMetrics()
         self._oss = settings.oss_config()
@@ -158,30 +159,28 @@ class TaskRunner:
         await run.set_stage(name, status, duration)
         self._metrics.stage_seconds.observe(duration, tags={"stage": name.value, "status": status.value})
 
-    def _replicas_for(self, model_name: str) -> DeploymentHandle:
-        if not is_seedvr2(model_name):
-            return self._upscaler
-        if self._seedvr2 is None:
-            raise TaskError("SeedVR2 models are not served here (seedvr2_replicas is 0)")
-        return self._seedvr2
-
     async def _model_and_target(self, run: "Run", params: Dict[str, Any], width: int, height: int) -> "ModelPlan":
         name = params["model"]
-        replicas = self._replicas_for(name)
+        info = await asyncio.to_thread(self._catalog.info, name)
+        replicas = self._replicas.get(info.replica_kind)
+        if replicas is None:
+            raise TaskError(f"{info.family} models are not served here (no {info.replica_kind} replicas)")
         model = await self._call(replicas, lambda h: h.describe_model.remote(name))
         sizing = SizeRequest(params.get("outscale"), params.get("output_magnification"), params.get("output_dims"))
-        if is_seedvr2(name):
-            target = seedvr2_output_size(width, height, params.get("resolution"), sizing)
-            seed = params.get("seed")
-            if seed is None:
-                seed = self._settings.seedvr2_seed
-                await run.update_params({"seed": seed})
-            model["seedvr2"].update(seed=seed, resolution=processing_resolution(target))
-            return ModelPlan(replicas, model, target, scale=1, seed=seed)
-        if params.get("outscale") is None:
-            await run.update_params({"outscale": float(model["model_scale"])})
-        target = sizing.output_size(width, height, model["model_scale"])
-        return ModelPlan(replicas, model, target, scale=model["model_scale"])
+        target = target_size(width, height, info.scale, sizing, params.get("resolution"))
+        if params.get("outscale") is None and info.scale is not None:
+            await run.update_params({"outscale": float(info.scale)})
+        seed = await self._seed(run, params) if info.seeded else None
+        if info.seeded and info.family in model:  # the replica's account of how it runs; the task's choices join it
+            model[info.family].update(seed=seed, resolution=processing_resolution(target))
+        return ModelPlan(replicas, KIND_BY_NAME[info.replica_kind], info, model, target, seed=seed)
+
+    async def _seed(self, run: "Run", params: Dict[str, Any]) -> int:
+        """The task's noise seed; the service's default is recorded, so a rerun gives the same output."""
+        if params.get("seed") is None:
+            await run.update_params({"seed": self._settings.seedvr2_seed})
+            return self._settings.seedvr2_seed
+        return params["seed"]
 
     # -- images -----------------------------------------------------------------------------
 
@@ -195,12 +194,13 @@ class TaskRunner:
         image = await asyncio.to_thread(decode_image, path, info)
         upscaled = await self._call(plan.replicas,
                                     lambda h: h.upscale_image.remote(params["model"], image, target, *plan.seed_args()))
-        fmt = output_format(info, upscaled)
+        fmt = output_format(info, upscaled, params.get("output_format"))
+        quality = params.get("output_quality") or (settings.jpeg_quality if fmt == "jpeg" else None)
         result = workdir / ("output" + EXTENSIONS[fmt])
-        data = await asyncio.to_thread(encode_image, upscaled, fmt, settings.jpeg_quality, info.icc_profile, info.exif)
+        data = await asyncio.to_thread(encode_image, upscaled, fmt, quality, info.icc_profile, info.exif)
         await asyncio.to_thread(result.write_bytes, data)
         metadata = {
-            "width": target[0], "height": target[1], "format": fmt,
+            "width": target[0], "height": target[1], "format": fmt, "quality": quality,
             "input": {"width": width, "height": height, "format": info.format},
             "channels": 1 if upscaled.ndim == 2 else upscaled.shape[2],
             "bit_depth": 16 if upscaled.dtype.itemsize == 2 else 8,
@@ -221,7 +221,7 @@ class TaskRunner:
         plan.check_output_size(info.width, info.height, settings.max_output_pixels, target)
         segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
         tone_map = is_hdr(info.color) and params.get("hdr", "keep") == "sdr"
-        options = self._encode_options(plan, ten_bit=is_hdr(info.color) and not tone_map)
+        options = self._encode_options(plan, params, ten_bit=is_hdr(info.color) and not tone_map)
         plan_key = _work_fingerprint(segments, params, target, options, plan.seed)
         store = make_piece_store(self._settings, run.task_id, plan_key, workdir)
         done = await asyncio.to_thread(store.finished)
@@ -230,7 +230,7 @@ class TaskRunner:
         await report_progress()
         fanout = SegmentFanout(
             lambda job, data: plan.replicas.options(stream=True).render_segment.remote(params["model"], job, data),
-            window=settings.video_segments_per_replica * self._replica_count(plan),
+            window=settings.video_segments_per_replica * plan.kind.parallelism(settings),
             timeout_s=settings.upscaler_call_timeout_s, attempts=settings.upscaler_call_attempts,
             on_retry=self._metrics.retries.inc,
         )
@@ -265,26 +265,23 @@ class TaskRunner:
                         transfer_bytes=fanout.transfer_bytes)
         return result, "video/mp4", metadata
 
-    def _encode_options(self, plan: "ModelPlan", ten_bit: bool) -> EncodeOptions:
-        """``ten_bit``: HDR kept HDR is always 10-bit; other videos as ``video_ten_bit`` says."""
+    def _encode_options(self, plan: "ModelPlan", params: Dict[str, Any], ten_bit: bool) -> EncodeOptions:
+        """The task's codec and crf, else the service's; ``ten_bit``: HDR kept HDR is always
+        10-bit, other videos as ``video_ten_bit`` says."""
         settings = self._settings
+        codec = TASK_CODECS[params["video_codec"]] if params.get("video_codec") else settings.video_codec
+        crf = settings.video_crf if params.get("crf") is None else params["crf"]
         # A replica's encoder gets the CPU share the replica reserves, so replicas on one node
         # do not oversubscribe it.
-        cpus = settings.seedvr2_num_cpus if plan.seed is not None else settings.upscaler_num_cpus
-        return EncodeOptions(settings.video_codec, settings.video_crf, settings.video_preset,
-                             settings.video_ten_bit or ten_bit, threads=max(1, int(cpus)))
+        cpus = plan.kind.num_cpus(settings)
+        return EncodeOptions(codec, crf, settings.video_preset, settings.video_ten_bit or ten_bit,
+                             threads=max(1, int(cpus)))
 
     def _segment_job(self, segment: Segment, info, target, options: EncodeOptions, plan: "ModelPlan",
                      tone_map: bool) -> SegmentJob:
-        settings = self._settings
-        if plan.seed is None:
-            return SegmentJob(segment, info, target, options, settings.video_batch_frames, tone_map=tone_map)
-        return SegmentJob(segment, info, target, options, settings.seedvr2_batch_frames,
-                          overlap=settings.seedvr2_temporal_overlap, seed=plan.seed, tone_map=tone_map)
-
-    def _replica_count(self, plan: "ModelPlan") -> int:
-        settings = self._settings
-        return settings.seedvr2_parallelism if plan.seed is not None else settings.upscaler_parallelism
+        batch_frames, overlap = plan.kind.batch(self._settings)
+        return SegmentJob(segment, info, target, options, batch_frames, overlap=overlap if plan.info.temporal else 0,
+                          seed=plan.seed, tone_map=tone_map)
 
     def _progress_reporter(self, run: "Run", progress: "SegmentProgress") -> Callable[[], Awaitable[None]]:
         last = [0.0]
@@ -304,13 +301,19 @@ class TaskRunner:
 
 @dataclass(frozen=True)
 class ModelPlan:
-    """Which replicas run a task, what the model said of itself, the output size, and (SeedVR2) the seed."""
+    """Which replicas run a task, what the model file is and what its replica said of it, the
+    output size, and the noise seed of a seeded model."""
 
     replicas: DeploymentHandle
+    kind: ReplicaKind
+    info: ModelInfo
     model: Dict[str, Any]
     target: Tuple[int, int]
-    scale: int
     seed: int | None = None
+
+    @property
+    def scale(self) -> int:
+        return self.info.scale or 1
 
     def seed_args(self) -> Tuple[int, ...]:
         return () if self.seed is None else (self.seed,)

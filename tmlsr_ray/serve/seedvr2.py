@@ -13,13 +13,12 @@ import numpy as np
 from ray import serve
 
 from tmlsr_ray.config import Settings
-from tmlsr_ray.models.registry import ModelCache, resolve_model_path
-from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions, SeedVR2Files, SeedVR2Model
+from tmlsr_ray.models.base import LoadOptions
+from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions, SeedVR2Model
 from tmlsr_ray.models.seedvr2.vae import VaeTiling
 from tmlsr_ray.pipeline.render import Rendered, SegmentJob
 from tmlsr_ray.pipeline.restore import processing_resolution, restore_frames, restore_image
-from tmlsr_ray.serve.metrics import ModelMetrics
-from tmlsr_ray.serve.upscaler import ModelThread, replica_count, stream_segment
+from tmlsr_ray.serve.upscaler import ModelHolder, ModelThread, replica_count, stream_segment
 
 
 @serve.deployment(max_ongoing_requests=4)
@@ -28,10 +27,12 @@ class SeedVR2Upscaler:
         self._settings = settings
         self._thread = ModelThread(settings, "seedvr2")
         # One SeedVR2 at a time per replica: two would not fit a GPU's memory.
-        self._models = ModelCache(1, ModelMetrics().timed(lambda path: SeedVR2Model.load(
-            SeedVR2Files.beside(path), device=settings.device, dtype=settings.seedvr2_dtype)))
+        self._models = ModelHolder(settings, 1, LoadOptions(settings.device, settings.seedvr2_dtype))
         self._tiling = (VaeTiling(settings.seedvr2_vae_tile_size, settings.seedvr2_vae_tile_overlap)
                         if settings.seedvr2_vae_tile_size else None)
+
+    def check_health(self) -> None:
+        self._models.report()
 
     async def describe_model(self, model_name: str) -> Dict[str, Any]:
         """The model, and how it restores (the task adds its seed and resolution)."""
@@ -54,7 +55,7 @@ class SeedVR2Upscaler:
             yield item
 
     def _load(self, model_name: str) -> SeedVR2Model:
-        return self._models.get(resolve_model_path(self._settings.weights_dir, model_name))
+        return self._models.get(model_name)
 
     def _restore(self, restore, model_name: str, pixels: np.ndarray, target: Tuple[int, int], seed: int,
                  should_stop) -> np.ndarray:

@@ -39,6 +39,7 @@ class TaskState:
         self._webhook_chains: Dict[str, asyncio.Task] = {}  # task → its last webhook delivery
         self._progress_sent: Dict[str, float] = {}
         self._runner_app: Optional[str] = None  # learnt from the runners, to hand re-queued tasks back
+        self._models_held: Dict[str, Tuple[float, List[str]]] = {}  # replica → (reported at, model names)
         self._board.grant_grace_after_restart()
         loop = asyncio.get_running_loop()
         self._background = [loop.create_task(self._sweep_forever()), loop.create_task(self._retain_forever())]
@@ -212,6 +213,19 @@ class TaskState:
 
     async def wait_released(self, task_id: str, attempt: int) -> Optional[TaskStatus]:
         return await self._board.wait_released(task_id, attempt)
+
+    # -- which model replicas hold which models (for GET /models), kept in memory only --------
+
+    async def report_models(self, replica: str, names: List[str]) -> None:
+        self._models_held[replica] = (time.monotonic(), list(names))
+
+    async def models_held(self) -> List[str]:
+        """Models some replica reported holding within ``model_report_ttl_s`` (a killed replica
+        stops reporting, so its models drop out)."""
+        oldest = time.monotonic() - self._settings.model_report_ttl_s
+        fresh = {replica: held for replica, held in self._models_held.items() if held[0] >= oldest}
+        self._models_held = fresh
+        return sorted({name for _, names in fresh.values() for name in names})
 
 
 def get_state_actor(settings: Settings) -> "ray.actor.ActorHandle":

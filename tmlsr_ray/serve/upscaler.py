@@ -6,18 +6,21 @@ import asyncio
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Dict, Tuple
+from pathlib import Path
+from typing import Any, AsyncIterator, Dict, List, Tuple
 
 import numpy as np
 import torch
 from ray import serve
 
 from tmlsr_ray.config import Settings
-from tmlsr_ray.models.registry import ModelCache, load_model, resolve_model_path
+from tmlsr_ray.models.base import LoadOptions
+from tmlsr_ray.models.registry import ModelCache, ModelCatalog, load_model, resolve_model_path
 from tmlsr_ray.pipeline.render import Rendered, SegmentJob, render_segment
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames, upscale_image
 from tmlsr_ray.serve.fanout import iterate_in_thread
 from tmlsr_ray.serve.metrics import ModelMetrics
+from tmlsr_ray.serve.state import get_state_actor
 
 
 class ModelThread:
@@ -48,22 +51,54 @@ class ModelThread:
             raise
 
 
+class ModelHolder:
+    """The models a replica holds: found by name, recognised by contents, loaded once, the last
+    ``capacity`` kept; the state actor hears which (GET /models shows them as loaded)."""
+
+    def __init__(self, settings: Settings, capacity: int, options: LoadOptions):
+        self._weights_dir = settings.weights_dir
+        self._catalog = ModelCatalog(settings.weights_dir)
+        self._options = options
+        self._cache = ModelCache(capacity, ModelMetrics().timed(self._load_file), on_change=self._report)
+        self._state = get_state_actor(settings)
+
+    def get(self, model_name: str):
+        return self._cache.get(resolve_model_path(self._weights_dir, model_name))
+
+    def _load_file(self, path: Path):
+        return load_model(path, self._catalog.info(path.name), self._options)
+
+    def report(self) -> None:
+        self._report(self._cache.names())
+
+    def _report(self, names: List[str]) -> None:
+        try:  # fire and forget: a restarting state actor hears it at the next health check
+            self._state.report_models.remote(serve.get_replica_context().replica_id.unique_id, names)
+        except Exception:
+            pass
+
+
+def load_options(settings: Settings) -> LoadOptions:
+    """How the Upscaler loads its models: ``half`` unset = each model's fastest safe type."""
+    dtype = {None: "auto", True: "fp16", False: "fp32"}[settings.half]
+    return LoadOptions(settings.device, dtype, settings.torch_compile)
+
+
 @serve.deployment(max_ongoing_requests=4)
 class Upscaler:
     def __init__(self, settings: Settings):
         self._settings = settings
         self._thread = ModelThread(settings, "upscale")
-        self._models = ModelCache(
-            settings.max_cached_models,
-            ModelMetrics().timed(lambda path: load_model(path, device=settings.device, half=settings.half,
-                                                         compile=settings.torch_compile)),
-        )
+        self._models = ModelHolder(settings, settings.max_cached_models, load_options(settings))
         self._tiling = Tiling(settings.tile_size, settings.tile_pad, settings.tile_min_pixels)
+
+    def check_health(self) -> None:
+        self._models.report()
 
     async def describe_model(self, model_name: str) -> Dict[str, Any]:
         model = await self._thread.run(self._load, model_name)
-        return {"model": model.name, "model_scale": model.scale,
-                "architecture": model.architecture, "device": model.device}
+        return {"model": model.name, "model_scale": model.scale, "architecture": model.architecture,
+                "device": model.device, "dtype": model.dtype}
 
     async def upscale_image(self, model_name: str, image: np.ndarray, target: Tuple[int, int]) -> np.ndarray:
         return await self._thread.run_stoppable(self._upscale, model_name, image, target)
@@ -76,7 +111,7 @@ class Upscaler:
             yield item
 
     def _load(self, model_name: str):
-        return self._models.get(resolve_model_path(self._settings.weights_dir, model_name))
+        return self._models.get(model_name)
 
     def _upscale(self, model_name: str, image: np.ndarray, target, should_stop) -> np.ndarray:
         return upscale_image(self._load(model_name), image, target, self._tiling, should_stop)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from tmlsr_ray.models.base import ModelError
-from tmlsr_ray.models.realesrgan import select_device
+from tmlsr_ray.models.device import select_device
 from tmlsr_ray.models.seedvr2.dit import NaDiT
 from tmlsr_ray.models.seedvr2.frames import preprocess, to_samples, trim, wavelet_color_fix
 from tmlsr_ray.models.seedvr2.vae import CausalVideoVAE, VaeTiling

@@ -1,0 +1,86 @@
+"""Community architectures through spandrel: recognised by their tensors, run through the batched
+device path at the right size, refused with a reason when a whole-frame upscaler cannot serve them."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import SPANDREL_ARCHS, save_face_model, save_spandrel_model, tiny_spandrel_network
+from tmlsr_ray.models.base import LoadOptions, ModelError
+from tmlsr_ray.models.registry import ModelCatalog, load_model
+from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames, upscale_image
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("arch", SPANDREL_ARCHS)
+def test_each_architecture_is_recognised_and_upscales_frames_and_tiled_images(tmp_path, arch, scale):
+    save_spandrel_model(arch, tmp_path / "m.pth", scale=scale)
+    info = ModelCatalog(tmp_path).info("m.pth")
+    assert (info.family, info.architecture, info.scale, info.replica_kind) == ("spandrel", arch, scale, "upscaler")
+    model = load_model(tmp_path / "m.pth", info, LoadOptions("cpu"))
+    frames = np.random.default_rng(0).integers(0, 256, (3, 18, 26, 3), dtype=np.uint8)
+    out = upscale_frames(model, frames, (26 * scale, 18 * scale), Tiling())
+    assert out.shape == (3, 18 * scale, 26 * scale, 3) and out.dtype == np.uint8
+    image = np.random.default_rng(1).integers(0, 256, (30, 41, 4), dtype=np.uint8)  # BGRA, tiled
+    tiled = upscale_image(model, image, (82, 60), Tiling(tile_size=16, tile_pad=4, min_pixels=100))
+    assert tiled.shape == (60, 82, 4)
+
+
+def test_the_batched_path_equals_spandrels_own_call(tmp_path):
+    import spandrel
+
+    save_spandrel_model("SwinIR", tmp_path / "m.pth")
+    model = load_model(tmp_path / "m.pth", ModelCatalog(tmp_path).info("m.pth"), LoadOptions("cpu"))
+    descriptor = spandrel.ModelLoader().load_from_file(tmp_path / "m.pth").eval()
+    frames = np.random.default_rng(0).random((2, 18, 26, 3), dtype=np.float32)  # not a window multiple: padded
+    ours = model.upscale(frames)
+    theirs = torch.cat([descriptor(torch.from_numpy(f).permute(2, 0, 1)[None]) for f in frames])
+    assert np.abs(ours - theirs.permute(0, 2, 3, 1).numpy()).max() < 1e-5
+
+
+def test_safetensors_and_pth_of_one_network_are_the_same_model(tmp_path):
+    save_spandrel_model("SPAN", tmp_path / "a.pth")
+    save_spandrel_model("SPAN", tmp_path / "a.safetensors")
+    catalog = ModelCatalog(tmp_path)
+    frames = np.random.default_rng(0).integers(0, 256, (1, 12, 16, 3), dtype=np.uint8)
+    outs = [load_model(tmp_path / n, catalog.info(n), LoadOptions("cpu")).upscale_samples(frames)
+            for n in ("a.pth", "a.safetensors")]
+    assert np.array_equal(*outs)
+
+
+def test_a_one_channel_model_gets_luma_and_gives_gray_rgb(tmp_path):
+    torch.manual_seed(0)
+    from spandrel.architectures.Compact import Compact
+
+    torch.save(Compact(num_in_ch=1, num_out_ch=1, num_feat=8, num_conv=2, upscale=2).state_dict(), tmp_path / "g.pth")
+    info = ModelCatalog(tmp_path).info("g.pth")
+    assert (info.family, info.channels) == ("spandrel", (1, 1))
+    out = load_model(tmp_path / "g.pth", info, LoadOptions("cpu")).upscale_samples(
+        np.random.default_rng(0).integers(0, 256, (1, 8, 8, 3), dtype=np.uint8))
+    assert out.shape == (1, 16, 16, 3) and np.array_equal(out[..., 0], out[..., 2])
+
+
+def test_face_restoration_unknown_and_unreadable_files_are_refused_with_the_reason(tmp_path):
+    save_face_model(tmp_path / "face.pth")
+    torch.save({"some.weight": torch.zeros(2, 2)}, tmp_path / "unknown.pth")
+    (tmp_path / "broken.safetensors").write_bytes(b"\x00" * 16)
+    catalog = ModelCatalog(tmp_path)
+    with pytest.raises(ModelError, match=r"face.pth is a face-restoration model.*\(GFPGAN\)"):
+        catalog.info("face.pth")
+    with pytest.raises(ModelError, match="unknown.pth: no architecture spandrel .* knows"):
+        catalog.info("unknown.pth")
+    with pytest.raises(ModelError, match="cannot read model file broken.safetensors"):
+        catalog.info("broken.safetensors")
+
+
+def test_a_half_type_an_architecture_does_not_hold_is_never_used(tmp_path):
+    from tmlsr_ray.models.spandrel import _torch_dtype
+
+    class Descriptor:
+        supports_half, supports_bfloat16 = False, True
+        architecture = type("A", (), {"name": "X"})
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert _torch_dtype(Descriptor, cuda, "auto") == torch.bfloat16
+    assert _torch_dtype(Descriptor, cuda, "fp16") == torch.float32
+    assert _torch_dtype(Descriptor, cpu, "auto") == torch.float32

@@ -1,0 +1,150 @@
+"""Models a user brings (spandrel architectures), GET /models, and the output a task asks for:
+through real HTTP, real Serve replicas and real (tiny) networks."""
+
+from __future__ import annotations
+
+import av
+import cv2
+import numpy as np
+import pytest
+import requests
+
+from tests.helpers import SPANDREL_ARCHS, eventually, make_clip, shared_path
+from tests.serve.conftest import fetch_output
+from tests.serve.test_api import decode, png_bytes
+from tmlsr_ray.pipeline.encode import task_codecs_available
+
+
+@pytest.fixture(scope="module")
+def small_image(input_server) -> str:
+    return input_server.add("models-small.png", png_bytes(20, 14, seed=3))
+
+
+@pytest.fixture(scope="module")
+def short_clip(input_server, tmp_path_factory) -> str:
+    path = make_clip(tmp_path_factory.mktemp("models") / "short.mp4", frames=5, size=(32, 24), audio=False)
+    return input_server.add("models-short.mp4", path.read_bytes())
+
+
+def models_by_name(service):
+    response = requests.get(service.url("/models"), timeout=60)
+    assert response.status_code == 200, response.text
+    return {entry["name"]: entry for entry in response.json()["models"]}
+
+
+def test_models_lists_every_file_with_its_family_and_scale(service):
+    models = models_by_name(service)
+    assert models["realesr-animevideov3.pth"] | {"loaded": None} == {
+        "name": "realesr-animevideov3.pth", "family": "realesrgan", "architecture": "SRVGGNetCompact",
+        "scale": 4, "size_multiple": 1, "dtypes": ["float32", "float16"], "channels": [3, 3], "purpose": "SR",
+        "temporal": False, "error": None, "loaded": None,
+        "bytes": (service.weights_dir / "realesr-animevideov3.pth").stat().st_size}
+    assert models["tiny-rrdb-x2.pth"]["architecture"] == "RRDBNet" and models["tiny-rrdb-x2.pth"]["size_multiple"] == 2
+    for arch in SPANDREL_ARCHS:
+        entry = models[f"tiny-{arch.lower()}-x2.pth"]
+        assert (entry["family"], entry["architecture"], entry["scale"], entry["error"]) == ("spandrel", arch, 2, None)
+    assert models["tiny-swinir-x2.safetensors"]["architecture"] == "SwinIR"
+    face = models["tiny-face.pth"]
+    assert face["family"] is None and "face-restoration" in face["error"]
+    assert "cannot read model file broken.pth" in models["broken.pth"]["error"]
+
+
+def test_a_model_a_replica_has_loaded_is_listed_as_loaded(service, small_image):
+    task = service.run(url=small_image, type="image", model="smooth-x2.pth")
+    assert task["status"] == "completed", task["error"]
+    eventually(lambda: models_by_name(service)["smooth-x2.pth"]["loaded"], what="smooth-x2.pth listed as loaded")
+
+
+@pytest.mark.parametrize("name,reason", [("tiny-face.pth", "face-restoration"),
+                                         ("broken.pth", "cannot read model file broken.pth")])
+def test_a_file_no_backend_serves_is_refused_at_submission_naming_it(service, small_image, name, reason):
+    response = requests.post(service.url("/tasks"), json={"url": small_image, "type": "image", "model": name},
+                             timeout=60)
+    assert response.status_code == 400 and reason in response.json()["error"] and name in response.json()["error"]
+
+
+@pytest.mark.parametrize("arch", SPANDREL_ARCHS)
+def test_every_spandrel_architecture_upscales_an_image_and_a_video(service, small_image, short_clip, arch):
+    model = f"tiny-{arch.lower()}-x2.pth"
+    image = service.run(url=small_image, type="image", model=model)
+    assert image["status"] == "completed", image["error"]
+    assert image["output"]["metadata"]["architecture"] == arch
+    assert decode(fetch_output(service, image)).shape[:2] == (28, 40)
+    video = service.run(url=short_clip, type="video", model=model, timeout=300)
+    assert video["status"] == "completed", video["error"]
+    metadata = video["output"]["metadata"]
+    assert (metadata["width"], metadata["height"], metadata["frames"]) == (64, 48, 5)
+
+
+def test_a_safetensors_model_runs_like_its_pth(service, small_image):
+    task = service.run(url=small_image, type="image", model="tiny-swinir-x2.safetensors")
+    assert task["status"] == "completed", task["error"]
+    assert decode(fetch_output(service, task)).shape[:2] == (28, 40)
+
+
+# -- the output a task asks for ----------------------------------------------------------------
+
+
+def test_png_from_a_jpeg_input_matches_the_reference_implementation(service, input_server, tmp_path):
+    """The model's own output, losslessly: the official RealESRGANer on the same decoded JPEG."""
+    source = cv2.imread(str(shared_path("media", "image", "photo_chelsea_odd_451x300.png")))
+    ok, jpeg = cv2.imencode(".jpg", source, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    url = input_server.add("chelsea.jpg", jpeg.tobytes())
+    task = service.run(url=url, type="image", model="realesr-animevideov3.pth", output_format="png")
+    assert task["status"] == "completed", task["error"]
+    assert task["output"]["metadata"]["format"] == "png" and task["output"]["url"].endswith(".png")
+    out = decode(fetch_output(service, task))
+    reference = reference_enhance(cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED), service.weights_dir / "realesr-animevideov3.pth")
+    assert out.shape == reference.shape
+    assert (np.abs(out.astype(int) - reference.astype(int)) <= 1).mean() >= 0.999
+
+
+def reference_enhance(image: np.ndarray, weights) -> np.ndarray:
+    from realesrgan import RealESRGANer
+
+    from tmlsr_ray.models.basicsr_compat import import_architectures
+
+    _, srvgg = import_architectures()
+    net = srvgg(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=16, upscale=4, act_type="prelu")
+    upsampler = RealESRGANer(scale=4, model_path=str(weights), model=net, tile=0, pre_pad=0, half=False, device="cpu")
+    output, _ = upsampler.enhance(image, outscale=4)
+    return output
+
+
+@pytest.mark.parametrize("fmt,quality,magic", [("jpeg", 40, b"\xff\xd8"), ("webp", 80, b"RIFF"), ("png", None, b"\x89PNG")])
+def test_an_image_comes_back_in_the_format_and_quality_asked_for(service, small_image, fmt, quality, magic):
+    task = service.run(url=small_image, type="image", model="smooth-x2.pth", output_format=fmt,
+                       output_quality=quality)
+    assert task["status"] == "completed", task["error"]
+    assert task["output"]["metadata"]["format"] == fmt and task["output"]["metadata"]["quality"] == quality
+    assert fetch_output(service, task)[:4].startswith(magic)
+
+
+@pytest.mark.parametrize("codec", task_codecs_available())
+def test_every_video_codec_the_build_has_gives_a_file_pyav_decodes(service, short_clip, tmp_path, codec):
+    task = service.run(url=short_clip, type="video", model="smooth-x2.pth", video_codec=codec, crf=30, timeout=300)
+    assert task["status"] == "completed", task["error"]
+    metadata = task["output"]["metadata"]
+    assert (metadata["video_codec"], metadata["crf"]) == (codec, 30)
+    out = tmp_path / "out.mp4"
+    out.write_bytes(fetch_output(service, task))
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.codec.canonical_name == codec
+        assert sum(1 for _ in container.decode(stream)) == 5
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"type": "image", "video_codec": "hevc"}, "video_codec"),
+    ({"type": "image", "crf": 20}, "crf"),
+    ({"type": "video", "output_format": "png"}, "output_format"),
+    ({"type": "image", "output_format": "png", "output_quality": 80}, "output_quality"),
+    ({"type": "image", "output_format": "gif"}, "output_format"),
+    ({"type": "video", "video_codec": "vp9"}, "video_codec"),
+    ({"type": "video", "video_codec": "hevc", "crf": 60}, "crf"),
+    ({"type": "image", "output_quality": 0}, "output_quality"),
+])
+def test_an_output_choice_that_does_not_fit_is_a_422_naming_the_field(service, small_image, body, field):
+    response = requests.post(service.url("/tasks"), json={"url": small_image, **body}, timeout=30)
+    assert response.status_code == 422, response.text
+    assert field in response.json()["error"]

@@ -1,0 +1,156 @@
+"""Community models through spandrel: every single-image super-resolution and restoration
+architecture spandrel detects from a state dict (SwinIR, HAT, DAT, OmniSR, SPAN, RealCUGAN,
+PLKSR, ESRGAN variants, …), as ``.pth`` or ``.safetensors``.
+
+spandrel reads each file's architecture, scale, channels, size rules and the number types it
+holds; this module refuses what a whole-frame upscaler cannot serve (face restoration needs
+detected and aligned faces, inpainting needs a mask) with the reason, and runs the rest through
+the same batched device path as the Real-ESRGAN backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, Optional
+
+import torch
+
+from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo
+from tmlsr_ray.models.device import select_device
+from tmlsr_ray.models.realesrgan import ArchitectureSpec, RealESRGANModel
+
+logger = logging.getLogger(__name__)
+SUFFIXES = (".pth", ".safetensors")
+MAX_SCALE = 8
+# Live activations per input pixel and feature channel, for batch sizing on a GPU: transformer
+# blocks (windows, attention scores, MLPs four times wider) keep far more alive than convolutions.
+ACTIVATIONS_PER_FEATURE = {"ESRGAN": 32, "Compact": 3, "SPAN": 6, "RealCUGAN": 8, "PLKSR": 8}
+TRANSFORMER_ACTIVATIONS = 96
+REFUSED_PURPOSES = {
+    "FaceSR": "a face-restoration model: it needs detected and aligned faces, not whole frames",
+    "Inpainting": "an inpainting model: it needs a mask of what to fill, not a frame to upscale",
+}
+# Refused on detection, before their (large) networks are built only to be thrown away.
+REFUSED_ARCHITECTURES = {"GFPGAN": "FaceSR", "RestoreFormer": "FaceSR", "LaMa": "Inpainting"}
+# BT.601 luma, for models that take one channel
+LUMA = (0.299, 0.587, 0.114)
+
+
+def read_tensors(path: Path) -> Dict[str, torch.Tensor]:
+    """A checkpoint's tensors (a checkpoint is data, never code to run: no pickled objects)."""
+    import spandrel
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch and safetensors raise many types for a broken file
+        raise ModelError(f"cannot read model file {path.name}: {exc}") from exc
+    if not isinstance(state, dict):
+        raise ModelError(f"model file {path.name} holds no state dict")
+    return spandrel.canonicalize_state_dict(state)
+
+
+def describe(path: Path):
+    """spandrel's descriptor of the file, or ModelError saying why it cannot be served."""
+    import spandrel
+
+    state = read_tensors(path)
+    support = next((a for a in spandrel.MAIN_REGISTRY.architectures("detection") if a.detect(state)), None)
+    if support is None:
+        raise ModelError(f"model file {path.name}: no architecture spandrel {spandrel.__version__} "
+                         "knows matches its tensors (nor Real-ESRGAN's, nor SeedVR2's)")
+    name = support.architecture.name
+    _refuse_purpose(path, name, REFUSED_ARCHITECTURES.get(str(support.architecture.id)))
+    try:
+        descriptor = support.architecture.load(state)
+    except Exception as exc:  # a detected architecture whose tensors do not fit it
+        raise ModelError(f"model file {path.name} ({name}) does not load: {type(exc).__name__}: {exc}") from exc
+    _refuse_purpose(path, name, descriptor.purpose)
+    if not 1 <= descriptor.scale <= MAX_SCALE:
+        raise ModelError(f"model file {path.name} ({name}) scales ×{descriptor.scale}; served are ×1 to ×{MAX_SCALE}")
+    if descriptor.input_channels not in (1, 3, 4) or descriptor.output_channels not in (1, 3, 4):
+        raise ModelError(f"model file {path.name} ({name}) takes {descriptor.input_channels} channels and "
+                         f"gives {descriptor.output_channels}; served are 1, 3 or 4")
+    if descriptor.size_requirements.square:
+        raise ModelError(f"model file {path.name} ({name}) needs square inputs, which frames are not")
+    return descriptor
+
+
+def _refuse_purpose(path: Path, architecture: str, purpose: Optional[str]) -> None:
+    refused = REFUSED_PURPOSES.get(purpose)
+    if refused:
+        raise ModelError(f"model file {path.name} is {refused} ({architecture}); served here are "
+                         "super-resolution and restoration models")
+
+
+def recognise(path: Path) -> Optional[ModelInfo]:
+    if path.suffix not in SUFFIXES:
+        return None
+    descriptor = describe(path)
+    dtypes = ("float32",) + ("float16",) * descriptor.supports_half + ("bfloat16",) * descriptor.supports_bfloat16
+    return ModelInfo(
+        name=path.name, family="spandrel", architecture=descriptor.architecture.name, scale=descriptor.scale,
+        size_multiple=descriptor.size_requirements.multiple_of,
+        channels=(descriptor.input_channels, descriptor.output_channels), dtypes=dtypes,
+        purpose=descriptor.purpose, bytes=path.stat().st_size)
+
+
+def _torch_dtype(descriptor, device: torch.device, preference: str) -> torch.dtype:
+    """auto: fp16 on a GPU where the architecture holds it, else bf16 where it holds that, else
+    fp32; a half type it does not hold is never used (spandrel knows which overflow)."""
+    held = {"fp32": True, "fp16": descriptor.supports_half, "bf16": descriptor.supports_bfloat16}
+    if preference == "auto":
+        preference = next((d for d in ("fp16", "bf16") if held[d]), "fp32") if device.type == "cuda" else "fp32"
+    if not held.get(preference, False):
+        logger.warning("%s does not hold %s; running it in fp32", descriptor.architecture.name, preference)
+        preference = "fp32"
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[preference]
+
+
+class SpandrelModel(RealESRGANModel):
+    """A spandrel-loaded network behind the Real-ESRGAN backend's batched device path (copies,
+    conversions, resize on the device); spandrel's own call pads to the architecture's size rule."""
+
+    def __init__(self, path: Path, options: LoadOptions = LoadOptions()):
+        descriptor = describe(path)
+        self.name = path.name
+        self.scale = descriptor.scale
+        self.architecture = descriptor.architecture.name
+        self._device = select_device(options.device)
+        self.device = str(self._device)
+        self._dtype = _torch_dtype(descriptor, self._device, options.dtype)
+        self.half = self._dtype != torch.float32
+        self.dtype = str(self._dtype).removeprefix("torch.")
+        self._descriptor = descriptor.to(self._device).to(self._dtype).eval()
+        self._descriptor.model.requires_grad_(False)
+        self.compiled = False  # spandrel calls its model through its own wrapper
+        self._cuda_stream = torch.cuda.Stream(self._device) if self._device.type == "cuda" else None
+        self._size_multiple = 1  # spandrel pads
+        self.spec = ArchitectureSpec(self.architecture, self.scale, {"num_feat": 64})
+        self._activations = ACTIVATIONS_PER_FEATURE.get(self.architecture, TRANSFORMER_ACTIVATIONS)
+        self._channels = (descriptor.input_channels, descriptor.output_channels)
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) → (N, 3, H·s, W·s), adapting to models of 1 or 4 channels."""
+        channels_in, channels_out = self._channels
+        if channels_in == 1:
+            weights = torch.tensor(LUMA, device=batch.device, dtype=batch.dtype).view(1, 3, 1, 1)
+            batch = (batch * weights).sum(dim=1, keepdim=True)
+        elif channels_in == 4:
+            batch = torch.cat([batch, torch.ones_like(batch[:, :1])], dim=1)
+        out = self._descriptor(batch.contiguous())
+        if channels_out == 1:
+            return out.repeat(1, 3, 1, 1)  # a copy: the caller clamps in place
+        return out[:, :3]
+
+
+def load(path: Path, options: LoadOptions) -> SpandrelModel:
+    return SpandrelModel(path, options)
+
+
+FAMILY = ModelFamily("spandrel", SUFFIXES, recognise, load)
