@@ -51,7 +51,7 @@ def test_dashboard_is_a_self_contained_page(service):
 def test_openapi_describes_every_route_its_errors_and_the_request_fields(service):
     document = requests.get(service.url("/openapi.json"), timeout=10).json()
     paths, schemas = document["paths"], document["components"]["schemas"]
-    assert {"/health", "/tasks", "/tasks/{task_id}", "/monitor/stats", "/dashboard"} <= set(paths)
+    assert {"/health", "/tasks", "/tasks/{task_id}", "/monitor/stats", "/models", "/dashboard"} <= set(paths)
     assert {"get", "delete"} <= set(paths["/tasks/{task_id}"])
     post = paths["/tasks"]["post"]
     assert {"200", "400", "401", "409", "422", "429"} <= set(post["responses"])
@@ -60,7 +60,8 @@ def test_openapi_describes_every_route_its_errors_and_the_request_fields(service
     assert {"404", "409"} <= set(paths["/tasks/{task_id}"]["delete"]["responses"])
     fields = set(schemas["TaskRequest"]["properties"])
     assert fields == {"url", "type", "model", "outscale", "output_magnification", "output_dims", "resolution",
-                      "seed", "hdr", "callback_url", "callback_progress"}
+                      "seed", "hdr", "callback_url", "callback_progress", "output_format", "output_quality",
+                      "video_codec", "crf"}
     assert all(schemas["TaskRequest"]["properties"][f].get("description") for f in fields)
     assert {"task_id", "status", "created_at", "updated_at", "params", "stages", "output", "error"} <= set(
         schemas["TaskView"]["properties"])
