@@ -207,10 +207,10 @@ def recognise(path: Path) -> Optional[ModelInfo]:
     try:
         state = read_state_dict(path)
         spec = detect_architecture(state)
+        if spec.kwargs["num_in_ch"] != 3:  # gray or RGBA networks: spandrel's backend adapts the channels
+            return None
         build_network(spec).load_state_dict(state, strict=True)
     except Exception:  # not this family's file: another backend may know it
-        return None
-    if spec.kwargs["num_in_ch"] != 3:  # gray or RGBA networks: spandrel's backend adapts the channels
         return None
     return ModelInfo(name=path.name, family="realesrgan", architecture=spec.kind, scale=spec.scale,
                      size_multiple=size_multiple(spec), dtypes=("float32", "float16"),

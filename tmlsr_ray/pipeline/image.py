@@ -137,7 +137,7 @@ def output_format(info: ImageInfo, image: np.ndarray, requested: Optional[str] =
     PNG (or WEBP alpha); HEIC and AVIF photos come back as JPEG (or PNG with alpha)."""
     if requested:
         return requested
-    has_alpha = image.ndim == 3 and image.shape[2] == 4
+    has_alpha = _has_alpha(image)
     if image.dtype == np.uint16:
         return "png"
     if info.format == "webp":
@@ -148,8 +148,8 @@ def output_format(info: ImageInfo, image: np.ndarray, requested: Optional[str] =
 
 
 def fit_to_format(image: np.ndarray, fmt: str) -> np.ndarray:
-    """What ``fmt`` can hold of the image: JPEG and WebP take 8 bits (16-bit samples are rounded
-    down to 8), JPEG takes no alpha (dropped: ask PNG or WebP to keep it)."""
+    """What ``fmt`` can hold of the image: JPEG and WebP take 8 bits (16-bit samples go to the
+    nearest 8-bit level), JPEG takes no alpha (dropped: ask PNG or WebP to keep it)."""
     if fmt == "png":
         return image
     if image.dtype == np.uint16:
