@@ -89,7 +89,9 @@ def test_a_video_cut_off_by_a_stop_resumes_from_its_finished_segments(restartabl
     from ray import serve
 
     base, deploy = restartable
-    url = input_server.add("restart.mp4", make_clip(tmp_path / "r.mp4", frames=48, size=(160, 120)).read_bytes())
+    # Nine segments (of about a second): after two, the rest outlasts the stop's grace period, so the stop
+    # really cuts the video off (with four, the last two could finish during the stop).
+    url = input_server.add("restart.mp4", make_clip(tmp_path / "r.mp4", frames=96, size=(160, 120)).read_bytes())
     task_id = requests.post(f"{base}/tasks", json={"url": url, "model": "slow-x4.pth"}, timeout=30).json()["task_id"]
 
     def half_done() -> bool:
@@ -102,5 +104,5 @@ def test_a_video_cut_off_by_a_stop_resumes_from_its_finished_segments(restartabl
     task = requests.get(f"{base}/tasks/{task_id}", timeout=10).json()
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
-    assert meta["frames"] == 48 and meta["segments"] == {"total": 4, "reused": meta["segments"]["reused"]}
+    assert meta["frames"] == 96 and meta["segments"] == {"total": 9, "reused": meta["segments"]["reused"]}
     assert meta["segments"]["reused"] >= 2
