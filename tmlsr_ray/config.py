@@ -14,6 +14,8 @@ from typing import Any, List, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tmlsr_ray.urls import FetchPolicy
+
 ENV_PREFIX = "TMLSR_"
 
 
@@ -237,6 +239,13 @@ class Settings(BaseModel):
     def _absolute(cls, value: Path) -> Path:
         # Replicas may run with another working directory than the driver.
         return value.expanduser().resolve()
+
+    def fetch_policy(self) -> FetchPolicy:
+        """What inputs and webhooks may reach, and how much a download may take."""
+        return FetchPolicy(
+            allow_private=self.allow_private_urls, allowlist=tuple(self.url_allowlist),
+            max_bytes=self.download_max_bytes, connect_timeout_s=self.download_connect_timeout_s,
+            read_timeout_s=self.download_read_timeout_s, total_timeout_s=self.download_total_timeout_s)
 
     def oss_config(self):
         """The OSS client settings, or ``None`` when no credentials are configured."""

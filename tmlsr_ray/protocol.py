@@ -264,3 +264,5 @@ class ErrorBody(BaseModel):
     status: Literal["error"] = "error"
     error: str
     detail: Any = None
+    task_id: Optional[str] = Field(None, description="409 for a reused Idempotency-Key: the task it created.")
+    task_status: Optional[TaskStatus] = Field(None, description="409 for a cancel: how the task ended.")

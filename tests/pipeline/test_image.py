@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import SHARED, display_p3_icc, shared_path
-from tmlsr_ray.pipeline.errors import InputError
+from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.image import png_with_metadata, decode_image, encode_image, output_format, probe_image
 
 BAD = sorted((SHARED / "media" / "bad").glob("*")) if (SHARED / "media" / "bad").is_dir() else []

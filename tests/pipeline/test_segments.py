@@ -234,7 +234,7 @@ def test_a_vfr_clip_with_audio_keeps_every_timestamp_and_its_audio(tmp_path, smo
 
 
 def test_a_piece_store_keeps_whole_pieces_only(tmp_path):
-    from tmlsr_ray.pipeline.encode import Piece
+    from tmlsr_ray.piece import Piece
 
     store = PieceStore(tmp_path / "p")
     store.save(b"mp4 bytes", Piece(3, 1200, 25, "libx264"))

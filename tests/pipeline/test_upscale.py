@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tmlsr_ray.models.realesrgan import RealESRGANModel
-from tmlsr_ray.pipeline.errors import CanceledError, InputError
+from tmlsr_ray.errors import CanceledError, InputError
 from tmlsr_ray.pipeline.upscale import SizeRequest, Tiling, check_output_size, upscale_image
 
 

@@ -9,7 +9,7 @@ import pytest
 from tests.helpers import shared_path
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, assemble, even_size
-from tmlsr_ray.pipeline.errors import InputError
+from tmlsr_ray.errors import InputError
 
 
 def marked_clip(path: Path, rotation: int = 0, frames: int = 3) -> Path:

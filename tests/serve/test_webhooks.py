@@ -12,7 +12,7 @@ from tests.helpers import WebhookReceiver
 from tests.serve.conftest import WEBHOOK_SECRET
 from tests.serve.test_api import png_bytes
 from tests.helpers import make_clip
-from tmlsr_ray.pipeline.notify import SIGNATURE_HEADER, signature_ok
+from tmlsr_ray.webhooks import SIGNATURE_HEADER, signature_ok
 
 
 @pytest.fixture

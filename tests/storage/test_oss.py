@@ -8,8 +8,9 @@ import pytest
 import requests
 
 from tests.oss_server import OssServer
-from tmlsr_ray.pipeline.errors import FetchError
-from tmlsr_ray.pipeline.fetch import FetchPolicy, fetch_input
+from tmlsr_ray.errors import FetchError
+from tmlsr_ray.pipeline.fetch import fetch_input
+from tmlsr_ray.urls import FetchPolicy
 from tmlsr_ray.storage.oss import OssConfig, OssStorage, parse_oss_url
 
 
@@ -120,7 +121,7 @@ def test_oss_urls_are_recognised(config, url, expected):
 
 
 def test_pieces_in_oss_are_found_by_a_later_attempt_on_any_node_and_removed_at_the_end(config, oss_server, tmp_path):
-    from tmlsr_ray.pipeline.encode import Piece
+    from tmlsr_ray.piece import Piece
     from tmlsr_ray.storage.oss import OssPieceStore
 
     bucket = config.bucket_client(config.bucket)

@@ -22,7 +22,7 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from tmlsr_ray.pipeline.colour import mastering_params
-from tmlsr_ray.pipeline.errors import CanceledError, InputError
+from tmlsr_ray.errors import CanceledError, InputError
 
 COLOR_FIELDS = ("color_primaries", "color_trc", "colorspace", "color_range")
 

@@ -26,6 +26,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import av
 import numpy as np
 
+from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.colour import is_hdr
 from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, open_container
 
@@ -153,18 +154,6 @@ def encoder_options(codec: str, crf: int, preset: str, threads: int = 0,
     if codec in ("libaom-av1", "librav1e"):
         return {"crf": str(crf), "threads": str(threads)}
     return {}
-
-
-@dataclass(frozen=True)
-class Piece:
-    """What a finished piece is, beside its bytes: the first presentation time it encodes (an MP4's
-    edit list can shift what a demuxer reports; :func:`assemble` puts it back), its frame count
-    and the encoder that made it."""
-
-    index: int
-    first_pts: int
-    frames: int
-    encoder: str
 
 
 class PieceWriter:

@@ -22,7 +22,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
-from tmlsr_ray.pipeline.errors import InputError
+from tmlsr_ray.errors import InputError
 
 pillow_heif.register_heif_opener()  # HEIC/HEIF through Image.open, like every other format
 

@@ -10,7 +10,7 @@ import av
 from tmlsr_ray.pipeline.colour import HDR_TRANSFERS
 from tmlsr_ray.pipeline.decode import COLOR_FIELDS, VideoInfo
 from tmlsr_ray.pipeline.encode import EncodeOptions, MuxReport
-from tmlsr_ray.pipeline.errors import InputError
+from tmlsr_ray.errors import InputError
 
 STILL_IMAGE_CONTAINERS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}
 

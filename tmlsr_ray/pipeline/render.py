@@ -16,7 +16,8 @@ import numpy as np
 
 from tmlsr_ray.pipeline.colour import SDR_BT709, tone_map_to_sdr
 from tmlsr_ray.pipeline.decode import FrameBatch, VideoInfo
-from tmlsr_ray.pipeline.encode import EncodeOptions, Piece, PieceWriter
+from tmlsr_ray.piece import Piece
+from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter
 from tmlsr_ray.pipeline.overlap import CrossFade, overlapping_batches
 from tmlsr_ray.pipeline.segments import Segment, decode_segment
 

@@ -33,7 +33,7 @@ import numpy as np
 from tmlsr_ray.pipeline.decode import (
     FrameBatch, VideoInfo, decode_batches, ffmpeg_message, iter_batches, open_container,
 )
-from tmlsr_ray.pipeline.errors import InputError
+from tmlsr_ray.errors import InputError
 
 SEGMENT_FORMAT = "nut"
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from tmlsr_ray.models.base import SuperResolutionModel
-from tmlsr_ray.pipeline.errors import CanceledError, InputError
+from tmlsr_ray.errors import CanceledError, InputError
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, List, Tupl
 
 from ray.exceptions import RayActorError
 
-from tmlsr_ray.pipeline.encode import Piece
-from tmlsr_ray.pipeline.errors import TaskError
+from tmlsr_ray.piece import Piece
+from tmlsr_ray.errors import TaskError
 from tmlsr_ray.pipeline.render import SegmentJob
 
 logger = logging.getLogger("ray.serve")

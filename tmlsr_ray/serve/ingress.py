@@ -19,8 +19,9 @@ from tmlsr_ray.config import Settings
 from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline.encode import task_codecs_available
-from tmlsr_ray.pipeline.errors import FetchError
-from tmlsr_ray.pipeline.fetch import check_url
+from tmlsr_ray.errors import (CallbackRefused, FetchError, InvalidRequest, KeyConflict, ModelRefused, QueueFull,
+                              RequestRefused, TaskFinished, TaskNotFound)
+from tmlsr_ray.urls import check_url
 from tmlsr_ray.protocol import (
     CancelResult,
     ErrorBody,
@@ -55,17 +56,6 @@ def bearer_token_ok(authorization: str | None, expected: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
 
 
-class TaskFinished(Exception):
-    """Canceling a task that already ended (raised to Python handle callers too)."""
-
-    def __init__(self, message: str, status: str):
-        super().__init__(message, status)  # both in args, so the exception pickles across processes
-        self.status = status
-
-    def __str__(self) -> str:
-        return self.args[0]
-
-
 def _error(description: str) -> dict:
     return {"model": ErrorBody, "description": description}
 
@@ -74,15 +64,31 @@ AUTH_RESPONSES = {401: _error("API token missing or wrong (when one is configure
 NOT_FOUND = {404: _error("Unknown task")}
 
 
-class ApiError(Exception):
-    def __init__(self, status_code: int, message: str, headers: dict | None = None, **extra):
-        self.status_code, self.message, self.headers, self.extra = status_code, message, headers, extra
+class Unauthorized(RequestRefused):
+    pass
 
 
-@api.exception_handler(ApiError)
-async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-    return JSONResponse({"status": "error", "error": exc.message, "detail": exc.message, **exc.extra},
-                        status_code=exc.status_code, headers=exc.headers)
+class FileNotFound(RequestRefused):
+    pass
+
+
+# The one place where the service's refusals become HTTP statuses.
+REFUSAL_STATUS = {InvalidRequest: 422, ModelRefused: 400, CallbackRefused: 400, QueueFull: 429,
+                  KeyConflict: 409, TaskNotFound: 404, TaskFinished: 409, Unauthorized: 401, FileNotFound: 404}
+
+
+@api.exception_handler(RequestRefused)
+async def _refused(_: Request, exc: RequestRefused) -> JSONResponse:
+    extra, headers = {}, {}
+    if isinstance(exc, KeyConflict):
+        extra["task_id"] = exc.task_id
+    elif isinstance(exc, TaskFinished):
+        extra["task_status"] = exc.status
+    elif isinstance(exc, QueueFull):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    elif isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    return _error_response(REFUSAL_STATUS[type(exc)], str(exc), headers=headers, **extra)
 
 
 @api.exception_handler(RequestValidationError)
@@ -117,9 +123,10 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     return _error_response(500, f"internal error ({type(exc).__name__}); the service logged the details")
 
 
-def _error_response(status_code: int, message: str, detail=None) -> JSONResponse:
-    return JSONResponse({"status": "error", "error": message, "detail": jsonable_encoder(detail or message)},
-                        status_code=status_code)
+def _error_response(status_code: int, message: str, detail=None, headers: dict | None = None,
+                    **extra) -> JSONResponse:
+    body = ErrorBody(error=message, detail=jsonable_encoder(detail or message), **extra)
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=status_code, headers=headers)
 
 
 class BodyLimit:
@@ -215,19 +222,14 @@ class Ingress:
         self._authorize(http)
         view = await self.get_task(task_id)
         if view is None:
-            raise ApiError(404, f"task {task_id} not found")
+            raise TaskNotFound(f"task {task_id} not found")
         return self._with_absolute_urls(view, http)
 
     @api.delete("/tasks/{task_id}", response_model=CancelResult,
                 responses={**NOT_FOUND, 409: _error("The task already finished"), **AUTH_RESPONSES})
     async def delete_task(self, task_id: str, http: Request) -> CancelResult:
         self._authorize(http)
-        try:
-            return await self.cancel_task(task_id)
-        except LookupError as exc:
-            raise ApiError(404, str(exc)) from exc
-        except TaskFinished as exc:
-            raise ApiError(409, str(exc), task_status=exc.status) from exc
+        return await self.cancel_task(task_id)
 
     @api.get("/models", response_model=ModelList, responses=AUTH_RESPONSES)
     async def models(self, http: Request) -> ModelList:
@@ -247,7 +249,7 @@ class Ingress:
         self._authorize(http)
         path = self._storage.open_path(key)
         if path is None:
-            raise ApiError(404, "file not found")
+            raise FileNotFound("file not found")
         return FileResponse(path)
 
     @api.get("/dashboard", response_class=HTMLResponse)
@@ -263,26 +265,25 @@ class Ingress:
         try:
             request.check_bounds(self._settings.max_output_pixels)
         except ValueError as exc:
-            raise ApiError(422, str(exc)) from exc
+            raise InvalidRequest(str(exc)) from exc
         if request.video_codec and request.video_codec not in self._video_codecs:
-            raise ApiError(422, f"video_codec: {request.video_codec} has no encoder in this build; "
+            raise InvalidRequest(f"video_codec: {request.video_codec} has no encoder in this build; "
                            f"it has {', '.join(self._video_codecs)}")
         model = request.model or self._settings.default_model
         await self._check_model(model)
         if request.callback_url:
             try:  # the input rules; names are checked again when the webhook connects
-                check_url(request.callback_url, self._settings.allow_private_urls, tuple(self._settings.url_allowlist))
+                check_url(request.callback_url, self._settings.fetch_policy())
             except FetchError as exc:
-                raise ApiError(400, f"callback_url: {exc}") from exc
+                raise CallbackRefused(f"callback_url: {exc}") from exc
         params = request.model_dump(mode="json")
         params["model"] = model
         task_id, outcome = await self._state.admit.remote(new_task_id(), params, idempotency_key)
         if outcome == "queue_full":
-            raise ApiError(429, f"too many pending tasks (limit {self._settings.max_pending_tasks}); "
-                           "retry later", headers={"Retry-After": str(self._settings.retry_after_s)})
+            raise QueueFull(f"too many pending tasks (limit {self._settings.max_pending_tasks}); retry later",
+                            self._settings.retry_after_s)
         if outcome == "key_conflict":
-            raise ApiError(409, "this Idempotency-Key was already used for a different request",
-                           task_id=task_id)
+            raise KeyConflict("this Idempotency-Key was already used for a different request", task_id)
         if outcome == "created":
             self._runner.run_task.remote(task_id)  # fired, not awaited: the task outlives this request
         return TaskCreated(task_id=task_id)
@@ -301,9 +302,9 @@ class Ingress:
         try:
             info = await asyncio.to_thread(self._catalog.info, name)
         except (ModelNameError, ModelError) as exc:
-            raise ApiError(400, str(exc)) from exc
+            raise ModelRefused(str(exc)) from exc
         if not KIND_BY_NAME[info.replica_kind].parallelism(self._settings):
-            raise ApiError(400, f"model {name} is a {info.family} model, and no {info.replica_kind} "
+            raise ModelRefused(f"model {name} is a {info.family} model, and no {info.replica_kind} "
                            "replicas run here (their replica count is 0)")
         return info
 
@@ -312,19 +313,18 @@ class Ingress:
         return await self._state.get.remote(task_id)
 
     async def cancel_task(self, task_id: str) -> CancelResult:
-        """Cancels a pending or processing task; raises ``LookupError`` for an unknown task and
+        """Cancels a pending or processing task; raises ``TaskNotFound`` for an unknown task and
         ``TaskFinished`` for one that already ended."""
         canceled, before = await self._state.cancel.remote(task_id)
         if before is None:
-            raise LookupError(f"task {task_id} not found")
+            raise TaskNotFound(f"task {task_id} not found")
         if not canceled:
             raise TaskFinished(f"task {task_id} is already {before.value}", before.value)
         return CancelResult()
 
     def _authorize(self, http: Request) -> None:
         if not bearer_token_ok(http.headers.get("authorization"), self._settings.api_token):
-            raise ApiError(401, "missing or wrong API token (send 'Authorization: Bearer <token>')",
-                           headers={"WWW-Authenticate": "Bearer"})
+            raise Unauthorized("missing or wrong API token (send 'Authorization: Bearer <token>')")
 
     def _with_absolute_urls(self, view: TaskView, http: Request) -> TaskView:
         return view.with_output_base(self._settings.public_base_url or str(http.base_url))

@@ -27,9 +27,10 @@ from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline import media
 from tmlsr_ray.pipeline.colour import is_hdr
 from tmlsr_ray.pipeline.decode import probe_video
-from tmlsr_ray.pipeline.encode import TASK_CODECS, EncodeOptions, Piece, assemble, even_size
-from tmlsr_ray.pipeline.errors import TaskError
-from tmlsr_ray.pipeline.fetch import FetchPolicy, fetch_input
+from tmlsr_ray.pipeline.encode import TASK_CODECS, EncodeOptions, assemble, even_size
+from tmlsr_ray.piece import Piece
+from tmlsr_ray.errors import TaskError
+from tmlsr_ray.pipeline.fetch import fetch_input
 from tmlsr_ray.pipeline.image import CONTENT_TYPES, EXTENSIONS, decode_image, encode_image, output_format, probe_image
 from tmlsr_ray.pipeline.progress import SegmentProgress
 from tmlsr_ray.pipeline.render import SegmentJob
@@ -60,14 +61,7 @@ class TaskRunner:
         self._metrics = RunnerMetrics()
         self._oss = settings.oss_config()
         self._storage = make_storage(settings)
-        self._fetch_policy = FetchPolicy(
-            allow_private=settings.allow_private_urls,
-            allowlist=tuple(settings.url_allowlist),
-            max_bytes=settings.download_max_bytes,
-            connect_timeout_s=settings.download_connect_timeout_s,
-            read_timeout_s=settings.download_read_timeout_s,
-            total_timeout_s=settings.download_total_timeout_s,
-        )
+        self._fetch_policy = settings.fetch_policy()
 
     async def run_task(self, task_id: str) -> str | None:
         """Runs one task to its end; returns its final status (``None`` if it was not ours to run)."""
@@ -243,7 +237,7 @@ class TaskRunner:
             await report_progress()
 
         async def on_piece(data: bytes, piece: Piece) -> None:
-            await asyncio.to_thread(store.save, data, piece)
+            await finish_in_thread(store.save, data, piece)
             done[piece.index] = piece
             progress.finish_segment()
             await report_progress()
@@ -380,3 +374,15 @@ def _work_fingerprint(plan: SegmentPlan, params: Dict[str, Any], target, options
 
 def _elapsed(start: float) -> float:
     return round(time.monotonic() - start, 3)
+
+
+async def finish_in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """Runs ``function`` in a thread and, if the caller is canceled meanwhile, still waits for it
+    before the cancel goes on: a thread cannot be stopped, and one that writes into the task's
+    folder after the cleanup removed it would leave the folder behind."""
+    work = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise

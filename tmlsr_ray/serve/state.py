@@ -12,8 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import ray
 
 from tmlsr_ray.config import Settings
-from tmlsr_ray.pipeline.fetch import FetchPolicy
-from tmlsr_ray.pipeline.notify import WebhookPolicy, deliver
+from tmlsr_ray.webhooks import WebhookPolicy, deliver
 from tmlsr_ray.protocol import MonitorStats, StageName, StageStatus, TaskOutput, TaskStatus, TaskView
 from tmlsr_ray.serve.metrics import StateMetrics, status_counts
 from tmlsr_ray.state.board import TaskBoard
@@ -35,7 +34,7 @@ class TaskState:
         self._metrics = StateMetrics()
         self._webhooks = WebhookPolicy(
             secret=settings.webhook_secret, attempts=settings.webhook_attempts, timeout_s=settings.webhook_timeout_s,
-            addresses=FetchPolicy(allow_private=settings.allow_private_urls, allowlist=tuple(settings.url_allowlist)))
+            addresses=settings.fetch_policy())
         self._webhook_chains: Dict[str, asyncio.Task] = {}  # task → its last webhook delivery
         self._progress_sent: Dict[str, float] = {}
         self._runner_app: Optional[str] = None  # learnt from the runners, to hand re-queued tasks back

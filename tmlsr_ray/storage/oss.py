@@ -12,8 +12,9 @@ from urllib.parse import quote, unquote, urlsplit
 
 import oss2
 
-from tmlsr_ray.pipeline.encode import Piece
-from tmlsr_ray.pipeline.errors import FetchError
+from tmlsr_ray.piece import Piece
+from tmlsr_ray.errors import FetchError
+from tmlsr_ray.urls import CHUNK_BYTES, CappedFile
 
 # https://BUCKET.oss-REGION[-internal].aliyuncs.com/KEY
 _OSS_HOST = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9-]{1,61}[a-z0-9])\.(?P<endpoint>oss-[a-z0-9-]+\.aliyuncs\.com)$")
@@ -65,17 +66,10 @@ def download(config: OssConfig, bucket: str, key: str, dest: Path, max_bytes: in
     client = config.bucket_client(bucket)
     try:
         result = client.get_object(key)
-        if result.content_length is not None and result.content_length > max_bytes:
-            raise FetchError(f"input is {result.content_length:,} bytes, over the limit of {max_bytes:,}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        written = 0
-        with open(dest, "wb") as out:
-            for chunk in iter(lambda: result.read(1 << 20), b""):
-                written += len(chunk)
-                if written > max_bytes:
-                    raise FetchError(f"input is over the limit of {max_bytes:,} bytes")
+        with CappedFile(dest, max_bytes, result.content_length) as out:
+            for chunk in iter(lambda: result.read(CHUNK_BYTES), b""):
                 out.write(chunk)
-        return written
+        return out.written
     except oss2.exceptions.NoSuchKey as exc:
         raise FetchError(f"OSS object not found: oss://{bucket}/{key}") from exc
     except oss2.exceptions.OssError as exc:

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, Iterator, Tuple
 
-from tmlsr_ray.pipeline.encode import Piece
+from tmlsr_ray.piece import Piece
 
 
 class PieceStore:

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from tests.helpers import WebhookReceiver
-from tmlsr_ray.pipeline.fetch import FetchPolicy
-from tmlsr_ray.pipeline.notify import SIGNATURE_HEADER, WebhookPolicy, deliver, signature_ok
+from tmlsr_ray.urls import FetchPolicy
+from tmlsr_ray.webhooks import SIGNATURE_HEADER, WebhookPolicy, deliver, signature_ok
 
 LOOPBACK_OK = FetchPolicy(allow_private=True)
 BODY = json.dumps({"event": "task.completed", "task_id": "t1"}).encode()

@@ -19,8 +19,8 @@ from typing import Optional
 
 import aiohttp
 
-from tmlsr_ray.pipeline.errors import FetchError
-from tmlsr_ray.pipeline.fetch import FetchPolicy, check_url, checked_connector
+from tmlsr_ray.errors import FetchError
+from tmlsr_ray.urls import FetchPolicy, check_url, checked_connector
 
 logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-TMLSR-Signature"
@@ -53,7 +53,7 @@ async def deliver(url: str, event: str, body: bytes, policy: WebhookPolicy) -> b
     if policy.secret:
         headers[SIGNATURE_HEADER] = signature(body, policy.secret)
     try:
-        check_url(url, policy.addresses.allow_private, policy.addresses.allowlist)
+        check_url(url, policy.addresses)
     except FetchError as exc:
         logger.warning("webhook to %s not sent: %s", url, exc)
         return False
