@@ -101,7 +101,8 @@ def test_integer_frames_in_and_out_equal_rounding_the_float_path(tmp_path, dtype
 
 
 def test_frames_per_pass_follow_free_memory_and_the_architecture():
-    from tmlsr_ray.models.realesrgan import ACTIVATIONS_PER_FEATURE, frames_that_fit
+    from tmlsr_ray.models.frame_network import frames_that_fit
+    from tmlsr_ray.models.realesrgan import ACTIVATIONS_PER_FEATURE
 
     gib = 1024**3
     compact, rrdb = ACTIVATIONS_PER_FEATURE["SRVGGNetCompact"], ACTIVATIONS_PER_FEATURE["RRDBNet"]

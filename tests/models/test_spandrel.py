@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import SPANDREL_ARCHS, save_face_model, save_spandrel_model, tiny_spandrel_network
+from tests.helpers import SPANDREL_ARCHS, save_face_model, save_spandrel_model
 from tmlsr_ray.models.base import LoadOptions, ModelError
 from tmlsr_ray.models.registry import ModelCatalog, load_model
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames, upscale_image

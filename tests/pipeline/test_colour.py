@@ -8,7 +8,6 @@ the encode of a piece can be compared level by level in the input's own space.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import av
 import numpy as np

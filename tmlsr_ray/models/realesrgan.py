@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo
 from tmlsr_ray.models.basicsr_compat import import_architectures
 from tmlsr_ray.models.device import select_device
-from tmlsr_ray.models.lanczos import lanczos4_resize
+from tmlsr_ray.models.frame_network import FrameNetwork
 
 
 @dataclass(frozen=True)
@@ -99,16 +97,8 @@ def build_network(spec: ArchitectureSpec) -> torch.nn.Module:
 ACTIVATIONS_PER_FEATURE = {"SRVGGNetCompact": 3, "RRDBNet": 32}
 
 
-def frames_that_fit(free_bytes: int, height: int, width: int, scale: int, activations: int, element_bytes: int,
-                    num_feat: int = 64, share: float = 0.5) -> int:
-    """Frames one pass can take within ``share`` of ``free_bytes`` (at least one), for a network
-    keeping ``activations`` values alive per input pixel and feature channel."""
-    per_pixel = (num_feat * activations + 6 * scale * scale) * element_bytes
-    return max(1, int(free_bytes * share // (per_pixel * height * width)))
-
-
-class RealESRGANModel:
-    """A loaded Real-ESRGAN network; implements :class:`~tmlsr_ray.models.base.SuperResolutionModel`."""
+class RealESRGANModel(FrameNetwork):
+    """A loaded Real-ESRGAN network (SRVGGNetCompact or RRDBNet) on the shared device path."""
 
     def __init__(self, path: Path, device: str = "auto", half: Optional[bool] = None, compile: bool = False):
         state = read_state_dict(path)
@@ -116,9 +106,9 @@ class RealESRGANModel:
         self.name = path.name
         self.scale = self.spec.scale
         self.architecture = self.spec.kind
-        self._device = select_device(device)
-        self.device = str(self._device)
-        self.half = (self._device.type == "cuda") if half is None else half
+        if half is None:
+            half = select_device(device).type == "cuda"
+        self._place(device, torch.float16 if half else torch.float32)
         net = build_network(self.spec)
         try:
             net.load_state_dict(state, strict=True)
@@ -127,62 +117,14 @@ class RealESRGANModel:
         net.eval().requires_grad_(False)
         # channels_last roughly doubles CPU conv speed at video sizes and suits tensor cores.
         net = net.to(self._device, memory_format=torch.channels_last)
-        self._dtype = torch.float16 if self.half else torch.float32
-        self.dtype = str(self._dtype).removeprefix("torch.")
         self._net = net.to(self._dtype)
         if compile:
             # Fused kernels for a long video; dynamic shapes so every frame size reuses one graph.
             self._net = torch.compile(self._net, dynamic=True)
         self.compiled = compile
-        # One CUDA stream per model: copies and kernels of this replica do not serialise with
-        # other work on the device.
-        self._cuda_stream = torch.cuda.Stream(self._device) if self._device.type == "cuda" else None
         self._size_multiple = size_multiple(self.spec)
         self._activations = ACTIVATIONS_PER_FEATURE[self.spec.kind]
-
-    def upscale(self, frames: np.ndarray) -> np.ndarray:
-        with torch.inference_mode(), self._stream_context():
-            out = self._forward(self._to_device(frames))
-            # channels_last output is NHWC in memory, so this permute is free.
-            return out.float().clamp_(0, 1).permute(0, 2, 3, 1).cpu().numpy()
-
-    def upscale_samples(self, frames: np.ndarray, target: Optional[Tuple[int, int]] = None) -> np.ndarray:
-        """Integer RGB frames (N, H, W, 3), uint8 or uint16, to integer frames at ×scale, rounded
-        as ``round(upscale(frames / top) * top)``, then resized to ``target`` = (width, height)
-        where it runs when one is given (OpenCV's Lanczos-4 in torch), so only the final size
-        crosses the bus. On a GPU the conversions run there: a quarter of the bytes cross the bus
-        and the CPU does no per-pixel float work."""
-        top = 65535.0 if frames.dtype == np.uint16 else 255.0
-        # torch has no uint16 arithmetic on every device; int32 carries 0..65535 exactly.
-        host = frames.astype(np.int32) if frames.dtype == np.uint16 else frames
-        with torch.inference_mode(), self._stream_context():
-            pieces, per_pass = [], self.frames_per_pass(*frames.shape[1:3])
-            for start in range(0, len(host), per_pass):
-                batch = self._to_device(host[start:start + per_pass], top)
-                out = self._forward(batch).float().clamp_(0, 1).mul_(top).round_()
-                if target is not None and (out.shape[3], out.shape[2]) != tuple(target):
-                    out = lanczos4_resize(out, target).clamp_(0, top).round_()
-                pieces.append(out.to(torch.int32 if top > 255 else torch.uint8).permute(0, 2, 3, 1).cpu())
-            return torch.cat(pieces).numpy().astype(frames.dtype, copy=False)
-
-    def frames_per_pass(self, height: int, width: int) -> int:
-        """How many frames of this size one forward pass may take: on CUDA, what fits in half of
-        the free memory by the architecture's activation estimate; on CPU, any number."""
-        if self._device.type != "cuda":
-            return 1 << 30
-        free, _ = torch.cuda.mem_get_info(self._device)
-        return frames_that_fit(free, height, width, self.scale, self._activations, self._dtype.itemsize,
-                               num_feat=int(self.spec.kwargs.get("num_feat", 64)))
-
-    def _to_device(self, frames: np.ndarray, top: float = 1.0) -> torch.Tensor:
-        host = torch.from_numpy(np.ascontiguousarray(frames))
-        if self._cuda_stream is not None:
-            host = host.pin_memory()  # lets the copy below run asynchronously on our stream
-        batch = host.to(self._device, non_blocking=True).permute(0, 3, 1, 2)
-        if top == 1.0:
-            return batch.to(self._dtype)
-        # Scale in fp32 first: 16-bit samples overflow fp16 (its largest value is 65504).
-        return batch.float().div_(top).to(self._dtype)
+        self._num_feat = int(self.spec.kwargs.get("num_feat", 64))
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) on the device → (N, 3, H·s, W·s), padding what the architecture needs."""
@@ -192,11 +134,6 @@ class RealESRGANModel:
             batch = F.pad(batch, (0, pad_w, 0, pad_h), mode="reflect")
         out = self._net(batch.contiguous(memory_format=torch.channels_last))
         return out[:, :, : height * self.scale, : width * self.scale]
-
-    def _stream_context(self):
-        if self._cuda_stream is None:
-            return contextlib.nullcontext()
-        return torch.cuda.stream(self._cuda_stream)
 
 
 def recognise(path: Path) -> Optional[ModelInfo]:

@@ -18,7 +18,7 @@ import torch
 
 from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo
 from tmlsr_ray.models.device import select_device
-from tmlsr_ray.models.realesrgan import ArchitectureSpec, RealESRGANModel
+from tmlsr_ray.models.frame_network import FrameNetwork
 
 logger = logging.getLogger(__name__)
 SUFFIXES = (".pth", ".safetensors")
@@ -112,26 +112,19 @@ def _torch_dtype(descriptor, device: torch.device, preference: str) -> torch.dty
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[preference]
 
 
-class SpandrelModel(RealESRGANModel):
-    """A spandrel-loaded network behind the Real-ESRGAN backend's batched device path (copies,
-    conversions, resize on the device); spandrel's own call pads to the architecture's size rule."""
+class SpandrelModel(FrameNetwork):
+    """A spandrel-loaded network on the shared device path; spandrel's own call pads to the
+    architecture's size rule."""
 
     def __init__(self, path: Path, options: LoadOptions = LoadOptions()):
         descriptor = describe(path)
         self.name = path.name
         self.scale = descriptor.scale
         self.architecture = descriptor.architecture.name
-        self._device = select_device(options.device)
-        self.device = str(self._device)
-        self._dtype = _torch_dtype(descriptor, self._device, options.dtype)
-        self.half = self._dtype != torch.float32
-        self.dtype = str(self._dtype).removeprefix("torch.")
+        self._place(options.device, _torch_dtype(descriptor, select_device(options.device), options.dtype))
         self._descriptor = descriptor.to(self._device).to(self._dtype).eval()
         self._descriptor.model.requires_grad_(False)
         self.compiled = False  # spandrel calls its model through its own wrapper
-        self._cuda_stream = torch.cuda.Stream(self._device) if self._device.type == "cuda" else None
-        self._size_multiple = 1  # spandrel pads
-        self.spec = ArchitectureSpec(self.architecture, self.scale, {"num_feat": 64})
         self._activations = ACTIVATIONS_PER_FEATURE.get(self.architecture, TRANSFORMER_ACTIVATIONS)
         self._channels = (descriptor.input_channels, descriptor.output_channels)
 

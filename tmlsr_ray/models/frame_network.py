@@ -1,0 +1,100 @@
+"""The device path every single-image network shares (Real-ESRGAN's, spandrel's): frames to the
+device on the model's own CUDA stream, conversions and the resize there, batches sized to the free
+memory, only the final size back over the bus. A backend supplies the network (``_forward``) and
+what its batches may hold; a new single-image family subclasses :class:`FrameNetwork`."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+from tmlsr_ray.models.device import select_device
+from tmlsr_ray.models.lanczos import lanczos4_resize
+
+
+def frames_that_fit(free_bytes: int, height: int, width: int, scale: int, activations: int, element_bytes: int,
+                    num_feat: int = 64, share: float = 0.5) -> int:
+    """Frames one pass can take within ``share`` of ``free_bytes`` (at least one), for a network
+    keeping ``activations`` values alive per input pixel and feature channel."""
+    per_pixel = (num_feat * activations + 6 * scale * scale) * element_bytes
+    return max(1, int(free_bytes * share // (per_pixel * height * width)))
+
+
+class FrameNetwork:
+    """A loaded network on a device; implements :class:`~tmlsr_ray.models.base.SuperResolutionModel`.
+
+    Subclasses call :meth:`_place` once, set ``name``, ``scale``, ``architecture``, ``compiled``,
+    ``_activations`` and ``_num_feat``, and implement ``_forward``."""
+
+    name: str
+    scale: int
+    architecture: str
+    compiled: bool = False
+    _activations: int
+    _num_feat: int = 64
+
+    def _place(self, device: str, dtype: torch.dtype) -> None:
+        self._device = select_device(device)
+        self.device = str(self._device)
+        self._dtype = dtype
+        self.dtype = str(dtype).removeprefix("torch.")
+        self.half = dtype != torch.float32
+        # One CUDA stream per model: copies and kernels of this replica do not serialise with
+        # other work on the device.
+        self._cuda_stream = torch.cuda.Stream(self._device) if self._device.type == "cuda" else None
+
+    def upscale(self, frames: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), self._stream_context():
+            out = self._forward(self._to_device(frames))
+            # channels_last output is NHWC in memory, so this permute is free.
+            return out.float().clamp_(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+
+    def upscale_samples(self, frames: np.ndarray, target: Optional[Tuple[int, int]] = None) -> np.ndarray:
+        """Integer RGB frames (N, H, W, 3), uint8 or uint16, to integer frames at ×scale, rounded
+        as ``round(upscale(frames / top) * top)``, then resized to ``target`` = (width, height)
+        where it runs when one is given (OpenCV's Lanczos-4 in torch), so only the final size
+        crosses the bus. On a GPU the conversions run there: a quarter of the bytes cross the bus
+        and the CPU does no per-pixel float work."""
+        top = 65535.0 if frames.dtype == np.uint16 else 255.0
+        # torch has no uint16 arithmetic on every device; int32 carries 0..65535 exactly.
+        host = frames.astype(np.int32) if frames.dtype == np.uint16 else frames
+        with torch.inference_mode(), self._stream_context():
+            pieces, per_pass = [], self.frames_per_pass(*frames.shape[1:3])
+            for start in range(0, len(host), per_pass):
+                batch = self._to_device(host[start:start + per_pass], top)
+                out = self._forward(batch).float().clamp_(0, 1).mul_(top).round_()
+                if target is not None and (out.shape[3], out.shape[2]) != tuple(target):
+                    out = lanczos4_resize(out, target).clamp_(0, top).round_()
+                pieces.append(out.to(torch.int32 if top > 255 else torch.uint8).permute(0, 2, 3, 1).cpu())
+            return torch.cat(pieces).numpy().astype(frames.dtype, copy=False)
+
+    def frames_per_pass(self, height: int, width: int) -> int:
+        """How many frames of this size one forward pass may take: on CUDA, what fits in half of
+        the free memory by the architecture's activation estimate; on CPU, any number."""
+        if self._device.type != "cuda":
+            return 1 << 30
+        free, _ = torch.cuda.mem_get_info(self._device)
+        return frames_that_fit(free, height, width, self.scale, self._activations, self._dtype.itemsize,
+                               num_feat=self._num_feat)
+
+    def _to_device(self, frames: np.ndarray, top: float = 1.0) -> torch.Tensor:
+        host = torch.from_numpy(np.ascontiguousarray(frames))
+        if self._cuda_stream is not None:
+            host = host.pin_memory()  # lets the copy below run asynchronously on our stream
+        batch = host.to(self._device, non_blocking=True).permute(0, 3, 1, 2)
+        if top == 1.0:
+            return batch.to(self._dtype)
+        # Scale in fp32 first: 16-bit samples overflow fp16 (its largest value is 65504).
+        return batch.float().div_(top).to(self._dtype)
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) on the device → (N, 3, H·s, W·s)."""
+        raise NotImplementedError
+
+    def _stream_context(self):
+        if self._cuda_stream is None:
+            return contextlib.nullcontext()
+        return torch.cuda.stream(self._cuda_stream)
