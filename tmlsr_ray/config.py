@@ -67,6 +67,10 @@ class Settings(BaseModel):
         None, description="Scale Upscaler replicas between min and max on load (replaces upscaler_replicas).")
     upscaler_max_ongoing_requests: int = Field(4, ge=1, description="Batches one Upscaler replica accepts at once.")
     recent_tasks_limit: int = Field(50, ge=1, description="Tasks listed by /monitor/stats.")
+    direct_reads: bool = Field(
+        True, description="GET /tasks/{id} and /monitor/stats read the task database themselves where it is "
+        "on the ingress's node (SQLite WAL: readers never wait for the state actor); elsewhere, or off, "
+        "they ask the state actor.")
     max_pending_tasks: int = Field(
         10_000, ge=1, description="Pending tasks beyond which POST /tasks answers 429 with Retry-After.")
     retry_after_s: int = Field(5, ge=1, description="Retry-After (seconds) sent with a 429.")

@@ -4,8 +4,8 @@
 import asyncio
 import hmac
 import logging
-
-from typing import Optional
+import sqlite3
+from typing import Any, Callable, Optional
 
 from fastapi import FastAPI, Header, Request
 from fastapi.encoders import jsonable_encoder
@@ -37,6 +37,7 @@ from tmlsr_ray.serve.dashboard import DASHBOARD_HTML
 from tmlsr_ray.serve.replicas import KIND_BY_NAME
 from tmlsr_ray.serve.state import get_state_actor
 from tmlsr_ray.state.records import new_task_id
+from tmlsr_ray.state.store import TaskReader, monitor_stats, task_db_path
 from tmlsr_ray.storage.local import FILES_ROUTE, LocalStorage
 
 logger = logging.getLogger("ray.serve")
@@ -186,6 +187,7 @@ class Ingress:
         self._state = get_state_actor(settings)
         self._storage = LocalStorage(settings.data_dir / "outputs")
         self._catalog = ModelCatalog(settings.weights_dir)
+        self._reader: Optional[TaskReader] = None
         self._video_codecs = await asyncio.to_thread(task_codecs_available)
         await self._redispatch_pending()
 
@@ -239,7 +241,9 @@ class Ingress:
     @api.get("/monitor/stats", response_model=MonitorStats, responses=AUTH_RESPONSES)
     async def monitor_stats(self, http: Request) -> MonitorStats:
         self._authorize(http)
-        stats = await self._state.monitor.remote()
+        stats = await self._read(
+            lambda reader: monitor_stats(reader, self._settings.max_workers, self._settings.recent_tasks_limit),
+            self._state.monitor.remote)
         stats.tasks = [self._with_absolute_urls(view, http) for view in stats.tasks]
         return stats
 
@@ -310,7 +314,7 @@ class Ingress:
 
     async def get_task(self, task_id: str) -> TaskView | None:
         """The task's record (output URLs of local storage are service-relative), or ``None``."""
-        return await self._state.get.remote(task_id)
+        return await self._read(lambda reader: reader.view(task_id), lambda: self._state.get.remote(task_id))
 
     async def cancel_task(self, task_id: str) -> CancelResult:
         """Cancels a pending or processing task; raises ``TaskNotFound`` for an unknown task and
@@ -321,6 +325,24 @@ class Ingress:
         if not canceled:
             raise TaskFinished(f"task {task_id} is already {before.value}", before.value)
         return CancelResult()
+
+    async def _read(self, local: Callable[[TaskReader], Any], remote: Callable[[], Any]) -> Any:
+        """From the task database when it is on this node (no queueing behind the actor's
+        writes), else — or if that read fails — from the state actor."""
+        reader = self._local_reader()
+        if reader is not None:
+            try:
+                return await asyncio.to_thread(local, reader)
+            except sqlite3.Error as exc:
+                logger.warning("direct read of the task database failed (%s); asking the state actor", exc)
+        return await remote()
+
+    def _local_reader(self) -> Optional[TaskReader]:
+        if self._reader is None and self._settings.direct_reads:
+            path = task_db_path(self._settings.data_dir)
+            if path.exists():  # the state actor creates it; on another node it is not here
+                self._reader = TaskReader(path)
+        return self._reader
 
     def _authorize(self, http: Request) -> None:
         if not bearer_token_ok(http.headers.get("authorization"), self._settings.api_token):

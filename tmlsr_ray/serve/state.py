@@ -16,6 +16,7 @@ from tmlsr_ray.webhooks import WebhookPolicy, deliver
 from tmlsr_ray.protocol import MonitorStats, StageName, StageStatus, TaskOutput, TaskStatus, TaskView
 from tmlsr_ray.serve.metrics import StateMetrics, status_counts
 from tmlsr_ray.state.board import TaskBoard
+from tmlsr_ray.state.store import task_db_path
 from tmlsr_ray.storage.factory import make_storage
 
 STATE_ACTOR_NAME = Settings.model_fields["state_actor_name"].default
@@ -29,7 +30,7 @@ class TaskState:
 
     async def __init__(self, settings: Settings):
         self._settings = settings
-        self._board = TaskBoard(settings.data_dir / "tasks.sqlite3", settings.max_workers,
+        self._board = TaskBoard(task_db_path(settings.data_dir), settings.max_workers,
                                 settings.recent_tasks_limit, settings.max_pending_tasks, settings.max_attempts)
         self._metrics = StateMetrics()
         self._webhooks = WebhookPolicy(

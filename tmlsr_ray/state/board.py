@@ -30,7 +30,7 @@ from tmlsr_ray.protocol import (
     TaskView,
 )
 from tmlsr_ray.state.records import TaskRecord
-from tmlsr_ray.state.store import TaskStore
+from tmlsr_ray.state.store import TaskStore, monitor_stats
 
 RUNNER_LOST_ERROR = (
     "the task runner stopped responding (no heartbeat for {seconds:.0f} s) on attempt {attempts}, "
@@ -126,9 +126,7 @@ class TaskBoard:
 
     def monitor(self) -> MonitorStats:
         """Totals and the recent tasks, from the store's indexes: cheap with any number of records."""
-        system, counts = self.totals()
-        tasks = [record.to_view() for record in self._store.recent(self._recent_limit)]
-        return MonitorStats(system=system, stats=counts, tasks=tasks)
+        return monitor_stats(self._store, self._max_workers, self._recent_limit)
 
     def memory_footprint(self) -> Dict[str, int]:
         """Records held in memory (the rest are only in the store)."""

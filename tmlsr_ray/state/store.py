@@ -8,11 +8,14 @@ and the candidates of retention, each through an index.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from tmlsr_ray.protocol import TaskStatus
+from tmlsr_ray.protocol import MonitorStats, SystemStats, TaskStatus, TaskView
 from tmlsr_ray.state.records import TaskRecord
+
+DB_NAME = "tasks.sqlite3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -35,7 +38,34 @@ _LIVE = (TaskStatus.pending.value, TaskStatus.processing.value)
 _FINISHED = tuple(status.value for status in TaskStatus if status.finished)
 
 
-class TaskStore:
+class _Reads:
+    """The queries both the writer and the readers run, over ``_execute``."""
+
+    def _execute(self, query: str, args: tuple = ()) -> sqlite3.Cursor:
+        raise NotImplementedError
+
+    def load(self, task_id: str) -> Optional[TaskRecord]:
+        return self._one("SELECT record FROM tasks WHERE task_id = ?", (task_id,))
+
+    def counts(self) -> Dict[TaskStatus, int]:
+        rows = self._execute("SELECT status, COUNT(*) FROM tasks GROUP BY status")
+        counts = {status: 0 for status in TaskStatus}
+        counts.update({TaskStatus(status): count for status, count in rows})
+        return counts
+
+    def recent(self, limit: int) -> List[TaskRecord]:
+        return list(self._many("SELECT record FROM tasks ORDER BY created_at DESC LIMIT ?", (limit,)))
+
+    def _one(self, query: str, args: tuple) -> Optional[TaskRecord]:
+        row = self._execute(query, args).fetchone()
+        return TaskRecord.model_validate_json(row[0]) if row else None
+
+    def _many(self, query: str, args: tuple) -> Iterator[TaskRecord]:
+        for (body,) in self._execute(query, args).fetchall():
+            yield TaskRecord.model_validate_json(body)
+
+
+class TaskStore(_Reads):
     """Each :meth:`save` is committed before it returns, so an acknowledged change survives a crash."""
 
     def __init__(self, path: Path):
@@ -76,24 +106,12 @@ class TaskStore:
     def delete(self, task_ids: Sequence[str]) -> None:
         self._db.executemany("DELETE FROM tasks WHERE task_id = ?", [(task_id,) for task_id in task_ids])
 
-    def load(self, task_id: str) -> Optional[TaskRecord]:
-        return self._one("SELECT record FROM tasks WHERE task_id = ?", (task_id,))
-
     def find_by_idempotency_key(self, key: str) -> Optional[TaskRecord]:
         return self._one("SELECT record FROM tasks WHERE idempotency_key = ?", (key,))
 
     def load_live(self) -> Iterator[TaskRecord]:
         """Pending and processing tasks, oldest first."""
         yield from self._many("SELECT record FROM tasks WHERE status IN (?, ?) ORDER BY created_at", _LIVE)
-
-    def counts(self) -> Dict[TaskStatus, int]:
-        rows = self._db.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status")
-        counts = {status: 0 for status in TaskStatus}
-        counts.update({TaskStatus(status): count for status, count in rows})
-        return counts
-
-    def recent(self, limit: int) -> List[TaskRecord]:
-        return list(self._many("SELECT record FROM tasks ORDER BY created_at DESC LIMIT ?", (limit,)))
 
     def with_output_before(self, older_than: float) -> List[TaskRecord]:
         """Finished tasks whose stored output was last touched before ``older_than``."""
@@ -106,13 +124,41 @@ class TaskStore:
                                 (*_FINISHED, older_than))
         return [task_id for (task_id,) in rows]
 
-    def _one(self, query: str, args: tuple) -> Optional[TaskRecord]:
-        row = self._db.execute(query, args).fetchone()
-        return TaskRecord.model_validate_json(row[0]) if row else None
-
-    def _many(self, query: str, args: tuple) -> Iterator[TaskRecord]:
-        for (body,) in self._db.execute(query, args).fetchall():
-            yield TaskRecord.model_validate_json(body)
+    def _execute(self, query: str, args: tuple = ()) -> sqlite3.Cursor:
+        return self._db.execute(query, args)
 
     def close(self) -> None:
         self._db.close()
+
+
+def task_db_path(data_dir: Path) -> Path:
+    return data_dir / DB_NAME
+
+
+def monitor_stats(store: "TaskStore | TaskReader", max_workers: int, recent_limit: int) -> MonitorStats:
+    """Worker slots, tasks by status and the recent tasks, from the store's indexes (every live
+    task is in the store: processing ones hold the slots, pending ones are the queue)."""
+    counts = store.counts()
+    system = SystemStats(max_workers=max_workers, active_workers=counts[TaskStatus.processing],
+                         queue_size=counts[TaskStatus.pending])
+    return MonitorStats(system=system, stats=counts, tasks=[r.to_view() for r in store.recent(recent_limit)])
+
+
+class TaskReader(_Reads):
+    """Reads of the task database beside its one writer (the state actor): SQLite's WAL lets readers
+    see every committed change without waiting for the writer, so status reads need not queue behind
+    the actor's writes. One read-only connection per thread (a connection is not for sharing)."""
+
+    def __init__(self, path: Path):
+        self._uri = f"file:{path}?mode=ro"
+        self._local = threading.local()
+
+    def view(self, task_id: str) -> Optional[TaskView]:
+        record = self.load(task_id)
+        return record.to_view() if record else None
+
+    def _execute(self, query: str, args: tuple = ()) -> sqlite3.Cursor:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite3.connect(self._uri, uri=True, isolation_level=None)
+        return db.execute(query, args)
