@@ -81,6 +81,9 @@ class Settings(BaseModel):
     heartbeat_timeout_s: float = Field(
         30.0, gt=0, description="A processing task whose runner is silent this long is re-queued."
     )
+    runner_check_interval_s: float = Field(
+        2.0, gt=0, description="How often the state actor checks that the runner replicas of processing tasks "
+        "are alive; a task whose runner is gone (a stopped app, a killed process) is re-queued at once.")
     max_attempts: int = Field(
         3, ge=1, description="Runs of a task whose runner vanished, before it fails with a reason.")
 

@@ -11,6 +11,7 @@ import requests
 from tests.helpers import make_clip
 
 APP, PREFIX, STATE = "fair-app", "/fair", "tmlsr_state_fair"
+FRAMES = 72
 
 
 @pytest.fixture()
@@ -36,7 +37,8 @@ def test_a_second_video_progresses_while_the_first_runs(two_replicas, input_serv
     base = two_replicas
     ids = []
     for name in ("fair-a.mp4", "fair-b.mp4"):
-        clip = make_clip(tmp_path / name, frames=24, size=(160, 120), audio=False)
+        # Six one-second segments each: the first video still runs when the second replica has loaded its model.
+        clip = make_clip(tmp_path / name, frames=FRAMES, size=(160, 120), audio=False)
         url = input_server.add(name, clip.read_bytes())
         ids.append(requests.post(f"{base}/tasks", json={"url": url, "model": "slow-x4.pth"}, timeout=30)
                    .json()["task_id"])
@@ -47,7 +49,7 @@ def test_a_second_video_progresses_while_the_first_runs(two_replicas, input_serv
             break
         done = [(t["stages"][1].get("detail") or {}).get("frames_done", 0) for t in tasks]
         running = [t["status"] == "processing" for t in tasks]
-        both_moving = both_moving or (all(running) and all(0 < d < 24 for d in done))
+        both_moving = both_moving or (all(running) and all(0 < d < FRAMES for d in done))
         time.sleep(0.2)
     assert [t["status"] for t in tasks] == ["completed", "completed"], [t["error"] for t in tasks]
     assert both_moving, "the second video waited for the first to finish"

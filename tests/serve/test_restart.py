@@ -106,3 +106,29 @@ def test_a_video_cut_off_by_a_stop_resumes_from_its_finished_segments(restartabl
     meta = task["output"]["metadata"]
     assert meta["frames"] == 96 and meta["segments"] == {"total": 9, "reused": meta["segments"]["reused"]}
     assert meta["segments"]["reused"] >= 2
+
+
+@pytest.fixture()
+def stoppable(service):
+    """Stops fast, and a silent runner would only be noticed after 120 s."""
+    yield from second_app(service, graceful_shutdown_timeout_s=1, heartbeat_timeout_s=120)
+
+
+def test_a_task_cut_off_by_a_stop_runs_again_as_soon_as_the_app_is_back(stoppable, input_server):
+    import time
+
+    from ray import serve
+
+    base, deploy = stoppable
+    input_server.add("cut.png", png_bytes(24, 16))
+    task_id = requests.post(f"{base}/tasks", json={"url": input_server.url("slow/cut.png?seconds=3"),
+                                                   "type": "image", "model": "tiny-x4.pth"}, timeout=30).json()["task_id"]
+    wait_until(lambda: statuses(base, [task_id]) == ["processing"], "the task processing")
+    serve.delete(APP)  # the runner replica is gone within the 1 s grace
+    deploy()
+    start = time.monotonic()
+    wait_until(lambda: statuses(base, [task_id]) == ["completed"], "the task completed", timeout=90)
+    # Far sooner than the 120 s a silent runner takes to be noticed: its replica was seen gone.
+    assert time.monotonic() - start < 60
+    task = requests.get(f"{base}/tasks/{task_id}", timeout=10).json()
+    assert task["output"]["metadata"]["width"] == 96

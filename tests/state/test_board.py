@@ -305,3 +305,19 @@ def test_canceling_a_waiting_task_does_not_stall_the_waiters_behind_it(tmp_path)
         assert await asyncio.wait_for(asyncio.gather(*waiters), 5) == [0, 1]
 
     run(scenario())
+
+
+def test_a_task_whose_runner_is_gone_is_requeued_at_once_and_others_keep_running(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=2, max_attempts=2)
+        lost, kept = board.create(PARAMS), board.create(PARAMS)
+        assert await board.acquire(lost, "runner-a")
+        assert await board.acquire(kept, "runner-b")
+        assert board.runners() == {"runner-a", "runner-b"}
+        requeued, failed = await board.sweep(heartbeat_timeout_s=3600, gone={"runner-a"})
+        return board, lost, kept, requeued, failed
+
+    board, lost, kept, requeued, failed = run(scenario())
+    assert requeued == [lost] and failed == []
+    assert board.get(lost).status == TaskStatus.pending and board.get(kept).status == TaskStatus.processing
+    assert board.runners() == {"runner-b"}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Iterable, Iterator, Tuple
 
+import ray
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.handle import DeploymentHandle
@@ -62,11 +63,12 @@ class TaskRunner:
         self._oss = settings.oss_config()
         self._storage = make_storage(settings)
         self._fetch_policy = settings.fetch_policy()
+        self._identity = ray.get_runtime_context().get_actor_name()
 
     async def run_task(self, task_id: str) -> str | None:
         """Runs one task to its end; returns its final status (``None`` if it was not ours to run)."""
         app = serve.get_replica_context().app_name
-        attempt = await self._state.acquire.remote(task_id, app)
+        attempt = await self._state.acquire.remote(task_id, app, self._identity)
         if not attempt:
             return None
         run = Run(self._state, task_id, attempt)

@@ -7,7 +7,7 @@ import json
 import logging
 import shutil
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import ray
 
@@ -47,14 +47,14 @@ class TaskState:
     async def _sweep_forever(self) -> None:
         timeout = self._settings.heartbeat_timeout_s
         while True:
-            await asyncio.sleep(max(0.5, timeout / 4))
+            await asyncio.sleep(max(0.5, min(timeout / 4, self._settings.runner_check_interval_s)))
             try:
                 await self._sweep_once(timeout)
             except Exception:  # the sweeper must outlive any one failure, or lost tasks stay lost
                 logger.exception("sweep failed; trying again")
 
     async def _sweep_once(self, timeout: float) -> None:
-        requeued, failed = await self._board.sweep(timeout)
+        requeued, failed = await self._board.sweep(timeout, await self._gone_runners())
         self._export_metrics()
         for task_id in failed:
             self._ended(task_id)
@@ -63,6 +63,16 @@ class TaskState:
         if requeued:
             logger.warning("re-queued %d task(s) whose runner stopped: %s", len(requeued), requeued)
             self._dispatch(requeued)
+
+    async def _gone_runners(self) -> Set[str]:
+        runners = self._board.runners()
+        if not runners:
+            return set()
+        try:
+            return runners - await asyncio.to_thread(_live_actor_names)
+        except Exception:  # the cluster cannot say now: the heartbeats still catch a lost runner
+            logger.warning("could not list the live actors", exc_info=True)
+            return set()
 
     def _export_metrics(self) -> None:
         try:
@@ -173,10 +183,12 @@ class TaskState:
     async def monitor(self) -> MonitorStats:
         return self._board.monitor()
 
-    async def acquire(self, task_id: str, runner_app: Optional[str] = None) -> int:
+    async def acquire(self, task_id: str, runner_app: Optional[str] = None, runner: Optional[str] = None) -> int:
+        """``runner``: the actor name of the calling replica, so that a run whose replica is gone
+        (stopped, killed) is re-queued at once instead of after the heartbeat timeout."""
         if runner_app:
             self._runner_app = runner_app
-        return await self._board.acquire(task_id)
+        return await self._board.acquire(task_id, runner)
 
     async def heartbeat(self, task_id: str, attempt: Optional[int] = None) -> bool:
         return self._board.heartbeat(task_id, attempt)
@@ -226,6 +238,14 @@ class TaskState:
         fresh = {replica: held for replica, held in self._models_held.items() if held[0] >= oldest}
         self._models_held = fresh
         return sorted({name for _, names in fresh.values() for name in names})
+
+
+def _live_actor_names() -> Set[str]:
+    """Names of the live named actors of the cluster: a dead actor's name is released (and Serve
+    replicas do not restart), so a runner replica missing here is gone."""
+    import ray
+
+    return {actor["name"] for actor in ray.util.list_named_actors(all_namespaces=True)}
 
 
 def get_state_actor(settings: Settings) -> "ray.actor.ActorHandle":

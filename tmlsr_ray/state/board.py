@@ -17,7 +17,7 @@ import json
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from tmlsr_ray.protocol import (
     MonitorStats,
@@ -134,7 +134,7 @@ class TaskBoard:
 
     # -- scheduling -------------------------------------------------------------------------
 
-    async def acquire(self, task_id: str) -> int:
+    async def acquire(self, task_id: str, runner: Optional[str] = None) -> int:
         """Waits for a worker slot. Returns the attempt number (1, 2, …) when the task now
         processes, 0 if it should not run. The runner passes the attempt back with every update, so
         a runner that was given up on (and the task re-queued) cannot touch the new attempt.
@@ -164,6 +164,7 @@ class TaskBoard:
                 record.status = TaskStatus.processing
                 record.started_at = record.heartbeat_at = time.time()
                 record.attempts += 1
+                record.runner = runner
                 self._save(record)
                 return record.attempts
         finally:
@@ -283,20 +284,27 @@ class TaskBoard:
             if record.status == TaskStatus.processing:
                 record.heartbeat_at = now
 
-    async def sweep(self, heartbeat_timeout_s: float) -> Tuple[List[str], List[str]]:
-        """Processing tasks whose runner went silent are re-queued (their input is still at its
-        URL) while they have attempts left, else failed; returns (re-queued ids, failed ids)."""
+    def runners(self) -> Set[str]:
+        """The runner replicas of the processing tasks (those that said who they are)."""
+        return {r.runner for r in self._live.values() if r.status == TaskStatus.processing and r.runner}
+
+    async def sweep(self, heartbeat_timeout_s: float,
+                    gone: Set[str] = frozenset()) -> Tuple[List[str], List[str]]:
+        """Processing tasks whose runner went silent, or is known to be ``gone``, are re-queued
+        (their input is still at its URL) while they have attempts left, else failed; returns
+        (re-queued ids, failed ids)."""
         now = time.time()
         lost = [
             r
             for r in self._live.values()
             if r.status == TaskStatus.processing
-            and now - (r.heartbeat_at or r.started_at or r.updated_at) > heartbeat_timeout_s
+            and (r.runner in gone or now - (r.heartbeat_at or r.started_at or r.updated_at) > heartbeat_timeout_s)
         ]
         requeued, failed = [], []
         for record in lost:
             if record.attempts < self._max_attempts:
                 record.status, record.started_at, record.heartbeat_at = TaskStatus.pending, None, None
+                record.runner = None
                 record.stages = [Stage(name=name) for name in StageName]
                 requeued.append(record.task_id)
                 await self._save_and_notify(record)

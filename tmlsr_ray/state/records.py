@@ -37,6 +37,7 @@ class TaskRecord(BaseModel):
     heartbeat_at: Optional[float] = None
     cancel_requested: bool = False
     attempts: int = 0  # runs started; a run whose runner vanished is re-queued up to max_attempts
+    runner: Optional[str] = None  # actor name of the runner replica of this run
     output_key: Optional[str] = None  # where storage keeps the output, for retention
     idempotency_key: Optional[str] = None
     request_fingerprint: Optional[str] = None  # of the params as submitted, for idempotent retries
