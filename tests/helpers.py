@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import socket
+import struct
 import sys
 import threading
 import time
@@ -15,6 +17,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tmlsr_ray.models.basicsr_compat import import_architectures
 
@@ -149,6 +152,24 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
                 out.mux(sound.encode(frame))
             out.mux(sound.encode(None))
     return path
+
+
+def animated_gif(frames: int = 8, size=(24, 16), delay_ms: int = 100) -> bytes:
+    """A short real animation made with Pillow: a grey ramp, every frame different."""
+    images = [Image.new("L", size, i * 255 // frames) for i in range(frames)]
+    out = io.BytesIO()
+    images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=delay_ms, loop=0)
+    return out.getvalue()
+
+
+def frame_flood_gif(frames: int = 40_000, delay_cs: int = 0) -> bytes:
+    """A GIF of ``frames`` 1x1 frames shown for ``delay_cs`` centiseconds each, written block by
+    block (Pillow's writer takes 10 s for 40,000 frames and merges equal ones): 23 bytes a frame,
+    so 40,000 zero-delay frames are the 920 KB file that kept the service busy for 148 s."""
+    header = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    control = b"\x21\xf9\x04\x00" + struct.pack("<H", delay_cs) + b"\x00\x00"  # graphic control extension
+    image = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"  # one pixel, LZW-coded
+    return header + (control + image) * frames + b"\x3b"
 
 
 # A colour chart of in-gamut RGB patches, as exact YUV code values for a given matrix and range.

@@ -120,6 +120,13 @@ class Settings(BaseModel):
     video_ten_bit: bool = Field(False, description="Encode 10-bit (yuv420p10le, High 10) output.")
     max_video_frames: int = Field(500_000, gt=0, description="Longest video, in frames.")
     max_video_duration_s: float = Field(4 * 3600.0, gt=0, description="Longest video, in seconds.")
+    max_animation_frames: int = Field(
+        10_000, gt=0, description="Most frames of an animated GIF or APNG submitted as a video.")
+    max_frames_per_second: float = Field(
+        1000.0, gt=0, description="Most frames per second of the duration an input states (under 1 s counts "
+        "as 1 s): thousands of frames in no time are a flood, not a clip.")
+    max_video_work_pixels: float = Field(
+        2e13, gt=0, description="Most frames × output pixels of a video (a 2-hour 4K60 clip at ×1 is 3.6e12).")
 
     # SeedVR2 (models whose file name contains "seedvr2")
     seedvr2_replicas: int = Field(

@@ -209,11 +209,14 @@ class TaskRunner:
         settings = self._settings
         info = await asyncio.to_thread(probe_video, path)
         media.check_video_limits(info, settings)
+        segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
+        # A flood is refused before any replica call (a first call loads the model: seconds).
+        await asyncio.to_thread(media.check_frame_flood, path, info, segments.frames, settings)
         plan = await self._model_and_target(run, params, info.width, info.height)
         requested = plan.target
         target = even_size(*requested)
         plan.check_output_size(info.width, info.height, settings.max_output_pixels, target)
-        segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
+        media.check_video_work(info, segments.frames, target, settings)
         tone_map = is_hdr(info.color) and params.get("hdr", "keep") == "sdr"
         options = self._encode_options(plan, params, ten_bit=is_hdr(info.color) and not tone_map)
         plan_key = _work_fingerprint(segments, params, target, options, plan.seed)
