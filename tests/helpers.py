@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -31,6 +33,21 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs {path} (the shared test assets are not beside this checkout)")
     return path
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str = "1m"):
+    """A tmpfs of ``size`` mounted on ``path`` (made if missing) for the block: a disk that fills
+    up for real. A skip where this process may not mount (not root, no CAP_SYS_ADMIN)."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small disk here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
 
 
 def eventually(condition, timeout: float = 15.0, what: str = "the condition") -> None:

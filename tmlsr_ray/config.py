@@ -14,6 +14,7 @@ from typing import Any, List, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tmlsr_ray.retry import Backoff
 from tmlsr_ray.urls import FetchPolicy
 
 ENV_PREFIX = "TMLSR_"
@@ -151,6 +152,11 @@ class Settings(BaseModel):
 
     # Storage
     storage: Literal["local", "oss"] = Field("local", description="Where outputs go.")
+    storage_attempts: int = Field(
+        4, ge=1, description="Tries of an output upload that OSS answers with 5xx/429 or not in time, "
+        "before the task fails (and what the tries left in the bucket is removed).")
+    storage_backoff_s: float = Field(
+        1.0, ge=0, description="Pause after the first failed upload try; doubles each time (at most 60 s).")
     oss_endpoint: Optional[str] = Field(None, description="e.g. https://oss-cn-hangzhou.aliyuncs.com")
     oss_region: Optional[str] = Field(None, description="e.g. cn-hangzhou")
     oss_access_key_id: Optional[str] = None
@@ -162,6 +168,9 @@ class Settings(BaseModel):
     oss_public_urls: bool = Field(False, description="Hand out plain URLs (public-read bucket).")
     oss_multipart_threshold_bytes: int = Field(100 * 1024**2, gt=0)
     oss_part_size_bytes: int = Field(16 * 1024**2, ge=100 * 1024)
+    oss_timeout_s: float = Field(
+        60.0, gt=0, description="An OSS request with no answer (connecting, or between bytes) for this long "
+        "has failed.")
 
     # Retention
     output_retention_s: Optional[float] = Field(
@@ -266,7 +275,12 @@ class Settings(BaseModel):
             region=self.oss_region, bucket=self.oss_bucket, prefix=self.oss_prefix,
             url_expires_s=self.oss_url_expires_s, public_urls=self.oss_public_urls,
             multipart_threshold_bytes=self.oss_multipart_threshold_bytes, part_size_bytes=self.oss_part_size_bytes,
+            timeout_s=self.oss_timeout_s,
         )
+
+    def storage_backoff(self) -> Backoff:
+        """How an output upload is tried again (OSS answering 5xx or not at all)."""
+        return Backoff(self.storage_attempts, self.storage_backoff_s)
 
     @classmethod
     def load(cls, args: Mapping[str, Any] | "Settings" | None = None,
