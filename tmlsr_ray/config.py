@@ -84,7 +84,9 @@ class Settings(BaseModel):
     # Model execution
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present.")
     half: Optional[bool] = Field(None, description="fp16 inference; default: on for CUDA, off for CPU.")
-    torch_threads: int = Field(0, ge=0, description="CPU threads per Upscaler replica; 0 = all cores.")
+    torch_threads: int = Field(
+        0, ge=0, description="CPU threads per model replica; 0 = every core but one (at least 1), so the "
+        "API keeps a core while a CPU model works.")
     max_cached_models: int = Field(3, ge=1, description="Models kept loaded per Upscaler replica.")
     model_report_ttl_s: float = Field(
         60.0, gt=0, description="GET /models shows a model as loaded while a replica holding it reported "
@@ -218,6 +220,10 @@ class Settings(BaseModel):
         from tmlsr_ray.pipeline.segments import Cutting
 
         return Cutting(self.video_segment_s, self.video_segment_max_frames, self.video_segment_max_preroll_frames)
+
+    def model_threads(self, cores: int) -> int:
+        """The torch threads of a model replica on a machine with ``cores`` cores."""
+        return self.torch_threads or max(1, cores - 1)
 
     @property
     def upscaler_parallelism(self) -> int:
