@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import socket
+import struct
+import subprocess
 import sys
 import threading
 import time
@@ -15,6 +19,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tmlsr_ray.models.basicsr_compat import import_architectures
 
@@ -28,6 +33,21 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs {path} (the shared test assets are not beside this checkout)")
     return path
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str = "1m"):
+    """A tmpfs of ``size`` mounted on ``path`` (made if missing) for the block: a disk that fills
+    up for real. A skip where this process may not mount (not root, no CAP_SYS_ADMIN)."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small disk here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
 
 
 def eventually(condition, timeout: float = 15.0, what: str = "the condition") -> None:
@@ -149,6 +169,24 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
                 out.mux(sound.encode(frame))
             out.mux(sound.encode(None))
     return path
+
+
+def animated_gif(frames: int = 8, size=(24, 16), delay_ms: int = 100) -> bytes:
+    """A short real animation made with Pillow: a grey ramp, every frame different."""
+    images = [Image.new("L", size, i * 255 // frames) for i in range(frames)]
+    out = io.BytesIO()
+    images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=delay_ms, loop=0)
+    return out.getvalue()
+
+
+def frame_flood_gif(frames: int = 40_000, delay_cs: int = 0) -> bytes:
+    """A GIF of ``frames`` 1x1 frames shown for ``delay_cs`` centiseconds each, written block by
+    block (Pillow's writer takes 10 s for 40,000 frames and merges equal ones): 23 bytes a frame,
+    so 40,000 zero-delay frames are the 920 KB file that kept the service busy for 148 s."""
+    header = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    control = b"\x21\xf9\x04\x00" + struct.pack("<H", delay_cs) + b"\x00\x00"  # graphic control extension
+    image = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"  # one pixel, LZW-coded
+    return header + (control + image) * frames + b"\x3b"
 
 
 # A colour chart of in-gamut RGB patches, as exact YUV code values for a given matrix and range.

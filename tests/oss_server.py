@@ -2,7 +2,8 @@
 OSS signature (version 1) checked on every request, in the Authorization header or a signed URL.
 
 A request signed with another secret, or a signed URL past its expiry, is refused with 403, as
-OSS does. Objects live in memory.
+OSS does. Objects live in memory. Faults can be injected: the next requests of a method answered
+with a 5xx, or answered late (after the client's timeout; the request is still carried out).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple, Union
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tests.helpers import QuietHTTPServer
@@ -41,8 +42,21 @@ class OssState:
         self.access_key_id, self.secret, self.security_token = access_key_id, secret, security_token
         self.objects: Dict[Tuple[str, str], Tuple[bytes, str]] = {}
         self.uploads: Dict[str, Dict[int, bytes]] = {}
+        self.upload_targets: Dict[str, Tuple[str, str, str]] = {}  # upload id: bucket, key, content type
         self.requests: list = []
+        # (request, HTTP status | seconds of delay); a request is "PUT", or "PUT?partNumber" for
+        # PUTs with that parameter (a part), "POST?uploadId" (a multipart completion), …
+        self.faults: List[Tuple[str, Union[int, float]]] = []
         self.lock = threading.Lock()
+
+    def take_fault(self, method: str, params: Dict[str, str]) -> Union[int, float, None]:
+        with self.lock:
+            for index, (request, fault) in enumerate(self.faults):
+                faulty, _, param = request.partition("?")
+                if faulty == method and (not param or param in params):
+                    del self.faults[index]
+                    return fault
+        return None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -78,6 +92,14 @@ class _Handler(BaseHTTPRequestHandler):
         refusal = self._refusal(method, bucket, key, params)
         if refusal:
             return self._send(403, _error("SignatureDoesNotMatch", refusal), "application/xml")
+        fault = self.state.take_fault(method, params)
+        if isinstance(fault, int):
+            busy = _error("ServiceUnavailable", "Please reduce your request rate.")
+            return self._send(fault, busy, "application/xml")
+        if fault is not None:
+            time.sleep(fault)
+        if "uploadId" in params and params["uploadId"] not in self.state.uploads:
+            return self._send(404, _error("NoSuchUpload", "The specified upload does not exist."), "application/xml")
         if method == "PUT" and "partNumber" in params:
             self.state.uploads[params["uploadId"]][int(params["partNumber"])] = body
             return self._send(200, b"", headers={"ETag": f'"{hashlib.md5(body).hexdigest().upper()}"'})
@@ -87,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and "uploads" in params:
             upload_id = hashlib.md5(f"{bucket}/{key}/{time.time()}".encode()).hexdigest()
             self.state.uploads[upload_id] = {}
-            self.state.objects[("__type__", upload_id)] = (b"", self.headers.get("Content-Type", ""))
+            self.state.upload_targets[upload_id] = (bucket, key, self.headers.get("Content-Type", ""))
             xml = (f"<InitiateMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
                    f"<UploadId>{upload_id}</UploadId></InitiateMultipartUploadResult>")
             return self._send(200, xml.encode(), "application/xml")
@@ -95,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
             parts_list = [int(n) for n in re.findall(rb"<PartNumber>(\d+)</PartNumber>", body)]
             uploaded = self.state.uploads.pop(params["uploadId"])
             data = b"".join(uploaded[n] for n in parts_list)
-            content_type = self.state.objects.pop(("__type__", params["uploadId"]))[1]
+            content_type = self.state.upload_targets.pop(params["uploadId"])[2]
             self.state.objects[(bucket, key)] = (data, content_type)
             xml = (f"<CompleteMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
                    f"<ETag>\"{hashlib.md5(data).hexdigest().upper()}-{len(parts_list)}\"</ETag>"
@@ -112,6 +134,12 @@ class _Handler(BaseHTTPRequestHandler):
                    f"</NextPartNumberMarker><MaxParts>1000</MaxParts><IsTruncated>false</IsTruncated>{items}"
                    "</ListPartsResult>")
             return self._send(200, xml.encode(), "application/xml")
+        if method == "GET" and "uploads" in params:  # ListMultipartUploads (one page)
+            return self._send(200, self._uploads_listing(bucket, params.get("prefix", "")), "application/xml")
+        if method == "DELETE" and "uploadId" in params:  # AbortMultipartUpload
+            self.state.uploads.pop(params["uploadId"])
+            self.state.upload_targets.pop(params["uploadId"])
+            return self._send(204, b"")
         if method == "GET" and not key:  # ListObjects (one page: the tests hold few objects)
             return self._send(200, self._listing(bucket, params.get("prefix", "")), "application/xml")
         if method in ("GET", "HEAD"):
@@ -135,6 +163,16 @@ class _Handler(BaseHTTPRequestHandler):
         return (f"<ListBucketResult><Name>{bucket}</Name><Prefix>{prefix}</Prefix><Marker></Marker>"
                 f"<MaxKeys>1000</MaxKeys><Delimiter></Delimiter><IsTruncated>false</IsTruncated>{items}"
                 "</ListBucketResult>").encode()
+
+    def _uploads_listing(self, bucket: str, prefix: str) -> bytes:
+        items = "".join(
+            f"<Upload><Key>{k}</Key><UploadId>{upload_id}</UploadId><Initiated>2026-01-01T00:00:00.000Z</Initiated>"
+            "</Upload>" for upload_id, (b, k, _) in sorted(self.state.upload_targets.items())
+            if b == bucket and k.startswith(prefix))
+        return (f"<ListMultipartUploadsResult><Bucket>{bucket}</Bucket><KeyMarker></KeyMarker><UploadIdMarker>"
+                f"</UploadIdMarker><NextKeyMarker></NextKeyMarker><NextUploadIdMarker></NextUploadIdMarker>"
+                f"<Prefix>{prefix}</Prefix><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>{items}"
+                "</ListMultipartUploadsResult>").encode()
 
     # -- authentication ----------------------------------------------------------------------
 
@@ -186,6 +224,14 @@ class OssServer:
         self._server = QuietHTTPServer(("127.0.0.1", 0), handler)
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def fail_next(self, count: int, request: str = "PUT", status: int = 503) -> None:
+        """The next ``count`` such requests (see :class:`OssState`) are answered ``status``, an OSS error."""
+        self.state.faults += [(request, status)] * count
+
+    def stall_next(self, count: int, seconds: float, request: str = "PUT") -> None:
+        """The next ``count`` such requests are carried out and answered after ``seconds``."""
+        self.state.faults += [(request, float(seconds))] * count
 
     def close(self) -> None:
         self._server.shutdown()

@@ -46,3 +46,16 @@ def test_seedvr2_batches_and_vae_tiles_must_fit_the_model():
 def test_object_settings_are_read_from_json_in_the_environment():
     settings = Settings.load({}, environ={"TMLSR_UPSCALER_AUTOSCALING": '{"max_replicas": 4}'})
     assert settings.upscaler_autoscaling.max_replicas == 4 and settings.upscaler_parallelism == 4
+
+
+def test_a_cpu_model_leaves_the_api_a_core_unless_told_its_thread_count():
+    assert [Settings().model_threads(cores) for cores in (1, 2, 16)] == [1, 1, 15]
+    assert Settings(torch_threads=4).model_threads(16) == 4
+
+
+def test_output_uploads_are_tried_four_times_with_back_off_by_default():
+    settings = Settings()
+    assert (settings.storage_backoff().attempts, settings.storage_backoff().base_s) == (4, 1.0)
+    oss = Settings(oss_endpoint="http://127.0.0.1:1", oss_access_key_id="a", oss_access_key_secret="b",
+                   oss_timeout_s=5).oss_config()
+    assert oss.timeout_s == 5

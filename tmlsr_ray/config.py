@@ -14,6 +14,7 @@ from typing import Any, List, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tmlsr_ray.retry import Backoff
 from tmlsr_ray.urls import FetchPolicy
 
 ENV_PREFIX = "TMLSR_"
@@ -90,7 +91,9 @@ class Settings(BaseModel):
     # Model execution
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present.")
     half: Optional[bool] = Field(None, description="fp16 inference; default: on for CUDA, off for CPU.")
-    torch_threads: int = Field(0, ge=0, description="CPU threads per Upscaler replica; 0 = all cores.")
+    torch_threads: int = Field(
+        0, ge=0, description="CPU threads per model replica; 0 = every core but one (at least 1), so the "
+        "API keeps a core while a CPU model works.")
     max_cached_models: int = Field(3, ge=1, description="Models kept loaded per Upscaler replica.")
     model_report_ttl_s: float = Field(
         60.0, gt=0, description="GET /models shows a model as loaded while a replica holding it reported "
@@ -127,6 +130,13 @@ class Settings(BaseModel):
     video_ten_bit: bool = Field(False, description="Encode 10-bit (yuv420p10le, High 10) output.")
     max_video_frames: int = Field(500_000, gt=0, description="Longest video, in frames.")
     max_video_duration_s: float = Field(4 * 3600.0, gt=0, description="Longest video, in seconds.")
+    max_animation_frames: int = Field(
+        10_000, gt=0, description="Most frames of an animated GIF or APNG submitted as a video.")
+    max_frames_per_second: float = Field(
+        1000.0, gt=0, description="Most frames per second of the duration an input states (under 1 s counts "
+        "as 1 s): thousands of frames in no time are a flood, not a clip.")
+    max_video_work_pixels: float = Field(
+        2e13, gt=0, description="Most frames × output pixels of a video (a 2-hour 4K60 clip at ×1 is 3.6e12).")
 
     # SeedVR2 (models whose file name contains "seedvr2")
     seedvr2_replicas: int = Field(
@@ -151,6 +161,11 @@ class Settings(BaseModel):
 
     # Storage
     storage: Literal["local", "oss"] = Field("local", description="Where outputs go.")
+    storage_attempts: int = Field(
+        4, ge=1, description="Tries of an output upload that OSS answers with 5xx/429 or not in time, "
+        "before the task fails (and what the tries left in the bucket is removed).")
+    storage_backoff_s: float = Field(
+        1.0, ge=0, description="Pause after the first failed upload try; doubles each time (at most 60 s).")
     oss_endpoint: Optional[str] = Field(None, description="e.g. https://oss-cn-hangzhou.aliyuncs.com")
     oss_region: Optional[str] = Field(None, description="e.g. cn-hangzhou")
     oss_access_key_id: Optional[str] = None
@@ -162,6 +177,9 @@ class Settings(BaseModel):
     oss_public_urls: bool = Field(False, description="Hand out plain URLs (public-read bucket).")
     oss_multipart_threshold_bytes: int = Field(100 * 1024**2, gt=0)
     oss_part_size_bytes: int = Field(16 * 1024**2, ge=100 * 1024)
+    oss_timeout_s: float = Field(
+        60.0, gt=0, description="An OSS request with no answer (connecting, or between bytes) for this long "
+        "has failed.")
 
     # Retention
     output_retention_s: Optional[float] = Field(
@@ -209,6 +227,10 @@ class Settings(BaseModel):
         from tmlsr_ray.pipeline.segments import Cutting
 
         return Cutting(self.video_segment_s, self.video_segment_max_frames, self.video_segment_max_preroll_frames)
+
+    def model_threads(self, cores: int) -> int:
+        """The torch threads of a model replica on a machine with ``cores`` cores."""
+        return self.torch_threads or max(1, cores - 1)
 
     @property
     def upscaler_parallelism(self) -> int:
@@ -266,7 +288,12 @@ class Settings(BaseModel):
             region=self.oss_region, bucket=self.oss_bucket, prefix=self.oss_prefix,
             url_expires_s=self.oss_url_expires_s, public_urls=self.oss_public_urls,
             multipart_threshold_bytes=self.oss_multipart_threshold_bytes, part_size_bytes=self.oss_part_size_bytes,
+            timeout_s=self.oss_timeout_s,
         )
+
+    def storage_backoff(self) -> Backoff:
+        """How an output upload is tried again (OSS answering 5xx or not at all)."""
+        return Backoff(self.storage_attempts, self.storage_backoff_s)
 
     @classmethod
     def load(cls, args: Mapping[str, Any] | "Settings" | None = None,

@@ -17,6 +17,22 @@ class CanceledError(TaskError):
     """The task was canceled while it ran."""
 
 
+class StorageError(TaskError):
+    """The output could not be stored. ``transient``: the store may take it when asked again (it
+    answered 5xx, or nothing in time); otherwise asking again would get the same answer."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message, transient)  # every value in args: it pickles across processes
+        self.transient = transient
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class DiskFull(TaskError):
+    """The data disk had no room left for a file of the task."""
+
+
 class RequestRefused(Exception):
     """The service refuses a request (from a route or a Python handle call); the message says why.
     Subclasses name the reason; only the routes map them to HTTP statuses. Every value lives in

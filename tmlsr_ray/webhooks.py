@@ -20,6 +20,7 @@ from typing import Optional
 import aiohttp
 
 from tmlsr_ray.errors import FetchError
+from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
 from tmlsr_ray.urls import FetchPolicy, check_url, checked_connector
 
 logger = logging.getLogger(__name__)
@@ -57,18 +58,20 @@ async def deliver(url: str, event: str, body: bytes, policy: WebhookPolicy) -> b
     except FetchError as exc:
         logger.warning("webhook to %s not sent: %s", url, exc)
         return False
-    for attempt in range(policy.attempts):
-        if attempt:
-            await asyncio.sleep(min(policy.backoff_s * 2 ** (attempt - 1), 60.0))
-        outcome = await _post_once(url, body, headers, policy)
-        if outcome is not None:
-            return outcome
-    logger.warning("webhook %s to %s gave up after %d attempts", event, url, policy.attempts)
-    return False
+    try:
+        return await retry(lambda: _post_once(url, body, headers, policy),
+                           Backoff(policy.attempts, policy.backoff_s), _TryAgain)
+    except RetriesExhausted:
+        logger.warning("webhook %s to %s gave up after %d attempts", event, url, policy.attempts)
+        return False
 
 
-async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy) -> Optional[bool]:
-    """True: delivered; False: refused for good (4xx); None: worth another try."""
+class _TryAgain(Exception):
+    pass
+
+
+async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy) -> bool:
+    """True: delivered; False: refused for good (4xx); :class:`_TryAgain`: worth another try."""
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=policy.timeout_s),
                                          connector=checked_connector(policy.addresses)) as session:
@@ -76,7 +79,7 @@ async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy
                 if response.status < 300:
                     return True
                 if response.status == 429 or response.status >= 500:
-                    return None
+                    raise _TryAgain(f"HTTP {response.status}")
                 logger.warning("webhook to %s refused: HTTP %d", url, response.status)
                 return False
     except FetchError as exc:  # the resolver refused the address
@@ -84,4 +87,4 @@ async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy
         return False
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         logger.info("webhook to %s failed (%s); will retry", url, type(exc).__name__)
-        return None
+        raise _TryAgain(type(exc).__name__) from exc

@@ -28,7 +28,7 @@ def oss_app(service):
                 "oss_access_key_id": "svc-ak", "oss_access_key_secret": "svc-sk", "oss_bucket": "outputs",
                 "oss_prefix": "results", "state_actor_name": "tmlsr_state_oss", "allow_private_urls": True,
                 "video_segment_s": 1.0, "video_preset": "ultrafast", "torch_threads": 2,
-                "heartbeat_interval_s": 0.5, "heartbeat_timeout_s": 8}
+                "heartbeat_interval_s": 0.5, "heartbeat_timeout_s": 8, "storage_backoff_s": 0.1}
     serve.run(build_app(settings), name="oss-app", route_prefix="/oss-app")
     yield service.url("/oss-app"), server
     serve.delete("oss-app")
@@ -59,6 +59,24 @@ def test_an_oss_input_is_upscaled_into_the_oss_output_bucket(service, oss_app):
     response = requests.get(task["output"]["url"], timeout=30)
     assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
     assert cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_UNCHANGED).shape == (48, 80, 3)
+
+
+def test_oss_answering_503_is_asked_again_and_then_fails_the_task_readably_leaving_no_object(service, oss_app):
+    base, server = oss_app
+    server.state.objects[("inputs", "photos/dog.png")] = (png_bytes(20, 12), "image/png")
+    body = {"url": "oss://inputs/photos/dog.png", "type": "image", "model": "tiny-x4.pth"}
+    try:
+        server.fail_next(2)  # the output's PUT: two 503s, then stored
+        retried = wait(base, requests.post(base + "/tasks", json=body, timeout=30).json()["task_id"])
+        assert retried["status"] == "completed", retried["error"]
+        server.fail_next(4)  # every try of the next output
+        task_id = requests.post(base + "/tasks", json=body, timeout=30).json()["task_id"]
+        task = wait(base, task_id)
+    finally:
+        server.state.faults.clear()
+    assert task["status"] == "failed"
+    assert task["error"].startswith("upload failed after 4 attempts: OSS answered HTTP 503 ServiceUnavailable")
+    assert not [k for b, k in server.state.objects if b == "outputs" and task_id in k]
 
 
 def test_a_missing_oss_input_fails_the_task_readably(service, oss_app):

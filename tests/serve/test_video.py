@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import SHARED, eventually, make_clip, shared_path
+from tests.helpers import SHARED, animated_gif, eventually, frame_flood_gif, make_clip, shared_path
 from tests.serve.conftest import fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
@@ -122,6 +122,18 @@ def test_a_still_image_submitted_as_video_fails_with_a_hint(service, input_serve
 
     task = service.run(url=input_server.add("still.png", png_bytes(16, 16)), model="tiny-x4.pth")
     assert task["status"] == "failed" and "type=image" in task["error"]
+
+
+def test_a_frame_flood_gif_is_refused_before_the_model_and_a_short_gif_still_works(service, input_server):
+    flood = input_server.add("flood.gif", frame_flood_gif(40_000))  # 920 KB: once 148 s of model calls
+    task = service.run(url=flood, model="slow-x4.pth", timeout=60)
+    assert task["status"] == "failed"
+    assert task["error"] == "animation has 40,000 frames, over the limit of 10,000 (max_animation_frames)"
+    assert task["stages"][1]["detail"] is None, "the segments had started"
+    short = service.run(url=input_server.add("short.gif", animated_gif(frames=8)), model="tiny-x4.pth")
+    assert short["status"] == "completed", short["error"]
+    meta = short["output"]["metadata"]
+    assert (meta["frames"], meta["converted_from"], meta["width"]) == (8, "gif", 96)
 
 
 def test_progress_shows_frames_fps_and_eta_while_processing(service, input_server, tmp_path):

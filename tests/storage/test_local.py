@@ -1,6 +1,11 @@
+import asyncio
+import errno
+
 import pytest
 
-from tmlsr_ray.storage.base import output_key
+from tests.helpers import small_disk
+from tmlsr_ray.retry import Backoff
+from tmlsr_ray.storage.base import output_key, store_output
 from tmlsr_ray.storage.local import LocalStorage
 
 
@@ -25,3 +30,17 @@ def test_keys_outside_the_root_or_missing_files_open_nothing(tmp_path, key):
 def test_a_key_escaping_the_root_cannot_be_written(tmp_path):
     with pytest.raises(ValueError):
         LocalStorage(tmp_path).put("../x", tmp_path / "any.png", "image/png")
+
+
+def test_an_output_that_does_not_fit_the_disk_fails_once_and_leaves_no_partial_file(tmp_path):
+    (tmp_path / "small.png").write_bytes(b"png")
+    (tmp_path / "big.mp4").write_bytes(b"v" * 2 * 1024**2)  # on another disk: the put copies it
+    with small_disk(tmp_path / "disk") as disk:
+        storage = LocalStorage(disk / "outputs")
+        storage.put("d/earlier/output.png", tmp_path / "small.png", "image/png")
+        with pytest.raises(OSError) as caught:
+            asyncio.run(store_output(storage, "d/big/output.mp4", tmp_path / "big.mp4", "video/mp4", Backoff(4, 0.01)))
+        assert caught.value.errno == errno.ENOSPC
+        assert not [p.name for p in disk.rglob("*") if p.is_file() and p.name != "output.png"]
+        assert storage.open_path("d/earlier/output.png").read_bytes() == b"png"
+    assert (tmp_path / "big.mp4").stat().st_size == 2 * 1024**2, "the source stays for the task's cleanup"

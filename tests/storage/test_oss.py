@@ -3,13 +3,14 @@
 import asyncio
 from dataclasses import replace
 
-import oss2
 import pytest
 import requests
 
 from tests.oss_server import OssServer
-from tmlsr_ray.errors import FetchError
+from tmlsr_ray.errors import FetchError, StorageError
 from tmlsr_ray.pipeline.fetch import fetch_input
+from tmlsr_ray.retry import Backoff
+from tmlsr_ray.storage.base import store_output
 from tmlsr_ray.urls import FetchPolicy
 from tmlsr_ray.storage.oss import OssConfig, OssStorage, parse_oss_url
 
@@ -25,6 +26,16 @@ def oss_server():
 def config(oss_server):
     return OssConfig(endpoint=oss_server.endpoint, access_key_id="ak", access_key_secret="sk",
                      bucket="out", prefix="tmlsr")
+
+
+def store(storage: OssStorage, key: str, source, backoff: Backoff = Backoff(4, 0.01)) -> str:
+    return asyncio.run(store_output(storage, key, source, "video/mp4", backoff))
+
+
+@pytest.fixture(autouse=True)
+def no_faults_left(oss_server):
+    yield
+    oss_server.state.faults.clear()
 
 
 def test_a_small_output_is_uploaded_with_its_content_type_and_a_working_signed_url(config, oss_server, tmp_path):
@@ -47,12 +58,13 @@ def test_large_outputs_go_up_in_parts(config, oss_server, tmp_path):
     assert len(parts) == 3 and any("uploads" in r[3] for r in oss_server.state.requests)
 
 
-def test_a_wrong_secret_is_refused_by_the_signature_check(config, tmp_path):
+def test_a_wrong_secret_is_refused_by_the_signature_check_and_not_asked_again(config, oss_server, tmp_path):
     (tmp_path / "o.png").write_bytes(b"x")
     storage = OssStorage(replace(config, access_key_secret="wrong"), tmp_path / "ckpt")
-    with pytest.raises(oss2.exceptions.OssError) as caught:
-        storage.put("k/output.png", tmp_path / "o.png", "image/png")
-    assert caught.value.status == 403
+    oss_server.state.requests.clear()
+    with pytest.raises(StorageError, match="OSS refused the upload: OSS answered HTTP 403 SignatureDoesNotMatch"):
+        store(storage, "k/output.png", tmp_path / "o.png")
+    assert [r[0] for r in oss_server.state.requests].count("PUT") == 1
 
 
 def test_a_tampered_or_expired_signed_url_is_refused(config, tmp_path):
@@ -101,7 +113,7 @@ def test_sts_tokens_are_sent_and_checked(tmp_path):
                          security_token="sts-token", bucket="out")
         url = OssStorage(good, tmp_path / "ckpt").put("k/o.png", tmp_path / "o.png", "image/png")
         assert requests.get(url, timeout=10).content == b"sts"
-        with pytest.raises(oss2.exceptions.OssError):
+        with pytest.raises(StorageError, match="HTTP 403"):
             OssStorage(replace(good, security_token=None), tmp_path / "c2").put("k/p.png", tmp_path / "o.png", "image/png")
     finally:
         server.close()
@@ -135,3 +147,67 @@ def test_pieces_in_oss_are_found_by_a_later_attempt_on_any_node_and_removed_at_t
     assert [path.read_bytes() for path, _ in elsewhere.in_order(finished)] == [b"piece zero", b"piece two"]
     OssPieceStore(bucket, "results/pieces/task1/", None).remove()
     assert not [k for b, k in oss_server.state.objects if k.startswith("results/pieces/task1/")]
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+def multipart(config):
+    return replace(config, multipart_threshold_bytes=200_000, part_size_bytes=200_000)
+
+
+def requests_made(oss_server, method: str, param: str) -> int:
+    return sum(1 for r in oss_server.state.requests if r[0] == method and param in r[3])
+
+
+def test_an_upload_answered_503_is_asked_again_until_it_is_stored(config, oss_server, tmp_path):
+    (tmp_path / "o.mp4").write_bytes(b"small video")
+    oss_server.fail_next(2)
+    store(OssStorage(config, tmp_path / "ckpt"), "k/retried.mp4", tmp_path / "o.mp4")
+    assert oss_server.state.objects[("out", "tmlsr/k/retried.mp4")] == (b"small video", "video/mp4")
+
+
+def test_a_multipart_upload_whose_completion_failed_goes_on_with_the_parts_it_sent(config, oss_server, tmp_path):
+    data = bytes(range(256)) * 2000  # three parts
+    (tmp_path / "big.mp4").write_bytes(data)
+    oss_server.state.requests.clear()
+    oss_server.fail_next(1, "POST?uploadId")
+    store(OssStorage(multipart(config), tmp_path / "ckpt"), "k/resumed.mp4", tmp_path / "big.mp4")
+    assert oss_server.state.objects[("out", "tmlsr/k/resumed.mp4")] == (data, "video/mp4")
+    assert requests_made(oss_server, "PUT", "partNumber") == 3 and requests_made(oss_server, "POST", "uploadId") == 2
+
+
+def test_an_upload_failing_every_try_fails_readably_and_leaves_no_upload_behind(config, oss_server, tmp_path):
+    (tmp_path / "big.mp4").write_bytes(bytes(range(256)) * 2000)
+    oss_server.fail_next(4, "PUT?partNumber")
+    with pytest.raises(StorageError, match=r"^upload failed after 4 attempts: OSS answered HTTP 503 "
+                                           r"ServiceUnavailable: Please reduce your request rate"):
+        store(OssStorage(multipart(config), tmp_path / "ckpt"), "k/lost.mp4", tmp_path / "big.mp4")
+    assert ("out", "tmlsr/k/lost.mp4") not in oss_server.state.objects
+    assert not [k for _, k, _ in oss_server.state.upload_targets.values() if k == "tmlsr/k/lost.mp4"]
+    assert not [p for p in (tmp_path / "ckpt").rglob("*") if p.is_file()], "the resumable upload's record is left"
+    assert (tmp_path / "big.mp4").exists(), "the output itself is kept for the task's cleanup"
+
+
+def test_an_upload_without_an_answer_in_time_is_asked_again(config, oss_server, tmp_path):
+    (tmp_path / "o.mp4").write_bytes(b"late")
+    oss_server.stall_next(1, 1.0)
+    store(OssStorage(replace(config, timeout_s=0.3), tmp_path / "ckpt"), "k/late.mp4", tmp_path / "o.mp4")
+    assert oss_server.state.objects[("out", "tmlsr/k/late.mp4")] == (b"late", "video/mp4")
+
+
+def test_an_object_a_timed_out_request_wrote_does_not_stay_when_the_upload_fails(config, oss_server, tmp_path):
+    (tmp_path / "o.mp4").write_bytes(b"late")
+    oss_server.stall_next(1, 0.3)  # answered after the client gave up, but stored
+    oss_server.fail_next(2)
+    storage = OssStorage(replace(config, timeout_s=0.1), tmp_path / "ckpt")
+    with pytest.raises(StorageError, match="after 3 attempts: OSS answered HTTP 503"):
+        store(storage, "k/ghost.mp4", tmp_path / "o.mp4", Backoff(3, 0.6))
+    assert ("out", "tmlsr/k/ghost.mp4") not in oss_server.state.objects
+
+
+def test_the_timeout_error_says_how_long_oss_was_waited_for(config, oss_server, tmp_path):
+    (tmp_path / "o.mp4").write_bytes(b"late")
+    oss_server.stall_next(2, 0.5)
+    with pytest.raises(StorageError, match=r"after 2 attempts: OSS did not answer within 0\.2 s"):
+        store(OssStorage(replace(config, timeout_s=0.2), tmp_path / "ckpt"), "k/slow.mp4", tmp_path / "o.mp4",
+              Backoff(2, 0.01))

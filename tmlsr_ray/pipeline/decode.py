@@ -80,9 +80,9 @@ class FrameBatch:
     pts: List[int]
 
 
-def open_container(path: Path) -> "av.container.InputContainer":
+def open_container(path: Path, options: Optional[Dict[str, str]] = None) -> "av.container.InputContainer":
     try:
-        return av.open(str(path), metadata_errors="ignore")
+        return av.open(str(path), metadata_errors="ignore", options=options)
     except av.error.FFmpegError as exc:
         raise InputError(f"input is not a readable video ({ffmpeg_message(exc)})") from exc
 

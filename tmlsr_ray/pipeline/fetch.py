@@ -13,6 +13,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from tmlsr_ray.errors import FetchError
+from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
 from tmlsr_ray.urls import CHUNK_BYTES, HTTP_SCHEMES, INPUT_SCHEMES, CappedFile, FetchPolicy, check_url, checked_connector
 
 if TYPE_CHECKING:
@@ -32,15 +33,11 @@ class FetchResult:
 
 async def fetch_http(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
     """Downloads ``url`` to ``dest``, retrying connection errors and 5xx answers with back-off."""
-    last_error: Optional[Exception] = None
-    for attempt in range(policy.attempts):
-        if attempt:
-            await asyncio.sleep(policy.backoff_s * 2 ** (attempt - 1))
-        try:
-            return await _fetch_once(url, dest, policy)
-        except _Retryable as exc:
-            last_error = exc
-    raise FetchError(f"download failed after {policy.attempts} attempts: {last_error}")
+    try:
+        return await retry(lambda: _fetch_once(url, dest, policy), Backoff(policy.attempts, policy.backoff_s),
+                           _Retryable)
+    except RetriesExhausted as exc:
+        raise FetchError(f"download {exc}") from exc
 
 
 class _Retryable(Exception):

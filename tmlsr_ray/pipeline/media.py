@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import av
 
 from tmlsr_ray.pipeline.colour import HDR_TRANSFERS
-from tmlsr_ray.pipeline.decode import COLOR_FIELDS, VideoInfo
+from tmlsr_ray.pipeline.decode import COLOR_FIELDS, VideoInfo, open_container
 from tmlsr_ray.pipeline.encode import EncodeOptions, MuxReport
 from tmlsr_ray.errors import InputError
 
 STILL_IMAGE_CONTAINERS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}
+ANIMATION_CONTAINERS = {"gif", "apng"}
+# Demuxer options under which an animation's duration is the one its file states: by default
+# FFmpeg, like browsers, plays a GIF frame of 0 or 1 centisecond for 100 ms.
+STATED_TIMING = {"gif": {"min_delay": "0", "default_delay": "0"}}
 
 
 def check_video_limits(info: VideoInfo, settings) -> None:
@@ -27,6 +31,39 @@ def check_video_limits(info: VideoInfo, settings) -> None:
     if info.duration_s and info.duration_s > settings.max_video_duration_s:
         raise InputError(f"video lasts {info.duration_s:.0f} s, over the limit of "
                          f"{settings.max_video_duration_s:.0f} s")
+
+
+def check_frame_flood(path: Path, info: VideoInfo, frames: int, settings) -> None:
+    """Refuses too many animation frames, or too many frames for the duration the file states."""
+    if _kind(info) == "animation" and frames > settings.max_animation_frames:
+        raise InputError(f"animation has {frames:,} frames, over the limit of {settings.max_animation_frames:,} "
+                         "(max_animation_frames)")
+    stated = stated_duration_s(path, info)
+    if stated is not None and frames > settings.max_frames_per_second * max(stated, 1.0):
+        raise InputError(f"{_kind(info)} has {frames:,} frames in a stated duration of {stated:.3g} s, over the "
+                         f"limit of {settings.max_frames_per_second:,g} frames per second (max_frames_per_second)")
+
+
+def check_video_work(info: VideoInfo, frames: int, target: Tuple[int, int], settings) -> None:
+    """Refuses more work (frames × output pixels) than the budget."""
+    work = frames * target[0] * target[1]
+    if work > settings.max_video_work_pixels:
+        raise InputError(f"{_kind(info)} needs {frames:,} frames × {target[0]}x{target[1]} = {work:.3g} output "
+                         f"pixels, over the limit of {settings.max_video_work_pixels:.3g} (max_video_work_pixels)")
+
+
+def _kind(info: VideoInfo) -> str:
+    return "animation" if info.container in ANIMATION_CONTAINERS else "video"
+
+
+def stated_duration_s(path: Path, info: VideoInfo) -> Optional[float]:
+    """The duration the file states (``None``: it states none)."""
+    options = STATED_TIMING.get(info.container)
+    if options is None:
+        return info.duration_s
+    with open_container(path, options) as container:
+        stream = container.streams[info.stream_index]
+        return float(stream.duration * stream.time_base) if stream.duration is not None else None
 
 
 def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: EncodeOptions,

@@ -19,6 +19,7 @@ from ray.exceptions import RayActorError
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.errors import TaskError
 from tmlsr_ray.pipeline.render import SegmentJob
+from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
 
 logger = logging.getLogger("ray.serve")
 _DONE = object()
@@ -155,21 +156,20 @@ class ReplicaFailure(TaskError):
     pass
 
 
+REPLICA_FAULTS = (RayActorError, asyncio.TimeoutError)  # a dead replica, a stalled one
+
+
 async def with_retries(attempt: Callable[[], Awaitable[Any]], attempts: int,
                        on_retry: Callable[[], None] = lambda: None, backoff_s: float = 1.0) -> Any:
     """Serve does not retry a request whose replica died, nor one that hangs: retry it here, after a
     pause that lets the controller replace the replica (measured: about 2 s)."""
-    last_error: Exception | None = None
-    for number in range(attempts):
-        if number:
-            on_retry()
-            await asyncio.sleep(min(backoff_s * 2 ** (number - 1), 10.0))
-        try:
-            return await attempt()
-        except (RayActorError, asyncio.TimeoutError) as exc:
-            last_error = exc
-            logger.warning("model replica call failed on attempt %d (%s)", number + 1, type(exc).__name__)
-    raise ReplicaFailure(f"the model replicas failed {attempts} times ({type(last_error).__name__})")
+    def retrying(number: int, error: BaseException) -> None:
+        logger.warning("model replica call failed on attempt %d (%s)", number, type(error).__name__)
+        on_retry()
+    try:
+        return await retry(attempt, Backoff(attempts, backoff_s, cap_s=10.0), REPLICA_FAULTS, retrying)
+    except RetriesExhausted as exc:
+        raise ReplicaFailure(f"the model replicas failed {attempts} times ({type(exc.last).__name__})") from exc
 
 
 async def call_with_retry(make_call: Callable[[], Any], attempts: int, timeout_s: float,

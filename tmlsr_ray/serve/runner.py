@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import shutil
@@ -30,7 +31,7 @@ from tmlsr_ray.pipeline.colour import is_hdr
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import TASK_CODECS, EncodeOptions, assemble, even_size
 from tmlsr_ray.piece import Piece
-from tmlsr_ray.errors import TaskError
+from tmlsr_ray.errors import DiskFull, TaskError
 from tmlsr_ray.pipeline.fetch import fetch_input
 from tmlsr_ray.pipeline.image import CONTENT_TYPES, EXTENSIONS, decode_image, encode_image, output_format, probe_image
 from tmlsr_ray.pipeline.progress import SegmentProgress
@@ -43,7 +44,7 @@ from tmlsr_ray.serve.fanout import SegmentFanout, call_with_retry, iterate_in_th
 from tmlsr_ray.serve.metrics import RunnerMetrics
 from tmlsr_ray.serve.replicas import KIND_BY_NAME, ReplicaKind
 from tmlsr_ray.serve.state import get_state_actor
-from tmlsr_ray.storage.base import output_key
+from tmlsr_ray.storage.base import output_key, store_output
 from tmlsr_ray.storage.factory import make_piece_store, make_storage, remove_pieces
 
 logger = logging.getLogger("ray.serve")
@@ -130,10 +131,12 @@ class TaskRunner:
                 raise TaskError(f"output is {metadata['bytes']:,} bytes, over the limit of "
                                 f"{self._settings.max_output_bytes:,}; ask for a smaller size")
             key = output_key(run.task_id, "output" + result.suffix)
-            url = await self._stage(run, StageName.upload,
-                                    asyncio.to_thread(self._storage.put, key, result, content_type))
+            url = await self._stage(run, StageName.upload, store_output(
+                self._storage, key, result, content_type, self._settings.storage_backoff()))
             await run.complete(TaskOutput(url=url, metadata=metadata), key)
         except TaskError as exc:
+            if isinstance(exc, DiskFull):  # room for the database's write of the failure, and for other tasks
+                await asyncio.to_thread(shutil.rmtree, workdir, True)
             await run.fail(str(exc))
 
     async def _stage(self, run: "Run", name: StageName, work: Awaitable):
@@ -211,11 +214,14 @@ class TaskRunner:
         settings = self._settings
         info = await asyncio.to_thread(probe_video, path)
         media.check_video_limits(info, settings)
+        segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
+        # A flood is refused before any replica call (a first call loads the model: seconds).
+        await asyncio.to_thread(media.check_frame_flood, path, info, segments.frames, settings)
         plan = await self._model_and_target(run, params, info.width, info.height)
         requested = plan.target
         target = even_size(*requested)
         plan.check_output_size(info.width, info.height, settings.max_output_pixels, target)
-        segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
+        media.check_video_work(info, segments.frames, target, settings)
         tone_map = is_hdr(info.color) and params.get("hdr", "keep") == "sdr"
         options = self._encode_options(plan, params, ten_bit=is_hdr(info.color) and not tone_map)
         plan_key = _work_fingerprint(segments, params, target, options, plan.seed)
@@ -355,6 +361,9 @@ def _model_metadata(model: Dict[str, Any]) -> Dict[str, Any]:
 def _as_task_error(stage: StageName, exc: Exception) -> TaskError:
     """The message a user reads: the cause raised on a replica, without Ray's traceback."""
     cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
+    if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+        return DiskFull(f"no space left on the data disk ({stage.value} stage); free space under data_dir "
+                        "(or give it a larger disk) and submit the task again")
     if isinstance(cause, (TaskError, ModelError, ModelNameError)):
         return TaskError(str(cause))
     return TaskError(f"{stage.value} failed: {type(cause).__name__}: {cause}")

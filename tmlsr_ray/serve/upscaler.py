@@ -29,8 +29,9 @@ class ModelThread:
 
     def __init__(self, settings: Settings, name: str):
         # Ray caps OMP threads at the replica's CPU share (1 by default); on a CPU-only machine
-        # the model should use every core unless told otherwise.
-        torch.set_num_threads(settings.torch_threads or os.cpu_count() or 1)
+        # the model should use the cores, but for one left to the HTTP proxy and the ingress
+        # (with every core taken, GET /tasks waited behind the model).
+        torch.set_num_threads(settings.model_threads(available_cores()))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
     async def run(self, fn, *args):
@@ -49,6 +50,13 @@ class ModelThread:
         except asyncio.CancelledError:
             stop.set()
             raise
+
+
+def available_cores() -> int:
+    """The cores this process may run on (a container's or a taskset's share, not the machine's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class ModelHolder:

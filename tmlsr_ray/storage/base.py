@@ -1,10 +1,17 @@
-"""The protocol every output store implements (no Ray, no HTTP)."""
+"""The protocol every output store implements, and storing an output with retries (no Ray, no HTTP)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Protocol
+
+from tmlsr_ray.errors import StorageError
+from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
+
+logger = logging.getLogger(__name__)
 
 
 def output_key(task_id: str, name: str, now: float | None = None) -> str:
@@ -16,7 +23,33 @@ def output_key(task_id: str, name: str, now: float | None = None) -> str:
 class OutputStorage(Protocol):
     def put(self, key: str, source: Path, content_type: str) -> str:
         """Stores the file ``source`` under ``key`` (the file may be moved); returns the URL to
-        hand out: absolute, or service-relative (``/…``) for stores the service itself serves."""
+        hand out: absolute, or service-relative (``/…``) for stores the service itself serves.
+        One try: a store that can fail for a while raises :class:`StorageError` with ``transient``."""
+        ...
+
+    def abandon(self, key: str, source: Path) -> None:
+        """Removes whatever failed puts of ``source`` under ``key`` left behind (a partial file, an
+        unfinished multipart upload, an object a timed-out request did write)."""
         ...
 
     def delete(self, key: str) -> None: ...
+
+
+async def store_output(storage: OutputStorage, key: str, source: Path, content_type: str, backoff: Backoff) -> str:
+    """Puts an output, asking again with back-off while the store fails transiently; when it
+    fails for good, nothing of the output stays in the store."""
+    try:
+        return await retry(lambda: asyncio.to_thread(storage.put, key, source, content_type), backoff,
+                           lambda error: isinstance(error, StorageError) and error.transient)
+    except Exception as exc:
+        await _abandon(storage, key, source)
+        if isinstance(exc, RetriesExhausted):
+            raise StorageError(f"upload {exc}") from exc
+        raise
+
+
+async def _abandon(storage: OutputStorage, key: str, source: Path) -> None:
+    try:
+        await asyncio.to_thread(storage.abandon, key, source)
+    except Exception:  # the upload's own error is the one the task reports
+        logger.exception("could not remove what a failed upload left under %s", key)

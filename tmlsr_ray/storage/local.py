@@ -17,10 +17,13 @@ class LocalStorage:
     def put(self, key: str, source: Path, content_type: str) -> str:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        shutil.move(str(source), partial)  # a rename when both are on one disk
+        partial = _partial(path)
+        shutil.move(str(source), partial)  # a rename when both are on one disk, else a copy
         os.replace(partial, path)  # a reader never sees half a file
         return f"{FILES_ROUTE}/{key}"
+
+    def abandon(self, key: str, source: Path) -> None:
+        _partial(self._path(key)).unlink(missing_ok=True)  # a copy cut short (the disk full)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -38,3 +41,7 @@ class LocalStorage:
         if not path.is_relative_to(self.root) or path == self.root:
             raise ValueError(f"storage key escapes the storage root: {key!r}")
         return path
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")

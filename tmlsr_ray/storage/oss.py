@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -11,9 +12,10 @@ from typing import Dict, Iterator, Optional, Tuple
 from urllib.parse import quote, unquote, urlsplit
 
 import oss2
+import requests
 
 from tmlsr_ray.piece import Piece
-from tmlsr_ray.errors import FetchError
+from tmlsr_ray.errors import FetchError, StorageError
 from tmlsr_ray.urls import CHUNK_BYTES, CappedFile
 
 # https://BUCKET.oss-REGION[-internal].aliyuncs.com/KEY
@@ -33,6 +35,7 @@ class OssConfig:
     public_urls: bool = False
     multipart_threshold_bytes: int = 100 * 1024**2
     part_size_bytes: int = 16 * 1024**2
+    timeout_s: float = 60.0  # a request with no answer (connect or read) for this long has failed
 
     def auth(self):
         if self.security_token:
@@ -40,7 +43,8 @@ class OssConfig:
         return oss2.Auth(self.access_key_id, self.access_key_secret)
 
     def bucket_client(self, name: str, endpoint: Optional[str] = None) -> oss2.Bucket:
-        return oss2.Bucket(self.auth(), endpoint or self.endpoint, name, region=self.region)
+        return oss2.Bucket(self.auth(), endpoint or self.endpoint, name, region=self.region,
+                           connect_timeout=self.timeout_s)
 
 
 def parse_oss_url(url: str, config: Optional[OssConfig]) -> Optional[Tuple[str, str, Optional[str]]]:
@@ -90,13 +94,17 @@ class OssStorage:
         self._checkpoints = oss2.ResumableStore(root=str(checkpoint_dir))
 
     def put(self, key: str, source: Path, content_type: str) -> str:
+        """One try; a try after a failed one goes on with the parts already uploaded."""
         name = self._object_name(key)
-        oss2.resumable_upload(
-            self._bucket, name, str(source), store=self._checkpoints,
-            headers={"Content-Type": content_type},
-            multipart_threshold=self._config.multipart_threshold_bytes,
-            part_size=self._config.part_size_bytes,
-        )
+        try:
+            oss2.resumable_upload(
+                self._bucket, name, str(source), store=self._checkpoints,
+                headers={"Content-Type": content_type},
+                multipart_threshold=self._config.multipart_threshold_bytes,
+                part_size=self._config.part_size_bytes,
+            )
+        except oss2.exceptions.OssError as exc:
+            raise upload_error(exc, self._config.timeout_s) from exc
         if self._config.public_urls:
             return self._public_url(name)
         return self._bucket.sign_url("GET", name, self._config.url_expires_s, slash_safe=True)
@@ -107,12 +115,35 @@ class OssStorage:
             return f"{endpoint.scheme}://{endpoint.netloc}/{self._config.bucket}/{quote(name)}"
         return f"{endpoint.scheme}://{self._config.bucket}.{endpoint.netloc}/{quote(name)}"
 
+    def abandon(self, key: str, source: Path) -> None:
+        name = self._object_name(key)
+        for upload in oss2.MultipartUploadIterator(self._bucket, prefix=name):
+            if upload.key == name:
+                self._bucket.abort_multipart_upload(name, upload.upload_id)
+        with contextlib.suppress(FileNotFoundError):
+            self._checkpoints.delete(self._checkpoints.make_store_key(self._bucket.bucket_name, name, str(source)))
+        self._bucket.delete_object(name)  # a request that timed out may still have written it
+
     def delete(self, key: str) -> None:
         self._bucket.delete_object(self._object_name(key))
 
     def _object_name(self, key: str) -> str:
         return f"{self._config.prefix.strip('/')}/{key}" if self._config.prefix else key
 
+
+def upload_error(exc: oss2.exceptions.OssError, timeout_s: float) -> StorageError:
+    """A readable error, transient when OSS may take the upload if asked again: no answer in
+    time, no connection, 429 or 5xx, a checksum that did not match."""
+    if isinstance(exc, oss2.exceptions.RequestError):
+        if isinstance(exc.exception, requests.Timeout):
+            return StorageError(f"OSS did not answer within {timeout_s:g} s", transient=True)
+        return StorageError(f"could not reach OSS ({type(exc.exception).__name__})", transient=True)
+    if isinstance(exc, oss2.exceptions.InconsistentError):
+        return StorageError("OSS received the upload with another checksum", transient=True)
+    answer = f"OSS answered HTTP {exc.status} {exc.code or ''}: {exc.message or ''}".replace(" :", ":")
+    if exc.status == 429 or exc.status >= 500:
+        return StorageError(answer, transient=True)
+    return StorageError(f"OSS refused the upload: {answer}")
 
 
 class OssPieceStore:

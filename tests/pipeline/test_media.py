@@ -1,0 +1,73 @@
+"""Video limits before the model: frame floods (too many animation frames, too many frames for the
+stated duration, too much work) are refused with the limit named; real clips pass."""
+
+from dataclasses import replace
+
+import pytest
+
+from tests.helpers import animated_gif, frame_flood_gif, make_clip
+from tmlsr_ray.config import Settings
+from tmlsr_ray.errors import InputError
+from tmlsr_ray.pipeline.decode import probe_video
+from tmlsr_ray.pipeline.media import check_frame_flood, check_video_work, stated_duration_s
+from tmlsr_ray.pipeline.segments import plan_segments
+
+DEFAULTS = Settings()
+
+
+def budget_check(path, target=(2, 2), settings=DEFAULTS):
+    """What the runner does: the frames counted from the packet index, then the checks."""
+    info = probe_video(path)
+    frames = plan_segments(path, info, settings.video_cutting).frames
+    check_frame_flood(path, info, frames, settings)
+    check_video_work(info, frames, target, settings)
+
+
+def test_a_gif_of_40000_zero_delay_frames_is_refused_naming_the_animation_frame_limit(tmp_path):
+    path = tmp_path / "flood.gif"
+    path.write_bytes(frame_flood_gif(40_000))
+    assert path.stat().st_size == 920_020
+    with pytest.raises(InputError, match=r"animation has 40,000 frames, over the limit of 10,000 "
+                                         r"\(max_animation_frames\)"):
+        budget_check(path)
+
+
+def test_thousands_of_frames_in_no_stated_time_are_refused_by_the_frame_rate_limit(tmp_path):
+    # FFmpeg plays a zero delay as 100 ms (500 s here); the file itself states 0 s.
+    path = tmp_path / "fast.gif"
+    path.write_bytes(frame_flood_gif(5_000))
+    assert stated_duration_s(path, probe_video(path)) == 0
+    with pytest.raises(InputError, match=r"5,000 frames in a stated duration of 0 s, over the limit of 1,000 "
+                                         r"frames per second \(max_frames_per_second\)"):
+        budget_check(path)
+
+
+def test_a_short_near_zero_delay_animation_is_not_a_flood(tmp_path):
+    path = tmp_path / "blink.gif"
+    path.write_bytes(frame_flood_gif(900))  # under max_frames_per_second × 1 s
+    budget_check(path)
+
+
+def test_a_short_real_gif_passes_with_the_duration_its_frames_state(tmp_path):
+    path = tmp_path / "real.gif"
+    path.write_bytes(animated_gif(frames=8, delay_ms=100))
+    assert stated_duration_s(path, probe_video(path)) == pytest.approx(0.8)
+    budget_check(path, target=(96, 64))
+
+
+def test_more_work_than_the_budget_is_refused_naming_it(tmp_path):
+    path = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
+    with pytest.raises(InputError, match=r"video needs 12 frames × 128x96 = 1\.47e\+05 output pixels, over the "
+                                         r"limit of 1e\+05 \(max_video_work_pixels\)"):
+        budget_check(path, target=(128, 96), settings=Settings(max_video_work_pixels=1e5))
+
+
+@pytest.mark.parametrize("frames,seconds,target", [
+    (432_000, 7200.0, (3840, 2160)),  # two hours of 4K60 at ×1: 3.6e12 output pixels
+    (2_400, 10.0, (1920, 1080)),  # ten seconds of 240 fps slow motion
+])
+def test_long_and_fast_real_clips_fit_the_default_budgets(tmp_path, frames, seconds, target):
+    path = make_clip(tmp_path / "clip.mp4", frames=2, audio=False)
+    info = replace(probe_video(path), duration_s=seconds)
+    check_frame_flood(path, info, frames, DEFAULTS)
+    check_video_work(info, frames, target, DEFAULTS)

@@ -1,0 +1,65 @@
+"""Trying a flaky call again, with exponential back-off (no Ray, no HTTP): the one loop behind
+downloads, webhooks, model replica calls and output uploads. The caller says which failures are
+worth another try; any other failure, and a cancel, goes straight through."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Tuple, Type, TypeVar, Union
+
+T = TypeVar("T")
+Retryable = Union[Type[BaseException], Tuple[Type[BaseException], ...], Callable[[BaseException], bool]]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """``attempts`` tries in all; the pause after failed try ``n`` is ``base_s × 2^(n-1)``, at most ``cap_s``."""
+
+    attempts: int
+    base_s: float = 1.0
+    cap_s: float = 60.0
+
+    def pause_s(self, failed: int) -> float:
+        return min(self.base_s * 2 ** (failed - 1), self.cap_s)
+
+
+class RetriesExhausted(Exception):
+    """Every try failed with a retryable error; ``last`` is the last one (also the ``__cause__``)."""
+
+    def __init__(self, attempts: int, last: BaseException):
+        super().__init__(attempts, last)  # every value in args: it pickles across processes
+        self.attempts = attempts
+        self.last = last
+
+    def __str__(self) -> str:
+        return f"failed after {self.attempts} attempts: {self.last}"
+
+
+def _never(number: int, error: BaseException) -> None:
+    pass
+
+
+async def retry(attempt: Callable[[], Awaitable[T]], backoff: Backoff, retryable: Retryable,
+                on_retry: Callable[[int, BaseException], None] = _never) -> T:
+    """Awaits ``attempt()`` until it succeeds, a failure is not ``retryable`` (raised as it is), or
+    ``backoff.attempts`` tries failed (:class:`RetriesExhausted`). ``on_retry(n, error)`` runs
+    after failed try ``n`` when another follows."""
+    worth_retrying = _as_predicate(retryable)
+    for number in range(1, backoff.attempts + 1):
+        try:
+            return await attempt()
+        except Exception as error:
+            if not worth_retrying(error):
+                raise
+            if number == backoff.attempts:
+                raise RetriesExhausted(number, error) from error
+            on_retry(number, error)
+        await asyncio.sleep(backoff.pause_s(number))
+    raise ValueError(f"a back-off needs at least one attempt, not {backoff.attempts}")
+
+
+def _as_predicate(retryable: Retryable) -> Callable[[BaseException], bool]:
+    if isinstance(retryable, type) or isinstance(retryable, tuple):
+        return lambda error: isinstance(error, retryable)
+    return retryable
