@@ -59,6 +59,24 @@ def eventually(condition, timeout: float = 15.0, what: str = "the condition") ->
         time.sleep(0.1)
 
 
+def server_sent_events(response):
+    """The events of a streaming ``requests`` response as they arrive: dicts of ``id`` (int),
+    ``event`` and ``data`` (parsed JSON); a comment line comes as ``{"comment": text}``."""
+    import json
+
+    event: dict = {}
+    for line in response.iter_lines(chunk_size=None, decode_unicode=True):  # None: each chunk as it comes
+        if not line:
+            if event:
+                yield event
+            event = {}
+        elif line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        else:
+            name, _, value = line.partition(": ")
+            event[name] = int(value) if name == "id" else json.loads(value) if name == "data" else value
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

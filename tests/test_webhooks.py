@@ -7,7 +7,7 @@ import pytest
 
 from tests.helpers import WebhookReceiver
 from tmlsr_ray.urls import FetchPolicy
-from tmlsr_ray.webhooks import SIGNATURE_HEADER, WebhookPolicy, deliver, signature_ok
+from tmlsr_ray.webhooks import SIGNATURE_HEADER, WebhookPolicy, deliver, signature_ok, subscribed
 
 LOOPBACK_OK = FetchPolicy(allow_private=True)
 BODY = json.dumps({"event": "task.completed", "task_id": "t1"}).encode()
@@ -77,3 +77,15 @@ def test_private_literal_addresses_are_refused(url):
 def test_redirects_are_not_followed(receiver):
     assert not send(receiver.url, WebhookPolicy(addresses=LOOPBACK_OK, attempts=1))
     assert [path for path, _, _ in receiver.received] == ["/hook"]  # /moved was never asked for
+
+
+@pytest.mark.parametrize("params,sent", [
+    ({}, {"completed", "failed", "canceled"}),  # as before callback_events: the end events
+    ({"callback_progress": True}, {"completed", "failed", "canceled", "progress"}),
+    ({"callback_events": ["failed", "canceled"]}, {"failed", "canceled"}),
+    ({"callback_events": ["progress"]}, {"progress"}),
+    ({"callback_events": ["completed"], "callback_progress": True}, {"completed", "progress"}),
+])
+def test_a_task_gets_the_webhook_events_it_chose(params, sent):
+    events = ("completed", "failed", "canceled", "progress")
+    assert {event for event in events if subscribed(params, "task." + event)} == sent

@@ -87,6 +87,11 @@ class Settings(BaseModel):
         "are alive; a task whose runner is gone (a stopped app, a killed process) is re-queued at once.")
     max_attempts: int = Field(
         3, ge=1, description="Runs of a task whose runner vanished, before it fails with a reason.")
+    deadline_check_interval_s: float = Field(
+        1.0, gt=0, description="How often tasks past their deadline (deadline_s, Cancel-After) are canceled.")
+    max_batch_tasks: int = Field(100, ge=1, description="Most task bodies one POST /tasks/batch takes.")
+    events_heartbeat_s: float = Field(
+        15.0, gt=0, description="A quiet GET /tasks/{id}/events stream sends a ': keep-alive' comment this often.")
 
     # Model execution
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present.")

@@ -53,6 +53,10 @@ MAX_SIDE = 1 << 20
 # Finite numbers only: NaN and ±Infinity (which Python's JSON reader accepts) are refused.
 Scale = Annotated[float, Field(gt=0, le=MAX_SCALE, allow_inf_nan=False)]
 Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
+MAX_DEADLINE_S = 30 * 86400.0  # a task is canceled at most this long after its submission
+Deadline = Annotated[float, Field(gt=0, le=MAX_DEADLINE_S, allow_inf_nan=False)]
+MAX_PREFER_WAIT_S = 60  # ``Prefer: wait=N`` holds the request at most this long (larger N are clamped)
+WebhookEvent = Literal["completed", "failed", "canceled", "progress"]
 
 
 def check_url_syntax(url: str, schemes: Tuple[str, ...]) -> None:
@@ -127,6 +131,18 @@ class TaskRequest(BaseModel):
     crf: Optional[int] = Field(
         None, ge=0, le=63, description="Video tasks: constant rate factor (lower = better; 0–51 for "
         "h264 and hevc, 0–63 for av1); default the service's video_crf.")
+    deadline_s: Optional[Deadline] = Field(
+        None, description="Seconds after submission by which the task must have finished, else it is "
+        "canceled with the reason in error (the Cancel-After header sets the same; the sooner wins).")
+    callback_events: Optional[List[WebhookEvent]] = Field(
+        None, min_length=1, description="Which webhooks callback_url gets: completed, failed, canceled, "
+        "progress; default the three end events (callback_progress: true adds progress).")
+
+    def with_deadline(self, seconds: Optional[float]) -> "TaskRequest":
+        """This request with a deadline of at most ``seconds`` (a Cancel-After header's)."""
+        if seconds is None or (self.deadline_s is not None and self.deadline_s <= seconds):
+            return self
+        return self.model_copy(update={"deadline_s": seconds})
 
     @field_validator("callback_url")
     @classmethod
@@ -178,6 +194,30 @@ class TaskCreated(BaseModel):
     task_id: str
 
 
+class TaskBatch(BaseModel):
+    """Body of ``POST /tasks/batch``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: List[Any] = Field(
+        ..., min_length=1, description="POST /tasks bodies (TaskRequest), at most the service's "
+        "max_batch_tasks; each is checked on its own.")
+
+
+class BatchItemError(BaseModel):
+    """A body of a batch that was refused: what a POST /tasks of it alone would have answered."""
+
+    status: Literal["error"] = "error"
+    error: str
+    detail: Any = None
+
+
+class TaskBatchCreated(BaseModel):
+    """Answer of ``POST /tasks/batch``: one item per body, in order."""
+
+    tasks: List[TaskCreated | BatchItemError]
+
+
 class Stage(BaseModel):
     name: StageName
     status: StageStatus = StageStatus.pending
@@ -211,6 +251,17 @@ class TaskView(BaseModel):
         view = self.model_copy(deep=True)
         view.output.url = base.rstrip("/") + view.output.url
         return view
+
+
+class TaskEventKind(str, Enum):
+    """The ``event:`` of ``GET /tasks/{id}/events``: what changed since the event before."""
+
+    status = "status"  # the status, or a field no other kind names (also the first event: a snapshot)
+    stage = "stage"  # a stage started or ended
+    progress = "progress"  # a running stage's detail (frames, fps, ETA)
+    output = "output"  # the output is there (the task completed)
+    error = "error"  # the task failed, or was canceled with a reason
+    end = "end"  # the last event: the final view; the stream closes after it
 
 
 class CancelResult(BaseModel):

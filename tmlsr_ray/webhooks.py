@@ -88,3 +88,15 @@ async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         logger.info("webhook to %s failed (%s); will retry", url, type(exc).__name__)
         raise _TryAgain(type(exc).__name__) from exc
+
+
+END_EVENTS = ("completed", "failed", "canceled")
+
+
+def subscribed(params: dict, event: str) -> bool:
+    """Whether a task's webhook takes ``event`` (``task.completed``, …): those of its
+    ``callback_events``, by default the end events; ``callback_progress`` adds progress."""
+    chosen = set(params.get("callback_events") or END_EVENTS)
+    if params.get("callback_progress"):
+        chosen.add("progress")
+    return event.removeprefix("task.") in chosen

@@ -105,6 +105,7 @@ def service(tmp_path_factory) -> Service:
         "tile_size": 256, "tile_min_pixels": 500_000, "torch_threads": 2, "video_preset": "ultrafast",
         "video_segment_s": 1.0,
         "seedvr2_temporal_overlap": 1, "webhook_secret": WEBHOOK_SECRET, "webhook_progress_interval_s": 0.5,
+        "events_heartbeat_s": 1.0,
     }
     metrics_port = free_port()
     ray.init(address="local", num_cpus=2, include_dashboard=False, namespace=STATE_NAMESPACE,

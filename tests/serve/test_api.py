@@ -51,17 +51,18 @@ def test_dashboard_is_a_self_contained_page(service):
 def test_openapi_describes_every_route_its_errors_and_the_request_fields(service):
     document = requests.get(service.url("/openapi.json"), timeout=10).json()
     paths, schemas = document["paths"], document["components"]["schemas"]
-    assert {"/health", "/tasks", "/tasks/{task_id}", "/monitor/stats", "/models", "/dashboard"} <= set(paths)
+    assert {"/health", "/tasks", "/tasks/{task_id}", "/tasks/{task_id}/events", "/tasks/batch", "/monitor/stats",
+            "/models", "/dashboard"} <= set(paths)
     assert {"get", "delete"} <= set(paths["/tasks/{task_id}"])
     post = paths["/tasks"]["post"]
-    assert {"200", "400", "401", "409", "422", "429"} <= set(post["responses"])
+    assert {"200", "202", "400", "401", "409", "422", "429"} <= set(post["responses"])
     assert post["responses"]["429"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
-    assert [p["name"] for p in post["parameters"]] == ["Idempotency-Key"]
+    assert [p["name"] for p in post["parameters"]] == ["Idempotency-Key", "Prefer", "Cancel-After"]
     assert {"404", "409"} <= set(paths["/tasks/{task_id}"]["delete"]["responses"])
     fields = set(schemas["TaskRequest"]["properties"])
     assert fields == {"url", "type", "model", "outscale", "output_magnification", "output_dims", "resolution",
                       "seed", "hdr", "callback_url", "callback_progress", "output_format", "output_quality",
-                      "video_codec", "crf"}
+                      "video_codec", "crf", "deadline_s", "callback_events"}
     assert all(schemas["TaskRequest"]["properties"][f].get("description") for f in fields)
     assert {"task_id", "status", "created_at", "updated_at", "params", "stages", "output", "error"} <= set(
         schemas["TaskView"]["properties"])
@@ -138,7 +139,7 @@ def test_an_image_task_completes_with_stages_output_and_metadata(service, small_
                               "output_magnification": None, "output_dims": None, "resolution": None,
                               "seed": None, "hdr": "keep", "callback_url": None,
                               "callback_progress": False, "output_format": None, "output_quality": None,
-                              "video_codec": None, "crf": None}
+                              "video_codec": None, "crf": None, "deadline_s": None, "callback_events": None}
     assert [(s["name"], s["status"]) for s in task["stages"]] == [
         ("download", "success"), ("process", "success"), ("upload", "success")]
     assert all(s["duration"] >= 0 for s in task["stages"])

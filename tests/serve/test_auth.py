@@ -31,7 +31,7 @@ def wait_secured(base: str, task_id: str, until=lambda t: t["status"] in ("compl
 
 @pytest.mark.parametrize("method,path", [("get", "/monitor/stats"), ("get", "/tasks/" + "0" * 32),
                                          ("delete", "/tasks/" + "0" * 32), ("post", "/tasks"),
-                                         ("get", "/files/x.png")])
+                                         ("get", "/files/x.png"), ("get", "/tasks/" + "0" * 32 + "/events")])
 def test_data_routes_answer_401_without_the_right_token(secured, method, path):
     for headers in ({}, {"Authorization": "Bearer nope"}):
         response = requests.request(method, secured + path, json={"url": "http://h/a.png"}, headers=headers, timeout=10)

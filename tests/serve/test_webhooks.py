@@ -68,3 +68,21 @@ def test_a_callback_url_that_is_not_http_gets_422(service, callback):
     response = requests.post(service.url("/tasks"), json={"url": "http://example.com/a.png",
                                                           "callback_url": callback}, timeout=10)
     assert response.status_code == 422 and "callback_url" in response.text
+
+
+def test_callback_events_choose_which_webhooks_are_sent(service, input_server, receiver):
+    url = input_server.add("hook-filter.png", png_bytes(16, 12))
+    done = service.run(url=url, type="image", model="tiny-x4.pth", callback_url=receiver.url,
+                       callback_events=["failed"])
+    failed = service.run(url=input_server.url("status/404"), type="image", model="tiny-x4.pth",
+                         callback_url=receiver.url, callback_events=["failed"])
+    assert (done["status"], failed["status"]) == ("completed", "failed")
+    assert wait_for(receiver, "task.failed")["task_id"] == failed["task_id"]
+    assert receiver.events() == ["task.failed"]  # the completed task, which ended first, sent nothing
+
+
+@pytest.mark.parametrize("events", [[], ["started"], "completed", [1]])
+def test_callback_events_outside_the_four_are_a_422(service, events):
+    response = requests.post(service.url("/tasks"), json={"url": "http://example.com/a.png",
+                                                          "callback_events": events}, timeout=10)
+    assert response.status_code == 422 and "callback_events" in response.text

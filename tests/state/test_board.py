@@ -13,6 +13,14 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def downloading(board: TaskBoard) -> str:
+    """A new task, taken by a runner and in its download stage."""
+    task = board.create(PARAMS)
+    await board.acquire(task)
+    await board.set_stage(task, StageName.download, StageStatus.running)
+    return task
+
+
 def test_a_new_task_is_pending_with_three_pending_stages(tmp_path):
     board = TaskBoard(tmp_path / "t.db", max_workers=1)
     view = board.get(board.create(PARAMS))
@@ -104,9 +112,7 @@ def test_cancel_of_a_pending_task_is_immediate_and_frees_its_waiter(tmp_path):
 def test_cancel_of_a_processing_task_marks_the_running_stage_canceled(tmp_path):
     async def scenario():
         board = TaskBoard(tmp_path / "t.db", max_workers=1)
-        task = board.create(PARAMS)
-        await board.acquire(task)
-        await board.set_stage(task, StageName.download, StageStatus.running)
+        task = await downloading(board)
         watcher = asyncio.ensure_future(board.wait_released(task, 1))
         assert await board.cancel(task) == (True, TaskStatus.processing)
         assert await asyncio.wait_for(watcher, 1) == TaskStatus.canceled
@@ -321,3 +327,78 @@ def test_a_task_whose_runner_is_gone_is_requeued_at_once_and_others_keep_running
     assert requeued == [lost] and failed == []
     assert board.get(lost).status == TaskStatus.pending and board.get(kept).status == TaskStatus.processing
     assert board.runners() == {"runner-b"}
+
+
+# -- changes, batches, deadlines -------------------------------------------------------------
+
+
+def test_wait_change_answers_at_the_next_change_at_once_when_behind_or_finished_else_after_its_timeout(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        task = board.create(PARAMS)
+        revision, view = await board.wait_change(task)
+        assert view.status == TaskStatus.pending
+        assert (await board.wait_change(task, revision, timeout_s=0.05))[0] == revision  # unchanged
+        waiter = asyncio.ensure_future(board.wait_change(task, revision, timeout_s=10))
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        await board.acquire(task)
+        changed, view = await asyncio.wait_for(waiter, 1)
+        assert changed > revision and view.status == TaskStatus.processing
+        await board.set_stage(task, StageName.download, StageStatus.running)
+        assert (await board.wait_change(task, revision, timeout_s=10))[0] > changed  # behind: at once
+        await board.cancel(task)
+        final, view = await board.wait_change(task)
+        assert view.status == TaskStatus.canceled  # and it changes no more: no wait
+        assert await asyncio.wait_for(board.wait_change(task, final, timeout_s=60), 1) == (final, view)
+        assert await board.wait_change("no-such-task") is None
+
+    run(scenario())
+
+
+def test_the_revision_survives_a_reload(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        task = await downloading(board)
+        return task, (await board.wait_change(task))[0]
+
+    task, revision = run(scenario())
+    assert run(TaskBoard(tmp_path / "t.db", max_workers=1).wait_change(task))[0] == revision == 2
+
+
+def test_a_batch_is_admitted_whole_or_not_at_all(tmp_path):
+    board = TaskBoard(tmp_path / "t.db", max_workers=1, max_pending=3)
+    board.admit(PARAMS)
+    assert board.admit_many([(PARAMS, None, None)] * 3) == [(None, "queue_full")] * 3
+    assert board.monitor().system.queue_size == 1  # nothing of the refused batch was created
+    outcomes = board.admit_many([(PARAMS, None, None)] * 2)
+    assert [outcome for _, outcome in outcomes] == ["created"] * 2
+    assert board.pending_ids()[1:] == [task_id for task_id, _ in outcomes]
+    assert TaskBoard(tmp_path / "t.db", max_workers=1).monitor().system.queue_size == 3
+
+
+def test_a_batch_answers_known_keys_and_ids_without_counting_them_against_the_queue(tmp_path):
+    board = TaskBoard(tmp_path / "t.db", max_workers=1, max_pending=2)
+    first, _ = board.admit(PARAMS, idempotency_key="b/0")
+    outcomes = board.admit_many([(PARAMS, None, "b/0"), ({**PARAMS, "outscale": 2}, None, "b/0"),
+                                 (PARAMS, first, None), (PARAMS, "new-id", "b/1"), (PARAMS, None, "b/1")])
+    assert outcomes == [(first, "existing"), (first, "key_conflict"), (first, "existing"),
+                        ("new-id", "created"), ("new-id", "existing")]  # the same key twice in one call
+    assert board.monitor().system.queue_size == 2
+
+
+def test_a_task_past_its_deadline_is_canceled_with_the_reason_even_after_a_reload(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        soon, later, never = (board.create({**PARAMS, "deadline_s": 30}), board.create({**PARAMS, "deadline_s": 90}),
+                              board.create(PARAMS))
+        await board.acquire(soon)
+        reloaded = TaskBoard(tmp_path / "t.db", max_workers=1)
+        assert await reloaded.cancel_overdue(time.time() + 10) == []
+        assert await reloaded.cancel_overdue(time.time() + 60) == [soon]
+        view = reloaded.get(soon)
+        assert view.status == TaskStatus.canceled and view.error == "canceled: deadline of 30 s passed"
+        assert reloaded.get(later).status == reloaded.get(never).status == TaskStatus.pending
+        assert await reloaded.cancel_overdue(time.time() + 10**6) == [later]
+
+    run(scenario())

@@ -5,12 +5,13 @@ import asyncio
 import hmac
 import logging
 import sqlite3
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from fastapi import FastAPI, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -23,17 +24,23 @@ from tmlsr_ray.errors import (CallbackRefused, FetchError, InvalidRequest, KeyCo
                               RequestRefused, TaskFinished, TaskNotFound)
 from tmlsr_ray.urls import check_url
 from tmlsr_ray.protocol import (
+    MAX_PREFER_WAIT_S,
+    BatchItemError,
     CancelResult,
     ErrorBody,
     Health,
     ModelEntry,
     ModelList,
     MonitorStats,
+    TaskBatch,
+    TaskBatchCreated,
     TaskCreated,
     TaskRequest,
     TaskView,
 )
 from tmlsr_ray.serve.dashboard import DASHBOARD_HTML
+from tmlsr_ray.serve.events import Change, event_stream
+from tmlsr_ray.serve.headers import cancel_after_s, last_event_id, prefer_wait_s
 from tmlsr_ray.serve.replicas import KIND_BY_NAME
 from tmlsr_ray.serve.state import get_state_actor
 from tmlsr_ray.state.records import new_task_id
@@ -63,6 +70,8 @@ def _error(description: str) -> dict:
 
 AUTH_RESPONSES = {401: _error("API token missing or wrong (when one is configured)")}
 NOT_FOUND = {404: _error("Unknown task")}
+QUEUE_FULL = {429: _error("Too many pending tasks; retry after the Retry-After header's seconds")}
+IDEMPOTENCY_KEY = Header(None, alias="Idempotency-Key", description="Retrying with the same key returns the same task.")
 
 
 class Unauthorized(RequestRefused):
@@ -94,13 +103,25 @@ async def _refused(_: Request, exc: RequestRefused) -> JSONResponse:
 
 @api.exception_handler(RequestValidationError)
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    # The offending input is not echoed back: it may be a megabyte of text, or NaN, which JSON
-    # cannot carry in an answer.
-    errors = [{"loc": list(err["loc"]), "msg": err["msg"][:300], "type": err["type"]} for err in exc.errors()]
+    return _error_response(422, *validation_summary(exc.errors()))
+
+
+def validation_summary(raw_errors) -> Tuple[str, List[Dict[str, Any]]]:
+    """A message naming each offending field, and the errors without their inputs: an input may
+    be a megabyte of text, or NaN, which JSON cannot carry in an answer."""
+    errors = [{"loc": list(err["loc"]), "msg": err["msg"][:300], "type": err["type"]} for err in raw_errors]
     message = "; ".join(
         f"{'.'.join(str(p) for p in err['loc'] if p != 'body') or 'body'}: {err['msg']}" for err in errors
     )
-    return _error_response(422, message, errors)
+    return message, errors
+
+
+def _batch_error(exc: ValidationError | RequestRefused) -> BatchItemError:
+    """The error item of a batch body: what POST /tasks would have said of it alone."""
+    if isinstance(exc, ValidationError):
+        message, errors = validation_summary(exc.errors())
+        return BatchItemError(error=message, detail=errors)
+    return BatchItemError(error=str(exc), detail=str(exc))
 
 
 @api.exception_handler(StarletteHTTPException)
@@ -205,19 +226,43 @@ class Ingress:
         return Health()
 
     @api.post("/tasks", response_model=TaskCreated,
-              responses={400: _error("Unknown model, or a callback_url that may not be called"),
+              responses={202: {"model": TaskView, "description": "Prefer: wait=N and the task did not end "
+                               "within N s: its view now; Location names it (with Prefer and an end "
+                               "in time, the 200 is the TaskView)"},
+                         400: _error("Unknown model, or a callback_url that may not be called"),
                          409: _error("Idempotency-Key reused for another request"),
                          413: _error("Request body over max_request_bytes"),
-                         422: _error("Invalid body: the message names the field"),
-                         429: _error("Too many pending tasks; retry after the Retry-After header's seconds"),
-                         **AUTH_RESPONSES})
+                         422: _error("Invalid body or header: the message names the field or header"),
+                         **QUEUE_FULL, **AUTH_RESPONSES})
     async def create_task(
         self, request: TaskRequest, http: Request,
-        idempotency_key: Optional[str] = Header(
-            None, alias="Idempotency-Key", description="Retrying with the same key returns the same task."),
-    ) -> TaskCreated:
+        idempotency_key: Optional[str] = IDEMPOTENCY_KEY,
+        prefer: Optional[str] = Header(
+            None, alias="Prefer", description=f"wait=N: answer with the task's view when it ends within N s "
+            f"(at most {MAX_PREFER_WAIT_S}; more is shortened to it), else its view now with 202."),
+        cancel_after: Optional[str] = Header(
+            None, alias="Cancel-After", description="30s, 5m, 1h (or seconds): cancel the task if it has "
+            "not finished by then; with deadline_s too, the sooner wins."),
+    ):
         self._authorize(http)
-        return await self.submit_task(request, idempotency_key)
+        wait_s, deadline_s = prefer_wait_s(prefer), cancel_after_s(cancel_after)
+        created = await self.submit_task(request.with_deadline(deadline_s), idempotency_key)
+        if wait_s is None:
+            return created
+        view = self._with_absolute_urls(await self.wait_task(created.task_id, wait_s), http)
+        if view.status.finished:
+            return JSONResponse(view.model_dump(mode="json"))
+        location = f"{self._base_url(http).rstrip('/')}/tasks/{view.task_id}"
+        return JSONResponse(view.model_dump(mode="json"), status_code=202, headers={"Location": location})
+
+    @api.post("/tasks/batch", response_model=TaskBatchCreated,
+              responses={413: _error("Request body over max_request_bytes"),
+                         422: _error("Not a batch, or more bodies than max_batch_tasks"),
+                         **QUEUE_FULL, **AUTH_RESPONSES})
+    async def create_tasks(self, batch: TaskBatch, http: Request,
+                           idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> TaskBatchCreated:
+        self._authorize(http)
+        return await self.submit_batch(batch.tasks, idempotency_key)
 
     @api.get("/tasks/{task_id}", response_model=TaskView, responses={**NOT_FOUND, **AUTH_RESPONSES})
     async def read_task(self, task_id: str, http: Request) -> TaskView:
@@ -226,6 +271,26 @@ class Ingress:
         if view is None:
             raise TaskNotFound(f"task {task_id} not found")
         return self._with_absolute_urls(view, http)
+
+    @api.get("/tasks/{task_id}/events", response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}},
+                              "description": "Server-sent events: id (revision), event (TaskEventKind), "
+                              "data (the TaskView); the last is 'end'"},
+                        422: _error("A Last-Event-ID this stream did not send"), **NOT_FOUND, **AUTH_RESPONSES})
+    async def task_events(
+        self, task_id: str, http: Request,
+        last_seen: Optional[str] = Header(None, alias="Last-Event-ID",
+                                          description="Resume after this event (browsers send it on reconnect)."),
+    ) -> StreamingResponse:
+        self._authorize(http)
+        resumed_from = last_event_id(last_seen)
+        current = await self._change(task_id)
+        stream = event_stream(lambda after, timeout_s: self._change(task_id, after, timeout_s), current,
+                              resumed_from, self._settings.events_heartbeat_s,
+                              lambda view: self._with_absolute_urls(view, http))
+        # no-cache and X-Accel-Buffering: proxies (nginx) must pass events on as they come
+        return StreamingResponse(stream, media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @api.delete("/tasks/{task_id}", response_model=CancelResult,
                 responses={**NOT_FOUND, 409: _error("The task already finished"), **AUTH_RESPONSES})
@@ -264,7 +329,72 @@ class Ingress:
 
     async def submit_task(self, request: TaskRequest | dict, idempotency_key: str | None = None) -> TaskCreated:
         """Creates a task (or, for a known ``idempotency_key``, returns the task it created)."""
-        if isinstance(request, dict):
+        params = await self._checked_params(request)
+        task_id, outcome = await self._state.admit.remote(new_task_id(), params, idempotency_key)
+        return self._created(task_id, outcome)
+
+    async def submit_batch(self, requests: List[TaskRequest | dict],
+                           idempotency_key: str | None = None) -> TaskBatchCreated:
+        """Creates one task per valid request, all of them or, when the queue cannot take them
+        all, none (``QueueFull``); an invalid request gets its error in its place. With
+        ``idempotency_key``, request i uses the key ``<key>/<i>``: a retried batch returns its tasks."""
+        if len(requests) > self._settings.max_batch_tasks:
+            raise InvalidRequest(f"tasks: {len(requests)} bodies, over max_batch_tasks "
+                                 f"({self._settings.max_batch_tasks})")
+        items: List[TaskCreated | BatchItemError | None] = []
+        admissions, places = [], []
+        for index, request in enumerate(requests):
+            try:
+                params = await self._checked_params(request)
+            except (ValidationError, RequestRefused) as exc:
+                items.append(_batch_error(exc))
+                continue
+            places.append(len(items))
+            items.append(None)
+            admissions.append((params, new_task_id(), f"{idempotency_key}/{index}" if idempotency_key else None))
+        outcomes = await self._state.admit_many.remote(admissions) if admissions else []
+        if any(outcome == "queue_full" for _, outcome in outcomes):
+            raise self._queue_full()
+        for place, (task_id, outcome) in zip(places, outcomes):
+            try:
+                items[place] = self._created(task_id, outcome)
+            except KeyConflict as exc:
+                items[place] = _batch_error(exc)
+        return TaskBatchCreated(tasks=items)
+
+    async def wait_task(self, task_id: str, timeout_s: float) -> TaskView:
+        """The task's view once it has finished, or as it is after ``timeout_s``; raises
+        ``TaskNotFound`` for an unknown task."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout_s
+        revision, view = await self._change(task_id)
+        while not view.status.finished and (left := until - loop.time()) > 0:
+            revision, view = await self._change(task_id, revision, left)
+        return view
+
+    async def _change(self, task_id: str, after: Optional[int] = None, timeout_s: float = 0.0) -> Change:
+        change = await self._state.wait_change.remote(task_id, after, timeout_s)
+        if change is None:
+            raise TaskNotFound(f"task {task_id} not found")
+        return change
+
+    def _created(self, task_id: str, outcome: str) -> TaskCreated:
+        """The answer to an admission, and the task handed to a runner when it is new."""
+        if outcome == "queue_full":
+            raise self._queue_full()
+        if outcome == "key_conflict":
+            raise KeyConflict("this Idempotency-Key was already used for a different request", task_id)
+        if outcome == "created":
+            self._runner.run_task.remote(task_id)  # fired, not awaited: the task outlives this request
+        return TaskCreated(task_id=task_id)
+
+    def _queue_full(self) -> QueueFull:
+        return QueueFull(f"too many pending tasks (limit {self._settings.max_pending_tasks}); retry later",
+                         self._settings.retry_after_s)
+
+    async def _checked_params(self, request: TaskRequest | dict) -> Dict[str, Any]:
+        """The task's params once the request passed every check made at submission."""
+        if not isinstance(request, TaskRequest):  # a dict from a handle caller, any JSON from a batch
             request = TaskRequest.model_validate(request)
         try:
             request.check_bounds(self._settings.max_output_pixels)
@@ -282,15 +412,7 @@ class Ingress:
                 raise CallbackRefused(f"callback_url: {exc}") from exc
         params = request.model_dump(mode="json")
         params["model"] = model
-        task_id, outcome = await self._state.admit.remote(new_task_id(), params, idempotency_key)
-        if outcome == "queue_full":
-            raise QueueFull(f"too many pending tasks (limit {self._settings.max_pending_tasks}); retry later",
-                            self._settings.retry_after_s)
-        if outcome == "key_conflict":
-            raise KeyConflict("this Idempotency-Key was already used for a different request", task_id)
-        if outcome == "created":
-            self._runner.run_task.remote(task_id)  # fired, not awaited: the task outlives this request
-        return TaskCreated(task_id=task_id)
+        return params
 
     async def list_models(self) -> ModelList:
         """Every model file of the weights directory: what it is (or why it cannot be served),
@@ -349,4 +471,7 @@ class Ingress:
             raise Unauthorized("missing or wrong API token (send 'Authorization: Bearer <token>')")
 
     def _with_absolute_urls(self, view: TaskView, http: Request) -> TaskView:
-        return view.with_output_base(self._settings.public_base_url or str(http.base_url))
+        return view.with_output_base(self._base_url(http))
+
+    def _base_url(self, http: Request) -> str:
+        return self._settings.public_base_url or str(http.base_url)

@@ -12,10 +12,10 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import ray
 
 from tmlsr_ray.config import Settings
-from tmlsr_ray.webhooks import WebhookPolicy, deliver
+from tmlsr_ray.webhooks import WebhookPolicy, deliver, subscribed
 from tmlsr_ray.protocol import MonitorStats, StageName, StageStatus, TaskOutput, TaskStatus, TaskView
 from tmlsr_ray.serve.metrics import StateMetrics, status_counts
-from tmlsr_ray.state.board import TaskBoard
+from tmlsr_ray.state.board import Admission, Admitted, TaskBoard
 from tmlsr_ray.state.store import task_db_path
 from tmlsr_ray.storage.factory import make_storage
 
@@ -42,7 +42,8 @@ class TaskState:
         self._models_held: Dict[str, Tuple[float, List[str]]] = {}  # replica → (reported at, model names)
         self._board.grant_grace_after_restart()
         loop = asyncio.get_running_loop()
-        self._background = [loop.create_task(self._sweep_forever()), loop.create_task(self._retain_forever())]
+        self._background = [loop.create_task(self._sweep_forever()), loop.create_task(self._retain_forever()),
+                            loop.create_task(self._enforce_deadlines_forever())]
 
     async def _sweep_forever(self) -> None:
         timeout = self._settings.heartbeat_timeout_s
@@ -74,6 +75,17 @@ class TaskState:
             logger.warning("could not list the live actors", exc_info=True)
             return set()
 
+    async def _enforce_deadlines_forever(self) -> None:
+        """Deadlines live in the records, so a task past its deadline while this actor was down
+        is canceled on the first round after the restart."""
+        while True:
+            await asyncio.sleep(self._settings.deadline_check_interval_s)
+            try:
+                for task_id in await self._board.cancel_overdue(time.time()):
+                    self._ended(task_id)
+            except Exception:  # a deadline missed once must still be enforced on the next round
+                logger.exception("deadline check failed; trying again")
+
     def _export_metrics(self) -> None:
         try:
             system, counts = self._board.totals()
@@ -85,9 +97,9 @@ class TaskState:
         """Sends the task's webhook, if it has one, in the background. A task's deliveries go one
         after another, so an end event never arrives before a progress event sent earlier."""
         url = view.params.get("callback_url")
-        if not url:
-            return
         event = event or f"task.{view.status.value}"
+        if not url or not subscribed(view.params, event):
+            return
         view = view.with_output_base(self._settings.public_base_url)
         body = json.dumps({"event": event, **view.model_dump(mode="json")}).encode()
         task_id = view.task_id
@@ -107,7 +119,7 @@ class TaskState:
 
     def _notify_progress(self, task_id: str) -> None:
         view = self._board.get(task_id)
-        if view is None or not view.params.get("callback_progress"):
+        if view is None or not view.params.get("callback_url") or not subscribed(view.params, "task.progress"):
             return
         now = time.monotonic()
         busy = task_id in self._webhook_chains  # one progress event at a time: drop, don't queue
@@ -174,8 +186,15 @@ class TaskState:
                     idempotency_key: Optional[str] = None) -> Tuple[Optional[str], str]:
         return self._board.admit(params, task_id, idempotency_key)
 
+    async def admit_many(self, admissions: List[Admission]) -> List[Admitted]:
+        return self._board.admit_many(admissions)
+
     async def get(self, task_id: str) -> Optional[TaskView]:
         return self._board.get(task_id)
+
+    async def wait_change(self, task_id: str, after: Optional[int] = None,
+                          timeout_s: float = 0.0) -> Optional[Tuple[int, TaskView]]:
+        return await self._board.wait_change(task_id, after, timeout_s)
 
     async def pending_ids(self) -> List[str]:
         return self._board.pending_ids()

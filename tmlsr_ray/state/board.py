@@ -5,19 +5,21 @@ Invariants:
 - at most ``max_workers`` tasks are ``processing``; runners wait in :meth:`acquire`, first come
   first served by task creation time;
 - a finished task never changes again (cancel after completion is refused);
-- every change is saved to the store before the call returns.
+- every change is saved to the store before the call returns, and bumps the record's
+  ``revision``, which :meth:`TaskBoard.wait_change` callers (event streams) wait on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import json
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from tmlsr_ray.protocol import (
     MonitorStats,
@@ -36,6 +38,9 @@ RUNNER_LOST_ERROR = (
     "the task runner stopped responding (no heartbeat for {seconds:.0f} s) on attempt {attempts}, "
     "the last allowed; the task can be submitted again"
 )
+DEADLINE_ERROR = "canceled: deadline of {seconds:g} s passed"
+Admission = Tuple[Dict[str, Any], Optional[str], Optional[str]]  # params, task id, idempotency key
+Admitted = Tuple[Optional[str], str]  # task id, outcome
 
 
 class TaskBoard:
@@ -52,6 +57,7 @@ class TaskBoard:
         self._finished_cache = finished_cache
         self._changed = asyncio.Condition()
         self._waiting: Dict[str, int] = {}  # pending task → ticket of the dispatch waiting for it
+        self._watchers: Dict[str, asyncio.Event] = {}  # live task → set at its next change
         self._tickets = itertools.count(1)
         self._schedule_cache: Optional[Tuple[int, Optional[str]]] = None
         self._max_pending = max_pending
@@ -66,25 +72,40 @@ class TaskBoard:
         return self.admit(params, task_id)[0]
 
     def admit(self, params: Dict[str, Any], task_id: Optional[str] = None,
-              idempotency_key: Optional[str] = None) -> Tuple[Optional[str], str]:
+              idempotency_key: Optional[str] = None) -> Admitted:
         """Creates a pending task unless the queue is full; returns (task_id, outcome) with outcome
         ``created``, ``existing`` (same id, or same idempotency key and request), ``queue_full``
         or ``key_conflict`` (the key was used for another request)."""
-        fingerprint = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-        existing = self._store.find_by_idempotency_key(idempotency_key) if idempotency_key else None
-        if existing is not None:
-            if existing.request_fingerprint != fingerprint:
-                return existing.task_id, "key_conflict"
-            return existing.task_id, "existing"
-        if task_id is not None and self._record(task_id) is not None:
-            return task_id, "existing"
-        if self._max_pending is not None and self._count(TaskStatus.pending) >= self._max_pending:
-            return None, "queue_full"
-        record = TaskRecord(params=params, idempotency_key=idempotency_key, request_fingerprint=fingerprint,
-                            **({"task_id": task_id} if task_id else {}))
-        self._live[record.task_id] = record
-        self._store.save(record)
-        return record.task_id, "created"
+        return self.admit_many([(params, task_id, idempotency_key)])[0]
+
+    def admit_many(self, admissions: Sequence[Admission]) -> List[Admitted]:
+        """:meth:`admit` for several tasks at once, all or none: when the pending queue cannot take
+        every new one, none is created and each of them answers ``(None, "queue_full")``."""
+        outcomes: List[Admitted] = []
+        new: Dict[str, TaskRecord] = {}
+        for params, task_id, key in admissions:
+            fingerprint = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+            existing = self._by_idempotency_key(key, new)
+            if existing is not None:
+                same = existing.request_fingerprint == fingerprint
+                outcomes.append((existing.task_id, "existing" if same else "key_conflict"))
+            elif task_id is not None and (task_id in new or self._record(task_id) is not None):
+                outcomes.append((task_id, "existing"))
+            else:
+                record = _new_record(params, task_id, key, fingerprint)
+                new[record.task_id] = record
+                outcomes.append((record.task_id, "created"))
+        if self._max_pending is not None and self._count(TaskStatus.pending) + len(new) > self._max_pending:
+            return [(None, "queue_full") if outcome == "created" else (tid, outcome) for tid, outcome in outcomes]
+        self._live.update(new)
+        self._store.save_many(list(new.values()))
+        return outcomes
+
+    def _by_idempotency_key(self, key: Optional[str], admitting: Dict[str, TaskRecord]) -> Optional[TaskRecord]:
+        if not key:
+            return None
+        same_call = next((record for record in admitting.values() if record.idempotency_key == key), None)
+        return same_call or self._store.find_by_idempotency_key(key)
 
     def _count(self, status: TaskStatus) -> int:
         return sum(1 for r in self._live.values() if r.status == status)
@@ -110,6 +131,20 @@ class TaskBoard:
     def get(self, task_id: str) -> Optional[TaskView]:
         record = self._record(task_id)
         return record.to_view() if record else None
+
+    async def wait_change(self, task_id: str, after: Optional[int] = None,
+                          timeout_s: float = 0.0) -> Optional[Tuple[int, TaskView]]:
+        """The task's (revision, view) once its revision is not ``after``: at once when it differs
+        already, when ``after`` is None, or when the task is finished (it changes no more); else at
+        its next change or, unchanged, after ``timeout_s``. ``None`` for an unknown task. Event
+        streams and ``Prefer: wait`` long-poll this instead of polling the store."""
+        record = self._record(task_id)
+        if record is not None and record.revision == after and not record.status.finished:
+            changed = self._watchers.setdefault(task_id, asyncio.Event())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout_s)
+            record = self._record(task_id)
+        return (record.revision, record.to_view()) if record else None
 
     def status(self, task_id: str) -> Optional[TaskStatus]:
         record = self._record(task_id)
@@ -254,15 +289,16 @@ class TaskBoard:
         await self._save_and_notify(record)
         return True
 
-    async def cancel(self, task_id: str) -> Tuple[bool, Optional[TaskStatus]]:
-        """Cancel a pending or processing task; returns (canceled, status before the call)."""
+    async def cancel(self, task_id: str, reason: Optional[str] = None) -> Tuple[bool, Optional[TaskStatus]]:
+        """Cancel a pending or processing task (``reason``, if any, becomes its ``error``); returns
+        (canceled, status before the call)."""
         record = self._record(task_id)
         if record is None:
             return False, None
         before = record.status
         if before.finished:
             return False, before
-        record.status, record.cancel_requested = TaskStatus.canceled, True
+        record.status, record.cancel_requested, record.error = TaskStatus.canceled, True, reason
         record.close_open_stages(StageStatus.canceled)
         await self._save_and_notify(record)
         return True, before
@@ -314,6 +350,16 @@ class TaskBoard:
                     seconds=heartbeat_timeout_s, attempts=record.attempts))
         return requeued, failed
 
+    async def cancel_overdue(self, now: float) -> List[str]:
+        """Cancels the live tasks whose deadline is past, saying so in ``error``; returns their ids."""
+        overdue = [r for r in self._live.values() if r.deadline_at is not None and r.deadline_at <= now]
+        canceled = []
+        for record in overdue:
+            reason = DEADLINE_ERROR.format(seconds=record.params["deadline_s"])
+            if (await self.cancel(record.task_id, reason))[0]:
+                canceled.append(record.task_id)
+        return canceled
+
     def expire_outputs(self, older_than: float) -> List[Tuple[str, str]]:
         """Marks outputs of tasks finished before ``older_than`` expired; returns (task_id, key)
         pairs whose stored files the caller must delete."""
@@ -344,11 +390,24 @@ class TaskBoard:
     def _save(self, record: TaskRecord) -> None:
         self._schedule_cache = None
         record.updated_at = time.time()
+        record.revision += 1
         self._store.save(record)
         if record.status.finished:
             self._remember_finished(record)
+        changed = self._watchers.pop(record.task_id, None)
+        if changed is not None:
+            changed.set()
 
     async def _save_and_notify(self, record: TaskRecord) -> None:
         self._save(record)
         async with self._changed:
             self._changed.notify_all()
+
+
+def _new_record(params: Dict[str, Any], task_id: Optional[str], idempotency_key: Optional[str],
+                fingerprint: str) -> TaskRecord:
+    record = TaskRecord(params=params, idempotency_key=idempotency_key, request_fingerprint=fingerprint,
+                        **({"task_id": task_id} if task_id else {}))
+    if params.get("deadline_s"):
+        record.deadline_at = record.created_at + params["deadline_s"]
+    return record

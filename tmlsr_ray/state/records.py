@@ -41,6 +41,8 @@ class TaskRecord(BaseModel):
     output_key: Optional[str] = None  # where storage keeps the output, for retention
     idempotency_key: Optional[str] = None
     request_fingerprint: Optional[str] = None  # of the params as submitted, for idempotent retries
+    revision: int = 0  # bumped by every saved change: the id of the task's events, persisted so a resume works
+    deadline_at: Optional[float] = None  # unix time by which it must have finished (params.deadline_s)
 
     def stage(self, name: StageName) -> Stage:
         return next(stage for stage in self.stages if stage.name == name)

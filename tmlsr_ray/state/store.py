@@ -97,7 +97,7 @@ class TaskStore(_Reads):
         )
 
     def save_many(self, records: Sequence[TaskRecord]) -> None:
-        """One transaction for many records (bulk imports, benchmarks)."""
+        """One transaction for many records (a batch of tasks, all or none; bulk imports)."""
         with self._db:
             self._db.execute("BEGIN")
             for record in records:

@@ -1,0 +1,116 @@
+"""GET /tasks/{id}/events: a task's changes as server-sent events, read by a real HTTP client
+through the Serve proxy while the task runs."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from tests.helpers import make_clip, server_sent_events
+from tests.serve.test_api import png_bytes
+from tmlsr_ray.protocol import Stage, StageName, StageStatus, TaskEventKind, TaskOutput, TaskStatus, TaskView
+from tmlsr_ray.serve.events import change_kind
+
+
+def stream(service, task_id: str, **headers) -> requests.Response:
+    response = requests.get(service.url(f"/tasks/{task_id}/events"), headers=headers, stream=True, timeout=60)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    return response
+
+
+def events_to_end(response: requests.Response) -> list:
+    with response:
+        events = []
+        for event in server_sent_events(response):
+            events.append(event)
+            if event.get("event") == "end":
+                return events
+    raise AssertionError(f"the stream closed before its end event: {events}")
+
+
+def test_a_video_streams_its_stages_progress_and_output_then_ends(service, input_server, tmp_path):
+    url = input_server.add("events.mp4", make_clip(tmp_path / "e.mp4", frames=24, size=(96, 72)).read_bytes())
+    task_id = service.submit(url=url, model="slow-x4.pth")["task_id"]
+    events, status_at_first_progress = [], None
+    with stream(service, task_id) as response:
+        for event in server_sent_events(response):
+            if event.get("event") == "progress" and status_at_first_progress is None:
+                status_at_first_progress = service.task(task_id)["status"]
+            events.append(event)
+            if event.get("event") == "end":
+                break
+    assert status_at_first_progress == "processing"  # events come as things happen, not all at the end
+    events = [e for e in events if "comment" not in e]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "status" and kinds[-2:] == ["output", "end"]
+    assert {"stage", "progress"} <= set(kinds)
+    ids = [e["id"] for e in events]
+    assert ids[:-1] == sorted(set(ids[:-1])) and ids[-1] == ids[-2]  # rising; the end repeats the last
+    progress = next(e["data"] for e in events if e["event"] == "progress")
+    assert progress["stages"][1]["detail"]["frames_total"] == 24
+    final = events[-1]["data"]
+    assert final == service.task(task_id) and final["status"] == "completed"
+    assert final["output"]["url"].startswith(service.base + "/files/")  # absolute, as GET /tasks/{id} says
+
+
+def test_a_reconnect_with_last_event_id_resumes_where_it_stopped(service, input_server, tmp_path):
+    input_server.add("resume.png", png_bytes(16, 12))
+    task_id = service.submit(url=input_server.url("slow/resume.png?seconds=3"), type="image",
+                             model="tiny-x4.pth")["task_id"]
+    with stream(service, task_id) as first:
+        seen = next(e for e in server_sent_events(first) if "id" in e)
+    resumed = [e for e in events_to_end(stream(service, task_id, **{"Last-Event-ID": str(seen["id"])}))
+               if "id" in e]
+    assert resumed[0]["id"] > seen["id"]  # nothing seen is sent again
+    assert resumed[-1]["event"] == "end" and resumed[-1]["data"]["status"] == "completed"
+    again = events_to_end(stream(service, task_id, **{"Last-Event-ID": str(resumed[-1]["id"])}))
+    assert [e["event"] for e in again] == ["end"]  # a finished stream, resumed at its end, just ends
+
+
+def test_a_quiet_stream_sends_heartbeats(service, input_server):
+    input_server.add("quiet.png", png_bytes(16, 12))
+    task_id = service.submit(url=input_server.url("slow/quiet.png?seconds=4"), type="image",
+                             model="tiny-x4.pth")["task_id"]
+    events = events_to_end(stream(service, task_id))  # the download trickles for 4 s, silently
+    assert {"comment": "keep-alive"} in events and events[-1]["data"]["status"] == "completed"
+
+
+def test_events_of_an_unknown_task_are_a_404_in_the_error_schema(service):
+    response = requests.get(service.url("/tasks/0123456789abcdef0123456789abcdef/events"), timeout=10)
+    assert response.status_code == 404
+    assert response.json()["status"] == "error" and "not found" in response.json()["error"]
+
+
+def test_a_last_event_id_the_stream_never_sent_is_a_422(service, input_server):
+    task_id = service.submit(url=input_server.add("bad-id.png", png_bytes(8, 8)), type="image",
+                             model="tiny-x4.pth")["task_id"]
+    response = requests.get(service.url(f"/tasks/{task_id}/events"), headers={"Last-Event-ID": "x"}, timeout=10)
+    assert response.status_code == 422 and "Last-Event-ID" in response.json()["error"]
+
+
+# -- what an event's kind says ---------------------------------------------------------------
+
+
+def view(status=TaskStatus.processing, stages=None, output=None, error=None, params=None) -> TaskView:
+    stages = stages or [Stage(name=name) for name in StageName]
+    return TaskView(task_id="t", status=status, created_at="c", updated_at="u", params=params or {}, stages=stages,
+                    output=output, error=error)
+
+
+def stages(download=StageStatus.pending, detail=None):
+    return [Stage(name=StageName.download, status=download, detail=detail), Stage(name=StageName.process),
+            Stage(name=StageName.upload)]
+
+
+@pytest.mark.parametrize("after,kind", [
+    (view(TaskStatus.completed, output=TaskOutput(url="/o")), TaskEventKind.output),
+    (view(TaskStatus.failed, error="boom"), TaskEventKind.error),
+    (view(TaskStatus.canceled, error="canceled: deadline of 3 s passed"), TaskEventKind.error),
+    (view(TaskStatus.canceled), TaskEventKind.status),
+    (view(stages=stages(StageStatus.running)), TaskEventKind.stage),
+    (view(stages=stages(detail={"frames_done": 3})), TaskEventKind.progress),
+    (view(params={"outscale": 4.0}), TaskEventKind.status),
+])
+def test_the_kind_of_an_event_names_the_most_telling_change(after, kind):
+    assert change_kind(view(), after) == kind
