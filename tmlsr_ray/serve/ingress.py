@@ -32,7 +32,7 @@ from tmlsr_ray.protocol import (
     TaskRequest,
     TaskView,
 )
-from tmlsr_ray.serve.dashboard import DASHBOARD_HTML
+from tmlsr_ray.serve.dashboard import PAGE, dashboard_response
 from tmlsr_ray.serve.replicas import KIND_BY_NAME
 from tmlsr_ray.serve.state import get_state_actor
 from tmlsr_ray.state.records import new_task_id
@@ -251,8 +251,15 @@ class Ingress:
         return FileResponse(path)
 
     @api.get("/dashboard", response_class=HTMLResponse)
-    async def dashboard(self) -> HTMLResponse:
-        return HTMLResponse(DASHBOARD_HTML)
+    async def dashboard(self) -> FileResponse:
+        return await self.dashboard_file(PAGE)
+
+    @api.get("/dashboard/{name}", include_in_schema=False)
+    async def dashboard_file(self, name: str) -> FileResponse:
+        response = dashboard_response(name)
+        if response is None:
+            raise ApiError(404, f"no dashboard file {name}")
+        return response
 
     # -- methods shared by routes and Python handle callers ---------------------------------
 
