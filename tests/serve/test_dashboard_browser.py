@@ -204,7 +204,8 @@ def wait_until_idle(base: str, timeout: float = 90) -> None:
 def test_the_model_choice_comes_from_the_api_and_enables_the_fields_that_apply(service, page):
     page.goto(service.url("/dashboard"))
     choice = page.locator("#submit-form select[name=model]")
-    expect(choice.locator('option[value="tiny-x4.pth"]')).to_have_text("tiny-x4.pth — realesrgan · ×4 · SRVGGNetCompact")
+    expect(choice.locator('option[value="tiny-x4.pth"]')).to_have_text(
+        "tiny-x4.pth — realesrgan · ×4 · SRVGGNetCompact")
     expect(choice.locator('option[value="tiny-hat-x2.pth"]')).to_contain_text("spandrel · ×2 · HAT")
     face = choice.locator('option[value="tiny-face.pth"]')
     expect(face).to_be_disabled()
@@ -252,9 +253,10 @@ def test_a_finished_image_shows_input_and_output_in_one_frame_split_and_zoomable
     task = service.run(url=url, type="image", model="realesr-animevideov3.pth")
     assert task["status"] == "completed", task["error"]
     dialog = open_before_after(page, service, task["task_id"])
-    before, after, stage = dialog.locator("#compare-before img"), dialog.locator("#compare-after img"), dialog.locator(
-        "#compare-stage")
-    page.wait_for_function("() => [...document.querySelectorAll('#compare img')].every(i => i.complete && i.naturalWidth)")
+    expect(dialog.locator("#compare-time")).to_be_hidden()  # a video's control
+    before, after = dialog.locator("#compare-before img"), dialog.locator("#compare-after img")
+    stage = dialog.locator("#compare-stage")
+    page.wait_for_function("() => [...document.querySelectorAll('#compare img')].every(i => i.naturalWidth)")
     assert (before.evaluate("i => i.naturalWidth"), after.evaluate("i => i.naturalWidth")) == (150, 600)
     assert box(before) == box(after) == box(stage)  # the input shown at the output's size, in the same place
     width, height = box(stage)[2:]
@@ -285,11 +287,14 @@ def test_a_finished_image_shows_input_and_output_in_one_frame_split_and_zoomable
         shutil.copy(tmp_path / "before-after.png", os.environ["TMLSR_BEFORE_AFTER_SCREENSHOT"])
 
     # Zoom: both layers grow together; the wheel zooms too; "fit" shows the whole picture again.
+    level = dialog.locator("#compare-zoom-level")
+    expect(level).to_have_text(f"{round(100 * width / 600)}%")  # of the output's pixels
     dialog.locator("[data-zoom=in]").click()
     assert abs(box(stage)[2] - width * 1.5) <= 1 and box(before)[2:] == box(after)[2:] == box(stage)[2:]
+    expect(level).to_have_text(f"{round(150 * width / 600)}%")
     page.mouse.move(x + width / 2, y + height / 2)
     page.mouse.wheel(0, -100)
-    expect(dialog.locator("#compare-zoom-level")).not_to_have_text("fit")
+    expect(level).not_to_have_text(f"{round(150 * width / 600)}%")
     assert box(stage)[2] > width * 1.5 + 1 and box(before)[2:] == box(after)[2:]
     dialog.locator("[data-zoom=fit]").click()
     assert box(stage)[2:] == (width, height)
@@ -322,8 +327,8 @@ def test_the_page_reads_task_events_as_the_event_stream_sends_them(service, page
     page.goto(service.url("/dashboard"))
     events = page.evaluate("""async () => {
         const {EventStreamParser} = await import('./dashboard/task-stream.js');
-        const text = ': keep-alive\\n\\nid: 1\\nevent: status\\ndata: {"status":'
-          + '"pending"}\\n\\n: keep-alive\\n\\nid: 2\\r\\nevent: progress\\r\\ndata: {"status":"processing"}\\r\\n\\r\\n'
+        const text = ': keep-alive\\n\\nid: 1\\nevent: status\\ndata: {"status":"pending"}\\n\\n: keep-alive\\n\\n'
+          + 'id: 2\\r\\nevent: progress\\r\\ndata: {"status":"processing"}\\r\\n\\r\\n'
           + 'id: 3\\nevent: end\\ndata: {"status":"completed"}\\n\\n';
         return [1, 2, 3, 5, 7, 11, text.length].map(step => {
           const parser = new EventStreamParser(), seen = [];

@@ -85,7 +85,7 @@ function zoomTo(zoom, anchor) {
   stage.style.width = view.width * scale + 'px';
   stage.style.height = view.height * scale + 'px';
   stage.classList.toggle('pixels', scale >= 2);
-  $('compare-zoom-level').textContent = view.zoom === 1 ? 'fit' : Math.round(scale * 100) + '%';
+  $('compare-zoom-level').textContent = Math.round(scale * 100) + '%';  // of the output's pixels
   // The point under the pointer (or the viewport's centre) stays where it was.
   const x = anchor ? anchor.clientX - box.left : viewport.clientWidth / 2;
   const y = anchor ? anchor.clientY - box.top : viewport.clientHeight / 2;

@@ -174,8 +174,9 @@ function newest(listed) {
   return view;
 }
 function followRunningTasks(tasks) {
-  for (const task of tasks) {
+  for (const listed of tasks) {
     if (!service.hasEvents || streams.size >= MAX_STREAMS) return;
+    const task = streamed.get(listed.task_id) || listed;
     if (isFinal(task.status) || streams.has(task.task_id) || unstreamable.has(task.task_id)) continue;
     follow(task.task_id);
   }
