@@ -3,8 +3,8 @@ after the command's name; the server and token also from ``$TMLSR_SERVER`` and `
 
 from __future__ import annotations
 
+import threading
 import typing
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -45,7 +45,7 @@ def _remember(field: str):
 def connection_options(root: bool = False):
     """The options of the group (with defaults and environment variables) and, repeated without
     them, of every command, so that they are accepted where users type them."""
-    options = [
+    return _options([
         click.option("--server", default=DEFAULT_SERVER if root else None, envvar="TMLSR_SERVER" if root else None,
                      expose_value=False, callback=_remember("server"),
                      help="Service address (default $TMLSR_SERVER, else http://localhost:6008)."),
@@ -53,7 +53,11 @@ def connection_options(root: bool = False):
                      callback=_remember("token"), help="API token (default $TMLSR_TOKEN or $TMLSR_API_TOKEN)."),
         click.option("--json", "json_output", is_flag=True, expose_value=False, callback=_remember("json_output"),
                      help="Machine-readable JSON on stdout, and nothing else there."),
-    ]
+    ])
+
+
+def _options(options: List[Callable]) -> Callable:
+    """One decorator for a list of options, in the list's order in the help."""
 
     def decorate(command):
         for option in reversed(options):
@@ -100,10 +104,7 @@ TASK_OPTIONS = [
 ]
 
 
-def task_options(command):
-    for option in reversed(TASK_OPTIONS):
-        command = option(command)
-    return command
+task_options = _options(TASK_OPTIONS)
 
 
 def request_bodies(urls: Sequence[str], fields: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -128,24 +129,41 @@ def submit(connection: Connection, urls: Sequence[str], idempotency_key: Optiona
         raise click.UsageError("--idempotency-key names one task: give one URL with it")
     client = connection.client()
     submissions = client.submit(request_bodies(urls, fields), idempotency_key)
-    accepted = [s for s in submissions if s.task_id is not None]
-    finals = _follow_all(client, [s.task_id for s in accepted], interval, stream=not poll) if wait else {}
+    task_ids = [s.task_id for s in submissions if s.task_id is not None]
+    finals = _follow_all(client, task_ids, interval, stream=not poll) if wait and task_ids else {}
     _report_submissions(connection, submissions, finals)
-    refused = EXIT_REFUSED if len(accepted) < len(submissions) else EXIT_OK
-    failed = EXIT_TASK_FAILED if any(view["status"] != TaskStatus.completed.value for view in finals.values()) else EXIT_OK
+    refused = EXIT_REFUSED if len(task_ids) < len(submissions) else EXIT_OK
+    completed = all(view["status"] == TaskStatus.completed.value for view in finals.values())
+    failed = EXIT_OK if completed else EXIT_TASK_FAILED
     return max(refused, failed)
 
 
 def _follow_all(client: ApiClient, task_ids: List[str], interval: float, stream: bool) -> Dict[str, TaskView]:
-    if not task_ids:
-        return {}
+    """Each task's final view, all followed at once. Daemon threads, so that Ctrl-C ends the
+    command at once instead of waiting for the tasks."""
+    finals: Dict[str, TaskView] = {}
+    errors: List[CliError] = []
+    slots = threading.BoundedSemaphore(MAX_FOLLOWED_AT_ONCE)
     bars = TaskBars(task_ids)
+
+    def follow(task_id: str) -> None:
+        with slots:
+            try:
+                finals[task_id] = client.follow(task_id, bars.show, interval, stream)
+            except CliError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=follow, args=(task_id,), daemon=True) for task_id in task_ids]
     try:
-        with ThreadPoolExecutor(max_workers=min(len(task_ids), MAX_FOLLOWED_AT_ONCE)) as pool:
-            futures = {task_id: pool.submit(client.follow, task_id, bars.show, interval, stream) for task_id in task_ids}
-            return {task_id: future.result() for task_id, future in futures.items()}
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     finally:
         bars.close()
+    if errors:
+        raise errors[0]
+    return finals
 
 
 def _report_submissions(connection: Connection, submissions: List[Submission], finals: Dict[str, TaskView]) -> None:
