@@ -56,8 +56,8 @@ def stats_text(stats: Dict[str, Any]) -> str:
     counts = "  ".join(f"{status} {count}" for status, count in stats["stats"].items())
     recent = [(view["task_id"][:8], view["status"], (view.get("params") or {}).get("type"),
                (view.get("params") or {}).get("model"), view["created_at"]) for view in stats.get("tasks", [])]
-    return "\n".join([f"workers {system['active_workers']} / {system['max_workers']} busy, {system['queue_size']} queued",
-                      counts, "", table(("TASK", "STATUS", "TYPE", "MODEL", "CREATED"), recent)])
+    workers = f"workers {system['active_workers']} / {system['max_workers']} busy, {system['queue_size']} queued"
+    return "\n".join([workers, counts, "", table(("TASK", "STATUS", "TYPE", "MODEL", "CREATED"), recent)])
 
 
 def models_text(models: List[Dict[str, Any]]) -> str:
