@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import socket
 import struct
 import subprocess
@@ -309,8 +310,9 @@ def display_p3_icc() -> bytes:
 class _InputHandler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    """Serves files, plus ``/slow/<path>?seconds=S`` (trickled), ``/status/<code>``,
-    ``/redirect?to=URL``, ``/chunked?bytes=N`` and ``/lying?declared=N&sent=M``."""
+    """Serves files, plus ``/slow/<path>?seconds=S`` (trickled), ``/ranged/<path>`` (answering
+    Range requests), ``/status/<code>``, ``/redirect?to=URL``, ``/chunked?bytes=N`` and
+    ``/lying?declared=N&sent=M``."""
 
     def log_message(self, *args):  # keep test output clean
         pass
@@ -347,7 +349,24 @@ class _InputHandler(SimpleHTTPRequestHandler):
             return
         if parts.path.startswith("/slow/"):
             return self._trickle(parts.path[len("/slow"):], float(parse_qs(parts.query).get("seconds", ["5"])[0]))
+        if parts.path.startswith("/ranged/"):
+            return self._ranged(parts.path[len("/ranged"):])
         return super().do_GET()
+
+    def _ranged(self, path: str):
+        """One byte range, as web servers and OSS answer it: browsers seek in a video with these."""
+        data = Path(self.translate_path(path)).read_bytes()
+        asked = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        start = int(asked[1]) if asked else 0
+        end = min(int(asked[2]), len(data) - 1) if asked and asked[2] else len(data) - 1
+        self.send_response(206 if asked else 200)
+        self.send_header("Accept-Ranges", "bytes")
+        if asked:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        self.wfile.write(data[start:end + 1])
 
     def _trickle(self, path: str, seconds: float):
         data = Path(self.translate_path(path)).read_bytes()

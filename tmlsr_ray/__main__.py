@@ -1,41 +1,8 @@
-"""``python -m tmlsr_ray serve``: the service on a local Ray instance, in the foreground."""
+"""``python -m tmlsr_ray``: the ``tmlsr`` command (``python -m tmlsr_ray serve`` is ``make run``)."""
 
-from __future__ import annotations
+import sys
 
-import argparse
-import signal
-import threading
-
-from tmlsr_ray.config import Settings
-
-
-def serve_locally(settings: Settings) -> None:
-    import ray
-    from ray import serve
-
-    from tmlsr_ray.app import APP_NAME, build_app
-
-    ray.init(namespace="tmlsr")
-    serve.start(http_options={"host": settings.host, "port": settings.port})
-    serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
-    print(f"TMLSR-Ray serving on http://{settings.host}:{settings.port} (Ctrl-C stops)", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tmlsr_ray")
-    parser.add_argument("command", choices=["serve"])
-    parser.parse_args()
-    serve_locally(Settings.load())
-
+from tmlsr_ray.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

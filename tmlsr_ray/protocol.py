@@ -294,6 +294,7 @@ class ModelEntry(BaseModel):
     channels: Optional[List[int]] = Field(None, description="[in, out] channels of the network.")
     purpose: Optional[str] = Field(None, description="SR (scale > 1) or Restoration (scale 1).")
     temporal: bool = Field(False, description="Restores several frames together (video-native).")
+    seeded: bool = Field(False, description="Its output depends on a noise seed (the task's `seed` applies).")
     error: Optional[str] = Field(None, description="Why the file cannot be served (the other fields are then null).")
 
 
@@ -305,6 +306,9 @@ class ModelList(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
+    final_statuses: List[TaskStatus] = Field(
+        default_factory=lambda: [status for status in TaskStatus if status.finished],
+        description="Task statuses that never change again (clients stop following a task there).")
 
 
 class ErrorBody(BaseModel):

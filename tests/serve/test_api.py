@@ -37,15 +37,31 @@ def small_png(input_server) -> str:
 # -- health, docs, dashboard -----------------------------------------------------------------
 
 
-def test_health_answers_ok(service):
+def test_health_answers_ok_and_names_the_final_statuses(service):
     response = requests.get(service.url("/health"), timeout=10)
-    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "final_statuses": ["completed", "failed", "canceled"]}
 
 
-def test_dashboard_is_a_self_contained_page(service):
-    response = requests.get(service.url("/dashboard"), timeout=10)
-    assert response.status_code == 200 and "text/html" in response.headers["content-type"]
-    assert "monitor/stats" in response.text and "<script src" not in response.text
+def test_dashboard_is_a_page_whose_every_file_the_service_serves(service):
+    page = requests.get(service.url("/dashboard"), timeout=10)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    files = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    scripts = {}
+    while files:  # the page's stylesheet and script, and the modules each script imports
+        name = files.pop()
+        assert re.fullmatch(r"dashboard/[\w-]+\.(css|js)", name), name  # relative: works under any route prefix
+        response = requests.get(service.url("/" + name), timeout=10)
+        assert response.status_code == 200, name
+        if name.endswith(".js"):
+            assert response.headers["content-type"].startswith("text/javascript")
+            scripts[name] = response.text
+            files += [f"dashboard/{module}" for module in re.findall(r"from '\./([\w-]+\.js)'", response.text)
+                      if f"dashboard/{module}" not in scripts]
+    assert {"dashboard/dashboard.js", "dashboard/task-stream.js", "dashboard/compare.js"} <= set(scripts)
+    assert "monitor/stats" in scripts["dashboard/dashboard.js"]
+    for name in ("missing.js", "..%2Fprotocol.py", "..", "index"):
+        assert requests.get(service.url("/dashboard/" + name), timeout=10).status_code == 404, name
 
 
 def test_openapi_describes_every_route_its_errors_and_the_request_fields(service):

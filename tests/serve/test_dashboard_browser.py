@@ -1,7 +1,9 @@
 """The dashboard in a real browser: headless Chromium loads the page from the running service,
-submits with its form, watches a video's progress bar, cancels from the page and uses the token.
+submits with its form, watches a video's progress bar, cancels from the page, uses the token,
+chooses models from the API and compares a result with its input.
 
-Set ``TMLSR_DASHBOARD_SCREENSHOT=docs/dashboard.png`` to refresh the README's screenshot."""
+Set ``TMLSR_DASHBOARD_SCREENSHOT=docs/dashboard.png`` to refresh the README's screenshot, and
+``TMLSR_BEFORE_AFTER_SCREENSHOT=docs/before-after.png`` for the before/after view's."""
 
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ import requests
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
+from tests.helpers import SHARED, make_clip
 from tests.serve.test_api import png_bytes
-from tests.serve.conftest import AUTH
+from tests.serve.conftest import AUTH, SEEDVR2_MODEL
 from tests.serve.test_video import start_slow_video
 
 
@@ -73,8 +76,8 @@ def submit_with_form(page, url: str, **fields: str) -> str:
     form.locator("input[name=url]").fill(url)
     for name, value in fields.items():
         field = form.locator(f"[name={name}]")
-        if name == "type":
-            field.select_option(value)
+        if field.evaluate("element => element.tagName") == "SELECT":
+            field.select_option(value)  # waits for the option (the models arrive from the API)
         else:
             field.fill(value)
     form.locator("button[type=submit]").click()
@@ -196,3 +199,143 @@ def wait_until_idle(base: str, timeout: float = 90) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"{base} still busy after {timeout} s")
+
+
+def test_the_model_choice_comes_from_the_api_and_enables_the_fields_that_apply(service, page):
+    page.goto(service.url("/dashboard"))
+    choice = page.locator("#submit-form select[name=model]")
+    expect(choice.locator('option[value="tiny-x4.pth"]')).to_have_text(
+        "tiny-x4.pth — realesrgan · ×4 · SRVGGNetCompact")
+    expect(choice.locator('option[value="tiny-hat-x2.pth"]')).to_contain_text("spandrel · ×2 · HAT")
+    face = choice.locator('option[value="tiny-face.pth"]')
+    expect(face).to_be_disabled()
+    expect(face).to_contain_text("cannot serve: model file tiny-face.pth is a face-restoration model")
+    resolution, seed = page.locator("input[name=resolution]"), page.locator("input[name=seed]")
+    choice.select_option("tiny-x4.pth")
+    expect(resolution).to_be_disabled()
+    expect(seed).to_be_disabled()
+    if not (service.weights_dir / SEEDVR2_MODEL).exists():
+        pytest.skip("no SeedVR2 model in this checkout's shared assets")
+    choice.select_option(SEEDVR2_MODEL)  # a model of any scale, seeded: the API says so, not its name
+    expect(choice.locator(f'option[value="{SEEDVR2_MODEL}"]')).to_contain_text("seedvr2 · any scale")
+    expect(resolution).to_be_enabled()
+    expect(seed).to_be_enabled()
+
+
+def before_after_picture() -> bytes:
+    """A photo (the shared assets' cat, when present) small enough to upscale quickly."""
+    photo = SHARED / "media" / "image" / "photo_chelsea_odd_451x300.png"
+    if photo.exists():
+        image = Image.open(photo).convert("RGB").resize((150, 100), Image.LANCZOS)
+    else:
+        image = Image.open(io.BytesIO(png_bytes(150, 100, seed=3)))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def open_before_after(page, service, task_id: str):
+    page.goto(service.url("/dashboard"))
+    row(page, task_id).locator("button.compare").click()
+    dialog = page.locator("dialog#compare")
+    expect(dialog).to_be_visible()
+    return dialog
+
+
+def box(locator) -> tuple:
+    b = locator.bounding_box()
+    return round(b["x"]), round(b["y"]), round(b["width"]), round(b["height"])
+
+
+def test_a_finished_image_shows_input_and_output_in_one_frame_split_and_zoomable(service, input_server, page,
+                                                                                 tmp_path):
+    url = input_server.add("before-after.png", before_after_picture())
+    task = service.run(url=url, type="image", model="realesr-animevideov3.pth")
+    assert task["status"] == "completed", task["error"]
+    dialog = open_before_after(page, service, task["task_id"])
+    expect(dialog.locator("#compare-time")).to_be_hidden()  # a video's control
+    before, after = dialog.locator("#compare-before img"), dialog.locator("#compare-after img")
+    stage = dialog.locator("#compare-stage")
+    page.wait_for_function("() => [...document.querySelectorAll('#compare img')].every(i => i.naturalWidth)")
+    assert (before.evaluate("i => i.naturalWidth"), after.evaluate("i => i.naturalWidth")) == (150, 600)
+    assert box(before) == box(after) == box(stage)  # the input shown at the output's size, in the same place
+    width, height = box(stage)[2:]
+    assert abs(width / height - 1.5) < 0.01
+
+    def split() -> float:
+        return float(stage.get_attribute("data-split"))
+
+    def clip() -> str:
+        return dialog.locator("#compare-after").evaluate("e => getComputedStyle(e).clipPath")
+
+    # The split follows the pointer: the input left of it, the output right of it.
+    x, y = box(stage)[:2]
+    page.mouse.click(x + width * 0.25, y + height / 2)
+    assert abs(split() - 25) < 0.5 and clip().startswith("inset(0px 0px 0px 25")
+    page.mouse.move(x + width * 0.25, y + height / 2)
+    page.mouse.down()
+    page.mouse.move(x + width * 0.75, y + height / 2, steps=5)
+    page.mouse.up()
+    assert abs(split() - 75) < 0.5
+    divider = box(dialog.locator("#compare-divider"))
+    assert abs(divider[0] - (x + width * 0.75)) <= 2
+    dialog.locator("#compare-split").fill("50")  # the slider (keyboard users) does the same
+    assert split() == 50 and clip() == "inset(0px 0px 0px 50%)"
+    page.screenshot(path=tmp_path / "before-after.png")
+    assert Image.open(tmp_path / "before-after.png").size == (1280, 800)
+    if os.environ.get("TMLSR_BEFORE_AFTER_SCREENSHOT"):
+        shutil.copy(tmp_path / "before-after.png", os.environ["TMLSR_BEFORE_AFTER_SCREENSHOT"])
+
+    # Zoom: both layers grow together; the wheel zooms too; "fit" shows the whole picture again.
+    level = dialog.locator("#compare-zoom-level")
+    expect(level).to_have_text(f"{round(100 * width / 600)}%")  # of the output's pixels
+    dialog.locator("[data-zoom=in]").click()
+    assert abs(box(stage)[2] - width * 1.5) <= 1 and box(before)[2:] == box(after)[2:] == box(stage)[2:]
+    expect(level).to_have_text(f"{round(150 * width / 600)}%")
+    page.mouse.move(x + width / 2, y + height / 2)
+    page.mouse.wheel(0, -100)
+    expect(level).not_to_have_text(f"{round(150 * width / 600)}%")
+    assert box(stage)[2] > width * 1.5 + 1 and box(before)[2:] == box(after)[2:]
+    dialog.locator("[data-zoom=fit]").click()
+    assert box(stage)[2:] == (width, height)
+    dialog.locator("#compare-close").click()
+    expect(dialog).to_be_hidden()
+
+
+def test_a_finished_video_shows_one_frame_of_input_and_output_at_the_same_time(service, input_server, page,
+                                                                               tmp_path):
+    clip = make_clip(tmp_path / "before-after.mp4", frames=24, size=(64, 48), audio=False)
+    input_server.add("before-after.mp4", clip.read_bytes())
+    # An input server that answers range requests (as web servers and OSS do): browsers seek with them.
+    task = service.run(url=input_server.url("ranged/before-after.mp4"), model="tiny-x4.pth")
+    assert task["status"] == "completed", task["error"]
+    dialog = open_before_after(page, service, task["task_id"])
+    time_slider = dialog.locator("#compare-time")
+    expect(time_slider).to_be_visible()
+    expect(dialog.locator("video")).to_have_count(2)
+    page.wait_for_function("() => Number(document.getElementById('compare-time').max) > 1.5")
+    time_slider.fill("1.25")
+    page.wait_for_function("""() => [...document.querySelectorAll('#compare video')].every(
+        v => Math.abs(v.currentTime - 1.25) < 1e-6 && !v.seeking && v.readyState >= 2)""")
+    expect(dialog.locator("#compare-time-text")).to_have_text("1.25 s")
+    assert box(dialog.locator("#compare-before video")) == box(dialog.locator("#compare-after video"))
+    assert dialog.locator("#compare-after video").evaluate("v => [v.videoWidth, v.videoHeight]") == [256, 192]
+
+
+def test_the_page_reads_task_events_as_the_event_stream_sends_them(service, page):
+    """The reader of GET /tasks/{id}/events: chunks cut anywhere, heartbeats, CRLF lines."""
+    page.goto(service.url("/dashboard"))
+    events = page.evaluate("""async () => {
+        const {EventStreamParser} = await import('./dashboard/task-stream.js');
+        const text = ': keep-alive\\n\\nid: 1\\nevent: status\\ndata: {"status":"pending"}\\n\\n: keep-alive\\n\\n'
+          + 'id: 2\\r\\nevent: progress\\r\\ndata: {"status":"processing"}\\r\\n\\r\\n'
+          + 'id: 3\\nevent: end\\ndata: {"status":"completed"}\\n\\n';
+        return [1, 2, 3, 5, 7, 11, text.length].map(step => {
+          const parser = new EventStreamParser(), seen = [];
+          for (let i = 0; i < text.length; i += step) seen.push(...parser.push(text.slice(i, i + step)));
+          return seen;
+        });
+    }""")
+    assert events == 7 * [[{"id": "1", "event": "status", "data": '{"status":"pending"}'},
+                           {"id": "2", "event": "progress", "data": '{"status":"processing"}'},
+                           {"id": "3", "event": "end", "data": '{"status":"completed"}'}]]

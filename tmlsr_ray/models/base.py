@@ -55,7 +55,7 @@ class ModelInfo:
         return {"name": self.name, "family": self.family, "architecture": self.architecture,
                 "scale": self.scale, "size_multiple": self.size_multiple, "dtypes": list(self.dtypes),
                 "bytes": self.bytes, "channels": list(self.channels), "purpose": self.purpose,
-                "temporal": self.temporal}
+                "temporal": self.temporal, "seeded": self.seeded}
 
 
 @dataclass(frozen=True)

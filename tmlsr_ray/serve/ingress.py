@@ -38,7 +38,7 @@ from tmlsr_ray.protocol import (
     TaskRequest,
     TaskView,
 )
-from tmlsr_ray.serve.dashboard import DASHBOARD_HTML
+from tmlsr_ray.serve.dashboard import PAGE, dashboard_response
 from tmlsr_ray.serve.events import Change, event_stream
 from tmlsr_ray.serve.headers import cancel_after_s, last_event_id, prefer_wait_s
 from tmlsr_ray.serve.replicas import KIND_BY_NAME
@@ -322,8 +322,15 @@ class Ingress:
         return FileResponse(path)
 
     @api.get("/dashboard", response_class=HTMLResponse)
-    async def dashboard(self) -> HTMLResponse:
-        return HTMLResponse(DASHBOARD_HTML)
+    async def dashboard(self) -> FileResponse:
+        return await self.dashboard_file(PAGE)
+
+    @api.get("/dashboard/{name}", include_in_schema=False)
+    async def dashboard_file(self, name: str) -> FileResponse:
+        response = dashboard_response(name)
+        if response is None:
+            raise FileNotFound(f"no dashboard file {name}")
+        return response
 
     # -- methods shared by routes and Python handle callers ---------------------------------
 

@@ -1,0 +1,58 @@
+// Calls to the service's API: paths relative to the page's prefix, the API token on every call.
+'use strict';
+
+const TOKEN_KEY = 'tmlsr-api-token';
+// The page is served at <prefix>/dashboard; API paths are resolved against <prefix>/ so the
+// service works under any route prefix.
+export const API_ROOT = location.pathname.replace(/\/dashboard\/?$/, '/');
+
+let token = sessionStorage.getItem(TOKEN_KEY) || '';
+let onUnauthorized = () => {};
+
+export class Unauthorized extends Error {}
+
+export const hasToken = () => Boolean(token);
+export function setToken(value) {
+  token = value;
+  if (token) sessionStorage.setItem(TOKEN_KEY, token); else sessionStorage.removeItem(TOKEN_KEY);
+}
+export function whenUnauthorized(handler) { onUnauthorized = handler; }
+
+export function authHeaders(headers = {}) {
+  return token ? {...headers, Authorization: 'Bearer ' + token} : headers;
+}
+export function isHttpUrl(url) {
+  try { return ['http:', 'https:'].includes(new URL(url).protocol); } catch (_) { return false; }
+}
+export function isSameOrigin(url) {
+  try { return new URL(url, location.href).origin === location.origin; } catch (_) { return false; }
+}
+
+export async function callApi(method, path, body) {
+  const init = {method, cache: 'no-store', headers: authHeaders(body ? {'Content-Type': 'application/json'} : {})};
+  if (body !== undefined) init.body = JSON.stringify(body);
+  const response = await fetch(API_ROOT + path, init);
+  let data = null;
+  try { data = await response.json(); } catch (_) { /* an empty or non-JSON body */ }
+  if (response.status === 401) {
+    onUnauthorized();
+    throw new Unauthorized('API token missing or wrong');
+  }
+  if (!response.ok) {
+    const error = new Error((data && data.error) || `HTTP ${response.status}`);
+    error.status = response.status;
+    error.retryAfter = response.headers.get('Retry-After');
+    throw error;
+  }
+  return data;
+}
+
+// Output files of the service itself need the token too: with one, the file is fetched with it
+// and shown from memory. The token is never sent to another origin (OSS links are pre-signed).
+export async function viewableUrl(url) {
+  if (!token || !isSameOrigin(url)) return url;
+  const response = await fetch(url, {headers: authHeaders(), cache: 'no-store'});
+  if (response.status === 401) { onUnauthorized(); throw new Error('API token refused'); }
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return URL.createObjectURL(await response.blob());
+}
