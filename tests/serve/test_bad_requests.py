@@ -100,6 +100,6 @@ def test_a_number_out_of_range_is_refused_naming_the_field(service):
 def test_the_service_is_healthy_after_the_malformed_requests(service, input_server):
     for case in MALFORMED.values():
         requests.post(service.url("/tasks"), timeout=30, **case)
-    assert requests.get(service.url("/health"), timeout=10).json() == {"status": "ok"}
+    assert requests.get(service.url("/health"), timeout=10).json()["status"] == "ok"
     task = service.run(url=input_server.add("after-bad.png", png_bytes(8, 8)), type="image", model="tiny-x4.pth")
     assert task["status"] == "completed", task["error"]
