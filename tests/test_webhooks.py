@@ -7,7 +7,8 @@ import pytest
 
 from tests.helpers import WebhookReceiver
 from tmlsr_ray.urls import FetchPolicy
-from tmlsr_ray.webhooks import SIGNATURE_HEADER, WebhookPolicy, deliver, signature_ok, subscribed
+from tmlsr_ray.state.records import wants_webhook
+from tmlsr_ray.webhooks import SIGNATURE_HEADER, WebhookPolicy, deliver, signature_ok
 
 LOOPBACK_OK = FetchPolicy(allow_private=True)
 BODY = json.dumps({"event": "task.completed", "task_id": "t1"}).encode()
@@ -88,4 +89,5 @@ def test_redirects_are_not_followed(receiver):
 ])
 def test_a_task_gets_the_webhook_events_it_chose(params, sent):
     events = ("completed", "failed", "canceled", "progress")
-    assert {event for event in events if subscribed(params, "task." + event)} == sent
+    assert {event for event in events if wants_webhook({"callback_url": "http://hooks/", **params}, "task." + event)} == sent
+    assert not any(wants_webhook(params, "task." + event) for event in events)  # no callback_url, no events

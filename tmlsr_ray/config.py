@@ -202,7 +202,10 @@ class Settings(BaseModel):
     # Webhooks
     webhook_secret: Optional[str] = Field(
         None, description="HMAC-SHA256 key signing webhook bodies (X-TMLSR-Signature: sha256=<hex>).")
-    webhook_attempts: int = Field(5, ge=1, description="Tries per webhook (connection errors, 429, 5xx).")
+    webhook_attempts: int = Field(
+        8, ge=1, description="Tries per webhook (connection errors, 429, 5xx); with the back-off doubling "
+        "from webhook_backoff_s up to 60 s, 8 tries span about two minutes of a receiver being down.")
+    webhook_backoff_s: float = Field(1.0, gt=0, description="Pause after a webhook's first failed try; doubles after each.")
     webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook POST.")
     webhook_progress_interval_s: float = Field(
         5.0, gt=0, description="At most one progress webhook per task this often (callback_progress).")

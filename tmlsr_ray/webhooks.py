@@ -34,6 +34,7 @@ class WebhookPolicy:
     secret: Optional[str] = None
     attempts: int = 5
     backoff_s: float = 1.0
+    backoff_cap_s: float = 60.0
     timeout_s: float = 10.0
     addresses: FetchPolicy = FetchPolicy()
 
@@ -47,10 +48,11 @@ def signature_ok(body: bytes, header: Optional[str], secret: str) -> bool:
     return header is not None and hmac.compare_digest(header, signature(body, secret))
 
 
-async def deliver(url: str, event: str, body: bytes, policy: WebhookPolicy) -> bool:
-    """POSTs ``body``; retries connection errors, timeouts, 429 and 5xx with back-off. Returns
-    whether the receiver took it (2xx). Never raises: a webhook must not break a task."""
-    headers = {"Content-Type": "application/json", EVENT_HEADER: event, DELIVERY_HEADER: uuid.uuid4().hex}
+async def deliver(url: str, event: str, body: bytes, policy: WebhookPolicy, delivery_id: Optional[str] = None) -> bool:
+    """POSTs ``body``; retries connection errors, timeouts, 429 and 5xx with back-off, under one
+    ``delivery_id`` (the receiver's key to drop a repeat). Returns whether the receiver took it
+    (2xx). Never raises: a webhook must not break a task."""
+    headers = {"Content-Type": "application/json", EVENT_HEADER: event, DELIVERY_HEADER: delivery_id or uuid.uuid4().hex}
     if policy.secret:
         headers[SIGNATURE_HEADER] = signature(body, policy.secret)
     try:
@@ -60,7 +62,7 @@ async def deliver(url: str, event: str, body: bytes, policy: WebhookPolicy) -> b
         return False
     try:
         return await retry(lambda: _post_once(url, body, headers, policy),
-                           Backoff(policy.attempts, policy.backoff_s), _TryAgain)
+                           Backoff(policy.attempts, policy.backoff_s, policy.backoff_cap_s), _TryAgain)
     except RetriesExhausted:
         logger.warning("webhook %s to %s gave up after %d attempts", event, url, policy.attempts)
         return False
@@ -89,14 +91,3 @@ async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy
         logger.info("webhook to %s failed (%s); will retry", url, type(exc).__name__)
         raise _TryAgain(type(exc).__name__) from exc
 
-
-END_EVENTS = ("completed", "failed", "canceled")
-
-
-def subscribed(params: dict, event: str) -> bool:
-    """Whether a task's webhook takes ``event`` (``task.completed``, …): those of its
-    ``callback_events``, by default the end events; ``callback_progress`` adds progress."""
-    chosen = set(params.get("callback_events") or END_EVENTS)
-    if params.get("callback_progress"):
-        chosen.add("progress")
-    return event.removeprefix("task.") in chosen

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from tests.helpers import WebhookReceiver
+from tests.helpers import WebhookReceiver, eventually
 from tests.serve.conftest import WEBHOOK_SECRET
 from tests.serve.test_api import png_bytes
 from tests.helpers import make_clip
@@ -86,3 +86,25 @@ def test_callback_events_outside_the_four_are_a_422(service, events):
     response = requests.post(service.url("/tasks"), json={"url": "http://example.com/a.png",
                                                           "callback_events": events}, timeout=10)
     assert response.status_code == 422 and "callback_events" in response.text
+
+
+def test_a_delivery_owed_when_the_state_actor_is_killed_is_sent_after_its_restart(service, input_server):
+    import ray
+
+    from tmlsr_ray.serve.state import STATE_ACTOR_NAME, STATE_NAMESPACE
+
+    receiver = WebhookReceiver(statuses=(503, 503, 503))  # down for a while: the delivery is owed
+    try:
+        url = input_server.add("hook-kill.png", png_bytes(16, 12))
+        task = service.run(url=url, type="image", model="tiny-x4.pth", callback_url=receiver.url)
+        eventually(lambda: len(receiver.received) >= 1, what="the first try")
+        ray.kill(ray.get_actor(STATE_ACTOR_NAME, namespace=STATE_NAMESPACE), no_restart=False)
+        eventually(lambda: len(receiver.received) >= 4, timeout=60, what="the delivery after the restart")
+        body = json.loads(receiver.received[-1][2])
+        assert body["event"] == "task.completed" and body["task_id"] == task["task_id"]
+        # One delivery, tried again under one id, by the old actor and the new one alike.
+        assert len({headers["X-TMLSR-Delivery"] for _, headers, _ in receiver.received}) == 1
+        time.sleep(1.5)
+        assert len(receiver.received) == 4  # taken once it was acknowledged: no more tries
+    finally:
+        receiver.close()

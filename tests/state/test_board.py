@@ -402,3 +402,60 @@ def test_a_task_past_its_deadline_is_canceled_with_the_reason_even_after_a_reloa
         assert await reloaded.cancel_overdue(time.time() + 10**6) == [later]
 
     run(scenario())
+
+
+# -- webhook outbox --------------------------------------------------------------------------
+
+HOOKED = {**PARAMS, "callback_url": "http://hooks.example.com/sr", "callback_progress": True}
+
+
+def test_an_end_event_is_owed_in_the_change_that_ends_the_task_and_survives_a_reload(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1, webhook_base_url="https://sr.example.com")
+        task = board.create(HOOKED)
+        assert await board.acquire(task)
+        assert board.due_deliveries() == []  # a start is no webhook event
+        await board.complete(task, TaskOutput(url="/files/x.png", metadata={}))
+        return task
+
+    task = run(scenario())
+    reloaded = TaskBoard(tmp_path / "t.db", max_workers=1)
+    (owed,) = reloaded.due_deliveries()
+    body = json.loads(owed.body)
+    assert owed.task_id == task and owed.event == "task.completed" and owed.url == HOOKED["callback_url"]
+    assert body["event"] == "task.completed" and body["output"]["url"] == "https://sr.example.com/files/x.png"
+    reloaded.settle(owed)
+    assert TaskBoard(tmp_path / "t.db", max_workers=1).due_deliveries() == []
+
+
+def test_a_tasks_deliveries_are_due_one_at_a_time_in_order_and_progress_is_dropped_behind_them(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=2)
+        task, other = board.create(HOOKED), board.create(HOOKED)
+        for one in (task, other):
+            assert await board.acquire(one)
+        assert board.owe_progress(task)
+        assert not board.owe_progress(task)  # one owed already: dropped, not queued
+        await board.fail(task, "broken input")
+        await board.cancel(other)
+        return board, task, other
+
+    board, task, other = run(scenario())
+    first = board.due_deliveries()
+    assert [(d.task_id, d.event) for d in first] == [(task, "task.progress"), (other, "task.canceled")]
+    assert board.due_deliveries(skip=[task]) == [first[1]]
+    board.settle(first[0])
+    assert [(d.task_id, d.event) for d in board.due_deliveries()] == [(task, "task.failed"), (other, "task.canceled")]
+    assert len({d.delivery_id for d in board.due_deliveries()}) == 2
+
+
+def test_a_task_without_a_callback_owes_nothing(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        task = board.create(PARAMS)
+        await board.acquire(task)
+        assert not board.owe_progress(task)
+        await board.complete(task, TaskOutput(url="/files/x.png", metadata={}))
+        return board
+
+    assert run(scenario()).due_deliveries() == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import shutil
 import time
@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import ray
 
 from tmlsr_ray.config import Settings
-from tmlsr_ray.webhooks import WebhookPolicy, deliver, subscribed
+from tmlsr_ray.webhooks import WebhookPolicy, deliver
 from tmlsr_ray.protocol import MonitorStats, StageName, StageStatus, TaskOutput, TaskStatus, TaskView
 from tmlsr_ray.serve.metrics import StateMetrics, status_counts
 from tmlsr_ray.state.board import Admission, Admitted, TaskBoard
@@ -31,19 +31,20 @@ class TaskState:
     async def __init__(self, settings: Settings):
         self._settings = settings
         self._board = TaskBoard(task_db_path(settings.data_dir), settings.max_workers,
-                                settings.recent_tasks_limit, settings.max_pending_tasks, settings.max_attempts)
+                                settings.recent_tasks_limit, settings.max_pending_tasks, settings.max_attempts,
+                                webhook_base_url=settings.public_base_url)
         self._metrics = StateMetrics()
         self._webhooks = WebhookPolicy(
-            secret=settings.webhook_secret, attempts=settings.webhook_attempts, timeout_s=settings.webhook_timeout_s,
+            secret=settings.webhook_secret, attempts=settings.webhook_attempts, backoff_s=settings.webhook_backoff_s,
+            timeout_s=settings.webhook_timeout_s,
             addresses=settings.fetch_policy())
-        self._webhook_chains: Dict[str, asyncio.Task] = {}  # task → its last webhook delivery
         self._progress_sent: Dict[str, float] = {}
         self._runner_app: Optional[str] = None  # learnt from the runners, to hand re-queued tasks back
         self._models_held: Dict[str, Tuple[float, List[str]]] = {}  # replica → (reported at, model names)
         self._board.grant_grace_after_restart()
         loop = asyncio.get_running_loop()
         self._background = [loop.create_task(self._sweep_forever()), loop.create_task(self._retain_forever()),
-                            loop.create_task(self._enforce_deadlines_forever())]
+                            loop.create_task(self._enforce_deadlines_forever()), loop.create_task(self._send_outbox_forever())]
 
     async def _sweep_forever(self) -> None:
         timeout = self._settings.heartbeat_timeout_s
@@ -93,46 +94,42 @@ class TaskState:
         except Exception:  # metrics must never stop the sweeper
             logger.exception("metrics export failed")
 
-    def _notify(self, view: TaskView, event: Optional[str] = None) -> None:
-        """Sends the task's webhook, if it has one, in the background. A task's deliveries go one
-        after another, so an end event never arrives before a progress event sent earlier."""
-        url = view.params.get("callback_url")
-        event = event or f"task.{view.status.value}"
-        if not url or not subscribed(view.params, event):
-            return
-        view = view.with_output_base(self._settings.public_base_url)
-        body = json.dumps({"event": event, **view.model_dump(mode="json")}).encode()
-        task_id = view.task_id
-        previous = self._webhook_chains.get(task_id)
-        delivery = asyncio.get_running_loop().create_task(self._deliver_after(previous, url, event, body))
-        self._webhook_chains[task_id] = delivery
-        delivery.add_done_callback(lambda done: self._forget_chain(task_id, done))
+    async def _send_outbox_forever(self) -> None:
+        """Sends every owed webhook delivery: a task's one after another (in order), different
+        tasks' at once. What is owed is in SQLite, so a restart of this actor resumes sending."""
+        sending: Dict[str, asyncio.Task] = {}
+        while True:
+            self._board.outbox_changed.clear()
+            try:
+                for delivery in self._board.due_deliveries(skip=list(sending)):
+                    sending[delivery.task_id] = asyncio.get_running_loop().create_task(self._send(delivery))
+                    sending[delivery.task_id].add_done_callback(
+                        lambda _, task_id=delivery.task_id: self._sent(sending, task_id))
+            except Exception:  # a failed read of the outbox must not stop the sending for good
+                logger.exception("reading the webhook outbox failed; trying again")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._board.outbox_changed.wait(), timeout=1.0)
 
-    async def _deliver_after(self, previous: Optional[asyncio.Task], url: str, event: str, body: bytes) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])
-        await deliver(url, event, body, self._webhooks)
+    async def _send(self, delivery) -> None:
+        await deliver(delivery.url, delivery.event, delivery.body, self._webhooks, delivery.delivery_id)
+        self._board.settle(delivery)  # taken, or refused for good (4xx, or every attempt spent)
 
-    def _forget_chain(self, task_id: str, done: asyncio.Task) -> None:
-        if self._webhook_chains.get(task_id) is done:
-            del self._webhook_chains[task_id]
+    def _sent(self, sending: Dict[str, asyncio.Task], task_id: str) -> None:
+        sending.pop(task_id, None)
+        self._board.outbox_changed.set()  # the task's next delivery may go now
 
     def _notify_progress(self, task_id: str) -> None:
-        view = self._board.get(task_id)
-        if view is None or not view.params.get("callback_url") or not subscribed(view.params, "task.progress"):
-            return
         now = time.monotonic()
-        busy = task_id in self._webhook_chains  # one progress event at a time: drop, don't queue
-        if not busy and now - self._progress_sent.get(task_id, 0.0) >= self._settings.webhook_progress_interval_s:
-            self._progress_sent[task_id] = now
-            self._notify(view, "task.progress")
+        if now - self._progress_sent.get(task_id, 0.0) >= self._settings.webhook_progress_interval_s:
+            if self._board.owe_progress(task_id):
+                self._progress_sent[task_id] = now
 
     def _ended(self, task_id: str) -> None:
+        """Its webhook delivery was owed in the transaction that ended it; the metrics count it."""
         self._progress_sent.pop(task_id, None)
         view = self._board.get(task_id)
         if view is not None:
             self._metrics.tasks_finished.inc(tags={"status": view.status.value})
-            self._notify(view)
 
     def _dispatch(self, task_ids: List[str]) -> None:
         if self._runner_app is None:

@@ -31,8 +31,8 @@ from tmlsr_ray.protocol import (
     TaskStatus,
     TaskView,
 )
-from tmlsr_ray.state.records import TaskRecord
-from tmlsr_ray.state.store import TaskStore, monitor_stats
+from tmlsr_ray.state.records import TaskRecord, wants_webhook
+from tmlsr_ray.state.store import Delivery, TaskStore, monitor_stats
 
 RUNNER_LOST_ERROR = (
     "the task runner stopped responding (no heartbeat for {seconds:.0f} s) on attempt {attempts}, "
@@ -48,8 +48,11 @@ class TaskBoard:
     used finished ones; the store has them all, so memory stays bounded however many tasks ran."""
 
     def __init__(self, db_path: Path, max_workers: int, recent_limit: int = 50,
-                 max_pending: Optional[int] = None, max_attempts: int = 1, finished_cache: int = 1000):
+                 max_pending: Optional[int] = None, max_attempts: int = 1, finished_cache: int = 1000,
+                 webhook_base_url: Optional[str] = None):
         self._store = TaskStore(db_path)
+        self._webhook_base_url = webhook_base_url  # output links in webhook bodies
+        self.outbox_changed = asyncio.Event()  # set when a delivery is owed
         self._max_workers = max_workers
         self._recent_limit = recent_limit
         self._live: Dict[str, TaskRecord] = {}
@@ -277,7 +280,7 @@ class TaskBoard:
         if record is None:
             return False
         record.status, record.output, record.output_key = TaskStatus.completed, output, output_key
-        await self._save_and_notify(record)
+        await self._save_and_notify(record, "task.completed")
         return True
 
     async def fail(self, task_id: str, error: str, attempt: Optional[int] = None) -> bool:
@@ -286,7 +289,7 @@ class TaskBoard:
             return False
         record.status, record.error = TaskStatus.failed, error
         record.close_open_stages(StageStatus.failed)
-        await self._save_and_notify(record)
+        await self._save_and_notify(record, "task.failed")
         return True
 
     async def cancel(self, task_id: str, reason: Optional[str] = None) -> Tuple[bool, Optional[TaskStatus]]:
@@ -300,7 +303,7 @@ class TaskBoard:
             return False, before
         record.status, record.cancel_requested, record.error = TaskStatus.canceled, True, reason
         record.close_open_stages(StageStatus.canceled)
-        await self._save_and_notify(record)
+        await self._save_and_notify(record, "task.canceled")
         return True, before
 
     async def wait_released(self, task_id: str, attempt: int) -> Optional[TaskStatus]:
@@ -382,24 +385,54 @@ class TaskBoard:
         self._store.delete(old)
         return len(old)
 
+    # -- webhook outbox ----------------------------------------------------------------------
+
+    def owe_progress(self, task_id: str) -> bool:
+        """Owes a progress event when the task takes them and none of its deliveries is owed
+        (progress is dropped, never queued, behind a slow receiver); returns whether it did."""
+        record = self._live.get(task_id)
+        if record is None or not wants_webhook(record.params, "task.progress") or self._store.has_delivery(task_id):
+            return False
+        self._store.enqueue(self._delivery(record, "task.progress"))
+        self.outbox_changed.set()
+        return True
+
+    def due_deliveries(self, skip: Sequence[str] = ()) -> List[Delivery]:
+        return self._store.due_deliveries(skip)
+
+    def settle(self, delivery: Delivery) -> None:
+        """The receiver took it, or refused it for good: it is owed no more."""
+        self._store.settle(delivery)
+
+    def _delivery(self, record: TaskRecord, event: str) -> Optional[Delivery]:
+        if not wants_webhook(record.params, event):
+            return None
+        view = record.to_view().with_output_base(self._webhook_base_url)
+        body = json.dumps({"event": event, **view.model_dump(mode="json")}).encode()
+        return Delivery(record.task_id, event, record.params["callback_url"], body)
+
     # -- internals --------------------------------------------------------------------------
 
     def _ordered(self) -> List[TaskRecord]:
         return sorted(self._live.values(), key=lambda r: r.created_at)
 
-    def _save(self, record: TaskRecord) -> None:
+    def _save(self, record: TaskRecord, event: Optional[str] = None) -> None:
+        """Persists the change and, for an ``event`` its webhook takes, the delivery it owes."""
         self._schedule_cache = None
         record.updated_at = time.time()
         record.revision += 1
-        self._store.save(record)
+        delivery = self._delivery(record, event) if event else None
+        self._store.save(record, delivery)
+        if delivery is not None:
+            self.outbox_changed.set()
         if record.status.finished:
             self._remember_finished(record)
         changed = self._watchers.pop(record.task_id, None)
         if changed is not None:
             changed.set()
 
-    async def _save_and_notify(self, record: TaskRecord) -> None:
-        self._save(record)
+    async def _save_and_notify(self, record: TaskRecord, event: Optional[str] = None) -> None:
+        self._save(record, event)
         async with self._changed:
             self._changed.notify_all()
 

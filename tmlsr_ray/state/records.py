@@ -67,3 +67,17 @@ class TaskRecord(BaseModel):
             output=self.output,
             error=self.error,
         )
+
+
+END_EVENTS = ("completed", "failed", "canceled")
+
+
+def wants_webhook(params: Dict[str, Any], event: str) -> bool:
+    """Whether a task's ``callback_url`` takes ``event`` (``task.completed``, …): those of its
+    ``callback_events``, by default the end events; ``callback_progress`` adds progress."""
+    if not params.get("callback_url"):
+        return False
+    chosen = set(params.get("callback_events") or END_EVENTS)
+    if params.get("callback_progress"):
+        chosen.add("progress")
+    return event.removeprefix("task.") in chosen

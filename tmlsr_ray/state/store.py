@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
@@ -27,6 +29,19 @@ CREATE TABLE IF NOT EXISTS tasks (
 """
 # Columns added after the first release; filled from the JSON record when an old database opens.
 _COLUMNS = {"updated_at": "REAL", "idempotency_key": "TEXT", "output_key": "TEXT"}
+# Webhook deliveries not yet acknowledged: written in the transaction of the change that causes
+# them, removed when the receiver took them or refused them for good.
+_OUTBOX = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id     TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    url         TEXT NOT NULL,
+    body        BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_task ON outbox (task_id, id);
+"""
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
@@ -36,6 +51,18 @@ CREATE INDEX IF NOT EXISTS tasks_output ON tasks (updated_at) WHERE output_key I
 """
 _LIVE = (TaskStatus.pending.value, TaskStatus.processing.value)
 _FINISHED = tuple(status.value for status in TaskStatus if status.finished)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook event to send; ``delivery_id`` is the same on every try, across restarts."""
+
+    task_id: str
+    event: str
+    url: str
+    body: bytes
+    delivery_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: Optional[int] = None  # its row in the outbox, once written
 
 
 class _Reads:
@@ -77,6 +104,7 @@ class TaskStore(_Reads):
         self._db.executescript(_SCHEMA)
         self._add_missing_columns()
         self._db.executescript(_INDEXES)
+        self._db.executescript(_OUTBOX)
 
     def _add_missing_columns(self) -> None:
         present = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
@@ -87,7 +115,36 @@ class TaskStore(_Reads):
                     self._db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
                     self._db.execute(f"UPDATE tasks SET {name} = json_extract(record, '$.{name}')")
 
-    def save(self, record: TaskRecord) -> None:
+    def save(self, record: TaskRecord, delivery: Optional[Delivery] = None) -> None:
+        """The record, and the webhook delivery its change causes, in one transaction: a change
+        acknowledged is a delivery owed, whatever stops the process afterwards."""
+        if delivery is None:
+            return self._upsert(record)
+        with self._db:
+            self._db.execute("BEGIN")
+            self._upsert(record)
+            self.enqueue(delivery)
+
+    def enqueue(self, delivery: Delivery) -> None:
+        self._db.execute("INSERT INTO outbox (task_id, delivery_id, event, url, body) VALUES (?, ?, ?, ?, ?)",
+                         (delivery.task_id, delivery.delivery_id, delivery.event, delivery.url, delivery.body))
+
+    def due_deliveries(self, skip: Sequence[str] = (), limit: int = 64) -> List[Delivery]:
+        """The oldest owed delivery of each task (a task's events go in order), but for ``skip``."""
+        rows = self._db.execute(
+            "SELECT id, task_id, delivery_id, event, url, body FROM outbox WHERE id IN "
+            "(SELECT MIN(id) FROM outbox GROUP BY task_id) ORDER BY id LIMIT ?", (limit + len(skip),))
+        skipped = set(skip)
+        return [Delivery(task_id, event, url, body, delivery_id, row_id)
+                for row_id, task_id, delivery_id, event, url, body in rows if task_id not in skipped][:limit]
+
+    def has_delivery(self, task_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM outbox WHERE task_id = ? LIMIT 1", (task_id,)).fetchone() is not None
+
+    def settle(self, delivery: Delivery) -> None:
+        self._db.execute("DELETE FROM outbox WHERE id = ?", (delivery.id,))
+
+    def _upsert(self, record: TaskRecord) -> None:
         self._db.execute(
             "INSERT INTO tasks (task_id, created_at, status, record, updated_at, idempotency_key, output_key) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(task_id) DO UPDATE SET status=excluded.status, "
@@ -101,7 +158,7 @@ class TaskStore(_Reads):
         with self._db:
             self._db.execute("BEGIN")
             for record in records:
-                self.save(record)
+                self._upsert(record)
 
     def delete(self, task_ids: Sequence[str]) -> None:
         self._db.executemany("DELETE FROM tasks WHERE task_id = ?", [(task_id,) for task_id in task_ids])
