@@ -46,3 +46,21 @@ def test_seedvr2_batches_and_vae_tiles_must_fit_the_model():
 def test_object_settings_are_read_from_json_in_the_environment():
     settings = Settings.load({}, environ={"TMLSR_UPSCALER_AUTOSCALING": '{"max_replicas": 4}'})
     assert settings.upscaler_autoscaling.max_replicas == 4 and settings.upscaler_parallelism == 4
+
+
+def test_model_dtype_is_the_precision_setting_and_half_a_deprecated_alias_of_it():
+    assert Settings.load({}, environ={}).model_dtype == "auto"
+    assert Settings.load({}, environ={"TMLSR_MODEL_DTYPE": "bf16"}).model_dtype == "bf16"
+    assert Settings(half=True).model_dtype == "fp16" and Settings(half=False).model_dtype == "fp32"
+    assert Settings(half=True, model_dtype="bf16").model_dtype == "bf16"  # the new name wins
+    with pytest.raises(ValidationError, match="model_dtype"):
+        Settings(model_dtype="fp8")
+
+
+def test_torch_compile_takes_a_mode_or_the_booleans_it_took_before():
+    assert Settings().torch_compile == "off"
+    assert Settings(torch_compile=True).torch_compile == "default"
+    assert Settings.load({}, environ={"TMLSR_TORCH_COMPILE": "false"}).torch_compile == "off"
+    assert Settings.load({"torch_compile": "reduce-overhead"}, environ={}).torch_compile == "reduce-overhead"
+    with pytest.raises(ValidationError, match="torch_compile"):
+        Settings(torch_compile="fastest")
