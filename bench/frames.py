@@ -1,30 +1,43 @@
-"""In-process segment pipeline throughput, without Ray: plan → (decode → Real-ESRGAN → resize →
-encode a piece) per segment → join.
+"""The model path (frames in → upscaled frames out, both copies included) and the segment
+pipeline, without Ray, so it runs on a bare GPU machine; bench/video.py measures the service
+through Ray Serve.
 
-    python bench/frames.py CLIP [--model weights/realesr-animevideov3.pth] [--outscale 2 4]
-                           [--device auto|cpu|cuda] [--batch 8] [--preset medium] [--codec libx264]
-                           [--pieces 1 4] [--segment-s 2] [--frames N]
+    python bench/frames.py [--clip CLIP | --sizes 1280x720 1920x1080] [--frames 32] [--batch 8]
+                           [--model weights/realesr-animevideov3.pth] [--device auto|cpu|cuda]
+                           [--outscale 2 4] [--dtype fp16 bf16 fp32] [--repeats 3]
+                           [--compile off default reduce-overhead max-autotune] [--pass-pixels N]
+                           [--old-path] [--precision] [--profile N] [--profile-out FILE]
+                           [--pipeline [--pieces 1 4] [--preset veryfast] [--codec libx264]]
+                           [--budget-s S] [--peak-tflops 790]
 
-For each --outscale and each --pieces P, prints in one run: frames/s of the whole pipeline (the
-service's own segment code: P segments rendered at once, as P in-flight segments on one replica
-are, sharing one model; each piece's encoder gets cores/P threads), frames/s of the model alone
-on the same frames (the baseline), and their ratio. P = 1 with one segment is the old single
-encoder. It needs no Ray, so it runs where Ray is not installed (a bare GPU machine);
-bench/video.py measures the service through Ray Serve.
+Model path: for each size × compile mode × dtype × outscale, frames/s (median of the repeats,
+after a first pass that pays compilation and cuDNN's search, whose time is reported), the ratio
+to the baseline measured in the same run (eager fp16, same size and outscale), the arithmetic
+rate against the network's convolution count (its compute floor at --peak-tflops), peak GPU
+memory and the pinned buffers made. --old-path adds the path before buffer reuse and overlap (a
+fresh pin_memory() per batch, results copied into pageable memory, one pass per batch).
+--precision: PSNR of each half type against fp32 on the bench frames and on the golden images
+(shared/golden/realesrgan, with the fp32 GPU output checked against the golden files).
+--profile N: torch.profiler over N batches of the baseline, old and new path, the time split by
+kind of work (bench/profile_split.py). --pipeline (needs PyAV and a clip): the service's own
+segment code, P segments at once sharing the model, against the model alone and the encoder
+alone on the same frames.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import statistics
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -32,13 +45,45 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.clip import parse_size, synthetic_frames  # noqa: E402
+from bench.profile_split import format_split, kernel_table, profile_run, time_split  # noqa: E402
 from tmlsr_ray.models.realesrgan import RealESRGANModel  # noqa: E402
-from tmlsr_ray.pipeline.decode import iter_batches, probe_video  # noqa: E402
-from tmlsr_ray.pipeline.encode import EncodeOptions, assemble, even_size  # noqa: E402
-from tmlsr_ray.pipeline.render import SegmentJob, render_segment  # noqa: E402
-from tmlsr_ray.pipeline.segments import Cutting, extract_segments, plan_segments  # noqa: E402
-from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames  # noqa: E402
-from tmlsr_ray.storage.pieces import PieceStore  # noqa: E402
+from tmlsr_ray.models.transfer import StagedPasses, stage  # noqa: E402
+
+BASELINE_DTYPE, BASELINE_COMPILE = "fp16", "off"
+
+
+@dataclass(frozen=True)
+class Case:
+    size: Tuple[int, int]
+    dtype: str
+    compile: str
+    outscale: float
+    path: str = "new"  # new | old (before buffer reuse and overlap)
+
+    @property
+    def baseline(self) -> "Case":
+        return Case(self.size, BASELINE_DTYPE, BASELINE_COMPILE, self.outscale)
+
+    def label(self) -> str:
+        return (f"{self.size[0]}x{self.size[1]} {self.dtype} {self.compile} x{self.outscale:g}"
+                + (" old path" if self.path == "old" else ""))
+
+
+class Models:
+    """The models of the run, loaded once per (dtype, compile mode)."""
+
+    def __init__(self, args):
+        self._args = args
+        self._loaded: Dict[Tuple[str, str], RealESRGANModel] = {}
+
+    def get(self, dtype: str, compile: str) -> RealESRGANModel:
+        if (dtype, compile) not in self._loaded:
+            model = RealESRGANModel(self._args.model, device=self._args.device, dtype=dtype, compile=compile)
+            if self._args.pass_pixels:
+                model.pass_pixels = self._args.pass_pixels
+            self._loaded[(dtype, compile)] = model
+        return self._loaded[(dtype, compile)]
 
 
 def sync(model: RealESRGANModel) -> None:
@@ -46,15 +91,221 @@ def sync(model: RealESRGANModel) -> None:
         torch.cuda.synchronize()
 
 
-def pipeline_fps(model, clip: Path, outscale: float, batch: int, options: EncodeOptions,
-                 pieces: int, segment_s: float, max_frames: int) -> tuple:
-    """(frames/s, encoder used, segments) for the first ``max_frames`` frames of the clip."""
+def even(width: int, height: int) -> Tuple[int, int]:
+    return max(2, width - width % 2), max(2, height - height % 2)
+
+
+def target_for(size: Tuple[int, int], outscale: float, scale: int) -> Optional[Tuple[int, int]]:
+    """The output size the service asks the model for (None: the native scale)."""
+    return None if outscale == scale else even(round(size[0] * outscale), round(size[1] * outscale))
+
+
+def old_upscale_samples(model: RealESRGANModel, frames: np.ndarray, target) -> np.ndarray:
+    """The path before buffer reuse and overlap (uint8 frames): one pass, a fresh pin_memory(),
+    the result copied into pageable memory."""
+    with torch.inference_mode(), model._stream_context():
+        with stage("stage_in"):
+            pinned = torch.from_numpy(np.ascontiguousarray(frames))
+            pinned = pinned.pin_memory() if model.device.startswith("cuda") else pinned
+        out = model._samples_pass(pinned.to(model._device, non_blocking=True), 255.0, target)
+        with stage("land"):
+            return out.cpu().numpy()
+
+
+def run_batches(model, batches: List[np.ndarray], target, path: str = "new") -> None:
+    for frames in batches:
+        if path == "old":
+            old_upscale_samples(model, frames, target)
+        else:
+            model.upscale_samples(frames, target)
+    sync(model)
+
+
+def measure(model, batches, target, path: str, repeats: int) -> Dict:
+    """First pass (compilation, cuDNN's search) timed apart, then the repeats."""
+    start = time.perf_counter()
+    run_batches(model, batches, target, path)
+    first_s = time.perf_counter() - start
+    if model.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    frames, fps = sum(len(b) for b in batches), []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run_batches(model, batches, target, path)
+        fps.append(frames / (time.perf_counter() - start))
+    peak = torch.cuda.max_memory_allocated() / 2**20 if model.device.startswith("cuda") else float("nan")
+    pinned = model.passes.pool.allocated if isinstance(model.passes, StagedPasses) else 0
+    return {"fps": fps, "first_s": first_s, "peak_mib": peak, "pinned": pinned}
+
+
+def network_flops(model_path: Path, width: int, height: int) -> float:
+    """Convolution FLOPs (2 per multiply-add) of one frame, counted on a small input and scaled:
+    every convolution's output grows with the input's area."""
+    probe = RealESRGANModel(model_path, device="cpu", dtype="fp32")
+    total = [0.0]
+
+    def count(module, _inputs, output):
+        kernel = module.weight.shape[1] * module.weight.shape[2] * module.weight.shape[3]
+        total[0] += 2.0 * kernel * output.numel()
+
+    convs = [m for m in probe._net.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks = [m.register_forward_hook(count) for m in convs]
+    probe.upscale(np.zeros((1, 16, 16, 3), np.float32))
+    for hook in hooks:
+        hook.remove()
+    return total[0] * (width * height) / (16 * 16)
+
+
+def model_cases(args) -> List[Case]:
+    cases = []
+    for size in args.sizes:
+        for mode in args.compile:
+            for dtype in args.dtype:
+                cases += [Case(size, dtype, mode, o) for o in args.outscale]
+        cases += [Case(size, BASELINE_DTYPE, BASELINE_COMPILE, o) for o in args.outscale]
+        if args.old_path:
+            cases += [Case(size, BASELINE_DTYPE, BASELINE_COMPILE, o, "old") for o in args.outscale]
+    baselines_first = sorted(dict.fromkeys(cases), key=lambda c: (args.sizes.index(c.size), c != c.baseline))
+    return baselines_first
+
+
+def report_model_path(args, models: Models, sources, deadline: float) -> Dict[Case, Dict]:
+    results: Dict[Case, Dict] = {}
+    flops = {size: network_flops(args.model, *size) for size in args.sizes}
+    print(f"\n== model path (frames/s, median of {args.repeats}; ratio to eager {BASELINE_DTYPE} at the same "
+          f"size and outscale) ==")
+    print(f"{'case':38s} {'frames/s':>9s} {'min..max':>15s} {'ratio':>6s} {'TFLOP/s':>8s} {'floor %':>7s} "
+          f"{'peak MiB':>9s} {'1st pass s':>10s} {'pinned':>6s}")
+    for case in model_cases(args):
+        if time.perf_counter() > deadline:
+            print(f"{case.label():38s} skipped (time budget spent)")
+            continue
+        try:
+            model = models.get(case.dtype, case.compile)
+            target = target_for(case.size, case.outscale, model.scale)
+            results[case] = result = measure(model, sources[case.size], target, case.path, args.repeats)
+        except Exception as exc:  # one case failing (a compile mode, memory) must not end the run
+            print(f"{case.label():38s} FAILED: {type(exc).__name__}: {str(exc)[:300]}")
+            continue
+        print(row(case, result, results.get(case.baseline), flops[case.size], args.peak_tflops), flush=True)
+    for size, per_frame in flops.items():
+        print(f"compute floor {size[0]}x{size[1]}: {per_frame / 1e12:.3f} TFLOP per frame (convolutions) → "
+              f"{args.peak_tflops * 1e12 / per_frame:.0f} frames/s at {args.peak_tflops:g} TFLOP/s")
+    return results
+
+
+def row(case: Case, result: Dict, baseline: Optional[Dict], flops_per_frame: float, peak_tflops: float) -> str:
+    fps = statistics.median(result["fps"])
+    ratio = fps / statistics.median(baseline["fps"]) if baseline else float("nan")
+    tflops = fps * flops_per_frame / 1e12
+    spread = f"{min(result['fps']):.2f}..{max(result['fps']):.2f}"
+    return (f"{case.label():38s} {fps:9.2f} {spread:>15s} {ratio:6.2f} {tflops:8.1f} {100 * tflops / peak_tflops:6.1f}% "
+            f"{result['peak_mib']:9.0f} {result['first_s']:10.2f} {result['pinned']:6d}")
+
+
+def psnr(a: np.ndarray, b: np.ndarray, top: float = 255.0) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(top * top / mse)
+
+
+def report_precision(args, models: Models, sources) -> None:
+    halves = [d for d in args.dtype if d != "fp32"]
+    print("\n== precision: PSNR against fp32 (dB; the issue asks >= 40) ==")
+    size = args.sizes[0]
+    frames = sources[size][0]
+    reference = models.get("fp32", "off").upscale_samples(frames)
+    for dtype in halves:
+        out = models.get(dtype, "off").upscale_samples(frames)
+        print(f"bench frames {size[0]}x{size[1]} x{models.get(dtype, 'off').scale} ({len(frames)} frames): "
+              f"{dtype} {psnr(out, reference):.2f} dB", flush=True)
+    report_golden(args, models, halves)
+
+
+def report_golden(args, models: Models, halves: List[str]) -> None:
+    import json
+
+    import cv2
+
+    from tmlsr_ray.pipeline.upscale import SizeRequest, upscale_image
+
+    golden = args.shared / "golden" / "realesrgan"
+    if not (golden / "cases.json").exists():
+        print(f"golden images: none at {golden} (skipped)")
+        return
+    for case in json.loads((golden / "cases.json").read_text()):
+        source = args.shared / "media" / case["input"]
+        if case["model"] != args.model.name or not source.exists():
+            continue
+        image = cv2.imread(str(source), cv2.IMREAD_UNCHANGED)
+        fp32 = models.get("fp32", "off")
+        target = SizeRequest(outscale=case["outscale"]).output_size(image.shape[1], image.shape[0], fp32.scale)
+        reference = upscale_image(fp32, image, target)
+        line = f"golden {case['input']} x{case['outscale']:g}:"
+        expected = golden / case["output"]
+        if expected.exists():
+            official = cv2.imread(str(expected), cv2.IMREAD_UNCHANGED)
+            close = np.mean(np.abs(reference.astype(int) - official.astype(int)) <= 1)
+            line += f" fp32 here vs the official fp32: {100 * close:.3f}% within 1 level, {psnr(reference, official):.2f} dB;"
+        for dtype in halves:
+            line += f" {dtype} {psnr(upscale_image(models.get(dtype, 'off'), image, target), reference):.2f} dB"
+        print(line, flush=True)
+
+
+def report_profile(args, models: Models, sources) -> None:
+    model = models.get(BASELINE_DTYPE, BASELINE_COMPILE)
+    size = args.sizes[0]
+    batches = [sources[size][k % len(sources[size])] for k in range(args.profile)]
+    frames = sum(len(b) for b in batches)
+    cuda = model.device.startswith("cuda")
+    print(f"\n== profile: {args.profile} batches of {len(batches[0])} at {size[0]}x{size[1]}, "
+          f"{BASELINE_DTYPE} eager (device categories overlap each other and the host's) ==")
+    tables = []
+    for outscale in args.outscale:
+        target = target_for(size, outscale, model.scale)
+        for path in ("old", "new"):
+            run_batches(model, batches[:1], target, path)  # warm: cuDNN's search, pinned buffers
+            prof, wall = profile_run(lambda: run_batches(model, batches, target, path), lambda: sync(model), cuda)
+            title = f"x{outscale:g} {path} path"
+            try:
+                print(format_split(title, time_split(prof), wall, frames), flush=True)
+            except Exception as exc:  # the raw table below still tells
+                print(f"{title}: could not group the trace ({type(exc).__name__}: {exc})")
+            tables.append(f"==== {title} ====\n{kernel_table(prof)}")
+    if args.profile_out:
+        args.profile_out.write_text("\n\n".join(tables))
+        print(f"profiler tables: {args.profile_out}")
+
+
+def load_sources(args) -> Dict[Tuple[int, int], List[np.ndarray]]:
+    """Batches of uint8 frames per size: the clip's, or synthetic ones at each --sizes."""
+    if args.clip:
+        from tmlsr_ray.pipeline.decode import iter_batches, probe_video
+
+        info = probe_video(args.clip)
+        batches = [b.frames for b in iter_batches(args.clip, info, args.batch)][: max(1, args.frames // args.batch)]
+        args.sizes = [(info.width, info.height)]
+        return {args.sizes[0]: batches}
+    return {size: [synthetic_frames(args.batch, *size, seed=k) for k in range(max(1, args.frames // args.batch))]
+            for size in args.sizes}
+
+
+def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces: int, segment_s: float,
+                 max_frames: int) -> tuple:
+    """(frames/s, encoder used, segments) of the service's segment code for the first ``max_frames``
+    frames of the clip: P segments rendered at once, sharing one model (one run at a time, as on a
+    replica's model thread), each piece's encoder with cores/P threads."""
+    from tmlsr_ray.pipeline.decode import probe_video
+    from tmlsr_ray.pipeline.encode import assemble, even_size
+    from tmlsr_ray.pipeline.render import SegmentJob, render_segment
+    from tmlsr_ray.pipeline.segments import Cutting, extract_segments, plan_segments
+    from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames
+    from tmlsr_ray.storage.pieces import PieceStore
+
     info = probe_video(clip)
     target = even_size(round(info.width * outscale), round(info.height * outscale))
     cutting = Cutting(segment_s=segment_s if pieces > 1 else 1e9, max_frames=10**9)
-    model_lock = threading.Lock()  # one model run at a time, as on a replica's model thread
-    threads = max(1, (os.cpu_count() or 1) // pieces)
-    options = replace(options, threads=threads)
+    model_lock = threading.Lock()
+    options = replace(options, threads=max(1, (os.cpu_count() or 1) // pieces))
 
     def upscale(frames_batch):
         with model_lock:
@@ -62,14 +313,12 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options: Encode
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        plan = plan_segments(clip, info, cutting)
-        segments = _first_frames(plan.segments, max_frames)
+        segments = _first_frames(plan_segments(clip, info, cutting).segments, max_frames)
         store = PieceStore(Path(tmp) / "pieces")
 
         def render(item):
             segment, data = item
-            job = SegmentJob(segment, info, target, options, batch)
-            *_, (encoded, piece) = render_segment(job, data, upscale)
+            *_, (encoded, piece) = render_segment(SegmentJob(segment, info, target, options, batch), data, upscale)
             store.save(encoded, piece)
             return piece
 
@@ -89,48 +338,81 @@ def _first_frames(segments, max_frames: int):
     return kept
 
 
-def model_fps(model, batches: List[np.ndarray]) -> float:
-    """The model alone on integer frames, as the pipeline feeds it (device-side conversions)."""
-    model.upscale_samples(batches[0])  # warm-up
-    sync(model)
-    start = time.perf_counter()
-    for frames in batches:
-        model.upscale_samples(frames)
-    sync(model)
-    return sum(len(b) for b in batches) / (time.perf_counter() - start)
+def report_pipeline(args, models: Models, sources, results: Dict[Case, Dict]) -> None:
+    from bench.encoder import encode_fps
+    from tmlsr_ray.pipeline.decode import probe_video
+    from tmlsr_ray.pipeline.encode import EncodeOptions
+
+    model = models.get(args.dtype[0], args.compile[0])
+    info, batches = probe_video(args.clip), sources[args.sizes[0]]
+    frames, cores = sum(len(b) for b in batches), os.cpu_count() or 1
+    options = EncodeOptions(args.codec, 18, args.preset)
+    print(f"\n== pipeline: {args.clip.name}, {frames} frames, {args.dtype[0]} {args.compile[0]}, {args.codec} "
+          f"{args.preset}, {cores} cores ==")
+    for outscale in args.outscale:
+        target = target_for(args.sizes[0], outscale, model.scale)
+        measured = results.get(Case(args.sizes[0], args.dtype[0], args.compile[0], outscale))
+        alone = statistics.median((measured or measure(model, batches, target, "new", args.repeats))["fps"])
+        upscaled = np.concatenate([model.upscale_samples(b, target) for b in batches])
+        pipeline_fps(model, args.clip, outscale, args.batch, options, 1, 1e9, args.batch)  # warm-up
+        for pieces in args.pieces:
+            encoder = encode_fps(upscaled, info, options, pieces, cores)
+            fps, used, count = pipeline_fps(model, args.clip, outscale, args.batch, options, pieces,
+                                            args.segment_s, frames)
+            print(f"x{outscale:g} ({used}), {pieces} piece(s) at once, {count} segment(s): pipeline {fps:.2f} "
+                  f"frames/s; model alone {alone:.2f}, encoder alone {encoder:.2f}; ratio to the slower "
+                  f"{fps / min(alone, encoder):.2f}", flush=True)
 
 
-def main() -> None:
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("clip", type=Path)
+    parser.add_argument("--clip", type=Path, help="frames from this video (else synthetic at --sizes)")
+    parser.add_argument("--sizes", type=parse_size, nargs="+", default=[(1280, 720)])
     parser.add_argument("--model", type=Path, default=REPO / "weights" / "realesr-animevideov3.pth")
     parser.add_argument("--outscale", type=float, nargs="+", default=[2.0, 4.0])
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--preset", default="medium")
-    parser.add_argument("--codec", default="libx264", help="libx264, h264_nvenc or auto")
-    parser.add_argument("--frames", type=int, default=10**9, help="use only the first N frames")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--frames", type=int, default=32, help="frames per repeat (whole batches)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtype", nargs="+", choices=("fp32", "fp16", "bf16"), default=["fp16"])
+    parser.add_argument("--compile", nargs="+", choices=("off", "default", "reduce-overhead", "max-autotune"),
+                        default=["off"])
+    parser.add_argument("--pass-pixels", type=int, default=0, help="input pixels per GPU pass (0: the model's)")
+    parser.add_argument("--old-path", action="store_true", help="also the path before buffer reuse and overlap")
+    parser.add_argument("--precision", action="store_true", help="PSNR of fp16/bf16 against fp32")
+    parser.add_argument("--shared", type=Path, default=next(
+        (p for p in (REPO / ".carry" / "shared", REPO.parent / "shared") if p.is_dir()), REPO.parent / "shared"),
+        help="folder with golden/realesrgan and media/ (for --precision)")
+    parser.add_argument("--profile", type=int, default=0, help="profile this many batches")
+    parser.add_argument("--profile-out", type=Path, help="write the profiler's kernel tables here")
+    parser.add_argument("--pipeline", action="store_true", help="the segment pipeline too (needs --clip)")
     parser.add_argument("--pieces", type=int, nargs="+", default=[1, 4], help="segments rendered at once")
     parser.add_argument("--segment-s", type=float, default=2.0, help="segment length when pieces > 1")
-    args = parser.parse_args()
-    model = RealESRGANModel(args.model, device=args.device, compile=args.compile)
-    info = probe_video(args.clip)
-    batches = [b.frames for b in iter_batches(args.clip, info, args.batch)]
-    batches = batches[: max(1, args.frames // args.batch)]
-    pure = model_fps(model, batches)
-    print(f"{args.clip.name}: {info.width}x{info.height}, {sum(len(b) for b in batches)} frames; "
-          f"model {args.model.name} x{model.scale} on {model.device} (half={model.half}), batch {args.batch}")
-    print(f"model alone (baseline): {pure:.2f} frames/s")
-    frames = sum(len(b) for b in batches)
-    for outscale in args.outscale:
-        options = EncodeOptions(args.codec, 18, args.preset)
-        pipeline_fps(model, args.clip, outscale, args.batch, options, 1, 1e9, args.batch)  # warm-up
-        for pieces in args.pieces:
-            fps, encoder, count = pipeline_fps(model, args.clip, outscale, args.batch, options, pieces,
-                                               args.segment_s, frames)
-            print(f"outscale {outscale:g} ({encoder}), {pieces} piece(s) at once, {count} segment(s): "
-                  f"pipeline {fps:.2f} frames/s, ratio to the model alone {fps / pure:.2f}")
+    parser.add_argument("--preset", default="veryfast")
+    parser.add_argument("--codec", default="libx264", help="libx264, libx265, h264_nvenc or auto")
+    parser.add_argument("--budget-s", type=float, default=1e9, help="skip model cases that would start after this")
+    parser.add_argument("--peak-tflops", type=float, default=790.0, help="the device's dense half-precision peak")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # compile times are logged
+    args = parse_args(argv)
+    deadline = time.perf_counter() + args.budget_s
+    sources = load_sources(args)
+    models = Models(args)
+    probe = models.get(BASELINE_DTYPE, BASELINE_COMPILE)
+    gpu = torch.cuda.get_device_name(0) if probe.device.startswith("cuda") else "cpu"
+    print(f"{args.model.name} ({probe.architecture} x{probe.scale}) on {probe.device} ({gpu}); torch {torch.__version__}; "
+          f"{args.frames // args.batch} batches of {args.batch}; passes of ≤ {probe.pass_pixels:,} input pixels; "
+          f"{torch.get_num_threads()} CPU threads", flush=True)
+    if args.profile:  # first: what bounds the path matters most when the run is cut short
+        report_profile(args, models, sources)
+    results = report_model_path(args, models, sources, deadline)
+    if args.precision:
+        report_precision(args, models, sources)
+    if args.pipeline:
+        report_pipeline(args, models, sources, results)
 
 
 if __name__ == "__main__":

@@ -59,3 +59,21 @@ def test_output_uploads_are_tried_four_times_with_back_off_by_default():
     oss = Settings(oss_endpoint="http://127.0.0.1:1", oss_access_key_id="a", oss_access_key_secret="b",
                    oss_timeout_s=5).oss_config()
     assert oss.timeout_s == 5
+
+
+def test_model_dtype_is_the_precision_setting_and_half_a_deprecated_alias_of_it():
+    assert Settings.load({}, environ={}).model_dtype == "auto"
+    assert Settings.load({}, environ={"TMLSR_MODEL_DTYPE": "bf16"}).model_dtype == "bf16"
+    assert Settings(half=True).model_dtype == "fp16" and Settings(half=False).model_dtype == "fp32"
+    assert Settings(half=True, model_dtype="bf16").model_dtype == "bf16"  # the new name wins
+    with pytest.raises(ValidationError, match="model_dtype"):
+        Settings(model_dtype="fp8")
+
+
+def test_torch_compile_takes_a_mode_or_the_booleans_it_took_before():
+    assert Settings().torch_compile == "off"
+    assert Settings(torch_compile=True).torch_compile == "default"
+    assert Settings.load({}, environ={"TMLSR_TORCH_COMPILE": "false"}).torch_compile == "off"
+    assert Settings.load({"torch_compile": "reduce-overhead"}, environ={}).torch_compile == "reduce-overhead"
+    with pytest.raises(ValidationError, match="torch_compile"):
+        Settings(torch_compile="fastest")

@@ -14,6 +14,7 @@ from typing import Any, List, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tmlsr_ray.models.base import compile_mode
 from tmlsr_ray.retry import Backoff
 from tmlsr_ray.urls import FetchPolicy
 
@@ -95,7 +96,12 @@ class Settings(BaseModel):
 
     # Model execution
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present.")
-    half: Optional[bool] = Field(None, description="fp16 inference; default: on for CUDA, off for CPU.")
+    model_dtype: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="Number type of the single-image networks (Real-ESRGAN, spandrel); auto = fp16 "
+        "on CUDA where the network holds it (bench/frames.py --dtype decides whether bf16 replaces it), "
+        "fp32 on CPU.")
+    half: Optional[bool] = Field(
+        None, description="Deprecated: model_dtype fp16 (true) or fp32 (false); ignored when model_dtype is set.")
     torch_threads: int = Field(
         0, ge=0, description="CPU threads per model replica; 0 = every core but one (at least 1), so the "
         "API keeps a core while a CPU model works.")
@@ -103,9 +109,10 @@ class Settings(BaseModel):
     model_report_ttl_s: float = Field(
         60.0, gt=0, description="GET /models shows a model as loaded while a replica holding it reported "
         "within this time (replicas report on each health check, every 10 s by default).")
-    torch_compile: bool = Field(
-        False, description="torch.compile Real-ESRGAN networks (faster on long videos; the first batch "
-        "of each model pays the compilation, tens of seconds).")
+    torch_compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
+        "off", description="torch.compile Real-ESRGAN networks in this mode (true = default, false = off): "
+        "faster on long videos; the first batch of each model and frame size pays the compilation "
+        "(tens of seconds, minutes for max-autotune), logged with its time.")
     tile_size: int = Field(512, ge=32, description="Tile edge (input pixels) for large images.")
     tile_pad: int = Field(32, ge=0, description="Overlap added around each tile.")
     tile_min_pixels: int = Field(
@@ -269,6 +276,18 @@ class Settings(BaseModel):
             raise ValueError("seedvr2_temporal_overlap must be smaller than seedvr2_batch_frames")
         if self.seedvr2_vae_tile_size and self.seedvr2_vae_tile_overlap >= self.seedvr2_vae_tile_size:
             raise ValueError("seedvr2_vae_tile_overlap must be smaller than seedvr2_vae_tile_size")
+        return self
+
+    @field_validator("torch_compile", mode="before")
+    @classmethod
+    def _compile_mode(cls, value: Any) -> str:
+        return compile_mode(value)
+
+    @model_validator(mode="after")
+    def _half_is_an_alias(self) -> "Settings":
+        if self.half is not None and "model_dtype" not in self.model_fields_set:
+            # Set through object.__setattr__: validate_assignment would run this validator again.
+            object.__setattr__(self, "model_dtype", "fp16" if self.half else "fp32")
         return self
 
     @field_validator("weights_dir", "data_dir", mode="after")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tests.helpers import SHARED, save_rrdbnet, save_srvgg, shared_path
-from tmlsr_ray.models.base import ModelError, SuperResolutionModel
+from tmlsr_ray.models.base import ModelError, SuperResolutionModel, compile_mode
 from tmlsr_ray.models.realesrgan import RealESRGANModel, detect_architecture, read_state_dict
 from tmlsr_ray.pipeline.image import decode_image, probe_image
 from tmlsr_ray.pipeline.upscale import SizeRequest, upscale_image
@@ -66,7 +66,7 @@ GOLDEN_CASES = SHARED / "golden" / "realesrgan" / "cases.json"
 def test_output_matches_the_official_realesrganer_golden_data(case):
     if case is None:
         shared_path("golden", "realesrgan", "cases.json")  # skips with the reason
-    model = RealESRGANModel(shared_path("weights", case["model"]), device="cpu", half=False)
+    model = RealESRGANModel(shared_path("weights", case["model"]), device="cpu", dtype="fp32")
     source = shared_path("media", case["input"])
     info = probe_image(source, 10**9)
     image = decode_image(source, info)
@@ -116,7 +116,7 @@ def test_frames_per_pass_follow_free_memory_and_the_architecture():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
 def test_cuda_converts_integer_frames_on_the_device_and_splits_batches_by_free_memory(tmp_path):
     path = save_srvgg(tmp_path / "m.pth", num_feat=16, num_conv=4)
-    gpu, cpu = RealESRGANModel(path, device="cuda", half=False), RealESRGANModel(path, device="cpu")
+    gpu, cpu = RealESRGANModel(path, device="cuda", dtype="fp32"), RealESRGANModel(path, device="cpu")
     frames = np.random.default_rng(0).integers(0, 256, (5, 24, 40, 3)).astype(np.uint8)
     assert gpu.frames_per_pass(24, 40) >= 1
     assert np.abs(gpu.upscale_samples(frames).astype(int) - cpu.upscale_samples(frames).astype(int)).max() <= 1
@@ -125,15 +125,34 @@ def test_cuda_converts_integer_frames_on_the_device_and_splits_batches_by_free_m
 def test_a_compiled_network_gives_the_same_frames_at_any_size(tmp_path):
     path = save_srvgg(tmp_path / "m.pth")
     plain, compiled = RealESRGANModel(path, device="cpu"), RealESRGANModel(path, device="cpu", compile=True)
-    assert compiled.compiled and not plain.compiled
+    assert compiled.compiled and compiled.compile_mode == "default" and not plain.compiled
     for shape in [(2, 16, 24, 3), (1, 20, 30, 3)]:  # a second size reuses the dynamic graph
         frames = np.random.default_rng(0).random(shape, dtype=np.float32)
         assert np.abs(compiled.upscale(frames) - plain.upscale(frames)).max() < 1e-5
+    # Each input shape's first call is timed (the compilation, when one happens), once.
+    assert sorted(shape for shape, _ in compiled.compile_seconds) == [(1, 3, 20, 30), (2, 3, 16, 24)]
+    assert plain.compile_seconds == {}
+
+
+def test_compile_modes_are_named_or_given_as_booleans():
+    assert [compile_mode(v) for v in (True, False, "true", "False", "reduce-overhead")] == [
+        "default", "off", "default", "off", "reduce-overhead"]
+    with pytest.raises(ValueError, match="none of off, default, reduce-overhead, max-autotune"):
+        compile_mode("fast")
+
+
+@pytest.mark.parametrize("dtype,expected", [("auto", torch.float32), ("fp32", torch.float32),
+                                            ("fp16", torch.float16), ("bf16", torch.bfloat16)])
+def test_the_model_runs_in_the_number_type_it_is_given_and_fp32_on_a_cpu_by_default(tmp_path, dtype, expected):
+    model = RealESRGANModel(save_srvgg(tmp_path / "m.pth", scale=2), device="cpu", dtype=dtype)
+    assert model.dtype == str(expected).removeprefix("torch.")
+    frames = np.random.default_rng(0).integers(0, 256, (1, 6, 8, 3)).astype(np.uint8)
+    assert model.upscale_samples(frames).shape == (1, 12, 16, 3)
 
 
 def test_near_white_16_bit_frames_survive_half_precision(tmp_path):
     path = save_srvgg(tmp_path / "m.pth", weight_scale=0.05)
-    half, full = RealESRGANModel(path, device="cpu", half=True), RealESRGANModel(path, device="cpu")
+    half, full = RealESRGANModel(path, device="cpu", dtype="fp16"), RealESRGANModel(path, device="cpu")
     frames = np.full((1, 8, 8, 3), 65535, np.uint16)
     frames[:, :, :4] = 30000
     out, reference = half.upscale_samples(frames).astype(int), full.upscale_samples(frames).astype(int)

@@ -74,13 +74,13 @@ def test_face_restoration_unknown_and_unreadable_files_are_refused_with_the_reas
 
 
 def test_a_half_type_an_architecture_does_not_hold_is_never_used(tmp_path):
-    from tmlsr_ray.models.spandrel import _torch_dtype
+    from tmlsr_ray.models.device import select_dtype
+    from tmlsr_ray.models.spandrel import held_dtypes
 
     class Descriptor:
         supports_half, supports_bfloat16 = False, True
-        architecture = type("A", (), {"name": "X"})
 
-    cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert _torch_dtype(Descriptor, cuda, "auto") == torch.bfloat16
-    assert _torch_dtype(Descriptor, cuda, "fp16") == torch.float32
-    assert _torch_dtype(Descriptor, cpu, "auto") == torch.float32
+    held, cuda, cpu = held_dtypes(Descriptor), torch.device("cuda"), torch.device("cpu")
+    assert select_dtype("auto", cuda, held, "X") == torch.bfloat16
+    assert select_dtype("fp16", cuda, held, "X") == torch.float32
+    assert select_dtype("auto", cpu, held, "X") == torch.float32

@@ -36,7 +36,7 @@ def test_models_lists_every_file_with_its_family_and_scale(service):
     models = models_by_name(service)
     assert models["realesr-animevideov3.pth"] | {"loaded": None} == {
         "name": "realesr-animevideov3.pth", "family": "realesrgan", "architecture": "SRVGGNetCompact",
-        "scale": 4, "size_multiple": 1, "dtypes": ["float32", "float16"], "channels": [3, 3], "purpose": "SR",
+        "scale": 4, "size_multiple": 1, "dtypes": ["float32", "float16", "bfloat16"], "channels": [3, 3], "purpose": "SR",
         "temporal": False, "seeded": False, "error": None, "loaded": None,
         "bytes": (service.weights_dir / "realesr-animevideov3.pth").stat().st_size}
     assert models["tiny-rrdb-x2.pth"]["architecture"] == "RRDBNet" and models["tiny-rrdb-x2.pth"]["size_multiple"] == 2

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Protocol, Tuple, runtime_checkable
+from typing import Any, Callable, Dict, Optional, Protocol, Tuple, Union, runtime_checkable
 
 import numpy as np
+
+MODEL_DTYPES = ("auto", "fp32", "fp16", "bf16")
+# off | torch.compile's own modes; "default" keeps one dynamic-shape graph for every frame size,
+# the other two specialise on each input shape (CUDA graphs, autotuned kernels).
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
 class ModelError(Exception):
@@ -58,14 +63,26 @@ class ModelInfo:
                 "temporal": self.temporal, "seeded": self.seeded}
 
 
+def compile_mode(value: Union[bool, str]) -> str:
+    """One of :data:`COMPILE_MODES`; ``True``/``False`` (and their spellings in YAML or an
+    environment variable) mean ``default``/``off``, as the setting took before it had modes."""
+    if isinstance(value, bool):
+        return "default" if value else "off"
+    mode = {"true": "default", "false": "off"}.get(str(value).strip().lower(), str(value).strip().lower())
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode {value!r} is none of {', '.join(COMPILE_MODES)} (or true/false)")
+    return mode
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     """How a replica loads a model: ``device`` auto | cpu | cuda; ``dtype`` auto (the fastest
-    half type the model holds on a GPU, fp32 on a CPU) | fp32 | fp16 | bf16."""
+    half type the model holds on a GPU, fp32 on a CPU) | fp32 | fp16 | bf16; ``compile`` one of
+    :data:`COMPILE_MODES`."""
 
     device: str = "auto"
     dtype: str = "auto"
-    compile: bool = False
+    compile: str = "off"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,14 @@
-"""Where a model runs (shared by every torch backend)."""
+"""Where a model runs and in which number type (shared by every torch backend)."""
 
 from __future__ import annotations
 
+import logging
+from typing import Mapping
+
 import torch
+
+logger = logging.getLogger(__name__)
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def select_device(preference: str) -> torch.device:
@@ -10,3 +16,16 @@ def select_device(preference: str) -> torch.device:
         # Ray sets CUDA_VISIBLE_DEVICES to the replica's own GPU, so index 0 is ours.
         return torch.device("cuda", 0)
     return torch.device("cpu")
+
+
+def select_dtype(preference: str, device: torch.device, held: Mapping[str, bool], network: str) -> torch.dtype:
+    """The number type a network runs in. ``auto``: fp16 on a GPU where the network holds it,
+    else bf16 where it holds that, else fp32; fp32 on a CPU (it matches the references there).
+    fp16 stays the GPU default until bench/frames.py --dtype shows bf16 faster at the same
+    quality. A half type the network does not hold is never used: it runs in fp32."""
+    if preference == "auto":
+        preference = next((d for d in ("fp16", "bf16") if held.get(d)), "fp32") if device.type == "cuda" else "fp32"
+    if preference != "fp32" and not held.get(preference, False):
+        logger.warning("%s does not hold %s; running it in fp32", network, preference)
+        preference = "fp32"
+    return TORCH_DTYPES[preference]

@@ -1,5 +1,6 @@
 """The device path every single-image network shares (Real-ESRGAN's, spandrel's): frames to the
-device on the model's own CUDA stream, conversions and the resize there, batches sized to the free
+device through reused pinned buffers on copy streams overlapping the model's own CUDA stream
+(:mod:`~tmlsr_ray.models.transfer`), conversions and the resize there, passes sized to the free
 memory, only the final size back over the bus. A backend supplies the network (``_forward``) and
 what its batches may hold; a new single-image family subclasses :class:`FrameNetwork`."""
 
@@ -13,6 +14,7 @@ import torch
 
 from tmlsr_ray.models.device import select_device
 from tmlsr_ray.models.lanczos import lanczos4_resize
+from tmlsr_ray.models.transfer import DirectPasses, StagedPasses, stage
 
 
 def frames_that_fit(free_bytes: int, height: int, width: int, scale: int, activations: int, element_bytes: int,
@@ -35,6 +37,9 @@ class FrameNetwork:
     compiled: bool = False
     _activations: int
     _num_feat: int = 64
+    # Input pixels one GPU pass aims at: enough to fill the GPU (a 720p frame already does), few
+    # enough that a batch splits into passes whose copies overlap each other's compute.
+    pass_pixels: int = 2_000_000
 
     def _place(self, device: str, dtype: torch.dtype) -> None:
         self._device = select_device(device)
@@ -42,15 +47,19 @@ class FrameNetwork:
         self._dtype = dtype
         self.dtype = str(dtype).removeprefix("torch.")
         self.half = dtype != torch.float32
+        cuda = self._device.type == "cuda"
         # One CUDA stream per model: copies and kernels of this replica do not serialise with
         # other work on the device.
-        self._cuda_stream = torch.cuda.Stream(self._device) if self._device.type == "cuda" else None
+        self._cuda_stream = torch.cuda.Stream(self._device) if cuda else None
+        self.passes = StagedPasses(self._device) if cuda else DirectPasses()
+        if cuda:
+            # A video's frames keep one shape, so cuDNN's one-off search for the fastest
+            # convolution per shape pays for itself within the first batches.
+            torch.backends.cudnn.benchmark = True
 
     def upscale(self, frames: np.ndarray) -> np.ndarray:
         with torch.inference_mode(), self._stream_context():
-            out = self._forward(self._to_device(frames))
-            # channels_last output is NHWC in memory, so this permute is free.
-            return out.float().clamp_(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+            return self.passes.run(np.ascontiguousarray(frames), len(frames), self._float_pass, np.float32)
 
     def upscale_samples(self, frames: np.ndarray, target: Optional[Tuple[int, int]] = None) -> np.ndarray:
         """Integer RGB frames (N, H, W, 3), uint8 or uint16, to integer frames at ×scale, rounded
@@ -60,35 +69,46 @@ class FrameNetwork:
         and the CPU does no per-pixel float work."""
         top = 65535.0 if frames.dtype == np.uint16 else 255.0
         # torch has no uint16 arithmetic on every device; int32 carries 0..65535 exactly.
-        host = frames.astype(np.int32) if frames.dtype == np.uint16 else frames
+        host = frames.astype(np.int32) if frames.dtype == np.uint16 else np.ascontiguousarray(frames)
         with torch.inference_mode(), self._stream_context():
-            pieces, per_pass = [], self.frames_per_pass(*frames.shape[1:3])
-            for start in range(0, len(host), per_pass):
-                batch = self._to_device(host[start:start + per_pass], top)
-                out = self._forward(batch).float().clamp_(0, 1).mul_(top).round_()
-                if target is not None and (out.shape[3], out.shape[2]) != tuple(target):
-                    out = lanczos4_resize(out, target).clamp_(0, top).round_()
-                pieces.append(out.to(torch.int32 if top > 255 else torch.uint8).permute(0, 2, 3, 1).cpu())
-            return torch.cat(pieces).numpy().astype(frames.dtype, copy=False)
+            per_pass = self.frames_per_pass(*frames.shape[1:3])
+            return self.passes.run(host, per_pass, lambda batch: self._samples_pass(batch, top, target), frames.dtype)
 
     def frames_per_pass(self, height: int, width: int) -> int:
-        """How many frames of this size one forward pass may take: on CUDA, what fits in half of
-        the free memory by the architecture's activation estimate; on CPU, any number."""
+        """How many frames of this size one forward pass may take: on CUDA, about
+        ``pass_pixels`` input pixels, within half of the free memory by the architecture's
+        activation estimate; on CPU, any number."""
         if self._device.type != "cuda":
             return 1 << 30
         free, _ = torch.cuda.mem_get_info(self._device)
-        return frames_that_fit(free, height, width, self.scale, self._activations, self._dtype.itemsize,
-                               num_feat=self._num_feat)
+        fit = frames_that_fit(free, height, width, self.scale, self._activations, self._dtype.itemsize,
+                              num_feat=self._num_feat)
+        return max(1, min(fit, self.pass_pixels // (height * width)))
 
-    def _to_device(self, frames: np.ndarray, top: float = 1.0) -> torch.Tensor:
-        host = torch.from_numpy(np.ascontiguousarray(frames))
-        if self._cuda_stream is not None:
-            host = host.pin_memory()  # lets the copy below run asynchronously on our stream
-        batch = host.to(self._device, non_blocking=True).permute(0, 3, 1, 2)
+    def _float_pass(self, batch: torch.Tensor) -> torch.Tensor:
+        """(n, H, W, 3) floats in [0, 1] → (n, H·s, W·s, 3) floats clamped to [0, 1]."""
+        out = self._network(self._network_input(batch, 1.0))
+        # channels_last output is NHWC in memory, so this permute is free.
+        return out.float().clamp_(0, 1).permute(0, 2, 3, 1)
+
+    def _samples_pass(self, batch: torch.Tensor, top: float, target: Optional[Tuple[int, int]]) -> torch.Tensor:
+        """(n, H, W, 3) integer samples → (n, H', W', 3) integer samples at ×scale or ``target``."""
+        out = self._network(self._network_input(batch, top)).float().clamp_(0, 1).mul_(top).round_()
+        if target is not None and (out.shape[3], out.shape[2]) != tuple(target):
+            with stage("resize"):
+                out = lanczos4_resize(out, target).clamp_(0, top).round_()
+        return out.to(torch.int32 if top > 255 else torch.uint8).permute(0, 2, 3, 1)
+
+    def _network_input(self, batch: torch.Tensor, top: float) -> torch.Tensor:
+        batch = batch.permute(0, 3, 1, 2)
         if top == 1.0:
             return batch.to(self._dtype)
         # Scale in fp32 first: 16-bit samples overflow fp16 (its largest value is 65504).
         return batch.float().div_(top).to(self._dtype)
+
+    def _network(self, batch: torch.Tensor) -> torch.Tensor:
+        with stage("network"):
+            return self._forward(batch)
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) on the device → (N, 3, H·s, W·s)."""

@@ -5,14 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
 
-from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo
+from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, compile_mode
 from tmlsr_ray.models.basicsr_compat import import_architectures
-from tmlsr_ray.models.device import select_device
+from tmlsr_ray.models.compilation import compile_network
+from tmlsr_ray.models.device import select_device, select_dtype
 from tmlsr_ray.models.frame_network import FrameNetwork
 
 
@@ -97,18 +98,23 @@ def build_network(spec: ArchitectureSpec) -> torch.nn.Module:
 ACTIVATIONS_PER_FEATURE = {"SRVGGNetCompact": 3, "RRDBNet": 32}
 
 
-class RealESRGANModel(FrameNetwork):
-    """A loaded Real-ESRGAN network (SRVGGNetCompact or RRDBNet) on the shared device path."""
+# Both architectures run in every type (the official RealESRGANer runs them in fp16 by default);
+# how close fp16 and bf16 come to fp32 is what bench/frames.py --dtype measures (PSNR).
+HELD_DTYPES = {"fp32": True, "fp16": True, "bf16": True}
 
-    def __init__(self, path: Path, device: str = "auto", half: Optional[bool] = None, compile: bool = False):
+
+class RealESRGANModel(FrameNetwork):
+    """A loaded Real-ESRGAN network (SRVGGNetCompact or RRDBNet) on the shared device path.
+    ``dtype``: auto | fp32 | fp16 | bf16 (auto: fp16 on a GPU, fp32 on a CPU); ``compile``: one
+    of the compile modes, or True/False."""
+
+    def __init__(self, path: Path, device: str = "auto", dtype: str = "auto", compile: Union[bool, str] = "off"):
         state = read_state_dict(path)
         self.spec = detect_architecture(state)
         self.name = path.name
         self.scale = self.spec.scale
         self.architecture = self.spec.kind
-        if half is None:
-            half = select_device(device).type == "cuda"
-        self._place(device, torch.float16 if half else torch.float32)
+        self._place(device, select_dtype(dtype, select_device(device), HELD_DTYPES, self.architecture))
         net = build_network(self.spec)
         try:
             net.load_state_dict(state, strict=True)
@@ -117,14 +123,17 @@ class RealESRGANModel(FrameNetwork):
         net.eval().requires_grad_(False)
         # channels_last roughly doubles CPU conv speed at video sizes and suits tensor cores.
         net = net.to(self._device, memory_format=torch.channels_last)
-        self._net = net.to(self._dtype)
-        if compile:
-            # Fused kernels for a long video; dynamic shapes so every frame size reuses one graph.
-            self._net = torch.compile(self._net, dynamic=True)
-        self.compiled = compile
+        self.compile_mode = compile_mode(compile)
+        self._net = compile_network(net.to(self._dtype), self.compile_mode, path.name)
+        self.compiled = self.compile_mode != "off"
         self._size_multiple = size_multiple(self.spec)
         self._activations = ACTIVATIONS_PER_FEATURE[self.spec.kind]
         self._num_feat = int(self.spec.kwargs.get("num_feat", 64))
+
+    @property
+    def compile_seconds(self) -> Dict[tuple, float]:
+        """Seconds the first call of each input (shape, dtype) took under torch.compile; empty when off."""
+        return dict(getattr(self._net, "compile_seconds", {}))
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) on the device → (N, 3, H·s, W·s), padding what the architecture needs."""
@@ -150,13 +159,12 @@ def recognise(path: Path) -> Optional[ModelInfo]:
     except Exception:  # not this family's file: another backend may know it
         return None
     return ModelInfo(name=path.name, family="realesrgan", architecture=spec.kind, scale=spec.scale,
-                     size_multiple=size_multiple(spec), dtypes=("float32", "float16"),
+                     size_multiple=size_multiple(spec), dtypes=("float32", "float16", "bfloat16"),
                      purpose="SR" if spec.scale > 1 else "Restoration", bytes=path.stat().st_size)
 
 
 def load(path: Path, options: LoadOptions) -> RealESRGANModel:
-    half = {"fp16": True, "fp32": False}.get(options.dtype)
-    return RealESRGANModel(path, device=options.device, half=half, compile=options.compile)
+    return RealESRGANModel(path, device=options.device, dtype=options.dtype, compile=options.compile)
 
 
 FAMILY = ModelFamily("realesrgan", (".pth",), recognise, load)

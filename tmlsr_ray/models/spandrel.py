@@ -10,17 +10,15 @@ the same batched device path as the Real-ESRGAN backend.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Dict, Optional
 
 import torch
 
 from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo
-from tmlsr_ray.models.device import select_device
+from tmlsr_ray.models.device import select_device, select_dtype
 from tmlsr_ray.models.frame_network import FrameNetwork
 
-logger = logging.getLogger(__name__)
 SUFFIXES = (".pth", ".safetensors")
 MAX_SCALE = 8
 # Live activations per input pixel and feature channel, for batch sizing on a GPU: transformer
@@ -100,16 +98,9 @@ def recognise(path: Path) -> Optional[ModelInfo]:
         purpose=descriptor.purpose, bytes=path.stat().st_size)
 
 
-def _torch_dtype(descriptor, device: torch.device, preference: str) -> torch.dtype:
-    """auto: fp16 on a GPU where the architecture holds it, else bf16 where it holds that, else
-    fp32; a half type it does not hold is never used (spandrel knows which overflow)."""
-    held = {"fp32": True, "fp16": descriptor.supports_half, "bf16": descriptor.supports_bfloat16}
-    if preference == "auto":
-        preference = next((d for d in ("fp16", "bf16") if held[d]), "fp32") if device.type == "cuda" else "fp32"
-    if not held.get(preference, False):
-        logger.warning("%s does not hold %s; running it in fp32", descriptor.architecture.name, preference)
-        preference = "fp32"
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[preference]
+def held_dtypes(descriptor) -> Dict[str, bool]:
+    """The number types the architecture holds (spandrel knows which overflow in half)."""
+    return {"fp32": True, "fp16": descriptor.supports_half, "bf16": descriptor.supports_bfloat16}
 
 
 class SpandrelModel(FrameNetwork):
@@ -121,7 +112,8 @@ class SpandrelModel(FrameNetwork):
         self.name = path.name
         self.scale = descriptor.scale
         self.architecture = descriptor.architecture.name
-        self._place(options.device, _torch_dtype(descriptor, select_device(options.device), options.dtype))
+        device = select_device(options.device)
+        self._place(options.device, select_dtype(options.dtype, device, held_dtypes(descriptor), self.architecture))
         self._descriptor = descriptor.to(self._device).to(self._dtype).eval()
         self._descriptor.model.requires_grad_(False)
         self.compiled = False  # spandrel calls its model through its own wrapper

@@ -87,9 +87,8 @@ class ModelHolder:
 
 
 def load_options(settings: Settings) -> LoadOptions:
-    """How the Upscaler loads its models: ``half`` unset = each model's fastest safe type."""
-    dtype = {None: "auto", True: "fp16", False: "fp32"}[settings.half]
-    return LoadOptions(settings.device, dtype, settings.torch_compile)
+    """How the Upscaler loads its models: ``model_dtype`` auto = each model's fastest safe type."""
+    return LoadOptions(settings.device, settings.model_dtype, settings.torch_compile)
 
 
 @serve.deployment(max_ongoing_requests=4)

@@ -1,0 +1,44 @@
+"""The benches run end to end at tiny sizes on a CPU (what bench/device_check.sh QUICK=1 does):
+each section prints its figures; nothing here judges a speed."""
+
+import pytest
+
+from bench import encoder, frames
+from bench.clip import synthetic_frames, write_clip
+from tests.helpers import save_srvgg
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", synthetic_frames(6, 32, 24))
+
+
+def test_the_frames_bench_prints_each_case_against_the_baseline_the_profile_and_the_precision(tmp_path, capsys):
+    model = save_srvgg(tmp_path / "tiny.pth", scale=4)
+    frames.main(["--model", str(model), "--device", "cpu", "--sizes", "16x12", "--frames", "2", "--batch", "2",
+                 "--repeats", "1", "--dtype", "fp32", "bf16", "--outscale", "2", "4", "--old-path", "--precision",
+                 "--shared", str(tmp_path), "--profile", "1", "--profile-out", str(tmp_path / "tables.txt")])
+    out = capsys.readouterr().out
+    for line in ("16x12 fp16 off x2 ", "16x12 bf16 off x4 ", "16x12 fp32 off x2 ", "16x12 fp16 off x4 old path",
+                 "x2 old path: 2 frames", "x4 new path: 2 frames", "compute floor 16x12",
+                 "bench frames 16x12 x4 (2 frames): bf16", "golden images: none"):
+        assert line in out, line
+    assert "FAILED" not in out and "Name" in (tmp_path / "tables.txt").read_text()
+
+
+def test_the_frames_bench_runs_the_segment_pipeline_against_the_model_and_the_encoder_alone(tmp_path, tiny_clip, capsys):
+    model = save_srvgg(tmp_path / "tiny.pth", scale=2)
+    frames.main(["--model", str(model), "--device", "cpu", "--clip", str(tiny_clip), "--frames", "6", "--batch", "3",
+                 "--repeats", "1", "--dtype", "fp32", "--outscale", "2", "--pipeline", "--pieces", "1", "2",
+                 "--segment-s", "0.1"])
+    out = capsys.readouterr().out
+    assert "x2 (libx264), 1 piece(s) at once, 1 segment(s): pipeline" in out
+    assert "x2 (libx264), 2 piece(s) at once" in out and "encoder alone" in out
+
+
+def test_the_encoder_bench_compares_one_encoder_with_pieces_and_names_missing_encoders(tiny_clip, capsys):
+    encoder.main(["--clip", str(tiny_clip), "--sizes", "64x48", "--codecs", "libx264", "no-such-encoder",
+                  "--presets", "ultrafast", "--frames", "4", "--repeats", "1", "--pieces", "2"])
+    out = capsys.readouterr().out
+    assert "libx264       64x48 ultrafast      4" in out
+    assert "no-such-encoder: not in this FFmpeg build (skipped)" in out

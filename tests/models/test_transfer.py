@@ -1,0 +1,85 @@
+"""The staging buffers and overlapped passes of the GPU path, run on CPU tensors (no page-locking,
+no streams): their bookkeeping is the same code a GPU runs."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import save_srvgg
+from tmlsr_ray.models.realesrgan import RealESRGANModel
+from tmlsr_ray.models.transfer import DirectPasses, PinnedPool, StagedPasses
+
+
+class CopyStillRunning:
+    """Stands in for the CUDA event of a copy that still reads a buffer."""
+
+    def __init__(self):
+        self.waited = False
+
+    def synchronize(self):
+        self.waited = True
+
+
+def test_a_buffer_given_back_is_handed_out_again_for_the_same_shape_and_type():
+    pool = PinnedPool(pin=False)
+    first = pool.take((2, 4, 3), torch.uint8)
+    pool.give(first)
+    again = pool.take((2, 4, 3), torch.uint8)
+    assert again.data_ptr() == first.data_ptr() and pool.allocated == 1
+    other_shape, other_type = pool.take((1, 4, 3), torch.uint8), pool.take((2, 4, 3), torch.int32)
+    assert len({again.data_ptr(), other_shape.data_ptr(), other_type.data_ptr()}) == 3 and pool.allocated == 3
+
+
+def test_a_buffer_still_being_read_is_handed_out_only_after_its_copy_ends():
+    pool = PinnedPool(pin=False)
+    copy = CopyStillRunning()
+    pool.give(pool.take((8,), torch.float32), ready=copy)
+    assert not copy.waited
+    pool.take((8,), torch.float32)
+    assert copy.waited
+
+
+def test_free_buffers_beyond_the_byte_cap_are_released_oldest_first():
+    pool = PinnedPool(pin=False, max_bytes=100)
+    old, new = pool.take((60,), torch.uint8), pool.take((50,), torch.uint8)
+    pool.give(old)
+    pool.give(new)
+    assert pool.free_bytes == 50
+    assert pool.take((50,), torch.uint8).data_ptr() == new.data_ptr()
+    pool.take((60,), torch.uint8)
+    assert pool.allocated == 3  # the 60-byte one had gone
+
+
+def double_then_shift(batch: torch.Tensor) -> torch.Tensor:
+    """A stand-in network: ×2 in size, int32 results (as 16-bit frames get) cast back to the frames' type."""
+    return batch.to(torch.int32).repeat_interleave(2, dim=1).repeat_interleave(2, dim=2) + 7
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("per_pass", [1, 2, 5, 7])
+def test_staged_passes_assemble_the_same_frames_as_direct_passes_in_order(dtype, per_pass):
+    frames = np.random.default_rng(0).integers(0, 200, (5, 6, 4, 3)).astype(dtype)
+    expected = DirectPasses().run(frames, per_pass, double_then_shift, dtype)
+    out = StagedPasses(torch.device("cpu")).run(frames, per_pass, double_then_shift, dtype)
+    assert out.dtype == dtype and out.shape == (5, 12, 8, 3)
+    assert np.array_equal(out, expected)
+
+
+def test_a_second_batch_of_the_same_shape_makes_no_new_buffers():
+    passes = StagedPasses(torch.device("cpu"))
+    frames = np.zeros((5, 6, 4, 3), np.uint8)
+    passes.run(frames, 2, double_then_shift, np.uint8)
+    made = passes.pool.allocated
+    passes.run(frames + 1, 2, double_then_shift, np.uint8)
+    assert passes.pool.allocated == made
+
+
+def test_a_model_on_staged_passes_gives_the_frames_of_the_direct_path(tmp_path):
+    path = save_srvgg(tmp_path / "m.pth", scale=2)
+    direct, staged = RealESRGANModel(path, device="cpu"), RealESRGANModel(path, device="cpu")
+    staged.passes = StagedPasses(torch.device("cpu"))
+    samples = np.random.default_rng(1).integers(0, 256, (3, 10, 14, 3)).astype(np.uint8)
+    floats = np.random.default_rng(2).random((2, 9, 7, 3), dtype=np.float32)
+    assert isinstance(direct.passes, DirectPasses)
+    assert np.array_equal(staged.upscale_samples(samples, (30, 17)), direct.upscale_samples(samples, (30, 17)))
+    assert np.array_equal(staged.upscale(floats), direct.upscale(floats))

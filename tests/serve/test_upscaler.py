@@ -1,0 +1,12 @@
+"""How the Upscaler deployment turns settings into model loading options."""
+
+from tmlsr_ray.config import Settings
+from tmlsr_ray.models.base import LoadOptions
+from tmlsr_ray.serve.upscaler import load_options
+
+
+def test_models_load_with_the_configured_device_number_type_and_compile_mode():
+    settings = Settings(device="cpu", model_dtype="bf16", torch_compile="max-autotune")
+    assert load_options(settings) == LoadOptions("cpu", "bf16", "max-autotune")
+    assert load_options(Settings(half=True, torch_compile=True)) == LoadOptions("auto", "fp16", "default")
+    assert load_options(Settings()) == LoadOptions("auto", "auto", "off")
