@@ -86,6 +86,7 @@ def start_service(root: Path, args: argparse.Namespace) -> str:
     serve.run(build_app({"weights_dir": str(weights), "data_dir": str(root / "data"), "allow_private_urls": True,
                          "max_workers": args.max_workers, "max_pending_tasks": args.max_pending,
                          "retry_after_s": args.retry_after, "torch_threads": 1, "upscaler_num_cpus": 1,
+                         "direct_reads": args.direct_reads,
                          "seedvr2_replicas": 0}),
               name=APP_NAME, route_prefix="/")
     return f"http://127.0.0.1:{port}"
@@ -437,6 +438,8 @@ def parse_args() -> argparse.Namespace:
                         help="max_pending_tasks of the started service (below --tasks, so 429s happen)")
     parser.add_argument("--max-workers", type=int, default=2, help="max_workers of the started service")
     parser.add_argument("--retry-after", type=int, default=1, help="retry_after_s of the started service")
+    parser.add_argument("--direct-reads", action=argparse.BooleanOptionalAction, default=True,
+                        help="direct_reads of the started service (--no-direct-reads: every read asks the state actor)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds the load phase may take")
     parser.add_argument("--server", help="URL of a running service (default: start one in-process)")
     parser.add_argument("--input-url", action="append",
