@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from functools import partial
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -318,6 +319,7 @@ class _InputHandler(SimpleHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        self.server.fetched[self.path] += 1
         parts = urlsplit(self.path)
         if parts.path.startswith("/status/"):
             code = int(parts.path.rsplit("/", 1)[1])
@@ -387,6 +389,7 @@ class QuietHTTPServer(ThreadingHTTPServer):
     """Clients that hang up early (timeouts, cancels, lying-server tests) are expected here."""
 
     daemon_threads = True
+    fetched: Counter  # GET requests by path and query, for servers that count them
 
     def handle_error(self, request, client_address):
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
@@ -398,11 +401,16 @@ class InputServer:
         self.root = root
         self._server = QuietHTTPServer(("127.0.0.1", 0), partial(_InputHandler, directory=str(root)))
         self._server.daemon_threads = True
+        self._server.fetched = Counter()
         self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def url(self, relative: str) -> str:
         return f"{self.base}/{relative}"
+
+    def fetches(self, relative: str) -> int:
+        """How often ``relative`` (path and query, as passed to :meth:`url`) was downloaded."""
+        return self._server.fetched["/" + relative]
 
     def add(self, name: str, data: bytes) -> str:
         (self.root / name).write_bytes(data)

@@ -24,8 +24,11 @@ def second_app(service, **overrides):
                 "state_actor_name": STATE, "heartbeat_interval_s": 0.5, "video_segment_s": 1.0,
                 "video_preset": "ultrafast", "torch_threads": 2, **overrides}
 
-    def deploy(**changes):
-        serve.run(build_app({**settings, **changes}), name=APP, route_prefix=PREFIX)
+    def deploy(**changes) -> dict:
+        """Deploys with ``changes``; returns the application args deployed."""
+        args = {**settings, **changes}
+        serve.run(build_app(args), name=APP, route_prefix=PREFIX)
+        return args
 
     deploy()
     yield service.url(PREFIX), deploy
@@ -132,3 +135,43 @@ def test_a_task_cut_off_by_a_stop_runs_again_as_soon_as_the_app_is_back(stoppabl
     assert time.monotonic() - start < 60
     task = requests.get(f"{base}/tasks/{task_id}", timeout=10).json()
     assert task["output"]["metadata"]["width"] == 96
+
+
+@pytest.fixture()
+def upgradable(service):
+    """One task at a time; drains for up to a minute; a lost runner would only be noticed after 120 s."""
+    yield from second_app(service, max_workers=1, graceful_shutdown_timeout_s=60, heartbeat_timeout_s=120)
+
+
+def test_deploys_of_new_settings_replace_the_state_actor_and_run_every_task_once(upgradable, input_server):
+    import ray
+
+    from tmlsr_ray.config import Settings
+    from tmlsr_ray.serve.state import STATE_NAMESPACE, state_fingerprint
+
+    base, deploy = upgradable
+    input_server.add("upgrade.png", png_bytes(24, 16))
+    inputs = [f"slow/upgrade.png?seconds=1.5&task={number}" for number in range(5)]
+
+    def submit(relative: str) -> str:
+        return requests.post(f"{base}/tasks", json={"url": input_server.url(relative), "type": "image",
+                                                    "model": "tiny-x4.pth"}, timeout=30).json()["task_id"]
+
+    def state_actor():
+        actor = ray.get_actor(STATE, namespace=STATE_NAMESPACE)
+        return actor._actor_id.hex(), ray.get(actor.fingerprint.remote())
+
+    ids = [submit(relative) for relative in inputs[:3]]
+    wait_until(lambda: statuses(base, ids).count("processing") == 1, "one task processing, two pending")
+    first_actor, _ = state_actor()
+    for limit in (49, 48):  # two upgrades, each while tasks run and wait
+        settings = Settings.load(deploy(recent_tasks_limit=limit))
+        actor, fingerprint = state_actor()
+        assert actor != first_actor and fingerprint == state_fingerprint(settings)
+        first_actor = actor
+        ids.append(submit(inputs[len(ids)]))
+    wait_until(lambda: all(s in ("completed", "failed", "canceled") for s in statuses(base, ids)),
+               "every task finished", timeout=120)
+    assert statuses(base, ids) == ["completed"] * 5
+    # Each ran once: its input was downloaded once (a second run would fetch it again).
+    assert [input_server.fetches(relative) for relative in inputs] == [1] * 5

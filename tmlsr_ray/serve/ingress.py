@@ -205,7 +205,7 @@ class Ingress:
     async def __init__(self, settings: Settings, runner: DeploymentHandle):
         self._settings = settings
         self._runner = runner
-        self._state = get_state_actor(settings)
+        self._state = await get_state_actor(settings)
         self._storage = LocalStorage(settings.data_dir / "outputs")
         self._catalog = ModelCatalog(settings.weights_dir)
         self._reader: Optional[TaskReader] = None
@@ -216,7 +216,7 @@ class Ingress:
         """Pending tasks whose run request was lost (an app restart) are handed out again; for a
         task still waiting for a slot, this dispatch takes the place of the old one (whose runner
         may be gone), so exactly one runs it."""
-        for task_id in await self._state.pending_ids.remote():
+        for task_id in await self._state.pending_ids():
             self._runner.run_task.remote(task_id)
 
     # -- routes -----------------------------------------------------------------------------
@@ -308,7 +308,7 @@ class Ingress:
         self._authorize(http)
         stats = await self._read(
             lambda reader: monitor_stats(reader, self._settings.max_workers, self._settings.recent_tasks_limit),
-            self._state.monitor.remote)
+            self._state.monitor)
         stats.tasks = [self._with_absolute_urls(view, http) for view in stats.tasks]
         return stats
 
@@ -337,7 +337,7 @@ class Ingress:
     async def submit_task(self, request: TaskRequest | dict, idempotency_key: str | None = None) -> TaskCreated:
         """Creates a task (or, for a known ``idempotency_key``, returns the task it created)."""
         params = await self._checked_params(request)
-        task_id, outcome = await self._state.admit.remote(new_task_id(), params, idempotency_key)
+        task_id, outcome = await self._state.admit(new_task_id(), params, idempotency_key)
         return self._created(task_id, outcome)
 
     async def submit_batch(self, requests: List[TaskRequest | dict],
@@ -359,7 +359,7 @@ class Ingress:
             places.append(len(items))
             items.append(None)
             admissions.append((params, new_task_id(), f"{idempotency_key}/{index}" if idempotency_key else None))
-        outcomes = await self._state.admit_many.remote(admissions) if admissions else []
+        outcomes = await self._state.admit_many(admissions) if admissions else []
         if any(outcome == "queue_full" for _, outcome in outcomes):
             raise self._queue_full()
         for place, (task_id, outcome) in zip(places, outcomes):
@@ -380,7 +380,7 @@ class Ingress:
         return view
 
     async def _change(self, task_id: str, after: Optional[int] = None, timeout_s: float = 0.0) -> Change:
-        change = await self._state.wait_change.remote(task_id, after, timeout_s)
+        change = await self._state.wait_change(task_id, after, timeout_s)
         if change is None:
             raise TaskNotFound(f"task {task_id} not found")
         return change
@@ -425,7 +425,7 @@ class Ingress:
         """Every model file of the weights directory: what it is (or why it cannot be served),
         and whether a replica holds it loaded."""
         entries = await asyncio.to_thread(self._catalog.entries)
-        held = set(await self._state.models_held.remote())
+        held = set(await self._state.models_held())
         models = [ModelEntry(**(entry.info.public() if entry.info else {"name": entry.name, "bytes": entry.bytes}),
                              error=entry.error, loaded=entry.name in held) for entry in entries]
         return ModelList(models=models)
@@ -443,12 +443,12 @@ class Ingress:
 
     async def get_task(self, task_id: str) -> TaskView | None:
         """The task's record (output URLs of local storage are service-relative), or ``None``."""
-        return await self._read(lambda reader: reader.view(task_id), lambda: self._state.get.remote(task_id))
+        return await self._read(lambda reader: reader.view(task_id), lambda: self._state.get(task_id))
 
     async def cancel_task(self, task_id: str) -> CancelResult:
         """Cancels a pending or processing task; raises ``TaskNotFound`` for an unknown task and
         ``TaskFinished`` for one that already ended."""
-        canceled, before = await self._state.cancel.remote(task_id)
+        canceled, before = await self._state.cancel(task_id)
         if before is None:
             raise TaskNotFound(f"task {task_id} not found")
         if not canceled:

@@ -43,7 +43,7 @@ from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput, TaskStatus
 from tmlsr_ray.serve.fanout import SegmentFanout, call_with_retry, iterate_in_thread
 from tmlsr_ray.serve.metrics import RunnerMetrics
 from tmlsr_ray.serve.replicas import KIND_BY_NAME, ReplicaKind
-from tmlsr_ray.serve.state import get_state_actor
+from tmlsr_ray.serve.state import StateClient, get_state_actor
 from tmlsr_ray.storage.base import output_key, store_output
 from tmlsr_ray.storage.factory import make_piece_store, make_storage, remove_pieces
 
@@ -55,11 +55,11 @@ Processed = Tuple[Path, str, Dict[str, Any]]  # output file, content type, metad
 
 @serve.deployment(max_ongoing_requests=10_000)
 class TaskRunner:
-    def __init__(self, settings: Settings, replicas: Dict[str, DeploymentHandle]):
+    async def __init__(self, settings: Settings, replicas: Dict[str, DeploymentHandle]):
         self._settings = settings
         self._replicas = replicas  # by replica kind; a kind that is off is absent
         self._catalog = ModelCatalog(settings.weights_dir)
-        self._state = get_state_actor(settings)
+        self._state = await get_state_actor(settings)
         self._metrics = RunnerMetrics()
         self._oss = settings.oss_config()
         self._storage = make_storage(settings)
@@ -69,11 +69,11 @@ class TaskRunner:
     async def run_task(self, task_id: str) -> str | None:
         """Runs one task to its end; returns its final status (``None`` if it was not ours to run)."""
         app = serve.get_replica_context().app_name
-        attempt = await self._state.acquire.remote(task_id, app, self._identity)
+        attempt = await self._state.acquire(task_id, app, self._identity)
         if not attempt:
             return None
         run = Run(self._state, task_id, attempt)
-        view = await self._state.get.remote(task_id)
+        view = await self._state.get(task_id)
         # One folder per task, not per attempt: the pieces of a video outlive an attempt.
         workdir = self._settings.data_dir / "work" / task_id
         pipeline = asyncio.ensure_future(self._pipeline(run, view.params, workdir))
@@ -93,7 +93,7 @@ class TaskRunner:
         finally:
             for watcher in watchers:
                 watcher.cancel()
-        final = await self._state.get.remote(task_id)
+        final = await self._state.get(task_id)
         if final is None or final.status in FINISHED:  # else a later attempt reuses the pieces
             await asyncio.to_thread(shutil.rmtree, workdir, True)
             await asyncio.to_thread(self._remove_pieces, task_id)
@@ -330,27 +330,27 @@ class Run:
     """One attempt at a task. Every report carries the attempt, so a run that was given up on
     (its task re-queued and started again) can no longer change the task."""
 
-    state: Any
+    state: StateClient
     task_id: str
     attempt: int
 
     def set_stage(self, name: StageName, status: StageStatus, duration=None, detail=None):
-        return self.state.set_stage.remote(self.task_id, name, status, duration, detail, attempt=self.attempt)
+        return self.state.set_stage(self.task_id, name, status, duration, detail, attempt=self.attempt)
 
     def update_params(self, values: Dict[str, Any]):
-        return self.state.update_params.remote(self.task_id, values, attempt=self.attempt)
+        return self.state.update_params(self.task_id, values, attempt=self.attempt)
 
     def complete(self, output: TaskOutput, key: str):
-        return self.state.complete.remote(self.task_id, output, key, attempt=self.attempt)
+        return self.state.complete(self.task_id, output, key, attempt=self.attempt)
 
     def fail(self, error: str):
-        return self.state.fail.remote(self.task_id, error, attempt=self.attempt)
+        return self.state.fail(self.task_id, error, attempt=self.attempt)
 
     def heartbeat(self):
-        return self.state.heartbeat.remote(self.task_id, attempt=self.attempt)
+        return self.state.heartbeat(self.task_id, attempt=self.attempt)
 
     def wait_released(self):
-        return self.state.wait_released.remote(self.task_id, self.attempt)
+        return self.state.wait_released(self.task_id, self.attempt)
 
 
 def _model_metadata(model: Dict[str, Any]) -> Dict[str, Any]:

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import logging
 import shutil
 import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple
 
 import ray
+from ray.exceptions import RayActorError
 
+import tmlsr_ray
 from tmlsr_ray.config import Settings
+from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
 from tmlsr_ray.webhooks import WebhookPolicy, deliver
 from tmlsr_ray.protocol import MonitorStats, StageName, StageStatus, TaskOutput, TaskStatus, TaskView
 from tmlsr_ray.serve.metrics import StateMetrics, status_counts
@@ -28,8 +35,9 @@ logger = logging.getLogger("ray.serve")
 class TaskState:
     """Every public method is safe to retry: Ray replays calls that were in flight when it died."""
 
-    async def __init__(self, settings: Settings):
+    async def __init__(self, settings: Settings, fingerprint: str = ""):
         self._settings = settings
+        self._fingerprint = fingerprint
         self._board = TaskBoard(task_db_path(settings.data_dir), settings.max_workers,
                                 settings.recent_tasks_limit, settings.max_pending_tasks, settings.max_attempts,
                                 webhook_base_url=settings.public_base_url)
@@ -179,6 +187,10 @@ class TaskState:
                 removed += 1
         return removed
 
+    async def fingerprint(self) -> str:
+        """What this actor was built from (code and settings): a deploy of other ones replaces it."""
+        return self._fingerprint
+
     async def admit(self, task_id: str, params: Dict[str, Any],
                     idempotency_key: Optional[str] = None) -> Tuple[Optional[str], str]:
         return self._board.admit(params, task_id, idempotency_key)
@@ -264,11 +276,122 @@ def _live_actor_names() -> Set[str]:
     return {actor["name"] for actor in ray.util.list_named_actors(all_namespaces=True)}
 
 
-def get_state_actor(settings: Settings) -> "ray.actor.ActorHandle":
-    """The one TaskState of this service: created by whoever asks first, then shared."""
-    return TaskState.options(
-        name=settings.state_actor_name,
-        namespace=STATE_NAMESPACE,
-        lifetime="detached",
-        get_if_exists=True,
-    ).remote(settings)
+def state_fingerprint(settings: Settings) -> str:
+    """The code and the settings a state actor runs with: a detached actor outlives deploys, so
+    one built from others is outdated."""
+    digest = hashlib.sha256(_code_digest().encode())
+    digest.update(settings.model_dump_json().encode())
+    return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """The package's version and its source: a redeploy of changed code counts as a new version
+    even when nobody raised the version number."""
+    try:
+        version = metadata.version("tmlsr-ray")
+    except metadata.PackageNotFoundError:  # run from a source tree that was not installed
+        version = "source"
+    root = Path(tmlsr_ray.__file__).parent
+    digest = hashlib.sha256(version.encode())
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+# A call that finds the actor gone for good (replaced, killed) looks it up again this long (~30 s):
+# a replacement takes a second; beyond that the caller hears the actor's error.
+FIND_AGAIN = Backoff(attempts=10, base_s=0.1, cap_s=8.0)
+CREATE_AFTER_TRIES = 4  # ~1.5 s without an actor under the name: nobody is replacing it, make one
+
+
+class StateClient:
+    """The service's handle on its state actor, which outlives the actor: a call that finds it
+    gone for good (a newer deploy replaced it, someone killed it) finds the one now under the name
+    and is sent again. ``await client.get(task_id)`` calls ``TaskState.get``; every public method
+    of the actor is safe to send twice.
+
+    A crash of the actor's process needs none of this: Ray restarts it and replays the calls."""
+
+    def __init__(self, settings: Settings, handle: Optional["ray.actor.ActorHandle"] = None):
+        self._settings = settings
+        self._fingerprint = state_fingerprint(settings)
+        self._handle = handle
+
+    @classmethod
+    async def connect(cls, settings: Settings) -> "StateClient":
+        """Finds the state actor, or creates it; one built from other code or settings (an
+        earlier deploy's) is replaced. Its records are in SQLite, so the new one has them all."""
+        client = cls(settings)
+        for _ in range(FIND_AGAIN.attempts):
+            handle = await asyncio.to_thread(client._find, True)
+            try:
+                found = await handle.fingerprint.remote()
+            except RayActorError:  # a killed actor still held the name a moment
+                await asyncio.sleep(0.2)
+                continue
+            except AttributeError:  # from a version that had no fingerprint
+                found = None
+            if found == client._fingerprint:
+                client._handle = handle
+                return client
+            logger.warning("replacing the state actor %r: it runs other code or settings (fingerprint %s, "
+                           "this deploy's %s)", settings.state_actor_name, found, client._fingerprint)
+            ray.kill(handle, no_restart=True)
+            await asyncio.to_thread(client._wait_name_released)
+        raise RuntimeError(f"could not start the state actor {settings.state_actor_name!r}: another deploy "
+                           "with other settings keeps replacing it (give each application its own "
+                           "state_actor_name)")
+
+    def __getattr__(self, method: str) -> Callable[..., Awaitable[Any]]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return functools.partial(self._call, method)
+
+    def tell(self, method: str, *args: Any) -> None:
+        """Sends without waiting for an answer, or for an actor that is gone."""
+        if self._handle is None:
+            self._handle = self._find(create=False)
+        getattr(self._handle, method).remote(*args)
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        tries = 0
+
+        async def send() -> Any:
+            nonlocal tries
+            tries += 1
+            if self._handle is None:
+                self._handle = await asyncio.to_thread(self._find, tries > CREATE_AFTER_TRIES)
+            return await getattr(self._handle, method).remote(*args, **kwargs)
+
+        try:
+            return await retry(send, FIND_AGAIN, (RayActorError, ValueError), on_retry=self._forget)
+        except RetriesExhausted as exhausted:
+            raise exhausted.last from None  # callers handle the actor's own error
+
+    def _forget(self, number: int, error: BaseException) -> None:
+        self._handle = None
+
+    def _find(self, create: bool) -> "ray.actor.ActorHandle":
+        """The actor under the name; ``ValueError`` if there is none and ``create`` is off."""
+        if not create:
+            return ray.get_actor(self._settings.state_actor_name, namespace=STATE_NAMESPACE)
+        return TaskState.options(
+            name=self._settings.state_actor_name, namespace=STATE_NAMESPACE, lifetime="detached",
+            get_if_exists=True,
+        ).remote(self._settings, self._fingerprint)
+
+    def _wait_name_released(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                ray.get_actor(self._settings.state_actor_name, namespace=STATE_NAMESPACE)
+            except ValueError:
+                return
+            time.sleep(0.05)
+
+
+async def get_state_actor(settings: Settings) -> StateClient:
+    """The one TaskState of this service, up to date with this deploy's code and settings."""
+    return await StateClient.connect(settings)

@@ -20,7 +20,7 @@ from tmlsr_ray.pipeline.render import Rendered, SegmentJob, render_segment
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames, upscale_image
 from tmlsr_ray.serve.fanout import iterate_in_thread
 from tmlsr_ray.serve.metrics import ModelMetrics
-from tmlsr_ray.serve.state import get_state_actor
+from tmlsr_ray.serve.state import StateClient
 
 
 class ModelThread:
@@ -68,7 +68,7 @@ class ModelHolder:
         self._catalog = ModelCatalog(settings.weights_dir)
         self._options = options
         self._cache = ModelCache(capacity, ModelMetrics().timed(self._load_file), on_change=self._report)
-        self._state = get_state_actor(settings)
+        self._state = StateClient(settings)
 
     def get(self, model_name: str):
         return self._cache.get(resolve_model_path(self._weights_dir, model_name))
@@ -81,7 +81,7 @@ class ModelHolder:
 
     def _report(self, names: List[str]) -> None:
         try:  # fire and forget: a restarting state actor hears it at the next health check
-            self._state.report_models.remote(serve.get_replica_context().replica_id.unique_id, names)
+            self._state.tell("report_models", serve.get_replica_context().replica_id.unique_id, names)
         except Exception:
             pass
 
