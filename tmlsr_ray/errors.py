@@ -78,3 +78,11 @@ class TaskFinished(RequestRefused):
     def __init__(self, message: str, status: str):
         super().__init__(message, status)
         self.status = status
+
+
+class Unauthorized(RequestRefused):
+    """The API token is missing or wrong."""
+
+
+class FileNotFound(RequestRefused):
+    """No stored output or dashboard file under the path asked for."""

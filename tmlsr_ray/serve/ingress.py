@@ -21,7 +21,7 @@ from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline.encode import task_codecs_available
 from tmlsr_ray.errors import (CallbackRefused, FetchError, InvalidRequest, KeyConflict, ModelRefused, QueueFull,
-                              RequestRefused, TaskFinished, TaskNotFound)
+                              FileNotFound, RequestRefused, TaskFinished, TaskNotFound, Unauthorized)
 from tmlsr_ray.urls import check_url
 from tmlsr_ray.protocol import (
     MAX_PREFER_WAIT_S,
@@ -72,14 +72,6 @@ AUTH_RESPONSES = {401: _error("API token missing or wrong (when one is configure
 NOT_FOUND = {404: _error("Unknown task")}
 QUEUE_FULL = {429: _error("Too many pending tasks; retry after the Retry-After header's seconds")}
 IDEMPOTENCY_KEY = Header(None, alias="Idempotency-Key", description="Retrying with the same key returns the same task.")
-
-
-class Unauthorized(RequestRefused):
-    pass
-
-
-class FileNotFound(RequestRefused):
-    pass
 
 
 # The one place where the service's refusals become HTTP statuses.
