@@ -8,7 +8,7 @@ directory, a free port on 127.0.0.1, a tiny random 4× model), an input server a
 receiver, both on loopback. Nothing else is reached, and every phase has a time limit.
 
 - Submission: ``--tasks`` tasks (``--videos`` of them short clips cut into 1 s segments, the rest
-  small PNGs; a third of the inputs trickle in over 2 s so a kill finds downloads in flight) are
+  small PNGs; half of the inputs trickle in over 2 s so a kill finds downloads in flight) are
   submitted one after another, spread over the first half of the chaos phase. Each POST carries an
   ``Idempotency-Key`` and is repeated until answered (a kill may drop it, or drop its answer),
   so a task is accepted once however often it was sent.

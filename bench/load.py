@@ -18,8 +18,9 @@ After one warm-up task (model load), the load phase runs until every accepted ta
   2 workers finish tasks, make admission control refuse some; the started service answers 429
   with ``Retry-After: --retry-after`` (default 1 s, to keep the run short);
 - ``--clients`` clients each GET ``/tasks/{id}`` of a random accepted task not yet seen finished
-  (any accepted task when none is left), pausing ``--poll-interval`` between requests: on a
-  small machine they are limited by the service's answers, so their req/s is its capacity;
+  (any accepted task when none is left), pausing a random 0.5–1.5 × ``--poll-interval`` between
+  requests (so they do not poll in lockstep); with the default short pause they are limited by
+  the service's answers, so their req/s is its capacity;
 - ``--stats-clients`` clients GET ``/monitor/stats`` every ``--stats-interval`` seconds.
 
 Printed: for each route the requests sent, their throughput over the load phase (req/s), the
@@ -279,8 +280,8 @@ async def poll_tasks(client: Client, tasks: Tasks, interval_s: float, stop: asyn
         status, _, view = await client.request("GET /tasks/{id}", "GET", f"/tasks/{task_id}")
         if status == 200:
             tasks.saw(task_id, view)
-        if interval_s:
-            await asyncio.sleep(interval_s)
+        if interval_s:  # jittered, as independent clients are: pollers in lockstep arrive as bursts
+            await asyncio.sleep(interval_s * random.uniform(0.5, 1.5))
 
 
 async def sample_stats(client: Client, tasks: Tasks, interval_s: float, stop: asyncio.Event) -> None:
