@@ -20,8 +20,8 @@ from tmlsr_ray.config import Settings
 from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline.encode import task_codecs_available
-from tmlsr_ray.errors import (CallbackRefused, FetchError, InvalidRequest, KeyConflict, ModelRefused, QueueFull,
-                              FileNotFound, RequestRefused, TaskFinished, TaskNotFound, Unauthorized)
+from tmlsr_ray.errors import (CallbackRefused, FetchError, FileNotFound, InvalidRequest, KeyConflict, ModelRefused,
+                              QueueFull, RequestRefused, TaskFinished, TaskNotFound, Unauthorized)
 from tmlsr_ray.urls import check_url
 from tmlsr_ray.protocol import (
     MAX_PREFER_WAIT_S,
