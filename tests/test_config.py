@@ -53,6 +53,12 @@ def test_a_cpu_model_leaves_the_api_a_core_unless_told_its_thread_count():
     assert Settings(torch_threads=4).model_threads(16) == 4
 
 
+def test_a_replicas_segments_in_flight_share_its_cpus_for_their_encoders_unless_told_a_thread_count():
+    assert [Settings().encoder_threads(cpus) for cpus in (0, 1, 2, 14)] == [1, 1, 1, 7]
+    assert Settings(video_segments_per_replica=7).encoder_threads(14) == 2
+    assert Settings(video_segments_per_replica=4, video_encoder_threads=3).encoder_threads(14) == 3
+
+
 def test_output_uploads_are_tried_four_times_with_back_off_by_default():
     settings = Settings()
     assert (settings.storage_backoff().attempts, settings.storage_backoff().base_s) == (4, 1.0)

@@ -47,6 +47,18 @@ def test_the_gpu_serve_config_builds_with_gpu_replicas_and_autoscaling(tmp_path,
     assert settings.upscaler_parallelism == 8 and settings.video_codec == "auto"
 
 
+def test_a_gpu_node_of_the_cluster_holds_an_upscaler_whose_segments_encode_on_all_its_cpus():
+    from tmlsr_ray.config import Settings
+
+    (app,) = yaml.safe_load((REPO / "serve_config.gpu.yaml").read_text())["applications"]
+    settings = Settings.load(app["args"], environ={})
+    node = yaml.safe_load((REPO / "cluster.yaml").read_text())["available_node_types"]["gpu_worker"]["resources"]
+    cpus, segments = settings.upscaler_num_cpus, settings.video_segments_per_replica
+    assert cpus <= node["CPU"] - 1, "a core left to Ray's own processes on the node"
+    assert settings.encoder_threads(cpus) * segments == cpus
+    assert settings.upscaler_max_ongoing_requests >= segments
+
+
 def test_serve_config_builds_the_application(tmp_path, monkeypatch):
     config = yaml.safe_load((REPO / "serve_config.yaml").read_text())
     (app,) = config["applications"]

@@ -129,7 +129,13 @@ class Settings(BaseModel):
         300, ge=0, description="A GOP longer than a segment is cut inside when the frames decoded "
         "before the cut (and dropped) are at most this many; else the segment runs to the next keyframe.")
     video_segments_per_replica: int = Field(
-        2, ge=1, description="Segments of one video in flight per model replica.")
+        2, ge=1, description="Segments of one video in flight per model replica: each decodes, waits "
+        "for the model and encodes its piece, so this many pieces encode at once on a replica (keep "
+        "upscaler_max_ongoing_requests at least this).")
+    video_encoder_threads: int = Field(
+        0, ge=0, description="Encoder threads per piece; 0 = the replica's CPU share divided among its "
+        "segments in flight (at least 1): several pieces with a few threads each encode faster than "
+        "one piece with every thread (bench/encoder.py).")
     video_batch_frames: int = Field(4, ge=1, description="Frames the model takes at once inside a segment.")
     upscaler_call_timeout_s: float = Field(
         600.0, gt=0, description="A model replica call (an image; for a segment, the wait for its next batch) not back by then is retried.")
@@ -246,6 +252,11 @@ class Settings(BaseModel):
     def model_threads(self, cores: int) -> int:
         """The torch threads of a model replica on a machine with ``cores`` cores."""
         return self.torch_threads or max(1, cores - 1)
+
+    def encoder_threads(self, replica_cpus: float) -> int:
+        """Encoder threads of each piece a model replica reserving ``replica_cpus`` CPUs encodes:
+        its segments in flight share that reservation, so replicas on one node do not oversubscribe it."""
+        return self.video_encoder_threads or max(1, int(replica_cpus) // self.video_segments_per_replica)
 
     @property
     def upscaler_parallelism(self) -> int:

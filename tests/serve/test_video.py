@@ -77,12 +77,14 @@ def test_every_shared_video_keeps_frames_timestamps_audio_and_subtitles(service,
         assert psnr(frames[index][1], expected) >= 35, f"frame {index}"
 
 
-def test_a_generated_clip_keeps_its_audio_in_sync(service, input_server, tmp_path):
+def test_a_generated_clip_keeps_its_audio_in_sync_and_reports_how_it_was_encoded(service, input_server, tmp_path):
     url = input_server.add("clip.mp4", make_clip(tmp_path / "clip.mp4").read_bytes())
     task = service.run(url=url, model="tiny-x4.pth")
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
     assert (meta["width"], meta["height"], meta["frames"], meta["fps"]) == (256, 192, 12, 12.0)
+    assert (meta["encoder"], meta["preset"], meta["crf"]) == ("libx264", "ultrafast", 18)
+    assert meta["encoder_threads"] == 1, "the replica's one CPU, shared by its two segments in flight"
     assert meta["audio_streams"][0]["codec"] == "aac" and meta["audio_streams"][0]["copied"] is True
     assert meta["transfer_bytes"]["to_replicas"] > 0 and meta["transfer_bytes"]["from_replicas"] > 0
     data = fetch_output(service, task)
@@ -199,7 +201,8 @@ def test_a_killed_upscaler_replica_does_not_fail_the_video(service, input_server
     task = service.wait(task_id, timeout=240)
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
-    assert meta["frames"] == 64 and meta["segment_retries"] >= 1
+    assert meta["frames"] == 64 and meta["segment_retries"] >= 1, {k: meta.get(k) for k in (
+        "frames", "segment_retries", "segments", "transfer_bytes")}
 
 
 def segments_done(task) -> int:

@@ -82,7 +82,7 @@ def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: En
         "duration": round(duration, 3) if duration else None,
         "video_codec": codec, "encoder": report.encoder or options.codec, "pix_fmt": pix_fmt, "color": color,
         "hdr": HDR_TRANSFERS.get(color["color_trc"]),
-        "crf": options.crf, "preset": options.preset,
+        "crf": options.crf, "preset": options.preset, "encoder_threads": options.threads,
         "audio_streams": [{**a, "copied": True} for a in report.audio_copied]
         + [{**a, "copied": False} for a in report.audio_reencoded],
         "subtitle_streams": report.subtitles_copied,

@@ -273,11 +273,8 @@ class TaskRunner:
         settings = self._settings
         codec = TASK_CODECS[params["video_codec"]] if params.get("video_codec") else settings.video_codec
         crf = settings.video_crf if params.get("crf") is None else params["crf"]
-        # A replica's encoder gets the CPU share the replica reserves, so replicas on one node
-        # do not oversubscribe it.
-        cpus = plan.kind.num_cpus(settings)
         return EncodeOptions(codec, crf, settings.video_preset, settings.video_ten_bit or ten_bit,
-                             threads=max(1, int(cpus)))
+                             threads=settings.encoder_threads(plan.kind.num_cpus(settings)))
 
     def _segment_job(self, segment: Segment, info, target, options: EncodeOptions, plan: "ModelPlan",
                      tone_map: bool) -> SegmentJob:
