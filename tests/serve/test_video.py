@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import List
 
 import av
 import numpy as np
@@ -177,27 +178,33 @@ def start_slow_video(service, input_server, tmp_path, name: str, frames: int) ->
     return task_id
 
 
-def kill_replicas(deployment: str, app: str = "tmlsr") -> None:
-    """SIGKILL of every replica process of a deployment, as the OOM killer would (Serve starts new ones)."""
+def replica_pids(deployment: str, app: str = "tmlsr") -> List[int]:
+    """The processes of a deployment's replicas, to SIGKILL as the OOM killer would (Serve starts
+    new ones). Asked before the moment of the kill: a busy replica may answer late, and the kill
+    must land while the work is still on it."""
     import ray
 
     names = [a for a in ray.util.list_named_actors(all_namespaces=True)
              if f"{app}#{deployment}#" in a["name"]]
     assert names, f"no {deployment} replica actor found"
-    for actor in names:
-        sigkill_actor_process(ray.get_actor(actor["name"], namespace=actor["namespace"]))
+    return [actor_pid(ray.get_actor(actor["name"], namespace=actor["namespace"])) for actor in names]
+
+
+def actor_pid(actor) -> int:
+    import ray
+
+    return ray.get(actor.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
 
 
 def sigkill_actor_process(actor) -> None:
-    import ray
-
-    pid = ray.get(actor.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
-    os.kill(pid, signal.SIGKILL)
+    os.kill(actor_pid(actor), signal.SIGKILL)
 
 
 def test_a_killed_upscaler_replica_does_not_fail_the_video(service, input_server, tmp_path):
+    pids = replica_pids("Upscaler")
     task_id = start_slow_video(service, input_server, tmp_path, "fault.mp4", frames=64)
-    kill_replicas("Upscaler")
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
     task = service.wait(task_id, timeout=240)
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
@@ -211,10 +218,12 @@ def segments_done(task) -> int:
 
 def test_a_killed_task_runner_resumes_from_the_segments_already_finished(service, input_server, tmp_path):
     clip = make_clip(tmp_path / "runner.mp4", frames=48, size=(160, 120))
+    pids = replica_pids("TaskRunner")
     task_id = service.submit(url=input_server.add("runner.mp4", clip.read_bytes()), model="slow-x4.pth")["task_id"]
     task = service.wait(task_id, until=lambda t: segments_done(t) >= 2 or t["status"] == "completed", timeout=180)
     assert task["stages"][1]["detail"]["segments_total"] == 4, "12 fps, 1-second segments"
-    kill_replicas("TaskRunner")  # the task's loop dies with the process
+    for pid in pids:  # the task's loop dies with the process
+        os.kill(pid, signal.SIGKILL)
     # The heartbeat stops; the sweeper re-queues the task and hands it to the new replica, whose
     # attempt finds the finished pieces and makes only the missing ones.
     task = service.wait(task_id, timeout=240)
