@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -15,6 +17,7 @@ from collections import Counter
 from functools import partial
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import List
 from urllib.parse import parse_qs, urlsplit
 
 import av
@@ -454,3 +457,26 @@ class WebhookReceiver:
 
     def close(self) -> None:
         self._server.shutdown()
+
+
+def replica_pids(deployment: str, app: str = "tmlsr") -> List[int]:
+    """The processes of a deployment's replicas, to SIGKILL as the OOM killer would (Serve starts
+    new ones). Asked before the moment of the kill: a busy replica may answer late, and the kill
+    must land while the work is still on it."""
+    import ray
+
+    names = [a for a in ray.util.list_named_actors(all_namespaces=True)
+             if f"{app}#{deployment}#" in a["name"]]
+    assert names, f"no {deployment} replica actor found"
+    return [actor_pid(ray.get_actor(actor["name"], namespace=actor["namespace"])) for actor in names]
+
+
+def actor_pid(actor) -> int:
+    import ray
+
+    return ray.get(actor.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
+
+
+def sigkill(pids: List[int]) -> None:
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)

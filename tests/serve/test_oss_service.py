@@ -1,8 +1,6 @@
 """The service with OSS on both sides: an oss:// input in, a signed OSS URL out."""
 
-import os
 import re
-import signal
 import time
 
 import cv2
@@ -10,10 +8,9 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import eventually, make_clip
+from tests.helpers import eventually, make_clip, replica_pids, sigkill
 from tests.oss_server import OssServer
 from tests.serve.test_api import png_bytes
-from tests.serve.test_video import replica_pids
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +95,7 @@ def test_a_video_resumes_from_its_pieces_in_oss_on_a_runner_that_has_none_of_its
     runners = replica_pids("TaskRunner", app="oss-app")
     task_id = requests.post(base + "/tasks", json={"url": url, "model": "slow-x4.pth"}, timeout=30).json()["task_id"]
     wait(base, task_id, 180, until=lambda t: (t["stages"][1].get("detail") or {}).get("segments_done", 0) >= 2)
-    for pid in runners:
-        os.kill(pid, signal.SIGKILL)
+    sigkill(runners)
     # As if the next attempt ran on another node: nothing of the task is on this disk any more.
     shutil.rmtree(service.data_dir / "oss-app" / "work" / task_id, ignore_errors=True)
     task = wait(base, task_id, 240)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from pathlib import Path
-from typing import List
 
 import av
 import numpy as np
 import pytest
 import requests
 
-from tests.helpers import SHARED, animated_gif, eventually, frame_flood_gif, make_clip, shared_path
+from tests.helpers import (SHARED, actor_pid, animated_gif, eventually, frame_flood_gif, make_clip, replica_pids,
+                           shared_path, sigkill)
 from tests.serve.conftest import fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
@@ -178,33 +176,10 @@ def start_slow_video(service, input_server, tmp_path, name: str, frames: int) ->
     return task_id
 
 
-def replica_pids(deployment: str, app: str = "tmlsr") -> List[int]:
-    """The processes of a deployment's replicas, to SIGKILL as the OOM killer would (Serve starts
-    new ones). Asked before the moment of the kill: a busy replica may answer late, and the kill
-    must land while the work is still on it."""
-    import ray
-
-    names = [a for a in ray.util.list_named_actors(all_namespaces=True)
-             if f"{app}#{deployment}#" in a["name"]]
-    assert names, f"no {deployment} replica actor found"
-    return [actor_pid(ray.get_actor(actor["name"], namespace=actor["namespace"])) for actor in names]
-
-
-def actor_pid(actor) -> int:
-    import ray
-
-    return ray.get(actor.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
-
-
-def sigkill_actor_process(actor) -> None:
-    os.kill(actor_pid(actor), signal.SIGKILL)
-
-
 def test_a_killed_upscaler_replica_does_not_fail_the_video(service, input_server, tmp_path):
     pids = replica_pids("Upscaler")
     task_id = start_slow_video(service, input_server, tmp_path, "fault.mp4", frames=64)
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+    sigkill(pids)
     task = service.wait(task_id, timeout=240)
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
@@ -222,8 +197,7 @@ def test_a_killed_task_runner_resumes_from_the_segments_already_finished(service
     task_id = service.submit(url=input_server.add("runner.mp4", clip.read_bytes()), model="slow-x4.pth")["task_id"]
     task = service.wait(task_id, until=lambda t: segments_done(t) >= 2 or t["status"] == "completed", timeout=180)
     assert task["stages"][1]["detail"]["segments_total"] == 4, "12 fps, 1-second segments"
-    for pid in pids:  # the task's loop dies with the process
-        os.kill(pid, signal.SIGKILL)
+    sigkill(pids)  # the task's loop dies with the process
     # The heartbeat stops; the sweeper re-queues the task and hands it to the new replica, whose
     # attempt finds the finished pieces and makes only the missing ones.
     task = service.wait(task_id, timeout=240)
@@ -243,7 +217,7 @@ def test_a_killed_state_actor_does_not_lose_the_video(service, input_server, tmp
     from tmlsr_ray.serve.state import STATE_ACTOR_NAME, STATE_NAMESPACE
 
     task_id = start_slow_video(service, input_server, tmp_path, "state.mp4", frames=48)
-    sigkill_actor_process(ray.get_actor(STATE_ACTOR_NAME, namespace=STATE_NAMESPACE))
+    sigkill([actor_pid(ray.get_actor(STATE_ACTOR_NAME, namespace=STATE_NAMESPACE))])
     task = service.wait(task_id, timeout=240)
     assert task["status"] == "completed", task["error"]
     assert task["output"]["metadata"]["frames"] == 48
