@@ -5,11 +5,12 @@
 #   model.txt        profile split old vs new path; animevideov3 at 720p and 1080p, fp16/bf16/fp32,
 #                    x2/x4, old vs new path; PSNR vs fp32 on the bench frames and the golden images
 #   profile.txt      the profiler's kernel tables behind model.txt's split
-#   encoder.txt      libx264 at 2560x1440 and 5120x2880, veryfast/faster/medium, 1 encoder vs 4 pieces
+#   encoder.txt      libx264 at 2560x1440 and 5120x2880, veryfast/faster/medium, 1 encoder vs 4 pieces;
+#                    then libx265 likewise, with what time is left at the end
 #   pipeline.txt     the segment pipeline at x2 and x4, 1 and 4 pieces, vs the model and encoder alone
 #   rrdb.txt         RealESRGAN_x4plus_anime_6B (RRDBNet) at 720p against its compute floor
+#   resize.txt       the device Lanczos resize (x4 output to x2) against the dense matrix product before it
 #   compile.txt      torch.compile default / reduce-overhead / max-autotune vs eager (compile times)
-#   encoder_x265.txt libx265 likewise, with what time is left
 # Stages without PyAV (encoder, pipeline) say so and the model stages still run; each stage has
 # a time limit and the whole run a budget, so a slow stage costs its own figures only.
 #
@@ -21,6 +22,7 @@ set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/device-out}
 mkdir -p "$OUT"
+rm -f "$OUT"/{env,model,encoder,pipeline,rrdb,resize,compile}.txt  # stages add to their files
 QUICK=${QUICK:-0}
 BUDGET=${BUDGET:-$([ "$QUICK" = 1 ] && echo 900 || echo 470)}
 START=$SECONDS
@@ -38,7 +40,7 @@ fi
 HAVE_AV=0; can_import "import av" && HAVE_AV=1
 
 # stage NAME SECONDS command...: runs with at most SECONDS (less when the budget is nearly
-# spent), its output into $OUT/NAME.txt and, at the end, here.
+# spent), its output added to $OUT/NAME.txt and, at the end, here.
 stage() {
   local name=$1 limit=$2 left
   shift 2
@@ -49,7 +51,7 @@ stage() {
     return
   fi
   local began=$SECONDS
-  timeout -k 10 "$limit" "$@" >"$OUT/$name.txt" 2>&1
+  timeout -k 10 "$limit" "$@" >>"$OUT/$name.txt" 2>&1
   local rc=$?
   ((rc == 124 || rc == 137)) && echo "(stopped at its ${limit}s limit)" >>"$OUT/$name.txt"
   echo "== $name: rc=$rc in $((SECONDS - began))s (limit ${limit}s, ${SECONDS}s since start)"
@@ -130,6 +132,12 @@ fi
 stage rrdb 50 "$PYTHON" bench/frames.py --model "$RRDB" --sizes $RRDB_SIZE --frames $((BATCH / 2 > 0 ? BATCH / 2 : 1)) \
   --batch $((BATCH / 2 > 0 ? BATCH / 2 : 1)) --repeats $REPEATS --dtype fp16 bf16 --outscale 4
 
+if [ "$QUICK" = 1 ]; then
+  stage resize 30 "$PYTHON" bench/resize.py --cases 128x96:64x48 64x48:96x72 --frames 2 --repeats 1
+else
+  stage resize 30 "$PYTHON" bench/resize.py --frames 2 --repeats 3 --no-cv2
+fi
+
 if [ "$QUICK" = 1 ] && [ "${QUICK_COMPILE:-0}" != 1 ]; then
   skip compile "skipped in QUICK mode (QUICK_COMPILE=1 runs it: minutes on a CPU)"
 else
@@ -140,9 +148,9 @@ fi
 
 if [ "$HAVE_AV" = 1 ]; then
   # shellcheck disable=SC2086
-  stage encoder_x265 90 "$PYTHON" bench/encoder.py --clip "$CLIP" --sizes $BIG --codecs libx265 \
+  stage encoder 90 "$PYTHON" bench/encoder.py --clip "$CLIP" --sizes $BIG --codecs libx265 \
     --presets veryfast faster medium --pieces 4 --frames $ENC_FRAMES --repeats 1 --budget-s 60
 else
-  skip encoder_x265 "skipped: PyAV is not importable here"
+  echo "libx265: skipped: PyAV is not importable here" >>"$OUT/encoder.txt"
 fi
 echo "== done in $((SECONDS - START))s; outputs in $OUT: $(ls "$OUT" | tr '\n' ' ')"

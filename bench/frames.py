@@ -102,7 +102,8 @@ def target_for(size: Tuple[int, int], outscale: float, scale: int) -> Optional[T
 
 def old_upscale_samples(model: RealESRGANModel, frames: np.ndarray, target) -> np.ndarray:
     """The path before buffer reuse and overlap (uint8 frames): one pass, a fresh pin_memory(),
-    the result copied into pageable memory."""
+    the result copied into pageable memory (the resize is today's blocked one: bench/resize.py
+    measures the dense one it replaced)."""
     with torch.inference_mode(), model._stream_context():
         with stage("stage_in"):
             pinned = torch.from_numpy(np.ascontiguousarray(frames))

@@ -3,7 +3,7 @@ each section prints its figures; nothing here judges a speed."""
 
 import pytest
 
-from bench import encoder, frames
+from bench import encoder, frames, resize
 from bench.clip import synthetic_frames, write_clip
 from tests.helpers import save_srvgg
 
@@ -42,3 +42,13 @@ def test_the_encoder_bench_compares_one_encoder_with_pieces_and_names_missing_en
     out = capsys.readouterr().out
     assert "libx264       64x48 ultrafast      4" in out
     assert "no-such-encoder: not in this FFmpeg build (skipped)" in out
+
+
+def test_the_resize_bench_compares_the_blocked_resize_with_the_dense_one_and_opencv(capsys):
+    resize.main(["--device", "cpu", "--cases", "96x64:48x32", "40x30:90x70", "--frames", "2", "--repeats", "1"])
+    out = capsys.readouterr().out
+    for line in ("96x64 -> 48x32: blocked", "dense/blocked", "40x30 -> 90x70: first call (2 frames)",
+                 "plan of both axes", "96x64 -> 48x32: cv2.resize on the host"):
+        assert line in out, line
+    differences = [float(part.split()[0].rstrip(",")) for part in out.split("largest difference")[1:]]
+    assert len(differences) == 2 and max(differences) < 1e-3

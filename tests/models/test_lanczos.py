@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from tmlsr_ray.models.lanczos import lanczos4_resize
+from tmlsr_ray.models import lanczos
+from tmlsr_ray.models.lanczos import BLOCK, Lanczos4, lanczos4_resize, lanczos4_taps
 
 SIZES = [((64, 48), (256, 192)), ((64, 48), (100, 77)), ((37, 29), (111, 58)), ((256, 192), (64, 48)),
          ((200, 120), (133, 91)), ((50, 50), (50, 101)), ((96, 64), (95, 63)), ((31, 17), (248, 136))]
@@ -35,6 +36,44 @@ def test_the_torch_resize_matches_opencv_within_one_level(source, target, dtype)
     unit = 257 if dtype == np.uint16 else 1  # one 8-bit level, in 16-bit samples
     within = np.abs(got - expected) <= unit
     assert within.mean() >= 0.999, f"{(~within).sum()} of {within.size} values off by more than a level"
+
+
+def dense_band(source: int, destination: int) -> np.ndarray:
+    """The axis's whole (destination, source) matrix, from the same taps."""
+    indices, weights = lanczos4_taps(source, destination)
+    matrix = np.zeros((destination, source))
+    np.add.at(matrix, (np.arange(destination)[:, None].repeat(indices.shape[1], 1), indices), weights)
+    return matrix
+
+
+@pytest.mark.parametrize("source,destination", [(5, 1), (3, 7), (7, 3), (1, 9), (BLOCK * 3 + 17, BLOCK * 2 - 5),
+                                                (640, 1920), (1280, 640), (301, BLOCK + 1), (1000, 999)])
+def test_the_blocked_resize_equals_the_whole_band_matrix_product(source, destination):
+    """Blocks, windows and edge clamping add up to the full matrix, partial last block included."""
+    rng = np.random.default_rng(1)
+    planes = rng.uniform(0, 255, (2, source, source // 2 + 3))
+    expected = dense_band(source, destination) @ planes
+    got = lanczos4_resize(torch.from_numpy(planes).float()[None], (planes.shape[2], destination))[0]
+    assert got.shape == expected.shape
+    assert np.abs(got.double().numpy() - expected).max() < 1e-3
+
+
+def test_the_taps_sum_to_one_and_stay_inside_the_source():
+    for source, destination in [(5120, 2560), (720, 2880), (3, 1), (1, 4)]:
+        indices, weights = lanczos4_taps(source, destination)
+        assert indices.min() >= 0 and indices.max() < source
+        assert np.allclose(weights.sum(axis=1), 1.0)
+
+
+def test_a_resizer_computes_the_taps_of_a_size_once(monkeypatch):
+    """Computing the taps costs more than resizing a frame: a model's resizer keeps them."""
+    planned = []
+    original = lanczos.axis_plan.__wrapped__
+    monkeypatch.setattr(lanczos, "axis_plan", lambda *size: planned.append(size) or original(*size))
+    resize = Lanczos4()
+    for _ in range(3):
+        resize(torch.rand(1, 3, 30, 40), (100, 70))
+    assert planned == [(40, 100), (30, 70)]
 
 
 def test_float_samples_keep_their_dtype_and_a_same_size_resize_is_the_identity():

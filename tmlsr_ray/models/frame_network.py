@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from tmlsr_ray.models.device import select_device
-from tmlsr_ray.models.lanczos import lanczos4_resize
+from tmlsr_ray.models.lanczos import Lanczos4
 from tmlsr_ray.models.transfer import DirectPasses, StagedPasses, stage
 
 
@@ -52,6 +52,7 @@ class FrameNetwork:
         # other work on the device.
         self._cuda_stream = torch.cuda.Stream(self._device) if cuda else None
         self.passes = StagedPasses(self._device) if cuda else DirectPasses()
+        self._resize = Lanczos4()
         if cuda:
             # A video's frames keep one shape, so cuDNN's one-off search for the fastest
             # convolution per shape pays for itself within the first batches.
@@ -96,7 +97,7 @@ class FrameNetwork:
         out = self._network(self._network_input(batch, top)).float().clamp_(0, 1).mul_(top).round_()
         if target is not None and (out.shape[3], out.shape[2]) != tuple(target):
             with stage("resize"):
-                out = lanczos4_resize(out, target).clamp_(0, top).round_()
+                out = self._resize(out, target).clamp_(0, top).round_()
         return out.to(torch.int32 if top > 255 else torch.uint8).permute(0, 2, 3, 1)
 
     def _network_input(self, batch: torch.Tensor, top: float) -> torch.Tensor:
