@@ -47,6 +47,31 @@ def test_a_reader_cannot_write(tmp_path):
         reader._execute("DELETE FROM tasks")
 
 
+def test_closing_a_reader_closes_the_connection_of_every_thread_that_read(tmp_path):
+    task_id = TaskBoard(tmp_path / "t.db", max_workers=1).create(PARAMS)
+    reader = TaskReader(tmp_path / "t.db")
+    read, closed, errors = threading.Barrier(4), threading.Event(), []
+
+    def reading_thread():
+        reader.view(task_id)
+        read.wait()
+        closed.wait()
+        try:
+            reader.view(task_id)
+        except sqlite3.ProgrammingError as exc:  # its connection closed under it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reading_thread) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    read.wait()
+    reader.close()
+    closed.set()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert len(errors) == 3 and all("closed" in str(e) for e in errors)
+
+
 def test_monitor_stats_read_directly_equal_the_boards(tmp_path):
     board = TaskBoard(tmp_path / "t.db", max_workers=2, recent_limit=3)
     ids = [board.create(PARAMS) for _ in range(5)]

@@ -204,6 +204,12 @@ class Ingress:
         self._video_codecs = await asyncio.to_thread(task_codecs_available)
         await self._redispatch_pending()
 
+    def __del__(self):
+        """Serve calls this when the replica stops: the task database's read connections close."""
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            reader.close()
+
     async def _redispatch_pending(self) -> None:
         """Pending tasks whose run request was lost (an app restart) are handed out again; for a
         task still waiting for a slot, this dispatch takes the place of the old one (whose runner

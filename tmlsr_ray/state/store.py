@@ -204,11 +204,14 @@ def monitor_stats(store: "TaskStore | TaskReader", max_workers: int, recent_limi
 class TaskReader(_Reads):
     """Reads of the task database beside its one writer (the state actor): SQLite's WAL lets readers
     see every committed change without waiting for the writer, so status reads need not queue behind
-    the actor's writes. One read-only connection per thread (a connection is not for sharing)."""
+    the actor's writes. One read-only connection per thread (a connection is not for sharing),
+    all closed by :meth:`close`."""
 
     def __init__(self, path: Path):
         self._uri = f"file:{path}?mode=ro"
         self._local = threading.local()
+        self._opened: List[sqlite3.Connection] = []
+        self._lock = threading.Lock()
 
     def view(self, task_id: str) -> Optional[TaskView]:
         record = self.load(task_id)
@@ -217,5 +220,15 @@ class TaskReader(_Reads):
     def _execute(self, query: str, args: tuple = ()) -> sqlite3.Cursor:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = sqlite3.connect(self._uri, uri=True, isolation_level=None)
+            # check_same_thread off only so that close() may close it from another thread.
+            db = self._local.db = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
+            with self._lock:
+                self._opened.append(db)
         return db.execute(query, args)
+
+    def close(self) -> None:
+        """Closes every thread's connection; a read afterwards raises ``sqlite3.ProgrammingError``."""
+        with self._lock:
+            for db in self._opened:
+                db.close()
+            self._opened.clear()
