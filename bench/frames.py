@@ -310,7 +310,7 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces
 
     def upscale(frames_batch):
         with model_lock:
-            return upscale_frames(model, frames_batch.frames, target, Tiling(min_pixels=10**9))
+            return upscale_frames(model, frames_batch.frames, target, Tiling())  # the service's default tiling
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

@@ -113,12 +113,22 @@ def test_frames_per_pass_follow_free_memory_and_the_architecture():
     assert RealESRGANModel.frames_per_pass.__doc__
 
 
+def test_a_whole_frame_fits_by_the_same_estimate_and_never_on_a_cpu(tiny_model_path):
+    from tmlsr_ray.models.frame_network import frame_bytes
+    from tmlsr_ray.models.realesrgan import ACTIVATIONS_PER_FEATURE
+
+    gib = 1024**3
+    assert frame_bytes(1080, 1920, 4, ACTIVATIONS_PER_FEATURE["SRVGGNetCompact"], 2) < 2 * gib  # 1080p runs whole
+    assert frame_bytes(2160, 3840, 4, ACTIVATIONS_PER_FEATURE["RRDBNet"], 2) > 30 * gib  # 4K RRDBNet: tiles
+    assert not RealESRGANModel(tiny_model_path, device="cpu").fits_whole(1080, 1920)  # a CPU keeps the tiling rule
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
 def test_cuda_converts_integer_frames_on_the_device_and_splits_batches_by_free_memory(tmp_path):
     path = save_srvgg(tmp_path / "m.pth", num_feat=16, num_conv=4)
     gpu, cpu = RealESRGANModel(path, device="cuda", dtype="fp32"), RealESRGANModel(path, device="cpu")
     frames = np.random.default_rng(0).integers(0, 256, (5, 24, 40, 3)).astype(np.uint8)
-    assert gpu.frames_per_pass(24, 40) >= 1
+    assert gpu.frames_per_pass(24, 40) >= 1 and gpu.fits_whole(1080, 1920)
     assert np.abs(gpu.upscale_samples(frames).astype(int) - cpu.upscale_samples(frames).astype(int)).max() <= 1
 
 

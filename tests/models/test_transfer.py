@@ -83,3 +83,35 @@ def test_a_model_on_staged_passes_gives_the_frames_of_the_direct_path(tmp_path):
     assert isinstance(direct.passes, DirectPasses)
     assert np.array_equal(staged.upscale_samples(samples, (30, 17)), direct.upscale_samples(samples, (30, 17)))
     assert np.array_equal(staged.upscale(floats), direct.upscale(floats))
+
+
+def test_a_pass_out_of_device_memory_is_run_again_with_half_the_frames_and_later_batches_start_there(tmp_path):
+    path = save_srvgg(tmp_path / "m.pth", scale=2)
+    direct, model = RealESRGANModel(path, device="cpu"), RealESRGANModel(path, device="cpu")
+    model.passes = StagedPasses(torch.device("cpu"))
+    run_pass, sizes = model._samples_pass, []
+
+    def two_frames_at_most(batch, *args):
+        sizes.append(len(batch))
+        if len(batch) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (as the device says it)")
+        return run_pass(batch, *args)
+
+    model._samples_pass = two_frames_at_most
+    frames = np.random.default_rng(3).integers(0, 256, (8, 10, 14, 3)).astype(np.uint8)
+    assert np.array_equal(model.upscale_samples(frames, (30, 17)), direct.upscale_samples(frames, (30, 17)))
+    assert sizes == [8, 4, 2, 2, 2, 2]
+    sizes.clear()
+    model.upscale_samples(frames)
+    assert sizes == [2, 2, 2, 2] and model.frames_per_pass(10, 14) == 2
+
+
+def test_a_single_frame_out_of_device_memory_is_an_error_not_a_loop(tmp_path):
+    model = RealESRGANModel(save_srvgg(tmp_path / "m.pth", scale=2), device="cpu")
+
+    def never_fits(batch, *args):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    model._samples_pass = never_fits
+    with pytest.raises(torch.OutOfMemoryError):
+        model.upscale_samples(np.zeros((3, 4, 4, 3), np.uint8))

@@ -3,7 +3,7 @@ import pytest
 
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.errors import CanceledError, InputError
-from tmlsr_ray.pipeline.upscale import SizeRequest, Tiling, check_output_size, upscale_image
+from tmlsr_ray.pipeline.upscale import SizeRequest, Tiling, check_output_size, upscale_frames, upscale_image
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +78,21 @@ def test_a_stop_request_ends_tiled_work_between_tiles(tiny):
     with pytest.raises(CanceledError):
         upscale_image(tiny, image, (256, 256), Tiling(tile_size=16, tile_pad=4, min_pixels=0), stop_after_two)
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("fits", [True, False])
+def test_video_frames_that_fit_the_gpu_run_whole_there_whatever_the_tiling_threshold(tiny_model_path, fits):
+    """On a GPU, tiles would convert and resize on the host: a 1080p frame (above the tiling
+    threshold) that fits the device runs whole, resized there; one that does not, in tiles."""
+    model = RealESRGANModel(tiny_model_path, device="cpu")
+    model.device = "cuda:0"  # the routing only; the network still runs on the CPU here
+    model.fits_whole = lambda height, width: fits
+    tiled = []
+    float_path = model.upscale
+    model.upscale = lambda planes: tiled.append(planes.shape) or float_path(planes)
+    frames = np.random.default_rng(4).integers(0, 256, (2, 20, 24, 3)).astype(np.uint8)
+    out = upscale_frames(model, frames, (60, 50), Tiling(tile_size=16, tile_pad=4, min_pixels=100))
+    assert out.shape == (2, 50, 60, 3) and out.dtype == np.uint8
+    assert bool(tiled) is not fits
+    if fits:
+        assert np.array_equal(out, model.upscale_samples(frames, (60, 50)))

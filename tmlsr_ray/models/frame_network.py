@@ -7,7 +7,8 @@ what its batches may hold; a new single-image family subclasses :class:`FrameNet
 from __future__ import annotations
 
 import contextlib
-from typing import Optional, Tuple
+import logging
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -16,13 +17,22 @@ from tmlsr_ray.models.device import select_device
 from tmlsr_ray.models.lanczos import Lanczos4
 from tmlsr_ray.models.transfer import DirectPasses, StagedPasses, stage
 
+logger = logging.getLogger(__name__)
+
+
+PASS_SHARE = 0.5  # of the free device memory, what one pass may take by the estimate
+
+
+def frame_bytes(height: int, width: int, scale: int, activations: int, element_bytes: int, num_feat: int = 64) -> int:
+    """Device memory one frame takes in a pass, for a network keeping ``activations`` values
+    alive per input pixel and feature channel."""
+    return (num_feat * activations + 6 * scale * scale) * element_bytes * height * width
+
 
 def frames_that_fit(free_bytes: int, height: int, width: int, scale: int, activations: int, element_bytes: int,
-                    num_feat: int = 64, share: float = 0.5) -> int:
-    """Frames one pass can take within ``share`` of ``free_bytes`` (at least one), for a network
-    keeping ``activations`` values alive per input pixel and feature channel."""
-    per_pixel = (num_feat * activations + 6 * scale * scale) * element_bytes
-    return max(1, int(free_bytes * share // (per_pixel * height * width)))
+                    num_feat: int = 64, share: float = PASS_SHARE) -> int:
+    """Frames one pass can take within ``share`` of ``free_bytes`` (at least one)."""
+    return max(1, int(free_bytes * share // frame_bytes(height, width, scale, activations, element_bytes, num_feat)))
 
 
 class FrameNetwork:
@@ -53,6 +63,7 @@ class FrameNetwork:
         self._cuda_stream = torch.cuda.Stream(self._device) if cuda else None
         self.passes = StagedPasses(self._device) if cuda else DirectPasses()
         self._resize = Lanczos4()
+        self._pass_caps: Dict[Tuple[int, int], int] = {}  # (height, width) → frames per pass that fit
         if cuda:
             # A video's frames keep one shape, so cuDNN's one-off search for the fastest
             # convolution per shape pays for itself within the first batches.
@@ -71,20 +82,48 @@ class FrameNetwork:
         top = 65535.0 if frames.dtype == np.uint16 else 255.0
         # torch has no uint16 arithmetic on every device; int32 carries 0..65535 exactly.
         host = frames.astype(np.int32) if frames.dtype == np.uint16 else np.ascontiguousarray(frames)
-        with torch.inference_mode(), self._stream_context():
-            per_pass = self.frames_per_pass(*frames.shape[1:3])
-            return self.passes.run(host, per_pass, lambda batch: self._samples_pass(batch, top, target), frames.dtype)
+        size = frames.shape[1:3]
+        per_pass = self.frames_per_pass(*size)
+        while True:
+            try:
+                with torch.inference_mode(), self._stream_context():
+                    return self.passes.run(host, per_pass, lambda batch: self._samples_pass(batch, top, target),
+                                           frames.dtype)
+            except torch.OutOfMemoryError:
+                if per_pass == 1:
+                    raise
+                # The activation estimate was short for this network: fewer frames per pass, from
+                # now on for this size.
+                tried = min(per_pass, len(frames))
+                per_pass = self._pass_caps[size] = tried // 2
+                logger.warning("%s: out of device memory at %s frames of %sx%s per pass; now %s",
+                               self.name, tried, size[1], size[0], per_pass)
+                torch.cuda.empty_cache()
 
     def frames_per_pass(self, height: int, width: int) -> int:
         """How many frames of this size one forward pass may take: on CUDA, about
         ``pass_pixels`` input pixels, within half of the free memory by the architecture's
-        activation estimate; on CPU, any number."""
+        activation estimate, and no more than a pass that ran out of memory; on CPU, any number."""
+        cap = self._pass_caps.get((height, width), 1 << 30)
         if self._device.type != "cuda":
-            return 1 << 30
+            return cap
+        fit = frames_that_fit(self._free_device_bytes(), height, width, self.scale, self._activations,
+                              self._dtype.itemsize, num_feat=self._num_feat)
+        return max(1, min(fit, cap, self.pass_pixels // (height * width)))
+
+    def fits_whole(self, height: int, width: int) -> bool:
+        """Whether a frame of this size runs whole on the device, by the activation estimate
+        (there, tiles would send float copies over the bus and resize on the host). On a CPU,
+        no: the tiling settings decide there, which keeps the reference semantics."""
+        if self._device.type != "cuda":
+            return False
+        need = frame_bytes(height, width, self.scale, self._activations, self._dtype.itemsize, self._num_feat)
+        return need <= self._free_device_bytes() * PASS_SHARE
+
+    def _free_device_bytes(self) -> int:
+        """Free device memory, counting what torch's allocator keeps cached for reuse as free."""
         free, _ = torch.cuda.mem_get_info(self._device)
-        fit = frames_that_fit(free, height, width, self.scale, self._activations, self._dtype.itemsize,
-                              num_feat=self._num_feat)
-        return max(1, min(fit, self.pass_pixels // (height * width)))
+        return free + torch.cuda.memory_reserved(self._device) - torch.cuda.memory_allocated(self._device)
 
     def _float_pass(self, batch: torch.Tensor) -> torch.Tensor:
         """(n, H, W, 3) floats in [0, 1] → (n, H·s, W·s, 3) floats clamped to [0, 1]."""

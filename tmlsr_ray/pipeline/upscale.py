@@ -105,10 +105,13 @@ def upscale_frames(
     count, height, width, _ = frames.shape
     scale = model.scale
     upscale_samples = getattr(model, "upscale_samples", None)
-    # Frames small enough to run whole go through in one call (the backend sizes its passes).
-    if upscale_samples is not None and height * width <= tiling.min_pixels:
+    on_gpu = getattr(model, "device", "cpu").startswith("cuda")
+    # Frames small enough to run whole go through in one call (the backend sizes its passes); on
+    # a GPU, every frame that fits there does, since tiles would convert and resize on the host.
+    if upscale_samples is not None and (height * width <= tiling.min_pixels
+                                        or on_gpu and model.fits_whole(height, width)):
         check_stop(should_stop)
-        if getattr(model, "device", "cpu").startswith("cuda"):  # resized there: only the final size comes back
+        if on_gpu:  # resized there: only the final size comes back
             return upscale_samples(frames, target)
         return resize_frames(upscale_samples(frames), target)  # integer in and out: the device converts
     canvas = np.empty((count, height * scale, width * scale, 3), dtype=frames.dtype)
