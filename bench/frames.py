@@ -296,7 +296,7 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces
     frames of the clip: P segments rendered at once, sharing one model (one run at a time, as on a
     replica's model thread), each piece's encoder with cores/P threads."""
     from tmlsr_ray.pipeline.decode import probe_video
-    from tmlsr_ray.pipeline.encode import assemble, even_size
+    from tmlsr_ray.pipeline.encode import assemble, even_size, yuv420_layout
     from tmlsr_ray.pipeline.render import SegmentJob, render_segment
     from tmlsr_ray.pipeline.segments import Cutting, extract_segments, plan_segments
     from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames
@@ -307,10 +307,11 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces
     cutting = Cutting(segment_s=segment_s if pieces > 1 else 1e9, max_frames=10**9)
     model_lock = threading.Lock()
     options = replace(options, threads=max(1, (os.cpu_count() or 1) // pieces))
+    yuv = yuv420_layout(info.color, options)
 
     def upscale(frames_batch):
         with model_lock:
-            return upscale_frames(model, frames_batch.frames, target, Tiling())  # the service's default tiling
+            return upscale_frames(model, frames_batch.frames, target, Tiling(), yuv=yuv)  # as the Upscaler calls it
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

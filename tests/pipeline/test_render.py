@@ -59,3 +59,23 @@ def test_each_batch_gets_its_own_seed_the_same_on_any_replica(tmp_path):
     batch = FrameBatch(3, np.zeros((1, 2, 2, 3), np.uint8), [0])
     assert job.batch_seed(batch) == 42 + SEED_STRIDE + 3
     assert SegmentJob(first, info, (128, 96), options, batch_frames=5).batch_seed(batch) is None
+
+
+def test_a_segment_upscaled_into_the_encoders_planes_encodes_the_frames_of_the_rgb_path(tmp_path):
+    """What a GPU replica hands the encoder (4:2:0 planes converted where the model ran) makes the
+    same piece as RGB frames converted by the encoder's swscale, within a level (lossless x264)."""
+    from tests.helpers import save_srvgg
+    from tmlsr_ray.models.realesrgan import RealESRGANModel
+
+    model = RealESRGANModel(save_srvgg(tmp_path / "m.pth", scale=2, weight_scale=0.05), device="cpu")
+    info, extracted = segments_of(tmp_path, frames=10)
+    segment, data = extracted[0]
+    job = SegmentJob(segment, info, (120, 90), EncodeOptions(preset="ultrafast", crf=0), batch_frames=4)
+    assert job.yuv420.bits == 8 and job.yuv420.matrix == "ITU601"  # the clip is untagged
+    decoded = []
+    for convert in (None, job.yuv420):
+        items = list(render_segment(job, data, lambda batch: model.upscale_samples(batch.frames, job.target, convert)))
+        with av.open(io.BytesIO(items[-1][0])) as container:
+            decoded.append(np.stack([f.to_ndarray() for f in container.decode(video=0)]).astype(int))
+    assert decoded[0].shape == decoded[1].shape == (len(segment.pts), 135, 120)
+    assert np.abs(decoded[0] - decoded[1]).max() <= 1

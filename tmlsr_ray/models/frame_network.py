@@ -16,6 +16,7 @@ import torch
 from tmlsr_ray.models.device import select_device
 from tmlsr_ray.models.lanczos import Lanczos4
 from tmlsr_ray.models.transfer import DirectPasses, StagedPasses, stage
+from tmlsr_ray.models.yuv import Yuv420, converts_like_swscale, rgb_to_yuv420
 
 logger = logging.getLogger(__name__)
 
@@ -73,22 +74,28 @@ class FrameNetwork:
         with torch.inference_mode(), self._stream_context():
             return self.passes.run(np.ascontiguousarray(frames), len(frames), self._float_pass, np.float32)
 
-    def upscale_samples(self, frames: np.ndarray, target: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    def upscale_samples(self, frames: np.ndarray, target: Optional[Tuple[int, int]] = None,
+                        yuv: Optional[Yuv420] = None) -> np.ndarray:
         """Integer RGB frames (N, H, W, 3), uint8 or uint16, to integer frames at ×scale, rounded
         as ``round(upscale(frames / top) * top)``, then resized to ``target`` = (width, height)
         where it runs when one is given (OpenCV's Lanczos-4 in torch), so only the final size
         crosses the bus. On a GPU the conversions run there: a quarter of the bytes cross the bus
-        and the CPU does no per-pixel float work."""
+        and the CPU does no per-pixel float work. With ``yuv`` (and an even final size), the
+        result is the encoder's 4:2:0 planes (N, H'·3/2, W') instead, as swscale would make them."""
         top = 65535.0 if frames.dtype == np.uint16 else 255.0
         # torch has no uint16 arithmetic on every device; int32 carries 0..65535 exactly.
         host = frames.astype(np.int32) if frames.dtype == np.uint16 else np.ascontiguousarray(frames)
         size = frames.shape[1:3]
+        width, height = target or (size[1] * self.scale, size[0] * self.scale)
+        if yuv is not None and not converts_like_swscale(yuv, frames.dtype == np.uint16, width, height):
+            yuv = None  # RGB back: the encoder's swscale converts it
+        out_dtype = frames.dtype if yuv is None else np.dtype(np.uint8 if yuv.bits == 8 else np.uint16)
         per_pass = self.frames_per_pass(*size)
         while True:
             try:
                 with torch.inference_mode(), self._stream_context():
-                    return self.passes.run(host, per_pass, lambda batch: self._samples_pass(batch, top, target),
-                                           frames.dtype)
+                    return self.passes.run(host, per_pass, lambda batch: self._samples_pass(batch, top, target, yuv),
+                                           out_dtype)
             except torch.OutOfMemoryError:
                 if per_pass == 1:
                     raise
@@ -131,12 +138,17 @@ class FrameNetwork:
         # channels_last output is NHWC in memory, so this permute is free.
         return out.float().clamp_(0, 1).permute(0, 2, 3, 1)
 
-    def _samples_pass(self, batch: torch.Tensor, top: float, target: Optional[Tuple[int, int]]) -> torch.Tensor:
-        """(n, H, W, 3) integer samples → (n, H', W', 3) integer samples at ×scale or ``target``."""
+    def _samples_pass(self, batch: torch.Tensor, top: float, target: Optional[Tuple[int, int]],
+                      yuv: Optional[Yuv420] = None) -> torch.Tensor:
+        """(n, H, W, 3) integer samples → (n, H', W', 3) integer samples at ×scale or ``target``,
+        or the (n, H'·3/2, W') planes of ``yuv``."""
         out = self._network(self._network_input(batch, top)).float().clamp_(0, 1).mul_(top).round_()
         if target is not None and (out.shape[3], out.shape[2]) != tuple(target):
             with stage("resize"):
                 out = self._resize(out, target).clamp_(0, top).round_()
+        if yuv is not None:
+            with stage("yuv"):
+                return rgb_to_yuv420(out, top, yuv)
         return out.to(torch.int32 if top > 255 else torch.uint8).permute(0, 2, 3, 1)
 
     def _network_input(self, batch: torch.Tensor, top: float) -> torch.Tensor:

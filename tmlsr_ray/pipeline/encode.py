@@ -26,6 +26,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import av
 import numpy as np
 
+from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.colour import is_hdr
 from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, open_container
@@ -33,8 +34,11 @@ from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, open_container
 MP4_AUDIO_COPY = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 MP4_SUBTITLE_COPY = {"mov_text"}
 TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "text"}
-# swscale matrices by the stream's matrix coefficients tag (BT.2020 NCL and CL both use its YUV matrix)
+# swscale matrices by the stream's matrix coefficients tag (BT.2020 NCL and CL both use its YUV matrix;
+# an untagged stream gets swscale's default, BT.601)
 SWS_MATRIX = {1: "ITU709", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
+# the matrix tag swscale puts on the frames it converts to each matrix
+SWS_MATRIX_TAG = {"ITU709": 1, "ITU601": 6, "SMPTE240M": 7, "BT2020": 9}
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,13 @@ class MuxReport:
     subtitles_dropped: List[Dict] = field(default_factory=list)
     frames: int = 0
     encoder: Optional[str] = None  # the video encoder actually used (libx264, h264_nvenc)
+
+
+def yuv420_layout(color: Dict[str, int], options: EncodeOptions) -> Yuv420:
+    """The planes the encoder takes for output tagged ``color``: what a GPU replica converts its
+    frames into, and what :class:`PieceWriter` converts RGB frames into."""
+    return Yuv420(SWS_MATRIX.get(color["colorspace"], "ITU601"), color["color_range"] == 2,
+                  10 if options.ten_bit else 8)
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:
@@ -171,8 +182,8 @@ class PieceWriter:
         except Exception:
             self._out.close()
             raise
-        self._matrix = SWS_MATRIX.get(self._color["colorspace"])
-        self._full_range = self._color["color_range"] == 2
+        self.layout = yuv420_layout(self._color, options)
+        self._sws_matrix = SWS_MATRIX.get(self._color["colorspace"])  # None: untagged, swscale's default
         self._first_pts: Optional[int] = None
         self._frames = 0
         self._last_dts: Optional[int] = None
@@ -199,19 +210,27 @@ class PieceWriter:
         return stream
 
     def write(self, frames: np.ndarray, pts: Sequence[int]) -> None:
-        rgb_format = "rgb48le" if frames.dtype == np.uint16 else "rgb24"
+        """RGB frames (N, H, W, 3), or 4:2:0 planes (N, H·3/2, W) already in :attr:`layout`."""
         for pixels, stamp in zip(frames, pts):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format=rgb_format)
-            frame = frame.reformat(
-                format=self._video.pix_fmt,
-                dst_colorspace=self._matrix,
-                dst_color_range="JPEG" if self._full_range else "MPEG",
-                interpolation=EXACT_SWS,
-            )
+            frame = self._yuv_frame(pixels) if frames.ndim == 3 else self._converted(pixels)
             frame.pts, frame.time_base = stamp, self._info.time_base
             self._mux(self._video.encode(frame))
             self._first_pts = stamp if self._first_pts is None else min(self._first_pts, stamp)
             self._frames += 1
+
+    def _converted(self, rgb: np.ndarray) -> av.VideoFrame:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb48le" if rgb.dtype == np.uint16
+                                           else "rgb24")
+        return frame.reformat(format=self._video.pix_fmt, dst_colorspace=self._sws_matrix,
+                              dst_color_range="JPEG" if self.layout.full_range else "MPEG", interpolation=EXACT_SWS)
+
+    def _yuv_frame(self, planes: np.ndarray) -> av.VideoFrame:
+        dtype = np.uint8 if self.layout.bits == 8 else np.uint16
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(planes, dtype=dtype), format=self.layout.pix_fmt)
+        # the tags swscale would have put on a converted frame
+        frame.colorspace = SWS_MATRIX_TAG[self._sws_matrix] if self._sws_matrix else 2
+        frame.color_range = 2 if self.layout.full_range else 1
+        return frame
 
     def close(self) -> Tuple[bytes, Piece]:
         self._mux(self._video.encode(None))

@@ -14,10 +14,11 @@ from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
+from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.colour import SDR_BT709, tone_map_to_sdr
 from tmlsr_ray.pipeline.decode import FrameBatch, VideoInfo
 from tmlsr_ray.piece import Piece
-from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter
+from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, yuv420_layout
 from tmlsr_ray.pipeline.overlap import CrossFade, overlapping_batches
 from tmlsr_ray.pipeline.segments import Segment, decode_segment
 
@@ -39,6 +40,11 @@ class SegmentJob:
     def output_color(self) -> Dict[str, int]:
         return SDR_BT709 if self.tone_map else self.info.color
 
+    @property
+    def yuv420(self) -> Yuv420:
+        """The encoder's planes, which a GPU replica converts the upscaled frames into."""
+        return yuv420_layout(self.output_color, self.options)
+
     def batch_seed(self, batch: FrameBatch) -> Optional[int]:
         """The same noise for a batch on whichever replica runs it, and on a retry."""
         if self.seed is None:
@@ -46,7 +52,7 @@ class SegmentJob:
         return self.seed + self.segment.index * SEED_STRIDE + batch.index
 
 
-Upscale = Callable[[FrameBatch], np.ndarray]
+Upscale = Callable[[FrameBatch], np.ndarray]  # RGB frames, or planes in the job's yuv420 layout
 Rendered = Union[int, Tuple[bytes, Piece]]
 
 

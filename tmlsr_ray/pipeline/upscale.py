@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from tmlsr_ray.models.base import SuperResolutionModel
+from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.errors import CanceledError, InputError
 
 
@@ -99,8 +100,10 @@ def upscale_frames(
     target: Tuple[int, int],
     tiling: Tiling = Tiling(),
     should_stop: Callable[[], bool] = lambda: False,
+    yuv: Optional[Yuv420] = None,
 ) -> np.ndarray:
-    """Upscales RGB video frames (N, H, W, 3), uint8 or uint16, to ``target`` = (width, height)."""
+    """Upscales RGB video frames (N, H, W, 3), uint8 or uint16, to ``target`` = (width, height);
+    on a GPU, given the encoder's ``yuv`` layout, into those planes there (see ``upscale_samples``)."""
     max_range = np.float32(65535.0 if frames.dtype == np.uint16 else 255.0)
     count, height, width, _ = frames.shape
     scale = model.scale
@@ -111,8 +114,8 @@ def upscale_frames(
     if upscale_samples is not None and (height * width <= tiling.min_pixels
                                         or on_gpu and model.fits_whole(height, width)):
         check_stop(should_stop)
-        if on_gpu:  # resized there: only the final size comes back
-            return upscale_samples(frames, target)
+        if on_gpu:  # resized (and converted) there: only the final size comes back
+            return upscale_samples(frames, target, yuv)
         return resize_frames(upscale_samples(frames), target)  # integer in and out: the device converts
     canvas = np.empty((count, height * scale, width * scale, 3), dtype=frames.dtype)
     planes = frames.astype(np.float32) / max_range

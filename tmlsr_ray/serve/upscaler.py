@@ -113,7 +113,8 @@ class Upscaler:
     async def render_segment(self, model_name: str, job: SegmentJob, data: bytes) -> AsyncIterator[Rendered]:
         """A segment's packets in, its encoded piece out (streamed: frame counts, then the piece)."""
         def upscale(batch, stop):
-            return self._thread.call(self._upscale_frames, model_name, batch.frames, job.target, stop.is_set)
+            return self._thread.call(self._upscale_frames, model_name, batch.frames, job.target, stop.is_set,
+                                     job.yuv420)
         async for item in stream_segment(job, data, upscale):
             yield item
 
@@ -123,8 +124,8 @@ class Upscaler:
     def _upscale(self, model_name: str, image: np.ndarray, target, should_stop) -> np.ndarray:
         return upscale_image(self._load(model_name), image, target, self._tiling, should_stop)
 
-    def _upscale_frames(self, model_name: str, frames: np.ndarray, target, should_stop) -> np.ndarray:
-        return upscale_frames(self._load(model_name), frames, target, self._tiling, should_stop)
+    def _upscale_frames(self, model_name: str, frames: np.ndarray, target, should_stop, yuv) -> np.ndarray:
+        return upscale_frames(self._load(model_name), frames, target, self._tiling, should_stop, yuv)
 
 
 async def stream_segment(job: SegmentJob, data: bytes, upscale) -> AsyncIterator[Rendered]:
