@@ -17,7 +17,8 @@ from collections import Counter
 from functools import partial
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import List
+from fractions import Fraction
+from typing import List, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import av
@@ -164,34 +165,70 @@ def save_face_model(path: Path) -> Path:
 
 def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio: bool = True,
               codec: str = "libx264", options: dict | None = None, pts: list | None = None,
-              time_base=None, pix_fmt: str = "yuv420p", container: str | None = None) -> Path:
+              time_base=None, pix_fmt: str = "yuv420p", container: str | None = None, start_s: float = 0.0,
+              audio_codec: str = "aac", languages: Sequence[str] = ("",), sample_aspect=None) -> Path:
     """A short real clip made with PyAV: a brightness ramp with a noisy corner (so every frame
-    differs), optionally AAC audio, any encoder options, and given timestamps (VFR)."""
+    differs), optionally audio (one stream per language), any encoder options, and given
+    timestamps (VFR). ``start_s`` moves every stream's times (below 0: an MP4 edit list's
+    hidden frames, a transport stream unwrapped past 0); ``sample_aspect``: non-square pixels."""
     with av.open(str(path), "w", format=container) as out:
         video = out.add_stream(codec, rate=rate, options=options or {})
         video.width, video.height, video.pix_fmt = size[0], size[1], pix_fmt
         if time_base is not None:
             video.time_base = video.codec_context.time_base = time_base
-        sound = out.add_stream("aac", rate=16000) if audio else None
+        base = video.codec_context.time_base or Fraction(1, rate)
+        if sample_aspect is not None:
+            video.codec_context.sample_aspect_ratio = sample_aspect
+        sounds = [_audio_stream(out, audio_codec, language) for language in languages] if audio else []
         rng = np.random.default_rng(0)
+        if pts is None and start_s:
+            pts = [round(start_s / base) + i * round(Fraction(1, rate) / base) for i in range(frames)]
         for i in range(frames):
             pixels = np.full((size[1], size[0], 3), i * 255 // frames, np.uint8)
             pixels[:8, :8] = rng.integers(0, 255, (8, 8, 3))
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             if pts is not None:
-                frame.pts, frame.time_base = pts[i], video.codec_context.time_base
+                frame.pts, frame.time_base = pts[i], base
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
-        if sound:
-            samples = int(16000 * frames / rate)
-            tone = (0.2 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)
-            for start in range(0, samples, 1024):
-                chunk = tone[None, start:start + 1024]
-                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = 16000, start
-                out.mux(sound.encode(frame))
-            out.mux(sound.encode(None))
+        for sound in sounds:
+            _write_tone(out, sound, frames / rate, round(start_s * 16000))
     return path
+
+
+def trim_by_edit_list(source: Path, path: Path, frames: int) -> Path:
+    """What a lossless trim (``ffmpeg -ss … -c copy``) writes: the source's video packets moved
+    ``frames`` earlier, so the frames before 0 stay as references an MP4 edit list hides."""
+    with av.open(str(source)) as inp, av.open(str(path), "w") as out:
+        video = inp.streams.video[0]
+        copy = out.add_stream_from_template(video, opaque=True)
+        step = round(Fraction(1) / (video.average_rate * video.time_base))
+        for packet in inp.demux(video):
+            if packet.dts is not None:
+                packet.pts, packet.dts, packet.stream = packet.pts - frames * step, packet.dts - frames * step, copy
+                out.mux(packet)
+    return path
+
+
+def _audio_stream(out, codec: str, language: str):
+    sound = out.add_stream(codec, rate=16000)
+    sound.layout = "mono"
+    if language:
+        sound.metadata["language"] = language
+    return sound
+
+
+def _write_tone(out, sound, seconds: float, first_sample: int) -> None:
+    samples = int(16000 * seconds)
+    tone = (0.2 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)
+    pcm = sound.codec_context.name.startswith("pcm_")
+    for start in range(0, samples, 1024):
+        chunk = tone[None, start:start + 1024]
+        frame = av.AudioFrame.from_ndarray((chunk * 32767).astype(np.int16) if pcm else chunk,
+                                           format="s16" if pcm else "fltp", layout="mono")
+        frame.sample_rate, frame.pts = 16000, first_sample + start
+        out.mux(sound.encode(frame))
+    out.mux(sound.encode(None))
 
 
 def animated_gif(frames: int = 8, size=(24, 16), delay_ms: int = 100) -> bytes:

@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import SHARED, make_clip, save_srvgg, shared_path
+from tests.helpers import SHARED, make_clip, save_srvgg, shared_path, trim_by_edit_list
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import TASK_CODECS, EncodeOptions, assemble, even_size, task_codecs_available
@@ -243,3 +243,79 @@ def test_a_piece_store_keeps_whole_pieces_only(tmp_path):
     assert store.finished() == {3: Piece(3, 1200, 25, "libx264")}
     store.remove()
     assert not (tmp_path / "p").exists()
+
+
+def frame_count(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_an_mp4_trimmed_by_an_edit_list_gives_exactly_the_frames_it_shows(tmp_path, smooth_model):
+    """A lossless trim keeps the GOP's frames before the cut as references, hidden by an edit list."""
+    source = make_clip(tmp_path / "source.mp4", frames=24, audio=False, options={"bframes": "3", "g": "6"})
+    path = trim_by_edit_list(source, tmp_path / "trimmed.mp4", frames=3)
+    shown = frame_count(path)
+    assert shown == 21 and len(scan_packets(path, probe_video(path))) == 24
+    info, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.5),
+                                         tmp_path / "pieces")
+    assert len(plan.segments) > 1 and plan.frames == shown
+    frames, _, _ = output_frames(tmp_path / "out.mp4")
+    assert report.frames == len(frames) == shown
+    assert np.allclose([t for t, _ in frames], [pts * float(info.time_base) for pts, _ in whole_decode(path)])
+
+
+def test_a_transport_stream_unwrapped_below_zero_keeps_every_frame_and_its_audio(tmp_path, smooth_model):
+    """A recording across the 33-bit clock wrap: FFmpeg gives its first second negative times."""
+    path = make_clip(tmp_path / "wrap.ts", frames=24, container="mpegts", time_base=Fraction(1, 90000),
+                     start_s=((1 << 33) - 90000) / 90000, options={"bframes": "3", "g": "6"})
+    assert whole_decode(path)[0][0] < 0
+    _, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.5),
+                                      tmp_path / "pieces")
+    frames, _, streams = output_frames(tmp_path / "out.mp4")
+    assert len(plan.segments) > 1 and report.frames == len(frames) == 24
+    assert frames[0][0] == 0 and abs(frames[-1][0] - 23 / 12) < 0.01  # moved to start at 0, spacing kept
+    assert ("audio", "aac") in streams
+
+
+@pytest.mark.parametrize("codec,container,pix_fmt", [("prores_ks", "mov", "yuv422p10le"), ("qtrle", "mov", "rgb24"),
+                                                     ("apng", "apng", "rgb24")])
+def test_a_codec_segment_files_cannot_hold_is_upscaled_as_one_segment(tmp_path, smooth_model, codec, container,
+                                                                       pix_fmt):
+    """ProRes, QuickTime Animation and APNG: NUT holds none of them, the decoder holds all."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"this FFmpeg has no {codec} encoder")
+    path = make_clip(tmp_path / f"clip.{container}", frames=6, codec=codec, pix_fmt=pix_fmt, audio=False,
+                     container=container)
+    _, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.2),
+                                      tmp_path / "pieces")
+    assert plan.whole and report.frames == frame_count(tmp_path / "out.mp4") == 6
+
+
+def test_audio_keeps_its_languages_and_pcm_without_a_channel_layout_becomes_aac(tmp_path, smooth_model):
+    """Cameras write PCM into AVI and Matroska with no channel layout, which AAC's encoder refuses."""
+    path = make_clip(tmp_path / "pcm.mkv", audio_codec="pcm_s16le", languages=("eng", "fra"))
+    with av.open(str(path)) as container:
+        assert container.streams.audio[0].codec_context.layout.name.endswith("channels")
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        audio = [(s.codec_context.name, s.language, s.codec_context.layout.name) for s in container.streams.audio]
+    assert audio == [("aac", "eng", "mono"), ("aac", "fra", "mono")]
+    assert [a["language"] for a in report.audio_reencoded] == ["eng", "fra"]
+
+
+def test_copied_audio_keeps_its_language(tmp_path, smooth_model):
+    path = make_clip(tmp_path / "aac.mp4", languages=("jpn",))
+    render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert [s.language for s in container.streams.audio] == ["jpn"]
+
+
+def test_non_square_pixels_keep_the_display_aspect_ratio(tmp_path, smooth_model):
+    """Anamorphic DV, DVD and broadcast captures: 4:3 pixels shown 16:9."""
+    path = make_clip(tmp_path / "anamorphic.mp4", sample_aspect=Fraction(4, 3))
+    assert probe_video(path).sample_aspect == Fraction(4, 3)
+    render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        video = container.streams.video[0]
+        assert (video.width, video.height) == (128, 96)
+        assert video.sample_aspect_ratio == Fraction(4, 3) and video.display_aspect_ratio == Fraction(16, 9)

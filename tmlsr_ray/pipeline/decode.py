@@ -65,6 +65,7 @@ class VideoInfo:
     animated_gif: bool = False
     reorders_frames: bool = False  # B-frames: decode order is not display order
     mastering: Optional[Dict[str, str]] = None  # HDR10 mastering display / light level (x26x notation)
+    sample_aspect: Optional[Fraction] = None  # non-square pixels, as displayed (after rotation); None: square
 
     @property
     def fps(self) -> Optional[float]:
@@ -129,7 +130,16 @@ def probe_video(path: Path) -> VideoInfo:
             animated_gif=container.format.name == "gif",
             reorders_frames=bool(ctx.has_b_frames),
             mastering=mastering_params(first.side_data),
+            sample_aspect=_sample_aspect(stream, rotation),
         )
+
+
+def _sample_aspect(stream, rotation: int) -> Optional[Fraction]:
+    """The pixels' width : height as displayed, where it is not 1 (a quarter turn swaps them)."""
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    if not sar or sar == 1:
+        return None
+    return 1 / Fraction(sar) if rotation % 180 else Fraction(sar)
 
 
 def iter_batches(path: Path, info: VideoInfo, batch_size: int,

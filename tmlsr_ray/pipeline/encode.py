@@ -73,6 +73,12 @@ def yuv420_layout(color: Dict[str, int], options: EncodeOptions) -> Yuv420:
                   10 if options.ten_bit else 8)
 
 
+def output_sample_aspect(info: VideoInfo, size: Tuple[int, int]) -> Fraction:
+    """Non-square pixels stay so: the output keeps the source's display aspect ratio."""
+    sar = info.sample_aspect * Fraction(info.width * size[1], info.height * size[0])
+    return sar.limit_denominator(1000)
+
+
 def even_size(width: int, height: int) -> tuple[int, int]:
     """4:2:0 needs even dimensions: odd ones are rounded down (never below 2)."""
     return max(2, width - width % 2), max(2, height - height % 2)
@@ -185,6 +191,7 @@ class PieceWriter:
         self.layout = yuv420_layout(self._color, options)
         self._sws_matrix = SWS_MATRIX.get(self._color["colorspace"])  # None: untagged, swscale's default
         self._first_pts: Optional[int] = None
+        self._offset = 0
         self._frames = 0
         self._last_dts: Optional[int] = None
         frame_ticks = 1 / (float(info.average_rate or 25) * float(info.time_base))
@@ -204,6 +211,8 @@ class PieceWriter:
         if self.codec == HEVC_ENCODER:
             stream.codec_tag = "hvc1"  # the HEVC sample entry Apple players require
         ctx = stream.codec_context
+        if self._info.sample_aspect:
+            ctx.sample_aspect_ratio = output_sample_aspect(self._info, size)
         for name, value in self._color.items():
             if value:
                 setattr(ctx, name, value)
@@ -213,7 +222,11 @@ class PieceWriter:
         """RGB frames (N, H, W, 3), or 4:2:0 planes (N, H·3/2, W) already in :attr:`layout`."""
         for pixels, stamp in zip(frames, pts):
             frame = self._yuv_frame(pixels) if frames.ndim == 3 else self._converted(pixels)
-            frame.pts, frame.time_base = stamp, self._info.time_base
+            if self._first_pts is None:
+                # MP4 holds no negative times (a stream unwrapped past 0, before an edit list's
+                # start): such a piece starts at 0, and assemble() restores its source times.
+                self._offset = max(0, -stamp)
+            frame.pts, frame.time_base = stamp + self._offset, self._info.time_base
             self._mux(self._video.encode(frame))
             self._first_pts = stamp if self._first_pts is None else min(self._first_pts, stamp)
             self._frames += 1
@@ -267,7 +280,10 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
     if not pieces:
         raise ValueError("a video needs at least one piece")
     with open_container(source_path) as source, \
-            av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
+        # MP4 shows nothing before 0: a video whose times start below it (a stream unwrapped
+        # past 0) moves later, every stream with it.
+        out = _ShiftedOutput(container, max(Fraction(0), -Fraction(pieces[0][1].first_pts) * info.time_base))
         with av.open(str(pieces[0][0])) as first:  # the video comes first, as players expect
             joiner = _PacketJoiner(out, first.streams.video[0], info.time_base)
         side = _SideStreams(source, out, info, report)
@@ -280,6 +296,25 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
             report.encoder = report.encoder or piece.encoder
         side.mux_until(None)
     return report
+
+
+class _ShiftedOutput:
+    """The output container, every packet muxed ``offset`` seconds later."""
+
+    def __init__(self, container, offset: Fraction):
+        self._container = container
+        self._offset = offset
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def mux(self, packets) -> None:
+        for packet in packets if isinstance(packets, list) else [packets]:
+            if self._offset and packet.time_base:
+                ticks = round(self._offset / Fraction(packet.time_base))
+                packet.pts = None if packet.pts is None else packet.pts + ticks
+                packet.dts = None if packet.dts is None else packet.dts + ticks
+            self._container.mux(packet)
 
 
 class _PacketJoiner:
@@ -328,16 +363,16 @@ class _SideStreams:
             in_stream = source.streams[audio.index]
             entry = {"index": audio.index, "codec": audio.codec, "language": audio.language}
             if audio.codec in MP4_AUDIO_COPY:
-                self._map[audio.index] = out.add_stream_from_template(in_stream)
+                self._map[audio.index] = _with_language(out.add_stream_from_template(in_stream), audio.language)
                 report.audio_copied.append(entry)
             else:
-                self._transcoders[audio.index] = _AacTranscoder(in_stream, out)
+                self._transcoders[audio.index] = _AacTranscoder(in_stream, out, audio.language)
                 report.audio_reencoded.append({**entry, "to": "aac"})
         for sub in info.subtitles:
             entry = {"index": sub.index, "codec": sub.codec, "language": sub.language}
             in_stream = source.streams[sub.index]
             if sub.codec in MP4_SUBTITLE_COPY:
-                self._map[sub.index] = out.add_stream_from_template(in_stream)
+                self._map[sub.index] = _with_language(out.add_stream_from_template(in_stream), sub.language)
                 report.subtitles_copied.append(entry)
             elif sub.codec in TEXT_SUBTITLES:
                 self._transcoders[sub.index] = _MovTextTranscoder(in_stream, out)
@@ -375,12 +410,19 @@ class _SideStreams:
         self._out.mux(packet)
 
 
+def _with_language(stream, language: Optional[str]):
+    """A stream made from a template keeps no metadata: its language goes along by hand."""
+    if language:
+        stream.metadata["language"] = language
+    return stream
+
+
 class _AacTranscoder:
-    def __init__(self, in_stream, out):
+    def __init__(self, in_stream, out, language: Optional[str] = None):
         ctx = in_stream.codec_context
         self._out = out
-        self._stream = out.add_stream("aac", rate=ctx.sample_rate)
-        self._stream.layout = ctx.layout.name if ctx.layout else "stereo"
+        self._stream = _with_language(out.add_stream("aac", rate=ctx.sample_rate), language)
+        self._stream.layout = aac_layout(ctx.layout, ctx.channels)
         self._resampler = av.AudioResampler(format="fltp", layout=self._stream.layout, rate=ctx.sample_rate)
 
     def feed(self, packet) -> None:
@@ -392,6 +434,14 @@ class _AacTranscoder:
         for resampled in self._resampler.resample(None):
             self._out.mux(self._stream.encode(resampled))
         self._out.mux(self._stream.encode(None))
+
+
+def aac_layout(layout, channels: int) -> str:
+    """A named layout for the AAC encoder, which refuses an unspecified one ("2 channels", as AVI
+    and Matroska give PCM): the default layout of that many channels."""
+    if layout is not None and not layout.name.endswith("channels"):
+        return layout.name
+    return {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}.get(channels, "stereo")
 
 
 class _MovTextTranscoder:

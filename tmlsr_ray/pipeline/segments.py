@@ -9,10 +9,12 @@ presentation time. A segment carries the packets its frames need, in decode orde
 - to the last packet of a frame it owns, so open-GOP leading pictures (shown before the keyframe
   that follows them in decode order) are decoded by the segment that owns their display time.
 
-Those packets are stream-copied into a NUT file, the one FFmpeg container that holds every codec
+Those packets are stream-copied into a NUT file, the FFmpeg container that holds nearly every codec
 (GIF included) and keeps the source's time base exactly. Streams whose timestamps cannot be trusted
-(missing or repeated) are not cut: they become one segment holding the whole file, decoded with
-the timestamp fix-ups of :func:`iter_batches`.
+(missing or repeated), and codecs NUT cannot hold (ProRes, QuickTime Animation, DNxHD, APNG), are
+not cut: they become one segment holding the whole file, decoded with the timestamp fix-ups of
+:func:`iter_batches`. Packets an MP4 edit list hides (flagged discard) are decoded as references
+and own no frame.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class PacketEntry:
     pts: Optional[int]
     dts: Optional[int]
     keyframe: bool
+    discard: bool = False  # decoded as a reference, never shown (before an MP4 edit list's start)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Segment:
     first_packet: int
     last_packet: int
     pts: Tuple[int, ...]
+    shift: int = 0  # added to its packets' timestamps in the segment file (NUT holds no negative pts)
 
     @property
     def whole(self) -> bool:
@@ -86,7 +90,7 @@ def scan_packets(path: Path, info: VideoInfo) -> List[PacketEntry]:
         try:
             for packet in container.demux(stream):
                 if packet.size:
-                    entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe))
+                    entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard))
         except av.error.FFmpegError as exc:
             raise InputError(f"video could not be read ({ffmpeg_message(exc)})") from exc
     if not entries:
@@ -96,11 +100,24 @@ def scan_packets(path: Path, info: VideoInfo) -> List[PacketEntry]:
 
 def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
     entries = scan_packets(path, info)
-    if _presentation_times_known(entries, info):
+    shown = sum(not e.discard for e in entries)
+    if _presentation_times_known(entries, info) and shown and segment_files_hold(path, info):
         segments = tuple(_cut(entries, info, cutting))
-    else:  # a damaged index: one segment, decoded as a whole with timestamp fix-ups
+    else:  # a damaged index, or a codec NUT cannot hold: one segment, the input decoded as a whole
         segments = (Segment(0, 0, len(entries) - 1, ()),)
-    return SegmentPlan(segments, len(entries), _fingerprint(path, info, entries, segments))
+    return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments))
+
+
+def segment_files_hold(path: Path, info: VideoInfo) -> bool:
+    """Whether the video stream's codec can be stream-copied into a segment file (NUT holds most,
+    not ProRes, QuickTime Animation, DNxHD or APNG)."""
+    with open_container(path) as container:
+        try:
+            with av.open(io.BytesIO(), "w", format=SEGMENT_FORMAT) as probe:
+                probe.add_stream_from_template(container.streams[info.stream_index], opaque=True)
+        except (ValueError, av.error.FFmpegError):
+            return False
+    return True
 
 
 def _presentation_times_known(entries: Sequence[PacketEntry], info: VideoInfo) -> bool:
@@ -115,7 +132,9 @@ def _presentation_times_known(entries: Sequence[PacketEntry], info: VideoInfo) -
 
 
 def _cut(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cutting) -> Iterator[Segment]:
-    order = sorted(range(len(entries)), key=lambda i: entries[i].pts)  # presentation order
+    # presentation order of the frames shown (a discarded one is only ever a decode pre-roll)
+    order = sorted((i for i, e in enumerate(entries) if not e.discard), key=lambda i: entries[i].pts)
+    shift = max(0, -min(e.pts for e in entries))
     count = len(order)
     rate = info.average_rate or _rate_from_stamps(entries, info.time_base)
     length = max(1, min(cutting.max_frames, round(cutting.segment_s * float(rate))))
@@ -130,7 +149,7 @@ def _cut(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cutting) -> I
     for index, (begin, end) in enumerate(zip(bounds, bounds[1:])):
         owned = order[begin:end]
         first = _decode_start(entries, owned)
-        yield Segment(index, first, max(owned), tuple(sorted(entries[i].pts for i in owned)))
+        yield Segment(index, first, max(owned), tuple(sorted(entries[i].pts for i in owned)), shift)
 
 
 def _next_cut(start: int, length: int, cutting: Cutting, order, entries, keyframe_positions) -> Optional[int]:
@@ -218,7 +237,10 @@ class _SegmentFile:
 
     def add(self, packet) -> None:
         copy = av.Packet(bytes(packet))
-        copy.pts, copy.dts, copy.duration = packet.pts, packet.dts, packet.duration
+        shift = self.segment.shift
+        copy.pts = None if packet.pts is None else packet.pts + shift
+        copy.dts = None if packet.dts is None else packet.dts + shift
+        copy.duration = packet.duration
         copy.is_keyframe = packet.is_keyframe
         copy.time_base = self._source_base
         copy.stream = self._stream
@@ -241,7 +263,7 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
     seen = set()
     with av.open(io.BytesIO(data), format=SEGMENT_FORMAT) as container:
         stream = container.streams.video[0]
-        to_source = _timestamp_map(stream.time_base, info.time_base)
+        to_source = _timestamp_map(stream.time_base, info.time_base, segment.shift)
 
         def stamp(frame) -> Optional[int]:
             pts = _owned_stamp(to_source(frame.pts), owned, tolerance)
@@ -262,11 +284,11 @@ def _decode_whole(data: bytes, info: VideoInfo, batch_size: int, stop) -> Iterat
         yield from iter_batches(Path(spooled.name), info, batch_size, stop)
 
 
-def _timestamp_map(stream_base: Fraction, source_base: Fraction):
+def _timestamp_map(stream_base: Fraction, source_base: Fraction, shift: int = 0):
     def convert(pts: Optional[int]) -> Optional[int]:
         if pts is None:
             return None
-        return round(Fraction(pts) * Fraction(stream_base) / Fraction(source_base))
+        return round(Fraction(pts) * Fraction(stream_base) / Fraction(source_base)) - shift
     return convert
 
 
