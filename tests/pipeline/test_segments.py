@@ -319,3 +319,19 @@ def test_non_square_pixels_keep_the_display_aspect_ratio(tmp_path, smooth_model)
         video = container.streams.video[0]
         assert (video.width, video.height) == (128, 96)
         assert video.sample_aspect_ratio == Fraction(4, 3) and video.display_aspect_ratio == Fraction(16, 9)
+
+
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+def test_a_stream_that_allows_b_frames_but_used_none_is_still_cut(tmp_path, container):
+    """Its presentation times rise in decode order, as an AVI's decode times do, but MP4 and
+    Matroska store presentation times: the stream is cut, and decodes frame for frame."""
+    path = make_clip(tmp_path / f"flat.{container}", frames=36, audio=False,
+                     options={"bframes": "3", "g": "6", "x264-params": "b-adapt=0:bframes=0"})
+    info = probe_video(path)
+    entries = scan_packets(path, info)
+    assert all(a.pts < b.pts for a, b in zip(entries, entries[1:]))
+    plan = plan_segments(path, info, Cutting(segment_s=0.5))
+    assert len(plan.segments) >= 5
+    frames = [f for segment, data in extract_segments(path, info, plan.segments)
+              for batch in decode_segment(data, info, segment, 4) for f in batch.pts]
+    assert frames == [pts for pts, _ in whole_decode(path)]

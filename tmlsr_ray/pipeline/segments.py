@@ -38,6 +38,8 @@ from tmlsr_ray.pipeline.decode import (
 from tmlsr_ray.errors import InputError
 
 SEGMENT_FORMAT = "nut"
+# FFmpeg's names of the containers that store each frame's presentation time
+PRESENTATION_TIME_CONTAINERS = {"mov", "matroska", "mpegts"}
 
 
 @dataclass(frozen=True)
@@ -122,11 +124,14 @@ def segment_files_hold(path: Path, info: VideoInfo) -> bool:
 
 def _presentation_times_known(entries: Sequence[PacketEntry], info: VideoInfo) -> bool:
     """Whether packet timestamps are presentation times the cuts can trust: present, distinct,
-    starting at a keyframe, and, for a stream that reorders frames (B-frames), not simply
-    increasing in decode order (AVI and raw streams stamp decode times there)."""
+    starting at a keyframe, and, for a stream that may reorder frames (B-frames), not decode
+    times: AVI and raw streams stamp those, increasing in decode order. Containers that store
+    presentation times are trusted even then (a stream that allows B-frames but used none)."""
     stamps = [e.pts for e in entries]
     if None in stamps or len(set(stamps)) != len(stamps) or not entries[0].keyframe:
         return False
+    if info.container.split(",")[0] in PRESENTATION_TIME_CONTAINERS:
+        return True
     in_decode_order = all(a < b for a, b in zip(stamps, stamps[1:]))
     return not (info.reorders_frames and in_decode_order and len(stamps) > 2)
 
