@@ -335,3 +335,21 @@ def test_a_stream_that_allows_b_frames_but_used_none_is_still_cut(tmp_path, cont
     frames = [f for segment, data in extract_segments(path, info, plan.segments)
               for batch in decode_segment(data, info, segment, 4) for f in batch.pts]
     assert frames == [pts for pts, _ in whole_decode(path)]
+
+
+def output_colour_range(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return container.streams.video[0].codec_context.color_range
+
+
+def test_a_stated_colour_range_survives_without_the_other_colour_tags_and_an_unstated_one_stays_so(
+        tmp_path, smooth_model):
+    """VP9 WebM states limited range and nothing else; a plain H.264 clip states nothing."""
+    if "libvpx-vp9" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no VP9 encoder")
+    webm = make_clip(tmp_path / "vp9.webm", frames=6, codec="libvpx-vp9", audio=False)
+    plain = make_clip(tmp_path / "plain.mp4", frames=6, audio=False)
+    assert probe_video(webm).color["color_range"] == 1 and probe_video(plain).color["color_range"] == 0
+    for path, stated in ((webm, 1), (plain, 0)):
+        render_and_join(path, tmp_path / f"out-{path.stem}.mp4", smooth_model, ONE_SECOND, tmp_path / path.stem)
+        assert output_colour_range(tmp_path / f"out-{path.stem}.mp4") == stated

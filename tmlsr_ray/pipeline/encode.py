@@ -182,7 +182,7 @@ class PieceWriter:
         self._info = info
         self._color = info.color if color is None else color  # the output's tags (SDR after a tone-map)
         self._buffer = io.BytesIO()
-        self._out = av.open(self._buffer, "w", format="mp4")
+        self._out = av.open(self._buffer, "w", format="mp4", options=_colour_box(self._color["color_range"]))
         try:
             self._video = self._add_video_stream(size, options)
         except Exception:
@@ -279,8 +279,11 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
     pieces = list(pieces)
     if not pieces:
         raise ValueError("a video needs at least one piece")
+    with av.open(str(pieces[0][0])) as first:
+        colour_range = first.streams.video[0].codec_context.color_range
+    movflags = "+faststart" + _colour_box(colour_range).get("movflags", "")
     with open_container(source_path) as source, \
-            av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
+            av.open(str(out_path), "w", format="mp4", options={"movflags": movflags}) as container:
         # MP4 shows nothing before 0: a video whose times start below it (a stream unwrapped
         # past 0) moves later, every stream with it.
         out = _ShiftedOutput(container, max(Fraction(0), -Fraction(pieces[0][1].first_pts) * info.time_base))
@@ -296,6 +299,13 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
             report.encoder = report.encoder or piece.encoder
         side.mux_until(None)
     return report
+
+
+def _colour_box(colour_range: int) -> Dict[str, str]:
+    """MP4 options that keep a stated colour range: x264 writes none when the other colour tags are
+    unspecified (VP9 WebM, MPEG-2), and MP4 writes its colour box only for one of those, unless
+    told. An unstated range stays unstated (the box would state limited)."""
+    return {"movflags": "+write_colr"} if colour_range else {}
 
 
 class _ShiftedOutput:
