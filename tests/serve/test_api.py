@@ -344,6 +344,23 @@ def test_a_restart_of_the_state_actor_loses_no_task(service, input_server, small
     assert json.dumps(service.task(done["task_id"])) == json.dumps(done)
 
 
+def test_a_task_whose_dispatch_was_lost_still_runs(service, small_png):
+    """Admitted, but no runner was ever asked to run it (the ingress died in between, or the call
+    went to a runner replica that had just died, which Serve does not retry): the state actor's
+    sweeper hands it out once it has waited a heartbeat timeout."""
+    import ray
+
+    from tmlsr_ray.protocol import TaskRequest
+    from tmlsr_ray.serve.state import STATE_ACTOR_NAME, STATE_NAMESPACE
+
+    actor = ray.get_actor(STATE_ACTOR_NAME, namespace=STATE_NAMESPACE)
+    params = TaskRequest.model_validate({"url": small_png, "type": "image", "model": "tiny-x4.pth"}).model_dump(mode="json")
+    task_id, outcome = ray.get(actor.admit.remote("d15ba7c4" * 4, params))
+    assert outcome == "created" and service.task(task_id)["status"] == "pending"
+    task = service.wait(task_id, timeout=60)
+    assert task["status"] == "completed", task["error"]
+
+
 def test_python_handle_callers_use_the_same_request_model(service, small_png):
     from ray import serve
 

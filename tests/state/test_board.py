@@ -93,6 +93,24 @@ def test_a_later_dispatch_of_a_waiting_task_supersedes_the_first_and_only_one_ru
     run(scenario())
 
 
+def test_a_pending_task_no_runner_waits_for_is_unclaimed_once_it_has_waited_long_enough(tmp_path):
+    """Its dispatch was lost (routed to a replica that had just died): the sweeper hands it out
+    again. A task some runner waits for, or one just created, is not unclaimed."""
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        blocker, waited_for, lost = board.create(PARAMS), board.create(PARAMS), board.create(PARAMS)
+        assert await board.acquire(blocker)
+        waiter = asyncio.ensure_future(board.acquire(waited_for))
+        await asyncio.sleep(0.01)
+        assert board.unclaimed(changed_before=time.time() - 60) == []
+        assert board.unclaimed(changed_before=time.time() + 1) == [lost]
+        await board.complete(blocker, TaskOutput())
+        assert await waiter == 1
+        assert board.unclaimed(changed_before=time.time() + 1) == [lost]
+
+    run(scenario())
+
+
 def test_cancel_of_a_pending_task_is_immediate_and_frees_its_waiter(tmp_path):
     async def scenario():
         board = TaskBoard(tmp_path / "t.db", max_workers=1)

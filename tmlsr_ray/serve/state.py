@@ -48,6 +48,7 @@ class TaskState:
             addresses=settings.fetch_policy())
         self._progress_sent: Dict[str, float] = {}
         self._runner_app: Optional[str] = None  # learnt from the runners, to hand re-queued tasks back
+        self._redispatched: Dict[str, float] = {}  # unclaimed pending tasks handed out again, and when
         self._models_held: Dict[str, Tuple[float, List[str]]] = {}  # replica → (reported at, model names)
         self._board.grant_grace_after_restart()
         loop = asyncio.get_running_loop()
@@ -73,6 +74,19 @@ class TaskState:
         if requeued:
             logger.warning("re-queued %d task(s) whose runner stopped: %s", len(requeued), requeued)
             self._dispatch(requeued)
+        self._dispatch_unclaimed(timeout)
+
+    def _dispatch_unclaimed(self, timeout: float) -> None:
+        """Hands out again the pending tasks whose dispatch was lost, at most once per ``timeout``
+        each (Serve does not retry a call whose replica died; a duplicate that does arrive
+        supersedes the waiting one, so exactly one runs)."""
+        now = time.time()
+        unclaimed = [t for t in self._board.unclaimed(now - timeout) if now - self._redispatched.get(t, 0) > timeout]
+        self._redispatched = {t: at for t, at in self._redispatched.items() if now - at <= timeout}
+        if unclaimed:
+            logger.warning("dispatching again %d pending task(s) no runner waits for: %s", len(unclaimed), unclaimed)
+            self._redispatched.update(dict.fromkeys(unclaimed, now))
+            self._dispatch(unclaimed)
 
     async def _gone_runners(self) -> Set[str]:
         runners = self._board.runners()
@@ -140,12 +154,10 @@ class TaskState:
             self._metrics.tasks_finished.inc(tags={"status": view.status.value})
 
     def _dispatch(self, task_ids: List[str]) -> None:
-        if self._runner_app is None:
-            return  # no runner has spoken yet: the ingress re-dispatches pending tasks when it starts
         from ray import serve
 
         try:
-            runner = serve.get_deployment_handle("TaskRunner", app_name=self._runner_app)
+            runner = serve.get_deployment_handle("TaskRunner", app_name=self._runner_app or _runner_app_name())
         except Exception as exc:  # the application is not deployed now: its next ingress re-dispatches
             logger.warning("no TaskRunner to hand %d re-queued task(s) to (%s); they stay pending",
                            len(task_ids), exc)
@@ -266,6 +278,17 @@ class TaskState:
         fresh = {replica: held for replica, held in self._models_held.items() if held[0] >= oldest}
         self._models_held = fresh
         return sorted({name for _, names in fresh.values() for name in names})
+
+
+def _runner_app_name() -> str:
+    """The application whose TaskRunner runs the tasks (before any runner has spoken to this actor:
+    one restarted, or none had a task yet)."""
+    from ray import serve
+
+    for name, app in serve.status().applications.items():
+        if "TaskRunner" in app.deployments:
+            return name
+    raise LookupError("no application with a TaskRunner is deployed")
 
 
 def _live_actor_names() -> Set[str]:

@@ -156,6 +156,12 @@ class TaskBoard:
     def pending_ids(self) -> List[str]:
         return [r.task_id for r in self._ordered() if r.status == TaskStatus.pending]
 
+    def unclaimed(self, changed_before: float) -> List[str]:
+        """Pending tasks no runner waits for, unchanged since ``changed_before``: the call that
+        should run them was lost (a dispatch routed to a replica that had just died)."""
+        return [r.task_id for r in self._ordered()
+                if r.status == TaskStatus.pending and r.task_id not in self._waiting and r.updated_at < changed_before]
+
     def totals(self) -> Tuple[SystemStats, Dict[TaskStatus, int]]:
         """Worker slots and tasks by status; counts come from the store's index."""
         system = SystemStats(max_workers=self._max_workers, active_workers=self._count(TaskStatus.processing),
