@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import pytest
 
 from tmlsr_ray.models.base import ModelError
@@ -18,12 +16,26 @@ def test_only_plain_names_of_existing_files_resolve(tmp_path):
         resolve_model_path(tmp_path, "b.pth")
 
 
-def test_the_cache_keeps_the_last_models_used_and_loads_each_once():
+def test_the_cache_keeps_the_last_models_used_and_loads_each_once(tmp_path):
     loads = []
     cache = ModelCache(2, lambda path: loads.append(path.name) or path.name)
+    for name in "abc":
+        (tmp_path / name).write_bytes(b"weights")
     for name in ["a", "b", "a", "c", "a", "b"]:
-        assert cache.get(Path(name)) == name
+        assert cache.get(tmp_path / name) == name
     assert loads == ["a", "b", "c", "b"]  # "b" was evicted by "c", "a" stayed as the most recent
+
+
+def test_a_model_file_replaced_in_place_is_loaded_again(tmp_path):
+    """Another network copied over the file: the replica must not keep serving the old one."""
+    path = tmp_path / "swap.pth"
+    path.write_bytes(b"x2 network")
+    cache = ModelCache(2, lambda p: p.read_bytes())
+    assert cache.get(path) == b"x2 network" and cache.get(path) == b"x2 network"
+    replacement = tmp_path / "swap.tmp"
+    replacement.write_bytes(b"x4 network, longer")
+    replacement.replace(path)
+    assert cache.get(path) == b"x4 network, longer" and cache.names() == ["swap.pth"]
 
 
 def test_families_recognise_files_by_contents_not_by_name(tmp_path):

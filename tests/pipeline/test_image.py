@@ -1,4 +1,5 @@
 import io
+import struct
 from pathlib import Path
 
 import cv2
@@ -151,3 +152,94 @@ def test_a_photo_without_a_profile_gets_none(tmp_path):
     assert info.icc_profile is None and info.exif is None
     with Image.open(io.BytesIO(data)) as out:
         assert "icc_profile" not in out.info
+
+
+# --- what cameras, editors and odd sizes bring -----------------------------------------------
+
+def test_a_camera_jpeg_with_the_multi_picture_extension_is_read_as_its_first_picture(tmp_path):
+    first, second = Image.new("RGB", (32, 24), (200, 30, 30)), Image.new("RGB", (32, 24), (30, 30, 200))
+    path = tmp_path / "camera.jpg"
+    first.save(path, "MPO", save_all=True, append_images=[second], quality=95)
+    with Image.open(path) as check:
+        assert check.format == "MPO"
+    info = probe_image(path, 10_000)
+    image = decode_image(path, info)
+    assert info.format == "jpeg" and output_format(info, image) == "jpeg"
+    assert image.shape == (24, 32, 3) and image[12, 16, 2] > 150  # the first picture, red in BGR
+
+
+def exif_orientation_entry(kind: int, value: bytes, data: bytes = b"") -> bytes:
+    """EXIF (big-endian TIFF) whose one entry is the Orientation tag of another type than SHORT."""
+    entry = struct.pack(">HHI", 0x0112, kind, 1 if data else len(value)) + value.ljust(4, b"\0")
+    return b"Exif\0\0MM\0\x2a" + struct.pack(">IH", 8, 1) + entry + struct.pack(">I", 0) + data
+
+
+@pytest.mark.parametrize("exif", [
+    exif_orientation_entry(2, b"abc\0"),  # text
+    exif_orientation_entry(5, struct.pack(">I", 26), struct.pack(">II", 6, 0)),  # the fraction 6/0
+    exif_orientation_entry(3, struct.pack(">H", 99)),  # no such orientation
+], ids=["text", "six-over-zero", "99"])
+def test_an_unreadable_exif_orientation_is_read_as_upright(tmp_path, exif):
+    path = _write(tmp_path, "odd.jpg", Image.new("RGB", (40, 20)), exif=exif)
+    info = probe_image(path, 10_000)
+    assert info.orientation == 1 and decode_image(path, info).shape == (20, 40, 3)
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 6, 8])
+def test_a_tiff_is_turned_upright_once_as_viewers_show_it(tmp_path, orientation):
+    from PIL import ImageOps
+
+    pixels = np.zeros((24, 32, 3), np.uint8)
+    pixels[:4, :6] = 255  # a mark in the stored top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = _write(tmp_path, "o.tif", Image.fromarray(pixels), exif=exif)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(path)))[:, :, ::-1]
+    assert np.array_equal(decode_image(path, probe_image(path, 10_000)), upright)
+
+
+def test_a_result_too_large_for_its_format_is_png_and_one_too_large_for_the_asked_format_is_refused():
+    from tmlsr_ray.pipeline.image import ImageInfo, check_format_holds
+
+    for fmt, side in (("webp", 16_384), ("jpeg", 65_536)):
+        assert output_format(ImageInfo(8, 8, fmt, "RGB", 1), np.zeros((2, side, 3), np.uint8)) == "png"
+        assert output_format(ImageInfo(8, 8, fmt, "RGB", 1), np.zeros((2, side - 1, 3), np.uint8)) == fmt
+        with pytest.raises(InputError, match=f"does not fit {fmt}.*ask for png"):
+            check_format_holds(fmt, (side, 2))
+    check_format_holds(None, (65_536, 2))
+    with pytest.raises(InputError, match="does not fit png, which holds at most 1,000,000 pixels a side"):
+        check_format_holds(None, (2, 1_000_001))
+
+
+def icc_of(space: bytes) -> bytes:
+    """A copy of the Display P3 profile declaring another colour space: what the selection reads."""
+    profile = bytearray(display_p3_icc())
+    profile[16:20] = space
+    return bytes(profile)
+
+
+@pytest.mark.parametrize("image,fmt,space,kept", [
+    (np.zeros((4, 4, 3), np.uint8), "jpeg", b"CMYK", False),  # a CMYK JPEG decodes to RGB
+    (np.zeros((4, 4, 3), np.uint8), "jpeg", b"RGB ", True),
+    (np.zeros((4, 4), np.uint8), "png", b"GRAY", True),
+    (np.zeros((4, 4), np.uint8), "webp", b"GRAY", False),  # WebP stores gray as RGB
+    (np.zeros((4, 4, 4), np.uint8), "png", b"GRAY", False),  # gray with alpha comes out RGBA
+])
+def test_the_icc_profile_goes_along_only_where_it_describes_the_output(image, fmt, space, kept):
+    with Image.open(io.BytesIO(encode_image(image, fmt, icc_profile=icc_of(space)))) as out:
+        assert (out.info.get("icc_profile") == icc_of(space)) is kept
+
+
+@pytest.mark.parametrize("image,fmt,quality,layout,stored_quality", [
+    (np.zeros((4, 4, 3), np.uint16), "jpeg", None, (3, 8), 95),
+    (np.zeros((4, 4, 4), np.uint8), "jpeg", 40, (3, 8), 40),
+    (np.zeros((4, 4), np.uint8), "webp", None, (3, 8), 95),
+    (np.zeros((4, 4, 4), np.uint8), "webp", None, (4, 8), None),  # lossless
+    (np.zeros((4, 4, 3), np.uint16), "png", None, (3, 16), None),
+])
+def test_the_metadata_describes_the_file_the_format_stores(image, fmt, quality, layout, stored_quality):
+    from tmlsr_ray.pipeline.image import effective_quality, stored_layout
+
+    assert stored_layout(image, fmt) == layout and effective_quality(fmt, image, quality) == stored_quality
+    decoded = cv2.imdecode(np.frombuffer(encode_image(image, fmt, quality), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert (1 if decoded.ndim == 2 else decoded.shape[2], 8 * decoded.dtype.itemsize) == layout

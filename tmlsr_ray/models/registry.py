@@ -114,28 +114,30 @@ class ModelCatalog:
 
 
 class ModelCache:
-    """Keeps the last ``capacity`` models used; loads each at most once at a time. ``on_change``
-    hears the names held after each load or eviction."""
+    """Keeps the last ``capacity`` models used; loads each at most once at a time, and again when
+    its file was replaced (another size or modification time). ``on_change`` hears the names held
+    after each load or eviction."""
 
     def __init__(self, capacity: int, loader: Callable[[Path], SuperResolutionModel],
                  on_change: Callable[[List[str]], None] = lambda names: None):
         self._capacity = capacity
         self._loader = loader
         self._on_change = on_change
-        self._models: "OrderedDict[Path, SuperResolutionModel]" = OrderedDict()
+        self._models: "OrderedDict[Path, Tuple[Tuple[int, int], SuperResolutionModel]]" = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, path: Path) -> SuperResolutionModel:
+        stat = path.stat()
+        stamp = (stat.st_size, stat.st_mtime_ns)
         with self._lock:
-            model = self._models.get(path)
-            if model is None:
-                model = self._loader(path)
-                self._models[path] = model
+            held = self._models.get(path)
+            if held is None or held[0] != stamp:
+                self._models[path] = held = (stamp, self._loader(path))
                 while len(self._models) > self._capacity:
                     self._models.popitem(last=False)
                 self._on_change(self.names())
             self._models.move_to_end(path)
-            return model
+            return held[1]
 
     def names(self) -> List[str]:
         return sorted(path.name for path in self._models)

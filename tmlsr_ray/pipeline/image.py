@@ -15,7 +15,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -26,10 +26,14 @@ from tmlsr_ray.errors import InputError
 
 pillow_heif.register_heif_opener()  # HEIC/HEIF through Image.open, like every other format
 
-FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff", "GIF": "gif",
-           "HEIF": "heic", "AVIF": "avif"}
+# MPO: a JPEG with the Multi-Picture extension (cameras and phones write it), its first picture
+FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff",
+           "GIF": "gif", "HEIF": "heic", "AVIF": "avif"}
 READ_BY_PILLOW = {"gif", "heic", "avif"}  # formats OpenCV's decoder lacks (or may lack)
 EXIF_ORIENTATION_TAG = 0x0112
+# the longest side each output format holds (PNG: libpng's default limit)
+MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
+DEFAULT_QUALITY = 95
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
                 fmt = FORMATS.get(img.format or "")
                 mode = img.mode
                 exif = img.getexif()
-                orientation = int(exif.get(EXIF_ORIENTATION_TAG, 1) or 1)
+                orientation = _orientation(exif.get(EXIF_ORIENTATION_TAG))
                 icc_profile = img.info.get("icc_profile") or None
                 upright_exif = _upright_exif(exif)
     except Image.DecompressionBombError as exc:
@@ -73,6 +77,15 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
         )
     return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif)
+
+
+def _orientation(value) -> int:
+    """EXIF orientation 1-8; anything else (text, a fraction, 0) is read as 1, as viewers do."""
+    try:
+        orientation = int(value)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return 1
+    return orientation if 1 <= orientation <= 8 else 1
 
 
 def _upright_exif(exif) -> Optional[bytes]:
@@ -99,6 +112,8 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
             f"decoded size {image.shape[1]}x{image.shape[0]} differs from the header "
             f"{info.width}x{info.height}: the file is corrupt"
         )
+    if info.format == "tiff":
+        return image  # OpenCV's TIFF decoder turns the pixels upright itself
     return apply_exif_orientation(image, info.orientation)
 
 
@@ -134,17 +149,55 @@ def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
 
 def output_format(info: ImageInfo, image: np.ndarray, requested: Optional[str] = None) -> str:
     """The format asked for; else the input's where it can hold the result: alpha or 16-bit need
-    PNG (or WEBP alpha); HEIC and AVIF photos come back as JPEG (or PNG with alpha)."""
+    PNG (or WEBP alpha); HEIC and AVIF photos come back as JPEG (or PNG with alpha); a result
+    wider or higher than the format holds (WebP 16,383, JPEG 65,535) is PNG."""
     if requested:
         return requested
     has_alpha = _has_alpha(image)
     if image.dtype == np.uint16:
         return "png"
-    if info.format == "webp":
+    if info.format == "webp" and max(image.shape[:2]) <= MAX_SIDE["webp"]:
         return "webp"
-    if info.format in ("jpeg", "heic", "avif") and not has_alpha:
+    if info.format in ("jpeg", "heic", "avif") and not has_alpha and max(image.shape[:2]) <= MAX_SIDE["jpeg"]:
         return "jpeg"
     return "png"
+
+
+def check_format_holds(requested: Optional[str], size: Tuple[int, int]) -> None:
+    """Before the model runs: the format asked for, or PNG (where the others fall back), must hold a
+    result of ``size`` = (width, height)."""
+    fmt = requested or "png"
+    if max(size) > MAX_SIDE[fmt]:
+        advice = "; ask for png" if fmt != "png" and max(size) <= MAX_SIDE["png"] else ""
+        raise InputError(f"a {size[0]}x{size[1]} result does not fit {fmt}, which holds at most "
+                         f"{MAX_SIDE[fmt]:,} pixels a side{advice}")
+
+
+def effective_quality(fmt: str, image: np.ndarray, quality: Optional[int]) -> Optional[int]:
+    """The quality a result is encoded at: JPEG's and WebP's (default 95); None for lossless (PNG,
+    and WebP with alpha unless a quality is asked)."""
+    if fmt == "png" or (fmt == "webp" and quality is None and _has_alpha(image)):
+        return None
+    return quality or DEFAULT_QUALITY
+
+
+def stored_layout(image: np.ndarray, fmt: str) -> Tuple[int, int]:
+    """(channels, bits per sample) of the file ``fmt`` stores the image as."""
+    fitted = fit_to_format(image, fmt)
+    channels = 1 if fitted.ndim == 2 else fitted.shape[2]
+    if fmt == "webp" and channels == 1:
+        channels = 3  # WebP has no gray form
+    return channels, 16 if fitted.dtype == np.uint16 else 8
+
+
+def fitting_icc_profile(icc_profile: Optional[bytes], image: np.ndarray, fmt: str) -> Optional[bytes]:
+    """The input's ICC profile where it describes the output's colour space: a CMYK JPEG comes out
+    RGB, and gray with alpha (or gray as WebP) comes out in colour, where a CMYK or gray profile
+    would be misread."""
+    if not icc_profile or len(icc_profile) < 20:
+        return None
+    gray = stored_layout(image, fmt)[0] == 1
+    return icc_profile if icc_profile[16:20] == (b"GRAY" if gray else b"RGB ") else None
 
 
 def fit_to_format(image: np.ndarray, fmt: str) -> np.ndarray:
@@ -161,14 +214,16 @@ def fit_to_format(image: np.ndarray, fmt: str) -> np.ndarray:
 
 def encode_image(image: np.ndarray, fmt: str, quality: Optional[int] = None, icc_profile: Optional[bytes] = None,
                  exif: Optional[bytes] = None) -> bytes:
-    """``quality``: JPEG's (default 95) or WebP's (default 95, lossless with alpha); PNG is lossless."""
+    """``quality``: see :func:`effective_quality`. The ICC profile goes along where it fits."""
+    icc_profile = fitting_icc_profile(icc_profile, image, fmt)
+    quality = effective_quality(fmt, image, quality)
     image = fit_to_format(image, fmt)
     if fmt == "webp" and (icc_profile or exif):
         return _webp_with_metadata(image, icc_profile, exif, quality)
     params = {
         "png": [cv2.IMWRITE_PNG_COMPRESSION, 3],
-        "jpeg": [cv2.IMWRITE_JPEG_QUALITY, quality or 95],
-        "webp": [cv2.IMWRITE_WEBP_QUALITY, quality or (101 if _has_alpha(image) else 95)],
+        "jpeg": [cv2.IMWRITE_JPEG_QUALITY, quality],
+        "webp": [cv2.IMWRITE_WEBP_QUALITY, quality or 101],  # above 100: lossless
     }[fmt]
     ok, buf = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), image, params)
     if not ok:
@@ -225,7 +280,7 @@ def _webp_with_metadata(image: np.ndarray, icc_profile: Optional[bytes], exif: O
     conversion = cv2.COLOR_BGRA2RGBA if _has_alpha(image) else cv2.COLOR_BGR2RGB
     pil = Image.fromarray(cv2.cvtColor(image, conversion) if image.ndim == 3 else image)
     out = io.BytesIO()
-    options = {"quality": quality} if quality else {"lossless": True} if _has_alpha(image) else {"quality": 95}
+    options = {"quality": quality} if quality else {"lossless": True}
     pil.save(out, "WEBP", icc_profile=icc_profile or None, exif=(b"Exif\x00\x00" + exif) if exif else b"", **options)
     return out.getvalue()
 

@@ -33,7 +33,10 @@ from tmlsr_ray.pipeline.encode import TASK_CODECS, EncodeOptions, assemble, even
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.errors import DiskFull, TaskError
 from tmlsr_ray.pipeline.fetch import fetch_input
-from tmlsr_ray.pipeline.image import CONTENT_TYPES, EXTENSIONS, decode_image, encode_image, output_format, probe_image
+from tmlsr_ray.pipeline.image import (
+    CONTENT_TYPES, EXTENSIONS, check_format_holds, decode_image, effective_quality, encode_image, fitting_icc_profile,
+    output_format, probe_image, stored_layout,
+)
 from tmlsr_ray.pipeline.progress import SegmentProgress
 from tmlsr_ray.pipeline.render import SegmentJob
 from tmlsr_ray.pipeline.restore import processing_resolution
@@ -190,6 +193,7 @@ class TaskRunner:
         plan = await self._model_and_target(run, params, width, height)
         target = plan.target
         plan.check_output_size(width, height, settings.max_output_pixels)
+        check_format_holds(params.get("output_format"), target)
         image = await asyncio.to_thread(decode_image, path, info)
         upscaled = await self._call(plan.replicas,
                                     lambda h: h.upscale_image.remote(params["model"], image, target, *plan.seed_args()))
@@ -198,12 +202,14 @@ class TaskRunner:
         result = workdir / ("output" + EXTENSIONS[fmt])
         data = await asyncio.to_thread(encode_image, upscaled, fmt, quality, info.icc_profile, info.exif)
         await asyncio.to_thread(result.write_bytes, data)
+        channels, bit_depth = stored_layout(upscaled, fmt)
         metadata = {
-            "width": target[0], "height": target[1], "format": fmt, "quality": quality,
+            "width": target[0], "height": target[1], "format": fmt,
+            "quality": effective_quality(fmt, upscaled, quality),
             "input": {"width": width, "height": height, "format": info.format},
-            "channels": 1 if upscaled.ndim == 2 else upscaled.shape[2],
-            "bit_depth": 16 if upscaled.dtype.itemsize == 2 else 8,
-            "icc_profile": info.icc_profile is not None, "exif": info.exif is not None,
+            "channels": channels, "bit_depth": bit_depth,
+            "icc_profile": fitting_icc_profile(info.icc_profile, upscaled, fmt) is not None,
+            "exif": info.exif is not None,
             **_model_metadata(plan.model),
         }
         return result, CONTENT_TYPES[fmt], metadata
