@@ -127,15 +127,18 @@ def test_cancel_of_a_pending_task_is_immediate_and_frees_its_waiter(tmp_path):
     run(scenario())
 
 
-def test_cancel_of_a_processing_task_marks_the_running_stage_canceled(tmp_path):
+def test_cancel_of_a_processing_task_marks_the_running_stage_canceled_with_how_long_it_ran(tmp_path):
     async def scenario():
         board = TaskBoard(tmp_path / "t.db", max_workers=1)
         task = await downloading(board)
+        await asyncio.sleep(0.05)
+        await board.set_stage(task, StageName.download, StageStatus.running, detail={"bytes": 10})  # progress
         watcher = asyncio.ensure_future(board.wait_released(task, 1))
         assert await board.cancel(task) == (True, TaskStatus.processing)
         assert await asyncio.wait_for(watcher, 1) == TaskStatus.canceled
         stages = board.get(task).stages
         assert [s.status for s in stages] == [StageStatus.canceled, StageStatus.skipped, StageStatus.skipped]
+        assert 0.05 <= stages[0].duration < 5 and stages[1].duration is None
         assert await board.complete(task, TaskOutput()) is False  # a late runner cannot revive it
 
     run(scenario())

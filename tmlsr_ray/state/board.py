@@ -267,6 +267,8 @@ class TaskBoard:
         if record is None:
             return False
         stage = record.stage(name)
+        if status == StageStatus.running and stage.status != StageStatus.running:
+            record.stage_started_at = time.time()
         stage.status, stage.duration, stage.detail = status, duration, detail
         record.heartbeat_at = time.time()
         await self._save_and_notify(record)

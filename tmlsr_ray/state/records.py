@@ -43,16 +43,20 @@ class TaskRecord(BaseModel):
     request_fingerprint: Optional[str] = None  # of the params as submitted, for idempotent retries
     revision: int = 0  # bumped by every saved change: the id of the task's events, persisted so a resume works
     deadline_at: Optional[float] = None  # unix time by which it must have finished (params.deadline_s)
+    stage_started_at: Optional[float] = None  # when the running stage began: a cancel gives it its duration
 
     def stage(self, name: StageName) -> Stage:
         return next(stage for stage in self.stages if stage.name == name)
 
     def close_open_stages(self, status: StageStatus) -> None:
-        """When a task ends early, stages that never ran or were cut short say so."""
+        """When a task ends early, stages that never ran or were cut short say so (and how long
+        the one cut short ran)."""
         for stage in self.stages:
             if stage.status == StageStatus.running:
                 stage.status = status
                 stage.detail = None
+                if self.stage_started_at is not None:
+                    stage.duration = round(time.time() - self.stage_started_at, 3)
             elif stage.status == StageStatus.pending:
                 stage.status = StageStatus.skipped
 
