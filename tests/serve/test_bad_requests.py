@@ -85,6 +85,12 @@ def test_a_malformed_request_gets_a_4xx_with_a_message(service, case):
     assert len(response.content) < 20_000, "the answer should not echo a huge input back"
 
 
+@pytest.mark.parametrize("depth", [1_000, 20_000])
+def test_a_body_nested_too_deeply_is_a_422_saying_so(service, depth):
+    response = requests.post(service.url("/tasks"), timeout=30, **raw('{"url": ' + "[" * depth + "]" * depth + "}"))
+    assert response.status_code == 422 and "nested too deeply" in response.json()["error"]
+
+
 def test_an_oversized_body_gets_413_before_it_is_parsed(service):
     response = requests.post(service.url("/tasks"), timeout=30, **MALFORMED["oversized body"])
     assert response.status_code == 413 and "65,536" in response.json()["error"]

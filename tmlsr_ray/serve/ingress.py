@@ -120,6 +120,8 @@ def _batch_error(exc: ValidationError | RequestRefused) -> BatchItemError:
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     """FastAPI's and Starlette's own refusals (unparsable body, unknown route, wrong method) in the
     service's error schema too."""
+    if isinstance(exc.__cause__, RecursionError):  # FastAPI's parser calls any failure a 400
+        return await _too_deep(_, exc.__cause__)
     response = _error_response(exc.status_code, str(exc.detail))
     response.headers.update(exc.headers or {})
     return response
