@@ -82,3 +82,11 @@ def test_the_seedvr2_dit_is_recognised_by_its_tensors_with_its_companions(tmp_pa
     (tmp_path / "any-name.gguf").touch()  # a new mtime: read again
     info = ModelCatalog(tmp_path).info("any-name.gguf")
     assert (info.family, info.scale, info.temporal, info.seeded, info.replica_kind) == ("seedvr2", None, True, True, "seedvr2")
+
+
+def test_an_empty_model_file_is_listed_with_the_reason(tmp_path):
+    from tmlsr_ray.models.registry import ModelCatalog
+
+    (tmp_path / "empty.pth").write_bytes(b"")
+    entry = ModelCatalog(tmp_path).entry(tmp_path / "empty.pth")
+    assert entry.info is None and entry.error == "model file empty.pth is empty"

@@ -129,3 +129,9 @@ def test_a_host_name_that_does_not_exist_fails_at_once_without_retries(tmp_path)
     with pytest.raises(FetchError, match="does not exist"):
         asyncio.run(fetch_input("http://no-such-host.invalid/a.png", tmp_path / "x", policy))
     assert time.monotonic() - start < 2.0
+
+
+def test_a_redirect_to_a_host_that_does_not_exist_names_that_host(input_server, tmp_path):
+    url = input_server.url("redirect?to=" + quote("http://no-such-host.invalid/a.png", safe=""))
+    with pytest.raises(FetchError, match="host no-such-host.invalid does not exist"):
+        run(fetch_input(url, tmp_path / "in", TRUSTED))

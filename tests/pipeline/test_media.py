@@ -71,3 +71,13 @@ def test_long_and_fast_real_clips_fit_the_default_budgets(tmp_path, frames, seco
     info = replace(probe_video(path), duration_s=seconds)
     check_frame_flood(path, info, frames, DEFAULTS)
     check_video_work(info, frames, target, DEFAULTS)
+
+
+def test_an_animated_webp_sent_as_a_video_is_refused_saying_how_to_send_it(tmp_path):
+    from PIL import Image
+
+    frames = [Image.new("RGB", (24, 16), (i * 60, 0, 0)) for i in range(3)]
+    path = tmp_path / "anim.webp"
+    frames[0].save(path, "WEBP", save_all=True, append_images=frames[1:], duration=100)
+    with pytest.raises(InputError, match="animated WebP .* send it with type image"):
+        probe_video(path)

@@ -103,6 +103,8 @@ class ModelCatalog:
             if known is not None and known[0] == stamp:
                 return known[1]
         try:
+            if not stat.st_size:
+                raise ModelError(f"model file {path.name} is empty")
             entry = CatalogEntry(path.name, stat.st_size, info=recognise(path))
         except ModelError as exc:
             entry = CatalogEntry(path.name, stat.st_size, error=str(exc))

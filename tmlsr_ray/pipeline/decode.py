@@ -100,6 +100,9 @@ def probe_video(path: Path) -> VideoInfo:
         stream = best_video_stream(container)
         ctx = stream.codec_context
         if not ctx.width or not ctx.height:
+            if container.format.name == "webp_pipe":
+                raise InputError("animated WebP is not readable as a video here (this FFmpeg decodes no WebP "
+                                 "animation); send it with type image to upscale its first frame")
             raise InputError("the video stream has no picture size (corrupt header)")
         first = _first_frame(container, stream)
         rotation = int(round((getattr(first, "rotation", 0) or 0) / 90.0)) * 90 % 360

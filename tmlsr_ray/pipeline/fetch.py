@@ -70,7 +70,8 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
         raise FetchError("download timed out") from exc
     except aiohttp.ClientConnectorDNSError as exc:
         if getattr(exc.os_error, "errno", None) in NAME_NOT_FOUND:  # asking again will not make it exist
-            raise FetchError(f"the input's host {urlsplit(url).hostname} does not exist (DNS: name not found)") from exc
+            host = getattr(exc, "host", None) or urlsplit(url).hostname  # after a redirect: the host it named
+            raise FetchError(f"the input's host {host} does not exist (DNS: name not found)") from exc
         raise _Retryable(_describe(exc)) from exc
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
         raise _Retryable(_describe(exc)) from exc
