@@ -157,7 +157,8 @@ class TaskState:
         from ray import serve
 
         try:
-            runner = serve.get_deployment_handle("TaskRunner", app_name=self._runner_app or _runner_app_name())
+            self._runner_app = self._runner_app or _runner_app_name()  # looked up once: it blocks this loop
+            runner = serve.get_deployment_handle("TaskRunner", app_name=self._runner_app)
         except Exception as exc:  # the application is not deployed now: its next ingress re-dispatches
             logger.warning("no TaskRunner to hand %d re-queued task(s) to (%s); they stay pending",
                            len(task_ids), exc)
