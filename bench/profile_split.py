@@ -40,7 +40,8 @@ def time_split(prof: profile) -> Dict[str, float]:
     totals: Dict[str, float] = defaultdict(float)
     # Each kernel and copy names the operator that launched it: a frontend (CPU) event's id.
     launchers = {e.id: e for e in events if e.device_type == DeviceType.CPU and e.linked_correlation_id == 0}
-    device = [e for e in events if e.device_type == DeviceType.CUDA]
+    # The profiler mirrors record_function ranges onto the device as user annotations: spans, not work.
+    device = [e for e in events if e.device_type == DeviceType.CUDA and not getattr(e, "is_user_annotation", False)]
     for event in device:
         stage = _stage(launchers.get(event.linked_correlation_id))
         totals[_device_category(event.name, stage)] += event.time_range.elapsed_us() / 1000

@@ -115,3 +115,5 @@ def test_a_single_frame_out_of_device_memory_is_an_error_not_a_loop(tmp_path):
     model._samples_pass = never_fits
     with pytest.raises(torch.OutOfMemoryError):
         model.upscale_samples(np.zeros((3, 4, 4, 3), np.uint8))
+    with pytest.raises(torch.OutOfMemoryError):  # a batch of one frame (a segment's last) too
+        model.upscale_samples(np.zeros((1, 4, 4, 3), np.uint8))

@@ -69,6 +69,10 @@ class FrameNetwork:
             # A video's frames keep one shape, so cuDNN's one-off search for the fastest
             # convolution per shape pays for itself within the first batches.
             torch.backends.cudnn.benchmark = True
+            if dtype == torch.float32:
+                # fp32 is asked for as the reference: cuDNN would run its convolutions in TF32
+                # (a 10-bit mantissa, no better than fp16) by default.
+                torch.backends.cudnn.allow_tf32 = False
 
     def upscale(self, frames: np.ndarray) -> np.ndarray:
         with torch.inference_mode(), self._stream_context():
@@ -97,11 +101,11 @@ class FrameNetwork:
                     return self.passes.run(host, per_pass, lambda batch: self._samples_pass(batch, top, target, yuv),
                                            out_dtype)
             except torch.OutOfMemoryError:
-                if per_pass == 1:
+                tried = min(per_pass, len(frames))
+                if tried <= 1:
                     raise
                 # The activation estimate was short for this network: fewer frames per pass, from
                 # now on for this size.
-                tried = min(per_pass, len(frames))
                 per_pass = self._pass_caps[size] = tried // 2
                 logger.warning("%s: out of device memory at %s frames of %sx%s per pass; now %s",
                                self.name, tried, size[1], size[0], per_pass)
