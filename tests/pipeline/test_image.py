@@ -243,3 +243,15 @@ def test_the_metadata_describes_the_file_the_format_stores(image, fmt, quality, 
     assert stored_layout(image, fmt) == layout and effective_quality(fmt, image, quality) == stored_quality
     decoded = cv2.imdecode(np.frombuffer(encode_image(image, fmt, quality), np.uint8), cv2.IMREAD_UNCHANGED)
     assert (1 if decoded.ndim == 2 else decoded.shape[2], 8 * decoded.dtype.itemsize) == layout
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+@pytest.mark.parametrize("shape", [(4, 4), (4, 4, 3), (4, 4, 4)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_the_stored_layout_is_what_fitting_to_the_format_makes_of_the_image(fmt, shape, dtype):
+    from tmlsr_ray.pipeline.image import fit_to_format, stored_layout
+
+    fitted = fit_to_format(np.zeros(shape, dtype), fmt)
+    channels = 1 if fitted.ndim == 2 else fitted.shape[2]
+    expected = (3 if fmt == "webp" and channels == 1 else channels, 8 * fitted.dtype.itemsize)
+    assert stored_layout(np.zeros(shape, dtype), fmt) == expected

@@ -182,12 +182,16 @@ def effective_quality(fmt: str, image: np.ndarray, quality: Optional[int]) -> Op
 
 
 def stored_layout(image: np.ndarray, fmt: str) -> Tuple[int, int]:
-    """(channels, bits per sample) of the file ``fmt`` stores the image as."""
-    fitted = fit_to_format(image, fmt)
-    channels = 1 if fitted.ndim == 2 else fitted.shape[2]
+    """(channels, bits per sample) of the file ``fmt`` stores the image as (what
+    :func:`fit_to_format` would make of it, read off the array without converting it)."""
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if fmt == "png":
+        return channels, 16 if image.dtype == np.uint16 else 8
     if fmt == "webp" and channels == 1:
         channels = 3  # WebP has no gray form
-    return channels, 16 if fitted.dtype == np.uint16 else 8
+    if fmt == "jpeg" and channels == 4:
+        channels = 3
+    return channels, 8
 
 
 def fitting_icc_profile(icc_profile: Optional[bytes], image: np.ndarray, fmt: str) -> Optional[bytes]:
