@@ -86,39 +86,44 @@ class Cutting:
 
 def scan_packets(path: Path, info: VideoInfo) -> List[PacketEntry]:
     """The video stream's packets in decode order (demux only, nothing decoded)."""
-    entries: List[PacketEntry] = []
     with open_container(path) as container:
-        stream = container.streams[info.stream_index]
-        try:
-            for packet in container.demux(stream):
-                if packet.size:
-                    entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard))
-        except av.error.FFmpegError as exc:
-            raise InputError(f"video could not be read ({ffmpeg_message(exc)})") from exc
+        return _scan(container.streams[info.stream_index])
+
+
+def _scan(stream: "av.video.stream.VideoStream") -> List[PacketEntry]:
+    entries: List[PacketEntry] = []
+    try:
+        for packet in stream.container.demux(stream):
+            if packet.size:
+                entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard))
+    except av.error.FFmpegError as exc:
+        raise InputError(f"video could not be read ({ffmpeg_message(exc)})") from exc
     if not entries:
         raise InputError("the video stream holds no packet")
     return entries
 
 
 def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
-    entries = scan_packets(path, info)
+    with open_container(path) as container:
+        stream = container.streams[info.stream_index]
+        entries = _scan(stream)
+        holds = segment_files_hold(stream)
     shown = sum(not e.discard for e in entries)
-    if _presentation_times_known(entries, info) and shown and segment_files_hold(path, info):
+    if _presentation_times_known(entries, info) and shown and holds:
         segments = tuple(_cut(entries, info, cutting))
     else:  # a damaged index, or a codec NUT cannot hold: one segment, the input decoded as a whole
         segments = (Segment(0, 0, len(entries) - 1, ()),)
     return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments))
 
 
-def segment_files_hold(path: Path, info: VideoInfo) -> bool:
+def segment_files_hold(stream: "av.video.stream.VideoStream") -> bool:
     """Whether the video stream's codec can be stream-copied into a segment file (NUT holds most,
     not ProRes, QuickTime Animation, DNxHD or APNG)."""
-    with open_container(path) as container:
-        try:
-            with av.open(io.BytesIO(), "w", format=SEGMENT_FORMAT) as probe:
-                probe.add_stream_from_template(container.streams[info.stream_index], opaque=True)
-        except (ValueError, av.error.FFmpegError):
-            return False
+    try:
+        with av.open(io.BytesIO(), "w", format=SEGMENT_FORMAT) as probe:
+            probe.add_stream_from_template(stream, opaque=True)
+    except (ValueError, av.error.FFmpegError):
+        return False
     return True
 
 
