@@ -173,4 +173,7 @@ class FrameNetwork:
     def _stream_context(self):
         if self._cuda_stream is None:
             return contextlib.nullcontext()
+        # The weights were moved (and converted) on the default stream: this stream waits for
+        # that work, not just the host, before its first kernel reads them.
+        self._cuda_stream.wait_stream(torch.cuda.default_stream(self._device))
         return torch.cuda.stream(self._cuda_stream)
