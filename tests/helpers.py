@@ -166,11 +166,13 @@ def save_face_model(path: Path) -> Path:
 def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio: bool = True,
               codec: str = "libx264", options: dict | None = None, pts: list | None = None,
               time_base=None, pix_fmt: str = "yuv420p", container: str | None = None, start_s: float = 0.0,
-              audio_codec: str = "aac", languages: Sequence[str] = ("",), sample_aspect=None) -> Path:
+              audio_codec: str = "aac", languages: Sequence[str] = ("",), sample_aspect=None,
+              durations: list | None = None) -> Path:
     """A short real clip made with PyAV: a brightness ramp with a noisy corner (so every frame
     differs), optionally audio (one stream per language), any encoder options, and given
     timestamps (VFR). ``start_s`` moves every stream's times (below 0: an MP4 edit list's
-    hidden frames, a transport stream unwrapped past 0); ``sample_aspect``: non-square pixels."""
+    hidden frames, a transport stream unwrapped past 0); ``sample_aspect``: non-square pixels;
+    ``durations``: how long each frame shows, in the stream's time base (else the muxer's guess)."""
     with av.open(str(path), "w", format=container) as out:
         video = out.add_stream(codec, rate=rate, options=options or {})
         video.width, video.height, video.pix_fmt = size[0], size[1], pix_fmt
@@ -189,11 +191,18 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             if pts is not None:
                 frame.pts, frame.time_base = pts[i], base
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
+            out.mux(_with_durations(video.encode(frame), pts, durations))
+        out.mux(_with_durations(video.encode(None), pts, durations))
         for sound in sounds:
             _write_tone(out, sound, frames / rate, round(start_s * 16000))
     return path
+
+
+def _with_durations(packets, pts: list | None, durations: list | None):
+    if durations is not None:
+        for packet in packets:
+            packet.duration = durations[pts.index(packet.pts) if pts is not None else packet.pts]
+    return packets
 
 
 def trim_by_edit_list(source: Path, path: Path, frames: int) -> Path:

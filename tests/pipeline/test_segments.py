@@ -161,17 +161,18 @@ def smooth_model(tmp_path_factory):
     return RealESRGANModel(path, device="cpu")
 
 
-def render_and_join(path: Path, out: Path, model, cutting: Cutting, store_root: Path, codec: str = "libx264"):
+def render_and_join(path: Path, out: Path, model, cutting: Cutting, store_root: Path, codec: str = "libx264",
+                    preset: str = "ultrafast"):
     info = probe_video(path)
     plan = plan_segments(path, info, cutting)
     target = even_size(info.width * 2, info.height * 2)
     store = PieceStore(store_root)
     for segment, data in extract_segments(path, info, plan.segments):
-        job = SegmentJob(segment, info, target, EncodeOptions(codec, preset="ultrafast", threads=1), batch_frames=4)
+        job = SegmentJob(segment, info, target, EncodeOptions(codec, preset=preset, threads=1), batch_frames=4)
         items = list(render_segment(job, data, lambda batch: upscale_frames(model, batch.frames, target, Tiling())))
         assert sum(i for i in items[:-1]) == len(segment.pts) or segment.whole
         store.save(*items[-1])
-    report = assemble(out, path, info, list(store.in_order(store.finished())))
+    report = assemble(out, path, info, list(store.in_order(store.finished())), plan.last_frame_ticks)
     return info, plan, report
 
 
@@ -231,6 +232,21 @@ def test_a_vfr_clip_with_audio_keeps_every_timestamp_and_its_audio(tmp_path, smo
     want = [float(p * info.time_base) for p, _ in whole_decode(path)]
     assert np.abs(np.array([t for t, _ in frames]) - np.array(want)).max() <= 0.001
     assert ("audio", "aac") in streams and report.audio_copied
+
+
+@pytest.mark.parametrize("bframes,preset", [(0, "ultrafast"), (2, "medium")])  # medium: B-frames in the pieces
+def test_the_last_frame_of_a_vfr_clip_shows_as_long_as_in_the_source(tmp_path, smooth_model, bframes, preset):
+    """Not 1 / the average rate: here the last frame shows for half a second after 1/60 s steps."""
+    gaps = [1, 3, 2, 5, 1, 1, 4, 2] * 3 + [30]  # in 1/60 s; the last is the last frame's own duration
+    stamps = [int(s) for s in np.cumsum([0] + gaps[:-1])]
+    path = make_clip(tmp_path / "vfr.mp4", frames=len(stamps), rate=30, audio=False, pts=stamps,
+                     time_base=Fraction(1, 60), durations=gaps,
+                     options={"x264-params": f"keyint=10:bframes={bframes}"})
+    render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.3), tmp_path / "pieces",
+                    preset=preset)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        stream = container.streams.video[0]
+        assert float(stream.duration * stream.time_base) == pytest.approx((stamps[-1] + gaps[-1]) / 60, abs=0.002)
 
 
 def test_a_piece_store_keeps_whole_pieces_only(tmp_path):

@@ -273,8 +273,10 @@ class PieceWriter:
             pass
 
 
-def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterable[Tuple[Path, Piece]]) -> MuxReport:
-    """Joins the pieces (in order) into one MP4 with the source's audio and subtitles."""
+def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterable[Tuple[Path, Piece]],
+             last_frame_ticks: Optional[int] = None) -> MuxReport:
+    """Joins the pieces (in order) into one MP4 with the source's audio and subtitles. The last
+    frame shows for ``last_frame_ticks`` of the source's time base (None: the encoder's 1 / rate)."""
     report = MuxReport()
     pieces = list(pieces)
     if not pieces:
@@ -290,9 +292,10 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
         with av.open(str(pieces[0][0])) as first:  # the video comes first, as players expect
             joiner = _PacketJoiner(out, first.streams.video[0], info.time_base)
         side = _SideStreams(source, out, info, report)
-        for path, piece in pieces:
+        ends = [piece.first_pts for _, piece in pieces[1:]] + [None]
+        for (path, piece), end in zip(pieces, ends):
             with av.open(str(path)) as container:
-                for packet in joiner.packets(container.streams.video[0], piece):
+                for packet in joiner.packets(container.streams.video[0], piece, end, last_frame_ticks):
                     side.mux_until(float(packet.dts * packet.time_base))
                     out.mux(packet)
             report.frames += piece.frames
@@ -339,28 +342,49 @@ class _PacketJoiner:
         self._extradata = template.codec_context.extradata
         self._last_dts: Optional[int] = None
 
-    def packets(self, stream, piece: Piece) -> Iterator:
+    def packets(self, stream, piece: Piece, end_pts: Optional[int], last_frame_ticks: Optional[int]) -> Iterator:
+        """``end_pts``: the source time the piece's last frame ends (the next piece's start); None
+        for the last piece, whose last frame lasts ``last_frame_ticks``."""
         if stream.codec_context.extradata != self._extradata:
             raise ValueError(f"piece {piece.index} was encoded with other parameters than the first")
         packets = list(self._demux(stream))
         if not packets:
             return
-        first_pts = round(Fraction(piece.first_pts) * self._source_base / Fraction(stream.time_base))
-        shift = first_pts - min(p.pts for p in packets)
+        shift = self._ticks(piece.first_pts, stream) - min(p.pts for p in packets)
         for packet in packets:
             packet.pts += shift
             packet.dts += shift
+        if end_pts is not None:
+            _show_until(packets, self._ticks(end_pts, stream))
+        elif last_frame_ticks:
+            _show_until(packets, max(p.pts for p in packets) + max(1, self._ticks(last_frame_ticks, stream)))
+        for packet in packets:
             if self._last_dts is not None and packet.dts <= self._last_dts:
                 packet.dts = self._last_dts + 1
             self._last_dts = packet.dts
             packet.stream = self._stream
             yield packet
 
+    def _ticks(self, source_ticks: int, stream) -> int:
+        return round(Fraction(source_ticks) * self._source_base / Fraction(stream.time_base))
+
     @staticmethod
     def _demux(stream) -> Iterator:
         for packet in stream.container.demux(stream):
             if packet.dts is not None and packet.pts is not None:
                 yield packet
+
+
+def _show_until(packets: Sequence, end: int) -> None:
+    """Each packet's duration becomes how long its frame shows: until the next frame shown, the
+    last until ``end``. The MP4 muxer ends the edit list at the latest pts + duration; a piece's
+    own durations are decode-time steps, its last one 1 / the average rate."""
+    shown = sorted(packets, key=lambda p: p.pts)
+    for packet, following in zip(shown, shown[1:]):
+        packet.duration = following.pts - packet.pts
+    if end > shown[-1].pts:
+        shown[-1].duration = end - shown[-1].pts
+
 
 class _SideStreams:
     """Audio and subtitle streams of the source, muxed in time order next to the video."""

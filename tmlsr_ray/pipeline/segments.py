@@ -48,6 +48,7 @@ class PacketEntry:
     dts: Optional[int]
     keyframe: bool
     discard: bool = False  # decoded as a reference, never shown (before an MP4 edit list's start)
+    duration: int = 0  # how long its frame shows (0: the container does not say)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class SegmentPlan:
     segments: Tuple[Segment, ...]
     frames: int  # frames of the stream, as the packet index counts them
     fingerprint: str  # changes when the input or the cuts change: pieces of another plan are not reused
+    last_frame_ticks: Optional[int] = None  # how long the last frame shows (None: not known)
 
     @property
     def whole(self) -> bool:
@@ -95,7 +97,8 @@ def _scan(stream: "av.video.stream.VideoStream") -> List[PacketEntry]:
     try:
         for packet in stream.container.demux(stream):
             if packet.size:
-                entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard))
+                entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard,
+                                           packet.duration or 0))
     except av.error.FFmpegError as exc:
         raise InputError(f"video could not be read ({ffmpeg_message(exc)})") from exc
     if not entries:
@@ -113,7 +116,19 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         segments = tuple(_cut(entries, info, cutting))
     else:  # a damaged index, or a codec NUT cannot hold: one segment, the input decoded as a whole
         segments = (Segment(0, 0, len(entries) - 1, ()),)
-    return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments))
+    return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments),
+                       _last_frame_ticks(entries))
+
+
+def _last_frame_ticks(entries: Sequence[PacketEntry]) -> Optional[int]:
+    """How long the last frame shown lasts: its packet's duration, else the step before it (a VFR
+    clip's last frame is not 1 / its average rate)."""
+    stamps = sorted((e.pts, e.duration) for e in entries if not e.discard and e.pts is not None)
+    if not stamps:
+        return None
+    if stamps[-1][1] > 0:
+        return stamps[-1][1]
+    return stamps[-1][0] - stamps[-2][0] if len(stamps) > 1 else None
 
 
 def segment_files_hold(stream: "av.video.stream.VideoStream") -> bool:

@@ -266,7 +266,8 @@ class TaskRunner:
         finally:
             stop.set()
         result = workdir / "output.mp4"
-        report = await asyncio.to_thread(assemble, result, path, info, list(store.in_order(done)))
+        report = await asyncio.to_thread(assemble, result, path, info, list(store.in_order(done)),
+                                          segments.last_frame_ticks)
         metadata = media.video_metadata(info, result, report, options, requested)
         metadata.update(_model_metadata(plan.model), segment_retries=fanout.retries,
                         segments={"total": len(segments.segments), "reused": progress.reused},
