@@ -205,6 +205,31 @@ def _with_durations(packets, pts: list | None, durations: list | None):
     return packets
 
 
+def interlaced_clip(path: Path, frames: int = 24, size=(96, 64), codec: str = "libx264", rate: int = 25) -> Path:
+    """Interlaced video as a camera makes it: each frame's two fields are two moments, a white bar
+    moving right, the bottom field half a frame after the top (top field first)."""
+    options = ({"x264-params": "interlaced=1:tff=1:keyint=6:bframes=2", "crf": "10"} if codec == "libx264"
+               else {"flags": "+ilme+ildct", "g": "6", "qscale": "2"})
+    with av.open(str(path), "w") as out:
+        video = out.add_stream(codec, rate=rate, options=options)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(frames):
+            pixels = np.zeros((size[1], size[0], 3), np.uint8)
+            for field in (0, 1):
+                x = (2 * i + field) * 3 % (size[0] - 16)
+                pixels[field::2, x:x + 16] = 255
+            out.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        out.mux(video.encode(None))
+    return path
+
+
+def combing(rgb: np.ndarray) -> float:
+    """How far each line is from the mean of its neighbours: high where two fields from different
+    moments are woven into one frame, about 0 for a progressive picture of the bar."""
+    luma = rgb.astype(float).mean(axis=-1)
+    return float(np.abs(luma[..., 1:-1, :] - (luma[..., :-2, :] + luma[..., 2:, :]) / 2).mean())
+
+
 def trim_by_edit_list(source: Path, path: Path, frames: int) -> Path:
     """What a lossless trim (``ffmpeg -ss … -c copy``) writes: the source's video packets moved
     ``frames`` earlier, so the frames before 0 stay as references an MP4 edit list hides."""

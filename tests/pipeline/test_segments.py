@@ -11,10 +11,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import SHARED, make_clip, save_srvgg, shared_path, trim_by_edit_list
+from tests.helpers import SHARED, combing, interlaced_clip, make_clip, save_srvgg, shared_path, trim_by_edit_list
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import TASK_CODECS, EncodeOptions, assemble, even_size, task_codecs_available
@@ -247,6 +248,25 @@ def test_the_last_frame_of_a_vfr_clip_shows_as_long_as_in_the_source(tmp_path, s
     with av.open(str(tmp_path / "out.mp4")) as container:
         stream = container.streams.video[0]
         assert float(stream.duration * stream.time_base) == pytest.approx((stamps[-1] + gaps[-1]) / 60, abs=0.002)
+
+
+@pytest.mark.parametrize("codec,suffix", [("libx264", "mp4"), ("mpeg2video", "ts")])
+def test_an_interlaced_clip_comes_out_deinterlaced_from_every_segment(tmp_path, smooth_model, codec, suffix):
+    path = interlaced_clip(tmp_path / f"interlaced.{suffix}", codec=codec)
+    with av.open(str(path)) as container:
+        woven = [combing(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    info, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.25),
+                                         tmp_path / "pieces")
+    assert info.interlaced and len(plan.segments) >= 3 and max(woven) > 10
+    frames, _, _ = output_frames(tmp_path / "out.mp4")
+    want = [float(p * info.time_base) for p, _ in whole_decode(path)]
+    assert np.abs(np.array([t for t, _ in frames]) - np.array(want)).max() <= 0.001
+    halved = [cv2.resize(f, (info.width, info.height), interpolation=cv2.INTER_AREA) for _, f in frames]
+    assert max(combing(f) for f in halved) < 3
+
+
+def test_a_progressive_clip_is_not_taken_for_interlaced(tmp_path):
+    assert not probe_video(make_clip(tmp_path / "progressive.mp4")).interlaced
 
 
 def test_a_piece_store_keeps_whole_pieces_only(tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import (SHARED, actor_pid, animated_gif, eventually, frame_flood_gif, make_clip, replica_pids,
-                           shared_path, sigkill)
+from tests.helpers import (SHARED, actor_pid, animated_gif, eventually, frame_flood_gif, interlaced_clip,
+                           make_clip, replica_pids, shared_path, sigkill)
 from tests.serve.conftest import fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
@@ -86,6 +86,7 @@ def test_a_generated_clip_keeps_its_audio_in_sync_and_reports_how_it_was_encoded
     assert meta["encoder_threads"] == 1, "the replica's one CPU, shared by its two segments in flight"
     assert meta["audio_streams"][0]["codec"] == "aac" and meta["audio_streams"][0]["copied"] is True
     assert meta["transfer_bytes"]["to_replicas"] > 0 and meta["transfer_bytes"]["from_replicas"] > 0
+    assert meta["deinterlaced"] is False and meta["input"]["interlaced"] is False
     data = fetch_output(service, task)
     (tmp_path / "o.mp4").write_bytes(data)
     with av.open(str(tmp_path / "o.mp4")) as container:
@@ -94,6 +95,16 @@ def test_a_generated_clip_keeps_its_audio_in_sync_and_reports_how_it_was_encoded
         assert abs(float(audio.duration * audio.time_base) - float(video.duration * video.time_base)) < 0.15
         assert abs(float((audio.start_time or 0) * audio.time_base) - float((video.start_time or 0) * video.time_base)) < 0.1
     assert data[4:8] == b"ftyp" and data.find(b"moov") < data.find(b"mdat"), "not +faststart"
+
+
+def test_an_interlaced_clip_comes_back_progressive_and_says_so(service, input_server, tmp_path):
+    url = input_server.add("interlaced.ts", interlaced_clip(tmp_path / "interlaced.ts", codec="mpeg2video").read_bytes())
+    task = service.run(url=url, model="tiny-x4.pth", outscale=1)
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert meta["deinterlaced"] is True and meta["input"]["interlaced"] is True and meta["frames"] == 24
+    frames, _, _ = video_frames(fetch_output(service, task), tmp_path / "o.mp4")
+    assert len(frames) == 24  # the pictures themselves: tests/pipeline/test_segments.py, with a smooth model
 
 
 def test_odd_output_sizes_are_rounded_down_to_even(service, input_server, tmp_path):

@@ -5,6 +5,8 @@ One decoder (PyAV/FFmpeg) for every input, so every input has the same frame sem
   then frame count), the same way everywhere;
 - frames are counted and time-stamped as they decode (never from the container's count);
 - rotation metadata is applied to the pixels (the output carries no display matrix);
+- interlaced streams are deinterlaced (bwdif, one frame per frame), since the model would blend
+  two moments' fields into each output line;
 - 8-bit inputs come out as uint8 RGB, deeper ones (10/12-bit) as uint16 RGB, so nothing is lost
   before the model sees it.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import av
+import av.filter
 import numpy as np
 from av.video.reformatter import Interpolation
 
@@ -66,6 +69,7 @@ class VideoInfo:
     reorders_frames: bool = False  # B-frames: decode order is not display order
     mastering: Optional[Dict[str, str]] = None  # HDR10 mastering display / light level (x26x notation)
     sample_aspect: Optional[Fraction] = None  # non-square pixels, as displayed (after rotation); None: square
+    interlaced: bool = False  # its frames hold two fields: deinterlaced as they decode
 
     @property
     def fps(self) -> Optional[float]:
@@ -134,6 +138,7 @@ def probe_video(path: Path) -> VideoInfo:
             reorders_frames=bool(ctx.has_b_frames),
             mastering=mastering_params(first.side_data),
             sample_aspect=_sample_aspect(stream, rotation),
+            interlaced=bool(first.interlaced_frame),
         )
 
 
@@ -170,7 +175,7 @@ def decode_batches(container, stream, info: VideoInfo, batch_size: int,
     index = 0
     stream.thread_type = "AUTO"
     try:
-        for frame in container.decode(stream):
+        for frame in _display_frames(container, stream, info):
             if stop is not None and stop.is_set():
                 raise CanceledError("task canceled")
             pts = stamp(frame)
@@ -187,6 +192,49 @@ def decode_batches(container, stream, info: VideoInfo, batch_size: int,
         yield FrameBatch(index, np.stack(frames), stamps)
     elif index == 0:
         raise InputError(f"{what} holds no decodable frame")
+
+
+def _display_frames(container, stream, info: VideoInfo) -> Iterator:
+    if not info.interlaced:
+        yield from container.decode(stream)
+        return
+    deinterlacer = Deinterlacer(stream)
+    for frame in container.decode(stream):
+        yield from deinterlacer.frames(frame)
+    yield from deinterlacer.frames(None)
+
+
+class Deinterlacer:
+    """bwdif over a stream's decoded frames: one progressive frame per frame, at its timestamp.
+    Frames flagged progressive pass through (film in an interlaced stream); each frame is
+    interpolated from its neighbours, so frames before and after a cut (pre-roll, leading
+    pictures) serve as context."""
+
+    def __init__(self, stream):
+        self._base = stream.time_base
+        self._graph = av.filter.Graph()
+        source = self._graph.add_buffer(template=stream)
+        bwdif = self._graph.add("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
+        sink = self._graph.add("buffersink")
+        source.link_to(bwdif)
+        bwdif.link_to(sink)
+        self._graph.configure()
+
+    def frames(self, frame) -> List["av.VideoFrame"]:
+        """The frames ready after ``frame`` goes in (None: the end, every frame left)."""
+        if frame is not None and frame.pts is None:
+            frame.pts = frame.dts
+        self._graph.vpush(frame)
+        ready = []
+        while True:
+            try:
+                out = self._graph.vpull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return ready
+            if out.pts is not None:  # bwdif counts in half the input's time base (for field rate)
+                out.pts = round(out.pts * Fraction(out.time_base) / Fraction(self._base))
+            out.time_base = self._base
+            ready.append(out)
 
 
 # swscale's accurate rounding: without it a decode → encode round trip shifts luma by a level or

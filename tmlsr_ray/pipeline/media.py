@@ -91,8 +91,9 @@ def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: En
             "container": info.container, "codec": info.codec, "width": info.width, "height": info.height,
             "pix_fmt": info.pix_fmt, "bit_depth": info.bit_depth, "stream_index": info.stream_index,
             "rotation_applied": info.rotation, "duration": info.duration_s, "color": info.color,
-            "hdr": HDR_TRANSFERS.get(info.color.get("color_trc")),
+            "hdr": HDR_TRANSFERS.get(info.color.get("color_trc")), "interlaced": info.interlaced,
         },
+        "deinterlaced": info.interlaced,
     }
     if (width, height) != tuple(requested):
         metadata["size_note"] = f"{requested[0]}x{requested[1]} rounded down to even for 4:2:0"
