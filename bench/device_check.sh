@@ -97,7 +97,7 @@ EOF
 
 # shellcheck disable=SC2086
 stage model 170 "$PYTHON" bench/frames.py --sizes $SIZES --frames $FRAMES --batch $BATCH --repeats $REPEATS \
-  --dtype fp16 bf16 fp32 --outscale 2 4 --old-path --precision --shared "$SHARED" --profile $PROFILE \
+  --dtype fp16 bf16 fp32 --outscale 2 4 --old-path --planes --precision --shared "$SHARED" --profile $PROFILE \
   --profile-out "$OUT/profile.txt" --budget-s 110
 
 CLIP=$SHARED/media/video/animation_bbb_1280x720_h264_aac_5.3s.mp4

@@ -6,7 +6,7 @@ through Ray Serve.
                            [--model weights/realesr-animevideov3.pth] [--device auto|cpu|cuda]
                            [--outscale 2 4] [--dtype fp16 bf16 fp32] [--repeats 3]
                            [--compile off default reduce-overhead max-autotune] [--pass-pixels N]
-                           [--old-path] [--precision] [--profile N] [--profile-out FILE]
+                           [--old-path] [--planes] [--precision] [--profile N] [--profile-out FILE]
                            [--pipeline [--pieces 1 4] [--preset veryfast] [--codec libx264]]
                            [--budget-s S] [--peak-tflops 790]
 
@@ -16,6 +16,8 @@ to the baseline measured in the same run (eager fp16, same size and outscale), t
 rate against the network's convolution count (its compute floor at --peak-tflops), peak GPU
 memory and the pinned buffers made. --old-path adds the path before buffer reuse and overlap (a
 fresh pin_memory() per batch, results copied into pageable memory, one pass per batch).
+--planes adds the path a GPU replica runs on 8-bit 4:2:0 video: the decoder's planes cross and
+become RGB on the device.
 --precision: PSNR of each half type against fp32 on the bench frames and on the golden images
 (shared/golden/realesrgan, with the fp32 GPU output checked against the golden files).
 --profile N: torch.profiler over N batches of the baseline, old and new path, the time split by
@@ -59,7 +61,7 @@ class Case:
     dtype: str
     compile: str
     outscale: float
-    path: str = "new"  # new | old (before buffer reuse and overlap)
+    path: str = "new"  # new | old (before buffer reuse and overlap) | planes (4:2:0 in)
 
     @property
     def baseline(self) -> "Case":
@@ -67,7 +69,7 @@ class Case:
 
     def label(self) -> str:
         return (f"{self.size[0]}x{self.size[1]} {self.dtype} {self.compile} x{self.outscale:g}"
-                + (" old path" if self.path == "old" else ""))
+                + {"new": "", "old": " old path", "planes": " planes in"}[self.path])
 
 
 class Models:
@@ -111,6 +113,15 @@ def old_upscale_samples(model: RealESRGANModel, frames: np.ndarray, target) -> n
         out = model._samples_pass(pinned.to(model._device, non_blocking=True), 255.0, target)
         with stage("land"):
             return out.cpu().numpy()
+
+
+def as_planes(batches: List[np.ndarray]) -> list:
+    """The batches as a decoder's 4:2:0 planes (BT.601, limited range), made by the service's own
+    conversion so that this runs without PyAV."""
+    from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames, rgb_to_yuv420
+
+    return [Yuv420Frames(rgb_to_yuv420(torch.from_numpy(b).permute(0, 3, 1, 2), 255.0, Yuv420()).numpy(), Yuv420())
+            for b in batches]
 
 
 def run_batches(model, batches: List[np.ndarray], target, path: str = "new") -> None:
@@ -166,6 +177,8 @@ def model_cases(args) -> List[Case]:
         cases += [Case(size, BASELINE_DTYPE, BASELINE_COMPILE, o) for o in args.outscale]
         if args.old_path:
             cases += [Case(size, BASELINE_DTYPE, BASELINE_COMPILE, o, "old") for o in args.outscale]
+        if args.planes:
+            cases += [Case(size, BASELINE_DTYPE, BASELINE_COMPILE, o, "planes") for o in args.outscale]
     baselines_first = sorted(dict.fromkeys(cases), key=lambda c: (args.sizes.index(c.size), c != c.baseline))
     return baselines_first
 
@@ -184,7 +197,8 @@ def report_model_path(args, models: Models, sources, deadline: float) -> Dict[Ca
         try:
             model = models.get(case.dtype, case.compile)
             target = target_for(case.size, case.outscale, model.scale)
-            results[case] = result = measure(model, sources[case.size], target, case.path, args.repeats)
+            batches = as_planes(sources[case.size]) if case.path == "planes" else sources[case.size]
+            results[case] = result = measure(model, batches, target, case.path, args.repeats)
         except Exception as exc:  # one case failing (a compile mode, memory) must not end the run
             print(f"{case.label():38s} FAILED: {type(exc).__name__}: {str(exc)[:300]}")
             continue
@@ -299,10 +313,11 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces
     from tmlsr_ray.pipeline.encode import assemble, even_size, yuv420_layout
     from tmlsr_ray.pipeline.render import SegmentJob, render_segment
     from tmlsr_ray.pipeline.segments import Cutting, extract_segments, plan_segments
-    from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames
+    from tmlsr_ray.pipeline.upscale import Tiling, takes_planes, upscale_frames
     from tmlsr_ray.storage.pieces import PieceStore
 
     info = probe_video(clip)
+    planes_in = takes_planes(model, info.height, info.width)  # as the Upscaler decides it
     target = even_size(round(info.width * outscale), round(info.height * outscale))
     cutting = Cutting(segment_s=segment_s if pieces > 1 else 1e9, max_frames=10**9)
     model_lock = threading.Lock()
@@ -320,7 +335,8 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces
 
         def render(item):
             segment, data = item
-            *_, (encoded, piece) = render_segment(SegmentJob(segment, info, target, options, batch), data, upscale)
+            job = SegmentJob(segment, info, target, options, batch, planes_in=planes_in)
+            *_, (encoded, piece) = render_segment(job, data, upscale)
             store.save(encoded, piece)
             return piece
 
@@ -381,6 +397,7 @@ def parse_args(argv=None):
                         default=["off"])
     parser.add_argument("--pass-pixels", type=int, default=0, help="input pixels per GPU pass (0: the model's)")
     parser.add_argument("--old-path", action="store_true", help="also the path before buffer reuse and overlap")
+    parser.add_argument("--planes", action="store_true", help="also the path with 4:2:0 planes in (a GPU replica's)")
     parser.add_argument("--precision", action="store_true", help="PSNR of fp16/bf16 against fp32")
     parser.add_argument("--shared", type=Path, default=next(
         (p for p in (REPO / ".carry" / "shared", REPO.parent / "shared") if p.is_dir()), REPO.parent / "shared"),

@@ -286,7 +286,9 @@ def frame_flood_gif(frames: int = 40_000, delay_cs: int = 0) -> bytes:
 # A colour chart of in-gamut RGB patches, as exact YUV code values for a given matrix and range.
 CHART_RGB = [(0.45, 0.32, 0.26), (0.76, 0.58, 0.50), (0.36, 0.48, 0.61), (0.35, 0.42, 0.26),
              (0.51, 0.50, 0.69), (0.38, 0.74, 0.67), (0.85, 0.47, 0.18), (0.25, 0.36, 0.65)]
-LUMA_WEIGHTS = {9: (0.2627, 0.0593), 1: (0.2126, 0.0722), 6: (0.299, 0.114), 5: (0.299, 0.114)}
+LUMA_WEIGHTS = {9: (0.2627, 0.0593), 1: (0.2126, 0.0722), 6: (0.299, 0.114), 5: (0.299, 0.114),
+                # matrices swscale has none for, written as the nearest it has (BT.2020's)
+                10: (0.2627, 0.0593), 8: (0.2627, 0.0593), 14: (0.2627, 0.0593)}
 HDR_MASTERING = {"master_display": "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)",
                  "cll": "1000,400"}
 

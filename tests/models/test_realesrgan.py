@@ -132,6 +132,22 @@ def test_cuda_converts_integer_frames_on_the_device_and_splits_batches_by_free_m
     assert np.abs(gpu.upscale_samples(frames).astype(int) - cpu.upscale_samples(frames).astype(int)).max() <= 1
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
+def test_cuda_takes_the_decoders_planes_and_makes_them_rgb_there(tmp_path):
+    from tmlsr_ray.models.yuv import SITINGS, Yuv420, Yuv420Frames, rgb_to_yuv420
+    from tmlsr_ray.pipeline.upscale import takes_planes
+
+    path = save_srvgg(tmp_path / "m.pth", num_feat=16, num_conv=4)
+    gpu, cpu = RealESRGANModel(path, device="cuda", dtype="fp32"), RealESRGANModel(path, device="cpu")
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 24, 40, 3)).astype(np.uint8)
+    planes = rgb_to_yuv420(torch.from_numpy(rgb).permute(0, 3, 1, 2), 255.0, Yuv420("ITU709")).numpy()
+    frames = Yuv420Frames(planes, Yuv420("ITU709"), 1, SITINGS["left"])
+    assert takes_planes(gpu, *frames.size) and not takes_planes(cpu, *frames.size)
+    got, expected = gpu.upscale_samples(frames, (48, 80)), cpu.upscale_samples(frames, (48, 80))
+    assert got.shape == expected.shape == (5, 80, 48, 3)
+    assert (np.abs(got.astype(int) - expected.astype(int)) <= 1).mean() >= 0.999
+
+
 def test_a_compiled_network_gives_the_same_frames_at_any_size(tmp_path):
     path = save_srvgg(tmp_path / "m.pth")
     plain, compiled = RealESRGANModel(path, device="cpu"), RealESRGANModel(path, device="cpu", compile=True)

@@ -42,7 +42,18 @@ def planes(frame, depth):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_decode_identity_and_encode_keep_every_patch_within_two_levels_and_the_tags(tmp_path, name):
-    case = CASES[name]
+    round_trip_chart(tmp_path, name, CASES[name], CASES[name]["tags"])
+
+
+# BT.2020 constant luminance, YCgCo, ICtCp: swscale has no matrix for them and refused the frames
+@pytest.mark.parametrize("colorspace", [10, 8, 14])
+def test_a_matrix_swscale_lacks_is_read_and_written_as_the_nearest_and_tagged_so(tmp_path, colorspace):
+    tags = dict(color_primaries=9, color_trc=1, colorspace=colorspace, color_range=1)
+    case = dict(codec="libx264", pix_fmt="yuv420p", depth=8, tags=tags)
+    round_trip_chart(tmp_path, f"matrix{colorspace}", case, {**tags, "colorspace": 9})
+
+
+def round_trip_chart(tmp_path, name: str, case: dict, written: dict) -> None:
     path = colour_chart_clip(tmp_path / f"{name}.mp4", case["codec"], case["pix_fmt"], case["depth"], case["tags"],
                              mastering=case.get("mastering", False))
     info = probe_video(path)
@@ -56,7 +67,7 @@ def test_decode_identity_and_encode_keep_every_patch_within_two_levels_and_the_t
     data, _ = writer.close()
     with av.open(io.BytesIO(data)) as container:
         ctx = container.streams.video[0].codec_context
-        assert {k: getattr(ctx, k) for k in case["tags"]} == case["tags"]
+        assert {k: getattr(ctx, k) for k in written} == written
         frame = next(container.decode(video=0))
     got = planes(frame, case["depth"])
     want = chart_yuv(128, 64, case["depth"], case["tags"]["colorspace"], case["tags"]["color_range"] == 2)

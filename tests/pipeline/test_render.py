@@ -79,3 +79,40 @@ def test_a_segment_upscaled_into_the_encoders_planes_encodes_the_frames_of_the_r
             decoded.append(np.stack([f.to_ndarray() for f in container.decode(video=0)]).astype(int))
     assert decoded[0].shape == decoded[1].shape == (len(segment.pts), 135, 120)
     assert np.abs(decoded[0] - decoded[1]).max() <= 1
+
+
+def test_a_segment_decoded_into_planes_for_the_model_encodes_the_frames_of_the_rgb_path(tmp_path):
+    """What a GPU replica asks the decoder for (its 4:2:0 planes, made RGB where the model runs)
+    makes the same piece as the decoder's RGB, within the conversions' level (lossless x264)."""
+    from tests.helpers import save_srvgg
+    from tmlsr_ray.models.realesrgan import RealESRGANModel
+    from tmlsr_ray.models.yuv import Yuv420Frames
+
+    model = RealESRGANModel(save_srvgg(tmp_path / "m.pth", scale=2, weight_scale=0.05), device="cpu")
+    info, extracted = segments_of(tmp_path, frames=10)
+    segment, data = extracted[0]
+    decoded, kinds = [], []
+
+    def upscale(batch):
+        kinds.append(type(batch.frames))
+        return model.upscale_samples(batch.frames, (120, 90))
+
+    for planes_in in (False, True):
+        job = SegmentJob(segment, info, (120, 90), EncodeOptions(preset="ultrafast", crf=0), batch_frames=4,
+                         planes_in=planes_in)
+        items = list(render_segment(job, data, upscale))
+        with av.open(io.BytesIO(items[-1][0])) as container:
+            decoded.append(np.stack([f.to_ndarray() for f in container.decode(video=0)]).astype(int))
+    assert kinds[0] is np.ndarray and kinds[-1] is Yuv420Frames
+    assert decoded[0].shape == decoded[1].shape == (len(segment.pts), 135, 120)
+    off = np.abs(decoded[0] - decoded[1])
+    assert off.max() <= 2 and (off > 0).mean() < 0.05
+
+
+def test_a_tone_map_or_a_cross_fade_keeps_the_decoders_rgb(tmp_path):
+    info, extracted = segments_of(tmp_path, frames=10)
+    segment = extracted[0][0]
+    options = EncodeOptions(preset="ultrafast")
+    assert SegmentJob(segment, info, (128, 96), options, 4, planes_in=True).input_planes is not None
+    assert SegmentJob(segment, info, (128, 96), options, 4, planes_in=True, tone_map=True).input_planes is None
+    assert SegmentJob(segment, info, (128, 96), options, 4, overlap=2, planes_in=True).input_planes is None

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.errors import CanceledError, InputError
@@ -96,3 +97,19 @@ def test_video_frames_that_fit_the_gpu_run_whole_there_whatever_the_tiling_thres
     assert bool(tiled) is not fits
     if fits:
         assert np.array_equal(out, model.upscale_samples(frames, (60, 50)))
+
+
+def test_decoded_planes_a_cpu_model_is_handed_are_converted_on_the_host_first(tmp_path):
+    """On a CPU the decoder's conversion keeps the reference semantics: no planes are asked for,
+    and planes that come anyway (a GPU's free memory shrank) are made RGB before the model."""
+    from tests.helpers import save_srvgg
+    from tmlsr_ray.models.realesrgan import RealESRGANModel
+    from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames, rgb_to_yuv420
+    from tmlsr_ray.pipeline.upscale import takes_planes, upscale_frames
+
+    model = RealESRGANModel(save_srvgg(tmp_path / "m.pth", scale=2, weight_scale=0.05), device="cpu")
+    assert not takes_planes(model, 16, 24)
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 16, 24, 3), dtype=np.uint8)
+    planes = Yuv420Frames(rgb_to_yuv420(torch.from_numpy(rgb).permute(0, 3, 1, 2), 255.0, Yuv420()).numpy(), Yuv420())
+    got = upscale_frames(model, planes, (48, 32))
+    assert np.array_equal(got, upscale_frames(model, planes.rgb(), (48, 32)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ import torch
 from tmlsr_ray.models.device import select_device
 from tmlsr_ray.models.lanczos import Lanczos4
 from tmlsr_ray.models.transfer import DirectPasses, StagedPasses, stage
-from tmlsr_ray.models.yuv import Yuv420, converts_like_swscale, rgb_to_yuv420
+from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames, converts_like_swscale, rgb_to_yuv420, upright_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -78,28 +78,30 @@ class FrameNetwork:
         with torch.inference_mode(), self._stream_context():
             return self.passes.run(np.ascontiguousarray(frames), len(frames), self._float_pass, np.float32)
 
-    def upscale_samples(self, frames: np.ndarray, target: Optional[Tuple[int, int]] = None,
+    def upscale_samples(self, frames: Union[np.ndarray, Yuv420Frames], target: Optional[Tuple[int, int]] = None,
                         yuv: Optional[Yuv420] = None) -> np.ndarray:
         """Integer RGB frames (N, H, W, 3), uint8 or uint16, to integer frames at ×scale, rounded
         as ``round(upscale(frames / top) * top)``, then resized to ``target`` = (width, height)
         where it runs when one is given (OpenCV's Lanczos-4 in torch), so only the final size
         crosses the bus. On a GPU the conversions run there: a quarter of the bytes cross the bus
-        and the CPU does no per-pixel float work. With ``yuv`` (and an even final size), the
-        result is the encoder's 4:2:0 planes (N, H'·3/2, W') instead, as swscale would make them."""
-        top = 65535.0 if frames.dtype == np.uint16 else 255.0
-        # torch has no uint16 arithmetic on every device; int32 carries 0..65535 exactly.
-        host = frames.astype(np.int32) if frames.dtype == np.uint16 else np.ascontiguousarray(frames)
-        size = frames.shape[1:3]
+        and the CPU does no per-pixel float work. Frames may come as the decoder's 4:2:0 planes
+        (:class:`Yuv420Frames`), made RGB where the model runs. With ``yuv`` (and an even final
+        size), the result is the encoder's 4:2:0 planes (N, H'·3/2, W') instead, as swscale would
+        make them."""
+        planar = frames if isinstance(frames, Yuv420Frames) else None
+        host, size, sixteen_bit = _host_samples(frames)
+        top = 65535.0 if sixteen_bit else 255.0
         width, height = target or (size[1] * self.scale, size[0] * self.scale)
-        if yuv is not None and not converts_like_swscale(yuv, frames.dtype == np.uint16, width, height):
+        if yuv is not None and not converts_like_swscale(yuv, sixteen_bit, width, height):
             yuv = None  # RGB back: the encoder's swscale converts it
-        out_dtype = frames.dtype if yuv is None else np.dtype(np.uint8 if yuv.bits == 8 else np.uint16)
+        out_dtype = np.dtype(np.uint16 if sixteen_bit else np.uint8) if yuv is None else \
+            np.dtype(np.uint8 if yuv.bits == 8 else np.uint16)
         per_pass = self.frames_per_pass(*size)
         while True:
             try:
                 with torch.inference_mode(), self._stream_context():
-                    return self.passes.run(host, per_pass, lambda batch: self._samples_pass(batch, top, target, yuv),
-                                           out_dtype)
+                    return self.passes.run(
+                        host, per_pass, lambda batch: self._samples_pass(batch, top, target, yuv, planar), out_dtype)
             except torch.OutOfMemoryError:
                 tried = min(per_pass, len(frames))
                 if tried <= 1:
@@ -143,10 +145,10 @@ class FrameNetwork:
         return out.float().clamp_(0, 1).permute(0, 2, 3, 1)
 
     def _samples_pass(self, batch: torch.Tensor, top: float, target: Optional[Tuple[int, int]],
-                      yuv: Optional[Yuv420] = None) -> torch.Tensor:
-        """(n, H, W, 3) integer samples → (n, H', W', 3) integer samples at ×scale or ``target``,
-        or the (n, H'·3/2, W') planes of ``yuv``."""
-        out = self._network(self._network_input(batch, top)).float().clamp_(0, 1).mul_(top).round_()
+                      yuv: Optional[Yuv420] = None, planar: Optional[Yuv420Frames] = None) -> torch.Tensor:
+        """(n, H, W, 3) integer samples, or planes of ``planar``'s layout → (n, H', W', 3) integer
+        samples at ×scale or ``target``, or the (n, H'·3/2, W') planes of ``yuv``."""
+        out = self._network(self._network_input(batch, top, planar)).float().clamp_(0, 1).mul_(top).round_()
         if target is not None and (out.shape[3], out.shape[2]) != tuple(target):
             with stage("resize"):
                 out = self._resize(out, target).clamp_(0, top).round_()
@@ -155,7 +157,10 @@ class FrameNetwork:
                 return rgb_to_yuv420(out, top, yuv)
         return out.to(torch.int32 if top > 255 else torch.uint8).permute(0, 2, 3, 1)
 
-    def _network_input(self, batch: torch.Tensor, top: float) -> torch.Tensor:
+    def _network_input(self, batch: torch.Tensor, top: float, planar: Optional[Yuv420Frames] = None) -> torch.Tensor:
+        if planar is not None:
+            with stage("rgb"):
+                return upright_rgb(batch, planar).div_(top).to(self._dtype)
         batch = batch.permute(0, 3, 1, 2)
         if top == 1.0:
             return batch.to(self._dtype)
@@ -177,3 +182,12 @@ class FrameNetwork:
         # that work, not just the host, before its first kernel reads them.
         self._cuda_stream.wait_stream(torch.cuda.default_stream(self._device))
         return torch.cuda.stream(self._cuda_stream)
+
+
+def _host_samples(frames: Union[np.ndarray, Yuv420Frames]) -> Tuple[np.ndarray, Tuple[int, int], bool]:
+    """(what crosses to the device, the frames' (height, width) upright, whether 16-bit)."""
+    if isinstance(frames, Yuv420Frames):
+        return np.ascontiguousarray(frames.planes), frames.size, False
+    if frames.dtype == np.uint16:  # torch has no uint16 arithmetic on every device; int32 carries 0..65535
+        return frames.astype(np.int32), frames.shape[1:3], True
+    return np.ascontiguousarray(frames), frames.shape[1:3], False

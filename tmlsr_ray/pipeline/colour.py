@@ -16,6 +16,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from tmlsr_ray.models.yuv import SWS_MATRIX_TAG, nearest_sws_matrix
+
 TRC_PQ, TRC_HLG = 16, 18  # ITU-T H.273 transfer characteristics
 HDR_TRANSFERS = {TRC_PQ: "smpte2084", TRC_HLG: "arib-std-b67"}
 SDR_BT709 = {"color_primaries": 1, "color_trc": 1, "colorspace": 1, "color_range": 1}
@@ -25,6 +27,13 @@ HLG_DISPLAY_NITS = 1000.0
 BT2020_TO_BT709 = np.array([[1.6605, -0.5876, -0.0728],
                             [-0.1246, 1.1329, -0.0083],
                             [-0.0182, -0.1006, 1.1187]], dtype=np.float32)
+
+
+def written_colour(color: Dict[str, int]) -> Dict[str, int]:
+    """The tags of what the encoder writes: a matrix swscale has none for (BT.2020 constant
+    luminance, YCgCo, ICtCp) is decoded and written in the nearest it has, and tagged so."""
+    matrix = nearest_sws_matrix(color["colorspace"], color["color_primaries"])
+    return color if matrix is None else {**color, "colorspace": SWS_MATRIX_TAG[matrix]}
 
 
 def is_hdr(color: Dict[str, int]) -> bool:

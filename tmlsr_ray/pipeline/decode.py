@@ -17,13 +17,16 @@ import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 import av
 import av.filter
 import numpy as np
+import torch
 from av.video.reformatter import Interpolation
 
+from tmlsr_ray.models.yuv import (SITINGS, Siting, Yuv420, Yuv420Frames, decoded_layout, nearest_sws_matrix,
+                                  yuv420_to_rgb)
 from tmlsr_ray.pipeline.colour import mastering_params
 from tmlsr_ray.errors import CanceledError, InputError
 
@@ -78,10 +81,11 @@ class VideoInfo:
 
 @dataclass
 class FrameBatch:
-    """Consecutive decoded frames: (N, H, W, 3) RGB, uint8 or uint16, and their timestamps."""
+    """Consecutive decoded frames: (N, H, W, 3) RGB, uint8 or uint16 (or their 4:2:0 planes, where
+    asked for), and their timestamps."""
 
     index: int
-    frames: np.ndarray
+    frames: Union[np.ndarray, Yuv420Frames]
     pts: List[int]
 
 
@@ -151,7 +155,7 @@ def _sample_aspect(stream, rotation: int) -> Optional[Fraction]:
 
 
 def iter_batches(path: Path, info: VideoInfo, batch_size: int,
-                 stop: Optional[threading.Event] = None) -> Iterator[FrameBatch]:
+                 stop: Optional[threading.Event] = None, planes: Optional[Yuv420] = None) -> Iterator[FrameBatch]:
     """Decodes the chosen stream, yielding batches; memory holds one batch at a time."""
     last_pts: List[Optional[int]] = [None]
 
@@ -161,15 +165,23 @@ def iter_batches(path: Path, info: VideoInfo, batch_size: int,
 
     with open_container(path) as container:
         stream = container.streams[info.stream_index]
-        yield from decode_batches(container, stream, info, batch_size, stamp, stop)
+        yield from decode_batches(container, stream, info, batch_size, stamp, stop, planes=planes)
+
+
+def planar_layout(info: VideoInfo) -> Optional[Yuv420]:
+    """The layout in which the decoder's own planes can go to the model, converted to RGB there
+    as swscale would (None: 10-bit, 4:2:2, odd sizes, … are converted here)."""
+    return decoded_layout(info.pix_fmt, info.color["colorspace"], info.color["color_range"],
+                          info.coded_width, info.coded_height)
 
 
 def decode_batches(container, stream, info: VideoInfo, batch_size: int,
                    stamp: Callable[[Any], Optional[int]], stop: Optional[threading.Event] = None,
-                   what: str = "the video stream") -> Iterator[FrameBatch]:
-    """Batches of RGB frames of ``stream``; ``stamp(frame)`` gives each frame's timestamp, or
-    ``None`` for a frame to drop."""
-    rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
+                   what: str = "the video stream", planes: Optional[Yuv420] = None) -> Iterator[FrameBatch]:
+    """Batches of RGB frames of ``stream`` (or, given the :func:`planar_layout`, of its 4:2:0
+    planes as :class:`Yuv420Frames`); ``stamp(frame)`` gives each frame's timestamp, or ``None``
+    for a frame to drop."""
+    picture = pack = None
     frames: List[np.ndarray] = []
     stamps: List[int] = []
     index = 0
@@ -181,17 +193,71 @@ def decode_batches(container, stream, info: VideoInfo, batch_size: int,
             pts = stamp(frame)
             if pts is None:
                 continue
-            frames.append(frame_to_rgb(frame, rgb_format, info.rotation))
+            if picture is None:
+                picture, pack = _batch_form(info, planes, frame)
+            frames.append(picture(frame))
             stamps.append(pts)
             if len(frames) == batch_size:
-                yield FrameBatch(index, np.stack(frames), stamps)
+                yield FrameBatch(index, pack(frames), stamps)
                 index, frames, stamps = index + 1, [], []
     except av.error.FFmpegError as exc:
         raise InputError(f"video could not be decoded ({ffmpeg_message(exc)})") from exc
     if frames:
-        yield FrameBatch(index, np.stack(frames), stamps)
+        yield FrameBatch(index, pack(frames), stamps)
     elif index == 0:
         raise InputError(f"{what} holds no decodable frame")
+
+
+def _batch_form(info: VideoInfo, planes: Optional[Yuv420], first_frame):
+    """(one frame → its array, the arrays → the batch's frames): the decoder's planes where asked
+    for and the first frame shows how to convert them as its swscale would, else RGB."""
+    siting = measured_siting(first_frame, planes) if planes is not None else None
+    if siting is None:
+        rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
+        return (lambda frame: frame_to_rgb(frame, rgb_format, info.rotation)), np.stack
+    quarter_turns = (info.rotation // 90) % 4
+    size = (info.coded_width, info.coded_height)
+
+    def picture(frame) -> np.ndarray:
+        if frame.format.name not in ("yuv420p", "yuvj420p") or (frame.width, frame.height) != size:
+            frame = frame.reformat(*size, format="yuv420p", interpolation=EXACT_SWS)  # a mid-stream change
+        return frame.to_ndarray()
+
+    return picture, lambda arrays: Yuv420Frames(np.stack(arrays), planes, quarter_turns, siting)
+
+
+SITING_PROBE = 256  # a square of the frame's middle, enough to tell the sitings apart, cheap at 4K
+
+
+def measured_siting(frame, layout: Yuv420) -> Optional[Siting]:
+    """Where the decoder sites this stream's chroma, as its swscale reads it (PyAV does not expose
+    a frame's chroma location): the one siting whose conversion equals swscale's on the middle of
+    this frame. None where the frame cannot tell them apart (flat colour) or none equals it."""
+    if frame.format.name not in ("yuv420p", "yuvj420p"):
+        return None
+    reference = frame_to_rgb(frame, "rgb24", 0).astype(np.int16)
+    planes = frame.to_ndarray()
+    height, width = reference.shape[:2]
+    side_y, side_x = min(SITING_PROBE, height) // 4 * 4, min(SITING_PROBE, width) // 4 * 4
+    top, left = (height - side_y) // 4 * 2, (width - side_x) // 4 * 2
+    probe = _crop_planes(planes, height, width, top, left, side_y, side_x)
+    expected = reference[top + 2:top + side_y - 2, left + 2:left + side_x - 2]  # the crop's edges differ
+    matching = []
+    for siting in SITINGS.values():
+        rgb = yuv420_to_rgb(torch.from_numpy(probe)[None], layout, siting)[0].permute(1, 2, 0).numpy()
+        off = np.abs(rgb[2:-2, 2:-2].astype(np.int16) - expected)
+        if (off > 1).mean() <= 0.001:
+            matching.append(siting)
+    return matching[0] if len(matching) == 1 else None
+
+
+def _crop_planes(planes: np.ndarray, height: int, width: int, top: int, left: int, rows: int,
+                 cols: int) -> np.ndarray:
+    """A (rows, cols) window of 4:2:0 planes (all even, rows and cols multiples of 4), as planes."""
+    chroma = planes[height:].reshape(2, height // 2, width // 2)
+    window = chroma[:, top // 2:(top + rows) // 2, left // 2:(left + cols) // 2]
+    luma = planes[top:top + rows, left:left + cols]
+    return np.concatenate([luma.ravel(), window.ravel()]).reshape(rows * 3 // 2, cols)
 
 
 def _display_frames(container, stream, info: VideoInfo) -> Iterator:
@@ -245,9 +311,11 @@ EXACT_SWS_8BIT = EXACT_SWS | Interpolation.FULL_CHR_H_INT
 
 
 def frame_to_rgb(frame, rgb_format: str, rotation: int) -> np.ndarray:
-    # The YUV matrix is the one the frame declares (PyAV's default; BT.601 when it declares none);
-    # the range must be passed on, or limited range is assumed even for full-range streams.
+    # The YUV matrix is the one the frame declares (PyAV's default; BT.601 when it declares none,
+    # the nearest swscale has where it has none for it); the range must be passed on, or limited
+    # range is assumed even for full-range streams.
     array = frame.to_ndarray(format=rgb_format, src_color_range=frame.color_range or None,
+                             src_colorspace=nearest_sws_matrix(frame.colorspace, frame.color_primaries),
                              interpolation=EXACT_SWS_8BIT if rgb_format == "rgb24" else EXACT_SWS)
     quarter_turns = (rotation // 90) % 4
     return np.ascontiguousarray(np.rot90(array, quarter_turns)) if quarter_turns else array

@@ -26,19 +26,14 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import av
 import numpy as np
 
-from tmlsr_ray.models.yuv import Yuv420
+from tmlsr_ray.models.yuv import SWS_MATRIX, SWS_MATRIX_TAG, Yuv420
 from tmlsr_ray.piece import Piece
-from tmlsr_ray.pipeline.colour import is_hdr
+from tmlsr_ray.pipeline.colour import is_hdr, written_colour
 from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, open_container
 
 MP4_AUDIO_COPY = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 MP4_SUBTITLE_COPY = {"mov_text"}
 TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "text"}
-# swscale matrices by the stream's matrix coefficients tag (BT.2020 NCL and CL both use its YUV matrix;
-# an untagged stream gets swscale's default, BT.601)
-SWS_MATRIX = {1: "ITU709", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
-# the matrix tag swscale puts on the frames it converts to each matrix
-SWS_MATRIX_TAG = {"ITU709": 1, "ITU601": 6, "SMPTE240M": 7, "BT2020": 9}
 
 
 @dataclass(frozen=True)
@@ -180,7 +175,7 @@ class PieceWriter:
                  color: Optional[Dict[str, int]] = None):
         self._index = index
         self._info = info
-        self._color = info.color if color is None else color  # the output's tags (SDR after a tone-map)
+        self._color = written_colour(info.color) if color is None else color  # the output's tags (SDR after a tone-map)
         self._buffer = io.BytesIO()
         self._out = av.open(self._buffer, "w", format="mp4", options=_colour_box(self._color["color_range"]))
         try:

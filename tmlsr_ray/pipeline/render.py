@@ -15,8 +15,8 @@ from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 import numpy as np
 
 from tmlsr_ray.models.yuv import Yuv420
-from tmlsr_ray.pipeline.colour import SDR_BT709, tone_map_to_sdr
-from tmlsr_ray.pipeline.decode import FrameBatch, VideoInfo
+from tmlsr_ray.pipeline.colour import SDR_BT709, tone_map_to_sdr, written_colour
+from tmlsr_ray.pipeline.decode import FrameBatch, VideoInfo, planar_layout
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, yuv420_layout
 from tmlsr_ray.pipeline.overlap import CrossFade, overlapping_batches
@@ -35,15 +35,24 @@ class SegmentJob:
     overlap: int = 0  # frames shared by consecutive batches (SeedVR2), cross-faded
     seed: Optional[int] = None  # SeedVR2: the task's seed; each batch gets its own from it
     tone_map: bool = False  # HDR in, SDR (BT.709, 8-bit) out: mapped before the model sees the frames
+    planes_in: bool = False  # the model takes the decoder's 4:2:0 planes (a GPU replica sets it)
 
     @property
     def output_color(self) -> Dict[str, int]:
-        return SDR_BT709 if self.tone_map else self.info.color
+        return SDR_BT709 if self.tone_map else written_colour(self.info.color)
 
     @property
     def yuv420(self) -> Yuv420:
         """The encoder's planes, which a GPU replica converts the upscaled frames into."""
         return yuv420_layout(self.output_color, self.options)
+
+    @property
+    def input_planes(self) -> Optional[Yuv420]:
+        """The layout the decoder hands its planes over in, where the model takes them and nothing
+        reads the RGB on the way (a tone-map, a cross-fade)."""
+        if not self.planes_in or self.tone_map or self.overlap:
+            return None
+        return planar_layout(self.info)
 
     def batch_seed(self, batch: FrameBatch) -> Optional[int]:
         """The same noise for a batch on whichever replica runs it, and on a retry."""
@@ -61,7 +70,7 @@ def render_segment(job: SegmentJob, data: bytes, upscale: Upscale,
     """Yields the number of frames encoded after each batch, then ``(piece bytes, piece)``."""
     writer = PieceWriter(job.segment.index, job.info, job.target, job.options, job.output_color)
     try:
-        batches = decode_segment(data, job.info, job.segment, job.batch_frames, stop)
+        batches = decode_segment(data, job.info, job.segment, job.batch_frames, stop, job.input_planes)
         if job.tone_map:
             transfer = job.info.color["color_trc"]
             batches = (replace(b, frames=tone_map_to_sdr(b.frames, transfer)) for b in batches)

@@ -32,6 +32,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import av
 import numpy as np
 
+from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
     FrameBatch, VideoInfo, decode_batches, ffmpeg_message, iter_batches, open_container,
 )
@@ -277,11 +278,12 @@ class _SegmentFile:
 
 
 def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: int,
-                   stop: Optional[threading.Event] = None) -> Iterator[FrameBatch]:
+                   stop: Optional[threading.Event] = None, planes: Optional[Yuv420] = None) -> Iterator[FrameBatch]:
     """The segment's own frames, decoded from its packets, in display order, with their source
-    timestamps; pre-roll and leading pictures of the next segment are decoded and dropped."""
+    timestamps; pre-roll and leading pictures of the next segment are decoded and dropped.
+    ``planes``: see :func:`~tmlsr_ray.pipeline.decode.decode_batches`."""
     if segment.whole:
-        yield from _decode_whole(data, info, batch_size, stop)
+        yield from _decode_whole(data, info, batch_size, stop, planes)
         return
     owned = np.asarray(segment.pts, dtype=np.int64)
     tolerance = _match_tolerance(owned)
@@ -298,15 +300,15 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
             return pts
 
         yield from decode_batches(container, stream, info, batch_size, stamp, stop,
-                                  what=f"segment {segment.index} of the video")
+                                  what=f"segment {segment.index} of the video", planes=planes)
 
 
-def _decode_whole(data: bytes, info: VideoInfo, batch_size: int, stop) -> Iterator[FrameBatch]:
+def _decode_whole(data: bytes, info: VideoInfo, batch_size: int, stop, planes) -> Iterator[FrameBatch]:
     # The whole input as a temporary file: the decoder of a whole segment wants a seekable file.
     with tempfile.NamedTemporaryFile(prefix="tmlsr-segment-") as spooled:
         spooled.write(data)
         spooled.flush()
-        yield from iter_batches(Path(spooled.name), info, batch_size, stop)
+        yield from iter_batches(Path(spooled.name), info, batch_size, stop, planes)
 
 
 def _timestamp_map(stream_base: Fraction, source_base: Fraction, shift: int = 0):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Tuple, Union
 
 import cv2
 import numpy as np
 
 from tmlsr_ray.models.base import SuperResolutionModel
-from tmlsr_ray.models.yuv import Yuv420
+from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames
 from tmlsr_ray.errors import CanceledError, InputError
 
 
@@ -96,14 +96,20 @@ def upscale_image(
 
 def upscale_frames(
     model: SuperResolutionModel,
-    frames: np.ndarray,
+    frames: Union[np.ndarray, Yuv420Frames],
     target: Tuple[int, int],
     tiling: Tiling = Tiling(),
     should_stop: Callable[[], bool] = lambda: False,
     yuv: Optional[Yuv420] = None,
 ) -> np.ndarray:
     """Upscales RGB video frames (N, H, W, 3), uint8 or uint16, to ``target`` = (width, height);
-    on a GPU, given the encoder's ``yuv`` layout, into those planes there (see ``upscale_samples``)."""
+    on a GPU, given the encoder's ``yuv`` layout, into those planes there (see ``upscale_samples``).
+    Frames may come as the decoder's planes where :func:`takes_planes` says the model takes them."""
+    if isinstance(frames, Yuv420Frames):
+        if takes_planes(model, *frames.size):
+            check_stop(should_stop)
+            return model.upscale_samples(frames, target, yuv)
+        frames = frames.rgb()  # the free device memory shrank since: converted here
     max_range = np.float32(65535.0 if frames.dtype == np.uint16 else 255.0)
     count, height, width, _ = frames.shape
     scale = model.scale
@@ -122,6 +128,14 @@ def upscale_frames(
     for (y0, y1, x0, x1), tile_out in _run_tiles(model, planes, tiling, should_stop):
         canvas[:, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = (tile_out * max_range).round()
     return resize_frames(canvas, target)
+
+
+def takes_planes(model: SuperResolutionModel, height: int, width: int) -> bool:
+    """Whether the model takes the decoder's 4:2:0 planes for frames of this size: on a GPU, where
+    they run whole, the conversion to RGB runs there and half the bytes cross the bus. On a CPU
+    the decoder's own conversion keeps the reference semantics."""
+    return (getattr(model, "device", "cpu").startswith("cuda") and hasattr(model, "upscale_samples")
+            and model.fits_whole(height, width))
 
 
 def resize_frames(frames: np.ndarray, target: Tuple[int, int]) -> np.ndarray:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Dict, List, Tuple
 
@@ -17,7 +18,7 @@ from tmlsr_ray.config import Settings
 from tmlsr_ray.models.base import LoadOptions
 from tmlsr_ray.models.registry import ModelCache, ModelCatalog, load_model, resolve_model_path
 from tmlsr_ray.pipeline.render import Rendered, SegmentJob, render_segment
-from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames, upscale_image
+from tmlsr_ray.pipeline.upscale import Tiling, takes_planes, upscale_frames, upscale_image
 from tmlsr_ray.serve.fanout import iterate_in_thread
 from tmlsr_ray.serve.metrics import ModelMetrics
 from tmlsr_ray.serve.state import StateClient
@@ -112,6 +113,9 @@ class Upscaler:
 
     async def render_segment(self, model_name: str, job: SegmentJob, data: bytes) -> AsyncIterator[Rendered]:
         """A segment's packets in, its encoded piece out (streamed: frame counts, then the piece)."""
+        model = await self._thread.run(self._load, model_name)
+        job = replace(job, planes_in=takes_planes(model, job.info.height, job.info.width))
+
         def upscale(batch, stop):
             return self._thread.call(self._upscale_frames, model_name, batch.frames, job.target, stop.is_set,
                                      job.yuv420)

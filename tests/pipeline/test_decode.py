@@ -1,0 +1,91 @@
+"""The decoder's 4:2:0 planes, handed to a model as they are (a GPU replica's input), against the
+RGB the decoder's own swscale makes of them."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from tests.helpers import make_clip
+from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
+from tmlsr_ray.pipeline.decode import iter_batches, measured_siting, planar_layout, probe_video
+
+# x264's chromaloc (the VUI's chroma_sample_loc_type) → where the decoder sites the chroma
+CHROMALOC = {0: "left", 1: "center", 2: "topleft", 3: "top"}
+
+
+def tagged_clip(path, rotation=0, **tags):
+    """make_clip's frames (the noisy corner tells the sitings apart) with colour tags and a
+    rotation set on the stream."""
+    path = make_clip(path, frames=6, size=(96, 64), audio=False, options={"x264-params": "keyint=4"})
+    if not (rotation or tags):
+        return path
+    out_path = path.with_name("tagged-" + path.name)
+    with av.open(str(path)) as source, av.open(str(out_path), "w") as out:
+        stream = out.add_stream_from_template(source.streams.video[0])
+        for name, value in tags.items():
+            setattr(stream.codec_context, name, value)
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    return out_path
+
+
+def noise_frame_clip(path, chromaloc):
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=10, options={"x264-params": f"chromaloc={chromaloc}", "qp": "0"})
+        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        rng = np.random.default_rng(chromaloc)
+        for _ in range(3):
+            frame = av.VideoFrame.from_ndarray(rng.integers(16, 236, (96, 96), dtype=np.uint8), format="yuv420p")
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("chromaloc", sorted(CHROMALOC))
+def test_the_chroma_siting_is_measured_as_the_decoder_reads_it(tmp_path, chromaloc):
+    path = noise_frame_clip(tmp_path / "c.mp4", chromaloc)
+    info = probe_video(path)
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+    assert measured_siting(frame, planar_layout(info)) == SITINGS[CHROMALOC[chromaloc]]
+
+
+def test_a_flat_frame_cannot_tell_the_sitings_apart_and_the_decoder_converts_it(tmp_path):
+    with av.open(str(tmp_path / "flat.mp4"), "w") as out:
+        video = out.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        out.mux(video.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90, np.uint8), format="rgb24")))
+        out.mux(video.encode(None))
+    info = probe_video(tmp_path / "flat.mp4")
+    batch = next(iter_batches(tmp_path / "flat.mp4", info, 4, planes=planar_layout(info)))
+    assert isinstance(batch.frames, np.ndarray) and batch.frames.shape == (1, 48, 64, 3)
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 270])
+@pytest.mark.parametrize("tags", [{}, {"colorspace": 1, "color_range": 1}, {"colorspace": 5, "color_range": 2}])
+def test_planes_for_the_model_become_the_rgb_the_decoder_makes(tmp_path, rotation, tags):
+    path = tagged_clip(tmp_path / "t.mp4", rotation=rotation, **tags)
+    info = probe_video(path)
+    layout = planar_layout(info)
+    planar = list(iter_batches(path, info, 4, planes=layout))
+    rgb = list(iter_batches(path, info, 4))
+    assert all(isinstance(b.frames, Yuv420Frames) for b in planar)
+    assert [b.pts for b in planar] == [b.pts for b in rgb]
+    for ours, theirs in zip(planar, rgb):
+        assert ours.frames.size == theirs.frames.shape[1:3] == (info.height, info.width)
+        off = np.abs(ours.frames.rgb().astype(int) - theirs.frames.astype(int))
+        assert (off <= 1).mean() >= 0.999
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv422p"])
+def test_ten_bit_or_422_video_is_converted_by_the_decoder(tmp_path, pix_fmt):
+    path = make_clip(tmp_path / "deep.mp4", audio=False, pix_fmt=pix_fmt)
+    info = probe_video(path)
+    assert planar_layout(info) is None
+    assert isinstance(next(iter_batches(path, info, 4, planes=planar_layout(info))).frames, np.ndarray)
