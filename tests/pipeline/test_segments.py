@@ -235,19 +235,38 @@ def test_a_vfr_clip_with_audio_keeps_every_timestamp_and_its_audio(tmp_path, smo
     assert ("audio", "aac") in streams and report.audio_copied
 
 
+VFR_GAPS = [1, 3, 2, 5, 1, 1, 4, 2] * 3 + [30]  # in 1/60 s; the last is the last frame's own duration
+
+
+def vfr_tail_clip(path: Path, codec: str = "libx264", bframes: int = 0) -> Path:
+    """VFR whose last frame shows for half a second after steps of 1/60 s to 5/60 s."""
+    stamps = [int(s) for s in np.cumsum([0] + VFR_GAPS[:-1])]
+    options = ({"x264-params": f"keyint=10:bframes={bframes}"} if codec == "libx264"
+               else {"bf": str(bframes), "g": "10"})
+    return make_clip(path, frames=len(stamps), rate=30, audio=False, pts=stamps, time_base=Fraction(1, 60),
+                     durations=VFR_GAPS, codec=codec, options=options)
+
+
 @pytest.mark.parametrize("bframes,preset", [(0, "ultrafast"), (2, "medium")])  # medium: B-frames in the pieces
 def test_the_last_frame_of_a_vfr_clip_shows_as_long_as_in_the_source(tmp_path, smooth_model, bframes, preset):
-    """Not 1 / the average rate: here the last frame shows for half a second after 1/60 s steps."""
-    gaps = [1, 3, 2, 5, 1, 1, 4, 2] * 3 + [30]  # in 1/60 s; the last is the last frame's own duration
-    stamps = [int(s) for s in np.cumsum([0] + gaps[:-1])]
-    path = make_clip(tmp_path / "vfr.mp4", frames=len(stamps), rate=30, audio=False, pts=stamps,
-                     time_base=Fraction(1, 60), durations=gaps,
-                     options={"x264-params": f"keyint=10:bframes={bframes}"})
+    """Not 1 / the average rate (0.04 s here)."""
+    path = vfr_tail_clip(tmp_path / "vfr.mp4", bframes=bframes)
     render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.3), tmp_path / "pieces",
                     preset=preset)
     with av.open(str(tmp_path / "out.mp4")) as container:
         stream = container.streams.video[0]
-        assert float(stream.duration * stream.time_base) == pytest.approx((stamps[-1] + gaps[-1]) / 60, abs=0.002)
+        assert float(stream.duration * stream.time_base) == pytest.approx(sum(VFR_GAPS) / 60, abs=0.002)
+
+
+@pytest.mark.parametrize("codec,suffix", [("libx264", "mp4"), ("mpeg4", "mkv"), ("libx264", "mkv")])
+def test_the_last_frames_duration_is_read_where_the_container_keeps_it_even_after_b_frames(tmp_path, codec,
+                                                                                          suffix):
+    """An MP4's packet durations are steps in decode time (the last shown frame's is only its own
+    where it is also decoded last); Matroska's are how long each frame shows."""
+    path = vfr_tail_clip(tmp_path / f"vfr.{suffix}", codec, bframes=2)
+    info = probe_video(path)
+    plan = plan_segments(path, info, Cutting(segment_s=0.3))
+    assert float(plan.last_frame_ticks * info.time_base) == pytest.approx(0.5, abs=0.002)
 
 
 @pytest.mark.parametrize("codec,suffix", [("libx264", "mp4"), ("mpeg2video", "ts")])

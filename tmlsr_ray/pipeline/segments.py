@@ -112,24 +112,32 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         stream = container.streams[info.stream_index]
         entries = _scan(stream)
         holds = segment_files_hold(stream)
+        stated_end = (stream.start_time or 0) + stream.duration if stream.duration else None
     shown = sum(not e.discard for e in entries)
     if _presentation_times_known(entries, info) and shown and holds:
         segments = tuple(_cut(entries, info, cutting))
     else:  # a damaged index, or a codec NUT cannot hold: one segment, the input decoded as a whole
         segments = (Segment(0, 0, len(entries) - 1, ()),)
-    return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments),
-                       _last_frame_ticks(entries))
+    last_frame = _last_frame_ticks(entries, stated_end, info.container.startswith("matroska"))
+    return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments), last_frame)
 
 
-def _last_frame_ticks(entries: Sequence[PacketEntry]) -> Optional[int]:
-    """How long the last frame shown lasts: its packet's duration, else the step before it (a VFR
-    clip's last frame is not 1 / its average rate)."""
-    stamps = sorted((e.pts, e.duration) for e in entries if not e.discard and e.pts is not None)
-    if not stamps:
+def _last_frame_ticks(entries: Sequence[PacketEntry], stated_end: Optional[int],
+                      display_durations: bool) -> Optional[int]:
+    """How long the last frame shown lasts (a VFR clip's is not 1 / its average rate): its packet's
+    duration where that is a display duration (Matroska's), or the packet is also the last decoded
+    (elsewhere an MP4's durations are steps in decode time); else until the stream's stated end;
+    else the step before it."""
+    shown = [e for e in entries if not e.discard and e.pts is not None]
+    if not shown:
         return None
-    if stamps[-1][1] > 0:
-        return stamps[-1][1]
-    return stamps[-1][0] - stamps[-2][0] if len(stamps) > 1 else None
+    last = max(shown, key=lambda e: e.pts)
+    if last.duration > 0 and (display_durations or last is shown[-1]):
+        return last.duration
+    if stated_end is not None and stated_end > last.pts:
+        return stated_end - last.pts
+    stamps = sorted(e.pts for e in shown)
+    return stamps[-1] - stamps[-2] if len(stamps) > 1 else None
 
 
 def segment_files_hold(stream: "av.video.stream.VideoStream") -> bool:
