@@ -310,7 +310,7 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces
     frames of the clip: P segments rendered at once, sharing one model (one run at a time, as on a
     replica's model thread), each piece's encoder with cores/P threads."""
     from tmlsr_ray.pipeline.decode import probe_video
-    from tmlsr_ray.pipeline.encode import assemble, even_size, yuv420_layout
+    from tmlsr_ray.pipeline.encode import assemble, even_size
     from tmlsr_ray.pipeline.render import SegmentJob, render_segment
     from tmlsr_ray.pipeline.segments import Cutting, extract_segments, plan_segments
     from tmlsr_ray.pipeline.upscale import Tiling, takes_planes, upscale_frames
@@ -322,9 +322,8 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces
     cutting = Cutting(segment_s=segment_s if pieces > 1 else 1e9, max_frames=10**9)
     model_lock = threading.Lock()
     options = replace(options, threads=max(1, (os.cpu_count() or 1) // pieces))
-    yuv = yuv420_layout(info.color, options)
 
-    def upscale(frames_batch):
+    def upscale(frames_batch, yuv):
         with model_lock:
             return upscale_frames(model, frames_batch.frames, target, Tiling(), yuv=yuv)  # as the Upscaler calls it
 
@@ -336,7 +335,7 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces
         def render(item):
             segment, data = item
             job = SegmentJob(segment, info, target, options, batch, planes_in=planes_in)
-            *_, (encoded, piece) = render_segment(job, data, upscale)
+            *_, (encoded, piece) = render_segment(job, data, lambda frames_batch: upscale(frames_batch, job.yuv420))
             store.save(encoded, piece)
             return piece
 

@@ -287,21 +287,23 @@ def frame_flood_gif(frames: int = 40_000, delay_cs: int = 0) -> bytes:
 CHART_RGB = [(0.45, 0.32, 0.26), (0.76, 0.58, 0.50), (0.36, 0.48, 0.61), (0.35, 0.42, 0.26),
              (0.51, 0.50, 0.69), (0.38, 0.74, 0.67), (0.85, 0.47, 0.18), (0.25, 0.36, 0.65)]
 LUMA_WEIGHTS = {9: (0.2627, 0.0593), 1: (0.2126, 0.0722), 6: (0.299, 0.114), 5: (0.299, 0.114),
-                # matrices swscale has none for, written as the nearest it has (BT.2020's)
-                10: (0.2627, 0.0593), 8: (0.2627, 0.0593), 14: (0.2627, 0.0593)}
+                10: (0.2627, 0.0593)}  # BT.2020 constant luminance: its chart as its non-constant twin's
+YCGCO = 8
 HDR_MASTERING = {"master_display": "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)",
                  "cll": "1000,400"}
 
 
 def chart_yuv(width: int, height: int, depth: int, matrix: int, full_range: bool):
-    """Y, U, V planes (4:2:0) of the chart: 4 × 2 patches."""
-    kr, kb = LUMA_WEIGHTS[matrix]
+    """Y, U, V planes (4:2:0) of the chart: 4 × 2 patches (YCgCo: Y, Cg, Co)."""
+    kr, kb = LUMA_WEIGHTS.get(matrix, (0.25, 0.25))
     planes = [np.zeros((height, width), np.uint16), np.zeros((height // 2, width // 2), np.uint16)]
     planes.append(planes[1].copy())
     pitch_x, pitch_y = width // 4, height // 2
     for k, (r, g, b) in enumerate(CHART_RGB):
         y = kr * r + (1 - kr - kb) * g + kb * b
         u, v = (b - y) / (2 * (1 - kb)), (r - y) / (2 * (1 - kr))
+        if matrix == YCGCO:
+            u, v = g / 2 - (r + b) / 4, (r - b) / 2
         if full_range:
             codes = [round(c * ((1 << depth) - 1)) for c in (y, u + 0.5, v + 0.5)]
         else:

@@ -45,12 +45,30 @@ def test_decode_identity_and_encode_keep_every_patch_within_two_levels_and_the_t
     round_trip_chart(tmp_path, name, CASES[name], CASES[name]["tags"])
 
 
-# BT.2020 constant luminance, YCgCo, ICtCp: swscale has no matrix for them and refused the frames
-@pytest.mark.parametrize("colorspace", [10, 8, 14])
-def test_a_matrix_swscale_lacks_is_read_and_written_as_the_nearest_and_tagged_so(tmp_path, colorspace):
-    tags = dict(color_primaries=9, color_trc=1, colorspace=colorspace, color_range=1)
-    case = dict(codec="libx264", pix_fmt="yuv420p", depth=8, tags=tags)
+# BT.2020 constant luminance and YCgCo: swscale has no matrix for them and refused every frame.
+# YCgCo is decoded exactly; both are written in the matrix of the primaries, and tagged so.
+@pytest.mark.parametrize("colorspace,depth", [(10, 8), (8, 8), (8, 10)])
+@pytest.mark.parametrize("colour_range", [1, 2])
+def test_a_matrix_swscale_lacks_is_read_and_written_in_the_nearest_it_has(tmp_path, colorspace, depth, colour_range):
+    tags = dict(color_primaries=9, color_trc=1, colorspace=colorspace, color_range=colour_range)
+    case = dict(codec="libx264", pix_fmt="yuv420p10le" if depth > 8 else "yuv420p", depth=depth, tags=tags)
     round_trip_chart(tmp_path, f"matrix{colorspace}", case, {**tags, "colorspace": 9})
+
+
+def test_a_colour_matrix_no_conversion_here_knows_is_refused_at_probe_by_name(tmp_path):
+    from tmlsr_ray.errors import InputError
+
+    tags = dict(color_primaries=9, color_trc=16, colorspace=14, color_range=1)
+    path = colour_chart_clip(tmp_path / "ictcp.mp4", "libx264", "yuv420p", 8, {**tags, "colorspace": 9})
+    with av.open(str(path)) as source, av.open(str(tmp_path / "tagged.mp4"), "w") as out:
+        stream = out.add_stream_from_template(source.streams.video[0])
+        stream.codec_context.colorspace = 14
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    with pytest.raises(InputError, match=r"colour matrix \(ICtCp\) is not supported"):
+        probe_video(tmp_path / "tagged.mp4")
 
 
 def round_trip_chart(tmp_path, name: str, case: dict, written: dict) -> None:
@@ -70,7 +88,7 @@ def round_trip_chart(tmp_path, name: str, case: dict, written: dict) -> None:
         assert {k: getattr(ctx, k) for k in written} == written
         frame = next(container.decode(video=0))
     got = planes(frame, case["depth"])
-    want = chart_yuv(128, 64, case["depth"], case["tags"]["colorspace"], case["tags"]["color_range"] == 2)
+    want = chart_yuv(128, 64, case["depth"], written["colorspace"], written["color_range"] == 2)
     for plane, (out, expected) in enumerate(zip(got, want)):
         step = 64 if plane == 0 else 32  # patch pitch in the doubled output
         for row in range(2):

@@ -89,3 +89,39 @@ def test_ten_bit_or_422_video_is_converted_by_the_decoder(tmp_path, pix_fmt):
     info = probe_video(path)
     assert planar_layout(info) is None
     assert isinstance(next(iter_batches(path, info, 4, planes=planar_layout(info))).frames, np.ndarray)
+
+
+@pytest.mark.parametrize("pix_fmt,colorspace,color_range", [("yuvj420p", 1, 2), ("yuv420p", 6, 1)])
+def test_a_frame_whose_range_or_matrix_changed_mid_stream_is_brought_into_the_streams(pix_fmt, colorspace,
+                                                                                       color_range):
+    """A concatenated clip whose second part is full range, or in another matrix."""
+    from tmlsr_ray.models.yuv import Yuv420
+    from tmlsr_ray.pipeline.decode import _in_layout, frame_to_rgb
+
+    frame = changed_frame(pix_fmt, colorspace, color_range)
+    layout = Yuv420("ITU709", False)
+    got = Yuv420Frames(_in_layout(frame, layout, (48, 32)).to_ndarray()[None], layout).rgb()[0].astype(int)
+    off = np.abs(got - frame_to_rgb(frame, "rgb24", 0).astype(int))
+    # one more pass through 4:2:0 costs a level on average; planes read in the wrong range or
+    # matrix are 7-8 levels off on average here (19-23 at most)
+    assert off.mean() < 1.5 and off.max() <= 8
+
+
+def test_a_frame_whose_size_changed_mid_stream_is_scaled_to_the_streams():
+    from tmlsr_ray.models.yuv import Yuv420
+    from tmlsr_ray.pipeline.decode import _in_layout
+
+    converted = _in_layout(changed_frame("yuv420p", 1, 1), Yuv420("ITU709", False), (32, 24))
+    assert (converted.width, converted.height) == (32, 24)
+
+
+def changed_frame(pix_fmt: str, colorspace: int, color_range: int):
+    """A 48×32 frame of smooth colour (a round trip through 4:2:0 keeps it), in the given format,
+    matrix and range."""
+    y, x = np.mgrid[0:32, 0:48]
+    rgb = np.stack([128 + 100 * np.sin(x / 9), 128 + 100 * np.cos(y / 7), 40 + 3 * x], -1).round().astype(np.uint8)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+        format=pix_fmt, dst_colorspace={1: "ITU709", 6: "ITU601"}[colorspace],
+        dst_color_range="JPEG" if color_range == 2 else "MPEG")
+    frame.colorspace, frame.color_range = colorspace, color_range
+    return frame

@@ -35,11 +35,16 @@ UNTAGGED = (0, 2)  # swscale reads these as BT.601
 # the matrix tag swscale puts on the frames it converts to each matrix
 SWS_MATRIX_TAG = {"ITU709": 1, "ITU601": 6, "SMPTE240M": 7, "BT2020": 9}
 SWS_READS = {0, 1, 2, 4, 5, 6, 7, 9}  # tags swscale takes as they are (FCC too); it refuses the others
+YCGCO = 8  # no swscale matrix either, but a fixed transform: decoded exactly (pipeline/decode.py)
+# Matrices read as that of the primaries: BT.2020 constant luminance (its non-constant twin),
+# chroma-derived ones (derived from the primaries), reserved values. The others are refused.
+BY_PRIMARIES = {3, 10, 12, 13}
+REFUSED_MATRICES = {11: "SMPTE ST 2085", 14: "ICtCp", 15: "IPT-C2", 16: "YCgCo-Re", 17: "YCgCo-Ro"}
 
 
 def nearest_sws_matrix(colorspace: int, primaries: int) -> Optional[str]:
-    """None where swscale reads the tag itself; for a tag it has no matrix for (BT.2020 constant
-    luminance, YCgCo, ICtCp, reserved values), the matrix of the primaries: the nearest it has."""
+    """None where swscale reads the tag itself; else the matrix of the primaries, the nearest it
+    has: what a matrix it lacks is read in (see BY_PRIMARIES) and written in (YCgCo too)."""
     if colorspace in SWS_READS:
         return None
     return {9: "BT2020", 1: "ITU709"}.get(primaries, "ITU601")
@@ -88,9 +93,14 @@ class Yuv420Frames:
         return (width, height) if self.quarter_turns % 2 else (height, width)
 
     def rgb(self) -> np.ndarray:
-        """(N, H, W, 3) uint8 RGB upright, as the decoder's swscale would have made them."""
+        """(N, H, W, 3) uint8 RGB upright, as the decoder's swscale would have made them; a frame at
+        a time (a 4K batch's float work at once would take gigabytes)."""
+        out = np.empty((len(self), *self.size, 3), np.uint8)
         with torch.inference_mode():
-            return upright_rgb(torch.from_numpy(self.planes), self).permute(0, 2, 3, 1).to(torch.uint8).numpy()
+            for index in range(len(self)):
+                frame = upright_rgb(torch.from_numpy(self.planes[index:index + 1]), self)[0]
+                out[index] = frame.permute(1, 2, 0).to(torch.uint8).numpy()
+        return out
 
 
 def decoded_layout(pix_fmt: str, colorspace: int, color_range: int, width: int, height: int) -> Optional[Yuv420]:

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import av
 import av.filter
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from av.video.reformatter import Interpolation
 
-from tmlsr_ray.models.yuv import (SITINGS, Siting, Yuv420, Yuv420Frames, decoded_layout, nearest_sws_matrix,
-                                  yuv420_to_rgb)
+from tmlsr_ray.models.yuv import (BY_PRIMARIES, REFUSED_MATRICES, SITINGS, SWS_MATRIX, SWS_READS, UNTAGGED, YCGCO,
+                                  Siting, Yuv420, Yuv420Frames, decoded_layout, nearest_sws_matrix, yuv420_to_rgb)
 from tmlsr_ray.pipeline.colour import mastering_params
 from tmlsr_ray.errors import CanceledError, InputError
 
@@ -112,6 +112,7 @@ def probe_video(path: Path) -> VideoInfo:
                 raise InputError("animated WebP is not readable as a video here (this FFmpeg decodes no WebP "
                                  "animation); send it with type image to upscale its first frame")
             raise InputError("the video stream has no picture size (corrupt header)")
+        _check_matrix(ctx.colorspace)
         first = _first_frame(container, stream)
         rotation = int(round((getattr(first, "rotation", 0) or 0) / 90.0)) * 90 % 360
         width, height = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
@@ -144,6 +145,14 @@ def probe_video(path: Path) -> VideoInfo:
             sample_aspect=_sample_aspect(stream, rotation),
             interlaced=bool(first.interlaced_frame),
         )
+
+
+def _check_matrix(colorspace: int) -> None:
+    if colorspace in SWS_READS or colorspace in BY_PRIMARIES or colorspace == YCGCO:
+        return
+    name = REFUSED_MATRICES.get(colorspace, f"matrix coefficients {colorspace}")
+    raise InputError(f"the video's colour matrix ({name}) is not supported here; BT.601, BT.709, BT.2020 and "
+                     f"YCgCo are")
 
 
 def _sample_aspect(stream, rotation: int) -> Optional[Fraction]:
@@ -217,13 +226,21 @@ def _batch_form(info: VideoInfo, planes: Optional[Yuv420], first_frame):
         return (lambda frame: frame_to_rgb(frame, rgb_format, info.rotation)), np.stack
     quarter_turns = (info.rotation // 90) % 4
     size = (info.coded_width, info.coded_height)
+    return (lambda frame: _in_layout(frame, planes, size).to_ndarray()), \
+        (lambda arrays: Yuv420Frames(np.stack(arrays), planes, quarter_turns, siting))
 
-    def picture(frame) -> np.ndarray:
-        if frame.format.name not in ("yuv420p", "yuvj420p") or (frame.width, frame.height) != size:
-            frame = frame.reformat(*size, format="yuv420p", interpolation=EXACT_SWS)  # a mid-stream change
-        return frame.to_ndarray()
 
-    return picture, lambda arrays: Yuv420Frames(np.stack(arrays), planes, quarter_turns, siting)
+def _in_layout(frame, layout: Yuv420, size: Tuple[int, int]):
+    """The frame, converted into the stream's planar layout where it changed mid-stream (format,
+    size, range or matrix): through RGB, since swscale changes no matrix from YUV to YUV."""
+    full_range = frame.color_range == 2 or frame.format.name == "yuvj420p"
+    matrix = "ITU601" if frame.colorspace in UNTAGGED else SWS_MATRIX.get(frame.colorspace)
+    if (frame.format.name in ("yuv420p", "yuvj420p") and (frame.width, frame.height) == size
+            and full_range == layout.full_range and matrix == layout.matrix):
+        return frame
+    rgb = av.VideoFrame.from_ndarray(frame_to_rgb(frame, "rgb24", 0), format="rgb24")
+    return rgb.reformat(*size, format="yuv420p", dst_colorspace=layout.matrix, interpolation=EXACT_SWS,
+                        dst_color_range="JPEG" if layout.full_range else "MPEG")
 
 
 SITING_PROBE = 256  # a square of the frame's middle, enough to tell the sitings apart, cheap at 4K
@@ -311,14 +328,46 @@ EXACT_SWS_8BIT = EXACT_SWS | Interpolation.FULL_CHR_H_INT
 
 
 def frame_to_rgb(frame, rgb_format: str, rotation: int) -> np.ndarray:
-    # The YUV matrix is the one the frame declares (PyAV's default; BT.601 when it declares none,
-    # the nearest swscale has where it has none for it); the range must be passed on, or limited
-    # range is assumed even for full-range streams.
-    array = frame.to_ndarray(format=rgb_format, src_color_range=frame.color_range or None,
-                             src_colorspace=nearest_sws_matrix(frame.colorspace, frame.color_primaries),
-                             interpolation=EXACT_SWS_8BIT if rgb_format == "rgb24" else EXACT_SWS)
+    if frame.colorspace == YCGCO:
+        array = _ycgco_to_rgb(frame, rgb_format)
+    else:
+        # The YUV matrix is the one the frame declares (PyAV's default; BT.601 when it declares
+        # none, the nearest swscale has where it has none for it); the range must be passed on,
+        # or limited range is assumed even for full-range streams.
+        array = frame.to_ndarray(format=rgb_format, src_color_range=frame.color_range or None,
+                                 src_colorspace=nearest_sws_matrix(frame.colorspace, frame.color_primaries),
+                                 interpolation=EXACT_SWS_8BIT if rgb_format == "rgb24" else EXACT_SWS)
     quarter_turns = (rotation // 90) % 4
     return np.ascontiguousarray(np.rot90(array, quarter_turns)) if quarter_turns else array
+
+
+def _ycgco_to_rgb(frame, rgb_format: str) -> np.ndarray:
+    """swscale has no YCgCo matrix: it only brings the chroma to full size, and the transform
+    (R = Y − Cg + Co, G = Y + Cg, B = Y − Cg − Co) runs here."""
+    deep = rgb_format == "rgb48le"
+    same_range = frame.color_range or None  # YUV to YUV: no matrix, no range change (the tag only)
+    full = frame.reformat(format="yuv444p16le" if deep else "yuv444p", src_colorspace="ITU601",
+                          dst_colorspace="ITU601", src_color_range=same_range, dst_color_range=same_range,
+                          interpolation=EXACT_SWS)
+    dtype, top = (np.uint16, 65535.0) if deep else (np.uint8, 255.0)
+    # back to the source's codes (swscale widens 10 bits to 16 by repeating the high bits)
+    bits = frame.format.components[0].bits
+    codes = (1 << bits) - 1
+    luma, green, orange = (_plane(plane, full.width, dtype).astype(np.float32) * (codes / top) for plane in full.planes)
+    unit = (codes + 1) / 256
+    if frame.color_range == 2:
+        luma, green, orange = luma / codes, (green - 128 * unit) / codes, (orange - 128 * unit) / codes
+    else:
+        luma, green, orange = (luma - 16 * unit) / (219 * unit), (green - 128 * unit) / (224 * unit), \
+            (orange - 128 * unit) / (224 * unit)
+    base = luma - green
+    rgb = np.stack([base + orange, luma + green, base - orange], axis=-1)
+    return (np.clip(rgb, 0, 1) * top).round().astype(dtype)
+
+
+def _plane(plane, width: int, dtype) -> np.ndarray:
+    rows = np.frombuffer(memoryview(plane), dtype).reshape(-1, plane.line_size // np.dtype(dtype).itemsize)
+    return rows[:, :width]
 
 
 def _frame_pts(frame, last_pts: Optional[int], info: VideoInfo) -> int:

@@ -113,8 +113,8 @@ class Upscaler:
 
     async def render_segment(self, model_name: str, job: SegmentJob, data: bytes) -> AsyncIterator[Rendered]:
         """A segment's packets in, its encoded piece out (streamed: frame counts, then the piece)."""
-        model = await self._thread.run(self._load, model_name)
-        job = replace(job, planes_in=takes_planes(model, job.info.height, job.info.width))
+        planes_in = await self._thread.run(self._takes_planes, model_name, job.info.height, job.info.width)
+        job = replace(job, planes_in=planes_in)
 
         def upscale(batch, stop):
             return self._thread.call(self._upscale_frames, model_name, batch.frames, job.target, stop.is_set,
@@ -124,6 +124,9 @@ class Upscaler:
 
     def _load(self, model_name: str):
         return self._models.get(model_name)
+
+    def _takes_planes(self, model_name: str, height: int, width: int) -> bool:
+        return takes_planes(self._load(model_name), height, width)
 
     def _upscale(self, model_name: str, image: np.ndarray, target, should_stop) -> np.ndarray:
         return upscale_image(self._load(model_name), image, target, self._tiling, should_stop)
