@@ -29,8 +29,9 @@ class SuperResolutionModel(Protocol):
     A backend may also offer ``upscale_samples(frames)``: uint8/uint16 frames in, the same type out,
     equal to rounding ``upscale`` on the same scale; the video path then prefers it, since it lets a
     GPU do the conversions. On CUDA such a backend also offers ``upscale_samples(frames, target,
-    yuv)`` (resized there, and converted into the encoder's planes) and ``fits_whole(height,
-    width)``: whether a frame of that size runs untiled.
+    yuv)`` (resized there, and converted into the encoder's planes; ``frames`` may be the
+    decoder's planes, :class:`~tmlsr_ray.models.yuv.Yuv420Frames`, made RGB there) and
+    ``fits_whole(height, width)``: whether a frame of that size runs untiled.
     """
 
     name: str
