@@ -7,7 +7,8 @@
 #   profile.txt      the profiler's kernel tables behind model.txt's split
 #   encoder.txt      libx264 at 2560x1440 and 5120x2880, veryfast/faster/medium, 1 encoder vs 4 pieces;
 #                    then libx265 likewise, with what time is left at the end
-#   pipeline.txt     the segment pipeline at x2 and x4, 1 and 4 pieces, vs the model and encoder alone
+#   pipeline.txt     the decode stage, RGB vs 4:2:0 planes; the segment pipeline at x2 and x4, 1 and 4
+#                    pieces, vs the model and encoder alone
 #   rrdb.txt         RealESRGAN_x4plus_anime_6B (RRDBNet) at 720p against its compute floor
 #   resize.txt       the device Lanczos resize (x4 output to x2) against the dense matrix product before it
 #   compile.txt      torch.compile default / reduce-overhead / max-autotune vs eager (compile times)
@@ -109,6 +110,7 @@ if [ "$HAVE_AV" = 1 ]; then
   # shellcheck disable=SC2086
   stage encoder 80 "$PYTHON" bench/encoder.py --clip "$CLIP" --sizes $BIG --codecs libx264 \
     --presets veryfast faster medium --pieces 4 --frames $ENC_FRAMES --repeats $REPEATS --budget-s 65
+  stage pipeline 20 "$PYTHON" bench/decode.py --clip "$CLIP" --repeats $REPEATS
   stage pipeline 70 "$PYTHON" bench/frames.py --clip "$CLIP" --frames $CLIP_FRAMES --batch $BATCH \
     --repeats $REPEATS --dtype fp16 --outscale 2 4 --pipeline --pieces 1 4 --segment-s $SEGMENT_S \
     --preset veryfast

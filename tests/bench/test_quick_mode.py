@@ -3,7 +3,7 @@ each section prints its figures; nothing here judges a speed."""
 
 import pytest
 
-from bench import encoder, frames, resize
+from bench import decode, encoder, frames, resize
 from bench.clip import synthetic_frames, write_clip
 from tests.helpers import save_srvgg
 
@@ -16,10 +16,11 @@ def tiny_clip(tmp_path_factory):
 def test_the_frames_bench_prints_each_case_against_the_baseline_the_profile_and_the_precision(tmp_path, capsys):
     model = save_srvgg(tmp_path / "tiny.pth", scale=4)
     frames.main(["--model", str(model), "--device", "cpu", "--sizes", "16x12", "--frames", "2", "--batch", "2",
-                 "--repeats", "1", "--dtype", "fp32", "bf16", "--outscale", "2", "4", "--old-path", "--precision",
+                 "--repeats", "1", "--dtype", "fp32", "bf16", "--outscale", "2", "4", "--old-path", "--planes", "--precision",
                  "--shared", str(tmp_path), "--profile", "1", "--profile-out", str(tmp_path / "tables.txt")])
     out = capsys.readouterr().out
     for line in ("16x12 fp16 off x2 ", "16x12 bf16 off x4 ", "16x12 fp32 off x2 ", "16x12 fp16 off x4 old path",
+                 "16x12 fp16 off x2 planes in",
                  "x2 old path: 2 frames", "x4 new path: 2 frames", "compute floor 16x12",
                  "bench frames 16x12 x4 (2 frames): bf16", "golden images: none"):
         assert line in out, line
@@ -52,3 +53,10 @@ def test_the_resize_bench_compares_the_blocked_resize_with_the_dense_one_and_ope
         assert line in out, line
     differences = [float(part.split()[0].rstrip(",")) for part in out.split("largest difference")[1:]]
     assert len(differences) == 2 and max(differences) < 1e-3
+
+
+def test_the_decode_bench_compares_the_hosts_rgb_with_the_decoders_planes(tiny_clip, capsys):
+    decode.main(["--clip", str(tiny_clip), "--batch", "2", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "RGB (swscale on the host)" in out and "4:2:0 planes" in out and "ratio planes / RGB" in out
+    assert "batches of Yuv420Frames" in out  # the clip's first frame tells the chroma sitings apart

@@ -7,9 +7,11 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import make_clip
+from tests.helpers import SHARED, make_clip
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
 from tmlsr_ray.pipeline.decode import iter_batches, measured_siting, planar_layout, probe_video
+
+VIDEOS = sorted(p.name for p in (SHARED / "media" / "video").glob("*")) if (SHARED / "media").is_dir() else []
 
 # x264's chromaloc (the VUI's chroma_sample_loc_type) → where the decoder sites the chroma
 CHROMALOC = {0: "left", 1: "center", 2: "topleft", 3: "top"}
@@ -56,15 +58,20 @@ def test_the_chroma_siting_is_measured_as_the_decoder_reads_it(tmp_path, chromal
     assert measured_siting(frame, planar_layout(info)) == SITINGS[CHROMALOC[chromaloc]]
 
 
-def test_a_flat_frame_cannot_tell_the_sitings_apart_and_the_decoder_converts_it(tmp_path):
-    with av.open(str(tmp_path / "flat.mp4"), "w") as out:
-        video = out.add_stream("libx264", rate=10)
+def test_batches_that_start_on_a_flat_frame_are_rgb_until_one_tells_the_sitings_apart(tmp_path):
+    """A fade from grey: the first batch's first frame cannot tell where the chroma is sited."""
+    rng = np.random.default_rng(0)
+    with av.open(str(tmp_path / "fade.mp4"), "w") as out:
+        video = out.add_stream("libx264", rate=10, options={"qp": "0"})
         video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        out.mux(video.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90, np.uint8), format="rgb24")))
+        for index in range(8):
+            pixels = np.full((48, 64, 3), 90, np.uint8) if index < 4 else rng.integers(0, 256, (48, 64, 3), np.uint8)
+            out.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
         out.mux(video.encode(None))
-    info = probe_video(tmp_path / "flat.mp4")
-    batch = next(iter_batches(tmp_path / "flat.mp4", info, 4, planes=planar_layout(info)))
-    assert isinstance(batch.frames, np.ndarray) and batch.frames.shape == (1, 48, 64, 3)
+    info = probe_video(tmp_path / "fade.mp4")
+    batches = list(iter_batches(tmp_path / "fade.mp4", info, 4, planes=planar_layout(info)))
+    assert [type(b.frames) for b in batches] == [np.ndarray, Yuv420Frames]
+    assert batches[0].frames.shape == (4, 48, 64, 3) and batches[1].frames.siting == SITINGS["left"]
 
 
 @pytest.mark.parametrize("rotation", [0, 90, 270])
@@ -125,3 +132,21 @@ def changed_frame(pix_fmt: str, colorspace: int, color_range: int):
         dst_color_range="JPEG" if color_range == 2 else "MPEG")
     frame.colorspace, frame.color_range = colorspace, color_range
     return frame
+
+
+@pytest.mark.parametrize("name", VIDEOS or [None])
+def test_every_shared_clip_in_planes_becomes_the_rgb_the_decoder_makes(name):
+    if name is None:
+        pytest.skip("no shared media (../shared/media/video) on this machine")
+    path = SHARED / "media" / "video" / name
+    info = probe_video(path)
+    layout = planar_layout(info)
+    if layout is None:
+        pytest.skip(f"{name}: {info.pix_fmt} frames are converted by the decoder either way")
+    planar = 0
+    for ours, theirs in zip(iter_batches(path, info, 8, planes=layout), iter_batches(path, info, 8)):
+        assert ours.pts == theirs.pts
+        if isinstance(ours.frames, Yuv420Frames):
+            planar += 1
+            assert np.abs(ours.frames.rgb().astype(int) - theirs.frames.astype(int)).max() <= 1
+    assert planar > 0, "no batch went as planes"

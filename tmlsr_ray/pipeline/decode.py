@@ -190,7 +190,7 @@ def decode_batches(container, stream, info: VideoInfo, batch_size: int,
     """Batches of RGB frames of ``stream`` (or, given the :func:`planar_layout`, of its 4:2:0
     planes as :class:`Yuv420Frames`); ``stamp(frame)`` gives each frame's timestamp, or ``None``
     for a frame to drop."""
-    picture = pack = None
+    form = _BatchForm(info, planes)
     frames: List[np.ndarray] = []
     stamps: List[int] = []
     index = 0
@@ -202,32 +202,53 @@ def decode_batches(container, stream, info: VideoInfo, batch_size: int,
             pts = stamp(frame)
             if pts is None:
                 continue
-            if picture is None:
-                picture, pack = _batch_form(info, planes, frame)
-            frames.append(picture(frame))
+            if not frames:
+                form.start(frame)
+            frames.append(form.picture(frame))
             stamps.append(pts)
             if len(frames) == batch_size:
-                yield FrameBatch(index, pack(frames), stamps)
+                yield FrameBatch(index, form.pack(frames), stamps)
                 index, frames, stamps = index + 1, [], []
     except av.error.FFmpegError as exc:
         raise InputError(f"video could not be decoded ({ffmpeg_message(exc)})") from exc
     if frames:
-        yield FrameBatch(index, pack(frames), stamps)
+        yield FrameBatch(index, form.pack(frames), stamps)
     elif index == 0:
         raise InputError(f"{what} holds no decodable frame")
 
 
-def _batch_form(info: VideoInfo, planes: Optional[Yuv420], first_frame):
-    """(one frame → its array, the arrays → the batch's frames): the decoder's planes where asked
-    for and the first frame shows how to convert them as its swscale would, else RGB."""
-    siting = measured_siting(first_frame, planes) if planes is not None else None
-    if siting is None:
-        rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
-        return (lambda frame: frame_to_rgb(frame, rgb_format, info.rotation)), np.stack
-    quarter_turns = (info.rotation // 90) % 4
-    size = (info.coded_width, info.coded_height)
-    return (lambda frame: _in_layout(frame, planes, size).to_ndarray()), \
-        (lambda arrays: Yuv420Frames(np.stack(arrays), planes, quarter_turns, siting))
+class _BatchForm:
+    """What a batch holds: the decoder's planes where asked for, once a frame has shown how its
+    swscale sites their chroma, else RGB. A batch that starts on a frame that cannot tell the
+    sitings apart (flat colour, a fade) is RGB, and the next one tries again, a few times."""
+
+    ATTEMPTS = 8
+
+    def __init__(self, info: VideoInfo, planes: Optional[Yuv420]):
+        self._info = info
+        self._planes = planes
+        self._attempts = self.ATTEMPTS if planes is not None else 0
+        self._siting: Optional[Siting] = None
+        self._rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
+        self.planar = False
+
+    def start(self, frame) -> None:
+        """At a batch's first frame."""
+        if self._siting is None and self._attempts:
+            candidates = matching_sitings(frame, self._planes)
+            self._siting = candidates[0] if len(candidates) == 1 else None
+            self._attempts = self._attempts - 1 if len(candidates) > 1 else 0  # none: a siting not modelled
+        self.planar = self._siting is not None
+
+    def picture(self, frame) -> np.ndarray:
+        if self.planar:
+            return _in_layout(frame, self._planes, (self._info.coded_width, self._info.coded_height)).to_ndarray()
+        return frame_to_rgb(frame, self._rgb_format, self._info.rotation)
+
+    def pack(self, arrays: List[np.ndarray]) -> Union[np.ndarray, Yuv420Frames]:
+        if not self.planar:
+            return np.stack(arrays)
+        return Yuv420Frames(np.stack(arrays), self._planes, (self._info.rotation // 90) % 4, self._siting)
 
 
 def _in_layout(frame, layout: Yuv420, size: Tuple[int, int]):
@@ -243,15 +264,21 @@ def _in_layout(frame, layout: Yuv420, size: Tuple[int, int]):
                         dst_color_range="JPEG" if layout.full_range else "MPEG")
 
 
-SITING_PROBE = 256  # a square of the frame's middle, enough to tell the sitings apart, cheap at 4K
+SITING_PROBE = 1024  # the frame's middle, at most this square: all of it up to 1024 px, cheap at 4K
 
 
 def measured_siting(frame, layout: Yuv420) -> Optional[Siting]:
     """Where the decoder sites this stream's chroma, as its swscale reads it (PyAV does not expose
-    a frame's chroma location): the one siting whose conversion equals swscale's on the middle of
-    this frame. None where the frame cannot tell them apart (flat colour) or none equals it."""
+    a frame's chroma location): the one siting whose conversion equals swscale's on this frame,
+    None where the frame cannot tell them apart or none equals it."""
+    candidates = matching_sitings(frame, layout)
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def matching_sitings(frame, layout: Yuv420) -> List[Siting]:
+    """The sitings whose conversion of the middle of this frame equals swscale's within a level."""
     if frame.format.name not in ("yuv420p", "yuvj420p"):
-        return None
+        return []
     reference = frame_to_rgb(frame, "rgb24", 0).astype(np.int16)
     planes = frame.to_ndarray()
     height, width = reference.shape[:2]
@@ -265,7 +292,7 @@ def measured_siting(frame, layout: Yuv420) -> Optional[Siting]:
         off = np.abs(rgb[2:-2, 2:-2].astype(np.int16) - expected)
         if (off > 1).mean() <= 0.001:
             matching.append(siting)
-    return matching[0] if len(matching) == 1 else None
+    return matching
 
 
 def _crop_planes(planes: np.ndarray, height: int, width: int, top: int, left: int, rows: int,
