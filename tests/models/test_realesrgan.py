@@ -160,6 +160,16 @@ def test_a_compiled_network_gives_the_same_frames_at_any_size(tmp_path):
     assert plain.compile_seconds == {}
 
 
+def test_a_shape_specialised_compile_pads_a_shorter_pass_instead_of_compiling_it_again(tmp_path):
+    path = save_srvgg(tmp_path / "m.pth")
+    plain, compiled = RealESRGANModel(path, device="cpu"), RealESRGANModel(path, device="cpu", compile="reduce-overhead")
+    rng = np.random.default_rng(0)
+    for frames in [rng.random((3, 12, 16, 3), dtype=np.float32), rng.random((1, 12, 16, 3), dtype=np.float32)]:
+        out = compiled.upscale(frames)
+        assert out.shape == (len(frames), 48, 64, 3) and np.abs(out - plain.upscale(frames)).max() < 1e-5
+    assert sorted(shape for shape, _ in compiled.compile_seconds) == [(3, 3, 12, 16)]
+
+
 def test_compile_modes_are_named_or_given_as_booleans():
     assert [compile_mode(v) for v in (True, False, "true", "False", "reduce-overhead")] == [
         "default", "off", "default", "off", "reduce-overhead"]

@@ -85,7 +85,15 @@ def test_a_model_on_staged_passes_gives_the_frames_of_the_direct_path(tmp_path):
     assert np.array_equal(staged.upscale(floats), direct.upscale(floats))
 
 
-def test_a_pass_out_of_device_memory_is_run_again_with_half_the_frames_and_later_batches_start_there(tmp_path):
+# How each layer says it: torch's allocator, cuDNN's workspace, a kernel launch.
+OUT_OF_MEMORY = [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+                 RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),
+                 RuntimeError("CUDA error: out of memory")]
+
+
+@pytest.mark.parametrize("error", OUT_OF_MEMORY, ids=lambda e: type(e).__name__ + ":" + str(e)[:24])
+def test_a_pass_out_of_device_memory_is_run_again_with_half_the_frames_and_later_batches_start_there(
+        tmp_path, error):
     path = save_srvgg(tmp_path / "m.pth", scale=2)
     direct, model = RealESRGANModel(path, device="cpu"), RealESRGANModel(path, device="cpu")
     model.passes = StagedPasses(torch.device("cpu"))
@@ -94,7 +102,7 @@ def test_a_pass_out_of_device_memory_is_run_again_with_half_the_frames_and_later
     def two_frames_at_most(batch, *args):
         sizes.append(len(batch))
         if len(batch) > 2:
-            raise torch.OutOfMemoryError("CUDA out of memory (as the device says it)")
+            raise error
         return run_pass(batch, *args)
 
     model._samples_pass = two_frames_at_most
@@ -117,3 +125,55 @@ def test_a_single_frame_out_of_device_memory_is_an_error_not_a_loop(tmp_path):
         model.upscale_samples(np.zeros((3, 4, 4, 3), np.uint8))
     with pytest.raises(torch.OutOfMemoryError):  # a batch of one frame (a segment's last) too
         model.upscale_samples(np.zeros((1, 4, 4, 3), np.uint8))
+
+
+@pytest.mark.parametrize("error", OUT_OF_MEMORY[1:2], ids=["cudnn"])
+def test_float_frames_out_of_device_memory_are_run_again_in_smaller_passes_too(tmp_path, error):
+    path = save_srvgg(tmp_path / "m.pth", scale=2)
+    direct, model = RealESRGANModel(path, device="cpu"), RealESRGANModel(path, device="cpu")
+    run_pass, sizes = model._float_pass, []
+
+    def three_frames_at_most(batch):
+        sizes.append(len(batch))
+        if len(batch) > 3:
+            raise error
+        return run_pass(batch)
+
+    model._float_pass = three_frames_at_most
+    frames = np.random.default_rng(4).random((6, 10, 14, 3), dtype=np.float32)
+    assert np.array_equal(model.upscale(frames), direct.upscale(frames))
+    assert sizes == [6, 3, 3] and model.frames_per_pass(10, 14) == 3
+
+
+def test_an_error_that_is_not_out_of_memory_is_raised_at_once_not_retried(tmp_path):
+    model = RealESRGANModel(save_srvgg(tmp_path / "m.pth", scale=2), device="cpu")
+    calls = []
+
+    def broken(batch, *args):
+        calls.append(len(batch))
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    model._samples_pass = broken
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        model.upscale_samples(np.zeros((4, 4, 4, 3), np.uint8))
+    assert calls == [4]
+
+
+def test_frames_handed_back_are_not_the_networks_own_buffer_which_its_next_pass_overwrites(tmp_path):
+    """A CUDA-graph network returns the same output memory every pass, rewritten by the next one
+    while the copy of this pass's result may still be reading it."""
+    model = RealESRGANModel(save_srvgg(tmp_path / "m.pth", scale=2), device="cpu", dtype="fp32")
+    forward, graph_output = model._forward, {}
+
+    def one_output_buffer(batch):
+        out = forward(batch)
+        held = graph_output.setdefault(out.shape, torch.empty_like(out))
+        return held.copy_(out)
+
+    model._forward = one_output_buffer
+    rng = np.random.default_rng(5)
+    first_frames, second_frames = rng.random((2, 6, 8, 3), dtype=np.float32), rng.random((2, 6, 8, 3), dtype=np.float32)
+    first = model.upscale(first_frames)
+    kept = first.copy()
+    model.upscale(second_frames)
+    assert np.array_equal(first, kept)

@@ -4,6 +4,11 @@ The compilation happens at the first call with a new input shape (``default`` co
 dynamic-shape graph, so later sizes mostly reuse it; ``reduce-overhead`` and ``max-autotune``
 specialise on the shape, which a video's segments keep): that call is timed, logged and kept in
 ``compile_seconds``, so a bench or a replica's log shows what the first batch paid.
+
+In the shape-specialising modes a pass with fewer frames than one before it at the same frame
+size (a segment's last, or a pass halved after running out of memory) is padded up to that
+count: one graph per frame size, where each new count would compile again (minutes under
+``max-autotune``, and torch stops compiling a function after a few recompilations).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from tmlsr_ray.models.base import compile_mode
 
 logger = logging.getLogger(__name__)
 
+FrameKey = Tuple[Tuple[int, ...], torch.dtype]  # a batch's shape without its frame count, and its type
+
 
 class CompiledNetwork:
     """A network under ``torch.compile`` in one of the compile modes (not ``off``)."""
@@ -25,13 +32,18 @@ class CompiledNetwork:
     def __init__(self, network: torch.nn.Module, mode: str, name: str):
         self.mode = mode
         self._name = name
-        self._compiled = torch.compile(network, mode=None if mode == "default" else mode, dynamic=mode == "default")
+        self._static = mode != "default"
+        self._compiled = torch.compile(network, mode=None if mode == "default" else mode, dynamic=not self._static)
         self.compile_seconds: Dict[Tuple[Tuple[int, ...], torch.dtype], float] = {}
+        self._frames_compiled: Dict[FrameKey, int] = {}  # the most frames a pass of that size had
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        frames = len(batch)
+        if self._static:
+            batch = self._padded(batch)
         key = (tuple(batch.shape), batch.dtype)
         if key in self.compile_seconds:
-            return self._compiled(batch)
+            return self._compiled(batch)[:frames]
         start = time.perf_counter()
         out = self._compiled(batch)
         if out.is_cuda:
@@ -39,7 +51,20 @@ class CompiledNetwork:
         self.compile_seconds[key] = time.perf_counter() - start
         logger.info("%s: torch.compile (%s) for input %s took %.1f s", self._name, self.mode,
                     "x".join(map(str, key[0])), self.compile_seconds[key])
-        return out
+        return out[:frames]
+
+    def _padded(self, batch: torch.Tensor) -> torch.Tensor:
+        """The batch with zero frames after it up to the most a pass of its size has had."""
+        key = (tuple(batch.shape[1:]), batch.dtype)
+        frames = max(len(batch), self._frames_compiled.get(key, 0))
+        self._frames_compiled[key] = frames
+        if frames == len(batch):
+            return batch
+        # The same memory layout as the batch: the compiled graph is specialised on strides too.
+        layout = torch.channels_last if batch.dim() == 4 and not batch.is_contiguous() and \
+            batch.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        filler = batch.new_zeros((frames - len(batch), *batch.shape[1:]))
+        return torch.cat([batch, filler]).contiguous(memory_format=layout)
 
 
 def compile_network(network: torch.nn.Module, mode, name: str):

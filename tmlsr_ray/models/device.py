@@ -29,3 +29,14 @@ def select_dtype(preference: str, device: torch.device, held: Mapping[str, bool]
         logger.warning("%s does not hold %s; running it in fp32", network, preference)
         preference = "fp32"
     return TORCH_DTYPES[preference]
+
+
+# What cuDNN, cuBLAS and the CUDA runtime say when an allocation of theirs fails: they raise a
+# plain RuntimeError, where torch's own allocator raises OutOfMemoryError.
+_OUT_OF_MEMORY_MESSAGES = ("out of memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether an error means the device ran out of memory (a smaller pass may still fit)."""
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and any(m in str(exc) for m in _OUT_OF_MEMORY_MESSAGES))

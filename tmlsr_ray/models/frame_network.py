@@ -13,7 +13,7 @@ from typing import Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from tmlsr_ray.models.device import select_device
+from tmlsr_ray.models.device import is_out_of_memory, select_device
 from tmlsr_ray.models.lanczos import Lanczos4
 from tmlsr_ray.models.transfer import DirectPasses, StagedPasses, stage
 from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames, converts_like_swscale, rgb_to_yuv420, upright_rgb
@@ -75,8 +75,7 @@ class FrameNetwork:
                 torch.backends.cudnn.allow_tf32 = False
 
     def upscale(self, frames: np.ndarray) -> np.ndarray:
-        with torch.inference_mode(), self._stream_context():
-            return self.passes.run(np.ascontiguousarray(frames), len(frames), self._float_pass, np.float32)
+        return self._in_passes(np.ascontiguousarray(frames), frames.shape[1:3], self._float_pass, np.float32)
 
     def upscale_samples(self, frames: Union[np.ndarray, Yuv420Frames], target: Optional[Tuple[int, int]] = None,
                         yuv: Optional[Yuv420] = None) -> np.ndarray:
@@ -96,22 +95,28 @@ class FrameNetwork:
             yuv = None  # RGB back: the encoder's swscale converts it
         out_dtype = np.dtype(np.uint16 if sixteen_bit else np.uint8) if yuv is None else \
             np.dtype(np.uint8 if yuv.bits == 8 else np.uint16)
+        return self._in_passes(host, size, lambda batch: self._samples_pass(batch, top, target, yuv, planar),
+                               out_dtype)
+
+    def _in_passes(self, host: np.ndarray, size: Tuple[int, int], compute, out_dtype) -> np.ndarray:
+        """``compute`` over the frames in passes of :meth:`frames_per_pass`; a pass out of device
+        memory is run again with half the frames, and that size keeps the smaller passes."""
         per_pass = self.frames_per_pass(*size)
         while True:
             try:
                 with torch.inference_mode(), self._stream_context():
-                    return self.passes.run(
-                        host, per_pass, lambda batch: self._samples_pass(batch, top, target, yuv, planar), out_dtype)
-            except torch.OutOfMemoryError:
-                tried = min(per_pass, len(frames))
-                if tried <= 1:
+                    return self.passes.run(host, per_pass, compute, out_dtype)
+            except RuntimeError as exc:
+                tried = min(per_pass, len(host))
+                if tried <= 1 or not is_out_of_memory(exc):
                     raise
                 # The activation estimate was short for this network: fewer frames per pass, from
                 # now on for this size.
                 per_pass = self._pass_caps[size] = tried // 2
                 logger.warning("%s: out of device memory at %s frames of %sx%s per pass; now %s",
                                self.name, tried, size[1], size[0], per_pass)
-                torch.cuda.empty_cache()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
 
     def frames_per_pass(self, height: int, width: int) -> int:
         """How many frames of this size one forward pass may take: on CUDA, about
@@ -141,8 +146,10 @@ class FrameNetwork:
     def _float_pass(self, batch: torch.Tensor) -> torch.Tensor:
         """(n, H, W, 3) floats in [0, 1] → (n, H·s, W·s, 3) floats clamped to [0, 1]."""
         out = self._network(self._network_input(batch, 1.0))
-        # channels_last output is NHWC in memory, so this permute is free.
-        return out.float().clamp_(0, 1).permute(0, 2, 3, 1)
+        # A copy even in fp32: a CUDA-graph network's output is overwritten by its next pass,
+        # which runs while this result is still being copied off the device. channels_last
+        # output is NHWC in memory, so the permute is free.
+        return out.to(torch.float32, copy=True).clamp_(0, 1).permute(0, 2, 3, 1)
 
     def _samples_pass(self, batch: torch.Tensor, top: float, target: Optional[Tuple[int, int]],
                       yuv: Optional[Yuv420] = None, planar: Optional[Yuv420Frames] = None) -> torch.Tensor:

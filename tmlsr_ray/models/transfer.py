@@ -149,7 +149,9 @@ class StagedPasses:
 def _record(stream):
     if stream is None:
         return None
-    event = torch.cuda.Event()
+    # blocking: the host thread waiting on it sleeps instead of spinning a core that the
+    # replica's decoders and encoders need.
+    event = torch.cuda.Event(blocking=True)
     event.record(stream)
     return event
 
