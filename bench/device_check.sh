@@ -111,7 +111,7 @@ if [ "$HAVE_AV" = 1 ]; then
   stage encoder 80 "$PYTHON" bench/encoder.py --clip "$CLIP" --sizes $BIG --codecs libx264 \
     --presets veryfast faster medium --pieces 4 --frames $ENC_FRAMES --repeats $REPEATS --budget-s 65
   stage pipeline 20 "$PYTHON" bench/decode.py --clip "$CLIP" --repeats $REPEATS
-  stage pipeline 70 "$PYTHON" bench/frames.py --clip "$CLIP" --frames $CLIP_FRAMES --batch $BATCH \
+  stage pipeline 120 "$PYTHON" bench/frames.py --clip "$CLIP" --frames $CLIP_FRAMES --batch $BATCH \
     --repeats $REPEATS --dtype fp16 --outscale 2 4 --pipeline --pieces 1 4 --segment-s $SEGMENT_S \
     --preset veryfast
 else

@@ -22,8 +22,8 @@ become RGB on the device.
 (shared/golden/realesrgan, with the fp32 GPU output checked against the golden files).
 --profile N: torch.profiler over N batches of the baseline, old and new path, the time split by
 kind of work (bench/profile_split.py). --pipeline (needs PyAV and a clip): the service's own
-segment code, P segments at once sharing the model, against the model alone and the encoder
-alone on the same frames.
+segment code (segments of --segment-s), 1 or P of them rendered at once sharing the model,
+against the model alone (the service's own call) and the encoder alone on the same frames.
 """
 
 from __future__ import annotations
@@ -128,9 +128,20 @@ def run_batches(model, batches: List[np.ndarray], target, path: str = "new") -> 
     for frames in batches:
         if path == "old":
             old_upscale_samples(model, frames, target)
+        elif path == "service":
+            service_upscale(model, frames, target)
         else:
             model.upscale_samples(frames, target)
     sync(model)
+
+
+def service_upscale(model, frames: np.ndarray, target) -> np.ndarray:
+    """The service's own call for a batch of a video (on a GPU: upscale_samples to the target; on
+    a CPU: at the model's scale, resized by OpenCV)."""
+    from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames
+
+    native = (frames.shape[2] * model.scale, frames.shape[1] * model.scale)
+    return upscale_frames(model, frames, target or native, Tiling())
 
 
 def measure(model, batches, target, path: str, repeats: int) -> Dict:
@@ -306,9 +317,10 @@ def load_sources(args) -> Dict[Tuple[int, int], List[np.ndarray]]:
 
 def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces: int, segment_s: float,
                  max_frames: int) -> tuple:
-    """(frames/s, encoder used, segments) of the service's segment code for the first ``max_frames``
-    frames of the clip: P segments rendered at once, sharing one model (one run at a time, as on a
-    replica's model thread), each piece's encoder with cores/P threads."""
+    """(frames/s, encoder used, segments) of the service's segment code for the segments holding
+    the first ``max_frames`` frames of the clip: P segments rendered at once (P = 1: one after
+    another), sharing one model (one run at a time, as on a replica's model thread), each piece's
+    encoder with cores/P threads."""
     from tmlsr_ray.pipeline.decode import probe_video
     from tmlsr_ray.pipeline.encode import assemble, even_size
     from tmlsr_ray.pipeline.render import SegmentJob, render_segment
@@ -319,7 +331,7 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces
     info = probe_video(clip)
     planes_in = takes_planes(model, info.height, info.width)  # as the Upscaler decides it
     target = even_size(round(info.width * outscale), round(info.height * outscale))
-    cutting = Cutting(segment_s=segment_s if pieces > 1 else 1e9, max_frames=10**9)
+    cutting = Cutting(segment_s=segment_s, max_frames=10**9)
     model_lock = threading.Lock()
     options = replace(options, threads=max(1, (os.cpu_count() or 1) // pieces))
 
@@ -368,10 +380,12 @@ def report_pipeline(args, models: Models, sources, results: Dict[Case, Dict]) ->
           f"{args.preset}, {cores} cores ==")
     for outscale in args.outscale:
         target = target_for(args.sizes[0], outscale, model.scale)
-        measured = results.get(Case(args.sizes[0], args.dtype[0], args.compile[0], outscale))
-        alone = statistics.median((measured or measure(model, batches, target, "new", args.repeats))["fps"])
-        upscaled = np.concatenate([model.upscale_samples(b, target) for b in batches])
-        pipeline_fps(model, args.clip, outscale, args.batch, options, 1, 1e9, args.batch)  # warm-up
+        # On a GPU the model path above is the service's call; a CPU resizes with OpenCV instead.
+        measured = results.get(Case(args.sizes[0], args.dtype[0], args.compile[0], outscale)) \
+            if model.device.startswith("cuda") else None
+        alone = statistics.median((measured or measure(model, batches, target, "service", args.repeats))["fps"])
+        upscaled = np.concatenate([service_upscale(model, b, target) for b in batches])
+        pipeline_fps(model, args.clip, outscale, args.batch, options, 1, args.segment_s, args.batch)  # warm-up: one segment
         for pieces in args.pieces:
             encoder = encode_fps(upscaled, info, options, pieces, cores)
             fps, used, count = pipeline_fps(model, args.clip, outscale, args.batch, options, pieces,
@@ -405,7 +419,7 @@ def parse_args(argv=None):
     parser.add_argument("--profile-out", type=Path, help="write the profiler's kernel tables here")
     parser.add_argument("--pipeline", action="store_true", help="the segment pipeline too (needs --clip)")
     parser.add_argument("--pieces", type=int, nargs="+", default=[1, 4], help="segments rendered at once")
-    parser.add_argument("--segment-s", type=float, default=2.0, help="segment length when pieces > 1")
+    parser.add_argument("--segment-s", type=float, default=2.0, help="segment length (for any --pieces)")
     parser.add_argument("--preset", default="veryfast")
     parser.add_argument("--codec", default="libx264", help="libx264, libx265, h264_nvenc or auto")
     parser.add_argument("--budget-s", type=float, default=1e9, help="skip model cases that would start after this")
