@@ -23,8 +23,6 @@ from tmlsr_ray.models.base import compile_mode
 
 logger = logging.getLogger(__name__)
 
-FrameKey = Tuple[Tuple[int, ...], torch.dtype]  # a batch's shape without its frame count, and its type
-
 
 class CompiledNetwork:
     """A network under ``torch.compile`` in one of the compile modes (not ``off``)."""
@@ -35,7 +33,6 @@ class CompiledNetwork:
         self._static = mode != "default"
         self._compiled = torch.compile(network, mode=None if mode == "default" else mode, dynamic=not self._static)
         self.compile_seconds: Dict[Tuple[Tuple[int, ...], torch.dtype], float] = {}
-        self._frames_compiled: Dict[FrameKey, int] = {}  # the most frames a pass of that size had
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         frames = len(batch)
@@ -54,11 +51,10 @@ class CompiledNetwork:
         return out[:frames]
 
     def _padded(self, batch: torch.Tensor) -> torch.Tensor:
-        """The batch with zero frames after it up to the most a pass of its size has had."""
-        key = (tuple(batch.shape[1:]), batch.dtype)
-        frames = max(len(batch), self._frames_compiled.get(key, 0))
-        self._frames_compiled[key] = frames
-        if frames == len(batch):
+        """The batch with zero frames after it up to the most a compiled pass of its size had."""
+        frames = max((shape[0] for shape, dtype in self.compile_seconds
+                      if shape[1:] == batch.shape[1:] and dtype == batch.dtype), default=len(batch))
+        if frames <= len(batch):
             return batch
         # The same memory layout as the batch: the compiled graph is specialised on strides too.
         layout = torch.channels_last if batch.dim() == 4 and not batch.is_contiguous() and \

@@ -115,8 +115,7 @@ class FrameNetwork:
                 per_pass = self._pass_caps[size] = tried // 2
                 logger.warning("%s: out of device memory at %s frames of %sx%s per pass; now %s",
                                self.name, tried, size[1], size[0], per_pass)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+                torch.cuda.empty_cache()
 
     def frames_per_pass(self, height: int, width: int) -> int:
         """How many frames of this size one forward pass may take: on CUDA, about
