@@ -12,7 +12,8 @@ through Ray Serve.
 
 Model path: for each size × compile mode × dtype × outscale, frames/s (median of the repeats,
 after a first pass that pays compilation and cuDNN's search, whose time is reported), the ratio
-to the baseline measured in the same run (eager fp16, same size and outscale), the arithmetic
+to the baseline measured in the same run (eager, in the service's default type on the device: fp16
+on a GPU, fp32 on a CPU; same size and outscale), the arithmetic
 rate against the network's convolution count (its compute floor at --peak-tflops), peak GPU
 memory and the pinned buffers made. --old-path adds the path before buffer reuse and overlap (a
 fresh pin_memory() per batch, results copied into pageable memory, one pass per batch).
@@ -49,10 +50,11 @@ sys.path.insert(0, str(REPO))
 
 from bench.clip import parse_size, synthetic_frames  # noqa: E402
 from bench.profile_split import format_split, kernel_table, profile_run, time_split  # noqa: E402
+from tmlsr_ray.models.device import select_device  # noqa: E402
 from tmlsr_ray.models.realesrgan import RealESRGANModel  # noqa: E402
 from tmlsr_ray.models.transfer import StagedPasses, stage  # noqa: E402
 
-BASELINE_DTYPE, BASELINE_COMPILE = "fp16", "off"
+BASELINE_COMPILE = "off"
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,8 @@ class Case:
     outscale: float
     path: str = "new"  # new | old (before buffer reuse and overlap) | planes (4:2:0 in)
 
-    @property
-    def baseline(self) -> "Case":
-        return Case(self.size, BASELINE_DTYPE, BASELINE_COMPILE, self.outscale)
+    def baseline(self, dtype: str) -> "Case":
+        return Case(self.size, dtype, BASELINE_COMPILE, self.outscale)
 
     def label(self) -> str:
         return (f"{self.size[0]}x{self.size[1]} {self.dtype} {self.compile} x{self.outscale:g}"
@@ -185,19 +186,20 @@ def model_cases(args) -> List[Case]:
         for mode in args.compile:
             for dtype in args.dtype:
                 cases += [Case(size, dtype, mode, o) for o in args.outscale]
-        cases += [Case(size, BASELINE_DTYPE, BASELINE_COMPILE, o) for o in args.outscale]
+        cases += [Case(size, args.baseline_dtype, BASELINE_COMPILE, o) for o in args.outscale]
         if args.old_path:
-            cases += [Case(size, BASELINE_DTYPE, BASELINE_COMPILE, o, "old") for o in args.outscale]
+            cases += [Case(size, args.baseline_dtype, BASELINE_COMPILE, o, "old") for o in args.outscale]
         if args.planes:
-            cases += [Case(size, BASELINE_DTYPE, BASELINE_COMPILE, o, "planes") for o in args.outscale]
-    baselines_first = sorted(dict.fromkeys(cases), key=lambda c: (args.sizes.index(c.size), c != c.baseline))
+            cases += [Case(size, args.baseline_dtype, BASELINE_COMPILE, o, "planes") for o in args.outscale]
+    baselines_first = sorted(dict.fromkeys(cases),
+                             key=lambda c: (args.sizes.index(c.size), c != c.baseline(args.baseline_dtype)))
     return baselines_first
 
 
 def report_model_path(args, models: Models, sources, deadline: float) -> Dict[Case, Dict]:
     results: Dict[Case, Dict] = {}
     flops = {size: network_flops(args.model, *size) for size in args.sizes}
-    print(f"\n== model path (frames/s, median of {args.repeats}; ratio to eager {BASELINE_DTYPE} at the same "
+    print(f"\n== model path (frames/s, median of {args.repeats}; ratio to eager {args.baseline_dtype} at the same "
           f"size and outscale) ==")
     print(f"{'case':38s} {'frames/s':>9s} {'min..max':>15s} {'ratio':>6s} {'TFLOP/s':>8s} {'floor %':>7s} "
           f"{'peak MiB':>9s} {'1st pass s':>10s} {'pinned':>6s}")
@@ -213,7 +215,8 @@ def report_model_path(args, models: Models, sources, deadline: float) -> Dict[Ca
         except Exception as exc:  # one case failing (a compile mode, memory) must not end the run
             print(f"{case.label():38s} FAILED: {type(exc).__name__}: {str(exc)[:300]}")
             continue
-        print(row(case, result, results.get(case.baseline), flops[case.size], args.peak_tflops), flush=True)
+        baseline = results.get(case.baseline(args.baseline_dtype))
+        print(row(case, result, baseline, flops[case.size], args.peak_tflops), flush=True)
     for size, per_frame in flops.items():
         print(f"compute floor {size[0]}x{size[1]}: {per_frame / 1e12:.3f} TFLOP per frame (convolutions) → "
               f"{args.peak_tflops * 1e12 / per_frame:.0f} frames/s at {args.peak_tflops:g} TFLOP/s")
@@ -278,13 +281,13 @@ def report_golden(args, models: Models, halves: List[str]) -> None:
 
 
 def report_profile(args, models: Models, sources) -> None:
-    model = models.get(BASELINE_DTYPE, BASELINE_COMPILE)
+    model = models.get(args.baseline_dtype, BASELINE_COMPILE)
     size = args.sizes[0]
     batches = [sources[size][k % len(sources[size])] for k in range(args.profile)]
     frames = sum(len(b) for b in batches)
     cuda = model.device.startswith("cuda")
     print(f"\n== profile: {args.profile} batches of {len(batches[0])} at {size[0]}x{size[1]}, "
-          f"{BASELINE_DTYPE} eager (device categories overlap each other and the host's) ==")
+          f"{args.baseline_dtype} eager (device categories overlap each other and the host's) ==")
     tables = []
     for outscale in args.outscale:
         target = target_for(size, outscale, model.scale)
@@ -405,7 +408,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--frames", type=int, default=32, help="frames per repeat (whole batches)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--dtype", nargs="+", choices=("fp32", "fp16", "bf16"), default=["fp16"])
+    parser.add_argument("--dtype", nargs="+", choices=("fp32", "fp16", "bf16"),
+                        help="number types to measure (default: the baseline's)")
     parser.add_argument("--compile", nargs="+", choices=("off", "default", "reduce-overhead", "max-autotune"),
                         default=["off"])
     parser.add_argument("--pass-pixels", type=int, default=0, help="input pixels per GPU pass (0: the model's)")
@@ -424,7 +428,12 @@ def parse_args(argv=None):
     parser.add_argument("--codec", default="libx264", help="libx264, libx265, h264_nvenc or auto")
     parser.add_argument("--budget-s", type=float, default=1e9, help="skip model cases that would start after this")
     parser.add_argument("--peak-tflops", type=float, default=790.0, help="the device's dense half-precision peak")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # The baseline is what the service runs by default there: fp16 on a GPU, fp32 on a CPU (where
+    # half types are emulated and a first fp16 pass of 720p took 77 s on the 2-core machine).
+    args.baseline_dtype = "fp16" if select_device(args.device).type == "cuda" else "fp32"
+    args.dtype = args.dtype or [args.baseline_dtype]
+    return args
 
 
 def main(argv=None) -> None:
@@ -433,7 +442,7 @@ def main(argv=None) -> None:
     deadline = time.perf_counter() + args.budget_s
     sources = load_sources(args)
     models = Models(args)
-    probe = models.get(BASELINE_DTYPE, BASELINE_COMPILE)
+    probe = models.get(args.baseline_dtype, BASELINE_COMPILE)
     gpu = torch.cuda.get_device_name(0) if probe.device.startswith("cuda") else "cpu"
     print(f"{args.model.name} ({probe.architecture} x{probe.scale}) on {probe.device} ({gpu}); torch {torch.__version__}; "
           f"{args.frames // args.batch} batches of {args.batch}; passes of ≤ {probe.pass_pixels:,} input pixels; "
