@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import HDR_MASTERING, colour_chart_clip, chart_yuv
-from tmlsr_ray.pipeline.colour import TRC_HLG, TRC_PQ, hlg_to_nits, pq_to_nits, tone_map_to_sdr
+from tmlsr_ray.pipeline.colour import (PRIMARIES, TRC_HLG, TRC_PQ, ToneMap, hlg_to_nits, pq_to_nits,
+                                      primaries_to_bt709)
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter
 
@@ -122,11 +123,64 @@ def test_hlg_reference_white_and_pq_levels_have_their_standard_luminance():
 def test_the_tone_map_keeps_black_lands_in_range_and_orders_brightness(transfer):
     ramp = np.linspace(0, 1, 64, dtype=np.float32)
     grey = (np.repeat(ramp[:, None], 3, axis=1) * 65535).astype(np.uint16)[None, None]
-    sdr = tone_map_to_sdr(grey, transfer)[0, 0]
+    to_sdr = ToneMap.for_stream({"color_trc": transfer, "color_primaries": 9}, None)
+    sdr = to_sdr(grey)[0, 0]
     assert sdr.dtype == np.uint8 and sdr[0].max() == 0 and sdr[-1].min() >= 250
     assert np.all(np.diff(sdr[:, 1].astype(int)) >= 0), "brighter HDR must not come out darker"
-    saturated = tone_map_to_sdr(np.array([[[[0, 40000, 0]]]], np.uint16), transfer)[0, 0, 0]
+    saturated = to_sdr(np.array([[[[0, 40000, 0]]]], np.uint16))[0, 0, 0]
     assert saturated[1] > 100 and saturated[0] == 0  # a BT.2020 green clipped into BT.709
+
+
+def pq_code(nits: float) -> int:
+    """The 16-bit PQ code value of a luminance (the inverse of pq_to_nits)."""
+    m1, m2 = 2610 / 16384, 2523 / 4096 * 128
+    c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+    y = (nits / 10000.0) ** m1
+    return round(((c1 + c2 * y) / (1 + c3 * y)) ** m2 * 65535)
+
+
+@pytest.mark.parametrize("transfer", [TRC_HLG, TRC_PQ])
+def test_a_constant_grey_maps_the_same_whether_or_not_a_highlight_shares_its_batch(transfer):
+    to_sdr = ToneMap.for_stream({"color_trc": transfer, "color_primaries": 9}, {"cll": "1000,400"})
+    grey = np.full((2, 4, 4, 3), pq_code(100) if transfer == TRC_PQ else 30000, np.uint16)
+    lit = grey.copy()
+    lit[:, 0, 0] = 65535  # a small highlight at the signal's top
+    assert np.array_equal(to_sdr(grey)[:, 1:, 1:], to_sdr(lit)[:, 1:, 1:])
+
+
+def test_the_pq_peak_is_the_streams_maxcll_else_its_mastering_display_else_1000_nits():
+    display = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(40000000,50)"
+    color = {"color_trc": TRC_PQ, "color_primaries": 9}
+    assert ToneMap.for_stream(color, {"cll": "600,200", "master_display": display}).peak_nits == 600
+    assert ToneMap.for_stream(color, {"cll": "0,0", "master_display": display}).peak_nits == 4000
+    assert ToneMap.for_stream(color, None).peak_nits == 1000
+    assert ToneMap.for_stream({**color, "color_trc": TRC_HLG}, {"cll": "4000,400"}).peak_nits == 1000
+    # The same 100-nit grey is darker in SDR where the content reaches further up.
+    grey = np.full((1, 1, 1, 3), pq_code(100), np.uint16)
+    assert ToneMap.for_stream(color, {"cll": "4000,400"})(grey)[0, 0, 0, 0] < \
+        ToneMap.for_stream(color, {"cll": "600,200"})(grey)[0, 0, 0, 0]
+
+
+def test_the_tone_map_converts_from_the_primaries_the_stream_states():
+    red = np.array([[[[pq_code(200), pq_code(20), pq_code(20)]]]], np.uint16)
+    bt709 = ToneMap.for_stream({"color_trc": TRC_PQ, "color_primaries": 1}, None)(red)[0, 0, 0].astype(int)
+    bt2020 = ToneMap.for_stream({"color_trc": TRC_PQ, "color_primaries": 9}, None)(red)[0, 0, 0].astype(int)
+    assert bt709[1] == bt709[2] and bt709[1] > 50  # a BT.709 red keeps its hue
+    assert bt2020[1] == 0 and bt2020[2] != bt2020[1]  # the same numbers in BT.2020: a red beyond BT.709
+    unstated = ToneMap.for_stream({"color_trc": TRC_PQ, "color_primaries": 2}, None)(red)[0, 0, 0]
+    assert np.array_equal(unstated, bt2020)  # BT.2100 is BT.2020
+
+
+@pytest.mark.parametrize("primaries", sorted(PRIMARIES))
+def test_every_primaries_conversion_keeps_white_white(primaries):
+    assert primaries_to_bt709(primaries) @ np.ones(3) == pytest.approx(np.ones(3), abs=2e-4)
+
+
+def test_the_primaries_conversions_equal_the_published_matrices():
+    bt2020 = [[1.6605, -0.5876, -0.0728], [-0.1246, 1.1329, -0.0083], [-0.0182, -0.1006, 1.1187]]  # BT.2087
+    display_p3 = [[1.2249, -0.2247, 0.0], [-0.0420, 1.0419, 0.0], [-0.0197, -0.0786, 1.0979]]
+    assert np.allclose(primaries_to_bt709(9), bt2020, atol=2e-4)
+    assert np.allclose(primaries_to_bt709(12), display_p3, atol=5e-4)
 
 
 def test_hdr_is_kept_as_hevc_main10_with_its_tags_by_default(tmp_path):

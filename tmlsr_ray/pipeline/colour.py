@@ -4,15 +4,20 @@ HDR stays HDR by default: the frames are decoded to 16-bit RGB in the stream's o
 transfer (BT.2020, HLG or PQ), upscaled as they are, and encoded back with the same tags. Only
 ``hdr: "sdr"`` converts: light from the HDR signal (PQ's EOTF, or HLG's inverse OETF and its OOTF
 for a 1000-nit display), the Hable filmic curve on each pixel's brightest component (so hues keep
-their ratios) with HDR reference white (203 nits, BT.2408) at the SDR curve's knee, BT.2020 →
-BT.709 primaries in linear light, and the BT.1886 display gamma. FFmpeg's own ``tonemap`` filter
-needs ``zscale`` to linearise first, which PyAV's FFmpeg build lacks: hence this operator.
+their ratios) with HDR reference white (203 nits, BT.2408) at the SDR curve's knee and the
+stream's peak at white, the stream's primaries → BT.709 in linear light, and the BT.1886 display
+gamma. The peak is the stream's, fixed for the whole video (MaxCLL, else the mastering display's
+peak, else 1000 nits; HLG's is its 1000-nit display): a peak measured per batch would make a
+constant grey jump whenever a highlight comes or goes. FFmpeg's own ``tonemap`` filter needs
+``zscale`` to linearise first, which PyAV's FFmpeg build lacks: hence this operator.
 """
 
 from __future__ import annotations
 
+import re
 import struct
-from typing import Dict, Optional
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -24,9 +29,25 @@ SDR_BT709 = {"color_primaries": 1, "color_trc": 1, "colorspace": 1, "color_range
 REFERENCE_WHITE_NITS = 203.0
 HLG_DISPLAY_NITS = 1000.0
 
-BT2020_TO_BT709 = np.array([[1.6605, -0.5876, -0.0728],
-                            [-0.1246, 1.1329, -0.0083],
-                            [-0.0182, -0.1006, 1.1187]], dtype=np.float32)
+DEFAULT_PQ_PEAK_NITS = 1000.0  # a PQ stream that states no light level: the usual grading peak
+
+Chromaticity = Tuple[float, float]
+D65, ILLUMINANT_C, DCI_WHITE = (0.3127, 0.3290), (0.310, 0.316), (0.314, 0.351)
+# ITU-T H.273 colour primaries: red, green, blue and white (x, y).
+PRIMARIES: Dict[int, Tuple[Chromaticity, Chromaticity, Chromaticity, Chromaticity]] = {
+    1: ((0.640, 0.330), (0.300, 0.600), (0.150, 0.060), D65),  # BT.709
+    4: ((0.670, 0.330), (0.210, 0.710), (0.140, 0.080), ILLUMINANT_C),  # BT.470 M
+    5: ((0.640, 0.330), (0.290, 0.600), (0.150, 0.060), D65),  # BT.470 BG
+    6: ((0.630, 0.340), (0.310, 0.595), (0.155, 0.070), D65),  # SMPTE 170M
+    7: ((0.630, 0.340), (0.310, 0.595), (0.155, 0.070), D65),  # SMPTE 240M
+    8: ((0.681, 0.319), (0.243, 0.692), (0.145, 0.049), ILLUMINANT_C),  # generic film
+    9: ((0.708, 0.292), (0.170, 0.797), (0.131, 0.046), D65),  # BT.2020 / BT.2100
+    11: ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060), DCI_WHITE),  # SMPTE RP 431-2 (DCI-P3)
+    12: ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060), D65),  # SMPTE EG 432-1 (Display P3)
+    22: ((0.630, 0.340), (0.295, 0.605), (0.155, 0.077), D65),  # EBU Tech 3213-E
+}
+BT2020 = 9
+BRADFORD = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
 
 
 def written_colour(color: Dict[str, int]) -> Dict[str, int]:
@@ -40,16 +61,67 @@ def is_hdr(color: Dict[str, int]) -> bool:
     return color.get("color_trc") in HDR_TRANSFERS
 
 
-def tone_map_to_sdr(frames: np.ndarray, transfer: int) -> np.ndarray:
-    """HDR RGB frames (uint16, full-scale code values, BT.2020) → SDR BT.709 uint8 RGB."""
-    signal = frames.astype(np.float32) / 65535.0
-    nits = pq_to_nits(signal) if transfer == TRC_PQ else hlg_to_nits(signal)
-    linear = nits / REFERENCE_WHITE_NITS
-    peak = float(linear.max(initial=1.0))
-    brightest = np.maximum(linear.max(axis=-1, keepdims=True), 1e-6)
-    mapped = linear * (_hable(brightest) / _hable(np.float32(max(peak, 1.0))) / brightest)
-    bt709 = np.clip(mapped @ BT2020_TO_BT709.T, 0.0, 1.0)
-    return np.round(bt709 ** (1 / 2.4) * 255.0).astype(np.uint8)
+@dataclass(frozen=True)
+class ToneMap:
+    """HDR → SDR BT.709 for one stream: the same curve for every frame of the video."""
+
+    transfer: int
+    peak_nits: float
+    to_bt709: np.ndarray  # linear RGB in the stream's primaries → linear BT.709
+
+    @classmethod
+    def for_stream(cls, color: Dict[str, int], mastering: Optional[Dict[str, str]]) -> "ToneMap":
+        transfer = color["color_trc"]
+        peak = HLG_DISPLAY_NITS if transfer == TRC_HLG else content_peak_nits(mastering)
+        return cls(transfer, peak, primaries_to_bt709(color.get("color_primaries")))
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """HDR RGB frames (uint16, full-scale code values) → SDR BT.709 uint8 RGB."""
+        signal = frames.astype(np.float32) / 65535.0
+        nits = pq_to_nits(signal) if self.transfer == TRC_PQ else hlg_to_nits(signal)
+        linear = nits / REFERENCE_WHITE_NITS
+        peak = np.float32(max(self.peak_nits / REFERENCE_WHITE_NITS, 1.0))
+        brightest = np.maximum(linear.max(axis=-1, keepdims=True), 1e-6)
+        mapped = linear * (_hable(np.minimum(brightest, peak)) / _hable(peak) / brightest)
+        bt709 = np.clip(mapped @ self.to_bt709.T, 0.0, 1.0)
+        return np.round(bt709 ** (1 / 2.4) * 255.0).astype(np.uint8)
+
+
+def content_peak_nits(mastering: Optional[Dict[str, str]]) -> float:
+    """The brightest the content is said to get: MaxCLL, else the mastering display's peak
+    (x26x notation, 1/10000 cd/m²), else :data:`DEFAULT_PQ_PEAK_NITS`; at least reference white."""
+    mastering = mastering or {}
+    max_cll = int(mastering.get("cll", "0,0").split(",")[0])
+    display = re.search(r"L\((\d+),", mastering.get("master_display", ""))
+    for nits in (max_cll, int(display.group(1)) / 10000 if display else 0):
+        if nits > 0:
+            return float(min(max(nits, REFERENCE_WHITE_NITS), 10000.0))
+    return DEFAULT_PQ_PEAK_NITS
+
+
+def primaries_to_bt709(primaries: Optional[int]) -> np.ndarray:
+    """Linear RGB in H.273 ``primaries`` → linear BT.709 (Bradford-adapted to D65 where the white
+    differs). Unstated or unknown primaries on an HDR stream are BT.2020, as BT.2100 defines."""
+    source = PRIMARIES.get(primaries, PRIMARIES[BT2020])
+    to_xyz = _rgb_to_xyz(*source)
+    if source[3] != D65:
+        to_xyz = _adaptation(source[3], D65) @ to_xyz
+    return (np.linalg.inv(_rgb_to_xyz(*PRIMARIES[1])) @ to_xyz).astype(np.float32)
+
+
+def _xyz(chromaticity: Chromaticity) -> np.ndarray:
+    x, y = chromaticity
+    return np.array([x / y, 1.0, (1 - x - y) / y])
+
+
+def _rgb_to_xyz(red: Chromaticity, green: Chromaticity, blue: Chromaticity, white: Chromaticity) -> np.ndarray:
+    columns = np.stack([_xyz(red), _xyz(green), _xyz(blue)], axis=1)
+    return columns * np.linalg.solve(columns, _xyz(white))
+
+
+def _adaptation(source_white: Chromaticity, target_white: Chromaticity) -> np.ndarray:
+    gains = (BRADFORD @ _xyz(target_white)) / (BRADFORD @ _xyz(source_white))
+    return np.linalg.inv(BRADFORD) @ np.diag(gains) @ BRADFORD
 
 
 def pq_to_nits(signal: np.ndarray) -> np.ndarray:

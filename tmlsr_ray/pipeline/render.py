@@ -15,7 +15,7 @@ from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 import numpy as np
 
 from tmlsr_ray.models.yuv import Yuv420
-from tmlsr_ray.pipeline.colour import SDR_BT709, tone_map_to_sdr, written_colour
+from tmlsr_ray.pipeline.colour import SDR_BT709, ToneMap, written_colour
 from tmlsr_ray.pipeline.decode import FrameBatch, VideoInfo, planar_layout
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, yuv420_layout
@@ -72,8 +72,8 @@ def render_segment(job: SegmentJob, data: bytes, upscale: Upscale,
     try:
         batches = decode_segment(data, job.info, job.segment, job.batch_frames, stop, job.input_planes)
         if job.tone_map:
-            transfer = job.info.color["color_trc"]
-            batches = (replace(b, frames=tone_map_to_sdr(b.frames, transfer)) for b in batches)
+            to_sdr = ToneMap.for_stream(job.info.color, job.info.mastering)
+            batches = (replace(b, frames=to_sdr(b.frames)) for b in batches)
         if job.overlap:
             batches = overlapping_batches(batches, job.batch_frames, job.overlap)
         fade = CrossFade(job.overlap)
