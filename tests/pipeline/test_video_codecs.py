@@ -167,3 +167,12 @@ def test_the_writer_uses_the_encoder_auto_picks_and_reports_it(tmp_path):
     _, out_frames, out_pts = all_frames(tmp_path / "out.mp4")
     assert out_frames.shape == (6, 128, 256, 3) and out_pts == pts
     assert out_frames[0, :24, :24].mean() > 200 and out_frames[0, 40:, 40:].mean() < 30
+
+
+def test_an_hevc_output_keeps_the_hvc1_sample_entry_apple_players_require(tmp_path):
+    source = marked_clip(tmp_path / "s.mp4")
+    info, frames, pts = all_frames(source)
+    write_video(tmp_path / "o.mp4", source, info, (64, 32), EncodeOptions("libx265", preset="ultrafast"), frames, pts)
+    with av.open(str(tmp_path / "o.mp4")) as out:
+        assert (out.streams.video[0].codec_context.name, out.streams.video[0].codec_tag) == ("hevc", "hvc1")
+    assert b"hev1" not in (tmp_path / "o.mp4").read_bytes()

@@ -334,6 +334,10 @@ class _PacketJoiner:
         self._source_base = Fraction(source_base)
         self._stream = out.add_stream_from_template(template, opaque=True)
         self._stream.time_base = template.time_base
+        if template.codec_tag.strip("\0 "):
+            # The copy leaves the sample entry to the muxer, which writes HEVC as hev1, not the
+            # piece's hvc1 (what Apple players require).
+            self._stream.codec_tag = template.codec_tag
         self._extradata = template.codec_context.extradata
         self._last_dts: Optional[int] = None
 
