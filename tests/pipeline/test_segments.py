@@ -332,6 +332,21 @@ def test_a_transport_stream_unwrapped_below_zero_keeps_every_frame_and_its_audio
     assert ("audio", "aac") in streams
 
 
+@pytest.mark.parametrize("pix_fmt", ["gbrp", "yuv420p"])
+def test_ut_video_keeps_the_fourcc_its_decoder_reads_its_layout_from_in_every_segment(tmp_path, pix_fmt):
+    """Ut Video's layout (ULRG, ULH0, …) is its FourCC: segment files with NUT's own tag could not
+    be decoded ("Invalid data found when processing input")."""
+    if "utvideo" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no utvideo encoder")
+    path = make_clip(tmp_path / "clip.avi", frames=12, codec="utvideo", pix_fmt=pix_fmt, audio=False,
+                     container="avi")
+    plan, frames = segment_decode(path, Cutting(segment_s=0.3))
+    expected = whole_decode(path)
+    assert len(plan.segments) >= 3 and [pts for pts, _ in frames] == [pts for pts, _ in expected]
+    for (_, got), (_, want) in zip(frames, expected):
+        assert np.array_equal(got, want)
+
+
 @pytest.mark.parametrize("codec,container,pix_fmt", [("prores_ks", "mov", "yuv422p10le"), ("qtrle", "mov", "rgb24"),
                                                      ("apng", "apng", "rgb24")])
 def test_a_codec_segment_files_cannot_hold_is_upscaled_as_one_segment(tmp_path, smooth_model, codec, container,

@@ -96,6 +96,17 @@ def open_container(path: Path, options: Optional[Dict[str, str]] = None) -> "av.
         raise InputError(f"input is not a readable video ({ffmpeg_message(exc)})") from exc
 
 
+def copy_video_stream(out, template, with_tag: bool = True) -> "av.video.stream.VideoStream":
+    """A stream of ``out`` the template's packets can be copied into, with the template's FourCC
+    unless ``with_tag`` is false: the copy leaves the tag to the muxer, which writes HEVC in MP4 as
+    hev1 (not the hvc1 Apple players require) and NUT's own tag for Ut Video, whose decoder reads
+    its layout from the tag."""
+    stream = out.add_stream_from_template(template, opaque=True)
+    if with_tag and template.codec_tag.strip("\0 "):
+        stream.codec_tag = template.codec_tag
+    return stream
+
+
 def best_video_stream(container) -> "av.video.stream.VideoStream":
     candidates = [s for s in container.streams.video if not _is_attached_picture(s)]
     if not candidates:

@@ -29,7 +29,7 @@ import numpy as np
 from tmlsr_ray.models.yuv import SWS_MATRIX, SWS_MATRIX_TAG, Yuv420
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.colour import is_hdr, written_colour
-from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, open_container
+from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, copy_video_stream, open_container
 
 MP4_AUDIO_COPY = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
 MP4_SUBTITLE_COPY = {"mov_text"}
@@ -332,12 +332,8 @@ class _PacketJoiner:
 
     def __init__(self, out, template, source_base: Fraction):
         self._source_base = Fraction(source_base)
-        self._stream = out.add_stream_from_template(template, opaque=True)
+        self._stream = copy_video_stream(out, template)
         self._stream.time_base = template.time_base
-        if template.codec_tag.strip("\0 "):
-            # The copy leaves the sample entry to the muxer, which writes HEVC as hev1, not the
-            # piece's hvc1 (what Apple players require).
-            self._stream.codec_tag = template.codec_tag
         self._extradata = template.codec_context.extradata
         self._last_dts: Optional[int] = None
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
-    FrameBatch, VideoInfo, decode_batches, ffmpeg_message, iter_batches, open_container,
+    FrameBatch, VideoInfo, copy_video_stream, decode_batches, ffmpeg_message, iter_batches, open_container,
 )
 from tmlsr_ray.errors import InputError
 
@@ -145,10 +145,27 @@ def segment_files_hold(stream: "av.video.stream.VideoStream") -> bool:
     not ProRes, QuickTime Animation, DNxHD or APNG)."""
     try:
         with av.open(io.BytesIO(), "w", format=SEGMENT_FORMAT) as probe:
-            probe.add_stream_from_template(stream, opaque=True)
+            copy_video_stream(probe, stream, with_tag=False)
     except (ValueError, av.error.FFmpegError):
         return False
     return True
+
+
+def segment_files_read_tag(stream: "av.video.stream.VideoStream") -> bool:
+    """Whether a segment file holding the stream's own FourCC reads back as the same codec. Ut
+    Video needs its tag (its layout is in it); NUT's reader knows MP4's avc1 but not hvc1 or hev1,
+    and those streams go with NUT's own tag."""
+    written = io.BytesIO()
+    try:
+        with av.open(written, "w", format=SEGMENT_FORMAT) as probe:
+            one = av.Packet(b"\0")  # NUT writes its header with the first packet
+            one.pts = one.dts = 0
+            one.time_base, one.stream, one.is_keyframe = stream.time_base, copy_video_stream(probe, stream), True
+            probe.mux(one)
+        with av.open(io.BytesIO(written.getvalue()), format=SEGMENT_FORMAT) as read_back:
+            return read_back.streams.video[0].codec_context.name == stream.codec_context.name
+    except (ValueError, IndexError, av.error.FFmpegError):
+        return False
 
 
 def _presentation_times_known(entries: Sequence[PacketEntry], info: VideoInfo) -> bool:
@@ -240,6 +257,7 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment]) -
         return
     with open_container(path) as container:
         stream = container.streams[info.stream_index]
+        with_tag = segment_files_read_tag(stream)
         open_pieces: List[_SegmentFile] = []
         index = -1
         for packet in container.demux(stream):
@@ -247,7 +265,7 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment]) -
                 continue
             index += 1
             while pending and pending[0].first_packet == index:
-                open_pieces.append(_SegmentFile(pending.pop(0), stream))
+                open_pieces.append(_SegmentFile(pending.pop(0), stream, with_tag))
             for piece in open_pieces:
                 piece.add(packet)
             for piece in [p for p in open_pieces if p.segment.last_packet == index]:
@@ -260,13 +278,13 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment]) -
 
 
 class _SegmentFile:
-    def __init__(self, segment: Segment, stream):
+    def __init__(self, segment: Segment, stream, with_tag: bool):
         self.segment = segment
         self._buffer = io.BytesIO()
         # The source's timestamps as they are: NUT would otherwise shift a stream whose first
         # decode time is negative (B-frames), and the frames would no longer match the plan.
         self._out = av.open(self._buffer, "w", format=SEGMENT_FORMAT, options={"avoid_negative_ts": "disabled"})
-        self._stream = self._out.add_stream_from_template(stream, opaque=True)
+        self._stream = copy_video_stream(self._out, stream, with_tag)
         self._source_base = stream.time_base
 
     def add(self, packet) -> None:
