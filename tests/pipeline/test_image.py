@@ -146,6 +146,30 @@ def test_a_sixteen_bit_png_keeps_its_depth_and_its_profile(tmp_path):
         assert out.info["icc_profile"] == display_p3_icc()
 
 
+def test_a_tiffs_own_layout_tags_do_not_become_the_outputs_exif(tmp_path):
+    """A TIFF's first directory is where Pillow reads EXIF from: its strips, compression and size
+    described the input's file, and contradicted the output's."""
+    path = _write(tmp_path, "plain.tif", Image.new("RGB", (32, 16), (90, 90, 90)), compression="tiff_lzw")
+    assert probe_image(path, 10_000).exif is None
+    exif = Image.Exif()
+    exif[0x010F] = "TMLSR scanner"
+    path = _write(tmp_path, "tagged.tif", Image.new("RGB", (32, 16)), exif=exif, compression="tiff_lzw")
+    info, _, out_fmt, data = round_trip(path)
+    with Image.open(io.BytesIO(data)) as out:
+        kept = dict(out.getexif())
+    assert out_fmt == "png" and kept == {0x010F: "TMLSR scanner", 0x0112: 1}
+
+
+def test_the_pixel_size_before_upscaling_is_not_kept_in_the_exif(tmp_path):
+    exif = Image.Exif()
+    exif[0x010F] = "TMLSR test camera"
+    exif.get_ifd(0x8769).update({0xA002: 40, 0xA003: 20, 0x9003: "2026:12:05 10:00:00"})
+    info = probe_image(_write(tmp_path, "camera.jpg", Image.new("RGB", (40, 20)), exif=exif.tobytes()), 10_000)
+    kept = Image.Exif()
+    kept.load(b"Exif\0\0" + info.exif)
+    assert kept.get_ifd(0x8769) == {0x9003: "2026:12:05 10:00:00"} and kept[0x010F] == "TMLSR test camera"
+
+
 def test_a_photo_without_a_profile_gets_none(tmp_path):
     cv2.imwrite(str(tmp_path / "plain.jpg"), np.full((8, 8, 3), 90, np.uint8))
     info, _, _, data = round_trip(tmp_path / "plain.jpg")

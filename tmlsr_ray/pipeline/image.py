@@ -31,6 +31,12 @@ FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp", "BMP": "
            "GIF": "gif", "HEIF": "heic", "AVIF": "avif"}
 READ_BY_PILLOW = {"gif", "heic", "avif"}  # formats OpenCV's decoder lacks (or may lack)
 EXIF_ORIENTATION_TAG = 0x0112
+EXIF_IFD_TAG, EXIF_PIXEL_DIMENSION_TAGS = 0x8769, (0xA002, 0xA003)
+# TIFF tags of how a file stores its own pixels (a TIFF's first directory is where its EXIF is
+# read from): in the output they would describe the input's strips, compression and size. The
+# ICC profile (34675) travels on its own; 37724 is Photoshop's layer data.
+PIXEL_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 317, 320,
+                     322, 323, 324, 325, 338, 339, 347, 530, 34675, 37724}
 # the longest side each output format holds (PNG: libpng's default limit)
 MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
@@ -89,6 +95,14 @@ def _orientation(value) -> int:
 
 
 def _upright_exif(exif) -> Optional[bytes]:
+    """The EXIF the output carries: turned upright, without what describes the input's pixels
+    (their layout in the file, their size before upscaling); None when nothing else is left."""
+    for tag in PIXEL_LAYOUT_TAGS & set(exif):
+        del exif[tag]
+    if EXIF_IFD_TAG in exif:
+        sub_ifd = exif.get_ifd(EXIF_IFD_TAG)
+        for tag in EXIF_PIXEL_DIMENSION_TAGS:
+            sub_ifd.pop(tag, None)
     if not exif:
         return None
     exif[EXIF_ORIENTATION_TAG] = 1
