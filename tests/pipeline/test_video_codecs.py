@@ -176,3 +176,17 @@ def test_an_hevc_output_keeps_the_hvc1_sample_entry_apple_players_require(tmp_pa
     with av.open(str(tmp_path / "o.mp4")) as out:
         assert (out.streams.video[0].codec_context.name, out.streams.video[0].codec_tag) == ("hevc", "hvc1")
     assert b"hev1" not in (tmp_path / "o.mp4").read_bytes()
+
+
+def test_a_sixteen_bit_rgb_video_decodes_to_sixteen_bit_samples(tmp_path):
+    """PNG in MOV as rgb48: the format's name has no 'p16', and its depth was read as 8 (banded)."""
+    ramp = (np.arange(64 * 32, dtype=np.uint32).reshape(32, 64) * 31).astype(np.uint16)
+    with av.open(str(tmp_path / "deep.mov"), "w") as out:
+        stream = out.add_stream("png", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "rgb48be"
+        for _ in range(2):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.stack([ramp] * 3, axis=-1), format="rgb48le")))
+        out.mux(stream.encode(None))
+    info, frames, _ = all_frames(tmp_path / "deep.mov")
+    assert info.bit_depth == 16 and frames.dtype == np.uint16
+    assert np.array_equal(frames[0, :, :, 0], ramp)

@@ -439,12 +439,13 @@ def _duration_seconds(container, stream) -> Optional[float]:
 
 
 def _bit_depth(pix_fmt: Optional[str]) -> int:
-    if not pix_fmt:
+    """The deepest component of the decoder's format, 8 to 16 (rgb48, p010 and float formats by
+    their components, which the names alone did not tell)."""
+    try:
+        bits = max(component.bits for component in av.VideoFormat(pix_fmt).components)
+    except (TypeError, ValueError):  # no format, or one this FFmpeg does not know
         return 8
-    for depth in (16, 14, 12, 10, 9):
-        if f"p{depth}" in pix_fmt or pix_fmt.startswith(f"gray{depth}"):
-            return depth
-    return 8
+    return min(16, max(8, bits))
 
 
 def _is_attached_picture(stream) -> bool:
