@@ -3,6 +3,8 @@ through real HTTP, real Serve replicas and real (tiny) networks."""
 
 from __future__ import annotations
 
+import shutil
+
 import av
 import cv2
 import numpy as np
@@ -74,6 +76,22 @@ def test_every_spandrel_architecture_upscales_an_image_and_a_video(service, smal
     assert video["status"] == "completed", video["error"]
     metadata = video["output"]["metadata"]
     assert (metadata["width"], metadata["height"], metadata["frames"]) == (64, 48, 5)
+
+
+def test_a_model_named_beyond_ascii_serves_images_and_videos_and_is_counted(service, small_image, short_clip):
+    """Ray's metrics take ASCII tags only: the model's name failed every task after its load."""
+    name = "modèle-模型-x2.pth"
+    shutil.copy(service.weights_dir / "smooth-x2.pth", service.weights_dir / name)
+    for url, kind in ((small_image, "image"), (short_clip, "video")):
+        task = service.run(url=url, type=kind, model=name, timeout=300)
+        assert task["status"] == "completed", task["error"]
+        assert task["output"]["metadata"]["model"] == name
+
+    def counted() -> bool:
+        lines = requests.get(service.metrics_url, timeout=30).text.splitlines()
+        return any("tmlsr_frames_processed_total" in line and "xe8le-" in line and "u578b-x2.pth" in line
+                   for line in lines)
+    eventually(counted, timeout=60, what="the frames counted under the model's escaped name")
 
 
 def test_a_safetensors_model_runs_like_its_pth(service, small_image):

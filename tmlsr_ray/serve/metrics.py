@@ -32,6 +32,11 @@ class RunnerMetrics:
         self.retries = Counter("tmlsr_upscaler_retries_total",
                                "Upscaler calls sent again after a replica died or timed out.")
 
+    def video_progress(self, model: str, frames: int, fps: float) -> None:
+        tags = {"model": tag_value(model)}
+        self.frames.inc(frames, tags=tags)
+        self.fps.set(fps, tags=tags)
+
 
 class ModelMetrics:
     """Recorded by the model replicas: how long loading a model takes."""
@@ -47,7 +52,7 @@ class ModelMetrics:
         def load(path: Path) -> T:
             start = time.perf_counter()
             model = loader(path)
-            self.load_seconds.observe(time.perf_counter() - start, tags={"model": path.name})
+            self.load_seconds.observe(time.perf_counter() - start, tags={"model": tag_value(path.name)})
             return model
         return load
 
@@ -70,6 +75,12 @@ class StateMetrics:
             self.tasks.set(count, tags={"status": status})
         self.queue.set(queue)
         self.active.set(active)
+
+
+def tag_value(text: str) -> str:
+    """A tag value Ray records: ASCII only (it raises UnicodeEncodeError on any other character, which
+    failed every task of a model named ``modèle.pth``), the rest as Python escapes."""
+    return text.encode("ascii", "backslashreplace").decode("ascii")
 
 
 def status_counts(stats: Mapping) -> Dict[str, int]:

@@ -246,8 +246,7 @@ class TaskRunner:
         async def on_frames(count: int) -> None:
             progress.advance(count)
             if count > 0:
-                self._metrics.frames.inc(count, tags={"model": params["model"]})
-                self._metrics.fps.set(progress.fps, tags={"model": params["model"]})
+                self._metrics.video_progress(params["model"], count, progress.fps)
             await report_progress()
 
         async def on_piece(data: bytes, piece: Piece) -> None:
