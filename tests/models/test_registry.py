@@ -16,6 +16,18 @@ def test_only_plain_names_of_existing_files_resolve(tmp_path):
         resolve_model_path(tmp_path, "b.pth")
 
 
+def test_a_link_in_the_weights_directory_is_served_as_listed_and_a_dangling_one_is_not_found(tmp_path):
+    weights, shared = tmp_path / "weights", tmp_path / "shared-models"
+    weights.mkdir(), shared.mkdir()
+    (shared / "x2.pth").write_bytes(b"x")
+    (weights / "linked.pth").symlink_to(shared / "x2.pth")
+    (weights / "dangling.pth").symlink_to(shared / "gone.pth")
+    assert available_models(weights) == ["linked.pth"]
+    assert resolve_model_path(weights, "linked.pth") == weights / "linked.pth"
+    with pytest.raises(ModelNameError, match="'dangling.pth' not found .* available: linked.pth"):
+        resolve_model_path(weights, "dangling.pth")
+
+
 def test_the_cache_keeps_the_last_models_used_and_loads_each_once(tmp_path):
     loads = []
     cache = ModelCache(2, lambda path: loads.append(path.name) or path.name)
