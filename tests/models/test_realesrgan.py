@@ -28,12 +28,14 @@ def test_rrdbnet_architecture_and_scale_are_read_from_the_weights(tmp_path, scal
 
 
 @pytest.mark.parametrize("scale", [1, 2, 4])
-def test_any_frame_size_comes_out_at_exactly_the_native_scale(tmp_path, scale):
+@pytest.mark.parametrize("size", [(13, 7), (1, 1), (2, 3)])
+def test_any_frame_size_comes_out_at_exactly_the_native_scale(tmp_path, scale, size):
+    """x1 and x2 RRDBNet pad to a multiple of 4 and 2: a side shorter than its padding too."""
     model = RealESRGANModel(save_rrdbnet(tmp_path / "m.pth", scale=scale), device="cpu")
-    frames = np.random.default_rng(0).random((2, 13, 7, 3), dtype=np.float32)
+    frames = np.random.default_rng(0).random((2, *size, 3), dtype=np.float32)
     out = model.upscale(frames)
     assert isinstance(model, SuperResolutionModel)
-    assert out.shape == (2, 13 * scale, 7 * scale, 3) and out.dtype == np.float32
+    assert out.shape == (2, size[0] * scale, size[1] * scale, 3) and out.dtype == np.float32
     assert out.min() >= 0 and out.max() <= 1
 
 

@@ -140,7 +140,10 @@ class RealESRGANModel(FrameNetwork):
         height, width = batch.shape[2:]
         pad_h, pad_w = (-height) % self._size_multiple, (-width) % self._size_multiple
         if pad_h or pad_w:
-            batch = F.pad(batch, (0, pad_w, 0, pad_h), mode="reflect")
+            # Reflected as RealESRGANer pads; a side shorter than its padding (a 1x1 image into a
+            # x1 model's multiple of 4) has nothing to reflect and repeats its edge instead.
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            batch = F.pad(batch, (0, pad_w, 0, pad_h), mode=mode)
         out = self._net(batch.contiguous(memory_format=torch.channels_last))
         return out[:, :, : height * self.scale, : width * self.scale]
 
