@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, compile_mode
 from tmlsr_ray.models.basicsr_compat import import_architectures
+from tmlsr_ray.models.checkpoint import load_checkpoint
 from tmlsr_ray.models.compilation import compile_network
 from tmlsr_ray.models.device import select_device, select_dtype
 from tmlsr_ray.models.frame_network import FrameNetwork
@@ -28,11 +29,7 @@ class ArchitectureSpec:
 
 def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     """Loads the tensors of a checkpoint; ``params_ema`` wins over ``params`` as in RealESRGANer."""
-    try:
-        # weights_only: a checkpoint is data, never code to run.
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a broken file
-        raise ModelError(f"cannot read model file {path.name}: {exc}") from exc
+    loaded = load_checkpoint(path)
     if isinstance(loaded, dict):
         for key in ("params_ema", "params"):
             if isinstance(loaded.get(key), dict):

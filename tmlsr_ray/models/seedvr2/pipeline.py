@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from tmlsr_ray.models.base import ModelError
+from tmlsr_ray.models.checkpoint import load_checkpoint
 from tmlsr_ray.models.device import select_device
 from tmlsr_ray.models.seedvr2.dit import NaDiT
 from tmlsr_ray.models.seedvr2.frames import preprocess, to_samples, trim, wavelet_color_fix
@@ -73,16 +74,8 @@ def _safetensors_keys(path: Path) -> set:
 def load_embedding(path: Path, name: str) -> torch.Tensor:
     """A text embedding (L, 5120) from a torch file (a tensor, or a dict holding ``name``) or a
     safetensors file (key ``name``, or its only tensor)."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            tensors = load_file(str(path))
-        else:
-            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-            tensors = loaded if isinstance(loaded, dict) else {name: loaded}
-    except Exception as exc:
-        raise ModelError(f"cannot read the text embedding {path.name}: {exc}") from exc
+    loaded = load_checkpoint(path, what="the text embedding")
+    tensors = loaded if isinstance(loaded, dict) else {name: loaded}
     tensor = tensors.get(name, next(iter(tensors.values())) if len(tensors) == 1 else None)
     if not isinstance(tensor, torch.Tensor) or tensor.ndim != 2:
         raise ModelError(f"{path.name} holds no 2-D tensor '{name}'")

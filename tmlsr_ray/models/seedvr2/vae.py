@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tmlsr_ray.models.base import ModelError
+from tmlsr_ray.models.checkpoint import load_checkpoint
 
 SCALING_FACTOR = 0.9152
 # Not recorded in the state dict; both the real VAE and the golden tiny one use these.
@@ -459,16 +460,10 @@ class CausalVideoVAE(nn.Module):
     @classmethod
     def from_safetensors(cls, path: str | Path, device: str | torch.device = "cpu",
                          dtype: torch.dtype = torch.float32) -> CausalVideoVAE:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"SeedVR2 VAE weights not found: {path}")
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError) as exc:
-            raise ModelError(f"cannot read SeedVR2 VAE weights {path}: {exc}") from exc
+        state = load_checkpoint(path, what="SeedVR2 VAE weights")
         return cls.from_state_dict(state, device=device, dtype=dtype)
 
     @classmethod

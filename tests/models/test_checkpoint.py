@@ -1,0 +1,64 @@
+"""A checkpoint is read as data only, and a file that is not one is named for what it is."""
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from tmlsr_ray.models.base import ModelError
+from tmlsr_ray.models.checkpoint import load_checkpoint
+
+
+class RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_tensors_load_from_a_pth_and_a_safetensors_file(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.save({"params_ema": {"w": torch.ones(2)}}, tmp_path / "a.pth")
+    save_file({"w": torch.ones(2)}, str(tmp_path / "a.safetensors"))
+    assert torch.equal(load_checkpoint(tmp_path / "a.pth")["params_ema"]["w"], torch.ones(2))
+    assert torch.equal(load_checkpoint(tmp_path / "a.safetensors")["w"], torch.ones(2))
+
+
+def test_a_pickled_module_is_refused_naming_its_class_without_pytorchs_advice(tmp_path):
+    torch.save(torch.nn.Conv2d(1, 1, 1), tmp_path / "whole.pth")
+    with pytest.raises(ModelError) as refused:
+        load_checkpoint(tmp_path / "whole.pth")
+    message = str(refused.value)
+    assert "cannot read model file whole.pth: it holds Python objects (torch.nn.modules.conv.Conv2d)" in message
+    assert "state_dict" in message and "weights_only" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("writer", ["torch", "pickle"])
+def test_a_pickle_that_would_run_code_never_runs_it(tmp_path, writer):
+    marker, path = tmp_path / "ran", tmp_path / "evil.pth"
+    if writer == "torch":
+        torch.save({"w": RunsCode(marker)}, path)
+    else:
+        path.write_bytes(pickle.dumps({"w": RunsCode(marker)}))
+    with pytest.raises(ModelError, match="cannot read model file evil.pth: "):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name,content,reason", [
+    ("cut.pth", None, "truncated or not a PyTorch checkpoint"),
+    ("notes.pth", b"hello world\n", "not a PyTorch checkpoint"),
+    ("noise.pth", bytes(range(256)) * 20, "not a PyTorch checkpoint"),
+    ("noise.safetensors", b"\xff" * 64, "not a safetensors file"),
+])
+def test_a_file_that_is_no_checkpoint_is_named_so(tmp_path, name, content, reason):
+    if content is None:
+        torch.save({"w": torch.zeros(1000)}, tmp_path / "whole.pth")
+        content = (tmp_path / "whole.pth").read_bytes()[:2000]
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ModelError, match=f"cannot read model file {name}: {reason}") as refused:
+        load_checkpoint(tmp_path / name)
+    assert "weights_only" not in str(refused.value)
