@@ -60,6 +60,14 @@ def test_a_one_channel_model_gets_luma_and_gives_gray_rgb(tmp_path):
     assert out.shape == (1, 16, 16, 3) and np.array_equal(out[..., 0], out[..., 2])
 
 
+def test_a_one_channel_span_which_spandrel_cannot_run_is_refused_with_the_reason(tmp_path):
+    from spandrel.architectures.SPAN import SPAN
+
+    torch.save(SPAN(num_in_ch=1, num_out_ch=1, feature_channels=8, upscale=2).state_dict(), tmp_path / "g.pth")
+    with pytest.raises(ModelError, match=r"g.pth \(SPAN\) takes 1 channels, which spandrel's SPAN cannot run"):
+        ModelCatalog(tmp_path).info("g.pth")
+
+
 def test_face_restoration_unknown_and_unreadable_files_are_refused_with_the_reason(tmp_path):
     save_face_model(tmp_path / "face.pth")
     torch.save({"some.weight": torch.zeros(2, 2)}, tmp_path / "unknown.pth")

@@ -16,11 +16,15 @@ from typing import Dict, Optional
 import torch
 
 from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo
+from tmlsr_ray.models.checkpoint import load_checkpoint
 from tmlsr_ray.models.device import select_device, select_dtype
 from tmlsr_ray.models.frame_network import FrameNetwork
 
 SUFFIXES = (".pth", ".safetensors")
 MAX_SCALE = 8
+# Architectures spandrel 0.4.2 loads with any channel count but runs on RGB only (SPAN's forward
+# subtracts a 3-channel mean whatever its input): such a file failed every task it was listed for.
+RGB_ONLY_ARCHITECTURES = {"SPAN"}
 # Live activations per input pixel and feature channel, for batch sizing on a GPU: transformer
 # blocks (windows, attention scores, MLPs four times wider) keep far more alive than convolutions.
 ACTIVATIONS_PER_FEATURE = {"ESRGAN": 32, "Compact": 3, "SPAN": 6, "RealCUGAN": 8, "PLKSR": 8}
@@ -39,15 +43,7 @@ def read_tensors(path: Path) -> Dict[str, torch.Tensor]:
     """A checkpoint's tensors (a checkpoint is data, never code to run: no pickled objects)."""
     import spandrel
 
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch and safetensors raise many types for a broken file
-        raise ModelError(f"cannot read model file {path.name}: {exc}") from exc
+    state = load_checkpoint(path)
     if not isinstance(state, dict):
         raise ModelError(f"model file {path.name} holds no state dict")
     return spandrel.canonicalize_state_dict(state)
@@ -74,6 +70,9 @@ def describe(path: Path):
     if descriptor.input_channels not in (1, 3, 4) or descriptor.output_channels not in (1, 3, 4):
         raise ModelError(f"model file {path.name} ({name}) takes {descriptor.input_channels} channels and "
                          f"gives {descriptor.output_channels}; served are 1, 3 or 4")
+    if name in RGB_ONLY_ARCHITECTURES and descriptor.input_channels != 3:
+        raise ModelError(f"model file {path.name} ({name}) takes {descriptor.input_channels} channels, which "
+                         f"spandrel's {name} cannot run (it subtracts an RGB mean from its input)")
     if descriptor.size_requirements.square:
         raise ModelError(f"model file {path.name} ({name}) needs square inputs, which frames are not")
     return descriptor
