@@ -3,6 +3,7 @@ stated duration, too much work) are refused with the limit named; real clips pas
 
 from dataclasses import replace
 
+import av
 import pytest
 
 from tests.helpers import animated_gif, frame_flood_gif, make_clip
@@ -81,3 +82,25 @@ def test_an_animated_webp_sent_as_a_video_is_refused_saying_how_to_send_it(tmp_p
     frames[0].save(path, "WEBP", save_all=True, append_images=frames[1:], duration=100)
     with pytest.raises(InputError, match="animated WebP .* send it with type image"):
         probe_video(path)
+
+
+@pytest.mark.parametrize("codec,size", [("libx265", (8, 8)), ("libx265", (640, 8)), ("av1", (640, 16))])
+def test_output_frames_too_small_for_the_encoder_are_refused_before_the_model_runs(codec, size):
+    """libx265 refuses to open under 16 pixels a side; SVT-AV1 ran until the call's timeout at 640x16."""
+    from tmlsr_ray.pipeline.encode import EncodeOptions, resolve_codec
+    from tmlsr_ray.pipeline.media import check_encodable
+
+    options = EncodeOptions(codec)
+    if resolve_codec(codec, size) not in ("libx265", "libsvtav1") or resolve_codec(codec, size) not in av.codecs_available:
+        pytest.skip(f"this FFmpeg has no {codec} encoder with a known minimum")
+    with pytest.raises(InputError, match=rf"output frames of {size[0]}x{size[1]} are too small for .*video_codec h264"):
+        check_encodable(size, options, hdr=False)
+    check_encodable((64, 64), options, hdr=False)
+
+
+def test_a_tiny_hdr_video_goes_to_h264_where_hevc_cannot_take_it():
+    from tmlsr_ray.pipeline.encode import EncodeOptions, resolve_codec
+    from tmlsr_ray.pipeline.media import check_encodable
+
+    assert resolve_codec("auto", (8, 8), "yuv420p10le", hdr=True) == "libx264"
+    check_encodable((8, 8), EncodeOptions("auto", ten_bit=True), hdr=True)

@@ -278,8 +278,9 @@ def test_an_interlaced_clip_comes_out_deinterlaced_from_every_segment(tmp_path, 
                                          tmp_path / "pieces")
     assert info.interlaced and len(plan.segments) >= 3 and max(woven) > 10
     frames, _, _ = output_frames(tmp_path / "out.mp4")
-    want = [float(p * info.time_base) for p, _ in whole_decode(path)]
-    assert np.abs(np.array([t for t, _ in frames]) - np.array(want)).max() <= 0.001
+    want = np.array([float(p * info.time_base) for p, _ in whole_decode(path)])
+    got = np.array([t for t, _ in frames])  # the output starts at 0 (a TS's clock does not)
+    assert np.abs((got - got[0]) - (want - want[0])).max() <= 0.001
     halved = [cv2.resize(f, (info.width, info.height), interpolation=cv2.INTER_AREA) for _, f in frames]
     assert max(combing(f) for f in halved) < 3
 
@@ -328,8 +329,74 @@ def test_a_transport_stream_unwrapped_below_zero_keeps_every_frame_and_its_audio
                                       tmp_path / "pieces")
     frames, _, streams = output_frames(tmp_path / "out.mp4")
     assert len(plan.segments) > 1 and report.frames == len(frames) == 24
-    assert frames[0][0] == 0 and abs(frames[-1][0] - 23 / 12) < 0.01  # moved to start at 0, spacing kept
+    # Moved to start at 0 (the audio's encoder delay first, as FFmpeg's remux does), spacing kept.
+    assert 0 <= frames[0][0] < 0.1 and abs(frames[-1][0] - frames[0][0] - 23 / 12) < 0.01
     assert ("audio", "aac") in streams
+
+
+@pytest.mark.parametrize("container,suffix,start_s", [("mpegts", "ts", 3600.0), ("matroska", "mkv", 1.0)])
+def test_a_video_whose_clock_starts_late_plays_from_zero_with_its_audio(tmp_path, smooth_model, container, suffix,
+                                                                          start_s):
+    """A TS's clock starts anywhere: one an hour in came out with an hour of empty edit in front."""
+    path = make_clip(tmp_path / f"late.{suffix}", frames=24, container=container, start_s=start_s,
+                     time_base=Fraction(1, 90000) if container == "mpegts" else None, options={"g": "6"})
+    render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.5), tmp_path / "pieces")
+    frames, _, _ = output_frames(tmp_path / "out.mp4")
+    lead = {}
+    for name in (path, tmp_path / "out.mp4"):
+        with av.open(str(name)) as media:
+            audio = media.streams.audio[0]
+            first_sound = float(next(p for p in media.demux(audio) if p.pts is not None).pts * audio.time_base)
+        with av.open(str(name)) as media:
+            lead[name] = float(next(media.decode(video=0)).time) - first_sound
+            duration = media.duration / av.time_base
+    assert duration < 2.5  # 2 s of clip, not start_s more
+    # The earliest stream (the audio's encoder delay here) starts at 0, as FFmpeg's remux makes it.
+    assert 0 <= frames[0][0] < 0.1 and abs(frames[-1][0] - frames[0][0] - 23 / 12) < 0.01
+    assert abs(lead[tmp_path / "out.mp4"] - lead[path]) < 0.002, "the audio moved with the video"
+
+
+def test_mp3_is_copied_and_from_avi_too(tmp_path, smooth_model):
+    """The decoder's name (mp3float) hid that MP4 holds MP3, and the AAC it became from an AVI
+    (whose MP3 time base counts 1152-sample frames) failed the mux."""
+    if "libmp3lame" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no MP3 encoder")
+    path = make_clip(tmp_path / "divx.avi", frames=24, container="avi", audio_codec="libmp3lame")
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert [a["codec"] for a in report.audio_copied] == ["mp3"] and not report.audio_reencoded
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        assert out.streams.audio[0].codec_context.codec.canonical_name == "mp3"
+        assert sum(f.samples for f in out.decode(audio=0)) >= 16000 * 2 - 1152
+
+
+def test_audio_reencoded_from_a_coarse_time_base_keeps_every_sample_in_order(tmp_path, smooth_model):
+    path = make_clip(tmp_path / "mp2.avi", frames=24, container="avi", audio_codec="mp2")
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert [a["to"] for a in report.audio_reencoded] == ["aac"]
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        stamps = [p.pts for p in out.demux(audio=0) if p.pts is not None]
+        assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        assert abs(sum(f.samples for f in out.decode(audio=0)) - 32000) <= 1152
+
+
+def test_the_default_audio_track_stays_the_default(tmp_path, smooth_model):
+    from tests.helpers import _audio_stream, _write_tone
+
+    with av.open(str(tmp_path / "marked.mkv"), "w") as out:
+        video = out.add_stream("libx264", rate=12)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sounds = [_audio_stream(out, "aac", language) for language in ("eng", "deu")]
+        sounds[0].disposition, sounds[1].disposition = av.stream.Disposition(0), av.stream.Disposition.default
+        for i in range(12):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")))
+        out.mux(video.encode(None))
+        for sound in sounds:
+            _write_tone(out, sound, 1.0, 0)
+    render_and_join(tmp_path / "marked.mkv", tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        tracks = [(s.language, bool(s.disposition & av.stream.Disposition.default)) for s in out.streams.audio]
+    assert tracks == [("eng", False), ("deu", True)]
 
 
 @pytest.mark.parametrize("pix_fmt", ["gbrp", "yuv420p"])

@@ -107,6 +107,12 @@ def copy_video_stream(out, template, with_tag: bool = True) -> "av.video.stream.
     return stream
 
 
+def codec_name(stream) -> str:
+    """The stream's codec (``mp3``), not the name of the decoder FFmpeg picked for it (``mp3float``)."""
+    codec = stream.codec_context.codec if stream.codec_context else None
+    return codec.canonical_name if codec else "unknown"
+
+
 def best_video_stream(container) -> "av.video.stream.VideoStream":
     candidates = [s for s in container.streams.video if not _is_attached_picture(s)]
     if not candidates:
@@ -146,10 +152,9 @@ def probe_video(path: Path) -> VideoInfo:
             frames_hint=frames_hint,
             duration_s=duration,
             color={name: int(getattr(ctx, name) or 0) for name in COLOR_FIELDS},
-            audio=[AudioInfo(s.index, s.codec_context.name, s.codec_context.sample_rate,
+            audio=[AudioInfo(s.index, codec_name(s), s.codec_context.sample_rate,
                              s.codec_context.channels, s.language) for s in container.streams.audio],
-            subtitles=[SubtitleInfo(s.index, s.codec_context.name if s.codec_context else "unknown",
-                                    s.language) for s in container.streams.subtitles],
+            subtitles=[SubtitleInfo(s.index, codec_name(s), s.language) for s in container.streams.subtitles],
             animated_gif=container.format.name == "gif",
             reorders_frames=bool(ctx.has_b_frames),
             mastering=mastering_params(first.side_data),

@@ -108,6 +108,9 @@ def encoder_works(name: str, width: int = 256, height: int = 256, pix_fmt: str =
 
 
 HEVC_ENCODER = "libx265"
+# The smallest frame side an encoder takes: libx265 refuses to open under 16, and SVT-AV1 never
+# finished frames 8 or 16 pixels high (640x16 ran until the call's timeout; 640x32 finished).
+MIN_FRAME_SIDE = {HEVC_ENCODER: 16, "libsvtav1": 32}
 CODEC_ALIASES = {"hevc": HEVC_ENCODER, "h265": HEVC_ENCODER, "h264": "libx264"}
 AV1_ENCODERS = ("libsvtav1", "libaom-av1", "librav1e")  # the fastest first
 # What a task may ask for as ``video_codec``, and the encoder preference each stands for
@@ -135,7 +138,7 @@ def resolve_codec(preference: str, size: tuple = (256, 256), pix_fmt: str = "yuv
         return next((name for name in AV1_ENCODERS if name in av.codecs_available), AV1_ENCODERS[0])
     if preference not in ("auto", "auto-h264"):
         return CODEC_ALIASES.get(preference, preference)
-    if preference == "auto" and hdr and HEVC_ENCODER in av.codecs_available:
+    if preference == "auto" and hdr and HEVC_ENCODER in av.codecs_available and min(size) >= MIN_FRAME_SIDE[HEVC_ENCODER]:
         return HEVC_ENCODER
     fits = max(size) <= NVENC_MAX_SIZE and pix_fmt == "yuv420p"
     return HARDWARE_ENCODER if fits and encoder_works(HARDWARE_ENCODER, *size, pix_fmt) else "libx264"
@@ -281,12 +284,15 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
     movflags = "+faststart" + _colour_box(colour_range).get("movflags", "")
     with open_container(source_path) as source, \
             av.open(str(out_path), "w", format="mp4", options={"movflags": movflags}) as container:
-        # MP4 shows nothing before 0: a video whose times start below it (a stream unwrapped
-        # past 0) moves later, every stream with it.
-        out = _ShiftedOutput(container, max(Fraction(0), -Fraction(pieces[0][1].first_pts) * info.time_base))
+        # The output starts at 0, every stream moved by the same amount, as FFmpeg's remux does: a
+        # TS's clock starts anywhere (an hour in made an hour of empty edit in front), and MP4
+        # shows nothing before 0 (a stream unwrapped past 0).
+        start = Fraction(pieces[0][1].first_pts) * info.time_base
+        side = _SideStreams(source, info, report)
+        out = _ShiftedOutput(container, -min([start, *side.starts()]))
         with av.open(str(pieces[0][0])) as first:  # the video comes first, as players expect
             joiner = _PacketJoiner(out, first.streams.video[0], info.time_base)
-        side = _SideStreams(source, out, info, report)
+        side.open(out)
         ends = [piece.first_pts for _, piece in pieces[1:]] + [None]
         for (path, piece), end in zip(pieces, ends):
             with av.open(str(path)) as container:
@@ -384,33 +390,48 @@ def _show_until(packets: Sequence, end: int) -> None:
 class _SideStreams:
     """Audio and subtitle streams of the source, muxed in time order next to the video."""
 
-    def __init__(self, source, out, info: VideoInfo, report: MuxReport):
-        self._out = out
+    def __init__(self, source, info: VideoInfo, report: MuxReport):
+        self._source = source
+        self._info = info
+        self._report = report
         self._map: Dict[int, object] = {}
         self._transcoders: Dict[int, "_AacTranscoder | _MovTextTranscoder"] = {}
-        for audio in info.audio:
-            in_stream = source.streams[audio.index]
+        self._kept = [a.index for a in info.audio] + [
+            s.index for s in info.subtitles if s.codec in MP4_SUBTITLE_COPY or s.codec in TEXT_SUBTITLES]
+        self._packets: Iterator = iter(())
+        self._pending = None
+
+    def starts(self) -> List[Fraction]:
+        """Where each kept stream starts, in seconds (those that say)."""
+        streams = [self._source.streams[i] for i in self._kept]
+        return [Fraction(s.start_time) * s.time_base for s in streams if s.start_time is not None and s.time_base]
+
+    def open(self, out) -> None:
+        """Adds the output's streams (after the video's) and starts reading the source's packets."""
+        report = self._report
+        for audio in self._info.audio:
+            in_stream = self._source.streams[audio.index]
             entry = {"index": audio.index, "codec": audio.codec, "language": audio.language}
             if audio.codec in MP4_AUDIO_COPY:
-                self._map[audio.index] = _with_language(out.add_stream_from_template(in_stream), audio.language)
+                self._map[audio.index] = _as_source(out.add_stream_from_template(in_stream), in_stream, audio.language)
                 report.audio_copied.append(entry)
             else:
                 self._transcoders[audio.index] = _AacTranscoder(in_stream, out, audio.language)
                 report.audio_reencoded.append({**entry, "to": "aac"})
-        for sub in info.subtitles:
+        for sub in self._info.subtitles:
             entry = {"index": sub.index, "codec": sub.codec, "language": sub.language}
-            in_stream = source.streams[sub.index]
+            in_stream = self._source.streams[sub.index]
             if sub.codec in MP4_SUBTITLE_COPY:
-                self._map[sub.index] = _with_language(out.add_stream_from_template(in_stream), sub.language)
+                self._map[sub.index] = _as_source(out.add_stream_from_template(in_stream), in_stream, sub.language)
                 report.subtitles_copied.append(entry)
             elif sub.codec in TEXT_SUBTITLES:
                 self._transcoders[sub.index] = _MovTextTranscoder(in_stream, out)
                 report.subtitles_copied.append({**entry, "to": "mov_text"})
             else:  # bitmap subtitles (PGS, DVB, VobSub) have no MP4 form
                 report.subtitles_dropped.append({**entry, "reason": f"MP4 cannot hold {sub.codec} subtitles"})
-        wanted = [source.streams[i] for i in list(self._map) + list(self._transcoders)]
-        self._packets: Iterator = iter(source.demux(wanted)) if wanted else iter(())
-        self._pending = None
+        self._out = out
+        wanted = [self._source.streams[i] for i in list(self._map) + list(self._transcoders)]
+        self._packets = iter(self._source.demux(wanted)) if wanted else iter(())
 
     def mux_until(self, seconds: Optional[float]) -> None:
         """Muxes every side packet up to ``seconds`` (all of them when ``None``)."""
@@ -439,30 +460,46 @@ class _SideStreams:
         self._out.mux(packet)
 
 
-def _with_language(stream, language: Optional[str]):
-    """A stream made from a template keeps no metadata: its language goes along by hand."""
+def _as_source(stream, source, language: Optional[str]):
+    """A stream made from a template keeps neither metadata nor disposition: the language and
+    which track is the default (players pick that one) go along by hand."""
     if language:
         stream.metadata["language"] = language
+    stream.disposition = source.disposition
     return stream
 
 
 class _AacTranscoder:
+    """Audio MP4 cannot hold as it is, to AAC. The samples are stamped on a clock of their own
+    from where the stream starts: a source time base coarser than a sample (AVI's MP3 counts
+    1152-sample frames) stamped two 1024-sample AAC frames alike, which the muxer refused."""
+
     def __init__(self, in_stream, out, language: Optional[str] = None):
         ctx = in_stream.codec_context
         self._out = out
-        self._stream = _with_language(out.add_stream("aac", rate=ctx.sample_rate), language)
+        self._stream = _as_source(out.add_stream("aac", rate=ctx.sample_rate), in_stream, language)
         self._stream.layout = aac_layout(ctx.layout, ctx.channels)
         self._resampler = av.AudioResampler(format="fltp", layout=self._stream.layout, rate=ctx.sample_rate)
+        self._clock = Fraction(1, ctx.sample_rate)
+        self._next_sample: Optional[int] = None
 
     def feed(self, packet) -> None:
         for frame in packet.decode():
+            if self._next_sample is None:
+                start = frame.pts * frame.time_base if frame.pts is not None and frame.time_base else 0
+                self._next_sample = round(start / self._clock)
             for resampled in self._resampler.resample(frame):
-                self._out.mux(self._stream.encode(resampled))
+                self._encode(resampled)
 
     def flush(self) -> None:
         for resampled in self._resampler.resample(None):
-            self._out.mux(self._stream.encode(resampled))
+            self._encode(resampled)
         self._out.mux(self._stream.encode(None))
+
+    def _encode(self, frame) -> None:
+        frame.pts, frame.time_base = self._next_sample or 0, self._clock
+        self._next_sample = (self._next_sample or 0) + frame.samples
+        self._out.mux(self._stream.encode(frame))
 
 
 def aac_layout(layout, channels: int) -> str:
@@ -484,8 +521,7 @@ class _MovTextTranscoder:
             in_stream.codec_context.open()  # the decoder makes the ASS header the encoder needs
         self._stream.codec_context.subtitle_header = in_stream.codec_context.subtitle_header
         self._stream.time_base = in_stream.time_base
-        if in_stream.language:
-            self._stream.metadata["language"] = in_stream.language
+        _as_source(self._stream, in_stream, in_stream.language)
 
     def feed(self, packet) -> None:
         subtitles = self._in.codec_context.decode2(packet)

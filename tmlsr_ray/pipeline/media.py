@@ -9,7 +9,7 @@ import av
 
 from tmlsr_ray.pipeline.colour import HDR_TRANSFERS
 from tmlsr_ray.pipeline.decode import COLOR_FIELDS, VideoInfo, open_container
-from tmlsr_ray.pipeline.encode import EncodeOptions, MuxReport
+from tmlsr_ray.pipeline.encode import MIN_FRAME_SIDE, EncodeOptions, MuxReport, resolve_codec
 from tmlsr_ray.errors import InputError
 
 STILL_IMAGE_CONTAINERS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}
@@ -31,6 +31,15 @@ def check_video_limits(info: VideoInfo, settings) -> None:
     if info.duration_s and info.duration_s > settings.max_video_duration_s:
         raise InputError(f"video lasts {info.duration_s:.0f} s, over the limit of "
                          f"{settings.max_video_duration_s:.0f} s")
+
+
+def check_encodable(target: Tuple[int, int], options: EncodeOptions, hdr: bool) -> None:
+    """Refuses, before any model work, output frames too small for the encoder the task gets."""
+    codec = resolve_codec(options.codec, target, options.pix_fmt, hdr)
+    least = MIN_FRAME_SIDE.get(codec, 1)
+    if min(target) < least:
+        raise InputError(f"output frames of {target[0]}x{target[1]} are too small for {codec}, which takes at "
+                         f"least {least} pixels a side; ask for video_codec h264, or a larger output")
 
 
 def check_frame_flood(path: Path, info: VideoInfo, frames: int, settings) -> None:

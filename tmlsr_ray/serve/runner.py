@@ -230,6 +230,7 @@ class TaskRunner:
         media.check_video_work(info, segments.frames, target, settings)
         tone_map = is_hdr(info.color) and params.get("hdr", "keep") == "sdr"
         options = self._encode_options(plan, params, ten_bit=is_hdr(info.color) and not tone_map)
+        media.check_encodable(target, options, hdr=is_hdr(info.color) and not tone_map)
         plan_key = _work_fingerprint(segments, params, target, options, plan.seed)
         store = make_piece_store(self._settings, run.task_id, plan_key, workdir)
         done = await asyncio.to_thread(store.finished)
