@@ -27,8 +27,9 @@ class FrameProgress:
 
     @property
     def fps(self) -> float:
+        """Frames gained per second; never below 0, though a retried segment takes frames back."""
         (t0, f0), (t1, f1) = self._samples[0], self._samples[-1]
-        return (f1 - f0) / (t1 - t0) if t1 > t0 else 0.0
+        return max(0.0, (f1 - f0) / (t1 - t0)) if t1 > t0 else 0.0
 
     def snapshot(self) -> Dict[str, Optional[float]]:
         total = max(self.total, self.done)  # the container's count is a hint, decoding is the truth
