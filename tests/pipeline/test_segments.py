@@ -398,6 +398,24 @@ def test_audio_reencoded_from_a_coarse_time_base_keeps_every_sample_in_order(tmp
         assert abs(sum(f.samples for f in out.decode(audio=0)) - 88200) <= 2 * 1152
 
 
+def test_what_the_source_says_about_the_video_goes_along(tmp_path, smooth_model):
+    """A phone's creation time and location, a title and a comment; not the source's own encoder."""
+    said = {"title": "Beach", "creation_time": "2026-07-01T10:00:00.000000Z", "location": "+37.7749-122.4194/",
+            "comment": "first swim"}
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as out:
+        out.metadata.update({**said, "encoder": "PhoneCam 1.0"})
+        video = out.add_stream("libx264", rate=12)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        for i in range(12):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")))
+        out.mux(video.encode(None))
+    render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        kept = dict(out.metadata)
+    assert {key: kept.get(key) for key in said} == said and kept.get("encoder") != "PhoneCam 1.0"
+
+
 def test_the_default_audio_track_stays_the_default(tmp_path, smooth_model):
     from tests.helpers import _audio_stream, _write_tone
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -287,6 +288,7 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
         # The output starts at 0, every stream moved by the same amount, as FFmpeg's remux does: a
         # TS's clock starts anywhere (an hour in made an hour of empty edit in front), and MP4
         # shows nothing before 0 (a stream unwrapped past 0).
+        container.metadata.update(_described(source.metadata))
         start = Fraction(pieces[0][1].first_pts) * info.time_base
         side = _SideStreams(source, info, report)
         out = _ShiftedOutput(container, -min([start, *side.starts()]))
@@ -303,6 +305,17 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
             report.encoder = report.encoder or piece.encoder
         side.mux_until(None)
     return report
+
+
+# Container tags that describe the source file, not the video: the MP4 muxer writes its own.
+FILE_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder", "duration", "handler_name"}
+
+
+def _described(metadata: Dict[str, str]) -> Dict[str, str]:
+    """What the source says about the video (title, creation time, a phone's location, comment),
+    for the output; a language variant of a tag (``location-eng``) is the muxer's to write."""
+    return {key: value for key, value in metadata.items()
+            if key.lower() not in FILE_TAGS and not re.search(r"-[a-z]{3}$", key)}
 
 
 def _colour_box(colour_range: int) -> Dict[str, str]:
