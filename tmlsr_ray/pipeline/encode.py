@@ -405,46 +405,43 @@ class _SideStreams:
 
     def __init__(self, source, info: VideoInfo, report: MuxReport):
         self._source = source
-        self._info = info
         self._report = report
+        self._plan = [(audio, "copy" if audio.codec in MP4_AUDIO_COPY else "aac") for audio in info.audio]
+        self._plan += [(sub, _subtitle_plan(sub.codec)) for sub in info.subtitles]
         self._map: Dict[int, object] = {}
         self._transcoders: Dict[int, "_AacTranscoder | _MovTextTranscoder"] = {}
-        self._kept = [a.index for a in info.audio] + [
-            s.index for s in info.subtitles if s.codec in MP4_SUBTITLE_COPY or s.codec in TEXT_SUBTITLES]
         self._packets: Iterator = iter(())
         self._pending = None
 
     def starts(self) -> List[Fraction]:
-        """Where each kept stream starts, in seconds (those that say)."""
-        streams = [self._source.streams[i] for i in self._kept]
+        """Where each kept stream starts, in seconds (those that say): known before ``open``,
+        since the output's offset comes from them."""
+        streams = [self._source.streams[side.index] for side, plan in self._plan if plan != "drop"]
         return [Fraction(s.start_time) * s.time_base for s in streams if s.start_time is not None and s.time_base]
 
     def open(self, out) -> None:
         """Adds the output's streams (after the video's) and starts reading the source's packets."""
-        report = self._report
-        for audio in self._info.audio:
-            in_stream = self._source.streams[audio.index]
-            entry = {"index": audio.index, "codec": audio.codec, "language": audio.language}
-            if audio.codec in MP4_AUDIO_COPY:
-                self._map[audio.index] = _as_source(out.add_stream_from_template(in_stream), in_stream, audio.language)
-                report.audio_copied.append(entry)
-            else:
-                self._transcoders[audio.index] = _AacTranscoder(in_stream, out, audio.language)
-                report.audio_reencoded.append({**entry, "to": "aac"})
-        for sub in self._info.subtitles:
-            entry = {"index": sub.index, "codec": sub.codec, "language": sub.language}
-            in_stream = self._source.streams[sub.index]
-            if sub.codec in MP4_SUBTITLE_COPY:
-                self._map[sub.index] = _as_source(out.add_stream_from_template(in_stream), in_stream, sub.language)
-                report.subtitles_copied.append(entry)
-            elif sub.codec in TEXT_SUBTITLES:
-                self._transcoders[sub.index] = _MovTextTranscoder(in_stream, out)
-                report.subtitles_copied.append({**entry, "to": "mov_text"})
-            else:  # bitmap subtitles (PGS, DVB, VobSub) have no MP4 form
-                report.subtitles_dropped.append({**entry, "reason": f"MP4 cannot hold {sub.codec} subtitles"})
+        for side, plan in self._plan:
+            self._add(out, side, plan, self._source.streams[side.index])
         self._out = out
         wanted = [self._source.streams[i] for i in list(self._map) + list(self._transcoders)]
         self._packets = iter(self._source.demux(wanted)) if wanted else iter(())
+
+    def _add(self, out, side, plan: str, in_stream) -> None:
+        entry = {"index": side.index, "codec": side.codec, "language": side.language}
+        is_audio = in_stream.type == "audio"
+        report = self._report
+        if plan == "copy":
+            self._map[side.index] = _as_source(out.add_stream_from_template(in_stream), in_stream, side.language)
+            (report.audio_copied if is_audio else report.subtitles_copied).append(entry)
+        elif plan == "aac":
+            self._transcoders[side.index] = _AacTranscoder(in_stream, out, side.language)
+            report.audio_reencoded.append({**entry, "to": "aac"})
+        elif plan == "mov_text":
+            self._transcoders[side.index] = _MovTextTranscoder(in_stream, out)
+            report.subtitles_copied.append({**entry, "to": "mov_text"})
+        else:  # bitmap subtitles (PGS, DVB, VobSub) have no MP4 form
+            report.subtitles_dropped.append({**entry, "reason": f"MP4 cannot hold {side.codec} subtitles"})
 
     def mux_until(self, seconds: Optional[float]) -> None:
         """Muxes every side packet up to ``seconds`` (all of them when ``None``)."""
@@ -473,6 +470,12 @@ class _SideStreams:
         self._out.mux(packet)
 
 
+def _subtitle_plan(codec: str) -> str:
+    if codec in MP4_SUBTITLE_COPY:
+        return "copy"
+    return "mov_text" if codec in TEXT_SUBTITLES else "drop"
+
+
 def _as_source(stream, source, language: Optional[str]):
     """A stream made from a template keeps neither metadata nor disposition: the language and
     which track is the default (players pick that one) go along by hand."""
@@ -494,7 +497,7 @@ class _AacTranscoder:
         self._stream.layout = aac_layout(ctx.layout, ctx.channels)
         self._resampler = av.AudioResampler(format="fltp", layout=self._stream.layout, rate=ctx.sample_rate)
         self._clock = Fraction(1, ctx.sample_rate)
-        self._next_sample: Optional[int] = None
+        self._next_sample: Optional[int] = None  # set by the first decoded frame
 
     def feed(self, packet) -> None:
         for frame in packet.decode():
@@ -510,8 +513,9 @@ class _AacTranscoder:
         self._out.mux(self._stream.encode(None))
 
     def _encode(self, frame) -> None:
-        frame.pts, frame.time_base = self._next_sample or 0, self._clock
-        self._next_sample = (self._next_sample or 0) + frame.samples
+        # Only fed frames come out of the resampler, so the clock has been set.
+        frame.pts, frame.time_base = self._next_sample, self._clock
+        self._next_sample += frame.samples
         self._out.mux(self._stream.encode(frame))
 
 
