@@ -167,13 +167,17 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
               codec: str = "libx264", options: dict | None = None, pts: list | None = None,
               time_base=None, pix_fmt: str = "yuv420p", container: str | None = None, start_s: float = 0.0,
               audio_codec: str = "aac", languages: Sequence[str] = ("",), sample_aspect=None,
-              durations: list | None = None) -> Path:
+              durations: list | None = None, chapters: Sequence[tuple] = ()) -> Path:
     """A short real clip made with PyAV: a brightness ramp with a noisy corner (so every frame
     differs), optionally audio (one stream per language), any encoder options, and given
     timestamps (VFR). ``start_s`` moves every stream's times (below 0: an MP4 edit list's
     hidden frames, a transport stream unwrapped past 0); ``sample_aspect``: non-square pixels;
-    ``durations``: how long each frame shows, in the stream's time base (else the muxer's guess)."""
+    ``durations``: how long each frame shows, in the stream's time base (else the muxer's guess);
+    ``chapters``: (start s, end s, title) each."""
     with av.open(str(path), "w", format=container) as out:
+        out.set_chapters([{"id": n + 1, "start": round(start * 1000), "end": round(end * 1000),
+                           "time_base": Fraction(1, 1000), "metadata": {"title": title}}
+                          for n, (start, end, title) in enumerate(chapters)])
         video = out.add_stream(codec, rate=rate, options=options or {})
         video.width, video.height, video.pix_fmt = size[0], size[1], pix_fmt
         if time_base is not None:

@@ -356,6 +356,32 @@ def test_a_video_whose_clock_starts_late_plays_from_zero_with_its_audio(tmp_path
     assert abs(lead[tmp_path / "out.mp4"] - lead[path]) < 0.002, "the audio moved with the video"
 
 
+def test_chapters_keep_their_titles_and_their_place_in_the_picture(tmp_path, smooth_model):
+    """A film's chapters come along, moved with the streams (this Matroska clip's clock starts at 1 s)."""
+    marks = [(1.0, 1.5, "Opening"), (1.5, 3.0, "Ende – Schluss")]
+    path = make_clip(tmp_path / "film.mkv", frames=24, container="matroska", start_s=1.0, options={"g": "6"},
+                     chapters=marks)
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    with av.open(str(tmp_path / "out.mp4")) as media:
+        chapters = media.chapters()
+    with av.open(str(tmp_path / "out.mp4")) as media:
+        shift = 1.0 - float(next(media.decode(video=0)).time)  # the first frame was at 1 s
+    assert report.chapters == 2 and [c["metadata"]["title"] for c in chapters] == [m[2] for m in marks]
+    times = [(float(c["start"] * c["time_base"]), float(c["end"] * c["time_base"])) for c in chapters]
+    assert np.allclose(times, [(start - shift, end - shift) for start, end, _ in marks], atol=0.002)
+
+
+def test_a_chapter_before_the_output_starts_is_left_out_and_one_across_it_starts_at_zero():
+    from tmlsr_ray.pipeline.encode import shifted_chapters
+
+    ms = Fraction(1, 1000)
+    chapters = [{"id": 7, "start": start, "end": end, "time_base": ms, "metadata": {"title": title}}
+                for start, end, title in [(0, 900, "gone"), (900, 1500, "across"), (1500, 4000, "after")]]
+    moved = shifted_chapters(chapters, Fraction(-1))
+    assert [(c["id"], c["start"], c["end"], c["metadata"]["title"]) for c in moved] == [
+        (1, 0, 500, "across"), (2, 500, 3000, "after")]
+
+
 def test_mp3_is_copied_and_from_avi_too(tmp_path, smooth_model):
     """The decoder's name (mp3float) hid that MP4 holds MP3, and the AAC it became from an AVI
     (whose MP3 time base counts 1152-sample frames) failed the mux."""

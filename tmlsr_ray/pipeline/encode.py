@@ -58,6 +58,7 @@ class MuxReport:
     audio_reencoded: List[Dict] = field(default_factory=list)
     subtitles_copied: List[Dict] = field(default_factory=list)
     subtitles_dropped: List[Dict] = field(default_factory=list)
+    chapters: int = 0
     frames: int = 0
     encoder: Optional[str] = None  # the video encoder actually used (libx264, h264_nvenc)
 
@@ -292,6 +293,9 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
         start = Fraction(pieces[0][1].first_pts) * info.time_base
         side = _SideStreams(source, info, report)
         out = _ShiftedOutput(container, -min([start, *side.starts()]))
+        chapters = shifted_chapters(source.chapters(), out.offset)
+        container.set_chapters(chapters)
+        report.chapters = len(chapters)
         with av.open(str(pieces[0][0])) as first:  # the video comes first, as players expect
             joiner = _PacketJoiner(out, first.streams.video[0], info.time_base)
         side.open(out)
@@ -325,20 +329,33 @@ def _colour_box(colour_range: int) -> Dict[str, str]:
     return {"movflags": "+write_colr"} if colour_range else {}
 
 
+def shifted_chapters(chapters: List[Dict], offset: Fraction) -> List[Dict]:
+    """The source's chapters (titles and times), moved as the streams are; one that ends before
+    the output starts is left out, one that starts before it starts at 0."""
+    moved = []
+    for chapter in chapters:
+        base = Fraction(chapter["time_base"])
+        ticks = round(offset / base)
+        start, end = max(0, chapter["start"] + ticks), chapter["end"] + ticks
+        if end > start:
+            moved.append({**chapter, "id": len(moved) + 1, "start": start, "end": end})
+    return moved
+
+
 class _ShiftedOutput:
     """The output container, every packet muxed ``offset`` seconds later."""
 
     def __init__(self, container, offset: Fraction):
         self._container = container
-        self._offset = offset
+        self.offset = offset
 
     def __getattr__(self, name):
         return getattr(self._container, name)
 
     def mux(self, packets) -> None:
         for packet in packets if isinstance(packets, list) else [packets]:
-            if self._offset and packet.time_base:
-                ticks = round(self._offset / Fraction(packet.time_base))
+            if self.offset and packet.time_base:
+                ticks = round(self.offset / Fraction(packet.time_base))
                 packet.pts = None if packet.pts is None else packet.pts + ticks
                 packet.dts = None if packet.dts is None else packet.dts + ticks
             self._container.mux(packet)

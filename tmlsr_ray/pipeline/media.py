@@ -96,6 +96,7 @@ def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: En
         + [{**a, "copied": False} for a in report.audio_reencoded],
         "subtitle_streams": report.subtitles_copied,
         "subtitles_dropped": report.subtitles_dropped,
+        "chapters": report.chapters,
         "input": {
             "container": info.container, "codec": info.codec, "width": info.width, "height": info.height,
             "pix_fmt": info.pix_fmt, "bit_depth": info.bit_depth, "stream_index": info.stream_index,
