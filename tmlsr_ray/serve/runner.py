@@ -28,7 +28,7 @@ from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline import media
 from tmlsr_ray.pipeline.colour import is_hdr
-from tmlsr_ray.pipeline.decode import probe_video
+from tmlsr_ray.pipeline.decode import VideoInfo, probe_video
 from tmlsr_ray.pipeline.encode import TASK_CODECS, EncodeOptions, assemble, even_size
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.errors import DiskFull, TaskError
@@ -217,32 +217,15 @@ class TaskRunner:
     # -- videos -----------------------------------------------------------------------------
 
     async def _process_video(self, run: "Run", params: Dict[str, Any], path: Path, workdir: Path) -> Processed:
-        settings = self._settings
-        info = await asyncio.to_thread(probe_video, path)
-        media.check_video_limits(info, settings)
-        segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
-        # A flood is refused before any replica call (a first call loads the model: seconds).
-        await asyncio.to_thread(media.check_frame_flood, path, info, segments.frames, settings)
-        plan = await self._model_and_target(run, params, info.width, info.height)
-        requested = plan.target
-        target = even_size(*requested)
-        plan.check_output_size(info.width, info.height, settings.max_output_pixels, target)
-        media.check_video_work(info, segments.frames, target, settings)
-        tone_map = is_hdr(info.color) and params.get("hdr", "keep") == "sdr"
-        options = self._encode_options(plan, params, ten_bit=is_hdr(info.color) and not tone_map)
-        media.check_encodable(target, options, hdr=is_hdr(info.color) and not tone_map)
-        plan_key = _work_fingerprint(segments, params, target, options, plan.seed)
+        work = await self._plan_video(run, params, path)
+        info, segments, plan = work.info, work.segments, work.model
+        plan_key = _work_fingerprint(segments, params, work.target, work.options, plan.seed)
         store = make_piece_store(self._settings, run.task_id, plan_key, workdir)
         done = await asyncio.to_thread(store.finished)
         progress = SegmentProgress(segments, done)
         report_progress = self._progress_reporter(run, progress)
         await report_progress()
-        fanout = SegmentFanout(
-            lambda job, data: plan.replicas.options(stream=True).render_segment.remote(params["model"], job, data),
-            window=settings.video_segments_per_replica * plan.kind.parallelism(settings),
-            timeout_s=settings.upscaler_call_timeout_s, attempts=settings.upscaler_call_attempts,
-            on_retry=self._metrics.retries.inc,
-        )
+        fanout = self._segment_fanout(plan, params["model"])
 
         async def on_frames(count: int) -> None:
             progress.advance(count)
@@ -257,22 +240,50 @@ class TaskRunner:
             await report_progress()
 
         missing = [s for s in segments.segments if s.index not in done]
-        jobs = (self._segment_job(segment, info, target, options, plan, tone_map) for segment in missing)
+        jobs = (self._segment_job(segment, work) for segment in missing)
         stop = threading.Event()
-        work = iterate_in_thread(lambda: _with_jobs(extract_segments(path, info, missing), jobs),
-                                 maxsize=fanout.window, stop=stop)
+        extracted = iterate_in_thread(lambda: _with_jobs(extract_segments(path, info, missing), jobs),
+                                      maxsize=fanout.window, stop=stop)
         try:
-            await fanout.run(work, on_frames, on_piece)
+            await fanout.run(extracted, on_frames, on_piece)
         finally:
             stop.set()
         result = workdir / "output.mp4"
         report = await asyncio.to_thread(assemble, result, path, info, list(store.in_order(done)),
                                           segments.last_frame_ticks)
-        metadata = media.video_metadata(info, result, report, options, requested)
+        metadata = media.video_metadata(info, result, report, work.options, work.requested)
         metadata.update(_model_metadata(plan.model), segment_retries=fanout.retries,
                         segments={"total": len(segments.segments), "reused": progress.reused},
                         transfer_bytes=fanout.transfer_bytes)
         return result, "video/mp4", metadata
+
+    async def _plan_video(self, run: "Run", params: Dict[str, Any], path: Path) -> "VideoWork":
+        """The source's facts, its segments, the model and the output, each checked against the
+        limits before any segment is made."""
+        settings = self._settings
+        info = await asyncio.to_thread(probe_video, path)
+        media.check_video_limits(info, settings)
+        segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
+        # A flood is refused before any replica call (a first call loads the model: seconds).
+        await asyncio.to_thread(media.check_frame_flood, path, info, segments.frames, settings)
+        plan = await self._model_and_target(run, params, info.width, info.height)
+        target = even_size(*plan.target)
+        plan.check_output_size(info.width, info.height, settings.max_output_pixels, target)
+        media.check_video_work(info, segments.frames, target, settings)
+        tone_map = is_hdr(info.color) and params.get("hdr", "keep") == "sdr"
+        options = self._encode_options(plan, params, ten_bit=is_hdr(info.color) and not tone_map)
+        media.check_encodable(target, options, hdr=is_hdr(info.color) and not tone_map)
+        return VideoWork(info, segments, plan, plan.target, target, options, tone_map)
+
+    def _segment_fanout(self, plan: "ModelPlan", model_name: str) -> SegmentFanout:
+        """Segments to the model's replicas, a few in flight per replica, each retried elsewhere."""
+        settings = self._settings
+        return SegmentFanout(
+            lambda job, data: plan.replicas.options(stream=True).render_segment.remote(model_name, job, data),
+            window=settings.video_segments_per_replica * plan.kind.parallelism(settings),
+            timeout_s=settings.upscaler_call_timeout_s, attempts=settings.upscaler_call_attempts,
+            on_retry=self._metrics.retries.inc,
+        )
 
     def _encode_options(self, plan: "ModelPlan", params: Dict[str, Any], ten_bit: bool) -> EncodeOptions:
         """The task's codec and crf, else the service's; ``ten_bit``: HDR kept HDR is always
@@ -283,11 +294,11 @@ class TaskRunner:
         return EncodeOptions(codec, crf, settings.video_preset, settings.video_ten_bit or ten_bit,
                              threads=settings.encoder_threads(plan.kind.num_cpus(settings)))
 
-    def _segment_job(self, segment: Segment, info, target, options: EncodeOptions, plan: "ModelPlan",
-                     tone_map: bool) -> SegmentJob:
+    def _segment_job(self, segment: Segment, work: "VideoWork") -> SegmentJob:
+        plan = work.model
         batch_frames, overlap = plan.kind.batch(self._settings)
-        return SegmentJob(segment, info, target, options, batch_frames, overlap=overlap if plan.info.temporal else 0,
-                          seed=plan.seed, tone_map=tone_map)
+        return SegmentJob(segment, work.info, work.target, work.options, batch_frames,
+                          overlap=overlap if plan.info.temporal else 0, seed=plan.seed, tone_map=work.tone_map)
 
     def _progress_reporter(self, run: "Run", progress: "SegmentProgress") -> Callable[[], Awaitable[None]]:
         last = [0.0]
@@ -327,6 +338,20 @@ class ModelPlan:
     def check_output_size(self, width: int, height: int, max_pixels: int,
                           target: Tuple[int, int] | None = None) -> None:
         check_output_size(width, height, self.scale, target or self.target, max_pixels)
+
+
+@dataclass(frozen=True)
+class VideoWork:
+    """What a video task makes: from which source and segments, with which model, at what size
+    (``requested``, and ``target``, its even size the encoder takes), encoded how."""
+
+    info: VideoInfo
+    segments: SegmentPlan
+    model: ModelPlan
+    requested: Tuple[int, int]
+    target: Tuple[int, int]
+    options: EncodeOptions
+    tone_map: bool
 
 
 @dataclass(frozen=True)
