@@ -212,6 +212,23 @@ def test_pieces_of_every_shared_clip_join_into_one_continuous_stream(tmp_path, s
 
 
 @pytest.mark.parametrize("codec", task_codecs_available())
+def test_a_short_last_piece_without_b_frames_keeps_every_frames_duration(tmp_path, smooth_model, codec):
+    """A piece with B-frames decodes two frames ahead; a 2-frame last piece has none to reorder.
+    Joined as they came, the decode times jumped at the join, and the MP4 stored one frame 1.5 s
+    long in a 2 fps clip: ffprobe read its average rate as 50/27."""
+    path = make_clip(tmp_path / "cfr.mp4", frames=25, rate=2)
+    _, plan, _ = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=10.0),
+                                 tmp_path / "pieces", codec=TASK_CODECS[codec], preset="medium")
+    assert [len(segment.pts) for segment in plan.segments] == [23, 2]
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        stream = out.streams.video[0]
+        dts = [p.dts for p in out.demux(stream) if p.dts is not None]
+        assert stream.average_rate == 2 and stream.frames == 25
+    steps = set(np.diff(dts) * stream.time_base)
+    assert steps == {Fraction(1, 2)}, f"decode steps {sorted(steps)} s"
+
+
+@pytest.mark.parametrize("codec", task_codecs_available())
 def test_pieces_of_every_codec_the_build_has_join_into_one_decodable_stream(tmp_path, smooth_model, codec):
     path = vfr_clip(tmp_path / "vfr.mp4")
     info, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.3),

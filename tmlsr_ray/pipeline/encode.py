@@ -297,7 +297,8 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
         container.set_chapters(chapters)
         report.chapters = len(chapters)
         with av.open(str(pieces[0][0])) as first:  # the video comes first, as players expect
-            joiner = _PacketJoiner(out, first.streams.video[0], info.time_base)
+            joiner = _PacketJoiner(out, first.streams.video[0], info.time_base,
+                                   max(_decode_lead(path) for path, _ in pieces))
         side.open(out)
         ends = [piece.first_pts for _, piece in pieces[1:]] + [None]
         for (path, piece), end in zip(pieces, ends):
@@ -361,13 +362,27 @@ class _ShiftedOutput:
             self._container.mux(packet)
 
 
+def _decode_lead(path: Path) -> Fraction:
+    """How far a piece's decoding runs ahead of its display, in seconds: its first packet's
+    (a keyframe shown first) presentation minus decode time; 0 without B-frames."""
+    with av.open(str(path)) as piece:
+        stream = piece.streams.video[0]
+        first = next((p for p in piece.demux(stream) if p.pts is not None and p.dts is not None), None)
+        return Fraction(first.pts - first.dts) * stream.time_base if first else Fraction(0)
+
+
 class _PacketJoiner:
     """One continuous video stream out of pieces: the first piece's stream is the template (every
     piece has the same parameters), each piece's timestamps are restored to its source times, and
-    decode times stay strictly increasing across the joins."""
+    decode times stay strictly increasing across the joins.
 
-    def __init__(self, out, template, source_base: Fraction):
+    Every piece decodes ``lead`` seconds ahead of its display, the most any piece does: a short
+    piece with no B-frames to reorder decodes at its display times, and joined so the decode
+    times jumped, which the MP4 stores as one frame shown that much longer."""
+
+    def __init__(self, out, template, source_base: Fraction, lead: Fraction):
         self._source_base = Fraction(source_base)
+        self._lead = lead
         self._stream = copy_video_stream(out, template)
         self._stream.time_base = template.time_base
         self._extradata = template.codec_context.extradata
@@ -382,9 +397,11 @@ class _PacketJoiner:
         if not packets:
             return
         shift = self._ticks(piece.first_pts, stream) - min(p.pts for p in packets)
+        own_lead = min(p.pts for p in packets) - min(p.dts for p in packets)
+        ahead = max(0, round(self._lead / Fraction(stream.time_base)) - own_lead)
         for packet in packets:
             packet.pts += shift
-            packet.dts += shift
+            packet.dts += shift - ahead
         if end_pts is not None:
             _show_until(packets, self._ticks(end_pts, stream))
         elif last_frame_ticks:
