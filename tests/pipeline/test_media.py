@@ -1,5 +1,6 @@
 """Video limits before the model: frame floods (too many animation frames, too many frames for the
-stated duration, too much work) are refused with the limit named; real clips pass."""
+stated duration, too much work) are refused with the limit named; real clips pass. And what the
+output's metadata says of its size."""
 
 from dataclasses import replace
 
@@ -10,7 +11,7 @@ from tests.helpers import animated_gif, frame_flood_gif, make_clip
 from tmlsr_ray.config import Settings
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.decode import probe_video
-from tmlsr_ray.pipeline.media import check_frame_flood, check_video_work, stated_duration_s
+from tmlsr_ray.pipeline.media import check_frame_flood, check_video_work, size_note, stated_duration_s
 from tmlsr_ray.pipeline.segments import plan_segments
 
 DEFAULTS = Settings()
@@ -104,3 +105,9 @@ def test_a_tiny_hdr_video_goes_to_h264_where_hevc_cannot_take_it():
 
     assert resolve_codec("auto", (8, 8), "yuv420p10le", hdr=True) == "libx264"
     check_encodable((8, 8), EncodeOptions("auto", ten_bit=True), hdr=True)
+
+
+def test_the_size_note_says_a_side_of_one_went_up_to_two_and_an_odd_side_down():
+    assert size_note((101, 77), (100, 76)) == "101x77 rounded down to even for 4:2:0"
+    assert size_note((1, 1), (2, 2)) == "1x1 made 2x2: 4:2:0 needs even sides of at least 2"
+    assert size_note((1, 7), (2, 6)) == "1x7 made 2x6: 4:2:0 needs even sides of at least 2"

@@ -106,7 +106,16 @@ def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: En
         "deinterlaced": info.interlaced,
     }
     if (width, height) != tuple(requested):
-        metadata["size_note"] = f"{requested[0]}x{requested[1]} rounded down to even for 4:2:0"
+        metadata["size_note"] = size_note(tuple(requested), (width, height))
     if info.animated_gif:
         metadata["converted_from"] = "gif"
     return metadata
+
+
+def size_note(requested: Tuple[int, int], made: Tuple[int, int]) -> str:
+    """Why the output is not the size asked for: 4:2:0 takes even sides of 2 or more, so an odd
+    side is rounded down and a side of 1 (SeedVR2 at resolution 1) goes up to 2."""
+    asked = f"{requested[0]}x{requested[1]}"
+    if all(m <= r for m, r in zip(made, requested)):
+        return f"{asked} rounded down to even for 4:2:0"
+    return f"{asked} made {made[0]}x{made[1]}: 4:2:0 needs even sides of at least 2"
