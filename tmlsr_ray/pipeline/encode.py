@@ -397,7 +397,7 @@ class _PacketJoiner:
         if not packets:
             return
         shift = self._ticks(piece.first_pts, stream) - min(p.pts for p in packets)
-        own_lead = min(p.pts for p in packets) - min(p.dts for p in packets)
+        own_lead = packets[0].pts - packets[0].dts  # as _decode_lead measures it
         ahead = max(0, round(self._lead / Fraction(stream.time_base)) - own_lead)
         for packet in packets:
             packet.pts += shift
