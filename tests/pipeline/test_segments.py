@@ -275,6 +275,26 @@ def test_the_last_frame_of_a_vfr_clip_shows_as_long_as_in_the_source(tmp_path, s
         assert float(stream.duration * stream.time_base) == pytest.approx(sum(VFR_GAPS) / 60, abs=0.002)
 
 
+@pytest.mark.parametrize("codec", task_codecs_available())
+@pytest.mark.parametrize("segment_s", [10.0, 0.5])
+def test_a_vfr_clip_keeps_its_duration_in_the_sample_table_whatever_the_encoder_reorders(
+        tmp_path, smooth_model, codec, segment_s):
+    """The MP4 stores each frame's duration as the step to the next decode time. The encoder
+    decodes B-frames further ahead where frames come close together (20 ms steps) than where they
+    come apart (67 ms), so its own decode times made the table 39 ms short of the clip."""
+    steps = [40, 33, 50, 41, 20, 67, 33, 33] * 5
+    path = make_clip(tmp_path / "vfr.mp4", frames=40, pts=[sum(steps[:i]) for i in range(40)],
+                     time_base=Fraction(1, 1000), durations=steps[:-1] + [60], options={"bf": "0"})
+    render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=segment_s), tmp_path / "pieces",
+                    codec=TASK_CODECS[codec], preset="medium")
+    lengths = []
+    for name in (path, tmp_path / "out.mp4"):
+        with av.open(str(name)) as media:
+            stream = media.streams.video[0]
+            lengths.append(float(stream.duration * stream.time_base))
+    assert lengths[1] == pytest.approx(lengths[0], abs=0.001) and lengths[0] == pytest.approx(1.612)
+
+
 @pytest.mark.parametrize("codec,suffix", [("libx264", "mp4"), ("mpeg4", "mkv"), ("libx264", "mkv")])
 def test_the_last_frames_duration_is_read_where_the_container_keeps_it_even_after_b_frames(tmp_path, codec,
                                                                                           suffix):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -298,7 +299,7 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
         report.chapters = len(chapters)
         with av.open(str(pieces[0][0])) as first:  # the video comes first, as players expect
             joiner = _PacketJoiner(out, first.streams.video[0], info.time_base,
-                                   max(_decode_lead(path) for path, _ in pieces))
+                                   max(reorder_lead(path) for path, _ in pieces))
         side.open(out)
         ends = [piece.first_pts for _, piece in pieces[1:]] + [None]
         for (path, piece), end in zip(pieces, ends):
@@ -362,13 +363,14 @@ class _ShiftedOutput:
             self._container.mux(packet)
 
 
-def _decode_lead(path: Path) -> Fraction:
-    """How far a piece's decoding runs ahead of its display, in seconds: its first packet's
-    (a keyframe shown first) presentation minus decode time; 0 without B-frames."""
+def reorder_lead(path: Path) -> Fraction:
+    """How far ahead of display a piece must decode, in seconds: at each place in decode order,
+    the time shown at that place in display order minus the time of the frame decoded there (0
+    without B-frames)."""
     with av.open(str(path)) as piece:
         stream = piece.streams.video[0]
-        first = next((p for p in piece.demux(stream) if p.pts is not None and p.dts is not None), None)
-        return Fraction(first.pts - first.dts) * stream.time_base if first else Fraction(0)
+        shown = [packet.pts for packet in _PacketJoiner.demux(stream)]
+    return Fraction(max([0] + [s - d for s, d in zip(sorted(shown), shown)])) * stream.time_base
 
 
 class _PacketJoiner:
@@ -376,9 +378,10 @@ class _PacketJoiner:
     piece has the same parameters), each piece's timestamps are restored to its source times, and
     decode times stay strictly increasing across the joins.
 
-    Every piece decodes ``lead`` seconds ahead of its display, the most any piece does: a short
-    piece with no B-frames to reorder decodes at its display times, and joined so the decode
-    times jumped, which the MP4 stores as one frame shown that much longer."""
+    The MP4 stores each frame's duration as the step to the next decode time, so decode times
+    are the display times in order, ``lead`` seconds (the most any piece needs) earlier. The
+    encoders' own ran further ahead where frames come close together (VFR), and not at all in a
+    short piece without B-frames: the table came out short of the clip, or one frame long."""
 
     def __init__(self, out, template, source_base: Fraction, lead: Fraction):
         self._source_base = Fraction(source_base)
@@ -393,19 +396,21 @@ class _PacketJoiner:
         for the last piece, whose last frame lasts ``last_frame_ticks``."""
         if stream.codec_context.extradata != self._extradata:
             raise ValueError(f"piece {piece.index} was encoded with other parameters than the first")
-        packets = list(self._demux(stream))
+        packets = list(self.demux(stream))
         if not packets:
             return
         shift = self._ticks(piece.first_pts, stream) - min(p.pts for p in packets)
-        own_lead = packets[0].pts - packets[0].dts  # as _decode_lead measures it
-        ahead = max(0, round(self._lead / Fraction(stream.time_base)) - own_lead)
-        for packet in packets:
+        lead = math.ceil(self._lead / Fraction(stream.time_base))
+        for packet, shown in zip(packets, sorted(p.pts for p in packets)):
             packet.pts += shift
-            packet.dts += shift - ahead
+            packet.dts = shown + shift - lead
         if end_pts is not None:
             _show_until(packets, self._ticks(end_pts, stream))
-        elif last_frame_ticks:
-            _show_until(packets, max(p.pts for p in packets) + max(1, self._ticks(last_frame_ticks, stream)))
+        else:
+            if last_frame_ticks:
+                _show_until(packets, max(p.pts for p in packets) + max(1, self._ticks(last_frame_ticks, stream)))
+            # the table's last step: the frame decoded last lasts as long as the frame shown last
+            packets[-1].duration = max(packets, key=lambda p: p.pts).duration
         for packet in packets:
             if self._last_dts is not None and packet.dts <= self._last_dts:
                 packet.dts = self._last_dts + 1
@@ -417,7 +422,7 @@ class _PacketJoiner:
         return round(Fraction(source_ticks) * self._source_base / Fraction(stream.time_base))
 
     @staticmethod
-    def _demux(stream) -> Iterator:
+    def demux(stream) -> Iterator:
         for packet in stream.container.demux(stream):
             if packet.dts is not None and packet.pts is not None:
                 yield packet
