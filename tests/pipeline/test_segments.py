@@ -211,6 +211,18 @@ def test_pieces_of_every_shared_clip_join_into_one_continuous_stream(tmp_path, s
         assert mse == 0 or 10 * np.log10(255**2 / mse) >= 35, f"frame {index}"
 
 
+def test_the_reorder_lead_of_a_piece_is_how_far_b_frames_make_decoding_run_ahead(tmp_path):
+    from tmlsr_ray.pipeline.encode import reorder_lead
+
+    b_frames = make_clip(tmp_path / "b.mp4", frames=300, size=(32, 32), audio=False,
+                         options={"x264-params": "bframes=2:b-pyramid=none:b-adapt=0"})
+    plain = make_clip(tmp_path / "p.mp4", frames=24, audio=False, options={"bf": "0"})
+    # I0 P3 B1 B2 decoded, 0 1 2 3 shown: the B-frames come one frame (1/12 s) after their place.
+    # Read again and again: a time base read after the file closed came out as any number.
+    assert [reorder_lead(b_frames) for _ in range(6)] == [Fraction(1, 12)] * 6
+    assert reorder_lead(plain) == 0
+
+
 @pytest.mark.parametrize("codec", task_codecs_available())
 def test_a_short_last_piece_without_b_frames_keeps_every_frames_duration(tmp_path, smooth_model, codec):
     """A piece with B-frames decodes two frames ahead; a 2-frame last piece has none to reorder.

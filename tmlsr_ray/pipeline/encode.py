@@ -367,10 +367,10 @@ def reorder_lead(path: Path) -> Fraction:
     """How far ahead of display a piece must decode, in seconds: at each place in decode order,
     the time shown at that place in display order minus the time of the frame decoded there (0
     without B-frames)."""
-    with av.open(str(path)) as piece:
+    with av.open(str(path)) as piece:  # the stream's time base is read while the file is open
         stream = piece.streams.video[0]
         shown = [packet.pts for packet in _PacketJoiner.demux(stream)]
-    return Fraction(max([0] + [s - d for s, d in zip(sorted(shown), shown)])) * stream.time_base
+        return Fraction(max([0] + [s - d for s, d in zip(sorted(shown), shown)])) * stream.time_base
 
 
 class _PacketJoiner:
