@@ -273,7 +273,7 @@ class TaskRunner:
         tone_map = is_hdr(info.color) and params.get("hdr", "keep") == "sdr"
         options = self._encode_options(plan, params, ten_bit=is_hdr(info.color) and not tone_map)
         media.check_encodable(target, options, hdr=is_hdr(info.color) and not tone_map)
-        return VideoWork(info, segments, plan, plan.target, target, options, tone_map)
+        return VideoWork(info, segments, plan, target, options, tone_map)
 
     def _segment_fanout(self, plan: "ModelPlan", model_name: str) -> SegmentFanout:
         """Segments to the model's replicas, a few in flight per replica, each retried elsewhere."""
@@ -343,15 +343,18 @@ class ModelPlan:
 @dataclass(frozen=True)
 class VideoWork:
     """What a video task makes: from which source and segments, with which model, at what size
-    (``requested``, and ``target``, its even size the encoder takes), encoded how."""
+    (``target``: the requested size made even for the encoder), encoded how."""
 
     info: VideoInfo
     segments: SegmentPlan
     model: ModelPlan
-    requested: Tuple[int, int]
     target: Tuple[int, int]
     options: EncodeOptions
     tone_map: bool
+
+    @property
+    def requested(self) -> Tuple[int, int]:
+        return self.model.target
 
 
 @dataclass(frozen=True)
