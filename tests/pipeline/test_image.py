@@ -38,7 +38,7 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90° clockwise to display
     path = _write(tmp_path, "rot.jpg", image, exif=exif.tobytes())
     info = probe_image(path, 10_000)
-    assert decode_image(path, info).shape == (40, 20, 3)
+    assert decode_image(path, info).shape == (40, 20, 3) and info.upright_size == (20, 40)
 
 
 def test_text_renamed_as_image_is_refused_readably(tmp_path):
@@ -69,6 +69,17 @@ def test_every_shared_bad_input_is_refused_with_a_readable_error(path):
 def test_cmyk_jpeg_decodes_to_three_channels():
     path = shared_path("media", "image", "cmyk_adobe_100x100.jpg")
     assert decode_image(path, probe_image(path, 10**6)).shape == (100, 100, 3)
+
+
+@pytest.mark.parametrize("compression", [None, "tiff_lzw"])
+def test_a_cmyk_tiff_decodes_to_its_colours_without_an_alpha_it_never_had(tmp_path, compression):
+    """OpenCV reads a CMYK TIFF as BGR plus an opaque fourth channel; taken for alpha, the model
+    made it translucent in places."""
+    ink = np.random.default_rng(0).integers(0, 256, (16, 24, 4), dtype=np.uint8)
+    path = _write(tmp_path, "cmyk.tif", Image.fromarray(ink, "CMYK"), **({"compression": compression} if compression else {}))
+    decoded = decode_image(path, probe_image(path, 10_000))
+    expected = np.asarray(Image.open(path).convert("RGB"))[:, :, ::-1]
+    assert decoded.shape == (16, 24, 3) and np.abs(decoded.astype(int) - expected).max() <= 1
 
 
 @pytest.mark.parametrize(
@@ -209,8 +220,10 @@ def test_an_unreadable_exif_orientation_is_read_as_upright(tmp_path, exif):
     assert info.orientation == 1 and decode_image(path, info).shape == (20, 40, 3)
 
 
-@pytest.mark.parametrize("orientation", [2, 3, 6, 8])
+@pytest.mark.parametrize("orientation", [2, 3, 5, 6, 7, 8])
 def test_a_tiff_is_turned_upright_once_as_viewers_show_it(tmp_path, orientation):
+    """Pillow gives a TIFF's size upright and OpenCV its pixels: turning either again made a
+    portrait photo a squashed landscape output."""
     from PIL import ImageOps
 
     pixels = np.zeros((24, 32, 3), np.uint8)
@@ -219,7 +232,9 @@ def test_a_tiff_is_turned_upright_once_as_viewers_show_it(tmp_path, orientation)
     exif[0x0112] = orientation
     path = _write(tmp_path, "o.tif", Image.fromarray(pixels), exif=exif)
     upright = np.asarray(ImageOps.exif_transpose(Image.open(path)))[:, :, ::-1]
-    assert np.array_equal(decode_image(path, probe_image(path, 10_000)), upright)
+    info = probe_image(path, 10_000)
+    assert np.array_equal(decode_image(path, info), upright)
+    assert info.upright_size == (upright.shape[1], upright.shape[0])
 
 
 def test_a_result_too_large_for_its_format_is_png_and_one_too_large_for_the_asked_format_is_refused():

@@ -52,6 +52,11 @@ class ImageInfo:
     icc_profile: Optional[bytes] = None
     exif: Optional[bytes] = None  # the input's EXIF (TIFF bytes), Orientation set to 1
 
+    @property
+    def upright_size(self) -> Tuple[int, int]:
+        """Width and height as viewers show the image (orientations 5-8 turn it a quarter)."""
+        return (self.height, self.width) if self.orientation in (5, 6, 7, 8) else (self.width, self.height)
+
 
 def probe_image(path: Path, max_pixels: int) -> ImageInfo:
     """Reads the header only; refuses unreadable files and pixel floods before any decoding."""
@@ -63,7 +68,9 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
                 fmt = FORMATS.get(img.format or "")
                 mode = img.mode
                 exif = img.getexif()
-                orientation = _orientation(exif.get(EXIF_ORIENTATION_TAG))
+                # Pillow gives a TIFF's size upright and OpenCV decodes its pixels upright, as
+                # libheif does a HEIF's: nothing is left to turn
+                orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
                 icc_profile = img.info.get("icc_profile") or None
                 upright_exif = _upright_exif(exif)
     except Image.DecompressionBombError as exc:
@@ -119,6 +126,8 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
         raise InputError(f"{info.format} image could not be decoded (corrupt or truncated file)")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
+    if info.mode == "CMYK" and image.ndim == 3 and image.shape[2] == 4:
+        image = image[:, :, :3]  # OpenCV hands a CMYK TIFF over as BGR and an opaque fourth channel, not alpha
     if image.dtype not in (np.uint8, np.uint16):
         raise InputError(f"unsupported sample type {image.dtype}; 8- and 16-bit images are supported")
     if (image.shape[1], image.shape[0]) != (info.width, info.height) and info.orientation == 1:
@@ -126,8 +135,6 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
             f"decoded size {image.shape[1]}x{image.shape[0]} differs from the header "
             f"{info.width}x{info.height}: the file is corrupt"
         )
-    if info.format == "tiff":
-        return image  # OpenCV's TIFF decoder turns the pixels upright itself
     return apply_exif_orientation(image, info.orientation)
 
 
@@ -142,8 +149,7 @@ def _decode_with_pillow(path: Path, info: ImageInfo) -> np.ndarray:
         image = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR)
     else:
         image = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)
-    # libheif turns HEIF pixels upright itself (and pillow-heif drops the EXIF orientation then)
-    return image if info.format == "heic" else apply_exif_orientation(image, info.orientation)
+    return apply_exif_orientation(image, info.orientation)
 
 
 def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:

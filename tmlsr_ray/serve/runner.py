@@ -189,7 +189,7 @@ class TaskRunner:
     async def _process_image(self, run: "Run", params: Dict[str, Any], path: Path, workdir: Path) -> Processed:
         settings = self._settings
         info = await asyncio.to_thread(probe_image, path, settings.max_input_pixels)
-        width, height = (info.height, info.width) if info.orientation in (5, 6, 7, 8) else (info.width, info.height)
+        width, height = info.upright_size
         plan = await self._model_and_target(run, params, width, height)
         target = plan.target
         plan.check_output_size(width, height, settings.max_output_pixels)
