@@ -141,6 +141,28 @@ def test_file_routes_do_not_leave_the_storage_root(service):
         assert requests.get(service.url(path), timeout=10).status_code == 404
 
 
+def test_head_answers_like_get_without_a_body_and_a_known_etag_gets_304(service, input_server, small_png):
+    """``curl -I`` and download tools ask for an output's size and type with HEAD first."""
+    task = service.wait(service.submit(url=small_png, type="image", model="tiny-x4.pth")["task_id"])
+    url = task["output"]["url"]
+    got = requests.get(url, timeout=10)
+    head = requests.head(url, timeout=10)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(got.content)) == str(task["output"]["metadata"]["bytes"])
+    assert head.headers["content-type"] == "image/png" and head.headers["etag"] == got.headers["etag"]
+    assert requests.head(service.url("/files/nothing.png"), timeout=10).status_code == 404
+    for path in ("/health", "/monitor/stats", "/tasks/" + task["task_id"], "/dashboard"):
+        assert requests.head(service.url(path), timeout=10).status_code == 200, path
+    running = service.submit(url=input_server.url("slow/small.png?seconds=30"), type="image")["task_id"]
+    started = time.monotonic()  # the HEAD of a running task's event stream ends with its headers
+    assert requests.head(service.url(f"/tasks/{running}/events"), timeout=10).status_code == 200
+    assert time.monotonic() - started < 5
+    requests.delete(service.url(f"/tasks/{running}"), timeout=10)
+    again = requests.get(url, headers={"If-None-Match": got.headers["etag"]}, timeout=10)
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == got.headers["etag"]
+    assert requests.get(url, headers={"If-None-Match": '"other"'}, timeout=10).status_code == 200
+
+
 # -- image tasks -----------------------------------------------------------------------------
 
 

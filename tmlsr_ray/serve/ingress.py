@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from fastapi import FastAPI, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from ray import serve
@@ -139,6 +139,12 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     return _error_response(500, f"internal error ({type(exc).__name__}); the service logged the details")
 
 
+def _unchanged_for(http: Request, etag: str) -> bool:
+    """The client's copy is this file (If-None-Match, weak or strong, as RFC 9110 compares it)."""
+    tags = [tag.strip().removeprefix("W/") for tag in http.headers.get("if-none-match", "").split(",")]
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
 def _error_response(status_code: int, message: str, detail=None, headers: dict | None = None,
                     **extra) -> JSONResponse:
     body = ErrorBody(error=message, detail=jsonable_encoder(detail or message), **extra)
@@ -180,6 +186,34 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class HeadAsGet:
+    """HEAD answered wherever GET is, with the GET's status and headers and no body (HTTP asks it
+    of every server; ``curl -I`` and download tools read an output's size and type so). The
+    route stops once its headers are out: an event stream would otherwise run on."""
+
+    def __init__(self, app):
+        self._app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self._app(scope, receive, send)
+
+        async def headers_only(message):
+            if message["type"] == "http.response.start":
+                await send(message)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                raise _HeadersSent()
+
+        try:
+            await self._app({**scope, "method": "GET"}, receive, headers_only)
+        except _HeadersSent:
+            pass
+
+
+class _HeadersSent(Exception):
+    pass
+
+
 def _too_large(limit: int) -> JSONResponse:
     return _error_response(413, f"request body over the limit of {limit:,} bytes (max_request_bytes)")
 
@@ -191,6 +225,7 @@ def _ingress_settings() -> Settings:
 
 
 api.add_middleware(BodyLimit)
+api.add_middleware(HeadAsGet)
 
 
 @serve.deployment(max_ongoing_requests=200)
@@ -319,7 +354,10 @@ class Ingress:
         path = self._storage.open_path(key)
         if path is None:
             raise FileNotFound("file not found")
-        return FileResponse(path)
+        response = FileResponse(path, stat_result=path.stat())  # its ETag is set now, not when sent
+        if _unchanged_for(http, response.headers["etag"]):
+            return Response(status_code=304, headers={"etag": response.headers["etag"]})
+        return response
 
     @api.get("/dashboard", response_class=HTMLResponse)
     async def dashboard(self) -> FileResponse:
