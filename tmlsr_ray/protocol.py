@@ -12,7 +12,7 @@ from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple
 
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 
 class TaskType(str, Enum):
@@ -50,11 +50,21 @@ class StageStatus(str, Enum):
 MAX_URL_LENGTH = 8192
 MAX_SCALE = 65536.0  # per axis; the service's max_output_pixels bounds it further at submission
 MAX_SIDE = 1 << 20
+
+
+def _json_number(value: Any) -> Any:
+    """A number field takes numbers: ``true`` was read as 1 (a ×1 job, a 1×1 output) and ``"2"`` as 2."""
+    if isinstance(value, (bool, str)):
+        raise ValueError(f"must be a number, not {'true or false' if isinstance(value, bool) else 'a string'}")
+    return value
+
+
+Number = BeforeValidator(_json_number)
 # Finite numbers only: NaN and ±Infinity (which Python's JSON reader accepts) are refused.
-Scale = Annotated[float, Field(gt=0, le=MAX_SCALE, allow_inf_nan=False)]
-Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
+Scale = Annotated[float, Number, Field(gt=0, le=MAX_SCALE, allow_inf_nan=False)]
+Side = Annotated[int, Number, Field(ge=1, le=MAX_SIDE)]
 MAX_DEADLINE_S = 30 * 86400.0  # a task is canceled at most this long after its submission
-Deadline = Annotated[float, Field(gt=0, le=MAX_DEADLINE_S, allow_inf_nan=False)]
+Deadline = Annotated[float, Number, Field(gt=0, le=MAX_DEADLINE_S, allow_inf_nan=False)]
 MAX_PREFER_WAIT_S = 60  # ``Prefer: wait=N`` holds the request at most this long (larger N are clamped)
 WebhookEvent = Literal["completed", "failed", "canceled", "progress"]
 
@@ -108,7 +118,7 @@ class TaskRequest(BaseModel):
         None, description="Target output height; only for SeedVR2 models, overrides outscale, "
         "output_magnification and output_dims (the width follows the input's aspect ratio)."
     )
-    seed: Optional[int] = Field(
+    seed: Optional[Annotated[int, Number]] = Field(
         None, ge=0, lt=2**63,
         description="SeedVR2 noise seed (same seed, same input → same output); default the service's.")
     hdr: Literal["keep", "sdr"] = Field(
@@ -117,18 +127,18 @@ class TaskRequest(BaseModel):
     callback_url: Optional[str] = Field(
         None, max_length=MAX_URL_LENGTH, description="http(s) URL that receives a JSON POST when the task ends (the task as GET "
         "/tasks/{id} shows it, plus 'event'), signed in X-TMLSR-Signature when a webhook secret is set.")
-    callback_progress: bool = Field(
+    callback_progress: StrictBool = Field(
         False, description="Also POST progress events (task.progress) to callback_url while processing.")
     output_format: Optional[Literal["png", "jpeg", "webp"]] = Field(
         None, description="Image tasks: the output's format; default the input's where it can hold the "
         "result (JPEG, WebP), else PNG. JPEG and WebP are 8-bit; JPEG drops alpha.")
-    output_quality: Optional[int] = Field(
+    output_quality: Optional[Annotated[int, Number]] = Field(
         None, ge=1, le=100, description="Image tasks: JPEG or WebP quality; default 95 (WebP with alpha: lossless).")
     video_codec: Optional[Literal["h264", "hevc", "av1"]] = Field(
         None, description="Video tasks: the output's codec, where this build has an encoder for it "
         "(a 422 lists the codecs this build has); default the service's (H.264, "
         "HEVC for HDR kept HDR).")
-    crf: Optional[int] = Field(
+    crf: Optional[Annotated[int, Number]] = Field(
         None, ge=0, le=63, description="Video tasks: constant rate factor (lower = better; 0–51 for "
         "h264 and hevc, 0–63 for av1); default the service's video_crf.")
     deadline_s: Optional[Deadline] = Field(

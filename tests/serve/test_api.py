@@ -62,6 +62,9 @@ def test_dashboard_is_a_page_whose_every_file_the_service_serves(service):
     assert "monitor/stats" in scripts["dashboard/dashboard.js"]
     for name in ("missing.js", "..%2Fprotocol.py", "..", "index"):
         assert requests.get(service.url("/dashboard/" + name), timeout=10).status_code == 404, name
+    # the page's links are relative to /dashboard: under its file name it is sent there
+    moved = requests.get(service.url("/dashboard/index.html"), timeout=10)
+    assert moved.history[0].status_code == 308 and moved.url == service.url("/dashboard") and moved.text == page.text
 
 
 def test_openapi_describes_every_route_its_errors_and_the_request_fields(service):

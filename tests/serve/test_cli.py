@@ -104,3 +104,10 @@ def test_the_server_and_token_come_from_the_environment(secured, monkeypatch, ca
 def test_a_wrong_command_line_exits_2_before_calling(argv, capsys):
     assert main(["--server", f"http://127.0.0.1:{free_port()}", *argv]) == EXIT_REFUSED
     assert "Usage: tmlsr" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("server", ["not-a-url", "localhost:6008", "ftp://h", "http://"])
+def test_a_mistyped_server_address_is_a_wrong_command_line(server, capsys):
+    assert main(["--server", server, "stats"]) == EXIT_REFUSED
+    assert "is not an http(s) address" in capsys.readouterr().err
+    assert main(["stats", "--server", server]) == EXIT_REFUSED

@@ -30,8 +30,18 @@ try:
     again = "no error"
 except Exception as exc:
     again = type(exc).__name__
+from tmlsr_ray.errors import InvalidRequest
+refused = []
+for call in (lambda: app.submit_task.remote({"url": sys.argv[2], "outscale": True}),
+             lambda: app.submit_batch.remote("abc"), lambda: app.submit_batch.remote([]),
+             lambda: app.submit_batch.remote({"tasks": []})):
+    try:
+        call().result()
+        refused.append("no error")
+    except InvalidRequest as exc:
+        refused.append(str(exc).rsplit("InvalidRequest: ", 1)[-1])
 print(json.dumps({"status": task.status.value, "width": task.output.metadata["width"],
-                  "canceled": canceled.status, "again": again}))
+                  "canceled": canceled.status, "again": again, "refused": refused}))
 """
 
 
@@ -47,3 +57,8 @@ def test_a_second_driver_submits_reads_and_cancels_through_handles(service, inpu
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert (outcome["status"], outcome["width"], outcome["canceled"]) == ("completed", 48, "canceled")
     assert "TaskFinished" in outcome["again"]  # canceling twice tells the caller why
+    # a bad body or batch is a typed refusal naming what is wrong, not a bare RayTaskError
+    assert outcome["refused"][0].startswith("outscale: ") and "must be a number" in outcome["refused"][0]
+    assert outcome["refused"][1:] == ["tasks: a non-empty list of task bodies, not a str",
+                                      "tasks: a non-empty list of task bodies, not an empty list",
+                                      "tasks: a non-empty list of task bodies, not a dict"]

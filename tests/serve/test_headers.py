@@ -20,12 +20,13 @@ def test_cancel_after_refuses_what_is_not_a_positive_duration_naming_the_header(
 
 @pytest.mark.parametrize("value,seconds", [(None, None), ("wait=5", 5), ("respond-async, wait=10", 10),
                                            ("WAIT = 3", 3), ('wait="7"', 7), ("wait=0", 0), ("wait=3600", 60),
-                                           ("return=minimal", None), ("wait=5; x=y", 5)])
+                                           ("return=minimal", None), ("wait=5; x=y", 5),
+                                           ("wait=" + "9" * 40, 60), ("wait=" + "0" * 19 + "1", 1)])
 def test_prefer_wait_is_read_among_other_preferences_and_clamped_to_sixty(value, seconds):
     assert prefer_wait_s(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["wait=", "wait=-1", "wait=1.5", "wait=soon", "wait=" + "9" * 40])
+@pytest.mark.parametrize("value", ["wait=", "wait=-1", "wait=1.5", "wait=soon", "wait=1e3"])
 def test_prefer_wait_refuses_a_wait_that_is_not_whole_seconds(value):
     with pytest.raises(InvalidRequest, match="^Prefer: "):
         prefer_wait_s(value)

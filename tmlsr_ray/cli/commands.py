@@ -8,6 +8,7 @@ import typing
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Dict, List, Optional, Sequence
+from urllib.parse import urlsplit
 
 import click
 
@@ -35,11 +36,20 @@ def _remember(field: str):
     """Stores a connection option where the command finds it; one given after the command's name
     wins over one given before it (or from the environment)."""
 
-    def store(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+    def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if field == "server" and value is not None:
+            _check_server(value, ctx, param)
         if value is not None and value is not False:
             setattr(ctx.ensure_object(Connection), field, value)
 
     return store
+
+
+def _check_server(value: str, ctx: click.Context, param: click.Parameter) -> None:
+    """A mistyped address is the command line's fault (exit 2), not an unreachable service (3)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{value!r} is not an http(s) address such as {DEFAULT_SERVER}", ctx, param)
 
 
 def connection_options(root: bool = False):

@@ -14,6 +14,7 @@ _DURATION = re.compile(r"([0-9]{1,9}(\.[0-9]{1,9})?[hms])+")
 _TERM = re.compile(r"([0-9.]+)([hms])")
 _UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0}
 _WHOLE = re.compile(r"[0-9]{1,18}")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def cancel_after_s(value: Optional[str]) -> Optional[float]:
@@ -40,9 +41,9 @@ def prefer_wait_s(value: Optional[str]) -> Optional[int]:
         name, _, raw = preference.split(";")[0].partition("=")
         if name.strip().lower() == "wait":
             raw = raw.strip().strip('"')
-            if not _WHOLE.fullmatch(raw):
-                raise InvalidRequest(f"Prefer: wait={raw[:20]!r} is not a whole number of seconds")
-            return min(int(raw), MAX_PREFER_WAIT_S)
+            if not _DIGITS.fullmatch(raw):
+                raise InvalidRequest(f"Prefer: wait={raw[:40]!r} is not a whole number of seconds")
+            return MAX_PREFER_WAIT_S if len(raw.lstrip("0")) > 9 else min(int(raw), MAX_PREFER_WAIT_S)
     return None
 
 

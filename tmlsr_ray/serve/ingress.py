@@ -10,7 +10,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from fastapi import FastAPI, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import (FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response,
+                               StreamingResponse)
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from ray import serve
@@ -106,6 +107,10 @@ def validation_summary(raw_errors) -> Tuple[str, List[Dict[str, Any]]]:
         f"{'.'.join(str(p) for p in err['loc'] if p != 'body') or 'body'}: {err['msg']}" for err in errors
     )
     return message, errors
+
+
+def _shown(value: Any) -> str:
+    return "an empty list" if value in ([], ()) else f"a {type(value).__name__}"
 
 
 def _batch_error(exc: ValidationError | RequestRefused) -> BatchItemError:
@@ -361,10 +366,12 @@ class Ingress:
 
     @api.get("/dashboard", response_class=HTMLResponse)
     async def dashboard(self) -> FileResponse:
-        return await self.dashboard_file(PAGE)
+        return dashboard_response(PAGE)
 
     @api.get("/dashboard/{name}", include_in_schema=False)
     async def dashboard_file(self, name: str) -> FileResponse:
+        if name == PAGE:  # the page's links are relative to /dashboard: served here, every one broke
+            return RedirectResponse("../dashboard", status_code=308)
         response = dashboard_response(name)
         if response is None:
             raise FileNotFound(f"no dashboard file {name}")
@@ -374,7 +381,10 @@ class Ingress:
 
     async def submit_task(self, request: TaskRequest | dict, idempotency_key: str | None = None) -> TaskCreated:
         """Creates a task (or, for a known ``idempotency_key``, returns the task it created)."""
-        params = await self._checked_params(request)
+        try:
+            params = await self._checked_params(request)
+        except ValidationError as exc:  # a handle caller's dict: a typed refusal, as every other one
+            raise InvalidRequest(validation_summary(exc.errors())[0]) from None
         task_id, outcome = await self._state.admit(new_task_id(), params, idempotency_key)
         return self._created(task_id, outcome)
 
@@ -383,6 +393,8 @@ class Ingress:
         """Creates one task per valid request, all of them or, when the queue cannot take them
         all, none (``QueueFull``); an invalid request gets its error in its place. With
         ``idempotency_key``, request i uses the key ``<key>/<i>``: a retried batch returns its tasks."""
+        if not isinstance(requests, (list, tuple)) or not requests:
+            raise InvalidRequest(f"tasks: a non-empty list of task bodies, not {_shown(requests)}")
         if len(requests) > self._settings.max_batch_tasks:
             raise InvalidRequest(f"tasks: {len(requests)} bodies, over max_batch_tasks "
                                  f"({self._settings.max_batch_tasks})")
