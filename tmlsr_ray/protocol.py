@@ -69,6 +69,18 @@ MAX_PREFER_WAIT_S = 60  # ``Prefer: wait=N`` holds the request at most this long
 WebhookEvent = Literal["completed", "failed", "canceled", "progress"]
 
 
+def model_defaults(params: Dict[str, Any], model_scale: Optional[int], seeded: bool,
+                   default_seed: int) -> Dict[str, Any]:
+    """What a task's params gain once its model is known (``params`` is the request with its
+    defaults filled in): ``outscale`` the model's scale, a seeded model's ``seed`` the service's."""
+    filled: Dict[str, Any] = {}
+    if params.get("outscale") is None and model_scale is not None:
+        filled["outscale"] = float(model_scale)
+    if seeded and params.get("seed") is None:
+        filled["seed"] = default_seed
+    return filled
+
+
 def check_url_syntax(url: str, schemes: Tuple[str, ...]) -> None:
     """A URL that can be fetched at all: one of ``schemes``, a host of valid syntax, a valid port,
     no spaces or control characters (the address rules come later, where it is resolved)."""

@@ -114,10 +114,11 @@ def test_invalid_bodies_get_422_naming_the_field(service, body, field):
     assert field in response.json()["error"]
 
 
-def test_a_body_that_is_not_json_gets_422(service):
-    response = requests.post(service.url("/tasks"), data=b"{oops", timeout=10,
+@pytest.mark.parametrize("body", [b"{oops", b'{"url": "http://h/\xff.png"}'], ids=["syntax", "not-utf-8"])
+def test_a_body_that_is_not_json_gets_422(service, body):
+    response = requests.post(service.url("/tasks"), data=body, timeout=10,
                              headers={"Content-Type": "application/json"})
-    assert response.status_code == 422
+    assert response.status_code == 422 and response.json()["error"].startswith("body: not JSON (")
 
 
 @pytest.mark.parametrize("model", ["../x.pth", "/etc/passwd", "a/b.pth", "..", "sub\\x.pth"])
@@ -196,6 +197,15 @@ def test_the_default_type_and_model_are_filled_in(service, small_png):
     task = service.wait(service.submit(url=small_png, type="image")["task_id"])
     assert task["params"]["model"] == "realesr-animevideov3.pth" and task["params"]["type"] == "image"
     assert task["status"] == "completed", task["error"]
+
+
+def test_a_waiting_task_already_shows_the_models_scale_as_its_outscale(service, input_server):
+    """params is the request with its defaults filled in, from submission on, not from processing."""
+    created = service.submit(url=input_server.url("slow/small.png?seconds=30"), type="image", model="tiny-x4.pth")
+    assert service.task(created["task_id"])["params"]["outscale"] == 4.0
+    requests.delete(service.url(f"/tasks/{created['task_id']}"), timeout=10)
+    canceled = service.task(created["task_id"])
+    assert canceled["status"] == "canceled" and canceled["params"]["outscale"] == 4.0
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,7 @@ from tmlsr_ray.protocol import (
     TaskCreated,
     TaskRequest,
     TaskView,
+    model_defaults,
 )
 from tmlsr_ray.serve.dashboard import PAGE, dashboard_response
 from tmlsr_ray.serve.events import Change, event_stream
@@ -102,7 +103,7 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 def validation_summary(raw_errors) -> Tuple[str, List[Dict[str, Any]]]:
     """A message naming each offending field, and the errors without their inputs: an input may
     be a megabyte of text, or NaN, which JSON cannot carry in an answer."""
-    errors = [{"loc": list(err["loc"]), "msg": err["msg"][:300], "type": err["type"]} for err in raw_errors]
+    errors = [_readable(err) for err in raw_errors]
     message = "; ".join(
         f"{'.'.join(str(p) for p in err['loc'] if p != 'body') or 'body'}: {err['msg']}" for err in errors
     )
@@ -111,6 +112,14 @@ def validation_summary(raw_errors) -> Tuple[str, List[Dict[str, Any]]]:
 
 def _shown(value: Any) -> str:
     return "an empty list" if value in ([], ()) else f"a {type(value).__name__}"
+
+
+def _readable(err: Dict[str, Any]) -> Dict[str, Any]:
+    if err["type"] == "json_invalid":  # FastAPI places it at the character, ("body", 5): the body is what is wrong
+        where = err["loc"][-1] if len(err["loc"]) > 1 else "?"
+        reason = (err.get("ctx") or {}).get("error", "")
+        return {"loc": ["body"], "msg": f"not JSON ({reason} at character {where})"[:300], "type": err["type"]}
+    return {"loc": list(err["loc"]), "msg": err["msg"][:300], "type": err["type"]}
 
 
 def _batch_error(exc: ValidationError | RequestRefused) -> BatchItemError:
@@ -127,6 +136,9 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     service's error schema too."""
     if isinstance(exc.__cause__, RecursionError):  # FastAPI's parser calls any failure a 400
         return await _too_deep(_, exc.__cause__)
+    if isinstance(exc.__cause__, UnicodeDecodeError):  # not UTF-8, so not JSON either
+        return _error_response(422, f"body: not JSON (not UTF-8 text: {exc.__cause__.reason} at byte "
+                                    f"{exc.__cause__.start})")
     response = _error_response(exc.status_code, str(exc.detail))
     response.headers.update(exc.headers or {})
     return response
@@ -461,7 +473,7 @@ class Ingress:
             raise InvalidRequest(f"video_codec: {request.video_codec} has no encoder in this build; "
                            f"it has {', '.join(self._video_codecs)}")
         model = request.model or self._settings.default_model
-        await self._check_model(model)
+        info = await self._check_model(model)
         if request.callback_url:
             try:  # the input rules; names are checked again when the webhook connects
                 check_url(request.callback_url, self._settings.fetch_policy())
@@ -469,6 +481,7 @@ class Ingress:
                 raise CallbackRefused(f"callback_url: {exc}") from exc
         params = request.model_dump(mode="json")
         params["model"] = model
+        params.update(model_defaults(params, info.scale, info.seeded, self._settings.seedvr2_seed))
         return params
 
     async def list_models(self) -> ModelList:

@@ -42,7 +42,7 @@ from tmlsr_ray.pipeline.render import SegmentJob
 from tmlsr_ray.pipeline.restore import processing_resolution
 from tmlsr_ray.pipeline.segments import Segment, SegmentPlan, extract_segments, plan_segments
 from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size, target_size
-from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput, TaskStatus
+from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput, TaskStatus, model_defaults
 from tmlsr_ray.serve.fanout import SegmentFanout, call_with_retry, iterate_in_thread
 from tmlsr_ray.serve.metrics import RunnerMetrics
 from tmlsr_ray.serve.replicas import KIND_BY_NAME, ReplicaKind
@@ -168,21 +168,16 @@ class TaskRunner:
         if replicas is None:
             raise TaskError(f"{info.family} models are not served here (no {info.replica_kind} replicas)")
         model = await self._call(replicas, lambda h: h.describe_model.remote(name))
+        filled = model_defaults(params, info.scale, info.seeded, self._settings.seedvr2_seed)
+        if filled:  # set at submission; a task admitted by an older version gets them here
+            await run.update_params(filled)
+            params = {**params, **filled}
         sizing = SizeRequest(params.get("outscale"), params.get("output_magnification"), params.get("output_dims"))
         target = target_size(width, height, info.scale, sizing, params.get("resolution"))
-        if params.get("outscale") is None and info.scale is not None:
-            await run.update_params({"outscale": float(info.scale)})
-        seed = await self._seed(run, params) if info.seeded else None
+        seed = params["seed"] if info.seeded else None
         if info.seeded and info.family in model:  # the replica's account of how it runs; the task's choices join it
             model[info.family].update(seed=seed, resolution=processing_resolution(target))
         return ModelPlan(replicas, KIND_BY_NAME[info.replica_kind], info, model, target, seed=seed)
-
-    async def _seed(self, run: "Run", params: Dict[str, Any]) -> int:
-        """The task's noise seed; the service's default is recorded, so a rerun gives the same output."""
-        if params.get("seed") is None:
-            await run.update_params({"seed": self._settings.seedvr2_seed})
-            return self._settings.seedvr2_seed
-        return params["seed"]
 
     # -- images -----------------------------------------------------------------------------
 
