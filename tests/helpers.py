@@ -146,7 +146,7 @@ def save_spandrel_model(arch: str, path: Path, scale: int = 2, seed: int = 0) ->
     """A tiny random ``arch`` network as a .pth (or .safetensors) state dict, as community files are."""
     torch.manual_seed(seed)
     state = {name: tensor.contiguous().clone() for name, tensor in tiny_spandrel_network(arch, scale).state_dict().items()}
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         from safetensors.torch import save_file
 
         save_file(state, str(path))

@@ -102,3 +102,26 @@ def test_an_empty_model_file_is_listed_with_the_reason(tmp_path):
     (tmp_path / "empty.pth").write_bytes(b"")
     entry = ModelCatalog(tmp_path).entry(tmp_path / "empty.pth")
     assert entry.info is None and entry.error == "model file empty.pth is empty"
+
+
+def test_a_model_file_named_in_capitals_is_listed_and_served(tmp_path):
+    """Community models copied from Windows come as 4x-Model.PTH; spandrel reads suffixes so too."""
+    from tests.helpers import save_spandrel_model, save_srvgg
+    from tmlsr_ray.models.registry import ModelCatalog
+
+    save_srvgg(tmp_path / "Compact-x2.PTH", scale=2)
+    save_spandrel_model("SPAN", tmp_path / "span.SafeTensors", scale=2)
+    catalog = ModelCatalog(tmp_path)
+    assert available_models(tmp_path) == ["Compact-x2.PTH", "span.SafeTensors"]
+    assert catalog.info("Compact-x2.PTH").family == "realesrgan"
+    assert catalog.info("span.SafeTensors").architecture == "SPAN"
+
+
+def test_a_file_that_is_part_of_seedvr2_is_refused_as_such_not_as_an_unknown_network(tmp_path):
+    from safetensors.torch import save_file
+    import torch
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "ema_vae_fp16.safetensors"))
+    assert available_models(tmp_path) == []
+    with pytest.raises(ModelNameError, match="ema_vae_fp16.safetensors is part of the seedvr2 models"):
+        resolve_model_path(tmp_path, "ema_vae_fp16.safetensors")

@@ -88,6 +88,11 @@ class LoadOptions:
     compile: str = "off"
 
 
+def file_suffix(path: Path) -> str:
+    """A model file's kind by its name, however the name is cased (``4x-Model.PTH`` from Windows)."""
+    return path.suffix.lower()
+
+
 @dataclass(frozen=True)
 class ModelFamily:
     """One model backend. ``recognise`` answers ``None`` for a file that is not this family's,

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from tmlsr_ray.models.base import ModelError
+from tmlsr_ray.models.base import ModelError, file_suffix
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
@@ -22,7 +22,7 @@ def load_checkpoint(path: Path, what: str = "model file") -> Any:
     """The file's contents: a dict of tensors (safetensors), or whatever data ``torch.load`` reads
     with weights only (a state dict, or one nested under ``params_ema`` and the like)."""
     try:
-        if path.suffix == ".safetensors":
+        if file_suffix(path) == ".safetensors":
             from safetensors.torch import load_file
 
             return load_file(str(path))

@@ -10,7 +10,7 @@ from typing import Dict, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, compile_mode
+from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, compile_mode, file_suffix
 from tmlsr_ray.models.basicsr_compat import import_architectures
 from tmlsr_ray.models.checkpoint import load_checkpoint
 from tmlsr_ray.models.compilation import compile_network
@@ -148,7 +148,7 @@ class RealESRGANModel(FrameNetwork):
 def recognise(path: Path) -> Optional[ModelInfo]:
     """A Real-ESRGAN checkpoint: its tensors are exactly those of the network they describe
     (other architectures share key names like ``body.0.weight``, so only a strict load decides)."""
-    if path.suffix != ".pth":
+    if file_suffix(path) != ".pth":
         return None
     try:
         state = read_state_dict(path)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from tmlsr_ray.models import realesrgan, spandrel
-from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, SuperResolutionModel
+from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, SuperResolutionModel, file_suffix
 from tmlsr_ray.models.seedvr2 import family as seedvr2
 
 # Real-ESRGAN first: its own loader keeps the golden outputs of its files bit for bit; spandrel
@@ -22,7 +22,7 @@ from tmlsr_ray.models.seedvr2 import family as seedvr2
 FAMILIES: Tuple[ModelFamily, ...] = (realesrgan.FAMILY, seedvr2.FAMILY, spandrel.FAMILY)
 FAMILY_BY_NAME: Dict[str, ModelFamily] = {family.name: family for family in FAMILIES}
 MODEL_SUFFIXES = tuple(sorted({suffix for family in FAMILIES for suffix in family.suffixes}))
-COMPANIONS = frozenset(name for family in FAMILIES for name in family.companions)
+COMPANIONS: Dict[str, str] = {name: family.name for family in FAMILIES for name in family.companions}
 
 
 class ModelNameError(ValueError):
@@ -33,7 +33,7 @@ def available_models(weights_dir: Path) -> List[str]:
     if not weights_dir.is_dir():
         return []
     return sorted(p.name for p in weights_dir.iterdir()
-                  if p.suffix in MODEL_SUFFIXES and p.name not in COMPANIONS and p.is_file())
+                  if file_suffix(p) in MODEL_SUFFIXES and p.name not in COMPANIONS and p.is_file())
 
 
 def resolve_model_path(weights_dir: Path, name: str) -> Path:
@@ -43,10 +43,13 @@ def resolve_model_path(weights_dir: Path, name: str) -> Path:
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
         raise ModelNameError(f"model must be a plain file name in the weights directory, got {name!r}")
     path = weights_dir / name
+    if name in COMPANIONS:
+        raise ModelNameError(f"{name} is part of the {COMPANIONS[name]} models (read beside their own file), "
+                             "not a model of its own")
     if not path.is_file():
         listing = ", ".join(available_models(weights_dir)) or "none"
         raise ModelNameError(f"model file {name!r} not found in the weights directory; available: {listing}")
-    if path.suffix not in MODEL_SUFFIXES:
+    if file_suffix(path) not in MODEL_SUFFIXES:
         raise ModelNameError(f"model file {name!r} is not a model file (served: {', '.join(MODEL_SUFFIXES)})")
     return path
 
@@ -54,7 +57,7 @@ def resolve_model_path(weights_dir: Path, name: str) -> Path:
 def recognise(path: Path) -> ModelInfo:
     """What the file is, by the first family that knows it; ModelError when none serves it."""
     for family in FAMILIES:
-        if path.suffix in family.suffixes:
+        if file_suffix(path) in family.suffixes:
             info = family.recognise(path)
             if info is not None:
                 return info

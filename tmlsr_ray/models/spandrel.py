@@ -15,7 +15,7 @@ from typing import Dict, Optional
 
 import torch
 
-from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo
+from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, file_suffix
 from tmlsr_ray.models.checkpoint import load_checkpoint
 from tmlsr_ray.models.device import select_device, select_dtype
 from tmlsr_ray.models.frame_network import FrameNetwork
@@ -86,7 +86,7 @@ def _refuse_purpose(path: Path, architecture: str, purpose: Optional[str]) -> No
 
 
 def recognise(path: Path) -> Optional[ModelInfo]:
-    if path.suffix not in SUFFIXES:
+    if file_suffix(path) not in SUFFIXES:
         return None
     descriptor = describe(path)
     dtypes = ("float32",) + ("float16",) * descriptor.supports_half + ("bfloat16",) * descriptor.supports_bfloat16
