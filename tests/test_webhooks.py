@@ -57,6 +57,16 @@ def test_an_unreachable_receiver_gives_up_after_the_attempts():
     assert not send("http://127.0.0.1:9/hook", policy)
 
 
+def test_a_host_that_does_not_exist_is_given_up_at_once():
+    """As for inputs: DNS saying the name does not exist will not change on the next try (eight
+    tries over two minutes before)."""
+    import time
+
+    started = time.monotonic()
+    assert not send("http://no-such-host.invalid/hook", WebhookPolicy(attempts=5, backoff_s=2))
+    assert time.monotonic() - started < 2
+
+
 def test_a_loopback_receiver_is_refused_unless_private_addresses_are_allowed(receiver):
     assert not send(receiver.url, WebhookPolicy(attempts=1))
     assert receiver.received == []  # refused before connecting

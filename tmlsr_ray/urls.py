@@ -76,6 +76,15 @@ class PublicOnlyResolver(AbstractResolver):
         await self._inner.close()
 
 
+def host_not_found(exc: aiohttp.ClientConnectorDNSError) -> bool:
+    """DNS answered that the name does not exist: asking again will not make it exist (a
+    resolver that failed to answer is another error, worth another try)."""
+    return getattr(exc.os_error, "errno", None) in _NAME_NOT_FOUND
+
+
+_NAME_NOT_FOUND = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
 def checked_connector(policy: FetchPolicy) -> aiohttp.TCPConnector:
     """A connector that connects only to addresses the policy admits (the resolver checks what
     a name resolves to, which is what the connection then uses)."""

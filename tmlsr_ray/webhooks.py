@@ -21,7 +21,7 @@ import aiohttp
 
 from tmlsr_ray.errors import FetchError
 from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
-from tmlsr_ray.urls import FetchPolicy, check_url, checked_connector
+from tmlsr_ray.urls import FetchPolicy, check_url, checked_connector, host_not_found
 
 logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-TMLSR-Signature"
@@ -87,6 +87,11 @@ async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy
     except FetchError as exc:  # the resolver refused the address
         logger.warning("webhook to %s not sent: %s", url, exc)
         return False
+    except aiohttp.ClientConnectorDNSError as exc:
+        if host_not_found(exc):
+            logger.warning("webhook to %s not sent: its host does not exist (DNS: name not found)", url)
+            return False
+        raise _TryAgain(type(exc).__name__) from exc
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         logger.info("webhook to %s failed (%s); will retry", url, type(exc).__name__)
         raise _TryAgain(type(exc).__name__) from exc

@@ -4,7 +4,6 @@ size cap of :mod:`tmlsr_ray.urls`; redirects are followed by hand so each hop is
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -14,13 +13,13 @@ import aiohttp
 
 from tmlsr_ray.errors import FetchError
 from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
-from tmlsr_ray.urls import CHUNK_BYTES, HTTP_SCHEMES, INPUT_SCHEMES, CappedFile, FetchPolicy, check_url, checked_connector
+from tmlsr_ray.urls import (CHUNK_BYTES, HTTP_SCHEMES, INPUT_SCHEMES, CappedFile, FetchPolicy, check_url,
+                            checked_connector, host_not_found)
 
 if TYPE_CHECKING:
     from tmlsr_ray.storage.oss import OssConfig
 
 REDIRECT_CODES = (301, 302, 303, 307, 308)
-NAME_NOT_FOUND = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
     except asyncio.TimeoutError as exc:
         raise FetchError("download timed out") from exc
     except aiohttp.ClientConnectorDNSError as exc:
-        if getattr(exc.os_error, "errno", None) in NAME_NOT_FOUND:  # asking again will not make it exist
+        if host_not_found(exc):
             host = getattr(exc, "host", None) or urlsplit(url).hostname  # after a redirect: the host it named
             raise FetchError(f"the input's host {host} does not exist (DNS: name not found)") from exc
         raise _Retryable(_describe(exc)) from exc
