@@ -18,6 +18,7 @@ from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions, SeedVR2Model
 from tmlsr_ray.models.seedvr2.vae import VaeTiling
 from tmlsr_ray.pipeline.render import Rendered, SegmentJob
 from tmlsr_ray.pipeline.restore import processing_resolution, restore_frames, restore_image
+from tmlsr_ray.serve.heap import IdleRelease
 from tmlsr_ray.serve.upscaler import ModelHolder, ModelThread, replica_count, stream_segment
 
 
@@ -30,6 +31,7 @@ class SeedVR2Upscaler:
         self._models = ModelHolder(settings, 1, LoadOptions(settings.device, settings.seedvr2_dtype))
         self._tiling = (VaeTiling(settings.seedvr2_vae_tile_size, settings.seedvr2_vae_tile_overlap)
                         if settings.seedvr2_vae_tile_size else None)
+        self._idle = IdleRelease()
 
     def check_health(self) -> None:
         self._models.report()
@@ -44,15 +46,17 @@ class SeedVR2Upscaler:
 
     async def upscale_image(self, model_name: str, image: np.ndarray, target: Tuple[int, int],
                             seed: int) -> np.ndarray:
-        return await self._thread.run_stoppable(self._restore, restore_image, model_name, image, target, seed)
+        async with self._idle.working():
+            return await self._thread.run_stoppable(self._restore, restore_image, model_name, image, target, seed)
 
     async def render_segment(self, model_name: str, job: SegmentJob, data: bytes) -> AsyncIterator[Rendered]:
         """A segment restored in batches of ``job.batch_frames`` (overlapping by ``job.overlap``)."""
         def restore(batch, stop):
             return self._thread.call(self._restore, restore_frames, model_name, batch.frames, job.target,
                                      job.batch_seed(batch), stop.is_set)
-        async for item in stream_segment(job, data, restore):
-            yield item
+        async with self._idle.working():
+            async for item in stream_segment(job, data, restore):
+                yield item
 
     def _load(self, model_name: str) -> SeedVR2Model:
         return self._models.get(model_name)

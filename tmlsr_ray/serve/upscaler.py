@@ -20,6 +20,7 @@ from tmlsr_ray.models.registry import ModelCache, ModelCatalog, load_model, reso
 from tmlsr_ray.pipeline.render import Rendered, SegmentJob, render_segment
 from tmlsr_ray.pipeline.upscale import Tiling, takes_planes, upscale_frames, upscale_image
 from tmlsr_ray.serve.fanout import iterate_in_thread
+from tmlsr_ray.serve.heap import IdleRelease
 from tmlsr_ray.serve.metrics import ModelMetrics
 from tmlsr_ray.serve.state import StateClient
 
@@ -99,6 +100,7 @@ class Upscaler:
         self._thread = ModelThread(settings, "upscale")
         self._models = ModelHolder(settings, settings.max_cached_models, load_options(settings))
         self._tiling = Tiling(settings.tile_size, settings.tile_pad, settings.tile_min_pixels)
+        self._idle = IdleRelease()
 
     def check_health(self) -> None:
         self._models.report()
@@ -109,7 +111,8 @@ class Upscaler:
                 "device": model.device, "dtype": model.dtype}
 
     async def upscale_image(self, model_name: str, image: np.ndarray, target: Tuple[int, int]) -> np.ndarray:
-        return await self._thread.run_stoppable(self._upscale, model_name, image, target)
+        async with self._idle.working():
+            return await self._thread.run_stoppable(self._upscale, model_name, image, target)
 
     async def render_segment(self, model_name: str, job: SegmentJob, data: bytes) -> AsyncIterator[Rendered]:
         """A segment's packets in, its encoded piece out (streamed: frame counts, then the piece)."""
@@ -119,8 +122,9 @@ class Upscaler:
         def upscale(batch, stop):
             return self._thread.call(self._upscale_frames, model_name, batch.frames, job.target, stop.is_set,
                                      job.yuv420)
-        async for item in stream_segment(job, data, upscale):
-            yield item
+        async with self._idle.working():
+            async for item in stream_segment(job, data, upscale):
+                yield item
 
     def _load(self, model_name: str):
         return self._models.get(model_name)
