@@ -26,3 +26,16 @@ def test_task_stage_frame_model_and_queue_metrics_are_exported(service, input_se
         missing = [name for name in EXPECTED if f"\n{name}" not in text and f"ray_{name}" not in text]
         missing += [] if any(ours in line for line in frames) else [ours]
     assert not missing, f"not exported: {missing}"
+
+
+def test_the_video_speed_stays_exported_between_videos_at_zero(service, input_server, tmp_path):
+    """Ray drops a gauge's series about 20 s after its last set: a scrape between videos found no
+    speed at all. The runner sets it again every few seconds, 0 once its video ended."""
+    clip = input_server.add("speed.mp4", make_clip(tmp_path / "s.mp4", frames=6, audio=False).read_bytes())
+    task = service.run(url=clip, model="smooth-x2.pth", timeout=120)
+    assert task["status"] == "completed", task["error"]
+    ended = time.monotonic()
+    time.sleep(35)  # past Ray's expiry of a gauge set once
+    speed = [line for line in requests.get(service.metrics_url, timeout=10).text.splitlines()
+             if "tmlsr_video_frames_per_second{" in line and 'model="smooth-x2.pth"' in line]
+    assert speed and all(float(line.rsplit(" ", 1)[1]) == 0 for line in speed), (time.monotonic() - ended, speed)

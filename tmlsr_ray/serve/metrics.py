@@ -31,11 +31,24 @@ class RunnerMetrics:
                          tag_keys=("model",))
         self.retries = Counter("tmlsr_upscaler_retries_total",
                                "Upscaler calls sent again after a replica died or timed out.")
+        self._speeds: Dict[str, float] = {}  # by model tag: the latest batch's, 0 once its video ended
 
     def video_progress(self, model: str, frames: int, fps: float) -> None:
-        tags = {"model": tag_value(model)}
-        self.frames.inc(frames, tags=tags)
-        self.fps.set(fps, tags=tags)
+        self.frames.inc(frames, tags={"model": tag_value(model)})
+        self._set_speed(tag_value(model), fps)
+
+    def video_ended(self, model: str) -> None:
+        self._set_speed(tag_value(model), 0.0)
+
+    def republish(self) -> None:
+        """Sets every speed again: Ray drops a gauge's series about 20 s after its last set, so a
+        scrape between videos found none (the state actor's gauges are set on every sweep)."""
+        for model, fps in self._speeds.items():
+            self.fps.set(fps, tags={"model": model})
+
+    def _set_speed(self, model: str, fps: float) -> None:
+        self._speeds[model] = fps
+        self.fps.set(fps, tags={"model": model})
 
 
 class ModelMetrics:

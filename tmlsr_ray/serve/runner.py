@@ -52,6 +52,7 @@ from tmlsr_ray.storage.factory import make_piece_store, make_storage, remove_pie
 
 logger = logging.getLogger("ray.serve")
 PROGRESS_INTERVAL_S = 0.5
+METRICS_REPUBLISH_S = 5.0  # well inside the ~20 s after which Ray drops a gauge not set again
 FINISHED = (TaskStatus.completed, TaskStatus.failed, TaskStatus.canceled)
 Processed = Tuple[Path, str, Dict[str, Any]]  # output file, content type, metadata
 
@@ -68,6 +69,12 @@ class TaskRunner:
         self._storage = make_storage(settings)
         self._fetch_policy = settings.fetch_policy()
         self._identity = ray.get_runtime_context().get_actor_name()
+        self._republisher = asyncio.ensure_future(self._republish_metrics())
+
+    async def _republish_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_REPUBLISH_S)
+            self._metrics.republish()
 
     async def run_task(self, task_id: str) -> str | None:
         """Runs one task to its end; returns its final status (``None`` if it was not ours to run)."""
@@ -243,6 +250,7 @@ class TaskRunner:
             await fanout.run(extracted, on_frames, on_piece)
         finally:
             stop.set()
+            self._metrics.video_ended(params["model"])
         result = workdir / "output.mp4"
         report = await asyncio.to_thread(assemble, result, path, info, list(store.in_order(done)),
                                           segments.last_frame_ticks)
