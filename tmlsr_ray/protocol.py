@@ -13,6 +13,7 @@ from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 
 class TaskType(str, Enum):
@@ -55,7 +56,8 @@ MAX_SIDE = 1 << 20
 def _json_number(value: Any) -> Any:
     """A number field takes numbers: ``true`` was read as 1 (a ×1 job, a 1×1 output) and ``"2"`` as 2."""
     if isinstance(value, (bool, str)):
-        raise ValueError(f"must be a number, not {'true or false' if isinstance(value, bool) else 'a string'}")
+        raise PydanticCustomError("number_type", "must be a number, not {kind}",
+                                  {"kind": "true or false" if isinstance(value, bool) else "a string"})
     return value
 
 

@@ -76,13 +76,13 @@ class PublicOnlyResolver(AbstractResolver):
         await self._inner.close()
 
 
+_NAME_NOT_FOUND = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
 def host_not_found(exc: aiohttp.ClientConnectorDNSError) -> bool:
     """DNS answered that the name does not exist: asking again will not make it exist (a
     resolver that failed to answer is another error, worth another try)."""
     return getattr(exc.os_error, "errno", None) in _NAME_NOT_FOUND
-
-
-_NAME_NOT_FOUND = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
 
 
 def checked_connector(policy: FetchPolicy) -> aiohttp.TCPConnector:

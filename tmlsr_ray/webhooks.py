@@ -91,6 +91,7 @@ async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy
         if host_not_found(exc):
             logger.warning("webhook to %s not sent: its host does not exist (DNS: name not found)", url)
             return False
+        logger.info("webhook to %s failed (DNS: %s); will retry", url, exc.os_error)
         raise _TryAgain(type(exc).__name__) from exc
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         logger.info("webhook to %s failed (%s); will retry", url, type(exc).__name__)

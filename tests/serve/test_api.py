@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import re
+import socket
 import time
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -145,6 +147,19 @@ def test_file_routes_do_not_leave_the_storage_root(service):
         assert requests.get(service.url(path), timeout=10).status_code == 404
 
 
+def _head_until_closed(url: str):
+    """A HEAD on a connection the server closes once its answer is complete (a client's
+    requests.head returns at the headers, whatever the server goes on sending)."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as connection:
+        started = time.monotonic()
+        connection.sendall(f"HEAD {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+        return time.monotonic() - started, answer
+
+
 def test_head_answers_like_get_without_a_body_and_a_known_etag_gets_304(service, input_server, small_png):
     """``curl -I`` and download tools ask for an output's size and type with HEAD first."""
     task = service.wait(service.submit(url=small_png, type="image", model="tiny-x4.pth")["task_id"])
@@ -158,9 +173,8 @@ def test_head_answers_like_get_without_a_body_and_a_known_etag_gets_304(service,
     for path in ("/health", "/monitor/stats", "/tasks/" + task["task_id"], "/dashboard"):
         assert requests.head(service.url(path), timeout=10).status_code == 200, path
     running = service.submit(url=input_server.url("slow/small.png?seconds=30"), type="image")["task_id"]
-    started = time.monotonic()  # the HEAD of a running task's event stream ends with its headers
-    assert requests.head(service.url(f"/tasks/{running}/events"), timeout=10).status_code == 200
-    assert time.monotonic() - started < 5
+    seconds, answer = _head_until_closed(service.url(f"/tasks/{running}/events"))
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\n") and seconds < 5
     requests.delete(service.url(f"/tasks/{running}"), timeout=10)
     again = requests.get(url, headers={"If-None-Match": got.headers["etag"]}, timeout=10)
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == got.headers["etag"]
@@ -415,3 +429,23 @@ def test_a_retried_post_with_the_same_idempotency_key_returns_the_same_task(serv
     assert service.wait(first["task_id"])["status"] == "completed"
     other = requests.post(service.url("/tasks"), json={**body, "outscale": 2}, headers=headers, timeout=10)
     assert other.status_code == 409 and other.json()["task_id"] == first["task_id"]
+
+
+def test_a_retry_is_the_same_request_whatever_the_models_defaults_became(service, input_server):
+    """params gain the model's scale at submission; a retry is compared with the request as sent,
+    so a model file replaced between the tries (or a task of an older version) is no conflict."""
+    from tests.helpers import save_srvgg
+
+    path = save_srvgg(service.weights_dir / "retried-model.pth", scale=4)
+    body = {"url": input_server.url("slow/small.png?seconds=30"), "type": "image", "model": path.name}
+    headers = {"Idempotency-Key": "retry-across-a-model-change"}
+    try:
+        first = requests.post(service.url("/tasks"), json=body, headers=headers, timeout=10)
+        save_srvgg(path, scale=2)
+        again = requests.post(service.url("/tasks"), json=body, headers=headers, timeout=10)
+        assert first.status_code == again.status_code == 200
+        assert again.json()["task_id"] == first.json()["task_id"]
+        assert service.task(first.json()["task_id"])["params"]["outscale"] == 4.0
+        requests.delete(service.url(f"/tasks/{first.json()['task_id']}"), timeout=10)
+    finally:
+        path.unlink()

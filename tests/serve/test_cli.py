@@ -106,7 +106,8 @@ def test_a_wrong_command_line_exits_2_before_calling(argv, capsys):
     assert "Usage: tmlsr" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("server", ["not-a-url", "localhost:6008", "ftp://h", "http://"])
+@pytest.mark.parametrize("server", ["not-a-url", "localhost:6008", "ftp://h", "http://", "http://[::1", "http://h:abc",
+                                    "http://h:99999"])
 def test_a_mistyped_server_address_is_a_wrong_command_line(server, capsys):
     assert main(["--server", server, "stats"]) == EXIT_REFUSED
     assert "is not an http(s) address" in capsys.readouterr().err

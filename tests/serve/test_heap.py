@@ -43,40 +43,38 @@ def test_the_heap_freed_by_frame_buffers_goes_back_to_the_system():
     assert before - after > 200, (before, after)  # the 480 MB freed stayed resident
 
 
-def test_the_heap_is_released_once_the_last_call_in_flight_ends():
+def test_the_heap_is_released_once_no_call_has_run_for_a_moment():
     released = []
-    idle = IdleRelease(lambda: released.append(True))
+    idle = IdleRelease(lambda: released.append(True), delay_s=0.2)
 
     async def calls():
-        first_in, second_out = asyncio.Event(), asyncio.Event()
-
-        async def first():
-            async with idle.working():
-                first_in.set()
-                await second_out.wait()
-            return len(released)
-
-        async def second():
-            await first_in.wait()
-            async with idle.working():
+        with idle.working():
+            with idle.working():  # a second call in flight
                 pass
-            ended_while_first_ran = len(released)
-            second_out.set()
-            return ended_while_first_ran
+            await asyncio.sleep(0.3)
+            in_flight = len(released)  # nothing while the first still runs
+        with idle.working():  # another call soon after: still nothing
+            await asyncio.sleep(0.1)
+        soon_after = len(released)
+        for _ in range(100):  # then, 0.2 s later, once (in a thread of its own)
+            await asyncio.sleep(0.05)
+            if released:
+                break
+        return in_flight, soon_after, len(released)
 
-        return await asyncio.gather(first(), second())
-
-    # the second call ended while the first ran: nothing released; the first ended last: released once
-    assert asyncio.run(calls()) == [1, 0] and released == [True]
+    assert asyncio.run(calls()) == (0, 0, 1)
 
 
 def test_the_heap_is_released_after_a_call_that_failed():
     released = []
-    idle = IdleRelease(lambda: released.append(True))
+    idle = IdleRelease(lambda: released.append(True), delay_s=0.01)
 
     async def failing():
-        async with idle.working():
-            raise ValueError("the model failed")
+        try:
+            with idle.working():
+                raise ValueError("the model failed")
+        finally:
+            await asyncio.sleep(0.2)
 
     with pytest.raises(ValueError):
         asyncio.run(failing())

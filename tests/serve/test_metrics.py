@@ -39,3 +39,27 @@ def test_the_video_speed_stays_exported_between_videos_at_zero(service, input_se
     speed = [line for line in requests.get(service.metrics_url, timeout=10).text.splitlines()
              if "tmlsr_video_frames_per_second{" in line and 'model="smooth-x2.pth"' in line]
     assert speed and all(float(line.rsplit(" ", 1)[1]) == 0 for line in speed), (time.monotonic() - ended, speed)
+
+
+class _Recorded:
+    def __init__(self):
+        self.values = []
+
+    def set(self, value, tags):
+        self.values.append((tags["model"], value))
+
+
+def test_the_speed_drops_to_zero_with_the_models_last_video_and_is_set_again_while_idle():
+    from tmlsr_ray.serve.metrics import RunnerMetrics
+
+    metrics = RunnerMetrics()
+    metrics.fps = speeds = _Recorded()
+    metrics.video_started("a.pth")
+    metrics.video_started("a.pth")
+    metrics.video_progress("a.pth", 4, 12.5)
+    metrics.video_ended("a.pth")  # the other video of the model still runs
+    metrics.republish()
+    assert speeds.values == [("a.pth", 12.5), ("a.pth", 12.5)]
+    metrics.video_ended("a.pth")
+    metrics.republish()
+    assert speeds.values[2:] == [("a.pth", 0.0), ("a.pth", 0.0)]

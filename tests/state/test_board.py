@@ -390,9 +390,9 @@ def test_the_revision_survives_a_reload(tmp_path):
 def test_a_batch_is_admitted_whole_or_not_at_all(tmp_path):
     board = TaskBoard(tmp_path / "t.db", max_workers=1, max_pending=3)
     board.admit(PARAMS)
-    assert board.admit_many([(PARAMS, None, None)] * 3) == [(None, "queue_full")] * 3
+    assert board.admit_many([(PARAMS, None, None, None)] * 3) == [(None, "queue_full")] * 3
     assert board.monitor().system.queue_size == 1  # nothing of the refused batch was created
-    outcomes = board.admit_many([(PARAMS, None, None)] * 2)
+    outcomes = board.admit_many([(PARAMS, None, None, None)] * 2)
     assert [outcome for _, outcome in outcomes] == ["created"] * 2
     assert board.pending_ids()[1:] == [task_id for task_id, _ in outcomes]
     assert TaskBoard(tmp_path / "t.db", max_workers=1).monitor().system.queue_size == 3
@@ -401,8 +401,9 @@ def test_a_batch_is_admitted_whole_or_not_at_all(tmp_path):
 def test_a_batch_answers_known_keys_and_ids_without_counting_them_against_the_queue(tmp_path):
     board = TaskBoard(tmp_path / "t.db", max_workers=1, max_pending=2)
     first, _ = board.admit(PARAMS, idempotency_key="b/0")
-    outcomes = board.admit_many([(PARAMS, None, "b/0"), ({**PARAMS, "outscale": 2}, None, "b/0"),
-                                 (PARAMS, first, None), (PARAMS, "new-id", "b/1"), (PARAMS, None, "b/1")])
+    outcomes = board.admit_many([(PARAMS, None, "b/0", None), ({**PARAMS, "outscale": 2}, None, "b/0", None),
+                                 (PARAMS, first, None, None), (PARAMS, "new-id", "b/1", None),
+                                 (PARAMS, None, "b/1", None)])
     assert outcomes == [(first, "existing"), (first, "key_conflict"), (first, "existing"),
                         ("new-id", "created"), ("new-id", "existing")]  # the same key twice in one call
     assert board.monitor().system.queue_size == 2

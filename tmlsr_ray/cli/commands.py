@@ -36,20 +36,25 @@ def _remember(field: str):
     """Stores a connection option where the command finds it; one given after the command's name
     wins over one given before it (or from the environment)."""
 
-    def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
-        if field == "server" and value is not None:
-            _check_server(value, ctx, param)
+    def store(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
         if value is not None and value is not False:
             setattr(ctx.ensure_object(Connection), field, value)
 
     return store
 
 
-def _check_server(value: str, ctx: click.Context, param: click.Parameter) -> None:
+def _server_address(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> None:
     """A mistyped address is the command line's fault (exit 2), not an unreachable service (3)."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if value is None:
+        return
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- reading it checks it
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise click.BadParameter(f"{value!r} is not an http(s) address such as {DEFAULT_SERVER}", ctx, param)
+    _remember("server")(ctx, param, value)
 
 
 def connection_options(root: bool = False):
@@ -57,7 +62,7 @@ def connection_options(root: bool = False):
     them, of every command, so that they are accepted where users type them."""
     return _options([
         click.option("--server", default=DEFAULT_SERVER if root else None, envvar="TMLSR_SERVER" if root else None,
-                     expose_value=False, callback=_remember("server"),
+                     expose_value=False, callback=_server_address,
                      help="Service address (default $TMLSR_SERVER, else http://localhost:6008)."),
         click.option("--token", envvar=["TMLSR_TOKEN", "TMLSR_API_TOKEN"] if root else None, expose_value=False,
                      callback=_remember("token"), help="API token (default $TMLSR_TOKEN or $TMLSR_API_TOKEN)."),

@@ -45,7 +45,7 @@ from tmlsr_ray.serve.events import Change, event_stream
 from tmlsr_ray.serve.headers import cancel_after_s, last_event_id, prefer_wait_s
 from tmlsr_ray.serve.replicas import KIND_BY_NAME
 from tmlsr_ray.serve.state import get_state_actor
-from tmlsr_ray.state.records import new_task_id
+from tmlsr_ray.state.records import new_task_id, request_fingerprint
 from tmlsr_ray.state.store import TaskReader, monitor_stats, task_db_path
 from tmlsr_ray.storage.local import FILES_ROUTE, LocalStorage
 
@@ -371,7 +371,10 @@ class Ingress:
         path = self._storage.open_path(key)
         if path is None:
             raise FileNotFound("file not found")
-        response = FileResponse(path, stat_result=path.stat())  # its ETag is set now, not when sent
+        try:
+            response = FileResponse(path, stat_result=path.stat())  # its ETag is set now, not when sent
+        except FileNotFoundError:  # retention removed it just now
+            raise FileNotFound("file not found") from None
         if _unchanged_for(http, response.headers["etag"]):
             return Response(status_code=304, headers={"etag": response.headers["etag"]})
         return response
@@ -381,7 +384,7 @@ class Ingress:
         return dashboard_response(PAGE)
 
     @api.get("/dashboard/{name}", include_in_schema=False)
-    async def dashboard_file(self, name: str) -> FileResponse:
+    async def dashboard_file(self, name: str) -> Response:
         if name == PAGE:  # the page's links are relative to /dashboard: served here, every one broke
             return RedirectResponse("../dashboard", status_code=308)
         response = dashboard_response(name)
@@ -394,10 +397,10 @@ class Ingress:
     async def submit_task(self, request: TaskRequest | dict, idempotency_key: str | None = None) -> TaskCreated:
         """Creates a task (or, for a known ``idempotency_key``, returns the task it created)."""
         try:
-            params = await self._checked_params(request)
+            params, fingerprint = await self._checked_params(request)
         except ValidationError as exc:  # a handle caller's dict: a typed refusal, as every other one
             raise InvalidRequest(validation_summary(exc.errors())[0]) from None
-        task_id, outcome = await self._state.admit(new_task_id(), params, idempotency_key)
+        task_id, outcome = await self._state.admit(new_task_id(), params, idempotency_key, fingerprint)
         return self._created(task_id, outcome)
 
     async def submit_batch(self, requests: List[TaskRequest | dict],
@@ -414,13 +417,14 @@ class Ingress:
         admissions, places = [], []
         for index, request in enumerate(requests):
             try:
-                params = await self._checked_params(request)
+                params, fingerprint = await self._checked_params(request)
             except (ValidationError, RequestRefused) as exc:
                 items.append(_batch_error(exc))
                 continue
             places.append(len(items))
             items.append(None)
-            admissions.append((params, new_task_id(), f"{idempotency_key}/{index}" if idempotency_key else None))
+            admissions.append((params, new_task_id(), f"{idempotency_key}/{index}" if idempotency_key else None,
+                               fingerprint))
         outcomes = await self._state.admit_many(admissions) if admissions else []
         if any(outcome == "queue_full" for _, outcome in outcomes):
             raise self._queue_full()
@@ -461,8 +465,10 @@ class Ingress:
         return QueueFull(f"too many pending tasks (limit {self._settings.max_pending_tasks}); retry later",
                          self._settings.retry_after_s)
 
-    async def _checked_params(self, request: TaskRequest | dict) -> Dict[str, Any]:
-        """The task's params once the request passed every check made at submission."""
+    async def _checked_params(self, request: TaskRequest | dict) -> Tuple[Dict[str, Any], str]:
+        """The task's params once the request passed every check made at submission, and the
+        fingerprint of the request as sent (a retry is that request again, whatever the model's
+        defaults became in between)."""
         if not isinstance(request, TaskRequest):  # a dict from a handle caller, any JSON from a batch
             request = TaskRequest.model_validate(request)
         try:
@@ -479,10 +485,9 @@ class Ingress:
                 check_url(request.callback_url, self._settings.fetch_policy())
             except FetchError as exc:
                 raise CallbackRefused(f"callback_url: {exc}") from exc
-        params = request.model_dump(mode="json")
-        params["model"] = model
-        params.update(model_defaults(params, info.scale, info.seeded, self._settings.seedvr2_seed))
-        return params
+        sent = {**request.model_dump(mode="json"), "model": model}
+        params = {**sent, **model_defaults(sent, info.scale, info.seeded, self._settings.seedvr2_seed)}
+        return params, request_fingerprint(sent)
 
     async def list_models(self) -> ModelList:
         """Every model file of the weights directory: what it is (or why it cannot be served),

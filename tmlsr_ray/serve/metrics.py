@@ -31,14 +31,22 @@ class RunnerMetrics:
                          tag_keys=("model",))
         self.retries = Counter("tmlsr_upscaler_retries_total",
                                "Upscaler calls sent again after a replica died or timed out.")
-        self._speeds: Dict[str, float] = {}  # by model tag: the latest batch's, 0 once its video ended
+        self._speeds: Dict[str, float] = {}  # by model tag: the latest batch's, 0 once its videos ended
+        self._running: Dict[str, int] = {}  # videos of each model tag in progress here
+
+    def video_started(self, model: str) -> None:
+        self._running[tag_value(model)] = self._running.get(tag_value(model), 0) + 1
 
     def video_progress(self, model: str, frames: int, fps: float) -> None:
         self.frames.inc(frames, tags={"model": tag_value(model)})
         self._set_speed(tag_value(model), fps)
 
     def video_ended(self, model: str) -> None:
-        self._set_speed(tag_value(model), 0.0)
+        """The speed drops to 0 with the model's last video here, not while another still runs."""
+        tag = tag_value(model)
+        self._running[tag] = self._running.get(tag, 1) - 1
+        if not self._running[tag]:
+            self._set_speed(tag, 0.0)
 
     def republish(self) -> None:
         """Sets every speed again: Ray drops a gauge's series about 20 s after its last set, so a

@@ -74,7 +74,10 @@ class TaskRunner:
     async def _republish_metrics(self) -> None:
         while True:
             await asyncio.sleep(METRICS_REPUBLISH_S)
-            self._metrics.republish()
+            try:
+                self._metrics.republish()
+            except Exception:  # metrics must never stop; the next round tries again
+                logger.exception("could not set the metrics again")
 
     async def run_task(self, task_id: str) -> str | None:
         """Runs one task to its end; returns its final status (``None`` if it was not ours to run)."""
@@ -246,6 +249,7 @@ class TaskRunner:
         stop = threading.Event()
         extracted = iterate_in_thread(lambda: _with_jobs(extract_segments(path, info, missing), jobs),
                                       maxsize=fanout.window, stop=stop)
+        self._metrics.video_started(params["model"])
         try:
             await fanout.run(extracted, on_frames, on_piece)
         finally:

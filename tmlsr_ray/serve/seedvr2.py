@@ -46,7 +46,7 @@ class SeedVR2Upscaler:
 
     async def upscale_image(self, model_name: str, image: np.ndarray, target: Tuple[int, int],
                             seed: int) -> np.ndarray:
-        async with self._idle.working():
+        with self._idle.working():
             return await self._thread.run_stoppable(self._restore, restore_image, model_name, image, target, seed)
 
     async def render_segment(self, model_name: str, job: SegmentJob, data: bytes) -> AsyncIterator[Rendered]:
@@ -54,7 +54,7 @@ class SeedVR2Upscaler:
         def restore(batch, stop):
             return self._thread.call(self._restore, restore_frames, model_name, batch.frames, job.target,
                                      job.batch_seed(batch), stop.is_set)
-        async with self._idle.working():
+        with self._idle.working():
             async for item in stream_segment(job, data, restore):
                 yield item
 

@@ -204,9 +204,9 @@ class TaskState:
         """What this actor was built from (code and settings): a deploy of other ones replaces it."""
         return self._fingerprint
 
-    async def admit(self, task_id: str, params: Dict[str, Any],
-                    idempotency_key: Optional[str] = None) -> Tuple[Optional[str], str]:
-        return self._board.admit(params, task_id, idempotency_key)
+    async def admit(self, task_id: str, params: Dict[str, Any], idempotency_key: Optional[str] = None,
+                    fingerprint: Optional[str] = None) -> Tuple[Optional[str], str]:
+        return self._board.admit(params, task_id, idempotency_key, fingerprint)
 
     async def admit_many(self, admissions: List[Admission]) -> List[Admitted]:
         return self._board.admit_many(admissions)

@@ -111,7 +111,7 @@ class Upscaler:
                 "device": model.device, "dtype": model.dtype}
 
     async def upscale_image(self, model_name: str, image: np.ndarray, target: Tuple[int, int]) -> np.ndarray:
-        async with self._idle.working():
+        with self._idle.working():
             return await self._thread.run_stoppable(self._upscale, model_name, image, target)
 
     async def render_segment(self, model_name: str, job: SegmentJob, data: bytes) -> AsyncIterator[Rendered]:
@@ -122,7 +122,7 @@ class Upscaler:
         def upscale(batch, stop):
             return self._thread.call(self._upscale_frames, model_name, batch.frames, job.target, stop.is_set,
                                      job.yuv420)
-        async with self._idle.working():
+        with self._idle.working():
             async for item in stream_segment(job, data, upscale):
                 yield item
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import json
 import time
@@ -31,7 +30,7 @@ from tmlsr_ray.protocol import (
     TaskStatus,
     TaskView,
 )
-from tmlsr_ray.state.records import TaskRecord, wants_webhook
+from tmlsr_ray.state.records import TaskRecord, request_fingerprint, wants_webhook
 from tmlsr_ray.state.store import Delivery, TaskStore, monitor_stats
 
 RUNNER_LOST_ERROR = (
@@ -39,7 +38,9 @@ RUNNER_LOST_ERROR = (
     "the last allowed; the task can be submitted again"
 )
 DEADLINE_ERROR = "canceled: deadline of {seconds:g} s passed"
-Admission = Tuple[Dict[str, Any], Optional[str], Optional[str]]  # params, task id, idempotency key
+# params, task id, idempotency key, and the fingerprint a retry with the key is compared by (None:
+# of the params; the ingress gives that of the request as sent, before the model's defaults)
+Admission = Tuple[Dict[str, Any], Optional[str], Optional[str], Optional[str]]
 Admitted = Tuple[Optional[str], str]  # task id, outcome
 
 
@@ -75,19 +76,19 @@ class TaskBoard:
         return self.admit(params, task_id)[0]
 
     def admit(self, params: Dict[str, Any], task_id: Optional[str] = None,
-              idempotency_key: Optional[str] = None) -> Admitted:
+              idempotency_key: Optional[str] = None, fingerprint: Optional[str] = None) -> Admitted:
         """Creates a pending task unless the queue is full; returns (task_id, outcome) with outcome
         ``created``, ``existing`` (same id, or same idempotency key and request), ``queue_full``
         or ``key_conflict`` (the key was used for another request)."""
-        return self.admit_many([(params, task_id, idempotency_key)])[0]
+        return self.admit_many([(params, task_id, idempotency_key, fingerprint)])[0]
 
     def admit_many(self, admissions: Sequence[Admission]) -> List[Admitted]:
         """:meth:`admit` for several tasks at once, all or none: when the pending queue cannot take
         every new one, none is created and each of them answers ``(None, "queue_full")``."""
         outcomes: List[Admitted] = []
         new: Dict[str, TaskRecord] = {}
-        for params, task_id, key in admissions:
-            fingerprint = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+        for params, task_id, key, fingerprint in admissions:
+            fingerprint = fingerprint or request_fingerprint(params)
             existing = self._by_idempotency_key(key, new)
             if existing is not None:
                 same = existing.request_fingerprint == fingerprint

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import uuid
 from datetime import datetime, timezone
@@ -18,6 +20,11 @@ def iso_utc(timestamp: float) -> str:
 
 def new_task_id() -> str:
     return uuid.uuid4().hex
+
+
+def request_fingerprint(request: Dict[str, Any]) -> str:
+    """What a retried request with the same idempotency key must match."""
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
 
 class TaskRecord(BaseModel):
