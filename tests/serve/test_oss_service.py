@@ -78,6 +78,36 @@ def test_oss_answering_503_is_asked_again_and_then_fails_the_task_readably_leavi
     assert not [k for b, k in server.state.objects if b == "outputs" and task_id in k]
 
 
+def test_an_output_whose_delete_failed_is_deleted_on_the_next_retention_round(service, oss_app):
+    """Every output of a round was marked expired before its delete was sent: one 503 left them
+    all in the bucket, their tasks saying expired."""
+    import ray
+
+    from tmlsr_ray.serve.state import STATE_NAMESPACE
+
+    base, server = oss_app
+    server.state.objects[("inputs", "photos/old.png")] = (png_bytes(8, 8), "image/png")
+    task_id = requests.post(base + "/tasks", json={"url": "oss://inputs/photos/old.png", "type": "image",
+                                                   "model": "tiny-x4.pth"}, timeout=30).json()["task_id"]
+    assert wait(base, task_id)["status"] == "completed"
+    state = ray.get_actor("tmlsr_state_oss", namespace=STATE_NAMESPACE)
+    later = time.time() + 8 * 86400  # past the 7 days outputs are kept
+
+    def stored():
+        return [key for bucket, key in server.state.objects if bucket == "outputs" and task_id in key]
+
+    try:
+        server.fail_next(1, request="DELETE")
+        ray.get(state.apply_retention.remote(now=later))
+    finally:
+        server.state.faults.clear()
+    kept = requests.get(f"{base}/tasks/{task_id}", timeout=10).json()["output"]
+    assert stored() and not kept["expired"] and kept["url"]  # still there, still handed out
+    ray.get(state.apply_retention.remote(now=later))
+    gone = requests.get(f"{base}/tasks/{task_id}", timeout=10).json()["output"]
+    assert not stored() and gone["expired"] and gone["url"] is None
+
+
 def test_a_missing_oss_input_fails_the_task_readably(service, oss_app):
     base, _ = oss_app
     task_id = requests.post(base + "/tasks", json={"url": "oss://inputs/nope.png", "type": "image",

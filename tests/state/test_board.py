@@ -183,15 +183,20 @@ def test_monitor_lists_recent_tasks_first_and_bounded(tmp_path):
     assert stats.stats[TaskStatus.pending] == 3 and stats.system.max_workers == 3
 
 
-def test_expired_outputs_are_marked_and_returned_for_deletion_once(tmp_path):
+def test_an_output_due_for_deletion_stays_due_until_marked_deleted(tmp_path):
+    """A delete that failed (OSS answering 503) is tried again on the next round: marking every
+    output expired before deleting left the objects of a failed round in the bucket for good."""
     async def scenario():
         board = TaskBoard(tmp_path / "t.db", max_workers=1)
         task = board.create(PARAMS)
         await board.acquire(task)
         await board.complete(task, TaskOutput(url="/files/k.png", metadata={"width": 4}), "2026/01/01/k.png")
-        assert board.expire_outputs(older_than=time.time() - 60) == []  # too young
-        assert board.expire_outputs(older_than=time.time() + 1) == [(task, "2026/01/01/k.png")]
-        assert board.expire_outputs(older_than=time.time() + 1) == []
+        assert board.outputs_due(older_than=time.time() - 60) == []  # too young
+        assert board.outputs_due(older_than=time.time() + 1) == [(task, "2026/01/01/k.png")]
+        assert board.outputs_due(older_than=time.time() + 1) == [(task, "2026/01/01/k.png")]  # not deleted yet
+        assert not board.get(task).output.expired and board.get(task).output.url == "/files/k.png"
+        board.expired(task)
+        assert board.outputs_due(older_than=time.time() + 1) == []
         output = board.get(task).output
         assert output.expired and output.url is None and output.metadata == {"width": 4}
         assert TaskBoard(tmp_path / "t.db", max_workers=1).get(task).output.expired  # persisted
@@ -317,7 +322,7 @@ def test_a_database_from_before_the_indexed_columns_is_migrated(tmp_path):
     db.close()
     board = TaskBoard(tmp_path / "t.db", max_workers=1)
     assert board.admit(PARAMS, idempotency_key="k1") == (record.task_id, "existing")
-    assert board.expire_outputs(older_than=20.0) == [(record.task_id, "a/o.png")]
+    assert board.outputs_due(older_than=20.0) == [(record.task_id, "a/o.png")]
 
 
 def test_canceling_a_waiting_task_does_not_stall_the_waiters_behind_it(tmp_path):

@@ -179,11 +179,17 @@ class TaskState:
         now = time.time() if now is None else now
         settings, expired, dropped = self._settings, [], 0
         if settings.output_retention_s:
-            expired = self._board.expire_outputs(now - settings.output_retention_s)
-            if expired:
-                storage = make_storage(settings)
-                for _, key in expired:
+            due = self._board.outputs_due(now - settings.output_retention_s)
+            storage = make_storage(settings) if due else None
+            for task_id, key in due:
+                try:
                     await asyncio.to_thread(storage.delete, key)
+                except Exception:  # it stays due: the next round deletes it
+                    logger.warning("could not delete the output %s of task %s; trying again later", key, task_id,
+                                   exc_info=True)
+                    continue
+                self._board.expired(task_id)
+                expired.append(task_id)
         if settings.record_retention_s:
             dropped = self._board.drop_records(now - settings.record_retention_s)
         orphans = await asyncio.to_thread(self._remove_orphaned_work)

@@ -372,19 +372,24 @@ class TaskBoard:
                 canceled.append(record.task_id)
         return canceled
 
-    def expire_outputs(self, older_than: float) -> List[Tuple[str, str]]:
-        """Marks outputs of tasks finished before ``older_than`` expired; returns (task_id, key)
-        pairs whose stored files the caller must delete."""
-        expired = []
+    def outputs_due(self, older_than: float) -> List[Tuple[str, str]]:
+        """(task_id, key) of the stored outputs of tasks finished before ``older_than``: the
+        caller deletes each, then marks it :meth:`expired` (one it could not delete stays due)."""
+        due = []
         for stored in self._store.with_output_before(older_than):
             record = self._finished.get(stored.task_id, stored)
-            if record.output is None or record.output.expired or not record.output_key:
-                continue
-            expired.append((record.task_id, record.output_key))
-            record.output.expired, record.output.url = True, None
-            record.output_key = None
-            self._store.save(record)  # updated_at stays: it is the time the task finished
-        return expired
+            if record.output is not None and not record.output.expired and record.output_key:
+                due.append((record.task_id, record.output_key))
+        return due
+
+    def expired(self, task_id: str) -> None:
+        """The task's output was deleted: its view says so and holds no URL."""
+        record = self._finished.get(task_id) or self._store.load(task_id)
+        if record is None or record.output is None:
+            return
+        record.output.expired, record.output.url = True, None
+        record.output_key = None
+        self._store.save(record)  # updated_at stays: it is the time the task finished
 
     def drop_records(self, older_than: float) -> int:
         """Removes finished task records last changed before ``older_than``."""
