@@ -132,6 +132,31 @@ def test_oss_urls_are_recognised(config, url, expected):
     assert parse_oss_url(url, config) == expected
 
 
+def test_a_signed_or_processed_aliyun_url_is_fetched_as_given_not_read_with_the_services_key(config):
+    """Its signature may be another account's, and x-oss-process or versionId would be lost."""
+    for query in ("OSSAccessKeyId=other&Expires=9999999999&Signature=abc", "x-oss-process=image/resize,w_100"):
+        assert parse_oss_url(f"https://my-bucket.oss-cn-hangzhou.aliyuncs.com/in/a.png?{query}", config) is None
+
+
+@pytest.mark.parametrize("bucket", ["UPPER", "user@inputs", "inputs:99", "ab", "-lead"])
+def test_a_bucket_name_oss_cannot_have_is_refused_readably(config, bucket):
+    with pytest.raises(FetchError, match="is not an OSS bucket name"):
+        parse_oss_url(f"oss://{bucket}/x.png", config)
+
+
+def test_an_oss_input_answered_503_or_late_is_asked_again_as_an_http_input_is(config, oss_server, tmp_path):
+    oss_server.state.objects[("inputs", "flaky.png")] = (b"input-bytes", "image/png")
+    oss_server.fail_next(1, request="GET")
+    oss_server.stall_next(1, 1.0, request="GET")
+    policy = FetchPolicy(backoff_s=0.01)
+    result = asyncio.run(fetch_input("oss://inputs/flaky.png", tmp_path / "in", policy,
+                                     replace(config, timeout_s=0.3)))
+    assert result.bytes == 11
+    oss_server.stall_next(policy.attempts, 1.0, request="GET")
+    with pytest.raises(FetchError, match=r"failed after \d+ attempts: OSS did not answer within 0\.3 s"):
+        asyncio.run(fetch_input("oss://inputs/flaky.png", tmp_path / "in", policy, replace(config, timeout_s=0.3)))
+
+
 def test_pieces_in_oss_are_found_by_a_later_attempt_on_any_node_and_removed_at_the_end(config, oss_server, tmp_path):
     from tmlsr_ray.piece import Piece
     from tmlsr_ray.storage.oss import OssPieceStore
@@ -211,3 +236,22 @@ def test_the_timeout_error_says_how_long_oss_was_waited_for(config, oss_server, 
     with pytest.raises(StorageError, match=r"after 2 attempts: OSS did not answer within 0\.2 s"):
         store(OssStorage(replace(config, timeout_s=0.2), tmp_path / "ckpt"), "k/slow.mp4", tmp_path / "o.mp4",
               Backoff(2, 0.01))
+
+
+def test_an_upload_canceled_while_in_flight_leaves_no_object(config, oss_server, tmp_path):
+    """The put goes on in its thread after the cancel: the store is cleaned once it has ended,
+    not before (the object landed after the task said canceled, and stayed)."""
+    (tmp_path / "o.mp4").write_bytes(b"canceled")
+    oss_server.stall_next(1, 1.0)
+    storage = OssStorage(config, tmp_path / "ckpt")
+
+    async def cancel_midway():
+        upload = asyncio.ensure_future(store_output(storage, "k/canceled.mp4", tmp_path / "o.mp4", "video/mp4",
+                                                    Backoff(2, 0.01)))
+        await asyncio.sleep(0.3)
+        upload.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await upload
+
+    asyncio.run(cancel_midway())
+    assert ("out", "tmlsr/k/canceled.mp4") not in oss_server.state.objects

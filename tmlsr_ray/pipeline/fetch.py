@@ -11,7 +11,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from tmlsr_ray.errors import FetchError
+from tmlsr_ray.errors import FetchError, StorageError
 from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
 from tmlsr_ray.urls import (CHUNK_BYTES, HTTP_SCHEMES, INPUT_SCHEMES, CappedFile, FetchPolicy, check_url,
                             checked_connector, host_not_found)
@@ -107,7 +107,12 @@ async def fetch_input(url: str, dest: Path, policy: FetchPolicy, oss: Optional["
                              "oss_endpoint), which this service has not been given")
         bucket, key, endpoint = location
         config = oss if endpoint is None else replace(oss, endpoint=endpoint)
-        size = await asyncio.to_thread(download, config, bucket, key, dest, policy.max_bytes)
+        try:
+            size = await retry(lambda: asyncio.to_thread(download, config, bucket, key, dest, policy.max_bytes),
+                               Backoff(policy.attempts, policy.backoff_s),
+                               lambda error: isinstance(error, StorageError) and error.transient)
+        except RetriesExhausted as exc:
+            raise FetchError(f"download {exc}") from exc
         return FetchResult(dest, size, None, url)
     if scheme in HTTP_SCHEMES:
         return await fetch_http(url, dest, policy)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import List, Protocol
 
 from tmlsr_ray.errors import StorageError
 from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
@@ -37,11 +37,19 @@ class OutputStorage(Protocol):
 
 async def store_output(storage: OutputStorage, key: str, source: Path, content_type: str, backoff: Backoff) -> str:
     """Puts an output, asking again with back-off while the store fails transiently; when it
-    fails for good, nothing of the output stays in the store."""
+    fails for good, or the task is canceled, nothing of the output stays in the store."""
+    puts: List[asyncio.Future] = []
+
+    def put_once() -> asyncio.Future:
+        # shielded: a cancel must not leave a put running on in its thread, unwatched, after the
+        # store was cleaned (the object landed after the task said canceled)
+        puts.append(asyncio.ensure_future(asyncio.to_thread(storage.put, key, source, content_type)))
+        return asyncio.shield(puts[-1])
+
     try:
-        return await retry(lambda: asyncio.to_thread(storage.put, key, source, content_type), backoff,
-                           lambda error: isinstance(error, StorageError) and error.transient)
-    except Exception as exc:
+        return await retry(put_once, backoff, lambda error: isinstance(error, StorageError) and error.transient)
+    except BaseException as exc:
+        await asyncio.gather(*puts, return_exceptions=True)  # the put in its thread goes on until it ends
         await _abandon(storage, key, source)
         if isinstance(exc, RetriesExhausted):
             raise StorageError(f"upload {exc}") from exc

@@ -20,6 +20,7 @@ from tmlsr_ray.urls import CHUNK_BYTES, CappedFile
 
 # https://BUCKET.oss-REGION[-internal].aliyuncs.com/KEY
 _OSS_HOST = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9-]{1,61}[a-z0-9])\.(?P<endpoint>oss-[a-z0-9-]+\.aliyuncs\.com)$")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,20 @@ def parse_oss_url(url: str, config: Optional[OssConfig]) -> Optional[Tuple[str, 
 
     ``oss://BUCKET/KEY`` uses the configured endpoint; ``https://BUCKET.oss-REGION.aliyuncs.com/KEY``
     names its own (read through oss2 when credentials are configured, so private buckets work).
+    One with a query is fetched over HTTP as given: its own signature (another account's), an
+    image process or a version would be lost on the service's key.
     """
     parts = urlsplit(url)
     if parts.scheme == "oss":
         key = unquote(parts.path.lstrip("/"))
         if not parts.netloc or not key:
             raise FetchError(f"an OSS URL needs a bucket and a key: oss://BUCKET/KEY, got {url}")
+        if not _BUCKET.fullmatch(parts.netloc):
+            raise FetchError(f"{parts.netloc!r} is not an OSS bucket name (3-63 lowercase letters, digits "
+                             "and hyphens, a letter or digit at each end)")
         return parts.netloc, key, None
     match = _OSS_HOST.match(parts.hostname or "")
-    if match and config is not None and parts.scheme in ("http", "https"):
+    if match and config is not None and parts.scheme in ("http", "https") and not parts.query:
         return match["bucket"], unquote(parts.path.lstrip("/")), f"{parts.scheme}://{match['endpoint']}"
     return None
 
@@ -77,8 +83,10 @@ def download(config: OssConfig, bucket: str, key: str, dest: Path, max_bytes: in
     except oss2.exceptions.NoSuchKey as exc:
         raise FetchError(f"OSS object not found: oss://{bucket}/{key}") from exc
     except oss2.exceptions.OssError as exc:
-        raise FetchError(f"OSS refused the download of oss://{bucket}/{key}: "
-                         f"HTTP {exc.status} {exc.code or ''} {exc.message or ''}".strip()) from exc
+        error = oss_error(exc, config.timeout_s)
+        if error.transient:  # asked again, as an HTTP input is
+            raise error from exc
+        raise FetchError(f"OSS refused the download of oss://{bucket}/{key}: {error}") from exc
 
 
 class OssStorage:
@@ -132,18 +140,21 @@ class OssStorage:
 
 
 def upload_error(exc: oss2.exceptions.OssError, timeout_s: float) -> StorageError:
-    """A readable error, transient when OSS may take the upload if asked again: no answer in
-    time, no connection, 429 or 5xx, a checksum that did not match."""
+    error = oss_error(exc, timeout_s)
+    return error if error.transient else StorageError(f"OSS refused the upload: {error}")
+
+
+def oss_error(exc: oss2.exceptions.OssError, timeout_s: float) -> StorageError:
+    """A readable error, transient when OSS may do it if asked again: no answer in time, no
+    connection, 429 or 5xx, a checksum that did not match."""
     if isinstance(exc, oss2.exceptions.RequestError):
         if isinstance(exc.exception, requests.Timeout):
             return StorageError(f"OSS did not answer within {timeout_s:g} s", transient=True)
         return StorageError(f"could not reach OSS ({type(exc.exception).__name__})", transient=True)
     if isinstance(exc, oss2.exceptions.InconsistentError):
-        return StorageError("OSS received the upload with another checksum", transient=True)
+        return StorageError("OSS sent or received the data with another checksum", transient=True)
     answer = f"OSS answered HTTP {exc.status} {exc.code or ''}: {exc.message or ''}".replace(" :", ":")
-    if exc.status == 429 or exc.status >= 500:
-        return StorageError(answer, transient=True)
-    return StorageError(f"OSS refused the upload: {answer}")
+    return StorageError(answer, transient=exc.status == 429 or exc.status >= 500)
 
 
 class OssPieceStore:
