@@ -19,11 +19,19 @@ def serve_locally(settings: Settings) -> None:
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
     print(f"TMLSR-Ray serving on http://{settings.host}:{settings.port} (Ctrl-C stops)", flush=True)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a shell starts a background job with it ignored
+        signal.signal(signum, lambda *_: stop.set())
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(1.0):  # a signal another thread took runs its handler only when this one wakes
+            pass
     finally:
-        serve.shutdown()
+        _shut_down(serve.shutdown)
         ray.shutdown()
+
+
+def _shut_down(shutdown, timeout_s: float = 30.0) -> None:
+    """Serve's shutdown asks its controller, which waits forever once the Ray instance was
+    stopped under it (``ray stop``): a bounded wait, then the process ends anyway."""
+    worker = threading.Thread(target=shutdown, daemon=True)
+    worker.start()
+    worker.join(timeout_s)
