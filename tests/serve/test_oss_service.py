@@ -97,7 +97,7 @@ def test_an_output_whose_delete_failed_is_deleted_on_the_next_retention_round(se
         return [key for bucket, key in server.state.objects if bucket == "outputs" and task_id in key]
 
     try:
-        server.fail_next(1, request="DELETE")
+        server.fail_next(100, request="DELETE")  # every delete of the round, other tests' outputs too
         ray.get(state.apply_retention.remote(now=later))
     finally:
         server.state.faults.clear()

@@ -255,3 +255,20 @@ def test_an_upload_canceled_while_in_flight_leaves_no_object(config, oss_server,
 
     asyncio.run(cancel_midway())
     assert ("out", "tmlsr/k/canceled.mp4") not in oss_server.state.objects
+
+
+def test_an_output_is_deleted_where_it_was_stored_after_the_prefix_and_bucket_changed(config, oss_server, tmp_path):
+    """Retention deleted at the current prefix: every output stored before a change stayed."""
+    (tmp_path / "o.png").write_bytes(b"kept?")
+    before = OssStorage(config, tmp_path / "ckpt")
+    before.put("2026/01/02/t1/output.png", tmp_path / "o.png", "image/png")
+    location = before.location("2026/01/02/t1/output.png")
+    assert location == "oss://out/tmlsr/2026/01/02/t1/output.png"
+    OssStorage(replace(config, prefix="studio/out", bucket="elsewhere"), tmp_path / "ckpt").delete(location)
+    assert ("out", "tmlsr/2026/01/02/t1/output.png") not in oss_server.state.objects
+
+
+def test_a_bare_key_from_an_older_record_is_deleted_below_the_current_prefix(config, oss_server, tmp_path):
+    oss_server.state.objects[("out", "tmlsr/2025/12/31/t0/output.png")] = (b"old", "image/png")
+    OssStorage(config, tmp_path / "ckpt").delete("2025/12/31/t0/output.png")
+    assert ("out", "tmlsr/2025/12/31/t0/output.png") not in oss_server.state.objects

@@ -146,7 +146,7 @@ class TaskRunner:
             key = output_key(run.task_id, "output" + result.suffix)
             url = await self._stage(run, StageName.upload, store_output(
                 self._storage, key, result, content_type, self._settings.storage_backoff()))
-            await run.complete(TaskOutput(url=url, metadata=metadata), key)
+            await run.complete(TaskOutput(url=url, metadata=metadata), self._storage.location(key))
         except TaskError as exc:
             if isinstance(exc, DiskFull):  # room for the database's write of the failure, and for other tasks
                 await asyncio.to_thread(shutil.rmtree, workdir, True)

@@ -45,7 +45,7 @@ class TaskRecord(BaseModel):
     cancel_requested: bool = False
     attempts: int = 0  # runs started; a run whose runner vanished is re-queued up to max_attempts
     runner: Optional[str] = None  # actor name of the runner replica of this run
-    output_key: Optional[str] = None  # where storage keeps the output, for retention
+    output_key: Optional[str] = None  # where storage keeps the output (its location), for retention
     idempotency_key: Optional[str] = None
     request_fingerprint: Optional[str] = None  # of the params as submitted, for idempotent retries
     revision: int = 0  # bumped by every saved change: the id of the task's events, persisted so a resume works

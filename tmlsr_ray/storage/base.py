@@ -32,7 +32,14 @@ class OutputStorage(Protocol):
         unfinished multipart upload, an object a timed-out request did write)."""
         ...
 
-    def delete(self, key: str) -> None: ...
+    def location(self, key: str) -> str:
+        """Where the output of ``key`` is, as the task's record keeps it: :meth:`delete` takes it
+        whatever the settings (an OSS bucket and prefix) have become since."""
+        ...
+
+    def delete(self, location: str) -> None:
+        """Removes a stored output, by its :meth:`location` (or, in records of older versions, its key)."""
+        ...
 
 
 async def store_output(storage: OutputStorage, key: str, source: Path, content_type: str, backoff: Backoff) -> str:

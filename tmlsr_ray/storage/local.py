@@ -25,8 +25,11 @@ class LocalStorage:
     def abandon(self, key: str, source: Path) -> None:
         _partial(self._path(key)).unlink(missing_ok=True)  # a copy cut short (the disk full)
 
-    def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+    def location(self, key: str) -> str:
+        return key  # below the root, which moves only with the data directory that holds the records
+
+    def delete(self, location: str) -> None:
+        self._path(location).unlink(missing_ok=True)
 
     def open_path(self, key: str) -> Optional[Path]:
         """The file for a key taken from a request, or ``None`` if it escapes the root or is missing."""

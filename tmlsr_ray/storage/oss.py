@@ -132,8 +132,18 @@ class OssStorage:
             self._checkpoints.delete(self._checkpoints.make_store_key(self._bucket.bucket_name, name, str(source)))
         self._bucket.delete_object(name)  # a request that timed out may still have written it
 
-    def delete(self, key: str) -> None:
-        self._bucket.delete_object(self._object_name(key))
+    def location(self, key: str) -> str:
+        return f"oss://{self._config.bucket}/{self._object_name(key)}"
+
+    def delete(self, location: str) -> None:
+        """A location names its bucket and whole object name; a bare key (a record of an older
+        version) is below the current prefix."""
+        parts = urlsplit(location)
+        if parts.scheme != "oss":
+            self._bucket.delete_object(self._object_name(location))
+            return
+        bucket = self._bucket if parts.netloc == self._config.bucket else self._config.bucket_client(parts.netloc)
+        bucket.delete_object(parts.path.lstrip("/"))
 
     def _object_name(self, key: str) -> str:
         return f"{self._config.prefix.strip('/')}/{key}" if self._config.prefix else key
