@@ -138,6 +138,17 @@ def test_a_signed_or_processed_aliyun_url_is_fetched_as_given_not_read_with_the_
         assert parse_oss_url(f"https://my-bucket.oss-cn-hangzhou.aliyuncs.com/in/a.png?{query}", config) is None
 
 
+def test_an_oss_url_with_a_query_is_refused_rather_than_read_without_it(config):
+    with pytest.raises(FetchError, match="takes no query"):
+        parse_oss_url("oss://inputs/a.png?versionId=1", config)
+
+
+def test_an_empty_oss_object_is_said_to_be_empty(config, oss_server, tmp_path):
+    oss_server.state.objects[("inputs", "empty.png")] = (b"", "image/png")
+    with pytest.raises(FetchError, match="OSS object oss://inputs/empty.png is empty"):
+        asyncio.run(fetch_input("oss://inputs/empty.png", tmp_path / "in", FetchPolicy(), config))
+
+
 @pytest.mark.parametrize("bucket", ["UPPER", "user@inputs", "inputs:99", "ab", "-lead"])
 def test_a_bucket_name_oss_cannot_have_is_refused_readably(config, bucket):
     with pytest.raises(FetchError, match="is not an OSS bucket name"):

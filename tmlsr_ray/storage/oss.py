@@ -61,6 +61,9 @@ def parse_oss_url(url: str, config: Optional[OssConfig]) -> Optional[Tuple[str, 
         key = unquote(parts.path.lstrip("/"))
         if not parts.netloc or not key:
             raise FetchError(f"an OSS URL needs a bucket and a key: oss://BUCKET/KEY, got {url}")
+        if parts.query:  # a version or an image process would be dropped without a word
+            raise FetchError("an oss:// URL takes no query (?…); for a version or an image process, "
+                             "give the object's https URL")
         if not _BUCKET.fullmatch(parts.netloc):
             raise FetchError(f"{parts.netloc!r} is not an OSS bucket name (3-63 lowercase letters, digits "
                              "and hyphens, a letter or digit at each end)")
@@ -79,6 +82,8 @@ def download(config: OssConfig, bucket: str, key: str, dest: Path, max_bytes: in
         with CappedFile(dest, max_bytes, result.content_length) as out:
             for chunk in iter(lambda: result.read(CHUNK_BYTES), b""):
                 out.write(chunk)
+        if out.written == 0:  # as an HTTP input's empty body, not "not a readable image" later
+            raise FetchError(f"OSS object oss://{bucket}/{key} is empty")
         return out.written
     except oss2.exceptions.NoSuchKey as exc:
         raise FetchError(f"OSS object not found: oss://{bucket}/{key}") from exc
