@@ -32,9 +32,13 @@ class FetchResult:
 
 async def fetch_http(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
     """Downloads ``url`` to ``dest``, retrying connection errors and 5xx answers with back-off."""
+    return await _with_retries(lambda: _fetch_once(url, dest, policy), policy, _Retryable)
+
+
+async def _with_retries(attempt, policy: FetchPolicy, retryable):
+    """A download asked again with the policy's back-off while it fails in a way worth another try."""
     try:
-        return await retry(lambda: _fetch_once(url, dest, policy), Backoff(policy.attempts, policy.backoff_s),
-                           _Retryable)
+        return await retry(attempt, Backoff(policy.attempts, policy.backoff_s), retryable)
     except RetriesExhausted as exc:
         raise FetchError(f"download {exc}") from exc
 
@@ -107,12 +111,8 @@ async def fetch_input(url: str, dest: Path, policy: FetchPolicy, oss: Optional["
                              "oss_endpoint), which this service has not been given")
         bucket, key, endpoint = location
         config = oss if endpoint is None else replace(oss, endpoint=endpoint)
-        try:
-            size = await retry(lambda: asyncio.to_thread(download, config, bucket, key, dest, policy.max_bytes),
-                               Backoff(policy.attempts, policy.backoff_s),
-                               lambda error: isinstance(error, StorageError) and error.transient)
-        except RetriesExhausted as exc:
-            raise FetchError(f"download {exc}") from exc
+        size = await _with_retries(lambda: asyncio.to_thread(download, config, bucket, key, dest, policy.max_bytes),
+                                   policy, lambda error: isinstance(error, StorageError) and error.transient)
         return FetchResult(dest, size, None, url)
     if scheme in HTTP_SCHEMES:
         return await fetch_http(url, dest, policy)

@@ -18,9 +18,9 @@ from tmlsr_ray.piece import Piece
 from tmlsr_ray.errors import FetchError, StorageError
 from tmlsr_ray.urls import CHUNK_BYTES, CappedFile
 
-# https://BUCKET.oss-REGION[-internal].aliyuncs.com/KEY
-_OSS_HOST = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9-]{1,61}[a-z0-9])\.(?P<endpoint>oss-[a-z0-9-]+\.aliyuncs\.com)$")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+# https://BUCKET.oss-REGION[-internal].aliyuncs.com/KEY
+_OSS_HOST = re.compile(rf"^(?P<bucket>{_BUCKET.pattern})\.(?P<endpoint>oss-[a-z0-9-]+\.aliyuncs\.com)$")
 
 
 @dataclass(frozen=True)
