@@ -48,6 +48,14 @@ def test_object_settings_are_read_from_json_in_the_environment():
     assert settings.upscaler_autoscaling.max_replicas == 4 and settings.upscaler_parallelism == 4
 
 
+def test_null_in_the_environment_unsets_an_optional_setting():
+    settings = Settings.load({"public_base_url": "https://cdn.example.com"},
+                             environ={"TMLSR_OUTPUT_RETENTION_S": "null", "TMLSR_PUBLIC_BASE_URL": " null "})
+    assert settings.output_retention_s is None and settings.public_base_url is None
+    with pytest.raises(ValidationError):
+        Settings.load({}, environ={"TMLSR_PORT": "null"})
+
+
 def test_a_cpu_model_leaves_the_api_a_core_unless_told_its_thread_count():
     assert [Settings().model_threads(cores) for cores in (1, 2, 16)] == [1, 1, 15]
     assert Settings(torch_threads=4).model_threads(16) == 4

@@ -16,6 +16,7 @@ from ray.serve import Application
 
 from tmlsr_ray.config import Settings
 from tmlsr_ray.serve.ingress import Ingress
+from tmlsr_ray.serve.placement import control_plane_resources
 from tmlsr_ray.serve.runner import TaskRunner
 from tmlsr_ray.serve.replicas import REPLICA_KINDS
 
@@ -33,8 +34,9 @@ def build_app(args: Mapping[str, Any] | Settings | None = None) -> Application:
     runner = TaskRunner.options(
         num_replicas=settings.runner_replicas,
         graceful_shutdown_timeout_s=settings.graceful_shutdown_timeout_s,
-        ray_actor_options={"num_cpus": 0},
+        ray_actor_options={"num_cpus": 0, "resources": control_plane_resources(settings)},
     ).bind(settings, replicas)
     return Ingress.options(
-        num_replicas=settings.ingress_replicas, ray_actor_options={"num_cpus": 0}
+        num_replicas=settings.ingress_replicas,
+        ray_actor_options={"num_cpus": 0, "resources": control_plane_resources(settings)},
     ).bind(settings, runner)

@@ -60,6 +60,8 @@ class Settings(BaseModel):
     state_actor_name: str = Field(
         "tmlsr_task_state", min_length=1,
         description="Name of the detached state actor; give each service sharing a cluster its own.")
+    control_on_head: bool = Field(
+        True, description="Ingress, TaskRunner and TaskState run on the head node (off: anywhere).")
     ingress_replicas: int = Field(1, ge=1)
     runner_replicas: int = Field(1, ge=1)
     upscaler_replicas: int = Field(1, ge=1)
@@ -343,6 +345,12 @@ class Settings(BaseModel):
             raw = env.get(ENV_PREFIX + name.upper())
             if raw is not None:
                 # pydantic's lax mode parses "6008", "true", "1.5" into the field's type; lists
-                # (url_allowlist) and objects (upscaler_autoscaling) are given as JSON.
-                base[name] = json.loads(raw) if raw.lstrip()[:1] in ("[", "{") else raw
+                # (url_allowlist), objects (upscaler_autoscaling) and null are given as JSON.
+                base[name] = json.loads(raw) if _is_json_literal(raw) else raw
         return cls.model_validate(base)
+
+
+def _is_json_literal(raw: str) -> bool:
+    """An environment value meant as JSON rather than as the field's own spelling."""
+    stripped = raw.strip()
+    return stripped[:1] in ("[", "{") or stripped == "null"

@@ -41,12 +41,13 @@ from tmlsr_ray.protocol import (
     model_defaults,
 )
 from tmlsr_ray.serve.dashboard import PAGE, dashboard_response
+from tmlsr_ray.serve.direct_reads import DirectReads
 from tmlsr_ray.serve.events import Change, event_stream
 from tmlsr_ray.serve.headers import cancel_after_s, last_event_id, prefer_wait_s
 from tmlsr_ray.serve.replicas import KIND_BY_NAME
 from tmlsr_ray.serve.state import get_state_actor
 from tmlsr_ray.state.records import new_task_id, request_fingerprint
-from tmlsr_ray.state.store import TaskReader, monitor_stats, task_db_path
+from tmlsr_ray.state.store import TaskReader, monitor_stats
 from tmlsr_ray.storage.local import FILES_ROUTE, LocalStorage
 
 logger = logging.getLogger("ray.serve")
@@ -254,15 +255,15 @@ class Ingress:
         self._state = await get_state_actor(settings)
         self._storage = LocalStorage(settings.data_dir / "outputs")
         self._catalog = ModelCatalog(settings.weights_dir)
-        self._reader: Optional[TaskReader] = None
+        self._direct_reads = DirectReads(settings, self._state)
         self._video_codecs = await asyncio.to_thread(task_codecs_available)
         await self._redispatch_pending()
 
     def __del__(self):
         """Serve calls this when the replica stops: the task database's read connections close."""
-        reader = getattr(self, "_reader", None)
-        if reader is not None:
-            reader.close()
+        direct_reads = getattr(self, "_direct_reads", None)
+        if direct_reads is not None:
+            direct_reads.close()
 
     async def _redispatch_pending(self) -> None:
         """Pending tasks whose run request was lost (an app restart) are handed out again; for a
@@ -526,20 +527,13 @@ class Ingress:
     async def _read(self, local: Callable[[TaskReader], Any], remote: Callable[[], Any]) -> Any:
         """From the task database when it is on this node (no queueing behind the actor's
         writes), else — or if that read fails — from the state actor."""
-        reader = self._local_reader()
+        reader = await self._direct_reads.reader()
         if reader is not None:
             try:
                 return await asyncio.to_thread(local, reader)
             except sqlite3.Error as exc:
                 logger.warning("direct read of the task database failed (%s); asking the state actor", exc)
         return await remote()
-
-    def _local_reader(self) -> Optional[TaskReader]:
-        if self._reader is None and self._settings.direct_reads:
-            path = task_db_path(self._settings.data_dir)
-            if path.exists():  # the state actor creates it; on another node it is not here
-                self._reader = TaskReader(path)
-        return self._reader
 
     def _authorize(self, http: Request) -> None:
         if not bearer_token_ok(http.headers.get("authorization"), self._settings.api_token):

@@ -22,6 +22,7 @@ from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
 from tmlsr_ray.webhooks import WebhookPolicy, deliver
 from tmlsr_ray.protocol import MonitorStats, StageName, StageStatus, TaskOutput, TaskStatus, TaskView
 from tmlsr_ray.serve.metrics import StateMetrics, status_counts
+from tmlsr_ray.serve.placement import control_plane_resources
 from tmlsr_ray.state.board import Admission, Admitted, TaskBoard
 from tmlsr_ray.state.store import task_db_path
 from tmlsr_ray.storage.factory import make_storage
@@ -209,6 +210,10 @@ class TaskState:
     async def fingerprint(self) -> str:
         """What this actor was built from (code and settings): a deploy of other ones replaces it."""
         return self._fingerprint
+
+    async def node_id(self) -> str:
+        """The node whose disk holds the task database (readers elsewhere must ask this actor)."""
+        return ray.get_runtime_context().get_node_id()
 
     async def admit(self, task_id: str, params: Dict[str, Any], idempotency_key: Optional[str] = None,
                     fingerprint: Optional[str] = None) -> Tuple[Optional[str], str]:
@@ -409,7 +414,7 @@ class StateClient:
             return ray.get_actor(self._settings.state_actor_name, namespace=STATE_NAMESPACE)
         return TaskState.options(
             name=self._settings.state_actor_name, namespace=STATE_NAMESPACE, lifetime="detached",
-            get_if_exists=True,
+            get_if_exists=True, resources=control_plane_resources(self._settings),
         ).remote(self._settings, self._fingerprint)
 
     def _wait_name_released(self, timeout_s: float = 30.0) -> None:
