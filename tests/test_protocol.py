@@ -1,7 +1,12 @@
-import pytest
-from pydantic import ValidationError
+import json
+import re
+import typing
 
-from tmlsr_ray.protocol import TaskRequest
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from tests.helpers import REPO
+from tmlsr_ray.protocol import CancelResult, Health, MonitorStats, TaskCreated, TaskRequest, TaskView
 
 URL = "http://h/a.png"
 
@@ -24,3 +29,45 @@ def test_numbers_are_taken_as_json_writes_them():
                                           "callback_progress": True})
     assert (request.outscale, request.output_dims, request.deadline_s) == (2.0, (201, 99), 60.0)
     assert TaskRequest.model_validate_json('{"url": "%s", "outscale": 4, "crf": 20}' % URL).crf == 20
+
+
+def _contract_examples():
+    """The JSON examples of docs/TMLSR-API.md by the endpoint heading above them, `{ ... }` as {}."""
+    examples, heading = {}, None
+    for block in re.split(r"```(?:json)?", (REPO / "docs" / "TMLSR-API.md").read_text()):
+        found = re.findall(r"^### \d+\. (.+)$", block, re.M)
+        if block.lstrip().startswith("{"):
+            text = block.replace("{ ... }", "{}").replace("[ ... ]", "[]")
+            examples.setdefault(heading, []).append(json.loads(text))
+        elif found:
+            heading = found[-1]
+    return examples
+
+
+def _keys_within(example: dict, model) -> None:
+    """Every key of a contract example is a field of the model, nested models and lists included."""
+    for key, value in example.items():
+        assert key in model.model_fields, f"{model.__name__} has no field {key!r} of the contract"
+        inner = model.model_fields[key].annotation
+        for candidate in typing.get_args(inner) + (inner,):
+            nested = typing.get_args(candidate)[0] if typing.get_origin(candidate) is list else candidate
+            if isinstance(nested, type) and issubclass(nested, BaseModel):
+                for item in value if isinstance(value, list) else [value]:
+                    if isinstance(item, dict):
+                        _keys_within(item, nested)
+
+
+def test_every_field_of_the_shipped_contract_is_in_the_schema():
+    examples = _contract_examples()
+    table = re.findall(r"^\| `(\w+)` \|", (REPO / "docs" / "TMLSR-API.md").read_text(), re.M)
+    assert table and set(table) <= set(TaskRequest.model_fields)
+    health, (standard, seedvr2, created), (view,), (canceled,), (stats,) = (
+        examples["Health Check"], examples["Create Task"], examples["Get Task Status"], examples["Cancel Task"],
+        examples["Monitor Stats"])
+    assert TaskRequest.model_validate(standard).output_magnification == 1.5
+    assert TaskRequest.model_validate(seedvr2).resolution == 1080
+    for example, model in ((health[0], Health), (created, TaskCreated), (view, TaskView), (canceled, CancelResult),
+                           (stats, MonitorStats)):
+        _keys_within(example, model)
+    assert MonitorStats.model_validate(stats).system.max_workers == 2
+    assert TaskView.model_validate(view).stages[1].duration == 120.0
