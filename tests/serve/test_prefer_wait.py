@@ -3,8 +3,13 @@ else its view then (202 and Location); without the header the answer is as befor
 
 from __future__ import annotations
 
+import json
+import sqlite3
+
+import pytest
 import requests
 
+from tests.helpers import make_clip
 from tests.serve.test_api import png_bytes
 
 
@@ -44,3 +49,22 @@ def test_a_wait_that_is_not_whole_seconds_is_a_422_naming_the_header(service):
     response = post(service, {"url": "http://example.com/a.png", "type": "image"}, Prefer="wait=soon")
     assert response.status_code == 422 and response.json()["error"].startswith("Prefer: ")
     assert sum(service.stats()["stats"].values()) == before  # refused before any task was made
+
+
+def test_a_client_that_hangs_up_while_waiting_leaves_its_task_running_on_its_first_run(service, input_server,
+                                                                                        tmp_path):
+    """Serve cancels what a request started when its client goes: the run stopped, and the task was
+    re-queued only after the heartbeat timeout, on a second attempt."""
+    url = input_server.add("wait-drop.mp4", make_clip(tmp_path / "drop.mp4", frames=48, size=(96, 72)).read_bytes())
+    body, key = {"url": url, "model": "tiny-x4.pth"}, {"Idempotency-Key": "wait-then-hang-up"}
+    for patience in (0.3, 0.6, 1.2, 2.4):  # long enough for the task to be admitted before the hang-up
+        before = sum(service.stats()["stats"].values())
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            requests.post(service.url("/tasks"), json=body, headers={"Prefer": "wait=30", **key}, timeout=patience)
+        if sum(service.stats()["stats"].values()) > before:
+            break
+    task_id = post(service, body, **key).json()["task_id"]  # the same task, by its key
+    assert service.wait(task_id, timeout=12)["status"] == "completed"  # the heartbeat timeout is 15 s
+    with sqlite3.connect(f"file:{service.data_dir / 'tasks.sqlite3'}?mode=ro", uri=True) as db:
+        (record,) = db.execute("select record from tasks where task_id = ?", (task_id,)).fetchone()
+    assert json.loads(record)["attempts"] == 1

@@ -1,5 +1,6 @@
 import asyncio
 import errno
+import time
 
 import pytest
 
@@ -44,3 +45,44 @@ def test_an_output_that_does_not_fit_the_disk_fails_once_and_leaves_no_partial_f
         assert not [p.name for p in disk.rglob("*") if p.is_file() and p.name != "output.png"]
         assert storage.open_path("d/earlier/output.png").read_bytes() == b"png"
     assert (tmp_path / "big.mp4").stat().st_size == 2 * 1024**2, "the source stays for the task's cleanup"
+
+
+def test_deleting_an_output_removes_its_task_folder_but_not_the_day_a_neighbour_is_stored_in(tmp_path):
+    """Retention ran once per task: every deleted output had left its empty folder behind."""
+    storage = LocalStorage(tmp_path / "root")
+    for task in ("a", "b"):
+        (tmp_path / f"{task}.png").write_bytes(b"png")
+        storage.put(f"2026/01/01/{task}/output.png", tmp_path / f"{task}.png", "image/png")
+    storage.delete("2026/01/01/a/output.png")
+    assert sorted(p.name for p in (tmp_path / "root" / "2026" / "01" / "01").iterdir()) == ["b"]
+    storage.delete("2026/01/01/a/output.png")  # again: nothing left to remove
+    (tmp_path / "loose.png").write_bytes(b"png")
+    storage.put("loose.png", tmp_path / "loose.png", "image/png")
+    storage.delete("loose.png")  # a key right below the root leaves the root
+    assert (tmp_path / "root").is_dir()
+
+
+class _SlowToReturn(LocalStorage):
+    """A put whose file is in place before the call returns (as a thread finishing its move)."""
+
+    def put(self, key, source, content_type):
+        url = super().put(key, source, content_type)
+        time.sleep(0.3)
+        return url
+
+
+def test_an_upload_canceled_after_its_file_landed_leaves_nothing_behind(tmp_path):
+    """The task says canceled, so no record names the file: retention would never remove it."""
+    storage = _SlowToReturn(tmp_path / "root")
+    (tmp_path / "result.png").write_bytes(b"png")
+
+    async def cancel_during_the_put():
+        upload = asyncio.ensure_future(store_output(storage, "2026/01/01/t/output.png", tmp_path / "result.png",
+                                                    "image/png", Backoff(1, 0.01)))
+        await asyncio.sleep(0.1)
+        upload.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await upload
+
+    asyncio.run(cancel_during_the_put())
+    assert not list((tmp_path / "root").rglob("*.png")) and not (tmp_path / "root" / "2026/01/01/t").exists()

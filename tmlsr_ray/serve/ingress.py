@@ -2,6 +2,7 @@
 
 
 import asyncio
+import contextvars
 import hmac
 import logging
 import sqlite3
@@ -15,6 +16,7 @@ from fastapi.responses import (FileResponse, HTMLResponse, JSONResponse, Redirec
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from ray import serve
+from ray.exceptions import TaskCancelledError
 from ray.serve.handle import DeploymentHandle
 
 from tmlsr_ray.config import Settings
@@ -232,6 +234,23 @@ class _HeadersSent(Exception):
     pass
 
 
+class ClientGone:
+    """Serve cancels a request whose client hung up (an event stream closed, a ``Prefer: wait``
+    given up): what the request was waiting on raises ``TaskCancelledError``. No fault of the
+    service, and nobody to answer: not an internal error with a traceback in the log."""
+
+    def __init__(self, app):
+        self._app = app
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await self._app(scope, receive, send)
+        except TaskCancelledError:
+            if scope["type"] != "http":
+                raise
+            logger.info("%s %s: the client went away", scope["method"], scope["path"])
+
+
 def _too_large(limit: int) -> JSONResponse:
     return _error_response(413, f"request body over the limit of {limit:,} bytes (max_request_bytes)")
 
@@ -244,6 +263,7 @@ def _ingress_settings() -> Settings:
 
 api.add_middleware(BodyLimit)
 api.add_middleware(HeadAsGet)
+api.add_middleware(ClientGone)
 
 
 @serve.deployment(max_ongoing_requests=200)
@@ -270,7 +290,13 @@ class Ingress:
         task still waiting for a slot, this dispatch takes the place of the old one (whose runner
         may be gone), so exactly one runs it."""
         for task_id in await self._state.pending_ids():
-            self._runner.run_task.remote(task_id)
+            self._dispatch(task_id)
+
+    def _dispatch(self, task_id: str) -> None:
+        """Hands the task to a runner, fired and not awaited, from outside the calling request's
+        context: Serve cancels the calls a request made when its client hangs up (a dropped
+        ``Prefer: wait``), and the task outlives the request."""
+        contextvars.Context().run(self._runner.run_task.remote, task_id)
 
     # -- routes -----------------------------------------------------------------------------
 
@@ -459,7 +485,7 @@ class Ingress:
         if outcome == "key_conflict":
             raise KeyConflict("this Idempotency-Key was already used for a different request", task_id)
         if outcome == "created":
-            self._runner.run_task.remote(task_id)  # fired, not awaited: the task outlives this request
+            self._dispatch(task_id)
         return TaskCreated(task_id=task_id)
 
     def _queue_full(self) -> QueueFull:

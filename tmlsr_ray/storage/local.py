@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -24,12 +25,19 @@ class LocalStorage:
 
     def abandon(self, key: str, source: Path) -> None:
         _partial(self._path(key)).unlink(missing_ok=True)  # a copy cut short (the disk full)
+        self.delete(key)  # a put that ended after the task was canceled
 
     def location(self, key: str) -> str:
         return key  # below the root, which moves only with the data directory that holds the records
 
     def delete(self, location: str) -> None:
-        self._path(location).unlink(missing_ok=True)
+        path = self._path(location)
+        path.unlink(missing_ok=True)
+        # The task's own folder (YYYY/MM/DD/TASK_ID) goes with its last file: one per task adds up.
+        # The day folders stay, since another task may be storing into one right now.
+        if path.parent != self.root:
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                path.parent.rmdir()
 
     def open_path(self, key: str) -> Optional[Path]:
         """The file for a key taken from a request, or ``None`` if it escapes the root or is missing."""
