@@ -17,7 +17,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 install: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
-	test -x $(BIN)/python || { test -n "$(PYTHON)" || { echo 'Python 3.11+ is needed: none of python3, python3.11, python3.12, python3.13 is (set PYTHON=...)' >&2; exit 1; }; $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { test -n "$(PYTHON)" || { echo 'Python 3.11+ is needed: none of python3, python3.11, python3.12, python3.13 is (set PYTHON=...)' >&2; exit 1; }; rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q --no-deps --no-build-isolation basicsr==1.4.2 realesrgan==0.3.0

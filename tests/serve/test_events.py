@@ -3,17 +3,21 @@ through the Serve proxy while the task runs."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import pytest
 import ray
 import requests
+from ray.exceptions import TaskCancelledError
+from ray.serve.exceptions import RequestCancelledError
 
 from tests.helpers import make_clip, replica_pids, server_sent_events
 from tests.serve.test_api import png_bytes
 from tmlsr_ray.protocol import Stage, StageName, StageStatus, TaskEventKind, TaskOutput, TaskStatus, TaskView
 from tmlsr_ray.serve.events import change_kind
+from tmlsr_ray.serve.ingress import ClientGone
 
 
 def stream(service, task_id: str, **headers) -> requests.Response:
@@ -137,4 +141,19 @@ def test_a_client_that_closes_its_stream_early_is_no_internal_error_in_the_log(s
     logged = "".join(path.read_text(errors="replace") for path in logs.glob("worker-*.err")
                      if path.name.endswith(ingress))
     assert not [task_id for task_id in task_ids if f"/tasks/{task_id}/events failed" in logged]
-    assert any(f"/tasks/{task_id}/events: the client went away" in logged for task_id in task_ids)
+
+
+def test_a_request_cancelled_because_its_client_went_away_ends_quietly():
+    """What Serve raises in a request whose client hung up (``RequestCancelledError`` is one
+    kind) ends the request there; other errors still reach the internal-error handler."""
+    async def app(scope, receive, send):
+        raise scope["raises"]
+
+    async def call(raises):
+        await ClientGone(app)({"type": "http", "method": "GET", "path": "/tasks/x/events", "raises": raises},
+                              None, None)
+
+    for gone in (TaskCancelledError(), RequestCancelledError("r-1")):
+        asyncio.run(call(gone))
+    with pytest.raises(ValueError):
+        asyncio.run(call(ValueError("a bug")))

@@ -59,6 +59,12 @@ def http(method, path, body=None):
 
 http("GET", "/monitor/stats")  # each ingress that answers opens its direct reader now
 ray.kill(ray.get_actor("placement", namespace=STATE_NAMESPACE), no_restart=True)
+for _ in range(300):  # the name is free once the cluster has seen the actor die
+    try:
+        ray.get_actor("placement", namespace=STATE_NAMESPACE)
+        time.sleep(0.05)
+    except ValueError:
+        break
 worker = next(node["NodeID"] for node in ray.nodes() if node["Alive"] and node["NodeID"] != head)
 moved = Settings.load({**settings, "data_dir": tempfile.mkdtemp()})
 TaskState.options(name="placement", namespace=STATE_NAMESPACE, lifetime="detached", resources={},

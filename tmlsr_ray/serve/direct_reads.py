@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from typing import Optional
 
@@ -38,7 +39,8 @@ class DirectReads:
         if not self._enabled:
             return None
         if self._watch is None:
-            self._watch = asyncio.create_task(self._watch_placement())
+            # its own context: not a child of the request that happened to start it
+            self._watch = asyncio.create_task(self._watch_placement(), context=contextvars.Context())
             await self._check_placement()
         if self._here and self._reader is None and self._path.exists():
             self._reader = TaskReader(self._path)

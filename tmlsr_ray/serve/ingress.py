@@ -427,7 +427,8 @@ class Ingress:
             params, fingerprint = await self._checked_params(request)
         except ValidationError as exc:  # a handle caller's dict: a typed refusal, as every other one
             raise InvalidRequest(validation_summary(exc.errors())[0]) from None
-        task_id, outcome = await self._state.admit(new_task_id(), params, idempotency_key, fingerprint)
+        admission = (params, new_task_id(), idempotency_key, fingerprint)
+        ((task_id, outcome),) = await self._admit_and_dispatch([admission])
         return self._created(task_id, outcome)
 
     async def submit_batch(self, requests: List[TaskRequest | dict],
@@ -452,7 +453,7 @@ class Ingress:
             items.append(None)
             admissions.append((params, new_task_id(), f"{idempotency_key}/{index}" if idempotency_key else None,
                                fingerprint))
-        outcomes = await self._state.admit_many(admissions) if admissions else []
+        outcomes = await self._admit_and_dispatch(admissions) if admissions else []
         if any(outcome == "queue_full" for _, outcome in outcomes):
             raise self._queue_full()
         for place, (task_id, outcome) in zip(places, outcomes):
@@ -478,14 +479,29 @@ class Ingress:
             raise TaskNotFound(f"task {task_id} not found")
         return change
 
+    async def _admit_and_dispatch(self, admissions: List[tuple]) -> List[Tuple[str, str]]:
+        """Admits the tasks and hands each new one to a runner, as one piece of work that goes on if
+        the request is cancelled meanwhile (its client hung up): a task the state actor admitted
+        must not be left for the sweeper to find a heartbeat timeout later."""
+        async def admit() -> List[Tuple[str, str]]:
+            if len(admissions) == 1:
+                params, task_id, key, fingerprint = admissions[0]
+                outcomes = [await self._state.admit(task_id, params, key, fingerprint)]
+            else:
+                outcomes = await self._state.admit_many(admissions)
+            for task_id, outcome in outcomes:
+                if outcome == "created":
+                    self._dispatch(task_id)
+            return outcomes
+
+        return await asyncio.shield(asyncio.create_task(admit(), context=contextvars.Context()))
+
     def _created(self, task_id: str, outcome: str) -> TaskCreated:
-        """The answer to an admission, and the task handed to a runner when it is new."""
+        """The answer to an admission."""
         if outcome == "queue_full":
             raise self._queue_full()
         if outcome == "key_conflict":
             raise KeyConflict("this Idempotency-Key was already used for a different request", task_id)
-        if outcome == "created":
-            self._dispatch(task_id)
         return TaskCreated(task_id=task_id)
 
     def _queue_full(self) -> QueueFull:
@@ -556,7 +572,9 @@ class Ingress:
         reader = await self._direct_reads.reader()
         if reader is not None:
             try:
-                return await asyncio.to_thread(local, reader)
+                found = await asyncio.to_thread(local, reader)
+                if found is not None:  # else the actor, which may have moved since the last check, knows
+                    return found
             except sqlite3.Error as exc:
                 logger.warning("direct read of the task database failed (%s); asking the state actor", exc)
         return await remote()

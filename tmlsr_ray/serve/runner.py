@@ -384,7 +384,7 @@ class Run:
     state: StateClient
     task_id: str
     attempt: int
-    # where this run put (or began to put) an output; the same key for every attempt of a task
+    # where this run put (or began to put) an output (attempts on one UTC day share the key)
     output_locations: List[str] = field(default_factory=list)
 
     def set_stage(self, name: StageName, status: StageStatus, duration=None, detail=None):
