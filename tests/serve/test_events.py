@@ -153,7 +153,11 @@ def test_a_request_cancelled_because_its_client_went_away_ends_quietly():
         await ClientGone(app)({"type": "http", "method": "GET", "path": "/tasks/x/events", "raises": raises},
                               None, None)
 
-    for gone in (TaskCancelledError(), RequestCancelledError("r-1")):
+    both_halves_of_a_stream = ExceptionGroup("stream", [TaskCancelledError(), RequestCancelledError("r-2")])
+    for gone in (TaskCancelledError(), RequestCancelledError("r-1"), both_halves_of_a_stream):
         asyncio.run(call(gone))
     with pytest.raises(ValueError):
         asyncio.run(call(ValueError("a bug")))
+    with pytest.raises(ExceptionGroup) as caught:
+        asyncio.run(call(ExceptionGroup("stream", [TaskCancelledError(), ValueError("a bug")])))
+    assert [type(error) for error in caught.value.exceptions] == [ValueError]

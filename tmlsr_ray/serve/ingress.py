@@ -243,11 +243,11 @@ class ClientGone:
         self._app = app
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self._app(scope, receive, send)
         try:
             await self._app(scope, receive, send)
-        except TaskCancelledError:
-            if scope["type"] != "http":
-                raise
+        except* TaskCancelledError:  # a streaming response raises one from each of its two tasks, grouped
             logger.info("%s %s: the client went away", scope["method"], scope["path"])
 
 
