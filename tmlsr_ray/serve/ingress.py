@@ -484,11 +484,7 @@ class Ingress:
         the request is cancelled meanwhile (its client hung up): a task the state actor admitted
         must not be left for the sweeper to find a heartbeat timeout later."""
         async def admit() -> List[Tuple[str, str]]:
-            if len(admissions) == 1:
-                params, task_id, key, fingerprint = admissions[0]
-                outcomes = [await self._state.admit(task_id, params, key, fingerprint)]
-            else:
-                outcomes = await self._state.admit_many(admissions)
+            outcomes = await self._state.admit_many(admissions)  # one admission is admit's own case
             for task_id, outcome in outcomes:
                 if outcome == "created":
                     self._dispatch(task_id)
