@@ -7,6 +7,7 @@ import requests
 
 from tests.serve.test_api import png_bytes
 from tmlsr_ray.serve.state import STATE_ACTOR_NAME, STATE_NAMESPACE
+from tmlsr_ray.storage.base import output_key
 
 
 def test_old_outputs_expire_and_old_records_go(service, input_server):
@@ -35,3 +36,25 @@ def test_work_folders_of_tasks_that_ended_without_their_runner_are_removed(servi
     result = ray.get(state.apply_retention.remote())
     assert result["work_removed"] >= 2
     assert not (work / finished["task_id"]).exists() and not (work / ("0" * 32)).exists()
+
+
+def test_an_output_stored_for_a_task_that_ended_without_it_is_removed_at_once(service):
+    """A runner that died between its upload and its record left a file no record named, which
+    retention never found. Here a run (played through the state actor) stores its output and
+    the task is canceled before the run could record it."""
+    state = ray.get_actor(STATE_ACTOR_NAME, namespace=STATE_NAMESPACE)
+    ((task_id, outcome),) = ray.get(state.admit_many.remote([({"url": "http://example.com/x.png", "type": "image"},
+                                                              None, None, None)]))
+    attempt = ray.get(state.acquire.remote(task_id))
+    key = output_key(task_id, "output.png", attempt)
+    assert ray.get(state.note_output.remote(task_id, key, attempt)) is True
+    stored = service.data_dir / "outputs" / key
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(png_bytes(4, 4))
+    assert ray.get(state.cancel.remote(task_id))[0] is True
+    deadline = time.monotonic() + 10
+    while stored.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not stored.exists() and not stored.parent.exists()
+    assert ray.get(state.note_output.remote(task_id, key, attempt)) is False  # a run that lost its task stores nothing
+    assert service.task(task_id)["status"] == "canceled"

@@ -486,3 +486,62 @@ def test_a_task_without_a_callback_owes_nothing(tmp_path):
         return board
 
     assert run(scenario()).due_deliveries() == []
+
+
+def test_an_output_a_retried_task_ends_without_is_due_for_removal_until_removed(tmp_path):
+    """A run given up on after its upload stored a file no record named: retention never found it."""
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1, max_attempts=2)
+        task = board.create(PARAMS)
+        first = await board.acquire(task)
+        assert board.note_output(task, "d/t/output.png", first)
+        board._live[task].heartbeat_at = time.time() - 100
+        assert await board.sweep(heartbeat_timeout_s=30) == ([task], [])
+        second = await board.acquire(task)
+        assert board.note_output(task, "d/t/output-2.png", second)
+        assert board.stray_outputs() == [] and not board.strays_changed.is_set()
+        await board.complete(task, TaskOutput(url="/files/d/t/output-2.png"), "d/t/output-2.png", second)
+        assert board.strays_changed.is_set()
+        assert board.stray_outputs() == [(task, "d/t/output.png")]
+        reloaded = TaskBoard(tmp_path / "t.db", max_workers=1)
+        assert reloaded.stray_outputs() == [(task, "d/t/output.png")]  # survives a restart until removed
+        reloaded.stray_removed("d/t/output.png")
+        assert reloaded.stray_outputs() == [] and reloaded.get(task).output.url == "/files/d/t/output-2.png"
+
+    run(scenario())
+
+
+def test_every_output_noted_for_a_task_that_fails_or_is_canceled_is_due_for_removal(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=3, max_attempts=1)
+        failed, canceled, lost = board.create(PARAMS), board.create(PARAMS), board.create(PARAMS)
+        for task in (failed, canceled, lost):
+            attempt = await board.acquire(task)
+            assert board.note_output(task, f"d/{task}/output.png", attempt)
+            assert board.note_output(task, f"d/{task}/output.png", attempt)  # a replayed call notes it once
+        await board.fail(failed, "boom")
+        await board.cancel(canceled)
+        board._live[lost].heartbeat_at = time.time() - 100
+        assert await board.sweep(heartbeat_timeout_s=30) == ([], [lost])  # out of attempts
+        assert sorted(board.stray_outputs()) == sorted((t, f"d/{t}/output.png") for t in (failed, canceled, lost))
+
+    run(scenario())
+
+
+def test_an_upload_that_ends_as_its_task_is_canceled_is_due_for_removal_but_a_replayed_complete_is_not(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=2)
+        canceled, done = board.create(PARAMS), board.create(PARAMS)
+        attempt = await board.acquire(canceled)
+        await board.cancel(canceled)  # before the run noted where it stores: the note refuses
+        assert board.note_output(canceled, "d/c/output.png", attempt) is False
+        assert await board.complete(canceled, TaskOutput(url="/c"), "d/c/output.png", attempt) is False
+        assert board.stray_outputs() == [(canceled, "d/c/output.png")]
+        board.stray_removed("d/c/output.png")
+        attempt = await board.acquire(done)
+        assert board.note_output(done, "d/d/output.png", attempt)
+        assert await board.complete(done, TaskOutput(url="/d"), "d/d/output.png", attempt)
+        assert await board.complete(done, TaskOutput(url="/d"), "d/d/output.png", attempt) is False
+        assert board.stray_outputs() == []
+
+    run(scenario())

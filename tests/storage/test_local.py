@@ -14,6 +14,12 @@ def test_keys_group_outputs_by_day_and_task():
     assert output_key("abc", "output.png", now=0) == "1970/01/01/abc/output.png"
 
 
+def test_a_later_attempts_output_has_a_name_of_its_own():
+    """A run given up on that stores after all must not overwrite the output of the attempt after it."""
+    assert output_key("abc", "output.mp4", attempt=2, now=0) == "1970/01/01/abc/output-2.mp4"
+    assert output_key("abc", "output", attempt=3, now=0) == "1970/01/01/abc/output-3"
+
+
 def test_put_returns_a_service_relative_url_and_the_file_can_be_opened(tmp_path):
     storage = LocalStorage(tmp_path / "root")
     (tmp_path / "result.png").write_bytes(b"png")

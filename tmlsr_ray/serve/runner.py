@@ -14,9 +14,9 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, Iterable, Iterator, List, Tuple
+from typing import Any, Awaitable, Callable, Dict, Iterable, Iterator, Tuple
 
 import ray
 from ray import serve
@@ -110,18 +110,7 @@ class TaskRunner:
         if final is None or final.status in FINISHED:  # else a later attempt reuses the pieces
             await asyncio.to_thread(shutil.rmtree, workdir, True)
             await asyncio.to_thread(self._remove_pieces, task_id)
-        if final is None or final.status in (TaskStatus.failed, TaskStatus.canceled):
-            await asyncio.to_thread(self._remove_outputs, run)
         return final.status.value if final else None
-
-    def _remove_outputs(self, run: "Run") -> None:
-        """An output stored for a task that did not complete (canceled between its upload and its
-        record, say) is named by no record, so retention would never find it."""
-        for location in run.output_locations:
-            try:
-                self._storage.delete(location)
-            except Exception:  # the task's outcome stands
-                logger.exception("could not remove the output of task %s at %s", run.task_id, location)
 
     def _remove_pieces(self, task_id: str) -> None:
         try:
@@ -154,11 +143,13 @@ class TaskRunner:
             if metadata["bytes"] > self._settings.max_output_bytes:
                 raise TaskError(f"output is {metadata['bytes']:,} bytes, over the limit of "
                                 f"{self._settings.max_output_bytes:,}; ask for a smaller size")
-            key = output_key(run.task_id, "output" + result.suffix)
-            run.output_locations.append(self._storage.location(key))
+            key = output_key(run.task_id, "output" + result.suffix, run.attempt)
+            location = self._storage.location(key)
+            if not await run.note_output(location):
+                return  # canceled or given up on meanwhile: the watcher stops this run
             url = await self._stage(run, StageName.upload, store_output(
                 self._storage, key, result, content_type, self._settings.storage_backoff()))
-            await run.complete(TaskOutput(url=url, metadata=metadata), self._storage.location(key))
+            await run.complete(TaskOutput(url=url, metadata=metadata), location)
         except TaskError as exc:
             if isinstance(exc, DiskFull):  # room for the database's write of the failure, and for other tasks
                 await asyncio.to_thread(shutil.rmtree, workdir, True)
@@ -384,14 +375,15 @@ class Run:
     state: StateClient
     task_id: str
     attempt: int
-    # where this run put (or began to put) an output (attempts on one UTC day share the key)
-    output_locations: List[str] = field(default_factory=list)
 
     def set_stage(self, name: StageName, status: StageStatus, duration=None, detail=None):
         return self.state.set_stage(self.task_id, name, status, duration, detail, attempt=self.attempt)
 
     def update_params(self, values: Dict[str, Any]):
         return self.state.update_params(self.task_id, values, attempt=self.attempt)
+
+    def note_output(self, location: str):
+        return self.state.note_output(self.task_id, location, attempt=self.attempt)
 
     def complete(self, output: TaskOutput, key: str):
         return self.state.complete(self.task_id, output, key, attempt=self.attempt)

@@ -54,7 +54,8 @@ class TaskState:
         self._board.grant_grace_after_restart()
         loop = asyncio.get_running_loop()
         self._background = [loop.create_task(self._sweep_forever()), loop.create_task(self._retain_forever()),
-                            loop.create_task(self._enforce_deadlines_forever()), loop.create_task(self._send_outbox_forever())]
+                            loop.create_task(self._enforce_deadlines_forever()), loop.create_task(self._send_outbox_forever()),
+                            loop.create_task(self._remove_strays_forever())]
 
     async def _sweep_forever(self) -> None:
         timeout = self._settings.heartbeat_timeout_s
@@ -180,21 +181,47 @@ class TaskState:
         now = time.time() if now is None else now
         settings, expired, dropped = self._settings, [], 0
         if settings.output_retention_s:
-            due = self._board.outputs_due(now - settings.output_retention_s)
-            storage = make_storage(settings) if due else None
-            for task_id, key in due:
-                try:
-                    await asyncio.to_thread(storage.delete, key)
-                except Exception:  # it stays due: the next round deletes it
-                    logger.warning("could not delete the output %s of task %s; trying again later", key, task_id,
-                                   exc_info=True)
-                    continue
+            for task_id, _ in await self._delete_outputs(self._board.outputs_due(now - settings.output_retention_s)):
                 self._board.expired(task_id)
                 expired.append(task_id)
         if settings.record_retention_s:
             dropped = self._board.drop_records(now - settings.record_retention_s)
         orphans = await asyncio.to_thread(self._remove_orphaned_work)
         return {"outputs_expired": len(expired), "records_dropped": dropped, "work_removed": orphans}
+
+    async def _remove_strays_forever(self) -> None:
+        """Outputs stored for tasks that ended without them go as soon as their task ends; one
+        that could not be deleted is tried again every ``retention_interval_s``."""
+        while True:
+            self._board.strays_changed.clear()
+            try:
+                await self.remove_stray_outputs()
+            except Exception:  # a storage hiccup must not stop the removals for good
+                logger.exception("removing stray outputs failed; trying again later")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._board.strays_changed.wait(), self._settings.retention_interval_s)
+
+    async def remove_stray_outputs(self) -> int:
+        """Deletes the outputs stored for tasks that ended without them; returns how many."""
+        removed = await self._delete_outputs(self._board.stray_outputs())
+        for _, location in removed:
+            self._board.stray_removed(location)
+        return len(removed)
+
+    async def _delete_outputs(self, outputs: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
+        """Deletes (task_id, location) pairs from storage; returns those deleted (the others stay
+        due, for the next round)."""
+        storage = make_storage(self._settings) if outputs else None
+        deleted = []
+        for task_id, location in outputs:
+            try:
+                await asyncio.to_thread(storage.delete, location)
+            except Exception:
+                logger.warning("could not delete the output %s of task %s; trying again later", location, task_id,
+                               exc_info=True)
+                continue
+            deleted.append((task_id, location))
+        return deleted
 
     def _remove_orphaned_work(self) -> int:
         """Folders of tasks that ended while no runner held them (canceled while re-queued, failed
@@ -255,6 +282,9 @@ class TaskState:
 
     async def update_params(self, task_id: str, values: Dict[str, Any], attempt: Optional[int] = None) -> None:
         await self._board.update_params(task_id, values, attempt)
+
+    async def note_output(self, task_id: str, location: str, attempt: Optional[int] = None) -> bool:
+        return self._board.note_output(task_id, location, attempt)
 
     async def complete(self, task_id: str, output: TaskOutput, output_key: Optional[str] = None,
                        attempt: Optional[int] = None) -> bool:

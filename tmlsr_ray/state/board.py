@@ -54,6 +54,7 @@ class TaskBoard:
         self._store = TaskStore(db_path)
         self._webhook_base_url = webhook_base_url  # output links in webhook bodies
         self.outbox_changed = asyncio.Event()  # set when a delivery is owed
+        self.strays_changed = asyncio.Event()  # set when a task ended leaving outputs to remove
         self._max_workers = max_workers
         self._recent_limit = recent_limit
         self._live: Dict[str, TaskRecord] = {}
@@ -281,16 +282,38 @@ class TaskBoard:
             record.params = {**record.params, **values}
             await self._save_and_notify(record)
 
+    def note_output(self, task_id: str, location: str, attempt: Optional[int] = None) -> bool:
+        """The run of ``attempt`` is about to store the task's output at ``location``; returns
+        ``False`` when the run no longer owns the task (it must not store then). Recorded before
+        the upload, so whatever ends the task (another attempt included) removes an output it
+        ends without, even one whose run died before it could say it stored it."""
+        record = self._owned(task_id, attempt)
+        if record is None:
+            return False
+        if location not in record.output_locations:
+            record.output_locations.append(location)
+            self._store.save(record)  # nothing a reader sees changed: no revision, no event
+        return True
+
     # -- endings ----------------------------------------------------------------------------
 
     async def complete(self, task_id: str, output: TaskOutput, output_key: Optional[str] = None,
                        attempt: Optional[int] = None) -> bool:
         record = self._owned(task_id, attempt)
         if record is None:
+            self._stray_if_ended(task_id, output_key)
             return False
         record.status, record.output, record.output_key = TaskStatus.completed, output, output_key
         await self._save_and_notify(record, "task.completed")
         return True
+
+    def _stray_if_ended(self, task_id: str, location: Optional[str]) -> None:
+        """A run's upload ended as its task did (a cancel during the put): its output is removed,
+        unless it is the task's own (a call replayed after the state actor restarted)."""
+        record = self._record(task_id)
+        if location and record is not None and record.status.finished and location != record.output_key:
+            self._store.add_strays(task_id, [location])
+            self.strays_changed.set()
 
     async def fail(self, task_id: str, error: str, attempt: Optional[int] = None) -> bool:
         record = self._record(task_id) if attempt is None else self._owned(task_id, attempt)
@@ -382,6 +405,14 @@ class TaskBoard:
                 due.append((record.task_id, record.output_key))
         return due
 
+    def stray_outputs(self) -> List[Tuple[str, str]]:
+        """(task_id, location) of outputs stored for tasks that ended without them: the caller
+        deletes each, then marks it :meth:`stray_removed` (one it could not delete stays listed)."""
+        return self._store.stray_outputs()
+
+    def stray_removed(self, location: str) -> None:
+        self._store.forget_stray(location)
+
     def expired(self, task_id: str) -> None:
         """The task's output was deleted: its view says so and holds no URL."""
         record = self._finished.get(task_id) or self._store.load(task_id)
@@ -436,9 +467,12 @@ class TaskBoard:
         record.updated_at = time.time()
         record.revision += 1
         delivery = self._delivery(record, event) if event else None
-        self._store.save(record, delivery)
+        strays = _take_strays(record) if record.status.finished else []
+        self._store.save(record, delivery, strays)
         if delivery is not None:
             self.outbox_changed.set()
+        if strays:
+            self.strays_changed.set()
         if record.status.finished:
             self._remember_finished(record)
         changed = self._watchers.pop(record.task_id, None)
@@ -449,6 +483,14 @@ class TaskBoard:
         self._save(record, event)
         async with self._changed:
             self._changed.notify_all()
+
+
+def _take_strays(record: TaskRecord) -> List[str]:
+    """The locations runs stored an output at that are not the task's final output: they move
+    from the record to the removals due."""
+    strays = [location for location in record.output_locations if location != record.output_key]
+    record.output_locations = []
+    return strays
 
 
 def _new_record(params: Dict[str, Any], task_id: Optional[str], idempotency_key: Optional[str],

@@ -46,6 +46,9 @@ class TaskRecord(BaseModel):
     attempts: int = 0  # runs started; a run whose runner vanished is re-queued up to max_attempts
     runner: Optional[str] = None  # actor name of the runner replica of this run
     output_key: Optional[str] = None  # where storage keeps the output (its location), for retention
+    # where runs stored, or began to store, an output: what the task ends without is removed then
+    # (by a run that died after its upload, or a key of another UTC day), as no other record names it
+    output_locations: List[str] = Field(default_factory=list)
     idempotency_key: Optional[str] = None
     request_fingerprint: Optional[str] = None  # of the params as submitted, for idempotent retries
     revision: int = 0  # bumped by every saved change: the id of the task's events, persisted so a resume works

@@ -12,7 +12,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from tmlsr_ray.protocol import MonitorStats, SystemStats, TaskStatus, TaskView
 from tmlsr_ray.state.records import TaskRecord
@@ -41,6 +41,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     body        BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_task ON outbox (task_id, id);
+"""
+# Outputs stored for a task that ended without them (see TaskRecord.output_locations): written in
+# the transaction that ends the task, removed once storage deleted them.
+_STRAYS = """
+CREATE TABLE IF NOT EXISTS stray_outputs (
+    location TEXT PRIMARY KEY,
+    task_id  TEXT NOT NULL
+);
 """
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);
@@ -105,6 +113,7 @@ class TaskStore(_Reads):
         self._add_missing_columns()
         self._db.executescript(_INDEXES)
         self._db.executescript(_OUTBOX)
+        self._db.executescript(_STRAYS)
 
     def _add_missing_columns(self) -> None:
         present = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
@@ -115,15 +124,22 @@ class TaskStore(_Reads):
                     self._db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
                     self._db.execute(f"UPDATE tasks SET {name} = json_extract(record, '$.{name}')")
 
-    def save(self, record: TaskRecord, delivery: Optional[Delivery] = None) -> None:
-        """The record, and the webhook delivery its change causes, in one transaction: a change
-        acknowledged is a delivery owed, whatever stops the process afterwards."""
-        if delivery is None:
+    def save(self, record: TaskRecord, delivery: Optional[Delivery] = None, strays: Sequence[str] = ()) -> None:
+        """The record, the webhook delivery its change causes and the outputs it leaves to remove,
+        in one transaction: a change acknowledged is a delivery owed and a removal due, whatever
+        stops the process afterwards."""
+        if delivery is None and not strays:
             return self._upsert(record)
         with self._db:
             self._db.execute("BEGIN")
             self._upsert(record)
-            self.enqueue(delivery)
+            if delivery is not None:
+                self.enqueue(delivery)
+            self.add_strays(record.task_id, strays)
+
+    def add_strays(self, task_id: str, locations: Sequence[str]) -> None:
+        self._db.executemany("INSERT OR IGNORE INTO stray_outputs (location, task_id) VALUES (?, ?)",
+                             [(location, task_id) for location in locations])
 
     def enqueue(self, delivery: Delivery) -> None:
         self._db.execute("INSERT INTO outbox (task_id, delivery_id, event, url, body) VALUES (?, ?, ?, ?, ?)",
@@ -143,6 +159,13 @@ class TaskStore(_Reads):
 
     def settle(self, delivery: Delivery) -> None:
         self._db.execute("DELETE FROM outbox WHERE id = ?", (delivery.id,))
+
+    def stray_outputs(self, limit: int = 256) -> List[Tuple[str, str]]:
+        """(task_id, location) of outputs to remove."""
+        return list(self._db.execute("SELECT task_id, location FROM stray_outputs LIMIT ?", (limit,)))
+
+    def forget_stray(self, location: str) -> None:
+        self._db.execute("DELETE FROM stray_outputs WHERE location = ?", (location,))
 
     def _upsert(self, record: TaskRecord) -> None:
         self._db.execute(

@@ -14,9 +14,14 @@ from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
 logger = logging.getLogger(__name__)
 
 
-def output_key(task_id: str, name: str, now: float | None = None) -> str:
-    """``YYYY/MM/DD/TASK_ID/NAME``: outputs grouped by day, one folder per task."""
+def output_key(task_id: str, name: str, attempt: int = 1, now: float | None = None) -> str:
+    """``YYYY/MM/DD/TASK_ID/NAME``: outputs grouped by day, one folder per task. A later attempt's
+    name says which (``output-2.mp4``): a run given up on that stores after all must not overwrite,
+    nor its cleanup remove, the output of the attempt that replaced it."""
     day = time.strftime("%Y/%m/%d", time.gmtime(now if now is not None else time.time()))
+    if attempt > 1:
+        stem, dot, suffix = name.rpartition(".")
+        name = f"{stem}-{attempt}.{suffix}" if dot else f"{name}-{attempt}"
     return f"{day}/{task_id}/{name}"
 
 
