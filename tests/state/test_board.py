@@ -7,6 +7,7 @@ from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput, TaskStatus
 from tmlsr_ray.state.board import TaskBoard
 
 PARAMS = {"url": "http://example.com/a.png", "type": "image"}
+SETTLE_S = 60.0  # how long a deleted stray output stays listed for its second delete
 
 
 def run(coro):
@@ -499,14 +500,34 @@ def test_an_output_a_retried_task_ends_without_is_due_for_removal_until_removed(
         assert await board.sweep(heartbeat_timeout_s=30) == ([task], [])
         second = await board.acquire(task)
         assert board.note_output(task, "d/t/output-2.png", second)
-        assert board.stray_outputs() == [] and not board.strays_changed.is_set()
+        assert board.stray_outputs(SETTLE_S) == [] and not board.strays_changed.is_set()
         await board.complete(task, TaskOutput(url="/files/d/t/output-2.png"), "d/t/output-2.png", second)
         assert board.strays_changed.is_set()
-        assert board.stray_outputs() == [(task, "d/t/output.png")]
+        assert board.stray_outputs(SETTLE_S) == [(task, "d/t/output.png")]
         reloaded = TaskBoard(tmp_path / "t.db", max_workers=1)
-        assert reloaded.stray_outputs() == [(task, "d/t/output.png")]  # survives a restart until removed
-        reloaded.stray_removed("d/t/output.png")
-        assert reloaded.stray_outputs() == [] and reloaded.get(task).output.url == "/files/d/t/output-2.png"
+        assert reloaded.stray_outputs(SETTLE_S) == [(task, "d/t/output.png")]  # survives a restart until deleted
+        reloaded.stray_deleted("d/t/output.png", SETTLE_S)
+        assert reloaded.stray_outputs(SETTLE_S) == [] and reloaded.get(task).output.url == "/files/d/t/output-2.png"
+
+    run(scenario())
+
+
+def test_a_deleted_stray_output_is_deleted_once_more_after_it_settled_then_forgotten(tmp_path):
+    """An upload cut off as its task ended (an OSS PUT that timed out on our side) can land after
+    the first delete."""
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        task = board.create(PARAMS)
+        attempt = await board.acquire(task)
+        board.note_output(task, "d/t/output.png", attempt)
+        await board.cancel(task)
+        assert board.stray_outputs(SETTLE_S) == [(task, "d/t/output.png")]
+        board.stray_deleted("d/t/output.png", SETTLE_S)
+        assert board.stray_outputs(SETTLE_S) == []  # deleted once, not settled yet
+        time.sleep(0.01)
+        assert board.stray_outputs(settle_s=0) == [(task, "d/t/output.png")]  # once it has
+        board.stray_deleted("d/t/output.png", settle_s=0)
+        assert board.stray_outputs(settle_s=0) == []  # deleted twice: forgotten
 
     run(scenario())
 
@@ -523,25 +544,48 @@ def test_every_output_noted_for_a_task_that_fails_or_is_canceled_is_due_for_remo
         await board.cancel(canceled)
         board._live[lost].heartbeat_at = time.time() - 100
         assert await board.sweep(heartbeat_timeout_s=30) == ([], [lost])  # out of attempts
-        assert sorted(board.stray_outputs()) == sorted((t, f"d/{t}/output.png") for t in (failed, canceled, lost))
+        assert sorted(board.stray_outputs(SETTLE_S)) == sorted((t, f"d/{t}/output.png") for t in (failed, canceled, lost))
 
     run(scenario())
 
 
-def test_an_upload_that_ends_as_its_task_is_canceled_is_due_for_removal_but_a_replayed_complete_is_not(tmp_path):
+def test_an_upload_that_lands_after_its_first_delete_is_due_again_when_the_run_reports_it(tmp_path):
+    """Canceled during the upload: the stray is deleted before the file landed, then the run's
+    refused completion says it is there now."""
     async def scenario():
-        board = TaskBoard(tmp_path / "t.db", max_workers=2)
-        canceled, done = board.create(PARAMS), board.create(PARAMS)
-        attempt = await board.acquire(canceled)
-        await board.cancel(canceled)  # before the run noted where it stores: the note refuses
-        assert board.note_output(canceled, "d/c/output.png", attempt) is False
-        assert await board.complete(canceled, TaskOutput(url="/c"), "d/c/output.png", attempt) is False
-        assert board.stray_outputs() == [(canceled, "d/c/output.png")]
-        board.stray_removed("d/c/output.png")
-        attempt = await board.acquire(done)
-        assert board.note_output(done, "d/d/output.png", attempt)
-        assert await board.complete(done, TaskOutput(url="/d"), "d/d/output.png", attempt)
-        assert await board.complete(done, TaskOutput(url="/d"), "d/d/output.png", attempt) is False
-        assert board.stray_outputs() == []
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        task = board.create(PARAMS)
+        attempt = await board.acquire(task)
+        assert board.note_output(task, "d/t/output.png", attempt)
+        await board.cancel(task)
+        board.stray_deleted("d/t/output.png", SETTLE_S)  # nothing there yet
+        assert board.stray_outputs(SETTLE_S) == []
+        assert await board.complete(task, TaskOutput(url="/t"), "d/t/output.png", attempt) is False
+        assert board.stray_outputs(SETTLE_S) == [(task, "d/t/output.png")]
+
+    run(scenario())
+
+
+def test_a_database_whose_stray_outputs_table_predates_its_delete_times_opens_with_them(tmp_path):
+    import sqlite3
+    with sqlite3.connect(tmp_path / "t.db") as db:
+        db.execute("CREATE TABLE stray_outputs (location TEXT PRIMARY KEY, task_id TEXT NOT NULL)")
+        db.execute("INSERT INTO stray_outputs VALUES ('d/t/output.png', 't')")
+    board = TaskBoard(tmp_path / "t.db", max_workers=1)
+    assert board.stray_outputs(SETTLE_S) == [("t", "d/t/output.png")]
+    board.stray_deleted("d/t/output.png", SETTLE_S)
+    assert board.stray_outputs(SETTLE_S) == []
+
+
+def test_a_completion_replayed_to_a_restarted_state_actor_leaves_the_output_alone(tmp_path):
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        task = board.create(PARAMS)
+        attempt = await board.acquire(task)
+        assert board.note_output(task, "d/t/output.png", attempt)
+        assert await board.complete(task, TaskOutput(url="/t"), "d/t/output.png", attempt)
+        assert await board.complete(task, TaskOutput(url="/t"), "d/t/output.png", attempt) is False
+        assert board.stray_outputs(SETTLE_S) == [] and not board.strays_changed.is_set()
+        assert board.note_output(task, "d/t/output.png", attempt) is False  # a replayed note neither
 
     run(scenario())

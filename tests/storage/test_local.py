@@ -5,6 +5,7 @@ import time
 import pytest
 
 from tests.helpers import small_disk
+from tmlsr_ray.errors import StorageError
 from tmlsr_ray.retry import Backoff
 from tmlsr_ray.storage.base import output_key, store_output
 from tmlsr_ray.storage.local import LocalStorage
@@ -92,3 +93,18 @@ def test_an_upload_canceled_after_its_file_landed_leaves_nothing_behind(tmp_path
 
     asyncio.run(cancel_during_the_put())
     assert not list((tmp_path / "root").rglob("*.png")) and not (tmp_path / "root" / "2026/01/01/t").exists()
+
+
+def test_deleting_an_output_removes_a_copy_its_run_left_unfinished(tmp_path):
+    storage = LocalStorage(tmp_path / "root")
+    folder = tmp_path / "root" / "2026/01/01/c"
+    folder.mkdir(parents=True)
+    (folder / "output.mp4.partial").write_bytes(b"half")
+    storage.delete("2026/01/01/c/output.mp4")
+    assert not folder.exists()
+
+
+def test_an_output_stored_in_oss_is_not_reported_deleted_by_local_storage(tmp_path):
+    """Retention would forget it while it stays in the bucket (the service switched storage)."""
+    with pytest.raises(StorageError, match="not in local storage"):
+        LocalStorage(tmp_path / "root").delete("oss://out/tmlsr/2026/01/01/t/output.png")

@@ -283,3 +283,15 @@ def test_a_bare_key_from_an_older_record_is_deleted_below_the_current_prefix(con
     oss_server.state.objects[("out", "tmlsr/2025/12/31/t0/output.png")] = (b"old", "image/png")
     OssStorage(config, tmp_path / "ckpt").delete("2025/12/31/t0/output.png")
     assert ("out", "tmlsr/2025/12/31/t0/output.png") not in oss_server.state.objects
+
+
+def test_deleting_an_output_also_aborts_an_unfinished_upload_of_its_name(config, oss_server, tmp_path):
+    """A run cut off in the middle of its parts: no record names them and OSS bills them."""
+    storage = OssStorage(config, tmp_path / "ckpt")
+    name = "tmlsr/2026/01/03/t2/output.mp4"
+    bucket = config.bucket_client("out")
+    upload_id = bucket.init_multipart_upload(name).upload_id
+    bucket.upload_part(name, upload_id, 1, b"part one")
+    storage.delete(storage.location("2026/01/03/t2/output.mp4"))
+    assert upload_id not in oss_server.state.uploads
+    assert ("out", name) not in oss_server.state.objects

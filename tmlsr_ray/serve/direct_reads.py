@@ -50,6 +50,9 @@ class DirectReads:
         if self._watch is not None:
             with contextlib.suppress(RuntimeError):  # the replica's loop has already stopped
                 self._watch.cancel()
+        self._drop_reader()
+
+    def _drop_reader(self) -> None:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -70,6 +73,5 @@ class DirectReads:
         except (RayActorError, ValueError):  # the actor restarts: keep the last answer
             return
         self._here = actor_node == ray.get_runtime_context().get_node_id()
-        if not self._here and self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        if not self._here:
+            self._drop_reader()

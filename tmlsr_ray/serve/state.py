@@ -190,8 +190,8 @@ class TaskState:
         return {"outputs_expired": len(expired), "records_dropped": dropped, "work_removed": orphans}
 
     async def _remove_strays_forever(self) -> None:
-        """Outputs stored for tasks that ended without them go as soon as their task ends; one
-        that could not be deleted is tried again every ``retention_interval_s``."""
+        """Outputs stored for tasks that ended without them go as soon as their task ends, and
+        are deleted once more a ``retention_interval_s`` later (or tried again, if a delete failed)."""
         while True:
             self._board.strays_changed.clear()
             try:
@@ -203,24 +203,28 @@ class TaskState:
 
     async def remove_stray_outputs(self) -> int:
         """Deletes the outputs stored for tasks that ended without them; returns how many."""
-        removed = await self._delete_outputs(self._board.stray_outputs())
+        settle_s = self._settings.retention_interval_s
+        removed = await self._delete_outputs(self._board.stray_outputs(settle_s))
         for _, location in removed:
-            self._board.stray_removed(location)
+            self._board.stray_deleted(location, settle_s)
         return len(removed)
 
     async def _delete_outputs(self, outputs: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
         """Deletes (task_id, location) pairs from storage; returns those deleted (the others stay
         due, for the next round)."""
         storage = make_storage(self._settings) if outputs else None
-        deleted = []
+        deleted, failed = [], []
         for task_id, location in outputs:
             try:
                 await asyncio.to_thread(storage.delete, location)
-            except Exception:
-                logger.warning("could not delete the output %s of task %s; trying again later", location, task_id,
-                               exc_info=True)
+            except Exception as exc:
+                failed.append((task_id, location, exc))
                 continue
             deleted.append((task_id, location))
+        if failed:  # one line a round: with the store down, one per output would flood the log
+            task_id, location, exc = failed[0]
+            logger.warning("could not delete %d output(s); trying again later. The first, %s of task %s: %s",
+                           len(failed), location, task_id, exc, exc_info=exc)
         return deleted
 
     def _remove_orphaned_work(self) -> int:

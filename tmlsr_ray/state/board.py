@@ -405,13 +405,15 @@ class TaskBoard:
                 due.append((record.task_id, record.output_key))
         return due
 
-    def stray_outputs(self) -> List[Tuple[str, str]]:
+    def stray_outputs(self, settle_s: float) -> List[Tuple[str, str]]:
         """(task_id, location) of outputs stored for tasks that ended without them: the caller
-        deletes each, then marks it :meth:`stray_removed` (one it could not delete stays listed)."""
-        return self._store.stray_outputs()
+        deletes each, then marks it :meth:`stray_deleted` (one it could not delete stays listed).
+        Each is listed at once, and again once ``settle_s`` passed since its first delete: an
+        upload cut off as the task ended may land after that delete."""
+        return self._store.stray_outputs(time.time() - settle_s)
 
-    def stray_removed(self, location: str) -> None:
-        self._store.forget_stray(location)
+    def stray_deleted(self, location: str, settle_s: float) -> None:
+        self._store.stray_deleted(location, time.time() - settle_s)
 
     def expired(self, task_id: str) -> None:
         """The task's output was deleted: its view says so and holds no URL."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,12 +43,14 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_task ON outbox (task_id, id);
 """
-# Outputs stored for a task that ended without them (see TaskRecord.output_locations): written in
-# the transaction that ends the task, removed once storage deleted them.
+# Outputs stored for a task that ended without them (see TaskRecord.output_locations): written when
+# the task ends; deleted from storage at once, and once more a while after that first delete (an
+# upload cut off as the task ended may land after it), then forgotten.
 _STRAYS = """
 CREATE TABLE IF NOT EXISTS stray_outputs (
-    location TEXT PRIMARY KEY,
-    task_id  TEXT NOT NULL
+    location   TEXT PRIMARY KEY,
+    task_id    TEXT NOT NULL,
+    deleted_at REAL
 );
 """
 _INDEXES = """
@@ -114,6 +117,8 @@ class TaskStore(_Reads):
         self._db.executescript(_INDEXES)
         self._db.executescript(_OUTBOX)
         self._db.executescript(_STRAYS)
+        if "deleted_at" not in {row[1] for row in self._db.execute("PRAGMA table_info(stray_outputs)")}:
+            self._db.execute("ALTER TABLE stray_outputs ADD COLUMN deleted_at REAL")  # its first version had none
 
     def _add_missing_columns(self) -> None:
         present = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
@@ -138,7 +143,8 @@ class TaskStore(_Reads):
             self.add_strays(record.task_id, strays)
 
     def add_strays(self, task_id: str, locations: Sequence[str]) -> None:
-        self._db.executemany("INSERT OR IGNORE INTO stray_outputs (location, task_id) VALUES (?, ?)",
+        self._db.executemany("INSERT INTO stray_outputs (location, task_id) VALUES (?, ?) "
+                             "ON CONFLICT(location) DO UPDATE SET deleted_at=NULL",
                              [(location, task_id) for location in locations])
 
     def enqueue(self, delivery: Delivery) -> None:
@@ -160,12 +166,23 @@ class TaskStore(_Reads):
     def settle(self, delivery: Delivery) -> None:
         self._db.execute("DELETE FROM outbox WHERE id = ?", (delivery.id,))
 
-    def stray_outputs(self, limit: int = 256) -> List[Tuple[str, str]]:
-        """(task_id, location) of outputs to remove."""
-        return list(self._db.execute("SELECT task_id, location FROM stray_outputs LIMIT ?", (limit,)))
+    def stray_outputs(self, settled_before: float, limit: int = 256) -> List[Tuple[str, str]]:
+        """(task_id, location) of outputs to delete: those not deleted yet, and those last deleted
+        before ``settled_before``; the newest first, so that old ones whose delete keeps failing
+        do not hold up the others."""
+        return list(self._db.execute(
+            "SELECT task_id, location FROM stray_outputs WHERE deleted_at IS NULL OR deleted_at < ? "
+            "ORDER BY rowid DESC LIMIT ?", (settled_before, limit)))
 
-    def forget_stray(self, location: str) -> None:
-        self._db.execute("DELETE FROM stray_outputs WHERE location = ?", (location,))
+    def stray_deleted(self, location: str, settled_before: float) -> None:
+        """Forgotten after its second delete (the first before ``settled_before``); else due again
+        once its first delete is that old."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM stray_outputs WHERE location = ? AND deleted_at < ?",
+                             (location, settled_before))
+            self._db.execute("UPDATE stray_outputs SET deleted_at = ? WHERE location = ? AND deleted_at IS NULL",
+                             (time.time(), location))
 
     def _upsert(self, record: TaskRecord) -> None:
         self._db.execute(

@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+from tmlsr_ray.errors import StorageError
+
 FILES_ROUTE = "/files"
 
 
@@ -24,15 +26,17 @@ class LocalStorage:
         return f"{FILES_ROUTE}/{key}"
 
     def abandon(self, key: str, source: Path) -> None:
-        _partial(self._path(key)).unlink(missing_ok=True)  # a copy cut short (the disk full)
-        self.delete(key)  # a put that ended after the task was canceled
+        self.delete(key)  # a copy cut short (the disk full), or a put that ended after the cancel
 
     def location(self, key: str) -> str:
         return key  # below the root, which moves only with the data directory that holds the records
 
     def delete(self, location: str) -> None:
+        if "://" in location:  # stored while the service used OSS: deleting nothing here is no success
+            raise StorageError(f"{location} is not in local storage (storage was switched since it was stored)")
         path = self._path(location)
         path.unlink(missing_ok=True)
+        _partial(path).unlink(missing_ok=True)  # a copy cut short with its run
         # The task's own folder (YYYY/MM/DD/TASK_ID) goes with its last file: one per task adds up.
         # The day folders stay, since another task may be storing into one right now.
         if path.parent != self.root:

@@ -130,28 +130,34 @@ class OssStorage:
 
     def abandon(self, key: str, source: Path) -> None:
         name = self._object_name(key)
-        for upload in oss2.MultipartUploadIterator(self._bucket, prefix=name):
-            if upload.key == name:
-                self._bucket.abort_multipart_upload(name, upload.upload_id)
         with contextlib.suppress(FileNotFoundError):
             self._checkpoints.delete(self._checkpoints.make_store_key(self._bucket.bucket_name, name, str(source)))
-        self._bucket.delete_object(name)  # a request that timed out may still have written it
+        _remove(self._bucket, name)  # a request that timed out may still have written it
 
     def location(self, key: str) -> str:
         return f"oss://{self._config.bucket}/{self._object_name(key)}"
 
     def delete(self, location: str) -> None:
         """A location names its bucket and whole object name; a bare key (a record of an older
-        version) is below the current prefix."""
+        version) is below the current prefix. An unfinished upload of the name goes too (a run
+        cut off in the middle of its parts: they are billed, and listed nowhere else)."""
         parts = urlsplit(location)
         if parts.scheme != "oss":
-            self._bucket.delete_object(self._object_name(location))
+            _remove(self._bucket, self._object_name(location))
             return
         bucket = self._bucket if parts.netloc == self._config.bucket else self._config.bucket_client(parts.netloc)
-        bucket.delete_object(parts.path.lstrip("/"))
+        _remove(bucket, parts.path.lstrip("/"))
 
     def _object_name(self, key: str) -> str:
         return f"{self._config.prefix.strip('/')}/{key}" if self._config.prefix else key
+
+
+def _remove(bucket: oss2.Bucket, name: str) -> None:
+    """The object and every unfinished multipart upload of it."""
+    for upload in oss2.MultipartUploadIterator(bucket, prefix=name):
+        if upload.key == name:
+            bucket.abort_multipart_upload(name, upload.upload_id)
+    bucket.delete_object(name)
 
 
 def upload_error(exc: oss2.exceptions.OssError, timeout_s: float) -> StorageError:
