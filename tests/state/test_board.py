@@ -506,7 +506,7 @@ def test_an_output_a_retried_task_ends_without_is_due_for_removal_until_removed(
         assert board.stray_outputs(SETTLE_S) == [(task, "d/t/output.png")]
         reloaded = TaskBoard(tmp_path / "t.db", max_workers=1)
         assert reloaded.stray_outputs(SETTLE_S) == [(task, "d/t/output.png")]  # survives a restart until deleted
-        reloaded.stray_deleted("d/t/output.png", SETTLE_S)
+        reloaded.stray_deleted("d/t/output.png", time.time(), SETTLE_S)
         assert reloaded.stray_outputs(SETTLE_S) == [] and reloaded.get(task).output.url == "/files/d/t/output-2.png"
 
     run(scenario())
@@ -522,11 +522,11 @@ def test_a_deleted_stray_output_is_deleted_once_more_after_it_settled_then_forgo
         board.note_output(task, "d/t/output.png", attempt)
         await board.cancel(task)
         assert board.stray_outputs(SETTLE_S) == [(task, "d/t/output.png")]
-        board.stray_deleted("d/t/output.png", SETTLE_S)
+        board.stray_deleted("d/t/output.png", time.time(), SETTLE_S)
         assert board.stray_outputs(SETTLE_S) == []  # deleted once, not settled yet
         time.sleep(0.01)
         assert board.stray_outputs(settle_s=0) == [(task, "d/t/output.png")]  # once it has
-        board.stray_deleted("d/t/output.png", settle_s=0)
+        board.stray_deleted("d/t/output.png", time.time(), settle_s=0)
         assert board.stray_outputs(settle_s=0) == []  # deleted twice: forgotten
 
     run(scenario())
@@ -558,10 +558,18 @@ def test_an_upload_that_lands_after_its_first_delete_is_due_again_when_the_run_r
         attempt = await board.acquire(task)
         assert board.note_output(task, "d/t/output.png", attempt)
         await board.cancel(task)
-        board.stray_deleted("d/t/output.png", SETTLE_S)  # nothing there yet
+        board.stray_deleted("d/t/output.png", time.time(), SETTLE_S)  # nothing there yet
         assert board.stray_outputs(SETTLE_S) == []
         assert await board.complete(task, TaskOutput(url="/t"), "d/t/output.png", attempt) is False
         assert board.stray_outputs(SETTLE_S) == [(task, "d/t/output.png")]
+        # reported while a delete was under way (begun before the file landed): due again at once
+        tried_at = time.time()
+        time.sleep(0.01)
+        assert await board.complete(task, TaskOutput(url="/t"), "d/t/output.png", attempt) is False
+        board.stray_deleted("d/t/output.png", tried_at, SETTLE_S)
+        assert board.stray_outputs(SETTLE_S) == [(task, "d/t/output.png")]
+        board.stray_deleted("d/t/output.png", time.time(), settle_s=0)  # a delete after it: deleted once
+        assert board.stray_outputs(SETTLE_S) == []
 
     run(scenario())
 
@@ -573,7 +581,7 @@ def test_a_database_whose_stray_outputs_table_predates_its_delete_times_opens_wi
         db.execute("INSERT INTO stray_outputs VALUES ('d/t/output.png', 't')")
     board = TaskBoard(tmp_path / "t.db", max_workers=1)
     assert board.stray_outputs(SETTLE_S) == [("t", "d/t/output.png")]
-    board.stray_deleted("d/t/output.png", SETTLE_S)
+    board.stray_deleted("d/t/output.png", time.time(), SETTLE_S)
     assert board.stray_outputs(SETTLE_S) == []
 
 
@@ -587,5 +595,26 @@ def test_a_completion_replayed_to_a_restarted_state_actor_leaves_the_output_alon
         assert await board.complete(task, TaskOutput(url="/t"), "d/t/output.png", attempt) is False
         assert board.stray_outputs(SETTLE_S) == [] and not board.strays_changed.is_set()
         assert board.note_output(task, "d/t/output.png", attempt) is False  # a replayed note neither
+
+    run(scenario())
+
+
+def test_a_run_that_ends_after_its_canceled_task_has_its_upload_deleted_again(tmp_path):
+    """Canceled just after the put returned: the run stopped before its completion could say the
+    file had landed after the state actor's delete; it says so when it ends."""
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=2)
+        canceled, completed = board.create(PARAMS), board.create(PARAMS)
+        attempt = await board.acquire(canceled)
+        assert board.note_output(canceled, "d/c/output.png", attempt)
+        await board.cancel(canceled)
+        board.stray_deleted("d/c/output.png", time.time(), SETTLE_S)
+        time.sleep(0.01)
+        board.output_left(canceled, "d/c/output.png")
+        assert board.stray_outputs(SETTLE_S) == [(canceled, "d/c/output.png")]
+        attempt = await board.acquire(completed)
+        await board.complete(completed, TaskOutput(url="/d"), "d/d/output.png", attempt)
+        board.output_left(completed, "d/d/output.png")  # its own output stays
+        assert board.stray_outputs(SETTLE_S) == [(canceled, "d/c/output.png")]
 
     run(scenario())

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, Iterable, Iterator, Tuple
+from typing import Any, Awaitable, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 import ray
 from ray import serve
@@ -110,6 +110,10 @@ class TaskRunner:
         if final is None or final.status in FINISHED:  # else a later attempt reuses the pieces
             await asyncio.to_thread(shutil.rmtree, workdir, True)
             await asyncio.to_thread(self._remove_pieces, task_id)
+        if run.noted and final is not None and final.status in (TaskStatus.failed, TaskStatus.canceled):
+            # the upload may have landed after the state actor's delete (a cancel just after the put
+            # returned skips the completion that would have said so); nothing is in flight now
+            await self._state.output_left(task_id, run.noted)
         return final.status.value if final else None
 
     def _remove_pieces(self, task_id: str) -> None:
@@ -367,7 +371,7 @@ class VideoWork:
         return self.model.target
 
 
-@dataclass(frozen=True)
+@dataclass
 class Run:
     """One attempt at a task. Every report carries the attempt, so a run that was given up on
     (its task re-queued and started again) can no longer change the task."""
@@ -375,6 +379,7 @@ class Run:
     state: StateClient
     task_id: str
     attempt: int
+    noted: Optional[str] = None  # where this run stores its output, once the state actor heard it
 
     def set_stage(self, name: StageName, status: StageStatus, duration=None, detail=None):
         return self.state.set_stage(self.task_id, name, status, duration, detail, attempt=self.attempt)
@@ -382,8 +387,11 @@ class Run:
     def update_params(self, values: Dict[str, Any]):
         return self.state.update_params(self.task_id, values, attempt=self.attempt)
 
-    def note_output(self, location: str):
-        return self.state.note_output(self.task_id, location, attempt=self.attempt)
+    async def note_output(self, location: str) -> bool:
+        if await self.state.note_output(self.task_id, location, attempt=self.attempt):
+            self.noted = location
+            return True
+        return False
 
     def complete(self, output: TaskOutput, key: str):
         return self.state.complete(self.task_id, output, key, attempt=self.attempt)

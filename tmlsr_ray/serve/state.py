@@ -203,10 +203,10 @@ class TaskState:
 
     async def remove_stray_outputs(self) -> int:
         """Deletes the outputs stored for tasks that ended without them; returns how many."""
-        settle_s = self._settings.retention_interval_s
+        settle_s, started = self._settings.retention_interval_s, time.time()
         removed = await self._delete_outputs(self._board.stray_outputs(settle_s))
         for _, location in removed:
-            self._board.stray_deleted(location, settle_s)
+            self._board.stray_deleted(location, started, settle_s)
         return len(removed)
 
     async def _delete_outputs(self, outputs: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
@@ -289,6 +289,9 @@ class TaskState:
 
     async def note_output(self, task_id: str, location: str, attempt: Optional[int] = None) -> bool:
         return self._board.note_output(task_id, location, attempt)
+
+    async def output_left(self, task_id: str, location: str) -> None:
+        self._board.output_left(task_id, location)
 
     async def complete(self, task_id: str, output: TaskOutput, output_key: Optional[str] = None,
                        attempt: Optional[int] = None) -> bool:

@@ -301,15 +301,16 @@ class TaskBoard:
                        attempt: Optional[int] = None) -> bool:
         record = self._owned(task_id, attempt)
         if record is None:
-            self._stray_if_ended(task_id, output_key)
+            self.output_left(task_id, output_key)
             return False
         record.status, record.output, record.output_key = TaskStatus.completed, output, output_key
         await self._save_and_notify(record, "task.completed")
         return True
 
-    def _stray_if_ended(self, task_id: str, location: Optional[str]) -> None:
-        """A run's upload ended as its task did (a cancel during the put): its output is removed,
-        unless it is the task's own (a call replayed after the state actor restarted)."""
+    def output_left(self, task_id: str, location: Optional[str]) -> None:
+        """A run that stored, or may have stored, its output at ``location`` ended after its task
+        did (canceled during the upload, or between the upload and its record): the output is
+        removed, unless it is the task's own (a completion replayed to a restarted state actor)."""
         record = self._record(task_id)
         if location and record is not None and record.status.finished and location != record.output_key:
             self._store.add_strays(task_id, [location])
@@ -412,8 +413,9 @@ class TaskBoard:
         upload cut off as the task ended may land after that delete."""
         return self._store.stray_outputs(time.time() - settle_s)
 
-    def stray_deleted(self, location: str, settle_s: float) -> None:
-        self._store.stray_deleted(location, time.time() - settle_s)
+    def stray_deleted(self, location: str, tried_at: float, settle_s: float) -> None:
+        """Its delete began at ``tried_at`` (a run that reports its upload after that is heard)."""
+        self._store.stray_deleted(location, tried_at, time.time() - settle_s)
 
     def expired(self, task_id: str) -> None:
         """The task's output was deleted: its view says so and holds no URL."""

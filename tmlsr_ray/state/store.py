@@ -50,9 +50,12 @@ _STRAYS = """
 CREATE TABLE IF NOT EXISTS stray_outputs (
     location   TEXT PRIMARY KEY,
     task_id    TEXT NOT NULL,
+    added_at   REAL NOT NULL DEFAULT 0,
     deleted_at REAL
 );
 """
+# Columns of stray_outputs its first versions had not.
+_STRAY_COLUMNS = {"added_at": "REAL NOT NULL DEFAULT 0", "deleted_at": "REAL"}
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status);
@@ -117,8 +120,10 @@ class TaskStore(_Reads):
         self._db.executescript(_INDEXES)
         self._db.executescript(_OUTBOX)
         self._db.executescript(_STRAYS)
-        if "deleted_at" not in {row[1] for row in self._db.execute("PRAGMA table_info(stray_outputs)")}:
-            self._db.execute("ALTER TABLE stray_outputs ADD COLUMN deleted_at REAL")  # its first version had none
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(stray_outputs)")}
+        for name, kind in _STRAY_COLUMNS.items():
+            if name not in present:
+                self._db.execute(f"ALTER TABLE stray_outputs ADD COLUMN {name} {kind}")
 
     def _add_missing_columns(self) -> None:
         present = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
@@ -143,9 +148,10 @@ class TaskStore(_Reads):
             self.add_strays(record.task_id, strays)
 
     def add_strays(self, task_id: str, locations: Sequence[str]) -> None:
-        self._db.executemany("INSERT INTO stray_outputs (location, task_id) VALUES (?, ?) "
-                             "ON CONFLICT(location) DO UPDATE SET deleted_at=NULL",
-                             [(location, task_id) for location in locations])
+        now = time.time()
+        self._db.executemany("INSERT INTO stray_outputs (location, task_id, added_at) VALUES (?, ?, ?) "
+                             "ON CONFLICT(location) DO UPDATE SET added_at=excluded.added_at, deleted_at=NULL",
+                             [(location, task_id, now) for location in locations])
 
     def enqueue(self, delivery: Delivery) -> None:
         self._db.execute("INSERT INTO outbox (task_id, delivery_id, event, url, body) VALUES (?, ?, ?, ?, ?)",
@@ -174,15 +180,17 @@ class TaskStore(_Reads):
             "SELECT task_id, location FROM stray_outputs WHERE deleted_at IS NULL OR deleted_at < ? "
             "ORDER BY rowid DESC LIMIT ?", (settled_before, limit)))
 
-    def stray_deleted(self, location: str, settled_before: float) -> None:
-        """Forgotten after its second delete (the first before ``settled_before``); else due again
-        once its first delete is that old."""
+    def stray_deleted(self, location: str, tried_at: float, settled_before: float) -> None:
+        """Its delete began at ``tried_at``: forgotten after its second delete (the first before
+        ``settled_before``), else due again once its first delete is that old. Added again since
+        ``tried_at`` (its upload landed after that delete), it is due again at once."""
         with self._db:
             self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM stray_outputs WHERE location = ? AND deleted_at < ?",
-                             (location, settled_before))
-            self._db.execute("UPDATE stray_outputs SET deleted_at = ? WHERE location = ? AND deleted_at IS NULL",
-                             (time.time(), location))
+            self._db.execute("DELETE FROM stray_outputs WHERE location = ? AND deleted_at < ? AND added_at <= ?",
+                             (location, settled_before, tried_at))
+            self._db.execute("UPDATE stray_outputs SET deleted_at = ? "
+                             "WHERE location = ? AND deleted_at IS NULL AND added_at <= ?",
+                             (tried_at, location, tried_at))
 
     def _upsert(self, record: TaskRecord) -> None:
         self._db.execute(
