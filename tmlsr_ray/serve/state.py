@@ -25,6 +25,7 @@ from tmlsr_ray.serve.metrics import StateMetrics, status_counts
 from tmlsr_ray.serve.placement import control_plane_resources
 from tmlsr_ray.state.board import Admission, Admitted, TaskBoard
 from tmlsr_ray.state.store import task_db_path
+from tmlsr_ray.storage.base import OutputStorage
 from tmlsr_ray.storage.factory import make_storage
 
 STATE_ACTOR_NAME = Settings.model_fields["state_actor_name"].default
@@ -51,6 +52,7 @@ class TaskState:
         self._runner_app: Optional[str] = None  # learnt from the runners, to hand re-queued tasks back
         self._redispatched: Dict[str, float] = {}  # unclaimed pending tasks handed out again, and when
         self._models_held: Dict[str, Tuple[float, List[str]]] = {}  # replica → (reported at, model names)
+        self._storage: Optional[OutputStorage] = None  # made at the first delete (a bad OSS setting fails that)
         self._board.grant_grace_after_restart()
         loop = asyncio.get_running_loop()
         self._background = [loop.create_task(self._sweep_forever()), loop.create_task(self._retain_forever()),
@@ -212,8 +214,9 @@ class TaskState:
     async def _delete_outputs(self, outputs: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
         """Deletes (task_id, location) pairs from storage; returns those deleted (the others stay
         due, for the next round)."""
-        storage = make_storage(self._settings) if outputs else None
-        deleted, failed = [], []
+        if outputs and self._storage is None:
+            self._storage = make_storage(self._settings)
+        storage, deleted, failed = self._storage, [], []
         for task_id, location in outputs:
             try:
                 await asyncio.to_thread(storage.delete, location)

@@ -116,23 +116,22 @@ class TaskStore(_Reads):
         # FULL: an acknowledged change survives a power loss too, not only a process crash.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        self._add_missing_columns()
+        self._add_missing_columns("tasks", _COLUMNS, from_record=True)
         self._db.executescript(_INDEXES)
         self._db.executescript(_OUTBOX)
         self._db.executescript(_STRAYS)
-        present = {row[1] for row in self._db.execute("PRAGMA table_info(stray_outputs)")}
-        for name, kind in _STRAY_COLUMNS.items():
-            if name not in present:
-                self._db.execute(f"ALTER TABLE stray_outputs ADD COLUMN {name} {kind}")
+        self._add_missing_columns("stray_outputs", _STRAY_COLUMNS)
 
-    def _add_missing_columns(self) -> None:
-        present = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
-        for name, kind in _COLUMNS.items():
+    def _add_missing_columns(self, table: str, columns: Dict[str, str], from_record: bool = False) -> None:
+        """Columns added after a table's first version; ``from_record``: filled from the JSON record."""
+        present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
             if name not in present:
                 with self._db:  # the column and its values, or neither (SQLite DDL is transactional)
                     self._db.execute("BEGIN")
-                    self._db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
-                    self._db.execute(f"UPDATE tasks SET {name} = json_extract(record, '$.{name}')")
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                    if from_record:
+                        self._db.execute(f"UPDATE {table} SET {name} = json_extract(record, '$.{name}')")
 
     def save(self, record: TaskRecord, delivery: Optional[Delivery] = None, strays: Sequence[str] = ()) -> None:
         """The record, the webhook delivery its change causes and the outputs it leaves to remove,
