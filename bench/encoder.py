@@ -36,8 +36,9 @@ from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter  # noqa: E402
 
 
 def encode_fps(frames: np.ndarray, info: VideoInfo, options: EncodeOptions, pieces: int, threads: int) -> float:
-    """Frames/s of encoding ``frames`` as ``pieces`` pieces at once, ``threads // pieces`` threads each."""
-    size = (frames.shape[2], frames.shape[1])
+    """Frames/s of encoding ``frames`` (RGB (N, H, W, 3), or the writer's 4:2:0 planes (N, H·3/2,
+    W)) as ``pieces`` pieces at once, ``threads // pieces`` threads each."""
+    size = (frames.shape[2], frames.shape[1] if frames.ndim == 4 else frames.shape[1] * 2 // 3)
     step = max(1, round(1 / (float(info.average_rate or 25) * float(info.time_base))))
     each = replace(options, threads=max(1, threads // pieces))
     chunks = np.array_split(np.arange(len(frames)), pieces)

@@ -8,14 +8,14 @@ through Ray Serve.
                            [--compile off default reduce-overhead max-autotune] [--pass-pixels N]
                            [--old-path] [--planes] [--precision] [--profile N] [--profile-out FILE]
                            [--pipeline [--pieces 1 4] [--preset veryfast] [--codec libx264]]
-                           [--budget-s S] [--peak-tflops 790]
+                           [--budget-s S] [--peak-tflops T]
 
 Model path: for each size × compile mode × dtype × outscale, frames/s (median of the repeats,
 after a first pass that pays compilation and cuDNN's search, whose time is reported), the ratio
 to the baseline measured in the same run (eager, in the service's default type on the device: fp16
-on a GPU, fp32 on a CPU; same size and outscale), the arithmetic
-rate against the network's convolution count (its compute floor at --peak-tflops), peak GPU
-memory and the pinned buffers made. --old-path adds the path before buffer reuse and overlap (a
+on a GPU, fp32 on a CPU; same size and outscale), the arithmetic rate against the network's
+convolution count (its compute floor at --peak-tflops, by default the GPU's dense half-precision
+peak from HALF_PEAK_TFLOPS; none for fp32), peak GPU memory and the pinned buffers each case made. --old-path adds the path before buffer reuse and overlap (a
 fresh pin_memory() per batch, results copied into pageable memory, one pass per batch).
 --planes adds the path a GPU replica runs on 8-bit 4:2:0 video: the decoder's planes cross and
 become RGB on the device.
@@ -112,6 +112,8 @@ def old_upscale_samples(model: RealESRGANModel, frames: np.ndarray, target) -> n
             pinned = torch.from_numpy(np.ascontiguousarray(frames))
             pinned = pinned.pin_memory() if model.device.startswith("cuda") else pinned
         out = model._samples_pass(pinned.to(model._device, non_blocking=True), 255.0, target)
+        if out.is_cuda:  # the wait for the network is the profile's "waits", not the copy's
+            torch.cuda.current_stream(out.device).synchronize()
         with stage("land"):
             return out.cpu().numpy()
 
@@ -125,41 +127,48 @@ def as_planes(batches: List[np.ndarray]) -> list:
             for b in batches]
 
 
-def run_batches(model, batches: List[np.ndarray], target, path: str = "new") -> None:
+def run_batches(model, batches: list, target, path: str = "new", yuv=None) -> None:
     for frames in batches:
         if path == "old":
             old_upscale_samples(model, frames, target)
         elif path == "service":
-            service_upscale(model, frames, target)
+            service_upscale(model, frames, target, yuv)
         else:
             model.upscale_samples(frames, target)
     sync(model)
 
 
-def service_upscale(model, frames: np.ndarray, target) -> np.ndarray:
-    """The service's own call for a batch of a video (on a GPU: upscale_samples to the target; on
-    a CPU: at the model's scale, resized by OpenCV)."""
+def service_upscale(model, frames, target, yuv=None) -> np.ndarray:
+    """The service's own call for a batch of a video, RGB frames or the decoder's planes (on a
+    GPU: upscale_samples to the target, into the encoder's ``yuv`` planes when given; on a CPU: at
+    the model's scale, resized by OpenCV, RGB)."""
+    from tmlsr_ray.models.yuv import Yuv420Frames
     from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames
 
-    native = (frames.shape[2] * model.scale, frames.shape[1] * model.scale)
-    return upscale_frames(model, frames, target or native, Tiling())
+    height, width = frames.size if isinstance(frames, Yuv420Frames) else frames.shape[1:3]
+    return upscale_frames(model, frames, target or (width * model.scale, height * model.scale), Tiling(), yuv=yuv)
 
 
-def measure(model, batches, target, path: str, repeats: int) -> Dict:
-    """First pass (compilation, cuDNN's search) timed apart, then the repeats."""
+def measure(model, batches, target, path: str, repeats: int, yuv=None) -> Dict:
+    """First pass (compilation, cuDNN's search) timed apart, then the repeats; ``pinned``: the
+    page-locked buffers this case added to the model's pool (shared by every case of the model)."""
+    pinned_before = pinned_buffers_made(model)
     start = time.perf_counter()
-    run_batches(model, batches, target, path)
+    run_batches(model, batches, target, path, yuv)
     first_s = time.perf_counter() - start
     if model.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     frames, fps = sum(len(b) for b in batches), []
     for _ in range(repeats):
         start = time.perf_counter()
-        run_batches(model, batches, target, path)
+        run_batches(model, batches, target, path, yuv)
         fps.append(frames / (time.perf_counter() - start))
     peak = torch.cuda.max_memory_allocated() / 2**20 if model.device.startswith("cuda") else float("nan")
-    pinned = model.passes.pool.allocated if isinstance(model.passes, StagedPasses) else 0
-    return {"fps": fps, "first_s": first_s, "peak_mib": peak, "pinned": pinned}
+    return {"fps": fps, "first_s": first_s, "peak_mib": peak, "pinned": pinned_buffers_made(model) - pinned_before}
+
+
+def pinned_buffers_made(model) -> int:
+    return model.passes.pool.allocated if isinstance(model.passes, StagedPasses) else 0
 
 
 def network_flops(model_path: Path, width: int, height: int) -> float:
@@ -219,7 +228,7 @@ def report_model_path(args, models: Models, sources, deadline: float) -> Dict[Ca
         print(row(case, result, baseline, flops[case.size], args.peak_tflops), flush=True)
     for size, per_frame in flops.items():
         print(f"compute floor {size[0]}x{size[1]}: {per_frame / 1e12:.3f} TFLOP per frame (convolutions) → "
-              f"{args.peak_tflops * 1e12 / per_frame:.0f} frames/s at {args.peak_tflops:g} TFLOP/s")
+              f"{args.peak_tflops * 1e12 / per_frame:.0f} frames/s at {args.peak_tflops:g} TFLOP/s (dense half peak)")
     return results
 
 
@@ -228,7 +237,9 @@ def row(case: Case, result: Dict, baseline: Optional[Dict], flops_per_frame: flo
     ratio = fps / statistics.median(baseline["fps"]) if baseline else float("nan")
     tflops = fps * flops_per_frame / 1e12
     spread = f"{min(result['fps']):.2f}..{max(result['fps']):.2f}"
-    return (f"{case.label():38s} {fps:9.2f} {spread:>15s} {ratio:6.2f} {tflops:8.1f} {100 * tflops / peak_tflops:6.1f}% "
+    # fp32 runs without TF32 (the reference), far from the tensor cores' half peak: no floor share
+    floor = f"{100 * tflops / peak_tflops:6.1f}%" if case.dtype != "fp32" else f"{'-':>7s}"
+    return (f"{case.label():38s} {fps:9.2f} {spread:>15s} {ratio:6.2f} {tflops:8.1f} {floor} "
             f"{result['peak_mib']:9.0f} {result['first_s']:10.2f} {result['pinned']:6d}")
 
 
@@ -370,32 +381,37 @@ def _first_frames(segments, max_frames: int):
     return kept
 
 
-def report_pipeline(args, models: Models, sources, results: Dict[Case, Dict]) -> None:
+def report_pipeline(args, models: Models, sources) -> None:
     from bench.encoder import encode_fps
-    from tmlsr_ray.pipeline.decode import probe_video
-    from tmlsr_ray.pipeline.encode import EncodeOptions
+    from tmlsr_ray.pipeline.colour import written_colour
+    from tmlsr_ray.pipeline.decode import iter_batches, planar_layout, probe_video
+    from tmlsr_ray.pipeline.encode import EncodeOptions, yuv420_layout
+    from tmlsr_ray.pipeline.upscale import takes_planes
 
     model = models.get(args.dtype[0], args.compile[0])
-    info, batches = probe_video(args.clip), sources[args.sizes[0]]
-    frames, cores = sum(len(b) for b in batches), os.cpu_count() or 1
+    info, count = probe_video(args.clip), len(sources[args.sizes[0]])
     options = EncodeOptions(args.codec, 18, args.preset)
+    # "Alone" measures what the pipeline's model and encoders get: on a GPU the decoder's planes
+    # in and the encoder's planes out (no swscale on either side), RGB on a CPU.
+    planes = planar_layout(info) if takes_planes(model, info.height, info.width) else None
+    batches = [b.frames for b in iter_batches(args.clip, info, args.batch, planes=planes)][:count]
+    layout = yuv420_layout(written_colour(info.color), options)
+    frames, cores = sum(len(b) for b in batches), os.cpu_count() or 1
     print(f"\n== pipeline: {args.clip.name}, {frames} frames, {args.dtype[0]} {args.compile[0]}, {args.codec} "
           f"{args.preset}, {cores} cores ==")
     for outscale in args.outscale:
         target = target_for(args.sizes[0], outscale, model.scale)
-        # On a GPU the model path above is the service's call; a CPU resizes with OpenCV instead.
-        measured = results.get(Case(args.sizes[0], args.dtype[0], args.compile[0], outscale)) \
-            if model.device.startswith("cuda") else None
-        alone = statistics.median((measured or measure(model, batches, target, "service", args.repeats))["fps"])
-        upscaled = np.concatenate([service_upscale(model, b, target) for b in batches])
+        alone = statistics.median(measure(model, batches, target, "service", args.repeats, layout)["fps"])
+        upscaled = np.concatenate([service_upscale(model, b, target, layout) for b in batches])
+        forms = f"{'4:2:0' if planes else 'RGB'} in, {'4:2:0' if upscaled.ndim == 3 else 'RGB'} out"
         pipeline_fps(model, args.clip, outscale, args.batch, options, 1, args.segment_s, args.batch)  # warm-up: one segment
         for pieces in args.pieces:
             encoder = encode_fps(upscaled, info, options, pieces, cores)
-            fps, used, count = pipeline_fps(model, args.clip, outscale, args.batch, options, pieces,
-                                            args.segment_s, frames)
-            print(f"x{outscale:g} ({used}), {pieces} piece(s) at once, {count} segment(s): pipeline {fps:.2f} "
-                  f"frames/s; model alone {alone:.2f}, encoder alone {encoder:.2f}; ratio to the slower "
-                  f"{fps / min(alone, encoder):.2f}", flush=True)
+            fps, used, segments = pipeline_fps(model, args.clip, outscale, args.batch, options, pieces,
+                                               args.segment_s, frames)
+            print(f"x{outscale:g} ({used}), {pieces} piece(s) at once, {segments} segment(s): pipeline {fps:.2f} "
+                  f"frames/s; model alone {alone:.2f} ({forms}), encoder alone {encoder:.2f}; ratio to the "
+                  f"slower {fps / min(alone, encoder):.2f}", flush=True)
 
 
 def parse_args(argv=None):
@@ -427,13 +443,27 @@ def parse_args(argv=None):
     parser.add_argument("--preset", default="veryfast")
     parser.add_argument("--codec", default="libx264", help="libx264, libx265, h264_nvenc or auto")
     parser.add_argument("--budget-s", type=float, default=1e9, help="skip model cases that would start after this")
-    parser.add_argument("--peak-tflops", type=float, default=790.0, help="the device's dense half-precision peak")
+    parser.add_argument("--peak-tflops", type=float,
+                        help="the device's dense fp16/bf16 tensor peak (default: by the GPU's name, see HALF_PEAK_TFLOPS)")
     args = parser.parse_args(argv)
     # The baseline is what the service runs by default there: fp16 on a GPU, fp32 on a CPU (where
     # half types are emulated and a first fp16 pass of 720p took 77 s on the 2-core machine).
     args.baseline_dtype = "fp16" if select_device(args.device).type == "cuda" else "fp32"
     args.dtype = args.dtype or [args.baseline_dtype]
+    if args.peak_tflops is None:
+        args.peak_tflops = half_peak_tflops(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
     return args
+
+
+# Dense fp16/bf16 tensor-core peaks (NVIDIA's data sheets halve their "with sparsity" figures).
+# The H100 and H200 SXM share one die and clock: what differs between them is memory.
+HALF_PEAK_TFLOPS = (("H200 NVL", 835.0), ("H200", 989.0), ("H100 NVL", 835.0), ("H100 PCIe", 756.0),
+                    ("H100", 989.0), ("A100", 312.0))
+ASSUMED_PEAK_TFLOPS = 790.0  # issue 14's figure, for a device not in the table (and a CPU's dry run)
+
+
+def half_peak_tflops(device_name: str) -> float:
+    return next((peak for name, peak in HALF_PEAK_TFLOPS if name in device_name), ASSUMED_PEAK_TFLOPS)
 
 
 def main(argv=None) -> None:
@@ -448,12 +478,15 @@ def main(argv=None) -> None:
           f"{args.frames // args.batch} batches of {args.batch}; passes of ≤ {probe.pass_pixels:,} input pixels; "
           f"{torch.get_num_threads()} CPU threads", flush=True)
     if args.profile:  # first: what bounds the path matters most when the run is cut short
-        report_profile(args, models, sources)
-    results = report_model_path(args, models, sources, deadline)
+        try:
+            report_profile(args, models, sources)
+        except Exception as exc:  # the frames/s below must still come out
+            print(f"profile FAILED: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
+    report_model_path(args, models, sources, deadline)
     if args.precision:
         report_precision(args, models, sources)
     if args.pipeline:
-        report_pipeline(args, models, sources, results)
+        report_pipeline(args, models, sources)
 
 
 if __name__ == "__main__":

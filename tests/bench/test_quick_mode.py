@@ -43,6 +43,19 @@ def test_the_frames_bench_runs_the_segment_pipeline_against_the_model_and_the_en
     assert "model alone" in out and "encoder alone" in out
 
 
+def test_on_a_gpus_planes_path_the_pipeline_bench_times_model_and_encoder_alone_on_planes_too(
+        tmp_path, tiny_clip, capsys, monkeypatch):
+    # A GPU replica takes the decoder's 4:2:0 planes and hands the encoder its planes: "alone"
+    # must time those calls, not the RGB ones (whose swscale work the pipeline skips).
+    monkeypatch.setattr("tmlsr_ray.pipeline.upscale.takes_planes", lambda model, height, width: True)
+    model = save_srvgg(tmp_path / "tiny.pth", scale=2)
+    frames.main(["--model", str(model), "--device", "cpu", "--clip", str(tiny_clip), "--frames", "6", "--batch", "3",
+                 "--repeats", "1", "--dtype", "fp32", "--outscale", "2", "--pipeline", "--pieces", "1",
+                 "--segment-s", "0.1"])
+    out = capsys.readouterr().out
+    assert re.search(r"model alone [\d.]+ \(4:2:0 in, 4:2:0 out\), encoder alone [\d.]+; ratio", out), out
+
+
 def test_the_encoder_bench_compares_one_encoder_with_pieces_and_names_missing_encoders(tiny_clip, capsys):
     encoder.main(["--clip", str(tiny_clip), "--sizes", "64x48", "--codecs", "libx264", "no-such-encoder",
                   "--presets", "ultrafast", "--frames", "4", "--repeats", "1", "--pieces", "2"])

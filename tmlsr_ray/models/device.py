@@ -32,8 +32,10 @@ def select_dtype(preference: str, device: torch.device, held: Mapping[str, bool]
 
 
 # What cuDNN, cuBLAS and the CUDA runtime say when an allocation of theirs fails: they raise a
-# plain RuntimeError, where torch's own allocator raises OutOfMemoryError.
-_OUT_OF_MEMORY_MESSAGES = ("out of memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED")
+# plain RuntimeError, where torch's own allocator raises OutOfMemoryError. cuDNN 9 renamed its
+# status to CUDNN_STATUS_INTERNAL_ERROR_{HOST,DEVICE}_ALLOCATION_FAILED.
+_OUT_OF_MEMORY_MESSAGES = ("out of memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED",
+                           "_ALLOCATION_FAILED")
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -31,7 +31,10 @@ def pass_slices(count: int, per_pass: int) -> List[slice]:
 class PinnedPool:
     """Host buffers by (shape, dtype), handed out again once given back. A buffer given back
     with the event of the copy still reading it is handed out only after that copy ends. Free
-    buffers beyond ``max_bytes`` are released, least recently given back first."""
+    buffers beyond ``max_bytes`` are released, least recently given back first: into torch's own
+    cache of page-locked memory, which hands them out again for sizes that round up to the same
+    power of two and never returns them to the system: a replica's page-locked memory stays at
+    the peak it reached (``torch.cuda.host_memory_stats()`` shows it)."""
 
     def __init__(self, pin: bool = True, max_bytes: int = 2 << 30):
         self._pin = pin
