@@ -18,7 +18,7 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from fractions import Fraction
-from typing import List, Sequence
+from typing import Iterator, List, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import av
@@ -168,8 +168,8 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
               time_base=None, pix_fmt: str = "yuv420p", container: str | None = None, start_s: float = 0.0,
               audio_codec: str = "aac", languages: Sequence[str] = ("",), sample_aspect=None,
               durations: list | None = None, chapters: Sequence[tuple] = ()) -> Path:
-    """A short real clip made with PyAV: a brightness ramp with a noisy corner (so every frame
-    differs), optionally audio (one stream per language), any encoder options, and given
+    """A short real clip made with PyAV: a brightness ramp with a noisy corner (:func:`_ramp`),
+    optionally audio (one stream per language), any encoder options, and given
     timestamps (VFR). ``start_s`` moves every stream's times (below 0: an MP4 edit list's
     hidden frames, a transport stream unwrapped past 0); ``sample_aspect``: non-square pixels;
     ``durations``: how long each frame shows, in the stream's time base (else the muxer's guess);
@@ -186,19 +186,16 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
         if sample_aspect is not None:
             video.codec_context.sample_aspect_ratio = sample_aspect
         sounds = [_audio_stream(out, audio_codec, language) for language in languages] if audio else []
-        rng = np.random.default_rng(0)
         if pts is None and start_s:
             pts = [round(start_s / base) + i * round(Fraction(1, rate) / base) for i in range(frames)]
-        for i in range(frames):
-            pixels = np.full((size[1], size[0], 3), i * 255 // frames, np.uint8)
-            pixels[:8, :8] = rng.integers(0, 255, (8, 8, 3))
+        for i, pixels in enumerate(_ramp(frames, size)):
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             if pts is not None:
                 frame.pts, frame.time_base = pts[i], base
             out.mux(_with_durations(video.encode(frame), pts, durations))
         out.mux(_with_durations(video.encode(None), pts, durations))
         for sound in sounds:
-            _write_tone(out, sound, frames / rate, round(start_s * 16000))
+            _write_tone(out, sound, frames / rate, round(start_s * sound.rate))
     return path
 
 
@@ -248,8 +245,90 @@ def trim_by_edit_list(source: Path, path: Path, frames: int) -> Path:
     return path
 
 
+ASS_SCRIPT = """[Script Info]
+ScriptType: v4.00+
+PlayResX: 640
+PlayResY: 360
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding
+Style: Sign,Test Font,40,&H0000FFFF,&H000000FF,&H00000000,&H00000000,-1,0,0,0,100,100,0,0,1,2,0,8,10,10,10,1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Dialogue: 0,0:00:00.10,0:00:00.60,Sign,,0,0,0,,{\\pos(320,40)}A styled sign
+Dialogue: 0,0:00:00.50,0:00:00.90,Sign,,0,0,0,,Second line
+"""
+# ASS's defaults (Arial 16, white): a converter writes no styling for it.
+PLAIN_ASS_HEADER = (b"[Script Info]\nScriptType: v4.00+\n\n[V4+ Styles]\nFormat: Name, Fontname, Fontsize, "
+                    b"PrimaryColour, Bold\nStyle: Default,Arial,16,&H00FFFFFF,0\n\n")
+SRT_SCRIPT = "1\n00:00:00,100 --> 00:00:00,500\nPlain words\n\n2\n00:00:00,600 --> 00:00:00,900\nMore words\n"
+FONT_BYTES = b"\x00\x01\x00\x00" + bytes(range(256)) * 8  # stands in for a TrueType font: copied, never read
+
+
+def anime_matroska(path: Path, frames: int = 12, rate: int = 12, size=(64, 48)) -> Path:
+    """A fansub-style Matroska: H.264 with PCM audio (MP4 holds no PCM), a styled ASS track (its
+    font attached, as fansubs ship them), an SRT track, and chapters."""
+    ass, srt = path.with_name(path.stem + ".ass"), path.with_name(path.stem + ".srt")
+    ass.write_text(ASS_SCRIPT)
+    srt.write_text(SRT_SCRIPT)
+    with av.open(str(ass)) as ass_in, av.open(str(srt)) as srt_in, av.open(str(path), "w", format="matroska") as out:
+        out.set_chapters([{"id": 1, "start": 0, "end": 500, "time_base": Fraction(1, 1000), "metadata": {"title": "Opening"}},
+                          {"id": 2, "start": 500, "end": 1000, "time_base": Fraction(1, 1000), "metadata": {"title": "Part A"}}])
+        video = out.add_stream("libx264", rate=rate)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        sound = _audio_stream(out, "pcm_s16le", "jpn")
+        subtitles = []
+        for source, language in ((ass_in, "eng"), (srt_in, "spa")):
+            copy = out.add_stream_from_template(source.streams.subtitles[0], opaque=True)
+            copy.metadata["language"] = language
+            subtitles.append((source, copy))
+        out.add_attachment("TestFont.ttf", "application/x-truetype-font", FONT_BYTES)
+        for pixels in _ramp(frames, size):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        out.mux(video.encode(None))
+        _write_tone(out, sound, frames / rate, 0)
+        for source, copy in subtitles:
+            for packet in source.demux(source.streams.subtitles[0]):
+                if packet.pts is not None:
+                    packet.stream = copy
+                    out.mux(packet)
+    return path
+
+
+def with_mov_text(source: Path, path: Path, cues=((100, 500, "Plain words"), (600, 900, "More words"))) -> Path:
+    """``source`` (an MP4) with a mov_text track of ``cues`` (start ms, end ms, text), as a phone
+    or an MP4 authoring tool writes subtitles."""
+    with av.open(str(source)) as inp, av.open(str(path), "w", format="mp4") as out:
+        copies = {s.index: out.add_stream_from_template(s, opaque=True) for s in inp.streams}
+        subtitles = out.add_stream("mov_text")
+        subtitles.codec_context.subtitle_header = PLAIN_ASS_HEADER  # its encoder needs one
+        subtitles.time_base = Fraction(1, 1000)
+        for packet in inp.demux():
+            if packet.dts is not None:
+                packet.stream = copies[packet.stream.index]
+                out.mux(packet)
+        for start, end, text in cues:
+            data = text.encode()
+            packet = av.Packet(struct.pack(">H", len(data)) + data)  # a mov_text sample: length, then UTF-8
+            packet.pts = packet.dts = start
+            packet.duration, packet.time_base, packet.stream = end - start, Fraction(1, 1000), subtitles
+            out.mux(packet)
+    return path
+
+
+def _ramp(frames: int, size) -> Iterator[np.ndarray]:
+    """A brightness ramp with a noisy corner, so every frame differs."""
+    rng = np.random.default_rng(0)
+    for i in range(frames):
+        pixels = np.full((size[1], size[0], 3), i * 255 // frames, np.uint8)
+        pixels[:8, :8] = rng.integers(0, 255, (8, 8, 3))
+        yield pixels
+
+
 def _audio_stream(out, codec: str, language: str):
-    sound = out.add_stream(codec, rate=16000)
+    rates = av.Codec(codec, "w").audio_rates  # Opus, AC-3 and E-AC-3 take no 16 kHz
+    sound = out.add_stream(codec, rate=16000 if not rates or 16000 in rates else 48000)
     sound.layout = "mono"
     if language:
         sound.metadata["language"] = language
@@ -257,14 +336,16 @@ def _audio_stream(out, codec: str, language: str):
 
 
 def _write_tone(out, sound, seconds: float, first_sample: int) -> None:
-    samples = int(16000 * seconds)
-    tone = (0.2 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)
+    """A 440 Hz tone; PyAV converts it to the encoder's sample format and frame size."""
+    rate = sound.rate
+    samples = int(rate * seconds)
+    tone = (0.2 * np.sin(np.arange(samples) * 2 * np.pi * 440 / rate)).astype(np.float32)
     pcm = sound.codec_context.name.startswith("pcm_")
     for start in range(0, samples, 1024):
         chunk = tone[None, start:start + 1024]
         frame = av.AudioFrame.from_ndarray((chunk * 32767).astype(np.int16) if pcm else chunk,
                                            format="s16" if pcm else "fltp", layout="mono")
-        frame.sample_rate, frame.pts = 16000, first_sample + start
+        frame.sample_rate, frame.pts = rate, first_sample + start
         out.mux(sound.encode(frame))
     out.mux(sound.encode(None))
 

@@ -49,6 +49,8 @@ class StageStatus(str, Enum):
 
 
 MAX_URL_LENGTH = 8192
+IMAGE_FORMATS = ("png", "jpeg", "webp")
+VIDEO_FORMATS = ("mp4", "mkv")  # MP4 by default
 MAX_SCALE = 65536.0  # per axis; the service's max_output_pixels bounds it further at submission
 MAX_SIDE = 1 << 20
 
@@ -143,9 +145,11 @@ class TaskRequest(BaseModel):
         "/tasks/{id} shows it, plus 'event'), signed in X-TMLSR-Signature when a webhook secret is set.")
     callback_progress: StrictBool = Field(
         False, description="Also POST progress events (task.progress) to callback_url while processing.")
-    output_format: Optional[Literal["png", "jpeg", "webp"]] = Field(
-        None, description="Image tasks: the output's format; default the input's where it can hold the "
-        "result (JPEG, WebP), else PNG. JPEG and WebP are 8-bit; JPEG drops alpha.")
+    output_format: Optional[Literal["png", "jpeg", "webp", "mp4", "mkv"]] = Field(
+        None, description="Image tasks: png, jpeg or webp; default the input's where it can hold the "
+        "result (JPEG, WebP), else PNG. JPEG and WebP are 8-bit; JPEG drops alpha. Video tasks: mp4 "
+        "(the default) or mkv (Matroska: keeps every audio codec, styled ASS and bitmap subtitles, "
+        "and attachments such as fonts).")
     output_quality: Optional[Annotated[int, Number]] = Field(
         None, ge=1, le=100, description="Image tasks: JPEG or WebP quality; default 95 (WebP with alpha: lossless).")
     video_codec: Optional[Literal["h264", "hevc", "av1"]] = Field(
@@ -184,11 +188,15 @@ class TaskRequest(BaseModel):
     @model_validator(mode="after")
     def _choices_fit_the_type(self) -> "TaskRequest":
         """Output choices of the other media type are refused, not ignored: the user meant something."""
-        wrong = ("video_codec", "crf") if self.type == TaskType.image else ("output_format", "output_quality")
+        wrong = ("video_codec", "crf") if self.type == TaskType.image else ("output_quality",)
         for name in wrong:
             if getattr(self, name) is not None:
                 raise ValueError(f"{name}: applies to {'video' if self.type == TaskType.image else 'image'} "
                                  f"tasks, and this task's type is {self.type.value}")
+        formats = IMAGE_FORMATS if self.type == TaskType.image else VIDEO_FORMATS
+        if self.output_format is not None and self.output_format not in formats:
+            raise ValueError(f"output_format: {self.output_format} is not a format for {self.type.value} tasks, "
+                             f"which take {', '.join(formats)}")
         if self.output_quality is not None and self.output_format == "png":
             raise ValueError("output_quality: applies to jpeg and webp; png is lossless")
         if self.crf is not None and self.crf > 51 and self.video_codec != "av1":

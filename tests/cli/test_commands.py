@@ -26,4 +26,4 @@ def test_bash_completion_is_click_s_own():
     assert words.stdout.split() == ["plain,submit"]
     options = run_tmlsr(_TMLSR_COMPLETE="bash_complete", COMP_WORDS="tmlsr submit URL --output-format ",
                         COMP_CWORD="4")
-    assert options.stdout.split() == ["plain,png", "plain,jpeg", "plain,webp"]
+    assert options.stdout.split() == ["plain,png", "plain,jpeg", "plain,webp", "plain,mp4", "plain,mkv"]

@@ -15,10 +15,12 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import SHARED, combing, interlaced_clip, make_clip, save_srvgg, shared_path, trim_by_edit_list
+from tests.helpers import (FONT_BYTES, SHARED, anime_matroska, combing, interlaced_clip, make_clip, save_srvgg,
+                           shared_path, trim_by_edit_list, with_mov_text)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
-from tmlsr_ray.pipeline.encode import TASK_CODECS, EncodeOptions, assemble, even_size, task_codecs_available
+from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
+                                      assemble, even_size, task_codecs_available)
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
 from tmlsr_ray.pipeline.segments import Cutting, decode_segment, extract_segments, plan_segments, scan_packets
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames
@@ -163,7 +165,7 @@ def smooth_model(tmp_path_factory):
 
 
 def render_and_join(path: Path, out: Path, model, cutting: Cutting, store_root: Path, codec: str = "libx264",
-                    preset: str = "ultrafast"):
+                    preset: str = "ultrafast", into: ContainerFormat = MP4):
     info = probe_video(path)
     plan = plan_segments(path, info, cutting)
     target = even_size(info.width * 2, info.height * 2)
@@ -173,7 +175,7 @@ def render_and_join(path: Path, out: Path, model, cutting: Cutting, store_root: 
         items = list(render_segment(job, data, lambda batch: upscale_frames(model, batch.frames, target, Tiling())))
         assert sum(i for i in items[:-1]) == len(segment.pts) or segment.whole
         store.save(*items[-1])
-    report = assemble(out, path, info, list(store.in_order(store.finished())), plan.last_frame_ticks)
+    report = assemble(out, path, info, list(store.in_order(store.finished())), plan.last_frame_ticks, into)
     return info, plan, report
 
 
@@ -240,15 +242,17 @@ def test_a_short_last_piece_without_b_frames_keeps_every_frames_duration(tmp_pat
     assert steps == {Fraction(1, 2)}, f"decode steps {sorted(steps)} s"
 
 
+@pytest.mark.parametrize("into", [MP4, MATROSKA], ids=lambda c: c.name)
 @pytest.mark.parametrize("codec", task_codecs_available())
-def test_pieces_of_every_codec_the_build_has_join_into_one_decodable_stream(tmp_path, smooth_model, codec):
+def test_pieces_of_every_codec_the_build_has_join_into_one_decodable_stream(tmp_path, smooth_model, codec, into):
     path = vfr_clip(tmp_path / "vfr.mp4")
-    info, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.3),
-                                         tmp_path / "pieces", codec=TASK_CODECS[codec])
+    out = tmp_path / f"out.{into.name}"
+    info, plan, report = render_and_join(path, out, smooth_model, Cutting(segment_s=0.3),
+                                         tmp_path / "pieces", codec=TASK_CODECS[codec], into=into)
     assert len(plan.segments) >= 4
-    frames, dts, streams = output_frames(tmp_path / "out.mp4")
+    frames, dts, streams = output_frames(out)
     assert len(frames) == report.frames == len(whole_decode(path))
-    assert streams[0] == ("video", codec) and all(b > a for a, b in zip(dts, dts[1:]))
+    assert streams[0] == ("video", codec) and all(b > a for a, b in zip(dts, dts[1:]))  # Matroska stores none
     want = [float(p * info.time_base) for p, _ in whole_decode(path)]
     assert np.abs(np.array([t for t, _ in frames]) - np.array(want)).max() <= 0.001
 
@@ -549,6 +553,73 @@ def test_audio_keeps_its_languages_and_pcm_without_a_channel_layout_becomes_aac(
         audio = [(s.codec_context.name, s.language, s.codec_context.layout.name) for s in container.streams.audio]
     assert audio == [("aac", "eng", "mono"), ("aac", "fra", "mono")]
     assert [a["language"] for a in report.audio_reencoded] == ["eng", "fra"]
+
+
+def test_a_matroska_output_keeps_pcm_styled_ass_srt_fonts_and_chapters_as_they_are(tmp_path, smooth_model):
+    """A fansub release: MP4 would re-encode the PCM, flatten the ASS to mov_text and lose the
+    font it is drawn with; Matroska holds them all unchanged."""
+    path = anime_matroska(tmp_path / "episode.mkv")
+    _, _, report = render_and_join(path, tmp_path / "out.mkv", smooth_model, ONE_SECOND, tmp_path / "pieces",
+                                   into=MATROSKA)
+    with av.open(str(tmp_path / "out.mkv")) as out:
+        assert out.format.name.startswith("matroska") and out.streams.video[0].codec_context.width == 128
+        kinds = [(s.type, s.codec_context.codec.canonical_name if s.codec_context else None, s.language)
+                 for s in out.streams]
+        assert kinds == [("video", "h264", None), ("audio", "pcm_s16le", "jpn"), ("subtitle", "ass", "eng"),
+                         ("subtitle", "subrip", "spa"), ("attachment", None, None)]
+        font = out.streams.attachments[0]
+        assert (font.name, font.mimetype, bytes(font.data)) == ("TestFont.ttf", "application/x-truetype-font", FONT_BYTES)
+        assert [c["metadata"]["title"] for c in out.chapters()] == ["Opening", "Part A"]
+    for kind, number in (("audio", 0), ("subtitle", 0), ("subtitle", 1)):  # byte for byte, at their times
+        assert _packets(tmp_path / "out.mkv", kind, number) == _packets(path, kind, number)
+    assert frame_count(tmp_path / "out.mkv") == report.frames == 12
+    assert report.container == "mkv" and [a["name"] for a in report.attachments] == ["TestFont.ttf"]
+    assert not report.audio_reencoded and not report.subtitles_dropped
+
+
+@pytest.mark.parametrize("codec", sorted(MATROSKA_AUDIO_COPY))
+def test_matroska_copies_each_audio_codec_it_is_said_to_hold(tmp_path, smooth_model, codec):
+    try:
+        path = make_clip(tmp_path / "tone.mkv", container="matroska", audio_codec=codec)
+    except (av.error.FFmpegError, ValueError) as exc:  # no encoder here to make the source with
+        pytest.skip(f"this FFmpeg cannot encode {codec}: {exc}")
+    _, _, report = render_and_join(path, tmp_path / "out.mkv", smooth_model, ONE_SECOND, tmp_path / "pieces",
+                                   into=MATROSKA)
+    with av.open(str(tmp_path / "out.mkv")) as out:
+        assert out.streams.audio[0].codec_context.codec.canonical_name == codec
+    assert _packets(tmp_path / "out.mkv", "audio") == _packets(path, "audio")
+    assert [a["codec"] for a in report.audio_copied] == [codec] and not report.audio_reencoded
+
+
+def test_an_mp4_output_of_the_same_release_names_what_it_could_not_keep(tmp_path, smooth_model):
+    path = anime_matroska(tmp_path / "episode.mkv")
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        assert [s.codec_context.name for s in out.streams.subtitles] == ["mov_text", "mov_text"]
+    assert [a["to"] for a in report.audio_reencoded] == ["aac"]
+    assert report.attachments_dropped == [{"name": "TestFont.ttf", "mimetype": "application/x-truetype-font",
+                                           "reason": "MP4 cannot hold attachments"}]
+
+
+def test_mov_text_subtitles_become_srt_in_matroska(tmp_path, smooth_model):
+    source = make_clip(tmp_path / "phone.mp4", frames=12)
+    path = tmp_path / "with-subs.mp4"
+    with_mov_text(source, path)
+    _, _, report = render_and_join(path, tmp_path / "out.mkv", smooth_model, ONE_SECOND, tmp_path / "pieces",
+                                   into=MATROSKA)
+    with av.open(str(tmp_path / "out.mkv")) as out:
+        subtitles = out.streams.subtitles[0]
+        assert subtitles.codec_context.codec.canonical_name == "subrip"
+        texts = [bytes(p).decode() for p in out.demux(subtitles) if p.pts is not None]
+    assert texts == ["Plain words", "More words"]
+    assert report.subtitles_copied[0]["to"] == "subrip"
+
+
+def _packets(path: Path, kind: str, number: int = 0):
+    """(time, bytes) of each packet of the file's ``number``-th stream of ``kind``."""
+    with av.open(str(path)) as container:
+        stream = [s for s in container.streams if s.type == kind][number]
+        return [(round(float(p.pts * p.time_base), 3), bytes(p)) for p in container.demux(stream) if p.pts is not None]
 
 
 def test_copied_audio_keeps_its_language(tmp_path, smooth_model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import av
 import numpy as np
+import pytest
 import requests
 
 from tests.helpers import chart_yuv, colour_chart_clip
@@ -33,13 +34,16 @@ def first_frame(data: bytes, path):
     return ctx.name, ctx.pix_fmt, tags, luma
 
 
-def test_an_hdr_phone_clip_keeps_its_tags_its_ten_bits_and_its_colours(service, input_server, tmp_path):
-    task = service.run(url=phone_clip(tmp_path, input_server), model="identity-x2.pth", timeout=180)
+@pytest.mark.parametrize("output_format", ["mp4", "mkv"])
+def test_an_hdr_phone_clip_keeps_its_tags_its_ten_bits_and_its_colours(service, input_server, tmp_path, output_format):
+    task = service.run(url=phone_clip(tmp_path, input_server), model="identity-x2.pth", timeout=180,
+                       output_format=output_format)
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
     assert (meta["width"], meta["height"], meta["frames"]) == (128, 256, 12)  # 64×128 shown upright, ×2
     assert meta["hdr"] == meta["input"]["hdr"] == "arib-std-b67" and meta["color"] == HLG_BT2020
-    codec, pix_fmt, tags, luma = first_frame(fetch_output(service, task), tmp_path / "out.mp4")
+    assert meta["format"] == output_format
+    codec, pix_fmt, tags, luma = first_frame(fetch_output(service, task), tmp_path / f"out.{output_format}")
     assert (codec, pix_fmt, tags) == ("hevc", "yuv420p10le", HLG_BT2020)
     # The chart as a player shows it (turned upright), each patch within 2 levels of the input's.
     upright = np.rot90(chart_yuv(128, 64, 10, 9, False)[0], 1)

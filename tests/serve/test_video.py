@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import (SHARED, actor_pid, animated_gif, eventually, frame_flood_gif, interlaced_clip,
-                           make_clip, replica_pids, shared_path, sigkill)
+from tests.helpers import (FONT_BYTES, SHARED, actor_pid, anime_matroska, animated_gif, eventually, frame_flood_gif,
+                           interlaced_clip, make_clip, replica_pids, shared_path, sigkill)
 from tests.serve.conftest import fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
@@ -95,6 +95,24 @@ def test_a_generated_clip_keeps_its_audio_in_sync_and_reports_how_it_was_encoded
         assert abs(float(audio.duration * audio.time_base) - float(video.duration * video.time_base)) < 0.15
         assert abs(float((audio.start_time or 0) * audio.time_base) - float((video.start_time or 0) * video.time_base)) < 0.1
     assert data[4:8] == b"ftyp" and data.find(b"moov") < data.find(b"mdat"), "not +faststart"
+
+
+def test_a_matroska_output_comes_back_as_matroska_with_its_fonts_styled_subtitles_and_pcm(
+        service, input_server, tmp_path):
+    url = input_server.add("episode.mkv", anime_matroska(tmp_path / "episode.mkv").read_bytes())
+    task = service.run(url=url, model="tiny-x4.pth", output_format="mkv")
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert meta["format"] == "mkv" and task["output"]["url"].endswith("/output.mkv") and meta["frames"] == 12
+    assert meta["attachments"] == [{"name": "TestFont.ttf", "mimetype": "application/x-truetype-font",
+                                    "bytes": len(FONT_BYTES)}] and meta["attachments_dropped"] == []
+    assert [a["codec"] for a in meta["audio_streams"] if a["copied"]] == ["pcm_s16le"]
+    response = requests.get(task["output"]["url"], timeout=30)
+    assert response.status_code == 200 and response.headers["content-type"] == "video/x-matroska"
+    (tmp_path / "o.mkv").write_bytes(response.content)
+    with av.open(str(tmp_path / "o.mkv")) as container:
+        assert [s.type for s in container.streams] == ["video", "audio", "subtitle", "subtitle", "attachment"]
+        assert container.streams.subtitles[0].codec_context.codec.canonical_name == "ass"
 
 
 def test_an_interlaced_clip_comes_back_progressive_and_says_so(service, input_server, tmp_path):

@@ -6,10 +6,12 @@
   ``yuv420p`` (or ``yuv420p10le`` for 10-bit output), x264's ``stitchable`` headers so every
   piece of a task has the same parameter sets;
 - every frame keeps its source timestamp (variable frame rate survives) in the source time base;
-- :func:`assemble` copies the pieces' packets in order into one MP4 (``+faststart``) and muxes
-  the source's audio and subtitle streams once: audio copied packet for packet where MP4 can hold
-  the codec, re-encoded to AAC where it cannot; ``mov_text`` copied, text subtitles converted;
-  packets interleaved by time, so memory does not grow with the length;
+- :func:`assemble` copies the pieces' packets in order into one MP4 (``+faststart``), or a
+  Matroska file where asked, and muxes the source's audio and subtitle streams once: audio
+  copied packet for packet where the container can hold the codec, re-encoded to AAC where it
+  cannot; subtitles copied where it can hold them, text ones converted to its text form
+  otherwise; Matroska also keeps the attachments (an ASS track's fonts); packets interleaved by
+  time, so memory does not grow with the length;
 - colour tags (primaries, transfer, matrix, range) are carried over, and the RGB→YUV conversion
   uses the matrix and range the tags declare.
 """
@@ -33,9 +35,35 @@ from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.colour import is_hdr, written_colour
 from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, copy_video_stream, open_container
 
-MP4_AUDIO_COPY = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
-MP4_SUBTITLE_COPY = {"mov_text"}
-TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "text"}
+MP4_AUDIO_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
+TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text", "mov_text"})
+# What FFmpeg's Matroska muxer has a codec ID for (its ff_mkv_codec_tags).
+MATROSKA_AUDIO_COPY = MP4_AUDIO_COPY | {
+    "dts", "truehd", "mlp", "vorbis", "mp2", "wavpack", "tta", "pcm_u8", "pcm_s16le", "pcm_s16be", "pcm_s24le",
+    "pcm_s24be", "pcm_s32le", "pcm_s32be", "pcm_f32le", "pcm_f64le"}
+MATROSKA_SUBTITLE_COPY = frozenset({"ass", "ssa", "subrip", "srt", "webvtt", "text", "hdmv_pgs_subtitle",
+                                    "dvd_subtitle", "dvb_subtitle"})
+
+
+@dataclass(frozen=True)
+class ContainerFormat:
+    """What a video's output file is. MP4 plays everywhere; Matroska keeps what MP4 cannot
+    hold: every audio codec as it is (PCM, DTS, TrueHD, Vorbis), styled ASS and bitmap
+    subtitles (PGS, VobSub, DVB), and attachments (the fonts an ASS track is drawn with)."""
+
+    name: str  # the task's output_format and the file's extension
+    muxer: str
+    content_type: str
+    audio_copy: frozenset
+    subtitle_copy: frozenset
+    text_subtitles: str  # what other text subtitles become
+    keeps_attachments: bool
+
+
+MP4 = ContainerFormat("mp4", "mp4", "video/mp4", MP4_AUDIO_COPY, frozenset({"mov_text"}), "mov_text", False)
+MATROSKA = ContainerFormat("mkv", "matroska", "video/x-matroska", MATROSKA_AUDIO_COPY, MATROSKA_SUBTITLE_COPY,
+                           "subrip", True)
+CONTAINER_FORMATS = {c.name: c for c in (MP4, MATROSKA)}
 
 
 @dataclass(frozen=True)
@@ -59,7 +87,10 @@ class MuxReport:
     audio_reencoded: List[Dict] = field(default_factory=list)
     subtitles_copied: List[Dict] = field(default_factory=list)
     subtitles_dropped: List[Dict] = field(default_factory=list)
+    attachments: List[Dict] = field(default_factory=list)  # kept: name, mimetype, bytes
+    attachments_dropped: List[Dict] = field(default_factory=list)
     chapters: int = 0
+    container: str = "mp4"  # the output's ContainerFormat name (its output_format)
     frames: int = 0
     encoder: Optional[str] = None  # the video encoder actually used (libx264, h264_nvenc)
 
@@ -275,32 +306,31 @@ class PieceWriter:
 
 
 def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterable[Tuple[Path, Piece]],
-             last_frame_ticks: Optional[int] = None) -> MuxReport:
-    """Joins the pieces (in order) into one MP4 with the source's audio and subtitles. The last
-    frame shows for ``last_frame_ticks`` of the source's time base (None: the encoder's 1 / rate)."""
-    report = MuxReport()
+             last_frame_ticks: Optional[int] = None, into: ContainerFormat = MP4) -> MuxReport:
+    """Joins the pieces (in order) into one file of the ``into`` container with the source's
+    audio, subtitles and (where it keeps them) attachments. The last frame shows for
+    ``last_frame_ticks`` of the source's time base (None: the encoder's 1 / rate)."""
+    report = MuxReport(container=into.name)
     pieces = list(pieces)
     if not pieces:
         raise ValueError("a video needs at least one piece")
-    with av.open(str(pieces[0][0])) as first:
-        colour_range = first.streams.video[0].codec_context.color_range
-    movflags = "+faststart" + _colour_box(colour_range).get("movflags", "")
     with open_container(source_path) as source, \
-            av.open(str(out_path), "w", format="mp4", options={"movflags": movflags}) as container:
+            av.open(str(out_path), "w", format=into.muxer, options=_muxer_options(into, pieces[0][0])) as container:
         # The output starts at 0, every stream moved by the same amount, as FFmpeg's remux does: a
         # TS's clock starts anywhere (an hour in made an hour of empty edit in front), and MP4
         # shows nothing before 0 (a stream unwrapped past 0).
         container.metadata.update(_described(source.metadata))
         start = Fraction(pieces[0][1].first_pts) * info.time_base
-        side = _SideStreams(source, info, report)
+        side = _SideStreams(source, info, report, into)
         out = _ShiftedOutput(container, -min([start, *side.starts()]))
         chapters = shifted_chapters(source.chapters(), out.offset)
         container.set_chapters(chapters)
         report.chapters = len(chapters)
         with av.open(str(pieces[0][0])) as first:  # the video comes first, as players expect
             joiner = _PacketJoiner(out, first.streams.video[0], info.time_base,
-                                   max(reorder_lead(path) for path, _ in pieces))
+                                   max(reorder_lead(path) for path, _ in pieces), with_tag=into.muxer == "mp4")
         side.open(out)
+        _carry_attachments(source, container, into, report)
         ends = [piece.first_pts for _, piece in pieces[1:]] + [None]
         for (path, piece), end in zip(pieces, ends):
             with av.open(str(path)) as container:
@@ -311,6 +341,31 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
             report.encoder = report.encoder or piece.encoder
         side.mux_until(None)
     return report
+
+
+def _muxer_options(into: ContainerFormat, first_piece: Path) -> Dict[str, str]:
+    if into.muxer != "mp4":
+        # Matroska stores presentation times only: the decode times the joiner puts ahead of
+        # them are for ordering, and FFmpeg's default shift of negative ones would move every
+        # frame later by the reorder lead.
+        return {"avoid_negative_ts": "disabled"}
+    with av.open(str(first_piece)) as first:
+        colour_range = first.streams.video[0].codec_context.color_range
+    return {"movflags": "+faststart" + _colour_box(colour_range).get("movflags", "")}
+
+
+def _carry_attachments(source, out, into: ContainerFormat, report: MuxReport) -> None:
+    """The source's attachments (fonts, cover images) into a container that keeps them."""
+    for attachment in source.streams.attachments:
+        entry = {"name": attachment.name, "mimetype": attachment.mimetype}
+        if into.keeps_attachments and attachment.name and attachment.data:
+            out.add_attachment(attachment.name, attachment.mimetype or "application/octet-stream",
+                               bytes(attachment.data))
+            report.attachments.append({**entry, "bytes": len(attachment.data)})
+        else:
+            report.attachments_dropped.append(
+                {**entry, "reason": f"{into.name.upper()} cannot hold attachments" if not into.keeps_attachments
+                 else "the attachment has no name or no data"})
 
 
 # Container tags that describe the source file, not the video: the MP4 muxer writes its own.
@@ -383,10 +438,10 @@ class _PacketJoiner:
     encoders' own ran further ahead where frames come close together (VFR), and not at all in a
     short piece without B-frames: the table came out short of the clip, or one frame long."""
 
-    def __init__(self, out, template, source_base: Fraction, lead: Fraction):
+    def __init__(self, out, template, source_base: Fraction, lead: Fraction, with_tag: bool = True):
         self._source_base = Fraction(source_base)
         self._lead = lead
-        self._stream = copy_video_stream(out, template)
+        self._stream = copy_video_stream(out, template, with_tag)
         self._stream.time_base = template.time_base
         self._extradata = template.codec_context.extradata
         self._last_dts: Optional[int] = None
@@ -442,13 +497,14 @@ def _show_until(packets: Sequence, end: int) -> None:
 class _SideStreams:
     """Audio and subtitle streams of the source, muxed in time order next to the video."""
 
-    def __init__(self, source, info: VideoInfo, report: MuxReport):
+    def __init__(self, source, info: VideoInfo, report: MuxReport, into: ContainerFormat = MP4):
         self._source = source
         self._report = report
-        self._plan = [(audio, "copy" if audio.codec in MP4_AUDIO_COPY else "aac") for audio in info.audio]
-        self._plan += [(sub, _subtitle_plan(sub.codec)) for sub in info.subtitles]
+        self._into = into
+        self._plan = [(audio, "copy" if audio.codec in into.audio_copy else "aac") for audio in info.audio]
+        self._plan += [(sub, _subtitle_plan(sub.codec, into)) for sub in info.subtitles]
         self._map: Dict[int, object] = {}
-        self._transcoders: Dict[int, "_AacTranscoder | _MovTextTranscoder"] = {}
+        self._transcoders: Dict[int, "_AacTranscoder | _TextSubtitleTranscoder"] = {}
         self._packets: Iterator = iter(())
         self._pending = None
 
@@ -476,11 +532,12 @@ class _SideStreams:
         elif plan == "aac":
             self._transcoders[side.index] = _AacTranscoder(in_stream, out, side.language)
             report.audio_reencoded.append({**entry, "to": "aac"})
-        elif plan == "mov_text":
-            self._transcoders[side.index] = _MovTextTranscoder(in_stream, out)
-            report.subtitles_copied.append({**entry, "to": "mov_text"})
+        elif plan == "text":
+            self._transcoders[side.index] = _TextSubtitleTranscoder(in_stream, out, self._into.text_subtitles)
+            report.subtitles_copied.append({**entry, "to": self._into.text_subtitles})
         else:  # bitmap subtitles (PGS, DVB, VobSub) have no MP4 form
-            report.subtitles_dropped.append({**entry, "reason": f"MP4 cannot hold {side.codec} subtitles"})
+            report.subtitles_dropped.append(
+                {**entry, "reason": f"{self._into.name.upper()} cannot hold {side.codec} subtitles"})
 
     def mux_until(self, seconds: Optional[float]) -> None:
         """Muxes every side packet up to ``seconds`` (all of them when ``None``)."""
@@ -509,10 +566,10 @@ class _SideStreams:
         self._out.mux(packet)
 
 
-def _subtitle_plan(codec: str) -> str:
-    if codec in MP4_SUBTITLE_COPY:
+def _subtitle_plan(codec: str, into: ContainerFormat) -> str:
+    if codec in into.subtitle_copy:
         return "copy"
-    return "mov_text" if codec in TEXT_SUBTITLES else "drop"
+    return "text" if codec in TEXT_SUBTITLES else "drop"
 
 
 def _as_source(stream, source, language: Optional[str]):
@@ -566,13 +623,14 @@ def aac_layout(layout, channels: int) -> str:
     return {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}.get(channels, "stereo")
 
 
-class _MovTextTranscoder:
-    """Text subtitles (SRT, ASS, WebVTT) to mov_text, the text form MP4 holds; timing unchanged."""
+class _TextSubtitleTranscoder:
+    """Text subtitles to the text form the output holds: SRT, ASS or WebVTT to mov_text in MP4,
+    mov_text to SRT in Matroska; timing unchanged."""
 
-    def __init__(self, in_stream, out):
+    def __init__(self, in_stream, out, codec: str):
         self._in = in_stream
         self._out = out
-        self._stream = out.add_stream("mov_text")
+        self._stream = out.add_stream(codec)
         if not in_stream.codec_context.is_open:
             in_stream.codec_context.open()  # the decoder makes the ASS header the encoder needs
         self._stream.codec_context.subtitle_header = in_stream.codec_context.subtitle_header

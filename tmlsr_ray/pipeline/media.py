@@ -85,7 +85,7 @@ def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: En
         color = {name: int(getattr(stream.codec_context, name) or 0) for name in COLOR_FIELDS}
         pix_fmt = stream.codec_context.pix_fmt
     metadata: Dict[str, Any] = {
-        "width": width, "height": height, "format": "mp4",
+        "width": width, "height": height, "format": report.container,
         "fps": round(float(info.average_rate), 3) if info.average_rate else None,
         "frames": report.frames,
         "duration": round(duration, 3) if duration else None,
@@ -96,6 +96,8 @@ def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: En
         + [{**a, "copied": False} for a in report.audio_reencoded],
         "subtitle_streams": report.subtitles_copied,
         "subtitles_dropped": report.subtitles_dropped,
+        "attachments": report.attachments,
+        "attachments_dropped": report.attachments_dropped,
         "chapters": report.chapters,
         "input": {
             "container": info.container, "codec": info.codec, "width": info.width, "height": info.height,

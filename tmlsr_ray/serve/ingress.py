@@ -50,7 +50,7 @@ from tmlsr_ray.serve.replicas import KIND_BY_NAME
 from tmlsr_ray.serve.state import get_state_actor
 from tmlsr_ray.state.records import new_task_id, request_fingerprint
 from tmlsr_ray.state.store import TaskReader, monitor_stats
-from tmlsr_ray.storage.local import FILES_ROUTE, LocalStorage
+from tmlsr_ray.storage.local import FILES_ROUTE, LocalStorage, media_type
 
 logger = logging.getLogger("ray.serve")
 
@@ -399,7 +399,8 @@ class Ingress:
         if path is None:
             raise FileNotFound("file not found")
         try:
-            response = FileResponse(path, stat_result=path.stat())  # its ETag is set now, not when sent
+            # its ETag is set now, not when sent
+            response = FileResponse(path, stat_result=path.stat(), media_type=media_type(path))
         except FileNotFoundError:  # retention removed it just now
             raise FileNotFound("file not found") from None
         if _unchanged_for(http, response.headers["etag"]):

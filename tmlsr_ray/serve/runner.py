@@ -29,7 +29,7 @@ from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline import media
 from tmlsr_ray.pipeline.colour import is_hdr
 from tmlsr_ray.pipeline.decode import VideoInfo, probe_video
-from tmlsr_ray.pipeline.encode import TASK_CODECS, EncodeOptions, assemble, even_size
+from tmlsr_ray.pipeline.encode import CONTAINER_FORMATS, TASK_CODECS, EncodeOptions, assemble, even_size
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.errors import DiskFull, TaskError
 from tmlsr_ray.pipeline.fetch import fetch_input
@@ -262,14 +262,15 @@ class TaskRunner:
         finally:
             stop.set()
             self._metrics.video_ended(params["model"])
-        result = workdir / "output.mp4"
+        into = CONTAINER_FORMATS[params.get("output_format") or "mp4"]
+        result = workdir / f"output.{into.name}"
         report = await asyncio.to_thread(assemble, result, path, info, list(store.in_order(done)),
-                                          segments.last_frame_ticks)
+                                          segments.last_frame_ticks, into)
         metadata = media.video_metadata(info, result, report, work.options, work.requested)
         metadata.update(_model_metadata(plan.model), segment_retries=fanout.retries,
                         segments={"total": len(segments.segments), "reused": progress.reused},
                         transfer_bytes=fanout.transfer_bytes)
-        return result, "video/mp4", metadata
+        return result, into.content_type, metadata
 
     async def _plan_video(self, run: "Run", params: Dict[str, Any], path: Path) -> "VideoWork":
         """The source's facts, its segments, the model and the output, each checked against the

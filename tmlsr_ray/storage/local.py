@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import mimetypes
 import os
 import shutil
 from pathlib import Path
@@ -11,6 +12,15 @@ from typing import Optional
 from tmlsr_ray.errors import StorageError
 
 FILES_ROUTE = "/files"
+# Outputs whose type the system's table may lack (a slim image has no /etc/mime.types, and
+# Python's own table has no .mkv): served as text/plain, a browser would not play them.
+OUTPUT_MEDIA_TYPES = {".mkv": "video/x-matroska", ".mp4": "video/mp4", ".png": "image/png", ".jpg": "image/jpeg",
+                      ".jpeg": "image/jpeg", ".webp": "image/webp"}
+
+
+def media_type(path: Path) -> str:
+    """The Content-Type a stored output is served with."""
+    return OUTPUT_MEDIA_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
 class LocalStorage:
