@@ -233,9 +233,10 @@ def test_an_upload_without_an_answer_in_time_is_asked_again(config, oss_server, 
 
 def test_an_object_a_timed_out_request_wrote_does_not_stay_when_the_upload_fails(config, oss_server, tmp_path):
     (tmp_path / "o.mp4").write_bytes(b"late")
-    oss_server.stall_next(1, 0.3)  # answered after the client gave up, but stored
+    oss_server.stall_next(1, 0.6)  # answered after the client gave up, but stored
     oss_server.fail_next(2)
-    storage = OssStorage(replace(config, timeout_s=0.1), tmp_path / "ckpt")
+    # 0.1 s was short enough for a 503 on a loaded machine to come back as a timeout
+    storage = OssStorage(replace(config, timeout_s=0.25), tmp_path / "ckpt")
     with pytest.raises(StorageError, match="after 3 attempts: OSS answered HTTP 503"):
         store(storage, "k/ghost.mp4", tmp_path / "o.mp4", Backoff(3, 0.6))
     assert ("out", "tmlsr/k/ghost.mp4") not in oss_server.state.objects
