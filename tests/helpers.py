@@ -22,6 +22,7 @@ from typing import Iterator, List, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import av
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -266,9 +267,12 @@ SRT_SCRIPT = "1\n00:00:00,100 --> 00:00:00,500\nPlain words\n\n2\n00:00:00,600 -
 FONT_BYTES = b"\x00\x01\x00\x00" + bytes(range(256)) * 8  # stands in for a TrueType font: copied, never read
 
 
+COVER_JPEG = cv2.imencode(".jpg", np.full((8, 8, 3), 200, np.uint8))[1].tobytes()
+
+
 def anime_matroska(path: Path, frames: int = 12, rate: int = 12, size=(64, 48)) -> Path:
     """A fansub-style Matroska: H.264 with PCM audio (MP4 holds no PCM), a styled ASS track (its
-    font attached, as fansubs ship them), an SRT track, and chapters."""
+    font attached, as fansubs ship them), an SRT track, a cover image, and chapters."""
     ass, srt = path.with_name(path.stem + ".ass"), path.with_name(path.stem + ".srt")
     ass.write_text(ASS_SCRIPT)
     srt.write_text(SRT_SCRIPT)
@@ -284,6 +288,7 @@ def anime_matroska(path: Path, frames: int = 12, rate: int = 12, size=(64, 48)) 
             copy.metadata["language"] = language
             subtitles.append((source, copy))
         out.add_attachment("TestFont.ttf", "application/x-truetype-font", FONT_BYTES)
+        out.add_attachment("cover.jpg", "image/jpeg", COVER_JPEG)  # read back as an attached picture
         for pixels in _ramp(frames, size):
             out.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
         out.mux(video.encode(None))

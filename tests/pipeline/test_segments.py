@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (FONT_BYTES, SHARED, anime_matroska, combing, interlaced_clip, make_clip, save_srvgg,
+from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, combing, interlaced_clip, make_clip, save_srvgg,
                            shared_path, trim_by_edit_list, with_mov_text)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
@@ -566,14 +566,19 @@ def test_a_matroska_output_keeps_pcm_styled_ass_srt_fonts_and_chapters_as_they_a
         kinds = [(s.type, s.codec_context.codec.canonical_name if s.codec_context else None, s.language)
                  for s in out.streams]
         assert kinds == [("video", "h264", None), ("audio", "pcm_s16le", "jpn"), ("subtitle", "ass", "eng"),
-                         ("subtitle", "subrip", "spa"), ("attachment", None, None)]
+                         ("subtitle", "subrip", "spa"), ("attachment", None, None), ("video", "mjpeg", None)]
         font = out.streams.attachments[0]
         assert (font.name, font.mimetype, bytes(font.data)) == ("TestFont.ttf", "application/x-truetype-font", FONT_BYTES)
+        cover = out.streams.video[1]  # FFmpeg reads an image attachment as an attached picture
+        assert cover.metadata["filename"] == "cover.jpg" and bytes(next(out.demux(cover))) == COVER_JPEG
         assert [c["metadata"]["title"] for c in out.chapters()] == ["Opening", "Part A"]
+    with av.open(str(tmp_path / "out.mkv")) as out:
+        video = out.streams.video[0]  # the track says its rate and is the one to play
+        assert video.average_rate == 12 and video.disposition & av.stream.Disposition.default
     for kind, number in (("audio", 0), ("subtitle", 0), ("subtitle", 1)):  # byte for byte, at their times
         assert _packets(tmp_path / "out.mkv", kind, number) == _packets(path, kind, number)
     assert frame_count(tmp_path / "out.mkv") == report.frames == 12
-    assert report.container == "mkv" and [a["name"] for a in report.attachments] == ["TestFont.ttf"]
+    assert report.container == "mkv" and [a["name"] for a in report.attachments] == ["TestFont.ttf", "cover.jpg"]
     assert not report.audio_reencoded and not report.subtitles_dropped
 
 
@@ -597,8 +602,38 @@ def test_an_mp4_output_of_the_same_release_names_what_it_could_not_keep(tmp_path
     with av.open(str(tmp_path / "out.mp4")) as out:
         assert [s.codec_context.name for s in out.streams.subtitles] == ["mov_text", "mov_text"]
     assert [a["to"] for a in report.audio_reencoded] == ["aac"]
-    assert report.attachments_dropped == [{"name": "TestFont.ttf", "mimetype": "application/x-truetype-font",
-                                           "reason": "MP4 cannot hold attachments"}]
+    assert report.attachments_dropped == [
+        {"name": "TestFont.ttf", "mimetype": "application/x-truetype-font", "reason": "MP4 cannot hold attachments"},
+        {"name": "cover.jpg", "mimetype": "image/jpeg", "reason": "MP4 cannot hold attachments"}]
+
+
+def test_audio_a_lossless_cut_hid_stays_hidden_in_matroska(tmp_path, smooth_model):
+    """MP4 hides what the cut's edit list hid with an edit list of its own; Matroska has none, so
+    the hidden audio is left out (but for one packet, its decoder's pre-roll)."""
+    path = make_clip(tmp_path / "cut.mp4", frames=48, rate=24, start_s=-0.5,
+                     options={"x264-params": "keyint=12:bframes=2"})
+    for into in (MP4, MATROSKA):
+        render_and_join(path, tmp_path / f"out.{into.name}", smooth_model, ONE_SECOND, tmp_path / into.name, into=into)
+    shown = _decoded_audio(tmp_path / "out.mp4")
+    kept = _decoded_audio(tmp_path / "out.mkv")
+    # Beyond MP4's: the pre-roll packet and the part before 0 of the packet that straddles it (the
+    # cut hid 0.56 s, 9 packets, before this)
+    assert shown[0] == 0 and -2 * 1024 / 16000 <= kept[0] <= 0
+    assert shown[1] <= kept[1] <= shown[1] + 2 * 1024
+
+
+def test_a_23_976_clip_in_matroska_says_its_rate(tmp_path, smooth_model):
+    path = make_clip(tmp_path / "film.mp4", frames=12, rate=Fraction(24000, 1001))
+    render_and_join(path, tmp_path / "out.mkv", smooth_model, ONE_SECOND, tmp_path / "pieces", into=MATROSKA)
+    with av.open(str(tmp_path / "out.mkv")) as out:
+        assert out.streams.video[0].average_rate == Fraction(24000, 1001)
+
+
+def _decoded_audio(path: Path):
+    """(where the first decoded audio frame starts in seconds, how many samples decode)."""
+    with av.open(str(path)) as container:
+        frames = list(container.decode(container.streams.audio[0]))
+    return float(frames[0].pts * frames[0].time_base), sum(f.samples for f in frames)
 
 
 def test_mov_text_subtitles_become_srt_in_matroska(tmp_path, smooth_model):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import (FONT_BYTES, SHARED, actor_pid, anime_matroska, animated_gif, eventually, frame_flood_gif,
+from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, actor_pid, anime_matroska, animated_gif, eventually, frame_flood_gif,
                            interlaced_clip, make_clip, replica_pids, shared_path, sigkill)
 from tests.serve.conftest import fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
@@ -104,14 +104,15 @@ def test_a_matroska_output_comes_back_as_matroska_with_its_fonts_styled_subtitle
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
     assert meta["format"] == "mkv" and task["output"]["url"].endswith("/output.mkv") and meta["frames"] == 12
-    assert meta["attachments"] == [{"name": "TestFont.ttf", "mimetype": "application/x-truetype-font",
-                                    "bytes": len(FONT_BYTES)}] and meta["attachments_dropped"] == []
+    assert meta["attachments"] == [
+        {"name": "TestFont.ttf", "mimetype": "application/x-truetype-font", "bytes": len(FONT_BYTES)},
+        {"name": "cover.jpg", "mimetype": "image/jpeg", "bytes": len(COVER_JPEG)}] and meta["attachments_dropped"] == []
     assert [a["codec"] for a in meta["audio_streams"] if a["copied"]] == ["pcm_s16le"]
     response = requests.get(task["output"]["url"], timeout=30)
     assert response.status_code == 200 and response.headers["content-type"] == "video/x-matroska"
     (tmp_path / "o.mkv").write_bytes(response.content)
     with av.open(str(tmp_path / "o.mkv")) as container:
-        assert [s.type for s in container.streams] == ["video", "audio", "subtitle", "subtitle", "attachment"]
+        assert [s.type for s in container.streams] == ["video", "audio", "subtitle", "subtitle", "attachment", "video"]
         assert container.streams.subtitles[0].codec_context.codec.canonical_name == "ass"
 
 

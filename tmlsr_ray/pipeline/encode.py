@@ -37,7 +37,8 @@ from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, copy_video_stream, o
 
 MP4_AUDIO_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
 TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text", "mov_text"})
-# What FFmpeg's Matroska muxer has a codec ID for (its ff_mkv_codec_tags).
+# Codecs FFmpeg's Matroska muxer has an ID for (its ff_mkv_codec_tags) that players know; the
+# RealAudio and ATRAC ones it also takes are re-encoded.
 MATROSKA_AUDIO_COPY = MP4_AUDIO_COPY | {
     "dts", "truehd", "mlp", "vorbis", "mp2", "wavpack", "tta", "pcm_u8", "pcm_s16le", "pcm_s16be", "pcm_s24le",
     "pcm_s24be", "pcm_s32le", "pcm_s32be", "pcm_f32le", "pcm_f64le"}
@@ -58,11 +59,12 @@ class ContainerFormat:
     subtitle_copy: frozenset
     text_subtitles: str  # what other text subtitles become
     keeps_attachments: bool
+    edit_lists: bool  # it hides what a source's edit list hid (else those packets are left out)
 
 
-MP4 = ContainerFormat("mp4", "mp4", "video/mp4", MP4_AUDIO_COPY, frozenset({"mov_text"}), "mov_text", False)
+MP4 = ContainerFormat("mp4", "mp4", "video/mp4", MP4_AUDIO_COPY, frozenset({"mov_text"}), "mov_text", False, True)
 MATROSKA = ContainerFormat("mkv", "matroska", "video/x-matroska", MATROSKA_AUDIO_COPY, MATROSKA_SUBTITLE_COPY,
-                           "subrip", True)
+                           "subrip", True, False)
 CONTAINER_FORMATS = {c.name: c for c in (MP4, MATROSKA)}
 
 
@@ -329,8 +331,10 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
         with av.open(str(pieces[0][0])) as first:  # the video comes first, as players expect
             joiner = _PacketJoiner(out, first.streams.video[0], info.time_base,
                                    max(reorder_lead(path) for path, _ in pieces), with_tag=into.muxer == "mp4")
+        if into.muxer == "matroska":
+            _matroska_video_track(joiner.stream, info)
         side.open(out)
-        _carry_attachments(source, container, into, report)
+        _carry_attachments(source_path, container, into, report)
         ends = [piece.first_pts for _, piece in pieces[1:]] + [None]
         for (path, piece), end in zip(pieces, ends):
             with av.open(str(path)) as container:
@@ -354,18 +358,40 @@ def _muxer_options(into: ContainerFormat, first_piece: Path) -> Dict[str, str]:
     return {"movflags": "+faststart" + _colour_box(colour_range).get("movflags", "")}
 
 
-def _carry_attachments(source, out, into: ContainerFormat, report: MuxReport) -> None:
+def _matroska_video_track(stream, info: VideoInfo) -> None:
+    """Matroska writes a track's frame duration from the codec's frame rate, which x264 derives
+    from the time base (a 23.976 clip read back as 24000 frames/s), and marks no track default
+    unless told: the source's average rate, as FFmpeg's remux writes it, and the default flag."""
+    if info.average_rate:
+        stream.codec_context.framerate = info.average_rate
+    stream.disposition = av.stream.Disposition.default
+
+
+def _carry_attachments(source_path: Path, out, into: ContainerFormat, report: MuxReport) -> None:
     """The source's attachments (fonts, cover images) into a container that keeps them."""
-    for attachment in source.streams.attachments:
-        entry = {"name": attachment.name, "mimetype": attachment.mimetype}
-        if into.keeps_attachments and attachment.name and attachment.data:
-            out.add_attachment(attachment.name, attachment.mimetype or "application/octet-stream",
-                               bytes(attachment.data))
-            report.attachments.append({**entry, "bytes": len(attachment.data)})
+    with open_container(source_path) as source:  # its own reader: the side streams' has not started
+        attachments = _attachments(source)
+    for name, mimetype, data in attachments:
+        entry = {"name": name, "mimetype": mimetype}
+        if into.keeps_attachments and name and data:
+            out.add_attachment(name, mimetype or "application/octet-stream", data)
+            report.attachments.append({**entry, "bytes": len(data)})
         else:
             report.attachments_dropped.append(
                 {**entry, "reason": f"{into.name.upper()} cannot hold attachments" if not into.keeps_attachments
                  else "the attachment has no name or no data"})
+
+
+def _attachments(source) -> List[Tuple[str, Optional[str], bytes]]:
+    """(name, MIME type, bytes) of each attachment. FFmpeg's Matroska reader hands an image
+    attachment (cover.jpg) over as an attached picture, a video stream of one packet."""
+    found = [(a.name, a.mimetype, bytes(a.data or b"")) for a in source.streams.attachments]
+    for stream in source.streams.video:
+        name = stream.metadata.get("filename")
+        if stream.disposition & av.stream.Disposition.attached_pic and name:
+            picture = next((p for p in source.demux(stream) if p.size), None)
+            found.append((name, stream.metadata.get("mimetype"), bytes(picture) if picture else b""))
+    return found
 
 
 # Container tags that describe the source file, not the video: the MP4 muxer writes its own.
@@ -441,8 +467,8 @@ class _PacketJoiner:
     def __init__(self, out, template, source_base: Fraction, lead: Fraction, with_tag: bool = True):
         self._source_base = Fraction(source_base)
         self._lead = lead
-        self._stream = copy_video_stream(out, template, with_tag)
-        self._stream.time_base = template.time_base
+        self.stream = copy_video_stream(out, template, with_tag)
+        self.stream.time_base = template.time_base
         self._extradata = template.codec_context.extradata
         self._last_dts: Optional[int] = None
 
@@ -470,7 +496,7 @@ class _PacketJoiner:
             if self._last_dts is not None and packet.dts <= self._last_dts:
                 packet.dts = self._last_dts + 1
             self._last_dts = packet.dts
-            packet.stream = self._stream
+            packet.stream = self.stream
             yield packet
 
     def _ticks(self, source_ticks: int, stream) -> int:
@@ -505,6 +531,7 @@ class _SideStreams:
         self._plan += [(sub, _subtitle_plan(sub.codec, into)) for sub in info.subtitles]
         self._map: Dict[int, object] = {}
         self._transcoders: Dict[int, "_AacTranscoder | _TextSubtitleTranscoder"] = {}
+        self._preroll: Dict[int, object] = {}  # by stream: the last hidden packet not muxed
         self._packets: Iterator = iter(())
         self._pending = None
 
@@ -562,8 +589,15 @@ class _SideStreams:
         if index in self._transcoders:
             self._transcoders[index].feed(packet)
             return
-        packet.stream = self._map[index]
-        self._out.mux(packet)
+        if packet.is_discard and not self._into.edit_lists:
+            # What the source's edit list hides (audio before a lossless cut) would play in a
+            # container without one; the last such packet goes along as the decoder's pre-roll.
+            self._preroll[index] = packet
+            return
+        for ready in (self._preroll.pop(index, None), packet):
+            if ready is not None:
+                ready.stream = self._map[index]
+                self._out.mux(ready)
 
 
 def _subtitle_plan(codec: str, into: ContainerFormat) -> str:
