@@ -222,6 +222,17 @@ def test_the_model_choice_comes_from_the_api_and_enables_the_fields_that_apply(s
     expect(seed).to_be_enabled()
 
 
+def test_the_format_choice_follows_the_type_and_goes_with_the_task(service, input_server, page):
+    page.goto(service.url("/dashboard"))
+    kind, formats = page.locator("#submit-form select[name=type]"), page.locator("#submit-form select[name=output_format]")
+    expect(formats.locator("option")).to_have_text(["MP4", "Matroska"])
+    kind.select_option("image")
+    expect(formats.locator("option")).to_have_text(["the input's", "PNG", "JPEG", "WebP"])
+    kind.select_option("video")
+    task_id = submit_with_form(page, input_server.url("no-such-episode.mkv"), output_format="mkv")
+    assert requests.get(service.url(f"/tasks/{task_id}"), timeout=30).json()["params"]["output_format"] == "mkv"
+
+
 def before_after_picture() -> bytes:
     """A photo (the shared assets' cat, when present) small enough to upscale quickly."""
     photo = SHARED / "media" / "image" / "photo_chelsea_odd_451x300.png"

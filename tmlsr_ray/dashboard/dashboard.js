@@ -239,13 +239,29 @@ const form = $('submit-form');
 const VIDEO_EXTENSIONS = /\.(mp4|m4v|mov|mkv|webm|avi|flv|ts|mpe?g|gif)$/i;
 const IMAGE_EXTENSIONS = /\.(png|jpe?g|webp|bmp|tiff?)$/i;
 let typeChosen = false;  // once the user picks a type, the URL no longer guesses it
-form.elements.type.addEventListener('change', () => { typeChosen = true; });
+form.elements.type.addEventListener('change', () => { typeChosen = true; updateFormats(); });
 form.elements.url.addEventListener('input', () => {
   if (typeChosen) return;
   const path = form.elements.url.value.split(/[?#]/)[0];
   if (IMAGE_EXTENSIONS.test(path)) form.elements.type.value = 'image';
   else if (VIDEO_EXTENSIONS.test(path)) form.elements.type.value = 'video';
+  updateFormats();
 });
+
+// The output formats POST tasks takes for the chosen type ('' leaves the service's default).
+const OUTPUT_FORMATS = {
+  video: [['', 'MP4'], ['mkv', 'Matroska']],
+  image: [['', "the input's"], ['png', 'PNG'], ['jpeg', 'JPEG'], ['webp', 'WebP']],
+};
+function updateFormats() {
+  const select = form.elements.output_format, formats = OUTPUT_FORMATS[form.elements.type.value];
+  if (select.dataset.type === form.elements.type.value) return;
+  const chosen = select.value;
+  select.replaceChildren(...formats.map(([value, label]) => new Option(label, value)));
+  select.value = formats.some(([value]) => value === chosen) ? chosen : '';
+  select.dataset.type = form.elements.type.value;
+}
+updateFormats();
 
 // The model choice, from GET models: each option shows its family and scale; files the service
 // cannot serve are listed, disabled, with the reason. The model's own facts enable the fields
@@ -285,6 +301,7 @@ form.addEventListener('submit', async event => {
   if (width != null) body.output_dims = [width, height];
   if (!f.resolution.disabled && number(f.resolution) != null) body.resolution = number(f.resolution);
   if (!f.seed.disabled && number(f.seed) != null) body.seed = number(f.seed);
+  if (f.output_format.value) body.output_format = f.output_format.value;
   const button = form.querySelector('button[type=submit]');
   button.disabled = true;
   try {
