@@ -346,7 +346,9 @@ def test_cancel_during_the_model_run_stops_it_and_frees_the_replica(service, inp
     task_id = service.submit(url=big, type="image", model="slow-x4.pth")["task_id"]
     service.wait(task_id, until=lambda t: t["stages"][1]["status"] == "running", timeout=60)
     time.sleep(0.5)
-    assert requests.delete(service.url(f"/tasks/{task_id}"), timeout=10).status_code == 200
+    # 30 s: in one CI run the whole 2-core machine stalled for 9.5 s here (the GCS, the ingress and
+    # the replica all paused and resumed together); what this pins is the stop, not the latency
+    assert requests.delete(service.url(f"/tasks/{task_id}"), timeout=30).status_code == 200
     task = service.task(task_id)
     assert task["status"] == "canceled" and task["output"] is None
     assert [s["status"] for s in task["stages"]] == ["success", "canceled", "skipped"]
