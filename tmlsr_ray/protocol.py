@@ -145,7 +145,7 @@ class TaskRequest(BaseModel):
         "/tasks/{id} shows it, plus 'event'), signed in X-TMLSR-Signature when a webhook secret is set.")
     callback_progress: StrictBool = Field(
         False, description="Also POST progress events (task.progress) to callback_url while processing.")
-    output_format: Optional[Literal["png", "jpeg", "webp", "mp4", "mkv"]] = Field(
+    output_format: Optional[Literal[IMAGE_FORMATS + VIDEO_FORMATS]] = Field(
         None, description="Image tasks: png, jpeg or webp; default the input's where it can hold the "
         "result (JPEG, WebP), else PNG. JPEG and WebP are 8-bit; JPEG drops alpha. Video tasks: mp4 "
         "(the default) or mkv (Matroska: keeps every audio codec, styled ASS and bitmap subtitles, "
