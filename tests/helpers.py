@@ -373,6 +373,33 @@ def frame_flood_gif(frames: int = 40_000, delay_cs: int = 0) -> bytes:
     return header + (control + image) * frames + b"\x3b"
 
 
+def tiff_with_alpha(pixels: np.ndarray, associated: bool) -> bytes:
+    """An uncompressed one-strip TIFF of RGBA (H, W, 4) or gray+alpha (H, W, 2) samples, 8- or
+    16-bit, whose ExtraSamples tag says the alpha is associated (colour premultiplied, what GIMP
+    writes) or unassociated (Photoshop's): the layouts Pillow cannot write."""
+    height, width, samples = pixels.shape
+    bits = 8 * pixels.dtype.itemsize
+    data = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
+    count = 11
+    bits_at = 8 + 2 + 12 * count + 4
+    bits_values = struct.pack(f"<{samples}H", *[bits] * samples)
+    data_at = bits_at + len(bits_values)
+    short, long = 3, 4
+    entries = [(256, long, 1, width), (257, long, 1, height), (258, short, samples, bits_at if samples > 2 else None),
+               (259, short, 1, 1), (262, short, 1, 2 if samples == 4 else 1), (273, long, 1, data_at),
+               (277, short, 1, samples), (278, long, 1, height), (279, long, 1, len(data)), (284, short, 1, 1),
+               (338, short, 1, 1 if associated else 2)]
+    ifd = struct.pack("<H", count)
+    for tag, kind, n, value in entries:
+        if value is None:  # two SHORTs fit the entry itself
+            ifd += struct.pack("<HHI", tag, kind, n) + bits_values
+        elif kind == short and n == 1:
+            ifd += struct.pack("<HHIHH", tag, kind, n, value, 0)
+        else:
+            ifd += struct.pack("<HHII", tag, kind, n, value)
+    return b"II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + bits_values + data
+
+
 # A colour chart of in-gamut RGB patches, as exact YUV code values for a given matrix and range.
 CHART_RGB = [(0.45, 0.32, 0.26), (0.76, 0.58, 0.50), (0.36, 0.48, 0.61), (0.35, 0.42, 0.26),
              (0.51, 0.50, 0.69), (0.38, 0.74, 0.67), (0.85, 0.47, 0.18), (0.25, 0.36, 0.65)]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import SHARED, display_p3_icc, shared_path
+from tests.helpers import SHARED, display_p3_icc, shared_path, tiff_with_alpha
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.image import png_with_metadata, decode_image, encode_image, output_format, probe_image
 
@@ -294,3 +294,40 @@ def test_the_stored_layout_is_what_fitting_to_the_format_makes_of_the_image(fmt,
     channels = 1 if fitted.ndim == 2 else fitted.shape[2]
     expected = (3 if fmt == "webp" and channels == 1 else channels, 8 * fitted.dtype.itemsize)
     assert stored_layout(np.zeros(shape, dtype), fmt) == expected
+
+
+def straight_rgba(dtype) -> np.ndarray:
+    """Colour over alpha from opaque to one in four, every pixel different."""
+    top = np.iinfo(dtype).max
+    rgba = np.random.default_rng(3).integers(0, top, (6, 8, 4), dtype=np.int64)
+    rgba[..., 3] = np.linspace(top, top // 4, 8).round()[None, :]
+    return rgba.astype(dtype)
+
+
+def premultiplied(rgba: np.ndarray) -> np.ndarray:
+    top = np.iinfo(rgba.dtype).max
+    out = rgba.copy()
+    out[..., :3] = (rgba[..., :3].astype(np.int64) * rgba[..., 3:] / top).round()
+    return out
+
+
+@pytest.mark.parametrize("dtype,associated,compression", [
+    (np.uint8, False, None), (np.uint8, False, "tiff_lzw"),  # Photoshop's and Pillow's RGBA TIFF
+    (np.uint8, True, None),  # GIMP's
+    (np.uint16, True, None), (np.uint16, False, None),
+])
+def test_a_tiff_with_alpha_keeps_its_colours_where_it_is_translucent(tmp_path, dtype, associated, compression):
+    """OpenCV reads 8-bit TIFFs through libtiff's RGBA interface, which premultiplies the colour by
+    the alpha: every translucent pixel of a cut-out came out darker, toward black where the alpha
+    is low. A TIFF whose alpha is associated stores premultiplied colour; the output's is straight."""
+    rgba = straight_rgba(dtype)
+    path = tmp_path / "cutout.tif"
+    if dtype == np.uint8 and not associated:
+        Image.fromarray(rgba, "RGBA").save(path, **({"compression": compression} if compression else {}))
+    else:
+        path.write_bytes(tiff_with_alpha(premultiplied(rgba) if associated else rgba, associated))
+    decoded = decode_image(path, probe_image(path, 10_000))
+    # straight colour from 8-bit premultiplied samples is exact to within 255 / alpha / 2 levels
+    tolerance = 2 if dtype == np.uint8 else (3 if associated else 0)
+    assert decoded.shape == (6, 8, 4) and np.array_equal(decoded[..., 3], rgba[..., 3])
+    assert np.abs(decoded[..., :3].astype(int) - rgba[..., 2::-1]).max() <= tolerance

@@ -130,12 +130,34 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
         image = image[:, :, :3]  # OpenCV hands a CMYK TIFF over as BGR and an opaque fourth channel, not alpha
     if image.dtype not in (np.uint8, np.uint16):
         raise InputError(f"unsupported sample type {image.dtype}; 8- and 16-bit images are supported")
+    if info.format == "tiff" and _has_alpha(image) and _tiff_colour_is_premultiplied(path, image.dtype):
+        image = _unpremultiply(image)
     if (image.shape[1], image.shape[0]) != (info.width, info.height) and info.orientation == 1:
         raise InputError(
             f"decoded size {image.shape[1]}x{image.shape[0]} differs from the header "
             f"{info.width}x{info.height}: the file is corrupt"
         )
     return apply_exif_orientation(image, info.orientation)
+
+
+def _tiff_colour_is_premultiplied(path: Path, dtype: np.dtype) -> bool:
+    """Whether OpenCV hands a TIFF's colour over premultiplied by its alpha: an 8-bit one's always
+    where the file says it has alpha (libtiff's RGBA interface, which OpenCV reads 8-bit TIFFs
+    through, premultiplies unassociated alpha); a 16-bit one's as stored, so where it is associated."""
+    with Image.open(path) as img:
+        extra_samples = img.tag_v2.get(338, ())
+    kind = extra_samples[0] if isinstance(extra_samples, tuple) and extra_samples else extra_samples
+    return kind == 1 or (kind == 2 and dtype == np.uint8)
+
+
+def _unpremultiply(image: np.ndarray) -> np.ndarray:
+    """Straight colour from colour premultiplied by alpha (none where the alpha is 0)."""
+    top = np.iinfo(image.dtype).max
+    alpha = image[:, :, 3:].astype(np.float64)
+    colour = np.divide(image[:, :, :3] * float(top), alpha, out=np.zeros(alpha.shape[:2] + (3,)), where=alpha > 0)
+    out = image.copy()
+    out[:, :, :3] = np.clip(np.round(colour), 0, top)
+    return out
 
 
 def _decode_with_pillow(path: Path, info: ImageInfo) -> np.ndarray:
