@@ -331,3 +331,27 @@ def test_a_tiff_with_alpha_keeps_its_colours_where_it_is_translucent(tmp_path, d
     tolerance = 2 if dtype == np.uint8 else (3 if associated else 0)
     assert decoded.shape == (6, 8, 4) and np.array_equal(decoded[..., 3], rgba[..., 3])
     assert np.abs(decoded[..., :3].astype(int) - rgba[..., 2::-1]).max() <= tolerance
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8, 16])
+def test_a_gray_png_whose_trns_chunk_marks_a_transparent_level_keeps_that_transparency(tmp_path, bits):
+    """A gray PNG can mark one level transparent (tRNS, as icons and line art use it): OpenCV reads
+    it as plain gray, and the background came out opaque."""
+    top = 2 ** bits - 1
+    levels = np.random.default_rng(5).integers(0, top + 1, (6, 8))
+    levels[0, 0], levels[0, 1] = 0, top
+    path = tmp_path / "key.png"
+    if bits == 16:
+        Image.frombytes("I;16", (8, 6), levels.astype("<u2").tobytes()).save(path, transparency=0)
+    else:
+        Image.fromarray(levels.astype(np.uint8)).save(path, bits=bits, transparency=0)  # bits: PNG's bit depth
+    decoded = decode_image(path, probe_image(path, 10_000))
+    full = np.iinfo(np.uint16 if bits == 16 else np.uint8).max
+    assert decoded.shape == (6, 8, 4) and decoded.dtype == (np.uint16 if bits == 16 else np.uint8)
+    assert np.array_equal(decoded[..., 3], np.where(levels == 0, 0, full))
+    assert np.array_equal(decoded[..., 0], levels * (full // top)) and decoded[0, 1, 3] == full
+
+
+def test_a_gray_png_whose_transparent_level_no_pixel_has_stays_gray(tmp_path):
+    path = _write(tmp_path, "unused.png", Image.new("L", (8, 6), 90), transparency=0)
+    assert decode_image(path, probe_image(path, 10_000)).shape == (6, 8)

@@ -130,6 +130,8 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
         image = image[:, :, :3]  # OpenCV hands a CMYK TIFF over as BGR and an opaque fourth channel, not alpha
     if image.dtype not in (np.uint8, np.uint16):
         raise InputError(f"unsupported sample type {image.dtype}; 8- and 16-bit images are supported")
+    if info.format == "png" and image.ndim == 2:
+        image = _with_transparent_gray_level(image, data)
     if info.format == "tiff" and _has_alpha(image) and _tiff_colour_is_premultiplied(path, image.dtype):
         image = _unpremultiply(image)
     if (image.shape[1], image.shape[0]) != (info.width, info.height) and info.orientation == 1:
@@ -138,6 +140,30 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
             f"{info.width}x{info.height}: the file is corrupt"
         )
     return apply_exif_orientation(image, info.orientation)
+
+
+def _with_transparent_gray_level(image: np.ndarray, png: np.ndarray) -> np.ndarray:
+    """A gray PNG whose tRNS chunk marks one level transparent, which OpenCV reads as plain gray,
+    as gray with alpha (BGRA, the layout gray with alpha takes here) where a pixel has that level."""
+    data = png.tobytes()
+    if len(data) < 33 or data[25] != 0:  # IHDR's colour type: 0 is gray without alpha
+        return image
+    bit_depth, at = data[24], 33
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        if kind in (b"IDAT", b"IEND"):
+            return image
+        if kind == b"tRNS" and length >= 2:
+            level = struct.unpack(">H", data[at + 8:at + 10])[0]
+            if bit_depth < 8:  # OpenCV spreads 1-, 2- and 4-bit levels over 0-255
+                level *= 255 // (2 ** bit_depth - 1)
+            if not (image == level).any():
+                return image  # nothing transparent: it stays gray
+            out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGRA)
+            out[:, :, 3] = np.where(image == level, 0, np.iinfo(image.dtype).max)
+            return out
+        at += 12 + length
+    return image
 
 
 def _tiff_colour_is_premultiplied(path: Path, dtype: np.dtype) -> bool:
