@@ -126,7 +126,7 @@ def round_trip(path: Path):
     info = probe_image(path, 10**8)
     image = decode_image(path, info)
     fmt = output_format(info, image)
-    return info, image, fmt, encode_image(image, fmt, 95, info.icc_profile, info.exif)
+    return info, image, fmt, encode_image(image, fmt, 95, info.icc_profile, info.exif, info.png_colour)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "HEIF", "AVIF"])
@@ -355,3 +355,25 @@ def test_a_gray_png_whose_trns_chunk_marks_a_transparent_level_keeps_that_transp
 def test_a_gray_png_whose_transparent_level_no_pixel_has_stays_gray(tmp_path):
     path = _write(tmp_path, "unused.png", Image.new("L", (8, 6), 90), transparency=0)
     assert decode_image(path, probe_image(path, 10_000)).shape == (6, 8)
+
+
+@pytest.mark.parametrize("chunks", [
+    {b"gAMA": struct.pack(">I", 100_000)},  # linear light, as renderers write it
+    {b"gAMA": struct.pack(">I", 55_556), b"cHRM": struct.pack(">8I", 31_270, 32_900, 68_000, 32_000, 26_500,
+                                                              69_000, 15_000, 6_000)},  # 1.8, P3 primaries
+    {b"sRGB": b"\x00"},
+], ids=["linear", "gamma-1.8-p3", "srgb"])
+def test_a_pngs_gamma_and_primaries_go_into_the_png_output(tmp_path, chunks):
+    """Without an ICC profile, a PNG's gAMA and cHRM chunks say how viewers show its levels:
+    OpenCV's encoder wrote none, and a linear-light PNG came out far darker."""
+    from PIL import PngImagePlugin
+
+    meta = PngImagePlugin.PngInfo()
+    for kind, data in chunks.items():
+        meta.add(kind, data)
+    path = _write(tmp_path, "tagged.png", Image.new("RGB", (8, 6), (90, 120, 150)), pnginfo=meta)
+    info, _, out_fmt, data = round_trip(path)
+    with Image.open(path) as source, Image.open(io.BytesIO(data)) as out:
+        kept = {key: out.info.get(key) for key in ("gamma", "chromaticity", "srgb")}
+        assert out_fmt == "png" and kept == {key: source.info.get(key) for key in kept}
+        assert any(value is not None for value in kept.values())

@@ -51,6 +51,7 @@ class ImageInfo:
     orientation: int  # EXIF orientation, 1 = as stored
     icc_profile: Optional[bytes] = None
     exif: Optional[bytes] = None  # the input's EXIF (TIFF bytes), Orientation set to 1
+    png_colour: Optional[bytes] = None  # a PNG's gAMA, cHRM and sRGB chunks, as they go into a PNG
 
     @property
     def upright_size(self) -> Tuple[int, int]:
@@ -73,6 +74,7 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
                 orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
                 icc_profile = img.info.get("icc_profile") or None
                 upright_exif = _upright_exif(exif)
+                png_colour = _png_colour_chunks(img.info) if fmt == "png" else None
     except Image.DecompressionBombError as exc:
         raise InputError(f"input image is a decompression bomb, far over the limit of {max_pixels:,} "
                          f"pixels ({_first_line(exc)})") from exc
@@ -89,7 +91,21 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
         raise InputError(
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
         )
-    return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif)
+    return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif, png_colour)
+
+
+def _png_colour_chunks(png_info: dict) -> Optional[bytes]:
+    """gAMA, cHRM and sRGB as chunks again (Pillow reads them as numbers): what a viewer shows a
+    PNG's levels as where it has no ICC profile."""
+    chunks = b""
+    if isinstance(png_info.get("gamma"), float):
+        chunks += _png_chunk(b"gAMA", struct.pack(">I", round(png_info["gamma"] * 100_000)))
+    chromaticity = png_info.get("chromaticity")
+    if isinstance(chromaticity, tuple) and len(chromaticity) == 8:
+        chunks += _png_chunk(b"cHRM", struct.pack(">8I", *(round(v * 100_000) for v in chromaticity)))
+    if isinstance(png_info.get("srgb"), int):
+        chunks += _png_chunk(b"sRGB", bytes([png_info["srgb"] & 0xFF]))
+    return chunks or None
 
 
 def _orientation(value) -> int:
@@ -285,8 +301,9 @@ def fit_to_format(image: np.ndarray, fmt: str) -> np.ndarray:
 
 
 def encode_image(image: np.ndarray, fmt: str, quality: Optional[int] = None, icc_profile: Optional[bytes] = None,
-                 exif: Optional[bytes] = None) -> bytes:
-    """``quality``: see :func:`effective_quality`. The ICC profile goes along where it fits."""
+                 exif: Optional[bytes] = None, png_colour: Optional[bytes] = None) -> bytes:
+    """``quality``: see :func:`effective_quality`. The ICC profile goes along where it fits; a PNG
+    input's gamma and primaries (``ImageInfo.png_colour``) into a PNG."""
     icc_profile = fitting_icc_profile(icc_profile, image, fmt)
     quality = effective_quality(fmt, image, quality)
     image = fit_to_format(image, fmt)
@@ -301,7 +318,7 @@ def encode_image(image: np.ndarray, fmt: str, quality: Optional[int] = None, icc
     if not ok:
         raise RuntimeError(f"could not encode the result as {fmt}")
     if fmt == "png":
-        return png_with_metadata(buf.tobytes(), icc_profile, exif)
+        return png_with_metadata(buf.tobytes(), icc_profile, exif, png_colour)
     if fmt == "jpeg":
         return jpeg_with_metadata(buf.tobytes(), icc_profile, exif)
     return buf.tobytes()
@@ -311,9 +328,10 @@ def _has_alpha(image: np.ndarray) -> bool:
     return image.ndim == 3 and image.shape[2] == 4
 
 
-def png_with_metadata(png: bytes, icc_profile: Optional[bytes], exif: Optional[bytes]) -> bytes:
-    """iCCP and eXIf chunks right after IHDR (both must come before the image data)."""
-    chunks = b""
+def png_with_metadata(png: bytes, icc_profile: Optional[bytes], exif: Optional[bytes],
+                      colour_chunks: Optional[bytes] = None) -> bytes:
+    """iCCP, eXIf and the colour chunks right after IHDR (all must come before the image data)."""
+    chunks = colour_chunks or b""
     if icc_profile:
         chunks += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile))
     if exif:

@@ -212,7 +212,8 @@ class TaskRunner:
         fmt = output_format(info, upscaled, params.get("output_format"))
         quality = params.get("output_quality") or (settings.jpeg_quality if fmt == "jpeg" else None)
         result = workdir / ("output" + EXTENSIONS[fmt])
-        data = await asyncio.to_thread(encode_image, upscaled, fmt, quality, info.icc_profile, info.exif)
+        data = await asyncio.to_thread(encode_image, upscaled, fmt, quality, info.icc_profile, info.exif,
+                                       info.png_colour)
         await asyncio.to_thread(result.write_bytes, data)
         channels, bit_depth = stored_layout(upscaled, fmt)
         metadata = {
