@@ -377,3 +377,19 @@ def test_a_pngs_gamma_and_primaries_go_into_the_png_output(tmp_path, chunks):
         kept = {key: out.info.get(key) for key in ("gamma", "chromaticity", "srgb")}
         assert out_fmt == "png" and kept == {key: source.info.get(key) for key in kept}
         assert any(value is not None for value in kept.values())
+
+
+@pytest.mark.parametrize("associated", [None, False, True], ids=["pillow", "unassociated", "associated"])
+def test_a_gray_tiff_with_alpha_keeps_its_alpha(tmp_path, associated):
+    """OpenCV reads a gray TIFF with alpha as plain gray: a scanned signature's or a logo's
+    transparent background came out opaque. Gray with alpha comes back BGRA, as from a PNG."""
+    la = straight_rgba(np.uint8)[..., [0, 3]]
+    path = tmp_path / "gray-alpha.tif"
+    if associated is None:
+        Image.fromarray(la, "LA").save(path, compression="tiff_lzw")
+    else:
+        stored = premultiplied(la[..., [0, 0, 0, 1]])[..., [0, 3]] if associated else la
+        path.write_bytes(tiff_with_alpha(stored, associated))
+    decoded = decode_image(path, probe_image(path, 10_000))
+    assert decoded.shape == (6, 8, 4) and np.array_equal(decoded[..., 3], la[..., 1])
+    assert np.abs(decoded[..., :3].astype(int) - la[..., :1]).max() <= (2 if associated else 0)

@@ -148,7 +148,9 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
         raise InputError(f"unsupported sample type {image.dtype}; 8- and 16-bit images are supported")
     if info.format == "png" and image.ndim == 2:
         image = _with_transparent_gray_level(image, data)
-    if info.format == "tiff" and _has_alpha(image) and _tiff_colour_is_premultiplied(path, image.dtype):
+    if info.format == "tiff" and info.mode in ("LA", "La") and image.ndim == 2:
+        image = _with_tiff_gray_alpha(path, image, premultiplied=info.mode == "La")
+    elif info.format == "tiff" and _has_alpha(image) and _tiff_colour_is_premultiplied(path, image.dtype):
         image = _unpremultiply(image)
     if (image.shape[1], image.shape[0]) != (info.width, info.height) and info.orientation == 1:
         raise InputError(
@@ -180,6 +182,21 @@ def _with_transparent_gray_level(image: np.ndarray, png: np.ndarray) -> np.ndarr
             return out
         at += 12 + length
     return image
+
+
+def _with_tiff_gray_alpha(path: Path, gray: np.ndarray, premultiplied: bool) -> np.ndarray:
+    """A gray TIFF's alpha, which OpenCV leaves out (its gray as stored), from Pillow (BGRA, the
+    layout gray with alpha takes here). Pillow turns some TIFFs upright and not others: one with
+    an orientation stays gray."""
+    with Image.open(path) as img:
+        if _orientation(img.tag_v2.get(EXIF_ORIENTATION_TAG)) != 1:
+            return gray
+        alpha = np.asarray(img)[:, :, 1]
+    if alpha.shape != gray.shape:
+        return gray
+    out = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGRA)
+    out[:, :, 3] = alpha
+    return _unpremultiply(out) if premultiplied else out
 
 
 def _tiff_colour_is_premultiplied(path: Path, dtype: np.dtype) -> bool:
