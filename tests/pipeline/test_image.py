@@ -393,3 +393,19 @@ def test_a_gray_tiff_with_alpha_keeps_its_alpha(tmp_path, associated):
     decoded = decode_image(path, probe_image(path, 10_000))
     assert decoded.shape == (6, 8, 4) and np.array_equal(decoded[..., 3], la[..., 1])
     assert np.abs(decoded[..., :3].astype(int) - la[..., :1]).max() <= (2 if associated else 0)
+
+
+def test_an_exif_too_large_for_a_jpeg_segment_is_left_out_and_said_to_be(tmp_path):
+    """One APP1 segment holds 65,533 bytes: a larger EXIF (a PNG's or a TIFF's, with a big
+    description or maker note) is left out of a JPEG output, and the metadata said it was kept."""
+    from tmlsr_ray.pipeline.image import fitting_exif
+
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 70_000
+    info = probe_image(_write(tmp_path, "big.png", Image.new("RGB", (8, 6)), exif=exif.tobytes()), 10_000)
+    assert fitting_exif(info.exif, "png") == info.exif and fitting_exif(info.exif, "webp") == info.exif
+    assert fitting_exif(info.exif, "jpeg") is None
+    with Image.open(io.BytesIO(encode_image(np.zeros((6, 8, 3), np.uint8), "jpeg", exif=info.exif))) as out:
+        assert not out.getexif()
+    small = probe_image(tagged_photo(tmp_path / "p.jpg", "JPEG"), 10_000).exif
+    assert fitting_exif(small, "jpeg") == small

@@ -305,6 +305,13 @@ def fitting_icc_profile(icc_profile: Optional[bytes], image: np.ndarray, fmt: st
     return icc_profile if icc_profile[16:20] == (b"GRAY" if gray else b"RGB ") else None
 
 
+def fitting_exif(exif: Optional[bytes], fmt: str) -> Optional[bytes]:
+    """The EXIF where the output holds it: a JPEG's one APP1 segment holds 65,533 bytes."""
+    if exif and fmt == "jpeg" and len(b"Exif\x00\x00" + exif) + 2 > 0xFFFF:
+        return None
+    return exif
+
+
 def fit_to_format(image: np.ndarray, fmt: str) -> np.ndarray:
     """What ``fmt`` can hold of the image: JPEG and WebP take 8 bits (16-bit samples go to the
     nearest 8-bit level), JPEG takes no alpha (dropped: ask PNG or WebP to keep it)."""
@@ -322,6 +329,7 @@ def encode_image(image: np.ndarray, fmt: str, quality: Optional[int] = None, icc
     """``quality``: see :func:`effective_quality`. The ICC profile goes along where it fits; a PNG
     input's gamma and primaries (``ImageInfo.png_colour``) into a PNG."""
     icc_profile = fitting_icc_profile(icc_profile, image, fmt)
+    exif = fitting_exif(exif, fmt)
     quality = effective_quality(fmt, image, quality)
     image = fit_to_format(image, fmt)
     if fmt == "webp" and (icc_profile or exif):

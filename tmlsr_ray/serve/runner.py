@@ -34,8 +34,8 @@ from tmlsr_ray.piece import Piece
 from tmlsr_ray.errors import DiskFull, TaskError
 from tmlsr_ray.pipeline.fetch import fetch_input
 from tmlsr_ray.pipeline.image import (
-    CONTENT_TYPES, EXTENSIONS, check_format_holds, decode_image, effective_quality, encode_image, fitting_icc_profile,
-    output_format, probe_image, stored_layout,
+    CONTENT_TYPES, EXTENSIONS, check_format_holds, decode_image, effective_quality, encode_image, fitting_exif,
+    fitting_icc_profile, output_format, probe_image, stored_layout,
 )
 from tmlsr_ray.pipeline.progress import SegmentProgress
 from tmlsr_ray.pipeline.render import SegmentJob
@@ -222,7 +222,7 @@ class TaskRunner:
             "input": {"width": width, "height": height, "format": info.format},
             "channels": channels, "bit_depth": bit_depth,
             "icc_profile": fitting_icc_profile(info.icc_profile, upscaled, fmt) is not None,
-            "exif": info.exif is not None,
+            "exif": fitting_exif(info.exif, fmt) is not None,
             **_model_metadata(plan.model),
         }
         return result, CONTENT_TYPES[fmt], metadata
