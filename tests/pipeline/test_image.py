@@ -409,3 +409,14 @@ def test_an_exif_too_large_for_a_jpeg_segment_is_left_out_and_said_to_be(tmp_pat
         assert not out.getexif()
     small = probe_image(tagged_photo(tmp_path / "p.jpg", "JPEG"), 10_000).exif
     assert fitting_exif(small, "jpeg") == small
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_a_gray_heic_or_avif_stays_gray(tmp_path, fmt):
+    """Those read through Pillow came back in colour, where grayscale stays grayscale."""
+    levels = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (16, 1))
+    path = _write(tmp_path, f"gray.{fmt.lower()}", Image.fromarray(levels), format=fmt, quality=100)
+    info = probe_image(path, 10_000)
+    image = decode_image(path, info)
+    assert image.shape == (16, 32) and np.abs(image.astype(int) - levels).max() <= 3
+    assert output_format(info, image) == "jpeg"

@@ -223,6 +223,8 @@ def _decode_with_pillow(path: Path, info: ImageInfo) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.seek(0)
+            if img.mode == "L" and "transparency" not in img.info:  # gray stays gray
+                return apply_exif_orientation(np.asarray(img), info.orientation)
             rgba = np.asarray(img.convert("RGBA"))
     except (OSError, ValueError) as exc:
         raise InputError(f"{info.format} image could not be decoded ({_first_line(exc)})") from exc
