@@ -387,6 +387,25 @@ def test_a_transport_stream_unwrapped_below_zero_keeps_every_frame_and_its_audio
     assert ("audio", "aac") in streams
 
 
+def test_two_transport_streams_joined_end_to_end_keep_every_frame_and_all_their_audio(tmp_path, smooth_model):
+    """``cat part1.ts part2.ts``, as DVRs and camcorders split recordings: each part's clock starts
+    at the same place, so the audio's times go back at the join. The video's frames were restamped
+    to run on, but the audio was copied as it was, and the MP4 muxer refused it (Invalid argument)
+    after every segment had been upscaled."""
+    part = make_clip(tmp_path / "part.ts", frames=24, rate=12, container="mpegts", options={"g": "6"})
+    path = tmp_path / "joined.ts"
+    path.write_bytes(part.read_bytes() * 2)
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    frames, _, _ = output_frames(tmp_path / "out.mp4")
+    assert report.frames == len(frames) == 48
+    assert np.allclose(np.diff([t for t, _ in frames]), 1 / 12, atol=0.001)
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        audio = out.streams.audio[0]
+        stamps = [p.dts for p in out.demux(audio) if p.dts is not None]
+    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    assert _decoded_audio(tmp_path / "out.mp4")[1] >= 2 * _decoded_audio(part)[1] - 1024
+
+
 @pytest.mark.parametrize("container,suffix,start_s", [("mpegts", "ts", 3600.0), ("matroska", "mkv", 1.0)])
 def test_a_video_whose_clock_starts_late_plays_from_zero_with_its_audio(tmp_path, smooth_model, container, suffix,
                                                                           start_s):

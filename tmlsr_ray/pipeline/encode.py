@@ -532,6 +532,7 @@ class _SideStreams:
         self._map: Dict[int, object] = {}
         self._transcoders: Dict[int, "_AacTranscoder | _TextSubtitleTranscoder"] = {}
         self._preroll: Dict[int, object] = {}  # by stream: the last hidden packet not muxed
+        self._clock: Dict[int, Tuple[int, int, int]] = {}  # by stream: (offset, last dts, its end)
         self._packets: Iterator = iter(())
         self._pending = None
 
@@ -569,12 +570,15 @@ class _SideStreams:
     def mux_until(self, seconds: Optional[float]) -> None:
         """Muxes every side packet up to ``seconds`` (all of them when ``None``)."""
         while True:
+            fresh = self._pending is None
             packet = self._pending or next(self._packets, None)
             self._pending = None
             if packet is None:
                 break
             if packet.dts is None and packet.pts is None:
                 continue  # a demuxer flush marker
+            if fresh:
+                self._run_on(packet)
             stamp = packet.dts if packet.dts is not None else packet.pts
             if seconds is not None and float(stamp * packet.time_base) > seconds:
                 self._pending = packet
@@ -583,6 +587,22 @@ class _SideStreams:
         if seconds is None:
             for transcoder in self._transcoders.values():
                 transcoder.flush()
+
+    def _run_on(self, packet) -> None:
+        """A stream whose times go back (two recordings joined end to end, ``cat a.ts b.ts``: each
+        part's clock starts at the same place) runs on from where it was, as the video's frames
+        do (:func:`~tmlsr_ray.pipeline.decode.iter_batches` restamps them): the muxer refuses
+        times that go back."""
+        index = packet.stream.index
+        offset, last, end = self._clock.get(index, (0, None, None))
+        stamp = packet.dts if packet.dts is not None else packet.pts
+        if last is not None and stamp + offset <= last:
+            offset = max(end, last + 1) - stamp
+        for name in ("pts", "dts"):
+            if getattr(packet, name) is not None:
+                setattr(packet, name, getattr(packet, name) + offset)
+        stamp += offset
+        self._clock[index] = (offset, stamp, stamp + (packet.duration or 0))
 
     def _mux(self, packet) -> None:
         index = packet.stream.index
