@@ -246,6 +246,24 @@ def trim_by_edit_list(source: Path, path: Path, frames: int) -> Path:
     return path
 
 
+def cut_mid_gop(source: Path, path: Path, packets: int) -> Path:
+    """What a TV recording or a stream dump that starts anywhere looks like: the source without its
+    first ``packets`` video packets (and the audio before them), so it starts inside a GOP."""
+    with av.open(str(source)) as inp, av.open(str(path), "w", format=inp.format.name.split(",")[0]) as out:
+        copies = {s.index: out.add_stream_from_template(s, opaque=True) for s in inp.streams}
+        seen, started = 0, False
+        for packet in inp.demux():
+            if packet.dts is None:
+                continue
+            if packet.stream.type == "video":
+                seen += 1
+                started = seen > packets
+            if started:
+                packet.stream = copies[packet.stream.index]
+                out.mux(packet)
+    return path
+
+
 ASS_SCRIPT = """[Script Info]
 ScriptType: v4.00+
 PlayResX: 640

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, combing, interlaced_clip, make_clip, save_srvgg,
-                           shared_path, trim_by_edit_list, with_mov_text)
+from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, combing, cut_mid_gop, interlaced_clip, make_clip,
+                           save_srvgg, shared_path, trim_by_edit_list, with_mov_text)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -385,6 +385,30 @@ def test_a_transport_stream_unwrapped_below_zero_keeps_every_frame_and_its_audio
     # Moved to start at 0 (the audio's encoder delay first, as FFmpeg's remux does), spacing kept.
     assert 0 <= frames[0][0] < 0.1 and abs(frames[-1][0] - frames[0][0] - 23 / 12) < 0.01
     assert ("audio", "aac") in streams
+
+
+@pytest.mark.parametrize("suffix", ["ts", "mkv"])
+def test_a_recording_that_starts_inside_a_gop_is_still_cut_into_segments(tmp_path, smooth_model, suffix):
+    """A TV recording or a stream dump starts anywhere: its first packets need a keyframe it does
+    not hold. The whole recording was one segment (one replica, one piece in memory, nothing to
+    resume from); the frames before the first keyframe, which do not decode, are left out and the
+    rest is cut as usual."""
+    source = make_clip(tmp_path / f"source.{suffix}", frames=72, rate=24, container="mpegts" if suffix == "ts" else None,
+                       options={"x264-params": "keyint=12:bframes=2"})
+    path = cut_mid_gop(source, tmp_path / f"recording.{suffix}", packets=5)
+    info = probe_video(path)
+    assert not scan_packets(path, info)[0].keyframe
+    plan, frames = segment_decode(path, Cutting(segment_s=0.5))
+    expected = whole_decode(path)
+    assert len(plan.segments) >= 4 and plan.frames == len(expected)
+    assert [pts for pts, _ in frames] == [pts for pts, _ in expected]
+    for (_, got), (_, want) in zip(frames, expected):
+        assert np.array_equal(got, want)
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.5), tmp_path / "pieces")
+    out, _, streams = output_frames(tmp_path / "out.mp4")
+    assert report.frames == len(out) == len(expected) and ("audio", "aac") in streams
+    want = (np.array([p for p, _ in expected]) - expected[0][0]) * float(info.time_base)
+    assert np.abs(np.array([t for t, _ in out]) - out[0][0] - want).max() <= 0.001
 
 
 def test_two_transport_streams_joined_end_to_end_keep_every_frame_and_all_their_audio(tmp_path, smooth_model):

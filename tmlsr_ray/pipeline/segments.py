@@ -24,7 +24,7 @@ import hashlib
 import io
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -110,7 +110,7 @@ def _scan(stream: "av.video.stream.VideoStream") -> List[PacketEntry]:
 def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
     with open_container(path) as container:
         stream = container.streams[info.stream_index]
-        entries = _scan(stream)
+        entries = _from_first_keyframe(_scan(stream))
         holds = segment_files_hold(stream)
         stated_end = (stream.start_time or 0) + stream.duration if stream.duration else None
     shown = sum(not e.discard for e in entries)
@@ -120,6 +120,18 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         segments = (Segment(0, 0, len(entries) - 1, ()),)
     last_frame = _last_frame_ticks(entries, stated_end, info.container.startswith("matroska"))
     return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments), last_frame)
+
+
+def _from_first_keyframe(entries: List[PacketEntry]) -> List[PacketEntry]:
+    """A stream that starts inside a GOP (a TV recording, a stream dump): the packets before its
+    first keyframe, and the leading pictures after it that need them, do not decode; they are
+    marked discarded (they own no frame) and the rest is cut as any stream."""
+    first = next((i for i, e in enumerate(entries) if e.keyframe), None)
+    if not first or entries[first].pts is None:
+        return entries
+    start = entries[first].pts
+    return [replace(e, discard=True) if i < first or (e.pts is not None and e.pts < start) else e
+            for i, e in enumerate(entries)]
 
 
 def _last_frame_ticks(entries: Sequence[PacketEntry], stated_end: Optional[int],
@@ -170,11 +182,12 @@ def segment_files_read_tag(stream: "av.video.stream.VideoStream") -> bool:
 
 def _presentation_times_known(entries: Sequence[PacketEntry], info: VideoInfo) -> bool:
     """Whether packet timestamps are presentation times the cuts can trust: present, distinct,
-    starting at a keyframe, and, for a stream that may reorder frames (B-frames), not decode
-    times: AVI and raw streams stamp those, increasing in decode order. Containers that store
-    presentation times are trusted even then (a stream that allows B-frames but used none)."""
+    starting at a keyframe (or at what :func:`_from_first_keyframe` discarded before one), and,
+    for a stream that may reorder frames (B-frames), not decode times: AVI and raw streams stamp
+    those, increasing in decode order. Containers that store presentation times are trusted even
+    then (a stream that allows B-frames but used none)."""
     stamps = [e.pts for e in entries]
-    if None in stamps or len(set(stamps)) != len(stamps) or not entries[0].keyframe:
+    if None in stamps or len(set(stamps)) != len(stamps) or not (entries[0].keyframe or entries[0].discard):
         return False
     if info.container.split(",")[0] in PRESENTATION_TIME_CONTAINERS:
         return True
