@@ -276,6 +276,7 @@ Style: Sign,Test Font,40,&H0000FFFF,&H000000FF,&H00000000,&H00000000,-1,0,0,0,10
 [Events]
 Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
 Dialogue: 0,0:00:00.10,0:00:00.60,Sign,,0,0,0,,{\\pos(320,40)}A styled sign
+Dialogue: 1,0:00:00.10,0:00:00.40,Sign,,0,0,0,,The same moment as the sign
 Dialogue: 0,0:00:00.50,0:00:00.90,Sign,,0,0,0,,Second line
 """
 # ASS's defaults (Arial 16, white): a converter writes no styling for it.

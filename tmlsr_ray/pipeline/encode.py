@@ -592,11 +592,11 @@ class _SideStreams:
         """A stream whose times go back (two recordings joined end to end, ``cat a.ts b.ts``: each
         part's clock starts at the same place) runs on from where it was, as the video's frames
         do (:func:`~tmlsr_ray.pipeline.decode.iter_batches` restamps them): the muxer refuses
-        times that go back."""
+        times that go back. Subtitle events may share a time (a sign and a line of dialogue)."""
         index = packet.stream.index
         offset, last, end = self._clock.get(index, (0, None, None))
         stamp = packet.dts if packet.dts is not None else packet.pts
-        if last is not None and stamp + offset <= last:
+        if last is not None and (stamp + offset < last or stamp + offset == last and packet.stream.type != "subtitle"):
             offset = max(end, last + 1) - stamp
         for name in ("pts", "dts"):
             if getattr(packet, name) is not None:
