@@ -246,6 +246,15 @@ def trim_by_edit_list(source: Path, path: Path, frames: int) -> Path:
     return path
 
 
+def joined_recordings(path: Path, starts: Sequence[float], frames: int = 24, rate: int = 12) -> Path:
+    """Transport streams joined end to end (``cat a.ts b.ts``, as DVRs and camcorders split a
+    recording), each part's clock starting at its ``starts`` second: the same twice, or a jump."""
+    parts = [make_clip(path.with_name(f"{path.stem}-part{n}.ts"), frames=frames, rate=rate, container="mpegts",
+                       options={"g": "6"}, start_s=start) for n, start in enumerate(starts)]
+    path.write_bytes(b"".join(part.read_bytes() for part in parts))
+    return path
+
+
 def cut_mid_gop(source: Path, path: Path, packets: int) -> Path:
     """What a TV recording or a stream dump that starts anywhere looks like: the source without its
     first ``packets`` video packets (and the audio before them), so it starts inside a GOP."""

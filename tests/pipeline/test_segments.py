@@ -15,14 +15,15 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, combing, cut_mid_gop, interlaced_clip, make_clip,
-                           save_srvgg, shared_path, trim_by_edit_list, with_mov_text)
+from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, combing, cut_mid_gop, interlaced_clip,
+                           joined_recordings, make_clip, save_srvgg, shared_path, trim_by_edit_list, with_mov_text)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
                                       assemble, even_size, task_codecs_available)
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
 from tmlsr_ray.pipeline.segments import Cutting, decode_segment, extract_segments, plan_segments, scan_packets
+from tmlsr_ray.pipeline.timeline import continuous_source
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames
 from tmlsr_ray.storage.pieces import PieceStore
 
@@ -428,6 +429,21 @@ def test_two_transport_streams_joined_end_to_end_keep_every_frame_and_all_their_
         stamps = [p.dts for p in out.demux(audio) if p.dts is not None]
     assert all(b > a for a, b in zip(stamps, stamps[1:]))
     assert _decoded_audio(tmp_path / "out.mp4")[1] >= 2 * _decoded_audio(part)[1] - 1024
+
+
+@pytest.mark.parametrize("starts", [(0, 0), (0, 600), (100, 0)], ids=["same-start", "jump-forward", "jump-back"])
+def test_recordings_whose_clock_jumps_come_out_as_one_video_cut_into_segments(tmp_path, smooth_model, starts):
+    """A jump forward froze one frame for ten minutes; a jump back of over a minute, read as the
+    clock wrapping, made a step the MP4 could not hold (Invalid argument, after the upscaling);
+    repeated times made the whole file one segment."""
+    path = continuous_source(joined_recordings(tmp_path / "joined.ts", starts), tmp_path / "continuous.ts")
+    _, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    frames, _, _ = output_frames(tmp_path / "out.mp4")
+    assert report.frames == len(frames) == 48 and len(plan.segments) > 1
+    steps = np.diff([t for t, _ in frames])
+    assert np.allclose(np.delete(steps, 23), 1 / 12, atol=0.001) and 1 / 12 - 0.001 <= steps[23] <= 1 / 12 + 0.25
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        assert float(out.duration / av.time_base) == pytest.approx(4.1, abs=0.2)
 
 
 @pytest.mark.parametrize("container,suffix,start_s", [("mpegts", "ts", 3600.0), ("matroska", "mkv", 1.0)])

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, actor_pid, anime_matroska, animated_gif, eventually, frame_flood_gif,
-                           interlaced_clip, make_clip, replica_pids, shared_path, sigkill)
+                           interlaced_clip, joined_recordings, make_clip, replica_pids, shared_path, sigkill)
 from tests.serve.conftest import fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
@@ -124,6 +124,17 @@ def test_an_interlaced_clip_comes_back_progressive_and_says_so(service, input_se
     assert meta["deinterlaced"] is True and meta["input"]["interlaced"] is True and meta["frames"] == 24
     frames, _, _ = video_frames(fetch_output(service, task), tmp_path / "o.mp4")
     assert len(frames) == 24  # the pictures themselves: tests/pipeline/test_segments.py, with a smooth model
+
+
+def test_recordings_joined_with_their_clock_jumping_back_come_back_as_one_video(service, input_server, tmp_path):
+    """``cat late.ts early.ts``: the jump back reads as the clock wrapping, 26.5 hours on; the MP4
+    could not hold that step and the task failed after its upscaling."""
+    url = input_server.add("joined.ts", joined_recordings(tmp_path / "joined.ts", (100, 0)).read_bytes())
+    task = service.run(url=url, model="tiny-x4.pth", outscale=1)
+    assert task["status"] == "completed", task["error"]
+    assert task["output"]["metadata"]["frames"] == 48 and task["output"]["metadata"]["segments"]["total"] > 1
+    frames, streams, duration = video_frames(fetch_output(service, task), tmp_path / "o.mp4")
+    assert len(frames) == 48 and duration == pytest.approx(4.1, abs=0.2) and ("audio", "aac") in streams
 
 
 def test_odd_output_sizes_are_rounded_down_to_even(service, input_server, tmp_path):

@@ -34,6 +34,7 @@ from tmlsr_ray.models.yuv import SWS_MATRIX, SWS_MATRIX_TAG, Yuv420
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.colour import is_hdr, written_colour
 from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, copy_video_stream, open_container
+from tmlsr_ray.pipeline.timeline import RunOn
 
 MP4_AUDIO_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
 TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text", "mov_text"})
@@ -532,7 +533,7 @@ class _SideStreams:
         self._map: Dict[int, object] = {}
         self._transcoders: Dict[int, "_AacTranscoder | _TextSubtitleTranscoder"] = {}
         self._preroll: Dict[int, object] = {}  # by stream: the last hidden packet not muxed
-        self._clock: Dict[int, Tuple[int, int, int]] = {}  # by stream: (offset, last dts, its end)
+        self._run_on = RunOn()  # two recordings joined end to end: times that go back run on
         self._packets: Iterator = iter(())
         self._pending = None
 
@@ -587,22 +588,6 @@ class _SideStreams:
         if seconds is None:
             for transcoder in self._transcoders.values():
                 transcoder.flush()
-
-    def _run_on(self, packet) -> None:
-        """A stream whose times go back (two recordings joined end to end, ``cat a.ts b.ts``: each
-        part's clock starts at the same place) runs on from where it was, as the video's frames
-        do (:func:`~tmlsr_ray.pipeline.decode.iter_batches` restamps them): the muxer refuses
-        times that go back. Subtitle events may share a time (a sign and a line of dialogue)."""
-        index = packet.stream.index
-        offset, last, end = self._clock.get(index, (0, None, None))
-        stamp = packet.dts if packet.dts is not None else packet.pts
-        if last is not None and (stamp + offset < last or stamp + offset == last and packet.stream.type != "subtitle"):
-            offset = max(end, last + 1) - stamp
-        for name in ("pts", "dts"):
-            if getattr(packet, name) is not None:
-                setattr(packet, name, getattr(packet, name) + offset)
-        stamp += offset
-        self._clock[index] = (offset, stamp, stamp + (packet.duration or 0))
 
     def _mux(self, packet) -> None:
         index = packet.stream.index

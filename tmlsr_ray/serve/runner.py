@@ -41,6 +41,7 @@ from tmlsr_ray.pipeline.progress import SegmentProgress
 from tmlsr_ray.pipeline.render import SegmentJob
 from tmlsr_ray.pipeline.restore import processing_resolution
 from tmlsr_ray.pipeline.segments import Segment, SegmentPlan, extract_segments, plan_segments
+from tmlsr_ray.pipeline.timeline import continuous_source
 from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size, target_size
 from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput, TaskStatus, model_defaults
 from tmlsr_ray.serve.fanout import SegmentFanout, call_with_retry, iterate_in_thread
@@ -231,7 +232,7 @@ class TaskRunner:
 
     async def _process_video(self, run: "Run", params: Dict[str, Any], path: Path, workdir: Path) -> Processed:
         work = await self._plan_video(run, params, path)
-        info, segments, plan = work.info, work.segments, work.model
+        path, info, segments, plan = work.source, work.info, work.segments, work.model
         plan_key = _work_fingerprint(segments, params, work.target, work.options, plan.seed)
         store = make_piece_store(self._settings, run.task_id, plan_key, workdir)
         done = await asyncio.to_thread(store.finished)
@@ -278,6 +279,10 @@ class TaskRunner:
         limits before any segment is made."""
         settings = self._settings
         info = await asyncio.to_thread(probe_video, path)
+        # before the limits: a jump back in a clock reads as its wrapping, a day of video
+        source = await asyncio.to_thread(continuous_source, path, path.with_name(f"continuous-{path.name}"))
+        if source != path:
+            path, info = source, await asyncio.to_thread(probe_video, source)
         media.check_video_limits(info, settings)
         segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
         # A flood is refused before any replica call (a first call loads the model: seconds).
@@ -289,7 +294,7 @@ class TaskRunner:
         tone_map = is_hdr(info.color) and params.get("hdr", "keep") == "sdr"
         options = self._encode_options(plan, params, ten_bit=is_hdr(info.color) and not tone_map)
         media.check_encodable(target, options, hdr=is_hdr(info.color) and not tone_map)
-        return VideoWork(info, segments, plan, target, options, tone_map)
+        return VideoWork(path, info, segments, plan, target, options, tone_map)
 
     def _segment_fanout(self, plan: "ModelPlan", model_name: str) -> SegmentFanout:
         """Segments to the model's replicas, a few in flight per replica, each retried elsewhere."""
@@ -361,6 +366,7 @@ class VideoWork:
     """What a video task makes: from which source and segments, with which model, at what size
     (``target``: the requested size made even for the encoder), encoded how."""
 
+    source: Path  # the input, or its copy with the jumps of its clock closed
     info: VideoInfo
     segments: SegmentPlan
     model: ModelPlan

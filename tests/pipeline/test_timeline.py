@@ -1,0 +1,79 @@
+"""Sources whose clock jumps (joined transport streams) made continuous before planning."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import pytest
+
+from tests.helpers import joined_recordings, make_clip
+from tmlsr_ray.pipeline.timeline import continuous_source
+
+RATE = 12
+JUMPS = {"the same start twice": (0, 0), "ten minutes forward": (0, 600),
+         "a minute and more back (read as the clock wrapping)": (100, 0)}
+
+
+def stamps(path, kind: str):
+    with av.open(str(path)) as container:
+        stream = container.streams.get(**{kind: 0})[0]
+        return sorted(float(p.pts * p.time_base) for p in container.demux(stream) if p.pts is not None)
+
+
+def join_steps(video):
+    """The step between frames within the parts, and the step at the join (after frame 24)."""
+    steps = [b - a for a, b in zip(video, video[1:])]
+    return steps[:23] + steps[24:], steps[23]
+
+
+@pytest.mark.parametrize("starts", JUMPS.values(), ids=JUMPS.keys())
+def test_a_jump_in_the_clock_is_closed_the_next_part_a_moment_after_the_last(tmp_path, starts):
+    """A moment: where the first part's audio runs on past its video, the second part starts after
+    that audio (its last frame shows that much longer), so each part keeps its own sync."""
+    path = joined_recordings(tmp_path / "joined.ts", starts)
+    repaired = continuous_source(path, tmp_path / "continuous.ts")
+    assert repaired == tmp_path / "continuous.ts"
+    video = stamps(repaired, "video")
+    assert len(video) == 48
+    within, join = join_steps(video)
+    assert all(step == pytest.approx(1 / RATE, abs=0.002) for step in within)
+    assert 1 / RATE - 0.002 <= join <= 1 / RATE + 0.25
+
+
+@pytest.mark.parametrize("starts", JUMPS.values(), ids=JUMPS.keys())
+def test_each_part_keeps_the_sync_of_its_audio_and_video_and_all_its_audio(tmp_path, starts):
+    path = joined_recordings(tmp_path / "joined.ts", starts)
+    part = tmp_path / "joined-part0.ts"
+    lead = stamps(part, "audio")[0] - stamps(part, "video")[0]
+    repaired = continuous_source(path, tmp_path / "continuous.ts")
+    video, audio = stamps(repaired, "video"), stamps(repaired, "audio")
+    assert len(audio) == 2 * len(stamps(part, "audio"))
+    assert audio[len(audio) // 2] - video[24] == pytest.approx(lead, abs=0.002)
+    assert all(b > a for a, b in zip(audio, audio[1:]))
+
+
+def test_a_source_whose_clock_runs_on_is_used_as_it_is(tmp_path):
+    for path in (make_clip(tmp_path / "plain.ts", container="mpegts"), make_clip(tmp_path / "plain.mp4"),
+                 make_clip(tmp_path / "late.ts", container="mpegts", start_s=3600.0)):
+        assert continuous_source(path, tmp_path / "continuous.ts") == path
+        assert not (tmp_path / "continuous.ts").exists()
+
+
+def test_a_matroska_whose_times_go_back_is_not_copied(tmp_path):
+    """Only formats whose clock may jump (MPEG-TS, MPEG-PS) are closed up, as FFmpeg does: a
+    Matroska's times are the file's own."""
+    path = make_clip(tmp_path / "clip.mkv", container="matroska", frames=24)
+    assert continuous_source(path, tmp_path / "continuous.mkv") == path
+
+
+def test_the_copy_keeps_each_stream_its_language(tmp_path):
+    parts = [make_clip(tmp_path / f"p{n}.ts", container="mpegts", languages=("jpn", "eng"), frames=24)
+             for n in range(2)]
+    path = tmp_path / "joined.ts"
+    path.write_bytes(b"".join(p.read_bytes() for p in parts))
+    repaired = continuous_source(path, tmp_path / "continuous.ts")
+    assert repaired != path
+    with av.open(str(repaired)) as container:
+        assert [s.language for s in container.streams.audio] == ["jpn", "eng"]
+        assert Fraction(container.streams.video[0].average_rate) == RATE
