@@ -395,7 +395,7 @@ def report_pipeline(args, models: Models, sources) -> None:
     # in and the encoder's planes out (no swscale on either side), RGB on a CPU.
     planes = planar_layout(info) if takes_planes(model, info.height, info.width) else None
     batches = [b.frames for b in iter_batches(args.clip, info, args.batch, planes=planes)][:count]
-    layout = yuv420_layout(written_colour(info.color), options)
+    layout = yuv420_layout(written_colour(info), options)
     frames, cores = sum(len(b) for b in batches), os.cpu_count() or 1
     print(f"\n== pipeline: {args.clip.name}, {frames} frames, {args.dtype[0]} {args.compile[0]}, {args.codec} "
           f"{args.preset}, {cores} cores ==")

@@ -8,6 +8,7 @@ the encode of a piece can be compared level by level in the input's own space.
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import av
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 
 from tests.helpers import HDR_MASTERING, colour_chart_clip, chart_yuv
 from tmlsr_ray.pipeline.colour import (PRIMARIES, TRC_HLG, TRC_PQ, ToneMap, hlg_to_nits, pq_to_nits,
-                                      primaries_to_bt709)
+                                      primaries_to_bt709, written_colour)
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter
 
@@ -72,24 +73,61 @@ def test_a_colour_matrix_no_conversion_here_knows_is_refused_at_probe_by_name(tm
         probe_video(tmp_path / "tagged.mp4")
 
 
+UNTAGGED = dict(color_primaries=2, color_trc=2, colorspace=2, color_range=0)
+
+
+def test_an_untagged_sd_source_comes_back_tagged_bt601_with_its_yuv_as_it_was(tmp_path):
+    """Players take an untagged stream for BT.709 from HD size on: an SD source upscaled to HD,
+    untagged, showed with its hues shifted. Its YUV is read and written in BT.601 (as FFmpeg
+    reads it), and now says so."""
+    path = colour_chart_clip(tmp_path / "sd.mp4", "libx264", "yuv420p", 8, UNTAGGED)
+    info = probe_video(path)
+    tags, got = doubled_piece(path, info, 8)
+    # with a matrix, H.264 states a range too: limited, as an unstated one is read
+    assert tags == {**UNTAGGED, "colorspace": 6, "color_range": 1}
+    with av.open(str(path)) as container:
+        source = planes(next(container.decode(video=0)), 8)
+    assert_patches_within_two_levels(got, [np.asarray(p) for p in source])
+
+
+def test_an_untagged_hd_source_stays_untagged_and_an_rgb_source_says_bt601_at_any_size(tmp_path):
+    info = probe_video(colour_chart_clip(tmp_path / "sd.mp4", "libx264", "yuv420p", 8, UNTAGGED))
+    for width, height in ((1280, 720), (720, 578), (1920, 1080)):
+        hd = replace(info, coded_width=width, coded_height=height)
+        assert written_colour(hd) == UNTAGGED, "read and written in one matrix, it shows as the source did"
+        for rgb in ("gbrp", "bgra", "pal8"):
+            assert written_colour(replace(hd, pix_fmt=rgb))["colorspace"] == 6
+    tagged = replace(info, color={**UNTAGGED, "colorspace": 1}, coded_width=1920, coded_height=1080)
+    assert written_colour(tagged)["colorspace"] == 1
+
+
 def round_trip_chart(tmp_path, name: str, case: dict, written: dict) -> None:
     path = colour_chart_clip(tmp_path / f"{name}.mp4", case["codec"], case["pix_fmt"], case["depth"], case["tags"],
                              mastering=case.get("mastering", False))
     info = probe_video(path)
     assert info.color == case["tags"]
+    tags, got = doubled_piece(path, info, case["depth"])
+    assert {k: tags[k] for k in written} == written
+    want = chart_yuv(128, 64, case["depth"], written["colorspace"], written["color_range"] == 2)
+    assert_patches_within_two_levels(got, want)
+
+
+def doubled_piece(path, info, depth: int):
+    """The colour tags and the first frame's planes of a piece of the clip at ×2 (nearest neighbour)."""
     batch = next(iter_batches(path, info, 2))
     doubled = np.stack([np.kron(f, np.ones((2, 2, 1), f.dtype)) for f in batch.frames])
     # x264 at CRF 0 is lossless: what is measured is the colour conversions alone
-    lossless = EncodeOptions("libx264", crf=0, preset="ultrafast", ten_bit=case["depth"] > 8)
-    writer = PieceWriter(0, info, (256, 128), lossless)
+    lossless = EncodeOptions("libx264", crf=0, preset="ultrafast", ten_bit=depth > 8)
+    writer = PieceWriter(0, info, (info.width * 2, info.height * 2), lossless)
     writer.write(doubled, batch.pts)
     data, _ = writer.close()
     with av.open(io.BytesIO(data)) as container:
         ctx = container.streams.video[0].codec_context
-        assert {k: getattr(ctx, k) for k in written} == written
-        frame = next(container.decode(video=0))
-    got = planes(frame, case["depth"])
-    want = chart_yuv(128, 64, case["depth"], written["colorspace"], written["color_range"] == 2)
+        tags = {k: getattr(ctx, k) for k in ("color_primaries", "color_trc", "colorspace", "color_range")}
+        return tags, planes(next(container.decode(video=0)), depth)
+
+
+def assert_patches_within_two_levels(got, want) -> None:
     for plane, (out, expected) in enumerate(zip(got, want)):
         step = 64 if plane == 0 else 32  # patch pitch in the doubled output
         for row in range(2):

@@ -755,14 +755,16 @@ def output_colour_range(path: Path) -> int:
         return container.streams.video[0].codec_context.color_range
 
 
-def test_a_stated_colour_range_survives_without_the_other_colour_tags_and_an_unstated_one_stays_so(
+def test_a_stated_colour_range_survives_without_the_other_colour_tags_and_an_unstated_one_is_read_as_limited(
         tmp_path, smooth_model):
-    """VP9 WebM states limited range and nothing else; a plain H.264 clip states nothing."""
+    """VP9 WebM states limited range and nothing else; a plain H.264 clip states nothing, and its
+    output, which states its BT.601 matrix (an SD source: tests/pipeline/test_colour.py), states
+    the limited range that nothing means, as H.264 states both or neither."""
     if "libvpx-vp9" not in av.codecs_available:
         pytest.skip("this FFmpeg has no VP9 encoder")
     webm = make_clip(tmp_path / "vp9.webm", frames=6, codec="libvpx-vp9", audio=False)
     plain = make_clip(tmp_path / "plain.mp4", frames=6, audio=False)
     assert probe_video(webm).color["color_range"] == 1 and probe_video(plain).color["color_range"] == 0
-    for path, stated in ((webm, 1), (plain, 0)):
+    for path, stated in ((webm, 1), (plain, 1)):
         render_and_join(path, tmp_path / f"out-{path.stem}.mp4", smooth_model, ONE_SECOND, tmp_path / path.stem)
         assert output_colour_range(tmp_path / f"out-{path.stem}.mp4") == stated

@@ -17,11 +17,15 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
+import av
 import numpy as np
 
-from tmlsr_ray.models.yuv import SWS_MATRIX_TAG, nearest_sws_matrix
+from tmlsr_ray.models.yuv import SWS_MATRIX_TAG, UNTAGGED, nearest_sws_matrix
+
+if TYPE_CHECKING:
+    from tmlsr_ray.pipeline.decode import VideoInfo
 
 TRC_PQ, TRC_HLG = 16, 18  # ITU-T H.273 transfer characteristics
 HDR_TRANSFERS = {TRC_PQ: "smpte2084", TRC_HLG: "arib-std-b67"}
@@ -50,11 +54,28 @@ BT2020 = 9
 BRADFORD = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
 
 
-def written_colour(color: Dict[str, int]) -> Dict[str, int]:
-    """The tags of what the encoder writes: a matrix swscale has none for (BT.2020 constant
-    luminance, YCgCo, ICtCp) is decoded and written in the nearest it has, and tagged so."""
+def written_colour(info: "VideoInfo") -> Dict[str, int]:
+    """The tags of what the encoder writes for a source: a matrix swscale has none for (BT.2020
+    constant luminance, YCgCo, ICtCp) is decoded and written in the nearest it has, and tagged so.
+
+    An untagged matrix is read and written as BT.601, as FFmpeg does, so the YUV comes back as it
+    was; players take an untagged stream for BT.601 below HD size only (mpv's and VLC's rule), so
+    an untagged SD source's output, upscaled to HD, says BT.601 (untagged, it showed with its hues
+    shifted: reds toward orange, greens toward yellow). An untagged HD source stays untagged and
+    shows as it did. An RGB source's YUV is ours (BT.601), and says so at every size."""
+    color = info.color
+    if color["colorspace"] in UNTAGGED and (_rgb(info.pix_fmt) or not _taken_for_bt709(info)):
+        return {**color, "colorspace": SWS_MATRIX_TAG["ITU601"]}
     matrix = nearest_sws_matrix(color["colorspace"], color["color_primaries"])
     return color if matrix is None else {**color, "colorspace": SWS_MATRIX_TAG[matrix]}
+
+
+def _taken_for_bt709(info: "VideoInfo") -> bool:
+    return info.coded_width >= 1280 or info.coded_height > 576
+
+
+def _rgb(pix_fmt: str) -> bool:
+    return pix_fmt == "pal8" or av.VideoFormat(pix_fmt).is_rgb
 
 
 def is_hdr(color: Dict[str, int]) -> bool:

@@ -215,7 +215,7 @@ class PieceWriter:
                  color: Optional[Dict[str, int]] = None):
         self._index = index
         self._info = info
-        self._color = written_colour(info.color) if color is None else color  # the output's tags (SDR after a tone-map)
+        self._color = written_colour(info) if color is None else color  # the output's tags (SDR after a tone-map)
         self._buffer = io.BytesIO()
         self._out = av.open(self._buffer, "w", format="mp4", options=_colour_box(self._color["color_range"]))
         try:

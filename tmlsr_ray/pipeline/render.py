@@ -39,7 +39,7 @@ class SegmentJob:
 
     @property
     def output_color(self) -> Dict[str, int]:
-        return SDR_BT709 if self.tone_map else written_colour(self.info.color)
+        return SDR_BT709 if self.tone_map else written_colour(self.info)
 
     @property
     def yuv420(self) -> Yuv420:
