@@ -255,6 +255,46 @@ def joined_recordings(path: Path, starts: Sequence[float], frames: int = 24, rat
     return path
 
 
+def with_audio_ahead(ts: Path, packets: int = 8) -> Path:
+    """A transport stream whose first audio comes before its first video in the file, as a
+    recording that starts anywhere often has: its first ``packets`` audio TS packets moved up to
+    just after the tables (PAT, PMT). FFmpeg's demuxer hands a video packet over only when the next
+    one starts, so in a join this audio is read before the last frame of the part before."""
+    cells = [ts.read_bytes()[i:i + 188] for i in range(0, ts.stat().st_size, 188)]
+    pids = [((cell[1] & 0x1F) << 8) | cell[2] for cell in cells]
+    audio_pid = 0x101  # FFmpeg's second elementary stream: make_clip's audio
+    moved = [i for i, pid in enumerate(pids) if pid == audio_pid][:packets]
+    tables = [i for i, pid in enumerate(pids) if pid in (0x0000, 0x1000, 0x0011)][:3]
+    head = [cells[i] for i in tables + moved]
+    ts.write_bytes(b"".join(head + [cell for i, cell in enumerate(cells) if i not in set(tables + moved)]))
+    return ts
+
+
+def recording_with_audio_gap(path: Path, seconds: int, gap: Sequence[float], rate: int = 2) -> Path:
+    """A transport stream whose audio stops for ``gap`` (start, end in seconds) while its video
+    runs on: a dropout in reception, or a silent stretch an encoder sent nothing for, not a jump
+    in the clock. Audio and video are written side by side, as a recording interleaves them."""
+    with av.open(str(path), "w", format="mpegts") as out:
+        video = out.add_stream("libx264", rate=rate, options={"g": str(rate)})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound = _audio_stream(out, "aac", "")
+        tone = (0.2 * np.sin(np.arange(1024) * 2 * np.pi * 440 / sound.rate)).astype(np.float32)[None]
+        sample = 0
+        for i, pixels in enumerate(_ramp(seconds * rate, (64, 48))):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+            while sample < (i + 1) * sound.rate // rate:
+                if not gap[0] <= sample / sound.rate < gap[1]:
+                    chunk = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+                    chunk.sample_rate, chunk.pts = sound.rate, sample
+                    out.mux(sound.encode(chunk))
+                sample += 1024
+        out.mux(video.encode(None))
+        out.mux(sound.encode(None))
+    return path
+
+
 def cut_mid_gop(source: Path, path: Path, packets: int) -> Path:
     """What a TV recording or a stream dump that starts anywhere looks like: the source without its
     first ``packets`` video packets (and the audio before them), so it starts inside a GOP."""

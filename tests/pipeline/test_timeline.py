@@ -7,7 +7,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from tests.helpers import joined_recordings, make_clip
+from tests.helpers import joined_recordings, make_clip, recording_with_audio_gap, with_audio_ahead
 from tmlsr_ray.pipeline.timeline import continuous_source
 
 RATE = 12
@@ -77,3 +77,28 @@ def test_the_copy_keeps_each_stream_its_language(tmp_path):
     with av.open(str(repaired)) as container:
         assert [s.language for s in container.streams.audio] == ["jpn", "eng"]
         assert Fraction(container.streams.video[0].average_rate) == RATE
+
+
+@pytest.mark.parametrize("starts", [(0, 0), (100, 0)], ids=["the same start twice", "a jump back"])
+def test_a_part_whose_audio_is_read_before_the_last_frame_of_the_part_before_keeps_its_sync(tmp_path, starts):
+    """A recording's first audio often comes before its first video, and FFmpeg hands the last
+    frame of the part before over only when the next video starts: that frame was moved with the
+    next part, froze the picture for a part's length and left its audio out of place."""
+    parts = [with_audio_ahead(make_clip(tmp_path / f"p{n}.ts", frames=24, rate=RATE, container="mpegts",
+                                        options={"g": "6"}, start_s=start)) for n, start in enumerate(starts)]
+    path = tmp_path / "joined.ts"
+    path.write_bytes(b"".join(p.read_bytes() for p in parts))
+    lead = stamps(parts[0], "audio")[0] - stamps(parts[0], "video")[0]
+    repaired = continuous_source(path, tmp_path / "continuous.ts")
+    video, audio = stamps(repaired, "video"), stamps(repaired, "audio")
+    within, join = join_steps(video)
+    assert all(step == pytest.approx(1 / RATE, abs=0.002) for step in within)
+    assert 1 / RATE - 0.002 <= join <= 1 / RATE + 0.25
+    assert audio[len(audio) // 2] - video[24] == pytest.approx(lead, abs=0.002)
+
+
+def test_an_audio_dropout_while_the_video_runs_on_is_not_a_jump_in_the_clock(tmp_path):
+    """Fifteen seconds without audio, the video running on: closed as a jump, every later sound
+    came fifteen seconds early, out of sync for the rest of the recording."""
+    path = recording_with_audio_gap(tmp_path / "dropout.ts", seconds=30, gap=(5, 20))
+    assert continuous_source(path, tmp_path / "continuous.ts") == path

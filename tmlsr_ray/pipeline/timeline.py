@@ -14,6 +14,7 @@ closed, which the rest of the pipeline then reads as any other source.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 TS_DISCONT = 0x0200  # AVFMT_TS_DISCONT: the format allows its timestamps to jump (MPEG-TS, MPEG-PS)
 JUMP_FORWARD_S = Fraction(10)  # FFmpeg's dts_delta_threshold
 JUMP_BACK_S = Fraction(1, 10)  # and its step back: more than this before the last packet
-CONTINUOUS_KINDS = ("video", "audio")  # streams with no gaps of their own: subtitles come and go
+CONTINUOUS_KINDS = ("video", "audio")  # the streams a jump of the clock shows in: subtitles come and go
 
 
 def continuous_source(path: Path, repaired: Path) -> Path:
@@ -50,41 +51,81 @@ def continuous_source(path: Path, repaired: Path) -> Path:
     return repaired
 
 
-def _jumps(source) -> List[Tuple[int, Fraction]]:
-    """(packet number in demux order, the offset in seconds every packet takes from it on).
+@dataclass(frozen=True)
+class _Step:
+    """Where one stream's times jump: at packet ``number`` (demux order), from ``expected``
+    (where its next packet should have started, in seconds) to ``stamp`` (where it did)."""
 
-    The offset puts the stream the jump is seen in one step after its last packet; where another
-    stream's next part would then start before its last part ended (a part's audio outlasts its
-    video), all move later by that much: the last frame before the join shows a little longer,
-    and each part keeps its audio in sync, none of it lost."""
-    jumps: List[Tuple[int, Fraction]] = []
+    number: int
+    expected: Fraction
+    stamp: Fraction
+
+
+@dataclass(frozen=True)
+class _Jump:
+    """A jump of the clock: ``at``, by stream, the packet its step is seen at (a stream takes the
+    new offset from there: the demuxer may hand the next part's audio over before the last part's
+    last frame); ``first``, where the other streams take it; ``offset``, in seconds, from the
+    source's times to the copy's."""
+
+    first: int
+    at: Dict[int, int]
+    offset: Fraction
+
+    def offset_at(self, index: int, number: int, before: Fraction) -> Fraction:
+        return self.offset if number >= self.at.get(index, self.first) else before
+
+
+def _jumps(source) -> List[_Jump]:
+    """The jumps of the clock: a step seen in every continuous stream that runs on both sides of
+    it, at about the same time before and after; a step in one stream alone is a gap in it (an
+    audio dropout while the video runs on), left as it is.
+
+    The offset puts each part one step after the last: no stream's next part starts before its
+    last part ended (where a part's audio outlasts its video, the last frame before the join shows
+    a little longer), so each part keeps its audio in sync, none of it lost."""
+    steps, spans = _steps(source)
+    jumps: List[_Jump] = []
     offset = Fraction(0)
+    taken: Set[Tuple[int, int]] = set()
+    for index, step in sorted(((i, s) for i, found in steps.items() for s in found), key=lambda item: item[1].number):
+        if (index, step.number) in taken:
+            continue
+        seen = {index: step}
+        for other, found in steps.items():
+            if other == index or not spans[other][0] < step.number < spans[other][1]:
+                continue  # not on both sides of the step: a stream that ends or starts there
+            seen[other] = next((s for s in found if (other, s.number) not in taken
+                                and abs(s.expected - step.expected) <= JUMP_FORWARD_S
+                                and abs(s.stamp - step.stamp) <= JUMP_FORWARD_S), None)
+        if None in seen.values():
+            continue
+        taken.update((i, s.number) for i, s in seen.items())
+        offset += max(s.expected - s.stamp for s in seen.values())
+        jumps.append(_Jump(step.number, {i: s.number for i, s in seen.items()}, offset))
+    return jumps
+
+
+def _steps(source) -> Tuple[Dict[int, List[_Step]], Dict[int, Tuple[int, int]]]:
+    """Each continuous stream's steps (FFmpeg's: over 10 s forward, or back by more than 0.1 s),
+    and the first and last packet it has."""
+    steps: Dict[int, List[_Step]] = {}
+    spans: Dict[int, Tuple[int, int]] = {}
     expected: Dict[int, Fraction] = {}  # by stream: where its next packet should start
-    latest: Dict[int, Fraction] = {}  # by stream: its latest start so far
-    unsettled: Set[int] = set()  # streams whose first packet since the last jump is still to come
+    latest: Dict[int, Fraction] = {}  # by stream: its latest start since its last step
     for number, packet in enumerate(source.demux()):
         stamp = _stamp(packet)
         if stamp is None or packet.stream.type not in CONTINUOUS_KINDS:
             continue
-        stamp += offset
         index = packet.stream.index
-        if index in unsettled:
-            unsettled.discard(index)
-            overlap = expected[index] - stamp
-            if 0 < overlap <= JUMP_FORWARD_S:
-                offset += overlap
-                stamp += overlap
-                jumps[-1] = (jumps[-1][0], offset)
-        elif index in expected:
-            step = stamp - expected[index]
-            if step > JUMP_FORWARD_S or stamp < latest[index] - JUMP_BACK_S:
-                offset -= step
-                stamp -= step
-                jumps.append((number, offset))
-                unsettled = set(expected) - {index}
+        if index in expected and (stamp - expected[index] > JUMP_FORWARD_S or stamp < latest[index] - JUMP_BACK_S):
+            steps[index].append(_Step(number, expected[index], stamp))
+            latest[index] = stamp
+        steps.setdefault(index, [])
+        spans[index] = (spans.get(index, (number, number))[0], number)
         latest[index] = max(stamp, latest.get(index, stamp))
         expected[index] = stamp + Fraction(packet.duration or 0) * packet.time_base
-    return jumps
+    return steps, spans
 
 
 def _stamp(packet) -> Optional[Fraction]:
@@ -92,9 +133,9 @@ def _stamp(packet) -> Optional[Fraction]:
     return None if ticks is None or packet.time_base is None else ticks * Fraction(packet.time_base)
 
 
-def _copy_closing(path: Path, repaired: Path, jumps: List[Tuple[int, Fraction]]) -> None:
+def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump]) -> None:
     """Every stream copied packet for packet into ``repaired``, each packet moved by the offset
-    of the last jump before it."""
+    of the last jump its stream has taken."""
     with open_container(path) as source, av.open(str(repaired), "w", format=source.format.name.split(",")[0]) as out:
         out.metadata.update(source.metadata)
         copies = {}
@@ -103,16 +144,13 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[Tuple[int, Fraction]])
             copy.metadata.update(stream.metadata)
             copy.disposition = stream.disposition
             copies[stream.index] = copy
-        changes = iter(jumps + [(-1, None)])
-        at, next_offset = next(changes)
-        offset = Fraction(0)
         run_on = RunOn()
         for number, packet in enumerate(source.demux()):
-            if number == at:
-                offset = next_offset
-                at, next_offset = next(changes)
             if packet.dts is None and packet.pts is None:
                 continue  # a demuxer flush marker
+            offset = Fraction(0)
+            for jump in jumps:
+                offset = jump.offset_at(packet.stream.index, number, offset)
             ticks = round(offset / Fraction(packet.time_base))
             packet.pts = None if packet.pts is None else packet.pts + ticks
             packet.dts = None if packet.dts is None else packet.dts + ticks
