@@ -34,7 +34,6 @@ from tmlsr_ray.models.yuv import SWS_MATRIX, SWS_MATRIX_TAG, Yuv420
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.colour import is_hdr, written_colour
 from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, copy_video_stream, open_container
-from tmlsr_ray.pipeline.timeline import RunOn
 
 MP4_AUDIO_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
 TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text", "mov_text"})
@@ -533,7 +532,7 @@ class _SideStreams:
         self._map: Dict[int, object] = {}
         self._transcoders: Dict[int, "_AacTranscoder | _TextSubtitleTranscoder"] = {}
         self._preroll: Dict[int, object] = {}  # by stream: the last hidden packet not muxed
-        self._run_on = RunOn()  # two recordings joined end to end: times that go back run on
+        self._clock: Dict[int, Tuple[int, int, int]] = {}  # by stream: (offset, last time, its end)
         self._packets: Iterator = iter(())
         self._pending = None
 
@@ -588,6 +587,22 @@ class _SideStreams:
         if seconds is None:
             for transcoder in self._transcoders.values():
                 transcoder.flush()
+
+    def _run_on(self, packet) -> None:
+        """A stream whose times go back runs on from where it was, as the video's frames do
+        (:func:`~tmlsr_ray.pipeline.decode.iter_batches` restamps them): the muxer refuses times
+        that go back. Recordings joined end to end whose jumps no copy closed (a format other than
+        MPEG-TS, or a copy that failed: :mod:`~tmlsr_ray.pipeline.timeline`) start at the same
+        time twice. Subtitle events may share a time (a sign and a line of dialogue)."""
+        stamp = packet.dts if packet.dts is not None else packet.pts
+        index = packet.stream.index
+        offset, last, end = self._clock.get(index, (0, None, None))
+        if last is not None and (stamp + offset < last or stamp + offset == last and packet.stream.type != "subtitle"):
+            offset = max(end, last + 1) - stamp
+        packet.pts = None if packet.pts is None else packet.pts + offset
+        packet.dts = None if packet.dts is None else packet.dts + offset
+        stamp += offset
+        self._clock[index] = (offset, stamp, stamp + (packet.duration or 0))
 
     def _mux(self, packet) -> None:
         index = packet.stream.index

@@ -25,7 +25,10 @@ from tmlsr_ray.pipeline.decode import ffmpeg_message, open_container
 
 logger = logging.getLogger(__name__)
 
-TS_DISCONT = 0x0200  # AVFMT_TS_DISCONT: the format allows its timestamps to jump (MPEG-TS, MPEG-PS)
+# The formats whose clock may jump that are copied with the jumps closed. MPEG-PS may too, but its
+# demuxer hands over video decode times that step back by a frame here and there, which a copy
+# must move: it cost the sync it meant to keep, and a PS is decoded as one segment anyway.
+CLOSED_FORMATS = ("mpegts",)
 JUMP_FORWARD_S = Fraction(10)  # FFmpeg's dts_delta_threshold
 JUMP_BACK_S = Fraction(1, 10)  # and its step back: more than this before the last packet
 CONTINUOUS_KINDS = ("video", "audio")  # the streams a jump of the clock shows in: subtitles come and go
@@ -35,7 +38,7 @@ def continuous_source(path: Path, repaired: Path) -> Path:
     """``path`` itself where its clock runs on, else a copy at ``repaired`` with the jumps closed
     (``path`` again, with a warning, where the copy cannot be written)."""
     with open_container(path) as source:
-        if not source.format.flags & TS_DISCONT:
+        if source.format.name not in CLOSED_FORMATS:
             return path
         jumps = _jumps(source)
     if not jumps:
@@ -144,7 +147,6 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump]) -> None:
             copy.metadata.update(stream.metadata)
             copy.disposition = stream.disposition
             copies[stream.index] = copy
-        run_on = RunOn()
         for number, packet in enumerate(source.demux()):
             if packet.dts is None and packet.pts is None:
                 continue  # a demuxer flush marker
@@ -154,29 +156,6 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump]) -> None:
             ticks = round(offset / Fraction(packet.time_base))
             packet.pts = None if packet.pts is None else packet.pts + ticks
             packet.dts = None if packet.dts is None else packet.dts + ticks
-            run_on(packet)
             packet.stream = copies[packet.stream.index]
             out.mux(packet)
 
-
-class RunOn:
-    """Times that go back, stream by stream, run on from where the stream was: the muxer refuses
-    them. After a jump is closed, a part's audio that outlasted its video makes the next part's
-    start a little before its own end; in assembly, a side stream of such a source the jump was
-    not closed in. Subtitle events may share a time (a sign and a line of dialogue)."""
-
-    def __init__(self):
-        self._clock: Dict[int, Tuple[int, int, int]] = {}  # by stream: (offset, last time, its end)
-
-    def __call__(self, packet) -> None:
-        stamp = packet.dts if packet.dts is not None else packet.pts
-        if stamp is None:
-            return
-        index = packet.stream.index
-        offset, last, end = self._clock.get(index, (0, None, None))
-        if last is not None and (stamp + offset < last or stamp + offset == last and packet.stream.type != "subtitle"):
-            offset = max(end, last + 1) - stamp
-        packet.pts = None if packet.pts is None else packet.pts + offset
-        packet.dts = None if packet.dts is None else packet.dts + offset
-        stamp += offset
-        self._clock[index] = (offset, stamp, stamp + (packet.duration or 0))
