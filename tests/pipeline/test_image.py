@@ -1,5 +1,6 @@
 import io
 import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -377,6 +378,22 @@ def test_a_pngs_gamma_and_primaries_go_into_the_png_output(tmp_path, chunks):
         kept = {key: out.info.get(key) for key in ("gamma", "chromaticity", "srgb")}
         assert out_fmt == "png" and kept == {key: source.info.get(key) for key in kept}
         assert any(value is not None for value in kept.values())
+
+
+def test_a_png_with_an_icc_profile_and_an_srgb_chunk_comes_back_with_the_profile_alone(tmp_path):
+    """The PNG specification allows one of them: the profile says more."""
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    path = _write(tmp_path, "both.png", Image.new("RGB", (8, 6), (90, 120, 150)), icc_profile=profile)
+    data = path.read_bytes()  # Pillow writes one or the other: the sRGB chunk goes in by hand, after IHDR
+    srgb = struct.pack(">I", 1) + b"sRGB\x00" + struct.pack(">I", zlib.crc32(b"sRGB\x00"))
+    path.write_bytes(data[:33] + srgb + data[33:])
+    with Image.open(path) as source:
+        assert source.info.get("srgb") is not None and source.info.get("icc_profile")
+    _, _, _, data = round_trip(path)
+    with Image.open(io.BytesIO(data)) as out:
+        assert out.info.get("icc_profile") == profile and out.info.get("srgb") is None
 
 
 @pytest.mark.parametrize("associated", [None, False, True], ids=["pillow", "unassociated", "associated"])

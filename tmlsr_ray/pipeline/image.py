@@ -40,6 +40,7 @@ PIXEL_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278,
 # the longest side each output format holds (PNG: libpng's default limit)
 MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
+UNPREMULTIPLY_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def _png_colour_chunks(png_info: dict) -> Optional[bytes]:
     chromaticity = png_info.get("chromaticity")
     if isinstance(chromaticity, tuple) and len(chromaticity) == 8:
         chunks += _png_chunk(b"cHRM", struct.pack(">8I", *(round(v * 100_000) for v in chromaticity)))
-    if isinstance(png_info.get("srgb"), int):
+    if isinstance(png_info.get("srgb"), int) and not png_info.get("icc_profile"):  # the spec: one or the other
         chunks += _png_chunk(b"sRGB", bytes([png_info["srgb"] & 0xFF]))
     return chunks or None
 
@@ -210,13 +211,16 @@ def _tiff_colour_is_premultiplied(path: Path, dtype: np.dtype) -> bool:
 
 
 def _unpremultiply(image: np.ndarray) -> np.ndarray:
-    """Straight colour from colour premultiplied by alpha (none where the alpha is 0)."""
-    top = np.iinfo(image.dtype).max
-    alpha = image[:, :, 3:].astype(np.float64)
-    colour = np.divide(image[:, :, :3] * float(top), alpha, out=np.zeros(alpha.shape[:2] + (3,)), where=alpha > 0)
-    out = image.copy()
-    out[:, :, :3] = np.clip(np.round(colour), 0, top)
-    return out
+    """Straight colour from colour premultiplied by alpha (none where the alpha is 0), in place, a
+    band of rows at a time: a 64-megapixel image's float copy would take gigabytes."""
+    top = np.float32(np.iinfo(image.dtype).max)
+    for rows in range(0, image.shape[0], UNPREMULTIPLY_ROWS):
+        band = image[rows:rows + UNPREMULTIPLY_ROWS]
+        alpha = band[:, :, 3:].astype(np.float32)
+        colour = np.divide(band[:, :, :3] * top, alpha, out=np.zeros(band.shape[:2] + (3,), np.float32),
+                           where=alpha > 0)
+        band[:, :, :3] = np.clip(np.round(colour), 0, top)
+    return image
 
 
 def _decode_with_pillow(path: Path, info: ImageInfo) -> np.ndarray:
