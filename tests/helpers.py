@@ -270,14 +270,16 @@ def with_audio_ahead(ts: Path, packets: int = 8) -> Path:
     return ts
 
 
-def recording_with_audio_gap(path: Path, seconds: int, gap: Sequence[float], rate: int = 2) -> Path:
+def recording_with_audio_gap(path: Path, seconds: int, gap: Sequence[float], rate: int = 2,
+                             audio_codec: str = "aac") -> Path:
     """A transport stream whose audio stops for ``gap`` (start, end in seconds) while its video
     runs on: a dropout in reception, or a silent stretch an encoder sent nothing for, not a jump
-    in the clock. Audio and video are written side by side, as a recording interleaves them."""
+    in the clock. Audio and video are written side by side, as a recording interleaves them.
+    ``audio_codec``: ``mp2`` for a DVB broadcast's audio."""
     with av.open(str(path), "w", format="mpegts") as out:
         video = out.add_stream("libx264", rate=rate, options={"g": str(rate)})
         video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        sound = _audio_stream(out, "aac", "")
+        sound = _audio_stream(out, audio_codec, "")
         tone = (0.2 * np.sin(np.arange(1024) * 2 * np.pi * 440 / sound.rate)).astype(np.float32)[None]
         sample = 0
         for i, pixels in enumerate(_ramp(seconds * rate, (64, 48))):

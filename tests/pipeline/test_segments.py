@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, combing, cut_mid_gop, interlaced_clip,
-                           joined_recordings, make_clip, save_srvgg, shared_path, trim_by_edit_list, with_mov_text)
+                           joined_recordings, make_clip, recording_with_audio_gap, save_srvgg, shared_path,
+                           trim_by_edit_list, with_mov_text)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -534,6 +535,36 @@ def test_audio_reencoded_from_a_coarse_time_base_keeps_every_sample_in_order(tmp
         assert all(b > a for a, b in zip(stamps, stamps[1:]))
     with av.open(str(tmp_path / "aac.mp4")) as out:
         assert abs(sum(f.samples for f in out.decode(audio=0)) - 88200) <= 2 * 1152
+
+
+def _sounding(path: Path):
+    """The stretches (start, end in seconds from the first frame) that the first audio stream
+    decodes to, a new stretch wherever a frame starts later than the last one ended (by > 10 ms)."""
+    with av.open(str(path)) as container:
+        first_frame = float(next(container.decode(video=0)).time)
+    with av.open(str(path)) as container:
+        stretches = []
+        for frame in container.decode(audio=0):
+            start, end = frame.time - first_frame, frame.time - first_frame + frame.samples / frame.sample_rate
+            if stretches and start - stretches[-1][1] <= 0.01:
+                stretches[-1][1] = end
+            else:
+                stretches.append([start, end])
+    return stretches
+
+
+def test_a_dropout_in_audio_reencoded_to_aac_stays_and_the_sound_after_it_keeps_in_sync(tmp_path, smooth_model):
+    """A DVB recording's MP2 audio (re-encoded for MP4) that drops out for two seconds: the AAC was
+    stamped on a sample clock that ran on through the dropout, so every sound after it came two
+    seconds early, out of sync for the rest of the recording (copied audio keeps its gap)."""
+    path = recording_with_audio_gap(tmp_path / "dropout.ts", seconds=6, gap=(2, 4), audio_codec="mp2")
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert [a["codec"] for a in report.audio_reencoded] == ["mp2"]
+    source, output = _sounding(path), _sounding(tmp_path / "out.mp4")
+    assert len(source) == 2, f"the source should drop out once: {source}"
+    assert len(output) == 2, f"the dropout was closed: {output}"
+    frame = 1152 / 16000  # an MP2 frame, more than an AAC frame
+    assert np.allclose(output, source, atol=frame), f"{output} != {source}"
 
 
 def test_what_the_source_says_about_the_video_goes_along(tmp_path, smooth_model):

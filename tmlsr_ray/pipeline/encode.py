@@ -638,7 +638,9 @@ def _as_source(stream, source, language: Optional[str]):
 class _AacTranscoder:
     """Audio MP4 cannot hold as it is, to AAC. The samples are stamped on a clock of their own
     from where the stream starts: a source time base coarser than a sample (AVI's MP3 counts
-    1152-sample frames) stamped two 1024-sample AAC frames alike, which the muxer refused."""
+    1152-sample frames) stamped two 1024-sample AAC frames alike, which the muxer refused. Where
+    a frame starts later than the clock by more than :attr:`_slack` (a dropout in a recording),
+    the clock moves on to it, so the sound after a gap keeps its time, as copied audio does."""
 
     def __init__(self, in_stream, out, language: Optional[str] = None):
         ctx = in_stream.codec_context
@@ -648,12 +650,19 @@ class _AacTranscoder:
         self._resampler = av.AudioResampler(format="fltp", layout=self._stream.layout, rate=ctx.sample_rate)
         self._clock = Fraction(1, ctx.sample_rate)
         self._next_sample: Optional[int] = None  # set by the first decoded frame
+        # Not a gap: a step within a tick of the source's time base (Matroska's millisecond
+        # rounding), or under 10 ms.
+        tick = Fraction(in_stream.time_base) / self._clock if in_stream.time_base else 0
+        self._slack = max(ctx.sample_rate // 100, math.ceil(tick))
 
     def feed(self, packet) -> None:
         for frame in packet.decode():
-            if self._next_sample is None:
-                start = frame.pts * frame.time_base if frame.pts is not None and frame.time_base else 0
-                self._next_sample = round(start / self._clock)
+            if frame.pts is not None and frame.time_base:
+                start = round(frame.pts * frame.time_base / self._clock)
+                if self._next_sample is None or start - self._next_sample > self._slack:
+                    self._next_sample = start
+            elif self._next_sample is None:
+                self._next_sample = 0
             for resampled in self._resampler.resample(frame):
                 self._encode(resampled)
 
