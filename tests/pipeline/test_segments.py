@@ -604,6 +604,33 @@ def test_the_default_audio_track_stays_the_default(tmp_path, smooth_model):
     assert tracks == [("eng", False), ("deu", True)]
 
 
+@pytest.mark.parametrize("suffix", ["mkv", "mp4"])
+@pytest.mark.parametrize("into", [MP4, MATROSKA], ids=lambda c: c.name)
+def test_audio_tracks_keep_their_titles(tmp_path, smooth_model, suffix, into):
+    """A release's tracks say what they are ("Director's commentary"), which is what a player's
+    track menu shows: they came out untitled, two English tracks told apart by nothing. FFmpeg
+    reads an MP4 track's title as ``name`` and a Matroska one's as ``title``."""
+    from tests.helpers import _audio_stream, _write_tone
+
+    titles = ["English 5.1", "Director's commentary", "Français"]
+    with av.open(str(tmp_path / f"titled.{suffix}"), "w") as out:
+        video = out.add_stream("libx264", rate=12)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sounds = [_audio_stream(out, "aac", language) for language in ("eng", "eng", "fra")]
+        for sound, title in zip(sounds, titles):
+            sound.metadata["title"] = title
+        for i in range(12):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")))
+        out.mux(video.encode(None))
+        for sound in sounds:
+            _write_tone(out, sound, 1.0, 0)
+    render_and_join(tmp_path / f"titled.{suffix}", tmp_path / f"out.{into.name}", smooth_model, ONE_SECOND,
+                    tmp_path / "pieces", into=into)
+    with av.open(str(tmp_path / f"out.{into.name}")) as out:
+        kept = [(s.language, s.metadata.get("title") or s.metadata.get("name")) for s in out.streams.audio]
+    assert kept == list(zip(["eng", "eng", "fra"], titles))
+
+
 @pytest.mark.parametrize("pix_fmt", ["gbrp", "yuv420p"])
 def test_ut_video_keeps_the_fourcc_its_decoder_reads_its_layout_from_in_every_segment(tmp_path, pix_fmt):
     """Ut Video's layout (ULRG, ULH0, …) is its FourCC: segment files with NUT's own tag could not

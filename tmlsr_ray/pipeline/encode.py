@@ -627,10 +627,14 @@ def _subtitle_plan(codec: str, into: ContainerFormat) -> str:
 
 
 def _as_source(stream, source, language: Optional[str]):
-    """A stream made from a template keeps neither metadata nor disposition: the language and
-    which track is the default (players pick that one) go along by hand."""
+    """A stream made from a template keeps neither metadata nor disposition: the language, the
+    title (what a player's track menu shows: "Director's commentary"; FFmpeg reads an MP4 track's
+    as ``name``) and which track is the default (players pick that one) go along by hand."""
     if language:
         stream.metadata["language"] = language
+    title = source.metadata.get("title") or source.metadata.get("name")
+    if title:
+        stream.metadata["title"] = title
     stream.disposition = source.disposition
     return stream
 
