@@ -774,6 +774,14 @@ def _packets(path: Path, kind: str, number: int = 0):
         return [(round(float(p.pts * p.time_base), 3), bytes(p)) for p in container.demux(stream) if p.pts is not None]
 
 
+def test_alac_from_matroska_keeps_its_last_packet_in_mp4(tmp_path, smooth_model):
+    """Matroska states no duration for ALAC's packets, and MP4 ends a track where its last packet
+    ends: the last one (up to 4096 samples, 93 ms at 44.1 kHz) was cut off."""
+    path = make_clip(tmp_path / "lossless.mkv", container="matroska", audio_codec="alac")
+    render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert _decoded_audio(tmp_path / "out.mp4") == _decoded_audio(path) == (0.0, 16000)
+
+
 def test_copied_audio_keeps_its_language(tmp_path, smooth_model):
     path = make_clip(tmp_path / "aac.mp4", languages=("jpn",))
     render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")

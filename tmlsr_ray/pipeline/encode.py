@@ -532,6 +532,7 @@ class _SideStreams:
         self._map: Dict[int, object] = {}
         self._transcoders: Dict[int, "_AacTranscoder | _TextSubtitleTranscoder"] = {}
         self._preroll: Dict[int, object] = {}  # by stream: the last hidden packet not muxed
+        self._held: Dict[int, object] = {}  # by stream: a copied audio packet without a duration
         self._clock: Dict[int, Tuple[int, int, int]] = {}  # by stream: (offset, last time, its end)
         self._packets: Iterator = iter(())
         self._pending = None
@@ -585,6 +586,8 @@ class _SideStreams:
                 return
             self._mux(packet)
         if seconds is None:
+            for index, packet in list(self._held.items()):
+                self._write(index, self._with_duration(index, packet))
             for transcoder in self._transcoders.values():
                 transcoder.flush()
 
@@ -616,8 +619,32 @@ class _SideStreams:
             return
         for ready in (self._preroll.pop(index, None), packet):
             if ready is not None:
-                ready.stream = self._map[index]
-                self._out.mux(ready)
+                self._write(index, ready)
+
+    def _write(self, index: int, packet) -> None:
+        """A copied audio packet that states no duration (ALAC in Matroska) waits for the next one
+        of its stream: MP4 ends a track where its last packet ends, and the last one was cut off."""
+        held = self._held.pop(index, None)
+        if held is not None:
+            self._out.mux(held)
+        if packet is held:
+            return
+        packet.stream = self._map[index]
+        if packet.duration or packet.stream.type != "audio":
+            self._out.mux(packet)
+        else:
+            self._held[index] = packet
+
+    def _with_duration(self, index: int, packet):
+        """The last packet of a stream, stating how long it plays: its samples, decoded."""
+        context = self._source.streams[index].codec_context
+        try:
+            samples = sum(frame.samples for frame in context.decode(packet))
+        except (av.error.FFmpegError, ValueError):
+            samples = 0
+        if samples and context.sample_rate and packet.time_base:
+            packet.duration = max(1, round(Fraction(samples, context.sample_rate) / Fraction(packet.time_base)))
+        return packet
 
 
 def _subtitle_plan(codec: str, into: ContainerFormat) -> str:
