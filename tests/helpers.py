@@ -297,6 +297,27 @@ def recording_with_audio_gap(path: Path, seconds: int, gap: Sequence[float], rat
     return path
 
 
+def with_audio_time_wrong(ts: Path, packet: int, seconds: float) -> Path:
+    """A transport stream one of whose audio packets (the ``packet``-th PES of make_clip's or
+    :func:`recording_with_audio_gap`'s audio) says a time ``seconds`` off, the others right: a bit
+    error in a PES header, as a recording with poor reception has, not a dropout or a clock jump."""
+    data = bytearray(ts.read_bytes())
+    starts = [i for i in range(0, len(data), 188)
+              if ((data[i + 1] & 0x1F) << 8 | data[i + 2]) == 0x101 and data[i + 1] & 0x40]
+    cell = starts[packet]
+    header = cell + 4 + (1 + data[cell + 4] if data[cell + 3] & 0x20 else 0)
+    assert data[header:header + 3] == b"\0\0\1" and data[header + 7] & 0x80, "a PES that states its PTS"
+    at = header + 9
+    pts = ((data[at] >> 1) & 7) << 30 | data[at + 1] << 22 | (data[at + 2] >> 1) << 15 | data[at + 3] << 7 \
+        | data[at + 4] >> 1
+    pts = (pts + round(seconds * 90000)) % (1 << 33)
+    data[at] = (data[at] & 0xF1) | ((pts >> 30) & 7) << 1
+    data[at + 1:at + 5] = bytes([(pts >> 22) & 0xFF, ((pts >> 15) & 0x7F) << 1 | 1, (pts >> 7) & 0xFF,
+                                 (pts & 0x7F) << 1 | 1])
+    ts.write_bytes(bytes(data))
+    return ts
+
+
 def cut_mid_gop(source: Path, path: Path, packets: int) -> Path:
     """What a TV recording or a stream dump that starts anywhere looks like: the source without its
     first ``packets`` video packets (and the audio before them), so it starts inside a GOP."""

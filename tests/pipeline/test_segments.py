@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, combing, cut_mid_gop, interlaced_clip,
                            joined_recordings, make_clip, recording_with_audio_gap, save_srvgg, shared_path,
-                           trim_by_edit_list, with_mov_text)
+                           trim_by_edit_list, with_audio_time_wrong, with_mov_text)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -565,6 +565,20 @@ def test_a_dropout_in_audio_reencoded_to_aac_stays_and_the_sound_after_it_keeps_
     assert len(output) == 2, f"the dropout was closed: {output}"
     frame = 1152 / 16000  # an MP2 frame, more than an AAC frame
     assert np.allclose(output, source, atol=frame), f"{output} != {source}"
+
+
+@pytest.mark.parametrize("wrong_by", [3, -3])
+def test_one_audio_packet_with_a_wrong_time_leaves_audio_reencoded_to_aac_in_sync(tmp_path, smooth_model, wrong_by):
+    """A bit error in one PES header of a DVB recording's MP2 (a time 3 s off, the packets around
+    it right) is no dropout: the clock moved on to it, and the packets after it (run on from it,
+    as their times then went back) all came 3 s late, to the end of the recording."""
+    path = recording_with_audio_gap(tmp_path / "glitch.ts", seconds=6, gap=(0, 0), audio_codec="mp2")
+    clean = _sounding(path)
+    with_audio_time_wrong(path, packet=30, seconds=wrong_by)
+    render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    output = _sounding(tmp_path / "out.mp4")
+    assert len(clean) == 1 and len(output) == 1, f"one stretch of sound, as the recording has: {output}"
+    assert np.allclose(output, clean, atol=1152 / 16000), f"{output} != {clean}"
 
 
 def test_what_the_source_says_about_the_video_goes_along(tmp_path, smooth_model):

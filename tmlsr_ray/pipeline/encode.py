@@ -610,7 +610,8 @@ class _SideStreams:
     def _mux(self, packet) -> None:
         index = packet.stream.index
         if index in self._transcoders:
-            self._transcoders[index].feed(packet)
+            # the source's own times, before any run-on: what tells a dropout from one wrong time
+            self._transcoders[index].feed(packet, run_on=self._clock.get(index, (0,))[0])
             return
         if packet.is_discard and not self._into.edit_lists:
             # What the source's edit list hides (audio before a lossless cut) would play in a
@@ -671,7 +672,11 @@ class _AacTranscoder:
     from where the stream starts: a source time base coarser than a sample (AVI's MP3 counts
     1152-sample frames) stamped two 1024-sample AAC frames alike, which the muxer refused. Where
     a frame starts later than the clock by more than :attr:`_slack` (a dropout in a recording),
-    the clock moves on to it, so the sound after a gap keeps its time, as copied audio does."""
+    the clock moves on to it, so the sound after a gap keeps its time, as copied audio does.
+
+    A step (either way) counts only where the next frame goes on from it, in the source's own
+    times: one frame whose time is wrong (a bit error in a PES header) is not a dropout, and the
+    frames after it, which the side streams run on from it, keep their place on the clock."""
 
     def __init__(self, in_stream, out, language: Optional[str] = None):
         ctx = in_stream.codec_context
@@ -681,23 +686,54 @@ class _AacTranscoder:
         self._resampler = av.AudioResampler(format="fltp", layout=self._stream.layout, rate=ctx.sample_rate)
         self._clock = Fraction(1, ctx.sample_rate)
         self._next_sample: Optional[int] = None  # set by the first decoded frame
+        self._lag = 0  # the clock minus the source's time (in samples) where the next frame should start
+        self._step: Optional[Tuple[object, int, int, bool]] = None  # a frame whose step waits for the next one
+        self._run_on = 0
         # Not a gap: a step within a tick of the source's time base (Matroska's millisecond
         # rounding), or under 10 ms.
         tick = Fraction(in_stream.time_base) / self._clock if in_stream.time_base else 0
         self._slack = max(ctx.sample_rate // 100, math.ceil(tick))
 
-    def feed(self, packet) -> None:
+    def feed(self, packet, run_on: int = 0) -> None:
+        """``run_on``: what the side streams added to the packet's times (in its time base), which
+        they change where its times go back (parts of a recording joined end to end)."""
+        went_back, self._run_on = run_on != self._run_on, run_on
         for frame in packet.decode():
+            start = None
             if frame.pts is not None and frame.time_base:
-                start = round(frame.pts * frame.time_base / self._clock)
-                if self._next_sample is None or start - self._next_sample > self._slack:
-                    self._next_sample = start
-            elif self._next_sample is None:
-                self._next_sample = 0
-            for resampled in self._resampler.resample(frame):
-                self._encode(resampled)
+                start = round((frame.pts - run_on) * frame.time_base / self._clock)
+            if self._step is not None:
+                self._settle(start)
+            if self._next_sample is None:
+                self._next_sample = start or 0
+                self._lag = self._next_sample - (start or 0)
+            step = 0 if start is None else start - (self._next_sample - self._lag)
+            if abs(step) > self._slack:
+                self._step = (frame, start, step, went_back)
+            else:
+                self._resample(frame)
+
+    def _settle(self, following: Optional[int]) -> None:
+        """The held frame's step holds where the frame after it goes on from it (or says no time):
+        a step on is a dropout, a step back that the side streams ran on from is a join. A step
+        back they did not run on from (times that wander) leaves the clock where it is, as the
+        clock only moves on: it stays within the wander of the source's times."""
+        frame, start, step, went_back = self._step
+        self._step = None
+        if following is None or abs(following - (start + frame.samples)) <= self._slack:
+            if step > 0:
+                self._next_sample += step  # a dropout: the sound after it keeps its time
+            elif went_back:
+                self._lag = self._next_sample - start  # parts joined: the clock runs on
+        self._resample(frame)
+
+    def _resample(self, frame) -> None:
+        for resampled in self._resampler.resample(frame):
+            self._encode(resampled)
 
     def flush(self) -> None:
+        if self._step is not None:
+            self._settle(None)
         for resampled in self._resampler.resample(None):
             self._encode(resampled)
         self._out.mux(self._stream.encode(None))
@@ -731,7 +767,7 @@ class _TextSubtitleTranscoder:
         self._stream.time_base = in_stream.time_base
         _as_source(self._stream, in_stream, in_stream.language)
 
-    def feed(self, packet) -> None:
+    def feed(self, packet, run_on: int = 0) -> None:
         subtitles = self._in.codec_context.decode2(packet)
         if subtitles is None:
             return
