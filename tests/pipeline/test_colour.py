@@ -97,6 +97,7 @@ def test_an_untagged_hd_source_stays_untagged_and_an_rgb_source_says_bt601_at_an
         assert written_colour(hd) == UNTAGGED, "read and written in one matrix, it shows as the source did"
         for rgb in ("gbrp", "bgra", "pal8"):
             assert written_colour(replace(hd, pix_fmt=rgb))["colorspace"] == 6
+        assert written_colour(replace(hd, pix_fmt="unknown")) == UNTAGGED  # a format FFmpeg has no name for
     tagged = replace(info, color={**UNTAGGED, "colorspace": 1}, coded_width=1920, coded_height=1080)
     assert written_colour(tagged)["colorspace"] == 1
 

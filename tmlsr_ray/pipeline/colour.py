@@ -59,10 +59,11 @@ def written_colour(info: "VideoInfo") -> Dict[str, int]:
     constant luminance, YCgCo, ICtCp) is decoded and written in the nearest it has, and tagged so.
 
     An untagged matrix is read and written as BT.601, as FFmpeg does, so the YUV comes back as it
-    was; players take an untagged stream for BT.601 below HD size only (mpv's and VLC's rule), so
-    an untagged SD source's output, upscaled to HD, says BT.601 (untagged, it showed with its hues
-    shifted: reds toward orange, greens toward yellow). An untagged HD source stays untagged and
-    shows as it did. An RGB source's YUV is ours (BT.601), and says so at every size."""
+    was; players take an untagged stream for BT.601 below HD size only (mpv's rule; VLC's looks at
+    the height alone), so an untagged SD source's output, upscaled to HD, says BT.601 (untagged,
+    it showed with its hues shifted: reds toward orange, greens toward yellow). An untagged HD
+    source stays untagged and shows as it did. An RGB source's YUV is ours (BT.601), and says so
+    at every size."""
     color = info.color
     if color["colorspace"] in UNTAGGED and (_rgb(info.pix_fmt) or not _taken_for_bt709(info)):
         return {**color, "colorspace": SWS_MATRIX_TAG["ITU601"]}
@@ -75,7 +76,10 @@ def _taken_for_bt709(info: "VideoInfo") -> bool:
 
 
 def _rgb(pix_fmt: str) -> bool:
-    return pix_fmt == "pal8" or av.VideoFormat(pix_fmt).is_rgb
+    try:
+        return pix_fmt == "pal8" or av.VideoFormat(pix_fmt).is_rgb
+    except ValueError:  # a format FFmpeg does not name: nothing says it is RGB
+        return False
 
 
 def is_hdr(color: Dict[str, int]) -> bool:
