@@ -7,12 +7,14 @@ from dataclasses import replace
 import av
 import pytest
 
-from tests.helpers import animated_gif, frame_flood_gif, make_clip
+from tests.helpers import animated_gif, frame_flood_gif, joined_recordings, make_clip
 from tmlsr_ray.config import Settings
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.decode import probe_video
-from tmlsr_ray.pipeline.media import check_frame_flood, check_video_work, size_note, stated_duration_s
+from tmlsr_ray.pipeline.media import (check_frame_flood, check_video_frames, check_video_length, check_video_work,
+                                      size_note, stated_duration_s)
 from tmlsr_ray.pipeline.segments import plan_segments
+from tmlsr_ray.pipeline.timeline import continuous_source
 
 DEFAULTS = Settings()
 
@@ -111,3 +113,16 @@ def test_the_size_note_says_a_side_of_one_went_up_to_two_and_an_odd_side_down():
     assert size_note((101, 77), (100, 76)) == "101x77 rounded down to even for 4:2:0"
     assert size_note((1, 1), (2, 2)) == "1x1 made 2x2: 4:2:0 needs even sides of at least 2"
     assert size_note((1, 7), (2, 6)) == "1x7 made 2x6: 4:2:0 needs even sides of at least 2"
+
+
+def test_a_recording_whose_clock_jumps_back_is_measured_after_the_jump_is_closed(tmp_path):
+    """A jump back of over a minute reads as the clock wrapping: a day of video at probe. Its
+    frames are checked there (no copy for a file too large), its length once the jump is closed."""
+    path = joined_recordings(tmp_path / "joined.ts", (100, 0))
+    wrapped = probe_video(path)
+    check_video_frames(wrapped, DEFAULTS)
+    with pytest.raises(InputError, match="over the limit"):
+        check_video_length(wrapped, DEFAULTS)
+    check_video_length(probe_video(continuous_source(path, tmp_path / "continuous.ts")), DEFAULTS)
+    with pytest.raises(InputError, match=r"64x48 = 3,072 pixels, over the limit of 1,000"):
+        check_video_frames(wrapped, Settings(max_input_pixels=1000))

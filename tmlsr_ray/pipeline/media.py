@@ -19,13 +19,17 @@ ANIMATION_CONTAINERS = {"gif", "apng"}
 STATED_TIMING = {"gif": {"min_delay": "0", "default_delay": "0"}}
 
 
-def check_video_limits(info: VideoInfo, settings) -> None:
+def check_video_frames(info: VideoInfo, settings) -> None:
+    """A video, and frames within the size limit (what no jump of its clock changes)."""
     if info.container in STILL_IMAGE_CONTAINERS or info.container.endswith("_pipe"):
         raise InputError(f"input is a still image ({info.codec}), not a video; submit it with type=image")
     pixels = info.width * info.height
     if pixels > settings.max_input_pixels:
         raise InputError(f"video frames are {info.width}x{info.height} = {pixels:,} pixels, over the limit "
                          f"of {settings.max_input_pixels:,}")
+
+
+def check_video_length(info: VideoInfo, settings) -> None:
     if info.frames_hint > settings.max_video_frames:
         raise InputError(f"video has {info.frames_hint:,} frames, over the limit of {settings.max_video_frames:,}")
     if info.duration_s and info.duration_s > settings.max_video_duration_s:

@@ -279,11 +279,11 @@ class TaskRunner:
         limits before any segment is made."""
         settings = self._settings
         info = await asyncio.to_thread(probe_video, path)
-        # before the limits: a jump back in a clock reads as its wrapping, a day of video
+        media.check_video_frames(info, settings)
         source = await asyncio.to_thread(continuous_source, path, path.with_name(f"continuous-{path.name}"))
         if source != path:
             path, info = source, await asyncio.to_thread(probe_video, source)
-        media.check_video_limits(info, settings)
+        media.check_video_length(info, settings)  # after: a jump back in a clock reads as a day of video
         segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
         # A flood is refused before any replica call (a first call loads the model: seconds).
         await asyncio.to_thread(media.check_frame_flood, path, info, segments.frames, settings)
