@@ -738,6 +738,27 @@ def test_an_mp4_output_of_the_same_release_names_what_it_could_not_keep(tmp_path
         {"name": "cover.jpg", "mimetype": "image/jpeg", "reason": "MP4 cannot hold attachments"}]
 
 
+def test_overlapping_ass_events_all_show_in_mp4_each_for_its_whole_time(tmp_path, smooth_model):
+    """A mov_text sample shows until the next one: the sign and the line starting with it were
+    cut to nothing by the MP4 muxer. What shows together goes in one cue, one line under the other."""
+    path = anime_matroska(tmp_path / "episode.mkv")
+    render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert _mov_text_cues(tmp_path / "out.mp4") == [
+        (0.1, 0.4, "A styled sign\nThe same moment as the sign"), (0.4, 0.5, "A styled sign"),
+        (0.5, 0.6, "A styled sign\nSecond line"), (0.6, 0.9, "Second line")]
+    assert _mov_text_cues(tmp_path / "out.mp4", 1) == [(0.1, 0.5, "Plain words"), (0.6, 0.9, "More words")]
+
+
+def _mov_text_cues(path: Path, number: int = 0):
+    """(start s, end s, text) of each cue of a mov_text track with text (a sample is its length, then UTF-8)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.subtitles[number]
+        samples = [(p.pts * p.time_base, (p.pts + p.duration) * p.time_base, bytes(p)) for p in container.demux(stream)
+                   if p.pts is not None]
+    return [(round(float(start), 3), round(float(end), 3), data[2:2 + int.from_bytes(data[:2], "big")].decode())
+            for start, end, data in samples if len(data) > 2 and data[:2] != b"\x00\x00"]
+
+
 def test_audio_a_lossless_cut_hid_stays_hidden_in_matroska(tmp_path, smooth_model):
     """MP4 hides what the cut's edit list hid with an edit list of its own; Matroska has none, so
     the hidden audio is left out (but for one packet, its decoder's pre-roll)."""

@@ -755,7 +755,14 @@ def aac_layout(layout, channels: int) -> str:
 
 class _TextSubtitleTranscoder:
     """Text subtitles to the text form the output holds: SRT, ASS or WebVTT to mov_text in MP4,
-    mov_text to SRT in Matroska; timing unchanged."""
+    mov_text to SRT in Matroska; timing unchanged.
+
+    A mov_text sample shows until the next one starts: MP4 holds no events that overlap (an ASS
+    sign over a line of dialogue, the two speakers of an SRT cue). The MP4 muxer cut an event
+    short where the next one started, to nothing where they start together, so the sign never
+    showed. Into mov_text, the events are laid out on one line of time instead: a cue from each
+    place where what shows changes to the next, holding the text of every event showing then, in
+    the source's order, one under the other."""
 
     def __init__(self, in_stream, out, codec: str):
         self._in = in_stream
@@ -766,17 +773,62 @@ class _TextSubtitleTranscoder:
         self._stream.codec_context.subtitle_header = in_stream.codec_context.subtitle_header
         self._stream.time_base = in_stream.time_base
         _as_source(self._stream, in_stream, in_stream.language)
+        self._merge = codec == "mov_text"
+        self._showing: List[Tuple[int, bytes, bytes]] = []  # (end, ASS fields before the text, text)
+        self._shown_to: Optional[int] = None  # where the cues written so far end
+        self._time_base = None
 
     def feed(self, packet, run_on: int = 0) -> None:
         subtitles = self._in.codec_context.decode2(packet)
         if subtitles is None:
             return
-        encoded = self._stream.codec_context.encode_subtitle(subtitles)
+        if not self._merge:
+            encoded = self._stream.codec_context.encode_subtitle(subtitles)
+            if encoded is None:
+                return
+            encoded.pts = encoded.dts = packet.pts
+            encoded.duration, encoded.time_base, encoded.stream = packet.duration, packet.time_base, self._stream
+            self._out.mux(encoded)
+            return
+        if packet.pts is None or not packet.time_base:
+            return
+        self._time_base = packet.time_base
+        duration = packet.duration
+        if not duration and subtitles.end_display_time:  # the event says how long it shows, in ms
+            duration = round(Fraction(subtitles.end_display_time - subtitles.start_display_time, 1000)
+                             / Fraction(packet.time_base))
+        self._show_until(packet.pts)
+        for rect in subtitles:
+            line = getattr(rect, "ass", b"")
+            if not line:
+                continue
+            fields = line.split(b",", 8)
+            prefix = b",".join(fields[:8]) + b"," if len(fields) == 9 else b"0,0,Default,,0,0,0,,"
+            if duration and duration > 0:
+                self._showing.append((packet.pts + duration, prefix, fields[-1]))
+
+    def _show_until(self, time: Optional[int]) -> None:
+        """Writes the cues of the events showing up to ``time`` (to the last one's end: None)."""
+        while self._showing and (time is None or self._shown_to < time):
+            until = min(end for end, _, _ in self._showing)
+            if time is not None:
+                until = min(until, time)
+            self._write(self._shown_to, until)
+            self._shown_to = until
+            self._showing = [event for event in self._showing if event[0] > until]
+        if time is not None:
+            self._shown_to = time if self._shown_to is None else max(self._shown_to, time)
+
+    def _write(self, start: int, end: int) -> None:
+        text = b"\\N{\\r}".join(text for _, _, text in self._showing)  # no event's style runs into the next
+        cue = av.subtitles.subtitle.SubtitleSet.create(self._showing[0][1] + text, 0, end - start, start)
+        encoded = self._stream.codec_context.encode_subtitle(cue)
         if encoded is None:
             return
-        encoded.pts = encoded.dts = packet.pts
-        encoded.duration, encoded.time_base, encoded.stream = packet.duration, packet.time_base, self._stream
+        encoded.pts = encoded.dts = start
+        encoded.duration, encoded.time_base, encoded.stream = end - start, self._time_base, self._stream
         self._out.mux(encoded)
 
     def flush(self) -> None:
-        pass
+        if self._merge:
+            self._show_until(None)
