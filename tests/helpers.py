@@ -413,6 +413,26 @@ def with_mov_text(source: Path, path: Path, cues=((100, 500, "Plain words"), (60
     return path
 
 
+def with_ass(source: Path, path: Path, dialogue: Sequence[str]) -> Path:
+    """``source`` (an MP4) as a Matroska with an ASS track of the ``dialogue`` lines (what follows
+    ``Dialogue:`` in a script), styled as :data:`ASS_SCRIPT` is."""
+    script = path.with_suffix(".ass")
+    script.write_text(ASS_SCRIPT.split("[Events]")[0] + "[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, "
+                      "MarginR, MarginV, Effect, Text\n" + "".join(f"Dialogue: {line}\n" for line in dialogue))
+    with av.open(str(source)) as inp, av.open(str(script)) as ass, av.open(str(path), "w", format="matroska") as out:
+        copies = {s.index: out.add_stream_from_template(s, opaque=True) for s in inp.streams}
+        subtitles = out.add_stream_from_template(ass.streams.subtitles[0], opaque=True)
+        for packet in inp.demux():
+            if packet.pts is not None:
+                packet.stream = copies[packet.stream.index]
+                out.mux(packet)
+        for packet in ass.demux(ass.streams.subtitles[0]):
+            if packet.pts is not None:
+                packet.stream = subtitles
+                out.mux(packet)
+    return path
+
+
 def _ramp(frames: int, size) -> Iterator[np.ndarray]:
     """A brightness ramp with a noisy corner, so every frame differs."""
     rng = np.random.default_rng(0)

@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, combing, cut_mid_gop, interlaced_clip,
                            joined_recordings, make_clip, recording_with_audio_gap, save_srvgg, shared_path,
-                           trim_by_edit_list, with_audio_time_wrong, with_mov_text)
+                           trim_by_edit_list, with_ass, with_audio_time_wrong, with_mov_text)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -747,6 +747,15 @@ def test_overlapping_ass_events_all_show_in_mp4_each_for_its_whole_time(tmp_path
         (0.1, 0.4, "A styled sign\nThe same moment as the sign"), (0.4, 0.5, "A styled sign"),
         (0.5, 0.6, "A styled sign\nSecond line"), (0.6, 0.9, "Second line")]
     assert _mov_text_cues(tmp_path / "out.mp4", 1) == [(0.1, 0.5, "Plain words"), (0.6, 0.9, "More words")]
+
+
+def test_ass_vector_drawings_do_not_show_as_coordinates_in_mp4(tmp_path, smooth_model):
+    """A sign's box drawn with ``{\\p1}`` has no mov_text form: its coordinates showed as words."""
+    path = with_ass(make_clip(tmp_path / "clip.mp4", audio=False), tmp_path / "signs.mkv", [
+        r"0,0:00:00.10,0:00:00.40,Sign,,0,0,0,,{\p1}m 0 0 l 100 0 100 100 0 100{\p0}",
+        r"0,0:00:00.50,0:00:00.90,Sign,,0,0,0,,{\p1}m 0 0 l 10 0 10 10{\p0}Closed, {\i1}today{\i0}"])
+    render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert _mov_text_cues(tmp_path / "out.mp4") == [(0.5, 0.9, "Closed, today")]
 
 
 def _mov_text_cues(path: Path, number: int = 0):

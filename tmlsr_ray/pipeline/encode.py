@@ -753,6 +753,29 @@ def aac_layout(layout, channels: int) -> str:
     return {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}.get(channels, "stereo")
 
 
+_ASS_OVERRIDE = re.compile(rb"\{[^}]*\}")
+_ASS_DRAWING = re.compile(rb"\\p(\d+)")
+_ASS_BLANK = re.compile(rb"\{[^}]*\}|\\[Nnh]|\s")  # what shows no text: override blocks, breaks, spaces
+
+
+def _without_drawings(text: bytes) -> bytes:
+    """An ASS event's text less its vector drawings (``{\\p1}m 0 0 l 100 0 100 100{\\p0}``, a
+    sign's box or shape): plain text has no drawings, and mov_text showed their coordinates as
+    words. The override blocks stay for the encoder (italics, colours)."""
+    kept, drawing, at = [], False, 0
+    for block in _ASS_OVERRIDE.finditer(text):
+        if not drawing:
+            kept.append(text[at:block.start()])
+        kept.append(block.group())
+        scales = _ASS_DRAWING.findall(block.group())
+        if scales:
+            drawing = int(scales[-1]) > 0
+        at = block.end()
+    if not drawing:
+        kept.append(text[at:])
+    return b"".join(kept)
+
+
 class _TextSubtitleTranscoder:
     """Text subtitles to the text form the output holds: SRT, ASS or WebVTT to mov_text in MP4,
     mov_text to SRT in Matroska; timing unchanged.
@@ -804,8 +827,9 @@ class _TextSubtitleTranscoder:
                 continue
             fields = line.split(b",", 8)
             prefix = b",".join(fields[:8]) + b"," if len(fields) == 9 else b"0,0,Default,,0,0,0,,"
-            if duration and duration > 0:
-                self._showing.append((packet.pts + duration, prefix, fields[-1]))
+            text = _without_drawings(fields[-1])
+            if duration and duration > 0 and _ASS_BLANK.sub(b"", text):
+                self._showing.append((packet.pts + duration, prefix, text))
 
     def _show_until(self, time: Optional[int]) -> None:
         """Writes the cues of the events showing up to ``time`` (to the last one's end: None)."""
