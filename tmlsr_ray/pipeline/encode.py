@@ -806,12 +806,7 @@ class _TextSubtitleTranscoder:
         if subtitles is None:
             return
         if not self._merge:
-            encoded = self._stream.codec_context.encode_subtitle(subtitles)
-            if encoded is None:
-                return
-            encoded.pts = encoded.dts = packet.pts
-            encoded.duration, encoded.time_base, encoded.stream = packet.duration, packet.time_base, self._stream
-            self._out.mux(encoded)
+            self._encode(subtitles, packet.pts, packet.duration, packet.time_base)
             return
         if packet.pts is None or not packet.time_base:
             return
@@ -846,11 +841,14 @@ class _TextSubtitleTranscoder:
     def _write(self, start: int, end: int) -> None:
         text = b"\\N{\\r}".join(text for _, _, text in self._showing)  # no event's style runs into the next
         cue = av.subtitles.subtitle.SubtitleSet.create(self._showing[0][1] + text, 0, end - start, start)
-        encoded = self._stream.codec_context.encode_subtitle(cue)
+        self._encode(cue, start, end - start, self._time_base)
+
+    def _encode(self, subtitles, pts: Optional[int], duration: int, time_base) -> None:
+        encoded = self._stream.codec_context.encode_subtitle(subtitles)
         if encoded is None:
             return
-        encoded.pts = encoded.dts = start
-        encoded.duration, encoded.time_base, encoded.stream = end - start, self._time_base, self._stream
+        encoded.pts = encoded.dts = pts
+        encoded.duration, encoded.time_base, encoded.stream = duration, time_base, self._stream
         self._out.mux(encoded)
 
     def flush(self) -> None:
