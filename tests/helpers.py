@@ -128,6 +128,7 @@ def tiny_spandrel_network(arch: str, scale: int) -> torch.nn.Module:
 
     window = dict(img_size=16, window_size=4, embed_dim=12, depths=[1], num_heads=[2], mlp_ratio=2)
     builders = {
+        "Compact": lambda: cls("Compact")(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=scale),
         "ESRGAN": lambda: cls("ESRGAN")(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=scale),
         "SwinIR": lambda: cls("SwinIR")(upscale=scale, upsampler="pixelshuffledirect", **window),
         "HAT": lambda: cls("HAT")(upscale=scale, upsampler="pixelshuffle", compress_ratio=3, squeeze_factor=4,

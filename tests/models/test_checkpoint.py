@@ -3,9 +3,11 @@
 import os
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
+from tests.helpers import tiny_spandrel_network
 from tmlsr_ray.models.base import ModelError
 from tmlsr_ray.models.checkpoint import load_checkpoint
 
@@ -62,3 +64,36 @@ def test_a_file_that_is_no_checkpoint_is_named_so(tmp_path, name, content, reaso
     with pytest.raises(ModelError, match=f"cannot read model file {name}: {reason}") as refused:
         load_checkpoint(tmp_path / name)
     assert "weights_only" not in str(refused.value)
+
+
+def _trainer_layouts(state):
+    """How trainers and users save one network's tensors."""
+    other = {name: tensor + 1 for name, tensor in state.items()}
+    return {
+        "compiled": {f"_orig_mod.{name}": tensor for name, tensor in state.items()},
+        "dataparallel": {"params": {f"module.{name}": tensor for name, tensor in state.items()}},
+        "compiled-ema": {"params_ema": {f"_orig_mod.{name}": tensor for name, tensor in state.items()}},
+        "ema-beside-params": {"params": other, "params_ema": state, "iter": 5000},
+        "net_g-with-iteration": {"net_g": state, "iter": 5000},
+        "training-state": {"state_dict": state, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4}]}, "epoch": 3},
+        "bare-with-iteration": {**state, "iter": 5000},
+    }
+
+
+@pytest.mark.parametrize("arch,family", [("Compact", "realesrgan"), ("SwinIR", "spandrel")])
+def test_a_trainers_checkpoint_layout_is_served_as_the_bare_network(tmp_path, arch, family):
+    from tmlsr_ray.models.base import LoadOptions
+    from tmlsr_ray.models.registry import ModelCatalog, load_model
+
+    state = tiny_spandrel_network(arch, 2).state_dict()
+    torch.save(state, tmp_path / "bare.pth")
+    for layout, contents in _trainer_layouts(state).items():
+        torch.save(contents, tmp_path / f"{layout}.pth")
+    catalog = ModelCatalog(tmp_path)
+    frames = np.random.default_rng(0).integers(0, 256, (1, 12, 16, 3), dtype=np.uint8)
+    want = load_model(tmp_path / "bare.pth", catalog.info("bare.pth"), LoadOptions("cpu")).upscale_samples(frames)
+    for layout in _trainer_layouts(state):
+        info = catalog.info(f"{layout}.pth")
+        assert (info.family, info.scale) == (family, 2), layout
+        got = load_model(tmp_path / f"{layout}.pth", info, LoadOptions("cpu")).upscale_samples(frames)
+        assert np.array_equal(got, want), layout

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict
 
 import torch
 
 from tmlsr_ray.models.base import ModelError, file_suffix
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+# Keys trainers nest a network's tensors under; the averaged (EMA) weights first, as basicsr's
+# RealESRGANer takes them when a file holds both.
+WRAPPER_KEYS = ("params_ema", "params-ema", "params", "model_state_dict", "state_dict", "model", "net_g", "net")
+# Prefixes every key gets from a wrapped network: DataParallel's, torch.compile's, old ESRGAN's.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "netG.")
 
 
 def load_checkpoint(path: Path, what: str = "model file") -> Any:
@@ -29,6 +34,28 @@ def load_checkpoint(path: Path, what: str = "model file") -> Any:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch and safetensors raise many types for a broken file
         raise ModelError(f"cannot read {what} {path.name}: {unreadable_reason(exc)}") from exc
+
+
+def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
+    """The network's tensors in a checkpoint, however a trainer saved them: nested under one of
+    :data:`WRAPPER_KEYS` beside its iteration count and optimizer state, or with a wrapper's
+    prefix on every key (a compiled or DataParallel network's ``state_dict()``)."""
+    state = load_checkpoint(path)
+    if isinstance(state, dict):
+        state = next((state[key] for key in WRAPPER_KEYS if isinstance(state.get(key), dict)), state)
+        if len(state) == 1 and isinstance(next(iter(state.values())), dict):
+            state = next(iter(state.values()))
+        tensors = {name: value for name, value in state.items() if isinstance(value, torch.Tensor)}
+        if tensors:
+            return _without_wrapper_prefixes(tensors)
+    raise ModelError(f"model file {path.name} holds no state dict")
+
+
+def _without_wrapper_prefixes(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    prefix = next((p for p in WRAPPER_PREFIXES if all(name.startswith(p) for name in state)), None)
+    if prefix is None:
+        return state
+    return _without_wrapper_prefixes({name[len(prefix):]: tensor for name, tensor in state.items()})
 
 
 def unreadable_reason(exc: Exception) -> str:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, compile_mode, file_suffix
 from tmlsr_ray.models.basicsr_compat import import_architectures
-from tmlsr_ray.models.checkpoint import load_checkpoint
+from tmlsr_ray.models.checkpoint import read_state_dict
 from tmlsr_ray.models.compilation import compile_network
 from tmlsr_ray.models.device import select_device, select_dtype
 from tmlsr_ray.models.frame_network import FrameNetwork
@@ -25,18 +25,6 @@ class ArchitectureSpec:
     kind: str  # "SRVGGNetCompact" | "RRDBNet"
     scale: int
     kwargs: Dict[str, int | str]
-
-
-def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
-    """Loads the tensors of a checkpoint; ``params_ema`` wins over ``params`` as in RealESRGANer."""
-    loaded = load_checkpoint(path)
-    if isinstance(loaded, dict):
-        for key in ("params_ema", "params"):
-            if isinstance(loaded.get(key), dict):
-                return loaded[key]
-        if all(isinstance(v, torch.Tensor) for v in loaded.values()):
-            return loaded
-    raise ModelError(f"model file {path.name} holds no state dict")
 
 
 def detect_architecture(state: Dict[str, torch.Tensor]) -> ArchitectureSpec:

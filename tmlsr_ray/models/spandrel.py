@@ -16,7 +16,7 @@ from typing import Dict, Optional
 import torch
 
 from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, file_suffix
-from tmlsr_ray.models.checkpoint import load_checkpoint
+from tmlsr_ray.models.checkpoint import read_state_dict
 from tmlsr_ray.models.device import select_device, select_dtype
 from tmlsr_ray.models.frame_network import FrameNetwork
 
@@ -39,21 +39,11 @@ REFUSED_ARCHITECTURES = {"GFPGAN": "FaceSR", "RestoreFormer": "FaceSR", "LaMa": 
 LUMA = (0.299, 0.587, 0.114)
 
 
-def read_tensors(path: Path) -> Dict[str, torch.Tensor]:
-    """A checkpoint's tensors (a checkpoint is data, never code to run: no pickled objects)."""
-    import spandrel
-
-    state = load_checkpoint(path)
-    if not isinstance(state, dict):
-        raise ModelError(f"model file {path.name} holds no state dict")
-    return spandrel.canonicalize_state_dict(state)
-
-
 def describe(path: Path):
     """spandrel's descriptor of the file, or ModelError saying why it cannot be served."""
     import spandrel
 
-    state = read_tensors(path)
+    state = read_state_dict(path)
     support = next((a for a in spandrel.MAIN_REGISTRY.architectures("detection") if a.detect(state)), None)
     if support is None:
         raise ModelError(f"model file {path.name}: no architecture spandrel {spandrel.__version__} "
