@@ -50,6 +50,28 @@ def test_a_model_file_replaced_in_place_is_loaded_again(tmp_path):
     assert cache.get(path) == b"x4 network, longer" and cache.names() == ["swap.pth"]
 
 
+def test_a_file_replaced_by_one_of_the_same_size_and_time_is_read_and_loaded_again(tmp_path):
+    """A copy that keeps its source's mtime (cp -p, rsync -a, a model pack unzipped) over a file of
+    the same size, as two networks of one architecture are."""
+    import os
+
+    from tests.helpers import save_spandrel_model
+    from tmlsr_ray.models.registry import ModelCatalog
+
+    path = save_spandrel_model("SPAN", tmp_path / "m.safetensors")
+    catalog, cache = ModelCatalog(tmp_path), ModelCache(2, lambda p: p.read_bytes())
+    assert catalog.info("m.safetensors").architecture == "SPAN"
+    before, stat = cache.get(path), path.stat()
+    replacement = tmp_path / "copy.tmp"
+    replacement.write_bytes(bytes(255 - b for b in before))
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    replacement.replace(path)
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    assert cache.get(path) != before
+    with pytest.raises(ModelError, match="cannot read model file m.safetensors"):
+        catalog.info("m.safetensors")
+
+
 def test_families_recognise_files_by_contents_not_by_name(tmp_path):
     from tests.helpers import save_srvgg
     from tmlsr_ray.models.registry import ModelCatalog

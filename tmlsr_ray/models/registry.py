@@ -1,5 +1,5 @@
 """Model files: the backends (families) that serve them, name checks, recognition by contents
-(cached by file size and modification time), loading, and an LRU cache of loaded models.
+(cached by the file's stamp: size, times, inode), loading, and an LRU cache of loaded models.
 
 A new backend is one module declaring a :class:`~tmlsr_ray.models.base.ModelFamily` and one line
 in :data:`FAMILIES`; the first family that recognises a file serves it.
@@ -69,6 +69,18 @@ def load_model(path: Path, info: ModelInfo, options: LoadOptions = LoadOptions()
     return FAMILY_BY_NAME[info.family].load(path, options)
 
 
+FileStamp = Tuple[int, int, int, int]
+
+
+def file_stamp(path: Path) -> FileStamp:
+    """What changes when a file's contents may have: (size, mtime, inode, ctime). Size and mtime
+    alone missed a file replaced by another of the same size whose copy kept its mtime (``cp -p``,
+    ``rsync -a``, unzipping a model pack): two networks of one architecture save to the same size.
+    A replacement is a new inode, or an in-place write a new ctime, which no copy can set."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns
+
+
 @dataclass(frozen=True)
 class CatalogEntry:
     """One file of the weights directory: what it is, or why it cannot be served."""
@@ -85,7 +97,7 @@ class ModelCatalog:
 
     def __init__(self, weights_dir: Path):
         self._weights_dir = weights_dir
-        self._known: Dict[str, Tuple[Tuple[int, int], CatalogEntry]] = {}
+        self._known: Dict[str, Tuple[FileStamp, CatalogEntry]] = {}
         self._lock = threading.Lock()
 
     def info(self, name: str) -> ModelInfo:
@@ -99,20 +111,20 @@ class ModelCatalog:
         return [self.entry(self._weights_dir / name) for name in available_models(self._weights_dir)]
 
     def entry(self, path: Path) -> CatalogEntry:
-        stat = path.stat()
-        stamp = (stat.st_size, stat.st_mtime_ns)
+        stamp = file_stamp(path)
+        size = stamp[0]
         with self._lock:
             known = self._known.get(path.name)
             if known is not None and known[0] == stamp:
                 return known[1]
         try:
-            if not stat.st_size:
+            if not size:
                 raise ModelError(f"model file {path.name} is empty")
-            entry = CatalogEntry(path.name, stat.st_size, info=recognise(path))
+            entry = CatalogEntry(path.name, size, info=recognise(path))
         except ModelError as exc:
-            entry = CatalogEntry(path.name, stat.st_size, error=str(exc))
+            entry = CatalogEntry(path.name, size, error=str(exc))
         except OSError as exc:
-            entry = CatalogEntry(path.name, stat.st_size, error=f"cannot read model file {path.name}: {exc}")
+            entry = CatalogEntry(path.name, size, error=f"cannot read model file {path.name}: {exc}")
         with self._lock:
             self._known[path.name] = (stamp, entry)
         return entry
@@ -128,12 +140,11 @@ class ModelCache:
         self._capacity = capacity
         self._loader = loader
         self._on_change = on_change
-        self._models: "OrderedDict[Path, Tuple[Tuple[int, int], SuperResolutionModel]]" = OrderedDict()
+        self._models: "OrderedDict[Path, Tuple[FileStamp, SuperResolutionModel]]" = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, path: Path) -> SuperResolutionModel:
-        stat = path.stat()
-        stamp = (stat.st_size, stat.st_mtime_ns)
+        stamp = file_stamp(path)
         with self._lock:
             held = self._models.get(path)
             if held is None or held[0] != stamp:
