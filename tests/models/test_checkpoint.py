@@ -97,3 +97,13 @@ def test_a_trainers_checkpoint_layout_is_served_as_the_bare_network(tmp_path, ar
         assert (info.family, info.scale) == (family, 2), layout
         got = load_model(tmp_path / f"{layout}.pth", info, LoadOptions("cpu")).upscale_samples(frames)
         assert np.array_equal(got, want), layout
+
+
+def test_a_checkpoint_is_read_by_its_contents_whatever_its_suffix_says(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(2)}, str(tmp_path / "safetensors-inside.pth"))
+    torch.save({"w": torch.ones(2)}, tmp_path / "pytorch-inside.safetensors")
+    torch.save({"w": torch.ones(2)}, tmp_path / "legacy-inside.safetensors", _use_new_zipfile_serialization=False)
+    for name in ("safetensors-inside.pth", "pytorch-inside.safetensors", "legacy-inside.safetensors"):
+        assert torch.equal(load_checkpoint(tmp_path / name)["w"], torch.ones(2)), name

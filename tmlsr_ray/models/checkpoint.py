@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, BinaryIO, Dict
 
 import torch
 
@@ -27,13 +27,30 @@ def load_checkpoint(path: Path, what: str = "model file") -> Any:
     """The file's contents: a dict of tensors (safetensors), or whatever data ``torch.load`` reads
     with weights only (a state dict, or one nested under ``params_ema`` and the like)."""
     try:
-        if file_suffix(path) == ".safetensors":
-            from safetensors.torch import load_file
+        with open(path, "rb") as file:
+            if _holds_safetensors(file, path):
+                from safetensors.torch import load_file
 
-            return load_file(str(path))
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+                return load_file(str(path))
+            # The open file, not its name: torch.load reads a name ending in .safetensors as one.
+            return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch and safetensors raise many types for a broken file
         raise ModelError(f"cannot read {what} {path.name}: {unreadable_reason(exc)}") from exc
+
+
+# How PyTorch's files start: a zip archive, or (before PyTorch 1.6) a pickle.
+TORCH_HEADS = (b"PK\x03\x04", b"\x80")
+
+
+def _holds_safetensors(file: BinaryIO, path: Path) -> bool:
+    """Whether the file is safetensors (an 8-byte header length, then its JSON) by its contents,
+    whatever its name says (a safetensors file saved as ``.pth``, a ``.pth`` renamed
+    ``.safetensors``); by its name where its contents are neither format's."""
+    head = file.read(9)
+    file.seek(0)
+    if head[8:9] == b"{":
+        return True
+    return not head.startswith(TORCH_HEADS) and file_suffix(path) == ".safetensors"
 
 
 def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
