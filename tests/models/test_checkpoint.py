@@ -52,13 +52,14 @@ def test_a_pickle_that_would_run_code_never_runs_it(tmp_path, writer):
 
 @pytest.mark.parametrize("name,content,reason", [
     ("cut.pth", None, "truncated or not a PyTorch checkpoint"),
+    ("cut-legacy.pth", None, "truncated or not a PyTorch checkpoint"),
     ("notes.pth", b"hello world\n", "not a PyTorch checkpoint"),
     ("noise.pth", bytes(range(256)) * 20, "not a PyTorch checkpoint"),
     ("noise.safetensors", b"\xff" * 64, "not a safetensors file"),
 ])
 def test_a_file_that_is_no_checkpoint_is_named_so(tmp_path, name, content, reason):
-    if content is None:
-        torch.save({"w": torch.zeros(1000)}, tmp_path / "whole.pth")
+    if content is None:  # cut mid-way, in the zip format or in the one before PyTorch 1.6
+        torch.save({"w": torch.zeros(1000)}, tmp_path / "whole.pth", _use_new_zipfile_serialization="legacy" not in name)
         content = (tmp_path / "whole.pth").read_bytes()[:2000]
     (tmp_path / name).write_bytes(content)
     with pytest.raises(ModelError, match=f"cannot read model file {name}: {reason}") as refused:

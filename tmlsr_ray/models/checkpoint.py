@@ -38,6 +38,8 @@ def load_checkpoint(path: Path, what: str = "model file") -> Any:
         raise ModelError(f"cannot read {what} {path.name}: {unreadable_reason(exc)}") from exc
 
 
+# What torch says of a file cut short: a zip archive's (PyTorch 1.6 on), a legacy file's.
+TRUNCATION_SIGNS = ("central directory", "zip archive", "unexpected EOF")
 # How PyTorch's files start: a zip archive, or (before PyTorch 1.6) a pickle.
 TORCH_HEADS = (b"PK\x03\x04", b"\x80")
 
@@ -83,7 +85,7 @@ def unreadable_reason(exc: Exception) -> str:
             return (f"it holds Python objects ({named.group(1)}), not only tensors; they are never loaded, "
                     f"since loading them could run code: save the network's state_dict instead")
         return "not a PyTorch checkpoint of tensors (an unknown or damaged pickle)"
-    if "central directory" in message or "zip archive" in message or isinstance(exc, (EOFError, OSError)):
+    if any(sign in message for sign in TRUNCATION_SIGNS) or isinstance(exc, (EOFError, OSError)):
         return f"truncated or not a PyTorch checkpoint ({_first_line(message)})"
     if "safetensors" in type(exc).__module__ or "header" in message.lower():
         return f"not a safetensors file, or a damaged one ({_first_line(message)})"
