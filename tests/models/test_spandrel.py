@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import SPANDREL_ARCHS, save_face_model, save_spandrel_model
+from tests.helpers import SPANDREL_ARCHS, save_face_model, save_rrdbnet, save_spandrel_model
 from tmlsr_ray.models.base import LoadOptions, ModelError
 from tmlsr_ray.models.registry import ModelCatalog, load_model
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames, upscale_image
@@ -66,6 +66,19 @@ def test_a_one_channel_span_which_spandrel_cannot_run_is_refused_with_the_reason
     torch.save(SPAN(num_in_ch=1, num_out_ch=1, feature_channels=8, upscale=2).state_dict(), tmp_path / "g.pth")
     with pytest.raises(ModelError, match=r"g.pth \(SPAN\) takes 1 channels, which spandrel's SPAN cannot run"):
         ModelCatalog(tmp_path).info("g.pth")
+
+
+def test_a_network_that_does_not_load_is_refused_in_one_short_line(tmp_path):
+    """An RRDBNet of 4 growth channels, which spandrel rebuilds with 32: torch lists each of its
+    30 tensors that does not fit, a line each, which the listing's error carried whole."""
+    from safetensors.torch import save_file
+
+    save_file(torch.load(save_rrdbnet(tmp_path / "lite.pth"))["params_ema"], str(tmp_path / "lite.safetensors"))
+    with pytest.raises(ModelError) as refused:
+        ModelCatalog(tmp_path).info("lite.safetensors")
+    message = str(refused.value)
+    assert message.startswith("model file lite.safetensors (ESRGAN) does not load: RuntimeError: Error(s) in loading")
+    assert "size mismatch for" in message and "\n" not in message and len(message) <= 400
 
 
 def test_face_restoration_unknown_and_unreadable_files_are_refused_with_the_reason(tmp_path):

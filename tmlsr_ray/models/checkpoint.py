@@ -86,12 +86,16 @@ def unreadable_reason(exc: Exception) -> str:
                     f"since loading them could run code: save the network's state_dict instead")
         return "not a PyTorch checkpoint of tensors (an unknown or damaged pickle)"
     if any(sign in message for sign in TRUNCATION_SIGNS) or isinstance(exc, (EOFError, OSError)):
-        return f"truncated or not a PyTorch checkpoint ({_first_line(message)})"
+        return f"truncated or not a PyTorch checkpoint ({first_lines(message)})"
     if "safetensors" in type(exc).__module__ or "header" in message.lower():
-        return f"not a safetensors file, or a damaged one ({_first_line(message)})"
-    return f"not a PyTorch checkpoint ({type(exc).__name__}: {_first_line(message)})"
+        return f"not a safetensors file, or a damaged one ({first_lines(message)})"
+    return f"not a PyTorch checkpoint ({type(exc).__name__}: {first_lines(message)})"
 
 
-def _first_line(message: str, limit: int = 120) -> str:
-    line = message.strip().splitlines()[0] if message.strip() else "no detail"
+def first_lines(message: str, count: int = 1, limit: int = 120) -> str:
+    """The first ``count`` lines of a library's message as one line of at most ``limit``
+    characters: what a listing's ``error`` and a 400 can hold (torch lists every tensor that does
+    not fit a network, a line each)."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()][:count]
+    line = " ".join(lines) or "no detail"
     return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -16,7 +16,7 @@ from typing import Dict, Optional
 import torch
 
 from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, file_suffix
-from tmlsr_ray.models.checkpoint import read_state_dict
+from tmlsr_ray.models.checkpoint import first_lines, read_state_dict
 from tmlsr_ray.models.device import select_device, select_dtype
 from tmlsr_ray.models.frame_network import FrameNetwork
 
@@ -53,7 +53,8 @@ def describe(path: Path):
     try:
         descriptor = support.architecture.load(state)
     except Exception as exc:  # a detected architecture whose tensors do not fit it
-        raise ModelError(f"model file {path.name} ({name}) does not load: {type(exc).__name__}: {exc}") from exc
+        raise ModelError(f"model file {path.name} ({name}) does not load: {type(exc).__name__}: "
+                         f"{first_lines(str(exc), count=2, limit=300)}") from exc
     _refuse_purpose(path, name, descriptor.purpose)
     if not 1 <= descriptor.scale <= MAX_SCALE:
         raise ModelError(f"model file {path.name} ({name}) scales ×{descriptor.scale}; served are ×1 to ×{MAX_SCALE}")
