@@ -147,3 +147,15 @@ def test_a_file_that_is_part_of_seedvr2_is_refused_as_such_not_as_an_unknown_net
     assert available_models(tmp_path) == []
     with pytest.raises(ModelNameError, match="ema_vae_fp16.safetensors is part of the seedvr2 models"):
         resolve_model_path(tmp_path, "ema_vae_fp16.safetensors")
+
+
+def test_a_model_file_removed_after_the_listing_is_left_out_or_not_found(tmp_path, monkeypatch):
+    from tests.helpers import save_srvgg
+    from tmlsr_ray.models import registry
+
+    save_srvgg(tmp_path / "kept.pth", scale=2)
+    catalog = registry.ModelCatalog(tmp_path)
+    monkeypatch.setattr(registry, "available_models", lambda weights_dir: ["gone.pth", "kept.pth"])
+    assert [entry.name for entry in catalog.entries()] == ["kept.pth"]
+    with pytest.raises(registry.ModelNameError, match="'gone.pth' not found"):
+        catalog.entry(tmp_path / "gone.pth")

@@ -108,10 +108,20 @@ class ModelCatalog:
         return entry.info
 
     def entries(self) -> List[CatalogEntry]:
-        return [self.entry(self._weights_dir / name) for name in available_models(self._weights_dir)]
+        """Every model file; one removed between the listing and its reading is left out."""
+        listed = []
+        for name in available_models(self._weights_dir):
+            try:
+                listed.append(self.entry(self._weights_dir / name))
+            except ModelNameError:
+                continue
+        return listed
 
     def entry(self, path: Path) -> CatalogEntry:
-        stamp = file_stamp(path)
+        try:
+            stamp = file_stamp(path)
+        except FileNotFoundError as exc:  # removed since it was listed or its name checked
+            raise ModelNameError(f"model file {path.name!r} not found in the weights directory") from exc
         size = stamp[0]
         with self._lock:
             known = self._known.get(path.name)
