@@ -878,3 +878,21 @@ def test_a_stated_colour_range_survives_without_the_other_colour_tags_and_an_uns
     for path, stated in ((webm, 1), (plain, 1)):
         render_and_join(path, tmp_path / f"out-{path.stem}.mp4", smooth_model, ONE_SECOND, tmp_path / path.stem)
         assert output_colour_range(tmp_path / f"out-{path.stem}.mp4") == stated
+
+
+@pytest.mark.parametrize("wrong_by", [3, -3])
+@pytest.mark.parametrize("codec, into", [("mp2", MATROSKA), ("ac3", MP4)])
+def test_one_copied_audio_packet_with_a_wrong_time_leaves_the_audio_after_it_in_sync(tmp_path, smooth_model, codec,
+                                                                                      into, wrong_by):
+    """The same bit error in audio the output copies as it is: the side streams ran on from the
+    wrong time (its next packets went back from it), so the sound after it came 3 s late for the
+    rest of the recording; the one packet takes the time its neighbours give it."""
+    path = recording_with_audio_gap(tmp_path / "glitch.ts", seconds=6, gap=(0, 0), audio_codec=codec)
+    clean = _sounding(path)
+    with_audio_time_wrong(path, packet=30, seconds=wrong_by)
+    _, _, report = render_and_join(path, tmp_path / f"out.{into.name}", smooth_model, ONE_SECOND,
+                                   tmp_path / "pieces", into=into)
+    assert [a["codec"] for a in report.audio_copied] == [codec]
+    output = _sounding(tmp_path / f"out.{into.name}")
+    assert len(clean) == 1 and len(output) == 1, f"one stretch of sound, as the recording has: {output}"
+    assert np.allclose(output, clean, atol=1536 / 48000), f"{output} != {clean}"

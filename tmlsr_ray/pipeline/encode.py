@@ -549,7 +549,7 @@ class _SideStreams:
             self._add(out, side, plan, self._source.streams[side.index])
         self._out = out
         wanted = [self._source.streams[i] for i in list(self._map) + list(self._transcoders)]
-        self._packets = iter(self._source.demux(wanted)) if wanted else iter(())
+        self._packets = _in_line(self._source.demux(wanted), wanted) if wanted else iter(())
 
     def _add(self, out, side, plan: str, in_stream) -> None:
         entry = {"index": side.index, "codec": side.codec, "language": side.language}
@@ -610,8 +610,7 @@ class _SideStreams:
     def _mux(self, packet) -> None:
         index = packet.stream.index
         if index in self._transcoders:
-            # the source's own times, before any run-on: what tells a dropout from one wrong time
-            self._transcoders[index].feed(packet, run_on=self._clock.get(index, (0,))[0])
+            self._transcoders[index].feed(packet)
             return
         if packet.is_discard and not self._into.edit_lists:
             # What the source's edit list hides (audio before a lossless cut) would play in a
@@ -648,6 +647,62 @@ class _SideStreams:
         return packet
 
 
+def _gap_slack(time_base) -> Fraction:
+    """How far (in seconds) audio may step from where it should start and still be no gap: a tick
+    of its time base (Matroska's millisecond rounding), or 10 ms."""
+    return max(Fraction(1, 100), Fraction(time_base) if time_base else Fraction(0))
+
+
+class _AudioLine:
+    """One audio stream's packets in the source's own times, one packet looked ahead: a packet
+    that starts away from where the one before it ended (by more than :func:`_gap_slack`) waits
+    for the next, and its step counts only where that next one goes on from it (or none follows):
+    a dropout keeps its gap, and parts of a recording joined end to end their step back (the side
+    streams run on from it). A packet whose time alone is wrong (a bit error in one PES header of
+    a DVB recording: 3 s off, the packets around it right) takes the time its neighbours give it,
+    where the one before it ended: the side streams ran on from a wrong time, and the sound after
+    it came 3 s late to the end. Retimed rather than dropped: dropping it leaves a hole of one
+    frame in the sound (MP4 plays the frame before it that much longer)."""
+
+    def __init__(self, stream):
+        self._slack = _gap_slack(stream.time_base) / Fraction(stream.time_base) if stream.time_base else 0
+        self._end: Optional[int] = None  # where the last packet let through ends
+        self._held = None
+
+    def take(self, packet) -> List:
+        """The packets ready to go on (in order): none while ``packet`` waits."""
+        start = packet.pts
+        ready = [] if self._held is None else [self._settle(start)]
+        if start is None or not packet.duration or self._end is None or abs(start - self._end) <= self._slack:
+            self._end = None if start is None or not packet.duration else start + packet.duration
+            ready.append(packet)
+        else:
+            self._held = packet
+        return ready
+
+    def flush(self) -> List:
+        return [] if self._held is None else [self._settle(None)]
+
+    def _settle(self, following: Optional[int]):
+        held, self._held = self._held, None
+        if following is not None and abs(following - (held.pts + held.duration)) > self._slack:
+            shift = self._end - held.pts
+            held.pts += shift
+            held.dts = None if held.dts is None else held.dts + shift
+        self._end = held.pts + held.duration
+        return held
+
+
+def _in_line(packets: Iterable, streams: Sequence) -> Iterator:
+    """The source's packets as demuxed, each audio stream's through its :class:`_AudioLine`."""
+    lines = {stream.index: _AudioLine(stream) for stream in streams if stream.type == "audio"}
+    for packet in packets:
+        line = lines.get(packet.stream.index)
+        yield from line.take(packet) if line else (packet,)
+    for line in lines.values():
+        yield from line.flush()
+
+
 def _subtitle_plan(codec: str, into: ContainerFormat) -> str:
     if codec in into.subtitle_copy:
         return "copy"
@@ -672,11 +727,8 @@ class _AacTranscoder:
     from where the stream starts: a source time base coarser than a sample (AVI's MP3 counts
     1152-sample frames) stamped two 1024-sample AAC frames alike, which the muxer refused. Where
     a frame starts later than the clock by more than :attr:`_slack` (a dropout in a recording),
-    the clock moves on to it, so the sound after a gap keeps its time, as copied audio does.
-
-    A step (either way) counts only where the next frame goes on from it, in the source's own
-    times: one frame whose time is wrong (a bit error in a PES header) is not a dropout, and the
-    frames after it, which the side streams run on from it, keep their place on the clock."""
+    the clock moves on to it, so the sound after a gap keeps its time, as copied audio does; one
+    packet whose time alone is wrong never gets here (:class:`_AudioLine`)."""
 
     def __init__(self, in_stream, out, language: Optional[str] = None):
         ctx = in_stream.codec_context
@@ -686,54 +738,20 @@ class _AacTranscoder:
         self._resampler = av.AudioResampler(format="fltp", layout=self._stream.layout, rate=ctx.sample_rate)
         self._clock = Fraction(1, ctx.sample_rate)
         self._next_sample: Optional[int] = None  # set by the first decoded frame
-        self._lag = 0  # the clock minus the source's time (in samples) where the next frame should start
-        self._step: Optional[Tuple[object, int, int, bool]] = None  # a frame whose step waits for the next one
-        self._run_on = 0
-        # Not a gap: a step within a tick of the source's time base (Matroska's millisecond
-        # rounding), or under 10 ms.
-        tick = Fraction(in_stream.time_base) / self._clock if in_stream.time_base else 0
-        self._slack = max(ctx.sample_rate // 100, math.ceil(tick))
+        self._slack = round(_gap_slack(in_stream.time_base) / self._clock)
 
-    def feed(self, packet, run_on: int = 0) -> None:
-        """``run_on``: what the side streams added to the packet's times (in its time base), which
-        they change where its times go back (parts of a recording joined end to end)."""
-        went_back, self._run_on = run_on != self._run_on, run_on
+    def feed(self, packet) -> None:
         for frame in packet.decode():
-            start = None
             if frame.pts is not None and frame.time_base:
-                start = round((frame.pts - run_on) * frame.time_base / self._clock)
-            if self._step is not None:
-                self._settle(start)
-            if self._next_sample is None:
-                self._next_sample = start or 0
-                self._lag = self._next_sample - (start or 0)
-            step = 0 if start is None else start - (self._next_sample - self._lag)
-            if abs(step) > self._slack:
-                self._step = (frame, start, step, went_back)
-            else:
-                self._resample(frame)
-
-    def _settle(self, following: Optional[int]) -> None:
-        """The held frame's step holds where the frame after it goes on from it (or says no time):
-        a step on is a dropout, a step back that the side streams ran on from is a join. A step
-        back they did not run on from (times that wander) leaves the clock where it is, as the
-        clock only moves on: it stays within the wander of the source's times."""
-        frame, start, step, went_back = self._step
-        self._step = None
-        if following is None or abs(following - (start + frame.samples)) <= self._slack:
-            if step > 0:
-                self._next_sample += step  # a dropout: the sound after it keeps its time
-            elif went_back:
-                self._lag = self._next_sample - start  # parts joined: the clock runs on
-        self._resample(frame)
-
-    def _resample(self, frame) -> None:
-        for resampled in self._resampler.resample(frame):
-            self._encode(resampled)
+                start = round(frame.pts * frame.time_base / self._clock)
+                if self._next_sample is None or start - self._next_sample > self._slack:
+                    self._next_sample = start
+            elif self._next_sample is None:
+                self._next_sample = 0
+            for resampled in self._resampler.resample(frame):
+                self._encode(resampled)
 
     def flush(self) -> None:
-        if self._step is not None:
-            self._settle(None)
         for resampled in self._resampler.resample(None):
             self._encode(resampled)
         self._out.mux(self._stream.encode(None))
@@ -801,7 +819,7 @@ class _TextSubtitleTranscoder:
         self._shown_to: Optional[int] = None  # where the cues written so far end
         self._time_base = None
 
-    def feed(self, packet, run_on: int = 0) -> None:
+    def feed(self, packet) -> None:
         subtitles = self._in.codec_context.decode2(packet)
         if subtitles is None:
             return
