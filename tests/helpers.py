@@ -319,6 +319,18 @@ def with_audio_time_wrong(ts: Path, packet: int, seconds: float) -> Path:
     return ts
 
 
+def with_track_emptied(source: Path, path: Path, index: int) -> Path:
+    """The source remuxed without any packet of its stream ``index``, which stays listed: an audio
+    track a recorder declared but never wrote to (a microphone that was off)."""
+    with av.open(str(source)) as inp, av.open(str(path), "w", format=inp.format.name.split(",")[0]) as out:
+        copies = {s.index: out.add_stream_from_template(s, opaque=True) for s in inp.streams}
+        for packet in inp.demux():
+            if packet.size and packet.stream.index != index:
+                packet.stream = copies[packet.stream.index]
+                out.mux(packet)
+    return path
+
+
 def cut_mid_gop(source: Path, path: Path, packets: int) -> Path:
     """What a TV recording or a stream dump that starts anywhere looks like: the source without its
     first ``packets`` video packets (and the audio before them), so it starts inside a GOP."""

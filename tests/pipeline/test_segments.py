@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, combing, cut_mid_gop, interlaced_clip,
                            joined_recordings, make_clip, recording_with_audio_gap, save_srvgg, shared_path,
-                           trim_by_edit_list, with_ass, with_audio_time_wrong, with_mov_text)
+                           trim_by_edit_list, with_ass, with_audio_time_wrong, with_mov_text, with_track_emptied)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -896,3 +896,19 @@ def test_one_copied_audio_packet_with_a_wrong_time_leaves_the_audio_after_it_in_
     output = _sounding(tmp_path / f"out.{into.name}")
     assert len(clean) == 1 and len(output) == 1, f"one stretch of sound, as the recording has: {output}"
     assert np.allclose(output, clean, atol=1536 / 48000), f"{output} != {clean}"
+
+
+@pytest.mark.parametrize("codec", ["aac", "pcm_s16le"])
+@pytest.mark.parametrize("into", [MP4, MATROSKA])
+def test_an_audio_track_without_packets_is_listed_as_dropped_not_as_kept(tmp_path, smooth_model, codec, into):
+    """A track the source declares and never wrote to: MP4 left it out and Matroska wrote it
+    empty, while the report listed it as copied (or re-encoded) next to the one that plays."""
+    make_clip(tmp_path / "two.mkv", frames=24, languages=("eng", "fre"), audio_codec=codec)
+    path = with_track_emptied(tmp_path / "two.mkv", tmp_path / "one-empty.mkv", index=2)
+    out = tmp_path / f"out.{into.name}"
+    _, _, report = render_and_join(path, out, smooth_model, ONE_SECOND, tmp_path / "pieces", into=into)
+    assert [a["index"] for a in report.audio_copied + report.audio_reencoded] == [1]
+    assert [(a["index"], a["codec"]) for a in report.audio_dropped] == [(2, codec)]
+    assert "no audio packets" in report.audio_dropped[0]["reason"]
+    with av.open(str(out)) as output:
+        assert len(output.streams.audio) == 1

@@ -87,6 +87,7 @@ class MuxReport:
 
     audio_copied: List[Dict] = field(default_factory=list)
     audio_reencoded: List[Dict] = field(default_factory=list)
+    audio_dropped: List[Dict] = field(default_factory=list)
     subtitles_copied: List[Dict] = field(default_factory=list)
     subtitles_dropped: List[Dict] = field(default_factory=list)
     attachments: List[Dict] = field(default_factory=list)  # kept: name, mimetype, bytes
@@ -323,7 +324,7 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
         # shows nothing before 0 (a stream unwrapped past 0).
         container.metadata.update(_described(source.metadata))
         start = Fraction(pieces[0][1].first_pts) * info.time_base
-        side = _SideStreams(source, info, report, into)
+        side = _SideStreams(source, info, report, into, _audio_without_packets(source_path, info.audio))
         out = _ShiftedOutput(container, -min([start, *side.starts()]))
         chapters = shifted_chapters(source.chapters(), out.offset)
         container.set_chapters(chapters)
@@ -523,11 +524,13 @@ def _show_until(packets: Sequence, end: int) -> None:
 class _SideStreams:
     """Audio and subtitle streams of the source, muxed in time order next to the video."""
 
-    def __init__(self, source, info: VideoInfo, report: MuxReport, into: ContainerFormat = MP4):
+    def __init__(self, source, info: VideoInfo, report: MuxReport, into: ContainerFormat = MP4,
+                 empty: frozenset = frozenset()):
         self._source = source
         self._report = report
         self._into = into
-        self._plan = [(audio, "copy" if audio.codec in into.audio_copy else "aac") for audio in info.audio]
+        self._plan = [(audio, "drop" if audio.index in empty else "copy" if audio.codec in into.audio_copy else "aac")
+                      for audio in info.audio]
         self._plan += [(sub, _subtitle_plan(sub.codec, into)) for sub in info.subtitles]
         self._map: Dict[int, object] = {}
         self._transcoders: Dict[int, "_AacTranscoder | _TextSubtitleTranscoder"] = {}
@@ -564,6 +567,8 @@ class _SideStreams:
         elif plan == "text":
             self._transcoders[side.index] = _TextSubtitleTranscoder(in_stream, out, self._into.text_subtitles)
             report.subtitles_copied.append({**entry, "to": self._into.text_subtitles})
+        elif is_audio:
+            report.audio_dropped.append({**entry, "reason": "the source's track holds no audio packets"})
         else:  # bitmap subtitles (PGS, DVB, VobSub) have no MP4 form
             report.subtitles_dropped.append(
                 {**entry, "reason": f"{self._into.name.upper()} cannot hold {side.codec} subtitles"})
@@ -701,6 +706,21 @@ def _in_line(packets: Iterable, streams: Sequence) -> Iterator:
         yield from line.take(packet) if line else (packet,)
     for line in lines.values():
         yield from line.flush()
+
+
+def _audio_without_packets(source_path: Path, audio: Sequence) -> frozenset:
+    """The indices of the audio streams that hold no packet: a track a recorder declared and never
+    wrote to (a microphone that was off). MP4 leaves such a track out and Matroska writes it empty,
+    while the report listed it as kept; it is left out of both, and said so. Read until every
+    stream has shown a packet: at once in a usual file, to the end where one never does."""
+    waiting = {side.index for side in audio}
+    if waiting:
+        with open_container(source_path) as source:
+            for packet in source.demux([source.streams[index] for index in waiting]):
+                waiting.discard(packet.stream.index if packet.size else None)
+                if not waiting:
+                    break
+    return frozenset(waiting)
 
 
 def _subtitle_plan(codec: str, into: ContainerFormat) -> str:

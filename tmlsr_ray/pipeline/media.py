@@ -98,6 +98,7 @@ def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: En
         "crf": options.crf, "preset": options.preset, "encoder_threads": options.threads,
         "audio_streams": [{**a, "copied": True} for a in report.audio_copied]
         + [{**a, "copied": False} for a in report.audio_reencoded],
+        "audio_dropped": report.audio_dropped,
         "subtitle_streams": report.subtitles_copied,
         "subtitles_dropped": report.subtitles_dropped,
         "attachments": report.attachments,
