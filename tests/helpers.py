@@ -18,7 +18,7 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from fractions import Fraction
-from typing import Iterator, List, Sequence
+from typing import Iterator, List, Optional, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import av
@@ -374,9 +374,11 @@ FONT_BYTES = b"\x00\x01\x00\x00" + bytes(range(256)) * 8  # stands in for a True
 COVER_JPEG = cv2.imencode(".jpg", np.full((8, 8, 3), 200, np.uint8))[1].tobytes()
 
 
-def anime_matroska(path: Path, frames: int = 12, rate: int = 12, size=(64, 48)) -> Path:
+def anime_matroska(path: Path, frames: int = 12, rate: int = 12, size=(64, 48),
+                   default_subtitle: Optional[int] = None) -> Path:
     """A fansub-style Matroska: H.264 with PCM audio (MP4 holds no PCM), a styled ASS track (its
-    font attached, as fansubs ship them), an SRT track, a cover image, and chapters."""
+    font attached, as fansubs ship them), an SRT track, a cover image, and chapters. Neither
+    subtitle track is the default unless ``default_subtitle`` names one (0 the ASS, 1 the SRT)."""
     ass, srt = path.with_name(path.stem + ".ass"), path.with_name(path.stem + ".srt")
     ass.write_text(ASS_SCRIPT)
     srt.write_text(SRT_SCRIPT)
@@ -390,7 +392,10 @@ def anime_matroska(path: Path, frames: int = 12, rate: int = 12, size=(64, 48)) 
         for source, language in ((ass_in, "eng"), (srt_in, "spa")):
             copy = out.add_stream_from_template(source.streams.subtitles[0], opaque=True)
             copy.metadata["language"] = language
+            copy.disposition = av.stream.Disposition(0)
             subtitles.append((source, copy))
+        if default_subtitle is not None:
+            subtitles[default_subtitle][1].disposition = av.stream.Disposition.default
         out.add_attachment("TestFont.ttf", "application/x-truetype-font", FONT_BYTES)
         out.add_attachment("cover.jpg", "image/jpeg", COVER_JPEG)  # read back as an attached picture
         for pixels in _ramp(frames, size):

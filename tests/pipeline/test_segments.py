@@ -912,3 +912,18 @@ def test_an_audio_track_without_packets_is_listed_as_dropped_not_as_kept(tmp_pat
     assert "no audio packets" in report.audio_dropped[0]["reason"]
     with av.open(str(out)) as output:
         assert len(output.streams.audio) == 1
+
+
+@pytest.mark.parametrize("default_subtitle", [None, 1])
+@pytest.mark.parametrize("into", [MP4, MATROSKA], ids=lambda c: c.name)
+def test_subtitle_tracks_are_the_default_where_the_source_says_so_and_only_there(tmp_path, smooth_model, into,
+                                                                                 default_subtitle):
+    """FFmpeg's MP4 muxer enables the first subtitle track where none is the default, and players
+    show an enabled one from the start: subtitles the source had off came on."""
+    path = anime_matroska(tmp_path / "episode.mkv", default_subtitle=default_subtitle)
+    render_and_join(path, tmp_path / f"out.{into.name}", smooth_model, ONE_SECOND, tmp_path / "pieces", into=into)
+    with av.open(str(tmp_path / f"out.{into.name}")) as out:
+        shown = [bool(s.disposition & av.stream.Disposition.default) for s in out.streams.subtitles]
+        audio = [bool(s.disposition & av.stream.Disposition.default) for s in out.streams.audio]
+    assert shown == [n == default_subtitle for n in range(2)]
+    assert into.muxer != "mp4" or audio == [True], "MP4's one audio track stays the one to play"

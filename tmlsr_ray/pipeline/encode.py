@@ -34,6 +34,7 @@ from tmlsr_ray.models.yuv import SWS_MATRIX, SWS_MATRIX_TAG, Yuv420
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.colour import is_hdr, written_colour
 from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, copy_video_stream, open_container
+from tmlsr_ray.pipeline.mp4_tracks import disable_subtitle_tracks
 
 MP4_AUDIO_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
 TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text", "mov_text"})
@@ -335,6 +336,9 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
         if into.muxer == "matroska":
             _matroska_video_track(joiner.stream, info)
         side.open(out)
+        subtitles = container.streams.subtitles
+        subtitles_off = into.muxer == "mp4" and subtitles and not any(
+            s.disposition & av.stream.Disposition.default for s in subtitles)
         _carry_attachments(source_path, container, into, report)
         ends = [piece.first_pts for _, piece in pieces[1:]] + [None]
         for (path, piece), end in zip(pieces, ends):
@@ -345,6 +349,8 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
             report.frames += piece.frames
             report.encoder = report.encoder or piece.encoder
         side.mux_until(None)
+    if subtitles_off:
+        disable_subtitle_tracks(out_path)  # the muxer enabled the first one: it showed from the start
     return report
 
 
