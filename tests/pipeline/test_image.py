@@ -437,3 +437,42 @@ def test_a_gray_heic_or_avif_stays_gray(tmp_path, fmt):
     image = decode_image(path, info)
     assert image.shape == (16, 32) and np.abs(image.astype(int) - levels).max() <= 3
     assert output_format(info, image) == "jpeg"
+
+
+def _gray_palette_image(levels: np.ndarray) -> Image.Image:
+    """``levels`` as a palette image whose palette holds those grays in an order of its own (as an
+    editor writes a gray GIF: the levels used, not a ramp of all 256)."""
+    used = np.unique(levels)
+    indices = (len(used) - 1 - np.searchsorted(used, levels)).astype(np.uint8)  # the lightest first
+    image = Image.fromarray(indices, "P")
+    image.putpalette([v for level in used[::-1] for v in (int(level),) * 3])
+    return image
+
+
+@pytest.mark.parametrize("palette", ["ramp", "levels used"])
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "TIFF"])
+def test_a_palette_image_of_grays_stays_gray(tmp_path, fmt, palette):
+    """A GIF (or a palette PNG or TIFF) whose palette holds only grays came out in colour (three
+    equal channels), where a gray PNG, JPEG or HEIC stays gray."""
+    levels = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (16, 1))
+    picture = _gray_palette_image(levels)
+    if palette == "ramp":
+        picture = Image.fromarray(levels).convert("P")
+        picture.putpalette([v for level in range(256) for v in (level,) * 3])
+    path = _write(tmp_path, f"gray.{fmt.lower()}", picture, format=fmt)
+    info = probe_image(path, 10_000)
+    image = decode_image(path, info)
+    assert image.shape == (16, 32) and (image == levels).all()
+    assert output_format(info, image) == "png"
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG"])
+def test_a_palette_image_with_one_colour_in_use_stays_in_colour(tmp_path, fmt):
+    levels = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (16, 1))
+    picture = _gray_palette_image(levels)
+    palette = picture.getpalette()
+    palette[3 * 5:3 * 6] = [255, 0, 0]
+    picture.putpalette(palette)
+    path = _write(tmp_path, f"red.{fmt.lower()}", picture, format=fmt)
+    image = decode_image(path, probe_image(path, 10_000))
+    assert image.ndim == 3 and image.shape[2] == 3

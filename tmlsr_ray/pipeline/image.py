@@ -136,7 +136,7 @@ def _upright_exif(exif) -> Optional[bytes]:
 
 def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
     if info.format in READ_BY_PILLOW:  # an image task takes a GIF's first frame
-        return _decode_with_pillow(path, info)
+        return _palette_of_grays_as_gray(_decode_with_pillow(path, info), info.mode)
     data = np.fromfile(str(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
@@ -153,12 +153,21 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
         image = _with_tiff_gray_alpha(path, image, premultiplied=info.mode == "La")
     elif info.format == "tiff" and _has_alpha(image) and _tiff_colour_is_premultiplied(path, image.dtype):
         image = _unpremultiply(image)
+    image = _palette_of_grays_as_gray(image, info.mode)
     if (image.shape[1], image.shape[0]) != (info.width, info.height) and info.orientation == 1:
         raise InputError(
             f"decoded size {image.shape[1]}x{image.shape[0]} differs from the header "
             f"{info.width}x{info.height}: the file is corrupt"
         )
     return apply_exif_orientation(image, info.orientation)
+
+
+def _palette_of_grays_as_gray(image: np.ndarray, mode: str) -> np.ndarray:
+    """A palette image (GIF, PNG, TIFF) whose colours are all grays as gray, as a gray PNG, JPEG or
+    HEIC is: the decoders expand a palette to colour, and it came out as three equal channels."""
+    if mode == "P" and image.ndim == 3 and image.shape[2] == 3 and (image[:, :, :1] == image[:, :, 1:]).all():
+        return np.ascontiguousarray(image[:, :, 0])
+    return image
 
 
 def _with_transparent_gray_level(image: np.ndarray, png: np.ndarray) -> np.ndarray:
