@@ -319,6 +319,18 @@ def with_audio_time_wrong(ts: Path, packet: int, seconds: float) -> Path:
     return ts
 
 
+def with_audio_frames_bundled(ts: Path, path: Path) -> Path:
+    """The transport stream remuxed as the ffmpeg command writes one (0.7 s max_delay): several
+    audio frames share one PES and its one time, which the demuxer hands on to each frame."""
+    with av.open(str(ts)) as inp, av.open(str(path), "w", format="mpegts", options={"max_delay": "700000"}) as out:
+        copies = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for packet in inp.demux():
+            if packet.dts is not None:
+                packet.stream = copies[packet.stream.index]
+                out.mux(packet)
+    return path
+
+
 def with_track_emptied(source: Path, path: Path, index: int) -> Path:
     """The source remuxed without any packet of its stream ``index``, which stays listed: an audio
     track a recorder declared but never wrote to (a microphone that was off)."""

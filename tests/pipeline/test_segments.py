@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import cv2
@@ -17,11 +18,11 @@ import pytest
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, combing, cut_mid_gop, interlaced_clip,
                            joined_recordings, make_clip, recording_with_audio_gap, save_srvgg, shared_path,
-                           trim_by_edit_list, with_ass, with_audio_time_wrong, with_mov_text, with_track_emptied)
+                           trim_by_edit_list, with_ass, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text, with_track_emptied)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
-                                      assemble, even_size, task_codecs_available)
+                                      _AudioLine, assemble, even_size, task_codecs_available)
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
 from tmlsr_ray.pipeline.segments import Cutting, decode_segment, extract_segments, plan_segments, scan_packets
 from tmlsr_ray.pipeline.timeline import continuous_source
@@ -896,6 +897,32 @@ def test_one_copied_audio_packet_with_a_wrong_time_leaves_the_audio_after_it_in_
     output = _sounding(tmp_path / f"out.{into.name}")
     assert len(clean) == 1 and len(output) == 1, f"one stretch of sound, as the recording has: {output}"
     assert np.allclose(output, clean, atol=1536 / 48000), f"{output} != {clean}"
+
+
+@pytest.mark.parametrize("into", [MATROSKA, MP4], ids=lambda c: c.name)
+def test_one_wrong_pes_time_over_several_audio_frames_leaves_the_audio_after_it_in_sync(tmp_path, smooth_model, into):
+    """An FFmpeg-written transport stream puts several MP2 frames in one PES: a bit error in its
+    header makes them all 3 s off, which was taken for a step (a dropout of 3 s, then the sound
+    3 s late to the end), copied into Matroska or re-encoded for MP4 alike."""
+    clean = recording_with_audio_gap(tmp_path / "clean.ts", seconds=6, gap=(0, 0), audio_codec="mp2")
+    path = with_audio_time_wrong(with_audio_frames_bundled(clean, tmp_path / "glitch.ts"), packet=10, seconds=3)
+    with av.open(str(path)) as source:
+        times = [p.pts for p in source.demux(audio=0) if p.size]
+    assert sum(b < a for a, b in zip(times, times[1:])) == 1 and times[20] - times[18] > 90000, "two frames wrong"
+    render_and_join(path, tmp_path / f"out.{into.name}", smooth_model, ONE_SECOND, tmp_path / "pieces", into=into)
+    output = _sounding(tmp_path / f"out.{into.name}")
+    assert len(output) == 1, f"one stretch of sound, as the recording has: {output}"
+    assert np.allclose(output, _sounding(clean), atol=1152 / 16000), f"{output} != {_sounding(clean)}"
+
+
+def test_a_lone_audio_packet_between_two_dropouts_keeps_its_time():
+    """Sound to 2 s, a dropout, one packet at 4 s, another dropout, sound from 6 s: the packet
+    after the lone one did not go on from it, so it was taken for a wrong time and moved to 2 s."""
+    stream = SimpleNamespace(time_base=Fraction(1, 1000), type="audio", index=1)
+    times = [*range(0, 2000, 24), 4000, *range(6000, 8000, 24)]
+    line = _AudioLine(stream)
+    out = [p for t in times for p in line.take(SimpleNamespace(pts=t, dts=t, duration=24, stream=stream))]
+    assert [p.pts for p in out + line.flush()] == times
 
 
 @pytest.mark.parametrize("codec", ["aac", "pcm_s16le"])

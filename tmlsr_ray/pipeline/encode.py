@@ -658,6 +658,11 @@ class _SideStreams:
         return packet
 
 
+# How long a stretch of audio packets may have wrong times and still be put back on the line of
+# the packets around them: more than an FFmpeg-written PES holds (0.35 s).
+WRONG_TIMES_SPAN = Fraction(1)
+
+
 def _gap_slack(time_base) -> Fraction:
     """How far (in seconds) audio may step from where it should start and still be no gap: a tick
     of its time base (Matroska's millisecond rounding), or 10 ms."""
@@ -665,43 +670,65 @@ def _gap_slack(time_base) -> Fraction:
 
 
 class _AudioLine:
-    """One audio stream's packets in the source's own times, one packet looked ahead: a packet
-    that starts away from where the one before it ended (by more than :func:`_gap_slack`) waits
-    for the next, and its step counts only where that next one goes on from it (or none follows):
-    a dropout keeps its gap, and parts of a recording joined end to end their step back (the side
-    streams run on from it). A packet whose time alone is wrong (a bit error in one PES header of
-    a DVB recording: 3 s off, the packets around it right) takes the time its neighbours give it,
-    where the one before it ended: the side streams ran on from a wrong time, and the sound after
-    it came 3 s late to the end. Retimed rather than dropped: dropping it leaves a hole of one
-    frame in the sound (MP4 plays the frame before it that much longer)."""
+    """One audio stream's packets in the source's own times, looked ahead: packets that start away
+    from where the one before them ended (by more than :func:`_gap_slack`) wait, up to
+    :data:`WRONG_TIMES_SPAN` of sound. Where a packet after them goes on from that line, their
+    times alone were wrong (a bit error in one PES header of a DVB recording: 3 s off, the packets
+    around it right; an FFmpeg-written stream puts several frames in one PES, which all take its
+    time) and they take the times their neighbours give them: the side streams ran on from a
+    wrong time, and the sound after it came 3 s late to the end. Where none does within that span,
+    the first one's step is real: a dropout keeps its gap, and parts of a recording joined end to
+    end their step back (the side streams run on from it). Retimed rather than dropped: dropping
+    them leaves a hole in the sound (MP4 plays the frame before it that much longer)."""
 
     def __init__(self, stream):
-        self._slack = _gap_slack(stream.time_base) / Fraction(stream.time_base) if stream.time_base else 0
+        tick = Fraction(stream.time_base) if stream.time_base else Fraction(0)
+        self._slack = _gap_slack(stream.time_base) / tick if tick else 0
+        self._span = WRONG_TIMES_SPAN / tick if tick else 0
         self._end: Optional[int] = None  # where the last packet let through ends
-        self._held = None
+        self._held: List = []  # packets off the line, in order
 
     def take(self, packet) -> List:
         """The packets ready to go on (in order): none while ``packet`` waits."""
         start = packet.pts
-        ready = [] if self._held is None else [self._settle(start)]
-        if start is None or not packet.duration or self._end is None or abs(start - self._end) <= self._slack:
-            self._end = None if start is None or not packet.duration else start + packet.duration
-            ready.append(packet)
-        else:
-            self._held = packet
-        return ready
+        if start is None or not packet.duration:  # no time to judge it by: what waits goes as it is
+            ready, self._held, self._end = [*self._held, packet], [], None
+            return ready
+        line = None if self._end is None else self._end + sum(held.duration for held in self._held)
+        if line is None or abs(start - line) <= self._slack:
+            ready = self._retimed_held()
+            self._end = start + packet.duration
+            return [*ready, packet]
+        self._held.append(packet)
+        if sum(held.duration for held in self._held) <= self._span:
+            return []
+        return self._first_step_real()
 
     def flush(self) -> List:
-        return [] if self._held is None else [self._settle(None)]
+        ready = []
+        while self._held:
+            ready += self._first_step_real()
+        return ready
 
-    def _settle(self, following: Optional[int]):
-        held, self._held = self._held, None
-        if following is not None and abs(following - (held.pts + held.duration)) > self._slack:
-            shift = self._end - held.pts
-            held.pts += shift
-            held.dts = None if held.dts is None else held.dts + shift
-        self._end = held.pts + held.duration
+    def _retimed_held(self) -> List:
+        """The waiting packets, one after the other from where the line was: the packet after them
+        went on from it."""
+        held, self._held = self._held, []
+        for packet in held:
+            shift = self._end - packet.pts
+            packet.pts += shift
+            packet.dts = None if packet.dts is None else packet.dts + shift
+            self._end += packet.duration
         return held
+
+    def _first_step_real(self) -> List:
+        """The first waiting packet with its own time, and the others judged again from its end."""
+        first, *rest = self._held
+        self._held, self._end = [], first.pts + first.duration
+        ready = [first]
+        for packet in rest:
+            ready += self.take(packet)
+        return ready
 
 
 def _in_line(packets: Iterable, streams: Sequence) -> Iterator:
