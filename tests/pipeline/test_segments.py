@@ -915,6 +915,20 @@ def test_one_wrong_pes_time_over_several_audio_frames_leaves_the_audio_after_it_
     assert np.allclose(output, _sounding(clean), atol=1152 / 16000), f"{output} != {_sounding(clean)}"
 
 
+@pytest.mark.parametrize("into", [MATROSKA, MP4], ids=lambda c: c.name)
+def test_a_wrong_time_on_the_first_audio_packet_leaves_the_audio_after_it_in_sync(tmp_path, smooth_model, into):
+    """A bit error in the first PES header (3 s late): nothing before it to judge it by, so it
+    went through, the packets after it went back from it and ran on from it, and the whole
+    recording's sound came 3 s late (3 s of silence first)."""
+    path = recording_with_audio_gap(tmp_path / "glitch.ts", seconds=6, gap=(0, 0), audio_codec="mp2")
+    clean = _sounding(path)
+    with_audio_time_wrong(path, packet=0, seconds=3)
+    render_and_join(path, tmp_path / f"out.{into.name}", smooth_model, ONE_SECOND, tmp_path / "pieces", into=into)
+    output = _sounding(tmp_path / f"out.{into.name}")
+    assert len(output) == 1, f"one stretch of sound, as the recording has: {output}"
+    assert np.allclose(output, clean, atol=1152 / 16000), f"{output} != {clean}"
+
+
 def test_a_lone_audio_packet_between_two_dropouts_keeps_its_time():
     """Sound to 2 s, a dropout, one packet at 4 s, another dropout, sound from 6 s: the packet
     after the lone one did not go on from it, so it was taken for a wrong time and moved to 2 s."""

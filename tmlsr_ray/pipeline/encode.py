@@ -694,15 +694,39 @@ class _AudioLine:
         if start is None or not packet.duration:  # no time to judge it by: what waits goes as it is
             ready, self._held, self._end = [*self._held, packet], [], None
             return ready
-        line = None if self._end is None else self._end + sum(held.duration for held in self._held)
-        if line is None or abs(start - line) <= self._slack:
+        if self._end is None:
+            return self._head(packet)
+        if abs(start - (self._end + self._held_duration())) <= self._slack:
             ready = self._retimed_held()
             self._end = start + packet.duration
             return [*ready, packet]
         self._held.append(packet)
-        if sum(held.duration for held in self._held) <= self._span:
+        if self._held_duration() <= self._span:
             return []
         return self._first_step_real()
+
+    def _head(self, packet) -> List:
+        """The stream's first packets, with no line before them to judge them by: they wait, up to
+        :data:`WRONG_TIMES_SPAN` of sound, for one that does not go on from them. Where it goes
+        back from them, their times were wrong (a bit error in the first PES: the sound after it
+        ran on from it, late to the end) and they end where it starts; where it starts later, a
+        dropout follows them and they keep their times."""
+        last = self._held[-1] if self._held else None
+        if last is None or abs(packet.pts - (last.pts + last.duration)) <= self._slack:
+            self._held.append(packet)
+            if self._held_duration() <= self._span:
+                return []
+            packet = None
+        ready, self._held = self._held, []
+        if packet is not None and packet.pts < ready[0].pts:
+            shift = packet.pts - sum(held.duration for held in ready) - ready[0].pts
+            for held in ready:
+                _shifted(held, shift)
+        self._end = ready[-1].pts + ready[-1].duration
+        return ready if packet is None else [*ready, *self.take(packet)]
+
+    def _held_duration(self) -> int:
+        return sum(held.duration for held in self._held)
 
     def flush(self) -> List:
         ready = []
@@ -715,9 +739,7 @@ class _AudioLine:
         went on from it."""
         held, self._held = self._held, []
         for packet in held:
-            shift = self._end - packet.pts
-            packet.pts += shift
-            packet.dts = None if packet.dts is None else packet.dts + shift
+            _shifted(packet, self._end - packet.pts)
             self._end += packet.duration
         return held
 
@@ -729,6 +751,11 @@ class _AudioLine:
         for packet in rest:
             ready += self.take(packet)
         return ready
+
+
+def _shifted(packet, shift: int) -> None:
+    packet.pts += shift
+    packet.dts = None if packet.dts is None else packet.dts + shift
 
 
 def _in_line(packets: Iterable, streams: Sequence) -> Iterator:
