@@ -101,6 +101,24 @@ def test_output_frames_too_small_for_the_encoder_are_refused_before_the_model_ru
     check_encodable((64, 64), options, hdr=False)
 
 
+@pytest.mark.parametrize("codec,size", [("h264", (16386, 64)), ("h264", (64, 16386)), ("av1", (16386, 64)),
+                                        ("av1", (64, 8706))])
+def test_output_frames_too_large_for_the_encoder_are_refused_before_the_model_runs(codec, size):
+    """libx264 and SVT-AV1 refuse to open above their largest frame: the replica failed with
+    "Generic error in an external library" after the model's first batch."""
+    from tmlsr_ray.pipeline.encode import MAX_FRAME_SIZE, TASK_CODECS, EncodeOptions, encoder_works, resolve_codec
+    from tmlsr_ray.pipeline.media import check_encodable
+
+    options = EncodeOptions(TASK_CODECS[codec])
+    encoder = resolve_codec(options.codec, size)
+    if encoder not in MAX_FRAME_SIZE or encoder not in av.codecs_available:
+        pytest.skip(f"this FFmpeg has no {codec} encoder with a known maximum")
+    assert not encoder_works(encoder, *size) and encoder_works(encoder, *MAX_FRAME_SIZE[encoder][:1], 64)
+    with pytest.raises(InputError, match=rf"output frames of {size[0]}x{size[1]} are too large for {encoder}.*hevc"):
+        check_encodable(size, options, hdr=False)
+    check_encodable((64, MAX_FRAME_SIZE[encoder][1]), options, hdr=False)
+
+
 def test_a_tiny_hdr_video_goes_to_h264_where_hevc_cannot_take_it():
     from tmlsr_ray.pipeline.encode import EncodeOptions, resolve_codec
     from tmlsr_ray.pipeline.media import check_encodable
