@@ -18,7 +18,7 @@ from tests.helpers import HDR_MASTERING, colour_chart_clip, chart_yuv
 from tmlsr_ray.pipeline.colour import (PRIMARIES, TRC_HLG, TRC_PQ, ToneMap, hlg_to_nits, pq_to_nits,
                                       primaries_to_bt709, written_colour)
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
-from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter
+from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, resolve_codec
 
 CASES = {
     "hevc10_bt2020_hlg": dict(codec="libx265", pix_fmt="yuv420p10le", depth=10,
@@ -137,13 +137,17 @@ def assert_patches_within_two_levels(got, want) -> None:
                 assert abs(out[y, x] - int(expected[y // 2, x // 2])) <= 2, (plane, row, col)
 
 
-def test_pq_mastering_metadata_is_read_at_probe_and_written_into_the_pieces(tmp_path):
+@pytest.mark.parametrize("codec", ["libx264", "libx265", "av1"])
+def test_pq_mastering_metadata_is_read_at_probe_and_written_into_the_pieces(tmp_path, codec):
+    """Each encoder takes it in its own terms; SVT-AV1's (floats, not x265's integers) was not given."""
+    if resolve_codec(codec) not in av.codecs_available:
+        pytest.skip(f"this FFmpeg has no {codec} encoder")
     path = colour_chart_clip(tmp_path / "pq.mp4", "libx265", "yuv420p10le", 10,
                              dict(color_primaries=9, color_trc=16, colorspace=9, color_range=1), mastering=True)
     info = probe_video(path)
     assert info.mastering == HDR_MASTERING
     batch = next(iter_batches(path, info, 2))
-    writer = PieceWriter(0, info, (128, 64), EncodeOptions(preset="ultrafast", ten_bit=True))
+    writer = PieceWriter(0, info, (128, 64), EncodeOptions(codec, preset="ultrafast", ten_bit=True))
     writer.write(batch.frames, batch.pts)
     data, _ = writer.close()
     with av.open(io.BytesIO(data)) as container:

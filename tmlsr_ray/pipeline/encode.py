@@ -206,10 +206,26 @@ def encoder_options(codec: str, crf: int, preset: str, threads: int = 0,
     if codec == HARDWARE_ENCODER:
         return {"rc": "vbr", "cq": str(crf), "b": "0", "preset": NVENC_PRESETS.get(preset, "p5")}
     if codec == "libsvtav1":
-        return {"crf": str(crf), "preset": str(SVT_PRESETS.get(preset, 7))}
+        options = {"crf": str(crf), "preset": str(SVT_PRESETS.get(preset, 7))}
+        if mastering:
+            options["svtav1-params"] = ":".join(_svt_hdr10_params(mastering))
+        return options
     if codec in ("libaom-av1", "librav1e"):
         return {"crf": str(crf), "threads": str(threads)}
     return {}
+
+
+def _svt_hdr10_params(mastering: Dict[str, str]) -> List[str]:
+    """HDR10 metadata in SVT-AV1's terms: its mastering display takes chromaticities and cd/m² as
+    decimals, where x265's notation counts 1/50000 and 1/10000 of them (given those integers,
+    SVT-AV1 wrote every primary at 1.0)."""
+    params = [f"content-light={mastering['cll']}"] if "cll" in mastering else []
+    if "master_display" in mastering:
+        gx, gy, bx, by, rx, ry, wx, wy, high, low = (int(v) for v in re.findall(r"\d+", mastering["master_display"]))
+        chroma = [f"{v / 50000:g}" for v in (gx, gy, bx, by, rx, ry, wx, wy)]
+        params.append("mastering-display=G({},{})B({},{})R({},{})WP({},{})".format(*chroma)
+                      + f"L({high / 10000:g},{low / 10000:g})")
+    return params
 
 
 class PieceWriter:
