@@ -150,8 +150,9 @@ HEVC_ENCODER = "libx265"
 # finished frames 8 or 16 pixels high (640x16 ran until the call's timeout; 640x32 finished).
 MIN_FRAME_SIDE = {HEVC_ENCODER: 16, "libsvtav1": 32}
 # The largest (width, height) an encoder opens for: libx264 refuses a side over 16384, SVT-AV1 a
-# width over 16384 or a height over 8704 (libx265 opened at 32768 a side).
-MAX_FRAME_SIZE = {"libx264": (16384, 16384), "libsvtav1": (16384, 8704)}
+# width over 16384 or a height over 8704, libx265 a side over 32768 where the other is under 32
+# (it takes up to 65536 beside a larger one).
+MAX_FRAME_SIZE = {"libx264": (16384, 16384), HEVC_ENCODER: (32768, 32768), "libsvtav1": (16384, 8704)}
 CODEC_ALIASES = {"hevc": HEVC_ENCODER, "h265": HEVC_ENCODER, "h264": "libx264"}
 AV1_ENCODERS = ("libsvtav1", "libaom-av1", "librav1e")  # the fastest first
 # What a task may ask for as ``video_codec``, and the encoder preference each stands for

@@ -9,7 +9,7 @@ import av
 
 from tmlsr_ray.pipeline.colour import HDR_TRANSFERS
 from tmlsr_ray.pipeline.decode import COLOR_FIELDS, VideoInfo, open_container
-from tmlsr_ray.pipeline.encode import MAX_FRAME_SIZE, MIN_FRAME_SIDE, EncodeOptions, MuxReport, resolve_codec
+from tmlsr_ray.pipeline.encode import HEVC_ENCODER, MAX_FRAME_SIZE, MIN_FRAME_SIDE, EncodeOptions, MuxReport, resolve_codec
 from tmlsr_ray.errors import InputError
 
 STILL_IMAGE_CONTAINERS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}
@@ -47,8 +47,9 @@ def check_encodable(target: Tuple[int, int], options: EncodeOptions, hdr: bool) 
                          f"least {least} pixels a side; ask for video_codec h264, or a larger output")
     most = MAX_FRAME_SIZE.get(codec, target)
     if target[0] > most[0] or target[1] > most[1]:
+        larger = "" if codec == HEVC_ENCODER else "video_codec hevc, or "
         raise InputError(f"output frames of {target[0]}x{target[1]} are too large for {codec}, which takes at "
-                         f"most {most[0]} wide and {most[1]} high; ask for video_codec hevc, or a smaller output")
+                         f"most {most[0]} wide and {most[1]} high; ask for {larger}a smaller output")
 
 
 def check_frame_flood(path: Path, info: VideoInfo, frames: int, settings) -> None:
