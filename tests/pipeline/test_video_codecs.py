@@ -156,6 +156,15 @@ def test_auto_picks_the_hardware_encoder_only_where_it_really_opens():
     assert encoder_options("h264_nvenc", 20, "veryfast") == {"rc": "vbr", "cq": "20", "b": "0", "preset": "p3"}
 
 
+def test_crf_zero_asks_nvenc_for_its_best_quality_not_its_automatic_one():
+    """NVENC's cq 0 means "automatic" (FFmpeg: "0 to 51, 0 means automatic"), not the best."""
+    from tmlsr_ray.pipeline.encode import encoder_options
+
+    assert encoder_options("h264_nvenc", 0, "medium")["cq"] == "1"
+    assert encoder_options("h264_nvenc", 1, "medium")["cq"] == "1"
+    assert encoder_options("h264_nvenc", 51, "medium")["cq"] == "51"
+
+
 def test_the_writer_uses_the_encoder_auto_picks_and_reports_it(tmp_path):
     from tmlsr_ray.pipeline.encode import resolve_codec
 

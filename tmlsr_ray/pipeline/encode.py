@@ -205,7 +205,8 @@ def encoder_options(codec: str, crf: int, preset: str, threads: int = 0,
             params += [f"max-cll={mastering['cll']}"] if "cll" in mastering else []
         return {"crf": str(crf), "preset": preset, "x265-params": ":".join(params)}
     if codec == HARDWARE_ENCODER:
-        return {"rc": "vbr", "cq": str(crf), "b": "0", "preset": NVENC_PRESETS.get(preset, "p5")}
+        # its cq 0 means "automatic", not the best quality a crf of 0 asks for
+        return {"rc": "vbr", "cq": str(max(crf, 1)), "b": "0", "preset": NVENC_PRESETS.get(preset, "p5")}
     if codec == "libsvtav1":
         options = {"crf": str(crf), "preset": str(SVT_PRESETS.get(preset, 7))}
         if mastering:
