@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import shared_path
+from tests.helpers import make_clip, shared_path
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, assemble, even_size
 from tmlsr_ray.errors import InputError
@@ -163,6 +163,20 @@ def test_crf_zero_asks_nvenc_for_its_best_quality_not_its_automatic_one():
     assert encoder_options("h264_nvenc", 0, "medium")["cq"] == "1"
     assert encoder_options("h264_nvenc", 1, "medium")["cq"] == "1"
     assert encoder_options("h264_nvenc", 51, "medium")["cq"] == "51"
+
+
+def test_crf_zero_asks_svt_av1_for_its_best_quality_not_its_default(tmp_path):
+    """FFmpeg's libsvtav1 passes a crf of 0 as none: SVT-AV1 encoded at its default CRF 35."""
+    if "libsvtav1" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no SVT-AV1")
+    source = make_clip(tmp_path / "in.mp4", frames=4, size=(128, 96), audio=False)
+    info, frames, pts = all_frames(source)
+    sizes = {}
+    for crf in (0, 1, 35):
+        out = tmp_path / f"crf{crf}.mp4"
+        write_video(out, source, info, (128, 96), EncodeOptions("av1", crf, "ultrafast"), frames, pts)
+        sizes[crf] = out.stat().st_size
+    assert sizes[0] == sizes[1] > sizes[35]
 
 
 def test_the_writer_uses_the_encoder_auto_picks_and_reports_it(tmp_path):

@@ -208,7 +208,8 @@ def encoder_options(codec: str, crf: int, preset: str, threads: int = 0,
         # its cq 0 means "automatic", not the best quality a crf of 0 asks for
         return {"rc": "vbr", "cq": str(max(crf, 1)), "b": "0", "preset": NVENC_PRESETS.get(preset, "p5")}
     if codec == "libsvtav1":
-        options = {"crf": str(crf), "preset": str(SVT_PRESETS.get(preset, 7))}
+        # FFmpeg passes a crf of 0 to SVT-AV1 as none (its default, 35): 1 is its best
+        options = {"crf": str(max(crf, 1)), "preset": str(SVT_PRESETS.get(preset, 7))}
         if mastering:
             options["svtav1-params"] = ":".join(_svt_hdr10_params(mastering))
         return options
