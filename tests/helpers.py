@@ -648,8 +648,9 @@ class _InputHandler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     """Serves files, plus ``/slow/<path>?seconds=S`` (trickled), ``/ranged/<path>`` (answering
-    Range requests), ``/status/<code>``, ``/redirect?to=URL``, ``/chunked?bytes=N`` and
-    ``/lying?declared=N&sent=M``."""
+    Range requests), ``/status/<code>``, ``/redirect?to=URL``, ``/chunked?bytes=N``,
+    ``/lying?declared=N&sent=M`` and ``/busy/<path>?status=S&times=N&retry_after=R`` (S with
+    ``Retry-After: R`` to the first N requests, then the file)."""
 
     def log_message(self, *args):  # keep test output clean
         pass
@@ -689,7 +690,18 @@ class _InputHandler(SimpleHTTPRequestHandler):
             return self._trickle(parts.path[len("/slow"):], float(parse_qs(parts.query).get("seconds", ["5"])[0]))
         if parts.path.startswith("/ranged/"):
             return self._ranged(parts.path[len("/ranged"):])
+        if parts.path.startswith("/busy/"):
+            return self._busy(parts.path[len("/busy"):], parse_qs(parts.query))
         return super().do_GET()
+
+    def _busy(self, path: str, query: dict):
+        if self.server.fetched[self.path] > int(query["times"][0]):
+            self.path = path
+            return super().do_GET()
+        self.send_response(int(query["status"][0]))
+        self.send_header("Retry-After", query["retry_after"][0])
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _ranged(self, path: str):
         """One byte range, as web servers and OSS answer it: browsers seek in a video with these."""

@@ -53,3 +53,19 @@ def test_a_predicate_decides_what_is_retryable():
 def test_pauses_double_after_each_failed_try_up_to_the_cap():
     backoff = Backoff(attempts=8, base_s=1.0, cap_s=10.0)
     assert [backoff.pause_s(n) for n in range(1, 7)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+class Busy(Exception):
+    retry_after_s = 0.3
+
+
+def test_a_failure_that_asks_for_a_longer_pause_gets_it_up_to_the_cap():
+    import time
+
+    start = time.monotonic()
+    assert asyncio.run(retry(Flaky(1, Busy()), QUICK, Busy)) == "done"
+    assert time.monotonic() - start >= 0.3
+    capped = Backoff(attempts=2, base_s=0.001, cap_s=0.05)
+    start = time.monotonic()
+    assert asyncio.run(retry(Flaky(1, Busy()), capped, Busy)) == "done"
+    assert time.monotonic() - start < 0.25

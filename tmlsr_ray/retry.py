@@ -23,6 +23,12 @@ class Backoff:
     def pause_s(self, failed: int) -> float:
         return min(self.base_s * 2 ** (failed - 1), self.cap_s)
 
+    def pause_after(self, failed: int, error: BaseException) -> float:
+        """The back-off's pause, or the longer one the failure asks for (a server's Retry-After,
+        as ``error.retry_after_s``), at most ``cap_s``."""
+        asked = min(getattr(error, "retry_after_s", 0.0), self.cap_s)
+        return max(self.pause_s(failed), asked)
+
 
 class RetriesExhausted(Exception):
     """Every try failed with a retryable error; ``last`` is the last one (also the ``__cause__``)."""
@@ -44,7 +50,7 @@ async def retry(attempt: Callable[[], Awaitable[T]], backoff: Backoff, retryable
                 on_retry: Callable[[int, BaseException], None] = _never) -> T:
     """Awaits ``attempt()`` until it succeeds, a failure is not ``retryable`` (raised as it is), or
     ``backoff.attempts`` tries failed (:class:`RetriesExhausted`). ``on_retry(n, error)`` runs
-    after failed try ``n`` when another follows."""
+    after failed try ``n`` when another follows; the pause before it is :meth:`Backoff.pause_after`."""
     worth_retrying = _as_predicate(retryable)
     for number in range(1, backoff.attempts + 1):
         try:
@@ -55,7 +61,7 @@ async def retry(attempt: Callable[[], Awaitable[T]], backoff: Backoff, retryable
             if number == backoff.attempts:
                 raise RetriesExhausted(number, error) from error
             on_retry(number, error)
-        await asyncio.sleep(backoff.pause_s(number))
+            await asyncio.sleep(backoff.pause_after(number, error))
     raise ValueError(f"a back-off needs at least one attempt, not {backoff.attempts}")
 
 

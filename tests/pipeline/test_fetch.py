@@ -56,6 +56,17 @@ def test_server_errors_are_retried_then_reported(input_server, tmp_path):
         run(fetch_input(input_server.url("status/503"), tmp_path / "in", TRUSTED))
 
 
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_busy_answer_is_asked_again_after_the_pause_its_retry_after_asks_for(input_server, status, tmp_path):
+    import time
+
+    input_server.add("busy.bin", b"b" * 100)
+    start = time.monotonic()
+    result = run(fetch_input(input_server.url(f"busy/busy.bin?status={status}&times=1&retry_after=1"),
+                             tmp_path / "in", TRUSTED))
+    assert result.bytes == 100 and time.monotonic() - start >= 1.0
+
+
 def test_unknown_schemes_are_refused(tmp_path):
     with pytest.raises(FetchError, match="unsupported URL scheme 'ftp'"):
         run(fetch_input("ftp://example.com/a.png", tmp_path / "in", TRUSTED))

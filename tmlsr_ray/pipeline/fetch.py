@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 from urllib.parse import urljoin, urlsplit
@@ -31,7 +33,8 @@ class FetchResult:
 
 
 async def fetch_http(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
-    """Downloads ``url`` to ``dest``, retrying connection errors and 5xx answers with back-off."""
+    """Downloads ``url`` to ``dest``, retrying connection errors, 429 and 5xx answers with back-off
+    (or the longer pause a Retry-After asks for)."""
     return await _with_retries(lambda: _fetch_once(url, dest, policy), policy, _Retryable)
 
 
@@ -44,7 +47,9 @@ async def _with_retries(attempt, policy: FetchPolicy, retryable):
 
 
 class _Retryable(Exception):
-    pass
+    def __init__(self, message: str, retry_after_s: float = 0.0):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s  # what the server asked for; the back-off caps it
 
 
 async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
@@ -60,8 +65,9 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
                     if response.status in REDIRECT_CODES and "Location" in response.headers:
                         current = urljoin(current, response.headers["Location"])
                         continue
-                    if response.status >= 500:
-                        raise _Retryable(f"HTTP {response.status} from {urlsplit(current).hostname}")
+                    if response.status == 429 or response.status >= 500:
+                        raise _Retryable(f"HTTP {response.status} from {urlsplit(current).hostname}",
+                                         _retry_after_s(response.headers.get("Retry-After")))
                     if response.status >= 400:
                         raise FetchError(f"input URL answered HTTP {response.status} {response.reason}")
                     size = await _stream_to_file(response, dest, policy.max_bytes)
@@ -80,6 +86,20 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
         raise _Retryable(_describe(exc)) from exc
     except aiohttp.ClientError as exc:
         raise FetchError(f"download failed: {_describe(exc)}") from exc
+
+
+def _retry_after_s(value: Optional[str]) -> float:
+    """A Retry-After header's pause (seconds, or an HTTP date); 0 when absent or unreadable."""
+    if not value:
+        return 0.0
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def _describe(exc: Exception, limit: int = 200) -> str:
