@@ -39,6 +39,11 @@ def test_without_a_secret_no_signature_is_sent(receiver):
     assert SIGNATURE_HEADER not in receiver.received[0][1]
 
 
+def test_a_callback_urls_signed_query_reaches_the_receiver_byte_for_byte(receiver):
+    assert send(receiver.url + "?token=ab%2Fcd%2B%3D%3a", WebhookPolicy(addresses=LOOPBACK_OK))
+    assert receiver.received[0][0] == "/hook?token=ab%2Fcd%2B%3D%3a"
+
+
 @pytest.mark.parametrize("receiver", [(500, 429, 503)], indirect=True)
 def test_server_errors_and_429_are_retried_until_delivered(receiver):
     assert send(receiver.url, WebhookPolicy(addresses=LOOPBACK_OK, attempts=4, backoff_s=0.01))

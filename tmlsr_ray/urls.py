@@ -14,9 +14,10 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
+from yarl import URL
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import ThreadedResolver
 
@@ -118,6 +119,22 @@ def _port(parts) -> int:
 def allowlisted_hosts(allowlist: Tuple[str, ...]) -> frozenset:
     """The host names the allow-list trusts, for the resolver (which sees names, not URLs)."""
     return frozenset((urlsplit(e).hostname if "://" in e else e).lower() for e in allowlist) - {None}
+
+
+# What may stand in a request's path and query as it is: all printable ASCII but for what RFC 3986
+# never allows there (space, " < > \ ^ ` { | }); '%' so that the escapes given stay as given.
+_KEPT_AS_GIVEN = "!$&'()*+,/:;=?@[]~%"
+
+
+def wire_url(url: str) -> URL:
+    """``url`` as it goes on the wire: its path and query byte for byte as given, only spaces,
+    non-ASCII and the like percent-encoded (UTF-8). yarl left to itself re-quotes them, turning a
+    query's ``%2F`` into ``/`` and ``%3a`` into ``:``, which breaks a signature computed over the
+    query as written (a CDN token, a presigned URL)."""
+    parts, parsed = urlsplit(url), URL(url)  # yarl for the authority: IDNA host, port, credentials
+    return URL.build(scheme=parsed.scheme, authority=parsed.raw_authority,
+                     path=quote(parts.path, safe=_KEPT_AS_GIVEN) or "/",
+                     query_string=quote(parts.query, safe=_KEPT_AS_GIVEN), encoded=True)
 
 
 def check_url(url: str, policy: FetchPolicy) -> None:

@@ -21,7 +21,7 @@ import aiohttp
 
 from tmlsr_ray.errors import FetchError
 from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
-from tmlsr_ray.urls import FetchPolicy, check_url, checked_connector, host_not_found
+from tmlsr_ray.urls import FetchPolicy, check_url, checked_connector, host_not_found, wire_url
 
 logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-TMLSR-Signature"
@@ -77,7 +77,7 @@ async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=policy.timeout_s),
                                          connector=checked_connector(policy.addresses)) as session:
-            async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+            async with session.post(wire_url(url), data=body, headers=headers, allow_redirects=False) as response:
                 if response.status < 300:
                     return True
                 if response.status == 429 or response.status >= 500:

@@ -67,6 +67,22 @@ def test_a_busy_answer_is_asked_again_after_the_pause_its_retry_after_asks_for(i
     assert result.bytes == 100 and time.monotonic() - start >= 1.0
 
 
+SIGNED = "x%3Ay.bin?Signature=ab%2Fcd%2B%3D&hdnts=acl%3d%2f*~hmac%3Dab%40&e=%7e"
+
+
+def test_a_signed_urls_escapes_reach_the_server_byte_for_byte(input_server, tmp_path):
+    input_server.add("x:y.bin", b"signed")
+    assert run(fetch_input(input_server.url(SIGNED), tmp_path / "in", TRUSTED)).bytes == 6
+    assert input_server.fetches(SIGNED) == 1
+
+
+def test_spaces_and_unicode_in_a_url_are_sent_percent_encoded(input_server, tmp_path):
+    input_server.add("clip é 1.bin", b"unicode")
+    url = input_server.url("clip é 1.bin?name=é")
+    assert run(fetch_input(url, tmp_path / "in", TRUSTED)).bytes == 7
+    assert input_server.fetches("clip%20%C3%A9%201.bin?name=%C3%A9") == 1
+
+
 def test_unknown_schemes_are_refused(tmp_path):
     with pytest.raises(FetchError, match="unsupported URL scheme 'ftp'"):
         run(fetch_input("ftp://example.com/a.png", tmp_path / "in", TRUSTED))

@@ -16,7 +16,7 @@ import aiohttp
 from tmlsr_ray.errors import FetchError, StorageError
 from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
 from tmlsr_ray.urls import (CHUNK_BYTES, HTTP_SCHEMES, INPUT_SCHEMES, CappedFile, FetchPolicy, check_url,
-                            checked_connector, host_not_found)
+                            checked_connector, host_not_found, wire_url)
 
 if TYPE_CHECKING:
     from tmlsr_ray.storage.oss import OssConfig
@@ -61,7 +61,7 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
             current = url
             for _ in range(policy.max_redirects + 1):
                 check_url(current, policy)
-                async with session.get(current, allow_redirects=False) as response:
+                async with session.get(wire_url(current), allow_redirects=False) as response:
                     if response.status in REDIRECT_CODES and "Location" in response.headers:
                         current = urljoin(current, response.headers["Location"])
                         continue
