@@ -51,6 +51,13 @@ def test_http_errors_are_reported_with_their_status(input_server, tmp_path):
         run(fetch_input(input_server.url("missing.png"), tmp_path / "in", TRUSTED))
 
 
+@pytest.mark.parametrize("status, says", [(302, "HTTP 302 Found without a Location"), (300, "HTTP 300 Multiple Choices"),
+                                          (304, "HTTP 304 Not Modified")])
+def test_a_redirect_that_cannot_be_followed_is_reported_with_its_status(input_server, status, says, tmp_path):
+    with pytest.raises(FetchError, match=says):
+        run(fetch_input(input_server.url(f"status/{status}"), tmp_path / "in", TRUSTED))
+
+
 def test_server_errors_are_retried_then_reported(input_server, tmp_path):
     with pytest.raises(FetchError, match="after 2 attempts: HTTP 503"):
         run(fetch_input(input_server.url("status/503"), tmp_path / "in", TRUSTED))

@@ -68,8 +68,9 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
                     if response.status == 429 or response.status >= 500:
                         raise _Retryable(f"HTTP {response.status} from {urlsplit(current).hostname}",
                                          _retry_after_s(response.headers.get("Retry-After")))
-                    if response.status >= 400:
-                        raise FetchError(f"input URL answered HTTP {response.status} {response.reason}")
+                    if response.status >= 300:  # a 3xx here is one that cannot be followed: no input
+                        unfollowed = " without a Location" if response.status in REDIRECT_CODES else ""
+                        raise FetchError(f"input URL answered HTTP {response.status} {response.reason}{unfollowed}")
                     size = await _stream_to_file(response, dest, policy.max_bytes)
                     return FetchResult(dest, size, response.headers.get("Content-Type"), current)
             raise FetchError(f"too many redirects (more than {policy.max_redirects})")
