@@ -84,6 +84,12 @@ def test_a_name_that_resolves_to_loopback_is_refused_by_the_resolver(receiver):
     assert receiver.received == []
 
 
+def test_an_address_written_in_unicode_digits_is_refused_as_the_address_it_stands_for(receiver):
+    fullwidth = receiver.url.replace("127.0.0.1", "１２７.０.０.１")
+    assert not send(fullwidth, WebhookPolicy(attempts=1))
+    assert receiver.received == []
+
+
 @pytest.mark.parametrize("url", ["http://10.0.0.8/hook", "http://[::1]/hook", "http://169.254.169.254/hook"])
 def test_private_literal_addresses_are_refused(url):
     assert not send(url, WebhookPolicy(attempts=1, timeout_s=1))

@@ -140,22 +140,33 @@ def wire_url(url: str) -> URL:
 def check_url(url: str, policy: FetchPolicy) -> None:
     """Refuses what may not be fetched; allow-listed URLs may be on private networks (trusted
     internal sources), everything else must be a public address."""
-    parts = urlsplit(url)
-    if parts.scheme not in HTTP_SCHEMES:
-        raise FetchError(f"unsupported URL scheme {parts.scheme!r}; use http or https")
-    if not parts.hostname:
+    scheme = urlsplit(url).scheme
+    if scheme not in HTTP_SCHEMES:
+        raise FetchError(f"unsupported URL scheme {scheme!r}; use http or https")
+    host = _connected_host(url)
+    if not host:
         raise FetchError(f"URL has no host: {url}")
-    legacy = _legacy_ipv4(parts.hostname)
+    legacy = _legacy_ipv4(host)
     if legacy is not None:  # 127.1, 2130706433, 0x7f000001, 0177.0.0.1: say what they mean
-        raise FetchError(f"refused to fetch from {parts.hostname}: a non-canonical form of the IP address {legacy}")
+        raise FetchError(f"refused to fetch from {host}: a non-canonical form of the IP address {legacy}")
     if policy.allow_private or allowlisted(url, policy.allowlist):
         return
     try:
-        reason = address_refusal(parts.hostname)
+        reason = address_refusal(host)
     except ValueError:
         return  # a name: the resolver checks what it resolves to
     if reason:
-        raise FetchError(f"refused to fetch from {parts.hostname}: it is a {reason}")
+        raise FetchError(f"refused to fetch from {host}: it is a {reason}")
+
+
+def _connected_host(url: str) -> str:
+    """The host as the connection names it (yarl's parse, which aiohttp uses): IDNA maps Unicode
+    digits and dots to ASCII, so ``１２７.0.0.1`` is the address 127.0.0.1, which is connected to
+    without the resolver, not a name for the resolver to check."""
+    try:
+        return URL(url).raw_host or ""
+    except ValueError as exc:
+        raise FetchError(f"invalid URL: {exc}") from None
 
 
 def _legacy_ipv4(host: str) -> Optional[str]:

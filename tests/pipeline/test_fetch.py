@@ -104,6 +104,9 @@ HOSTILE_URLS = [
     "http://[fe80::1]/", "http://[fc00::1]/", "http://[fd12:3456::1]/", "http://224.0.0.1/",
     "http://100.64.0.1/", "http://198.18.0.1/", "http://240.0.0.1/", "http://255.255.255.255/",
     "http://[2002:7f00:1::]/", "file:///etc/passwd", "gopher://127.0.0.1:70/", "ftp://127.0.0.1/",
+    # Unicode digits and dots that IDNA maps to an address: what the connection would use
+    "http://①②⑦.0.0.1/", "http://１２７.0.0.1/", "http://127。0。0。1/", "http://１６９.２５４.１６９.２５４/",
+    "http://１２７.1/",
 ]
 
 
