@@ -90,6 +90,14 @@ def test_spaces_and_unicode_in_a_url_are_sent_percent_encoded(input_server, tmp_
     assert input_server.fetches("clip%20%C3%A9%201.bin?name=%C3%A9") == 1
 
 
+def test_a_web_page_answered_for_the_input_is_refused_saying_so(input_server, tmp_path):
+    url = input_server.add("share.html", b"\n<!DOCTYPE html><html><body>Sign in to download</body></html>")
+    with pytest.raises(FetchError, match="a web page \\(text/html\\), not an image or video"):
+        run(fetch_input(url, tmp_path / "in", TRUSTED))
+    mislabelled = input_server.add("clip.html", b"\0\0\0\x18ftypmp42")  # media, whatever its type says
+    assert run(fetch_input(mislabelled, tmp_path / "in", TRUSTED)).bytes == 12
+
+
 def test_unknown_schemes_are_refused(tmp_path):
     with pytest.raises(FetchError, match="unsupported URL scheme 'ftp'"):
         run(fetch_input("ftp://example.com/a.png", tmp_path / "in", TRUSTED))

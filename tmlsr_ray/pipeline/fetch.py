@@ -72,7 +72,9 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
                         unfollowed = " without a Location" if response.status in REDIRECT_CODES else ""
                         raise FetchError(f"input URL answered HTTP {response.status} {response.reason}{unfollowed}")
                     size = await _stream_to_file(response, dest, policy.max_bytes)
-                    return FetchResult(dest, size, response.headers.get("Content-Type"), current)
+                    content_type = response.headers.get("Content-Type")
+                    _refuse_web_page(dest, content_type)
+                    return FetchResult(dest, size, content_type, current)
             raise FetchError(f"too many redirects (more than {policy.max_redirects})")
     except FetchError:
         raise
@@ -87,6 +89,19 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
         raise _Retryable(_describe(exc)) from exc
     except aiohttp.ClientError as exc:
         raise FetchError(f"download failed: {_describe(exc)}") from exc
+
+
+def _refuse_web_page(path: Path, content_type: Optional[str]) -> None:
+    """An HTML page where the input should be (a share link's landing page, a sign-in page answered
+    with 200) is refused by name: the decoder would only say it found no image or video in it. The
+    body decides too, so media a server mislabels as text/html still goes through."""
+    if (content_type or "").split(";")[0].strip().lower() != "text/html":
+        return
+    with open(path, "rb") as body:
+        start = body.read(1024).lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()
+    if start.startswith(b"<"):
+        raise FetchError("input URL answered a web page (text/html), not an image or video: a share or "
+                         "sign-in page? Give the file's direct download URL")
 
 
 def _retry_after_s(value: Optional[str]) -> float:
