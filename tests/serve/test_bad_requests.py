@@ -96,6 +96,12 @@ def test_an_oversized_body_gets_413_before_it_is_parsed(service):
     assert response.status_code == 413 and "65,536" in response.json()["error"]
 
 
+def test_a_number_too_long_for_the_json_reader_is_a_422_saying_so(service):
+    response = requests.post(service.url("/tasks"), timeout=30, **with_number("seed", "9" * 5000))
+    assert response.status_code == 422, response.text
+    assert "4300 digits" in response.json()["error"] and "set_int_max_str_digits" not in response.text
+
+
 def test_a_number_out_of_range_is_refused_naming_the_field(service):
     response = requests.post(service.url("/tasks"), timeout=30, **MALFORMED["outscale 1e308"])
     assert response.status_code == 422 and "outscale" in response.json()["error"]

@@ -142,6 +142,8 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     if isinstance(exc.__cause__, UnicodeDecodeError):  # not UTF-8, so not JSON either
         return _error_response(422, f"body: not JSON (not UTF-8 text: {exc.__cause__.reason} at byte "
                                     f"{exc.__cause__.start})")
+    if isinstance(exc.__cause__, ValueError):  # JSON Python's reader refuses: an integer over 4300 digits
+        return _error_response(422, f"body: not JSON this service reads ({str(exc.__cause__).split(';')[0]})")
     response = _error_response(exc.status_code, str(exc.detail))
     response.headers.update(exc.headers or {})
     return response
