@@ -102,6 +102,15 @@ def test_a_number_too_long_for_the_json_reader_is_a_422_saying_so(service):
     assert "4300 digits" in response.json()["error"] and "set_int_max_str_digits" not in response.text
 
 
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_a_body_sent_without_a_json_content_type_is_a_422_that_says_what_to_send(service, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
+    for route in ("/tasks", "/tasks/batch"):
+        response = requests.post(service.url(route), data=json.dumps({"url": GOOD_URL}), headers=headers, timeout=30)
+        assert response.status_code == 422
+        assert "Content-Type: application/json" in response.json()["error"], response.text
+
+
 def test_a_number_out_of_range_is_refused_naming_the_field(service):
     response = requests.post(service.url("/tasks"), timeout=30, **MALFORMED["outscale 1e308"])
     assert response.status_code == 422 and "outscale" in response.json()["error"]

@@ -99,8 +99,19 @@ async def _refused(_: Request, exc: RequestRefused) -> JSONResponse:
 
 
 @api.exception_handler(RequestValidationError)
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    return _error_response(422, *validation_summary(exc.errors()))
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    message, errors = validation_summary(exc.errors())
+    content_type = request.headers.get("content-type")
+    if [err["loc"] for err in errors] == [["body"]] and not _sent_as_json(content_type):
+        # FastAPI read the body as bytes, and pydantic says "Input should be a valid dictionary"
+        message = f"body: send it as JSON, with Content-Type: application/json (not {content_type or 'none'})"
+    return _error_response(422, message, errors)
+
+
+def _sent_as_json(content_type: str | None) -> bool:
+    """The types FastAPI parses as JSON: application/json and application/*+json."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
 def validation_summary(raw_errors) -> Tuple[str, List[Dict[str, Any]]]:
