@@ -149,6 +149,13 @@ def test_an_empty_oss_object_is_said_to_be_empty(config, oss_server, tmp_path):
         asyncio.run(fetch_input("oss://inputs/empty.png", tmp_path / "in", FetchPolicy(), config))
 
 
+@pytest.mark.parametrize("url", ["oss://inputs/", "https://my-bucket.oss-cn-hangzhou.aliyuncs.com/",
+                                 "https://my-bucket.oss-cn-hangzhou.aliyuncs.com"])
+def test_an_oss_url_without_a_key_is_refused_readably(config, url):
+    with pytest.raises(FetchError, match="needs a bucket and a key"):
+        parse_oss_url(url, config)
+
+
 @pytest.mark.parametrize("bucket", ["UPPER", "user@inputs", "inputs:99", "ab", "-lead"])
 def test_a_bucket_name_oss_cannot_have_is_refused_readably(config, bucket):
     with pytest.raises(FetchError, match="is not an OSS bucket name"):

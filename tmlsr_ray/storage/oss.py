@@ -57,8 +57,8 @@ def parse_oss_url(url: str, config: Optional[OssConfig]) -> Optional[Tuple[str, 
     image process or a version would be lost on the service's key.
     """
     parts = urlsplit(url)
+    key = unquote(parts.path.lstrip("/"))
     if parts.scheme == "oss":
-        key = unquote(parts.path.lstrip("/"))
         if not parts.netloc or not key:
             raise FetchError(f"an OSS URL needs a bucket and a key: oss://BUCKET/KEY, got {url}")
         if parts.query:  # a version or an image process would be dropped without a word
@@ -70,7 +70,9 @@ def parse_oss_url(url: str, config: Optional[OssConfig]) -> Optional[Tuple[str, 
         return parts.netloc, key, None
     match = _OSS_HOST.match(parts.hostname or "")
     if match and config is not None and parts.scheme in ("http", "https") and not parts.query:
-        return match["bucket"], unquote(parts.path.lstrip("/")), f"{parts.scheme}://{match['endpoint']}"
+        if not key:  # oss2 refuses an empty key with "HTTP -1" and no message
+            raise FetchError(f"an OSS URL needs a bucket and a key: https://BUCKET.ENDPOINT/KEY, got {url}")
+        return match["bucket"], key, f"{parts.scheme}://{match['endpoint']}"
     return None
 
 
