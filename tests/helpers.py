@@ -647,7 +647,8 @@ def display_p3_icc() -> bytes:
 class _InputHandler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    """Serves files, plus ``/slow/<path>?seconds=S`` (trickled), ``/ranged/<path>`` (answering
+    """Serves files, plus ``/slow/<path>?seconds=S&times=N`` (trickled, to the first N requests
+    if N is given), ``/ranged/<path>`` (answering
     Range requests), ``/status/<code>``, ``/redirect?to=URL``, ``/chunked?bytes=N``,
     ``/lying?declared=N&sent=M`` and ``/busy/<path>?status=S&times=N&retry_after=R`` (S with
     ``Retry-After: R`` to the first N requests, then the file)."""
@@ -686,6 +687,10 @@ class _InputHandler(SimpleHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"l" * int(parse_qs(parts.query)["sent"][0]))
             return
+        if parts.path.startswith("/slow/") and self.server.fetched[self.path] > int(parse_qs(parts.query).get(
+                "times", [sys.maxsize])[0]):  # trickled the first `times` requests, then served at once
+            self.path = parts.path[len("/slow"):]
+            return super().do_GET()
         if parts.path.startswith("/slow/"):
             return self._trickle(parts.path[len("/slow"):], float(parse_qs(parts.query).get("seconds", ["5"])[0]))
         if parts.path.startswith("/ranged/"):

@@ -166,6 +166,13 @@ def test_a_sender_slower_than_the_read_timeout_fails_the_download(input_server, 
         run(fetch_input(input_server.url("slow/trickle.bin?seconds=20"), tmp_path / "in", policy))
 
 
+def test_a_download_that_stalls_is_asked_again(input_server, tmp_path):
+    input_server.add("stalls.bin", b"s" * 2000)
+    policy = FetchPolicy(allow_private=True, read_timeout_s=0.3, attempts=2, backoff_s=0.01)
+    result = run(fetch_input(input_server.url("slow/stalls.bin?seconds=20&times=1"), tmp_path / "in", policy))
+    assert result.bytes == 2000 and input_server.fetches("slow/stalls.bin?seconds=20&times=1") == 2
+
+
 def test_a_host_name_that_does_not_exist_fails_at_once_without_retries(tmp_path):
     import time
 

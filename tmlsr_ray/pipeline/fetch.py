@@ -33,8 +33,8 @@ class FetchResult:
 
 
 async def fetch_http(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
-    """Downloads ``url`` to ``dest``, retrying connection errors, 429 and 5xx answers with back-off
-    (or the longer pause a Retry-After asks for)."""
+    """Downloads ``url`` to ``dest``, retrying connection errors, stalls, 429 and 5xx answers with
+    back-off (or the longer pause a Retry-After asks for)."""
     return await _with_retries(lambda: _fetch_once(url, dest, policy), policy, _Retryable)
 
 
@@ -78,7 +78,9 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
             raise FetchError(f"too many redirects (more than {policy.max_redirects})")
     except FetchError:
         raise
-    except asyncio.TimeoutError as exc:
+    except aiohttp.ServerTimeoutError as exc:  # no connection, or no bytes, within its timeout: worth another try
+        raise _Retryable(f"timed out ({_describe(exc)})") from exc
+    except asyncio.TimeoutError as exc:  # the whole download took total_timeout_s: another would too
         raise FetchError("download timed out") from exc
     except aiohttp.ClientConnectorDNSError as exc:
         if host_not_found(exc):
