@@ -667,7 +667,7 @@ class _InputHandler(SimpleHTTPRequestHandler):
             return
         if parts.path == "/redirect":
             self.send_response(302)
-            self.send_header("Location", parse_qs(parts.query)["to"][0])
+            self.send_header("Location", parse_qs(parts.query, encoding="latin-1")["to"][0])  # its bytes as given
             self.send_header("Content-Length", "0")
             self.end_headers()
             return

@@ -128,13 +128,18 @@ _KEPT_AS_GIVEN = "!$&'()*+,/:;=?@[]~%"
 
 def wire_url(url: str) -> URL:
     """``url`` as it goes on the wire: its path and query byte for byte as given, only spaces,
-    non-ASCII and the like percent-encoded (UTF-8). yarl left to itself re-quotes them, turning a
-    query's ``%2F`` into ``/`` and ``%3a`` into ``:``, which breaks a signature computed over the
-    query as written (a CDN token, a presigned URL)."""
+    non-ASCII and the like percent-encoded (UTF-8, or the raw bytes a Location header carried).
+    yarl left to itself re-quotes them, turning a query's ``%2F`` into ``/`` and ``%3a`` into
+    ``:``, which breaks a signature computed over the query as written (a CDN token, a presigned URL)."""
     parts, parsed = urlsplit(url), URL(url)  # yarl for the authority: IDNA host, port, credentials
-    return URL.build(scheme=parsed.scheme, authority=parsed.raw_authority,
-                     path=quote(parts.path, safe=_KEPT_AS_GIVEN) or "/",
-                     query_string=quote(parts.query, safe=_KEPT_AS_GIVEN), encoded=True)
+    return URL.build(scheme=parsed.scheme, authority=parsed.raw_authority, path=_quoted(parts.path) or "/",
+                     query_string=_quoted(parts.query), encoded=True)
+
+
+def _quoted(part: str) -> str:
+    # surrogateescape: a redirect's Location of raw non-UTF-8 bytes (aiohttp keeps them as
+    # surrogates) is asked for as those bytes, percent-encoded
+    return quote(part, safe=_KEPT_AS_GIVEN, errors="surrogateescape")
 
 
 def check_url(url: str, policy: FetchPolicy) -> None:

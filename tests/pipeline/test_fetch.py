@@ -32,6 +32,12 @@ def test_redirects_are_followed(input_server, tmp_path):
     assert result.bytes == 10 and result.final_url == target
 
 
+def test_a_redirect_to_a_location_of_raw_latin_1_bytes_asks_for_those_bytes_percent_encoded(input_server, tmp_path):
+    with pytest.raises(FetchError, match="HTTP 404"):  # the Location sent is /status/404?name=v\xe9
+        run(fetch_input(input_server.url("redirect?to=/status/404%3Fname%3Dv%E9"), tmp_path / "in", TRUSTED))
+    assert input_server.fetches("status/404?name=v%E9") == 1
+
+
 def test_redirect_chains_longer_than_five_hops_are_refused(input_server, tmp_path):
     url = input_server.add("end.bin", b"e")
     for _ in range(6):
