@@ -30,6 +30,10 @@ def test_public_addresses_are_allowed(address):
     ("http://media.local:8081/videos/a.mp4", False),                    # other port
     ("https://media.local:8080/videos/a.mp4", False),                   # other scheme
     ("http://media.local.evil.com:8080/videos/a.mp4", False),
+    ("http://media.local:8080/videos/../admin", False),                 # dot segments leave the prefix
+    ("http://media.local:8080/videos/%2e%2E/admin", False),
+    ("http://media.local:8080/videos/..%2fadmin", False),
+    ("http://media.local:8080/videos/a\\..\\..\\admin", False),
 ])
 def test_allowlisted_prefixes_compare_parsed_urls_not_strings(url, trusted):
     assert allowlisted(url, ("http://media.local:8080/videos/",)) is trusted

@@ -10,11 +10,12 @@ per redirect hop, and redirects are followed by hand for that reason.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 from yarl import URL
@@ -57,16 +58,13 @@ def address_refusal(address: str) -> Optional[str]:
 
 
 class PublicOnlyResolver(AbstractResolver):
-    """Resolves names and refuses any answer that is not a public address (but for trusted names)."""
+    """Resolves names and refuses any answer that is not a public address."""
 
-    def __init__(self, trusted_hosts: frozenset = frozenset()) -> None:
+    def __init__(self) -> None:
         self._inner = ThreadedResolver()
-        self._trusted = trusted_hosts
 
     async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> List[Dict[str, Any]]:
         hosts = await self._inner.resolve(host, port, family)
-        if host.lower() in self._trusted:
-            return hosts
         for entry in hosts:
             reason = address_refusal(entry["host"])
             if reason:
@@ -86,11 +84,13 @@ def host_not_found(exc: aiohttp.ClientConnectorDNSError) -> bool:
     return getattr(exc.os_error, "errno", None) in _NAME_NOT_FOUND
 
 
-def checked_connector(policy: FetchPolicy) -> aiohttp.TCPConnector:
-    """A connector that connects only to addresses the policy admits (the resolver checks what
-    a name resolves to, which is what the connection then uses)."""
-    resolver = None if policy.allow_private else PublicOnlyResolver(allowlisted_hosts(policy.allowlist))
-    return aiohttp.TCPConnector(resolver=resolver)
+def checked_connector(policy: FetchPolicy, url: str) -> aiohttp.TCPConnector:
+    """A connector for ``url`` that connects only to addresses the policy admits for it: any for an
+    allow-listed URL, else public ones (the resolver checks what a name resolves to, which is what
+    the connection then uses). Per URL, not per host: a prefix entry trusts its host's names only
+    under the prefix."""
+    trusted = policy.allow_private or allowlisted(url, policy.allowlist)
+    return aiohttp.TCPConnector(resolver=None if trusted else PublicOnlyResolver())
 
 
 def allowlisted(url: str, allowlist: Tuple[str, ...]) -> bool:
@@ -109,16 +109,14 @@ def _under_prefix(parts, entry: str) -> bool:
     same_origin = (parts.scheme, (parts.hostname or "").lower(), _port(parts)) == (
         prefix.scheme, (prefix.hostname or "").lower(), _port(prefix))
     base = prefix.path.rstrip("/")
+    # A dot segment, written or percent-encoded, is resolved by the server: /media/../admin is /admin.
+    if any(segment in (".", "..") for segment in re.split(r"[/\\]", unquote(parts.path))):
+        return False
     return same_origin and (parts.path == base or parts.path.startswith(base + "/"))
 
 
 def _port(parts) -> int:
     return parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
-
-
-def allowlisted_hosts(allowlist: Tuple[str, ...]) -> frozenset:
-    """The host names the allow-list trusts, for the resolver (which sees names, not URLs)."""
-    return frozenset((urlsplit(e).hostname if "://" in e else e).lower() for e in allowlist) - {None}
 
 
 # What may stand in a request's path and query as it is: all printable ASCII but for what RFC 3986

@@ -76,7 +76,7 @@ async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy
     """True: delivered; False: refused for good (4xx); :class:`_TryAgain`: worth another try."""
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=policy.timeout_s),
-                                         connector=checked_connector(policy.addresses)) as session:
+                                         connector=checked_connector(policy.addresses, url)) as session:
             async with session.post(wire_url(url), data=body, headers=headers, allow_redirects=False) as response:
                 if response.status < 300:
                     return True

@@ -150,6 +150,20 @@ def test_allow_listed_sources_are_admitted_on_private_networks(input_server, tmp
     assert run(fetch_input(localhost, tmp_path / "d", FetchPolicy(allowlist=("localhost",)))).bytes == 2
 
 
+def test_a_url_prefix_on_the_allow_list_admits_only_what_is_under_it(input_server, tmp_path):
+    (input_server.root / "listed").mkdir(exist_ok=True)
+    input_server.add("listed/a.bin", b"in")
+    input_server.add("unlisted.bin", b"out")
+    for host in ("localhost", "127.0.0.1"):  # a name the resolver sees, an address it does not
+        base = input_server.base.replace("127.0.0.1", host)
+        policy = FetchPolicy(allowlist=(f"{base}/listed/",), attempts=1)
+        assert run(fetch_input(f"{base}/listed/a.bin", tmp_path / "in", policy)).bytes == 2
+        for path in ("unlisted.bin", "listed/../unlisted.bin", "listed/%2e%2e/unlisted.bin"):
+            with pytest.raises(FetchError, match="loopback"):
+                run(fetch_input(f"{base}/{path}", tmp_path / "out", policy))
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_size_limit_holds_without_a_content_length(input_server, tmp_path):
     with pytest.raises(FetchError, match="over the limit of 100,000 bytes"):
         run(fetch_input(input_server.url("chunked?bytes=300000"), tmp_path / "in",

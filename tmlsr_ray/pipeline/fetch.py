@@ -56,11 +56,12 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
     timeout = aiohttp.ClientTimeout(
         total=policy.total_timeout_s, sock_connect=policy.connect_timeout_s, sock_read=policy.read_timeout_s
     )
+    current = url
     try:
-        async with aiohttp.ClientSession(timeout=timeout, connector=checked_connector(policy)) as session:
-            current = url
-            for _ in range(policy.max_redirects + 1):
-                check_url(current, policy)
+        for _ in range(policy.max_redirects + 1):
+            check_url(current, policy)
+            # a session per hop: which addresses a hop may reach depends on its URL (the allow-list)
+            async with aiohttp.ClientSession(timeout=timeout, connector=checked_connector(policy, current)) as session:
                 async with session.get(wire_url(current), allow_redirects=False) as response:
                     if response.status in REDIRECT_CODES and "Location" in response.headers:
                         current = urljoin(current, response.headers["Location"])
@@ -75,7 +76,7 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
                     content_type = response.headers.get("Content-Type")
                     _refuse_web_page(dest, content_type)
                     return FetchResult(dest, size, content_type, current)
-            raise FetchError(f"too many redirects (more than {policy.max_redirects})")
+        raise FetchError(f"too many redirects (more than {policy.max_redirects})")
     except FetchError:
         raise
     except aiohttp.ServerTimeoutError as exc:  # no connection, or no bytes, within its timeout: worth another try
