@@ -775,9 +775,10 @@ class InputServer:
 
 class WebhookReceiver:
     """A real HTTP endpoint on loopback that records every POST; answers ``statuses`` in turn
-    (then 200), so tests can make a delivery fail a few times first."""
+    (then 200), so tests can make a delivery fail a few times first; a 429 or 503 says
+    ``retry_after`` as its Retry-After where given."""
 
-    def __init__(self, statuses: tuple = ()):
+    def __init__(self, statuses: tuple = (), retry_after: Optional[str] = None):
         self.received: list = []  # (path, headers, body bytes)
         self._statuses = list(statuses)
         receiver = self
@@ -790,6 +791,8 @@ class WebhookReceiver:
                 self.send_response(status)
                 if 300 <= status < 400:  # a real redirect, to a path of this same receiver
                     self.send_header("Location", "/moved")
+                if status in (429, 503) and retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

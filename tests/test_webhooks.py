@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -49,6 +50,16 @@ def test_server_errors_and_429_are_retried_until_delivered(receiver):
     assert send(receiver.url, WebhookPolicy(addresses=LOOPBACK_OK, attempts=4, backoff_s=0.01))
     assert len(receiver.received) == 4
     assert len({headers["X-TMLSR-Delivery"] for _, headers, _ in receiver.received}) == 1  # one delivery id
+
+
+def test_a_busy_receiver_is_asked_again_after_the_pause_its_retry_after_asks_for():
+    receiver = WebhookReceiver((429,), retry_after="1")
+    try:
+        started = time.monotonic()
+        assert send(receiver.url, WebhookPolicy(addresses=LOOPBACK_OK, attempts=2, backoff_s=0.01))
+        assert time.monotonic() - started >= 1 and len(receiver.received) == 2
+    finally:
+        receiver.close()
 
 
 @pytest.mark.parametrize("receiver", [(400,)], indirect=True)

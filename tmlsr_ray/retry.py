@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Tuple, Type, TypeVar, Union
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Awaitable, Callable, Optional, Tuple, Type, TypeVar, Union
 
 T = TypeVar("T")
 Retryable = Union[Type[BaseException], Tuple[Type[BaseException], ...], Callable[[BaseException], bool]]
@@ -28,6 +30,28 @@ class Backoff:
         as ``error.retry_after_s``), at most ``cap_s``."""
         asked = min(getattr(error, "retry_after_s", 0.0), self.cap_s)
         return max(self.pause_s(failed), asked)
+
+
+class TryAgain(Exception):
+    """A failure worth another try; ``retry_after_s`` is the pause its server asked for."""
+
+    def __init__(self, message: str, retry_after_s: float = 0.0):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def retry_after_s(value: Optional[str]) -> float:
+    """A Retry-After header's pause (seconds, or an HTTP date); 0 when absent or unreadable."""
+    if not value:
+        return 0.0
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 class RetriesExhausted(Exception):

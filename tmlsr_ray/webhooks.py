@@ -20,7 +20,7 @@ from typing import Optional
 import aiohttp
 
 from tmlsr_ray.errors import FetchError
-from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
+from tmlsr_ray.retry import Backoff, RetriesExhausted, TryAgain, retry, retry_after_s
 from tmlsr_ray.urls import FetchPolicy, check_url, checked_connector, host_not_found, wire_url
 
 logger = logging.getLogger(__name__)
@@ -62,18 +62,14 @@ async def deliver(url: str, event: str, body: bytes, policy: WebhookPolicy, deli
         return False
     try:
         return await retry(lambda: _post_once(url, body, headers, policy),
-                           Backoff(policy.attempts, policy.backoff_s, policy.backoff_cap_s), _TryAgain)
+                           Backoff(policy.attempts, policy.backoff_s, policy.backoff_cap_s), TryAgain)
     except RetriesExhausted:
         logger.warning("webhook %s to %s gave up after %d attempts", event, url, policy.attempts)
         return False
 
 
-class _TryAgain(Exception):
-    pass
-
-
 async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy) -> bool:
-    """True: delivered; False: refused for good (4xx); :class:`_TryAgain`: worth another try."""
+    """True: delivered; False: refused for good (4xx); :class:`TryAgain`: worth another try."""
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=policy.timeout_s),
                                          connector=checked_connector(policy.addresses, url)) as session:
@@ -81,7 +77,7 @@ async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy
                 if response.status < 300:
                     return True
                 if response.status == 429 or response.status >= 500:
-                    raise _TryAgain(f"HTTP {response.status}")
+                    raise TryAgain(f"HTTP {response.status}", retry_after_s(response.headers.get("Retry-After")))
                 logger.warning("webhook to %s refused: HTTP %d", url, response.status)
                 return False
     except FetchError as exc:  # the resolver refused the address
@@ -92,8 +88,8 @@ async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy
             logger.warning("webhook to %s not sent: its host does not exist (DNS: name not found)", url)
             return False
         logger.info("webhook to %s failed (DNS: %s); will retry", url, exc.os_error)
-        raise _TryAgain(type(exc).__name__) from exc
+        raise TryAgain(type(exc).__name__) from exc
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         logger.info("webhook to %s failed (%s); will retry", url, type(exc).__name__)
-        raise _TryAgain(type(exc).__name__) from exc
+        raise TryAgain(type(exc).__name__) from exc
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 from urllib.parse import urljoin, urlsplit
@@ -14,7 +12,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from tmlsr_ray.errors import FetchError, StorageError
-from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
+from tmlsr_ray.retry import Backoff, RetriesExhausted, TryAgain, retry, retry_after_s
 from tmlsr_ray.urls import (CHUNK_BYTES, HTTP_SCHEMES, INPUT_SCHEMES, CappedFile, FetchPolicy, check_url,
                             checked_connector, host_not_found, wire_url)
 
@@ -35,7 +33,7 @@ class FetchResult:
 async def fetch_http(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
     """Downloads ``url`` to ``dest``, retrying connection errors, stalls, 429 and 5xx answers with
     back-off (or the longer pause a Retry-After asks for)."""
-    return await _with_retries(lambda: _fetch_once(url, dest, policy), policy, _Retryable)
+    return await _with_retries(lambda: _fetch_once(url, dest, policy), policy, TryAgain)
 
 
 async def _with_retries(attempt, policy: FetchPolicy, retryable):
@@ -44,12 +42,6 @@ async def _with_retries(attempt, policy: FetchPolicy, retryable):
         return await retry(attempt, Backoff(policy.attempts, policy.backoff_s), retryable)
     except RetriesExhausted as exc:
         raise FetchError(f"download {exc}") from exc
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, retry_after_s: float = 0.0):
-        super().__init__(message)
-        self.retry_after_s = retry_after_s  # what the server asked for; the back-off caps it
 
 
 async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
@@ -67,8 +59,8 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
                         current = urljoin(current, response.headers["Location"])
                         continue
                     if response.status == 429 or response.status >= 500:
-                        raise _Retryable(f"HTTP {response.status} from {urlsplit(current).hostname}",
-                                         _retry_after_s(response.headers.get("Retry-After")))
+                        raise TryAgain(f"HTTP {response.status} from {urlsplit(current).hostname}",
+                                         retry_after_s(response.headers.get("Retry-After")))
                     if response.status >= 300:  # a 3xx here is one that cannot be followed: no input
                         unfollowed = " without a Location" if response.status in REDIRECT_CODES else ""
                         raise FetchError(f"input URL answered HTTP {response.status} {response.reason}{unfollowed}")
@@ -80,16 +72,16 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
     except FetchError:
         raise
     except aiohttp.ServerTimeoutError as exc:  # no connection, or no bytes, within its timeout: worth another try
-        raise _Retryable(f"timed out ({_describe(exc)})") from exc
+        raise TryAgain(f"timed out ({_describe(exc)})") from exc
     except asyncio.TimeoutError as exc:  # the whole download took total_timeout_s: another would too
         raise FetchError("download timed out") from exc
     except aiohttp.ClientConnectorDNSError as exc:
         if host_not_found(exc):
             host = getattr(exc, "host", None) or urlsplit(url).hostname  # after a redirect: the host it named
             raise FetchError(f"the input's host {host} does not exist (DNS: name not found)") from exc
-        raise _Retryable(_describe(exc)) from exc
+        raise TryAgain(_describe(exc)) from exc
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-        raise _Retryable(_describe(exc)) from exc
+        raise TryAgain(_describe(exc)) from exc
     except aiohttp.ClientError as exc:
         raise FetchError(f"download failed: {_describe(exc)}") from exc
 
@@ -105,20 +97,6 @@ def _refuse_web_page(path: Path, content_type: Optional[str]) -> None:
     if start.startswith(b"<"):
         raise FetchError("input URL answered a web page (text/html), not an image or video: a share or "
                          "sign-in page? Give the file's direct download URL")
-
-
-def _retry_after_s(value: Optional[str]) -> float:
-    """A Retry-After header's pause (seconds, or an HTTP date); 0 when absent or unreadable."""
-    if not value:
-        return 0.0
-    if value.strip().isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return 0.0
-    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def _describe(exc: Exception, limit: int = 200) -> str:
