@@ -607,6 +607,32 @@ def colour_chart_clip(path: Path, codec: str, pix_fmt: str, depth: int, tags: di
     return path
 
 
+def deep_photo(path: Path, levels: np.ndarray, bits: int, **code_points) -> Path:
+    """A ``bits``-deep HEIC (pillow-heif, with ``color_primaries`` / ``transfer_characteristics``
+    nclx code points if given) or AVIF (OpenCV: its encoder has no code points, so they are written
+    into its ``colr`` box after) by ``path``'s suffix: ``levels`` are BGR(A) or gray 0 to 2**bits-1."""
+    if path.suffix == ".heic":
+        import pillow_heif
+
+        pillow_heif.options.SAVE_HDR_TO_12_BIT = bits == 12
+        try:
+            rgb = levels if levels.ndim == 2 else cv2.cvtColor(levels, cv2.COLOR_BGRA2RGBA if levels.shape[2] == 4
+                                                               else cv2.COLOR_BGR2RGB)
+            mode = "I;16" if rgb.ndim == 2 else "RGBA;16" if rgb.shape[2] == 4 else "RGB;16"
+            heif = pillow_heif.from_bytes(mode, rgb.shape[1::-1], (rgb.astype(np.uint16) << (16 - bits)).tobytes())
+            heif.save(path, quality=-1, chroma=444, **code_points)
+        finally:
+            pillow_heif.options.SAVE_HDR_TO_12_BIT = False
+        return path
+    assert cv2.imwrite(str(path), levels.astype(np.uint16), [cv2.IMWRITE_AVIF_DEPTH, bits, cv2.IMWRITE_AVIF_QUALITY, 100])
+    if code_points:
+        data = bytearray(path.read_bytes())
+        at = data.index(b"colrnclx") + 8
+        data[at:at + 4] = struct.pack(">HH", code_points["color_primaries"], code_points["transfer_characteristics"])
+        path.write_bytes(bytes(data))
+    return path
+
+
 def display_p3_icc() -> bytes:
     """A Display P3 ICC v2 profile (matrix/TRC: P3 primaries adapted to D50, D65 white, the sRGB
     curve), built tag by tag as ICC.1:2001 lays it out."""

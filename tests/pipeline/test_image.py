@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import SHARED, display_p3_icc, shared_path, tiff_with_alpha
+from tests.helpers import SHARED, deep_photo, display_p3_icc, shared_path, tiff_with_alpha
 from tmlsr_ray.errors import InputError
-from tmlsr_ray.pipeline.image import png_with_metadata, decode_image, encode_image, output_format, probe_image
+from tmlsr_ray.pipeline.image import (png_with_metadata, decode_image, encode_image, output_format, probe_image,
+                                      stored_layout)
 
 BAD = sorted((SHARED / "media" / "bad").glob("*")) if (SHARED / "media" / "bad").is_dir() else []
 
@@ -141,6 +142,32 @@ def test_the_icc_profile_and_exif_survive_with_the_orientation_reset_after_turni
         exif = out.getexif()
         assert exif.get(0x0112) == 1 and exif.get(0x010F) == "TMLSR test camera"
         assert out.size == (24, 40)
+
+
+def _deep_levels(bits: int, layout: str) -> np.ndarray:
+    """A ramp from black to white at ``bits``, in gray, BGR or BGRA (its alpha a ramp too)."""
+    ramp = np.tile(np.linspace(0, (1 << bits) - 1, 64).round().astype(np.uint16), (16, 1))
+    if layout == "gray":
+        return ramp
+    return np.stack([ramp, ramp[:, ::-1], ramp // 2] + ([ramp[::-1]] if layout == "alpha" else []), axis=2)
+
+
+@pytest.mark.parametrize("layout", ["colour", "gray", "alpha"])
+@pytest.mark.parametrize("bits", [10, 12])
+@pytest.mark.parametrize("suffix", [".heic", ".avif"])
+def test_a_ten_or_twelve_bit_heic_or_avif_keeps_its_depth_spread_over_sixteen_bits(tmp_path, suffix, bits, layout):
+    """Phones and Chrome write 10-bit HEIC and AVIF: Pillow handed them over as 8-bit, and the
+    result came back an 8-bit JPEG. A level v is v * 65535 / (2**bits - 1), white 65,535."""
+    levels = _deep_levels(bits, layout)
+    info, image, fmt, data = round_trip(deep_photo(tmp_path / f"deep{suffix}", levels, bits))
+    top = (1 << bits) - 1
+    assert image.dtype == np.uint16 and image.shape == levels.shape
+    stored = np.round(image * (top / 65535))
+    assert np.array_equal(image, np.round(stored * (65535 / top))), "each level on the spread grid, not shifted"
+    assert np.abs(stored - levels).max() <= 1, "within a level of the lossless file's colour conversion"
+    assert image.max() == 65535 and image.min() == 0
+    assert fmt == "png" and stored_layout(image, fmt)[1] == 16
+    assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), image)
 
 
 def test_a_sixteen_bit_png_keeps_its_depth_and_its_profile(tmp_path):

@@ -23,6 +23,7 @@ import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
 from tmlsr_ray.errors import InputError
+from tmlsr_ray.pipeline.heif_boxes import bits_per_channel, primary_item_properties
 
 pillow_heif.register_heif_opener()  # HEIC/HEIF through Image.open, like every other format
 
@@ -234,6 +235,9 @@ def _unpremultiply(image: np.ndarray) -> np.ndarray:
 
 def _decode_with_pillow(path: Path, info: ImageInfo) -> np.ndarray:
     try:
+        deep = _deep_heif_or_avif(path, info.format)
+        if deep is not None:
+            return apply_exif_orientation(_bgr_without_opaque_alpha(deep), info.orientation)
         with Image.open(path) as img:
             img.seek(0)
             if img.mode == "L" and "transparency" not in img.info:  # gray stays gray
@@ -241,11 +245,46 @@ def _decode_with_pillow(path: Path, info: ImageInfo) -> np.ndarray:
             rgba = np.asarray(img.convert("RGBA"))
     except (OSError, ValueError) as exc:
         raise InputError(f"{info.format} image could not be decoded ({_first_line(exc)})") from exc
-    if (rgba[:, :, 3] == 255).all():
-        image = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR)
+    return apply_exif_orientation(_bgr_without_opaque_alpha(cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)),
+                                  info.orientation)
+
+
+def _bgr_without_opaque_alpha(image: np.ndarray) -> np.ndarray:
+    if _has_alpha(image) and (image[:, :, 3] == np.iinfo(image.dtype).max).all():
+        return np.ascontiguousarray(image[:, :, :3])
+    return image
+
+
+def _deep_heif_or_avif(path: Path, fmt: str) -> Optional[np.ndarray]:
+    """A 10- or 12-bit HEIC or AVIF (phones and Chrome write them) at its depth, spread over the
+    16-bit range as a 16-bit PNG's levels are: gray, BGR or BGRA; None for an 8-bit one. Pillow
+    hands both over as 8-bit; libheif turns a HEIC upright, OpenCV leaves an AVIF as stored."""
+    if fmt == "heic":
+        heif = pillow_heif.open_heif(path, convert_hdr_to_8bit=False, hdr_to_16bit=False)
+        bits = heif.info["bit_depth"]
+        if bits <= 8:
+            return None
+        stored = np.asarray(heif)  # gray, RGB or RGBA at the stored levels
+        stored = cv2.cvtColor(stored, cv2.COLOR_RGBA2BGRA if stored.shape[-1] == 4 else cv2.COLOR_RGB2BGR) \
+            if stored.ndim == 3 else stored
+    elif fmt == "avif":
+        bits = bits_per_channel(primary_item_properties(path)) or 8
+        if bits <= 8:
+            return None
+        stored = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        if stored is None or stored.dtype != np.uint16:
+            raise ValueError(f"its {bits}-bit pixels could not be decoded")
     else:
-        image = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)
-    return apply_exif_orientation(image, info.orientation)
+        return None
+    return _spread_to_sixteen_bits(stored, bits)
+
+
+def _spread_to_sixteen_bits(image: np.ndarray, bits: int) -> np.ndarray:
+    """Levels 0 to 2**bits - 1 as 0 to 65,535 (a 10-bit 1023 is white, as 65,535 is; shifting
+    would make it 65,472), through a table: no float copy of a large photo."""
+    top = (1 << bits) - 1
+    table = np.minimum(np.round(np.arange(65536) * (65535 / top)), 65535).astype(np.uint16)
+    return table[image]
 
 
 def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:

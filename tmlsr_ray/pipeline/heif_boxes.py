@@ -1,0 +1,106 @@
+"""The properties of a HEIF/AVIF file's primary picture, read from its ``meta`` box (ISO/IEC
+23008-12): what Pillow's AVIF plugin and OpenCV leave out, its colour code points (``colr`` of
+type ``nclx``) and its bits per channel (``pixi``)."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import BinaryIO, Iterator, List, Optional, Tuple
+
+MAX_META_BYTES = 16 << 20  # a phone's meta box is kilobytes; one larger is not read
+
+
+def primary_item_properties(path: Path) -> List[Tuple[bytes, bytes]]:
+    """(type, payload) of each property the primary item has, in the file's order; none where
+    the file has no readable meta box."""
+    with open(path, "rb") as file:
+        meta = _top_level_meta(file)
+    if meta is None:
+        return []
+    try:
+        return _properties_of_primary(meta[4:])  # meta is a full box: version and flags first
+    except (struct.error, IndexError):
+        return []
+
+
+def nclx_code_points(properties: List[Tuple[bytes, bytes]]) -> Optional[Tuple[int, int]]:
+    """(colour_primaries, transfer_characteristics) of the first ``nclx`` colour property."""
+    for kind, payload in properties:
+        if kind == b"colr" and payload[:4] == b"nclx" and len(payload) >= 8:
+            return struct.unpack(">HH", payload[4:8])
+    return None
+
+
+def bits_per_channel(properties: List[Tuple[bytes, bytes]]) -> Optional[int]:
+    """The deepest channel's bits as ``pixi`` states them, else as an AV1 picture's ``av1C`` does."""
+    for kind, payload in properties:
+        if kind == b"pixi" and len(payload) >= 6 and len(payload) >= 5 + payload[4]:
+            return max(payload[5:5 + payload[4]])
+    for kind, payload in properties:
+        if kind == b"av1C" and len(payload) >= 3:  # high_bitdepth, then twelve_bit
+            return 12 if payload[2] & 0x20 else 10 if payload[2] & 0x40 else 8
+    return None
+
+
+def _top_level_meta(file: BinaryIO) -> Optional[bytes]:
+    while True:
+        header = file.read(8)
+        if len(header) < 8:
+            return None
+        size, kind = struct.unpack(">I4s", header)
+        body_size = size - 8
+        if size == 1:
+            body_size = struct.unpack(">Q", file.read(8))[0] - 16
+        if kind == b"meta":  # size 0: it runs to the end of the file
+            return file.read(MAX_META_BYTES if size == 0 else body_size) if body_size <= MAX_META_BYTES else None
+        if size == 0 or body_size < 0:
+            return None
+        file.seek(body_size, 1)
+
+
+def _boxes(data: bytes) -> Iterator[Tuple[bytes, bytes]]:
+    at = 0
+    while at + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[at:at + 8])
+        start = at + 8
+        if size == 1:
+            size, start = struct.unpack(">Q", data[at + 8:at + 16])[0], at + 16
+        end = len(data) if size == 0 else at + size
+        if end < start or end > len(data):
+            return
+        yield kind, data[start:end]
+        at = end
+
+
+def _properties_of_primary(meta: bytes) -> List[Tuple[bytes, bytes]]:
+    children = dict(_boxes(meta))
+    pitm = children.get(b"pitm")
+    iprp = dict(_boxes(children.get(b"iprp", b"")))
+    if pitm is None or b"ipco" not in iprp or b"ipma" not in iprp:
+        return []
+    primary = struct.unpack(">H", pitm[4:6])[0] if pitm[0] == 0 else struct.unpack(">I", pitm[4:8])[0]
+    properties = list(_boxes(iprp[b"ipco"]))
+    return [properties[index - 1] for index in _associations(iprp[b"ipma"], primary)
+            if 0 < index <= len(properties)]
+
+
+def _associations(ipma: bytes, item: int) -> List[int]:
+    """1-based ``ipco`` indices of the properties associated with ``item``."""
+    version, wide_index = ipma[0], ipma[3] & 1
+    count, at = struct.unpack(">I", ipma[4:8])[0], 8
+    for _ in range(count):
+        if version < 1:
+            item_id, at = struct.unpack(">H", ipma[at:at + 2])[0], at + 2
+        else:
+            item_id, at = struct.unpack(">I", ipma[at:at + 4])[0], at + 4
+        n, at = ipma[at], at + 1
+        if wide_index:
+            indices = [v & 0x7FFF for v in struct.unpack(f">{n}H", ipma[at:at + 2 * n])]
+            at += 2 * n
+        else:
+            indices = [v & 0x7F for v in ipma[at:at + n]]
+            at += n
+        if item_id == item:
+            return indices
+    return []
