@@ -633,6 +633,17 @@ def deep_photo(path: Path, levels: np.ndarray, bits: int, **code_points) -> Path
     return path
 
 
+def icc_colourants(profile: bytes) -> dict:
+    """An ICC profile's rXYZ, gXYZ and bXYZ tags as (X, Y, Z) each."""
+    count = struct.unpack(">I", profile[128:132])[0]
+    colourants = {}
+    for entry in range(count):
+        tag, offset, _ = struct.unpack(">4sII", profile[132 + 12 * entry:144 + 12 * entry])
+        if tag in (b"rXYZ", b"gXYZ", b"bXYZ"):
+            colourants[tag.decode()] = tuple(v / 65536 for v in struct.unpack(">3i", profile[offset + 8:offset + 20]))
+    return colourants
+
+
 def display_p3_icc() -> bytes:
     """A Display P3 ICC v2 profile (matrix/TRC: P3 primaries adapted to D50, D65 white, the sRGB
     curve), built tag by tag as ICC.1:2001 lays it out."""

@@ -6,9 +6,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
-from tests.helpers import SHARED, deep_photo, display_p3_icc, shared_path, tiff_with_alpha
+from tests.helpers import SHARED, deep_photo, display_p3_icc, icc_colourants, shared_path, tiff_with_alpha
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.image import (png_with_metadata, decode_image, encode_image, output_format, probe_image,
                                       stored_layout)
@@ -168,6 +168,40 @@ def test_a_ten_or_twelve_bit_heic_or_avif_keeps_its_depth_spread_over_sixteen_bi
     assert image.max() == 65535 and image.min() == 0
     assert fmt == "png" and stored_layout(image, fmt)[1] == 16
     assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), image)
+
+
+@pytest.mark.parametrize("suffix", [".heic", ".avif"])
+def test_a_heic_or_avif_tagged_display_p3_by_its_nclx_box_alone_comes_out_with_a_p3_profile(tmp_path, suffix):
+    """Phones and Chrome say a photo's colour by H.273 code points (primaries 12: Display P3), no
+    ICC profile: PNG and JPEG have no such tag, and the output was shown as sRGB, less saturated."""
+    path = deep_photo(tmp_path / f"p3{suffix}", _deep_levels(10, "colour"), 10,
+                      color_primaries=12, transfer_characteristics=13)
+    info, _, _, data = round_trip(path)
+    with Image.open(io.BytesIO(data)) as out:
+        profile = out.info["icc_profile"]
+    reference = icc_colourants(display_p3_icc())
+    for tag, xyz in icc_colourants(profile).items():
+        assert np.abs(np.subtract(xyz, reference[tag])).max() < 1e-3, tag
+    assert ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(profile)))
+
+
+def test_an_eight_bit_heic_tagged_display_p3_by_nclx_comes_out_a_jpeg_with_the_profile(tmp_path):
+    path = tmp_path / "p3.heic"
+    Image.new("RGB", (32, 16), (200, 40, 40)).save(path, "HEIF", quality=95, color_primaries=12,
+                                                   transfer_characteristics=13)
+    info, image, fmt, data = round_trip(path)
+    assert image.dtype == np.uint8 and fmt == "jpeg"
+    with Image.open(io.BytesIO(data)) as out:
+        assert icc_colourants(out.info["icc_profile"]).keys() == {"rXYZ", "gXYZ", "bXYZ"}
+
+
+@pytest.mark.parametrize("primaries, transfer", [(1, 13), (9, 16), (9, 18), (12, 16), (2, 2)])
+def test_sdr_srgb_unspecified_and_hdr_code_points_get_no_made_up_profile(tmp_path, primaries, transfer):
+    """sRGB is what an untagged output is shown as already; PQ and HLG (HDR) are no display curve
+    an ICC matrix/TRC profile can hold, so they stay as they were (shown as sRGB)."""
+    path = deep_photo(tmp_path / "tagged.heic", _deep_levels(10, "colour"), 10,
+                      color_primaries=primaries, transfer_characteristics=transfer)
+    assert probe_image(path, 10**8).icc_profile is None
 
 
 def test_a_sixteen_bit_png_keeps_its_depth_and_its_profile(tmp_path):

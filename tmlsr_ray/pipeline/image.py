@@ -23,7 +23,8 @@ import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
 from tmlsr_ray.errors import InputError
-from tmlsr_ray.pipeline.heif_boxes import bits_per_channel, primary_item_properties
+from tmlsr_ray.pipeline.heif_boxes import bits_per_channel, nclx_code_points, primary_item_properties
+from tmlsr_ray.pipeline.nclx import icc_from_nclx
 
 pillow_heif.register_heif_opener()  # HEIC/HEIF through Image.open, like every other format
 
@@ -75,6 +76,8 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
                 # libheif does a HEIF's: nothing is left to turn
                 orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
                 icc_profile = img.info.get("icc_profile") or None
+                if icc_profile is None and fmt in ("heic", "avif"):
+                    icc_profile = _icc_profile_from_nclx(path)
                 upright_exif = _upright_exif(exif)
                 png_colour = _png_colour_chunks(img.info) if fmt == "png" else None
     except Image.DecompressionBombError as exc:
@@ -94,6 +97,13 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
         )
     return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif, png_colour)
+
+
+def _icc_profile_from_nclx(path: Path) -> Optional[bytes]:
+    """The colour a HEIC or AVIF states by its code points alone (phones and Chrome write Display
+    P3 or BT.2020 so) as a profile: PNG and JPEG have no other way to say it."""
+    code_points = nclx_code_points(primary_item_properties(path))
+    return icc_from_nclx(*code_points) if code_points else None
 
 
 def _png_colour_chunks(png_info: dict) -> Optional[bytes]:
