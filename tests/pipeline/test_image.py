@@ -500,6 +500,18 @@ def test_a_gray_heic_or_avif_stays_gray(tmp_path, fmt):
     assert output_format(info, image) == "jpeg"
 
 
+def test_a_heic_whose_primary_picture_is_not_its_first_is_read_as_its_primary(tmp_path):
+    """The probe read the primary picture's size and the decoder took the first picture: a
+    different photo, at a size the header did not give."""
+    path = tmp_path / "two.heic"
+    Image.new("RGB", (40, 20), (255, 0, 0)).save(path, "HEIF", save_all=True, quality=90, primary_index=1,
+                                                 append_images=[Image.new("RGB", (30, 10), (0, 0, 255))])
+    info = probe_image(path, 10_000)
+    image = decode_image(path, info)
+    assert (info.width, info.height) == (30, 10) and image.shape == (10, 30, 3)
+    assert image[5, 5, 0] > 200 and image[5, 5, 2] < 50, "blue in BGR: the primary picture"
+
+
 def _gray_palette_image(levels: np.ndarray) -> Image.Image:
     """``levels`` as a palette image whose palette holds those grays in an order of its own (as an
     editor writes a gray GIF: the levels used, not a ramp of all 256)."""

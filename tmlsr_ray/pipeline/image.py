@@ -248,8 +248,7 @@ def _decode_with_pillow(path: Path, info: ImageInfo) -> np.ndarray:
         deep = _deep_heif_or_avif(path, info.format)
         if deep is not None:
             return apply_exif_orientation(_bgr_without_opaque_alpha(deep), info.orientation)
-        with Image.open(path) as img:
-            img.seek(0)
+        with Image.open(path) as img:  # at a GIF's or AVIF's first frame, a HEIC's primary picture
             if img.mode == "L" and "transparency" not in img.info:  # gray stays gray
                 return apply_exif_orientation(np.asarray(img), info.orientation)
             rgba = np.asarray(img.convert("RGBA"))
