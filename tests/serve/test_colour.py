@@ -86,3 +86,26 @@ def test_a_heic_photo_with_a_display_p3_profile_comes_back_as_jpeg_with_the_prof
     with Image.open(io.BytesIO(fetch_output(service, task))) as out:
         assert out.info["icc_profile"] == display_p3_icc() and out.getexif().get(0x0112) == 1
         assert out.size == (48, 80)  # turned upright (24×40), ×2
+
+
+def test_a_ten_bit_display_p3_avif_comes_back_a_sixteen_bit_png_with_a_p3_profile(service, input_server, tmp_path):
+    """What an Android phone or Chrome writes: 10 bits, its colour stated by the nclx box alone."""
+    import io
+
+    import cv2
+    from PIL import Image
+
+    from tests.helpers import deep_photo, display_p3_icc, icc_colourants
+    from tests.pipeline.test_image import _deep_levels
+
+    photo = deep_photo(tmp_path / "phone.avif", _deep_levels(10, "colour"), 10,
+                       color_primaries=12, transfer_characteristics=13)
+    task = service.run(url=input_server.add("phone.avif", photo.read_bytes()), type="image", model="identity-x2.pth")
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert meta["format"] == "png" and meta["bit_depth"] == 16 and meta["icc_profile"] is True
+    data = fetch_output(service, task)
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    with Image.open(io.BytesIO(data)) as out:
+        made, reference = icc_colourants(out.info["icc_profile"]), icc_colourants(display_p3_icc())
+    assert all(np.abs(np.subtract(made[tag], reference[tag])).max() < 1e-3 for tag in reference)
