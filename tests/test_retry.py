@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from tmlsr_ray.retry import Backoff, RetriesExhausted, retry
+from tmlsr_ray.retry import Backoff, RetriesExhausted, retry, retry_after_s
 
 QUICK = Backoff(attempts=4, base_s=0.001)
 
@@ -69,3 +69,11 @@ def test_a_failure_that_asks_for_a_longer_pause_gets_it_up_to_the_cap():
     start = time.monotonic()
     assert asyncio.run(retry(Flaky(1, Busy()), capped, Busy)) == "done"
     assert time.monotonic() - start < 0.25
+
+
+@pytest.mark.parametrize("header, pause", [("12", 12.0), (" 7 ", 7.0), ("999999999", 999999999.0),
+                                           ("²", 0.0), ("１２", 0.0), ("-5", 0.0), ("1.5", 0.0), ("soon", 0.0)])
+def test_a_retry_after_is_read_as_ascii_seconds_or_else_asks_for_no_pause(header, pause):
+    """A server can send anything: a digit str.isdigit() accepts but float() does not (²) raised
+    ValueError out of a download and out of a webhook delivery that must never raise."""
+    assert retry_after_s(header) == pause

@@ -62,6 +62,15 @@ def test_a_busy_receiver_is_asked_again_after_the_pause_its_retry_after_asks_for
         receiver.close()
 
 
+def test_a_retry_after_that_is_no_number_of_seconds_is_retried_on_the_back_off():
+    receiver = WebhookReceiver((503,), retry_after="²".encode().decode("latin-1"))  # UTF-8 bytes on the wire
+    try:
+        assert send(receiver.url, WebhookPolicy(addresses=LOOPBACK_OK, attempts=2, backoff_s=0.01))
+        assert len(receiver.received) == 2
+    finally:
+        receiver.close()
+
+
 @pytest.mark.parametrize("receiver", [(400,)], indirect=True)
 def test_a_client_error_is_final(receiver):
     assert not send(receiver.url, WebhookPolicy(addresses=LOOPBACK_OK, attempts=3, backoff_s=0.01))

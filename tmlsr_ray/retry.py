@@ -44,8 +44,9 @@ def retry_after_s(value: Optional[str]) -> float:
     """A Retry-After header's pause (seconds, or an HTTP date); 0 when absent or unreadable."""
     if not value:
         return 0.0
-    if value.strip().isdigit():
-        return float(value)
+    seconds = value.strip()
+    if seconds.isascii() and seconds.isdigit():  # str.isdigit() alone takes ², which float() refuses
+        return float(seconds)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
