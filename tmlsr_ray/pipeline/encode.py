@@ -150,9 +150,13 @@ HEVC_ENCODER = "libx265"
 # finished frames 8 or 16 pixels high (640x16 ran until the call's timeout; 640x32 finished).
 MIN_FRAME_SIDE = {HEVC_ENCODER: 16, "libsvtav1": 32}
 # The largest (width, height) an encoder opens for: libx264 refuses a side over 16384, SVT-AV1 a
-# width over 16384 or a height over 8704, libx265 a side over 32768 where the other is under 32
-# (it takes up to 65536 beside a larger one).
+# width over 16384 or a height over 8704; libx265, beside a side of 32 or more, opened up to 65538
+# (32768 is kept as its cap), and under 32 see HEVC_THIN_SIDE.
 MAX_FRAME_SIZE = {"libx264": (16384, 16384), HEVC_ENCODER: (32768, 32768), "libsvtav1": (16384, 8704)}
+# Under 32 a side libx265 codes in 16-pixel CTUs, which HEVC allows only up to level 4.1: the long
+# side, padded to the preset's smallest CU (16 at ultrafast), may then be at most 4222. 4208x16
+# opened at every preset, 4210x16 not at ultrafast, 4218x16, 8192x16 and 32768x16 at none.
+HEVC_THIN_SIDE, HEVC_THIN_MAX_SIDE = 32, 4208
 CODEC_ALIASES = {"hevc": HEVC_ENCODER, "h265": HEVC_ENCODER, "h264": "libx264"}
 AV1_ENCODERS = ("libsvtav1", "libaom-av1", "librav1e")  # the fastest first
 # What a task may ask for as ``video_codec``, and the encoder preference each stands for
@@ -180,10 +184,16 @@ def resolve_codec(preference: str, size: tuple = (256, 256), pix_fmt: str = "yuv
         return next((name for name in AV1_ENCODERS if name in av.codecs_available), AV1_ENCODERS[0])
     if preference not in ("auto", "auto-h264"):
         return CODEC_ALIASES.get(preference, preference)
-    if preference == "auto" and hdr and HEVC_ENCODER in av.codecs_available and min(size) >= MIN_FRAME_SIDE[HEVC_ENCODER]:
+    if (preference == "auto" and hdr and HEVC_ENCODER in av.codecs_available
+            and min(size) >= MIN_FRAME_SIDE[HEVC_ENCODER] and not too_long_for_hevc(size)):
         return HEVC_ENCODER
     fits = max(size) <= NVENC_MAX_SIZE and pix_fmt == "yuv420p"
     return HARDWARE_ENCODER if fits and encoder_works(HARDWARE_ENCODER, *size, pix_fmt) else "libx264"
+
+
+def too_long_for_hevc(size: tuple) -> bool:
+    """A frame under HEVC_THIN_SIDE a side and longer than libx265 then opens for."""
+    return min(size) < HEVC_THIN_SIDE and max(size) > HEVC_THIN_MAX_SIDE
 
 
 def encoder_options(codec: str, crf: int, preset: str, threads: int = 0,

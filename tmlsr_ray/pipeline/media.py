@@ -9,7 +9,8 @@ import av
 
 from tmlsr_ray.pipeline.colour import HDR_TRANSFERS
 from tmlsr_ray.pipeline.decode import COLOR_FIELDS, VideoInfo, open_container
-from tmlsr_ray.pipeline.encode import HEVC_ENCODER, MAX_FRAME_SIZE, MIN_FRAME_SIDE, EncodeOptions, MuxReport, resolve_codec
+from tmlsr_ray.pipeline.encode import (HEVC_ENCODER, HEVC_THIN_MAX_SIDE, HEVC_THIN_SIDE, MAX_FRAME_SIZE, MIN_FRAME_SIDE,
+                                       EncodeOptions, MuxReport, resolve_codec, too_long_for_hevc)
 from tmlsr_ray.errors import InputError
 
 STILL_IMAGE_CONTAINERS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}
@@ -45,6 +46,10 @@ def check_encodable(target: Tuple[int, int], options: EncodeOptions, hdr: bool) 
     if min(target) < least:
         raise InputError(f"output frames of {target[0]}x{target[1]} are too small for {codec}, which takes at "
                          f"least {least} pixels a side; ask for video_codec h264, or a larger output")
+    if codec == HEVC_ENCODER and too_long_for_hevc(target):
+        raise InputError(f"output frames of {target[0]}x{target[1]} are too long for {codec}, which takes at most "
+                         f"{HEVC_THIN_MAX_SIDE} pixels beside a side under {HEVC_THIN_SIDE}; ask for video_codec "
+                         f"h264, or a shorter or wider output")
     most = MAX_FRAME_SIZE.get(codec, target)
     if target[0] > most[0] or target[1] > most[1]:
         larger = "" if codec == HEVC_ENCODER else "video_codec hevc, or "
