@@ -143,10 +143,12 @@ def _quoted(part: str) -> str:
 def check_url(url: str, policy: FetchPolicy) -> None:
     """Refuses what may not be fetched; allow-listed URLs may be on private networks (trusted
     internal sources), everything else must be a public address."""
-    scheme = urlsplit(url).scheme
+    try:
+        scheme, host = urlsplit(url).scheme, _connected_host(url)
+    except ValueError as exc:  # urlsplit refuses a bracketed host that is no address ([1:2]), yarl a bad port
+        raise FetchError(f"invalid URL: {exc}") from None
     if scheme not in HTTP_SCHEMES:
         raise FetchError(f"unsupported URL scheme {scheme!r}; use http or https")
-    host = _connected_host(url)
     if not host:
         raise FetchError(f"URL has no host: {url}")
     legacy = _legacy_ipv4(host)
@@ -166,10 +168,7 @@ def _connected_host(url: str) -> str:
     """The host as the connection names it (yarl's parse, which aiohttp uses): IDNA maps Unicode
     digits and dots to ASCII, so ``１２７.0.0.1`` is the address 127.0.0.1, which is connected to
     without the resolver, not a name for the resolver to check."""
-    try:
-        return URL(url).raw_host or ""
-    except ValueError as exc:
-        raise FetchError(f"invalid URL: {exc}") from None
+    return URL(url).raw_host or ""
 
 
 def _legacy_ipv4(host: str) -> Optional[str]:

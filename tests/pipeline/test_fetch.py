@@ -5,7 +5,7 @@ import pytest
 
 from tmlsr_ray.errors import FetchError
 from tmlsr_ray.pipeline.fetch import fetch_input
-from tmlsr_ray.urls import FetchPolicy
+from tmlsr_ray.urls import FetchPolicy, check_url
 
 TRUSTED = FetchPolicy(allow_private=True, attempts=2, backoff_s=0.01)
 
@@ -36,6 +36,19 @@ def test_a_redirect_to_a_location_of_raw_latin_1_bytes_asks_for_those_bytes_perc
     with pytest.raises(FetchError, match="HTTP 404"):  # the Location sent is /status/404?name=v\xe9
         run(fetch_input(input_server.url("redirect?to=/status/404%3Fname%3Dv%E9"), tmp_path / "in", TRUSTED))
     assert input_server.fetches("status/404?name=v%E9") == 1
+
+
+@pytest.mark.parametrize("location", ["http://[1:2]/x", "http://[::ffff:0177.0.0.1]/", "http://[::1/", "//[zz]/"])
+def test_a_redirect_to_a_malformed_url_fails_the_download_saying_so(input_server, location, tmp_path):
+    """urlsplit refuses a bracketed host that is no IP address: the bare ValueError failed the
+    task as an "internal error" (and a crash in the log) for a broken server's Location."""
+    with pytest.raises(FetchError, match="invalid URL"):
+        run(fetch_input(input_server.url("redirect?to=" + quote(location, safe="")), tmp_path / "in", TRUSTED))
+
+
+def test_check_url_refuses_a_url_urlsplit_cannot_read_as_a_fetch_error():
+    with pytest.raises(FetchError, match="invalid URL"):
+        check_url("http://[1:2]/", FetchPolicy())
 
 
 def test_redirect_chains_longer_than_five_hops_are_refused(input_server, tmp_path):

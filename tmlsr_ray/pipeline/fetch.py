@@ -56,7 +56,7 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
             async with aiohttp.ClientSession(timeout=timeout, connector=checked_connector(policy, current)) as session:
                 async with session.get(wire_url(current), allow_redirects=False) as response:
                     if response.status in REDIRECT_CODES and "Location" in response.headers:
-                        current = urljoin(current, response.headers["Location"])
+                        current = _redirected(current, response.headers["Location"])
                         continue
                     if response.status == 429 or response.status >= 500:
                         raise TryAgain(f"HTTP {response.status} from {urlsplit(current).hostname}",
@@ -84,6 +84,14 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
         raise TryAgain(_describe(exc)) from exc
     except aiohttp.ClientError as exc:
         raise FetchError(f"download failed: {_describe(exc)}") from exc
+
+
+def _redirected(url: str, location: str) -> str:
+    """Where a Location sends ``url`` (check_url then judges it)."""
+    try:
+        return urljoin(url, location)
+    except ValueError as exc:  # urlsplit refuses a bracketed host that is no address: [1:2], [::1
+        raise FetchError(f"input URL redirected to an invalid URL ({exc}): {location[:200]}") from None
 
 
 def _refuse_web_page(path: Path, content_type: Optional[str]) -> None:
