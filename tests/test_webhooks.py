@@ -71,6 +71,13 @@ def test_a_retry_after_that_is_no_number_of_seconds_is_retried_on_the_back_off()
         receiver.close()
 
 
+def test_a_callback_host_dns_cannot_carry_is_not_sent_and_deliver_does_not_raise():
+    """callback_url http://a..b/ passes the API's syntax check (its host reads as hex and dots);
+    the resolver's IDNA encoding raised UnicodeError out of deliver, so the outbox never settled
+    it and sent it again at once, without end."""
+    assert not send("http://a..b/hook", WebhookPolicy(attempts=1))
+
+
 @pytest.mark.parametrize("receiver", [(400,)], indirect=True)
 def test_a_client_error_is_final(receiver):
     assert not send(receiver.url, WebhookPolicy(addresses=LOOPBACK_OK, attempts=3, backoff_s=0.01))

@@ -145,6 +145,7 @@ def check_url(url: str, policy: FetchPolicy) -> None:
     internal sources), everything else must be a public address."""
     try:
         scheme, host = urlsplit(url).scheme, _connected_host(url)
+        host.encode("idna")  # as the resolver will: an empty or over-long label (a..b) fails there, unexplained
     except ValueError as exc:  # urlsplit refuses a bracketed host that is no address ([1:2]), yarl a bad port
         raise FetchError(f"invalid URL: {exc}") from None
     if scheme not in HTTP_SCHEMES:

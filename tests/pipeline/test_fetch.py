@@ -46,6 +46,14 @@ def test_a_redirect_to_a_malformed_url_fails_the_download_saying_so(input_server
         run(fetch_input(input_server.url("redirect?to=" + quote(location, safe="")), tmp_path / "in", TRUSTED))
 
 
+@pytest.mark.parametrize("url", ["http://a..b/x.mp4", "http://" + "a" * 64 + ".com/x.mp4"])
+def test_a_host_name_dns_cannot_carry_fails_the_download_saying_so(url, tmp_path):
+    """An empty or over-63-character label failed in the resolver's IDNA encoding with a bare
+    UnicodeError: the task failed as an "internal error"."""
+    with pytest.raises(FetchError, match="invalid URL"):
+        run(fetch_input(url, tmp_path / "in", FetchPolicy(attempts=1)))
+
+
 def test_check_url_refuses_a_url_urlsplit_cannot_read_as_a_fetch_error():
     with pytest.raises(FetchError, match="invalid URL"):
         check_url("http://[1:2]/", FetchPolicy())
