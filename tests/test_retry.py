@@ -72,8 +72,10 @@ def test_a_failure_that_asks_for_a_longer_pause_gets_it_up_to_the_cap():
 
 
 @pytest.mark.parametrize("header, pause", [("12", 12.0), (" 7 ", 7.0), ("999999999", 999999999.0),
-                                           ("²", 0.0), ("１２", 0.0), ("-5", 0.0), ("1.5", 0.0), ("soon", 0.0)])
+                                           ("²", 0.0), ("１２", 0.0), ("-5", 0.0), ("1.5", 0.0), ("soon", 0.0),
+                                           ("Mon, 01 Jan 99999999999 00:00:00 GMT", 0.0)])
 def test_a_retry_after_is_read_as_ascii_seconds_or_else_asks_for_no_pause(header, pause):
     """A server can send anything: a digit str.isdigit() accepts but float() does not (²) raised
-    ValueError out of a download and out of a webhook delivery that must never raise."""
+    ValueError out of a download and out of a webhook delivery that must never raise, and a date
+    of a year past C's int an OverflowError."""
     assert retry_after_s(header) == pause
