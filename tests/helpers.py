@@ -687,8 +687,9 @@ class _InputHandler(SimpleHTTPRequestHandler):
     """Serves files, plus ``/slow/<path>?seconds=S&times=N`` (trickled, to the first N requests
     if N is given), ``/ranged/<path>`` (answering
     Range requests), ``/status/<code>``, ``/redirect?to=URL``, ``/chunked?bytes=N``,
-    ``/lying?declared=N&sent=M`` and ``/busy/<path>?status=S&times=N&retry_after=R`` (S with
-    ``Retry-After: R`` to the first N requests, then the file)."""
+    ``/lying?declared=N&sent=M``, ``/busy/<path>?status=S&times=N&retry_after=R`` (S with
+    ``Retry-After: R`` to the first N requests, then the file) and ``/cookie-gate/<path>`` (the
+    file to a request with the cookie ``gate=open``, else a redirect to itself that sets it)."""
 
     def log_message(self, *args):  # keep test output clean
         pass
@@ -734,7 +735,19 @@ class _InputHandler(SimpleHTTPRequestHandler):
             return self._ranged(parts.path[len("/ranged"):])
         if parts.path.startswith("/busy/"):
             return self._busy(parts.path[len("/busy"):], parse_qs(parts.query))
+        if parts.path.startswith("/cookie-gate/"):
+            return self._cookie_gate(parts.path[len("/cookie-gate"):])
         return super().do_GET()
+
+    def _cookie_gate(self, path: str) -> None:
+        if "gate=open" in self.headers.get("Cookie", ""):
+            self.path = path
+            return super().do_GET()
+        self.send_response(302)
+        self.send_header("Set-Cookie", "gate=open; Path=/")
+        self.send_header("Location", self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _busy(self, path: str, query: dict):
         if self.server.fetched[self.path] > int(query["times"][0]):

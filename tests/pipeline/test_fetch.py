@@ -59,6 +59,16 @@ def test_check_url_refuses_a_url_urlsplit_cannot_read_as_a_fetch_error():
         check_url("http://[1:2]/", FetchPolicy())
 
 
+def test_a_cookie_set_by_a_redirect_goes_with_the_next_hop(input_server, tmp_path):
+    """A server that sets a cookie and redirects to itself (a cookie check, a download's confirm
+    step) wants it back: with a session per hop the cookie was dropped, and the download failed
+    with "too many redirects". (By host name: cookies are not kept for an IP address.)"""
+    input_server.add("gated.bin", b"g" * 10)
+    url = input_server.url("cookie-gate/gated.bin").replace("127.0.0.1", "localhost")
+    result = run(fetch_input(url, tmp_path / "in", TRUSTED))
+    assert result.bytes == 10
+
+
 def test_redirect_chains_longer_than_five_hops_are_refused(input_server, tmp_path):
     url = input_server.add("end.bin", b"e")
     for _ in range(6):

@@ -49,11 +49,13 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
         total=policy.total_timeout_s, sock_connect=policy.connect_timeout_s, sock_read=policy.read_timeout_s
     )
     current = url
+    cookies = aiohttp.CookieJar()  # one for all hops: a redirect may set a cookie the next hop wants
     try:
         for _ in range(policy.max_redirects + 1):
             check_url(current, policy)
             # a session per hop: which addresses a hop may reach depends on its URL (the allow-list)
-            async with aiohttp.ClientSession(timeout=timeout, connector=checked_connector(policy, current)) as session:
+            async with aiohttp.ClientSession(timeout=timeout, connector=checked_connector(policy, current),
+                                             cookie_jar=cookies) as session:
                 async with session.get(wire_url(current), allow_redirects=False) as response:
                     if response.status in REDIRECT_CODES and "Location" in response.headers:
                         current = _redirected(current, response.headers["Location"])
