@@ -49,8 +49,9 @@ def address_refusal(address: str) -> Optional[str]:
         mapped = ip.ipv4_mapped or ip.sixtofour
         if mapped is not None:
             ip = mapped
-    for flag in ("loopback", "private", "link_local", "multicast", "reserved", "unspecified"):
-        if getattr(ip, f"is_{flag}"):
+    # site-local (fec0::/10): IPv6's private scope before unique local addresses, which Python counts as global
+    for flag in ("loopback", "private", "link_local", "site_local", "multicast", "reserved", "unspecified"):
+        if getattr(ip, f"is_{flag}", False):
             return f"{flag.replace('_', '-')} address {ip}"
     if not ip.is_global:
         return f"non-public address {ip}"
