@@ -10,7 +10,8 @@ from tmlsr_ray.urls import CappedFile, FetchPolicy, address_refusal, allowlisted
     "address",
     ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "224.0.0.1",
      "100.64.0.1", "::1", "::", "fe80::1", "fc00::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
-     "fec0::1"],  # site-local: the private scope before unique local addresses (RFC 3879)
+     "fec0::1",  # site-local: the private scope before unique local addresses (RFC 3879)
+     "192.0.0.192"],  # IETF protocol assignments, counted global by Python before 3.11.10: OCI Classic metadata
 )
 def test_non_public_addresses_are_refused(address):
     assert address_refusal(address) is not None

@@ -42,6 +42,11 @@ class FetchPolicy:
     backoff_s: float = 0.5
 
 
+# IETF protocol assignments (OCI Classic's metadata service is 192.0.0.192): not globally reachable,
+# but Python before 3.11.10 and 3.12.4 (CVE-2024-4032) counts the block global
+_NOT_GLOBAL = (ipaddress.ip_network("192.0.0.0/24"),)
+
+
 def address_refusal(address: str) -> Optional[str]:
     """Why an address may not be fetched from, or ``None`` when it is a public unicast address."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
@@ -53,7 +58,7 @@ def address_refusal(address: str) -> Optional[str]:
     for flag in ("loopback", "private", "link_local", "site_local", "multicast", "reserved", "unspecified"):
         if getattr(ip, f"is_{flag}", False):
             return f"{flag.replace('_', '-')} address {ip}"
-    if not ip.is_global:
+    if not ip.is_global or any(ip in network for network in _NOT_GLOBAL):
         return f"non-public address {ip}"
     return None
 
