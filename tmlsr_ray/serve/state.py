@@ -137,7 +137,11 @@ class TaskState:
                 await asyncio.wait_for(self._board.outbox_changed.wait(), timeout=1.0)
 
     async def _send(self, delivery) -> None:
-        await deliver(delivery.url, delivery.event, delivery.body, self._webhooks, delivery.delivery_id)
+        try:
+            await deliver(delivery.url, delivery.event, delivery.body, self._webhooks, delivery.delivery_id)
+        except Exception:  # a delivery left unsettled would be sent again at once, without end
+            logger.exception("webhook %s of task %s to %s failed unexpectedly; not sent",
+                             delivery.event, delivery.task_id, delivery.url)
         self._board.settle(delivery)  # taken, or refused for good (4xx, or every attempt spent)
 
     def _sent(self, sending: Dict[str, asyncio.Task], task_id: str) -> None:
