@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from tests.helpers import REPO
+from tmlsr_ray.cli import EXIT_UNREACHABLE, main
 
 
 def run_tmlsr(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -27,3 +28,18 @@ def test_bash_completion_is_click_s_own():
     options = run_tmlsr(_TMLSR_COMPLETE="bash_complete", COMP_WORDS="tmlsr submit URL --output-format ",
                         COMP_CWORD="4")
     assert options.stdout.split() == ["plain,png", "plain,jpeg", "plain,webp", "plain,mp4", "plain,mkv"]
+
+
+def test_a_web_server_that_is_not_the_service_exits_3_with_what_it_answered(input_server, capsys):
+    """A 200 with an HTML page (a site's index, a captive proxy) or JSON that is no object ended in
+    a KeyError traceback, exit 1. The server has a path prefix, as behind a reverse proxy."""
+    site = input_server.root / "site"
+    (site / "tasks").mkdir(parents=True)
+    (site / "tasks" / "abc").write_text("<html><body>Welcome to nginx</body></html>")
+    (site / "models").write_text("[]")
+    for argv, path, said in ((["status", "abc"], "site/tasks/abc", "Welcome to nginx"),
+                             (["models"], "site/models", "[]")):
+        assert main(["--server", input_server.url("site"), *argv]) == EXIT_UNREACHABLE
+        error = capsys.readouterr().err
+        assert input_server.url(path) in error
+        assert "did not answer as the TMLSR service does" in error and said in error and "Traceback" not in error

@@ -139,6 +139,12 @@ def _json_or_raise(response: requests.Response) -> Dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
+        body = None
+    if not isinstance(body, dict):  # a proxy's error page, or a web server that is not the service
+        if response.status_code < 400:
+            raise CliError(f"{response.url} did not answer as the TMLSR service does (HTTP {response.status_code}, "
+                           f"{response.headers.get('Content-Type') or 'no type'}, not a JSON object): "
+                           f"{response.text[:200]!r}", EXIT_UNREACHABLE)
         body = {"error": response.text[:200]}
     if response.status_code >= 500:
         raise CliError(f"service error {response.status_code}: {body.get('error')}", EXIT_UNREACHABLE)
