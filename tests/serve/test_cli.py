@@ -1,10 +1,16 @@
 """The ``tmlsr`` command against the running service."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
+import requests
 
-from tests.helpers import free_port
+from tests.helpers import REPO, free_port
 from tests.serve.test_api import png_bytes
 from tmlsr_ray.cli import EXIT_OK, EXIT_REFUSED, EXIT_TASK_FAILED, EXIT_UNREACHABLE, main
 
@@ -112,3 +118,26 @@ def test_a_mistyped_server_address_is_a_wrong_command_line(server, capsys):
     assert main(["--server", server, "stats"]) == EXIT_REFUSED
     assert "is not an http(s) address" in capsys.readouterr().err
     assert main(["stats", "--server", server]) == EXIT_REFUSED
+
+
+def test_ctrl_c_while_waiting_prints_the_task_ids_and_exits_130(service, input_server, tmp_path):
+    """The tasks go on after Ctrl-C; the command printed nothing on stdout and exited 1 (a failed
+    task's code), so a task left running could be neither found nor canceled from its output."""
+    input_server.add("cli-interrupted.png", png_bytes(8, 8, seed=3))
+    url = input_server.url("slow/cli-interrupted.png?seconds=30")
+    errors = tmp_path / "stderr"
+    with errors.open("w") as stderr:
+        command = subprocess.Popen([sys.executable, "-m", "tmlsr_ray", "--server", service.base, "--json", "submit",
+                                    url, *IMAGE, "--wait"], stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                   cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.monotonic() + 60
+        while "download" not in errors.read_text() and time.monotonic() < deadline:  # its bar is up
+            time.sleep(0.2)
+        command.send_signal(signal.SIGINT)
+        out, _ = command.communicate(timeout=30)
+    [task] = json.loads(out)["tasks"]
+    assert command.returncode == 130 and task["url"] == url
+    assert service.task(task["task_id"])["status"] in ("pending", "processing")  # still going
+    assert "tmlsr cancel" in errors.read_text() and "Traceback" not in errors.read_text()
+    requests.delete(service.url(f"/tasks/{task['task_id']}"), timeout=30)

@@ -19,6 +19,7 @@ from tmlsr_ray.cli.progress import TaskBars
 from tmlsr_ray.protocol import TaskRequest, TaskStatus
 
 DEFAULT_SERVER = "http://localhost:6008"
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C (128 + SIGINT); 1 would read as a failed task
 MAX_FOLLOWED_AT_ONCE = 32  # open streams (or pollers) of one `submit --wait`; the others wait their turn
 
 
@@ -145,7 +146,12 @@ def submit(connection: Connection, urls: Sequence[str], idempotency_key: Optiona
     client = connection.client()
     submissions = client.submit(request_bodies(urls, fields), idempotency_key)
     task_ids = [s.task_id for s in submissions if s.task_id is not None]
-    finals = _follow_all(client, task_ids, interval, stream=not poll) if wait and task_ids else {}
+    try:
+        finals = _follow_all(client, task_ids, interval, stream=not poll) if wait and task_ids else {}
+    except KeyboardInterrupt:  # the tasks go on: without their ids they could be neither found nor canceled
+        _report_submissions(connection, submissions, {})
+        click.echo("tmlsr: stopped waiting; the tasks go on (tmlsr cancel TASK_ID stops one)", err=True)
+        raise
     _report_submissions(connection, submissions, finals)
     refused = EXIT_REFUSED if len(task_ids) < len(submissions) else EXIT_OK
     completed = all(view["status"] == TaskStatus.completed.value for view in finals.values())
@@ -262,4 +268,4 @@ def main(argv: Optional[List[str]] = None) -> int:
         return exc.exit_code
     except click.Abort:
         click.echo("Aborted!", err=True)
-        return 1  # Click's own code for an interrupted command
+        return EXIT_INTERRUPTED
