@@ -161,3 +161,24 @@ def test_a_request_cancelled_because_its_client_went_away_ends_quietly():
     with pytest.raises(ExceptionGroup) as caught:
         asyncio.run(call(ExceptionGroup("stream", [TaskCancelledError(), ValueError("a bug")])))
     assert [type(error) for error in caught.value.exceptions] == [ValueError]
+
+
+def test_streams_of_a_task_canceled_meanwhile_all_end_with_its_final_view_and_close(service, input_server):
+    """Twelve listeners on one task, DELETE while they listen; one more connects after the end."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    input_server.add("listeners.png", png_bytes(8, 8, seed=5))
+    task_id = service.submit(url=input_server.url("slow/listeners.png?seconds=30"), type="image",
+                             model="tiny-x4.pth")["task_id"]
+    responses = [stream(service, task_id) for _ in range(12)]
+    with ThreadPoolExecutor(len(responses)) as pool:
+        listening = [pool.submit(events_to_end, response) for response in responses]
+        time.sleep(1)
+        assert requests.delete(service.url(f"/tasks/{task_id}"), timeout=30).json() == {"status": "canceled"}
+        heard = [future.result(timeout=60) for future in listening]
+    with stream(service, task_id) as late:
+        heard.append(list(server_sent_events(late)))  # to the stream's close, which follows its end
+    for events in heard:
+        events = [e for e in events if "comment" not in e]
+        assert events[0]["event"] == "status" and events[-1]["event"] == "end"
+        assert events[-1]["data"] == service.task(task_id) and events[-1]["data"]["status"] == "canceled"
