@@ -141,3 +141,17 @@ def test_ctrl_c_while_waiting_prints_the_task_ids_and_exits_130(service, input_s
     assert service.task(task["task_id"])["status"] in ("pending", "processing")  # still going
     assert "tmlsr cancel" in errors.read_text() and "Traceback" not in errors.read_text()
     requests.delete(service.url(f"/tasks/{task['task_id']}"), timeout=30)
+
+
+def test_a_task_id_is_one_path_segment_whatever_it_holds(service, input_server, capsys):
+    """``cancel ID#x`` and ``cancel ID?x`` canceled task ID (the URL cut there); ``status
+    ../monitor/stats`` read the stats and ended in a KeyError traceback."""
+    input_server.add("cli-segment.png", png_bytes(8, 8, seed=4))
+    task_id = service.submit(url=input_server.url("slow/cli-segment.png?seconds=30"), type="image",
+                             model="tiny-x4.pth")["task_id"]
+    for typed in (f"{task_id}#x", f"{task_id}?x"):
+        assert main(["--server", service.base, "cancel", typed]) == EXIT_REFUSED
+    assert service.task(task_id)["status"] in ("pending", "processing")
+    assert main(["--server", service.base, "status", "../monitor/stats"]) == EXIT_REFUSED
+    assert "not found" in capsys.readouterr().err
+    assert main(["--server", service.base, "cancel", task_id]) == EXIT_OK

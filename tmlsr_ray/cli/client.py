@@ -8,6 +8,7 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
+from urllib.parse import quote
 
 import requests
 
@@ -40,6 +41,12 @@ class Submission:
         if self.task_id is not None:
             return {"url": self.url, "status": "ok", "task_id": self.task_id}
         return {"url": self.url, "status": "error", "error": self.error}
+
+
+def task_path(task_id: str, tail: str = "") -> str:
+    """``/tasks/{id}``: an id as typed is one path segment, so ``ID#x``, ``ID?x`` or ``../monitor/stats``
+    name no other task or route."""
+    return f"/tasks/{quote(task_id, safe='')}{tail}"
 
 
 def is_final(view: TaskView) -> bool:
@@ -105,7 +112,7 @@ class ApiClient:
         """The final view from ``GET /tasks/{id}/events``; ``None`` when there is no such route or
         the stream ended before its final event."""
         try:
-            with self._send("GET", f"/tasks/{task_id}/events", stream=True, headers={"Accept": "text/event-stream"},
+            with self._send("GET", task_path(task_id, "/events"), stream=True, headers={"Accept": "text/event-stream"},
                             timeout=(CALL_TIMEOUT_S, STREAM_SILENCE_S)) as response:
                 if response.status_code != 200 or not response.headers.get("Content-Type", "").startswith(
                         "text/event-stream"):
@@ -116,7 +123,7 @@ class ApiClient:
 
     def _poll(self, task_id: str, on_view: Callable[[TaskView], None], interval: float) -> TaskView:
         while True:
-            view = self.call("GET", f"/tasks/{task_id}")
+            view = self.call("GET", task_path(task_id))
             on_view(view)
             if is_final(view):
                 return view

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import click
 
 from tmlsr_ray.cli.client import (EXIT_OK, EXIT_REFUSED, EXIT_TASK_FAILED, ApiClient, CliError, Submission,
-                                  TaskView)
+                                  TaskView, task_path)
 from tmlsr_ray.cli.output import (models_text, print_json, refusal_line, stats_text, task_line, task_text)
 from tmlsr_ray.cli.progress import TaskBars
 from tmlsr_ray.protocol import TaskRequest, TaskStatus
@@ -213,7 +213,7 @@ def _show(connection: Connection, answer: Dict[str, Any], as_text: Callable[[Dic
 @click.pass_obj
 def status(connection: Connection, task_id: str) -> int:
     """Show a task: its status, stages, output or error."""
-    _show(connection, connection.client().call("GET", f"/tasks/{task_id}"), task_text)
+    _show(connection, connection.client().call("GET", task_path(task_id)), task_text)
     return EXIT_OK
 
 
@@ -223,7 +223,7 @@ def status(connection: Connection, task_id: str) -> int:
 @click.pass_obj
 def cancel(connection: Connection, task_id: str) -> int:
     """Cancel a pending or processing task."""
-    _show(connection, connection.client().call("DELETE", f"/tasks/{task_id}"), lambda _: f"canceled {task_id}")
+    _show(connection, connection.client().call("DELETE", task_path(task_id)), lambda _: f"canceled {task_id}")
     return EXIT_OK
 
 
