@@ -13,6 +13,7 @@ import requests
 from tests.helpers import REPO, free_port
 from tests.serve.test_api import png_bytes
 from tmlsr_ray.cli import EXIT_OK, EXIT_REFUSED, EXIT_TASK_FAILED, EXIT_UNREACHABLE, main
+from tmlsr_ray.cli.client import ApiClient, CliError
 
 IMAGE = ["--type", "image", "--model", "tiny-x4.pth"]
 
@@ -155,3 +156,19 @@ def test_a_task_id_is_one_path_segment_whatever_it_holds(service, input_server, 
     assert main(["--server", service.base, "status", "../monitor/stats"]) == EXIT_REFUSED
     assert "not found" in capsys.readouterr().err
     assert main(["--server", service.base, "cancel", task_id]) == EXIT_OK
+
+
+def test_a_service_lost_while_waiting_still_prints_the_submitted_tasks(service, input_server, monkeypatch, capsys):
+    """Following failed (the service went away after the submission): the command printed nothing
+    on stdout, so the task it had created was lost to the caller."""
+    url = input_server.add("cli-lost.png", png_bytes(8, 8, seed=6))
+
+    def service_gone(*_args, **_kwargs):
+        raise CliError(f"cannot reach {service.base}: connection refused", EXIT_UNREACHABLE)
+
+    monkeypatch.setattr(ApiClient, "follow", service_gone)
+    code = main(["--server", service.base, "--json", "submit", url, *IMAGE, "--wait"])
+    captured = capsys.readouterr()
+    [task] = json.loads(captured.out)["tasks"]
+    assert code == EXIT_UNREACHABLE and "cannot reach" in captured.err
+    assert service.wait(task["task_id"])["params"]["url"] == url

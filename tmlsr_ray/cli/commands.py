@@ -148,7 +148,7 @@ def submit(connection: Connection, urls: Sequence[str], idempotency_key: Optiona
     task_ids = [s.task_id for s in submissions if s.task_id is not None]
     try:
         finals = _follow_all(client, task_ids, interval, stream=not poll) if wait and task_ids else {}
-    except KeyboardInterrupt:  # the tasks go on: without their ids they could be neither found nor canceled
+    except (KeyboardInterrupt, CliError):  # the tasks go on: without their ids they could be neither found nor canceled
         _report_submissions(connection, submissions, {})
         click.echo("tmlsr: stopped waiting; the tasks go on (tmlsr cancel TASK_ID stops one)", err=True)
         raise
