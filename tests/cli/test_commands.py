@@ -1,5 +1,6 @@
 """The ``tmlsr`` command line as a shell sees it: ``python -m tmlsr_ray`` and Click's completion."""
 
+import json
 import os
 import subprocess
 import sys
@@ -43,3 +44,14 @@ def test_a_web_server_that_is_not_the_service_exits_3_with_what_it_answered(inpu
         error = capsys.readouterr().err
         assert input_server.url(path) in error
         assert "did not answer as the TMLSR service does" in error and said in error and "Traceback" not in error
+
+
+def test_many_urls_go_in_batches_the_service_takes_in_their_order():
+    from tmlsr_ray.cli.client import BATCH_BODIES, BATCH_BYTES, batches
+
+    short = [{"url": f"https://h/{i}.png"} for i in range(250)]
+    assert [len(batch) for batch in batches(short)] == [BATCH_BODIES, BATCH_BODIES, 50]
+    signed = [{"url": f"https://h/{i}.png?sig=" + "a" * 1000} for i in range(100)]
+    split = list(batches(signed))
+    assert len(split) > 1 and all(len(json.dumps({"tasks": batch})) <= BATCH_BYTES for batch in split)
+    assert [body for batch in split for body in batch] == signed

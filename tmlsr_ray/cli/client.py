@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 from urllib.parse import quote
 
 import requests
@@ -19,6 +19,8 @@ EXIT_OK, EXIT_TASK_FAILED, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 1, 2, 3
 CALL_TIMEOUT_S = 60
 # The stream's heartbeats come far more often; a silence this long is a stream that broke.
 STREAM_SILENCE_S = 60
+# The service's defaults for one POST /tasks/batch are 100 bodies and 64 KiB: these stay within both.
+BATCH_BODIES, BATCH_BYTES = 100, 48 * 1024
 
 TaskView = Dict[str, Any]
 
@@ -47,6 +49,22 @@ def task_path(task_id: str, tail: str = "") -> str:
     """``/tasks/{id}``: an id as typed is one path segment, so ``ID#x``, ``ID?x`` or ``../monitor/stats``
     name no other task or route."""
     return f"/tasks/{quote(task_id, safe='')}{tail}"
+
+
+def batches(bodies: List[Dict[str, Any]]) -> Iterator[List[Dict[str, Any]]]:
+    """The bodies in order, in batches the service takes by default: at most ``max_batch_tasks``
+    (100) bodies, and well within ``max_request_bytes`` (64 KiB: long signed URLs fill it first)."""
+    batch: List[Dict[str, Any]] = []
+    size = 0
+    for body in bodies:
+        body_bytes = len(json.dumps(body)) + 2  # and its separator
+        if batch and (len(batch) == BATCH_BODIES or size + body_bytes > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(body)
+        size += body_bytes
+    if batch:
+        yield batch
 
 
 def is_final(view: TaskView) -> bool:
@@ -81,6 +99,9 @@ class ApiClient:
             headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
             created = self.call("POST", "/tasks", json=bodies[0], headers=headers)
             return [Submission(bodies[0]["url"], task_id=created["task_id"])]
+        return [submission for batch in batches(bodies) for submission in self._submit_batch(batch)]
+
+    def _submit_batch(self, bodies: List[Dict[str, Any]]) -> List[Submission]:
         response = self._send("POST", "/tasks/batch", json={"tasks": bodies})
         if response.status_code in (404, 405):
             return [self._submit_alone(body) for body in bodies]
