@@ -36,6 +36,8 @@ def test_public_addresses_are_allowed(address):
     ("http://media.local:8080/videos/%2e%2E/admin", False),
     ("http://media.local:8080/videos/..%2fadmin", False),
     ("http://media.local:8080/videos/a\\..\\..\\admin", False),
+    ("http://media.local:8080/videos/..;/admin", False),                # Tomcat and Jetty read ..; as ..
+    ("http://media.local:8080/videos/a;v=1.mp4", True),                 # a path parameter is no dot segment
 ])
 def test_allowlisted_prefixes_compare_parsed_urls_not_strings(url, trusted):
     assert allowlisted(url, ("http://media.local:8080/videos/",)) is trusted

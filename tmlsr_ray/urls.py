@@ -115,8 +115,9 @@ def _under_prefix(parts, entry: str) -> bool:
     same_origin = (parts.scheme, (parts.hostname or "").lower(), _port(parts)) == (
         prefix.scheme, (prefix.hostname or "").lower(), _port(prefix))
     base = prefix.path.rstrip("/")
-    # A dot segment, written or percent-encoded, is resolved by the server: /media/../admin is /admin.
-    if any(segment in (".", "..") for segment in re.split(r"[/\\]", unquote(parts.path))):
+    # A dot segment, written or percent-encoded, is resolved by the server: /media/../admin is /admin
+    # (and /media/..;/admin, where Java servers take what follows ';' for a path parameter).
+    if any(segment.split(";")[0] in (".", "..") for segment in re.split(r"[/\\]", unquote(parts.path))):
         return False
     return same_origin and (parts.path == base or parts.path.startswith(base + "/"))
 
