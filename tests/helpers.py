@@ -689,7 +689,9 @@ class _InputHandler(SimpleHTTPRequestHandler):
     Range requests), ``/status/<code>``, ``/redirect?to=URL``, ``/chunked?bytes=N``,
     ``/lying?declared=N&sent=M``, ``/busy/<path>?status=S&times=N&retry_after=R`` (S with
     ``Retry-After: R`` to the first N requests, then the file) and ``/cookie-gate/<path>`` (the
-    file to a request with the cookie ``gate=open``, else a redirect to itself that sets it)."""
+    file to a request with the cookie ``gate=open``, else a redirect to itself that sets it) and
+    ``/gzip-cut/<path>`` (to a client that accepts gzip, the file gzipped with its last part cut off
+    and a Content-Length that says so: complete as HTTP, short as gzip; else the file)."""
 
     def log_message(self, *args):  # keep test output clean
         pass
@@ -737,7 +739,23 @@ class _InputHandler(SimpleHTTPRequestHandler):
             return self._busy(parts.path[len("/busy"):], parse_qs(parts.query))
         if parts.path.startswith("/cookie-gate/"):
             return self._cookie_gate(parts.path[len("/cookie-gate"):])
+        if parts.path.startswith("/gzip-cut/"):
+            return self._gzip_cut(parts.path[len("/gzip-cut"):])
         return super().do_GET()
+
+    def _gzip_cut(self, path: str) -> None:
+        self.path = path
+        if "gzip" not in self.headers.get("Accept-Encoding", ""):
+            return super().do_GET()
+        import gzip
+
+        body = gzip.compress(Path(self.translate_path(path)).read_bytes())
+        body = body[: len(body) * 9 // 10]
+        self.send_response(200)
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _cookie_gate(self, path: str) -> None:
         if "gate=open" in self.headers.get("Cookie", ""):

@@ -56,7 +56,10 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
             # a session per hop: which addresses a hop may reach depends on its URL (the allow-list)
             async with aiohttp.ClientSession(timeout=timeout, connector=checked_connector(policy, current),
                                              cookie_jar=cookies) as session:
-                async with session.get(wire_url(current), allow_redirects=False) as response:
+                # as stored: media is compressed already, and aiohttp checks no gzip trailer (a gzip
+                # body cut short, complete as HTTP, was saved short)
+                async with session.get(wire_url(current), allow_redirects=False,
+                                       headers={"Accept-Encoding": "identity"}) as response:
                     if response.status in REDIRECT_CODES and "Location" in response.headers:
                         current = _redirected(current, response.headers["Location"])
                         continue
