@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import BinaryIO, Iterator, List, Optional, Tuple
+from typing import List, Optional, Tuple
+
+from tmlsr_ray.pipeline.isobmff import payloads, top_level_box
 
 MAX_META_BYTES = 16 << 20  # a phone's meta box is kilobytes; one larger is not read
 
@@ -15,11 +17,11 @@ def primary_item_properties(path: Path) -> List[Tuple[bytes, bytes]]:
     """(type, payload) of each property the primary item has, in the file's order; none where
     the file has no readable meta box."""
     with open(path, "rb") as file:
-        meta = _top_level_meta(file)
-    if meta is None:
+        found = top_level_box(file, b"meta", MAX_META_BYTES)
+    if found is None:
         return []
     try:
-        return _properties_of_primary(meta[4:])  # meta is a full box: version and flags first
+        return _properties_of_primary(found[1][4:])  # meta is a full box: version and flags first
     except (struct.error, IndexError):
         return []
 
@@ -43,44 +45,14 @@ def bits_per_channel(properties: List[Tuple[bytes, bytes]]) -> Optional[int]:
     return None
 
 
-def _top_level_meta(file: BinaryIO) -> Optional[bytes]:
-    while True:
-        header = file.read(8)
-        if len(header) < 8:
-            return None
-        size, kind = struct.unpack(">I4s", header)
-        body_size = size - 8
-        if size == 1:
-            body_size = struct.unpack(">Q", file.read(8))[0] - 16
-        if kind == b"meta":  # size 0: it runs to the end of the file
-            return file.read(MAX_META_BYTES if size == 0 else body_size) if body_size <= MAX_META_BYTES else None
-        if size == 0 or body_size < 0:
-            return None
-        file.seek(body_size, 1)
-
-
-def _boxes(data: bytes) -> Iterator[Tuple[bytes, bytes]]:
-    at = 0
-    while at + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[at:at + 8])
-        start = at + 8
-        if size == 1:
-            size, start = struct.unpack(">Q", data[at + 8:at + 16])[0], at + 16
-        end = len(data) if size == 0 else at + size
-        if end < start or end > len(data):
-            return
-        yield kind, data[start:end]
-        at = end
-
-
 def _properties_of_primary(meta: bytes) -> List[Tuple[bytes, bytes]]:
-    children = dict(_boxes(meta))
+    children = dict(payloads(meta))
     pitm = children.get(b"pitm")
-    iprp = dict(_boxes(children.get(b"iprp", b"")))
+    iprp = dict(payloads(children.get(b"iprp", b"")))
     if pitm is None or b"ipco" not in iprp or b"ipma" not in iprp:
         return []
     primary = struct.unpack(">H", pitm[4:6])[0] if pitm[0] == 0 else struct.unpack(">I", pitm[4:8])[0]
-    properties = list(_boxes(iprp[b"ipco"]))
+    properties = payloads(iprp[b"ipco"])
     return [properties[index - 1] for index in _associations(iprp[b"ipma"], primary)
             if 0 < index <= len(properties)]
 
