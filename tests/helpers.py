@@ -686,7 +686,7 @@ class _InputHandler(SimpleHTTPRequestHandler):
 
     """Serves files, plus ``/slow/<path>?seconds=S&times=N`` (trickled, to the first N requests
     if N is given), ``/ranged/<path>`` (answering
-    Range requests), ``/status/<code>``, ``/redirect?to=URL``, ``/chunked?bytes=N``,
+    Range requests), ``/status/<code>``, ``/redirect?to=URL&delay=S`` (answered after S seconds), ``/chunked?bytes=N``,
     ``/lying?declared=N&sent=M``, ``/busy/<path>?status=S&times=N&retry_after=R`` (S with
     ``Retry-After: R`` to the first N requests, then the file) and ``/cookie-gate/<path>`` (the
     file to a request with the cookie ``gate=open``, else a redirect to itself that sets it) and
@@ -706,6 +706,7 @@ class _InputHandler(SimpleHTTPRequestHandler):
             self.end_headers()
             return
         if parts.path == "/redirect":
+            time.sleep(float(parse_qs(parts.query).get("delay", ["0"])[0]))
             self.send_response(302)
             self.send_header("Location", parse_qs(parts.query, encoding="latin-1")["to"][0])  # its bytes as given
             self.send_header("Content-Length", "0")

@@ -247,3 +247,15 @@ def test_a_redirect_to_a_host_that_does_not_exist_names_that_host(input_server, 
     url = input_server.url("redirect?to=" + quote("http://no-such-host.invalid/a.png", safe=""))
     with pytest.raises(FetchError, match="host no-such-host.invalid does not exist"):
         run(fetch_input(url, tmp_path / "in", TRUSTED))
+
+
+def test_the_total_timeout_spans_every_redirect_hop(input_server, tmp_path):
+    """Each hop of a slow chain stayed under download_total_timeout_s, so a chain of them ran on
+    for as long as the hops allowed: the timeout was set per hop."""
+    input_server.add("late.bin", b"l" * 2000)
+    url = input_server.url("slow/late.bin?seconds=0.8")
+    for _ in range(2):
+        url = input_server.url("redirect?delay=0.5&to=" + quote(url, safe=""))
+    policy = FetchPolicy(allow_private=True, total_timeout_s=1.2, attempts=1)
+    with pytest.raises(FetchError, match="download timed out"):
+        run(fetch_input(url, tmp_path / "in", policy))

@@ -45,40 +45,16 @@ async def _with_retries(attempt, policy: FetchPolicy, retryable):
 
 
 async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
-    timeout = aiohttp.ClientTimeout(
-        total=policy.total_timeout_s, sock_connect=policy.connect_timeout_s, sock_read=policy.read_timeout_s
-    )
-    current = url
-    cookies = aiohttp.CookieJar()  # one for all hops: a redirect may set a cookie the next hop wants
+    """One try at the download, redirects included, mapping what went wrong to "try again" or a
+    failure. ``total_timeout_s`` spans every hop: a chain of slow redirects cannot outlast it."""
     try:
-        for _ in range(policy.max_redirects + 1):
-            check_url(current, policy)
-            # a session per hop: which addresses a hop may reach depends on its URL (the allow-list)
-            async with aiohttp.ClientSession(timeout=timeout, connector=checked_connector(policy, current),
-                                             cookie_jar=cookies) as session:
-                # as stored: media is compressed already, and aiohttp checks no gzip trailer (a gzip
-                # body cut short, complete as HTTP, was saved short)
-                async with session.get(wire_url(current), allow_redirects=False,
-                                       headers={"Accept-Encoding": "identity"}) as response:
-                    if response.status in REDIRECT_CODES and "Location" in response.headers:
-                        current = _redirected(current, response.headers["Location"])
-                        continue
-                    if response.status == 429 or response.status >= 500:
-                        raise TryAgain(f"HTTP {response.status} from {urlsplit(current).hostname}",
-                                         retry_after_s(response.headers.get("Retry-After")))
-                    if response.status >= 300:  # a 3xx here is one that cannot be followed: no input
-                        unfollowed = " without a Location" if response.status in REDIRECT_CODES else ""
-                        raise FetchError(f"input URL answered HTTP {response.status} {response.reason}{unfollowed}")
-                    size = await _stream_to_file(response, dest, policy.max_bytes)
-                    content_type = response.headers.get("Content-Type")
-                    _refuse_web_page(dest, content_type)
-                    return FetchResult(dest, size, content_type, current)
-        raise FetchError(f"too many redirects (more than {policy.max_redirects})")
+        async with asyncio.timeout(policy.total_timeout_s):
+            return await _follow(url, dest, policy)
     except FetchError:
         raise
     except aiohttp.ServerTimeoutError as exc:  # no connection, or no bytes, within its timeout: worth another try
         raise TryAgain(f"timed out ({_describe(exc)})") from exc
-    except asyncio.TimeoutError as exc:  # the whole download took total_timeout_s: another would too
+    except TimeoutError as exc:  # the whole download took total_timeout_s: another would too
         raise FetchError("download timed out") from exc
     except aiohttp.ClientConnectorDNSError as exc:
         if host_not_found(exc):
@@ -89,6 +65,41 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
         raise TryAgain(_describe(exc)) from exc
     except aiohttp.ClientError as exc:
         raise FetchError(f"download failed: {_describe(exc)}") from exc
+
+
+async def _follow(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
+    """Asks for ``url``, and for where each redirect sends it, checking every hop's address."""
+    timeout = aiohttp.ClientTimeout(sock_connect=policy.connect_timeout_s, sock_read=policy.read_timeout_s)
+    current = url
+    cookies = aiohttp.CookieJar()  # one for all hops: a redirect may set a cookie the next hop wants
+    for _ in range(policy.max_redirects + 1):
+        check_url(current, policy)
+        # a session per hop: which addresses a hop may reach depends on its URL (the allow-list)
+        async with aiohttp.ClientSession(timeout=timeout, connector=checked_connector(policy, current),
+                                         cookie_jar=cookies) as session:
+            # as stored: media is compressed already, and aiohttp checks no gzip trailer (a gzip
+            # body cut short, complete as HTTP, was saved short)
+            async with session.get(wire_url(current), allow_redirects=False,
+                                   headers={"Accept-Encoding": "identity"}) as response:
+                if response.status in REDIRECT_CODES and "Location" in response.headers:
+                    current = _redirected(current, response.headers["Location"])
+                    continue
+                return await _save(response, current, dest, policy)
+    raise FetchError(f"too many redirects (more than {policy.max_redirects})")
+
+
+async def _save(response: aiohttp.ClientResponse, url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
+    """The answer that is not a redirect to follow: the input, or why there is none."""
+    if response.status == 429 or response.status >= 500:
+        raise TryAgain(f"HTTP {response.status} from {urlsplit(url).hostname}",
+                       retry_after_s(response.headers.get("Retry-After")))
+    if response.status >= 300:  # a 3xx here is one that cannot be followed: no input
+        unfollowed = " without a Location" if response.status in REDIRECT_CODES else ""
+        raise FetchError(f"input URL answered HTTP {response.status} {response.reason}{unfollowed}")
+    size = await _stream_to_file(response, dest, policy.max_bytes)
+    content_type = response.headers.get("Content-Type")
+    _refuse_web_page(dest, content_type)
+    return FetchResult(dest, size, content_type, url)
 
 
 def _redirected(url: str, location: str) -> str:
