@@ -166,17 +166,22 @@ def test_crf_zero_asks_nvenc_for_its_best_quality_not_its_automatic_one():
 
 
 def test_crf_zero_asks_svt_av1_for_its_best_quality_not_its_default(tmp_path):
-    """FFmpeg's libsvtav1 passes a crf of 0 as none: SVT-AV1 encoded at its default CRF 35."""
+    """FFmpeg's libsvtav1 passes a crf of 0 as none: SVT-AV1 encoded at its default CRF 35. The
+    output's metadata says the crf it ran at (it said 0)."""
+    from tmlsr_ray.pipeline.media import video_metadata
+
     if "libsvtav1" not in av.codecs_available:
         pytest.skip("this FFmpeg has no SVT-AV1")
     source = make_clip(tmp_path / "in.mp4", frames=4, size=(128, 96), audio=False)
     info, frames, pts = all_frames(source)
-    sizes = {}
+    sizes, stated = {}, {}
     for crf in (0, 1, 35):
-        out = tmp_path / f"crf{crf}.mp4"
-        write_video(out, source, info, (128, 96), EncodeOptions("av1", crf, "ultrafast"), frames, pts)
+        out, options = tmp_path / f"crf{crf}.mp4", EncodeOptions("av1", crf, "ultrafast")
+        report = write_video(out, source, info, (128, 96), options, frames, pts)
         sizes[crf] = out.stat().st_size
+        stated[crf] = video_metadata(info, out, report, options, (128, 96))["crf"]
     assert sizes[0] == sizes[1] > sizes[35]
+    assert stated == {0: 1, 1: 1, 35: 35}
 
 
 def test_the_writer_uses_the_encoder_auto_picks_and_reports_it(tmp_path):

@@ -196,6 +196,12 @@ def too_long_for_hevc(size: tuple) -> bool:
     return min(size) < HEVC_THIN_SIDE and max(size) > HEVC_THIN_MAX_SIDE
 
 
+def encoded_crf(encoder: str, crf: int) -> int:
+    """The quality an encoder runs at for ``crf``: NVENC's cq 0 means "automatic", and FFmpeg hands
+    SVT-AV1 a crf of 0 as none (its default, 35), so a 0 asks both for 1, their best."""
+    return max(crf, 1) if encoder in (HARDWARE_ENCODER, "libsvtav1") else crf
+
+
 def encoder_options(codec: str, crf: int, preset: str, threads: int = 0,
                     mastering: Optional[Dict[str, str]] = None) -> dict:
     """The quality settings in each encoder's own terms (NVENC: constant quality ``cq``). x264's
@@ -215,11 +221,9 @@ def encoder_options(codec: str, crf: int, preset: str, threads: int = 0,
             params += [f"max-cll={mastering['cll']}"] if "cll" in mastering else []
         return {"crf": str(crf), "preset": preset, "x265-params": ":".join(params)}
     if codec == HARDWARE_ENCODER:
-        # its cq 0 means "automatic", not the best quality a crf of 0 asks for
-        return {"rc": "vbr", "cq": str(max(crf, 1)), "b": "0", "preset": NVENC_PRESETS.get(preset, "p5")}
+        return {"rc": "vbr", "cq": str(encoded_crf(codec, crf)), "b": "0", "preset": NVENC_PRESETS.get(preset, "p5")}
     if codec == "libsvtav1":
-        # FFmpeg passes a crf of 0 to SVT-AV1 as none (its default, 35): 1 is its best
-        options = {"crf": str(max(crf, 1)), "preset": str(SVT_PRESETS.get(preset, 7))}
+        options = {"crf": str(encoded_crf(codec, crf)), "preset": str(SVT_PRESETS.get(preset, 7))}
         if mastering:
             options["svtav1-params"] = ":".join(_svt_hdr10_params(mastering))
         return options

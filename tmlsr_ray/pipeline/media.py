@@ -10,7 +10,7 @@ import av
 from tmlsr_ray.pipeline.colour import HDR_TRANSFERS
 from tmlsr_ray.pipeline.decode import COLOR_FIELDS, VideoInfo, open_container
 from tmlsr_ray.pipeline.encode import (HEVC_ENCODER, HEVC_THIN_MAX_SIDE, HEVC_THIN_SIDE, MAX_FRAME_SIZE, MIN_FRAME_SIDE,
-                                       EncodeOptions, MuxReport, resolve_codec, too_long_for_hevc)
+                                       EncodeOptions, MuxReport, encoded_crf, resolve_codec, too_long_for_hevc)
 from tmlsr_ray.errors import InputError
 
 STILL_IMAGE_CONTAINERS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}
@@ -106,7 +106,7 @@ def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: En
         "duration": round(duration, 3) if duration else None,
         "video_codec": codec, "encoder": report.encoder or options.codec, "pix_fmt": pix_fmt, "color": color,
         "hdr": HDR_TRANSFERS.get(color["color_trc"]),
-        "crf": options.crf, "preset": options.preset, "encoder_threads": options.threads,
+        "crf": encoded_crf(report.encoder or options.codec, options.crf), "preset": options.preset, "encoder_threads": options.threads,
         "audio_streams": [{**a, "copied": True} for a in report.audio_copied]
         + [{**a, "copied": False} for a in report.audio_reencoded],
         "audio_dropped": report.audio_dropped,
