@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import os
@@ -32,6 +33,7 @@ from tmlsr_ray.models.basicsr_compat import import_architectures
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+BASIC_AUTH = "user:s3cret"  # what the input server's /basic-auth/ asks for
 
 
 def shared_path(*parts: str) -> Path:
@@ -690,7 +692,8 @@ class _InputHandler(SimpleHTTPRequestHandler):
     ``/lying?declared=N&sent=M``, ``/busy/<path>?status=S&times=N&retry_after=R`` (S with
     ``Retry-After: R`` to the first N requests, then the file) and ``/cookie-gate/<path>`` (the
     file to a request with the cookie ``gate=open``, else a redirect to itself that sets it) and
-    ``/gzip-cut/<path>`` (to a client that accepts gzip, the file gzipped with its last part cut off
+    ``/basic-auth/<path>`` (the file to a request with HTTP Basic credentials ``BASIC_AUTH``, else
+    401) and ``/gzip-cut/<path>`` (to a client that accepts gzip, the file gzipped with its last part cut off
     and a Content-Length that says so: complete as HTTP, short as gzip; else the file)."""
 
     def log_message(self, *args):  # keep test output clean
@@ -742,7 +745,18 @@ class _InputHandler(SimpleHTTPRequestHandler):
             return self._cookie_gate(parts.path[len("/cookie-gate"):])
         if parts.path.startswith("/gzip-cut/"):
             return self._gzip_cut(parts.path[len("/gzip-cut"):])
+        if parts.path.startswith("/basic-auth/"):
+            return self._basic_auth(parts.path[len("/basic-auth"):])
         return super().do_GET()
+
+    def _basic_auth(self, path: str) -> None:
+        if self.headers.get("Authorization") == "Basic " + base64.b64encode(BASIC_AUTH.encode()).decode():
+            self.path = path
+            return super().do_GET()
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="media"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _gzip_cut(self, path: str) -> None:
         self.path = path

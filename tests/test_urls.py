@@ -3,7 +3,7 @@
 import pytest
 
 from tmlsr_ray.errors import FetchError
-from tmlsr_ray.urls import CappedFile, FetchPolicy, address_refusal, allowlisted, check_url
+from tmlsr_ray.urls import CappedFile, FetchPolicy, address_refusal, allowlisted, check_url, without_credentials
 
 
 @pytest.mark.parametrize(
@@ -62,3 +62,16 @@ def test_check_url_refuses_private_addresses_unless_the_policy_allows_them():
         check_url("http://127.0.0.1/x", FetchPolicy())
     check_url("http://127.0.0.1/x", FetchPolicy(allow_private=True))
     check_url("http://127.0.0.1:9/x", FetchPolicy(allowlist=("http://127.0.0.1:9/",)))
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("http://user:pass@host/a.png", "http://user:***@host/a.png"),
+    ("https://TOKEN@host:8443/a.png?x=1", "https://***@host:8443/a.png?x=1"),
+    ("http://user:p@ss@host/", "http://user:***@host/"),  # the last @ ends the user info
+    ("http://:pass@host/", "http://***@host/"),
+    ("http://[::1]:8/a.png", "http://[::1]:8/a.png"),
+    ("http://host/path@not-userinfo?q=a@b#c@d", "http://host/path@not-userinfo?q=a@b#c@d"),
+    ("oss://bucket/key@1.png", "oss://bucket/key@1.png"),
+])
+def test_a_url_is_shown_without_the_credentials_in_its_user_info(url, shown):
+    assert without_credentials(url) == shown

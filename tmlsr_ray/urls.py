@@ -147,6 +147,22 @@ def _quoted(part: str) -> str:
     return quote(part, safe=_KEPT_AS_GIVEN, errors="surrogateescape")
 
 
+HIDDEN = "***"
+_AUTHORITY = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*)@(?P<host>[^@/?#]*)")
+
+
+def without_credentials(url: str) -> str:
+    """``url`` as it may be shown (a task's params, the dashboard, a webhook's body): a password in
+    its user info hidden, and a user name alone too, since that is how tokens ride in a URL
+    (``https://TOKEN@host/``). The record keeps the URL as sent; a task runs with it."""
+    match = _AUTHORITY.match(url)
+    if match is None:
+        return url
+    user, colon, _ = match["userinfo"].partition(":")
+    shown = f"{user}:{HIDDEN}" if colon and user else HIDDEN
+    return f"{match['scheme']}{shown}@{match['host']}{url[match.end():]}"
+
+
 def check_url(url: str, policy: FetchPolicy) -> None:
     """Refuses what may not be fetched; allow-listed URLs may be on private networks (trusted
     internal sources), everything else must be a public address."""

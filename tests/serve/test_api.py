@@ -15,7 +15,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.helpers import SHARED, shared_path
+from tests.helpers import BASIC_AUTH, SHARED, shared_path
 from tests.serve.conftest import fetch_output
 
 
@@ -205,6 +205,14 @@ def test_an_image_task_completes_with_stages_output_and_metadata(service, small_
     data = fetch_output(service, task)
     assert meta["bytes"] == len(data) and decode(data).shape == (64, 96, 3)
     assert task["output"]["url"].startswith(service.base + "/files/")
+
+
+def test_an_input_url_with_credentials_is_fetched_with_them_and_shown_without(service, input_server, small_png):
+    url = small_png.replace("http://", f"http://{BASIC_AUTH}@").replace("/small.png", "/basic-auth/small.png")
+    task = service.wait(service.submit(url=url, type="image", model="tiny-x4.pth")["task_id"])
+    assert task["status"] == "completed", task["error"]
+    assert task["params"]["url"] == url.replace(BASIC_AUTH, "user:***")
+    assert "s3cret" not in requests.get(service.url("/monitor/stats"), timeout=10).text
 
 
 def test_the_default_type_and_model_are_filled_in(service, small_png):

@@ -618,3 +618,26 @@ def test_a_run_that_ends_after_its_canceled_task_has_its_upload_deleted_again(tm
         assert board.stray_outputs(SETTLE_S) == [(canceled, "d/c/output.png")]
 
     run(scenario())
+
+
+def test_views_hide_the_credentials_in_a_tasks_urls_and_a_run_gets_them_as_sent(tmp_path):
+    """A password or token in the input's or the webhook's URL showed in GET /tasks/{id}, in
+    /monitor/stats (the dashboard) and in every webhook body."""
+    sent = {**HOOKED, "url": "https://user:s3cret@media.example.com/a.png?sig=x%2Fy",
+            "callback_url": "https://TOKEN@hooks.example.com/sr"}
+
+    async def scenario():
+        board = TaskBoard(tmp_path / "t.db", max_workers=1)
+        task = board.create(sent)
+        assert await board.acquire(task)
+        await board.fail(task, "broken")
+        return board, task
+
+    board, task = run(scenario())
+    shown = {"url": "https://user:***@media.example.com/a.png?sig=x%2Fy", "callback_url": "https://***@hooks.example.com/sr"}
+    views = [board.get(task), *board.monitor().tasks, TaskBoard(tmp_path / "t.db", max_workers=1).get(task)]
+    assert [{name: view.params[name] for name in shown} for view in views] == [shown] * 3
+    (owed,) = board.due_deliveries()
+    assert {name: json.loads(owed.body)["params"][name] for name in shown} == shown
+    assert owed.url == sent["callback_url"] and board.params(task) == sent
+    assert "s3cret" not in board.get(task).model_dump_json() and "TOKEN" not in owed.body.decode()

@@ -87,10 +87,10 @@ class TaskRunner:
         if not attempt:
             return None
         run = Run(self._state, task_id, attempt)
-        view = await self._state.get(task_id)
+        params = await self._state.params(task_id)  # as sent: its view hides the credentials a URL carries
         # One folder per task, not per attempt: the pieces of a video outlive an attempt.
         workdir = self._settings.data_dir / "work" / task_id
-        pipeline = asyncio.ensure_future(self._pipeline(run, view.params, workdir))
+        pipeline = asyncio.ensure_future(self._pipeline(run, params, workdir))
         watchers = [asyncio.ensure_future(self._watch_released(run)),
                     asyncio.ensure_future(self._heartbeat(run))]
         try:

@@ -263,6 +263,9 @@ class TaskState:
     async def get(self, task_id: str) -> Optional[TaskView]:
         return self._board.get(task_id)
 
+    async def params(self, task_id: str) -> Optional[Dict[str, Any]]:
+        return self._board.params(task_id)
+
     async def wait_change(self, task_id: str, after: Optional[int] = None,
                           timeout_s: float = 0.0) -> Optional[Tuple[int, TaskView]]:
         return await self._board.wait_change(task_id, after, timeout_s)

@@ -137,6 +137,12 @@ class TaskBoard:
         record = self._record(task_id)
         return record.to_view() if record else None
 
+    def params(self, task_id: str) -> Optional[Dict[str, Any]]:
+        """The task's params as sent, credentials in its URLs included (its view hides them): what
+        a run works from."""
+        record = self._record(task_id)
+        return dict(record.params) if record else None
+
     async def wait_change(self, task_id: str, after: Optional[int] = None,
                           timeout_s: float = 0.0) -> Optional[Tuple[int, TaskView]]:
         """The task's (revision, view) once its revision is not ``after``: at once when it differs

@@ -12,6 +12,10 @@ from typing import Any, Dict, List, Optional
 from pydantic import BaseModel, Field
 
 from tmlsr_ray.protocol import Stage, StageName, StageStatus, TaskOutput, TaskStatus, TaskView
+from tmlsr_ray.urls import without_credentials
+
+# the params that hold URLs a user may have put credentials in
+URL_PARAMS = ("url", "callback_url")
 
 
 def iso_utc(timestamp: float) -> str:
@@ -20,6 +24,13 @@ def iso_utc(timestamp: float) -> str:
 
 def new_task_id() -> str:
     return uuid.uuid4().hex
+
+
+def shown_params(params: Dict[str, Any]) -> Dict[str, Any]:
+    """A task's params as its views show them (to anyone who can read the task, the dashboard and
+    the webhook receiver): its URLs without the credentials they carry."""
+    return {**params, **{name: without_credentials(params[name]) for name in URL_PARAMS
+                         if isinstance(params.get(name), str)}}
 
 
 def request_fingerprint(request: Dict[str, Any]) -> str:
@@ -76,7 +87,7 @@ class TaskRecord(BaseModel):
             status=self.status,
             created_at=iso_utc(self.created_at),
             updated_at=iso_utc(self.updated_at),
-            params=self.params,
+            params=shown_params(self.params),
             stages=self.stages,
             output=self.output,
             error=self.error,
