@@ -424,6 +424,25 @@ def anime_matroska(path: Path, frames: int = 12, rate: int = 12, size=(64, 48),
     return path
 
 
+def video_tracks(path: Path, tracks: Sequence[tuple], container: str | None = None, rate: int = 30) -> Path:
+    """A file of several video streams, as multi-angle Matroska and MP4s with a preview track have,
+    and a tone: ``tracks`` are (size, frames, default) each, in stream order."""
+    with av.open(str(path), "w", format=container) as out:
+        streams = []
+        for size, frames, default in tracks:
+            video = out.add_stream("libx264", rate=rate)
+            video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+            video.disposition = av.stream.Disposition.default if default else av.stream.Disposition(0)
+            streams.append((video, size, frames))
+        sound = _audio_stream(out, "aac", "")
+        for video, size, frames in streams:
+            for pixels in _ramp(frames, size):
+                out.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+            out.mux(video.encode(None))
+        _write_tone(out, sound, max(frames for _, frames, _ in tracks) / rate, 0)
+    return path
+
+
 def with_mov_text(source: Path, path: Path, cues=((100, 500, "Plain words"), (600, 900, "More words"))) -> Path:
     """``source`` (an MP4) with a mov_text track of ``cues`` (start ms, end ms, text), as a phone
     or an MP4 authoring tool writes subtitles."""

@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import SHARED, make_clip
+from tests.helpers import SHARED, make_clip, video_tracks
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
 from tmlsr_ray.pipeline.decode import iter_batches, measured_siting, planar_layout, probe_video
 
@@ -150,3 +150,25 @@ def test_every_shared_clip_in_planes_becomes_the_rgb_the_decoder_makes(name):
             planar += 1
             assert np.abs(ours.frames.rgb().astype(int) - theirs.frames.astype(int)).max() <= 1
     assert planar > 0, "no batch went as planes"
+
+
+@pytest.mark.parametrize("preview_first", [False, True])
+def test_the_main_video_is_upscaled_not_a_small_preview_track_with_a_higher_bit_rate(tmp_path, preview_first):
+    # MP4 enables both tracks, so both are default; the 12-frame preview's bit rate is the higher
+    tracks = [((96, 64), 36, True), ((32, 24), 12, True)]
+    path = video_tracks(tmp_path / "preview.mp4", tracks[::-1] if preview_first else tracks)
+    info = probe_video(path)
+    assert (info.width, info.height, info.stream_index) == (96, 64, int(preview_first))
+
+
+@pytest.mark.parametrize("default", [0, 1])
+def test_of_several_angles_the_default_one_is_upscaled_whatever_its_size(tmp_path, default):
+    sizes = [(64, 48), (96, 64)]
+    path = video_tracks(tmp_path / "angles.mkv", [(size, 24, n == default) for n, size in enumerate(sizes)])
+    info = probe_video(path)
+    assert (info.width, info.height, info.stream_index) == (*sizes[default], default)
+
+
+def test_a_still_picture_track_beside_the_video_is_not_taken_for_it(tmp_path):
+    path = video_tracks(tmp_path / "poster.mp4", [((96, 64), 1, True), ((64, 48), 24, True)])
+    assert probe_video(path).stream_index == 1

@@ -1,8 +1,8 @@
 """The decode stage for videos: probe a container and stream its frames in batches (no Ray here).
 
 One decoder (PyAV/FFmpeg) for every input, so every input has the same frame semantics:
-- "the video" is chosen as FFmpeg's best-stream rule does (default disposition, then bit rate,
-  then frame count), the same way everywhere;
+- "the video" is chosen as FFmpeg's command line chooses it (default disposition, then a stream
+  of more than one frame, then picture size), the same way everywhere;
 - frames are counted and time-stamped as they decode (never from the container's count);
 - rotation metadata is applied to the pixels (the output carries no display matrix);
 - interlaced streams are deinterlaced (bwdif, one frame per frame), since the model would blend
@@ -114,10 +114,15 @@ def codec_name(stream) -> str:
 
 
 def best_video_stream(container) -> "av.video.stream.VideoStream":
+    """The video to upscale, much as FFmpeg's command line picks it: the default one, then the largest
+    picture. Bit rate came before size here, and a phone's small preview track, few frames over a
+    short time, has the higher rate; so does a one-frame poster, which is no video at all."""
     candidates = [s for s in container.streams.video if not _is_attached_picture(s)]
     if not candidates:
         raise InputError("input has no video stream")
-    return max(candidates, key=lambda s: (bool(s.disposition & 1), s.codec_context.bit_rate or 0, s.frames))
+    return max(candidates, key=lambda s: (bool(s.disposition & 1), s.frames != 1,
+                                          s.codec_context.width * s.codec_context.height,
+                                          s.codec_context.bit_rate or 0, s.frames))
 
 
 def probe_video(path: Path) -> VideoInfo:
