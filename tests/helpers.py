@@ -443,6 +443,23 @@ def video_tracks(path: Path, tracks: Sequence[tuple], container: str | None = No
     return path
 
 
+def timecoded_clip(path: Path, timecode: str, container: str, on_file: bool = False, frames: int = 24,
+                   rate: int = 25) -> Path:
+    """A clip whose first frame is labelled with an SMPTE ``timecode``: on the video stream (the
+    MOV muxer writes it as a ``tmcd`` track, as cameras and iPhones record it), or ``on_file`` (as
+    MXF and DV state it, and Matroska remuxed from them), with a tone."""
+    with av.open(str(path), "w", format=container) as out:
+        video = out.add_stream("libx264", rate=rate)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        (out if on_file else video).metadata["timecode"] = timecode
+        sound = _audio_stream(out, "aac", "")
+        for pixels in _ramp(frames, (64, 48)):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        out.mux(video.encode(None))
+        _write_tone(out, sound, frames / rate, 0)
+    return path
+
+
 def with_mov_text(source: Path, path: Path, cues=((100, 500, "Plain words"), (600, 900, "More words"))) -> Path:
     """``source`` (an MP4) with a mov_text track of ``cues`` (start ms, end ms, text), as a phone
     or an MP4 authoring tool writes subtitles."""

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, combing, cut_mid_gop, interlaced_clip,
-                           joined_recordings, make_clip, recording_with_audio_gap, save_srvgg, shared_path,
+                           joined_recordings, make_clip, recording_with_audio_gap, save_srvgg, shared_path, timecoded_clip,
                            trim_by_edit_list, with_ass, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text, with_track_emptied)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
@@ -968,3 +968,20 @@ def test_subtitle_tracks_are_the_default_where_the_source_says_so_and_only_there
         audio = [bool(s.disposition & av.stream.Disposition.default) for s in out.streams.audio]
     assert shown == [n == default_subtitle for n in range(2)]
     assert into.muxer != "mp4" or audio == [True], "MP4's one audio track stays the one to play"
+
+
+@pytest.mark.parametrize("container, on_file", [("mov", False), ("matroska", True), ("matroska", False)])
+@pytest.mark.parametrize("into", [MP4, MATROSKA])
+def test_the_start_timecode_of_a_camera_clip_stays_on_its_video(tmp_path, smooth_model, container, on_file, into):
+    """A MOV's tmcd track, or a file-wide timecode as MXF states it and Matroska remuxed from one
+    keeps it: it was lost, and the file-wide one failed the MP4 (counted in Matroska's 1,000 ticks
+    a second, over what a tmcd track holds)."""
+    path = timecoded_clip(tmp_path / f"camera.{container[:3]}", "01:02:03:04", container, on_file)
+    out = tmp_path / f"out.{into.name}"
+    _, _, report = render_and_join(path, out, smooth_model, ONE_SECOND, tmp_path / "pieces", into=into)
+    with av.open(str(out)) as output:
+        video = output.streams.video[0]
+        assert {k.lower(): v for k, v in video.metadata.items()}["timecode"] == "01:02:03:04"
+        if into is MP4:  # as a tmcd track of its own, which players and editors read
+            assert [s.metadata.get("timecode") for s in output.streams.data] == ["01:02:03:04"]
+    assert frame_count(out) == report.frames == 24
