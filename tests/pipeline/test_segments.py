@@ -18,7 +18,8 @@ import pytest
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, combing, cut_mid_gop, interlaced_clip,
                            joined_recordings, make_clip, recording_with_audio_gap, save_srvgg, shared_path, timecoded_clip,
-                           trim_by_edit_list, with_ass, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text, with_track_emptied)
+                           trim_by_edit_list, video_tracks, with_ass, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
+                           with_telemetry_and_cover, with_track_emptied)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -985,3 +986,24 @@ def test_the_start_timecode_of_a_camera_clip_stays_on_its_video(tmp_path, smooth
         if into is MP4:  # as a tmcd track of its own, which players and editors read
             assert [s.metadata.get("timecode") for s in output.streams.data] == ["01:02:03:04"]
     assert frame_count(out) == report.frames == 24
+
+
+@pytest.mark.parametrize("into", [MP4, MATROSKA])
+def test_streams_the_output_has_no_place_for_are_named_with_the_reason(tmp_path, smooth_model, into):
+    """A camera MP4 with a preview track, GoPro telemetry and a cover picture: the video is
+    upscaled with its audio, and what is left out is listed (it went unmentioned)."""
+    main = video_tracks(tmp_path / "two.mp4", [((96, 64), 24, True), ((32, 24), 6, True)])
+    path = with_telemetry_and_cover(main, tmp_path / "camera.mp4")
+    _, _, report = render_and_join(path, tmp_path / f"out.{into.name}", smooth_model, ONE_SECOND,
+                                   tmp_path / "pieces", into=into)
+    assert [(d["type"], d["codec"], d["title"], d["reason"]) for d in report.streams_dropped] == [
+        ("video", "h264", None, "one video is upscaled, stream 0"),
+        ("data", "bin_data", "GoPro MET", "data streams are not carried"),
+        ("video", "mjpeg", None, "the cover picture is not kept")]
+    assert frame_count(tmp_path / f"out.{into.name}") == report.frames == 24
+
+
+def test_a_tmcd_track_whose_timecode_the_video_keeps_is_not_listed_as_dropped(tmp_path, smooth_model):
+    path = timecoded_clip(tmp_path / "camera.mov", "01:02:03:04", "mov")
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert report.streams_dropped == []

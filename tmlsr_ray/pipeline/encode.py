@@ -33,7 +33,7 @@ import numpy as np
 from tmlsr_ray.models.yuv import SWS_MATRIX, SWS_MATRIX_TAG, Yuv420
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.colour import is_hdr, written_colour
-from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, copy_video_stream, open_container
+from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, codec_name, copy_video_stream, open_container
 from tmlsr_ray.pipeline.mp4_tracks import disable_subtitle_tracks
 
 MP4_AUDIO_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
@@ -93,6 +93,7 @@ class MuxReport:
     subtitles_dropped: List[Dict] = field(default_factory=list)
     attachments: List[Dict] = field(default_factory=list)  # kept: name, mimetype, bytes
     attachments_dropped: List[Dict] = field(default_factory=list)
+    streams_dropped: List[Dict] = field(default_factory=list)  # other video, cover pictures, data
     chapters: int = 0
     container: str = "mp4"  # the output's ContainerFormat name (its output_format)
     frames: int = 0
@@ -375,6 +376,7 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
         if timecode:
             joiner.stream.metadata["timecode"] = timecode  # MP4 writes it as a tmcd track, Matroska as a tag
             joiner.stream.codec_context.framerate = info.average_rate  # what it counts frames in
+        report.streams_dropped = streams_left_out(source, info, timecode_kept=timecode is not None)
         side.open(out)
         subtitles = container.streams.subtitles
         subtitles_off = into.muxer == "mp4" and subtitles and not any(
@@ -457,10 +459,42 @@ def start_timecode(source, info: VideoInfo) -> Optional[str]:
         return None
     for tags in (source.streams[info.stream_index].metadata, *(s.metadata for s in source.streams.data),
                  source.metadata):
-        found = next((value for key, value in tags.items() if key.lower() == "timecode"), None)
-        if found:
-            return found
+        if _tag(tags, "timecode"):
+            return _tag(tags, "timecode")
     return None
+
+
+def streams_left_out(source, info: VideoInfo, timecode_kept: bool) -> List[Dict]:
+    """The source's streams the output has no place for, named for the metadata (they went
+    unmentioned): video besides the one upscaled (another angle, a preview track), an MP4's cover
+    picture, and data (camera telemetry such as GoPro's GPMF, KLV). Audio, subtitles and
+    attachments are listed with their own kind; a tmcd track whose timecode the video keeps is no
+    loss."""
+    left = []
+    for stream in source.streams:
+        if stream.type == "video" and stream.index != info.stream_index:
+            cover = stream.disposition & av.stream.Disposition.attached_pic
+            if cover and stream.metadata.get("filename"):
+                continue  # a Matroska attachment, listed as one
+            reason = "the cover picture is not kept" if cover else \
+                f"one video is upscaled, stream {info.stream_index}"
+        elif stream.type == "data" and not (timecode_kept and _tag(stream.metadata, "timecode")):
+            reason = "data streams are not carried"
+        elif stream.type not in ("video", "audio", "subtitle", "attachment", "data"):
+            reason = "a stream of no known kind"
+        else:
+            continue
+        codec = codec_name(stream) if stream.codec_context else getattr(stream, "name", None)
+        title = _tag(stream.metadata, "title")
+        if stream.type == "data":  # a camera names its telemetry track only by its handler ("GoPro MET")
+            title = title or _tag(stream.metadata, "handler_name")
+        left.append({"index": stream.index, "type": stream.type, "codec": codec, "title": title, "reason": reason})
+    return left
+
+
+def _tag(metadata: Dict[str, str], name: str) -> Optional[str]:
+    """A tag by its name in any case (Matroska's are upper case)."""
+    return next((value for key, value in metadata.items() if key.lower() == name), None)
 
 
 # Container tags that describe the source file, not the video: the MP4 muxer writes its own. The

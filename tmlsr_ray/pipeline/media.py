@@ -114,6 +114,7 @@ def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: En
         "subtitles_dropped": report.subtitles_dropped,
         "attachments": report.attachments,
         "attachments_dropped": report.attachments_dropped,
+        "streams_dropped": report.streams_dropped,
         "chapters": report.chapters,
         "input": {
             "container": info.container, "codec": info.codec, "width": info.width, "height": info.height,
