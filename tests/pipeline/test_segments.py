@@ -736,8 +736,8 @@ def test_an_mp4_output_of_the_same_release_names_what_it_could_not_keep(tmp_path
         assert [s.codec_context.name for s in out.streams.subtitles] == ["mov_text", "mov_text"]
     assert [a["to"] for a in report.audio_reencoded] == ["aac"]
     assert report.attachments_dropped == [
-        {"name": "TestFont.ttf", "mimetype": "application/x-truetype-font", "reason": "MP4 cannot hold attachments"},
-        {"name": "cover.jpg", "mimetype": "image/jpeg", "reason": "MP4 cannot hold attachments"}]
+        {"name": "TestFont.ttf", "mimetype": "application/x-truetype-font", "reason": "MP4 cannot hold attachments"}]
+    assert report.attachments == [{"name": "cover.jpg", "mimetype": "image/jpeg", "bytes": len(COVER_JPEG)}]
 
 
 def test_overlapping_ass_events_all_show_in_mp4_each_for_its_whole_time(tmp_path, smooth_model):
@@ -991,15 +991,15 @@ def test_the_start_timecode_of_a_camera_clip_stays_on_its_video(tmp_path, smooth
 @pytest.mark.parametrize("into", [MP4, MATROSKA])
 def test_streams_the_output_has_no_place_for_are_named_with_the_reason(tmp_path, smooth_model, into):
     """A camera MP4 with a preview track, GoPro telemetry and a cover picture: the video is
-    upscaled with its audio, and what is left out is listed (it went unmentioned)."""
+    upscaled with its audio, and what is left out is listed (it went unmentioned); the cover is
+    kept (below)."""
     main = video_tracks(tmp_path / "two.mp4", [((96, 64), 24, True), ((32, 24), 6, True)])
     path = with_telemetry_and_cover(main, tmp_path / "camera.mp4")
     _, _, report = render_and_join(path, tmp_path / f"out.{into.name}", smooth_model, ONE_SECOND,
                                    tmp_path / "pieces", into=into)
     assert [(d["type"], d["codec"], d["title"], d["reason"]) for d in report.streams_dropped] == [
         ("video", "h264", None, "one video is upscaled, stream 0"),
-        ("data", "bin_data", "GoPro MET", "data streams are not carried"),
-        ("video", "mjpeg", None, "the cover picture is not kept")]
+        ("data", "bin_data", "GoPro MET", "data streams are not carried")]
     assert frame_count(tmp_path / f"out.{into.name}") == report.frames == 24
 
 
@@ -1007,3 +1007,18 @@ def test_a_tmcd_track_whose_timecode_the_video_keeps_is_not_listed_as_dropped(tm
     path = timecoded_clip(tmp_path / "camera.mov", "01:02:03:04", "mov")
     _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
     assert report.streams_dropped == []
+
+
+@pytest.mark.parametrize("into", [MP4, MATROSKA])
+def test_an_mp4s_cover_picture_is_kept_as_the_outputs_cover(tmp_path, smooth_model, into):
+    """A music video's or a podcast's cover art (MP4's covr): MP4 keeps it as its cover, Matroska
+    as a cover.jpg attachment; it was left out unmentioned."""
+    path = with_telemetry_and_cover(make_clip(tmp_path / "clip.mp4", frames=24), tmp_path / "podcast.mp4")
+    out = tmp_path / f"out.{into.name}"
+    _, _, report = render_and_join(path, out, smooth_model, ONE_SECOND, tmp_path / "pieces", into=into)
+    with av.open(str(out)) as output:
+        covers = [s for s in output.streams.video if s.disposition & av.stream.Disposition.attached_pic]
+        assert len(covers) == 1 and bytes(next(output.demux(covers[0]))) == COVER_JPEG
+        assert output.streams.video[0].codec_context.width == 128  # the video comes first, upscaled
+    assert report.attachments == [{"name": "cover.jpg", "mimetype": "image/jpeg", "bytes": len(COVER_JPEG)}]
+    assert frame_count(out) == report.frames == 24

@@ -416,30 +416,61 @@ def _matroska_video_track(stream, info: VideoInfo) -> None:
     stream.disposition = av.stream.Disposition.default
 
 
+# Pictures MP4 holds as its cover (the iTunes covr box), by codec, and the name and type one takes
+# as an attachment (an MP4's cover has neither).
+COVER_PICTURES = {"mjpeg": ("cover.jpg", "image/jpeg"), "png": ("cover.png", "image/png"),
+                  "bmp": ("cover.bmp", "image/bmp")}
+
+
+@dataclass(frozen=True)
+class _Attachment:
+    name: Optional[str]
+    mimetype: Optional[str]
+    data: bytes
+    picture: Optional[object] = None  # the attached-picture stream FFmpeg reads a cover image as
+
+
 def _carry_attachments(source_path: Path, out, into: ContainerFormat, report: MuxReport) -> None:
-    """The source's attachments (fonts, cover images) into a container that keeps them."""
+    """The source's attachments (fonts, cover images) into a container that keeps them, and a
+    cover picture into MP4 as its cover, which players and file browsers show: a music video's or
+    a podcast's cover was left out of MP4 unmentioned, a Matroska cover listed as dropped."""
+    covers = []
     with open_container(source_path) as source:  # its own reader: the side streams' has not started
-        attachments = _attachments(source)
-    for name, mimetype, data in attachments:
-        entry = {"name": name, "mimetype": mimetype}
-        if into.keeps_attachments and name and data:
-            out.add_attachment(name, mimetype or "application/octet-stream", data)
-            report.attachments.append({**entry, "bytes": len(data)})
-        else:
-            report.attachments_dropped.append(
-                {**entry, "reason": f"{into.name.upper()} cannot hold attachments" if not into.keeps_attachments
-                 else "the attachment has no name or no data"})
+        for attachment in _attachments(source):
+            entry = {"name": attachment.name, "mimetype": attachment.mimetype}
+            if into.keeps_attachments and attachment.name and attachment.data:
+                out.add_attachment(attachment.name, attachment.mimetype or "application/octet-stream", attachment.data)
+            elif into.muxer == "mp4" and attachment.data and attachment.picture is not None \
+                    and codec_name(attachment.picture) in COVER_PICTURES:
+                covers.append((_cover_stream(out, attachment.picture), attachment.data))
+            else:
+                report.attachments_dropped.append(
+                    {**entry, "reason": f"{into.name.upper()} cannot hold attachments" if not into.keeps_attachments
+                     else "the attachment has no name or no data"})
+                continue
+            report.attachments.append({**entry, "bytes": len(attachment.data)})
+    for stream, data in covers:  # after every stream is added: the first packet writes the header
+        packet = av.Packet(data)
+        packet.stream, packet.time_base, packet.pts, packet.dts = stream, stream.time_base, 0, 0
+        out.mux(packet)
 
 
-def _attachments(source) -> List[Tuple[str, Optional[str], bytes]]:
-    """(name, MIME type, bytes) of each attachment. FFmpeg's Matroska reader hands an image
-    attachment (cover.jpg) over as an attached picture, a video stream of one packet."""
-    found = [(a.name, a.mimetype, bytes(a.data or b"")) for a in source.streams.attachments]
+def _cover_stream(out, picture):
+    stream = out.add_stream_from_template(picture)
+    stream.disposition = av.stream.Disposition.attached_pic
+    return stream
+
+
+def _attachments(source) -> List[_Attachment]:
+    """Each attachment, and each cover picture: FFmpeg hands a Matroska image attachment
+    (cover.jpg) and an MP4's cover over as an attached picture, a video stream of one packet."""
+    found = [_Attachment(a.name, a.mimetype, bytes(a.data or b"")) for a in source.streams.attachments]
     for stream in source.streams.video:
-        name = stream.metadata.get("filename")
-        if stream.disposition & av.stream.Disposition.attached_pic and name:
+        if stream.disposition & av.stream.Disposition.attached_pic:
+            name, mimetype = COVER_PICTURES.get(codec_name(stream), (None, None))
             picture = next((p for p in source.demux(stream) if p.size), None)
-            found.append((name, stream.metadata.get("mimetype"), bytes(picture) if picture else b""))
+            found.append(_Attachment(stream.metadata.get("filename", name), stream.metadata.get("mimetype", mimetype),
+                                     bytes(picture) if picture else b"", stream))
     return found
 
 
@@ -466,18 +497,15 @@ def start_timecode(source, info: VideoInfo) -> Optional[str]:
 
 def streams_left_out(source, info: VideoInfo, timecode_kept: bool) -> List[Dict]:
     """The source's streams the output has no place for, named for the metadata (they went
-    unmentioned): video besides the one upscaled (another angle, a preview track), an MP4's cover
-    picture, and data (camera telemetry such as GoPro's GPMF, KLV). Audio, subtitles and
-    attachments are listed with their own kind; a tmcd track whose timecode the video keeps is no
-    loss."""
+    unmentioned): video besides the one upscaled (another angle, a preview track) and data (camera
+    telemetry such as GoPro's GPMF, KLV). Audio, subtitles, attachments and cover pictures are
+    listed with their own kind; a tmcd track whose timecode the video keeps is no loss."""
     left = []
     for stream in source.streams:
         if stream.type == "video" and stream.index != info.stream_index:
-            cover = stream.disposition & av.stream.Disposition.attached_pic
-            if cover and stream.metadata.get("filename"):
-                continue  # a Matroska attachment, listed as one
-            reason = "the cover picture is not kept" if cover else \
-                f"one video is upscaled, stream {info.stream_index}"
+            if stream.disposition & av.stream.Disposition.attached_pic:
+                continue  # a cover picture, listed with the attachments
+            reason = f"one video is upscaled, stream {info.stream_index}"
         elif stream.type == "data" and not (timecode_kept and _tag(stream.metadata, "timecode")):
             reason = "data streams are not carried"
         elif stream.type not in ("video", "audio", "subtitle", "attachment", "data"):
