@@ -486,6 +486,25 @@ def with_telemetry_and_cover(source: Path, path: Path) -> Path:
     return path
 
 
+def camcorder_dv(path: Path, frames: int = 10, timecode: str = "10:00:00:00") -> Path:
+    """A raw DV file as a camcorder capture (dvgrab) is: PAL 720x576 at 25 frames a second, 48 kHz
+    stereo PCM, and the recording's timecode, which FFmpeg reads as the file's."""
+    with av.open(str(path), "w", format="dv") as out:
+        out.metadata["timecode"] = timecode
+        video = out.add_stream("dvvideo", rate=25)
+        video.width, video.height, video.pix_fmt = 720, 576, "yuv420p"
+        sound = out.add_stream("pcm_s16le", rate=48000)
+        sound.layout = "stereo"
+        for i, pixels in enumerate(_ramp(frames, (720, 576))):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+            silence = av.AudioFrame.from_ndarray(np.zeros((1, 1920 * 2), np.int16), format="s16", layout="stereo")
+            silence.sample_rate, silence.pts = 48000, i * 1920  # a PAL frame's samples
+            out.mux(sound.encode(silence))
+        out.mux(video.encode(None))
+        out.mux(sound.encode(None))
+    return path
+
+
 def with_mov_text(source: Path, path: Path, cues=((100, 500, "Plain words"), (600, 900, "More words"))) -> Path:
     """``source`` (an MP4) with a mov_text track of ``cues`` (start ms, end ms, text), as a phone
     or an MP4 authoring tool writes subtitles."""

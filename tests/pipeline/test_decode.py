@@ -3,11 +3,13 @@ RGB the decoder's own swscale makes of them."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import av
 import numpy as np
 import pytest
 
-from tests.helpers import SHARED, make_clip, video_tracks
+from tests.helpers import SHARED, camcorder_dv, make_clip, video_tracks
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
 from tmlsr_ray.pipeline.decode import iter_batches, measured_siting, planar_layout, probe_video
 
@@ -172,3 +174,10 @@ def test_of_several_angles_the_default_one_is_upscaled_whatever_its_size(tmp_pat
 def test_a_still_picture_track_beside_the_video_is_not_taken_for_it(tmp_path):
     path = video_tracks(tmp_path / "poster.mp4", [((96, 64), 1, True), ((64, 48), 24, True)])
     assert probe_video(path).stream_index == 1
+
+
+def test_a_raw_dv_captures_frame_rate_is_its_frames_not_its_clock(tmp_path):
+    """FFmpeg's DV reader states its time base, 60,000 ticks a second, as the average rate: the
+    output said 60,000 fps, its Matroska track 30,000, and the tape's timecode was dropped."""
+    info = probe_video(camcorder_dv(tmp_path / "tape.dv"))
+    assert info.average_rate == 25 and info.time_base == Fraction(1, 60000)

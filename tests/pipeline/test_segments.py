@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, combing, cut_mid_gop, interlaced_clip,
+from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, camcorder_dv, combing, cut_mid_gop, interlaced_clip,
                            joined_recordings, make_clip, recording_with_audio_gap, save_srvgg, shared_path, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
                            with_telemetry_and_cover, with_track_emptied)
@@ -1022,3 +1022,15 @@ def test_an_mp4s_cover_picture_is_kept_as_the_outputs_cover(tmp_path, smooth_mod
         assert output.streams.video[0].codec_context.width == 128  # the video comes first, upscaled
     assert report.attachments == [{"name": "cover.jpg", "mimetype": "image/jpeg", "bytes": len(COVER_JPEG)}]
     assert frame_count(out) == report.frames == 24
+
+
+@pytest.mark.parametrize("into", [MP4, MATROSKA])
+def test_a_raw_dv_capture_keeps_its_frame_rate_and_its_tapes_timecode(tmp_path, smooth_model, into):
+    path = camcorder_dv(tmp_path / "tape.dv")
+    out = tmp_path / f"out.{into.name}"
+    _, _, report = render_and_join(path, out, smooth_model, ONE_SECOND, tmp_path / "pieces", into=into)
+    with av.open(str(out)) as output:
+        video = output.streams.video[0]
+        assert video.average_rate == 25
+        assert {k.lower(): v for k, v in video.metadata.items()}["timecode"] == "10:00:00:00"
+    assert frame_count(out) == report.frames == 10

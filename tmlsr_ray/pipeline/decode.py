@@ -139,7 +139,7 @@ def probe_video(path: Path) -> VideoInfo:
         rotation = int(round((getattr(first, "rotation", 0) or 0) / 90.0)) * 90 % 360
         width, height = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
         duration = _duration_seconds(container, stream)
-        rate = stream.average_rate or stream.guessed_rate
+        rate = _frame_rate(stream)
         frames_hint = stream.frames or (round(duration * float(rate)) if duration and rate else 0)
         return VideoInfo(
             container=container.format.name,
@@ -166,6 +166,17 @@ def probe_video(path: Path) -> VideoInfo:
             sample_aspect=_sample_aspect(stream, rotation),
             interlaced=bool(first.interlaced_frame),
         )
+
+
+def _frame_rate(stream) -> Optional[Fraction]:
+    """The stream's average frame rate. FFmpeg's raw DV reader states its time base (60,000 ticks
+    a second) as that average, which the output then said (60,000 fps; 30,000 in a Matroska track;
+    a timecode counted in it was dropped): a rate of one frame a tick, where frames are further
+    apart, gives way to the rate FFmpeg guesses from the frames."""
+    average, guessed = stream.average_rate, stream.guessed_rate
+    if average and guessed and stream.time_base and average == 1 / stream.time_base and guessed < average:
+        return guessed
+    return average or guessed
 
 
 def _check_matrix(colorspace: int) -> None:
