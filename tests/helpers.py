@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 from tmlsr_ray.models.basicsr_compat import import_architectures
+from tmlsr_ray.pipeline.isobmff import boxes, top_level_box
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -502,6 +503,32 @@ def camcorder_dv(path: Path, frames: int = 10, timecode: str = "10:00:00:00") ->
             out.mux(sound.encode(silence))
         out.mux(video.encode(None))
         out.mux(sound.encode(None))
+    return path
+
+
+def with_dolby_vision_config(source: Path, path: Path, profile: int, compatibility: int) -> Path:
+    """The HEVC MP4 ``source`` (its moov after its media, as FFmpeg writes it unless told to move
+    it) with a Dolby Vision configuration box (``dvcC``) in its sample entry, as an iPhone's HDR
+    video has (profile 8, compatibility 4: the base layer is HLG; 1: HDR10)."""
+    data = bytearray(source.read_bytes())
+    with open(source, "rb") as file:
+        moov_at, moov = top_level_box(file, b"moov")
+    assert data.find(b"mdat") < moov_at, "the moov must come last: the chunk offsets are not moved"
+    grown, start, end = [moov_at - 8], 0, len(moov)  # where each enclosing box's size is
+    for kind in (b"trak", b"mdia", b"minf", b"stbl", b"stsd"):
+        start, end = next((s, e) for k, s, e in boxes(moov, start, end) if k == kind)
+        grown.append(moov_at + start - 8)
+    entry = start + 8  # past the stsd's version, flags and count
+    size, kind = struct.unpack(">I4s", moov[entry:entry + 8])
+    assert kind in (b"hvc1", b"hev1"), kind
+    grown.append(moov_at + entry)
+    fields = (1 << 24) | (profile << 9) | (6 << 3) | 0b101  # version 1.0, level 6, RPU and base layer
+    record = struct.pack(">IB", fields, compatibility << 4) + bytes(19)
+    box = struct.pack(">I4s", 8 + len(record), b"dvcC") + record
+    data[moov_at + entry + size:moov_at + entry + size] = box
+    for at in grown:
+        struct.pack_into(">I", data, at, struct.unpack_from(">I", data, at)[0] + len(box))
+    path.write_bytes(bytes(data))
     return path
 
 

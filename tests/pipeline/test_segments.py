@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, camcorder_dv, combing, cut_mid_gop, interlaced_clip,
                            joined_recordings, make_clip, recording_with_audio_gap, save_srvgg, shared_path, timecoded_clip,
-                           trim_by_edit_list, video_tracks, with_ass, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
+                           trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
                            with_telemetry_and_cover, with_track_emptied)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
@@ -1034,3 +1034,25 @@ def test_a_raw_dv_capture_keeps_its_frame_rate_and_its_tapes_timecode(tmp_path, 
         assert video.average_rate == 25
         assert {k.lower(): v for k, v in video.metadata.items()}["timecode"] == "10:00:00:00"
     assert frame_count(out) == report.frames == 10
+
+
+@pytest.mark.parametrize("compatibility, transfer", [(4, 18), (1, 16)])  # HLG as iPhones record, PQ
+def test_dolby_vision_is_upscaled_as_its_base_layer_with_no_dolby_vision_box_left(tmp_path, smooth_model,
+                                                                                 compatibility, transfer):
+    """Profile 8 (an iPhone's HDR video): the HEVC base layer is upscaled and tagged as it was; no
+    dvcC box goes out, which would have players look for RPUs that no longer describe the pixels
+    (found right by the camera-inputs sweep)."""
+    x265 = f"colorprim=bt2020:transfer={ {18: 'arib-std-b67', 16: 'smpte2084'}[transfer]}:colormatrix=bt2020nc"
+    hevc = make_clip(tmp_path / "hevc.mp4", frames=12, codec="libx265", pix_fmt="yuv420p10le",
+                     options={"x265-params": x265 + ":log-level=error"})
+    path = with_dolby_vision_config(hevc, tmp_path / "dolby.mp4", 8, compatibility)
+    assert b"dvcC" in path.read_bytes()
+    for into in (MP4, MATROSKA):
+        out = tmp_path / f"out.{into.name}"
+        _, _, report = render_and_join(path, out, smooth_model, ONE_SECOND, tmp_path / into.name, codec="libx265",
+                                       into=into)
+        with av.open(str(out)) as output:
+            ctx = output.streams.video[0].codec_context
+            assert (ctx.color_primaries, ctx.color_trc, ctx.colorspace) == (9, transfer, 9)
+        assert b"dvcC" not in out.read_bytes() and b"dvvC" not in out.read_bytes() and b"dvwC" not in out.read_bytes()
+        assert frame_count(out) == report.frames == 12
