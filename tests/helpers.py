@@ -466,7 +466,8 @@ def with_telemetry_and_cover(source: Path, path: Path) -> Path:
     telemetry track (a data stream, handler "GoPro MET") and a JPEG cover picture (MP4's covr,
     which FFmpeg reads as an attached picture)."""
     with av.open(str(source)) as src, av.open(str(path), "w", format="mp4") as out:
-        streams = {s.index: out.add_stream_from_template(s, opaque=True) for s in src.streams}
+        streams = {s.index: out.add_stream_from_template(s, opaque=True, disposition=s.disposition)
+                   for s in src.streams}
         telemetry = out.add_data_stream("bin_data")
         telemetry.codec_tag, telemetry.time_base = "gpmd", Fraction(1, 1000)
         telemetry.metadata["handler_name"] = "GoPro MET"

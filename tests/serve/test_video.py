@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, actor_pid, anime_matroska, animated_gif, eventually, frame_flood_gif,
-                           interlaced_clip, joined_recordings, make_clip, replica_pids, shared_path, sigkill)
+                           interlaced_clip, joined_recordings, make_clip, replica_pids, shared_path, sigkill,
+                           video_tracks, with_telemetry_and_cover)
 from tests.serve.conftest import fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
@@ -114,6 +115,25 @@ def test_a_matroska_output_comes_back_as_matroska_with_its_fonts_styled_subtitle
     with av.open(str(tmp_path / "o.mkv")) as container:
         assert [s.type for s in container.streams] == ["video", "audio", "subtitle", "subtitle", "attachment", "video"]
         assert container.streams.subtitles[0].codec_context.codec.canonical_name == "ass"
+
+
+def test_a_camera_mp4_upscales_its_main_video_keeps_its_cover_and_names_what_it_left_out(
+        service, input_server, tmp_path):
+    """A preview track (MP4 makes it a default too, at the higher bit rate), GoPro telemetry and
+    cover art beside the video."""
+    main = video_tracks(tmp_path / "two.mp4", [((32, 24), 6, True), ((64, 48), 24, True)])
+    url = input_server.add("camera.mp4", with_telemetry_and_cover(main, tmp_path / "camera.mp4").read_bytes())
+    task = service.run(url=url, model="smooth-x2.pth")
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert (meta["width"], meta["height"], meta["frames"], meta["input"]["stream_index"]) == (128, 96, 24, 1)
+    assert [(d["index"], d["type"], d["reason"]) for d in meta["streams_dropped"]] == [
+        (0, "video", "one video is upscaled, stream 1"), (3, "data", "data streams are not carried")]
+    assert meta["attachments"] == [{"name": "cover.jpg", "mimetype": "image/jpeg", "bytes": len(COVER_JPEG)}]
+    (tmp_path / "o.mp4").write_bytes(fetch_output(service, task))
+    with av.open(str(tmp_path / "o.mp4")) as container:
+        assert [(s.type, bool(s.disposition & av.stream.Disposition.attached_pic)) for s in container.streams] == [
+            ("video", False), ("audio", False), ("video", True)]
 
 
 def test_an_interlaced_clip_comes_back_progressive_and_says_so(service, input_server, tmp_path):
