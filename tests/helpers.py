@@ -533,6 +533,19 @@ def with_dolby_vision_config(source: Path, path: Path, profile: int, compatibili
     return path
 
 
+def with_unknown_codec(source: Path, path: Path, entry: bytes, config: bytes) -> Path:
+    """The MP4 ``source`` with its second ``entry`` sample entry (``mp4a``, ``avc1``) renamed to a
+    FourCC FFmpeg does not know and its decoder configuration (``esds``, ``avcC``) hidden: a track
+    FFmpeg cannot name, as a newer phone's may be."""
+    data = bytearray(source.read_bytes())
+    second = data.find(entry, data.find(entry, data.find(b"moov")) + 4)
+    data[second:second + 4] = b"zzzz"
+    hidden = data.find(config, second)
+    data[hidden:hidden + 4] = b"free"
+    path.write_bytes(bytes(data))
+    return path
+
+
 def with_mov_text(source: Path, path: Path, cues=((100, 500, "Plain words"), (600, 900, "More words"))) -> Path:
     """``source`` (an MP4) with a mov_text track of ``cues`` (start ms, end ms, text), as a phone
     or an MP4 authoring tool writes subtitles."""

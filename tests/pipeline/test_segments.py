@@ -19,7 +19,7 @@ import pytest
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, camcorder_dv, combing, cut_mid_gop, interlaced_clip,
                            joined_recordings, make_clip, recording_with_audio_gap, save_srvgg, shared_path, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
-                           with_telemetry_and_cover, with_track_emptied)
+                           with_telemetry_and_cover, with_track_emptied, with_unknown_codec)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -1056,3 +1056,22 @@ def test_dolby_vision_is_upscaled_as_its_base_layer_with_no_dolby_vision_box_lef
             assert (ctx.color_primaries, ctx.color_trc, ctx.colorspace) == (9, transfer, 9)
         assert b"dvcC" not in out.read_bytes() and b"dvvC" not in out.read_bytes() and b"dvwC" not in out.read_bytes()
         assert frame_count(out) == report.frames == 12
+
+
+def test_an_audio_track_of_a_codec_ffmpeg_does_not_know_is_dropped_and_listed(tmp_path, smooth_model):
+    """It has no codec context: the probe failed on it, and so the task."""
+    path = with_unknown_codec(make_clip(tmp_path / "clip.mp4", frames=24, languages=("eng", "und")),
+                              tmp_path / "phone.mp4", b"mp4a", b"esds")
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert [a["index"] for a in report.audio_copied] == [1]
+    assert report.audio_dropped == [
+        {"index": 2, "codec": "unknown", "language": "und", "reason": "FFmpeg does not know the track's codec"}]
+    assert frame_count(tmp_path / "out.mp4") == report.frames == 24
+
+
+def test_a_video_track_of_a_codec_ffmpeg_does_not_know_beside_the_video_is_listed(tmp_path, smooth_model):
+    main = video_tracks(tmp_path / "two.mp4", [((96, 64), 24, True), ((32, 24), 6, True)])
+    path = with_unknown_codec(main, tmp_path / "camera.mp4", b"avc1", b"avcC")
+    info, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert info.stream_index == 0 and frame_count(tmp_path / "out.mp4") == report.frames == 24
+    assert [(d["index"], d["codec"]) for d in report.streams_dropped] == [(1, "unknown")]

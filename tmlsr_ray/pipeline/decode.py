@@ -117,8 +117,8 @@ def best_video_stream(container) -> "av.video.stream.VideoStream":
     """The video to upscale, much as FFmpeg's command line picks it: the default one, then the largest
     picture. Bit rate came before size here, and a phone's small preview track, few frames over a
     short time, has the higher rate; so does a one-frame poster, which is no video at all."""
-    candidates = [s for s in container.streams.video if not _is_attached_picture(s)]
-    if not candidates:
+    candidates = [s for s in container.streams.video if s.codec_context and not _is_attached_picture(s)]
+    if not candidates:  # a codec FFmpeg does not know has no context: nothing decodes it
         raise InputError("input has no video stream")
     return max(candidates, key=lambda s: (bool(s.disposition & 1), s.frames != 1,
                                           s.codec_context.width * s.codec_context.height,
@@ -157,8 +157,7 @@ def probe_video(path: Path) -> VideoInfo:
             frames_hint=frames_hint,
             duration_s=duration,
             color={name: int(getattr(ctx, name) or 0) for name in COLOR_FIELDS},
-            audio=[AudioInfo(s.index, codec_name(s), s.codec_context.sample_rate,
-                             s.codec_context.channels, s.language) for s in container.streams.audio],
+            audio=[_audio_info(s) for s in container.streams.audio],
             subtitles=[SubtitleInfo(s.index, codec_name(s), s.language) for s in container.streams.subtitles],
             animated_gif=container.format.name == "gif",
             reorders_frames=bool(ctx.has_b_frames),
@@ -166,6 +165,13 @@ def probe_video(path: Path) -> VideoInfo:
             sample_aspect=_sample_aspect(stream, rotation),
             interlaced=bool(first.interlaced_frame),
         )
+
+
+def _audio_info(stream) -> AudioInfo:
+    """A track of a codec FFmpeg does not know has no codec context: no rate, no channels."""
+    context = stream.codec_context
+    return AudioInfo(stream.index, codec_name(stream), context.sample_rate if context else 0,
+                     context.channels if context else 0, stream.language)
 
 
 def _frame_rate(stream) -> Optional[Fraction]:

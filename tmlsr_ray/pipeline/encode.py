@@ -512,7 +512,7 @@ def streams_left_out(source, info: VideoInfo, timecode_kept: bool) -> List[Dict]
             reason = "a stream of no known kind"
         else:
             continue
-        codec = codec_name(stream) if stream.codec_context else getattr(stream, "name", None)
+        codec = codec_name(stream) if stream.codec_context else getattr(stream, "name", None) or "unknown"
         title = _tag(stream.metadata, "title")
         if stream.type == "data":  # a camera names its telemetry track only by its handler ("GoPro MET")
             title = title or _tag(stream.metadata, "handler_name")
@@ -660,8 +660,7 @@ class _SideStreams:
         self._source = source
         self._report = report
         self._into = into
-        self._plan = [(audio, "drop" if audio.index in empty else "copy" if audio.codec in into.audio_copy else "aac")
-                      for audio in info.audio]
+        self._plan = [(audio, _audio_plan(audio, into, empty)) for audio in info.audio]
         self._plan += [(sub, _subtitle_plan(sub.codec, into)) for sub in info.subtitles]
         self._map: Dict[int, object] = {}
         self._transcoders: Dict[int, "_AacTranscoder | _TextSubtitleTranscoder"] = {}
@@ -674,7 +673,7 @@ class _SideStreams:
     def starts(self) -> List[Fraction]:
         """Where each kept stream starts, in seconds (those that say): known before ``open``,
         since the output's offset comes from them."""
-        streams = [self._source.streams[side.index] for side, plan in self._plan if plan != "drop"]
+        streams = [self._source.streams[side.index] for side, plan in self._plan if plan in ("copy", "aac", "text")]
         return [Fraction(s.start_time) * s.time_base for s in streams if s.start_time is not None and s.time_base]
 
     def open(self, out) -> None:
@@ -699,7 +698,7 @@ class _SideStreams:
             self._transcoders[side.index] = _TextSubtitleTranscoder(in_stream, out, self._into.text_subtitles)
             report.subtitles_copied.append({**entry, "to": self._into.text_subtitles})
         elif is_audio:
-            report.audio_dropped.append({**entry, "reason": "the source's track holds no audio packets"})
+            report.audio_dropped.append({**entry, "reason": AUDIO_DROPPED[plan]})
         else:  # bitmap subtitles (PGS, DVB, VobSub) have no MP4 form
             report.subtitles_dropped.append(
                 {**entry, "reason": f"{self._into.name.upper()} cannot hold {side.codec} subtitles"})
@@ -906,6 +905,20 @@ def _audio_without_packets(source_path: Path, audio: Sequence) -> frozenset:
                 if not waiting:
                     break
     return frozenset(waiting)
+
+
+AUDIO_DROPPED = {"empty": "the source's track holds no audio packets",
+                 "unknown": "FFmpeg does not know the track's codec"}
+
+
+def _audio_plan(audio, into: ContainerFormat, empty: frozenset) -> str:
+    """copy, aac (re-encoded), or why the track is dropped (a key of AUDIO_DROPPED): one of a codec
+    FFmpeg does not know can be neither decoded nor copied (it failed the probe, so the task)."""
+    if audio.index in empty:
+        return "empty"
+    if audio.codec == "unknown":
+        return "unknown"
+    return "copy" if audio.codec in into.audio_copy else "aac"
 
 
 def _subtitle_plan(codec: str, into: ContainerFormat) -> str:
