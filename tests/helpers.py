@@ -160,6 +160,30 @@ def save_spandrel_model(arch: str, path: Path, scale: int = 2, seed: int = 0) ->
     return path
 
 
+def write_gguf(path: Path, tensors, retype: dict | None = None) -> Path:
+    """A GGUF file of ``tensors`` (``PackedTensor``s, as ``read_gguf`` yields them) as stored;
+    ``retype`` {name: qtype} turns a tensor into random bytes of another type (an IQ2, a Q3_K)."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "seedvr2")
+    for tensor in tensors:
+        qtype = (retype or {}).get(tensor.name, tensor.qtype)
+        if qtype != tensor.qtype:
+            block, size = gguf.GGML_QUANT_SIZES[qtype]
+            raw = np.random.default_rng(0).integers(0, 256, (*tensor.shape[:-1], tensor.shape[-1] // block * size),
+                                                    dtype=np.uint8)
+            writer.add_tensor(tensor.name, raw, raw_shape=raw.shape, raw_dtype=qtype)
+        elif qtype in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
+            writer.add_tensor(tensor.name, np.asarray(tensor.data).reshape(tensor.shape))
+        else:
+            writer.add_tensor(tensor.name, np.asarray(tensor.data), raw_shape=tensor.data.shape, raw_dtype=qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 def save_face_model(path: Path) -> Path:
     """Tensors spandrel detects as GFPGAN (a face-restoration model), which the service refuses on
     detection, before a network is built; the real generator would take 340 MB."""

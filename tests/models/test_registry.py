@@ -118,6 +118,24 @@ def test_the_seedvr2_dit_is_recognised_by_its_tensors_with_its_companions(tmp_pa
     assert (info.family, info.scale, info.temporal, info.seeded, info.replica_kind) == ("seedvr2", None, True, True, "seedvr2")
 
 
+def test_a_seedvr2_dit_of_an_unsupported_quant_type_is_listed_with_the_reason(tmp_path):
+    import shutil
+
+    import gguf
+
+    from tests.helpers import shared_path, write_gguf
+    from tmlsr_ray.models.gguf_tensors import read_gguf
+    from tmlsr_ray.models.registry import ModelCatalog
+
+    golden = shared_path("golden", "seedvr2")
+    shutil.copy(golden / "vae.safetensors", tmp_path / "ema_vae_fp16.safetensors")
+    shutil.copy(golden / "pos_emb.safetensors", tmp_path / "pos_emb.safetensors")
+    write_gguf(tmp_path / "seedvr2_ema_3b-Q3_K_M.gguf", read_gguf(golden / "dit.gguf"),
+               retype={"vid_out.proj.weight": gguf.GGMLQuantizationType.Q3_K})
+    [entry] = ModelCatalog(tmp_path).entries()
+    assert entry.info is None and "Q3_K (vid_out.proj.weight)" in entry.error
+
+
 def test_an_empty_model_file_is_listed_with_the_reason(tmp_path):
     from tmlsr_ray.models.registry import ModelCatalog
 

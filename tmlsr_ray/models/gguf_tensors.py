@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Tuple
+from typing import Callable, Dict, Iterable, Iterator, Tuple
 
 import gguf
 import numpy as np
@@ -47,6 +47,20 @@ def read_gguf(path: Path) -> Iterator[PackedTensor]:
         name = tensor.name[len(NAME_PREFIX):] if tensor.name.startswith(NAME_PREFIX) else tensor.name
         shape = tuple(int(n) for n in reversed(tensor.shape.tolist()))  # ggml order is reversed
         yield PackedTensor(name, tensor.tensor_type, shape, tensor.data)
+
+
+def check_supported_types(tensors: Iterable[PackedTensor], file_name: str) -> None:
+    """ModelError naming the tensor types of a file that ``dequantize`` cannot expand: the weights
+    stay packed until a layer runs, so without this a task would fail at its first DiT step."""
+    unsupported: Dict[str, list] = {}
+    for tensor in tensors:
+        if tensor.qtype not in SUPPORTED_TYPES:
+            unsupported.setdefault(tensor.qtype.name, []).append(tensor.name)
+    if unsupported:
+        found = "; ".join(f"{qtype} ({names[0]}" + (f" and {len(names) - 1} more)" if len(names) > 1 else ")")
+                          for qtype, names in unsupported.items())
+        raise ModelError(f"{file_name} holds GGUF tensor types this service cannot dequantize: {found}; "
+                         f"supported: {', '.join(qtype.name for qtype in SUPPORTED_TYPES)}")
 
 
 def dequantize(raw: torch.Tensor, qtype: gguf.GGMLQuantizationType, shape: Tuple[int, ...]) -> torch.Tensor:
@@ -183,3 +197,4 @@ _KERNELS: Dict[gguf.GGMLQuantizationType, Callable[[torch.Tensor], torch.Tensor]
     Q.Q8_0: _q8_0, Q.Q4_0: _q4_0, Q.Q4_1: _q4_1, Q.Q5_0: _q5_0, Q.Q5_1: _q5_1,
     Q.Q4_K: _q4_k, Q.Q5_K: _q5_k, Q.Q6_K: _q6_k,
 }
+SUPPORTED_TYPES = (Q.F32, Q.F16, Q.BF16, *_KERNELS)

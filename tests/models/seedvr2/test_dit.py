@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import shared_path
+from tests.helpers import shared_path, write_gguf
 from tmlsr_ray.models.base import ModelError
-from tmlsr_ray.models.gguf_tensors import read_gguf
+from tmlsr_ray.models.gguf_tensors import Q, read_gguf
 from tmlsr_ray.models.seedvr2.attention import window_partition, window_size
 from tmlsr_ray.models.seedvr2.dit import NaDiT
 
@@ -185,3 +185,14 @@ def test_the_older_dit_layout_of_the_7b_is_refused_clearly():
     tensors = [t for t in read_gguf(shared_path("golden", "seedvr2", "dit.gguf")) if "proj_in_gate" not in t.name]
     with pytest.raises(ModelError, match="unsupported DiT layout"):
         NaDiT.from_tensors(tensors)
+
+
+@pytest.mark.parametrize("qtype", [Q.Q3_K, Q.IQ2_XXS], ids=lambda qtype: qtype.name)
+def test_a_file_with_a_tensor_type_that_cannot_be_dequantized_is_refused_at_load(tmp_path, qtype):
+    """Weights stay packed until a layer runs: the type must be checked when the file is read, not
+    at a task's first DiT step."""
+    path = write_gguf(tmp_path / "seedvr2_ema_3b-Q3_K_M.gguf", read_gguf(shared_path("golden", "seedvr2", "dit.gguf")),
+                      retype={"blocks.1.mlp.all.proj_in.weight": qtype})
+    with pytest.raises(ModelError, match=rf"seedvr2_ema_3b-Q3_K_M.gguf .*{qtype.name} \(blocks\.1\.mlp\.all\.proj_in"
+                                         r"\.weight\); supported: F32, F16, BF16, Q8_0"):
+        NaDiT.from_gguf(path)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from tmlsr_ray.models.base import ModelError
-from tmlsr_ray.models.gguf_tensors import PackedTensor, dequantize, read_gguf
+from tmlsr_ray.models.gguf_tensors import PackedTensor, check_supported_types, dequantize, read_gguf
 from tmlsr_ray.models.seedvr2.attention import (
     Grid,
     QKNorm,
@@ -340,7 +340,9 @@ class NaDiT(torch.nn.Module):
     @classmethod
     def from_gguf(cls, path: Path | str, device: torch.device | str = "cpu",
                   dtype: torch.dtype = torch.float32) -> "NaDiT":
-        return cls.from_tensors(read_gguf(Path(path)), device, dtype)
+        tensors = list(read_gguf(Path(path)))
+        check_supported_types(tensors, Path(path).name)
+        return cls.from_tensors(tensors, device, dtype)
 
     @classmethod
     def from_tensors(cls, tensors: Iterable[PackedTensor], device: torch.device | str = "cpu",

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from tmlsr_ray.models.base import LoadOptions, ModelFamily, ModelInfo
-from tmlsr_ray.models.gguf_tensors import read_gguf
+from tmlsr_ray.models.gguf_tensors import check_supported_types, read_gguf
 from tmlsr_ray.models.seedvr2.dit import infer_config
 from tmlsr_ray.models.seedvr2.pipeline import EMBEDDING_NAMES, VAE_FILE, SeedVR2Files, SeedVR2Model
 
@@ -19,10 +19,12 @@ def recognise(path: Path) -> Optional[ModelInfo]:
     with path.open("rb") as handle:
         if handle.read(4) != GGUF_MAGIC:
             return None
-    shapes = {tensor.name: tensor.shape for tensor in read_gguf(path)}
+    tensors = list(read_gguf(path))
+    shapes = {tensor.name: tensor.shape for tensor in tensors}
     if DIT_TENSOR not in shapes:
         return None
     config = infer_config(shapes)  # ModelError names what does not fit (the 7B layout, say)
+    check_supported_types(tensors, path.name)  # listed with the reason, not failing each task
     SeedVR2Files.beside(path)  # ModelError names a missing companion and where it goes
     return ModelInfo(name=path.name, family="seedvr2", architecture=f"SeedVR2 ({config.describe()})",
                      scale=None, size_multiple=16, dtypes=("bfloat16", "float16", "float32"),
