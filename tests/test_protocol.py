@@ -31,6 +31,14 @@ def test_numbers_are_taken_as_json_writes_them():
     assert TaskRequest.model_validate_json('{"url": "%s", "outscale": 4, "crf": 20}' % URL).crf == 20
 
 
+def test_the_largest_seed_is_taken_and_the_refusal_of_a_larger_one_names_it_exactly():
+    """A limit of lt=2**63 was printed as the float 9223372036854776000, a number one cannot send."""
+    assert TaskRequest(url=URL, seed=2**63 - 1).seed == 2**63 - 1
+    with pytest.raises(ValidationError) as caught:
+        TaskRequest(url=URL, seed=2**63)
+    assert "9223372036854775807" in caught.value.errors()[0]["msg"]
+
+
 def _contract_examples():
     """The JSON examples of docs/TMLSR-API.md by the endpoint heading above them, `{ ... }` as {}."""
     examples, heading = {}, None

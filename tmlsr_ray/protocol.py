@@ -135,7 +135,7 @@ class TaskRequest(BaseModel):
         "output_magnification and output_dims (the width follows the input's aspect ratio)."
     )
     seed: Optional[Annotated[int, Number]] = Field(
-        None, ge=0, lt=2**63,
+        None, ge=0, le=2**63 - 1,
         description="SeedVR2 noise seed (same seed, same input → same output); default the service's.")
     hdr: Literal["keep", "sdr"] = Field(
         "keep", description="HDR video (HLG or PQ): `keep` it HDR (10-bit, same tags and mastering "
