@@ -43,6 +43,15 @@ def test_seedvr2_batches_and_vae_tiles_must_fit_the_model():
             Settings(**bad)
 
 
+def test_the_default_seedvr2_seed_is_one_a_task_could_send():
+    """A negative or over-2**63 default was recorded in tasks' params (which POST /tasks refuses),
+    and one of 2**64 or more failed every SeedVR2 task at its first batch (torch cannot seed it)."""
+    assert Settings(seedvr2_seed=0).seedvr2_seed == 0 and Settings(seedvr2_seed=2**63 - 1).seedvr2_seed == 2**63 - 1
+    for bad in (-1, 2**63, 2**64):
+        with pytest.raises(ValidationError, match="seedvr2_seed"):
+            Settings(seedvr2_seed=bad)
+
+
 def test_object_settings_are_read_from_json_in_the_environment():
     settings = Settings.load({}, environ={"TMLSR_UPSCALER_AUTOSCALING": '{"max_replicas": 4}'})
     assert settings.upscaler_autoscaling.max_replicas == 4 and settings.upscaler_parallelism == 4

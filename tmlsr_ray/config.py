@@ -14,7 +14,7 @@ from typing import Any, List, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tmlsr_ray.models.base import compile_mode
+from tmlsr_ray.models.base import MAX_SEED, compile_mode
 from tmlsr_ray.retry import Backoff
 from tmlsr_ray.urls import FetchPolicy
 
@@ -173,7 +173,7 @@ class Settings(BaseModel):
         0, ge=0, description="Frames shared by consecutive batches and cross-faded, to hide seams in time.")
     seedvr2_color_fix: Literal["wavelet", "none"] = Field(
         "wavelet", description="Keep the input's colours (wavelet low frequencies) under the restored detail.")
-    seedvr2_seed: int = Field(42, description="Noise seed of tasks that give none.")
+    seedvr2_seed: int = Field(42, ge=0, le=MAX_SEED, description="Noise seed of tasks that give none.")
     seedvr2_vae_tile_size: int = Field(
         1024, ge=0, description="VAE tile edge in pixels (multiple of 8); 0 = whole frames (memory grows "
         "with the frame: 1080p untiled needs ≈45 GiB for 5 frames).")

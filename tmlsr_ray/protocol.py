@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from tmlsr_ray.models.base import MAX_SEED
+
 
 class TaskType(str, Enum):
     video = "video"
@@ -135,7 +137,7 @@ class TaskRequest(BaseModel):
         "output_magnification and output_dims (the width follows the input's aspect ratio)."
     )
     seed: Optional[Annotated[int, Number]] = Field(
-        None, ge=0, le=2**63 - 1,
+        None, ge=0, le=MAX_SEED,
         description="SeedVR2 noise seed (same seed, same input → same output); default the service's.")
     hdr: Literal["keep", "sdr"] = Field(
         "keep", description="HDR video (HLG or PQ): `keep` it HDR (10-bit, same tags and mastering "
