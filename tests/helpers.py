@@ -184,6 +184,15 @@ def write_gguf(path: Path, tensors, retype: dict | None = None) -> Path:
     return path
 
 
+def write_dit_safetensors(path: Path, tensors, dtype: torch.dtype) -> Path:
+    """The expanded ``tensors`` (``PackedTensor``s) saved as a safetensors DiT of ``dtype``, as
+    ComfyUI-SeedVR2 ships them (seedvr2_ema_3b_fp16.safetensors, …_fp8_e4m3fn.safetensors)."""
+    from safetensors.torch import save_file
+
+    save_file({tensor.name: tensor.dequantize().to(dtype).contiguous() for tensor in tensors}, str(path))
+    return path
+
+
 def save_face_model(path: Path) -> Path:
     """Tensors spandrel detects as GFPGAN (a face-restoration model), which the service refuses on
     detection, before a network is built; the real generator would take 340 MB."""

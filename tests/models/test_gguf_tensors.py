@@ -6,9 +6,9 @@ import pytest
 import torch
 from gguf.quants import dequantize as reference, quantize
 
-from tests.helpers import shared_path
+from tests.helpers import shared_path, write_dit_safetensors
 from tmlsr_ray.models.base import ModelError
-from tmlsr_ray.models.gguf_tensors import dequantize, read_gguf
+from tmlsr_ray.models.gguf_tensors import dequantize, read_gguf, read_tensors, tensor_shapes
 
 Q = gguf.GGMLQuantizationType
 
@@ -68,6 +68,26 @@ def test_unsupported_types_and_broken_files_are_model_errors(tmp_path):
     broken.write_bytes(b"GGUF" + b"\x00" * 10)
     with pytest.raises(ModelError, match="cannot read GGUF file broken.gguf"):
         list(read_gguf(broken))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float8_e4m3fn,
+                                   torch.float8_e5m2], ids=str)
+def test_a_float_safetensors_checkpoint_reads_as_its_exact_values(tmp_path, dtype):
+    golden = list(read_gguf(shared_path("golden", "seedvr2", "dit.gguf")))[:12]
+    path = write_dit_safetensors(tmp_path / "dit.safetensors", golden, dtype)
+    read = {tensor.name: tensor for tensor in read_tensors(path)}
+    assert tensor_shapes(path) == {tensor.name: tensor.shape for tensor in golden}
+    for tensor in golden:
+        expected = tensor.dequantize().to(dtype).float()
+        assert torch.equal(read[tensor.name].dequantize(), expected), tensor.name
+
+
+def test_a_safetensors_checkpoint_of_an_unsupported_dtype_is_refused_naming_it(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"vid_in.proj.weight": torch.zeros(4, 4, dtype=torch.int8)}, str(tmp_path / "dit.safetensors"))
+    with pytest.raises(ModelError, match=r"dit.safetensors holds tensor types .*I8 \(vid_in.proj.weight\)"):
+        list(read_tensors(tmp_path / "dit.safetensors"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")

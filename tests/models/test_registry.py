@@ -136,6 +136,36 @@ def test_a_seedvr2_dit_of_an_unsupported_quant_type_is_listed_with_the_reason(tm
     assert entry.info is None and "Q3_K (vid_out.proj.weight)" in entry.error
 
 
+def test_a_seedvr2_dit_in_safetensors_is_served_like_the_gguf_of_the_same_tensors(tmp_path):
+    """The SeedVR2 command-line tools ship seedvr2_ema_3b_fp16.safetensors and _fp8_e4m3fn.safetensors
+    DiTs; they were listed as 'no architecture spandrel knows'."""
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from tests.helpers import shared_path, write_dit_safetensors
+    from tmlsr_ray.models.gguf_tensors import read_gguf
+    from tmlsr_ray.models.registry import ModelCatalog, load_model
+    from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions
+
+    golden = shared_path("golden", "seedvr2")
+    for name in ("vae.safetensors", "pos_emb.safetensors"):
+        shutil.copy(golden / name, tmp_path / {"vae.safetensors": "ema_vae_fp16.safetensors"}.get(name, name))
+    shutil.copy(golden / "dit.gguf", tmp_path / "seedvr2_ema_3b-Q4_K_M.gguf")
+    for dtype, name in ((torch.float32, "seedvr2_ema_3b_fp32.safetensors"),
+                        (torch.float8_e4m3fn, "seedvr2_ema_3b_fp8_e4m3fn.safetensors")):
+        write_dit_safetensors(tmp_path / name, read_gguf(golden / "dit.gguf"), dtype)
+    catalog = ModelCatalog(tmp_path)
+    assert {entry.name: entry.info.family for entry in catalog.entries()} == {
+        "seedvr2_ema_3b-Q4_K_M.gguf": "seedvr2", "seedvr2_ema_3b_fp32.safetensors": "seedvr2",
+        "seedvr2_ema_3b_fp8_e4m3fn.safetensors": "seedvr2"}
+    frames = np.load(golden / "input.npy")[:1]
+    outputs = {name: load_model(tmp_path / name, catalog.info(name)).restore(frames, RestoreOptions(32, seed=3))
+               for name in ("seedvr2_ema_3b-Q4_K_M.gguf", "seedvr2_ema_3b_fp32.safetensors")}
+    assert np.array_equal(*outputs.values())
+
+
 def test_an_empty_model_file_is_listed_with_the_reason(tmp_path):
     from tmlsr_ray.models.registry import ModelCatalog
 

@@ -1,4 +1,5 @@
 """GGUF checkpoints: read tensors with the ``gguf`` package, dequantize them in torch (no Ray).
+Float safetensors checkpoints are read into the same packed form (their types are ggml's F32/F16/BF16).
 
 The kernels run on whatever device the packed bytes are on, so a quantized model can stay packed in
 GPU memory and be expanded layer by layer. Each kernel follows the arithmetic order of
@@ -15,7 +16,7 @@ import gguf
 import numpy as np
 import torch
 
-from tmlsr_ray.models.base import ModelError
+from tmlsr_ray.models.base import ModelError, file_suffix
 
 QK_K = 256
 NAME_PREFIX = "model.diffusion_model."
@@ -44,23 +45,76 @@ def read_gguf(path: Path) -> Iterator[PackedTensor]:
     except Exception as exc:  # the reader raises ValueError/struct errors on a broken file
         raise ModelError(f"cannot read GGUF file {path.name}: {exc}") from exc
     for tensor in reader.tensors:
-        name = tensor.name[len(NAME_PREFIX):] if tensor.name.startswith(NAME_PREFIX) else tensor.name
         shape = tuple(int(n) for n in reversed(tensor.shape.tolist()))  # ggml order is reversed
-        yield PackedTensor(name, tensor.tensor_type, shape, tensor.data)
+        yield PackedTensor(_unprefixed(tensor.name), tensor.tensor_type, shape, tensor.data)
 
 
-def check_supported_types(tensors: Iterable[PackedTensor], file_name: str) -> None:
-    """ModelError naming the tensor types of a file that ``dequantize`` cannot expand: the weights
-    stay packed until a layer runs, so without this a task would fail at its first DiT step."""
+def check_supported_types(types: Dict[str, str], supported: Iterable[str], file_name: str) -> None:
+    """ModelError naming the tensor types of a file (tensor name → type name) that cannot be
+    expanded: the weights stay packed until a layer runs, so without this a task would fail at its
+    first DiT step."""
     unsupported: Dict[str, list] = {}
-    for tensor in tensors:
-        if tensor.qtype not in SUPPORTED_TYPES:
-            unsupported.setdefault(tensor.qtype.name, []).append(tensor.name)
+    for name, kind in types.items():
+        if kind not in supported:
+            unsupported.setdefault(kind, []).append(name)
     if unsupported:
-        found = "; ".join(f"{qtype} ({names[0]}" + (f" and {len(names) - 1} more)" if len(names) > 1 else ")")
-                          for qtype, names in unsupported.items())
-        raise ModelError(f"{file_name} holds GGUF tensor types this service cannot dequantize: {found}; "
-                         f"supported: {', '.join(qtype.name for qtype in SUPPORTED_TYPES)}")
+        found = "; ".join(f"{kind} ({names[0]}" + (f" and {len(names) - 1} more)" if len(names) > 1 else ")")
+                          for kind, names in unsupported.items())
+        raise ModelError(f"{file_name} holds tensor types this service cannot dequantize: {found}; "
+                         f"supported: {', '.join(supported)}")
+
+
+def read_tensors(path: Path) -> Iterator[PackedTensor]:
+    """Every tensor of a GGUF or (by its suffix) float safetensors checkpoint; ModelError first when
+    one has a type that cannot be expanded."""
+    check_tensor_types(path)
+    return _read_safetensors(path) if file_suffix(path) == ".safetensors" else read_gguf(path)
+
+
+def tensor_shapes(path: Path) -> Dict[str, Tuple[int, ...]]:
+    """Tensor name → logical shape of a GGUF or safetensors checkpoint, without expanding any."""
+    if file_suffix(path) == ".safetensors":
+        return {_unprefixed(name): shape for name, (_, shape) in _safetensors_header(path).items()}
+    return {tensor.name: tensor.shape for tensor in read_gguf(path)}
+
+
+def check_tensor_types(path: Path) -> None:
+    if file_suffix(path) == ".safetensors":
+        types = {name: dtype for name, (dtype, _) in _safetensors_header(path).items()}
+        check_supported_types(types, tuple(SAFETENSORS_TYPES), path.name)
+    else:
+        check_supported_types({t.name: t.qtype.name for t in read_gguf(path)}, SUPPORTED_TYPES, path.name)
+
+
+def _read_safetensors(path: Path) -> Iterator[PackedTensor]:
+    """Every tensor of a float safetensors file as packed bytes of its ggml float type (fp8 widened
+    to F16, which holds each of its values exactly), names without the ComfyUI prefix."""
+    from safetensors import safe_open
+
+    header = _safetensors_header(path)
+    with safe_open(str(path), framework="pt") as handle:
+        for name, (dtype, shape) in header.items():
+            tensor = handle.get_tensor(name)
+            if tensor.dtype.itemsize == 1:
+                tensor = tensor.to(torch.float16)
+            raw = tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
+            yield PackedTensor(_unprefixed(name), SAFETENSORS_TYPES[dtype], shape, raw)
+
+
+def _safetensors_header(path: Path) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
+    """Tensor name → (safetensors dtype such as F16 or F8_E4M3, shape), from the header alone."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            slices = {name: handle.get_slice(name) for name in handle.keys()}
+            return {name: (view.get_dtype(), tuple(view.get_shape())) for name, view in slices.items()}
+    except Exception as exc:  # safetensors raises its own error types for a broken header
+        raise ModelError(f"cannot read safetensors file {path.name}: {exc}") from exc
+
+
+def _unprefixed(name: str) -> str:
+    return name[len(NAME_PREFIX):] if name.startswith(NAME_PREFIX) else name
 
 
 def dequantize(raw: torch.Tensor, qtype: gguf.GGMLQuantizationType, shape: Tuple[int, ...]) -> torch.Tensor:
@@ -197,4 +251,7 @@ _KERNELS: Dict[gguf.GGMLQuantizationType, Callable[[torch.Tensor], torch.Tensor]
     Q.Q8_0: _q8_0, Q.Q4_0: _q4_0, Q.Q4_1: _q4_1, Q.Q5_0: _q5_0, Q.Q5_1: _q5_1,
     Q.Q4_K: _q4_k, Q.Q5_K: _q5_k, Q.Q6_K: _q6_k,
 }
-SUPPORTED_TYPES = (Q.F32, Q.F16, Q.BF16, *_KERNELS)
+SUPPORTED_TYPES = tuple(qtype.name for qtype in (Q.F32, Q.F16, Q.BF16, *_KERNELS))
+# The dtypes of a float safetensors DiT (ComfyUI-SeedVR2 ships fp16 and fp8 ones) and the type
+# each is kept packed as.
+SAFETENSORS_TYPES = {"F32": Q.F32, "F16": Q.F16, "BF16": Q.BF16, "F8_E4M3": Q.F16, "F8_E5M2": Q.F16}

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import shared_path, write_gguf
+from tests.helpers import shared_path, write_dit_safetensors, write_gguf
 from tmlsr_ray.models.base import ModelError
 from tmlsr_ray.models.gguf_tensors import Q, read_gguf
 from tmlsr_ray.models.seedvr2.attention import window_partition, window_size
@@ -50,7 +50,7 @@ def text() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def model() -> NaDiT:
-    return NaDiT.from_gguf(shared_path("golden", "seedvr2", "dit.gguf"))
+    return NaDiT.from_file(shared_path("golden", "seedvr2", "dit.gguf"))
 
 
 # -- windows ---------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ def test_velocity_matches_the_reference(model, text, noise, cond, expected):
 
 
 def test_bfloat16_compute_stays_within_the_bf16_tolerance(text):
-    model = NaDiT.from_gguf(shared_path("golden", "seedvr2", "dit.gguf"), dtype=torch.bfloat16)
+    model = NaDiT.from_file(shared_path("golden", "seedvr2", "dit.gguf"), dtype=torch.bfloat16)
     velocity = model(dit_input("noise.npy", "latent_cond.npy"), text, TIMESTEP)
     assert within(velocity, golden("dit_out.npy"), BF16), errors(velocity, golden("dit_out.npy"))
 
@@ -195,4 +195,12 @@ def test_a_file_with_a_tensor_type_that_cannot_be_dequantized_is_refused_at_load
                       retype={"blocks.1.mlp.all.proj_in.weight": qtype})
     with pytest.raises(ModelError, match=rf"seedvr2_ema_3b-Q3_K_M.gguf .*{qtype.name} \(blocks\.1\.mlp\.all\.proj_in"
                                          r"\.weight\); supported: F32, F16, BF16, Q8_0"):
-        NaDiT.from_gguf(path)
+        NaDiT.from_file(path)
+
+
+def test_a_safetensors_dit_of_the_same_tensors_gives_the_same_velocity(model, text, tmp_path):
+    """ComfyUI-SeedVR2's seedvr2_ema_3b_fp16.safetensors and the like hold the same tensors as its GGUFs."""
+    path = write_dit_safetensors(tmp_path / "seedvr2_ema_3b_fp32.safetensors",
+                                 read_gguf(shared_path("golden", "seedvr2", "dit.gguf")), torch.float32)
+    x = dit_input("noise.npy", "latent_cond.npy")
+    assert torch.equal(NaDiT.from_file(path)(x, text, TIMESTEP), model(x, text, TIMESTEP))

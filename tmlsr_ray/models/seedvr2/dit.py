@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from tmlsr_ray.models.base import ModelError
-from tmlsr_ray.models.gguf_tensors import PackedTensor, check_supported_types, dequantize, read_gguf
+from tmlsr_ray.models.gguf_tensors import PackedTensor, dequantize, read_tensors
 from tmlsr_ray.models.seedvr2.attention import (
     Grid,
     QKNorm,
@@ -338,11 +338,10 @@ class NaDiT(torch.nn.Module):
         self.vid_out = store.linear("vid_out.proj")
 
     @classmethod
-    def from_gguf(cls, path: Path | str, device: torch.device | str = "cpu",
+    def from_file(cls, path: Path | str, device: torch.device | str = "cpu",
                   dtype: torch.dtype = torch.float32) -> "NaDiT":
-        tensors = list(read_gguf(Path(path)))
-        check_supported_types(tensors, Path(path).name)
-        return cls.from_tensors(tensors, device, dtype)
+        """The DiT of a GGUF file, or of a float (fp32/fp16/bf16/fp8) safetensors one."""
+        return cls.from_tensors(read_tensors(Path(path)), device, dtype)
 
     @classmethod
     def from_tensors(cls, tensors: Iterable[PackedTensor], device: torch.device | str = "cpu",

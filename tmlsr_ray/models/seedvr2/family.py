@@ -1,12 +1,12 @@
-"""The SeedVR2 backend's declaration: a GGUF DiT recognised by its tensors, with its companions."""
+"""The SeedVR2 backend's declaration: a GGUF or safetensors DiT recognised by its tensors, with its companions."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
-from tmlsr_ray.models.base import LoadOptions, ModelFamily, ModelInfo
-from tmlsr_ray.models.gguf_tensors import check_supported_types, read_gguf
+from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, file_suffix
+from tmlsr_ray.models.gguf_tensors import check_tensor_types, tensor_shapes
 from tmlsr_ray.models.seedvr2.dit import infer_config
 from tmlsr_ray.models.seedvr2.pipeline import EMBEDDING_NAMES, VAE_FILE, SeedVR2Files, SeedVR2Model
 
@@ -15,20 +15,30 @@ DIT_TENSOR = "vid_in.proj.weight"  # the patch embedding every SeedVR2 DiT start
 
 
 def recognise(path: Path) -> Optional[ModelInfo]:
-    """A GGUF file whose tensors are a SeedVR2 DiT; its VAE and text embedding must lie beside it."""
-    with path.open("rb") as handle:
-        if handle.read(4) != GGUF_MAGIC:
-            return None
-    tensors = list(read_gguf(path))
-    shapes = {tensor.name: tensor.shape for tensor in tensors}
-    if DIT_TENSOR not in shapes:
+    """A GGUF or safetensors file whose tensors are a SeedVR2 DiT (others are left to the next
+    family); its VAE and text embedding must lie beside it."""
+    shapes = _tensor_shapes(path)
+    if shapes is None or DIT_TENSOR not in shapes:
         return None
     config = infer_config(shapes)  # ModelError names what does not fit (the 7B layout, say)
-    check_supported_types(tensors, path.name)  # listed with the reason, not failing each task
+    check_tensor_types(path)  # listed with the reason, not failing each task
     SeedVR2Files.beside(path)  # ModelError names a missing companion and where it goes
     return ModelInfo(name=path.name, family="seedvr2", architecture=f"SeedVR2 ({config.describe()})",
                      scale=None, size_multiple=16, dtypes=("bfloat16", "float16", "float32"),
                      temporal=True, seeded=True, replica_kind="seedvr2", bytes=path.stat().st_size)
+
+
+def _tensor_shapes(path: Path) -> Optional[Dict[str, Tuple[int, ...]]]:
+    """The file's tensor shapes; None when it holds another format than its suffix says."""
+    if file_suffix(path) == ".gguf":
+        with path.open("rb") as handle:
+            if handle.read(4) != GGUF_MAGIC:
+                return None
+        return tensor_shapes(path)
+    try:
+        return tensor_shapes(path)
+    except ModelError:
+        return None  # a torch file named .safetensors, say: spandrel reads files by their contents
 
 
 def load(path: Path, options: LoadOptions):
@@ -37,4 +47,4 @@ def load(path: Path, options: LoadOptions):
 
 
 COMPANIONS = (VAE_FILE, *(name + suffix for name in EMBEDDING_NAMES for suffix in (".pt", ".safetensors")))
-FAMILY = ModelFamily("seedvr2", (".gguf",), recognise, load, companions=COMPANIONS)
+FAMILY = ModelFamily("seedvr2", (".gguf", ".safetensors"), recognise, load, companions=COMPANIONS)

@@ -118,7 +118,7 @@ class SeedVR2Model:
     def load(cls, files: SeedVR2Files, device: str = "auto", dtype: str = "auto") -> "SeedVR2Model":
         torch_device = select_device(device)
         torch_dtype = select_dtype(torch_device, dtype)
-        dit = NaDiT.from_gguf(files.dit, device=torch_device, dtype=torch_dtype)
+        dit = NaDiT.from_file(files.dit, device=torch_device, dtype=torch_dtype)
         vae = CausalVideoVAE.from_safetensors(files.vae, device=torch_device, dtype=torch_dtype)
         text = load_embedding(files.embeddings["pos_emb"], "pos_emb")
         if "neg_emb" in files.embeddings:  # unused at guidance scale 1; a broken file is still reported now
