@@ -112,6 +112,17 @@ def test_embeddings_load_from_torch_files_and_from_a_shared_safetensors(weights_
         load_embedding(tmp_path / "broken.pt", "pos_emb")
 
 
+def test_a_text_embedding_of_another_width_is_refused_at_load_naming_the_file(weights_dir, tmp_path):
+    """It loaded, and every task then failed at its first DiT step with a bare ValueError."""
+    for item in weights_dir.iterdir():
+        shutil.copy(item, tmp_path / item.name)
+    (tmp_path / "pos_emb.safetensors").unlink()
+    torch.save(torch.zeros(58, 4096), tmp_path / "pos_emb.pt")
+    torch.save(torch.zeros(64, 4096), tmp_path / "neg_emb.pt")
+    with pytest.raises(ModelError, match=r"pos_emb.pt holds a \(58, 4096\) text embedding 'pos_emb'; .* takes \(L, 5120\)"):
+        SeedVR2Model.load(SeedVR2Files.beside(tmp_path / "seedvr2_ema_3b-Q4_K_M.gguf"), device="cpu")
+
+
 def test_cuda_computes_in_bfloat16_and_the_cpu_in_float32_unless_told():
     assert select_dtype(torch.device("cuda", 0)) == torch.bfloat16
     assert select_dtype(torch.device("cpu")) == torch.float32

@@ -71,14 +71,17 @@ def _safetensors_keys(path: Path) -> set:
         return set(handle.keys())
 
 
-def load_embedding(path: Path, name: str) -> torch.Tensor:
-    """A text embedding (L, 5120) from a torch file (a tensor, or a dict holding ``name``) or a
+def load_embedding(path: Path, name: str, width: Optional[int] = None) -> torch.Tensor:
+    """A text embedding (L, width) from a torch file (a tensor, or a dict holding ``name``) or a
     safetensors file (key ``name``, or its only tensor)."""
     loaded = load_checkpoint(path, what="the text embedding")
     tensors = loaded if isinstance(loaded, dict) else {name: loaded}
     tensor = tensors.get(name, next(iter(tensors.values())) if len(tensors) == 1 else None)
     if not isinstance(tensor, torch.Tensor) or tensor.ndim != 2:
         raise ModelError(f"{path.name} holds no 2-D tensor '{name}'")
+    if width is not None and tensor.shape[1] != width:
+        raise ModelError(f"{path.name} holds a {tuple(tensor.shape)} text embedding '{name}'; the DiT beside it "
+                         f"takes (L, {width})")
     return tensor
 
 
@@ -120,9 +123,10 @@ class SeedVR2Model:
         torch_dtype = select_dtype(torch_device, dtype)
         dit = NaDiT.from_file(files.dit, device=torch_device, dtype=torch_dtype)
         vae = CausalVideoVAE.from_safetensors(files.vae, device=torch_device, dtype=torch_dtype)
-        text = load_embedding(files.embeddings["pos_emb"], "pos_emb")
+        width = dit.config.txt_in_dim
+        text = load_embedding(files.embeddings["pos_emb"], "pos_emb", width)
         if "neg_emb" in files.embeddings:  # unused at guidance scale 1; a broken file is still reported now
-            load_embedding(files.embeddings["neg_emb"], "neg_emb")
+            load_embedding(files.embeddings["neg_emb"], "neg_emb", width)
         return cls(files.dit.name, dit, vae, text, torch_device, torch_dtype)
 
     def describe(self) -> Dict[str, object]:
