@@ -26,14 +26,15 @@ def _random_k_blocks(qtype, n_blocks: int) -> np.ndarray:
     """K-quant blocks from random bytes with finite f16 scale fields (gguf cannot pack K-quants)."""
     _, type_size = gguf.GGML_QUANT_SIZES[qtype]
     blocks = np.random.default_rng(int(qtype)).integers(0, 256, (n_blocks, type_size), dtype=np.uint8)
-    scale_fields = {Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [type_size - 2]}[qtype]
+    scale_fields = {Q.Q2_K: [type_size - 4, type_size - 2], Q.Q3_K: [type_size - 2], Q.Q4_K: [0, 2], Q.Q5_K: [0, 2],
+                    Q.Q6_K: [type_size - 2]}[qtype]
     rng = np.random.default_rng(1)
     for offset in scale_fields:
         blocks[:, offset:offset + 2] = rng.uniform(-0.05, 0.05, n_blocks).astype(np.float16).view(np.uint8).reshape(-1, 2)
     return blocks
 
 
-@pytest.mark.parametrize("qtype", [Q.Q4_K, Q.Q5_K, Q.Q6_K])
+@pytest.mark.parametrize("qtype", [Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K], ids=lambda qtype: qtype.name)
 def test_k_quant_kernels_equal_the_reference(qtype):
     blocks = _random_k_blocks(qtype, 8)
     ours = dequantize(torch.from_numpy(blocks), qtype, (8, 256)).numpy()

@@ -130,10 +130,10 @@ def test_a_seedvr2_dit_of_an_unsupported_quant_type_is_listed_with_the_reason(tm
     golden = shared_path("golden", "seedvr2")
     shutil.copy(golden / "vae.safetensors", tmp_path / "ema_vae_fp16.safetensors")
     shutil.copy(golden / "pos_emb.safetensors", tmp_path / "pos_emb.safetensors")
-    write_gguf(tmp_path / "seedvr2_ema_3b-Q3_K_M.gguf", read_gguf(golden / "dit.gguf"),
-               retype={"vid_out.proj.weight": gguf.GGMLQuantizationType.Q3_K})
+    write_gguf(tmp_path / "seedvr2_ema_3b-IQ2_M.gguf", read_gguf(golden / "dit.gguf"),
+               retype={"vid_out.proj.weight": gguf.GGMLQuantizationType.IQ2_S})
     [entry] = ModelCatalog(tmp_path).entries()
-    assert entry.info is None and "Q3_K (vid_out.proj.weight)" in entry.error
+    assert entry.info is None and "IQ2_S (vid_out.proj.weight)" in entry.error
 
 
 def test_a_seedvr2_dit_in_safetensors_is_served_like_the_gguf_of_the_same_tensors(tmp_path):

@@ -210,6 +210,31 @@ def _q5_1(blocks: torch.Tensor) -> torch.Tensor:
     return (d * qs) + m
 
 
+def _q2_k(blocks: torch.Tensor) -> torch.Tensor:
+    n = blocks.shape[0]
+    scales = blocks[:, :16]
+    d, dmin = _f16(blocks[:, 80:82]), _f16(blocks[:, 82:84])
+    dl = (d * (scales & 0x0F).float()).reshape(n, 16, 1)
+    ml = (dmin * (scales >> 4).float()).reshape(n, 16, 1)
+    q = _bits(blocks[:, 16:80].reshape(n * 2, 32), 4, width=2).reshape(n, 16, 16).float()
+    return (dl * q - ml).reshape(n, QK_K)
+
+
+def _q3_k(blocks: torch.Tensor) -> torch.Tensor:
+    n = blocks.shape[0]
+    hmask, qs, scales = blocks[:, :32], blocks[:, 32:96], blocks[:, 96:108]
+    d = _f16(blocks[:, 108:110])
+    # 16 six-bit scales: low nibbles of bytes 0–7, then their high nibbles; 2 more bits each from bytes 8–11.
+    low = _bits(scales[:, :8], 2, width=4).reshape(n, 16)
+    high = _bits(scales[:, 8:12], 4, width=2).reshape(n, 16)
+    sc = ((low | (high << 4)).to(torch.int8) - 32).float()
+    dl = (d * sc).reshape(n, 16, 1)
+    ql = _bits(qs.reshape(n * 2, 32), 4, width=2).reshape(n, 16, 16)
+    qh = _bits(hmask, 8).reshape(n, 16, 16) ^ 1  # a set mask bit means no offset
+    q = (ql.to(torch.int8) - (qh << 2).to(torch.int8)).float()
+    return (dl * q).reshape(n, QK_K)
+
+
 def _k_sub_block_terms(blocks: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Q4_K/Q5_K: per 32-weight sub-block, the scale and the offset (d·scale, dmin·min)."""
     n = blocks.shape[0]
@@ -249,7 +274,7 @@ def _q6_k(blocks: torch.Tensor) -> torch.Tensor:
 
 _KERNELS: Dict[gguf.GGMLQuantizationType, Callable[[torch.Tensor], torch.Tensor]] = {
     Q.Q8_0: _q8_0, Q.Q4_0: _q4_0, Q.Q4_1: _q4_1, Q.Q5_0: _q5_0, Q.Q5_1: _q5_1,
-    Q.Q4_K: _q4_k, Q.Q5_K: _q5_k, Q.Q6_K: _q6_k,
+    Q.Q2_K: _q2_k, Q.Q3_K: _q3_k, Q.Q4_K: _q4_k, Q.Q5_K: _q5_k, Q.Q6_K: _q6_k,
 }
 SUPPORTED_TYPES = tuple(qtype.name for qtype in (Q.F32, Q.F16, Q.BF16, *_KERNELS))
 # The dtypes of a float safetensors DiT (ComfyUI-SeedVR2 ships fp16 and fp8 ones) and the type

@@ -187,13 +187,13 @@ def test_the_older_dit_layout_of_the_7b_is_refused_clearly():
         NaDiT.from_tensors(tensors)
 
 
-@pytest.mark.parametrize("qtype", [Q.Q3_K, Q.IQ2_XXS], ids=lambda qtype: qtype.name)
+@pytest.mark.parametrize("qtype", [Q.IQ2_XXS, Q.IQ3_S, Q.TQ1_0], ids=lambda qtype: qtype.name)
 def test_a_file_with_a_tensor_type_that_cannot_be_dequantized_is_refused_at_load(tmp_path, qtype):
     """Weights stay packed until a layer runs: the type must be checked when the file is read, not
     at a task's first DiT step."""
-    path = write_gguf(tmp_path / "seedvr2_ema_3b-Q3_K_M.gguf", read_gguf(shared_path("golden", "seedvr2", "dit.gguf")),
+    path = write_gguf(tmp_path / "seedvr2_ema_3b-IQ2_M.gguf", read_gguf(shared_path("golden", "seedvr2", "dit.gguf")),
                       retype={"blocks.1.mlp.all.proj_in.weight": qtype})
-    with pytest.raises(ModelError, match=rf"seedvr2_ema_3b-Q3_K_M.gguf .*{qtype.name} \(blocks\.1\.mlp\.all\.proj_in"
+    with pytest.raises(ModelError, match=rf"seedvr2_ema_3b-IQ2_M.gguf .*{qtype.name} \(blocks\.1\.mlp\.all\.proj_in"
                                          r"\.weight\); supported: F32, F16, BF16, Q8_0"):
         NaDiT.from_file(path)
 
