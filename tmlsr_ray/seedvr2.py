@@ -13,14 +13,28 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 import torch
 
-from tmlsr_ray.models.base import ModelError
+from tmlsr_ray.models.base import MAX_SEED, ModelError
 from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions, SeedVR2Files, SeedVR2Model
 from tmlsr_ray.models.seedvr2.vae import VaeTiling
+
+
+def whole_number(low: int, high: Optional[int] = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high], else a usage error naming the range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be at least {low}" if high is None
+                                             else f"must be from {low} to {high}")
+        return value
+    return parse
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -30,10 +44,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--embeddings", type=Path, required=True,
                         help="positive text embedding: pos_emb.pt, or a .safetensors holding 'pos_emb'")
     parser.add_argument("--input", type=Path, required=True, help="uint8 frames (T, H, W, 3) RGB, .npy")
-    parser.add_argument("--resolution", type=int, required=True, help="short side of the output")
+    parser.add_argument("--resolution", type=whole_number(1), required=True, help="short side of the output")
     parser.add_argument("--out", type=Path, required=True, help="where the uint8 output frames go (.npy)")
     parser.add_argument("--noise", type=Path, help="latent noise (t', h, w, 16) .npy instead of --seed")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=42)
     parser.add_argument("--color-fix", choices=("wavelet", "none"), default="wavelet")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto")

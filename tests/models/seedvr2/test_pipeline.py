@@ -68,6 +68,27 @@ def test_the_offline_command_explains_a_bad_input(tmp_path):
     assert result.returncode == 2 and "uint8 (T, H, W, 3)" in result.stderr
 
 
+@pytest.mark.parametrize("option,value,said", [
+    ("--resolution", "0", "--resolution: must be at least 1"), ("--resolution", "-4", "--resolution: must be at least 1"),
+    ("--seed", "-1", "--seed: must be from 0 to 9223372036854775807"),
+    ("--seed", str(2**64), "--seed: must be from 0 to 9223372036854775807")])
+def test_the_offline_command_refuses_an_out_of_range_number_with_usage(capsys, option, value, said):
+    """--resolution 0 ended in a torch traceback; --seed 2**64 in torch's 'Overflow when unpacking long long'."""
+    from tmlsr_ray.seedvr2 import main
+
+    args = {"--resolution": "64", "--seed": "1", option: value}
+    with pytest.raises(SystemExit) as exited:
+        main(["--dit", "d.gguf", "--vae", "v", "--embeddings", "e", "--input", "i.npy", "--out", "o.npy",
+              *(item for pair in args.items() for item in pair)])
+    assert exited.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_noise_of_another_shape_than_the_latent_is_named_with_the_shape_expected(model):
+    frames = np.load(golden("input.npy"))
+    with pytest.raises(ValueError, match=r"noise must be \(2, 8, 12, 16\) for these frames, got \(1, 4, 4, 16\)"):
+        model.restore(frames, RestoreOptions(64), noise=torch.zeros(1, 4, 4, 16))
+
+
 def test_a_seed_gives_the_same_frames_and_another_seed_other_frames(model):
     frames = np.load(golden("input.npy"))[:1]
     first = model.restore(frames, RestoreOptions(64, seed=7))

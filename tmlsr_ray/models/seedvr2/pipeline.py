@@ -146,6 +146,8 @@ class SeedVR2Model:
         checkpoint()
         if noise is None:
             noise = seeded_noise(tuple(latent.shape), options.seed)
+        elif tuple(noise.shape) != tuple(latent.shape):
+            raise ValueError(f"noise must be {tuple(latent.shape)} for these frames, got {tuple(noise.shape)}")
         noise = noise.to(self.device, latent.dtype)
         ones = torch.ones_like(latent[..., :1])
         with self._timed("dit_s"):
