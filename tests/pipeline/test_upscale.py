@@ -35,6 +35,14 @@ def test_output_pixel_limit_counts_the_native_model_output_too():
     check_output_size(1000, 1000, 4, (4000, 4000), max_pixels=16_000_000)
 
 
+def test_a_model_of_any_scale_counts_only_the_output_it_renders():
+    """SeedVR2 renders at the output's size: a 12000×8000 photo asked at 1080 lines was refused as a
+    '×1 native output' of 96 Mpx under a 33 Mpx limit."""
+    check_output_size(12000, 8000, None, (1620, 1080), max_pixels=33_177_600)
+    with pytest.raises(InputError, match=r"^output would be 160,000,000 pixels \(80000x2000\), over the limit"):
+        check_output_size(4000, 100, None, (80000, 2000), max_pixels=33_177_600)
+
+
 @pytest.mark.parametrize(
     "shape,dtype",
     [((20, 24), np.uint8), ((20, 24, 3), np.uint8), ((20, 24, 4), np.uint8), ((20, 24, 4), np.uint16)],

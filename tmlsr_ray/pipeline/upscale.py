@@ -60,10 +60,17 @@ class Tiling:
     min_pixels: int = 1_500_000  # smaller inputs run whole, exactly like the reference
 
 
-def check_output_size(width: int, height: int, scale: int, target: Tuple[int, int], max_pixels: int) -> None:
-    """The model's native output and the final output must both stay within the pixel limit."""
-    native = width * scale * height * scale
+def check_output_size(width: int, height: int, scale: Optional[int], target: Tuple[int, int],
+                      max_pixels: int) -> None:
+    """The model's native output and the final output must both stay within the pixel limit; a
+    model of any scale (``scale`` None: SeedVR2) renders at the final size, so only that counts."""
     final = target[0] * target[1]
+    if scale is None:
+        if final > max_pixels:
+            raise InputError(f"output would be {final:,} pixels ({target[0]}x{target[1]}), "
+                             f"over the limit of {max_pixels:,}")
+        return
+    native = width * scale * height * scale
     if max(native, final) > max_pixels:
         raise InputError(
             f"output would be {max(native, final):,} pixels ({target[0]}x{target[1]} after "

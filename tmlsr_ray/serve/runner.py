@@ -349,16 +349,12 @@ class ModelPlan:
     target: Tuple[int, int]
     seed: int | None = None
 
-    @property
-    def scale(self) -> int:
-        return self.info.scale or 1
-
     def seed_args(self) -> Tuple[int, ...]:
         return () if self.seed is None else (self.seed,)
 
     def check_output_size(self, width: int, height: int, max_pixels: int,
                           target: Tuple[int, int] | None = None) -> None:
-        check_output_size(width, height, self.scale, target or self.target, max_pixels)
+        check_output_size(width, height, self.info.scale, target or self.target, max_pixels)
 
 
 @dataclass(frozen=True)
