@@ -70,6 +70,11 @@ def test_unsupported_types_and_broken_files_are_model_errors(tmp_path):
     with pytest.raises(ModelError, match="cannot read GGUF file broken.gguf"):
         list(read_gguf(broken))
 
+    golden = shared_path("golden", "seedvr2", "dit.gguf").read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(golden[: len(golden) // 2])  # a download that stopped half-way
+    with pytest.raises(ModelError, match=r"cannot read GGUF file cut.gguf: damaged or cut short \(.*reshape"):
+        list(read_gguf(tmp_path / "cut.gguf"))
+
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float8_e4m3fn,
                                    torch.float8_e5m2], ids=str)

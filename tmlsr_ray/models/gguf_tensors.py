@@ -43,7 +43,7 @@ def read_gguf(path: Path) -> Iterator[PackedTensor]:
     try:
         reader = gguf.GGUFReader(str(path))
     except Exception as exc:  # the reader raises ValueError/struct errors on a broken file
-        raise ModelError(f"cannot read GGUF file {path.name}: {exc}") from exc
+        raise ModelError(f"cannot read GGUF file {path.name}: damaged or cut short ({exc})") from exc
     for tensor in reader.tensors:
         shape = tuple(int(n) for n in reversed(tensor.shape.tolist()))  # ggml order is reversed
         yield PackedTensor(_unprefixed(tensor.name), tensor.tensor_type, shape, tensor.data)
