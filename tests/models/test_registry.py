@@ -118,6 +118,32 @@ def test_the_seedvr2_dit_is_recognised_by_its_tensors_with_its_companions(tmp_pa
     assert (info.family, info.scale, info.temporal, info.seeded, info.replica_kind) == ("seedvr2", None, True, True, "seedvr2")
 
 
+def test_a_seedvr2_companion_put_in_place_or_replaced_is_seen_without_touching_the_dit(tmp_path):
+    """The refusal says to put the VAE beside the DiT; doing so left the refusal cached until the
+    DiT file itself changed (or the service restarted), and a loaded model kept a replaced VAE."""
+    import shutil
+
+    from tests.helpers import shared_path
+    from tmlsr_ray.models.registry import ModelCatalog
+
+    golden = shared_path("golden", "seedvr2")
+    shutil.copy(golden / "dit.gguf", tmp_path / "seedvr2_ema_3b-Q4_K_M.gguf")
+    shutil.copy(golden / "pos_emb.safetensors", tmp_path / "pos_emb.safetensors")
+    catalog = ModelCatalog(tmp_path)
+    with pytest.raises(ModelError, match="ema_vae_fp16.safetensors"):
+        catalog.info("seedvr2_ema_3b-Q4_K_M.gguf")
+    shutil.copy(golden / "vae.safetensors", tmp_path / "ema_vae_fp16.safetensors")
+    assert catalog.info("seedvr2_ema_3b-Q4_K_M.gguf").family == "seedvr2"
+    (tmp_path / "pos_emb.safetensors").unlink()
+    [entry] = catalog.entries()
+    assert entry.info is None and "pos_emb" in entry.error
+    shutil.copy(golden / "pos_emb.safetensors", tmp_path / "pos_emb.safetensors")
+    cache = ModelCache(1, lambda path: object())
+    held = cache.get(tmp_path / "seedvr2_ema_3b-Q4_K_M.gguf")
+    shutil.copy(golden / "vae.safetensors", tmp_path / "ema_vae_fp16.safetensors")  # a new VAE file
+    assert cache.get(tmp_path / "seedvr2_ema_3b-Q4_K_M.gguf") is not held, "the model kept the VAE it was loaded with"
+
+
 def test_a_seedvr2_dit_of_an_unsupported_quant_type_is_listed_with_the_reason(tmp_path):
     import shutil
 

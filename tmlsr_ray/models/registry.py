@@ -81,6 +81,24 @@ def file_stamp(path: Path) -> FileStamp:
     return stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns
 
 
+# The file's stamp, and its companions' (a file read beside it: SeedVR2's VAE and text embeddings).
+EntryStamp = Tuple[FileStamp, Tuple[Optional[FileStamp], ...]]
+
+
+def entry_stamp(path: Path) -> EntryStamp:
+    """The file's stamp and those of the files the families that may serve it read beside it (None
+    for one absent): a companion put in place after a refusal named it is seen, as is one replaced."""
+    names = [name for family in FAMILIES if file_suffix(path) in family.suffixes for name in family.companions]
+    return file_stamp(path), tuple(_stamp_if_present(path.parent / name) for name in names)
+
+
+def _stamp_if_present(path: Path) -> Optional[FileStamp]:
+    try:
+        return file_stamp(path)
+    except FileNotFoundError:
+        return None
+
+
 @dataclass(frozen=True)
 class CatalogEntry:
     """One file of the weights directory: what it is, or why it cannot be served."""
@@ -97,7 +115,7 @@ class ModelCatalog:
 
     def __init__(self, weights_dir: Path):
         self._weights_dir = weights_dir
-        self._known: Dict[str, Tuple[FileStamp, CatalogEntry]] = {}
+        self._known: Dict[str, Tuple[EntryStamp, CatalogEntry]] = {}
         self._lock = threading.Lock()
 
     def info(self, name: str) -> ModelInfo:
@@ -119,10 +137,10 @@ class ModelCatalog:
 
     def entry(self, path: Path) -> CatalogEntry:
         try:
-            stamp = file_stamp(path)
+            stamp = entry_stamp(path)
         except FileNotFoundError as exc:  # removed since it was listed or its name checked
             raise ModelNameError(f"model file {path.name!r} not found in the weights directory") from exc
-        size = stamp[0]
+        size = stamp[0][0]
         with self._lock:
             known = self._known.get(path.name)
             if known is not None and known[0] == stamp:
@@ -150,11 +168,11 @@ class ModelCache:
         self._capacity = capacity
         self._loader = loader
         self._on_change = on_change
-        self._models: "OrderedDict[Path, Tuple[FileStamp, SuperResolutionModel]]" = OrderedDict()
+        self._models: "OrderedDict[Path, Tuple[EntryStamp, SuperResolutionModel]]" = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, path: Path) -> SuperResolutionModel:
-        stamp = file_stamp(path)
+        stamp = entry_stamp(path)
         with self._lock:
             held = self._models.get(path)
             if held is None or held[0] != stamp:
