@@ -185,11 +185,16 @@ def write_gguf(path: Path, tensors, retype: dict | None = None) -> Path:
 
 
 def write_dit_safetensors(path: Path, tensors, dtype: torch.dtype) -> Path:
-    """The expanded ``tensors`` (``PackedTensor``s) saved as a safetensors DiT of ``dtype``, as
-    ComfyUI-SeedVR2 ships them (seedvr2_ema_3b_fp16.safetensors, …_fp8_e4m3fn.safetensors)."""
+    """The expanded ``tensors`` (``PackedTensor``s) saved as a DiT of ``dtype``: safetensors as
+    ComfyUI-SeedVR2 ships them (seedvr2_ema_3b_fp16.safetensors, …_fp8_e4m3fn.safetensors), or a
+    torch state dict where ``path`` ends in .pth, as the official release does (seedvr2_ema_3b.pth)."""
     from safetensors.torch import save_file
 
-    save_file({tensor.name: tensor.dequantize().to(dtype).contiguous() for tensor in tensors}, str(path))
+    state = {tensor.name: tensor.dequantize().to(dtype).contiguous() for tensor in tensors}
+    if path.suffix == ".pth":
+        torch.save(state, path)
+    else:
+        save_file(state, str(path))
     return path
 
 

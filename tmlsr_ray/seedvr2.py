@@ -1,6 +1,6 @@
 """Offline SeedVR2 on arrays, for checking and debugging (no Ray, no HTTP)::
 
-    python -m tmlsr_ray.seedvr2 --dit DIT.gguf|DIT.safetensors --vae VAE.safetensors --embeddings EMB \\
+    python -m tmlsr_ray.seedvr2 --dit DIT.gguf|.safetensors|.pth --vae VAE.safetensors --embeddings EMB \\
         --input FRAMES.npy --resolution R --out OUT.npy [--noise NOISE.npy] [--color-fix wavelet|none]
 
 FRAMES and OUT are uint8 (T, H, W, 3) RGB; all frames form one batch (padded to 4n+1 frames);
@@ -39,7 +39,7 @@ def whole_number(low: int, high: Optional[int] = None) -> Callable[[str], int]:
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tmlsr_ray.seedvr2", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dit", type=Path, required=True, help="DiT checkpoint (.gguf, or a float .safetensors)")
+    parser.add_argument("--dit", type=Path, required=True, help="DiT checkpoint (.gguf, or a float .safetensors or .pth)")
     parser.add_argument("--vae", type=Path, required=True, help="video VAE (ema_vae_fp16.safetensors)")
     parser.add_argument("--embeddings", type=Path, required=True,
                         help="positive text embedding: pos_emb.pt, or a .safetensors holding 'pos_emb'")

@@ -76,11 +76,12 @@ def test_unsupported_types_and_broken_files_are_model_errors(tmp_path):
         list(read_gguf(tmp_path / "cut.gguf"))
 
 
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float8_e4m3fn,
                                    torch.float8_e5m2], ids=str)
-def test_a_float_safetensors_checkpoint_reads_as_its_exact_values(tmp_path, dtype):
+def test_a_float_safetensors_or_torch_checkpoint_reads_as_its_exact_values(tmp_path, dtype, suffix):
     golden = list(read_gguf(shared_path("golden", "seedvr2", "dit.gguf")))[:12]
-    path = write_dit_safetensors(tmp_path / "dit.safetensors", golden, dtype)
+    path = write_dit_safetensors(tmp_path / f"dit{suffix}", golden, dtype)
     read = {tensor.name: tensor for tensor in read_tensors(path)}
     assert tensor_shapes(path) == {tensor.name: tensor.shape for tensor in golden}
     for tensor in golden:

@@ -192,6 +192,40 @@ def test_a_seedvr2_dit_in_safetensors_is_served_like_the_gguf_of_the_same_tensor
     assert np.array_equal(*outputs.values())
 
 
+def test_the_official_release_files_are_served_like_the_gguf_of_the_same_tensors(tmp_path):
+    """ByteDance's SeedVR2-3B ships seedvr2_ema_3b.pth, ema_vae.pth, pos_emb.pt and neg_emb.pt: the
+    DiT was listed as 'no architecture spandrel knows', and ema_vae.pth as a model of its own."""
+    import shutil
+
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    from tests.helpers import shared_path, write_dit_safetensors
+    from tmlsr_ray.models.gguf_tensors import read_gguf
+    from tmlsr_ray.models.registry import ModelCatalog, load_model
+    from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions
+
+    golden = shared_path("golden", "seedvr2")
+    official, packed = tmp_path / "official", tmp_path / "gguf"
+    official.mkdir(), packed.mkdir()
+    write_dit_safetensors(official / "seedvr2_ema_3b.pth", read_gguf(golden / "dit.gguf"), torch.float32)
+    torch.save(load_file(str(golden / "vae.safetensors")), official / "ema_vae.pth")
+    for name, tensor in load_file(str(golden / "pos_emb.safetensors")).items():
+        torch.save(tensor, official / f"{name}.pt")
+    shutil.copy(golden / "dit.gguf", packed / "seedvr2_ema_3b-Q4_K_M.gguf")
+    shutil.copy(golden / "vae.safetensors", packed / "ema_vae_fp16.safetensors")
+    shutil.copy(golden / "pos_emb.safetensors", packed / "pos_emb.safetensors")
+    catalog = ModelCatalog(official)
+    assert [(entry.name, entry.info.family) for entry in catalog.entries()] == [("seedvr2_ema_3b.pth", "seedvr2")]
+    frames = np.load(golden / "input.npy")[:1]
+    restored = load_model(official / "seedvr2_ema_3b.pth", catalog.info("seedvr2_ema_3b.pth")).restore(
+        frames, RestoreOptions(32, seed=3))
+    gguf_name = "seedvr2_ema_3b-Q4_K_M.gguf"
+    reference = load_model(packed / gguf_name, ModelCatalog(packed).info(gguf_name)).restore(frames, RestoreOptions(32, seed=3))
+    assert np.array_equal(restored, reference)
+
+
 def test_an_empty_model_file_is_listed_with_the_reason(tmp_path):
     from tmlsr_ray.models.registry import ModelCatalog
 

@@ -1,5 +1,5 @@
 """GGUF checkpoints: read tensors with the ``gguf`` package, dequantize them in torch (no Ray).
-Float safetensors checkpoints are read into the same packed form (their types are ggml's F32/F16/BF16).
+Float safetensors and torch checkpoints are read into the same packed form (as ggml's F32/F16/BF16).
 
 The kernels run on whatever device the packed bytes are on, so a quantized model can stay packed in
 GPU memory and be expanded layer by layer. Each kernel follows the arithmetic order of
@@ -65,40 +65,66 @@ def check_supported_types(types: Dict[str, str], supported: Iterable[str], file_
 
 
 def read_tensors(path: Path) -> Iterator[PackedTensor]:
-    """Every tensor of a GGUF or (by its suffix) float safetensors checkpoint; ModelError first when
-    one has a type that cannot be expanded."""
+    """Every tensor of a GGUF checkpoint, or (by its suffix) of a float safetensors or torch one;
+    ModelError first when one has a type that cannot be expanded."""
     check_tensor_types(path)
-    return _read_safetensors(path) if file_suffix(path) == ".safetensors" else read_gguf(path)
+    return read_gguf(path) if file_suffix(path) == ".gguf" else _read_float_tensors(path)
 
 
 def tensor_shapes(path: Path) -> Dict[str, Tuple[int, ...]]:
-    """Tensor name → logical shape of a GGUF or safetensors checkpoint, without expanding any."""
-    if file_suffix(path) == ".safetensors":
-        return {_unprefixed(name): shape for name, (_, shape) in _safetensors_header(path).items()}
-    return {tensor.name: tensor.shape for tensor in read_gguf(path)}
+    """Tensor name → logical shape of a checkpoint, without expanding any."""
+    if file_suffix(path) == ".gguf":
+        return {tensor.name: tensor.shape for tensor in read_gguf(path)}
+    return {_unprefixed(name): shape for name, (_, shape) in _float_layout(path).items()}
 
 
 def check_tensor_types(path: Path) -> None:
-    if file_suffix(path) == ".safetensors":
-        types = {name: dtype for name, (dtype, _) in _safetensors_header(path).items()}
-        check_supported_types(types, tuple(SAFETENSORS_TYPES), path.name)
-    else:
+    if file_suffix(path) == ".gguf":
         check_supported_types({t.name: t.qtype.name for t in read_gguf(path)}, SUPPORTED_TYPES, path.name)
+    else:
+        types = {name: kind for name, (kind, _) in _float_layout(path).items()}
+        check_supported_types(types, tuple(FLOAT_TYPES), path.name)
 
 
-def _read_safetensors(path: Path) -> Iterator[PackedTensor]:
-    """Every tensor of a float safetensors file as packed bytes of its ggml float type (fp8 widened
-    to F16, which holds each of its values exactly), names without the ComfyUI prefix."""
+def _read_float_tensors(path: Path) -> Iterator[PackedTensor]:
+    """Every tensor of a float safetensors or torch file as packed bytes of its ggml float type
+    (fp8 widened to F16, which holds each of its values exactly), names without the ComfyUI prefix."""
+    for name, tensor in _float_tensors(path):
+        kind = TORCH_TYPE_NAMES[tensor.dtype]
+        if tensor.dtype.itemsize == 1:
+            tensor = tensor.to(torch.float16)
+        raw = tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
+        yield PackedTensor(_unprefixed(name), FLOAT_TYPES[kind], tuple(tensor.shape), raw)
+
+
+def _float_tensors(path: Path) -> Iterator[Tuple[str, torch.Tensor]]:
+    if file_suffix(path) != ".safetensors":
+        yield from _torch_state(path).items()
+        return
     from safetensors import safe_open
 
-    header = _safetensors_header(path)
     with safe_open(str(path), framework="pt") as handle:
-        for name, (dtype, shape) in header.items():
-            tensor = handle.get_tensor(name)
-            if tensor.dtype.itemsize == 1:
-                tensor = tensor.to(torch.float16)
-            raw = tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
-            yield PackedTensor(_unprefixed(name), SAFETENSORS_TYPES[dtype], shape, raw)
+        for name in handle.keys():
+            yield name, handle.get_tensor(name)
+
+
+def _float_layout(path: Path) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
+    """Tensor name → (type name such as F16 or F8_E4M3, shape), read without copying any tensor."""
+    if file_suffix(path) == ".safetensors":
+        return _safetensors_header(path)
+    return {name: (TORCH_TYPE_NAMES.get(tensor.dtype, str(tensor.dtype).removeprefix("torch.")), tuple(tensor.shape))
+            for name, tensor in _torch_state(path).items()}
+
+
+def _torch_state(path: Path) -> Dict[str, torch.Tensor]:
+    """A torch state dict (the official SeedVR2 release's .pth), memory-mapped: not read into memory."""
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # torch raises many types for a file that is not a zip-format state dict
+        raise ModelError(f"cannot read torch file {path.name}: {exc}") from exc
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise ModelError(f"{path.name} is not a flat state dict of tensors")
+    return state
 
 
 def _safetensors_header(path: Path) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
@@ -277,6 +303,8 @@ _KERNELS: Dict[gguf.GGMLQuantizationType, Callable[[torch.Tensor], torch.Tensor]
     Q.Q2_K: _q2_k, Q.Q3_K: _q3_k, Q.Q4_K: _q4_k, Q.Q5_K: _q5_k, Q.Q6_K: _q6_k,
 }
 SUPPORTED_TYPES = tuple(qtype.name for qtype in (Q.F32, Q.F16, Q.BF16, *_KERNELS))
-# The dtypes of a float safetensors DiT (ComfyUI-SeedVR2 ships fp16 and fp8 ones) and the type
-# each is kept packed as.
-SAFETENSORS_TYPES = {"F32": Q.F32, "F16": Q.F16, "BF16": Q.BF16, "F8_E4M3": Q.F16, "F8_E5M2": Q.F16}
+# The dtypes of a float DiT (ComfyUI-SeedVR2 ships fp16 and fp8 safetensors, the official release a
+# bf16 .pth), by their safetensors names, and the type each is kept packed as.
+FLOAT_TYPES = {"F32": Q.F32, "F16": Q.F16, "BF16": Q.BF16, "F8_E4M3": Q.F16, "F8_E5M2": Q.F16}
+TORCH_TYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                    torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2"}

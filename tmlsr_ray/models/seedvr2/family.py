@@ -1,4 +1,4 @@
-"""The SeedVR2 backend's declaration: a GGUF or safetensors DiT recognised by its tensors, with its companions."""
+"""The SeedVR2 backend's declaration: a GGUF, safetensors or torch DiT recognised by its tensors, with its companions."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from typing import Dict, Optional, Tuple
 from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, file_suffix
 from tmlsr_ray.models.gguf_tensors import check_tensor_types, tensor_shapes
 from tmlsr_ray.models.seedvr2.dit import infer_config
-from tmlsr_ray.models.seedvr2.pipeline import EMBEDDING_NAMES, VAE_FILE, SeedVR2Files, SeedVR2Model
+from tmlsr_ray.models.seedvr2.pipeline import EMBEDDING_NAMES, VAE_FILES, SeedVR2Files, SeedVR2Model
 
 GGUF_MAGIC = b"GGUF"
 DIT_TENSOR = "vid_in.proj.weight"  # the patch embedding every SeedVR2 DiT starts with
 
 
 def recognise(path: Path) -> Optional[ModelInfo]:
-    """A GGUF or safetensors file whose tensors are a SeedVR2 DiT (others are left to the next
-    family); its VAE and text embedding must lie beside it."""
+    """A GGUF, safetensors or torch file whose tensors are a SeedVR2 DiT (others are left to the
+    next family); its VAE and text embedding must lie beside it."""
     shapes = _tensor_shapes(path)
     if shapes is None or DIT_TENSOR not in shapes:
         return None
@@ -38,7 +38,7 @@ def _tensor_shapes(path: Path) -> Optional[Dict[str, Tuple[int, ...]]]:
     try:
         return tensor_shapes(path)
     except ModelError:
-        return None  # a torch file named .safetensors, say: spandrel reads files by their contents
+        return None  # a torch file named .safetensors, an old-style .pth: spandrel reads any by contents
 
 
 def load(path: Path, options: LoadOptions):
@@ -46,5 +46,5 @@ def load(path: Path, options: LoadOptions):
     return SeedVR2Model.load(SeedVR2Files.beside(path), device=options.device, dtype=dtype)
 
 
-COMPANIONS = (VAE_FILE, *(name + suffix for name in EMBEDDING_NAMES for suffix in (".pt", ".safetensors")))
-FAMILY = ModelFamily("seedvr2", (".gguf", ".safetensors"), recognise, load, companions=COMPANIONS)
+COMPANIONS = (*VAE_FILES, *(name + suffix for name in EMBEDDING_NAMES for suffix in (".pt", ".safetensors")))
+FAMILY = ModelFamily("seedvr2", (".gguf", ".safetensors", ".pth"), recognise, load, companions=COMPANIONS)

@@ -22,7 +22,7 @@ from tmlsr_ray.models.seedvr2.dit import NaDiT
 from tmlsr_ray.models.seedvr2.frames import preprocess, to_samples, trim, wavelet_color_fix
 from tmlsr_ray.models.seedvr2.vae import CausalVideoVAE, VaeTiling
 
-VAE_FILE = "ema_vae_fp16.safetensors"
+VAE_FILES = ("ema_vae_fp16.safetensors", "ema_vae.pth")  # ComfyUI-SeedVR2's, the official release's
 EMBEDDING_NAMES = ("pos_emb", "neg_emb")
 TIMESTEP = 1000.0  # one step from pure noise, as the released model is distilled for
 ColorFix = Literal["wavelet", "none"]
@@ -40,9 +40,9 @@ class SeedVR2Files:
     def beside(cls, dit: Path) -> "SeedVR2Files":
         """Finds the companion files next to ``dit``; a missing one is named, with where it goes."""
         folder = dit.parent
-        vae = folder / VAE_FILE
-        if not vae.is_file():
-            raise ModelError(_missing(VAE_FILE, "the SeedVR2 video VAE", folder, dit.name))
+        vae = next((folder / name for name in VAE_FILES if (folder / name).is_file()), None)
+        if vae is None:
+            raise ModelError(_missing(VAE_FILES[0], f"the SeedVR2 video VAE (or {VAE_FILES[1]})", folder, dit.name))
         return cls(dit, vae, {name: _find_embedding(folder, name, dit.name) for name in EMBEDDING_NAMES})
 
 
