@@ -14,7 +14,8 @@ from typing import Any, List, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tmlsr_ray.models.base import MAX_SEED, compile_mode
+from tmlsr_ray.models.base import compile_mode
+from tmlsr_ray.protocol import MAX_SEED
 from tmlsr_ray.retry import Backoff
 from tmlsr_ray.urls import FetchPolicy
 

@@ -15,8 +15,6 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from tmlsr_ray.models.base import MAX_SEED
-
 
 class TaskType(str, Enum):
     video = "video"
@@ -64,6 +62,10 @@ def _json_number(value: Any) -> Any:
                                   {"kind": "true or false" if isinstance(value, bool) else "a string"})
     return value
 
+
+# The largest noise seed a task or the settings may give: a batch adds a few million to it, which
+# torch still seeds (it takes up to 2**64 - 1).
+MAX_SEED = 2**63 - 1
 
 Number = BeforeValidator(_json_number)
 # Finite numbers only: NaN and ±Infinity (which Python's JSON reader accepts) are refused.

@@ -18,9 +18,10 @@ from typing import Callable, List, Optional
 import numpy as np
 import torch
 
-from tmlsr_ray.models.base import MAX_SEED, ModelError
+from tmlsr_ray.models.base import ModelError
 from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions, SeedVR2Files, SeedVR2Model
 from tmlsr_ray.models.seedvr2.vae import VaeTiling
+from tmlsr_ray.protocol import MAX_SEED
 
 
 def whole_number(low: int, high: Optional[int] = None) -> Callable[[str], int]:

@@ -13,10 +13,6 @@ MODEL_DTYPES = ("auto", "fp32", "fp16", "bf16")
 # the other two specialise on each input shape (CUDA graphs, autotuned kernels).
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
-# The largest noise seed a task or the settings may give: a batch adds a few million to it, which
-# torch still seeds (it takes up to 2**64 - 1).
-MAX_SEED = 2**63 - 1
-
 
 class ModelError(Exception):
     """A model file that cannot be used (unknown architecture, broken file)."""
