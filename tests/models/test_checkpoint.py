@@ -2,6 +2,7 @@
 
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +109,18 @@ def test_a_checkpoint_is_read_by_its_contents_whatever_its_suffix_says(tmp_path)
     torch.save({"w": torch.ones(2)}, tmp_path / "legacy-inside.safetensors", _use_new_zipfile_serialization=False)
     for name in ("safetensors-inside.pth", "pytorch-inside.safetensors", "legacy-inside.safetensors"):
         assert torch.equal(load_checkpoint(tmp_path / name)["w"], torch.ones(2)), name
+
+
+def test_a_pth_is_mapped_not_read_so_listing_a_large_one_costs_no_memory(tmp_path):
+    """Recognising a model lists its tensors: the official SeedVR2 DiT .pth (several GB) was read whole
+    into every process that lists or serves models."""
+    path = tmp_path / "large.pth"
+    torch.save({"weight": torch.ones(64, 1024, 1024)}, path)  # 256 MiB
+
+    def resident_bytes() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    before = resident_bytes()
+    state = load_checkpoint(path)
+    assert resident_bytes() - before < 64 * 2**20
+    assert state["weight"].shape == (64, 1024, 1024) and float(state["weight"][-1, -1, -1]) == 1.0

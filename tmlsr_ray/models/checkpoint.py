@@ -32,6 +32,10 @@ def load_checkpoint(path: Path, what: str = "model file") -> Any:
                 from safetensors.torch import load_file
 
                 return load_file(str(path))
+            if _zip_archive(file) and file_suffix(path) != ".safetensors":
+                mapped = _mapped(path)
+                if mapped is not None:
+                    return mapped
             # The open file, not its name: torch.load reads a name ending in .safetensors as one.
             return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch and safetensors raise many types for a broken file
@@ -53,6 +57,24 @@ def _holds_safetensors(file: BinaryIO, path: Path) -> bool:
     if head[8:9] == b"{":
         return True
     return not head.startswith(TORCH_HEADS) and file_suffix(path) == ".safetensors"
+
+
+def _mapped(path: Path) -> Any:
+    """The file's data mapped, not read: recognising a file lists its tensors, and a large one (the
+    official SeedVR2 DiT, several GB) was read whole by every process that lists models. ``None``
+    where torch cannot map it (``realesr-animevideov3.pth``: "Trying to resize storage that is
+    not resizable"): it is read then."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:
+        return None
+
+
+def _zip_archive(file: BinaryIO) -> bool:
+    """A PyTorch file of 1.6 on (a zip archive), which torch can map instead of reading."""
+    head = file.read(len(TORCH_HEADS[0]))
+    file.seek(0)
+    return head == TORCH_HEADS[0]
 
 
 def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
