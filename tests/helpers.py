@@ -121,6 +121,9 @@ def save_rrdbnet(path: Path, scale: int = 4, num_feat: int = 8, num_block: int =
 # Architectures served through spandrel, each built tiny from spandrel's own classes (hyper-
 # parameters spandrel reads back from the state dict). Compact files are Real-ESRGAN's family.
 SPANDREL_ARCHS = ("ESRGAN", "SwinIR", "HAT", "DAT", "OmniSR", "SPAN", "RealCUGAN", "PLKSR")
+# Architectures whose spandrel call takes one image at a time (FDnCNN is DnCNN with a noise map);
+# DRUNet and FDnCNN restore at ×1 whatever the scale asked.
+SPANDREL_ONE_IMAGE_ARCHS = ("DRUNet", "FDnCNN", "IPT", "SeemoRe")
 
 
 def tiny_spandrel_network(arch: str, scale: int) -> torch.nn.Module:
@@ -143,6 +146,10 @@ def tiny_spandrel_network(arch: str, scale: int) -> torch.nn.Module:
         "SPAN": lambda: cls("SPAN")(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=scale),
         "RealCUGAN": lambda: cls("RealCUGAN", f"UpCunet{scale}x")(in_channels=3, out_channels=3),
         "PLKSR": lambda: cls("PLKSR")(dim=8, n_blocks=2, upscaling_factor=scale, kernel_size=9, split_ratio=0.25),
+        "DRUNet": lambda: cls("DRUNet")(in_nc=4, out_nc=3, nc=[4, 8, 8, 8], nb=2),
+        "FDnCNN": lambda: cls("DnCNN")(in_nc=4, out_nc=3, nc=8, nb=8, act_mode="R", mode="FDnCNN"),
+        "IPT": lambda: cls("IPT")(patch_size=12, n_feats=8, scale=[scale], num_heads=1, num_layers=1),
+        "SeemoRe": lambda: cls("SeemoRe")(scale=scale, num_experts=2, num_layers=1, embedding_dim=8),
     }
     return builders[arch]()
 

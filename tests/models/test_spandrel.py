@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import SPANDREL_ARCHS, save_face_model, save_rrdbnet, save_spandrel_model
+from tests.helpers import SPANDREL_ARCHS, SPANDREL_ONE_IMAGE_ARCHS, save_face_model, save_rrdbnet, save_spandrel_model
 from tmlsr_ray.models.base import LoadOptions, ModelError
 from tmlsr_ray.models.registry import ModelCatalog, load_model
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames, upscale_image
@@ -36,6 +36,25 @@ def test_the_batched_path_equals_spandrels_own_call(tmp_path):
     ours = model.upscale(frames)
     theirs = torch.cat([descriptor(torch.from_numpy(f).permute(2, 0, 1)[None]) for f in frames])
     assert np.abs(ours - theirs.permute(0, 2, 3, 1).numpy()).max() < 1e-5
+
+
+@pytest.mark.parametrize("arch", SPANDREL_ONE_IMAGE_ARCHS)
+def test_an_architecture_spandrel_runs_image_by_image_takes_video_batches_and_rgba_images(tmp_path, arch):
+    """Their spandrel call fails on a batch (a noise map for one image, a patch chopper, expert
+    routing): a video's frames and an RGBA image's colour and alpha come as one."""
+    import spandrel
+
+    save_spandrel_model(arch, tmp_path / "m.pth")
+    model = load_model(tmp_path / "m.pth", ModelCatalog(tmp_path).info("m.pth"), LoadOptions("cpu"))
+    descriptor = spandrel.ModelLoader().load_from_file(tmp_path / "m.pth").eval()
+    frames = np.random.default_rng(0).integers(0, 256, (3, 18, 26, 3), dtype=np.uint8)
+    size = (26 * model.scale, 18 * model.scale)
+    out = upscale_frames(model, frames, size, Tiling())
+    with torch.inference_mode():
+        theirs = torch.cat([descriptor(torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255) for f in frames])
+    assert np.abs(out - (theirs.permute(0, 2, 3, 1).numpy() * 255).round()).max() <= 1
+    image = np.random.default_rng(1).integers(0, 256, (18, 26, 4), dtype=np.uint8)
+    assert upscale_image(model, image, size).shape == (size[1], size[0], 4)
 
 
 def test_safetensors_and_pth_of_one_network_are_the_same_model(tmp_path):

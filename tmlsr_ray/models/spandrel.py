@@ -25,6 +25,12 @@ MAX_SCALE = 8
 # Architectures spandrel 0.4.2 loads with any channel count but runs on RGB only (SPAN's forward
 # subtracts a 3-channel mean whatever its input): such a file failed every task it was listed for.
 RGB_ONLY_ARCHITECTURES = {"SPAN"}
+# Architectures whose spandrel call takes one image, as spandrel's contract says, and fails on a
+# batch: DRUNet's and FDnCNN's noise-level map is made for one image, IPT's patch chopper folds the
+# patches of one image into the batch dimension, SeemoRe picks its experts by one image's routing.
+# They run image by image: a video's batch of frames, or an RGBA image (its colour and alpha go
+# through together), failed every task.
+ONE_IMAGE_ARCHITECTURES = {"DRUNet", "DnCNN", "IPT", "SeemoRe"}
 # Live activations per input pixel and feature channel, for batch sizing on a GPU: transformer
 # blocks (windows, attention scores, MLPs four times wider) keep far more alive than convolutions.
 ACTIVATIONS_PER_FEATURE = {"ESRGAN": 32, "Compact": 3, "SPAN": 6, "RealCUGAN": 8, "PLKSR": 8}
@@ -109,6 +115,7 @@ class SpandrelModel(FrameNetwork):
         self.compiled = False  # spandrel calls its model through its own wrapper
         self._activations = ACTIVATIONS_PER_FEATURE.get(self.architecture, TRANSFORMER_ACTIVATIONS)
         self._channels = (descriptor.input_channels, descriptor.output_channels)
+        self._one_image_at_a_time = self.architecture in ONE_IMAGE_ARCHITECTURES
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) → (N, 3, H·s, W·s), adapting to models of 1 or 4 channels."""
@@ -118,10 +125,15 @@ class SpandrelModel(FrameNetwork):
             batch = (batch * weights).sum(dim=1, keepdim=True)
         elif channels_in == 4:
             batch = torch.cat([batch, torch.ones_like(batch[:, :1])], dim=1)
-        out = self._descriptor(batch.contiguous())
+        out = self._call(batch.contiguous())
         if channels_out == 1:
             return out.repeat(1, 3, 1, 1)  # a copy: the caller clamps in place
         return out[:, :3]
+
+    def _call(self, batch: torch.Tensor) -> torch.Tensor:
+        if self._one_image_at_a_time and len(batch) > 1:
+            return torch.cat([self._descriptor(image[None]) for image in batch])
+        return self._descriptor(batch)
 
 
 def load(path: Path, options: LoadOptions) -> SpandrelModel:
