@@ -79,12 +79,34 @@ def test_a_one_channel_model_gets_luma_and_gives_gray_rgb(tmp_path):
     assert out.shape == (1, 16, 16, 3) and np.array_equal(out[..., 0], out[..., 2])
 
 
-def test_a_one_channel_span_which_spandrel_cannot_run_is_refused_with_the_reason(tmp_path):
-    from spandrel.architectures.SPAN import SPAN
+RGB_ONLY_NETWORKS = {  # spandrel loads them with 1 or 4 channels, and cannot run them so
+    "SPAN": ("SPAN", dict(num_in_ch=1, num_out_ch=1, feature_channels=8, upscale=2)),
+    "SeemoRe": ("SeemoRe", dict(in_chans=4, scale=2, num_experts=2, num_layers=1, embedding_dim=8)),
+    "RCAN": ("RCAN", dict(n_colors=1, scale=2, n_resgroups=1, n_resblocks=1, n_feats=8, reduction=4)),
+    "MixDehazeNet": ("MixDehazeNet", dict(in_chans=1, out_chans=2, embed_dims=[8] * 5, depths=[1] * 5)),
+    "RetinexFormer": ("RetinexFormer", dict(in_channels=1, out_channels=1, n_feat=8, stage=1)),
+}
 
-    torch.save(SPAN(num_in_ch=1, num_out_ch=1, feature_channels=8, upscale=2).state_dict(), tmp_path / "g.pth")
-    with pytest.raises(ModelError, match=r"g.pth \(SPAN\) takes 1 channels, which spandrel's SPAN cannot run"):
+
+@pytest.mark.parametrize("arch", RGB_ONLY_NETWORKS)
+def test_a_network_of_1_or_4_channels_which_spandrel_runs_on_rgb_only_is_refused_with_the_reason(tmp_path, arch):
+    import importlib
+
+    module, hyperparameters = RGB_ONLY_NETWORKS[arch]
+    network = getattr(importlib.import_module(f"spandrel.architectures.{module}"), module)(**hyperparameters)
+    torch.save(network.state_dict(), tmp_path / "g.pth")
+    with pytest.raises(ModelError, match=rf"g.pth \({arch}\) takes [14] channels, which spandrel's {arch} cannot run \(."):
         ModelCatalog(tmp_path).info("g.pth")
+
+
+def test_a_one_channel_rcan_without_its_rgb_mean_shift_is_served(tmp_path):
+    from spandrel.architectures.RCAN import RCAN
+
+    network = RCAN(n_colors=1, norm=False, scale=2, n_resgroups=1, n_resblocks=1, n_feats=8, reduction=4)
+    torch.save(network.state_dict(), tmp_path / "g.pth")
+    info = ModelCatalog(tmp_path).info("g.pth")
+    out = load_model(tmp_path / "g.pth", info, LoadOptions("cpu")).upscale_samples(np.zeros((2, 5, 7, 3), np.uint8))
+    assert info.channels == (1, 1) and out.shape == (2, 10, 14, 3)
 
 
 def test_a_network_that_does_not_load_is_refused_in_one_short_line(tmp_path):

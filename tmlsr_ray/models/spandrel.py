@@ -22,9 +22,16 @@ from tmlsr_ray.models.frame_network import FrameNetwork
 
 SUFFIXES = (".pth", ".safetensors")
 MAX_SCALE = 8
-# Architectures spandrel 0.4.2 loads with any channel count but runs on RGB only (SPAN's forward
-# subtracts a 3-channel mean whatever its input): such a file failed every task it was listed for.
-RGB_ONLY_ARCHITECTURES = {"SPAN"}
+# Architectures spandrel 0.4.2 loads with any channel count but runs on RGB only, and why: such a
+# file failed every task it was listed for. RCAN is one only with its mean shift (``norm``).
+RGB_MEAN = "it subtracts an RGB mean from its input"
+RGB_ONLY_ARCHITECTURES = {
+    "SPAN": RGB_MEAN,
+    "SeemoRe": RGB_MEAN,
+    "RCAN": RGB_MEAN,
+    "MixDehazeNet": "it splits its output into a haze map and an RGB image",
+    "RetinexFormer": "its illumination estimator takes an RGB image and its mean",
+}
 # Architectures whose spandrel call takes one image, as spandrel's contract says, and fails on a
 # batch: DRUNet's and FDnCNN's noise-level map is made for one image, IPT's patch chopper folds the
 # patches of one image into the batch dimension, SeemoRe picks its experts by one image's routing.
@@ -67,12 +74,18 @@ def describe(path: Path):
     if descriptor.input_channels not in (1, 3, 4) or descriptor.output_channels not in (1, 3, 4):
         raise ModelError(f"model file {path.name} ({name}) takes {descriptor.input_channels} channels and "
                          f"gives {descriptor.output_channels}; served are 1, 3 or 4")
-    if name in RGB_ONLY_ARCHITECTURES and descriptor.input_channels != 3:
+    if descriptor.input_channels != 3 and _runs_rgb_only(name, state):
         raise ModelError(f"model file {path.name} ({name}) takes {descriptor.input_channels} channels, which "
-                         f"spandrel's {name} cannot run (it subtracts an RGB mean from its input)")
+                         f"spandrel's {name} cannot run ({RGB_ONLY_ARCHITECTURES[name]})")
     if descriptor.size_requirements.square:
         raise ModelError(f"model file {path.name} ({name}) needs square inputs, which frames are not")
     return descriptor
+
+
+def _runs_rgb_only(architecture: str, state: Dict[str, torch.Tensor]) -> bool:
+    if architecture == "RCAN":
+        return "sub_mean.weight" in state  # how spandrel tells its mean shift is there
+    return architecture in RGB_ONLY_ARCHITECTURES
 
 
 def _refuse_purpose(path: Path, architecture: str, purpose: Optional[str]) -> None:
