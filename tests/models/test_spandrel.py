@@ -109,6 +109,14 @@ def test_a_one_channel_rcan_without_its_rgb_mean_shift_is_served(tmp_path):
     assert info.channels == (1, 1) and out.shape == (2, 10, 14, 3)
 
 
+def test_a_uformer_which_spandrel_runs_on_square_inputs_only_is_refused_with_the_reason(tmp_path):
+    from spandrel.architectures.Uformer import Uformer
+
+    torch.save(Uformer(embed_dim=4, depths=[1] * 9, num_heads=[1] * 9, win_size=4).state_dict(), tmp_path / "u.pth")
+    with pytest.raises(ModelError, match=r"u.pth \(Uformer\) needs square inputs"):
+        ModelCatalog(tmp_path).info("u.pth")
+
+
 def test_a_network_that_does_not_load_is_refused_in_one_short_line(tmp_path):
     """An RRDBNet of 4 growth channels, which spandrel rebuilds with 32: torch lists each of its
     30 tensors that does not fit, a line each, which the listing's error carried whole."""
