@@ -150,6 +150,11 @@ def tiny_spandrel_network(arch: str, scale: int) -> torch.nn.Module:
         "FDnCNN": lambda: cls("DnCNN")(in_nc=4, out_nc=3, nc=8, nb=8, act_mode="R", mode="FDnCNN"),
         "IPT": lambda: cls("IPT")(patch_size=12, n_feats=8, scale=[scale], num_heads=1, num_layers=1),
         "SeemoRe": lambda: cls("SeemoRe")(scale=scale, num_experts=2, num_layers=1, embedding_dim=8),
+        # always ×4 (spandrel reads the scale off the style network's widths, 32 / 8)
+        "AuraSR": lambda: cls("AuraSR")(dim=8, image_size=None, input_image_size=None, up_dim_mults=(1,) * 5,
+                                        down_dim_mults=(1,) * 3, style_network=dict(dim_in=8, dim_out=32, depth=1),
+                                        resnet_block_groups=4, full_attn=(False,) * 5, flash_attn=False,
+                                        self_attn_dim_head=8, attn_depths=(1,) * 5, mid_attn_depth=1),
     }
     return builders[arch]()
 

@@ -57,6 +57,20 @@ def test_an_architecture_spandrel_runs_image_by_image_takes_video_batches_and_rg
     assert upscale_image(model, image, size).shape == (size[1], size[0], 4)
 
 
+def test_an_aurasr_gives_one_output_for_one_frame_wherever_and_whenever_it_runs(tmp_path):
+    """AuraSR draws a style and an input noise on every call: the same frame came out different
+    in each place of a batch and in each call (a video flickered, a retried task changed)."""
+    save_spandrel_model("AuraSR", tmp_path / "m.pth")
+    model = load_model(tmp_path / "m.pth", ModelCatalog(tmp_path).info("m.pth"), LoadOptions("cpu"))
+    frame, other = np.random.default_rng(0).integers(0, 256, (2, 1, 16, 16, 3), dtype=np.uint8)
+    generator_state = torch.get_rng_state()
+    batch = model.upscale_samples(np.concatenate([frame, other, frame]))
+    alone = model.upscale_samples(frame)
+    assert batch.shape == (3, 64, 64, 3)
+    assert np.array_equal(batch[0], batch[2]) and np.array_equal(batch[0], alone[0])
+    assert torch.equal(torch.get_rng_state(), generator_state)
+
+
 def test_safetensors_and_pth_of_one_network_are_the_same_model(tmp_path):
     save_spandrel_model("SPAN", tmp_path / "a.pth")
     save_spandrel_model("SPAN", tmp_path / "a.safetensors")

@@ -38,6 +38,12 @@ RGB_ONLY_ARCHITECTURES = {
 # They run image by image: a video's batch of frames, or an RGBA image (its colour and alpha go
 # through together), failed every task.
 ONE_IMAGE_ARCHITECTURES = {"DRUNet", "DnCNN", "IPT", "SeemoRe"}
+# Architectures that draw noise from torch's global generator on every call (AuraSR: its style
+# vector, one per image, and a faint noise on its input): each image runs with the same noise, so a
+# video's frames, an image's tiles and a retried task get one style. They drew new noise per call
+# and per place in a batch: the same frame came out different each time.
+NOISED_ARCHITECTURES = {"AuraSR"}
+NOISE_SEED = 0
 # Live activations per input pixel and feature channel, for batch sizing on a GPU: transformer
 # blocks (windows, attention scores, MLPs four times wider) keep far more alive than convolutions.
 ACTIVATIONS_PER_FEATURE = {"ESRGAN": 32, "Compact": 3, "SPAN": 6, "RealCUGAN": 8, "PLKSR": 8}
@@ -128,7 +134,8 @@ class SpandrelModel(FrameNetwork):
         self.compiled = False  # spandrel calls its model through its own wrapper
         self._activations = ACTIVATIONS_PER_FEATURE.get(self.architecture, TRANSFORMER_ACTIVATIONS)
         self._channels = (descriptor.input_channels, descriptor.output_channels)
-        self._one_image_at_a_time = self.architecture in ONE_IMAGE_ARCHITECTURES
+        self._noised = self.architecture in NOISED_ARCHITECTURES
+        self._one_image_at_a_time = self._noised or self.architecture in ONE_IMAGE_ARCHITECTURES
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) → (N, 3, H·s, W·s), adapting to models of 1 or 4 channels."""
@@ -145,8 +152,13 @@ class SpandrelModel(FrameNetwork):
 
     def _call(self, batch: torch.Tensor) -> torch.Tensor:
         if self._one_image_at_a_time and len(batch) > 1:
-            return torch.cat([self._descriptor(image[None]) for image in batch])
-        return self._descriptor(batch)
+            return torch.cat([self._call(image[None]) for image in batch])
+        if not self._noised:
+            return self._descriptor(batch)
+        # The global generator is left as it was: other work in the process draws from it.
+        with torch.random.fork_rng(devices=[self._device] if self._device.type == "cuda" else []):
+            torch.manual_seed(NOISE_SEED)
+            return self._descriptor(batch)
 
 
 def load(path: Path, options: LoadOptions) -> SpandrelModel:
