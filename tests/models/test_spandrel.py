@@ -123,6 +123,20 @@ def test_a_one_channel_rcan_without_its_rgb_mean_shift_is_served(tmp_path):
     assert info.channels == (1, 1) and out.shape == (2, 10, 14, 3)
 
 
+@pytest.mark.parametrize("scale", [1, 2])
+def test_an_mmrealsr_below_x4_which_spandrel_cannot_run_is_refused_with_the_reason(tmp_path, scale):
+    import spandrel
+    from spandrel.architectures.MMRealSR import MMRealSR
+
+    network = MMRealSR(num_in_ch=3, num_out_ch=3, scale=scale, num_feat=8, num_block=1, num_grow_ch=4,
+                       num_feats=[8] * 4, num_blocks=[1] * 4)
+    torch.save(network.state_dict(), tmp_path / "m.pth")
+    with pytest.raises(RuntimeError, match="expected input.* to have"):  # spandrel's own call
+        spandrel.ModelLoader().load_from_file(tmp_path / "m.pth")(torch.rand(1, 3, 16, 16))
+    with pytest.raises(ModelError, match=rf"m.pth \(MMRealSR\) scales ×{scale}, which spandrel's MMRealSR cannot run"):
+        ModelCatalog(tmp_path).info("m.pth")
+
+
 def test_a_uformer_which_spandrel_runs_on_square_inputs_only_is_refused_with_the_reason(tmp_path):
     from spandrel.architectures.Uformer import Uformer
 

@@ -32,6 +32,11 @@ RGB_ONLY_ARCHITECTURES = {
     "MixDehazeNet": "it splits its output into a haze map and an RGB image",
     "RetinexFormer": "its illumination estimator takes an RGB image and its mean",
 }
+# Architectures spandrel 0.4.2 loads at any scale but runs at ×4 only, and why: such a file failed
+# every task it was listed for.
+FOUR_TIMES_ONLY_ARCHITECTURES = {
+    "MMRealSR": "below ×4 its degradation estimator is built for the pixel-unshuffled input, and given the image",
+}
 # Architectures whose spandrel call takes one image, as spandrel's contract says, and fails on a
 # batch: DRUNet's and FDnCNN's noise-level map is made for one image, IPT's patch chopper folds the
 # patches of one image into the batch dimension, SeemoRe picks its experts by one image's routing.
@@ -75,8 +80,17 @@ def describe(path: Path):
         raise ModelError(f"model file {path.name} ({name}) does not load: {type(exc).__name__}: "
                          f"{first_lines(str(exc), count=2, limit=300)}") from exc
     _refuse_purpose(path, name, descriptor.purpose)
+    _refuse_unservable(path, name, descriptor, state)
+    return descriptor
+
+
+def _refuse_unservable(path: Path, name: str, descriptor, state: Dict[str, torch.Tensor]) -> None:
+    """ModelError for a network loaded fine that a frame upscaler cannot run."""
     if not 1 <= descriptor.scale <= MAX_SCALE:
         raise ModelError(f"model file {path.name} ({name}) scales ×{descriptor.scale}; served are ×1 to ×{MAX_SCALE}")
+    if name in FOUR_TIMES_ONLY_ARCHITECTURES and descriptor.scale != 4:
+        raise ModelError(f"model file {path.name} ({name}) scales ×{descriptor.scale}, which spandrel's {name} "
+                         f"cannot run ({FOUR_TIMES_ONLY_ARCHITECTURES[name]})")
     if descriptor.input_channels not in (1, 3, 4) or descriptor.output_channels not in (1, 3, 4):
         raise ModelError(f"model file {path.name} ({name}) takes {descriptor.input_channels} channels and "
                          f"gives {descriptor.output_channels}; served are 1, 3 or 4")
@@ -85,7 +99,6 @@ def describe(path: Path):
                          f"spandrel's {name} cannot run ({RGB_ONLY_ARCHITECTURES[name]})")
     if descriptor.size_requirements.square:
         raise ModelError(f"model file {path.name} ({name}) needs square inputs, which frames are not")
-    return descriptor
 
 
 def _runs_rgb_only(architecture: str, state: Dict[str, torch.Tensor]) -> bool:
