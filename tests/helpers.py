@@ -439,6 +439,20 @@ FONT_BYTES = b"\x00\x01\x00\x00" + bytes(range(256)) * 8  # stands in for a True
 COVER_JPEG = cv2.imencode(".jpg", np.full((8, 8, 3), 200, np.uint8))[1].tobytes()
 
 
+def with_attachments(source: Path, path: Path, attachments: Sequence[tuple]) -> Path:
+    """``source`` remuxed into Matroska with ``attachments`` (name, MIME type, bytes) each; FFmpeg
+    reads back one of an image's MIME type as an attached picture of the codec that type names."""
+    with av.open(str(source)) as src, av.open(str(path), "w", format="matroska") as out:
+        streams = {s.index: out.add_stream_from_template(s, opaque=True) for s in src.streams}
+        for name, mimetype, data in attachments:
+            out.add_attachment(name, mimetype, data)
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    return path
+
+
 def anime_matroska(path: Path, frames: int = 12, rate: int = 12, size=(64, 48),
                    default_subtitle: Optional[int] = None) -> Path:
     """A fansub-style Matroska: H.264 with PCM audio (MP4 holds no PCM), a styled ASS track (its

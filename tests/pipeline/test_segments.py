@@ -19,7 +19,7 @@ import pytest
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, camcorder_dv, combing, cut_mid_gop, interlaced_clip,
                            joined_recordings, make_clip, recording_with_audio_gap, save_srvgg, shared_path, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
-                           with_telemetry_and_cover, with_track_emptied, with_unknown_codec)
+                           with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -1022,6 +1022,21 @@ def test_an_mp4s_cover_picture_is_kept_as_the_outputs_cover(tmp_path, smooth_mod
         assert output.streams.video[0].codec_context.width == 128  # the video comes first, upscaled
     assert report.attachments == [{"name": "cover.jpg", "mimetype": "image/jpeg", "bytes": len(COVER_JPEG)}]
     assert frame_count(out) == report.frames == 24
+
+
+def test_a_cover_picture_whose_size_cannot_be_read_is_listed_as_dropped_from_mp4(tmp_path, smooth_model):
+    """A JPEG attached as image/png, as taggers write it: FFmpeg reads it as a PNG of no size, and
+    the MP4 muxer failed the whole file over it ("dimensions not set"); one that reads goes on."""
+    pictures = [("cover.png", "image/png", COVER_JPEG), ("small_cover.jpg", "image/jpeg", COVER_JPEG)]
+    path = with_attachments(make_clip(tmp_path / "clip.mp4", frames=24), tmp_path / "tagged.mkv", pictures)
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert report.attachments_dropped == [{"name": "cover.png", "mimetype": "image/png",
+                                           "reason": "its picture is not the png it is said to be, or is damaged"}]
+    assert [a["name"] for a in report.attachments] == ["small_cover.jpg"]
+    with av.open(str(tmp_path / "out.mp4")) as output:
+        covers = [s for s in output.streams.video if s.disposition & av.stream.Disposition.attached_pic]
+        assert [bytes(next(output.demux(cover))) for cover in covers] == [COVER_JPEG]
+    assert frame_count(tmp_path / "out.mp4") == report.frames == 24
 
 
 @pytest.mark.parametrize("into", [MP4, MATROSKA])

@@ -440,19 +440,31 @@ def _carry_attachments(source_path: Path, out, into: ContainerFormat, report: Mu
             entry = {"name": attachment.name, "mimetype": attachment.mimetype}
             if into.keeps_attachments and attachment.name and attachment.data:
                 out.add_attachment(attachment.name, attachment.mimetype or "application/octet-stream", attachment.data)
-            elif into.muxer == "mp4" and attachment.data and attachment.picture is not None \
-                    and codec_name(attachment.picture) in COVER_PICTURES:
+            elif into.muxer == "mp4" and attachment.data and _mp4_cover(attachment.picture):
                 covers.append((_cover_stream(out, attachment.picture), attachment.data))
             else:
-                report.attachments_dropped.append(
-                    {**entry, "reason": f"{into.name.upper()} cannot hold attachments" if not into.keeps_attachments
-                     else "the attachment has no name or no data"})
+                report.attachments_dropped.append({**entry, "reason": _why_dropped(attachment, into)})
                 continue
             report.attachments.append({**entry, "bytes": len(attachment.data)})
     for stream, data in covers:  # after every stream is added: the first packet writes the header
         packet = av.Packet(data)
         packet.stream, packet.time_base, packet.pts, packet.dts = stream, stream.time_base, 0, 0
         out.mux(packet)
+
+
+def _mp4_cover(picture) -> bool:
+    """A picture MP4 takes as its cover: of a type its covr box names, and of a size FFmpeg read.
+    The MP4 muxer fails the whole file over a picture of no size ("dimensions not set"), as a
+    Matroska attachment whose MIME type misnames it (a JPEG called image/png) or a damaged one is."""
+    return picture is not None and codec_name(picture) in COVER_PICTURES and bool(picture.codec_context.width)
+
+
+def _why_dropped(attachment: _Attachment, into: ContainerFormat) -> str:
+    if into.muxer == "mp4" and attachment.data and attachment.picture is not None \
+            and codec_name(attachment.picture) in COVER_PICTURES:
+        return f"its picture is not the {codec_name(attachment.picture)} it is said to be, or is damaged"
+    return f"{into.name.upper()} cannot hold attachments" if not into.keeps_attachments \
+        else "the attachment has no name or no data"
 
 
 def _cover_stream(out, picture):
