@@ -259,3 +259,19 @@ def test_the_total_timeout_spans_every_redirect_hop(input_server, tmp_path):
     policy = FetchPolicy(allow_private=True, total_timeout_s=1.2, attempts=1)
     with pytest.raises(FetchError, match="download timed out"):
         run(fetch_input(url, tmp_path / "in", policy))
+
+
+def test_a_download_cancelled_from_outside_ends_at_once_as_cancelled_not_as_timed_out(input_server, tmp_path):
+    """A task's DELETE cancels its download; the total timeout's asyncio.timeout turns only its own
+    expiry into "download timed out", so the cancel goes on as one, at once."""
+    input_server.add("long.bin", b"l" * 2000)
+    url = input_server.url("slow/long.bin?seconds=20")
+
+    async def cancelled_after_start():
+        download = asyncio.ensure_future(fetch_input(url, tmp_path / "in", FetchPolicy(allow_private=True)))
+        await asyncio.sleep(0.3)
+        download.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(download, timeout=2)
+
+    run(cancelled_after_start())
