@@ -162,6 +162,18 @@ def test_a_bucket_name_oss_cannot_have_is_refused_readably(config, bucket):
         parse_oss_url(f"oss://{bucket}/x.png", config)
 
 
+@pytest.mark.parametrize("url, named", [
+    ("oss://user:s3cret@inputs", "got oss://user:***@inputs"),
+    ("oss://user:s3cret@inputs/x.png", "'user:***@inputs' is not an OSS bucket name"),
+    ("https://s3cret@my-bucket.oss-cn-hangzhou.aliyuncs.com/", "got https://***@my-bucket.oss-cn-hangzhou.aliyuncs.com/")])
+def test_an_oss_url_refused_is_named_without_its_credentials(config, url, named):
+    """The refusal is the task's error, which GET /tasks, the dashboard and webhooks show: it named
+    the URL with the password or token its params hide."""
+    with pytest.raises(FetchError) as refused:
+        parse_oss_url(url, config)
+    assert named in str(refused.value) and "s3cret" not in str(refused.value)
+
+
 def test_an_oss_input_answered_503_or_late_is_asked_again_as_an_http_input_is(config, oss_server, tmp_path):
     oss_server.state.objects[("inputs", "flaky.png")] = (b"input-bytes", "image/png")
     oss_server.fail_next(1, request="GET")

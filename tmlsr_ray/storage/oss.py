@@ -16,7 +16,7 @@ import requests
 
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.errors import FetchError, StorageError
-from tmlsr_ray.urls import CHUNK_BYTES, CappedFile
+from tmlsr_ray.urls import CHUNK_BYTES, CappedFile, without_credentials
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 # https://BUCKET.oss-REGION[-internal].aliyuncs.com/KEY
@@ -56,22 +56,22 @@ def parse_oss_url(url: str, config: Optional[OssConfig]) -> Optional[Tuple[str, 
     One with a query is fetched over HTTP as given: its own signature (another account's), an
     image process or a version would be lost on the service's key.
     """
-    parts = urlsplit(url)
+    parts, shown = urlsplit(url), without_credentials(url)  # the error is the task's, which anyone may read
     key = unquote(parts.path.lstrip("/"))
     if parts.scheme == "oss":
         if not parts.netloc or not key:
-            raise FetchError(f"an OSS URL needs a bucket and a key: oss://BUCKET/KEY, got {url}")
+            raise FetchError(f"an OSS URL needs a bucket and a key: oss://BUCKET/KEY, got {shown}")
         if parts.query:  # a version or an image process would be dropped without a word
             raise FetchError("an oss:// URL takes no query (?…); for a version or an image process, "
                              "give the object's https URL")
         if not _BUCKET.fullmatch(parts.netloc):
-            raise FetchError(f"{parts.netloc!r} is not an OSS bucket name (3-63 lowercase letters, digits "
+            raise FetchError(f"{urlsplit(shown).netloc!r} is not an OSS bucket name (3-63 lowercase letters, digits "
                              "and hyphens, a letter or digit at each end)")
         return parts.netloc, key, None
     match = _OSS_HOST.match(parts.hostname or "")
     if match and config is not None and parts.scheme in ("http", "https") and not parts.query:
         if not key:  # oss2 refuses an empty key with "HTTP -1" and no message
-            raise FetchError(f"an OSS URL needs a bucket and a key: https://BUCKET.ENDPOINT/KEY, got {url}")
+            raise FetchError(f"an OSS URL needs a bucket and a key: https://BUCKET.ENDPOINT/KEY, got {shown}")
         return match["bucket"], key, f"{parts.scheme}://{match['endpoint']}"
     return None
 
