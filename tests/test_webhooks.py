@@ -84,6 +84,17 @@ def test_a_client_error_is_final(receiver):
     assert len(receiver.received) == 1
 
 
+@pytest.mark.parametrize("receiver", [(400,)], indirect=True)
+def test_the_log_names_a_callback_url_without_its_credentials(receiver, caplog):
+    """A token in the callback URL's user info showed in the service's log at each failed try."""
+    caplog.set_level("INFO", logger="tmlsr_ray.webhooks")
+    with_token = receiver.url.replace("http://", "http://hook-user:s3cret@")
+    assert not send(with_token, WebhookPolicy(addresses=LOOPBACK_OK, attempts=1))  # refused: 400
+    assert not send(with_token, WebhookPolicy(attempts=1))  # a loopback address, not allowed
+    assert not send("http://s3cret@127.0.0.1:9/hook", WebhookPolicy(addresses=LOOPBACK_OK, attempts=2, backoff_s=0.01))
+    assert len(caplog.records) == 5 and "hook-user:***@" in caplog.text and "s3cret" not in caplog.text
+
+
 def test_an_unreachable_receiver_gives_up_after_the_attempts():
     policy = WebhookPolicy(addresses=LOOPBACK_OK, attempts=2, backoff_s=0.01, timeout_s=1)
     assert not send("http://127.0.0.1:9/hook", policy)

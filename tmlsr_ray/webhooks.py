@@ -21,7 +21,7 @@ import aiohttp
 
 from tmlsr_ray.errors import FetchError
 from tmlsr_ray.retry import Backoff, RetriesExhausted, TryAgain, retry, retry_after_s
-from tmlsr_ray.urls import FetchPolicy, check_url, checked_connector, host_not_found, wire_url
+from tmlsr_ray.urls import FetchPolicy, check_url, checked_connector, host_not_found, wire_url, without_credentials
 
 logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-TMLSR-Signature"
@@ -55,21 +55,23 @@ async def deliver(url: str, event: str, body: bytes, policy: WebhookPolicy, deli
     headers = {"Content-Type": "application/json", EVENT_HEADER: event, DELIVERY_HEADER: delivery_id or uuid.uuid4().hex}
     if policy.secret:
         headers[SIGNATURE_HEADER] = signature(body, policy.secret)
+    shown = without_credentials(url)  # logs are read by more people than the task's owner
     try:
         check_url(url, policy.addresses)
     except FetchError as exc:
-        logger.warning("webhook to %s not sent: %s", url, exc)
+        logger.warning("webhook to %s not sent: %s", shown, exc)
         return False
     try:
         return await retry(lambda: _post_once(url, body, headers, policy),
                            Backoff(policy.attempts, policy.backoff_s, policy.backoff_cap_s), TryAgain)
     except RetriesExhausted:
-        logger.warning("webhook %s to %s gave up after %d attempts", event, url, policy.attempts)
+        logger.warning("webhook %s to %s gave up after %d attempts", event, shown, policy.attempts)
         return False
 
 
 async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy) -> bool:
     """True: delivered; False: refused for good (4xx); :class:`TryAgain`: worth another try."""
+    shown = without_credentials(url)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=policy.timeout_s),
                                          connector=checked_connector(policy.addresses, url)) as session:
@@ -78,18 +80,18 @@ async def _post_once(url: str, body: bytes, headers: dict, policy: WebhookPolicy
                     return True
                 if response.status == 429 or response.status >= 500:
                     raise TryAgain(f"HTTP {response.status}", retry_after_s(response.headers.get("Retry-After")))
-                logger.warning("webhook to %s refused: HTTP %d", url, response.status)
+                logger.warning("webhook to %s refused: HTTP %d", shown, response.status)
                 return False
     except FetchError as exc:  # the resolver refused the address
-        logger.warning("webhook to %s not sent: %s", url, exc)
+        logger.warning("webhook to %s not sent: %s", shown, exc)
         return False
     except aiohttp.ClientConnectorDNSError as exc:
         if host_not_found(exc):
-            logger.warning("webhook to %s not sent: its host does not exist (DNS: name not found)", url)
+            logger.warning("webhook to %s not sent: its host does not exist (DNS: name not found)", shown)
             return False
-        logger.info("webhook to %s failed (DNS: %s); will retry", url, exc.os_error)
+        logger.info("webhook to %s failed (DNS: %s); will retry", shown, exc.os_error)
         raise TryAgain(type(exc).__name__) from exc
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        logger.info("webhook to %s failed (%s); will retry", url, type(exc).__name__)
+        logger.info("webhook to %s failed (%s); will retry", shown, type(exc).__name__)
         raise TryAgain(type(exc).__name__) from exc
 

@@ -27,6 +27,7 @@ from tmlsr_ray.state.board import Admission, Admitted, TaskBoard
 from tmlsr_ray.state.store import task_db_path
 from tmlsr_ray.storage.base import OutputStorage
 from tmlsr_ray.storage.factory import make_storage
+from tmlsr_ray.urls import without_credentials
 
 STATE_ACTOR_NAME = Settings.model_fields["state_actor_name"].default
 STATE_NAMESPACE = "tmlsr"
@@ -141,7 +142,7 @@ class TaskState:
             await deliver(delivery.url, delivery.event, delivery.body, self._webhooks, delivery.delivery_id)
         except Exception:  # a delivery left unsettled would be sent again at once, without end
             logger.exception("webhook %s of task %s to %s failed unexpectedly; not sent",
-                             delivery.event, delivery.task_id, delivery.url)
+                             delivery.event, delivery.task_id, without_credentials(delivery.url))
         self._board.settle(delivery)  # taken, or refused for good (4xx, or every attempt spent)
 
     def _sent(self, sending: Dict[str, asyncio.Task], task_id: str) -> None:
