@@ -988,6 +988,16 @@ def test_the_start_timecode_of_a_camera_clip_stays_on_its_video(tmp_path, smooth
     assert frame_count(out) == report.frames == 24
 
 
+def test_a_timecode_at_a_rate_no_tmcd_track_counts_in_stays_on_a_matroska_video(tmp_path, smooth_model):
+    """A tmcd track holds up to 255 frames a second, a Matroska tag any timecode: a 300 fps
+    clip's was left out of Matroska too."""
+    path = timecoded_clip(tmp_path / "fast.mkv", "01:02:03:04", "matroska", on_file=True, rate=300)
+    out = tmp_path / "out.mkv"
+    render_and_join(path, out, smooth_model, ONE_SECOND, tmp_path / "pieces", into=MATROSKA)
+    with av.open(str(out)) as output:
+        assert {k.lower(): v for k, v in output.streams.video[0].metadata.items()}["timecode"] == "01:02:03:04"
+
+
 @pytest.mark.parametrize("into", [MP4, MATROSKA])
 def test_streams_the_output_has_no_place_for_are_named_with_the_reason(tmp_path, smooth_model, into):
     """A camera MP4 with a preview track, GoPro telemetry and a cover picture: the video is

@@ -372,10 +372,11 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
                                    max(reorder_lead(path) for path, _ in pieces), with_tag=into.muxer == "mp4")
         if into.muxer == "matroska":
             _matroska_video_track(joiner.stream, info)
-        timecode = start_timecode(source, info)
+        timecode = start_timecode(source, info, counted=into.muxer == "mp4")
         if timecode:
             joiner.stream.metadata["timecode"] = timecode  # MP4 writes it as a tmcd track, Matroska as a tag
-            joiner.stream.codec_context.framerate = info.average_rate  # what it counts frames in
+            if info.average_rate:
+                joiner.stream.codec_context.framerate = info.average_rate  # what it counts frames in
         report.streams_dropped = streams_left_out(source, info, timecode_kept=timecode is not None)
         side.open(out)
         subtitles = container.streams.subtitles
@@ -489,16 +490,17 @@ def _attachments(source) -> List[_Attachment]:
 MAX_TIMECODE_RATE = 255  # frames a second: a tmcd sample entry counts them in one byte
 
 
-def start_timecode(source, info: VideoInfo) -> Optional[str]:
+def start_timecode(source, info: VideoInfo, counted: bool) -> Optional[str]:
     """The SMPTE timecode of the video's first frame (``01:02:03:04``), as a camera or phone
     records it: FFmpeg reads a QuickTime ``tmcd`` track onto the video stream it belongs to and
     onto the track itself, and a Matroska tag onto its track. The output's frames are the
     source's, so the first one keeps its label (it was lost: editors line up clips by it); MXF, DV
-    and Matroska remuxed from them state it for the file. None also at a rate a ``tmcd`` track
-    cannot count in (a byte holds a second's frames: FFmpeg's MP4 muxer fails the whole file over
-    255 frames a second, or over the 1,000 a file-wide timecode was counted in, in a stream of no
-    stated rate and a millisecond time base)."""
-    if not info.average_rate or not 1 <= round(info.average_rate) <= MAX_TIMECODE_RATE:
+    and Matroska remuxed from them state it for the file. ``counted``: the output counts it in
+    frames (MP4's ``tmcd`` track; Matroska keeps it as a tag, as given), so None at a rate a
+    ``tmcd`` track cannot count in (a byte holds a second's frames: FFmpeg's MP4 muxer fails the
+    whole file over 255 frames a second, or over the 1,000 a file-wide timecode was counted in, in
+    a stream of no stated rate and a millisecond time base)."""
+    if counted and (not info.average_rate or not 1 <= round(info.average_rate) <= MAX_TIMECODE_RATE):
         return None
     for tags in (source.streams[info.stream_index].metadata, *(s.metadata for s in source.streams.data),
                  source.metadata):
