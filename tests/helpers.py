@@ -210,6 +210,19 @@ def write_dit_safetensors(path: Path, tensors, dtype: torch.dtype) -> Path:
     return path
 
 
+def save_official_companions(folder: Path, dtype: torch.dtype | None = None) -> Path:
+    """The golden SeedVR2 VAE and text embeddings as the official release names and saves them
+    (ema_vae.pth, pos_emb.pt, neg_emb.pt: torch files), in ``dtype`` (default as stored)."""
+    from safetensors.torch import load_file
+
+    golden = shared_path("golden", "seedvr2")
+    torch.save({name: tensor.to(dtype or tensor.dtype) for name, tensor in load_file(str(golden / "vae.safetensors")).items()},
+               folder / "ema_vae.pth")
+    for name, tensor in load_file(str(golden / "pos_emb.safetensors")).items():
+        torch.save(tensor.to(dtype or tensor.dtype), folder / f"{name}.pt")
+    return folder
+
+
 def save_face_model(path: Path) -> Path:
     """Tensors spandrel detects as GFPGAN (a face-restoration model), which the service refuses on
     detection, before a network is built; the real generator would take 340 MB."""

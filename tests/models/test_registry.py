@@ -199,9 +199,8 @@ def test_the_official_release_files_are_served_like_the_gguf_of_the_same_tensors
 
     import numpy as np
     import torch
-    from safetensors.torch import load_file
 
-    from tests.helpers import shared_path, write_dit_safetensors
+    from tests.helpers import save_official_companions, shared_path, write_dit_safetensors
     from tmlsr_ray.models.gguf_tensors import read_gguf
     from tmlsr_ray.models.registry import ModelCatalog, load_model
     from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions
@@ -210,9 +209,7 @@ def test_the_official_release_files_are_served_like_the_gguf_of_the_same_tensors
     official, packed = tmp_path / "official", tmp_path / "gguf"
     official.mkdir(), packed.mkdir()
     write_dit_safetensors(official / "seedvr2_ema_3b.pth", read_gguf(golden / "dit.gguf"), torch.float32)
-    torch.save(load_file(str(golden / "vae.safetensors")), official / "ema_vae.pth")
-    for name, tensor in load_file(str(golden / "pos_emb.safetensors")).items():
-        torch.save(tensor, official / f"{name}.pt")
+    save_official_companions(official)
     shutil.copy(golden / "dit.gguf", packed / "seedvr2_ema_3b-Q4_K_M.gguf")
     shutil.copy(golden / "vae.safetensors", packed / "ema_vae_fp16.safetensors")
     shutil.copy(golden / "pos_emb.safetensors", packed / "pos_emb.safetensors")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPO, shared_path
+from tests.helpers import REPO, save_official_companions, shared_path
 from tmlsr_ray.models.base import ModelError
 from tmlsr_ray.models.seedvr2.pipeline import (RestoreOptions, SeedVR2Files, SeedVR2Model, load_embedding,
                                              select_dtype)
@@ -142,6 +142,23 @@ def test_a_text_embedding_of_another_width_is_refused_at_load_naming_the_file(we
     torch.save(torch.zeros(64, 4096), tmp_path / "neg_emb.pt")
     with pytest.raises(ModelError, match=r"pos_emb.pt holds a \(58, 4096\) text embedding 'pos_emb'; .* takes \(L, 5120\)"):
         SeedVR2Model.load(SeedVR2Files.beside(tmp_path / "seedvr2_ema_3b-Q4_K_M.gguf"), device="cpu")
+
+
+def test_a_loaded_model_keeps_its_weights_when_the_vae_and_embedding_files_are_overwritten(tmp_path):
+    """ema_vae.pth and pos_emb.pt are memory-mapped to be read; a CPU model in float32 kept the
+    mapped tensors as its weights, so a file rewritten in place (``cp`` over it) changed the frames
+    of the loaded model, and one cut short killed its process with SIGBUS."""
+    shutil.copy(golden("dit.gguf"), tmp_path / "dit.gguf")
+    save_official_companions(tmp_path, torch.float32)
+    model = SeedVR2Model.load(SeedVR2Files.beside(tmp_path / "dit.gguf"), device="cpu", dtype="float32")
+    frames = np.load(golden("input.npy"))[:1]
+    before = model.restore(frames, RestoreOptions(32, seed=1))
+    for name in ("ema_vae.pth", "pos_emb.pt"):
+        size = (tmp_path / name).stat().st_size
+        with open(tmp_path / name, "r+b") as file:  # in place, as cp writes over a file
+            file.seek(size // 4)
+            file.write(np.random.default_rng(0).integers(0, 256, size // 2, dtype=np.uint8).tobytes())
+    assert np.array_equal(model.restore(frames, RestoreOptions(32, seed=1)), before)
 
 
 def test_cuda_computes_in_bfloat16_and_the_cpu_in_float32_unless_told():

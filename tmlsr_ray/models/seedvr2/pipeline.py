@@ -112,7 +112,9 @@ class SeedVR2Model:
         self.name = name
         self.dit = dit
         self.vae = vae
-        self.text = text.to(device=device, dtype=torch.float32)
+        # A copy even where device and dtype match: a torch file is memory-mapped, and a mapped
+        # tensor kept would change, or SIGBUS, when the file is rewritten in place.
+        self.text = text.to(device=device, dtype=torch.float32, copy=True)
         self.device = device
         self.dtype = dtype
         self.last_timings: Dict[str, float] = {}

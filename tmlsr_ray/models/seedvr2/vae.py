@@ -473,7 +473,9 @@ class CausalVideoVAE(nn.Module):
         with torch.device("meta"):  # no random init: every parameter comes from the file
             model = cls(config)
         _check_layout(model, state)
-        weights = {name: tensor.to(device=device, dtype=dtype) for name, tensor in state.items()}
+        # Copies even where device and dtype match: ema_vae.pth is memory-mapped, and mapped weights
+        # would change, or SIGBUS, when the file is rewritten in place.
+        weights = {name: tensor.to(device=device, dtype=dtype, copy=True) for name, tensor in state.items()}
         model.load_state_dict(weights, strict=True, assign=True)
         return model.requires_grad_(False).eval()
 
