@@ -223,6 +223,22 @@ def test_the_official_release_files_are_served_like_the_gguf_of_the_same_tensors
     assert np.array_equal(restored, reference)
 
 
+def test_a_seedvr2_dit_pth_of_the_legacy_format_is_listed_as_seedvr2(tmp_path):
+    """A .pth saved before PyTorch 1.6's zip format cannot be memory-mapped: it was listed as 'no
+    architecture spandrel knows matches its tensors (nor Real-ESRGAN's, nor SeedVR2's)'."""
+    import torch
+
+    from tests.helpers import save_official_companions, shared_path
+    from tmlsr_ray.models.gguf_tensors import read_gguf
+    from tmlsr_ray.models.registry import ModelCatalog
+
+    state = {tensor.name: tensor.dequantize() for tensor in read_gguf(shared_path("golden", "seedvr2", "dit.gguf"))}
+    torch.save(state, tmp_path / "seedvr2_ema_3b.pth", _use_new_zipfile_serialization=False)
+    save_official_companions(tmp_path)
+    entry = ModelCatalog(tmp_path).entry(tmp_path / "seedvr2_ema_3b.pth")
+    assert entry.info is not None and entry.info.family == "seedvr2", entry
+
+
 def test_an_empty_model_file_is_listed_with_the_reason(tmp_path):
     from tmlsr_ray.models.registry import ModelCatalog
 

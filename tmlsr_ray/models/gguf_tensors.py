@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from tmlsr_ray.models.base import ModelError, file_suffix
+from tmlsr_ray.models.checkpoint import load_checkpoint
 
 QK_K = 256
 NAME_PREFIX = "model.diffusion_model."
@@ -117,11 +118,9 @@ def _float_layout(path: Path) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
 
 
 def _torch_state(path: Path) -> Dict[str, torch.Tensor]:
-    """A torch state dict (the official SeedVR2 release's .pth), memory-mapped: not read into memory."""
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # torch raises many types for a file that is not a zip-format state dict
-        raise ModelError(f"cannot read torch file {path.name}: {exc}") from exc
+    """A torch state dict (the official SeedVR2 release's .pth), memory-mapped where torch can map
+    it: not read into memory; one of the format before PyTorch 1.6 is read."""
+    state = load_checkpoint(path, what="torch file")
     if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
         raise ModelError(f"{path.name} is not a flat state dict of tensors")
     return state

@@ -38,7 +38,7 @@ def _tensor_shapes(path: Path) -> Optional[Dict[str, Tuple[int, ...]]]:
     try:
         return tensor_shapes(path)
     except ModelError:
-        return None  # a torch file named .safetensors, an old-style .pth: spandrel reads any by contents
+        return None  # a torch file named .safetensors, a .pth nesting its tensors: spandrel reads any by contents
 
 
 def load(path: Path, options: LoadOptions):
