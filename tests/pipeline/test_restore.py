@@ -2,8 +2,7 @@
 
 import pytest
 
-from tmlsr_ray.pipeline.restore import processing_resolution
-from tmlsr_ray.pipeline.upscale import SizeRequest, target_size
+from tmlsr_ray.pipeline.upscale import SizeRequest, processing_resolution, target_size
 
 
 @pytest.mark.parametrize("size,resolution,expected", [

@@ -39,8 +39,19 @@ def test_a_model_of_any_scale_counts_only_the_output_it_renders():
     """SeedVR2 renders at the output's size: a 12000×8000 photo asked at 1080 lines was refused as a
     '×1 native output' of 96 Mpx under a 33 Mpx limit."""
     check_output_size(12000, 8000, None, (1620, 1080), max_pixels=33_177_600)
-    with pytest.raises(InputError, match=r"^output would be 160,000,000 pixels \(80000x2000\), over the limit"):
+    with pytest.raises(InputError, match=r"^output would be 160,000,000 pixels \(80000x2000 after rendering "
+                                         r"80000x2000\), over the limit"):
         check_output_size(4000, 100, None, (80000, 2000), max_pixels=33_177_600)
+
+
+def test_a_model_of_any_scale_counts_the_frames_it_renders_at_the_inputs_aspect():
+    """SeedVR2 renders the input's aspect at the output's short side, then resizes to the output: a
+    400×4000 input asked at 4000×4000 (16 Mpx) rendered 4000×40000 frames (160 Mpx) under a 33 Mpx
+    limit, since only the output was counted."""
+    with pytest.raises(InputError, match=r"^output would be 160,000,000 pixels \(4000x4000 after rendering "
+                                         r"4000x40000\), over the limit of 33,177,600"):
+        check_output_size(400, 4000, None, (4000, 4000), max_pixels=33_177_600)
+    check_output_size(400, 4000, None, (400, 4000), max_pixels=33_177_600)
 
 
 @pytest.mark.parametrize(

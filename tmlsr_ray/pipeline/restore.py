@@ -15,11 +15,6 @@ import numpy as np
 from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions, SeedVR2Model
 from tmlsr_ray.pipeline.upscale import check_stop, resize_frames
 
-def processing_resolution(target: Tuple[int, int]) -> int:
-    """The short side SeedVR2 renders at to produce ``target``."""
-    return min(target)
-
-
 def restore_frames(model: SeedVR2Model, frames: np.ndarray, target: Tuple[int, int], options: RestoreOptions,
                    should_stop: Callable[[], bool] = lambda: False) -> np.ndarray:
     """RGB frames (N, H, W, 3), uint8 or uint16 → restored frames at ``target`` = (width, height)."""

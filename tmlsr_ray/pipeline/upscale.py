@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from tmlsr_ray.models.base import SuperResolutionModel
+from tmlsr_ray.models.seedvr2.frames import resized_size
 from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames
 from tmlsr_ray.errors import CanceledError, InputError
 
@@ -60,22 +61,25 @@ class Tiling:
     min_pixels: int = 1_500_000  # smaller inputs run whole, exactly like the reference
 
 
+def processing_resolution(target: Tuple[int, int]) -> int:
+    """The short side SeedVR2 renders at to produce ``target``."""
+    return min(target)
+
+
 def check_output_size(width: int, height: int, scale: Optional[int], target: Tuple[int, int],
                       max_pixels: int) -> None:
-    """The model's native output and the final output must both stay within the pixel limit; a
-    model of any scale (``scale`` None: SeedVR2) renders at the final size, so only that counts."""
+    """The model's native output and the final output must both stay within the pixel limit. A
+    model of any scale (``scale`` None: SeedVR2) renders the input's aspect at the output's short
+    side, then is resized to the output: a tall input asked at a wide size renders far more."""
     final = target[0] * target[1]
     if scale is None:
-        if final > max_pixels:
-            raise InputError(f"output would be {final:,} pixels ({target[0]}x{target[1]}), "
-                             f"over the limit of {max_pixels:,}")
-        return
-    native = width * scale * height * scale
+        rendered_height, rendered_width = resized_size(height, width, processing_resolution(target))
+        native, how = rendered_width * rendered_height, f"after rendering {rendered_width}x{rendered_height}"
+    else:
+        native, how = width * scale * height * scale, f"after {width * scale}x{height * scale} at the model's ×{scale}"
     if max(native, final) > max_pixels:
-        raise InputError(
-            f"output would be {max(native, final):,} pixels ({target[0]}x{target[1]} after "
-            f"{width * scale}x{height * scale} at the model's ×{scale}), over the limit of {max_pixels:,}"
-        )
+        raise InputError(f"output would be {max(native, final):,} pixels ({target[0]}x{target[1]} {how}), "
+                         f"over the limit of {max_pixels:,}")
 
 
 def upscale_image(

@@ -39,10 +39,9 @@ from tmlsr_ray.pipeline.image import (
 )
 from tmlsr_ray.pipeline.progress import SegmentProgress
 from tmlsr_ray.pipeline.render import SegmentJob
-from tmlsr_ray.pipeline.restore import processing_resolution
 from tmlsr_ray.pipeline.segments import Segment, SegmentPlan, extract_segments, plan_segments
 from tmlsr_ray.pipeline.timeline import continuous_source
-from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size, target_size
+from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size, processing_resolution, target_size
 from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput, TaskStatus, model_defaults
 from tmlsr_ray.serve.fanout import SegmentFanout, call_with_retry, iterate_in_thread
 from tmlsr_ray.serve.metrics import RunnerMetrics

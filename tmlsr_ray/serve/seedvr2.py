@@ -17,7 +17,8 @@ from tmlsr_ray.models.base import LoadOptions
 from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions, SeedVR2Model
 from tmlsr_ray.models.seedvr2.vae import VaeTiling
 from tmlsr_ray.pipeline.render import Rendered, SegmentJob
-from tmlsr_ray.pipeline.restore import processing_resolution, restore_frames, restore_image
+from tmlsr_ray.pipeline.restore import restore_frames, restore_image
+from tmlsr_ray.pipeline.upscale import processing_resolution
 from tmlsr_ray.serve.heap import IdleRelease
 from tmlsr_ray.serve.upscaler import ModelHolder, ModelThread, replica_count, stream_segment
 
