@@ -50,6 +50,37 @@ def test_a_model_file_replaced_in_place_is_loaded_again(tmp_path):
     assert cache.get(path) == b"x4 network, longer" and cache.names() == ["swap.pth"]
 
 
+def test_a_replaced_file_is_dropped_before_it_loads_again_and_not_reported_loaded_when_that_fails(tmp_path):
+    """The old model was kept while the new one loaded (two in memory at capacity 1: a SeedVR2 DiT
+    and VAE twice on the GPU), and after a failed load (a broken VAE copied beside the DiT) it stayed
+    reported as loaded in /models though every task then failed."""
+    import weakref
+
+    class Network:
+        pass
+
+    path = tmp_path / "swap.pth"
+    path.write_bytes(b"x2 network")
+    held_while_loading, reports = [], []
+
+    def load(p) -> Network:
+        held_while_loading.append(old is not None and old() is not None)
+        if p.read_bytes() == b"broken":
+            raise ModelError("cannot read swap.pth")
+        return Network()
+
+    old = None
+    cache = ModelCache(1, load, on_change=reports.append)
+    old = weakref.ref(cache.get(path))
+    path.write_bytes(b"x4 network")
+    cache.get(path)
+    assert held_while_loading == [False, False]
+    path.write_bytes(b"broken")
+    with pytest.raises(ModelError):
+        cache.get(path)
+    assert cache.names() == [] and reports[-1] == []
+
+
 def test_a_file_replaced_by_one_of_the_same_size_and_time_is_read_and_loaded_again(tmp_path):
     """A copy that keeps its source's mtime (cp -p, rsync -a, a model pack unzipped) over a file of
     the same size, as two networks of one architecture are."""

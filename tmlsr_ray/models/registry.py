@@ -160,8 +160,8 @@ class ModelCatalog:
 
 class ModelCache:
     """Keeps the last ``capacity`` models used; loads each at most once at a time, and again when
-    its file was replaced (another size or modification time). ``on_change`` hears the names held
-    after each load or eviction."""
+    its file or a companion was replaced (another stamp), dropping the old one first. ``on_change``
+    hears the names held after each load or eviction."""
 
     def __init__(self, capacity: int, loader: Callable[[Path], SuperResolutionModel],
                  on_change: Callable[[List[str]], None] = lambda names: None):
@@ -176,6 +176,12 @@ class ModelCache:
         with self._lock:
             held = self._models.get(path)
             if held is None or held[0] != stamp:
+                if held is not None:
+                    # Replaced (the file or a companion): dropped first, so that its memory is free
+                    # for the new load and, should that fail, it is not reported as loaded.
+                    del self._models[path]
+                    held = None
+                    self._on_change(self.names())
                 self._models[path] = held = (stamp, self._loader(path))
                 while len(self._models) > self._capacity:
                     self._models.popitem(last=False)
