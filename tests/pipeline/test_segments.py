@@ -7,6 +7,7 @@ one whole decode, and the joined output one continuous stream.
 
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,7 +26,8 @@ from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
                                       _AudioLine, assemble, even_size, task_codecs_available)
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
-from tmlsr_ray.pipeline.segments import Cutting, decode_segment, extract_segments, plan_segments, scan_packets
+from tmlsr_ray.pipeline.segments import (Cutting, PacketEntry, cut_packets, decode_segment, extract_segments,
+                                          plan_segments, scan_packets)
 from tmlsr_ray.pipeline.timeline import continuous_source
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames
 from tmlsr_ray.storage.pieces import PieceStore
@@ -148,6 +150,19 @@ def test_the_frame_cap_bounds_segments_of_a_high_frame_rate_video(tmp_path):
     plan = plan_segments(path, probe_video(path), Cutting(segment_s=10.0, max_frames=20))
     assert max(len(s.pts) for s in plan.segments) <= 20 and len(plan.segments) >= 3
 
+
+
+def test_an_all_intra_recording_of_six_hours_is_cut_in_linear_time():
+    # AVC-Intra / XAVC-I: a keyframe at every frame; 6 h at 24 fps is 518,400 frames in 2,160
+    # segments. Each cut sliced the keyframes from there to the end: 9 s of planning, 4x per
+    # doubling of the length, where it now takes a quarter of a second.
+    frames = 6 * 3600 * 24
+    entries = [PacketEntry(i, i, True) for i in range(frames)]
+    info = SimpleNamespace(average_rate=Fraction(24), time_base=Fraction(1, 24))
+    start = time.perf_counter()
+    segments = list(cut_packets(entries, info, Cutting(segment_s=10.0)))
+    assert time.perf_counter() - start < 3.0
+    assert len(segments) == 2160 and all(len(s.pts) == 240 and s.first_packet == s.index * 240 for s in segments)
 
 @pytest.mark.parametrize("container", ["h264", "avi"])
 def test_a_stream_without_presentation_times_is_one_whole_segment_decoded_as_before(tmp_path, container):

@@ -115,7 +115,7 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         stated_end = (stream.start_time or 0) + stream.duration if stream.duration else None
     shown = sum(not e.discard for e in entries)
     if _presentation_times_known(entries, info) and shown and holds:
-        segments = tuple(_cut(entries, info, cutting))
+        segments = tuple(cut_packets(entries, info, cutting))
     else:  # a damaged index, or a codec NUT cannot hold: one segment, the input decoded as a whole
         segments = (Segment(0, 0, len(entries) - 1, ()),)
     last_frame = _last_frame_ticks(entries, stated_end, info.container.startswith("matroska"))
@@ -195,7 +195,8 @@ def _presentation_times_known(entries: Sequence[PacketEntry], info: VideoInfo) -
     return not (info.reorders_frames and in_decode_order and len(stamps) > 2)
 
 
-def _cut(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cutting) -> Iterator[Segment]:
+def cut_packets(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cutting) -> Iterator[Segment]:
+    """The segments of a stream whose packets (decode order) have trusted presentation times."""
     # presentation order of the frames shown (a discarded one is only ever a decode pre-roll)
     order = sorted((i for i, e in enumerate(entries) if not e.discard), key=lambda i: entries[i].pts)
     shift = max(0, -min(e.pts for e in entries))
@@ -223,14 +224,16 @@ def _next_cut(start: int, length: int, cutting: Cutting, order, entries, keyfram
     if ideal >= len(order):
         return None
     low, high = start + max(1, length // 2), min(start + cutting.max_frames, ideal + length // 2)
-    near = [p for p in keyframe_positions[bisect.bisect_left(keyframe_positions, low):] if p <= high]
+    # Bisected bounds, not a slice to the end: an all-intra stream has a keyframe at every frame,
+    # and slicing the rest of them at each cut made planning quadratic in the video's length.
+    near = keyframe_positions[bisect.bisect_left(keyframe_positions, low):bisect.bisect_right(keyframe_positions, high)]
     if near:
         return min(near, key=lambda p: abs(p - ideal))
     first = _decode_start(entries, [order[ideal]])
     if order[ideal] - first <= cutting.max_preroll_frames:
         return ideal
-    later = keyframe_positions[bisect.bisect_right(keyframe_positions, ideal):]
-    return later[0] if later else None
+    later = bisect.bisect_right(keyframe_positions, ideal)
+    return keyframe_positions[later] if later < len(keyframe_positions) else None
 
 
 def _decode_start(entries: Sequence[PacketEntry], owned: Sequence[int]) -> int:
