@@ -1,7 +1,7 @@
 """Video segments across Upscaler replicas: scaling, bytes carried, memory, and resuming after a kill.
 
     .venv/bin/python bench/video.py [CLIP] [--runs 3] [--segment-s 1.0] [--preset medium]
-                                    [--long-factor 5] [--heartbeat-timeout-s 5]
+                                    [--long-factor 5] [--heartbeat-timeout-s 5] [--long-hours H]
 
 CLIP is a path or URL (default: ../shared/media/video/animation_bbb_320x180_vp9_opus_5s.webm).
 A tiny random Real-ESRGAN x4 model keeps the model cheap, so the x264 encoder is the bottleneck.
@@ -19,6 +19,13 @@ The service runs in-process on a local Ray of 2 CPUs, once with 1 Upscaler repli
 4. on the long clip: the time from a SIGKILL of the TaskRunner replica at half of the segments done
    to the task's completion (includes the heartbeat timeout before the task is re-queued) against an
    uninterrupted run, and how many segments the resumed attempt reused.
+
+``--long-hours H`` runs instead one video H hours long, as a studio sends a film, at 64x36 and
+24 fps with AAC audio (2-s GOPs), upscaled x2 by a tiny model with x264 ultrafast so what is
+measured is the pipeline itself, cut at the service's default segment length (10 s: 360 segments
+an hour). It prints the planning time (probe, packet index, cuts), the join, the TaskRunner's
+peak RSS, the most files in ``data_dir/work``, GET /tasks/{id} latency while it runs, the cores
+each process used, and the output's frames and video and audio ends against the input's.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ import requests  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.helpers import InputServer, free_port, save_srvgg  # noqa: E402
+from tests.helpers import InputServer, free_port, make_clip, save_srvgg  # noqa: E402
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video  # noqa: E402
 
 DEFAULT_CLIP = REPO.parent / "shared" / "media" / "video" / "animation_bbb_320x180_vp9_opus_5s.webm"
@@ -56,6 +63,9 @@ CPUS = 2
 FINISHED = ("completed", "failed", "canceled")
 MiB = 2**20
 MACHINE = "whole machine"
+LONG_MODEL = "tiny-x2.pth"
+LONG_RATE = 24
+LONG_SIZE = (64, 36)
 
 
 # -- the service ------------------------------------------------------------------------------
@@ -130,8 +140,8 @@ def sigkill_replicas(deployment: str) -> int:
 
 # -- tasks ------------------------------------------------------------------------------------
 
-def submit(server: str, url: str) -> str:
-    response = requests.post(f"{server}/tasks", json={"url": url, "type": "video", "model": MODEL}, timeout=60)
+def submit(server: str, url: str, model: str = MODEL) -> str:
+    response = requests.post(f"{server}/tasks", json={"url": url, "type": "video", "model": model}, timeout=60)
     response.raise_for_status()
     return response.json()["task_id"]
 
@@ -190,12 +200,10 @@ def run_killed_at_half(server: str, url: str) -> Dict[str, Any]:
 
 # -- measuring --------------------------------------------------------------------------------
 
-class PeakMemory:
-    """Samples the summed RSS of this run's Ray worker processes."""
+class Sampler:
+    """Calls ``sample`` every ``interval_s`` in a thread of its own while the ``with`` block runs."""
 
-    def __init__(self, interval_s: float = 0.2):
-        self.peak_bytes = 0
-        self.peak_by_name: Dict[str, int] = {}
+    def __init__(self, interval_s: float):
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -210,14 +218,29 @@ class PeakMemory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total = 0
-            for name, proc in ray_processes():
-                with contextlib.suppress(psutil.Error):  # ended between the listing and the read
-                    rss = proc.memory_info().rss
-                    total += rss
-                    self.peak_by_name[name] = max(self.peak_by_name.get(name, 0), rss)
-            self.peak_bytes = max(self.peak_bytes, total)
+            self.sample()
             time.sleep(self._interval_s)
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+class PeakMemory(Sampler):
+    """Samples the summed RSS of this run's Ray worker processes."""
+
+    def __init__(self, interval_s: float = 0.2):
+        super().__init__(interval_s)
+        self.peak_bytes = 0
+        self.peak_by_name: Dict[str, int] = {}
+
+    def sample(self) -> None:
+        total = 0
+        for name, proc in ray_processes():
+            with contextlib.suppress(psutil.Error):  # ended between the listing and the read
+                rss = proc.memory_info().rss
+                total += rss
+                self.peak_by_name[name] = max(self.peak_by_name.get(name, 0), rss)
+        self.peak_bytes = max(self.peak_bytes, total)
 
 
 def ray_processes() -> Iterator[Tuple[str, psutil.Process]]:
@@ -286,6 +309,109 @@ def loop_clip(source: Path, dest: Path, times: int) -> Path:
 
 def fps_of(tasks: List[Dict[str, Any]]) -> float:
     return statistics.median(t["output"]["metadata"]["frames"] / t["wall_s"] for t in tasks)
+
+
+class LongTaskWatch(Sampler):
+    """Samples a running task every half second: its record (and how long GET /tasks/{id} took),
+    the TaskRunner's RSS, the files in ``data_dir/work``."""
+
+    def __init__(self, server: str, task_id: str, work: Path):
+        super().__init__(0.5)
+        self.samples: List[Dict[str, Any]] = []
+        self._server, self._task_id, self._work = server, task_id, work
+
+    def sample(self) -> None:
+        start = time.perf_counter()
+        task = requests.get(f"{self._server}/tasks/{self._task_id}", timeout=60).json()
+        latency = time.perf_counter() - start
+        runner = sum(proc.memory_info().rss for name, proc in ray_processes() if name.endswith(":TaskRunner"))
+        files = sum(len(names) for _, _, names in os.walk(self._work))
+        self.samples.append({"at": time.perf_counter(), "latency_s": latency, "task": task,
+                             "runner_rss": runner, "work_files": files})
+
+    def first(self, holds: Callable[[Dict[str, Any]], bool]) -> float:
+        """When the task was first seen as ``holds`` says; the last sample where it never was
+        (a short task can pass a state between two samples)."""
+        return next((s["at"] for s in self.samples if holds(s["task"])), self.samples[-1]["at"])
+
+
+def run_long(server: str, url: str, work: Path) -> Tuple[Dict[str, Any], LongTaskWatch, Dict[str, float]]:
+    before, machine_before = cpu_seconds(), machine_busy_seconds()
+    start = time.perf_counter()
+    task_id = submit(server, url, LONG_MODEL)
+    with LongTaskWatch(server, task_id, work) as watch:
+        task = completed(wait(server, task_id, timeout_s=3600))
+    task["finished_at"] = time.perf_counter()
+    task["wall_s"] = task["finished_at"] - start
+    cores = {name: (spent - before.get(name, 0.0)) / task["wall_s"] for name, spent in cpu_seconds().items()}
+    cores[MACHINE] = (machine_busy_seconds() - machine_before) / task["wall_s"]
+    return task, watch, cores
+
+
+def stream_ends(path: Path) -> Dict[str, float]:
+    """Frames, and where the video and the first audio stream end (s, from the earlier start)."""
+    ends: Dict[str, float] = {}
+    starts: List[float] = []
+    for kind in ("video", "audio"):
+        with av.open(str(path)) as container:
+            stream = getattr(container.streams, kind)[0]
+            stamps = [(p.pts, p.duration) for p in container.demux(stream) if p.pts is not None]
+            starts.append(float(min(pts for pts, _ in stamps) * stream.time_base))
+            ends[kind] = float(sum(max(stamps)) * stream.time_base)
+            ends[f"{kind}_packets"] = len(stamps)
+    return {**ends, "video": ends["video"] - min(starts), "audio": ends["audio"] - min(starts)}
+
+
+def print_long(task: Dict[str, Any], watch: LongTaskWatch, cores: Dict[str, float], source: Dict[str, float],
+               output: Dict[str, float]) -> None:
+    meta = task["output"]["metadata"]
+
+    def stage_running(name):
+        return lambda t: any(s["name"] == name and s["status"] != "pending" for s in t["stages"])
+    process_at = watch.first(stage_running("process"))
+    planned_at = watch.first(lambda t: bool(process_detail(t).get("segments_total")))
+    joined_from = watch.first(lambda t: process_detail(t).get("segments_done") == meta["segments"]["total"])
+    latencies = sorted(s["latency_s"] for s in watch.samples)
+    print(f"long video: {meta['frames']} frames ({meta['duration']:.0f} s) {meta['input']['width']}x"
+          f"{meta['input']['height']} -> {meta['width']}x{meta['height']}, {meta['segments']['total']} segments; "
+          f"{task['wall_s']:.1f} s submit -> completed")
+    print(f"  planning (probe, packet index, cuts) <= {planned_at - process_at:.1f} s; join and upload <= "
+          f"{task['finished_at'] - joined_from:.1f} s (last segment seen done -> completed; 0.5-s samples)")
+    print(f"  TaskRunner RSS: {watch.samples[0]['runner_rss'] / MiB:.0f} MiB at submit, peak "
+          f"{max(s['runner_rss'] for s in watch.samples) / MiB:.0f} MiB; most files in data_dir/work "
+          f"{max(s['work_files'] for s in watch.samples)}")
+    print(f"  GET /tasks/{{id}} while it ran: p50 {latencies[len(latencies) // 2] * 1000:.0f} ms, max "
+          f"{latencies[-1] * 1000:.0f} ms ({len(latencies)} reads)")
+    busy = ", ".join(f"{name.split(':')[-1]} {used:.2f}" for name, used in sorted(cores.items(), key=lambda kv: -kv[1])
+                     if used >= 0.01)
+    print(f"  cores busy: {busy}")
+    for kind in ("video", "audio"):
+        print(f"  {kind}: input {source[kind + '_packets']} packets ending at {source[kind]:.4f} s, output "
+              f"{output[kind + '_packets']} ending at {output[kind]:.4f} s (difference "
+              f"{(output[kind] - source[kind]) * 1000:+.2f} ms)")
+
+
+def long_main(args: argparse.Namespace, root: Path) -> None:
+    weights = root / "weights"
+    save_srvgg(weights / LONG_MODEL, num_feat=4, scale=2, weight_scale=0.05)
+    frames = round(args.long_hours * 3600 * LONG_RATE)
+    clip = make_clip(root / "long.mp4", frames=frames, size=LONG_SIZE, rate=LONG_RATE, options={
+        "preset": "ultrafast", "x264-params": f"keyint={2 * LONG_RATE}:min-keyint={2 * LONG_RATE}:scenecut=0"})
+    inputs = InputServer(root)
+    # a livestream recording may outlast the default limit of 4 hours
+    settings = {**app_settings(root, weights, 1, args), "video_preset": "ultrafast",
+                "max_video_duration_s": max(4 * 3600, args.long_hours * 3600 + 60)}
+    del settings["video_segment_s"]  # the service's default
+    server = start_ray()
+    try:
+        with deployed(settings):
+            task, watch, cores = run_long(server, inputs.url(clip.name), Path(settings["data_dir"]) / "work")
+            output = root / "output.mp4"
+            output.write_bytes(requests.get(task["output"]["url"], timeout=600).content)
+    finally:
+        stop_ray()
+        inputs.close()
+    print_long(task, watch, cores, stream_ends(clip), stream_ends(output))
 
 
 # -- the report -------------------------------------------------------------------------------
@@ -358,6 +484,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--long-factor", type=int, default=5, help="how many times longer the long clip is")
     parser.add_argument("--heartbeat-timeout-s", type=float, default=5.0,
                         help="silence after which the killed runner's task is re-queued")
+    parser.add_argument("--long-hours", type=float,
+                        help="instead: one tiny video this many hours long through the service (see above)")
     return parser.parse_args()
 
 
@@ -367,6 +495,9 @@ def main() -> None:
         root = Path(tmp)
         weights = root / "weights"
         weights.mkdir()
+        if args.long_hours:
+            long_main(args, root)
+            return
         save_srvgg(weights / MODEL, weight_scale=0.05)
         clip = local_clip(args.clip, root)
         inputs = InputServer(root)
