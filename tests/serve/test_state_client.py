@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from tests.helpers import eventually
 from tmlsr_ray.config import Settings
 from tmlsr_ray.serve.state import STATE_NAMESPACE, StateClient, state_fingerprint
 
@@ -69,6 +70,16 @@ def test_a_deploy_with_other_settings_replaces_the_actor_and_the_old_client_foll
     assert stats.system.queue_size == 1
 
 
+def _named_actor_alive() -> bool:
+    import ray
+
+    try:
+        ray.get_actor(NAME, namespace=STATE_NAMESPACE)
+    except ValueError:
+        return False
+    return True
+
+
 def test_a_client_whose_actor_was_killed_for_good_makes_a_new_one(settings):
     import ray
 
@@ -77,6 +88,8 @@ def test_a_client_whose_actor_was_killed_for_good_makes_a_new_one(settings):
         task_id, _ = await client.admit("t-killed", params())
         before = actor_id(client)
         ray.kill(client._handle, no_restart=True)
+        # the kill lands a moment later: a call sent before that was answered by the old actor
+        eventually(lambda: not _named_actor_alive(), what="the killed state actor to be gone")
         view = await client.get(task_id)  # nobody replaces it: after a moment the client makes one
         return before, actor_id(client), view
 
