@@ -265,8 +265,9 @@ class TaskRunner:
             self._metrics.video_ended(params["model"])
         into = CONTAINER_FORMATS[params.get("output_format") or "mp4"]
         result = workdir / f"output.{into.name}"
-        report = await asyncio.to_thread(assemble, result, path, info, list(store.in_order(done)),
-                                          segments.last_frame_ticks, into)
+        # a cancel waits for the join (seconds an hour of video): it writes into the task's folder
+        report = await finish_in_thread(assemble, result, path, info, list(store.in_order(done)),
+                                        segments.last_frame_ticks, into)
         metadata = media.video_metadata(info, result, report, work.options, work.requested)
         metadata.update(_model_metadata(plan.model), segment_retries=fanout.retries,
                         segments={"total": len(segments.segments), "reused": progress.reused},
