@@ -538,21 +538,23 @@ def timecoded_clip(path: Path, timecode: str, container: str, on_file: bool = Fa
     return path
 
 
-def with_telemetry_and_cover(source: Path, path: Path) -> Path:
+def with_telemetry_and_cover(source: Path, path: Path, covers: int = 1) -> Path:
     """The MP4 ``source`` with what cameras and music videos add beside the video: a GoPro-style
-    telemetry track (a data stream, handler "GoPro MET") and a JPEG cover picture (MP4's covr,
-    which FFmpeg reads as an attached picture)."""
+    telemetry track (a data stream, handler "GoPro MET") and ``covers`` JPEG cover pictures (MP4's
+    covr, which FFmpeg reads as attached pictures)."""
     with av.open(str(source)) as src, av.open(str(path), "w", format="mp4") as out:
         streams = {s.index: out.add_stream_from_template(s, opaque=True, disposition=s.disposition)
                    for s in src.streams}
         telemetry = out.add_data_stream("bin_data")
         telemetry.codec_tag, telemetry.time_base = "gpmd", Fraction(1, 1000)
         telemetry.metadata["handler_name"] = "GoPro MET"
-        cover = out.add_stream("mjpeg", rate=1)
-        cover.width = cover.height = 8
-        cover.pix_fmt, cover.disposition = "yuvj420p", av.stream.Disposition.attached_pic
-        cover.time_base = Fraction(1, 1)
-        extra = [(cover, COVER_JPEG, 0), (telemetry, b"DEVC" + bytes(28), 0), (telemetry, b"DEVC" + bytes(28), 500)]
+        extra = [(telemetry, b"DEVC" + bytes(28), 0), (telemetry, b"DEVC" + bytes(28), 500)]
+        for _ in range(covers):
+            cover = out.add_stream("mjpeg", rate=1)
+            cover.width = cover.height = 8
+            cover.pix_fmt, cover.disposition = "yuvj420p", av.stream.Disposition.attached_pic
+            cover.time_base = Fraction(1, 1)
+            extra.insert(0, (cover, COVER_JPEG, 0))
         for stream, data, start in extra:
             packet = av.Packet(data)
             packet.stream, packet.time_base, packet.pts, packet.dts = stream, stream.time_base, start, start

@@ -1049,6 +1049,15 @@ def test_an_mp4s_cover_picture_is_kept_as_the_outputs_cover(tmp_path, smooth_mod
     assert frame_count(out) == report.frames == 24
 
 
+def test_two_unnamed_cover_pictures_get_names_of_their_own_in_matroska(tmp_path, smooth_model):
+    """An MP4's covers have no names: two JPEGs both became cover.jpg, and Matroska tells its
+    attachments apart by name (players, mkvextract writing one over the other)."""
+    path = with_telemetry_and_cover(make_clip(tmp_path / "clip.mp4", frames=12), tmp_path / "album.mp4", covers=2)
+    _, _, report = render_and_join(path, tmp_path / "out.mkv", smooth_model, ONE_SECOND, tmp_path / "pieces",
+                                   into=MATROSKA)
+    assert [a["name"] for a in report.attachments] == ["cover.jpg", "cover-2.jpg"]
+
+
 def test_a_cover_picture_whose_size_cannot_be_read_is_listed_as_dropped_from_mp4(tmp_path, smooth_model):
     """A JPEG attached as image/png, as taggers write it: FFmpeg reads it as a PNG of no size, and
     the MP4 muxer failed the whole file over it ("dimensions not set"); one that reads goes on."""

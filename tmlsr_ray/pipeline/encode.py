@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import av
 import numpy as np
@@ -481,10 +482,20 @@ def _attachments(source) -> List[_Attachment]:
     for stream in source.streams.video:
         if stream.disposition & av.stream.Disposition.attached_pic:
             name, mimetype = COVER_PICTURES.get(codec_name(stream), (None, None))
+            name = stream.metadata.get("filename") or _unused_name(name, {a.name for a in found})
             picture = next((p for p in source.demux(stream) if p.size), None)
-            found.append(_Attachment(stream.metadata.get("filename", name), stream.metadata.get("mimetype", mimetype),
+            found.append(_Attachment(name, stream.metadata.get("mimetype", mimetype),
                                      bytes(picture) if picture else b"", stream))
     return found
+
+
+def _unused_name(name: Optional[str], taken: Set[Optional[str]]) -> Optional[str]:
+    """``name``, or ``cover-2.jpg`` and on where an attachment has it: an MP4's covers have no
+    names, and Matroska tells attachments apart by theirs (two were cover.jpg)."""
+    if name is None or name not in taken:
+        return name
+    stem, dot, suffix = name.partition(".")
+    return next(other for other in (f"{stem}-{n}{dot}{suffix}" for n in itertools.count(2)) if other not in taken)
 
 
 MAX_TIMECODE_RATE = 255  # frames a second: a tmcd sample entry counts them in one byte
