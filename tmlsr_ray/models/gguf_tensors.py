@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, Tuple
+from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 import gguf
 import numpy as np
@@ -72,19 +72,24 @@ def read_tensors(path: Path) -> Iterator[PackedTensor]:
     return read_gguf(path) if file_suffix(path) == ".gguf" else _read_float_tensors(path)
 
 
+def tensor_layout(path: Path) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
+    """Tensor name → (type name, logical shape) of a checkpoint, without expanding any: one read
+    serves both the shapes a family recognises and the type check."""
+    if file_suffix(path) == ".gguf":
+        return {tensor.name: (tensor.qtype.name, tensor.shape) for tensor in read_gguf(path)}
+    return {_unprefixed(name): layout for name, layout in _float_layout(path).items()}
+
+
 def tensor_shapes(path: Path) -> Dict[str, Tuple[int, ...]]:
     """Tensor name → logical shape of a checkpoint, without expanding any."""
-    if file_suffix(path) == ".gguf":
-        return {tensor.name: tensor.shape for tensor in read_gguf(path)}
-    return {_unprefixed(name): shape for name, (_, shape) in _float_layout(path).items()}
+    return {name: shape for name, (_, shape) in tensor_layout(path).items()}
 
 
-def check_tensor_types(path: Path) -> None:
-    if file_suffix(path) == ".gguf":
-        check_supported_types({t.name: t.qtype.name for t in read_gguf(path)}, SUPPORTED_TYPES, path.name)
-    else:
-        types = {name: kind for name, (kind, _) in _float_layout(path).items()}
-        check_supported_types(types, tuple(FLOAT_TYPES), path.name)
+def check_tensor_types(path: Path, layout: Optional[Dict[str, Tuple[str, Tuple[int, ...]]]] = None) -> None:
+    """ModelError where a tensor of the file (its ``layout``, read here if not given) cannot be expanded."""
+    layout = tensor_layout(path) if layout is None else layout
+    supported = SUPPORTED_TYPES if file_suffix(path) == ".gguf" else tuple(FLOAT_TYPES)
+    check_supported_types({name: kind for name, (kind, _) in layout.items()}, supported, path.name)
 
 
 def _read_float_tensors(path: Path) -> Iterator[PackedTensor]:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, file_suffix
-from tmlsr_ray.models.gguf_tensors import check_tensor_types, tensor_shapes
+from tmlsr_ray.models.gguf_tensors import check_tensor_types, tensor_layout
 from tmlsr_ray.models.seedvr2.dit import infer_config
 from tmlsr_ray.models.seedvr2.pipeline import EMBEDDING_NAMES, VAE_FILES, SeedVR2Files, SeedVR2Model
 
@@ -17,26 +17,27 @@ DIT_TENSOR = "vid_in.proj.weight"  # the patch embedding every SeedVR2 DiT start
 def recognise(path: Path) -> Optional[ModelInfo]:
     """A GGUF, safetensors or torch file whose tensors are a SeedVR2 DiT (others are left to the
     next family); its VAE and text embedding must lie beside it."""
-    shapes = _tensor_shapes(path)
-    if shapes is None or DIT_TENSOR not in shapes:
+    layout = _tensor_layout(path)
+    if layout is None or DIT_TENSOR not in layout:
         return None
-    config = infer_config(shapes)  # ModelError names what does not fit (the 7B layout, say)
-    check_tensor_types(path)  # listed with the reason, not failing each task
+    # ModelError names what does not fit (the 7B layout, say)
+    config = infer_config({name: shape for name, (_, shape) in layout.items()})
+    check_tensor_types(path, layout)  # listed with the reason, not failing each task
     SeedVR2Files.beside(path)  # ModelError names a missing companion and where it goes
     return ModelInfo(name=path.name, family="seedvr2", architecture=f"SeedVR2 ({config.describe()})",
                      scale=None, size_multiple=16, dtypes=("bfloat16", "float16", "float32"),
                      temporal=True, seeded=True, replica_kind="seedvr2", bytes=path.stat().st_size)
 
 
-def _tensor_shapes(path: Path) -> Optional[Dict[str, Tuple[int, ...]]]:
-    """The file's tensor shapes; None when it holds another format than its suffix says."""
+def _tensor_layout(path: Path) -> Optional[Dict[str, Tuple[str, Tuple[int, ...]]]]:
+    """The file's tensor types and shapes; None when it holds another format than its suffix says."""
     if file_suffix(path) == ".gguf":
         with path.open("rb") as handle:
             if handle.read(4) != GGUF_MAGIC:
                 return None
-        return tensor_shapes(path)
+        return tensor_layout(path)
     try:
-        return tensor_shapes(path)
+        return tensor_layout(path)
     except ModelError:
         return None  # a torch file named .safetensors, a .pth nesting its tensors: spandrel reads any by contents
 
