@@ -1,7 +1,8 @@
 """Video segments across Upscaler replicas: scaling, bytes carried, memory, and resuming after a kill.
 
     .venv/bin/python bench/video.py [CLIP] [--runs 3] [--segment-s 1.0] [--preset medium]
-                                    [--long-factor 5] [--heartbeat-timeout-s 5] [--long-hours H]
+                                    [--long-factor 5] [--heartbeat-timeout-s 5]
+                                    [--long-hours H [--long-gop-s 2] [--rekey-mib M]]
 
 CLIP is a path or URL (default: ../shared/media/video/animation_bbb_320x180_vp9_opus_5s.webm).
 A tiny random Real-ESRGAN x4 model keeps the model cheap, so the x264 encoder is the bottleneck.
@@ -21,7 +22,8 @@ The service runs in-process on a local Ray of 2 CPUs, once with 1 Upscaler repli
    uninterrupted run, and how many segments the resumed attempt reused.
 
 ``--long-hours H`` runs instead one video H hours long, as a studio sends a film, at 64x36 and
-24 fps with AAC audio (2-s GOPs), upscaled x2 by a tiny model with x264 ultrafast so what is
+24 fps with AAC audio (2-s GOPs; ``--long-gop-s 0``: one keyframe, as a screen or surveillance
+capture may have, whose segments are re-keyed, or with ``--rekey-mib 0`` not), upscaled x2 by a tiny model with x264 ultrafast so what is
 measured is the pipeline itself, cut at the service's default segment length (10 s: 360 segments
 an hour). It prints the planning time (probe, packet index, cuts), the join, the TaskRunner's
 peak RSS, the most files in ``data_dir/work``, GET /tasks/{id} latency while it runs, the cores
@@ -311,9 +313,19 @@ def fps_of(tasks: List[Dict[str, Any]]) -> float:
     return statistics.median(t["output"]["metadata"]["frames"] / t["wall_s"] for t in tasks)
 
 
+def rss_of(actor_class: str) -> int:
+    """The summed RSS of this run's processes of an actor class (``:TaskRunner``, ``:Upscaler``)."""
+    total = 0
+    for name, proc in ray_processes():
+        if name.endswith(actor_class):
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+    return total
+
+
 class LongTaskWatch(Sampler):
     """Samples a running task every half second: its record (and how long GET /tasks/{id} took),
-    the TaskRunner's RSS, the files in ``data_dir/work``."""
+    the TaskRunner's and the Upscalers' RSS, the files in ``data_dir/work``."""
 
     def __init__(self, server: str, task_id: str, work: Path):
         super().__init__(0.5)
@@ -324,10 +336,10 @@ class LongTaskWatch(Sampler):
         start = time.perf_counter()
         task = requests.get(f"{self._server}/tasks/{self._task_id}", timeout=60).json()
         latency = time.perf_counter() - start
-        runner = sum(proc.memory_info().rss for name, proc in ray_processes() if name.endswith(":TaskRunner"))
         files = sum(len(names) for _, _, names in os.walk(self._work))
         self.samples.append({"at": time.perf_counter(), "latency_s": latency, "task": task,
-                             "runner_rss": runner, "work_files": files})
+                             "runner_rss": rss_of(":TaskRunner"), "upscaler_rss": rss_of(":Upscaler"),
+                             "work_files": files})
 
     def first(self, holds: Callable[[Dict[str, Any]], bool]) -> float:
         """When the task was first seen as ``holds`` says; the last sample where it never was
@@ -378,7 +390,8 @@ def print_long(task: Dict[str, Any], watch: LongTaskWatch, cores: Dict[str, floa
     print(f"  planning (probe, packet index, cuts) <= {planned_at - process_at:.1f} s; join and upload <= "
           f"{task['finished_at'] - joined_from:.1f} s (last segment seen done -> completed; 0.5-s samples)")
     print(f"  TaskRunner RSS: {watch.samples[0]['runner_rss'] / MiB:.0f} MiB at submit, peak "
-          f"{max(s['runner_rss'] for s in watch.samples) / MiB:.0f} MiB; most files in data_dir/work "
+          f"{max(s['runner_rss'] for s in watch.samples) / MiB:.0f} MiB; Upscaler RSS peak "
+          f"{max(s['upscaler_rss'] for s in watch.samples) / MiB:.0f} MiB; most files in data_dir/work "
           f"{max(s['work_files'] for s in watch.samples)}")
     print(f"  GET /tasks/{{id}} while it ran: p50 {latencies[len(latencies) // 2] * 1000:.0f} ms, max "
           f"{latencies[-1] * 1000:.0f} ms ({len(latencies)} reads)")
@@ -395,13 +408,16 @@ def long_main(args: argparse.Namespace, root: Path) -> None:
     weights = root / "weights"
     save_srvgg(weights / LONG_MODEL, num_feat=4, scale=2, weight_scale=0.05)
     frames = round(args.long_hours * 3600 * LONG_RATE)
+    gop = round(args.long_gop_s * LONG_RATE) or frames
     clip = make_clip(root / "long.mp4", frames=frames, size=LONG_SIZE, rate=LONG_RATE, options={
-        "preset": "ultrafast", "x264-params": f"keyint={2 * LONG_RATE}:min-keyint={2 * LONG_RATE}:scenecut=0"})
+        "preset": "ultrafast", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"})
     inputs = InputServer(root)
     # a livestream recording may outlast the default limit of 4 hours
     settings = {**app_settings(root, weights, 1, args), "video_preset": "ultrafast",
                 "max_video_duration_s": max(4 * 3600, args.long_hours * 3600 + 60)}
     del settings["video_segment_s"]  # the service's default
+    if args.rekey_mib is not None:
+        settings["video_rekey_segment_mib"] = args.rekey_mib
     server = start_ray()
     try:
         with deployed(settings):
@@ -486,6 +502,9 @@ def parse_args() -> argparse.Namespace:
                         help="silence after which the killed runner's task is re-queued")
     parser.add_argument("--long-hours", type=float,
                         help="instead: one tiny video this many hours long through the service (see above)")
+    parser.add_argument("--long-gop-s", type=float, default=2.0,
+                        help="its keyframe interval (0: one keyframe, at the start)")
+    parser.add_argument("--rekey-mib", type=int, help="video_rekey_segment_mib of the service (0: off)")
     return parser.parse_args()
 
 

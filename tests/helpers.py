@@ -274,11 +274,38 @@ def _with_durations(packets, pts: list | None, durations: list | None):
     return packets
 
 
-def interlaced_clip(path: Path, frames: int = 24, size=(96, 64), codec: str = "libx264", rate: int = 25) -> Path:
+def whole_decode(path: Path):
+    """(pts, RGB frame) of one plain decode of the whole video."""
+    from tmlsr_ray.pipeline.decode import iter_batches, probe_video
+
+    info = probe_video(path)
+    return [(pts, frame) for batch in iter_batches(path, info, 16) for pts, frame in zip(batch.pts, batch.frames)]
+
+
+def cut_and_decode(path: Path, cutting, planes: bool = False):
+    """The plan, and (pts, frame) of every segment decoded from its own segment file, in order;
+    ``planes``: the 4:2:0 planes a GPU replica asks for, where the stream has them."""
+    from tmlsr_ray.pipeline.decode import planar_layout, probe_video
+    from tmlsr_ray.pipeline.segments import decode_segment, extract_segments, plan_segments
+
+    info = probe_video(path)
+    plan = plan_segments(path, info, cutting)
+    layout = planar_layout(info) if planes else None  # a batch is RGB still where the siting cannot be told
+    by_segment = {}
+    for segment, data in extract_segments(path, info, plan.segments):
+        batches = decode_segment(data, info, segment, 5, planes=layout)
+        # planes as a model sees them: converted with the chroma siting the decoder's frames show
+        by_segment[segment.index] = [(pts, frame) for batch in batches for pts, frame in
+                                     zip(batch.pts, batch.frames.rgb() if hasattr(batch.frames, "rgb") else batch.frames)]
+    return plan, [item for index in sorted(by_segment) for item in by_segment[index]]
+
+
+def interlaced_clip(path: Path, frames: int = 24, size=(96, 64), codec: str = "libx264", rate: int = 25,
+                    gop: int = 6) -> Path:
     """Interlaced video as a camera makes it: each frame's two fields are two moments, a white bar
     moving right, the bottom field half a frame after the top (top field first)."""
-    options = ({"x264-params": "interlaced=1:tff=1:keyint=6:bframes=2", "crf": "10"} if codec == "libx264"
-               else {"flags": "+ilme+ildct", "g": "6", "qscale": "2"})
+    options = ({"x264-params": f"interlaced=1:tff=1:keyint={gop}:bframes=2", "crf": "10"}
+               if codec == "libx264" else {"flags": "+ilme+ildct", "g": str(gop), "qscale": "2"})
     with av.open(str(path), "w") as out:
         video = out.add_stream(codec, rate=rate, options=options)
         video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"

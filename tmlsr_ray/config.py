@@ -131,6 +131,11 @@ class Settings(BaseModel):
     video_segment_max_preroll_frames: int = Field(
         300, ge=0, description="A GOP longer than a segment is cut inside when the frames decoded "
         "before the cut (and dropped) are at most this many; else the segment runs to the next keyframe.")
+    video_rekey_segment_mib: int = Field(
+        256, ge=0, description="A GOP too long to cut at keyframes (past the pre-roll above) is decoded "
+        "once where the video is cut, and its segments' frames stored without loss, each starting on a "
+        "keyframe; each such segment holds at most this many MiB of decoded frames (a 720p segment about "
+        "190 frames, 4K 21). 0: never, such a segment runs on to the next keyframe.")
     video_segments_per_replica: int = Field(
         2, ge=1, description="Segments of one video in flight per model replica: each decodes, waits "
         "for the model and encodes its piece, so this many pieces encode at once on a replica (keep "
@@ -250,7 +255,8 @@ class Settings(BaseModel):
     def video_cutting(self):
         from tmlsr_ray.pipeline.segments import Cutting
 
-        return Cutting(self.video_segment_s, self.video_segment_max_frames, self.video_segment_max_preroll_frames)
+        return Cutting(self.video_segment_s, self.video_segment_max_frames, self.video_segment_max_preroll_frames,
+                       self.video_rekey_segment_mib << 20)
 
     def model_threads(self, cores: int) -> int:
         """The torch threads of a model replica on a machine with ``cores`` cores."""

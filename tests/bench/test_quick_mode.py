@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from bench import decode, encoder, frames, resize
+from bench import decode, encoder, frames, rekey, resize
 from bench.clip import synthetic_frames, write_clip
 from tests.helpers import save_srvgg
 
@@ -79,3 +79,11 @@ def test_the_decode_bench_compares_the_hosts_rgb_with_the_decoders_planes(tiny_c
     out = capsys.readouterr().out
     assert "RGB (swscale on the host)" in out and "4:2:0 planes" in out and "ratio planes / RGB" in out
     assert "batches of Yuv420Frames" in out  # the clip's first frame tells the chroma sitings apart
+
+
+def test_the_rekey_bench_cuts_a_one_keyframe_clip_with_and_without_re_keying(capsys):
+    rekey.main(["--size", "64x48", "--seconds", "4", "--segment-s", "0.4", "--max-preroll", "10", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "baseline, not re-keyed: 2 segments (0 re-keyed), largest 90 frames" in out
+    assert "re-keyed: 10 segments (8 re-keyed), largest 10 frames (0.11x baseline)" in out
+    assert out.count("slowest segment") == 2 and "of a decoded frame" in out

@@ -17,12 +17,12 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, camcorder_dv, combing, cut_mid_gop, interlaced_clip,
+from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, camcorder_dv, combing, cut_and_decode, cut_mid_gop, interlaced_clip,
                            joined_recordings, make_clip, recording_with_audio_gap, save_srvgg, shared_path, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
-                           with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec)
+                           whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
-from tmlsr_ray.pipeline.decode import iter_batches, probe_video
+from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
                                       _AudioLine, assemble, even_size, task_codecs_available)
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
@@ -42,19 +42,8 @@ def shared_clip(name):
     return SHARED / "media" / "video" / name
 
 
-def whole_decode(path: Path):
-    info = probe_video(path)
-    return [(pts, frame) for batch in iter_batches(path, info, 16) for pts, frame in zip(batch.pts, batch.frames)]
-
-
 def segment_decode(path: Path, cutting: Cutting = ONE_SECOND):
-    info = probe_video(path)
-    plan = plan_segments(path, info, cutting)
-    by_segment = {}
-    for segment, data in extract_segments(path, info, plan.segments):
-        by_segment[segment.index] = [(pts, frame) for batch in decode_segment(data, info, segment, 5)
-                                     for pts, frame in zip(batch.pts, batch.frames)]
-    return plan, [item for index in sorted(by_segment) for item in by_segment[index]]
+    return cut_and_decode(path, cutting)
 
 
 def open_gop_clip(path: Path) -> Path:
@@ -134,17 +123,6 @@ def test_every_frame_belongs_to_exactly_one_segment_in_display_order(tmp_path):
     assert plan.frames == len(stamps)
 
 
-def test_a_long_gop_is_cut_by_frame_count_with_a_bounded_preroll(tmp_path):
-    path = long_gop_clip(tmp_path / "long.mp4")
-    info = probe_video(path)
-    plan = plan_segments(path, info, Cutting(segment_s=1.0, max_preroll_frames=50))
-    sizes = [len(s.pts) for s in plan.segments]
-    assert sizes[0] == 24 and sum(sizes) == 96
-    assert all(s.first_packet == 0 for s in plan.segments)  # one keyframe: every segment decodes from it
-    # past 50 frames of pre-roll no cut is made: the rest is one longer segment
-    assert len(plan.segments) == 3 and sizes[-1] == 96 - 48
-
-
 def test_the_frame_cap_bounds_segments_of_a_high_frame_rate_video(tmp_path):
     path = make_clip(tmp_path / "fast.mp4", frames=60, rate=60, audio=False, options={"x264-params": "keyint=5"})
     plan = plan_segments(path, probe_video(path), Cutting(segment_s=10.0, max_frames=20))
@@ -158,7 +136,8 @@ def test_an_all_intra_recording_of_six_hours_is_cut_in_linear_time():
     # doubling of the length, where it now takes a quarter of a second.
     frames = 6 * 3600 * 24
     entries = [PacketEntry(i, i, True) for i in range(frames)]
-    info = SimpleNamespace(average_rate=Fraction(24), time_base=Fraction(1, 24))
+    info = SimpleNamespace(average_rate=Fraction(24), time_base=Fraction(1, 24), pix_fmt="yuv420p",
+                           coded_width=1920, coded_height=1080)
     start = time.perf_counter()
     segments = list(cut_packets(entries, info, Cutting(segment_s=10.0)))
     assert time.perf_counter() - start < 3.0
@@ -211,8 +190,19 @@ def output_frames(path: Path):
 
 @pytest.mark.parametrize("name", VIDEOS or [None])
 def test_pieces_of_every_shared_clip_join_into_one_continuous_stream(tmp_path, smooth_model, name):
-    path = shared_clip(name)
-    info, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert_joined_continuously(shared_clip(name), tmp_path, smooth_model, ONE_SECOND)
+
+
+def test_pieces_of_a_re_keyed_long_gop_join_into_one_continuous_stream(tmp_path, smooth_model):
+    path = make_clip(tmp_path / "screen.mp4", frames=72, rate=24, options={
+        "x264-params": "keyint=1000:min-keyint=1000:scenecut=0:bframes=2"})
+    plan = assert_joined_continuously(path, tmp_path, smooth_model, Cutting(segment_s=0.25, max_preroll_frames=8))
+    assert sum(s.rekeyed for s in plan.segments) >= 3
+
+
+def assert_joined_continuously(path: Path, tmp_path: Path, smooth_model, cutting: Cutting):
+    """Every frame once, at its own time, upscaled from the right input frame at the joins."""
+    info, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, cutting, tmp_path / "pieces")
     expected = whole_decode(path)
     frames, dts, streams = output_frames(tmp_path / "out.mp4")
     assert len(frames) == len(expected) == report.frames
@@ -230,6 +220,7 @@ def test_pieces_of_every_shared_clip_join_into_one_continuous_stream(tmp_path, s
             want = (want / 257).round().astype(np.uint8)
         mse = np.mean((frames[index][1].astype(float) - want.astype(float)) ** 2)
         assert mse == 0 or 10 * np.log10(255**2 / mse) >= 35, f"frame {index}"
+    return plan
 
 
 def test_the_reorder_lead_of_a_piece_is_how_far_b_frames_make_decoding_run_ahead(tmp_path):

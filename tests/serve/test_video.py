@@ -157,6 +157,21 @@ def test_recordings_joined_with_their_clock_jumping_back_come_back_as_one_video(
     assert len(frames) == 48 and duration == pytest.approx(4.1, abs=0.2) and ("audio", "aac") in streams
 
 
+def test_a_screen_recording_with_one_keyframe_is_cut_into_segments_its_long_gop_re_keyed(
+        service, input_server, tmp_path):
+    # 30 one-second segments; past 300 packets of pre-roll (segment 26 on, or 25) they are re-keyed
+    clip = make_clip(tmp_path / "screen.mp4", frames=360, options={"x264-params": "keyint=1000:scenecut=0:bframes=2"})
+    task = service.run(url=input_server.add("screen.mp4", clip.read_bytes()), model="tiny-x4.pth", outscale=1)
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert meta["frames"] == 360 and meta["segments"]["total"] == 30
+    assert 4 <= meta["segments"]["rekeyed"] <= 5  # B-frames move segment 25's first frame in decode order
+    frames, streams, _ = video_frames(fetch_output(service, task), tmp_path / "out.mp4")
+    info = probe_video(clip)
+    source = [pts * float(info.time_base) for batch in iter_batches(clip, info, 16) for pts in batch.pts]
+    assert np.allclose([t for t, _ in frames], source, atol=0.001) and ("audio", "aac") in streams
+
+
 def test_odd_output_sizes_are_rounded_down_to_even(service, input_server, tmp_path):
     url = input_server.add("odd.mp4", make_clip(tmp_path / "odd.mp4", audio=False).read_bytes())
     task = service.run(url=url, model="tiny-x4.pth", output_dims=[101, 77])

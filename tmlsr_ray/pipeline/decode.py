@@ -96,6 +96,15 @@ def open_container(path: Path, options: Optional[Dict[str, str]] = None) -> "av.
         raise InputError(f"input is not a readable video ({ffmpeg_message(exc)})") from exc
 
 
+SEGMENT_FORMAT = "nut"  # segment files: FFmpeg's container that holds nearly every codec and any time base
+
+
+def open_segment_file(buffer) -> "av.container.OutputContainer":
+    # The source's timestamps as they are: NUT would otherwise shift a stream whose first decode
+    # time is negative (B-frames), and the frames would no longer match the plan.
+    return av.open(buffer, "w", format=SEGMENT_FORMAT, options={"avoid_negative_ts": "disabled"})
+
+
 def copy_video_stream(out, template, with_tag: bool = True) -> "av.video.stream.VideoStream":
     """A stream of ``out`` the template's packets can be copied into, with the template's FourCC
     unless ``with_tag`` is false: the copy leaves the tag to the muxer, which writes HEVC in MP4 as

@@ -1,11 +1,12 @@
-"""Cutting a video into independent segments, without decoding it (no Ray here).
+"""Cutting a video into independent segments, decoding nothing but its longest GOPs (no Ray here).
 
 The runner reads the packet index of the chosen video stream (demux only) and cuts it into
 segments of about ``segment_s`` seconds. Each input frame belongs to exactly one segment, by its
 presentation time. A segment carries the packets its frames need, in decode order:
 
 - from the keyframe its decoding starts at (the cut itself, or the keyframe before it when a long
-  GOP is cut by frame count: the frames before the cut are a pre-roll, decoded and dropped),
+  GOP is cut by frame count: the frames before the cut are a pre-roll, decoded and dropped; past
+  ``max_preroll_frames`` of it, the segment is re-keyed instead, see :mod:`~tmlsr_ray.pipeline.rekey`),
 - to the last packet of a frame it owns, so open-GOP leading pictures (shown before the keyframe
   that follows them in decode order) are decoded by the segment that owns their display time.
 
@@ -34,11 +35,12 @@ import numpy as np
 
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
-    FrameBatch, VideoInfo, copy_video_stream, decode_batches, ffmpeg_message, iter_batches, open_container,
+    SEGMENT_FORMAT, FrameBatch, VideoInfo, copy_video_stream, decode_batches, ffmpeg_message, iter_batches,
+    open_container, open_segment_file,
 )
+from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
 from tmlsr_ray.errors import InputError
 
-SEGMENT_FORMAT = "nut"
 # FFmpeg's names of the containers that store each frame's presentation time
 PRESENTATION_TIME_CONTAINERS = {"mov", "matroska", "mpegts"}
 
@@ -62,6 +64,7 @@ class Segment:
     last_packet: int
     pts: Tuple[int, ...]
     shift: int = 0  # added to its packets' timestamps in the segment file (NUT holds no negative pts)
+    rekeyed: bool = False  # its frames decoded in the cutting pass and stored without loss (see rekey)
 
     @property
     def whole(self) -> bool:
@@ -85,6 +88,7 @@ class Cutting:
     segment_s: float = 10.0
     max_frames: int = 600  # per segment, so a 4K segment's piece stays bounded
     max_preroll_frames: int = 300  # frames decoded and dropped before a cut inside a GOP
+    rekey_max_bytes: int = 256 << 20  # a re-keyed segment's decoded frames, at most (0: never re-key)
 
 
 def scan_packets(path: Path, info: VideoInfo) -> List[PacketEntry]:
@@ -200,51 +204,82 @@ def cut_packets(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cuttin
     # presentation order of the frames shown (a discarded one is only ever a decode pre-roll)
     order = sorted((i for i, e in enumerate(entries) if not e.discard), key=lambda i: entries[i].pts)
     shift = max(0, -min(e.pts for e in entries))
-    count = len(order)
     rate = info.average_rate or _rate_from_stamps(entries, info.time_base)
     length = max(1, min(cutting.max_frames, round(cutting.segment_s * float(rate))))
-    keyframe_positions = [p for p, i in enumerate(order) if entries[i].keyframe]
+    cutter = _Cutter(entries, order, cutting, length, _rekeyed_length(info, cutting, length))
     starts = [0]
     while True:
-        cut = _next_cut(starts[-1], length, cutting, order, entries, keyframe_positions)
-        if cut is None or cut >= count:
+        cut = cutter.next_cut(starts[-1])
+        if cut is None or cut >= len(order):
             break
         starts.append(cut)
-    bounds = starts + [count]
+    bounds = starts + [len(order)]
     for index, (begin, end) in enumerate(zip(bounds, bounds[1:])):
         owned = order[begin:end]
-        first = _decode_start(entries, owned)
-        yield Segment(index, first, max(owned), tuple(sorted(entries[i].pts for i in owned)), shift)
+        yield Segment(index, cutter.decode_start(owned), max(owned), tuple(sorted(entries[i].pts for i in owned)),
+                      shift, rekeyed=cutter.rekeyed(begin))
 
 
-def _next_cut(start: int, length: int, cutting: Cutting, order, entries, keyframe_positions) -> Optional[int]:
-    """The presentation position of the next cut: a keyframe near the ideal length, else a cut
-    inside the GOP when its pre-roll stays small, else the next keyframe."""
-    ideal = start + length
-    if ideal >= len(order):
-        return None
-    low, high = start + max(1, length // 2), min(start + cutting.max_frames, ideal + length // 2)
-    # Bisected bounds, not a slice to the end: an all-intra stream has a keyframe at every frame,
-    # and slicing the rest of them at each cut made planning quadratic in the video's length.
-    near = keyframe_positions[bisect.bisect_left(keyframe_positions, low):bisect.bisect_right(keyframe_positions, high)]
-    if near:
-        return min(near, key=lambda p: abs(p - ideal))
-    first = _decode_start(entries, [order[ideal]])
-    if order[ideal] - first <= cutting.max_preroll_frames:
-        return ideal
-    later = bisect.bisect_right(keyframe_positions, ideal)
-    return keyframe_positions[later] if later < len(keyframe_positions) else None
+def _rekeyed_length(info: VideoInfo, cutting: Cutting, length: int) -> int:
+    """Frames in a re-keyed segment: its decoded frames within ``rekey_max_bytes``; 0 where long
+    GOPs are not re-keyed (turned off, or no lossless codec holds the stream's frames)."""
+    if not cutting.rekey_max_bytes or lossless_layout(info.pix_fmt) is None:
+        return 0
+    return max(1, min(length, cutting.rekey_max_bytes // raw_frame_bytes(info)))
 
 
-def _decode_start(entries: Sequence[PacketEntry], owned: Sequence[int]) -> int:
-    """The last keyframe, in decode order, at or before every owned packet and shown no later than
-    the first owned frame (a keyframe shown later would leave that frame a leading picture)."""
-    earliest = min(owned)
-    first_shown = min(entries[i].pts for i in owned)
-    for index in range(earliest, -1, -1):
-        if entries[index].keyframe and entries[index].pts <= first_shown:
-            return index
-    return 0
+class _Cutter:
+    """Where one stream's cuts fall, in presentation positions (indices into ``order``)."""
+
+    def __init__(self, entries: Sequence[PacketEntry], order: Sequence[int], cutting: Cutting,
+                 length: int, rekeyed_length: int):
+        self._entries, self._order, self._cutting = entries, order, cutting
+        self._length, self._rekeyed_length = length, rekeyed_length
+        self._keyframes = [p for p, i in enumerate(order) if entries[i].keyframe]
+        # the last keyframe at or before each packet (decode order), -1 for none: a long GOP's
+        # cuts would otherwise each walk back through it, quadratic in the GOP's length
+        self._last_key: List[int] = []
+        for index, entry in enumerate(entries):
+            self._last_key.append(index if entry.keyframe else (self._last_key[-1] if index else -1))
+
+    def next_cut(self, start: int) -> Optional[int]:
+        """The next cut after ``start``: a keyframe near the ideal length, else a cut inside the GOP
+        (its segment decoded from the keyframe when the pre-roll stays small, else re-keyed),
+        else, where long GOPs are not re-keyed, the next keyframe."""
+        length = self._rekeyed_length if self.rekeyed(start) else self._length
+        ideal = start + length
+        if ideal >= len(self._order):
+            return None
+        low, high = start + max(1, length // 2), min(start + self._cutting.max_frames, ideal + length // 2)
+        # Bisected bounds, not a slice to the end: an all-intra stream has a keyframe at every frame,
+        # and slicing the rest of them at each cut made planning quadratic in the video's length.
+        keyframes = self._keyframes
+        near = keyframes[bisect.bisect_left(keyframes, low):bisect.bisect_right(keyframes, high)]
+        if near:
+            return min(near, key=lambda p: abs(p - ideal))
+        if self._rekeyed_length or self._preroll(ideal) <= self._cutting.max_preroll_frames:
+            return ideal
+        later = bisect.bisect_right(keyframes, ideal)
+        return keyframes[later] if later < len(keyframes) else None
+
+    def rekeyed(self, start: int) -> bool:
+        """Whether the segment starting at ``start`` is re-keyed: decoding it from its keyframe
+        would decode and drop more frames than a pre-roll may."""
+        return bool(self._rekeyed_length) and self._preroll(start) > self._cutting.max_preroll_frames
+
+    def decode_start(self, owned: Sequence[int]) -> int:
+        """The last keyframe, in decode order, at or before every owned packet and shown no later
+        than the first owned frame (a keyframe shown later would leave that frame a leading picture)."""
+        first_shown = min(self._entries[i].pts for i in owned)
+        key = self._last_key[min(owned)]
+        while key >= 0 and self._entries[key].pts > first_shown:
+            key = self._last_key[key - 1] if key else -1
+        return max(key, 0)
+
+    def _preroll(self, position: int) -> int:
+        """Packets decoded before the frame at ``position`` when its segment starts there."""
+        packet = self._order[position]
+        return packet - self.decode_start([packet])
 
 
 def _rate_from_stamps(entries: Sequence[PacketEntry], time_base: Fraction) -> Fraction:
@@ -257,38 +292,47 @@ def _fingerprint(path: Path, info: VideoInfo, entries, segments) -> str:
     digest = hashlib.sha256()
     digest.update(f"{path.stat().st_size}|{info.stream_index}|{info.codec}|{info.time_base}".encode())
     digest.update(repr([(e.pts, e.dts, e.keyframe) for e in entries]).encode())
-    digest.update(repr([(s.first_packet, s.last_packet, len(s.pts)) for s in segments]).encode())
+    digest.update(repr([(s.first_packet, s.last_packet, len(s.pts), s.rekeyed) for s in segments]).encode())
     return digest.hexdigest()[:16]
 
 
-def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment]) -> Iterator[Tuple[Segment, bytes]]:
+def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
+                     stop: Optional[threading.Event] = None) -> Iterator[Tuple[Segment, bytes]]:
     """Each segment's packets stream-copied into a NUT file, in one pass over the input (a packet
     that two segments need, pre-roll or a leading picture's reference, goes into both); a whole
-    segment is the input file itself. Segments come out as their last packet is read."""
+    segment is the input file itself; a re-keyed one's frames are decoded on the way (see
+    :mod:`~tmlsr_ray.pipeline.rekey`). Segments come out as their last packet, or frame, is read."""
     pending = sorted(segments, key=lambda s: s.first_packet)
     for segment in [s for s in pending if s.whole]:
         yield segment, path.read_bytes()
-    pending = [s for s in pending if not s.whole]
-    if not pending:
+    copied = [s for s in pending if not s.whole and not s.rekeyed]
+    rekeyed = [s for s in pending if s.rekeyed]
+    if not copied and not rekeyed:
         return
     with open_container(path) as container:
         stream = container.streams[info.stream_index]
         with_tag = segment_files_read_tag(stream)
+        rekeyer = Rekeyer(stream, info, rekeyed, stop)
         open_pieces: List[_SegmentFile] = []
         index = -1
-        for packet in container.demux(stream):
-            if not packet.size:
-                continue
-            index += 1
-            while pending and pending[0].first_packet == index:
-                open_pieces.append(_SegmentFile(pending.pop(0), stream, with_tag))
-            for piece in open_pieces:
-                piece.add(packet)
-            for piece in [p for p in open_pieces if p.segment.last_packet == index]:
-                open_pieces.remove(piece)
-                yield piece.segment, piece.close()
-            if not pending and not open_pieces:
-                return
+        try:
+            for packet in container.demux(stream):
+                if not packet.size:
+                    continue
+                index += 1
+                while copied and copied[0].first_packet == index:
+                    open_pieces.append(_SegmentFile(copied.pop(0), stream, with_tag))
+                for piece in open_pieces:
+                    piece.add(packet)
+                for piece in [p for p in open_pieces if p.segment.last_packet == index]:
+                    open_pieces.remove(piece)
+                    yield piece.segment, piece.close()
+                yield from rekeyer.feed(index, packet)
+                if not copied and not open_pieces and not rekeyer.pending:
+                    return
+        except av.error.FFmpegError as exc:
+            raise InputError(f"video could not be decoded ({ffmpeg_message(exc)})") from exc
+        yield from rekeyer.close()
     for piece in open_pieces:  # the index promised more packets than the second read found
         yield piece.segment, piece.close()
 
@@ -297,9 +341,7 @@ class _SegmentFile:
     def __init__(self, segment: Segment, stream, with_tag: bool):
         self.segment = segment
         self._buffer = io.BytesIO()
-        # The source's timestamps as they are: NUT would otherwise shift a stream whose first
-        # decode time is negative (B-frames), and the frames would no longer match the plan.
-        self._out = av.open(self._buffer, "w", format=SEGMENT_FORMAT, options={"avoid_negative_ts": "disabled"})
+        self._out = open_segment_file(self._buffer)
         self._stream = copy_video_stream(self._out, stream, with_tag)
         self._source_base = stream.time_base
 
@@ -330,11 +372,16 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
     owned = np.asarray(segment.pts, dtype=np.int64)
     tolerance = _match_tolerance(owned)
     seen = set()
+    if segment.rekeyed:  # its file holds the frames as shown: deinterlaced already
+        info = replace(info, interlaced=False)
     with av.open(io.BytesIO(data), format=SEGMENT_FORMAT) as container:
         stream = container.streams.video[0]
         to_source = _timestamp_map(stream.time_base, info.time_base, segment.shift)
+        retag = source_tags(stream)
 
         def stamp(frame) -> Optional[int]:
+            if retag is not None:  # before the frame is read: its tags choose the conversion
+                retag(frame)
             pts = _owned_stamp(to_source(frame.pts), owned, tolerance)
             if pts is None or pts in seen:
                 return None

@@ -255,7 +255,7 @@ class TaskRunner:
         missing = [s for s in segments.segments if s.index not in done]
         jobs = (self._segment_job(segment, work) for segment in missing)
         stop = threading.Event()
-        extracted = iterate_in_thread(lambda: _with_jobs(extract_segments(path, info, missing), jobs),
+        extracted = iterate_in_thread(lambda: _with_jobs(extract_segments(path, info, missing, stop), jobs),
                                       maxsize=fanout.window, stop=stop)
         self._metrics.video_started(params["model"])
         try:
@@ -270,7 +270,8 @@ class TaskRunner:
                                         segments.last_frame_ticks, into)
         metadata = media.video_metadata(info, result, report, work.options, work.requested)
         metadata.update(_model_metadata(plan.model), segment_retries=fanout.retries,
-                        segments={"total": len(segments.segments), "reused": progress.reused},
+                        segments={"total": len(segments.segments), "reused": progress.reused,
+                                  "rekeyed": sum(s.rekeyed for s in segments.segments)},
                         transfer_bytes=fanout.transfer_bytes)
         return result, into.content_type, metadata
 

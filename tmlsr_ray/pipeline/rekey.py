@@ -1,0 +1,301 @@
+"""Re-keyed segments: where a GOP is too long to cut at its keyframes (a screen recording, a
+surveillance or broadcast capture with one keyframe a minute or an hour), its frames are decoded
+once, in the order of the file, and each segment's frames are written without loss into a segment
+file of its own, whose first frame is a keyframe (no Ray here).
+
+Without it such a segment ran on to the next keyframe: one replica decoded, upscaled and encoded
+the whole GOP, carried whole through the object store, and a crash restarted it from its start.
+The price is a decode and a lossless encode at the input's size in the process that cuts the
+video; the replica then decodes the very frames it would have decoded from the source: the same
+pixels, timestamps (the source's time base) and colour tags (kept in the file's metadata, as NUT
+stores none), deinterlaced already where the source is interlaced.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+
+import av
+import av.filter
+import numpy as np
+
+from tmlsr_ray.errors import CanceledError, InputError
+from tmlsr_ray.pipeline.decode import Deinterlacer, VideoInfo, frame_to_rgb, open_segment_file
+
+if TYPE_CHECKING:
+    from tmlsr_ray.pipeline.segments import Segment
+
+COLOUR_KEY = "tmlsr_frame_colour"  # stream metadata: the source frames' colour tags
+COLOUR_TAGS = ("color_range", "colorspace", "color_primaries", "color_trc")
+CHROMA_KEY = "tmlsr_chroma_location"  # stream metadata: the source frames' chroma siting
+CHROMA_LOCATIONS = ("left", "center", "topleft", "top", "bottomleft", "bottom")
+# Ut Video encodes and decodes several times faster than FFV1; FFV1 holds every other layout a
+# long-GOP codec decodes to (10 to 16 bits, gray, alpha).
+FAST_LOSSLESS = ("utvideo", frozenset({"yuv420p", "yuv422p", "yuv444p", "gbrp", "gbrap"}))
+LOSSLESS = ("ffv1", frozenset(f.name for f in av.Codec("ffv1", "w").video_formats))
+FFV1_OPTIONS = {"level": "3", "coder": "0", "context": "0", "slicecrc": "0"}
+# The decoders' full-range ("JPEG") layouts are the same bytes as these, tagged full range.
+FULL_RANGE_ALIASES = {"yuvj420p": "yuv420p", "yuvj422p": "yuv422p", "yuvj444p": "yuv444p"}
+
+
+@dataclass(frozen=True)
+class LosslessLayout:
+    codec: str
+    pix_fmt: str
+
+
+def lossless_layout(pix_fmt: str) -> Optional[LosslessLayout]:
+    """How frames of this decoded layout are stored without loss; None: no codec here holds it
+    (its long GOPs are not re-keyed)."""
+    stored = FULL_RANGE_ALIASES.get(pix_fmt, pix_fmt)
+    for codec, formats in (FAST_LOSSLESS, LOSSLESS):
+        if stored in formats:
+            return LosslessLayout(codec, stored)
+    return None
+
+
+def raw_frame_bytes(info: VideoInfo) -> int:
+    """A decoded frame's size, all planes: a re-keyed segment file holds at most about this per frame."""
+    layout = av.VideoFormat(info.pix_fmt, info.coded_width, info.coded_height)
+    return sum(c.width * c.height * ((c.bits + 7) // 8) for c in layout.components)
+
+
+class ChromaSiting:
+    """Where the source's chroma sits, as its decoder tags its frames: the tag steers the
+    conversion to RGB, and neither PyAV shows it nor NUT keeps it. It is found as the tag that
+    gives a frame the conversion its own tag gives; frames that cannot tell the candidates apart
+    (flat colour, stripes) leave them open, and the next frames are asked."""
+
+    def __init__(self, pix_fmt: str):
+        layout = av.VideoFormat(pix_fmt, 16, 16)
+        subsampled = any(c.is_chroma and (c.width, c.height) != (16, 16) for c in layout.components)
+        self._candidates = list(CHROMA_LOCATIONS) if subsampled else []
+        self._rgb_format = "rgb48le" if max(c.bits for c in layout.components) > 8 else "rgb24"
+        self._graphs: Dict[Tuple[str, int, int, str], av.filter.Graph] = {}
+
+    @property
+    def known(self) -> bool:
+        return len(self._candidates) <= 1
+
+    @property
+    def location(self) -> Optional[str]:
+        """The tag to give the file's frames: None where none is needed (no subsampled chroma) or
+        no tag converts as the source's does (an unspecified one)."""
+        return self._candidates[0] if self._candidates else None
+
+    def observe(self, frame) -> None:
+        if self.known:
+            return
+        reference = frame_to_rgb(frame, self._rgb_format, 0)
+        self._candidates = [location for location in self._candidates
+                            if np.array_equal(frame_to_rgb(self._tagged(frame, location), self._rgb_format, 0), reference)]
+
+    def _tagged(self, frame, location: str):
+        key = (location, frame.width, frame.height, frame.format.name)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graphs[key] = av.filter.Graph()
+            source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                                      time_base=Fraction(1, 1))
+            tag = graph.add("setparams", f"chroma_location={location}")
+            sink = graph.add("buffersink")
+            source.link_to(tag)
+            tag.link_to(sink)
+            graph.configure()
+        graph.vpush(frame)
+        return graph.vpull()
+
+
+class RekeyedFile:
+    """One re-keyed segment's frames, written without loss into a segment file as they decode.
+    Its packets are held until the source's chroma siting is known: the file's header says it."""
+
+    def __init__(self, segment: "Segment", stream, layout: LosslessLayout, size: Tuple[int, int],
+                 siting: ChromaSiting):
+        self.segment = segment
+        self.written = 0
+        self._layout = layout
+        self._size = size
+        self._siting = siting
+        self._held: Optional[List[av.Packet]] = []
+        self._buffer = io.BytesIO()
+        self._out = open_segment_file(self._buffer)
+        self._stream = self._out.add_stream(layout.codec)
+        self._stream.width, self._stream.height = size
+        self._stream.pix_fmt = layout.pix_fmt
+        self._time_base = stream.time_base  # the muxer may give its stream another
+        self._stream.codec_context.time_base = self._stream.time_base = stream.time_base
+        self._stream.codec_context.thread_count = 0
+        if layout.codec == "ffv1":
+            self._stream.options = dict(FFV1_OPTIONS)
+
+    def add(self, frame) -> None:
+        if not self.written:
+            self._stream.metadata[COLOUR_KEY] = ",".join(str(int(getattr(frame, tag) or 0)) for tag in COLOUR_TAGS)
+        self._siting.observe(frame)
+        stored = self._stored(frame)
+        stored.pts = frame.pts + self.segment.shift
+        stored.time_base = self._time_base
+        self._mux(self._stream.encode(stored))
+        self.written += 1
+
+    @property
+    def complete(self) -> bool:
+        return self.written >= len(self.segment.pts)
+
+    def close(self) -> bytes:
+        self._mux(self._stream.encode(None), last=True)
+        self._out.close()
+        return self._buffer.getvalue()
+
+    def _mux(self, packets, last: bool = False) -> None:
+        if self._held is not None:
+            self._held.extend(packets)
+            if not (self._siting.known or last):
+                return
+            if self._siting.location:  # frames no candidate told apart convert alike under any of them
+                self._stream.metadata[CHROMA_KEY] = self._siting.location
+            packets, self._held = self._held, None
+        for packet in packets:
+            self._out.mux(packet)
+
+    def _stored(self, frame):
+        """The frame in the file's layout: the same bytes under a full-range alias's name; a
+        frame whose size or layout changed mid-GOP (no codec does that without a keyframe) is
+        converted."""
+        name = frame.format.name
+        if (frame.width, frame.height) != self._size or FULL_RANGE_ALIASES.get(name, name) != self._layout.pix_fmt:
+            return frame.reformat(*self._size, format=self._layout.pix_fmt)
+        if name == self._layout.pix_fmt:
+            return frame
+        return _relabelled(frame, self._layout.pix_fmt)
+
+
+def _relabelled(frame, pix_fmt: str):
+    copy = av.VideoFrame(frame.width, frame.height, pix_fmt)
+    for source, target in zip(frame.planes, copy.planes):
+        rows = np.frombuffer(memoryview(source), np.uint8).reshape(-1, source.line_size)
+        into = np.frombuffer(memoryview(target), np.uint8).reshape(-1, target.line_size)
+        width = min(source.line_size, target.line_size)
+        into[:, :width] = rows[:into.shape[0], :width]
+    for tag in COLOUR_TAGS:
+        setattr(copy, tag, getattr(frame, tag))
+    return copy
+
+
+def source_tags(stream):
+    """Has the decoder of a re-keyed file tag its frames as the source's decoder did: the chroma
+    siting through the decoder's option (before it opens), the colour tags (Ut Video's decoder
+    sets its own matrix) by the function returned, to call on each frame; None for other files."""
+    stored = stream.metadata.get(COLOUR_KEY)
+    if not stored:
+        return None
+    if stream.metadata.get(CHROMA_KEY):
+        stream.codec_context.options = {"chroma_sample_location": stream.metadata[CHROMA_KEY]}
+    values = dict(zip(COLOUR_TAGS, (int(v) for v in stored.split(","))))
+
+    def retag(frame) -> None:
+        for tag, value in values.items():
+            setattr(frame, tag, value)
+    return retag
+
+
+@dataclass
+class _Stretch:
+    """Packets decoded without a break: from the keyframe the first of its segments decodes from
+    to the last packet any of them needs."""
+
+    first_packet: int
+    last_packet: int
+    segments: List["Segment"]
+
+
+def _stretches(segments: Sequence["Segment"]) -> List[_Stretch]:
+    stretches: List[_Stretch] = []
+    for segment in sorted(segments, key=lambda s: s.first_packet):
+        if stretches and segment.first_packet <= stretches[-1].last_packet + 1:
+            stretches[-1].last_packet = max(stretches[-1].last_packet, segment.last_packet)
+            stretches[-1].segments.append(segment)
+        else:
+            stretches.append(_Stretch(segment.first_packet, segment.last_packet, [segment]))
+    return stretches
+
+
+class Rekeyer:
+    """Feeds the packets the re-keyed segments need to the stream's decoder, as the cutting pass
+    reads them, and hands each segment's file out once its last frame is in."""
+
+    def __init__(self, stream, info: VideoInfo, segments: Sequence["Segment"],
+                 stop: Optional[threading.Event] = None):
+        self._stream = stream
+        self._info = info
+        self._stop = stop
+        self._layout = lossless_layout(info.pix_fmt)
+        self._stretches = _stretches(segments)
+        self._owner: Dict[int, "Segment"] = {}
+        self._files: Dict[int, RekeyedFile] = {}
+        self._deinterlacer: Optional[Deinterlacer] = None
+        self._decoding = False
+        self._handed_out: Set[int] = set()
+        self._siting = ChromaSiting(self._layout.pix_fmt) if self._layout else None
+        stream.thread_type = "AUTO"
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._stretches or self._decoding)
+
+    def feed(self, index: int, packet) -> Iterator[Tuple["Segment", bytes]]:
+        """The packet at ``index`` (decode order); the segment files it completes."""
+        if not self._decoding and self._stretches and self._stretches[0].first_packet == index:
+            self._start(self._stretches[0])
+        if not self._decoding:
+            return
+        if self._stop is not None and self._stop.is_set():
+            raise CanceledError("task canceled")
+        yield from self._route(self._stream.decode(packet))
+        if index == self._stretches[0].last_packet:
+            yield from self._finish()
+
+    def close(self) -> Iterator[Tuple["Segment", bytes]]:
+        """At the end of the file: what the decoder still holds, and every file still open."""
+        if self._decoding:
+            yield from self._finish()
+
+    def _start(self, stretch: _Stretch) -> None:
+        self._decoding = True
+        self._owner = {pts: segment for segment in stretch.segments for pts in segment.pts}
+        self._deinterlacer = Deinterlacer(self._stream) if self._info.interlaced else None
+
+    def _finish(self) -> Iterator[Tuple["Segment", bytes]]:
+        yield from self._route(self._stream.decode(None), last=True)
+        self._stream.codec_context.flush_buffers()  # the next stretch starts at a keyframe, afresh
+        self._decoding = False
+        for segment in self._stretches.pop(0).segments:
+            if segment.index in self._files:  # frames the decoder never gave: the file ends short
+                yield segment, self._files.pop(segment.index).close()
+            elif segment.index not in self._handed_out:  # as a replica says of a segment file
+                raise InputError(f"segment {segment.index} of the video holds no decodable frame")
+        self._handed_out.clear()
+
+    def _route(self, frames, last: bool = False) -> Iterator[Tuple["Segment", bytes]]:
+        shown = list(frames)
+        if self._deinterlacer is not None:
+            shown = [out for frame in shown for out in self._deinterlacer.frames(frame)]
+            if last:
+                shown += self._deinterlacer.frames(None)
+        for frame in shown:
+            segment = self._owner.pop(frame.pts, None)
+            if segment is None:
+                continue  # a frame of a segment cut at a keyframe, or one decoded only as a reference
+            file = self._files.get(segment.index)
+            if file is None:
+                file = self._files[segment.index] = RekeyedFile(segment, self._stream, self._layout,
+                                                                (frame.width, frame.height), self._siting)
+            file.add(frame)
+            if file.complete:
+                self._handed_out.add(segment.index)
+                yield segment, self._files.pop(segment.index).close()
