@@ -72,6 +72,8 @@ def test_check_url_refuses_private_addresses_unless_the_policy_allows_them():
     ("http://[::1]:8/a.png", "http://[::1]:8/a.png"),
     ("http://host/path@not-userinfo?q=a@b#c@d", "http://host/path@not-userinfo?q=a@b#c@d"),
     ("oss://bucket/key@1.png", "oss://bucket/key@1.png"),
+    ("//TOKEN@host/a.png", "//***@host/a.png"),  # a Location's network-path reference
+    ("/path//user:pass@x", "/path//user:pass@x"),
 ])
 def test_a_url_is_shown_without_the_credentials_in_its_user_info(url, shown):
     assert without_credentials(url) == shown

@@ -148,13 +148,14 @@ def _quoted(part: str) -> str:
 
 
 HIDDEN = "***"
-_AUTHORITY = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*)@(?P<host>[^@/?#]*)")
+# the scheme is optional: a redirect's Location may be a network-path reference (//user:pass@host/)
+_AUTHORITY = re.compile(r"(?P<scheme>(?:[A-Za-z][A-Za-z0-9+.-]*:)?//)(?P<userinfo>[^/?#]*)@(?P<host>[^@/?#]*)")
 
 
 def without_credentials(url: str) -> str:
-    """``url`` as it may be shown (a task's params, the dashboard, a webhook's body): a password in
-    its user info hidden, and a user name alone too, since that is how tokens ride in a URL
-    (``https://TOKEN@host/``). The record keeps the URL as sent; a task runs with it."""
+    """``url`` as it may be shown (a task's params, the dashboard, a webhook's body, an error): a
+    password in its user info hidden, and a user name alone too, since that is how tokens ride in a
+    URL (``https://TOKEN@host/``). The record keeps the URL as sent; a task runs with it."""
     match = _AUTHORITY.match(url)
     if match is None:
         return url
@@ -174,7 +175,7 @@ def check_url(url: str, policy: FetchPolicy) -> None:
     if scheme not in HTTP_SCHEMES:
         raise FetchError(f"unsupported URL scheme {scheme!r}; use http or https")
     if not host:
-        raise FetchError(f"URL has no host: {url}")
+        raise FetchError(f"URL has no host: {without_credentials(url)}")
     legacy = _legacy_ipv4(host)
     if legacy is not None:  # 127.1, 2130706433, 0x7f000001, 0177.0.0.1: say what they mean
         raise FetchError(f"refused to fetch from {host}: a non-canonical form of the IP address {legacy}")

@@ -46,6 +46,15 @@ def test_a_redirect_to_a_malformed_url_fails_the_download_saying_so(input_server
         run(fetch_input(input_server.url("redirect?to=" + quote(location, safe="")), tmp_path / "in", TRUSTED))
 
 
+@pytest.mark.parametrize("location", ["http://user:secret@[1:2]/x", "//user:secret@[::1/x", "//secret@[zz]/x"])
+def test_a_redirect_to_a_malformed_url_is_quoted_without_its_credentials(input_server, location, tmp_path):
+    """The error quotes the Location, and a task's error is read by more than its owner: the
+    user info of the Location (a password, or a token as user name) is hidden there too."""
+    with pytest.raises(FetchError, match="invalid URL") as refused:
+        run(fetch_input(input_server.url("redirect?to=" + quote(location, safe="")), tmp_path / "in", TRUSTED))
+    assert "secret" not in str(refused.value) and "***@" in str(refused.value)
+
+
 @pytest.mark.parametrize("url", ["http://a..b/x.mp4", "http://" + "a" * 64 + ".com/x.mp4"])
 def test_a_host_name_dns_cannot_carry_fails_the_download_saying_so(url, tmp_path):
     """An empty or over-63-character label failed in the resolver's IDNA encoding with a bare

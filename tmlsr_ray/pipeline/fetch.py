@@ -14,7 +14,7 @@ import aiohttp
 from tmlsr_ray.errors import FetchError, StorageError
 from tmlsr_ray.retry import Backoff, RetriesExhausted, TryAgain, retry, retry_after_s
 from tmlsr_ray.urls import (CHUNK_BYTES, HTTP_SCHEMES, INPUT_SCHEMES, CappedFile, FetchPolicy, check_url,
-                            checked_connector, host_not_found, wire_url)
+                            checked_connector, host_not_found, wire_url, without_credentials)
 
 if TYPE_CHECKING:
     from tmlsr_ray.storage.oss import OssConfig
@@ -107,7 +107,8 @@ def _redirected(url: str, location: str) -> str:
     try:
         return urljoin(url, location)
     except ValueError as exc:  # urlsplit refuses a bracketed host that is no address: [1:2], [::1
-        raise FetchError(f"input URL redirected to an invalid URL ({exc}): {location[:200]}") from None
+        shown = without_credentials(location)[:200]  # a task's error is read by more than its owner
+        raise FetchError(f"input URL redirected to an invalid URL ({exc}): {shown}") from None
 
 
 def _refuse_web_page(path: Path, content_type: Optional[str]) -> None:
