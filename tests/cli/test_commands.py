@@ -5,8 +5,8 @@ import os
 import subprocess
 import sys
 
-from tests.helpers import REPO
-from tmlsr_ray.cli import EXIT_UNREACHABLE, main
+from tests.helpers import REPO, WebhookReceiver
+from tmlsr_ray.cli import EXIT_REFUSED, EXIT_UNREACHABLE, main
 
 
 def run_tmlsr(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -55,3 +55,23 @@ def test_many_urls_go_in_batches_the_service_takes_in_their_order():
     split = list(batches(signed))
     assert len(split) > 1 and all(len(json.dumps({"tasks": batch})) <= BATCH_BYTES for batch in split)
     assert [body for batch in split for body in batch] == signed
+
+
+def test_a_refused_url_is_printed_with_its_credentials_hidden_and_sent_as_typed(capsys):
+    """The refusal line and the --json item quoted the URL as typed, password or token included,
+    into terminals and CI logs; the service shows such a URL hidden everywhere. (A service without
+    the batch route, 404, that refuses each task, 422: each refusal is the CLI's own line.)"""
+    urls = ["https://user:secret@h/a.png", "https://secret@h/b.png"]
+    service = WebhookReceiver(statuses=(404, 422, 422) * 2)
+    try:
+        server = service.url.removesuffix("/hook")
+        assert main(["--server", server, "submit", *urls]) == EXIT_REFUSED
+        said = capsys.readouterr().err
+        assert main(["--server", server, "--json", "submit", *urls]) == EXIT_REFUSED
+        items = json.loads(capsys.readouterr().out)["tasks"]
+    finally:
+        service.close()
+    assert "secret" not in said and "https://user:***@h/a.png" in said and "https://***@h/b.png" in said
+    assert [item["url"] for item in items] == ["https://user:***@h/a.png", "https://***@h/b.png"]
+    sent = [json.loads(body)["url"] for path, _, body in service.received if path == "/tasks"]
+    assert sent == urls * 2

@@ -39,10 +39,18 @@ class Submission:
     task_id: Optional[str] = None
     error: Optional[str] = None
 
+    @property
+    def shown_url(self) -> str:
+        """The URL as printed: credentials hidden, as the service shows them (terminals and CI logs
+        are read by others). Imported here: the urls module brings aiohttp, slow for every command."""
+        from tmlsr_ray.urls import without_credentials
+
+        return without_credentials(self.url)
+
     def as_json(self) -> Dict[str, Any]:
         if self.task_id is not None:
-            return {"url": self.url, "status": "ok", "task_id": self.task_id}
-        return {"url": self.url, "status": "error", "error": self.error}
+            return {"url": self.shown_url, "status": "ok", "task_id": self.task_id}
+        return {"url": self.shown_url, "status": "error", "error": self.error}
 
 
 def task_path(task_id: str, tail: str = "") -> str:

@@ -27,7 +27,7 @@ def task_line(view: TaskView) -> str:
 
 
 def refusal_line(submission: Submission) -> str:
-    return f"tmlsr: {submission.url}: {submission.error}"
+    return f"tmlsr: {submission.shown_url}: {submission.error}"
 
 
 def task_text(view: TaskView) -> str:
