@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from tests.helpers import REPO, WebhookReceiver
+from tests.helpers import REPO, WebhookReceiver, free_port
 from tmlsr_ray.cli import EXIT_REFUSED, EXIT_UNREACHABLE, main
 
 
@@ -75,3 +75,17 @@ def test_a_refused_url_is_printed_with_its_credentials_hidden_and_sent_as_typed(
     assert [item["url"] for item in items] == ["https://user:***@h/a.png", "https://***@h/b.png"]
     sent = [json.loads(body)["url"] for path, _, body in service.received if path == "/tasks"]
     assert sent == urls * 2
+
+
+def test_a_server_address_with_credentials_is_printed_with_them_hidden(input_server, capsys):
+    """A service behind a proxy's Basic auth is given as --server https://user:pass@host: the
+    address was quoted as typed when it was mistyped, unreachable, or not the service."""
+    (input_server.root / "proxied" / "models").parent.mkdir(exist_ok=True)
+    (input_server.root / "proxied" / "models").write_text("<html>Sign in</html>")
+    with_password = input_server.url("proxied").replace("http://", "http://user:secret@")
+    unreachable = f"http://user:secret@127.0.0.1:{free_port()}"
+    for server, code in ((with_password, EXIT_UNREACHABLE), (unreachable, EXIT_UNREACHABLE),
+                         ("http://secret@h:abc", EXIT_REFUSED)):
+        assert main(["--server", server, "models"]) == code
+        said = capsys.readouterr().err
+        assert "secret" not in said and "***@" in said, said

@@ -39,18 +39,18 @@ class Submission:
     task_id: Optional[str] = None
     error: Optional[str] = None
 
-    @property
-    def shown_url(self) -> str:
-        """The URL as printed: credentials hidden, as the service shows them (terminals and CI logs
-        are read by others). Imported here: the urls module brings aiohttp, slow for every command."""
-        from tmlsr_ray.urls import without_credentials
-
-        return without_credentials(self.url)
-
     def as_json(self) -> Dict[str, Any]:
         if self.task_id is not None:
-            return {"url": self.shown_url, "status": "ok", "task_id": self.task_id}
-        return {"url": self.shown_url, "status": "error", "error": self.error}
+            return {"url": shown_url(self.url), "status": "ok", "task_id": self.task_id}
+        return {"url": shown_url(self.url), "status": "error", "error": self.error}
+
+
+def shown_url(url: str) -> str:
+    """A URL as the CLI prints it: credentials hidden, as the service shows them (terminals and CI
+    logs are read by others). Imported here: the urls module brings aiohttp, slow for every command."""
+    from tmlsr_ray.urls import without_credentials
+
+    return without_credentials(url)
 
 
 def task_path(task_id: str, tail: str = "") -> str:
@@ -95,7 +95,7 @@ class ApiClient:
         try:
             return requests.request(method, self.server + path, headers={**self._auth, **(headers or {})}, **kwargs)
         except requests.RequestException as exc:
-            raise CliError(f"cannot reach {self.server}: {exc}", EXIT_UNREACHABLE) from exc
+            raise CliError(f"cannot reach {shown_url(self.server)}: {exc}", EXIT_UNREACHABLE) from exc
 
     # -- submitting ---------------------------------------------------------------------------
 
@@ -178,9 +178,9 @@ def _json_or_raise(response: requests.Response) -> Dict[str, Any]:
         body = None
     if not isinstance(body, dict):  # a proxy's error page, or a web server that is not the service
         if response.status_code < 400:
-            raise CliError(f"{response.url} did not answer as the TMLSR service does (HTTP {response.status_code}, "
-                           f"{response.headers.get('Content-Type') or 'no type'}, not a JSON object): "
-                           f"{response.text[:200]!r}", EXIT_UNREACHABLE)
+            raise CliError(f"{shown_url(response.url)} did not answer as the TMLSR service does "
+                           f"(HTTP {response.status_code}, {response.headers.get('Content-Type') or 'no type'}, "
+                           f"not a JSON object): {response.text[:200]!r}", EXIT_UNREACHABLE)
         body = {"error": response.text[:200]}
     if response.status_code >= 500:
         raise CliError(f"service error {response.status_code}: {body.get('error')}", EXIT_UNREACHABLE)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import click
 
 from tmlsr_ray.cli.client import (EXIT_OK, EXIT_REFUSED, EXIT_TASK_FAILED, ApiClient, CliError, Submission,
-                                  TaskView, task_path)
+                                  TaskView, shown_url, task_path)
 from tmlsr_ray.cli.output import (models_text, print_json, refusal_line, stats_text, task_line, task_text)
 from tmlsr_ray.cli.progress import TaskBars
 from tmlsr_ray.protocol import TaskRequest, TaskStatus
@@ -54,7 +54,8 @@ def _server_address(ctx: click.Context, param: click.Parameter, value: Optional[
     except ValueError:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise click.BadParameter(f"{value!r} is not an http(s) address such as {DEFAULT_SERVER}", ctx, param)
+        raise click.BadParameter(f"{shown_url(value)!r} is not an http(s) address such as {DEFAULT_SERVER}",
+                                 ctx, param)
     _remember("server")(ctx, param, value)
 
 

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Sequence
 
 import click
 
-from tmlsr_ray.cli.client import Submission, TaskView
+from tmlsr_ray.cli.client import Submission, TaskView, shown_url
 
 
 def print_json(document: Any) -> None:
@@ -27,7 +27,7 @@ def task_line(view: TaskView) -> str:
 
 
 def refusal_line(submission: Submission) -> str:
-    return f"tmlsr: {submission.shown_url}: {submission.error}"
+    return f"tmlsr: {shown_url(submission.url)}: {submission.error}"
 
 
 def task_text(view: TaskView) -> str:
