@@ -23,6 +23,7 @@ from tests.helpers import SHARED, make_clip
 from tests.serve.test_api import png_bytes
 from tests.serve.conftest import AUTH, SEEDVR2_MODEL
 from tests.serve.test_video import start_slow_video
+from tmlsr_ray.protocol import MAX_SEED
 
 
 def _chromium() -> str | None:
@@ -220,6 +221,18 @@ def test_the_model_choice_comes_from_the_api_and_enables_the_fields_that_apply(s
     expect(choice.locator(f'option[value="{SEEDVR2_MODEL}"]')).to_contain_text("seedvr2 · any scale")
     expect(resolution).to_be_enabled()
     expect(seed).to_be_enabled()
+
+
+def test_a_seed_past_2_to_the_53_goes_with_the_task_exactly_as_typed(service, input_server, page):
+    """The form sent the seed through Number(), which rounds integers past 2**53: 2**53 + 1 went
+    as 2**53, another seed than the one typed, and MAX_SEED as 2**63, which the service refused."""
+    if not (service.weights_dir / SEEDVR2_MODEL).exists():
+        pytest.skip("no SeedVR2 model in this checkout's shared assets")
+    for seed in (2**53 + 1, MAX_SEED):
+        page.goto(service.url("/dashboard"))  # a fresh message: the last one said "Submitted task" too
+        task_id = submit_with_form(page, input_server.url("no-such-seeded.png"), type="image", model=SEEDVR2_MODEL,
+                                   seed=str(seed))
+        assert service.task(task_id)["params"]["seed"] == seed
 
 
 def test_the_format_choice_follows_the_type_and_goes_with_the_task(service, input_server, page):

@@ -28,9 +28,23 @@ export function isSameOrigin(url) {
   try { return new URL(url, location.href).origin === location.origin; } catch (_) { return false; }
 }
 
+// JSON text of a request body whose BigInt fields are written as the integers they are: JSON.stringify
+// refuses a BigInt, and a Number past 2**53 is rounded (a seed goes up to 2**63 - 1). Top-level
+// fields only (a nested BigInt still throws), appended after the others; JSON.rawJSON would do it,
+// but not in every browser yet.
+export function jsonText(body) {
+  const exact = Object.entries(body).filter(([, value]) => typeof value === 'bigint');
+  const text = JSON.stringify(body, function (key, value) {
+    return this === body && typeof value === 'bigint' ? undefined : value;
+  });
+  if (!exact.length) return text;
+  const fields = exact.map(([name, value]) => JSON.stringify(name) + ':' + value.toString());
+  return text.slice(0, -1) + (text === '{}' ? '' : ',') + fields.join(',') + '}';
+}
+
 export async function callApi(method, path, body) {
   const init = {method, cache: 'no-store', headers: authHeaders(body ? {'Content-Type': 'application/json'} : {})};
-  if (body !== undefined) init.body = JSON.stringify(body);
+  if (body !== undefined) init.body = jsonText(body);
   const response = await fetch(API_ROOT + path, init);
   let data = null;
   try { data = await response.json(); } catch (_) { /* an empty or non-JSON body */ }

@@ -294,13 +294,15 @@ form.addEventListener('submit', async event => {
   event.preventDefault();
   const f = form.elements, body = {url: f.url.value.trim(), type: f.type.value};
   const number = field => field.value.trim() === '' ? null : Number(field.value);
+  // a whole number as typed, exact past 2**53 (the service checks its range); else as a number
+  const integer = field => /^\d+$/.test(field.value.trim()) ? BigInt(field.value.trim()) : number(field);
   if (f.model.value) body.model = f.model.value;
   for (const name of ['outscale', 'output_magnification']) if (number(f[name]) != null) body[name] = number(f[name]);
   const width = number(f.output_width), height = number(f.output_height);
   if ((width == null) !== (height == null)) return showMessage('Give both output width and height, or neither.', false);
   if (width != null) body.output_dims = [width, height];
   if (!f.resolution.disabled && number(f.resolution) != null) body.resolution = number(f.resolution);
-  if (!f.seed.disabled && number(f.seed) != null) body.seed = number(f.seed);
+  if (!f.seed.disabled && integer(f.seed) != null) body.seed = integer(f.seed);
   if (f.output_format.value) body.output_format = f.output_format.value;
   const button = form.querySelector('button[type=submit]');
   button.disabled = true;
