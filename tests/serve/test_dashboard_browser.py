@@ -225,7 +225,8 @@ def test_the_model_choice_comes_from_the_api_and_enables_the_fields_that_apply(s
 
 def test_a_seed_past_2_to_the_53_goes_with_the_task_exactly_as_typed(service, input_server, page):
     """The form sent the seed through Number(), which rounds integers past 2**53: 2**53 + 1 went
-    as 2**53, another seed than the one typed, and MAX_SEED as 2**63, which the service refused."""
+    as 2**53, another seed than the one typed, and MAX_SEED as 2**63, which the service refused.
+    The task's row showed it rounded too (read from the API's JSON as a Number)."""
     if not (service.weights_dir / SEEDVR2_MODEL).exists():
         pytest.skip("no SeedVR2 model in this checkout's shared assets")
     for seed in (2**53 + 1, MAX_SEED):
@@ -233,6 +234,7 @@ def test_a_seed_past_2_to_the_53_goes_with_the_task_exactly_as_typed(service, in
         task_id = submit_with_form(page, input_server.url("no-such-seeded.png"), type="image", model=SEEDVR2_MODEL,
                                    seed=str(seed))
         assert service.task(task_id)["params"]["seed"] == seed
+        expect(row(page, task_id)).to_contain_text(f"seed {seed}")
 
 
 def test_the_format_choice_follows_the_type_and_goes_with_the_task(service, input_server, page):

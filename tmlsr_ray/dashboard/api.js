@@ -42,12 +42,20 @@ export function jsonText(body) {
   return text.slice(0, -1) + (text === '{}' ? '' : ',') + fields.join(',') + '}';
 }
 
+// The API's JSON with a seed past 2**53 (they go up to 2**63 - 1) read as the BigInt its digits
+// say, where the browser gives a number's source text (Chrome 114, Firefox 135); elsewhere it is
+// the rounded Number it always was. Seeds only: other fields are computed with as Numbers.
+export function parseJson(text) {
+  return JSON.parse(text, (key, value, context) =>
+    key === 'seed' && !Number.isSafeInteger(value) && /^\d+$/.test(context?.source) ? BigInt(context.source) : value);
+}
+
 export async function callApi(method, path, body) {
   const init = {method, cache: 'no-store', headers: authHeaders(body ? {'Content-Type': 'application/json'} : {})};
   if (body !== undefined) init.body = jsonText(body);
   const response = await fetch(API_ROOT + path, init);
   let data = null;
-  try { data = await response.json(); } catch (_) { /* an empty or non-JSON body */ }
+  try { data = parseJson(await response.text()); } catch (_) { /* an empty or non-JSON body */ }
   if (response.status === 401) {
     onUnauthorized();
     throw new Unauthorized('API token missing or wrong');

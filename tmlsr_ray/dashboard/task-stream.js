@@ -3,7 +3,7 @@
 // and cannot tell a missing route (404) from a dropped connection.
 'use strict';
 
-import {API_ROOT, authHeaders} from './api.js';
+import {API_ROOT, authHeaders, parseJson} from './api.js';
 
 // Splits the stream's text into events: "field: value" lines, a blank line ends an event,
 // lines starting with ":" are comments (the heartbeats).
@@ -53,7 +53,7 @@ export async function followTask(taskId, onView, signal) {
       const {value, done} = await reader.read();
       if (done) return 'broken';
       for (const event of parser.push(value)) {
-        if (event.data) onView(JSON.parse(event.data));
+        if (event.data) onView(parseJson(event.data));
         if (event.event === 'end') { reader.cancel(); return 'ended'; }
       }
     }
