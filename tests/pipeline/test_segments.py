@@ -994,6 +994,22 @@ def test_the_start_timecode_of_a_camera_clip_stays_on_its_video(tmp_path, smooth
     assert frame_count(out) == report.frames == 24
 
 
+@pytest.mark.parametrize("rate, written", [(25, "01:02:03:04"), (Fraction(30000, 1001), "01:02:03;04")])
+@pytest.mark.parametrize("into", [MP4, MATROSKA])
+def test_a_drop_frame_timecode_is_kept_counted_non_drop_where_the_rate_has_no_drop_frame(
+        tmp_path, smooth_model, rate, written, into):
+    """A 25 fps recording's timecode marked drop-frame (``;``, as a file-wide tag states it):
+    drop-frame counting exists only at 29.97 and 59.94, and the MP4 muxer left the timecode out,
+    unsaid; it is the frame of the same digits counted non-drop. At 29.97 it stays drop-frame."""
+    path = timecoded_clip(tmp_path / "camera.mkv", "01:02:03;04", "matroska", on_file=True, rate=rate)
+    out = tmp_path / f"out.{into.name}"
+    render_and_join(path, out, smooth_model, ONE_SECOND, tmp_path / "pieces", into=into)
+    with av.open(str(out)) as output:
+        assert {k.lower(): v for k, v in output.streams.video[0].metadata.items()}["timecode"] == written
+        if into is MP4:
+            assert [s.metadata.get("timecode") for s in output.streams.data] == [written]
+
+
 def test_a_timecode_at_a_rate_no_tmcd_track_counts_in_stays_on_a_matroska_video(tmp_path, smooth_model):
     """A tmcd track holds up to 255 frames a second, a Matroska tag any timecode: a 300 fps
     clip's was left out of Matroska too."""

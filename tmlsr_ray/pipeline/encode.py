@@ -36,6 +36,7 @@ from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.colour import is_hdr, written_colour
 from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, codec_name, copy_video_stream, open_container
 from tmlsr_ray.pipeline.mp4_tracks import disable_subtitle_tracks
+from tmlsr_ray.pipeline.timecode import written_timecode
 
 MP4_AUDIO_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
 TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text", "mov_text"})
@@ -507,16 +508,19 @@ def start_timecode(source, info: VideoInfo, counted: bool) -> Optional[str]:
     onto the track itself, and a Matroska tag onto its track. The output's frames are the
     source's, so the first one keeps its label (it was lost: editors line up clips by it); MXF, DV
     and Matroska remuxed from them state it for the file. ``counted``: the output counts it in
-    frames (MP4's ``tmcd`` track; Matroska keeps it as a tag, as given), so None at a rate a
+    frames (MP4's ``tmcd`` track; Matroska keeps it as a tag), so None at a rate a
     ``tmcd`` track cannot count in (a byte holds a second's frames: FFmpeg's MP4 muxer fails the
     whole file over 255 frames a second, or over the 1,000 a file-wide timecode was counted in, in
-    a stream of no stated rate and a millisecond time base)."""
+    a stream of no stated rate and a millisecond time base), or for a label that is no timecode
+    (the muxer left it out unsaid: its tmcd track is listed as dropped)."""
     if counted and (not info.average_rate or not 1 <= round(info.average_rate) <= MAX_TIMECODE_RATE):
         return None
     for tags in (source.streams[info.stream_index].metadata, *(s.metadata for s in source.streams.data),
                  source.metadata):
-        if _tag(tags, "timecode"):
-            return _tag(tags, "timecode")
+        label = _tag(tags, "timecode")
+        if label:
+            written = written_timecode(label, info.average_rate)
+            return written if counted else written or label  # a Matroska tag holds any text
     return None
 
 
