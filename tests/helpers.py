@@ -326,12 +326,15 @@ def combing(rgb: np.ndarray) -> float:
     return float(np.abs(luma[..., 1:-1, :] - (luma[..., :-2, :] + luma[..., 2:, :]) / 2).mean())
 
 
-def trim_by_edit_list(source: Path, path: Path, frames: int) -> Path:
+def trim_by_edit_list(source: Path, path: Path, frames: int, timecode: str | None = None) -> Path:
     """What a lossless trim (``ffmpeg -ss … -c copy``) writes: the source's video packets moved
-    ``frames`` earlier, so the frames before 0 stay as references an MP4 edit list hides."""
+    ``frames`` earlier, so the frames before 0 stay as references an MP4 edit list hides;
+    ``timecode`` labels its first frame shown (FFmpeg's ``tmcd`` track starts at 0)."""
     with av.open(str(source)) as inp, av.open(str(path), "w") as out:
         video = inp.streams.video[0]
         copy = out.add_stream_from_template(video, opaque=True)
+        if timecode:
+            copy.metadata["timecode"] = timecode
         step = round(Fraction(1) / (video.average_rate * video.time_base))
         for packet in inp.demux(video):
             if packet.dts is not None:
@@ -436,11 +439,14 @@ def with_track_emptied(source: Path, path: Path, index: int) -> Path:
     return path
 
 
-def cut_mid_gop(source: Path, path: Path, packets: int) -> Path:
+def cut_mid_gop(source: Path, path: Path, packets: int, timecode: str | None = None) -> Path:
     """What a TV recording or a stream dump that starts anywhere looks like: the source without its
-    first ``packets`` video packets (and the audio before them), so it starts inside a GOP."""
+    first ``packets`` video packets (and the audio before them), so it starts inside a GOP;
+    ``timecode`` labels its first frame, on its video (a MOV's ``tmcd`` track)."""
     with av.open(str(source)) as inp, av.open(str(path), "w", format=inp.format.name.split(",")[0]) as out:
         copies = {s.index: out.add_stream_from_template(s, opaque=True) for s in inp.streams}
+        if timecode:
+            copies[inp.streams.video[0].index].metadata["timecode"] = timecode
         seen, started = 0, False
         for packet in inp.demux():
             if packet.dts is None:

@@ -173,7 +173,8 @@ def render_and_join(path: Path, out: Path, model, cutting: Cutting, store_root: 
         items = list(render_segment(job, data, lambda batch: upscale_frames(model, batch.frames, target, Tiling())))
         assert sum(i for i in items[:-1]) == len(segment.pts) or segment.whole
         store.save(*items[-1])
-    report = assemble(out, path, info, list(store.in_order(store.finished())), plan.last_frame_ticks, into)
+    report = assemble(out, path, info, list(store.in_order(store.finished())), plan.last_frame_ticks, into,
+                      plan.first_pts)
     return info, plan, report
 
 
@@ -1008,6 +1009,40 @@ def test_a_drop_frame_timecode_is_kept_counted_non_drop_where_the_rate_has_no_dr
         assert {k.lower(): v for k, v in output.streams.video[0].metadata.items()}["timecode"] == written
         if into is MP4:
             assert [s.metadata.get("timecode") for s in output.streams.data] == [written]
+
+
+@pytest.mark.parametrize("container, label, rate, written", [
+    ("mov", "01:02:03:04", 25, "01:02:03:13"), ("matroska", "01:02:03:04", 25, "01:02:03:13"),
+    ("mov", "00:00:59;27", Fraction(30000, 1001), "00:01:00;08")])  # drop-frame skips ;00 and ;01
+@pytest.mark.parametrize("into", [MP4, MATROSKA])
+def test_the_timecode_of_a_video_that_starts_inside_a_gop_is_its_first_decoded_frames(
+        tmp_path, smooth_model, container, label, rate, written, into):
+    """A camera clip cut mid-GOP: its 9 frames before the first keyframe do not decode, and the
+    output starts at the keyframe, whose label is 9 frames on; the first frame's was written."""
+    clip = make_clip(tmp_path / f"clip.{container[:3]}", frames=36, rate=rate, container=container,
+                     options={"g": "12", "bf": "0"}, audio=False)
+    path = cut_mid_gop(clip, tmp_path / f"camera.{container[:3]}", 3, timecode=label)
+    with av.open(str(path)) as source:
+        stamps = [(p.pts, p.is_keyframe) for p in source.demux(source.streams.video[0]) if p.size]
+    assert sum(pts < next(pts for pts, key in stamps if key) for pts, _ in stamps) == 9
+    out = tmp_path / f"out.{into.name}"
+    _, _, report = render_and_join(path, out, smooth_model, ONE_SECOND, tmp_path / "pieces", into=into)
+    with av.open(str(out)) as output:
+        assert {k.lower(): v for k, v in output.streams.video[0].metadata.items()}["timecode"] == written
+        if into is MP4:
+            assert [s.metadata.get("timecode") for s in output.streams.data] == [written]
+    assert report.frames == 24
+
+
+def test_the_timecode_of_a_video_trimmed_by_an_edit_list_stays_its_first_shown_frames(tmp_path, smooth_model):
+    """The frames an edit list hides are no frames of the source: its timecode labels the first
+    one shown, where the output starts too, and does not move on by the hidden ones."""
+    clip = make_clip(tmp_path / "clip.mov", frames=24, rate=25, options={"g": "12", "bf": "0"}, audio=False)
+    path = trim_by_edit_list(clip, tmp_path / "trimmed.mov", frames=5, timecode="01:02:03:04")
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    with av.open(str(tmp_path / "out.mp4")) as output:
+        assert [s.metadata.get("timecode") for s in output.streams.data] == ["01:02:03:04"]
+    assert report.frames == 19
 
 
 def test_a_timecode_at_a_rate_no_tmcd_track_counts_in_stays_on_a_matroska_video(tmp_path, smooth_model):

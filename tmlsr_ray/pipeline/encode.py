@@ -349,10 +349,12 @@ class PieceWriter:
 
 
 def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterable[Tuple[Path, Piece]],
-             last_frame_ticks: Optional[int] = None, into: ContainerFormat = MP4) -> MuxReport:
+             last_frame_ticks: Optional[int] = None, into: ContainerFormat = MP4,
+             source_first_pts: Optional[int] = None) -> MuxReport:
     """Joins the pieces (in order) into one file of the ``into`` container with the source's
     audio, subtitles and (where it keeps them) attachments. The last frame shows for
-    ``last_frame_ticks`` of the source's time base (None: the encoder's 1 / rate)."""
+    ``last_frame_ticks`` of the source's time base (None: the encoder's 1 / rate);
+    ``source_first_pts``: the source's first frame, which its timecode labels (None: the output's)."""
     report = MuxReport(container=into.name)
     pieces = list(pieces)
     if not pieces:
@@ -374,7 +376,8 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
                                    max(reorder_lead(path) for path, _ in pieces), with_tag=into.muxer == "mp4")
         if into.muxer == "matroska":
             _matroska_video_track(joiner.stream, info)
-        timecode = start_timecode(source, info, counted=into.muxer == "mp4")
+        skipped = _frames_between(source_first_pts, pieces[0][1].first_pts, info)
+        timecode = start_timecode(source, info, counted=into.muxer == "mp4", frames_later=skipped)
         if timecode:
             joiner.stream.metadata["timecode"] = timecode  # MP4 writes it as a tmcd track, Matroska as a tag
             if info.average_rate:
@@ -502,12 +505,14 @@ def _unused_name(name: Optional[str], taken: Set[Optional[str]]) -> Optional[str
 MAX_TIMECODE_RATE = 255  # frames a second: a tmcd sample entry counts them in one byte
 
 
-def start_timecode(source, info: VideoInfo, counted: bool) -> Optional[str]:
-    """The SMPTE timecode of the video's first frame (``01:02:03:04``), as a camera or phone
-    records it: FFmpeg reads a QuickTime ``tmcd`` track onto the video stream it belongs to and
-    onto the track itself, and a Matroska tag onto its track. The output's frames are the
-    source's, so the first one keeps its label (it was lost: editors line up clips by it); MXF, DV
-    and Matroska remuxed from them state it for the file. ``counted``: the output counts it in
+def start_timecode(source, info: VideoInfo, counted: bool, frames_later: int = 0) -> Optional[str]:
+    """The SMPTE timecode of the output's first frame (``01:02:03:04``), from the source's, as a
+    camera or phone records it: FFmpeg reads a QuickTime ``tmcd`` track onto the video stream it
+    belongs to and onto the track itself, and a Matroska tag onto its track. The output's frames
+    are the source's, so they keep their labels (it was lost: editors line up clips by it); MXF, DV
+    and Matroska remuxed from them state it for the file. ``frames_later``: the source's frames
+    before the output's first (before a keyframe, they do not decode), which the label moves on
+    by (the source's first frame's was written). ``counted``: the output counts it in
     frames (MP4's ``tmcd`` track; Matroska keeps it as a tag), so None at a rate a
     ``tmcd`` track cannot count in (a byte holds a second's frames: FFmpeg's MP4 muxer fails the
     whole file over 255 frames a second, or over the 1,000 a file-wide timecode was counted in, in
@@ -519,9 +524,17 @@ def start_timecode(source, info: VideoInfo, counted: bool) -> Optional[str]:
                  source.metadata):
         label = _tag(tags, "timecode")
         if label:
-            written = written_timecode(label, info.average_rate)
+            written = written_timecode(label, info.average_rate, frames_later)
             return written if counted else written or label  # a Matroska tag holds any text
     return None
+
+
+def _frames_between(earlier_pts: Optional[int], later_pts: int, info: VideoInfo) -> int:
+    """The source's frames from one time to a later one, at its average rate (a timecode counts
+    time in frames of it); 0 where either is not known."""
+    if earlier_pts is None or not info.average_rate:
+        return 0
+    return max(0, round((later_pts - earlier_pts) * info.time_base * info.average_rate))
 
 
 def streams_left_out(source, info: VideoInfo, timecode_kept: bool) -> List[Dict]:

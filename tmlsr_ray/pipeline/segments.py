@@ -77,6 +77,9 @@ class SegmentPlan:
     frames: int  # frames of the stream, as the packet index counts them
     fingerprint: str  # changes when the input or the cuts change: pieces of another plan are not reused
     last_frame_ticks: Optional[int] = None  # how long the last frame shows (None: not known)
+    # The source's first frame, frames before its first keyframe too (what its timecode labels;
+    # those an edit list hides are not shown); None where the stream is not cut by its times.
+    first_pts: Optional[int] = None
 
     @property
     def whole(self) -> bool:
@@ -114,16 +117,20 @@ def _scan(stream: "av.video.stream.VideoStream") -> List[PacketEntry]:
 def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
     with open_container(path) as container:
         stream = container.streams[info.stream_index]
-        entries = _from_first_keyframe(_scan(stream))
+        scanned = _scan(stream)
+        entries = _from_first_keyframe(scanned)
         holds = segment_files_hold(stream)
         stated_end = (stream.start_time or 0) + stream.duration if stream.duration else None
     shown = sum(not e.discard for e in entries)
+    first_pts = None
     if _presentation_times_known(entries, info) and shown and holds:
         segments = tuple(cut_packets(entries, info, cutting))
+        first_pts = min(e.pts for e in scanned if not e.discard)
     else:  # a damaged index, or a codec NUT cannot hold: one segment, the input decoded as a whole
         segments = (Segment(0, 0, len(entries) - 1, ()),)
     last_frame = _last_frame_ticks(entries, stated_end, info.container.startswith("matroska"))
-    return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments), last_frame)
+    return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments), last_frame,
+                       first_pts)
 
 
 def _from_first_keyframe(entries: List[PacketEntry]) -> List[PacketEntry]:

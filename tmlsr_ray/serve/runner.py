@@ -267,7 +267,7 @@ class TaskRunner:
         result = workdir / f"output.{into.name}"
         # a cancel waits for the join (seconds an hour of video): it writes into the task's folder
         report = await finish_in_thread(assemble, result, path, info, list(store.in_order(done)),
-                                        segments.last_frame_ticks, into)
+                                        segments.last_frame_ticks, into, segments.first_pts)
         metadata = media.video_metadata(info, result, report, work.options, work.requested)
         metadata.update(_model_metadata(plan.model), segment_retries=fanout.retries,
                         segments={"total": len(segments.segments), "reused": progress.reused,
