@@ -73,7 +73,8 @@ def test_an_interlaced_long_gop_is_deinterlaced_once_across_its_re_keyed_segment
     plan, frames = cut_and_decode(path, SHORT)
     rekeyed = {pts for s in plan.segments if s.rekeyed for pts in s.pts}
     assert len(rekeyed) >= 18
-    # a segment cut at a keyframe has no frame before its first one to deinterlace it from (as before)
+    # x264's scene cuts start two copied segments on keyframes, where the frame before them would
+    # take more pre-roll than SHORT allows: their first frames have no context before them
     assert_same_frames([f for f in frames if f[0] in rekeyed], [f for f in whole_decode(path) if f[0] in rekeyed])
 
 

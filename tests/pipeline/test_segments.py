@@ -349,6 +349,19 @@ def test_an_interlaced_clip_comes_out_deinterlaced_from_every_segment(tmp_path, 
     assert max(combing(f) for f in halved) < 3
 
 
+@pytest.mark.parametrize("codec", ["libx264", "mpeg2video"])
+def test_an_interlaced_clip_decodes_segment_by_segment_to_the_frames_of_one_decode(tmp_path, codec):
+    # each segment decodes the frames shown just before and after it as the deinterlacer's context:
+    # its first and last frames differed from a plain decode's (by up to 255 levels on the bar)
+    path = interlaced_clip(tmp_path / "interlaced.mp4", codec=codec, frames=36)
+    plan, frames = segment_decode(path, Cutting(segment_s=0.25))
+    assert len(plan.segments) >= 5
+    expected = whole_decode(path)
+    assert [pts for pts, _ in frames] == [pts for pts, _ in expected]
+    for (pts, got), (_, want) in zip(frames, expected):
+        assert np.array_equal(got, want), f"frame at {pts}"
+
+
 def test_a_progressive_clip_is_not_taken_for_interlaced(tmp_path):
     assert not probe_video(make_clip(tmp_path / "progressive.mp4")).interlaced
 

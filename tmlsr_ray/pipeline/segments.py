@@ -223,8 +223,11 @@ def cut_packets(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cuttin
     bounds = starts + [len(order)]
     for index, (begin, end) in enumerate(zip(bounds, bounds[1:])):
         owned = order[begin:end]
-        yield Segment(index, cutter.decode_start(owned), max(owned), tuple(sorted(entries[i].pts for i in owned)),
-                      shift, rekeyed=cutter.rekeyed(begin))
+        first, last = cutter.decode_start(owned), max(owned)
+        if info.interlaced:
+            first, last = cutter.with_neighbours(begin, end, first, last)
+        yield Segment(index, first, last, tuple(sorted(entries[i].pts for i in owned)), shift,
+                      rekeyed=cutter.rekeyed(begin))
 
 
 def _rekeyed_length(info: VideoInfo, cutting: Cutting, length: int) -> int:
@@ -282,6 +285,19 @@ class _Cutter:
         while key >= 0 and self._entries[key].pts > first_shown:
             key = self._last_key[key - 1] if key else -1
         return max(key, 0)
+
+    def with_neighbours(self, begin: int, end: int, first: int, last: int) -> Tuple[int, int]:
+        """The packets of the segment owning ``begin`` … ``end`` widened to the frames shown just
+        before and after it, decoded and dropped: deinterlacing interpolates each frame from its
+        neighbours, and the segment's first and last frames came out unlike a plain decode's (the
+        one before only where the pre-roll it needs stays within bounds)."""
+        if end < len(self._order):
+            last = max(last, self._order[end])
+        if begin:
+            before = self.decode_start([self._order[begin - 1]])
+            if self._order[begin] - before <= self._cutting.max_preroll_frames:
+                first = min(first, before)
+        return first, last
 
     def _preroll(self, position: int) -> int:
         """Packets decoded before the frame at ``position`` when its segment starts there."""
