@@ -139,7 +139,7 @@ def test_an_hour_in_one_gop_is_cut_into_bounded_segments_in_linear_time():
     # there were three and the last held 86,160 frames, decoded, upscaled and encoded on one replica
     frames = 3600 * 24
     entries = [PacketEntry(i, i, i == 0) for i in range(frames)]
-    info = SimpleNamespace(average_rate=Fraction(24), time_base=Fraction(1, 24), pix_fmt="yuv420p",
+    info = SimpleNamespace(average_rate=Fraction(24), time_base=Fraction(1, 24), pix_fmt="yuv420p", interlaced=False,
                            coded_width=1280, coded_height=720)
     start = time.perf_counter()
     segments = list(cut_packets(entries, info, Cutting(segment_s=10.0)))

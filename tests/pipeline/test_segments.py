@@ -136,7 +136,7 @@ def test_an_all_intra_recording_of_six_hours_is_cut_in_linear_time():
     # doubling of the length, where it now takes a quarter of a second.
     frames = 6 * 3600 * 24
     entries = [PacketEntry(i, i, True) for i in range(frames)]
-    info = SimpleNamespace(average_rate=Fraction(24), time_base=Fraction(1, 24), pix_fmt="yuv420p",
+    info = SimpleNamespace(average_rate=Fraction(24), time_base=Fraction(1, 24), pix_fmt="yuv420p", interlaced=False,
                            coded_width=1920, coded_height=1080)
     start = time.perf_counter()
     segments = list(cut_packets(entries, info, Cutting(segment_s=10.0)))
