@@ -35,12 +35,14 @@ LONG_GOPS = {
         "keyint=1000:min-keyint=1000:scenecut=0:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc"
         ":log-level=error")}),
     "vp9": dict(codec="libvpx-vp9", options={"g": "1000", "deadline": "realtime", "cpu-used": "8"}),
+    # 4:2:0 of an odd width and height, which Ut Video refuses
+    "vp9 odd size": dict(codec="libvpx-vp9", size=(63, 47), options={"g": "1000", "deadline": "realtime", "cpu-used": "8"}),
     "h264, a keyframe every 30 frames": dict(options={"x264-params": "keyint=30:min-keyint=30:scenecut=0:bframes=2"}),
 }
 
 
-def long_gop(path, frames=72, **kwargs):
-    return make_clip(path, frames=frames, rate=24, size=(64, 48), audio=False, **kwargs)
+def long_gop(path, frames=72, size=(64, 48), **kwargs):
+    return make_clip(path, frames=frames, rate=24, size=size, audio=False, **kwargs)
 
 
 def assert_same_frames(got, expected):
@@ -51,7 +53,7 @@ def assert_same_frames(got, expected):
 
 @pytest.mark.parametrize("name", sorted(LONG_GOPS))
 def test_re_keyed_segments_decode_to_the_frames_of_one_decode(tmp_path, name):
-    path = long_gop(tmp_path / ("clip.webm" if name == "vp9" else "clip.mp4"), **LONG_GOPS[name])
+    path = long_gop(tmp_path / ("clip.webm" if name.startswith("vp9") else "clip.mp4"), **LONG_GOPS[name])
     plan, frames = cut_and_decode(path, SHORT)
     assert sum(s.rekeyed for s in plan.segments) >= 3
     assert_same_frames(frames, whole_decode(path))
@@ -107,8 +109,14 @@ def test_long_gops_run_on_to_the_next_keyframe_where_re_keying_is_off(tmp_path):
 
 
 def test_a_layout_no_lossless_codec_here_holds_is_not_re_keyed():
-    assert lossless_layout("yuvj420p").pix_fmt == "yuv420p" and lossless_layout("yuv420p10le").codec == "ffv1"
-    assert lossless_layout("rgb24") is None  # some screen-capture codecs: such a GOP runs on as before
+    assert lossless_layout("yuvj420p", 64, 48).pix_fmt == "yuv420p"
+    assert lossless_layout("yuv420p10le", 64, 48).codec == "ffv1"
+    assert lossless_layout("rgb24", 64, 48) is None  # some screen-capture codecs: such a GOP runs on as before
+
+
+def test_frames_ut_video_cannot_hold_are_stored_in_ffv1():
+    assert lossless_layout("yuv420p", 64, 48).codec == "utvideo" and lossless_layout("yuv444p", 63, 47).codec == "utvideo"
+    assert lossless_layout("yuv420p", 64, 47).codec == lossless_layout("yuv422p", 63, 48).codec == "ffv1"
 
 
 def test_a_resumed_attempt_re_keys_only_the_segments_it_lacks_into_the_same_files(tmp_path):

@@ -48,14 +48,21 @@ class LosslessLayout:
     pix_fmt: str
 
 
-def lossless_layout(pix_fmt: str) -> Optional[LosslessLayout]:
-    """How frames of this decoded layout are stored without loss; None: no codec here holds it
-    (its long GOPs are not re-keyed)."""
+def lossless_layout(pix_fmt: str, width: int, height: int) -> Optional[LosslessLayout]:
+    """How frames of this decoded layout and size are stored without loss; None: no codec here
+    holds it (its long GOPs are not re-keyed)."""
     stored = FULL_RANGE_ALIASES.get(pix_fmt, pix_fmt)
     for codec, formats in (FAST_LOSSLESS, LOSSLESS):
-        if stored in formats:
+        if stored in formats and (codec != FAST_LOSSLESS[0] or _whole_chroma_samples(stored, width, height)):
             return LosslessLayout(codec, stored)
     return None
+
+
+def _whole_chroma_samples(pix_fmt: str, width: int, height: int) -> bool:
+    """Whether the picture spans a whole number of chroma samples each way: Ut Video refuses an
+    odd width of 4:2:0 or 4:2:2 and an odd height of 4:2:0, which VP9 and AV1 decode to."""
+    layout = av.VideoFormat(pix_fmt)
+    return width % (16 // layout.chroma_width(16)) == 0 and height % (16 // layout.chroma_height(16)) == 0
 
 
 def raw_frame_bytes(info: VideoInfo) -> int:
@@ -234,7 +241,7 @@ class Rekeyer:
         self._stream = stream
         self._info = info
         self._stop = stop
-        self._layout = lossless_layout(info.pix_fmt)
+        self._layout = lossless_layout(info.pix_fmt, info.coded_width, info.coded_height)
         self._stretches = _stretches(segments)
         self._owner: Dict[int, "Segment"] = {}
         self._files: Dict[int, RekeyedFile] = {}

@@ -233,7 +233,8 @@ def cut_packets(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cuttin
 def _rekeyed_length(info: VideoInfo, cutting: Cutting, length: int) -> int:
     """Frames in a re-keyed segment: its decoded frames within ``rekey_max_bytes``; 0 where long
     GOPs are not re-keyed (turned off, or no lossless codec holds the stream's frames)."""
-    if not cutting.rekey_max_bytes or lossless_layout(info.pix_fmt) is None:
+    if not cutting.rekey_max_bytes or lossless_layout(info.pix_fmt, info.coded_width,
+                                                       info.coded_height) is None:
         return 0
     return max(1, min(length, cutting.rekey_max_bytes // raw_frame_bytes(info)))
 
