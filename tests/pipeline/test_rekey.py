@@ -11,13 +11,14 @@ from dataclasses import replace
 from fractions import Fraction
 from types import SimpleNamespace
 
+import av
 import numpy as np
 import pytest
 
 from tests.helpers import cut_and_decode, interlaced_clip, make_clip, trim_by_edit_list, whole_decode
 from tmlsr_ray.errors import CanceledError, InputError
 from tmlsr_ray.pipeline.decode import probe_video
-from tmlsr_ray.pipeline.rekey import lossless_layout, raw_frame_bytes
+from tmlsr_ray.pipeline.rekey import ChromaSiting, lossless_layout, raw_frame_bytes
 from tmlsr_ray.pipeline.segments import Cutting, PacketEntry, cut_packets, extract_segments, plan_segments
 
 # 6-frame segments of a 24 fps clip; past 8 frames of pre-roll a segment is re-keyed
@@ -67,6 +68,17 @@ def test_re_keyed_segments_hand_a_gpu_replica_the_planes_of_one_decode(tmp_path)
     assert any(s.rekeyed for s in plan.segments)
     _, copied = cut_and_decode(path, replace(SHORT, rekey_max_bytes=0), planes=True)
     assert_same_frames(planar, copied)
+
+
+def test_the_chroma_siting_of_a_4_2_2_stream_is_told_by_its_first_frame(tmp_path):
+    # its sitings apart only down (left, top left, bottom left) convert alike: asked among all six,
+    # every frame of the GOP was converted seven times and the siting never known
+    path = long_gop(tmp_path / "clip.mp4", frames=2, pix_fmt="yuv422p", options={"x264-params": ONE_GOP})
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+    siting = ChromaSiting(frame.format.name)
+    siting.observe(frame)
+    assert siting.known and siting.location == "left"  # H.264's default
 
 
 def test_an_interlaced_long_gop_is_deinterlaced_once_across_its_re_keyed_segments(tmp_path):

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 COLOUR_KEY = "tmlsr_frame_colour"  # stream metadata: the source frames' colour tags
 COLOUR_TAGS = ("color_range", "colorspace", "color_primaries", "color_trc")
 CHROMA_KEY = "tmlsr_chroma_location"  # stream metadata: the source frames' chroma siting
-CHROMA_LOCATIONS = ("left", "center", "topleft", "top", "bottomleft", "bottom")
+# FFmpeg's chroma sitings: where a chroma sample sits across and down, in half luma samples
+CHROMA_LOCATIONS = {"left": (0, 1), "center": (1, 1), "topleft": (0, 0), "top": (1, 0), "bottomleft": (0, 2),
+                    "bottom": (1, 2)}
 # Ut Video encodes and decodes several times faster than FFV1; FFV1 holds every other layout a
 # long-GOP codec decodes to (10 to 16 bits, gray, alpha).
 FAST_LOSSLESS = ("utvideo", frozenset({"yuv420p", "yuv422p", "yuv444p", "gbrp", "gbrap"}))
@@ -79,8 +81,14 @@ class ChromaSiting:
 
     def __init__(self, pix_fmt: str):
         layout = av.VideoFormat(pix_fmt, 16, 16)
-        subsampled = any(c.is_chroma and (c.width, c.height) != (16, 16) for c in layout.components)
-        self._candidates = list(CHROMA_LOCATIONS) if subsampled else []
+        across = any(c.is_chroma and c.width != 16 for c in layout.components)
+        down = any(c.is_chroma and c.height != 16 for c in layout.components)
+        # Sitings apart only along a full-size axis (left, top left and bottom left in 4:2:2)
+        # convert alike on every frame: one of each is asked, or none would ever be told apart.
+        distinct: Dict[Tuple[int, int], str] = {}
+        for location, (x, y) in CHROMA_LOCATIONS.items():
+            distinct.setdefault((x * across, y * down), location)
+        self._candidates = list(distinct.values()) if across or down else []
         self._rgb_format = "rgb48le" if max(c.bits for c in layout.components) > 8 else "rgb24"
         self._graphs: Dict[Tuple[str, int, int, str], av.filter.Graph] = {}
 
