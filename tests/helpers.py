@@ -319,6 +319,33 @@ def interlaced_clip(path: Path, frames: int = 24, size=(96, 64), codec: str = "l
     return path
 
 
+def spliced_encodes(path: Path, parts: Sequence[tuple], size=(64, 48), rate: int = 24) -> Path:
+    """An H.264 transport stream of encodes one after another, as a broadcast capture splices
+    programmes: each part's x264 parameters (its colour tags, say) start at its first frame, an IDR
+    with a sequence header of its own; ``parts``: (frames, x264 params) each, no B-frames."""
+    frames = list(_ramp(sum(count for count, _ in parts), size))
+    with av.open(str(path), "w", format="mpegts") as out:
+        video = out.add_stream("h264", rate=rate)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        video.time_base = Fraction(1, 90000)  # the transport stream's clock
+        step = 90000 // rate
+        first = 0
+        for count, params in parts:
+            encoder = av.CodecContext.create("libx264", "w")
+            encoder.width, encoder.height, encoder.pix_fmt = size[0], size[1], "yuv420p"
+            encoder.time_base, encoder.framerate = Fraction(1, rate), Fraction(rate)
+            encoder.options = {"x264-params": f"{params}:bframes=0:repeat-headers=1"}
+            pictures = [av.VideoFrame.from_ndarray(frames[i], format="rgb24") for i in range(first, first + count)]
+            for i, picture in enumerate(pictures, first):
+                picture.pts = i
+            for packet in [p for picture in pictures + [None] for p in encoder.encode(picture)]:
+                packet.pts, packet.dts = packet.pts * step, packet.dts * step
+                packet.stream, packet.time_base = video, video.time_base
+                out.mux(packet)
+            first += count
+    return path
+
+
 def combing(rgb: np.ndarray) -> float:
     """How far each line is from the mean of its neighbours: high where two fields from different
     moments are woven into one frame, about 0 for a progressive picture of the bar."""

@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import cut_and_decode, interlaced_clip, make_clip, trim_by_edit_list, whole_decode
+from tests.helpers import cut_and_decode, interlaced_clip, make_clip, spliced_encodes, trim_by_edit_list, whole_decode
 from tmlsr_ray.errors import CanceledError, InputError
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.rekey import ChromaSiting, lossless_layout, raw_frame_bytes
@@ -110,6 +110,18 @@ def test_a_re_keyed_segment_holds_at_most_its_share_of_decoded_bytes(tmp_path):
     assert all(s.rekeyed and len(s.pts) <= 5 for s in plan.segments[1:]) and sum(sizes) == 96
     files = dict(extract_segments(path, info, plan.segments))
     assert max(len(files[s]) for s in plan.segments[1:]) <= 5 * raw_frame_bytes(info)
+
+
+def test_a_re_keyed_segment_ends_at_a_keyframe_that_changes_the_colour_tags(tmp_path):
+    # 60 fps at the frame cap: the cut after a 24-frame segment looks for no keyframe past it, and
+    # the re-keyed segment there held the new programme's first frames tagged with the old matrix
+    path = spliced_encodes(tmp_path / "capture.ts", [(26, f"{ONE_GOP}:colormatrix=smpte170m"),
+                                                     (34, f"{ONE_GOP}:colormatrix=bt709")])
+    info = probe_video(path)
+    cutting = Cutting(segment_s=1.0, max_frames=24, max_preroll_frames=8, rekey_max_bytes=10 * raw_frame_bytes(info))
+    plan, frames = cut_and_decode(path, cutting)
+    assert_same_frames(frames, whole_decode(path))
+    assert [len(s.pts) for s in plan.segments if s.rekeyed][:1] == [2]  # frames 24 and 25, then the keyframe
 
 
 def test_long_gops_run_on_to_the_next_keyframe_where_re_keying_is_off(tmp_path):

@@ -255,16 +255,22 @@ class _Cutter:
 
     def next_cut(self, start: int) -> Optional[int]:
         """The next cut after ``start``: a keyframe near the ideal length, else a cut inside the GOP
-        (its segment decoded from the keyframe when the pre-roll stays small, else re-keyed),
-        else, where long GOPs are not re-keyed, the next keyframe."""
-        length = self._rekeyed_length if self.rekeyed(start) else self._length
+        (its segment decoded from the keyframe when the pre-roll stays small, else re-keyed, up
+        to the next keyframe at most), else, where long GOPs are not re-keyed, the next keyframe."""
+        rekeyed = self.rekeyed(start)
+        length = self._rekeyed_length if rekeyed else self._length
         ideal = start + length
+        keyframes = self._keyframes
+        following = bisect.bisect_right(keyframes, start)
+        if rekeyed and following < len(keyframes) and keyframes[following] < min(ideal, len(self._order)):
+            # A re-keyed file takes the colour tags and size of its first frame; a keyframe may
+            # change them (a new sequence header), and the frames from it need no re-keying.
+            return keyframes[following]
         if ideal >= len(self._order):
             return None
         low, high = start + max(1, length // 2), min(start + self._cutting.max_frames, ideal + length // 2)
         # Bisected bounds, not a slice to the end: an all-intra stream has a keyframe at every frame,
         # and slicing the rest of them at each cut made planning quadratic in the video's length.
-        keyframes = self._keyframes
         near = keyframes[bisect.bisect_left(keyframes, low):bisect.bisect_right(keyframes, high)]
         if near:
             return min(near, key=lambda p: abs(p - ideal))
