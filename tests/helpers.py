@@ -346,6 +346,24 @@ def spliced_encodes(path: Path, parts: Sequence[tuple], size=(64, 48), rate: int
     return path
 
 
+def progressive_then_interlaced(path: Path, frames: int = 12) -> Path:
+    """A broadcast that switches from progressive to interlaced (an ident or advert before the
+    programme, a DVD's film then its video-shot extras): two MPEG-2 streams, the progressive one
+    first, back to back in a transport stream."""
+    first = make_clip(path.with_suffix(".progressive.m2v"), frames=frames, size=(96, 64), rate=25, audio=False,
+                      codec="mpeg2video", container="mpeg2video", options={"g": "6", "qscale": "2"})
+    then = interlaced_clip(path.with_suffix(".interlaced.m2v"), frames=frames, codec="mpeg2video")
+    joined = path.with_suffix(".m2v")
+    joined.write_bytes(first.read_bytes() + then.read_bytes())
+    with av.open(str(joined)) as inp, av.open(str(path), "w", format="mpegts") as out:
+        video = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(video=0):
+            if packet.size:
+                packet.stream = video
+                out.mux(packet)
+    return path
+
+
 def combing(rgb: np.ndarray) -> float:
     """How far each line is from the mean of its neighbours: high where two fields from different
     moments are woven into one frame, about 0 for a progressive picture of the bar."""

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, camcorder_dv, combing, cut_and_decode, cut_mid_gop, interlaced_clip,
-                           joined_recordings, make_clip, recording_with_audio_gap, save_srvgg, shared_path, timecoded_clip,
+                           joined_recordings, make_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
@@ -360,6 +360,18 @@ def test_an_interlaced_clip_decodes_segment_by_segment_to_the_frames_of_one_deco
     assert [pts for pts, _ in frames] == [pts for pts, _ in expected]
     for (pts, got), (_, want) in zip(frames, expected):
         assert np.array_equal(got, want), f"frame at {pts}"
+
+
+def test_a_stream_that_turns_interlaced_is_deinterlaced_from_its_first_interlaced_frame(tmp_path):
+    # the probe looks at the first frame only: a broadcast that opens on a progressive ident had
+    # every later frame upscaled with its two fields woven together
+    path = progressive_then_interlaced(tmp_path / "broadcast.ts")
+    assert not probe_video(path).interlaced
+    with av.open(str(path)) as container:
+        flagged = [f.interlaced_frame for f in container.decode(video=0)]
+    assert not any(flagged[:12]) and all(flagged[12:])
+    woven = [combing(frame) for _, frame in whole_decode(path)]
+    assert max(woven[12:]) < 3
 
 
 def test_a_progressive_clip_is_not_taken_for_interlaced(tmp_path):

@@ -352,10 +352,7 @@ def _crop_planes(planes: np.ndarray, height: int, width: int, top: int, left: in
 
 
 def _display_frames(container, stream, info: VideoInfo) -> Iterator:
-    if not info.interlaced:
-        yield from container.decode(stream)
-        return
-    deinterlacer = Deinterlacer(stream)
+    deinterlacer = Deinterlacer(stream, info.interlaced)
     for frame in container.decode(stream):
         yield from deinterlacer.frames(frame)
     yield from deinterlacer.frames(None)
@@ -365,20 +362,32 @@ class Deinterlacer:
     """bwdif over a stream's decoded frames: one progressive frame per frame, at its timestamp.
     Frames flagged progressive pass through (film in an interlaced stream); each frame is
     interpolated from its neighbours, so frames before and after a cut (pre-roll, leading
-    pictures) serve as context."""
+    pictures) serve as context. A stream the probe found progressive (by its first frame) passes
+    through until a frame is flagged interlaced: a broadcast that opens on a progressive ident
+    went to the model with every later frame's two fields woven together."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, interlaced: bool):
         self._base = stream.time_base
-        self._graph = av.filter.Graph()
-        source = self._graph.add_buffer(template=stream)
-        bwdif = self._graph.add("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
-        sink = self._graph.add("buffersink")
+        self._stream = stream
+        self._graph: Optional[av.filter.Graph] = self._bwdif(stream) if interlaced else None
+
+    @staticmethod
+    def _bwdif(stream) -> "av.filter.Graph":
+        graph = av.filter.Graph()
+        source = graph.add_buffer(template=stream)
+        bwdif = graph.add("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
+        sink = graph.add("buffersink")
         source.link_to(bwdif)
         bwdif.link_to(sink)
-        self._graph.configure()
+        graph.configure()
+        return graph
 
     def frames(self, frame) -> List["av.VideoFrame"]:
         """The frames ready after ``frame`` goes in (None: the end, every frame left)."""
+        if self._graph is None:
+            if frame is None or not frame.interlaced_frame:
+                return [] if frame is None else [frame]
+            self._graph = self._bwdif(self._stream)
         if frame is not None and frame.pts is None:
             frame.pts = frame.dts
         self._graph.vpush(frame)

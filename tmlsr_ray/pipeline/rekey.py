@@ -283,7 +283,7 @@ class Rekeyer:
     def _start(self, stretch: _Stretch) -> None:
         self._decoding = True
         self._owner = {pts: segment for segment in stretch.segments for pts in segment.pts}
-        self._deinterlacer = Deinterlacer(self._stream) if self._info.interlaced else None
+        self._deinterlacer = Deinterlacer(self._stream, self._info.interlaced)
 
     def _finish(self) -> Iterator[Tuple["Segment", bytes]]:
         yield from self._route(self._stream.decode(None), last=True)
