@@ -26,8 +26,8 @@ from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
                                       _AudioLine, assemble, even_size, task_codecs_available)
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
-from tmlsr_ray.pipeline.segments import (Cutting, PacketEntry, cut_packets, decode_segment, extract_segments,
-                                          plan_segments, scan_packets)
+from tmlsr_ray.pipeline.segments import (Cutting, PacketEntry, _SegmentFile, cut_packets, decode_segment,
+                                          extract_segments, plan_segments, scan_packets)
 from tmlsr_ray.pipeline.timeline import continuous_source
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames
 from tmlsr_ray.storage.pieces import PieceStore
@@ -1191,3 +1191,21 @@ def test_a_video_track_of_a_codec_ffmpeg_does_not_know_beside_the_video_is_liste
     info, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
     assert info.stream_index == 0 and frame_count(tmp_path / "out.mp4") == report.frames == 24
     assert [(d["index"], d["codec"]) for d in report.streams_dropped] == [(1, "unknown")]
+
+
+def test_a_decode_time_that_goes_back_is_moved_on_in_the_segment_file(tmp_path):
+    # FFmpeg reads a soft-telecine VOB with one packet's decode time going back; NUT refused it
+    # and the task failed ("video could not be decoded (Invalid argument)"), though it decodes
+    path = make_clip(tmp_path / "clip.mp4", frames=12, audio=False, options={"x264-params": "bframes=0"})
+    info = probe_video(path)
+    segment = plan_segments(path, info, Cutting(segment_s=10.0)).segments[0]
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        piece = _SegmentFile(segment, stream, with_tag=True)
+        for index, packet in enumerate(container.demux(stream)):
+            if packet.size:
+                if index == 6:
+                    packet.dts -= 2 * round(1 / (stream.average_rate * stream.time_base))
+                piece.add(packet)
+        data = piece.close()
+    assert [pts for batch in decode_segment(data, info, segment, 4) for pts in batch.pts] == list(segment.pts)

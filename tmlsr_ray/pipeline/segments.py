@@ -360,9 +360,9 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
                 yield from rekeyer.feed(index, packet)
                 if not copied and not open_pieces and not rekeyer.pending:
                     return
+            yield from rekeyer.close()
         except av.error.FFmpegError as exc:
             raise InputError(f"video could not be decoded ({ffmpeg_message(exc)})") from exc
-        yield from rekeyer.close()
     for piece in open_pieces:  # the index promised more packets than the second read found
         yield piece.segment, piece.close()
 
@@ -374,12 +374,13 @@ class _SegmentFile:
         self._out = open_segment_file(self._buffer)
         self._stream = copy_video_stream(self._out, stream, with_tag)
         self._source_base = stream.time_base
+        self._last_dts: Optional[int] = None
 
     def add(self, packet) -> None:
         copy = av.Packet(bytes(packet))
         shift = self.segment.shift
         copy.pts = None if packet.pts is None else packet.pts + shift
-        copy.dts = None if packet.dts is None else packet.dts + shift
+        copy.dts = self._increasing(None if packet.dts is None else packet.dts + shift)
         copy.duration = packet.duration
         copy.is_keyframe = packet.is_keyframe
         copy.time_base = self._source_base
@@ -389,6 +390,15 @@ class _SegmentFile:
     def close(self) -> bytes:
         self._out.close()
         return self._buffer.getvalue()
+
+    def _increasing(self, dts: Optional[int]) -> Optional[int]:
+        """A decode time that does not go on (FFmpeg reads one going back in some soft-telecine
+        DVDs) moved to just after the last, as FFmpeg's command line moves it: NUT refuses it and
+        the task failed, while the decoder goes by the packets' order and presentation times."""
+        if dts is not None and self._last_dts is not None and dts <= self._last_dts:
+            dts = self._last_dts + 1
+        self._last_dts = dts if dts is not None else self._last_dts
+        return dts
 
 
 def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: int,
