@@ -26,7 +26,7 @@ from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
                                       _AudioLine, assemble, even_size, task_codecs_available)
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
-from tmlsr_ray.pipeline.segments import (Cutting, PacketEntry, _SegmentFile, cut_packets, decode_segment,
+from tmlsr_ray.pipeline.segments import (Cutting, PacketEntry, Segment, _SegmentFile, cut_packets, decode_segment,
                                           extract_segments, plan_segments, scan_packets)
 from tmlsr_ray.pipeline.timeline import continuous_source
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames
@@ -1194,18 +1194,21 @@ def test_a_video_track_of_a_codec_ffmpeg_does_not_know_beside_the_video_is_liste
 
 
 def test_a_decode_time_that_goes_back_is_moved_on_in_the_segment_file(tmp_path):
-    # FFmpeg reads a soft-telecine VOB with one packet's decode time going back; NUT refused it
-    # and the task failed ("video could not be decoded (Invalid argument)"), though it decodes
-    path = make_clip(tmp_path / "clip.mp4", frames=12, audio=False, options={"x264-params": "bframes=0"})
+    # As FFmpeg reads a one-minute soft-telecine VOB: a packet's decode time goes back, between two
+    # packets one tick apart. NUT refused it and the task failed ("video could not be decoded
+    # (Invalid argument)"); moved on by a whole tick, it ran into the next packet's times.
+    path = make_clip(tmp_path / "clip.mkv", frames=12, rate=1000, audio=False, options={"x264-params": "bframes=0"})
     info = probe_video(path)
-    segment = plan_segments(path, info, Cutting(segment_s=10.0)).segments[0]
+    times = {index: (index, index) for index in range(12)}  # (pts, dts) in ms, one tick a frame
+    times[5] = (20, 1)  # shown later (its frame's label only), decoded "before" the one before it
+    times.update({index: (index - 1, index - 1) for index in range(6, 12)})
+    segment = Segment(0, 0, 11, tuple(sorted(pts for pts, _ in times.values())))
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         piece = _SegmentFile(segment, stream, with_tag=True)
-        for index, packet in enumerate(container.demux(stream)):
-            if packet.size:
-                if index == 6:
-                    packet.dts -= 2 * round(1 / (stream.average_rate * stream.time_base))
-                piece.add(packet)
+        for index, packet in enumerate(p for p in container.demux(stream) if p.size):
+            packet.pts, packet.dts = times[index]
+            piece.add(packet)
         data = piece.close()
-    assert [pts for batch in decode_segment(data, info, segment, 4) for pts in batch.pts] == list(segment.pts)
+    decoded = [pts for batch in decode_segment(data, info, segment, 4) for pts in batch.pts]
+    assert sorted(decoded) == list(segment.pts)

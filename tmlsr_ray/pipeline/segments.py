@@ -45,6 +45,11 @@ from tmlsr_ray.errors import InputError
 PRESENTATION_TIME_CONTAINERS = {"mov", "matroska", "mpegts"}
 
 
+# A copied segment file counts this many ticks to each of the source's: a decode time going back
+# is moved on by one, which still comes before the next packet's (one source tick may be all there is)
+SUBTICKS = 16
+
+
 @dataclass(frozen=True)
 class PacketEntry:
     pts: Optional[int]
@@ -373,17 +378,17 @@ class _SegmentFile:
         self._buffer = io.BytesIO()
         self._out = open_segment_file(self._buffer)
         self._stream = copy_video_stream(self._out, stream, with_tag)
-        self._source_base = stream.time_base
+        self._time_base = self._stream.time_base = stream.time_base / SUBTICKS
         self._last_dts: Optional[int] = None
 
     def add(self, packet) -> None:
         copy = av.Packet(bytes(packet))
         shift = self.segment.shift
-        copy.pts = None if packet.pts is None else packet.pts + shift
-        copy.dts = self._increasing(None if packet.dts is None else packet.dts + shift)
-        copy.duration = packet.duration
+        copy.pts = None if packet.pts is None else (packet.pts + shift) * SUBTICKS
+        copy.dts = self._increasing(None if packet.dts is None else (packet.dts + shift) * SUBTICKS)
+        copy.duration = packet.duration * SUBTICKS
         copy.is_keyframe = packet.is_keyframe
-        copy.time_base = self._source_base
+        copy.time_base = self._time_base
         copy.stream = self._stream
         self._out.mux(copy)
 
@@ -393,8 +398,8 @@ class _SegmentFile:
 
     def _increasing(self, dts: Optional[int]) -> Optional[int]:
         """A decode time that does not go on (FFmpeg reads one going back in some soft-telecine
-        DVDs) moved to just after the last, as FFmpeg's command line moves it: NUT refuses it and
-        the task failed, while the decoder goes by the packets' order and presentation times."""
+        DVDs) moved a sub-tick past the last, as FFmpeg's command line moves it on: NUT refuses it
+        and the task failed, while the decoder goes by the packets' order and presentation times."""
         if dts is not None and self._last_dts is not None and dts <= self._last_dts:
             dts = self._last_dts + 1
         self._last_dts = dts if dts is not None else self._last_dts
