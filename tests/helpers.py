@@ -744,6 +744,39 @@ def with_ass(source: Path, path: Path, dialogue: Sequence[str]) -> Path:
     return path
 
 
+def soft_telecine_clip(path: Path, frames: int = 48, size=(64, 48), container: str = "vob") -> Path:
+    """A DVD film's MPEG-2 (soft telecine): 23.976 frames a second coded, stated as 29.97 in the
+    sequence header, each frame flagged progressive and, in the 3:2 pattern, to repeat its first
+    field (so it displays at 29.97: frames alternately 3 and 2 fields long)."""
+    elementary = make_clip(path.with_suffix(".m2v"), frames=frames, size=size, rate=Fraction(24000, 1001),
+                           audio=False, codec="mpeg2video", container="mpeg2video", options={"g": "12", "bf": "2"})
+    data = bytearray(elementary.read_bytes())
+    first_in_gop = shown_in_gop = picture = 0
+    for start in (m.start() for m in re.finditer(b"\x00\x00\x01", data)):
+        code = data[start + 3]
+        if code == 0xB3:  # sequence header: frame_rate_code 4, 29.97
+            data[start + 7] = (data[start + 7] & 0xF0) | 4
+        elif code == 0xB8:  # GOP header: its pictures' temporal references count from 0 again
+            first_in_gop, shown_in_gop = first_in_gop + shown_in_gop, 0
+        elif code == 0x00:  # picture header: its place in display order
+            picture = first_in_gop + ((data[start + 4] << 2) | (data[start + 5] >> 6))
+            shown_in_gop = max(shown_in_gop, picture - first_in_gop + 1)
+        elif code == 0xB5 and data[start + 4] >> 4 == 1:  # sequence extension: progressive_sequence 0
+            data[start + 5] &= ~0x08
+        elif code == 0xB5 and data[start + 4] >> 4 == 8:  # picture coding extension
+            top_first, repeat = [(1, 1), (0, 0), (0, 1), (1, 0)][picture % 4]
+            data[start + 7] = (data[start + 7] & ~0x82) | top_first << 7 | repeat << 1
+            data[start + 8] |= 0x80  # progressive_frame
+    elementary.write_bytes(bytes(data))
+    with av.open(str(elementary)) as source, av.open(str(path), "w", format=container) as out:
+        video = out.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.size:
+                packet.stream = video
+                out.mux(packet)
+    return path
+
+
 def _ramp(frames: int, size) -> Iterator[np.ndarray]:
     """A brightness ramp with a noisy corner, so every frame differs."""
     rng = np.random.default_rng(0)

@@ -8,6 +8,7 @@ one whole decode, and the joined output one continuous stream.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, camcorder_dv, combing, cut_and_decode, cut_mid_gop, interlaced_clip,
-                           joined_recordings, make_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, timecoded_clip,
+                           joined_recordings, make_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
@@ -27,7 +28,7 @@ from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_
                                       _AudioLine, assemble, even_size, task_codecs_available)
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
 from tmlsr_ray.pipeline.segments import (Cutting, PacketEntry, Segment, _SegmentFile, cut_packets, decode_segment,
-                                          extract_segments, plan_segments, scan_packets)
+                                          extract_segments, frames_rate, plan_segments, scan_packets)
 from tmlsr_ray.pipeline.timeline import continuous_source
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames
 from tmlsr_ray.storage.pieces import PieceStore
@@ -166,6 +167,7 @@ def render_and_join(path: Path, out: Path, model, cutting: Cutting, store_root: 
                     preset: str = "ultrafast", into: ContainerFormat = MP4):
     info = probe_video(path)
     plan = plan_segments(path, info, cutting)
+    info = replace(info, average_rate=plan.average_rate)  # as the runner has it
     target = even_size(info.width * 2, info.height * 2)
     store = PieceStore(store_root)
     for segment, data in extract_segments(path, info, plan.segments):
@@ -822,6 +824,34 @@ def test_a_23_976_clip_in_matroska_says_its_rate(tmp_path, smooth_model):
     render_and_join(path, tmp_path / "out.mkv", smooth_model, ONE_SECOND, tmp_path / "pieces", into=MATROSKA)
     with av.open(str(tmp_path / "out.mkv")) as out:
         assert out.streams.video[0].average_rate == Fraction(24000, 1001)
+
+
+@pytest.mark.parametrize("container", ["mpegts", "mpeg2video"])
+def test_a_soft_telecine_film_states_and_encodes_its_frames_rate_at_their_own_times(tmp_path, smooth_model, container):
+    """A DVD film coded at 23.976 with fields repeated for 29.97: FFmpeg states 29.97 (25 for a raw
+    stream), which the Matroska track, x264 and metadata.fps said, though 4 frames show in 5 display frames."""
+    path = soft_telecine_clip(tmp_path / f"film.{container}", container=container)
+    info, plan, _ = render_and_join(path, tmp_path / "out.mkv", smooth_model, ONE_SECOND, tmp_path / "pieces",
+                                    into=MATROSKA)
+    assert plan.average_rate == info.average_rate == Fraction(24000, 1001)
+    with av.open(str(tmp_path / "out.mkv")) as out:
+        assert out.streams.video[0].average_rate == Fraction(24000, 1001)
+        shown = sorted(float(f.time) for f in out.decode(video=0))
+    source = [pts * float(info.time_base) for pts, _ in whole_decode(path)]
+    assert np.abs(np.array(shown) - shown[0] - (np.array(source) - source[0])).max() <= 0.001  # times unchanged
+
+
+def test_a_stated_rate_gives_way_only_to_frames_clearly_at_another():
+    def steps(ticks):
+        return [PacketEntry(sum(ticks[:i]), None, i == 0) for i in range(len(ticks) + 1)]
+
+    millisecond, ntsc_clock = Fraction(1, 1000), Fraction(1, 90000)
+    film_in_ms = steps([42, 42, 41, 42, 42, 41] * 8)  # about 23.976 in Matroska's milliseconds
+    assert frames_rate(film_in_ms, millisecond, (Fraction(24000, 1001), None)) == Fraction(24000, 1001)
+    pulldown = steps([4505, 3003, 4504, 3003] * 9)  # 3:2 pulldown: 3 fields, then 2, at 29.97 frames a second
+    assert frames_rate(pulldown, ntsc_clock, (Fraction(31), Fraction(30000, 1001))) == Fraction(24000, 1001)
+    uneven = steps([900, 2000, 1300] * 10)  # variable, near no simple fraction of what was stated
+    assert frames_rate(uneven, millisecond, (Fraction(25), None)) == Fraction(30, 42)  # 30 steps in 42 s
 
 
 def _decoded_audio(path: Path):

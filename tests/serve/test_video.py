@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, actor_pid, anime_matroska, animated_gif, eventually, frame_flood_gif,
-                           interlaced_clip, joined_recordings, make_clip, replica_pids, shared_path, sigkill,
+                           interlaced_clip, joined_recordings, make_clip, replica_pids, shared_path, sigkill, soft_telecine_clip,
                            video_tracks, with_telemetry_and_cover)
 from tests.serve.conftest import fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
@@ -144,6 +144,14 @@ def test_an_interlaced_clip_comes_back_progressive_and_says_so(service, input_se
     assert meta["deinterlaced"] is True and meta["input"]["interlaced"] is True and meta["frames"] == 24
     frames, _, _ = video_frames(fetch_output(service, task), tmp_path / "o.mp4")
     assert len(frames) == 24  # the pictures themselves: tests/pipeline/test_segments.py, with a smooth model
+
+
+def test_a_soft_telecine_film_reports_the_rate_its_frames_play_at(service, input_server, tmp_path):
+    """A DVD film flagged to repeat fields for 29.97 display: FFmpeg states 29.97, its frames play at 23.976."""
+    url = input_server.add("film.ts", soft_telecine_clip(tmp_path / "film.ts", container="mpegts").read_bytes())
+    task = service.run(url=url, model="tiny-x4.pth", outscale=1)
+    assert task["status"] == "completed", task["error"]
+    assert (task["output"]["metadata"]["fps"], task["output"]["metadata"]["frames"]) == (23.976, 48)
 
 
 def test_recordings_joined_with_their_clock_jumping_back_come_back_as_one_video(service, input_server, tmp_path):

@@ -85,6 +85,7 @@ class SegmentPlan:
     # The source's first frame, frames before its first keyframe too (what its timecode labels;
     # those an edit list hides are not shown); None where the stream is not cut by its times.
     first_pts: Optional[int] = None
+    average_rate: Optional[Fraction] = None  # the frames' (see frames_rate); None: none stated or measured
 
     @property
     def whole(self) -> bool:
@@ -126,16 +127,43 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         entries = _from_first_keyframe(scanned)
         holds = segment_files_hold(stream)
         stated_end = (stream.start_time or 0) + stream.duration if stream.duration else None
+        stated_rates = (info.average_rate, stream.guessed_rate, stream.codec_context.framerate)
     shown = sum(not e.discard for e in entries)
     first_pts = None
-    if _presentation_times_known(entries, info) and shown and holds:
+    timed = _presentation_times_known(entries, info)
+    if timed:
+        info = replace(info, average_rate=frames_rate(entries, info.time_base, stated_rates))
+    if timed and shown and holds:
         segments = tuple(cut_packets(entries, info, cutting))
         first_pts = min(e.pts for e in scanned if not e.discard)
     else:  # a damaged index, or a codec NUT cannot hold: one segment, the input decoded as a whole
         segments = (Segment(0, 0, len(entries) - 1, ()),)
     last_frame = _last_frame_ticks(entries, stated_end, info.container.startswith("matroska"))
     return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments), last_frame,
-                       first_pts)
+                       first_pts, info.average_rate)
+
+
+# How far the rate a stream states may be from its frames' average before theirs is taken, and how
+# near a simple fraction of a stated rate theirs must be to be taken as it (the average of a short
+# clip's frames is off by up to a fifth of a frame, where 3:2 pulldown shows them 3 and 2 fields long)
+RATE_DISAGREEMENT = Fraction(2, 100)
+RATE_SNAP = Fraction(1, 100)
+
+
+def frames_rate(entries: Sequence[PacketEntry], time_base: Fraction,
+                stated: Sequence[Optional[Fraction]]) -> Optional[Fraction]:
+    """The average rate of the frames shown: the stream's stated average (``stated[0]``; after it
+    the other rates FFmpeg reads, its guess and the decoder's) unless their timestamps disagree, as soft-telecine MPEG-2's do (a DVD
+    film: 23.976 frames a second flagged to repeat fields, which FFmpeg states as their 29.97
+    display rate, 31 in a VOB, 25 in a raw stream); then the simple fraction of a stated rate
+    nearest theirs (4/5 of 29.97), or theirs. A frame's timestamp is left as it is."""
+    measured = _rate_from_stamps([e for e in entries if not e.discard], time_base)
+    average = stated[0]
+    if measured is None or (average and abs(measured / average - 1) <= RATE_DISAGREEMENT):
+        return average
+    nearest = min((Fraction(rate) * (measured / Fraction(rate)).limit_denominator(5) for rate in stated if rate),
+                  key=lambda near: abs(near / measured - 1), default=None)
+    return nearest if nearest and abs(nearest / measured - 1) <= RATE_SNAP else measured.limit_denominator(1001)
 
 
 def _from_first_keyframe(entries: List[PacketEntry]) -> List[PacketEntry]:
@@ -216,7 +244,7 @@ def cut_packets(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cuttin
     # presentation order of the frames shown (a discarded one is only ever a decode pre-roll)
     order = sorted((i for i, e in enumerate(entries) if not e.discard), key=lambda i: entries[i].pts)
     shift = max(0, -min(e.pts for e in entries))
-    rate = info.average_rate or _rate_from_stamps(entries, info.time_base)
+    rate = info.average_rate or _rate_from_stamps(entries, info.time_base) or Fraction(25)
     length = max(1, min(cutting.max_frames, round(cutting.segment_s * float(rate))))
     cutter = _Cutter(entries, order, cutting, length, _rekeyed_length(info, cutting, length))
     starts = [0]
@@ -317,10 +345,10 @@ class _Cutter:
         return packet - self.decode_start([packet])
 
 
-def _rate_from_stamps(entries: Sequence[PacketEntry], time_base: Fraction) -> Fraction:
+def _rate_from_stamps(entries: Sequence[PacketEntry], time_base: Fraction) -> Optional[Fraction]:
     stamps = sorted(e.pts for e in entries)
-    span = (stamps[-1] - stamps[0]) * time_base
-    return Fraction(len(stamps) - 1) / span if len(stamps) > 1 and span > 0 else Fraction(25)
+    span = (stamps[-1] - stamps[0]) * time_base if stamps else 0
+    return Fraction(len(stamps) - 1) / span if len(stamps) > 1 and span > 0 else None
 
 
 def _fingerprint(path: Path, info: VideoInfo, entries, segments) -> str:

@@ -14,7 +14,7 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
@@ -286,6 +286,7 @@ class TaskRunner:
             path, info = source, await asyncio.to_thread(probe_video, source)
         media.check_video_length(info, settings)  # after: a jump back in a clock reads as a day of video
         segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
+        info = replace(info, average_rate=segments.average_rate)  # what the output states and encodes at
         # A flood is refused before any replica call (a first call loads the model: seconds).
         await asyncio.to_thread(media.check_frame_flood, path, info, segments.frames, settings)
         plan = await self._model_and_target(run, params, info.width, info.height)
