@@ -852,6 +852,8 @@ def test_a_stated_rate_gives_way_only_to_frames_clearly_at_another():
     assert frames_rate(pulldown, ntsc_clock, (Fraction(31), Fraction(30000, 1001))) == Fraction(24000, 1001)
     uneven = steps([900, 2000, 1300] * 10)  # variable, near no simple fraction of what was stated
     assert frames_rate(uneven, millisecond, (Fraction(25), None)) == Fraction(30, 42)  # 30 steps in 42 s
+    dropout = steps([40] * 100 + [10040] + [40] * 100)  # a recording that lost its signal for 10 s
+    assert frames_rate(dropout, millisecond, (Fraction(25), None)) == Fraction(25)  # not 11.1
 
 
 def _decoded_audio(path: Path):

@@ -157,7 +157,7 @@ def frames_rate(entries: Sequence[PacketEntry], time_base: Fraction,
     film: 23.976 frames a second flagged to repeat fields, which FFmpeg states as their 29.97
     display rate, 31 in a VOB, 25 in a raw stream); then the simple fraction of a stated rate
     nearest theirs (4/5 of 29.97), or theirs. A frame's timestamp is left as it is."""
-    measured = _rate_from_stamps([e for e in entries if not e.discard], time_base)
+    measured = _rate_between_gaps([e.pts for e in entries if not e.discard], time_base)
     average = stated[0]
     if measured is None or (average and abs(measured / average - 1) <= RATE_DISAGREEMENT):
         return average
@@ -343,6 +343,14 @@ class _Cutter:
         """Packets decoded before the frame at ``position`` when its segment starts there."""
         packet = self._order[position]
         return packet - self.decode_start([packet])
+
+
+def _rate_between_gaps(stamps: Sequence[int], time_base: Fraction) -> Optional[Fraction]:
+    """The frames' average rate leaving out the steps of over 4 times the usual one: a dropout in a
+    recording (a lost signal) is no slower frame rate."""
+    steps = np.diff(np.sort(np.asarray(stamps, dtype=np.int64)))
+    kept = steps[steps <= 4 * np.median(steps)] if len(steps) else steps
+    return Fraction(len(kept)) / (int(kept.sum()) * time_base) if len(kept) and kept.sum() > 0 else None
 
 
 def _rate_from_stamps(entries: Sequence[PacketEntry], time_base: Fraction) -> Optional[Fraction]:
