@@ -157,6 +157,19 @@ def test_a_stream_without_presentation_times_is_one_whole_segment_decoded_as_bef
     assert frames == [pts for pts, _ in whole_decode(path)]
 
 
+def test_a_one_frame_segment_counted_a_tick_a_frame_decodes_its_own_frame(tmp_path):
+    # AVI stamps frames 0, 1, 2 …: the last segment's one frame, cut inside a GOP, matched the
+    # frame decoded just before it as pre-roll (one tick off), and showed that frame's picture
+    path = make_clip(tmp_path / "webcam.avi", frames=25, audio=False, container="avi",
+                     options={"x264-params": "keyint=100:bframes=0:scenecut=0"})
+    plan, frames = segment_decode(path)
+    assert len(plan.segments[-1].pts) == 1 and plan.segments[-1].first_packet == 0
+    expected = whole_decode(path)
+    assert [pts for pts, _ in frames] == [pts for pts, _ in expected]
+    for (pts, got), (_, want) in zip(frames, expected):
+        assert np.array_equal(got, want), f"frame at {pts}"
+
+
 @pytest.fixture(scope="module")
 def smooth_model(tmp_path_factory):
     path = save_srvgg(tmp_path_factory.mktemp("model") / "smooth-x2.pth", scale=2, weight_scale=0.05)

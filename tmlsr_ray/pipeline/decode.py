@@ -78,6 +78,11 @@ class VideoInfo:
     def fps(self) -> Optional[float]:
         return float(self.average_rate) if self.average_rate else None
 
+    @property
+    def frame_ticks(self) -> Optional[float]:
+        """How long a frame shows at the average rate, in the stream's time base."""
+        return 1 / (float(self.average_rate) * float(self.time_base)) if self.average_rate else None
+
 
 @dataclass
 class FrameBatch:
@@ -457,9 +462,7 @@ def _frame_pts(frame, last_pts: Optional[int], info: VideoInfo) -> int:
     """Every frame needs a distinct, increasing timestamp; fill gaps the container left."""
     pts = frame.pts if frame.pts is not None else frame.dts
     if pts is None or (last_pts is not None and pts <= last_pts):
-        step = 1
-        if info.average_rate:
-            step = max(1, round(1 / (float(info.average_rate) * float(info.time_base))))
+        step = max(1, round(info.frame_ticks)) if info.frame_ticks else 1
         pts = (last_pts + step) if last_pts is not None else 0
     return pts
 

@@ -451,7 +451,7 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
         yield from _decode_whole(data, info, batch_size, stop, planes)
         return
     owned = np.asarray(segment.pts, dtype=np.int64)
-    tolerance = _match_tolerance(owned)
+    tolerance = _match_tolerance(owned, info)
     seen = set()
     if segment.rekeyed:  # its file holds the frames as shown: deinterlaced already
         info = replace(info, interlaced=False)
@@ -489,11 +489,14 @@ def _timestamp_map(stream_base: Fraction, source_base: Fraction, shift: int = 0)
     return convert
 
 
-def _match_tolerance(owned: np.ndarray) -> int:
+def _match_tolerance(owned: np.ndarray, info: VideoInfo) -> int:
     """How far a decoded stamp may be from its planned one (rounding of a container's time base):
-    under half the smallest gap between frames."""
+    under half the smallest gap between frames. A lone frame's gap is the video's frame step at
+    most: where a tick is a frame (AVI), the frame before it, decoded as pre-roll or context, took
+    its stamp, and the segment's one frame was that frame's picture."""
     if len(owned) < 2:
-        return 1
+        step = round(info.frame_ticks) if info.frame_ticks else 4
+        return min(1, max(0, step // 2 - 1))
     return max(0, int(np.diff(owned).min()) // 2 - 1)
 
 
