@@ -1257,3 +1257,16 @@ def test_a_decode_time_that_goes_back_is_moved_on_in_the_segment_file(tmp_path):
         data = piece.close()
     decoded = [pts for batch in decode_segment(data, info, segment, 4) for pts in batch.pts]
     assert sorted(decoded) == list(segment.pts)
+
+
+def test_a_video_counted_in_nanoseconds_decodes_segment_by_segment_to_the_frames_of_one_decode(tmp_path):
+    # its segment files' time base, a sixteenth of a nanosecond, did not fit FFmpeg's rational:
+    # the task failed with an OverflowError where every frame decodes
+    path = make_clip(tmp_path / "clip.mp4", frames=36, audio=False, time_base=Fraction(1, 10 ** 9),
+                     pts=[i * 10 ** 9 // 12 for i in range(36)], options={"x264-params": "keyint=6:bframes=2"})
+    plan, frames = segment_decode(path)
+    assert len(plan.segments) >= 3
+    expected = whole_decode(path)
+    assert [pts for pts, _ in frames] == [pts for pts, _ in expected]
+    for (pts, got), (_, want) in zip(frames, expected):
+        assert np.array_equal(got, want), f"frame at {pts}"

@@ -48,6 +48,7 @@ PRESENTATION_TIME_CONTAINERS = {"mov", "matroska", "mpegts"}
 # A copied segment file counts this many ticks to each of the source's: a decode time going back
 # is moved on by one, which still comes before the next packet's (one source tick may be all there is)
 SUBTICKS = 16
+TIME_BASE_MAX_DENOMINATOR = 2 ** 31 - 1  # FFmpeg's rationals are C ints
 
 
 @dataclass(frozen=True)
@@ -414,15 +415,16 @@ class _SegmentFile:
         self._buffer = io.BytesIO()
         self._out = open_segment_file(self._buffer)
         self._stream = copy_video_stream(self._out, stream, with_tag)
-        self._time_base = self._stream.time_base = stream.time_base / SUBTICKS
+        self._subticks = _subticks(stream.time_base)
+        self._time_base = self._stream.time_base = stream.time_base / self._subticks
         self._last_dts: Optional[int] = None
 
     def add(self, packet) -> None:
         copy = av.Packet(bytes(packet))
         shift = self.segment.shift
-        copy.pts = None if packet.pts is None else (packet.pts + shift) * SUBTICKS
-        copy.dts = self._increasing(None if packet.dts is None else (packet.dts + shift) * SUBTICKS)
-        copy.duration = packet.duration * SUBTICKS
+        copy.pts = None if packet.pts is None else (packet.pts + shift) * self._subticks
+        copy.dts = self._increasing(None if packet.dts is None else (packet.dts + shift) * self._subticks)
+        copy.duration = packet.duration * self._subticks
         copy.is_keyframe = packet.is_keyframe
         copy.time_base = self._time_base
         copy.stream = self._stream
@@ -440,6 +442,16 @@ class _SegmentFile:
             dts = self._last_dts + 1
         self._last_dts = dts if dts is not None else self._last_dts
         return dts
+
+
+def _subticks(time_base: Fraction) -> int:
+    """The sub-ticks a segment file counts to each of the source's ticks: SUBTICKS, fewer where
+    the finer time base would not fit FFmpeg's rational (an MP4 counting nanoseconds failed the
+    task with an OverflowError; one of its ticks is far shorter than any frame anyway)."""
+    subticks = SUBTICKS
+    while subticks > 1 and (Fraction(time_base) / subticks).denominator > TIME_BASE_MAX_DENOMINATOR:
+        subticks //= 2
+    return subticks
 
 
 def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: int,
