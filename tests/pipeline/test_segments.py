@@ -170,6 +170,21 @@ def test_a_one_frame_segment_counted_a_tick_a_frame_decodes_its_own_frame(tmp_pa
         assert np.array_equal(got, want), f"frame at {pts}"
 
 
+def test_a_vfr_frame_decoded_as_pre_roll_just_before_a_segment_does_not_take_its_first_frame(tmp_path):
+    # frames 100 ms apart but for one 10 ms before each cut inside the GOP: a stamp was matched
+    # within under half the owned frames' gaps, so the pre-roll frame before took the first one's
+    gaps = ([100] * 9 + [10]) * 2 + [100] * 9
+    pts = [0] + [int(t) for t in np.cumsum(gaps)]
+    path = make_clip(tmp_path / "screen.mkv", frames=len(pts), rate=10, audio=False, pts=pts,
+                     time_base=Fraction(1, 1000), options={"x264-params": "keyint=1000:bframes=0:scenecut=0"})
+    plan, frames = segment_decode(path)
+    assert [(s.first_packet, s.pts[0]) for s in plan.segments] == [(0, 0), (0, 910), (0, 1820)]
+    expected = whole_decode(path)
+    assert [pts for pts, _ in frames] == [pts for pts, _ in expected]
+    for (pts, got), (_, want) in zip(frames, expected):
+        assert np.array_equal(got, want), f"frame at {pts}"
+
+
 @pytest.fixture(scope="module")
 def smooth_model(tmp_path_factory):
     path = save_srvgg(tmp_path_factory.mktemp("model") / "smooth-x2.pth", scale=2, weight_scale=0.05)

@@ -463,13 +463,13 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
         yield from _decode_whole(data, info, batch_size, stop, planes)
         return
     owned = np.asarray(segment.pts, dtype=np.int64)
-    tolerance = _match_tolerance(owned, info)
     seen = set()
     if segment.rekeyed:  # its file holds the frames as shown: deinterlaced already
         info = replace(info, interlaced=False)
     with av.open(io.BytesIO(data), format=SEGMENT_FORMAT) as container:
         stream = container.streams.video[0]
         to_source = _timestamp_map(stream.time_base, info.time_base, segment.shift)
+        tolerance = _match_tolerance(np.union1d(owned, _file_stamps(data, to_source)), info)
         retag = source_tags(stream)
 
         def stamp(frame) -> Optional[int]:
@@ -501,15 +501,24 @@ def _timestamp_map(stream_base: Fraction, source_base: Fraction, shift: int = 0)
     return convert
 
 
-def _match_tolerance(owned: np.ndarray, info: VideoInfo) -> int:
+def _file_stamps(data: bytes, to_source) -> np.ndarray:
+    """The source stamps of a segment file's packets: its own frames, and those it decodes and
+    drops (pre-roll, an interlaced segment's neighbours)."""
+    with av.open(io.BytesIO(data), format=SEGMENT_FORMAT) as container:
+        return np.array(sorted({to_source(p.pts) for p in container.demux(video=0) if p.pts is not None}),
+                        dtype=np.int64)
+
+
+def _match_tolerance(stamps: np.ndarray, info: VideoInfo) -> int:
     """How far a decoded stamp may be from its planned one (rounding of a container's time base):
-    under half the smallest gap between frames. A lone frame's gap is the video's frame step at
-    most: where a tick is a frame (AVI), the frame before it, decoded as pre-roll or context, took
-    its stamp, and the segment's one frame was that frame's picture."""
-    if len(owned) < 2:
+    under half the smallest gap between the frames the segment file holds, dropped ones too (the
+    owned frames' gaps alone let a VFR frame decoded as pre-roll 10 ms before the first owned one,
+    100 ms apart, take its stamp). A lone frame's gap is the video's frame step at most: where a
+    tick is a frame (AVI), the frame before it, decoded as pre-roll or context, took its stamp."""
+    if len(stamps) < 2:
         step = round(info.frame_ticks) if info.frame_ticks else 4
         return min(1, max(0, step // 2 - 1))
-    return max(0, int(np.diff(owned).min()) // 2 - 1)
+    return max(0, int(np.diff(stamps).min()) // 2 - 1)
 
 
 def _owned_stamp(pts: Optional[int], owned: np.ndarray, tolerance: int) -> Optional[int]:
