@@ -353,8 +353,14 @@ def progressive_then_interlaced(path: Path, frames: int = 12) -> Path:
     first = make_clip(path.with_suffix(".progressive.m2v"), frames=frames, size=(96, 64), rate=25, audio=False,
                       codec="mpeg2video", container="mpeg2video", options={"g": "6", "qscale": "2"})
     then = interlaced_clip(path.with_suffix(".interlaced.m2v"), frames=frames, codec="mpeg2video")
+    return mpeg2_back_to_back(path, [first, then])
+
+
+def mpeg2_back_to_back(path: Path, parts: Sequence[Path]) -> Path:
+    """MPEG-2 elementary streams one after another in a transport stream, as a broadcast splices
+    them: each part's sequence header (its size, its interlacing) starts at its first frame."""
     joined = path.with_suffix(".m2v")
-    joined.write_bytes(first.read_bytes() + then.read_bytes())
+    joined.write_bytes(b"".join(part.read_bytes() for part in parts))
     with av.open(str(joined)) as inp, av.open(str(path), "w", format="mpegts") as out:
         video = out.add_stream_from_template(inp.streams.video[0])
         for packet in inp.demux(video=0):

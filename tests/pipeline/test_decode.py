@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import SHARED, camcorder_dv, make_clip, video_tracks
+from tests.helpers import SHARED, camcorder_dv, make_clip, mpeg2_back_to_back, video_tracks
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
 from tmlsr_ray.pipeline.decode import iter_batches, measured_siting, planar_layout, probe_video
 
@@ -122,6 +122,17 @@ def test_a_frame_whose_size_changed_mid_stream_is_scaled_to_the_streams():
 
     converted = _in_layout(changed_frame("yuv420p", 1, 1), Yuv420("ITU709", False), (32, 24))
     assert (converted.width, converted.height) == (32, 24)
+
+
+def test_rgb_batches_of_a_stream_whose_size_changes_hold_frames_of_its_size(tmp_path):
+    # a broadcast's 64x48 ident, then its 96x64 programme: a batch holding both sizes failed
+    # the task (numpy could not stack them) where the planes above were already scaled
+    parts = [make_clip(tmp_path / f"{w}x{h}.m2v", size=(w, h), rate=25, audio=False, codec="mpeg2video",
+                       container="mpeg2video", options={"g": "6"}) for w, h in [(64, 48), (96, 64)]]
+    path = mpeg2_back_to_back(tmp_path / "broadcast.ts", parts)
+    info = probe_video(path)
+    shapes = {frame.shape for batch in iter_batches(path, info, 16) for frame in batch.frames}
+    assert (info.width, info.height) == (64, 48) and shapes == {(48, 64, 3)}
 
 
 def changed_frame(pix_fmt: str, colorspace: int, color_range: int):

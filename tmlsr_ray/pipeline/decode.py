@@ -293,8 +293,12 @@ class _BatchForm:
         self.planar = self._siting is not None
 
     def picture(self, frame) -> np.ndarray:
+        size = (self._info.coded_width, self._info.coded_height)
         if self.planar:
-            return _in_layout(frame, self._planes, (self._info.coded_width, self._info.coded_height)).to_ndarray()
+            return _in_layout(frame, self._planes, size).to_ndarray()
+        if (frame.width, frame.height) != size:  # a new sequence header: the stream's size, as in planes
+            rgb = frame_to_rgb(frame, self._rgb_format, 0)
+            frame = av.VideoFrame.from_ndarray(rgb, format=self._rgb_format).reformat(*size, interpolation=EXACT_SWS)
         return frame_to_rgb(frame, self._rgb_format, self._info.rotation)
 
     def pack(self, arrays: List[np.ndarray]) -> Union[np.ndarray, Yuv420Frames]:
