@@ -424,7 +424,7 @@ class _SegmentFile:
         shift = self.segment.shift
         copy.pts = None if packet.pts is None else (packet.pts + shift) * self._subticks
         copy.dts = self._increasing(None if packet.dts is None else (packet.dts + shift) * self._subticks)
-        copy.duration = packet.duration * self._subticks
+        copy.duration = (packet.duration or 0) * self._subticks  # PyAV says None for an unknown one
         copy.is_keyframe = packet.is_keyframe
         copy.time_base = self._time_base
         copy.stream = self._stream
