@@ -171,14 +171,15 @@ def test_a_one_frame_segment_counted_a_tick_a_frame_decodes_its_own_frame(tmp_pa
 
 
 def test_a_vfr_frame_decoded_as_pre_roll_just_before_a_segment_does_not_take_its_first_frame(tmp_path):
-    # frames 100 ms apart but for one 10 ms before each cut inside the GOP: a stamp was matched
-    # within under half the owned frames' gaps, so the pre-roll frame before took the first one's
-    gaps = ([100] * 9 + [10]) * 2 + [100] * 9
+    # frames 100 ms apart but for one 10 ms before each cut inside the GOP (10 a second on average):
+    # a stamp was matched within under half the owned frames' gaps, so the pre-roll frame before
+    # took the first one's
+    gaps = ([100] * 8 + [190, 10]) * 2 + [100] * 9
     pts = [0] + [int(t) for t in np.cumsum(gaps)]
     path = make_clip(tmp_path / "screen.mkv", frames=len(pts), rate=10, audio=False, pts=pts,
                      time_base=Fraction(1, 1000), options={"x264-params": "keyint=1000:bframes=0:scenecut=0"})
     plan, frames = segment_decode(path)
-    assert [(s.first_packet, s.pts[0]) for s in plan.segments] == [(0, 0), (0, 910), (0, 1820)]
+    assert [(s.first_packet, s.pts[0]) for s in plan.segments] == [(0, 0), (0, 1000), (0, 2000)]
     expected = whole_decode(path)
     assert [pts for pts, _ in frames] == [pts for pts, _ in expected]
     for (pts, got), (_, want) in zip(frames, expected):
