@@ -15,12 +15,14 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import cut_and_decode, interlaced_clip, make_clip, spliced_encodes, trim_by_edit_list, whole_decode
+from tests.helpers import (SHARED, cut_and_decode, interlaced_clip, make_clip, shared_path, spliced_encodes,
+                           trim_by_edit_list, whole_decode)
 from tmlsr_ray.errors import CanceledError, InputError
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.rekey import ChromaSiting, lossless_layout, raw_frame_bytes
 from tmlsr_ray.pipeline.segments import Cutting, PacketEntry, cut_packets, extract_segments, plan_segments
 
+SHARED_VIDEOS = sorted(p.name for p in (SHARED / "media" / "video").glob("*")) if (SHARED / "media").is_dir() else []
 # 6-frame segments of a 24 fps clip; past 8 frames of pre-roll a segment is re-keyed
 SHORT = Cutting(segment_s=0.25, max_preroll_frames=8)
 
@@ -57,6 +59,16 @@ def test_re_keyed_segments_decode_to_the_frames_of_one_decode(tmp_path, name):
     path = long_gop(tmp_path / ("clip.webm" if name.startswith("vp9") else "clip.mp4"), **LONG_GOPS[name])
     plan, frames = cut_and_decode(path, SHORT)
     assert sum(s.rekeyed for s in plan.segments) >= 3
+    assert_same_frames(frames, whole_decode(path))
+
+
+@pytest.mark.parametrize("name", SHARED_VIDEOS or [None])
+def test_every_shared_clip_re_keyed_throughout_decodes_to_the_frames_of_one_decode(name):
+    # no pre-roll allowed: every segment that does not start on a keyframe is re-keyed (real
+    # H.264, VP9, AV1, 10-bit HEVC, a GIF's BGRA, a rotated VFR phone clip)
+    path = shared_path("media", "video", name) if name else shared_path("media", "video")
+    plan, frames = cut_and_decode(path, Cutting(segment_s=0.5, max_preroll_frames=0))
+    assert any(s.rekeyed for s in plan.segments)
     assert_same_frames(frames, whole_decode(path))
 
 
