@@ -360,6 +360,19 @@ def _crop_planes(planes: np.ndarray, height: int, width: int, top: int, left: in
     return np.concatenate([luma.ravel(), window.ravel()]).reshape(rows * 3 // 2, cols)
 
 
+def one_filter(name: str, args: str, **source) -> "av.filter.Graph":
+    """A configured graph of one FFmpeg filter from a buffer source (``source``: its template
+    stream, or its frames' size, format and time base) to a sink."""
+    graph = av.filter.Graph()
+    buffer = graph.add_buffer(**source)
+    middle = graph.add(name, args)
+    sink = graph.add("buffersink")
+    buffer.link_to(middle)
+    middle.link_to(sink)
+    graph.configure()
+    return graph
+
+
 def _display_frames(container, stream, info: VideoInfo) -> Iterator:
     deinterlacer = Deinterlacer(stream, info.interlaced)
     for frame in container.decode(stream):
@@ -382,14 +395,7 @@ class Deinterlacer:
 
     @staticmethod
     def _bwdif(stream) -> "av.filter.Graph":
-        graph = av.filter.Graph()
-        source = graph.add_buffer(template=stream)
-        bwdif = graph.add("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
-        sink = graph.add("buffersink")
-        source.link_to(bwdif)
-        bwdif.link_to(sink)
-        graph.configure()
-        return graph
+        return one_filter("bwdif", "mode=send_frame:parity=auto:deint=interlaced", template=stream)
 
     def frames(self, frame) -> List["av.VideoFrame"]:
         """The frames ready after ``frame`` goes in (None: the end, every frame left)."""

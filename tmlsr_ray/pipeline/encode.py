@@ -269,7 +269,7 @@ class PieceWriter:
         self._offset = 0
         self._frames = 0
         self._last_dts: Optional[int] = None
-        frame_ticks = 1 / (float(info.average_rate or 25) * float(info.time_base))
+        frame_ticks = info.frame_ticks or 1 / (25 * float(info.time_base))
         self._max_reorder_delay = max(1, round(16 * frame_ticks))
 
     def _add_video_stream(self, size, options: EncodeOptions):

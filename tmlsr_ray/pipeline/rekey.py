@@ -24,7 +24,7 @@ import av.filter
 import numpy as np
 
 from tmlsr_ray.errors import CanceledError, InputError
-from tmlsr_ray.pipeline.decode import Deinterlacer, VideoInfo, frame_to_rgb, open_segment_file
+from tmlsr_ray.pipeline.decode import Deinterlacer, VideoInfo, frame_to_rgb, one_filter, open_segment_file
 
 if TYPE_CHECKING:
     from tmlsr_ray.pipeline.segments import Segment
@@ -113,14 +113,9 @@ class ChromaSiting:
         key = (location, frame.width, frame.height, frame.format.name)
         graph = self._graphs.get(key)
         if graph is None:
-            graph = self._graphs[key] = av.filter.Graph()
-            source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
-                                      time_base=Fraction(1, 1))
-            tag = graph.add("setparams", f"chroma_location={location}")
-            sink = graph.add("buffersink")
-            source.link_to(tag)
-            tag.link_to(sink)
-            graph.configure()
+            graph = self._graphs[key] = one_filter("setparams", f"chroma_location={location}", width=frame.width,
+                                                   height=frame.height, format=frame.format.name,
+                                                   time_base=Fraction(1, 1))
         graph.vpush(frame)
         return graph.vpull()
 

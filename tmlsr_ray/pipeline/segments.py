@@ -245,7 +245,7 @@ def cut_packets(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cuttin
     # presentation order of the frames shown (a discarded one is only ever a decode pre-roll)
     order = sorted((i for i, e in enumerate(entries) if not e.discard), key=lambda i: entries[i].pts)
     shift = max(0, -min(e.pts for e in entries))
-    rate = info.average_rate or _rate_from_stamps(entries, info.time_base) or Fraction(25)
+    rate = info.average_rate or _rate_between_gaps([e.pts for e in entries], info.time_base) or Fraction(25)
     length = max(1, min(cutting.max_frames, round(cutting.segment_s * float(rate))))
     cutter = _Cutter(entries, order, cutting, length, _rekeyed_length(info, cutting, length))
     starts = [0]
@@ -352,12 +352,6 @@ def _rate_between_gaps(stamps: Sequence[int], time_base: Fraction) -> Optional[F
     steps = np.diff(np.sort(np.asarray(stamps, dtype=np.int64)))
     kept = steps[steps <= 4 * np.median(steps)] if len(steps) else steps
     return Fraction(len(kept)) / (int(kept.sum()) * time_base) if len(kept) and kept.sum() > 0 else None
-
-
-def _rate_from_stamps(entries: Sequence[PacketEntry], time_base: Fraction) -> Optional[Fraction]:
-    stamps = sorted(e.pts for e in entries)
-    span = (stamps[-1] - stamps[0]) * time_base if stamps else 0
-    return Fraction(len(stamps) - 1) / span if len(stamps) > 1 and span > 0 else None
 
 
 def _fingerprint(path: Path, info: VideoInfo, entries, segments) -> str:
