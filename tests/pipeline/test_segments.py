@@ -85,15 +85,19 @@ def test_every_shared_clip_decodes_segment_by_segment_to_the_frames_of_one_decod
     assert len(plan.segments) >= min(3, len(expected) // 40), "1-second segments should cut the clip"
 
 
-@pytest.mark.parametrize("kind", sorted(GENERATED))
-def test_generated_gops_decode_segment_by_segment_to_the_frames_of_one_decode(tmp_path, kind):
-    path = GENERATED[kind](tmp_path / f"{kind}.mp4")
-    plan, frames = segment_decode(path, Cutting(segment_s=0.4))
+def assert_cut_into_segments_giving_one_decodes_frames(path: Path, cutting: Cutting, segments: int) -> None:
+    plan, frames = segment_decode(path, cutting)
     expected = whole_decode(path)
-    assert len(plan.segments) >= 3
+    assert len(plan.segments) >= segments
     assert [pts for pts, _ in frames] == [pts for pts, _ in expected]
     for (_, got), (_, want) in zip(frames, expected):
         assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("kind", sorted(GENERATED))
+def test_generated_gops_decode_segment_by_segment_to_the_frames_of_one_decode(tmp_path, kind):
+    assert_cut_into_segments_giving_one_decodes_frames(GENERATED[kind](tmp_path / f"{kind}.mp4"),
+                                                       Cutting(segment_s=0.4), 3)
 
 
 def test_open_gop_leading_pictures_belong_to_the_segment_before_the_cut(tmp_path):
@@ -725,18 +729,48 @@ def test_ut_video_keeps_the_fourcc_its_decoder_reads_its_layout_from_in_every_se
         assert np.array_equal(got, want)
 
 
-@pytest.mark.parametrize("codec,container,pix_fmt", [("prores_ks", "mov", "yuv422p10le"), ("qtrle", "mov", "rgb24"),
-                                                     ("apng", "apng", "rgb24")])
-def test_a_codec_segment_files_cannot_hold_is_upscaled_as_one_segment(tmp_path, smooth_model, codec, container,
-                                                                       pix_fmt):
-    """ProRes, QuickTime Animation and APNG: NUT holds none of them, the decoder holds all."""
-    if codec not in av.codecs_available:
-        pytest.skip(f"this FFmpeg has no {codec} encoder")
-    path = make_clip(tmp_path / f"clip.{container}", frames=6, codec=codec, pix_fmt=pix_fmt, audio=False,
-                     container=container)
+def test_an_apng_no_segment_file_holds_is_upscaled_as_one_segment(tmp_path, smooth_model):
+    """Neither NUT nor QuickTime holds APNG; the decoder does."""
+    path = make_clip(tmp_path / "clip.apng", frames=6, codec="apng", pix_fmt="rgb24", audio=False, container="apng")
     _, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.2),
                                       tmp_path / "pieces")
     assert plan.whole and report.frames == frame_count(tmp_path / "out.mp4") == 6
+
+
+STUDIO_MASTERS = {  # codec, pix_fmt, encoder options, size, container
+    "prores_422hq": ("prores_ks", "yuv422p10le", {"profile": "3"}, (64, 48), "mov"),
+    "prores_4444_alpha": ("prores_ks", "yuva444p10le", {"profile": "4"}, (64, 48), "mov"),
+    "dnxhr_hq": ("dnxhd", "yuv422p", {"profile": "dnxhr_hq"}, (256, 120), "mov"),
+    "dnxhr_sq_mxf": ("dnxhd", "yuv422p", {"profile": "dnxhr_sq"}, (256, 120), "mxf"),
+    "qtrle_argb": ("qtrle", "argb", {}, (64, 48), "mov"),
+    "prores_in_matroska": ("prores_ks", "yuv422p10le", {}, (64, 48), "matroska"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STUDIO_MASTERS))
+def test_a_studio_master_nut_cannot_hold_is_cut_into_quicktime_segments_that_decode_to_one_decodes_frames(
+        tmp_path, name):
+    """ProRes, DNxHR and QuickTime Animation (a studio's masters) were one segment, upscaled by one
+    replica whatever the film's length: NUT has no tag for them. Their segment files are QuickTime,
+    whose track start is kept to the sub-tick (in its 1/1000 s default, frames came back up to a
+    millisecond early and were lost)."""
+    codec, pix_fmt, options, size, container = STUDIO_MASTERS[name]
+    if codec not in av.codecs_available:
+        pytest.skip(f"this FFmpeg has no {codec} encoder")
+    path = make_clip(tmp_path / f"{name}.{container}", frames=30, size=size, rate=Fraction(30000, 1001),
+                     codec=codec, pix_fmt=pix_fmt, options=options, audio=False, container=container)
+    assert_cut_into_segments_giving_one_decodes_frames(path, Cutting(segment_s=0.25), 4)
+
+
+def test_a_prores_master_is_upscaled_segment_by_segment_with_its_sound(tmp_path, smooth_model):
+    path = make_clip(tmp_path / "master.mov", frames=24, codec="prores_ks", pix_fmt="yuv422p10le",
+                     audio_codec="pcm_s24le")
+    info, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.5),
+                                         tmp_path / "pieces")
+    assert len(plan.segments) == 4 and not plan.whole
+    frames, _, streams = output_frames(tmp_path / "out.mp4")
+    assert report.frames == len(frames) == 24 and [s[0] for s in streams] == ["video", "audio"]
+    assert np.allclose([t for t, _ in frames], [pts * float(info.time_base) for pts, _ in whole_decode(path)])
 
 
 def test_audio_keeps_its_languages_and_pcm_without_a_channel_layout_becomes_aac(tmp_path, smooth_model):
@@ -1266,7 +1300,7 @@ def test_a_decode_time_that_goes_back_is_moved_on_in_the_segment_file(tmp_path):
     segment = Segment(0, 0, 11, tuple(sorted(pts for pts, _ in times.values())))
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        piece = _SegmentFile(segment, stream, with_tag=True)
+        piece = _SegmentFile(segment, stream, "nut", with_tag=True)
         for index, packet in enumerate(p for p in container.demux(stream) if p.size):
             packet.pts, packet.dts = times[index]
             if index == 3:

@@ -13,6 +13,7 @@ One decoder (PyAV/FFmpeg) for every input, so every input has the same frame sem
 
 from __future__ import annotations
 
+import io
 import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -102,12 +103,27 @@ def open_container(path: Path, options: Optional[Dict[str, str]] = None) -> "av.
 
 
 SEGMENT_FORMAT = "nut"  # segment files: FFmpeg's container that holds nearly every codec and any time base
+# NUT has no tag for the intra-frame codecs of a studio's masters (ProRes, DNxHD/DNxHR, QuickTime
+# Animation); QuickTime holds them, also at the source's time base.
+SEGMENT_FORMATS = (SEGMENT_FORMAT, "mov")
+NUT_SIGNATURE = b"nut/multimedia container\0"
 
 
-def open_segment_file(buffer) -> "av.container.OutputContainer":
+def open_segment_file(buffer, format: str = SEGMENT_FORMAT,
+                      time_base: Optional[Fraction] = None) -> "av.container.OutputContainer":
     # The source's timestamps as they are: NUT would otherwise shift a stream whose first decode
     # time is negative (B-frames), and the frames would no longer match the plan.
-    return av.open(buffer, "w", format=SEGMENT_FORMAT, options={"avoid_negative_ts": "disabled"})
+    options = {"avoid_negative_ts": "disabled"}
+    if time_base is not None and format == "mov":
+        # QuickTime states where a track starts (an edit list) in its movie's time scale, 1/1000 s
+        # unless told: a segment's frames would come back up to a millisecond early
+        options["movie_timescale"] = str(Fraction(time_base).denominator)
+    return av.open(buffer, "w", format=format, options=options)
+
+
+def read_segment_file(data: bytes) -> "av.container.InputContainer":
+    """A segment file, in whichever of :data:`SEGMENT_FORMATS` it was written."""
+    return av.open(io.BytesIO(data), format=SEGMENT_FORMAT if data.startswith(NUT_SIGNATURE) else SEGMENT_FORMATS[1])
 
 
 def copy_video_stream(out, template, with_tag: bool = True) -> "av.video.stream.VideoStream":

@@ -11,10 +11,10 @@ presentation time. A segment carries the packets its frames need, in decode orde
   that follows them in decode order) are decoded by the segment that owns their display time.
 
 Those packets are stream-copied into a NUT file, the FFmpeg container that holds nearly every codec
-(GIF included) and keeps the source's time base exactly. Streams whose timestamps cannot be trusted
-(missing or repeated), and codecs NUT cannot hold (ProRes, QuickTime Animation, DNxHD, APNG), are
-not cut: they become one segment holding the whole file, decoded with the timestamp fix-ups of
-:func:`iter_batches`. Packets an MP4 edit list hides (flagged discard) are decoded as references
+(GIF included) and keeps the source's time base exactly; ProRes, DNxHD and QuickTime Animation,
+which NUT cannot hold, into a QuickTime file. Streams whose timestamps cannot be trusted
+(missing or repeated), and codecs neither holds (APNG), are not cut: they become one segment
+holding the whole file, decoded with the timestamp fix-ups of :func:`iter_batches`. Packets an MP4 edit list hides (flagged discard) are decoded as references
 and own no frame.
 """
 
@@ -35,8 +35,8 @@ import numpy as np
 
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
-    SEGMENT_FORMAT, FrameBatch, VideoInfo, copy_video_stream, decode_batches, ffmpeg_message, iter_batches,
-    open_container, open_segment_file,
+    SEGMENT_FORMATS, FrameBatch, VideoInfo, copy_video_stream, decode_batches, ffmpeg_message, iter_batches,
+    open_container, open_segment_file, read_segment_file,
 )
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
 from tmlsr_ray.errors import InputError
@@ -126,7 +126,7 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         stream = container.streams[info.stream_index]
         scanned = _scan(stream)
         entries = _from_first_keyframe(scanned)
-        holds = segment_files_hold(stream)
+        holds = segment_file_format(stream) is not None
         stated_end = (stream.start_time or 0) + stream.duration if stream.duration else None
         stated_rates = (info.average_rate, stream.guessed_rate, stream.codec_context.framerate)
     shown = sum(not e.discard for e in entries)
@@ -137,7 +137,7 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
     if timed and shown and holds:
         segments = tuple(cut_packets(entries, info, cutting))
         first_pts = min(e.pts for e in scanned if not e.discard)
-    else:  # a damaged index, or a codec NUT cannot hold: one segment, the input decoded as a whole
+    else:  # a damaged index, or a codec no segment file holds: one segment, the input decoded as a whole
         segments = (Segment(0, 0, len(entries) - 1, ()),)
     last_frame = _last_frame_ticks(entries, stated_end, info.container.startswith("matroska"))
     return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments), last_frame,
@@ -197,29 +197,32 @@ def _last_frame_ticks(entries: Sequence[PacketEntry], stated_end: Optional[int],
     return stamps[-1] - stamps[-2] if len(stamps) > 1 else None
 
 
-def segment_files_hold(stream: "av.video.stream.VideoStream") -> bool:
-    """Whether the video stream's codec can be stream-copied into a segment file (NUT holds most,
-    not ProRes, QuickTime Animation, DNxHD or APNG)."""
-    try:
-        with av.open(io.BytesIO(), "w", format=SEGMENT_FORMAT) as probe:
-            copy_video_stream(probe, stream, with_tag=False)
-    except (ValueError, av.error.FFmpegError):
-        return False
-    return True
+def segment_file_format(stream: "av.video.stream.VideoStream") -> Optional[str]:
+    """The container the video stream's packets are stream-copied into as segment files (NUT for
+    most codecs, QuickTime for ProRes, DNxHD and QuickTime Animation); None where neither holds
+    the codec (APNG)."""
+    for format in SEGMENT_FORMATS:
+        try:
+            with av.open(io.BytesIO(), "w", format=format) as probe:
+                copy_video_stream(probe, stream, with_tag=False)
+        except (ValueError, av.error.FFmpegError):
+            continue
+        return format
+    return None
 
 
-def segment_files_read_tag(stream: "av.video.stream.VideoStream") -> bool:
+def segment_files_read_tag(stream: "av.video.stream.VideoStream", format: str) -> bool:
     """Whether a segment file holding the stream's own FourCC reads back as the same codec. Ut
     Video needs its tag (its layout is in it); NUT's reader knows MP4's avc1 but not hvc1 or hev1,
     and those streams go with NUT's own tag."""
     written = io.BytesIO()
     try:
-        with av.open(written, "w", format=SEGMENT_FORMAT) as probe:
+        with av.open(written, "w", format=format) as probe:
             one = av.Packet(b"\0")  # NUT writes its header with the first packet
             one.pts = one.dts = 0
             one.time_base, one.stream, one.is_keyframe = stream.time_base, copy_video_stream(probe, stream), True
             probe.mux(one)
-        with av.open(io.BytesIO(written.getvalue()), format=SEGMENT_FORMAT) as read_back:
+        with read_segment_file(written.getvalue()) as read_back:
             return read_back.streams.video[0].codec_context.name == stream.codec_context.name
     except (ValueError, IndexError, av.error.FFmpegError):
         return False
@@ -364,7 +367,7 @@ def _fingerprint(path: Path, info: VideoInfo, entries, segments) -> str:
 
 def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
                      stop: Optional[threading.Event] = None) -> Iterator[Tuple[Segment, bytes]]:
-    """Each segment's packets stream-copied into a NUT file, in one pass over the input (a packet
+    """Each segment's packets stream-copied into a segment file, in one pass over the input (a packet
     that two segments need, pre-roll or a leading picture's reference, goes into both); a whole
     segment is the input file itself; a re-keyed one's frames are decoded on the way (see
     :mod:`~tmlsr_ray.pipeline.rekey`). Segments come out as their last packet, or frame, is read."""
@@ -377,7 +380,8 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
         return
     with open_container(path) as container:
         stream = container.streams[info.stream_index]
-        with_tag = segment_files_read_tag(stream)
+        format = segment_file_format(stream) if copied else SEGMENT_FORMATS[0]
+        with_tag = segment_files_read_tag(stream, format)
         rekeyer = Rekeyer(stream, info, rekeyed, stop)
         open_pieces: List[_SegmentFile] = []
         index = -1
@@ -387,7 +391,7 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
                     continue
                 index += 1
                 while copied and copied[0].first_packet == index:
-                    open_pieces.append(_SegmentFile(copied.pop(0), stream, with_tag))
+                    open_pieces.append(_SegmentFile(copied.pop(0), stream, format, with_tag))
                 for piece in open_pieces:
                     piece.add(packet)
                 for piece in [p for p in open_pieces if p.segment.last_packet == index]:
@@ -404,13 +408,14 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
 
 
 class _SegmentFile:
-    def __init__(self, segment: Segment, stream, with_tag: bool):
+    def __init__(self, segment: Segment, stream, format: str, with_tag: bool):
         self.segment = segment
         self._buffer = io.BytesIO()
-        self._out = open_segment_file(self._buffer)
-        self._stream = copy_video_stream(self._out, stream, with_tag)
         self._subticks = _subticks(stream.time_base)
-        self._time_base = self._stream.time_base = stream.time_base / self._subticks
+        self._time_base = stream.time_base / self._subticks
+        self._out = open_segment_file(self._buffer, format, self._time_base)
+        self._stream = copy_video_stream(self._out, stream, with_tag)
+        self._stream.time_base = self._time_base
         self._last_dts: Optional[int] = None
 
     def add(self, packet) -> None:
@@ -460,7 +465,7 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
     seen = set()
     if segment.rekeyed:  # its file holds the frames as shown: deinterlaced already
         info = replace(info, interlaced=False)
-    with av.open(io.BytesIO(data), format=SEGMENT_FORMAT) as container:
+    with read_segment_file(data) as container:
         stream = container.streams.video[0]
         to_source = _timestamp_map(stream.time_base, info.time_base, segment.shift)
         tolerance = _match_tolerance(np.union1d(owned, _file_stamps(data, to_source)), info)
@@ -498,7 +503,7 @@ def _timestamp_map(stream_base: Fraction, source_base: Fraction, shift: int = 0)
 def _file_stamps(data: bytes, to_source) -> np.ndarray:
     """The source stamps of a segment file's packets: its own frames, and those it decodes and
     drops (pre-roll, an interlaced segment's neighbours)."""
-    with av.open(io.BytesIO(data), format=SEGMENT_FORMAT) as container:
+    with read_segment_file(data) as container:
         return np.array(sorted({to_source(p.pts) for p in container.demux(video=0) if p.pts is not None}),
                         dtype=np.int64)
 
