@@ -100,3 +100,10 @@ def test_torch_compile_takes_a_mode_or_the_booleans_it_took_before():
     assert Settings.load({"torch_compile": "reduce-overhead"}, environ={}).torch_compile == "reduce-overhead"
     with pytest.raises(ValidationError, match="torch_compile"):
         Settings(torch_compile="fastest")
+
+
+def test_the_video_cutting_takes_each_segment_setting_in_bytes_where_it_counts_mib():
+    cutting = Settings(video_segment_s=4, video_segment_max_frames=100, video_segment_max_preroll_frames=7,
+                       video_rekey_segment_mib=3, video_segment_max_mib=5).video_cutting
+    assert (cutting.segment_s, cutting.max_frames, cutting.max_preroll_frames) == (4, 100, 7)
+    assert (cutting.rekey_max_bytes, cutting.max_bytes) == (3 << 20, 5 << 20)

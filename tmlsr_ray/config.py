@@ -128,6 +128,10 @@ class Settings(BaseModel):
         "decoded, upscaled and encoded on one model replica, and kept for a resumed attempt.")
     video_segment_max_frames: int = Field(
         600, ge=1, description="Most frames in one segment (bounds a piece of a high-frame-rate or 4K video).")
+    video_segment_max_mib: int = Field(
+        256, ge=0, description="Most MiB of the input's video in one segment, at its average bitrate "
+        "(bounds what the runner holds and the object store carries of a studio's ProRes or DNxHR "
+        "master: 10 s of ProRes 422 HQ at 4K is about 1.1 GB). 0: no bound.")
     video_segment_max_preroll_frames: int = Field(
         300, ge=0, description="A GOP longer than a segment is cut inside when the frames decoded "
         "before the cut (and dropped) are at most this many; else the segment runs to the next keyframe.")
@@ -256,7 +260,7 @@ class Settings(BaseModel):
         from tmlsr_ray.pipeline.segments import Cutting
 
         return Cutting(self.video_segment_s, self.video_segment_max_frames, self.video_segment_max_preroll_frames,
-                       self.video_rekey_segment_mib << 20)
+                       self.video_rekey_segment_mib << 20, self.video_segment_max_mib << 20)
 
     def model_threads(self, cores: int) -> int:
         """The torch threads of a model replica on a machine with ``cores`` cores."""

@@ -762,6 +762,18 @@ def test_a_studio_master_nut_cannot_hold_is_cut_into_quicktime_segments_that_dec
     assert_cut_into_segments_giving_one_decodes_frames(path, Cutting(segment_s=0.25), 4)
 
 
+def test_a_high_bitrate_master_is_cut_into_segments_of_at_most_the_bytes_a_segment_may_hold(tmp_path):
+    """10 s of 4K ProRes is over a gigabyte: a segment is bounded by its packets' bytes too."""
+    path = make_clip(tmp_path / "master.mov", frames=24, codec="prores_ks", pix_fmt="yuv422p10le", audio=False)
+    sizes = [e.size for e in scan_packets(path, probe_video(path))]
+    cutting = Cutting(segment_s=10.0, max_bytes=4 * max(sizes))
+    plan = plan_segments(path, probe_video(path), cutting)
+    assert len(plan.segments) >= 24 // 4
+    for segment in plan.segments:
+        assert sum(sizes[segment.first_packet:segment.last_packet + 1]) <= cutting.max_bytes
+    assert len(plan_segments(path, probe_video(path), replace(cutting, max_bytes=0)).segments) == 1
+
+
 def test_a_prores_master_is_upscaled_segment_by_segment_with_its_sound(tmp_path, smooth_model):
     path = make_clip(tmp_path / "master.mov", frames=24, codec="prores_ks", pix_fmt="yuv422p10le",
                      audio_codec="pcm_s24le")

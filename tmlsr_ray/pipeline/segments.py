@@ -58,6 +58,7 @@ class PacketEntry:
     keyframe: bool
     discard: bool = False  # decoded as a reference, never shown (before an MP4 edit list's start)
     duration: int = 0  # how long its frame shows (0: the container does not say)
+    size: int = 0  # bytes
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class Cutting:
     max_frames: int = 600  # per segment, so a 4K segment's piece stays bounded
     max_preroll_frames: int = 300  # frames decoded and dropped before a cut inside a GOP
     rekey_max_bytes: int = 256 << 20  # a re-keyed segment's decoded frames, at most (0: never re-key)
+    max_bytes: int = 256 << 20  # a segment's packets, about (0: unbounded)
 
 
 def scan_packets(path: Path, info: VideoInfo) -> List[PacketEntry]:
@@ -113,7 +115,7 @@ def _scan(stream: "av.video.stream.VideoStream") -> List[PacketEntry]:
         for packet in stream.container.demux(stream):
             if packet.size:
                 entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard,
-                                           packet.duration or 0))
+                                           packet.duration or 0, packet.size))
     except av.error.FFmpegError as exc:
         raise InputError(f"video could not be read ({ffmpeg_message(exc)})") from exc
     if not entries:
@@ -249,7 +251,7 @@ def cut_packets(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cuttin
     order = sorted((i for i, e in enumerate(entries) if not e.discard), key=lambda i: entries[i].pts)
     shift = max(0, -min(e.pts for e in entries))
     rate = info.average_rate or _rate_between_gaps([e.pts for e in entries], info.time_base) or Fraction(25)
-    length = max(1, min(cutting.max_frames, round(cutting.segment_s * float(rate))))
+    length = max(1, min(cutting.max_frames, round(cutting.segment_s * float(rate)), _frames_within(entries, cutting)))
     cutter = _Cutter(entries, order, cutting, length, _rekeyed_length(info, cutting, length))
     starts = [0]
     while True:
@@ -265,6 +267,16 @@ def cut_packets(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cuttin
             first, last = cutter.with_neighbours(begin, end, first, last)
         yield Segment(index, first, last, tuple(sorted(entries[i].pts for i in owned)), shift,
                       rekeyed=cutter.rekeyed(begin))
+
+
+def _frames_within(entries: Sequence[PacketEntry], cutting: Cutting) -> int:
+    """Frames whose packets, at the stream's average, fill ``max_bytes``: a studio's intra-frame
+    master runs at 200 MB/s and more (ProRes 4444 XQ at 4K), so 10 seconds of it made a segment
+    of gigabytes, held by the runner and carried through the object store whole."""
+    total = sum(e.size for e in entries)
+    if not cutting.max_bytes or not total:
+        return len(entries)
+    return max(1, cutting.max_bytes * len(entries) // total)
 
 
 def _rekeyed_length(info: VideoInfo, cutting: Cutting, length: int) -> int:
