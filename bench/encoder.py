@@ -1,7 +1,7 @@
 """Encoder throughput at upscaled sizes, without Ray: libx264 (and libx265 where PyAV's FFmpeg has
 it) through the service's own PieceWriter (the RGB→YUV conversion included).
 
-    python bench/encoder.py [--clip CLIP] [--sizes 2560x1440 5120x2880] [--codecs libx264 libx265]
+    python bench/encoder.py [--clip CLIP] [--sizes 2560x1440 5120x2880] [--codecs libx264 libx265 prores_ks]
                             [--presets veryfast faster medium] [--pieces 4] [--frames 48 24]
                             [--repeats 3] [--threads N] [--budget-s S]
 
@@ -79,7 +79,7 @@ def bench_encoders(clip: Path, args, deadline: float) -> None:
             continue
         for (width, height), count in zip(args.sizes, args.frames + args.frames[-1:] * len(args.sizes)):
             frames = upscaled_frames(clip, info, count, width, height)
-            for preset in args.presets:
+            for preset in args.presets if EncodeOptions(codec).rate_controlled else ["-"]:  # ProRes has none
                 if time.perf_counter() > deadline:
                     print(f"{codec} {width}x{height} {preset}: skipped (time budget spent)")
                     continue

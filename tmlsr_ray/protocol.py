@@ -50,7 +50,7 @@ class StageStatus(str, Enum):
 
 MAX_URL_LENGTH = 8192
 IMAGE_FORMATS = ("png", "jpeg", "webp")
-VIDEO_FORMATS = ("mp4", "mkv")  # MP4 by default
+VIDEO_FORMATS = ("mp4", "mkv", "mov")  # MP4 by default, QuickTime for ProRes
 MAX_SCALE = 65536.0  # per axis; the service's max_output_pixels bounds it further at submission
 MAX_SIDE = 1 << 20
 
@@ -152,14 +152,15 @@ class TaskRequest(BaseModel):
     output_format: Optional[Literal[IMAGE_FORMATS + VIDEO_FORMATS]] = Field(
         None, description="Image tasks: png, jpeg or webp; default the input's where it can hold the "
         "result (JPEG, WebP), else PNG. JPEG and WebP are 8-bit; JPEG drops alpha. Video tasks: mp4 "
-        "(the default) or mkv (Matroska: keeps every audio codec, styled ASS and bitmap subtitles, "
-        "and attachments such as fonts).")
+        "(the default; mov for prores), mkv (Matroska: keeps every audio codec, styled ASS and bitmap "
+        "subtitles, and attachments such as fonts) or mov (QuickTime: ProRes, PCM sound kept as it is).")
     output_quality: Optional[Annotated[int, Number]] = Field(
         None, ge=1, le=100, description="Image tasks: JPEG or WebP quality; default 95 (WebP with alpha: lossless).")
-    video_codec: Optional[Literal["h264", "hevc", "av1"]] = Field(
+    video_codec: Optional[Literal["h264", "hevc", "av1", "prores"]] = Field(
         None, description="Video tasks: the output's codec, where this build has an encoder for it "
         "(a 422 lists the codecs this build has); default the service's (H.264, "
-        "HEVC for HDR kept HDR).")
+        "HEVC for HDR kept HDR). prores: ProRes 422 HQ (10-bit 4:2:2, intra-frame) in mov or mkv, "
+        "for editing and finishing; it takes no crf.")
     crf: Optional[Annotated[int, Number]] = Field(
         None, ge=0, le=63, description="Video tasks: constant rate factor (lower = better; 0–51 for "
         "h264 and hevc, 0–63 for av1); default the service's video_crf.")
@@ -203,6 +204,8 @@ class TaskRequest(BaseModel):
                              f"which take {', '.join(formats)}")
         if self.output_quality is not None and self.output_format == "png":
             raise ValueError("output_quality: applies to jpeg and webp; png is lossless")
+        if self.video_codec == "prores" and self.crf is not None:
+            raise ValueError("crf: prores has no rate factor, its quality is its profile (422 HQ)")
         if self.crf is not None and self.crf > 51 and self.video_codec != "av1":
             raise ValueError(f"crf: {self.crf} is over 51, the most {self.video_codec or 'h264'} takes (av1 takes 0–63)")
         return self

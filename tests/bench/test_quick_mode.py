@@ -57,10 +57,11 @@ def test_on_a_gpus_planes_path_the_pipeline_bench_times_model_and_encoder_alone_
 
 
 def test_the_encoder_bench_compares_one_encoder_with_pieces_and_names_missing_encoders(tiny_clip, capsys):
-    encoder.main(["--clip", str(tiny_clip), "--sizes", "64x48", "--codecs", "libx264", "no-such-encoder",
-                  "--presets", "ultrafast", "--frames", "4", "--repeats", "1", "--pieces", "2"])
+    encoder.main(["--clip", str(tiny_clip), "--sizes", "64x48", "--codecs", "libx264", "prores_ks", "no-such-encoder",
+                  "--presets", "ultrafast", "fast", "--frames", "4", "--repeats", "1", "--pieces", "2"])
     out = capsys.readouterr().out
-    assert "libx264       64x48 ultrafast      4" in out
+    assert "libx264       64x48 ultrafast      4" in out and "libx264       64x48      fast      4" in out
+    assert out.count("prores_ks") == 1 and re.search(r"prores_ks +64x48 +- +4 ", out)  # ProRes has no preset
     assert "no-such-encoder: not in this FFmpeg build (skipped)" in out
 
 

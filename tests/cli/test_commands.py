@@ -28,7 +28,8 @@ def test_bash_completion_is_click_s_own():
     assert words.stdout.split() == ["plain,submit"]
     options = run_tmlsr(_TMLSR_COMPLETE="bash_complete", COMP_WORDS="tmlsr submit URL --output-format ",
                         COMP_CWORD="4")
-    assert options.stdout.split() == ["plain,png", "plain,jpeg", "plain,webp", "plain,mp4", "plain,mkv"]
+    assert options.stdout.split() == ["plain,png", "plain,jpeg", "plain,webp", "plain,mp4", "plain,mkv",
+                                      "plain,mov"]
 
 
 def test_a_web_server_that_is_not_the_service_exits_3_with_what_it_answered(input_server, capsys):

@@ -81,6 +81,21 @@ def test_a_segment_upscaled_into_the_encoders_planes_encodes_the_frames_of_the_r
     assert np.abs(decoded[0] - decoded[1]).max() <= 1
 
 
+def test_a_prores_segment_hands_the_model_rgb_and_encodes_a_quicktime_piece_of_422_hq(tmp_path):
+    """ProRes is 4:2:2: a GPU replica's 4:2:0 planes would not fit its encoder, so the model hands
+    RGB frames; MP4 holds no ProRes, so its piece is QuickTime."""
+    info, extracted = segments_of(tmp_path, frames=10)
+    segment, data = extracted[0]
+    job = SegmentJob(segment, info, (120, 90), EncodeOptions("prores_ks"), batch_frames=4)
+    assert job.yuv420 is None
+    items = list(render_segment(job, data, lambda batch: np.repeat(np.repeat(batch.frames, 2, 1), 2, 2)[:, :90, :120]))
+    with av.open(io.BytesIO(items[-1][0])) as container:
+        stream = container.streams.video[0]
+        assert container.format.name.startswith("mov") and stream.codec_context.name == "prores"
+        assert (stream.codec_context.pix_fmt, stream.codec_context.profile) == ("yuv422p10le", "HQ")
+        assert sum(1 for _ in container.decode(stream)) == len(segment.pts) == items[-1][1].frames
+
+
 def test_a_segment_decoded_into_planes_for_the_model_encodes_the_frames_of_the_rgb_path(tmp_path):
     """What a GPU replica asks the decoder for (its 4:2:0 planes, made RGB where the model runs)
     makes the same piece as the decoder's RGB, within the conversions' level (lossless x264)."""

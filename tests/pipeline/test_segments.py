@@ -24,8 +24,8 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, camco
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
-from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
-                                      _AudioLine, assemble, even_size, task_codecs_available)
+from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
+                                      _AudioLine, assemble, even_size, output_container, task_codecs_available)
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
 from tmlsr_ray.pipeline.segments import (Cutting, PacketEntry, Segment, _SegmentFile, cut_packets, decode_segment,
                                           extract_segments, frames_rate, plan_segments, scan_packets)
@@ -197,7 +197,9 @@ def smooth_model(tmp_path_factory):
 
 
 def render_and_join(path: Path, out: Path, model, cutting: Cutting, store_root: Path, codec: str = "libx264",
-                    preset: str = "ultrafast", into: ContainerFormat = MP4):
+                    preset: str = "ultrafast", into: ContainerFormat | None = None):
+    """``into``: the container a task gets for the codec unless told (MP4; QuickTime for ProRes)."""
+    into = into or output_container(None, codec)
     info = probe_video(path)
     plan = plan_segments(path, info, cutting)
     info = replace(info, average_rate=plan.average_rate)  # as the runner has it
@@ -288,8 +290,9 @@ def test_a_short_last_piece_without_b_frames_keeps_every_frames_duration(tmp_pat
     assert steps == {Fraction(1, 2)}, f"decode steps {sorted(steps)} s"
 
 
-@pytest.mark.parametrize("into", [MP4, MATROSKA], ids=lambda c: c.name)
-@pytest.mark.parametrize("codec", task_codecs_available())
+@pytest.mark.parametrize("codec,into", [(codec, into) for codec in task_codecs_available()
+                                         for into in (MP4, MATROSKA, MOV) if codec not in into.refuses],
+                         ids=lambda c: getattr(c, "name", c))
 def test_pieces_of_every_codec_the_build_has_join_into_one_decodable_stream(tmp_path, smooth_model, codec, into):
     path = vfr_clip(tmp_path / "vfr.mp4")
     out = tmp_path / f"out.{into.name}"
@@ -762,6 +765,24 @@ def test_a_studio_master_nut_cannot_hold_is_cut_into_quicktime_segments_that_dec
     assert_cut_into_segments_giving_one_decodes_frames(path, Cutting(segment_s=0.25), 4)
 
 
+@pytest.mark.parametrize("codec", ["libx264", "prores_ks"])
+def test_a_quicktime_output_keeps_timecode_and_subtitles_and_lists_a_cover_it_cannot_hold(tmp_path, smooth_model,
+                                                                                          codec):
+    timecoded = timecoded_clip(tmp_path / "tc.mov", "10:00:00:00", "mov")
+    _, _, report = render_and_join(timecoded, tmp_path / "tc-out.mov", smooth_model, Cutting(segment_s=0.5),
+                                   tmp_path / "tc-pieces", codec=codec, into=MOV)
+    with av.open(str(tmp_path / "tc-out.mov")) as out:
+        assert out.streams.video[0].metadata.get("timecode") == "10:00:00:00"
+    source = with_telemetry_and_cover(with_mov_text(make_clip(tmp_path / "clip.mp4", frames=24), tmp_path / "subs.mp4"),
+                                      tmp_path / "cover.mp4")
+    _, _, report = render_and_join(source, tmp_path / "out.mov", smooth_model, Cutting(segment_s=0.5),
+                                   tmp_path / "pieces", codec=codec, into=MOV)
+    _, _, streams = output_frames(tmp_path / "out.mov")
+    assert ("subtitle", "mov_text") in streams and report.subtitles_copied and not report.attachments
+    assert report.attachments_dropped == [{"name": "cover.jpg", "mimetype": "image/jpeg",
+                                           "reason": "MOV cannot hold attachments"}]
+
+
 def test_a_high_bitrate_master_is_cut_into_segments_of_at_most_the_bytes_a_segment_may_hold(tmp_path):
     """10 s of 4K ProRes is over a gigabyte: a segment is bounded by its packets' bytes too."""
     path = make_clip(tmp_path / "master.mov", frames=24, codec="prores_ks", pix_fmt="yuv422p10le", audio=False)
@@ -774,15 +795,26 @@ def test_a_high_bitrate_master_is_cut_into_segments_of_at_most_the_bytes_a_segme
     assert len(plan_segments(path, probe_video(path), replace(cutting, max_bytes=0)).segments) == 1
 
 
-def test_a_prores_master_is_upscaled_segment_by_segment_with_its_sound(tmp_path, smooth_model):
+@pytest.mark.parametrize("codec,into,streams", [
+    ("libx264", MP4, [("video", "h264"), ("audio", "aac")]),
+    ("prores_ks", MOV, [("video", "prores"), ("audio", "pcm_s24le")])])
+def test_a_prores_master_is_upscaled_segment_by_segment_with_its_sound(tmp_path, smooth_model, codec, into, streams):
+    """Into MP4 as H.264 with its 24-bit PCM as AAC, or back as ProRes 422 HQ in QuickTime with
+    its PCM as it is, as an editor takes it."""
     path = make_clip(tmp_path / "master.mov", frames=24, codec="prores_ks", pix_fmt="yuv422p10le",
                      audio_codec="pcm_s24le")
-    info, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.5),
-                                         tmp_path / "pieces")
+    out = tmp_path / f"out.{into.name}"
+    info, plan, report = render_and_join(path, out, smooth_model, Cutting(segment_s=0.5), tmp_path / "pieces",
+                                         codec=codec, into=into)
     assert len(plan.segments) == 4 and not plan.whole
-    frames, _, streams = output_frames(tmp_path / "out.mp4")
-    assert report.frames == len(frames) == 24 and [s[0] for s in streams] == ["video", "audio"]
+    frames, _, found = output_frames(out)
+    assert report.frames == len(frames) == 24 and found == streams
     assert np.allclose([t for t, _ in frames], [pts * float(info.time_base) for pts, _ in whole_decode(path)])
+    with av.open(str(out)) as container:
+        video = container.streams.video[0].codec_context
+        assert (container.format.name.startswith("mov"), video.pix_fmt) == (
+            True, "yuv422p10le" if codec == "prores_ks" else "yuv420p")
+        assert codec != "prores_ks" or video.profile == "HQ"
 
 
 def test_audio_keeps_its_languages_and_pcm_without_a_channel_layout_becomes_aac(tmp_path, smooth_model):

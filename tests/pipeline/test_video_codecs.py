@@ -8,7 +8,8 @@ import pytest
 
 from tests.helpers import make_clip, shared_path
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
-from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, assemble, even_size
+from tmlsr_ray.pipeline.encode import (MATROSKA, MOV, MP4, EncodeOptions, PieceWriter, assemble, container_refusal,
+                                      even_size, output_container)
 from tmlsr_ray.errors import InputError
 
 
@@ -218,3 +219,12 @@ def test_a_sixteen_bit_rgb_video_decodes_to_sixteen_bit_samples(tmp_path):
     info, frames, _ = all_frames(tmp_path / "deep.mov")
     assert info.bit_depth == 16 and frames.dtype == np.uint16
     assert np.array_equal(frames[0, :, :, 0], ramp)
+
+
+def test_prores_goes_into_quicktime_unless_told_and_no_container_is_given_a_codec_its_muxer_cannot_hold():
+    assert output_container(None, "prores_ks") is MOV and output_container(None, "prores") is MOV
+    assert output_container(None, "libx264") is MP4 and output_container("mkv", "prores_ks") is MATROSKA
+    assert "ask for output_format mkv or mov" in container_refusal(MP4, "prores_ks")
+    assert container_refusal(MP4, "prores") and container_refusal(MOV, "av1") and container_refusal(MOV, "libsvtav1")
+    assert not any(container_refusal(MATROSKA, codec) for codec in ("prores", "av1", "h264", "hevc"))
+    assert not container_refusal(MOV, "hevc") and not container_refusal(MP4, "auto")

@@ -240,7 +240,7 @@ def test_a_seed_past_2_to_the_53_goes_with_the_task_exactly_as_typed(service, in
 def test_the_format_choice_follows_the_type_and_goes_with_the_task(service, input_server, page):
     page.goto(service.url("/dashboard"))
     kind, formats = page.locator("#submit-form select[name=type]"), page.locator("#submit-form select[name=output_format]")
-    expect(formats.locator("option")).to_have_text(["MP4", "Matroska"])
+    expect(formats.locator("option")).to_have_text(["MP4", "Matroska", "QuickTime"])
     kind.select_option("image")
     expect(formats.locator("option")).to_have_text(["the input's", "PNG", "JPEG", "WebP"])
     kind.select_option("video")

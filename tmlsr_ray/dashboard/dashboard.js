@@ -250,7 +250,7 @@ form.elements.url.addEventListener('input', () => {
 
 // The output formats POST tasks takes for the chosen type ('' leaves the service's default).
 const OUTPUT_FORMATS = {
-  video: [['', 'MP4'], ['mkv', 'Matroska']],
+  video: [['', 'MP4'], ['mkv', 'Matroska'], ['mov', 'QuickTime']],
   image: [['', "the input's"], ['png', 'PNG'], ['jpeg', 'JPEG'], ['webp', 'WebP']],
 };
 function updateFormats() {

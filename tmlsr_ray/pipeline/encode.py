@@ -4,10 +4,11 @@
 - a piece is one segment's upscaled frames as an MP4 of its own (video only) that starts with a
   keyframe: H.264 (libx264, or h264_nvenc where asked and present), CRF and preset configurable,
   ``yuv420p`` (or ``yuv420p10le`` for 10-bit output), x264's ``stitchable`` headers so every
-  piece of a task has the same parameter sets;
+  piece of a task has the same parameter sets; ProRes 422 HQ (intra-frame, 10-bit 4:2:2) in a
+  QuickTime piece, which MP4 cannot hold;
 - every frame keeps its source timestamp (variable frame rate survives) in the source time base;
 - :func:`assemble` copies the pieces' packets in order into one MP4 (``+faststart``), or a
-  Matroska file where asked, and muxes the source's audio and subtitle streams once: audio
+  Matroska or QuickTime file where asked, and muxes the source's audio and subtitle streams once: audio
   copied packet for packet where the container can hold the codec, re-encoded to AAC where it
   cannot; subtitles copied where it can hold them, text ones converted to its text form
   otherwise; Matroska also keeps the attachments (an ASS track's fonts); packets interleaved by
@@ -45,6 +46,11 @@ TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text", "mo
 MATROSKA_AUDIO_COPY = MP4_AUDIO_COPY | {
     "dts", "truehd", "mlp", "vorbis", "mp2", "wavpack", "tta", "pcm_u8", "pcm_s16le", "pcm_s16be", "pcm_s24le",
     "pcm_s24be", "pcm_s32le", "pcm_s32be", "pcm_f32le", "pcm_f64le"}
+# QuickTime (a studio's .mov) holds MP4's audio but Opus and FLAC, and PCM as it is: a master's
+# 24-bit sound is copied, not re-encoded
+MOV_AUDIO_COPY = (MP4_AUDIO_COPY - {"opus", "flac"}) | {
+    "mp2", "pcm_u8", "pcm_s8", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le", "pcm_s32be", "pcm_f32le",
+    "pcm_f32be", "pcm_f64le", "pcm_f64be", "pcm_alaw", "pcm_mulaw"}
 MATROSKA_SUBTITLE_COPY = frozenset({"ass", "ssa", "subrip", "srt", "webvtt", "text", "hdmv_pgs_subtitle",
                                     "dvd_subtitle", "dvb_subtitle"})
 
@@ -53,7 +59,8 @@ MATROSKA_SUBTITLE_COPY = frozenset({"ass", "ssa", "subrip", "srt", "webvtt", "te
 class ContainerFormat:
     """What a video's output file is. MP4 plays everywhere; Matroska keeps what MP4 cannot
     hold: every audio codec as it is (PCM, DTS, TrueHD, Vorbis), styled ASS and bitmap
-    subtitles (PGS, VobSub, DVB), and attachments (the fonts an ASS track is drawn with)."""
+    subtitles (PGS, VobSub, DVB), and attachments (the fonts an ASS track is drawn with);
+    QuickTime is what editing suites take: ProRes, and PCM sound as it is."""
 
     name: str  # the task's output_format and the file's extension
     muxer: str
@@ -63,12 +70,17 @@ class ContainerFormat:
     text_subtitles: str  # what other text subtitles become
     keeps_attachments: bool
     edit_lists: bool  # it hides what a source's edit list hid (else those packets are left out)
+    quicktime: bool = False  # an MP4 or QuickTime file: FFmpeg's one muxer for both (tmcd, covr, track flags)
+    refuses: frozenset = frozenset()  # video codecs its muxer here cannot hold
 
 
-MP4 = ContainerFormat("mp4", "mp4", "video/mp4", MP4_AUDIO_COPY, frozenset({"mov_text"}), "mov_text", False, True)
+MP4 = ContainerFormat("mp4", "mp4", "video/mp4", MP4_AUDIO_COPY, frozenset({"mov_text"}), "mov_text", False, True,
+                      quicktime=True, refuses=frozenset({"prores"}))
 MATROSKA = ContainerFormat("mkv", "matroska", "video/x-matroska", MATROSKA_AUDIO_COPY, MATROSKA_SUBTITLE_COPY,
                            "subrip", True, False)
-CONTAINER_FORMATS = {c.name: c for c in (MP4, MATROSKA)}
+MOV = ContainerFormat("mov", "mov", "video/quicktime", MOV_AUDIO_COPY, frozenset({"mov_text"}), "mov_text", False, True,
+                      quicktime=True, refuses=frozenset({"av1"}))
+CONTAINER_FORMATS = {c.name: c for c in (MP4, MATROSKA, MOV)}
 
 
 @dataclass(frozen=True)
@@ -81,7 +93,14 @@ class EncodeOptions:
 
     @property
     def pix_fmt(self) -> str:
+        if is_prores(self.codec):
+            return "yuv422p10le"
         return "yuv420p10le" if self.ten_bit else "yuv420p"
+
+    @property
+    def rate_controlled(self) -> bool:
+        """Whether ``crf`` and ``preset`` steer the encoder (ProRes's quality is its profile)."""
+        return not is_prores(self.codec)
 
 
 @dataclass
@@ -160,11 +179,13 @@ MAX_FRAME_SIZE = {"libx264": (16384, 16384), HEVC_ENCODER: (32768, 32768), "libs
 # side, padded to the preset's smallest CU (16 at ultrafast), may then be at most 4222. 4208x16
 # opened at every preset, 4210x16 not at ultrafast, 4218x16, 8192x16 and 32768x16 at none.
 HEVC_THIN_SIDE, HEVC_THIN_MAX_SIDE = 32, 4208
-CODEC_ALIASES = {"hevc": HEVC_ENCODER, "h265": HEVC_ENCODER, "h264": "libx264"}
+PRORES_ENCODER = "prores_ks"  # slower than prores_aw, but holds each profile's data rate
+PRORES_HQ = "3"  # its profile: 422 HQ, the mezzanine editors and finishing ask for
+CODEC_ALIASES = {"hevc": HEVC_ENCODER, "h265": HEVC_ENCODER, "h264": "libx264", "prores": PRORES_ENCODER}
 AV1_ENCODERS = ("libsvtav1", "libaom-av1", "librav1e")  # the fastest first
 # What a task may ask for as ``video_codec``, and the encoder preference each stands for
 # (``h264`` may use NVENC where it works, as ``auto`` does).
-TASK_CODECS = {"h264": "auto-h264", "hevc": HEVC_ENCODER, "av1": "av1"}
+TASK_CODECS = {"h264": "auto-h264", "hevc": HEVC_ENCODER, "av1": "av1", "prores": PRORES_ENCODER}
 # x264's speed presets in SVT-AV1's terms (0 slowest … 13 fastest)
 SVT_PRESETS = {"ultrafast": 12, "superfast": 11, "veryfast": 10, "faster": 9, "fast": 8, "medium": 7,
                "slow": 5, "slower": 4, "veryslow": 3}
@@ -173,7 +194,8 @@ SVT_PRESETS = {"ultrafast": 12, "superfast": 11, "veryfast": 10, "faster": 9, "f
 def task_codecs_available() -> List[str]:
     """The ``video_codec`` values this FFmpeg build can encode."""
     have = av.codecs_available
-    encoders = {"h264": ("libx264", HARDWARE_ENCODER), "hevc": (HEVC_ENCODER,), "av1": AV1_ENCODERS}
+    encoders = {"h264": ("libx264", HARDWARE_ENCODER), "hevc": (HEVC_ENCODER,), "av1": AV1_ENCODERS,
+                "prores": (PRORES_ENCODER,)}
     return [name for name, names in encoders.items()
             if any(n in have and (n != HARDWARE_ENCODER or encoder_works(n)) for n in names)]
 
@@ -192,6 +214,35 @@ def resolve_codec(preference: str, size: tuple = (256, 256), pix_fmt: str = "yuv
         return HEVC_ENCODER
     fits = max(size) <= NVENC_MAX_SIZE and pix_fmt == "yuv420p"
     return HARDWARE_ENCODER if fits and encoder_works(HARDWARE_ENCODER, *size, pix_fmt) else "libx264"
+
+
+def piece_muxer(encoder: str) -> str:
+    """The container of a piece: MP4, which holds no ProRes; QuickTime for it."""
+    return "mov" if is_prores(encoder) else "mp4"
+
+
+def is_prores(codec: str) -> bool:
+    return CODEC_ALIASES.get(codec, codec) == PRORES_ENCODER
+
+
+def container_refusal(into: ContainerFormat, codec: str) -> Optional[str]:
+    """Why ``into`` cannot hold video of ``codec`` (a task's ``video_codec`` or an encoder's
+    name); None where it can."""
+    try:
+        name = codec if codec in TASK_CODECS else av.Codec(resolve_codec(codec), "w").canonical_name
+    except av.codec.codec.UnknownCodecError:
+        return None  # no such encoder: opening it says so
+    if name not in into.refuses:
+        return None
+    others = [c.name for c in CONTAINER_FORMATS.values() if name not in c.refuses]
+    return f"{into.name.upper()} cannot hold {name}; ask for output_format {' or '.join(others)}"
+
+
+def output_container(requested: Optional[str], encoder: str) -> ContainerFormat:
+    """The ``output_format`` asked for; else MP4, or QuickTime for an encoder MP4 cannot hold."""
+    if requested:
+        return CONTAINER_FORMATS[requested]
+    return MOV if piece_muxer(encoder) == MOV.muxer else MP4
 
 
 def too_long_for_hevc(size: tuple) -> bool:
@@ -232,6 +283,8 @@ def encoder_options(codec: str, crf: int, preset: str, threads: int = 0,
         return options
     if codec in ("libaom-av1", "librav1e"):
         return {"crf": str(crf), "threads": str(threads)}
+    if codec == PRORES_ENCODER:
+        return {"profile": PRORES_HQ, "vendor": "apl0", "threads": str(threads)}  # apl0: as Apple's own encoder
     return {}
 
 
@@ -249,15 +302,17 @@ def _svt_hdr10_params(mastering: Dict[str, str]) -> List[str]:
 
 
 class PieceWriter:
-    """Encodes one segment's frames into an MP4 piece held in memory."""
+    """Encodes one segment's frames into an MP4 piece held in memory (QuickTime for ProRes)."""
 
     def __init__(self, index: int, info: VideoInfo, size: tuple[int, int], options: EncodeOptions = EncodeOptions(),
                  color: Optional[Dict[str, int]] = None):
         self._index = index
         self._info = info
         self._color = written_colour(info) if color is None else color  # the output's tags (SDR after a tone-map)
+        self.codec = resolve_codec(options.codec, tuple(size), options.pix_fmt, is_hdr(self._color))
         self._buffer = io.BytesIO()
-        self._out = av.open(self._buffer, "w", format="mp4", options=_colour_box(self._color["color_range"]))
+        self._out = av.open(self._buffer, "w", format=piece_muxer(self.codec),
+                            options=_colour_box(self._color["color_range"]))
         try:
             self._video = self._add_video_stream(size, options)
         except Exception:
@@ -275,7 +330,6 @@ class PieceWriter:
     def _add_video_stream(self, size, options: EncodeOptions):
         rate = self._info.average_rate or Fraction(25)
         hdr = is_hdr(self._color)
-        self.codec = resolve_codec(options.codec, tuple(size), options.pix_fmt, hdr)
         stream = self._out.add_stream(self.codec, rate=rate)
         stream.width, stream.height = size
         stream.pix_fmt = options.pix_fmt
@@ -373,11 +427,11 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
         report.chapters = len(chapters)
         with av.open(str(pieces[0][0])) as first:  # the video comes first, as players expect
             joiner = _PacketJoiner(out, first.streams.video[0], info.time_base,
-                                   max(reorder_lead(path) for path, _ in pieces), with_tag=into.muxer == "mp4")
+                                   max(reorder_lead(path) for path, _ in pieces), with_tag=into.quicktime)
         if into.muxer == "matroska":
             _matroska_video_track(joiner.stream, info)
         skipped = _frames_between(source_first_pts, pieces[0][1].first_pts, info)
-        timecode = start_timecode(source, info, counted=into.muxer == "mp4", frames_later=skipped)
+        timecode = start_timecode(source, info, counted=into.quicktime, frames_later=skipped)
         if timecode:
             joiner.stream.metadata["timecode"] = timecode  # MP4 writes it as a tmcd track, Matroska as a tag
             if info.average_rate:
@@ -385,7 +439,7 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
         report.streams_dropped = streams_left_out(source, info, timecode_kept=timecode is not None)
         side.open(out)
         subtitles = container.streams.subtitles
-        subtitles_off = into.muxer == "mp4" and subtitles and not any(
+        subtitles_off = into.quicktime and subtitles and not any(
             s.disposition & av.stream.Disposition.default for s in subtitles)
         _carry_attachments(source_path, container, into, report)
         ends = [piece.first_pts for _, piece in pieces[1:]] + [None]
@@ -403,7 +457,7 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
 
 
 def _muxer_options(into: ContainerFormat, first_piece: Path) -> Dict[str, str]:
-    if into.muxer != "mp4":
+    if not into.quicktime:
         # Matroska stores presentation times only: the decode times the joiner puts ahead of
         # them are for ordering, and FFmpeg's default shift of negative ones would move every
         # frame later by the reorder lead.
@@ -446,7 +500,7 @@ def _carry_attachments(source_path: Path, out, into: ContainerFormat, report: Mu
             entry = {"name": attachment.name, "mimetype": attachment.mimetype}
             if into.keeps_attachments and attachment.name and attachment.data:
                 out.add_attachment(attachment.name, attachment.mimetype or "application/octet-stream", attachment.data)
-            elif into.muxer == "mp4" and attachment.data and _mp4_cover(attachment.picture):
+            elif into is MP4 and attachment.data and _mp4_cover(attachment.picture):
                 covers.append((_cover_stream(out, attachment.picture), attachment.data))
             else:
                 report.attachments_dropped.append({**entry, "reason": _why_dropped(attachment, into)})
@@ -466,7 +520,7 @@ def _mp4_cover(picture) -> bool:
 
 
 def _why_dropped(attachment: _Attachment, into: ContainerFormat) -> str:
-    if into.muxer == "mp4" and attachment.data and attachment.picture is not None \
+    if into is MP4 and attachment.data and attachment.picture is not None \
             and codec_name(attachment.picture) in COVER_PICTURES:
         return f"its picture is not the {codec_name(attachment.picture)} it is said to be, or is damaged"
     return f"{into.name.upper()} cannot hold attachments" if not into.keeps_attachments \

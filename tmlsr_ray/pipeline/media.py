@@ -10,7 +10,8 @@ import av
 from tmlsr_ray.pipeline.colour import HDR_TRANSFERS
 from tmlsr_ray.pipeline.decode import COLOR_FIELDS, VideoInfo, open_container
 from tmlsr_ray.pipeline.encode import (HEVC_ENCODER, HEVC_THIN_MAX_SIDE, HEVC_THIN_SIDE, MAX_FRAME_SIZE, MIN_FRAME_SIDE,
-                                       EncodeOptions, MuxReport, encoded_crf, resolve_codec, too_long_for_hevc)
+                                       ContainerFormat, EncodeOptions, MuxReport, container_refusal, encoded_crf,
+                                       resolve_codec, too_long_for_hevc)
 from tmlsr_ray.errors import InputError
 
 STILL_IMAGE_CONTAINERS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}
@@ -55,6 +56,14 @@ def check_encodable(target: Tuple[int, int], options: EncodeOptions, hdr: bool) 
         larger = "" if codec == HEVC_ENCODER else "video_codec hevc, or "
         raise InputError(f"output frames of {target[0]}x{target[1]} are too large for {codec}, which takes at "
                          f"most {most[0]} wide and {most[1]} high; ask for {larger}a smaller output")
+
+
+def check_container(into: ContainerFormat, options: EncodeOptions) -> None:
+    """Refuses an output container that cannot hold the encoder's stream (ProRes in MP4, AV1 in
+    QuickTime), before any model work: the service's codec, which the submission did not check."""
+    refusal = container_refusal(into, options.codec)
+    if refusal:
+        raise InputError(refusal)
 
 
 def check_frame_flood(path: Path, info: VideoInfo, frames: int, settings) -> None:
@@ -106,7 +115,8 @@ def video_metadata(info: VideoInfo, output: Path, report: MuxReport, options: En
         "duration": round(duration, 3) if duration else None,
         "video_codec": codec, "encoder": report.encoder or options.codec, "pix_fmt": pix_fmt, "color": color,
         "hdr": HDR_TRANSFERS.get(color["color_trc"]),
-        "crf": encoded_crf(report.encoder or options.codec, options.crf), "preset": options.preset, "encoder_threads": options.threads,
+        "crf": encoded_crf(report.encoder or options.codec, options.crf) if options.rate_controlled else None,
+        "preset": options.preset if options.rate_controlled else None, "encoder_threads": options.threads,
         "audio_streams": [{**a, "copied": True} for a in report.audio_copied]
         + [{**a, "copied": False} for a in report.audio_reencoded],
         "audio_dropped": report.audio_dropped,

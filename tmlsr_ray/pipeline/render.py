@@ -42,8 +42,11 @@ class SegmentJob:
         return SDR_BT709 if self.tone_map else written_colour(self.info)
 
     @property
-    def yuv420(self) -> Yuv420:
-        """The encoder's planes, which a GPU replica converts the upscaled frames into."""
+    def yuv420(self) -> Optional[Yuv420]:
+        """The encoder's planes, which a GPU replica converts the upscaled frames into; None for
+        an encoder of other planes (ProRes's 4:2:2), handed RGB."""
+        if not self.options.pix_fmt.startswith("yuv420p"):
+            return None
         return yuv420_layout(self.output_color, self.options)
 
     @property

@@ -22,7 +22,7 @@ from ray.serve.handle import DeploymentHandle
 from tmlsr_ray.config import Settings
 from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
-from tmlsr_ray.pipeline.encode import task_codecs_available
+from tmlsr_ray.pipeline.encode import CONTAINER_FORMATS, container_refusal, task_codecs_available
 from tmlsr_ray.errors import (CallbackRefused, FetchError, FileNotFound, InvalidRequest, KeyConflict, ModelRefused,
                               QueueFull, RequestRefused, TaskFinished, TaskNotFound, Unauthorized)
 from tmlsr_ray.urls import check_url
@@ -531,6 +531,10 @@ class Ingress:
         if request.video_codec and request.video_codec not in self._video_codecs:
             raise InvalidRequest(f"video_codec: {request.video_codec} has no encoder in this build; "
                            f"it has {', '.join(self._video_codecs)}")
+        if request.video_codec and request.output_format in CONTAINER_FORMATS:
+            refusal = container_refusal(CONTAINER_FORMATS[request.output_format], request.video_codec)
+            if refusal:
+                raise InvalidRequest(f"output_format: {refusal}")
         model = request.model or self._settings.default_model
         info = await self._check_model(model)
         if request.callback_url:

@@ -29,7 +29,7 @@ from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline import media
 from tmlsr_ray.pipeline.colour import is_hdr
 from tmlsr_ray.pipeline.decode import VideoInfo, probe_video
-from tmlsr_ray.pipeline.encode import CONTAINER_FORMATS, TASK_CODECS, EncodeOptions, assemble, even_size
+from tmlsr_ray.pipeline.encode import TASK_CODECS, ContainerFormat, EncodeOptions, assemble, even_size, output_container
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.errors import DiskFull, TaskError
 from tmlsr_ray.pipeline.fetch import fetch_input
@@ -263,7 +263,7 @@ class TaskRunner:
         finally:
             stop.set()
             self._metrics.video_ended(params["model"])
-        into = CONTAINER_FORMATS[params.get("output_format") or "mp4"]
+        into = work.into
         result = workdir / f"output.{into.name}"
         # a cancel waits for the join (seconds an hour of video): it writes into the task's folder
         report = await finish_in_thread(assemble, result, path, info, list(store.in_order(done)),
@@ -296,7 +296,9 @@ class TaskRunner:
         tone_map = is_hdr(info.color) and params.get("hdr", "keep") == "sdr"
         options = self._encode_options(plan, params, ten_bit=is_hdr(info.color) and not tone_map)
         media.check_encodable(target, options, hdr=is_hdr(info.color) and not tone_map)
-        return VideoWork(path, info, segments, plan, target, options, tone_map)
+        into = output_container(params.get("output_format"), options.codec)
+        media.check_container(into, options)
+        return VideoWork(path, info, segments, plan, target, options, tone_map, into)
 
     def _segment_fanout(self, plan: "ModelPlan", model_name: str) -> SegmentFanout:
         """Segments to the model's replicas, a few in flight per replica, each retried elsewhere."""
@@ -371,6 +373,7 @@ class VideoWork:
     target: Tuple[int, int]
     options: EncodeOptions
     tone_map: bool
+    into: ContainerFormat
 
     @property
     def requested(self) -> Tuple[int, int]:
