@@ -19,6 +19,7 @@ from tests.helpers import (SHARED, cut_and_decode, interlaced_clip, make_clip, s
                            trim_by_edit_list, whole_decode)
 from tmlsr_ray.errors import CanceledError, InputError
 from tmlsr_ray.pipeline.decode import probe_video
+from tmlsr_ray.pipeline import rekey
 from tmlsr_ray.pipeline.rekey import ChromaSiting, lossless_layout, raw_frame_bytes
 from tmlsr_ray.pipeline.segments import Cutting, PacketEntry, cut_packets, extract_segments, plan_segments
 
@@ -91,6 +92,27 @@ def test_the_chroma_siting_of_a_4_2_2_stream_is_told_by_its_first_frame(tmp_path
     siting = ChromaSiting(frame.format.name)
     siting.observe(frame)
     assert siting.known and siting.location == "left"  # H.264's default
+
+
+def test_frames_of_flat_colour_are_not_converted_to_tell_the_chroma_siting(tmp_path, monkeypatch):
+    """A recording that opens on black (every chroma sample alike: any siting converts it alike)
+    was converted to RGB up to seven times a frame, until a frame with colour came."""
+    path = tmp_path / "black-then-colour.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=24, options={"x264-params": ONE_GOP})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(48):
+            pixels = np.zeros((48, 64, 3), np.uint8)
+            if index >= 40:
+                pixels[21:, 31:] = (200, 40, 90)  # edges across and down: every siting told apart
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        out.mux(stream.encode(None))
+    conversions = []
+    original = rekey.frame_to_rgb
+    monkeypatch.setattr(rekey, "frame_to_rgb", lambda *args: conversions.append(1) or original(*args))
+    _, frames = cut_and_decode(path, SHORT)
+    assert_same_frames(frames, whole_decode(path))
+    assert 0 < len(conversions) <= 7, "the 40 black frames were converted"
 
 
 def test_an_interlaced_long_gop_is_deinterlaced_once_across_its_re_keyed_segments(tmp_path):

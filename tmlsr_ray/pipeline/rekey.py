@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Set, Tuple
@@ -103,7 +104,7 @@ class ChromaSiting:
         return self._candidates[0] if self._candidates else None
 
     def observe(self, frame) -> None:
-        if self.known:
+        if self.known or _flat_chroma(frame):  # a black or grey frame: every siting converts it alike
             return
         reference = frame_to_rgb(frame, self._rgb_format, 0)
         self._candidates = [location for location in self._candidates
@@ -118,6 +119,22 @@ class ChromaSiting:
                                                    time_base=Fraction(1, 1))
         graph.vpush(frame)
         return graph.vpull()
+
+
+def _flat_chroma(frame) -> bool:
+    """Whether each subsampled chroma plane holds one value throughout: then no siting converts
+    the frame otherwise, and asking (up to seven conversions to RGB) is skipped. A recording that
+    opens on minutes of black asked on every frame."""
+    shared = Counter(c.plane for c in frame.format.components if c.is_chroma)  # NV12's U and V share one
+    for index, components in shared.items():
+        plane = frame.planes[index]
+        depth = frame.format.components[1].bits
+        samples = np.frombuffer(memoryview(plane), np.uint16 if depth > 8 else np.uint8)
+        rows = samples.reshape(-1, plane.line_size // samples.itemsize)
+        values = rows[:plane.height, :plane.width * components]
+        if values.min() != values.max():
+            return False
+    return True
 
 
 class RekeyedFile:
