@@ -228,3 +228,13 @@ def test_prores_goes_into_quicktime_unless_told_and_no_container_is_given_a_code
     assert container_refusal(MP4, "prores") and container_refusal(MOV, "av1") and container_refusal(MOV, "libsvtav1")
     assert not any(container_refusal(MATROSKA, codec) for codec in ("prores", "av1", "h264", "hevc"))
     assert not container_refusal(MOV, "hevc") and not container_refusal(MP4, "auto")
+
+
+def test_a_prores_piece_encodes_whole_frames_on_each_thread(tmp_path):
+    """prores_ks on slices scaled to 1.65x on 2 threads, on frames to 1.98x (1440p, bench/encoder.py)."""
+    info = probe_video(make_clip(tmp_path / "clip.mp4", frames=2, audio=False))
+    writer = PieceWriter(0, info, (128, 96), EncodeOptions("prores", threads=2))
+    writer.write(np.zeros((2, 96, 128, 3), np.uint8), [0, 1])
+    assert writer._video.codec_context.thread_type == av.codec.context.ThreadType.FRAME
+    data, piece = writer.close()
+    assert piece.frames == 2 and piece.encoder == "prores_ks"

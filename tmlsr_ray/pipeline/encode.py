@@ -340,6 +340,9 @@ class PieceWriter:
         if self.codec == HEVC_ENCODER:
             stream.codec_tag = "hvc1"  # the HEVC sample entry Apple players require
         ctx = stream.codec_context
+        if is_prores(self.codec):
+            # frames on threads of their own: 8.1 frames/s of 1440p on 2 threads, 6.7 on slices, 4.1 on one
+            ctx.thread_type = "FRAME"
         if self._info.sample_aspect:
             ctx.sample_aspect_ratio = output_sample_aspect(self._info, size)
         for name, value in self._color.items():
