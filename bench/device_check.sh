@@ -6,7 +6,7 @@
 #                    x2/x4, old vs new path; PSNR vs fp32 on the bench frames and the golden images
 #   profile.txt      the profiler's kernel tables behind model.txt's split
 #   encoder.txt      libx264 at 2560x1440 and 5120x2880, veryfast/faster/medium, 1 encoder vs 4 pieces;
-#                    then libx265 likewise, with what time is left at the end
+#                    then libx265 likewise and prores_ks (no presets), with what time is left at the end
 #   pipeline.txt     the decode stage, RGB vs 4:2:0 planes; the segment pipeline at x2 and x4, 1 and 4
 #                    pieces, vs the model and encoder alone
 #   rrdb.txt         RealESRGAN_x4plus_anime_6B (RRDBNet) at 720p against its compute floor
@@ -150,7 +150,7 @@ fi
 
 if [ "$HAVE_AV" = 1 ]; then
   # shellcheck disable=SC2086
-  stage encoder 90 "$PYTHON" bench/encoder.py --clip "$CLIP" --sizes $BIG --codecs libx265 \
+  stage encoder 90 "$PYTHON" bench/encoder.py --clip "$CLIP" --sizes $BIG --codecs libx265 prores_ks \
     --presets veryfast faster medium --pieces 4 --frames $ENC_FRAMES --repeats 1 --budget-s 60
 else
   echo "libx265: skipped: PyAV is not importable here" >>"$OUT/encoder.txt"
