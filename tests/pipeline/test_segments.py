@@ -765,6 +765,26 @@ def test_a_studio_master_nut_cannot_hold_is_cut_into_quicktime_segments_that_dec
     assert_cut_into_segments_giving_one_decodes_frames(path, Cutting(segment_s=0.25), 4)
 
 
+def test_intra_only_mpeg2_in_mxf_is_cut_into_segments_that_decode_to_one_decodes_frames(tmp_path):
+    """IMX / D-10 and I-frame-only broadcast MPEG-2: the decoder allows B-frames (the sequence
+    header does not say low delay) and the MXF index's times rise in decode order, which was read
+    as an AVI's decode times: the master was one segment, on one replica. Keyframes only reorder
+    nothing."""
+    path = make_clip(tmp_path / "imx.mxf", frames=24, rate=25, codec="mpeg2video", pix_fmt="yuv422p",
+                     options={"g": "1"}, audio=False, container="mxf")
+    assert probe_video(path).reorders_frames
+    assert_cut_into_segments_giving_one_decodes_frames(path, Cutting(segment_s=0.25), 4)
+
+
+def test_b_frames_in_an_mxf_whose_index_states_no_reordering_stay_one_whole_segment(tmp_path):
+    """FFmpeg writes H.264 into MXF with no temporal offsets: its times are decode times, which
+    cut the stream into segments of the wrong frames."""
+    path = make_clip(tmp_path / "long_gop.mxf", frames=24, rate=25, pix_fmt="yuv422p10le", audio=False,
+                     container="mxf", options={"x264-params": "keyint=6:bframes=2"})
+    plan, frames = segment_decode(path, Cutting(segment_s=0.25))
+    assert plan.whole and [pts for pts, _ in frames] == [pts for pts, _ in whole_decode(path)]
+
+
 @pytest.mark.parametrize("codec", ["libx264", "prores_ks"])
 def test_a_quicktime_output_keeps_timecode_and_subtitles_and_lists_a_cover_it_cannot_hold(tmp_path, smooth_model,
                                                                                           codec):

@@ -234,12 +234,15 @@ def _presentation_times_known(entries: Sequence[PacketEntry], info: VideoInfo) -
     """Whether packet timestamps are presentation times the cuts can trust: present, distinct,
     starting at a keyframe (or at what :func:`_from_first_keyframe` discarded before one), and,
     for a stream that may reorder frames (B-frames), not decode times: AVI and raw streams stamp
-    those, increasing in decode order. Containers that store presentation times are trusted even
-    then (a stream that allows B-frames but used none)."""
+    those, increasing in decode order, and so does MXF where its index states no reordering (an
+    H.264 long GOP FFmpeg wrote). Containers that store presentation times are trusted even then
+    (a stream that allows B-frames but used none), and so is a stream of keyframes only, which
+    reorders nothing (IMX / D-10 and I-frame-only MPEG-2, whose decoder allows B-frames: one
+    segment, on one replica)."""
     stamps = [e.pts for e in entries]
     if None in stamps or len(set(stamps)) != len(stamps) or not (entries[0].keyframe or entries[0].discard):
         return False
-    if info.container.split(",")[0] in PRESENTATION_TIME_CONTAINERS:
+    if info.container.split(",")[0] in PRESENTATION_TIME_CONTAINERS or all(e.keyframe for e in entries):
         return True
     in_decode_order = all(a < b for a, b in zip(stamps, stamps[1:]))
     return not (info.reorders_frames and in_decode_order and len(stamps) > 2)
