@@ -235,9 +235,9 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
               codec: str = "libx264", options: dict | None = None, pts: list | None = None,
               time_base=None, pix_fmt: str = "yuv420p", container: str | None = None, start_s: float = 0.0,
               audio_codec: str = "aac", languages: Sequence[str] = ("",), sample_aspect=None,
-              durations: list | None = None, chapters: Sequence[tuple] = ()) -> Path:
+              durations: list | None = None, chapters: Sequence[tuple] = (), audio_layout: str = "mono") -> Path:
     """A short real clip made with PyAV: a brightness ramp with a noisy corner (:func:`_ramp`),
-    optionally audio (one stream per language), any encoder options, and given
+    optionally audio (one stream per language, of ``audio_layout``), any encoder options, and given
     timestamps (VFR). ``start_s`` moves every stream's times (below 0: an MP4 edit list's
     hidden frames, a transport stream unwrapped past 0); ``sample_aspect``: non-square pixels;
     ``durations``: how long each frame shows, in the stream's time base (else the muxer's guess);
@@ -253,7 +253,7 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
         base = video.codec_context.time_base or Fraction(1, rate)
         if sample_aspect is not None:
             video.codec_context.sample_aspect_ratio = sample_aspect
-        sounds = [_audio_stream(out, audio_codec, language) for language in languages] if audio else []
+        sounds = [_audio_stream(out, audio_codec, language, audio_layout) for language in languages] if audio else []
         if pts is None and start_s:
             pts = [round(start_s / base) + i * round(Fraction(1, rate) / base) for i in range(frames)]
         for i, pixels in enumerate(_ramp(frames, size)):
@@ -792,25 +792,27 @@ def _ramp(frames: int, size) -> Iterator[np.ndarray]:
         yield pixels
 
 
-def _audio_stream(out, codec: str, language: str):
+def _audio_stream(out, codec: str, language: str, layout: str = "mono"):
     rates = av.Codec(codec, "w").audio_rates  # Opus, AC-3 and E-AC-3 take no 16 kHz
     sound = out.add_stream(codec, rate=16000 if not rates or 16000 in rates else 48000)
-    sound.layout = "mono"
+    sound.layout = layout
     if language:
         sound.metadata["language"] = language
     return sound
 
 
 def _write_tone(out, sound, seconds: float, first_sample: int) -> None:
-    """A 440 Hz tone; PyAV converts it to the encoder's sample format and frame size."""
-    rate = sound.rate
+    """A 440 Hz tone on each of the stream's channels; PyAV converts it to the encoder's sample
+    format and frame size."""
+    rate, channels = sound.rate, sound.layout.nb_channels
     samples = int(rate * seconds)
     tone = (0.2 * np.sin(np.arange(samples) * 2 * np.pi * 440 / rate)).astype(np.float32)
     pcm = sound.codec_context.name.startswith("pcm_")
     for start in range(0, samples, 1024):
         chunk = tone[None, start:start + 1024]
+        chunk = np.repeat(chunk, channels, axis=1) if pcm else np.repeat(chunk, channels, axis=0)  # packed, planar
         frame = av.AudioFrame.from_ndarray((chunk * 32767).astype(np.int16) if pcm else chunk,
-                                           format="s16" if pcm else "fltp", layout="mono")
+                                           format="s16" if pcm else "fltp", layout=sound.layout.name)
         frame.sample_rate, frame.pts = rate, first_sample + start
         out.mux(sound.encode(frame))
     out.mux(sound.encode(None))

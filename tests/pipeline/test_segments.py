@@ -849,6 +849,20 @@ def test_audio_keeps_its_languages_and_pcm_without_a_channel_layout_becomes_aac(
     assert [a["language"] for a in report.audio_reencoded] == ["eng", "fra"]
 
 
+@pytest.mark.parametrize("layout,channels", [("16 channels", 16), ("7.1.4", 8), ("5.1.2", 8)])
+def test_broadcast_pcm_of_many_channels_becomes_aac_of_as_many_as_it_holds(tmp_path, smooth_model, layout, channels):
+    """16 discrete channels of a broadcast master (as MXF gives them: no layout) were mixed into
+    one stereo pair, every stem and language on top of each other; AAC holds 16. A layout with
+    height channels (7.1.4, 5.1.2), which AAC's encoder refuses, failed the task: it is mixed down
+    to 7.1 by its channels' names."""
+    path = make_clip(tmp_path / "master.mov", frames=12, rate=25, codec="prores_ks", pix_fmt="yuv422p10le",
+                     audio_codec="pcm_s24le", audio_layout=layout)
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    with av.open(str(tmp_path / "out.mp4")) as output:
+        assert [(s.codec_context.name, s.codec_context.channels) for s in output.streams.audio] == [("aac", channels)]
+    assert [a["codec"] for a in report.audio_reencoded] == ["pcm_s24le"]
+
+
 def test_a_matroska_output_keeps_pcm_styled_ass_srt_fonts_and_chapters_as_they_are(tmp_path, smooth_model):
     """A fansub release: MP4 would re-encode the PCM, flatten the ASS to mov_text and lose the
     font it is drawn with; Matroska holds them all unchanged."""

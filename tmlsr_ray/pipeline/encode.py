@@ -1080,12 +1080,31 @@ class _AacTranscoder:
         self._out.mux(self._stream.encode(frame))
 
 
+# The layout AAC's encoder is given for a count of channels with no layout, or one it refuses
+AAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1", 16: "hexadecagonal"}
+
+
 def aac_layout(layout, channels: int) -> str:
-    """A named layout for the AAC encoder, which refuses an unspecified one ("2 channels", as AVI
-    and Matroska give PCM): the default layout of that many channels."""
-    if layout is not None and not layout.name.endswith("channels"):
+    """A named layout for the AAC encoder, which refuses an unspecified one ("2 channels", as AVI,
+    Matroska and MXF give PCM) and those with height channels (7.1.4, 5.1.2): the default layout
+    of that many channels, 16 too (a broadcast master's discrete channels were mixed into one
+    stereo pair), else of the most channels below it (a named layout is mixed down by its
+    channels' names; a refused one failed the task)."""
+    if layout is not None and not layout.name.endswith("channels") and aac_encodes(layout.name):
         return layout.name
-    return {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}.get(channels, "stereo")
+    return AAC_LAYOUTS.get(channels) or AAC_LAYOUTS[max((n for n in AAC_LAYOUTS if n < channels), default=2)]
+
+
+@functools.lru_cache(maxsize=None)
+def aac_encodes(layout: str) -> bool:
+    """Whether FFmpeg's AAC encoder opens for this channel layout."""
+    context = av.CodecContext.create("aac", "w")
+    context.layout, context.sample_rate, context.format = layout, 48000, "fltp"
+    try:
+        context.open()
+    except (av.error.FFmpegError, ValueError):
+        return False
+    return True
 
 
 _ASS_OVERRIDE = re.compile(rb"\{[^}]*\}")
