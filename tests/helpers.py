@@ -490,6 +490,19 @@ def with_track_emptied(source: Path, path: Path, index: int) -> Path:
     return path
 
 
+def without_frame_durations(source: Path, path: Path) -> Path:
+    """The source's video remuxed into Matroska with neither a block duration nor the track's
+    default duration, as muxers that know no frame rate write it (a VFR track, a stream copied
+    without its rate): the demuxer gives every packet a duration of 0."""
+    with av.open(str(source)) as inp, av.open(str(path), "w", format="matroska") as out:
+        video = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.size:
+                packet.duration, packet.stream = 0, video
+                out.mux(packet)
+    return path
+
+
 def cut_mid_gop(source: Path, path: Path, packets: int, timecode: str | None = None) -> Path:
     """What a TV recording or a stream dump that starts anywhere looks like: the source without its
     first ``packets`` video packets (and the audio before them), so it starts inside a GOP;

@@ -21,7 +21,8 @@ import pytest
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, camcorder_dv, combing, cut_and_decode, cut_mid_gop, interlaced_clip,
                            joined_recordings, make_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
-                           whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec)
+                           whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
+                           without_frame_durations)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -783,6 +784,16 @@ def test_b_frames_in_an_mxf_whose_index_states_no_reordering_stay_one_whole_segm
                      container="mxf", options={"x264-params": "keyint=6:bframes=2"})
     plan, frames = segment_decode(path, Cutting(segment_s=0.25))
     assert plan.whole and [pts for pts, _ in frames] == [pts for pts, _ in whole_decode(path)]
+
+
+def test_a_studio_master_whose_frames_state_no_duration_keeps_each_segments_last_frame(tmp_path):
+    """A Matroska track with no default duration (written without a frame rate) gives packets of
+    duration 0; QuickTime ends a segment file's edit list at its latest frame's time plus duration,
+    so each segment's last frame lay outside it and was lost."""
+    source = make_clip(tmp_path / "master.mov", frames=24, rate=25, codec="prores_ks", pix_fmt="yuv422p10le",
+                       audio=False)
+    path = without_frame_durations(source, tmp_path / "master.mkv")
+    assert_cut_into_segments_giving_one_decodes_frames(path, Cutting(segment_s=0.25), 4)
 
 
 @pytest.mark.parametrize("codec", ["libx264", "prores_ks"])

@@ -438,7 +438,9 @@ class _SegmentFile:
         shift = self.segment.shift
         copy.pts = None if packet.pts is None else (packet.pts + shift) * self._subticks
         copy.dts = self._increasing(None if packet.dts is None else (packet.dts + shift) * self._subticks)
-        copy.duration = (packet.duration or 0) * self._subticks  # PyAV says None for an unknown one
+        # PyAV says None or 0 for an unknown one; QuickTime ends its edit list at the latest frame's
+        # time plus its duration, and a last frame lasting 0 lay outside it, never decoded
+        copy.duration = packet.duration * self._subticks if packet.duration else 1
         copy.is_keyframe = packet.is_keyframe
         copy.time_base = self._time_base
         copy.stream = self._stream
