@@ -239,3 +239,20 @@ def test_hdr_is_kept_as_hevc_main10_with_its_tags_by_default(tmp_path):
         ctx = container.streams.video[0].codec_context
         assert (ctx.name, ctx.pix_fmt, ctx.profile) == ("hevc", "yuv420p10le", "Main 10")
         assert {k: getattr(ctx, k) for k in tags} == tags
+
+
+@pytest.mark.parametrize("tags", [dict(color_primaries=9, color_trc=16, colorspace=9, color_range=1),
+                                  dict(color_primaries=1, color_trc=1, colorspace=1, color_range=1)], ids=["pq", "bt709"])
+def test_a_prores_pieces_frames_state_the_colour_its_file_states(tmp_path, tags):
+    """prores_ks writes each frame's own primaries and transfer into its frame header, not the
+    stream's: a PQ master came back with frames FFmpeg reads as unspecified, its HDR lost to any
+    transcode after, though the file's colr box said PQ."""
+    path = colour_chart_clip(tmp_path / "chart.mp4", "libx265", "yuv420p10le", 10, tags)
+    info = probe_video(path)
+    batch = next(iter_batches(path, info, 4))
+    writer = PieceWriter(0, info, (128, 64), EncodeOptions("prores_ks", threads=1, ten_bit=True))
+    writer.write(batch.frames, batch.pts)
+    data, _ = writer.close()
+    with av.open(io.BytesIO(data)) as container:
+        frame = next(container.decode(video=0))
+        assert {k: getattr(frame, k) for k in tags} == tags

@@ -354,6 +354,11 @@ class PieceWriter:
         """RGB frames (N, H, W, 3), or 4:2:0 planes (N, H·3/2, W) already in :attr:`layout`."""
         for pixels, stamp in zip(frames, pts):
             frame = self._yuv_frame(pixels) if frames.ndim == 3 else self._converted(pixels)
+            # prores_ks writes the frame's own primaries and transfer into each frame header (the
+            # others the stream's): untagged, FFmpeg read a PQ master's frames as unspecified
+            for name in ("color_primaries", "color_trc"):
+                if self._color.get(name):
+                    setattr(frame, name, self._color[name])
             if self._first_pts is None:
                 # MP4 holds no negative times (a stream unwrapped past 0, before an edit list's
                 # start): such a piece starts at 0, and assemble() restores its source times.
