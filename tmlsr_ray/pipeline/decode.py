@@ -134,6 +134,9 @@ def copy_video_stream(out, template, with_tag: bool = True) -> "av.video.stream.
     stream = out.add_stream_from_template(template, opaque=True)
     if with_tag and template.codec_tag.strip("\0 "):
         stream.codec_tag = template.codec_tag
+    if template.sample_aspect_ratio and not template.codec_context.sample_aspect_ratio:
+        # ProRes's bitstream states no pixel aspect, only its QuickTime pasp box: the copy came out square
+        stream.codec_context.sample_aspect_ratio = template.sample_aspect_ratio
     return stream
 
 
