@@ -5,6 +5,7 @@ output's metadata says of its size."""
 from dataclasses import replace
 
 import av
+import numpy as np
 import pytest
 
 from tests.helpers import animated_gif, frame_flood_gif, joined_recordings, make_clip
@@ -135,6 +136,25 @@ def test_a_thin_long_hevc_output_is_refused_before_the_model_runs(size):
         check_encodable(size, EncodeOptions("libx265"), hdr=False)
     check_encodable((4208, 16), EncodeOptions("libx265"), hdr=False)
     check_encodable((8192, 32), EncodeOptions("libx265"), hdr=False)
+
+
+@pytest.mark.parametrize("size", [(65536, 16), (16, 65536)])
+def test_a_prores_output_larger_than_its_frame_header_holds_is_refused_before_the_model_runs(tmp_path, size):
+    """prores_ks opens for any size but writes a side in 16 bits of its frame header (65536 as 0):
+    its piece failed to mux ("Invalid argument") on the replica, after the model's first batch."""
+    from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter
+    from tmlsr_ray.pipeline.media import check_encodable
+
+    if "prores_ks" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no prores_ks")
+    info = probe_video(make_clip(tmp_path / "clip.mp4", frames=1, audio=False))
+    with pytest.raises(av.error.FFmpegError):
+        writer = PieceWriter(0, info, size, EncodeOptions("prores_ks", threads=1))
+        writer.write(np.zeros((1, size[1], size[0], 3), np.uint8), [0])
+        writer.close()
+    with pytest.raises(InputError, match=rf"output frames of {size[0]}x{size[1]} are too large for prores_ks"):
+        check_encodable(size, EncodeOptions("prores_ks"), hdr=False)
+    check_encodable((65534, 16), EncodeOptions("prores_ks"), hdr=False)
 
 
 def test_a_thin_long_hdr_video_goes_to_h264_where_hevc_cannot_take_it():
