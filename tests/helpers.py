@@ -490,6 +490,21 @@ def with_track_emptied(source: Path, path: Path, index: int) -> Path:
     return path
 
 
+def dark_then_busy_master(path: Path, dark: int = 32, busy: int = 16, size=(64, 48)) -> Path:
+    """A ProRes master whose frames differ a tenfold in bytes: a black leader, then noise (a
+    film's detail), as a studio's masters open on black and titles."""
+    noise = np.random.default_rng(1)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("prores_ks", rate=25)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv422p10le"
+        for i in range(dark + busy):
+            pixels = np.zeros((size[1], size[0], 3), np.uint8) if i < dark else \
+                noise.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            out.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        out.mux(video.encode(None))
+    return path
+
+
 def without_frame_durations(source: Path, path: Path) -> Path:
     """The source's video remuxed into Matroska with neither a block duration nor the track's
     default duration, as muxers that know no frame rate write it (a VFR track, a stream copied

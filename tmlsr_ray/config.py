@@ -129,9 +129,9 @@ class Settings(BaseModel):
     video_segment_max_frames: int = Field(
         600, ge=1, description="Most frames in one segment (bounds a piece of a high-frame-rate or 4K video).")
     video_segment_max_mib: int = Field(
-        256, ge=0, description="Most MiB of the input's video in one segment, at its average bitrate "
-        "(bounds what the runner holds and the object store carries of a studio's ProRes or DNxHR "
-        "master: 10 s of ProRes 422 HQ at 4K is about 1.1 GB). 0: no bound.")
+        256, ge=0, description="Most MiB of the input's video in one segment, its frames' packets "
+        "counted from its start (bounds what the runner holds and the object store carries of a "
+        "studio's ProRes or DNxHR master: 10 s of ProRes 422 HQ at 4K is about 1.1 GB). 0: no bound.")
     video_segment_max_preroll_frames: int = Field(
         300, ge=0, description="A GOP longer than a segment is cut inside when the frames decoded "
         "before the cut (and dropped) are at most this many; else the segment runs to the next keyframe.")

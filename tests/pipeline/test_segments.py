@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, camcorder_dv, combing, cut_and_decode, cut_mid_gop, interlaced_clip,
+from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, camcorder_dv, combing, cut_and_decode, cut_mid_gop,
+                           dark_then_busy_master, interlaced_clip,
                            joined_recordings, make_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
@@ -824,6 +825,19 @@ def test_a_high_bitrate_master_is_cut_into_segments_of_at_most_the_bytes_a_segme
     for segment in plan.segments:
         assert sum(sizes[segment.first_packet:segment.last_packet + 1]) <= cutting.max_bytes
     assert len(plan_segments(path, probe_video(path), replace(cutting, max_bytes=0)).segments) == 1
+
+
+def test_a_master_whose_frames_vary_in_bytes_is_cut_into_segments_within_the_bytes_a_segment_may_hold(tmp_path):
+    """Bounded at the stream's average, a master that opens on black (a tenth of the bytes a frame)
+    made its busy part's segments twice what a segment may hold."""
+    path = dark_then_busy_master(tmp_path / "master.mov")
+    sizes = [e.size for e in scan_packets(path, probe_video(path))]
+    assert max(sizes) > 8 * min(sizes)
+    cutting = Cutting(segment_s=10.0, max_bytes=4 * max(sizes))
+    plan = plan_segments(path, probe_video(path), cutting)
+    for segment in plan.segments:
+        assert sum(sizes[segment.first_packet:segment.last_packet + 1]) <= cutting.max_bytes
+    assert len(plan.segments) <= 8  # the black leader's are long
 
 
 @pytest.mark.parametrize("codec,into,streams", [

@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import io
+import itertools
 import tempfile
 import threading
 from dataclasses import dataclass, replace
@@ -254,7 +255,7 @@ def cut_packets(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cuttin
     order = sorted((i for i, e in enumerate(entries) if not e.discard), key=lambda i: entries[i].pts)
     shift = max(0, -min(e.pts for e in entries))
     rate = info.average_rate or _rate_between_gaps([e.pts for e in entries], info.time_base) or Fraction(25)
-    length = max(1, min(cutting.max_frames, round(cutting.segment_s * float(rate)), _frames_within(entries, cutting)))
+    length = max(1, min(cutting.max_frames, round(cutting.segment_s * float(rate))))
     cutter = _Cutter(entries, order, cutting, length, _rekeyed_length(info, cutting, length))
     starts = [0]
     while True:
@@ -270,16 +271,6 @@ def cut_packets(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cuttin
             first, last = cutter.with_neighbours(begin, end, first, last)
         yield Segment(index, first, last, tuple(sorted(entries[i].pts for i in owned)), shift,
                       rekeyed=cutter.rekeyed(begin))
-
-
-def _frames_within(entries: Sequence[PacketEntry], cutting: Cutting) -> int:
-    """Frames whose packets, at the stream's average, fill ``max_bytes``: a studio's intra-frame
-    master runs at 200 MB/s and more (ProRes 4444 XQ at 4K), so 10 seconds of it made a segment
-    of gigabytes, held by the runner and carried through the object store whole."""
-    total = sum(e.size for e in entries)
-    if not cutting.max_bytes or not total:
-        return len(entries)
-    return max(1, cutting.max_bytes * len(entries) // total)
 
 
 def _rekeyed_length(info: VideoInfo, cutting: Cutting, length: int) -> int:
@@ -299,6 +290,7 @@ class _Cutter:
         self._entries, self._order, self._cutting = entries, order, cutting
         self._length, self._rekeyed_length = length, rekeyed_length
         self._keyframes = [p for p, i in enumerate(order) if entries[i].keyframe]
+        self._bytes_before = [0, *itertools.accumulate(entries[i].size for i in order)]  # presentation order
         # the last keyframe at or before each packet (decode order), -1 for none: a long GOP's
         # cuts would otherwise each walk back through it, quadratic in the GOP's length
         self._last_key: List[int] = []
@@ -310,7 +302,7 @@ class _Cutter:
         (its segment decoded from the keyframe when the pre-roll stays small, else re-keyed, up
         to the next keyframe at most), else, where long GOPs are not re-keyed, the next keyframe."""
         rekeyed = self.rekeyed(start)
-        length = self._rekeyed_length if rekeyed else self._length
+        length = self._within_bytes(start, self._rekeyed_length if rekeyed else self._length)
         ideal = start + length
         keyframes = self._keyframes
         following = bisect.bisect_right(keyframes, start)
@@ -330,6 +322,17 @@ class _Cutter:
             return ideal
         later = bisect.bisect_right(keyframes, ideal)
         return keyframes[later] if later < len(keyframes) else None
+
+    def _within_bytes(self, start: int, length: int) -> int:
+        """``length`` frames from ``start``, fewer where their packets pass ``max_bytes``: a studio's
+        intra-frame master runs at 200 MB/s and more (ProRes 4444 XQ at 4K), and 10 seconds of it
+        made a segment of gigabytes, held by the runner and carried through the object store whole.
+        Counted from ``start``, not at the stream's average: a master that opens on black made its
+        busy part's segments twice the bound."""
+        if not self._cutting.max_bytes:
+            return length
+        limit = self._bytes_before[start] + self._cutting.max_bytes
+        return max(1, min(length, bisect.bisect_right(self._bytes_before, limit) - 1 - start))
 
     def rekeyed(self, start: int) -> bool:
         """Whether the segment starting at ``start`` is re-keyed: decoding it from its keyframe
