@@ -256,3 +256,19 @@ def test_a_prores_pieces_frames_state_the_colour_its_file_states(tmp_path, tags)
     with av.open(io.BytesIO(data)) as container:
         frame = next(container.decode(video=0))
         assert {k: getattr(frame, k) for k in tags} == tags
+
+
+def test_a_full_range_sources_prores_output_shows_its_levels(tmp_path):
+    """ProRes is video range only (neither its frame header nor QuickTime's nclc box can say
+    full): a full-range source's samples were written full and read back as limited, a grey of 64
+    shown as 54 and one of 192 as 204."""
+    tags = dict(color_primaries=1, color_trc=1, colorspace=1, color_range=2)
+    info = probe_video(colour_chart_clip(tmp_path / "full.mp4", "libx264", "yuv420p", 8, tags))
+    greys = np.repeat(np.repeat(np.array([0, 64, 128, 192, 255], np.uint8), 16)[None, :, None], 3, 2)
+    frames = np.repeat(np.repeat(greys[None], 16, 1), 2, 0)  # (2, 16, 80, 3)
+    writer = PieceWriter(0, info, (80, 16), EncodeOptions("prores_ks", threads=1))
+    writer.write(frames, [0, 1])
+    data, _ = writer.close()
+    with av.open(io.BytesIO(data)) as container:
+        shown = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert np.abs(shown[8, 8::16, 1].astype(int) - [0, 64, 128, 192, 255]).max() <= 2, shown[8, 8::16, 1]

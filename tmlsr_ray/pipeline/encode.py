@@ -312,6 +312,10 @@ class PieceWriter:
         self._info = info
         self._color = written_colour(info) if color is None else color  # the output's tags (SDR after a tone-map)
         self.codec = resolve_codec(options.codec, tuple(size), options.pix_fmt, is_hdr(self._color))
+        if is_prores(self.codec) and self._color["color_range"] == 2:  # full
+            # ProRes is video range only: neither its frame header nor QuickTime's nclc box can say
+            # full, and full-range samples were read back as limited (a grey of 64 shown as 54)
+            self._color = {**self._color, "color_range": 1}
         self._buffer = io.BytesIO()
         self._out = av.open(self._buffer, "w", format=piece_muxer(self.codec),
                             options=_colour_box(self._color["color_range"]))
