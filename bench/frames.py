@@ -336,7 +336,7 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces
     another), sharing one model (one run at a time, as on a replica's model thread), each piece's
     encoder with cores/P threads."""
     from tmlsr_ray.pipeline.decode import probe_video
-    from tmlsr_ray.pipeline.encode import assemble, even_size
+    from tmlsr_ray.pipeline.encode import assemble, even_size, output_container
     from tmlsr_ray.pipeline.render import SegmentJob, render_segment
     from tmlsr_ray.pipeline.segments import Cutting, extract_segments, plan_segments
     from tmlsr_ray.pipeline.upscale import Tiling, takes_planes, upscale_frames
@@ -367,7 +367,8 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces
 
         with ThreadPoolExecutor(pieces) as pool:
             done = {p.index: p for p in pool.map(render, extract_segments(clip, info, segments))}
-        report = assemble(Path(tmp) / "out.mp4", clip, info, list(store.in_order(done)))
+        into = output_container(None, options.codec)  # QuickTime for ProRes, which MP4 cannot hold
+        report = assemble(Path(tmp) / f"out.{into.name}", clip, info, list(store.in_order(done)), into=into)
         return report.frames / (time.perf_counter() - start), report.encoder, len(segments)
 
 
@@ -385,7 +386,7 @@ def report_pipeline(args, models: Models, sources) -> None:
     from bench.encoder import encode_fps
     from tmlsr_ray.pipeline.colour import written_colour
     from tmlsr_ray.pipeline.decode import iter_batches, planar_layout, probe_video
-    from tmlsr_ray.pipeline.encode import EncodeOptions, yuv420_layout
+    from tmlsr_ray.pipeline.encode import EncodeOptions, gpu_planes
     from tmlsr_ray.pipeline.upscale import takes_planes
 
     model = models.get(args.dtype[0], args.compile[0])
@@ -395,7 +396,7 @@ def report_pipeline(args, models: Models, sources) -> None:
     # in and the encoder's planes out (no swscale on either side), RGB on a CPU.
     planes = planar_layout(info) if takes_planes(model, info.height, info.width) else None
     batches = [b.frames for b in iter_batches(args.clip, info, args.batch, planes=planes)][:count]
-    layout = yuv420_layout(written_colour(info), options)
+    layout = gpu_planes(written_colour(info), options)
     frames, cores = sum(len(b) for b in batches), os.cpu_count() or 1
     print(f"\n== pipeline: {args.clip.name}, {frames} frames, {args.dtype[0]} {args.compile[0]}, {args.codec} "
           f"{args.preset}, {cores} cores ==")
@@ -441,7 +442,7 @@ def parse_args(argv=None):
     parser.add_argument("--pieces", type=int, nargs="+", default=[1, 4], help="segments rendered at once")
     parser.add_argument("--segment-s", type=float, default=2.0, help="segment length (for any --pieces)")
     parser.add_argument("--preset", default="veryfast")
-    parser.add_argument("--codec", default="libx264", help="libx264, libx265, h264_nvenc or auto")
+    parser.add_argument("--codec", default="libx264", help="libx264, libx265, h264_nvenc, prores_ks or auto")
     parser.add_argument("--budget-s", type=float, default=1e9, help="skip model cases that would start after this")
     parser.add_argument("--peak-tflops", type=float,
                         help="the device's dense fp16/bf16 tensor peak (default: by the GPU's name, see HALF_PEAK_TFLOPS)")

@@ -43,6 +43,15 @@ def test_the_frames_bench_runs_the_segment_pipeline_against_the_model_and_the_en
     assert "model alone" in out and "encoder alone" in out
 
 
+def test_the_frames_bench_runs_the_pipeline_into_prores_pieces_joined_in_quicktime(tmp_path, tiny_clip, capsys):
+    """MP4 holds no ProRes: the bench joined its pieces into one and failed."""
+    model = save_srvgg(tmp_path / "tiny.pth", scale=2)
+    frames.main(["--model", str(model), "--device", "cpu", "--clip", str(tiny_clip), "--frames", "3", "--batch", "3",
+                 "--repeats", "1", "--dtype", "fp32", "--outscale", "2", "--pipeline", "--pieces", "1",
+                 "--segment-s", "0.1", "--codec", "prores_ks"])
+    assert re.search(r"x2 \(prores_ks\), 1 piece\(s\) at once, \d+ segment\(s\): pipeline", capsys.readouterr().out)
+
+
 def test_on_a_gpus_planes_path_the_pipeline_bench_times_model_and_encoder_alone_on_planes_too(
         tmp_path, tiny_clip, capsys, monkeypatch):
     # A GPU replica takes the decoder's 4:2:0 planes and hands the encoder its planes: "alone"

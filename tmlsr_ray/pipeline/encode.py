@@ -128,6 +128,12 @@ def yuv420_layout(color: Dict[str, int], options: EncodeOptions) -> Yuv420:
                   10 if options.ten_bit else 8)
 
 
+def gpu_planes(color: Dict[str, int], options: EncodeOptions) -> Optional[Yuv420]:
+    """The encoder's 4:2:0 planes, which a GPU replica converts the upscaled frames into; None for
+    an encoder of other planes (ProRes's 4:2:2), handed RGB."""
+    return yuv420_layout(color, options) if options.pix_fmt.startswith("yuv420p") else None
+
+
 def output_sample_aspect(info: VideoInfo, size: Tuple[int, int]) -> Fraction:
     """Non-square pixels stay so: the output keeps the source's display aspect ratio."""
     sar = info.sample_aspect * Fraction(info.width * size[1], info.height * size[0])

@@ -18,7 +18,7 @@ from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.colour import SDR_BT709, ToneMap, written_colour
 from tmlsr_ray.pipeline.decode import FrameBatch, VideoInfo, planar_layout
 from tmlsr_ray.piece import Piece
-from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, yuv420_layout
+from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, gpu_planes
 from tmlsr_ray.pipeline.overlap import CrossFade, overlapping_batches
 from tmlsr_ray.pipeline.segments import Segment, decode_segment
 
@@ -43,11 +43,8 @@ class SegmentJob:
 
     @property
     def yuv420(self) -> Optional[Yuv420]:
-        """The encoder's planes, which a GPU replica converts the upscaled frames into; None for
-        an encoder of other planes (ProRes's 4:2:2), handed RGB."""
-        if not self.options.pix_fmt.startswith("yuv420p"):
-            return None
-        return yuv420_layout(self.output_color, self.options)
+        """See :func:`~tmlsr_ray.pipeline.encode.gpu_planes`."""
+        return gpu_planes(self.output_color, self.options)
 
     @property
     def input_planes(self) -> Optional[Yuv420]:
