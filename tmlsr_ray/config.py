@@ -154,7 +154,8 @@ class Settings(BaseModel):
     upscaler_call_attempts: int = Field(
         4, ge=1, description="Tries per Upscaler call (replica death, timeout), with back-off.")
     video_codec: str = Field(
-        "auto", description="auto (h264_nvenc when an NVIDIA encoder works here, else libx264), libx264 or h264_nvenc.")
+        "auto", description="auto (h264_nvenc when an NVIDIA encoder works here, else libx264), libx264, "
+        "h264_nvenc, libx265, an AV1 encoder, or prores_ks / prores_aw (ProRes 422 HQ in QuickTime).")
     video_crf: int = Field(18, ge=0, le=51, description="x264 constant rate factor (lower = better).")
     video_preset: str = Field("medium", description="x264 preset (ultrafast … veryslow).")
     video_ten_bit: bool = Field(False, description="Encode 10-bit (yuv420p10le, High 10) output.")

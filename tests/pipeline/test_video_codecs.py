@@ -230,11 +230,19 @@ def test_prores_goes_into_quicktime_unless_told_and_no_container_is_given_a_code
     assert not container_refusal(MOV, "hevc") and not container_refusal(MP4, "auto")
 
 
-def test_a_prores_piece_encodes_whole_frames_on_each_thread(tmp_path):
-    """prores_ks on slices scaled to 1.65x on 2 threads, on frames to 1.98x (1440p, bench/encoder.py)."""
+@pytest.mark.parametrize("codec,encoder", [("prores", "prores_ks"), ("prores_aw", "prores_aw")])
+def test_a_prores_piece_is_quicktime_422_hq_encoded_with_whole_frames_on_each_thread(tmp_path, codec, encoder):
+    """prores_ks on slices scaled to 1.65x on 2 threads, on frames to 1.98x (1440p, bench/encoder.py).
+    An operator's prores_aw is ProRes too: its pieces went into MP4, which holds none."""
     info = probe_video(make_clip(tmp_path / "clip.mp4", frames=2, audio=False))
-    writer = PieceWriter(0, info, (128, 96), EncodeOptions("prores", threads=2))
+    writer = PieceWriter(0, info, (128, 96), EncodeOptions(codec, threads=2))
     writer.write(np.zeros((2, 96, 128, 3), np.uint8), [0, 1])
     assert writer._video.codec_context.thread_type == av.codec.context.ThreadType.FRAME
     data, piece = writer.close()
-    assert piece.frames == 2 and piece.encoder == "prores_ks"
+    assert piece.frames == 2 and piece.encoder == encoder
+    piece_path = tmp_path / "piece"
+    piece_path.write_bytes(data)
+    with av.open(str(piece_path)) as container:
+        video = container.streams.video[0].codec_context
+        assert (container.format.name.startswith("mov"), video.name, video.pix_fmt, video.profile) == (
+            True, "prores", "yuv422p10le", "HQ")

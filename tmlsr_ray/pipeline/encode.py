@@ -188,6 +188,7 @@ MAX_FRAME_SIZE = {"libx264": (16384, 16384), HEVC_ENCODER: (32768, 32768), "libs
 # opened at every preset, 4210x16 not at ultrafast, 4218x16, 8192x16 and 32768x16 at none.
 HEVC_THIN_SIDE, HEVC_THIN_MAX_SIDE = 32, 4208
 PRORES_ENCODER = "prores_ks"  # slower than prores_aw, but holds each profile's data rate
+PRORES_ENCODERS = (PRORES_ENCODER, "prores_aw")
 PRORES_HQ = "3"  # its profile: 422 HQ, the mezzanine editors and finishing ask for
 CODEC_ALIASES = {"hevc": HEVC_ENCODER, "h265": HEVC_ENCODER, "h264": "libx264", "prores": PRORES_ENCODER}
 AV1_ENCODERS = ("libsvtav1", "libaom-av1", "librav1e")  # the fastest first
@@ -230,7 +231,8 @@ def piece_muxer(encoder: str) -> str:
 
 
 def is_prores(codec: str) -> bool:
-    return CODEC_ALIASES.get(codec, codec) == PRORES_ENCODER
+    """A ProRes encoder, the task's or the service's (``video_codec: prores_aw`` set by an operator)."""
+    return CODEC_ALIASES.get(codec, codec) in PRORES_ENCODERS
 
 
 def container_refusal(into: ContainerFormat, codec: str) -> Optional[str]:
@@ -291,7 +293,7 @@ def encoder_options(codec: str, crf: int, preset: str, threads: int = 0,
         return options
     if codec in ("libaom-av1", "librav1e"):
         return {"crf": str(crf), "threads": str(threads)}
-    if codec == PRORES_ENCODER:
+    if is_prores(codec):
         return {"profile": PRORES_HQ, "vendor": "apl0", "threads": str(threads)}  # apl0: as Apple's own encoder
     return {}
 
