@@ -192,3 +192,12 @@ def test_a_raw_dv_captures_frame_rate_is_its_frames_not_its_clock(tmp_path):
     output said 60,000 fps, its Matroska track 30,000, and the tape's timecode was dropped."""
     info = probe_video(camcorder_dv(tmp_path / "tape.dv"))
     assert info.average_rate == 25 and info.time_base == Fraction(1, 60000)
+
+
+@pytest.mark.parametrize("codec,container", [("libx264", "h264"), ("libx265", "hevc")])
+def test_a_raw_elementary_streams_rate_is_the_one_its_headers_state(tmp_path, codec, container):
+    """An anime raw ``.264`` at 23.976 (its H.264 VUI says so): FFmpeg's raw reader states 25 fps
+    for every such stream, and its frames were stamped and encoded at 25, 4 % fast."""
+    path = make_clip(tmp_path / f"film.{container}", frames=6, rate=Fraction(24000, 1001), audio=False, codec=codec,
+                     container=container, options={"x265-params": "log-level=error"} if codec == "libx265" else None)
+    assert probe_video(path).average_rate == Fraction(24000, 1001)

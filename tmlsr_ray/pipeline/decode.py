@@ -211,8 +211,12 @@ def _frame_rate(stream) -> Optional[Fraction]:
     """The stream's average frame rate. FFmpeg's raw DV reader states its time base (60,000 ticks
     a second) as that average, which the output then said (60,000 fps; 30,000 in a Matroska track;
     a timecode counted in it was dropped): a rate of one frame a tick, where frames are further
-    apart, gives way to the rate FFmpeg guesses from the frames."""
+    apart, gives way to the rate FFmpeg guesses from the frames. A raw elementary stream (``.h264``,
+    ``.265``) has no timestamps and its reader states 25 whatever the stream says: the rate its
+    own headers state (an H.264 VUI's 23.976) is taken, else 25 stays."""
     average, guessed = stream.average_rate, stream.guessed_rate
+    if stream.container.format.flags & av.format.Flags.no_timestamps.value and stream.codec_context.framerate:
+        return Fraction(stream.codec_context.framerate)
     if average and guessed and stream.time_base and average == 1 / stream.time_base and guessed < average:
         return guessed
     return average or guessed
