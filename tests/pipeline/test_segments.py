@@ -176,6 +176,21 @@ def test_a_one_frame_segment_counted_a_tick_a_frame_decodes_its_own_frame(tmp_pa
         assert np.array_equal(got, want), f"frame at {pts}"
 
 
+def test_a_raw_mpeg1_stream_with_b_frames_decodes_and_joins_every_frame_once(tmp_path, smooth_model):
+    # A VCD's video as a raw .m1v: FFmpeg's parser stamped its first GOP before it met a B-frame,
+    # its P-frame as shown second; cut by those times, a segment's frames took each other's
+    # stamps and the piece's encoder was handed a time going back (ArgumentError)
+    path = make_clip(tmp_path / "vcd.m1v", frames=48, rate=24, audio=False, codec="mpeg1video",
+                     container="mpeg1video", options={"g": "12", "bf": "2"})
+    plan, frames = cut_and_decode(path, Cutting(segment_s=0.5))
+    expected = whole_decode(path)
+    assert [pts for pts, _ in frames] == [pts for pts, _ in expected]
+    assert all(np.array_equal(got, want) for (_, got), (_, want) in zip(frames, expected))
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.5),
+                                   tmp_path / "pieces")
+    assert report.frames == 48
+
+
 def test_a_vfr_frame_decoded_as_pre_roll_just_before_a_segment_does_not_take_its_first_frame(tmp_path):
     # frames 100 ms apart but for one 10 ms before each cut inside the GOP (10 a second on average):
     # a stamp was matched within under half the owned frames' gaps, so the pre-roll frame before

@@ -215,11 +215,17 @@ def _frame_rate(stream) -> Optional[Fraction]:
     ``.265``) has no timestamps and its reader states 25 whatever the stream says: the rate its
     own headers state (an H.264 VUI's 23.976) is taken, else 25 stays."""
     average, guessed = stream.average_rate, stream.guessed_rate
-    if stream.container.format.flags & av.format.Flags.no_timestamps.value and stream.codec_context.framerate:
+    if stamped_by_parser(stream.container) and stream.codec_context.framerate:
         return Fraction(stream.codec_context.framerate)
     if average and guessed and stream.time_base and average == 1 / stream.time_base and guessed < average:
         return guessed
     return average or guessed
+
+
+def stamped_by_parser(container) -> bool:
+    """Whether the container is a raw elementary stream (``.264``, ``.m1v``): it stores no
+    timestamps, and FFmpeg's parser makes its packets' from the stream's rate and picture types."""
+    return bool(container.format.flags & av.format.Flags.no_timestamps.value)
 
 
 def _check_matrix(colorspace: int) -> None:

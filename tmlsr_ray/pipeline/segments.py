@@ -37,7 +37,7 @@ import numpy as np
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
     SEGMENT_FORMATS, FrameBatch, VideoInfo, copy_video_stream, decode_batches, ffmpeg_message, iter_batches,
-    open_container, open_segment_file, read_segment_file,
+    open_container, open_segment_file, read_segment_file, stamped_by_parser,
 )
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
 from tmlsr_ray.errors import InputError
@@ -132,9 +132,10 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         holds = segment_file_format(stream) is not None
         stated_end = (stream.start_time or 0) + stream.duration if stream.duration else None
         stated_rates = (info.average_rate, stream.guessed_rate, stream.codec_context.framerate)
+        by_parser = stamped_by_parser(container)
     shown = sum(not e.discard for e in entries)
     first_pts = None
-    timed = _presentation_times_known(entries, info)
+    timed = _presentation_times_known(entries, info) and not (by_parser and _reorder_found_late(entries))
     if timed:
         info = replace(info, average_rate=frames_rate(entries, info.time_base, stated_rates))
     if timed and shown and holds:
@@ -247,6 +248,15 @@ def _presentation_times_known(entries: Sequence[PacketEntry], info: VideoInfo) -
         return True
     in_decode_order = all(a < b for a, b in zip(stamps, stamps[1:]))
     return not (info.reorders_frames and in_decode_order and len(stamps) > 2)
+
+
+def _reorder_found_late(entries: Sequence[PacketEntry]) -> bool:
+    """Whether frames show after their decode time, but not the first: a raw stream's parser
+    stamps the frames it reads before it meets a B-frame as shown when decoded (MPEG-1 states no
+    reorder delay up front), so its first GOP's times are wrong, a P-frame shown before the
+    B-frames it comes after (and one decoded segment by segment took another's time)."""
+    first = entries[0]
+    return first.pts == first.dts and any(e.dts is not None and e.pts > e.dts for e in entries)
 
 
 def cut_packets(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cutting) -> Iterator[Segment]:
