@@ -518,6 +518,19 @@ def without_frame_durations(source: Path, path: Path) -> Path:
     return path
 
 
+def with_every_frame_keyed(source: Path, path: Path) -> Path:
+    """The source remuxed with every video packet flagged a keyframe: an AVI whose index a repair
+    tool (DivFix) rebuilt marking every frame as one."""
+    with av.open(str(source)) as inp, av.open(str(path), "w", format=inp.format.name.split(",")[0]) as out:
+        copies = {s.index: out.add_stream_from_template(s, opaque=True) for s in inp.streams}
+        for packet in inp.demux():
+            if packet.size:
+                packet.is_keyframe = packet.is_keyframe or packet.stream.type == "video"
+                packet.stream = copies[packet.stream.index]
+                out.mux(packet)
+    return path
+
+
 def cut_mid_gop(source: Path, path: Path, packets: int, timecode: str | None = None) -> Path:
     """What a TV recording or a stream dump that starts anywhere looks like: the source without its
     first ``packets`` video packets (and the audio before them), so it starts inside a GOP;

@@ -23,7 +23,7 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, camco
                            joined_recordings, make_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
-                           without_frame_durations)
+                           without_frame_durations, with_every_frame_keyed)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -189,6 +189,31 @@ def test_a_raw_mpeg1_stream_with_b_frames_decodes_and_joins_every_frame_once(tmp
     _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.5),
                                    tmp_path / "pieces")
     assert report.frames == 48
+
+
+def h263_avi(path: Path) -> Path:
+    """H.263 in AVI with P-frames between its I-frames every 10 (a scene change starts no GOP)."""
+    return make_clip(path, frames=48, size=(128, 96), rate=24, audio=False, codec="h263", container="avi",
+                     options={"g": "10", "sc_threshold": "1000000000"})
+
+
+def divx3_avi_with_rebuilt_index(path: Path) -> Path:
+    """A DivX 3 (MS-MPEG-4 v3) AVI, as old anime fansubs came, whose index a repair tool rebuilt."""
+    return with_every_frame_keyed(make_clip(path.with_name("divx3.avi"), frames=48, rate=24, codec="msmpeg4",
+                                            container="avi", audio_codec="mp3",
+                                            options={"g": "10", "sc_threshold": "1000000000"}), path)
+
+
+@pytest.mark.parametrize("build", [h263_avi, divx3_avi_with_rebuilt_index], ids=["h263", "rebuilt-index"])
+def test_an_avi_flagging_every_frame_a_keyframe_is_not_cut_at_its_p_frames(tmp_path, build):
+    # FFmpeg's AVI reader flags every H.263 frame a keyframe, as a rebuilt index (DivFix) flags
+    # every frame: cut there, a segment decoded its first frames from no reference picture
+    path = build(tmp_path / "capture.avi")
+    assert all(entry.keyframe for entry in scan_packets(path, probe_video(path)))
+    plan, frames = cut_and_decode(path, Cutting(segment_s=0.5))
+    expected = whole_decode(path)
+    assert [pts for pts, _ in frames] == [pts for pts, _ in expected]
+    assert all(np.array_equal(got, want) for (_, got), (_, want) in zip(frames, expected))
 
 
 def test_a_vfr_frame_decoded_as_pre_roll_just_before_a_segment_does_not_take_its_first_frame(tmp_path):

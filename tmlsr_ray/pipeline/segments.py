@@ -26,6 +26,7 @@ import io
 import itertools
 import tempfile
 import threading
+from itertools import islice
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -133,12 +134,13 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         stated_end = (stream.start_time or 0) + stream.duration if stream.duration else None
         stated_rates = (info.average_rate, stream.guessed_rate, stream.codec_context.framerate)
         by_parser = stamped_by_parser(container)
+    keys_known = not _keyframes_flagged_wrongly(path, info, entries)
     shown = sum(not e.discard for e in entries)
     first_pts = None
     timed = _presentation_times_known(entries, info) and not (by_parser and _reorder_found_late(entries))
     if timed:
         info = replace(info, average_rate=frames_rate(entries, info.time_base, stated_rates))
-    if timed and shown and holds:
+    if timed and shown and holds and keys_known:
         segments = tuple(cut_packets(entries, info, cutting))
         first_pts = min(e.pts for e in scanned if not e.discard)
     else:  # a damaged index, or a codec no segment file holds: one segment, the input decoded as a whole
@@ -248,6 +250,27 @@ def _presentation_times_known(entries: Sequence[PacketEntry], info: VideoInfo) -
         return True
     in_decode_order = all(a < b for a, b in zip(stamps, stamps[1:]))
     return not (info.reorders_frames and in_decode_order and len(stamps) > 2)
+
+
+# Frames decoded to tell whether a stream whose every packet is flagged a keyframe has others
+KEYFRAME_CHECK_FRAMES = 60
+
+
+def _keyframes_flagged_wrongly(path: Path, info: VideoInfo, entries: Sequence[PacketEntry]) -> bool:
+    """Whether every packet is flagged a keyframe though the stream has frames that are not:
+    FFmpeg's AVI reader flags every H.263 frame, as an index rebuilt by a repair tool (DivFix)
+    flags every frame; cut there, a segment decoded its first frames from no reference picture.
+    Told by decoding the first frames, only where every packet of a codec not intra-only is flagged."""
+    if len(entries) < 2 or not all(e.keyframe for e in entries):
+        return False
+    with open_container(path) as container:
+        stream = container.streams[info.stream_index]
+        if stream.codec_context.codec.intra_only:
+            return False
+        try:
+            return not all(frame.key_frame for frame in islice(container.decode(stream), KEYFRAME_CHECK_FRAMES))
+        except av.error.FFmpegError:
+            return True  # the whole decode says what is wrong
 
 
 def _reorder_found_late(entries: Sequence[PacketEntry]) -> bool:
