@@ -531,6 +531,37 @@ def with_every_frame_keyed(source: Path, path: Path) -> Path:
     return path
 
 
+def packed_b_frames_avi(path: Path, frames: int = 48, rate: int = 24) -> Path:
+    """MPEG-4 in AVI as DivX 5 and XviD stored B-frames ("packed bitstream"): each B-frame in the
+    chunk of the picture decoded before it, and in its own place a not-coded VOP (N-VOP), with
+    the user data that tells FFmpeg's decoder so."""
+    source = make_clip(path.with_name("unpacked.avi"), frames=frames, rate=rate, audio=False, codec="mpeg4",
+                       container="avi", options={"bf": "1", "g": "12", "sc_threshold": "1000000000"})
+    increment_bits = max(1, (rate - 1).bit_length())
+    # start code, P, no seconds, marker, time increment 0, marker, not coded, stuffing to the byte
+    fields = "01" + "0" + "1" + "0" * increment_bits + "1" + "0" + "0"
+    fields += "1" * (-len(fields) % 8)
+    not_coded = b"\x00\x00\x01\xb6" + int(fields, 2).to_bytes(len(fields) // 8, "big")
+    with av.open(str(source)) as inp, av.open(str(path), "w", format="avi") as out:
+        video = out.add_stream_from_template(inp.streams.video[0], opaque=True)
+        packets = [(p.pts, bytes(p), p.is_keyframe) for p in inp.demux(video=0) if p.size]
+        start = packets[0][1].find(b"\x00\x00\x01\xb6")
+        packets[0] = (packets[0][0], packets[0][1][:start] + b"\x00\x00\x01\xb2DivX503b1393p" + packets[0][1][start:],
+                      True)
+        chunks, index = [], 0
+        while index < len(packets):
+            pts, data, key = packets[index]
+            shown_before = index + 1 < len(packets) and packets[index + 1][0] < pts
+            chunks += [(data + packets[index + 1][1], key), (not_coded, False)] if shown_before else [(data, key)]
+            index += 2 if shown_before else 1
+        for number, (data, key) in enumerate(chunks):
+            packet = av.Packet(data)
+            packet.pts = packet.dts = number
+            packet.time_base, packet.stream, packet.is_keyframe = video.time_base, video, key
+            out.mux(packet)
+    return path
+
+
 def cut_mid_gop(source: Path, path: Path, packets: int, timecode: str | None = None) -> Path:
     """What a TV recording or a stream dump that starts anywhere looks like: the source without its
     first ``packets`` video packets (and the audio before them), so it starts inside a GOP;

@@ -23,7 +23,7 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, camco
                            joined_recordings, make_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
-                           without_frame_durations, with_every_frame_keyed)
+                           without_frame_durations, with_every_frame_keyed, packed_b_frames_avi)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -214,6 +214,19 @@ def test_an_avi_flagging_every_frame_a_keyframe_is_not_cut_at_its_p_frames(tmp_p
     expected = whole_decode(path)
     assert [pts for pts, _ in frames] == [pts for pts, _ in expected]
     assert all(np.array_equal(got, want) for (_, got), (_, want) in zip(frames, expected))
+
+
+def test_an_avi_with_packed_b_frames_joins_every_frame_a_frame_apart(tmp_path, smooth_model):
+    # FFmpeg's decoder gives a packed B-frame the time of the placeholder after it, later than
+    # the P-frame shown after it: the times went 1, 3, 2, 5, 4 …, were fixed up to 1, 3, 4, 5 …
+    # and every frame after the first showed a frame late (the first two frames long)
+    path = packed_b_frames_avi(tmp_path / "xvid.avi")
+    _, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    frames, _, _ = output_frames(tmp_path / "out.mp4")
+    brightness = [int(frame[16:, 16:].mean()) for _, frame in frames]
+    assert report.frames == 48 and brightness == sorted(brightness), "frames out of order"
+    steps = np.diff([time for time, _ in frames])
+    assert np.allclose(steps, 1 / 24, atol=0.001), f"steps {sorted(set(np.round(steps * 24, 2)))} frames"
 
 
 def test_a_vfr_frame_decoded_as_pre_roll_just_before_a_segment_does_not_take_its_first_frame(tmp_path):

@@ -255,7 +255,8 @@ def iter_batches(path: Path, info: VideoInfo, batch_size: int,
 
     with open_container(path) as container:
         stream = container.streams[info.stream_index]
-        yield from decode_batches(container, stream, info, batch_size, stamp, stop, planes=planes)
+        yield from decode_batches(container, stream, info, batch_size, stamp, stop, planes=planes,
+                                  times_in_order=True)
 
 
 def planar_layout(info: VideoInfo) -> Optional[Yuv420]:
@@ -267,17 +268,19 @@ def planar_layout(info: VideoInfo) -> Optional[Yuv420]:
 
 def decode_batches(container, stream, info: VideoInfo, batch_size: int,
                    stamp: Callable[[Any], Optional[int]], stop: Optional[threading.Event] = None,
-                   what: str = "the video stream", planes: Optional[Yuv420] = None) -> Iterator[FrameBatch]:
+                   what: str = "the video stream", planes: Optional[Yuv420] = None,
+                   times_in_order: bool = False) -> Iterator[FrameBatch]:
     """Batches of RGB frames of ``stream`` (or, given the :func:`planar_layout`, of its 4:2:0
     planes as :class:`Yuv420Frames`); ``stamp(frame)`` gives each frame's timestamp, or ``None``
-    for a frame to drop."""
+    for a frame to drop; ``times_in_order``: see :func:`_times_in_order`."""
     form = _BatchForm(info, planes)
     frames: List[np.ndarray] = []
     stamps: List[int] = []
     index = 0
     stream.thread_type = "AUTO"
     try:
-        for frame in _display_frames(container, stream, info):
+        decoded = _display_frames(container, stream, info)
+        for frame in _times_in_order(decoded) if times_in_order else decoded:
             if stop is not None and stop.is_set():
                 raise CanceledError("task canceled")
             pts = stamp(frame)
@@ -296,6 +299,41 @@ def decode_batches(container, stream, info: VideoInfo, batch_size: int,
         yield FrameBatch(index, form.pack(frames), stamps)
     elif index == 0:
         raise InputError(f"{what} holds no decodable frame")
+
+
+# Frames decoded after one whose earliest time it may take (see _times_in_order)
+TIME_ORDER_WINDOW = 4
+
+
+def _times_in_order(frames: Iterator) -> Iterator:
+    """The frames, each given the earliest time among it and the few decoded after it, where that
+    is later than the time before it: FFmpeg's decoder gives a B-frame packed with a P-frame
+    (DivX 5 and XviD in AVI) the time of the not-coded placeholder after it, later than the
+    P-frame shown after it (1, 3, 2, 5, 4 …), and the fix-up of times going back showed every
+    frame after the first a frame late. A time far back (a splice) is left to the fix-ups."""
+    held: List[Any] = []
+    last: Optional[int] = None
+    for frame in frames:
+        held.append(frame)
+        if len(held) > TIME_ORDER_WINDOW:
+            last = _take_earliest_time(held, last)
+            yield held.pop(0)
+    while held:
+        last = _take_earliest_time(held, last)
+        yield held.pop(0)
+
+
+def _take_earliest_time(held: List[Any], last: Optional[int]) -> Optional[int]:
+    """Swaps the earliest time of ``held`` onto its first frame where it is later than ``last``;
+    the first frame's time, or ``last`` where it has none."""
+    first = held[0]
+    stamped = [frame for frame in held if frame.pts is not None]
+    if first.pts is None:
+        return last
+    earliest = min(stamped, key=lambda frame: frame.pts)
+    if earliest.pts < first.pts and (last is None or earliest.pts > last):
+        first.pts, earliest.pts = earliest.pts, first.pts
+    return first.pts
 
 
 class _BatchForm:
