@@ -246,3 +246,13 @@ def test_a_prores_piece_is_quicktime_422_hq_encoded_with_whole_frames_on_each_th
         video = container.streams.video[0].codec_context
         assert (container.format.name.startswith("mov"), video.name, video.pix_fmt, video.profile) == (
             True, "prores", "yuv422p10le", "HQ")
+
+
+@pytest.mark.parametrize("pts", [[0, 2, 1], [0, 1, 1]])
+def test_a_frame_time_that_goes_back_or_repeats_fails_the_piece_readably(tmp_path, pts):
+    """libx264 refused it with FFmpeg's bare "Invalid argument", which named nothing of the video."""
+    info = probe_video(make_clip(tmp_path / "clip.mp4", frames=2, audio=False))
+    writer = PieceWriter(0, info, (64, 48), EncodeOptions(preset="ultrafast"))
+    with pytest.raises(InputError, match="frame times go back or repeat"):
+        writer.write(np.zeros((3, 48, 64, 3), np.uint8), pts)
+    writer.abort()

@@ -33,6 +33,7 @@ import av
 import numpy as np
 
 from tmlsr_ray.models.yuv import SWS_MATRIX, SWS_MATRIX_TAG, Yuv420
+from tmlsr_ray.errors import InputError
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.colour import is_hdr, written_colour
 from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, codec_name, copy_video_stream, open_container
@@ -335,6 +336,7 @@ class PieceWriter:
         self.layout = yuv420_layout(self._color, options)
         self._sws_matrix = SWS_MATRIX.get(self._color["colorspace"])  # None: untagged, swscale's default
         self._first_pts: Optional[int] = None
+        self._last_pts: Optional[int] = None
         self._offset = 0
         self._frames = 0
         self._last_dts: Optional[int] = None
@@ -367,6 +369,7 @@ class PieceWriter:
     def write(self, frames: np.ndarray, pts: Sequence[int]) -> None:
         """RGB frames (N, H, W, 3), or 4:2:0 planes (N, H·3/2, W) already in :attr:`layout`."""
         for pixels, stamp in zip(frames, pts):
+            self._check_increasing(stamp)
             frame = self._yuv_frame(pixels) if frames.ndim == 3 else self._converted(pixels)
             # prores_ks writes the frame's own primaries and transfer into each frame header (the
             # others the stream's): untagged, FFmpeg read a PQ master's frames as unspecified
@@ -381,6 +384,14 @@ class PieceWriter:
             self._mux(self._video.encode(frame))
             self._first_pts = stamp if self._first_pts is None else min(self._first_pts, stamp)
             self._frames += 1
+
+    def _check_increasing(self, stamp: int) -> None:
+        """A frame's time must come after the last one's: the encoder failed the task on one that
+        did not with FFmpeg's bare "Invalid argument", which said nothing of the video."""
+        if self._last_pts is not None and stamp <= self._last_pts:
+            raise InputError(f"the video's frame times go back or repeat: a frame at {float(stamp * self._info.time_base):.6g} s "
+                             f"came after one at {float(self._last_pts * self._info.time_base):.6g} s")
+        self._last_pts = stamp
 
     def _converted(self, rgb: np.ndarray) -> av.VideoFrame:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb48le" if rgb.dtype == np.uint16
