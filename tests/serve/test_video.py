@@ -180,6 +180,23 @@ def test_a_screen_recording_with_one_keyframe_is_cut_into_segments_its_long_gop_
     assert np.allclose([t for t, _ in frames], source, atol=0.001) and ("audio", "aac") in streams
 
 
+def test_a_prores_master_is_cut_into_segments_and_comes_back_as_prores_with_its_pcm(service, input_server, tmp_path):
+    """A studio's master was one segment, on one replica: it is cut as any video is, and comes
+    back as ProRes 422 HQ in QuickTime with its 24-bit sound as it was recorded."""
+    clip = make_clip(tmp_path / "master.mov", frames=36, codec="prores_ks", pix_fmt="yuv422p10le",
+                     audio_codec="pcm_s24le")
+    task = service.run(url=input_server.add("master.mov", clip.read_bytes()), model="tiny-x4.pth", outscale=1,
+                       video_codec="prores")
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert (meta["segments"]["total"], meta["frames"], meta["format"]) == (3, 36, "mov")
+    assert (meta["video_codec"], meta["pix_fmt"], meta["crf"]) == ("prores", "yuv422p10le", None)
+    assert [a["codec"] for a in meta["audio_streams"] if a["copied"]] == ["pcm_s24le"]
+    response = requests.get(task["output"]["url"], timeout=30)
+    assert response.status_code == 200 and response.headers["content-type"] == "video/quicktime"
+    assert task["output"]["url"].endswith("/output.mov")
+
+
 def test_odd_output_sizes_are_rounded_down_to_even(service, input_server, tmp_path):
     url = input_server.add("odd.mp4", make_clip(tmp_path / "odd.mp4", audio=False).read_bytes())
     task = service.run(url=url, model="tiny-x4.pth", output_dims=[101, 77])
