@@ -50,8 +50,8 @@ MATROSKA_AUDIO_COPY = MP4_AUDIO_COPY | {
 # QuickTime (a studio's .mov) holds MP4's audio but Opus and FLAC, and PCM as it is: a master's
 # 24-bit sound is copied, not re-encoded
 MOV_AUDIO_COPY = (MP4_AUDIO_COPY - {"opus", "flac"}) | {
-    "mp2", "pcm_u8", "pcm_s8", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le", "pcm_s32be", "pcm_f32le",
-    "pcm_f32be", "pcm_f64le", "pcm_f64be", "pcm_alaw", "pcm_mulaw"}
+    "mp2", "pcm_u8", "pcm_s8", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le", "pcm_s32be",
+    "pcm_f32le", "pcm_f32be", "pcm_f64le", "pcm_f64be", "pcm_alaw", "pcm_mulaw"}
 MATROSKA_SUBTITLE_COPY = frozenset({"ass", "ssa", "subrip", "srt", "webvtt", "text", "hdmv_pgs_subtitle",
                                     "dvd_subtitle", "dvb_subtitle"})
 
@@ -253,7 +253,7 @@ def output_container(requested: Optional[str], encoder: str) -> ContainerFormat:
     """The ``output_format`` asked for; else MP4, or QuickTime for an encoder MP4 cannot hold."""
     if requested:
         return CONTAINER_FORMATS[requested]
-    return MOV if piece_muxer(encoder) == MOV.muxer else MP4
+    return MOV if is_prores(encoder) else MP4
 
 
 def too_long_for_hevc(size: tuple) -> bool:
@@ -389,8 +389,9 @@ class PieceWriter:
         """A frame's time must come after the last one's: the encoder failed the task on one that
         did not with FFmpeg's bare "Invalid argument", which said nothing of the video."""
         if self._last_pts is not None and stamp <= self._last_pts:
-            raise InputError(f"the video's frame times go back or repeat: a frame at {float(stamp * self._info.time_base):.6g} s "
-                             f"came after one at {float(self._last_pts * self._info.time_base):.6g} s")
+            at, after = (float(ticks * self._info.time_base) for ticks in (stamp, self._last_pts))
+            raise InputError(f"the video's frame times go back or repeat: a frame at {at:.6g} s came after one "
+                             f"at {after:.6g} s")
         self._last_pts = stamp
 
     def _converted(self, rgb: np.ndarray) -> av.VideoFrame:

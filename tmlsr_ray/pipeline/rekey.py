@@ -126,10 +126,10 @@ def _flat_chroma(frame) -> bool:
     the frame otherwise, and asking (up to seven conversions to RGB) is skipped. A recording that
     opens on minutes of black asked on every frame."""
     shared = Counter(c.plane for c in frame.format.components if c.is_chroma)  # NV12's U and V share one
+    sample_type = np.uint16 if frame.format.components[0].bits > 8 else np.uint8
     for index, components in shared.items():
         plane = frame.planes[index]
-        depth = frame.format.components[1].bits
-        samples = np.frombuffer(memoryview(plane), np.uint16 if depth > 8 else np.uint8)
+        samples = np.frombuffer(memoryview(plane), sample_type)
         rows = samples.reshape(-1, plane.line_size // samples.itemsize)
         values = rows[:plane.height, :plane.width * components]
         if values.min() != values.max():

@@ -14,8 +14,8 @@ Those packets are stream-copied into a NUT file, the FFmpeg container that holds
 (GIF included) and keeps the source's time base exactly; ProRes, DNxHD and QuickTime Animation,
 which NUT cannot hold, into a QuickTime file. Streams whose timestamps cannot be trusted
 (missing or repeated), and codecs neither holds (APNG), are not cut: they become one segment
-holding the whole file, decoded with the timestamp fix-ups of :func:`iter_batches`. Packets an MP4 edit list hides (flagged discard) are decoded as references
-and own no frame.
+holding the whole file, decoded with the timestamp fix-ups of :func:`iter_batches`. Packets an
+MP4 edit list hides (flagged discard) are decoded as references and own no frame.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import io
 import itertools
 import tempfile
 import threading
-from itertools import islice
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -134,13 +133,13 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         stated_end = (stream.start_time or 0) + stream.duration if stream.duration else None
         stated_rates = (info.average_rate, stream.guessed_rate, stream.codec_context.framerate)
         by_parser = stamped_by_parser(container)
-    keys_known = not _keyframes_flagged_wrongly(path, info, entries)
+        intra_only = stream.codec_context.codec.intra_only
     shown = sum(not e.discard for e in entries)
     first_pts = None
     timed = _presentation_times_known(entries, info) and not (by_parser and _reorder_found_late(entries))
     if timed:
         info = replace(info, average_rate=frames_rate(entries, info.time_base, stated_rates))
-    if timed and shown and holds and keys_known:
+    if timed and shown and holds and not _keyframes_flagged_wrongly(path, info, entries, intra_only):
         segments = tuple(cut_packets(entries, info, cutting))
         first_pts = min(e.pts for e in scanned if not e.discard)
     else:  # a damaged index, or a codec no segment file holds: one segment, the input decoded as a whole
@@ -160,10 +159,10 @@ RATE_SNAP = Fraction(1, 100)
 def frames_rate(entries: Sequence[PacketEntry], time_base: Fraction,
                 stated: Sequence[Optional[Fraction]]) -> Optional[Fraction]:
     """The average rate of the frames shown: the stream's stated average (``stated[0]``; after it
-    the other rates FFmpeg reads, its guess and the decoder's) unless their timestamps disagree, as soft-telecine MPEG-2's do (a DVD
-    film: 23.976 frames a second flagged to repeat fields, which FFmpeg states as their 29.97
-    display rate, 31 in a VOB, 25 in a raw stream); then the simple fraction of a stated rate
-    nearest theirs (4/5 of 29.97), or theirs. A frame's timestamp is left as it is."""
+    the other rates FFmpeg reads, its guess and the decoder's) unless their timestamps disagree,
+    as soft-telecine MPEG-2's do (a DVD film: 23.976 frames a second flagged to repeat fields,
+    which FFmpeg states as their 29.97 display rate, 31 in a VOB, 25 in a raw stream); then the
+    simple fraction of a stated rate nearest theirs (4/5 of 29.97), or theirs. A frame's timestamp is left as it is."""
     measured = _rate_between_gaps([e.pts for e in entries if not e.discard], time_base)
     average = stated[0]
     if measured is None or (average and abs(measured / average - 1) <= RATE_DISAGREEMENT):
@@ -256,19 +255,18 @@ def _presentation_times_known(entries: Sequence[PacketEntry], info: VideoInfo) -
 KEYFRAME_CHECK_FRAMES = 60
 
 
-def _keyframes_flagged_wrongly(path: Path, info: VideoInfo, entries: Sequence[PacketEntry]) -> bool:
+def _keyframes_flagged_wrongly(path: Path, info: VideoInfo, entries: Sequence[PacketEntry], intra_only: bool) -> bool:
     """Whether every packet is flagged a keyframe though the stream has frames that are not:
     FFmpeg's AVI reader flags every H.263 frame, as an index rebuilt by a repair tool (DivFix)
     flags every frame; cut there, a segment decoded its first frames from no reference picture.
     Told by decoding the first frames, only where every packet of a codec not intra-only is flagged."""
-    if len(entries) < 2 or not all(e.keyframe for e in entries):
+    if intra_only or len(entries) < 2 or not all(e.keyframe for e in entries):
         return False
     with open_container(path) as container:
         stream = container.streams[info.stream_index]
-        if stream.codec_context.codec.intra_only:
-            return False
         try:
-            return not all(frame.key_frame for frame in islice(container.decode(stream), KEYFRAME_CHECK_FRAMES))
+            first_frames = itertools.islice(container.decode(stream), KEYFRAME_CHECK_FRAMES)
+            return not all(frame.key_frame for frame in first_frames)
         except av.error.FFmpegError:
             return True  # the whole decode says what is wrong
 
