@@ -138,23 +138,25 @@ def test_a_thin_long_hevc_output_is_refused_before_the_model_runs(size):
     check_encodable((8192, 32), EncodeOptions("libx265"), hdr=False)
 
 
+@pytest.mark.parametrize("encoder", ["prores_ks", "prores_aw"])
 @pytest.mark.parametrize("size", [(65536, 16), (16, 65536)])
-def test_a_prores_output_larger_than_its_frame_header_holds_is_refused_before_the_model_runs(tmp_path, size):
-    """prores_ks opens for any size but writes a side in 16 bits of its frame header (65536 as 0):
-    its piece failed to mux ("Invalid argument") on the replica, after the model's first batch."""
+def test_a_prores_output_larger_than_its_frame_header_holds_is_refused_before_the_model_runs(tmp_path, size, encoder):
+    """ProRes writes a side in 16 bits of its frame header: prores_ks opens for any size and writes
+    65536 as 0, so its piece failed to mux ("Invalid argument"), and prores_aw refuses to open; both
+    on the replica, after the model's first batch."""
     from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter
     from tmlsr_ray.pipeline.media import check_encodable
 
-    if "prores_ks" not in av.codecs_available:
-        pytest.skip("this FFmpeg has no prores_ks")
+    if encoder not in av.codecs_available:
+        pytest.skip(f"this FFmpeg has no {encoder}")
     info = probe_video(make_clip(tmp_path / "clip.mp4", frames=1, audio=False))
     with pytest.raises(av.error.FFmpegError):
-        writer = PieceWriter(0, info, size, EncodeOptions("prores_ks", threads=1))
+        writer = PieceWriter(0, info, size, EncodeOptions(encoder, threads=1))
         writer.write(np.zeros((1, size[1], size[0], 3), np.uint8), [0])
         writer.close()
-    with pytest.raises(InputError, match=rf"output frames of {size[0]}x{size[1]} are too large for prores_ks"):
-        check_encodable(size, EncodeOptions("prores_ks"), hdr=False)
-    check_encodable((65534, 16), EncodeOptions("prores_ks"), hdr=False)
+    with pytest.raises(InputError, match=rf"output frames of {size[0]}x{size[1]} are too large for {encoder}"):
+        check_encodable(size, EncodeOptions(encoder), hdr=False)
+    check_encodable((65534, 16), EncodeOptions(encoder), hdr=False)
 
 
 def test_a_thin_long_hdr_video_goes_to_h264_where_hevc_cannot_take_it():

@@ -181,9 +181,9 @@ MIN_FRAME_SIDE = {HEVC_ENCODER: 16, "libsvtav1": 32}
 # The largest (width, height) an encoder opens for: libx264 refuses a side over 16384, SVT-AV1 a
 # width over 16384 or a height over 8704; libx265, beside a side of 32 or more, opened up to 65538
 # (32768 is kept as its cap), and under 32 see HEVC_THIN_SIDE; ProRes's frame header holds a side
-# in 16 bits.
+# in 16 bits (prores_ks opens above it and writes 65536 as 0; prores_aw refuses to open).
 MAX_FRAME_SIZE = {"libx264": (16384, 16384), HEVC_ENCODER: (32768, 32768), "libsvtav1": (16384, 8704),
-                  "prores_ks": (65535, 65535)}
+                  "prores_ks": (65535, 65535), "prores_aw": (65535, 65535)}
 # Under 32 a side libx265 codes in 16-pixel CTUs, which HEVC allows only up to level 4.1: the long
 # side, padded to the preset's smallest CU (16 at ultrafast), may then be at most 4222. 4208x16
 # opened at every preset, 4210x16 not at ultrafast, 4218x16, 8192x16 and 32768x16 at none.
