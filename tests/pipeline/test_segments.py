@@ -927,18 +927,37 @@ def test_audio_keeps_its_languages_and_pcm_without_a_channel_layout_becomes_aac(
     assert [a["language"] for a in report.audio_reencoded] == ["eng", "fra"]
 
 
-@pytest.mark.parametrize("layout,channels", [("16 channels", 16), ("7.1.4", 8), ("5.1.2", 8)])
-def test_broadcast_pcm_of_many_channels_becomes_aac_of_as_many_as_it_holds(tmp_path, smooth_model, layout, channels):
+@pytest.mark.parametrize("layout,channels,sounding", [("16 channels", 16, 16), ("7.1.4", 8, None), ("5.1.2", 8, None),
+                                                      ("9 channels", 16, 9), ("15 channels", 16, 15),
+                                                      ("24 channels", 16, 16)])
+def test_broadcast_pcm_of_many_channels_becomes_aac_of_as_many_as_it_holds(tmp_path, smooth_model, layout, channels,
+                                                                           sounding):
     """16 discrete channels of a broadcast master (as MXF gives them: no layout) were mixed into
     one stereo pair, every stem and language on top of each other; AAC holds 16. A layout with
     height channels (7.1.4, 5.1.2), which AAC's encoder refuses, failed the task: it is mixed down
-    to 7.1 by its channels' names."""
+    to 7.1 by its channels' names. Unnamed channels over 8 keep their places in AAC's 16, the rest
+    silent, or the first 16 of more: 16 were mixed by a layout FFmpeg guessed (5 silent, 2 at
+    twice the level), and other counts failed the task."""
     path = make_clip(tmp_path / "master.mov", frames=12, rate=25, codec="prores_ks", pix_fmt="yuv422p10le",
                      audio_codec="pcm_s24le", audio_layout=layout)
     _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
     with av.open(str(tmp_path / "out.mp4")) as output:
         assert [(s.codec_context.name, s.codec_context.channels) for s in output.streams.audio] == [("aac", channels)]
+    if sounding:  # the same tone on each source channel, at an RMS of 0.14
+        levels = _channel_levels(tmp_path / "out.mp4")
+        assert np.allclose(levels[:sounding], 0.14, atol=0.01) and (levels[sounding:] < 1e-3).all()
     assert [a["codec"] for a in report.audio_reencoded] == ["pcm_s24le"]
+
+
+def _channel_levels(path: Path) -> np.ndarray:
+    """Each channel's RMS level of the first audio stream (packed samples: PyAV's numpy bridge
+    reaches only 8 planes)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout=stream.codec_context.layout)
+        samples = [out.to_ndarray().reshape(out.samples, -1)
+                   for frame in container.decode(stream) for out in resampler.resample(frame)]
+    return np.sqrt((np.concatenate(samples) ** 2).mean(axis=0))
 
 
 def test_a_matroska_output_keeps_pcm_styled_ass_srt_fonts_and_chapters_as_they_are(tmp_path, smooth_model):

@@ -1082,8 +1082,10 @@ class _AacTranscoder:
         ctx = in_stream.codec_context
         self._out = out
         self._stream = _as_source(out.add_stream("aac", rate=ctx.sample_rate), in_stream, language)
-        self._stream.layout = aac_layout(ctx.layout, ctx.channels)
-        self._resampler = av.AudioResampler(format="fltp", layout=self._stream.layout, rate=ctx.sample_rate)
+        self._stream.layout = layout = aac_layout(ctx.layout, ctx.channels)
+        self._discrete = _DiscreteChannels.needed(ctx.layout, layout)
+        self._resampler = (self._discrete.resampler(ctx.sample_rate) if self._discrete else
+                           av.AudioResampler(format="fltp", layout=layout, rate=ctx.sample_rate))
         self._clock = Fraction(1, ctx.sample_rate)
         self._next_sample: Optional[int] = None  # set by the first decoded frame
         self._slack = round(_gap_slack(in_stream.time_base) / self._clock)
@@ -1105,6 +1107,8 @@ class _AacTranscoder:
         self._out.mux(self._stream.encode(None))
 
     def _encode(self, frame) -> None:
+        if self._discrete:
+            frame = self._discrete.fit(frame)
         # Only fed frames come out of the resampler, so the clock has been set.
         frame.pts, frame.time_base = self._next_sample, self._clock
         self._next_sample += frame.samples
@@ -1119,11 +1123,48 @@ def aac_layout(layout, channels: int) -> str:
     """A named layout for the AAC encoder, which refuses an unspecified one ("2 channels", as AVI,
     Matroska and MXF give PCM) and those with height channels (7.1.4, 5.1.2): the default layout
     of that many channels, 16 too (a broadcast master's discrete channels were mixed into one
-    stereo pair), else of the most channels below it (a named layout is mixed down by its
-    channels' names; a refused one failed the task)."""
-    if layout is not None and not layout.name.endswith("channels") and aac_encodes(layout.name):
+    stereo pair); 16 for more than 8 unnamed ones (:class:`_DiscreteChannels`); else that of the
+    most channels below it (a named layout is mixed down by its channels' names; a refused one
+    failed the task)."""
+    if not _unnamed(layout) and aac_encodes(layout.name):
         return layout.name
+    if _unnamed(layout) and channels > AAC_MAX_NAMED:
+        return AAC_LAYOUTS[AAC_MAX_DISCRETE]
     return AAC_LAYOUTS.get(channels) or AAC_LAYOUTS[max((n for n in AAC_LAYOUTS if n < channels), default=2)]
+
+
+AAC_MAX_NAMED, AAC_MAX_DISCRETE = 8, 16
+
+
+def _unnamed(layout) -> bool:
+    return layout is None or layout.name.endswith("channels")
+
+
+class _DiscreteChannels:
+    """More than 8 unnamed channels (a master's stems and languages, one per channel) as AAC's 16,
+    each in its place: FFmpeg's resampler mixes only channels it can name. It failed the task
+    ("Invalid argument") for 9 to 15 or over 16, and took 16 for a layout of its guessing, mixing
+    10 of them into the other 11 and leaving 5 silent. Under 16 the rest are silent; past 16 the
+    others are dropped, as AAC holds no more."""
+
+    def __init__(self, source_layout):
+        self._source = source_layout
+
+    @classmethod
+    def needed(cls, layout, aac: str) -> "Optional[_DiscreteChannels]":
+        return cls(layout) if _unnamed(layout) and aac == AAC_LAYOUTS[AAC_MAX_DISCRETE] else None
+
+    def resampler(self, rate: int):
+        # Packed samples: PyAV's numpy bridge reaches only 8 planes.
+        return av.AudioResampler(format="flt", layout=self._source, rate=rate)
+
+    def fit(self, frame):
+        samples = frame.to_ndarray().reshape(frame.samples, -1)[:, :AAC_MAX_DISCRETE]
+        fitted = np.zeros((frame.samples, AAC_MAX_DISCRETE), np.float32)
+        fitted[:, :samples.shape[1]] = samples
+        out = av.AudioFrame.from_ndarray(fitted.reshape(1, -1), format="flt", layout=AAC_LAYOUTS[AAC_MAX_DISCRETE])
+        out.sample_rate = frame.sample_rate
+        return out
 
 
 @functools.lru_cache(maxsize=None)
