@@ -193,6 +193,26 @@ def test_a_seedvr2_dit_of_an_unsupported_quant_type_is_listed_with_the_reason(tm
     assert entry.info is None and "IQ2_S (vid_out.proj.weight)" in entry.error
 
 
+def test_a_refused_seedvr2_dit_is_listed_and_refused_naming_its_file(tmp_path):
+    """The 7B's older DiT layout was refused as "unsupported DiT layout: ..." with no file named:
+    among several GGUFs a task's error did not say which one."""
+    import shutil
+
+    from tests.helpers import shared_path, write_gguf
+    from tmlsr_ray.models.gguf_tensors import read_gguf
+    from tmlsr_ray.models.registry import ModelCatalog
+
+    golden = shared_path("golden", "seedvr2")
+    shutil.copy(golden / "vae.safetensors", tmp_path / "ema_vae_fp16.safetensors")
+    shutil.copy(golden / "pos_emb.safetensors", tmp_path / "pos_emb.safetensors")
+    older = [t for t in read_gguf(golden / "dit.gguf") if "proj_in_gate" not in t.name]
+    write_gguf(tmp_path / "seedvr2_ema_7b-Q4_K_M.gguf", older)
+    [entry] = ModelCatalog(tmp_path).entries()
+    assert entry.info is None and entry.error.startswith("model file seedvr2_ema_7b-Q4_K_M.gguf: unsupported DiT")
+    with pytest.raises(ModelError, match=r"^model file seedvr2_ema_7b-Q4_K_M.gguf: unsupported DiT layout"):
+        ModelCatalog(tmp_path).info("seedvr2_ema_7b-Q4_K_M.gguf")
+
+
 def test_a_seedvr2_dit_in_safetensors_is_served_like_the_gguf_of_the_same_tensors(tmp_path):
     """The SeedVR2 command-line tools ship seedvr2_ema_3b_fp16.safetensors and _fp8_e4m3fn.safetensors
     DiTs; they were listed as 'no architecture spandrel knows'."""

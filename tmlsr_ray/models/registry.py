@@ -150,12 +150,18 @@ class ModelCatalog:
                 raise ModelError(f"model file {path.name} is empty")
             entry = CatalogEntry(path.name, size, info=recognise(path))
         except ModelError as exc:
-            entry = CatalogEntry(path.name, size, error=str(exc))
+            entry = CatalogEntry(path.name, size, error=_naming(path, str(exc)))
         except OSError as exc:
             entry = CatalogEntry(path.name, size, error=f"cannot read model file {path.name}: {exc}")
         with self._lock:
             self._known[path.name] = (stamp, entry)
         return entry
+
+
+def _naming(path: Path, reason: str) -> str:
+    """The reason, naming the file where it does not: a family's refusal ("unsupported DiT
+    layout: ...") reaches a task's error and ``GET /models`` without the file it is about."""
+    return reason if path.name in reason else f"model file {path.name}: {reason}"
 
 
 class ModelCache:
