@@ -531,6 +531,17 @@ def with_every_frame_keyed(source: Path, path: Path) -> Path:
     return path
 
 
+def bottom_up_avi(source: Path, path: Path) -> Path:
+    """An uncompressed RGB AVI stored bottom row first, as VirtualDub and Windows capture tools
+    write it (a positive height in its bitmap header); PyAV's muxer writes rows top first."""
+    data = bytearray(source.read_bytes())
+    header = data.find(b"strf", data.find(b"vids")) + 8  # BITMAPINFOHEADER: size, width, height, ...
+    height = struct.unpack_from("<i", data, header + 8)[0]
+    struct.pack_into("<i", data, header + 8, abs(height))
+    path.write_bytes(bytes(data))
+    return path
+
+
 def packed_b_frames_avi(path: Path, frames: int = 48, rate: int = 24) -> Path:
     """MPEG-4 in AVI as DivX 5 and XviD stored B-frames ("packed bitstream"): each B-frame in the
     chunk of the picture decoded before it, and in its own place a not-coded VOP (N-VOP), with

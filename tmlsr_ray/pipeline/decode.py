@@ -132,12 +132,25 @@ def copy_video_stream(out, template, with_tag: bool = True) -> "av.video.stream.
     hev1 (not the hvc1 Apple players require) and NUT's own tag for Ut Video, whose decoder reads
     its layout from the tag."""
     stream = out.add_stream_from_template(template, opaque=True)
-    if with_tag and template.codec_tag.strip("\0 "):
+    if template.codec_context.name == "rawvideo":
+        # AVI and QuickTime state uncompressed RGB's layout by its bit depth, which NUT does not
+        # keep: read back, bgr24 decoded as rgb555le. The FourCC that names the layout says it.
+        stream.codec_tag = raw_video_tag(template.codec_context.pix_fmt)
+    elif with_tag and template.codec_tag.strip("\0 "):
         stream.codec_tag = template.codec_tag
     if template.sample_aspect_ratio and not template.codec_context.sample_aspect_ratio:
         # ProRes's bitstream states no pixel aspect, only its QuickTime pasp box: the copy came out square
         stream.codec_context.sample_aspect_ratio = template.sample_aspect_ratio
     return stream
+
+
+def raw_video_tag(pix_fmt: str) -> str:
+    """The FourCC of uncompressed frames of this layout (``BGR\\x18`` for bgr24), as FFmpeg's raw
+    encoder states it."""
+    encoder = av.CodecContext.create("rawvideo", "w")
+    encoder.width, encoder.height, encoder.pix_fmt, encoder.time_base = 16, 16, pix_fmt, Fraction(1, 25)
+    encoder.open()
+    return encoder.codec_tag
 
 
 def codec_name(stream) -> str:
