@@ -542,6 +542,29 @@ def bottom_up_avi(source: Path, path: Path) -> Path:
     return path
 
 
+def palette_clip(path: Path, codec: str, frames: int = 24, size=(64, 48), rate: int = 24,
+                 new_palette_at: int | None = None, options: dict | None = None) -> Path:
+    """8-bit palette video (an old game's or Windows capture's): moving diagonal bands of 256
+    colours, the palette changed from frame ``new_palette_at`` on (a fade, as DOS games did them)."""
+    rng = np.random.default_rng(1)
+    palettes = rng.integers(0, 256, (2, 256, 4), dtype=np.uint8)
+    palettes[:, :, 3] = 255
+    width, height = size
+    bands = (np.arange(width)[None, :] // 4 + np.arange(height)[:, None] // 4).astype(np.uint8)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = width, height, "pal8"
+        for index in range(frames):
+            frame = av.VideoFrame(width, height, "pal8")
+            rows = np.zeros((height, frame.planes[0].line_size), np.uint8)
+            rows[:, :width] = np.roll(bands, index, axis=1)
+            frame.planes[0].update(rows.tobytes())
+            frame.planes[1].update(palettes[int(new_palette_at is not None and index >= new_palette_at)].tobytes())
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
 def packed_b_frames_avi(path: Path, frames: int = 48, rate: int = 24) -> Path:
     """MPEG-4 in AVI as DivX 5 and XviD stored B-frames ("packed bitstream"): each B-frame in the
     chunk of the picture decoded before it, and in its own place a not-coded VOP (N-VOP), with

@@ -20,7 +20,7 @@ import pytest
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, bottom_up_avi, camcorder_dv, combing, cut_and_decode, cut_mid_gop,
                            dark_then_busy_master, interlaced_clip,
-                           joined_recordings, make_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
+                           joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
                            without_frame_durations, with_every_frame_keyed, packed_b_frames_avi)
@@ -832,6 +832,25 @@ def test_uncompressed_rgb_decodes_segment_by_segment_to_the_frames_of_one_decode
     if bottom_up:
         path = bottom_up_avi(path, tmp_path / "bottom-up.avi")
     assert_cut_into_segments_giving_one_decodes_frames(path, Cutting(segment_s=0.25), 4)
+
+
+@pytest.mark.parametrize("codec,container", [("rawvideo", "avi"), ("smc", "mov"), ("rawvideo", "mov")])
+def test_palette_video_decodes_segment_by_segment_to_the_frames_of_one_decode(tmp_path, codec, container):
+    """AVI and QuickTime send a pal8 codec's palette with its first packet only: copied into NUT
+    (or QuickTime, dropping the packet's side data) every segment decoded with an empty palette,
+    all black; a QuickTime Graphics clip of one segment too."""
+    # FFmpeg's smc encoder's keyframes after the first do not decode alone: one GOP
+    path = palette_clip(tmp_path / f"{codec}.{container}", codec, options={"g": "1000"} if codec == "smc" else None)
+    assert_cut_into_segments_giving_one_decodes_frames(path, Cutting(segment_s=0.25), 1 if codec == "smc" else 4)
+
+
+def test_palette_video_whose_palette_changes_is_decoded_as_a_whole(tmp_path):
+    # a segment file states one palette: the frames after a change inside a segment took the old one
+    path = palette_clip(tmp_path / "fade.avi", "rawvideo", new_palette_at=9)
+    plan, frames = cut_and_decode(path, Cutting(segment_s=0.25))
+    expected = whole_decode(path)
+    assert plan.whole and [pts for pts, _ in frames] == [pts for pts, _ in expected]
+    assert all(np.array_equal(got, want) for (_, got), (_, want) in zip(frames, expected))
 
 
 def test_intra_only_mpeg2_in_mxf_is_cut_into_segments_that_decode_to_one_decodes_frames(tmp_path):

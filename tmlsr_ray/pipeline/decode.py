@@ -132,7 +132,7 @@ def copy_video_stream(out, template, with_tag: bool = True) -> "av.video.stream.
     hev1 (not the hvc1 Apple players require) and NUT's own tag for Ut Video, whose decoder reads
     its layout from the tag."""
     stream = out.add_stream_from_template(template, opaque=True)
-    if template.codec_context.name == "rawvideo":
+    if template.codec_context.name == "rawvideo" and out.format.name == SEGMENT_FORMAT:
         # AVI and QuickTime state uncompressed RGB's layout by its bit depth, which NUT does not
         # keep: read back, bgr24 decoded as rgb555le. The FourCC that names the layout says it.
         stream.codec_tag = raw_video_tag(template.codec_context.pix_fmt)

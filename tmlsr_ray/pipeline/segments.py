@@ -60,6 +60,7 @@ class PacketEntry:
     discard: bool = False  # decoded as a reference, never shown (before an MP4 edit list's start)
     duration: int = 0  # how long its frame shows (0: the container does not say)
     size: int = 0  # bytes
+    palette: bool = False  # it states a palette (a pal8 codec's, in AVI or QuickTime: at the start, and on changes)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def _scan(stream: "av.video.stream.VideoStream") -> List[PacketEntry]:
         for packet in stream.container.demux(stream):
             if packet.size:
                 entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard,
-                                           packet.duration or 0, packet.size))
+                                           packet.duration or 0, packet.size, packet.has_sidedata("palette")))
     except av.error.FFmpegError as exc:
         raise InputError(f"video could not be read ({ffmpeg_message(exc)})") from exc
     if not entries:
@@ -139,7 +140,11 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
     timed = _presentation_times_known(entries, info) and not (by_parser and _reorder_found_late(entries))
     if timed:
         info = replace(info, average_rate=frames_rate(entries, info.time_base, stated_rates))
-    if timed and shown and holds and not _keyframes_flagged_wrongly(path, info, entries, intra_only):
+    # A segment file states one palette, its first packet's: one changed inside a segment was lost
+    # (a pal8 capture's fade), so such a stream is decoded as a whole
+    palette_changes = any(e.palette for e in scanned[1:])
+    if (timed and shown and holds and not palette_changes
+            and not _keyframes_flagged_wrongly(path, info, entries, intra_only)):
         segments = tuple(cut_packets(entries, info, cutting))
         first_pts = min(e.pts for e in scanned if not e.discard)
     else:  # a damaged index, or a codec no segment file holds: one segment, the input decoded as a whole
@@ -206,7 +211,10 @@ def segment_file_format(stream: "av.video.stream.VideoStream") -> Optional[str]:
     """The container the video stream's packets are stream-copied into as segment files (NUT for
     most codecs, QuickTime for ProRes, DNxHD and QuickTime Animation); None where neither holds
     the codec (APNG)."""
-    for format in SEGMENT_FORMATS:
+    # NUT drops the palette a pal8 codec's first packet carries (its segments decoded black);
+    # QuickTime states it in the sample description
+    palette = stream.codec_context.pix_fmt == "pal8"
+    for format in SEGMENT_FORMATS[::-1] if palette else SEGMENT_FORMATS:
         try:
             with av.open(io.BytesIO(), "w", format=format) as probe:
                 copy_video_stream(probe, stream, with_tag=False)
@@ -434,15 +442,18 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
         rekeyer = Rekeyer(stream, info, rekeyed, stop)
         open_pieces: List[_SegmentFile] = []
         index = -1
+        palette = None  # the palette in force (a pal8 codec's: AVI and QuickTime send it once, and on changes)
         try:
             for packet in container.demux(stream):
                 if not packet.size:
                     continue
                 index += 1
+                if packet.has_sidedata("palette"):
+                    palette = packet.get_sidedata("palette")
                 while copied and copied[0].first_packet == index:
                     open_pieces.append(_SegmentFile(copied.pop(0), stream, format, with_tag))
                 for piece in open_pieces:
-                    piece.add(packet)
+                    piece.add(packet, palette)
                 for piece in [p for p in open_pieces if p.segment.last_packet == index]:
                     open_pieces.remove(piece)
                     yield piece.segment, piece.close()
@@ -466,9 +477,15 @@ class _SegmentFile:
         self._stream = copy_video_stream(self._out, stream, with_tag)
         self._stream.time_base = self._time_base
         self._last_dts: Optional[int] = None
+        self._first = True
 
-    def add(self, packet) -> None:
+    def add(self, packet, palette=None) -> None:
+        """``palette``: the one in force at this packet, which a segment's first packet carries
+        (its frames decoded black where the source had stated it only at its start)."""
         copy = av.Packet(bytes(packet))
+        if palette is not None and (self._first or packet.has_sidedata("palette")):
+            copy.set_sidedata(palette)
+        self._first = False
         shift = self.segment.shift
         copy.pts = None if packet.pts is None else (packet.pts + shift) * self._subticks
         copy.dts = self._increasing(None if packet.dts is None else (packet.dts + shift) * self._subticks)
