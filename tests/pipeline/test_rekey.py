@@ -15,7 +15,8 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import (SHARED, cut_and_decode, interlaced_clip, make_clip, shared_path, spliced_encodes,
+from tests.helpers import (SHARED, cut_and_decode, interlaced_clip, make_clip, palette_clip, shared_path,
+                           spliced_encodes,
                            trim_by_edit_list, whole_decode)
 from tmlsr_ray.errors import CanceledError, InputError
 from tmlsr_ray.pipeline.decode import probe_video
@@ -169,7 +170,23 @@ def test_long_gops_run_on_to_the_next_keyframe_where_re_keying_is_off(tmp_path):
 def test_a_layout_no_lossless_codec_here_holds_is_not_re_keyed():
     assert lossless_layout("yuvj420p", 64, 48).pix_fmt == "yuv420p"
     assert lossless_layout("yuv420p10le", 64, 48).codec == "ffv1"
-    assert lossless_layout("rgb24", 64, 48) is None  # some screen-capture codecs: such a GOP runs on as before
+    assert lossless_layout("rgb555le", 64, 48) is None  # Microsoft Video 1: such a GOP runs on as before
+
+
+@pytest.mark.parametrize("codec,pix_fmt", [("qtrle", "rgb24"), ("qtrle", "argb"), ("zmbv", "pal8"), ("smc", "pal8")])
+def test_long_gops_of_packed_rgb_and_palettes_are_re_keyed_to_the_frames_of_one_decode(tmp_path, codec, pix_fmt):
+    """A QuickTime Animation screen recording (rgb24, argb) or a DOSBox capture (ZMBV, pal8) with
+    one keyframe ran on to its next keyframe as one segment: no lossless codec here held its
+    layout. The same samples planar are Ut Video's gbrp (gbrap with alpha)."""
+    options = {"g": "1000"}
+    if pix_fmt == "pal8":
+        path = palette_clip(tmp_path / f"{codec}.{'mov' if codec == 'smc' else 'avi'}", codec, frames=48, options=options)
+    else:
+        path = make_clip(tmp_path / "animation.mov", frames=48, rate=24, codec=codec, pix_fmt=pix_fmt,
+                         options=options, audio=False)
+    plan, frames = cut_and_decode(path, SHORT)
+    assert sum(s.rekeyed for s in plan.segments) >= 3
+    assert_same_frames(frames, whole_decode(path))
 
 
 def test_frames_ut_video_cannot_hold_are_stored_in_ffv1():

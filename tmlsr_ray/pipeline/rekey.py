@@ -43,6 +43,9 @@ LOSSLESS = ("ffv1", frozenset(f.name for f in av.Codec("ffv1", "w").video_format
 FFV1_OPTIONS = {"level": "3", "coder": "0", "context": "0", "slicecrc": "0"}
 # The decoders' full-range ("JPEG") layouts are the same bytes as these, tagged full range.
 FULL_RANGE_ALIASES = {"yuvj420p": "yuv420p", "yuvj422p": "yuv422p", "yuvj444p": "yuv444p"}
+# Packed RGB and palettes (QuickTime Animation's rgb24 and argb, QuickTime Graphics' and DOS
+# captures' pal8) are the same samples planar, which Ut Video holds: their long GOPs ran on whole.
+PLANAR_RGB = {"rgb24": "gbrp", "bgr24": "gbrp", "pal8": "gbrp", "argb": "gbrap", "rgba": "gbrap", "abgr": "gbrap"}
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class LosslessLayout:
 def lossless_layout(pix_fmt: str, width: int, height: int) -> Optional[LosslessLayout]:
     """How frames of this decoded layout and size are stored without loss; None: no codec here
     holds it (its long GOPs are not re-keyed)."""
-    stored = FULL_RANGE_ALIASES.get(pix_fmt, pix_fmt)
+    stored = FULL_RANGE_ALIASES.get(pix_fmt) or PLANAR_RGB.get(pix_fmt, pix_fmt)
     for codec, formats in (FAST_LOSSLESS, LOSSLESS):
         if stored in formats and (codec != FAST_LOSSLESS[0] or _whole_chroma_samples(stored, width, height)):
             return LosslessLayout(codec, stored)
