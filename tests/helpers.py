@@ -521,11 +521,20 @@ def without_frame_durations(source: Path, path: Path) -> Path:
 def with_every_frame_keyed(source: Path, path: Path) -> Path:
     """The source remuxed with every video packet flagged a keyframe: an AVI whose index a repair
     tool (DivFix) rebuilt marking every frame as one."""
+    return with_keyframe_flags(source, path, lambda index, keyframe: True)
+
+
+def with_keyframe_flags(source: Path, path: Path, flag) -> Path:
+    """The source remuxed with each video packet flagged a keyframe as ``flag(index, keyframe)``
+    says (index: the packet's place among the video's, in decode order)."""
     with av.open(str(source)) as inp, av.open(str(path), "w", format=inp.format.name.split(",")[0]) as out:
         copies = {s.index: out.add_stream_from_template(s, opaque=True) for s in inp.streams}
+        video = 0
         for packet in inp.demux():
             if packet.size:
-                packet.is_keyframe = packet.is_keyframe or packet.stream.type == "video"
+                if packet.stream.type == "video":
+                    packet.is_keyframe = flag(video, packet.is_keyframe)
+                    video += 1
                 packet.stream = copies[packet.stream.index]
                 out.mux(packet)
     return path

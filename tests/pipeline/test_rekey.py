@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (SHARED, cut_and_decode, interlaced_clip, make_clip, palette_clip, shared_path,
-                           spliced_encodes,
-                           trim_by_edit_list, whole_decode)
+                           spliced_encodes, trim_by_edit_list, whole_decode, with_keyframe_flags)
 from tmlsr_ray.errors import CanceledError, InputError
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline import rekey
@@ -192,6 +191,16 @@ def test_long_gops_of_packed_rgb_and_palettes_are_re_keyed_to_the_frames_of_one_
 def test_frames_ut_video_cannot_hold_are_stored_in_ffv1():
     assert lossless_layout("yuv420p", 64, 48).codec == "utvideo" and lossless_layout("yuv444p", 63, 47).codec == "utvideo"
     assert lossless_layout("yuv420p", 64, 47).codec == lossless_layout("yuv422p", 63, 48).codec == "ffv1"
+
+
+def test_a_palette_long_gop_after_a_short_one_is_re_keyed_with_its_palette(tmp_path):
+    """QuickTime sends a pal8 codec's palette with the first packet only: the re-keying pass,
+    starting at a later keyframe, decoded its GOP with no palette, every frame black."""
+    source = palette_clip(tmp_path / "rle.mov", "msrle", frames=48, options={"g": "6"})
+    path = with_keyframe_flags(source, tmp_path / "long.mov", lambda index, keyframe: keyframe and index < 12)
+    plan, frames = cut_and_decode(path, SHORT)
+    assert any(s.rekeyed and s.first_packet > 0 for s in plan.segments)
+    assert_same_frames(frames, whole_decode(path))
 
 
 def test_a_resumed_attempt_re_keys_only_the_segments_it_lacks_into_the_same_files(tmp_path):

@@ -278,10 +278,14 @@ class Rekeyer:
     def pending(self) -> bool:
         return bool(self._stretches or self._decoding)
 
-    def feed(self, index: int, packet) -> Iterator[Tuple["Segment", bytes]]:
-        """The packet at ``index`` (decode order); the segment files it completes."""
+    def feed(self, index: int, packet, palette=None) -> Iterator[Tuple["Segment", bytes]]:
+        """The packet at ``index`` (decode order); the segment files it completes. ``palette``: the
+        one in force (a pal8 codec's, sent with the stream's first packet only), which a stretch
+        from a later keyframe decodes with (its frames came out black)."""
         if not self._decoding and self._stretches and self._stretches[0].first_packet == index:
             self._start(self._stretches[0])
+            if palette is not None and not packet.has_sidedata("palette"):
+                packet.set_sidedata(palette)
         if not self._decoding:
             return
         if self._stop is not None and self._stop.is_set():

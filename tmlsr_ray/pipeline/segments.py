@@ -457,7 +457,7 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
                 for piece in [p for p in open_pieces if p.segment.last_packet == index]:
                     open_pieces.remove(piece)
                     yield piece.segment, piece.close()
-                yield from rekeyer.feed(index, packet)
+                yield from rekeyer.feed(index, packet, palette)
                 if not copied and not open_pieces and not rekeyer.pending:
                     return
             yield from rekeyer.close()
