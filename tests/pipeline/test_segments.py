@@ -853,6 +853,18 @@ def test_palette_video_whose_palette_changes_is_decoded_as_a_whole(tmp_path):
     assert all(np.array_equal(got, want) for (_, got), (_, want) in zip(frames, expected))
 
 
+@pytest.mark.parametrize("gop", [6, 1000])
+def test_flash_screen_video_is_cut_into_flv_segments_that_decode_to_one_decodes_frames(tmp_path, gop):
+    """Flash Screen Video 2 (a Flash-era screen recording or tutorial) was one segment, upscaled
+    on one replica whatever its length: neither NUT nor QuickTime holds it, FLV does. One long
+    GOP is re-keyed."""
+    path = make_clip(tmp_path / "tutorial.flv", frames=36, rate=24, codec="flashsv2", pix_fmt="bgr24",
+                     options={"g": str(gop)}, audio=False)
+    cutting = Cutting(segment_s=0.25, max_preroll_frames=8)
+    assert_cut_into_segments_giving_one_decodes_frames(path, cutting, 4)
+    assert any(s.rekeyed for s in plan_segments(path, probe_video(path), cutting).segments) == (gop > 8)
+
+
 def test_intra_only_mpeg2_in_mxf_is_cut_into_segments_that_decode_to_one_decodes_frames(tmp_path):
     """IMX / D-10 and I-frame-only broadcast MPEG-2: the decoder allows B-frames (the sequence
     header does not say low delay) and the MXF index's times rise in decode order, which was read

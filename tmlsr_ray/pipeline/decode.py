@@ -105,8 +105,11 @@ def open_container(path: Path, options: Optional[Dict[str, str]] = None) -> "av.
 SEGMENT_FORMAT = "nut"  # segment files: FFmpeg's container that holds nearly every codec and any time base
 # NUT has no tag for the intra-frame codecs of a studio's masters (ProRes, DNxHD/DNxHR, QuickTime
 # Animation); QuickTime holds them, also at the source's time base.
-SEGMENT_FORMATS = (SEGMENT_FORMAT, "mov")
+# Flash Screen Video (a Flash-era screen recording or tutorial) only FLV holds, in the milliseconds
+# its source counts.
+SEGMENT_FORMATS = (SEGMENT_FORMAT, "mov", "flv")
 NUT_SIGNATURE = b"nut/multimedia container\0"
+SEGMENT_SIGNATURES = {NUT_SIGNATURE: SEGMENT_FORMAT, b"FLV\x01": "flv"}  # QuickTime's starts with a box size
 
 
 def open_segment_file(buffer, format: str = SEGMENT_FORMAT,
@@ -123,7 +126,8 @@ def open_segment_file(buffer, format: str = SEGMENT_FORMAT,
 
 def read_segment_file(data: bytes) -> "av.container.InputContainer":
     """A segment file, in whichever of :data:`SEGMENT_FORMATS` it was written."""
-    return av.open(io.BytesIO(data), format=SEGMENT_FORMAT if data.startswith(NUT_SIGNATURE) else SEGMENT_FORMATS[1])
+    format = next((name for signature, name in SEGMENT_SIGNATURES.items() if data.startswith(signature)), "mov")
+    return av.open(io.BytesIO(data), format=format)
 
 
 def copy_video_stream(out, template, with_tag: bool = True) -> "av.video.stream.VideoStream":

@@ -12,7 +12,8 @@ presentation time. A segment carries the packets its frames need, in decode orde
 
 Those packets are stream-copied into a NUT file, the FFmpeg container that holds nearly every codec
 (GIF included) and keeps the source's time base exactly; ProRes, DNxHD and QuickTime Animation,
-which NUT cannot hold, into a QuickTime file. Streams whose timestamps cannot be trusted
+which NUT cannot hold, into a QuickTime file (a palette video's too: QuickTime states it); Flash
+Screen Video 2 into FLV. Streams whose timestamps cannot be trusted
 (missing or repeated), and codecs neither holds (APNG), are not cut: they become one segment
 holding the whole file, decoded with the timestamp fix-ups of :func:`iter_batches`. Packets an
 MP4 edit list hides (flagged discard) are decoded as references and own no frame.
@@ -209,12 +210,12 @@ def _last_frame_ticks(entries: Sequence[PacketEntry], stated_end: Optional[int],
 
 def segment_file_format(stream: "av.video.stream.VideoStream") -> Optional[str]:
     """The container the video stream's packets are stream-copied into as segment files (NUT for
-    most codecs, QuickTime for ProRes, DNxHD and QuickTime Animation); None where neither holds
-    the codec (APNG)."""
+    most codecs, QuickTime for ProRes, DNxHD, QuickTime Animation and palettes, FLV for Flash
+    Screen Video 2); None where none holds the codec (APNG)."""
     # NUT drops the palette a pal8 codec's first packet carries (its segments decoded black);
     # QuickTime states it in the sample description
     palette = stream.codec_context.pix_fmt == "pal8"
-    for format in SEGMENT_FORMATS[::-1] if palette else SEGMENT_FORMATS:
+    for format in sorted(SEGMENT_FORMATS, key=lambda name: name != "mov") if palette else SEGMENT_FORMATS:
         try:
             with av.open(io.BytesIO(), "w", format=format) as probe:
                 copy_video_stream(probe, stream, with_tag=False)
