@@ -172,20 +172,26 @@ def test_a_layout_no_lossless_codec_here_holds_is_not_re_keyed():
     assert lossless_layout("rgb555le", 64, 48) is None  # Microsoft Video 1: such a GOP runs on as before
 
 
-@pytest.mark.parametrize("codec,pix_fmt", [("qtrle", "rgb24"), ("qtrle", "argb"), ("zmbv", "pal8"), ("smc", "pal8")])
+@pytest.mark.parametrize("codec,pix_fmt", [("qtrle", "rgb24"), ("qtrle", "argb"), ("zmbv", "pal8"), ("smc", "pal8"),
+                                           ("zmbv", "bgr0")])
 def test_long_gops_of_packed_rgb_and_palettes_are_re_keyed_to_the_frames_of_one_decode(tmp_path, codec, pix_fmt):
     """A QuickTime Animation screen recording (rgb24, argb) or a DOSBox capture (ZMBV, pal8) with
     one keyframe ran on to its next keyframe as one segment: no lossless codec here held its
     layout. The same samples planar are Ut Video's gbrp (gbrap with alpha)."""
     options = {"g": "1000"}
+    path = tmp_path / f"{codec}.{'avi' if codec == 'zmbv' else 'mov'}"
     if pix_fmt == "pal8":
-        path = palette_clip(tmp_path / f"{codec}.{'mov' if codec == 'smc' else 'avi'}", codec, frames=48, options=options)
+        path = palette_clip(path, codec, frames=48, options=options)
     else:
-        path = make_clip(tmp_path / "animation.mov", frames=48, rate=24, codec=codec, pix_fmt=pix_fmt,
-                         options=options, audio=False)
+        path = make_clip(path, frames=48, rate=24, codec=codec, pix_fmt=pix_fmt, options=options, audio=False)
     plan, frames = cut_and_decode(path, SHORT)
     assert sum(s.rekeyed for s in plan.segments) >= 3
     assert_same_frames(frames, whole_decode(path))
+
+
+def test_rgb_with_a_padding_byte_or_alpha_is_stored_in_ut_video_at_three_times_ffv1s_speed():
+    assert lossless_layout("bgr0", 64, 48) == rekey.LosslessLayout("utvideo", "gbrp")  # a DOSBox 32-bit capture
+    assert lossless_layout("bgra", 63, 47) == rekey.LosslessLayout("utvideo", "gbrap")  # a GIF
 
 
 def test_frames_ut_video_cannot_hold_are_stored_in_ffv1():
