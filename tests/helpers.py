@@ -540,6 +540,20 @@ def with_keyframe_flags(source: Path, path: Path, flag) -> Path:
     return path
 
 
+def with_container_colour(source: Path, path: Path, **tags) -> Path:
+    """The source's video remuxed with colour tags its container states (a Matroska Colour
+    element, an MP4 colr box) where its bitstream states none, as some recorders and remuxers write it."""
+    with av.open(str(source)) as inp, av.open(str(path), "w") as out:
+        copy = out.add_stream_from_template(inp.streams.video[0], opaque=True)
+        for tag, value in tags.items():
+            setattr(copy.codec_context, tag, value)
+        for packet in inp.demux(video=0):
+            if packet.size:
+                packet.stream = copy
+                out.mux(packet)
+    return path
+
+
 def bottom_up_avi(source: Path, path: Path) -> Path:
     """An uncompressed RGB AVI stored bottom row first, as VirtualDub and Windows capture tools
     write it (a positive height in its bitmap header); PyAV's muxer writes rows top first."""

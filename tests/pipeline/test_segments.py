@@ -23,7 +23,7 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, botto
                            joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
-                           without_frame_durations, with_every_frame_keyed, packed_b_frames_avi)
+                           without_frame_durations, with_every_frame_keyed, packed_b_frames_avi, with_container_colour)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -863,6 +863,17 @@ def test_flash_screen_video_is_cut_into_flv_segments_that_decode_to_one_decodes_
     cutting = Cutting(segment_s=0.25, max_preroll_frames=8)
     assert_cut_into_segments_giving_one_decodes_frames(path, cutting, 4)
     assert any(s.rekeyed for s in plan_segments(path, probe_video(path), cutting).segments) == (gop > 8)
+
+
+@pytest.mark.parametrize("container", ["mkv", "mp4", "mov"])
+def test_colour_only_the_container_states_is_kept_by_every_segment(tmp_path, container):
+    """A BT.709 full-range capture whose H.264 states no colour, its container does: NUT keeps
+    no colour tags, and each segment's frames were read as BT.601 limited range."""
+    source = make_clip(tmp_path / "source.mp4", frames=24, rate=24, audio=False, options={"x264-params": "keyint=6"})
+    path = with_container_colour(source, tmp_path / f"capture.{container}", color_range=2, colorspace=1,
+                                 color_primaries=1, color_trc=1)
+    assert probe_video(path).color["colorspace"] == 1
+    assert_cut_into_segments_giving_one_decodes_frames(path, Cutting(segment_s=0.25), 4)
 
 
 def test_intra_only_mpeg2_in_mxf_is_cut_into_segments_that_decode_to_one_decodes_frames(tmp_path):
