@@ -1186,6 +1186,15 @@ def test_alac_from_matroska_keeps_its_last_packet_in_mp4(tmp_path, smooth_model)
     assert _decoded_audio(tmp_path / "out.mp4") == _decoded_audio(path) == (0.0, 16000)
 
 
+def test_flac_from_nut_keeps_its_last_packet_in_mp4(tmp_path, smooth_model):
+    """NUT states no duration for FLAC's packets and ends the track with an empty packet (the
+    encoder's STREAMINFO update): that one released the last real packet with no duration, which
+    MP4's edit list then left out (the last 1,024 samples of 16,000, 64 ms)."""
+    path = make_clip(tmp_path / "lossless.nut", container="nut", audio_codec="flac")
+    render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert _decoded_audio(tmp_path / "out.mp4") == (0.0, 16000)
+
+
 def test_copied_audio_keeps_its_language(tmp_path, smooth_model):
     path = make_clip(tmp_path / "aac.mp4", languages=("jpn",))
     render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")

@@ -843,6 +843,10 @@ class _SideStreams:
                 break
             if packet.dts is None and packet.pts is None:
                 continue  # a demuxer flush marker
+            if not packet.size:
+                # Side data only (FLAC's closing STREAMINFO in NUT): taken as the next packet, it
+                # let the one held before it go with no duration, which MP4's edit list leaves out.
+                continue
             if fresh:
                 self._run_on(packet)
             stamp = packet.dts if packet.dts is not None else packet.pts
