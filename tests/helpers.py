@@ -235,13 +235,14 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
               codec: str = "libx264", options: dict | None = None, pts: list | None = None,
               time_base=None, pix_fmt: str = "yuv420p", container: str | None = None, start_s: float = 0.0,
               audio_codec: str = "aac", languages: Sequence[str] = ("",), sample_aspect=None,
-              durations: list | None = None, chapters: Sequence[tuple] = (), audio_layout: str = "mono") -> Path:
+              durations: list | None = None, chapters: Sequence[tuple] = (), audio_layout: str = "mono",
+              audio_s: float | None = None) -> Path:
     """A short real clip made with PyAV: a brightness ramp with a noisy corner (:func:`_ramp`),
     optionally audio (one stream per language, of ``audio_layout``), any encoder options, and given
     timestamps (VFR). ``start_s`` moves every stream's times (below 0: an MP4 edit list's
     hidden frames, a transport stream unwrapped past 0); ``sample_aspect``: non-square pixels;
     ``durations``: how long each frame shows, in the stream's time base (else the muxer's guess);
-    ``chapters``: (start s, end s, title) each."""
+    ``chapters``: (start s, end s, title) each; ``audio_s``: how long the audio plays (else as the video)."""
     with av.open(str(path), "w", format=container) as out:
         out.set_chapters([{"id": n + 1, "start": round(start * 1000), "end": round(end * 1000),
                            "time_base": Fraction(1, 1000), "metadata": {"title": title}}
@@ -263,7 +264,7 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
             out.mux(_with_durations(video.encode(frame), pts, durations))
         out.mux(_with_durations(video.encode(None), pts, durations))
         for sound in sounds:
-            _write_tone(out, sound, frames / rate, round(start_s * sound.rate))
+            _write_tone(out, sound, audio_s or frames / rate, round(start_s * sound.rate))
     return path
 
 

@@ -395,6 +395,19 @@ def test_the_last_frame_of_a_vfr_clip_shows_as_long_as_in_the_source(tmp_path, s
         assert float(stream.duration * stream.time_base) == pytest.approx(sum(VFR_GAPS) / 60, abs=0.002)
 
 
+def test_a_video_that_states_no_start_of_its_own_ends_at_its_last_frame_not_where_the_audio_does(
+        tmp_path, smooth_model):
+    """MPEG-2 with B-frames in NUT: its first packet states no decode time, so FFmpeg gives the
+    stream the file's start and duration, which the audio (3 s against the video's 2 s) sets; the
+    last frame was shown until the audio ended (2.98 s of video, 24 frames of 1/12 s)."""
+    path = make_clip(tmp_path / "mpeg2.nut", frames=24, container="nut", codec="mpeg2video",
+                     options={"bf": "2", "g": "6"}, audio_codec="mp2", audio_s=3.0)
+    render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.5), tmp_path / "pieces")
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        stream = container.streams.video[0]
+        assert float(stream.duration * stream.time_base) == pytest.approx(2.0, abs=0.002)
+
+
 @pytest.mark.parametrize("codec", task_codecs_available())
 @pytest.mark.parametrize("segment_s", [10.0, 0.5])
 def test_a_vfr_clip_keeps_its_duration_in_the_sample_table_whatever_the_encoder_reorders(

@@ -132,7 +132,7 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         scanned = _scan(stream)
         entries = _from_first_keyframe(scanned)
         holds = segment_file_format(stream) is not None
-        stated_end = (stream.start_time or 0) + stream.duration if stream.duration else None
+        stated_end = _stated_end(stream, scanned)
         stated_rates = (info.average_rate, stream.guessed_rate, stream.codec_context.framerate)
         by_parser = stamped_by_parser(container)
         intra_only = stream.codec_context.codec.intra_only
@@ -188,6 +188,20 @@ def _from_first_keyframe(entries: List[PacketEntry]) -> List[PacketEntry]:
     start = entries[first].pts
     return [replace(e, discard=True) if i < first or (e.pts is not None and e.pts < start) else e
             for i, e in enumerate(entries)]
+
+
+def _stated_end(stream: "av.video.stream.VideoStream", entries: Sequence[PacketEntry]) -> Optional[int]:
+    """Where the stream says it ends, if it says so itself. One whose first packets state no decode
+    time (MPEG-2 with B-frames in NUT) is given the file's start and duration by FFmpeg, which its
+    other streams set: audio running on a second past the video made its last frame a second long."""
+    if not stream.duration:
+        return None
+    start = stream.start_time or 0
+    file_start = stream.container.start_time
+    if file_start is not None and start == round(Fraction(file_start, av.time_base) / stream.time_base):
+        if start != min((e.pts for e in entries if e.pts is not None), default=start):
+            return None  # the file's start, not one of its own packets'
+    return start + stream.duration
 
 
 def _last_frame_ticks(entries: Sequence[PacketEntry], stated_end: Optional[int],
