@@ -236,13 +236,14 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
               time_base=None, pix_fmt: str = "yuv420p", container: str | None = None, start_s: float = 0.0,
               audio_codec: str = "aac", languages: Sequence[str] = ("",), sample_aspect=None,
               durations: list | None = None, chapters: Sequence[tuple] = (), audio_layout: str = "mono",
-              audio_s: float | None = None) -> Path:
+              audio_s: float | None = None, audio_rate: int | None = None) -> Path:
     """A short real clip made with PyAV: a brightness ramp with a noisy corner (:func:`_ramp`),
     optionally audio (one stream per language, of ``audio_layout``), any encoder options, and given
     timestamps (VFR). ``start_s`` moves every stream's times (below 0: an MP4 edit list's
     hidden frames, a transport stream unwrapped past 0); ``sample_aspect``: non-square pixels;
     ``durations``: how long each frame shows, in the stream's time base (else the muxer's guess);
-    ``chapters``: (start s, end s, title) each; ``audio_s``: how long the audio plays (else as the video)."""
+    ``chapters``: (start s, end s, title) each; ``audio_s``: how long the audio plays (else as the video); ``audio_rate``: its
+    sample rate (else 16 kHz, or 48 where the encoder takes no 16)."""
     with av.open(str(path), "w", format=container) as out:
         out.set_chapters([{"id": n + 1, "start": round(start * 1000), "end": round(end * 1000),
                            "time_base": Fraction(1, 1000), "metadata": {"title": title}}
@@ -254,7 +255,8 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
         base = video.codec_context.time_base or Fraction(1, rate)
         if sample_aspect is not None:
             video.codec_context.sample_aspect_ratio = sample_aspect
-        sounds = [_audio_stream(out, audio_codec, language, audio_layout) for language in languages] if audio else []
+        sounds = ([_audio_stream(out, audio_codec, language, audio_layout, audio_rate) for language in languages]
+                  if audio else [])
         if pts is None and start_s:
             pts = [round(start_s / base) + i * round(Fraction(1, rate) / base) for i in range(frames)]
         for i, pixels in enumerate(_ramp(frames, size)):
@@ -922,9 +924,9 @@ def _ramp(frames: int, size) -> Iterator[np.ndarray]:
         yield pixels
 
 
-def _audio_stream(out, codec: str, language: str, layout: str = "mono"):
+def _audio_stream(out, codec: str, language: str, layout: str = "mono", rate: int | None = None):
     rates = av.Codec(codec, "w").audio_rates  # Opus, AC-3 and E-AC-3 take no 16 kHz
-    sound = out.add_stream(codec, rate=16000 if not rates or 16000 in rates else 48000)
+    sound = out.add_stream(codec, rate=rate or (16000 if not rates or 16000 in rates else 48000))
     sound.layout = layout
     if language:
         sound.metadata["language"] = language

@@ -1208,6 +1208,19 @@ def test_flac_from_nut_keeps_its_last_packet_in_mp4(tmp_path, smooth_model):
     assert _decoded_audio(tmp_path / "out.mp4") == (0.0, 16000)
 
 
+@pytest.mark.parametrize("into", [MP4, MOV], ids=lambda c: c.name)
+def test_mp3_below_16_khz_is_re_encoded_for_a_quicktime_family_file(tmp_path, smooth_model, into):
+    """FFmpeg's MP4 and QuickTime muxer refuse MP3 under 16 kHz (MPEG-2.5: an old FLV's 11 kHz
+    sound, a voice recorder's 8 kHz) as not standard, which failed the task at the join."""
+    path = make_clip(tmp_path / "old.flv", frames=24, container="flv", audio_codec="libmp3lame", audio_rate=11025)
+    out = tmp_path / f"out.{into.name}"
+    _, _, report = render_and_join(path, out, smooth_model, ONE_SECOND, tmp_path / "pieces", into=into)
+    assert [a["to"] for a in report.audio_reencoded] == ["aac"] and not report.audio_copied
+    with av.open(str(out)) as container:
+        sound = container.streams.audio[0]
+        assert sound.sample_rate == 11025 and sound.duration * sound.time_base == Fraction(_decoded_audio(path)[1], 11025)
+
+
 def test_copied_audio_keeps_its_language(tmp_path, smooth_model):
     path = make_clip(tmp_path / "aac.mp4", languages=("jpn",))
     render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")

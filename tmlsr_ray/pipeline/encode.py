@@ -52,6 +52,9 @@ MATROSKA_AUDIO_COPY = MP4_AUDIO_COPY | {
 MOV_AUDIO_COPY = (MP4_AUDIO_COPY - {"opus", "flac"}) | {
     "mp2", "pcm_u8", "pcm_s8", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le", "pcm_s32be",
     "pcm_f32le", "pcm_f32be", "pcm_f64le", "pcm_f64be", "pcm_alaw", "pcm_mulaw"}
+# FFmpeg's MP4 and QuickTime muxer refuses MP3 below this rate (MPEG-2.5: 8, 11.025 and 12 kHz) as
+# not standard: an old FLV's 11 kHz sound, a voice recorder's 8 kHz
+QUICKTIME_MP3_MIN_RATE = 16000
 MATROSKA_SUBTITLE_COPY = frozenset({"ass", "ssa", "subrip", "srt", "webvtt", "text", "hdmv_pgs_subtitle",
                                     "dvd_subtitle", "dvb_subtitle"})
 
@@ -1052,6 +1055,8 @@ def _audio_plan(audio, into: ContainerFormat, empty: frozenset) -> str:
         return "empty"
     if audio.codec == "unknown":
         return "unknown"
+    if audio.codec == "mp3" and into.quicktime and audio.sample_rate < QUICKTIME_MP3_MIN_RATE:
+        return "aac"
     return "copy" if audio.codec in into.audio_copy else "aac"
 
 
