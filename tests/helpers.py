@@ -236,15 +236,16 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
               time_base=None, pix_fmt: str = "yuv420p", container: str | None = None, start_s: float = 0.0,
               audio_codec: str = "aac", languages: Sequence[str] = ("",), sample_aspect=None,
               durations: list | None = None, chapters: Sequence[tuple] = (), audio_layout: str = "mono",
-              audio_s: float | None = None, audio_rate: int | None = None) -> Path:
+              audio_s: float | None = None, audio_rate: int | None = None,
+              container_options: dict | None = None) -> Path:
     """A short real clip made with PyAV: a brightness ramp with a noisy corner (:func:`_ramp`),
     optionally audio (one stream per language, of ``audio_layout``), any encoder options, and given
     timestamps (VFR). ``start_s`` moves every stream's times (below 0: an MP4 edit list's
     hidden frames, a transport stream unwrapped past 0); ``sample_aspect``: non-square pixels;
     ``durations``: how long each frame shows, in the stream's time base (else the muxer's guess);
     ``chapters``: (start s, end s, title) each; ``audio_s``: how long the audio plays (else as the video); ``audio_rate``: its
-    sample rate (else 16 kHz, or 48 where the encoder takes no 16)."""
-    with av.open(str(path), "w", format=container) as out:
+    sample rate (else 16 kHz, or 48 where the encoder takes no 16); ``container_options``: the muxer's (``movflags``)."""
+    with av.open(str(path), "w", format=container, options=container_options or {}) as out:
         out.set_chapters([{"id": n + 1, "start": round(start * 1000), "end": round(end * 1000),
                            "time_base": Fraction(1, 1000), "metadata": {"title": title}}
                           for n, (start, end, title) in enumerate(chapters)])
@@ -268,6 +269,16 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
         for sound in sounds:
             _write_tone(out, sound, audio_s or frames / rate, round(start_s * sound.rate))
     return path
+
+
+def media_recorder_webm(path: Path, frames: int = 60, codec: str = "libvpx", start_ms: int = 0) -> Path:
+    """What a browser's MediaRecorder writes: VP8 or VP9 and Opus in a live WebM (no Duration, no
+    Cues, no frame count), each frame stamped in milliseconds as it was captured (33 or 34 ms
+    apart, now and then 17 or 50), the first at ``start_ms``."""
+    steps = [33, 34, 33, 50, 17, 33, 34] * (frames // 7 + 1)
+    stamps = [start_ms + sum(steps[:i]) for i in range(frames)]
+    return make_clip(path, frames=frames, rate=30, codec=codec, audio_codec="libopus", pts=stamps,
+                     time_base=Fraction(1, 1000), container="webm", container_options={"live": "1"})
 
 
 def _with_durations(packets, pts: list | None, durations: list | None):

@@ -8,12 +8,12 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import animated_gif, frame_flood_gif, joined_recordings, make_clip
+from tests.helpers import animated_gif, frame_flood_gif, joined_recordings, make_clip, media_recorder_webm
 from tmlsr_ray.config import Settings
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.decode import probe_video
-from tmlsr_ray.pipeline.media import (check_frame_flood, check_video_frames, check_video_length, check_video_work,
-                                      size_note, stated_duration_s)
+from tmlsr_ray.pipeline.media import (check_frame_flood, check_indexed_length, check_video_frames, check_video_length,
+                                      check_video_work, size_note, stated_duration_s)
 from tmlsr_ray.pipeline.segments import plan_segments
 from tmlsr_ray.pipeline.timeline import continuous_source
 
@@ -193,3 +193,18 @@ def test_a_recording_whose_clock_jumps_back_is_measured_after_the_jump_is_closed
     check_video_length(probe_video(continuous_source(path, tmp_path / "continuous.ts")), DEFAULTS)
     with pytest.raises(InputError, match=r"64x48 = 3,072 pixels, over the limit of 1,000"):
         check_video_frames(wrapped, Settings(max_input_pixels=1000))
+
+
+def test_a_browser_recording_that_states_no_length_is_held_to_the_limits_by_its_packet_index(tmp_path):
+    """A MediaRecorder WebM states no duration and no frame count: it passed any length limit."""
+    path = media_recorder_webm(tmp_path / "recording.webm", frames=60)
+    info = probe_video(path)
+    assert info.duration_s is None and info.frames_hint == 0
+    plan = plan_segments(path, info, DEFAULTS.video_cutting)
+    check_video_length(info, Settings(max_video_frames=50, max_video_duration_s=1.0))  # nothing stated to check
+    with pytest.raises(InputError, match="video has 60 frames, over the limit of 50"):
+        check_indexed_length(info, plan, Settings(max_video_frames=50))
+    with pytest.raises(InputError, match="video lasts 2 s, over the limit of 1 s"):
+        check_indexed_length(info, plan, Settings(max_video_duration_s=1.0))
+    check_indexed_length(info, plan, DEFAULTS)
+    assert plan.span_ticks == 1972 + 33  # 59 steps of its milliseconds, and its last frame

@@ -12,6 +12,7 @@ from tmlsr_ray.pipeline.decode import COLOR_FIELDS, VideoInfo, open_container
 from tmlsr_ray.pipeline.encode import (HEVC_ENCODER, HEVC_THIN_MAX_SIDE, HEVC_THIN_SIDE, MAX_FRAME_SIZE, MIN_FRAME_SIDE,
                                        ContainerFormat, EncodeOptions, MuxReport, container_refusal, encoded_crf,
                                        resolve_codec, too_long_for_hevc)
+from tmlsr_ray.pipeline.segments import SegmentPlan
 from tmlsr_ray.errors import InputError
 
 STILL_IMAGE_CONTAINERS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}
@@ -32,10 +33,22 @@ def check_video_frames(info: VideoInfo, settings) -> None:
 
 
 def check_video_length(info: VideoInfo, settings) -> None:
-    if info.frames_hint > settings.max_video_frames:
-        raise InputError(f"video has {info.frames_hint:,} frames, over the limit of {settings.max_video_frames:,}")
-    if info.duration_s and info.duration_s > settings.max_video_duration_s:
-        raise InputError(f"video lasts {info.duration_s:.0f} s, over the limit of "
+    """The length the container states (its frame count, or its duration × rate)."""
+    _check_length(info.frames_hint, info.duration_s, settings)
+
+
+def check_indexed_length(info: VideoInfo, plan: SegmentPlan, settings) -> None:
+    """The length the packet index counts and times: a browser's MediaRecorder WebM (a live
+    Matroska) states neither a duration nor a frame count, and passed the limits at any length."""
+    span_s = float(plan.span_ticks * info.time_base) if plan.span_ticks is not None else None
+    _check_length(plan.frames, span_s, settings)
+
+
+def _check_length(frames: int, duration_s: Optional[float], settings) -> None:
+    if frames > settings.max_video_frames:
+        raise InputError(f"video has {frames:,} frames, over the limit of {settings.max_video_frames:,}")
+    if duration_s and duration_s > settings.max_video_duration_s:
+        raise InputError(f"video lasts {duration_s:.0f} s, over the limit of "
                          f"{settings.max_video_duration_s:.0f} s")
 
 

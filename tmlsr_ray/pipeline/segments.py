@@ -91,6 +91,9 @@ class SegmentPlan:
     # those an edit list hides are not shown); None where the stream is not cut by its times.
     first_pts: Optional[int] = None
     average_rate: Optional[Fraction] = None  # the frames' (see frames_rate); None: none stated or measured
+    # From the first frame shown to the end of the last, as the packet index times them (None where
+    # the stream is not cut by its times): the length of an input that states none (a live WebM)
+    span_ticks: Optional[int] = None
 
     @property
     def whole(self) -> bool:
@@ -151,8 +154,9 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
     else:  # a damaged index, or a codec no segment file holds: one segment, the input decoded as a whole
         segments = (Segment(0, 0, len(entries) - 1, ()),)
     last_frame = _last_frame_ticks(entries, stated_end, info.container.startswith("matroska"))
+    span = _span_ticks(entries, last_frame) if first_pts is not None else None
     return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments), last_frame,
-                       first_pts, info.average_rate)
+                       first_pts, info.average_rate, span)
 
 
 # How far the rate a stream states may be from its frames' average before theirs is taken, and how
@@ -220,6 +224,11 @@ def _last_frame_ticks(entries: Sequence[PacketEntry], stated_end: Optional[int],
         return stated_end - last.pts
     stamps = sorted(e.pts for e in shown)
     return stamps[-1] - stamps[-2] if len(stamps) > 1 else None
+
+
+def _span_ticks(entries: Sequence[PacketEntry], last_frame: Optional[int]) -> int:
+    stamps = [e.pts for e in entries if not e.discard]
+    return max(stamps) - min(stamps) + (last_frame or 0)
 
 
 def segment_file_format(stream: "av.video.stream.VideoStream") -> Optional[str]:

@@ -286,6 +286,7 @@ class TaskRunner:
             path, info = source, await asyncio.to_thread(probe_video, source)
         media.check_video_length(info, settings)  # after: a jump back in a clock reads as a day of video
         segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
+        media.check_indexed_length(info, segments, settings)  # where the container states no length
         info = replace(info, average_rate=segments.average_rate)  # what the output states and encodes at
         # A flood is refused before any replica call (a first call loads the model: seconds).
         await asyncio.to_thread(media.check_frame_flood, path, info, segments.frames, settings)
