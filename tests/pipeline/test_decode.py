@@ -201,3 +201,13 @@ def test_a_raw_elementary_streams_rate_is_the_one_its_headers_state(tmp_path, co
     path = make_clip(tmp_path / f"film.{container}", frames=6, rate=Fraction(24000, 1001), audio=False, codec=codec,
                      container=container, options={"x265-params": "log-level=error"} if codec == "libx265" else None)
     assert probe_video(path).average_rate == Fraction(24000, 1001)
+
+
+@pytest.mark.parametrize("container", ["webm", "mp4"])
+def test_an_av1_input_is_named_by_its_codec_not_by_the_decoder_ffmpeg_picked(tmp_path, container):
+    """yt-dlp's AV1 downloads: metadata.input.codec said libdav1d, the decoder FFmpeg picked for them."""
+    if "libsvtav1" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no SVT-AV1")
+    path = make_clip(tmp_path / f"av1.{container}", frames=4, size=(64, 64), audio=False, codec="libsvtav1",
+                     options={"preset": "12"})
+    assert probe_video(path).codec == "av1"

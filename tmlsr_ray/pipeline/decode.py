@@ -194,7 +194,7 @@ def probe_video(path: Path) -> VideoInfo:
         return VideoInfo(
             container=container.format.name,
             stream_index=stream.index,
-            codec=ctx.name,
+            codec=codec_name(stream),  # "av1", not the decoder libdav1d
             width=width,
             height=height,
             coded_width=ctx.width,
