@@ -208,3 +208,15 @@ def test_a_browser_recording_that_states_no_length_is_held_to_the_limits_by_its_
         check_indexed_length(info, plan, Settings(max_video_duration_s=1.0))
     check_indexed_length(info, plan, DEFAULTS)
     assert plan.span_ticks == 1972 + 33  # 59 steps of its milliseconds, and its last frame
+
+
+@pytest.mark.parametrize("codec,audio_codec,container", [("libx264", "aac", "matroska"), ("libvpx", "libopus", "webm")])
+def test_a_matroska_remux_that_kept_a_live_streams_clock_lasts_from_its_first_frame(tmp_path, codec, audio_codec,
+                                                                                     container):
+    """``ffmpeg -copyts -i live.m3u8 -c copy out.mkv`` keeps the stream's clock; Matroska's Duration
+    says where the file ends, and 2 s of video 20,000 s in were refused as 20,002 s long."""
+    path = make_clip(tmp_path / f"live.{container}", frames=24, codec=codec, audio_codec=audio_codec,
+                     container=container, start_s=20_000.0)
+    info = probe_video(path)
+    assert info.duration_s == pytest.approx(2.0, abs=0.1) and info.frames_hint == pytest.approx(24, abs=2)
+    check_video_length(info, DEFAULTS)

@@ -575,9 +575,12 @@ def _first_frame(container, stream):
 def _duration_seconds(container, stream) -> Optional[float]:
     if stream.duration is not None and stream.time_base:
         return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    return None
+    if container.duration is None:
+        return None
+    # Matroska states where its segment ends, not how long it is: a remux that kept a live
+    # stream's clock (-copyts), starting 20,000 s in, read as 20,002 s of video and was refused
+    start = container.start_time if container.format.name.startswith("matroska") and container.start_time else 0
+    return (container.duration - start) / av.time_base
 
 
 def _bit_depth(pix_fmt: Optional[str]) -> int:
