@@ -417,6 +417,17 @@ def joined_recordings(path: Path, starts: Sequence[float], frames: int = 24, rat
     return path
 
 
+def programme_on_new_pids(path: Path, frames: int = 24, rate: int = 12) -> Path:
+    """HLS segments joined (yt-dlp, a stream recorder) across an ad break whose segments carry
+    their programme on other PIDs: FFmpeg's probe ends before the new PMT's streams show a packet,
+    and they come with no parameters (no sample rate, no picture size)."""
+    parts = [make_clip(path.with_name(f"{path.stem}-part{n}.ts"), frames=frames, rate=rate, container="mpegts",
+                       options={"g": "6"}, start_s=10.0 + n * frames / rate, container_options=options)
+             for n, options in enumerate([None, {"mpegts_start_pid": "0x300"}])]
+    path.write_bytes(b"".join(part.read_bytes() for part in parts))
+    return path
+
+
 def with_audio_ahead(ts: Path, packets: int = 8) -> Path:
     """A transport stream whose first audio comes before its first video in the file, as a
     recording that starts anywhere often has: its first ``packets`` audio TS packets moved up to

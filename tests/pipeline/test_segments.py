@@ -23,7 +23,8 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, botto
                            joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
-                           without_frame_durations, with_every_frame_keyed, packed_b_frames_avi, with_container_colour)
+                           without_frame_durations, with_every_frame_keyed, packed_b_frames_avi, with_container_colour,
+                           programme_on_new_pids)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -1350,6 +1351,22 @@ def test_an_audio_track_without_packets_is_listed_as_dropped_not_as_kept(tmp_pat
     assert "no audio packets" in report.audio_dropped[0]["reason"]
     with av.open(str(out)) as output:
         assert len(output.streams.audio) == 1
+
+
+@pytest.mark.parametrize("into", [MP4, MATROSKA], ids=lambda c: c.name)
+def test_an_audio_track_whose_parameters_the_probe_never_read_is_dropped_not_failing_the_join(tmp_path, smooth_model,
+                                                                                              into):
+    """HLS joined across an ad break on other PIDs: the new programme's AAC track came with no
+    sample rate, and the muxer refused the output ("sample rate not set") after every segment had
+    been upscaled."""
+    path = programme_on_new_pids(tmp_path / "hls.ts")
+    out = tmp_path / f"out.{into.name}"
+    _, _, report = render_and_join(path, out, smooth_model, ONE_SECOND, tmp_path / "pieces", into=into)
+    assert [a["index"] for a in report.audio_copied] == [1] and report.frames == 24
+    assert [(a["index"], a["codec"]) for a in report.audio_dropped] == [(3, "aac")]
+    assert "parameters" in report.audio_dropped[0]["reason"]
+    with av.open(str(out)) as output:
+        assert len(output.streams.audio) == 1 and output.streams.audio[0].sample_rate == 16000
 
 
 @pytest.mark.parametrize("default_subtitle", [None, 1])

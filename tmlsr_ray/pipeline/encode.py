@@ -1045,16 +1045,21 @@ def _audio_without_packets(source_path: Path, audio: Sequence) -> frozenset:
 
 
 AUDIO_DROPPED = {"empty": "the source's track holds no audio packets",
-                 "unknown": "FFmpeg does not know the track's codec"}
+                 "unknown": "FFmpeg does not know the track's codec",
+                 "unread": "FFmpeg's probe read none of the track's parameters (it starts mid-file, as a "
+                           "transport stream's programme on new PIDs does)"}
 
 
 def _audio_plan(audio, into: ContainerFormat, empty: frozenset) -> str:
     """copy, aac (re-encoded), or why the track is dropped (a key of AUDIO_DROPPED): one of a codec
-    FFmpeg does not know can be neither decoded nor copied (it failed the probe, so the task)."""
+    FFmpeg does not know can be neither decoded nor copied (it failed the probe, so the task), nor
+    one whose sample rate the probe never read (the muxer refused the output after the upscaling)."""
     if audio.index in empty:
         return "empty"
     if audio.codec == "unknown":
         return "unknown"
+    if not audio.sample_rate:
+        return "unread"
     if audio.codec == "mp3" and into.quicktime and audio.sample_rate < QUICKTIME_MP3_MIN_RATE:
         return "aac"
     return "copy" if audio.codec in into.audio_copy else "aac"
