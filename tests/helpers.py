@@ -408,11 +408,13 @@ def trim_by_edit_list(source: Path, path: Path, frames: int, timecode: str | Non
     return path
 
 
-def joined_recordings(path: Path, starts: Sequence[float], frames: int = 24, rate: int = 12) -> Path:
+def joined_recordings(path: Path, starts: Sequence[float], frames: int = 24, rate: int = 12,
+                      time_base=None) -> Path:
     """Transport streams joined end to end (``cat a.ts b.ts``, as DVRs and camcorders split a
-    recording), each part's clock starting at its ``starts`` second: the same twice, or a jump."""
+    recording), each part's clock starting at its ``starts`` second: the same twice, or a jump
+    (``time_base`` 1/90000 for a start off the frames' grid)."""
     parts = [make_clip(path.with_name(f"{path.stem}-part{n}.ts"), frames=frames, rate=rate, container="mpegts",
-                       options={"g": "6"}, start_s=start) for n, start in enumerate(starts)]
+                       options={"g": "6"}, start_s=start, time_base=time_base) for n, start in enumerate(starts)]
     path.write_bytes(b"".join(part.read_bytes() for part in parts))
     return path
 

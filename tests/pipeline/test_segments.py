@@ -588,6 +588,21 @@ def test_recordings_whose_clock_jumps_come_out_as_one_video_cut_into_segments(tm
         assert float(out.duration / av.time_base) == pytest.approx(4.1, abs=0.2)
 
 
+def test_recordings_joined_with_a_step_back_too_small_for_a_jump_keep_each_sides_frames_in_order(tmp_path, smooth_model):
+    """HLS segments across a discontinuity that overlap by 0.09 s, under the 0.1 s step back
+    closed as a jump: cut by their times, the two sides' frames interleaved, and the segment at the
+    join failed ("the video's frame times go back") after the segments before it were upscaled."""
+    path = joined_recordings(tmp_path / "joined.ts", (10.0, 11.91), frames=48, rate=24, time_base=Fraction(1, 90000))
+    assert continuous_source(path, tmp_path / "continuous.ts") == path
+    _, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    frames, dts, streams = output_frames(tmp_path / "out.mp4")
+    assert report.frames == len(frames) == 96 and ("audio", "aac") in streams
+    assert all(b > a for a, b in zip(dts, dts[1:]))
+    brightness = [float(pixels[16:, 16:].mean()) for _, pixels in frames]  # each side a ramp up from dark
+    assert all(b > a for a, b in zip(brightness[:48], brightness[1:48])) and brightness[48] < brightness[47]
+    assert all(b > a for a, b in zip(brightness[48:], brightness[49:]))
+
+
 @pytest.mark.parametrize("container,suffix,start_s", [("mpegts", "ts", 3600.0), ("matroska", "mkv", 1.0)])
 def test_a_video_whose_clock_starts_late_plays_from_zero_with_its_audio(tmp_path, smooth_model, container, suffix,
                                                                           start_s):

@@ -141,7 +141,8 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         intra_only = stream.codec_context.codec.intra_only
     shown = sum(not e.discard for e in entries)
     first_pts = None
-    timed = _presentation_times_known(entries, info) and not (by_parser and _reorder_found_late(entries))
+    timed = (_presentation_times_known(entries, info) and not (by_parser and _reorder_found_late(entries))
+             and not _shown_before_earlier_frames(entries))
     if timed:
         info = replace(info, average_rate=frames_rate(entries, info.time_base, stated_rates))
     # A segment file states one palette, its first packet's: one changed inside a segment was lost
@@ -310,6 +311,21 @@ def _reorder_found_late(entries: Sequence[PacketEntry]) -> bool:
     B-frames it comes after (and one decoded segment by segment took another's time)."""
     first = entries[0]
     return first.pts == first.dts and any(e.dts is not None and e.pts > e.dts for e in entries)
+
+
+def _shown_before_earlier_frames(entries: Sequence[PacketEntry]) -> bool:
+    """Whether a keyframe is shown before a frame decoded ahead of it: recordings joined with a
+    step back in their clock too small to be closed as a jump (:mod:`~tmlsr_ray.pipeline.timeline`:
+    HLS segments across a discontinuity that overlap by a few frames). Cut by their times, the
+    frames of both sides interleave, and the segment at the join failed on a time going back."""
+    latest = None
+    for entry in entries:
+        if entry.discard:
+            continue
+        if entry.keyframe and latest is not None and entry.pts < latest:
+            return True
+        latest = entry.pts if latest is None else max(latest, entry.pts)
+    return False
 
 
 def cut_packets(entries: Sequence[PacketEntry], info: VideoInfo, cutting: Cutting) -> Iterator[Segment]:
