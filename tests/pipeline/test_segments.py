@@ -24,7 +24,7 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, botto
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
                            without_frame_durations, with_every_frame_keyed, packed_b_frames_avi, with_container_colour,
-                           programme_on_new_pids)
+                           programme_on_new_pids, media_recorder_webm)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -601,6 +601,25 @@ def test_recordings_joined_with_a_step_back_too_small_for_a_jump_keep_each_sides
     brightness = [float(pixels[16:, 16:].mean()) for _, pixels in frames]  # each side a ramp up from dark
     assert all(b > a for a, b in zip(brightness[:48], brightness[1:48])) and brightness[48] < brightness[47]
     assert all(b > a for a, b in zip(brightness[48:], brightness[49:]))
+
+
+def test_browser_recordings_joined_end_to_end_keep_each_frames_own_step_and_their_sound(tmp_path, smooth_model):
+    """Two MediaRecorder WebMs joined (``cat``): Matroska's jumps are not closed by a copy, and
+    after the clock went back each frame came one fixed step (33 ms) after the last, the second
+    part's own steps (17 to 50 ms) lost and its video falling behind its sound (24 ms here; 0.56 s
+    by the end of a 2.5 s part whose frames average 42 ms)."""
+    part = media_recorder_webm(tmp_path / "part.webm", frames=60)
+    path = tmp_path / "joined.webm"
+    path.write_bytes(part.read_bytes() * 2)
+    _, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    frames, _, _ = output_frames(tmp_path / "out.mp4")
+    assert plan.whole and report.frames == len(frames) == 120
+    own = np.diff([pts for pts, _ in whole_decode(part)]) / 1000
+    steps = np.diff([t for t, _ in frames])
+    assert np.abs(steps[:59] - own).max() < 0.002 and np.abs(steps[60:] - own).max() < 0.002
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        video, audio = out.streams.video[0], out.streams.audio[0]
+        assert abs(float(video.duration * video.time_base) - float(audio.duration * audio.time_base)) < 0.01
 
 
 @pytest.mark.parametrize("container,suffix,start_s", [("mpegts", "ts", 3600.0), ("matroska", "mkv", 1.0)])

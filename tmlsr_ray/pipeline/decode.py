@@ -32,6 +32,7 @@ from tmlsr_ray.pipeline.colour import mastering_params
 from tmlsr_ray.errors import CanceledError, InputError
 
 COLOR_FIELDS = ("color_primaries", "color_trc", "colorspace", "color_range")
+JUMP_BACK_S = Fraction(1, 10)  # a step back of a clock that is a jump, not a frame out of place (FFmpeg's)
 
 
 @dataclass(frozen=True)
@@ -264,15 +265,10 @@ def _sample_aspect(stream, rotation: int) -> Optional[Fraction]:
 def iter_batches(path: Path, info: VideoInfo, batch_size: int,
                  stop: Optional[threading.Event] = None, planes: Optional[Yuv420] = None) -> Iterator[FrameBatch]:
     """Decodes the chosen stream, yielding batches; memory holds one batch at a time."""
-    last_pts: List[Optional[int]] = [None]
-
-    def stamp(frame) -> int:
-        last_pts[0] = _frame_pts(frame, last_pts[0], info)
-        return last_pts[0]
-
+    clock = _FrameClock(info)
     with open_container(path) as container:
         stream = container.streams[info.stream_index]
-        yield from decode_batches(container, stream, info, batch_size, stamp, stop, planes=planes,
+        yield from decode_batches(container, stream, info, batch_size, clock.stamp, stop, planes=planes,
                                   times_in_order=True)
 
 
@@ -552,13 +548,29 @@ def _plane(plane, width: int, dtype) -> np.ndarray:
     return rows[:, :width]
 
 
-def _frame_pts(frame, last_pts: Optional[int], info: VideoInfo) -> int:
-    """Every frame needs a distinct, increasing timestamp; fill gaps the container left."""
-    pts = frame.pts if frame.pts is not None else frame.dts
-    if pts is None or (last_pts is not None and pts <= last_pts):
-        step = max(1, round(info.frame_ticks)) if info.frame_ticks else 1
-        pts = (last_pts + step) if last_pts is not None else 0
-    return pts
+class _FrameClock:
+    """Every frame a distinct, increasing timestamp: a frame with none, or one not after the last,
+    a frame's step after the last; after a jump back (recordings joined end to end in a container
+    whose jumps no copy closes, see :mod:`~tmlsr_ray.pipeline.timeline`) every frame runs on from
+    there keeping its own step, as the audio runs on. Stepped one at a time, each frame came a
+    fixed step after the last for as long as its own time lagged: a joined MediaRecorder WebM's
+    VFR second part lost its own timing and ended half a second before its sound."""
+
+    def __init__(self, info: VideoInfo):
+        self._step = max(1, round(info.frame_ticks)) if info.frame_ticks else 1
+        self._jump = JUMP_BACK_S / Fraction(info.time_base)
+        self._last: Optional[int] = None
+        self._offset = 0
+
+    def stamp(self, frame) -> int:
+        pts = frame.pts if frame.pts is not None else frame.dts
+        if pts is not None and self._last is not None and pts + self._offset < self._last - self._jump:
+            self._offset = self._last + self._step - pts
+        pts = None if pts is None else pts + self._offset
+        if pts is None or (self._last is not None and pts <= self._last):
+            pts = (self._last + self._step) if self._last is not None else 0
+        self._last = pts
+        return pts
 
 
 def _first_frame(container, stream):

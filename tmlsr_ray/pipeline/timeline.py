@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import av
 
-from tmlsr_ray.pipeline.decode import ffmpeg_message, open_container
+from tmlsr_ray.pipeline.decode import JUMP_BACK_S, ffmpeg_message, open_container
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 # must move: it cost the sync it meant to keep, and a PS is decoded as one segment anyway.
 CLOSED_FORMATS = ("mpegts",)
 JUMP_FORWARD_S = Fraction(10)  # FFmpeg's dts_delta_threshold
-JUMP_BACK_S = Fraction(1, 10)  # and its step back: more than this before the last packet
 CONTINUOUS_KINDS = ("video", "audio")  # the streams a jump of the clock shows in: subtitles come and go
 
 
