@@ -281,6 +281,29 @@ def media_recorder_webm(path: Path, frames: int = 60, codec: str = "libvpx", sta
                      time_base=Fraction(1, 1000), container="webm", container_options={"live": "1"})
 
 
+def growing_recording(path: Path, parts: Sequence[tuple], codec: str = "libvpx", container: str = "webm") -> Path:
+    """A WebRTC call's recording: parts of ((width, height), frames), each from a keyframe stating
+    its size, in one stream at 30 fps whose header states the first part's size, as the picture
+    grows when the bandwidth allows."""
+    made = [make_clip(path.with_name(f"{path.stem}-{n}{path.suffix}"), frames=frames, size=size, rate=30,
+                      codec=codec, container=container, audio=False) for n, (size, frames) in enumerate(parts)]
+    with av.open(str(made[0])) as first, av.open(str(path), "w", format=container) as out:
+        video = out.add_stream_from_template(first.streams.video[0])
+        offset = 0
+        for part in made:
+            with av.open(str(part)) as inp:
+                stream = inp.streams.video[0]
+                ticks = round(Fraction(1, 30) / stream.time_base)
+                packets = [p for p in inp.demux(stream) if p.size]
+                for packet in packets:
+                    packet.pts += offset
+                    packet.dts = None if packet.dts is None else packet.dts + offset
+                    packet.stream = video
+                    out.mux(packet)
+                offset += len(packets) * ticks
+    return path
+
+
 def _with_durations(packets, pts: list | None, durations: list | None):
     if durations is not None:
         for packet in packets:

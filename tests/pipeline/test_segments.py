@@ -7,6 +7,7 @@ one whole decode, and the joined output one continuous stream.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import replace
 from fractions import Fraction
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, bottom_up_avi, camcorder_dv, combing, cut_and_decode, cut_mid_gop,
+                           growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
@@ -31,7 +33,7 @@ from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, 
                                       _AudioLine, assemble, even_size, output_container, task_codecs_available)
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
 from tmlsr_ray.pipeline.segments import (Cutting, PacketEntry, Segment, _SegmentFile, cut_packets, decode_segment,
-                                          extract_segments, frames_rate, plan_segments, scan_packets)
+                                          extract_segments, frames_rate, plan_segments, planned_info, scan_packets)
 from tmlsr_ray.pipeline.timeline import continuous_source
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames
 from tmlsr_ray.storage.pieces import PieceStore
@@ -258,7 +260,7 @@ def render_and_join(path: Path, out: Path, model, cutting: Cutting, store_root: 
     into = into or output_container(None, codec)
     info = probe_video(path)
     plan = plan_segments(path, info, cutting)
-    info = replace(info, average_rate=plan.average_rate)  # as the runner has it
+    info = planned_info(info, plan)  # as the runner has it
     target = even_size(info.width * 2, info.height * 2)
     store = PieceStore(store_root)
     for segment, data in extract_segments(path, info, plan.segments):
@@ -1062,6 +1064,37 @@ def _channel_levels(path: Path) -> np.ndarray:
         samples = [out.to_ndarray().reshape(out.samples, -1)
                    for frame in container.decode(stream) for out in resampler.resample(frame)]
     return np.sqrt((np.concatenate(samples) ** 2).mean(axis=0))
+
+
+def test_the_keyframes_sampled_for_the_picture_size_are_few_and_spread_over_the_stream():
+    from tmlsr_ray.pipeline.segments import KeyframeSample
+
+    sample = KeyframeSample(limit=8)
+    for number in range(100):
+        sample.offer(bytes([number]))
+    assert [packet[0] for packet in sample.packets] == [0, 16, 32, 48, 64, 80, 96]
+
+
+@pytest.mark.parametrize("codec", ["libvpx", "libvpx-vp9"])
+def test_a_recording_whose_picture_grows_is_upscaled_at_its_largest_size(tmp_path, smooth_model, codec):
+    """A WebRTC call recorded by a browser starts small and grows as the bandwidth allows, and its
+    WebM's header states the first size: every frame was scaled down to that (64x48 out of 128x96
+    for three quarters of the call) before the model, and came out at twice it."""
+    path = growing_recording(tmp_path / "call.webm", [((64, 48), 12), ((128, 96), 36)], codec=codec)
+    assert (probe_video(path).width, probe_video(path).height) == (64, 48)
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.5), tmp_path / "pieces")
+    with av.open(str(tmp_path / "out.mp4")) as output:
+        video = output.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height) == (256, 192)
+        frames = [frame.to_ndarray(format="rgb24") for frame in output.decode(video)]
+    assert len(frames) == report.frames == 48
+    # the grown part keeps its detail: the ramp's noisy corner is not smoothed to the small size's
+    with av.open(str(path)) as source:
+        big = next(itertools.islice(source.decode(video=0), 30, None)).to_ndarray(format="rgb24").astype(float)
+    out = cv2.resize(frames[30], (128, 96), interpolation=cv2.INTER_AREA).astype(float)
+    small = cv2.resize(cv2.resize(big.astype(np.uint8), (64, 48), interpolation=cv2.INTER_AREA), (128, 96),
+                       interpolation=cv2.INTER_LINEAR).astype(float)
+    assert np.abs(out - big).mean() < np.abs(small - big).mean()
 
 
 def test_a_matroska_output_keeps_pcm_styled_ass_srt_fonts_and_chapters_as_they_are(tmp_path, smooth_model):

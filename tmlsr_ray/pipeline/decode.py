@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import av
 import av.filter
@@ -162,6 +162,26 @@ def codec_name(stream) -> str:
     """The stream's codec (``mp3``), not the name of the decoder FFmpeg picked for it (``mp3float``)."""
     codec = stream.codec_context.codec if stream.codec_context else None
     return codec.canonical_name if codec else "unknown"
+
+
+# Codecs whose picture size may change mid-stream, at a keyframe with a new sequence header
+RESIZABLE_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg1video", "mpeg2video", "mpeg4"})
+
+
+def largest_picture(stream, keyframes: Sequence[bytes]) -> Optional[Tuple[int, int]]:
+    """The largest picture these keyframe packets of the stream decode to, each on its own; None
+    where none decodes so."""
+    sizes = []
+    for data in keyframes:
+        decoder = av.CodecContext.create(stream.codec_context.name, "r")
+        decoder.extradata = stream.codec_context.extradata
+        decoder.thread_count = 1
+        try:
+            frames = decoder.decode(av.Packet(data)) + decoder.decode(None)
+        except (av.error.FFmpegError, ValueError):
+            continue  # one that needs what came before it (an H.264 recovery point flagged a keyframe)
+        sizes += [(frame.width, frame.height) for frame in frames[:1]]
+    return max(sizes, key=lambda size: size[0] * size[1], default=None)
 
 
 def best_video_stream(container) -> "av.video.stream.VideoStream":

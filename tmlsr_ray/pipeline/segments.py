@@ -37,8 +37,9 @@ import numpy as np
 
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
-    SEGMENT_FORMATS, FrameBatch, VideoInfo, copy_video_stream, decode_batches, ffmpeg_message, iter_batches,
-    open_container, open_segment_file, read_segment_file, stamped_by_parser,
+    RESIZABLE_CODECS, SEGMENT_FORMATS, FrameBatch, VideoInfo, codec_name, copy_video_stream, decode_batches,
+    ffmpeg_message, iter_batches, largest_picture, open_container, open_segment_file, read_segment_file,
+    stamped_by_parser,
 )
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
 from tmlsr_ray.errors import InputError
@@ -94,6 +95,9 @@ class SegmentPlan:
     # From the first frame shown to the end of the last, as the packet index times them (None where
     # the stream is not cut by its times): the length of an input that states none (a live WebM)
     span_ticks: Optional[int] = None
+    # The largest picture a sample of its keyframes decodes to, where larger than the stream's header
+    # says (a browser's WebRTC recording starts small and grows as the bandwidth allows); else None
+    picture_size: Optional[Tuple[int, int]] = None
 
     @property
     def whole(self) -> bool:
@@ -115,13 +119,16 @@ def scan_packets(path: Path, info: VideoInfo) -> List[PacketEntry]:
         return _scan(container.streams[info.stream_index])
 
 
-def _scan(stream: "av.video.stream.VideoStream") -> List[PacketEntry]:
+def _scan(stream: "av.video.stream.VideoStream", keyframes: Optional["KeyframeSample"] = None) -> List[PacketEntry]:
+    """``keyframes``: given a sample of the keyframes' packets as they pass."""
     entries: List[PacketEntry] = []
     try:
         for packet in stream.container.demux(stream):
             if packet.size:
                 entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard,
                                            packet.duration or 0, packet.size, packet.has_sidedata("palette")))
+                if keyframes is not None and packet.is_keyframe:
+                    keyframes.offer(packet)
     except av.error.FFmpegError as exc:
         raise InputError(f"video could not be read ({ffmpeg_message(exc)})") from exc
     if not entries:
@@ -129,10 +136,30 @@ def _scan(stream: "av.video.stream.VideoStream") -> List[PacketEntry]:
     return entries
 
 
+class KeyframeSample:
+    """Every k-th keyframe's packet, k doubling as they come: at most ``limit``, spread over the
+    whole stream, without knowing its length up front."""
+
+    def __init__(self, limit: int = 8):
+        self._limit = limit
+        self._step = 1
+        self._seen = 0
+        self.packets: List[bytes] = []
+
+    def offer(self, packet) -> None:
+        if self._seen % self._step == 0:
+            self.packets.append(bytes(packet))
+            if len(self.packets) > self._limit:
+                self.packets, self._step = self.packets[::2], self._step * 2
+        self._seen += 1
+
+
 def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
     with open_container(path) as container:
         stream = container.streams[info.stream_index]
-        scanned = _scan(stream)
+        keyframes = KeyframeSample() if codec_name(stream) in RESIZABLE_CODECS else None
+        scanned = _scan(stream, keyframes)
+        picture_size = largest_picture(stream, keyframes.packets) if keyframes else None
         entries = _from_first_keyframe(scanned)
         holds = segment_file_format(stream) is not None
         stated_end = _stated_end(stream, scanned)
@@ -156,8 +183,24 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         segments = (Segment(0, 0, len(entries) - 1, ()),)
     last_frame = _last_frame_ticks(entries, stated_end, info.container.startswith("matroska"))
     span = _span_ticks(entries, last_frame) if first_pts is not None else None
+    grown = picture_size if picture_size and _area(picture_size) > info.coded_width * info.coded_height else None
     return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments), last_frame,
-                       first_pts, info.average_rate, span)
+                       first_pts, info.average_rate, span, grown)
+
+
+def _area(size: Tuple[int, int]) -> int:
+    return size[0] * size[1]
+
+
+def planned_info(info: VideoInfo, plan: SegmentPlan) -> VideoInfo:
+    """The source's facts as the plan found them: the frames' own rate, and the largest picture
+    among its keyframes (each frame is scaled to it)."""
+    info = replace(info, average_rate=plan.average_rate)
+    if plan.picture_size is None:
+        return info
+    width, height = plan.picture_size
+    shown = (height, width) if info.rotation % 180 else (width, height)
+    return replace(info, coded_width=width, coded_height=height, width=shown[0], height=shown[1])
 
 
 # How far the rate a stream states may be from its frames' average before theirs is taken, and how

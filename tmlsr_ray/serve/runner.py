@@ -14,7 +14,7 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
@@ -39,7 +39,7 @@ from tmlsr_ray.pipeline.image import (
 )
 from tmlsr_ray.pipeline.progress import SegmentProgress
 from tmlsr_ray.pipeline.render import SegmentJob
-from tmlsr_ray.pipeline.segments import Segment, SegmentPlan, extract_segments, plan_segments
+from tmlsr_ray.pipeline.segments import Segment, SegmentPlan, extract_segments, plan_segments, planned_info
 from tmlsr_ray.pipeline.timeline import continuous_source
 from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size, processing_resolution, target_size
 from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput, TaskStatus, model_defaults
@@ -287,7 +287,8 @@ class TaskRunner:
         media.check_video_length(info, settings)  # after: a jump back in a clock reads as a day of video
         segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
         media.check_indexed_length(info, segments, settings)  # where the container states no length
-        info = replace(info, average_rate=segments.average_rate)  # what the output states and encodes at
+        info = planned_info(info, segments)  # the rate the output states and encodes at, the size it takes
+        media.check_video_frames(info, settings)  # at the largest size its keyframes showed
         # A flood is refused before any replica call (a first call loads the model: seconds).
         await asyncio.to_thread(media.check_frame_flood, path, info, segments.frames, settings)
         plan = await self._model_and_target(run, params, info.width, info.height)
