@@ -13,7 +13,7 @@ from tmlsr_ray.config import Settings
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.media import (check_frame_flood, check_indexed_length, check_video_frames, check_video_length,
-                                      check_video_work, size_note, stated_duration_s)
+                                      check_video_work, indexed_span_s, size_note, stated_duration_s)
 from tmlsr_ray.pipeline.segments import plan_segments
 from tmlsr_ray.pipeline.timeline import continuous_source
 
@@ -208,6 +208,18 @@ def test_a_browser_recording_that_states_no_length_is_held_to_the_limits_by_its_
         check_indexed_length(info, plan, Settings(max_video_duration_s=1.0))
     check_indexed_length(info, plan, DEFAULTS)
     assert plan.span_ticks == 1972 + 33  # 59 steps of its milliseconds, and its last frame
+
+
+def test_a_frame_flood_in_a_recording_that_states_no_duration_is_refused_by_its_timestamps(tmp_path):
+    """A live WebM states no duration, so the frames-per-second limit had nothing to hold its
+    frames to: 60 frames over its 2 s of timestamps pass at 1,000 a second and fail at 20."""
+    path = media_recorder_webm(tmp_path / "recording.webm", frames=60)
+    info = probe_video(path)
+    plan = plan_segments(path, info, DEFAULTS.video_cutting)
+    check_frame_flood(path, info, plan.frames, DEFAULTS, indexed_span_s(info, plan))
+    with pytest.raises(InputError, match=r"video has 60 frames in timestamps spanning 2 s, over the limit of 20 "
+                                         r"frames per second \(max_frames_per_second\)"):
+        check_frame_flood(path, info, plan.frames, Settings(max_frames_per_second=20), indexed_span_s(info, plan))
 
 
 @pytest.mark.parametrize("codec,audio_codec,container", [("libx264", "aac", "matroska"), ("libvpx", "libopus", "webm")])

@@ -40,8 +40,7 @@ def check_video_length(info: VideoInfo, settings) -> None:
 def check_indexed_length(info: VideoInfo, plan: SegmentPlan, settings) -> None:
     """The length the packet index counts and times: a browser's MediaRecorder WebM (a live
     Matroska) states neither a duration nor a frame count, and passed the limits at any length."""
-    span_s = float(plan.span_ticks * info.time_base) if plan.span_ticks is not None else None
-    _check_length(plan.frames, span_s, settings)
+    _check_length(plan.frames, indexed_span_s(info, plan), settings)
 
 
 def _check_length(frames: int, duration_s: Optional[float], settings) -> None:
@@ -79,15 +78,22 @@ def check_container(into: ContainerFormat, options: EncodeOptions) -> None:
         raise InputError(refusal)
 
 
-def check_frame_flood(path: Path, info: VideoInfo, frames: int, settings) -> None:
-    """Refuses too many animation frames, or too many frames for the duration the file states."""
+def check_frame_flood(path: Path, info: VideoInfo, frames: int, settings, span_s: Optional[float] = None) -> None:
+    """Refuses too many animation frames, or too many frames for the duration the file states,
+    else for ``span_s``, the span of their timestamps (a live WebM states none)."""
     if _kind(info) == "animation" and frames > settings.max_animation_frames:
         raise InputError(f"animation has {frames:,} frames, over the limit of {settings.max_animation_frames:,} "
                          "(max_animation_frames)")
     stated = stated_duration_s(path, info)
-    if stated is not None and frames > settings.max_frames_per_second * max(stated, 1.0):
-        raise InputError(f"{_kind(info)} has {frames:,} frames in a stated duration of {stated:.3g} s, over the "
+    timed, which = (stated, "a stated duration of") if stated is not None else (span_s, "timestamps spanning")
+    if timed is not None and frames > settings.max_frames_per_second * max(timed, 1.0):
+        raise InputError(f"{_kind(info)} has {frames:,} frames in {which} {timed:.3g} s, over the "
                          f"limit of {settings.max_frames_per_second:,g} frames per second (max_frames_per_second)")
+
+
+def indexed_span_s(info: VideoInfo, plan: SegmentPlan) -> Optional[float]:
+    """The span of the frames' times as the packet index has them (None: not cut by its times)."""
+    return float(plan.span_ticks * info.time_base) if plan.span_ticks is not None else None
 
 
 def check_video_work(info: VideoInfo, frames: int, target: Tuple[int, int], settings) -> None:

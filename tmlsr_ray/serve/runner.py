@@ -290,7 +290,8 @@ class TaskRunner:
         info = planned_info(info, segments)  # the rate the output states and encodes at, the size it takes
         media.check_video_frames(info, settings)  # at the largest size its keyframes showed
         # A flood is refused before any replica call (a first call loads the model: seconds).
-        await asyncio.to_thread(media.check_frame_flood, path, info, segments.frames, settings)
+        await asyncio.to_thread(media.check_frame_flood, path, info, segments.frames, settings,
+                                media.indexed_span_s(info, segments))
         plan = await self._model_and_target(run, params, info.width, info.height)
         target = even_size(*plan.target)
         plan.check_output_size(info.width, info.height, settings.max_output_pixels, target)
