@@ -237,20 +237,23 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
               audio_codec: str = "aac", languages: Sequence[str] = ("",), sample_aspect=None,
               durations: list | None = None, chapters: Sequence[tuple] = (), audio_layout: str = "mono",
               audio_s: float | None = None, audio_rate: int | None = None,
-              container_options: dict | None = None) -> Path:
+              container_options: dict | None = None, codec_tag: str | None = None) -> Path:
     """A short real clip made with PyAV: a brightness ramp with a noisy corner (:func:`_ramp`),
     optionally audio (one stream per language, of ``audio_layout``), any encoder options, and given
     timestamps (VFR). ``start_s`` moves every stream's times (below 0: an MP4 edit list's
     hidden frames, a transport stream unwrapped past 0); ``sample_aspect``: non-square pixels;
     ``durations``: how long each frame shows, in the stream's time base (else the muxer's guess);
     ``chapters``: (start s, end s, title) each; ``audio_s``: how long the audio plays (else as the video); ``audio_rate``: its
-    sample rate (else 16 kHz, or 48 where the encoder takes no 16); ``container_options``: the muxer's (``movflags``)."""
+    sample rate (else 16 kHz, or 48 where the encoder takes no 16); ``container_options``: the muxer's (``movflags``);
+    ``codec_tag``: the FourCC the video is stored under (else the muxer's choice)."""
     with av.open(str(path), "w", format=container, options=container_options or {}) as out:
         out.set_chapters([{"id": n + 1, "start": round(start * 1000), "end": round(end * 1000),
                            "time_base": Fraction(1, 1000), "metadata": {"title": title}}
                           for n, (start, end, title) in enumerate(chapters)])
         video = out.add_stream(codec, rate=rate, options=options or {})
         video.width, video.height, video.pix_fmt = size[0], size[1], pix_fmt
+        if codec_tag is not None:
+            video.codec_tag = codec_tag
         if time_base is not None:
             video.time_base = video.codec_context.time_base = time_base
         base = video.codec_context.time_base or Fraction(1, rate)

@@ -884,6 +884,17 @@ def test_uncompressed_rgb_decodes_segment_by_segment_to_the_frames_of_one_decode
     assert_cut_into_segments_giving_one_decodes_frames(path, Cutting(segment_s=0.25), 4)
 
 
+@pytest.mark.parametrize("pix_fmt,tag", [("yuyv422", "yuv2"), ("rgba64be", "b64a")])
+def test_quicktime_raw_video_read_by_its_own_tag_decodes_segment_by_segment_to_one_decodes_frames(tmp_path, pix_fmt,
+                                                                                                  tag):
+    """QuickTime's raw decoder reads more than the layout from some FourCCs: 'yuv2' (Component
+    Y'CbCr) has signed chroma, 'b64a' (an After Effects export at trillions of colours) is ARGB. In
+    NUT, under the FourCC naming the bare layout, every segment's pixels came out wrong."""
+    path = make_clip(tmp_path / "raw.mov", frames=24, rate=24, codec="rawvideo", pix_fmt=pix_fmt, codec_tag=tag,
+                     audio=False)
+    assert_cut_into_segments_giving_one_decodes_frames(path, Cutting(segment_s=0.25), 4)
+
+
 @pytest.mark.parametrize("codec,container", [("rawvideo", "avi"), ("smc", "mov"), ("rawvideo", "mov")])
 def test_palette_video_decodes_segment_by_segment_to_the_frames_of_one_decode(tmp_path, codec, container):
     """AVI and QuickTime send a pal8 codec's palette with its first packet only: copied into NUT

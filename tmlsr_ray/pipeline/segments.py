@@ -38,8 +38,8 @@ import numpy as np
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
     RESIZABLE_CODECS, SEGMENT_FORMATS, FrameBatch, VideoInfo, codec_name, copy_video_stream, decode_batches,
-    ffmpeg_message, iter_batches, largest_picture, open_container, open_segment_file, read_segment_file,
-    stamped_by_parser,
+    ffmpeg_message, iter_batches, largest_picture, open_container, open_segment_file, raw_video_tag,
+    read_segment_file, stamped_by_parser,
 )
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
 from tmlsr_ray.errors import InputError
@@ -277,12 +277,11 @@ def _span_ticks(entries: Sequence[PacketEntry], last_frame: Optional[int]) -> in
 
 def segment_file_format(stream: "av.video.stream.VideoStream") -> Optional[str]:
     """The container the video stream's packets are stream-copied into as segment files (NUT for
-    most codecs, QuickTime for ProRes, DNxHD, QuickTime Animation and palettes, FLV for Flash
-    Screen Video 2); None where none holds the codec (APNG)."""
-    # NUT drops the palette a pal8 codec's first packet carries (its segments decoded black);
-    # QuickTime states it in the sample description
-    palette = stream.codec_context.pix_fmt == "pal8"
-    for format in sorted(SEGMENT_FORMATS, key=lambda name: name != "mov") if palette else SEGMENT_FORMATS:
+    most codecs, QuickTime for ProRes, DNxHD, QuickTime Animation, palettes and QuickTime's raw
+    video read by its own tag, FLV for Flash Screen Video 2); None where none holds the codec
+    (APNG)."""
+    quicktime_first = _needs_quicktime(stream.codec_context, stream.codec_tag)
+    for format in sorted(SEGMENT_FORMATS, key=lambda name: name != "mov") if quicktime_first else SEGMENT_FORMATS:
         try:
             with av.open(io.BytesIO(), "w", format=format) as probe:
                 copy_video_stream(probe, stream, with_tag=False)
@@ -290,6 +289,16 @@ def segment_file_format(stream: "av.video.stream.VideoStream") -> Optional[str]:
             continue
         return format
     return None
+
+
+def _needs_quicktime(ctx, tag: str) -> bool:
+    """Whether only a QuickTime segment file decodes to the source's frames: NUT drops the palette
+    a pal8 codec's first packet carries (its segments decoded black), which QuickTime states in
+    the sample description; and NUT reads raw video by the FourCC naming its layout, while
+    QuickTime's raw decoder goes by its own tag too ('yuv2' has signed chroma, 'b64a' is ARGB:
+    every pixel came out wrong), which QuickTime keeps."""
+    own_tag = ctx.name == "rawvideo" and ctx.pix_fmt and tag.strip("\0 ") and tag != raw_video_tag(ctx.pix_fmt)
+    return ctx.pix_fmt == "pal8" or bool(own_tag)
 
 
 def segment_files_read_tag(stream: "av.video.stream.VideoStream", format: str) -> bool:
