@@ -641,6 +641,30 @@ def palette_clip(path: Path, codec: str, frames: int = 24, size=(64, 48), rate: 
     return path
 
 
+def microsoft_video_1_8bit_avi(path: Path, frames: int = 24, size=(64, 48), keyint: int = 6) -> Path:
+    """Microsoft Video 1 in its 8-bit mode (CRAM), as old Windows AVIs hold it: a palette AVI
+    sends with the first packet only, which QuickTime does not hold. FFmpeg has no encoder for
+    that mode: each frame is 4x4 blocks of one palette colour (a fill code), moving along."""
+    template = palette_clip(path.with_suffix(".raw.avi"), "rawvideo", frames=1, size=size)
+    header = bytearray(template.read_bytes())
+    for fourcc_at in (header.find(b"vids") + 4, header.find(b"strf") + 8 + 16):  # handler, biCompression
+        header[fourcc_at:fourcc_at + 4] = b"CRAM"
+    template.write_bytes(bytes(header))
+    width, height = size
+    with av.open(str(template)) as inp, av.open(str(path), "w") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0], opaque=True)
+        palette = next(inp.demux(video=0)).get_sidedata("palette")
+        for index in range(frames):
+            colours = (index * 7 + np.arange(width // 4)[None, :] * 3 + np.arange(height // 4)[:, None] * 5) % 256
+            packet = av.Packet(bytes(np.stack([colours, np.full_like(colours, 0x80)], -1).astype(np.uint8)))
+            if index == 0:
+                packet.set_sidedata(palette)
+            packet.pts = packet.dts = index
+            packet.time_base, packet.stream, packet.is_keyframe = stream.time_base, stream, index % keyint == 0
+            out.mux(packet)
+    return path
+
+
 def packed_b_frames_avi(path: Path, frames: int = 48, rate: int = 24) -> Path:
     """MPEG-4 in AVI as DivX 5 and XviD stored B-frames ("packed bitstream"): each B-frame in the
     chunk of the picture decoded before it, and in its own place a not-coded VOP (N-VOP), with

@@ -26,7 +26,7 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, botto
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
                            without_frame_durations, with_every_frame_keyed, packed_b_frames_avi, with_container_colour,
-                           programme_on_new_pids, media_recorder_webm)
+                           programme_on_new_pids, media_recorder_webm, microsoft_video_1_8bit_avi)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -903,6 +903,17 @@ def test_palette_video_decodes_segment_by_segment_to_the_frames_of_one_decode(tm
     # FFmpeg's smc encoder's keyframes after the first do not decode alone: one GOP
     path = palette_clip(tmp_path / f"{codec}.{container}", codec, options={"g": "1000"} if codec == "smc" else None)
     assert_cut_into_segments_giving_one_decodes_frames(path, Cutting(segment_s=0.25), 1 if codec == "smc" else 4)
+
+
+def test_palette_video_quicktime_cannot_hold_is_decoded_as_a_whole(tmp_path):
+    """Microsoft Video 1's 8-bit mode, whose palette AVI sends with the first packet only: QuickTime
+    does not hold the codec, and in NUT, which keeps no palette, every segment decoded wrong (black
+    where the source's palette was not in force)."""
+    path = microsoft_video_1_8bit_avi(tmp_path / "cram.avi")
+    plan, frames = cut_and_decode(path, Cutting(segment_s=0.25))
+    expected = whole_decode(path)
+    assert plan.whole and [pts for pts, _ in frames] == [pts for pts, _ in expected]
+    assert all(np.array_equal(got, want) for (_, got), (_, want) in zip(frames, expected))
 
 
 def test_palette_video_whose_palette_changes_is_decoded_as_a_whole(tmp_path):

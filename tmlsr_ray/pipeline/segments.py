@@ -161,7 +161,7 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         scanned = _scan(stream, keyframes)
         picture_size = largest_picture(stream, keyframes.packets) if keyframes else None
         entries = _from_first_keyframe(scanned)
-        holds = segment_file_format(stream) is not None
+        format = segment_file_format(stream)
         stated_end = _stated_end(stream, scanned)
         stated_rates = (info.average_rate, stream.guessed_rate, stream.codec_context.framerate)
         by_parser = stamped_by_parser(container)
@@ -172,10 +172,7 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
              and not _shown_before_earlier_frames(entries))
     if timed:
         info = replace(info, average_rate=frames_rate(entries, info.time_base, stated_rates))
-    # A segment file states one palette, its first packet's: one changed inside a segment was lost
-    # (a pal8 capture's fade), so such a stream is decoded as a whole
-    palette_changes = any(e.palette for e in scanned[1:])
-    if (timed and shown and holds and not palette_changes
+    if (timed and shown and format is not None and not _palette_lost(scanned, format)
             and not _keyframes_flagged_wrongly(path, info, entries, intra_only)):
         segments = tuple(cut_packets(entries, info, cutting))
         first_pts = min(e.pts for e in scanned if not e.discard)
@@ -273,6 +270,14 @@ def _last_frame_ticks(entries: Sequence[PacketEntry], stated_end: Optional[int],
 def _span_ticks(entries: Sequence[PacketEntry], last_frame: Optional[int]) -> int:
     stamps = [e.pts for e in entries if not e.discard]
     return max(stamps) - min(stamps) + (last_frame or 0)
+
+
+def _palette_lost(scanned: Sequence[PacketEntry], format: str) -> bool:
+    """Whether segment files would lose the palette packets state (a pal8 codec's, in AVI or
+    QuickTime): a QuickTime segment file states one, its first packet's, and one changed inside a
+    segment (a pal8 capture's fade) was lost; NUT states none (Microsoft Video 1's 8-bit mode,
+    which QuickTime does not hold, decoded black). Such a stream is decoded as a whole."""
+    return any(e.palette for e in scanned[1:]) or (scanned[0].palette and format != "mov")
 
 
 def segment_file_format(stream: "av.video.stream.VideoStream") -> Optional[str]:
