@@ -948,6 +948,21 @@ def test_colour_only_the_container_states_is_kept_by_every_segment(tmp_path, con
     assert_cut_into_segments_giving_one_decodes_frames(path, Cutting(segment_s=0.25), 4)
 
 
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+def test_hdr_only_the_container_states_is_read_as_hdr_by_every_segment(tmp_path, container):
+    """PQ HEVC whose bitstream states no colour, its MP4 colr box or Matroska Colour element does
+    (a remux tagging an untagged encode): HEVC's decoder drops the container's colour, and the
+    video was read as SDR, as one decode and segment by segment."""
+    source = make_clip(tmp_path / "source.mp4", frames=24, rate=24, audio=False, codec="libx265",
+                       pix_fmt="yuv420p10le", options={"x265-params": "keyint=6:log-level=0"})
+    pq = {"color_primaries": 9, "color_trc": 16, "colorspace": 9, "color_range": 1}
+    path = with_container_colour(source, tmp_path / f"hdr.{container}", **pq)
+    assert probe_video(path).color == pq
+    assert_cut_into_segments_giving_one_decodes_frames(path, Cutting(segment_s=0.25), 4)
+    # converted by BT.2020's matrix, not the BT.601 of an untagged stream
+    assert not any(np.array_equal(a, b) for (_, a), (_, b) in zip(whole_decode(path), whole_decode(source)))
+
+
 def test_intra_only_mpeg2_in_mxf_is_cut_into_segments_that_decode_to_one_decodes_frames(tmp_path):
     """IMX / D-10 and I-frame-only broadcast MPEG-2: the decoder allows B-frames (the sequence
     header does not say low delay) and the MXF index's times rise in decode order, which was read

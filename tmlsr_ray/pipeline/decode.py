@@ -33,6 +33,8 @@ from tmlsr_ray.errors import CanceledError, InputError
 
 COLOR_FIELDS = ("color_primaries", "color_trc", "colorspace", "color_range")
 JUMP_BACK_S = Fraction(1, 10)  # a step back of a clock that is a jump, not a frame out of place (FFmpeg's)
+# The values of each colour tag that state nothing (a colour space of 0 is RGB, stated)
+UNSTATED_COLOUR = {"color_primaries": (0, 2), "color_trc": (0, 2), "colorspace": (2,), "color_range": (0,)}
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ def probe_video(path: Path) -> VideoInfo:
                                  "animation); send it with type image to upscale its first frame")
             raise InputError("the video stream has no picture size (corrupt header)")
         _check_matrix(ctx.colorspace)
+        container_colour = _colour(ctx)  # the decoder may drop it (below)
         first = _first_frame(container, stream)
         rotation = int(round((getattr(first, "rotation", 0) or 0) / 90.0)) * 90 % 360
         width, height = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
@@ -227,7 +230,7 @@ def probe_video(path: Path) -> VideoInfo:
             average_rate=rate,
             frames_hint=frames_hint,
             duration_s=duration,
-            color={name: int(getattr(ctx, name) or 0) for name in COLOR_FIELDS},
+            color=_with_container_colour(_colour(ctx), container_colour),
             audio=[_audio_info(s) for s in container.streams.audio],
             subtitles=[SubtitleInfo(s.index, codec_name(s), s.language) for s in container.streams.subtitles],
             animated_gif=container.format.name == "gif",
@@ -264,6 +267,24 @@ def stamped_by_parser(container) -> bool:
     """Whether the container is a raw elementary stream (``.264``, ``.m1v``): it stores no
     timestamps, and FFmpeg's parser makes its packets' from the stream's rate and picture types."""
     return bool(container.format.flags & av.format.Flags.no_timestamps.value)
+
+
+def _colour(tagged) -> Dict[str, int]:
+    return {name: int(getattr(tagged, name) or 0) for name in COLOR_FIELDS}
+
+
+def _with_container_colour(decoded: Dict[str, int], container: Dict[str, int]) -> Dict[str, int]:
+    """The colour the decoder gives, the container's where it states none: HEVC's decoder drops
+    what an MP4 colr box or a Matroska Colour element says (as a remux that tags an untagged
+    stream writes it) where its bitstream states no colour, and PQ HDR was read as SDR."""
+    return {name: container[name] if value in UNSTATED_COLOUR[name] else value for name, value in decoded.items()}
+
+
+def _state_container_colour(frame, colour: Dict[str, int]) -> None:
+    """Tags the frame with the stream's colour (:func:`probe_video`'s) where it states none: a
+    segment file keeps no container colour, and HEVC's decoder drops it."""
+    for name, value in _with_container_colour(_colour(frame), colour).items():
+        setattr(frame, name, value)
 
 
 def _check_matrix(colorspace: int) -> None:
@@ -319,6 +340,7 @@ def decode_batches(container, stream, info: VideoInfo, batch_size: int,
             pts = stamp(frame)
             if pts is None:
                 continue
+            _state_container_colour(frame, info.color)
             if not frames:
                 form.start(frame)
             frames.append(form.picture(frame))

@@ -635,8 +635,6 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
         to_source = _timestamp_map(stream.time_base, info.time_base, segment.shift)
         tolerance = _match_tolerance(np.union1d(owned, _file_stamps(data, to_source)), info)
         retag = source_tags(stream)
-        if retag is None:
-            _state_source_colour(stream, info)
 
         def stamp(frame) -> Optional[int]:
             if retag is not None:  # before the frame is read: its tags choose the conversion
@@ -649,15 +647,6 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
 
         yield from decode_batches(container, stream, info, batch_size, stamp, stop,
                                   what=f"segment {segment.index} of the video", planes=planes)
-
-
-def _state_source_colour(stream, info: VideoInfo) -> None:
-    """Has a copied segment's decoder tag frames whose bitstream states no colour as the source's
-    decoder did, with the colour its container states (a Matroska Colour element, an MP4 colr
-    box): NUT keeps none, and a BT.709 full-range capture's segments were read as BT.601 limited
-    range. A frame that states its own keeps it."""
-    for tag, value in info.color.items():
-        setattr(stream.codec_context, tag, value)
 
 
 def _decode_whole(data: bytes, info: VideoInfo, batch_size: int, stop, planes) -> Iterator[FrameBatch]:
