@@ -140,8 +140,9 @@ def copy_video_stream(out, template, with_tag: bool = True) -> "av.video.stream.
     its layout from the tag."""
     stream = out.add_stream_from_template(template, opaque=True)
     if template.codec_context.name == "rawvideo" and out.format.name == SEGMENT_FORMAT:
-        # AVI and QuickTime state uncompressed RGB's layout by its bit depth, which NUT does not
-        # keep: read back, bgr24 decoded as rgb555le. The FourCC that names the layout says it.
+        # AVI states uncompressed RGB's layout by its bit depth, which NUT does not keep: read
+        # back, bgr24 decoded as rgb555le. The FourCC that names the layout says it. (QuickTime's
+        # raw video goes into QuickTime segment files, under its own tag.)
         stream.codec_tag = raw_video_tag(template.codec_context.pix_fmt)
     elif with_tag and template.codec_tag.strip("\0 "):
         stream.codec_tag = template.codec_tag
