@@ -665,6 +665,22 @@ def microsoft_video_1_8bit_avi(path: Path, frames: int = 24, size=(64, 48), keyi
     return path
 
 
+def bayer_clip(path: Path, frames: int = 24, size=(64, 48), rate: int = 24) -> Path:
+    """Raw Bayer video (a machine-vision camera's sensor data), noise: swscale converts nothing
+    into Bayer, so the samples are written as they are."""
+    width, height = size
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("rawvideo", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "bayer_rggb8"
+        for index in range(frames):
+            frame = av.VideoFrame(width, height, "bayer_rggb8")
+            noise = np.random.default_rng(index).integers(0, 256, height * frame.planes[0].line_size, np.uint8)
+            frame.planes[0].update(noise.tobytes())
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
 def packed_b_frames_avi(path: Path, frames: int = 48, rate: int = 24) -> Path:
     """MPEG-4 in AVI as DivX 5 and XviD stored B-frames ("packed bitstream"): each B-frame in the
     chunk of the picture decoded before it, and in its own place a not-coded VOP (N-VOP), with

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, bottom_up_avi, camcorder_dv, combing, cut_and_decode, cut_mid_gop,
-                           growing_recording,
+from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, bayer_clip, bottom_up_avi, camcorder_dv, combing,
+                           cut_and_decode, cut_mid_gop, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
@@ -893,6 +893,16 @@ def test_quicktime_raw_video_read_by_its_own_tag_decodes_segment_by_segment_to_o
     path = make_clip(tmp_path / "raw.mov", frames=24, rate=24, codec="rawvideo", pix_fmt=pix_fmt, codec_tag=tag,
                      audio=False)
     assert_cut_into_segments_giving_one_decodes_frames(path, Cutting(segment_s=0.25), 4)
+
+
+def test_raw_bayer_video_is_decoded_as_a_whole(tmp_path):
+    """Raw Bayer's FourCC (0xBA 'R' 'G' 8) is no text PyAV reads or writes: no segment file could
+    state it, and the task failed (its NUT segments did not decode, then the tag's check raised)."""
+    path = bayer_clip(tmp_path / "sensor.nut")
+    plan, frames = cut_and_decode(path, Cutting(segment_s=0.25))
+    expected = whole_decode(path)
+    assert plan.whole and [pts for pts, _ in frames] == [pts for pts, _ in expected]
+    assert all(np.array_equal(got, want) for (_, got), (_, want) in zip(frames, expected))
 
 
 @pytest.mark.parametrize("codec,container", [("rawvideo", "avi"), ("smc", "mov"), ("rawvideo", "mov")])

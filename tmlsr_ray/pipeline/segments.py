@@ -285,7 +285,10 @@ def segment_file_format(stream: "av.video.stream.VideoStream") -> Optional[str]:
     most codecs, QuickTime for ProRes, DNxHD, QuickTime Animation, palettes and QuickTime's raw
     video read by its own tag, FLV for Flash Screen Video 2); None where none holds the codec
     (APNG)."""
-    quicktime_first = _needs_quicktime(stream.codec_context, stream.codec_tag)
+    try:
+        quicktime_first = _needs_quicktime(stream.codec_context, stream.codec_tag)
+    except ValueError:  # a FourCC PyAV cannot read (raw Bayer's 0xBA 'R' 'G' 8), nor could it write
+        return None
     for format in sorted(SEGMENT_FORMATS, key=lambda name: name != "mov") if quicktime_first else SEGMENT_FORMATS:
         try:
             with av.open(io.BytesIO(), "w", format=format) as probe:
