@@ -237,7 +237,8 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
               audio_codec: str = "aac", languages: Sequence[str] = ("",), sample_aspect=None,
               durations: list | None = None, chapters: Sequence[tuple] = (), audio_layout: str = "mono",
               audio_s: float | None = None, audio_rate: int | None = None,
-              container_options: dict | None = None, codec_tag: str | None = None) -> Path:
+              container_options: dict | None = None, codec_tag: str | None = None,
+              levels_by_channel: bool = False) -> Path:
     """A short real clip made with PyAV: a brightness ramp with a noisy corner (:func:`_ramp`),
     optionally audio (one stream per language, of ``audio_layout``), any encoder options, and given
     timestamps (VFR). ``start_s`` moves every stream's times (below 0: an MP4 edit list's
@@ -245,7 +246,8 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
     ``durations``: how long each frame shows, in the stream's time base (else the muxer's guess);
     ``chapters``: (start s, end s, title) each; ``audio_s``: how long the audio plays (else as the video); ``audio_rate``: its
     sample rate (else 16 kHz, or 48 where the encoder takes no 16); ``container_options``: the muxer's (``movflags``);
-    ``codec_tag``: the FourCC the video is stored under (else the muxer's choice)."""
+    ``codec_tag``: the FourCC the video is stored under (else the muxer's choice); ``levels_by_channel``:
+    each audio channel at its own level (see :func:`_write_tone`)."""
     with av.open(str(path), "w", format=container, options=container_options or {}) as out:
         out.set_chapters([{"id": n + 1, "start": round(start * 1000), "end": round(end * 1000),
                            "time_base": Fraction(1, 1000), "metadata": {"title": title}}
@@ -270,7 +272,7 @@ def make_clip(path: Path, frames: int = 12, size=(64, 48), rate: int = 12, audio
             out.mux(_with_durations(video.encode(frame), pts, durations))
         out.mux(_with_durations(video.encode(None), pts, durations))
         for sound in sounds:
-            _write_tone(out, sound, audio_s or frames / rate, round(start_s * sound.rate))
+            _write_tone(out, sound, audio_s or frames / rate, round(start_s * sound.rate), levels_by_channel)
     return path
 
 
@@ -1023,16 +1025,21 @@ def _audio_stream(out, codec: str, language: str, layout: str = "mono", rate: in
     return sound
 
 
-def _write_tone(out, sound, seconds: float, first_sample: int) -> None:
+def _write_tone(out, sound, seconds: float, first_sample: int, levels_by_channel: bool = False) -> None:
     """A 440 Hz tone on each of the stream's channels; PyAV converts it to the encoder's sample
-    format and frame size."""
+    format and frame size. ``levels_by_channel``: channel k of n at (k + 1) / n of the level, so
+    each channel can be told by its level."""
     rate, channels = sound.rate, sound.layout.nb_channels
     samples = int(rate * seconds)
     tone = (0.2 * np.sin(np.arange(samples) * 2 * np.pi * 440 / rate)).astype(np.float32)
+    gains = (np.arange(1, channels + 1) / channels if levels_by_channel else np.ones(channels)).astype(np.float32)
     pcm = sound.codec_context.name.startswith("pcm_")
     for start in range(0, samples, 1024):
         chunk = tone[None, start:start + 1024]
-        chunk = np.repeat(chunk, channels, axis=1) if pcm else np.repeat(chunk, channels, axis=0)  # packed, planar
+        if pcm:  # packed: each sample's channels side by side
+            chunk = np.repeat(chunk, channels, axis=1) * np.tile(gains, chunk.shape[1])
+        else:
+            chunk = np.repeat(chunk, channels, axis=0) * gains[:, None]
         frame = av.AudioFrame.from_ndarray((chunk * 32767).astype(np.int16) if pcm else chunk,
                                            format="s16" if pcm else "fltp", layout=sound.layout.name)
         frame.sample_rate, frame.pts = rate, first_sample + start

@@ -1092,13 +1092,16 @@ def test_broadcast_pcm_of_many_channels_becomes_aac_of_as_many_as_it_holds(tmp_p
     silent, or the first 16 of more: 16 were mixed by a layout FFmpeg guessed (5 silent, 2 at
     twice the level), and other counts failed the task."""
     path = make_clip(tmp_path / "master.mov", frames=12, rate=25, codec="prores_ks", pix_fmt="yuv422p10le",
-                     audio_codec="pcm_s24le", audio_layout=layout)
+                     audio_codec="pcm_s24le", audio_layout=layout, levels_by_channel=True)
     _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
     with av.open(str(tmp_path / "out.mp4")) as output:
         assert [(s.codec_context.name, s.codec_context.channels) for s in output.streams.audio] == [("aac", channels)]
-    if sounding:  # the same tone on each source channel, at an RMS of 0.14
+    if sounding:  # source channel k of n at an RMS of 0.14 (k + 1) / n: each in its place
+        source_channels = int(layout.split()[0])
+        expected = 0.1414 * np.arange(1, sounding + 1) / source_channels
         levels = _channel_levels(tmp_path / "out.mp4")
-        assert np.allclose(levels[:sounding], 0.14, atol=0.01) and (levels[sounding:] < 1e-3).all()
+        assert np.allclose(levels[:sounding], expected, rtol=0.06) and (np.diff(levels[:sounding]) > 0).all()
+        assert (levels[sounding:] < 1e-3).all()
     assert [a["codec"] for a in report.audio_reencoded] == ["pcm_s24le"]
 
 
