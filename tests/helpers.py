@@ -1069,18 +1069,36 @@ def tiff_with_alpha(pixels: np.ndarray, associated: bool) -> bytes:
     """An uncompressed one-strip TIFF of RGBA (H, W, 4) or gray+alpha (H, W, 2) samples, 8- or
     16-bit, whose ExtraSamples tag says the alpha is associated (colour premultiplied, what GIMP
     writes) or unassociated (Photoshop's): the layouts Pillow cannot write."""
+    return uncompressed_tiff(pixels, extra_sample=1 if associated else 2)
+
+
+def uncompressed_tiff(pixels: np.ndarray, extra_sample: Optional[int] = None, planar: bool = False) -> bytes:
+    """An uncompressed TIFF of gray, RGB or either with one more sample (H, W, C), 8- or 16-bit:
+    one strip of interleaved samples, or with ``planar`` one strip a plane (PlanarConfiguration 2,
+    a scanner's or Photoshop's "per channel" order). ``extra_sample`` is the ExtraSamples value of
+    that last sample (1: associated alpha, 2: unassociated)."""
     height, width, samples = pixels.shape
     bits = 8 * pixels.dtype.itemsize
-    data = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
-    count = 11
+    stored = np.moveaxis(pixels, 2, 0) if planar else pixels
+    data = np.ascontiguousarray(stored).astype(pixels.dtype.newbyteorder("<")).tobytes()
+    strips = samples if planar else 1
+    short, long = 3, 4
+    count = 10 + (extra_sample is not None)
     bits_at = 8 + 2 + 12 * count + 4
     bits_values = struct.pack(f"<{samples}H", *[bits] * samples)
-    data_at = bits_at + len(bits_values)
-    short, long = 3, 4
+    offsets_at = bits_at + len(bits_values)
+    counts_at = offsets_at + 4 * strips
+    data_at = counts_at + 4 * strips
+    strip_bytes = len(data) // strips
+    offsets = struct.pack(f"<{strips}I", *(data_at + i * strip_bytes for i in range(strips)))
+    counts = struct.pack(f"<{strips}I", *[strip_bytes] * strips)
     entries = [(256, long, 1, width), (257, long, 1, height), (258, short, samples, bits_at if samples > 2 else None),
-               (259, short, 1, 1), (262, short, 1, 2 if samples == 4 else 1), (273, long, 1, data_at),
-               (277, short, 1, samples), (278, long, 1, height), (279, long, 1, len(data)), (284, short, 1, 1),
-               (338, short, 1, 1 if associated else 2)]
+               (259, short, 1, 1), (262, short, 1, 2 if samples >= 3 else 1),
+               (273, long, strips, offsets_at if planar else data_at), (277, short, 1, samples),
+               (278, long, 1, height), (279, long, strips, counts_at if planar else len(data)),
+               (284, short, 1, 2 if planar else 1)]
+    if extra_sample is not None:
+        entries.append((338, short, 1, extra_sample))
     ifd = struct.pack("<H", count)
     for tag, kind, n, value in entries:
         if value is None:  # two SHORTs fit the entry itself
@@ -1089,7 +1107,7 @@ def tiff_with_alpha(pixels: np.ndarray, associated: bool) -> bytes:
             ifd += struct.pack("<HHIHH", tag, kind, n, value, 0)
         else:
             ifd += struct.pack("<HHII", tag, kind, n, value)
-    return b"II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + bits_values + data
+    return b"II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + bits_values + offsets + counts + data
 
 
 # A colour chart of in-gamut RGB patches, as exact YUV code values for a given matrix and range.

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from tests.helpers import SHARED, deep_photo, display_p3_icc, icc_colourants, shared_path, tiff_with_alpha
+from tests.helpers import (SHARED, deep_photo, display_p3_icc, icc_colourants, shared_path, tiff_with_alpha,
+                           uncompressed_tiff)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.image import (png_with_metadata, decode_image, encode_image, output_format, probe_image,
                                       stored_layout)
@@ -393,6 +394,18 @@ def test_a_tiff_with_alpha_keeps_its_colours_where_it_is_translucent(tmp_path, d
     tolerance = 2 if dtype == np.uint8 else (3 if associated else 0)
     assert decoded.shape == (6, 8, 4) and np.array_equal(decoded[..., 3], rgba[..., 3])
     assert np.abs(decoded[..., :3].astype(int) - rgba[..., 2::-1]).max() <= tolerance
+
+
+@pytest.mark.parametrize("samples,extra_sample", [(3, None), (4, 2)])
+def test_a_sixteen_bit_tiff_stored_plane_by_plane_keeps_its_colours(tmp_path, samples, extra_sample):
+    """A scanner's or Photoshop's "per channel" TIFF stores each colour as a plane of its own:
+    OpenCV read a 16-bit one's planes as if interleaved, and every pixel came out garbage."""
+    levels = np.random.default_rng(0).integers(0, 65536, (6, 8, samples), dtype=np.uint16)
+    path = tmp_path / "scan.tif"
+    path.write_bytes(uncompressed_tiff(levels, extra_sample, planar=True))
+    decoded = decode_image(path, probe_image(path, 10_000))
+    order = [2, 1, 0, 3][:samples]  # BGR(A)
+    assert decoded.dtype == np.uint16 and np.array_equal(decoded, levels[..., order])
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4, 8, 16])

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
+import av
 import cv2
 import numpy as np
 import pillow_heif
@@ -39,6 +40,9 @@ EXIF_IFD_TAG, EXIF_PIXEL_DIMENSION_TAGS = 0x8769, (0xA002, 0xA003)
 # ICC profile (34675) travels on its own; 37724 is Photoshop's layer data.
 PIXEL_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 317, 320,
                      322, 323, 324, 325, 338, 339, 347, 530, 34675, 37724}
+# TIFF tags of how its samples are laid out: BitsPerSample, PhotometricInterpretation (2: RGB),
+# SamplesPerPixel, PlanarConfiguration (2: one plane a sample)
+TIFF_BITS_TAG, TIFF_PHOTOMETRIC_TAG, TIFF_SAMPLES_TAG, TIFF_PLANAR_TAG = 258, 262, 277, 284
 # the longest side each output format holds (PNG: libpng's default limit)
 MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
@@ -149,7 +153,9 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
     if info.format in READ_BY_PILLOW:  # an image task takes a GIF's first frame
         return _palette_of_grays_as_gray(_decode_with_pillow(path, info), info.mode)
     data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    image = _deep_tiff_stored_by_plane(path) if info.format == "tiff" else None
+    if image is None:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise InputError(f"{info.format} image could not be decoded (corrupt or truncated file)")
     if image.ndim == 3 and image.shape[2] == 1:
@@ -203,6 +209,27 @@ def _with_transparent_gray_level(image: np.ndarray, png: np.ndarray) -> np.ndarr
             return out
         at += 12 + length
     return image
+
+
+def _deep_tiff_stored_by_plane(path: Path) -> Optional[np.ndarray]:
+    """A 16-bit RGB(A) TIFF stored plane by plane (a scanner's or Photoshop's "per channel" order)
+    as BGR(A), upright; None for any other TIFF. OpenCV reads such planes as if their samples were
+    interleaved (every pixel garbage); FFmpeg's decoder reads them as stored."""
+    with Image.open(path) as img:
+        tags = img.tag_v2
+        bits = tags.get(TIFF_BITS_TAG, (8,))
+        samples = tags.get(TIFF_SAMPLES_TAG, 1)
+        if (tags.get(TIFF_PLANAR_TAG) != 2 or tags.get(TIFF_PHOTOMETRIC_TAG) != 2 or samples not in (3, 4)
+                or max(bits if isinstance(bits, tuple) else (bits,)) != 16):
+            return None
+        orientation = _orientation(tags.get(EXIF_ORIENTATION_TAG))
+    try:
+        with av.open(str(path), format="tiff_pipe") as container:
+            rgb = next(container.decode(video=0)).to_ndarray(format="rgba64le" if samples == 4 else "rgb48le")
+    except (av.FFmpegError, StopIteration) as exc:
+        raise InputError(f"16-bit TIFF stored plane by plane could not be decoded ({_first_line(exc)})") from exc
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if samples == 4 else cv2.COLOR_RGB2BGR)
+    return apply_exif_orientation(bgr, orientation)
 
 
 def _with_tiff_gray_alpha(path: Path, gray: np.ndarray, premultiplied: bool) -> np.ndarray:
