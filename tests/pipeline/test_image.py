@@ -337,6 +337,9 @@ def test_the_icc_profile_goes_along_only_where_it_describes_the_output(image, fm
     (np.zeros((4, 4, 4), np.uint8), "jpeg", 40, (3, 8), 40),
     (np.zeros((4, 4), np.uint8), "webp", None, (3, 8), 95),
     (np.zeros((4, 4, 4), np.uint8), "webp", None, (4, 8), None),  # lossless
+    # libwebp leaves out an alpha that is opaque everywhere (16-bit: once rounded to 8 bits)
+    (np.full((4, 4, 4), 255, np.uint8), "webp", None, (3, 8), None),
+    (np.full((4, 4, 4), 65450, np.uint16), "webp", 80, (3, 8), 80),
     (np.zeros((4, 4, 3), np.uint16), "png", None, (3, 16), None),
 ])
 def test_the_metadata_describes_the_file_the_format_stores(image, fmt, quality, layout, stored_quality):

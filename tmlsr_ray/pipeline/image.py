@@ -380,6 +380,8 @@ def stored_layout(image: np.ndarray, fmt: str) -> Tuple[int, int]:
         return channels, 16 if image.dtype == np.uint16 else 8
     if fmt == "webp" and channels == 1:
         channels = 3  # WebP has no gray form
+    if fmt == "webp" and channels == 4 and _alpha_opaque_in_eight_bits(image):
+        channels = 3  # libwebp leaves such an alpha out
     if fmt == "jpeg" and channels == 4:
         channels = 3
     return channels, 8
@@ -441,6 +443,13 @@ def encode_image(image: np.ndarray, fmt: str, quality: Optional[int] = None, icc
 
 def _has_alpha(image: np.ndarray) -> bool:
     return image.ndim == 3 and image.shape[2] == 4
+
+
+def _alpha_opaque_in_eight_bits(image: np.ndarray) -> bool:
+    """Whether every alpha sample is 255 once brought to 8 bits (a 16-bit one from 65,407 on,
+    as :func:`fit_to_format` rounds)."""
+    opaque_from = 255 if image.dtype == np.uint8 else 65535 - 128
+    return bool(image[:, :, 3].min() >= opaque_from)
 
 
 def png_with_metadata(png: bytes, icc_profile: Optional[bytes], exif: Optional[bytes],
