@@ -1110,6 +1110,18 @@ def uncompressed_tiff(pixels: np.ndarray, extra_sample: Optional[int] = None, pl
     return b"II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + bits_values + offsets + counts + data
 
 
+def bmp_with_alpha_mask(bgra: np.ndarray) -> bytes:
+    """A 32-bit bottom-up BMP of BGRA (H, W, 4) samples with a BITMAPV5HEADER whose bit fields name
+    an alpha mask (what Photoshop's and GDI+'s 32-bit BMPs have; Pillow writes no alpha mask)."""
+    height, width, _ = bgra.shape
+    pixels = np.ascontiguousarray(bgra[::-1]).astype(np.uint8).tobytes()
+    masks = struct.pack("<4I", 0x00FF0000, 0x0000FF00, 0x000000FF, 0xFF000000)
+    header = (struct.pack("<IiiHHIIiiII", 124, width, height, 1, 32, 3, len(pixels), 2835, 2835, 0, 0) + masks
+              + b"BGRs" + b"\0" * 36 + b"\0" * 12 + struct.pack("<4I", 4, 0, 0, 0))
+    start = 14 + len(header)
+    return b"BM" + struct.pack("<IHHI", start + len(pixels), 0, 0, start) + header + pixels
+
+
 # A colour chart of in-gamut RGB patches, as exact YUV code values for a given matrix and range.
 CHART_RGB = [(0.45, 0.32, 0.26), (0.76, 0.58, 0.50), (0.36, 0.48, 0.61), (0.35, 0.42, 0.26),
              (0.51, 0.50, 0.69), (0.38, 0.74, 0.67), (0.85, 0.47, 0.18), (0.25, 0.36, 0.65)]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from tests.helpers import (SHARED, deep_photo, display_p3_icc, icc_colourants, shared_path, tiff_with_alpha,
-                           uncompressed_tiff)
+from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_photo, display_p3_icc, icc_colourants, shared_path,
+                           tiff_with_alpha, uncompressed_tiff)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.image import (png_with_metadata, decode_image, encode_image, output_format, probe_image,
                                       stored_layout)
@@ -397,6 +397,18 @@ def test_a_tiff_with_alpha_keeps_its_colours_where_it_is_translucent(tmp_path, d
     tolerance = 2 if dtype == np.uint8 else (3 if associated else 0)
     assert decoded.shape == (6, 8, 4) and np.array_equal(decoded[..., 3], rgba[..., 3])
     assert np.abs(decoded[..., :3].astype(int) - rgba[..., 2::-1]).max() <= tolerance
+
+
+@pytest.mark.parametrize("alpha,expected_channels", [(0, 3), (128, 4)])
+def test_a_bmp_whose_alpha_is_zero_everywhere_is_opaque(tmp_path, alpha, expected_channels):
+    """Many 32-bit BMPs name an alpha mask and leave every alpha byte 0; browsers and Windows show
+    them opaque. Read as alpha, the whole output came out transparent, an empty picture."""
+    bgra = np.random.default_rng(0).integers(0, 256, (5, 7, 4), dtype=np.uint8)
+    bgra[..., 3] = alpha
+    path = tmp_path / "screenshot.bmp"
+    path.write_bytes(bmp_with_alpha_mask(bgra))
+    decoded = decode_image(path, probe_image(path, 10_000))
+    assert decoded.shape == (5, 7, expected_channels) and np.array_equal(decoded, bgra[..., :expected_channels])
 
 
 @pytest.mark.parametrize("samples,extra_sample", [(3, None), (4, 2)])

@@ -166,6 +166,8 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
         raise InputError(f"unsupported sample type {image.dtype}; 8- and 16-bit images are supported")
     if info.format == "png" and image.ndim == 2:
         image = _with_transparent_gray_level(image, data)
+    if info.format == "bmp" and _has_alpha(image) and not image[:, :, 3].any():
+        image = np.ascontiguousarray(image[:, :, :3])  # an alpha byte left 0 everywhere: viewers show it opaque
     if info.format == "tiff" and info.mode in ("LA", "La") and image.ndim == 2:
         image = _with_tiff_gray_alpha(path, image, premultiplied=info.mode == "La")
     elif info.format == "tiff" and _has_alpha(image) and _tiff_colour_is_premultiplied(path, image.dtype):
