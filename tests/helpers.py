@@ -1122,6 +1122,19 @@ def bmp_with_alpha_mask(bgra: np.ndarray) -> bytes:
     return b"BM" + struct.pack("<IHHI", start + len(pixels), 0, 0, start) + header + pixels
 
 
+def os2_bitmap(pixels: np.ndarray, palette: Optional[Sequence[tuple]] = None) -> bytes:
+    """An OS/2 1.x BMP (the 12-byte BITMAPCOREHEADER of OS/2's and Windows 2's bitmaps) of RGB
+    (H, W, 3) samples, or of 8-bit indices (H, W) into ``palette``'s RGB colours."""
+    height, width = pixels.shape[:2]
+    samples = pixels[..., ::-1] if pixels.ndim == 3 else pixels  # BGR, as BMP stores colour
+    rows = [row.astype(np.uint8).tobytes() for row in samples[::-1]]
+    data = b"".join(row + b"\0" * (-len(row) % 4) for row in rows)
+    header = struct.pack("<IHHHH", 12, width, height, 1, 24 if pixels.ndim == 3 else 8)
+    colours = b"".join(bytes([b, g, r]) for r, g, b in palette or ())
+    start = 14 + len(header) + len(colours)
+    return b"BM" + struct.pack("<IHHI", start + len(data), 0, 0, start) + header + colours + data
+
+
 # A colour chart of in-gamut RGB patches, as exact YUV code values for a given matrix and range.
 CHART_RGB = [(0.45, 0.32, 0.26), (0.76, 0.58, 0.50), (0.36, 0.48, 0.61), (0.35, 0.42, 0.26),
              (0.51, 0.50, 0.69), (0.38, 0.74, 0.67), (0.85, 0.47, 0.18), (0.25, 0.36, 0.65)]

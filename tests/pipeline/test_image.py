@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_photo, display_p3_icc, icc_colourants, shared_path,
-                           tiff_with_alpha, uncompressed_tiff)
+from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_photo, display_p3_icc, icc_colourants, os2_bitmap,
+                           shared_path, tiff_with_alpha, uncompressed_tiff)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.image import (png_with_metadata, decode_image, encode_image, output_format, probe_image,
                                       stored_layout)
@@ -397,6 +397,20 @@ def test_a_tiff_with_alpha_keeps_its_colours_where_it_is_translucent(tmp_path, d
     tolerance = 2 if dtype == np.uint8 else (3 if associated else 0)
     assert decoded.shape == (6, 8, 4) and np.array_equal(decoded[..., 3], rgba[..., 3])
     assert np.abs(decoded[..., :3].astype(int) - rgba[..., 2::-1]).max() <= tolerance
+
+
+@pytest.mark.parametrize("paletted", [False, True])
+def test_an_os2_bitmap_keeps_its_colours(tmp_path, paletted):
+    """OS/2's BMP header (12 bytes, as OS/2 and Windows 2 wrote it): OpenCV read its pixels as one
+    channel of garbage, a gray image of none of its colours."""
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    path = tmp_path / "os2.bmp"
+    if paletted:
+        palette = [tuple(colour) for colour in rgb.reshape(-1, 3)]
+        path.write_bytes(os2_bitmap(np.arange(35, dtype=np.uint8).reshape(5, 7), palette))
+    else:
+        path.write_bytes(os2_bitmap(rgb))
+    assert np.array_equal(decode_image(path, probe_image(path, 10_000)), rgb[..., ::-1])
 
 
 @pytest.mark.parametrize("alpha,expected_channels", [(0, 3), (128, 4)])

@@ -43,6 +43,7 @@ PIXEL_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278,
 # TIFF tags of how its samples are laid out: BitsPerSample, PhotometricInterpretation (2: RGB),
 # SamplesPerPixel, PlanarConfiguration (2: one plane a sample)
 TIFF_BITS_TAG, TIFF_PHOTOMETRIC_TAG, TIFF_SAMPLES_TAG, TIFF_PLANAR_TAG = 258, 262, 277, 284
+BMP_CORE_HEADER_BYTES = 12  # OS/2 1.x's BITMAPCOREHEADER, in place of Windows' 40-byte or longer one
 # the longest side each output format holds (PNG: libpng's default limit)
 MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
@@ -150,7 +151,7 @@ def _upright_exif(exif) -> Optional[bytes]:
 
 
 def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
-    if info.format in READ_BY_PILLOW:  # an image task takes a GIF's first frame
+    if info.format in READ_BY_PILLOW or _is_os2_bitmap(path, info):  # an image task takes a GIF's first frame
         return _palette_of_grays_as_gray(_decode_with_pillow(path, info), info.mode)
     data = np.fromfile(str(path), dtype=np.uint8)
     image = _deep_tiff_stored_by_plane(path) if info.format == "tiff" else None
@@ -179,6 +180,16 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
             f"{info.width}x{info.height}: the file is corrupt"
         )
     return apply_exif_orientation(image, info.orientation)
+
+
+def _is_os2_bitmap(path: Path, info: ImageInfo) -> bool:
+    """A BMP with OS/2's 12-byte header (OS/2's and Windows 2's bitmaps), whose pixels OpenCV reads
+    as one channel of garbage."""
+    if info.format != "bmp":
+        return False
+    with open(path, "rb") as file:
+        header = file.read(18)
+    return len(header) == 18 and struct.unpack("<I", header[14:18])[0] == BMP_CORE_HEADER_BYTES
 
 
 def _palette_of_grays_as_gray(image: np.ndarray, mode: str) -> np.ndarray:
