@@ -1072,42 +1072,54 @@ def tiff_with_alpha(pixels: np.ndarray, associated: bool) -> bytes:
     return uncompressed_tiff(pixels, extra_sample=1 if associated else 2)
 
 
-def uncompressed_tiff(pixels: np.ndarray, extra_sample: Optional[int] = None, planar: bool = False) -> bytes:
+def uncompressed_tiff(pixels: np.ndarray, extra_sample: Optional[int] = None, planar: bool = False,
+                      tile: Optional[int] = None) -> bytes:
     """An uncompressed TIFF of gray, RGB or either with one more sample (H, W, C), 8- or 16-bit:
     one strip of interleaved samples, or with ``planar`` one strip a plane (PlanarConfiguration 2,
-    a scanner's or Photoshop's "per channel" order). ``extra_sample`` is the ExtraSamples value of
-    that last sample (1: associated alpha, 2: unassociated)."""
+    a scanner's or Photoshop's "per channel" order); in ``tile``-pixel square tiles if given.
+    ``extra_sample`` is the ExtraSamples value of that last sample (1: associated alpha, 2:
+    unassociated)."""
     height, width, samples = pixels.shape
     bits = 8 * pixels.dtype.itemsize
-    stored = np.moveaxis(pixels, 2, 0) if planar else pixels
-    data = np.ascontiguousarray(stored).astype(pixels.dtype.newbyteorder("<")).tobytes()
-    strips = samples if planar else 1
+    planes = [pixels[..., [i]] for i in range(samples)] if planar else [pixels]
+    pieces = [_tiles(plane, tile) if tile else [plane] for plane in planes]
+    data = [np.ascontiguousarray(piece).astype(pixels.dtype.newbyteorder("<")).tobytes()
+            for plane in pieces for piece in plane]
     short, long = 3, 4
-    count = 10 + (extra_sample is not None)
+    layout = [(322, short, 1, tile), (323, short, 1, tile)] if tile else [(278, long, 1, height)]
+    count = 9 + len(layout) + (extra_sample is not None)
     bits_at = 8 + 2 + 12 * count + 4
     bits_values = struct.pack(f"<{samples}H", *[bits] * samples)
     offsets_at = bits_at + len(bits_values)
-    counts_at = offsets_at + 4 * strips
-    data_at = counts_at + 4 * strips
-    strip_bytes = len(data) // strips
-    offsets = struct.pack(f"<{strips}I", *(data_at + i * strip_bytes for i in range(strips)))
-    counts = struct.pack(f"<{strips}I", *[strip_bytes] * strips)
+    counts_at = offsets_at + 4 * len(data)
+    data_at = counts_at + 4 * len(data)
+    starts = [data_at + sum(map(len, data[:i])) for i in range(len(data))]
+    offsets_tag, counts_tag = (324, 325) if tile else (273, 279)
     entries = [(256, long, 1, width), (257, long, 1, height), (258, short, samples, bits_at if samples > 2 else None),
                (259, short, 1, 1), (262, short, 1, 2 if samples >= 3 else 1),
-               (273, long, strips, offsets_at if planar else data_at), (277, short, 1, samples),
-               (278, long, 1, height), (279, long, strips, counts_at if planar else len(data)),
-               (284, short, 1, 2 if planar else 1)]
+               (offsets_tag, long, len(data), offsets_at if len(data) > 1 else starts[0]), (277, short, 1, samples),
+               (counts_tag, long, len(data), counts_at if len(data) > 1 else len(data[0])),
+               (284, short, 1, 2 if planar else 1), *layout]
     if extra_sample is not None:
         entries.append((338, short, 1, extra_sample))
     ifd = struct.pack("<H", count)
-    for tag, kind, n, value in entries:
+    for tag, kind, n, value in sorted(entries):
         if value is None:  # two SHORTs fit the entry itself
             ifd += struct.pack("<HHI", tag, kind, n) + bits_values
         elif kind == short and n == 1:
             ifd += struct.pack("<HHIHH", tag, kind, n, value, 0)
         else:
             ifd += struct.pack("<HHII", tag, kind, n, value)
-    return b"II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + bits_values + offsets + counts + data
+    return (b"II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + bits_values
+            + struct.pack(f"<{len(data)}I", *starts) + struct.pack(f"<{len(data)}I", *map(len, data)) + b"".join(data))
+
+
+def _tiles(plane: np.ndarray, tile: int) -> List[np.ndarray]:
+    """The plane's ``tile``-square tiles, row by row, the last ones padded."""
+    rows, columns = -(-plane.shape[0] // tile), -(-plane.shape[1] // tile)
+    padded = np.zeros((rows * tile, columns * tile, plane.shape[2]), plane.dtype)
+    padded[:plane.shape[0], :plane.shape[1]] = plane
+    return [padded[y:y + tile, x:x + tile] for y in range(0, rows * tile, tile) for x in range(0, columns * tile, tile)]
 
 
 def bmp_with_alpha_mask(bgra: np.ndarray) -> bytes:

@@ -437,6 +437,16 @@ def test_a_sixteen_bit_tiff_stored_plane_by_plane_keeps_its_colours(tmp_path, sa
     assert decoded.dtype == np.uint16 and np.array_equal(decoded, levels[..., order])
 
 
+def test_a_sixteen_bit_tiff_stored_plane_by_plane_in_tiles_is_refused_naming_the_layout(tmp_path):
+    """Neither OpenCV nor FFmpeg's decoder reads those tiles (FFmpeg's reads tiles of DNG alone):
+    each made garbage of every pixel."""
+    levels = np.random.default_rng(0).integers(0, 65536, (40, 70, 3), dtype=np.uint16)
+    path = tmp_path / "tiles.tif"
+    path.write_bytes(uncompressed_tiff(levels, planar=True, tile=32))
+    with pytest.raises(InputError, match="16-bit TIFF stored plane by plane in tiles"):
+        decode_image(path, probe_image(path, 10_000))
+
+
 @pytest.mark.parametrize("bits", [1, 2, 4, 8, 16])
 def test_a_gray_png_whose_trns_chunk_marks_a_transparent_level_keeps_that_transparency(tmp_path, bits):
     """A gray PNG can mark one level transparent (tRNS, as icons and line art use it): OpenCV reads

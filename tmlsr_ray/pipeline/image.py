@@ -41,8 +41,8 @@ EXIF_IFD_TAG, EXIF_PIXEL_DIMENSION_TAGS = 0x8769, (0xA002, 0xA003)
 PIXEL_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 317, 320,
                      322, 323, 324, 325, 338, 339, 347, 530, 34675, 37724}
 # TIFF tags of how its samples are laid out: BitsPerSample, PhotometricInterpretation (2: RGB),
-# SamplesPerPixel, PlanarConfiguration (2: one plane a sample)
-TIFF_BITS_TAG, TIFF_PHOTOMETRIC_TAG, TIFF_SAMPLES_TAG, TIFF_PLANAR_TAG = 258, 262, 277, 284
+# SamplesPerPixel, PlanarConfiguration (2: one plane a sample), TileWidth (only a tiled TIFF has it)
+TIFF_BITS_TAG, TIFF_PHOTOMETRIC_TAG, TIFF_SAMPLES_TAG, TIFF_PLANAR_TAG, TIFF_TILE_WIDTH_TAG = 258, 262, 277, 284, 322
 BMP_CORE_HEADER_BYTES = 12  # OS/2 1.x's BITMAPCOREHEADER, in place of Windows' 40-byte or longer one
 # the longest side each output format holds (PNG: libpng's default limit)
 MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
@@ -236,6 +236,9 @@ def _deep_tiff_stored_by_plane(path: Path) -> Optional[np.ndarray]:
                 or max(bits if isinstance(bits, tuple) else (bits,)) != 16):
             return None
         orientation = _orientation(tags.get(EXIF_ORIENTATION_TAG))
+        if TIFF_TILE_WIDTH_TAG in tags:  # FFmpeg's decoder reads the tiles of DNG alone
+            raise InputError("a 16-bit TIFF stored plane by plane in tiles is not supported; save it with "
+                             "interleaved samples (\"RGBRGB\") or in strips")
     try:
         with av.open(str(path), format="tiff_pipe") as container:
             rgb = next(container.decode(video=0)).to_ndarray(format="rgba64le" if samples == 4 else "rgb48le")
