@@ -1147,6 +1147,20 @@ def os2_bitmap(pixels: np.ndarray, palette: Optional[Sequence[tuple]] = None) ->
     return b"BM" + struct.pack("<IHHI", start + len(data), 0, 0, start) + header + colours + data
 
 
+def sixteen_bit_bmp(levels: np.ndarray, green_bits: int = 5) -> bytes:
+    """A 16-bit BMP of RGB levels (H, W, 3) of 5 bits each (X1R5G5B5, BI_RGB) or with 6 of green
+    (R5G6B5, whose bit fields say so): old games' and Windows CE's bitmaps."""
+    height, width, _ = levels.shape
+    red, green, blue = (levels[..., i].astype(np.uint16) for i in range(3))
+    words = red << (5 + green_bits) | green << 5 | blue
+    rows = [row.astype("<u2").tobytes() for row in words[::-1]]
+    data = b"".join(row + b"\0" * (-len(row) % 4) for row in rows)
+    fields = struct.pack("<3I", 0xF800, 0x07E0, 0x001F) if green_bits == 6 else b""
+    header = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 16, 3 if fields else 0, len(data), 2835, 2835, 0, 0)
+    start = 14 + len(header) + len(fields)
+    return b"BM" + struct.pack("<IHHI", start + len(data), 0, 0, start) + header + fields + data
+
+
 # A colour chart of in-gamut RGB patches, as exact YUV code values for a given matrix and range.
 CHART_RGB = [(0.45, 0.32, 0.26), (0.76, 0.58, 0.50), (0.36, 0.48, 0.61), (0.35, 0.42, 0.26),
              (0.51, 0.50, 0.69), (0.38, 0.74, 0.67), (0.85, 0.47, 0.18), (0.25, 0.36, 0.65)]

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_photo, display_p3_icc, icc_colourants, os2_bitmap,
-                           shared_path, tiff_with_alpha, uncompressed_tiff)
+                           shared_path, sixteen_bit_bmp, tiff_with_alpha, uncompressed_tiff)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.image import (png_with_metadata, decode_image, encode_image, output_format, probe_image,
                                       stored_layout)
@@ -411,6 +411,19 @@ def test_an_os2_bitmap_keeps_its_colours(tmp_path, paletted):
     else:
         path.write_bytes(os2_bitmap(rgb))
     assert np.array_equal(decode_image(path, probe_image(path, 10_000)), rgb[..., ::-1])
+
+
+@pytest.mark.parametrize("green_bits", [5, 6])
+def test_a_sixteen_bit_bmp_spreads_its_levels_over_eight_bits(tmp_path, green_bits):
+    """OpenCV shifts a 16-bit BMP's 5- and 6-bit levels up without filling the low bits: white came
+    out 248 (252 in a 6-bit green), every colour up to 7 levels dark. Viewers show 31 of 31 as 255."""
+    tops = np.array([31, 2 ** green_bits - 1, 31])
+    levels = np.random.default_rng(0).integers(0, tops + 1, (5, 7, 3))
+    levels[0, 0] = tops
+    path = tmp_path / "game.bmp"
+    path.write_bytes(sixteen_bit_bmp(levels, green_bits))
+    decoded = decode_image(path, probe_image(path, 10_000))
+    assert np.abs(decoded[..., ::-1] - levels * 255 / tops).max() <= 2 and (decoded[0, 0] == 255).all()
 
 
 @pytest.mark.parametrize("alpha,expected_channels", [(0, 3), (128, 4)])

@@ -44,6 +44,8 @@ PIXEL_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278,
 # SamplesPerPixel, PlanarConfiguration (2: one plane a sample), TileWidth (only a tiled TIFF has it)
 TIFF_BITS_TAG, TIFF_PHOTOMETRIC_TAG, TIFF_SAMPLES_TAG, TIFF_PLANAR_TAG, TIFF_TILE_WIDTH_TAG = 258, 262, 277, 284, 322
 BMP_CORE_HEADER_BYTES = 12  # OS/2 1.x's BITMAPCOREHEADER, in place of Windows' 40-byte or longer one
+# a BMP's compression BI_BITFIELDS, the offset of its green mask then, and R5G6B5's green mask
+BMP_BIT_FIELDS, BMP_GREEN_MASK_AT, BMP_SIX_BIT_GREEN_MASK = 3, 58, 0x07E0
 # the longest side each output format holds (PNG: libpng's default limit)
 MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
@@ -167,6 +169,8 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
         raise InputError(f"unsupported sample type {image.dtype}; 8- and 16-bit images are supported")
     if info.format == "png" and image.ndim == 2:
         image = _with_transparent_gray_level(image, data)
+    if info.format == "bmp" and image.ndim == 3:
+        image = _with_sixteen_bit_bmp_levels_spread(image, data)
     if info.format == "bmp" and _has_alpha(image) and not image[:, :, 3].any():
         image = np.ascontiguousarray(image[:, :, :3])  # an alpha byte left 0 everywhere: viewers show it opaque
     if info.format == "tiff" and info.mode in ("LA", "La") and image.ndim == 2:
@@ -190,6 +194,23 @@ def _is_os2_bitmap(path: Path, info: ImageInfo) -> bool:
     with open(path, "rb") as file:
         header = file.read(18)
     return len(header) == 18 and struct.unpack("<I", header[14:18])[0] == BMP_CORE_HEADER_BYTES
+
+
+def _with_sixteen_bit_bmp_levels_spread(image: np.ndarray, bmp: np.ndarray) -> np.ndarray:
+    """A 16-bit BMP's 5- and 6-bit levels over 0-255, their top bits repeated in the low ones (31
+    of 31 is 255, as viewers show it): OpenCV shifts them up and leaves the low bits 0, so white
+    came out 248. Its green has 6 bits where its bit fields say R5G6B5."""
+    header = bmp[:BMP_GREEN_MASK_AT + 4].tobytes()
+    if len(header) < BMP_GREEN_MASK_AT + 4 or struct.unpack("<H", header[28:30])[0] != 16:
+        return image
+    bit_fields = struct.unpack("<I", header[30:34])[0] == BMP_BIT_FIELDS
+    green_mask = struct.unpack("<I", header[BMP_GREEN_MASK_AT:])[0] if bit_fields else 0
+    levels = np.arange(256, dtype=np.uint8)
+    five_bits, six_bits = levels | (levels >> 5), levels | (levels >> 6)
+    out = five_bits[image]
+    if green_mask == BMP_SIX_BIT_GREEN_MASK:
+        out[:, :, 1] = six_bits[image[:, :, 1]]
+    return out
 
 
 def _palette_of_grays_as_gray(image: np.ndarray, mode: str) -> np.ndarray:
