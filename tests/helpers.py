@@ -1073,12 +1073,12 @@ def tiff_with_alpha(pixels: np.ndarray, associated: bool) -> bytes:
 
 
 def uncompressed_tiff(pixels: np.ndarray, extra_sample: Optional[int] = None, planar: bool = False,
-                      tile: Optional[int] = None) -> bytes:
+                      tile: Optional[int] = None, photometric: Optional[int] = None) -> bytes:
     """An uncompressed TIFF of gray, RGB or either with one more sample (H, W, C), 8- or 16-bit:
     one strip of interleaved samples, or with ``planar`` one strip a plane (PlanarConfiguration 2,
     a scanner's or Photoshop's "per channel" order); in ``tile``-pixel square tiles if given.
     ``extra_sample`` is the ExtraSamples value of that last sample (1: associated alpha, 2:
-    unassociated)."""
+    unassociated); ``photometric`` the colour, if not gray or RGB by the samples (5: CMYK)."""
     height, width, samples = pixels.shape
     bits = 8 * pixels.dtype.itemsize
     planes = [pixels[..., [i]] for i in range(samples)] if planar else [pixels]
@@ -1096,7 +1096,7 @@ def uncompressed_tiff(pixels: np.ndarray, extra_sample: Optional[int] = None, pl
     starts = [data_at + sum(map(len, data[:i])) for i in range(len(data))]
     offsets_tag, counts_tag = (324, 325) if tile else (273, 279)
     entries = [(256, long, 1, width), (257, long, 1, height), (258, short, samples, bits_at if samples > 2 else None),
-               (259, short, 1, 1), (262, short, 1, 2 if samples >= 3 else 1),
+               (259, short, 1, 1), (262, short, 1, photometric or (2 if samples >= 3 else 1)),
                (offsets_tag, long, len(data), offsets_at if len(data) > 1 else starts[0]), (277, short, 1, samples),
                (counts_tag, long, len(data), counts_at if len(data) > 1 else len(data[0])),
                (284, short, 1, 2 if planar else 1), *layout]

@@ -450,6 +450,23 @@ def test_a_sixteen_bit_tiff_stored_plane_by_plane_keeps_its_colours(tmp_path, sa
     assert decoded.dtype == np.uint16 and np.array_equal(decoded, levels[..., order])
 
 
+def test_a_tiff_of_a_layout_pillow_cannot_read_is_refused_naming_the_layout(tmp_path):
+    """GIMP's 16-bit gray with alpha: Pillow identifies no such TIFF, and the refusal said the
+    input held no TIFF data at all."""
+    path = tmp_path / "gimp.tif"
+    path.write_bytes(tiff_with_alpha(np.zeros((4, 6, 2), np.uint16), associated=False))
+    with pytest.raises(InputError, match=r"a TIFF of 2 samples of 16 bits \(gray\), which is not supported"):
+        probe_image(path, 10_000)
+
+
+def test_a_tiff_of_a_layout_opencv_cannot_read_is_refused_naming_the_layout(tmp_path):
+    """A prepress 16-bit CMYK TIFF: OpenCV reads none, and the refusal called it corrupt."""
+    path = tmp_path / "prepress.tif"
+    path.write_bytes(uncompressed_tiff(np.zeros((4, 6, 4), np.uint16), photometric=5))
+    with pytest.raises(InputError, match=r"TIFF of 4 samples of 16 bits \(CMYK\) could not be decoded"):
+        decode_image(path, probe_image(path, 10_000))
+
+
 def test_a_sixteen_bit_tiff_stored_plane_by_plane_in_tiles_is_refused_naming_the_layout(tmp_path):
     """Neither OpenCV nor FFmpeg's decoder reads those tiles (FFmpeg's reads tiles of DNG alone):
     each made garbage of every pixel."""

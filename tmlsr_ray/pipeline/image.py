@@ -21,7 +21,7 @@ import av
 import cv2
 import numpy as np
 import pillow_heif
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, TiffImagePlugin, UnidentifiedImageError
 
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.heif_boxes import bits_per_channel, nclx_code_points, primary_item_properties
@@ -43,6 +43,7 @@ PIXEL_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278,
 # TIFF tags of how its samples are laid out: BitsPerSample, PhotometricInterpretation (2: RGB),
 # SamplesPerPixel, PlanarConfiguration (2: one plane a sample), TileWidth (only a tiled TIFF has it)
 TIFF_BITS_TAG, TIFF_PHOTOMETRIC_TAG, TIFF_SAMPLES_TAG, TIFF_PLANAR_TAG, TIFF_TILE_WIDTH_TAG = 258, 262, 277, 284, 322
+TIFF_PHOTOMETRIC_NAMES = {0: "gray", 1: "gray", 2: "RGB", 3: "palette", 4: "mask", 5: "CMYK", 6: "YCbCr", 8: "Lab"}
 BMP_CORE_HEADER_BYTES = 12  # OS/2 1.x's BITMAPCOREHEADER, in place of Windows' 40-byte or longer one
 # a BMP's compression BI_BITFIELDS, the offset of its green mask then, and R5G6B5's green mask
 BMP_BIT_FIELDS, BMP_GREEN_MASK_AT, BMP_SIX_BIT_GREEN_MASK = 3, 58, 0x07E0
@@ -91,6 +92,9 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
         raise InputError(f"input image is a decompression bomb, far over the limit of {max_pixels:,} "
                          f"pixels ({_first_line(exc)})") from exc
     except UnidentifiedImageError as exc:
+        layout = _tiff_layout(path)
+        if layout:
+            raise InputError(f"input is a TIFF of {layout}, which is not supported") from exc
         raise InputError("input is not a readable image (no PNG, JPEG, WEBP, GIF, BMP, TIFF, HEIC or "
                          "AVIF data found)") from exc
     except OSError as exc:
@@ -104,6 +108,29 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
         )
     return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif, png_colour)
+
+
+def _tiff_layout(path: Path) -> Optional[str]:
+    """How a TIFF's first directory says its samples are laid out, for a TIFF Pillow identifies
+    none of (GIMP's 16-bit gray with alpha) or OpenCV decodes none of (16-bit CMYK); None for any
+    other file or a directory unreadable."""
+    try:
+        with open(path, "rb") as file, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns of each entry a corrupt directory cuts short
+            head = file.read(8)
+            if head[:4] not in (b"II*\0", b"MM\0*"):
+                return None
+            directory = TiffImagePlugin.ImageFileDirectory_v2(head)
+            file.seek(directory.next)
+            directory.load(file)
+    except (OSError, ValueError, SyntaxError, struct.error):
+        return None
+    if not {256, 257, TIFF_BITS_TAG} <= set(directory):  # width, height and depth: else no layout at all
+        return None
+    bits = directory.get(TIFF_BITS_TAG, (1,))
+    bits = "/".join(map(str, sorted(set(bits if isinstance(bits, tuple) else (bits,)))))
+    colour = TIFF_PHOTOMETRIC_NAMES.get(directory.get(TIFF_PHOTOMETRIC_TAG), "unknown colour")
+    return f"{directory.get(TIFF_SAMPLES_TAG, 1)} samples of {bits} bits ({colour})"
 
 
 def _icc_profile_from_nclx(path: Path) -> Optional[bytes]:
@@ -160,6 +187,9 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
     if image is None:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
+        layout = _tiff_layout(path) if info.format == "tiff" else None
+        if layout:
+            raise InputError(f"TIFF of {layout} could not be decoded (corrupt, truncated or a layout not supported)")
         raise InputError(f"{info.format} image could not be decoded (corrupt or truncated file)")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
