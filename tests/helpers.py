@@ -1104,8 +1104,8 @@ def uncompressed_tiff(pixels: np.ndarray, extra_sample: Optional[int] = None, pl
         entries.append((338, short, 1, extra_sample))
     ifd = struct.pack("<H", count)
     for tag, kind, n, value in sorted(entries):
-        if value is None:  # two SHORTs fit the entry itself
-            ifd += struct.pack("<HHI", tag, kind, n) + bits_values
+        if value is None:  # one or two SHORTs fit the entry itself
+            ifd += struct.pack("<HHI", tag, kind, n) + bits_values.ljust(4, b"\0")
         elif kind == short and n == 1:
             ifd += struct.pack("<HHIHH", tag, kind, n, value, 0)
         else:

@@ -459,6 +459,16 @@ def test_a_tiff_of_a_layout_pillow_cannot_read_is_refused_naming_the_layout(tmp_
         probe_image(path, 10_000)
 
 
+@pytest.mark.parametrize("samples", [1, 3])
+def test_a_tiff_in_small_tiles_decodes(tmp_path, samples):
+    """OpenCV's decoder from memory refuses 8-bit gray or RGB in tiles of 16, 48, 80 ... pixels a
+    side (libtiff: "Invalid tile byte count"), which it reads from the file."""
+    levels = np.random.default_rng(0).integers(0, 256, (40, 70, samples), dtype=np.uint8)
+    path = tmp_path / "tiles.tif"
+    path.write_bytes(uncompressed_tiff(levels, tile=16))
+    assert np.array_equal(decode_image(path, probe_image(path, 10_000)), levels[..., ::-1].squeeze())
+
+
 def test_a_tiff_of_a_layout_opencv_cannot_read_is_refused_naming_the_layout(tmp_path):
     """A prepress 16-bit CMYK TIFF: OpenCV reads none, and the refusal called it corrupt."""
     path = tmp_path / "prepress.tif"

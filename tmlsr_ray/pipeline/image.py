@@ -186,6 +186,8 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
     image = _deep_tiff_stored_by_plane(path) if info.format == "tiff" else None
     if image is None:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None and info.format == "tiff":  # from memory OpenCV refuses 8-bit tiles of 16, 48, 80 ... pixels
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         layout = _tiff_layout(path) if info.format == "tiff" else None
         if layout:
