@@ -1147,16 +1147,22 @@ def os2_bitmap(pixels: np.ndarray, palette: Optional[Sequence[tuple]] = None) ->
     return b"BM" + struct.pack("<IHHI", start + len(data), 0, 0, start) + header + colours + data
 
 
-def sixteen_bit_bmp(levels: np.ndarray, green_bits: int = 5) -> bytes:
+def sixteen_bit_bmp(levels: np.ndarray, green_bits: int = 5, v5_header: bool = False) -> bytes:
     """A 16-bit BMP of RGB levels (H, W, 3) of 5 bits each (X1R5G5B5, BI_RGB) or with 6 of green
-    (R5G6B5, whose bit fields say so): old games' and Windows CE's bitmaps."""
+    (R5G6B5, whose bit fields say so): old games' and Windows CE's bitmaps. With ``v5_header``,
+    GIMP's: a BITMAPV5HEADER whose bit fields say either layout."""
     height, width, _ = levels.shape
     red, green, blue = (levels[..., i].astype(np.uint16) for i in range(3))
     words = red << (5 + green_bits) | green << 5 | blue
     rows = [row.astype("<u2").tobytes() for row in words[::-1]]
     data = b"".join(row + b"\0" * (-len(row) % 4) for row in rows)
-    fields = struct.pack("<3I", 0xF800, 0x07E0, 0x001F) if green_bits == 6 else b""
-    header = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 16, 3 if fields else 0, len(data), 2835, 2835, 0, 0)
+    masks = (0xF800, 0x07E0, 0x001F) if green_bits == 6 else (0x7C00, 0x03E0, 0x001F)
+    fields = struct.pack("<3I", *masks) if green_bits == 6 or v5_header else b""
+    header = struct.pack("<IiiHHIIiiII", 124 if v5_header else 40, width, height, 1, 16, 3 if fields else 0,
+                         len(data), 2835, 2835, 0, 0)
+    if v5_header:  # the masks (alpha's 0), sRGB, its unused end points and gammas, and rendering intent
+        header += fields + b"\0" * 4 + b"BGRs" + b"\0" * 48 + struct.pack("<4I", 4, 0, 0, 0)
+        fields = b""
     start = 14 + len(header) + len(fields)
     return b"BM" + struct.pack("<IHHI", start + len(data), 0, 0, start) + header + fields + data
 

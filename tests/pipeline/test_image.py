@@ -413,15 +413,17 @@ def test_an_os2_bitmap_keeps_its_colours(tmp_path, paletted):
     assert np.array_equal(decode_image(path, probe_image(path, 10_000)), rgb[..., ::-1])
 
 
+@pytest.mark.parametrize("v5_header", [False, True])
 @pytest.mark.parametrize("green_bits", [5, 6])
-def test_a_sixteen_bit_bmp_spreads_its_levels_over_eight_bits(tmp_path, green_bits):
+def test_a_sixteen_bit_bmp_spreads_its_levels_over_eight_bits(tmp_path, green_bits, v5_header):
     """OpenCV shifts a 16-bit BMP's 5- and 6-bit levels up without filling the low bits: white came
-    out 248 (252 in a 6-bit green), every colour up to 7 levels dark. Viewers show 31 of 31 as 255."""
+    out 248 (252 in a 6-bit green), every colour up to 7 levels dark. Viewers show 31 of 31 as 255.
+    GIMP writes a BITMAPV5HEADER, whose 16-bit pixels OpenCV refused outright."""
     tops = np.array([31, 2 ** green_bits - 1, 31])
     levels = np.random.default_rng(0).integers(0, tops + 1, (5, 7, 3))
     levels[0, 0] = tops
     path = tmp_path / "game.bmp"
-    path.write_bytes(sixteen_bit_bmp(levels, green_bits))
+    path.write_bytes(sixteen_bit_bmp(levels, green_bits, v5_header))
     decoded = decode_image(path, probe_image(path, 10_000))
     assert np.abs(decoded[..., ::-1] - levels * 255 / tops).max() <= 2 and (decoded[0, 0] == 255).all()
 

@@ -45,8 +45,7 @@ PIXEL_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278,
 TIFF_BITS_TAG, TIFF_PHOTOMETRIC_TAG, TIFF_SAMPLES_TAG, TIFF_PLANAR_TAG, TIFF_TILE_WIDTH_TAG = 258, 262, 277, 284, 322
 TIFF_PHOTOMETRIC_NAMES = {0: "gray", 1: "gray", 2: "RGB", 3: "palette", 4: "mask", 5: "CMYK", 6: "YCbCr", 8: "Lab"}
 BMP_CORE_HEADER_BYTES = 12  # OS/2 1.x's BITMAPCOREHEADER, in place of Windows' 40-byte or longer one
-# a BMP's compression BI_BITFIELDS, the offset of its green mask then, and R5G6B5's green mask
-BMP_BIT_FIELDS, BMP_GREEN_MASK_AT, BMP_SIX_BIT_GREEN_MASK = 3, 58, 0x07E0
+BMP_BITS_AT = 28  # where a Windows BMP header's bits per pixel are
 # the longest side each output format holds (PNG: libpng's default limit)
 MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
@@ -180,7 +179,7 @@ def _upright_exif(exif) -> Optional[bytes]:
 
 
 def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
-    if info.format in READ_BY_PILLOW or _is_os2_bitmap(path, info):  # an image task takes a GIF's first frame
+    if info.format in READ_BY_PILLOW or _bmp_opencv_misreads(path, info):  # an image task takes a GIF's first frame
         return _palette_of_grays_as_gray(_decode_with_pillow(path, info), info.mode)
     data = np.fromfile(str(path), dtype=np.uint8)
     image = _deep_tiff_stored_by_plane(path) if info.format == "tiff" else None
@@ -201,8 +200,6 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
         raise InputError(f"unsupported sample type {image.dtype}; 8- and 16-bit images are supported")
     if info.format == "png" and image.ndim == 2:
         image = _with_transparent_gray_level(image, data)
-    if info.format == "bmp" and image.ndim == 3:
-        image = _with_sixteen_bit_bmp_levels_spread(image, data)
     if info.format == "bmp" and _has_alpha(image) and not image[:, :, 3].any():
         image = np.ascontiguousarray(image[:, :, :3])  # an alpha byte left 0 everywhere: viewers show it opaque
     if info.format == "tiff" and info.mode in ("LA", "La") and image.ndim == 2:
@@ -218,31 +215,18 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
     return apply_exif_orientation(image, info.orientation)
 
 
-def _is_os2_bitmap(path: Path, info: ImageInfo) -> bool:
+def _bmp_opencv_misreads(path: Path, info: ImageInfo) -> bool:
     """A BMP with OS/2's 12-byte header (OS/2's and Windows 2's bitmaps), whose pixels OpenCV reads
-    as one channel of garbage."""
+    as one channel of garbage, or of 16 bits a pixel: OpenCV shifts their 5- and 6-bit levels up
+    and leaves the low bits 0 (white came out 248, Pillow spreads them over 0-255), and refuses
+    those under a BITMAPV4 or V5 header (GIMP's) outright."""
     if info.format != "bmp":
         return False
     with open(path, "rb") as file:
-        header = file.read(18)
-    return len(header) == 18 and struct.unpack("<I", header[14:18])[0] == BMP_CORE_HEADER_BYTES
-
-
-def _with_sixteen_bit_bmp_levels_spread(image: np.ndarray, bmp: np.ndarray) -> np.ndarray:
-    """A 16-bit BMP's 5- and 6-bit levels over 0-255, their top bits repeated in the low ones (31
-    of 31 is 255, as viewers show it): OpenCV shifts them up and leaves the low bits 0, so white
-    came out 248. Its green has 6 bits where its bit fields say R5G6B5."""
-    header = bmp[:BMP_GREEN_MASK_AT + 4].tobytes()
-    if len(header) < BMP_GREEN_MASK_AT + 4 or struct.unpack("<H", header[28:30])[0] != 16:
-        return image
-    bit_fields = struct.unpack("<I", header[30:34])[0] == BMP_BIT_FIELDS
-    green_mask = struct.unpack("<I", header[BMP_GREEN_MASK_AT:])[0] if bit_fields else 0
-    levels = np.arange(256, dtype=np.uint8)
-    five_bits, six_bits = levels | (levels >> 5), levels | (levels >> 6)
-    out = five_bits[image]
-    if green_mask == BMP_SIX_BIT_GREEN_MASK:
-        out[:, :, 1] = six_bits[image[:, :, 1]]
-    return out
+        header = file.read(BMP_BITS_AT + 2)
+    header_bytes = struct.unpack("<I", header[14:18])[0] if len(header) >= 18 else None
+    bits = struct.unpack("<H", header[BMP_BITS_AT:])[0] if len(header) == BMP_BITS_AT + 2 else None
+    return header_bytes == BMP_CORE_HEADER_BYTES or bits == 16
 
 
 def _palette_of_grays_as_gray(image: np.ndarray, mode: str) -> np.ndarray:
