@@ -489,6 +489,15 @@ def test_a_sixteen_bit_tiff_stored_plane_by_plane_in_tiles_is_refused_naming_the
         decode_image(path, probe_image(path, 10_000))
 
 
+def test_a_gray_tiff_with_alpha_stored_plane_by_plane_is_refused_naming_the_layout(tmp_path):
+    """Photoshop's "per channel" order of gray with alpha: Pillow cannot read its alpha (a
+    ValueError, no readable error) and OpenCV made garbage of its gray."""
+    path = tmp_path / "gray.tif"
+    path.write_bytes(uncompressed_tiff(np.zeros((4, 6, 2), np.uint8), extra_sample=2, planar=True))
+    with pytest.raises(InputError, match="gray TIFF with alpha stored plane by plane"):
+        decode_image(path, probe_image(path, 10_000))
+
+
 @pytest.mark.parametrize("bits", [1, 2, 4, 8, 16])
 def test_a_gray_png_whose_trns_chunk_marks_a_transparent_level_keeps_that_transparency(tmp_path, bits):
     """A gray PNG can mark one level transparent (tRNS, as icons and line art use it): OpenCV reads

@@ -263,12 +263,16 @@ def _with_transparent_gray_level(image: np.ndarray, png: np.ndarray) -> np.ndarr
 
 def _deep_tiff_stored_by_plane(path: Path) -> Optional[np.ndarray]:
     """A 16-bit RGB(A) TIFF stored plane by plane (a scanner's or Photoshop's "per channel" order)
-    as BGR(A), upright; None for any other TIFF. OpenCV reads such planes as if their samples were
+    as BGR(A), upright; None for any other TIFF (one stored so that no reader here takes, in tiles
+    or gray with alpha, is refused). OpenCV reads such planes as if their samples were
     interleaved (every pixel garbage); FFmpeg's decoder reads them as stored."""
     with Image.open(path) as img:
         tags = img.tag_v2
         bits = tags.get(TIFF_BITS_TAG, (8,))
         samples = tags.get(TIFF_SAMPLES_TAG, 1)
+        if tags.get(TIFF_PLANAR_TAG) == 2 and samples == 2:  # OpenCV's gray is garbage, Pillow's alpha fails
+            raise InputError("a gray TIFF with alpha stored plane by plane is not supported; save it with "
+                             "interleaved samples")
         if (tags.get(TIFF_PLANAR_TAG) != 2 or tags.get(TIFF_PHOTOMETRIC_TAG) != 2 or samples not in (3, 4)
                 or max(bits if isinstance(bits, tuple) else (bits,)) != 16):
             return None
