@@ -129,7 +129,8 @@ def _tiff_layout(path: Path) -> Optional[str]:
     bits = directory.get(TIFF_BITS_TAG, (1,))
     bits = "/".join(map(str, sorted(set(bits if isinstance(bits, tuple) else (bits,)))))
     colour = TIFF_PHOTOMETRIC_NAMES.get(directory.get(TIFF_PHOTOMETRIC_TAG), "unknown colour")
-    return f"{directory.get(TIFF_SAMPLES_TAG, 1)} samples of {bits} bits ({colour})"
+    samples = directory.get(TIFF_SAMPLES_TAG, 1)
+    return f"{samples} sample{'' if samples == 1 else 's'} of {bits} bits ({colour})"
 
 
 def _icc_profile_from_nclx(path: Path) -> Optional[bytes]:
