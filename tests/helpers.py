@@ -286,12 +286,14 @@ def media_recorder_webm(path: Path, frames: int = 60, codec: str = "libvpx", sta
                      time_base=Fraction(1, 1000), container="webm", container_options={"live": "1"})
 
 
-def growing_recording(path: Path, parts: Sequence[tuple], codec: str = "libvpx", container: str = "webm") -> Path:
+def growing_recording(path: Path, parts: Sequence[tuple], codec: str = "libvpx", container: str = "webm",
+                      options: dict | None = None) -> Path:
     """A WebRTC call's recording: parts of ((width, height), frames), each from a keyframe stating
     its size, in one stream at 30 fps whose header states the first part's size, as the picture
-    grows when the bandwidth allows."""
+    grows when the bandwidth allows; ``options``: the encoder's (a long GOP's)."""
     made = [make_clip(path.with_name(f"{path.stem}-{n}{path.suffix}"), frames=frames, size=size, rate=30,
-                      codec=codec, container=container, audio=False) for n, (size, frames) in enumerate(parts)]
+                      codec=codec, container=container, audio=False, options=options)
+            for n, (size, frames) in enumerate(parts)]
     with av.open(str(made[0])) as first, av.open(str(path), "w", format=container) as out:
         video = out.add_stream_from_template(first.streams.video[0])
         offset = 0

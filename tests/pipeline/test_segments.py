@@ -31,6 +31,7 @@ from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
                                       _AudioLine, assemble, even_size, output_container, task_codecs_available)
+from tmlsr_ray.pipeline.rekey import raw_frame_bytes
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
 from tmlsr_ray.pipeline.segments import (Cutting, PacketEntry, Segment, _SegmentFile, cut_packets, decode_segment,
                                           extract_segments, frames_rate, plan_segments, planned_info, scan_packets)
@@ -1123,6 +1124,19 @@ def test_the_keyframes_sampled_for_the_picture_size_are_few_and_spread_over_the_
     for number in range(100):
         sample.offer(bytes([number]))
     assert [packet[0] for packet in sample.packets] == [0, 16, 32, 48, 64, 80, 96]
+
+
+def test_a_grown_picture_s_re_keyed_segments_hold_its_frames_within_the_byte_budget(tmp_path):
+    """A WebRTC recording's long GOPs are re-keyed; the frames a re-keyed segment holds were
+    counted at the header's small size, so the grown part's segments held its larger frames over
+    rekey_max_bytes (15 frames of 128x96, 1.5 times the budget of 10)."""
+    path = growing_recording(tmp_path / "call.mkv", [((64, 48), 12), ((128, 96), 36)], codec="libx264",
+                             container="matroska", options={"x264-params": "keyint=200:scenecut=0:bframes=0:repeat-headers=1"})
+    info = probe_video(path)
+    budget = 10 * raw_frame_bytes(replace(info, coded_width=128, coded_height=96))
+    plan = plan_segments(path, info, Cutting(segment_s=0.5, max_preroll_frames=2, rekey_max_bytes=budget))
+    rekeyed = [len(s.pts) for s in plan.segments if s.rekeyed]
+    assert rekeyed and max(rekeyed) == 10 and plan.frames == 48
 
 
 @pytest.mark.parametrize("codec", ["libvpx", "libvpx-vp9"])

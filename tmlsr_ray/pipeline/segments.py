@@ -167,6 +167,7 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         by_parser = stamped_by_parser(container)
         intra_only = stream.codec_context.codec.intra_only
     shown = sum(not e.discard for e in entries)
+    grown = picture_size if picture_size and _area(picture_size) > info.coded_width * info.coded_height else None
     first_pts = None
     timed = (_presentation_times_known(entries, info) and not (by_parser and _reorder_found_late(entries))
              and not _shown_before_earlier_frames(entries))
@@ -174,13 +175,12 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         info = replace(info, average_rate=frames_rate(entries, info.time_base, stated_rates))
     if (timed and shown and format is not None and not _palette_lost(scanned, format)
             and not _keyframes_flagged_wrongly(path, info, entries, intra_only)):
-        segments = tuple(cut_packets(entries, info, cutting))
+        segments = tuple(cut_packets(entries, _at_picture(info, grown), cutting))  # re-keyed frames counted at it
         first_pts = min(e.pts for e in scanned if not e.discard)
     else:  # a damaged index, or a codec no segment file holds: one segment, the input decoded as a whole
         segments = (Segment(0, 0, len(entries) - 1, ()),)
     last_frame = _last_frame_ticks(entries, stated_end, info.container.startswith("matroska"))
     span = _span_ticks(entries, last_frame) if first_pts is not None else None
-    grown = picture_size if picture_size and _area(picture_size) > info.coded_width * info.coded_height else None
     return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments), last_frame,
                        first_pts, info.average_rate, span, grown)
 
@@ -192,10 +192,14 @@ def _area(size: Tuple[int, int]) -> int:
 def planned_info(info: VideoInfo, plan: SegmentPlan) -> VideoInfo:
     """The source's facts as the plan found them: the frames' own rate, and the largest picture
     among its keyframes (each frame is scaled to it)."""
-    info = replace(info, average_rate=plan.average_rate)
-    if plan.picture_size is None:
+    return _at_picture(replace(info, average_rate=plan.average_rate), plan.picture_size)
+
+
+def _at_picture(info: VideoInfo, picture_size: Optional[Tuple[int, int]]) -> VideoInfo:
+    """``info`` with its frames at ``picture_size`` (None: as it states)."""
+    if picture_size is None:
         return info
-    width, height = plan.picture_size
+    width, height = picture_size
     shown = (height, width) if info.rotation % 180 else (width, height)
     return replace(info, coded_width=width, coded_height=height, width=shown[0], height=shown[1])
 
