@@ -294,13 +294,26 @@ def growing_recording(path: Path, parts: Sequence[tuple], codec: str = "libvpx",
     made = [make_clip(path.with_name(f"{path.stem}-{n}{path.suffix}"), frames=frames, size=size, rate=30,
                       codec=codec, container=container, audio=False, options=options)
             for n, (size, frames) in enumerate(parts)]
+    return _one_after_another(path, made, container, rate=30)
+
+
+def growing_broadcast(path: Path, parts: Sequence[tuple], codec: str = "libx264") -> Path:
+    """An interlaced transport stream whose picture grows at a keyframe, as a broadcast's SD ident
+    comes before its HD programme: parts of ((width, height), frames) of :func:`interlaced_clip`."""
+    made = [interlaced_clip(path.with_name(f"{path.stem}-{n}.ts"), frames=frames, size=size, codec=codec)
+            for n, (size, frames) in enumerate(parts)]
+    return _one_after_another(path, made, "mpegts", rate=25)
+
+
+def _one_after_another(path: Path, made: Sequence[Path], container: str, rate: int) -> Path:
+    """The video packets of the files ``made`` in one stream, each file's after the last's, at ``rate``."""
     with av.open(str(made[0])) as first, av.open(str(path), "w", format=container) as out:
         video = out.add_stream_from_template(first.streams.video[0])
         offset = 0
         for part in made:
             with av.open(str(part)) as inp:
                 stream = inp.streams.video[0]
-                ticks = round(Fraction(1, 30) / stream.time_base)
+                ticks = round(Fraction(1, rate) / stream.time_base)
                 packets = [p for p in inp.demux(stream) if p.size]
                 for packet in packets:
                     packet.pts += offset

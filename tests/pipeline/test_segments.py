@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, bayer_clip, bottom_up_avi, camcorder_dv, combing,
-                           cut_and_decode, cut_mid_gop, growing_recording,
+                           cut_and_decode, cut_mid_gop, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
@@ -457,6 +457,19 @@ def test_an_interlaced_clip_comes_out_deinterlaced_from_every_segment(tmp_path, 
     assert np.abs((got - got[0]) - (want - want[0])).max() <= 0.001
     halved = [cv2.resize(f, (info.width, info.height), interpolation=cv2.INTER_AREA) for _, f in frames]
     assert max(combing(f) for f in halved) < 3
+
+
+def test_an_interlaced_broadcast_whose_picture_grows_is_deinterlaced_at_each_size(tmp_path, smooth_model):
+    """A broadcast's SD ident before its HD programme: the deinterlacer's graph took the size the
+    stream's header states, and every segment holding a frame of the larger size failed ('video
+    could not be decoded (Operation not permitted)')."""
+    path = growing_broadcast(tmp_path / "broadcast.ts", [((96, 64), 12), ((192, 128), 24)])
+    _, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.5),
+                                      tmp_path / "pieces")
+    frames, _, _ = output_frames(tmp_path / "out.mp4")
+    assert report.frames == len(frames) == 36 and frames[-1][1].shape[:2] == (256, 384)
+    halved = [cv2.resize(f, (192, 128), interpolation=cv2.INTER_AREA) for _, f in frames[12:]]
+    assert plan.picture_size == (192, 128) and max(combing(f) for f in halved) < 3
 
 
 @pytest.mark.parametrize("codec", ["libx264", "mpeg2video"])

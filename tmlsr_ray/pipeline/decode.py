@@ -514,20 +514,32 @@ class Deinterlacer:
     def __init__(self, stream, interlaced: bool):
         self._base = stream.time_base
         self._stream = stream
-        self._graph: Optional[av.filter.Graph] = self._bwdif(stream) if interlaced else None
+        self._size = (stream.codec_context.width, stream.codec_context.height)
+        self._graph: Optional[av.filter.Graph] = self._bwdif() if interlaced else None
 
-    @staticmethod
-    def _bwdif(stream) -> "av.filter.Graph":
-        return one_filter("bwdif", "mode=send_frame:parity=auto:deint=interlaced", template=stream)
+    def _bwdif(self, frame=None) -> "av.filter.Graph":
+        """A graph for the stream's frames, or for ``frame``'s size and format."""
+        source = (dict(template=self._stream) if frame is None else
+                  dict(width=frame.width, height=frame.height, format=frame.format.name, time_base=self._base))
+        return one_filter("bwdif", "mode=send_frame:parity=auto:deint=interlaced", **source)
 
     def frames(self, frame) -> List["av.VideoFrame"]:
         """The frames ready after ``frame`` goes in (None: the end, every frame left)."""
         if self._graph is None:
             if frame is None or not frame.interlaced_frame:
                 return [] if frame is None else [frame]
-            self._graph = self._bwdif(self._stream)
+            self._graph = self._bwdif()
+        ready = []
+        if frame is not None and (frame.width, frame.height) != self._size:
+            # A new sequence header's size (a broadcast's SD ident before its HD programme): a graph
+            # takes one size, and failed on the first frame of another ('Operation not permitted')
+            ready = self._pushed(None)
+            self._graph, self._size = self._bwdif(frame), (frame.width, frame.height)
         if frame is not None and frame.pts is None:
             frame.pts = frame.dts
+        return ready + self._pushed(frame)
+
+    def _pushed(self, frame) -> List["av.VideoFrame"]:
         self._graph.vpush(frame)
         ready = []
         while True:
