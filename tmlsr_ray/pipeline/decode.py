@@ -172,9 +172,10 @@ RESIZABLE_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg1video",
 
 
 def largest_picture(stream, keyframes: Sequence[bytes]) -> Optional[Tuple[int, int]]:
-    """The largest picture these keyframe packets of the stream decode to, each on its own; None
-    where none decodes so."""
-    sizes = []
+    """The largest picture these keyframe packets of the stream decode to, each on its own, where
+    larger than the stream's header states; else None."""
+    header = (stream.codec_context.width, stream.codec_context.height)
+    sizes = [header]
     for data in keyframes:
         decoder = av.CodecContext.create(stream.codec_context.name, "r")
         decoder.extradata = stream.codec_context.extradata
@@ -184,7 +185,8 @@ def largest_picture(stream, keyframes: Sequence[bytes]) -> Optional[Tuple[int, i
         except (av.error.FFmpegError, ValueError):
             continue  # one that needs what came before it (an H.264 recovery point flagged a keyframe)
         sizes += [(frame.width, frame.height) for frame in frames[:1]]
-    return max(sizes, key=lambda size: size[0] * size[1], default=None)
+    largest = max(sizes, key=lambda size: size[0] * size[1])
+    return largest if largest[0] * largest[1] > header[0] * header[1] else None
 
 
 def best_video_stream(container) -> "av.video.stream.VideoStream":

@@ -159,7 +159,7 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         stream = container.streams[info.stream_index]
         keyframes = KeyframeSample() if codec_name(stream) in RESIZABLE_CODECS else None
         scanned = _scan(stream, keyframes)
-        picture_size = largest_picture(stream, keyframes.packets) if keyframes else None
+        grown = largest_picture(stream, keyframes.packets) if keyframes else None
         entries = _from_first_keyframe(scanned)
         format = segment_file_format(stream)
         stated_end = _stated_end(stream, scanned)
@@ -167,7 +167,6 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         by_parser = stamped_by_parser(container)
         intra_only = stream.codec_context.codec.intra_only
     shown = sum(not e.discard for e in entries)
-    grown = picture_size if picture_size and _area(picture_size) > info.coded_width * info.coded_height else None
     first_pts = None
     timed = (_presentation_times_known(entries, info) and not (by_parser and _reorder_found_late(entries))
              and not _shown_before_earlier_frames(entries))
@@ -183,10 +182,6 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
     span = _span_ticks(entries, last_frame) if first_pts is not None else None
     return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments), last_frame,
                        first_pts, info.average_rate, span, grown)
-
-
-def _area(size: Tuple[int, int]) -> int:
-    return size[0] * size[1]
 
 
 def planned_info(info: VideoInfo, plan: SegmentPlan) -> VideoInfo:
