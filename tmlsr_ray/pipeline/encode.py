@@ -1097,7 +1097,7 @@ class _AacTranscoder:
         self._out = out
         self._stream = _as_source(out.add_stream("aac", rate=ctx.sample_rate), in_stream, language)
         self._stream.layout = layout = aac_layout(ctx.layout, ctx.channels)
-        self._discrete = _DiscreteChannels.needed(ctx.layout, layout)
+        self._discrete = _DiscreteChannels(ctx.layout) if _discrete(ctx.layout, ctx.channels) else None
         self._resampler = (self._discrete.resampler(ctx.sample_rate) if self._discrete else
                            av.AudioResampler(format="fltp", layout=layout, rate=ctx.sample_rate))
         self._clock = Fraction(1, ctx.sample_rate)
@@ -1142,7 +1142,7 @@ def aac_layout(layout, channels: int) -> str:
     failed the task)."""
     if not _unnamed(layout) and aac_encodes(layout.name):
         return layout.name
-    if _unnamed(layout) and channels > AAC_MAX_NAMED:
+    if _discrete(layout, channels):
         return AAC_LAYOUTS[AAC_MAX_DISCRETE]
     return AAC_LAYOUTS.get(channels) or AAC_LAYOUTS[max((n for n in AAC_LAYOUTS if n < channels), default=2)]
 
@@ -1154,6 +1154,11 @@ def _unnamed(layout) -> bool:
     return layout is None or layout.name.endswith("channels")
 
 
+def _discrete(layout, channels: int) -> bool:
+    """More unnamed channels than a named AAC layout holds: each goes to its place in AAC's 16."""
+    return _unnamed(layout) and channels > AAC_MAX_NAMED
+
+
 class _DiscreteChannels:
     """More than 8 unnamed channels (a master's stems and languages, one per channel) as AAC's 16,
     each in its place: FFmpeg's resampler mixes only channels it can name. It failed the task
@@ -1163,10 +1168,6 @@ class _DiscreteChannels:
 
     def __init__(self, source_layout):
         self._source = source_layout
-
-    @classmethod
-    def needed(cls, layout, aac: str) -> "Optional[_DiscreteChannels]":
-        return cls(layout) if _unnamed(layout) and aac == AAC_LAYOUTS[AAC_MAX_DISCRETE] else None
 
     def resampler(self, rate: int):
         # Packed samples: PyAV's numpy bridge reaches only 8 planes.
