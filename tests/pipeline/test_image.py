@@ -35,6 +35,16 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding(tmp_path):
         probe_image(path, 19_999)
 
 
+def test_a_png_over_the_pixel_limit_is_refused_by_its_header_without_inflating_its_pixels(tmp_path):
+    """Pillow looks for a PNG's EXIF past its pixels: the probe inflated a 9000x9000 PNG of 240 kB
+    (243 MB of pixels, 4 s) before refusing it. Pixels cut short show none were read."""
+    whole = _write(tmp_path, "whole.png", Image.new("RGB", (3000, 3000))).read_bytes()
+    path = tmp_path / "bomb.png"
+    path.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(InputError, match="3000x3000 = 9,000,000 pixels, over the limit of 1,000,000"):
+        probe_image(path, 1_000_000)
+
+
 def test_exif_orientation_is_applied(tmp_path):
     image = Image.new("RGB", (40, 20), (255, 0, 0))
     exif = Image.Exif()

@@ -77,6 +77,8 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             with Image.open(path) as img:
                 width, height = img.size
                 fmt = FORMATS.get(img.format or "")
+                # before the EXIF is read: Pillow looks for a PNG's past its pixels, inflating them all
+                _check_pixels(img.format, fmt, width, height, max_pixels)
                 mode = img.mode
                 exif = img.getexif()
                 # Pillow gives a TIFF's size upright and OpenCV decodes its pixels upright, as
@@ -98,15 +100,19 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
                          "AVIF data found)") from exc
     except OSError as exc:
         raise InputError(f"input image is corrupt or truncated ({_first_line(exc)})") from exc
+    return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif, png_colour)
+
+
+def _check_pixels(pillow_format: Optional[str], fmt: Optional[str], width: int, height: int, max_pixels: int) -> None:
+    """Refuses a format not served and a size over the limit, from the header alone."""
     if fmt is None:
-        raise InputError(f"unsupported image format {img.format}; use PNG, JPEG, WEBP, GIF, BMP, TIFF, HEIC or AVIF")
+        raise InputError(f"unsupported image format {pillow_format}; use PNG, JPEG, WEBP, GIF, BMP, TIFF, HEIC or AVIF")
     if width <= 0 or height <= 0:
         raise InputError(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         raise InputError(
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
         )
-    return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif, png_colour)
 
 
 def _tiff_layout(path: Path) -> Optional[str]:
