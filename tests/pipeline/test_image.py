@@ -662,3 +662,36 @@ def test_a_palette_image_with_one_colour_in_use_stays_in_colour(tmp_path, fmt):
     path = _write(tmp_path, f"red.{fmt.lower()}", picture, format=fmt)
     image = decode_image(path, probe_image(path, 10_000))
     assert image.ndim == 3 and image.shape[2] == 3
+
+
+def test_a_png_whose_compressed_text_inflates_past_pillows_bound_is_refused_naming_its_metadata(tmp_path):
+    """A zTXt chunk of 2 kB that inflates to 2 MB (a zlib bomb): Pillow refuses it with ValueError,
+    and the task failed with 'process failed: ValueError: Decompressed data too large ...'."""
+    data = _write(tmp_path, "plain.png", Image.new("RGB", (8, 6))).read_bytes()
+    text = b"Comment\x00\x00" + zlib.compress(bytes(2_000_000), 9)
+    ztxt = struct.pack(">I", len(text)) + b"zTXt" + text + struct.pack(">I", zlib.crc32(b"zTXt" + text))
+    path = tmp_path / "bomb.png"
+    path.write_bytes(data[:33] + ztxt + data[33:])
+    with pytest.raises(InputError, match="metadata that could not be read .* text or ICC profile chunk"):
+        probe_image(path, 10_000)
+
+
+def test_a_truncated_avif_is_refused_as_not_decodable(tmp_path):
+    """libavif's error reaches Pillow as SyntaxError: the task failed with 'process failed:
+    SyntaxError: Failed to decode frame 0: Truncated data'."""
+    whole = _write(tmp_path, "whole.avif", Image.new("RGB", (48, 32), (200, 30, 60)), quality=80).read_bytes()
+    path = tmp_path / "cut.avif"
+    path.write_bytes(whole[:len(whole) * 9 // 10])
+    with pytest.raises(InputError, match="avif image could not be decoded"):
+        decode_image(path, probe_image(path, 10_000))
+
+
+def test_a_heic_whose_stated_size_is_over_libheifs_limit_is_refused_as_not_decodable(tmp_path):
+    """Its ispe box says 100000x100000 (the probe reads the cropped 48x32): libheif's refusal
+    reaches Python as RuntimeError, and the task failed with 'process failed: RuntimeError'."""
+    data = _write(tmp_path, "photo.heic", Image.new("RGB", (48, 32), (200, 30, 60)), quality=80).read_bytes()
+    ispe = data.index(b"ispe") + 8  # after the box's type, version and flags: width, height
+    path = tmp_path / "huge.heic"
+    path.write_bytes(data[:ispe] + struct.pack(">II", 100_000, 100_000) + data[ispe + 8:])
+    with pytest.raises(InputError, match="heic image could not be decoded .*100000x100000"):
+        decode_image(path, probe_image(path, 10_000))

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import pillow_heif
 from PIL import Image, TiffImagePlugin, UnidentifiedImageError
+from PIL.PngImagePlugin import MAX_TEXT_CHUNK
 
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.heif_boxes import bits_per_channel, nclx_code_points, primary_item_properties
@@ -50,6 +51,10 @@ BMP_BITS_AT = 28  # where a Windows BMP header's bits per pixel are
 MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
 UNPREMULTIPLY_ROWS = 256
+# what Pillow and its plugins raise for a file they cannot read: OSError mostly, SyntaxError for a
+# broken PNG chunk, RuntimeError for libavif's and libheif's errors (a truncated AVIF, a HEIC
+# whose stated size is over libheif's own limit)
+DECODER_ERRORS = (OSError, SyntaxError, RuntimeError)
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,10 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             raise InputError(f"input is a TIFF of {layout}, which is not supported") from exc
         raise InputError("input is not a readable image (no PNG, JPEG, WEBP, GIF, BMP, TIFF, HEIC or "
                          "AVIF data found)") from exc
-    except OSError as exc:
+    except ValueError as exc:  # Pillow's bound on what a PNG's compressed text and ICC chunks inflate to
+        raise InputError(f"input image holds metadata that could not be read ({_first_line(exc)}); a PNG's "
+                         f"compressed text or ICC profile chunk may inflate to {MAX_TEXT_CHUNK:,} bytes") from exc
+    except DECODER_ERRORS as exc:
         raise InputError(f"input image is corrupt or truncated ({_first_line(exc)})") from exc
     return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif, png_colour)
 
@@ -343,7 +351,7 @@ def _decode_with_pillow(path: Path, info: ImageInfo) -> np.ndarray:
             if img.mode == "L" and "transparency" not in img.info:  # gray stays gray
                 return apply_exif_orientation(np.asarray(img), info.orientation)
             rgba = np.asarray(img.convert("RGBA"))
-    except (OSError, ValueError) as exc:
+    except (*DECODER_ERRORS, ValueError) as exc:
         raise InputError(f"{info.format} image could not be decoded ({_first_line(exc)})") from exc
     return apply_exif_orientation(_bgr_without_opaque_alpha(cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)),
                                   info.orientation)
