@@ -695,3 +695,30 @@ def test_a_heic_whose_stated_size_is_over_libheifs_limit_is_refused_as_not_decod
     path.write_bytes(data[:ispe] + struct.pack(">II", 100_000, 100_000) + data[ispe + 8:])
     with pytest.raises(InputError, match="heic image could not be decoded .*100000x100000"):
         decode_image(path, probe_image(path, 10_000))
+
+
+def _png_with_exif_chunk_moved(data: bytes, before: bytes) -> bytes:
+    """A PNG as Pillow writes it with its eXIf chunk moved to just before the chunk ``before``."""
+    start = data.index(b"eXIf") - 4
+    chunk = data[start:start + 12 + struct.unpack(">I", data[start:start + 4])[0]]
+    rest = data.replace(chunk, b"")
+    at = rest.index(before) - 4
+    return rest[:at] + chunk + rest[at:]
+
+
+def test_the_probe_reads_a_pngs_exif_before_or_after_its_pixels_without_decoding_them(tmp_path):
+    """Pillow's getexif decodes a PNG's pixels to look past them: every PNG was decoded twice,
+    and a corrupt last IDAT length had the probe read 4 GB. Pixels cut short show none were read."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _write(tmp_path, "tagged.png", Image.new("RGB", (64, 48)), exif=exif.tobytes()).read_bytes()
+    after = tmp_path / "after.png"
+    after.write_bytes(_png_with_exif_chunk_moved(data, b"IEND"))
+    assert probe_image(after, 10_000).orientation == 6
+    untagged = _write(tmp_path, "untagged.png", Image.new("RGB", (64, 48))).read_bytes()
+    cut = tmp_path / "cut.png"  # no eXIf before the pixels: Pillow looked for one past them
+    cut.write_bytes(untagged[:untagged.index(b"IDAT") + 12])
+    info = probe_image(cut, 10_000)
+    assert (info.width, info.height, info.exif) == (64, 48, None)
+    with pytest.raises(InputError, match="png image could not be decoded"):
+        decode_image(cut, info)

@@ -51,6 +51,7 @@ BMP_BITS_AT = 28  # where a Windows BMP header's bits per pixel are
 MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
 UNPREMULTIPLY_ROWS = 256
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # what Pillow and its plugins raise for a file they cannot read: OSError mostly, SyntaxError for a
 # broken PNG chunk, RuntimeError for libavif's and libheif's errors (a truncated AVIF, a HEIC
 # whose stated size is over libheif's own limit)
@@ -82,10 +83,10 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             with Image.open(path) as img:
                 width, height = img.size
                 fmt = FORMATS.get(img.format or "")
-                # before the EXIF is read: Pillow looks for a PNG's past its pixels, inflating them all
+                # from the header, before anything past it is read
                 _check_pixels(img.format, fmt, width, height, max_pixels)
                 mode = img.mode
-                exif = img.getexif()
+                exif = _png_exif(path) if fmt == "png" else img.getexif()
                 # Pillow gives a TIFF's size upright and OpenCV decodes its pixels upright, as
                 # libheif does a HEIF's: nothing is left to turn
                 orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
@@ -121,6 +122,25 @@ def _check_pixels(pillow_format: Optional[str], fmt: Optional[str], width: int, 
         raise InputError(
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
         )
+
+
+def _png_exif(path: Path) -> Image.Exif:
+    """A PNG's eXIf chunk, before its pixels or after them, read without inflating them: Pillow's
+    getexif decodes them all to look past them (a second decode of every PNG, and a read as long
+    as its last IDAT chunk states, 4 GB for a corrupt one)."""
+    exif = Image.Exif()
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        file.seek(len(PNG_SIGNATURE))
+        while len(header := file.read(8)) == 8:
+            length, kind = struct.unpack(">I4s", header)
+            if kind == b"eXIf":  # no read longer than the file: Python sets aside as much as is asked
+                exif.load(file.read(min(length, size - file.tell())))
+                break
+            if kind == b"IEND":
+                break
+            file.seek(length + 4, io.SEEK_CUR)  # the chunk's data and CRC
+    return exif
 
 
 def _tiff_layout(path: Path) -> Optional[str]:
