@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections import Counter
 from functools import partial
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -1078,6 +1079,30 @@ def frame_flood_gif(frames: int = 40_000, delay_cs: int = 0) -> bytes:
     control = b"\x21\xf9\x04\x00" + struct.pack("<H", delay_cs) + b"\x00\x00"  # graphic control extension
     image = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"  # one pixel, LZW-coded
     return header + (control + image) * frames + b"\x3b"
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def with_png_chunk(png: bytes, kind: bytes, data: bytes) -> bytes:
+    """The PNG with one more chunk right after IHDR (before its pixels)."""
+    end_of_ihdr = 8 + 8 + 13 + 4
+    return png[:end_of_ihdr] + png_chunk(kind, data) + png[end_of_ihdr:]
+
+
+def zlib_bomb(inflated: int) -> bytes:
+    """A zlib stream of ``inflated`` zero bytes (about a thousandth of that), made a megabyte at a time."""
+    stream, block = zlib.compressobj(9), bytes(1 << 20)
+    parts = [stream.compress(block[:min(len(block), inflated - done)]) for done in range(0, inflated, len(block))]
+    return b"".join(parts) + stream.flush()
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A black 8-bit RGB PNG of ``width`` x ``height``, its pixels a zlib bomb (9000x9000: 240 kB)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib_bomb((width * 3 + 1) * height))
+            + png_chunk(b"IEND", b""))
 
 
 def tiff_with_alpha(pixels: np.ndarray, associated: bool) -> bytes:

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image, ImageCms
 
 from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_photo, display_p3_icc, icc_colourants, os2_bitmap,
-                           shared_path, sixteen_bit_bmp, tiff_with_alpha, uncompressed_tiff)
+                           png_bomb, shared_path, sixteen_bit_bmp, tiff_with_alpha, uncompressed_tiff,
+                           with_png_chunk, zlib_bomb)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.image import (png_with_metadata, decode_image, encode_image, output_format, probe_image,
                                       stored_layout)
@@ -38,7 +39,7 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding(tmp_path):
 def test_a_png_over_the_pixel_limit_is_refused_by_its_header_without_inflating_its_pixels(tmp_path):
     """Pillow looks for a PNG's EXIF past its pixels: the probe inflated a 9000x9000 PNG of 240 kB
     (243 MB of pixels, 4 s) before refusing it. Pixels cut short show none were read."""
-    whole = _write(tmp_path, "whole.png", Image.new("RGB", (3000, 3000))).read_bytes()
+    whole = png_bomb(3000, 3000)
     path = tmp_path / "bomb.png"
     path.write_bytes(whole[:len(whole) // 2])
     with pytest.raises(InputError, match="3000x3000 = 9,000,000 pixels, over the limit of 1,000,000"):
@@ -668,10 +669,8 @@ def test_a_png_whose_compressed_text_inflates_past_pillows_bound_is_refused_nami
     """A zTXt chunk of 2 kB that inflates to 2 MB (a zlib bomb): Pillow refuses it with ValueError,
     and the task failed with 'process failed: ValueError: Decompressed data too large ...'."""
     data = _write(tmp_path, "plain.png", Image.new("RGB", (8, 6))).read_bytes()
-    text = b"Comment\x00\x00" + zlib.compress(bytes(2_000_000), 9)
-    ztxt = struct.pack(">I", len(text)) + b"zTXt" + text + struct.pack(">I", zlib.crc32(b"zTXt" + text))
     path = tmp_path / "bomb.png"
-    path.write_bytes(data[:33] + ztxt + data[33:])
+    path.write_bytes(with_png_chunk(data, b"zTXt", b"Comment\x00\x00" + zlib_bomb(2_000_000)))
     with pytest.raises(InputError, match="metadata that could not be read .* text or ICC profile chunk"):
         probe_image(path, 10_000)
 

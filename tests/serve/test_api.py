@@ -15,7 +15,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.helpers import BASIC_AUTH, SHARED, shared_path
+from tests.helpers import BASIC_AUTH, SHARED, png_bomb, shared_path, with_png_chunk, zlib_bomb
 from tests.serve.conftest import fetch_output
 
 
@@ -295,6 +295,18 @@ def test_bad_shared_inputs_fail_readably_and_the_service_keeps_serving(service, 
     assert task["error"] and "Traceback" not in task["error"] and len(task["error"]) < 400
     assert task["output"] is None
     assert requests.get(service.url("/health"), timeout=10).status_code == 200
+
+
+def test_image_bombs_fail_readably_while_another_image_task_completes(service, input_server, small_png):
+    """A 9000x9000 PNG of 240 kB (81 Mpx, over max_input_pixels) and a PNG whose zTXt chunk inflates
+    to 2 MB: the second failed as 'process failed: ValueError: Decompressed data too large ...'."""
+    pixels = input_server.add("pixel-bomb.png", png_bomb(9000, 9000))
+    text = input_server.add("text-bomb.png", with_png_chunk(png_bytes(24, 16), b"zTXt", b"c\x00\x00" + zlib_bomb(2 << 20)))
+    ids = [service.submit(url=url, type="image", model="tiny-x4.pth")["task_id"] for url in (pixels, text, small_png)]
+    pixel_task, text_task, small_task = (service.wait(task_id) for task_id in ids)
+    assert pixel_task["status"] == "failed" and "9000x9000 = 81,000,000 pixels, over the limit" in pixel_task["error"]
+    assert text_task["status"] == "failed" and "metadata that could not be read" in text_task["error"]
+    assert small_task["status"] == "completed", small_task["error"]
 
 
 def test_an_unreachable_input_fails_naming_the_http_status(service, input_server):
