@@ -9,11 +9,11 @@ import pytest
 from PIL import Image, ImageCms
 
 from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_photo, display_p3_icc, icc_colourants, os2_bitmap,
-                           png_bomb, shared_path, sixteen_bit_bmp, tiff_with_alpha, uncompressed_tiff,
+                           png_bomb, png_chunk, shared_path, sixteen_bit_bmp, tiff_with_alpha, uncompressed_tiff,
                            with_png_chunk, zlib_bomb)
 from tmlsr_ray.errors import InputError
-from tmlsr_ray.pipeline.image import (png_with_metadata, decode_image, encode_image, output_format, probe_image,
-                                      stored_layout)
+from tmlsr_ray.pipeline.image import (PNG_SIGNATURE, png_with_metadata, decode_image, encode_image, output_format,
+                                      probe_image, stored_layout)
 
 BAD = sorted((SHARED / "media" / "bad").glob("*")) if (SHARED / "media" / "bad").is_dir() else []
 
@@ -44,6 +44,18 @@ def test_a_png_over_the_pixel_limit_is_refused_by_its_header_without_inflating_i
     path.write_bytes(whole[:len(whole) // 2])
     with pytest.raises(InputError, match="3000x3000 = 9,000,000 pixels, over the limit of 1,000,000"):
         probe_image(path, 1_000_000)
+
+
+def test_a_size_over_pillows_own_bound_is_judged_by_max_input_pixels_alone(tmp_path):
+    """Pillow refuses more than 179 Mpx as a decompression bomb: a 15000x12000 image was refused
+    under a max_input_pixels of 200 million, as 'far over the limit of 200,000,000 pixels'."""
+    path = tmp_path / "huge.png"
+    ihdr = struct.pack(">IIBBBBB", 15_000, 12_000, 8, 2, 0, 0, 0)
+    path.write_bytes(PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(b"IEND", b""))
+    info = probe_image(path, 200_000_000)
+    assert (info.width, info.height) == (15_000, 12_000)
+    with pytest.raises(InputError, match="15000x12000 = 180,000,000 pixels, over the limit of 64,000,000"):
+        probe_image(path, 64_000_000)
 
 
 def test_exif_orientation_is_applied(tmp_path):

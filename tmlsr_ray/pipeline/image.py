@@ -29,6 +29,9 @@ from tmlsr_ray.pipeline.heif_boxes import bits_per_channel, nclx_code_points, pr
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
 
 pillow_heif.register_heif_opener()  # HEIC/HEIF through Image.open, like every other format
+# the probe refuses an image over max_input_pixels from its header; Pillow's own bound (179 Mpx)
+# refused, as a decompression bomb, an image a larger max_input_pixels admits
+Image.MAX_IMAGE_PIXELS = None
 
 # MPO: a JPEG with the Multi-Picture extension (cameras and phones write it), its first picture
 FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff",
@@ -78,26 +81,21 @@ class ImageInfo:
 def probe_image(path: Path, max_pixels: int) -> ImageInfo:
     """Reads the header only; refuses unreadable files and pixel floods before any decoding."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                width, height = img.size
-                fmt = FORMATS.get(img.format or "")
-                # from the header, before anything past it is read
-                _check_pixels(img.format, fmt, width, height, max_pixels)
-                mode = img.mode
-                exif = _png_exif(path) if fmt == "png" else img.getexif()
-                # Pillow gives a TIFF's size upright and OpenCV decodes its pixels upright, as
-                # libheif does a HEIF's: nothing is left to turn
-                orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
-                icc_profile = img.info.get("icc_profile") or None
-                if icc_profile is None and fmt in ("heic", "avif"):
-                    icc_profile = _icc_profile_from_nclx(path)
-                upright_exif = _upright_exif(exif)
-                png_colour = _png_colour_chunks(img.info) if fmt == "png" else None
-    except Image.DecompressionBombError as exc:
-        raise InputError(f"input image is a decompression bomb, far over the limit of {max_pixels:,} "
-                         f"pixels ({_first_line(exc)})") from exc
+        with Image.open(path) as img:
+            width, height = img.size
+            fmt = FORMATS.get(img.format or "")
+            # from the header, before anything past it is read
+            _check_pixels(img.format, fmt, width, height, max_pixels)
+            mode = img.mode
+            exif = _png_exif(path) if fmt == "png" else img.getexif()
+            # Pillow gives a TIFF's size upright and OpenCV decodes its pixels upright, as
+            # libheif does a HEIF's: nothing is left to turn
+            orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
+            icc_profile = img.info.get("icc_profile") or None
+            if icc_profile is None and fmt in ("heic", "avif"):
+                icc_profile = _icc_profile_from_nclx(path)
+            upright_exif = _upright_exif(exif)
+            png_colour = _png_colour_chunks(img.info) if fmt == "png" else None
     except UnidentifiedImageError as exc:
         layout = _tiff_layout(path)
         if layout:
