@@ -733,3 +733,16 @@ def test_the_probe_reads_a_pngs_exif_before_or_after_its_pixels_without_decoding
     assert (info.width, info.height, info.exif) == (64, 48, None)
     with pytest.raises(InputError, match="png image could not be decoded"):
         decode_image(cut, info)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+@pytest.mark.parametrize("exif", [b"II*\x00", b"EM\x00*\x00\x00\x00\x08"], ids=["cut-short", "bad-byte-order"])
+def test_an_image_whose_exif_is_damaged_is_read_without_it(tmp_path, fmt, exif):
+    """Pillow raised struct.error or SyntaxError reading such EXIF: the task failed as 'process failed:
+    error: unpack requires a buffer of 4 bytes', or refused a sound WebP as 'not a TIFF file'."""
+    exif = (b"Exif\x00\x00" if fmt == "WEBP" else b"") + exif
+    path = _write(tmp_path, f"damaged.{fmt.lower()}", Image.new("RGB", (8, 6), (200, 30, 60)), exif=exif,
+                  **({"lossless": True} if fmt == "WEBP" else {}))
+    info = probe_image(path, 10_000)
+    assert (info.orientation, info.exif) == (1, None)
+    assert decode_image(path, info).shape == (6, 8, 3)

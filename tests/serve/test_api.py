@@ -301,7 +301,8 @@ def test_image_bombs_fail_readably_while_another_image_task_completes(service, i
     """A 9000x9000 PNG of 240 kB (81 Mpx, over max_input_pixels) and a PNG whose zTXt chunk inflates
     to 2 MB: the second failed as 'process failed: ValueError: Decompressed data too large ...'."""
     pixels = input_server.add("pixel-bomb.png", png_bomb(9000, 9000))
-    text = input_server.add("text-bomb.png", with_png_chunk(png_bytes(24, 16), b"zTXt", b"c\x00\x00" + zlib_bomb(2 << 20)))
+    text_bomb = with_png_chunk(png_bytes(24, 16), b"zTXt", b"c\x00\x00" + zlib_bomb(2 << 20))
+    text = input_server.add("text-bomb.png", text_bomb)
     ids = [service.submit(url=url, type="image", model="tiny-x4.pth")["task_id"] for url in (pixels, text, small_png)]
     pixel_task, text_task, small_task = (service.wait(task_id) for task_id in ids)
     assert pixel_task["status"] == "failed" and "9000x9000 = 81,000,000 pixels, over the limit" in pixel_task["error"]

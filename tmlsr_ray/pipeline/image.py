@@ -87,7 +87,7 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             # from the header, before anything past it is read
             _check_pixels(img.format, fmt, width, height, max_pixels)
             mode = img.mode
-            exif = _png_exif(path) if fmt == "png" else img.getexif()
+            exif = _readable_exif(img, path, fmt)
             # Pillow gives a TIFF's size upright and OpenCV decodes its pixels upright, as
             # libheif does a HEIF's: nothing is left to turn
             orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
@@ -120,6 +120,15 @@ def _check_pixels(pillow_format: Optional[str], fmt: Optional[str], width: int, 
         raise InputError(
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
         )
+
+
+def _readable_exif(img: Image.Image, path: Path, fmt: str) -> Image.Exif:
+    """The image's EXIF, or none where it is damaged (as Pillow reads a JPEG's): the pixels are
+    sound, and viewers show such an image as stored."""
+    try:
+        return _png_exif(path) if fmt == "png" else img.getexif()
+    except (SyntaxError, struct.error):  # Pillow's reading of EXIF bytes that hold no TIFF header
+        return Image.Exif()
 
 
 def _png_exif(path: Path) -> Image.Exif:
