@@ -746,3 +746,15 @@ def test_an_image_whose_exif_is_damaged_is_read_without_it(tmp_path, fmt, exif):
     info = probe_image(path, 10_000)
     assert (info.orientation, info.exif) == (1, None)
     assert decode_image(path, info).shape == (6, 8, 3)
+
+
+def test_a_heic_whose_picture_data_is_cut_short_is_refused_as_not_decodable(tmp_path):
+    """Its iloc box gives the picture a quarter of its bytes: libheif's decoder runs out of data,
+    which reaches Python as EOFError, and the task failed with 'process failed: EOFError'."""
+    data = _write(tmp_path, "photo.heic", Image.new("RGB", (48, 32), (200, 30, 60)), quality=80).read_bytes()
+    extent_length = data.index(b"iinf") - 8  # the one extent's length ends the iloc box, before iinf
+    length = struct.unpack(">I", data[extent_length:extent_length + 4])[0]
+    path = tmp_path / "cut.heic"
+    path.write_bytes(data[:extent_length] + struct.pack(">I", length // 4) + data[extent_length + 4:])
+    with pytest.raises(InputError, match="heic image could not be decoded .*end of file"):
+        decode_image(path, probe_image(path, 10_000))

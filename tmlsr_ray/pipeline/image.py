@@ -56,9 +56,9 @@ DEFAULT_QUALITY = 95
 UNPREMULTIPLY_ROWS = 256
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # what Pillow and its plugins raise for a file they cannot read: OSError mostly, SyntaxError for a
-# broken PNG chunk, RuntimeError for libavif's and libheif's errors (a truncated AVIF, a HEIC
-# whose stated size is over libheif's own limit)
-DECODER_ERRORS = (OSError, SyntaxError, RuntimeError)
+# broken PNG chunk, RuntimeError and EOFError for libavif's and libheif's errors (a truncated AVIF,
+# a HEIC whose stated size is over libheif's own limit, one whose picture data is cut short)
+DECODER_ERRORS = (OSError, SyntaxError, RuntimeError, EOFError)
 
 
 @dataclass(frozen=True)
