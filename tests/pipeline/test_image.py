@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, PngImagePlugin
 
 from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_photo, display_p3_icc, icc_colourants, os2_bitmap,
                            png_bomb, png_chunk, shared_path, sixteen_bit_bmp, tiff_with_alpha, uncompressed_tiff,
@@ -733,6 +733,31 @@ def test_the_probe_reads_a_pngs_exif_before_or_after_its_pixels_without_decoding
     assert (info.width, info.height, info.exif) == (64, 48, None)
     with pytest.raises(InputError, match="png image could not be decoded"):
         decode_image(cut, info)
+
+
+def _imagemagick_raw_exif_profile(exif: bytes) -> str:
+    """EXIF as ImageMagick 6 wrote it into a PNG's text before eXIf existed: a name, a length, hex lines."""
+    hexed = exif.hex()
+    return f"\nexif\n{len(exif):8d}\n" + "\n".join(hexed[at:at + 72] for at in range(0, len(hexed), 72)) + "\n"
+
+
+@pytest.mark.parametrize("where", ["raw-profile-text", "xmp"])
+def test_a_pngs_orientation_in_its_text_chunks_is_applied(tmp_path, where):
+    """Pillow reads a PNG's orientation from ImageMagick's 'Raw profile type exif' text or from XMP
+    too; the probe's own eXIf walk left both out, and such a PNG came out lying on its side."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    text = PngImagePlugin.PngInfo()
+    if where == "xmp":
+        text.add_itxt("XML:com.adobe.xmp", '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://'
+                      'www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/'
+                      'tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    else:
+        text.add_text("Raw profile type exif", _imagemagick_raw_exif_profile(exif.tobytes()), zip=True)
+    path = _write(tmp_path, "tagged.png", Image.new("RGB", (8, 6), (200, 30, 60)), pnginfo=text)
+    info = probe_image(path, 10_000)
+    assert info.orientation == 6
+    assert decode_image(path, info).shape == (8, 6, 3)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP"])

@@ -126,28 +126,34 @@ def _readable_exif(img: Image.Image, path: Path, fmt: str) -> Image.Exif:
     """The image's EXIF, or none where it is damaged (as Pillow reads a JPEG's): the pixels are
     sound, and viewers show such an image as stored."""
     try:
-        return _png_exif(path) if fmt == "png" else img.getexif()
+        return _png_exif(img, path) if fmt == "png" else img.getexif()
     except (SyntaxError, struct.error):  # Pillow's reading of EXIF bytes that hold no TIFF header
         return Image.Exif()
 
 
-def _png_exif(path: Path) -> Image.Exif:
-    """A PNG's eXIf chunk, before its pixels or after them, read without inflating them: Pillow's
-    getexif decodes them all to look past them (a second decode of every PNG, and a read as long
-    as its last IDAT chunk states, 4 GB for a corrupt one)."""
-    exif = Image.Exif()
+def _png_exif(img: Image.Image, path: Path) -> Image.Exif:
+    """A PNG's EXIF as Pillow reads it (ImageMagick's 'Raw profile type exif' text and an XMP
+    orientation included), its eXIf chunk found past the pixels without inflating them: Pillow's
+    getexif decodes them all to look there (a second decode of every PNG, and a read as long as
+    its last IDAT chunk states, 4 GB for a corrupt one)."""
+    if "exif" not in img.info and (chunk := _png_exif_chunk(path)) is not None:
+        img.info["exif"] = chunk
+    return Image.Image.getexif(img)  # the base class reads img.info alone; PngImageFile's decodes
+
+
+def _png_exif_chunk(path: Path) -> Optional[bytes]:
+    """The data of a PNG's first eXIf chunk, wherever it stands; None where it has none."""
     size = path.stat().st_size
     with open(path, "rb") as file:
         file.seek(len(PNG_SIGNATURE))
         while len(header := file.read(8)) == 8:
             length, kind = struct.unpack(">I4s", header)
             if kind == b"eXIf":  # no read longer than the file: Python sets aside as much as is asked
-                exif.load(file.read(min(length, size - file.tell())))
-                break
+                return file.read(min(length, size - file.tell()))
             if kind == b"IEND":
-                break
+                return None
             file.seek(length + 4, io.SEEK_CUR)  # the chunk's data and CRC
-    return exif
+    return None
 
 
 def _tiff_layout(path: Path) -> Optional[str]:
