@@ -760,6 +760,17 @@ def test_a_pngs_orientation_in_its_text_chunks_is_applied(tmp_path, where):
     assert decode_image(path, info).shape == (8, 6, 3)
 
 
+def test_a_png_whose_raw_exif_profile_text_is_not_hex_is_read_without_it(tmp_path):
+    """Pillow's bytes.fromhex raised ValueError, and the sound PNG was refused as one whose 'compressed
+    text or ICC profile chunk may inflate to 1,048,576 bytes'."""
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Raw profile type exif", "\nexif\n       4\nzz000000\n")
+    path = _write(tmp_path, "tagged.png", Image.new("RGB", (8, 6), (200, 30, 60)), pnginfo=text)
+    info = probe_image(path, 10_000)
+    assert (info.orientation, info.exif) == (1, None)
+    assert decode_image(path, info).shape == (6, 8, 3)
+
+
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
 @pytest.mark.parametrize("exif", [b"II*\x00", b"EM\x00*\x00\x00\x00\x08"], ids=["cut-short", "bad-byte-order"])
 def test_an_image_whose_exif_is_damaged_is_read_without_it(tmp_path, fmt, exif):

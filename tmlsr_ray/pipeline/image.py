@@ -127,7 +127,9 @@ def _readable_exif(img: Image.Image, path: Path, fmt: str) -> Image.Exif:
     sound, and viewers show such an image as stored."""
     try:
         return _png_exif(img, path) if fmt == "png" else img.getexif()
-    except (SyntaxError, struct.error):  # Pillow's reading of EXIF bytes that hold no TIFF header
+    # Pillow's reading of EXIF bytes that hold no TIFF header, or of a PNG's raw profile text that
+    # is not hex
+    except (SyntaxError, struct.error, ValueError):
         return Image.Exif()
 
 
