@@ -92,6 +92,43 @@ def test_every_shared_bad_input_is_refused_with_a_readable_error(path):
     assert str(caught.value) and "Traceback" not in str(caught.value)
 
 
+def _photo_jpeg(progressive: bool) -> bytes:
+    """A 640x480 JPEG of smooth gradients and noise, none of it flat gray, ending in its EOI marker."""
+    ramp = (np.add.outer(np.arange(480), np.arange(640)) % 256).astype(np.uint8)
+    noise = np.random.default_rng(0).integers(0, 255, (480, 640), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(np.dstack([ramp, ramp[::-1], noise])).save(buf, "JPEG", quality=90, progressive=progressive)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+@pytest.mark.parametrize("damage", ["cut-30%", "cut-60%", "cut-90%", "taller-than-its-data"])
+def test_a_jpeg_whose_picture_data_ends_before_its_last_row_is_refused(tmp_path, progressive, damage):
+    """libjpeg fills the rows past the data's end flat gray with a warning alone: a JPEG cut off and
+    closed by an EOI marker, or whose frame header states 960 rows of 480, came out gray-bottomed."""
+    whole = _photo_jpeg(progressive)
+    if damage == "taller-than-its-data":
+        frame = whole.index(b"\xff\xc2" if progressive else b"\xff\xc0")
+        damaged = whole[:frame + 5] + struct.pack(">H", 960) + whole[frame + 7:]
+    else:
+        damaged = whole[:len(whole) * int(damage[4:6]) // 100] + b"\xff\xd9"
+    path = tmp_path / "damaged.jpg"
+    path.write_bytes(damaged)
+    with pytest.raises(InputError, match="jpeg image is cut off or damaged: its picture data ends or breaks before"):
+        decode_image(path, probe_image(path, 10**6))
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+@pytest.mark.parametrize("ending", ["no-eoi-marker", "bytes-after-eoi"])
+def test_a_jpeg_whose_picture_data_is_whole_is_read_whole_however_it_ends(tmp_path, progressive, ending):
+    """Browsers show both whole; OpenCV refused one lacking only its EOI marker as truncated."""
+    whole = _photo_jpeg(progressive)
+    path = tmp_path / "ending.jpg"
+    path.write_bytes(whole[:-2] if ending == "no-eoi-marker" else whole + b"\x00trailer\xff\xd8\xff" * 8)
+    expected = cv2.imdecode(np.frombuffer(whole, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(decode_image(path, probe_image(path, 10**6)), expected)
+
+
 def test_cmyk_jpeg_decodes_to_three_channels():
     path = shared_path("media", "image", "cmyk_adobe_100x100.jpg")
     assert decode_image(path, probe_image(path, 10**6)).shape == (100, 100, 3)

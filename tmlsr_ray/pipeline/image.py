@@ -55,6 +55,7 @@ MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
 UNPREMULTIPLY_ROWS = 256
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_END = np.frombuffer(b"\xff\xd9", np.uint8)  # the EOI marker
 # what Pillow and its plugins raise for a file they cannot read: OSError mostly, SyntaxError for a
 # broken PNG chunk, RuntimeError and EOFError for libavif's and libheif's errors (a truncated AVIF,
 # a HEIC whose stated size is over libheif's own limit, one whose picture data is cut short)
@@ -234,7 +235,7 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     image = _deep_tiff_stored_by_plane(path) if info.format == "tiff" else None
     if image is None:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        image = _jpeg_pixels(data) if info.format == "jpeg" else cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None and info.format == "tiff":  # from memory OpenCV refuses 8-bit tiles of 16, 48, 80 ... pixels
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
@@ -263,6 +264,23 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
             f"{info.width}x{info.height}: the file is corrupt"
         )
     return apply_exif_orientation(image, info.orientation)
+
+
+def _jpeg_pixels(data: np.ndarray) -> Optional[np.ndarray]:
+    """A JPEG's pixels, refused where its picture data ends or breaks before its last row: libjpeg
+    (OpenCV's decoder) fills what is missing flat gray with a warning alone, so a JPEG cut off and
+    closed by an EOI marker, or stating more rows than it holds, was upscaled gray-bottomed; FFmpeg's
+    decoder, told to take damage as an error, says so. One lacking only its EOI marker is read
+    whole, as browsers show it (OpenCV refused it as truncated)."""
+    decoder = av.CodecContext.create("mjpeg", "r")
+    decoder.options = {"err_detect": "explode"}
+    try:
+        decoder.decode(av.Packet(data))
+    except av.InvalidDataError as exc:
+        raise InputError("jpeg image is cut off or damaged: its picture data ends or breaks before its "
+                         "last row") from exc
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    return image if image is not None else cv2.imdecode(np.append(data, JPEG_END), cv2.IMREAD_UNCHANGED)
 
 
 def _bmp_opencv_misreads(path: Path, info: ImageInfo) -> bool:
