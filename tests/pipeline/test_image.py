@@ -821,6 +821,20 @@ def test_an_image_whose_exif_is_damaged_is_read_without_it(tmp_path, fmt, exif):
     assert decode_image(path, info).shape == (6, 8, 3)
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_an_exif_block_that_cannot_be_written_again_is_left_out_and_its_orientation_kept(tmp_path, fmt):
+    """Its TransferFunction tag holds text, which Pillow writes as numbers: writing the output's EXIF
+    raised struct.error, and the task failed as 'process failed: error: required argument is not an
+    integer' (4 of 1,500 EXIF blocks of a JPEG or WebP with bytes changed at random)."""
+    entries = struct.pack(">HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack(">HHII", 0x012D, 2, 6, 8 + 2 + 24 + 4)
+    exif = b"MM\x00*" + struct.pack(">IH", 8, 2) + entries + struct.pack(">I", 0) + b"Maker\x00"
+    path = _write(tmp_path, f"odd.{fmt.lower()}", Image.new("RGB", (8, 6), (200, 30, 60)),
+                  exif=(b"" if fmt == "PNG" else b"Exif\x00\x00") + exif, **({"lossless": True} if fmt == "WEBP" else {}))
+    info = probe_image(path, 10_000)
+    assert (info.orientation, info.exif) == (6, None)
+    assert decode_image(path, info).shape[:2] == (8, 6)
+
+
 def test_a_heic_whose_picture_data_is_cut_short_is_refused_as_not_decodable(tmp_path):
     """Its iloc box gives the picture a quarter of its bytes: libheif's decoder runs out of data,
     which reaches Python as EOFError, and the task failed with 'process failed: EOFError'."""

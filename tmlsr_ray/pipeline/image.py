@@ -215,7 +215,8 @@ def _orientation(value) -> int:
 
 def _upright_exif(exif) -> Optional[bytes]:
     """The EXIF the output carries: turned upright, without what describes the input's pixels
-    (their layout in the file, their size before upscaling); None when nothing else is left."""
+    (their layout in the file, their size before upscaling); None when nothing else is left, or
+    where it cannot be written again (a damaged block, whose orientation may still be read)."""
     for tag in PIXEL_LAYOUT_TAGS & set(exif):
         del exif[tag]
     if EXIF_IFD_TAG in exif:
@@ -225,7 +226,10 @@ def _upright_exif(exif) -> Optional[bytes]:
     if not exif:
         return None
     exif[EXIF_ORIENTATION_TAG] = 1
-    data = exif.tobytes()
+    try:
+        data = exif.tobytes()
+    except (struct.error, TypeError, ValueError):  # a tag holding a value of a type Pillow writes it otherwise
+        return None
     return data[6:] if data.startswith(b"Exif\x00\x00") else data
 
 
