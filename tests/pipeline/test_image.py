@@ -558,6 +558,36 @@ def test_a_gray_tiff_with_alpha_stored_plane_by_plane_is_refused_naming_the_layo
         decode_image(path, probe_image(path, 10_000))
 
 
+def _with_piece_offsets(tiff: bytes, offset: int) -> bytes:
+    """A little-endian TIFF with every strip or tile said to start at ``offset``."""
+    data = bytearray(tiff)
+    directory = struct.unpack("<I", data[4:8])[0]
+    for entry in range(directory + 2, directory + 2 + 12 * struct.unpack("<H", data[directory:directory + 2])[0], 12):
+        tag, _, count, value = struct.unpack("<HHII", data[entry:entry + 12])
+        if tag in (273, 324):  # StripOffsets, TileOffsets: in the entry if one, else where it points
+            for at in [entry + 8] if count == 1 else range(value, value + 4 * count, 4):
+                data[at:at + 4] = struct.pack("<I", offset)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("layout", ["strip", "planes", "tiles", "lzw"])
+def test_a_tiff_whose_picture_data_is_said_to_start_inside_its_header_is_refused(tmp_path, layout):
+    """With StripOffsets 0, libtiff read the header's bytes as pixels (an LZW strip as a decoding
+    error OpenCV let pass), and garbage was upscaled with no word."""
+    levels = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    if layout == "lzw":
+        tiff = io.BytesIO()
+        Image.fromarray(levels).save(tiff, "TIFF", compression="tiff_lzw")
+        tiff = tiff.getvalue()
+    else:
+        tiff = uncompressed_tiff(levels, planar=layout == "planes", tile=16 if layout == "tiles" else None)
+    path = tmp_path / "garbled.tif"
+    path.write_bytes(_with_piece_offsets(tiff, 0))
+    piece = "tile" if layout == "tiles" else "strip"
+    with pytest.raises(InputError, match=f"TIFF is corrupt: a {piece} of its picture data is said to start at byte 0"):
+        decode_image(path, probe_image(path, 10_000))
+
+
 @pytest.mark.parametrize("bits", [1, 2, 4, 8, 16])
 def test_a_gray_png_whose_trns_chunk_marks_a_transparent_level_keeps_that_transparency(tmp_path, bits):
     """A gray PNG can mark one level transparent (tRNS, as icons and line art use it): OpenCV reads

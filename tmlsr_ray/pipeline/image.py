@@ -47,6 +47,8 @@ PIXEL_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278,
 # TIFF tags of how its samples are laid out: BitsPerSample, PhotometricInterpretation (2: RGB),
 # SamplesPerPixel, PlanarConfiguration (2: one plane a sample), TileWidth (only a tiled TIFF has it)
 TIFF_BITS_TAG, TIFF_PHOTOMETRIC_TAG, TIFF_SAMPLES_TAG, TIFF_PLANAR_TAG, TIFF_TILE_WIDTH_TAG = 258, 262, 277, 284, 322
+# where a TIFF's strips or tiles start, and how many bytes each holds
+TIFF_PIECE_TAGS = ((273, 279, "strip"), (324, 325, "tile"))
 TIFF_PHOTOMETRIC_NAMES = {0: "gray", 1: "gray", 2: "RGB", 3: "palette", 4: "mask", 5: "CMYK", 6: "YCbCr", 8: "Lab"}
 BMP_CORE_HEADER_BYTES = 12  # OS/2 1.x's BITMAPCOREHEADER, in place of Windows' 40-byte or longer one
 BMP_BITS_AT = 28  # where a Windows BMP header's bits per pixel are
@@ -87,6 +89,8 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             fmt = FORMATS.get(img.format or "")
             # from the header, before anything past it is read
             _check_pixels(img.format, fmt, width, height, max_pixels)
+            if fmt == "tiff":
+                _check_tiff_pieces(img.tag_v2)
             mode = img.mode
             exif = _readable_exif(img, path, fmt)
             # Pillow gives a TIFF's size upright and OpenCV decodes its pixels upright, as
@@ -121,6 +125,21 @@ def _check_pixels(pillow_format: Optional[str], fmt: Optional[str], width: int, 
         raise InputError(
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
         )
+
+
+def _check_tiff_pieces(tags: TiffImagePlugin.ImageFileDirectory_v2) -> None:
+    """Refuses a TIFF whose picture data is said to start inside its own header (StripOffsets 0):
+    libtiff reads the header's bytes as pixels, and garbage was upscaled with no word. A piece
+    of no bytes at 0 is one a sparse TIFF (GDAL's) leaves out, not this."""
+    header_bytes = 16 if getattr(tags, "_bigtiff", False) else 8
+    for offsets_tag, counts_tag, piece in TIFF_PIECE_TAGS:
+        offsets, counts = tags.get(offsets_tag, ()), tags.get(counts_tag, ())
+        offsets = offsets if isinstance(offsets, tuple) else (offsets,)
+        counts = counts if isinstance(counts, tuple) else (counts,)
+        for offset, count in zip(offsets, counts):
+            if offset < header_bytes and count:
+                raise InputError(f"input TIFF is corrupt: a {piece} of its picture data is said to start at "
+                                 f"byte {offset}, inside its header")
 
 
 def _readable_exif(img: Image.Image, path: Path, fmt: str) -> Image.Exif:
