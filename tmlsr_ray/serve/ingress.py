@@ -187,7 +187,8 @@ def _error_response(status_code: int, message: str, detail=None, headers: dict |
 class BodyLimit:
     """413 for a request body over ``max_request_bytes``, counted as it arrives (a Content-Length
     that says so is refused before any byte is read). Plain ASGI: FastAPI parses the body before
-    a route could look at it."""
+    a route could look at it. The refusal is raised as an HTTP error because FastAPI turns any
+    other exception from its read of the body into a 400 that says nothing of the limit."""
 
     def __init__(self, app):
         self._app = app
@@ -206,17 +207,10 @@ class BodyLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > limit:
-                raise _BodyTooLarge()
+                raise StarletteHTTPException(413, _too_large_message(limit))
             return message
 
-        try:
-            await self._app(scope, counted, send)
-        except _BodyTooLarge:
-            await _too_large(limit)(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
+        await self._app(scope, counted, send)
 
 
 class HeadAsGet:
@@ -265,7 +259,11 @@ class ClientGone:
 
 
 def _too_large(limit: int) -> JSONResponse:
-    return _error_response(413, f"request body over the limit of {limit:,} bytes (max_request_bytes)")
+    return _error_response(413, _too_large_message(limit))
+
+
+def _too_large_message(limit: int) -> str:
+    return f"request body over the limit of {limit:,} bytes (max_request_bytes)"
 
 
 def _ingress_settings() -> Settings:

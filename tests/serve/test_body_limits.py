@@ -1,0 +1,48 @@
+"""The ingress's request-body limits, on its ASGI app alone (no Ray): a body over them is refused
+before a route runs."""
+
+import asyncio
+import json
+
+import pytest
+
+from tmlsr_ray.config import Settings
+from tmlsr_ray.serve import ingress
+
+
+@pytest.fixture
+def limits(monkeypatch, tmp_path):
+    settings = Settings(weights_dir=tmp_path, data_dir=tmp_path, max_request_bytes=1024)
+    monkeypatch.setattr(ingress, "_ingress_settings", lambda: settings)
+    return settings
+
+
+def post(chunks, pause_s: float = 0.0, headers=()):
+    """POST /tasks to the bare app with the body sent in ``chunks`` (chunked: no Content-Length),
+    ``pause_s`` between them; the status and JSON body answered."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/tasks", "raw_path": b"/tasks", "root_path": "", "query_string": b"",
+             "headers": [(b"content-type", b"application/json"), *headers], "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 80)}
+    pending = list(chunks)
+    sent = []
+
+    async def receive():
+        if not pending:
+            await asyncio.sleep(3600)  # a client that sends nothing more
+        await asyncio.sleep(pause_s)
+        chunk = pending.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(pending)}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(asyncio.wait_for(ingress.api(scope, receive, send), 10))
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+
+
+def test_a_chunked_body_over_max_request_bytes_is_a_413_naming_the_limit(limits):
+    status, body = post([b'{"url": "' + b"a" * 600, b"a" * 600 + b'"}'])
+    assert status == 413 and "1,024 bytes" in body["error"], body
+
