@@ -1,8 +1,9 @@
-"""The ingress's request-body limits, on its ASGI app alone (no Ray): a body over them is refused
-before a route runs."""
+"""The ingress's request-body limits, on its ASGI app alone (no Ray): a body too large or too slow
+is refused before a route runs, so it cannot hold one of the replica's requests in flight."""
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -12,17 +13,18 @@ from tmlsr_ray.serve import ingress
 
 @pytest.fixture
 def limits(monkeypatch, tmp_path):
-    settings = Settings(weights_dir=tmp_path, data_dir=tmp_path, max_request_bytes=1024)
+    settings = Settings(weights_dir=tmp_path, data_dir=tmp_path, max_request_bytes=1024, request_body_timeout_s=0.3)
     monkeypatch.setattr(ingress, "_ingress_settings", lambda: settings)
     return settings
 
 
-def post(chunks, pause_s: float = 0.0, headers=()):
+def post(chunks, pause_s: float = 0.0, ends: bool = True):
     """POST /tasks to the bare app with the body sent in ``chunks`` (chunked: no Content-Length),
-    ``pause_s`` between them; the status and JSON body answered."""
+    ``pause_s`` before each; a body that does not ``end`` says more is coming after its last chunk
+    and sends nothing more. The status and JSON body answered."""
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
              "scheme": "http", "path": "/tasks", "raw_path": b"/tasks", "root_path": "", "query_string": b"",
-             "headers": [(b"content-type", b"application/json"), *headers], "client": ("127.0.0.1", 1),
+             "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1),
              "server": ("127.0.0.1", 80)}
     pending = list(chunks)
     sent = []
@@ -32,7 +34,7 @@ def post(chunks, pause_s: float = 0.0, headers=()):
             await asyncio.sleep(3600)  # a client that sends nothing more
         await asyncio.sleep(pause_s)
         chunk = pending.pop(0)
-        return {"type": "http.request", "body": chunk, "more_body": bool(pending)}
+        return {"type": "http.request", "body": chunk, "more_body": bool(pending) or not ends}
 
     async def send(message):
         sent.append(message)
@@ -46,3 +48,14 @@ def test_a_chunked_body_over_max_request_bytes_is_a_413_naming_the_limit(limits)
     status, body = post([b'{"url": "' + b"a" * 600, b"a" * 600 + b'"}'])
     assert status == 413 and "1,024 bytes" in body["error"], body
 
+
+def test_a_body_sent_slower_than_request_body_timeout_s_is_a_408_at_its_timeout(limits):
+    start = time.monotonic()
+    status, body = post([b'{"url": ', b'"http://example.com/a.png"', b"}"] * 20, pause_s=0.2)
+    assert status == 408 and "0.3 s" in body["error"] and "request_body_timeout_s" in body["error"], body
+    assert time.monotonic() - start < 2
+
+
+def test_a_body_that_stops_arriving_is_a_408_at_its_timeout(limits):
+    status, body = post([b'{"url": '], ends=False)
+    assert status == 408, body

@@ -186,9 +186,12 @@ def _error_response(status_code: int, message: str, detail=None, headers: dict |
 
 class BodyLimit:
     """413 for a request body over ``max_request_bytes``, counted as it arrives (a Content-Length
-    that says so is refused before any byte is read). Plain ASGI: FastAPI parses the body before
-    a route could look at it. The refusal is raised as an HTTP error because FastAPI turns any
-    other exception from its read of the body into a 400 that says nothing of the limit."""
+    that says so is refused before any byte is read), and 408 for one not whole within
+    ``request_body_timeout_s``: while its body arrives a request holds one of the replica's
+    ``max_ongoing_requests``, and enough clients trickling theirs would leave none, not even for
+    /health. Plain ASGI: FastAPI parses the body before a route could look at it. The refusals
+    are raised as HTTP errors because FastAPI turns any other exception from its read of the body
+    into a 400 that says nothing of the limit."""
 
     def __init__(self, app):
         self._app = app
@@ -196,15 +199,26 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self._app(scope, receive, send)
-        limit = _ingress_settings().max_request_bytes
+        settings = _ingress_settings()
+        limit, timeout_s = settings.max_request_bytes, settings.request_body_timeout_s
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             return await _too_large(limit)(scope, receive, send)
         received = 0
+        whole_by = asyncio.get_running_loop().time() + timeout_s
+        whole = False
 
         async def counted():
-            nonlocal received
-            message = await receive()
+            nonlocal received, whole
+            if whole:  # later reads wait for the client to hang up, for as long as the answer takes
+                return await receive()
+            try:
+                async with asyncio.timeout_at(whole_by):
+                    message = await receive()
+            except TimeoutError:
+                raise StarletteHTTPException(
+                    408, f"request body not received whole within {timeout_s:g} s (request_body_timeout_s)") from None
+            whole = not message.get("more_body", False)
             received += len(message.get("body", b""))
             if received > limit:
                 raise StarletteHTTPException(413, _too_large_message(limit))
