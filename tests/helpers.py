@@ -1353,7 +1353,7 @@ class _InputHandler(SimpleHTTPRequestHandler):
     """Serves files, plus ``/slow/<path>?seconds=S&times=N`` (trickled, to the first N requests
     if N is given), ``/ranged/<path>`` (answering
     Range requests), ``/status/<code>``, ``/redirect?to=URL&delay=S`` (answered after S seconds), ``/chunked?bytes=N``,
-    ``/lying?declared=N&sent=M``, ``/busy/<path>?status=S&times=N&retry_after=R`` (S with
+    ``/lying?declared=N&sent=M``, ``/not-http`` (an SSH server's greeting, no HTTP), ``/busy/<path>?status=S&times=N&retry_after=R`` (S with
     ``Retry-After: R`` to the first N requests, then the file) and ``/cookie-gate/<path>`` (the
     file to a request with the cookie ``gate=open``, else a redirect to itself that sets it) and
     ``/basic-auth/<path>`` (the file to a request with HTTP Basic credentials ``BASIC_AUTH``, else
@@ -1388,6 +1388,10 @@ class _InputHandler(SimpleHTTPRequestHandler):
                 chunk = b"c" * min(65536, size - start)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.write(b"0\r\n\r\n")
+            return
+        if parts.path == "/not-http":
+            self.wfile.write(b"SSH-2.0-OpenSSH_9.6 secret-banner\r\n")
+            self.close_connection = True
             return
         if parts.path == "/lying":  # declares fewer bytes than it sends
             self.send_response(200)

@@ -228,6 +228,14 @@ def test_a_lying_content_length_never_lets_more_than_it_declares_through(input_s
     assert not (tmp_path / "in").exists() or (tmp_path / "in").stat().st_size <= 10
 
 
+def test_an_answer_that_is_not_http_fails_the_download_saying_so_without_quoting_it(input_server, tmp_path):
+    with pytest.raises(FetchError) as refusal:
+        run(fetch_input(input_server.url("not-http"), tmp_path / "in", TRUSTED))
+    message = str(refusal.value)
+    assert "not valid HTTP (Bad status line)" in message, message
+    assert "400" not in message and "secret-banner" not in message, message
+
+
 def test_a_sender_slower_than_the_read_timeout_fails_the_download(input_server, tmp_path):
     input_server.add("trickle.bin", b"t" * 2000)
     policy = FetchPolicy(allow_private=True, read_timeout_s=0.2, attempts=1)

@@ -63,6 +63,9 @@ async def _fetch_once(url: str, dest: Path, policy: FetchPolicy) -> FetchResult:
         raise TryAgain(_describe(exc)) from exc
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
         raise TryAgain(_describe(exc)) from exc
+    except aiohttp.ClientResponseError as exc:  # nothing here raises for a status: aiohttp's parser refused the answer
+        raise FetchError(f"download failed: the input's server answered in something that is not valid HTTP "
+                         f"({_parser_complaint(exc)})") from exc
     except aiohttp.ClientError as exc:
         raise FetchError(f"download failed: {_describe(exc)}") from exc
 
@@ -122,6 +125,13 @@ def _refuse_web_page(path: Path, content_type: Optional[str]) -> None:
     if start.startswith(b"<"):
         raise FetchError("input URL answered a web page (text/html), not an image or video: a share or "
                          "sign-in page? Give the file's direct download URL")
+
+
+def _parser_complaint(exc: aiohttp.ClientResponseError) -> str:
+    """What aiohttp's parser found wrong, without the 400 it files it under (no server said 400)
+    or the bytes it quotes (the input's, or another service's banner: a task's error is read by more
+    than its owner)."""
+    return " ".join(exc.message.split(":")[0].split())[:100]
 
 
 def _describe(exc: Exception, limit: int = 200) -> str:
