@@ -60,6 +60,11 @@ class QueueFull(RequestRefused):
         self.retry_after_s = retry_after_s
 
 
+class StreamsFull(QueueFull):
+    """The ingress replica holds as many event streams open as it may: one more would take the
+    room its other requests (``/health``, submissions, reads) need."""
+
+
 class KeyConflict(RequestRefused):
     """The Idempotency-Key was used for a different request (``task_id``: the task it made)."""
 

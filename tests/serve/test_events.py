@@ -13,7 +13,7 @@ import requests
 from ray.exceptions import TaskCancelledError
 from ray.serve.exceptions import RequestCancelledError
 
-from tests.helpers import make_clip, replica_pids, server_sent_events
+from tests.helpers import eventually, make_clip, replica_pids, server_sent_events
 from tests.serve.test_api import png_bytes
 from tmlsr_ray.protocol import Stage, StageName, StageStatus, TaskEventKind, TaskOutput, TaskStatus, TaskView
 from tmlsr_ray.serve.events import change_kind
@@ -182,3 +182,49 @@ def test_streams_of_a_task_canceled_meanwhile_all_end_with_its_final_view_and_cl
         events = [e for e in events if "comment" not in e]
         assert events[0]["event"] == "status" and events[-1]["event"] == "end"
         assert events[-1]["data"] == service.task(task_id) and events[-1]["data"]["status"] == "canceled"
+
+
+@pytest.fixture(scope="module")
+def two_streams(service):
+    """A second app on the service's cluster (its own state actor and data) whose ingress holds two
+    event streams open at most."""
+    from ray import serve
+
+    from tests.serve.conftest import _kill_state_actor
+    from tmlsr_ray.app import build_app
+    from tmlsr_ray.serve.state import STATE_NAMESPACE
+
+    settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "two-streams"),
+                "allow_private_urls": True, "upscaler_num_cpus": 0, "seedvr2_replicas": 0, "max_event_streams": 2,
+                "state_actor_name": "tmlsr_state_two_streams"}
+    serve.run(build_app(settings), name="two-streams", route_prefix="/two-streams")
+    yield service.url("/two-streams")
+    serve.delete("two-streams")
+    _kill_state_actor(ray, "tmlsr_state_two_streams", STATE_NAMESPACE)
+
+
+def test_event_streams_beyond_max_event_streams_are_a_429_and_leave_the_api_room(two_streams, input_server):
+    input_server.add("watched.png", png_bytes(32, 24))
+    task_id = requests.post(f"{two_streams}/tasks", timeout=30, json={
+        "url": input_server.url("slow/watched.png?seconds=30"), "type": "image"}).json()["task_id"]
+    events_url = f"{two_streams}/tasks/{task_id}/events"
+    held = [requests.get(events_url, stream=True, timeout=60) for _ in range(2)]
+    readers = [server_sent_events(response) for response in held]  # a reader dropped closes its stream
+    try:
+        for response, reader in zip(held, readers):
+            assert response.status_code == 200 and next(reader)["event"] == "status"
+        refused = requests.get(events_url, timeout=30)
+        assert refused.status_code == 429 and "max_event_streams" in refused.json()["error"], refused.text
+        assert int(refused.headers["Retry-After"]) > 0
+        assert requests.get(f"{two_streams}/health", timeout=10).status_code == 200
+        readers.pop().close()  # a client hanging up gives its room back
+        held.pop().close()
+
+        def opens() -> bool:
+            with requests.get(events_url, stream=True, timeout=30) as again:
+                return again.status_code == 200
+        eventually(opens, what="a stream to open once another closed")
+    finally:
+        for response in held:
+            response.close()
+        requests.delete(f"{two_streams}/tasks/{task_id}", timeout=30)

@@ -24,7 +24,7 @@ from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline.encode import CONTAINER_FORMATS, container_refusal, task_codecs_available
 from tmlsr_ray.errors import (CallbackRefused, FetchError, FileNotFound, InvalidRequest, KeyConflict, ModelRefused,
-                              QueueFull, RequestRefused, TaskFinished, TaskNotFound, Unauthorized)
+                              QueueFull, RequestRefused, StreamsFull, TaskFinished, TaskNotFound, Unauthorized)
 from tmlsr_ray.urls import check_url
 from tmlsr_ray.protocol import (
     MAX_PREFER_WAIT_S,
@@ -80,7 +80,7 @@ IDEMPOTENCY_KEY = Header(None, alias="Idempotency-Key", description="Retrying wi
 
 
 # The one place where the service's refusals become HTTP statuses.
-REFUSAL_STATUS = {InvalidRequest: 422, ModelRefused: 400, CallbackRefused: 400, QueueFull: 429,
+REFUSAL_STATUS = {InvalidRequest: 422, ModelRefused: 400, CallbackRefused: 400, QueueFull: 429, StreamsFull: 429,
                   KeyConflict: 409, TaskNotFound: 404, TaskFinished: 409, Unauthorized: 401, FileNotFound: 404}
 
 
@@ -272,6 +272,21 @@ class ClientGone:
             logger.info("%s %s: the client went away", scope["method"], scope["path"])
 
 
+class _CountedStream(StreamingResponse):
+    """An event stream that says when it is over, however it ends: sent to its end, or cut off
+    by its client hanging up (Serve cancels the request), before or after its first event."""
+
+    def __init__(self, content, on_close: Callable[[], None], **kwargs):
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
 def _too_large(limit: int) -> JSONResponse:
     return _error_response(413, _too_large_message(limit))
 
@@ -302,6 +317,7 @@ class Ingress:
         self._catalog = ModelCatalog(settings.weights_dir)
         self._direct_reads = DirectReads(settings, self._state)
         self._video_codecs = await asyncio.to_thread(task_codecs_available)
+        self._open_streams = 0
         await self._redispatch_pending()
 
     def __del__(self):
@@ -380,7 +396,9 @@ class Ingress:
              responses={200: {"content": {"text/event-stream": {}},
                               "description": "Server-sent events: id (revision), event (TaskEventKind), "
                               "data (the TaskView); the last is 'end'"},
-                        422: _error("A Last-Event-ID this stream did not send"), **NOT_FOUND, **AUTH_RESPONSES})
+                        422: _error("A Last-Event-ID this stream did not send"), **NOT_FOUND,
+                        429: _error("max_event_streams streams open on this replica; retry after the "
+                                    "Retry-After header's seconds"), **AUTH_RESPONSES})
     async def task_events(
         self, task_id: str, http: Request,
         last_seen: Optional[str] = Header(None, alias="Last-Event-ID",
@@ -389,12 +407,21 @@ class Ingress:
         self._authorize(http)
         resumed_from = last_event_id(last_seen)
         current = await self._change(task_id)
+        # checked and counted with no await between: streams opened at the same instant cannot all pass
+        if self._open_streams >= self._settings.max_event_streams:
+            raise StreamsFull(f"too many event streams open (limit {self._settings.max_event_streams}, "
+                              f"max_event_streams); follow the task with GET /tasks/{{id}} meanwhile",
+                              self._settings.retry_after_s)
+        self._open_streams += 1
         stream = event_stream(lambda after, timeout_s: self._change(task_id, after, timeout_s), current,
                               resumed_from, self._settings.events_heartbeat_s,
                               lambda view: self._with_absolute_urls(view, http))
         # no-cache and X-Accel-Buffering: proxies (nginx) must pass events on as they come
-        return StreamingResponse(stream, media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return _CountedStream(stream, self._stream_closed, media_type="text/event-stream",
+                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    def _stream_closed(self) -> None:
+        self._open_streams -= 1
 
     @api.delete("/tasks/{task_id}", response_model=CancelResult,
                 responses={**NOT_FOUND, 409: _error("The task already finished"), **AUTH_RESPONSES})
