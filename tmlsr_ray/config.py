@@ -94,9 +94,10 @@ class Settings(BaseModel):
     deadline_check_interval_s: float = Field(
         1.0, gt=0, description="How often tasks past their deadline (deadline_s, Cancel-After) are canceled.")
     max_batch_tasks: int = Field(100, ge=1, description="Most task bodies one POST /tasks/batch takes.")
-    max_event_streams: int = Field(
-        150, ge=1, description="Event streams (GET /tasks/{id}/events) one ingress replica holds open at once; "
-        "more get 429 with Retry-After. Keep it under the replica's 200 requests in flight, so /health, "
+    max_held_requests: int = Field(
+        150, ge=1, description="Requests one ingress replica holds open at once: event streams (GET "
+        "/tasks/{id}/events) and POST /tasks with Prefer: wait. One stream more gets 429 with Retry-After, one "
+        "wait more is answered at once. Keep it under the replica's 200 requests in flight, so /health, "
         "submissions and reads always have room.")
     events_heartbeat_s: float = Field(
         15.0, gt=0, description="A quiet GET /tasks/{id}/events stream sends a ': keep-alive' comment this often.")

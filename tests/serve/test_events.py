@@ -187,7 +187,7 @@ def test_streams_of_a_task_canceled_meanwhile_all_end_with_its_final_view_and_cl
 @pytest.fixture(scope="module")
 def two_streams(service):
     """A second app on the service's cluster (its own state actor and data) whose ingress holds two
-    event streams open at most."""
+    requests open at most (event streams, Prefer: wait)."""
     from ray import serve
 
     from tests.serve.conftest import _kill_state_actor
@@ -195,7 +195,7 @@ def two_streams(service):
     from tmlsr_ray.serve.state import STATE_NAMESPACE
 
     settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "two-streams"),
-                "allow_private_urls": True, "upscaler_num_cpus": 0, "seedvr2_replicas": 0, "max_event_streams": 2,
+                "allow_private_urls": True, "upscaler_num_cpus": 0, "seedvr2_replicas": 0, "max_held_requests": 2,
                 "state_actor_name": "tmlsr_state_two_streams"}
     serve.run(build_app(settings), name="two-streams", route_prefix="/two-streams")
     yield service.url("/two-streams")
@@ -203,7 +203,7 @@ def two_streams(service):
     _kill_state_actor(ray, "tmlsr_state_two_streams", STATE_NAMESPACE)
 
 
-def test_event_streams_beyond_max_event_streams_are_a_429_and_leave_the_api_room(two_streams, input_server):
+def test_event_streams_beyond_max_held_requests_are_a_429_and_leave_the_api_room(two_streams, input_server):
     input_server.add("watched.png", png_bytes(32, 24))
     task_id = requests.post(f"{two_streams}/tasks", timeout=30, json={
         "url": input_server.url("slow/watched.png?seconds=30"), "type": "image"}).json()["task_id"]
@@ -214,7 +214,7 @@ def test_event_streams_beyond_max_event_streams_are_a_429_and_leave_the_api_room
         for response, reader in zip(held, readers):
             assert response.status_code == 200 and next(reader)["event"] == "status"
         refused = requests.get(events_url, timeout=30)
-        assert refused.status_code == 429 and "max_event_streams" in refused.json()["error"], refused.text
+        assert refused.status_code == 429 and "max_held_requests" in refused.json()["error"], refused.text
         assert int(refused.headers["Retry-After"]) > 0
         assert requests.get(f"{two_streams}/health", timeout=10).status_code == 200
         readers.pop().close()  # a client hanging up gives its room back
@@ -226,5 +226,26 @@ def test_event_streams_beyond_max_event_streams_are_a_429_and_leave_the_api_room
         eventually(opens, what="a stream to open once another closed")
     finally:
         for response in held:
+            response.close()
+        requests.delete(f"{two_streams}/tasks/{task_id}", timeout=30)
+
+
+def test_a_prefer_wait_beyond_max_held_requests_is_answered_at_once(two_streams, input_server):
+    input_server.add("awaited.png", png_bytes(32, 24))
+    body = {"url": input_server.url("slow/awaited.png?seconds=30"), "type": "image"}
+    task_id = requests.post(f"{two_streams}/tasks", json=body, timeout=30).json()["task_id"]
+    held = [requests.get(f"{two_streams}/tasks/{task_id}/events", stream=True, timeout=60) for _ in range(2)]
+    readers = [server_sent_events(response) for response in held]
+    try:
+        for reader in readers:
+            next(reader)
+        start = time.monotonic()
+        answer = requests.post(f"{two_streams}/tasks", json=body, headers={"Prefer": "wait=20"}, timeout=30)
+        assert answer.status_code == 202 and answer.json()["status"] in ("pending", "processing"), answer.text
+        assert time.monotonic() - start < 5
+        requests.delete(f"{two_streams}/tasks/{answer.json()['task_id']}", timeout=30)
+    finally:
+        for reader, response in zip(readers, held):
+            reader.close()
             response.close()
         requests.delete(f"{two_streams}/tasks/{task_id}", timeout=30)

@@ -317,7 +317,7 @@ class Ingress:
         self._catalog = ModelCatalog(settings.weights_dir)
         self._direct_reads = DirectReads(settings, self._state)
         self._video_codecs = await asyncio.to_thread(task_codecs_available)
-        self._open_streams = 0
+        self._held_requests = 0
         await self._redispatch_pending()
 
     def __del__(self):
@@ -369,7 +369,7 @@ class Ingress:
         created = await self.submit_task(request.with_deadline(deadline_s), idempotency_key)
         if wait_s is None:
             return created
-        view = self._with_absolute_urls(await self.wait_task(created.task_id, wait_s), http)
+        view = self._with_absolute_urls(await self._held_wait(created.task_id, wait_s), http)
         if view.status.finished:
             return JSONResponse(view.model_dump(mode="json"))
         location = f"{self._base_url(http).rstrip('/')}/tasks/{view.task_id}"
@@ -397,7 +397,7 @@ class Ingress:
                               "description": "Server-sent events: id (revision), event (TaskEventKind), "
                               "data (the TaskView); the last is 'end'"},
                         422: _error("A Last-Event-ID this stream did not send"), **NOT_FOUND,
-                        429: _error("max_event_streams streams open on this replica; retry after the "
+                        429: _error("max_held_requests streams and waits open on this replica; retry after the "
                                     "Retry-After header's seconds"), **AUTH_RESPONSES})
     async def task_events(
         self, task_id: str, http: Request,
@@ -408,20 +408,32 @@ class Ingress:
         resumed_from = last_event_id(last_seen)
         current = await self._change(task_id)
         # checked and counted with no await between: streams opened at the same instant cannot all pass
-        if self._open_streams >= self._settings.max_event_streams:
-            raise StreamsFull(f"too many event streams open (limit {self._settings.max_event_streams}, "
-                              f"max_event_streams); follow the task with GET /tasks/{{id}} meanwhile",
+        if self._held_requests >= self._settings.max_held_requests:
+            raise StreamsFull(f"too many event streams and waits held open (limit {self._settings.max_held_requests}, "
+                              f"max_held_requests); follow the task with GET /tasks/{{id}} meanwhile",
                               self._settings.retry_after_s)
-        self._open_streams += 1
+        self._held_requests += 1
         stream = event_stream(lambda after, timeout_s: self._change(task_id, after, timeout_s), current,
                               resumed_from, self._settings.events_heartbeat_s,
                               lambda view: self._with_absolute_urls(view, http))
         # no-cache and X-Accel-Buffering: proxies (nginx) must pass events on as they come
-        return _CountedStream(stream, self._stream_closed, media_type="text/event-stream",
+        return _CountedStream(stream, self._released, media_type="text/event-stream",
                               headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    def _stream_closed(self) -> None:
-        self._open_streams -= 1
+    async def _held_wait(self, task_id: str, wait_s: float) -> TaskView:
+        """A ``Prefer: wait`` holds its request like a stream and counts with the streams; past
+        ``max_held_requests`` it is answered at once (RFC 7240 lets a server honour a preference in
+        part)."""
+        if self._held_requests >= self._settings.max_held_requests:
+            wait_s = 0
+        self._held_requests += 1
+        try:
+            return await self.wait_task(task_id, wait_s)
+        finally:
+            self._released()
+
+    def _released(self) -> None:
+        self._held_requests -= 1
 
     @api.delete("/tasks/{task_id}", response_model=CancelResult,
                 responses={**NOT_FOUND, 409: _error("The task already finished"), **AUTH_RESPONSES})
