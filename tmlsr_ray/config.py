@@ -253,6 +253,11 @@ class Settings(BaseModel):
     download_connect_timeout_s: float = Field(10.0, gt=0)
     download_read_timeout_s: float = Field(60.0, gt=0)
     download_total_timeout_s: float = Field(1800.0, gt=0)
+    download_min_bytes_per_s: float = Field(
+        8 * 1024, ge=0, description="Slowest an input's server may send, averaged over download_rate_window_s; "
+        "a slower download fails (0: no floor), so a server trickling bytes cannot hold a worker for the "
+        "whole download_total_timeout_s.")
+    download_rate_window_s: float = Field(60.0, gt=0)
     max_input_pixels: int = Field(64_000_000, gt=0, description="Largest input image (width × height).")
     max_output_pixels: int = Field(
         256_000_000, gt=0, description="Largest output image (width × height) after resizing."
@@ -334,7 +339,8 @@ class Settings(BaseModel):
         return FetchPolicy(
             allow_private=self.allow_private_urls, allowlist=tuple(self.url_allowlist),
             max_bytes=self.download_max_bytes, connect_timeout_s=self.download_connect_timeout_s,
-            read_timeout_s=self.download_read_timeout_s, total_timeout_s=self.download_total_timeout_s)
+            read_timeout_s=self.download_read_timeout_s, total_timeout_s=self.download_total_timeout_s,
+            min_bytes_per_s=self.download_min_bytes_per_s, rate_window_s=self.download_rate_window_s)
 
     def oss_config(self):
         """The OSS client settings, or ``None`` when no credentials are configured."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -37,6 +38,8 @@ class FetchPolicy:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
     total_timeout_s: float = 1800.0
+    min_bytes_per_s: float = 8 * 1024  # 0: no floor
+    rate_window_s: float = 60.0
     max_redirects: int = 5
     attempts: int = 3
     backoff_s: float = 0.5
@@ -214,21 +217,40 @@ def _legacy_ipv4(host: str) -> Optional[str]:
 class CappedFile:
     """A file written chunk by chunk that refuses to grow past ``max_bytes``: the one size cap of
     every stream to disk (HTTP downloads, OSS objects). A declared length over the cap is refused
-    before anything is written; the running count holds when the length lies or is absent."""
+    before anything is written; the running count holds when the length lies or is absent.
+    ``floor``: (bytes a second, window in seconds), the slowest a sender may be over a window: a
+    server sending a byte now and then is never silent for the read timeout, and held its task's
+    worker slot for the whole total timeout (30 minutes by default)."""
 
-    def __init__(self, dest: Path, max_bytes: int, declared: Optional[int] = None):
+    def __init__(self, dest: Path, max_bytes: int, declared: Optional[int] = None,
+                 floor: Tuple[float, float] = (0.0, 0.0)):
         if declared is not None and declared > max_bytes:
             raise FetchError(f"input is {declared:,} bytes, over the limit of {max_bytes:,}")
         dest.parent.mkdir(parents=True, exist_ok=True)
         self.written = 0
         self._max_bytes = max_bytes
+        self._floor = floor
+        self._window = (time.monotonic(), 0)  # when the window began, and the bytes written by then
         self._out = open(dest, "wb")
 
     def write(self, chunk: bytes) -> None:
         self.written += len(chunk)
         if self.written > self._max_bytes:
             raise FetchError(f"input is over the limit of {self._max_bytes:,} bytes")
+        self._check_rate()
         self._out.write(chunk)
+
+    def _check_rate(self) -> None:
+        bytes_per_s, window_s = self._floor
+        began, before = self._window
+        elapsed = time.monotonic() - began
+        if not bytes_per_s or elapsed < window_s:
+            return
+        sent = self.written - before
+        if sent < bytes_per_s * elapsed:
+            raise FetchError(f"the input's server sent {sent:,} bytes in {elapsed:.0f} s, slower than the "
+                             f"floor of {bytes_per_s:,.0f} bytes a second (download_min_bytes_per_s)")
+        self._window = (time.monotonic(), self.written)
 
     def __enter__(self) -> "CappedFile":
         return self

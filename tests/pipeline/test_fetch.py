@@ -243,6 +243,26 @@ def test_a_sender_slower_than_the_read_timeout_fails_the_download(input_server, 
         run(fetch_input(input_server.url("slow/trickle.bin?seconds=20"), tmp_path / "in", policy))
 
 
+def test_a_sender_under_the_rate_floor_fails_the_download_without_waiting_for_the_total_timeout(input_server, tmp_path):
+    """A server sending 100 bytes a second is never silent for the read timeout: it held the task's
+    worker for the whole total timeout (30 minutes by default)."""
+    import time
+
+    input_server.add("drip.bin", b"d" * 2000)
+    policy = FetchPolicy(allow_private=True, min_bytes_per_s=1000, rate_window_s=0.5, attempts=1)
+    start = time.monotonic()
+    with pytest.raises(FetchError, match=r"sent \d+ bytes in \d+ s, slower than the floor of 1,000 bytes a second"):
+        run(fetch_input(input_server.url("slow/drip.bin?seconds=20"), tmp_path / "in", policy))
+    assert time.monotonic() - start < 5
+
+
+def test_a_sender_over_the_rate_floor_downloads_whole(input_server, tmp_path):
+    input_server.add("steady.bin", b"s" * 20_000)
+    policy = FetchPolicy(allow_private=True, min_bytes_per_s=1000, rate_window_s=0.2, attempts=1)
+    result = run(fetch_input(input_server.url("slow/steady.bin?seconds=1"), tmp_path / "in", policy))
+    assert result.bytes == 20_000
+
+
 def test_a_download_that_stalls_is_asked_again(input_server, tmp_path):
     input_server.add("stalls.bin", b"s" * 2000)
     policy = FetchPolicy(allow_private=True, read_timeout_s=0.3, attempts=2, backoff_s=0.01)

@@ -99,7 +99,7 @@ async def _save(response: aiohttp.ClientResponse, url: str, dest: Path, policy: 
     if response.status >= 300:  # a 3xx here is one that cannot be followed: no input
         unfollowed = " without a Location" if response.status in REDIRECT_CODES else ""
         raise FetchError(f"input URL answered HTTP {response.status} {response.reason}{unfollowed}")
-    size = await _stream_to_file(response, dest, policy.max_bytes)
+    size = await _stream_to_file(response, dest, policy)
     content_type = response.headers.get("Content-Type")
     _refuse_web_page(dest, content_type)
     return FetchResult(dest, size, content_type, url)
@@ -141,8 +141,9 @@ def _describe(exc: Exception, limit: int = 200) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-async def _stream_to_file(response: aiohttp.ClientResponse, dest: Path, max_bytes: int) -> int:
-    with CappedFile(dest, max_bytes, response.content_length) as out:
+async def _stream_to_file(response: aiohttp.ClientResponse, dest: Path, policy: FetchPolicy) -> int:
+    floor = (policy.min_bytes_per_s, policy.rate_window_s)
+    with CappedFile(dest, policy.max_bytes, response.content_length, floor) as out:
         async for chunk in response.content.iter_chunked(CHUNK_BYTES):
             out.write(chunk)
     if out.written == 0:
