@@ -20,7 +20,7 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from fractions import Fraction
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 import av
@@ -593,6 +593,24 @@ def with_every_frame_keyed(source: Path, path: Path) -> Path:
     """The source remuxed with every video packet flagged a keyframe: an AVI whose index a repair
     tool (DivFix) rebuilt marking every frame as one."""
     return with_keyframe_flags(source, path, lambda index, keyframe: True)
+
+
+def flv_tags(data: bytes) -> Iterator[Tuple[int, int]]:
+    """(offset, tag type) of each tag of an FLV file: 8 audio, 9 video, 18 script data."""
+    offset = 13  # the file header and the first PreviousTagSize
+    while offset + 11 <= len(data):
+        yield offset, data[offset] & 0x1F
+        offset += 11 + int.from_bytes(data[offset + 1:offset + 4], "big") + 4
+
+
+def with_last_audio_tag_recoded(source: Path, path: Path, sound_format: int = 1) -> Path:
+    """An FLV whose last audio tag names another codec (``sound_format``, 1: ADPCM): FFmpeg adds a
+    stream for it while the file is read, long after the header, as for a damaged tag."""
+    data = bytearray(source.read_bytes())
+    last = max(offset for offset, kind in flv_tags(bytes(data)) if kind == 8)
+    data[last + 11] = (data[last + 11] & 0x0F) | sound_format << 4
+    path.write_bytes(bytes(data))
+    return path
 
 
 def with_keyframe_flags(source: Path, path: Path, flag) -> Path:

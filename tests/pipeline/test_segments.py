@@ -26,7 +26,7 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, bayer
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
                            without_frame_durations, with_every_frame_keyed, packed_b_frames_avi, with_container_colour,
-                           programme_on_new_pids, media_recorder_webm, microsoft_video_1_8bit_avi)
+                           programme_on_new_pids, media_recorder_webm, microsoft_video_1_8bit_avi, with_last_audio_tag_recoded)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -1364,6 +1364,19 @@ def test_mp3_below_16_khz_is_re_encoded_for_a_quicktime_family_file(tmp_path, sm
     with av.open(str(out)) as container:
         sound = container.streams.audio[0]
         assert sound.sample_rate == 11025 and sound.duration * sound.time_base == Fraction(_decoded_audio(path)[1], 11025)
+
+
+def test_an_flv_that_adds_a_stream_as_it_is_read_is_upscaled_whole(tmp_path, smooth_model):
+    """An FLV audio tag naming another codec (a damaged tag; a recorder that switched) makes FFmpeg
+    add a stream mid-file; PyAV raised IndexError at the end of every read of the file, and the task
+    failed as 'process failed: IndexError: list index out of range'."""
+    source = make_clip(tmp_path / "in.flv", frames=48, rate=24, codec="flv", audio_codec="libmp3lame",
+                       audio_rate=22050, options={"g": "12"})
+    path = with_last_audio_tag_recoded(source, tmp_path / "recoded.flv")
+    _, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.5),
+                                      tmp_path / "pieces")
+    assert plan.frames == report.frames == len(whole_decode(path)) == 48
+    assert len(report.audio_copied) + len(report.audio_reencoded) == 1
 
 
 def test_copied_audio_keeps_its_language(tmp_path, smooth_model):

@@ -105,6 +105,22 @@ def open_container(path: Path, options: Optional[Dict[str, str]] = None) -> "av.
         raise InputError(f"input is not a readable video ({ffmpeg_message(exc)})") from exc
 
 
+def demux(container, streams=None) -> Iterator["av.Packet"]:
+    """``container.demux(streams)`` over an input file. A file may add a stream as it is read (an
+    FLV audio tag of another codec, a new PID in a TS): PyAV hands its packets to no one and, at
+    the end, raised IndexError flushing it, after every packet of the streams asked for was out."""
+    try:
+        yield from container.demux(streams) if streams is not None else container.demux()
+    except IndexError:
+        return
+
+
+def decoded_frames(container, stream) -> Iterator["av.VideoFrame"]:
+    """``container.decode(stream)`` over an input file (see :func:`demux`)."""
+    for packet in demux(container, stream):
+        yield from packet.decode()
+
+
 SEGMENT_FORMAT = "nut"  # segment files: FFmpeg's container that holds nearly every codec and any time base
 # NUT has no tag for the intra-frame codecs of a studio's masters (ProRes, DNxHD/DNxHR, QuickTime
 # Animation); QuickTime holds them, also at the source's time base.
@@ -500,7 +516,7 @@ def one_filter(name: str, args: str, **source) -> "av.filter.Graph":
 
 def _display_frames(container, stream, info: VideoInfo) -> Iterator:
     deinterlacer = Deinterlacer(stream, info.interlaced)
-    for frame in container.decode(stream):
+    for frame in decoded_frames(container, stream):
         yield from deinterlacer.frames(frame)
     yield from deinterlacer.frames(None)
 
@@ -634,7 +650,7 @@ def _first_frame(container, stream):
     """The first decoded frame: PyAV exposes the display matrix and HDR metadata on frames only,
     so the probe decodes this one frame (never more)."""
     try:
-        for frame in container.decode(stream):
+        for frame in decoded_frames(container, stream):
             return frame
     except av.error.FFmpegError as exc:
         raise InputError(f"video could not be decoded ({ffmpeg_message(exc)})") from exc

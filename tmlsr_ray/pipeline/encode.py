@@ -36,7 +36,7 @@ from tmlsr_ray.models.yuv import SWS_MATRIX, SWS_MATRIX_TAG, Yuv420
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.colour import is_hdr, written_colour
-from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, codec_name, copy_video_stream, open_container
+from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, codec_name, copy_video_stream, demux, open_container
 from tmlsr_ray.pipeline.mp4_tracks import disable_subtitle_tracks
 from tmlsr_ray.pipeline.timecode import written_timecode
 
@@ -578,7 +578,7 @@ def _attachments(source) -> List[_Attachment]:
         if stream.disposition & av.stream.Disposition.attached_pic:
             name, mimetype = COVER_PICTURES.get(codec_name(stream), (None, None))
             name = stream.metadata.get("filename") or _unused_name(name, {a.name for a in found})
-            picture = next((p for p in source.demux(stream) if p.size), None)
+            picture = next((p for p in demux(source, stream) if p.size), None)
             found.append(_Attachment(name, stream.metadata.get("mimetype", mimetype),
                                      bytes(picture) if picture else b"", stream))
     return found
@@ -815,7 +815,7 @@ class _SideStreams:
             self._add(out, side, plan, self._source.streams[side.index])
         self._out = out
         wanted = [self._source.streams[i] for i in list(self._map) + list(self._transcoders)]
-        self._packets = _in_line(self._source.demux(wanted), wanted) if wanted else iter(())
+        self._packets = _in_line(demux(self._source, wanted), wanted) if wanted else iter(())
 
     def _add(self, out, side, plan: str, in_stream) -> None:
         entry = {"index": side.index, "codec": side.codec, "language": side.language}
@@ -1037,7 +1037,7 @@ def _audio_without_packets(source_path: Path, audio: Sequence) -> frozenset:
     waiting = {side.index for side in audio}
     if waiting:
         with open_container(source_path) as source:
-            for packet in source.demux([source.streams[index] for index in waiting]):
+            for packet in demux(source, [source.streams[index] for index in waiting]):
                 waiting.discard(packet.stream.index if packet.size else None)
                 if not waiting:
                     break

@@ -38,8 +38,8 @@ import numpy as np
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
     RESIZABLE_CODECS, SEGMENT_FORMATS, FrameBatch, VideoInfo, codec_name, copy_video_stream, decode_batches,
-    ffmpeg_message, iter_batches, largest_picture, open_container, open_segment_file, raw_video_tag,
-    read_segment_file, stamped_by_parser,
+    decoded_frames, demux, ffmpeg_message, iter_batches, largest_picture, open_container, open_segment_file,
+    raw_video_tag, read_segment_file, stamped_by_parser,
 )
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
 from tmlsr_ray.errors import InputError
@@ -123,7 +123,7 @@ def _scan(stream: "av.video.stream.VideoStream", keyframes: Optional["KeyframeSa
     """``keyframes``: given a sample of the keyframes' packets as they pass."""
     entries: List[PacketEntry] = []
     try:
-        for packet in stream.container.demux(stream):
+        for packet in demux(stream.container, stream):
             if packet.size:
                 entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard,
                                            packet.duration or 0, packet.size, packet.has_sidedata("palette")))
@@ -357,7 +357,7 @@ def _keyframes_flagged_wrongly(path: Path, info: VideoInfo, entries: Sequence[Pa
     with open_container(path) as container:
         stream = container.streams[info.stream_index]
         try:
-            first_frames = itertools.islice(container.decode(stream), KEYFRAME_CHECK_FRAMES)
+            first_frames = itertools.islice(decoded_frames(container, stream), KEYFRAME_CHECK_FRAMES)
             return not all(frame.key_frame for frame in first_frames)
         except av.error.FFmpegError:
             return True  # the whole decode says what is wrong
@@ -543,7 +543,7 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
         index = -1
         palette = None  # the palette in force (a pal8 codec's: AVI and QuickTime send it once, and on changes)
         try:
-            for packet in container.demux(stream):
+            for packet in demux(container, stream):
                 if not packet.size:
                     continue
                 index += 1

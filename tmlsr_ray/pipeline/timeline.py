@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import av
 
-from tmlsr_ray.pipeline.decode import JUMP_BACK_S, ffmpeg_message, open_container
+from tmlsr_ray.pipeline.decode import JUMP_BACK_S, demux, ffmpeg_message, open_container
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def _steps(source) -> Tuple[Dict[int, List[_Step]], Dict[int, Tuple[int, int]]]:
     spans: Dict[int, Tuple[int, int]] = {}
     expected: Dict[int, Fraction] = {}  # by stream: where its next packet should start
     latest: Dict[int, Fraction] = {}  # by stream: its latest start since its last step
-    for number, packet in enumerate(source.demux()):
+    for number, packet in enumerate(demux(source)):
         stamp = _stamp(packet)
         if stamp is None or packet.stream.type not in CONTINUOUS_KINDS:
             continue
@@ -146,7 +146,7 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump]) -> None:
             copy.metadata.update(stream.metadata)
             copy.disposition = stream.disposition
             copies[stream.index] = copy
-        for number, packet in enumerate(source.demux()):
+        for number, packet in enumerate(demux(source)):
             if packet.dts is None and packet.pts is None:
                 continue  # a demuxer flush marker
             offset = Fraction(0)
