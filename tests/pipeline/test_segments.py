@@ -1379,6 +1379,19 @@ def test_an_flv_that_adds_a_stream_as_it_is_read_is_upscaled_whole(tmp_path, smo
     assert len(report.audio_copied) + len(report.audio_reencoded) == 1
 
 
+def test_sound_at_a_rate_aac_does_not_take_is_encoded_at_the_next_it_does(tmp_path, smooth_model):
+    """FLV's lowest rate, 5,512 Hz (an old Flash recording's PCM or Nellymoser voice): AAC's encoder
+    refused to open at it, and the join failed as 'process failed: ArgumentError: Invalid argument'."""
+    path = make_clip(tmp_path / "old.flv", frames=24, container="flv", audio_codec="pcm_u8", audio_rate=5512)
+    out = tmp_path / "out.mp4"
+    _, _, report = render_and_join(path, out, smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert [a["to"] for a in report.audio_reencoded] == ["aac"]
+    with av.open(str(out)) as container:
+        sound = container.streams.audio[0]
+        assert sound.sample_rate == 7350
+        assert abs(float(sound.duration * sound.time_base) - 2.0) < 0.05
+
+
 def test_copied_audio_keeps_its_language(tmp_path, smooth_model):
     path = make_clip(tmp_path / "aac.mp4", languages=("jpn",))
     render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")

@@ -1094,13 +1094,14 @@ class _AacTranscoder:
 
     def __init__(self, in_stream, out, language: Optional[str] = None):
         ctx = in_stream.codec_context
+        rate = aac_rate(ctx.sample_rate)
         self._out = out
-        self._stream = _as_source(out.add_stream("aac", rate=ctx.sample_rate), in_stream, language)
+        self._stream = _as_source(out.add_stream("aac", rate=rate), in_stream, language)
         self._stream.layout = layout = aac_layout(ctx.layout, ctx.channels)
         self._discrete = _DiscreteChannels(ctx.layout) if _discrete(ctx.layout, ctx.channels) else None
-        self._resampler = (self._discrete.resampler(ctx.sample_rate) if self._discrete else
-                           av.AudioResampler(format="fltp", layout=layout, rate=ctx.sample_rate))
-        self._clock = Fraction(1, ctx.sample_rate)
+        self._resampler = (self._discrete.resampler(rate) if self._discrete else
+                           av.AudioResampler(format="fltp", layout=layout, rate=rate))
+        self._clock = Fraction(1, rate)
         self._next_sample: Optional[int] = None  # set by the first decoded frame
         self._slack = round(_gap_slack(in_stream.time_base) / self._clock)
 
@@ -1127,6 +1128,16 @@ class _AacTranscoder:
         frame.pts, frame.time_base = self._next_sample, self._clock
         self._next_sample += frame.samples
         self._out.mux(self._stream.encode(frame))
+
+
+# The sample rates AAC's encoder takes (MPEG-4's table), lowest first
+AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+
+
+def aac_rate(rate: int) -> int:
+    """The rate the sound is encoded at: its own, else the next AAC takes (an FLV's 5,512 Hz sound
+    goes up to 7,350 Hz), else AAC's highest; the encoder refused to open at any other."""
+    return next((r for r in AAC_RATES if r >= rate), AAC_RATES[-1])
 
 
 # The layout AAC's encoder is given for a count of channels with no layout, or one it refuses
