@@ -595,6 +595,20 @@ def with_every_frame_keyed(source: Path, path: Path) -> Path:
     return with_keyframe_flags(source, path, lambda index, keyframe: True)
 
 
+def with_adts_header_broken(ts: Path, path: Path, pes: int = 2) -> Path:
+    """A TS whose ``pes``-th audio PES has its AAC frame's ADTS sync word zeroed (a bit error in a
+    recording): the packet demuxes, and MP4's muxer refuses it as invalid data."""
+    data = bytearray(ts.read_bytes())
+    with av.open(str(ts)) as container:
+        pid = container.streams.audio[0].id
+    starts = [i for i in range(0, len(data), 188)
+              if data[i + 1] & 0x40 and ((data[i + 1] & 0x1F) << 8 | data[i + 2]) == pid]
+    sync = data.find(b"\xff\xf1", starts[pes], starts[pes] + 188)
+    data[sync:sync + 2] = bytes(2)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def flv_tags(data: bytes) -> Iterator[Tuple[int, int]]:
     """(offset, tag type) of each tag of an FLV file: 8 audio, 9 video, 18 script data."""
     offset = 13  # the file header and the first PreviousTagSize

@@ -26,7 +26,8 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, bayer
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
                            without_frame_durations, with_every_frame_keyed, packed_b_frames_avi, with_container_colour,
-                           programme_on_new_pids, media_recorder_webm, microsoft_video_1_8bit_avi, with_last_audio_tag_recoded)
+                           programme_on_new_pids, media_recorder_webm, microsoft_video_1_8bit_avi, with_last_audio_tag_recoded,
+                           with_adts_header_broken)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -1390,6 +1391,19 @@ def test_sound_at_a_rate_aac_does_not_take_is_encoded_at_the_next_it_does(tmp_pa
         sound = container.streams.audio[0]
         assert sound.sample_rate == 7350
         assert abs(float(sound.duration * sound.time_base) - 2.0) < 0.05
+
+
+def test_a_damaged_audio_packet_is_left_out_and_counted_and_the_video_completes(tmp_path, smooth_model):
+    """A bit error in one AAC frame of a TS recording: MP4's muxer refused the packet, and the task
+    failed at the join ('process failed: InvalidDataError: [Errno 1094995529] Invalid data found
+    when processing input: .../output.mp4') after every segment's model work."""
+    path = with_adts_header_broken(make_clip(tmp_path / "in.ts", frames=24, rate=24), tmp_path / "bad.ts")
+    out = tmp_path / "out.mp4"
+    _, _, report = render_and_join(path, out, smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert report.frames == 24
+    assert [a.get("damaged_packets_dropped") for a in report.audio_copied] == [1]
+    with av.open(str(out)) as container:
+        assert sum(frame.samples for frame in container.decode(audio=0)) > 0
 
 
 def test_copied_audio_keeps_its_language(tmp_path, smooth_model):

@@ -796,6 +796,7 @@ class _SideStreams:
         self._plan = [(audio, _audio_plan(audio, into, empty)) for audio in info.audio]
         self._plan += [(sub, _subtitle_plan(sub.codec, into)) for sub in info.subtitles]
         self._map: Dict[int, object] = {}
+        self._entries: Dict[int, Dict] = {}  # by stream: what the report says of it
         self._transcoders: Dict[int, "_AacTranscoder | _TextSubtitleTranscoder"] = {}
         self._preroll: Dict[int, object] = {}  # by stream: the last hidden packet not muxed
         self._held: Dict[int, object] = {}  # by stream: a copied audio packet without a duration
@@ -818,7 +819,7 @@ class _SideStreams:
         self._packets = _in_line(demux(self._source, wanted), wanted) if wanted else iter(())
 
     def _add(self, out, side, plan: str, in_stream) -> None:
-        entry = {"index": side.index, "codec": side.codec, "language": side.language}
+        entry = self._entries[side.index] = {"index": side.index, "codec": side.codec, "language": side.language}
         is_audio = in_stream.type == "audio"
         report = self._report
         if plan == "copy":
@@ -880,7 +881,17 @@ class _SideStreams:
         self._clock[index] = (offset, stamp, stamp + (packet.duration or 0))
 
     def _mux(self, packet) -> None:
+        """A packet its decoder or the muxer refuses as invalid data (a damaged one: a bit error in
+        a recording, a TS packet lost) is left out, as FFmpeg's command line leaves it, and counted
+        in the report: it failed the whole task at the join, after every segment's model work."""
         index = packet.stream.index
+        try:
+            self._mux_packet(index, packet)
+        except av.error.InvalidDataError:
+            entry = self._entries[index]
+            entry["damaged_packets_dropped"] = entry.get("damaged_packets_dropped", 0) + 1
+
+    def _mux_packet(self, index: int, packet) -> None:
         if index in self._transcoders:
             self._transcoders[index].feed(packet)
             return
