@@ -609,6 +609,18 @@ def with_adts_header_broken(ts: Path, path: Path, pes: int = 2) -> Path:
     return path
 
 
+def audio_layout_switch_ts(path: Path, layouts: Sequence[str] = ("mono", "stereo"), frames: int = 24,
+                           rate: int = 24) -> Path:
+    """A TS recording whose MP2 sound changes layout on the way, as a broadcast's stereo programme
+    and its 5.1 film do: clips of ``frames`` each, one per layout, one after another on the same
+    PIDs (each file as FFmpeg's muxer writes it, the second's clock on from the first's)."""
+    parts = [make_clip(path.with_name(f"{path.stem}-{n}.ts"), frames=frames, rate=rate, audio_codec="mp2",
+                       audio_layout=layout, audio_rate=48000, start_s=n * frames / rate)
+             for n, layout in enumerate(layouts)]
+    path.write_bytes(b"".join(part.read_bytes() for part in parts))
+    return path
+
+
 def flv_tags(data: bytes) -> Iterator[Tuple[int, int]]:
     """(offset, tag type) of each tag of an FLV file: 8 audio, 9 video, 18 script data."""
     offset = 13  # the file header and the first PreviousTagSize

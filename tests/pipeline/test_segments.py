@@ -27,7 +27,7 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, bayer
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
                            without_frame_durations, with_every_frame_keyed, packed_b_frames_avi, with_container_colour,
                            programme_on_new_pids, media_recorder_webm, microsoft_video_1_8bit_avi, with_last_audio_tag_recoded,
-                           with_adts_header_broken)
+                           with_adts_header_broken, audio_layout_switch_ts)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -1404,6 +1404,20 @@ def test_a_damaged_audio_packet_is_left_out_and_counted_and_the_video_completes(
     assert [a.get("damaged_packets_dropped") for a in report.audio_copied] == [1]
     with av.open(str(out)) as container:
         assert sum(frame.samples for frame in container.decode(audio=0)) > 0
+
+
+def test_sound_that_changes_layout_on_the_way_is_re_encoded_whole(tmp_path, smooth_model):
+    """A broadcast's mono programme then a stereo one, on the same MP2 stream (a damaged MP2 header
+    does the same): PyAV's resampler refused the first stereo frame ('Frame does not match
+    AudioResampler setup') and the task failed at the join as 'process failed: ValueError'."""
+    path = audio_layout_switch_ts(tmp_path / "switch.ts")
+    out = tmp_path / "out.mp4"
+    _, _, report = render_and_join(path, out, smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert report.frames == 48 and [a["to"] for a in report.audio_reencoded] == ["aac"]
+    with av.open(str(out)) as container:
+        sound = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(sound))
+    assert abs(samples / sound.sample_rate - 2.0) < 0.1
 
 
 def test_copied_audio_keeps_its_language(tmp_path, smooth_model):

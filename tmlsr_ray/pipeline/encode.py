@@ -1108,10 +1108,10 @@ class _AacTranscoder:
         rate = aac_rate(ctx.sample_rate)
         self._out = out
         self._stream = _as_source(out.add_stream("aac", rate=rate), in_stream, language)
-        self._stream.layout = layout = aac_layout(ctx.layout, ctx.channels)
+        self._stream.layout = aac_layout(ctx.layout, ctx.channels)
         self._discrete = _DiscreteChannels(ctx.layout) if _discrete(ctx.layout, ctx.channels) else None
-        self._resampler = (self._discrete.resampler(rate) if self._discrete else
-                           av.AudioResampler(format="fltp", layout=layout, rate=rate))
+        self._resampler = self._new_resampler()
+        self._fed: Optional[Tuple[str, str, int]] = None  # the format, layout and rate of the frames fed to it
         self._clock = Fraction(1, rate)
         self._next_sample: Optional[int] = None  # set by the first decoded frame
         self._slack = round(_gap_slack(in_stream.time_base) / self._clock)
@@ -1124,8 +1124,26 @@ class _AacTranscoder:
                     self._next_sample = start
             elif self._next_sample is None:
                 self._next_sample = 0
-            for resampled in self._resampler.resample(frame):
+            for resampled in self._resampled(frame):
                 self._encode(resampled)
+
+    def _new_resampler(self) -> "av.AudioResampler":
+        stream = self._stream
+        if self._discrete:
+            return self._discrete.resampler(stream.rate)
+        return av.AudioResampler(format="fltp", layout=stream.layout, rate=stream.rate)
+
+    def _resampled(self, frame) -> Iterator:
+        """A stream whose layout or rate changes on the way (a broadcast's stereo programme and its
+        5.1 film, a damaged MP2 header) gets a resampler for the new frames: PyAV's takes frames of
+        one kind, and refused the next with ValueError ('Frame does not match AudioResampler
+        setup'), which failed the task at the join."""
+        fed = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if self._fed not in (None, fed):
+            yield from self._resampler.resample(None)
+            self._resampler = self._new_resampler()
+        self._fed = fed
+        yield from self._resampler.resample(frame)
 
     def flush(self) -> None:
         for resampled in self._resampler.resample(None):
