@@ -621,6 +621,17 @@ def audio_layout_switch_ts(path: Path, layouts: Sequence[str] = ("mono", "stereo
     return path
 
 
+def cut_inside_packet(source: Path, path: Path, packet: int) -> Path:
+    """``source`` cut off halfway through the data of its video packet ``packet`` (decode order),
+    as a download or a recording stopped there leaves it."""
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        found = [p for p in container.demux(stream) if p.size][packet]
+        end = found.pos + found.size // 2
+    path.write_bytes(source.read_bytes()[:end])
+    return path
+
+
 def flv_tags(data: bytes) -> Iterator[Tuple[int, int]]:
     """(offset, tag type) of each tag of an FLV file: 8 audio, 9 video, 18 script data."""
     offset = 13  # the file header and the first PreviousTagSize

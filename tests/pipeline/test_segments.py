@@ -27,7 +27,8 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, bayer
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
                            without_frame_durations, with_every_frame_keyed, packed_b_frames_avi, with_container_colour,
                            programme_on_new_pids, media_recorder_webm, microsoft_video_1_8bit_avi, with_last_audio_tag_recoded,
-                           with_adts_header_broken, audio_layout_switch_ts)
+                           with_adts_header_broken, audio_layout_switch_ts, cut_inside_packet)
+from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -1418,6 +1419,18 @@ def test_sound_that_changes_layout_on_the_way_is_re_encoded_whole(tmp_path, smoo
         sound = container.streams.audio[0]
         samples = sum(frame.samples for frame in container.decode(sound))
     assert abs(samples / sound.sample_rate - 2.0) < 0.1
+
+
+def test_a_file_cut_off_inside_a_frame_fails_naming_the_frames_that_did_not_decode(tmp_path, smooth_model):
+    """Cut inside its 5th packet (a P-frame two B-frames lean on): the frame-threaded decoder
+    dropped the error with the 2 frames it held, and the video came out 2 frames long of the 5 the
+    file holds, with no word."""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"},
+                       container_options={"movflags": "faststart"})
+    path = cut_inside_packet(source, tmp_path / "cut.mp4", packet=4)
+    with pytest.raises(InputError, match=r"video could not be decoded: 3 of the 5 frames from 0.000 s to "):
+        render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
 
 
 def test_copied_audio_keeps_its_language(tmp_path, smooth_model):
