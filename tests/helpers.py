@@ -632,6 +632,18 @@ def cut_inside_packet(source: Path, path: Path, packet: int) -> Path:
     return path
 
 
+def with_box_field(source: Path, path: Path, box: bytes, offset: int, value: int) -> Path:
+    """``source`` with the 32-bit field ``offset`` bytes after the type of every ``box`` (an MP4
+    box: b"stts") set to ``value``, as a damaged or hostile header states it."""
+    data = bytearray(source.read_bytes())
+    at = data.find(box)
+    while at >= 0:
+        data[at + offset:at + offset + 4] = value.to_bytes(4, "big")
+        at = data.find(box, at + 1)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def flv_tags(data: bytes) -> Iterator[Tuple[int, int]]:
     """(offset, tag type) of each tag of an FLV file: 8 audio, 9 video, 18 script data."""
     offset = 13  # the file header and the first PreviousTagSize

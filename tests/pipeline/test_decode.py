@@ -9,7 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import SHARED, camcorder_dv, make_clip, mpeg2_back_to_back, video_tracks
+from tests.helpers import SHARED, camcorder_dv, make_clip, mpeg2_back_to_back, video_tracks, with_box_field
+from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
 from tmlsr_ray.pipeline.decode import iter_batches, measured_siting, planar_layout, probe_video
 
@@ -211,3 +212,29 @@ def test_an_av1_input_is_named_by_its_codec_not_by_the_decoder_ffmpeg_picked(tmp
     path = make_clip(tmp_path / f"av1.{container}", frames=4, size=(64, 64), audio=False, codec="libsvtav1",
                      options={"preset": "12"})
     assert probe_video(path).codec == "av1"
+
+
+def test_a_matroska_file_cut_off_in_its_header_is_refused_as_cut_off(tmp_path):
+    """FFmpeg calls it an 'Input/output error', which read as a fault of the server's disk."""
+    source = make_clip(tmp_path / "in.mkv")
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(source.read_bytes()[:100])
+    with pytest.raises(InputError, match=r"^input is not a readable video \(Input/output error: the file is cut off "
+                                         r"or damaged\)$"):
+        probe_video(cut)
+
+
+def test_an_mp4_stating_two_billion_sample_times_is_refused_as_stating_more_than_ffmpeg_allocates(tmp_path):
+    """FFmpeg's 'Cannot allocate memory' read as the server's memory running out."""
+    path = with_box_field(make_clip(tmp_path / "in.mp4"), tmp_path / "huge.mp4", b"stts", 8, 1 << 31)
+    with pytest.raises(InputError, match=r"\(Cannot allocate memory: the file states a size or count larger than "
+                                         r"FFmpeg allocates\)$"):
+        probe_video(path)
+
+
+def test_an_mp4_cut_off_before_its_header_ends_is_refused_as_cut_off(tmp_path):
+    source = make_clip(tmp_path / "in.mp4", container_options={"movflags": "faststart"})
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(source.read_bytes()[:512])
+    with pytest.raises(InputError, match=r"\(End of file: the file is cut off\)$"):
+        probe_video(cut)

@@ -13,6 +13,7 @@ One decoder (PyAV/FFmpeg) for every input, so every input has the same frame sem
 
 from __future__ import annotations
 
+import errno
 import io
 import threading
 from dataclasses import dataclass, field
@@ -682,5 +683,18 @@ def _is_attached_picture(stream) -> bool:
     return bool(stream.disposition & 0x400)  # AV_DISPOSITION_ATTACHED_PIC: cover art, not video
 
 
+# What FFmpeg's answers mean of an input file where their words point elsewhere (a disk fault,
+# the server's memory), by errno
+INPUT_MEANINGS = {
+    errno.EIO: "the file is cut off or damaged",
+    errno.ENOMEM: "the file states a size or count larger than FFmpeg allocates",
+}
+END_OF_FILE = "the file is cut off"
+
+
 def ffmpeg_message(exc: Exception) -> str:
-    return getattr(exc, "strerror", None) or str(exc).split(":")[0] or type(exc).__name__
+    """FFmpeg's words for an error reading an input, and what they mean of the file where they
+    alone misled ('Input/output error' of a Matroska file cut off in its header)."""
+    words = getattr(exc, "strerror", None) or str(exc).split(":")[0] or type(exc).__name__
+    meaning = END_OF_FILE if isinstance(exc, av.error.EOFError) else INPUT_MEANINGS.get(getattr(exc, "errno", None))
+    return f"{words}: {meaning}" if meaning else words
