@@ -12,7 +12,7 @@ import requests
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, actor_pid, anime_matroska, animated_gif, eventually, frame_flood_gif,
                            interlaced_clip, joined_recordings, make_clip, replica_pids, shared_path, sigkill, soft_telecine_clip,
-                           video_tracks, with_telemetry_and_cover)
+                           video_tracks, with_telemetry_and_cover, cut_inside_packet, with_adts_header_broken)
 from tests.serve.conftest import fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
@@ -217,6 +217,24 @@ def test_bad_videos_fail_readably_without_hurting_other_tasks(service, input_ser
     task = service.run(url=input_server.url(f"media/bad/{name}"), model="tiny-x4.pth")
     assert task["status"] == "failed" and task["error"] and "Traceback" not in task["error"]
     assert service.wait(good)["status"] == "completed"
+
+
+def test_damaged_videos_fail_or_complete_saying_what_was_damaged(service, input_server, tmp_path):
+    """Through the service, as the fuzz sweep found them: a video cut off inside a frame fails
+    naming the frames that did not decode (it completed short of them); one AAC frame with a bit
+    error is left out and counted (the task failed at the join); and other tasks go on."""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"},
+                       container_options={"movflags": "faststart"})
+    cut = service.submit(url=input_server.add("cut.mp4", cut_inside_packet(source, tmp_path / "cut.mp4", 4).read_bytes()),
+                         model="tiny-x4.pth")["task_id"]
+    damaged = with_adts_header_broken(make_clip(tmp_path / "in.ts", frames=24, rate=24), tmp_path / "bad.ts")
+    task = service.run(url=input_server.add("bad.ts", damaged.read_bytes()), model="tiny-x4.pth")
+    assert task["status"] == "completed", task["error"]
+    assert [a.get("damaged_packets_dropped") for a in task["output"]["metadata"]["audio_streams"]] == [1]
+    failed = service.wait(cut)
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("video could not be decoded: 3 of the 5 frames from 0.000 s to ")
 
 
 def test_a_still_image_submitted_as_video_fails_with_a_hint(service, input_server):
