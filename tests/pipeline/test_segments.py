@@ -1421,16 +1421,17 @@ def test_sound_that_changes_layout_on_the_way_is_re_encoded_whole(tmp_path, smoo
     assert abs(samples / sound.sample_rate - 2.0) < 0.1
 
 
-def test_a_file_cut_off_inside_a_frame_fails_naming_the_frames_that_did_not_decode(tmp_path, smooth_model):
+def test_a_file_cut_off_inside_a_frame_is_refused_by_its_plan_naming_the_frame(tmp_path):
     """Cut inside its 5th packet (a P-frame two B-frames lean on): the frame-threaded decoder
     dropped the error with the 2 frames it held, and the video came out 2 frames long of the 5 the
-    file holds, with no word."""
+    file holds, with no word; the plan refuses it before any model work."""
     source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
                        options={"x264-params": "keyint=12:bframes=2:b-adapt=0"},
                        container_options={"movflags": "faststart"})
     path = cut_inside_packet(source, tmp_path / "cut.mp4", packet=4)
-    with pytest.raises(InputError, match=r"video could not be decoded: 3 of the 5 frames from 0.000 s to "):
-        render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    with pytest.raises(InputError, match=r"video could not be decoded: the file is cut off or damaged inside the "
+                                         r"frame at 0\.250 s \(FFmpeg read fewer bytes of it than the file states\)"):
+        plan_segments(path, probe_video(path), ONE_SECOND)
 
 
 def test_copied_audio_keeps_its_language(tmp_path, smooth_model):

@@ -221,7 +221,7 @@ def test_bad_videos_fail_readably_without_hurting_other_tasks(service, input_ser
 
 def test_damaged_videos_fail_or_complete_saying_what_was_damaged(service, input_server, tmp_path):
     """Through the service, as the fuzz sweep found them: a video cut off inside a frame fails
-    naming the frames that did not decode (it completed short of them); one AAC frame with a bit
+    naming the frame (it completed short of it and the frames before it); one AAC frame with a bit
     error is left out and counted (the task failed at the join); and other tasks go on."""
     source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
                        options={"x264-params": "keyint=12:bframes=2:b-adapt=0"},
@@ -234,7 +234,8 @@ def test_damaged_videos_fail_or_complete_saying_what_was_damaged(service, input_
     assert [a.get("damaged_packets_dropped") for a in task["output"]["metadata"]["audio_streams"]] == [1]
     failed = service.wait(cut)
     assert failed["status"] == "failed"
-    assert failed["error"].startswith("video could not be decoded: 3 of the 5 frames from 0.000 s to ")
+    assert failed["error"].startswith("video could not be decoded: the file is cut off or damaged inside the frame "
+                                      "at 0.250 s")
 
 
 def test_a_still_image_submitted_as_video_fails_with_a_hint(service, input_server):

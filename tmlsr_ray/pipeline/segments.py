@@ -122,18 +122,34 @@ def scan_packets(path: Path, info: VideoInfo) -> List[PacketEntry]:
 def _scan(stream: "av.video.stream.VideoStream", keyframes: Optional["KeyframeSample"] = None) -> List[PacketEntry]:
     """``keyframes``: given a sample of the keyframes' packets as they pass."""
     entries: List[PacketEntry] = []
+    last_corrupt = False
     try:
         for packet in demux(stream.container, stream):
             if packet.size:
                 entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard,
                                            packet.duration or 0, packet.size, packet.has_sidedata("palette")))
+                last_corrupt = packet.is_corrupt
                 if keyframes is not None and packet.is_keyframe:
                     keyframes.offer(packet)
     except av.error.FFmpegError as exc:
         raise InputError(f"video could not be read ({ffmpeg_message(exc)})") from exc
     if not entries:
         raise InputError("the video stream holds no packet")
+    if last_corrupt:
+        _refuse_cut_off(entries[-1], stream.time_base)
     return entries
+
+
+def _refuse_cut_off(last: PacketEntry, time_base: Fraction) -> None:
+    """Refuses a stream whose last packet FFmpeg read short (it flags it corrupt): the file ends
+    inside that frame. FFmpeg's frame-threaded decoder dropped the cut packet's error with the
+    frames it still held, and the output lacked them with no word (an MP4 cut inside its 5th packet
+    came out 2 frames long). A corrupt packet before the last (a transport stream's lost packets)
+    is damage FFmpeg's decoder conceals, as its command line does."""
+    stamp = last.pts if last.pts is not None else last.dts
+    at = f"the frame at {float(stamp * time_base):.3f} s" if stamp is not None else "its last frame"
+    raise InputError(f"video could not be decoded: the file is cut off or damaged inside {at} "
+                     "(FFmpeg read fewer bytes of it than the file states)")
 
 
 class KeyframeSample:
