@@ -27,7 +27,7 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, bayer
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
                            without_frame_durations, with_every_frame_keyed, packed_b_frames_avi, with_container_colour,
                            programme_on_new_pids, media_recorder_webm, microsoft_video_1_8bit_avi, with_last_audio_tag_recoded,
-                           with_adts_header_broken, audio_layout_switch_ts, cut_inside_packet)
+                           with_adts_header_broken, audio_layout_switch_ts, cut_inside_packet, mpeg2_back_to_back)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
@@ -1432,6 +1432,18 @@ def test_a_file_cut_off_inside_a_frame_is_refused_by_its_plan_naming_the_frame(t
     with pytest.raises(InputError, match=r"video could not be decoded: the file is cut off or damaged inside the "
                                          r"frame at 0\.250 s \(FFmpeg read fewer bytes of it than the file states\)"):
         plan_segments(path, probe_video(path), ONE_SECOND)
+
+
+@pytest.mark.parametrize("b_frames", ["0", "2"])
+def test_a_spliced_broadcast_whose_picture_size_changes_keeps_the_frames_a_whole_decode_gives(tmp_path, b_frames):
+    """Programmes of 64x48 and 128x96 back to back: FFmpeg drops the frame before the new sequence
+    header, in a whole decode too, and the task failed for it ('1 of the 12 frames from 1.000 s to
+    1.440 s did not decode')."""
+    parts = [make_clip(tmp_path / f"{w}x{h}.m2v", frames=30, size=(w, h), rate=25, audio=False, codec="mpeg2video",
+                       container="mpeg2video", options={"g": "12", "bf": b_frames}) for w, h in [(64, 48), (128, 96)]]
+    path = mpeg2_back_to_back(tmp_path / "broadcast.ts", parts)
+    _, frames = cut_and_decode(path, Cutting(segment_s=0.5))
+    assert [pts for pts, _ in frames] == [pts for pts, _ in whole_decode(path)]
 
 
 def test_copied_audio_keeps_its_language(tmp_path, smooth_model):

@@ -665,18 +665,6 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
 
         yield from decode_batches(container, stream, info, batch_size, stamp, stop,
                                   what=f"segment {segment.index} of the video", planes=planes)
-    _check_all_decoded(segment, info, len(seen))
-
-
-def _check_all_decoded(segment: Segment, info: VideoInfo, decoded: int) -> None:
-    """Refuses a segment whose decoder gave fewer of its frames than its packets hold: FFmpeg's
-    frame-threaded decoder drops the error of a damaged packet (a file cut off inside its last
-    frame) with the frames it still held, and the output lacked them with no word (2 of 5 frames
-    made), where a decoder on one thread stops with the error."""
-    if decoded < len(segment.pts):
-        start, end = (float(segment.pts[i] * info.time_base) for i in (0, -1))
-        raise InputError(f"video could not be decoded: {len(segment.pts) - decoded} of the {len(segment.pts)} "
-                         f"frames from {start:.3f} s to {end:.3f} s did not decode (a damaged or cut-off file)")
 
 
 def _decode_whole(data: bytes, info: VideoInfo, batch_size: int, stop, planes) -> Iterator[FrameBatch]:
