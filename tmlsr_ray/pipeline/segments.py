@@ -135,21 +135,12 @@ def _scan(stream: "av.video.stream.VideoStream", keyframes: Optional["KeyframeSa
         raise InputError(f"video could not be read ({ffmpeg_message(exc)})") from exc
     if not entries:
         raise InputError("the video stream holds no packet")
-    if last_corrupt:
-        _refuse_cut_off(entries[-1], stream.time_base)
+    if last_corrupt and len(entries) > 1:
+        # The file ends inside this frame (FFmpeg flags a packet it read short): it is left out, as
+        # a player stops at the last whole frame. Given to the frame-threaded decoder, its error was
+        # dropped with the frames the decoder still held (2 of the 4 whole frames came out).
+        entries.pop()
     return entries
-
-
-def _refuse_cut_off(last: PacketEntry, time_base: Fraction) -> None:
-    """Refuses a stream whose last packet FFmpeg read short (it flags it corrupt): the file ends
-    inside that frame. FFmpeg's frame-threaded decoder dropped the cut packet's error with the
-    frames it still held, and the output lacked them with no word (an MP4 cut inside its 5th packet
-    came out 2 frames long). A corrupt packet before the last (a transport stream's lost packets)
-    is damage FFmpeg's decoder conceals, as its command line does."""
-    stamp = last.pts if last.pts is not None else last.dts
-    at = f"the frame at {float(stamp * time_base):.3f} s" if stamp is not None else "its last frame"
-    raise InputError(f"video could not be decoded: the file is cut off or damaged inside {at} "
-                     "(FFmpeg read fewer bytes of it than the file states)")
 
 
 class KeyframeSample:
