@@ -520,16 +520,34 @@ def with_audio_time_wrong(ts: Path, packet: int, seconds: float) -> Path:
     """A transport stream one of whose audio packets (the ``packet``-th PES of make_clip's or
     :func:`recording_with_audio_gap`'s audio) says a time ``seconds`` off, the others right: a bit
     error in a PES header, as a recording with poor reception has, not a dropout or a clock jump."""
+    return _with_pes_pts_changed(ts, 0x101, packet, lambda pts: pts + round(seconds * 90000))
+
+
+def with_pts_bit_flipped(ts: Path, pid: int, packet: int, bit: int) -> Path:
+    """A transport stream the PTS of whose ``packet``-th PES on ``pid`` (0x100: make_clip's video,
+    0x101: its audio) has bit ``bit`` flipped, its decode time and every other PES right: a bit
+    error in a broadcast recording (bit 31: 6.6 hours late)."""
+    return _with_pes_pts_changed(ts, pid, packet, lambda pts: pts ^ (1 << bit))
+
+
+def broadcast_with_bit_errors(path: Path) -> Path:
+    """A 2 s H.264 + AAC transport stream (B-frames) whose 23rd frame and 11th audio packet say
+    a time 6.6 hours late (bit 31 of their PES PTS flipped), their decode times and neighbours right."""
+    make_clip(path, frames=48, rate=24, container="mpegts", options={"g": "12", "bf": "2"})
+    return with_pts_bit_flipped(with_pts_bit_flipped(path, 0x100, 22, 31), 0x101, 10, 31)
+
+
+def _with_pes_pts_changed(ts: Path, pid: int, packet: int, change) -> Path:
     data = bytearray(ts.read_bytes())
     starts = [i for i in range(0, len(data), 188)
-              if ((data[i + 1] & 0x1F) << 8 | data[i + 2]) == 0x101 and data[i + 1] & 0x40]
+              if ((data[i + 1] & 0x1F) << 8 | data[i + 2]) == pid and data[i + 1] & 0x40]
     cell = starts[packet]
     header = cell + 4 + (1 + data[cell + 4] if data[cell + 3] & 0x20 else 0)
     assert data[header:header + 3] == b"\0\0\1" and data[header + 7] & 0x80, "a PES that states its PTS"
     at = header + 9
     pts = ((data[at] >> 1) & 7) << 30 | data[at + 1] << 22 | (data[at + 2] >> 1) << 15 | data[at + 3] << 7 \
         | data[at + 4] >> 1
-    pts = (pts + round(seconds * 90000)) % (1 << 33)
+    pts = change(pts) % (1 << 33)
     data[at] = (data[at] & 0xF1) | ((pts >> 30) & 7) << 1
     data[at + 1:at + 5] = bytes([(pts >> 22) & 0xFF, ((pts >> 15) & 0x7F) << 1 | 1, (pts >> 7) & 0xFF,
                                  (pts & 0x7F) << 1 | 1])

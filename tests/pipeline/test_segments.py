@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, bayer_clip, bottom_up_avi, camcorder_dv, combing,
+from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, bayer_clip, bottom_up_avi, camcorder_dv, combing,
                            cut_and_decode, cut_mid_gop, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
@@ -603,6 +603,18 @@ def test_recordings_whose_clock_jumps_come_out_as_one_video_cut_into_segments(tm
     assert np.allclose(np.delete(steps, 23), 1 / 12, atol=0.001) and 1 / 12 - 0.001 <= steps[23] <= 1 / 12 + 0.25
     with av.open(str(tmp_path / "out.mp4")) as out:
         assert float(out.duration / av.time_base) == pytest.approx(4.1, abs=0.2)
+
+
+def test_a_broadcast_with_a_bit_error_in_two_pes_times_lasts_as_long_as_its_frames(tmp_path, smooth_model):
+    """Bit 31 of one frame's PTS and one sound's flipped (6.6 hours late): the output said it
+    lasted 47,722 s, its video frozen for all but 2 s of it."""
+    path = continuous_source(broadcast_with_bit_errors(tmp_path / "flipped.ts"), tmp_path / "continuous.ts")
+    render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    frames, _, streams = output_frames(tmp_path / "out.mp4")
+    assert len(frames) == 48 and ("audio", "aac") in streams
+    assert np.allclose(np.diff([t for t, _ in frames]), 1 / 24, atol=0.001)
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        assert float(out.duration / av.time_base) == pytest.approx(2.1, abs=0.1)
 
 
 def test_recordings_joined_with_a_step_back_too_small_for_a_jump_keep_each_sides_frames_in_order(tmp_path, smooth_model):

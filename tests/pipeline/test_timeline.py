@@ -7,7 +7,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from tests.helpers import joined_recordings, make_clip, recording_with_audio_gap, with_audio_ahead
+from tests.helpers import broadcast_with_bit_errors, joined_recordings, make_clip, recording_with_audio_gap, with_audio_ahead
 from tmlsr_ray.pipeline.timeline import continuous_source
 
 RATE = 12
@@ -107,3 +107,14 @@ def test_an_audio_dropout_while_the_video_runs_on_is_not_a_jump_in_the_clock(tmp
     came fifteen seconds early, out of sync for the rest of the recording."""
     path = recording_with_audio_gap(tmp_path / "dropout.ts", seconds=30, gap=(5, 20))
     assert continuous_source(path, tmp_path / "continuous.ts") == path
+
+
+def test_a_packet_whose_time_a_bit_error_moved_hours_on_is_placed_by_its_neighbours(tmp_path):
+    """One stray frame and one stray sound among regular neighbours, no jump: left in, the video
+    froze for 6.6 hours and the output said it lasted 47,722 s."""
+    clean = make_clip(tmp_path / "clean.ts", frames=48, rate=24, container="mpegts", options={"g": "12", "bf": "2"})
+    path = broadcast_with_bit_errors(tmp_path / "flipped.ts")
+    repaired = continuous_source(path, tmp_path / "continuous.ts")
+    assert repaired == tmp_path / "continuous.ts"
+    for kind in ("video", "audio"):
+        assert stamps(repaired, kind) == pytest.approx(stamps(clean, kind), abs=0.001)

@@ -9,6 +9,11 @@ FFmpeg's own command line closes these jumps for the formats that allow them (it
 ``dts_delta_threshold``): every stream moves by the same amount from a jump on, so each part
 keeps its own sync. Here that is a stream copy of the source, in its own format, with the jumps
 closed, which the rest of the pipeline then reads as any other source.
+
+A bit error in one PES header is no jump: one packet's time is far off while the packets on
+either side of it run on from each other (a jump moves every packet after it). Left in, it froze a
+frame or delayed a sound for the hours it was off, and the output lasted as long. The copy places
+such a packet by its neighbours.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import logging
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
 import av
 
@@ -39,18 +44,55 @@ def continuous_source(path: Path, repaired: Path) -> Path:
     with open_container(path) as source:
         if source.format.name not in CLOSED_FORMATS:
             return path
-        jumps = _jumps(source)
-    if not jumps:
+        times = _packet_times(source)
+    strays = _strays(times)
+    jumps = _jumps(times, strays)
+    if not jumps and not strays:
         return path
     try:
-        _copy_closing(path, repaired, jumps)
+        _copy_closing(path, repaired, jumps, strays)
     except (av.error.FFmpegError, ValueError) as exc:
-        logger.warning("%s: its clock jumps %s times, and the copy that closes them failed (%s): planned as it is",
-                       path.name, len(jumps), ffmpeg_message(exc) if isinstance(exc, av.error.FFmpegError) else exc)
+        logger.warning("%s: its clock jumps %s times (%s packets with a stray time), and the copy that mends them "
+                       "failed (%s): planned as it is", path.name, len(jumps), len(strays),
+                       ffmpeg_message(exc) if isinstance(exc, av.error.FFmpegError) else exc)
         repaired.unlink(missing_ok=True)
         return path
-    logger.info("%s: its clock jumps %s times; they are closed in %s", path.name, len(jumps), repaired.name)
+    logger.info("%s: its clock jumps %s times and %s packets have a stray time; they are mended in %s",
+                path.name, len(jumps), len(strays), repaired.name)
     return repaired
+
+
+class _Times(NamedTuple):
+    """One packet of a continuous stream, in its stream's ticks (``dts`` is ``pts`` where it
+    states none); ``tick`` in seconds."""
+
+    number: int
+    pts: Optional[int]
+    dts: int
+    duration: int
+    tick: Fraction
+
+    @property
+    def stamp(self) -> Fraction:
+        return self.dts * self.tick
+
+    @property
+    def end(self) -> Fraction:
+        return (self.dts + self.duration) * self.tick
+
+
+def _packet_times(source) -> Dict[int, List[_Times]]:
+    """By stream, the times of each packet of the continuous streams, in demux order."""
+    times: Dict[int, List[_Times]] = {}
+    ticks: Dict[int, Fraction] = {}  # one by stream, shared by its packets' records
+    for number, packet in enumerate(demux(source)):
+        dts = packet.dts if packet.dts is not None else packet.pts
+        if dts is None or packet.time_base is None or packet.stream.type not in CONTINUOUS_KINDS:
+            continue
+        index = packet.stream.index
+        tick = ticks.setdefault(index, Fraction(packet.time_base))
+        times.setdefault(index, []).append(_Times(number, packet.pts, dts, packet.duration or 0, tick))
+    return times
 
 
 @dataclass(frozen=True)
@@ -78,7 +120,7 @@ class _Jump:
         return self.offset if number >= self.at.get(index, self.first) else before
 
 
-def _jumps(source) -> List[_Jump]:
+def _jumps(times: Dict[int, List[_Times]], strays: Dict[int, Tuple[Optional[int], int]]) -> List[_Jump]:
     """The jumps of the clock: a step seen in every continuous stream that runs on both sides of
     it, at about the same time before and after; a step in one stream alone is a gap in it (an
     audio dropout while the video runs on), left as it is.
@@ -86,7 +128,7 @@ def _jumps(source) -> List[_Jump]:
     The offset puts each part one step after the last: no stream's next part starts before its
     last part ended (where a part's audio outlasts its video, the last frame before the join shows
     a little longer), so each part keeps its audio in sync, none of it lost."""
-    steps, spans = _steps(source)
+    steps, spans = _steps(times, strays)
     jumps: List[_Jump] = []
     offset = Fraction(0)
     taken: Set[Tuple[int, int]] = set()
@@ -108,36 +150,68 @@ def _jumps(source) -> List[_Jump]:
     return jumps
 
 
-def _steps(source) -> Tuple[Dict[int, List[_Step]], Dict[int, Tuple[int, int]]]:
+def _steps(times: Dict[int, List[_Times]], strays) -> Tuple[Dict[int, List[_Step]], Dict[int, Tuple[int, int]]]:
     """Each continuous stream's steps (FFmpeg's: over 10 s forward, or back by more than 0.1 s),
-    and the first and last packet it has."""
+    the ``strays`` passed over, and the first and last packet it has."""
     steps: Dict[int, List[_Step]] = {}
     spans: Dict[int, Tuple[int, int]] = {}
-    expected: Dict[int, Fraction] = {}  # by stream: where its next packet should start
-    latest: Dict[int, Fraction] = {}  # by stream: its latest start since its last step
-    for number, packet in enumerate(demux(source)):
-        stamp = _stamp(packet)
-        if stamp is None or packet.stream.type not in CONTINUOUS_KINDS:
-            continue
-        index = packet.stream.index
-        if index in expected and (stamp - expected[index] > JUMP_FORWARD_S or stamp < latest[index] - JUMP_BACK_S):
-            steps[index].append(_Step(number, expected[index], stamp))
-            latest[index] = stamp
-        steps.setdefault(index, [])
-        spans[index] = (spans.get(index, (number, number))[0], number)
-        latest[index] = max(stamp, latest.get(index, stamp))
-        expected[index] = stamp + Fraction(packet.duration or 0) * packet.time_base
+    for index, packets in times.items():
+        steps[index], spans[index] = [], (packets[0].number, packets[-1].number)
+        expected: Optional[Fraction] = None  # where its next packet should start
+        latest = Fraction(0)  # its latest start since its last step
+        for packet in packets:
+            if packet.number in strays:
+                continue
+            if expected is not None and _is_step(packet.stamp, expected, latest):
+                steps[index].append(_Step(packet.number, expected, packet.stamp))
+                latest = packet.stamp
+            latest = max(packet.stamp, latest) if expected is not None else packet.stamp
+            expected = packet.end
     return steps, spans
 
 
-def _stamp(packet) -> Optional[Fraction]:
-    ticks = packet.dts if packet.dts is not None else packet.pts
-    return None if ticks is None or packet.time_base is None else ticks * Fraction(packet.time_base)
+def _is_step(stamp: Fraction, expected: Fraction, latest: Fraction) -> bool:
+    return stamp - expected > JUMP_FORWARD_S or stamp < latest - JUMP_BACK_S
 
 
-def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump]) -> None:
-    """Every stream copied packet for packet into ``repaired``, each packet moved by the offset
-    of the last jump its stream has taken."""
+def _strays(times: Dict[int, List[_Times]]) -> Dict[int, Tuple[Optional[int], int]]:
+    """By packet number, the (pts, dts) that packets with a stray time take: a decode time that
+    steps from the packet before it while the packet after it runs on from that one (a bit error,
+    not a jump) goes where the packet before it ends; a presentation time over 10 s from its own
+    decode time takes the first slot from its decode time that no neighbour's shows in."""
+    strays: Dict[int, Tuple[Optional[int], int]] = {}
+    for packets in times.values():
+        for at, packet in enumerate(packets):
+            dts = packet.dts
+            if 0 < at < len(packets) - 1 and _is_stray(*packets[at - 1:at + 2]):
+                before = packets[at - 1]
+                dts = before.dts + before.duration
+            pts = packet.pts
+            if pts is not None and not -JUMP_BACK_S <= (pts - dts) * packet.tick <= JUMP_FORWARD_S:
+                pts = _free_slot(dts, packet.duration, packets[max(0, at - 16):at + 17])
+            if (pts, dts) != (packet.pts, packet.dts):
+                strays[packet.number] = (pts, dts)
+    return strays
+
+
+def _is_stray(before: _Times, packet: _Times, after: _Times) -> bool:
+    return (_is_step(packet.stamp, before.end, before.stamp)
+            and not _is_step(after.stamp, before.end + packet.duration * packet.tick, before.stamp))
+
+
+def _free_slot(dts: int, duration: int, neighbours: List[_Times]) -> int:
+    """The first time from ``dts`` on, a frame's ``duration`` at a time, that none of the
+    ``neighbours`` shows at: where a frame whose own time is lost stood among them."""
+    shown = [n.pts for n in neighbours if n.pts is not None]
+    slot = dts
+    while duration and any(abs(pts - slot) < duration / 2 for pts in shown):
+        slot += duration
+    return slot
+
+
+def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[int, Tuple[Optional[int], int]]) -> None:
+    """Every stream copied packet for packet into ``repaired``, the ``strays`` placed by their
+    neighbours, each packet moved by the offset of the last jump its stream has taken."""
     with open_container(path) as source, av.open(str(repaired), "w", format=source.format.name.split(",")[0]) as out:
         out.metadata.update(source.metadata)
         copies = {}
@@ -149,6 +223,8 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump]) -> None:
         for number, packet in enumerate(demux(source)):
             if packet.dts is None and packet.pts is None:
                 continue  # a demuxer flush marker
+            if number in strays:
+                packet.pts, packet.dts = strays[number]
             offset = Fraction(0)
             for jump in jumps:
                 offset = jump.offset_at(packet.stream.index, number, offset)
