@@ -555,6 +555,30 @@ def _with_pes_pts_changed(ts: Path, pid: int, packet: int, change) -> Path:
     return ts
 
 
+def with_every_tfdt_huge(mp4: Path) -> Path:
+    """A fragmented MP4 each of whose fragments' decode times (tfdt, version 1) has its high word
+    set: every track's times 2^32 of its own ticks off, so tracks of other timescales lie hours
+    apart (the audio 81,091 s after the video for make_clip's 12288 and 16000)."""
+    data = bytearray(mp4.read_bytes())
+    at = data.find(b"tfdt")
+    while at >= 0:
+        assert data[at + 4] == 1, "a 64-bit tfdt"
+        data[at + 8:at + 12] = b"\xff\xff\xff\xff"
+        at = data.find(b"tfdt", at + 4)
+    mp4.write_bytes(bytes(data))
+    return mp4
+
+
+def with_first_index_size_huge(avi: Path) -> Path:
+    """An AVI whose index (idx1) says its first chunk holds 2 GB: FFmpeg times MP3 by the bytes
+    before each chunk, and every audio packet comes 134,217 s after the picture."""
+    data = bytearray(avi.read_bytes())
+    at = data.find(b"idx1")
+    data[at + 20:at + 24] = (0x7FFFFFF0).to_bytes(4, "little")
+    avi.write_bytes(bytes(data))
+    return avi
+
+
 def with_audio_frames_bundled(ts: Path, path: Path) -> Path:
     """The transport stream remuxed as the ffmpeg command writes one (0.7 s max_delay): several
     audio frames share one PES and its one time, which the demuxer hands on to each frame."""

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, bayer_clip, bottom_up_avi, camcorder_dv, combing,
+from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
                            cut_and_decode, cut_mid_gop, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
@@ -30,7 +30,7 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broad
                            with_adts_header_broken, audio_layout_switch_ts, cut_inside_packet, mpeg2_back_to_back)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
-from tmlsr_ray.pipeline.encode import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
+from tmlsr_ray.pipeline.encode import (AUDIO_DROPPED, MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
                                       _AudioLine, assemble, even_size, output_container, task_codecs_available)
 from tmlsr_ray.pipeline.rekey import raw_frame_bytes
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
@@ -783,6 +783,23 @@ def test_one_audio_packet_with_a_wrong_time_leaves_audio_reencoded_to_aac_in_syn
     output = _sounding(tmp_path / "out.mp4")
     assert len(clean) == 1 and len(output) == 1, f"one stretch of sound, as the recording has: {output}"
     assert np.allclose(output, clean, atol=1152 / 16000), f"{output} != {clean}"
+
+
+@pytest.mark.parametrize("damage", ["tfdt", "idx1"])
+def test_audio_whose_damaged_times_start_hours_after_the_video_is_dropped_saying_so(tmp_path, smooth_model, damage):
+    """Every tfdt of a fragmented MP4 2^32 ticks off (81,091 s between its 12288 Hz video and 16 kHz
+    audio), or an AVI index whose first chunk says 2 GB (its MP3 134,217 s after the picture): the
+    output lasted until the audio, a frame frozen for a day; nothing says where the sound belongs."""
+    if damage == "tfdt":
+        path = with_every_tfdt_huge(make_clip(tmp_path / "frag.mp4", frames=48, rate=24, options={"g": "12"},
+                                              container_options={"movflags": "frag_keyframe+empty_moov+default_base_moof"}))
+    else:
+        path = with_first_index_size_huge(make_clip(tmp_path / "clip.avi", frames=48, rate=24, codec="mpeg4",
+                                                    audio_codec="libmp3lame", options={"g": "12"}))
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        assert float(out.duration / av.time_base) == pytest.approx(2.0, abs=0.1) and not out.streams.audio
+    assert [a["reason"] for a in report.audio_dropped] == [AUDIO_DROPPED["apart"]] and report.frames == 48
 
 
 def test_what_the_source_says_about_the_video_goes_along(tmp_path, smooth_model):

@@ -39,6 +39,7 @@ from tmlsr_ray.pipeline.colour import is_hdr, written_colour
 from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo, codec_name, copy_video_stream, demux, open_container
 from tmlsr_ray.pipeline.mp4_tracks import disable_subtitle_tracks
 from tmlsr_ray.pipeline.timecode import written_timecode
+from tmlsr_ray.pipeline.timeline import JUMP_FORWARD_S
 
 MP4_AUDIO_COPY = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
 TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text", "mov_text"})
@@ -457,7 +458,8 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
         # shows nothing before 0 (a stream unwrapped past 0).
         container.metadata.update(_described(source.metadata))
         start = Fraction(pieces[0][1].first_pts) * info.time_base
-        side = _SideStreams(source, info, report, into, _audio_without_packets(source_path, info.audio))
+        side = _SideStreams(source, info, report, into,
+                            _audio_unplaced(source_path, info.audio, _video_end(pieces, info)))
         out = _ShiftedOutput(container, -min([start, *side.starts()]))
         chapters = shifted_chapters(source.chapters(), out.offset)
         container.set_chapters(chapters)
@@ -789,11 +791,11 @@ class _SideStreams:
     """Audio and subtitle streams of the source, muxed in time order next to the video."""
 
     def __init__(self, source, info: VideoInfo, report: MuxReport, into: ContainerFormat = MP4,
-                 empty: frozenset = frozenset()):
+                 unplaced: Optional[Dict[int, str]] = None):
         self._source = source
         self._report = report
         self._into = into
-        self._plan = [(audio, _audio_plan(audio, into, empty)) for audio in info.audio]
+        self._plan = [(audio, _audio_plan(audio, into, unplaced or {})) for audio in info.audio]
         self._plan += [(sub, _subtitle_plan(sub.codec, into)) for sub in info.subtitles]
         self._map: Dict[int, object] = {}
         self._entries: Dict[int, Dict] = {}  # by stream: what the report says of it
@@ -1040,33 +1042,53 @@ def _in_line(packets: Iterable, streams: Sequence) -> Iterator:
         yield from line.flush()
 
 
-def _audio_without_packets(source_path: Path, audio: Sequence) -> frozenset:
-    """The indices of the audio streams that hold no packet: a track a recorder declared and never
-    wrote to (a microphone that was off). MP4 leaves such a track out and Matroska writes it empty,
-    while the report listed it as kept; it is left out of both, and said so. Read until every
-    stream has shown a packet: at once in a usual file, to the end where one never does."""
+def _audio_unplaced(source_path: Path, audio: Sequence, video_end: Fraction) -> Dict[int, str]:
+    """The audio streams whose packets cannot go beside the video, by index, with why (a key of
+    AUDIO_DROPPED). "empty": one that holds no packet, a track a recorder declared and never wrote
+    to (a microphone that was off): MP4 leaves such a track out and Matroska writes it empty, while
+    the report listed it as kept. "apart": one whose first packet starts over 10 s after the
+    video's last frame ends, its times damaged (every tfdt of a fragmented MP4, an AVI index's
+    first chunk size): kept, the output lasted until it, 81,091 s of a frozen frame. Read until
+    every stream has shown a packet: at once in a usual file, to the end where one never does."""
     waiting = {side.index for side in audio}
+    unplaced: Dict[int, str] = {}
     if waiting:
         with open_container(source_path) as source:
             for packet in demux(source, [source.streams[index] for index in waiting]):
-                waiting.discard(packet.stream.index if packet.size else None)
+                if not packet.size or packet.stream.index not in waiting:
+                    continue
+                waiting.discard(packet.stream.index)
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if stamp is not None and packet.time_base and stamp * packet.time_base > video_end + JUMP_FORWARD_S:
+                    unplaced[packet.stream.index] = "apart"
                 if not waiting:
                     break
-    return frozenset(waiting)
+    return {**unplaced, **{index: "empty" for index in waiting}}
+
+
+def _video_end(pieces: Sequence[Tuple[Path, Piece]], info: VideoInfo) -> Fraction:
+    """Where the video's last frame ends, in seconds of the source (its stated duration from its
+    first frame where it states no rate)."""
+    first, last = pieces[0][1], pieces[-1][1]
+    if info.average_rate:
+        return Fraction(last.first_pts) * info.time_base + last.frames / Fraction(info.average_rate)
+    return Fraction(first.first_pts) * info.time_base + Fraction(info.duration_s or 0)
 
 
 AUDIO_DROPPED = {"empty": "the source's track holds no audio packets",
+                 "apart": "its times start over 10 s after the video's last frame (damaged timestamps: nothing "
+                          "places it beside the picture)",
                  "unknown": "FFmpeg does not know the track's codec",
                  "unread": "FFmpeg's probe read none of the track's parameters (it starts mid-file, as a "
                            "transport stream's programme on new PIDs does)"}
 
 
-def _audio_plan(audio, into: ContainerFormat, empty: frozenset) -> str:
+def _audio_plan(audio, into: ContainerFormat, unplaced: Dict[int, str]) -> str:
     """copy, aac (re-encoded), or why the track is dropped (a key of AUDIO_DROPPED): one of a codec
     FFmpeg does not know can be neither decoded nor copied (it failed the probe, so the task), nor
     one whose sample rate the probe never read (the muxer refused the output after the upscaling)."""
-    if audio.index in empty:
-        return "empty"
+    if audio.index in unplaced:
+        return unplaced[audio.index]
     if audio.codec == "unknown":
         return "unknown"
     if not audio.sample_rate:
