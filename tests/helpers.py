@@ -579,6 +579,18 @@ def with_first_index_size_huge(avi: Path) -> Path:
     return avi
 
 
+def with_sample_durations_zero(mov: Path) -> Path:
+    """An MP4 or MOV whose sample tables (every stts) give each sample a duration of 0."""
+    data = bytearray(mov.read_bytes())
+    at = data.find(b"stts")
+    while at >= 0:
+        for entry in range(int.from_bytes(data[at + 8:at + 12], "big")):
+            data[at + 16 + 8 * entry:at + 20 + 8 * entry] = bytes(4)
+        at = data.find(b"stts", at + 4)
+    mov.write_bytes(bytes(data))
+    return mov
+
+
 def with_audio_frames_bundled(ts: Path, path: Path) -> Path:
     """The transport stream remuxed as the ffmpeg command writes one (0.7 s max_delay): several
     audio frames share one PES and its one time, which the demuxer hands on to each frame."""

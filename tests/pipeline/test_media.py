@@ -8,7 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import animated_gif, frame_flood_gif, joined_recordings, make_clip, media_recorder_webm
+from tests.helpers import (animated_gif, frame_flood_gif, joined_recordings, make_clip, media_recorder_webm,
+                           with_sample_durations_zero)
 from tmlsr_ray.config import Settings
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.decode import probe_video
@@ -232,3 +233,14 @@ def test_a_matroska_remux_that_kept_a_live_streams_clock_lasts_from_its_first_fr
     info = probe_video(path)
     assert info.duration_s == pytest.approx(2.0, abs=0.1) and info.frames_hint == pytest.approx(24, abs=2)
     check_video_length(info, DEFAULTS)
+
+
+def test_a_mov_whose_sample_table_times_every_frame_zero_is_refused_saying_its_times_are_damaged(tmp_path):
+    """FFmpeg puts each frame of such a track its whole stated length (1 s) after the last: a 1 s
+    ProRes clip of 24 frames came out 24 s long, after 25 s of work on its 16,000 one-sample audio packets."""
+    clip = make_clip(tmp_path / "clip.mov", frames=24, rate=24, codec="prores_ks", pix_fmt="yuv422p10le",
+                     audio_codec="pcm_s16le")
+    check_video_length(probe_video(clip), DEFAULTS)
+    with pytest.raises(InputError, match=r"video's 24 frames are timed 1 s apart, each the whole length its track "
+                                         r"states: its frame times are damaged"):
+        check_video_length(probe_video(with_sample_durations_zero(clip)), DEFAULTS)

@@ -33,7 +33,15 @@ def check_video_frames(info: VideoInfo, settings) -> None:
 
 
 def check_video_length(info: VideoInfo, settings) -> None:
-    """The length the container states (its frame count, or its duration × rate)."""
+    """The length the container states (its frame count, or its duration × rate), and frames timed
+    within it: an MP4 or MOV whose sample table gives every frame a duration of 0 is read with
+    each frame the track's whole length after the last (its average rate one frame in that
+    length), and a 1 s ProRes clip of 24 frames came out 24 s long."""
+    if info.frames_hint > 1 and info.duration_s and info.average_rate \
+            and float(info.average_rate) * info.duration_s < 1.5:
+        raise InputError(f"video's {info.frames_hint:,} frames are timed {info.duration_s:g} s apart, each the "
+                         f"whole length its track states: its frame times are damaged (a sample table of zero "
+                         f"durations)")
     _check_length(info.frames_hint, info.duration_s, settings)
 
 
