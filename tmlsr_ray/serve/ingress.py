@@ -184,6 +184,9 @@ def _error_response(status_code: int, message: str, detail=None, headers: dict |
     return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=status_code, headers=headers)
 
 
+CLOSE_CONNECTION = {"Connection": "close"}
+
+
 class BodyLimit:
     """413 for a request body over ``max_request_bytes``, counted as it arrives (a Content-Length
     that says so is refused before any byte is read), and 408 for one not whole within
@@ -191,7 +194,10 @@ class BodyLimit:
     ``max_ongoing_requests``, and enough clients trickling theirs would leave none, not even for
     /health. Plain ASGI: FastAPI parses the body before a route could look at it. The refusals
     are raised as HTTP errors because FastAPI turns any other exception from its read of the body
-    into a 400 that says nothing of the limit."""
+    into a 400 that says nothing of the limit. Each closes the connection (RFC 9110, 408 and 413):
+    the rest of a refused body would otherwise still be awaited on it, so a client trickling a
+    chunked body kept its connection to the proxy, and a kept-alive client's next request waited
+    behind a body nobody reads."""
 
     def __init__(self, app):
         self._app = app
@@ -217,11 +223,12 @@ class BodyLimit:
                     message = await receive()
             except TimeoutError:
                 raise StarletteHTTPException(
-                    408, f"request body not received whole within {timeout_s:g} s (request_body_timeout_s)") from None
+                    408, f"request body not received whole within {timeout_s:g} s (request_body_timeout_s)",
+                    CLOSE_CONNECTION) from None
             whole = not message.get("more_body", False)
             received += len(message.get("body", b""))
             if received > limit:
-                raise StarletteHTTPException(413, _too_large_message(limit))
+                raise StarletteHTTPException(413, _too_large_message(limit), CLOSE_CONNECTION)
             return message
 
         await self._app(scope, counted, send)
@@ -288,7 +295,7 @@ class _CountedStream(StreamingResponse):
 
 
 def _too_large(limit: int) -> JSONResponse:
-    return _error_response(413, _too_large_message(limit))
+    return _error_response(413, _too_large_message(limit), headers=CLOSE_CONNECTION)
 
 
 def _too_large_message(limit: int) -> str:
