@@ -107,3 +107,9 @@ def test_the_video_cutting_takes_each_segment_setting_in_bytes_where_it_counts_m
                        video_rekey_segment_mib=3, video_segment_max_mib=5).video_cutting
     assert (cutting.segment_s, cutting.max_frames, cutting.max_preroll_frames) == (4, 100, 7)
     assert (cutting.rekey_max_bytes, cutting.max_bytes) == (3 << 20, 5 << 20)
+
+
+def test_max_held_requests_must_leave_the_ingress_room_for_its_other_requests():
+    with pytest.raises(ValidationError, match="max_held_requests"):
+        Settings(max_held_requests=200)  # every one of the replica's 200 requests held: /health starves
+    assert Settings(max_held_requests=199).max_held_requests == 199

@@ -20,6 +20,7 @@ from tmlsr_ray.retry import Backoff
 from tmlsr_ray.urls import FetchPolicy
 
 ENV_PREFIX = "TMLSR_"
+INGRESS_MAX_ONGOING_REQUESTS = 200  # requests one ingress replica takes at once (Serve's max_ongoing_requests)
 
 
 class Autoscaling(BaseModel):
@@ -95,10 +96,10 @@ class Settings(BaseModel):
         1.0, gt=0, description="How often tasks past their deadline (deadline_s, Cancel-After) are canceled.")
     max_batch_tasks: int = Field(100, ge=1, description="Most task bodies one POST /tasks/batch takes.")
     max_held_requests: int = Field(
-        150, ge=1, description="Requests one ingress replica holds open at once: event streams (GET "
-        "/tasks/{id}/events) and POST /tasks with Prefer: wait. One stream more gets 429 with Retry-After, one "
-        "wait more is answered at once. Keep it under the replica's 200 requests in flight, so /health, "
-        "submissions and reads always have room.")
+        150, ge=1, lt=INGRESS_MAX_ONGOING_REQUESTS, description="Requests one ingress replica holds open at "
+        "once: event streams (GET /tasks/{id}/events) and POST /tasks with Prefer: wait. One stream more gets 429 "
+        "with Retry-After, one wait more is answered at once. Under the replica's 200 requests in flight, so "
+        "/health, submissions and reads always have room.")
     events_heartbeat_s: float = Field(
         15.0, gt=0, description="A quiet GET /tasks/{id}/events stream sends a ': keep-alive' comment this often.")
 

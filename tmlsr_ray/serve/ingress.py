@@ -19,7 +19,7 @@ from ray import serve
 from ray.exceptions import TaskCancelledError
 from ray.serve.handle import DeploymentHandle
 
-from tmlsr_ray.config import Settings
+from tmlsr_ray.config import INGRESS_MAX_ONGOING_REQUESTS, Settings
 from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline.encode import CONTAINER_FORMATS, container_refusal, task_codecs_available
@@ -313,7 +313,7 @@ api.add_middleware(HeadAsGet)
 api.add_middleware(ClientGone)
 
 
-@serve.deployment(max_ongoing_requests=200)
+@serve.deployment(max_ongoing_requests=INGRESS_MAX_ONGOING_REQUESTS)
 @serve.ingress(api)
 class Ingress:
     async def __init__(self, settings: Settings, runner: DeploymentHandle):
