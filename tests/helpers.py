@@ -1471,7 +1471,8 @@ def display_p3_icc() -> bytes:
 class _InputHandler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    """Serves files, plus ``/slow/<path>?seconds=S&times=N`` (trickled, to the first N requests
+    """Serves files, plus ``/slow/<path>?seconds=S&times=N&first_byte_after=F`` (trickled over S
+    seconds after F seconds of silence past the headers, to the first N requests
     if N is given), ``/ranged/<path>`` (answering
     Range requests), ``/status/<code>``, ``/redirect?to=URL&delay=S`` (answered after S seconds), ``/chunked?bytes=N``,
     ``/lying?declared=N&sent=M``, ``/not-http`` (an SSH server's greeting, no HTTP), ``/busy/<path>?status=S&times=N&retry_after=R`` (S with
@@ -1525,7 +1526,9 @@ class _InputHandler(SimpleHTTPRequestHandler):
             self.path = parts.path[len("/slow"):]
             return super().do_GET()
         if parts.path.startswith("/slow/"):
-            return self._trickle(parts.path[len("/slow"):], float(parse_qs(parts.query).get("seconds", ["5"])[0]))
+            query = parse_qs(parts.query)
+            return self._trickle(parts.path[len("/slow"):], float(query.get("seconds", ["5"])[0]),
+                                 float(query.get("first_byte_after", ["0"])[0]))
         if parts.path.startswith("/ranged/"):
             return self._ranged(parts.path[len("/ranged"):])
         if parts.path.startswith("/busy/"):
@@ -1595,11 +1598,12 @@ class _InputHandler(SimpleHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data[start:end + 1])
 
-    def _trickle(self, path: str, seconds: float):
+    def _trickle(self, path: str, seconds: float, first_byte_after: float = 0.0):
         data = Path(self.translate_path(path)).read_bytes()
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        time.sleep(first_byte_after)
         steps = 20
         try:
             for i in range(steps):

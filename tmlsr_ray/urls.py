@@ -220,7 +220,8 @@ class CappedFile:
     before anything is written; the running count holds when the length lies or is absent.
     ``floor``: (bytes a second, window in seconds), the slowest a sender may be over a window: a
     server sending a byte now and then is never silent for the read timeout, and held its task's
-    worker slot for the whole total timeout (30 minutes by default)."""
+    worker slot for the whole total timeout (30 minutes by default). The first window begins at
+    the first byte: a server that took most of a window to start would be judged on the rest."""
 
     def __init__(self, dest: Path, max_bytes: int, declared: Optional[int] = None,
                  floor: Tuple[float, float] = (0.0, 0.0)):
@@ -230,7 +231,7 @@ class CappedFile:
         self.written = 0
         self._max_bytes = max_bytes
         self._floor = floor
-        self._window = (time.monotonic(), 0)  # when the window began, and the bytes written by then
+        self._window: Optional[Tuple[float, int]] = None  # when the window began, and the bytes written by then
         self._out = open(dest, "wb")
 
     def write(self, chunk: bytes) -> None:
@@ -242,6 +243,8 @@ class CappedFile:
 
     def _check_rate(self) -> None:
         bytes_per_s, window_s = self._floor
+        if self._window is None:  # the wait for the first byte is the read timeout's: a server may think first
+            self._window = (time.monotonic(), 0)
         began, before = self._window
         elapsed = time.monotonic() - began
         if not bytes_per_s or elapsed < window_s:

@@ -263,6 +263,15 @@ def test_a_sender_over_the_rate_floor_downloads_whole(input_server, tmp_path):
     assert result.bytes == 20_000
 
 
+def test_the_rate_floor_counts_from_the_first_byte_not_from_a_server_thinking_before_it(input_server, tmp_path):
+    """A server silent for a while after its headers (under the read timeout), then sending its
+    whole body at once: judged from the headers, it was refused at its first chunk."""
+    input_server.add("thought.bin", b"t" * 2_000)
+    policy = FetchPolicy(allow_private=True, min_bytes_per_s=4_000, rate_window_s=1.0, attempts=1)
+    url = input_server.url("slow/thought.bin?seconds=0&first_byte_after=1.2")
+    assert run(fetch_input(url, tmp_path / "in", policy)).bytes == 2_000
+
+
 def test_a_download_that_stalls_is_asked_again(input_server, tmp_path):
     input_server.add("stalls.bin", b"s" * 2000)
     policy = FetchPolicy(allow_private=True, read_timeout_s=0.3, attempts=2, backoff_s=0.01)
