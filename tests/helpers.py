@@ -1212,6 +1212,15 @@ def with_png_chunk(png: bytes, kind: bytes, data: bytes) -> bytes:
     return png[:end_of_ihdr] + png_chunk(kind, data) + png[end_of_ihdr:]
 
 
+def with_png_checksum_broken(png: bytes, kind: bytes) -> bytes:
+    """The PNG with the checksum of its first chunk of ``kind`` wrong (a bit error in that chunk)."""
+    at = 8
+    while png[at + 4:at + 8] != kind:
+        at += 12 + struct.unpack(">I", png[at:at + 4])[0]
+    crc_at = at + 8 + struct.unpack(">I", png[at:at + 4])[0]
+    return png[:crc_at] + bytes([png[crc_at] ^ 0xFF]) + png[crc_at + 1:]
+
+
 def zlib_bomb(inflated: int) -> bytes:
     """A zlib stream of ``inflated`` zero bytes (about a thousandth of that), made a megabyte at a time."""
     stream, block = zlib.compressobj(9), bytes(1 << 20)

@@ -10,7 +10,7 @@ from PIL import Image, ImageCms, PngImagePlugin
 
 from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_photo, display_p3_icc, icc_colourants, os2_bitmap,
                            png_bomb, png_chunk, shared_path, sixteen_bit_bmp, tiff_with_alpha, uncompressed_tiff,
-                           with_png_chunk, zlib_bomb)
+                           with_png_checksum_broken, with_png_chunk, zlib_bomb)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.image import (PNG_SIGNATURE, png_with_metadata, decode_image, encode_image, output_format,
                                       probe_image, stored_layout)
@@ -80,6 +80,77 @@ def test_truncated_png_is_refused_readably(tmp_path):
     path = tmp_path / "cut.png"
     path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     with pytest.raises(InputError):
+        decode_image(path, probe_image(path, 10_000))
+
+
+def _png_bytes(image: Image.Image, **save) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG", **save)
+    return buf.getvalue()
+
+
+def _turned_exif() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return exif.tobytes()
+
+
+def _commented() -> PngImagePlugin.PngInfo:
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "scanned")
+    return text
+
+
+@pytest.mark.parametrize("kind,save", [
+    (b"eXIf", {"exif": _turned_exif()}),
+    (b"iCCP", {"icc_profile": ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()}),
+    (b"tEXt", {"pnginfo": _commented()}),
+    (b"pHYs", {"dpi": (300, 300)}),
+    (b"gAMA", {}),
+])
+def test_a_png_whose_ancillary_chunk_is_damaged_reads_as_browsers_show_it_without_that_chunk(tmp_path, kind, save):
+    """libpng (browsers, OpenCV) drops an ancillary chunk whose checksum does not match with a
+    warning; Pillow checks every chunk's, and the probe refused the whole PNG as 'not a readable
+    image (no PNG ... data found)'. A damaged eXIf means no EXIF (upright), a damaged iCCP no profile."""
+    pixels = np.random.default_rng(1).integers(0, 255, (6, 10, 3), dtype=np.uint8)
+    png = _png_bytes(Image.fromarray(pixels), **save)
+    if kind == b"gAMA":  # Pillow writes none
+        png = with_png_chunk(png, b"gAMA", struct.pack(">I", 45455))
+    path = tmp_path / "damaged.png"
+    path.write_bytes(with_png_checksum_broken(png, kind))
+    info = probe_image(path, 10_000)
+    assert (info.width, info.height, info.orientation, info.exif, info.icc_profile) == (10, 6, 1, None, None)
+    assert info.png_colour is None
+    assert np.array_equal(decode_image(path, info), pixels[:, :, ::-1])
+
+
+def test_a_damaged_exif_chunk_past_the_pixels_is_left_out(tmp_path):
+    png = _png_bytes(Image.new("RGB", (10, 6)))
+    iend = len(png) - 12
+    path = tmp_path / "late.png"
+    path.write_bytes(with_png_checksum_broken(png[:iend] + png_chunk(b"eXIf", _turned_exif()[6:]) + png[iend:], b"eXIf"))
+    info = probe_image(path, 10_000)
+    assert (info.orientation, info.exif, info.upright_size) == (1, None, (10, 6))
+
+
+def test_a_gray_png_whose_trns_chunk_is_damaged_stays_gray_as_libpng_drops_it(tmp_path):
+    path = tmp_path / "key.png"
+    path.write_bytes(with_png_checksum_broken(_png_bytes(Image.new("L", (8, 6), 0), transparency=0), b"tRNS"))
+    assert decode_image(path, probe_image(path, 10_000)).shape == (6, 8)
+
+
+@pytest.mark.parametrize("kind,image", [(b"IHDR", Image.new("RGB", (8, 6))), (b"PLTE", Image.new("P", (8, 6)))])
+def test_a_png_whose_critical_chunk_is_damaged_is_refused_naming_it(tmp_path, kind, image):
+    path = tmp_path / "broken.png"
+    path.write_bytes(with_png_checksum_broken(_png_bytes(image), kind))
+    with pytest.raises(InputError, match=f"input PNG is damaged: its {kind.decode()} chunk does not match its checksum"):
+        probe_image(path, 10_000)
+
+
+def test_a_png_whose_pixel_data_is_damaged_is_refused(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(with_png_checksum_broken(_png_bytes(Image.new("RGB", (8, 6))), b"IDAT"))
+    with pytest.raises(InputError, match="png image could not be decoded"):
         decode_image(path, probe_image(path, 10_000))
 
 

@@ -15,7 +15,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import BinaryIO, Iterator, List, Optional, Tuple
 
 import av
 import cv2
@@ -57,6 +57,7 @@ MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
 UNPREMULTIPLY_ROWS = 256
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_ANCILLARY_BIT = 0x20  # of a chunk kind's first letter: lower case, a chunk a reader may do without
 JPEG_END = np.frombuffer(b"\xff\xd9", np.uint8)  # the EOI marker
 # what Pillow and its plugins raise for a file they cannot read: OSError mostly, SyntaxError for a
 # broken PNG chunk, RuntimeError and EOFError for libavif's and libheif's errors (a truncated AVIF,
@@ -84,7 +85,7 @@ class ImageInfo:
 def probe_image(path: Path, max_pixels: int) -> ImageInfo:
     """Reads the header only; refuses unreadable files and pixel floods before any decoding."""
     try:
-        with Image.open(path) as img:
+        with Image.open(_png_without_damaged_chunks(path) or path) as img:
             width, height = img.size
             fmt = FORMATS.get(img.format or "")
             # from the header, before anything past it is read
@@ -164,18 +165,61 @@ def _png_exif(img: Image.Image, path: Path) -> Image.Exif:
 
 
 def _png_exif_chunk(path: Path) -> Optional[bytes]:
-    """The data of a PNG's first eXIf chunk, wherever it stands; None where it has none."""
-    size = path.stat().st_size
+    """The data of a PNG's first sound eXIf chunk, wherever it stands; None where it has none."""
     with open(path, "rb") as file:
-        file.seek(len(PNG_SIGNATURE))
-        while len(header := file.read(8)) == 8:
-            length, kind = struct.unpack(">I4s", header)
-            if kind == b"eXIf":  # no read longer than the file: Python sets aside as much as is asked
-                return file.read(min(length, size - file.tell()))
-            if kind == b"IEND":
-                return None
-            file.seek(length + 4, io.SEEK_CUR)  # the chunk's data and CRC
+        for kind, at, length in _png_chunks(file):
+            if kind == b"eXIf" and (data := _png_chunk_data(file, kind, at, length)) is not None:
+                return data
     return None
+
+
+def _png_without_damaged_chunks(path: Path) -> Optional[io.BytesIO]:
+    """A PNG without the ancillary chunks before its pixels whose checksum does not match (a
+    damaged eXIf, iCCP, tEXt ...), as libpng (browsers, OpenCV) reads it: it drops such a chunk
+    with a warning, where Pillow refused the whole file as no image. None where there is none (or
+    the file is no PNG); a damaged critical chunk (IHDR, PLTE) is refused."""
+    damaged: List[Tuple[int, int]] = []
+    with open(path, "rb") as file:
+        if file.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+            return None
+        for kind, at, length in _png_chunks(file):
+            if kind == b"IDAT":
+                break
+            if _png_chunk_data(file, kind, at, length) is not None:
+                continue
+            if not kind[0] & PNG_ANCILLARY_BIT:
+                raise InputError(f"input PNG is damaged: its {kind.decode('latin-1')} chunk does not match "
+                                 "its checksum (corrupt or cut off)")
+            damaged.append((at - 8, at + length + 4))
+        if not damaged:
+            return None
+        file.seek(0)
+        data = file.read()
+    kept_from = [0] + [end for _, end in damaged]
+    kept_to = [start for start, _ in damaged] + [len(data)]
+    return io.BytesIO(b"".join(data[start:end] for start, end in zip(kept_from, kept_to)))
+
+
+def _png_chunks(file: BinaryIO) -> Iterator[Tuple[bytes, int, int]]:
+    """Each chunk of a PNG up to its IEND: its kind, where its data starts and how many bytes of
+    data the file holds of it (no more than it states)."""
+    size = file.seek(0, io.SEEK_END)
+    at = len(PNG_SIGNATURE)
+    while at + 8 <= size:
+        file.seek(at)
+        length, kind = struct.unpack(">I4s", file.read(8))
+        yield kind, at + 8, min(length, size - at - 8)
+        if kind == b"IEND":
+            return
+        at += 12 + length  # the chunk's length, kind, data and CRC
+
+
+def _png_chunk_data(file: BinaryIO, kind: bytes, at: int, length: int) -> Optional[bytes]:
+    """A chunk's data, or None where its checksum does not match it (or is cut off)."""
+    file.seek(at)  # no read longer than the file: Python sets aside as much as is asked
+    data = file.read(length)
+    crc = file.read(4)
+    return data if len(crc) == 4 and struct.unpack(">I", crc)[0] == zlib.crc32(kind + data) else None
 
 
 def _tiff_layout(path: Path) -> Optional[str]:
@@ -334,22 +378,29 @@ def _with_transparent_gray_level(image: np.ndarray, png: np.ndarray) -> np.ndarr
     data = png.tobytes()
     if len(data) < 33 or data[25] != 0:  # IHDR's colour type: 0 is gray without alpha
         return image
-    bit_depth, at = data[24], 33
-    while at + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[at:at + 8])
+    level = _png_gray_transparent_level(io.BytesIO(data))
+    if level is None:
+        return image
+    bit_depth = data[24]
+    if bit_depth < 8:  # OpenCV spreads 1-, 2- and 4-bit levels over 0-255
+        level *= 255 // (2 ** bit_depth - 1)
+    if not (image == level).any():
+        return image  # nothing transparent: it stays gray
+    out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGRA)
+    out[:, :, 3] = np.where(image == level, 0, np.iinfo(image.dtype).max)
+    return out
+
+
+def _png_gray_transparent_level(file: BinaryIO) -> Optional[int]:
+    """The level a gray PNG's tRNS chunk (before its pixels) marks transparent; None where it has
+    none, or a damaged one, which libpng drops."""
+    for kind, at, length in _png_chunks(file):
         if kind in (b"IDAT", b"IEND"):
-            return image
+            return None
         if kind == b"tRNS" and length >= 2:
-            level = struct.unpack(">H", data[at + 8:at + 10])[0]
-            if bit_depth < 8:  # OpenCV spreads 1-, 2- and 4-bit levels over 0-255
-                level *= 255 // (2 ** bit_depth - 1)
-            if not (image == level).any():
-                return image  # nothing transparent: it stays gray
-            out = cv2.cvtColor(image, cv2.COLOR_GRAY2BGRA)
-            out[:, :, 3] = np.where(image == level, 0, np.iinfo(image.dtype).max)
-            return out
-        at += 12 + length
-    return image
+            trns = _png_chunk_data(file, kind, at, length)
+            return struct.unpack(">H", trns[:2])[0] if trns is not None else None
+    return None
 
 
 def _deep_tiff_stored_by_plane(path: Path) -> Optional[np.ndarray]:
