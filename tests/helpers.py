@@ -1484,7 +1484,7 @@ class _InputHandler(SimpleHTTPRequestHandler):
     seconds after F seconds of silence past the headers, to the first N requests
     if N is given), ``/ranged/<path>`` (answering
     Range requests), ``/status/<code>``, ``/redirect?to=URL&delay=S`` (answered after S seconds), ``/chunked?bytes=N``,
-    ``/lying?declared=N&sent=M``, ``/not-http`` (an SSH server's greeting, no HTTP), ``/busy/<path>?status=S&times=N&retry_after=R`` (S with
+    ``/lying?declared=N&sent=M&close=1`` (hanging up after M bytes where ``close`` is given), ``/not-http`` (an SSH server's greeting, no HTTP), ``/busy/<path>?status=S&times=N&retry_after=R`` (S with
     ``Retry-After: R`` to the first N requests, then the file) and ``/cookie-gate/<path>`` (the
     file to a request with the cookie ``gate=open``, else a redirect to itself that sets it) and
     ``/basic-auth/<path>`` (the file to a request with HTTP Basic credentials ``BASIC_AUTH``, else
@@ -1524,11 +1524,12 @@ class _InputHandler(SimpleHTTPRequestHandler):
             self.wfile.write(b"SSH-2.0-OpenSSH_9.6 secret-banner\r\n")
             self.close_connection = True
             return
-        if parts.path == "/lying":  # declares fewer bytes than it sends
+        if parts.path == "/lying":  # declares another count of bytes than it sends
             self.send_response(200)
             self.send_header("Content-Length", parse_qs(parts.query)["declared"][0])
             self.end_headers()
             self.wfile.write(b"l" * int(parse_qs(parts.query)["sent"][0]))
+            self.close_connection = "close" in parse_qs(parts.query)  # else the client waits for the rest
             return
         if parts.path.startswith("/slow/") and self.server.fetched[self.path] > int(parse_qs(parts.query).get(
                 "times", [sys.maxsize])[0]):  # trickled the first `times` requests, then served at once

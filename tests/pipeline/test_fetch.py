@@ -228,6 +228,16 @@ def test_a_lying_content_length_never_lets_more_than_it_declares_through(input_s
     assert not (tmp_path / "in").exists() or (tmp_path / "in").stat().st_size <= 10
 
 
+def test_a_server_that_hangs_up_before_the_length_it_stated_is_asked_again_and_named_in_words(input_server, tmp_path):
+    """aiohttp words it 'Response payload is not completed: <ContentLengthError: 400, message=Not
+    enough data to satisfy content length header.>', a 400 no server sent."""
+    with pytest.raises(FetchError) as refusal:
+        run(fetch_input(input_server.url("lying?declared=5000&sent=1200&close=1"), tmp_path / "in", TRUSTED))
+    message = str(refusal.value)
+    assert "the input's server closed the connection after 1,200 of the 5,000 bytes it stated" in message, message
+    assert "400" not in message and input_server.fetches("lying?declared=5000&sent=1200&close=1") == 2
+
+
 def test_an_answer_that_is_not_http_fails_the_download_saying_so_without_quoting_it(input_server, tmp_path):
     with pytest.raises(FetchError) as refusal:
         run(fetch_input(input_server.url("not-http"), tmp_path / "in", TRUSTED))

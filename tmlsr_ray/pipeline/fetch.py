@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Optional
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+from aiohttp.http_exceptions import ContentLengthError
 
 from tmlsr_ray.errors import FetchError, StorageError
 from tmlsr_ray.retry import Backoff, RetriesExhausted, TryAgain, retry, retry_after_s
@@ -144,8 +145,15 @@ def _describe(exc: Exception, limit: int = 200) -> str:
 async def _stream_to_file(response: aiohttp.ClientResponse, dest: Path, policy: FetchPolicy) -> int:
     floor = (policy.min_bytes_per_s, policy.rate_window_s)
     with CappedFile(dest, policy.max_bytes, response.content_length, floor) as out:
-        async for chunk in response.content.iter_chunked(CHUNK_BYTES):
-            out.write(chunk)
+        try:
+            async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+                out.write(chunk)
+        except aiohttp.ClientPayloadError as exc:
+            # aiohttp files a body cut short under a 400 no server sent: said in words, still worth another try
+            if isinstance(exc.__cause__, ContentLengthError):
+                raise TryAgain(f"the input's server closed the connection after {out.written:,} of the "
+                               f"{response.content_length:,} bytes it stated") from exc
+            raise
     if out.written == 0:
         raise FetchError("input URL returned an empty body")
     return out.written
