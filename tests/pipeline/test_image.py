@@ -83,9 +83,9 @@ def test_truncated_png_is_refused_readably(tmp_path):
         decode_image(path, probe_image(path, 10_000))
 
 
-def _png_bytes(image: Image.Image, **save) -> bytes:
+def _image_bytes(image: Image.Image, fmt: str, **save) -> bytes:
     buf = io.BytesIO()
-    image.save(buf, "PNG", **save)
+    image.save(buf, fmt, **save)
     return buf.getvalue()
 
 
@@ -113,7 +113,7 @@ def test_a_png_whose_ancillary_chunk_is_damaged_reads_as_browsers_show_it_withou
     warning; Pillow checks every chunk's, and the probe refused the whole PNG as 'not a readable
     image (no PNG ... data found)'. A damaged eXIf means no EXIF (upright), a damaged iCCP no profile."""
     pixels = np.random.default_rng(1).integers(0, 255, (6, 10, 3), dtype=np.uint8)
-    png = _png_bytes(Image.fromarray(pixels), **save)
+    png = _image_bytes(Image.fromarray(pixels), "PNG", **save)
     if kind == b"gAMA":  # Pillow writes none
         png = with_png_chunk(png, b"gAMA", struct.pack(">I", 45455))
     path = tmp_path / "damaged.png"
@@ -125,7 +125,7 @@ def test_a_png_whose_ancillary_chunk_is_damaged_reads_as_browsers_show_it_withou
 
 
 def test_a_damaged_exif_chunk_past_the_pixels_is_left_out(tmp_path):
-    png = _png_bytes(Image.new("RGB", (10, 6)))
+    png = _image_bytes(Image.new("RGB", (10, 6)), "PNG")
     iend = len(png) - 12
     path = tmp_path / "late.png"
     path.write_bytes(with_png_checksum_broken(png[:iend] + png_chunk(b"eXIf", _turned_exif()[6:]) + png[iend:], b"eXIf"))
@@ -135,23 +135,55 @@ def test_a_damaged_exif_chunk_past_the_pixels_is_left_out(tmp_path):
 
 def test_a_gray_png_whose_trns_chunk_is_damaged_stays_gray_as_libpng_drops_it(tmp_path):
     path = tmp_path / "key.png"
-    path.write_bytes(with_png_checksum_broken(_png_bytes(Image.new("L", (8, 6), 0), transparency=0), b"tRNS"))
+    path.write_bytes(with_png_checksum_broken(_image_bytes(Image.new("L", (8, 6), 0), "PNG", transparency=0), b"tRNS"))
     assert decode_image(path, probe_image(path, 10_000)).shape == (6, 8)
 
 
 @pytest.mark.parametrize("kind,image", [(b"IHDR", Image.new("RGB", (8, 6))), (b"PLTE", Image.new("P", (8, 6)))])
 def test_a_png_whose_critical_chunk_is_damaged_is_refused_naming_it(tmp_path, kind, image):
     path = tmp_path / "broken.png"
-    path.write_bytes(with_png_checksum_broken(_png_bytes(image), kind))
+    path.write_bytes(with_png_checksum_broken(_image_bytes(image, "PNG"), kind))
     with pytest.raises(InputError, match=f"input PNG is damaged: its {kind.decode()} chunk does not match its checksum"):
         probe_image(path, 10_000)
 
 
 def test_a_png_whose_pixel_data_is_damaged_is_refused(tmp_path):
     path = tmp_path / "broken.png"
-    path.write_bytes(with_png_checksum_broken(_png_bytes(Image.new("RGB", (8, 6))), b"IDAT"))
+    path.write_bytes(with_png_checksum_broken(_image_bytes(Image.new("RGB", (8, 6)), "PNG"), b"IDAT"))
     with pytest.raises(InputError, match="png image could not be decoded"):
         decode_image(path, probe_image(path, 10_000))
+
+
+def _gif_with_frame_size(width: int, height: int) -> bytes:
+    """A 10x10 GIF whose one frame's descriptor states ``width`` x ``height``."""
+    gif = _image_bytes(Image.new("P", (10, 10)), "GIF")
+    descriptor = gif.index(b"\x2c")  # the image separator: left, top, width, height follow
+    return gif[:descriptor + 5] + struct.pack("<HH", width, height) + gif[descriptor + 9:]
+
+
+def _cut(data: bytes) -> bytes:
+    return data[:len(data) * 3 // 4]
+
+
+def _noise(size=(64, 48)) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(2).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("data,says,jargon", [
+    (lambda: _cut(_image_bytes(_noise(), "WEBP")), "input image cannot be read: its WebP chunks are cut off or damaged",
+     "decoder object"),
+    (lambda: _gif_with_frame_size(0, 4), "gif image could not be decoded: a part of its picture (a frame, strip or "
+     "tile) has no pixels or lies outside the image (the file is damaged)", "tile cannot extend"),
+    (lambda: _cut(_image_bytes(_noise(), "GIF")), "gif image could not be decoded: the file is cut off before its "
+     "picture ends", "not processed"),
+], ids=["webp-cut", "gif-empty-frame", "gif-cut"])
+def test_a_damaged_image_is_refused_saying_what_is_wrong_with_the_file_not_in_the_decoders_words(tmp_path, data, says,
+                                                                                                  jargon):
+    path = tmp_path / "damaged"
+    path.write_bytes(data())
+    with pytest.raises(InputError) as refusal:
+        decode_image(path, probe_image(path, 10_000))
+    assert str(refusal.value) == says and jargon not in str(refusal.value)
 
 
 @pytest.mark.parametrize("path", BAD or [None], ids=lambda p: p.name if p else "no-shared-media")
@@ -842,7 +874,7 @@ def test_a_heic_whose_stated_size_is_over_libheifs_limit_is_refused_as_not_decod
     ispe = data.index(b"ispe") + 8  # after the box's type, version and flags: width, height
     path = tmp_path / "huge.heic"
     path.write_bytes(data[:ispe] + struct.pack(">II", 100_000, 100_000) + data[ispe + 8:])
-    with pytest.raises(InputError, match="heic image could not be decoded .*100000x100000"):
+    with pytest.raises(InputError, match="heic image could not be decoded: it states a size over what its decoder reads .*100000x100000"):
         decode_image(path, probe_image(path, 10_000))
 
 
@@ -944,5 +976,5 @@ def test_a_heic_whose_picture_data_is_cut_short_is_refused_as_not_decodable(tmp_
     length = struct.unpack(">I", data[extent_length:extent_length + 4])[0]
     path = tmp_path / "cut.heic"
     path.write_bytes(data[:extent_length] + struct.pack(">I", length // 4) + data[extent_length + 4:])
-    with pytest.raises(InputError, match="heic image could not be decoded .*end of file"):
+    with pytest.raises(InputError, match="heic image could not be decoded: the file is cut off before its picture ends .*end of file"):
         decode_image(path, probe_image(path, 10_000))

@@ -63,6 +63,17 @@ JPEG_END = np.frombuffer(b"\xff\xd9", np.uint8)  # the EOI marker
 # broken PNG chunk, RuntimeError and EOFError for libavif's and libheif's errors (a truncated AVIF,
 # a HEIC whose stated size is over libheif's own limit, one whose picture data is cut short)
 DECODER_ERRORS = (OSError, SyntaxError, RuntimeError, EOFError)
+# what the words of Pillow and its plugins for a file they cannot read mean of the file, and whether
+# their words add to that (libheif's name the box at fault; 'could not create decoder object' does not)
+DECODER_COMPLAINTS = (
+    ("could not create decoder object", "its WebP chunks are cut off or damaged", False),
+    ("tile cannot extend outside image", "a part of its picture (a frame, strip or tile) has no pixels or lies "
+     "outside the image (the file is damaged)", False),
+    ("broken data stream", "its compressed picture data is damaged", False),
+    ("unexpected end of file", "the file is cut off before its picture ends", True),
+    ("security limit exceeded", "it states a size over what its decoder reads", True),
+    ("truncated", "the file is cut off before its picture ends", False),
+)
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,7 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
         raise InputError(f"input image holds metadata that could not be read ({_first_line(exc)}); a PNG's "
                          f"compressed text or ICC profile chunk may inflate to {MAX_TEXT_CHUNK:,} bytes") from exc
     except DECODER_ERRORS as exc:
-        raise InputError(f"input image is corrupt or truncated ({_first_line(exc)})") from exc
+        raise InputError(f"input image cannot be read: {_what_is_wrong(exc)}") from exc
     return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif, png_colour)
 
 
@@ -479,7 +490,7 @@ def _decode_with_pillow(path: Path, info: ImageInfo) -> np.ndarray:
                 return apply_exif_orientation(np.asarray(img), info.orientation)
             rgba = np.asarray(img.convert("RGBA"))
     except (*DECODER_ERRORS, ValueError) as exc:
-        raise InputError(f"{info.format} image could not be decoded ({_first_line(exc)})") from exc
+        raise InputError(f"{info.format} image could not be decoded: {_what_is_wrong(exc)}") from exc
     return apply_exif_orientation(_bgr_without_opaque_alpha(cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)),
                                   info.orientation)
 
@@ -700,6 +711,15 @@ def _webp_with_metadata(image: np.ndarray, icc_profile: Optional[bytes], exif: O
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+
+
+def _what_is_wrong(exc: BaseException) -> str:
+    """What a decoder's refusal says of the file, in words rather than the decoder's own."""
+    words = _first_line(exc)
+    for complaint, meaning, words_add in DECODER_COMPLAINTS:
+        if complaint in words.lower():
+            return f"{meaning} ({words[:160]})" if words_add else meaning
+    return f"the file is corrupt or truncated ({words})"
 
 
 def _first_line(exc: BaseException) -> str:
