@@ -1221,6 +1221,28 @@ def with_png_checksum_broken(png: bytes, kind: bytes) -> bytes:
     return png[:crc_at] + bytes([png[crc_at] ^ 0xFF]) + png[crc_at + 1:]
 
 
+def flat_gray_jpeg(width: int, height: int, sampling: Sequence[int] = (0x11, 0x11, 0x11)) -> bytes:
+    """A whole, valid baseline Y'CbCr JPEG of mid-gray (every coefficient 0), its components
+    sampled as ``sampling`` says (0x13: luma 1 block wide and 3 high an MCU): layouts libjpeg reads
+    and no encoder here writes. Width and height: multiples of 8 x the largest factor. Its Huffman
+    tables hold one 1-bit code each."""
+    blocks = sum(width * (f >> 4) // (8 * max(g >> 4 for g in sampling)) * (height * (f & 15) // (8 * max(
+        g & 15 for g in sampling))) for f in sampling)
+    bits = "00" * blocks  # each block: DC difference 0, then end of block
+    scan = int((bits + "1" * (-len(bits) % 8)), 2).to_bytes((len(bits) + 7) // 8, "big")
+    components = b"".join(bytes([index + 1, factors, 0]) for index, factors in enumerate(sampling))
+    one_code = bytes([1] + [0] * 15 + [0])  # a table of one code of 1 bit, for the symbol 0
+
+    def segment(marker: int, body: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body
+
+    return (b"\xff\xd8" + segment(0xDB, b"\x00" + b"\x01" * 64)
+            + segment(0xC0, struct.pack(">BHHB", 8, height, width, 3) + components)
+            + segment(0xC4, b"\x00" + one_code + b"\x10" + one_code)
+            + segment(0xDA, b"\x03\x01\x00\x02\x00\x03\x00\x00\x3f\x00") + scan.replace(b"\xff", b"\xff\x00")
+            + b"\xff\xd9")
+
+
 def zlib_bomb(inflated: int) -> bytes:
     """A zlib stream of ``inflated`` zero bytes (about a thousandth of that), made a megabyte at a time."""
     stream, block = zlib.compressobj(9), bytes(1 << 20)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
-from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_photo, display_p3_icc, icc_colourants, os2_bitmap,
+from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_photo, display_p3_icc, flat_gray_jpeg, icc_colourants,
+                           os2_bitmap,
                            png_bomb, png_chunk, shared_path, sixteen_bit_bmp, tiff_with_alpha, uncompressed_tiff,
                            with_png_checksum_broken, with_png_chunk, zlib_bomb)
 from tmlsr_ray.errors import InputError
@@ -184,6 +185,18 @@ def test_a_damaged_image_is_refused_saying_what_is_wrong_with_the_file_not_in_th
     with pytest.raises(InputError) as refusal:
         decode_image(path, probe_image(path, 10_000))
     assert str(refusal.value) == says and jargon not in str(refusal.value)
+
+
+@pytest.mark.parametrize("sampling", [(0x13, 0x11, 0x11), (0x11, 0x22, 0x11), (0x12, 0x21, 0x11)],
+                         ids=["luma-1x3", "blue-sampled-finer-than-luma", "luma-1x2-blue-2x1"])
+def test_a_jpeg_sampled_in_a_way_ffmpeg_lacks_is_judged_by_libjpeg_alone(tmp_path, sampling):
+    """FFmpeg's decoder, which checks each JPEG for damage, answers such sampling factors 'Not yet
+    implemented in FFmpeg' (PatchWelcomeError), and the task failed as 'process failed:
+    PatchWelcomeError'; libjpeg (OpenCV's decoder) reads them whole."""
+    path = tmp_path / "sampled.jpg"
+    path.write_bytes(flat_gray_jpeg(48, 48, sampling))
+    decoded = decode_image(path, probe_image(path, 10_000))
+    assert decoded.shape == (48, 48, 3) and (decoded == 128).all()
 
 
 @pytest.mark.parametrize("path", BAD or [None], ids=lambda p: p.name if p else "no-shared-media")

@@ -350,6 +350,16 @@ def _jpeg_pixels(data: np.ndarray) -> Optional[np.ndarray]:
     closed by an EOI marker, or stating more rows than it holds, was upscaled gray-bottomed; FFmpeg's
     decoder, told to take damage as an error, says so. One lacking only its EOI marker is read
     whole, as browsers show it (OpenCV refused it as truncated)."""
+    _refuse_damaged_jpeg(data)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    return image if image is not None else cv2.imdecode(np.append(data, JPEG_END), cv2.IMREAD_UNCHANGED)
+
+
+def _refuse_damaged_jpeg(data: np.ndarray) -> None:
+    """Refuses a JPEG FFmpeg's decoder, told to take damage as an error, finds damaged. One it
+    cannot judge (a sampling it has no layout for, luma 1x3 or chroma finer than luma: 'Not yet
+    implemented', which failed the task as 'process failed: PatchWelcomeError') is left to
+    libjpeg's judgement, which reads those whole."""
     decoder = av.CodecContext.create("mjpeg", "r")
     decoder.options = {"err_detect": "explode"}
     try:
@@ -357,8 +367,8 @@ def _jpeg_pixels(data: np.ndarray) -> Optional[np.ndarray]:
     except av.InvalidDataError as exc:
         raise InputError("jpeg image is cut off or damaged: its picture data ends or breaks before its "
                          "last row") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    return image if image is not None else cv2.imdecode(np.append(data, JPEG_END), cv2.IMREAD_UNCHANGED)
+    except av.FFmpegError:
+        pass
 
 
 def _bmp_opencv_misreads(path: Path, info: ImageInfo) -> bool:
