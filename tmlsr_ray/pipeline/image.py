@@ -58,7 +58,6 @@ DEFAULT_QUALITY = 95
 UNPREMULTIPLY_ROWS = 256
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_ANCILLARY_BIT = 0x20  # of a chunk kind's first letter: lower case, a chunk a reader may do without
-JPEG_END = np.frombuffer(b"\xff\xd9", np.uint8)  # the EOI marker
 # what Pillow and its plugins raise for a file they cannot read: OSError mostly, SyntaxError for a
 # broken PNG chunk, RuntimeError and EOFError for libavif's and libheif's errors (a truncated AVIF,
 # a HEIC whose stated size is over libheif's own limit, one whose picture data is cut short)
@@ -348,11 +347,11 @@ def _jpeg_pixels(data: np.ndarray) -> Optional[np.ndarray]:
     """A JPEG's pixels, refused where its picture data ends or breaks before its last row: libjpeg
     (OpenCV's decoder) fills what is missing flat gray with a warning alone, so a JPEG cut off and
     closed by an EOI marker, or stating more rows than it holds, was upscaled gray-bottomed; FFmpeg's
-    decoder, told to take damage as an error, says so. One lacking only its EOI marker is read
-    whole, as browsers show it (OpenCV refused it as truncated)."""
+    decoder, told to take damage as an error, says so. One without an EOI marker stays refused by
+    OpenCV as truncated: FFmpeg's check passes a small JPEG cut short (48x32 cut at 90%), which,
+    closed by an EOI of ours, libjpeg filled gray."""
     _refuse_damaged_jpeg(data)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    return image if image is not None else cv2.imdecode(np.append(data, JPEG_END), cv2.IMREAD_UNCHANGED)
+    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
 
 
 def _refuse_damaged_jpeg(data: np.ndarray) -> None:
