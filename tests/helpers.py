@@ -732,6 +732,28 @@ def with_keyframe_flags(source: Path, path: Path, flag) -> Path:
     return path
 
 
+def with_packets_damaged(source: Path, path: Path, damaged: Sequence[int]) -> Path:
+    """The source remuxed with the data of its video packets at ``damaged`` (places in decode
+    order) overwritten with 0xFF, times and flags kept: an MP4's H.264 decoder refuses each as
+    invalid data (a NAL unit longer than its packet), as it refuses a frame hit by a bit error."""
+    with av.open(str(source)) as inp, av.open(str(path), "w", format=inp.format.name.split(",")[0]) as out:
+        copies = {s.index: out.add_stream_from_template(s, opaque=True) for s in inp.streams}
+        video = 0
+        for packet in inp.demux():
+            if not packet.size:
+                continue
+            copy = packet
+            if packet.stream.type == "video":
+                if video in damaged:
+                    copy = av.Packet(b"\xff" * packet.size)
+                    copy.pts, copy.dts, copy.duration = packet.pts, packet.dts, packet.duration
+                    copy.time_base, copy.is_keyframe = packet.time_base, packet.is_keyframe
+                video += 1
+            copy.stream = copies[packet.stream.index]
+            out.mux(copy)
+    return path
+
+
 def with_container_colour(source: Path, path: Path, **tags) -> Path:
     """The source's video remuxed with colour tags its container states (a Matroska Colour
     element, an MP4 colr box) where its bitstream states none, as some recorders and remuxers write it."""

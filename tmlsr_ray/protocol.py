@@ -164,6 +164,12 @@ class TaskRequest(BaseModel):
     crf: Optional[Annotated[int, Number]] = Field(
         None, ge=0, le=63, description="Video tasks: constant rate factor (lower = better; 0–51 for "
         "h264 and hevc, 0–63 for av1); default the service's video_crf.")
+    damaged_frames: Optional[Literal["fail", "repeat"]] = Field(
+        None, description="Video tasks: what becomes of frames the decoder cannot read (a bit error in "
+        "a broadcast recording, a broken frame of an old download): `fail` the task saying where (the "
+        "default), or `repeat` the frame before in each one's place, as players show it, keeping the "
+        "frame count and every frame's time; metadata.frames_repeated counts them. A video most of "
+        "whose frames are damaged fails either way.")
     deadline_s: Optional[Deadline] = Field(
         None, description="Seconds after submission by which the task must have finished, else it is "
         "canceled with the reason in error (the Cancel-After header sets the same; the sooner wins).")
@@ -193,7 +199,7 @@ class TaskRequest(BaseModel):
     @model_validator(mode="after")
     def _choices_fit_the_type(self) -> "TaskRequest":
         """Output choices of the other media type are refused, not ignored: the user meant something."""
-        wrong = ("video_codec", "crf") if self.type == TaskType.image else ("output_quality",)
+        wrong = ("video_codec", "crf", "damaged_frames") if self.type == TaskType.image else ("output_quality",)
         for name in wrong:
             if getattr(self, name) is not None:
                 raise ValueError(f"{name}: applies to {'video' if self.type == TaskType.image else 'image'} "

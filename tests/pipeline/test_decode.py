@@ -9,10 +9,11 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import SHARED, camcorder_dv, make_clip, mpeg2_back_to_back, video_tracks, with_box_field
+from tests.helpers import (SHARED, camcorder_dv, make_clip, mpeg2_back_to_back, video_tracks, with_box_field,
+                           with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
-from tmlsr_ray.pipeline.decode import iter_batches, measured_siting, planar_layout, probe_video
+from tmlsr_ray.pipeline.decode import DamagedPackets, iter_batches, measured_siting, planar_layout, probe_video
 
 VIDEOS = sorted(p.name for p in (SHARED / "media" / "video").glob("*")) if (SHARED / "media").is_dir() else []
 
@@ -238,3 +239,39 @@ def test_an_mp4_cut_off_before_its_header_ends_is_refused_as_cut_off(tmp_path):
     cut.write_bytes(source.read_bytes()[:512])
     with pytest.raises(InputError, match=r"\(End of file: the file is cut off\)$"):
         probe_video(cut)
+
+
+def damaged_clip(tmp_path, packets):
+    """48 frames at 24 fps (keyframe every 12, B-frames), the video packets at ``packets`` damaged."""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
+    return with_packets_damaged(source, tmp_path / "damaged.mp4", packets)
+
+
+def test_a_frame_the_decoder_cannot_read_fails_the_decode_saying_about_where_it_is(tmp_path):
+    """It failed as 'video could not be decoded (Invalid data found when processing input)',
+    which did not say where, nor that the rest of the video was whole."""
+    path = damaged_clip(tmp_path, [20])  # shown at 0.79 s; a decoder's threads report it a few frames on
+    with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about (\d\.\d\d) s is damaged "
+                                         r"\(Invalid data found when processing input\); damaged_frames \"repeat\"") as caught:
+        list(iter_batches(path, probe_video(path), 8))
+    assert 0.79 <= float(caught.value.args[0].split("about ")[1].split(" s")[0]) < 1.5
+
+
+def test_frames_the_decoder_cannot_read_are_left_out_and_counted_when_asked(tmp_path):
+    path = damaged_clip(tmp_path, [5, 20])
+    damaged = DamagedPackets(repeat=True)
+    stamps = [pts for batch in iter_batches(path, probe_video(path), 8, damaged=damaged) for pts in batch.pts]
+    assert (damaged.damaged, damaged.read, len(stamps)) == (2, 48, 46)
+
+
+def test_a_video_most_of_whose_frames_are_damaged_fails_even_when_damage_is_repeated(tmp_path):
+    """FFmpeg's command line gives up past two thirds (its -max_error_rate)."""
+    path = damaged_clip(tmp_path, list(range(2, 42)))
+    with pytest.raises(InputError, match=r"^video could not be decoded: 40 of its 48 packets are damaged"):
+        list(iter_batches(path, probe_video(path), 8, damaged=DamagedPackets(repeat=True)))
+
+
+def test_the_probe_reads_past_a_damaged_first_frame(tmp_path):
+    path = damaged_clip(tmp_path, [0])
+    assert (probe_video(path).width, probe_video(path).height) == (64, 48)

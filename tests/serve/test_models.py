@@ -159,6 +159,8 @@ def test_every_video_codec_the_build_has_gives_a_file_pyav_decodes(service, shor
 @pytest.mark.parametrize("body,field", [
     ({"type": "image", "video_codec": "hevc"}, "video_codec"),
     ({"type": "image", "crf": 20}, "crf"),
+    ({"type": "image", "damaged_frames": "repeat"}, "damaged_frames"),
+    ({"type": "video", "damaged_frames": "skip"}, "damaged_frames"),
     ({"type": "video", "output_format": "png"}, "output_format"),
     ({"type": "image", "output_format": "png", "output_quality": 80}, "output_quality"),
     ({"type": "image", "output_format": "gif"}, "output_format"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import requests
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, actor_pid, anime_matroska, animated_gif, eventually, frame_flood_gif,
                            interlaced_clip, joined_recordings, make_clip, replica_pids, shared_path, sigkill, soft_telecine_clip,
-                           video_tracks, with_telemetry_and_cover, cut_inside_packet, with_adts_header_broken)
+                           video_tracks, with_telemetry_and_cover, cut_inside_packet, with_adts_header_broken,
+                           with_packets_damaged)
 from tests.serve.conftest import fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
@@ -235,6 +237,23 @@ def test_damaged_videos_complete_with_what_is_whole_in_them(service, input_serve
     whole = service.wait(cut)
     assert whole["status"] == "completed", whole["error"]
     assert whole["output"]["metadata"]["frames"] == 4
+
+
+def test_a_damaged_frame_fails_saying_where_unless_asked_to_show_the_frame_before(service, input_server, tmp_path):
+    """Two frames of 48 hit by bit errors: by default the task fails saying where and how to go on
+    (it said only 'Invalid data found when processing input'); with damaged_frames "repeat" every
+    frame comes out, each damaged one showing the frame before."""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
+    url = input_server.add("damaged.mp4", with_packets_damaged(source, tmp_path / "damaged.mp4", [5, 20]).read_bytes())
+    repeating = service.submit(url=url, model="tiny-x4.pth", damaged_frames="repeat")["task_id"]
+    failed = service.run(url=url, model="tiny-x4.pth")
+    assert failed["status"] == "failed" and re.search(r"a frame at about \d\.\d\d s is damaged .*damaged_frames "
+                                                      r'"repeat"', failed["error"]), failed["error"]
+    task = service.wait(repeating)
+    assert task["status"] == "completed", task["error"]
+    metadata = task["output"]["metadata"]
+    assert (metadata["frames"], metadata["damaged_packets_dropped"]) == (48, 2) and metadata["frames_repeated"] >= 2
 
 
 def test_a_still_image_submitted_as_video_fails_with_a_hint(service, input_server):

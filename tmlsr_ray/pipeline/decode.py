@@ -78,10 +78,15 @@ class VideoInfo:
     mastering: Optional[Dict[str, str]] = None  # HDR10 mastering display / light level (x26x notation)
     sample_aspect: Optional[Fraction] = None  # non-square pixels, as displayed (after rotation); None: square
     interlaced: bool = False  # its frames hold two fields: deinterlaced as they decode
+    start_pts: int = 0  # the first frame's time, where the segment plan found it: a player's 0 s
 
     @property
     def fps(self) -> Optional[float]:
         return float(self.average_rate) if self.average_rate else None
+
+    def seconds(self, pts: int) -> float:
+        """Where a time of the stream is, as a player counts from its first frame."""
+        return float((pts - self.start_pts) * self.time_base)
 
     @property
     def frame_ticks(self) -> Optional[float]:
@@ -116,10 +121,66 @@ def demux(container, streams=None) -> Iterator["av.Packet"]:
         return
 
 
-def decoded_frames(container, stream) -> Iterator["av.VideoFrame"]:
-    """``container.decode(stream)`` over an input file (see :func:`demux`)."""
+def decoded_frames(container, stream, damaged: Optional["DamagedPackets"] = None) -> Iterator["av.VideoFrame"]:
+    """``container.decode(stream)`` over an input file (see :func:`demux`); ``damaged``: what
+    becomes of packets the decoder cannot read (default: left out, as a probe may)."""
+    damaged = damaged if damaged is not None else DamagedPackets(repeat=True)
     for packet in demux(container, stream):
-        yield from packet.decode()
+        yield from damaged.decode(packet)
+    damaged.check()
+
+
+# FFmpeg's command line fails a decode where more than this share of its packets could not be
+# read (its -max_error_rate), and plays past fewer
+MAX_DAMAGED_SHARE = Fraction(2, 3)
+REPEAT_HINT = 'damaged_frames "repeat" shows the frame before in place of each damaged one'
+
+
+class DamagedPackets:
+    """What becomes of the packets of one decode that its decoder cannot read (a bit error in a
+    broadcast recording, a broken frame of an old download). By default the first fails the
+    decode, saying where it is; with ``repeat`` they are left out, as FFmpeg's command line and
+    players leave them, and counted (a segment shows the frame before in their place), unless
+    most of the packets are. ``seconds(packet)``: where a packet is in the video, if known."""
+
+    def __init__(self, repeat: bool = False, seconds: Optional[Callable[[Any], Optional[float]]] = None):
+        self.repeat = repeat
+        self.read = 0
+        self.damaged = 0
+        self.frames = 0
+        self.seconds = seconds
+        self._first_error: Optional[av.error.FFmpegError] = None
+
+    def decode(self, packet) -> List["av.VideoFrame"]:
+        self.read += bool(packet.size)
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            self.damaged += 1
+            self._first_error = self._first_error or exc
+            if not self.repeat:
+                raise InputError(self._where(packet)) from exc
+            return []
+        self.frames += len(frames)
+        return frames
+
+    def check(self) -> None:
+        """Fails the decode where damaged packets left it no frame, or were most of its packets."""
+        if not self.damaged or (self.frames and self.damaged <= MAX_DAMAGED_SHARE * self.read):
+            return
+        words = ffmpeg_message(self._first_error)
+        if self.read <= 1:
+            raise InputError(f"video could not be decoded ({words})") from self._first_error
+        raise InputError(f"video could not be decoded: {self.damaged} of its {self.read} packets are damaged "
+                         f"({words})") from self._first_error
+
+    def _where(self, packet) -> str:
+        """The decoder reports a damaged packet a few packets late where it decodes frames in
+        threads: where it is can only be told about."""
+        seconds = self.seconds(packet) if self.seconds is not None and packet.pts is not None else None
+        at = f" at about {seconds:.2f} s" if seconds is not None else ""
+        return (f"video could not be decoded: a frame{at} is damaged ({ffmpeg_message(self._first_error)}); "
+                f"{REPEAT_HINT}")
 
 
 SEGMENT_FORMAT = "nut"  # segment files: FFmpeg's container that holds nearly every codec and any time base
@@ -323,14 +384,14 @@ def _sample_aspect(stream, rotation: int) -> Optional[Fraction]:
     return 1 / Fraction(sar) if rotation % 180 else Fraction(sar)
 
 
-def iter_batches(path: Path, info: VideoInfo, batch_size: int,
-                 stop: Optional[threading.Event] = None, planes: Optional[Yuv420] = None) -> Iterator[FrameBatch]:
+def iter_batches(path: Path, info: VideoInfo, batch_size: int, stop: Optional[threading.Event] = None,
+                 planes: Optional[Yuv420] = None, damaged: Optional[DamagedPackets] = None) -> Iterator[FrameBatch]:
     """Decodes the chosen stream, yielding batches; memory holds one batch at a time."""
     clock = _FrameClock(info)
     with open_container(path) as container:
         stream = container.streams[info.stream_index]
         yield from decode_batches(container, stream, info, batch_size, clock.stamp, stop, planes=planes,
-                                  times_in_order=True)
+                                  times_in_order=True, damaged=damaged)
 
 
 def planar_layout(info: VideoInfo) -> Optional[Yuv420]:
@@ -343,17 +404,20 @@ def planar_layout(info: VideoInfo) -> Optional[Yuv420]:
 def decode_batches(container, stream, info: VideoInfo, batch_size: int,
                    stamp: Callable[[Any], Optional[int]], stop: Optional[threading.Event] = None,
                    what: str = "the video stream", planes: Optional[Yuv420] = None,
-                   times_in_order: bool = False) -> Iterator[FrameBatch]:
+                   times_in_order: bool = False, damaged: Optional[DamagedPackets] = None) -> Iterator[FrameBatch]:
     """Batches of RGB frames of ``stream`` (or, given the :func:`planar_layout`, of its 4:2:0
     planes as :class:`Yuv420Frames`); ``stamp(frame)`` gives each frame's timestamp, or ``None``
-    for a frame to drop; ``times_in_order``: see :func:`_times_in_order`."""
+    for a frame to drop; ``times_in_order``: see :func:`_times_in_order`; ``damaged``: what becomes
+    of packets the decoder cannot read (default: the first fails the decode)."""
     form = _BatchForm(info, planes)
     frames: List[np.ndarray] = []
     stamps: List[int] = []
     index = 0
     stream.thread_type = "AUTO"
     try:
-        decoded = _display_frames(container, stream, info)
+        damaged = damaged if damaged is not None else DamagedPackets()
+        damaged.seconds = damaged.seconds or (lambda packet: info.seconds(packet.pts))
+        decoded = _display_frames(container, stream, info, damaged)
         for frame in _times_in_order(decoded) if times_in_order else decoded:
             if stop is not None and stop.is_set():
                 raise CanceledError("task canceled")
@@ -515,9 +579,9 @@ def one_filter(name: str, args: str, **source) -> "av.filter.Graph":
     return graph
 
 
-def _display_frames(container, stream, info: VideoInfo) -> Iterator:
+def _display_frames(container, stream, info: VideoInfo, damaged: Optional[DamagedPackets]) -> Iterator:
     deinterlacer = Deinterlacer(stream, info.interlaced)
-    for frame in decoded_frames(container, stream):
+    for frame in decoded_frames(container, stream, damaged):
         yield from deinterlacer.frames(frame)
     yield from deinterlacer.frames(None)
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, Iterator, Optional, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.colour import SDR_BT709, ToneMap, written_colour
-from tmlsr_ray.pipeline.decode import FrameBatch, VideoInfo, planar_layout
+from tmlsr_ray.pipeline.decode import DamagedPackets, FrameBatch, VideoInfo, planar_layout
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, gpu_planes
 from tmlsr_ray.pipeline.overlap import CrossFade, overlapping_batches
@@ -36,6 +36,7 @@ class SegmentJob:
     seed: Optional[int] = None  # SeedVR2: the task's seed; each batch gets its own from it
     tone_map: bool = False  # HDR in, SDR (BT.709, 8-bit) out: mapped before the model sees the frames
     planes_in: bool = False  # the model takes the decoder's 4:2:0 planes (a GPU replica sets it)
+    repeat_damaged: bool = False  # frames the decoder cannot read: the frame before in their place (else: fail)
 
     @property
     def output_color(self) -> Dict[str, int]:
@@ -70,7 +71,9 @@ def render_segment(job: SegmentJob, data: bytes, upscale: Upscale,
     """Yields the number of frames encoded after each batch, then ``(piece bytes, piece)``."""
     writer = PieceWriter(job.segment.index, job.info, job.target, job.options, job.output_color)
     try:
-        batches = decode_segment(data, job.info, job.segment, job.batch_frames, stop, job.input_planes)
+        damaged = DamagedPackets(repeat=job.repeat_damaged)
+        missing = MissingFrames(job.segment.pts if job.repeat_damaged else ())
+        batches = decode_segment(data, job.info, job.segment, job.batch_frames, stop, job.input_planes, damaged)
         if job.tone_map:
             to_sdr = ToneMap.for_stream(job.info.color, job.info.mastering)
             batches = (replace(b, frames=to_sdr(b.frames)) for b in batches)
@@ -78,15 +81,62 @@ def render_segment(job: SegmentJob, data: bytes, upscale: Upscale,
             batches = overlapping_batches(batches, job.batch_frames, job.overlap)
         fade = CrossFade(job.overlap)
         for batch in batches:
-            frames, pts = fade.push(upscale(batch), batch.pts)
+            frames, pts = missing.fill(*fade.push(upscale(batch), batch.pts))
             if pts:
                 writer.write(frames, pts)
                 yield len(pts)
-        frames, pts = fade.flush()
-        if pts:
-            writer.write(frames, pts)
-            yield len(pts)
-        yield writer.close()
+        for frames, pts in (missing.fill(*fade.flush()), missing.flush()):
+            if pts:
+                writer.write(frames, pts)
+                yield len(pts)
+        encoded, piece = writer.close()
+        yield encoded, replace(piece, damaged_packets=damaged.damaged, repeated_frames=missing.repeated)
     except BaseException:
         writer.abort()
         raise
+
+
+class MissingFrames:
+    """The frames a segment planned that its decoder did not give (packets left out as damaged,
+    and frames a frame-threaded decoder lost beside them): the frame before in each one's place,
+    as a player shows it (at the segment's start, the first frame it gave), so the output keeps
+    the input's frame count and every frame's time. Planned nothing (a whole stream, or damage
+    not repeated): frames pass as they are."""
+
+    def __init__(self, planned: Sequence[int]):
+        self._planned = planned
+        self._next = 0  # the first planned frame not written yet
+        self._last: Optional[np.ndarray] = None  # the last frame written, (1, ...)
+        self.repeated = 0
+
+    def fill(self, frames: np.ndarray, pts: List[int]) -> Tuple[np.ndarray, List[int]]:
+        if not pts or not self._planned:
+            return frames, pts
+        picks, stamps = [], []
+        # places in the pool: 0 the last frame written before (at the start: the first one given)
+        for place, stamp in enumerate(pts, start=1):
+            while self._next < len(self._planned) and self._planned[self._next] < stamp:
+                picks.append(place - 1)
+                stamps.append(self._planned[self._next])
+                self._next += 1
+            picks.append(place)
+            stamps.append(stamp)
+            if self._next < len(self._planned) and self._planned[self._next] == stamp:
+                self._next += 1
+        self.repeated += len(stamps) - len(pts)
+        previous = self._last
+        self._last = frames[-1:].copy()
+        if len(stamps) == len(pts):
+            return frames, pts
+        pool = np.concatenate([previous if previous is not None else frames[:1], frames])
+        return pool[picks], stamps
+
+    def flush(self) -> Tuple[np.ndarray, List[int]]:
+        """The last frame again for each planned one after it."""
+        rest = list(self._planned[self._next:])
+        self._next = len(self._planned)
+        if not rest or self._last is None:
+            return np.empty((0,)), []
+        self.repeated += len(rest)
+        return np.repeat(self._last, len(rest), axis=0), rest
+

@@ -37,9 +37,9 @@ import numpy as np
 
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
-    RESIZABLE_CODECS, SEGMENT_FORMATS, FrameBatch, VideoInfo, codec_name, copy_video_stream, decode_batches,
-    decoded_frames, demux, ffmpeg_message, iter_batches, largest_picture, open_container, open_segment_file,
-    raw_video_tag, read_segment_file, stamped_by_parser,
+    RESIZABLE_CODECS, SEGMENT_FORMATS, DamagedPackets, FrameBatch, VideoInfo, codec_name, copy_video_stream,
+    decode_batches, decoded_frames, demux, ffmpeg_message, iter_batches, largest_picture, open_container,
+    open_segment_file, raw_video_tag, read_segment_file, stamped_by_parser,
 )
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
 from tmlsr_ray.errors import InputError
@@ -192,9 +192,10 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
 
 
 def planned_info(info: VideoInfo, plan: SegmentPlan) -> VideoInfo:
-    """The source's facts as the plan found them: the frames' own rate, and the largest picture
-    among its keyframes (each frame is scaled to it)."""
-    return _at_picture(replace(info, average_rate=plan.average_rate), plan.picture_size)
+    """The source's facts as the plan found them: the frames' own rate, the first frame's time, and
+    the largest picture among its keyframes (each frame is scaled to it)."""
+    start = plan.first_pts if plan.first_pts is not None else info.start_pts
+    return _at_picture(replace(info, average_rate=plan.average_rate, start_pts=start), plan.picture_size)
 
 
 def _at_picture(info: VideoInfo, picture_size: Optional[Tuple[int, int]]) -> VideoInfo:
@@ -628,12 +629,13 @@ def _subticks(time_base: Fraction) -> int:
 
 
 def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: int,
-                   stop: Optional[threading.Event] = None, planes: Optional[Yuv420] = None) -> Iterator[FrameBatch]:
+                   stop: Optional[threading.Event] = None, planes: Optional[Yuv420] = None,
+                   damaged: Optional[DamagedPackets] = None) -> Iterator[FrameBatch]:
     """The segment's own frames, decoded from its packets, in display order, with their source
     timestamps; pre-roll and leading pictures of the next segment are decoded and dropped.
-    ``planes``: see :func:`~tmlsr_ray.pipeline.decode.decode_batches`."""
+    ``planes``, ``damaged``: see :func:`~tmlsr_ray.pipeline.decode.decode_batches`."""
     if segment.whole:
-        yield from _decode_whole(data, info, batch_size, stop, planes)
+        yield from _decode_whole(data, info, batch_size, stop, planes, damaged)
         return
     owned = np.asarray(segment.pts, dtype=np.int64)
     seen = set()
@@ -644,6 +646,8 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
         to_source = _timestamp_map(stream.time_base, info.time_base, segment.shift)
         tolerance = _match_tolerance(np.union1d(owned, _file_stamps(data, to_source)), info)
         retag = source_tags(stream)
+        damaged = damaged if damaged is not None else DamagedPackets()
+        damaged.seconds = lambda packet: info.seconds(to_source(packet.pts))
 
         def stamp(frame) -> Optional[int]:
             if retag is not None:  # before the frame is read: its tags choose the conversion
@@ -655,15 +659,15 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
             return pts
 
         yield from decode_batches(container, stream, info, batch_size, stamp, stop,
-                                  what=f"segment {segment.index} of the video", planes=planes)
+                                  what=f"segment {segment.index} of the video", planes=planes, damaged=damaged)
 
 
-def _decode_whole(data: bytes, info: VideoInfo, batch_size: int, stop, planes) -> Iterator[FrameBatch]:
+def _decode_whole(data: bytes, info: VideoInfo, batch_size: int, stop, planes, damaged) -> Iterator[FrameBatch]:
     # The whole input as a temporary file: the decoder of a whole segment wants a seekable file.
     with tempfile.NamedTemporaryFile(prefix="tmlsr-segment-") as spooled:
         spooled.write(data)
         spooled.flush()
-        yield from iter_batches(Path(spooled.name), info, batch_size, stop, planes)
+        yield from iter_batches(Path(spooled.name), info, batch_size, stop, planes, damaged)
 
 
 def _timestamp_map(stream_base: Fraction, source_base: Fraction, shift: int = 0):

@@ -272,7 +272,9 @@ class TaskRunner:
         metadata.update(_model_metadata(plan.model), segment_retries=fanout.retries,
                         segments={"total": len(segments.segments), "reused": progress.reused,
                                   "rekeyed": sum(s.rekeyed for s in segments.segments)},
-                        transfer_bytes=fanout.transfer_bytes)
+                        transfer_bytes=fanout.transfer_bytes,
+                        damaged_packets_dropped=sum(piece.damaged_packets for piece in done.values()),
+                        frames_repeated=sum(piece.repeated_frames for piece in done.values()))
         return result, into.content_type, metadata
 
     async def _plan_video(self, run: "Run", params: Dict[str, Any], path: Path) -> "VideoWork":
@@ -301,7 +303,8 @@ class TaskRunner:
         media.check_encodable(target, options, hdr=is_hdr(info.color) and not tone_map)
         into = output_container(params.get("output_format"), options.codec)
         media.check_container(into, options)
-        return VideoWork(path, info, segments, plan, target, options, tone_map, into)
+        return VideoWork(path, info, segments, plan, target, options, tone_map, into,
+                         params.get("damaged_frames") == "repeat")
 
     def _segment_fanout(self, plan: "ModelPlan", model_name: str) -> SegmentFanout:
         """Segments to the model's replicas, a few in flight per replica, each retried elsewhere."""
@@ -326,7 +329,8 @@ class TaskRunner:
         plan = work.model
         batch_frames, overlap = plan.kind.batch(self._settings)
         return SegmentJob(segment, work.info, work.target, work.options, batch_frames,
-                          overlap=overlap if plan.info.temporal else 0, seed=plan.seed, tone_map=work.tone_map)
+                          overlap=overlap if plan.info.temporal else 0, seed=plan.seed, tone_map=work.tone_map,
+                          repeat_damaged=work.repeat_damaged)
 
     def _progress_reporter(self, run: "Run", progress: "SegmentProgress") -> Callable[[], Awaitable[None]]:
         last = [0.0]
@@ -377,6 +381,7 @@ class VideoWork:
     options: EncodeOptions
     tone_map: bool
     into: ContainerFormat
+    repeat_damaged: bool  # the task's damaged_frames: "repeat"
 
     @property
     def requested(self) -> Tuple[int, int]:
