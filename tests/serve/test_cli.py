@@ -65,11 +65,12 @@ def test_several_urls_make_one_task_each_and_a_refused_one_exits_2(service, inpu
 def test_options_are_named_like_the_api_fields(service, input_server, capsys):
     code = main(["--server", service.base, "submit", input_server.url("missing.mp4"), "--model", "tiny-x4.pth",
                  "--output-magnification", "1.5", "--output-dims", "640", "360", "--video-codec", "h264",
-                 "--crf", "30"])
+                 "--crf", "30", "--hdr", "sdr", "--damaged-frames", "repeat"])
     params = service.task(capsys.readouterr().out.strip())["params"]
     assert code == EXIT_OK
     assert (params["output_magnification"], params["output_dims"], params["video_codec"], params["crf"]) == (
         1.5, [640, 360], "h264", 30)
+    assert (params["hdr"], params["damaged_frames"]) == ("sdr", "repeat")
 
 
 def test_a_failed_task_exits_1_and_refusals_exit_2(service, input_server, capsys):

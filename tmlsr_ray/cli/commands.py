@@ -96,8 +96,9 @@ def cli() -> None:
 
 def _choice(field: str) -> click.Choice:
     """The values ``POST /tasks`` takes for ``field`` (its enum or literal), for checking and completion."""
-    for kind in typing.get_args(TaskRequest.model_fields[field].annotation) or (
-            TaskRequest.model_fields[field].annotation,):
+    annotation = TaskRequest.model_fields[field].annotation
+    kinds = (annotation,) if typing.get_origin(annotation) is typing.Literal else typing.get_args(annotation)
+    for kind in kinds or (annotation,):
         if isinstance(kind, type) and issubclass(kind, Enum):
             return click.Choice([member.value for member in kind])
         if typing.get_origin(kind) is typing.Literal:
@@ -118,6 +119,9 @@ TASK_OPTIONS = [
     click.option("--output-quality", type=int),
     click.option("--video-codec", type=_choice("video_codec")),
     click.option("--crf", type=int),
+    click.option("--hdr", type=_choice("hdr"), help="HDR video: keep it HDR (the default) or tone-map it to sdr."),
+    click.option("--damaged-frames", type=_choice("damaged_frames"),
+                 help="Frames the decoder cannot read: fail the task (the default) or repeat the frame before."),
 ]
 
 
