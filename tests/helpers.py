@@ -1391,13 +1391,14 @@ HDR_MASTERING = {"master_display": "G(13250,34500)B(7500,3000)R(34000,16000)WP(1
                  "cll": "1000,400"}
 
 
-def chart_yuv(width: int, height: int, depth: int, matrix: int, full_range: bool):
-    """Y, U, V planes (4:2:0) of the chart: 4 × 2 patches (YCgCo: Y, Cg, Co)."""
+def chart_yuv(width: int, height: int, depth: int, matrix: int, full_range: bool,
+              chart: Sequence[Tuple[float, float, float]] = CHART_RGB):
+    """Y, U, V planes (4:2:0) of ``chart``'s 4 × 2 patches, code values 0..1 (YCgCo: Y, Cg, Co)."""
     kr, kb = LUMA_WEIGHTS.get(matrix, (0.25, 0.25))
     planes = [np.zeros((height, width), np.uint16), np.zeros((height // 2, width // 2), np.uint16)]
     planes.append(planes[1].copy())
     pitch_x, pitch_y = width // 4, height // 2
-    for k, (r, g, b) in enumerate(CHART_RGB):
+    for k, (r, g, b) in enumerate(chart):
         y = kr * r + (1 - kr - kb) * g + kb * b
         u, v = (b - y) / (2 * (1 - kb)), (r - y) / (2 * (1 - kr))
         if matrix == YCGCO:
@@ -1415,8 +1416,9 @@ def chart_yuv(width: int, height: int, depth: int, matrix: int, full_range: bool
 
 
 def colour_chart_clip(path: Path, codec: str, pix_fmt: str, depth: int, tags: dict, rotation: int = 0,
-                      frames: int = 6, size=(128, 64), mastering: bool = False) -> Path:
-    """A lossless clip of the chart with the given colour tags (and rotation, and HDR10 metadata)."""
+                      frames: int = 6, size=(128, 64), mastering: bool = False,
+                      chart: Sequence[Tuple[float, float, float]] = CHART_RGB) -> Path:
+    """A lossless clip of ``chart`` with the given colour tags (and rotation, and HDR10 metadata)."""
     width, height = size
     if codec == "libx265":
         params = "log-level=error:lossless=1"
@@ -1426,7 +1428,7 @@ def colour_chart_clip(path: Path, codec: str, pix_fmt: str, depth: int, tags: di
         options = {"x265-params": params}
     else:
         options = {"qp": "0"}
-    planes = chart_yuv(width, height, depth, tags["colorspace"], tags["color_range"] == 2)
+    planes = chart_yuv(width, height, depth, tags["colorspace"], tags["color_range"] == 2, chart)
     dtype = np.uint16 if depth > 8 else np.uint8
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=25, options=options)

@@ -174,12 +174,84 @@ def test_the_tone_map_keeps_black_lands_in_range_and_orders_brightness(transfer)
     assert saturated[1] > 100 and saturated[0] == 0  # a BT.2020 green clipped into BT.709
 
 
-def pq_code(nits: float) -> int:
-    """The 16-bit PQ code value of a luminance (the inverse of pq_to_nits)."""
+def pq_signal(nits: float) -> float:
+    """The PQ signal (0..1) of a luminance: ST 2084's inverse EOTF, written out apart from the code's."""
     m1, m2 = 2610 / 16384, 2523 / 4096 * 128
     c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
     y = (nits / 10000.0) ** m1
-    return round(((c1 + c2 * y) / (1 + c3 * y)) ** m2 * 65535)
+    return ((c1 + c2 * y) / (1 + c3 * y)) ** m2
+
+
+def pq_code(nits: float) -> int:
+    """The 16-bit PQ code value of a luminance."""
+    return round(pq_signal(nits) * 65535)
+
+
+def sdr_code_by_hand(nits: float, peak_nits: float) -> float:
+    """The SDR code BT.2390's EETF gives a grey, worked from the report's formula: PQ relative to
+    the content's peak, identity below the knee KS = 1.5 maxLum − 0.5, the Hermite spline above it,
+    to an SDR display whose white and peak are 203 nits (BT.2408); then BT.1886's 2.4 gamma."""
+    source = pq_signal(peak_nits)
+    e1, max_lum = min(pq_signal(nits) / source, 1.0), pq_signal(203) / source
+    knee = 1.5 * max_lum - 0.5
+    t = (e1 - knee) / (1 - knee)
+    spline = (2 * t**3 - 3 * t**2 + 1) * knee + (t**3 - 2 * t**2 + t) * (1 - knee) + (-2 * t**3 + 3 * t**2) * max_lum
+    shown = float(pq_to_nits(np.array(source * (e1 if e1 < knee else spline))))
+    return 255 * min(shown / 203, 1.0) ** (1 / 2.4)
+
+
+GREYS_NITS = [1, 10, 50, 100, 203, 400, 1000, 4000]
+
+
+def tone_mapped_greys(codes, transfer=TRC_PQ, mastering=None) -> np.ndarray:
+    """The SDR code of each grey of 16-bit signal ``codes`` in a BT.2020 stream."""
+    frames = np.repeat(np.asarray(codes, np.uint16)[None, None, :, None], 3, axis=3)
+    return ToneMap.for_stream({"color_trc": transfer, "color_primaries": 9}, mastering)(frames)[0, 0, :, 1]
+
+
+def pq_codes(nits):
+    return [pq_code(n) for n in nits]
+
+
+@pytest.mark.parametrize("peak", [600, 1000, 4000])
+def test_pq_greys_come_out_as_bt2390_gives_them_by_hand(peak):
+    got = tone_mapped_greys(pq_codes(GREYS_NITS), mastering={"cll": f"{peak},200"})
+    assert got.astype(int).tolist() == pytest.approx([sdr_code_by_hand(n, peak) for n in GREYS_NITS], abs=1)
+
+
+@pytest.mark.parametrize("transfer", [TRC_PQ, TRC_HLG])
+def test_hdr_reference_white_lands_near_sdr_white_as_bt2408_asks(transfer):
+    """203 nits (PQ; HLG's 75% signal on its 1000-nit display) came out at SDR code 172, a stop dark."""
+    white = tone_mapped_greys([pq_code(203) if transfer == TRC_PQ else round(0.75 * 65535)], transfer)[0]
+    assert white >= 225 and white == pytest.approx(sdr_code_by_hand(203, 1000), abs=2)
+
+
+def test_below_the_knee_hdr_light_is_shown_as_it_is_on_a_203_nit_sdr_white():
+    below_knee = [1, 10, 50, 80]  # a 1000-nit stream's knee lies near 88 nits
+    expected = [255 * (n / 203) ** (1 / 2.4) for n in below_knee]
+    assert tone_mapped_greys(pq_codes(below_knee)).astype(int).tolist() == pytest.approx(expected, abs=1)
+
+
+@pytest.mark.parametrize("peak", [203, 600, 1000, 4000, 10000])
+def test_the_streams_peak_is_sdr_white_and_brighter_light_stays_there(peak):
+    at_peak_and_above = tone_mapped_greys(pq_codes([peak, (peak + 10000) / 2, 10000]), mastering={"cll": f"{peak},1"})
+    assert at_peak_and_above.tolist() == [255, 255, 255]
+
+
+@pytest.mark.parametrize("transfer,mastering", [(TRC_PQ, {"cll": "100,50"}), (TRC_PQ, None),
+                                                (TRC_PQ, {"cll": "4000,400"}), (TRC_HLG, None)])
+def test_no_brighter_grey_comes_out_darker_from_black_to_the_signals_top(transfer, mastering):
+    sdr = tone_mapped_greys(np.arange(65536), transfer, mastering).astype(int)
+    assert sdr[0] == 0 and sdr[-1] == 255 and np.all(np.diff(sdr) >= 0)
+
+
+def test_a_highlight_keeps_its_hue_its_channels_in_their_ratios():
+    orange = np.array([[[[pq_code(400), pq_code(100), pq_code(20)]]]], np.uint16)  # BT.709: no gamut change
+    sdr = ToneMap.for_stream({"color_trc": TRC_PQ, "color_primaries": 1}, None)(orange)[0, 0, 0]
+    linear = (sdr / 255.0) ** 2.4
+    assert linear[1] / linear[0] == pytest.approx(100 / 400, rel=0.03)
+    assert linear[2] / linear[0] == pytest.approx(20 / 400, rel=0.03)
+    assert sdr[0] < 255  # above the knee, under the peak: rolled off, not clipped
 
 
 @pytest.mark.parametrize("transfer", [TRC_HLG, TRC_PQ])
@@ -272,3 +344,25 @@ def test_a_full_range_sources_prores_output_shows_its_levels(tmp_path):
     with av.open(io.BytesIO(data)) as container:
         shown = next(container.decode(video=0)).to_ndarray(format="rgb24")
     assert np.abs(shown[8, 8::16, 1].astype(int) - [0, 64, 128, 192, 255]).max() <= 2, shown[8, 8::16, 1]
+
+
+def test_an_hdr10_clip_tone_mapped_through_a_segment_shows_its_greys_as_bt2390_gives_them(tmp_path):
+    """Decode → tone map → nearest ×2 → 8-bit BT.709 encode, the path an ``hdr: "sdr"`` task's
+    segment takes; the clip states no light level, so its peak is taken for 1000 nits."""
+    from tmlsr_ray.pipeline.render import SegmentJob, render_segment
+    from tmlsr_ray.pipeline.segments import Cutting, extract_segments, plan_segments
+
+    greys = [(v, v, v) for v in map(pq_signal, GREYS_NITS)]
+    path = colour_chart_clip(tmp_path / "hdr10.mp4", "libx265", "yuv420p10le", 10, CASES["hevc10_bt2020_pq"]["tags"],
+                             chart=greys)
+    info = probe_video(path)
+    assert info.mastering is None
+    segment, data = next(iter(extract_segments(path, info, plan_segments(path, info, Cutting()).segments)))
+    job = SegmentJob(segment, info, (256, 128), EncodeOptions("libx264", crf=0, preset="ultrafast"), 4, tone_map=True)
+    encoded, _ = list(render_segment(job, data, lambda batch: np.kron(batch.frames, np.ones((1, 2, 2, 1), np.uint8))))[-1]
+    with av.open(io.BytesIO(encoded)) as container:
+        luma = planes(next(container.decode(video=0)), 8)[0]
+    for k, nits in enumerate(GREYS_NITS):
+        row, col = divmod(k, 4)
+        expected = 16 + 219 * sdr_code_by_hand(nits, 1000) / 255  # BT.709 limited range
+        assert abs(luma[row * 64 + 32, col * 64 + 32] - expected) <= 2, nits

@@ -3,12 +3,12 @@
 HDR stays HDR by default: the frames are decoded to 16-bit RGB in the stream's own primaries and
 transfer (BT.2020, HLG or PQ), upscaled as they are, and encoded back with the same tags. Only
 ``hdr: "sdr"`` converts: light from the HDR signal (PQ's EOTF, or HLG's inverse OETF and its OOTF
-for a 1000-nit display), the Hable filmic curve on each pixel's brightest component (so hues keep
-their ratios) with HDR reference white (203 nits, BT.2408) at the SDR curve's knee and the
-stream's peak at white, the stream's primaries → BT.709 in linear light, and the BT.1886 display
-gamma. The peak is the stream's, fixed for the whole video (MaxCLL, else the mastering display's
-peak, else 1000 nits; HLG's is its 1000-nit display): a peak measured per batch would make a
-constant grey jump whenever a highlight comes or goes. FFmpeg's own ``tonemap`` filter needs
+for a 1000-nit display), ITU-R BT.2390's EETF on each pixel's brightest component (so hues keep
+their ratios) from the stream's peak to an SDR display whose white is HDR reference white (203
+nits, BT.2408), the stream's primaries → BT.709 in linear light, and the BT.1886 display gamma.
+The peak is the stream's, fixed for the whole video (MaxCLL, else the mastering display's peak,
+else 1000 nits; HLG's is its 1000-nit display): a peak measured per batch would make a constant
+grey jump whenever a highlight comes or goes. FFmpeg's own ``tonemap`` filter needs
 ``zscale`` to linearise first, which PyAV's FFmpeg build lacks: hence this operator.
 """
 
@@ -31,6 +31,9 @@ TRC_PQ, TRC_HLG = 16, 18  # ITU-T H.273 transfer characteristics
 HDR_TRANSFERS = {TRC_PQ: "smpte2084", TRC_HLG: "arib-std-b67"}
 SDR_BT709 = {"color_primaries": 1, "color_trc": 1, "colorspace": 1, "color_range": 1}
 REFERENCE_WHITE_NITS = 203.0
+# BT.2408 puts HDR reference white at SDR's 100%, so SDR white is shown as 203 nits (libplacebo's
+# SDR white too): the tone map's target peak.
+SDR_WHITE_NITS = REFERENCE_WHITE_NITS
 HLG_DISPLAY_NITS = 1000.0
 
 DEFAULT_PQ_PEAK_NITS = 1000.0  # a PQ stream that states no light level: the usual grading peak
@@ -104,12 +107,34 @@ class ToneMap:
         """HDR RGB frames (uint16, full-scale code values) → SDR BT.709 uint8 RGB."""
         signal = frames.astype(np.float32) / 65535.0
         nits = pq_to_nits(signal) if self.transfer == TRC_PQ else hlg_to_nits(signal)
-        linear = nits / REFERENCE_WHITE_NITS
-        peak = np.float32(max(self.peak_nits / REFERENCE_WHITE_NITS, 1.0))
-        brightest = np.maximum(linear.max(axis=-1, keepdims=True), 1e-6)
-        mapped = linear * (_hable(np.minimum(brightest, peak)) / _hable(peak) / brightest)
-        bt709 = np.clip(mapped @ self.to_bt709.T, 0.0, 1.0)
+        brightest = np.maximum(_brightest(nits), np.float32(1e-6))
+        mapped = pq_to_nits(bt2390_eetf(nits_to_pq(brightest), self.peak_nits, SDR_WHITE_NITS))
+        linear = nits * (mapped / (brightest * np.float32(SDR_WHITE_NITS)))
+        bt709 = np.clip(linear @ self.to_bt709.T, 0.0, 1.0)
         return np.round(bt709 ** (1 / 2.4) * 255.0).astype(np.uint8)
+
+
+def _brightest(rgb: np.ndarray) -> np.ndarray:
+    """Each pixel's largest component (channel slices: numpy reduces a trailing axis of 3 slowly)."""
+    return np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])[..., None]
+
+
+def bt2390_eetf(signal: np.ndarray, source_peak_nits: float, target_peak_nits: float) -> np.ndarray:
+    """ITU-R BT.2390's EETF on PQ ``signal``: what a display reaching ``target_peak_nits`` shows of
+    content reaching ``source_peak_nits`` (PQ out). In PQ relative to the source's peak it is the
+    identity below the knee KS = 1.5 maxLum − 0.5 and a Hermite spline above it, reaching the
+    target's peak at the source's; what lies above the source's stated peak shows at the target's.
+    Both blacks are 0, so BT.2390's black-level lift adds nothing and is left out."""
+    source_peak = np.float32(nits_to_pq(np.float32(source_peak_nits)))
+    max_lum = np.float32(nits_to_pq(np.float32(target_peak_nits))) / source_peak
+    knee = 1.5 * max_lum - 0.5
+    if knee >= 1.0:  # the target reaches as high as the content: nothing to compress
+        return signal
+    e1 = np.minimum(signal / source_peak, np.float32(1.0))
+    t = np.maximum((e1 - knee) / (1.0 - knee), np.float32(0.0))
+    t2, t3 = t * t, t * t * t
+    spline = (2 * t3 - 3 * t2 + 1) * knee + (t3 - 2 * t2 + t) * (1.0 - knee) + (-2 * t3 + 3 * t2) * max_lum
+    return np.where(e1 < knee, e1, spline) * source_peak
 
 
 def content_peak_nits(mastering: Optional[Dict[str, str]]) -> float:
@@ -149,12 +174,20 @@ def _adaptation(source_white: Chromaticity, target_white: Chromaticity) -> np.nd
     return np.linalg.inv(BRADFORD) @ np.diag(gains) @ BRADFORD
 
 
+PQ_M1, PQ_M2 = 2610 / 16384, 2523 / 4096 * 128  # SMPTE ST 2084's constants
+PQ_C1, PQ_C2, PQ_C3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+
+
 def pq_to_nits(signal: np.ndarray) -> np.ndarray:
     """SMPTE ST 2084 EOTF."""
-    m1, m2 = 2610 / 16384, 2523 / 4096 * 128
-    c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
-    powered = np.power(np.clip(signal, 0, 1), 1 / m2)
-    return 10000.0 * np.power(np.maximum(powered - c1, 0) / (c2 - c3 * powered), 1 / m1)
+    powered = np.power(np.clip(signal, 0, 1), 1 / PQ_M2)
+    return 10000.0 * np.power(np.maximum(powered - PQ_C1, 0) / (PQ_C2 - PQ_C3 * powered), 1 / PQ_M1)
+
+
+def nits_to_pq(nits: np.ndarray) -> np.ndarray:
+    """SMPTE ST 2084 inverse EOTF."""
+    powered = np.power(np.clip(nits / 10000.0, 0, 1), PQ_M1)
+    return np.power((PQ_C1 + PQ_C2 * powered) / (1 + PQ_C3 * powered), PQ_M2)
 
 
 def hlg_to_nits(signal: np.ndarray, display_nits: float = HLG_DISPLAY_NITS) -> np.ndarray:
@@ -166,11 +199,6 @@ def hlg_to_nits(signal: np.ndarray, display_nits: float = HLG_DISPLAY_NITS) -> n
     gamma = 1.2 + 0.42 * np.log10(display_nits / 1000.0)
     luminance = scene @ np.array([0.2627, 0.6780, 0.0593], dtype=np.float32)
     return display_nits * np.power(np.maximum(luminance, 1e-9), gamma - 1)[..., None] * scene
-
-
-def _hable(x):
-    a, b, c, d, e, f = 0.15, 0.50, 0.10, 0.20, 0.02, 0.30
-    return (x * (a * x + c * b) + d * e) / (x * (a * x + b) + d * f) - e / f
 
 
 def mastering_params(side_data) -> Optional[Dict[str, str]]:
