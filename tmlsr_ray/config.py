@@ -266,9 +266,14 @@ class Settings(BaseModel):
     max_output_bytes: int = Field(20 * 1024**3, gt=0, description="Largest output file stored.")
     jpeg_quality: int = Field(95, ge=1, le=100)
     max_request_bytes: int = Field(64 * 1024, ge=1024, description="Largest request body; larger ones get 413.")
+    request_body_min_bytes_per_s: float = Field(
+        2048, ge=0, description="Slowest a request body may arrive, averaged over each "
+        "request_body_rate_window_s from the request's start; a slower one gets 408, so a client trickling "
+        "its body cannot hold one of the ingress's requests in flight for long (0: no floor).")
+    request_body_rate_window_s: float = Field(10.0, gt=0)
     request_body_timeout_s: float = Field(
-        30.0, gt=0, description="Time a request body may take to arrive whole; a slower one gets 408, so a "
-        "client trickling its body cannot hold one of the ingress's requests in flight for long.")
+        30.0, gt=0, description="Time a request body may take to arrive whole beyond what its length takes "
+        "at request_body_min_bytes_per_s (with no floor, the time any body may take); a slower one gets 408.")
 
     @property
     def video_cutting(self):

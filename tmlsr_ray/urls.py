@@ -214,14 +214,54 @@ def _legacy_ipv4(host: str) -> Optional[str]:
         return None
 
 
+class RateFloor:
+    """The slowest a sender may be: at least ``bytes_per_s`` on average over each window of
+    ``window_s`` seconds (0 bytes a second: no floor). A sender trickling a byte now and then is
+    never silent for long, so no read timeout cuts it; this does, after one window. The first
+    window begins at ``start`` (or the first bytes counted)."""
+
+    def __init__(self, bytes_per_s: float, window_s: float):
+        self.bytes_per_s = bytes_per_s
+        self.window_s = window_s
+        self.counted = 0
+        self._window: Optional[Tuple[float, int]] = None  # when the window began, and the bytes counted by then
+
+    def start(self) -> None:
+        if self._window is None:
+            self._window = (time.monotonic(), self.counted)
+
+    def count(self, size: int) -> None:
+        self.start()
+        self.counted += size
+
+    @property
+    def judged_at(self) -> float:
+        """When the window under way ends (``time.monotonic``'s clock); never with no floor."""
+        if not self.bytes_per_s or self._window is None:
+            return float("inf")
+        return self._window[0] + self.window_s
+
+    def shortfall(self) -> Optional[Tuple[int, float]]:
+        """At or past a window's end: the bytes that window brought and its seconds if they fall
+        short of the floor, else ``None`` and the next window begins. ``None`` before the end."""
+        if self._window is None or time.monotonic() < self.judged_at:
+            return None
+        began, before = self._window
+        elapsed, sent = time.monotonic() - began, self.counted - before
+        if sent < self.bytes_per_s * elapsed:
+            return sent, elapsed
+        self._window = (time.monotonic(), self.counted)
+        return None
+
+
 class CappedFile:
     """A file written chunk by chunk that refuses to grow past ``max_bytes``: the one size cap of
     every stream to disk (HTTP downloads, OSS objects). A declared length over the cap is refused
     before anything is written; the running count holds when the length lies or is absent.
-    ``floor``: (bytes a second, window in seconds), the slowest a sender may be over a window: a
-    server sending a byte now and then is never silent for the read timeout, and held its task's
-    worker slot for the whole total timeout (30 minutes by default). The first window begins at
-    the first byte: a server that took most of a window to start would be judged on the rest."""
+    ``floor``: (bytes a second, window in seconds), a ``RateFloor`` on the sender: a server sending
+    a byte now and then held its task's worker slot for the whole total timeout (30 minutes by
+    default). The first window begins at the first byte: a server that took most of a window to
+    start would be judged on the rest, and the wait for that byte is the read timeout's."""
 
     def __init__(self, dest: Path, max_bytes: int, declared: Optional[int] = None,
                  floor: Tuple[float, float] = (0.0, 0.0)):
@@ -230,30 +270,20 @@ class CappedFile:
         dest.parent.mkdir(parents=True, exist_ok=True)
         self.written = 0
         self._max_bytes = max_bytes
-        self._floor = floor
-        self._window: Optional[Tuple[float, int]] = None  # when the window began, and the bytes written by then
+        self._floor = RateFloor(*floor)
         self._out = open(dest, "wb")
 
     def write(self, chunk: bytes) -> None:
         self.written += len(chunk)
         if self.written > self._max_bytes:
             raise FetchError(f"input is over the limit of {self._max_bytes:,} bytes")
-        self._check_rate()
-        self._out.write(chunk)
-
-    def _check_rate(self) -> None:
-        bytes_per_s, window_s = self._floor
-        if self._window is None:  # the wait for the first byte is the read timeout's: a server may think first
-            self._window = (time.monotonic(), 0)
-        began, before = self._window
-        elapsed = time.monotonic() - began
-        if not bytes_per_s or elapsed < window_s:
-            return
-        sent = self.written - before
-        if sent < bytes_per_s * elapsed:
+        self._floor.count(len(chunk))
+        short = self._floor.shortfall()
+        if short is not None:
+            sent, elapsed = short
             raise FetchError(f"the input's server sent {sent:,} bytes in {elapsed:.0f} s, slower than the "
-                             f"floor of {bytes_per_s:,.0f} bytes a second (download_min_bytes_per_s)")
-        self._window = (time.monotonic(), self.written)
+                             f"floor of {self._floor.bytes_per_s:,.0f} bytes a second (download_min_bytes_per_s)")
+        self._out.write(chunk)
 
     def __enter__(self) -> "CappedFile":
         return self

@@ -3,9 +3,11 @@ is refused before a route runs, so it cannot hold one of the replica's requests 
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
+from fastapi import FastAPI, Request
 
 from tmlsr_ray.config import Settings
 from tmlsr_ray.serve import ingress
@@ -18,14 +20,14 @@ def limits(monkeypatch, tmp_path):
     return settings
 
 
-def post(chunks, pause_s: float = 0.0, ends: bool = True, headers=()):
-    """POST /tasks to the bare app with the body sent in ``chunks`` (chunked: no Content-Length
+def post(chunks, pause_s: float = 0.0, ends: bool = True, headers=(), app=ingress.api):
+    """POST /tasks to the bare app (or ``app``) with the body sent in ``chunks`` (chunked: no Content-Length
     unless ``headers`` add one), ``pause_s`` before each; a body that does not ``end`` says more is
     coming after its last chunk and sends nothing more. The status and JSON body answered."""
-    return answer(chunks, pause_s, ends, headers)[:2]
+    return answer(chunks, pause_s, ends, headers, app)[:2]
 
 
-def answer(chunks, pause_s: float = 0.0, ends: bool = True, headers=()):
+def answer(chunks, pause_s: float = 0.0, ends: bool = True, headers=(), app=ingress.api):
     """``post``'s status and JSON body, and the answer's headers (lower-case names)."""
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
              "scheme": "http", "path": "/tasks", "raw_path": b"/tasks", "root_path": "", "query_string": b"",
@@ -44,7 +46,7 @@ def answer(chunks, pause_s: float = 0.0, ends: bool = True, headers=()):
     async def send(message):
         sent.append(message)
 
-    asyncio.run(asyncio.wait_for(ingress.api(scope, receive, send), 10))
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
     start = next(m for m in sent if m["type"] == "http.response.start")
     answered = {name.decode().lower(): value.decode() for name, value in start["headers"]}
     return start["status"], json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")), answered
@@ -75,3 +77,60 @@ def test_a_body_that_stops_arriving_is_a_408_at_its_timeout(limits):
 def test_a_refused_body_closes_the_connection_it_came_on(limits, refused):
     status, _, headers = answer(**refused)
     assert status in (408, 413) and headers.get("connection") == "close", (status, headers)
+
+
+@pytest.fixture
+def floor(monkeypatch, tmp_path):
+    """A floor of 1,000 bytes a second over windows of 0.2 s, and 0.3 s more for any body."""
+    settings = Settings(weights_dir=tmp_path, data_dir=tmp_path, request_body_timeout_s=0.3,
+                        request_body_min_bytes_per_s=1000, request_body_rate_window_s=0.2)
+    monkeypatch.setattr(ingress, "_ingress_settings", lambda: settings)
+    return settings
+
+
+def body_reader() -> FastAPI:
+    """An app behind the ingress's body limit whose POST /tasks reads the body whole and answers
+    how many bytes came (the service's routes need a replica around them)."""
+    app = FastAPI()
+
+    @app.post("/tasks")
+    async def read_whole(request: Request):
+        return {"bytes": len(await request.body())}
+
+    app.add_middleware(ingress.BodyLimit)
+    return app
+
+
+def in_chunks(size: int, chunk: int):
+    return [b"p" * min(chunk, size - at) for at in range(0, size, chunk)]
+
+
+def test_a_body_sent_faster_than_the_floor_is_taken_whole_though_it_takes_longer_than_request_body_timeout_s(floor):
+    """A phone's slow uplink sending a large batch: 3,000 bytes at 2,000 a second, 1.5 s, where a
+    30 s limit for any size asked 350 KB/s of a 10 MB body."""
+    start = time.monotonic()
+    status, body = post(in_chunks(3000, 100), pause_s=0.05, app=body_reader())
+    assert status == 200 and body == {"bytes": 3000}, body
+    assert time.monotonic() - start > 1.0
+
+
+def test_a_body_trickling_under_the_floor_is_a_408_after_one_window_naming_the_floor(floor):
+    status, body = post(in_chunks(200, 1), pause_s=0.05)
+    assert status == 408 and "request_body_min_bytes_per_s" in body["error"], body
+    assert re.search(r"\d+ bytes in 0\.2\d* s", body["error"]), body
+
+
+def test_with_no_floor_any_body_must_be_whole_within_request_body_timeout_s(floor):
+    floor.request_body_min_bytes_per_s = 0
+    status, body = post(in_chunks(3000, 100), pause_s=0.05)
+    assert status == 408 and body["error"].endswith("within 0.3 s (request_body_timeout_s)"), body
+
+
+def test_a_body_may_take_request_body_timeout_s_plus_its_declared_length_at_the_floor(floor):
+    """With the floor's window longer than the body's time, the whole-body limit alone decides:
+    0.3 s plus 2,000 bytes at 1,000 a second."""
+    floor.request_body_rate_window_s = 60
+    start = time.monotonic()
+    status, body = post([b'{"url": '], ends=False, headers=[(b"content-length", b"2000")])
+    assert status == 408 and "within 2.3 s" in body["error"] and "its 2,000 bytes" in body["error"], body
+    assert 2.2 < time.monotonic() - start < 4

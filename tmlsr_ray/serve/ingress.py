@@ -6,6 +6,7 @@ import contextvars
 import hmac
 import logging
 import sqlite3
+import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from fastapi import FastAPI, Header, Request
@@ -25,7 +26,7 @@ from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline.encode import CONTAINER_FORMATS, container_refusal, task_codecs_available
 from tmlsr_ray.errors import (CallbackRefused, FetchError, FileNotFound, InvalidRequest, KeyConflict, ModelRefused,
                               QueueFull, RequestRefused, StreamsFull, TaskFinished, TaskNotFound, Unauthorized)
-from tmlsr_ray.urls import check_url
+from tmlsr_ray.urls import RateFloor, check_url
 from tmlsr_ray.protocol import (
     MAX_PREFER_WAIT_S,
     BatchItemError,
@@ -189,8 +190,8 @@ CLOSE_CONNECTION = {"Connection": "close"}
 
 class BodyLimit:
     """413 for a request body over ``max_request_bytes``, counted as it arrives (a Content-Length
-    that says so is refused before any byte is read), and 408 for one not whole within
-    ``request_body_timeout_s``: while its body arrives a request holds one of the replica's
+    that says so is refused before any byte is read), and 408 for one arriving too slowly (see
+    ``_BodyArrival``): while its body arrives a request holds one of the replica's
     ``max_ongoing_requests``, and enough clients trickling theirs would leave none, not even for
     /health. Plain ASGI: FastAPI parses the body before a route could look at it. The refusals
     are raised as HTTP errors because FastAPI turns any other exception from its read of the body
@@ -206,32 +207,85 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self._app(scope, receive, send)
         settings = _ingress_settings()
-        limit, timeout_s = settings.max_request_bytes, settings.request_body_timeout_s
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            return await _too_large(limit)(scope, receive, send)
-        received = 0
-        whole_by = asyncio.get_running_loop().time() + timeout_s
+        declared = int(declared) if declared and declared.isdigit() else None
+        if declared is not None and declared > settings.max_request_bytes:
+            return await _too_large(settings.max_request_bytes)(scope, receive, send)
+        arrival = _BodyArrival(settings, declared)
         whole = False
 
         async def counted():
-            nonlocal received, whole
+            nonlocal whole
             if whole:  # later reads wait for the client to hang up, for as long as the answer takes
                 return await receive()
-            try:
-                async with asyncio.timeout_at(whole_by):
-                    message = await receive()
-            except TimeoutError:
-                raise StarletteHTTPException(
-                    408, f"request body not received whole within {timeout_s:g} s (request_body_timeout_s)",
-                    CLOSE_CONNECTION) from None
+            message = await arrival.next(receive)
             whole = not message.get("more_body", False)
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise StarletteHTTPException(413, _too_large_message(limit), CLOSE_CONNECTION)
+            arrival.count(len(message.get("body", b"")), whole)
             return message
 
         await self._app(scope, counted, send)
+
+
+class _BodyArrival:
+    """The pace a request body must keep: at least ``request_body_min_bytes_per_s`` over each
+    ``request_body_rate_window_s`` from the request's start (a ``RateFloor``), so a trickle is cut
+    after one window while a large body on a slow uplink arrives whole; and whole within
+    ``request_body_timeout_s`` plus the time its length (its Content-Length, or the bytes come so
+    far) takes at that rate, which alone bounds it when the floor is 0. A 30 s limit for any size
+    asked a client 350 KB/s to send a legal 10 MB body. Each breach is a 408 (413 past
+    ``max_request_bytes``)."""
+
+    def __init__(self, settings: Settings, declared: Optional[int]):
+        self._settings = settings
+        self._declared = declared
+        self._began = time.monotonic()
+        self._floor = RateFloor(settings.request_body_min_bytes_per_s, settings.request_body_rate_window_s)
+        self._floor.start()
+
+    async def next(self, receive):
+        """The body's next message, or a 408 where the floor or the whole-body limit is passed first."""
+        while True:
+            whole_by = self._whole_by()
+            try:
+                async with asyncio.timeout(max(0.0, min(whole_by, self._floor.judged_at) - time.monotonic())):
+                    return await receive()
+            except TimeoutError:
+                if time.monotonic() >= whole_by:
+                    raise _too_slow(self._late_message(whole_by)) from None
+                self._judge()
+
+    def count(self, size: int, whole: bool) -> None:
+        self._floor.count(size)
+        if self._floor.counted > self._settings.max_request_bytes:
+            raise StarletteHTTPException(413, _too_large_message(self._settings.max_request_bytes), CLOSE_CONNECTION)
+        if not whole:  # a body now whole is taken, however it came: nothing of it is held any more
+            self._judge()
+
+    def _judge(self) -> None:
+        short = self._floor.shortfall()
+        if short is not None:
+            sent, elapsed = short
+            raise _too_slow(f"request body arriving slower than the floor of {self._floor.bytes_per_s:,.0f} "
+                            f"bytes a second (request_body_min_bytes_per_s): {sent:,} bytes in {elapsed:,.1f} s")
+
+    def _length(self) -> int:
+        return self._floor.counted if self._declared is None else self._declared
+
+    def _whole_by(self) -> float:
+        rate = self._settings.request_body_min_bytes_per_s
+        return self._began + self._settings.request_body_timeout_s + (self._length() / rate if rate else 0.0)
+
+    def _late_message(self, whole_by: float) -> str:
+        timeout_s = self._settings.request_body_timeout_s
+        if not self._settings.request_body_min_bytes_per_s:
+            return f"request body not received whole within {timeout_s:g} s (request_body_timeout_s)"
+        return (f"request body not received whole within {whole_by - self._began:,.1f} s "
+                f"(request_body_timeout_s, {timeout_s:g} s, plus its {self._length():,} bytes at "
+                f"request_body_min_bytes_per_s)")
+
+
+def _too_slow(message: str) -> StarletteHTTPException:
+    return StarletteHTTPException(408, message, CLOSE_CONNECTION)
 
 
 class HeadAsGet:
