@@ -754,6 +754,38 @@ def with_packets_damaged(source: Path, path: Path, damaged: Sequence[int]) -> Pa
     return path
 
 
+def with_block_time_moved(source: Path, path: Path, block: int, milliseconds: int) -> Path:
+    """A Matroska file whose ``block``-th SimpleBlock states a time ``milliseconds`` off (its
+    cluster-relative time changed in place), the others right: a bit error in a block header."""
+    data = bytearray(source.read_bytes())
+    found, at = -1, 0
+    while at < len(data):
+        ident, body = _ebml_number(data, at, keep_marker=True)
+        size, body = _ebml_number(data, body)
+        if ident in (0x18538067, 0x1F43B675):  # Segment, Cluster: their children are read
+            at = body
+            continue
+        if ident == 0xA3:  # SimpleBlock: its track number, then its time relative to its cluster's
+            found += 1
+            if found == block:
+                _, stamp = _ebml_number(data, body)
+                moved = int.from_bytes(data[stamp:stamp + 2], "big", signed=True) + milliseconds
+                data[stamp:stamp + 2] = moved.to_bytes(2, "big", signed=True)
+                path.write_bytes(bytes(data))
+                return path
+        at = body + size
+    raise ValueError(f"{source.name} has no block {block}")
+
+
+def _ebml_number(data: bytes, at: int, keep_marker: bool = False) -> Tuple[int, int]:
+    """An EBML variable-length number at ``at`` (an element ID keeps its length marker), and where it ends."""
+    length = 9 - data[at].bit_length()
+    value = data[at] if keep_marker else data[at] & ((1 << (8 - length)) - 1)
+    for byte in data[at + 1:at + length]:
+        value = value << 8 | byte
+    return value, at + length
+
+
 def with_container_colour(source: Path, path: Path, **tags) -> Path:
     """The source's video remuxed with colour tags its container states (a Matroska Colour
     element, an MP4 colr box) where its bitstream states none, as some recorders and remuxers write it."""

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
+from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
                            cut_and_decode, cut_mid_gop, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
@@ -28,6 +28,7 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broad
                            without_frame_durations, with_every_frame_keyed, packed_b_frames_avi, with_container_colour,
                            programme_on_new_pids, media_recorder_webm, microsoft_video_1_8bit_avi, with_last_audio_tag_recoded,
                            with_adts_header_broken, audio_layout_switch_ts, cut_inside_packet, mpeg2_back_to_back)
+from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import (AUDIO_DROPPED, MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
@@ -1860,3 +1861,15 @@ def test_a_video_counted_in_nanoseconds_decodes_segment_by_segment_to_the_frames
     assert [pts for pts, _ in frames] == [pts for pts, _ in expected]
     for (pts, got), (_, want) in zip(frames, expected):
         assert np.array_equal(got, want), f"frame at {pts}"
+
+
+def test_a_frame_whose_stored_time_a_bit_error_moved_ahead_is_refused_saying_so(tmp_path):
+    """A Matroska block 4 s late: cutting it failed as 'video could not be decoded (Invalid
+    argument)', NUT's word for a frame shown before its decode time, read as a decoder's fault."""
+    source = make_clip(tmp_path / "in.mkv", frames=48, rate=24, codec="libvpx-vp9", container="matroska", audio=False)
+    path = with_block_time_moved(source, tmp_path / "moved.mkv", 10, 4000)
+    info = probe_video(path)
+    plan = plan_segments(path, info, Cutting())
+    with pytest.raises(InputError, match=r"^the video's frame times go back: a frame shown at 0\.458 s is stored "
+                                         r"after one at 4\.417 s \(a damaged timestamp\)$"):
+        list(extract_segments(path, info, plan.segments))

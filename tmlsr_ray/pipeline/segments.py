@@ -596,6 +596,7 @@ class _SegmentFile:
         shift = self.segment.shift
         copy.pts = None if packet.pts is None else (packet.pts + shift) * self._subticks
         copy.dts = self._increasing(None if packet.dts is None else (packet.dts + shift) * self._subticks)
+        self._check_order(copy)
         # PyAV says None or 0 for an unknown one; QuickTime ends its edit list at the latest frame's
         # time plus its duration, and a last frame lasting 0 lay outside it, never decoded
         copy.duration = packet.duration * self._subticks if packet.duration else 1
@@ -607,6 +608,17 @@ class _SegmentFile:
     def close(self) -> bytes:
         self._out.close()
         return self._buffer.getvalue()
+
+    def _check_order(self, copy) -> None:
+        """A frame shown before the time it would be decoded at, once that time was moved on past
+        the one before (a damaged timestamp: a Matroska block's time with a bit flipped put one
+        frame 4 s late), is refused in words: NUT answered FFmpeg's bare 'Invalid argument',
+        which read as a fault of the decoder."""
+        if copy.pts is not None and copy.dts is not None and copy.pts < copy.dts:
+            shown, after = (float((ticks - self.segment.shift * self._subticks) * self._time_base)
+                            for ticks in (copy.pts, copy.dts))
+            raise InputError(f"the video's frame times go back: a frame shown at {shown:.3f} s is stored after one "
+                             f"at {after:.3f} s (a damaged timestamp)")
 
     def _increasing(self, dts: Optional[int]) -> Optional[int]:
         """A decode time that does not go on (FFmpeg reads one going back in some soft-telecine
