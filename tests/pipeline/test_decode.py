@@ -269,9 +269,12 @@ def test_a_video_most_of_whose_frames_are_damaged_fails_even_when_damage_is_repe
     """FFmpeg's command line gives up past two thirds (its -max_error_rate)."""
     path = damaged_clip(tmp_path, list(range(2, 42)))
     with pytest.raises(InputError, match=r"^video could not be decoded: 40 of its 48 packets are damaged"):
-        list(iter_batches(path, probe_video(path), 8, damaged=DamagedPackets(repeat=True)))
+        list(iter_batches(path, probe_video(path, repeat_damaged=True), 8, damaged=DamagedPackets(repeat=True)))
 
 
-def test_the_probe_reads_past_a_damaged_first_frame(tmp_path):
+def test_the_probe_reads_past_a_damaged_first_frame_only_for_a_task_that_takes_damaged_frames(tmp_path):
+    """Refused as before by default: a file whose first frames are damaged is often damaged beyond."""
     path = damaged_clip(tmp_path, [0])
-    assert (probe_video(path).width, probe_video(path).height) == (64, 48)
+    with pytest.raises(InputError, match=r"^video could not be decoded \(Invalid data found"):
+        probe_video(path)
+    assert (probe_video(path, repeat_damaged=True).width, probe_video(path, repeat_damaged=True).height) == (64, 48)

@@ -123,8 +123,11 @@ def demux(container, streams=None) -> Iterator["av.Packet"]:
 
 def decoded_frames(container, stream, damaged: Optional["DamagedPackets"] = None) -> Iterator["av.VideoFrame"]:
     """``container.decode(stream)`` over an input file (see :func:`demux`); ``damaged``: what
-    becomes of packets the decoder cannot read (default: left out, as a probe may)."""
-    damaged = damaged if damaged is not None else DamagedPackets(repeat=True)
+    becomes of packets the decoder cannot read (None: FFmpeg's error ends the decode)."""
+    if damaged is None:
+        for packet in demux(container, stream):
+            yield from packet.decode()
+        return
     for packet in demux(container, stream):
         yield from damaged.decode(packet)
     damaged.check()
@@ -279,7 +282,9 @@ def best_video_stream(container) -> "av.video.stream.VideoStream":
                                           s.codec_context.bit_rate or 0, s.frames))
 
 
-def probe_video(path: Path) -> VideoInfo:
+def probe_video(path: Path, repeat_damaged: bool = False) -> VideoInfo:
+    """The video's facts; ``repeat_damaged``: a task that takes damaged frames (see
+    :class:`DamagedPackets`) is probed past a first frame the decoder cannot read."""
     with open_container(path) as container:
         stream = best_video_stream(container)
         ctx = stream.codec_context
@@ -290,7 +295,7 @@ def probe_video(path: Path) -> VideoInfo:
             raise InputError("the video stream has no picture size (corrupt header)")
         _check_matrix(ctx.colorspace)
         container_colour = _colour(ctx)  # the decoder may drop it (below)
-        first = _first_frame(container, stream)
+        first = _first_frame(container, stream, DamagedPackets(repeat=True) if repeat_damaged else None)
         rotation = int(round((getattr(first, "rotation", 0) or 0) / 90.0)) * 90 % 360
         width, height = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
         duration = _duration_seconds(container, stream)
@@ -711,11 +716,11 @@ class _FrameClock:
         return pts
 
 
-def _first_frame(container, stream):
+def _first_frame(container, stream, damaged: Optional[DamagedPackets]):
     """The first decoded frame: PyAV exposes the display matrix and HDR metadata on frames only,
     so the probe decodes this one frame (never more)."""
     try:
-        for frame in decoded_frames(container, stream):
+        for frame in decoded_frames(container, stream, damaged):
             return frame
     except av.error.FFmpegError as exc:
         raise InputError(f"video could not be decoded ({ffmpeg_message(exc)})") from exc

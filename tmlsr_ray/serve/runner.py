@@ -281,11 +281,12 @@ class TaskRunner:
         """The source's facts, its segments, the model and the output, each checked against the
         limits before any segment is made."""
         settings = self._settings
-        info = await asyncio.to_thread(probe_video, path)
+        repeat_damaged = params.get("damaged_frames") == "repeat"
+        info = await asyncio.to_thread(probe_video, path, repeat_damaged)
         media.check_video_frames(info, settings)
         source = await asyncio.to_thread(continuous_source, path, path.with_name(f"continuous-{path.name}"))
         if source != path:
-            path, info = source, await asyncio.to_thread(probe_video, source)
+            path, info = source, await asyncio.to_thread(probe_video, source, repeat_damaged)
         media.check_video_length(info, settings)  # after: a jump back in a clock reads as a day of video
         segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
         media.check_indexed_length(info, segments, settings)  # where the container states no length
@@ -303,8 +304,7 @@ class TaskRunner:
         media.check_encodable(target, options, hdr=is_hdr(info.color) and not tone_map)
         into = output_container(params.get("output_format"), options.codec)
         media.check_container(into, options)
-        return VideoWork(path, info, segments, plan, target, options, tone_map, into,
-                         params.get("damaged_frames") == "repeat")
+        return VideoWork(path, info, segments, plan, target, options, tone_map, into, repeat_damaged)
 
     def _segment_fanout(self, plan: "ModelPlan", model_name: str) -> SegmentFanout:
         """Segments to the model's replicas, a few in flight per replica, each retried elsewhere."""
