@@ -164,6 +164,11 @@ class TaskRequest(BaseModel):
     crf: Optional[Annotated[int, Number]] = Field(
         None, ge=0, le=63, description="Video tasks: constant rate factor (lower = better; 0–51 for "
         "h264 and hevc, 0–63 for av1); default the service's video_crf.")
+    denoise_strength: Optional[Annotated[float, Number, Field(ge=0, le=1, allow_inf_nan=False)]] = Field(
+        None, description="Real-ESRGAN's realesr-general-x4v3 with realesr-general-wdn-x4v3.pth beside it (its "
+        "twin trained without denoising): how strongly to denoise, from 0 (the twin: noise and grain kept) to "
+        "1 (the model as it is, the default), the two networks' weights mixed as Real-ESRGAN's "
+        "--denoise_strength mixes them (its script's default is 0.5). A 400 for any other model.")
     damaged_frames: Optional[Literal["fail", "repeat"]] = Field(
         None, description="Video tasks: what becomes of frames the decoder cannot read (a bit error in "
         "a broadcast recording, a broken frame of an old download): `fail` the task saying where (the "

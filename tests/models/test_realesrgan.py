@@ -7,7 +7,8 @@ import torch
 
 from tests.helpers import SHARED, save_rrdbnet, save_srvgg, shared_path
 from tmlsr_ray.models.base import ModelError, SuperResolutionModel, compile_mode
-from tmlsr_ray.models.realesrgan import RealESRGANModel, detect_architecture, read_state_dict
+from tmlsr_ray.models.basicsr_compat import import_architectures
+from tmlsr_ray.models.realesrgan import RealESRGANModel, build_network, detect_architecture, read_state_dict
 from tmlsr_ray.pipeline.image import decode_image, probe_image
 from tmlsr_ray.pipeline.upscale import SizeRequest, upscale_image
 
@@ -195,3 +196,35 @@ def test_near_white_16_bit_frames_survive_half_precision(tmp_path):
     frames[:, :, :4] = 30000
     out, reference = half.upscale_samples(frames).astype(int), full.upscale_samples(frames).astype(int)
     assert np.abs(out - reference).max() < 0.01 * 65535 and out.max() > 0
+
+
+def general_pair(folder):
+    """Tiny networks named as Real-ESRGAN's general model and its weak-denoise twin."""
+    model = save_srvgg(folder / "realesr-general-x4v3.pth", seed=1)
+    save_srvgg(folder / "realesr-general-wdn-x4v3.pth", seed=2)
+    return model
+
+
+@pytest.mark.parametrize("strength", [0.0, 0.3, 1.0])
+def test_a_denoise_strength_mixes_the_general_model_with_its_twin_as_realesrganer_does(tmp_path, strength):
+    import_architectures()  # basicsr's import shim, before realesrgan's
+    from realesrgan import RealESRGANer
+
+    path = general_pair(tmp_path)
+    image = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    ours = upscale_image(RealESRGANModel(path, device="cpu", dtype="fp32", denoise=strength), image, (128, 96))
+    official = RealESRGANer(scale=4, model_path=[str(path), str(tmp_path / "realesr-general-wdn-x4v3.pth")],
+                            dni_weight=[strength, 1 - strength],
+                            model=build_network(detect_architecture(read_state_dict(path))), tile=0, pre_pad=0,
+                            half=False, device="cpu")
+    reference, _ = official.enhance(image, outscale=4)  # both take OpenCV's channel order
+    assert np.abs(ours.astype(np.int32) - reference.astype(np.int32)).max() <= 1
+
+
+def test_a_denoise_strength_needs_the_twin_beside_the_model_and_of_its_network(tmp_path):
+    path = save_srvgg(tmp_path / "realesr-general-x4v3.pth")
+    with pytest.raises(ModelError, match="no weak-denoise twin beside it"):
+        RealESRGANModel(path, device="cpu", denoise=0.5)
+    save_srvgg(tmp_path / "realesr-general-wdn-x4v3.pth", num_feat=16)
+    with pytest.raises(ModelError, match="are not the same network"):
+        RealESRGANModel(path, device="cpu", denoise=0.5)

@@ -30,7 +30,7 @@ def test_a_link_in_the_weights_directory_is_served_as_listed_and_a_dangling_one_
 
 def test_the_cache_keeps_the_last_models_used_and_loads_each_once(tmp_path):
     loads = []
-    cache = ModelCache(2, lambda path: loads.append(path.name) or path.name)
+    cache = ModelCache(2, lambda path, variant: loads.append(path.name) or path.name)
     for name in "abc":
         (tmp_path / name).write_bytes(b"weights")
     for name in ["a", "b", "a", "c", "a", "b"]:
@@ -38,11 +38,22 @@ def test_the_cache_keeps_the_last_models_used_and_loads_each_once(tmp_path):
     assert loads == ["a", "b", "c", "b"]  # "b" was evicted by "c", "a" stayed as the most recent
 
 
+def test_each_variant_of_a_file_is_a_model_of_its_own_reported_under_the_files_name(tmp_path):
+    """A denoise strength mixes the file's network with its twin's: another network, loaded once."""
+    loads = []
+    cache = ModelCache(3, lambda path, variant: loads.append(variant) or (path.name, variant))
+    path = tmp_path / "realesr-general-x4v3.pth"
+    path.write_bytes(b"weights")
+    for variant in [None, 0.5, None, 0.5, 0.25]:
+        assert cache.get(path, variant) == (path.name, variant)
+    assert loads == [None, 0.5, 0.25] and cache.names() == ["realesr-general-x4v3.pth"]
+
+
 def test_a_model_file_replaced_in_place_is_loaded_again(tmp_path):
     """Another network copied over the file: the replica must not keep serving the old one."""
     path = tmp_path / "swap.pth"
     path.write_bytes(b"x2 network")
-    cache = ModelCache(2, lambda p: p.read_bytes())
+    cache = ModelCache(2, lambda p, variant: p.read_bytes())
     assert cache.get(path) == b"x2 network" and cache.get(path) == b"x2 network"
     replacement = tmp_path / "swap.tmp"
     replacement.write_bytes(b"x4 network, longer")
@@ -63,7 +74,7 @@ def test_a_replaced_file_is_dropped_before_it_loads_again_and_not_reported_loade
     path.write_bytes(b"x2 network")
     held_while_loading, reports = [], []
 
-    def load(p) -> Network:
+    def load(p, variant) -> Network:
         held_while_loading.append(old is not None and old() is not None)
         if p.read_bytes() == b"broken":
             raise ModelError("cannot read swap.pth")
@@ -90,7 +101,7 @@ def test_a_file_replaced_by_one_of_the_same_size_and_time_is_read_and_loaded_aga
     from tmlsr_ray.models.registry import ModelCatalog
 
     path = save_spandrel_model("SPAN", tmp_path / "m.safetensors")
-    catalog, cache = ModelCatalog(tmp_path), ModelCache(2, lambda p: p.read_bytes())
+    catalog, cache = ModelCatalog(tmp_path), ModelCache(2, lambda p, variant: p.read_bytes())
     assert catalog.info("m.safetensors").architecture == "SPAN"
     before, stat = cache.get(path), path.stat()
     replacement = tmp_path / "copy.tmp"
@@ -169,7 +180,7 @@ def test_a_seedvr2_companion_put_in_place_or_replaced_is_seen_without_touching_t
     [entry] = catalog.entries()
     assert entry.info is None and "pos_emb" in entry.error
     shutil.copy(golden / "pos_emb.safetensors", tmp_path / "pos_emb.safetensors")
-    cache = ModelCache(1, lambda path: object())
+    cache = ModelCache(1, lambda path, variant: object())
     held = cache.get(tmp_path / "seedvr2_ema_3b-Q4_K_M.gguf")
     shutil.copy(golden / "vae.safetensors", tmp_path / "ema_vae_fp16.safetensors")  # a new VAE file
     assert cache.get(tmp_path / "seedvr2_ema_3b-Q4_K_M.gguf") is not held, "the model kept the VAE it was loaded with"

@@ -66,6 +66,9 @@ def _weights(root: Path) -> Path:
     save_srvgg(weights / "smooth-x2.pth", scale=2, weight_scale=0.05)
     save_srvgg(weights / "identity-x2.pth", scale=2, weight_scale=0.0)  # returns its nearest-upscaled input
     save_rrdbnet(weights / "tiny-rrdb-x2.pth", scale=2)
+    # named as Real-ESRGAN's general model and its weak-denoise twin, which a denoise_strength mixes
+    save_srvgg(weights / "realesr-general-x4v3.pth", seed=1, weight_scale=0.5)
+    save_srvgg(weights / "realesr-general-wdn-x4v3.pth", seed=2, weight_scale=0.5)
     for arch in SPANDREL_ARCHS:
         save_spandrel_model(arch, weights / f"tiny-{arch.lower()}-x2.pth")
     save_spandrel_model("SwinIR", weights / "tiny-swinir-x2.safetensors")

@@ -100,6 +100,31 @@ def test_a_safetensors_model_runs_like_its_pth(service, small_image):
     assert decode(fetch_output(service, task)).shape[:2] == (28, 40)
 
 
+def test_a_denoise_strength_mixes_the_general_model_with_its_twin_for_images_and_videos(service, small_image,
+                                                                                       short_clip):
+    """Real-ESRGAN's --denoise_strength, which its users set on realesr-general-x4v3."""
+    from tmlsr_ray.models.realesrgan import RealESRGANModel
+    from tmlsr_ray.pipeline.upscale import upscale_image
+
+    task = service.run(url=small_image, type="image", model="realesr-general-x4v3.pth", denoise_strength=0.3)
+    assert task["status"] == "completed", task["error"]
+    assert (task["params"]["denoise_strength"], task["output"]["metadata"]["denoise_strength"]) == (0.3, 0.3)
+    source = decode(requests.get(small_image, timeout=30).content)
+    mixed = RealESRGANModel(service.weights_dir / "realesr-general-x4v3.pth", device="cpu", denoise=0.3)
+    assert np.abs(decode(fetch_output(service, task)).astype(int)
+                  - upscale_image(mixed, source, (80, 56)).astype(int)).max() <= 1
+    video = service.run(url=short_clip, model="realesr-general-x4v3.pth", denoise_strength=0.3)
+    assert video["status"] == "completed", video["error"]
+    assert video["output"]["metadata"]["denoise_strength"] == 0.3 and video["output"]["metadata"]["frames"] == 5
+
+
+@pytest.mark.parametrize("model", ["tiny-x4.pth", "realesr-general-wdn-x4v3.pth", "tiny-swinir-x2.safetensors"])
+def test_a_denoise_strength_for_a_model_without_a_weak_denoise_twin_is_a_400(service, small_image, model):
+    response = requests.post(service.url("/tasks"), json={"url": small_image, "type": "image", "model": model,
+                                                          "denoise_strength": 0.5}, timeout=30)
+    assert response.status_code == 400 and "no weak-denoise twin" in response.json()["error"], response.text
+
+
 # -- the output a task asks for ----------------------------------------------------------------
 
 
@@ -160,6 +185,7 @@ def test_every_video_codec_the_build_has_gives_a_file_pyav_decodes(service, shor
     ({"type": "image", "video_codec": "hevc"}, "video_codec"),
     ({"type": "image", "crf": 20}, "crf"),
     ({"type": "image", "damaged_frames": "repeat"}, "damaged_frames"),
+    ({"type": "image", "model": "realesr-general-x4v3.pth", "denoise_strength": 1.5}, "denoise_strength"),
     ({"type": "video", "damaged_frames": "skip"}, "damaged_frames"),
     ({"type": "video", "output_format": "png"}, "output_format"),
     ({"type": "image", "output_format": "png", "output_quality": 80}, "output_quality"),

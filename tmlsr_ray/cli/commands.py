@@ -120,6 +120,8 @@ TASK_OPTIONS = [
     click.option("--video-codec", type=_choice("video_codec")),
     click.option("--crf", type=int),
     click.option("--hdr", type=_choice("hdr"), help="HDR video: keep it HDR (the default) or tone-map it to sdr."),
+    click.option("--denoise-strength", type=float,
+                 help="realesr-general-x4v3 with its weak-denoise twin: 0 keeps noise, 1 (the default) denoises fully."),
     click.option("--damaged-frames", type=_choice("damaged_frames"),
                  help="Frames the decoder cannot read: fail the task (the default) or repeat the frame before."),
 ]

@@ -81,11 +81,13 @@ def compile_mode(value: Union[bool, str]) -> str:
 class LoadOptions:
     """How a replica loads a model: ``device`` auto | cpu | cuda; ``dtype`` auto (the fastest
     half type the model holds on a GPU, fp32 on a CPU) | fp32 | fp16 | bf16; ``compile`` one of
-    :data:`COMPILE_MODES`."""
+    :data:`COMPILE_MODES`; ``denoise``: a task's denoise strength, for a model with a weak-denoise
+    twin (None: the file as it is)."""
 
     device: str = "auto"
     dtype: str = "auto"
     compile: str = "off"
+    denoise: Optional[float] = None
 
 
 def file_suffix(path: Path) -> str:

@@ -93,8 +93,9 @@ class RealESRGANModel(FrameNetwork):
     ``dtype``: auto | fp32 | fp16 | bf16 (auto: fp16 on a GPU, fp32 on a CPU); ``compile``: one
     of the compile modes, or True/False."""
 
-    def __init__(self, path: Path, device: str = "auto", dtype: str = "auto", compile: Union[bool, str] = "off"):
-        state = read_state_dict(path)
+    def __init__(self, path: Path, device: str = "auto", dtype: str = "auto", compile: Union[bool, str] = "off",
+                 denoise: Optional[float] = None):
+        state = read_state_dict(path) if denoise is None else denoised_state(path, denoise)
         self.spec = detect_architecture(state)
         self.name = path.name
         self.scale = self.spec.scale
@@ -152,7 +153,36 @@ def recognise(path: Path) -> Optional[ModelInfo]:
 
 
 def load(path: Path, options: LoadOptions) -> RealESRGANModel:
-    return RealESRGANModel(path, device=options.device, dtype=options.dtype, compile=options.compile)
+    return RealESRGANModel(path, device=options.device, dtype=options.dtype, compile=options.compile,
+                           denoise=options.denoise)
+
+
+# Real-ESRGAN's general model and its twin trained without denoising: its inference script's
+# --denoise_strength interpolates the two networks' weights (deep network interpolation)
+GENERAL_MODEL, WEAK_DENOISE_TWIN = "realesr-general-x4v3", "realesr-general-wdn-x4v3"
+
+
+def weak_denoise_twin(path: Path) -> Optional[Path]:
+    """The file beside ``path`` that a denoise strength blends it with, named as Real-ESRGAN's
+    script names it (``realesr-general-x4v3`` → ``realesr-general-wdn-x4v3``); None where there is none."""
+    if GENERAL_MODEL not in path.name:
+        return None
+    twin = path.with_name(path.name.replace(GENERAL_MODEL, WEAK_DENOISE_TWIN))
+    return twin if twin.is_file() else None
+
+
+def denoised_state(path: Path, strength: float) -> Dict[str, torch.Tensor]:
+    """The weights at ``strength`` between the weak-denoise twin (0) and the model itself (1), as
+    Real-ESRGAN's ``RealESRGANer.dni`` mixes them."""
+    twin = weak_denoise_twin(path)
+    if twin is None:
+        raise ModelError(f"model file {path.name} has no weak-denoise twin beside it (its "
+                         f"{path.name.replace(GENERAL_MODEL, WEAK_DENOISE_TWIN)}): it takes no denoise_strength")
+    model, other = read_state_dict(path), read_state_dict(twin)
+    if {name: t.shape for name, t in model.items()} != {name: t.shape for name, t in other.items()}:
+        raise ModelError(f"model files {path.name} and {twin.name} are not the same network: their weights "
+                         "cannot be mixed for a denoise_strength")
+    return {name: strength * tensor + (1 - strength) * other[name] for name, tensor in model.items()}
 
 
 FAMILY = ModelFamily("realesrgan", (".pth",), recognise, load)

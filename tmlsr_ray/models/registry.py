@@ -164,36 +164,41 @@ def _naming(path: Path, reason: str) -> str:
     return reason if path.name in reason else f"model file {path.name}: {reason}"
 
 
-class ModelCache:
-    """Keeps the last ``capacity`` models used; loads each at most once at a time, and again when
-    its file or a companion was replaced (another stamp), dropping the old one first. ``on_change``
-    hears the names held after each load or eviction."""
+# A model file, and the variant of its network a task asks for (a denoise strength; None: the file as it is)
+ModelKey = Tuple[Path, Optional[float]]
 
-    def __init__(self, capacity: int, loader: Callable[[Path], SuperResolutionModel],
+
+class ModelCache:
+    """Keeps the last ``capacity`` models used (each variant of a file one of them); loads each at
+    most once at a time, and again when its file or a companion was replaced (another stamp),
+    dropping the old one first. ``on_change`` hears the names held after each load or eviction."""
+
+    def __init__(self, capacity: int, loader: Callable[[Path, Optional[float]], SuperResolutionModel],
                  on_change: Callable[[List[str]], None] = lambda names: None):
         self._capacity = capacity
         self._loader = loader
         self._on_change = on_change
-        self._models: "OrderedDict[Path, Tuple[EntryStamp, SuperResolutionModel]]" = OrderedDict()
+        self._models: "OrderedDict[ModelKey, Tuple[EntryStamp, SuperResolutionModel]]" = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: Path) -> SuperResolutionModel:
+    def get(self, path: Path, variant: Optional[float] = None) -> SuperResolutionModel:
         stamp = entry_stamp(path)
+        key = (path, variant)
         with self._lock:
-            held = self._models.get(path)
+            held = self._models.get(key)
             if held is None or held[0] != stamp:
                 if held is not None:
                     # Replaced (the file or a companion): dropped first, so that its memory is free
                     # for the new load and, should that fail, it is not reported as loaded.
-                    del self._models[path]
+                    del self._models[key]
                     held = None
                     self._on_change(self.names())
-                self._models[path] = held = (stamp, self._loader(path))
+                self._models[key] = held = (stamp, self._loader(path, variant))
                 while len(self._models) > self._capacity:
                     self._models.popitem(last=False)
                 self._on_change(self.names())
-            self._models.move_to_end(path)
+            self._models.move_to_end(key)
             return held[1]
 
     def names(self) -> List[str]:
-        return sorted(path.name for path in self._models)
+        return sorted({path.name for path, _ in self._models})

@@ -37,6 +37,7 @@ class SegmentJob:
     tone_map: bool = False  # HDR in, SDR (BT.709, 8-bit) out: mapped before the model sees the frames
     planes_in: bool = False  # the model takes the decoder's 4:2:0 planes (a GPU replica sets it)
     repeat_damaged: bool = False  # frames the decoder cannot read: the frame before in their place (else: fail)
+    denoise: Optional[float] = None  # the model's denoise strength (a Real-ESRGAN model with a weak-denoise twin)
 
     @property
     def output_color(self) -> Dict[str, int]:

@@ -23,6 +23,7 @@ from ray.serve.handle import DeploymentHandle
 from tmlsr_ray.config import INGRESS_MAX_ONGOING_REQUESTS, Settings
 from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
+from tmlsr_ray.models.realesrgan import GENERAL_MODEL, WEAK_DENOISE_TWIN, weak_denoise_twin
 from tmlsr_ray.pipeline.encode import CONTAINER_FORMATS, container_refusal, task_codecs_available
 from tmlsr_ray.errors import (CallbackRefused, FetchError, FileNotFound, InvalidRequest, KeyConflict, ModelRefused,
                               QueueFull, RequestRefused, StreamsFull, TaskFinished, TaskNotFound, Unauthorized)
@@ -649,6 +650,8 @@ class Ingress:
                 raise InvalidRequest(f"output_format: {refusal}")
         model = request.model or self._settings.default_model
         info = await self._check_model(model)
+        if request.denoise_strength is not None:
+            await asyncio.to_thread(self._check_denoise_twin, model, info)
         if request.callback_url:
             try:  # the input rules; names are checked again when the webhook connects
                 check_url(request.callback_url, self._settings.fetch_policy())
@@ -677,6 +680,21 @@ class Ingress:
             raise ModelRefused(f"model {name} is a {info.family} model, and no {info.replica_kind} "
                            "replicas run here (their replica count is 0)")
         return info
+
+    def _check_denoise_twin(self, name: str, info: ModelInfo) -> None:
+        """400 for a denoise strength asked of a model with no weak-denoise twin of its own network."""
+        twin = weak_denoise_twin(self._settings.weights_dir / name) if info.family == "realesrgan" else None
+        if twin is None:
+            raise ModelRefused(f"denoise_strength: model {name} has no weak-denoise twin to mix with (Real-ESRGAN's "
+                               f"{GENERAL_MODEL}.pth takes one, with {WEAK_DENOISE_TWIN}.pth beside it in the weights "
+                               "directory)")
+        try:
+            twin_info = self._catalog.info(twin.name)
+        except (ModelNameError, ModelError) as exc:
+            raise ModelRefused(f"denoise_strength: {exc}") from exc
+        if (twin_info.family, twin_info.architecture, twin_info.scale) != (info.family, info.architecture, info.scale):
+            raise ModelRefused(f"denoise_strength: {twin.name} ({twin_info.architecture} ×{twin_info.scale}) is not "
+                               f"the network of {name} ({info.architecture} ×{info.scale}): their weights cannot be mixed")
 
     async def get_task(self, task_id: str) -> TaskView | None:
         """The task's record (output URLs of local storage are service-relative), or ``None``."""

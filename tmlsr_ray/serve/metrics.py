@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Dict, Mapping, TypeVar
+from typing import Any, Callable, Dict, Mapping, TypeVar
 
 T = TypeVar("T")
 
@@ -68,11 +68,11 @@ class ModelMetrics:
         self.load_seconds = Histogram("tmlsr_model_load_seconds", "Time to load a model into a replica.",
                                       boundaries=LOAD_BUCKETS_S, tag_keys=("model",))
 
-    def timed(self, loader: Callable[[Path], T]) -> Callable[[Path], T]:
-        """``loader`` that records each load's duration."""
-        def load(path: Path) -> T:
+    def timed(self, loader: Callable[..., T]) -> Callable[..., T]:
+        """``loader`` (of a model file, and what else it takes) that records each load's duration."""
+        def load(path: Path, *args: Any) -> T:
             start = time.perf_counter()
-            model = loader(path)
+            model = loader(path, *args)
             self.load_seconds.observe(time.perf_counter() - start, tags={"model": tag_value(path.name)})
             return model
         return load

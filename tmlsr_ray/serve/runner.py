@@ -14,7 +14,7 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
@@ -184,7 +184,8 @@ class TaskRunner:
         replicas = self._replicas.get(info.replica_kind)
         if replicas is None:
             raise TaskError(f"{info.family} models are not served here (no {info.replica_kind} replicas)")
-        model = await self._call(replicas, lambda h: h.describe_model.remote(name))
+        variant = variant_args(params)
+        model = await self._call(replicas, lambda h: h.describe_model.remote(name, **variant))
         filled = model_defaults(params, info.scale, info.seeded, self._settings.seedvr2_seed)
         if filled:  # set at submission; a task admitted by an older version gets them here
             await run.update_params(filled)
@@ -194,7 +195,7 @@ class TaskRunner:
         seed = params["seed"] if info.seeded else None
         if info.seeded and info.family in model:  # the replica's account of how it runs; the task's choices join it
             model[info.family].update(seed=seed, resolution=processing_resolution(target))
-        return ModelPlan(replicas, KIND_BY_NAME[info.replica_kind], info, model, target, seed=seed)
+        return ModelPlan(replicas, KIND_BY_NAME[info.replica_kind], info, model, target, seed=seed, variant=variant)
 
     # -- images -----------------------------------------------------------------------------
 
@@ -208,7 +209,8 @@ class TaskRunner:
         check_format_holds(params.get("output_format"), target)
         image = await asyncio.to_thread(decode_image, path, info)
         upscaled = await self._call(plan.replicas,
-                                    lambda h: h.upscale_image.remote(params["model"], image, target, *plan.seed_args()))
+                                    lambda h: h.upscale_image.remote(params["model"], image, target, *plan.seed_args(),
+                                                                     **plan.variant))
         fmt = output_format(info, upscaled, params.get("output_format"))
         quality = params.get("output_quality") or (settings.jpeg_quality if fmt == "jpeg" else None)
         result = workdir / ("output" + EXTENSIONS[fmt])
@@ -330,7 +332,7 @@ class TaskRunner:
         batch_frames, overlap = plan.kind.batch(self._settings)
         return SegmentJob(segment, work.info, work.target, work.options, batch_frames,
                           overlap=overlap if plan.info.temporal else 0, seed=plan.seed, tone_map=work.tone_map,
-                          repeat_damaged=work.repeat_damaged)
+                          repeat_damaged=work.repeat_damaged, **plan.variant)
 
     def _progress_reporter(self, run: "Run", progress: "SegmentProgress") -> Callable[[], Awaitable[None]]:
         last = [0.0]
@@ -359,6 +361,7 @@ class ModelPlan:
     model: Dict[str, Any]
     target: Tuple[int, int]
     seed: int | None = None
+    variant: Dict[str, Any] = field(default_factory=dict)  # see variant_args
 
     def seed_args(self) -> Tuple[int, ...]:
         return () if self.seed is None else (self.seed,)
@@ -423,8 +426,15 @@ class Run:
         return self.state.wait_released(self.task_id, self.attempt)
 
 
+def variant_args(params: Dict[str, Any]) -> Dict[str, Any]:
+    """The task's choice of the model's network, as the Upscaler's calls take it: a denoise
+    strength (only where set: the SeedVR2 replicas' calls take none)."""
+    strength = params.get("denoise_strength")
+    return {} if strength is None else {"denoise": strength}
+
+
 def _model_metadata(model: Dict[str, Any]) -> Dict[str, Any]:
-    keys = ("model", "model_scale", "architecture", "device", "dtype", "seedvr2")
+    keys = ("model", "model_scale", "architecture", "device", "dtype", "denoise_strength", "seedvr2")
     return {key: model[key] for key in keys if key in model}
 
 
@@ -449,6 +459,7 @@ def _with_jobs(extracted: Iterable[Tuple[Segment, bytes]],
 def _work_fingerprint(plan: SegmentPlan, params: Dict[str, Any], target, options: EncodeOptions, seed) -> str:
     """Pieces are reused only by an attempt that would make the very same pieces."""
     key = (plan.fingerprint, params["model"], tuple(target), options, seed, params.get("hdr", "keep"))
+    key += tuple(variant_args(params).items())  # nothing where none is set: older attempts' pieces are kept
     digest = hashlib.sha256(repr(key).encode())
     return digest.hexdigest()[:16]
 

@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Dict, List, Tuple
+from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -72,11 +72,12 @@ class ModelHolder:
         self._cache = ModelCache(capacity, ModelMetrics().timed(self._load_file), on_change=self._report)
         self._state = StateClient(settings)
 
-    def get(self, model_name: str):
-        return self._cache.get(resolve_model_path(self._weights_dir, model_name))
+    def get(self, model_name: str, denoise: Optional[float] = None):
+        return self._cache.get(resolve_model_path(self._weights_dir, model_name), denoise)
 
-    def _load_file(self, path: Path):
-        return load_model(path, self._catalog.info(path.name), self._options)
+    def _load_file(self, path: Path, denoise: Optional[float]):
+        options = self._options if denoise is None else replace(self._options, denoise=denoise)
+        return load_model(path, self._catalog.info(path.name), options)
 
     def report(self) -> None:
         self._report(self._cache.names())
@@ -105,38 +106,44 @@ class Upscaler:
     def check_health(self) -> None:
         self._models.report()
 
-    async def describe_model(self, model_name: str) -> Dict[str, Any]:
-        model = await self._thread.run(self._load, model_name)
-        return {"model": model.name, "model_scale": model.scale, "architecture": model.architecture,
-                "device": model.device, "dtype": model.dtype}
+    async def describe_model(self, model_name: str, denoise: Optional[float] = None) -> Dict[str, Any]:
+        """``denoise``: a denoise strength, for a model with a weak-denoise twin (see realesrgan)."""
+        model = await self._thread.run(self._load, model_name, denoise)
+        described = {"model": model.name, "model_scale": model.scale, "architecture": model.architecture,
+                     "device": model.device, "dtype": model.dtype}
+        return described if denoise is None else {**described, "denoise_strength": denoise}
 
-    async def upscale_image(self, model_name: str, image: np.ndarray, target: Tuple[int, int]) -> np.ndarray:
+    async def upscale_image(self, model_name: str, image: np.ndarray, target: Tuple[int, int],
+                            denoise: Optional[float] = None) -> np.ndarray:
         with self._idle.working():
-            return await self._thread.run_stoppable(self._upscale, model_name, image, target)
+            return await self._thread.run_stoppable(self._upscale, model_name, denoise, image, target)
 
     async def render_segment(self, model_name: str, job: SegmentJob, data: bytes) -> AsyncIterator[Rendered]:
         """A segment's packets in, its encoded piece out (streamed: frame counts, then the piece)."""
-        planes_in = await self._thread.run(self._takes_planes, model_name, job.info.height, job.info.width)
+        planes_in = await self._thread.run(self._takes_planes, model_name, job.denoise, job.info.height,
+                                           job.info.width)
         job = replace(job, planes_in=planes_in)
 
         def upscale(batch, stop):
-            return self._thread.call(self._upscale_frames, model_name, batch.frames, job.target, stop.is_set,
-                                     job.yuv420)
+            return self._thread.call(self._upscale_frames, model_name, job.denoise, batch.frames, job.target,
+                                     stop.is_set, job.yuv420)
         with self._idle.working():
             async for item in stream_segment(job, data, upscale):
                 yield item
 
-    def _load(self, model_name: str):
-        return self._models.get(model_name)
+    def _load(self, model_name: str, denoise: Optional[float] = None):
+        return self._models.get(model_name, denoise)
 
-    def _takes_planes(self, model_name: str, height: int, width: int) -> bool:
-        return takes_planes(self._load(model_name), height, width)
+    def _takes_planes(self, model_name: str, denoise: Optional[float], height: int, width: int) -> bool:
+        return takes_planes(self._load(model_name, denoise), height, width)
 
-    def _upscale(self, model_name: str, image: np.ndarray, target, should_stop) -> np.ndarray:
-        return upscale_image(self._load(model_name), image, target, self._tiling, should_stop)
+    def _upscale(self, model_name: str, denoise: Optional[float], image: np.ndarray, target,
+                 should_stop) -> np.ndarray:
+        return upscale_image(self._load(model_name, denoise), image, target, self._tiling, should_stop)
 
-    def _upscale_frames(self, model_name: str, frames: np.ndarray, target, should_stop, yuv) -> np.ndarray:
-        return upscale_frames(self._load(model_name), frames, target, self._tiling, should_stop, yuv)
+    def _upscale_frames(self, model_name: str, denoise: Optional[float], frames: np.ndarray, target, should_stop,
+                        yuv) -> np.ndarray:
+        return upscale_frames(self._load(model_name, denoise), frames, target, self._tiling, should_stop, yuv)
 
 
 async def stream_segment(job: SegmentJob, data: bytes, upscale) -> AsyncIterator[Rendered]:
