@@ -7,8 +7,10 @@ import io
 import av
 import cv2
 import numpy as np
+import pytest
 
 from tests.helpers import make_clip, with_packets_damaged
+from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.decode import probe_video
 from tmlsr_ray.pipeline.encode import EncodeOptions
 from tmlsr_ray.pipeline.render import SEED_STRIDE, MissingFrames, SegmentJob, render_segment
@@ -167,3 +169,33 @@ def test_damaged_frames_repeated_keep_every_segments_frame_count_and_times(tmp_p
         assert len(repeats) == piece.repeated_frames  # the clip's own frames all differ
         repeated, damaged = repeated + piece.repeated_frames, damaged + piece.damaged_packets
     assert damaged == 2 and repeated >= 2
+
+
+def rendered_with_damage_repeated(path, cutting):
+    """Each piece of the damaged video cut and rendered with damaged_frames "repeat", by index."""
+    info = probe_video(path)
+    plan = plan_segments(path, info, cutting)
+    info = planned_info(info, plan)
+    pieces = {}
+    for segment, data in extract_segments(path, info, plan.segments, repeat_damaged=True):
+        job = SegmentJob(segment, info, (128, 96), EncodeOptions(preset="ultrafast"), batch_frames=5,
+                         repeat_damaged=True)
+        pieces[segment.index] = list(render_segment(job, data, nearest_x2))[-1][1]
+    return plan, [pieces[index] for index in sorted(pieces)]
+
+
+def test_a_damaged_frame_in_a_re_keyed_long_gop_fails_saying_where_or_is_repeated_when_asked(tmp_path):
+    """The cutting pass decodes a long GOP to re-key it, and a damaged frame there failed the task
+    as 'video could not be decoded (Invalid data found when processing input)', with
+    damaged_frames "repeat" too."""
+    source = make_clip(tmp_path / "screen.mp4", frames=72, rate=24, audio=False,
+                       options={"x264-params": "keyint=1000:min-keyint=1000:scenecut=0:bframes=2"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mp4", [30])
+    cutting = Cutting(segment_s=0.25, max_preroll_frames=8)
+    plan, pieces = rendered_with_damage_repeated(path, cutting)
+    assert sum(s.rekeyed for s in plan.segments) >= 3
+    assert sum(p.frames for p in pieces) == 72 and sum(p.damaged_packets for p in pieces) == 1
+    assert sum(p.repeated_frames for p in pieces) >= 1
+    info = probe_video(path)
+    with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about 1\.\d\d s is damaged"):
+        list(extract_segments(path, info, plan_segments(path, info, cutting).segments))

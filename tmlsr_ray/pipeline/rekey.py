@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -25,7 +25,9 @@ import av.filter
 import numpy as np
 
 from tmlsr_ray.errors import CanceledError, InputError
-from tmlsr_ray.pipeline.decode import Deinterlacer, VideoInfo, frame_to_rgb, one_filter, open_segment_file
+from tmlsr_ray.pipeline.decode import (
+    DamagedPackets, Deinterlacer, VideoInfo, frame_to_rgb, one_filter, open_segment_file,
+)
 
 if TYPE_CHECKING:
     from tmlsr_ray.pipeline.segments import Segment
@@ -263,8 +265,10 @@ class Rekeyer:
     reads them, and hands each segment's file out once its last frame is in."""
 
     def __init__(self, stream, info: VideoInfo, segments: Sequence["Segment"],
-                 stop: Optional[threading.Event] = None):
+                 stop: Optional[threading.Event] = None, damaged: Optional[DamagedPackets] = None):
         self._stream = stream
+        self._damaged = damaged if damaged is not None else DamagedPackets()
+        self._damaged_by_segment: Counter = Counter()  # segment index: its frames' packets left out
         self._info = info
         self._stop = stop
         self._layout = lossless_layout(info.pix_fmt, info.coded_width, info.coded_height)
@@ -293,7 +297,7 @@ class Rekeyer:
             return
         if self._stop is not None and self._stop.is_set():
             raise CanceledError("task canceled")
-        yield from self._route(self._stream.decode(packet))
+        yield from self._route(self._decode(packet))
         if index == self._stretches[0].last_packet:
             yield from self._finish()
 
@@ -307,13 +311,25 @@ class Rekeyer:
         self._owner = {pts: segment for segment in stretch.segments for pts in segment.pts}
         self._deinterlacer = Deinterlacer(self._stream, self._info.interlaced)
 
+    def _decode(self, packet) -> List["av.VideoFrame"]:
+        """The packet's frames; a damaged one's (see :class:`DamagedPackets`) are counted for
+        the segment that owns it."""
+        damaged = self._damaged.damaged
+        frames = self._damaged.decode(packet)
+        owner = self._owner.get(packet.pts) if self._damaged.damaged > damaged else None
+        if owner is not None:
+            self._damaged_by_segment[owner.index] += 1
+        return frames
+
     def _finish(self) -> Iterator[Tuple["Segment", bytes]]:
-        yield from self._route(self._stream.decode(None), last=True)
+        flush = av.Packet()
+        flush.stream = self._stream
+        yield from self._route(self._decode(flush), last=True)
         self._stream.codec_context.flush_buffers()  # the next stretch starts at a keyframe, afresh
         self._decoding = False
         for segment in self._stretches.pop(0).segments:
             if segment.index in self._files:  # frames the decoder never gave: the file ends short
-                yield segment, self._files.pop(segment.index).close()
+                yield self._hand_out(segment)
             elif segment.index not in self._handed_out:  # as a replica says of a segment file
                 raise InputError(f"segment {segment.index} of the video holds no decodable frame")
         self._handed_out.clear()
@@ -335,4 +351,8 @@ class Rekeyer:
             file.add(frame)
             if file.complete:
                 self._handed_out.add(segment.index)
-                yield segment, self._files.pop(segment.index).close()
+                yield self._hand_out(segment)
+
+    def _hand_out(self, segment: "Segment") -> Tuple["Segment", bytes]:
+        damaged = self._damaged_by_segment.pop(segment.index, 0)
+        return replace(segment, damaged_packets=damaged), self._files.pop(segment.index).close()

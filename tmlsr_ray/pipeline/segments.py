@@ -76,6 +76,7 @@ class Segment:
     pts: Tuple[int, ...]
     shift: int = 0  # added to its packets' timestamps in the segment file (NUT holds no negative pts)
     rekeyed: bool = False  # its frames decoded in the cutting pass and stored without loss (see rekey)
+    damaged_packets: int = 0  # of its frames, left out as damaged by that decode (a re-keyed one's)
 
     @property
     def whole(self) -> bool:
@@ -530,11 +531,14 @@ def _fingerprint(path: Path, info: VideoInfo, entries, segments) -> str:
 
 
 def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
-                     stop: Optional[threading.Event] = None) -> Iterator[Tuple[Segment, bytes]]:
+                     stop: Optional[threading.Event] = None,
+                     repeat_damaged: bool = False) -> Iterator[Tuple[Segment, bytes]]:
     """Each segment's packets stream-copied into a segment file, in one pass over the input (a packet
     that two segments need, pre-roll or a leading picture's reference, goes into both); a whole
     segment is the input file itself; a re-keyed one's frames are decoded on the way (see
-    :mod:`~tmlsr_ray.pipeline.rekey`). Segments come out as their last packet, or frame, is read."""
+    :mod:`~tmlsr_ray.pipeline.rekey`; ``repeat_damaged``: a packet its decoder cannot read is
+    left out, counted in the segment's ``damaged_packets``, else it fails the task as a replica's
+    decode does). Segments come out as their last packet, or frame, is read."""
     pending = sorted(segments, key=lambda s: s.first_packet)
     for segment in [s for s in pending if s.whole]:
         yield segment, path.read_bytes()
@@ -546,7 +550,8 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
         stream = container.streams[info.stream_index]
         format = segment_file_format(stream) if copied else SEGMENT_FORMATS[0]
         with_tag = segment_files_read_tag(stream, format)
-        rekeyer = Rekeyer(stream, info, rekeyed, stop)
+        damaged = DamagedPackets(repeat_damaged, lambda packet: info.seconds(packet.pts))
+        rekeyer = Rekeyer(stream, info, rekeyed, stop, damaged)
         open_pieces: List[_SegmentFile] = []
         index = -1
         palette = None  # the palette in force (a pal8 codec's: AVI and QuickTime send it once, and on changes)

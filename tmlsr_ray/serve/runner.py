@@ -14,7 +14,7 @@ import logging
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
@@ -257,8 +257,9 @@ class TaskRunner:
         missing = [s for s in segments.segments if s.index not in done]
         jobs = (self._segment_job(segment, work) for segment in missing)
         stop = threading.Event()
-        extracted = iterate_in_thread(lambda: _with_jobs(extract_segments(path, info, missing, stop), jobs),
-                                      maxsize=fanout.window, stop=stop)
+        extracted = iterate_in_thread(
+            lambda: _with_jobs(extract_segments(path, info, missing, stop, work.repeat_damaged), jobs),
+            maxsize=fanout.window, stop=stop)
         self._metrics.video_started(params["model"])
         try:
             await fanout.run(extracted, on_frames, on_piece)
@@ -452,8 +453,8 @@ def _as_task_error(stage: StageName, exc: Exception) -> TaskError:
 def _with_jobs(extracted: Iterable[Tuple[Segment, bytes]],
                jobs: Iterable[SegmentJob]) -> Iterator[Tuple[SegmentJob, bytes]]:
     by_index = {job.segment.index: job for job in jobs}
-    for segment, data in extracted:
-        yield by_index[segment.index], data
+    for segment, data in extracted:  # as cut: a re-keyed one counts the damaged packets its cut left out
+        yield replace(by_index[segment.index], segment=segment), data
 
 
 def _work_fingerprint(plan: SegmentPlan, params: Dict[str, Any], target, options: EncodeOptions, seed) -> str:
