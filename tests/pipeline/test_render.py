@@ -199,3 +199,13 @@ def test_a_damaged_frame_in_a_re_keyed_long_gop_fails_saying_where_or_is_repeate
     info = probe_video(path)
     with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about 1\.\d\d s is damaged"):
         list(extract_segments(path, info, plan_segments(path, info, cutting).segments))
+
+
+def test_a_damaged_packet_two_segments_decode_is_counted_once(tmp_path):
+    """Cut inside a GOP, the next segment decodes the packets before its cut again as pre-roll:
+    2 damaged packets were reported as damaged_packets_dropped 4."""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mp4", [2, 3])
+    plan, pieces = rendered_with_damage_repeated(path, Cutting(segment_s=0.25, max_preroll_frames=8))
+    assert sum(p.frames for p in pieces) == 48 and sum(p.damaged_packets for p in pieces) == 2

@@ -144,14 +144,18 @@ class DamagedPackets:
     broadcast recording, a broken frame of an old download). By default the first fails the
     decode, saying where it is; with ``repeat`` they are left out, as FFmpeg's command line and
     players leave them, and counted (a segment shows the frame before in their place), unless
-    most of the packets are. ``seconds(packet)``: where a packet is in the video, if known."""
+    most of the packets are. ``seconds(packet)``: where a packet is in the video, if known;
+    ``owns(packet)``: whether a damaged packet is counted in ``dropped`` (a segment's own frames,
+    not the pre-roll another segment owns and counts; default all)."""
 
     def __init__(self, repeat: bool = False, seconds: Optional[Callable[[Any], Optional[float]]] = None):
         self.repeat = repeat
         self.read = 0
         self.damaged = 0
+        self.dropped = 0
         self.frames = 0
         self.seconds = seconds
+        self.owns: Optional[Callable[[Any], bool]] = None
         self._first_error: Optional[av.error.FFmpegError] = None
 
     def decode(self, packet) -> List["av.VideoFrame"]:
@@ -160,6 +164,7 @@ class DamagedPackets:
             frames = packet.decode()
         except av.error.FFmpegError as exc:
             self.damaged += 1
+            self.dropped += self.owns is None or self.owns(packet)
             self._first_error = self._first_error or exc
             if not self.repeat:
                 raise InputError(self._where(packet)) from exc

@@ -91,7 +91,7 @@ def render_segment(job: SegmentJob, data: bytes, upscale: Upscale,
                 writer.write(frames, pts)
                 yield len(pts)
         encoded, piece = writer.close()
-        dropped = damaged.damaged + job.segment.damaged_packets  # a re-keyed segment's, by its cut
+        dropped = damaged.dropped + job.segment.damaged_packets  # a re-keyed segment's, by its cut
         yield encoded, replace(piece, damaged_packets=dropped, repeated_frames=missing.repeated)
     except BaseException:
         writer.abort()

@@ -665,6 +665,10 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
         retag = source_tags(stream)
         damaged = damaged if damaged is not None else DamagedPackets()
         damaged.seconds = lambda packet: info.seconds(to_source(packet.pts))
+        # reported with a frame it owns, or at the flush (one of the file's last packets): a damaged
+        # packet of pre-roll is the segment's before it, which counts it
+        damaged.owns = lambda packet: (packet.pts is None
+                                       or _owned_stamp(to_source(packet.pts), owned, tolerance) is not None)
 
         def stamp(frame) -> Optional[int]:
             if retag is not None:  # before the frame is read: its tags choose the conversion
