@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import make_clip, with_packets_damaged
 from tmlsr_ray.errors import InputError
-from tmlsr_ray.pipeline.decode import probe_video
+from tmlsr_ray.pipeline.decode import probe_video, refuse_mostly_damaged
 from tmlsr_ray.pipeline.encode import EncodeOptions
 from tmlsr_ray.pipeline.render import SEED_STRIDE, MissingFrames, SegmentJob, render_segment
 from tmlsr_ray.pipeline.segments import Cutting, extract_segments, plan_segments, planned_info
@@ -209,3 +209,29 @@ def test_a_damaged_packet_two_segments_decode_is_counted_once(tmp_path):
     path = with_packets_damaged(source, tmp_path / "damaged.mp4", [2, 3])
     plan, pieces = rendered_with_damage_repeated(path, Cutting(segment_s=0.25, max_preroll_frames=8))
     assert sum(p.frames for p in pieces) == 48 and sum(p.damaged_packets for p in pieces) == 2
+
+
+def test_a_burst_of_damage_over_most_of_one_segment_is_repeated_where_most_of_the_video_is_whole(tmp_path):
+    """FFmpeg's -max_error_rate counts over the whole video: judged per segment, 9 damaged
+    packets of a 0.5 s segment failed the task though 39 of its 48 frames were whole (a burst of
+    seconds in a 2-hour recording failed it the same way)."""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mp4", list(range(24, 33)))
+    plan, pieces = rendered_with_damage_repeated(path, Cutting(segment_s=0.5))
+    assert sum(p.frames for p in pieces) == 48 and sum(p.damaged_packets for p in pieces) == 9
+    refuse_mostly_damaged(9, plan.frames)
+    with pytest.raises(InputError, match=r"^video could not be decoded: 33 of its 48 packets are damaged"):
+        refuse_mostly_damaged(33, plan.frames)
+
+
+def test_a_damaged_last_frame_of_a_two_frame_segment_shows_the_frame_before(tmp_path):
+    """The frame-threaded decoder dropped the whole frame before along with the damaged one, and
+    the segment, left no frame to repeat, failed the task: '1 of its 2 packets are damaged'."""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mp4", [47])  # the last GOP: 2 frames
+    plan, pieces = rendered_with_damage_repeated(path, Cutting(segment_s=0.5))
+    assert len(plan.segments[-1].pts) == 2
+    assert [p.frames for p in pieces][-1] == 2 and pieces[-1].damaged_packets == 1
+    assert sum(p.frames for p in pieces) == 48

@@ -144,12 +144,15 @@ class DamagedPackets:
     broadcast recording, a broken frame of an old download). By default the first fails the
     decode, saying where it is; with ``repeat`` they are left out, as FFmpeg's command line and
     players leave them, and counted (a segment shows the frame before in their place), unless
-    most of the packets are. ``seconds(packet)``: where a packet is in the video, if known;
-    ``owns(packet)``: whether a damaged packet is counted in ``dropped`` (a segment's own frames,
-    not the pre-roll another segment owns and counts; default all)."""
+    they left the decode no frame, or (``limit_share``: a decode of the whole stream) were most of
+    its packets. ``seconds(packet)``: where a packet is in the video, if known; ``owns(packet)``:
+    whether a damaged packet is counted in ``dropped`` (a segment's own frames, not the pre-roll
+    or neighbours another segment owns and counts; default all)."""
 
-    def __init__(self, repeat: bool = False, seconds: Optional[Callable[[Any], Optional[float]]] = None):
+    def __init__(self, repeat: bool = False, seconds: Optional[Callable[[Any], Optional[float]]] = None,
+                 limit_share: bool = True):
         self.repeat = repeat
+        self.limit_share = limit_share
         self.read = 0
         self.damaged = 0
         self.dropped = 0
@@ -157,6 +160,12 @@ class DamagedPackets:
         self.seconds = seconds
         self.owns: Optional[Callable[[Any], bool]] = None
         self._first_error: Optional[av.error.FFmpegError] = None
+        self._first_at = ""
+
+    def restart(self) -> None:
+        """Counts afresh, for the decode done again."""
+        self.read = self.damaged = self.dropped = self.frames = 0
+        self._first_error, self._first_at = None, ""
 
     def decode(self, packet) -> List["av.VideoFrame"]:
         self.read += bool(packet.size)
@@ -165,30 +174,41 @@ class DamagedPackets:
         except av.error.FFmpegError as exc:
             self.damaged += 1
             self.dropped += self.owns is None or self.owns(packet)
-            self._first_error = self._first_error or exc
+            if self._first_error is None:
+                self._first_error, self._first_at = exc, self._at(packet)
             if not self.repeat:
-                raise InputError(self._where(packet)) from exc
+                raise InputError(f"video could not be decoded: a frame{self._first_at} is damaged "
+                                 f"({ffmpeg_message(exc)}); {REPEAT_HINT}") from exc
             return []
         self.frames += len(frames)
         return frames
 
     def check(self) -> None:
         """Fails the decode where damaged packets left it no frame, or were most of its packets."""
-        if not self.damaged or (self.frames and self.damaged <= MAX_DAMAGED_SHARE * self.read):
+        if not self.damaged:
             return
         words = ffmpeg_message(self._first_error)
         if self.read <= 1:
             raise InputError(f"video could not be decoded ({words})") from self._first_error
-        raise InputError(f"video could not be decoded: {self.damaged} of its {self.read} packets are damaged "
-                         f"({words})") from self._first_error
+        if not self.frames:
+            raise InputError(f"video could not be decoded: a frame{self._first_at} is damaged ({words}), and no "
+                             f"frame of the {self.read} packets around it could be read to show in its place "
+                             f"({self.damaged} of them damaged)") from self._first_error
+        if self.limit_share:
+            refuse_mostly_damaged(self.damaged, self.read, words)
 
-    def _where(self, packet) -> str:
+    def _at(self, packet) -> str:
         """The decoder reports a damaged packet a few packets late where it decodes frames in
         threads: where it is can only be told about."""
         seconds = self.seconds(packet) if self.seconds is not None and packet.pts is not None else None
-        at = f" at about {seconds:.2f} s" if seconds is not None else ""
-        return (f"video could not be decoded: a frame{at} is damaged ({ffmpeg_message(self._first_error)}); "
-                f"{REPEAT_HINT}")
+        return f" at about {seconds:.2f} s" if seconds is not None else ""
+
+
+def refuse_mostly_damaged(damaged: int, packets: int, words: str = "Invalid data found when processing input") -> None:
+    """Fails a video more than MAX_DAMAGED_SHARE of whose packets are damaged: FFmpeg's
+    command line gives up on it too."""
+    if damaged > MAX_DAMAGED_SHARE * packets:
+        raise InputError(f"video could not be decoded: {damaged} of its {packets} packets are damaged ({words})")
 
 
 SEGMENT_FORMAT = "nut"  # segment files: FFmpeg's container that holds nearly every codec and any time base
@@ -414,16 +434,18 @@ def planar_layout(info: VideoInfo) -> Optional[Yuv420]:
 def decode_batches(container, stream, info: VideoInfo, batch_size: int,
                    stamp: Callable[[Any], Optional[int]], stop: Optional[threading.Event] = None,
                    what: str = "the video stream", planes: Optional[Yuv420] = None,
-                   times_in_order: bool = False, damaged: Optional[DamagedPackets] = None) -> Iterator[FrameBatch]:
+                   times_in_order: bool = False, damaged: Optional[DamagedPackets] = None,
+                   thread_type: str = "AUTO") -> Iterator[FrameBatch]:
     """Batches of RGB frames of ``stream`` (or, given the :func:`planar_layout`, of its 4:2:0
     planes as :class:`Yuv420Frames`); ``stamp(frame)`` gives each frame's timestamp, or ``None``
     for a frame to drop; ``times_in_order``: see :func:`_times_in_order`; ``damaged``: what becomes
-    of packets the decoder cannot read (default: the first fails the decode)."""
+    of packets the decoder cannot read (default: the first fails the decode); ``thread_type``:
+    the decoder's (FFmpeg's frame threads where it has them, or "SLICE")."""
     form = _BatchForm(info, planes)
     frames: List[np.ndarray] = []
     stamps: List[int] = []
     index = 0
-    stream.thread_type = "AUTO"
+    stream.thread_type = thread_type
     try:
         damaged = damaged if damaged is not None else DamagedPackets()
         damaged.seconds = damaged.seconds or (lambda packet: info.seconds(packet.pts))

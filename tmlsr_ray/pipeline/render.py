@@ -72,7 +72,7 @@ def render_segment(job: SegmentJob, data: bytes, upscale: Upscale,
     """Yields the number of frames encoded after each batch, then ``(piece bytes, piece)``."""
     writer = PieceWriter(job.segment.index, job.info, job.target, job.options, job.output_color)
     try:
-        damaged = DamagedPackets(repeat=job.repeat_damaged)
+        damaged = DamagedPackets(repeat=job.repeat_damaged, limit_share=False)  # the task's share: see the runner
         missing = MissingFrames(job.segment.pts if job.repeat_damaged else ())
         batches = decode_segment(data, job.info, job.segment, job.batch_frames, stop, job.input_planes, damaged)
         if job.tone_map:

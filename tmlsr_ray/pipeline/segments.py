@@ -654,6 +654,21 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
     if segment.whole:
         yield from _decode_whole(data, info, batch_size, stop, planes, damaged)
         return
+    damaged = damaged if damaged is not None else DamagedPackets()
+    try:
+        yield from _decode_owned(data, info, segment, batch_size, stop, planes, damaged, "AUTO")
+    except InputError:
+        if not (damaged.repeat and damaged.damaged and not damaged.frames):
+            raise
+        # A frame-threaded decoder drops the frames its other threads hold when one reports damage:
+        # where that left the segment no frame to show in the damaged ones' place, one thread decodes
+        # it again (a last GOP of two frames, the second damaged, lost both)
+        damaged.restart()
+        yield from _decode_owned(data, info, segment, batch_size, stop, planes, damaged, "SLICE")
+
+
+def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: int, stop: Optional[threading.Event],
+                  planes: Optional[Yuv420], damaged: DamagedPackets, thread_type: str) -> Iterator[FrameBatch]:
     owned = np.asarray(segment.pts, dtype=np.int64)
     seen = set()
     if segment.rekeyed:  # its file holds the frames as shown: deinterlaced already
@@ -663,7 +678,6 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
         to_source = _timestamp_map(stream.time_base, info.time_base, segment.shift)
         tolerance = _match_tolerance(np.union1d(owned, _file_stamps(data, to_source)), info)
         retag = source_tags(stream)
-        damaged = damaged if damaged is not None else DamagedPackets()
         damaged.seconds = lambda packet: info.seconds(to_source(packet.pts))
         # reported with a frame it owns, or at the flush (one of the file's last packets): a damaged
         # packet of pre-roll is the segment's before it, which counts it
@@ -679,8 +693,8 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
             seen.add(pts)
             return pts
 
-        yield from decode_batches(container, stream, info, batch_size, stamp, stop,
-                                  what=f"segment {segment.index} of the video", planes=planes, damaged=damaged)
+        yield from decode_batches(container, stream, info, batch_size, stamp, stop, planes=planes, damaged=damaged,
+                                  what=f"segment {segment.index} of the video", thread_type=thread_type)
 
 
 def _decode_whole(data: bytes, info: VideoInfo, batch_size: int, stop, planes, damaged) -> Iterator[FrameBatch]:

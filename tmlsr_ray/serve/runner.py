@@ -28,7 +28,7 @@ from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline import media
 from tmlsr_ray.pipeline.colour import is_hdr
-from tmlsr_ray.pipeline.decode import VideoInfo, probe_video
+from tmlsr_ray.pipeline.decode import VideoInfo, probe_video, refuse_mostly_damaged
 from tmlsr_ray.pipeline.encode import TASK_CODECS, ContainerFormat, EncodeOptions, assemble, even_size, output_container
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.errors import DiskFull, TaskError
@@ -266,6 +266,8 @@ class TaskRunner:
         finally:
             stop.set()
             self._metrics.video_ended(params["model"])
+        damaged = sum(piece.damaged_packets for piece in done.values())
+        refuse_mostly_damaged(damaged, segments.frames)  # over the video: a burst may wipe most of one segment
         into = work.into
         result = workdir / f"output.{into.name}"
         # a cancel waits for the join (seconds an hour of video): it writes into the task's folder
@@ -276,7 +278,7 @@ class TaskRunner:
                         segments={"total": len(segments.segments), "reused": progress.reused,
                                   "rekeyed": sum(s.rekeyed for s in segments.segments)},
                         transfer_bytes=fanout.transfer_bytes,
-                        damaged_packets_dropped=sum(piece.damaged_packets for piece in done.values()),
+                        damaged_packets_dropped=damaged,
                         frames_repeated=sum(piece.repeated_frames for piece in done.values()))
         return result, into.content_type, metadata
 
