@@ -732,10 +732,12 @@ def with_keyframe_flags(source: Path, path: Path, flag) -> Path:
     return path
 
 
-def with_packets_damaged(source: Path, path: Path, damaged: Sequence[int]) -> Path:
+def with_packets_damaged(source: Path, path: Path, damaged: Sequence[int], keep: int = 0) -> Path:
     """The source remuxed with the data of its video packets at ``damaged`` (places in decode
     order) overwritten with 0xFF, times and flags kept: an MP4's H.264 decoder refuses each as
-    invalid data (a NAL unit longer than its packet), as it refuses a frame hit by a bit error."""
+    invalid data (a NAL unit longer than its packet), as it refuses a frame hit by a bit error.
+    ``keep``: the first bytes left as they were (5: an MP4's NAL length and header, so a keyframe
+    is still read as one, its slice refused)."""
     with av.open(str(source)) as inp, av.open(str(path), "w", format=inp.format.name.split(",")[0]) as out:
         copies = {s.index: out.add_stream_from_template(s, opaque=True) for s in inp.streams}
         video = 0
@@ -745,7 +747,7 @@ def with_packets_damaged(source: Path, path: Path, damaged: Sequence[int]) -> Pa
             copy = packet
             if packet.stream.type == "video":
                 if video in damaged:
-                    copy = av.Packet(b"\xff" * packet.size)
+                    copy = av.Packet(bytes(packet)[:keep] + b"\xff" * (packet.size - keep))
                     copy.pts, copy.dts, copy.duration = packet.pts, packet.dts, packet.duration
                     copy.time_base, copy.is_keyframe = packet.time_base, packet.is_keyframe
                 video += 1

@@ -147,6 +147,15 @@ def test_frames_a_segment_planned_and_the_decoder_did_not_give_are_the_frame_bef
     assert MissingFrames([]).fill(untouched, [3, 4])[0] is untouched
 
 
+def test_a_frame_the_decoder_gives_after_later_ones_keeps_the_repeat_in_its_place():
+    """After a damaged keyframe H.264's reorder buffer gave a frame after a later one (0.92 s after
+    1.38 s), and the segment failed: 'the video's frame times go back or repeat'."""
+    missing = MissingFrames([0, 10, 20, 30])
+    frames, pts = missing.fill(np.array([[1], [4], [3]]), [0, 30, 20])
+    assert (frames.ravel().tolist(), pts, missing.repeated) == ([1, 1, 1, 4], [0, 10, 20, 30], 2)
+    assert missing.fill(np.array([[2]]), [10])[1] == [] and missing.flush()[1] == []
+
+
 def test_damaged_frames_repeated_keep_every_segments_frame_count_and_times(tmp_path):
     """A bit error in one frame failed the whole task after the model had worked on every frame
     before it; asked to, each damaged frame's place shows the frame before (lossless here, so a
@@ -235,3 +244,17 @@ def test_a_damaged_last_frame_of_a_two_frame_segment_shows_the_frame_before(tmp_
     assert len(plan.segments[-1].pts) == 2
     assert [p.frames for p in pieces][-1] == 2 and pieces[-1].damaged_packets == 1
     assert sum(p.frames for p in pieces) == 48
+
+
+def test_a_damaged_keyframe_shows_the_frame_before_over_its_gop_or_fails_where_its_segment_has_none(tmp_path):
+    """The decoder drops a damaged keyframe's GOP and then gave its frames out of order, which
+    failed the task ('frame times go back'); a segment cut at that keyframe has no frame before
+    it to show, and says so."""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mp4", [23], keep=5)  # the keyframe at 0.96 s
+    _, pieces = rendered_with_damage_repeated(path, Cutting())
+    assert [(p.frames, p.damaged_packets) for p in pieces] == [(48, 1)] and pieces[0].repeated_frames >= 10
+    with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about \d\.\d\d s is damaged "
+                                         r"\(Invalid data found when processing input\), and no frame of the 11 packets"):
+        rendered_with_damage_repeated(path, Cutting(segment_s=0.5))

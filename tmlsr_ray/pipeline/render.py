@@ -109,6 +109,7 @@ class MissingFrames:
         self._planned = planned
         self._next = 0  # the first planned frame not written yet
         self._last: Optional[np.ndarray] = None  # the last frame written, (1, ...)
+        self._written: Optional[int] = None  # its time
         self.repeated = 0
 
     def fill(self, frames: np.ndarray, pts: List[int]) -> Tuple[np.ndarray, List[int]]:
@@ -116,21 +117,28 @@ class MissingFrames:
             return frames, pts
         picks, stamps = [], []
         # places in the pool: 0 the last frame written before (at the start: the first one given)
+        shown = 0
         for place, stamp in enumerate(pts, start=1):
+            if self._written is not None and stamp <= self._written:
+                # given late (a decoder's reorder buffer, upset by a damaged keyframe, gave a frame
+                # after later ones): its place shows the frame before already
+                continue
             while self._next < len(self._planned) and self._planned[self._next] < stamp:
-                picks.append(place - 1)
+                picks.append(shown)
                 stamps.append(self._planned[self._next])
                 self._next += 1
+                self.repeated += 1
             picks.append(place)
             stamps.append(stamp)
+            shown, self._written = place, stamp
             if self._next < len(self._planned) and self._planned[self._next] == stamp:
                 self._next += 1
-        self.repeated += len(stamps) - len(pts)
         previous = self._last
-        self._last = frames[-1:].copy()
-        if len(stamps) == len(pts):
+        if picks == list(range(1, len(pts) + 1)):
+            self._last = frames[-1:].copy()
             return frames, pts
         pool = np.concatenate([previous if previous is not None else frames[:1], frames])
+        self._last = pool[shown:shown + 1].copy()
         return pool[picks], stamps
 
     def flush(self) -> Tuple[np.ndarray, List[int]]:
