@@ -1590,6 +1590,34 @@ def test_a_lone_audio_packet_between_two_dropouts_keeps_its_time():
     assert [p.pts for p in out + line.flush()] == times
 
 
+class _CountedPacket:
+    """An audio packet that counts how often its duration is read, in ``reads`` (shared): the work
+    an :class:`_AudioLine` does on it."""
+
+    def __init__(self, pts: int, stream, reads: list):
+        self.pts, self.dts, self.stream, self._reads = pts, pts, stream, reads
+
+    @property
+    def duration(self) -> int:
+        self._reads[0] += 1
+        return 1
+
+
+@pytest.mark.parametrize("step", [0, 20], ids=["all-at-one-time", "each-a-step-of-its-own"])
+def test_one_sample_audio_packets_by_the_thousand_each_keep_their_time_for_a_few_reads_each(step):
+    """A sample table of zero durations times 16,000 one-sample PCM packets alike (step 0): the
+    line summed the waiting ones for each new one, 21 s for 1 s of sound; packets each a step
+    from the last (20 ticks, over the slack) were judged again, each against all those waiting, for
+    each new one. Here 1 s of sound (400 packets of one tick) waits at a time."""
+    stream = SimpleNamespace(time_base=Fraction(1, 400), type="audio", index=1)
+    reads = [0]
+    packets = [_CountedPacket(n * step, stream, reads) for n in range(1200)]
+    line = _AudioLine(stream)
+    out = [p for packet in packets for p in line.take(packet)] + line.flush()
+    assert out == packets and [p.pts for p in out] == [n * step for n in range(1200)]
+    assert reads[0] < 10 * len(packets), f"{reads[0]:,} reads of a duration for {len(packets):,} packets"
+
+
 @pytest.mark.parametrize("codec", ["aac", "pcm_s16le"])
 @pytest.mark.parametrize("into", [MP4, MATROSKA])
 def test_an_audio_track_without_packets_is_listed_as_dropped_not_as_kept(tmp_path, smooth_model, codec, into):
