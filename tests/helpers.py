@@ -523,6 +523,19 @@ def with_audio_time_wrong(ts: Path, packet: int, seconds: float) -> Path:
     return _with_pes_pts_changed(ts, 0x101, packet, lambda pts: pts + round(seconds * 90000))
 
 
+def with_audio_times_early(ts: Path, seconds: float) -> Path:
+    """A transport stream every audio PES of which (make_clip's, on PID 0x101) says a time
+    ``seconds`` before its own, the first audio ahead of the video in the file (as a recording
+    has it): FFmpeg's demuxer unwraps the clock from the first time it reads, so the sound lies
+    that far before the picture, not a 33-bit wrap after it."""
+    data = ts.read_bytes()
+    pes = sum(1 for i in range(0, len(data), 188) if ((data[i + 1] & 0x1F) << 8 | data[i + 2]) == 0x101
+              and data[i + 1] & 0x40)
+    for packet in range(pes):
+        _with_pes_pts_changed(ts, 0x101, packet, lambda pts: pts - round(seconds * 90000))
+    return with_audio_ahead(ts)
+
+
 def with_pts_bit_flipped(ts: Path, pid: int, packet: int, bit: int) -> Path:
     """A transport stream the PTS of whose ``packet``-th PES on ``pid`` (0x100: make_clip's video,
     0x101: its audio) has bit ``bit`` flipped, its decode time and every other PES right: a bit

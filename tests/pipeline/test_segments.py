@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
+from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
                            cut_and_decode, cut_mid_gop, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
@@ -801,6 +801,36 @@ def test_audio_whose_damaged_times_start_hours_after_the_video_is_dropped_saying
     with av.open(str(tmp_path / "out.mp4")) as out:
         assert float(out.duration / av.time_base) == pytest.approx(2.0, abs=0.1) and not out.streams.audio
     assert [a["reason"] for a in report.audio_dropped] == [AUDIO_DROPPED["apart"]] and report.frames == 48
+
+
+@pytest.mark.parametrize("early_s", [3 * 3600, 13], ids=["3-hours", "13-s"])
+def test_audio_whose_damaged_times_end_long_before_the_video_starts_is_dropped_saying_so(tmp_path, smooth_model,
+                                                                                        early_s):
+    """A broadcast capture (its clock at 20,000 s) whose audio PES all say a time 3 hours early:
+    the output began with the sound, and its picture came 3 hours later. Sound that ends over 10 s
+    before the first frame has nothing placing it beside the picture, as sound starting over 10 s
+    after the last frame has none."""
+    clip = make_clip(tmp_path / "capture.ts", frames=48, rate=24, container="mpegts", options={"g": "12"},
+                     start_s=20000)
+    path = continuous_source(with_audio_times_early(clip, early_s), tmp_path / "mended.ts")
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        assert float(out.duration / av.time_base) == pytest.approx(2.0, abs=0.1) and not out.streams.audio
+    assert [a["reason"] for a in report.audio_dropped] == [AUDIO_DROPPED["apart"]] and report.frames == 48
+
+
+@pytest.mark.parametrize("early_s", [9, 120], ids=["9-s-before", "120-s-before-and-on-past-it"])
+def test_audio_that_starts_before_the_video_and_reaches_it_is_kept_where_it_plays(tmp_path, smooth_model, early_s):
+    """A camera that started recording after the microphone: the sound that starts before the
+    first frame stays, the output starting with it (9 s before, its end 7 s before the picture's
+    first frame, within the 10 s; 120 s of sound that runs on past the first frame)."""
+    clip = make_clip(tmp_path / "capture.ts", frames=48, rate=24, container="mpegts", options={"g": "12"},
+                     start_s=20000, audio_s=early_s + 2 if early_s > 10 else None)
+    path = continuous_source(with_audio_times_early(clip, early_s), tmp_path / "mended.ts")
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    assert [a["index"] for a in report.audio_copied] == [1] and not report.audio_dropped
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        assert float(out.duration / av.time_base) == pytest.approx(early_s + 2, abs=0.2)
 
 
 def test_what_the_source_says_about_the_video_goes_along(tmp_path, smooth_model):

@@ -460,7 +460,7 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
         container.metadata.update(_described(source.metadata))
         start = Fraction(pieces[0][1].first_pts) * info.time_base
         side = _SideStreams(source, info, report, into,
-                            _audio_unplaced(source_path, info.audio, _video_end(pieces, info)))
+                            _audio_unplaced(source_path, info.audio, (start, _video_end(pieces, info))))
         out = _ShiftedOutput(container, -min([start, *side.starts()]))
         chapters = shifted_chapters(source.chapters(), out.offset)
         container.set_chapters(chapters)
@@ -1088,28 +1088,46 @@ def _in_line(packets: Iterable, streams: Sequence) -> Iterator:
         yield from line.flush()
 
 
-def _audio_unplaced(source_path: Path, audio: Sequence, video_end: Fraction) -> Dict[int, str]:
-    """The audio streams whose packets cannot go beside the video, by index, with why (a key of
-    AUDIO_DROPPED). "empty": one that holds no packet, a track a recorder declared and never wrote
-    to (a microphone that was off): MP4 leaves such a track out and Matroska writes it empty, while
-    the report listed it as kept. "apart": one whose first packet starts over 10 s after the
-    video's last frame ends, its times damaged (every tfdt of a fragmented MP4, an AVI index's
-    first chunk size): kept, the output lasted until it, 81,091 s of a frozen frame. Read until
-    every stream has shown a packet: at once in a usual file, to the end where one never does."""
-    waiting = {side.index for side in audio}
+def _audio_unplaced(source_path: Path, audio: Sequence, video: Tuple[Fraction, Fraction]) -> Dict[int, str]:
+    """The audio streams whose packets cannot go beside the ``video`` (where its first frame starts
+    and its last ends, in seconds), by index, with why (a key of AUDIO_DROPPED). "empty": one that
+    holds no packet, a track a recorder declared and never wrote to (a microphone that was off):
+    MP4 leaves such a track out and Matroska writes it empty, while the report listed it as kept.
+    "apart": one whose times are damaged so that it lies over 10 s from the picture, its first
+    packet after the last frame (every tfdt of a fragmented MP4, an AVI index's first chunk size:
+    the output lasted until it, 81,091 s of a frozen frame), or every packet ending before the
+    first frame (a capture's audio PES all 3 hours early: the picture came 3 hours into the
+    output). Read until every stream has shown a packet, and one that starts early one that ends
+    near the picture: at once in a usual file, to the end where a stream never does."""
+    waiting = {side.index for side in audio}  # no packet seen yet
+    early: Set[int] = set()  # every packet so far ends over 10 s before the first frame
     unplaced: Dict[int, str] = {}
     if waiting:
         with open_container(source_path) as source:
             for packet in demux(source, [source.streams[index] for index in waiting]):
-                if not packet.size or packet.stream.index not in waiting:
+                index = packet.stream.index
+                if not packet.size or index not in waiting | early:
                     continue
-                waiting.discard(packet.stream.index)
-                stamp = packet.pts if packet.pts is not None else packet.dts
-                if stamp is not None and packet.time_base and stamp * packet.time_base > video_end + JUMP_FORWARD_S:
-                    unplaced[packet.stream.index] = "apart"
-                if not waiting:
+                start, end = _packet_span(packet)
+                if index in waiting:
+                    waiting.discard(index)
+                    if start is not None and start > video[1] + JUMP_FORWARD_S:
+                        unplaced[index] = "apart"
+                    elif end is not None and end < video[0] - JUMP_FORWARD_S:
+                        early.add(index)
+                elif end is None or end >= video[0] - JUMP_FORWARD_S:
+                    early.discard(index)
+                if not waiting and not early:
                     break
-    return {**unplaced, **{index: "empty" for index in waiting}}
+    return {**unplaced, **{index: "apart" for index in early}, **{index: "empty" for index in waiting}}
+
+
+def _packet_span(packet) -> Tuple[Optional[Fraction], Optional[Fraction]]:
+    """Where a packet starts and ends, in seconds (None: it states no time)."""
+    stamp = packet.pts if packet.pts is not None else packet.dts
+    if stamp is None or not packet.time_base:
+        return None, None
+    return stamp * Fraction(packet.time_base), (stamp + (packet.duration or 0)) * Fraction(packet.time_base)
 
 
 def _video_end(pieces: Sequence[Tuple[Path, Piece]], info: VideoInfo) -> Fraction:
@@ -1122,8 +1140,8 @@ def _video_end(pieces: Sequence[Tuple[Path, Piece]], info: VideoInfo) -> Fractio
 
 
 AUDIO_DROPPED = {"empty": "the source's track holds no audio packets",
-                 "apart": "its times start over 10 s after the video's last frame (damaged timestamps: nothing "
-                          "places it beside the picture)",
+                 "apart": "its times start over 10 s after the video's last frame, or end over 10 s before its "
+                          "first (damaged timestamps: nothing places it beside the picture)",
                  "unknown": "FFmpeg does not know the track's codec",
                  "unread": "FFmpeg's probe read none of the track's parameters (it starts mid-file, as a "
                            "transport stream's programme on new PIDs does)"}
