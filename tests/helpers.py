@@ -523,6 +523,30 @@ def with_audio_time_wrong(ts: Path, packet: int, seconds: float) -> Path:
     return _with_pes_pts_changed(ts, 0x101, packet, lambda pts: pts + round(seconds * 90000))
 
 
+def long_capture(path: Path, seconds: int, piece_s: int = 10) -> Path:
+    """A transport stream ``seconds`` long made cheaply: one ``piece_s`` clip of 16x16 H.264 at
+    25 fps and 48 kHz AAC, its packets muxed again and again, each copy ``piece_s`` on (the sound
+    that runs past a copy's end left out, so each stream's times only go on): a broadcast
+    capture's count of packets (a 2-hour one: 515,520)."""
+    clip = make_clip(path.with_name(f"{path.stem}-piece.ts"), frames=25 * piece_s, size=(16, 16), rate=25,
+                     container="mpegts", options={"g": "50"}, audio_rate=48000)
+    with av.open(str(clip)) as source, av.open(str(path), "w", format="mpegts") as out:
+        packets = [packet for packet in source.demux() if packet.size]
+        first = min(packet.dts * packet.time_base for packet in packets)
+        packets = [packet for packet in packets if packet.stream.type == "video"
+                   or (packet.pts + packet.duration) * packet.time_base <= first + piece_s]
+        copies = {stream.index: out.add_stream_from_template(stream) for stream in source.streams}
+        for piece in range(seconds // piece_s):
+            for packet in packets:
+                shift = round(piece * piece_s / packet.time_base)
+                copy = av.Packet(bytes(packet))
+                copy.pts, copy.dts, copy.duration = packet.pts + shift, packet.dts + shift, packet.duration
+                copy.time_base, copy.is_keyframe = packet.time_base, packet.is_keyframe
+                copy.stream = copies[packet.stream.index]
+                out.mux(copy)
+    return path
+
+
 def with_audio_times_early(ts: Path, seconds: float) -> Path:
     """A transport stream every audio PES of which (make_clip's, on PID 0x101) says a time
     ``seconds`` before its own, the first audio ahead of the video in the file (as a recording
