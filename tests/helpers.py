@@ -616,12 +616,13 @@ def with_first_index_size_huge(avi: Path) -> Path:
     return avi
 
 
-def with_sample_durations_zero(mov: Path) -> Path:
-    """An MP4 or MOV whose sample tables (every stts) give each sample a duration of 0."""
+def with_sample_durations_zero(mov: Path, entries: int | None = None) -> Path:
+    """An MP4 or MOV whose sample tables (every stts) give each sample a duration of 0 (those of
+    their first ``entries`` runs of equal durations, where given)."""
     data = bytearray(mov.read_bytes())
     at = data.find(b"stts")
     while at >= 0:
-        for entry in range(int.from_bytes(data[at + 8:at + 12], "big")):
+        for entry in range(min(int.from_bytes(data[at + 8:at + 12], "big"), entries or 1 << 32)):
             data[at + 16 + 8 * entry:at + 20 + 8 * entry] = bytes(4)
         at = data.find(b"stts", at + 4)
     mov.write_bytes(bytes(data))

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
+from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
                            cut_and_decode, cut_mid_gop, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
@@ -27,7 +27,8 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broad
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
                            without_frame_durations, with_every_frame_keyed, packed_b_frames_avi, with_container_colour,
                            programme_on_new_pids, media_recorder_webm, microsoft_video_1_8bit_avi, with_last_audio_tag_recoded,
-                           with_adts_header_broken, audio_layout_switch_ts, cut_inside_packet, mpeg2_back_to_back)
+                           with_adts_header_broken, audio_layout_switch_ts, cut_inside_packet, mpeg2_back_to_back,
+                           with_box_field)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import probe_video
@@ -831,6 +832,45 @@ def test_audio_that_starts_before_the_video_and_reaches_it_is_kept_where_it_play
     assert [a["index"] for a in report.audio_copied] == [1] and not report.audio_dropped
     with av.open(str(tmp_path / "out.mp4")) as out:
         assert float(out.duration / av.time_base) == pytest.approx(early_s + 2, abs=0.2)
+
+
+@pytest.mark.parametrize("name, kind", [("h264.mp4", {"options": {"g": "12", "bf": "2"}}),
+                                        ("h264-no-b.mp4", {"options": {"g": "12", "bf": "0"}}),
+                                        ("hevc.mp4", {"codec": "libx265",
+                                                      "options": {"x265-params": "log-level=error"}}),
+                                        ("h264.mov", {"options": {"g": "12", "bf": "2"}}),
+                                        ("first-zero.mp4", {"options": {"g": "12", "bf": "2"}, "entries": 1,
+                                                            "pts": [0, *range(2, 49)], "time_base": Fraction(1, 24)})],
+                         ids=lambda value: value if isinstance(value, str) else "")
+def test_frames_a_sample_table_times_alike_all_come_out_in_order_a_frame_step_apart(tmp_path, smooth_model, name,
+                                                                                    kind):
+    """Every stts delta 0: the frames share a decode time and their presentation times collide,
+    and the edit list, applied to them, hid 19 of a B-frame H.264 clip's 48 frames (28 of HEVC's);
+    without B-frames all 48 came out at 71/6 frames/s, the rate FFmpeg guessed, not 24. The
+    decoder shows them in their order, and the track states its length (2 s); where only the first
+    frame's duration is 0 (it showed 2 frame steps), the others' step: the length the track states
+    is short of that frame's, and 48 frames over it would come 2% fast."""
+    entries = kind.pop("entries", None)
+    clean = make_clip(tmp_path / f"clean-{name}", frames=48, rate=24, **kind)
+    damaged = with_sample_durations_zero(make_clip(tmp_path / name, frames=48, rate=24, **kind), entries)
+    _, plan, report = render_and_join(damaged, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    render_and_join(clean, tmp_path / "clean.mp4", smooth_model, ONE_SECOND, tmp_path / "clean-pieces")
+    frames, _, _ = output_frames(tmp_path / "out.mp4")
+    expected, _, _ = output_frames(tmp_path / "clean.mp4")
+    assert report.frames == 48 and len(frames) == 48
+    assert [t for t, _ in frames] == pytest.approx([n / 24 for n in range(48)], abs=0.002)
+    with av.open(str(tmp_path / "out.mp4")) as out:
+        assert float(out.streams.video[0].duration * out.streams.video[0].time_base) == pytest.approx(2.0, abs=0.01)
+    assert np.allclose([f.mean() for _, f in frames], [f.mean() for _, f in expected], atol=1.0)
+
+
+def test_frames_a_sample_table_times_alike_in_a_track_stating_no_length_are_refused_saying_so(tmp_path):
+    """Every stts delta 0 and the media header's duration 0: nothing tells the frames' step."""
+    clip = with_sample_durations_zero(make_clip(tmp_path / "clip.mp4", frames=48, rate=24, audio=False,
+                                                options={"g": "12", "bf": "2"}))
+    path = with_box_field(clip, tmp_path / "no-length.mp4", b"mdhd", 20, 0)
+    with pytest.raises(InputError, match="states no length to place them by: its frame times are damaged"):
+        plan_segments(path, probe_video(path), ONE_SECOND)
 
 
 def test_what_the_source_says_about_the_video_goes_along(tmp_path, smooth_model):

@@ -79,6 +79,9 @@ class VideoInfo:
     sample_aspect: Optional[Fraction] = None  # non-square pixels, as displayed (after rotation); None: square
     interlaced: bool = False  # its frames hold two fields: deinterlaced as they decode
     start_pts: int = 0  # the first frame's time, where the segment plan found it: a player's 0 s
+    # Its sample table times frames alike (see segments.frame_times_lost): read without its edit
+    # list, each frame stamped a step after the last in the decoder's order
+    frame_times_lost: bool = False
 
     @property
     def fps(self) -> Optional[float]:
@@ -102,6 +105,11 @@ class FrameBatch:
     index: int
     frames: Union[np.ndarray, Yuv420Frames]
     pts: List[int]
+
+
+# What an MP4 or MOV whose frame times are lost is opened with: its edit list, applied to those
+# times, flagged frames anywhere in the stream as before its start, and they were dropped
+EDIT_LIST_IGNORED = {"ignore_editlist": "1"}
 
 
 def open_container(path: Path, options: Optional[Dict[str, str]] = None) -> "av.container.InputContainer":
@@ -418,7 +426,7 @@ def iter_batches(path: Path, info: VideoInfo, batch_size: int, stop: Optional[th
                  planes: Optional[Yuv420] = None, damaged: Optional[DamagedPackets] = None) -> Iterator[FrameBatch]:
     """Decodes the chosen stream, yielding batches; memory holds one batch at a time."""
     clock = _FrameClock(info)
-    with open_container(path) as container:
+    with open_container(path, EDIT_LIST_IGNORED if info.frame_times_lost else None) as container:
         stream = container.streams[info.stream_index]
         yield from decode_batches(container, stream, info, batch_size, clock.stamp, stop, planes=planes,
                                   times_in_order=True, damaged=damaged)
@@ -724,16 +732,18 @@ class _FrameClock:
     whose jumps no copy closes, see :mod:`~tmlsr_ray.pipeline.timeline`) every frame runs on from
     there keeping its own step, as the audio runs on. Stepped one at a time, each frame came a
     fixed step after the last for as long as its own time lagged: a joined MediaRecorder WebM's
-    VFR second part lost its own timing and ended half a second before its sound."""
+    VFR second part lost its own timing and ended half a second before its sound. Where the
+    frames' times are lost (:attr:`VideoInfo.frame_times_lost`), each is a step after the last."""
 
     def __init__(self, info: VideoInfo):
         self._step = max(1, round(info.frame_ticks)) if info.frame_ticks else 1
         self._jump = JUMP_BACK_S / Fraction(info.time_base)
         self._last: Optional[int] = None
         self._offset = 0
+        self._own_times = not info.frame_times_lost
 
     def stamp(self, frame) -> int:
-        pts = frame.pts if frame.pts is not None else frame.dts
+        pts = (frame.pts if frame.pts is not None else frame.dts) if self._own_times else None
         if pts is not None and self._last is not None and pts + self._offset < self._last - self._jump:
             self._offset = self._last + self._step - pts
         pts = None if pts is None else pts + self._offset

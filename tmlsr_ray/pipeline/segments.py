@@ -25,6 +25,7 @@ import bisect
 import hashlib
 import io
 import itertools
+import statistics
 import tempfile
 import threading
 from dataclasses import dataclass, replace
@@ -37,9 +38,9 @@ import numpy as np
 
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
-    RESIZABLE_CODECS, SEGMENT_FORMATS, DamagedPackets, FrameBatch, VideoInfo, codec_name, copy_video_stream,
-    decode_batches, decoded_frames, demux, ffmpeg_message, iter_batches, largest_picture, open_container,
-    open_segment_file, raw_video_tag, read_segment_file, stamped_by_parser,
+    EDIT_LIST_IGNORED, RESIZABLE_CODECS, SEGMENT_FORMATS, DamagedPackets, FrameBatch, VideoInfo, codec_name,
+    copy_video_stream, decode_batches, decoded_frames, demux, ffmpeg_message, iter_batches, largest_picture,
+    open_container, open_segment_file, raw_video_tag, read_segment_file, stamped_by_parser,
 )
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
 from tmlsr_ray.errors import InputError
@@ -99,6 +100,7 @@ class SegmentPlan:
     # The largest picture a sample of its keyframes decodes to, where larger than the stream's header
     # says (a browser's WebRTC recording starts small and grows as the bandwidth allows); else None
     picture_size: Optional[Tuple[int, int]] = None
+    frame_times_lost: bool = False  # see frame_times_lost: one segment, each frame a step after the last
 
     @property
     def whole(self) -> bool:
@@ -162,11 +164,21 @@ class KeyframeSample:
         self._seen += 1
 
 
-def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
-    with open_container(path) as container:
+def plan_segments(path: Path, info: VideoInfo, cutting: Cutting, lost_times_span: Optional[Fraction] = None
+                  ) -> SegmentPlan:
+    """``lost_times_span``: the length in seconds the track states (its edit list's), where its
+    frame times are lost (:func:`frame_times_lost`), as a first reading of its index found; the
+    index is read again without the edit list."""
+    times_lost = lost_times_span is not None
+    with open_container(path, EDIT_LIST_IGNORED if times_lost else None) as container:
         stream = container.streams[info.stream_index]
         keyframes = KeyframeSample() if codec_name(stream) in RESIZABLE_CODECS else None
         scanned = _scan(stream, keyframes)
+        if not times_lost and frame_times_lost(info, scanned):
+            return plan_segments(path, info, cutting, _stated_span(stream))
+        if times_lost:
+            info = replace(info, average_rate=_lost_times_rate(scanned, lost_times_span, info.time_base),
+                           frame_times_lost=True)
         grown = largest_picture(stream, keyframes.packets) if keyframes else None
         entries = _from_first_keyframe(scanned)
         format = segment_file_format(stream)
@@ -176,8 +188,8 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         intra_only = stream.codec_context.codec.intra_only
     shown = sum(not e.discard for e in entries)
     first_pts = None
-    timed = (_presentation_times_known(entries, info) and not (by_parser and _reorder_found_late(entries))
-             and not _shown_before_earlier_frames(entries))
+    timed = (not times_lost and _presentation_times_known(entries, info)
+             and not (by_parser and _reorder_found_late(entries)) and not _shown_before_earlier_frames(entries))
     if timed:
         info = replace(info, average_rate=frames_rate(entries, info.time_base, stated_rates))
     if (timed and shown and format is not None and not _palette_lost(scanned, format)
@@ -186,17 +198,49 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting) -> SegmentPlan:
         first_pts = min(e.pts for e in scanned if not e.discard)
     else:  # a damaged index, or a codec no segment file holds: one segment, the input decoded as a whole
         segments = (Segment(0, 0, len(entries) - 1, ()),)
-    last_frame = _last_frame_ticks(entries, stated_end, info.container.startswith("matroska"))
+    last_frame = (round(info.frame_ticks) if times_lost
+                  else _last_frame_ticks(entries, stated_end, info.container.startswith("matroska")))
     span = _span_ticks(entries, last_frame) if first_pts is not None else None
     return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments), last_frame,
-                       first_pts, info.average_rate, span, grown)
+                       first_pts, info.average_rate, span, grown, times_lost)
+
+
+def frame_times_lost(info: VideoInfo, entries: Sequence[PacketEntry]) -> bool:
+    """Whether an MP4 or MOV's sample table gives frames a duration of 0 (a damaged stts): frames
+    that share a decode time, whose presentation times (from ctts) collide, and which its edit
+    list, applied to those times, flags as before its start wherever they fall. A whole decode
+    gave 29 of a B-frame H.264 clip's 48 frames, the rest dropped as hidden. The decoder still
+    shows them in their order, and the track states its length: each frame is a step of it."""
+    return info.container.startswith("mov") and any(
+        a.dts is not None and a.dts == b.dts for a, b in zip(entries, entries[1:]))
+
+
+def _stated_span(stream) -> Fraction:
+    """The length in seconds a track whose frame times are lost states, which its frames fill."""
+    if not stream.duration or not stream.time_base or stream.duration <= 0:
+        raise InputError("video's frames share their times and the file states no length to place them by: its "
+                         "frame times are damaged (a sample table of zero durations)")
+    return stream.duration * Fraction(stream.time_base)
+
+
+def _lost_times_rate(entries: Sequence[PacketEntry], span: Fraction, time_base: Fraction) -> Fraction:
+    """The rate of frames whose times are lost: where most of them step on in decode time (a sample
+    table with a few durations of 0, the track's length short of those frames), one over their
+    usual step; else as many frames as there are over the length the track states."""
+    steps = [b.dts - a.dts for a, b in zip(entries, entries[1:])
+             if a.dts is not None and b.dts is not None and b.dts > a.dts]
+    if 2 * len(steps) > len(entries):
+        return 1 / (statistics.median_low(steps) * Fraction(time_base))
+    return len(entries) / span
 
 
 def planned_info(info: VideoInfo, plan: SegmentPlan) -> VideoInfo:
-    """The source's facts as the plan found them: the frames' own rate, the first frame's time, and
-    the largest picture among its keyframes (each frame is scaled to it)."""
+    """The source's facts as the plan found them: the frames' own rate, the first frame's time,
+    whether their times are lost, and the largest picture among its keyframes (each frame is scaled
+    to it)."""
     start = plan.first_pts if plan.first_pts is not None else info.start_pts
-    return _at_picture(replace(info, average_rate=plan.average_rate, start_pts=start), plan.picture_size)
+    return _at_picture(replace(info, average_rate=plan.average_rate, start_pts=start,
+                               frame_times_lost=plan.frame_times_lost), plan.picture_size)
 
 
 def _at_picture(info: VideoInfo, picture_size: Optional[Tuple[int, int]]) -> VideoInfo:
