@@ -182,7 +182,7 @@ def test_damaged_frames_repeated_keep_every_segments_frame_count_and_times(tmp_p
 
 def rendered_with_damage_repeated(path, cutting):
     """Each piece of the damaged video cut and rendered with damaged_frames "repeat", by index."""
-    info = probe_video(path)
+    info = probe_video(path, repeat_damaged=True)  # as the runner probes such a task
     plan = plan_segments(path, info, cutting)
     info = planned_info(info, plan)
     pieces = {}

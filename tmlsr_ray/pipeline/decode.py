@@ -328,7 +328,7 @@ def probe_video(path: Path, repeat_damaged: bool = False) -> VideoInfo:
             raise InputError("the video stream has no picture size (corrupt header)")
         _check_matrix(ctx.colorspace)
         container_colour = _colour(ctx)  # the decoder may drop it (below)
-        first = _first_frame(container, stream, DamagedPackets(repeat=True) if repeat_damaged else None)
+        first = _first_frame(container, stream, DamagedPackets(repeat_damaged, _seconds_from_start(stream)))
         rotation = int(round((getattr(first, "rotation", 0) or 0) / 90.0)) * 90 % 360
         width, height = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
         duration = _duration_seconds(container, stream)
@@ -753,7 +753,12 @@ class _FrameClock:
         return pts
 
 
-def _first_frame(container, stream, damaged: Optional[DamagedPackets]):
+def _seconds_from_start(stream) -> Callable[[Any], float]:
+    """Where a packet of ``stream`` is, from the stream's start."""
+    return lambda packet: float((packet.pts - (stream.start_time or 0)) * stream.time_base)
+
+
+def _first_frame(container, stream, damaged: DamagedPackets):
     """The first decoded frame: PyAV exposes the display matrix and HDR metadata on frames only,
     so the probe decodes this one frame (never more)."""
     try:
