@@ -744,6 +744,18 @@ def flv_tags(data: bytes) -> Iterator[Tuple[int, int]]:
         offset += 11 + int.from_bytes(data[offset + 1:offset + 4], "big") + 4
 
 
+def with_flv_tag_time_moved(source: Path, path: Path, kind: int, index: int, milliseconds: int) -> Path:
+    """An FLV whose ``index``-th tag of ``kind`` (8 audio, 9 video) states a time ``milliseconds``
+    off, the others right: a bit error in one tag header."""
+    data = bytearray(source.read_bytes())
+    offset = [o for o, k in flv_tags(bytes(data)) if k == kind][index]
+    stamp = (int.from_bytes(data[offset + 4:offset + 7], "big") | data[offset + 7] << 24) + milliseconds
+    data[offset + 4:offset + 7] = (stamp % (1 << 24)).to_bytes(3, "big")
+    data[offset + 7] = (stamp >> 24) % 256
+    path.write_bytes(bytes(data))
+    return path
+
+
 def with_last_audio_tag_recoded(source: Path, path: Path, sound_format: int = 1) -> Path:
     """An FLV whose last audio tag names another codec (``sound_format``, 1: ADPCM): FFmpeg adds a
     stream for it while the file is read, long after the header, as for a damaged tag."""

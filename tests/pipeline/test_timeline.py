@@ -9,7 +9,7 @@ import av
 import pytest
 
 from tests.helpers import (broadcast_with_bit_errors, joined_recordings, long_capture, make_clip,
-                           recording_with_audio_gap, with_audio_ahead)
+                           recording_with_audio_gap, with_audio_ahead, with_flv_tag_time_moved)
 from tmlsr_ray.pipeline.decode import open_container
 from tmlsr_ray.pipeline.timeline import _packet_times, continuous_source
 
@@ -121,6 +121,22 @@ def test_a_packet_whose_time_a_bit_error_moved_hours_on_is_placed_by_its_neighbo
     assert repaired == tmp_path / "continuous.ts"
     for kind in ("video", "audio"):
         assert stamps(repaired, kind) == pytest.approx(stamps(clean, kind), abs=0.001)
+
+
+@pytest.mark.parametrize("codecs", [{"codec": "flv1"}, {"codec": "libx264", "audio_codec": "aac"}], ids=["flv1", "h264"])
+@pytest.mark.parametrize("kind,index,milliseconds", [(9, 10, 3_000_000), (9, 20, -1_000_000), (8, 5, 3_000_000)],
+                         ids=["a frame late", "a frame early", "a sound late"])
+def test_an_flv_tag_whose_time_a_bit_error_moved_is_placed_by_its_neighbours(tmp_path, codecs, kind, index,
+                                                                             milliseconds):
+    """An FLV video tag's time 3,000 s late froze a 2 s clip's frame for 100 minutes (the TS
+    copy's strays were mended, an FLV's not); FFmpeg takes no FLV clock to jump, nor does this."""
+    clean = make_clip(tmp_path / "clean.flv", frames=48, rate=24, container="flv", **codecs)
+    path = with_flv_tag_time_moved(clean, tmp_path / "stray.flv", kind, index, milliseconds)
+    repaired = continuous_source(path, tmp_path / "continuous.flv")
+    assert repaired == tmp_path / "continuous.flv"
+    for stream_kind in ("video", "audio"):  # halfway between its neighbours: within FLV's 1 ms tick
+        assert stamps(repaired, stream_kind) == pytest.approx(stamps(clean, stream_kind), abs=0.0015)
+    assert continuous_source(clean, tmp_path / "again.flv") == clean
 
 
 def test_the_scan_of_a_long_capture_keeps_each_packets_times_in_a_few_dozen_bytes(tmp_path):

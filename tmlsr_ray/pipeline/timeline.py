@@ -35,20 +35,26 @@ logger = logging.getLogger(__name__)
 # demuxer hands over video decode times that step back by a frame here and there, which a copy
 # must move: it cost the sync it meant to keep, and a PS is decoded as one segment anyway.
 CLOSED_FORMATS = ("mpegts",)
+# The formats whose clock FFmpeg does not take to jump, but whose packets' times a bit error may
+# still throw off alone: an FLV video tag's time 3,000 s late froze a 2 s clip's frame for 100 minutes
+STRAY_FORMATS = ("flv",)
+FLV_LATEST_S = Fraction(1 << 31, 1000)  # FLV's times are signed 32-bit milliseconds: no copy holds a later one
 JUMP_FORWARD_S = Fraction(10)  # FFmpeg's dts_delta_threshold
 CONTINUOUS_KINDS = ("video", "audio")  # the streams a jump of the clock shows in: subtitles come and go
 
 
 def continuous_source(path: Path, repaired: Path) -> Path:
     """``path`` itself where its clock runs on, else a copy at ``repaired`` with the jumps closed
-    (``path`` again, with a warning, where the copy cannot be written)."""
+    and the strays placed (an FLV's strays only), or ``path`` again, with a warning, where the copy
+    cannot be written."""
     with open_container(path) as source:
-        if source.format.name not in CLOSED_FORMATS:
+        closed = source.format.name in CLOSED_FORMATS
+        if not closed and source.format.name not in STRAY_FORMATS:
             return path
         times = _packet_times(source)
     strays = _strays(times)
-    jumps = _jumps(times, strays)
-    if not jumps and not strays:
+    jumps = _jumps(times, strays) if closed else []
+    if not jumps and not strays or not closed and _beyond_flv(times, strays):
         return path
     try:
         _copy_closing(path, repaired, jumps, strays)
@@ -206,20 +212,35 @@ def _is_step(stamp: Fraction, expected: Fraction, latest: Fraction) -> bool:
 def _strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[int], int]]:
     """By packet number, the (pts, dts) that packets with a stray time take: a decode time that
     steps from the packet before it while the packet after it runs on from that one (a bit error,
-    not a jump) goes where the packet before it ends; a presentation time over 10 s from its own
-    decode time takes the first slot from its decode time that no neighbour's shows in."""
+    not a jump) goes where the packet before it ends (halfway to the one after, where packets
+    state no duration: an FLV's), its presentation time moving with it where the two had moved
+    together (an FLV tag's time); a presentation time over 10 s from its own decode time takes the
+    first slot from its decode time that no neighbour's shows in (a PES header's PTS)."""
     strays: Dict[int, Tuple[Optional[int], int]] = {}
     for packets in times.values():
         for at, (before, packet, after) in enumerate(_in_threes(packets)):
-            dts = packet.dts
+            dts, pts = packet.dts, packet.pts
             if before is not None and after is not None and _is_stray(before, packet, after):
-                dts = before.dts + before.duration
-            pts = packet.pts
-            if pts is not None and not -JUMP_BACK_S <= (pts - dts) * packet.tick <= JUMP_FORWARD_S:
+                dts = before.dts + before.duration if before.duration else (before.dts + after.dts) // 2
+                if pts is not None and _apart_by_a_frame(pts, packet.dts, packet.tick):
+                    pts += dts - packet.dts
+            if pts is not None and not _apart_by_a_frame(pts, dts, packet.tick):
                 pts = _free_slot(dts, packet.duration, packets[max(0, at - 16):at + 17])
             if (pts, dts) != (packet.pts, packet.dts):
                 strays[packet.number] = (pts, dts)
     return strays
+
+
+def _beyond_flv(times: Dict[int, _StreamTimes], strays: Dict[int, Tuple[Optional[int], int]]) -> bool:
+    """Whether a packet that keeps its time lies where an FLV copy cannot write it (a clock run
+    past 2^31 ms, or damaged all along): such a copy said the video lasted 77 million frames."""
+    return any(packet.stamp >= FLV_LATEST_S for packets in times.values() for packet in packets
+               if packet.number not in strays)
+
+
+def _apart_by_a_frame(pts: int, dts: int, tick: Fraction) -> bool:
+    """Whether a presentation time is as near its decode time as a reordered frame's is."""
+    return -JUMP_BACK_S <= (pts - dts) * tick <= JUMP_FORWARD_S
 
 
 def _in_threes(packets: _StreamTimes) -> Iterator[Tuple[Optional[_Times], _Times, Optional[_Times]]]:
