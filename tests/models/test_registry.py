@@ -49,6 +49,19 @@ def test_each_variant_of_a_file_is_a_model_of_its_own_reported_under_the_files_n
     assert loads == [None, 0.5, 0.25] and cache.names() == ["realesr-general-x4v3.pth"]
 
 
+def test_a_denoise_strength_mixed_before_its_twin_was_replaced_is_mixed_again(tmp_path):
+    """The blend is read from the twin too: a twin copied over must not leave the old mix served."""
+    path, twin = tmp_path / "realesr-general-x4v3.pth", tmp_path / "realesr-general-wdn-x4v3.pth"
+    path.write_bytes(b"general")
+    twin.write_bytes(b"old twin")
+    cache = ModelCache(2, lambda p, variant: (p.read_bytes(), twin.read_bytes()))
+    assert cache.get(path, 0.5) == (b"general", b"old twin")
+    replacement = tmp_path / "twin.tmp"
+    replacement.write_bytes(b"new twin")
+    replacement.replace(twin)
+    assert cache.get(path, 0.5) == (b"general", b"new twin")
+
+
 def test_a_model_file_replaced_in_place_is_loaded_again(tmp_path):
     """Another network copied over the file: the replica must not keep serving the old one."""
     path = tmp_path / "swap.pth"

@@ -85,11 +85,16 @@ def file_stamp(path: Path) -> FileStamp:
 EntryStamp = Tuple[FileStamp, Tuple[Optional[FileStamp], ...]]
 
 
-def entry_stamp(path: Path) -> EntryStamp:
+def entry_stamp(path: Path, variant: Optional[float] = None) -> EntryStamp:
     """The file's stamp and those of the files the families that may serve it read beside it (None
-    for one absent): a companion put in place after a refusal named it is seen, as is one replaced."""
+    for one absent): a companion put in place after a refusal named it is seen, as is one replaced.
+    A ``variant`` (a denoise strength) is mixed from the weak-denoise twin too: its stamp joins them."""
     names = [name for family in FAMILIES if file_suffix(path) in family.suffixes for name in family.companions]
-    return file_stamp(path), tuple(_stamp_if_present(path.parent / name) for name in names)
+    companions = tuple(_stamp_if_present(path.parent / name) for name in names)
+    if variant is not None:
+        twin = realesrgan.weak_denoise_twin(path)
+        companions += (None if twin is None else _stamp_if_present(twin),)
+    return file_stamp(path), companions
 
 
 def _stamp_if_present(path: Path) -> Optional[FileStamp]:
@@ -170,8 +175,8 @@ ModelKey = Tuple[Path, Optional[float]]
 
 class ModelCache:
     """Keeps the last ``capacity`` models used (each variant of a file one of them); loads each at
-    most once at a time, and again when its file or a companion was replaced (another stamp),
-    dropping the old one first. ``on_change`` hears the names held after each load or eviction."""
+    most once at a time, and again when its file, a companion or a variant's twin was replaced
+    (another stamp), dropping the old one first. ``on_change`` hears the names held after each load or eviction."""
 
     def __init__(self, capacity: int, loader: Callable[[Path, Optional[float]], SuperResolutionModel],
                  on_change: Callable[[List[str]], None] = lambda names: None):
@@ -182,7 +187,7 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def get(self, path: Path, variant: Optional[float] = None) -> SuperResolutionModel:
-        stamp = entry_stamp(path)
+        stamp = entry_stamp(path, variant)
         key = (path, variant)
         with self._lock:
             held = self._models.get(key)
