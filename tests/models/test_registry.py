@@ -62,6 +62,21 @@ def test_a_denoise_strength_mixed_before_its_twin_was_replaced_is_mixed_again(tm
     assert cache.get(path, 0.5) == (b"general", b"new twin")
 
 
+def test_denoise_strengths_of_one_file_make_way_for_each_other_not_for_other_models(tmp_path):
+    """A client sending task after task with another strength each: the strengths take the place
+    of the one before, and the models other tasks use stay loaded."""
+    loads = []
+    cache = ModelCache(3, lambda path, variant: loads.append((path.name, variant)))
+    for name in ("a.pth", "b.pth", "realesr-general-x4v3.pth"):
+        (tmp_path / name).write_bytes(b"weights")
+    cache.get(tmp_path / "a.pth"), cache.get(tmp_path / "b.pth")
+    for step in range(1, 21):
+        cache.get(tmp_path / "realesr-general-x4v3.pth", step / 100)
+    cache.get(tmp_path / "a.pth"), cache.get(tmp_path / "b.pth")
+    assert loads.count(("a.pth", None)) == 1 and loads.count(("b.pth", None)) == 1, loads
+    assert cache.names() == ["a.pth", "b.pth", "realesr-general-x4v3.pth"]
+
+
 def test_a_model_file_replaced_in_place_is_loaded_again(tmp_path):
     """Another network copied over the file: the replica must not keep serving the old one."""
     path = tmp_path / "swap.pth"

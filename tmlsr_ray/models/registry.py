@@ -174,7 +174,8 @@ ModelKey = Tuple[Path, Optional[float]]
 
 
 class ModelCache:
-    """Keeps the last ``capacity`` models used (each variant of a file one of them); loads each at
+    """Keeps the last ``capacity`` models used (each variant of a file one of them, a new variant
+    taking the place of another of its file's before any other model's); loads each at
     most once at a time, and again when its file, a companion or a variant's twin was replaced
     (another stamp), dropping the old one first. ``on_change`` hears the names held after each load or eviction."""
 
@@ -200,10 +201,18 @@ class ModelCache:
                     self._on_change(self.names())
                 self._models[key] = held = (stamp, self._loader(path, variant))
                 while len(self._models) > self._capacity:
-                    self._models.popitem(last=False)
+                    del self._models[self._to_drop_for(key)]
                 self._on_change(self.names())
             self._models.move_to_end(key)
             return held[1]
+
+    def _to_drop_for(self, loaded: ModelKey) -> ModelKey:
+        """The least recently used model, or for a variant the least recently used other variant
+        of its file where one is held: a client asking strength after strength would otherwise
+        evict, one by one, the models every other task runs on."""
+        path, variant = loaded
+        siblings = [key for key in self._models if key[0] == path and key[1] is not None and key != loaded]
+        return siblings[0] if variant is not None and siblings else next(iter(self._models))
 
     def names(self) -> List[str]:
         return sorted({path.name for path, _ in self._models})
