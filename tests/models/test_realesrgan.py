@@ -228,3 +228,18 @@ def test_a_denoise_strength_needs_the_twin_beside_the_model_and_of_its_network(t
     save_srvgg(tmp_path / "realesr-general-wdn-x4v3.pth", num_feat=16)
     with pytest.raises(ModelError, match="are not the same network"):
         RealESRGANModel(path, device="cpu", denoise=0.5)
+
+
+def test_a_weak_denoise_twin_of_the_same_architecture_but_other_layers_is_told_apart_at_recognition(tmp_path):
+    """What the service checks at submission: a Compact network of other widths or depths named
+    as the twin (realesr-animevideov3 copied over it) is not the general model's network."""
+    from tmlsr_ray.models.realesrgan import twin_mismatch
+    from tmlsr_ray.models.registry import ModelCatalog
+
+    general_pair(tmp_path)
+    catalog = ModelCatalog(tmp_path)
+    model = catalog.info("realesr-general-x4v3.pth")
+    assert twin_mismatch(model, catalog.info("realesr-general-wdn-x4v3.pth")) is None
+    save_srvgg(tmp_path / "realesr-general-wdn-x4v3.pth", num_conv=3)
+    refusal = twin_mismatch(model, catalog.info("realesr-general-wdn-x4v3.pth"))
+    assert refusal and "num_conv 3" in refusal and "num_conv 2" in refusal and "cannot be mixed" in refusal, refusal

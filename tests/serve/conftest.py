@@ -69,6 +69,8 @@ def _weights(root: Path) -> Path:
     # named as Real-ESRGAN's general model and its weak-denoise twin, which a denoise_strength mixes
     save_srvgg(weights / "realesr-general-x4v3.pth", seed=1, weight_scale=0.5)
     save_srvgg(weights / "realesr-general-wdn-x4v3.pth", seed=2, weight_scale=0.5)
+    save_srvgg(weights / "deep-realesr-general-x4v3.pth", num_conv=3)  # a twin of the same architecture, less deep
+    save_srvgg(weights / "deep-realesr-general-wdn-x4v3.pth")
     for arch in SPANDREL_ARCHS:
         save_spandrel_model(arch, weights / f"tiny-{arch.lower()}-x2.pth")
     save_spandrel_model("SwinIR", weights / "tiny-swinir-x2.safetensors")

@@ -125,6 +125,12 @@ def test_a_denoise_strength_for_a_model_without_a_weak_denoise_twin_is_a_400(ser
     assert response.status_code == 400 and "no weak-denoise twin" in response.json()["error"], response.text
 
 
+def test_a_denoise_strength_for_a_model_whose_twin_has_other_layers_is_a_400(service, small_image):
+    response = requests.post(service.url("/tasks"), json={"url": small_image, "type": "image", "denoise_strength": 0.5,
+                                                          "model": "deep-realesr-general-x4v3.pth"}, timeout=30)
+    assert response.status_code == 400 and "cannot be mixed" in response.json()["error"], response.text
+
+
 # -- the output a task asks for ----------------------------------------------------------------
 
 

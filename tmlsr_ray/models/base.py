@@ -58,6 +58,9 @@ class ModelInfo:
     replica_kind: str = "upscaler"  # which model replicas run it
     purpose: str = "SR"  # SR (scale > 1) or Restoration (scale 1)
     bytes: int = 0
+    # The layers' sizes where the backend reads them (Real-ESRGAN: its network's arguments): two
+    # files of one architecture mix their weights only where these are equal too
+    network: Tuple[Tuple[str, Any], ...] = ()
 
     def public(self) -> Dict[str, Any]:
         return {"name": self.name, "family": self.family, "architecture": self.architecture,

@@ -149,7 +149,8 @@ def recognise(path: Path) -> Optional[ModelInfo]:
         return None
     return ModelInfo(name=path.name, family="realesrgan", architecture=spec.kind, scale=spec.scale,
                      size_multiple=size_multiple(spec), dtypes=("float32", "float16", "bfloat16"),
-                     purpose="SR" if spec.scale > 1 else "Restoration", bytes=path.stat().st_size)
+                     purpose="SR" if spec.scale > 1 else "Restoration", bytes=path.stat().st_size,
+                     network=tuple(spec.kwargs.items()))
 
 
 def load(path: Path, options: LoadOptions) -> RealESRGANModel:
@@ -169,6 +170,19 @@ def weak_denoise_twin(path: Path) -> Optional[Path]:
         return None
     twin = path.with_name(path.name.replace(GENERAL_MODEL, WEAK_DENOISE_TWIN))
     return twin if twin.is_file() else None
+
+
+def twin_mismatch(model: ModelInfo, twin: ModelInfo) -> Optional[str]:
+    """Why the weak-denoise twin's weights cannot be mixed with the model's (None: they can): an
+    architecture's name and scale leave its widths and depths open."""
+    if (twin.family, twin.network) == (model.family, model.network):
+        return None
+    return (f"{twin.name} ({_network_described(twin)}) is not the network of {model.name} "
+            f"({_network_described(model)}): their weights cannot be mixed")
+
+
+def _network_described(info: ModelInfo) -> str:
+    return ", ".join([f"{info.architecture} ×{info.scale}"] + [f"{name} {value}" for name, value in info.network])
 
 
 def denoised_state(path: Path, strength: float) -> Dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ from ray.serve.handle import DeploymentHandle
 from tmlsr_ray.config import INGRESS_MAX_ONGOING_REQUESTS, Settings
 from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
-from tmlsr_ray.models.realesrgan import GENERAL_MODEL, WEAK_DENOISE_TWIN, weak_denoise_twin
+from tmlsr_ray.models.realesrgan import GENERAL_MODEL, WEAK_DENOISE_TWIN, twin_mismatch, weak_denoise_twin
 from tmlsr_ray.pipeline.encode import CONTAINER_FORMATS, container_refusal, task_codecs_available
 from tmlsr_ray.errors import (CallbackRefused, FetchError, FileNotFound, InvalidRequest, KeyConflict, ModelRefused,
                               QueueFull, RequestRefused, StreamsFull, TaskFinished, TaskNotFound, Unauthorized)
@@ -692,9 +692,9 @@ class Ingress:
             twin_info = self._catalog.info(twin.name)
         except (ModelNameError, ModelError) as exc:
             raise ModelRefused(f"denoise_strength: {exc}") from exc
-        if (twin_info.family, twin_info.architecture, twin_info.scale) != (info.family, info.architecture, info.scale):
-            raise ModelRefused(f"denoise_strength: {twin.name} ({twin_info.architecture} ×{twin_info.scale}) is not "
-                               f"the network of {name} ({info.architecture} ×{info.scale}): their weights cannot be mixed")
+        refusal = twin_mismatch(info, twin_info)
+        if refusal:
+            raise ModelRefused(f"denoise_strength: {refusal}")
 
     async def get_task(self, task_id: str) -> TaskView | None:
         """The task's record (output URLs of local storage are service-relative), or ``None``."""
