@@ -864,6 +864,24 @@ def test_frames_a_sample_table_times_alike_all_come_out_in_order_a_frame_step_ap
     assert np.allclose([f.mean() for _, f in frames], [f.mean() for _, f in expected], atol=1.0)
 
 
+@pytest.mark.parametrize("steps, lost", [([0] * 47, True), ([0] + [512] * 46, True), ([512] * 20 + [0] + [512] * 26, True),
+                                          ([512, 1024, 512, 1536] * 5 + [0] + [512, 2048] * 13, False)],
+                         ids=["every one 0", "the first 0", "one 0 among steady steps", "one 0 in a variable rate"])
+def test_frames_times_are_taken_as_lost_where_they_repeat_often_or_among_steady_steps(steps, lost):
+    """A lone duration of 0 from some other muxer in a phone's variable-rate clip: stamped a step
+    apart, its slow stretches would run fast, out of sync with its sound."""
+    from tmlsr_ray.pipeline.segments import frame_times_lost
+    info = probe_info_of_container("mov,mp4,m4a,3gp,3g2,mj2")
+    times = [sum(steps[:i]) for i in range(len(steps) + 1)]
+    assert frame_times_lost(info, [PacketEntry(t, t, i == 0) for i, t in enumerate(times)]) is lost
+
+
+def probe_info_of_container(container: str):
+    from tmlsr_ray.pipeline.decode import VideoInfo
+    return VideoInfo(container, 0, "h264", 64, 48, 64, 48, 0, "yuv420p", 8, Fraction(1, 12288), Fraction(24), 48,
+                     2.0, {})
+
+
 def test_frames_a_sample_table_times_alike_in_a_track_stating_no_length_are_refused_saying_so(tmp_path):
     """Every stts delta 0 and the media header's duration 0: nothing tells the frames' step."""
     clip = with_sample_durations_zero(make_clip(tmp_path / "clip.mp4", frames=48, rate=24, audio=False,

@@ -22,6 +22,7 @@ MP4 edit list hides (flagged discard) are decoded as references and own no frame
 from __future__ import annotations
 
 import bisect
+import collections
 import hashlib
 import io
 import itertools
@@ -205,14 +206,27 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting, lost_times_span
                        first_pts, info.average_rate, span, grown, times_lost)
 
 
+# Over one frame in this many sharing its decode time with the one before: times lost; and a
+# stream all but one step in this many of which are one step is steady (not variable-rate)
+LOST_TIMES_SHARE = 10
+
+
 def frame_times_lost(info: VideoInfo, entries: Sequence[PacketEntry]) -> bool:
     """Whether an MP4 or MOV's sample table gives frames a duration of 0 (a damaged stts): frames
     that share a decode time, whose presentation times (from ctts) collide, and which its edit
     list, applied to those times, flags as before its start wherever they fall. A whole decode
     gave 29 of a B-frame H.264 clip's 48 frames, the rest dropped as hidden. The decoder still
-    shows them in their order, and the track states its length: each frame is a step of it."""
-    return info.container.startswith("mov") and any(
-        a.dts is not None and a.dts == b.dts for a, b in zip(entries, entries[1:]))
+    shows them in their order, and the track states its length: each frame is a step of it. A
+    few repeats among frames of varying steps (one sample of 0 from some other muxer in a phone's
+    variable-rate clip) are left as they are: stamped a step apart, its slow stretches would have
+    run fast, out of sync with its sound."""
+    if not info.container.startswith("mov"):
+        return False
+    pairs = [(a.dts, b.dts) for a, b in zip(entries, entries[1:]) if a.dts is not None and b.dts is not None]
+    repeats = sum(a == b for a, b in pairs)
+    steps = collections.Counter(b - a for a, b in pairs if b > a)
+    steady = not steps or steps.most_common(1)[0][1] * LOST_TIMES_SHARE >= sum(steps.values()) * (LOST_TIMES_SHARE - 1)
+    return bool(repeats) and (repeats * LOST_TIMES_SHARE > len(entries) or steady)
 
 
 def _stated_span(stream) -> Fraction:
