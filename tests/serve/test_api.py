@@ -83,7 +83,7 @@ def test_openapi_describes_every_route_its_errors_and_the_request_fields(service
     fields = set(schemas["TaskRequest"]["properties"])
     assert fields == {"url", "type", "model", "outscale", "output_magnification", "output_dims", "resolution",
                       "seed", "hdr", "callback_url", "callback_progress", "output_format", "output_quality",
-                      "video_codec", "crf", "deadline_s", "callback_events"}
+                      "video_codec", "crf", "denoise_strength", "damaged_frames", "deadline_s", "callback_events"}
     assert all(schemas["TaskRequest"]["properties"][f].get("description") for f in fields)
     assert {"task_id", "status", "created_at", "updated_at", "params", "stages", "output", "error"} <= set(
         schemas["TaskView"]["properties"])
@@ -195,7 +195,8 @@ def test_an_image_task_completes_with_stages_output_and_metadata(service, small_
                               "output_magnification": None, "output_dims": None, "resolution": None,
                               "seed": None, "hdr": "keep", "callback_url": None,
                               "callback_progress": False, "output_format": None, "output_quality": None,
-                              "video_codec": None, "crf": None, "deadline_s": None, "callback_events": None}
+                              "video_codec": None, "crf": None, "denoise_strength": None, "damaged_frames": None,
+                              "deadline_s": None, "callback_events": None}
     assert [(s["name"], s["status"]) for s in task["stages"]] == [
         ("download", "success"), ("process", "success"), ("upload", "success")]
     assert all(s["duration"] >= 0 for s in task["stages"])
