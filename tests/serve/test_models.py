@@ -125,6 +125,15 @@ def test_a_denoise_strength_for_a_model_without_a_weak_denoise_twin_is_a_400(ser
     assert response.status_code == 400 and "no weak-denoise twin" in response.json()["error"], response.text
 
 
+def test_a_denoise_strength_of_1_is_the_model_as_it_is_twin_or_none(service, small_image):
+    """Real-ESRGAN's script reads no twin at strength 1; here it was a 400 without one, and with
+    one a replica held a second copy of the very same network."""
+    task = service.run(url=small_image, type="image", model="tiny-x4.pth", denoise_strength=1)
+    plain = service.run(url=small_image, type="image", model="tiny-x4.pth")
+    assert task["status"] == plain["status"] == "completed", task["error"]
+    assert np.array_equal(decode(fetch_output(service, task)), decode(fetch_output(service, plain)))
+
+
 def test_a_denoise_strength_for_a_model_whose_twin_has_other_layers_is_a_400(service, small_image):
     response = requests.post(service.url("/tasks"), json={"url": small_image, "type": "image", "denoise_strength": 0.5,
                                                           "model": "deep-realesr-general-x4v3.pth"}, timeout=30)

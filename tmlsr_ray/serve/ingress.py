@@ -650,7 +650,7 @@ class Ingress:
                 raise InvalidRequest(f"output_format: {refusal}")
         model = request.model or self._settings.default_model
         info = await self._check_model(model)
-        if request.denoise_strength is not None:
+        if request.denoise_strength not in (None, 1):  # 1: the file as it is, as Real-ESRGAN's script reads it
             await asyncio.to_thread(self._check_denoise_twin, model, info)
         if request.callback_url:
             try:  # the input rules; names are checked again when the webhook connects

@@ -431,9 +431,9 @@ class Run:
 
 def variant_args(params: Dict[str, Any]) -> Dict[str, Any]:
     """The task's choice of the model's network, as the Upscaler's calls take it: a denoise
-    strength (only where set: the SeedVR2 replicas' calls take none)."""
+    strength (only where set, and not 1, the file as it is: the SeedVR2 replicas' calls take none)."""
     strength = params.get("denoise_strength")
-    return {} if strength is None else {"denoise": strength}
+    return {} if strength in (None, 1) else {"denoise": strength}
 
 
 def _model_metadata(model: Dict[str, Any]) -> Dict[str, Any]:
