@@ -267,8 +267,8 @@ class Settings(BaseModel):
     jpeg_quality: int = Field(95, ge=1, le=100)
     max_request_bytes: int = Field(64 * 1024, ge=1024, description="Largest request body; larger ones get 413.")
     request_body_min_bytes_per_s: float = Field(
-        2048, ge=0, description="Slowest a request body may arrive, averaged over each "
-        "request_body_rate_window_s from the request's start; a slower one gets 408, so a client trickling "
+        2048, ge=0, description="Slowest a request body may arrive, on average since the request's start "
+        "with request_body_rate_window_s of it allowed behind; a slower one gets 408, so a client trickling "
         "its body cannot hold one of the ingress's requests in flight for long (0: no floor).")
     request_body_rate_window_s: float = Field(10.0, gt=0)
     request_body_timeout_s: float = Field(

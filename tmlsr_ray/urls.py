@@ -218,11 +218,14 @@ class RateFloor:
     """The slowest a sender may be: at least ``bytes_per_s`` on average over each window of
     ``window_s`` seconds (0 bytes a second: no floor). A sender trickling a byte now and then is
     never silent for long, so no read timeout cuts it; this does, after one window. The first
-    window begins at ``start`` (or the first bytes counted)."""
+    window begins at ``start`` (or the first bytes counted). ``since_start``: on average since
+    then instead, a window's worth of the floor allowed behind (a client pausing longer than a
+    window, a phone changing cells, keeps its place where its bytes so far keep the floor)."""
 
-    def __init__(self, bytes_per_s: float, window_s: float):
+    def __init__(self, bytes_per_s: float, window_s: float, since_start: bool = False):
         self.bytes_per_s = bytes_per_s
         self.window_s = window_s
+        self.since_start = since_start
         self.counted = 0
         self._window: Optional[Tuple[float, int]] = None  # when the window began, and the bytes counted by then
 
@@ -239,6 +242,8 @@ class RateFloor:
         """When the window under way ends (``time.monotonic``'s clock); never with no floor."""
         if not self.bytes_per_s or self._window is None:
             return float("inf")
+        if self.since_start:  # when the bytes so far fall a window behind the floor
+            return self._window[0] + self.window_s + (self.counted - self._window[1]) / self.bytes_per_s
         return self._window[0] + self.window_s
 
     def shortfall(self) -> Optional[Tuple[int, float]]:
@@ -248,7 +253,7 @@ class RateFloor:
             return None
         began, before = self._window
         elapsed, sent = time.monotonic() - began, self.counted - before
-        if sent < self.bytes_per_s * elapsed:
+        if self.since_start or sent < self.bytes_per_s * elapsed:
             return sent, elapsed
         self._window = (time.monotonic(), self.counted)
         return None

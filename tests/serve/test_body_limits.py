@@ -39,7 +39,7 @@ def answer(chunks, pause_s: float = 0.0, ends: bool = True, headers=(), app=ingr
     async def receive():
         if not pending:
             await asyncio.sleep(3600)  # a client that sends nothing more
-        await asyncio.sleep(pause_s)
+        await asyncio.sleep(pause_s[len(chunks) - len(pending)] if isinstance(pause_s, list) else pause_s)
         chunk = pending.pop(0)
         return {"type": "http.request", "body": chunk, "more_body": bool(pending) or not ends}
 
@@ -118,6 +118,14 @@ def test_a_body_trickling_under_the_floor_is_a_408_after_one_window_naming_the_f
     status, body = post(in_chunks(200, 1), pause_s=0.05)
     assert status == 408 and "request_body_min_bytes_per_s" in body["error"], body
     assert re.search(r"\d+ bytes in 0\.2\d* s", body["error"]), body
+
+
+def test_a_body_paused_longer_than_a_window_is_taken_whole_where_its_bytes_keep_the_floor(floor):
+    """A phone changing cells mid-upload: 1,500 bytes in 0.25 s, 0.5 s of nothing, then the rest;
+    judged window by window, the silent window was a 408 whatever had come before."""
+    pauses = [0.05] * 5 + [0.5] + [0.05] * 4
+    status, body = post(in_chunks(3000, 300), pause_s=pauses, app=body_reader())
+    assert status == 200 and body == {"bytes": 3000}, body
 
 
 def test_with_no_floor_any_body_must_be_whole_within_request_body_timeout_s(floor):

@@ -228,9 +228,10 @@ class BodyLimit:
 
 
 class _BodyArrival:
-    """The pace a request body must keep: at least ``request_body_min_bytes_per_s`` over each
-    ``request_body_rate_window_s`` from the request's start (a ``RateFloor``), so a trickle is cut
-    after one window while a large body on a slow uplink arrives whole; and whole within
+    """The pace a request body must keep: at least ``request_body_min_bytes_per_s`` on average
+    since the request's start, ``request_body_rate_window_s`` of it allowed behind (a ``RateFloor``),
+    so a trickle is cut after one window while a large body on a slow uplink, or one paused a while,
+    arrives whole; and whole within
     ``request_body_timeout_s`` plus the time its length (its Content-Length, or the bytes come so
     far) takes at that rate, which alone bounds it when the floor is 0. A 30 s limit for any size
     asked a client 350 KB/s to send a legal 10 MB body. Each breach is a 408 (413 past
@@ -240,7 +241,8 @@ class _BodyArrival:
         self._settings = settings
         self._declared = declared
         self._began = time.monotonic()
-        self._floor = RateFloor(settings.request_body_min_bytes_per_s, settings.request_body_rate_window_s)
+        self._floor = RateFloor(settings.request_body_min_bytes_per_s, settings.request_body_rate_window_s,
+                                since_start=True)
         self._floor.start()
 
     async def next(self, receive):
