@@ -139,6 +139,19 @@ def test_an_flv_tag_whose_time_a_bit_error_moved_is_placed_by_its_neighbours(tmp
     assert continuous_source(clean, tmp_path / "again.flv") == clean
 
 
+@pytest.mark.parametrize("kind,index", [(8, 1), (9, 0), (9, 47)], ids=["the first sound", "the first frame",
+                                                                     "the last frame"])
+def test_a_first_or_last_flv_tag_whose_time_a_bit_error_moved_goes_a_step_from_its_neighbours(tmp_path, kind, index):
+    """With one neighbour it kept its time: a fuzzed FLV whose first sound tag said 37 days
+    before the rest came out 3,221,227 s long."""
+    clean = make_clip(tmp_path / "clean.flv", frames=48, rate=24, container="flv", codec="flv1")
+    path = with_flv_tag_time_moved(clean, tmp_path / "stray.flv", kind, index, 3_000_000)  # sound tag 0: AAC's config
+    repaired = continuous_source(path, tmp_path / "continuous.flv")
+    assert repaired == tmp_path / "continuous.flv"
+    for stream_kind in ("video", "audio"):
+        assert stamps(repaired, stream_kind) == pytest.approx(stamps(clean, stream_kind), abs=0.0015)
+
+
 def test_the_scan_of_a_long_capture_keeps_each_packets_times_in_a_few_dozen_bytes(tmp_path):
     """A record for each packet (a tuple of ints and a shared Fraction) took 233 bytes: 115 MiB
     held for the 515,520 packets of a 2-hour capture, on top of the decoder's and the model's."""

@@ -54,10 +54,11 @@ def continuous_source(path: Path, repaired: Path) -> Path:
         times = _packet_times(source)
     strays = _strays(times)
     jumps = _jumps(times, strays) if closed else []
-    if not jumps and not strays or not closed and _beyond_flv(times, strays):
+    shift = Fraction(0) if closed else _flv_shift(times, strays)
+    if not jumps and not strays or shift is None:
         return path
     try:
-        _copy_closing(path, repaired, jumps, strays)
+        _copy_closing(path, repaired, jumps, strays, shift)
     except (av.error.FFmpegError, ValueError) as exc:
         logger.warning("%s: its clock jumps %s times (%s packets with a stray time), and the copy that mends them "
                        "failed (%s): planned as it is", path.name, len(jumps), len(strays),
@@ -215,15 +216,19 @@ def _strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[int], in
     not a jump) goes where the packet before it ends (halfway to the one after, where packets
     state no duration: an FLV's), its presentation time moving with it where the two had moved
     together (an FLV tag's time); a presentation time over 10 s from its own decode time takes the
-    first slot from its decode time that no neighbour's shows in (a PES header's PTS)."""
+    first slot from its decode time that no neighbour's shows in (a PES header's PTS). A stream's
+    first or last packet, with one neighbour, is a stray where it steps from the two next to it
+    that run on from each other, and goes a step of theirs from them."""
     strays: Dict[int, Tuple[Optional[int], int]] = {}
     for packets in times.values():
         for at, (before, packet, after) in enumerate(_in_threes(packets)):
             dts, pts = packet.dts, packet.pts
             if before is not None and after is not None and _is_stray(before, packet, after):
                 dts = before.dts + before.duration if before.duration else (before.dts + after.dts) // 2
-                if pts is not None and _apart_by_a_frame(pts, packet.dts, packet.tick):
-                    pts += dts - packet.dts
+            elif len(packets) >= 3 and at in (0, len(packets) - 1):
+                dts = _end_in_step(packets, at)
+            if dts != packet.dts and pts is not None and _apart_by_a_frame(pts, packet.dts, packet.tick):
+                pts += dts - packet.dts
             if pts is not None and not _apart_by_a_frame(pts, dts, packet.tick):
                 pts = _free_slot(dts, packet.duration, packets[max(0, at - 16):at + 17])
             if (pts, dts) != (packet.pts, packet.dts):
@@ -231,11 +236,32 @@ def _strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[int], in
     return strays
 
 
-def _beyond_flv(times: Dict[int, _StreamTimes], strays: Dict[int, Tuple[Optional[int], int]]) -> bool:
-    """Whether a packet that keeps its time lies where an FLV copy cannot write it (a clock run
-    past 2^31 ms, or damaged all along): such a copy said the video lasted 77 million frames."""
-    return any(packet.stamp >= FLV_LATEST_S for packets in times.values() for packet in packets
-               if packet.number not in strays)
+def _end_in_step(packets: _StreamTimes, at: int) -> int:
+    """The decode time of a stream's first (``at`` 0) or last packet: its own, or, where it steps
+    from the two next to it while they run on from each other (an FLV's first sound tag with a
+    bit error said 37 days before the rest), a step of theirs from them."""
+    packet = packets[at]
+    near, far = (packets[1], packets[2]) if at == 0 else (packets[at - 1], packets[at - 2])
+    first, second = (packet, near) if at == 0 else (near, packet)
+    if not _is_step(second.stamp, first.end, first.stamp):
+        return packet.dts
+    earlier, later = (near, far) if at == 0 else (far, near)
+    if _is_step(later.stamp, earlier.end, earlier.stamp):
+        return packet.dts
+    step = earlier.duration or later.dts - earlier.dts
+    return near.dts - step if at == 0 else near.dts + step
+
+
+def _flv_shift(times: Dict[int, _StreamTimes], strays: Dict[int, Tuple[Optional[int], int]]) -> Optional[Fraction]:
+    """What an FLV copy moves every time by (seconds) so that each fits FLV's signed 32-bit
+    milliseconds: nothing where they fit, else back to the earliest, the streams moving together
+    (FFmpeg reads the times after a stray sound tag 37 days early as its clock wrapping, 2^32 ms
+    on); None where they cannot fit (a copy of such a file said it held 77 million frames)."""
+    placed = [Fraction(strays[packet.number][1]) * packet.tick if packet.number in strays else packet.stamp
+              for packets in times.values() for packet in packets]
+    if not placed or max(placed) < FLV_LATEST_S:
+        return Fraction(0)
+    return -min(placed) if max(placed) - min(placed) < FLV_LATEST_S else None
 
 
 def _apart_by_a_frame(pts: int, dts: int, tick: Fraction) -> bool:
@@ -269,9 +295,11 @@ def _free_slot(dts: int, duration: int, neighbours: List[_Times]) -> int:
     return slot
 
 
-def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[int, Tuple[Optional[int], int]]) -> None:
+def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[int, Tuple[Optional[int], int]],
+                  shift: Fraction = Fraction(0)) -> None:
     """Every stream copied packet for packet into ``repaired``, the ``strays`` placed by their
-    neighbours, each packet moved by the offset of the last jump its stream has taken."""
+    neighbours, each packet moved by the offset of the last jump its stream has taken, and all by
+    ``shift`` seconds."""
     with open_container(path) as source, av.open(str(repaired), "w", format=source.format.name.split(",")[0]) as out:
         out.metadata.update(source.metadata)
         copies = {}
@@ -285,7 +313,7 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[i
                 continue  # a demuxer flush marker
             if number in strays:
                 packet.pts, packet.dts = strays[number]
-            offset = Fraction(0)
+            offset = shift
             for jump in jumps:
                 offset = jump.offset_at(packet.stream.index, number, offset)
             ticks = round(offset / Fraction(packet.time_base))
