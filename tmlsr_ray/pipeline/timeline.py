@@ -54,8 +54,10 @@ def continuous_source(path: Path, repaired: Path) -> Path:
         times = _packet_times(source)
     strays = _strays(times)
     jumps = _jumps(times, strays) if closed else []
+    if not jumps and not strays:
+        return path
     shift = Fraction(0) if closed else _flv_shift(times, strays)
-    if not jumps and not strays or shift is None:
+    if shift is None:
         return path
     try:
         _copy_closing(path, repaired, jumps, strays, shift)
@@ -257,11 +259,13 @@ def _flv_shift(times: Dict[int, _StreamTimes], strays: Dict[int, Tuple[Optional[
     milliseconds: nothing where they fit, else back to the earliest, the streams moving together
     (FFmpeg reads the times after a stray sound tag 37 days early as its clock wrapping, 2^32 ms
     on); None where they cannot fit (a copy of such a file said it held 77 million frames)."""
-    placed = [Fraction(strays[packet.number][1]) * packet.tick if packet.number in strays else packet.stamp
-              for packets in times.values() for packet in packets]
-    if not placed or max(placed) < FLV_LATEST_S:
+    spans = []  # each stream's earliest and latest decode time once its strays are placed, in seconds
+    for packets in times.values():
+        placed = [strays[packet.number][1] if packet.number in strays else packet.dts for packet in packets]
+        spans += [min(placed) * packets.tick, max(placed) * packets.tick]
+    if not spans or max(spans) < FLV_LATEST_S:
         return Fraction(0)
-    return -min(placed) if max(placed) - min(placed) < FLV_LATEST_S else None
+    return -min(spans) if max(spans) - min(spans) < FLV_LATEST_S else None
 
 
 def _apart_by_a_frame(pts: int, dts: int, tick: Fraction) -> bool:
