@@ -86,10 +86,6 @@ class _Times(NamedTuple):
     def stamp(self) -> Fraction:
         return self.dts * self.tick
 
-    @property
-    def end(self) -> Fraction:
-        return (self.dts + self.duration) * self.tick
-
 
 class _StreamTimes:
     """One continuous stream's packets' times, in demux order, kept as machine integers and read
@@ -100,6 +96,11 @@ class _StreamTimes:
 
     def __init__(self, tick: Fraction):
         self.tick = tick
+        # FFmpeg's step thresholds in this stream's ticks, for the search's comparisons of ticks: in
+        # seconds, as Fractions, they were most of a 2-hour capture's 11 s search. Floored, as a whole
+        # number of ticks is over a threshold exactly where it is over the threshold's floor.
+        self.forward_ticks = JUMP_FORWARD_S // tick
+        self.back_ticks = JUMP_BACK_S // tick
         self._columns = tuple(array("q") for _ in _Times._fields[:-1])  # number, pts, dts, duration
 
     def append(self, number: int, pts: Optional[int], dts: int, duration: int) -> None:
@@ -117,6 +118,15 @@ class _StreamTimes:
 
     def __iter__(self) -> Iterator[_Times]:
         return (self[at] for at in range(len(self)))
+
+    def is_step(self, dts: int, expected: int, latest: int) -> bool:
+        """Whether a decode time steps from where it was expected, given the latest start before
+        it (FFmpeg's: over 10 s forward, or back by more than 0.1 s); all in this stream's ticks."""
+        return dts - expected > self.forward_ticks or latest - dts > self.back_ticks
+
+    def apart_by_a_frame(self, pts: int, dts: int) -> bool:
+        """Whether a presentation time is as near its decode time as a reordered frame's is."""
+        return -self.back_ticks <= pts - dts <= self.forward_ticks
 
 
 def _packet_times(source) -> Dict[int, _StreamTimes]:
@@ -195,21 +205,17 @@ def _steps(times: Dict[int, _StreamTimes], strays) -> Tuple[Dict[int, List[_Step
     spans: Dict[int, Tuple[int, int]] = {}
     for index, packets in times.items():
         steps[index], spans[index] = [], (packets[0].number, packets[-1].number)
-        expected: Optional[Fraction] = None  # where its next packet should start
-        latest = Fraction(0)  # its latest start since its last step
+        expected: Optional[int] = None  # where its next packet should start, in ticks
+        latest = 0  # its latest start since its last step
         for packet in packets:
             if packet.number in strays:
                 continue
-            if expected is not None and _is_step(packet.stamp, expected, latest):
-                steps[index].append(_Step(packet.number, expected, packet.stamp))
-                latest = packet.stamp
-            latest = max(packet.stamp, latest) if expected is not None else packet.stamp
-            expected = packet.end
+            if expected is not None and packets.is_step(packet.dts, expected, latest):
+                steps[index].append(_Step(packet.number, expected * packets.tick, packet.stamp))
+                latest = packet.dts
+            latest = max(packet.dts, latest) if expected is not None else packet.dts
+            expected = packet.dts + packet.duration
     return steps, spans
-
-
-def _is_step(stamp: Fraction, expected: Fraction, latest: Fraction) -> bool:
-    return stamp - expected > JUMP_FORWARD_S or stamp < latest - JUMP_BACK_S
 
 
 def _strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[int], int]]:
@@ -225,13 +231,13 @@ def _strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[int], in
     for packets in times.values():
         for at, (before, packet, after) in enumerate(_in_threes(packets)):
             dts, pts = packet.dts, packet.pts
-            if before is not None and after is not None and _is_stray(before, packet, after):
+            if before is not None and after is not None and _is_stray(packets, before, packet, after):
                 dts = before.dts + before.duration if before.duration else (before.dts + after.dts) // 2
             elif len(packets) >= 3 and at in (0, len(packets) - 1):
                 dts = _end_in_step(packets, at)
-            if dts != packet.dts and pts is not None and _apart_by_a_frame(pts, packet.dts, packet.tick):
+            if dts != packet.dts and pts is not None and packets.apart_by_a_frame(pts, packet.dts):
                 pts += dts - packet.dts
-            if pts is not None and not _apart_by_a_frame(pts, dts, packet.tick):
+            if pts is not None and not packets.apart_by_a_frame(pts, dts):
                 pts = _free_slot(dts, packet.duration, packets[max(0, at - 16):at + 17])
             if (pts, dts) != (packet.pts, packet.dts):
                 strays[packet.number] = (pts, dts)
@@ -245,10 +251,10 @@ def _end_in_step(packets: _StreamTimes, at: int) -> int:
     packet = packets[at]
     near, far = (packets[1], packets[2]) if at == 0 else (packets[at - 1], packets[at - 2])
     first, second = (packet, near) if at == 0 else (near, packet)
-    if not _is_step(second.stamp, first.end, first.stamp):
+    if not packets.is_step(second.dts, first.dts + first.duration, first.dts):
         return packet.dts
     earlier, later = (near, far) if at == 0 else (far, near)
-    if _is_step(later.stamp, earlier.end, earlier.stamp):
+    if packets.is_step(later.dts, earlier.dts + earlier.duration, earlier.dts):
         return packet.dts
     step = earlier.duration or later.dts - earlier.dts
     return near.dts - step if at == 0 else near.dts + step
@@ -268,11 +274,6 @@ def _flv_shift(times: Dict[int, _StreamTimes], strays: Dict[int, Tuple[Optional[
     return -min(spans) if max(spans) - min(spans) < FLV_LATEST_S else None
 
 
-def _apart_by_a_frame(pts: int, dts: int, tick: Fraction) -> bool:
-    """Whether a presentation time is as near its decode time as a reordered frame's is."""
-    return -JUMP_BACK_S <= (pts - dts) * tick <= JUMP_FORWARD_S
-
-
 def _in_threes(packets: _StreamTimes) -> Iterator[Tuple[Optional[_Times], _Times, Optional[_Times]]]:
     """Each packet with the one before it and the one after it (None at the ends)."""
     before, packet = None, None
@@ -284,9 +285,9 @@ def _in_threes(packets: _StreamTimes) -> Iterator[Tuple[Optional[_Times], _Times
         yield before, packet, None
 
 
-def _is_stray(before: _Times, packet: _Times, after: _Times) -> bool:
-    return (_is_step(packet.stamp, before.end, before.stamp)
-            and not _is_step(after.stamp, before.end + packet.duration * packet.tick, before.stamp))
+def _is_stray(packets: _StreamTimes, before: _Times, packet: _Times, after: _Times) -> bool:
+    end = before.dts + before.duration
+    return packets.is_step(packet.dts, end, before.dts) and not packets.is_step(after.dts, end + packet.duration, before.dts)
 
 
 def _free_slot(dts: int, duration: int, neighbours: List[_Times]) -> int:
