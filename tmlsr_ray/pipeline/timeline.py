@@ -124,6 +124,10 @@ class _StreamTimes:
         it (FFmpeg's: over 10 s forward, or back by more than 0.1 s); all in this stream's ticks."""
         return dts - expected > self.forward_ticks or latest - dts > self.back_ticks
 
+    def steps_from(self, before: _Times, packet: _Times) -> bool:
+        """Whether ``packet`` steps from ``before``, the packet before it in this stream."""
+        return self.is_step(packet.dts, before.dts + before.duration, before.dts)
+
     def apart_by_a_frame(self, pts: int, dts: int) -> bool:
         """Whether a presentation time is as near its decode time as a reordered frame's is."""
         return -self.back_ticks <= pts - dts <= self.forward_ticks
@@ -246,18 +250,14 @@ def _strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[int], in
 
 def _end_in_step(packets: _StreamTimes, at: int) -> int:
     """The decode time of a stream's first (``at`` 0) or last packet: its own, or, where it steps
-    from the two next to it while they run on from each other (an FLV's first sound tag with a
-    bit error said 37 days before the rest), a step of theirs from them."""
-    packet = packets[at]
-    near, far = (packets[1], packets[2]) if at == 0 else (packets[at - 1], packets[at - 2])
-    first, second = (packet, near) if at == 0 else (near, packet)
-    if not packets.is_step(second.dts, first.dts + first.duration, first.dts):
-        return packet.dts
-    earlier, later = (near, far) if at == 0 else (far, near)
-    if packets.is_step(later.dts, earlier.dts + earlier.duration, earlier.dts):
-        return packet.dts
-    step = earlier.duration or later.dts - earlier.dts
-    return near.dts - step if at == 0 else near.dts + step
+    from the packet next to it while that one and the one beyond run on from each other (an FLV's
+    first sound tag with a bit error said 37 days before the rest), a step of theirs from them."""
+    first, middle, last = packets[0:3] if at == 0 else packets[at - 2:at + 1]
+    outer, inner = ((first, middle), (middle, last)) if at == 0 else ((middle, last), (first, middle))
+    if not packets.steps_from(*outer) or packets.steps_from(*inner):
+        return packets[at].dts
+    step = inner[0].duration or inner[1].dts - inner[0].dts
+    return middle.dts - step if at == 0 else middle.dts + step
 
 
 def _flv_shift(times: Dict[int, _StreamTimes], strays: Dict[int, Tuple[Optional[int], int]]) -> Optional[Fraction]:
@@ -286,8 +286,8 @@ def _in_threes(packets: _StreamTimes) -> Iterator[Tuple[Optional[_Times], _Times
 
 
 def _is_stray(packets: _StreamTimes, before: _Times, packet: _Times, after: _Times) -> bool:
-    end = before.dts + before.duration
-    return packets.is_step(packet.dts, end, before.dts) and not packets.is_step(after.dts, end + packet.duration, before.dts)
+    skipped = before.dts + before.duration + packet.duration  # where ``after`` starts without ``packet``'s time
+    return packets.steps_from(before, packet) and not packets.is_step(after.dts, skipped, before.dts)
 
 
 def _free_slot(dts: int, duration: int, neighbours: List[_Times]) -> int:
