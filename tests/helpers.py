@@ -1312,6 +1312,19 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
+def png_chunks_in_order(png: bytes) -> List[Tuple[bytes, bytes]]:
+    """(kind, data) of each chunk of a PNG, up to IEND, each checked against its CRC."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, at = [], 8
+    while at < len(png):
+        length, kind = struct.unpack(">I4s", png[at:at + 8])
+        data = png[at + 8:at + 8 + length]
+        assert struct.unpack(">I", png[at + 8 + length:at + 12 + length])[0] == zlib.crc32(kind + data), kind
+        chunks.append((kind, data))
+        at += 12 + length
+    return chunks
+
+
 def with_png_chunk(png: bytes, kind: bytes, data: bytes) -> bytes:
     """The PNG with one more chunk right after IHDR (before its pixels)."""
     end_of_ihdr = 8 + 8 + 13 + 4
@@ -1557,6 +1570,16 @@ def deep_photo(path: Path, levels: np.ndarray, bits: int, **code_points) -> Path
         data[at:at + 4] = struct.pack(">HH", code_points["color_primaries"], code_points["transfer_characteristics"])
         path.write_bytes(bytes(data))
     return path
+
+
+# 10-bit codes of HDR reference white, 203 nits (BT.2408): PQ's, and HLG's 75% signal
+REFERENCE_WHITE_CODES = {16: 594, 18: 767}
+
+
+def hdr_white_photo(path: Path, transfer: int) -> Path:
+    """A 10-bit BT.2020 HEIC or AVIF (by ``path``'s suffix) of HDR reference white, PQ (16) or HLG (18)."""
+    return deep_photo(path, np.full((16, 32, 3), REFERENCE_WHITE_CODES[transfer], np.uint16), 10, color_primaries=9,
+                      transfer_characteristics=transfer)
 
 
 def icc_colourants(profile: bytes) -> dict:

@@ -142,8 +142,9 @@ class TaskRequest(BaseModel):
         None, ge=0, le=MAX_SEED,
         description="SeedVR2 noise seed (same seed, same input → same output); default the service's.")
     hdr: Literal["keep", "sdr"] = Field(
-        "keep", description="HDR video (HLG or PQ): `keep` it HDR (10-bit, same tags and mastering "
-        "metadata) or tone-map it to `sdr` (BT.709, 8-bit). SDR inputs are unaffected.")
+        "keep", description="HDR video or photo (HLG or PQ): `keep` it HDR (video: 10-bit, same tags and "
+        "mastering metadata; photo: PNG with a cICP chunk) or tone-map it to `sdr` (BT.709, 8-bit). SDR inputs "
+        "are unaffected.")
     callback_url: Optional[str] = Field(
         None, max_length=MAX_URL_LENGTH, description="http(s) URL that receives a JSON POST when the task ends (the task as GET "
         "/tasks/{id} shows it, plus 'event'), signed in X-TMLSR-Signature when a webhook secret is set.")

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
-from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_photo, display_p3_icc, flat_gray_jpeg, icc_colourants,
-                           os2_bitmap,
-                           png_bomb, png_chunk, shared_path, sixteen_bit_bmp, tiff_with_alpha, uncompressed_tiff,
+from tests.helpers import (REFERENCE_WHITE_CODES, SHARED, bmp_with_alpha_mask, deep_photo, display_p3_icc,
+                           flat_gray_jpeg, hdr_white_photo, icc_colourants, os2_bitmap, png_bomb, png_chunk,
+                           png_chunks_in_order, shared_path, sixteen_bit_bmp, tiff_with_alpha, uncompressed_tiff,
                            with_png_checksum_broken, with_png_chunk, zlib_bomb)
 from tmlsr_ray.errors import InputError
-from tmlsr_ray.pipeline.image import (PNG_SIGNATURE, png_with_metadata, decode_image, encode_image, output_format,
-                                      probe_image, stored_layout)
+from tmlsr_ray.pipeline.colour import ToneMap
+from tmlsr_ray.pipeline.image import (PNG_SIGNATURE, as_shown, hdr_metadata, png_with_metadata, decode_image,
+                                      encode_image, output_format, probe_image, stored_layout, transfer_name)
 
 BAD = sorted((SHARED / "media" / "bad").glob("*")) if (SHARED / "media" / "bad").is_dir() else []
 
@@ -389,6 +390,91 @@ def test_sdr_srgb_unspecified_and_hdr_code_points_get_no_made_up_profile(tmp_pat
     path = deep_photo(tmp_path / "tagged.heic", _deep_levels(10, "colour"), 10,
                       color_primaries=primaries, transfer_characteristics=transfer)
     assert probe_image(path, 10**8).icc_profile is None
+
+
+def hdr_round_trip(path: Path, hdr: str = "keep", requested=None):
+    """An image task's output as the runner makes it (the model left out), ``hdr`` and the format asked."""
+    info = probe_image(path, 10**8)
+    image, shown = as_shown(decode_image(path, info), info, hdr, requested)
+    fmt = output_format(shown, image, requested)
+    return shown, image, fmt, encode_image(image, fmt, 95, shown.icc_profile, shown.exif, shown.png_colour,
+                                           shown.hdr_colour)
+
+
+def video_tone_map(transfer: int, sixteen_bit_code: int) -> int:
+    """What a BT.2020 video's frame of this grey comes out as with hdr "sdr"."""
+    grey = np.full((1, 1, 1, 3), sixteen_bit_code, np.uint16)
+    return int(ToneMap.for_stream({"color_trc": transfer, "color_primaries": 9}, None)(grey)[0, 0, 0, 1])
+
+
+@pytest.mark.parametrize("transfer", [16, 18])
+@pytest.mark.parametrize("suffix", [".heic", ".avif"])
+def test_a_pq_or_hlg_photo_kept_hdr_is_a_png_whose_cicp_chunk_states_its_colour(tmp_path, suffix, transfer):
+    """Android phones, Chrome and libavif tag an HDR photo PQ or HLG in its nclx box alone: its
+    16-bit PNG came back with no colour tag, shown as sRGB (washed out, dim, the wrong colours)."""
+    path = deep_photo(tmp_path / f"hdr{suffix}", _deep_levels(10, "colour"), 10, color_primaries=9,
+                      transfer_characteristics=transfer)
+    shown, image, fmt, data = hdr_round_trip(path)
+    chunks = png_chunks_in_order(data)
+    kinds = [kind for kind, _ in chunks]
+    assert fmt == "png" and dict(chunks)[b"cICP"] == bytes([9, transfer, 0, 1])
+    assert kinds.index(b"cICP") < kinds.index(b"IDAT") and b"iCCP" not in kinds
+    assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), image)
+    assert image.dtype == np.uint16 and transfer_name(shown) == {16: "smpte2084", 18: "arib-std-b67"}[transfer]
+
+
+def test_an_eight_bit_hlg_heic_kept_hdr_is_a_png_with_cicp_not_a_jpeg_that_cannot_state_it(tmp_path):
+    path = tmp_path / "hlg8.heic"
+    Image.new("RGB", (32, 16), (191, 191, 191)).save(path, "HEIF", quality=95, color_primaries=9,
+                                                     transfer_characteristics=18)
+    _, image, fmt, data = hdr_round_trip(path)
+    assert fmt == "png" and image.dtype == np.uint8
+    assert dict(png_chunks_in_order(data))[b"cICP"] == bytes([9, 18, 0, 1])
+
+
+@pytest.mark.parametrize("transfer", [16, 18])
+@pytest.mark.parametrize("suffix", [".heic", ".avif"])
+def test_a_pq_or_hlg_photo_asked_sdr_shows_reference_white_where_a_videos_tone_map_does(tmp_path, suffix, transfer):
+    """hdr "sdr" acted on videos alone: the photo came back HDR levels in an untagged 16-bit PNG."""
+    path = hdr_white_photo(tmp_path / f"white{suffix}", transfer)
+    shown, image, fmt, data = hdr_round_trip(path, "sdr")
+    expected = video_tone_map(transfer, round(REFERENCE_WHITE_CODES[transfer] * 65535 / 1023))
+    assert abs(expected - 230) <= 1, "the video path's 203 nits, README's table"
+    assert fmt == "jpeg" and image.dtype == np.uint8 and (image == expected).all()
+    assert np.abs(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).astype(int) - expected).max() <= 1
+    assert transfer_name(shown) is None and shown.icc_profile is None
+
+
+@pytest.mark.parametrize("layout, fmt", [("gray", "jpeg"), ("alpha", "png")])
+def test_a_gray_hdr_photo_tone_mapped_stays_gray_and_one_with_alpha_keeps_it(tmp_path, layout, fmt):
+    levels = _deep_levels(10, layout)
+    path = deep_photo(tmp_path / "hdr.heic", levels, 10, color_primaries=9, transfer_characteristics=16)
+    _, image, out_fmt, _ = hdr_round_trip(path, "sdr")
+    assert out_fmt == fmt and image.dtype == np.uint8 and image.shape == levels.shape
+    if layout == "alpha":
+        assert np.abs(image[:, :, 3].astype(int) - np.round(levels[:, :, 3] / 1023 * 255)).max() <= 1
+
+
+@pytest.mark.parametrize("requested", ["jpeg", "webp"])
+def test_an_hdr_photo_asked_as_jpeg_or_webp_is_tone_mapped_and_the_metadata_says_so(tmp_path, requested):
+    """Only PNG's cICP states PQ or HLG here: a JPEG of the HDR levels would show them as sRGB."""
+    path = hdr_white_photo(tmp_path / "white.avif", 16)
+    info = probe_image(path, 10**8)
+    shown, image, fmt, _ = hdr_round_trip(path, "keep", requested)
+    assert fmt == requested and image.dtype == np.uint8 and abs(int(image.mean()) - 230) <= 1
+    metadata = hdr_metadata(info, shown, "keep", fmt)
+    assert metadata["hdr"] is None and metadata["hdr_note"].startswith(f"{requested} holds no HDR")
+    assert hdr_metadata(info, info, "keep", "png") == {"hdr": "smpte2084"}
+
+
+@pytest.mark.parametrize("hdr", ["keep", "sdr"])
+@pytest.mark.parametrize("transfer", [13, 1])
+def test_an_sdr_nclx_photo_comes_out_the_same_whichever_hdr_is_asked(tmp_path, hdr, transfer):
+    path = deep_photo(tmp_path / "sdr.avif", _deep_levels(10, "colour"), 10, color_primaries=12,
+                      transfer_characteristics=transfer)
+    shown, _, fmt, data = hdr_round_trip(path, hdr)
+    assert data == round_trip(path)[3] and fmt == "png" and b"cICP" not in dict(png_chunks_in_order(data))
+    assert transfer_name(shown) is None
 
 
 def test_a_sixteen_bit_png_keeps_its_depth_and_its_profile(tmp_path):

@@ -109,3 +109,24 @@ def test_a_ten_bit_display_p3_avif_comes_back_a_sixteen_bit_png_with_a_p3_profil
     with Image.open(io.BytesIO(data)) as out:
         made, reference = icc_colourants(out.info["icc_profile"]), icc_colourants(display_p3_icc())
     assert all(np.abs(np.subtract(made[tag], reference[tag])).max() < 1e-3 for tag in reference)
+
+
+def test_a_pq_avif_photo_comes_back_hdr_with_cicp_or_tone_mapped_on_request(service, input_server, tmp_path):
+    """An Android phone's or Chrome's HDR photo: its 16-bit PNG carried no colour tag (shown as
+    sRGB, reference white at 148 of 255), and hdr "sdr" was ignored for photos."""
+    import cv2
+
+    from tests.helpers import hdr_white_photo, png_chunks_in_order
+
+    url = input_server.add("hdr.avif", hdr_white_photo(tmp_path / "hdr.avif", 16).read_bytes())
+    kept = service.run(url=url, type="image", model="identity-x2.pth")
+    assert kept["status"] == "completed", kept["error"]
+    meta = kept["output"]["metadata"]
+    assert meta["format"] == "png" and meta["hdr"] == meta["input"]["hdr"] == "smpte2084"
+    assert dict(png_chunks_in_order(fetch_output(service, kept)))[b"cICP"] == bytes([9, 16, 0, 1])
+    sdr = service.run(url=url, type="image", model="identity-x2.pth", hdr="sdr")
+    assert sdr["status"] == "completed", sdr["error"]
+    meta = sdr["output"]["metadata"]
+    assert meta["format"] == "jpeg" and meta["hdr"] is None and meta["input"]["hdr"] == "smpte2084"
+    grey = cv2.imdecode(np.frombuffer(fetch_output(service, sdr), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.abs(grey.astype(int) - 230).max() <= 2

@@ -5,6 +5,8 @@ BGRA (H, W, 4), uint8 or uint16, the layout Real-ESRGAN's reference code works o
 (pillow-heif) and AVIF (Pillow's own) photos are read through Pillow. The input's ICC profile and
 EXIF (Orientation reset to 1, since the pixels are turned upright) go into the output: OpenCV's
 encoders drop both, so they are added to its PNG and JPEG bytes, and WebP is written by Pillow.
+An HDR (PQ or HLG) HEIC or AVIF states its colour in a PNG's cICP chunk, or goes through the
+video's tone map to SDR.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import io
 import struct
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Iterator, List, Optional, Tuple
 
@@ -25,6 +27,7 @@ from PIL import Image, TiffImagePlugin, UnidentifiedImageError
 from PIL.PngImagePlugin import MAX_TEXT_CHUNK
 
 from tmlsr_ray.errors import InputError
+from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
 from tmlsr_ray.pipeline.heif_boxes import bits_per_channel, nclx_code_points, primary_item_properties
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
 
@@ -56,6 +59,7 @@ BMP_BITS_AT = 28  # where a Windows BMP header's bits per pixel are
 MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
 UNPREMULTIPLY_ROWS = 256
+TONE_MAP_ROWS = 256  # a band's float copies, not a whole 64-megapixel photo's (gigabytes)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_ANCILLARY_BIT = 0x20  # of a chunk kind's first letter: lower case, a chunk a reader may do without
 # what Pillow and its plugins raise for a file they cannot read: OSError mostly, SyntaxError for a
@@ -85,11 +89,28 @@ class ImageInfo:
     icc_profile: Optional[bytes] = None
     exif: Optional[bytes] = None  # the input's EXIF (TIFF bytes), Orientation set to 1
     png_colour: Optional[bytes] = None  # a PNG's gAMA, cHRM and sRGB chunks, as they go into a PNG
+    hdr_colour: Optional["HdrColour"] = None  # a PQ or HLG photo's code points (HEIC, AVIF)
 
     @property
     def upright_size(self) -> Tuple[int, int]:
         """Width and height as viewers show the image (orientations 5-8 turn it a quarter)."""
         return (self.height, self.width) if self.orientation in (5, 6, 7, 8) else (self.width, self.height)
+
+
+@dataclass(frozen=True)
+class HdrColour:
+    """What an HDR photo's ``nclx`` box states (H.273 code points): a PNG states it again in its
+    cICP chunk, and the tone map to SDR starts from it."""
+
+    primaries: int
+    transfer: int  # 16 (PQ) or 18 (HLG)
+
+    @property
+    def name(self) -> str:
+        return HDR_TRANSFERS[self.transfer]
+
+    def tone_map(self) -> ToneMap:
+        return ToneMap.for_stream({"color_primaries": self.primaries, "color_trc": self.transfer}, None)
 
 
 def probe_image(path: Path, max_pixels: int) -> ImageInfo:
@@ -108,8 +129,9 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             # libheif does a HEIF's: nothing is left to turn
             orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
             icc_profile = img.info.get("icc_profile") or None
-            if icc_profile is None and fmt in ("heic", "avif"):
-                icc_profile = _icc_profile_from_nclx(path)
+            hdr_colour = None
+            if icc_profile is None and fmt in ("heic", "avif"):  # a profile the file has is what readers show
+                icc_profile, hdr_colour = _colour_from_nclx(path)
             upright_exif = _upright_exif(exif)
             png_colour = _png_colour_chunks(img.info) if fmt == "png" else None
     except UnidentifiedImageError as exc:
@@ -123,7 +145,7 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
                          f"compressed text or ICC profile chunk may inflate to {MAX_TEXT_CHUNK:,} bytes") from exc
     except DECODER_ERRORS as exc:
         raise InputError(f"input image cannot be read: {_what_is_wrong(exc)}") from exc
-    return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif, png_colour)
+    return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif, png_colour, hdr_colour)
 
 
 def _check_pixels(pillow_format: Optional[str], fmt: Optional[str], width: int, height: int, max_pixels: int) -> None:
@@ -256,11 +278,17 @@ def _tiff_layout(path: Path) -> Optional[str]:
     return f"{samples} sample{'' if samples == 1 else 's'} of {bits} bits ({colour})"
 
 
-def _icc_profile_from_nclx(path: Path) -> Optional[bytes]:
+def _colour_from_nclx(path: Path) -> Tuple[Optional[bytes], Optional[HdrColour]]:
     """The colour a HEIC or AVIF states by its code points alone (phones and Chrome write Display
-    P3 or BT.2020 so) as a profile: PNG and JPEG have no other way to say it."""
+    P3 or BT.2020 so): as a profile where a display curve holds it (JPEG has no other way to say
+    it), else, for PQ and HLG, as the code points a PNG's cICP chunk states."""
     code_points = nclx_code_points(primary_item_properties(path))
-    return icc_from_nclx(*code_points) if code_points else None
+    if code_points is None:
+        return None, None
+    primaries, transfer = code_points
+    if transfer in HDR_TRANSFERS:  # unstated or unknown primaries are BT.2100's, as for a video
+        return None, HdrColour(primaries if primaries in PRIMARIES else BT2020, transfer)
+    return icc_from_nclx(primaries, transfer), None
 
 
 def _png_colour_chunks(png_info: dict) -> Optional[bytes]:
@@ -558,19 +586,61 @@ def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def output_format(info: ImageInfo, image: np.ndarray, requested: Optional[str] = None) -> str:
-    """The format asked for; else the input's where it can hold the result: alpha or 16-bit need
-    PNG (or WEBP alpha); HEIC and AVIF photos come back as JPEG (or PNG with alpha); a result
+    """The format asked for; else the input's where it can hold the result: alpha, 16-bit or HDR
+    need PNG (or WEBP alpha); HEIC and AVIF photos come back as JPEG (or PNG with alpha); a result
     wider or higher than the format holds (WebP 16,383, JPEG 65,535) is PNG."""
     if requested:
         return requested
     has_alpha = _has_alpha(image)
-    if image.dtype == np.uint16:
+    if image.dtype == np.uint16 or info.hdr_colour:
         return "png"
     if info.format == "webp" and max(image.shape[:2]) <= MAX_SIDE["webp"]:
         return "webp"
     if info.format in ("jpeg", "heic", "avif") and not has_alpha and max(image.shape[:2]) <= MAX_SIDE["jpeg"]:
         return "jpeg"
     return "png"
+
+
+def as_shown(image: np.ndarray, info: ImageInfo, hdr: str, requested: Optional[str]) -> Tuple[np.ndarray, ImageInfo]:
+    """The pixels the model is given and what the output says of them: an HDR photo tone-mapped
+    to SDR BT.709 8-bit (before the model, trained on SDR, sees it, as a video's frames are) where
+    ``hdr`` is "sdr" or the format asked for holds no HDR (JPEG, WebP: only PNG's cICP states PQ
+    or HLG); any other photo as it is."""
+    if info.hdr_colour is None or (hdr == "keep" and requested in (None, "png")):
+        return image, info
+    return tone_mapped(image, info.hdr_colour.tone_map()), replace(info, hdr_colour=None)
+
+
+def tone_mapped(image: np.ndarray, to_sdr: ToneMap) -> np.ndarray:
+    """Gray, BGR or BGRA HDR levels (8- or 16-bit) through the video's tone map, a band of rows at
+    a time; gray stays gray, alpha is kept (at 8 bits)."""
+    if image.dtype == np.uint8:
+        image = _spread_to_sixteen_bits(image, 8)
+    out = np.empty(image.shape, np.uint8)
+    for rows in range(0, image.shape[0], TONE_MAP_ROWS):
+        band, into = image[rows:rows + TONE_MAP_ROWS], out[rows:rows + TONE_MAP_ROWS]
+        if band.ndim == 2:
+            into[:] = to_sdr(np.repeat(band[:, :, None], 3, axis=2))[:, :, 1]
+            continue
+        into[:, :, :3] = to_sdr(band[:, :, 2::-1])[:, :, ::-1]  # BGR in and out, the tone map's RGB between
+        if _has_alpha(band):
+            into[:, :, 3] = _eight_bits(band[:, :, 3])
+    return out
+
+
+def transfer_name(info: ImageInfo) -> Optional[str]:
+    """The HDR transfer as a video's metadata names it (``smpte2084``, ``arib-std-b67``); None for SDR."""
+    return info.hdr_colour.name if info.hdr_colour else None
+
+
+def hdr_metadata(info: ImageInfo, shown: ImageInfo, hdr: str, fmt: str) -> dict:
+    """``hdr``: the output's transfer; ``hdr_note`` where an HDR photo was tone-mapped for the
+    format asked, not on request."""
+    metadata = {"hdr": transfer_name(shown)}
+    if info.hdr_colour and not shown.hdr_colour and hdr == "keep":
+        metadata["hdr_note"] = (f"{fmt} holds no HDR: the {transfer_name(info)} photo was tone-mapped to SDR "
+                                "(BT.709, 8-bit); ask png to keep it HDR")
+    return metadata
 
 
 def check_format_holds(requested: Optional[str], size: Tuple[int, int]) -> None:
@@ -628,17 +698,25 @@ def fit_to_format(image: np.ndarray, fmt: str) -> np.ndarray:
     nearest 8-bit level), JPEG takes no alpha (dropped: ask PNG or WebP to keep it)."""
     if fmt == "png":
         return image
-    if image.dtype == np.uint16:
-        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    image = _eight_bits(image)
     if fmt == "jpeg" and _has_alpha(image):
         image = np.ascontiguousarray(image[:, :, :3])
     return image
 
 
+def _eight_bits(image: np.ndarray) -> np.ndarray:
+    """16-bit samples at the nearest 8-bit level; 8-bit ones as they are."""
+    if image.dtype == np.uint16:
+        return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    return image
+
+
 def encode_image(image: np.ndarray, fmt: str, quality: Optional[int] = None, icc_profile: Optional[bytes] = None,
-                 exif: Optional[bytes] = None, png_colour: Optional[bytes] = None) -> bytes:
+                 exif: Optional[bytes] = None, png_colour: Optional[bytes] = None,
+                 hdr_colour: Optional[HdrColour] = None) -> bytes:
     """``quality``: see :func:`effective_quality`. The ICC profile goes along where it fits; a PNG
-    input's gamma and primaries (``ImageInfo.png_colour``) into a PNG."""
+    input's gamma and primaries (``ImageInfo.png_colour``) into a PNG, as does an HDR photo's
+    colour, in a cICP chunk (see :func:`as_shown` for the formats that hold none)."""
     icc_profile = fitting_icc_profile(icc_profile, image, fmt)
     exif = fitting_exif(exif, fmt)
     quality = effective_quality(fmt, image, quality)
@@ -654,7 +732,7 @@ def encode_image(image: np.ndarray, fmt: str, quality: Optional[int] = None, icc
     if not ok:
         raise RuntimeError(f"could not encode the result as {fmt}")
     if fmt == "png":
-        return png_with_metadata(buf.tobytes(), icc_profile, exif, png_colour)
+        return png_with_metadata(buf.tobytes(), icc_profile, exif, (png_colour or b"") + _cicp_chunk(hdr_colour))
     if fmt == "jpeg":
         return jpeg_with_metadata(buf.tobytes(), icc_profile, exif)
     return buf.tobytes()
@@ -669,6 +747,14 @@ def _alpha_opaque_in_eight_bits(image: np.ndarray) -> bool:
     as :func:`fit_to_format` rounds)."""
     opaque_from = 255 if image.dtype == np.uint8 else 65535 - 128
     return bool(image[:, :, 3].min() >= opaque_from)
+
+
+def _cicp_chunk(hdr_colour: Optional[HdrColour]) -> bytes:
+    """PNG's cICP (Third Edition): the primaries and transfer, matrix 0 (the samples are RGB),
+    full range; readers take it over any iCCP, and none is written beside it."""
+    if hdr_colour is None:
+        return b""
+    return _png_chunk(b"cICP", bytes([hdr_colour.primaries, hdr_colour.transfer, 0, 1]))
 
 
 def png_with_metadata(png: bytes, icc_profile: Optional[bytes], exif: Optional[bytes],

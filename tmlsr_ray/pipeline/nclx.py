@@ -3,7 +3,8 @@
 Phones and Chrome tag a photo's colour with the box alone, no ICC profile: PNG and JPEG have no
 such tag, so without a profile the output was shown as sRGB (a Display P3 photo less saturated).
 The profile is matrix/TRC, ICC v4: colourants adapted to D50 (Bradford), the transfer as a
-parametric curve. HDR transfers (PQ, HLG) are not display curves an ICC matrix/TRC holds: none.
+parametric curve. HDR transfers (PQ, HLG) are not display curves an ICC matrix/TRC holds: none
+(a PNG states them in its cICP chunk instead).
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ from tmlsr_ray.piece import Piece
 from tmlsr_ray.errors import DiskFull, TaskError
 from tmlsr_ray.pipeline.fetch import fetch_input
 from tmlsr_ray.pipeline.image import (
-    CONTENT_TYPES, EXTENSIONS, check_format_holds, decode_image, effective_quality, encode_image, fitting_exif,
-    fitting_icc_profile, output_format, probe_image, stored_layout,
+    CONTENT_TYPES, EXTENSIONS, as_shown, check_format_holds, decode_image, effective_quality, encode_image,
+    fitting_exif, fitting_icc_profile, hdr_metadata, output_format, probe_image, stored_layout, transfer_name,
 )
 from tmlsr_ray.pipeline.progress import SegmentProgress
 from tmlsr_ray.pipeline.render import SegmentJob
@@ -208,23 +208,26 @@ class TaskRunner:
         plan.check_output_size(width, height, settings.max_output_pixels)
         check_format_holds(params.get("output_format"), target)
         image = await asyncio.to_thread(decode_image, path, info)
+        image, shown = await asyncio.to_thread(as_shown, image, info, params.get("hdr", "keep"),
+                                               params.get("output_format"))
         upscaled = await self._call(plan.replicas,
                                     lambda h: h.upscale_image.remote(params["model"], image, target, *plan.seed_args(),
                                                                      **plan.variant))
-        fmt = output_format(info, upscaled, params.get("output_format"))
+        fmt = output_format(shown, upscaled, params.get("output_format"))
         quality = params.get("output_quality") or (settings.jpeg_quality if fmt == "jpeg" else None)
         result = workdir / ("output" + EXTENSIONS[fmt])
-        data = await asyncio.to_thread(encode_image, upscaled, fmt, quality, info.icc_profile, info.exif,
-                                       info.png_colour)
+        data = await asyncio.to_thread(encode_image, upscaled, fmt, quality, shown.icc_profile, shown.exif,
+                                       shown.png_colour, shown.hdr_colour)
         await asyncio.to_thread(result.write_bytes, data)
         channels, bit_depth = stored_layout(upscaled, fmt)
         metadata = {
             "width": target[0], "height": target[1], "format": fmt,
             "quality": effective_quality(fmt, upscaled, quality),
-            "input": {"width": width, "height": height, "format": info.format},
+            "input": {"width": width, "height": height, "format": info.format, "hdr": transfer_name(info)},
             "channels": channels, "bit_depth": bit_depth,
-            "icc_profile": fitting_icc_profile(info.icc_profile, upscaled, fmt) is not None,
-            "exif": fitting_exif(info.exif, fmt) is not None,
+            "icc_profile": fitting_icc_profile(shown.icc_profile, upscaled, fmt) is not None,
+            "exif": fitting_exif(shown.exif, fmt) is not None,
+            **hdr_metadata(info, shown, params.get("hdr", "keep"), fmt),
             **_model_metadata(plan.model),
         }
         return result, CONTENT_TYPES[fmt], metadata
