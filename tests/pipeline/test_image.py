@@ -455,6 +455,41 @@ def test_a_gray_hdr_photo_tone_mapped_stays_gray_and_one_with_alpha_keeps_it(tmp
         assert np.abs(image[:, :, 3].astype(int) - np.round(levels[:, :, 3] / 1023 * 255)).max() <= 1
 
 
+# a P3-D65 display of 4,000 nits, its primaries in HEVC's order (green, blue, red), and MaxCLL 4,000
+LIGHT_LEVELS = {"content_light_level": {"max_content_light_level": 4000, "max_pic_average_light_level": 400},
+                "mastering_display_colour_volume": {
+                    "display_primaries_x": [13250, 7500, 34000], "display_primaries_y": [34500, 3000, 16000],
+                    "white_point_x": 15635, "white_point_y": 16450,
+                    "max_display_mastering_luminance": 40_000_000, "min_display_mastering_luminance": 50}}
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 0, 1)])  # HEVC's green, blue, red; and red first
+def test_a_pq_photos_light_levels_go_into_its_png_as_clli_and_mdcv_red_first(tmp_path, order):
+    display = dict(LIGHT_LEVELS["mastering_display_colour_volume"])
+    for axis in ("display_primaries_x", "display_primaries_y"):
+        display[axis] = [display[axis][i] for i in order]
+    path = deep_photo(tmp_path / "graded.heic", _deep_levels(10, "colour"), 10, color_primaries=9,
+                      transfer_characteristics=16, **{**LIGHT_LEVELS, "mastering_display_colour_volume": display})
+    chunks = png_chunks_in_order(hdr_round_trip(path)[3])
+    kinds = [kind for kind, _ in chunks]
+    assert struct.unpack(">II", dict(chunks)[b"cLLI"]) == (40_000_000, 4_000_000)
+    assert struct.unpack(">8HII", dict(chunks)[b"mDCV"]) == (34000, 16000, 13250, 34500, 7500, 3000, 15635, 16450,
+                                                            40_000_000, 50)
+    assert max(kinds.index(b"cLLI"), kinds.index(b"mDCV")) < kinds.index(b"IDAT")
+
+
+def test_a_pq_photo_tone_mapped_takes_its_peak_from_its_maxcll_as_a_video_does(tmp_path):
+    """With no peak stated a PQ photo is taken to reach 1,000 nits; at MaxCLL 4,000 its 203-nit
+    white comes out darker (210, README's table), leaving room for its highlights."""
+    white = np.full((16, 32, 3), REFERENCE_WHITE_CODES[16], np.uint16)
+    path = deep_photo(tmp_path / "graded.heic", white, 10, color_primaries=9, transfer_characteristics=16,
+                      **LIGHT_LEVELS)
+    image = hdr_round_trip(path, "sdr")[1]
+    grey = np.full((1, 1, 1, 3), round(REFERENCE_WHITE_CODES[16] * 65535 / 1023), np.uint16)
+    video = ToneMap.for_stream({"color_trc": 16, "color_primaries": 9}, {"cll": "4000,400"})(grey)[0, 0, 0, 1]
+    assert abs(int(video) - 210) <= 1 and (image == video).all()
+
+
 @pytest.mark.parametrize("requested", ["jpeg", "webp"])
 def test_an_hdr_photo_asked_as_jpeg_or_webp_is_tone_mapped_and_the_metadata_says_so(tmp_path, requested):
     """Only PNG's cICP states PQ or HLG here: a JPEG of the HDR levels would show them as sRGB."""

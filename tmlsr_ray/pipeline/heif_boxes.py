@@ -1,10 +1,12 @@
 """The properties of a HEIF/AVIF file's primary picture, read from its ``meta`` box (ISO/IEC
 23008-12): what Pillow's AVIF plugin and OpenCV leave out, its colour code points (``colr`` of
-type ``nclx``) and its bits per channel (``pixi``)."""
+type ``nclx``), its bits per channel (``pixi``) and an HDR picture's light levels (``clli``,
+``mdcv``)."""
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -42,6 +44,42 @@ def bits_per_channel(properties: List[Tuple[bytes, bytes]]) -> Optional[int]:
     for kind, payload in properties:
         if kind == b"av1C" and len(payload) >= 3:  # high_bitdepth, then twelve_bit
             return 12 if payload[2] & 0x20 else 10 if payload[2] & 0x40 else 8
+    return None
+
+
+def content_light_level(properties: List[Tuple[bytes, bytes]]) -> Optional[Tuple[int, int]]:
+    """(MaxCLL, MaxFALL) in cd/m² as a ``clli`` property states them."""
+    for kind, payload in properties:
+        if kind == b"clli" and len(payload) >= 4:
+            return struct.unpack(">HH", payload[:4])
+    return None
+
+
+Chromaticity = Tuple[int, int]  # x, y in units of 0.00002
+
+
+@dataclass(frozen=True)
+class MasteringDisplay:
+    """SMPTE ST 2086's mastering display, in the units of HEVC's SEI and of ``mdcv``."""
+
+    red: Chromaticity
+    green: Chromaticity
+    blue: Chromaticity
+    white: Chromaticity
+    max_luminance: int  # units of 0.0001 cd/m²
+    min_luminance: int
+
+
+def mastering_display(properties: List[Tuple[bytes, bytes]]) -> Optional[MasteringDisplay]:
+    """The ``mdcv`` property's display. Its three primaries come in no stated order (HEVC's SEI
+    recommends green, blue, red; some writers give red first): red is the one furthest along x,
+    green the highest in y of the two left."""
+    for kind, payload in properties:
+        if kind == b"mdcv" and len(payload) >= 24:
+            values = struct.unpack(">8HII", payload[:24])
+            primaries = sorted((values[i:i + 2] for i in range(0, 6, 2)), reverse=True)
+            red, rest = primaries[0], sorted(primaries[1:], key=lambda xy: xy[1], reverse=True)
+            return MasteringDisplay(red, rest[0], rest[1], values[6:8], values[8], values[9])
     return None
 
 

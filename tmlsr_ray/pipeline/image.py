@@ -17,7 +17,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Dict, Iterator, List, Optional, Tuple
 
 import av
 import cv2
@@ -28,7 +28,8 @@ from PIL.PngImagePlugin import MAX_TEXT_CHUNK
 
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
-from tmlsr_ray.pipeline.heif_boxes import bits_per_channel, nclx_code_points, primary_item_properties
+from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, mastering_display,
+                                           nclx_code_points, primary_item_properties)
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
 
 pillow_heif.register_heif_opener()  # HEIC/HEIF through Image.open, like every other format
@@ -99,18 +100,31 @@ class ImageInfo:
 
 @dataclass(frozen=True)
 class HdrColour:
-    """What an HDR photo's ``nclx`` box states (H.273 code points): a PNG states it again in its
-    cICP chunk, and the tone map to SDR starts from it."""
+    """What an HDR photo states of its colour (``nclx`` code points) and light (``clli``, ``mdcv``):
+    a PNG states it again in its cICP, cLLI and mDCV chunks, and the tone map to SDR starts from it."""
 
     primaries: int
     transfer: int  # 16 (PQ) or 18 (HLG)
+    light_level: Optional[Tuple[int, int]] = None  # MaxCLL, MaxFALL (cd/m²)
+    display: Optional[MasteringDisplay] = None
 
     @property
     def name(self) -> str:
         return HDR_TRANSFERS[self.transfer]
 
     def tone_map(self) -> ToneMap:
-        return ToneMap.for_stream({"color_primaries": self.primaries, "color_trc": self.transfer}, None)
+        return ToneMap.for_stream({"color_primaries": self.primaries, "color_trc": self.transfer}, self._mastering())
+
+    def _mastering(self) -> Dict[str, str]:
+        """The light levels in the notation a video's are kept in (x265's), which sets the tone map's peak."""
+        mastering = {}
+        if self.light_level:
+            mastering["cll"] = "{},{}".format(*self.light_level)
+        if self.display:
+            d = self.display
+            mastering["master_display"] = "G({},{})B({},{})R({},{})WP({},{})L({},{})".format(
+                *d.green, *d.blue, *d.red, *d.white, d.max_luminance, d.min_luminance)
+        return mastering
 
 
 def probe_image(path: Path, max_pixels: int) -> ImageInfo:
@@ -282,12 +296,14 @@ def _colour_from_nclx(path: Path) -> Tuple[Optional[bytes], Optional[HdrColour]]
     """The colour a HEIC or AVIF states by its code points alone (phones and Chrome write Display
     P3 or BT.2020 so): as a profile where a display curve holds it (JPEG has no other way to say
     it), else, for PQ and HLG, as the code points a PNG's cICP chunk states."""
-    code_points = nclx_code_points(primary_item_properties(path))
+    properties = primary_item_properties(path)
+    code_points = nclx_code_points(properties)
     if code_points is None:
         return None, None
     primaries, transfer = code_points
     if transfer in HDR_TRANSFERS:  # unstated or unknown primaries are BT.2100's, as for a video
-        return None, HdrColour(primaries if primaries in PRIMARIES else BT2020, transfer)
+        return None, HdrColour(primaries if primaries in PRIMARIES else BT2020, transfer,
+                               content_light_level(properties), mastering_display(properties))
     return icc_from_nclx(primaries, transfer), None
 
 
@@ -732,7 +748,7 @@ def encode_image(image: np.ndarray, fmt: str, quality: Optional[int] = None, icc
     if not ok:
         raise RuntimeError(f"could not encode the result as {fmt}")
     if fmt == "png":
-        return png_with_metadata(buf.tobytes(), icc_profile, exif, (png_colour or b"") + _cicp_chunk(hdr_colour))
+        return png_with_metadata(buf.tobytes(), icc_profile, exif, (png_colour or b"") + _hdr_chunks(hdr_colour))
     if fmt == "jpeg":
         return jpeg_with_metadata(buf.tobytes(), icc_profile, exif)
     return buf.tobytes()
@@ -749,12 +765,19 @@ def _alpha_opaque_in_eight_bits(image: np.ndarray) -> bool:
     return bool(image[:, :, 3].min() >= opaque_from)
 
 
-def _cicp_chunk(hdr_colour: Optional[HdrColour]) -> bytes:
+def _hdr_chunks(hdr_colour: Optional[HdrColour]) -> bytes:
     """PNG's cICP (Third Edition): the primaries and transfer, matrix 0 (the samples are RGB),
-    full range; readers take it over any iCCP, and none is written beside it."""
+    full range; readers take it over any iCCP, and none is written beside it. Then cLLI (in
+    0.0001 cd/m²) and mDCV (red, green, blue, white, as cHRM orders them) where the photo states them."""
     if hdr_colour is None:
         return b""
-    return _png_chunk(b"cICP", bytes([hdr_colour.primaries, hdr_colour.transfer, 0, 1]))
+    chunks = _png_chunk(b"cICP", bytes([hdr_colour.primaries, hdr_colour.transfer, 0, 1]))
+    if hdr_colour.light_level:
+        chunks += _png_chunk(b"cLLI", struct.pack(">II", *(level * 10_000 for level in hdr_colour.light_level)))
+    if (display := hdr_colour.display) is not None:
+        chunks += _png_chunk(b"mDCV", struct.pack(">8HII", *display.red, *display.green, *display.blue,
+                                                  *display.white, display.max_luminance, display.min_luminance))
+    return chunks
 
 
 def png_with_metadata(png: bytes, icc_profile: Optional[bytes], exif: Optional[bytes],
