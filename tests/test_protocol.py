@@ -79,3 +79,17 @@ def test_every_field_of_the_shipped_contract_is_in_the_schema():
         _keys_within(example, model)
     assert MonitorStats.model_validate(stats).system.max_workers == 2
     assert TaskView.model_validate(view).stages[1].duration == 120.0
+
+
+def test_a_denoise_strength_is_rounded_to_a_thousandth_and_one_that_rounds_to_1_is_the_file_as_it_is():
+    """0.3 and 0.30000001 (two clients' float formatting) were two mixed copies of the network in a
+    replica's cache, and two different metadata.denoise_strength."""
+    from tmlsr_ray.serve.runner import variant_args
+
+    def params(strength):
+        return TaskRequest(url=URL, denoise_strength=strength).model_dump(mode="json")
+
+    assert params(0.30000001)["denoise_strength"] == params(0.3)["denoise_strength"] == 0.3
+    assert variant_args(params(0.30000001)) == variant_args(params(0.2996)) == {"denoise": 0.3}
+    assert params(0.0004)["denoise_strength"] == 0
+    assert variant_args(params(0.99951)) == {}, "a strength that rounds to 1 mixed a copy of the file as it is"

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple
 
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 
@@ -75,6 +75,12 @@ MAX_DEADLINE_S = 30 * 86400.0  # a task is canceled at most this long after its 
 Deadline = Annotated[float, Number, Field(gt=0, le=MAX_DEADLINE_S, allow_inf_nan=False)]
 MAX_PREFER_WAIT_S = 60  # ``Prefer: wait=N`` holds the request at most this long (larger N are clamped)
 WebhookEvent = Literal["completed", "failed", "canceled", "progress"]
+# A denoise strength is kept to this many decimals: each strength a replica runs is a mixed copy of
+# the network in its cache, and strengths closer than a thousandth (0.3 and 0.30000001 sent by two
+# clients' float formatting) mix weights no output can tell apart.
+DENOISE_STRENGTH_DECIMALS = 3
+DenoiseStrength = Annotated[float, Number, Field(ge=0, le=1, allow_inf_nan=False),
+                            AfterValidator(lambda strength: round(strength, DENOISE_STRENGTH_DECIMALS))]
 
 
 def model_defaults(params: Dict[str, Any], model_scale: Optional[int], seeded: bool,
@@ -165,11 +171,12 @@ class TaskRequest(BaseModel):
     crf: Optional[Annotated[int, Number]] = Field(
         None, ge=0, le=63, description="Video tasks: constant rate factor (lower = better; 0–51 for "
         "h264 and hevc, 0–63 for av1); default the service's video_crf.")
-    denoise_strength: Optional[Annotated[float, Number, Field(ge=0, le=1, allow_inf_nan=False)]] = Field(
+    denoise_strength: Optional[DenoiseStrength] = Field(
         None, description="Real-ESRGAN's realesr-general-x4v3 with realesr-general-wdn-x4v3.pth beside it (its "
         "twin trained without denoising): how strongly to denoise, from 0 (the twin: noise and grain kept) to "
         "1 (the model as it is, the default), the two networks' weights mixed as Real-ESRGAN's "
-        "--denoise_strength mixes them (its script's default is 0.5). A 400 for any other model.")
+        "--denoise_strength mixes them (its script's default is 0.5), rounded to a thousandth (0.9995 and up: 1). "
+        "A 400 for any other model.")
     damaged_frames: Optional[Literal["fail", "repeat"]] = Field(
         None, description="Video tasks: what becomes of frames the decoder cannot read (a bit error in "
         "a broadcast recording, a broken frame of an old download): `fail` the task saying where (the "
