@@ -354,6 +354,8 @@ class ModelEntry(BaseModel):
     temporal: bool = Field(False, description="Restores several frames together (video-native).")
     seeded: bool = Field(False, description="Its output depends on a noise seed (the task's `seed` applies).")
     error: Optional[str] = Field(None, description="Why the file cannot be served (the other fields are then null).")
+    denoise_strength: bool = Field(False, description="A task may give it a denoise_strength (Real-ESRGAN's "
+                                   "realesr-general-x4v3 with its weak-denoise twin of the same network beside it).")
 
 
 class ModelList(BaseModel):

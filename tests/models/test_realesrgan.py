@@ -243,3 +243,23 @@ def test_a_weak_denoise_twin_of_the_same_architecture_but_other_layers_is_told_a
     save_srvgg(tmp_path / "realesr-general-wdn-x4v3.pth", num_conv=3)
     refusal = twin_mismatch(model, catalog.info("realesr-general-wdn-x4v3.pth"))
     assert refusal and "num_conv 3" in refusal and "num_conv 2" in refusal and "cannot be mixed" in refusal, refusal
+
+
+def test_the_catalog_says_which_models_take_a_denoise_strength_with_the_reason_of_those_that_do_not(tmp_path):
+    """What GET /models lists and submission refuses with: GET /models said of no model that it takes one."""
+    from tests.helpers import save_spandrel_model
+    from tmlsr_ray.models.registry import ModelCatalog
+
+    general_pair(tmp_path)
+    save_srvgg(tmp_path / "deep-realesr-general-x4v3.pth", num_conv=3)
+    save_srvgg(tmp_path / "deep-realesr-general-wdn-x4v3.pth")
+    save_spandrel_model("SPAN", tmp_path / "span.pth")
+    catalog = ModelCatalog(tmp_path)
+    refusals = {entry.name: catalog.denoise_refusal(entry.name, entry.info) for entry in catalog.entries()}
+    assert refusals["realesr-general-x4v3.pth"] is None
+    assert "cannot be mixed" in refusals["deep-realesr-general-x4v3.pth"]
+    for name in ("realesr-general-wdn-x4v3.pth", "span.pth"):
+        assert refusals[name].startswith(f"model {name} has no weak-denoise twin"), refusals[name]
+    (tmp_path / "realesr-general-wdn-x4v3.pth").write_bytes(b"broken")
+    assert "cannot read model file realesr-general-wdn-x4v3.pth" in catalog.denoise_refusal(
+        "realesr-general-x4v3.pth", catalog.info("realesr-general-x4v3.pth"))

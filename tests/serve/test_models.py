@@ -39,8 +39,9 @@ def test_models_lists_every_file_with_its_family_and_scale(service):
     assert models["realesr-animevideov3.pth"] | {"loaded": None} == {
         "name": "realesr-animevideov3.pth", "family": "realesrgan", "architecture": "SRVGGNetCompact",
         "scale": 4, "size_multiple": 1, "dtypes": ["float32", "float16", "bfloat16"], "channels": [3, 3], "purpose": "SR",
-        "temporal": False, "seeded": False, "error": None, "loaded": None,
+        "temporal": False, "seeded": False, "error": None, "loaded": None, "denoise_strength": False,
         "bytes": (service.weights_dir / "realesr-animevideov3.pth").stat().st_size}
+    assert [name for name, entry in models.items() if entry["denoise_strength"]] == ["realesr-general-x4v3.pth"]
     assert models["tiny-rrdb-x2.pth"]["architecture"] == "RRDBNet" and models["tiny-rrdb-x2.pth"]["size_multiple"] == 2
     for arch in SPANDREL_ARCHS:
         entry = models[f"tiny-{arch.lower()}-x2.pth"]

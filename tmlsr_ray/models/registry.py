@@ -140,6 +140,18 @@ class ModelCatalog:
                 continue
         return listed
 
+    def denoise_refusal(self, name: str, info: ModelInfo) -> Optional[str]:
+        """Why the model takes no denoise strength; None where it does (a Real-ESRGAN model with a
+        weak-denoise twin of its own network beside it)."""
+        twin = realesrgan.weak_denoise_twin(self._weights_dir / name) if info.family == "realesrgan" else None
+        if twin is None:
+            return (f"model {name} has no weak-denoise twin to mix with (Real-ESRGAN's {realesrgan.GENERAL_MODEL}.pth "
+                    f"takes one, with {realesrgan.WEAK_DENOISE_TWIN}.pth beside it in the weights directory)")
+        try:
+            return realesrgan.twin_mismatch(info, self.info(twin.name))
+        except (ModelNameError, ModelError) as exc:
+            return str(exc)
+
     def entry(self, path: Path) -> CatalogEntry:
         try:
             stamp = entry_stamp(path)

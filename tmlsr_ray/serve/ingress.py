@@ -22,8 +22,7 @@ from ray.serve.handle import DeploymentHandle
 
 from tmlsr_ray.config import INGRESS_MAX_ONGOING_REQUESTS, Settings
 from tmlsr_ray.models.base import ModelError, ModelInfo
-from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
-from tmlsr_ray.models.realesrgan import GENERAL_MODEL, WEAK_DENOISE_TWIN, twin_mismatch, weak_denoise_twin
+from tmlsr_ray.models.registry import CatalogEntry, ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline.encode import CONTAINER_FORMATS, container_refusal, task_codecs_available
 from tmlsr_ray.errors import (CallbackRefused, FetchError, FileNotFound, InvalidRequest, KeyConflict, ModelRefused,
                               QueueFull, RequestRefused, StreamsFull, TaskFinished, TaskNotFound, Unauthorized)
@@ -666,11 +665,17 @@ class Ingress:
     async def list_models(self) -> ModelList:
         """Every model file of the weights directory: what it is (or why it cannot be served),
         and whether a replica holds it loaded."""
-        entries = await asyncio.to_thread(self._catalog.entries)
+        entries = await asyncio.to_thread(self._listed_entries)
         held = set(await self._state.models_held())
         models = [ModelEntry(**(entry.info.public() if entry.info else {"name": entry.name, "bytes": entry.bytes}),
-                             error=entry.error, loaded=entry.name in held) for entry in entries]
+                             error=entry.error, loaded=entry.name in held, denoise_strength=takes_denoise)
+                  for entry, takes_denoise in entries]
         return ModelList(models=models)
+
+    def _listed_entries(self) -> List[Tuple[CatalogEntry, bool]]:
+        """Every model file's entry, and whether a task may give it a denoise_strength (as submission checks)."""
+        return [(entry, entry.info is not None and self._catalog.denoise_refusal(entry.name, entry.info) is None)
+                for entry in self._catalog.entries()]
 
     async def _check_model(self, name: str) -> ModelInfo:
         """A model this service can run, or 400 naming the file and the reason."""
@@ -685,16 +690,7 @@ class Ingress:
 
     def _check_denoise_twin(self, name: str, info: ModelInfo) -> None:
         """400 for a denoise strength asked of a model with no weak-denoise twin of its own network."""
-        twin = weak_denoise_twin(self._settings.weights_dir / name) if info.family == "realesrgan" else None
-        if twin is None:
-            raise ModelRefused(f"denoise_strength: model {name} has no weak-denoise twin to mix with (Real-ESRGAN's "
-                               f"{GENERAL_MODEL}.pth takes one, with {WEAK_DENOISE_TWIN}.pth beside it in the weights "
-                               "directory)")
-        try:
-            twin_info = self._catalog.info(twin.name)
-        except (ModelNameError, ModelError) as exc:
-            raise ModelRefused(f"denoise_strength: {exc}") from exc
-        refusal = twin_mismatch(info, twin_info)
+        refusal = self._catalog.denoise_refusal(name, info)
         if refusal:
             raise ModelRefused(f"denoise_strength: {refusal}")
 
