@@ -346,6 +346,8 @@ class ModelEntry(BaseModel):
     architecture: Optional[str] = None
     scale: Optional[int] = Field(None, description="Output / input size; null for a model of any scale (SeedVR2).")
     size_multiple: Optional[int] = Field(None, description="Input sides the network needs a multiple of (padded).")
+    minimum: Optional[int] = Field(None, description="Shortest input side the network runs on, where it has one "
+                                   "(a smaller input is padded to it); null: any.")
     dtypes: List[str] = Field(default_factory=list, description="Number types it may run in.")
     bytes: int
     loaded: bool = Field(False, description="A model replica holds it loaded now.")

@@ -182,3 +182,15 @@ def test_a_half_type_an_architecture_does_not_hold_is_never_used(tmp_path):
     assert select_dtype("auto", cuda, held, "X") == torch.bfloat16
     assert select_dtype("fp16", cuda, held, "X") == torch.float32
     assert select_dtype("auto", cpu, held, "X") == torch.float32
+
+
+@pytest.mark.parametrize("arch,minimum", [("HAT", 16), ("RealCUGAN", 32), ("ESRGAN", 2), ("SPAN", None)])
+def test_the_shortest_side_an_architecture_runs_on_is_listed_and_a_smaller_image_is_padded_to_it(tmp_path, arch,
+                                                                                                 minimum):
+    """spandrel's size_requirements.minimum, which GET /models did not show; spandrel pads a smaller input."""
+    save_spandrel_model(arch, tmp_path / "m.pth")
+    info = ModelCatalog(tmp_path).info("m.pth")
+    assert (info.minimum, info.public()["minimum"]) == (minimum, minimum)
+    model = load_model(tmp_path / "m.pth", info, LoadOptions("cpu"))
+    image = np.random.default_rng(0).integers(0, 256, (3, 5, 3), dtype=np.uint8)
+    assert upscale_image(model, image, (10, 6)).shape == (6, 10, 3)

@@ -38,7 +38,7 @@ def test_models_lists_every_file_with_its_family_and_scale(service):
     models = models_by_name(service)
     assert models["realesr-animevideov3.pth"] | {"loaded": None} == {
         "name": "realesr-animevideov3.pth", "family": "realesrgan", "architecture": "SRVGGNetCompact",
-        "scale": 4, "size_multiple": 1, "dtypes": ["float32", "float16", "bfloat16"], "channels": [3, 3], "purpose": "SR",
+        "scale": 4, "size_multiple": 1, "minimum": None, "dtypes": ["float32", "float16", "bfloat16"], "channels": [3, 3], "purpose": "SR",
         "temporal": False, "seeded": False, "error": None, "loaded": None, "denoise_strength": False,
         "bytes": (service.weights_dir / "realesr-animevideov3.pth").stat().st_size}
     assert [name for name, entry in models.items() if entry["denoise_strength"]] == ["realesr-general-x4v3.pth"]
@@ -47,6 +47,7 @@ def test_models_lists_every_file_with_its_family_and_scale(service):
         entry = models[f"tiny-{arch.lower()}-x2.pth"]
         assert (entry["family"], entry["architecture"], entry["scale"], entry["error"]) == ("spandrel", arch, 2, None)
     assert models["tiny-swinir-x2.safetensors"]["architecture"] == "SwinIR"
+    assert (models["tiny-hat-x2.pth"]["minimum"], models["tiny-span-x2.pth"]["minimum"]) == (16, None)
     face = models["tiny-face.pth"]
     assert face["family"] is None and "face-restoration" in face["error"]
     assert "cannot read model file broken.pth" in models["broken.pth"]["error"]

@@ -51,6 +51,7 @@ class ModelInfo:
     architecture: str
     scale: Optional[int]  # output / input size; None: any size, set by the task's ``resolution``
     size_multiple: int = 1  # input sides the network needs a multiple of (the backend pads)
+    minimum: Optional[int] = None  # the shortest input side the network runs on (the backend pads); None: any
     channels: Tuple[int, int] = (3, 3)  # (in, out)
     dtypes: Tuple[str, ...] = ("float32",)  # what it may run in; half types only where they hold
     temporal: bool = False  # restores several frames together (its batches overlap)
@@ -64,7 +65,8 @@ class ModelInfo:
 
     def public(self) -> Dict[str, Any]:
         return {"name": self.name, "family": self.family, "architecture": self.architecture,
-                "scale": self.scale, "size_multiple": self.size_multiple, "dtypes": list(self.dtypes),
+                "scale": self.scale, "size_multiple": self.size_multiple, "minimum": self.minimum,
+                "dtypes": list(self.dtypes),
                 "bytes": self.bytes, "channels": list(self.channels), "purpose": self.purpose,
                 "temporal": self.temporal, "seeded": self.seeded}
 

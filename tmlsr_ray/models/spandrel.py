@@ -121,7 +121,7 @@ def recognise(path: Path) -> Optional[ModelInfo]:
     dtypes = ("float32",) + ("float16",) * descriptor.supports_half + ("bfloat16",) * descriptor.supports_bfloat16
     return ModelInfo(
         name=path.name, family="spandrel", architecture=descriptor.architecture.name, scale=descriptor.scale,
-        size_multiple=descriptor.size_requirements.multiple_of,
+        size_multiple=descriptor.size_requirements.multiple_of, minimum=descriptor.size_requirements.minimum or None,
         channels=(descriptor.input_channels, descriptor.output_channels), dtypes=dtypes,
         purpose=descriptor.purpose, bytes=path.stat().st_size)
 
