@@ -16,6 +16,7 @@ from tmlsr_ray.models.checkpoint import read_state_dict
 from tmlsr_ray.models.compilation import compile_network
 from tmlsr_ray.models.device import select_device, select_dtype
 from tmlsr_ray.models.frame_network import FrameNetwork
+from tmlsr_ray.models.meta_device import built_on_meta
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def recognise(path: Path) -> Optional[ModelInfo]:
         spec = detect_architecture(state)
         if spec.kwargs["num_in_ch"] != 3:  # gray or RGBA networks: spandrel's backend adapts the channels
             return None
-        build_network(spec).load_state_dict(state, strict=True)
+        built_on_meta(lambda: build_network(spec)).load_state_dict(state, strict=True)
     except Exception:  # not this family's file: another backend may know it
         return None
     return ModelInfo(name=path.name, family="realesrgan", architecture=spec.kind, scale=spec.scale,

@@ -19,6 +19,7 @@ from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInf
 from tmlsr_ray.models.checkpoint import first_lines, read_state_dict
 from tmlsr_ray.models.device import select_device, select_dtype
 from tmlsr_ray.models.frame_network import FrameNetwork
+from tmlsr_ray.models.meta_device import built_on_meta
 
 SUFFIXES = (".pth", ".safetensors")
 MAX_SCALE = 8
@@ -63,8 +64,9 @@ REFUSED_ARCHITECTURES = {"GFPGAN": "FaceSR", "RestoreFormer": "FaceSR", "LaMa": 
 LUMA = (0.299, 0.587, 0.114)
 
 
-def describe(path: Path):
-    """spandrel's descriptor of the file, or ModelError saying why it cannot be served."""
+def describe(path: Path, on_meta: bool = False):
+    """spandrel's descriptor of the file, or ModelError saying why it cannot be served; ``on_meta``:
+    its network built without weights where the architecture allows (to recognise the file)."""
     import spandrel
 
     state = read_state_dict(path)
@@ -75,7 +77,8 @@ def describe(path: Path):
     name = support.architecture.name
     _refuse_purpose(path, name, REFUSED_ARCHITECTURES.get(str(support.architecture.id)))
     try:
-        descriptor = support.architecture.load(state)
+        descriptor = built_on_meta(lambda: support.architecture.load(state)) if on_meta else \
+            support.architecture.load(state)
     except Exception as exc:  # a detected architecture whose tensors do not fit it
         raise ModelError(f"model file {path.name} ({name}) does not load: {type(exc).__name__}: "
                          f"{first_lines(str(exc), count=2, limit=300)}") from exc
@@ -117,7 +120,7 @@ def _refuse_purpose(path: Path, architecture: str, purpose: Optional[str]) -> No
 def recognise(path: Path) -> Optional[ModelInfo]:
     if file_suffix(path) not in SUFFIXES:
         return None
-    descriptor = describe(path)
+    descriptor = describe(path, on_meta=True)
     dtypes = ("float32",) + ("float16",) * descriptor.supports_half + ("bfloat16",) * descriptor.supports_bfloat16
     return ModelInfo(
         name=path.name, family="spandrel", architecture=descriptor.architecture.name, scale=descriptor.scale,
