@@ -402,3 +402,31 @@ def test_a_file_is_recognised_with_its_network_built_on_the_meta_device_as_when_
     for backend in (realesrgan, spandrel):
         monkeypatch.setattr(backend, "built_on_meta", lambda build: build())
     assert recognise(path) == on_meta
+
+
+def test_a_file_is_recognised_once_per_version_however_many_ask_at_once(tmp_path, monkeypatch):
+    """A GET /models and a POST naming a file just put in place each built its network (the
+    catalog kept a file's entry only once read), at once in the ingress's threads."""
+    import threading
+    import time
+
+    from tmlsr_ray.models import registry
+
+    path = save_srvgg(tmp_path / "m.pth")
+    recognised, recognise = [], registry.recognise
+
+    def slow_recognise(file):
+        recognised.append(file.name)
+        time.sleep(0.3)  # long enough for the other callers to ask meanwhile
+        return recognise(file)
+
+    monkeypatch.setattr(registry, "recognise", slow_recognise)
+    catalog = registry.ModelCatalog(tmp_path)
+    callers = [threading.Thread(target=catalog.info, args=("m.pth",)) for _ in range(3)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert catalog.info("m.pth").scale == 4 and recognised == ["m.pth"]
+    save_srvgg(path, scale=2)  # a new version
+    assert catalog.info("m.pth").scale == 2 and catalog.info("m.pth").scale == 2 and recognised == ["m.pth"] * 2

@@ -115,12 +115,13 @@ class CatalogEntry:
 
 
 class ModelCatalog:
-    """Recognition of the files in a weights directory, each read once per size and mtime
-    (reading a checkpoint means loading its tensors)."""
+    """Recognition of the files in a weights directory, each read once per version (its stamp:
+    size, times, inode), by one caller at a time (reading a checkpoint means loading its tensors)."""
 
     def __init__(self, weights_dir: Path):
         self._weights_dir = weights_dir
         self._known: Dict[str, Tuple[EntryStamp, CatalogEntry]] = {}
+        self._recognising: Dict[str, threading.Lock] = {}  # a file's name: held while it is read
         self._lock = threading.Lock()
 
     def info(self, name: str) -> ModelInfo:
@@ -157,22 +158,35 @@ class ModelCatalog:
             stamp = entry_stamp(path)
         except FileNotFoundError as exc:  # removed since it was listed or its name checked
             raise ModelNameError(f"model file {path.name!r} not found in the weights directory") from exc
-        size = stamp[0][0]
+        known = self._known_entry(path.name, stamp)
+        if known is not None:
+            return known
         with self._lock:
-            known = self._known.get(path.name)
-            if known is not None and known[0] == stamp:
-                return known[1]
-        try:
-            if not size:
-                raise ModelError(f"model file {path.name} is empty")
-            entry = CatalogEntry(path.name, size, info=recognise(path))
-        except ModelError as exc:
-            entry = CatalogEntry(path.name, size, error=_naming(path, str(exc)))
-        except OSError as exc:
-            entry = CatalogEntry(path.name, size, error=f"cannot read model file {path.name}: {exc}")
+            recognising = self._recognising.setdefault(path.name, threading.Lock())
+        # One recognition per file version: a GET /models and a POST naming a file just put in
+        # place wait for the one reading it, instead of each building its network.
+        with recognising:
+            entry = self._known_entry(path.name, stamp) or _recognised(path, stamp[0][0])
+            with self._lock:
+                self._known[path.name] = (stamp, entry)
+            return entry
+
+    def _known_entry(self, name: str, stamp: EntryStamp) -> Optional[CatalogEntry]:
         with self._lock:
-            self._known[path.name] = (stamp, entry)
-        return entry
+            known = self._known.get(name)
+        return known[1] if known is not None and known[0] == stamp else None
+
+
+def _recognised(path: Path, size: int) -> CatalogEntry:
+    """The file's entry, read now: what it is, or why it cannot be served."""
+    try:
+        if not size:
+            raise ModelError(f"model file {path.name} is empty")
+        return CatalogEntry(path.name, size, info=recognise(path))
+    except ModelError as exc:
+        return CatalogEntry(path.name, size, error=_naming(path, str(exc)))
+    except OSError as exc:
+        return CatalogEntry(path.name, size, error=f"cannot read model file {path.name}: {exc}")
 
 
 def _naming(path: Path, reason: str) -> str:
