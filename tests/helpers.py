@@ -1576,6 +1576,12 @@ def deep_photo(path: Path, levels: np.ndarray, bits: int, **code_points) -> Path
 REFERENCE_WHITE_CODES = {16: 594, 18: 767}
 
 
+def srgb_level(light: float) -> int:
+    """The 8-bit sRGB code (IEC 61966-2-1) of ``light``, 0 to 1 of SDR white."""
+    signal = light * 12.92 if light <= 0.0031308 else 1.055 * light ** (1 / 2.4) - 0.055
+    return round(signal * 255)
+
+
 def hdr_white_photo(path: Path, transfer: int) -> Path:
     """A 10-bit BT.2020 HEIC or AVIF (by ``path``'s suffix) of HDR reference white, PQ (16) or HLG (18)."""
     return deep_photo(path, np.full((16, 32, 3), REFERENCE_WHITE_CODES[transfer], np.uint16), 10, color_primaries=9,

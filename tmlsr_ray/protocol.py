@@ -149,8 +149,8 @@ class TaskRequest(BaseModel):
         description="SeedVR2 noise seed (same seed, same input → same output); default the service's.")
     hdr: Literal["keep", "sdr"] = Field(
         "keep", description="HDR video or photo (HLG or PQ): `keep` it HDR (video: 10-bit, same tags and "
-        "mastering metadata; photo: PNG with a cICP chunk) or tone-map it to `sdr` (BT.709, 8-bit). SDR inputs "
-        "are unaffected.")
+        "mastering metadata; photo: PNG with a cICP chunk) or tone-map it to `sdr` (8-bit; BT.709 video, sRGB "
+        "photo). SDR inputs are unaffected.")
     callback_url: Optional[str] = Field(
         None, max_length=MAX_URL_LENGTH, description="http(s) URL that receives a JSON POST when the task ends (the task as GET "
         "/tasks/{id} shows it, plus 'event'), signed in X-TMLSR-Signature when a webhook secret is set.")

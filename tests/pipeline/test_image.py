@@ -10,10 +10,10 @@ from PIL import Image, ImageCms, PngImagePlugin
 
 from tests.helpers import (REFERENCE_WHITE_CODES, SHARED, bmp_with_alpha_mask, deep_photo, display_p3_icc,
                            flat_gray_jpeg, hdr_white_photo, icc_colourants, os2_bitmap, png_bomb, png_chunk,
-                           png_chunks_in_order, shared_path, sixteen_bit_bmp, tiff_with_alpha, uncompressed_tiff,
-                           with_png_checksum_broken, with_png_chunk, zlib_bomb)
+                           png_chunks_in_order, shared_path, sixteen_bit_bmp, srgb_level, tiff_with_alpha,
+                           uncompressed_tiff, with_png_checksum_broken, with_png_chunk, zlib_bomb)
 from tmlsr_ray.errors import InputError
-from tmlsr_ray.pipeline.colour import ToneMap
+from tmlsr_ray.pipeline.colour import ToneMap, nits_to_pq, pq_to_nits
 from tmlsr_ray.pipeline.image import (PNG_SIGNATURE, as_shown, hdr_metadata, png_with_metadata, decode_image,
                                       encode_image, output_format, probe_image, stored_layout, transfer_name)
 
@@ -401,10 +401,15 @@ def hdr_round_trip(path: Path, hdr: str = "keep", requested=None):
                                            shown.hdr_colour)
 
 
-def video_tone_map(transfer: int, sixteen_bit_code: int) -> int:
-    """What a BT.2020 video's frame of this grey comes out as with hdr "sdr"."""
+def video_tone_map(transfer: int, sixteen_bit_code: int, mastering=None) -> int:
+    """What a BT.2020 video's frame of this grey comes out as with hdr "sdr" (BT.1886 levels)."""
     grey = np.full((1, 1, 1, 3), sixteen_bit_code, np.uint16)
-    return int(ToneMap.for_stream({"color_trc": transfer, "color_primaries": 9}, None)(grey)[0, 0, 0, 1])
+    return int(ToneMap.for_stream({"color_trc": transfer, "color_primaries": 9}, mastering)(grey)[0, 0, 0, 1])
+
+
+def as_srgb(bt1886_level: int) -> int:
+    """The sRGB level of the light a BT.1886 level shows: a tone-mapped photo's of a video's."""
+    return srgb_level((bt1886_level / 255) ** 2.4)
 
 
 @pytest.mark.parametrize("transfer", [16, 18])
@@ -438,11 +443,26 @@ def test_a_pq_or_hlg_photo_asked_sdr_shows_reference_white_where_a_videos_tone_m
     """hdr "sdr" acted on videos alone: the photo came back HDR levels in an untagged 16-bit PNG."""
     path = hdr_white_photo(tmp_path / f"white{suffix}", transfer)
     shown, image, fmt, data = hdr_round_trip(path, "sdr")
-    expected = video_tone_map(transfer, round(REFERENCE_WHITE_CODES[transfer] * 65535 / 1023))
-    assert abs(expected - 230) <= 1, "the video path's 203 nits, README's table"
-    assert fmt == "jpeg" and image.dtype == np.uint8 and (image == expected).all()
+    video = video_tone_map(transfer, round(REFERENCE_WHITE_CODES[transfer] * 65535 / 1023))
+    assert abs(video - 230) <= 1, "the video path's 203 nits, README's table"
+    expected = as_srgb(video)
+    assert fmt == "jpeg" and image.dtype == np.uint8 and np.abs(image.astype(int) - expected).max() <= 1
     assert np.abs(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).astype(int) - expected).max() <= 1
     assert transfer_name(shown) is None and shown.icc_profile is None
+
+
+def test_a_pq_photo_tone_mapped_shows_its_shadows_at_their_light_in_an_srgb_viewer(tmp_path):
+    """An untagged photo is shown as sRGB: its levels were BT.1886's 2.4 gamma, a video's, so 1 nit
+    showed as 2.4 and 5 as 7.5 (code 28 and 54, now 16 and 43). Below the tone map's knee (about
+    90 nits at the 1,000-nit default peak) light is kept: the sRGB level of nits / 203."""
+    nits = np.array([1.0, 5.0, 20.0, 50.0])
+    codes = np.round(nits_to_pq(nits) * 1023).astype(np.uint16)
+    path = deep_photo(tmp_path / "shadows.heic", np.repeat(np.repeat(codes, 8)[None, :, None], 3, axis=2)
+                      .repeat(8, axis=0), 10, color_primaries=9, transfer_characteristics=16)
+    image = hdr_round_trip(path, "sdr")[1]
+    stored_nits = pq_to_nits(codes / 1023)
+    expected = [srgb_level(light / 203) for light in stored_nits]
+    assert np.abs(image[4, 4::8, 1].astype(int) - expected).max() <= 1
 
 
 @pytest.mark.parametrize("layout, fmt", [("gray", "jpeg"), ("alpha", "png")])
@@ -480,14 +500,13 @@ def test_a_pq_photos_light_levels_go_into_its_png_as_clli_and_mdcv_red_first(tmp
 
 def test_a_pq_photo_tone_mapped_takes_its_peak_from_its_maxcll_as_a_video_does(tmp_path):
     """With no peak stated a PQ photo is taken to reach 1,000 nits; at MaxCLL 4,000 its 203-nit
-    white comes out darker (210, README's table), leaving room for its highlights."""
+    white comes out darker (a video's 210, README's table), leaving room for its highlights."""
     white = np.full((16, 32, 3), REFERENCE_WHITE_CODES[16], np.uint16)
     path = deep_photo(tmp_path / "graded.heic", white, 10, color_primaries=9, transfer_characteristics=16,
                       **LIGHT_LEVELS)
     image = hdr_round_trip(path, "sdr")[1]
-    grey = np.full((1, 1, 1, 3), round(REFERENCE_WHITE_CODES[16] * 65535 / 1023), np.uint16)
-    video = ToneMap.for_stream({"color_trc": 16, "color_primaries": 9}, {"cll": "4000,400"})(grey)[0, 0, 0, 1]
-    assert abs(int(video) - 210) <= 1 and (image == video).all()
+    video = video_tone_map(16, round(REFERENCE_WHITE_CODES[16] * 65535 / 1023), {"cll": "4000,400"})
+    assert abs(video - 210) <= 1 and np.abs(image.astype(int) - as_srgb(video)).max() <= 1
 
 
 @pytest.mark.parametrize("requested", ["jpeg", "webp"])
@@ -496,7 +515,7 @@ def test_an_hdr_photo_asked_as_jpeg_or_webp_is_tone_mapped_and_the_metadata_says
     path = hdr_white_photo(tmp_path / "white.avif", 16)
     info = probe_image(path, 10**8)
     shown, image, fmt, _ = hdr_round_trip(path, "keep", requested)
-    assert fmt == requested and image.dtype == np.uint8 and abs(int(image.mean()) - 230) <= 1
+    assert fmt == requested and image.dtype == np.uint8 and abs(int(image.mean()) - 229) <= 1
     metadata = hdr_metadata(info, shown, "keep", fmt)
     assert metadata["hdr"] is None and metadata["hdr_note"].startswith(f"{requested} holds no HDR")
     assert hdr_metadata(info, info, "keep", "png") == {"hdr": "smpte2084"}

@@ -129,4 +129,4 @@ def test_a_pq_avif_photo_comes_back_hdr_with_cicp_or_tone_mapped_on_request(serv
     meta = sdr["output"]["metadata"]
     assert meta["format"] == "jpeg" and meta["hdr"] is None and meta["input"]["hdr"] == "smpte2084"
     grey = cv2.imdecode(np.frombuffer(fetch_output(service, sdr), np.uint8), cv2.IMREAD_UNCHANGED)
-    assert np.abs(grey.astype(int) - 230).max() <= 2
+    assert np.abs(grey.astype(int) - 229).max() <= 2  # a video's 230 (BT.1886), as sRGB levels

@@ -5,10 +5,11 @@ transfer (BT.2020, HLG or PQ), upscaled as they are, and encoded back with the s
 ``hdr: "sdr"`` converts: light from the HDR signal (PQ's EOTF, or HLG's inverse OETF and its OOTF
 for a 1000-nit display), ITU-R BT.2390's EETF on each pixel's brightest component (so hues keep
 their ratios) from the stream's peak to an SDR display whose white is HDR reference white (203
-nits, BT.2408), the stream's primaries → BT.709 in linear light, and the BT.1886 display gamma.
-The peak is the stream's, fixed for the whole video (MaxCLL, else the mastering display's peak,
-else 1000 nits; HLG's is its 1000-nit display): a peak measured per batch would make a constant
-grey jump whenever a highlight comes or goes. FFmpeg's own ``tonemap`` filter needs
+nits, BT.2408), the stream's primaries → BT.709 in linear light, and the BT.1886 display gamma
+(a photo's: sRGB's curve, by which viewers show an untagged photo). The peak is the stream's,
+fixed for the whole video (MaxCLL, else the mastering display's peak, else 1000 nits; HLG's is its
+1000-nit display): a peak measured per batch would make a constant grey jump whenever a highlight
+comes or goes. FFmpeg's own ``tonemap`` filter needs
 ``zscale`` to linearise first, which PyAV's FFmpeg build lacks: hence this operator.
 """
 
@@ -96,22 +97,31 @@ class ToneMap:
     transfer: int
     peak_nits: float
     to_bt709: np.ndarray  # linear RGB in the stream's primaries → linear BT.709
+    # a photo's levels follow sRGB's curve, which browsers and viewers show an untagged photo by; a
+    # video's BT.1886 2.4 gamma read so lifts its shadows (1 nit shown as 2.4)
+    srgb: bool = False
 
     @classmethod
-    def for_stream(cls, color: Dict[str, int], mastering: Optional[Dict[str, str]]) -> "ToneMap":
+    def for_stream(cls, color: Dict[str, int], mastering: Optional[Dict[str, str]], srgb: bool = False) -> "ToneMap":
         transfer = color["color_trc"]
         peak = HLG_DISPLAY_NITS if transfer == TRC_HLG else content_peak_nits(mastering)
-        return cls(transfer, peak, primaries_to_bt709(color.get("color_primaries")))
+        return cls(transfer, peak, primaries_to_bt709(color.get("color_primaries")), srgb)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        """HDR RGB frames (uint16, full-scale code values) → SDR BT.709 uint8 RGB."""
+        """HDR RGB frames (uint16, full-scale code values) → SDR BT.709 (or sRGB) uint8 RGB."""
         signal = frames.astype(np.float32) / 65535.0
         nits = pq_to_nits(signal) if self.transfer == TRC_PQ else hlg_to_nits(signal)
         brightest = np.maximum(_brightest(nits), np.float32(1e-6))
         mapped = pq_to_nits(bt2390_eetf(nits_to_pq(brightest), self.peak_nits, SDR_WHITE_NITS))
         linear = nits * (mapped / (brightest * np.float32(SDR_WHITE_NITS)))
         bt709 = np.clip(linear @ self.to_bt709.T, 0.0, 1.0)
-        return np.round(bt709 ** (1 / 2.4) * 255.0).astype(np.uint8)
+        return np.round((srgb_encoded(bt709) if self.srgb else bt709 ** (1 / 2.4)) * 255.0).astype(np.uint8)
+
+
+def srgb_encoded(linear: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1's inverse EOTF: linear light (0 to 1) → sRGB signal (0 to 1)."""
+    return np.where(linear <= 0.0031308, linear * np.float32(12.92),
+                    np.float32(1.055) * np.power(linear, np.float32(1 / 2.4)) - np.float32(0.055))
 
 
 def _brightest(rgb: np.ndarray) -> np.ndarray:

@@ -113,7 +113,8 @@ class HdrColour:
         return HDR_TRANSFERS[self.transfer]
 
     def tone_map(self) -> ToneMap:
-        return ToneMap.for_stream({"color_primaries": self.primaries, "color_trc": self.transfer}, self._mastering())
+        return ToneMap.for_stream({"color_primaries": self.primaries, "color_trc": self.transfer}, self._mastering(),
+                                  srgb=True)
 
     def _mastering(self) -> Dict[str, str]:
         """The light levels in the notation a video's are kept in (x265's), which sets the tone map's peak."""
@@ -619,7 +620,7 @@ def output_format(info: ImageInfo, image: np.ndarray, requested: Optional[str] =
 
 def as_shown(image: np.ndarray, info: ImageInfo, hdr: str, requested: Optional[str]) -> Tuple[np.ndarray, ImageInfo]:
     """The pixels the model is given and what the output says of them: an HDR photo tone-mapped
-    to SDR BT.709 8-bit (before the model, trained on SDR, sees it, as a video's frames are) where
+    to SDR sRGB 8-bit (before the model, trained on SDR, sees it, as a video's frames are) where
     ``hdr`` is "sdr" or the format asked for holds no HDR (JPEG, WebP: only PNG's cICP states PQ
     or HLG); any other photo as it is."""
     if info.hdr_colour is None or (hdr == "keep" and requested in (None, "png")):
@@ -655,7 +656,7 @@ def hdr_metadata(info: ImageInfo, shown: ImageInfo, hdr: str, fmt: str) -> dict:
     metadata = {"hdr": transfer_name(shown)}
     if info.hdr_colour and not shown.hdr_colour and hdr == "keep":
         metadata["hdr_note"] = (f"{fmt} holds no HDR: the {transfer_name(info)} photo was tone-mapped to SDR "
-                                "(BT.709, 8-bit); ask png to keep it HDR")
+                                "(sRGB, 8-bit); ask png to keep it HDR")
     return metadata
 
 
