@@ -498,6 +498,32 @@ def test_a_pq_photos_light_levels_go_into_its_png_as_clli_and_mdcv_red_first(tmp
     assert max(kinds.index(b"cLLI"), kinds.index(b"mDCV")) < kinds.index(b"IDAT")
 
 
+@pytest.mark.parametrize("hdr", ["keep", "sdr"])
+def test_an_hdr_png_this_service_made_upscaled_again_keeps_its_cicp_clli_and_mdcv_or_is_tone_mapped(tmp_path, hdr):
+    """Its cICP was not read: the second pass came back an untagged 16-bit PNG, shown as sRGB (203
+    nits at 148 of 255), and hdr "sdr" left it so; an iCCP beside the cICP is left out, as readers do."""
+    path = deep_photo(tmp_path / "graded.heic", np.full((16, 32, 3), REFERENCE_WHITE_CODES[16], np.uint16), 10,
+                      color_primaries=9, transfer_characteristics=16, **LIGHT_LEVELS)
+    first_png = hdr_round_trip(path)[3]
+    first = dict(png_chunks_in_order(first_png))
+    again = tmp_path / "again.png"
+    again.write_bytes(png_with_metadata(first_png, display_p3_icc(), None))
+    shown, image, fmt, data = hdr_round_trip(again, hdr)
+    chunks = dict(png_chunks_in_order(data))
+    assert fmt == "png" and b"iCCP" not in chunks and transfer_name(probe_image(again, 10**8)) == "smpte2084"
+    if hdr == "keep":
+        assert image.dtype == np.uint16 and all(chunks[kind] == first[kind] for kind in (b"cICP", b"cLLI", b"mDCV"))
+    else:  # at MaxCLL 4,000, as the HEIC itself
+        assert b"cICP" not in chunks and np.abs(image.astype(int) - hdr_round_trip(path, "sdr")[1]).max() == 0
+
+
+@pytest.mark.parametrize("cicp", [bytes([9, 16, 0, 0]), bytes([9, 16, 1, 1]), bytes([9, 1, 0, 1])])
+def test_a_png_cicp_of_narrow_range_a_matrix_or_sdr_is_not_taken_for_an_hdr_photo(tmp_path, cicp):
+    path = tmp_path / "tagged.png"
+    path.write_bytes(with_png_chunk(cv2.imencode(".png", np.zeros((4, 4, 3), np.uint16))[1].tobytes(), b"cICP", cicp))
+    assert transfer_name(probe_image(path, 10**8)) is None
+
+
 def test_a_pq_photo_tone_mapped_takes_its_peak_from_its_maxcll_as_a_video_does(tmp_path):
     """With no peak stated a PQ photo is taken to reach 1,000 nits; at MaxCLL 4,000 its 203-nit
     white comes out darker (a video's 210, README's table), leaving room for its highlights."""

@@ -108,6 +108,12 @@ class HdrColour:
     light_level: Optional[Tuple[int, int]] = None  # MaxCLL, MaxFALL (cd/m²)
     display: Optional[MasteringDisplay] = None
 
+    @classmethod
+    def stated(cls, primaries: int, transfer: int, light_level: Optional[Tuple[int, int]],
+               display: Optional[MasteringDisplay]) -> "HdrColour":
+        """Unstated or unknown primaries are BT.2100's, as for a video."""
+        return cls(primaries if primaries in PRIMARIES else BT2020, transfer, light_level, display)
+
     @property
     def name(self) -> str:
         return HDR_TRANSFERS[self.transfer]
@@ -143,12 +149,8 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             # Pillow gives a TIFF's size upright and OpenCV decodes its pixels upright, as
             # libheif does a HEIF's: nothing is left to turn
             orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
-            icc_profile = img.info.get("icc_profile") or None
-            hdr_colour = None
-            if icc_profile is None and fmt in ("heic", "avif"):  # a profile the file has is what readers show
-                icc_profile, hdr_colour = _colour_from_nclx(path)
+            icc_profile, png_colour, hdr_colour = _stated_colour(img, path, fmt)
             upright_exif = _upright_exif(exif)
-            png_colour = _png_colour_chunks(img.info) if fmt == "png" else None
     except UnidentifiedImageError as exc:
         layout = _tiff_layout(path)
         if layout:
@@ -293,6 +295,21 @@ def _tiff_layout(path: Path) -> Optional[str]:
     return f"{samples} sample{'' if samples == 1 else 's'} of {bits} bits ({colour})"
 
 
+def _stated_colour(img: Image.Image, path: Path, fmt: Optional[str]
+                   ) -> Tuple[Optional[bytes], Optional[bytes], Optional[HdrColour]]:
+    """The input's ICC profile, a PNG's gAMA, cHRM and sRGB chunks, and an HDR photo's colour: a
+    PNG's cICP stating PQ or HLG (this service's own HDR output, an HDR editor's) is what readers
+    show it by, whatever else it has; a HEIC's or AVIF's nclx box counts where it has no profile."""
+    icc_profile = img.info.get("icc_profile") or None
+    if fmt == "png":
+        hdr_colour = _png_hdr_colour(path)
+        return (None, None, hdr_colour) if hdr_colour else (icc_profile, _png_colour_chunks(img.info), None)
+    if icc_profile is None and fmt in ("heic", "avif"):  # a profile the file has is what readers show
+        profile, hdr_colour = _colour_from_nclx(path)
+        return profile, None, hdr_colour
+    return icc_profile, None, None
+
+
 def _colour_from_nclx(path: Path) -> Tuple[Optional[bytes], Optional[HdrColour]]:
     """The colour a HEIC or AVIF states by its code points alone (phones and Chrome write Display
     P3 or BT.2020 so): as a profile where a display curve holds it (JPEG has no other way to say
@@ -302,10 +319,36 @@ def _colour_from_nclx(path: Path) -> Tuple[Optional[bytes], Optional[HdrColour]]
     if code_points is None:
         return None, None
     primaries, transfer = code_points
-    if transfer in HDR_TRANSFERS:  # unstated or unknown primaries are BT.2100's, as for a video
-        return None, HdrColour(primaries if primaries in PRIMARIES else BT2020, transfer,
-                               content_light_level(properties), mastering_display(properties))
+    if transfer in HDR_TRANSFERS:
+        return None, HdrColour.stated(primaries, transfer, content_light_level(properties),
+                                      mastering_display(properties))
     return icc_from_nclx(primaries, transfer), None
+
+
+def _png_hdr_colour(path: Path) -> Optional[HdrColour]:
+    """A PNG's cICP chunk where it states PQ or HLG (matrix 0, RGB, as PNG's must, full range: the
+    cICP written again says so), with its cLLI (MaxCLL and MaxFALL in 0.0001 cd/m², read in whole
+    cd/m² as HEIF states them) and mDCV."""
+    chunks = _png_chunks_before_pixels(path, (b"cICP", b"cLLI", b"mDCV"))
+    cicp, light, display = chunks.get(b"cICP", b""), chunks.get(b"cLLI", b""), chunks.get(b"mDCV", b"")
+    if len(cicp) != 4 or cicp[1] not in HDR_TRANSFERS or cicp[2:] != b"\x00\x01":
+        return None
+    light_level = tuple(round(v / 10_000) for v in struct.unpack(">II", light)) if len(light) == 8 else None
+    v = struct.unpack(">8HII", display) if len(display) == 24 else None  # red, green, blue, white, as PNG orders
+    return HdrColour.stated(cicp[0], cicp[1], light_level,
+                            MasteringDisplay(v[0:2], v[2:4], v[4:6], v[6:8], v[8], v[9]) if v else None)
+
+
+def _png_chunks_before_pixels(path: Path, kinds: Tuple[bytes, ...]) -> Dict[bytes, bytes]:
+    """The first sound chunk of each of ``kinds`` before a PNG's pixels (IDAT)."""
+    found: Dict[bytes, bytes] = {}
+    with open(path, "rb") as file:
+        for kind, at, length in _png_chunks(file):
+            if kind in (b"IDAT", b"IEND"):
+                break
+            if kind in kinds and kind not in found and (data := _png_chunk_data(file, kind, at, length)) is not None:
+                found[kind] = data
+    return found
 
 
 def _png_colour_chunks(png_info: dict) -> Optional[bytes]:
