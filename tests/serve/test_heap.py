@@ -19,14 +19,17 @@ def resident_mb():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
 
 def frames():  # 3 MB frame buffers in each thread's own heap, freed, each with a small block kept after it
+    together.wait()  # all alive at once, so each has an arena: on a loaded machine a late thread took a done one's
     buffers = []
     for i in range(40):
         buffers.append(np.ones(3_000_000 // 8 + i))
         kept.append(np.ones(2000))
+    together.wait()
     del buffers
 
 np.ones(4_000_000 // 8)  # a freed 4 MB buffer makes glibc serve later ones from the heap, as in a replica
 kept = []
+together = threading.Barrier(4)
 threads = [threading.Thread(target=frames) for _ in range(4)]
 [t.start() for t in threads]
 [t.join() for t in threads]
