@@ -14,7 +14,7 @@ import requests
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, actor_pid, anime_matroska, animated_gif, eventually, frame_flood_gif,
                            interlaced_clip, joined_recordings, make_clip, replica_pids, shared_path, sigkill, soft_telecine_clip,
                            video_tracks, with_telemetry_and_cover, cut_inside_packet, with_adts_header_broken,
-                           with_packets_damaged)
+                           with_packets_damaged, save_srvgg)
 from tests.serve.conftest import fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
@@ -254,6 +254,33 @@ def test_a_damaged_frame_fails_saying_where_unless_asked_to_show_the_frame_befor
     assert task["status"] == "completed", task["error"]
     metadata = task["output"]["metadata"]
     assert (metadata["frames"], metadata["damaged_packets_dropped"]) == (48, 2) and metadata["frames_repeated"] >= 2
+
+
+def test_a_mostly_damaged_video_fails_once_its_damage_is_over_the_share_without_upscaling_the_rest(
+        service, input_server, tmp_path):
+    """Every frame but the keyframes of the first 12 of 16 one-second segments damaged (276 of 384
+    packets, over two thirds; the frame-threaded decoder reports 264): with damaged_frames "repeat"
+    the task failed only after the model had upscaled all 384 frames, though no segment after the
+    12th could bring the share back under."""
+    save_srvgg(service.weights_dir / "damage-share-x4.pth")  # its own model: its own frame count
+    source = make_clip(tmp_path / "in.mp4", frames=384, rate=24, audio=False,
+                       options={"x264-params": "keyint=24:min-keyint=24:scenecut=0:bframes=0"})
+    damaged = with_packets_damaged(source, tmp_path / "damaged.mp4", [n for n in range(12 * 24) if n % 24])
+    task = service.run(url=input_server.add("mostly-damaged.mp4", damaged.read_bytes()), model="damage-share-x4.pth",
+                       damaged_frames="repeat", timeout=180)
+    assert task["status"] == "failed" and re.fullmatch(
+        r"video could not be decoded: 2\d\d of its 384 packets are damaged \(Invalid data found when processing "
+        r"input\)", task["error"]), task["error"]
+    upscaled = []
+
+    def settled() -> bool:  # Ray exports every few seconds
+        upscaled.append(sum(float(line.rsplit(" ", 1)[1]) for line in requests.get(service.metrics_url, timeout=10)
+                            .text.splitlines() if "tmlsr_frames_processed_total{" in line
+                            and 'model="damage-share-x4.pth"' in line))
+        time.sleep(3)
+        return len(upscaled) > 3 and upscaled[-1] == upscaled[-4] > 0
+    eventually(settled, timeout=60, what="the frames upscaled exported")
+    assert upscaled[-1] < 384 - 24, upscaled
 
 
 def test_a_still_image_submitted_as_video_fails_with_a_hint(service, input_server):

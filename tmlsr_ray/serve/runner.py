@@ -252,6 +252,7 @@ class TaskRunner:
             await report_progress()
 
         async def on_piece(data: bytes, piece: Piece) -> None:
+            damaged_share(list(done.values()) + [piece], segments.frames)  # over the share: no later piece helps
             await finish_in_thread(store.save, data, piece)
             done[piece.index] = piece
             progress.finish_segment()
@@ -269,8 +270,7 @@ class TaskRunner:
         finally:
             stop.set()
             self._metrics.video_ended(params["model"])
-        damaged = sum(piece.damaged_packets for piece in done.values())
-        refuse_mostly_damaged(damaged, segments.frames)  # over the video: a burst may wipe most of one segment
+        damaged = damaged_share(done.values(), segments.frames)  # over the video: a burst may wipe most of one segment
         into = work.into
         result = workdir / f"output.{into.name}"
         # a cancel waits for the join (seconds an hour of video): it writes into the task's folder
@@ -453,6 +453,15 @@ def _as_task_error(stage: StageName, exc: Exception) -> TaskError:
     if isinstance(cause, (TaskError, ModelError, ModelNameError)):
         return TaskError(str(cause))
     return TaskError(f"{stage.value} failed: {type(cause).__name__}: {cause}")
+
+
+def damaged_share(pieces: Iterable[Piece], packets: int) -> int:
+    """The damaged packets of a video's pieces; fails the task where they are over the share of all
+    its ``packets`` that FFmpeg's command line gives up at. Judged as each piece comes in: once over,
+    no piece still to come can bring the share back under, and the model would work on for nothing."""
+    damaged = sum(piece.damaged_packets for piece in pieces)
+    refuse_mostly_damaged(damaged, packets)
+    return damaged
 
 
 def _with_jobs(extracted: Iterable[Tuple[Segment, bytes]],
