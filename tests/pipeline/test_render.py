@@ -180,17 +180,20 @@ def test_damaged_frames_repeated_keep_every_segments_frame_count_and_times(tmp_p
     assert damaged == 2 and repeated >= 2
 
 
-def rendered_with_damage_repeated(path, cutting):
-    """Each piece of the damaged video cut and rendered with damaged_frames "repeat", by index."""
+def rendered_with_damage_repeated(path, cutting, max_preroll=Cutting.max_preroll_frames):
+    """Each piece of the damaged video cut and rendered with damaged_frames "repeat" (lossless, so
+    a repeat is exact), by index, and its frames as decoded from its bytes."""
     info = probe_video(path, repeat_damaged=True)  # as the runner probes such a task
     plan = plan_segments(path, info, cutting)
     info = planned_info(info, plan)
-    pieces = {}
-    for segment, data in extract_segments(path, info, plan.segments, repeat_damaged=True):
-        job = SegmentJob(segment, info, (128, 96), EncodeOptions(preset="ultrafast"), batch_frames=5,
+    pieces, frames = {}, {}
+    for segment, data in extract_segments(path, info, plan.segments, repeat_damaged=True, max_preroll=max_preroll):
+        job = SegmentJob(segment, info, (128, 96), EncodeOptions(preset="ultrafast", crf=0), batch_frames=5,
                          repeat_damaged=True)
-        pieces[segment.index] = list(render_segment(job, data, nearest_x2))[-1][1]
-    return plan, [pieces[index] for index in sorted(pieces)]
+        encoded, pieces[segment.index] = list(render_segment(job, data, nearest_x2))[-1]
+        with av.open(io.BytesIO(encoded)) as container:
+            frames[segment.index] = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    return plan, [pieces[index] for index in sorted(pieces)], [frames[index] for index in sorted(frames)]
 
 
 def test_a_damaged_frame_in_a_re_keyed_long_gop_fails_saying_where_or_is_repeated_when_asked(tmp_path):
@@ -201,7 +204,7 @@ def test_a_damaged_frame_in_a_re_keyed_long_gop_fails_saying_where_or_is_repeate
                        options={"x264-params": "keyint=1000:min-keyint=1000:scenecut=0:bframes=2"})
     path = with_packets_damaged(source, tmp_path / "damaged.mp4", [30])
     cutting = Cutting(segment_s=0.25, max_preroll_frames=8)
-    plan, pieces = rendered_with_damage_repeated(path, cutting)
+    plan, pieces, _ = rendered_with_damage_repeated(path, cutting)
     assert sum(s.rekeyed for s in plan.segments) >= 3
     assert sum(p.frames for p in pieces) == 72 and sum(p.damaged_packets for p in pieces) == 1
     assert sum(p.repeated_frames for p in pieces) >= 1
@@ -216,7 +219,7 @@ def test_a_damaged_packet_two_segments_decode_is_counted_once(tmp_path):
     source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
                        options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
     path = with_packets_damaged(source, tmp_path / "damaged.mp4", [2, 3])
-    plan, pieces = rendered_with_damage_repeated(path, Cutting(segment_s=0.25, max_preroll_frames=8))
+    plan, pieces, _ = rendered_with_damage_repeated(path, Cutting(segment_s=0.25, max_preroll_frames=8))
     assert sum(p.frames for p in pieces) == 48 and sum(p.damaged_packets for p in pieces) == 2
 
 
@@ -227,7 +230,7 @@ def test_a_burst_of_damage_over_most_of_one_segment_is_repeated_where_most_of_th
     source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
                        options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
     path = with_packets_damaged(source, tmp_path / "damaged.mp4", list(range(24, 33)))
-    plan, pieces = rendered_with_damage_repeated(path, Cutting(segment_s=0.5))
+    plan, pieces, _ = rendered_with_damage_repeated(path, Cutting(segment_s=0.5))
     assert sum(p.frames for p in pieces) == 48 and sum(p.damaged_packets for p in pieces) == 9
     refuse_mostly_damaged(9, plan.frames)
     with pytest.raises(InputError, match=r"^video could not be decoded: 33 of its 48 packets are damaged"):
@@ -240,21 +243,39 @@ def test_a_damaged_last_frame_of_a_two_frame_segment_shows_the_frame_before(tmp_
     source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
                        options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
     path = with_packets_damaged(source, tmp_path / "damaged.mp4", [47])  # the last GOP: 2 frames
-    plan, pieces = rendered_with_damage_repeated(path, Cutting(segment_s=0.5))
+    plan, pieces, _ = rendered_with_damage_repeated(path, Cutting(segment_s=0.5))
     assert len(plan.segments[-1].pts) == 2
     assert [p.frames for p in pieces][-1] == 2 and pieces[-1].damaged_packets == 1
     assert sum(p.frames for p in pieces) == 48
 
 
-def test_a_damaged_keyframe_shows_the_frame_before_over_its_gop_or_fails_where_its_segment_has_none(tmp_path):
+def test_a_damaged_keyframe_shows_the_frame_before_over_its_gop(tmp_path):
     """The decoder drops a damaged keyframe's GOP and then gave its frames out of order, which
-    failed the task ('frame times go back'); a segment cut at that keyframe has no frame before
-    it to show, and says so."""
+    failed the task ('frame times go back')."""
     source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
                        options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
     path = with_packets_damaged(source, tmp_path / "damaged.mp4", [23], keep=5)  # the keyframe at 0.96 s
-    _, pieces = rendered_with_damage_repeated(path, Cutting())
+    _, pieces, _ = rendered_with_damage_repeated(path, Cutting())
     assert [(p.frames, p.damaged_packets) for p in pieces] == [(48, 1)] and pieces[0].repeated_frames >= 10
+
+
+def test_a_segment_cut_at_a_damaged_keyframe_shows_the_last_frame_of_the_gop_before_over_its_gop(tmp_path):
+    """Cut at a damaged keyframe, a segment had no frame to show in place of its GOP's and failed
+    the task ('no frame of the 11 packets around it could be read'); a player shows the frame
+    before, the GOP before's last, decoded now at the segment file's start. Where that GOP is
+    longer than a pre-roll may be (or there is none: the video's first segment), it still fails
+    saying so."""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mp4", [23], keep=5)  # the keyframe at 0.96 s
+    plan, pieces, frames = rendered_with_damage_repeated(path, Cutting(segment_s=0.5))
+    assert [p.frames for p in pieces] == [len(s.pts) for s in plan.segments] and sum(p.frames for p in pieces) == 48
+    assert [p.first_pts for p in pieces] == [s.pts[0] for s in plan.segments]
+    damaged = next(index for index, segment in enumerate(plan.segments) if segment.first_packet == 23)
+    assert (pieces[damaged].damaged_packets, pieces[damaged].repeated_frames) == (1, len(plan.segments[damaged].pts))
+    last_before = frames[damaged - 1][-1]
+    assert all(np.array_equal(frame, last_before) for frame in frames[damaged])
+    assert not np.array_equal(frames[damaged - 1][-2], last_before)  # the clip's own frames all differ
     with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about \d\.\d\d s is damaged "
                                          r"\(Invalid data found when processing input\), and no frame of the 11 packets"):
-        rendered_with_damage_repeated(path, Cutting(segment_s=0.5))
+        rendered_with_damage_repeated(path, Cutting(segment_s=0.5), max_preroll=11)  # the GOP before is 12

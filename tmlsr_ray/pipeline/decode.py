@@ -155,7 +155,9 @@ class DamagedPackets:
     they left the decode no frame, or (``limit_share``: a decode of the whole stream) were most of
     its packets. ``seconds(packet)``: where a packet is in the video, if known; ``owns(packet)``:
     whether a damaged packet is counted in ``dropped`` (a segment's own frames, not the pre-roll
-    or neighbours another segment owns and counts; default all)."""
+    or neighbours another segment owns and counts; default all); ``gop_before``: packets at the
+    decode's start that are the GOP before a damaged keyframe (see ``Segment.gop_before``),
+    every frame of theirs given before the damaged keyframe goes in."""
 
     def __init__(self, repeat: bool = False, seconds: Optional[Callable[[Any], Optional[float]]] = None,
                  limit_share: bool = True):
@@ -167,6 +169,7 @@ class DamagedPackets:
         self.frames = 0
         self.seconds = seconds
         self.owns: Optional[Callable[[Any], bool]] = None
+        self.gop_before = 0
         self._first_error: Optional[av.error.FFmpegError] = None
         self._first_at = ""
 
@@ -176,18 +179,36 @@ class DamagedPackets:
         self._first_error, self._first_at = None, ""
 
     def decode(self, packet) -> List["av.VideoFrame"]:
+        before = self._gop_before_drained(packet) if self.gop_before and self.read == self.gop_before else []
         self.read += bool(packet.size)
         try:
             frames = packet.decode()
         except av.error.FFmpegError as exc:
+            self._count(packet, exc)
+            return before
+        self.frames += len(frames)
+        return before + frames
+
+    def _count(self, packet, exc: av.error.FFmpegError) -> None:
+        self.damaged += 1
+        self.dropped += self.owns is None or self.owns(packet)
+        if self._first_error is None:
+            self._first_error, self._first_at = exc, self._at(packet)
+        if not self.repeat:
+            raise InputError(f"video could not be decoded: a frame{self._first_at} is damaged "
+                             f"({ffmpeg_message(exc)}); {REPEAT_HINT}") from exc
+
+    def _gop_before_drained(self, packet) -> List["av.VideoFrame"]:
+        """The frames the decoder still holds of the GOP before a damaged keyframe, then a decoder
+        as if fresh: fed the damaged keyframe with them, H.264's reorder buffer gave the GOP's
+        last frame after the frames that follow the keyframe, or lost it to another thread."""
+        decoder = packet.stream.codec_context
+        try:
+            frames = decoder.decode(None)
+        except av.error.FFmpegError:  # a damaged packet of that GOP, reported late: the segment before counts it
+            frames = []
             self.damaged += 1
-            self.dropped += self.owns is None or self.owns(packet)
-            if self._first_error is None:
-                self._first_error, self._first_at = exc, self._at(packet)
-            if not self.repeat:
-                raise InputError(f"video could not be decoded: a frame{self._first_at} is damaged "
-                                 f"({ffmpeg_message(exc)}); {REPEAT_HINT}") from exc
-            return []
+        decoder.flush_buffers()
         self.frames += len(frames)
         return frames
 
@@ -291,16 +312,22 @@ def largest_picture(stream, keyframes: Sequence[bytes]) -> Optional[Tuple[int, i
     header = (stream.codec_context.width, stream.codec_context.height)
     sizes = [header]
     for data in keyframes:
-        decoder = av.CodecContext.create(stream.codec_context.name, "r")
-        decoder.extradata = stream.codec_context.extradata
-        decoder.thread_count = 1
         try:
-            frames = decoder.decode(av.Packet(data)) + decoder.decode(None)
+            frames = decoded_alone(stream, data)
         except (av.error.FFmpegError, ValueError):
             continue  # one that needs what came before it (an H.264 recovery point flagged a keyframe)
         sizes += [(frame.width, frame.height) for frame in frames[:1]]
     largest = max(sizes, key=lambda size: size[0] * size[1])
     return largest if largest[0] * largest[1] > header[0] * header[1] else None
+
+
+def decoded_alone(stream, data: bytes) -> List["av.VideoFrame"]:
+    """The frames one packet of ``stream`` decodes to with nothing before it, by a decoder of its
+    own (FFmpegError or ValueError where it cannot be so decoded)."""
+    decoder = av.CodecContext.create(stream.codec_context.name, "r")
+    decoder.extradata = stream.codec_context.extradata
+    decoder.thread_count = 1
+    return decoder.decode(av.Packet(data)) + decoder.decode(None)
 
 
 def best_video_stream(container) -> "av.video.stream.VideoStream":

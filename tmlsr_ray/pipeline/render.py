@@ -101,9 +101,9 @@ def render_segment(job: SegmentJob, data: bytes, upscale: Upscale,
 class MissingFrames:
     """The frames a segment planned that its decoder did not give (packets left out as damaged,
     and frames a frame-threaded decoder lost beside them): the frame before in each one's place,
-    as a player shows it (at the segment's start, the first frame it gave), so the output keeps
-    the input's frame count and every frame's time. Planned nothing (a whole stream, or damage
-    not repeated): frames pass as they are."""
+    as a player shows it (at the segment's start, the frame shown before it where the decoder gave
+    that, else the first frame it gave), so the output keeps the input's frame count and every
+    frame's time. Planned nothing (a whole stream, or damage not repeated): frames pass as they are."""
 
     def __init__(self, planned: Sequence[int]):
         self._planned = planned
@@ -122,6 +122,9 @@ class MissingFrames:
             if self._written is not None and stamp <= self._written:
                 # given late (a decoder's reorder buffer, upset by a damaged keyframe, gave a frame
                 # after later ones): its place shows the frame before already
+                continue
+            if stamp < self._planned[0]:  # the frame shown before the segment's (see Segment.gop_before)
+                shown = place
                 continue
             while self._next < len(self._planned) and self._planned[self._next] < stamp:
                 picks.append(shown)

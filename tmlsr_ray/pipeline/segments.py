@@ -40,8 +40,8 @@ import numpy as np
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
     EDIT_LIST_IGNORED, RESIZABLE_CODECS, SEGMENT_FORMATS, DamagedPackets, FrameBatch, VideoInfo, codec_name,
-    copy_video_stream, decode_batches, decoded_frames, demux, ffmpeg_message, iter_batches, largest_picture,
-    open_container, open_segment_file, raw_video_tag, read_segment_file, stamped_by_parser,
+    copy_video_stream, decode_batches, decoded_alone, decoded_frames, demux, ffmpeg_message, iter_batches,
+    largest_picture, open_container, open_segment_file, raw_video_tag, read_segment_file, stamped_by_parser,
 )
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
 from tmlsr_ray.errors import InputError
@@ -79,6 +79,9 @@ class Segment:
     shift: int = 0  # added to its packets' timestamps in the segment file (NUT holds no negative pts)
     rekeyed: bool = False  # its frames decoded in the cutting pass and stored without loss (see rekey)
     damaged_packets: int = 0  # of its frames, left out as damaged by that decode (a re-keyed one's)
+    # Packets at its file's start, the GOP before its keyframe where that keyframe is damaged (a
+    # task that repeats damaged frames): decoded apart, for the frame shown before its own
+    gop_before: int = 0
 
     @property
     def whole(self) -> bool:
@@ -589,14 +592,16 @@ def _fingerprint(path: Path, info: VideoInfo, entries, segments) -> str:
 
 
 def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
-                     stop: Optional[threading.Event] = None,
-                     repeat_damaged: bool = False) -> Iterator[Tuple[Segment, bytes]]:
+                     stop: Optional[threading.Event] = None, repeat_damaged: bool = False,
+                     max_preroll: int = Cutting.max_preroll_frames) -> Iterator[Tuple[Segment, bytes]]:
     """Each segment's packets stream-copied into a segment file, in one pass over the input (a packet
     that two segments need, pre-roll or a leading picture's reference, goes into both); a whole
     segment is the input file itself; a re-keyed one's frames are decoded on the way (see
     :mod:`~tmlsr_ray.pipeline.rekey`; ``repeat_damaged``: a packet its decoder cannot read is
     left out, counted in the segment's ``damaged_packets``, else it fails the task as a replica's
-    decode does). Segments come out as their last packet, or frame, is read."""
+    decode does, and a segment whose keyframe its decoder cannot read starts with the GOP before
+    it, of at most ``max_preroll`` packets: see :class:`_GopBefore`). Segments come out as their
+    last packet, or frame, is read."""
     pending = sorted(segments, key=lambda s: s.first_packet)
     for segment in [s for s in pending if s.whole]:
         yield segment, path.read_bytes()
@@ -610,6 +615,7 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
         with_tag = segment_files_read_tag(stream, format)
         damaged = DamagedPackets(repeat_damaged, lambda packet: info.seconds(packet.pts))
         rekeyer = Rekeyer(stream, info, rekeyed, stop, damaged)
+        gop_before = _GopBefore(stream, max_preroll if repeat_damaged else 0)
         open_pieces: List[_SegmentFile] = []
         index = -1
         palette = None  # the palette in force (a pal8 codec's: AVI and QuickTime send it once, and on changes)
@@ -621,7 +627,8 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
                 if packet.has_sidedata("palette"):
                     palette = packet.get_sidedata("palette")
                 while copied and copied[0].first_packet == index:
-                    open_pieces.append(_SegmentFile(copied.pop(0), stream, format, with_tag))
+                    open_pieces.append(gop_before.opened(copied.pop(0), packet, format, with_tag, palette))
+                gop_before.add(packet)
                 for piece in open_pieces:
                     piece.add(packet, palette)
                 for piece in [p for p in open_pieces if p.segment.last_packet == index]:
@@ -635,6 +642,43 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
             raise InputError(f"video could not be decoded ({ffmpeg_message(exc)})") from exc
     for piece in open_pieces:  # the index promised more packets than the second read found
         yield piece.segment, piece.close()
+
+
+class _GopBefore:
+    """The packets since the last keyframe read (at most ``limit``; 0: none kept), for a segment
+    whose keyframe its decoder cannot read (a bit error): that GOP starts its file, so that the
+    frame before the damaged ones is the one shown before them, as the decode of the whole video
+    and a player show it. Cut there, the segment had no frame to show in their place, and failed."""
+
+    def __init__(self, stream, limit: int):
+        self._stream = stream
+        self._limit = limit
+        self._packets: Optional[List["av.Packet"]] = None  # None: none to give (too long, or no keyframe yet)
+
+    def add(self, packet) -> None:
+        if not self._limit:
+            return
+        if packet.is_keyframe:
+            self._packets = [packet]
+        elif self._packets is not None:
+            self._packets.append(packet)
+            if len(self._packets) > self._limit:
+                self._packets = None
+
+    def opened(self, segment: Segment, packet, format: str, with_tag: bool, palette) -> "_SegmentFile":
+        """The file of a segment whose first packet is ``packet``, the GOP before it first where
+        ``packet`` is a keyframe that does not decode."""
+        before = self._packets if self._packets and packet.is_keyframe and not self._decodes(packet) else []
+        piece = _SegmentFile(replace(segment, gop_before=len(before)), self._stream, format, with_tag)
+        for earlier in before:
+            piece.add(earlier, palette)
+        return piece
+
+    def _decodes(self, packet) -> bool:
+        try:
+            return bool(decoded_alone(self._stream, bytes(packet)))
+        except (av.error.FFmpegError, ValueError):
+            return False
 
 
 class _SegmentFile:
@@ -735,6 +779,10 @@ def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: in
         stream = container.streams.video[0]
         to_source = _timestamp_map(stream.time_base, info.time_base, segment.shift)
         tolerance = _match_tolerance(np.union1d(owned, _file_stamps(data, to_source)), info)
+        # the frame shown before its own where its keyframe is damaged: the model takes it too, and
+        # it shows in place of the frames the decoder does not give (see render.MissingFrames)
+        given = np.insert(owned, 0, _shown_last(data, to_source, segment.gop_before)) if segment.gop_before else owned
+        damaged.gop_before = segment.gop_before
         retag = source_tags(stream)
         damaged.seconds = lambda packet: info.seconds(to_source(packet.pts))
         # reported with a frame it owns, or at the flush (one of the file's last packets): a damaged
@@ -745,7 +793,7 @@ def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: in
         def stamp(frame) -> Optional[int]:
             if retag is not None:  # before the frame is read: its tags choose the conversion
                 retag(frame)
-            pts = _owned_stamp(to_source(frame.pts), owned, tolerance)
+            pts = _owned_stamp(to_source(frame.pts), given, tolerance)
             if pts is None or pts in seen:
                 return None
             seen.add(pts)
@@ -777,6 +825,13 @@ def _file_stamps(data: bytes, to_source) -> np.ndarray:
     with read_segment_file(data) as container:
         return np.array(sorted({to_source(p.pts) for p in container.demux(video=0) if p.pts is not None}),
                         dtype=np.int64)
+
+
+def _shown_last(data: bytes, to_source, packets: int) -> int:
+    """The source stamp of the frame shown last of the first ``packets`` of a segment file."""
+    with read_segment_file(data) as container:
+        first = itertools.islice(container.demux(video=0), packets)
+        return max(to_source(p.pts) for p in first if p.pts is not None)
 
 
 def _match_tolerance(stamps: np.ndarray, info: VideoInfo) -> int:

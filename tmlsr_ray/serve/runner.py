@@ -261,8 +261,9 @@ class TaskRunner:
         missing = [s for s in segments.segments if s.index not in done]
         jobs = (self._segment_job(segment, work) for segment in missing)
         stop = threading.Event()
+        max_preroll = self._settings.video_segment_max_preroll_frames
         extracted = iterate_in_thread(
-            lambda: _with_jobs(extract_segments(path, info, missing, stop, work.repeat_damaged), jobs),
+            lambda: _with_jobs(extract_segments(path, info, missing, stop, work.repeat_damaged, max_preroll), jobs),
             maxsize=fanout.window, stop=stop)
         self._metrics.video_started(params["model"])
         try:
