@@ -173,6 +173,19 @@ def save_spandrel_model(arch: str, path: Path, scale: int = 2, seed: int = 0) ->
     return path
 
 
+def save_unshuffle_swinir(path: Path, scale: int = 2) -> Path:
+    """A tiny SwinIR whose first layer pixel-unshuffles its input by 2 (``conv_first.1.*``, the
+    layout spandrel reads for a SwinIR that starts at half size): its ×4 network scales ×``scale``."""
+    from spandrel.architectures.SwinIR import SwinIR
+
+    torch.manual_seed(0)
+    network = SwinIR(upscale=scale * 2, upsampler="pixelshuffle", start_unshuffle=2, img_size=16, window_size=4,
+                     embed_dim=12, depths=[1], num_heads=[2], mlp_ratio=2)
+    torch.save({name.replace("conv_first.", "conv_first.1."): tensor.contiguous().clone()
+                for name, tensor in network.state_dict().items()}, path)
+    return path
+
+
 def write_gguf(path: Path, tensors, retype: dict | None = None) -> Path:
     """A GGUF file of ``tensors`` (``PackedTensor``s, as ``read_gguf`` yields them) as stored;
     ``retype`` {name: qtype} turns a tensor into random bytes of another type (an IQ2, a Q3_K)."""

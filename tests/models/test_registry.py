@@ -1,6 +1,6 @@
 import pytest
 
-from tests.helpers import save_rrdbnet, save_spandrel_model, save_srvgg
+from tests.helpers import save_rrdbnet, save_spandrel_model, save_srvgg, save_unshuffle_swinir
 from tmlsr_ray.models.base import ModelError
 from tmlsr_ray.models.registry import ModelCache, ModelNameError, available_models, resolve_model_path
 
@@ -402,6 +402,18 @@ def test_a_file_is_recognised_with_its_network_built_on_the_meta_device_as_when_
     for backend in (realesrgan, spandrel):
         monkeypatch.setattr(backend, "built_on_meta", lambda build: build())
     assert recognise(path) == on_meta
+
+
+def test_a_file_whose_architecture_is_built_for_real_after_failing_on_meta_is_read_as_the_file_holds_it(tmp_path):
+    """spandrel's SwinIR loader renames a pixel-unshuffle SwinIR's first layer in the dict it is
+    given before its constructor fails on meta: the build for real then found no unshuffle, and
+    the file, served before, was listed as "does not load" (its last layer 3 channels, not 12)."""
+    from tmlsr_ray.models.registry import ModelCatalog
+
+    save_unshuffle_swinir(tmp_path / "m.pth", scale=2)
+    entry = ModelCatalog(tmp_path).entry(tmp_path / "m.pth")
+    assert entry.error is None and (entry.info.architecture, entry.info.scale, entry.info.channels) == \
+        ("SwinIR", 2, (3, 3)), entry.error
 
 
 def test_a_file_is_recognised_once_per_version_however_many_ask_at_once(tmp_path, monkeypatch):

@@ -77,7 +77,9 @@ def describe(path: Path, on_meta: bool = False):
     name = support.architecture.name
     _refuse_purpose(path, name, REFUSED_ARCHITECTURES.get(str(support.architecture.id)))
     try:
-        descriptor = built_on_meta(lambda: support.architecture.load(state)) if on_meta else \
+        # Each build gets a copy of the dict: spandrel's loaders rename and drop its keys (SwinIR's
+        # pixel-unshuffle layout), and a build for real after one failed on meta needs them as read.
+        descriptor = built_on_meta(lambda: support.architecture.load(dict(state))) if on_meta else \
             support.architecture.load(state)
     except Exception as exc:  # a detected architecture whose tensors do not fit it
         raise ModelError(f"model file {path.name} ({name}) does not load: {type(exc).__name__}: "
