@@ -1,7 +1,7 @@
 import pytest
 
 from tests.helpers import save_rrdbnet, save_spandrel_model, save_srvgg, save_unshuffle_swinir
-from tmlsr_ray.models.base import ModelError
+from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import ModelCache, ModelNameError, available_models, resolve_model_path
 
 
@@ -414,6 +414,26 @@ def test_a_file_whose_architecture_is_built_for_real_after_failing_on_meta_is_re
     entry = ModelCatalog(tmp_path).entry(tmp_path / "m.pth")
     assert entry.error is None and (entry.info.architecture, entry.info.scale, entry.info.channels) == \
         ("SwinIR", 2, (3, 3)), entry.error
+
+
+@pytest.mark.parametrize("arch", ["Compact", "SPAN"])
+def test_a_file_of_tensors_without_data_is_refused_when_recognised_not_when_its_task_loads_it(tmp_path, arch):
+    """Weights saved from a network still on the meta device have shapes but no data: built on meta
+    as well, recognition took such a file for a model, listed and admitted, and its tasks failed
+    at the replica's load ("While copying the parameter named body.0.weight ...")."""
+    import torch
+
+    from tests.helpers import tiny_spandrel_network
+    from tmlsr_ray.models.base import LoadOptions
+    from tmlsr_ray.models.registry import ModelCatalog, load_model
+
+    with torch.device("meta"):
+        torch.save(tiny_spandrel_network(arch, 2).state_dict(), tmp_path / "m.pth")
+    entry = ModelCatalog(tmp_path).entry(tmp_path / "m.pth")
+    assert entry.info is None and "holds tensors without data" in entry.error, entry
+    with pytest.raises(ModelError, match="holds tensors without data"):
+        load_model(tmp_path / "m.pth", ModelInfo(name="m.pth", family="spandrel", architecture=arch, scale=2),
+                   LoadOptions("cpu"))
 
 
 def test_a_file_is_recognised_once_per_version_however_many_ask_at_once(tmp_path, monkeypatch):

@@ -88,8 +88,18 @@ def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
             state = next(iter(state.values()))
         tensors = {name: value for name, value in state.items() if isinstance(value, torch.Tensor)}
         if tensors:
+            _refuse_dataless(path, tensors)
             return _without_wrapper_prefixes(tensors)
     raise ModelError(f"model file {path.name} holds no state dict")
+
+
+def _refuse_dataless(path: Path, tensors: Dict[str, torch.Tensor]) -> None:
+    """ModelError for a file of tensors with shapes but no data: recognition builds networks on the
+    meta device too, where its strict load would take such a file for a model its tasks cannot load."""
+    dataless = next((name for name, tensor in tensors.items() if tensor.is_meta), None)
+    if dataless is not None:
+        raise ModelError(f"model file {path.name} holds tensors without data ({dataless}, …): it was saved "
+                         "from a network on PyTorch's meta device, before its weights were loaded")
 
 
 def _without_wrapper_prefixes(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
