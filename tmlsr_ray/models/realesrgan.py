@@ -74,9 +74,12 @@ def size_multiple(spec: ArchitectureSpec) -> int:
 
 
 def build_network(spec: ArchitectureSpec) -> torch.nn.Module:
+    return network_class(spec)(**spec.kwargs)
+
+
+def network_class(spec: ArchitectureSpec) -> type:
     rrdbnet, srvgg = import_architectures()
-    cls = rrdbnet if spec.kind == "RRDBNet" else srvgg
-    return cls(**spec.kwargs)
+    return rrdbnet if spec.kind == "RRDBNet" else srvgg
 
 
 # Live activations per input pixel and feature channel: SRVGGNetCompact keeps about two feature
@@ -145,7 +148,8 @@ def recognise(path: Path) -> Optional[ModelInfo]:
         spec = detect_architecture(state)
         if spec.kwargs["num_in_ch"] != 3:  # gray or RGBA networks: spandrel's backend adapts the channels
             return None
-        built_on_meta(lambda: build_network(spec)).load_state_dict(state, strict=True)
+        network = network_class(spec)  # imported first: a tensor a module makes on import must not be a meta one
+        built_on_meta(lambda: network(**spec.kwargs)).load_state_dict(state, strict=True)
     except Exception:  # not this family's file: another backend may know it
         return None
     return ModelInfo(name=path.name, family="realesrgan", architecture=spec.kind, scale=spec.scale,
