@@ -1,4 +1,5 @@
 import json
+import math
 import re
 import typing
 
@@ -92,4 +93,7 @@ def test_a_denoise_strength_is_rounded_to_a_thousandth_and_one_that_rounds_to_1_
     assert params(0.30000001)["denoise_strength"] == params(0.3)["denoise_strength"] == 0.3
     assert variant_args(params(0.30000001)) == variant_args(params(0.2996)) == {"denoise": 0.3}
     assert params(0.0004)["denoise_strength"] == 0
+    assert params(0.2995)["denoise_strength"] == 0.3 and params(0.0015)["denoise_strength"] == 0.002, \
+        "halves rounded as binary floats do: 0.2995 down, 0.0015 up"
+    assert math.copysign(1, params(-0.0)["denoise_strength"]) == 1, "-0 was kept apart from 0"
     assert variant_args(params(0.99951)) == {}, "a strength that rounds to 1 mixed a copy of the file as it is"

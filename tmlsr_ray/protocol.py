@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
 from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple
 
@@ -78,9 +79,16 @@ WebhookEvent = Literal["completed", "failed", "canceled", "progress"]
 # A denoise strength is kept to this many decimals: each strength a replica runs is a mixed copy of
 # the network in its cache, and strengths closer than a thousandth (0.3 and 0.30000001 sent by two
 # clients' float formatting) mix weights no output can tell apart.
-DENOISE_STRENGTH_DECIMALS = 3
-DenoiseStrength = Annotated[float, Number, Field(ge=0, le=1, allow_inf_nan=False),
-                            AfterValidator(lambda strength: round(strength, DENOISE_STRENGTH_DECIMALS))]
+DENOISE_STRENGTH_STEP = Decimal("0.001")
+
+
+def _rounded_strength(strength: float) -> float:
+    """The strength as sent (the float's shortest decimal form, what JSON carried) rounded half up to
+    a thousandth: binary rounding took 0.0015 up and 0.2995 down, and kept -0 apart from 0."""
+    return float(Decimal(repr(strength)).quantize(DENOISE_STRENGTH_STEP, ROUND_HALF_UP)) + 0.0
+
+
+DenoiseStrength = Annotated[float, Number, Field(ge=0, le=1, allow_inf_nan=False), AfterValidator(_rounded_strength)]
 
 
 def model_defaults(params: Dict[str, Any], model_scale: Optional[int], seeded: bool,
