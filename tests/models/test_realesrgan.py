@@ -258,8 +258,12 @@ def test_the_catalog_says_which_models_take_a_denoise_strength_with_the_reason_o
     refusals = {entry.name: catalog.denoise_refusal(entry.name, entry.info) for entry in catalog.entries()}
     assert refusals["realesr-general-x4v3.pth"] is None
     assert "cannot be mixed" in refusals["deep-realesr-general-x4v3.pth"]
-    for name in ("realesr-general-wdn-x4v3.pth", "span.pth"):
-        assert refusals[name].startswith(f"model {name} has no weak-denoise twin"), refusals[name]
+    assert refusals["realesr-general-wdn-x4v3.pth"].startswith("model realesr-general-wdn-x4v3.pth has no weak-denoise twin")
+    assert refusals["span.pth"].startswith("model span.pth is served as spandrel (SPAN), which takes no denoise strength")
+    save_spandrel_model("SPAN", tmp_path / "realesr-general-x4v3.pth")  # the name alone: it said "no twin" with one beside it
+    refusal = catalog.denoise_refusal("realesr-general-x4v3.pth", catalog.info("realesr-general-x4v3.pth"))
+    assert "served as spandrel (SPAN), which takes no denoise strength" in refusal, refusal
+    general_pair(tmp_path)
     (tmp_path / "realesr-general-wdn-x4v3.pth").write_bytes(b"broken")
     assert "cannot read model file realesr-general-wdn-x4v3.pth" in catalog.denoise_refusal(
         "realesr-general-x4v3.pth", catalog.info("realesr-general-x4v3.pth"))

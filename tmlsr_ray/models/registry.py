@@ -144,7 +144,10 @@ class ModelCatalog:
     def denoise_refusal(self, name: str, info: ModelInfo) -> Optional[str]:
         """Why the model takes no denoise strength; None where it does (a Real-ESRGAN model with a
         weak-denoise twin of its own network beside it)."""
-        twin = realesrgan.weak_denoise_twin(self._weights_dir / name) if info.family == "realesrgan" else None
+        if info.family != "realesrgan":  # the twin's mix is Real-ESRGAN's, whatever the file is named
+            return (f"model {name} is served as {info.family} ({info.architecture}), which takes no denoise strength "
+                    f"(Real-ESRGAN's {realesrgan.GENERAL_MODEL}.pth does, with its weak-denoise twin beside it)")
+        twin = realesrgan.weak_denoise_twin(self._weights_dir / name)
         if twin is None:
             return (f"model {name} has no weak-denoise twin to mix with (Real-ESRGAN's {realesrgan.GENERAL_MODEL}.pth "
                     f"takes one, with {realesrgan.WEAK_DENOISE_TWIN}.pth beside it in the weights directory)")
