@@ -1364,15 +1364,75 @@ def flat_gray_jpeg(width: int, height: int, sampling: Sequence[int] = (0x11, 0x1
     scan = int((bits + "1" * (-len(bits) % 8)), 2).to_bytes((len(bits) + 7) // 8, "big")
     components = b"".join(bytes([index + 1, factors, 0]) for index, factors in enumerate(sampling))
     one_code = bytes([1] + [0] * 15 + [0])  # a table of one code of 1 bit, for the symbol 0
+    return (b"\xff\xd8" + jpeg_marker_segment(0xDB, b"\x00" + b"\x01" * 64)
+            + jpeg_marker_segment(0xC0, struct.pack(">BHHB", 8, height, width, 3) + components)
+            + jpeg_marker_segment(0xC4, b"\x00" + one_code + b"\x10" + one_code)
+            + jpeg_marker_segment(0xDA, b"\x03\x01\x00\x02\x00\x03\x00\x00\x3f\x00")
+            + scan.replace(b"\xff", b"\xff\x00") + b"\xff\xd9")
 
-    def segment(marker: int, body: bytes) -> bytes:
-        return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body
 
-    return (b"\xff\xd8" + segment(0xDB, b"\x00" + b"\x01" * 64)
-            + segment(0xC0, struct.pack(">BHHB", 8, height, width, 3) + components)
-            + segment(0xC4, b"\x00" + one_code + b"\x10" + one_code)
-            + segment(0xDA, b"\x03\x01\x00\x02\x00\x03\x00\x00\x3f\x00") + scan.replace(b"\xff", b"\xff\x00")
-            + b"\xff\xd9")
+def jpeg_marker_segment(marker: int, body: bytes) -> bytes:
+    return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body
+
+
+ISO_GAIN_MAP_SIGNATURE = b"urn:iso:std:iso:ts:21496:-1\x00"
+# what Android's camera writes of a gain map (hdrgm attributes, ISO 21496-1 numbers), made up here
+GAIN_MAP_METADATA = (
+    jpeg_marker_segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description xmlns:hdrgm="http://ns.adobe.com/hdr-gain-map/1.0/" hdrgm:Version="1.0" '
+        'hdrgm:GainMapMin="0" hdrgm:GainMapMax="2.3" hdrgm:Gamma="1" hdrgm:OffsetSDR="0.015625" '
+        'hdrgm:OffsetHDR="0.015625" hdrgm:HDRCapacityMin="0" hdrgm:HDRCapacityMax="2.3" '
+        'hdrgm:BaseRenditionIsHDR="False"/></rdf:RDF></x:xmpmeta>').encode())
+    + jpeg_marker_segment(0xE2, ISO_GAIN_MAP_SIGNATURE + struct.pack(
+        ">HHB" + "II" * 5, 0, 0, 0, 0, 1, 23, 10, 0, 1, 23, 10, 1, 64)))
+
+
+def ultra_hdr_jpeg(primary: np.ndarray, gain_map: np.ndarray, orientation: int = 1, iso: bool = True) -> bytes:
+    """An Ultra HDR JPEG as Android phones write one, made from scratch: the primary (EXIF with
+    ``orientation``, XMP with hdrgm:Version and a GContainer directory, with ``iso`` an ISO
+    21496-1 version segment, a little-endian MPF index) and the gain map after its EOI (its hdrgm
+    XMP, with ``iso`` its ISO 21496-1 metadata: :data:`GAIN_MAP_METADATA`)."""
+    gain_map_metadata = GAIN_MAP_METADATA if iso else GAIN_MAP_METADATA[:GAIN_MAP_METADATA.index(b"\xff\xe2")]
+    gain_map_jpeg = _with_segments(_jpeg_of(gain_map), gain_map_metadata)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    directory = ('<Container:Directory><rdf:Seq><rdf:li rdf:parseType="Resource"><Container:Item '
+                 'Item:Semantic="Primary" Item:Mime="image/jpeg"/></rdf:li><rdf:li rdf:parseType="Resource">'
+                 '<Container:Item Item:Semantic="GainMap" Item:Mime="image/jpeg" '
+                 f'Item:Length="{len(gain_map_jpeg)}"/></rdf:li></rdf:Seq></Container:Directory>')
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           '<rdf:Description xmlns:Container="http://ns.google.com/photos/1.0/container/" '
+           'xmlns:Item="http://ns.google.com/photos/1.0/container/item/" '
+           f'xmlns:hdrgm="http://ns.adobe.com/hdr-gain-map/1.0/" hdrgm:Version="1.0">{directory}'
+           '</rdf:Description></rdf:RDF></x:xmpmeta>')
+    head = (jpeg_marker_segment(0xE1, exif.tobytes()) + jpeg_marker_segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00"
+                                                                             + xmp.encode())
+            + (jpeg_marker_segment(0xE2, ISO_GAIN_MAP_SIGNATURE + bytes(4)) if iso else b""))
+    primary_jpeg = _jpeg_of(primary)
+    mpf_at = 2 + len(head) + 4 + 4  # SOI, the segments before, the MPF segment's marker, length and "MPF\0"
+    primary_bytes = len(primary_jpeg) + len(head) + len(_little_endian_mpf([0, 0], [0, 0]))
+    mpf = _little_endian_mpf([primary_bytes, len(gain_map_jpeg)], [0, primary_bytes - mpf_at])
+    return _with_segments(primary_jpeg, head + mpf) + gain_map_jpeg
+
+
+def _jpeg_of(pixels: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+
+
+def _with_segments(jpeg: bytes, segments: bytes) -> bytes:
+    return jpeg[:2] + segments + jpeg[2:]
+
+
+def _little_endian_mpf(sizes: Sequence[int], offsets: Sequence[int]) -> bytes:
+    """An APP2 MPF segment listing pictures of ``sizes`` at ``offsets`` (from its TIFF header),
+    the first a baseline primary, the others of no stated kind."""
+    entries_at = 8 + 2 + 3 * 12 + 4
+    tags = (struct.pack("<HHI4s", 0xB000, 7, 4, b"0100") + struct.pack("<HHII", 0xB001, 4, 1, len(sizes))
+            + struct.pack("<HHII", 0xB002, 7, 16 * len(sizes), entries_at))
+    entries = b"".join(struct.pack("<IIIHH", 0x030000 if n == 0 else 0, size, offset, 0, 0)
+                       for n, (size, offset) in enumerate(zip(sizes, offsets)))
+    return jpeg_marker_segment(0xE2, b"MPF\x00II*\x00" + struct.pack("<IH", 8, 3) + tags + bytes(4) + entries)
 
 
 def zlib_bomb(inflated: int) -> bytes:

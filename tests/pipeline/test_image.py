@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
-from tests.helpers import (REFERENCE_WHITE_CODES, SHARED, bmp_with_alpha_mask, deep_photo, display_p3_icc,
-                           flat_gray_jpeg, hdr_white_photo, icc_colourants, os2_bitmap, png_bomb, png_chunk,
-                           png_chunks_in_order, shared_path, sixteen_bit_bmp, srgb_level, tiff_with_alpha,
+from tests.helpers import (GAIN_MAP_METADATA, ISO_GAIN_MAP_SIGNATURE, REFERENCE_WHITE_CODES, SHARED,
+                           bmp_with_alpha_mask, deep_photo, display_p3_icc, flat_gray_jpeg, hdr_white_photo,
+                           icc_colourants, jpeg_marker_segment, os2_bitmap, png_bomb, png_chunk, png_chunks_in_order,
+                           shared_path, sixteen_bit_bmp, srgb_level, tiff_with_alpha, ultra_hdr_jpeg,
                            uncompressed_tiff, with_png_checksum_broken, with_png_chunk, zlib_bomb)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.colour import ToneMap, nits_to_pq, pq_to_nits
-from tmlsr_ray.pipeline.image import (PNG_SIGNATURE, as_shown, hdr_metadata, png_with_metadata, decode_image,
-                                      encode_image, output_format, probe_image, stored_layout, transfer_name)
+from tmlsr_ray.pipeline.image import (PNG_SIGNATURE, apply_exif_orientation, as_shown, hdr_metadata,
+                                      png_with_metadata, decode_image, encode_image, gain_map_for, output_format,
+                                      probe_image, stored_layout, transfer_name)
 
 BAD = sorted((SHARED / "media" / "bad").glob("*")) if (SHARED / "media" / "bad").is_dir() else []
 
@@ -392,13 +394,16 @@ def test_sdr_srgb_unspecified_and_hdr_code_points_get_no_made_up_profile(tmp_pat
     assert probe_image(path, 10**8).icc_profile is None
 
 
-def hdr_round_trip(path: Path, hdr: str = "keep", requested=None):
-    """An image task's output as the runner makes it (the model left out), ``hdr`` and the format asked."""
+def hdr_round_trip(path: Path, hdr: str = "keep", requested=None, scale: int = 1):
+    """An image task's output as the runner makes it, ``hdr`` and the format asked; a nearest
+    neighbour ``scale`` in place of the model."""
     info = probe_image(path, 10**8)
     image, shown = as_shown(decode_image(path, info), info, hdr, requested)
+    image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) if scale != 1 else image
     fmt = output_format(shown, image, requested)
+    gain_map = gain_map_for(shown, fmt, (image.shape[1], image.shape[0]))
     return shown, image, fmt, encode_image(image, fmt, 95, shown.icc_profile, shown.exif, shown.png_colour,
-                                           shown.hdr_colour)
+                                           shown.hdr_colour, gain_map)
 
 
 def video_tone_map(transfer: int, sixteen_bit_code: int, mastering=None) -> int:
@@ -1167,3 +1172,96 @@ def test_a_heic_whose_picture_data_is_cut_short_is_refused_as_not_decodable(tmp_
     path.write_bytes(data[:extent_length] + struct.pack(">I", length // 4) + data[extent_length + 4:])
     with pytest.raises(InputError, match="heic image could not be decoded: the file is cut off before its picture ends .*end of file"):
         decode_image(path, probe_image(path, 10_000))
+
+
+def _halves_gain_map() -> np.ndarray:
+    """A 16x12 gain map (a quarter of a 64x48 photo) boosting its left half (200) more than its right (40)."""
+    gain = np.full((12, 16), 40, np.uint8)
+    gain[:, :8] = 200
+    return gain
+
+
+def _mp_index(data: bytes):
+    """The MP entries of a JPEG, where its MP index starts (its TIFF header) and its first XMP, as
+    Pillow reads them: it opens an Ultra HDR JPEG as its primary picture alone, its index read all the same."""
+    with Image.open(io.BytesIO(data)) as img:
+        return img._getmp()[0xB002], img.info["mpoffset"], img.info["xmp"]
+
+
+@pytest.mark.parametrize("iso", [True, False])
+def test_an_ultra_hdr_jpeg_comes_back_ultra_hdr_its_gain_map_scaled_with_the_primary(tmp_path, iso):
+    """Its gain map was dropped: the upscaled photo came back an SDR JPEG of one picture."""
+    path = tmp_path / "ultra.jpg"
+    path.write_bytes(ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), _halves_gain_map(), iso=iso))
+    info = probe_image(path, 10**8)
+    shown, image, fmt, data = hdr_round_trip(path, scale=2)
+    assert fmt == "jpeg" and image.shape[:2] == (96, 128)
+    assert transfer_name(info) == "gain map" and hdr_metadata(info, shown, "keep", fmt) == {"hdr": "gain map"}
+    entries, index_at, xmp = _mp_index(data)
+    primary_bytes = entries[0]["Size"]
+    assert [entry["DataOffset"] for entry in entries] == [0, primary_bytes - index_at]
+    gain_map = data[primary_bytes:]
+    assert entries[1]["Size"] == len(gain_map) and data[primary_bytes - 2:primary_bytes + 2] == b"\xff\xd9\xff\xd8"
+    assert f'Item:Length="{len(gain_map)}"'.encode() in xmp and b'hdrgm:Version="1.0"' in xmp
+    metadata = GAIN_MAP_METADATA if iso else GAIN_MAP_METADATA[:GAIN_MAP_METADATA.index(b"\xff\xe2")]
+    assert gain_map[2:2 + len(metadata)] == metadata
+    iso_version = jpeg_marker_segment(0xE2, ISO_GAIN_MAP_SIGNATURE + bytes(4))
+    assert data[:primary_bytes].count(iso_version) == (1 if iso else 0)
+    scaled = cv2.imdecode(np.frombuffer(gain_map, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert scaled.shape == (24, 32)
+    assert abs(scaled[:, :14].mean() - 200) <= 2 and abs(scaled[:, 18:].mean() - 40) <= 2
+    with Image.open(io.BytesIO(data)) as primary:
+        assert primary.size == (128, 96)  # what a viewer without gain maps shows
+
+
+def test_an_ultra_hdr_jpeg_turned_upright_has_its_gain_map_turned_as_well(tmp_path):
+    """A gain map is stored as its primary is: EXIF orientation 6 turns both a quarter clockwise."""
+    path = tmp_path / "turned.jpg"
+    path.write_bytes(ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), _halves_gain_map(), orientation=6))
+    shown, image, fmt, data = hdr_round_trip(path, scale=2)
+    entries, _, _ = _mp_index(data)
+    scaled = cv2.imdecode(np.frombuffer(data[entries[0]["Size"]:], np.uint8), cv2.IMREAD_UNCHANGED)
+    expected = cv2.resize(apply_exif_orientation(_halves_gain_map(), 6), (24, 32), interpolation=cv2.INTER_LINEAR)
+    assert image.shape[:2] == (128, 96) and scaled.shape == (32, 24)
+    assert np.abs(scaled.astype(int) - expected).max() <= 3
+
+
+def test_a_gain_map_of_more_pixels_than_its_photo_is_not_decoded_and_the_photo_is_sdr(tmp_path):
+    """max_input_pixels bounds the primary picture alone: a gain map stating more pixels than its
+    photo (no camera's does) is not decoded, a way past the bound, and the photo counts as SDR."""
+    path = tmp_path / "hostile.jpg"
+    path.write_bytes(ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), np.zeros((49, 64), np.uint8)))
+    assert probe_image(path, 64 * 48).gain_map is None
+    path.write_bytes(ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), np.zeros((48, 64), np.uint8)))
+    assert probe_image(path, 64 * 48).gain_map is not None
+
+
+@pytest.mark.parametrize("hdr, requested, fmt, note", [
+    ("sdr", None, "jpeg", 'hdr "sdr" was asked: the Ultra HDR photo\'s gain map was left out'),
+    ("keep", "png", "png", "png holds no gain map: the Ultra HDR photo's gain map was left out"),
+    ("keep", "webp", "webp", "webp holds no gain map"),
+])
+def test_an_ultra_hdr_jpeg_without_its_gain_map_says_so(tmp_path, hdr, requested, fmt, note):
+    """The SDR primary is the SDR rendition: it comes back alone, and the note says why."""
+    path = tmp_path / "ultra.jpg"
+    path.write_bytes(ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), _halves_gain_map()))
+    info = probe_image(path, 10**8)
+    shown, image, chosen, data = hdr_round_trip(path, hdr, requested, scale=2)
+    metadata = hdr_metadata(info, shown, hdr, chosen)
+    assert chosen == fmt and metadata["hdr"] is None and metadata["hdr_note"].startswith(note)
+    assert b"hdr-gain-map" not in data and ISO_GAIN_MAP_SIGNATURE not in data
+    with Image.open(io.BytesIO(data)) as out:
+        assert out.size == (128, 96) and "mp" not in out.info
+
+
+def test_an_mpo_stereo_pair_is_no_gain_map_photo_and_comes_back_its_first_picture(tmp_path):
+    """A second picture that is no gain map (a stereo pair's, a camera's large thumbnail) stays out."""
+    path = tmp_path / "stereo.mpo"
+    Image.new("RGB", (32, 24), (200, 0, 0)).save(path, "MPO", save_all=True,
+                                                 append_images=[Image.new("RGB", (32, 24), (0, 0, 200))])
+    info = probe_image(path, 10**8)
+    shown, image, fmt, data = hdr_round_trip(path, scale=2)
+    assert (info.format, info.gain_map, fmt) == ("jpeg", None, "jpeg")
+    assert hdr_metadata(info, shown, "keep", fmt) == {"hdr": None}
+    with Image.open(io.BytesIO(data)) as out:
+        assert out.format == "JPEG" and out.size == (64, 48) and "mp" not in out.info

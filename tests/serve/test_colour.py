@@ -130,3 +130,23 @@ def test_a_pq_avif_photo_comes_back_hdr_with_cicp_or_tone_mapped_on_request(serv
     assert meta["format"] == "jpeg" and meta["hdr"] is None and meta["input"]["hdr"] == "smpte2084"
     grey = cv2.imdecode(np.frombuffer(fetch_output(service, sdr), np.uint8), cv2.IMREAD_UNCHANGED)
     assert np.abs(grey.astype(int) - 229).max() <= 2  # a video's 230 (BT.1886), as sRGB levels
+
+
+def test_an_ultra_hdr_jpeg_comes_back_ultra_hdr_with_its_gain_map_scaled(service, input_server, tmp_path):
+    """An Android phone's HDR photo: its gain map was dropped, and it came back an SDR JPEG."""
+    import io
+    import cv2
+    from PIL import Image
+    from tests.helpers import ultra_hdr_jpeg
+    photo = ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), np.full((12, 16), 200, np.uint8))
+    task = service.run(url=input_server.add("pixel.jpg", photo), type="image", model="identity-x2.pth")
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert meta["format"] == "jpeg" and meta["hdr"] == meta["input"]["hdr"] == "gain map"
+    data = fetch_output(service, task)
+    with Image.open(io.BytesIO(data)) as out:  # Pillow reads the primary and the MP index of both
+        assert out.size == (128, 96)
+        primary, gain_map = out._getmp()[0xB002]
+    assert primary["Size"] + gain_map["Size"] == len(data)
+    decoded = cv2.imdecode(np.frombuffer(data[primary["Size"]:], np.uint8), cv2.IMREAD_UNCHANGED)
+    assert decoded.shape == (24, 32) and abs(decoded.mean() - 200) <= 2

@@ -6,7 +6,8 @@ BGRA (H, W, 4), uint8 or uint16, the layout Real-ESRGAN's reference code works o
 EXIF (Orientation reset to 1, since the pixels are turned upright) go into the output: OpenCV's
 encoders drop both, so they are added to its PNG and JPEG bytes, and WebP is written by Pillow.
 An HDR (PQ or HLG) HEIC or AVIF states its colour in a PNG's cICP chunk, or goes through the
-video's tone map to SDR.
+video's tone map to SDR. An Ultra HDR JPEG's gain map is scaled with its primary picture and
+written after it again.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from PIL.PngImagePlugin import MAX_TEXT_CHUNK
 
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
+from tmlsr_ray.pipeline.gainmap import GainMap, gain_map_of, jpeg_segment, with_gain_map, with_metadata
 from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, mastering_display,
                                            nclx_code_points, primary_item_properties)
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
@@ -59,6 +61,8 @@ BMP_BITS_AT = 28  # where a Windows BMP header's bits per pixel are
 # the longest side each output format holds (PNG: libpng's default limit)
 MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
+GAIN_MAP_QUALITY = 95  # a gain map is smooth: at 95 its JPEG's error stays within about one of its levels
+GAIN_MAP_HDR = "gain map"  # metadata.hdr of an Ultra HDR JPEG, where a PQ or HLG photo names its transfer
 UNPREMULTIPLY_ROWS = 256
 TONE_MAP_ROWS = 256  # a band's float copies, not a whole 64-megapixel photo's (gigabytes)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -91,6 +95,7 @@ class ImageInfo:
     exif: Optional[bytes] = None  # the input's EXIF (TIFF bytes), Orientation set to 1
     png_colour: Optional[bytes] = None  # a PNG's gAMA, cHRM and sRGB chunks, as they go into a PNG
     hdr_colour: Optional["HdrColour"] = None  # a PQ or HLG photo's code points (HEIC, AVIF)
+    gain_map: Optional[GainMap] = None  # an Ultra HDR JPEG's, as stored
 
     @property
     def upright_size(self) -> Tuple[int, int]:
@@ -151,6 +156,7 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
             icc_profile, png_colour, hdr_colour = _stated_colour(img, path, fmt)
             upright_exif = _upright_exif(exif)
+        gain_map = _decodable_gain_map(path, width * height) if fmt == "jpeg" else None
     except UnidentifiedImageError as exc:
         layout = _tiff_layout(path)
         if layout:
@@ -162,7 +168,27 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
                          f"compressed text or ICC profile chunk may inflate to {MAX_TEXT_CHUNK:,} bytes") from exc
     except DECODER_ERRORS as exc:
         raise InputError(f"input image cannot be read: {_what_is_wrong(exc)}") from exc
-    return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif, png_colour, hdr_colour)
+    return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif, png_colour, hdr_colour,
+                     gain_map)
+
+
+def _decodable_gain_map(path: Path, primary_pixels: int) -> Optional[GainMap]:
+    """An Ultra HDR JPEG's gain map, where it has no more pixels than its primary picture (by its
+    header: max_input_pixels bounds the primary alone) and they can be read; else the photo is an
+    SDR one."""
+    gain_map = gain_map_of(path.read_bytes())
+    if gain_map is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(gain_map.jpeg)) as img:
+            width, height = img.size
+    except DECODER_ERRORS:
+        return None
+    return gain_map if width * height <= primary_pixels and _decoded_jpeg(gain_map.jpeg) is not None else None
+
+
+def _decoded_jpeg(jpeg: bytes) -> Optional[np.ndarray]:
+    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
 
 
 def _check_pixels(pillow_format: Optional[str], fmt: Optional[str], width: int, height: int, max_pixels: int) -> None:
@@ -665,7 +691,10 @@ def as_shown(image: np.ndarray, info: ImageInfo, hdr: str, requested: Optional[s
     """The pixels the model is given and what the output says of them: an HDR photo tone-mapped
     to SDR sRGB 8-bit (before the model, trained on SDR, sees it, as a video's frames are) where
     ``hdr`` is "sdr" or the format asked for holds no HDR (JPEG, WebP: only PNG's cICP states PQ
-    or HLG); any other photo as it is."""
+    or HLG); an Ultra HDR JPEG without its gain map likewise (only JPEG holds one), its primary
+    picture being the SDR rendition; any other photo as it is."""
+    if info.gain_map and not (hdr == "keep" and requested in (None, "jpeg")):
+        return image, replace(info, gain_map=None)
     if info.hdr_colour is None or (hdr == "keep" and requested in (None, "png")):
         return image, info
     return tone_mapped(image, info.hdr_colour.tone_map()), replace(info, hdr_colour=None)
@@ -689,18 +718,49 @@ def tone_mapped(image: np.ndarray, to_sdr: ToneMap) -> np.ndarray:
 
 
 def transfer_name(info: ImageInfo) -> Optional[str]:
-    """The HDR transfer as a video's metadata names it (``smpte2084``, ``arib-std-b67``); None for SDR."""
+    """The HDR transfer as a video's metadata names it (``smpte2084``, ``arib-std-b67``), or "gain
+    map" for an Ultra HDR JPEG; None for SDR."""
+    if info.gain_map:
+        return GAIN_MAP_HDR
     return info.hdr_colour.name if info.hdr_colour else None
 
 
 def hdr_metadata(info: ImageInfo, shown: ImageInfo, hdr: str, fmt: str) -> dict:
     """``hdr``: the output's transfer; ``hdr_note`` where an HDR photo was tone-mapped for the
-    format asked, not on request."""
+    format asked, not on request, or where an Ultra HDR JPEG's gain map was left out."""
+    if info.gain_map:
+        return _gain_map_hdr_metadata(hdr, fmt)
     metadata = {"hdr": transfer_name(shown)}
     if info.hdr_colour and not shown.hdr_colour and hdr == "keep":
         metadata["hdr_note"] = (f"{fmt} holds no HDR: the {transfer_name(info)} photo was tone-mapped to SDR "
                                 "(sRGB, 8-bit); ask png to keep it HDR")
     return metadata
+
+
+def _gain_map_hdr_metadata(hdr: str, fmt: str) -> dict:
+    """An Ultra HDR JPEG's output keeps its gain map as a JPEG with ``hdr`` "keep", and says why
+    it does not otherwise."""
+    if hdr == "keep" and fmt == "jpeg":
+        return {"hdr": GAIN_MAP_HDR}
+    why = 'hdr "sdr" was asked' if hdr != "keep" else f"{fmt} holds no gain map"
+    return {"hdr": None, "hdr_note": f"{why}: the Ultra HDR photo's gain map was left out and its SDR picture "
+                                     f"upscaled alone{'' if hdr != 'keep' else '; ask jpeg to keep it HDR'}"}
+
+
+def gain_map_for(shown: ImageInfo, fmt: str, size: Tuple[int, int]) -> Optional[GainMap]:
+    """The gain map a JPEG result of ``size`` = (width, height) carries: the input's, turned upright
+    as its primary picture was and scaled by the same factor (it keeps its ratio to the primary,
+    a quarter or a half), its metadata segments as they were; None for other formats and photos."""
+    if shown.gain_map is None or fmt != "jpeg":
+        return None
+    stored = apply_exif_orientation(_decoded_jpeg(shown.gain_map.jpeg), shown.orientation)
+    width, height = shown.upright_size
+    scaled_size = (max(1, round(stored.shape[1] * size[0] / width)), max(1, round(stored.shape[0] * size[1] / height)))
+    scaled = cv2.resize(stored, scaled_size, interpolation=cv2.INTER_LINEAR)  # smooth data: no model needed
+    ok, jpeg = cv2.imencode(".jpg", scaled, [cv2.IMWRITE_JPEG_QUALITY, GAIN_MAP_QUALITY])
+    if not ok:
+        raise RuntimeError("could not encode the gain map as jpeg")
+    return replace(shown.gain_map, jpeg=with_metadata(jpeg.tobytes(), shown.gain_map.metadata))
 
 
 def check_format_holds(requested: Optional[str], size: Tuple[int, int]) -> None:
@@ -773,10 +833,11 @@ def _eight_bits(image: np.ndarray) -> np.ndarray:
 
 def encode_image(image: np.ndarray, fmt: str, quality: Optional[int] = None, icc_profile: Optional[bytes] = None,
                  exif: Optional[bytes] = None, png_colour: Optional[bytes] = None,
-                 hdr_colour: Optional[HdrColour] = None) -> bytes:
+                 hdr_colour: Optional[HdrColour] = None, gain_map: Optional[GainMap] = None) -> bytes:
     """``quality``: see :func:`effective_quality`. The ICC profile goes along where it fits; a PNG
     input's gamma and primaries (``ImageInfo.png_colour``) into a PNG, as does an HDR photo's
-    colour, in a cICP chunk (see :func:`as_shown` for the formats that hold none)."""
+    colour, in a cICP chunk (see :func:`as_shown` for the formats that hold none); a JPEG is an
+    Ultra HDR one with ``gain_map`` (:func:`gain_map_for`)."""
     icc_profile = fitting_icc_profile(icc_profile, image, fmt)
     exif = fitting_exif(exif, fmt)
     quality = effective_quality(fmt, image, quality)
@@ -794,7 +855,7 @@ def encode_image(image: np.ndarray, fmt: str, quality: Optional[int] = None, icc
     if fmt == "png":
         return png_with_metadata(buf.tobytes(), icc_profile, exif, (png_colour or b"") + _hdr_chunks(hdr_colour))
     if fmt == "jpeg":
-        return jpeg_with_metadata(buf.tobytes(), icc_profile, exif)
+        return jpeg_with_metadata(buf.tobytes(), icc_profile, exif, gain_map)
     return buf.tobytes()
 
 
@@ -843,22 +904,20 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 ICC_CHUNK_BYTES = 65519  # an APP2 segment's payload, less its 14-byte ICC_PROFILE header
 
 
-def jpeg_with_metadata(jpeg: bytes, icc_profile: Optional[bytes], exif: Optional[bytes]) -> bytes:
-    """APP1 (EXIF) and APP2 (ICC, split into numbered segments) right after SOI."""
+def jpeg_with_metadata(jpeg: bytes, icc_profile: Optional[bytes], exif: Optional[bytes],
+                       gain_map: Optional[GainMap] = None) -> bytes:
+    """APP1 (EXIF) and APP2 (ICC, split into numbered segments) right after SOI; then, with a gain
+    map, what makes it an Ultra HDR JPEG (see :func:`with_gain_map`)."""
     segments = b""
     if exif:
-        segments += _jpeg_segment(0xE1, b"Exif\x00\x00" + exif)
+        segments += jpeg_segment(0xE1, b"Exif\x00\x00" + exif)
     if icc_profile:
         parts = [icc_profile[i:i + ICC_CHUNK_BYTES] for i in range(0, len(icc_profile), ICC_CHUNK_BYTES)]
         for number, part in enumerate(parts, 1):
-            segments += _jpeg_segment(0xE2, b"ICC_PROFILE\x00" + bytes([number, len(parts)]) + part)
-    return jpeg[:2] + segments + jpeg[2:]
-
-
-def _jpeg_segment(marker: int, payload: bytes) -> bytes:
-    if len(payload) + 2 > 0xFFFF:
-        return b""  # an EXIF block too large for one segment is left out rather than corrupting the file
-    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+            segments += jpeg_segment(0xE2, b"ICC_PROFILE\x00" + bytes([number, len(parts)]) + part)
+    if gain_map:
+        return with_gain_map(jpeg[:2] + segments, jpeg[2:], gain_map)
+    return with_metadata(jpeg, segments)
 
 
 def _webp_with_metadata(image: np.ndarray, icc_profile: Optional[bytes], exif: Optional[bytes],

@@ -35,7 +35,8 @@ from tmlsr_ray.errors import DiskFull, TaskError
 from tmlsr_ray.pipeline.fetch import fetch_input
 from tmlsr_ray.pipeline.image import (
     CONTENT_TYPES, EXTENSIONS, as_shown, check_format_holds, decode_image, effective_quality, encode_image,
-    fitting_exif, fitting_icc_profile, hdr_metadata, output_format, probe_image, stored_layout, transfer_name,
+    fitting_exif, fitting_icc_profile, gain_map_for, hdr_metadata, output_format, probe_image, stored_layout,
+    transfer_name,
 )
 from tmlsr_ray.pipeline.progress import SegmentProgress
 from tmlsr_ray.pipeline.render import SegmentJob
@@ -216,8 +217,9 @@ class TaskRunner:
         fmt = output_format(shown, upscaled, params.get("output_format"))
         quality = params.get("output_quality") or (settings.jpeg_quality if fmt == "jpeg" else None)
         result = workdir / ("output" + EXTENSIONS[fmt])
+        gain_map = await asyncio.to_thread(gain_map_for, shown, fmt, target)
         data = await asyncio.to_thread(encode_image, upscaled, fmt, quality, shown.icc_profile, shown.exif,
-                                       shown.png_colour, shown.hdr_colour)
+                                       shown.png_colour, shown.hdr_colour, gain_map)
         await asyncio.to_thread(result.write_bytes, data)
         channels, bit_depth = stored_layout(upscaled, fmt)
         metadata = {

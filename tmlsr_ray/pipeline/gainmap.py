@@ -1,0 +1,176 @@
+"""Ultra HDR JPEGs (no Ray, no HTTP): an SDR JPEG with a gain map JPEG appended, as Android 14 and
+later phones save their HDR photos; viewers that know the format brighten the SDR picture by it.
+
+The primary picture's XMP (the ``hdrgm`` namespace, with a GContainer directory giving the gain
+map's length) or its ISO 21496-1 APP2 segment says the file is one, and its MPF APP2 segment
+(CIPA DC-007's MP index) says where the gain map starts and how long it is. What a viewer applies
+the gain map by is in the gain map's own XMP and ISO 21496-1 segments, which go along as they are.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Tuple
+
+SOI = b"\xff\xd8"
+APP1, APP2, SOS, EOI = 0xE1, 0xE2, 0xDA, 0xD9
+XMP_SIGNATURE = b"http://ns.adobe.com/xap/1.0/\x00"
+ISO_GAIN_MAP_SIGNATURE = b"urn:iso:std:iso:ts:21496:-1\x00"
+MPF_SIGNATURE = b"MPF\x00"
+HDRGM_NAMESPACE = b"http://ns.adobe.com/hdr-gain-map/1.0/"
+# hdrgm:Version as an attribute (how libultrahdr writes it) or as an element
+HDRGM_VERSION = re.compile(rb"hdrgm:Version\s*=\s*[\"']([0-9.]{1,8})[\"']|<hdrgm:Version>\s*([0-9.]{1,8})\s*<")
+MP_ENTRY_TAG = 0xB002
+MP_ENTRY_BYTES = 16  # attribute, size, offset, two dependent-image entries
+MP_PRIMARY_ATTRIBUTE = 0x030000  # a baseline MP primary image, JPEG
+MP_UNDEFINED_ATTRIBUTE = 0  # how Ultra HDR marks its gain map
+MARKERS_WITHOUT_LENGTH = {0x01, *range(0xD0, 0xD8)}  # TEM and the restart markers
+
+
+@dataclass(frozen=True)
+class GainMap:
+    jpeg: bytes  # the gain map picture, SOI to EOI, its metadata segments included
+    metadata: bytes  # its XMP and ISO 21496-1 segments as stored (marker and length included)
+    hdrgm_version: Optional[str]  # the primary's hdrgm:Version; None where only ISO 21496-1 says it is one
+    iso_version: Optional[bytes]  # the payload of the primary's ISO 21496-1 segment (its version alone)
+
+
+def gain_map_of(data: bytes) -> Optional[GainMap]:
+    """The gain map of an Ultra HDR JPEG; None for any other file, an MPO stereo pair or a camera's
+    large thumbnail among them (their second picture says nothing of a gain map)."""
+    if not data.startswith(SOI):
+        return None
+    segments = list(_header_segments(data))
+    xmp = _payload(segments, APP1, XMP_SIGNATURE)
+    iso_version = _payload(segments, APP2, ISO_GAIN_MAP_SIGNATURE)
+    if not (xmp and HDRGM_NAMESPACE in xmp) and iso_version is None:
+        return None
+    for picture in _secondary_pictures(data, segments):
+        metadata = _gain_map_metadata(picture)
+        if metadata:
+            return GainMap(picture, metadata, _hdrgm_version(xmp), iso_version)
+    return None
+
+
+def with_gain_map(head: bytes, rest: bytes, gain_map: GainMap) -> bytes:
+    """An Ultra HDR JPEG of a primary JPEG cut in two, ``head`` (SOI and the segments written
+    first) and ``rest``, and ``gain_map``: between them go the hdrgm XMP (its directory giving the
+    gain map's length), the ISO 21496-1 version segment and the MP index of both pictures; the gain
+    map follows the primary's EOI."""
+    xmp = jpeg_segment(APP1, XMP_SIGNATURE + _container_xmp(gain_map.hdrgm_version, len(gain_map.jpeg))) \
+        if gain_map.hdrgm_version else b""
+    iso = jpeg_segment(APP2, gain_map.iso_version) if gain_map.iso_version else b""
+    head += xmp + iso
+    mpf_bytes = len(jpeg_segment(APP2, _mp_index(0, 0, 0)))
+    primary_bytes = len(head) + mpf_bytes + len(rest)
+    index_at = len(head) + 4 + len(MPF_SIGNATURE)  # past the segment's marker, length and signature
+    mpf = jpeg_segment(APP2, _mp_index(primary_bytes, len(gain_map.jpeg), primary_bytes - index_at))
+    return head + mpf + rest + gain_map.jpeg
+
+
+def with_metadata(jpeg: bytes, metadata: bytes) -> bytes:
+    """``jpeg`` with the segments ``metadata`` right after its SOI."""
+    return jpeg[:2] + metadata + jpeg[2:]
+
+
+def _header_segments(data: bytes) -> Iterator[Tuple[int, int, bytes]]:
+    """Each segment of a JPEG before its picture data: its marker, where it starts
+    and its payload (cut short where the file is)."""
+    at = 2  # past SOI
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xFF or marker in MARKERS_WITHOUT_LENGTH:  # a fill byte, a marker alone
+            at += 1 if marker == 0xFF else 2
+            continue
+        if marker in (SOS, EOI):
+            return
+        end = at + 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
+        yield marker, at, data[at + 4:end]
+        at = end
+
+
+def _payload(segments: List[Tuple[int, int, bytes]], marker: int, signature: bytes) -> Optional[bytes]:
+    return next((payload for kind, _, payload in segments if kind == marker and payload.startswith(signature)), None)
+
+
+def _secondary_pictures(data: bytes, segments: List[Tuple[int, int, bytes]]) -> Iterator[bytes]:
+    """The pictures after the first that the MP index lists, each from its SOI on."""
+    for kind, at, payload in segments:
+        if kind != APP2 or not payload.startswith(MPF_SIGNATURE):
+            continue
+        index_at = at + 4 + len(MPF_SIGNATURE)
+        for size, offset in _mp_entries(payload[len(MPF_SIGNATURE):])[1:]:
+            picture = data[index_at + offset:index_at + offset + size]
+            if picture.startswith(SOI):
+                yield picture
+        return
+
+
+def _mp_entries(index: bytes) -> List[Tuple[int, int]]:
+    """(size, offset from the index's TIFF header) of each picture an MP index lists; none where it
+    cannot be read."""
+    order = {b"MM\x00*": ">", b"II*\x00": "<"}.get(index[:4])
+    try:
+        if order is None:
+            return []
+        directory = struct.unpack(order + "I", index[4:8])[0]
+        for entry in range(struct.unpack(order + "H", index[directory:directory + 2])[0]):
+            at = directory + 2 + 12 * entry
+            tag, _, length, offset = struct.unpack(order + "HHII", index[at:at + 12])
+            if tag == MP_ENTRY_TAG:
+                return [struct.unpack(order + "4xII", index[offset + i:offset + i + 12])
+                        for i in range(0, length - length % MP_ENTRY_BYTES, MP_ENTRY_BYTES)]
+    except struct.error:
+        pass
+    return []
+
+
+def _gain_map_metadata(picture: bytes) -> bytes:
+    """A picture's XMP and ISO 21496-1 segments, where one of them describes a gain map; else none."""
+    kept = [(picture[at:at + 4 + len(payload)], payload) for kind, at, payload in _header_segments(picture)
+            if (kind, payload[:len(XMP_SIGNATURE)]) == (APP1, XMP_SIGNATURE)
+            or (kind, payload[:len(ISO_GAIN_MAP_SIGNATURE)]) == (APP2, ISO_GAIN_MAP_SIGNATURE)]
+    if not any(HDRGM_NAMESPACE in payload or payload.startswith(ISO_GAIN_MAP_SIGNATURE) for _, payload in kept):
+        return b""
+    return b"".join(segment for segment, _ in kept)
+
+
+def _hdrgm_version(xmp: Optional[bytes]) -> Optional[str]:
+    """hdrgm:Version of a primary's XMP in the hdrgm namespace (1.0 where it cannot be read)."""
+    if not xmp or HDRGM_NAMESPACE not in xmp:
+        return None
+    found = HDRGM_VERSION.search(xmp)
+    return (found.group(1) or found.group(2)).decode("ascii") if found else "1.0"
+
+
+def _container_xmp(version: str, gain_map_bytes: int) -> bytes:
+    """The primary's XMP: the hdrgm version and a GContainer directory of the two pictures."""
+    items = ('<rdf:li rdf:parseType="Resource"><Container:Item Item:Semantic="Primary" Item:Mime="image/jpeg"/>'
+             '</rdf:li><rdf:li rdf:parseType="Resource"><Container:Item Item:Semantic="GainMap" '
+             f'Item:Mime="image/jpeg" Item:Length="{gain_map_bytes}"/></rdf:li>')
+    return ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            '<rdf:Description rdf:about="" xmlns:Container="http://ns.google.com/photos/1.0/container/" '
+            'xmlns:Item="http://ns.google.com/photos/1.0/container/item/" '
+            f'xmlns:hdrgm="{HDRGM_NAMESPACE.decode()}" hdrgm:Version="{version}">'
+            f'<Container:Directory><rdf:Seq>{items}</rdf:Seq></Container:Directory>'
+            '</rdf:Description></rdf:RDF></x:xmpmeta>').encode("utf-8")
+
+
+def _mp_index(primary_bytes: int, gain_map_bytes: int, gain_map_offset: int) -> bytes:
+    """An MPF payload, big-endian: MPFVersion, NumberOfImages 2 and the MP entries, the primary's at
+    offset 0 (as CIPA DC-007 has it), the gain map's from the index's TIFF header."""
+    tags = [(0xB000, 7, 4, b"0100"), (0xB001, 4, 1, struct.pack(">I", 2))]
+    entries_at = 8 + 2 + 12 * (len(tags) + 1) + 4  # TIFF header, count, the tags, the next directory's offset
+    tags.append((MP_ENTRY_TAG, 7, 2 * MP_ENTRY_BYTES, struct.pack(">I", entries_at)))
+    directory = struct.pack(">H", len(tags)) + b"".join(struct.pack(">HHI4s", *tag) for tag in tags) + b"\0" * 4
+    entries = (struct.pack(">IIIHH", MP_PRIMARY_ATTRIBUTE, primary_bytes, 0, 0, 0)
+               + struct.pack(">IIIHH", MP_UNDEFINED_ATTRIBUTE, gain_map_bytes, gain_map_offset, 0, 0))
+    return MPF_SIGNATURE + b"MM\x00*" + struct.pack(">I", 8) + directory + entries
+
+
+def jpeg_segment(marker: int, payload: bytes) -> bytes:
+    if len(payload) + 2 > 0xFFFF:
+        return b""  # an EXIF block too large for one segment is left out rather than corrupting the file
+    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
