@@ -279,3 +279,21 @@ def test_a_segment_cut_at_a_damaged_keyframe_shows_the_last_frame_of_the_gop_bef
     with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about \d\.\d\d s is damaged "
                                          r"\(Invalid data found when processing input\), and no frame of the 11 packets"):
         rendered_with_damage_repeated(path, Cutting(segment_s=0.5), max_preroll=11)  # the GOP before is 12
+
+
+@pytest.mark.parametrize("damaged", [[21, 23], [22, 23], [19, 20, 21, 22, 23]])
+def test_a_burst_over_a_damaged_keyframe_and_the_gop_before_shows_the_last_frame_given_before_it(tmp_path, damaged):
+    """A burst of damage hits the GOP before a damaged keyframe too (its last frame, 0.92 s, at
+    [21]; the B-frame before it, whose loss took the frames beside it in the frame-threaded
+    decoder): the segment cut there kept none of that GOP's frames and failed the task ('segment 2
+    of the video holds no decodable frame'); now it shows the last frame given before it."""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mp4", damaged, keep=5)  # the keyframe at 0.96 s: [23]
+    plan, pieces, frames = rendered_with_damage_repeated(path, Cutting(segment_s=0.5))
+    assert [p.frames for p in pieces] == [len(s.pts) for s in plan.segments] and sum(p.frames for p in pieces) == 48
+    cut = next(index for index, segment in enumerate(plan.segments) if segment.first_packet == 23)
+    assert pieces[cut].repeated_frames == len(plan.segments[cut].pts)
+    # the GOP before decoded on one thread: its frames beside the damage, which the segment before's
+    # frame threads lost, may be given, and the latest of them shows
+    assert all(np.array_equal(frame, frames[cut][0]) for frame in frames[cut])

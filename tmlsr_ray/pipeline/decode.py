@@ -156,8 +156,8 @@ class DamagedPackets:
     its packets. ``seconds(packet)``: where a packet is in the video, if known; ``owns(packet)``:
     whether a damaged packet is counted in ``dropped`` (a segment's own frames, not the pre-roll
     or neighbours another segment owns and counts; default all); ``gop_before``: packets at the
-    decode's start that are the GOP before a damaged keyframe (see ``Segment.gop_before``),
-    every frame of theirs given before the damaged keyframe goes in."""
+    decode's start that are the GOP before a damaged keyframe (see ``Segment.gop_before``), of
+    whose frames only the one shown last of those given goes on."""
 
     def __init__(self, repeat: bool = False, seconds: Optional[Callable[[Any], Optional[float]]] = None,
                  limit_share: bool = True):
@@ -170,24 +170,32 @@ class DamagedPackets:
         self.seconds = seconds
         self.owns: Optional[Callable[[Any], bool]] = None
         self.gop_before = 0
+        self._shown_before: Optional["av.VideoFrame"] = None  # the GOP before's, so far
         self._first_error: Optional[av.error.FFmpegError] = None
         self._first_at = ""
 
     def restart(self) -> None:
         """Counts afresh, for the decode done again."""
         self.read = self.damaged = self.dropped = self.frames = 0
+        self._shown_before = None
         self._first_error, self._first_at = None, ""
 
     def decode(self, packet) -> List["av.VideoFrame"]:
+        if self.read < self.gop_before:
+            self._keep_shown_before(self._decoded(packet))
+            return []
         before = self._gop_before_drained(packet) if self.gop_before and self.read == self.gop_before else []
+        frames = before + self._decoded(packet)
+        self.frames += len(frames)
+        return frames
+
+    def _decoded(self, packet) -> List["av.VideoFrame"]:
         self.read += bool(packet.size)
         try:
-            frames = packet.decode()
+            return packet.decode()
         except av.error.FFmpegError as exc:
             self._count(packet, exc)
-            return before
-        self.frames += len(frames)
-        return before + frames
+            return []
 
     def _count(self, packet, exc: av.error.FFmpegError) -> None:
         self.damaged += 1
@@ -198,19 +206,25 @@ class DamagedPackets:
             raise InputError(f"video could not be decoded: a frame{self._first_at} is damaged "
                              f"({ffmpeg_message(exc)}); {REPEAT_HINT}") from exc
 
+    def _keep_shown_before(self, frames: List["av.VideoFrame"]) -> None:
+        """The GOP before's frame shown last of those given: its last frame may be damaged too (a
+        burst over the GOPs' boundary), and the model needs only the one frame."""
+        for frame in frames:
+            if frame.pts is not None and (self._shown_before is None or frame.pts > self._shown_before.pts):
+                self._shown_before = frame
+
     def _gop_before_drained(self, packet) -> List["av.VideoFrame"]:
-        """The frames the decoder still holds of the GOP before a damaged keyframe, then a decoder
-        as if fresh: fed the damaged keyframe with them, H.264's reorder buffer gave the GOP's
-        last frame after the frames that follow the keyframe, or lost it to another thread."""
+        """The GOP before's frame shown last, the frames the decoder still held of it drained
+        first, then a decoder as if fresh: fed the damaged keyframe with them, H.264's reorder
+        buffer gave the GOP's last frame after the frames that follow the keyframe."""
         decoder = packet.stream.codec_context
         try:
-            frames = decoder.decode(None)
+            self._keep_shown_before(decoder.decode(None))
         except av.error.FFmpegError:  # a damaged packet of that GOP, reported late: the segment before counts it
-            frames = []
             self.damaged += 1
         decoder.flush_buffers()
-        self.frames += len(frames)
-        return frames
+        shown, self._shown_before = self._shown_before, None
+        return [shown] if shown is not None else []
 
     def check(self) -> None:
         """Fails the decode where damaged packets left it no frame, or were most of its packets."""

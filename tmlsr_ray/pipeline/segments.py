@@ -757,8 +757,11 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
         yield from _decode_whole(data, info, batch_size, stop, planes, damaged)
         return
     damaged = damaged if damaged is not None else DamagedPackets()
+    # the GOP before a damaged keyframe on one thread: frame threads lost its last frames beside a
+    # damaged one of them, or reported that one only as it was drained
+    threads = "SLICE" if segment.gop_before else "AUTO"
     try:
-        yield from _decode_owned(data, info, segment, batch_size, stop, planes, damaged, "AUTO")
+        yield from _decode_owned(data, info, segment, batch_size, stop, planes, damaged, threads)
     except InputError:
         if not (damaged.repeat and damaged.damaged and not damaged.frames):
             raise
@@ -779,9 +782,10 @@ def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: in
         stream = container.streams.video[0]
         to_source = _timestamp_map(stream.time_base, info.time_base, segment.shift)
         tolerance = _match_tolerance(np.union1d(owned, _file_stamps(data, to_source)), info)
-        # the frame shown before its own where its keyframe is damaged: the model takes it too, and
-        # it shows in place of the frames the decoder does not give (see render.MissingFrames)
-        given = np.insert(owned, 0, _shown_last(data, to_source, segment.gop_before)) if segment.gop_before else owned
+        # the frame shown before its own where its keyframe is damaged, whichever of the GOP before
+        # that is (the decode passes one): the model takes it too, and it shows in place of the
+        # frames the decoder does not give (see render.MissingFrames)
+        given = np.union1d(owned, _file_stamps(data, to_source, segment.gop_before)) if segment.gop_before else owned
         damaged.gop_before = segment.gop_before
         retag = source_tags(stream)
         damaged.seconds = lambda packet: info.seconds(to_source(packet.pts))
@@ -819,19 +823,12 @@ def _timestamp_map(stream_base: Fraction, source_base: Fraction, shift: int = 0)
     return convert
 
 
-def _file_stamps(data: bytes, to_source) -> np.ndarray:
-    """The source stamps of a segment file's packets: its own frames, and those it decodes and
-    drops (pre-roll, an interlaced segment's neighbours)."""
+def _file_stamps(data: bytes, to_source, packets: Optional[int] = None) -> np.ndarray:
+    """The source stamps of a segment file's packets (its first ``packets``; None: all): its own
+    frames, and those it decodes and drops (pre-roll, an interlaced segment's neighbours)."""
     with read_segment_file(data) as container:
-        return np.array(sorted({to_source(p.pts) for p in container.demux(video=0) if p.pts is not None}),
-                        dtype=np.int64)
-
-
-def _shown_last(data: bytes, to_source, packets: int) -> int:
-    """The source stamp of the frame shown last of the first ``packets`` of a segment file."""
-    with read_segment_file(data) as container:
-        first = itertools.islice(container.demux(video=0), packets)
-        return max(to_source(p.pts) for p in first if p.pts is not None)
+        read = itertools.islice(container.demux(video=0), packets)
+        return np.array(sorted({to_source(p.pts) for p in read if p.pts is not None}), dtype=np.int64)
 
 
 def _match_tolerance(stamps: np.ndarray, info: VideoInfo) -> int:
