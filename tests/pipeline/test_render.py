@@ -297,3 +297,22 @@ def test_a_burst_over_a_damaged_keyframe_and_the_gop_before_shows_the_last_frame
     # the GOP before decoded on one thread: its frames beside the damage, which the segment before's
     # frame threads lost, may be given, and the latest of them shows
     assert all(np.array_equal(frame, frames[cut][0]) for frame in frames[cut])
+
+
+def test_a_damaged_packet_among_a_segments_last_fails_the_task_or_is_counted_when_repeated(tmp_path):
+    """Frame threads drain a segment's last packets without a word of the damaged one: segment 1
+    of a clip cut every 0.5 s, its last packet damaged, came out 9 of its 12 frames long with no
+    error, where damage fails the task; with "repeat", its frames were filled but it was not
+    counted (damaged_packets_dropped 0). (Frame threads: more than one CPU.)"""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mp4", [22])  # segment 1's last, 0.88 s
+    info = probe_video(path)
+    plan = plan_segments(path, info, Cutting(segment_s=0.5))
+    info = planned_info(info, plan)
+    with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about 0\.88 s is damaged"):
+        for segment, data in extract_segments(path, info, plan.segments):
+            job = SegmentJob(segment, info, (128, 96), EncodeOptions(preset="ultrafast"), batch_frames=5)
+            list(render_segment(job, data, nearest_x2))
+    _, pieces, _ = rendered_with_damage_repeated(path, Cutting(segment_s=0.5))
+    assert sum(p.frames for p in pieces) == 48 and sum(p.damaged_packets for p in pieces) == 1

@@ -805,6 +805,25 @@ def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: in
 
         yield from decode_batches(container, stream, info, batch_size, stamp, stop, planes=planes, damaged=damaged,
                                   what=f"segment {segment.index} of the video", thread_type=thread_type)
+    if thread_type == "AUTO" and (damaged.damaged or len(seen.intersection(owned.tolist())) < len(owned)):
+        _damage_told_on_one_thread(data, damaged)
+
+
+def _damage_told_on_one_thread(data: bytes, damaged: DamagedPackets) -> None:
+    """Frame threads drop a damaged packet among a decode's last few as they drain it, frames
+    beside it lost, without a word (FFmpeg), and tell the others a few packets late, maybe on a
+    frame of the segment's own for one of its pre-roll: where a segment came short of its frames,
+    or had damage, one thread decodes it again to tell, failing the task as a damaged frame does,
+    or counting each packet where it is."""
+    one_thread = DamagedPackets(damaged.repeat, damaged.seconds, limit_share=False)
+    one_thread.owns = damaged.owns
+    with read_segment_file(data) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "SLICE"
+        for _ in decoded_frames(container, stream, one_thread):
+            pass
+    # each told at its own packet: frame threads' late reports were put on a neighbour's frame
+    damaged.damaged, damaged.dropped = one_thread.damaged, one_thread.dropped
 
 
 def _decode_whole(data: bytes, info: VideoInfo, batch_size: int, stop, planes, damaged) -> Iterator[FrameBatch]:
