@@ -1265,3 +1265,15 @@ def test_an_mpo_stereo_pair_is_no_gain_map_photo_and_comes_back_its_first_pictur
     assert hdr_metadata(info, shown, "keep", fmt) == {"hdr": None}
     with Image.open(io.BytesIO(data)) as out:
         assert out.format == "JPEG" and out.size == (64, 48) and "mp" not in out.info
+
+
+def test_a_gain_map_cut_short_is_left_out_rather_than_scaled_gray(tmp_path):
+    """libjpeg fills the rows a gain map cut short and closed by an EOI lacks flat gray, with a
+    warning alone: such a gain map went into the output, brightening what it no longer described."""
+    photo = ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8),
+                           np.random.default_rng(0).integers(0, 255, (48, 64), np.uint8))
+    entries, _, _ = _mp_index(photo)
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(photo[:entries[0]["Size"] + entries[1]["Size"] // 2] + b"\xff\xd9")
+    info = probe_image(path, 10**8)
+    assert info.gain_map is None and transfer_name(info) is None

@@ -174,21 +174,18 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
 
 def _decodable_gain_map(path: Path, primary_pixels: int) -> Optional[GainMap]:
     """An Ultra HDR JPEG's gain map, where it has no more pixels than its primary picture (by its
-    header: max_input_pixels bounds the primary alone) and they can be read; else the photo is an
-    SDR one."""
+    header: max_input_pixels bounds the primary alone) and they can be read whole (one cut short or
+    damaged, which libjpeg fills gray, describes no picture); else the photo is an SDR one."""
     gain_map = gain_map_of(path.read_bytes())
     if gain_map is None:
         return None
     try:
         with Image.open(io.BytesIO(gain_map.jpeg)) as img:
             width, height = img.size
-    except DECODER_ERRORS:
+        fits = width * height <= primary_pixels
+        return gain_map if fits and _jpeg_pixels(np.frombuffer(gain_map.jpeg, np.uint8)) is not None else None
+    except (InputError, *DECODER_ERRORS):
         return None
-    return gain_map if width * height <= primary_pixels and _decoded_jpeg(gain_map.jpeg) is not None else None
-
-
-def _decoded_jpeg(jpeg: bytes) -> Optional[np.ndarray]:
-    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
 
 
 def _check_pixels(pillow_format: Optional[str], fmt: Optional[str], width: int, height: int, max_pixels: int) -> None:
@@ -753,7 +750,8 @@ def gain_map_for(shown: ImageInfo, fmt: str, size: Tuple[int, int]) -> Optional[
     a quarter or a half), its metadata segments as they were; None for other formats and photos."""
     if shown.gain_map is None or fmt != "jpeg":
         return None
-    stored = apply_exif_orientation(_decoded_jpeg(shown.gain_map.jpeg), shown.orientation)
+    stored = cv2.imdecode(np.frombuffer(shown.gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)  # the probe read it whole
+    stored = apply_exif_orientation(stored, shown.orientation)
     width, height = shown.upright_size
     scaled_size = (max(1, round(stored.shape[1] * size[0] / width)), max(1, round(stored.shape[0] * size[1] / height)))
     scaled = cv2.resize(stored, scaled_size, interpolation=cv2.INTER_LINEAR)  # smooth data: no model needed
