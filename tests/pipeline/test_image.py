@@ -1277,3 +1277,16 @@ def test_a_gain_map_cut_short_is_left_out_rather_than_scaled_gray(tmp_path):
     path.write_bytes(photo[:entries[0]["Size"] + entries[1]["Size"] // 2] + b"\xff\xd9")
     info = probe_image(path, 10**8)
     assert info.gain_map is None and transfer_name(info) is None
+
+
+def test_an_ultra_hdr_jpeg_too_wide_for_jpeg_says_why_its_gain_map_was_left_out(tmp_path):
+    """A result wider than JPEG's 65,535 pixels comes back png: its note said "ask jpeg to keep it
+    HDR", and jpeg asked was refused as too wide."""
+    path = tmp_path / "panorama.jpg"
+    path.write_bytes(ultra_hdr_jpeg(np.full((4, 33000, 3), 90, np.uint8), np.zeros((1, 8250), np.uint8)))
+    info = probe_image(path, 10**8)
+    shown, image, fmt, _ = hdr_round_trip(path, scale=2)
+    assert fmt == "png" and info.gain_map is not None
+    assert hdr_metadata(info, shown, "keep", fmt) == {
+        "hdr": None, "hdr_note": "a result wider or higher than jpeg's 65,535 pixels is png, which holds no gain "
+                                 "map: the Ultra HDR photo's gain map was left out and its SDR picture upscaled alone"}

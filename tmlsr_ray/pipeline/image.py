@@ -726,7 +726,7 @@ def hdr_metadata(info: ImageInfo, shown: ImageInfo, hdr: str, fmt: str) -> dict:
     """``hdr``: the output's transfer; ``hdr_note`` where an HDR photo was tone-mapped for the
     format asked, not on request, or where an Ultra HDR JPEG's gain map was left out."""
     if info.gain_map:
-        return _gain_map_hdr_metadata(hdr, fmt)
+        return _gain_map_hdr_metadata(hdr, fmt, too_large_for_jpeg=shown.gain_map is not None)
     metadata = {"hdr": transfer_name(shown)}
     if info.hdr_colour and not shown.hdr_colour and hdr == "keep":
         metadata["hdr_note"] = (f"{fmt} holds no HDR: the {transfer_name(info)} photo was tone-mapped to SDR "
@@ -734,14 +734,21 @@ def hdr_metadata(info: ImageInfo, shown: ImageInfo, hdr: str, fmt: str) -> dict:
     return metadata
 
 
-def _gain_map_hdr_metadata(hdr: str, fmt: str) -> dict:
+def _gain_map_hdr_metadata(hdr: str, fmt: str, too_large_for_jpeg: bool) -> dict:
     """An Ultra HDR JPEG's output keeps its gain map as a JPEG with ``hdr`` "keep", and says why
-    it does not otherwise."""
+    it does not otherwise; ``too_large_for_jpeg`` where the format was not asked for but fell back
+    to PNG, which asking jpeg does not mend."""
     if hdr == "keep" and fmt == "jpeg":
         return {"hdr": GAIN_MAP_HDR}
-    why = 'hdr "sdr" was asked' if hdr != "keep" else f"{fmt} holds no gain map"
+    if hdr != "keep":
+        why, advice = 'hdr "sdr" was asked', ""
+    elif too_large_for_jpeg:
+        why = f"a result wider or higher than jpeg's {MAX_SIDE['jpeg']:,} pixels is {fmt}, which holds no gain map"
+        advice = ""
+    else:
+        why, advice = f"{fmt} holds no gain map", "; ask jpeg to keep it HDR"
     return {"hdr": None, "hdr_note": f"{why}: the Ultra HDR photo's gain map was left out and its SDR picture "
-                                     f"upscaled alone{'' if hdr != 'keep' else '; ask jpeg to keep it HDR'}"}
+                                     f"upscaled alone{advice}"}
 
 
 def gain_map_for(shown: ImageInfo, fmt: str, size: Tuple[int, int]) -> Optional[GainMap]:
