@@ -1388,12 +1388,16 @@ GAIN_MAP_METADATA = (
         ">HHB" + "II" * 5, 0, 0, 0, 0, 1, 23, 10, 0, 1, 23, 10, 1, 64)))
 
 
-def ultra_hdr_jpeg(primary: np.ndarray, gain_map: np.ndarray, orientation: int = 1, iso: bool = True) -> bytes:
+def ultra_hdr_jpeg(primary: np.ndarray, gain_map: np.ndarray, orientation: int = 1, iso: bool = True,
+                   gain_map_icc: Optional[bytes] = None) -> bytes:
     """An Ultra HDR JPEG as Android phones write one, made from scratch: the primary (EXIF with
     ``orientation``, XMP with hdrgm:Version and a GContainer directory, with ``iso`` an ISO
     21496-1 version segment, a little-endian MPF index) and the gain map after its EOI (its hdrgm
-    XMP, with ``iso`` its ISO 21496-1 metadata: :data:`GAIN_MAP_METADATA`)."""
+    XMP, with ``iso`` its ISO 21496-1 metadata: :data:`GAIN_MAP_METADATA`; ``gain_map_icc``, the
+    colour space it is applied in, as Skia writes it)."""
     gain_map_metadata = GAIN_MAP_METADATA if iso else GAIN_MAP_METADATA[:GAIN_MAP_METADATA.index(b"\xff\xe2")]
+    if gain_map_icc:
+        gain_map_metadata += jpeg_marker_segment(0xE2, b"ICC_PROFILE\x00\x01\x01" + gain_map_icc)
     gain_map_jpeg = _with_segments(_jpeg_of(gain_map), gain_map_metadata)
     exif = Image.Exif()
     exif[0x0112] = orientation

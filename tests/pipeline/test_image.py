@@ -1290,3 +1290,16 @@ def test_an_ultra_hdr_jpeg_too_wide_for_jpeg_says_why_its_gain_map_was_left_out(
     assert hdr_metadata(info, shown, "keep", fmt) == {
         "hdr": None, "hdr_note": "a result wider or higher than jpeg's 65,535 pixels is png, which holds no gain "
                                  "map: the Ultra HDR photo's gain map was left out and its SDR picture upscaled alone"}
+
+
+def test_a_gain_maps_icc_profile_the_colour_space_it_is_applied_in_comes_back_with_it(tmp_path):
+    """ISO 21496-1: a gain map not applied in its primary's colour space is applied in the HDR
+    rendition's, which the gain map picture's ICC profile states (Skia writes one): it was dropped
+    with the rest of the gain map's header, so viewers applied it in the primary's."""
+    path = tmp_path / "p3.jpg"
+    path.write_bytes(ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), np.dstack([_halves_gain_map()] * 3),
+                                    gain_map_icc=display_p3_icc()))
+    _, _, _, data = hdr_round_trip(path, scale=2)
+    entries, _, _ = _mp_index(data)
+    with Image.open(io.BytesIO(data[entries[0]["Size"]:])) as scaled:
+        assert scaled.size == (32, 24) and scaled.info.get("icc_profile") == display_p3_icc()

@@ -4,7 +4,8 @@ later phones save their HDR photos; viewers that know the format brighten the SD
 The primary picture's XMP (the ``hdrgm`` namespace, with a GContainer directory giving the gain
 map's length) or its ISO 21496-1 APP2 segment says the file is one, and its MPF APP2 segment
 (CIPA DC-007's MP index) says where the gain map starts and how long it is. What a viewer applies
-the gain map by is in the gain map's own XMP and ISO 21496-1 segments, which go along as they are.
+the gain map by is in the gain map's own XMP and ISO 21496-1 segments and, where it is applied in
+another colour space than its primary's, its ICC profile; they go along as they are.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ APP1, APP2, SOS, EOI = 0xE1, 0xE2, 0xDA, 0xD9
 XMP_SIGNATURE = b"http://ns.adobe.com/xap/1.0/\x00"
 ISO_GAIN_MAP_SIGNATURE = b"urn:iso:std:iso:ts:21496:-1\x00"
 MPF_SIGNATURE = b"MPF\x00"
+ICC_SIGNATURE = b"ICC_PROFILE\x00"
+# what a gain map picture says of itself: how it is applied (XMP, ISO 21496-1) and, where that is
+# not in its primary's colour space, the colour space it is applied in (its ICC profile, as Skia writes it)
+GAIN_MAP_SEGMENTS = ((APP1, XMP_SIGNATURE), (APP2, ISO_GAIN_MAP_SIGNATURE), (APP2, ICC_SIGNATURE))
 HDRGM_NAMESPACE = b"http://ns.adobe.com/hdr-gain-map/1.0/"
 # hdrgm:Version as an attribute (how libultrahdr writes it) or as an element
 HDRGM_VERSION = re.compile(rb"hdrgm:Version\s*=\s*[\"']([0-9.]{1,8})[\"']|<hdrgm:Version>\s*([0-9.]{1,8})\s*<")
@@ -32,7 +37,7 @@ MARKERS_WITHOUT_LENGTH = {0x01, *range(0xD0, 0xD8)}  # TEM and the restart marke
 @dataclass(frozen=True)
 class GainMap:
     jpeg: bytes  # the gain map picture, SOI to EOI, its metadata segments included
-    metadata: bytes  # its XMP and ISO 21496-1 segments as stored (marker and length included)
+    metadata: bytes  # its XMP, ISO 21496-1 and ICC segments as stored (marker and length included)
     hdrgm_version: Optional[str]  # the primary's hdrgm:Version; None where only ISO 21496-1 says it is one
     iso_version: Optional[bytes]  # the payload of the primary's ISO 21496-1 segment (its version alone)
 
@@ -128,10 +133,10 @@ def _mp_entries(index: bytes) -> List[Tuple[int, int]]:
 
 
 def _gain_map_metadata(picture: bytes) -> bytes:
-    """A picture's XMP and ISO 21496-1 segments, where one of them describes a gain map; else none."""
+    """A picture's XMP, ISO 21496-1 and ICC profile segments, where its XMP or ISO 21496-1 segment
+    describes a gain map; else none."""
     kept = [(picture[at:at + 4 + len(payload)], payload) for kind, at, payload in _header_segments(picture)
-            if (kind, payload[:len(XMP_SIGNATURE)]) == (APP1, XMP_SIGNATURE)
-            or (kind, payload[:len(ISO_GAIN_MAP_SIGNATURE)]) == (APP2, ISO_GAIN_MAP_SIGNATURE)]
+            if any(kind == marker and payload.startswith(signature) for marker, signature in GAIN_MAP_SEGMENTS)]
     if not any(HDRGM_NAMESPACE in payload or payload.startswith(ISO_GAIN_MAP_SIGNATURE) for _, payload in kept):
         return b""
     return b"".join(segment for segment, _ in kept)
