@@ -1303,3 +1303,15 @@ def test_a_gain_maps_icc_profile_the_colour_space_it_is_applied_in_comes_back_wi
     entries, _, _ = _mp_index(data)
     with Image.open(io.BytesIO(data[entries[0]["Size"]:])) as scaled:
         assert scaled.size == (32, 24) and scaled.info.get("icc_profile") == display_p3_icc()
+
+
+def test_a_gain_map_wider_than_its_photo_is_left_out_and_the_photo_comes_back(tmp_path):
+    """A gain map wider than its photo (no camera's is), scaled with it, could pass JPEG's 65,535
+    pixels: a 1000x100 photo's 40000x2 gain map, upscaled x2, failed the task ("could not encode
+    the gain map as jpeg")."""
+    path = tmp_path / "wide_gain_map.jpg"
+    path.write_bytes(ultra_hdr_jpeg(np.full((100, 1000, 3), 90, np.uint8), np.zeros((2, 40000), np.uint8)))
+    shown, image, fmt, data = hdr_round_trip(path, scale=2)
+    assert shown.gain_map is None and fmt == "jpeg"
+    with Image.open(io.BytesIO(data)) as out:
+        assert out.size == (2000, 200) and "mp" not in out.info

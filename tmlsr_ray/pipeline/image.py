@@ -156,7 +156,7 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
             icc_profile, png_colour, hdr_colour = _stated_colour(img, path, fmt)
             upright_exif = _upright_exif(exif)
-        gain_map = _decodable_gain_map(path, width * height) if fmt == "jpeg" else None
+        gain_map = _decodable_gain_map(path, (width, height)) if fmt == "jpeg" else None
     except UnidentifiedImageError as exc:
         layout = _tiff_layout(path)
         if layout:
@@ -172,17 +172,18 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
                      gain_map)
 
 
-def _decodable_gain_map(path: Path, primary_pixels: int) -> Optional[GainMap]:
-    """An Ultra HDR JPEG's gain map, where it has no more pixels than its primary picture (by its
-    header: max_input_pixels bounds the primary alone) and they can be read whole (one cut short or
-    damaged, which libjpeg fills gray, describes no picture); else the photo is an SDR one."""
+def _decodable_gain_map(path: Path, primary_size: Tuple[int, int]) -> Optional[GainMap]:
+    """An Ultra HDR JPEG's gain map, where it is no wider and no higher than its primary picture (by
+    its header: max_input_pixels bounds the primary alone, and scaled with the primary it stays
+    within what JPEG holds) and its pixels can be read whole (one cut short or damaged, which
+    libjpeg fills gray, describes no picture); else the photo is an SDR one."""
     gain_map = gain_map_of(path.read_bytes())
     if gain_map is None:
         return None
     try:
         with Image.open(io.BytesIO(gain_map.jpeg)) as img:
             width, height = img.size
-        fits = width * height <= primary_pixels
+        fits = width <= primary_size[0] and height <= primary_size[1]
         return gain_map if fits and _jpeg_pixels(np.frombuffer(gain_map.jpeg, np.uint8)) is not None else None
     except (InputError, *DECODER_ERRORS):
         return None
