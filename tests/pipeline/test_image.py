@@ -1315,3 +1315,16 @@ def test_a_gain_map_wider_than_its_photo_is_left_out_and_the_photo_comes_back(tm
     assert shown.gain_map is None and fmt == "jpeg"
     with Image.open(io.BytesIO(data)) as out:
         assert out.size == (2000, 200) and "mp" not in out.info
+
+
+def test_a_jpeg_declaring_no_gain_map_is_probed_from_its_header_alone(tmp_path, monkeypatch):
+    """Every JPEG was read whole by the probe to look for a gain map (an 18.6 MB photo's probe took
+    3.4 ms, 0.07 ms before), though only the primary's XMP or ISO 21496-1 segment declares one."""
+    path = tmp_path / "plain.jpg"
+    path.write_bytes(cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))[1].tobytes())
+
+    def read_whole(self):
+        raise AssertionError(f"{self.name} read whole")
+
+    monkeypatch.setattr(Path, "read_bytes", read_whole)
+    assert probe_image(path, 10**8).gain_map is None

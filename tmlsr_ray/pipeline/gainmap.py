@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 SOI = b"\xff\xd8"
 APP1, APP2, SOS, EOI = 0xE1, 0xE2, 0xDA, 0xD9
@@ -48,15 +48,23 @@ def gain_map_of(data: bytes) -> Optional[GainMap]:
     if not data.startswith(SOI):
         return None
     segments = list(_header_segments(data))
-    xmp = _payload(segments, APP1, XMP_SIGNATURE)
-    iso_version = _payload(segments, APP2, ISO_GAIN_MAP_SIGNATURE)
-    if not (xmp and HDRGM_NAMESPACE in xmp) and iso_version is None:
+    payloads = [(kind, payload) for kind, _, payload in segments]
+    if not declares_gain_map(payloads):
         return None
     for picture in _secondary_pictures(data, segments):
         metadata = _gain_map_metadata(picture)
         if metadata:
-            return GainMap(picture, metadata, _hdrgm_version(xmp), iso_version)
+            xmp = _payload(payloads, APP1, XMP_SIGNATURE)
+            return GainMap(picture, metadata, _hdrgm_version(xmp), _payload(payloads, APP2, ISO_GAIN_MAP_SIGNATURE))
     return None
+
+
+def declares_gain_map(segments: Iterable[Tuple[int, bytes]]) -> bool:
+    """Whether a primary picture's segments (marker and payload) say a gain map follows it: an XMP
+    in the hdrgm namespace or an ISO 21496-1 segment."""
+    segments = list(segments)
+    xmp = _payload(segments, APP1, XMP_SIGNATURE)
+    return bool(xmp and HDRGM_NAMESPACE in xmp) or _payload(segments, APP2, ISO_GAIN_MAP_SIGNATURE) is not None
 
 
 def with_gain_map(head: bytes, rest: bytes, gain_map: GainMap) -> bytes:
@@ -96,8 +104,8 @@ def _header_segments(data: bytes) -> Iterator[Tuple[int, int, bytes]]:
         at = end
 
 
-def _payload(segments: List[Tuple[int, int, bytes]], marker: int, signature: bytes) -> Optional[bytes]:
-    return next((payload for kind, _, payload in segments if kind == marker and payload.startswith(signature)), None)
+def _payload(segments: List[Tuple[int, bytes]], marker: int, signature: bytes) -> Optional[bytes]:
+    return next((payload for kind, payload in segments if kind == marker and payload.startswith(signature)), None)
 
 
 def _secondary_pictures(data: bytes, segments: List[Tuple[int, int, bytes]]) -> Iterator[bytes]:

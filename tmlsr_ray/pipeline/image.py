@@ -29,7 +29,8 @@ from PIL.PngImagePlugin import MAX_TEXT_CHUNK
 
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
-from tmlsr_ray.pipeline.gainmap import GainMap, gain_map_of, jpeg_segment, with_gain_map, with_metadata
+from tmlsr_ray.pipeline.gainmap import (GainMap, declares_gain_map, gain_map_of, jpeg_segment, with_gain_map,
+                                        with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, mastering_display,
                                            nclx_code_points, primary_item_properties)
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
@@ -61,6 +62,7 @@ BMP_BITS_AT = 28  # where a Windows BMP header's bits per pixel are
 # the longest side each output format holds (PNG: libpng's default limit)
 MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
+JPEG_APP0 = 0xE0  # APPn's marker is JPEG_APP0 + n
 GAIN_MAP_QUALITY = 95  # a gain map is smooth: at 95 its JPEG's error stays within about one of its levels
 GAIN_MAP_HDR = "gain map"  # metadata.hdr of an Ultra HDR JPEG, where a PQ or HLG photo names its transfer
 UNPREMULTIPLY_ROWS = 256
@@ -156,7 +158,7 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
             icc_profile, png_colour, hdr_colour = _stated_colour(img, path, fmt)
             upright_exif = _upright_exif(exif)
-        gain_map = _decodable_gain_map(path, (width, height)) if fmt == "jpeg" else None
+        gain_map = _decodable_gain_map(path, (width, height)) if fmt == "jpeg" and _declares_gain_map(img) else None
     except UnidentifiedImageError as exc:
         layout = _tiff_layout(path)
         if layout:
@@ -170,6 +172,13 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
         raise InputError(f"input image cannot be read: {_what_is_wrong(exc)}") from exc
     return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif, png_colour, hdr_colour,
                      gain_map)
+
+
+def _declares_gain_map(img: Image.Image) -> bool:
+    """From the APPn segments Pillow read with a JPEG's header: only a file whose primary picture
+    declares a gain map is read whole for it."""
+    return declares_gain_map((JPEG_APP0 + int(name[3:]), payload) for name, payload in getattr(img, "applist", [])
+                             if name.startswith("APP"))
 
 
 def _decodable_gain_map(path: Path, primary_size: Tuple[int, int]) -> Optional[GainMap]:
