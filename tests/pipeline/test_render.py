@@ -316,3 +316,22 @@ def test_a_damaged_packet_among_a_segments_last_fails_the_task_or_is_counted_whe
             list(render_segment(job, data, nearest_x2))
     _, pieces, _ = rendered_with_damage_repeated(path, Cutting(segment_s=0.5))
     assert sum(p.frames for p in pieces) == 48 and sum(p.damaged_packets for p in pieces) == 1
+
+
+@pytest.mark.parametrize("damaged", [71, 70])
+def test_a_damaged_packet_among_a_re_keyed_long_gops_last_fails_saying_where_or_is_counted_when_repeated(
+        tmp_path, damaged):
+    """The cutting pass's frame threads drain the long GOP's last packets: its last damaged, they
+    said not a word of it, frames beside it lost, and the clip came out 69 of its 72 frames long
+    with no error; the one before it, they said 'a frame is damaged', not where. With "repeat"
+    both were filled but counted 0."""
+    source = make_clip(tmp_path / "screen.mp4", frames=72, rate=24, audio=False,
+                       options={"x264-params": "keyint=1000:min-keyint=1000:scenecut=0:bframes=2"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mp4", [damaged])
+    cutting = Cutting(segment_s=0.25, max_preroll_frames=8)
+    info = probe_video(path)
+    with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about 2\.\d\d s is damaged"):
+        list(extract_segments(path, info, plan_segments(path, info, cutting).segments))
+    plan, pieces, _ = rendered_with_damage_repeated(path, cutting)
+    assert sum(s.rekeyed for s in plan.segments) >= 3
+    assert sum(p.frames for p in pieces) == 72 and sum(p.damaged_packets for p in pieces) == 1

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import av
 import av.filter
@@ -170,6 +170,7 @@ class DamagedPackets:
         self.seconds = seconds
         self.owns: Optional[Callable[[Any], bool]] = None
         self.gop_before = 0
+        self.stamps: List[Optional[int]] = []  # each damaged packet's pts, as the decoder reported it
         self._shown_before: Optional["av.VideoFrame"] = None  # the GOP before's, so far
         self._first_error: Optional[av.error.FFmpegError] = None
         self._first_at = ""
@@ -177,6 +178,7 @@ class DamagedPackets:
     def restart(self) -> None:
         """Counts afresh, for the decode done again."""
         self.read = self.damaged = self.dropped = self.frames = 0
+        self.stamps = []
         self._shown_before = None
         self._first_error, self._first_at = None, ""
 
@@ -200,6 +202,7 @@ class DamagedPackets:
     def _count(self, packet, exc: av.error.FFmpegError) -> None:
         self.damaged += 1
         self.dropped += self.owns is None or self.owns(packet)
+        self.stamps.append(packet.pts)
         if self._first_error is None:
             self._first_error, self._first_at = exc, self._at(packet)
         if not self.repeat:
@@ -245,6 +248,21 @@ class DamagedPackets:
         threads: where it is can only be told about."""
         seconds = self.seconds(packet) if self.seconds is not None and packet.pts is not None else None
         return f" at about {seconds:.2f} s" if seconds is not None else ""
+
+
+def damage_told_on_one_thread(stream, packets: Iterable["av.Packet"], damaged: DamagedPackets) -> DamagedPackets:
+    """Frame threads drop a damaged packet among a decode's last few as they drain it, frames
+    beside it lost, without a word (FFmpeg), and tell the others a few packets late, maybe on a
+    neighbour's frame: where a decode came short of its frames, or had damage, one thread decodes
+    its packets again (``stream``'s, from its keyframe, a flush last) to tell, failing the task as
+    a damaged frame does, or counting each packet where it is, in the count returned."""
+    one_thread = DamagedPackets(damaged.repeat, damaged.seconds, limit_share=False)
+    one_thread.owns = damaged.owns
+    stream.thread_type = "SLICE"
+    for packet in packets:
+        one_thread.decode(packet)
+    one_thread.check()
+    return one_thread
 
 
 def refuse_mostly_damaged(damaged: int, packets: int, words: str = "Invalid data found when processing input") -> None:

@@ -18,6 +18,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import av
@@ -26,7 +27,8 @@ import numpy as np
 
 from tmlsr_ray.errors import CanceledError, InputError
 from tmlsr_ray.pipeline.decode import (
-    DamagedPackets, Deinterlacer, VideoInfo, frame_to_rgb, one_filter, open_segment_file,
+    DamagedPackets, Deinterlacer, VideoInfo, damage_told_on_one_thread, demux, frame_to_rgb, one_filter,
+    open_container, open_segment_file,
 )
 
 if TYPE_CHECKING:
@@ -261,14 +263,20 @@ def _stretches(segments: Sequence["Segment"]) -> List[_Stretch]:
 
 
 class Rekeyer:
-    """Feeds the packets the re-keyed segments need to the stream's decoder, as the cutting pass
-    reads them, and hands each segment's file out once its last frame is in."""
+    """Feeds the packets the re-keyed segments need to the stream's decoder (of the file at
+    ``path``), as the cutting pass reads them, and hands each segment's file out once its last
+    frame is in. A stretch that came short of its frames, or had damage, is decoded again on one
+    thread from the file, to tell its damage where it is: frame threads report it late, or not at
+    all among the last packets they drain."""
 
-    def __init__(self, stream, info: VideoInfo, segments: Sequence["Segment"],
+    def __init__(self, path: Path, stream, info: VideoInfo, segments: Sequence["Segment"],
                  stop: Optional[threading.Event] = None, damaged: Optional[DamagedPackets] = None):
+        self._path = path
         self._stream = stream
         self._damaged = damaged if damaged is not None else DamagedPackets()
+        self._damaged_before = 0  # as the stretch started
         self._damaged_by_segment: Counter = Counter()  # segment index: its frames' packets left out
+        self._palette = None  # the one in force as the stretch started
         self._info = info
         self._stop = stop
         self._layout = lossless_layout(info.pix_fmt, info.coded_width, info.coded_height)
@@ -290,13 +298,11 @@ class Rekeyer:
         one in force (a pal8 codec's, sent with the stream's first packet only), which a stretch
         from a later keyframe decodes with (its frames came out black)."""
         if not self._decoding and self._stretches and self._stretches[0].first_packet == index:
-            self._start(self._stretches[0])
-            if palette is not None and not packet.has_sidedata("palette"):
-                packet.set_sidedata(palette)
+            self._start(self._stretches[0], palette)
+            _with_palette(packet, palette)
         if not self._decoding:
             return
-        if self._stop is not None and self._stop.is_set():
-            raise CanceledError("task canceled")
+        self._check_stop()
         yield from self._route(self._decode(packet))
         if index == self._stretches[0].last_packet:
             yield from self._finish()
@@ -306,33 +312,68 @@ class Rekeyer:
         if self._decoding:
             yield from self._finish()
 
-    def _start(self, stretch: _Stretch) -> None:
+    def _check_stop(self) -> None:
+        if self._stop is not None and self._stop.is_set():
+            raise CanceledError("task canceled")
+
+    def _start(self, stretch: _Stretch, palette) -> None:
         self._decoding = True
+        self._damaged_before = self._damaged.damaged
+        self._palette = palette
         self._owner = {pts: segment for segment in stretch.segments for pts in segment.pts}
         self._deinterlacer = Deinterlacer(self._stream, self._info.interlaced)
 
     def _decode(self, packet) -> List["av.VideoFrame"]:
-        """The packet's frames; a damaged one's (see :class:`DamagedPackets`) are counted for
-        the segment that owns it."""
-        damaged = self._damaged.damaged
-        frames = self._damaged.decode(packet)
-        owner = self._owner.get(packet.pts) if self._damaged.damaged > damaged else None
-        if owner is not None:
-            self._damaged_by_segment[owner.index] += 1
-        return frames
+        """The packet's frames; a damaged one (see :class:`DamagedPackets`) fails the task, or
+        with ``repeat`` is left out, counted once the stretch is in (:meth:`_damage_told`)."""
+        return self._damaged.decode(packet)
 
     def _finish(self) -> Iterator[Tuple["Segment", bytes]]:
         flush = av.Packet()
         flush.stream = self._stream
-        yield from self._route(self._decode(flush), last=True)
+        stretch = self._stretches[0]
+        try:
+            drained = self._decode(flush)
+        except InputError:  # reported as the decoder drained, which tells not where: one thread tells
+            self._damage_told(stretch)
+            raise
+        yield from self._route(drained, last=True)
         self._stream.codec_context.flush_buffers()  # the next stretch starts at a keyframe, afresh
         self._decoding = False
-        for segment in self._stretches.pop(0).segments:
+        self._stretches.pop(0)
+        if self._damaged.damaged > self._damaged_before or any(s.index not in self._handed_out
+                                                                 for s in stretch.segments):
+            self._damaged_by_segment = self._damage_told(stretch)
+        for segment in stretch.segments:
             if segment.index in self._files:  # frames the decoder never gave: the file ends short
                 yield self._hand_out(segment)
             elif segment.index not in self._handed_out:  # as a replica says of a segment file
                 raise InputError(f"segment {segment.index} of the video holds no decodable frame")
         self._handed_out.clear()
+
+    def _damage_told(self, stretch: _Stretch) -> Counter:
+        """Each segment's damaged packets, the stretch decoded again on one thread. A segment
+        handed out already gave every frame, so none of its own was damaged."""
+        owner = {pts: segment.index for segment in stretch.segments for pts in segment.pts}
+        with open_container(self._path) as container:
+            stream = container.streams[self._stream.index]
+            told = damage_told_on_one_thread(stream, self._stretch_packets(container, stream, stretch), self._damaged)
+        return Counter(owner[pts] for pts in told.stamps if pts in owner)
+
+    def _stretch_packets(self, container, stream, stretch: _Stretch) -> Iterator["av.Packet"]:
+        """The stretch's packets read again, numbered as the cutting pass numbers them, a flush last."""
+        packets = (packet for packet in demux(container, stream) if packet.size)
+        for index, packet in enumerate(packets):
+            if index >= stretch.first_packet:
+                self._check_stop()
+                if index == stretch.first_packet:
+                    _with_palette(packet, self._palette)
+                yield packet
+            if index == stretch.last_packet:
+                break
+        flush = av.Packet()
+        flush.stream = stream
+        yield flush
 
     def _route(self, frames, last: bool = False) -> Iterator[Tuple["Segment", bytes]]:
         shown = list(frames)
@@ -356,3 +397,10 @@ class Rekeyer:
     def _hand_out(self, segment: "Segment") -> Tuple["Segment", bytes]:
         damaged = self._damaged_by_segment.pop(segment.index, 0)
         return replace(segment, damaged_packets=damaged), self._files.pop(segment.index).close()
+
+
+def _with_palette(packet, palette) -> None:
+    """A stretch's first packet with the palette in force (a pal8 codec's, sent with the stream's
+    first packet only): a stretch from a later keyframe decoded without it came out black."""
+    if palette is not None and not packet.has_sidedata("palette"):
+        packet.set_sidedata(palette)

@@ -40,8 +40,9 @@ import numpy as np
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
     EDIT_LIST_IGNORED, RESIZABLE_CODECS, SEGMENT_FORMATS, DamagedPackets, FrameBatch, VideoInfo, codec_name,
-    copy_video_stream, decode_batches, decoded_alone, decoded_frames, demux, ffmpeg_message, iter_batches,
-    largest_picture, open_container, open_segment_file, raw_video_tag, read_segment_file, stamped_by_parser,
+    copy_video_stream, damage_told_on_one_thread, decode_batches, decoded_alone, decoded_frames, demux,
+    ffmpeg_message, iter_batches, largest_picture, open_container, open_segment_file, raw_video_tag,
+    read_segment_file, stamped_by_parser,
 )
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
 from tmlsr_ray.errors import InputError
@@ -614,7 +615,7 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
         format = segment_file_format(stream) if copied else SEGMENT_FORMATS[0]
         with_tag = segment_files_read_tag(stream, format)
         damaged = DamagedPackets(repeat_damaged, lambda packet: info.seconds(packet.pts))
-        rekeyer = Rekeyer(stream, info, rekeyed, stop, damaged)
+        rekeyer = Rekeyer(path, stream, info, rekeyed, stop, damaged)
         gop_before = _GopBefore(stream, max_preroll if repeat_damaged else 0)
         open_pieces: List[_SegmentFile] = []
         index = -1
@@ -810,20 +811,13 @@ def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: in
 
 
 def _damage_told_on_one_thread(data: bytes, damaged: DamagedPackets) -> None:
-    """Frame threads drop a damaged packet among a decode's last few as they drain it, frames
-    beside it lost, without a word (FFmpeg), and tell the others a few packets late, maybe on a
-    frame of the segment's own for one of its pre-roll: where a segment came short of its frames,
-    or had damage, one thread decodes it again to tell, failing the task as a damaged frame does,
-    or counting each packet where it is."""
-    one_thread = DamagedPackets(damaged.repeat, damaged.seconds, limit_share=False)
-    one_thread.owns = damaged.owns
+    """A segment that came short of its frames, or had damage, decoded again on one thread (see
+    :func:`~tmlsr_ray.pipeline.decode.damage_told_on_one_thread`)."""
     with read_segment_file(data) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "SLICE"
-        for _ in decoded_frames(container, stream, one_thread):
-            pass
+        told = damage_told_on_one_thread(stream, demux(container, stream), damaged)
     # each told at its own packet: frame threads' late reports were put on a neighbour's frame
-    damaged.damaged, damaged.dropped = one_thread.damaged, one_thread.dropped
+    damaged.damaged, damaged.dropped = told.damaged, told.dropped
 
 
 def _decode_whole(data: bytes, info: VideoInfo, batch_size: int, stop, planes, damaged) -> Iterator[FrameBatch]:
