@@ -1267,16 +1267,43 @@ def test_an_mpo_stereo_pair_is_no_gain_map_photo_and_comes_back_its_first_pictur
         assert out.format == "JPEG" and out.size == (64, 48) and "mp" not in out.info
 
 
+def _cut_short_gain_map(photo: bytes) -> bytes:
+    entries, _, _ = _mp_index(photo)
+    return photo[:entries[0]["Size"] + entries[1]["Size"] // 2] + b"\xff\xd9"
+
+
 def test_a_gain_map_cut_short_is_left_out_rather_than_scaled_gray(tmp_path):
     """libjpeg fills the rows a gain map cut short and closed by an EOI lacks flat gray, with a
     warning alone: such a gain map went into the output, brightening what it no longer described."""
     photo = ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8),
                            np.random.default_rng(0).integers(0, 255, (48, 64), np.uint8))
-    entries, _, _ = _mp_index(photo)
     path = tmp_path / "cut.jpg"
-    path.write_bytes(photo[:entries[0]["Size"] + entries[1]["Size"] // 2] + b"\xff\xd9")
+    path.write_bytes(_cut_short_gain_map(photo))
     info = probe_image(path, 10**8)
     assert info.gain_map is None and transfer_name(info) is None
+
+
+@pytest.mark.parametrize("gain_map, note", [
+    ("cut short", "the Ultra HDR photo's gain map could not be read whole (cut short or damaged): its SDR picture "
+                  "was upscaled alone"),
+    ("higher", "the Ultra HDR photo's gain map is wider or higher than its picture: its SDR picture was upscaled "
+               "alone"),
+])
+def test_an_ultra_hdr_jpeg_whose_gain_map_cannot_be_kept_says_why_it_came_back_sdr(tmp_path, gain_map, note):
+    """A gain map left out as damaged or too large came back with hdr null and no hdr_note: the
+    user's HDR photo came back SDR with no word of why."""
+    primary = np.full((48, 64, 3), 90, np.uint8)
+    if gain_map == "cut short":
+        photo = _cut_short_gain_map(ultra_hdr_jpeg(primary, np.random.default_rng(0).integers(0, 255, (48, 64),
+                                                                                             np.uint8)))
+    else:
+        photo = ultra_hdr_jpeg(primary, np.zeros((49, 64), np.uint8))
+    path = tmp_path / "ultra.jpg"
+    path.write_bytes(photo)
+    info = probe_image(path, 10**8)
+    shown, _, fmt, data = hdr_round_trip(path, scale=2)
+    assert fmt == "jpeg" and b"hdr-gain-map" not in data
+    assert hdr_metadata(info, shown, "keep", fmt) == {"hdr": None, "hdr_note": note}
 
 
 def test_an_ultra_hdr_jpeg_too_wide_for_jpeg_says_why_its_gain_map_was_left_out(tmp_path):

@@ -65,6 +65,9 @@ DEFAULT_QUALITY = 95
 JPEG_APP0 = 0xE0  # APPn's marker is JPEG_APP0 + n
 GAIN_MAP_QUALITY = 95  # a gain map is smooth: at 95 its JPEG's error stays within about one of its levels
 GAIN_MAP_HDR = "gain map"  # metadata.hdr of an Ultra HDR JPEG, where a PQ or HLG photo names its transfer
+# why an Ultra HDR JPEG's gain map was left out at the probe: its hdr_note, the photo coming back SDR
+GAIN_MAP_DAMAGED = "the Ultra HDR photo's gain map could not be read whole (cut short or damaged)"
+GAIN_MAP_TOO_LARGE = "the Ultra HDR photo's gain map is wider or higher than its picture"
 UNPREMULTIPLY_ROWS = 256
 TONE_MAP_ROWS = 256  # a band's float copies, not a whole 64-megapixel photo's (gigabytes)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -98,6 +101,7 @@ class ImageInfo:
     png_colour: Optional[bytes] = None  # a PNG's gAMA, cHRM and sRGB chunks, as they go into a PNG
     hdr_colour: Optional["HdrColour"] = None  # a PQ or HLG photo's code points (HEIC, AVIF)
     gain_map: Optional[GainMap] = None  # an Ultra HDR JPEG's, as stored
+    gain_map_left_out: Optional[str] = None  # why an Ultra HDR JPEG's gain map could not be kept
 
     @property
     def upright_size(self) -> Tuple[int, int]:
@@ -158,7 +162,8 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
             icc_profile, png_colour, hdr_colour = _stated_colour(img, path, fmt)
             upright_exif = _upright_exif(exif)
-        gain_map = _decodable_gain_map(path, (width, height)) if fmt == "jpeg" and _declares_gain_map(img) else None
+        gain_map, gain_map_left_out = (_decodable_gain_map(path, (width, height))
+                                       if fmt == "jpeg" and _declares_gain_map(img) else (None, None))
     except UnidentifiedImageError as exc:
         layout = _tiff_layout(path)
         if layout:
@@ -171,7 +176,7 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
     except DECODER_ERRORS as exc:
         raise InputError(f"input image cannot be read: {_what_is_wrong(exc)}") from exc
     return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif, png_colour, hdr_colour,
-                     gain_map)
+                     gain_map, gain_map_left_out)
 
 
 def _declares_gain_map(img: Image.Image) -> bool:
@@ -181,21 +186,24 @@ def _declares_gain_map(img: Image.Image) -> bool:
                              if name.startswith("APP"))
 
 
-def _decodable_gain_map(path: Path, primary_size: Tuple[int, int]) -> Optional[GainMap]:
+def _decodable_gain_map(path: Path, primary_size: Tuple[int, int]) -> Tuple[Optional[GainMap], Optional[str]]:
     """An Ultra HDR JPEG's gain map, where it is no wider and no higher than its primary picture (by
     its header: max_input_pixels bounds the primary alone, and scaled with the primary it stays
     within what JPEG holds) and its pixels can be read whole (one cut short or damaged, which
-    libjpeg fills gray, describes no picture); else the photo is an SDR one."""
+    libjpeg fills gray, describes no picture); else the photo is an SDR one, and why is said."""
     gain_map = gain_map_of(path.read_bytes())
     if gain_map is None:
-        return None
+        return None, None
     try:
         with Image.open(io.BytesIO(gain_map.jpeg)) as img:
             width, height = img.size
-        fits = width <= primary_size[0] and height <= primary_size[1]
-        return gain_map if fits and _jpeg_pixels(np.frombuffer(gain_map.jpeg, np.uint8)) is not None else None
+        if width > primary_size[0] or height > primary_size[1]:
+            return None, GAIN_MAP_TOO_LARGE
+        if _jpeg_pixels(np.frombuffer(gain_map.jpeg, np.uint8)) is not None:
+            return gain_map, None
     except (InputError, *DECODER_ERRORS):
-        return None
+        pass
+    return None, GAIN_MAP_DAMAGED
 
 
 def _check_pixels(pillow_format: Optional[str], fmt: Optional[str], width: int, height: int, max_pixels: int) -> None:
@@ -734,9 +742,12 @@ def transfer_name(info: ImageInfo) -> Optional[str]:
 
 def hdr_metadata(info: ImageInfo, shown: ImageInfo, hdr: str, fmt: str) -> dict:
     """``hdr``: the output's transfer; ``hdr_note`` where an HDR photo was tone-mapped for the
-    format asked, not on request, or where an Ultra HDR JPEG's gain map was left out."""
+    format asked, not on request, or where an Ultra HDR JPEG's gain map was left out, or could
+    not be kept (damaged, too large)."""
     if info.gain_map:
         return _gain_map_hdr_metadata(hdr, fmt, too_large_for_jpeg=shown.gain_map is not None)
+    if info.gain_map_left_out:
+        return {"hdr": None, "hdr_note": f"{info.gain_map_left_out}: its SDR picture was upscaled alone"}
     metadata = {"hdr": transfer_name(shown)}
     if info.hdr_colour and not shown.hdr_colour and hdr == "keep":
         metadata["hdr_note"] = (f"{fmt} holds no HDR: the {transfer_name(info)} photo was tone-mapped to SDR "
