@@ -15,9 +15,9 @@ from tests.helpers import (GAIN_MAP_METADATA, ISO_GAIN_MAP_SIGNATURE, REFERENCE_
                            uncompressed_tiff, with_png_checksum_broken, with_png_chunk, zlib_bomb)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.colour import ToneMap, nits_to_pq, pq_to_nits
-from tmlsr_ray.pipeline.image import (PNG_SIGNATURE, apply_exif_orientation, as_shown, hdr_metadata,
-                                      png_with_metadata, decode_image, encode_image, gain_map_for, output_format,
-                                      probe_image, stored_layout, transfer_name)
+from tmlsr_ray.pipeline.image import (PNG_SIGNATURE, apply_exif_orientation, png_with_metadata, decode_image,
+                                      encode_image, output_format, probe_image, stored_layout)
+from tmlsr_ray.pipeline.photo_hdr import as_shown, gain_map_for, hdr_metadata, transfer_name
 
 BAD = sorted((SHARED / "media" / "bad").glob("*")) if (SHARED / "media" / "bad").is_dir() else []
 

@@ -5,9 +5,8 @@ BGRA (H, W, 4), uint8 or uint16, the layout Real-ESRGAN's reference code works o
 (pillow-heif) and AVIF (Pillow's own) photos are read through Pillow. The input's ICC profile and
 EXIF (Orientation reset to 1, since the pixels are turned upright) go into the output: OpenCV's
 encoders drop both, so they are added to its PNG and JPEG bytes, and WebP is written by Pillow.
-An HDR (PQ or HLG) HEIC or AVIF states its colour in a PNG's cICP chunk, or goes through the
-video's tone map to SDR. An Ultra HDR JPEG's gain map is scaled with its primary picture and
-written after it again.
+An HDR (PQ or HLG) photo's colour goes into a PNG's cICP chunk, and an Ultra HDR JPEG's gain map
+after its primary picture again (:mod:`~tmlsr_ray.pipeline.photo_hdr` chooses and scales them).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import io
 import struct
 import warnings
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Dict, Iterator, List, Optional, Tuple
 
@@ -29,8 +28,7 @@ from PIL.PngImagePlugin import MAX_TEXT_CHUNK
 
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
-from tmlsr_ray.pipeline.gainmap import (GainMap, declares_gain_map, gain_map_of, jpeg_segment, with_gain_map,
-                                        with_metadata)
+from tmlsr_ray.pipeline.gainmap import GainMap, declares_gain_map, gain_map_of, jpeg_segment, with_gain_map, with_metadata
 from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, mastering_display,
                                            nclx_code_points, primary_item_properties)
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
@@ -63,13 +61,10 @@ BMP_BITS_AT = 28  # where a Windows BMP header's bits per pixel are
 MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
 JPEG_APP0 = 0xE0  # APPn's marker is JPEG_APP0 + n
-GAIN_MAP_QUALITY = 95  # a gain map is smooth: at 95 its JPEG's error stays within about one of its levels
-GAIN_MAP_HDR = "gain map"  # metadata.hdr of an Ultra HDR JPEG, where a PQ or HLG photo names its transfer
 # why an Ultra HDR JPEG's gain map was left out at the probe: its hdr_note, the photo coming back SDR
 GAIN_MAP_DAMAGED = "the Ultra HDR photo's gain map could not be read whole (cut short or damaged)"
 GAIN_MAP_TOO_LARGE = "the Ultra HDR photo's gain map is wider or higher than its picture"
 UNPREMULTIPLY_ROWS = 256
-TONE_MAP_ROWS = 256  # a band's float copies, not a whole 64-megapixel photo's (gigabytes)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_ANCILLARY_BIT = 0x20  # of a chunk kind's first letter: lower case, a chunk a reader may do without
 # what Pillow and its plugins raise for a file they cannot read: OSError mostly, SyntaxError for a
@@ -457,11 +452,11 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
         raise InputError(f"unsupported sample type {image.dtype}; 8- and 16-bit images are supported")
     if info.format == "png" and image.ndim == 2:
         image = _with_transparent_gray_level(image, data)
-    if info.format == "bmp" and _has_alpha(image) and not image[:, :, 3].any():
+    if info.format == "bmp" and has_alpha(image) and not image[:, :, 3].any():
         image = np.ascontiguousarray(image[:, :, :3])  # an alpha byte left 0 everywhere: viewers show it opaque
     if info.format == "tiff" and info.mode in ("LA", "La") and image.ndim == 2:
         image = _with_tiff_gray_alpha(path, image, premultiplied=info.mode == "La")
-    elif info.format == "tiff" and _has_alpha(image) and _tiff_colour_is_premultiplied(path, image.dtype):
+    elif info.format == "tiff" and has_alpha(image) and _tiff_colour_is_premultiplied(path, image.dtype):
         image = _unpremultiply(image)
     image = _palette_of_grays_as_gray(image, info.mode)
     if (image.shape[1], image.shape[0]) != (info.width, info.height) and info.orientation == 1:
@@ -634,7 +629,7 @@ def _decode_with_pillow(path: Path, info: ImageInfo) -> np.ndarray:
 
 
 def _bgr_without_opaque_alpha(image: np.ndarray) -> np.ndarray:
-    if _has_alpha(image) and (image[:, :, 3] == np.iinfo(image.dtype).max).all():
+    if has_alpha(image) and (image[:, :, 3] == np.iinfo(image.dtype).max).all():
         return np.ascontiguousarray(image[:, :, :3])
     return image
 
@@ -660,10 +655,10 @@ def _deep_heif_or_avif(path: Path, fmt: str) -> Optional[np.ndarray]:
             raise ValueError(f"its {bits}-bit pixels could not be decoded")
     else:
         return None
-    return _spread_to_sixteen_bits(stored, bits)
+    return spread_to_sixteen_bits(stored, bits)
 
 
-def _spread_to_sixteen_bits(image: np.ndarray, bits: int) -> np.ndarray:
+def spread_to_sixteen_bits(image: np.ndarray, bits: int) -> np.ndarray:
     """Levels 0 to 2**bits - 1 as 0 to 65,535 (a 10-bit 1023 is white, as 65,535 is; shifting
     would make it 65,472), through a table: no float copy of a large photo."""
     top = (1 << bits) - 1
@@ -692,101 +687,14 @@ def output_format(info: ImageInfo, image: np.ndarray, requested: Optional[str] =
     wider or higher than the format holds (WebP 16,383, JPEG 65,535) is PNG."""
     if requested:
         return requested
-    has_alpha = _has_alpha(image)
+    alpha = has_alpha(image)
     if image.dtype == np.uint16 or info.hdr_colour:
         return "png"
     if info.format == "webp" and max(image.shape[:2]) <= MAX_SIDE["webp"]:
         return "webp"
-    if info.format in ("jpeg", "heic", "avif") and not has_alpha and max(image.shape[:2]) <= MAX_SIDE["jpeg"]:
+    if info.format in ("jpeg", "heic", "avif") and not alpha and max(image.shape[:2]) <= MAX_SIDE["jpeg"]:
         return "jpeg"
     return "png"
-
-
-def as_shown(image: np.ndarray, info: ImageInfo, hdr: str, requested: Optional[str]) -> Tuple[np.ndarray, ImageInfo]:
-    """The pixels the model is given and what the output says of them: an HDR photo tone-mapped
-    to SDR sRGB 8-bit (before the model, trained on SDR, sees it, as a video's frames are) where
-    ``hdr`` is "sdr" or the format asked for holds no HDR (JPEG, WebP: only PNG's cICP states PQ
-    or HLG); an Ultra HDR JPEG without its gain map likewise (only JPEG holds one), its primary
-    picture being the SDR rendition; any other photo as it is."""
-    if info.gain_map and not (hdr == "keep" and requested in (None, "jpeg")):
-        return image, replace(info, gain_map=None)
-    if info.hdr_colour is None or (hdr == "keep" and requested in (None, "png")):
-        return image, info
-    return tone_mapped(image, info.hdr_colour.tone_map()), replace(info, hdr_colour=None)
-
-
-def tone_mapped(image: np.ndarray, to_sdr: ToneMap) -> np.ndarray:
-    """Gray, BGR or BGRA HDR levels (8- or 16-bit) through the video's tone map, a band of rows at
-    a time; gray stays gray, alpha is kept (at 8 bits)."""
-    if image.dtype == np.uint8:
-        image = _spread_to_sixteen_bits(image, 8)
-    out = np.empty(image.shape, np.uint8)
-    for rows in range(0, image.shape[0], TONE_MAP_ROWS):
-        band, into = image[rows:rows + TONE_MAP_ROWS], out[rows:rows + TONE_MAP_ROWS]
-        if band.ndim == 2:
-            into[:] = to_sdr(np.repeat(band[:, :, None], 3, axis=2))[:, :, 1]
-            continue
-        into[:, :, :3] = to_sdr(band[:, :, 2::-1])[:, :, ::-1]  # BGR in and out, the tone map's RGB between
-        if _has_alpha(band):
-            into[:, :, 3] = _eight_bits(band[:, :, 3])
-    return out
-
-
-def transfer_name(info: ImageInfo) -> Optional[str]:
-    """The HDR transfer as a video's metadata names it (``smpte2084``, ``arib-std-b67``), or "gain
-    map" for an Ultra HDR JPEG; None for SDR."""
-    if info.gain_map:
-        return GAIN_MAP_HDR
-    return info.hdr_colour.name if info.hdr_colour else None
-
-
-def hdr_metadata(info: ImageInfo, shown: ImageInfo, hdr: str, fmt: str) -> dict:
-    """``hdr``: the output's transfer; ``hdr_note`` where an HDR photo was tone-mapped for the
-    format asked, not on request, or where an Ultra HDR JPEG's gain map was left out, or could
-    not be kept (damaged, too large)."""
-    if info.gain_map:
-        return _gain_map_hdr_metadata(hdr, fmt, too_large_for_jpeg=shown.gain_map is not None)
-    if info.gain_map_left_out:
-        return {"hdr": None, "hdr_note": f"{info.gain_map_left_out}: its SDR picture was upscaled alone"}
-    metadata = {"hdr": transfer_name(shown)}
-    if info.hdr_colour and not shown.hdr_colour and hdr == "keep":
-        metadata["hdr_note"] = (f"{fmt} holds no HDR: the {transfer_name(info)} photo was tone-mapped to SDR "
-                                "(sRGB, 8-bit); ask png to keep it HDR")
-    return metadata
-
-
-def _gain_map_hdr_metadata(hdr: str, fmt: str, too_large_for_jpeg: bool) -> dict:
-    """An Ultra HDR JPEG's output keeps its gain map as a JPEG with ``hdr`` "keep", and says why
-    it does not otherwise; ``too_large_for_jpeg`` where the format was not asked for but fell back
-    to PNG, which asking jpeg does not mend."""
-    if hdr == "keep" and fmt == "jpeg":
-        return {"hdr": GAIN_MAP_HDR}
-    if hdr != "keep":
-        why, advice = 'hdr "sdr" was asked', ""
-    elif too_large_for_jpeg:
-        why = f"a result wider or higher than jpeg's {MAX_SIDE['jpeg']:,} pixels is {fmt}, which holds no gain map"
-        advice = ""
-    else:
-        why, advice = f"{fmt} holds no gain map", "; ask jpeg to keep it HDR"
-    return {"hdr": None, "hdr_note": f"{why}: the Ultra HDR photo's gain map was left out and its SDR picture "
-                                     f"upscaled alone{advice}"}
-
-
-def gain_map_for(shown: ImageInfo, fmt: str, size: Tuple[int, int]) -> Optional[GainMap]:
-    """The gain map a JPEG result of ``size`` = (width, height) carries: the input's, turned upright
-    as its primary picture was and scaled by the same factor (it keeps its ratio to the primary,
-    a quarter or a half), its metadata segments as they were; None for other formats and photos."""
-    if shown.gain_map is None or fmt != "jpeg":
-        return None
-    stored = cv2.imdecode(np.frombuffer(shown.gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)  # the probe read it whole
-    stored = apply_exif_orientation(stored, shown.orientation)
-    width, height = shown.upright_size
-    scaled_size = (max(1, round(stored.shape[1] * size[0] / width)), max(1, round(stored.shape[0] * size[1] / height)))
-    scaled = cv2.resize(stored, scaled_size, interpolation=cv2.INTER_LINEAR)  # smooth data: no model needed
-    ok, jpeg = cv2.imencode(".jpg", scaled, [cv2.IMWRITE_JPEG_QUALITY, GAIN_MAP_QUALITY])
-    if not ok:
-        raise RuntimeError("could not encode the gain map as jpeg")
-    return replace(shown.gain_map, jpeg=with_metadata(jpeg.tobytes(), shown.gain_map.metadata))
 
 
 def check_format_holds(requested: Optional[str], size: Tuple[int, int]) -> None:
@@ -802,7 +710,7 @@ def check_format_holds(requested: Optional[str], size: Tuple[int, int]) -> None:
 def effective_quality(fmt: str, image: np.ndarray, quality: Optional[int]) -> Optional[int]:
     """The quality a result is encoded at: JPEG's and WebP's (default 95); None for lossless (PNG,
     and WebP with alpha unless a quality is asked)."""
-    if fmt == "png" or (fmt == "webp" and quality is None and _has_alpha(image)):
+    if fmt == "png" or (fmt == "webp" and quality is None and has_alpha(image)):
         return None
     return quality or DEFAULT_QUALITY
 
@@ -844,13 +752,13 @@ def fit_to_format(image: np.ndarray, fmt: str) -> np.ndarray:
     nearest 8-bit level), JPEG takes no alpha (dropped: ask PNG or WebP to keep it)."""
     if fmt == "png":
         return image
-    image = _eight_bits(image)
-    if fmt == "jpeg" and _has_alpha(image):
+    image = eight_bits(image)
+    if fmt == "jpeg" and has_alpha(image):
         image = np.ascontiguousarray(image[:, :, :3])
     return image
 
 
-def _eight_bits(image: np.ndarray) -> np.ndarray:
+def eight_bits(image: np.ndarray) -> np.ndarray:
     """16-bit samples at the nearest 8-bit level; 8-bit ones as they are."""
     if image.dtype == np.uint16:
         return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
@@ -862,8 +770,8 @@ def encode_image(image: np.ndarray, fmt: str, quality: Optional[int] = None, icc
                  hdr_colour: Optional[HdrColour] = None, gain_map: Optional[GainMap] = None) -> bytes:
     """``quality``: see :func:`effective_quality`. The ICC profile goes along where it fits; a PNG
     input's gamma and primaries (``ImageInfo.png_colour``) into a PNG, as does an HDR photo's
-    colour, in a cICP chunk (see :func:`as_shown` for the formats that hold none); a JPEG is an
-    Ultra HDR one with ``gain_map`` (:func:`gain_map_for`)."""
+    colour, in a cICP chunk (see :func:`~tmlsr_ray.pipeline.photo_hdr.as_shown` for the formats that
+    hold none); a JPEG is an Ultra HDR one with ``gain_map`` (:func:`~tmlsr_ray.pipeline.photo_hdr.gain_map_for`)."""
     icc_profile = fitting_icc_profile(icc_profile, image, fmt)
     exif = fitting_exif(exif, fmt)
     quality = effective_quality(fmt, image, quality)
@@ -885,7 +793,7 @@ def encode_image(image: np.ndarray, fmt: str, quality: Optional[int] = None, icc
     return buf.tobytes()
 
 
-def _has_alpha(image: np.ndarray) -> bool:
+def has_alpha(image: np.ndarray) -> bool:
     return image.ndim == 3 and image.shape[2] == 4
 
 
@@ -948,7 +856,7 @@ def jpeg_with_metadata(jpeg: bytes, icc_profile: Optional[bytes], exif: Optional
 
 def _webp_with_metadata(image: np.ndarray, icc_profile: Optional[bytes], exif: Optional[bytes],
                         quality: Optional[int] = None) -> bytes:
-    conversion = cv2.COLOR_BGRA2RGBA if _has_alpha(image) else cv2.COLOR_BGR2RGB
+    conversion = cv2.COLOR_BGRA2RGBA if has_alpha(image) else cv2.COLOR_BGR2RGB
     pil = Image.fromarray(cv2.cvtColor(image, conversion) if image.ndim == 3 else image)
     out = io.BytesIO()
     options = {"quality": quality} if quality else {"lossless": True}

@@ -34,10 +34,10 @@ from tmlsr_ray.piece import Piece
 from tmlsr_ray.errors import DiskFull, TaskError
 from tmlsr_ray.pipeline.fetch import fetch_input
 from tmlsr_ray.pipeline.image import (
-    CONTENT_TYPES, EXTENSIONS, as_shown, check_format_holds, decode_image, effective_quality, encode_image,
-    fitting_exif, fitting_icc_profile, gain_map_for, hdr_metadata, output_format, probe_image, stored_layout,
-    transfer_name,
+    CONTENT_TYPES, EXTENSIONS, check_format_holds, decode_image, effective_quality, encode_image, fitting_exif,
+    fitting_icc_profile, output_format, probe_image, stored_layout,
 )
+from tmlsr_ray.pipeline.photo_hdr import as_shown, gain_map_for, hdr_metadata, transfer_name
 from tmlsr_ray.pipeline.progress import SegmentProgress
 from tmlsr_ray.pipeline.render import SegmentJob
 from tmlsr_ray.pipeline.segments import Segment, SegmentPlan, extract_segments, plan_segments, planned_info
