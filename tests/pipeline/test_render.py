@@ -318,6 +318,25 @@ def test_a_damaged_packet_among_a_segments_last_fails_the_task_or_is_counted_whe
     assert sum(p.frames for p in pieces) == 48 and sum(p.damaged_packets for p in pieces) == 1
 
 
+
+@pytest.mark.parametrize("damaged, seconds", [(5, "0.17"), (9, "0.42")])
+def test_a_damaged_packet_of_a_copied_segment_fails_the_task_saying_where_it_is(tmp_path, damaged, seconds):
+    """Frame threads tell a damaged packet a few packets late, on a neighbour's frame, and one
+    among the segment's last as they drain the decoder, where no packet says when: packet 9 of
+    the first segment failed the task with 'a frame is damaged' and no time, packet 5 at 0.33 s
+    (which of them the drain tells depends on the CPUs: packet 5 with more)."""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mp4", [damaged])
+    info = probe_video(path)
+    plan = plan_segments(path, info, Cutting(segment_s=0.5))
+    info = planned_info(info, plan)
+    segment, data = next(extract_segments(path, info, plan.segments))
+    job = SegmentJob(segment, info, (128, 96), EncodeOptions(preset="ultrafast"), batch_frames=5)
+    with pytest.raises(InputError, match=rf"^video could not be decoded: a frame at about {seconds} s is damaged"):
+        list(render_segment(job, data, nearest_x2))
+
+
 @pytest.mark.parametrize("damaged", [71, 70])
 def test_a_damaged_packet_among_a_re_keyed_long_gops_last_fails_saying_where_or_is_counted_when_repeated(
         tmp_path, damaged):

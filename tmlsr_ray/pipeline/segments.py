@@ -804,8 +804,16 @@ def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: in
             seen.add(pts)
             return pts
 
-        yield from decode_batches(container, stream, info, batch_size, stamp, stop, planes=planes, damaged=damaged,
-                                  what=f"segment {segment.index} of the video", thread_type=thread_type)
+        try:
+            yield from decode_batches(container, stream, info, batch_size, stamp, stop, planes=planes,
+                                      damaged=damaged, what=f"segment {segment.index} of the video",
+                                      thread_type=thread_type)
+        except InputError:
+            # frame threads tell a damaged packet late, on a neighbour's frame, or as they drain the
+            # decoder, where no packet says when: one thread tells where it is, failing there
+            if thread_type == "AUTO" and damaged.damaged and not damaged.repeat:
+                _damage_told_on_one_thread(data, damaged)
+            raise
     if thread_type == "AUTO" and (damaged.damaged or len(seen.intersection(owned.tolist())) < len(owned)):
         _damage_told_on_one_thread(data, damaged)
 
