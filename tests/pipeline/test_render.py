@@ -354,3 +354,16 @@ def test_a_damaged_packet_among_a_re_keyed_long_gops_last_fails_saying_where_or_
     plan, pieces, _ = rendered_with_damage_repeated(path, cutting)
     assert sum(s.rekeyed for s in plan.segments) >= 3
     assert sum(p.frames for p in pieces) == 72 and sum(p.damaged_packets for p in pieces) == 1
+
+
+@pytest.mark.parametrize("damaged, seconds", [(20, "0.79"), (50, "2.12")])
+def test_a_damaged_packet_inside_a_re_keyed_long_gop_fails_the_task_saying_where_it_is(tmp_path, damaged, seconds):
+    """The cutting pass's frame threads told a damaged packet of the GOP a few packets late, on
+    a neighbour's frame: its frame at 0.79 s said 1.00 s, at 2.12 s said 2.25 s (on 2 CPUs)."""
+    source = make_clip(tmp_path / "screen.mp4", frames=72, rate=24, audio=False,
+                       options={"x264-params": "keyint=1000:min-keyint=1000:scenecut=0:bframes=2"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mp4", [damaged])
+    info = probe_video(path)
+    plan = plan_segments(path, info, Cutting(segment_s=0.25, max_preroll_frames=8))
+    with pytest.raises(InputError, match=rf"^video could not be decoded: a frame at about {seconds} s is damaged"):
+        list(extract_segments(path, info, plan.segments))

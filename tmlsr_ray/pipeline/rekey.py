@@ -326,18 +326,19 @@ class Rekeyer:
     def _decode(self, packet) -> List["av.VideoFrame"]:
         """The packet's frames; a damaged one (see :class:`DamagedPackets`) fails the task, or
         with ``repeat`` is left out, counted once the stretch is in (:meth:`_damage_told`)."""
-        return self._damaged.decode(packet)
+        try:
+            return self._damaged.decode(packet)
+        except InputError:
+            # frame threads tell it a few packets late, on a neighbour's frame, or as the decoder
+            # drains, where no packet says when: one thread tells where it is, failing there
+            self._damage_told(self._stretches[0])
+            raise
 
     def _finish(self) -> Iterator[Tuple["Segment", bytes]]:
         flush = av.Packet()
         flush.stream = self._stream
         stretch = self._stretches[0]
-        try:
-            drained = self._decode(flush)
-        except InputError:  # reported as the decoder drained, which tells not where: one thread tells
-            self._damage_told(stretch)
-            raise
-        yield from self._route(drained, last=True)
+        yield from self._route(self._decode(flush), last=True)
         self._stream.codec_context.flush_buffers()  # the next stretch starts at a keyframe, afresh
         self._decoding = False
         self._stretches.pop(0)
