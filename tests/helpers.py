@@ -1623,6 +1623,25 @@ def colour_chart_clip(path: Path, codec: str, pix_fmt: str, depth: int, tags: di
     return path
 
 
+def deep_levels(bits: int, layout: str) -> np.ndarray:
+    """A ramp from black to white at ``bits``, in gray, BGR or BGRA (its alpha a ramp too)."""
+    ramp = np.tile(np.linspace(0, (1 << bits) - 1, 64).round().astype(np.uint16), (16, 1))
+    if layout == "gray":
+        return ramp
+    return np.stack([ramp, ramp[:, ::-1], ramp // 2] + ([ramp[::-1]] if layout == "alpha" else []), axis=2)
+
+
+def image_round_trip(path: Path):
+    """An image probed, decoded and encoded in the format the service picks, with its profile and
+    EXIF: (info, pixels, format, bytes)."""
+    from tmlsr_ray.pipeline.image import decode_image, encode_image, output_format, probe_image
+
+    info = probe_image(path, 10**8)
+    image = decode_image(path, info)
+    fmt = output_format(info, image)
+    return info, image, fmt, encode_image(image, fmt, 95, info.icc_profile, info.exif, info.png_colour)
+
+
 def deep_photo(path: Path, levels: np.ndarray, bits: int, **code_points) -> Path:
     """A ``bits``-deep HEIC (pillow-heif, with ``color_primaries`` / ``transfer_characteristics``
     nclx code points if given) or AVIF (OpenCV: its encoder has no code points, so they are written
