@@ -95,10 +95,9 @@ def test_a_ten_bit_display_p3_avif_comes_back_a_sixteen_bit_png_with_a_p3_profil
     import cv2
     from PIL import Image
 
-    from tests.helpers import deep_photo, display_p3_icc, icc_colourants
-    from tests.pipeline.test_image import _deep_levels
+    from tests.helpers import deep_levels, deep_photo, display_p3_icc, icc_colourants
 
-    photo = deep_photo(tmp_path / "phone.avif", _deep_levels(10, "colour"), 10,
+    photo = deep_photo(tmp_path / "phone.avif", deep_levels(10, "colour"), 10,
                        color_primaries=12, transfer_characteristics=13)
     task = service.run(url=input_server.add("phone.avif", photo.read_bytes()), type="image", model="identity-x2.pth")
     assert task["status"] == "completed", task["error"]
