@@ -355,11 +355,10 @@ class Rekeyer:
     def _damage_told(self, stretch: _Stretch) -> Counter:
         """Each segment's damaged packets, the stretch decoded again on one thread. A segment
         handed out already gave every frame, so none of its own was damaged."""
-        owner = {pts: segment.index for segment in stretch.segments for pts in segment.pts}
         with open_container(self._path) as container:
             stream = container.streams[self._stream.index]
             told = damage_told_on_one_thread(stream, self._stretch_packets(container, stream, stretch), self._damaged)
-        return Counter(owner[pts] for pts in told.stamps if pts in owner)
+        return Counter(self._owner[pts].index for pts in told.stamps if pts in self._owner)  # the stretch's, from _start
 
     def _stretch_packets(self, container, stream, stretch: _Stretch) -> Iterator["av.Packet"]:
         """The stretch's packets read again, numbered as the cutting pass numbers them, a flush last."""
