@@ -253,8 +253,10 @@ class TaskRunner:
                 self._metrics.video_progress(params["model"], count, progress.fps)
             await report_progress()
 
+        damaged = DamagedShare(done.values(), segments.frames)
+
         async def on_piece(data: bytes, piece: Piece) -> None:
-            damaged_share(list(done.values()) + [piece], segments.frames)  # over the share: no later piece helps
+            damaged.add(piece, done.get(piece.index))  # over the share: no later piece helps
             await finish_in_thread(store.save, data, piece)
             done[piece.index] = piece
             progress.finish_segment()
@@ -273,7 +275,6 @@ class TaskRunner:
         finally:
             stop.set()
             self._metrics.video_ended(params["model"])
-        damaged = damaged_share(done.values(), segments.frames)  # over the video: a burst may wipe most of one segment
         into = work.into
         result = workdir / f"output.{into.name}"
         # a cancel waits for the join (seconds an hour of video): it writes into the task's folder
@@ -284,7 +285,7 @@ class TaskRunner:
                         segments={"total": len(segments.segments), "reused": progress.reused,
                                   "rekeyed": sum(s.rekeyed for s in segments.segments)},
                         transfer_bytes=fanout.transfer_bytes,
-                        damaged_packets_dropped=damaged,
+                        damaged_packets_dropped=damaged.total,
                         frames_repeated=sum(piece.repeated_frames for piece in done.values()))
         return result, into.content_type, metadata
 
@@ -458,13 +459,22 @@ def _as_task_error(stage: StageName, exc: Exception) -> TaskError:
     return TaskError(f"{stage.value} failed: {type(cause).__name__}: {cause}")
 
 
-def damaged_share(pieces: Iterable[Piece], packets: int) -> int:
-    """The damaged packets of a video's pieces; fails the task where they are over the share of all
-    its ``packets`` that FFmpeg's command line gives up at. Judged as each piece comes in: once over,
-    no piece still to come can bring the share back under, and the model would work on for nothing."""
-    damaged = sum(piece.damaged_packets for piece in pieces)
-    refuse_mostly_damaged(damaged, packets)
-    return damaged
+class DamagedShare:
+    """The damaged packets of a video's pieces, a running total; fails the task where they are over
+    the share of all its ``packets`` that FFmpeg's command line gives up at. Judged as each piece
+    comes in: once over, no piece still to come can bring the share back under, and the model would
+    work on for nothing. (Summing every piece again for each one was quadratic in the pieces.)"""
+
+    def __init__(self, reused: Iterable[Piece], packets: int):
+        self.packets = packets
+        self.total = 0
+        for piece in reused:
+            self.add(piece)
+
+    def add(self, piece: Piece, replaced: Optional[Piece] = None) -> None:
+        total = self.total + piece.damaged_packets - (replaced.damaged_packets if replaced else 0)
+        refuse_mostly_damaged(total, self.packets)
+        self.total = total
 
 
 def _with_jobs(extracted: Iterable[Tuple[Segment, bytes]],
