@@ -9,11 +9,12 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import (SHARED, camcorder_dv, make_clip, mpeg2_back_to_back, video_tracks, with_box_field,
-                           with_packets_damaged)
+from tests.helpers import (SHARED, camcorder_dv, cut_and_decode, make_clip, mpeg2_back_to_back, video_tracks,
+                           with_box_field, with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
 from tmlsr_ray.pipeline.decode import DamagedPackets, iter_batches, measured_siting, planar_layout, probe_video
+from tmlsr_ray.pipeline.segments import Cutting
 
 VIDEOS = sorted(p.name for p in (SHARED / "media" / "video").glob("*")) if (SHARED / "media").is_dir() else []
 
@@ -280,3 +281,17 @@ def test_the_probe_reads_past_a_damaged_first_frame_only_for_a_task_that_takes_d
                                          r"data found when processing input\); damaged_frames \"repeat\""):
         probe_video(path)
     assert (probe_video(path, repeat_damaged=True).width, probe_video(path, repeat_damaged=True).height) == (64, 48)
+
+
+@pytest.mark.parametrize("lead_s", [8, 30])
+def test_a_recording_whose_audio_runs_seconds_ahead_of_its_first_picture_is_read_whole(tmp_path, lead_s):
+    """FFmpeg learns the streams from a file's first 5 s: a broadcast recording whose audio ran 8 s
+    ahead of its picture was refused as "the video stream has no picture size (corrupt header)"."""
+    rate = 12
+    path = make_clip(tmp_path / "late-picture.ts", frames=24, rate=rate, container="mpegts", audio_s=lead_s + 2,
+                     pts=[lead_s * rate + n for n in range(24)])
+    info = probe_video(path)
+    assert (info.width, info.height, len(info.audio)) == (64, 48, 1)
+    plan, frames = cut_and_decode(path, Cutting(segment_s=0.5))
+    assert len(frames) == 24 and len(plan.segments) == 4
+    assert lead_s <= float(frames[0][0] * info.time_base) < lead_s + 0.1  # the picture starts where it did

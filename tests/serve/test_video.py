@@ -239,6 +239,27 @@ def test_damaged_videos_complete_with_what_is_whole_in_them(service, input_serve
     assert whole["output"]["metadata"]["frames"] == 4
 
 
+def test_a_recording_whose_audio_starts_seconds_before_its_picture_is_upscaled_with_its_audio(
+        service, input_server, tmp_path):
+    """A broadcast recording started mid-programme: 8 s of sound before the first picture. It was
+    refused as "the video stream has no picture size (corrupt header)" (FFmpeg's first 5 s)."""
+    source = make_clip(tmp_path / "late.ts", frames=24, rate=12, container="mpegts", audio_s=10,
+                       pts=[8 * 12 + n for n in range(24)])
+    task = service.run(url=input_server.add("late-picture.ts", source.read_bytes()), model="tiny-x4.pth")
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert (meta["frames"], meta["width"], meta["height"]) == (24, 256, 192)
+    assert [a["codec"] for a in meta["audio_streams"] if a["copied"]] == ["aac"]
+    (tmp_path / "out.ts").write_bytes(fetch_output(service, task))
+    starts = {}
+    with av.open(str(tmp_path / "out.ts")) as out:
+        for packet in out.demux():
+            if packet.pts is not None:
+                kind = packet.stream.type
+                starts[kind] = min(starts.get(kind, packet.pts * packet.time_base), packet.pts * packet.time_base)
+    assert starts["video"] - starts["audio"] > 7.5, "the sound before the picture is kept"
+
+
 def test_a_damaged_frame_fails_saying_where_unless_asked_to_show_the_frame_before(service, input_server, tmp_path):
     """Two frames of 48 hit by bit errors: by default the task fails saying where and how to go on
     (it said only 'Invalid data found when processing input'); with damaged_frames "repeat" every

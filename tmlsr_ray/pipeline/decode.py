@@ -112,7 +112,23 @@ class FrameBatch:
 EDIT_LIST_IGNORED = {"ignore_editlist": "1"}
 
 
+# FFmpeg learns a file's streams from its first 5 MB or 5 s: a broadcast recording whose audio runs
+# 8 s or more ahead of its first picture was opened with no picture size, and refused as a corrupt
+# header. Read further only for such a file, as far as `ffmpeg -probesize -analyzeduration` users go.
+LONG_PROBE = {"probesize": str(200 << 20), "analyzeduration": str(120 * 1_000_000)}
+
+
 def open_container(path: Path, options: Optional[Dict[str, str]] = None) -> "av.container.InputContainer":
+    """The input, opened as FFmpeg opens it; read further where a video stream's picture size is not
+    known by then (every later open of the same file does the same, so all agree)."""
+    container = _opened(path, options)
+    if any(s.codec_context and not s.codec_context.width for s in container.streams.video):
+        container.close()
+        container = _opened(path, {**(options or {}), **LONG_PROBE})
+    return container
+
+
+def _opened(path: Path, options: Optional[Dict[str, str]]) -> "av.container.InputContainer":
     try:
         return av.open(str(path), metadata_errors="ignore", options=options)
     except av.error.FFmpegError as exc:
