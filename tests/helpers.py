@@ -1303,6 +1303,41 @@ def _write_tone(out, sound, seconds: float, first_sample: int, levels_by_channel
     out.mux(sound.encode(None))
 
 
+def png_bytes(width: int, height: int, mode: str = "RGB", seed: int = 0) -> bytes:
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, channels), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels.squeeze() if channels == 1 else pixels, mode).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> np.ndarray:
+    """An encoded image's pixels as OpenCV reads them (BGR, alpha and depth kept)."""
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def video_frames(data: bytes, path: Path):
+    """A video's (seconds, RGB frame) list, its (type, codec) streams and its duration, from its bytes
+    written to ``path``."""
+    path.write_bytes(data)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [(float(f.pts * f.time_base), f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
+    with av.open(str(path)) as container:
+        streams = [(s.type, s.codec_context.name) for s in container.streams]
+        duration = container.duration / av.time_base
+    return frames, streams, duration
+
+
+def start_slow_video(service, input_server, tmp_path, name: str, frames: int) -> str:
+    """Submits a clip with the slow model and returns its id once frames are coming out."""
+    url = input_server.add(name, make_clip(tmp_path / name, frames=frames, size=(160, 120)).read_bytes())
+    task_id = service.submit(url=url, model="slow-x4.pth")["task_id"]
+    service.wait(task_id, until=lambda t: (t["stages"][1].get("detail") or {}).get("frames_done", 0) > 0,
+                 timeout=120)
+    return task_id
+
+
 def animated_gif(frames: int = 8, size=(24, 16), delay_ms: int = 100) -> bytes:
     """A short real animation made with Pillow: a grey ramp, every frame different."""
     images = [Image.new("L", size, i * 255 // frames) for i in range(frames)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import socket
@@ -13,22 +12,9 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from PIL import Image
 
-from tests.helpers import BASIC_AUTH, SHARED, png_bomb, shared_path, with_png_chunk, zlib_bomb
+from tests.helpers import BASIC_AUTH, SHARED, decode, png_bomb, png_bytes, shared_path, with_png_chunk, zlib_bomb
 from tests.serve.conftest import fetch_output
-
-
-def png_bytes(width: int, height: int, mode: str = "RGB", seed: int = 0) -> bytes:
-    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
-    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, channels), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels.squeeze() if channels == 1 else pixels, mode).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def decode(data: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import time
 import pytest
 import requests
 
+from tests.helpers import png_bytes
 from tests.serve.conftest import AUTH
 from tmlsr_ray.serve.ingress import bearer_token_ok
 
@@ -46,8 +47,6 @@ def test_health_is_open_and_the_token_admits(secured):
 
 
 def test_an_output_over_the_byte_limit_fails_before_upload(secured, input_server):
-    from tests.serve.test_api import png_bytes
-
     url = input_server.add("noisy.png", png_bytes(40, 40, seed=5))
     task_id = requests.post(secured + "/tasks", json={"url": url, "type": "image", "model": "tiny-x4.pth"},
                             headers=AUTH, timeout=30).json()["task_id"]
@@ -57,8 +56,6 @@ def test_an_output_over_the_byte_limit_fails_before_upload(secured, input_server
 
 
 def test_a_full_queue_answers_429_with_retry_after(secured, input_server):
-    from tests.serve.test_api import png_bytes
-
     input_server.add("wait.png", png_bytes(8, 8))
     body = {"url": input_server.url("slow/wait.png?seconds=30"), "type": "image", "model": "tiny-x4.pth"}
     running = requests.post(secured + "/tasks", json=body, headers=AUTH, timeout=10).json()["task_id"]

@@ -8,7 +8,7 @@ import json
 import pytest
 import requests
 
-from tests.serve.test_api import png_bytes
+from tests.helpers import png_bytes
 
 GOOD_URL = "http://example.com/a.png"
 

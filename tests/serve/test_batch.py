@@ -6,7 +6,7 @@ import requests
 from ray import serve
 
 from tests.serve.conftest import AUTH
-from tests.serve.test_api import png_bytes
+from tests.helpers import png_bytes
 from tmlsr_ray.errors import QueueFull
 
 

@@ -10,8 +10,7 @@ import time
 import pytest
 import requests
 
-from tests.helpers import REPO, free_port
-from tests.serve.test_api import png_bytes
+from tests.helpers import REPO, free_port, png_bytes
 from tmlsr_ray.cli import EXIT_OK, EXIT_REFUSED, EXIT_TASK_FAILED, EXIT_UNREACHABLE, main
 from tmlsr_ray.cli.client import ApiClient, CliError
 

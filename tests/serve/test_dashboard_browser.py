@@ -19,10 +19,8 @@ import requests
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
-from tests.helpers import SHARED, make_clip
-from tests.serve.test_api import png_bytes
+from tests.helpers import SHARED, make_clip, png_bytes, start_slow_video
 from tests.serve.conftest import AUTH, SEEDVR2_MODEL
-from tests.serve.test_video import start_slow_video
 from tmlsr_ray.protocol import MAX_SEED
 
 

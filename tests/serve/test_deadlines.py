@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.serve.test_api import png_bytes
+from tests.helpers import png_bytes
 
 
 def slow_image(service, input_server, name: str, seconds: int = 30) -> str:

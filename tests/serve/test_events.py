@@ -13,8 +13,7 @@ import requests
 from ray.exceptions import TaskCancelledError
 from ray.serve.exceptions import RequestCancelledError
 
-from tests.helpers import eventually, make_clip, replica_pids, server_sent_events
-from tests.serve.test_api import png_bytes
+from tests.helpers import eventually, make_clip, png_bytes, replica_pids, server_sent_events
 from tmlsr_ray.protocol import Stage, StageName, StageStatus, TaskEventKind, TaskOutput, TaskStatus, TaskView
 from tmlsr_ray.serve.events import change_kind
 from tmlsr_ray.serve.ingress import ClientGone

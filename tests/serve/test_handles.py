@@ -7,8 +7,7 @@ import sys
 
 import ray
 
-from tests.helpers import REPO
-from tests.serve.test_api import png_bytes
+from tests.helpers import REPO, png_bytes
 
 SECOND_DRIVER = """
 import json, sys, time

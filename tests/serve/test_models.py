@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import SPANDREL_ARCHS, eventually, make_clip, shared_path
+from tests.helpers import SPANDREL_ARCHS, decode, eventually, make_clip, png_bytes, shared_path
 from tests.serve.conftest import fetch_output
-from tests.serve.test_api import decode, png_bytes
 from tmlsr_ray.pipeline.encode import task_codecs_available
 
 

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import eventually, make_clip, replica_pids, sigkill
+from tests.helpers import eventually, make_clip, png_bytes, replica_pids, sigkill
 from tests.oss_server import OssServer
-from tests.serve.test_api import png_bytes
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,7 @@ import sqlite3
 import pytest
 import requests
 
-from tests.helpers import make_clip
-from tests.serve.test_api import png_bytes
+from tests.helpers import make_clip, png_bytes
 
 
 def post(service, body: dict, **headers) -> requests.Response:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.helpers import eventually, make_clip
-from tests.serve.test_api import png_bytes
+from tests.helpers import eventually, make_clip, png_bytes
 
 APP, PREFIX, STATE = "restart-app", "/restart", "tmlsr_state_restart"
 

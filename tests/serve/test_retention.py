@@ -5,7 +5,7 @@ import time
 import ray
 import requests
 
-from tests.serve.test_api import png_bytes
+from tests.helpers import png_bytes
 from tmlsr_ray.serve.state import STATE_ACTOR_NAME, STATE_NAMESPACE
 from tmlsr_ray.storage.base import output_key
 

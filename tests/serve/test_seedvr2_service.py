@@ -9,11 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import shared_path
+from tests.helpers import decode, make_clip, png_bytes, shared_path, video_frames
 from tests.serve.conftest import SEEDVR2_MODEL, fetch_output
-from tests.serve.test_api import decode, png_bytes
-from tests.helpers import make_clip
-from tests.serve.test_video import video_frames
 
 
 @pytest.fixture(autouse=True)

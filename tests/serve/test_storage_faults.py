@@ -3,9 +3,8 @@ and the other tasks are untouched (OSS faults: tests/serve/test_oss_service.py).
 
 import os
 
-from tests.helpers import small_disk
+from tests.helpers import png_bytes, small_disk
 from tests.serve.conftest import fetch_output
-from tests.serve.test_api import png_bytes
 
 
 def test_a_full_data_disk_fails_the_task_readably_and_the_service_goes_on(service, input_server):

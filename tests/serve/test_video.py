@@ -4,34 +4,23 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 import requests
 
-from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, actor_pid, anime_matroska, animated_gif, eventually, frame_flood_gif,
-                           interlaced_clip, joined_recordings, make_clip, replica_pids, shared_path, sigkill, soft_telecine_clip,
-                           video_tracks, with_telemetry_and_cover, cut_inside_packet, with_adts_header_broken,
-                           with_packets_damaged, save_srvgg)
+from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, actor_pid, animated_gif, anime_matroska, cut_inside_packet,
+                           eventually, frame_flood_gif, interlaced_clip, joined_recordings, make_clip, png_bytes,
+                           replica_pids, save_srvgg, shared_path, sigkill, soft_telecine_clip, start_slow_video,
+                           video_frames, video_tracks, with_adts_header_broken, with_packets_damaged,
+                           with_telemetry_and_cover)
 from tests.serve.conftest import fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.upscale import upscale_frames
 
 VIDEOS = sorted(p.name for p in (SHARED / "media" / "video").glob("*")) if (SHARED / "media").is_dir() else []
-
-
-def video_frames(data: bytes, path: Path):
-    path.write_bytes(data)
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = [(float(f.pts * f.time_base), f.to_ndarray(format="rgb24")) for f in container.decode(stream)]
-    with av.open(str(path)) as container:
-        streams = [(s.type, s.codec_context.name) for s in container.streams]
-        duration = container.duration / av.time_base
-    return frames, streams, duration
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -305,8 +294,6 @@ def test_a_mostly_damaged_video_fails_once_its_damage_is_over_the_share_without_
 
 
 def test_a_still_image_submitted_as_video_fails_with_a_hint(service, input_server):
-    from tests.serve.test_api import png_bytes
-
     task = service.run(url=input_server.add("still.png", png_bytes(16, 16)), model="tiny-x4.pth")
     assert task["status"] == "failed" and "type=image" in task["error"]
 
@@ -351,15 +338,6 @@ def test_cancel_mid_video_stops_quickly_uploads_nothing_and_frees_the_replicas(s
     assert time.monotonic() - start < 20
     assert not list(service.data_dir.glob(f"outputs/*/*/*/{task_id}"))
     eventually(lambda: not list((service.data_dir / "work").glob(f"{task_id}*")), what="the work folder removed")
-
-
-def start_slow_video(service, input_server, tmp_path, name: str, frames: int) -> str:
-    """Submits a clip with the slow model and returns its id once frames are coming out."""
-    url = input_server.add(name, make_clip(tmp_path / name, frames=frames, size=(160, 120)).read_bytes())
-    task_id = service.submit(url=url, model="slow-x4.pth")["task_id"]
-    service.wait(task_id, until=lambda t: (t["stages"][1].get("detail") or {}).get("frames_done", 0) > 0,
-                 timeout=120)
-    return task_id
 
 
 def test_a_killed_upscaler_replica_does_not_fail_the_video(service, input_server, tmp_path):

@@ -8,10 +8,8 @@ import time
 import pytest
 import requests
 
-from tests.helpers import WebhookReceiver, eventually
+from tests.helpers import eventually, make_clip, png_bytes, WebhookReceiver
 from tests.serve.conftest import WEBHOOK_SECRET
-from tests.serve.test_api import png_bytes
-from tests.helpers import make_clip
 from tmlsr_ray.webhooks import SIGNATURE_HEADER, signature_ok
 
 
