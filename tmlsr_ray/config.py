@@ -100,6 +100,11 @@ class Settings(BaseModel):
         "once: event streams (GET /tasks/{id}/events) and POST /tasks with Prefer: wait. One stream more gets 429 "
         "with Retry-After, one wait more is answered at once. Under the replica's 200 requests in flight, so "
         "/health, submissions and reads always have room.")
+    max_arriving_bodies: int = Field(
+        32, ge=1, description="Requests one ingress replica takes whose body is still arriving after its first "
+        "part (a slow uplink, or a client trickling one); one more gets 429 with Retry-After at once. A body "
+        "arriving holds one of the replica's 200 requests in flight: with max_held_requests it stays under them, "
+        "so /health and reads keep room whatever clients send.")
     events_heartbeat_s: float = Field(
         15.0, gt=0, description="A quiet GET /tasks/{id}/events stream sends a ': keep-alive' comment this often.")
 
@@ -313,6 +318,13 @@ class Settings(BaseModel):
         if value % 8:
             raise ValueError("must be a multiple of 8 (the VAE's spatial factor)")
         return value
+
+    @model_validator(mode="after")
+    def _held_and_arriving_leave_room(self) -> "Settings":
+        if self.max_held_requests + self.max_arriving_bodies >= INGRESS_MAX_ONGOING_REQUESTS:
+            raise ValueError(f"max_held_requests + max_arriving_bodies must stay under the ingress's "
+                             f"{INGRESS_MAX_ONGOING_REQUESTS} requests in flight, or /health has no room")
+        return self
 
     @model_validator(mode="after")
     def _overlaps_below_their_sizes(self) -> "Settings":

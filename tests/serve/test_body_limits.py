@@ -15,9 +15,18 @@ from tmlsr_ray.serve import ingress
 
 @pytest.fixture
 def limits(monkeypatch, tmp_path):
-    settings = Settings(weights_dir=tmp_path, data_dir=tmp_path, max_request_bytes=1024, request_body_timeout_s=0.3)
-    monkeypatch.setattr(ingress, "_ingress_settings", lambda: settings)
+    settings = Settings(weights_dir=tmp_path, data_dir=tmp_path, max_request_bytes=1024, request_body_timeout_s=0.3,
+                        max_arriving_bodies=2)
+    on_replica(monkeypatch, settings)
     return settings
+
+
+def on_replica(monkeypatch, settings: Settings) -> ingress.Slots:
+    """The bare app as a replica would run it: its settings, and its slots for bodies arriving."""
+    arriving = ingress.Slots(settings.max_arriving_bodies)
+    monkeypatch.setattr(ingress, "_ingress_settings", lambda: settings)
+    monkeypatch.setattr(ingress, "_arriving_bodies", lambda: arriving)
+    return arriving
 
 
 def post(chunks, pause_s: float = 0.0, ends: bool = True, headers=(), app=ingress.api):
@@ -29,6 +38,11 @@ def post(chunks, pause_s: float = 0.0, ends: bool = True, headers=(), app=ingres
 
 def answer(chunks, pause_s: float = 0.0, ends: bool = True, headers=(), app=ingress.api):
     """``post``'s status and JSON body, and the answer's headers (lower-case names)."""
+    return asyncio.run(asyncio.wait_for(exchange(chunks, pause_s, ends, headers, app), 10))
+
+
+async def exchange(chunks, pause_s: float = 0.0, ends: bool = True, headers=(), app=ingress.api):
+    """``answer`` in the caller's event loop, beside other requests."""
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
              "scheme": "http", "path": "/tasks", "raw_path": b"/tasks", "root_path": "", "query_string": b"",
              "headers": [(b"content-type", b"application/json"), *headers], "client": ("127.0.0.1", 1),
@@ -46,7 +60,7 @@ def answer(chunks, pause_s: float = 0.0, ends: bool = True, headers=(), app=ingr
     async def send(message):
         sent.append(message)
 
-    asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
+    await app(scope, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     answered = {name.decode().lower(): value.decode() for name, value in start["headers"]}
     return start["status"], json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")), answered
@@ -84,7 +98,7 @@ def floor(monkeypatch, tmp_path):
     """A floor of 1,000 bytes a second over windows of 0.2 s, and 0.3 s more for any body."""
     settings = Settings(weights_dir=tmp_path, data_dir=tmp_path, request_body_timeout_s=0.3,
                         request_body_min_bytes_per_s=1000, request_body_rate_window_s=0.2)
-    monkeypatch.setattr(ingress, "_ingress_settings", lambda: settings)
+    on_replica(monkeypatch, settings)
     return settings
 
 
@@ -142,3 +156,35 @@ def test_a_body_may_take_request_body_timeout_s_plus_its_declared_length_at_the_
     status, body = post([b'{"url": '], ends=False, headers=[(b"content-length", b"2000")])
     assert status == 408 and "within 2.3 s" in body["error"] and "its 2,000 bytes" in body["error"], body
     assert 2.2 < time.monotonic() - start < 4
+
+
+def test_bodies_arriving_past_max_arriving_bodies_get_429_at_once_and_a_slot_frees_as_a_body_ends(limits):
+    """Clients trickling their bodies each held one of the replica's 200 requests in flight, counted
+    nowhere: with 150 event streams open and 60 such clients, /health waited 10.5 s. Two bodies
+    still arriving take both slots; a third is refused before it is read, saying which setting;
+    a body whole in its first part takes none; once the two are refused (408), a body may arrive."""
+    app = body_reader()
+
+    async def scenario():
+        slow = [asyncio.ensure_future(exchange([b'{"url": '], ends=False, app=app)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        third = await exchange([b'{"url": ', b'"x"}'], app=app)
+        whole = await exchange([b'{"url": 1}'], app=app)
+        refused = await asyncio.gather(*slow)
+        after = await exchange([b'{"url": ', b'"http://example.com/a.png"}'], app=app)
+        return third, whole, refused, after
+
+    third, whole, refused, after = asyncio.run(asyncio.wait_for(scenario(), 10))
+    status, body, headers = third
+    said = body["detail"]  # the bare FastAPI app's words for an HTTP error (the service's say "error")
+    assert status == 429 and "max_arriving_bodies" in said and "limit 2" in said, body
+    assert headers.get("retry-after") == "5" and headers.get("connection") == "close", headers
+    assert whole[:2] == (200, {"bytes": 10}), whole
+    assert [answer[0] for answer in refused] == [408, 408]
+    assert after[:2] == (200, {"bytes": 35}), after
+
+
+def test_max_held_requests_and_max_arriving_bodies_must_leave_health_room(tmp_path):
+    with pytest.raises(ValueError, match="max_held_requests \\+ max_arriving_bodies"):
+        Settings(weights_dir=tmp_path, data_dir=tmp_path, max_held_requests=150, max_arriving_bodies=50)
+    Settings(weights_dir=tmp_path, data_dir=tmp_path, max_held_requests=150, max_arriving_bodies=49)

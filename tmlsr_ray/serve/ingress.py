@@ -212,18 +212,57 @@ class BodyLimit:
         if declared is not None and declared > settings.max_request_bytes:
             return await _too_large(settings.max_request_bytes)(scope, receive, send)
         arrival = _BodyArrival(settings, declared)
-        whole = False
+        arriving = _arriving_bodies()
+        whole = held = False
 
         async def counted():
-            nonlocal whole
+            nonlocal whole, held
             if whole:  # later reads wait for the client to hang up, for as long as the answer takes
                 return await receive()
             message = await arrival.next(receive)
             whole = not message.get("more_body", False)
+            if not whole and not held:
+                held = _arriving_slot(arriving, settings)
             arrival.count(len(message.get("body", b"")), whole)
+            if whole and held:
+                arriving.release()
+                held = False
             return message
 
-        await self._app(scope, counted, send)
+        try:
+            await self._app(scope, counted, send)
+        finally:
+            if held:  # refused, or the client hung up, before the body was whole
+                arriving.release()
+
+
+class Slots:
+    """Requests of one kind a replica holds, against a limit; taken and checked with no await
+    between, so requests arriving at the same instant cannot all pass."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.taken = 0
+
+    def take(self) -> bool:
+        if self.taken >= self.limit:
+            return False
+        self.taken += 1
+        return True
+
+    def release(self) -> None:
+        self.taken -= 1
+
+
+def _arriving_slot(arriving: Slots, settings: Settings) -> bool:
+    """A slot for a body still arriving after its first part, or a 429 where all are taken: such
+    bodies are the ones a slow or trickling client holds a request in flight with."""
+    if not arriving.take():
+        raise StarletteHTTPException(
+            429, f"too many request bodies arriving at once on this replica (limit {arriving.limit}, "
+                 f"max_arriving_bodies); retry after {settings.retry_after_s} s",
+            {**CLOSE_CONNECTION, "Retry-After": str(settings.retry_after_s)})
+    return True
 
 
 class _BodyArrival:
@@ -364,6 +403,10 @@ def _ingress_settings() -> Settings:
     return serve.get_replica_context().servable_object._settings
 
 
+def _arriving_bodies() -> Slots:
+    return serve.get_replica_context().servable_object._arriving_bodies
+
+
 api.add_middleware(BodyLimit)
 api.add_middleware(HeadAsGet)
 api.add_middleware(ClientGone)
@@ -380,7 +423,8 @@ class Ingress:
         self._catalog = ModelCatalog(settings.weights_dir)
         self._direct_reads = DirectReads(settings, self._state)
         self._video_codecs = await asyncio.to_thread(task_codecs_available)
-        self._held_requests = 0
+        self._held_requests = Slots(settings.max_held_requests)
+        self._arriving_bodies = Slots(settings.max_arriving_bodies)
         await self._redispatch_pending()
 
     def __del__(self):
@@ -470,33 +514,27 @@ class Ingress:
         self._authorize(http)
         resumed_from = last_event_id(last_seen)
         current = await self._change(task_id)
-        # checked and counted with no await between: streams opened at the same instant cannot all pass
-        if self._held_requests >= self._settings.max_held_requests:
+        if not self._held_requests.take():
             raise StreamsFull(f"too many event streams and waits held open (limit {self._settings.max_held_requests}, "
                               f"max_held_requests); follow the task with GET /tasks/{{id}} meanwhile",
                               self._settings.retry_after_s)
-        self._held_requests += 1
         stream = event_stream(lambda after, timeout_s: self._change(task_id, after, timeout_s), current,
                               resumed_from, self._settings.events_heartbeat_s,
                               lambda view: self._with_absolute_urls(view, http))
         # no-cache and X-Accel-Buffering: proxies (nginx) must pass events on as they come
-        return _CountedStream(stream, self._released, media_type="text/event-stream",
+        return _CountedStream(stream, self._held_requests.release, media_type="text/event-stream",
                               headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     async def _held_wait(self, task_id: str, wait_s: float) -> TaskView:
         """A ``Prefer: wait`` holds its request like a stream and counts with the streams; past
         ``max_held_requests`` it is answered at once (RFC 7240 lets a server honour a preference in
         part)."""
-        if self._held_requests >= self._settings.max_held_requests:
-            wait_s = 0
-        self._held_requests += 1
+        if not self._held_requests.take():
+            return await self.wait_task(task_id, 0)
         try:
             return await self.wait_task(task_id, wait_s)
         finally:
-            self._released()
-
-    def _released(self) -> None:
-        self._held_requests -= 1
+            self._held_requests.release()
 
     @api.delete("/tasks/{task_id}", response_model=CancelResult,
                 responses={**NOT_FOUND, 409: _error("The task already finished"), **AUTH_RESPONSES})
