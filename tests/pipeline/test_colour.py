@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import HDR_MASTERING, colour_chart_clip, chart_yuv
 from tmlsr_ray.pipeline.colour import (PRIMARIES, TRC_HLG, TRC_PQ, ToneMap, hlg_to_nits, pq_to_nits,
-                                      primaries_to_bt709, written_colour)
+                                      primaries_to_bt709, rgb_to_xyz, written_colour)
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
 from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, resolve_codec
 
@@ -296,6 +296,14 @@ def test_the_primaries_conversions_equal_the_published_matrices():
     display_p3 = [[1.2249, -0.2247, 0.0], [-0.0420, 1.0419, 0.0], [-0.0197, -0.0786, 1.0979]]
     assert np.allclose(primaries_to_bt709(9), bt2020, atol=2e-4)
     assert np.allclose(primaries_to_bt709(12), display_p3, atol=5e-4)
+
+
+@pytest.mark.parametrize("primaries, luma", [(1, (0.2126, 0.7152, 0.0722)), (4, (0.299, 0.587, 0.114)),
+                                             (9, (0.2627, 0.6780, 0.0593))], ids=["bt709", "bt470m", "bt2020"])
+def test_the_primaries_give_the_luma_coefficients_their_standards_publish(primaries, luma):
+    """The Y row of RGB → XYZ is the standard's luma: a check of the chromaticities and white in the
+    table (BT.470 M's, under illuminant C, are NTSC's 0.299, 0.587, 0.114, published to 3 places)."""
+    assert rgb_to_xyz(PRIMARIES[primaries])[1] == pytest.approx(luma, abs=1e-3)
 
 
 def test_hdr_is_kept_as_hevc_main10_with_its_tags_by_default(tmp_path):

@@ -163,24 +163,28 @@ def primaries_to_bt709(primaries: Optional[int]) -> np.ndarray:
     """Linear RGB in H.273 ``primaries`` → linear BT.709 (Bradford-adapted to D65 where the white
     differs). Unstated or unknown primaries on an HDR stream are BT.2020, as BT.2100 defines."""
     source = PRIMARIES.get(primaries, PRIMARIES[BT2020])
-    to_xyz = _rgb_to_xyz(*source)
+    to_xyz = rgb_to_xyz(source)
     if source[3] != D65:
-        to_xyz = _adaptation(source[3], D65) @ to_xyz
-    return (np.linalg.inv(_rgb_to_xyz(*PRIMARIES[1])) @ to_xyz).astype(np.float32)
+        to_xyz = bradford(xyz_of(source[3]), xyz_of(D65)) @ to_xyz
+    return (np.linalg.inv(rgb_to_xyz(PRIMARIES[1])) @ to_xyz).astype(np.float32)
 
 
-def _xyz(chromaticity: Chromaticity) -> np.ndarray:
+def xyz_of(chromaticity: Chromaticity) -> np.ndarray:
+    """XYZ of a chromaticity at luminance 1."""
     x, y = chromaticity
     return np.array([x / y, 1.0, (1 - x - y) / y])
 
 
-def _rgb_to_xyz(red: Chromaticity, green: Chromaticity, blue: Chromaticity, white: Chromaticity) -> np.ndarray:
-    columns = np.stack([_xyz(red), _xyz(green), _xyz(blue)], axis=1)
-    return columns * np.linalg.solve(columns, _xyz(white))
+def rgb_to_xyz(primaries: Tuple[Chromaticity, Chromaticity, Chromaticity, Chromaticity]) -> np.ndarray:
+    """Linear RGB → XYZ for red, green, blue and white chromaticities (a :data:`PRIMARIES` entry):
+    its columns are the primaries, scaled so that RGB 1, 1, 1 is the white at luminance 1."""
+    columns = np.stack([xyz_of(primary) for primary in primaries[:3]], axis=1)
+    return columns * np.linalg.solve(columns, xyz_of(primaries[3]))
 
 
-def _adaptation(source_white: Chromaticity, target_white: Chromaticity) -> np.ndarray:
-    gains = (BRADFORD @ _xyz(target_white)) / (BRADFORD @ _xyz(source_white))
+def bradford(source_white: np.ndarray, target_white: np.ndarray) -> np.ndarray:
+    """The Bradford chromatic adaptation of XYZ from one white (XYZ) to another."""
+    gains = (BRADFORD @ target_white) / (BRADFORD @ source_white)
     return np.linalg.inv(BRADFORD) @ np.diag(gains) @ BRADFORD
 
 

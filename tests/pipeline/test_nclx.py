@@ -1,0 +1,36 @@
+"""The ICC profile made from a photo's H.273 code points: what a colour-managed viewer shows through it."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from tmlsr_ray.pipeline.colour import primaries_to_bt709, srgb_encoded
+from tmlsr_ray.pipeline.nclx import icc_from_nclx
+
+# mid-saturated colours, inside sRGB's gamut from each of the primaries below
+SWATCHES = np.array([[[200, 120, 60], [110, 160, 120], [90, 100, 170], [128, 128, 128]]], np.uint8)
+
+
+def shown_as_srgb(profile: bytes, rgb: np.ndarray) -> np.ndarray:
+    """What lcms (a colour-managed viewer) makes of 8-bit ``rgb`` tagged with ``profile`` on an sRGB display."""
+    source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    shown = ImageCms.profileToProfile(Image.fromarray(rgb), source, srgb, renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    return np.asarray(shown).astype(int)
+
+
+@pytest.mark.parametrize("primaries", [4, 8, 22, 12], ids=["bt470m", "film", "ebu3213", "display-p3"])
+def test_a_profile_made_from_nclx_primaries_shows_the_colours_the_video_path_converts_them_to(primaries):
+    """BT.470 M, generic film (both white C) and EBU 3213-E photos got no profile, shown as sRGB:
+    these swatches off by up to 33, 26 and 3 levels; through the profile lcms shows each where the
+    video path's own conversion (linear light, Bradford to D65) puts it."""
+    signal = SWATCHES / 255.0
+    linear = np.where(signal <= 0.04045, signal / 12.92, ((signal + 0.055) / 1.055) ** 2.4)
+    bt709 = linear @ primaries_to_bt709(primaries).T.astype(np.float64)
+    assert bt709.min() >= 0 and bt709.max() <= 1, "a swatch outside sRGB's gamut"
+    expected = np.round(srgb_encoded(bt709) * 255)
+    profile = icc_from_nclx(primaries, 13)
+    assert profile is not None
+    assert np.abs(shown_as_srgb(profile, SWATCHES) - expected).max() <= 2
