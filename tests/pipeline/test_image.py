@@ -9,12 +9,13 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
 from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_levels, deep_photo, display_p3_icc, flat_gray_jpeg,
-                           icc_colourants, image_round_trip, os2_bitmap, png_bomb, png_chunk, shared_path,
-                           sixteen_bit_bmp, tiff_with_alpha, uncompressed_tiff, with_png_checksum_broken,
+                           icc_colourants, image_round_trip, os2_bitmap, png_bomb, png_chunk, png_chunks_in_order,
+                           shared_path, sixteen_bit_bmp, tiff_with_alpha, uncompressed_tiff, with_png_checksum_broken,
                            with_png_chunk, zlib_bomb)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.image import (PNG_SIGNATURE, png_with_metadata, decode_image, encode_image, output_format,
                                       probe_image, stored_layout)
+from tmlsr_ray.pipeline.nclx import icc_from_nclx
 
 BAD = sorted((SHARED / "media" / "bad").glob("*")) if (SHARED / "media" / "bad").is_dir() else []
 
@@ -759,6 +760,54 @@ def test_a_png_with_an_icc_profile_and_an_srgb_chunk_comes_back_with_the_profile
     _, _, _, data = image_round_trip(path)
     with Image.open(io.BytesIO(data)) as out:
         assert out.info.get("icc_profile") == profile and out.info.get("srgb") is None
+
+
+def _png_tagged(tmp_path, cicp: bytes) -> Path:
+    """An 8-bit PNG with a cICP chunk and the sRGB-ish chunks an editor leaves beside it (a
+    Display P3 iCCP, gAMA and cHRM of sRGB), which readers of cICP ignore."""
+    from PIL import PngImagePlugin
+
+    meta = PngImagePlugin.PngInfo()
+    meta.add(b"gAMA", struct.pack(">I", 45_455))
+    meta.add(b"cHRM", struct.pack(">8I", 31_270, 32_900, 64_000, 33_000, 30_000, 60_000, 15_000, 6_000))
+    path = _write(tmp_path, "tagged.png", Image.new("RGB", (8, 6), (200, 40, 40)), pnginfo=meta,
+                  icc_profile=display_p3_icc())
+    path.write_bytes(with_png_chunk(path.read_bytes(), b"cICP", cicp))
+    return path
+
+
+@pytest.mark.parametrize("primaries, transfer", [(12, 13), (9, 1), (9, 14), (1, 1), (1, 13)],
+                         ids=["display-p3", "bt2020", "bt2020-12bit", "bt709", "srgb"])
+def test_a_pngs_sdr_cicp_comes_back_in_a_png_alone_and_as_a_profile_in_a_jpeg_or_webp(tmp_path, primaries, transfer):
+    """A PNG's cICP is what readers show it by (PNG Third Edition), whatever iCCP, gAMA or cHRM it
+    has beside: an SDR one was dropped and the output was shown by those (here as P3, not sRGB), or
+    untagged (a P3 photo as sRGB, less saturated). The PNG carries the cICP again before its pixels
+    and only a profile made from it; a JPEG or WebP that profile (none for sRGB, what it is shown as)."""
+    cicp = bytes([primaries, transfer, 0, 1])
+    info, image, fmt, data = image_round_trip(_png_tagged(tmp_path, cicp))
+    chunks = png_chunks_in_order(data)
+    kinds = [kind for kind, _ in chunks]
+    assert fmt == "png" and dict(chunks)[b"cICP"] == cicp and kinds.index(b"cICP") < kinds.index(b"IDAT")
+    assert not {b"gAMA", b"cHRM", b"sRGB"} & set(kinds)
+    made = icc_from_nclx(primaries, transfer)
+    assert dict(chunks).get(b"iCCP") == (b"ICC Profile\x00\x00" + zlib.compress(made) if made else None)
+    for other in ("jpeg", "webp"):
+        with Image.open(io.BytesIO(encode_image(image, other, 95, info.icc_profile, info.exif, info.png_colour))) as out:
+            assert out.info.get("icc_profile") == made, other
+    if primaries == 12:
+        reference = icc_colourants(display_p3_icc())
+        for tag, xyz in icc_colourants(made).items():
+            assert np.abs(np.subtract(xyz, reference[tag])).max() < 1e-3, tag
+
+
+@pytest.mark.parametrize("cicp", [bytes([12, 99, 0, 1]), bytes([99, 13, 0, 1]), bytes([2, 2, 0, 1]),
+                                  bytes([12, 13, 0, 0]), bytes([12, 13, 1, 1]), bytes([12, 13, 0])],
+                         ids=["unknown-transfer", "unknown-primaries", "unspecified", "narrow", "matrix", "short"])
+def test_a_pngs_cicp_of_code_points_no_profile_holds_is_dropped_and_its_other_chunks_kept(tmp_path, cicp):
+    info, _, fmt, data = image_round_trip(_png_tagged(tmp_path, cicp))
+    chunks = dict(png_chunks_in_order(data))
+    assert fmt == "png" and b"cICP" not in chunks and info.icc_profile == display_p3_icc()
+    assert zlib.decompress(chunks[b"iCCP"][13:]) == display_p3_icc() and b"gAMA" in chunks
 
 
 @pytest.mark.parametrize("associated", [None, False, True], ids=["pillow", "unassociated", "associated"])

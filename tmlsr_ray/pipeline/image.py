@@ -5,7 +5,8 @@ BGRA (H, W, 4), uint8 or uint16, the layout Real-ESRGAN's reference code works o
 (pillow-heif) and AVIF (Pillow's own) photos are read through Pillow. The input's ICC profile and
 EXIF (Orientation reset to 1, since the pixels are turned upright) go into the output: OpenCV's
 encoders drop both, so they are added to its PNG and JPEG bytes, and WebP is written by Pillow.
-An HDR (PQ or HLG) photo's colour goes into a PNG's cICP chunk, and an Ultra HDR JPEG's gain map
+An HDR (PQ or HLG) photo's colour goes into a PNG's cICP chunk, as a PNG input's SDR cICP goes back
+into a PNG (and, as a profile made from it, into a JPEG or WebP), and an Ultra HDR JPEG's gain map
 after its primary picture again (:mod:`~tmlsr_ray.pipeline.photo_hdr` chooses and scales them).
 """
 
@@ -31,7 +32,7 @@ from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
 from tmlsr_ray.pipeline.gainmap import GainMap, declares_gain_map, gain_map_of, jpeg_segment, with_gain_map, with_metadata
 from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, mastering_display,
                                            nclx_code_points, primary_item_properties)
-from tmlsr_ray.pipeline.nclx import icc_from_nclx
+from tmlsr_ray.pipeline.nclx import displayable, icc_from_nclx
 
 pillow_heif.register_heif_opener()  # HEIC/HEIF through Image.open, like every other format
 # the probe refuses an image over max_input_pixels from its header; Pillow's own bound (179 Mpx)
@@ -93,8 +94,8 @@ class ImageInfo:
     orientation: int  # EXIF orientation, 1 = as stored
     icc_profile: Optional[bytes] = None
     exif: Optional[bytes] = None  # the input's EXIF (TIFF bytes), Orientation set to 1
-    png_colour: Optional[bytes] = None  # a PNG's gAMA, cHRM and sRGB chunks, as they go into a PNG
-    hdr_colour: Optional["HdrColour"] = None  # a PQ or HLG photo's code points (HEIC, AVIF)
+    png_colour: Optional[bytes] = None  # a PNG's gAMA, cHRM and sRGB chunks, or its SDR cICP, as they go into a PNG
+    hdr_colour: Optional["HdrColour"] = None  # a PQ or HLG photo's code points (HEIC, AVIF, PNG)
     gain_map: Optional[GainMap] = None  # an Ultra HDR JPEG's, as stored
     gain_map_left_out: Optional[str] = None  # why an Ultra HDR JPEG's gain map could not be kept
 
@@ -333,17 +334,16 @@ def _tiff_layout(path: Path) -> Optional[str]:
 
 def _stated_colour(img: Image.Image, path: Path, fmt: Optional[str]
                    ) -> Tuple[Optional[bytes], Optional[bytes], Optional[HdrColour]]:
-    """The input's ICC profile, a PNG's gAMA, cHRM and sRGB chunks, and an HDR photo's colour: a
-    PNG's cICP stating PQ or HLG (this service's own HDR output, an HDR editor's) is what readers
-    show it by, whatever else it has; a HEIC's or AVIF's nclx box counts where it has no profile."""
+    """The input's ICC profile, a PNG's colour chunks, and an HDR photo's colour: a PNG's cICP
+    (this service's own output, an HDR editor's, a Display P3 export) is what readers show it by,
+    whatever else it has; a HEIC's or AVIF's nclx box counts where it has no profile."""
     icc_profile = img.info.get("icc_profile") or None
-    if fmt == "png":
-        hdr_colour = _png_hdr_colour(path)
-        return (None, None, hdr_colour) if hdr_colour else (icc_profile, _png_colour_chunks(img.info), None)
+    if fmt == "png" and (cicp := _png_cicp_colour(path)) is not None:
+        return cicp
     if icc_profile is None and fmt in ("heic", "avif"):  # a profile the file has is what readers show
         profile, hdr_colour = _colour_from_nclx(path)
         return profile, None, hdr_colour
-    return icc_profile, None, None
+    return icc_profile, _png_colour_chunks(img.info) if fmt == "png" else None, None
 
 
 def _colour_from_nclx(path: Path) -> Tuple[Optional[bytes], Optional[HdrColour]]:
@@ -361,18 +361,25 @@ def _colour_from_nclx(path: Path) -> Tuple[Optional[bytes], Optional[HdrColour]]
     return icc_from_nclx(primaries, transfer), None
 
 
-def _png_hdr_colour(path: Path) -> Optional[HdrColour]:
-    """A PNG's cICP chunk where it states PQ or HLG (matrix 0, RGB, as PNG's must, full range: the
-    cICP written again says so), with its cLLI (MaxCLL and MaxFALL in 0.0001 cd/m², read in whole
-    cd/m² as HEIF states them) and mDCV."""
+def _png_cicp_colour(path: Path) -> Optional[Tuple[Optional[bytes], Optional[bytes], Optional[HdrColour]]]:
+    """What a PNG's cICP chunk states, as :func:`_stated_colour` gives it; None where it has none
+    a reader here takes (matrix 0, RGB, as PNG's must; full range, which the cICP written again
+    says; code points known), and its other colour chunks count. PQ or HLG: an HDR photo, with its
+    cLLI (MaxCLL and MaxFALL in 0.0001 cd/m², read in whole cd/m² as HEIF states them) and mDCV.
+    SDR: the cICP again for a PNG, beside no chunk that could say otherwise but a profile made
+    from it, which a JPEG or WebP carries alone (a reader without cICP shows the PNG by it too)."""
     chunks = _png_chunks_before_pixels(path, (b"cICP", b"cLLI", b"mDCV"))
     cicp, light, display = chunks.get(b"cICP", b""), chunks.get(b"cLLI", b""), chunks.get(b"mDCV", b"")
-    if len(cicp) != 4 or cicp[1] not in HDR_TRANSFERS or cicp[2:] != b"\x00\x01":
+    if len(cicp) != 4 or cicp[2:] != b"\x00\x01":
         return None
+    primaries, transfer = cicp[0], cicp[1]
+    if transfer not in HDR_TRANSFERS:
+        return (icc_from_nclx(primaries, transfer), _png_chunk(b"cICP", cicp), None) \
+            if displayable(primaries, transfer) else None
     light_level = tuple(round(v / 10_000) for v in struct.unpack(">II", light)) if len(light) == 8 else None
     v = struct.unpack(">8HII", display) if len(display) == 24 else None  # red, green, blue, white, as PNG orders
-    return HdrColour.stated(cicp[0], cicp[1], light_level,
-                            MasteringDisplay(v[0:2], v[2:4], v[4:6], v[6:8], v[8], v[9]) if v else None)
+    return None, None, HdrColour.stated(primaries, transfer, light_level,
+                                        MasteringDisplay(v[0:2], v[2:4], v[4:6], v[6:8], v[8], v[9]) if v else None)
 
 
 def _png_chunks_before_pixels(path: Path, kinds: Tuple[bytes, ...]) -> Dict[bytes, bytes]:

@@ -25,9 +25,14 @@ SRGB = (1, 13)  # what a viewer assumes untagged: no profile needed
 D50 = np.array([0.9642, 1.0, 0.8249])  # ICC's PCS white
 
 
+def displayable(primaries: int, transfer: int) -> bool:
+    """Whether these code points state an SDR colour a matrix/TRC profile holds (sRGB's needs none)."""
+    return (primaries, transfer) == SRGB or (primaries in PRIMARIES and transfer in TRANSFERS)
+
+
 def icc_from_nclx(primaries: int, transfer: int) -> Optional[bytes]:
     """An ICC profile for these code points; None for sRGB, unspecified, unknown or HDR ones."""
-    if (primaries, transfer) == SRGB or primaries not in PRIMARIES or transfer not in TRANSFERS:
+    if (primaries, transfer) == SRGB or not displayable(primaries, transfer):
         return None
     to_xyz = rgb_to_xyz(PRIMARIES[primaries])
     adapt = bradford(xyz_of(PRIMARIES[primaries][3]), D50)
