@@ -1730,41 +1730,67 @@ def icc_colourants(profile: bytes) -> dict:
     return colourants
 
 
-def display_p3_icc() -> bytes:
-    """A Display P3 ICC v2 profile (matrix/TRC: P3 primaries adapted to D50, D65 white, the sRGB
-    curve), built tag by tag as ICC.1:2001 lays it out."""
-    import struct as st
+def _s15(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
 
-    def s15(value):
-        return st.pack(">i", round(value * 65536))
 
-    def xyz(x, y, z):
-        return b"XYZ " + b"\0" * 4 + s15(x) + s15(y) + s15(z)
+def _icc_xyz(x: float, y: float, z: float) -> bytes:
+    return b"XYZ " + b"\0" * 4 + _s15(x) + _s15(y) + _s15(z)
 
-    def text(kind, value):
-        if kind == b"desc":
-            raw = value.encode() + b"\0"
-            return b"desc" + b"\0" * 4 + st.pack(">I", len(raw)) + raw + b"\0" * 12 + b"\0" * 67
-        return b"text" + b"\0" * 4 + value.encode() + b"\0"
 
-    curve = b"para" + b"\0" * 4 + st.pack(">HH", 3, 0) + b"".join(
-        s15(v) for v in (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045))
-    tags = [(b"desc", text(b"desc", "Display P3")), (b"cprt", text(b"text", "No copyright, test profile")),
-            (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
-            (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)), (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)),
-            (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)),
-            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+def _icc_profile(version: bytes, tags: Sequence[Tuple[bytes, bytes]]) -> bytes:
+    """An RGB display profile of ``tags`` (signature, body), laid out as ICC.1 has it: the header,
+    the tag table, each tag on a 4-byte boundary; D50 its PCS white."""
     offset = 128 + 4 + 12 * len(tags)
     table, data = b"", b""
     for signature, body in tags:
         body += b"\0" * (-len(body) % 4)
-        table += signature + st.pack(">II", offset + len(data), len(body))
+        table += signature + struct.pack(">II", offset + len(data), len(body))
         data += body
-    size = offset + len(data)
-    header = (st.pack(">I", size) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + b"\0" * 12
+    header = (struct.pack(">I", offset + len(data)) + b"lcms" + version + b"mntrRGB XYZ " + b"\0" * 12
               + b"acsp" + b"APPL" + b"\0" * 4 + b"\0" * 8 + b"\0" * 8 + b"\0" * 4
-              + s15(0.9642) + s15(1.0) + s15(0.8249) + b"\0" * 4 + b"\0" * 16 + b"\0" * 28)
-    return header + st.pack(">I", len(tags)) + table + data
+              + _icc_xyz(0.9642, 1.0, 0.8249)[8:] + b"\0" * 4 + b"\0" * 16 + b"\0" * 28)
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+def display_p3_icc() -> bytes:
+    """A Display P3 ICC v2 profile (matrix/TRC: P3 primaries adapted to D50, D65 white, the sRGB
+    curve), built tag by tag as ICC.1:2001 lays it out."""
+    def text(kind, value):
+        if kind == b"desc":
+            raw = value.encode() + b"\0"
+            return b"desc" + b"\0" * 4 + struct.pack(">I", len(raw)) + raw + b"\0" * 12 + b"\0" * 67
+        return b"text" + b"\0" * 4 + value.encode() + b"\0"
+
+    curve = b"para" + b"\0" * 4 + struct.pack(">HH", 3, 0) + b"".join(
+        _s15(v) for v in (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045))
+    tags = [(b"desc", text(b"desc", "Display P3")), (b"cprt", text(b"text", "No copyright, test profile")),
+            (b"wtpt", _icc_xyz(0.9642, 1.0, 0.8249)),
+            (b"rXYZ", _icc_xyz(0.5151, 0.2412, -0.0011)), (b"gXYZ", _icc_xyz(0.2920, 0.6922, 0.0419)),
+            (b"bXYZ", _icc_xyz(0.1571, 0.0666, 0.7841)),
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    return _icc_profile(bytes([2, 0x10, 0, 0]), tags)
+
+
+def bt2100_icc(transfer: int, cicp: Optional[bytes] = None) -> bytes:
+    """A minimal ICC v4.4 (ICC.1:2022) BT.2020 display profile with a ``cicp`` tag, as macOS's and
+    Photoshop's HDR profiles have: primaries 9, ``transfer`` (16 PQ, 18 HLG), matrix 0 (RGB), full
+    range, or the four code point bytes ``cicp`` given. Its matrix/TRC (BT.2020 adapted to D50, a
+    2.4 gamma) is what a reader that knows no cicp tag makes of it."""
+    def mluc(text: str) -> bytes:
+        raw = text.encode("utf-16-be")
+        return b"mluc" + b"\0" * 4 + struct.pack(">II2s2sII", 1, 12, b"en", b"US", len(raw), 28) + raw
+
+    curve = b"para" + b"\0" * 4 + struct.pack(">HH", 0, 0) + _s15(2.4)
+    chad = ((1.0479, 0.0229, -0.0502), (0.0296, 0.9904, -0.0171), (-0.0092, 0.0151, 0.7519))  # Bradford D65 → D50
+    tags = [(b"desc", mluc(f"BT.2100 {transfer}")), (b"cprt", mluc("No copyright, test profile")),
+            (b"wtpt", _icc_xyz(0.9642, 1.0, 0.8249)),
+            (b"chad", b"sf32" + b"\0" * 4 + b"".join(_s15(v) for row in chad for v in row)),
+            (b"rXYZ", _icc_xyz(0.6734, 0.2790, -0.0019)), (b"gXYZ", _icc_xyz(0.1656, 0.6753, 0.0299)),
+            (b"bXYZ", _icc_xyz(0.1251, 0.0456, 0.7970)),
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve),
+            (b"cicp", b"cicp" + b"\0" * 4 + (cicp if cicp is not None else bytes([9, transfer, 0, 1])))]
+    return _icc_profile(bytes([4, 0x40, 0, 0]), tags)
 
 
 class _InputHandler(SimpleHTTPRequestHandler):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import (GAIN_MAP_METADATA, ISO_GAIN_MAP_SIGNATURE, REFERENCE_WHITE_CODES, deep_levels, deep_photo,
-                           display_p3_icc, hdr_white_photo, image_round_trip, jpeg_marker_segment,
+from tests.helpers import (GAIN_MAP_METADATA, ISO_GAIN_MAP_SIGNATURE, REFERENCE_WHITE_CODES, bt2100_icc, deep_levels,
+                           deep_photo, display_p3_icc, hdr_white_photo, image_round_trip, jpeg_marker_segment,
                            png_chunks_in_order, srgb_level, ultra_hdr_jpeg, with_png_chunk)
 from tmlsr_ray.pipeline.colour import ToneMap, nits_to_pq, pq_to_nits
 from tmlsr_ray.pipeline.image import (apply_exif_orientation, png_with_metadata, decode_image, encode_image,
@@ -185,6 +185,48 @@ def test_an_sdr_nclx_photo_comes_out_the_same_whichever_hdr_is_asked(tmp_path, h
     shown, _, fmt, data = hdr_round_trip(path, hdr)
     assert data == image_round_trip(path)[3] and fmt == "png" and b"cICP" not in dict(png_chunks_in_order(data))
     assert transfer_name(shown) is None
+
+
+# what Pillow writes each format with: lossless where it can be, the rest at their best
+ICC_TAGGED_SAVES = {"png": ("PNG", {}), "tiff": ("TIFF", {}), "webp": ("WEBP", {"lossless": True}),
+                    "jpeg": ("JPEG", {"quality": 100}), "avif": ("AVIF", {"quality": 100}),
+                    "heic": ("HEIF", {"quality": -1})}
+
+
+def icc_tagged_photo(tmp_path: Path, fmt: str, profile: bytes, level: int) -> Path:
+    """An 8-bit photo of one grey ``level`` in ``fmt`` whose only colour tag is ``profile``."""
+    path = tmp_path / f"tagged.{fmt}"
+    pillow_format, options = ICC_TAGGED_SAVES[fmt]
+    Image.new("RGB", (32, 16), (level,) * 3).save(path, pillow_format, icc_profile=profile, **options)
+    return path
+
+
+@pytest.mark.parametrize("transfer", [16, 18])
+@pytest.mark.parametrize("fmt", sorted(ICC_TAGGED_SAVES))
+def test_a_photo_whose_icc_profile_states_pq_or_hlg_in_its_cicp_tag_is_an_hdr_photo(tmp_path, fmt, transfer):
+    """An ICC v4.4 profile's cicp tag (macOS's and Photoshop's HDR profiles) states the transfer
+    its matrix/TRC cannot: taken at its matrix/TRC, the photo was an SDR one (hdr "sdr" left its
+    PQ or HLG levels as they were, 203-nit white at 148 of 255, and metadata.input.hdr said null).
+    It is an HDR photo as a HEIC's nclx makes one: kept, a PNG whose cICP states it; tone-mapped,
+    white where a video's goes."""
+    white = round(REFERENCE_WHITE_CODES[transfer] * 255 / 1023)
+    path = icc_tagged_photo(tmp_path, fmt, bt2100_icc(transfer), white)
+    info = probe_image(path, 10**8)
+    assert transfer_name(info) == {16: "smpte2084", 18: "arib-std-b67"}[transfer] and info.icc_profile is None
+    kept_fmt, kept = hdr_round_trip(path)[2:]
+    chunks = dict(png_chunks_in_order(kept))
+    assert kept_fmt == "png" and chunks[b"cICP"] == bytes([9, transfer, 0, 1]) and b"iCCP" not in chunks
+    shown, image, sdr_fmt, _ = hdr_round_trip(path, "sdr")
+    expected = as_srgb(video_tone_map(transfer, white * 257))
+    assert transfer_name(shown) is None and np.abs(image.astype(int) - expected).max() <= 2
+
+
+@pytest.mark.parametrize("cicp", [bytes([9, 1, 0, 1]), bytes([9, 16, 0, 0]), bytes([9, 16, 1, 1])],
+                         ids=["sdr", "narrow", "matrix"])
+def test_an_icc_profile_whose_cicp_tag_states_no_full_range_rgb_hdr_stays_the_photos_profile(tmp_path, cicp):
+    path = icc_tagged_photo(tmp_path, "png", bt2100_icc(16, cicp), 148)
+    info = probe_image(path, 10**8)
+    assert transfer_name(info) is None and info.icc_profile == bt2100_icc(16, cicp)
 
 
 def _halves_gain_map() -> np.ndarray:

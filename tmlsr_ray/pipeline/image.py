@@ -32,7 +32,7 @@ from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
 from tmlsr_ray.pipeline.gainmap import GainMap, declares_gain_map, gain_map_of, jpeg_segment, with_gain_map, with_metadata
 from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, mastering_display,
                                            nclx_code_points, primary_item_properties)
-from tmlsr_ray.pipeline.nclx import displayable, icc_from_nclx
+from tmlsr_ray.pipeline.nclx import displayable, icc_cicp, icc_from_nclx
 
 pillow_heif.register_heif_opener()  # HEIC/HEIF through Image.open, like every other format
 # the probe refuses an image over max_input_pixels from its header; Pillow's own bound (179 Mpx)
@@ -95,7 +95,7 @@ class ImageInfo:
     icc_profile: Optional[bytes] = None
     exif: Optional[bytes] = None  # the input's EXIF (TIFF bytes), Orientation set to 1
     png_colour: Optional[bytes] = None  # a PNG's gAMA, cHRM and sRGB chunks, or its SDR cICP, as they go into a PNG
-    hdr_colour: Optional["HdrColour"] = None  # a PQ or HLG photo's code points (HEIC, AVIF, PNG)
+    hdr_colour: Optional["HdrColour"] = None  # a PQ or HLG photo's code points (nclx, cICP, an ICC cicp tag)
     gain_map: Optional[GainMap] = None  # an Ultra HDR JPEG's, as stored
     gain_map_left_out: Optional[str] = None  # why an Ultra HDR JPEG's gain map could not be kept
 
@@ -107,7 +107,8 @@ class ImageInfo:
 
 @dataclass(frozen=True)
 class HdrColour:
-    """What an HDR photo states of its colour (``nclx`` code points) and light (``clli``, ``mdcv``):
+    """What an HDR photo states of its colour (code points: a HEIC's or AVIF's ``nclx``, a PNG's
+    cICP, an ICC profile's cicp tag) and light (``clli``, ``mdcv``; a PNG's cLLI, mDCV):
     a PNG states it again in its cICP, cLLI and mDCV chunks, and the tone map to SDR starts from it."""
 
     primaries: int
@@ -336,10 +337,15 @@ def _stated_colour(img: Image.Image, path: Path, fmt: Optional[str]
                    ) -> Tuple[Optional[bytes], Optional[bytes], Optional[HdrColour]]:
     """The input's ICC profile, a PNG's colour chunks, and an HDR photo's colour: a PNG's cICP
     (this service's own output, an HDR editor's, a Display P3 export) is what readers show it by,
-    whatever else it has; a HEIC's or AVIF's nclx box counts where it has no profile."""
+    whatever else it has; then an ICC profile whose cicp tag states PQ or HLG (macOS's and
+    Photoshop's HDR profiles), which its matrix/TRC cannot; a HEIC's or AVIF's nclx box counts
+    where it has no profile."""
     icc_profile = img.info.get("icc_profile") or None
     if fmt == "png" and (cicp := _png_cicp_colour(path)) is not None:
         return cicp
+    code_points = _rgb_code_points(icc_cicp(icc_profile))
+    if code_points and code_points[1] in HDR_TRANSFERS:
+        return None, None, HdrColour.stated(*code_points, *_light_levels(path, fmt))
     if icc_profile is None and fmt in ("heic", "avif"):  # a profile the file has is what readers show
         profile, hdr_colour = _colour_from_nclx(path)
         return profile, None, hdr_colour
@@ -363,23 +369,44 @@ def _colour_from_nclx(path: Path) -> Tuple[Optional[bytes], Optional[HdrColour]]
 
 def _png_cicp_colour(path: Path) -> Optional[Tuple[Optional[bytes], Optional[bytes], Optional[HdrColour]]]:
     """What a PNG's cICP chunk states, as :func:`_stated_colour` gives it; None where it has none
-    a reader here takes (matrix 0, RGB, as PNG's must; full range, which the cICP written again
-    says; code points known), and its other colour chunks count. PQ or HLG: an HDR photo, with its
-    cLLI (MaxCLL and MaxFALL in 0.0001 cd/m², read in whole cd/m² as HEIF states them) and mDCV.
-    SDR: the cICP again for a PNG, beside no chunk that could say otherwise but a profile made
-    from it, which a JPEG or WebP carries alone (a reader without cICP shows the PNG by it too)."""
-    chunks = _png_chunks_before_pixels(path, (b"cICP", b"cLLI", b"mDCV"))
-    cicp, light, display = chunks.get(b"cICP", b""), chunks.get(b"cLLI", b""), chunks.get(b"mDCV", b"")
-    if len(cicp) != 4 or cicp[2:] != b"\x00\x01":
+    a reader here takes (see :func:`_rgb_code_points`; code points known), and its other colour
+    chunks count. PQ or HLG: an HDR photo. SDR: the cICP again for a PNG, beside no chunk that
+    could say otherwise but a profile made from it, which a JPEG or WebP carries alone (a reader
+    without cICP shows the PNG by it too)."""
+    cicp = _png_chunks_before_pixels(path, (b"cICP",)).get(b"cICP")
+    code_points = _rgb_code_points(cicp)
+    if code_points is None:
         return None
-    primaries, transfer = cicp[0], cicp[1]
-    if transfer not in HDR_TRANSFERS:
-        return (icc_from_nclx(primaries, transfer), _png_chunk(b"cICP", cicp), None) \
-            if displayable(primaries, transfer) else None
+    primaries, transfer = code_points
+    if transfer in HDR_TRANSFERS:
+        return None, None, HdrColour.stated(primaries, transfer, *_light_levels(path, "png"))
+    return (icc_from_nclx(primaries, transfer), _png_chunk(b"cICP", cicp), None) \
+        if displayable(primaries, transfer) else None
+
+
+def _rgb_code_points(cicp: Optional[bytes]) -> Optional[Tuple[int, int]]:
+    """(primaries, transfer) of the four H.273 bytes a PNG's cICP or an ICC cicp tag holds, where
+    they state full-range RGB (matrix 0, as PNG's must; full range, which a cICP written again
+    says); None for any other."""
+    if cicp is None or len(cicp) != 4 or cicp[2:] != b"\x00\x01":
+        return None
+    return cicp[0], cicp[1]
+
+
+def _light_levels(path: Path, fmt: Optional[str]) -> Tuple[Optional[Tuple[int, int]], Optional[MasteringDisplay]]:
+    """The light levels an HDR photo's file states beside its colour: MaxCLL and MaxFALL (cd/m²) and
+    the mastering display, from a PNG's cLLI (in 0.0001 cd/m², read in whole cd/m² as HEIF states
+    them) and mDCV chunks, or a HEIC's or AVIF's clli and mdcv properties."""
+    if fmt in ("heic", "avif"):
+        properties = primary_item_properties(path)
+        return content_light_level(properties), mastering_display(properties)
+    if fmt != "png":
+        return None, None
+    chunks = _png_chunks_before_pixels(path, (b"cLLI", b"mDCV"))
+    light, display = chunks.get(b"cLLI", b""), chunks.get(b"mDCV", b"")
     light_level = tuple(round(v / 10_000) for v in struct.unpack(">II", light)) if len(light) == 8 else None
     v = struct.unpack(">8HII", display) if len(display) == 24 else None  # red, green, blue, white, as PNG orders
-    return None, None, HdrColour.stated(primaries, transfer, light_level,
-                                        MasteringDisplay(v[0:2], v[2:4], v[4:6], v[6:8], v[8], v[9]) if v else None)
+    return light_level, MasteringDisplay(v[0:2], v[2:4], v[4:6], v[6:8], v[8], v[9]) if v else None
 
 
 def _png_chunks_before_pixels(path: Path, kinds: Tuple[bytes, ...]) -> Dict[bytes, bytes]:

@@ -4,7 +4,8 @@ Phones and Chrome tag a photo's colour with the box alone, no ICC profile: PNG a
 such tag, so without a profile the output was shown as sRGB (a Display P3 photo less saturated).
 The profile is matrix/TRC, ICC v4: colourants adapted to D50 (Bradford), the transfer as a
 parametric curve. HDR transfers (PQ, HLG) are not display curves an ICC matrix/TRC holds: none
-(a PNG states them in its cICP chunk instead).
+(a PNG states them in its cICP chunk instead). An ICC v4.4 profile may state them all the same, in
+its ``cicp`` tag, read here.
 """
 
 from __future__ import annotations
@@ -43,6 +44,21 @@ def icc_from_nclx(primaries: int, transfer: int) -> Optional[bytes]:
             (b"rXYZ", _xyz(colourants[:, 0])), (b"gXYZ", _xyz(colourants[:, 1])), (b"bXYZ", _xyz(colourants[:, 2])),
             (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
     return _profile(tags)
+
+
+def icc_cicp(profile: Optional[bytes]) -> Optional[bytes]:
+    """The four code point bytes (primaries, transfer, matrix, full range) of an ICC profile's
+    ``cicp`` tag (ICC.1:2022, v4.4); None where it has none, or its tag table is cut short."""
+    if not profile or len(profile) < 132:
+        return None
+    count = struct.unpack(">I", profile[128:132])[0]
+    table = profile[132:132 + 12 * count]
+    for entry in range(len(table) // 12):
+        signature, offset, size = struct.unpack(">4sII", table[12 * entry:12 * entry + 12])
+        body = profile[offset:offset + size]
+        if signature == b"cicp" and size >= 12 and body[:4] == b"cicp" and len(body) >= 12:
+            return body[8:12]
+    return None
 
 
 def _s15(value: float) -> bytes:
