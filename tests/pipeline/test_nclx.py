@@ -1,4 +1,5 @@
-"""The ICC profile made from a photo's H.273 code points: what a colour-managed viewer shows through it."""
+"""The ICC profile made from a photo's H.273 code points (what a colour-managed viewer shows through it), and
+those an ICC profile's cicp tag states."""
 
 import io
 
@@ -6,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
+from tests.helpers import bt2100_icc, display_p3_icc
 from tmlsr_ray.pipeline.colour import primaries_to_bt709, srgb_encoded
-from tmlsr_ray.pipeline.nclx import icc_from_nclx
+from tmlsr_ray.pipeline.nclx import icc_cicp, icc_from_nclx
 
 # mid-saturated colours, inside sRGB's gamut from each of the primaries below
 SWATCHES = np.array([[[200, 120, 60], [110, 160, 120], [90, 100, 170], [128, 128, 128]]], np.uint8)
@@ -34,3 +36,9 @@ def test_a_profile_made_from_nclx_primaries_shows_the_colours_the_video_path_con
     profile = icc_from_nclx(primaries, 13)
     assert profile is not None
     assert np.abs(shown_as_srgb(profile, SWATCHES) - expected).max() <= 2
+
+
+def test_a_profiles_cicp_tag_is_read_and_a_profile_cut_short_anywhere_reads_as_none_without_a_crash():
+    profile = bt2100_icc(16)
+    assert icc_cicp(profile) == bytes([9, 16, 0, 1]) and icc_cicp(display_p3_icc()) is None
+    assert all(icc_cicp(profile[:cut]) is None for cut in range(len(profile)))
