@@ -1719,6 +1719,86 @@ def hdr_white_photo(path: Path, transfer: int) -> Path:
                       transfer_characteristics=transfer)
 
 
+APPLE_GAIN_MAP_URN = b"urn:com:apple:photo:2020:aux:hdrgainmap"
+
+
+def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_tags: Optional[dict] = None,
+                   rotation: int = 0) -> Path:
+    """An iPhone's HDR HEIC (iOS 14.1 to 17), assembled box by box: the primary (BGR, encoded by
+    pillow-heif) as item 1, the gain map (gray) as item 2, an auxiliary image of it (``auxl``) whose
+    ``auxC`` names Apple's URN, and an EXIF item 3 whose maker note ("Apple iOS", big-endian) holds
+    ``maker_tags`` as signed rationals (tag: Fraction; by default 33 = 1.02 and 48 = 0.0064, 2.48
+    stops); ``rotation`` (degrees anticlockwise) an ``irot`` of the primary alone."""
+    maker_tags = {33: Fraction(102, 100), 48: Fraction(64, 10000)} if maker_tags is None else maker_tags
+    primary_properties, primary_data = _heif_coded_item(Image.fromarray(cv2.cvtColor(primary, cv2.COLOR_BGR2RGB)))
+    gain_properties, gain_data = _heif_coded_item(Image.fromarray(gain_map, "L"))
+    exif_data = bytes(4) + _apple_exif(maker_tags)  # its TIFF header right after the 4-byte offset to it
+    properties = primary_properties + gain_properties + [_full_box(b"auxC", 0, APPLE_GAIN_MAP_URN + b"\0")]
+    primary_indices = list(range(1, len(primary_properties) + 1))
+    gain_indices = list(range(len(primary_properties) + 1, len(properties) + 1))  # its own and auxC
+    if rotation:
+        properties.append(_box(b"irot", bytes([rotation // 90])))
+        primary_indices.append(len(properties))
+    associations = [(1, primary_indices), (2, gain_indices)]
+    ipma = struct.pack(">I", len(associations)) + b"".join(
+        struct.pack(">HB", item, len(indices)) + bytes(0x80 | index for index in indices)
+        for item, indices in associations)
+    items = [(1, b"hvc1", primary_data), (2, b"hvc1", gain_data), (3, b"Exif", exif_data)]
+    infe = b"".join(_full_box(b"infe", 2, struct.pack(">HH4s", item, 0, kind) + b"\0") for item, kind, _ in items)
+    iref = _box(b"auxl", struct.pack(">HHH", 2, 1, 1)) + _box(b"cdsc", struct.pack(">HHH", 3, 1, 1))
+
+    def meta(mdat_at: int) -> bytes:
+        extents, at = b"", mdat_at
+        for item, _, data in items:
+            extents += struct.pack(">HHHII", item, 0, 1, at, len(data))
+            at += len(data)
+        return _full_box(b"meta", 0, _full_box(b"hdlr", 0, bytes(4) + b"pict" + bytes(13))
+                         + _full_box(b"pitm", 0, struct.pack(">H", 1))
+                         + _full_box(b"iloc", 0, b"\x44\x00" + struct.pack(">H", len(items)) + extents)
+                         + _full_box(b"iinf", 0, struct.pack(">H", len(items)) + infe)
+                         + _full_box(b"iref", 0, iref)
+                         + _box(b"iprp", _box(b"ipco", b"".join(properties)) + _full_box(b"ipma", 0, ipma)))
+
+    ftyp = _box(b"ftyp", b"heic" + bytes(4) + b"mif1heic")
+    mdat_at = len(ftyp) + len(meta(0)) + 8
+    path.write_bytes(ftyp + meta(mdat_at) + _box(b"mdat", b"".join(data for _, _, data in items)))
+    return path
+
+
+def _heif_coded_item(image: Image.Image) -> Tuple[List[bytes], bytes]:
+    """The properties (whole boxes) and coded data of the one picture pillow-heif encodes ``image`` as."""
+    import pillow_heif
+
+    out = io.BytesIO()
+    pillow_heif.from_pillow(image).save(out, quality=95)
+    top = {kind: out.getvalue()[start:end] for kind, start, end in boxes(out.getvalue())}
+    meta = {kind: top[b"meta"][start:end] for kind, start, end in boxes(top[b"meta"], 4)}
+    ipco = dict((kind, meta[b"iprp"][start:end]) for kind, start, end in boxes(meta[b"iprp"]))[b"ipco"]
+    return [ipco[start - 8:end] for _, start, end in boxes(ipco)], top[b"mdat"]
+
+
+def _apple_exif(maker_tags: dict) -> bytes:
+    """EXIF (TIFF bytes) whose maker note is Apple's: "Apple iOS", version 1, "MM", then an IFD of
+    ``maker_tags`` as signed rationals, its offsets from the maker note's first byte."""
+    values_at = 14 + 2 + 12 * len(maker_tags) + 4
+    entries = b"".join(struct.pack(">HHII", tag, 10, 1, values_at + 8 * n) for n, tag in enumerate(maker_tags))
+    values = b"".join(struct.pack(">ii", value.numerator, value.denominator) for value in maker_tags.values())
+    maker_note = b"Apple iOS\0\0\x01MM" + struct.pack(">H", len(maker_tags)) + entries + bytes(4) + values
+    exif = Image.Exif()
+    exif[0x010F] = "Apple"
+    exif.get_ifd(0x8769)[0x927C] = maker_note
+    data = exif.tobytes()
+    return data[6:] if data.startswith(b"Exif\0\0") else data
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+def _full_box(kind: bytes, version: int, payload: bytes) -> bytes:
+    return _box(kind, bytes([version, 0, 0, 0]) + payload)
+
+
 def icc_colourants(profile: bytes) -> dict:
     """An ICC profile's rXYZ, gXYZ and bXYZ tags as (X, Y, Z) each."""
     count = struct.unpack(">I", profile[128:132])[0]

@@ -2,7 +2,9 @@
 as a video is, and an Ultra HDR JPEG with its gain map scaled, or without it, saying why."""
 
 import io
+import re
 import struct
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -10,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import (GAIN_MAP_METADATA, ISO_GAIN_MAP_SIGNATURE, REFERENCE_WHITE_CODES, bt2100_icc, deep_levels,
-                           deep_photo, display_p3_icc, hdr_white_photo, image_round_trip, jpeg_marker_segment,
+from tests.helpers import (GAIN_MAP_METADATA, ISO_GAIN_MAP_SIGNATURE, REFERENCE_WHITE_CODES, apple_hdr_heic, bt2100_icc,
+                           deep_levels, deep_photo, display_p3_icc, hdr_white_photo, image_round_trip, jpeg_marker_segment,
                            png_chunks_in_order, srgb_level, ultra_hdr_jpeg, with_png_chunk)
 from tmlsr_ray.pipeline.colour import ToneMap, nits_to_pq, pq_to_nits
 from tmlsr_ray.pipeline.image import (apply_exif_orientation, png_with_metadata, decode_image, encode_image,
@@ -410,3 +412,98 @@ def test_a_jpeg_declaring_no_gain_map_is_probed_from_its_header_alone(tmp_path, 
 
     monkeypatch.setattr(Path, "read_bytes", read_whole)
     assert probe_image(path, 10**8).gain_map is None
+
+
+def _rec709_linear(level):
+    """Apple's gain map level as linear gain: Rec. 709's inverse transfer, as Apple's article has it."""
+    signal = np.asarray(level, float) / 255
+    return np.where(signal < 0.081, signal / 4.5, ((signal + 0.099) / 1.099) ** (1 / 0.45))
+
+
+def _hdrgm(xmp: bytes, name: str) -> float:
+    return float(re.search(rb'hdrgm:' + name.encode() + rb'="([-0-9.]+)"', xmp).group(1))
+
+
+def _hdr_over_sdr(data: bytes) -> np.ndarray:
+    """What a viewer of Ultra HDR multiplies an output's primary (linear) by at full headroom, by
+    hdrgm's formula and its gain map's XMP, at each pixel of its gain map scaled to the primary."""
+    entries, _, _ = _mp_index(data)
+    gain_map = data[entries[0]["Size"]:]
+    levels = cv2.imdecode(np.frombuffer(gain_map, np.uint8), cv2.IMREAD_UNCHANGED) / 255
+    primary = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    levels = cv2.resize(levels, primary.shape[::-1], interpolation=cv2.INTER_NEAREST)
+    low, high, gamma, offset_sdr, offset_hdr = [_hdrgm(gain_map, name) for name in
+                                                ("GainMapMin", "GainMapMax", "Gamma", "OffsetSDR", "OffsetHDR")]
+    sdr = (primary / 255) ** 2.2  # near enough sRGB's curve: only the offsets, if any, make it count
+    boost = 2 ** (low + (high - low) * levels ** (1 / gamma))
+    return ((sdr + offset_sdr) * boost - offset_hdr) / sdr
+
+
+# the iPhone's maker note tags by default: 33 = 1.02 (at least 1), 48 = 0.0064 (at most 0.01)
+APPLE_STOPS = -70 * 0.0064 + 3.0
+
+
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_an_iphone_hdr_heic_comes_back_ultra_hdr_showing_the_hdr_apples_formula_gives(tmp_path, rotation):
+    """An iPhone's gain map (an auxiliary image, its headroom in the maker note) was dropped: the
+    photo came back an SDR JPEG. Its Ultra HDR gain map, applied by hdrgm's formula to the
+    output's primary, gives Apple's HDR/SDR ratio, 1 + (headroom - 1) * gain, within 3% (the gain
+    map's JPEG at quality 95, about two of its levels, 0.02 stops); with the primary turned by its
+    irot, the gain map is turned with it (libheif turns the primary alone)."""
+    apple_levels = np.zeros((24, 32), np.uint8)
+    apple_levels[:, :16], apple_levels[:, 16:] = 250, 90  # left half bright, right half a little
+    path = apple_hdr_heic(tmp_path / "iphone.heic", np.full((48, 64, 3), 120, np.uint8), apple_levels,
+                          rotation=rotation)
+    info = probe_image(path, 10**8)
+    shown, image, fmt, data = hdr_round_trip(path, scale=2)
+    assert fmt == "jpeg" and hdr_metadata(info, shown, "keep", fmt) == {"hdr": "gain map"}
+    upright = np.rot90(apple_levels, rotation // 90)
+    apple = 1 + (2 ** APPLE_STOPS - 1) * _rec709_linear(cv2.resize(upright, image.shape[1::-1],
+                                                                   interpolation=cv2.INTER_NEAREST))
+    ratio = _hdr_over_sdr(data)
+    assert ratio.shape == apple.shape == image.shape[:2]
+    for y, x in [(8, 8), (-8, 8), (8, -8), (-8, -8)]:  # a corner of each half, away from the edge between
+        assert abs(ratio[y, x] / apple[y, x] - 1) < 0.03, (y, x, ratio[y, x], apple[y, x])
+    assert apple.max() / apple.min() > 3  # the halves differ: a gain map turned wrong fails
+    entries, _, xmp = _mp_index(data)
+    assert b'hdrgm:Version="1.0"' in xmp and ISO_GAIN_MAP_SIGNATURE in data[entries[0]["Size"]:]
+
+
+@pytest.mark.parametrize("hdr, requested, fmt, note", [
+    ("sdr", None, "jpeg", 'hdr "sdr" was asked: the Apple HDR photo\'s gain map was left out'),
+    ("keep", "png", "png", "png holds no gain map: the Apple HDR photo's gain map was left out"),
+    ("keep", "webp", "webp", "webp holds no gain map"),
+])
+def test_an_iphone_hdr_heic_without_its_gain_map_says_so(tmp_path, hdr, requested, fmt, note):
+    path = apple_hdr_heic(tmp_path / "iphone.heic", np.full((48, 64, 3), 120, np.uint8), np.full((24, 32), 200,
+                                                                                                 np.uint8))
+    info = probe_image(path, 10**8)
+    shown, image, chosen, data = hdr_round_trip(path, hdr, requested, scale=2)
+    metadata = hdr_metadata(info, shown, hdr, chosen)
+    assert chosen == fmt and metadata["hdr"] is None and metadata["hdr_note"].startswith(note)
+    assert b"hdr-gain-map" not in data and ISO_GAIN_MAP_SIGNATURE not in data
+
+
+@pytest.mark.parametrize("maker_tags, gain_map, note", [
+    ({48: Fraction(64, 10000)}, (24, 32), "the Apple HDR photo's maker note states no headroom (its tag 33): its "
+                                          "SDR picture was upscaled alone"),
+    (None, (49, 64), "the Apple HDR photo's gain map is wider or higher than its picture: its SDR picture was "
+                     "upscaled alone"),
+])
+def test_an_iphone_hdr_heic_whose_gain_map_cannot_be_kept_comes_back_sdr_saying_why(tmp_path, maker_tags, gain_map,
+                                                                                   note):
+    path = apple_hdr_heic(tmp_path / "iphone.heic", np.full((48, 64, 3), 120, np.uint8),
+                          np.full(gain_map, 200, np.uint8), maker_tags=maker_tags)
+    info = probe_image(path, 10**8)
+    shown, _, fmt, data = hdr_round_trip(path, scale=2)
+    assert fmt == "jpeg" and info.gain_map is None and b"hdr-gain-map" not in data
+    assert hdr_metadata(info, shown, "keep", fmt) == {"hdr": None, "hdr_note": note}
+
+
+def test_a_heic_without_a_gain_map_comes_back_as_before(tmp_path):
+    path = tmp_path / "plain.heic"
+    Image.new("RGB", (32, 16), (120, 120, 120)).save(path, "HEIF", quality=95)
+    info = probe_image(path, 10**8)
+    shown, _, fmt, data = hdr_round_trip(path)
+    assert (info.gain_map, info.gain_map_left_out) == (None, None)
+    assert hdr_metadata(info, shown, "keep", fmt) == {"hdr": None} and data == image_round_trip(path)[3]

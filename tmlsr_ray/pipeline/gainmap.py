@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Iterable, Iterator, List, Optional, Tuple
 
 SOI = b"\xff\xd8"
@@ -34,12 +35,39 @@ MP_UNDEFINED_ATTRIBUTE = 0  # how Ultra HDR marks its gain map
 MARKERS_WITHOUT_LENGTH = {0x01, *range(0xD0, 0xD8)}  # TEM and the restart markers
 
 
+GAIN_MAP_QUALITY = 95  # a gain map is smooth: at 95 its JPEG's error stays within about one of its levels
+ISO_USE_BASE_COLOUR_SPACE = 0x40  # ISO 21496-1's flags: one channel, applied in the primary's colour space
+
+
 @dataclass(frozen=True)
 class GainMap:
     jpeg: bytes  # the gain map picture, SOI to EOI, its metadata segments included
     metadata: bytes  # its XMP, ISO 21496-1 and ICC segments as stored (marker and length included)
     hdrgm_version: Optional[str]  # the primary's hdrgm:Version; None where only ISO 21496-1 says it is one
     iso_version: Optional[bytes]  # the payload of the primary's ISO 21496-1 segment (its version alone)
+    kind: str = "Ultra HDR"  # whose HDR photo it came from, as the output's hdr_note names it
+
+
+def log2_gain_map_metadata(max_stops: float) -> bytes:
+    """A one-channel gain map's XMP (hdrgm) and ISO 21496-1 segments, its levels 0 to 1 standing
+    for a boost of 0 to ``max_stops`` stops, linear in stops (Gamma 1), with no offsets, in full
+    on a display of ``max_stops`` of headroom and not at all on an SDR one."""
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           f'<rdf:Description rdf:about="" xmlns:hdrgm="{HDRGM_NAMESPACE.decode()}" hdrgm:Version="1.0" '
+           f'hdrgm:GainMapMin="0" hdrgm:GainMapMax="{max_stops:.6f}" hdrgm:Gamma="1" hdrgm:OffsetSDR="0" '
+           f'hdrgm:OffsetHDR="0" hdrgm:HDRCapacityMin="0" hdrgm:HDRCapacityMax="{max_stops:.6f}" '
+           'hdrgm:BaseRenditionIsHDR="False"/></rdf:RDF></x:xmpmeta>').encode("utf-8")
+    stops = Fraction(max_stops).limit_denominator(1_000_000)
+    # libultrahdr's order: base and alternate headroom, then the channel's min, max, gamma and offsets
+    fractions = [(0, 1), (stops.numerator, stops.denominator), (0, 1), (stops.numerator, stops.denominator),
+                 (1, 1), (0, 1), (0, 1)]
+    iso = struct.pack(">HHB", 0, 0, ISO_USE_BASE_COLOUR_SPACE) + b"".join(struct.pack(">iI", *f) for f in fractions)
+    return jpeg_segment(APP1, XMP_SIGNATURE + xmp) + jpeg_segment(APP2, ISO_GAIN_MAP_SIGNATURE + iso)
+
+
+def iso_version_only() -> bytes:
+    """The primary's ISO 21496-1 payload: minimum and writer version 0, the metadata being the gain map's."""
+    return ISO_GAIN_MAP_SIGNATURE + bytes(4)
 
 
 def gain_map_of(data: bytes) -> Optional[GainMap]:

@@ -18,12 +18,17 @@ MAX_META_BYTES = 16 << 20  # a phone's meta box is kilobytes; one larger is not 
 def primary_item_properties(path: Path) -> List[Tuple[bytes, bytes]]:
     """(type, payload) of each property the primary item has, in the file's order; none where
     the file has no readable meta box."""
+    return item_properties(path, None)
+
+
+def item_properties(path: Path, item: Optional[int]) -> List[Tuple[bytes, bytes]]:
+    """(type, payload) of each property ``item`` (the primary where None) has, in the file's order."""
     with open(path, "rb") as file:
         found = top_level_box(file, b"meta", MAX_META_BYTES)
     if found is None:
         return []
     try:
-        return _properties_of_primary(found[1][4:])  # meta is a full box: version and flags first
+        return _properties_of(found[1][4:], item)  # meta is a full box: version and flags first
     except (struct.error, IndexError):
         return []
 
@@ -83,15 +88,16 @@ def mastering_display(properties: List[Tuple[bytes, bytes]]) -> Optional[Masteri
     return None
 
 
-def _properties_of_primary(meta: bytes) -> List[Tuple[bytes, bytes]]:
+def _properties_of(meta: bytes, item: Optional[int]) -> List[Tuple[bytes, bytes]]:
     children = dict(payloads(meta))
     pitm = children.get(b"pitm")
     iprp = dict(payloads(children.get(b"iprp", b"")))
-    if pitm is None or b"ipco" not in iprp or b"ipma" not in iprp:
+    if (item is None and pitm is None) or b"ipco" not in iprp or b"ipma" not in iprp:
         return []
-    primary = struct.unpack(">H", pitm[4:6])[0] if pitm[0] == 0 else struct.unpack(">I", pitm[4:8])[0]
+    if item is None:
+        item = struct.unpack(">H", pitm[4:6])[0] if pitm[0] == 0 else struct.unpack(">I", pitm[4:8])[0]
     properties = payloads(iprp[b"ipco"])
-    return [properties[index - 1] for index in _associations(iprp[b"ipma"], primary)
+    return [properties[index - 1] for index in _associations(iprp[b"ipma"], item)
             if 0 < index <= len(properties)]
 
 

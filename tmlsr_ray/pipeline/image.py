@@ -28,6 +28,7 @@ from PIL import Image, TiffImagePlugin, UnidentifiedImageError
 from PIL.PngImagePlugin import MAX_TEXT_CHUNK
 
 from tmlsr_ray.errors import InputError
+from tmlsr_ray.pipeline.apple_hdr import apple_gain_map
 from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
 from tmlsr_ray.pipeline.gainmap import GainMap, declares_gain_map, gain_map_of, jpeg_segment, with_gain_map, with_metadata
 from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, mastering_display,
@@ -96,8 +97,8 @@ class ImageInfo:
     exif: Optional[bytes] = None  # the input's EXIF (TIFF bytes), Orientation set to 1
     png_colour: Optional[bytes] = None  # a PNG's gAMA, cHRM and sRGB chunks, or its SDR cICP, as they go into a PNG
     hdr_colour: Optional["HdrColour"] = None  # a PQ or HLG photo's code points (nclx, cICP, an ICC cicp tag)
-    gain_map: Optional[GainMap] = None  # an Ultra HDR JPEG's, as stored
-    gain_map_left_out: Optional[str] = None  # why an Ultra HDR JPEG's gain map could not be kept
+    gain_map: Optional[GainMap] = None  # an Ultra HDR JPEG's as stored, an iPhone HEIC's made one
+    gain_map_left_out: Optional[str] = None  # why an Ultra HDR JPEG's or iPhone HEIC's gain map could not be kept
 
     @property
     def upright_size(self) -> Tuple[int, int]:
@@ -158,9 +159,11 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             # libheif does a HEIF's: nothing is left to turn
             orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
             icc_profile, png_colour, hdr_colour = _stated_colour(img, path, fmt)
+            gain_map, gain_map_left_out = (apple_gain_map(path, exif, (width, height)) if fmt == "heic"
+                                           else (None, None))  # its maker note read before the EXIF is pared
             upright_exif = _upright_exif(exif)
-        gain_map, gain_map_left_out = (_decodable_gain_map(path, (width, height))
-                                       if fmt == "jpeg" and _declares_gain_map(img) else (None, None))
+        if fmt == "jpeg" and _declares_gain_map(img):
+            gain_map, gain_map_left_out = _decodable_gain_map(path, (width, height))
     except UnidentifiedImageError as exc:
         layout = _tiff_layout(path)
         if layout:

@@ -13,11 +13,10 @@ import cv2
 import numpy as np
 
 from tmlsr_ray.pipeline.colour import ToneMap
-from tmlsr_ray.pipeline.gainmap import GainMap, with_metadata
+from tmlsr_ray.pipeline.gainmap import GAIN_MAP_QUALITY, GainMap, with_metadata
 from tmlsr_ray.pipeline.image import (MAX_SIDE, ImageInfo, apply_exif_orientation, eight_bits, has_alpha,
                                       spread_to_sixteen_bits)
 
-GAIN_MAP_QUALITY = 95  # a gain map is smooth: at 95 its JPEG's error stays within about one of its levels
 GAIN_MAP_HDR = "gain map"  # metadata.hdr of an Ultra HDR JPEG, where a PQ or HLG photo names its transfer
 TONE_MAP_ROWS = 256  # a band's float copies, not a whole 64-megapixel photo's (gigabytes)
 
@@ -65,7 +64,7 @@ def hdr_metadata(info: ImageInfo, shown: ImageInfo, hdr: str, fmt: str) -> dict:
     format asked, not on request, or where an Ultra HDR JPEG's gain map was left out, or could
     not be kept (damaged, too large)."""
     if info.gain_map:
-        return _gain_map_hdr_metadata(hdr, fmt, too_large_for_jpeg=shown.gain_map is not None)
+        return _gain_map_hdr_metadata(hdr, fmt, info.gain_map.kind, too_large_for_jpeg=shown.gain_map is not None)
     if info.gain_map_left_out:
         return {"hdr": None, "hdr_note": f"{info.gain_map_left_out}: its SDR picture was upscaled alone"}
     metadata = {"hdr": transfer_name(shown)}
@@ -75,7 +74,7 @@ def hdr_metadata(info: ImageInfo, shown: ImageInfo, hdr: str, fmt: str) -> dict:
     return metadata
 
 
-def _gain_map_hdr_metadata(hdr: str, fmt: str, too_large_for_jpeg: bool) -> dict:
+def _gain_map_hdr_metadata(hdr: str, fmt: str, kind: str, too_large_for_jpeg: bool) -> dict:
     """An Ultra HDR JPEG's output keeps its gain map as a JPEG with ``hdr`` "keep", and says why
     it does not otherwise; ``too_large_for_jpeg`` where the format was not asked for but fell back
     to PNG, which asking jpeg does not mend."""
@@ -88,7 +87,7 @@ def _gain_map_hdr_metadata(hdr: str, fmt: str, too_large_for_jpeg: bool) -> dict
         advice = ""
     else:
         why, advice = f"{fmt} holds no gain map", "; ask jpeg to keep it HDR"
-    return {"hdr": None, "hdr_note": f"{why}: the Ultra HDR photo's gain map was left out and its SDR picture "
+    return {"hdr": None, "hdr_note": f"{why}: the {kind} photo's gain map was left out and its SDR picture "
                                      f"upscaled alone{advice}"}
 
 
