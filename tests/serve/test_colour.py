@@ -149,3 +149,25 @@ def test_an_ultra_hdr_jpeg_comes_back_ultra_hdr_with_its_gain_map_scaled(service
     assert primary["Size"] + gain_map["Size"] == len(data)
     decoded = cv2.imdecode(np.frombuffer(data[primary["Size"]:], np.uint8), cv2.IMREAD_UNCHANGED)
     assert decoded.shape == (24, 32) and abs(decoded.mean() - 200) <= 2
+
+
+def test_an_iphone_hdr_heic_comes_back_an_ultra_hdr_jpeg(service, input_server, tmp_path):
+    """An iPhone's HDR photo: its gain map (an auxiliary image of the HEIC) was dropped, and it came
+    back an SDR JPEG."""
+    import io
+    import cv2
+    from PIL import Image
+    from tests.helpers import apple_hdr_heic
+    photo = apple_hdr_heic(tmp_path / "iphone.heic", np.full((48, 64, 3), 120, np.uint8),
+                           np.full((24, 32), 200, np.uint8)).read_bytes()
+    task = service.run(url=input_server.add("iphone.heic", photo), type="image", model="identity-x2.pth")
+    assert task["status"] == "completed", task["error"]
+    meta = task["output"]["metadata"]
+    assert meta["format"] == "jpeg" and meta["hdr"] == meta["input"]["hdr"] == "gain map"
+    data = fetch_output(service, task)
+    with Image.open(io.BytesIO(data)) as out:
+        assert out.size == (128, 96)
+        primary, gain_map = out._getmp()[0xB002]
+    assert primary["Size"] + gain_map["Size"] == len(data) and b"hdrgm:GainMapMax" in data[primary["Size"]:]
+    decoded = cv2.imdecode(np.frombuffer(data[primary["Size"]:], np.uint8), cv2.IMREAD_UNCHANGED)
+    assert decoded.shape == (48, 64)
