@@ -1724,14 +1724,19 @@ APPLE_GAIN_MAP_URN = b"urn:com:apple:photo:2020:aux:hdrgainmap"
 
 def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_tags: Optional[dict] = None,
                    rotation: int = 0) -> Path:
-    """An iPhone's HDR HEIC (iOS 14.1 to 17), assembled box by box: the primary (BGR, encoded by
-    pillow-heif) as item 1, the gain map (gray) as item 2, an auxiliary image of it (``auxl``) whose
+    """An iPhone's HDR HEIC (iOS 14.1 to 17), assembled box by box: the primary (BGR, 8-bit or
+    10-bit levels in uint16, encoded by pillow-heif) as item 1, the gain map (gray) as item 2, an auxiliary image of it (``auxl``) whose
     ``auxC`` names Apple's URN, and an EXIF item 3 whose maker note ("Apple iOS", big-endian) holds
     ``maker_tags`` as signed rationals (tag: Fraction; by default 33 = 1.02 and 48 = 0.0064, 2.48
     stops); ``rotation`` (degrees anticlockwise) an ``irot`` of the primary alone."""
     maker_tags = {33: Fraction(102, 100), 48: Fraction(64, 10000)} if maker_tags is None else maker_tags
-    primary_properties, primary_data = _heif_coded_item(Image.fromarray(cv2.cvtColor(primary, cv2.COLOR_BGR2RGB)))
-    gain_properties, gain_data = _heif_coded_item(Image.fromarray(gain_map, "L"))
+    import pillow_heif
+
+    rgb = cv2.cvtColor(primary, cv2.COLOR_BGR2RGB)
+    primary_properties, primary_data = _heif_coded_item(
+        pillow_heif.from_bytes("RGB;16", rgb.shape[1::-1], (rgb.astype(np.uint16) << 6).tobytes())
+        if rgb.dtype == np.uint16 else pillow_heif.from_pillow(Image.fromarray(rgb)))
+    gain_properties, gain_data = _heif_coded_item(pillow_heif.from_pillow(Image.fromarray(gain_map, "L")))
     exif_data = bytes(4) + _apple_exif(maker_tags)  # its TIFF header right after the 4-byte offset to it
     properties = primary_properties + gain_properties + [_full_box(b"auxC", 0, APPLE_GAIN_MAP_URN + b"\0")]
     primary_indices = list(range(1, len(primary_properties) + 1))
@@ -1765,12 +1770,10 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
     return path
 
 
-def _heif_coded_item(image: Image.Image) -> Tuple[List[bytes], bytes]:
-    """The properties (whole boxes) and coded data of the one picture pillow-heif encodes ``image`` as."""
-    import pillow_heif
-
+def _heif_coded_item(heif) -> Tuple[List[bytes], bytes]:
+    """The properties (whole boxes) and coded data of the one picture pillow-heif encodes ``heif`` as."""
     out = io.BytesIO()
-    pillow_heif.from_pillow(image).save(out, quality=95)
+    heif.save(out, quality=95)
     top = {kind: out.getvalue()[start:end] for kind, start, end in boxes(out.getvalue())}
     meta = {kind: top[b"meta"][start:end] for kind, start, end in boxes(top[b"meta"], 4)}
     ipco = dict((kind, meta[b"iprp"][start:end]) for kind, start, end in boxes(meta[b"iprp"]))[b"ipco"]

@@ -507,3 +507,17 @@ def test_a_heic_without_a_gain_map_comes_back_as_before(tmp_path):
     shown, _, fmt, data = hdr_round_trip(path)
     assert (info.gain_map, info.gain_map_left_out) == (None, None)
     assert hdr_metadata(info, shown, "keep", fmt) == {"hdr": None} and data == image_round_trip(path)[3]
+
+
+def test_a_ten_bit_iphone_hdr_heic_comes_back_png_saying_jpeg_keeps_its_gain_map(tmp_path):
+    """A 10-bit photo's default is a 16-bit PNG: its note said a result wider than JPEG's 65,535
+    pixels was png, of a 64x48 photo."""
+    path = apple_hdr_heic(tmp_path / "iphone10.heic", np.full((48, 64, 3), 600, np.uint16),
+                          np.full((24, 32), 200, np.uint8))
+    info = probe_image(path, 10**8)
+    shown, image, fmt, _ = hdr_round_trip(path, scale=2)
+    assert fmt == "png" and image.dtype == np.uint16 and info.gain_map is not None
+    assert hdr_metadata(info, shown, "keep", fmt) == {
+        "hdr": None, "hdr_note": "png holds no gain map: the Apple HDR photo's gain map was left out and its SDR "
+                                 "picture upscaled alone; ask jpeg to keep it HDR"}
+    assert b"hdr-gain-map" in hdr_round_trip(path, requested="jpeg", scale=2)[3]  # as the note says

@@ -15,7 +15,7 @@ import numpy as np
 from tmlsr_ray.pipeline.colour import ToneMap
 from tmlsr_ray.pipeline.gainmap import GAIN_MAP_QUALITY, GainMap, with_metadata
 from tmlsr_ray.pipeline.image import (MAX_SIDE, ImageInfo, apply_exif_orientation, eight_bits, has_alpha,
-                                      spread_to_sixteen_bits)
+                                      output_format, spread_to_sixteen_bits)
 
 GAIN_MAP_HDR = "gain map"  # metadata.hdr of an Ultra HDR JPEG, where a PQ or HLG photo names its transfer
 TONE_MAP_ROWS = 256  # a band's float copies, not a whole 64-megapixel photo's (gigabytes)
@@ -27,7 +27,8 @@ def as_shown(image: np.ndarray, info: ImageInfo, hdr: str, requested: Optional[s
     ``hdr`` is "sdr" or the format asked for holds no HDR (JPEG, WebP: only PNG's cICP states PQ
     or HLG); an Ultra HDR JPEG without its gain map likewise (only JPEG holds one), its primary
     picture being the SDR rendition; any other photo as it is."""
-    if info.gain_map and not (hdr == "keep" and requested in (None, "jpeg")):
+    jpeg_out = requested == "jpeg" or (requested is None and output_format(info, image) == "jpeg")
+    if info.gain_map and not (hdr == "keep" and jpeg_out):  # a 10-bit or alpha HEIC's default is PNG
         return image, replace(info, gain_map=None)
     if info.hdr_colour is None or (hdr == "keep" and requested in (None, "png")):
         return image, info
