@@ -1723,12 +1723,13 @@ APPLE_GAIN_MAP_URN = b"urn:com:apple:photo:2020:aux:hdrgainmap"
 
 
 def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_tags: Optional[dict] = None,
-                   rotation: int = 0) -> Path:
+                   rotation: int = 0, mirror: Optional[int] = None) -> Path:
     """An iPhone's HDR HEIC (iOS 14.1 to 17), assembled box by box: the primary (BGR, 8-bit or
     10-bit levels in uint16, encoded by pillow-heif) as item 1, the gain map (gray) as item 2, an auxiliary image of it (``auxl``) whose
     ``auxC`` names Apple's URN, and an EXIF item 3 whose maker note ("Apple iOS", big-endian) holds
     ``maker_tags`` as signed rationals (tag: Fraction; by default 33 = 1.02 and 48 = 0.0064, 2.48
-    stops); ``rotation`` (degrees anticlockwise) an ``irot`` of the primary alone."""
+    stops); ``rotation`` (degrees anticlockwise) an ``irot`` and ``mirror`` (its axis) an ``imir``
+    of the primary alone, in that order."""
     maker_tags = {33: Fraction(102, 100), 48: Fraction(64, 10000)} if maker_tags is None else maker_tags
     import pillow_heif
 
@@ -1741,8 +1742,10 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
     properties = primary_properties + gain_properties + [_full_box(b"auxC", 0, APPLE_GAIN_MAP_URN + b"\0")]
     primary_indices = list(range(1, len(primary_properties) + 1))
     gain_indices = list(range(len(primary_properties) + 1, len(properties) + 1))  # its own and auxC
-    if rotation:
-        properties.append(_box(b"irot", bytes([rotation // 90])))
+    turns = ([_box(b"irot", bytes([rotation // 90]))] if rotation else []) + \
+        ([_box(b"imir", bytes([mirror]))] if mirror is not None else [])
+    for turn in turns:
+        properties.append(turn)
         primary_indices.append(len(properties))
     associations = [(1, primary_indices), (2, gain_indices)]
     ipma = struct.pack(">I", len(associations)) + b"".join(

@@ -443,28 +443,29 @@ def _hdr_over_sdr(data: bytes) -> np.ndarray:
 APPLE_STOPS = -70 * 0.0064 + 3.0
 
 
-@pytest.mark.parametrize("rotation", [0, 90])
-def test_an_iphone_hdr_heic_comes_back_ultra_hdr_showing_the_hdr_apples_formula_gives(tmp_path, rotation):
+@pytest.mark.parametrize("rotation, mirror", [(0, None), (90, None), (270, None), (0, 0), (0, 1), (90, 0)])
+def test_an_iphone_hdr_heic_comes_back_ultra_hdr_showing_the_hdr_apples_formula_gives(tmp_path, rotation, mirror):
     """An iPhone's gain map (an auxiliary image, its headroom in the maker note) was dropped: the
     photo came back an SDR JPEG. Its Ultra HDR gain map, applied by hdrgm's formula to the
     output's primary, gives Apple's HDR/SDR ratio, 1 + (headroom - 1) * gain, within 3% (the gain
     map's JPEG at quality 95, about two of its levels, 0.02 stops); with the primary turned by its
-    irot, the gain map is turned with it (libheif turns the primary alone)."""
-    apple_levels = np.zeros((24, 32), np.uint8)
-    apple_levels[:, :16], apple_levels[:, 16:] = 250, 90  # left half bright, right half a little
-    path = apple_hdr_heic(tmp_path / "iphone.heic", np.full((48, 64, 3), 120, np.uint8), apple_levels,
-                          rotation=rotation)
+    irot or imir, the gain map is turned with it (libheif turns the primary alone): the quarter
+    bright in the primary is the one the gain map brightens most, wherever it ends up."""
+    primary = np.full((48, 64, 3), 60, np.uint8)
+    primary[:24, :32] = 200
+    apple_levels = np.full((24, 32), 90, np.uint8)
+    apple_levels[:12, :16] = 250  # the primary's bright quarter
+    path = apple_hdr_heic(tmp_path / "iphone.heic", primary, apple_levels, rotation=rotation, mirror=mirror)
     info = probe_image(path, 10**8)
     shown, image, fmt, data = hdr_round_trip(path, scale=2)
     assert fmt == "jpeg" and hdr_metadata(info, shown, "keep", fmt) == {"hdr": "gain map"}
-    upright = np.rot90(apple_levels, rotation // 90)
-    apple = 1 + (2 ** APPLE_STOPS - 1) * _rec709_linear(cv2.resize(upright, image.shape[1::-1],
-                                                                   interpolation=cv2.INTER_NEAREST))
     ratio = _hdr_over_sdr(data)
-    assert ratio.shape == apple.shape == image.shape[:2]
-    for y, x in [(8, 8), (-8, 8), (8, -8), (-8, -8)]:  # a corner of each half, away from the edge between
-        assert abs(ratio[y, x] / apple[y, x] - 1) < 0.03, (y, x, ratio[y, x], apple[y, x])
-    assert apple.max() / apple.min() > 3  # the halves differ: a gain map turned wrong fails
+    corners = [(8, 8), (-8, 8), (8, -8), (-8, -8)]  # one in each quarter, away from the edges between
+    bright = [image[y, x, 1] > 128 for y, x in corners]
+    assert sum(bright) == 1 and ratio.shape == image.shape[:2]
+    for (y, x), level in zip(corners, np.where(bright, 250, 90)):
+        apple = 1 + (2 ** APPLE_STOPS - 1) * _rec709_linear(level)
+        assert abs(ratio[y, x] / apple - 1) < 0.03, (y, x, ratio[y, x], apple)
     entries, _, xmp = _mp_index(data)
     assert b'hdrgm:Version="1.0"' in xmp and ISO_GAIN_MAP_SIGNATURE in data[entries[0]["Size"]:]
 

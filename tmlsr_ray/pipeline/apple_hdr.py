@@ -135,13 +135,13 @@ def _quarter_turns(transforms: list) -> int:
 
 
 def _turned(image: np.ndarray, transforms: list) -> np.ndarray:
-    """``image`` through HEIF's irot (quarter turns anticlockwise) and imir (axis 0: left-right
-    mirror, 1: top-bottom) in order."""
+    """``image`` through HEIF's irot (quarter turns anticlockwise) and imir in order, as libheif
+    turns the primary: its axis 0 flips top to bottom, 1 left to right."""
     for kind, payload in transforms:
         if not payload:
             continue
         if kind == b"irot":
             image = np.rot90(image, payload[0] & 3)
         else:
-            image = image[:, ::-1] if payload[0] & 1 == 0 else image[::-1]
+            image = image[::-1] if payload[0] & 1 == 0 else image[:, ::-1]
     return np.ascontiguousarray(image)
