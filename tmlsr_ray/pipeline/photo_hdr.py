@@ -1,7 +1,7 @@
 """What an HDR photo comes back as (no Ray, no HTTP): kept HDR where the format asked for holds it
-(PQ or HLG in a PNG's cICP chunk, an Ultra HDR JPEG's gain map scaled with its primary picture),
-else tone-mapped to SDR by the video's tone map before the model, trained on SDR, sees it; and
-what the output's metadata says of it.
+(PQ or HLG in a PNG's cICP chunk, an Ultra HDR JPEG's or iPhone HEIC's gain map scaled with its
+primary picture into an Ultra HDR JPEG), else tone-mapped to SDR by the video's tone map before
+the model, trained on SDR, sees it; and what the output's metadata says of it.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def transfer_name(info: ImageInfo) -> Optional[str]:
 
 def hdr_metadata(info: ImageInfo, shown: ImageInfo, hdr: str, fmt: str) -> dict:
     """``hdr``: the output's transfer; ``hdr_note`` where an HDR photo was tone-mapped for the
-    format asked, not on request, or where an Ultra HDR JPEG's gain map was left out, or could
-    not be kept (damaged, too large)."""
+    format asked, not on request, or where an Ultra HDR JPEG's or iPhone HEIC's gain map was left
+    out, or could not be kept (damaged, too large, no headroom stated)."""
     if info.gain_map:
         return _gain_map_hdr_metadata(hdr, fmt, info.gain_map.kind, too_large_for_jpeg=shown.gain_map is not None)
     if info.gain_map_left_out:
