@@ -28,7 +28,11 @@ APPLE_MAKER_NOTE = b"Apple iOS\x00"
 APPLE_MAKER_IFD_AT = 14
 HEADROOM_TAG, GAIN_TAG = 33, 48
 SIGNED_RATIONAL, FLOAT = 10, 11
+# a boost of under 0.7%, none to see; hdrgm forbids a headroom equal to its minimum, 0, which one
+# of 2e-7 stops was written as
+LEAST_STOPS = 0.01
 NO_HEADROOM = "the Apple HDR photo's maker note states no headroom (its tag 33)"
+LITTLE_HEADROOM = "the Apple HDR photo's maker note states a headroom under 0.01 stops (its tags 33 and 48)"
 TOO_LARGE = "the Apple HDR photo's gain map is wider or higher than its picture"
 DAMAGED = "the Apple HDR photo's gain map could not be read whole (cut short or damaged)"
 HEIF_ERRORS = (OSError, RuntimeError, ValueError, EOFError)  # what libheif's refusals come as
@@ -47,7 +51,7 @@ def apple_gain_map(path: Path, exif: Image.Exif, primary_size: Tuple[int, int]
             return None, None
         stops = headroom_stops(exif)
         if not stops:
-            return None, NO_HEADROOM
+            return None, NO_HEADROOM if stops is None else LITTLE_HEADROOM
         aux = heif.get_aux_image(ids[0])
         turns = _transforms_to_apply(path, ids[0])
         width, height = aux.size[::-1] if _quarter_turns(turns) % 2 else aux.size
@@ -68,16 +72,18 @@ def headroom_stops(exif: Image.Exif) -> Optional[float]:
     """log2 of the photo's headroom from its Apple maker note, by Apple's published formula
     ("Applying Apple HDR effect to your photos", developer.apple.com/documentation/appkit/
     applying-apple-hdr-effect-to-your-photos); tag 48 missing counts as 0, as Skia reads it (many
-    iPhones leave it out). None without tag 33; 0 where the photo has no headroom."""
+    iPhones leave it out). None without tag 33; 0 where the photo has too little headroom to state.
+    A negative tag 48, which no iPhone writes, counts as 0: the formula would give it headroom
+    without bound (-60 made 1201.8 stops, past what a float holds)."""
     tags = _apple_maker_tags(exif)
     if HEADROOM_TAG not in tags:
         return None
-    maker33, maker48 = tags[HEADROOM_TAG], tags.get(GAIN_TAG, 0.0)
+    maker33, maker48 = tags[HEADROOM_TAG], max(tags.get(GAIN_TAG, 0.0), 0.0)
     if maker33 < 1.0:
         stops = -20.0 * maker48 + 1.8 if maker48 <= 0.01 else -0.101 * maker48 + 1.601
     else:
         stops = -70.0 * maker48 + 3.0 if maker48 <= 0.01 else -0.303 * maker48 + 2.303
-    return max(stops, 0.0)
+    return stops if stops >= LEAST_STOPS else 0.0
 
 
 def hdrgm_levels(apple_levels: np.ndarray, stops: float) -> np.ndarray:

@@ -1,0 +1,43 @@
+"""An iPhone HDR HEIC's headroom, from its maker note's tags 33 and 48, made hdrgm's."""
+
+import re
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from tests.helpers import apple_hdr_heic
+from tmlsr_ray.pipeline.apple_hdr import LITTLE_HEADROOM
+from tmlsr_ray.pipeline.image import probe_image
+
+
+def _stated_stops(path) -> float:
+    """The headroom (in stops) the probe's gain map states in its XMP."""
+    info = probe_image(path, 10**8)
+    assert info.gain_map is not None, info.gain_map_left_out
+    return float(re.search(rb'hdrgm:HDRCapacityMax="([-0-9.]+)"', info.gain_map.metadata).group(1))
+
+
+@pytest.mark.parametrize("maker33, maker48, stops", [
+    (Fraction(102, 100), Fraction(-60), 3.0),  # 1201.8 stops by the formula: 2 ** 1201.8 overflowed
+    (Fraction(1, 2), Fraction(-10**9), 1.8),
+    (Fraction(102, 100), Fraction(-1, 10), 3.0),  # 10 stops, a 1024-fold boost, was stated
+])
+def test_a_negative_tag_48_gives_no_more_headroom_than_apples_formula_at_0(tmp_path, maker33, maker48, stops):
+    """Apple's formula lowers the headroom as tag 48 rises from 0 (3 stops at most, 1.8 where tag
+    33 is under 1); a negative one, which no iPhone writes, raised it without bound: the probe
+    raised OverflowError (an internal error, not a refusal) or stated a boost of 1024."""
+    path = apple_hdr_heic(tmp_path / "iphone.heic", np.full((48, 64, 3), 120, np.uint8),
+                          np.full((24, 32), 200, np.uint8), maker_tags={33: maker33, 48: maker48})
+    assert _stated_stops(path) == pytest.approx(stops)
+
+
+def test_a_headroom_too_small_to_state_leaves_the_gain_map_out_saying_so(tmp_path):
+    """Tag 48 at 7.60066 gives 2e-7 stops: its gain map was kept stating HDRCapacityMax and
+    GainMapMax 0 (ISO 21496-1's alternate headroom 0/1), equal to their minimums, which hdrgm
+    forbids and a viewer divides by; it boosts nothing visible (under 1%), so it is left out."""
+    path = apple_hdr_heic(tmp_path / "iphone.heic", np.full((48, 64, 3), 120, np.uint8),
+                          np.full((24, 32), 200, np.uint8),
+                          maker_tags={33: Fraction(102, 100), 48: Fraction(76006600, 10**7)})
+    info = probe_image(path, 10**8)
+    assert (info.gain_map, info.gain_map_left_out) == (None, LITTLE_HEADROOM)
