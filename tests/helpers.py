@@ -1785,10 +1785,13 @@ def _heif_coded_item(heif) -> Tuple[List[bytes], bytes]:
 
 def _apple_exif(maker_tags: dict) -> bytes:
     """EXIF (TIFF bytes) whose maker note is Apple's: "Apple iOS", version 1, "MM", then an IFD of
-    ``maker_tags`` as signed rationals, its offsets from the maker note's first byte."""
+    ``maker_tags`` as signed rationals, its offsets from the maker note's first byte; a tag of
+    value None is a damaged entry, its offset past the note's end."""
     values_at = 14 + 2 + 12 * len(maker_tags) + 4
-    entries = b"".join(struct.pack(">HHII", tag, 10, 1, values_at + 8 * n) for n, tag in enumerate(maker_tags))
-    values = b"".join(struct.pack(">ii", value.numerator, value.denominator) for value in maker_tags.values())
+    entries = b"".join(struct.pack(">HHII", tag, 10, 1, values_at + 8 * n if value is not None else 1 << 30)
+                       for n, (tag, value) in enumerate(maker_tags.items()))
+    values = b"".join(struct.pack(">ii", value.numerator, value.denominator) if value is not None else bytes(8)
+                      for value in maker_tags.values())
     maker_note = b"Apple iOS\0\0\x01MM" + struct.pack(">H", len(maker_tags)) + entries + bytes(4) + values
     exif = Image.Exif()
     exif[0x010F] = "Apple"

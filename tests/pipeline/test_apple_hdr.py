@@ -41,3 +41,13 @@ def test_a_headroom_too_small_to_state_leaves_the_gain_map_out_saying_so(tmp_pat
                           maker_tags={33: Fraction(102, 100), 48: Fraction(76006600, 10**7)})
     info = probe_image(path, 10**8)
     assert (info.gain_map, info.gain_map_left_out) == (None, LITTLE_HEADROOM)
+
+
+def test_a_damaged_maker_note_entry_leaves_the_headroom_tags_after_it_read(tmp_path):
+    """An entry whose value lies past the note's end (tag 10 here, before 33 and 48) ended the
+    read of the whole note: the photo came back SDR, saying it stated no headroom; Skia reads on
+    past such an entry, as the probe now does (2.55 stops, the default tags')."""
+    path = apple_hdr_heic(tmp_path / "iphone.heic", np.full((48, 64, 3), 120, np.uint8),
+                          np.full((24, 32), 200, np.uint8),
+                          maker_tags={10: None, 33: Fraction(102, 100), 48: Fraction(64, 10000)})
+    assert _stated_stops(path) == pytest.approx(-70 * 0.0064 + 3.0)

@@ -113,17 +113,29 @@ def _apple_maker_tags(exif: Image.Exif) -> Dict[int, float]:
     tags: Dict[int, float] = {}
     try:
         count = struct.unpack_from(order + "H", note, APPLE_MAKER_IFD_AT)[0]
-        for entry in range(count):
-            tag, kind, number, offset = struct.unpack_from(order + "HHII", note, APPLE_MAKER_IFD_AT + 2 + 12 * entry)
-            if kind == SIGNED_RATIONAL and number == 1:
-                numerator, denominator = struct.unpack_from(order + "ii", note, offset)
-                if denominator:
-                    tags[tag] = numerator / denominator
-            elif kind == FLOAT and number == 1:  # the value itself, in the entry's last four bytes
-                tags[tag] = struct.unpack_from(order + "f", note, APPLE_MAKER_IFD_AT + 2 + 12 * entry + 8)[0]
+    except struct.error:
+        return {}
+    # an IFD cut short ends where its entries do; one entry's value out of the note is skipped
+    for at in range(APPLE_MAKER_IFD_AT + 2, min(APPLE_MAKER_IFD_AT + 2 + 12 * count, len(note) - 11), 12):
+        tag = struct.unpack_from(order + "H", note, at)[0]
+        value = _entry_value(note, order, at)
+        if value is not None and math.isfinite(value):
+            tags[tag] = value
+    return tags
+
+
+def _entry_value(note: bytes, order: str, at: int) -> Optional[float]:
+    """The value of the maker note's IFD entry at ``at`` where it is one signed rational or float."""
+    kind, number, offset = struct.unpack_from(order + "HII", note, at + 2)
+    try:
+        if kind == SIGNED_RATIONAL and number == 1:
+            numerator, denominator = struct.unpack_from(order + "ii", note, offset)
+            return numerator / denominator if denominator else None
+        if kind == FLOAT and number == 1:  # the value itself, in the entry's last four bytes
+            return struct.unpack_from(order + "f", note, at + 8)[0]
     except struct.error:
         pass
-    return {tag: value for tag, value in tags.items() if math.isfinite(value)}
+    return None
 
 
 def _transforms_to_apply(path: Path, gain_map_item: int) -> list:
