@@ -522,3 +522,20 @@ def test_a_ten_bit_iphone_hdr_heic_comes_back_png_saying_jpeg_keeps_its_gain_map
         "hdr": None, "hdr_note": "png holds no gain map: the Apple HDR photo's gain map was left out and its SDR "
                                  "picture upscaled alone; ask jpeg to keep it HDR"}
     assert b"hdr-gain-map" in hdr_round_trip(path, requested="jpeg", scale=2)[3]  # as the note says
+
+
+@pytest.mark.parametrize("data_space, mode", [(b"CMYK", "CMYK"), (b"GRAY", "L"), (b"Lab ", "RGB")],
+                         ids=["cmyk", "gray", "lab"])
+def test_a_cicp_tag_in_a_profile_of_other_samples_than_rgb_leaves_the_photo_sdr(tmp_path, data_space, mode):
+    """ICC.1:2022 (9.2.17) lets a cicp tag stand only in an RGB, YCbCr or XYZ profile, and its
+    matrix 0 speaks of RGB samples: one in a CMYK, gray or Lab profile states nothing of the
+    photo's samples. A CMYK JPEG with one stating PQ came back a PQ PNG (its CMYK inverted to RGB
+    as if PQ levels) and metadata.input.hdr said smpte2084; it is the SDR JPEG it was."""
+    profile = bytearray(bt2100_icc(16))
+    profile[16:20] = data_space
+    path = tmp_path / "tagged.jpg"
+    level = (148,) * len(mode) if len(mode) > 1 else 148
+    Image.new(mode, (32, 16), level).save(path, "JPEG", icc_profile=bytes(profile))
+    info = probe_image(path, 10**8)
+    assert transfer_name(info) is None and info.icc_profile == bytes(profile)
+    assert hdr_round_trip(path)[2] == "jpeg"

@@ -47,9 +47,11 @@ def icc_from_nclx(primaries: int, transfer: int) -> Optional[bytes]:
 
 
 def icc_cicp(profile: Optional[bytes]) -> Optional[bytes]:
-    """The four code point bytes (primaries, transfer, matrix, full range) of an ICC profile's
-    ``cicp`` tag (ICC.1:2022, v4.4); None where it has none, or its tag table is cut short."""
-    if not profile or len(profile) < 132:
+    """The four code point bytes (primaries, transfer, matrix, full range) of an RGB ICC profile's
+    ``cicp`` tag (ICC.1:2022, v4.4); None where it has none, or its tag table is cut short. Not read
+    in a profile of other samples (CMYK, gray, Lab: ICC.1:2022, 9.2.17, allows the tag in none of
+    them): its matrix 0 speaks of RGB samples."""
+    if not profile or len(profile) < 132 or profile[16:20] != b"RGB ":
         return None
     count = struct.unpack(">I", profile[128:132])[0]
     table = profile[132:132 + 12 * count]
