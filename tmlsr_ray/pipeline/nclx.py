@@ -24,6 +24,7 @@ TRANSFERS = {1: BT709_CURVE, 6: BT709_CURVE, 14: BT709_CURVE, 15: BT709_CURVE, 1
              4: (2.2, 1.0, 0.0, 0.0, 0.0), 5: (2.8, 1.0, 0.0, 0.0, 0.0), 8: (1.0, 1.0, 0.0, 0.0, 0.0)}
 SRGB = (1, 13)  # what a viewer assumes untagged: no profile needed
 D50 = np.array([0.9642, 1.0, 0.8249])  # ICC's PCS white
+CICP_SIGNATURE = int.from_bytes(b"cicp", "big")
 
 
 def displayable(primaries: int, transfer: int) -> bool:
@@ -53,14 +54,16 @@ def icc_cicp(profile: Optional[bytes]) -> Optional[bytes]:
     them): its matrix 0 speaks of RGB samples."""
     if not profile or len(profile) < 132 or profile[16:20] != b"RGB ":
         return None
-    count = struct.unpack(">I", profile[128:132])[0]
-    table = profile[132:132 + 12 * count]
-    for entry in range(len(table) // 12):
-        signature, offset, size = struct.unpack(">4sII", table[12 * entry:12 * entry + 12])
-        body = profile[offset:offset + size]
-        if signature == b"cicp" and size >= 12 and body[:4] == b"cicp" and len(body) >= 12:
-            return body[8:12]
-    return None
+    count = min(struct.unpack(">I", profile[128:132])[0], (len(profile) - 132) // 12)
+    # signatures compared all at once, no tag's body copied but the cicp tag's: a table may list
+    # millions of tags, each the whole profile (looking at each one's body took minutes)
+    entries = np.frombuffer(profile, ">u4", count=3 * count, offset=132).reshape(count, 3)
+    found = np.flatnonzero(entries[:, 0] == CICP_SIGNATURE)
+    if not found.size:
+        return None
+    offset, size = (int(v) for v in entries[found[0], 1:])
+    body = profile[offset:offset + 12]
+    return body[8:12] if size >= 12 and len(body) == 12 and body[:4] == b"cicp" else None
 
 
 def _s15(value: float) -> bytes:
