@@ -350,23 +350,21 @@ def _stated_colour(img: Image.Image, path: Path, fmt: Optional[str]
     if code_points and code_points[1] in HDR_TRANSFERS:
         return None, None, HdrColour.stated(*code_points, *_light_levels(path, fmt))
     if icc_profile is None and fmt in ("heic", "avif"):  # a profile the file has is what readers show
-        profile, hdr_colour = _colour_from_nclx(path)
+        profile, hdr_colour = _colour_from_nclx(path, fmt)
         return profile, None, hdr_colour
     return icc_profile, _png_colour_chunks(img.info) if fmt == "png" else None, None
 
 
-def _colour_from_nclx(path: Path) -> Tuple[Optional[bytes], Optional[HdrColour]]:
+def _colour_from_nclx(path: Path, fmt: str) -> Tuple[Optional[bytes], Optional[HdrColour]]:
     """The colour a HEIC or AVIF states by its code points alone (phones and Chrome write Display
     P3 or BT.2020 so): as a profile where a display curve holds it (JPEG has no other way to say
     it), else, for PQ and HLG, as the code points a PNG's cICP chunk states."""
-    properties = primary_item_properties(path)
-    code_points = nclx_code_points(properties)
+    code_points = nclx_code_points(primary_item_properties(path))
     if code_points is None:
         return None, None
     primaries, transfer = code_points
     if transfer in HDR_TRANSFERS:
-        return None, HdrColour.stated(primaries, transfer, content_light_level(properties),
-                                      mastering_display(properties))
+        return None, HdrColour.stated(primaries, transfer, *_light_levels(path, fmt))
     return icc_from_nclx(primaries, transfer), None
 
 
