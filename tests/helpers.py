@@ -795,13 +795,16 @@ def with_keyframe_flags(source: Path, path: Path, flag) -> Path:
     return path
 
 
-def with_packets_damaged(source: Path, path: Path, damaged: Sequence[int], keep: int = 0) -> Path:
+def with_packets_damaged(source: Path, path: Path, damaged: Sequence[int], keep: int = 0,
+                         format: str | None = None) -> Path:
     """The source remuxed with the data of its video packets at ``damaged`` (places in decode
     order) overwritten with 0xFF, times and flags kept: an MP4's H.264 decoder refuses each as
     invalid data (a NAL unit longer than its packet), as it refuses a frame hit by a bit error.
     ``keep``: the first bytes left as they were (5: an MP4's NAL length and header, so a keyframe
-    is still read as one, its slice refused)."""
-    with av.open(str(source)) as inp, av.open(str(path), "w", format=inp.format.name.split(",")[0]) as out:
+    is still read as one, its slice refused; in a raw H.264 stream, its start code and first NAL's
+    header). ``format``: the muxer, where the source's demuxer names none (``mpeg2video`` for an
+    ``.m2v``)."""
+    with av.open(str(source)) as inp, av.open(str(path), "w", format=format or inp.format.name.split(",")[0]) as out:
         copies = {s.index: out.add_stream_from_template(s, opaque=True) for s in inp.streams}
         video = 0
         for packet in inp.demux():
@@ -817,6 +820,17 @@ def with_packets_damaged(source: Path, path: Path, damaged: Sequence[int], keep:
             copy.stream = copies[packet.stream.index]
             out.mux(copy)
     return path
+
+
+def damaged_raw_stream(tmp_path: Path, container: str | None, packets: Sequence[int], keep: int) -> Path:
+    """48 frames at 24 fps (keyframe every 12, B-frames) as a raw H.264 stream (``container``
+    None: its packets carry no times) or an MPEG-TS (its times start 1.4 s in), the video packets
+    at ``packets`` damaged (see :func:`with_packets_damaged`); ``keep``: the bytes left whole at
+    the start of each (its start codes, and the slice's NAL header)."""
+    suffix = "ts" if container else "h264"
+    source = make_clip(tmp_path / f"in.{suffix}", frames=48, rate=24, audio=False, container=container,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
+    return with_packets_damaged(source, tmp_path / f"damaged.{suffix}", packets, keep=keep)
 
 
 def with_block_time_moved(source: Path, path: Path, block: int, milliseconds: int) -> Path:

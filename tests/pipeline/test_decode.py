@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import (SHARED, camcorder_dv, cut_and_decode, make_clip, mpeg2_back_to_back, video_tracks,
-                           with_box_field, with_packets_damaged)
+from tests.helpers import (SHARED, camcorder_dv, cut_and_decode, damaged_raw_stream, make_clip, mpeg2_back_to_back,
+                           video_tracks, with_box_field, with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
 from tmlsr_ray.pipeline.decode import DamagedPackets, iter_batches, measured_siting, planar_layout, probe_video
@@ -259,11 +259,59 @@ def test_a_frame_the_decoder_cannot_read_fails_the_decode_saying_about_where_it_
     assert 0.79 <= float(caught.value.args[0].split("about ")[1].split(" s")[0]) < 1.5
 
 
-def test_frames_the_decoder_cannot_read_are_left_out_and_counted_when_asked(tmp_path):
+def repeats(frames):
+    """How many frames equal the one before (make_clip's own frames all differ)."""
+    return sum(np.array_equal(a, b) for a, b in zip(frames, frames[1:]))
+
+
+def decoded(path, damaged=None):
+    """The whole stream decoded: its stamps and frames."""
+    batches = list(iter_batches(path, probe_video(path, repeat_damaged=damaged is not None), 8, damaged=damaged))
+    return [pts for b in batches for pts in b.pts], [frame for b in batches for frame in b.frames]
+
+
+def test_frames_the_decoder_cannot_read_show_the_frame_before_in_their_place_and_are_counted_when_asked(tmp_path):
+    """A whole stream's decode plans no frames for the segment's fill-in to keep: they were left
+    out, 46 of the 48 frames out, each gap a frame long."""
     path = damaged_clip(tmp_path, [5, 20])
     damaged = DamagedPackets(repeat=True)
-    stamps = [pts for batch in iter_batches(path, probe_video(path), 8, damaged=damaged) for pts in batch.pts]
-    assert (damaged.damaged, damaged.read, len(stamps)) == (2, 48, 46)
+    stamps, frames = decoded(path, damaged)
+    assert (damaged.damaged, damaged.read, damaged.repeated) == (2, 48, 2)
+    assert stamps == decoded(tmp_path / "in.mp4")[0] and repeats(frames) == 2
+
+
+RAW_STREAMS = [(None, 5), ("mpegts", 11)]  # an MPEG-TS's packets start with an access unit delimiter
+
+
+@pytest.mark.parametrize("container, keep", RAW_STREAMS)
+def test_a_damaged_last_packet_fails_a_whole_decode_saying_where(tmp_path, container, keep):
+    """Frame threads drained it without a word: 45 of the 48 frames came out, no error."""
+    path = damaged_raw_stream(tmp_path, container, [47], keep)
+    with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about 1\.9\d s is damaged "
+                                         r"\(Invalid data found when processing input\); damaged_frames \"repeat\""):
+        decoded(path)
+
+
+@pytest.mark.parametrize("container, keep", RAW_STREAMS)
+def test_a_damaged_packet_of_a_whole_decode_is_told_at_its_own_frame(tmp_path, container, keep):
+    """Frame threads told it on a frame a few packets on: the TS's packet 20, its frame at 0.79 s,
+    said 0.96 s; a raw stream's packets carry no time, and it said none."""
+    path = damaged_raw_stream(tmp_path, container, [20], keep)
+    with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about 0\.(79|83) s is damaged"):
+        decoded(path)
+
+
+@pytest.mark.parametrize("container, keep", RAW_STREAMS)
+@pytest.mark.parametrize("damaged", [[47], [20, 21]])
+def test_damaged_packets_of_a_whole_decode_show_the_frame_before_in_their_place_when_asked(
+        tmp_path, container, keep, damaged):
+    """The last packet damaged, frame threads drained 45 of the 48 frames, none counted; one
+    inside, 47 came out, none repeated."""
+    path = damaged_raw_stream(tmp_path, container, damaged, keep)
+    told = DamagedPackets(repeat=True)
+    stamps, frames = decoded(path, told)
+    assert (told.damaged, told.repeated, len(frames)) == (len(damaged), len(damaged), 48)
+    assert stamps == decoded(path.with_name("in" + path.suffix))[0] and repeats(frames) == len(damaged)
 
 
 def test_a_video_most_of_whose_frames_are_damaged_fails_even_when_damage_is_repeated(tmp_path):

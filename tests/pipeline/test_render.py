@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import make_clip, with_packets_damaged
+from tests.helpers import damaged_raw_stream, make_clip, with_packets_damaged
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.decode import probe_video, refuse_mostly_damaged
 from tmlsr_ray.pipeline.encode import EncodeOptions
@@ -279,6 +279,15 @@ def test_a_segment_cut_at_a_damaged_keyframe_shows_the_last_frame_of_the_gop_bef
     with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about \d\.\d\d s is damaged "
                                          r"\(Invalid data found when processing input\), and no frame of the 11 packets"):
         rendered_with_damage_repeated(path, Cutting(segment_s=0.5), max_preroll=11)  # the GOP before is 12
+
+
+def test_a_whole_streams_damaged_frames_are_repeated_and_counted_in_its_piece(tmp_path):
+    """A raw H.264 stream is decoded whole, which plans no frames to fill in: its damaged last
+    packet came out 45 of 48 frames, none counted."""
+    path = damaged_raw_stream(tmp_path, None, [47], keep=5)
+    plan, pieces, frames = rendered_with_damage_repeated(path, Cutting())
+    assert plan.whole and [(p.frames, p.damaged_packets, p.repeated_frames) for p in pieces] == [(48, 1, 1)]
+    assert sum(np.array_equal(a, b) for a, b in zip(frames[0], frames[0][1:])) == 1
 
 
 @pytest.mark.parametrize("damaged", [[21, 23], [22, 23], [19, 20, 21, 22, 23]])

@@ -184,6 +184,10 @@ class DamagedPackets:
         self.dropped = 0
         self.frames = 0
         self.seconds = seconds
+        # where packets carry no time (a raw elementary stream: .h264, .m2v), the frame rate a
+        # packet's place in decode order is told in seconds at
+        self.order_rate: Optional[Fraction] = None
+        self.repeated = 0  # frames shown in place of damaged ones, by a whole stream's decode (see _stood_in)
         self.owns: Optional[Callable[[Any], bool]] = None
         self.gop_before = 0
         self.stamps: List[Optional[int]] = []  # each damaged packet's pts, as the decoder reported it
@@ -263,6 +267,8 @@ class DamagedPackets:
         """The decoder reports a damaged packet a few packets late where it decodes frames in
         threads: where it is can only be told about."""
         seconds = self.seconds(packet) if self.seconds is not None and packet.pts is not None else None
+        if seconds is None and packet.pts is None and self.order_rate:
+            seconds = float((self.read - 1) / self.order_rate)
         return f" at about {seconds:.2f} s" if seconds is not None else ""
 
 
@@ -273,7 +279,7 @@ def damage_told_on_one_thread(stream, packets: Iterable["av.Packet"], damaged: D
     its packets again (``stream``'s, from its keyframe, a flush last) to tell, failing the task as
     a damaged frame does, or counting each packet where it is, in the count returned."""
     one_thread = DamagedPackets(damaged.repeat, damaged.seconds, limit_share=False)
-    one_thread.owns = damaged.owns
+    one_thread.owns, one_thread.order_rate = damaged.owns, damaged.order_rate
     stream.thread_type = "SLICE"
     for packet in packets:
         one_thread.decode(packet)
@@ -499,12 +505,39 @@ def _sample_aspect(stream, rotation: int) -> Optional[Fraction]:
 
 def iter_batches(path: Path, info: VideoInfo, batch_size: int, stop: Optional[threading.Event] = None,
                  planes: Optional[Yuv420] = None, damaged: Optional[DamagedPackets] = None) -> Iterator[FrameBatch]:
-    """Decodes the chosen stream, yielding batches; memory holds one batch at a time."""
+    """Decodes the chosen stream, yielding batches; memory holds one batch at a time. Nothing
+    plans a whole stream's frames, and frame threads drained a raw H.264 stream whose last packet
+    was damaged without a word, 45 of its 48 frames out: a decode whose frames came short of its
+    packets, or that had damage, is decoded again on one thread to tell where (see
+    :func:`damage_told_on_one_thread`); one that repeats damaged frames decodes on one thread
+    (the model, not the decoder, sets the pace), each lost frame's place shown by the frame
+    before (see :func:`_stood_in`)."""
     clock = _FrameClock(info)
+    damaged = damaged if damaged is not None else DamagedPackets()
     with open_container(path, EDIT_LIST_IGNORED if info.frame_times_lost else None) as container:
         stream = container.streams[info.stream_index]
-        yield from decode_batches(container, stream, info, batch_size, clock.stamp, stop, planes=planes,
-                                  times_in_order=True, damaged=damaged)
+        damaged.seconds = damaged.seconds or _seconds_from_start(stream)
+        damaged.order_rate = info.average_rate
+        try:
+            yield from decode_batches(container, stream, info, batch_size, clock.stamp, stop, planes=planes,
+                                      times_in_order=True, damaged=damaged, stand_ins=damaged.repeat,
+                                      thread_type="SLICE" if damaged.repeat else "AUTO")
+        except InputError:
+            if damaged.damaged and not damaged.repeat:  # told late, or where no packet says when
+                _whole_damage_told_on_one_thread(path, info, damaged)
+            raise
+    if not damaged.repeat and (damaged.damaged or damaged.frames < damaged.read):
+        _whole_damage_told_on_one_thread(path, info, damaged)
+
+
+def _whole_damage_told_on_one_thread(path: Path, info: VideoInfo, damaged: DamagedPackets) -> None:
+    """The whole stream decoded again on one thread, each damaged packet counted where it is (a
+    packet that gives no frame and is not damaged, an H.264 field or a VP8 alternate reference,
+    passes)."""
+    with open_container(path, EDIT_LIST_IGNORED if info.frame_times_lost else None) as container:
+        stream = container.streams[info.stream_index]
+        told = damage_told_on_one_thread(stream, demux(container, stream), damaged)
+    damaged.damaged, damaged.dropped = told.damaged, told.dropped
 
 
 def planar_layout(info: VideoInfo) -> Optional[Yuv420]:
@@ -518,12 +551,13 @@ def decode_batches(container, stream, info: VideoInfo, batch_size: int,
                    stamp: Callable[[Any], Optional[int]], stop: Optional[threading.Event] = None,
                    what: str = "the video stream", planes: Optional[Yuv420] = None,
                    times_in_order: bool = False, damaged: Optional[DamagedPackets] = None,
-                   thread_type: str = "AUTO") -> Iterator[FrameBatch]:
+                   thread_type: str = "AUTO", stand_ins: bool = False) -> Iterator[FrameBatch]:
     """Batches of RGB frames of ``stream`` (or, given the :func:`planar_layout`, of its 4:2:0
     planes as :class:`Yuv420Frames`); ``stamp(frame)`` gives each frame's timestamp, or ``None``
     for a frame to drop; ``times_in_order``: see :func:`_times_in_order`; ``damaged``: what becomes
     of packets the decoder cannot read (default: the first fails the decode); ``thread_type``:
-    the decoder's (FFmpeg's frame threads where it has them, or "SLICE")."""
+    the decoder's (FFmpeg's frame threads where it has them, or "SLICE"); ``stand_ins``: the
+    frame before in place of each damaged packet's (see :func:`_stood_in`)."""
     form = _BatchForm(info, planes)
     frames: List[np.ndarray] = []
     stamps: List[int] = []
@@ -533,7 +567,8 @@ def decode_batches(container, stream, info: VideoInfo, batch_size: int,
         damaged = damaged if damaged is not None else DamagedPackets()
         damaged.seconds = damaged.seconds or (lambda packet: info.seconds(packet.pts))
         decoded = _display_frames(container, stream, info, damaged)
-        for frame in _times_in_order(decoded) if times_in_order else decoded:
+        ordered = _times_in_order(decoded) if times_in_order else decoded
+        for frame in _stood_in(ordered, damaged, info) if stand_ins else ordered:
             if stop is not None and stop.is_set():
                 raise CanceledError("task canceled")
             pts = stamp(frame)
@@ -553,6 +588,31 @@ def decode_batches(container, stream, info: VideoInfo, batch_size: int,
         yield FrameBatch(index, form.pack(frames), stamps)
     elif index == 0:
         raise InputError(f"{what} holds no decodable frame")
+
+
+def _stood_in(frames: Iterator, damaged: DamagedPackets, info: VideoInfo) -> Iterator:
+    """The frames of a whole stream's decode, the frame before again in place of each damaged
+    packet's (nothing plans a whole stream's frames as ``Segment.pts`` plans a segment's, see
+    render.MissingFrames): where frames keep their own times, in the gap the lost one left; where
+    they have none (a raw elementary stream, each stamped a step after the last), as the loss is
+    told, the few frames late the decoder and the deinterlacer hold at most; any left, at the end.
+    Damaged packets before the first frame of a stream with its own times are counted, not shown:
+    nothing can be stamped before that frame."""
+    step = info.frame_ticks or 1
+    last = None
+    for frame in frames:
+        owed = damaged.dropped - damaged.repeated
+        if owed and last is not None:
+            timed = frame.pts is not None and last.pts is not None
+            room = round((frame.pts - last.pts) / step) - 1 if timed else owed
+            for _ in range(max(0, min(owed, room))):
+                damaged.repeated += 1
+                yield last  # the clock stamps it a step after the last
+        yield frame
+        last = frame
+    while last is not None and damaged.repeated < damaged.dropped:
+        damaged.repeated += 1
+        yield last
 
 
 # Frames decoded after one whose earliest time it may take (see _times_in_order)
@@ -829,8 +889,9 @@ class _FrameClock:
 
 
 def _seconds_from_start(stream) -> Callable[[Any], float]:
-    """Where a packet of ``stream`` is, from the stream's start."""
-    return lambda packet: float((packet.pts - (stream.start_time or 0)) * stream.time_base)
+    """Where a packet of ``stream`` is, from the stream's start (told after its file is closed too)."""
+    start, time_base = stream.start_time or 0, stream.time_base
+    return lambda packet: float((packet.pts - start) * time_base)
 
 
 def _first_frame(container, stream, damaged: DamagedPackets):

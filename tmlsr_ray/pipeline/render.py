@@ -92,7 +92,8 @@ def render_segment(job: SegmentJob, data: bytes, upscale: Upscale,
                 yield len(pts)
         encoded, piece = writer.close()
         dropped = damaged.dropped + job.segment.damaged_packets  # a re-keyed segment's, by its cut
-        yield encoded, replace(piece, damaged_packets=dropped, repeated_frames=missing.repeated)
+        repeated = missing.repeated + damaged.repeated  # a whole stream's, as it decodes
+        yield encoded, replace(piece, damaged_packets=dropped, repeated_frames=repeated)
     except BaseException:
         writer.abort()
         raise
