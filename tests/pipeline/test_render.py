@@ -290,6 +290,25 @@ def test_a_whole_streams_damaged_frames_are_repeated_and_counted_in_its_piece(tm
     assert sum(np.array_equal(a, b) for a, b in zip(frames[0], frames[0][1:])) == 1
 
 
+def test_segments_cut_at_two_damaged_keyframes_in_a_row_show_the_last_frame_of_the_gop_before_both(tmp_path):
+    """The GOP before the second damaged keyframe gives no frame, its own keyframe damaged: the
+    segment cut there failed the task ('no frame of the 23 packets around it could be read'). It
+    walks back to the GOP before that, within a pre-roll's length (GOPs of 12 here); past it, it
+    still fails saying so."""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mp4", [11, 23], keep=5)  # keyframes at 0.46, 0.96 s
+    plan, pieces, frames = rendered_with_damage_repeated(path, Cutting(segment_s=0.5))
+    assert [p.frames for p in pieces] == [len(s.pts) for s in plan.segments] and sum(p.frames for p in pieces) == 48
+    cuts = [index for index, segment in enumerate(plan.segments) if segment.first_packet in (11, 23)]
+    assert cuts == [1, 2] and [pieces[cut].repeated_frames for cut in cuts] == [len(plan.segments[cut].pts) for cut in cuts]
+    last_whole = frames[0][-1]
+    assert all(np.array_equal(frame, last_whole) for cut in cuts for frame in frames[cut])
+    with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about 0\.96 s is damaged "
+                                         r"\(Invalid data found when processing input\), and no frame of the 11 packets"):
+        rendered_with_damage_repeated(path, Cutting(segment_s=0.5), max_preroll=22)  # the two GOPs before are 23
+
+
 @pytest.mark.parametrize("damaged", [[21, 23], [22, 23], [19, 20, 21, 22, 23]])
 def test_a_burst_over_a_damaged_keyframe_and_the_gop_before_shows_the_last_frame_given_before_it(tmp_path, damaged):
     """A burst of damage hits the GOP before a damaged keyframe too (its last frame, 0.92 s, at

@@ -172,8 +172,9 @@ class DamagedPackets:
     its packets. ``seconds(packet)``: where a packet is in the video, if known; ``owns(packet)``:
     whether a damaged packet is counted in ``dropped`` (a segment's own frames, not the pre-roll
     or neighbours another segment owns and counts; default all); ``gop_before``: packets at the
-    decode's start that are the GOP before a damaged keyframe (see ``Segment.gop_before``), of
-    whose frames only the one shown last of those given goes on."""
+    decode's start that are the GOPs before a damaged keyframe (see ``Segment.gop_before``), of
+    whose frames only the one shown last of those given (before any damaged keyframe among them)
+    goes on."""
 
     def __init__(self, repeat: bool = False, seconds: Optional[Callable[[Any], Optional[float]]] = None,
                  limit_share: bool = True):
@@ -192,6 +193,9 @@ class DamagedPackets:
         self.gop_before = 0
         self.stamps: List[Optional[int]] = []  # each damaged packet's pts, as the decoder reported it
         self._shown_before: Optional["av.VideoFrame"] = None  # the GOP before's, so far
+        # the time of a damaged keyframe among the GOPs before: frames from it on refer to a
+        # picture the decoder does not have, and are not the frame a player shows before
+        self._shown_until: Optional[int] = None
         self._first_error: Optional[av.error.FFmpegError] = None
         self._first_at = ""
 
@@ -199,12 +203,16 @@ class DamagedPackets:
         """Counts afresh, for the decode done again."""
         self.read = self.damaged = self.dropped = self.frames = 0
         self.stamps = []
-        self._shown_before = None
+        self._shown_before = self._shown_until = None
         self._first_error, self._first_at = None, ""
 
     def decode(self, packet) -> List["av.VideoFrame"]:
         if self.read < self.gop_before:
-            self._keep_shown_before(self._decoded(packet))
+            damaged = self.damaged
+            frames = self._decoded(packet)
+            if self.damaged > damaged and packet.is_keyframe and packet.pts is not None and self._shown_until is None:
+                self._shown_until = packet.pts
+            self._keep_shown_before(frames)
             return []
         before = self._gop_before_drained(packet) if self.gop_before and self.read == self.gop_before else []
         frames = before + self._decoded(packet)
@@ -233,7 +241,9 @@ class DamagedPackets:
         """The GOP before's frame shown last of those given: its last frame may be damaged too (a
         burst over the GOPs' boundary), and the model needs only the one frame."""
         for frame in frames:
-            if frame.pts is not None and (self._shown_before is None or frame.pts > self._shown_before.pts):
+            if frame.pts is None or (self._shown_until is not None and frame.pts >= self._shown_until):
+                continue
+            if self._shown_before is None or frame.pts > self._shown_before.pts:
                 self._shown_before = frame
 
     def _gop_before_drained(self, packet) -> List["av.VideoFrame"]:

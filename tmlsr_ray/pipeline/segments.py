@@ -646,34 +646,47 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
 
 
 class _GopBefore:
-    """The packets since the last keyframe read (at most ``limit``; 0: none kept), for a segment
-    whose keyframe its decoder cannot read (a bit error): that GOP starts its file, so that the
-    frame before the damaged ones is the one shown before them, as the decode of the whole video
-    and a player show it. Cut there, the segment had no frame to show in their place, and failed."""
+    """The GOPs since the latest keyframes read (at most ``limit`` packets in all, the most a
+    pre-roll decodes and drops; 0: none kept), for a segment whose keyframe its decoder cannot
+    read (a bit error): from the latest earlier keyframe that it can, they start its file, so that
+    the frame before the damaged ones is the one shown before them, as the decode of the whole
+    video and a player show it. Cut there, the segment had no frame to show in their place, and
+    failed; so did one whose GOP before had a damaged keyframe too (a burst over two GOPs). Past
+    ``limit``, none is given, and the segment fails saying so: the frame was seconds before."""
 
     def __init__(self, stream, limit: int):
         self._stream = stream
         self._limit = limit
-        self._packets: Optional[List["av.Packet"]] = None  # None: none to give (too long, or no keyframe yet)
+        self._gops: collections.deque = collections.deque()  # of packets, each GOP from its keyframe
+        self._kept = 0  # packets in them
 
     def add(self, packet) -> None:
         if not self._limit:
             return
         if packet.is_keyframe:
-            self._packets = [packet]
-        elif self._packets is not None:
-            self._packets.append(packet)
-            if len(self._packets) > self._limit:
-                self._packets = None
+            self._gops.append([])
+        elif not self._gops:
+            return  # none to give before the first keyframe
+        self._gops[-1].append(packet)
+        self._kept += 1
+        while self._kept > self._limit and self._gops:
+            self._kept -= len(self._gops.popleft())
 
     def opened(self, segment: Segment, packet, format: str, with_tag: bool, palette) -> "_SegmentFile":
-        """The file of a segment whose first packet is ``packet``, the GOP before it first where
+        """The file of a segment whose first packet is ``packet``, the GOPs before it first where
         ``packet`` is a keyframe that does not decode."""
-        before = self._packets if self._packets and packet.is_keyframe and not self._decodes(packet) else []
+        before = self._from_decodable() if packet.is_keyframe and self._gops and not self._decodes(packet) else []
         piece = _SegmentFile(replace(segment, gop_before=len(before)), self._stream, format, with_tag)
         for earlier in before:
             piece.add(earlier, palette)
         return piece
+
+    def _from_decodable(self) -> List["av.Packet"]:
+        """The packets kept from the latest keyframe that decodes (none where none does)."""
+        for at in range(len(self._gops) - 1, -1, -1):
+            if self._decodes(self._gops[at][0]):
+                return [p for gop in itertools.islice(self._gops, at, None) for p in gop]
+        return []
 
     def _decodes(self, packet) -> bool:
         try:
