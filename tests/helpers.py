@@ -833,6 +833,16 @@ def damaged_raw_stream(tmp_path: Path, container: str | None, packets: Sequence[
     return with_packets_damaged(source, tmp_path / f"damaged.{suffix}", packets, keep=keep)
 
 
+def first_keyframe_wiped(tmp_path: Path) -> Path:
+    """48 frames at 24 fps (keyframe every 12, B-frames) in Matroska, the first keyframe's data
+    wiped with its flag (see :func:`with_packets_damaged`): its NAL header too, by which FFmpeg
+    would flag an H.264 keyframe again. Its packets look like a recording started inside a GOP."""
+    source = make_clip(tmp_path / "in.mkv", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
+    damaged = with_packets_damaged(source, tmp_path / "damaged.mkv", [0])
+    return with_keyframe_flags(damaged, tmp_path / "unflagged.mkv", lambda index, keyframe: keyframe and index > 0)
+
+
 def with_block_time_moved(source: Path, path: Path, block: int, milliseconds: int) -> Path:
     """A Matroska file whose ``block``-th SimpleBlock states a time ``milliseconds`` off (its
     cluster-relative time changed in place), the others right: a bit error in a block header."""

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import damaged_raw_stream, make_clip, with_packets_damaged
+from tests.helpers import damaged_raw_stream, first_keyframe_wiped, make_clip, with_packets_damaged
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.decode import probe_video, refuse_mostly_damaged
 from tmlsr_ray.pipeline.encode import EncodeOptions
@@ -307,6 +307,18 @@ def test_segments_cut_at_two_damaged_keyframes_in_a_row_show_the_last_frame_of_t
     with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about 0\.96 s is damaged "
                                          r"\(Invalid data found when processing input\), and no frame of the 11 packets"):
         rendered_with_damage_repeated(path, Cutting(segment_s=0.5), max_preroll=22)  # the two GOPs before are 23
+
+
+def test_a_first_keyframe_whose_damage_wiped_its_flag_is_repeated_over_its_gop_or_fails_saying_where(tmp_path):
+    """Its GOP was left out as a recording's frames before its first keyframe: 37 of 48 frames
+    out, none counted. As any damaged first keyframe, its segment shows the first frame given in
+    place of each frame it lost, or, where it gives none (cut there), fails saying where."""
+    path = first_keyframe_wiped(tmp_path)
+    plan, pieces, _ = rendered_with_damage_repeated(path, Cutting())
+    assert [(p.frames, p.damaged_packets, p.repeated_frames) for p in pieces] == [(48, 1, 11)]
+    with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about 0\.00 s is damaged "
+                                         r"\(Invalid data found when processing input\), and no frame of the 11 packets"):
+        rendered_with_damage_repeated(path, Cutting(segment_s=0.5))
 
 
 @pytest.mark.parametrize("damaged", [[21, 23], [22, 23], [19, 20, 21, 22, 23]])

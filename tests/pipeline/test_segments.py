@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
-                           cut_and_decode, cut_mid_gop, growing_broadcast, growing_recording,
+                           cut_and_decode, cut_mid_gop, first_keyframe_wiped, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
@@ -571,6 +571,16 @@ def test_a_recording_that_starts_inside_a_gop_is_still_cut_into_segments(tmp_pat
     assert report.frames == len(out) == len(expected) and ("audio", "aac") in streams
     want = (np.array([p for p, _ in expected]) - expected[0][0]) * float(info.time_base)
     assert np.abs(np.array([t for t, _ in out]) - out[0][0] - want).max() <= 0.001
+
+
+def test_a_first_keyframe_whose_damage_wiped_its_flag_is_planned_as_the_videos_first_frames(tmp_path):
+    """It looked like a recording started inside a GOP, and its frames were left out of the plan:
+    37 of 48, with no word."""
+    path = first_keyframe_wiped(tmp_path)
+    info = probe_video(path, repeat_damaged=True)
+    assert not scan_packets(path, info)[0].keyframe
+    plan = plan_segments(path, info, Cutting(segment_s=0.5))
+    assert plan.frames == 48 and plan.segments[0].first_packet == 0 and len(plan.segments[0].pts) == 11
 
 
 def test_two_transport_streams_joined_end_to_end_keep_every_frame_and_all_their_audio(tmp_path, smooth_model):

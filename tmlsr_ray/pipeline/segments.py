@@ -185,6 +185,8 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting, lost_times_span
             info = replace(info, average_rate=_lost_times_rate(scanned, lost_times_span, info.time_base),
                            frame_times_lost=True)
         grown = largest_picture(stream, keyframes.packets) if keyframes else None
+        if _lead_damaged(path, info, scanned):  # its first keyframe, flagged again: cut from it as from any
+            scanned = [replace(scanned[0], keyframe=True), *scanned[1:]]
         entries = _from_first_keyframe(scanned)
         format = segment_file_format(stream)
         stated_end = _stated_end(stream, scanned)
@@ -291,6 +293,28 @@ def frames_rate(entries: Sequence[PacketEntry], time_base: Fraction,
     nearest = min((Fraction(rate) * (measured / Fraction(rate)).limit_denominator(5) for rate in stated if rate),
                   key=lambda near: abs(near / measured - 1), default=None)
     return nearest if nearest and abs(nearest / measured - 1) <= RATE_SNAP else measured.limit_denominator(1001)
+
+
+def _lead_damaged(path: Path, info: VideoInfo, entries: Sequence[PacketEntry]) -> bool:
+    """Whether the packets before the first keyframe hold one the decoder cannot read: a first
+    keyframe whose damage took its flag with it (and its NAL header, by which FFmpeg flags an
+    H.264 keyframe again), not a recording started inside a GOP, whose packets decode to nothing
+    without a word. Left out as such a recording's, its GOP went with no word, also with
+    damaged_frames "repeat" (37 of 48 frames out, none counted); its first packet, flagged a
+    keyframe, makes it a damaged keyframe's, which fails saying where or is repeated."""
+    if entries[0].keyframe or not any(e.keyframe for e in entries):
+        return False
+    with open_container(path, EDIT_LIST_IGNORED if info.frame_times_lost else None) as container:
+        stream = container.streams[info.stream_index]
+        stream.thread_type = "SLICE"  # each packet's error told at the packet
+        for packet in demux(container, stream):
+            if packet.is_keyframe:
+                return False
+            try:
+                packet.decode()
+            except av.error.FFmpegError:
+                return True
+    return False
 
 
 def _from_first_keyframe(entries: List[PacketEntry]) -> List[PacketEntry]:
