@@ -280,6 +280,16 @@ def test_frames_the_decoder_cannot_read_show_the_frame_before_in_their_place_and
     assert stamps == decoded(tmp_path / "in.mp4")[0] and repeats(frames) == 2
 
 
+def test_a_whole_decode_that_hevc_left_short_without_a_word_fails_saying_where(tmp_path):
+    """HEVC's decoder drops the GOP of a keyframe it cannot read without a word: 36 of the 48
+    frames came out, no error; errors it conceals are told where a decode comes short."""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False, codec="libx265",
+                       options={"x265-params": "keyint=12:min-keyint=12:bframes=2:log-level=none"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mp4", [24], keep=6)  # the keyframe at 1.00 s
+    with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about 1\.00 s is damaged"):
+        decoded(path)
+
+
 RAW_STREAMS = [(None, 5), ("mpegts", 11)]  # an MPEG-TS's packets start with an access unit delimiter
 
 

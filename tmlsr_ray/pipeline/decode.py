@@ -282,15 +282,21 @@ class DamagedPackets:
         return f" at about {seconds:.2f} s" if seconds is not None else ""
 
 
-def damage_told_on_one_thread(stream, packets: Iterable["av.Packet"], damaged: DamagedPackets) -> DamagedPackets:
+def damage_told_on_one_thread(stream, packets: Iterable["av.Packet"], damaged: DamagedPackets,
+                              concealed: bool = False) -> DamagedPackets:
     """Frame threads drop a damaged packet among a decode's last few as they drain it, frames
     beside it lost, without a word (FFmpeg), and tell the others a few packets late, maybe on a
     neighbour's frame: where a decode came short of its frames, or had damage, one thread decodes
     its packets again (``stream``'s, from its keyframe, a flush last) to tell, failing the task as
-    a damaged frame does, or counting each packet where it is, in the count returned."""
+    a damaged frame does, or counting each packet where it is, in the count returned.
+    ``concealed``: errors the decoder conceals told too (FFmpeg's err_detect explode), for a
+    decode that came short with no word of damage: HEVC drops the GOP of a keyframe whose data
+    it cannot read without one."""
     one_thread = DamagedPackets(damaged.repeat, damaged.seconds, limit_share=False)
     one_thread.owns, one_thread.order_rate = damaged.owns, damaged.order_rate
     stream.thread_type = "SLICE"
+    if concealed:
+        stream.codec_context.options = {"err_detect": "explode"}
     for packet in packets:
         one_thread.decode(packet)
     one_thread.check()
@@ -538,15 +544,18 @@ def iter_batches(path: Path, info: VideoInfo, batch_size: int, stop: Optional[th
             raise
     if not damaged.repeat and (damaged.damaged or damaged.frames < damaged.read):
         _whole_damage_told_on_one_thread(path, info, damaged)
+        if damaged.frames < damaged.read and not damaged.damaged:
+            _whole_damage_told_on_one_thread(path, info, damaged, concealed=True)
 
 
-def _whole_damage_told_on_one_thread(path: Path, info: VideoInfo, damaged: DamagedPackets) -> None:
+def _whole_damage_told_on_one_thread(path: Path, info: VideoInfo, damaged: DamagedPackets,
+                                     concealed: bool = False) -> None:
     """The whole stream decoded again on one thread, each damaged packet counted where it is (a
     packet that gives no frame and is not damaged, an H.264 field or a VP8 alternate reference,
-    passes)."""
+    passes); ``concealed``: see :func:`damage_told_on_one_thread`."""
     with open_container(path, EDIT_LIST_IGNORED if info.frame_times_lost else None) as container:
         stream = container.streams[info.stream_index]
-        told = damage_told_on_one_thread(stream, demux(container, stream), damaged)
+        told = damage_told_on_one_thread(stream, demux(container, stream), damaged, concealed)
     damaged.damaged, damaged.dropped = told.damaged, told.dropped
 
 

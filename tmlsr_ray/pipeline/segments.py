@@ -847,20 +847,25 @@ def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: in
                                       thread_type=thread_type)
         except InputError:
             # frame threads tell a damaged packet late, on a neighbour's frame, or as they drain the
-            # decoder, where no packet says when: one thread tells where it is, failing there
-            if thread_type == "AUTO" and damaged.damaged and not damaged.repeat:
-                _damage_told_on_one_thread(data, damaged)
+            # decoder, where no packet says when: one thread tells where it is, failing there; where
+            # none was told (HEVC gave no frame of a damaged keyframe's GOP, 'holds no decodable
+            # frame'), with the errors it conceals told too
+            if thread_type == "AUTO" and not damaged.repeat:
+                _damage_told_on_one_thread(data, damaged, concealed=not damaged.damaged)
             raise
-    if thread_type == "AUTO" and (damaged.damaged or len(seen.intersection(owned.tolist())) < len(owned)):
+    short = len(seen.intersection(owned.tolist())) < len(owned)
+    if thread_type == "AUTO" and (damaged.damaged or short):
         _damage_told_on_one_thread(data, damaged)
+        if short and not damaged.damaged:  # frames left out with no word (HEVC's damaged keyframe: its GOP)
+            _damage_told_on_one_thread(data, damaged, concealed=True)
 
 
-def _damage_told_on_one_thread(data: bytes, damaged: DamagedPackets) -> None:
+def _damage_told_on_one_thread(data: bytes, damaged: DamagedPackets, concealed: bool = False) -> None:
     """A segment that came short of its frames, or had damage, decoded again on one thread (see
     :func:`~tmlsr_ray.pipeline.decode.damage_told_on_one_thread`)."""
     with read_segment_file(data) as container:
         stream = container.streams.video[0]
-        told = damage_told_on_one_thread(stream, demux(container, stream), damaged)
+        told = damage_told_on_one_thread(stream, demux(container, stream), damaged, concealed)
     # each told at its own packet: frame threads' late reports were put on a neighbour's frame
     damaged.damaged, damaged.dropped = told.damaged, told.dropped
 
