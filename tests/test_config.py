@@ -109,7 +109,10 @@ def test_the_video_cutting_takes_each_segment_setting_in_bytes_where_it_counts_m
     assert (cutting.rekey_max_bytes, cutting.max_bytes) == (3 << 20, 5 << 20)
 
 
-def test_max_held_requests_must_leave_the_ingress_room_for_its_other_requests():
+def test_max_held_requests_and_max_arriving_bodies_must_leave_the_ingress_room_for_its_other_requests():
     with pytest.raises(ValidationError, match="max_held_requests"):
         Settings(max_held_requests=200)  # every one of the replica's 200 requests held: /health starves
-    assert Settings(max_held_requests=199).max_held_requests == 199
+    with pytest.raises(ValidationError, match="max_held_requests \\+ max_arriving_bodies"):
+        Settings(max_held_requests=150, max_arriving_bodies=50)  # bodies arriving hold requests too
+    assert Settings(max_held_requests=198, max_arriving_bodies=1).max_held_requests == 198
+    assert Settings(max_held_requests=150, max_arriving_bodies=49).max_arriving_bodies == 49

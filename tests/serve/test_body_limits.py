@@ -183,8 +183,3 @@ def test_bodies_arriving_past_max_arriving_bodies_get_429_at_once_and_a_slot_fre
     assert [answer[0] for answer in refused] == [408, 408]
     assert after[:2] == (200, {"bytes": 35}), after
 
-
-def test_max_held_requests_and_max_arriving_bodies_must_leave_health_room(tmp_path):
-    with pytest.raises(ValueError, match="max_held_requests \\+ max_arriving_bodies"):
-        Settings(weights_dir=tmp_path, data_dir=tmp_path, max_held_requests=150, max_arriving_bodies=50)
-    Settings(weights_dir=tmp_path, data_dir=tmp_path, max_held_requests=150, max_arriving_bodies=49)
