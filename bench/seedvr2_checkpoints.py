@@ -7,62 +7,18 @@ random VAE of the real shape measure what the real files would cost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Tuple
+from typing import Tuple
 
 import gguf
 import numpy as np
 import torch
 
+from tests.helpers import DiTShape, dit_tensors
+
 Q4_K = gguf.GGMLQuantizationType.Q4_K
 Q4_K_BLOCK_BYTES = 144  # per 256 weights: d, dmin (f16), 12 bytes of 6-bit scales, 128 of nibbles
-
-
-@dataclass(frozen=True)
-class DiTShape:
-    hidden: int = 2560
-    blocks: int = 32
-    mm_layers: int = 10
-    mlp_hidden: int = 6912
-    head_dim: int = 128
-    text_dim: int = 5120
-    rope_freqs: int = 21
-
-
 SHAPES = {"3b": DiTShape(), "tiny": DiTShape(hidden=256, blocks=2, mm_layers=1, mlp_hidden=768)}
-
-
-def dit_tensors(shape: DiTShape) -> Iterator[Tuple[str, Tuple[int, ...]]]:
-    """(name, logical shape) of every tensor of a NaDiT checkpoint."""
-    h = shape.hidden
-    yield from [("vid_in.proj.weight", (h, 132)), ("vid_in.proj.bias", (h,)),
-                ("txt_in.weight", (h, shape.text_dim)), ("txt_in.bias", (h,)),
-                ("emb_in.proj_in.weight", (h, 256)), ("emb_in.proj_in.bias", (h,)),
-                ("emb_in.proj_hid.weight", (h, h)), ("emb_in.proj_hid.bias", (h,)),
-                ("emb_in.proj_out.weight", (6 * h, h)), ("emb_in.proj_out.bias", (6 * h,))]
-    for index in range(shape.blocks):
-        streams = ("vid", "txt") if index < shape.mm_layers else ("all",)
-        yield from _block_tensors(f"blocks.{index}", streams, shape)
-    yield from [("vid_out_norm.weight", (h,)), ("vid_out_ada.out_shift", (h,)), ("vid_out_ada.out_scale", (h,)),
-                ("vid_out.proj.weight", (64, h)), ("vid_out.proj.bias", (64,))]
-
-
-def _block_tensors(prefix: str, streams: Tuple[str, ...], shape: DiTShape) -> Iterator[Tuple[str, Tuple[int, ...]]]:
-    h, m = shape.hidden, shape.mlp_hidden
-    yield f"{prefix}.attn.rope.rope.freqs", (shape.rope_freqs,)
-    for stream in streams:
-        yield f"{prefix}.attn.proj_qkv.{stream}.weight", (3 * h, h)
-        yield f"{prefix}.attn.proj_out.{stream}.weight", (h, h)
-        yield f"{prefix}.attn.proj_out.{stream}.bias", (h,)
-        yield f"{prefix}.attn.norm_q.{stream}.weight", (shape.head_dim,)
-        yield f"{prefix}.attn.norm_k.{stream}.weight", (shape.head_dim,)
-        yield f"{prefix}.mlp.{stream}.proj_in_gate.weight", (m, h)
-        yield f"{prefix}.mlp.{stream}.proj_in.weight", (m, h)
-        yield f"{prefix}.mlp.{stream}.proj_out.weight", (h, m)
-        for slot in ("attn", "mlp"):
-            for part in ("shift", "scale", "gate"):
-                yield f"{prefix}.ada.{stream}.{slot}_{part}", (h,)
 
 
 def write_random_dit(path: Path, shape: DiTShape, seed: int = 0) -> None:

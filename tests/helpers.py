@@ -16,6 +16,7 @@ import threading
 import time
 import zlib
 from collections import Counter
+from dataclasses import dataclass
 from functools import partial
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -208,6 +209,82 @@ def write_gguf(path: Path, tensors, retype: dict | None = None) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+@dataclass(frozen=True)
+class DiTShape:
+    """The widths and depths of a NaDiT checkpoint (SeedVR2 3B's by default)."""
+
+    hidden: int = 2560
+    blocks: int = 32
+    mm_layers: int = 10
+    mlp_hidden: int = 6912
+    head_dim: int = 128
+    text_dim: int = 5120
+    rope_freqs: int = 21
+
+
+def dit_tensors(shape: DiTShape) -> Iterator[Tuple[str, Tuple[int, ...]]]:
+    """(name, logical shape) of every tensor of a NaDiT checkpoint."""
+    h = shape.hidden
+    yield from [("vid_in.proj.weight", (h, 132)), ("vid_in.proj.bias", (h,)),
+                ("txt_in.weight", (h, shape.text_dim)), ("txt_in.bias", (h,)),
+                ("emb_in.proj_in.weight", (h, 256)), ("emb_in.proj_in.bias", (h,)),
+                ("emb_in.proj_hid.weight", (h, h)), ("emb_in.proj_hid.bias", (h,)),
+                ("emb_in.proj_out.weight", (6 * h, h)), ("emb_in.proj_out.bias", (6 * h,))]
+    for index in range(shape.blocks):
+        streams = ("vid", "txt") if index < shape.mm_layers else ("all",)
+        yield from _block_tensors(f"blocks.{index}", streams, shape)
+    yield from [("vid_out_norm.weight", (h,)), ("vid_out_ada.out_shift", (h,)), ("vid_out_ada.out_scale", (h,)),
+                ("vid_out.proj.weight", (64, h)), ("vid_out.proj.bias", (64,))]
+
+
+def _block_tensors(prefix: str, streams: Tuple[str, ...], shape: DiTShape) -> Iterator[Tuple[str, Tuple[int, ...]]]:
+    h, m = shape.hidden, shape.mlp_hidden
+    yield f"{prefix}.attn.rope.rope.freqs", (shape.rope_freqs,)
+    for stream in streams:
+        yield f"{prefix}.attn.proj_qkv.{stream}.weight", (3 * h, h)
+        yield f"{prefix}.attn.proj_out.{stream}.weight", (h, h)
+        yield f"{prefix}.attn.proj_out.{stream}.bias", (h,)
+        yield f"{prefix}.attn.norm_q.{stream}.weight", (shape.head_dim,)
+        yield f"{prefix}.attn.norm_k.{stream}.weight", (shape.head_dim,)
+        yield f"{prefix}.mlp.{stream}.proj_in_gate.weight", (m, h)
+        yield f"{prefix}.mlp.{stream}.proj_in.weight", (m, h)
+        yield f"{prefix}.mlp.{stream}.proj_out.weight", (h, m)
+        for slot in ("attn", "mlp"):
+            for part in ("shift", "scale", "gate"):
+                yield f"{prefix}.ada.{stream}.{slot}_{part}", (h,)
+
+
+def write_random_float_dit(path: Path, shape: DiTShape, dtype: torch.dtype, seed: int = 0) -> None:
+    """Every tensor in ``dtype`` (random, about ±0.05 like trained weights), as ComfyUI-SeedVR2's
+    fp16/fp8 safetensors store them, or a torch state dict where ``path`` ends in .pth (the
+    official release's bf16 file)."""
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    state = {name: (torch.randn(dims, generator=generator) * 0.02).to(dtype) for name, dims in dit_tensors(shape)}
+    if path.suffix == ".pth":
+        torch.save(state, path)
+    else:
+        save_file(state, str(path))
+
+
+def peak_memory_of(statement: str, setup: str = "") -> int:
+    """Bytes the resident set of a fresh Python process peaks at above what it held before
+    ``statement`` ran, after ``setup`` (its imports, whose own peak is not counted: the high-water
+    mark is reset first). tracemalloc does not see torch's storages."""
+    code = "\n".join([
+        setup,
+        "def resident(field):",
+        "    return next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith(field)) * 1024",
+        "open('/proc/self/clear_refs', 'w').write('5')",
+        "before = resident('VmRSS')",
+        statement,
+        "print(resident('VmHWM') - before)",
+    ])
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    return int(run.stdout.split()[-1])
 
 
 def write_dit_safetensors(path: Path, tensors, dtype: torch.dtype) -> Path:

@@ -8,7 +8,7 @@ from gguf.quants import dequantize as reference, quantize
 
 from tests.helpers import shared_path, write_dit_safetensors
 from tmlsr_ray.models.base import ModelError
-from tmlsr_ray.models.gguf_tensors import dequantize, read_gguf, read_tensors, tensor_shapes
+from tmlsr_ray.models.gguf_tensors import NAME_PREFIX, dequantize, read_gguf, read_tensors, tensor_shapes
 
 Q = gguf.GGMLQuantizationType
 
@@ -87,6 +87,39 @@ def test_a_float_safetensors_or_torch_checkpoint_reads_as_its_exact_values(tmp_p
     for tensor in golden:
         expected = tensor.dequantize().to(dtype).float()
         assert torch.equal(read[tensor.name].dequantize(), expected), tensor.name
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float8_e4m3fn,
+                                   torch.float8_e5m2], ids=str)
+def test_tensors_read_one_at_a_time_hold_the_bytes_a_whole_load_gives(tmp_path, dtype, suffix):
+    """Each tensor is read on its own (not the file loaded whole, then copied): the same bytes as the
+    library's whole load, fp8 widened to fp16, for any layout and a ComfyUI name prefix."""
+    from safetensors.torch import load_file, save_file
+
+    generator = torch.Generator().manual_seed(0)
+    state = {f"{NAME_PREFIX}blocks.0.w": torch.randn(3, 5, 7, generator=generator).to(dtype),
+             "b": torch.randn(11, generator=generator).to(dtype), "m": torch.randn(64, 33, generator=generator).to(dtype)}
+    path = tmp_path / f"tensors{suffix}"
+    save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
+    whole = load_file(str(path)) if suffix == ".safetensors" else torch.load(path, weights_only=True)
+    read = {tensor.name: tensor for tensor in read_tensors(path)}
+    assert sorted(read) == sorted(name.removeprefix(NAME_PREFIX) for name in state)
+    for name, tensor in whole.items():
+        expected = tensor.to(torch.float16) if dtype.itemsize == 1 else tensor
+        packed = read[name.removeprefix(NAME_PREFIX)]
+        assert packed.shape == tuple(expected.shape), name
+        assert packed.data.tobytes() == expected.contiguous().view(torch.uint8).numpy().tobytes(), name
+
+
+def test_a_safetensors_checkpoint_cut_short_is_a_model_error(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"vid_in.proj.weight": torch.ones(64, 64)}, str(tmp_path / "dit.safetensors"))
+    data = (tmp_path / "dit.safetensors").read_bytes()
+    (tmp_path / "dit.safetensors").write_bytes(data[:-100])
+    with pytest.raises(ModelError, match="dit.safetensors"):
+        list(read_tensors(tmp_path / "dit.safetensors"))
 
 
 def test_a_safetensors_checkpoint_of_an_unsupported_dtype_is_refused_naming_it(tmp_path):

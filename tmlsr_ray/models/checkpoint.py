@@ -23,16 +23,18 @@ WRAPPER_KEYS = ("params_ema", "params-ema", "params", "model_state_dict", "state
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "netG.")
 
 
-def load_checkpoint(path: Path, what: str = "model file") -> Any:
+def load_checkpoint(path: Path, what: str = "model file", mapped: bool = True) -> Any:
     """The file's contents: a dict of tensors (safetensors), or whatever data ``torch.load`` reads
-    with weights only (a state dict, or one nested under ``params_ema`` and the like)."""
+    with weights only (a state dict, or one nested under ``params_ema`` and the like). ``mapped``:
+    a PyTorch file's tensors mapped from the file (to list them), else each read into memory of
+    its own (to keep them: a mapping's pages count in the process's memory while any is held)."""
     try:
         with open(path, "rb") as file:
             if _holds_safetensors(file, path):
                 from safetensors.torch import load_file
 
                 return load_file(str(path))
-            if _zip_archive(file) and file_suffix(path) != ".safetensors":
+            if mapped and _zip_archive(file) and file_suffix(path) != ".safetensors":
                 mapped = _mapped(path)
                 if mapped is not None:
                     return mapped

@@ -8,6 +8,7 @@ GPU memory and be expanded layer by layer. Each kernel follows the arithmetic or
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
@@ -37,6 +38,14 @@ class PackedTensor:
         # A copy of the memory-mapped bytes: torch may not alias read-only memory.
         raw = torch.from_numpy(np.array(self.data, copy=True)).to(device)
         return dequantize(raw, self.qtype, self.shape).to(dtype)
+
+    def packed_bytes(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The stored bytes as a flat uint8 tensor on ``device``: a copy of a mapped file's (torch
+        may not alias read-only memory, and a model must not keep its file mapped), the bytes
+        themselves where they were read for this tensor alone (a float file's, see
+        :func:`read_tensors`): a second copy of each would double the host memory a load peaks at."""
+        raw = np.ascontiguousarray(self.data).reshape(-1).view(np.uint8)
+        return torch.from_numpy(raw if raw.flags.writeable else raw.copy()).to(device)
 
 
 def read_gguf(path: Path) -> Iterator[PackedTensor]:
@@ -94,24 +103,41 @@ def check_tensor_types(path: Path, layout: Optional[Dict[str, Tuple[str, Tuple[i
 
 def _read_float_tensors(path: Path) -> Iterator[PackedTensor]:
     """Every tensor of a float safetensors or torch file as packed bytes of its ggml float type
-    (fp8 widened to F16, which holds each of its values exactly), names without the ComfyUI prefix."""
+    (fp8 widened to F16, which holds each of its values exactly), names without the ComfyUI prefix.
+    Each is in memory of its own, widened or copied as it is read: the file is never held whole
+    beside the model's copy (an fp8 DiT peaked at 4x its file)."""
     for name, tensor in _float_tensors(path):
         kind = TORCH_TYPE_NAMES[tensor.dtype]
-        if tensor.dtype.itemsize == 1:
-            tensor = tensor.to(torch.float16)
+        tensor = tensor.to(torch.float16) if tensor.dtype.itemsize == 1 else tensor
         raw = tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
         yield PackedTensor(_unprefixed(name), FLOAT_TYPES[kind], tuple(tensor.shape), raw)
 
 
 def _float_tensors(path: Path) -> Iterator[Tuple[str, torch.Tensor]]:
-    if file_suffix(path) != ".safetensors":
-        yield from _torch_state(path).items()
+    """The tensors one by one, each in memory of its own (fp8 ones still fp8)."""
+    if file_suffix(path) == ".safetensors":
+        yield from _read_safetensors(path)
         return
-    from safetensors import safe_open
+    state = _torch_state(path, mapped=False)
+    for name in list(state):
+        yield name, state.pop(name)  # an fp8 one is dropped once widened
 
-    with safe_open(str(path), framework="pt") as handle:
-        for name in handle.keys():
-            yield name, handle.get_tensor(name)
+
+def _read_safetensors(path: Path) -> Iterator[Tuple[str, torch.Tensor]]:
+    """A safetensors file's tensors read one at a time, in file order, each straight into a tensor
+    of its own: not mapped, since a mapping's pages count in the process's memory until the last
+    tensor of the file is dropped. The header is safetensors' (checked by :func:`check_tensor_types`)."""
+    with open(path, "rb") as file:
+        header_bytes = int.from_bytes(file.read(8), "little")
+        header = json.loads(file.read(header_bytes))
+        header.pop("__metadata__", None)
+        for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+            begin, end = entry["data_offsets"]
+            tensor = torch.empty(entry["shape"], dtype=SAFETENSORS_DTYPES[entry["dtype"]])
+            file.seek(8 + header_bytes + begin)
+            if file.readinto(tensor.reshape(-1).view(torch.uint8).numpy()) != end - begin:
+                raise ModelError(f"safetensors file {path.name} is cut short (in tensor {name})")
+            yield name, tensor
 
 
 def _float_layout(path: Path) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
@@ -122,10 +148,10 @@ def _float_layout(path: Path) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
             for name, tensor in _torch_state(path).items()}
 
 
-def _torch_state(path: Path) -> Dict[str, torch.Tensor]:
+def _torch_state(path: Path, mapped: bool = True) -> Dict[str, torch.Tensor]:
     """A torch state dict (the official SeedVR2 release's .pth), memory-mapped where torch can map
-    it: not read into memory; one of the format before PyTorch 1.6 is read."""
-    state = load_checkpoint(path, what="torch file")
+    it and ``mapped`` asks (to list its tensors), else read (to keep them)."""
+    state = load_checkpoint(path, what="torch file", mapped=mapped)
     if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
         raise ModelError(f"{path.name} is not a flat state dict of tensors")
     return state
@@ -312,3 +338,4 @@ SUPPORTED_TYPES = tuple(qtype.name for qtype in (Q.F32, Q.F16, Q.BF16, *_KERNELS
 FLOAT_TYPES = {"F32": Q.F32, "F16": Q.F16, "BF16": Q.BF16, "F8_E4M3": Q.F16, "F8_E5M2": Q.F16}
 TORCH_TYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
                     torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2"}
+SAFETENSORS_DTYPES = {name: dtype for dtype, name in TORCH_TYPE_NAMES.items()}

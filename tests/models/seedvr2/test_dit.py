@@ -1,13 +1,22 @@
 """SeedVR2 DiT (NaDiT from GGUF) against the golden data of the reference implementation."""
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import shared_path, write_dit_safetensors, write_gguf
+from tests.helpers import (
+    DiTShape,
+    dit_tensors,
+    peak_memory_of,
+    shared_path,
+    write_dit_safetensors,
+    write_gguf,
+    write_random_float_dit,
+)
 from tmlsr_ray.models.base import ModelError
 from tmlsr_ray.models.gguf_tensors import Q, read_gguf
 from tmlsr_ray.models.seedvr2.attention import window_partition, window_size
@@ -204,3 +213,17 @@ def test_a_safetensors_dit_of_the_same_tensors_gives_the_same_velocity(model, te
                                  read_gguf(shared_path("golden", "seedvr2", "dit.gguf")), torch.float32)
     x = dit_input("noise.npy", "latent_cond.npy")
     assert torch.equal(NaDiT.from_file(path)(x, text, TIMESTEP), model(x, text, TIMESTEP))
+
+
+@pytest.mark.parametrize("name,dtype", [("dit_fp8.safetensors", torch.float8_e4m3fn),
+                                        ("dit_bf16.safetensors", torch.bfloat16), ("dit_bf16.pth", torch.bfloat16)])
+def test_a_float_dit_loads_holding_each_weight_once(tmp_path, name, dtype):
+    """A float DiT's load peaked at twice its weights as kept (fp16 for an fp8 file: 4x the file):
+    the file was read whole, then each weight copied beside it; now each tensor is read (and
+    widened) on its own, and the model keeps that copy."""
+    shape = DiTShape(hidden=512, blocks=4, mm_layers=1, mlp_hidden=1382)
+    write_random_float_dit(tmp_path / name, shape, dtype)
+    kept = 2 * sum(math.prod(dims) for _, dims in dit_tensors(shape))
+    peak = peak_memory_of(f"NaDiT.from_file({str(tmp_path / name)!r})",
+                          setup="import safetensors.torch\nfrom tmlsr_ray.models.seedvr2.dit import NaDiT")
+    assert peak < 1.25 * kept, f"peak {peak / 2**20:.0f} MiB for {kept / 2**20:.0f} MiB of weights"

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -156,8 +155,7 @@ class PackedLinear(torch.nn.Module):
 
     def __init__(self, weight: PackedTensor, bias: Optional[torch.Tensor], device: torch.device):
         super().__init__()
-        raw = np.ascontiguousarray(weight.data).reshape(-1).view(np.uint8)
-        self.register_buffer("packed", torch.from_numpy(raw.copy()).to(device))
+        self.register_buffer("packed", weight.packed_bytes(device))
         self.register_buffer("bias", bias)
         self.qtype, self.shape = weight.qtype, weight.shape
 
