@@ -10,7 +10,7 @@ import torch
 
 from tests.helpers import tiny_spandrel_network
 from tmlsr_ray.models.base import ModelError
-from tmlsr_ray.models.checkpoint import load_checkpoint
+from tmlsr_ray.models.checkpoint import load_checkpoint, read_state_dict
 
 
 class RunsCode:
@@ -124,3 +124,24 @@ def test_a_pth_is_mapped_not_read_so_listing_a_large_one_costs_no_memory(tmp_pat
     state = load_checkpoint(path)
     assert resident_bytes() - before < 64 * 2**20
     assert state["weight"].shape == (64, 1024, 1024) and float(state["weight"][-1, -1, -1]) == 1.0
+
+
+@pytest.mark.parametrize("layout", ["zip", "legacy", "safetensors"])
+def test_a_state_dict_read_to_keep_equals_the_mapped_one(tmp_path, layout):
+    """A model that keeps a file's tensors reads them (``mapped=False``); recognition maps them:
+    the same tensors, bit for bit, of every type."""
+    generator = torch.Generator().manual_seed(0)
+    state = {f"body.{i}.weight": torch.randn(4, 3, 3, 3, generator=generator).to(dtype)
+             for i, dtype in enumerate((torch.float32, torch.float16, torch.bfloat16))}
+    path = tmp_path / ("m.safetensors" if layout == "safetensors" else "m.pth")
+    if layout == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save({"params_ema": state}, path, _use_new_zipfile_serialization=layout == "zip")
+    mapped, read = read_state_dict(path), read_state_dict(path, mapped=False)
+    assert sorted(mapped) == sorted(read) == sorted(state)
+    for name, tensor in state.items():
+        assert read[name].dtype == mapped[name].dtype == tensor.dtype, name
+        assert torch.equal(read[name], tensor) and torch.equal(mapped[name], tensor), name

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import SHARED, save_rrdbnet, save_srvgg, shared_path
+from tests.helpers import SHARED, peak_memory_of, save_rrdbnet, save_srvgg, shared_path
 from tmlsr_ray.models.base import ModelError, SuperResolutionModel, compile_mode
 from tmlsr_ray.models.basicsr_compat import import_architectures
 from tmlsr_ray.models.realesrgan import RealESRGANModel, build_network, detect_architecture, read_state_dict
@@ -38,6 +38,32 @@ def test_any_frame_size_comes_out_at_exactly_the_native_scale(tmp_path, scale, s
     assert isinstance(model, SuperResolutionModel)
     assert out.shape == (2, size[0] * scale, size[1] * scale, 3) and out.dtype == np.float32
     assert out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+def test_a_loaded_network_holds_exactly_the_files_weights(tmp_path, dtype):
+    """The file's tensors become the network's (assigned, not copied into a network built for
+    real): the same values, in the type the model runs in, with nothing left unfilled."""
+    path = save_rrdbnet(tmp_path / "m.pth", num_block=2)
+    saved = torch.load(path, weights_only=True)["params_ema"]
+    torch.save({"params_ema": {name: tensor.to(dtype) for name, tensor in saved.items()}}, path)
+    held = RealESRGANModel(path, device="cpu", dtype="fp32")._net.state_dict()
+    assert sorted(held) == sorted(saved)
+    for name, tensor in saved.items():
+        assert held[name].dtype == torch.float32 and not held[name].is_meta, name
+        assert torch.equal(held[name], tensor.to(dtype).float()), name
+
+
+def test_a_large_model_loads_without_a_second_copy_of_its_weights(tmp_path):
+    """An RRDBNet's load peaked at 2.4x its file: a randomly initialised network beside the file's
+    tensors, and the file mapped while they were copied in."""
+    path = save_rrdbnet(tmp_path / "m.pth", num_feat=64, num_block=12, num_grow_ch=32)
+    tiny = save_rrdbnet(tmp_path / "tiny.pth")  # loaded first: imports and first-call work are not the file's
+    size = path.stat().st_size
+    load = "RealESRGANModel(Path({!r}), device='cpu', dtype='fp32')"
+    peak = peak_memory_of(load.format(str(path)), setup="\n".join([
+        "from pathlib import Path", "from tmlsr_ray.models.realesrgan import RealESRGANModel", load.format(str(tiny))]))
+    assert peak < 1.3 * size, f"peak {peak / 2**20:.0f} MiB for a file of {size / 2**20:.0f} MiB"
 
 
 def test_params_ema_is_preferred_over_params(tmp_path):

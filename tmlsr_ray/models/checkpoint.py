@@ -79,11 +79,12 @@ def _zip_archive(file: BinaryIO) -> bool:
     return head == TORCH_HEADS[0]
 
 
-def read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
+def read_state_dict(path: Path, mapped: bool = True) -> Dict[str, torch.Tensor]:
     """The network's tensors in a checkpoint, however a trainer saved them: nested under one of
     :data:`WRAPPER_KEYS` beside its iteration count and optimizer state, or with a wrapper's
-    prefix on every key (a compiled or DataParallel network's ``state_dict()``)."""
-    state = load_checkpoint(path)
+    prefix on every key (a compiled or DataParallel network's ``state_dict()``); ``mapped`` as
+    :func:`load_checkpoint` takes it."""
+    state = load_checkpoint(path, mapped=mapped)
     if isinstance(state, dict):
         state = next((state[key] for key in WRAPPER_KEYS if isinstance(state.get(key), dict)), state)
         if len(state) == 1 and isinstance(next(iter(state.values())), dict):

@@ -77,6 +77,13 @@ def build_network(spec: ArchitectureSpec) -> torch.nn.Module:
     return network_class(spec)(**spec.kwargs)
 
 
+def unfilled_network(spec: ArchitectureSpec) -> torch.nn.Module:
+    """The network of ``spec`` built on the meta device: no weights, none initialised; a strict
+    load checks a file's keys and shapes against it, and with ``assign=True`` gives it the file's."""
+    network = network_class(spec)  # imported first: a tensor a module makes on import must not be a meta one
+    return built_on_meta(lambda: network(**spec.kwargs))
+
+
 def network_class(spec: ArchitectureSpec) -> type:
     rrdbnet, srvgg = import_architectures()
     return rrdbnet if spec.kind == "RRDBNet" else srvgg
@@ -99,17 +106,21 @@ class RealESRGANModel(FrameNetwork):
 
     def __init__(self, path: Path, device: str = "auto", dtype: str = "auto", compile: Union[bool, str] = "off",
                  denoise: Optional[float] = None):
-        state = read_state_dict(path) if denoise is None else denoised_state(path, denoise)
+        # Read, not mapped: the network keeps these tensors (a mapping's pages would count beside them).
+        state = read_state_dict(path, mapped=False) if denoise is None else denoised_state(path, denoise)
         self.spec = detect_architecture(state)
         self.name = path.name
         self.scale = self.spec.scale
         self.architecture = self.spec.kind
         self._place(device, select_dtype(dtype, select_device(device), HELD_DTYPES, self.architecture))
-        net = build_network(self.spec)
+        net = unfilled_network(self.spec)
         try:
-            net.load_state_dict(state, strict=True)
+            # The file's tensors become the network's: a network built for real held a second,
+            # randomly initialised copy of every weight until the load overwrote it.
+            net.load_state_dict(state, strict=True, assign=True)
         except RuntimeError as exc:
             raise ModelError(f"model file {path.name} does not fit {self.spec.kind}: {exc}") from exc
+        del state  # so each weight converted below frees the one it replaces
         net.eval().requires_grad_(False)
         # channels_last roughly doubles CPU conv speed at video sizes and suits tensor cores.
         net = net.to(self._device, memory_format=torch.channels_last)
@@ -148,8 +159,7 @@ def recognise(path: Path) -> Optional[ModelInfo]:
         spec = detect_architecture(state)
         if spec.kwargs["num_in_ch"] != 3:  # gray or RGBA networks: spandrel's backend adapts the channels
             return None
-        network = network_class(spec)  # imported first: a tensor a module makes on import must not be a meta one
-        built_on_meta(lambda: network(**spec.kwargs)).load_state_dict(state, strict=True)
+        unfilled_network(spec).load_state_dict(state, strict=True)
     except Exception:  # not this family's file: another backend may know it
         return None
     return ModelInfo(name=path.name, family="realesrgan", architecture=spec.kind, scale=spec.scale,
