@@ -35,9 +35,9 @@ def load_checkpoint(path: Path, what: str = "model file", mapped: bool = True) -
 
                 return load_file(str(path))
             if mapped and _zip_archive(file) and file_suffix(path) != ".safetensors":
-                mapped = _mapped(path)
-                if mapped is not None:
-                    return mapped
+                state = _mapped(path)
+                if state is not None:
+                    return state
             # The open file, not its name: torch.load reads a name ending in .safetensors as one.
             return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch and safetensors raise many types for a broken file
