@@ -34,7 +34,7 @@ from bench.seedvr2_checkpoints import SHAPES, write_random_dit, write_random_emb
 from tmlsr_ray.models.realesrgan import RealESRGANModel  # noqa: E402
 from tmlsr_ray.models.seedvr2.pipeline import RestoreOptions, SeedVR2Files, SeedVR2Model  # noqa: E402
 from tmlsr_ray.models.seedvr2.vae import CausalVideoVAE, VaeConfig, VaeTiling  # noqa: E402
-from tmlsr_ray.pipeline.restore import processing_resolution  # noqa: E402
+from tmlsr_ray.pipeline.upscale import processing_resolution  # noqa: E402
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames  # noqa: E402
 
 VAE_SHAPES = {"3b": (128, 256, 512, 512), "tiny": (32, 32, 64, 64)}
