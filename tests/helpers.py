@@ -1507,6 +1507,18 @@ def flat_gray_jpeg(width: int, height: int, sampling: Sequence[int] = (0x11, 0x1
             + scan.replace(b"\xff", b"\xff\x00") + b"\xff\xd9")
 
 
+def small_noise_jpeg(width: int = 48, height: int = 32) -> bytes:
+    """A baseline JPEG of noise, as OpenCV writes it (no restart markers), ending in its EOI marker."""
+    picture = (np.random.default_rng(3).random((height, width, 3)) * 255).astype(np.uint8)
+    return cv2.imencode(".jpg", picture)[1].tobytes()
+
+
+def jpeg_cut_and_closed(jpeg: bytes, kept: float) -> bytes:
+    """The first ``kept`` of a JPEG's bytes, closed by an EOI marker as a careless repair or a
+    transfer tool closes one: its picture data ends before its last row."""
+    return jpeg[:int(len(jpeg) * kept)] + b"\xff\xd9"
+
+
 def jpeg_marker_segment(marker: int, body: bytes) -> bytes:
     return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body
 

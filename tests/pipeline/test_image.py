@@ -9,9 +9,9 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
 from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_levels, deep_photo, display_p3_icc, flat_gray_jpeg,
-                           icc_colourants, image_round_trip, os2_bitmap, png_bomb, png_chunk, png_chunks_in_order,
-                           shared_path, sixteen_bit_bmp, tiff_with_alpha, uncompressed_tiff, with_png_checksum_broken,
-                           with_png_chunk, zlib_bomb)
+                           icc_colourants, image_round_trip, jpeg_cut_and_closed, os2_bitmap, png_bomb, png_chunk,
+                           png_chunks_in_order, shared_path, sixteen_bit_bmp, small_noise_jpeg, tiff_with_alpha,
+                           uncompressed_tiff, with_png_checksum_broken, with_png_chunk, zlib_bomb)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.image import (PNG_SIGNATURE, png_with_metadata, decode_image, encode_image, output_format,
                                       probe_image, stored_layout)
@@ -245,6 +245,30 @@ def test_a_small_jpeg_cut_short_without_its_eoi_marker_is_refused(tmp_path, kept
     path.write_bytes(whole[:int(len(whole) * kept)])
     with pytest.raises(InputError, match="could not be decoded|cut off or damaged"):
         decode_image(path, probe_image(path, 10**6))
+
+
+@pytest.mark.parametrize("kept", [0.9, 0.95, 0.97, 0.99, 0.995])
+def test_a_small_jpeg_cut_short_and_closed_by_an_eoi_marker_is_refused(tmp_path, kept):
+    """FFmpeg's decoder reads on past a scan cut short into zero bits, which decode as blocks: a
+    48x32 JPEG cut at 90% and closed by an EOI marker passed its damage check, and libjpeg filled
+    its last 16 rows gray (up to 156 levels off) with a warning alone."""
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(jpeg_cut_and_closed(small_noise_jpeg(), kept))
+    with pytest.raises(InputError, match="jpeg image is cut off or damaged: its picture data ends or breaks before"):
+        decode_image(path, probe_image(path, 10**6))
+
+
+@pytest.mark.parametrize("restart_interval", [0, 1, 3])
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_a_whole_small_jpeg_passes_the_damage_check_with_or_without_restart_markers(tmp_path, progressive,
+                                                                                   restart_interval):
+    picture = (np.random.default_rng(4).random((32, 48, 3)) * 255).astype(np.uint8)
+    params = [cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive), cv2.IMWRITE_JPEG_RST_INTERVAL, restart_interval]
+    whole = cv2.imencode(".jpg", picture, params)[1].tobytes()
+    path = tmp_path / "whole.jpg"
+    path.write_bytes(whole)
+    expected = cv2.imdecode(np.frombuffer(whole, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(decode_image(path, probe_image(path, 10**6)), expected)
 
 
 @pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])

@@ -13,6 +13,7 @@ after its primary picture again (:mod:`~tmlsr_ray.pipeline.photo_hdr` chooses an
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 import zlib
@@ -30,7 +31,8 @@ from PIL.PngImagePlugin import MAX_TEXT_CHUNK
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.apple_hdr import apple_gain_map
 from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
-from tmlsr_ray.pipeline.gainmap import GainMap, declares_gain_map, gain_map_of, jpeg_segment, with_gain_map, with_metadata
+from tmlsr_ray.pipeline.gainmap import (EOI, MARKERS_WITHOUT_LENGTH, SOS, GainMap, declares_gain_map, gain_map_of,
+                                       jpeg_segment, with_gain_map, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, mastering_display,
                                            nclx_code_points, primary_item_properties)
 from tmlsr_ray.pipeline.nclx import displayable, icc_cicp, icc_from_nclx
@@ -63,6 +65,11 @@ BMP_BITS_AT = 28  # where a Windows BMP header's bits per pixel are
 MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
 JPEG_APP0 = 0xE0  # APPn's marker is JPEG_APP0 + n
+# where a JPEG scan's picture data ends: a marker other than a stuffed 0xFF or a restart marker
+JPEG_SCAN_END = re.compile(rb"\xff(?![\x00\xd0-\xd7])")
+# 64 one bits (stuffed): no Huffman table holds a code of all ones, so a decoder that reads past a
+# scan's own data into them meets a code that is none; a whole scan's last block ends before them
+JPEG_SCAN_OVERRUN = b"\xff\x00" * 8
 # why an Ultra HDR JPEG's gain map was left out at the probe: its hdr_note, the photo coming back SDR
 GAIN_MAP_DAMAGED = "the Ultra HDR photo's gain map could not be read whole (cut short or damaged)"
 GAIN_MAP_TOO_LARGE = "the Ultra HDR photo's gain map is wider or higher than its picture"
@@ -506,9 +513,8 @@ def _jpeg_pixels(data: np.ndarray) -> Optional[np.ndarray]:
     """A JPEG's pixels, refused where its picture data ends or breaks before its last row: libjpeg
     (OpenCV's decoder) fills what is missing flat gray with a warning alone, so a JPEG cut off and
     closed by an EOI marker, or stating more rows than it holds, was upscaled gray-bottomed; FFmpeg's
-    decoder, told to take damage as an error, says so. One without an EOI marker stays refused by
-    OpenCV as truncated: FFmpeg's check passes a small JPEG cut short (48x32 cut at 90%), which,
-    closed by an EOI of ours, libjpeg filled gray."""
+    decoder, told to take damage as an error and given one bits past each scan (see
+    :func:`_scans_closed_by_ones`), says so. One without an EOI marker stays refused by OpenCV as truncated."""
     _refuse_damaged_jpeg(data)
     return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
 
@@ -521,12 +527,40 @@ def _refuse_damaged_jpeg(data: np.ndarray) -> None:
     decoder = av.CodecContext.create("mjpeg", "r")
     decoder.options = {"err_detect": "explode"}
     try:
-        decoder.decode(av.Packet(data))
+        decoder.decode(av.Packet(_scans_closed_by_ones(data.tobytes())))
     except av.InvalidDataError as exc:
         raise InputError("jpeg image is cut off or damaged: its picture data ends or breaks before its "
                          "last row") from exc
     except av.FFmpegError:
         pass
+
+
+def _scans_closed_by_ones(jpeg: bytes) -> bytes:
+    """``jpeg`` with one bits after each scan's picture data: FFmpeg's decoder reads on past a scan
+    cut short into zero bits, which decode as blocks (a 48x32 JPEG cut at 90% and closed by an EOI
+    marker passed its check, and libjpeg filled its last rows gray); one bits are a code no table holds."""
+    pieces, start = [], 0
+    for end in _jpeg_scan_ends(jpeg):
+        pieces += [jpeg[start:end], JPEG_SCAN_OVERRUN]
+        start = end
+    return b"".join(pieces) + jpeg[start:]
+
+
+def _jpeg_scan_ends(jpeg: bytes) -> Iterator[int]:
+    """Where each scan's picture data of a JPEG's first picture ends (the file's end, for one cut off)."""
+    at = 2  # past SOI
+    while at + 2 <= len(jpeg) and jpeg[at] == 0xFF:
+        marker = jpeg[at + 1]
+        if marker == EOI:
+            return
+        if marker == 0xFF or marker in MARKERS_WITHOUT_LENGTH:  # a fill byte, a marker alone
+            at += 1 if marker == 0xFF else 2
+            continue
+        at += 2 + (struct.unpack(">H", jpeg[at + 2:at + 4])[0] if at + 4 <= len(jpeg) else 0)
+        if marker == SOS:
+            scan_end = JPEG_SCAN_END.search(jpeg, min(at, len(jpeg)))
+            at = scan_end.start() if scan_end else len(jpeg)
+            yield at
 
 
 def _bmp_opencv_misreads(path: Path, info: ImageInfo) -> bool:
