@@ -13,7 +13,8 @@ from tests.helpers import (SHARED, camcorder_dv, cut_and_decode, damaged_raw_str
                            video_tracks, with_box_field, with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
-from tmlsr_ray.pipeline.decode import DamagedPackets, iter_batches, measured_siting, planar_layout, probe_video
+from tmlsr_ray.pipeline.decode import (DamagedPackets, iter_batches, largest_picture, measured_siting, planar_layout,
+                                       probe_video)
 from tmlsr_ray.pipeline.segments import Cutting
 
 VIDEOS = sorted(p.name for p in (SHARED / "media" / "video").glob("*")) if (SHARED / "media").is_dir() else []
@@ -353,3 +354,27 @@ def test_a_recording_whose_audio_runs_seconds_ahead_of_its_first_picture_is_read
     plan, frames = cut_and_decode(path, Cutting(segment_s=0.5))
     assert len(frames) == 24 and len(plan.segments) == 4
     assert lead_s <= float(frames[0][0] * info.time_base) < lead_s + 0.1  # the picture starts where it did
+
+
+def _vp8_clip_and_keyframes(tmp_path, size) -> tuple:
+    path = make_clip(tmp_path / f"{size[0]}x{size[1]}.webm", frames=2, size=size, audio=False, codec="libvpx")
+    with av.open(str(path)) as container:
+        return path, [bytes(p) for p in container.demux(container.streams.video[0]) if p.size and p.is_keyframe]
+
+
+def test_a_keyframe_stating_a_picture_over_the_pixel_limit_is_refused_before_it_is_decoded(tmp_path):
+    """A stream whose header says 64x48 and whose keyframe says more: the keyframe was decoded at
+    its size before max_input_pixels was checked against it (8192x8192: 97 MB, 0.19 s)."""
+    small, _ = _vp8_clip_and_keyframes(tmp_path, (64, 48))
+    _, grown = _vp8_clip_and_keyframes(tmp_path, (640, 480))
+    with av.open(str(small)) as container:
+        with pytest.raises(InputError, match="keyframe whose picture is over the limit of 307,199 pixels "
+                                             r"\(the stream's header states 64x48\)"):
+            largest_picture(container.streams.video[0], grown, max_pixels=640 * 480 - 1)
+
+
+def test_a_keyframe_within_the_pixel_limit_gives_the_grown_picture_size(tmp_path):
+    small, _ = _vp8_clip_and_keyframes(tmp_path, (64, 48))
+    _, grown = _vp8_clip_and_keyframes(tmp_path, (640, 480))
+    with av.open(str(small)) as container:
+        assert largest_picture(container.streams.video[0], grown, max_pixels=640 * 480) == (640, 480)

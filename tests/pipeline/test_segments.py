@@ -1268,6 +1268,13 @@ def test_the_keyframes_sampled_for_the_picture_size_are_few_and_spread_over_the_
     assert [packet[0] for packet in sample.packets] == [0, 16, 32, 48, 64, 80, 96]
 
 
+def test_a_plan_is_refused_where_a_keyframe_grows_the_picture_over_the_pixel_limit(tmp_path):
+    path = growing_recording(tmp_path / "call.webm", [((64, 48), 4), ((640, 480), 4)])
+    with pytest.raises(InputError, match="keyframe whose picture is over the limit of 100,000 pixels"):
+        plan_segments(path, probe_video(path), Cutting(), max_pixels=100_000)
+    assert plan_segments(path, probe_video(path), Cutting(), max_pixels=640 * 480).picture_size == (640, 480)
+
+
 def test_a_grown_picture_s_re_keyed_segments_hold_its_frames_within_the_byte_budget(tmp_path):
     """A WebRTC recording's long GOPs are re-keyed; the frames a re-keyed segment holds were
     counted at the header's small size, so the grown part's segments held its larger frames over

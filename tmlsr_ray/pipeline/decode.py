@@ -376,14 +376,19 @@ def codec_name(stream) -> str:
 RESIZABLE_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg1video", "mpeg2video", "mpeg4"})
 
 
-def largest_picture(stream, keyframes: Sequence[bytes]) -> Optional[Tuple[int, int]]:
+def largest_picture(stream, keyframes: Sequence[bytes], max_pixels: Optional[int] = None) -> Optional[Tuple[int, int]]:
     """The largest picture these keyframe packets of the stream decode to, each on its own, where
-    larger than the stream's header states; else None."""
+    larger than the stream's header states; else None. A keyframe whose own header states more than
+    ``max_pixels`` is refused before its picture is made: one of a stream whose header said 64x48
+    and whose keyframe said 16383x16383 was decoded at that size (400 MB) before the limit was checked."""
     header = (stream.codec_context.width, stream.codec_context.height)
     sizes = [header]
     for data in keyframes:
         try:
-            frames = decoded_alone(stream, data)
+            frames = decoded_alone(stream, data, max_pixels)
+        except (av.error.ArgumentError, av.error.OverflowError) as exc:  # how decoders refuse a size over it
+            raise InputError(f"video has a keyframe whose picture is over the limit of {max_pixels:,} pixels "
+                             f"(the stream's header states {header[0]}x{header[1]})") from exc
         except (av.error.FFmpegError, ValueError):
             continue  # one that needs what came before it (an H.264 recovery point flagged a keyframe)
         sizes += [(frame.width, frame.height) for frame in frames[:1]]
@@ -391,12 +396,15 @@ def largest_picture(stream, keyframes: Sequence[bytes]) -> Optional[Tuple[int, i
     return largest if largest[0] * largest[1] > header[0] * header[1] else None
 
 
-def decoded_alone(stream, data: bytes) -> List["av.VideoFrame"]:
+def decoded_alone(stream, data: bytes, max_pixels: Optional[int] = None) -> List["av.VideoFrame"]:
     """The frames one packet of ``stream`` decodes to with nothing before it, by a decoder of its
-    own (FFmpegError or ValueError where it cannot be so decoded)."""
+    own (FFmpegError or ValueError where it cannot be so decoded); one stating a picture of more
+    than ``max_pixels`` is refused by its header (ArgumentError, or OverflowError from libdav1d)."""
     decoder = av.CodecContext.create(stream.codec_context.name, "r")
     decoder.extradata = stream.codec_context.extradata
     decoder.thread_count = 1
+    if max_pixels is not None:
+        decoder.options = {"max_pixels": str(max_pixels)}
     return decoder.decode(av.Packet(data)) + decoder.decode(None)
 
 

@@ -169,22 +169,23 @@ class KeyframeSample:
         self._seen += 1
 
 
-def plan_segments(path: Path, info: VideoInfo, cutting: Cutting, lost_times_span: Optional[Fraction] = None
-                  ) -> SegmentPlan:
+def plan_segments(path: Path, info: VideoInfo, cutting: Cutting, lost_times_span: Optional[Fraction] = None,
+                  max_pixels: Optional[int] = None) -> SegmentPlan:
     """``lost_times_span``: the length in seconds the track states (its edit list's), where its
     frame times are lost (:func:`frame_times_lost`), as a first reading of its index found; the
-    index is read again without the edit list."""
+    index is read again without the edit list. ``max_pixels``: a sampled keyframe stating a larger
+    picture is refused (InputError) before it is decoded."""
     times_lost = lost_times_span is not None
     with open_container(path, EDIT_LIST_IGNORED if times_lost else None) as container:
         stream = container.streams[info.stream_index]
         keyframes = KeyframeSample() if codec_name(stream) in RESIZABLE_CODECS else None
         scanned = _scan(stream, keyframes)
         if not times_lost and frame_times_lost(info, scanned):
-            return plan_segments(path, info, cutting, _stated_span(stream))
+            return plan_segments(path, info, cutting, _stated_span(stream), max_pixels)
         if times_lost:
             info = replace(info, average_rate=_lost_times_rate(scanned, lost_times_span, info.time_base),
                            frame_times_lost=True)
-        grown = largest_picture(stream, keyframes.packets) if keyframes else None
+        grown = largest_picture(stream, keyframes.packets, max_pixels) if keyframes else None
         if _lead_damaged(path, info, scanned):  # its first keyframe, flagged again: cut from it as from any
             scanned = [replace(scanned[0], keyframe=True), *scanned[1:]]
         entries = _from_first_keyframe(scanned)

@@ -300,7 +300,8 @@ class TaskRunner:
         if source != path:
             path, info = source, await asyncio.to_thread(probe_video, source, repeat_damaged)
         media.check_video_length(info, settings)  # after: a jump back in a clock reads as a day of video
-        segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting)
+        segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting,
+                                           max_pixels=settings.max_input_pixels)
         media.check_indexed_length(info, segments, settings)  # where the container states no length
         info = planned_info(info, segments)  # the rate the output states and encodes at, the size it takes
         media.check_video_frames(info, settings)  # at the largest size its keyframes showed
