@@ -1608,19 +1608,40 @@ def tiff_with_alpha(pixels: np.ndarray, associated: bool) -> bytes:
     return uncompressed_tiff(pixels, extra_sample=1 if associated else 2)
 
 
+def with_tiff_strip_damaged(tiff: bytes, damage: str) -> bytes:
+    """A one-strip TIFF (as Pillow writes it) with its strip's second half zeroed ("zeroed-tail")
+    or 8 bytes of it changed at its middle ("changed-middle"), its byte count as it was."""
+    with Image.open(io.BytesIO(tiff)) as img:
+        offset, count = img.tag_v2[273][0], img.tag_v2[279][0]
+    middle = offset + count // 2
+    if damage == "zeroed-tail":
+        return tiff[:middle] + bytes(offset + count - middle) + tiff[offset + count:]
+    changed = bytes(b ^ 0x5A for b in tiff[middle:middle + 8])
+    return tiff[:middle] + changed + tiff[middle + 8:]
+
+
+def deflated_tiff(pixels: np.ndarray, planar: bool = False, tile: Optional[int] = None,
+                  byte_counts: Optional[Sequence[int]] = None) -> bytes:
+    """:func:`uncompressed_tiff`'s TIFF with each piece compressed by zlib (Deflate, compression 8)."""
+    return uncompressed_tiff(pixels, planar=planar, tile=tile, byte_counts=byte_counts, deflated=True)
+
+
 def uncompressed_tiff(pixels: np.ndarray, extra_sample: Optional[int] = None, planar: bool = False,
-                      tile: Optional[int] = None, photometric: Optional[int] = None) -> bytes:
+                      tile: Optional[int] = None, photometric: Optional[int] = None,
+                      byte_counts: Optional[Sequence[int]] = None, deflated: bool = False) -> bytes:
     """An uncompressed TIFF of gray, RGB or either with one more sample (H, W, C), 8- or 16-bit:
     one strip of interleaved samples, or with ``planar`` one strip a plane (PlanarConfiguration 2,
     a scanner's or Photoshop's "per channel" order); in ``tile``-pixel square tiles if given.
     ``extra_sample`` is the ExtraSamples value of that last sample (1: associated alpha, 2:
-    unassociated); ``photometric`` the colour, if not gray or RGB by the samples (5: CMYK)."""
+    unassociated); ``photometric`` the colour, if not gray or RGB by the samples (5: CMYK);
+    ``byte_counts`` what it states of each piece's bytes, if not the truth."""
     height, width, samples = pixels.shape
     bits = 8 * pixels.dtype.itemsize
     planes = [pixels[..., [i]] for i in range(samples)] if planar else [pixels]
     pieces = [_tiles(plane, tile) if tile else [plane] for plane in planes]
     data = [np.ascontiguousarray(piece).astype(pixels.dtype.newbyteorder("<")).tobytes()
             for plane in pieces for piece in plane]
+    data = [zlib.compress(piece) for piece in data] if deflated else data
     short, long = 3, 4
     layout = [(322, short, 1, tile), (323, short, 1, tile)] if tile else [(278, long, 1, height)]
     count = 9 + len(layout) + (extra_sample is not None)
@@ -1630,11 +1651,12 @@ def uncompressed_tiff(pixels: np.ndarray, extra_sample: Optional[int] = None, pl
     counts_at = offsets_at + 4 * len(data)
     data_at = counts_at + 4 * len(data)
     starts = [data_at + sum(map(len, data[:i])) for i in range(len(data))]
+    stated_counts = list(byte_counts) if byte_counts is not None else [len(piece) for piece in data]
     offsets_tag, counts_tag = (324, 325) if tile else (273, 279)
     entries = [(256, long, 1, width), (257, long, 1, height), (258, short, samples, bits_at if samples > 2 else None),
-               (259, short, 1, 1), (262, short, 1, photometric or (2 if samples >= 3 else 1)),
+               (259, short, 1, 8 if deflated else 1), (262, short, 1, photometric or (2 if samples >= 3 else 1)),
                (offsets_tag, long, len(data), offsets_at if len(data) > 1 else starts[0]), (277, short, 1, samples),
-               (counts_tag, long, len(data), counts_at if len(data) > 1 else len(data[0])),
+               (counts_tag, long, len(data), counts_at if len(data) > 1 else stated_counts[0]),
                (284, short, 1, 2 if planar else 1), *layout]
     if extra_sample is not None:
         entries.append((338, short, 1, extra_sample))
@@ -1647,7 +1669,7 @@ def uncompressed_tiff(pixels: np.ndarray, extra_sample: Optional[int] = None, pl
         else:
             ifd += struct.pack("<HHII", tag, kind, n, value)
     return (b"II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + bits_values
-            + struct.pack(f"<{len(data)}I", *starts) + struct.pack(f"<{len(data)}I", *map(len, data)) + b"".join(data))
+            + struct.pack(f"<{len(data)}I", *starts) + struct.pack(f"<{len(data)}I", *stated_counts) + b"".join(data))
 
 
 def _tiles(plane: np.ndarray, tile: int) -> List[np.ndarray]:

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
-from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_levels, deep_photo, display_p3_icc, flat_gray_jpeg,
-                           icc_colourants, image_round_trip, jpeg_cut_and_closed, os2_bitmap, png_bomb, png_chunk,
-                           png_chunks_in_order, shared_path, sixteen_bit_bmp, small_noise_jpeg, tiff_with_alpha,
-                           uncompressed_tiff, with_png_checksum_broken, with_png_chunk, zlib_bomb)
+from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_levels, deep_photo, deflated_tiff, display_p3_icc,
+                           flat_gray_jpeg, icc_colourants, image_round_trip, jpeg_cut_and_closed, os2_bitmap, png_bomb,
+                           png_chunk, png_chunks_in_order, shared_path, sixteen_bit_bmp, small_noise_jpeg,
+                           tiff_with_alpha, uncompressed_tiff, with_png_checksum_broken, with_png_chunk,
+                           with_tiff_strip_damaged, zlib_bomb)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.image import (PNG_SIGNATURE, png_with_metadata, decode_image, encode_image, output_format,
                                       probe_image, stored_layout)
@@ -294,6 +295,46 @@ def test_a_cmyk_tiff_decodes_to_its_colours_without_an_alpha_it_never_had(tmp_pa
     decoded = decode_image(path, probe_image(path, 10_000))
     expected = np.asarray(Image.open(path).convert("RGB"))[:, :, ::-1]
     assert decoded.shape == (16, 24, 3) and np.abs(decoded.astype(int) - expected).max() <= 1
+
+
+def _ramps(height=40, width=48) -> np.ndarray:
+    ramp = (np.add.outer(np.arange(height), np.arange(width)) * 3 % 256).astype(np.uint8)
+    return np.dstack([ramp, ramp[::-1], 255 - ramp])
+
+
+@pytest.mark.parametrize("damage", ["zeroed-tail", "changed-middle"])
+@pytest.mark.parametrize("compression", ["tiff_lzw", "tiff_adobe_deflate"])
+def test_a_tiff_whose_compressed_strip_is_damaged_part_way_is_refused(tmp_path, compression, damage):
+    """libtiff takes as many bytes of a strip as its rows need and says nothing of the rest: such a
+    strip, its LZW codes still codes, its zlib checksum never read, was upscaled as garbage (up to
+    255 levels off)."""
+    path = tmp_path / "damaged.tif"
+    path.write_bytes(with_tiff_strip_damaged(_image_bytes(Image.fromarray(_ramps()), "TIFF", compression=compression),
+                                             damage))
+    with pytest.raises(InputError, match=r"input TIFF is corrupt: strip 1 of 1 of its picture data is damaged \(it "):
+        decode_image(path, probe_image(path, 10_000))
+
+
+@pytest.mark.parametrize("empty", [[1], [2], [1, 2]], ids=["green", "blue", "green-and-blue"])
+def test_a_tiff_stored_by_plane_a_strip_of_which_states_no_bytes_is_refused(tmp_path, empty):
+    """libtiff reads no bytes for such a plane and OpenCV handed over whatever its buffer held
+    (255 levels off); a one-strip TIFF's 0, which libtiff takes as 'to the end of the file', is read so."""
+    counts = [len(zlib.compress(plane.tobytes())) for plane in np.moveaxis(_ramps(), 2, 0)]
+    path = tmp_path / "planes.tif"
+    path.write_bytes(deflated_tiff(_ramps(), planar=True, byte_counts=[0 if i in empty else n
+                                                                       for i, n in enumerate(counts)]))
+    with pytest.raises(InputError, match=f"input TIFF is corrupt: strip {empty[0] + 1} of 3 of its picture data "
+                                         "holds no bytes"):
+        decode_image(path, probe_image(path, 10_000))
+
+
+@pytest.mark.parametrize("layout", [{}, {"planar": True}, {"tile": 16}, {"tile": 16, "planar": True},
+                                    {"byte_counts": [0]}], ids=["strip", "planes", "tiles", "tiled-planes",
+                                                                "one-strip-stating-no-bytes"])
+def test_a_whole_deflated_tiff_decodes_as_stored_however_its_pieces_lie(tmp_path, layout):
+    path = tmp_path / "whole.tif"
+    path.write_bytes(deflated_tiff(_ramps(), **layout))
+    assert np.array_equal(decode_image(path, probe_image(path, 10_000)), _ramps()[:, :, ::-1])
 
 
 @pytest.mark.parametrize(

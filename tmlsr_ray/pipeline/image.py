@@ -36,6 +36,7 @@ from tmlsr_ray.pipeline.gainmap import (EOI, MARKERS_WITHOUT_LENGTH, SOS, GainMa
 from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, mastering_display,
                                            nclx_code_points, primary_item_properties)
 from tmlsr_ray.pipeline.nclx import displayable, icc_cicp, icc_from_nclx
+from tmlsr_ray.pipeline import tiff_pieces
 
 pillow_heif.register_heif_opener()  # HEIC/HEIF through Image.open, like every other format
 # the probe refuses an image over max_input_pixels from its header; Pillow's own bound (179 Mpx)
@@ -476,6 +477,8 @@ def decode_image(path: Path, info: ImageInfo) -> np.ndarray:
     if info.format in READ_BY_PILLOW or _bmp_opencv_misreads(path, info):  # an image task takes a GIF's first frame
         return _palette_of_grays_as_gray(_decode_with_pillow(path, info), info.mode)
     data = np.fromfile(str(path), dtype=np.uint8)
+    if info.format == "tiff":
+        _refuse_damaged_tiff_pieces(path)
     image = _deep_tiff_stored_by_plane(path) if info.format == "tiff" else None
     if image is None:
         image = _jpeg_pixels(data) if info.format == "jpeg" else cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
@@ -642,6 +645,19 @@ def _deep_tiff_stored_by_plane(path: Path) -> Optional[np.ndarray]:
         raise InputError(f"16-bit TIFF stored plane by plane could not be decoded ({_first_line(exc)})") from exc
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if samples == 4 else cv2.COLOR_RGB2BGR)
     return apply_exif_orientation(bgr, orientation)
+
+
+def _refuse_damaged_tiff_pieces(path: Path) -> None:
+    """Refuses a TIFF an LZW or Deflate strip or tile of which does not decode to its size: libtiff
+    decoded such a piece damaged part way, or one of no bytes, to garbage with no word."""
+    with Image.open(path) as img:
+        pieces = tiff_pieces.layout(img.tag_v2)
+    if pieces is None:
+        return
+    with open(path, "rb") as file:
+        damage = tiff_pieces.damage(file, pieces)
+    if damage:
+        raise InputError(f"input TIFF is corrupt: {damage}")
 
 
 def _with_tiff_gray_alpha(path: Path, gray: np.ndarray, premultiplied: bool) -> np.ndarray:
