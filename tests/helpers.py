@@ -1608,6 +1608,12 @@ def tiff_with_alpha(pixels: np.ndarray, associated: bool) -> bytes:
     return uncompressed_tiff(pixels, extra_sample=1 if associated else 2)
 
 
+def with_ispe(heif: bytes, width: int, height: int) -> bytes:
+    """A HEIC or AVIF whose first ``ispe`` property states ``width`` x ``height``, its coded picture as it was."""
+    at = heif.index(b"ispe") + 8  # after the box's type, version and flags: width, height
+    return heif[:at] + struct.pack(">II", width, height) + heif[at + 8:]
+
+
 def with_tiff_strip_damaged(tiff: bytes, damage: str) -> bytes:
     """A one-strip TIFF (as Pillow writes it) with its strip's second half zeroed ("zeroed-tail")
     or 8 bytes of it changed at its middle ("changed-middle"), its byte count as it was."""

@@ -12,7 +12,7 @@ from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_levels, deep_photo,
                            flat_gray_jpeg, icc_colourants, image_round_trip, jpeg_cut_and_closed, os2_bitmap, png_bomb,
                            png_chunk, png_chunks_in_order, shared_path, sixteen_bit_bmp, small_noise_jpeg,
                            tiff_with_alpha, uncompressed_tiff, with_png_checksum_broken, with_png_chunk,
-                           with_tiff_strip_damaged, zlib_bomb)
+                           with_ispe, with_tiff_strip_damaged, zlib_bomb)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.image import (PNG_SIGNATURE, png_with_metadata, decode_image, encode_image, output_format,
                                       probe_image, stored_layout)
@@ -989,13 +989,30 @@ def test_a_truncated_avif_is_refused_as_not_decodable(tmp_path):
         decode_image(path, probe_image(path, 10_000))
 
 
+@pytest.mark.parametrize("stated", [(96, 64), (49, 32), (48, 33)])
+def test_an_avif_stating_a_larger_picture_than_it_holds_is_refused(tmp_path, stated):
+    """libavif scales the coded picture to the size ispe states: a 48x32 AVIF stating 96x64 came
+    back 96x64, each pixel doubled, and was upscaled as if it were the photo."""
+    whole = _write(tmp_path, "whole.avif", Image.fromarray(_ramps(32, 48)), quality=90).read_bytes()
+    path = tmp_path / "stated.avif"
+    path.write_bytes(with_ispe(whole, *stated))
+    with pytest.raises(InputError, match=f"input AVIF is damaged: it states a {stated[0]}x{stated[1]} picture "
+                                         r"\(ispe\) and holds a 48x32 one"):
+        probe_image(path, 10_000)
+
+
+def test_an_avif_probes_at_the_size_it_holds(tmp_path):
+    path = _write(tmp_path, "whole.avif", Image.fromarray(_ramps(32, 48)), quality=90)
+    info = probe_image(path, 10_000)
+    assert (info.width, info.height) == (48, 32) and decode_image(path, info).shape == (32, 48, 3)
+
+
 def test_a_heic_whose_stated_size_is_over_libheifs_limit_is_refused_as_not_decodable(tmp_path):
     """Its ispe box says 100000x100000 (the probe reads the cropped 48x32): libheif's refusal
     reaches Python as RuntimeError, and the task failed with 'process failed: RuntimeError'."""
     data = _write(tmp_path, "photo.heic", Image.new("RGB", (48, 32), (200, 30, 60)), quality=80).read_bytes()
-    ispe = data.index(b"ispe") + 8  # after the box's type, version and flags: width, height
     path = tmp_path / "huge.heic"
-    path.write_bytes(data[:ispe] + struct.pack(">II", 100_000, 100_000) + data[ispe + 8:])
+    path.write_bytes(with_ispe(data, 100_000, 100_000))
     with pytest.raises(InputError, match="heic image could not be decoded: it states a size over what its decoder reads .*100000x100000"):
         decode_image(path, probe_image(path, 10_000))
 

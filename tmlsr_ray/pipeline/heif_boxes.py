@@ -41,6 +41,14 @@ def nclx_code_points(properties: List[Tuple[bytes, bytes]]) -> Optional[Tuple[in
     return None
 
 
+def spatial_extent(properties: List[Tuple[bytes, bytes]]) -> Optional[Tuple[int, int]]:
+    """(width, height) as the ``ispe`` property states them: the picture a reader makes."""
+    for kind, payload in properties:
+        if kind == b"ispe" and len(payload) >= 12:
+            return struct.unpack(">II", payload[4:12])
+    return None
+
+
 def bits_per_channel(properties: List[Tuple[bytes, bytes]]) -> Optional[int]:
     """The deepest channel's bits as ``pixi`` states them, else as an AV1 picture's ``av1C`` does."""
     for kind, payload in properties:
@@ -88,6 +96,55 @@ def mastering_display(properties: List[Tuple[bytes, bytes]]) -> Optional[Masteri
     return None
 
 
+def primary_item_start(path: Path, count: int) -> Optional[bytes]:
+    """The first ``count`` bytes of the primary item's data (its first extent's, in the file: an
+    AV1 picture's starts with its sequence header); None where the meta box does not say where
+    they lie in the file."""
+    with open(path, "rb") as file:
+        found = top_level_box(file, b"meta", MAX_META_BYTES)
+        if found is None:
+            return None
+        try:
+            children = dict(payloads(found[1][4:]))
+            offset = _first_extent_offset(children[b"iloc"], _primary_item(children[b"pitm"]))
+        except (KeyError, struct.error, IndexError):
+            return None
+        if offset is None:
+            return None
+        file.seek(offset)
+        return file.read(count)
+
+
+def _primary_item(pitm: bytes) -> int:
+    return struct.unpack(">H", pitm[4:6])[0] if pitm[0] == 0 else struct.unpack(">I", pitm[4:8])[0]
+
+
+def _first_extent_offset(iloc: bytes, item: int) -> Optional[int]:
+    """Where ``item``'s first extent starts in the file, as ``iloc`` (ISO/IEC 14496-12 8.11.3)
+    says; None for an item not in it, or one whose data is built otherwise (in the meta box, from
+    other items)."""
+    version = iloc[0]
+    offset_size, length_size, base_size = iloc[4] >> 4, iloc[4] & 0xF, iloc[5] >> 4
+    index_size = iloc[5] & 0xF if version in (1, 2) else 0
+    count, at = (struct.unpack(">H", iloc[6:8])[0], 8) if version < 2 else (struct.unpack(">I", iloc[6:10])[0], 10)
+    for _ in range(count):
+        id_size = 2 if version < 2 else 4
+        item_id, at = int.from_bytes(iloc[at:at + id_size], "big"), at + id_size
+        method = 0
+        if version in (1, 2):
+            method, at = struct.unpack(">H", iloc[at:at + 2])[0] & 0xF, at + 2
+        at += 2  # data_reference_index
+        base, at = int.from_bytes(iloc[at:at + base_size], "big"), at + base_size
+        extents, at = struct.unpack(">H", iloc[at:at + 2])[0], at + 2
+        first = at + index_size
+        at += extents * (index_size + offset_size + length_size)
+        if item_id == item:
+            if method != 0 or not extents or at > len(iloc):
+                return None
+            return base + int.from_bytes(iloc[first:first + offset_size], "big")
+    return None
+
+
 def _properties_of(meta: bytes, item: Optional[int]) -> List[Tuple[bytes, bytes]]:
     children = dict(payloads(meta))
     pitm = children.get(b"pitm")
@@ -95,7 +152,7 @@ def _properties_of(meta: bytes, item: Optional[int]) -> List[Tuple[bytes, bytes]
     if (item is None and pitm is None) or b"ipco" not in iprp or b"ipma" not in iprp:
         return []
     if item is None:
-        item = struct.unpack(">H", pitm[4:6])[0] if pitm[0] == 0 else struct.unpack(">I", pitm[4:8])[0]
+        item = _primary_item(pitm)
     properties = payloads(iprp[b"ipco"])
     return [properties[index - 1] for index in _associations(iprp[b"ipma"], item)
             if 0 < index <= len(properties)]

@@ -30,11 +30,13 @@ from PIL.PngImagePlugin import MAX_TEXT_CHUNK
 
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.apple_hdr import apple_gain_map
+from tmlsr_ray.pipeline.av1_header import SEQUENCE_HEADER_BYTES, largest_frame_size
 from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
 from tmlsr_ray.pipeline.gainmap import (EOI, MARKERS_WITHOUT_LENGTH, SOS, GainMap, declares_gain_map, gain_map_of,
                                        jpeg_segment, with_gain_map, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, mastering_display,
-                                           nclx_code_points, primary_item_properties)
+                                           nclx_code_points, primary_item_properties, primary_item_start,
+                                           spatial_extent)
 from tmlsr_ray.pipeline.nclx import displayable, icc_cicp, icc_from_nclx
 from tmlsr_ray.pipeline import tiff_pieces
 
@@ -161,6 +163,8 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             _check_pixels(img.format, fmt, width, height, max_pixels)
             if fmt == "tiff":
                 _check_tiff_pieces(img.tag_v2)
+            if fmt == "avif":
+                _check_avif_coded_size(path)
             mode = img.mode
             exif = _readable_exif(img, path, fmt)
             # Pillow gives a TIFF's size upright and OpenCV decodes its pixels upright, as
@@ -239,6 +243,17 @@ def _check_tiff_pieces(tags: TiffImagePlugin.ImageFileDirectory_v2) -> None:
             if offset < header_bytes and count:
                 raise InputError(f"input TIFF is corrupt: a {piece} of its picture data is said to start at "
                                  f"byte {offset}, inside its header")
+
+
+def _check_avif_coded_size(path: Path) -> None:
+    """Refuses an AVIF whose ``ispe`` states a picture wider or higher than its AV1 sequence header
+    holds: libavif scales the coded picture up to the stated size (a 48x32 one stated 96x64 came
+    back 96x64, every pixel doubled), and the upscale of that enlargement was served as the photo's."""
+    stated = spatial_extent(primary_item_properties(path))
+    coded = largest_frame_size(primary_item_start(path, 16 + SEQUENCE_HEADER_BYTES) or b"")
+    if stated and coded and (stated[0] > coded[0] or stated[1] > coded[1]):
+        raise InputError(f"input AVIF is damaged: it states a {stated[0]}x{stated[1]} picture (ispe) and holds a "
+                         f"{coded[0]}x{coded[1]} one, which would be enlarged to it")
 
 
 def _readable_exif(img: Image.Image, path: Path, fmt: str) -> Image.Exif:
