@@ -388,6 +388,19 @@ def growing_recording(path: Path, parts: Sequence[tuple], codec: str = "libvpx",
     return _one_after_another(path, made, container, rate=30)
 
 
+def video_under_a_smaller_header(path: Path, stated: tuple, actual: tuple) -> Path:
+    """A WebM whose stream header states ``stated`` (width, height) and whose frames, from the
+    first keyframe on, are ``actual``: a header that lies about the pictures to come."""
+    small, large = (make_clip(path.with_name(f"{path.stem}-{w}x{h}.webm"), frames=2, size=(w, h), audio=False,
+                              codec="libvpx") for w, h in (stated, actual))
+    with av.open(str(small)) as header, av.open(str(large)) as frames, av.open(str(path), "w", format="webm") as out:
+        video = out.add_stream_from_template(header.streams.video[0])
+        for number, packet in enumerate(p for p in frames.demux(frames.streams.video[0]) if p.size):
+            packet.stream, packet.pts, packet.dts, packet.time_base = video, number * 40, number * 40, Fraction(1, 1000)
+            out.mux(packet)
+    return path
+
+
 def growing_broadcast(path: Path, parts: Sequence[tuple], codec: str = "libx264") -> Path:
     """An interlaced transport stream whose picture grows at a keyframe, as a broadcast's SD ident
     comes before its HD programme: parts of ((width, height), frames) of :func:`interlaced_clip`."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (SHARED, camcorder_dv, cut_and_decode, damaged_raw_stream, make_clip, mpeg2_back_to_back,
-                           video_tracks, with_box_field, with_packets_damaged)
+                           video_tracks, video_under_a_smaller_header, with_box_field, with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
 from tmlsr_ray.pipeline.decode import (DamagedPackets, iter_batches, largest_picture, measured_siting, planar_layout,
@@ -378,3 +378,20 @@ def test_a_keyframe_within_the_pixel_limit_gives_the_grown_picture_size(tmp_path
     _, grown = _vp8_clip_and_keyframes(tmp_path, (640, 480))
     with av.open(str(small)) as container:
         assert largest_picture(container.streams.video[0], grown, max_pixels=640 * 480) == (640, 480)
+
+
+def test_a_video_whose_header_states_frames_over_the_pixel_limit_is_refused_before_its_first_frame_is_decoded(
+        tmp_path):
+    """The probe decoded the first frame (an 8192x8192 one: 124 MB, 0.8 s) before the runner
+    checked the header's size against max_input_pixels."""
+    path = make_clip(tmp_path / "large.webm", frames=2, size=(640, 480), audio=False, codec="libvpx")
+    with pytest.raises(InputError, match="video frames are 640x480 = 307,200 pixels, over the limit of 307,199"):
+        probe_video(path, max_pixels=640 * 480 - 1)
+    assert (probe_video(path, max_pixels=640 * 480).width, probe_video(path).width) == (640, 640)
+
+
+def test_a_video_whose_first_keyframe_is_over_the_pixel_limit_its_header_is_within_is_refused_by_the_probe(tmp_path):
+    path = video_under_a_smaller_header(tmp_path / "liar.webm", (64, 48), (640, 480))
+    with pytest.raises(InputError, match="keyframe whose picture is over the limit of 100,000 pixels "
+                                         r"\(the stream's header states 64x48\)"):
+        probe_video(path, max_pixels=100_000)

@@ -376,19 +376,33 @@ def codec_name(stream) -> str:
 RESIZABLE_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg1video", "mpeg2video", "mpeg4"})
 
 
+# how decoders refuse a picture over their max_pixels (libdav1d's: ERANGE)
+OVER_MAX_PIXELS = (av.error.ArgumentError, av.error.OverflowError)
+
+
+def _keyframe_over(max_pixels: int, header: Tuple[int, int]) -> InputError:
+    return InputError(f"video has a keyframe whose picture is over the limit of {max_pixels:,} pixels (the "
+                      f"stream's header states {header[0]}x{header[1]})")
+
+
+def check_frame_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise InputError(f"video frames are {width}x{height} = {width * height:,} pixels, over the limit "
+                         f"of {max_pixels:,}")
+
+
 def largest_picture(stream, keyframes: Sequence[bytes], max_pixels: Optional[int] = None) -> Optional[Tuple[int, int]]:
     """The largest picture these keyframe packets of the stream decode to, each on its own, where
     larger than the stream's header states; else None. A keyframe whose own header states more than
-    ``max_pixels`` is refused before its picture is made: one of a stream whose header said 64x48
-    and whose keyframe said 16383x16383 was decoded at that size (400 MB) before the limit was checked."""
+    ``max_pixels`` is refused before its picture is made: a 64x48 stream's 8192x8192 keyframe was
+    decoded at that size (97 MB) before the limit was checked."""
     header = (stream.codec_context.width, stream.codec_context.height)
     sizes = [header]
     for data in keyframes:
         try:
             frames = decoded_alone(stream, data, max_pixels)
-        except (av.error.ArgumentError, av.error.OverflowError) as exc:  # how decoders refuse a size over it
-            raise InputError(f"video has a keyframe whose picture is over the limit of {max_pixels:,} pixels "
-                             f"(the stream's header states {header[0]}x{header[1]})") from exc
+        except OVER_MAX_PIXELS as exc:
+            raise _keyframe_over(max_pixels, header) from exc
         except (av.error.FFmpegError, ValueError):
             continue  # one that needs what came before it (an H.264 recovery point flagged a keyframe)
         sizes += [(frame.width, frame.height) for frame in frames[:1]]
@@ -420,9 +434,11 @@ def best_video_stream(container) -> "av.video.stream.VideoStream":
                                           s.codec_context.bit_rate or 0, s.frames))
 
 
-def probe_video(path: Path, repeat_damaged: bool = False) -> VideoInfo:
+def probe_video(path: Path, repeat_damaged: bool = False, max_pixels: Optional[int] = None) -> VideoInfo:
     """The video's facts; ``repeat_damaged``: a task that takes damaged frames (see
-    :class:`DamagedPackets`) is probed past a first frame the decoder cannot read."""
+    :class:`DamagedPackets`) is probed past a first frame the decoder cannot read. A stream whose
+    header states more than ``max_pixels`` is refused before its first frame is decoded (an
+    8192x8192 one's took 124 MB and 0.8 s), and that frame is decoded refusing a larger size."""
     with open_container(path) as container:
         stream = best_video_stream(container)
         ctx = stream.codec_context
@@ -431,9 +447,18 @@ def probe_video(path: Path, repeat_damaged: bool = False) -> VideoInfo:
                 raise InputError("animated WebP is not readable as a video here (this FFmpeg decodes no WebP "
                                  "animation); send it with type image to upscale its first frame")
             raise InputError("the video stream has no picture size (corrupt header)")
+        header = (ctx.width, ctx.height)  # a decoder refusing a larger picture leaves 0x0
+        if max_pixels is not None:
+            check_frame_pixels(*header, max_pixels)
+            ctx.options = {"max_pixels": str(max_pixels)}
         _check_matrix(ctx.colorspace)
         container_colour = _colour(ctx)  # the decoder may drop it (below)
-        first = _first_frame(container, stream, DamagedPackets(repeat_damaged, _seconds_from_start(stream)))
+        try:
+            first = _first_frame(container, stream, DamagedPackets(repeat_damaged, _seconds_from_start(stream)))
+        except InputError as exc:
+            if max_pixels is not None and isinstance(exc.__cause__, OVER_MAX_PIXELS):
+                raise _keyframe_over(max_pixels, header) from exc
+            raise
         rotation = int(round((getattr(first, "rotation", 0) or 0) / 90.0)) * 90 % 360
         width, height = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
         duration = _duration_seconds(container, stream)

@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional, Tuple
 import av
 
 from tmlsr_ray.pipeline.colour import HDR_TRANSFERS
-from tmlsr_ray.pipeline.decode import COLOR_FIELDS, VideoInfo, open_container
+from tmlsr_ray.pipeline.decode import COLOR_FIELDS, VideoInfo, check_frame_pixels, open_container
 from tmlsr_ray.pipeline.encode import (HEVC_ENCODER, HEVC_THIN_MAX_SIDE, HEVC_THIN_SIDE, MAX_FRAME_SIZE, MIN_FRAME_SIDE,
                                        ContainerFormat, EncodeOptions, MuxReport, container_refusal, encoded_crf,
                                        resolve_codec, too_long_for_hevc)
@@ -26,10 +26,7 @@ def check_video_frames(info: VideoInfo, settings) -> None:
     """A video, and frames within the size limit (what no jump of its clock changes)."""
     if info.container in STILL_IMAGE_CONTAINERS or info.container.endswith("_pipe"):
         raise InputError(f"input is a still image ({info.codec}), not a video; submit it with type=image")
-    pixels = info.width * info.height
-    if pixels > settings.max_input_pixels:
-        raise InputError(f"video frames are {info.width}x{info.height} = {pixels:,} pixels, over the limit "
-                         f"of {settings.max_input_pixels:,}")
+    check_frame_pixels(info.width, info.height, settings.max_input_pixels)
 
 
 def check_video_length(info: VideoInfo, settings) -> None:

@@ -294,11 +294,12 @@ class TaskRunner:
         limits before any segment is made."""
         settings = self._settings
         repeat_damaged = params.get("damaged_frames") == "repeat"
-        info = await asyncio.to_thread(probe_video, path, repeat_damaged)
+        info = await asyncio.to_thread(probe_video, path, repeat_damaged, settings.max_input_pixels)
         media.check_video_frames(info, settings)
         source = await asyncio.to_thread(continuous_source, path, path.with_name(f"continuous-{path.name}"))
         if source != path:
-            path, info = source, await asyncio.to_thread(probe_video, source, repeat_damaged)
+            path, info = source, await asyncio.to_thread(probe_video, source, repeat_damaged,
+                                                         settings.max_input_pixels)
         media.check_video_length(info, settings)  # after: a jump back in a clock reads as a day of video
         segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting,
                                            max_pixels=settings.max_input_pixels)
