@@ -21,15 +21,15 @@ from tmlsr_ray.pipeline.image import (apply_exif_orientation, png_with_metadata,
 from tmlsr_ray.pipeline.photo_hdr import as_shown, gain_map_for, hdr_metadata, transfer_name
 
 
-def hdr_round_trip(path: Path, hdr: str = "keep", requested=None, scale: int = 1):
-    """An image task's output as the runner makes it, ``hdr`` and the format asked; a nearest
-    neighbour ``scale`` in place of the model."""
+def hdr_round_trip(path: Path, hdr: str = "keep", requested=None, scale: int = 1, quality: int = 95):
+    """An image task's output as the runner makes it, ``hdr``, the format and ``quality`` asked; a
+    nearest neighbour ``scale`` in place of the model."""
     info = probe_image(path, 10**8)
     image, shown = as_shown(decode_image(path, info), info, hdr, requested)
     image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) if scale != 1 else image
     fmt = output_format(shown, image, requested)
-    gain_map = gain_map_for(shown, fmt, (image.shape[1], image.shape[0]))
-    return shown, image, fmt, encode_image(image, fmt, 95, shown.icc_profile, shown.exif, shown.png_colour,
+    gain_map = gain_map_for(shown, fmt, (image.shape[1], image.shape[0]), quality)
+    return shown, image, fmt, encode_image(image, fmt, quality, shown.icc_profile, shown.exif, shown.png_colour,
                                            shown.hdr_colour, gain_map)
 
 
@@ -327,6 +327,27 @@ def test_an_mpo_stereo_pair_is_no_gain_map_photo_and_comes_back_its_first_pictur
 def _cut_short_gain_map(photo: bytes) -> bytes:
     entries, _, _ = _mp_index(photo)
     return photo[:entries[0]["Size"] + entries[1]["Size"] // 2] + b"\xff\xd9"
+
+
+def _quantization(jpeg: bytes) -> dict:
+    with Image.open(io.BytesIO(jpeg)) as img:
+        return img.quantization
+
+
+@pytest.mark.parametrize("quality, gain_map_quality", [(None, 95), (100, 100), (85, 85), (60, 80)])
+def test_an_ultra_hdr_jpegs_gain_map_is_written_at_its_primarys_quality_never_under_80(tmp_path, quality,
+                                                                                         gain_map_quality):
+    """The gain map was written at quality 95 whatever output_quality asked: 100 gave a primary of
+    100 with a gain map of 95, 60 a small primary with a gain map as large as ever. Under 80 a
+    smooth map's JPEG error passes 2 of its levels (gainmap.LEAST_GAIN_MAP_QUALITY)."""
+    path = tmp_path / "ultra.jpg"
+    path.write_bytes(ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), _halves_gain_map()))
+    _, _, fmt, data = hdr_round_trip(path, scale=2, quality=quality)
+    gain_map = data[_mp_index(data)[0][0]["Size"]:]
+    expected = cv2.imencode(".jpg", np.zeros((8, 8), np.uint8), [cv2.IMWRITE_JPEG_QUALITY, gain_map_quality])[1]
+    assert fmt == "jpeg" and _quantization(gain_map) == _quantization(expected.tobytes())
+    assert _quantization(data) == _quantization(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8), [
+        cv2.IMWRITE_JPEG_QUALITY, quality or 95])[1].tobytes())
 
 
 def test_a_gain_map_cut_short_is_left_out_rather_than_scaled_gray(tmp_path):

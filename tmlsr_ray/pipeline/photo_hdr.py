@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from tmlsr_ray.pipeline.colour import ToneMap
-from tmlsr_ray.pipeline.gainmap import GAIN_MAP_QUALITY, GainMap, with_metadata
+from tmlsr_ray.pipeline.gainmap import GainMap, gain_map_quality, with_metadata
 from tmlsr_ray.pipeline.image import (MAX_SIDE, ImageInfo, apply_exif_orientation, eight_bits, has_alpha,
                                       output_format, spread_to_sixteen_bits)
 
@@ -92,10 +92,12 @@ def _gain_map_hdr_metadata(hdr: str, fmt: str, kind: str, too_large_for_jpeg: bo
                                      f"upscaled alone{advice}"}
 
 
-def gain_map_for(shown: ImageInfo, fmt: str, size: Tuple[int, int]) -> Optional[GainMap]:
-    """The gain map a JPEG result of ``size`` = (width, height) carries: the input's, turned upright
-    as its primary picture was and scaled by the same factor (it keeps its ratio to the primary,
-    a quarter or a half), its metadata segments as they were; None for other formats and photos."""
+def gain_map_for(shown: ImageInfo, fmt: str, size: Tuple[int, int], quality: Optional[int] = None
+                 ) -> Optional[GainMap]:
+    """The gain map a JPEG result of ``size`` = (width, height) at ``quality`` carries: the input's,
+    turned upright as its primary picture was and scaled by the same factor (it keeps its ratio to
+    the primary, a quarter or a half), at the primary's quality (see :func:`gain_map_quality`), its
+    metadata segments as they were; None for other formats and photos."""
     if shown.gain_map is None or fmt != "jpeg":
         return None
     stored = cv2.imdecode(np.frombuffer(shown.gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)  # the probe read it whole
@@ -103,7 +105,7 @@ def gain_map_for(shown: ImageInfo, fmt: str, size: Tuple[int, int]) -> Optional[
     width, height = shown.upright_size
     scaled_size = (max(1, round(stored.shape[1] * size[0] / width)), max(1, round(stored.shape[0] * size[1] / height)))
     scaled = cv2.resize(stored, scaled_size, interpolation=cv2.INTER_LINEAR)  # smooth data: no model needed
-    ok, jpeg = cv2.imencode(".jpg", scaled, [cv2.IMWRITE_JPEG_QUALITY, GAIN_MAP_QUALITY])
+    ok, jpeg = cv2.imencode(".jpg", scaled, [cv2.IMWRITE_JPEG_QUALITY, gain_map_quality(quality)])
     if not ok:
         raise RuntimeError("could not encode the gain map as jpeg")
     return replace(shown.gain_map, jpeg=with_metadata(jpeg.tobytes(), shown.gain_map.metadata))

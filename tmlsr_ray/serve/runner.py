@@ -217,7 +217,7 @@ class TaskRunner:
         fmt = output_format(shown, upscaled, params.get("output_format"))
         quality = params.get("output_quality") or (settings.jpeg_quality if fmt == "jpeg" else None)
         result = workdir / ("output" + EXTENSIONS[fmt])
-        gain_map = await asyncio.to_thread(gain_map_for, shown, fmt, target)
+        gain_map = await asyncio.to_thread(gain_map_for, shown, fmt, target, quality)
         data = await asyncio.to_thread(encode_image, upscaled, fmt, quality, shown.icc_profile, shown.exif,
                                        shown.png_colour, shown.hdr_colour, gain_map)
         await asyncio.to_thread(result.write_bytes, data)
