@@ -1550,22 +1550,28 @@ GAIN_MAP_METADATA = (
 
 
 def ultra_hdr_jpeg(primary: np.ndarray, gain_map: np.ndarray, orientation: int = 1, iso: bool = True,
-                   gain_map_icc: Optional[bytes] = None) -> bytes:
+                   gain_map_icc: Optional[bytes] = None, mpf: bool = True, directory: bool = True,
+                   video: bytes = b"", padding: int = 0) -> bytes:
     """An Ultra HDR JPEG as Android phones write one, made from scratch: the primary (EXIF with
-    ``orientation``, XMP with hdrgm:Version and a GContainer directory, with ``iso`` an ISO
-    21496-1 version segment, a little-endian MPF index) and the gain map after its EOI (its hdrgm
-    XMP, with ``iso`` its ISO 21496-1 metadata: :data:`GAIN_MAP_METADATA`; ``gain_map_icc``, the
-    colour space it is applied in, as Skia writes it)."""
+    ``orientation``, XMP with hdrgm:Version and, with ``directory``, a GContainer directory, with
+    ``iso`` an ISO 21496-1 version segment, with ``mpf`` a little-endian MPF index) and the gain
+    map after its EOI (its hdrgm XMP, with ``iso`` its ISO 21496-1 metadata:
+    :data:`GAIN_MAP_METADATA`; ``gain_map_icc``, the colour space it is applied in, as Skia writes
+    it); a ``video`` goes between them, a MotionPhoto item before the GainMap in the directory, and
+    ``padding`` zero bytes after the primary's EOI (its item's Item:Padding)."""
     gain_map_metadata = GAIN_MAP_METADATA if iso else GAIN_MAP_METADATA[:GAIN_MAP_METADATA.index(b"\xff\xe2")]
     if gain_map_icc:
         gain_map_metadata += jpeg_marker_segment(0xE2, b"ICC_PROFILE\x00\x01\x01" + gain_map_icc)
     gain_map_jpeg = _with_segments(_jpeg_of(gain_map), gain_map_metadata)
     exif = Image.Exif()
     exif[0x0112] = orientation
+    video_item = ('<rdf:li rdf:parseType="Resource"><Container:Item Item:Semantic="MotionPhoto" '
+                  f'Item:Mime="video/mp4" Item:Length="{len(video)}"/></rdf:li>') if video else ""
     directory = ('<Container:Directory><rdf:Seq><rdf:li rdf:parseType="Resource"><Container:Item '
-                 'Item:Semantic="Primary" Item:Mime="image/jpeg"/></rdf:li><rdf:li rdf:parseType="Resource">'
-                 '<Container:Item Item:Semantic="GainMap" Item:Mime="image/jpeg" '
-                 f'Item:Length="{len(gain_map_jpeg)}"/></rdf:li></rdf:Seq></Container:Directory>')
+                 f'Item:Semantic="Primary" Item:Mime="image/jpeg" Item:Padding="{padding}"/></rdf:li>{video_item}'
+                 '<rdf:li rdf:parseType="Resource"><Container:Item Item:Semantic="GainMap" Item:Mime="image/jpeg" '
+                 f'Item:Length="{len(gain_map_jpeg)}"/></rdf:li></rdf:Seq></Container:Directory>'
+                 ) if directory else ""
     xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
            '<rdf:Description xmlns:Container="http://ns.google.com/photos/1.0/container/" '
            'xmlns:Item="http://ns.google.com/photos/1.0/container/item/" '
@@ -1577,8 +1583,9 @@ def ultra_hdr_jpeg(primary: np.ndarray, gain_map: np.ndarray, orientation: int =
     primary_jpeg = _jpeg_of(primary)
     mpf_at = 2 + len(head) + 4 + 4  # SOI, the segments before, the MPF segment's marker, length and "MPF\0"
     primary_bytes = len(primary_jpeg) + len(head) + len(_little_endian_mpf([0, 0], [0, 0]))
-    mpf = _little_endian_mpf([primary_bytes, len(gain_map_jpeg)], [0, primary_bytes - mpf_at])
-    return _with_segments(primary_jpeg, head + mpf) + gain_map_jpeg
+    index = _little_endian_mpf([primary_bytes, len(gain_map_jpeg)], [0, primary_bytes + padding + len(video) - mpf_at]) \
+        if mpf else b""
+    return _with_segments(primary_jpeg, head + index) + bytes(padding) + video + gain_map_jpeg
 
 
 def _jpeg_of(pixels: np.ndarray) -> bytes:

@@ -271,6 +271,34 @@ def test_an_ultra_hdr_jpeg_comes_back_ultra_hdr_its_gain_map_scaled_with_the_pri
         assert primary.size == (128, 96)  # what a viewer without gain maps shows
 
 
+@pytest.mark.parametrize("layout", [
+    dict(mpf=False), dict(mpf=False, video=b"\x00\x00\x00\x18ftypmp42" + bytes(40)),
+    dict(mpf=False, padding=16), dict(mpf=False, directory=False)],
+    ids=["directory", "motion photo", "primary padded", "no directory"])
+def test_an_ultra_hdr_jpeg_without_an_mp_index_has_its_gain_map_found_after_the_primary(tmp_path, layout):
+    """Skia finds a gain map by the primary's GContainer directory where no MPF segment lists it
+    (its items follow the primary's EOI and padding in order: a motion photo's video may come first), and
+    libultrahdr takes the picture after the primary's EOI: such a photo came back SDR, its
+    gain map dropped."""
+    path = tmp_path / "ultra.jpg"
+    path.write_bytes(ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), _halves_gain_map(), **layout))
+    info = probe_image(path, 10**8)
+    shown, image, fmt, data = hdr_round_trip(path, scale=2)
+    assert transfer_name(info) == "gain map" and hdr_metadata(info, shown, "keep", fmt) == {"hdr": "gain map"}
+    entries, _, _ = _mp_index(data)
+    scaled = cv2.imdecode(np.frombuffer(data[entries[0]["Size"]:], np.uint8), cv2.IMREAD_UNCHANGED)
+    assert scaled.shape == (24, 32) and abs(scaled[:, :14].mean() - 200) <= 2 and abs(scaled[:, 18:].mean() - 40) <= 2
+
+
+def test_a_gain_map_found_by_its_directory_is_taken_at_the_length_it_states(tmp_path):
+    """Bytes after the gain map (a trailer an app appends) are not part of it."""
+    photo = ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), _halves_gain_map(), mpf=False)
+    path = tmp_path / "trailer.jpg"
+    path.write_bytes(photo + b"SEFH" + bytes(100))
+    gain_map = probe_image(path, 10**8).gain_map
+    assert gain_map is not None and gain_map.jpeg.endswith(b"\xff\xd9") and photo.endswith(gain_map.jpeg)
+
+
 def test_an_ultra_hdr_jpeg_turned_upright_has_its_gain_map_turned_as_well(tmp_path):
     """A gain map is stored as its primary is: EXIF orientation 6 turns both a quarter clockwise."""
     path = tmp_path / "turned.jpg"

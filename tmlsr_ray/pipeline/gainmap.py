@@ -3,7 +3,9 @@ later phones save their HDR photos; viewers that know the format brighten the SD
 
 The primary picture's XMP (the ``hdrgm`` namespace, with a GContainer directory giving the gain
 map's length) or its ISO 21496-1 APP2 segment says the file is one, and its MPF APP2 segment
-(CIPA DC-007's MP index) says where the gain map starts and how long it is. What a viewer applies
+(CIPA DC-007's MP index) says where the gain map starts and how long it is; without one, the
+GContainer directory does, its items following the primary's EOI in its order (as Skia reads
+it), and without that, the picture right after the primary's EOI is taken (as libultrahdr does). What a viewer applies
 the gain map by is in the gain map's own XMP and ISO 21496-1 segments and, where it is applied in
 another colour space than its primary's, its ICC profile; they go along as they are.
 """
@@ -14,6 +16,7 @@ import re
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import chain
 from typing import Iterable, Iterator, List, Optional, Tuple
 
 SOI = b"\xff\xd8"
@@ -28,6 +31,10 @@ GAIN_MAP_SEGMENTS = ((APP1, XMP_SIGNATURE), (APP2, ISO_GAIN_MAP_SIGNATURE), (APP
 HDRGM_NAMESPACE = b"http://ns.adobe.com/hdr-gain-map/1.0/"
 # hdrgm:Version as an attribute (how libultrahdr writes it) or as an element
 HDRGM_VERSION = re.compile(rb"hdrgm:Version\s*=\s*[\"']([0-9.]{1,8})[\"']|<hdrgm:Version>\s*([0-9.]{1,8})\s*<")
+# a GContainer item, its fields as attributes (libultrahdr, Pixel) or as elements (Adobe's XMP toolkit)
+CONTAINER_ITEM = re.compile(rb"<Container:Item\b(.*?)(?:/>|</Container:Item>)", re.S)
+ITEM_FIELD = re.compile(rb"Item:(Semantic|Length|Padding)\s*=\s*[\"']([^\"']{0,32})[\"']"
+                        rb"|<Item:(Semantic|Length|Padding)>\s*([^<]{0,32}?)\s*<")
 MP_ENTRY_TAG = 0xB002
 MP_ENTRY_BYTES = 16  # attribute, size, offset, two dependent-image entries
 MP_PRIMARY_ATTRIBUTE = 0x030000  # a baseline MP primary image, JPEG
@@ -90,10 +97,11 @@ def gain_map_of(data: bytes) -> Optional[GainMap]:
     payloads = [(kind, payload) for kind, _, payload in segments]
     if not declares_gain_map(payloads):
         return None
-    for picture in _secondary_pictures(data, segments):
+    xmp = _payload(payloads, APP1, XMP_SIGNATURE)
+    # the MP index is read first; the primary's end is found only where it lists no gain map
+    for picture in chain(_secondary_pictures(data, segments), _pictures_after_primary(data, xmp)):
         metadata = _gain_map_metadata(picture)
         if metadata:
-            xmp = _payload(payloads, APP1, XMP_SIGNATURE)
             return GainMap(picture, metadata, _hdrgm_version(xmp), _payload(payloads, APP2, ISO_GAIN_MAP_SIGNATURE))
     return None
 
@@ -158,6 +166,77 @@ def _secondary_pictures(data: bytes, segments: List[Tuple[int, int, bytes]]) -> 
             if picture.startswith(SOI):
                 yield picture
         return
+
+
+def _pictures_after_primary(data: bytes, xmp: Optional[bytes]) -> Iterator[bytes]:
+    """The gain map where the GContainer directory of the primary's XMP places it (its items follow
+    the primary's EOI and its ``Padding`` in the directory's order, as Skia reads it: no other
+    item's padding counts), else the picture right after the primary's EOI."""
+    end = _end_of_first_picture(data)
+    if end is None:
+        return
+    items = _container_items(xmp)
+    semantics = [semantic for semantic, _, _ in items]
+    if "GainMap" in semantics and semantics[0] == "Primary":
+        at = end + items[0][2]
+        for semantic, length, _ in items[1:]:
+            if semantic == "GainMap":
+                if data.startswith(SOI, at) and length:
+                    yield data[at:at + length]
+                return
+            at += length
+    elif data.startswith(SOI, end):
+        yield data[end:]
+
+
+def _container_items(xmp: Optional[bytes]) -> List[Tuple[str, int, int]]:
+    """(Semantic, Length, Padding) of each item of a GContainer directory, in its order; a length
+    or padding not stated or not a number counts as 0."""
+    items = []
+    for item in CONTAINER_ITEM.finditer(xmp or b""):
+        fields = {(name or element_name).decode(): (value if name else element_value).decode("ascii", "replace")
+                  for name, value, element_name, element_value in ITEM_FIELD.findall(item.group(1))}
+        items.append((fields.get("Semantic", ""), _whole_number(fields.get("Length")),
+                      _whole_number(fields.get("Padding"))))
+    return items
+
+
+def _whole_number(text: Optional[str]) -> int:
+    return int(text) if text and text.isdigit() else 0
+
+
+def _end_of_first_picture(data: bytes) -> Optional[int]:
+    """Where a JPEG's first picture ends, just past its EOI: its segments are stepped over, and the
+    entropy-coded data after each SOS searched for the next marker (a 0xFF neither stuffed, 0xFF00,
+    nor a restart marker); None where the picture is cut short."""
+    at = 2  # past SOI
+    while at + 2 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == EOI:
+            return at + 2
+        if marker == 0xFF or marker in MARKERS_WITHOUT_LENGTH:
+            at += 1 if marker == 0xFF else 2
+            continue
+        if at + 4 > len(data):
+            return None
+        at += 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
+        if marker == SOS:
+            at = _next_marker(data, at)
+    return None
+
+
+def _next_marker(data: bytes, at: int) -> int:
+    """Where the first marker at or after ``at`` in entropy-coded data starts (its fill bytes
+    skipped); the data's length where there is none."""
+    while (at := data.find(b"\xff", at)) >= 0 and at + 1 < len(data):
+        following = data[at + 1]
+        if following == 0xFF:
+            at += 1
+        elif following == 0 or 0xD0 <= following <= 0xD7:
+            at += 2
+        else:
+            return at
+    return len(data)
 
 
 def _mp_entries(index: bytes) -> List[Tuple[int, int]]:
