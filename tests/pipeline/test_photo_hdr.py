@@ -394,16 +394,25 @@ def test_a_gain_map_cut_short_is_left_out_rather_than_scaled_gray(tmp_path):
                   "was upscaled alone"),
     ("higher", "the Ultra HDR photo's gain map is wider or higher than its picture: its SDR picture was upscaled "
                "alone"),
+    ("stripped", "the Ultra HDR photo's gain map is missing: its primary picture declares one, but no picture "
+                 "follows it (an editor or an upload may have cut it off): its SDR picture was upscaled alone"),
+    ("plain picture", "the Ultra HDR photo's second picture is no gain map: it has no hdrgm XMP or ISO 21496-1 "
+                      "segment of its own: its SDR picture was upscaled alone"),
 ])
 def test_an_ultra_hdr_jpeg_whose_gain_map_cannot_be_kept_says_why_it_came_back_sdr(tmp_path, gain_map, note):
-    """A gain map left out as damaged or too large came back with hdr null and no hdr_note: the
-    user's HDR photo came back SDR with no word of why."""
+    """A gain map left out as damaged or too large, or declared by the primary's hdrgm XMP, ISO
+    21496-1 and MPF segments but cut off the file or replaced by a plain picture, came back with
+    hdr null and no hdr_note: the user's HDR photo came back SDR with no word of why."""
     primary = np.full((48, 64, 3), 90, np.uint8)
     if gain_map == "cut short":
         photo = _cut_short_gain_map(ultra_hdr_jpeg(primary, np.random.default_rng(0).integers(0, 255, (48, 64),
                                                                                              np.uint8)))
-    else:
+    elif gain_map == "higher":
         photo = ultra_hdr_jpeg(primary, np.zeros((49, 64), np.uint8))
+    else:
+        photo = ultra_hdr_jpeg(primary, _halves_gain_map())
+        photo = photo[:_mp_index(photo)[0][0]["Size"]]
+        photo += cv2.imencode(".jpg", _halves_gain_map())[1].tobytes() if gain_map == "plain picture" else b""
     path = tmp_path / "ultra.jpg"
     path.write_bytes(photo)
     info = probe_image(path, 10**8)

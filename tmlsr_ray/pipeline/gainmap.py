@@ -42,6 +42,11 @@ MP_UNDEFINED_ATTRIBUTE = 0  # how Ultra HDR marks its gain map
 MARKERS_WITHOUT_LENGTH = {0x01, *range(0xD0, 0xD8)}  # TEM and the restart markers
 
 
+# why a JPEG whose primary declares a gain map comes back SDR, none being found: its hdr_note
+GAIN_MAP_MISSING = ("the Ultra HDR photo's gain map is missing: its primary picture declares one, but no picture "
+                    "follows it (an editor or an upload may have cut it off)")
+GAIN_MAP_NOT_DESCRIBED = ("the Ultra HDR photo's second picture is no gain map: it has no hdrgm XMP or ISO 21496-1 "
+                          "segment of its own")
 GAIN_MAP_QUALITY = 95  # where no quality is asked: a smooth gain map's JPEG error stays within one of its levels
 # the least a gain map is written at, whatever quality its primary is: libjpeg's error on a smooth
 # map (blurred noise, and the same with hard-edged highlights) at 80 is 0.35 of a level on average
@@ -88,22 +93,26 @@ def iso_version_only() -> bytes:
     return ISO_GAIN_MAP_SIGNATURE + bytes(4)
 
 
-def gain_map_of(data: bytes) -> Optional[GainMap]:
-    """The gain map of an Ultra HDR JPEG; None for any other file, an MPO stereo pair or a camera's
-    large thumbnail among them (their second picture says nothing of a gain map)."""
+def gain_map_of(data: bytes) -> Tuple[Optional[GainMap], Optional[str]]:
+    """The gain map of an Ultra HDR JPEG; (None, None) for a JPEG whose primary declares none (an
+    MPO stereo pair, a camera's large thumbnail: their second picture is no gain map), and (None,
+    why) for one that declares a gain map it lacks."""
     if not data.startswith(SOI):
-        return None
+        return None, None
     segments = list(_header_segments(data))
     payloads = [(kind, payload) for kind, _, payload in segments]
     if not declares_gain_map(payloads):
-        return None
+        return None, None
     xmp = _payload(payloads, APP1, XMP_SIGNATURE)
+    pictures = 0
     # the MP index is read first; the primary's end is found only where it lists no gain map
     for picture in chain(_secondary_pictures(data, segments), _pictures_after_primary(data, xmp)):
+        pictures += 1
         metadata = _gain_map_metadata(picture)
         if metadata:
-            return GainMap(picture, metadata, _hdrgm_version(xmp), _payload(payloads, APP2, ISO_GAIN_MAP_SIGNATURE))
-    return None
+            iso_version = _payload(payloads, APP2, ISO_GAIN_MAP_SIGNATURE)
+            return GainMap(picture, metadata, _hdrgm_version(xmp), iso_version), None
+    return None, GAIN_MAP_NOT_DESCRIBED if pictures else GAIN_MAP_MISSING
 
 
 def declares_gain_map(segments: Iterable[Tuple[int, bytes]]) -> bool:

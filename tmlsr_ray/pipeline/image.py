@@ -203,9 +203,9 @@ def _decodable_gain_map(path: Path, primary_size: Tuple[int, int]) -> Tuple[Opti
     its header: max_input_pixels bounds the primary alone, and scaled with the primary it stays
     within what JPEG holds) and its pixels can be read whole (one cut short or damaged, which
     libjpeg fills gray, describes no picture); else the photo is an SDR one, and why is said."""
-    gain_map = gain_map_of(path.read_bytes())
+    gain_map, missing = gain_map_of(path.read_bytes())
     if gain_map is None:
-        return None, None
+        return None, missing
     try:
         with Image.open(io.BytesIO(gain_map.jpeg)) as img:
             width, height = img.size
