@@ -1886,7 +1886,8 @@ APPLE_GAIN_MAP_URN = b"urn:com:apple:photo:2020:aux:hdrgainmap"
 def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_tags: Optional[dict] = None,
                    rotation: int = 0, mirror: Optional[int] = None) -> Path:
     """An iPhone's HDR HEIC (iOS 14.1 to 17), assembled box by box: the primary (BGR, 8-bit or
-    10-bit levels in uint16, encoded by pillow-heif) as item 1, the gain map (gray) as item 2, an auxiliary image of it (``auxl``) whose
+    10-bit levels in uint16, encoded by pillow-heif) as item 1, the gain map (gray, 8-bit or
+    10-bit levels in uint16) as item 2, an auxiliary image of it (``auxl``) whose
     ``auxC`` names Apple's URN, and an EXIF item 3 whose maker note ("Apple iOS", big-endian) holds
     ``maker_tags`` as signed rationals (tag: Fraction; by default 33 = 1.02 and 48 = 0.0064, 2.48
     stops); ``rotation`` (degrees anticlockwise) an ``irot`` and ``mirror`` (its axis) an ``imir``
@@ -1898,7 +1899,9 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
     primary_properties, primary_data = _heif_coded_item(
         pillow_heif.from_bytes("RGB;16", rgb.shape[1::-1], (rgb.astype(np.uint16) << 6).tobytes())
         if rgb.dtype == np.uint16 else pillow_heif.from_pillow(Image.fromarray(rgb)))
-    gain_properties, gain_data = _heif_coded_item(pillow_heif.from_pillow(Image.fromarray(gain_map, "L")))
+    gain_properties, gain_data = _heif_coded_item(
+        pillow_heif.from_bytes("L;16", gain_map.shape[::-1], (gain_map << 6).tobytes())
+        if gain_map.dtype == np.uint16 else pillow_heif.from_pillow(Image.fromarray(gain_map, "L")))
     exif_data = bytes(4) + _apple_exif(maker_tags)  # its TIFF header right after the 4-byte offset to it
     properties = primary_properties + gain_properties + [_full_box(b"auxC", 0, APPLE_GAIN_MAP_URN + b"\0")]
     primary_indices = list(range(1, len(primary_properties) + 1))

@@ -51,3 +51,13 @@ def test_a_damaged_maker_note_entry_leaves_the_headroom_tags_after_it_read(tmp_p
                           np.full((24, 32), 200, np.uint8),
                           maker_tags={10: None, 33: Fraction(102, 100), 48: Fraction(64, 10000)})
     assert _stated_stops(path) == pytest.approx(-70 * 0.0064 + 3.0)
+
+
+def test_a_ten_bit_gain_map_is_left_out_saying_it_is_ten_bit_not_damaged(tmp_path):
+    """pillow-heif reads 8-bit auxiliary images alone: a 10-bit gain map's photo came back SDR
+    saying its gain map was "cut short or damaged", though it was whole."""
+    path = apple_hdr_heic(tmp_path / "iphone.heic", np.full((48, 64, 3), 120, np.uint8),
+                          np.full((24, 32), 800, np.uint16))
+    info = probe_image(path, 10**8)
+    assert (info.gain_map, info.gain_map_left_out) == (
+        None, "the Apple HDR photo's gain map is 10-bit, and only 8-bit ones (what iPhones write) are read")

@@ -18,7 +18,7 @@ from PIL import Image
 
 from tmlsr_ray.pipeline.gainmap import (GAIN_MAP_QUALITY, GainMap, iso_version_only, log2_gain_map_metadata,
                                         with_metadata)
-from tmlsr_ray.pipeline.heif_boxes import item_properties
+from tmlsr_ray.pipeline.heif_boxes import bits_per_channel, item_properties
 
 APPLE_GAIN_MAP_URN = "urn:com:apple:photo:2020:aux:hdrgainmap"
 APPLE_HDR = "Apple HDR"  # GainMap.kind
@@ -35,6 +35,9 @@ NO_HEADROOM = "the Apple HDR photo's maker note states no headroom (its tag 33)"
 LITTLE_HEADROOM = "the Apple HDR photo's maker note states a headroom under 0.01 stops (its tags 33 and 48)"
 TOO_LARGE = "the Apple HDR photo's gain map is wider or higher than its picture"
 DAMAGED = "the Apple HDR photo's gain map could not be read whole (cut short or damaged)"
+# pillow-heif (1.8.1) decodes 8-bit auxiliary images alone; an iPhone's gain map is 8-bit (Apple's
+# pixel format L008)
+TOO_DEEP = "the Apple HDR photo's gain map is {bits}-bit, and only 8-bit ones (what iPhones write) are read"
 HEIF_ERRORS = (OSError, RuntimeError, ValueError, EOFError)  # what libheif's refusals come as
 
 
@@ -42,8 +45,8 @@ def apple_gain_map(path: Path, exif: Image.Exif, primary_size: Tuple[int, int]
                    ) -> Tuple[Optional[GainMap], Optional[str]]:
     """The gain map an iPhone's HEIC of ``primary_size`` (upright) carries, upright and in hdrgm's
     encoding; (None, None) for any other HEIC, (None, why) where it cannot be kept: no headroom
-    stated, larger than its primary (by its header, before decoding: max_input_pixels bounds the
-    primary alone), or damaged."""
+    stated, deeper than 8 bits, larger than its primary (by its header, before decoding:
+    max_input_pixels bounds the primary alone), or damaged."""
     try:
         heif = pillow_heif.open_heif(path)
         ids = heif.info.get("aux", {}).get(APPLE_GAIN_MAP_URN)
@@ -52,6 +55,9 @@ def apple_gain_map(path: Path, exif: Image.Exif, primary_size: Tuple[int, int]
         stops = headroom_stops(exif)
         if not stops:
             return None, NO_HEADROOM if stops is None else LITTLE_HEADROOM
+        bits = bits_per_channel(item_properties(path, ids[0]))
+        if bits and bits > 8:
+            return None, TOO_DEEP.format(bits=bits)
         aux = heif.get_aux_image(ids[0])
         turns = _transforms_to_apply(path, ids[0])
         width, height = aux.size[::-1] if _quarter_turns(turns) % 2 else aux.size
