@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import io
 import os
 import re
@@ -1551,14 +1552,15 @@ GAIN_MAP_METADATA = (
 
 def ultra_hdr_jpeg(primary: np.ndarray, gain_map: np.ndarray, orientation: int = 1, iso: bool = True,
                    gain_map_icc: Optional[bytes] = None, mpf: bool = True, directory: bool = True,
-                   video: bytes = b"", padding: int = 0) -> bytes:
+                   video: bytes = b"", padding: int = 0, extended_xmp: bool = False) -> bytes:
     """An Ultra HDR JPEG as Android phones write one, made from scratch: the primary (EXIF with
     ``orientation``, XMP with hdrgm:Version and, with ``directory``, a GContainer directory, with
     ``iso`` an ISO 21496-1 version segment, with ``mpf`` a little-endian MPF index) and the gain
     map after its EOI (its hdrgm XMP, with ``iso`` its ISO 21496-1 metadata:
     :data:`GAIN_MAP_METADATA`; ``gain_map_icc``, the colour space it is applied in, as Skia writes
     it); a ``video`` goes between them, a MotionPhoto item before the GainMap in the directory, and
-    ``padding`` zero bytes after the primary's EOI (its item's Item:Padding)."""
+    ``padding`` zero bytes after the primary's EOI (its item's Item:Padding). With ``extended_xmp``
+    the primary's hdrgm and directory XMP is extended XMP (:func:`extended_xmp_segments`)."""
     gain_map_metadata = GAIN_MAP_METADATA if iso else GAIN_MAP_METADATA[:GAIN_MAP_METADATA.index(b"\xff\xe2")]
     if gain_map_icc:
         gain_map_metadata += jpeg_marker_segment(0xE2, b"ICC_PROFILE\x00\x01\x01" + gain_map_icc)
@@ -1577,15 +1579,34 @@ def ultra_hdr_jpeg(primary: np.ndarray, gain_map: np.ndarray, orientation: int =
            'xmlns:Item="http://ns.google.com/photos/1.0/container/item/" '
            f'xmlns:hdrgm="http://ns.adobe.com/hdr-gain-map/1.0/" hdrgm:Version="1.0">{directory}'
            '</rdf:Description></rdf:RDF></x:xmpmeta>')
-    head = (jpeg_marker_segment(0xE1, exif.tobytes()) + jpeg_marker_segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00"
-                                                                             + xmp.encode())
+    xmp_segments = extended_xmp_segments(xmp.encode()) if extended_xmp else \
+        jpeg_marker_segment(0xE1, XMP_SIGNATURE + xmp.encode())
+    head = (jpeg_marker_segment(0xE1, exif.tobytes()) + xmp_segments
             + (jpeg_marker_segment(0xE2, ISO_GAIN_MAP_SIGNATURE + bytes(4)) if iso else b""))
     primary_jpeg = _jpeg_of(primary)
     mpf_at = 2 + len(head) + 4 + 4  # SOI, the segments before, the MPF segment's marker, length and "MPF\0"
     primary_bytes = len(primary_jpeg) + len(head) + len(_little_endian_mpf([0, 0], [0, 0]))
-    index = _little_endian_mpf([primary_bytes, len(gain_map_jpeg)], [0, primary_bytes + padding + len(video) - mpf_at]) \
-        if mpf else b""
+    gain_map_at = primary_bytes + padding + len(video)
+    index = _little_endian_mpf([primary_bytes, len(gain_map_jpeg)], [0, gain_map_at - mpf_at]) if mpf else b""
     return _with_segments(primary_jpeg, head + index) + bytes(padding) + video + gain_map_jpeg
+
+
+XMP_SIGNATURE = b"http://ns.adobe.com/xap/1.0/\x00"
+
+
+def extended_xmp_segments(packet: bytes, parts: int = 2) -> bytes:
+    """APP1 segments holding ``packet`` as extended XMP (XMP Specification Part 3, 1.1.3.1): a
+    standard XMP naming its GUID (the packet's MD5, hex) in xmpNote:HasExtendedXMP, then the packet
+    in ``parts`` pieces, the last first, each after the GUID, the packet's length and its offset."""
+    guid = hashlib.md5(packet).hexdigest().upper().encode()
+    standard = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                '<rdf:Description rdf:about="" xmlns:xmpNote="http://ns.adobe.com/xmp/note/" '
+                f'xmpNote:HasExtendedXMP="{guid.decode()}"/></rdf:RDF></x:xmpmeta>').encode()
+    step = -(-len(packet) // parts)
+    pieces = [jpeg_marker_segment(0xE1, b"http://ns.adobe.com/xmp/extension/\x00" + guid
+                                  + struct.pack(">II", len(packet), at) + packet[at:at + step])
+              for at in range(0, len(packet), step)]
+    return jpeg_marker_segment(0xE1, XMP_SIGNATURE + standard) + b"".join(reversed(pieces))
 
 
 def _jpeg_of(pixels: np.ndarray) -> bytes:

@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from tests.helpers import (GAIN_MAP_METADATA, ISO_GAIN_MAP_SIGNATURE, REFERENCE_WHITE_CODES, apple_hdr_heic, bt2100_icc,
-                           deep_levels, deep_photo, display_p3_icc, hdr_white_photo, image_round_trip, jpeg_marker_segment,
-                           png_chunks_in_order, srgb_level, ultra_hdr_jpeg, with_png_chunk)
+                           deep_levels, deep_photo, display_p3_icc, extended_xmp_segments, hdr_white_photo,
+                           image_round_trip, jpeg_marker_segment, png_chunks_in_order, srgb_level, ultra_hdr_jpeg,
+                           with_png_chunk)
 from tmlsr_ray.pipeline.colour import ToneMap, nits_to_pq, pq_to_nits
 from tmlsr_ray.pipeline.image import (apply_exif_orientation, png_with_metadata, decode_image, encode_image,
                                       output_format, probe_image)
@@ -297,6 +298,33 @@ def test_a_gain_map_found_by_its_directory_is_taken_at_the_length_it_states(tmp_
     path.write_bytes(photo + b"SEFH" + bytes(100))
     gain_map = probe_image(path, 10**8).gain_map
     assert gain_map is not None and gain_map.jpeg.endswith(b"\xff\xd9") and photo.endswith(gain_map.jpeg)
+
+
+@pytest.mark.parametrize("layout", [dict(), dict(mpf=False, video=b"\x00\x00\x00\x18ftypmp42" + bytes(40))],
+                         ids=["mp index", "directory"])
+def test_an_ultra_hdr_jpeg_whose_primary_states_hdrgm_in_extended_xmp_keeps_its_gain_map(tmp_path, layout):
+    """XMP too large for one segment goes on in extended XMP segments (Lightroom's and Photoshop's
+    history does), which Skia reads: a primary whose hdrgm:Version and GContainer directory stood
+    there was taken for an SDR photo's, its gain map dropped."""
+    path = tmp_path / "extended.jpg"
+    path.write_bytes(ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), _halves_gain_map(), iso=False,
+                                    extended_xmp=True, **layout))
+    info = probe_image(path, 10**8)
+    shown, _, fmt, data = hdr_round_trip(path, scale=2)
+    assert transfer_name(info) == "gain map" and hdr_metadata(info, shown, "keep", fmt) == {"hdr": "gain map"}
+    assert b'hdrgm:Version="1.0"' in _mp_index(data)[2]
+
+
+def test_a_gain_maps_extended_xmp_describes_it_and_comes_back_with_it(tmp_path):
+    gain_map_xmp = GAIN_MAP_METADATA[:GAIN_MAP_METADATA.index(b"\xff\xe2")]
+    extended = extended_xmp_segments(gain_map_xmp[4 + len(b"http://ns.adobe.com/xap/1.0/\x00"):])
+    photo = ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), _halves_gain_map(), iso=False, mpf=False,
+                           directory=False)
+    path = tmp_path / "extended.jpg"
+    path.write_bytes(photo.replace(gain_map_xmp, extended))
+    _, _, fmt, data = hdr_round_trip(path, scale=2)
+    gain_map = data[_mp_index(data)[0][0]["Size"]:]
+    assert fmt == "jpeg" and gain_map[2:2 + len(extended)] == extended
 
 
 def test_an_ultra_hdr_jpeg_turned_upright_has_its_gain_map_turned_as_well(tmp_path):

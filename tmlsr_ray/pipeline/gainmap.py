@@ -22,12 +22,19 @@ from typing import Iterable, Iterator, List, Optional, Tuple
 SOI = b"\xff\xd8"
 APP1, APP2, SOS, EOI = 0xE1, 0xE2, 0xDA, 0xD9
 XMP_SIGNATURE = b"http://ns.adobe.com/xap/1.0/\x00"
+# XMP too large for one segment (XMP Specification Part 3, 1.1.3.1): the standard XMP names a GUID
+# in xmpNote:HasExtendedXMP, and segments of this signature carry the rest, each after that GUID
+# (32 hex digits), the whole extended packet's length and the piece's offset in it
+XMP_EXTENSION_SIGNATURE = b"http://ns.adobe.com/xmp/extension/\x00"
+HAS_EXTENDED_XMP = re.compile(rb"xmpNote:HasExtendedXMP\s*=\s*[\"']([0-9A-Fa-f]{32})[\"']"
+                              rb"|<xmpNote:HasExtendedXMP>\s*([0-9A-Fa-f]{32})\s*<")
 ISO_GAIN_MAP_SIGNATURE = b"urn:iso:std:iso:ts:21496:-1\x00"
 MPF_SIGNATURE = b"MPF\x00"
 ICC_SIGNATURE = b"ICC_PROFILE\x00"
 # what a gain map picture says of itself: how it is applied (XMP, ISO 21496-1) and, where that is
 # not in its primary's colour space, the colour space it is applied in (its ICC profile, as Skia writes it)
-GAIN_MAP_SEGMENTS = ((APP1, XMP_SIGNATURE), (APP2, ISO_GAIN_MAP_SIGNATURE), (APP2, ICC_SIGNATURE))
+GAIN_MAP_SEGMENTS = ((APP1, XMP_SIGNATURE), (APP1, XMP_EXTENSION_SIGNATURE), (APP2, ISO_GAIN_MAP_SIGNATURE),
+                     (APP2, ICC_SIGNATURE))
 HDRGM_NAMESPACE = b"http://ns.adobe.com/hdr-gain-map/1.0/"
 # hdrgm:Version as an attribute (how libultrahdr writes it) or as an element
 HDRGM_VERSION = re.compile(rb"hdrgm:Version\s*=\s*[\"']([0-9.]{1,8})[\"']|<hdrgm:Version>\s*([0-9.]{1,8})\s*<")
@@ -103,7 +110,7 @@ def gain_map_of(data: bytes) -> Tuple[Optional[GainMap], Optional[str]]:
     payloads = [(kind, payload) for kind, _, payload in segments]
     if not declares_gain_map(payloads):
         return None, None
-    xmp = _payload(payloads, APP1, XMP_SIGNATURE)
+    xmp = _xmp(payloads)
     pictures = 0
     # the MP index is read first; the primary's end is found only where it lists no gain map
     for picture in chain(_secondary_pictures(data, segments), _pictures_after_primary(data, xmp)):
@@ -117,9 +124,9 @@ def gain_map_of(data: bytes) -> Tuple[Optional[GainMap], Optional[str]]:
 
 def declares_gain_map(segments: Iterable[Tuple[int, bytes]]) -> bool:
     """Whether a primary picture's segments (marker and payload) say a gain map follows it: an XMP
-    in the hdrgm namespace or an ISO 21496-1 segment."""
+    (its extended XMP included) in the hdrgm namespace or an ISO 21496-1 segment."""
     segments = list(segments)
-    xmp = _payload(segments, APP1, XMP_SIGNATURE)
+    xmp = _xmp(segments)
     return bool(xmp and HDRGM_NAMESPACE in xmp) or _payload(segments, APP2, ISO_GAIN_MAP_SIGNATURE) is not None
 
 
@@ -162,6 +169,31 @@ def _header_segments(data: bytes) -> Iterator[Tuple[int, int, bytes]]:
 
 def _payload(segments: List[Tuple[int, bytes]], marker: int, signature: bytes) -> Optional[bytes]:
     return next((payload for kind, payload in segments if kind == marker and payload.startswith(signature)), None)
+
+
+def _xmp(segments: List[Tuple[int, bytes]]) -> Optional[bytes]:
+    """A picture's XMP packet, then its extended XMP where it names one (Skia searches both, the
+    standard first, as a search of this joined text does)."""
+    standard = _payload(segments, APP1, XMP_SIGNATURE)
+    guid = HAS_EXTENDED_XMP.search(standard) if standard else None
+    if guid is None:
+        return standard
+    return standard + _extended_xmp(segments, guid.group(1) or guid.group(2))
+
+
+def _extended_xmp(segments: List[Tuple[int, bytes]], guid: bytes) -> bytes:
+    """The extended XMP of ``guid``, its pieces put in order by their offsets; it ends where a
+    piece is missing."""
+    pieces = {}
+    for kind, payload in segments:
+        if kind == APP1 and payload.startswith(XMP_EXTENSION_SIGNATURE + guid):
+            header = payload[len(XMP_EXTENSION_SIGNATURE) + len(guid):]
+            if len(header) > 8:
+                pieces[struct.unpack(">I", header[4:8])[0]] = header[8:]
+    packet = b""
+    while len(packet) in pieces:
+        packet += pieces.pop(len(packet))
+    return packet
 
 
 def _secondary_pictures(data: bytes, segments: List[Tuple[int, int, bytes]]) -> Iterator[bytes]:
@@ -268,13 +300,14 @@ def _mp_entries(index: bytes) -> List[Tuple[int, int]]:
 
 
 def _gain_map_metadata(picture: bytes) -> bytes:
-    """A picture's XMP, ISO 21496-1 and ICC profile segments, where its XMP or ISO 21496-1 segment
-    describes a gain map; else none."""
-    kept = [(picture[at:at + 4 + len(payload)], payload) for kind, at, payload in _header_segments(picture)
+    """A picture's XMP (extended XMP included), ISO 21496-1 and ICC profile segments, where its
+    XMP or ISO 21496-1 segment describes a gain map; else none."""
+    kept = [(kind, picture[at:at + 4 + len(payload)], payload) for kind, at, payload in _header_segments(picture)
             if any(kind == marker and payload.startswith(signature) for marker, signature in GAIN_MAP_SEGMENTS)]
-    if not any(HDRGM_NAMESPACE in payload or payload.startswith(ISO_GAIN_MAP_SIGNATURE) for _, payload in kept):
+    payloads = [(kind, payload) for kind, _, payload in kept]
+    if HDRGM_NAMESPACE not in (_xmp(payloads) or b"") and _payload(payloads, APP2, ISO_GAIN_MAP_SIGNATURE) is None:
         return b""
-    return b"".join(segment for segment, _ in kept)
+    return b"".join(segment for _, segment, _ in kept)
 
 
 def _hdrgm_version(xmp: Optional[bytes]) -> Optional[str]:
