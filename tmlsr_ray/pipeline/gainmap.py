@@ -38,8 +38,7 @@ GAIN_MAP_SEGMENTS = ((APP1, XMP_SIGNATURE), (APP1, XMP_EXTENSION_SIGNATURE), (AP
 HDRGM_NAMESPACE = b"http://ns.adobe.com/hdr-gain-map/1.0/"
 # hdrgm:Version as an attribute (how libultrahdr writes it) or as an element
 HDRGM_VERSION = re.compile(rb"hdrgm:Version\s*=\s*[\"']([0-9.]{1,8})[\"']|<hdrgm:Version>\s*([0-9.]{1,8})\s*<")
-# a GContainer item, its fields as attributes (libultrahdr, Pixel) or as elements (Adobe's XMP toolkit)
-CONTAINER_ITEM = re.compile(rb"<Container:Item\b(.*?)(?:/>|</Container:Item>)", re.S)
+# a GContainer item's fields, as attributes (libultrahdr, Pixel) or as elements (Adobe's XMP toolkit)
 ITEM_FIELD = re.compile(rb"Item:(Semantic|Length|Padding)\s*=\s*[\"']([^\"']{0,32})[\"']"
                         rb"|<Item:(Semantic|Length|Padding)>\s*([^<]{0,32}?)\s*<")
 MP_ENTRY_TAG = 0xB002
@@ -190,10 +189,11 @@ def _extended_xmp(segments: List[Tuple[int, bytes]], guid: bytes) -> bytes:
             header = payload[len(XMP_EXTENSION_SIGNATURE) + len(guid):]
             if len(header) > 8:
                 pieces[struct.unpack(">I", header[4:8])[0]] = header[8:]
-    packet = b""
-    while len(packet) in pieces:
-        packet += pieces.pop(len(packet))
-    return packet
+    ordered, length = [], 0
+    while length in pieces:  # a piece of no bytes is popped all the same: no offset is visited twice
+        ordered.append(pieces.pop(length))
+        length += len(ordered[-1])
+    return b"".join(ordered)
 
 
 def _secondary_pictures(data: bytes, segments: List[Tuple[int, int, bytes]]) -> Iterator[bytes]:
@@ -233,10 +233,14 @@ def _pictures_after_primary(data: bytes, xmp: Optional[bytes]) -> Iterator[bytes
 def _container_items(xmp: Optional[bytes]) -> List[Tuple[str, int, int]]:
     """(Semantic, Length, Padding) of each item of a GContainer directory, in its order; a length
     or padding not stated or not a number counts as 0."""
+    directory = (xmp or b"").partition(b"<Container:Directory")[2].partition(b"</Container:Directory>")[0]
     items = []
-    for item in CONTAINER_ITEM.finditer(xmp or b""):
-        fields = {(name or element_name).decode(): (value if name else element_value).decode("ascii", "replace")
-                  for name, value, element_name, element_value in ITEM_FIELD.findall(item.group(1))}
+    # each item's text runs to the next's start: a split, not a pattern that could search on past
+    # every unclosed item to the end of a hostile packet of megabytes
+    for item in directory.split(b"<Container:Item")[1:]:
+        fields = {}
+        for name, value, element_name, element_value in ITEM_FIELD.findall(item):
+            fields.setdefault((name or element_name).decode(), (value or element_value).decode("ascii", "replace"))
         items.append((fields.get("Semantic", ""), _whole_number(fields.get("Length")),
                       _whole_number(fields.get("Padding"))))
     return items
