@@ -41,6 +41,8 @@ HDRGM_VERSION = re.compile(rb"hdrgm:Version\s*=\s*[\"']([0-9.]{1,8})[\"']|<hdrgm
 # a GContainer item's fields, as attributes (libultrahdr, Pixel) or as elements (Adobe's XMP toolkit)
 ITEM_FIELD = re.compile(rb"Item:(Semantic|Length|Padding)\s*=\s*[\"']([^\"']{0,32})[\"']"
                         rb"|<Item:(Semantic|Length|Padding)>\s*([^<]{0,32}?)\s*<")
+# in entropy-coded data, a 0xFF is a marker's unless stuffed (0xFF00), a restart marker or a fill byte
+ENTROPY_CODED_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 MP_ENTRY_TAG = 0xB002
 MP_ENTRY_BYTES = 16  # attribute, size, offset, two dependent-image entries
 MP_PRIMARY_ATTRIBUTE = 0x030000  # a baseline MP primary image, JPEG
@@ -271,17 +273,10 @@ def _end_of_first_picture(data: bytes) -> Optional[int]:
 
 
 def _next_marker(data: bytes, at: int) -> int:
-    """Where the first marker at or after ``at`` in entropy-coded data starts (its fill bytes
-    skipped); the data's length where there is none."""
-    while (at := data.find(b"\xff", at)) >= 0 and at + 1 < len(data):
-        following = data[at + 1]
-        if following == 0xFF:
-            at += 1
-        elif following == 0 or 0xD0 <= following <= 0xD7:
-            at += 2
-        else:
-            return at
-    return len(data)
+    """Where the first marker at or after ``at`` in entropy-coded data starts (past its fill
+    bytes); the data's length where there is none."""
+    found = ENTROPY_CODED_MARKER.search(data, at)
+    return found.start() if found else len(data)
 
 
 def _mp_entries(index: bytes) -> List[Tuple[int, int]]:
