@@ -291,6 +291,27 @@ def test_an_ultra_hdr_jpeg_without_an_mp_index_has_its_gain_map_found_after_the_
     assert scaled.shape == (24, 32) and abs(scaled[:, :14].mean() - 200) <= 2 and abs(scaled[:, 18:].mean() - 40) <= 2
 
 
+@pytest.mark.parametrize("layout", [[cv2.IMWRITE_JPEG_PROGRESSIVE, 1], [cv2.IMWRITE_JPEG_RST_INTERVAL, 1], []],
+                         ids=["progressive", "restart markers", "a picture in a segment"])
+def test_the_picture_after_a_primary_of_several_scans_or_restart_markers_is_its_gain_map(tmp_path, layout):
+    """The primary's end is found past its scans' stuffed bytes (noise has many), the segments
+    between a progressive JPEG's scans, its restart markers, and a segment holding a JPEG of its
+    own (as EXIF holds a thumbnail), whose EOI is not the primary's."""
+    noise = np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)
+    primary = cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 100, *layout])[1].tobytes()
+    if not layout:
+        primary = primary[:2] + jpeg_marker_segment(0xFE, cv2.imencode(".jpg", noise[:8, :8])[1].tobytes()) + primary[2:]
+    xmp = jpeg_marker_segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + b'<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+                              b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+                              b'xmlns:hdrgm="http://ns.adobe.com/hdr-gain-map/1.0/" hdrgm:Version="1.0"/>'
+                              b'</rdf:RDF></x:xmpmeta>')
+    gain_map = cv2.imencode(".jpg", _halves_gain_map())[1].tobytes()
+    path = tmp_path / "scans.jpg"
+    path.write_bytes(primary[:2] + xmp + primary[2:] + gain_map[:2] + GAIN_MAP_METADATA + gain_map[2:])
+    info = probe_image(path, 10**8)
+    assert info.gain_map is not None and info.gain_map.jpeg == gain_map[:2] + GAIN_MAP_METADATA + gain_map[2:]
+
+
 def test_a_gain_map_found_by_its_directory_is_taken_at_the_length_it_states(tmp_path):
     """Bytes after the gain map (a trailer an app appends) are not part of it."""
     photo = ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), _halves_gain_map(), mpf=False)
