@@ -1905,14 +1905,16 @@ APPLE_GAIN_MAP_URN = b"urn:com:apple:photo:2020:aux:hdrgainmap"
 
 
 def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_tags: Optional[dict] = None,
-                   rotation: int = 0, mirror: Optional[int] = None) -> Path:
+                   rotation: int = 0, mirror: Optional[int] = None, tmap: bool = False) -> Path:
     """An iPhone's HDR HEIC (iOS 14.1 to 17), assembled box by box: the primary (BGR, 8-bit or
     10-bit levels in uint16, encoded by pillow-heif) as item 1, the gain map (gray, 8-bit or
     10-bit levels in uint16) as item 2, an auxiliary image of it (``auxl``) whose
     ``auxC`` names Apple's URN, and an EXIF item 3 whose maker note ("Apple iOS", big-endian) holds
     ``maker_tags`` as signed rationals (tag: Fraction; by default 33 = 1.02 and 48 = 0.0064, 2.48
     stops); ``rotation`` (degrees anticlockwise) an ``irot`` and ``mirror`` (its axis) an ``imir``
-    of the primary alone, in that order."""
+    of the primary alone, in that order. With ``tmap``, as iOS 18 adds: an ISO 21496-1 ``tmap``
+    item 4 derived (``dimg``) from the primary and the gain map, which is its auxiliary image as
+    well as the primary's, in an ``altr`` group before the primary."""
     maker_tags = {33: Fraction(102, 100), 48: Fraction(64, 10000)} if maker_tags is None else maker_tags
     import pillow_heif
 
@@ -1933,12 +1935,21 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
         properties.append(turn)
         primary_indices.append(len(properties))
     associations = [(1, primary_indices), (2, gain_indices)]
+    items = [(1, b"hvc1", primary_data), (2, b"hvc1", gain_data), (3, b"Exif", exif_data)]
+    iref = _box(b"auxl", struct.pack(">HHH", 2, 1, 1)) + _box(b"cdsc", struct.pack(">HHH", 3, 1, 1))
+    groups = b""
+    if tmap:  # version 0, then headroom, gains and offsets as log2_gain_map_metadata's (2 stops)
+        fractions = (0, 1, 2, 1, 0, 1, 2, 1, 1, 1, 0, 1, 0, 1)
+        metadata = bytes(1) + struct.pack(">HHB", 0, 0, 0) + struct.pack(">" + "iI" * 7, *fractions)
+        items.append((4, b"tmap", metadata))
+        associations.append((4, [primary_indices[[p[4:8] for p in primary_properties].index(b"ispe")]]))
+        iref = (_box(b"auxl", struct.pack(">HHHH", 2, 2, 1, 4)) + _box(b"dimg", struct.pack(">HHHH", 4, 2, 1, 2))
+                + _box(b"cdsc", struct.pack(">HHH", 3, 1, 1)))
+        groups = _box(b"grpl", _full_box(b"altr", 0, struct.pack(">IIII", 1, 2, 4, 1)))
     ipma = struct.pack(">I", len(associations)) + b"".join(
         struct.pack(">HB", item, len(indices)) + bytes(0x80 | index for index in indices)
         for item, indices in associations)
-    items = [(1, b"hvc1", primary_data), (2, b"hvc1", gain_data), (3, b"Exif", exif_data)]
     infe = b"".join(_full_box(b"infe", 2, struct.pack(">HH4s", item, 0, kind) + b"\0") for item, kind, _ in items)
-    iref = _box(b"auxl", struct.pack(">HHH", 2, 1, 1)) + _box(b"cdsc", struct.pack(">HHH", 3, 1, 1))
 
     def meta(mdat_at: int) -> bytes:
         extents, at = b"", mdat_at
@@ -1950,9 +1961,10 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
                          + _full_box(b"iloc", 0, b"\x44\x00" + struct.pack(">H", len(items)) + extents)
                          + _full_box(b"iinf", 0, struct.pack(">H", len(items)) + infe)
                          + _full_box(b"iref", 0, iref)
-                         + _box(b"iprp", _box(b"ipco", b"".join(properties)) + _full_box(b"ipma", 0, ipma)))
+                         + _box(b"iprp", _box(b"ipco", b"".join(properties)) + _full_box(b"ipma", 0, ipma))
+                         + groups)
 
-    ftyp = _box(b"ftyp", b"heic" + bytes(4) + b"mif1heic")
+    ftyp = _box(b"ftyp", b"heic" + bytes(4) + b"mif1heic" + (b"tmap" if tmap else b""))
     mdat_at = len(ftyp) + len(meta(0)) + 8
     path.write_bytes(ftyp + meta(mdat_at) + _box(b"mdat", b"".join(data for _, _, data in items)))
     return path

@@ -577,6 +577,19 @@ def test_an_iphone_hdr_heic_comes_back_ultra_hdr_showing_the_hdr_apples_formula_
     assert b'hdrgm:Version="1.0"' in xmp and ISO_GAIN_MAP_SIGNATURE in data[entries[0]["Size"]:]
 
 
+def test_an_ios_18_hdr_heic_with_an_iso_tmap_item_keeps_its_apple_gain_map(tmp_path):
+    """iOS 18 adds an ISO 21496-1 tmap item derived from the primary and the same gain map, which
+    stays the primary's Apple auxiliary image (libheif 1.17 refused such files: "Too many
+    auxiliary image references"); pillow-heif 1.8.1 reads it, and the photo comes back Ultra HDR
+    by Apple's gain map and maker note as before iOS 18."""
+    path = apple_hdr_heic(tmp_path / "ios18.heic", np.full((48, 64, 3), 120, np.uint8),
+                          np.full((24, 32), 200, np.uint8), tmap=True)
+    info = probe_image(path, 10**8)
+    shown, _, fmt, data = hdr_round_trip(path, scale=2)
+    assert info.gain_map is not None and hdr_metadata(info, shown, "keep", fmt) == {"hdr": "gain map"}
+    assert abs(_hdrgm(data[_mp_index(data)[0][0]["Size"]:], "HDRCapacityMax") - APPLE_STOPS) < 1e-4
+
+
 @pytest.mark.parametrize("hdr, requested, fmt, note", [
     ("sdr", None, "jpeg", 'hdr "sdr" was asked: the Apple HDR photo\'s gain map was left out'),
     ("keep", "png", "png", "png holds no gain map: the Apple HDR photo's gain map was left out"),
