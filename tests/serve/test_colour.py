@@ -151,6 +151,22 @@ def test_an_ultra_hdr_jpeg_comes_back_ultra_hdr_with_its_gain_map_scaled(service
     assert decoded.shape == (24, 32) and abs(decoded.mean() - 200) <= 2
 
 
+def test_an_ultra_hdr_jpegs_gain_map_comes_back_at_the_output_quality_asked(service, input_server):
+    """The runner wrote the gain map at quality 95 whatever output_quality asked."""
+    import io
+    from PIL import Image
+    from tests.helpers import ultra_hdr_jpeg
+    photo = ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), np.full((12, 16), 200, np.uint8))
+    task = service.run(url=input_server.add("pixel-q100.jpg", photo), type="image", model="identity-x2.pth",
+                       output_quality=100)
+    assert task["status"] == "completed", task["error"]
+    data = fetch_output(service, task)
+    with Image.open(io.BytesIO(data)) as out:
+        primary_bytes = out._getmp()[0xB002][0]["Size"]
+    with Image.open(io.BytesIO(data[primary_bytes:])) as gain_map:
+        assert set(gain_map.quantization[0]) == {1}  # libjpeg's tables at quality 100
+
+
 def test_an_iphone_hdr_heic_comes_back_an_ultra_hdr_jpeg(service, input_server, tmp_path):
     """An iPhone's HDR photo: its gain map (an auxiliary image of the HEIC) was dropped, and it came
     back an SDR JPEG."""
