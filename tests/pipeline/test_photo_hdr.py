@@ -296,7 +296,8 @@ def test_an_ultra_hdr_jpeg_without_an_mp_index_has_its_gain_map_found_after_the_
 def test_the_picture_after_a_primary_of_several_scans_or_restart_markers_is_its_gain_map(tmp_path, layout):
     """The primary's end is found past its scans' stuffed bytes (noise has many), the segments
     between a progressive JPEG's scans, its restart markers, and a segment holding a JPEG of its
-    own (as EXIF holds a thumbnail), whose EOI is not the primary's."""
+    own (as EXIF holds a thumbnail), whose EOI is not the primary's; the gain map ends at its own
+    EOI, bytes an app appends after it left out."""
     noise = np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)
     primary = cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 100, *layout])[1].tobytes()
     if not layout:
@@ -307,9 +308,10 @@ def test_the_picture_after_a_primary_of_several_scans_or_restart_markers_is_its_
                               b'</rdf:RDF></x:xmpmeta>')
     gain_map = cv2.imencode(".jpg", _halves_gain_map())[1].tobytes()
     path = tmp_path / "scans.jpg"
-    path.write_bytes(primary[:2] + xmp + primary[2:] + gain_map[:2] + GAIN_MAP_METADATA + gain_map[2:])
+    gain_map = gain_map[:2] + GAIN_MAP_METADATA + gain_map[2:]
+    path.write_bytes(primary[:2] + xmp + primary[2:] + gain_map + b"trailer")
     info = probe_image(path, 10**8)
-    assert info.gain_map is not None and info.gain_map.jpeg == gain_map[:2] + GAIN_MAP_METADATA + gain_map[2:]
+    assert info.gain_map is not None and info.gain_map.jpeg == gain_map
 
 
 def test_a_gain_map_found_by_its_directory_is_taken_at_the_length_it_states(tmp_path):

@@ -5,9 +5,10 @@ The primary picture's XMP (the ``hdrgm`` namespace, with a GContainer directory 
 map's length) or its ISO 21496-1 APP2 segment says the file is one, and its MPF APP2 segment
 (CIPA DC-007's MP index) says where the gain map starts and how long it is; without one, the
 GContainer directory does, its items following the primary's EOI in its order (as Skia reads
-it), and without that, the picture right after the primary's EOI is taken (as libultrahdr does). What a viewer applies
-the gain map by is in the gain map's own XMP and ISO 21496-1 segments and, where it is applied in
-another colour space than its primary's, its ICC profile; they go along as they are.
+it), and without that, the picture right after the primary's EOI is taken (as libultrahdr does).
+What a viewer applies the gain map by is in the gain map's own XMP and ISO 21496-1 segments and,
+where it is applied in another colour space than its primary's, its ICC profile; they go along as
+they are.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ def _secondary_pictures(data: bytes, segments: List[Tuple[int, int, bytes]]) -> 
 def _pictures_after_primary(data: bytes, xmp: Optional[bytes]) -> Iterator[bytes]:
     """The gain map where the GContainer directory of the primary's XMP places it (its items follow
     the primary's EOI and its ``Padding`` in the directory's order, as Skia reads it: no other
-    item's padding counts), else the picture right after the primary's EOI."""
+    item's padding counts), else the picture right after the primary's EOI, to its own EOI."""
     end = _end_of_first_picture(data)
     if end is None:
         return
@@ -229,7 +230,8 @@ def _pictures_after_primary(data: bytes, xmp: Optional[bytes]) -> Iterator[bytes
                 return
             at += length
     elif data.startswith(SOI, end):
-        yield data[end:]
+        rest = data[end:]
+        yield rest[:_end_of_first_picture(rest) or len(rest)]
 
 
 def _container_items(xmp: Optional[bytes]) -> List[Tuple[str, int, int]]:

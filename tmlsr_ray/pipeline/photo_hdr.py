@@ -94,9 +94,9 @@ def _gain_map_hdr_metadata(hdr: str, fmt: str, kind: str, too_large_for_jpeg: bo
 
 def gain_map_for(shown: ImageInfo, fmt: str, size: Tuple[int, int], quality: Optional[int] = None
                  ) -> Optional[GainMap]:
-    """The gain map a JPEG result of ``size`` = (width, height) at ``quality`` carries: the input's,
-    turned upright as its primary picture was and scaled by the same factor (it keeps its ratio to
-    the primary, a quarter or a half), at the primary's quality (see :func:`gain_map_quality`), its
+    """The gain map a JPEG result of ``size`` = (width, height) and ``quality`` carries: the
+    input's, turned upright as its primary picture was and scaled by the same factor (it keeps its
+    ratio to the primary, a quarter or a half), encoded as :func:`gain_map_quality` says, its
     metadata segments as they were; None for other formats and photos."""
     if shown.gain_map is None or fmt != "jpeg":
         return None
