@@ -9,10 +9,12 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import (SHARED, camcorder_dv, cut_and_decode, damaged_raw_stream, make_clip, mpeg2_back_to_back,
-                           video_tracks, video_under_a_smaller_header, with_box_field, with_packets_damaged)
+from tests.helpers import (SHARED, camcorder_dv, cut_and_decode, cut_mid_gop, damaged_raw_stream, make_clip,
+                           mpeg2_back_to_back, video_tracks, video_under_a_smaller_header, with_box_field,
+                           with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
+from tmlsr_ray.pipeline import decode as decode_stage
 from tmlsr_ray.pipeline.decode import (DamagedPackets, iter_batches, largest_picture, measured_siting, planar_layout,
                                        probe_video)
 from tmlsr_ray.pipeline.segments import Cutting
@@ -288,6 +290,60 @@ def test_a_whole_decode_that_hevc_left_short_without_a_word_fails_saying_where(t
                        options={"x265-params": "keyint=12:min-keyint=12:bframes=2:log-level=none"})
     path = with_packets_damaged(source, tmp_path / "damaged.mp4", [24], keep=6)  # the keyframe at 1.00 s
     with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about 1\.00 s is damaged"):
+        decoded(path)
+
+
+# recordings started inside a GOP: HEVC in a TS, H.264 in Matroska, an open-GOP H.264 MP4
+STARTED_INSIDE_A_GOP = [("ts", "libx265", {"x265-params": "keyint=12:min-keyint=12:bframes=2:log-level=none"}),
+                        ("mkv", "libx264", {"x264-params": "keyint=12:bframes=3:b-pyramid=normal"}),
+                        ("mp4", "libx264", {"x264-params": "keyint=12:bframes=3:open-gop=1"})]
+
+
+@pytest.mark.parametrize("suffix, codec, options", STARTED_INSIDE_A_GOP)
+def test_a_whole_decode_of_a_recording_started_inside_a_gop_gives_every_frame_from_its_first_keyframe(
+        tmp_path, suffix, codec, options):
+    """Its packets before the first keyframe (and HEVC's leading pictures after it, before it in
+    time) decode to nothing without a word, and the decode came short of its packets: told the
+    errors the decoder conceals (their references are missing), the check of that failed the good
+    recording, 'a frame at about 0.00 s is damaged'."""
+    source = make_clip(tmp_path / f"in.{suffix}", frames=60, rate=24, audio=False, codec=codec, options=options)
+    path = cut_mid_gop(source, tmp_path / f"recording.{suffix}", packets=6)
+    assert len(decoded(path)[0]) == len(from_first_keyframe(path))
+
+
+def test_a_whole_decode_of_a_recording_started_inside_a_gop_is_not_decoded_again(tmp_path, monkeypatch):
+    """It comes short by its packets before the first keyframe only: decoded twice again, on one
+    thread, to find damage it has not (two of its three decodes)."""
+    source = make_clip(tmp_path / "in.ts", frames=60, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=3:b-pyramid=normal"})
+    path = cut_mid_gop(source, tmp_path / "recording.ts", packets=6)
+    again = []
+    told = decode_stage.damage_told_on_one_thread
+    monkeypatch.setattr(decode_stage, "damage_told_on_one_thread", lambda *args: again.append(args) or told(*args))
+    assert len(decoded(path)[0]) == len(from_first_keyframe(path)) and not again
+
+
+def from_first_keyframe(path):
+    """The times of a stream's packets from its first keyframe on, in decode order and in time."""
+    with av.open(str(path)) as container:
+        packets = [(p.is_keyframe, p.pts) for p in container.demux(video=0) if p.size]
+    first = next(at for at, (keyframe, _) in enumerate(packets) if keyframe)
+    return [pts for _, pts in packets[first:] if pts >= packets[first][1]]
+
+
+def test_a_damaged_keyframe_of_a_recording_started_inside_a_gop_fails_the_whole_decode_saying_where(tmp_path):
+    """HEVC drops the damaged keyframe's GOP without a word; told the errors it conceals, the
+    recording's first packets, whose references are missing, said 'at about 0.00 s'."""
+    source = make_clip(tmp_path / "in.ts", frames=60, rate=24, audio=False, codec="libx265",
+                       options={"x265-params": "keyint=12:min-keyint=12:bframes=2:log-level=none"})
+    recording = cut_mid_gop(source, tmp_path / "recording.ts", packets=6)
+    with av.open(str(recording)) as container:
+        stream = container.streams.video[0]
+        keyframes = [(at, p.pts) for at, p in enumerate(p for p in container.demux(stream) if p.size) if p.is_keyframe]
+        at, pts = keyframes[2]
+        seconds = float((pts - stream.start_time) * stream.time_base)
+    path = with_packets_damaged(recording, tmp_path / "damaged.ts", [at], keep=6)
+    with pytest.raises(InputError, match=rf"^video could not be decoded: a frame at about {seconds:.2f} s is damaged"):
         decoded(path)
 
 

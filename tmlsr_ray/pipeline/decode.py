@@ -189,6 +189,15 @@ class DamagedPackets:
         # packet's place in decode order is told in seconds at
         self.order_rate: Optional[Fraction] = None
         self.repeated = 0  # frames shown in place of damaged ones, by a whole stream's decode (see _stood_in)
+        # packets before the first keyframe, in decode order or in time (a recording started
+        # inside a GOP, an open GOP's leading pictures): they decode to nothing, their references
+        # missing, with no word unless concealed errors are told
+        self.lead = 0
+        self._keyframe_read = False
+        self._keyframe_pts: Optional[int] = None  # the first keyframe's
+        # errors the decoder conceals are told (see damage_told_on_one_thread): the lead's are not
+        # damage, and are passed
+        self.concealed = False
         self.owns: Optional[Callable[[Any], bool]] = None
         self.gop_before = 0
         self.stamps: List[Optional[int]] = []  # each damaged packet's pts, as the decoder reported it
@@ -201,7 +210,8 @@ class DamagedPackets:
 
     def restart(self) -> None:
         """Counts afresh, for the decode done again."""
-        self.read = self.damaged = self.dropped = self.frames = 0
+        self.read = self.damaged = self.dropped = self.frames = self.lead = 0
+        self._keyframe_read, self._keyframe_pts = False, None
         self.stamps = []
         self._shown_before = self._shown_until = None
         self._first_error, self._first_at = None, ""
@@ -221,11 +231,23 @@ class DamagedPackets:
 
     def _decoded(self, packet) -> List["av.VideoFrame"]:
         self.read += bool(packet.size)
+        lead = bool(packet.size) and self._leads(packet)
+        self.lead += lead
         try:
             return packet.decode()
         except av.error.FFmpegError as exc:
-            self._count(packet, exc)
+            if not (self.concealed and lead):
+                self._count(packet, exc)
             return []
+
+    def _leads(self, packet) -> bool:
+        """Whether ``packet`` comes before the first keyframe (see ``lead``)."""
+        if not self._keyframe_read:
+            if not packet.is_keyframe:
+                return True
+            self._keyframe_read, self._keyframe_pts = True, packet.pts
+            return False
+        return packet.pts is not None and self._keyframe_pts is not None and packet.pts < self._keyframe_pts
 
     def _count(self, packet, exc: av.error.FFmpegError) -> None:
         self.damaged += 1
@@ -291,9 +313,12 @@ def damage_told_on_one_thread(stream, packets: Iterable["av.Packet"], damaged: D
     a damaged frame does, or counting each packet where it is, in the count returned.
     ``concealed``: errors the decoder conceals told too (FFmpeg's err_detect explode), for a
     decode that came short with no word of damage: HEVC drops the GOP of a keyframe whose data
-    it cannot read without one."""
+    it cannot read without one. Told so, the packets of a recording started inside a GOP, before
+    its first keyframe or (leading pictures) before it in time, each failed a good recording as
+    damaged (their references are missing): they pass."""
     one_thread = DamagedPackets(damaged.repeat, damaged.seconds, limit_share=False)
     one_thread.owns, one_thread.order_rate = damaged.owns, damaged.order_rate
+    one_thread.concealed = concealed
     stream.thread_type = "SLICE"
     if concealed:
         stream.codec_context.options = {"err_detect": "explode"}
@@ -575,9 +600,12 @@ def iter_batches(path: Path, info: VideoInfo, batch_size: int, stop: Optional[th
             if damaged.damaged and not damaged.repeat:  # told late, or where no packet says when
                 _whole_damage_told_on_one_thread(path, info, damaged)
             raise
-    if not damaged.repeat and (damaged.damaged or damaged.frames < damaged.read):
+    # a recording started inside a GOP comes short by its packets before the first keyframe: no
+    # sign of damage, and it was decoded twice again for them
+    short = damaged.frames < damaged.read - damaged.lead
+    if not damaged.repeat and (damaged.damaged or short):
         _whole_damage_told_on_one_thread(path, info, damaged)
-        if damaged.frames < damaged.read and not damaged.damaged:
+        if short and not damaged.damaged:
             _whole_damage_told_on_one_thread(path, info, damaged, concealed=True)
 
 
