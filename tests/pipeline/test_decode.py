@@ -9,14 +9,14 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import (SHARED, camcorder_dv, cut_and_decode, cut_mid_gop, damaged_raw_stream, make_clip,
-                           mpeg2_back_to_back, video_tracks, video_under_a_smaller_header, with_box_field,
+from tests.helpers import (SHARED, camcorder_dv, cut_and_decode, cut_mid_gop, damaged_raw_stream, interlaced_clip,
+                           make_clip, mpeg2_back_to_back, video_tracks, video_under_a_smaller_header, with_box_field,
                            with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
 from tmlsr_ray.pipeline import decode as decode_stage
-from tmlsr_ray.pipeline.decode import (DamagedPackets, iter_batches, largest_picture, measured_siting, planar_layout,
-                                       probe_video)
+from tmlsr_ray.pipeline.decode import (DamagedPackets, concealment_told, iter_batches, largest_picture,
+                                       measured_siting, planar_layout, probe_video)
 from tmlsr_ray.pipeline.segments import Cutting
 
 VIDEOS = sorted(p.name for p in (SHARED / "media" / "video").glob("*")) if (SHARED / "media").is_dir() else []
@@ -451,3 +451,11 @@ def test_a_video_whose_first_keyframe_is_over_the_pixel_limit_its_header_is_with
     with pytest.raises(InputError, match="keyframe whose picture is over the limit of 100,000 pixels "
                                          r"\(the stream's header states 64x48\)"):
         probe_video(path, max_pixels=100_000)
+
+
+def test_only_a_progressive_stream_is_told_the_errors_its_decoder_conceals(tmp_path):
+    """err_detect explode finds HEVC's damaged keyframe in a decode come short with no word; told
+    so, an interlaced capture's harmless reference-marking warnings would fail it, and a stream of
+    a field per packet always comes short of its packets."""
+    assert concealment_told(probe_video(make_clip(tmp_path / "progressive.mp4", audio=False)))
+    assert not concealment_told(probe_video(interlaced_clip(tmp_path / "interlaced.mp4")))

@@ -605,8 +605,17 @@ def iter_batches(path: Path, info: VideoInfo, batch_size: int, stop: Optional[th
     short = damaged.frames < damaged.read - damaged.lead
     if not damaged.repeat and (damaged.damaged or short):
         _whole_damage_told_on_one_thread(path, info, damaged)
-        if short and not damaged.damaged:
+        if short and not damaged.damaged and concealment_told(info):
             _whole_damage_told_on_one_thread(path, info, damaged, concealed=True)
+
+
+def concealment_told(info: VideoInfo) -> bool:
+    """Whether a decode that came short with no word of damage is decoded once more with the errors
+    its decoder conceals told (err_detect explode, which finds HEVC's damaged keyframe): progressive
+    streams only. Told so, H.264's reference-marking warnings ("mmco: unref short failure"), common
+    in interlaced broadcast captures and harmless, become errors, and an interlaced stream of a
+    field per packet always comes short of its packets."""
+    return not info.interlaced
 
 
 def _whole_damage_told_on_one_thread(path: Path, info: VideoInfo, damaged: DamagedPackets,

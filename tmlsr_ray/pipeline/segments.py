@@ -40,8 +40,8 @@ import numpy as np
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
     EDIT_LIST_IGNORED, RESIZABLE_CODECS, SEGMENT_FORMATS, DamagedPackets, FrameBatch, VideoInfo, codec_name,
-    copy_video_stream, damage_told_on_one_thread, decode_batches, decoded_alone, decoded_frames, demux,
-    ffmpeg_message, iter_batches, largest_picture, open_container, open_segment_file, raw_video_tag,
+    concealment_told, copy_video_stream, damage_told_on_one_thread, decode_batches, decoded_alone, decoded_frames,
+    demux, ffmpeg_message, iter_batches, largest_picture, open_container, open_segment_file, raw_video_tag,
     read_segment_file, stamped_by_parser,
 )
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
@@ -852,12 +852,13 @@ def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: in
             # none was told (HEVC gave no frame of a damaged keyframe's GOP, 'holds no decodable
             # frame'), with the errors it conceals told too
             if thread_type == "AUTO" and not damaged.repeat:
-                _damage_told_on_one_thread(data, damaged, concealed=not damaged.damaged)
+                _damage_told_on_one_thread(data, damaged, concealed=not damaged.damaged and concealment_told(info))
             raise
     short = len(seen.intersection(owned.tolist())) < len(owned)
     if thread_type == "AUTO" and (damaged.damaged or short):
         _damage_told_on_one_thread(data, damaged)
-        if short and not damaged.damaged:  # frames left out with no word (HEVC's damaged keyframe: its GOP)
+        # frames left out with no word (HEVC's damaged keyframe: its GOP)
+        if short and not damaged.damaged and concealment_told(info):
             _damage_told_on_one_thread(data, damaged, concealed=True)
 
 
