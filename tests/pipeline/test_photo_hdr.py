@@ -323,6 +323,22 @@ def test_a_gain_map_found_by_its_directory_is_taken_at_the_length_it_states(tmp_
     assert gain_map is not None and gain_map.jpeg.endswith(b"\xff\xd9") and photo.endswith(gain_map.jpeg)
 
 
+@pytest.mark.parametrize("stated", [b"\x00\x00\x00\x18ftypmp42" + bytes(40), bytes(16)], ids=["video", "padding"])
+def test_a_gain_map_right_after_the_primary_is_found_where_a_stale_directory_places_it_elsewhere(tmp_path, stated):
+    """A directory still stating a motion photo's video or a padding before the gain map that a tool
+    cut out of the file sent the search past the gain map alone, and the photo came back SDR, its
+    note saying the gain map was missing; libultrahdr, which reads no directory, takes the picture
+    right after the primary's EOI."""
+    layout = dict(video=stated) if stated.startswith(b"\x00\x00\x00\x18") else dict(padding=len(stated))
+    photo = ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), _halves_gain_map(), mpf=False, **layout)
+    gain_map_at = photo.index(stated + b"\xff\xd8")
+    path = tmp_path / "stale.jpg"
+    path.write_bytes(photo[:gain_map_at] + photo[gain_map_at + len(stated):])
+    info = probe_image(path, 10**8)
+    assert (info.gain_map_left_out, transfer_name(info)) == (None, "gain map")
+    assert info.gain_map.jpeg == photo[gain_map_at + len(stated):]
+
+
 @pytest.mark.parametrize("layout", [dict(), dict(mpf=False, video=b"\x00\x00\x00\x18ftypmp42" + bytes(40))],
                          ids=["mp index", "directory"])
 def test_an_ultra_hdr_jpeg_whose_primary_states_hdrgm_in_extended_xmp_keeps_its_gain_map(tmp_path, layout):

@@ -5,7 +5,8 @@ The primary picture's XMP (the ``hdrgm`` namespace, with a GContainer directory 
 map's length) or its ISO 21496-1 APP2 segment says the file is one, and its MPF APP2 segment
 (CIPA DC-007's MP index) says where the gain map starts and how long it is; without one, the
 GContainer directory does, its items following the primary's EOI in its order (as Skia reads
-it), and without that, the picture right after the primary's EOI is taken (as libultrahdr does).
+it), and without that or where it places none, the picture right after the primary's EOI is taken
+(as libultrahdr does).
 What a viewer applies the gain map by is in the gain map's own XMP and ISO 21496-1 segments and,
 where it is applied in another colour space than its primary's, its ICC profile; they go along as
 they are.
@@ -213,25 +214,34 @@ def _secondary_pictures(data: bytes, segments: List[Tuple[int, int, bytes]]) -> 
 
 
 def _pictures_after_primary(data: bytes, xmp: Optional[bytes]) -> Iterator[bytes]:
-    """The gain map where the GContainer directory of the primary's XMP places it (its items follow
-    the primary's EOI and its ``Padding`` in the directory's order, as Skia reads it: no other
-    item's padding counts), else the picture right after the primary's EOI, to its own EOI."""
+    """The gain map where the GContainer directory of the primary's XMP places it, then the picture
+    right after the primary's EOI, to its own EOI: libultrahdr takes that one, reading no directory,
+    and a directory a tool left stale (stating a video or padding it cut out) places it wrong."""
     end = _end_of_first_picture(data)
     if end is None:
         return
-    items = _container_items(xmp)
-    semantics = [semantic for semantic, _, _ in items]
-    if "GainMap" in semantics and semantics[0] == "Primary":
-        at = end + items[0][2]
-        for semantic, length, _ in items[1:]:
-            if semantic == "GainMap":
-                if data.startswith(SOI, at) and length:
-                    yield data[at:at + length]
-                return
-            at += length
-    elif data.startswith(SOI, end):
+    by_directory = _placed_by_directory(data, _container_items(xmp), end)
+    if by_directory:
+        yield by_directory
+    if data.startswith(SOI, end):
         rest = data[end:]
-        yield rest[:_end_of_first_picture(rest) or len(rest)]
+        after_primary = rest[:_end_of_first_picture(rest) or len(rest)]
+        if after_primary != by_directory:
+            yield after_primary
+
+
+def _placed_by_directory(data: bytes, items: List[Tuple[str, int, int]], end: int) -> bytes:
+    """The picture a GContainer directory's items place as the gain map after the primary's EOI at
+    ``end``: past the primary's ``Padding`` and each item before it in the directory's order, as
+    Skia reads it (no other item's padding counts); none where no picture starts there."""
+    if not items or items[0][0] != "Primary":
+        return b""
+    at = end + items[0][2]
+    for semantic, length, _ in items[1:]:
+        if semantic == "GainMap":
+            return data[at:at + length] if data.startswith(SOI, at) else b""
+        at += length
+    return b""
 
 
 def _container_items(xmp: Optional[bytes]) -> List[Tuple[str, int, int]]:
