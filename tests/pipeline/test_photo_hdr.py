@@ -17,6 +17,7 @@ from tests.helpers import (GAIN_MAP_METADATA, ISO_GAIN_MAP_SIGNATURE, REFERENCE_
                            image_round_trip, jpeg_marker_segment, png_chunks_in_order, srgb_level, ultra_hdr_jpeg,
                            with_png_chunk)
 from tmlsr_ray.pipeline.colour import ToneMap, nits_to_pq, pq_to_nits
+from tmlsr_ray.pipeline.gainmap import GAIN_MAP_NOT_DESCRIBED
 from tmlsr_ray.pipeline.image import (apply_exif_orientation, png_with_metadata, decode_image, encode_image,
                                       output_format, probe_image)
 from tmlsr_ray.pipeline.photo_hdr import as_shown, gain_map_for, hdr_metadata, transfer_name
@@ -339,6 +340,21 @@ def test_a_gain_map_right_after_the_primary_is_found_where_a_stale_directory_pla
     assert info.gain_map.jpeg == photo[gain_map_at + len(stated):]
 
 
+@pytest.mark.parametrize("iso", [True, False])
+def test_a_picture_declaring_a_gain_map_as_a_primary_does_is_not_taken_for_one(tmp_path, iso):
+    """Another Ultra HDR photo's primary after the primary's EOI (two such photos joined in one
+    file) states hdrgm:Version and the ISO 21496-1 version alone, as a primary does, and no gain map
+    numbers (hdrgm:GainMapMax, ISO 21496-1's headroom): it was taken for the gain map, a whole
+    colour photo applied as one."""
+    first = ultra_hdr_jpeg(np.full((48, 64, 3), 90, np.uint8), _halves_gain_map(), iso=iso, mpf=False,
+                           directory=False)
+    primary = first[:first.index(b"\xff\xd9\xff\xd8") + 2]
+    path = tmp_path / "joined.jpg"
+    path.write_bytes(primary + ultra_hdr_jpeg(np.full((48, 64, 3), 30, np.uint8), _halves_gain_map(), iso=iso))
+    info = probe_image(path, 10**8)
+    assert info.gain_map is None and info.gain_map_left_out == GAIN_MAP_NOT_DESCRIBED
+
+
 @pytest.mark.parametrize("layout", [dict(), dict(mpf=False, video=b"\x00\x00\x00\x18ftypmp42" + bytes(40))],
                          ids=["mp index", "directory"])
 def test_an_ultra_hdr_jpeg_whose_primary_states_hdrgm_in_extended_xmp_keeps_its_gain_map(tmp_path, layout):
@@ -463,8 +479,8 @@ def test_a_gain_map_cut_short_is_left_out_rather_than_scaled_gray(tmp_path):
                "alone"),
     ("stripped", "the Ultra HDR photo's gain map is missing: its primary picture declares one, but no picture "
                  "follows it (an editor or an upload may have cut it off): its SDR picture was upscaled alone"),
-    ("plain picture", "the Ultra HDR photo's second picture is no gain map: it has no hdrgm XMP or ISO 21496-1 "
-                      "segment of its own: its SDR picture was upscaled alone"),
+    ("plain picture", "the Ultra HDR photo's second picture is no gain map: no hdrgm XMP or ISO 21496-1 segment of "
+                      "its own states a gain map's numbers: its SDR picture was upscaled alone"),
 ])
 def test_an_ultra_hdr_jpeg_whose_gain_map_cannot_be_kept_says_why_it_came_back_sdr(tmp_path, gain_map, note):
     """A gain map left out as damaged or too large, or declared by the primary's hdrgm XMP, ISO

@@ -39,6 +39,12 @@ GAIN_MAP_SEGMENTS = ((APP1, XMP_SIGNATURE), (APP1, XMP_EXTENSION_SIGNATURE), (AP
                      (APP2, ICC_SIGNATURE))
 HDRGM_NAMESPACE = b"http://ns.adobe.com/hdr-gain-map/1.0/"
 # hdrgm:Version as an attribute (how libultrahdr writes it) or as an element
+# what a gain map's XMP states and its primary's does not: the most it boosts (Adobe's gain map
+# specification requires it; libultrahdr and Skia read no gain map without it), in any prefix
+GAIN_MAP_MAX = re.compile(rb":GainMapMax\s*=|:GainMapMax>")
+# a primary's ISO 21496-1 payload is its version alone (two 16-bit numbers); a gain map's goes on
+# with its numbers
+ISO_VERSION_BYTES = 4
 HDRGM_VERSION = re.compile(rb"hdrgm:Version\s*=\s*[\"']([0-9.]{1,8})[\"']|<hdrgm:Version>\s*([0-9.]{1,8})\s*<")
 # a GContainer item's fields, as attributes (libultrahdr, Pixel) or as elements (Adobe's XMP toolkit)
 ITEM_FIELD = re.compile(rb"Item:(Semantic|Length|Padding)\s*=\s*[\"']([^\"']{0,32})[\"']"
@@ -55,8 +61,8 @@ MARKERS_WITHOUT_LENGTH = {0x01, *range(0xD0, 0xD8)}  # TEM and the restart marke
 # why a JPEG whose primary declares a gain map comes back SDR, none being found: its hdr_note
 GAIN_MAP_MISSING = ("the Ultra HDR photo's gain map is missing: its primary picture declares one, but no picture "
                     "follows it (an editor or an upload may have cut it off)")
-GAIN_MAP_NOT_DESCRIBED = ("the Ultra HDR photo's second picture is no gain map: it has no hdrgm XMP or ISO 21496-1 "
-                          "segment of its own")
+GAIN_MAP_NOT_DESCRIBED = ("the Ultra HDR photo's second picture is no gain map: no hdrgm XMP or ISO 21496-1 segment "
+                          "of its own states a gain map's numbers")
 GAIN_MAP_QUALITY = 95  # where no quality is asked: a smooth gain map's JPEG error stays within one of its levels
 # the least a gain map is written at, whatever quality its primary is: libjpeg's error on a smooth
 # map (blurred noise, and the same with hard-edged highlights) at 80 is 0.35 of a level on average
@@ -312,11 +318,15 @@ def _mp_entries(index: bytes) -> List[Tuple[int, int]]:
 
 def _gain_map_metadata(picture: bytes) -> bytes:
     """A picture's XMP (extended XMP included), ISO 21496-1 and ICC profile segments, where its
-    XMP or ISO 21496-1 segment describes a gain map; else none."""
+    XMP or ISO 21496-1 segment states a gain map's numbers (another Ultra HDR photo's primary
+    declares one with hdrgm:Version or the ISO version alone); else none."""
     kept = [(kind, picture[at:at + 4 + len(payload)], payload) for kind, at, payload in _header_segments(picture)
             if any(kind == marker and payload.startswith(signature) for marker, signature in GAIN_MAP_SEGMENTS)]
     payloads = [(kind, payload) for kind, _, payload in kept]
-    if HDRGM_NAMESPACE not in (_xmp(payloads) or b"") and _payload(payloads, APP2, ISO_GAIN_MAP_SIGNATURE) is None:
+    xmp = _xmp(payloads) or b""
+    iso = _payload(payloads, APP2, ISO_GAIN_MAP_SIGNATURE) or b""
+    if not (HDRGM_NAMESPACE in xmp and GAIN_MAP_MAX.search(xmp)) and \
+            len(iso) <= len(ISO_GAIN_MAP_SIGNATURE) + ISO_VERSION_BYTES:
         return b""
     return b"".join(segment for _, segment, _ in kept)
 
