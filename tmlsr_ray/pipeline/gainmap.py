@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import chain
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 SOI = b"\xff\xd8"
 APP1, APP2, SOS, EOI = 0xE1, 0xE2, 0xDA, 0xD9
@@ -35,8 +35,9 @@ MPF_SIGNATURE = b"MPF\x00"
 ICC_SIGNATURE = b"ICC_PROFILE\x00"
 # what a gain map picture says of itself: how it is applied (XMP, ISO 21496-1) and, where that is
 # not in its primary's colour space, the colour space it is applied in (its ICC profile, as Skia writes it)
-GAIN_MAP_SEGMENTS = ((APP1, XMP_SIGNATURE), (APP1, XMP_EXTENSION_SIGNATURE), (APP2, ISO_GAIN_MAP_SIGNATURE),
-                     (APP2, ICC_SIGNATURE))
+GAIN_MAP_SEGMENTS = {APP1: (XMP_SIGNATURE, XMP_EXTENSION_SIGNATURE), APP2: (ISO_GAIN_MAP_SIGNATURE, ICC_SIGNATURE)}
+# what a primary says of its gain map: whether it has one (XMP, ISO 21496-1) and where (MPF, XMP)
+PRIMARY_SEGMENTS = {APP1: (XMP_SIGNATURE, XMP_EXTENSION_SIGNATURE), APP2: (ISO_GAIN_MAP_SIGNATURE, MPF_SIGNATURE)}
 HDRGM_NAMESPACE = b"http://ns.adobe.com/hdr-gain-map/1.0/"
 # hdrgm:Version as an attribute (how libultrahdr writes it) or as an element
 # what a gain map's XMP states and its primary's does not: the most it boosts (Adobe's gain map
@@ -115,7 +116,8 @@ def gain_map_of(data: bytes) -> Tuple[Optional[GainMap], Optional[str]]:
     why) for one that declares a gain map it lacks."""
     if not data.startswith(SOI):
         return None, None
-    segments = list(_header_segments(data))
+    # the others are not held: a hostile header of millions of empty segments would take gigabytes
+    segments = list(_header_segments(data, PRIMARY_SEGMENTS))
     payloads = [(kind, payload) for kind, _, payload in segments]
     if not declares_gain_map(payloads):
         return None, None
@@ -160,9 +162,9 @@ def with_metadata(jpeg: bytes, metadata: bytes) -> bytes:
     return jpeg[:2] + metadata + jpeg[2:]
 
 
-def _header_segments(data: bytes) -> Iterator[Tuple[int, int, bytes]]:
-    """Each segment of a JPEG before its picture data: its marker, where it starts
-    and its payload (cut short where the file is)."""
+def _header_segments(data: bytes, kinds: Dict[int, Tuple[bytes, ...]]) -> Iterator[Tuple[int, int, bytes]]:
+    """Each segment of ``kinds`` (a marker's signatures) of a JPEG before its picture data: its
+    marker, where it starts and its payload (cut short where the file is)."""
     at = 2  # past SOI
     while at + 4 <= len(data) and data[at] == 0xFF:
         marker = data[at + 1]
@@ -172,7 +174,8 @@ def _header_segments(data: bytes) -> Iterator[Tuple[int, int, bytes]]:
         if marker in (SOS, EOI):
             return
         end = at + 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
-        yield marker, at, data[at + 4:end]
+        if data.startswith(kinds.get(marker, ()), at + 4):
+            yield marker, at, data[at + 4:end]
         at = end
 
 
@@ -320,8 +323,8 @@ def _gain_map_metadata(picture: bytes) -> bytes:
     """A picture's XMP (extended XMP included), ISO 21496-1 and ICC profile segments, where its
     XMP or ISO 21496-1 segment states a gain map's numbers (another Ultra HDR photo's primary
     declares one with hdrgm:Version or the ISO version alone); else none."""
-    kept = [(kind, picture[at:at + 4 + len(payload)], payload) for kind, at, payload in _header_segments(picture)
-            if any(kind == marker and payload.startswith(signature) for marker, signature in GAIN_MAP_SEGMENTS)]
+    kept = [(kind, picture[at:at + 4 + len(payload)], payload)
+            for kind, at, payload in _header_segments(picture, GAIN_MAP_SEGMENTS)]
     payloads = [(kind, payload) for kind, _, payload in kept]
     xmp = _xmp(payloads) or b""
     iso = _payload(payloads, APP2, ISO_GAIN_MAP_SIGNATURE) or b""
