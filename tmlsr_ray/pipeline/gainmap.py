@@ -39,13 +39,13 @@ GAIN_MAP_SEGMENTS = {APP1: (XMP_SIGNATURE, XMP_EXTENSION_SIGNATURE), APP2: (ISO_
 # what a primary says of its gain map: whether it has one (XMP, ISO 21496-1) and where (MPF, XMP)
 PRIMARY_SEGMENTS = {APP1: (XMP_SIGNATURE, XMP_EXTENSION_SIGNATURE), APP2: (ISO_GAIN_MAP_SIGNATURE, MPF_SIGNATURE)}
 HDRGM_NAMESPACE = b"http://ns.adobe.com/hdr-gain-map/1.0/"
-# hdrgm:Version as an attribute (how libultrahdr writes it) or as an element
 # what a gain map's XMP states and its primary's does not: the most it boosts (Adobe's gain map
 # specification requires it; libultrahdr and Skia read no gain map without it), in any prefix
 GAIN_MAP_MAX = re.compile(rb":GainMapMax\s*=|:GainMapMax>")
 # a primary's ISO 21496-1 payload is its version alone (two 16-bit numbers); a gain map's goes on
 # with its numbers
 ISO_VERSION_BYTES = 4
+# hdrgm:Version as an attribute (how libultrahdr writes it) or as an element
 HDRGM_VERSION = re.compile(rb"hdrgm:Version\s*=\s*[\"']([0-9.]{1,8})[\"']|<hdrgm:Version>\s*([0-9.]{1,8})\s*<")
 # a GContainer item's fields, as attributes (libultrahdr, Pixel) or as elements (Adobe's XMP toolkit)
 ITEM_FIELD = re.compile(rb"Item:(Semantic|Length|Padding)\s*=\s*[\"']([^\"']{0,32})[\"']"
