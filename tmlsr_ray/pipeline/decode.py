@@ -16,10 +16,12 @@ from __future__ import annotations
 import errno
 import io
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import av
 import av.filter
@@ -598,15 +600,13 @@ def iter_batches(path: Path, info: VideoInfo, batch_size: int, stop: Optional[th
                                       thread_type="SLICE" if damaged.repeat else "AUTO")
         except InputError:
             if damaged.damaged and not damaged.repeat:  # told late, or where no packet says when
-                _whole_damage_told_on_one_thread(path, info, damaged)
+                damage_retold(partial(_reopened_whole, path, info), damaged)
             raise
     # a recording started inside a GOP comes short by its packets before the first keyframe: no
     # sign of damage, and it was decoded twice again for them
-    short = damaged.frames < damaged.read - damaged.lead
-    if not damaged.repeat and (damaged.damaged or short):
-        _whole_damage_told_on_one_thread(path, info, damaged)
-        if short and not damaged.damaged and concealment_told(info):
-            _whole_damage_told_on_one_thread(path, info, damaged, concealed=True)
+    if not damaged.repeat:
+        damage_retold_where_short(partial(_reopened_whole, path, info), damaged, info,
+                                  short=damaged.frames < damaged.read - damaged.lead)
 
 
 def concealment_told(info: VideoInfo) -> bool:
@@ -618,15 +618,32 @@ def concealment_told(info: VideoInfo) -> bool:
     return not info.interlaced
 
 
-def _whole_damage_told_on_one_thread(path: Path, info: VideoInfo, damaged: DamagedPackets,
-                                     concealed: bool = False) -> None:
-    """The whole stream decoded again on one thread, each damaged packet counted where it is (a
-    packet that gives no frame and is not damaged, an H.264 field or a VP8 alternate reference,
-    passes); ``concealed``: see :func:`damage_told_on_one_thread`."""
-    with open_container(path, EDIT_LIST_IGNORED if info.frame_times_lost else None) as container:
-        stream = container.streams[info.stream_index]
+def damage_retold_where_short(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,
+                              info: VideoInfo, short: bool) -> None:
+    """After a decode that had damage or came ``short`` of its frames: decoded again on one thread
+    (see :func:`damage_retold`); where it came short and that tells no damage either, once more with
+    the errors the decoder conceals told, where :func:`concealment_told`."""
+    if damaged.damaged or short:
+        damage_retold(reopen, damaged)
+        if short and not damaged.damaged and concealment_told(info):
+            damage_retold(reopen, damaged, concealed=True)
+
+
+def damage_retold(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,
+                  concealed: bool = False) -> None:
+    """``damaged`` made what one thread's decode of ``reopen()``'s (container, stream) tells, each
+    damaged packet where it is (frame threads put a late report on a neighbour's frame; a packet that
+    gives no frame and is not damaged, an H.264 field or a VP8 alternate reference, passes), failing
+    there (see :func:`damage_told_on_one_thread`)."""
+    with reopen() as (container, stream):
         told = damage_told_on_one_thread(stream, demux(container, stream), damaged, concealed)
     damaged.damaged, damaged.dropped = told.damaged, told.dropped
+
+
+@contextmanager
+def _reopened_whole(path: Path, info: VideoInfo) -> Iterator[Tuple[Any, Any]]:
+    with open_container(path, EDIT_LIST_IGNORED if info.frame_times_lost else None) as container:
+        yield container, container.streams[info.stream_index]
 
 
 def planar_layout(info: VideoInfo) -> Optional[Yuv420]:

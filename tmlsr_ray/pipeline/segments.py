@@ -29,8 +29,10 @@ import itertools
 import statistics
 import tempfile
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
@@ -40,9 +42,9 @@ import numpy as np
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
     EDIT_LIST_IGNORED, RESIZABLE_CODECS, SEGMENT_FORMATS, DamagedPackets, FrameBatch, VideoInfo, codec_name,
-    concealment_told, copy_video_stream, damage_told_on_one_thread, decode_batches, decoded_alone, decoded_frames,
-    demux, ffmpeg_message, iter_batches, largest_picture, open_container, open_segment_file, raw_video_tag,
-    read_segment_file, stamped_by_parser,
+    concealment_told, copy_video_stream, damage_retold, damage_retold_where_short, decode_batches, decoded_alone,
+    decoded_frames, demux, ffmpeg_message, iter_batches, largest_picture, open_container, open_segment_file,
+    raw_video_tag, read_segment_file, stamped_by_parser,
 )
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
 from tmlsr_ray.errors import InputError
@@ -852,24 +854,18 @@ def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: in
             # none was told (HEVC gave no frame of a damaged keyframe's GOP, 'holds no decodable
             # frame'), with the errors it conceals told too
             if thread_type == "AUTO" and not damaged.repeat:
-                _damage_told_on_one_thread(data, damaged, concealed=not damaged.damaged and concealment_told(info))
+                damage_retold(partial(_reopened_segment, data), damaged,
+                              concealed=not damaged.damaged and concealment_told(info))
             raise
-    short = len(seen.intersection(owned.tolist())) < len(owned)
-    if thread_type == "AUTO" and (damaged.damaged or short):
-        _damage_told_on_one_thread(data, damaged)
-        # frames left out with no word (HEVC's damaged keyframe: its GOP)
-        if short and not damaged.damaged and concealment_told(info):
-            _damage_told_on_one_thread(data, damaged, concealed=True)
+    if thread_type == "AUTO":  # frames left out with no word: HEVC's damaged keyframe, its GOP
+        damage_retold_where_short(partial(_reopened_segment, data), damaged, info,
+                                  short=len(seen.intersection(owned.tolist())) < len(owned))
 
 
-def _damage_told_on_one_thread(data: bytes, damaged: DamagedPackets, concealed: bool = False) -> None:
-    """A segment that came short of its frames, or had damage, decoded again on one thread (see
-    :func:`~tmlsr_ray.pipeline.decode.damage_told_on_one_thread`)."""
+@contextmanager
+def _reopened_segment(data: bytes) -> Iterator[Tuple[object, object]]:
     with read_segment_file(data) as container:
-        stream = container.streams.video[0]
-        told = damage_told_on_one_thread(stream, demux(container, stream), damaged, concealed)
-    # each told at its own packet: frame threads' late reports were put on a neighbour's frame
-    damaged.damaged, damaged.dropped = told.damaged, told.dropped
+        yield container, container.streams.video[0]
 
 
 def _decode_whole(data: bytes, info: VideoInfo, batch_size: int, stop, planes, damaged) -> Iterator[FrameBatch]:
