@@ -459,3 +459,19 @@ def test_only_a_progressive_stream_is_told_the_errors_its_decoder_conceals(tmp_p
     a field per packet always comes short of its packets."""
     assert concealment_told(probe_video(make_clip(tmp_path / "progressive.mp4", audio=False)))
     assert not concealment_told(probe_video(interlaced_clip(tmp_path / "interlaced.mp4")))
+
+
+@pytest.mark.parametrize("codec", ["libvpx", "libx264"])
+def test_a_video_exactly_at_the_pixel_limit_whose_width_is_no_multiple_of_64_is_probed(tmp_path, codec):
+    """A decoder checks max_pixels against its picture with each row padded to 64 pixels: a
+    portrait 1080x1920 video under a limit of 1920x1080 was refused, VP8 as 'over the limit' and
+    H.264 as 'damaged'."""
+    path = make_clip(tmp_path / "portrait.mkv", frames=2, size=(200, 100), audio=False, codec=codec)
+    info = probe_video(path, max_pixels=200 * 100)
+    assert (info.width, info.height) == (200, 100)
+
+
+def test_a_first_keyframe_over_the_pixel_limit_and_within_the_decoders_headroom_is_refused_by_the_probe(tmp_path):
+    path = video_under_a_smaller_header(tmp_path / "liar.webm", (64, 48), (200, 100))
+    with pytest.raises(InputError, match="keyframe whose picture is over the limit of 15,000 pixels"):
+        probe_video(path, max_pixels=15_000)

@@ -2006,3 +2006,17 @@ def test_a_frame_whose_stored_time_a_bit_error_moved_ahead_is_refused_saying_so(
     with pytest.raises(InputError, match=r"^the video's frame times go back: a frame shown at 0\.458 s is stored "
                                          r"after one at 4\.417 s \(a damaged timestamp\)$"):
         list(extract_segments(path, info, plan.segments))
+
+
+def test_an_h264_keyframe_growing_the_picture_over_the_pixel_limit_is_refused(tmp_path):
+    """H.264's decoder refuses a picture over its max_pixels as invalid data, which was taken for a
+    keyframe that needs what came before it: the plan kept the header's 96x64 and the 640x480
+    frames went on past the limit."""
+    path = growing_broadcast(tmp_path / "broadcast.ts", [((96, 64), 12), ((640, 480), 24)])
+    with pytest.raises(InputError, match="keyframe whose picture is over the limit of 100,000 pixels"):
+        plan_segments(path, probe_video(path), Cutting(), max_pixels=100_000)
+
+
+def test_a_keyframe_growing_the_picture_to_exactly_the_pixel_limit_is_planned_at_its_size(tmp_path):
+    path = growing_recording(tmp_path / "call.webm", [((64, 48), 4), ((200, 100), 4)])
+    assert plan_segments(path, probe_video(path), Cutting(), max_pixels=200 * 100).picture_size == (200, 100)

@@ -403,8 +403,12 @@ def codec_name(stream) -> str:
 RESIZABLE_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg1video", "mpeg2video", "mpeg4"})
 
 
-# how decoders refuse a picture over their max_pixels (libdav1d's: ERANGE)
+# how decoders refuse a picture over their max_pixels (libdav1d's: ERANGE); H.264's says invalid data
 OVER_MAX_PIXELS = (av.error.ArgumentError, av.error.OverflowError)
+# a decoder checks its max_pixels against its picture with each row padded to 64 pixels (a 1080x1920
+# one counts as 1088x1920: refused under a limit of 1920x1080), so it is told this many times the
+# limit, which still keeps a hostile picture from being made; the limit itself is checked on the size decoded
+DECODER_PIXELS_HEADROOM = 2
 
 
 def _keyframe_over(max_pixels: int, header: Tuple[int, int]) -> InputError:
@@ -427,12 +431,15 @@ def largest_picture(stream, keyframes: Sequence[bytes], max_pixels: Optional[int
     sizes = [header]
     for data in keyframes:
         try:
-            frames = decoded_alone(stream, data, max_pixels)
+            frames = _keyframe_decoded(stream, data, max_pixels)
         except OVER_MAX_PIXELS as exc:
             raise _keyframe_over(max_pixels, header) from exc
         except (av.error.FFmpegError, ValueError):
             continue  # one that needs what came before it (an H.264 recovery point flagged a keyframe)
-        sizes += [(frame.width, frame.height) for frame in frames[:1]]
+        for frame in frames[:1]:
+            if max_pixels is not None and frame.width * frame.height > max_pixels:
+                raise _keyframe_over(max_pixels, header)
+            sizes.append((frame.width, frame.height))
     largest = max(sizes, key=lambda size: size[0] * size[1])
     return largest if largest[0] * largest[1] > header[0] * header[1] else None
 
@@ -445,8 +452,28 @@ def decoded_alone(stream, data: bytes, max_pixels: Optional[int] = None) -> List
     decoder.extradata = stream.codec_context.extradata
     decoder.thread_count = 1
     if max_pixels is not None:
-        decoder.options = {"max_pixels": str(max_pixels)}
+        decoder.options = _decoder_pixel_cap(max_pixels)
     return decoder.decode(av.Packet(data)) + decoder.decode(None)
+
+
+def _decoder_pixel_cap(max_pixels: int) -> Dict[str, str]:
+    """The decoder option that keeps a picture well over ``max_pixels`` from being made (see
+    DECODER_PIXELS_HEADROOM); what is decoded within it is checked against ``max_pixels`` itself."""
+    return {"max_pixels": str(max_pixels * DECODER_PIXELS_HEADROOM)}
+
+
+def _keyframe_decoded(stream, data: bytes, max_pixels: Optional[int]) -> List["av.VideoFrame"]:
+    """:func:`decoded_alone` under the pixel cap, and again without it where the decoder failed
+    otherwise than by its size: H.264's refuses a picture over the cap as invalid data, as it does
+    a keyframe that needs what came before it, and a grown picture went unseen past the limit."""
+    try:
+        return decoded_alone(stream, data, max_pixels)
+    except OVER_MAX_PIXELS:
+        raise
+    except (av.error.FFmpegError, ValueError):
+        if max_pixels is None:
+            raise
+    return decoded_alone(stream, data)
 
 
 def best_video_stream(container) -> "av.video.stream.VideoStream":
@@ -477,7 +504,7 @@ def probe_video(path: Path, repeat_damaged: bool = False, max_pixels: Optional[i
         header = (ctx.width, ctx.height)  # a decoder refusing a larger picture leaves 0x0
         if max_pixels is not None:
             check_frame_pixels(*header, max_pixels)
-            ctx.options = {"max_pixels": str(max_pixels)}
+            ctx.options = _decoder_pixel_cap(max_pixels)
         _check_matrix(ctx.colorspace)
         container_colour = _colour(ctx)  # the decoder may drop it (below)
         try:
@@ -486,6 +513,8 @@ def probe_video(path: Path, repeat_damaged: bool = False, max_pixels: Optional[i
             if max_pixels is not None and isinstance(exc.__cause__, OVER_MAX_PIXELS):
                 raise _keyframe_over(max_pixels, header) from exc
             raise
+        if max_pixels is not None and ctx.width * ctx.height > max_pixels:  # within the decoder's cap
+            raise _keyframe_over(max_pixels, header)
         rotation = int(round((getattr(first, "rotation", 0) or 0) / 90.0)) * 90 % 360
         width, height = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
         duration = _duration_seconds(container, stream)
