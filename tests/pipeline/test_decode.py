@@ -475,3 +475,25 @@ def test_a_first_keyframe_over_the_pixel_limit_and_within_the_decoders_headroom_
     path = video_under_a_smaller_header(tmp_path / "liar.webm", (64, 48), (200, 100))
     with pytest.raises(InputError, match="keyframe whose picture is over the limit of 15,000 pixels"):
         probe_video(path, max_pixels=15_000)
+
+
+def _vp8_keyframe_stating_no_size(tmp_path) -> tuple:
+    """A 64x48 VP8 clip and its keyframe with the width its header states (14 bits and a scale,
+    after the start code) made 0: a damaged header."""
+    path, keyframes = _vp8_clip_and_keyframes(tmp_path, (64, 48))
+    return path, keyframes[0][:6] + b"\x00\x00" + keyframes[0][8:]
+
+
+def test_a_keyframe_stating_no_size_is_said_to_be_maybe_damaged_not_only_over_the_pixel_limit(tmp_path):
+    """The decoder refuses a picture of 0x0 as it does one over its cap (EINVAL): such a keyframe
+    was refused as 'over the limit' alone."""
+    path, damaged = _vp8_keyframe_stating_no_size(tmp_path)
+    with av.open(str(path)) as container, pytest.raises(InputError, match=r"64x48\), or whose own header is damaged"):
+        largest_picture(container.streams.video[0], [damaged], max_pixels=100_000)
+
+
+def test_a_keyframe_stating_no_size_is_passed_over_where_no_pixel_limit_is_given(tmp_path):
+    """It failed with a TypeError (a limit of None formatted as a number)."""
+    path, damaged = _vp8_keyframe_stating_no_size(tmp_path)
+    with av.open(str(path)) as container:
+        assert largest_picture(container.streams.video[0], [damaged]) is None

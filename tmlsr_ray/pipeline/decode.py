@@ -411,9 +411,12 @@ OVER_MAX_PIXELS = (av.error.ArgumentError, av.error.OverflowError)
 DECODER_PIXELS_HEADROOM = 2
 
 
-def _keyframe_over(max_pixels: int, header: Tuple[int, int]) -> InputError:
+def _keyframe_over(max_pixels: int, header: Tuple[int, int], refusal: Optional[Exception] = None) -> InputError:
+    """``refusal``: the decoder's, where it refused the keyframe; EINVAL is what a keyframe stating
+    no size (0x0, damaged) gets too, and one such was refused as over the limit alone."""
+    damaged = ", or whose own header is damaged" if isinstance(refusal, av.error.ArgumentError) else ""
     return InputError(f"video has a keyframe whose picture is over the limit of {max_pixels:,} pixels (the "
-                      f"stream's header states {header[0]}x{header[1]})")
+                      f"stream's header states {header[0]}x{header[1]}){damaged}")
 
 
 def check_frame_pixels(width: int, height: int, max_pixels: int) -> None:
@@ -432,9 +435,9 @@ def largest_picture(stream, keyframes: Sequence[bytes], max_pixels: Optional[int
     for data in keyframes:
         try:
             frames = _keyframe_decoded(stream, data, max_pixels)
-        except OVER_MAX_PIXELS as exc:
-            raise _keyframe_over(max_pixels, header) from exc
-        except (av.error.FFmpegError, ValueError):
+        except (av.error.FFmpegError, ValueError) as exc:
+            if max_pixels is not None and isinstance(exc, OVER_MAX_PIXELS):
+                raise _keyframe_over(max_pixels, header, exc) from exc
             continue  # one that needs what came before it (an H.264 recovery point flagged a keyframe)
         for frame in frames[:1]:
             if max_pixels is not None and frame.width * frame.height > max_pixels:
@@ -511,7 +514,7 @@ def probe_video(path: Path, repeat_damaged: bool = False, max_pixels: Optional[i
             first = _first_frame(container, stream, DamagedPackets(repeat_damaged, _seconds_from_start(stream)))
         except InputError as exc:
             if max_pixels is not None and isinstance(exc.__cause__, OVER_MAX_PIXELS):
-                raise _keyframe_over(max_pixels, header) from exc
+                raise _keyframe_over(max_pixels, header, exc.__cause__) from exc
             raise
         if max_pixels is not None and ctx.width * ctx.height > max_pixels:  # within the decoder's cap
             raise _keyframe_over(max_pixels, header)
