@@ -14,7 +14,8 @@ from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_levels, deep_photo,
                            tiff_with_alpha, uncompressed_tiff, with_png_checksum_broken, with_png_chunk,
                            with_ispe, with_tiff_strip_damaged, zlib_bomb)
 from tmlsr_ray.errors import InputError
-from tmlsr_ray.pipeline.image import (PNG_SIGNATURE, png_with_metadata, decode_image, encode_image, output_format,
+from tmlsr_ray.pipeline.png_chunks import PNG_SIGNATURE
+from tmlsr_ray.pipeline.image import (png_with_metadata, decode_image, encode_image, output_format,
                                       probe_image, stored_layout)
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
 

@@ -19,7 +19,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Dict, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Dict, Iterator, Optional, Tuple
 
 import av
 import cv2
@@ -38,7 +38,7 @@ from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, c
                                            nclx_code_points, primary_item_properties, primary_item_start,
                                            spatial_extent)
 from tmlsr_ray.pipeline.nclx import displayable, icc_cicp, icc_from_nclx
-from tmlsr_ray.pipeline import tiff_pieces
+from tmlsr_ray.pipeline import png_chunks, tiff_pieces
 
 pillow_heif.register_heif_opener()  # HEIC/HEIF through Image.open, like every other format
 # the probe refuses an image over max_input_pixels from its header; Pillow's own bound (179 Mpx)
@@ -77,8 +77,6 @@ JPEG_SCAN_OVERRUN = b"\xff\x00" * 8
 GAIN_MAP_DAMAGED = "the Ultra HDR photo's gain map could not be read whole (cut short or damaged)"
 GAIN_MAP_TOO_LARGE = "the Ultra HDR photo's gain map is wider or higher than its picture"
 UNPREMULTIPLY_ROWS = 256
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_ANCILLARY_BIT = 0x20  # of a chunk kind's first letter: lower case, a chunk a reader may do without
 # what Pillow and its plugins raise for a file they cannot read: OSError mostly, SyntaxError for a
 # broken PNG chunk, RuntimeError and EOFError for libavif's and libheif's errors (a truncated AVIF,
 # a HEIC whose stated size is over libheif's own limit, one whose picture data is cut short)
@@ -156,7 +154,7 @@ class HdrColour:
 def probe_image(path: Path, max_pixels: int) -> ImageInfo:
     """Reads the header only; refuses unreadable files and pixel floods before any decoding."""
     try:
-        with Image.open(_png_without_damaged_chunks(path) or path) as img:
+        with Image.open(png_chunks.without_damaged_chunks(path) or path) as img:
             width, height = img.size
             fmt = FORMATS.get(img.format or "")
             # from the header, before anything past it is read
@@ -272,67 +270,9 @@ def _png_exif(img: Image.Image, path: Path) -> Image.Exif:
     orientation included), its eXIf chunk found past the pixels without inflating them: Pillow's
     getexif decodes them all to look there (a second decode of every PNG, and a read as long as
     its last IDAT chunk states, 4 GB for a corrupt one)."""
-    if "exif" not in img.info and (chunk := _png_exif_chunk(path)) is not None:
+    if "exif" not in img.info and (chunk := png_chunks.first_sound_chunk(path, b"eXIf")) is not None:
         img.info["exif"] = chunk
     return Image.Image.getexif(img)  # the base class reads img.info alone; PngImageFile's decodes
-
-
-def _png_exif_chunk(path: Path) -> Optional[bytes]:
-    """The data of a PNG's first sound eXIf chunk, wherever it stands; None where it has none."""
-    with open(path, "rb") as file:
-        for kind, at, length in _png_chunks(file):
-            if kind == b"eXIf" and (data := _png_chunk_data(file, kind, at, length)) is not None:
-                return data
-    return None
-
-
-def _png_without_damaged_chunks(path: Path) -> Optional[io.BytesIO]:
-    """A PNG without the ancillary chunks before its pixels whose checksum does not match (a
-    damaged eXIf, iCCP, tEXt ...), as libpng (browsers, OpenCV) reads it: it drops such a chunk
-    with a warning, where Pillow refused the whole file as no image. None where there is none (or
-    the file is no PNG); a damaged critical chunk (IHDR, PLTE) is refused."""
-    damaged: List[Tuple[int, int]] = []
-    with open(path, "rb") as file:
-        if file.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
-            return None
-        for kind, at, length in _png_chunks(file):
-            if kind == b"IDAT":
-                break
-            if _png_chunk_data(file, kind, at, length) is not None:
-                continue
-            if not kind[0] & PNG_ANCILLARY_BIT:
-                raise InputError(f"input PNG is damaged: its {kind.decode('latin-1')} chunk does not match "
-                                 "its checksum (corrupt or cut off)")
-            damaged.append((at - 8, at + length + 4))
-        if not damaged:
-            return None
-        file.seek(0)
-        data = file.read()
-    kept_from = [0] + [end for _, end in damaged]
-    kept_to = [start for start, _ in damaged] + [len(data)]
-    return io.BytesIO(b"".join(data[start:end] for start, end in zip(kept_from, kept_to)))
-
-
-def _png_chunks(file: BinaryIO) -> Iterator[Tuple[bytes, int, int]]:
-    """Each chunk of a PNG up to its IEND: its kind, where its data starts and how many bytes of
-    data the file holds of it (no more than it states)."""
-    size = file.seek(0, io.SEEK_END)
-    at = len(PNG_SIGNATURE)
-    while at + 8 <= size:
-        file.seek(at)
-        length, kind = struct.unpack(">I4s", file.read(8))
-        yield kind, at + 8, min(length, size - at - 8)
-        if kind == b"IEND":
-            return
-        at += 12 + length  # the chunk's length, kind, data and CRC
-
-
-def _png_chunk_data(file: BinaryIO, kind: bytes, at: int, length: int) -> Optional[bytes]:
-    """A chunk's data, or None where its checksum does not match it (or is cut off)."""
-    file.seek(at)  # no read longer than the file: Python sets aside as much as is asked
-    data = file.read(length)
-    crc = file.read(4)
-    return data if len(crc) == 4 and struct.unpack(">I", crc)[0] == zlib.crc32(kind + data) else None
 
 
 def _tiff_layout(path: Path) -> Optional[str]:
@@ -397,14 +337,14 @@ def _png_cicp_colour(path: Path) -> Optional[Tuple[Optional[bytes], Optional[byt
     chunks count. PQ or HLG: an HDR photo. SDR: the cICP again for a PNG, beside no chunk that
     could say otherwise but a profile made from it, which a JPEG or WebP carries alone (a reader
     without cICP shows the PNG by it too)."""
-    cicp = _png_chunks_before_pixels(path, (b"cICP",)).get(b"cICP")
+    cicp = png_chunks.chunks_before_pixels(path, (b"cICP",)).get(b"cICP")
     code_points = _rgb_code_points(cicp)
     if code_points is None:
         return None
     primaries, transfer = code_points
     if transfer in HDR_TRANSFERS:
         return None, None, HdrColour.stated(primaries, transfer, *_light_levels(path, "png"))
-    return (icc_from_nclx(primaries, transfer), _png_chunk(b"cICP", cicp), None) \
+    return (icc_from_nclx(primaries, transfer), png_chunks.chunk(b"cICP", cicp), None) \
         if displayable(primaries, transfer) else None
 
 
@@ -426,23 +366,11 @@ def _light_levels(path: Path, fmt: Optional[str]) -> Tuple[Optional[Tuple[int, i
         return content_light_level(properties), mastering_display(properties)
     if fmt != "png":
         return None, None
-    chunks = _png_chunks_before_pixels(path, (b"cLLI", b"mDCV"))
+    chunks = png_chunks.chunks_before_pixels(path, (b"cLLI", b"mDCV"))
     light, display = chunks.get(b"cLLI", b""), chunks.get(b"mDCV", b"")
     light_level = tuple(round(v / 10_000) for v in struct.unpack(">II", light)) if len(light) == 8 else None
     v = struct.unpack(">8HII", display) if len(display) == 24 else None  # red, green, blue, white, as PNG orders
     return light_level, MasteringDisplay(v[0:2], v[2:4], v[4:6], v[6:8], v[8], v[9]) if v else None
-
-
-def _png_chunks_before_pixels(path: Path, kinds: Tuple[bytes, ...]) -> Dict[bytes, bytes]:
-    """The first sound chunk of each of ``kinds`` before a PNG's pixels (IDAT)."""
-    found: Dict[bytes, bytes] = {}
-    with open(path, "rb") as file:
-        for kind, at, length in _png_chunks(file):
-            if kind in (b"IDAT", b"IEND"):
-                break
-            if kind in kinds and kind not in found and (data := _png_chunk_data(file, kind, at, length)) is not None:
-                found[kind] = data
-    return found
 
 
 def _png_colour_chunks(png_info: dict) -> Optional[bytes]:
@@ -450,12 +378,12 @@ def _png_colour_chunks(png_info: dict) -> Optional[bytes]:
     PNG's levels as where it has no ICC profile."""
     chunks = b""
     if isinstance(png_info.get("gamma"), float):
-        chunks += _png_chunk(b"gAMA", struct.pack(">I", round(png_info["gamma"] * 100_000)))
+        chunks += png_chunks.chunk(b"gAMA", struct.pack(">I", round(png_info["gamma"] * 100_000)))
     chromaticity = png_info.get("chromaticity")
     if isinstance(chromaticity, tuple) and len(chromaticity) == 8:
-        chunks += _png_chunk(b"cHRM", struct.pack(">8I", *(round(v * 100_000) for v in chromaticity)))
+        chunks += png_chunks.chunk(b"cHRM", struct.pack(">8I", *(round(v * 100_000) for v in chromaticity)))
     if isinstance(png_info.get("srgb"), int) and not png_info.get("icc_profile"):  # the spec: one or the other
-        chunks += _png_chunk(b"sRGB", bytes([png_info["srgb"] & 0xFF]))
+        chunks += png_chunks.chunk(b"sRGB", bytes([png_info["srgb"] & 0xFF]))
     return chunks or None
 
 
@@ -625,11 +553,11 @@ def _with_transparent_gray_level(image: np.ndarray, png: np.ndarray) -> np.ndarr
 def _png_gray_transparent_level(file: BinaryIO) -> Optional[int]:
     """The level a gray PNG's tRNS chunk (before its pixels) marks transparent; None where it has
     none, or a damaged one, which libpng drops."""
-    for kind, at, length in _png_chunks(file):
+    for kind, at, length in png_chunks.chunks(file):
         if kind in (b"IDAT", b"IEND"):
             return None
         if kind == b"tRNS" and length >= 2:
-            trns = _png_chunk_data(file, kind, at, length)
+            trns = png_chunks.chunk_data(file, kind, at, length)
             return struct.unpack(">H", trns[:2])[0] if trns is not None else None
     return None
 
@@ -910,11 +838,11 @@ def _hdr_chunks(hdr_colour: Optional[HdrColour]) -> bytes:
     0.0001 cd/m²) and mDCV (red, green, blue, white, as cHRM orders them) where the photo states them."""
     if hdr_colour is None:
         return b""
-    chunks = _png_chunk(b"cICP", bytes([hdr_colour.primaries, hdr_colour.transfer, 0, 1]))
+    chunks = png_chunks.chunk(b"cICP", bytes([hdr_colour.primaries, hdr_colour.transfer, 0, 1]))
     if hdr_colour.light_level:
-        chunks += _png_chunk(b"cLLI", struct.pack(">II", *(level * 10_000 for level in hdr_colour.light_level)))
+        chunks += png_chunks.chunk(b"cLLI", struct.pack(">II", *(level * 10_000 for level in hdr_colour.light_level)))
     if (display := hdr_colour.display) is not None:
-        chunks += _png_chunk(b"mDCV", struct.pack(">8HII", *display.red, *display.green, *display.blue,
+        chunks += png_chunks.chunk(b"mDCV", struct.pack(">8HII", *display.red, *display.green, *display.blue,
                                                   *display.white, display.max_luminance, display.min_luminance))
     return chunks
 
@@ -924,15 +852,11 @@ def png_with_metadata(png: bytes, icc_profile: Optional[bytes], exif: Optional[b
     """iCCP, eXIf and the colour chunks right after IHDR (all must come before the image data)."""
     chunks = colour_chunks or b""
     if icc_profile:
-        chunks += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile))
+        chunks += png_chunks.chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile))
     if exif:
-        chunks += _png_chunk(b"eXIf", exif)
+        chunks += png_chunks.chunk(b"eXIf", exif)
     end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length and type, its 13 bytes, CRC
     return png[:end_of_ihdr] + chunks + png[end_of_ihdr:]
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 ICC_CHUNK_BYTES = 65519  # an APP2 segment's payload, less its 14-byte ICC_PROFILE header
