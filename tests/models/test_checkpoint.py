@@ -145,3 +145,21 @@ def test_a_state_dict_read_to_keep_equals_the_mapped_one(tmp_path, layout):
     for name, tensor in state.items():
         assert read[name].dtype == mapped[name].dtype == tensor.dtype, name
         assert torch.equal(read[name], tensor) and torch.equal(mapped[name], tensor), name
+
+
+@pytest.mark.parametrize("layout", ["zip", "safetensors", "safetensors named .pth"])
+def test_a_state_dict_read_to_keep_does_not_follow_its_file_rewritten_in_place(tmp_path, layout):
+    """Read to keep (``mapped=False``), a file holding safetensors was mapped all the same: a model
+    kept the mapping, and its weights changed when the file was rewritten in place (a file cut
+    short under it is SIGBUS at the next frame)."""
+    from safetensors.torch import save_file
+
+    state = {"body.0.weight": torch.ones(64, 64), "body.0.bias": torch.ones(64)}
+    path = tmp_path / ("m.safetensors" if layout == "safetensors" else "m.pth")
+    save_file(state, str(path)) if layout.startswith("safetensors") else torch.save(state, path)
+    read = read_state_dict(path, mapped=False)
+    with open(path, "r+b") as file:
+        file.seek(path.stat().st_size // 2)
+        file.write(bytes(path.stat().st_size - file.tell()))
+    for name, tensor in state.items():
+        assert torch.equal(read[name], tensor), name

@@ -54,6 +54,22 @@ def test_a_loaded_network_holds_exactly_the_files_weights(tmp_path, dtype):
         assert torch.equal(held[name], tensor.to(dtype).float()), name
 
 
+def test_a_model_served_from_safetensors_named_pth_keeps_its_weights_when_the_file_is_rewritten(tmp_path):
+    """A .pth holding safetensors is served (its contents decide): its tensors, assigned to the
+    network, were the file mapped, so its biases followed the file rewritten in place under it."""
+    from safetensors.torch import save_file
+
+    path = save_srvgg(tmp_path / "m.pth", num_feat=16)
+    save_file(torch.load(path, weights_only=True)["params"], str(path))
+    model = RealESRGANModel(path, device="cpu", dtype="fp32")
+    frames = np.random.default_rng(0).integers(0, 256, (1, 16, 16, 3), dtype=np.uint8)
+    before = model.upscale(frames)
+    with open(path, "r+b") as file:
+        file.seek(8 + int.from_bytes(file.read(8), "little"))  # every tensor's bytes zeroed
+        file.write(bytes(path.stat().st_size - file.tell()))
+    assert np.array_equal(model.upscale(frames), before)
+
+
 def test_a_large_model_loads_without_a_second_copy_of_its_weights(tmp_path):
     """An RRDBNet's load peaked at 2.4x its file: a randomly initialised network beside the file's
     tensors, and the file mapped while they were copied in."""

@@ -7,9 +7,10 @@ says about a file it refuses is library advice (PyTorch's suggests loading it wi
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Any, BinaryIO, Dict
+from typing import Any, BinaryIO, Dict, Iterator, Tuple
 
 import torch
 
@@ -33,15 +34,54 @@ def load_checkpoint(path: Path, what: str = "model file", mapped: bool = True) -
             if _holds_safetensors(file, path):
                 from safetensors.torch import load_file
 
-                return load_file(str(path))
+                return load_file(str(path)) if mapped else dict(read_safetensors(path))
             if mapped and _zip_archive(file) and file_suffix(path) != ".safetensors":
                 state = _mapped(path)
                 if state is not None:
                     return state
             # The open file, not its name: torch.load reads a name ending in .safetensors as one.
             return torch.load(file, map_location="cpu", weights_only=True)
+    except ModelError:  # already says what is wrong with the file
+        raise
     except Exception as exc:  # torch and safetensors raise many types for a broken file
         raise ModelError(f"cannot read {what} {path.name}: {unreadable_reason(exc)}") from exc
+
+
+def read_safetensors(path: Path) -> Iterator[Tuple[str, torch.Tensor]]:
+    """A safetensors file's tensors read one at a time, in file order, each into memory of its
+    own. Not ``load_file``: its tensors are the file mapped (privately), so a model keeping them
+    kept the mapping, its weights changing with the file rewritten in place; and its pages count
+    in the process's memory until the file's last tensor is dropped. The header is checked by
+    safetensors first (offsets, sizes and the file's length agree), so none is trusted blindly."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt"):
+        pass
+    with open(path, "rb") as file:
+        header_bytes = int.from_bytes(file.read(8), "little")
+        header = json.loads(file.read(header_bytes))
+        header.pop("__metadata__", None)
+        for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+            begin, end = entry["data_offsets"]
+            tensor = torch.empty(entry["shape"], dtype=_safetensors_dtype(path, name, entry["dtype"]))
+            file.seek(8 + header_bytes + begin)
+            if file.readinto(tensor.reshape(-1).view(torch.uint8).numpy()) != end - begin:
+                raise ModelError(f"safetensors file {path.name} is cut short (in tensor {name})")
+            yield name, tensor
+
+
+def _safetensors_dtype(path: Path, name: str, kind: str) -> torch.dtype:
+    dtype = SAFETENSORS_DTYPES.get(kind)
+    if dtype is None:
+        raise ModelError(f"safetensors file {path.name} holds a tensor of type {kind} ({name}), which PyTorch has not")
+    return dtype
+
+
+# safetensors' type names (its Dtype enum) of the types PyTorch has.
+SAFETENSORS_DTYPES = {"BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16,
+                      "U16": torch.uint16, "I32": torch.int32, "U32": torch.uint32, "I64": torch.int64,
+                      "U64": torch.uint64, "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32,
+                      "F64": torch.float64, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
 
 
 # What torch says of a file cut short: a zip archive's (PyTorch 1.6 on), a legacy file's.

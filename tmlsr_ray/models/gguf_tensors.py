@@ -8,7 +8,6 @@ GPU memory and be expanded layer by layer. Each kernel follows the arithmetic or
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from tmlsr_ray.models.base import ModelError, file_suffix
-from tmlsr_ray.models.checkpoint import load_checkpoint
+from tmlsr_ray.models.checkpoint import load_checkpoint, read_safetensors
 
 QK_K = 256
 NAME_PREFIX = "model.diffusion_model."
@@ -116,28 +115,11 @@ def _read_float_tensors(path: Path) -> Iterator[PackedTensor]:
 def _float_tensors(path: Path) -> Iterator[Tuple[str, torch.Tensor]]:
     """The tensors one by one, each in memory of its own (fp8 ones still fp8)."""
     if file_suffix(path) == ".safetensors":
-        yield from _read_safetensors(path)
+        yield from read_safetensors(path)
         return
     state = _torch_state(path, mapped=False)
     for name in list(state):
         yield name, state.pop(name)  # an fp8 one is dropped once widened
-
-
-def _read_safetensors(path: Path) -> Iterator[Tuple[str, torch.Tensor]]:
-    """A safetensors file's tensors read one at a time, in file order, each straight into a tensor
-    of its own: not mapped, since a mapping's pages count in the process's memory until the last
-    tensor of the file is dropped. The header is safetensors' (checked by :func:`check_tensor_types`)."""
-    with open(path, "rb") as file:
-        header_bytes = int.from_bytes(file.read(8), "little")
-        header = json.loads(file.read(header_bytes))
-        header.pop("__metadata__", None)
-        for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
-            begin, end = entry["data_offsets"]
-            tensor = torch.empty(entry["shape"], dtype=SAFETENSORS_DTYPES[entry["dtype"]])
-            file.seek(8 + header_bytes + begin)
-            if file.readinto(tensor.reshape(-1).view(torch.uint8).numpy()) != end - begin:
-                raise ModelError(f"safetensors file {path.name} is cut short (in tensor {name})")
-            yield name, tensor
 
 
 def _float_layout(path: Path) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
@@ -338,4 +320,3 @@ SUPPORTED_TYPES = tuple(qtype.name for qtype in (Q.F32, Q.F16, Q.BF16, *_KERNELS
 FLOAT_TYPES = {"F32": Q.F32, "F16": Q.F16, "BF16": Q.BF16, "F8_E4M3": Q.F16, "F8_E5M2": Q.F16}
 TORCH_TYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
                     torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2"}
-SAFETENSORS_DTYPES = {name: dtype for dtype, name in TORCH_TYPE_NAMES.items()}
