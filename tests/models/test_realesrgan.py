@@ -70,6 +70,20 @@ def test_a_model_served_from_safetensors_named_pth_keeps_its_weights_when_the_fi
     assert np.array_equal(model.upscale(frames), before)
 
 
+def test_a_model_from_tensors_saved_as_views_of_one_storage_holds_each_weight_once(tmp_path):
+    """A tool that saves a network's tensors as views of one flat buffer: assigned to the network,
+    the biases (not converted, unlike the 4-d weights) kept the whole buffer alive beside the
+    weights' converted copies, twice the weights for as long as the model was served."""
+    path = save_rrdbnet(tmp_path / "m.pth", num_feat=16, num_block=2, num_grow_ch=8)
+    state = torch.load(path, weights_only=True)["params_ema"]
+    flat = torch.cat([tensor.reshape(-1) for tensor in state.values()])
+    views = dict(zip(state, flat.split([tensor.numel() for tensor in state.values()])))
+    torch.save({"params_ema": {name: views[name].view(tensor.shape) for name, tensor in state.items()}}, path)
+    network = RealESRGANModel(path, device="cpu", dtype="fp32")._net
+    held = {p.untyped_storage().data_ptr(): p.untyped_storage().nbytes() for p in network.parameters()}
+    assert sum(held.values()) == sum(p.nbytes for p in network.parameters())
+
+
 def test_a_large_model_loads_without_a_second_copy_of_its_weights(tmp_path):
     """An RRDBNet's load peaked at 2.4x its file: a randomly initialised network beside the file's
     tensors, and the file mapped while they were copied in."""

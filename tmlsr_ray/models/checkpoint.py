@@ -132,8 +132,16 @@ def read_state_dict(path: Path, mapped: bool = True) -> Dict[str, torch.Tensor]:
         tensors = {name: value for name, value in state.items() if isinstance(value, torch.Tensor)}
         if tensors:
             _refuse_dataless(path, tensors)
-            return _without_wrapper_prefixes(tensors)
+            return _without_wrapper_prefixes(tensors if mapped else _in_memory_of_their_own(tensors))
     raise ModelError(f"model file {path.name} holds no state dict")
+
+
+def _in_memory_of_their_own(tensors: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Each tensor that is a view of a larger storage (a tool that saved a network as views of one
+    flat buffer) copied out of it: a model keeps some of a file's tensors as they are (a network's
+    biases), and one view kept the whole buffer alive beside the model's copies of the rest."""
+    return {name: tensor.clone() if tensor.untyped_storage().nbytes() > tensor.nbytes else tensor
+            for name, tensor in tensors.items()}
 
 
 def _refuse_dataless(path: Path, tensors: Dict[str, torch.Tensor]) -> None:
