@@ -223,7 +223,11 @@ def test_a_float_dit_loads_holding_each_weight_once(tmp_path, name, dtype):
     widened) on its own, and the model keeps that copy."""
     shape = DiTShape(hidden=512, blocks=4, mm_layers=1, mlp_hidden=1382)
     write_random_float_dit(tmp_path / name, shape, dtype)
+    tiny = tmp_path / f"tiny_{name}"  # loaded first: imports and first-call work are not the file's
+    write_random_float_dit(tiny, DiTShape(hidden=128, blocks=2, mm_layers=1, mlp_hidden=256, text_dim=256), dtype)
     kept = 2 * sum(math.prod(dims) for _, dims in dit_tensors(shape))
-    peak = peak_memory_of(f"NaDiT.from_file({str(tmp_path / name)!r})",
-                          setup="import safetensors.torch\nfrom tmlsr_ray.models.seedvr2.dit import NaDiT")
-    assert peak < 1.25 * kept, f"peak {peak / 2**20:.0f} MiB for {kept / 2**20:.0f} MiB of weights"
+    peak = peak_memory_of(f"NaDiT.from_file({str(tmp_path / name)!r})", setup="\n".join([
+        "import safetensors.torch", "from tmlsr_ray.models.seedvr2.dit import NaDiT", f"NaDiT.from_file({str(tiny)!r})"]))
+    # Measured (2 cores, glibc): 0.97x for bf16; fp8 1.06x or 1.25x from run to run (the allocator
+    # keeps about the largest tensor's fp8 and fp16 copies, 7.5 MiB, or not); a whole copy: 1.93-2.0x.
+    assert peak < 1.5 * kept, f"peak {peak / 2**20:.0f} MiB for {kept / 2**20:.0f} MiB of weights"
