@@ -41,6 +41,12 @@ TOO_DEEP = "the Apple HDR photo's gain map is {bits}-bit, and only 8-bit ones (w
 HEIF_ERRORS = (OSError, RuntimeError, ValueError, EOFError)  # what libheif's refusals come as
 
 
+def declares_apple_gain_map(heif_info: dict) -> bool:
+    """From what Pillow read of a HEIC (its ``info``): only one listing Apple's gain map is opened
+    again for it, since pillow-heif reads the whole file, and libheif parses it, a second time."""
+    return bool(heif_info.get("aux", {}).get(APPLE_GAIN_MAP_URN))
+
+
 def apple_gain_map(path: Path, exif: Image.Exif, primary_size: Tuple[int, int]
                    ) -> Tuple[Optional[GainMap], Optional[str]]:
     """The gain map an iPhone's HEIC of ``primary_size`` (upright) carries, upright and in hdrgm's

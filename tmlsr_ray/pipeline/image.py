@@ -29,7 +29,7 @@ from PIL import Image, TiffImagePlugin, UnidentifiedImageError
 from PIL.PngImagePlugin import MAX_TEXT_CHUNK
 
 from tmlsr_ray.errors import InputError
-from tmlsr_ray.pipeline.apple_hdr import apple_gain_map
+from tmlsr_ray.pipeline.apple_hdr import apple_gain_map, declares_apple_gain_map
 from tmlsr_ray.pipeline.av1_header import SEQUENCE_HEADER_BYTES, largest_frame_size
 from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
 from tmlsr_ray.pipeline.gainmap import (EOI, MARKERS_WITHOUT_LENGTH, SOS, GainMap, declares_gain_map, gain_map_of,
@@ -169,7 +169,8 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             # libheif does a HEIF's: nothing is left to turn
             orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
             icc_profile, png_colour, hdr_colour = _stated_colour(img, path, fmt)
-            gain_map, gain_map_left_out = (apple_gain_map(path, exif, (width, height)) if fmt == "heic"
+            gain_map, gain_map_left_out = (apple_gain_map(path, exif, (width, height))
+                                           if fmt == "heic" and declares_apple_gain_map(img.info)
                                            else (None, None))  # its maker note read before the EXIF is pared
             upright_exif = _upright_exif(exif)
         if fmt == "jpeg" and _declares_gain_map(img):
