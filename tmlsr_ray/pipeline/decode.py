@@ -428,8 +428,10 @@ def check_frame_pixels(width: int, height: int, max_pixels: int) -> None:
 def largest_picture(stream, keyframes: Sequence[bytes], max_pixels: Optional[int] = None) -> Optional[Tuple[int, int]]:
     """The largest picture these keyframe packets of the stream decode to, each on its own, where
     larger than the stream's header states; else None. A keyframe whose own header states more than
-    ``max_pixels`` is refused before its picture is made: a 64x48 stream's 8192x8192 keyframe was
-    decoded at that size (97 MB) before the limit was checked."""
+    ``max_pixels`` is refused before its picture is made, where its decoder says so by its size
+    (VP8, VP9, AV1: a 64x48 stream's 8192x8192 keyframe was decoded at that size, 97 MB, before the
+    limit was checked); H.264's says only "invalid data", so its keyframe is decoded again without
+    the cap and refused by the size it gives (see :func:`_keyframe_decoded`)."""
     header = (stream.codec_context.width, stream.codec_context.height)
     sizes = [header]
     for data in keyframes:
@@ -622,8 +624,7 @@ def iter_batches(path: Path, info: VideoInfo, batch_size: int, stop: Optional[th
     before (see :func:`_stood_in`)."""
     clock = _FrameClock(info)
     damaged = damaged if damaged is not None else DamagedPackets()
-    with open_container(path, EDIT_LIST_IGNORED if info.frame_times_lost else None) as container:
-        stream = container.streams[info.stream_index]
+    with _reopened_whole(path, info) as (container, stream):
         damaged.seconds = damaged.seconds or _seconds_from_start(stream)
         damaged.order_rate = info.average_rate
         try:
