@@ -222,7 +222,8 @@ class BodyLimit:
             message = await arrival.next(receive)
             whole = not message.get("more_body", False)
             if not whole and not held:
-                held = _arriving_slot(arriving, settings)
+                _take_arriving_slot(arriving, settings)
+                held = True
             arrival.count(len(message.get("body", b"")), whole)
             if whole and held:
                 arriving.release()
@@ -254,7 +255,7 @@ class Slots:
         self.taken -= 1
 
 
-def _arriving_slot(arriving: Slots, settings: Settings) -> bool:
+def _take_arriving_slot(arriving: Slots, settings: Settings) -> None:
     """A slot for a body still arriving after its first part, or a 429 where all are taken: such
     bodies are the ones a slow or trickling client holds a request in flight with."""
     if not arriving.take():
@@ -262,7 +263,6 @@ def _arriving_slot(arriving: Slots, settings: Settings) -> bool:
             429, f"too many request bodies arriving at once on this replica (limit {arriving.limit}, "
                  f"max_arriving_bodies); retry after {settings.retry_after_s} s",
             {**CLOSE_CONNECTION, "Retry-After": str(settings.retry_after_s)})
-    return True
 
 
 class _BodyArrival:
