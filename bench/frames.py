@@ -336,7 +336,9 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces
     another), sharing one model (one run at a time, as on a replica's model thread), each piece's
     encoder with cores/P threads."""
     from tmlsr_ray.pipeline.decode import probe_video
-    from tmlsr_ray.pipeline.encode import assemble, even_size, output_container
+    from tmlsr_ray.pipeline.codecs import output_container
+    from tmlsr_ray.pipeline.encode import even_size
+    from tmlsr_ray.pipeline.mux import assemble
     from tmlsr_ray.pipeline.render import SegmentJob, render_segment
     from tmlsr_ray.pipeline.segments import Cutting, extract_segments, plan_segments
     from tmlsr_ray.pipeline.upscale import Tiling, takes_planes, upscale_frames

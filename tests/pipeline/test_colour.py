@@ -17,8 +17,9 @@ import pytest
 from tests.helpers import HDR_MASTERING, colour_chart_clip, chart_yuv
 from tmlsr_ray.pipeline.colour import (PRIMARIES, TRC_HLG, TRC_PQ, ToneMap, hlg_to_nits, pq_to_nits,
                                       primaries_to_bt709, rgb_to_xyz, written_colour)
+from tmlsr_ray.pipeline.codecs import resolve_codec
 from tmlsr_ray.pipeline.decode import iter_batches, probe_video
-from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, resolve_codec
+from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter
 
 CASES = {
     "hevc10_bt2020_hlg": dict(codec="libx265", pix_fmt="yuv420p10le", depth=10,

@@ -31,13 +31,17 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broad
                            with_box_field)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.realesrgan import RealESRGANModel
+from tmlsr_ray.pipeline.audio_line import AudioLine
+from tmlsr_ray.pipeline.codecs import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat,
+                                      output_container, task_codecs_available)
 from tmlsr_ray.pipeline.decode import probe_video
-from tmlsr_ray.pipeline.encode import (AUDIO_DROPPED, MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat, EncodeOptions,
-                                      _AudioLine, assemble, even_size, output_container, task_codecs_available)
+from tmlsr_ray.pipeline.encode import EncodeOptions, even_size
+from tmlsr_ray.pipeline.mux import assemble
 from tmlsr_ray.pipeline.rekey import raw_frame_bytes
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
 from tmlsr_ray.pipeline.segments import (Cutting, PacketEntry, Segment, _SegmentFile, cut_packets, decode_segment,
                                           extract_segments, frames_rate, plan_segments, planned_info, scan_packets)
+from tmlsr_ray.pipeline.side_streams import AUDIO_DROPPED
 from tmlsr_ray.pipeline.timeline import continuous_source
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames
 from tmlsr_ray.storage.pieces import PieceStore
@@ -324,7 +328,7 @@ def assert_joined_continuously(path: Path, tmp_path: Path, smooth_model, cutting
 
 
 def test_the_reorder_lead_of_a_piece_is_how_far_b_frames_make_decoding_run_ahead(tmp_path):
-    from tmlsr_ray.pipeline.encode import reorder_lead
+    from tmlsr_ray.pipeline.mux import reorder_lead
 
     b_frames = make_clip(tmp_path / "b.mp4", frames=300, size=(32, 32), audio=False,
                          options={"x264-params": "bframes=2:b-pyramid=none:b-adapt=0"})
@@ -701,7 +705,7 @@ def test_chapters_keep_their_titles_and_their_place_in_the_picture(tmp_path, smo
 
 
 def test_a_chapter_before_the_output_starts_is_left_out_and_one_across_it_starts_at_zero():
-    from tmlsr_ray.pipeline.encode import shifted_chapters
+    from tmlsr_ray.pipeline.mux import shifted_chapters
 
     ms = Fraction(1, 1000)
     chapters = [{"id": 7, "start": start, "end": end, "time_base": ms, "metadata": {"title": title}}
@@ -729,7 +733,7 @@ def test_audio_reencoded_from_a_coarse_time_base_keeps_every_sample_in_order(tmp
     came out two alike, and the muxer refused the second."""
     if "libmp3lame" not in av.codecs_available:
         pytest.skip("this FFmpeg has no MP3 encoder")
-    from tmlsr_ray.pipeline.encode import _AacTranscoder
+    from tmlsr_ray.pipeline.transcode import AacTranscoder
 
     path = tmp_path / "divx.avi"
     with av.open(str(path), "w") as avi:  # 44.1 kHz: 1152 samples an MP3 frame, more than AAC's 1024
@@ -741,7 +745,7 @@ def test_audio_reencoded_from_a_coarse_time_base_keeps_every_sample_in_order(tmp
             avi.mux(sound.encode(frame))
         avi.mux(sound.encode(None))
     with av.open(str(path)) as source, av.open(str(tmp_path / "aac.mp4"), "w") as out:
-        transcoder = _AacTranscoder(source.streams.audio[0], out)
+        transcoder = AacTranscoder(source.streams.audio[0], out)
         for packet in source.demux(source.streams.audio[0]):
             if packet.dts is not None:
                 transcoder.feed(packet)
@@ -1690,14 +1694,14 @@ def test_a_lone_audio_packet_between_two_dropouts_keeps_its_time():
     after the lone one did not go on from it, so it was taken for a wrong time and moved to 2 s."""
     stream = SimpleNamespace(time_base=Fraction(1, 1000), type="audio", index=1)
     times = [*range(0, 2000, 24), 4000, *range(6000, 8000, 24)]
-    line = _AudioLine(stream)
+    line = AudioLine(stream)
     out = [p for t in times for p in line.take(SimpleNamespace(pts=t, dts=t, duration=24, stream=stream))]
     assert [p.pts for p in out + line.flush()] == times
 
 
 class _CountedPacket:
     """An audio packet that counts how often its duration is read, in ``reads`` (shared): the work
-    an :class:`_AudioLine` does on it."""
+    an :class:`AudioLine` does on it."""
 
     def __init__(self, pts: int, stream, reads: list):
         self.pts, self.dts, self.stream, self._reads = pts, pts, stream, reads
@@ -1717,7 +1721,7 @@ def test_one_sample_audio_packets_by_the_thousand_each_keep_their_time_for_a_few
     stream = SimpleNamespace(time_base=Fraction(1, 400), type="audio", index=1)
     reads = [0]
     packets = [_CountedPacket(n * step, stream, reads) for n in range(1200)]
-    line = _AudioLine(stream)
+    line = AudioLine(stream)
     out = [p for packet in packets for p in line.take(packet)] + line.flush()
     assert out == packets and [p.pts for p in out] == [n * step for n in range(1200)]
     assert reads[0] < 10 * len(packets), f"{reads[0]:,} reads of a duration for {len(packets):,} packets"

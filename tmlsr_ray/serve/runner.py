@@ -28,8 +28,10 @@ from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline import media
 from tmlsr_ray.pipeline.colour import is_hdr
+from tmlsr_ray.pipeline.codecs import TASK_CODECS, ContainerFormat, output_container
 from tmlsr_ray.pipeline.decode import VideoInfo, probe_video, refuse_mostly_damaged
-from tmlsr_ray.pipeline.encode import TASK_CODECS, ContainerFormat, EncodeOptions, assemble, even_size, output_container
+from tmlsr_ray.pipeline.encode import EncodeOptions, even_size
+from tmlsr_ray.pipeline.mux import assemble
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.errors import DiskFull, TaskError
 from tmlsr_ray.pipeline.fetch import fetch_input
