@@ -577,6 +577,35 @@ def test_a_recording_that_starts_inside_a_gop_is_still_cut_into_segments(tmp_pat
     assert np.abs(np.array([t for t, _ in out]) - out[0][0] - want).max() <= 0.001
 
 
+@pytest.mark.parametrize("codec, options", [
+    ("libx264", {"x264-params": "open-gop=1:keyint=12:min-keyint=12:bframes=3:b-pyramid=normal:scenecut=0"}),
+    ("libx264", {"x264-params": "keyint=12:min-keyint=12:bframes=3:scenecut=0"}),
+    ("libx265", {"x265-params": "keyint=12:min-keyint=12:open-gop=1:bframes=3:scenecut=0:log-level=error"}),
+])
+def test_a_matroska_recording_whose_first_keyframe_states_no_decode_time_gives_every_frame_segment_by_segment(
+        tmp_path, codec, options):
+    """Matroska stores presentation times only, and FFmpeg states no decode time for a stream's
+    first packets (the reorder delay it learns them from is still filling). A camera dump cut where
+    its first keyframe is one of them failed ('Invalid argument', 0 of 48 frames): the segment file's
+    muxer guessed that keyframe's decode time after the next packet's."""
+    source = make_clip(tmp_path / "source.mkv", frames=60, rate=24, audio=False, codec=codec, options=options)
+    dated_late = None
+    for packets in range(1, 12):
+        path = cut_mid_gop(source, tmp_path / f"recording-{packets}.mkv", packets=packets)
+        entries = scan_packets(path, probe_video(path))
+        first_key = next(e for e in entries if e.keyframe)
+        if first_key.dts is None and entries.index(first_key) > 0:
+            dated_late = path
+            break
+    assert dated_late is not None, "no cut left the first keyframe without a decode time"
+    plan, frames = segment_decode(dated_late, Cutting(segment_s=0.5))
+    expected = whole_decode(dated_late)
+    assert len(plan.segments) >= 3 and len(expected) >= 45
+    assert [pts for pts, _ in frames] == [pts for pts, _ in expected]
+    for (_, got), (_, want) in zip(frames, expected):
+        assert np.array_equal(got, want)
+
+
 def test_a_first_keyframe_whose_damage_wiped_its_flag_is_planned_as_the_videos_first_frames(tmp_path):
     """It looked like a recording started inside a GOP, and its frames were left out of the plan:
     37 of 48, with no word."""

@@ -733,6 +733,7 @@ class _SegmentFile:
         self._stream.time_base = self._time_base
         self._last_dts: Optional[int] = None
         self._first = True
+        self._undated: List[av.Packet] = []  # copies held until a later packet's decode time is known
 
     def add(self, packet, palette=None) -> None:
         """``palette``: the one in force at this packet, which a segment's first packet carries
@@ -743,19 +744,38 @@ class _SegmentFile:
         self._first = False
         shift = self.segment.shift
         copy.pts = None if packet.pts is None else (packet.pts + shift) * self._subticks
-        copy.dts = self._increasing(None if packet.dts is None else (packet.dts + shift) * self._subticks)
-        self._check_order(copy)
         # PyAV says None or 0 for an unknown one; QuickTime ends its edit list at the latest frame's
         # time plus its duration, and a last frame lasting 0 lay outside it, never decoded
         copy.duration = packet.duration * self._subticks if packet.duration else 1
         copy.is_keyframe = packet.is_keyframe
         copy.time_base = self._time_base
         copy.stream = self._stream
-        self._out.mux(copy)
+        if packet.dts is None:
+            self._undated.append(copy)
+            return
+        dts = (packet.dts + shift) * self._subticks
+        self._mux_undated(dts)
+        self._mux(copy, dts)
 
     def close(self) -> bytes:
+        self._mux_undated(None)
         self._out.close()
         return self._buffer.getvalue()
+
+    def _mux(self, copy, dts: Optional[int]) -> None:
+        copy.dts = self._increasing(dts)
+        self._check_order(copy)
+        self._out.mux(copy)
+
+    def _mux_undated(self, next_dts: Optional[int]) -> None:
+        """The packets held for want of a decode time, each given one just before the next packet's
+        (``next_dts``; None: the file ends) and no later than its own presentation time. FFmpeg
+        states none for a Matroska stream's first packets, its reorder delay still unknown; left
+        unset, NUT's muxer guessed a camera dump's first keyframe decoded after the packet that
+        follows it, and refused that packet ('Invalid argument')."""
+        for copy, dts in zip(self._undated, _decode_times_before([c.pts for c in self._undated], next_dts)):
+            self._mux(copy, dts)
+        self._undated = []
 
     def _check_order(self, copy) -> None:
         """A frame shown before the time it would be decoded at, once that time was moved on past
@@ -776,6 +796,19 @@ class _SegmentFile:
             dts = self._last_dts + 1
         self._last_dts = dts if dts is not None else self._last_dts
         return dts
+
+
+def _decode_times_before(pts: Sequence[Optional[int]], next_dts: Optional[int]) -> List[Optional[int]]:
+    """Decode times, increasing, for packets in decode order that state none: each a sub-tick
+    before the next one's (the last's before ``next_dts``), or its own presentation time where
+    that is earlier; None where neither is known."""
+    times: List[Optional[int]] = []
+    bound = next_dts
+    for shown in reversed(pts):
+        known = [t for t in (shown, None if bound is None else bound - 1) if t is not None]
+        bound = min(known) if known else None
+        times.append(bound)
+    return times[::-1]
 
 
 def _subticks(time_base: Fraction) -> int:
