@@ -652,14 +652,15 @@ def concealment_told(info: VideoInfo) -> bool:
 
 
 def damage_retold_where_short(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,
-                              info: VideoInfo, short: bool) -> None:
+                              info: VideoInfo, short: bool, on_one_thread: bool = False) -> None:
     """After a decode that had damage or came ``short`` of its frames: decoded again on one thread
-    (see :func:`damage_retold`); where it came short and that tells no damage either, once more with
-    the errors the decoder conceals told, where :func:`concealment_told`."""
-    if damaged.damaged or short:
+    (see :func:`damage_retold`; not where it was decoded ``on_one_thread``, which told its damage
+    where it is); where it came short and that tells no damage either, once more with the errors
+    the decoder conceals told, where :func:`concealment_told`."""
+    if (damaged.damaged or short) and not on_one_thread:
         damage_retold(reopen, damaged)
-        if short and not damaged.damaged and concealment_told(info):
-            damage_retold(reopen, damaged, concealed=True)
+    if short and not damaged.damaged and concealment_told(info):
+        damage_retold(reopen, damaged, concealed=True)
 
 
 def damage_retold(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,

@@ -890,9 +890,11 @@ def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: in
                 damage_retold(partial(_reopened_segment, data), damaged,
                               concealed=not damaged.damaged and concealment_told(info))
             raise
-    if thread_type == "AUTO":  # frames left out with no word: HEVC's damaged keyframe, its GOP
-        damage_retold_where_short(partial(_reopened_segment, data), damaged, info,
-                                  short=len(seen.intersection(owned.tolist())) < len(owned))
+    # frames left out with no word: HEVC's damaged keyframe, its GOP, on one thread too (a segment
+    # cut there, decoded after the GOP before, repeated its 12 frames and counted no damaged packet)
+    damage_retold_where_short(partial(_reopened_segment, data), damaged, info,
+                              short=len(seen.intersection(owned.tolist())) < len(owned),
+                              on_one_thread=thread_type != "AUTO")
 
 
 @contextmanager
