@@ -381,6 +381,18 @@ def test_damaged_packets_of_a_whole_decode_show_the_frame_before_in_their_place_
     assert stamps == decoded(path.with_name("in" + path.suffix))[0] and repeats(frames) == len(damaged)
 
 
+
+@pytest.mark.parametrize("damaged", [20, 30])
+def test_a_raw_streams_damaged_frame_is_stood_in_for_at_its_place_in_decode_order(tmp_path, damaged):
+    """A raw stream's frames carry no time to find a lost frame's place by: its stand-in went in as
+    the loss was told, while the decoder and the reordering of times still held 6 frames shown
+    before it (packet 20's at frame 14). It goes where the packet was decoded, within the B-frames'
+    reordering (2 here) of where the frame showed."""
+    path = damaged_raw_stream(tmp_path, None, [damaged], keep=5)
+    _, frames = decoded(path, DamagedPackets(repeat=True))
+    stand_ins = [index for index in range(1, len(frames)) if np.array_equal(frames[index], frames[index - 1])]
+    assert len(stand_ins) == 1 and abs(stand_ins[0] - damaged) <= 2
+
 def test_a_video_most_of_whose_frames_are_damaged_fails_even_when_damage_is_repeated(tmp_path):
     """FFmpeg's command line gives up past two thirds (its -max_error_rate)."""
     path = damaged_clip(tmp_path, list(range(2, 42)))

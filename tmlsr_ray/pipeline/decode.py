@@ -203,6 +203,9 @@ class DamagedPackets:
         self.owns: Optional[Callable[[Any], bool]] = None
         self.gop_before = 0
         self.stamps: List[Optional[int]] = []  # each damaged packet's pts, as the decoder reported it
+        # each counted one's place in decode order among the packets that give frames, for a frame
+        # without a time to stand in at (see _stood_in)
+        self.places: List[int] = []
         self._shown_before: Optional["av.VideoFrame"] = None  # the GOP before's, so far
         # the time of a damaged keyframe among the GOPs before: frames from it on refer to a
         # picture the decoder does not have, and are not the frame a player shows before
@@ -214,7 +217,7 @@ class DamagedPackets:
         """Counts afresh, for the decode done again."""
         self.read = self.damaged = self.dropped = self.frames = self.lead = 0
         self._keyframe_read, self._keyframe_pts = False, None
-        self.stamps = []
+        self.stamps, self.places = [], []
         self._shown_before = self._shown_until = None
         self._first_error, self._first_at = None, ""
 
@@ -253,7 +256,10 @@ class DamagedPackets:
 
     def _count(self, packet, exc: av.error.FFmpegError) -> None:
         self.damaged += 1
-        self.dropped += self.owns is None or self.owns(packet)
+        owned = self.owns is None or self.owns(packet)
+        self.dropped += owned
+        if owned:
+            self.places.append(max(0, self.read - 1 - self.lead))
         self.stamps.append(packet.pts)
         if self._first_error is None:
             self._first_error, self._first_at = exc, self._at(packet)
@@ -734,21 +740,26 @@ def _stood_in(frames: Iterator, damaged: DamagedPackets, info: VideoInfo) -> Ite
     """The frames of a whole stream's decode, the frame before again in place of each damaged
     packet's (nothing plans a whole stream's frames as ``Segment.pts`` plans a segment's, see
     render.MissingFrames): where frames keep their own times, in the gap the lost one left; where
-    they have none (a raw elementary stream, each stamped a step after the last), as the loss is
-    told, the few frames late the decoder and the deinterlacer hold at most; any left, at the end.
-    Damaged packets before the first frame of a stream with its own times are counted, not shown:
-    nothing can be stamped before that frame."""
+    they have none (a raw elementary stream, each stamped a step after the last), at the lost
+    packet's place in decode order, which is the frame's within the B-frames' reordering (told as
+    it was decoded, it went in the 6 frames early that the decoder and :func:`_times_in_order`
+    still held); any left, at the end. Damaged packets before the first frame of a stream with its
+    own times are counted, not shown: nothing can be stamped before that frame."""
     step = info.frame_ticks or 1
     last = None
+    given = 0  # frames yielded, stand-ins too
     for frame in frames:
         owed = damaged.dropped - damaged.repeated
         if owed and last is not None:
             timed = frame.pts is not None and last.pts is not None
-            room = round((frame.pts - last.pts) / step) - 1 if timed else owed
+            room = (round((frame.pts - last.pts) / step) - 1 if timed
+                    else sum(place <= given for place in damaged.places[damaged.repeated:damaged.dropped]))
             for _ in range(max(0, min(owed, room))):
                 damaged.repeated += 1
+                given += 1
                 yield last  # the clock stamps it a step after the last
         yield frame
+        given += 1
         last = frame
     while last is not None and damaged.repeated < damaged.dropped:
         damaged.repeated += 1
