@@ -1939,34 +1939,87 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
     iref = _box(b"auxl", struct.pack(">HHH", 2, 1, 1)) + _box(b"cdsc", struct.pack(">HHH", 3, 1, 1))
     groups = b""
     if tmap:  # version 0, then headroom, gains and offsets as log2_gain_map_metadata's (2 stops)
-        fractions = (0, 1, 2, 1, 0, 1, 2, 1, 1, 1, 0, 1, 0, 1)
-        metadata = bytes(1) + struct.pack(">HHB", 0, 0, 0) + struct.pack(">" + "iI" * 7, *fractions)
-        items.append((4, b"tmap", metadata))
+        items.append((4, b"tmap", bytes(1) + iso_gain_map_metadata(0, 2, [(0, 2, 1, 0, 0)], flags=0)))
         associations.append((4, [primary_indices[[p[4:8] for p in primary_properties].index(b"ispe")]]))
         iref = (_box(b"auxl", struct.pack(">HHHH", 2, 2, 1, 4)) + _box(b"dimg", struct.pack(">HHHH", 4, 2, 1, 2))
                 + _box(b"cdsc", struct.pack(">HHH", 3, 1, 1)))
         groups = _box(b"grpl", _full_box(b"altr", 0, struct.pack(">IIII", 1, 2, 4, 1)))
+    brands = b"mif1heic" + (b"tmap" if tmap else b"")
+    return _assembled_heif(path, items, properties, associations, iref, groups, brands)
+
+
+def iso_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata: Optional[bytes] = None,
+                 gain_map_turns: Sequence[bytes] = (), coded_as: bytes = b"hvc1", without: bytes = b"") -> Path:
+    """An Android HDR HEIC (ISO 21496-1, as Android 15 on writes it): the primary (BGR, 8-bit) as
+    item 1, the gain map (gray, 8-bit) as item 2, hidden (infe flags bit 0), and a ``tmap`` item 3
+    derived (``dimg``) from both, its payload in the meta box's ``idat``: version 0 then
+    ``metadata`` (ISO 21496-1's: by default one channel of 0 to 2 stops, headroom 0 to 2, gamma 1,
+    offsets 1/64, in the primary's colour space), the two in an ``altr`` group, tmap first.
+    ``gain_map_turns``: whole ``irot``/``imir`` boxes of the gain map's own; ``coded_as``: its item
+    type; ``without``: a property type left out of the gain map's (``hvcC``)."""
+    import pillow_heif
+
+    if metadata is None:
+        metadata = iso_gain_map_metadata(0, 2, [(0, 2, 1, Fraction(1, 64), Fraction(1, 64))])
+    primary_properties, primary_data = _heif_coded_item(
+        pillow_heif.from_pillow(Image.fromarray(cv2.cvtColor(primary, cv2.COLOR_BGR2RGB))))
+    gain_properties, gain_data = _heif_coded_item(pillow_heif.from_pillow(Image.fromarray(gain_map, "L")))
+    gain_properties = [prop for prop in gain_properties if prop[4:8] != without] + list(gain_map_turns)
+    properties = primary_properties + gain_properties
+    associations = [(1, list(range(1, len(primary_properties) + 1))),
+                    (2, list(range(len(primary_properties) + 1, len(properties) + 1))),
+                    (3, [[p[4:8] for p in primary_properties].index(b"ispe") + 1])]
+    items = [(1, b"hvc1", primary_data), (2, coded_as, gain_data), (3, b"tmap", bytes(1) + metadata)]
+    iref = _box(b"dimg", struct.pack(">HHHH", 3, 2, 1, 2))
+    groups = _box(b"grpl", _full_box(b"altr", 0, struct.pack(">IIII", 1, 2, 3, 1)))
+    return _assembled_heif(path, items, properties, associations, iref, groups, b"mif1heictmap", hidden=(2,),
+                           in_idat=(3,))
+
+
+def iso_gain_map_metadata(base_headroom, alternate_headroom, channels, flags: int = 0x40) -> bytes:
+    """ISO 21496-1's metadata (versions 0, ``flags``, each number its own fraction): the headrooms,
+    then each channel's (min, max, gamma, base offset, alternate offset); more than one channel
+    sets the multichannel flag."""
+    numbers = [Fraction(base_headroom), Fraction(alternate_headroom)] + [Fraction(v) for c in channels for v in c]
+    flags |= 0x80 if len(channels) == 3 else 0
+    return struct.pack(">HHB", 0, 0, flags) + b"".join(
+        struct.pack(">iI", n.numerator, n.denominator) for n in numbers)
+
+
+def _assembled_heif(path: Path, items: Sequence[tuple], properties: List[bytes], associations: Sequence[tuple],
+                    iref: bytes, groups: bytes, brands: bytes, hidden: Sequence[int] = (),
+                    in_idat: Sequence[int] = ()) -> Path:
+    """A HEIF of ``items`` ((id, type, data): item 1 the primary), ``properties`` (whole boxes,
+    ``associations`` (item, 1-based indices) giving each item's), the references and groups
+    given; the items ``hidden`` flagged so, those ``in_idat`` stored in the meta box's ``idat``
+    (construction method 1), the others in ``mdat``."""
     ipma = struct.pack(">I", len(associations)) + b"".join(
         struct.pack(">HB", item, len(indices)) + bytes(0x80 | index for index in indices)
         for item, indices in associations)
-    infe = b"".join(_full_box(b"infe", 2, struct.pack(">HH4s", item, 0, kind) + b"\0") for item, kind, _ in items)
+    infe = b"".join(_box(b"infe", bytes([2, 0, 0, int(item in hidden)]) + struct.pack(">HH4s", item, 0, kind) + b"\0")
+                    for item, kind, _ in items)
+    idat = b"".join(data for item, _, data in items if item in in_idat)
 
     def meta(mdat_at: int) -> bytes:
-        extents, at = b"", mdat_at
+        extents, in_file, in_meta = b"", mdat_at, 0
         for item, _, data in items:
-            extents += struct.pack(">HHHII", item, 0, 1, at, len(data))
-            at += len(data)
+            method, at = (1, in_meta) if item in in_idat else (0, in_file)
+            extents += struct.pack(">HHHHII", item, method, 0, 1, at, len(data))
+            if item in in_idat:
+                in_meta += len(data)
+            else:
+                in_file += len(data)
         return _full_box(b"meta", 0, _full_box(b"hdlr", 0, bytes(4) + b"pict" + bytes(13))
                          + _full_box(b"pitm", 0, struct.pack(">H", 1))
-                         + _full_box(b"iloc", 0, b"\x44\x00" + struct.pack(">H", len(items)) + extents)
+                         + _full_box(b"iloc", 1, b"\x44\x00" + struct.pack(">H", len(items)) + extents)
                          + _full_box(b"iinf", 0, struct.pack(">H", len(items)) + infe)
                          + _full_box(b"iref", 0, iref)
                          + _box(b"iprp", _box(b"ipco", b"".join(properties)) + _full_box(b"ipma", 0, ipma))
-                         + groups)
+                         + (_box(b"idat", idat) if idat else b"") + groups)
 
-    ftyp = _box(b"ftyp", b"heic" + bytes(4) + b"mif1heic" + (b"tmap" if tmap else b""))
+    ftyp = _box(b"ftyp", b"heic" + bytes(4) + brands)
     mdat_at = len(ftyp) + len(meta(0)) + 8
-    path.write_bytes(ftyp + meta(mdat_at) + _box(b"mdat", b"".join(data for _, _, data in items)))
+    path.write_bytes(ftyp + meta(mdat_at) + _box(b"mdat", b"".join(d for i, _, d in items if i not in in_idat)))
     return path
 
 

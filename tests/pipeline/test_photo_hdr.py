@@ -14,8 +14,8 @@ from PIL import Image
 
 from tests.helpers import (GAIN_MAP_METADATA, ISO_GAIN_MAP_SIGNATURE, REFERENCE_WHITE_CODES, apple_hdr_heic, bt2100_icc,
                            deep_levels, deep_photo, display_p3_icc, extended_xmp_segments, hdr_white_photo,
-                           image_round_trip, jpeg_marker_segment, png_chunks_in_order, srgb_level, ultra_hdr_jpeg,
-                           with_png_chunk)
+                           image_round_trip, iso_gain_map_metadata, iso_hdr_heic, jpeg_marker_segment,
+                           png_chunks_in_order, srgb_level, ultra_hdr_jpeg, with_png_chunk)
 from tmlsr_ray.pipeline.colour import ToneMap, nits_to_pq, pq_to_nits
 from tmlsr_ray.pipeline.gainmap import GAIN_MAP_NOT_DESCRIBED
 from tmlsr_ray.pipeline.image import (apply_exif_orientation, png_with_metadata, decode_image, encode_image,
@@ -653,6 +653,54 @@ def test_an_iphone_hdr_heic_whose_gain_map_cannot_be_kept_comes_back_sdr_saying_
     shown, _, fmt, data = hdr_round_trip(path, scale=2)
     assert fmt == "jpeg" and info.gain_map is None and b"hdr-gain-map" not in data
     assert hdr_metadata(info, shown, "keep", fmt) == {"hdr": None, "hdr_note": note}
+
+
+def _quarter_bright_android_heic(path: Path, turns: tuple = ()) -> Path:
+    """An Android HDR HEIC whose primary's top-left quarter is bright and its gain map's (levels
+    230, else 40; ISO 21496-1: 0 to 2 stops, gamma 1, offsets 1/64), the gain map stored turned
+    back by ``turns`` (its own irot) so that it shows upright."""
+    primary = np.full((48, 64, 3), 60, np.uint8)
+    primary[:24, :32] = 200
+    levels = np.full((24, 32), 40, np.uint8)
+    levels[:12, :16] = 230
+    stored = np.rot90(levels, -turns[0][8]) if turns else levels
+    return iso_hdr_heic(path, primary, np.ascontiguousarray(stored), gain_map_turns=turns)
+
+
+@pytest.mark.parametrize("turns", [(), (struct.pack(">I4sB", 9, b"irot", 1),), (struct.pack(">I4sB", 9, b"irot", 3),)])
+def test_an_android_hdr_heic_comes_back_ultra_hdr_showing_the_hdr_its_tmap_states(tmp_path, turns):
+    """A HEIC whose gain map is a hidden item linked by an ISO 21496-1 tmap item (Android 15 on)
+    came back an SDR JPEG. Its Ultra HDR gain map, applied by hdrgm's formula to the output's
+    primary, gives the HDR/SDR ratio the tmap's numbers give its levels within 3%, the gain map
+    turned upright by its own irot: its bright quarter under the primary's."""
+    path = _quarter_bright_android_heic(tmp_path / "android.heic", turns)
+    info = probe_image(path, 10**8)
+    shown, image, fmt, data = hdr_round_trip(path, scale=2)
+    assert fmt == "jpeg" and hdr_metadata(info, shown, "keep", fmt) == {"hdr": "gain map"}
+    ratio = _hdr_over_sdr(data)
+    corners = [(8, 8), (-8, 8), (8, -8), (-8, -8)]  # one in each quarter, away from the edges between
+    assert [image[y, x, 1] > 128 for y, x in corners] == [True, False, False, False]
+    for (y, x), level in zip(corners, (230, 40, 40, 40)):
+        sdr = (image[y, x, 1] / 255) ** 2.2
+        tmap = ((sdr + 1 / 64) * 2 ** (2 * level / 255) - 1 / 64) / sdr
+        assert abs(ratio[y, x] / tmap - 1) < 0.03, (y, x, ratio[y, x], tmap)
+    gain_map = data[_mp_index(data)[0][0]["Size"]:]
+    assert ISO_GAIN_MAP_SIGNATURE + iso_gain_map_metadata(0, 2, [(0, 2, 1, Fraction(1, 64), Fraction(1, 64))]) \
+        in gain_map
+
+
+@pytest.mark.parametrize("hdr, requested, fmt, note", [
+    ("sdr", None, "jpeg", 'hdr "sdr" was asked: the ISO 21496-1 HDR photo\'s gain map was left out'),
+    ("keep", "png", "png", "png holds no gain map: the ISO 21496-1 HDR photo's gain map was left out"),
+    ("keep", "webp", "webp", "webp holds no gain map"),
+])
+def test_an_android_hdr_heic_without_its_gain_map_says_so(tmp_path, hdr, requested, fmt, note):
+    path = _quarter_bright_android_heic(tmp_path / "android.heic")
+    info = probe_image(path, 10**8)
+    shown, image, chosen, data = hdr_round_trip(path, hdr, requested, scale=2)
+    metadata = hdr_metadata(info, shown, hdr, chosen)
+    assert chosen == fmt and metadata["hdr"] is None and metadata["hdr_note"].startswith(note)
+    assert b"hdr-gain-map" not in data and ISO_GAIN_MAP_SIGNATURE not in data
 
 
 def test_a_heic_without_a_gain_map_comes_back_as_before(tmp_path):

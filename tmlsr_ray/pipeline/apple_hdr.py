@@ -66,13 +66,13 @@ def apple_gain_map(path: Path, exif: Image.Exif, primary_size: Tuple[int, int]
             return None, TOO_DEEP.format(bits=bits)
         aux = heif.get_aux_image(ids[0])
         turns = _transforms_to_apply(path, ids[0])
-        width, height = aux.size[::-1] if _quarter_turns(turns) % 2 else aux.size
+        width, height = aux.size[::-1] if quarter_turns(turns) % 2 else aux.size
         if width > primary_size[0] or height > primary_size[1]:
             return None, TOO_LARGE
         stored = np.asarray(aux)
     except HEIF_ERRORS:
         return None, DAMAGED
-    levels = hdrgm_levels(_turned(stored if stored.ndim == 2 else stored[:, :, 0], turns), stops)
+    levels = hdrgm_levels(heif_turned(stored if stored.ndim == 2 else stored[:, :, 0], turns), stops)
     ok, jpeg = cv2.imencode(".jpg", levels, [cv2.IMWRITE_JPEG_QUALITY, GAIN_MAP_QUALITY])
     if not ok:
         return None, DAMAGED
@@ -160,11 +160,11 @@ def _transforms_to_apply(path: Path, gain_map_item: int) -> list:
     return [prop for prop in item_properties(path, None) if prop[0] in (b"irot", b"imir")]
 
 
-def _quarter_turns(transforms: list) -> int:
+def quarter_turns(transforms: list) -> int:
     return sum(payload[0] & 3 for kind, payload in transforms if kind == b"irot" and payload)
 
 
-def _turned(image: np.ndarray, transforms: list) -> np.ndarray:
+def heif_turned(image: np.ndarray, transforms: list) -> np.ndarray:
     """``image`` through HEIF's irot (quarter turns anticlockwise) and imir in order, as libheif
     turns the primary: its axis 0 flips top to bottom, 1 left to right."""
     for kind, payload in transforms:

@@ -70,7 +70,9 @@ GAIN_MAP_QUALITY = 95  # where no quality is asked: a smooth gain map's JPEG err
 # and at most 2 at the 99th percentile (about 0.02 stops at 2.3 stops of range); at 70 up to 3,
 # at 50 up to 5, which shows as steps in a highlight's glow
 LEAST_GAIN_MAP_QUALITY = 80
-ISO_USE_BASE_COLOUR_SPACE = 0x40  # ISO 21496-1's flags: one channel, applied in the primary's colour space
+# ISO 21496-1's flags (libultrahdr's reading): three channels, applied in the primary's colour space,
+# from an HDR base towards SDR, one denominator for all the numbers
+ISO_MULTICHANNEL, ISO_USE_BASE_COLOUR_SPACE, ISO_BACKWARD_DIRECTION, ISO_COMMON_DENOMINATOR = 0x80, 0x40, 0x04, 0x08
 
 
 @dataclass(frozen=True)
@@ -88,21 +90,75 @@ def gain_map_quality(quality: Optional[int]) -> int:
     return max(quality or GAIN_MAP_QUALITY, LEAST_GAIN_MAP_QUALITY)
 
 
+@dataclass(frozen=True)
+class GainMapNumbers:
+    """ISO 21496-1's numbers of a gain map, as fractions: the headrooms, gains and gammas in stops
+    (log2), as hdrgm's XMP states them too; offsets linear."""
+
+    base_headroom: Fraction
+    alternate_headroom: Fraction
+    # each channel's (gain map min, max, gamma, base offset, alternate offset): one, or red, green, blue
+    channels: Tuple[Tuple[Fraction, ...], ...]
+
+
 def log2_gain_map_metadata(max_stops: float) -> bytes:
     """A one-channel gain map's XMP (hdrgm) and ISO 21496-1 segments, its levels 0 to 1 standing
     for a boost of 0 to ``max_stops`` stops, linear in stops (Gamma 1), with no offsets, in full
     on a display of ``max_stops`` of headroom and not at all on an SDR one."""
-    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-           f'<rdf:Description rdf:about="" xmlns:hdrgm="{HDRGM_NAMESPACE.decode()}" hdrgm:Version="1.0" '
-           f'hdrgm:GainMapMin="0" hdrgm:GainMapMax="{max_stops:.6f}" hdrgm:Gamma="1" hdrgm:OffsetSDR="0" '
-           f'hdrgm:OffsetHDR="0" hdrgm:HDRCapacityMin="0" hdrgm:HDRCapacityMax="{max_stops:.6f}" '
-           'hdrgm:BaseRenditionIsHDR="False"/></rdf:RDF></x:xmpmeta>').encode("utf-8")
     stops = Fraction(max_stops).limit_denominator(1_000_000)
+    numbers = GainMapNumbers(Fraction(0), stops, ((Fraction(0), stops, Fraction(1), Fraction(0), Fraction(0)),))
     # libultrahdr's order: base and alternate headroom, then the channel's min, max, gamma and offsets
     fractions = [(0, 1), (stops.numerator, stops.denominator), (0, 1), (stops.numerator, stops.denominator),
                  (1, 1), (0, 1), (0, 1)]
     iso = struct.pack(">HHB", 0, 0, ISO_USE_BASE_COLOUR_SPACE) + b"".join(struct.pack(">iI", *f) for f in fractions)
-    return jpeg_segment(APP1, XMP_SIGNATURE + xmp) + jpeg_segment(APP2, ISO_GAIN_MAP_SIGNATURE + iso)
+    return jpeg_segment(APP1, XMP_SIGNATURE + hdrgm_xmp(numbers)) + jpeg_segment(APP2, ISO_GAIN_MAP_SIGNATURE + iso)
+
+
+def iso_gain_map_numbers(iso: bytes) -> GainMapNumbers:
+    """The numbers of ISO 21496-1's metadata (minimum and writer version first, as its APP2 segment
+    holds it past the signature), as libultrahdr reads them; ValueError where it is cut short,
+    states a version past 0, a zero denominator, or numbers hdrgm has no gain map of (see below)."""
+    try:
+        minimum_version, _, flags = struct.unpack_from(">HHB", iso)
+        # a gain map from an HDR base towards SDR: hdrgm and libultrahdr have none
+        if minimum_version != 0 or flags & ISO_BACKWARD_DIRECTION:
+            raise ValueError("a version past 0 or a gain map from an HDR base picture")
+        channel_count = 3 if flags & ISO_MULTICHANNEL else 1
+        if flags & ISO_COMMON_DENOMINATOR:
+            denominator, base, alternate = struct.unpack_from(">III", iso, 5)
+            values = struct.unpack_from(">" + "iiIii" * channel_count, iso, 17)
+            fractions = [Fraction(value, denominator) for value in (base, alternate, *values)]
+        else:
+            pairs = struct.unpack_from(">IIII" + "iIiIIIiIiI" * channel_count, iso, 5)
+            fractions = [Fraction(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
+    except (struct.error, ZeroDivisionError) as exc:
+        raise ValueError("cut short or a zero denominator") from exc
+    channels = tuple(tuple(fractions[2 + 5 * c:7 + 5 * c]) for c in range(channel_count))
+    # what hdrgm requires of its numbers (libultrahdr refuses the rest): an SDR base picture (less
+    # headroom than the alternate), a gamma above 0, a maximum gain no less than the minimum
+    if fractions[1] <= fractions[0] or any(gamma <= 0 or high < low for low, high, gamma, _, _ in channels):
+        raise ValueError("an HDR base picture, a gamma of 0 or less, or a maximum gain under the minimum")
+    return GainMapNumbers(fractions[0], fractions[1], channels)
+
+
+def hdrgm_xmp(numbers: GainMapNumbers) -> bytes:
+    """A gain map's XMP (hdrgm 1.0) stating ``numbers``: one channel's as attributes, three
+    channels' as ordered lists (red, green, blue) where they differ."""
+    names = ("GainMapMin", "GainMapMax", "Gamma", "OffsetSDR", "OffsetHDR")
+    attributes = [f'hdrgm:HDRCapacityMin="{float(numbers.base_headroom):.6f}"',
+                  f'hdrgm:HDRCapacityMax="{float(numbers.alternate_headroom):.6f}"']
+    elements = []
+    for index, name in enumerate(names):
+        values = [float(channel[index]) for channel in numbers.channels]
+        if len(set(values)) == 1:
+            attributes.append(f'hdrgm:{name}="{values[0]:.6f}"')
+        else:
+            items = "".join(f"<rdf:li>{value:.6f}</rdf:li>" for value in values)
+            elements.append(f"<hdrgm:{name}><rdf:Seq>{items}</rdf:Seq></hdrgm:{name}>")
+    return ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            f'<rdf:Description rdf:about="" xmlns:hdrgm="{HDRGM_NAMESPACE.decode()}" hdrgm:Version="1.0" '
+            f'{" ".join(attributes)} hdrgm:BaseRenditionIsHDR="False">{"".join(elements)}</rdf:Description>'
+            '</rdf:RDF></x:xmpmeta>').encode("utf-8")
 
 
 def iso_version_only() -> bytes:

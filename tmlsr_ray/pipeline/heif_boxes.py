@@ -8,11 +8,15 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import BinaryIO, Dict, List, Optional, Tuple
 
-from tmlsr_ray.pipeline.isobmff import payloads, top_level_box
+from tmlsr_ray.pipeline.isobmff import boxes, payloads, top_level_box
 
 MAX_META_BYTES = 16 << 20  # a phone's meta box is kilobytes; one larger is not read
+# a phone's gain map is a quarter of its photo or less, coded in a few hundred kilobytes; ISO
+# 21496-1's metadata is under 200 bytes (three channels, each number with its own denominator)
+MAX_GAIN_MAP_BYTES, MAX_TONE_MAP_BYTES = 64 << 20, 4096
+IN_FILE, IN_IDAT = 0, 1  # iloc's construction methods: offsets in the file, in the meta box's idat
 
 
 def primary_item_properties(path: Path) -> List[Tuple[bytes, bytes]]:
@@ -28,7 +32,7 @@ def item_properties(path: Path, item: Optional[int]) -> List[Tuple[bytes, bytes]
     if found is None:
         return []
     try:
-        return _properties_of(found[1][4:], item)  # meta is a full box: version and flags first
+        return _properties_of(dict(payloads(found[1][4:])), item)  # meta is a full box: version and flags first
     except (struct.error, IndexError):
         return []
 
@@ -106,29 +110,126 @@ def primary_item_start(path: Path, count: int) -> Optional[bytes]:
             return None
         try:
             children = dict(payloads(found[1][4:]))
-            offset = _first_extent_offset(children[b"iloc"], _primary_item(children[b"pitm"]))
+            located = _item_extents(children[b"iloc"], _primary_item(children[b"pitm"]))
         except (KeyError, struct.error, IndexError):
             return None
-        if offset is None:
+        if located is None or located[0] != IN_FILE or not located[1]:
             return None
-        file.seek(offset)
+        file.seek(located[1][0][0])
         return file.read(count)
+
+
+@dataclass(frozen=True)
+class ToneMapLink:
+    """What an ISO 21496-1 ``tmap`` item (ISO/IEC 23008-12's tone-mapped derived picture) links:
+    the gain map item it is derived from with the primary, and its own payload."""
+
+    gain_map_type: bytes  # the gain map item's coding, b"hvc1" for HEVC
+    gain_map_properties: List[Tuple[bytes, bytes]]  # (type, payload) of each, in the file's order
+    gain_map_data: bytes  # its coded data, its extents joined
+    metadata: bytes  # the tmap item's payload: a version byte, then ISO 21496-1's metadata
+
+
+class DamagedStructure(ValueError):
+    """A HEIF's boxes that say of a ``tmap`` item what cannot be: its text says what."""
+
+
+def tone_map_link(path: Path) -> Optional[ToneMapLink]:
+    """The primary's ``tmap`` item and what it links; None for a file with none. Raises
+    :class:`DamagedStructure` where its boxes cannot be followed (cut short, out of bounds)."""
+    with open(path, "rb") as file:
+        found = top_level_box(file, b"meta", MAX_META_BYTES)
+        if found is None:
+            return None
+        try:
+            return _tone_map_link(file, dict(payloads(found[1][4:])))
+        except (KeyError, struct.error, IndexError) as exc:
+            raise DamagedStructure("its boxes are cut short or damaged") from exc
+
+
+def _tone_map_link(file: BinaryIO, children: Dict[bytes, bytes]) -> Optional[ToneMapLink]:
+    items = _item_types(children.get(b"iinf", b""))
+    tone_map = next((item for item, kind in items.items() if kind == b"tmap"), None)
+    if tone_map is None:
+        return None
+    derived_from = _references(children.get(b"iref", b""), b"dimg", tone_map)
+    if len(derived_from) != 2:
+        raise DamagedStructure(f"its tmap item is derived from {len(derived_from)} pictures, not 2")
+    base, gain_map = derived_from
+    if base != _primary_item(children[b"pitm"]):
+        raise DamagedStructure("its tmap item's base picture is not its primary picture")
+    iloc, idat = children[b"iloc"], children.get(b"idat", b"")
+    return ToneMapLink(items.get(gain_map, b""), _properties_of(children, gain_map),
+                       _item_data(file, iloc, idat, gain_map, MAX_GAIN_MAP_BYTES),
+                       _item_data(file, iloc, idat, tone_map, MAX_TONE_MAP_BYTES))
+
+
+def _item_types(iinf: bytes) -> Dict[int, bytes]:
+    """Each item's type (``infe`` version 2 or 3: the item types ISO/IEC 23008-12 uses), by its id."""
+    at = 6 if iinf[:1] == b"\0" else 8  # version and flags, then a 16- or 32-bit entry count
+    types = {}
+    for kind, start, end in boxes(iinf, at):
+        entry = iinf[start:end]
+        if kind != b"infe" or entry[0] not in (2, 3):
+            continue
+        id_bytes = 2 if entry[0] == 2 else 4
+        item = int.from_bytes(entry[4:4 + id_bytes], "big")
+        types[item] = entry[4 + id_bytes + 2:4 + id_bytes + 6]  # past item_protection_index
+    return types
+
+
+def _references(iref: bytes, wanted: bytes, from_item: int) -> List[int]:
+    """The items ``from_item``'s first reference of type ``wanted`` points to, in its order."""
+    id_format = ">H" if iref[0] == 0 else ">I"
+    id_bytes = struct.calcsize(id_format)
+    for kind, start, end in boxes(iref, 4):
+        reference = iref[start:end]
+        if kind != wanted or struct.unpack(id_format, reference[:id_bytes])[0] != from_item:
+            continue
+        count = struct.unpack(">H", reference[id_bytes:id_bytes + 2])[0]
+        targets = reference[id_bytes + 2:id_bytes + 2 + count * id_bytes]
+        if len(targets) < count * id_bytes:
+            raise DamagedStructure("its item references are cut short")
+        return [struct.unpack_from(id_format, targets, i * id_bytes)[0] for i in range(count)]
+    return []
+
+
+def _item_data(file: BinaryIO, iloc: bytes, idat: bytes, item: int, limit: int) -> bytes:
+    """``item``'s data, its extents joined: in the file (construction method 0) or in the meta
+    box's ``idat`` (1); at most ``limit`` bytes, and all of it there."""
+    located = _item_extents(iloc, item)
+    if located is None:
+        raise DamagedStructure(f"its item {item} has no location")
+    method, extents = located
+    if method not in (IN_FILE, IN_IDAT):
+        raise DamagedStructure(f"its item {item} is built from other items (construction method {method})")
+    if not extents or any(length == 0 for _, length in extents) or sum(n for _, n in extents) > limit:
+        raise DamagedStructure(f"its item {item} states no length or one over {limit:,} bytes")
+    pieces = []
+    for offset, length in extents:
+        if method == IN_IDAT:
+            pieces.append(idat[offset:offset + length])
+        else:
+            file.seek(offset)
+            pieces.append(file.read(length))
+        if len(pieces[-1]) != length:
+            raise DamagedStructure(f"its item {item}'s data is cut short")
+    return b"".join(pieces)
 
 
 def _primary_item(pitm: bytes) -> int:
     return struct.unpack(">H", pitm[4:6])[0] if pitm[0] == 0 else struct.unpack(">I", pitm[4:8])[0]
 
 
-def _first_extent_offset(iloc: bytes, item: int) -> Optional[int]:
-    """Where ``item``'s first extent starts in the file, as ``iloc`` (ISO/IEC 14496-12 8.11.3)
-    says; None for an item not in it, or one whose data is built otherwise (in the meta box, from
-    other items)."""
+def _item_extents(iloc: bytes, item: int) -> Optional[Tuple[int, List[Tuple[int, int]]]]:
+    """``item``'s construction method and (offset, length) of each of its extents, its base offset
+    added, as ``iloc`` (ISO/IEC 14496-12 8.11.3) states them; None for an item not in it."""
     version = iloc[0]
     offset_size, length_size, base_size = iloc[4] >> 4, iloc[4] & 0xF, iloc[5] >> 4
     index_size = iloc[5] & 0xF if version in (1, 2) else 0
     count, at = (struct.unpack(">H", iloc[6:8])[0], 8) if version < 2 else (struct.unpack(">I", iloc[6:10])[0], 10)
+    id_size = 2 if version < 2 else 4
     for _ in range(count):
-        id_size = 2 if version < 2 else 4
         item_id, at = int.from_bytes(iloc[at:at + id_size], "big"), at + id_size
         method = 0
         if version in (1, 2):
@@ -136,17 +237,22 @@ def _first_extent_offset(iloc: bytes, item: int) -> Optional[int]:
         at += 2  # data_reference_index
         base, at = int.from_bytes(iloc[at:at + base_size], "big"), at + base_size
         extents, at = struct.unpack(">H", iloc[at:at + 2])[0], at + 2
-        first = at + index_size
-        at += extents * (index_size + offset_size + length_size)
+        first, at = at, at + extents * (index_size + offset_size + length_size)
+        if at > len(iloc):
+            raise IndexError("iloc is cut short")
         if item_id == item:
-            if method != 0 or not extents or at > len(iloc):
-                return None
-            return base + int.from_bytes(iloc[first:first + offset_size], "big")
+            return method, [_extent(iloc, first + n * (index_size + offset_size + length_size) + index_size,
+                                    offset_size, length_size, base) for n in range(extents)]
     return None
 
 
-def _properties_of(meta: bytes, item: Optional[int]) -> List[Tuple[bytes, bytes]]:
-    children = dict(payloads(meta))
+def _extent(iloc: bytes, at: int, offset_size: int, length_size: int, base: int) -> Tuple[int, int]:
+    offset = int.from_bytes(iloc[at:at + offset_size], "big")
+    return base + offset, int.from_bytes(iloc[at + offset_size:at + offset_size + length_size], "big")
+
+
+def _properties_of(children: Dict[bytes, bytes], item: Optional[int]) -> List[Tuple[bytes, bytes]]:
+    """(type, payload) of each property ``item`` (the primary where None) has, of a meta box's children."""
     pitm = children.get(b"pitm")
     iprp = dict(payloads(children.get(b"iprp", b"")))
     if (item is None and pitm is None) or b"ipco" not in iprp or b"ipma" not in iprp:

@@ -37,6 +37,7 @@ from tmlsr_ray.pipeline.gainmap import (EOI, MARKERS_WITHOUT_LENGTH, SOS, GainMa
 from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, mastering_display,
                                            nclx_code_points, primary_item_properties, primary_item_start,
                                            spatial_extent)
+from tmlsr_ray.pipeline.iso_hdr import iso_gain_map
 from tmlsr_ray.pipeline.nclx import displayable, icc_cicp, icc_from_nclx
 from tmlsr_ray.pipeline import png_chunks, tiff_pieces
 
@@ -105,8 +106,8 @@ class ImageInfo:
     exif: Optional[bytes] = None  # the input's EXIF (TIFF bytes), Orientation set to 1
     png_colour: Optional[bytes] = None  # a PNG's gAMA, cHRM and sRGB chunks, or its SDR cICP, as they go into a PNG
     hdr_colour: Optional["HdrColour"] = None  # a PQ or HLG photo's code points (nclx, cICP, an ICC cicp tag)
-    gain_map: Optional[GainMap] = None  # an Ultra HDR JPEG's as stored, an iPhone HEIC's made one
-    gain_map_left_out: Optional[str] = None  # why an Ultra HDR JPEG's or iPhone HEIC's gain map could not be kept
+    gain_map: Optional[GainMap] = None  # an Ultra HDR JPEG's as stored, an iPhone or Android HEIC's made one
+    gain_map_left_out: Optional[str] = None  # why an Ultra HDR JPEG's or HEIC's gain map could not be kept
 
     @property
     def upright_size(self) -> Tuple[int, int]:
@@ -169,9 +170,9 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             # libheif does a HEIF's: nothing is left to turn
             orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
             icc_profile, png_colour, hdr_colour = _stated_colour(img, path, fmt)
-            gain_map, gain_map_left_out = (apple_gain_map(path, exif, (width, height))
-                                           if fmt == "heic" and declares_apple_gain_map(img.info)
-                                           else (None, None))  # its maker note read before the EXIF is pared
+            # an iPhone's maker note is read before the EXIF is pared
+            gain_map, gain_map_left_out = (_heic_gain_map(path, img.info, exif, (width, height))
+                                           if fmt == "heic" else (None, None))
             upright_exif = _upright_exif(exif)
         if fmt == "jpeg" and _declares_gain_map(img):
             gain_map, gain_map_left_out = _decodable_gain_map(path, (width, height))
@@ -188,6 +189,17 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
         raise InputError(f"input image cannot be read: {_what_is_wrong(exc)}") from exc
     return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif, png_colour, hdr_colour,
                      gain_map, gain_map_left_out)
+
+
+def _heic_gain_map(path: Path, heif_info: dict, exif: Image.Exif, primary_size: Tuple[int, int]
+                   ) -> Tuple[Optional[GainMap], Optional[str]]:
+    """An iPhone's gain map (Apple's auxiliary image) or an ISO 21496-1 one (a ``tmap`` item).
+    Where an iPhone's HEIC (iOS 18) has both, Apple's is kept, as before iOS 18: its tmap item is
+    derived from the same gain map picture, and the tmap's numbers are not clearly better than
+    the maker note's, whose reading is checked against Apple's published formula."""
+    if declares_apple_gain_map(heif_info):
+        return apple_gain_map(path, exif, primary_size)
+    return iso_gain_map(path, primary_size)
 
 
 def _declares_gain_map(img: Image.Image) -> bool:

@@ -1,0 +1,127 @@
+"""An Android HDR HEIC's gain map, a hidden HEVC item linked by an ISO 21496-1 tmap item, read
+from its boxes; and why it is left out where it cannot be kept."""
+
+import re
+import struct
+from fractions import Fraction
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.helpers import iso_gain_map_metadata, iso_hdr_heic
+from tmlsr_ray.pipeline.image import probe_image
+from tmlsr_ray.pipeline.iso_hdr import iso_gain_map
+
+DEFAULT_CHANNEL = (0, 2, 1, Fraction(1, 64), Fraction(1, 64))
+
+
+def _android_heic(path, gain_map=(24, 32), **options):
+    levels = np.full(gain_map, 40, np.uint8)
+    levels[:gain_map[0] // 2, :gain_map[1] // 2] = 230
+    return iso_hdr_heic(path, np.full((48, 64, 3), 120, np.uint8), levels, **options)
+
+
+def _hdrgm(xmp: bytes, name: str) -> str:
+    found = re.search(rb"hdrgm:" + name.encode() + rb'="([-0-9.]+)"', xmp)
+    return found.group(1).decode() if found else re.search(
+        rb"<hdrgm:" + name.encode() + rb"><rdf:Seq>(.*?)</rdf:Seq>", xmp).group(1).decode()
+
+
+def test_the_gain_map_is_the_hidden_items_picture_cropped_to_its_clean_aperture(tmp_path):
+    """pillow-heif codes a 32x24 map as a 64x64 picture and a clap property: the map is the
+    window, its bright quarter where it was stored."""
+    info = probe_image(_android_heic(tmp_path / "android.heic"), 10**8)
+    assert info.gain_map_left_out is None
+    levels = cv2.imdecode(np.frombuffer(info.gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert levels.shape == (24, 32)
+    assert abs(int(levels[:12, :16].mean()) - 230) <= 2 and abs(int(levels[12:, 16:].mean()) - 40) <= 2
+
+
+def test_three_channels_of_numbers_are_mirrored_in_hdrgm_as_lists_and_written_through(tmp_path):
+    metadata = iso_gain_map_metadata(Fraction(1, 2), 3, [DEFAULT_CHANNEL, (0, 3, 1, 0, 0), (-1, 2, 2, 0, 0)])
+    info = probe_image(_android_heic(tmp_path / "android.heic", metadata=metadata), 10**8)
+    xmp = info.gain_map.metadata
+    assert (_hdrgm(xmp, "HDRCapacityMin"), _hdrgm(xmp, "HDRCapacityMax")) == ("0.500000", "3.000000")
+    assert _hdrgm(xmp, "GainMapMax") == "<rdf:li>2.000000</rdf:li><rdf:li>3.000000</rdf:li><rdf:li>2.000000</rdf:li>"
+    assert _hdrgm(xmp, "GainMapMin") == "<rdf:li>0.000000</rdf:li><rdf:li>0.000000</rdf:li><rdf:li>-1.000000</rdf:li>"
+    assert b"urn:iso:std:iso:ts:21496:-1\0" + metadata in info.gain_map.jpeg
+
+
+def _common_denominator(numbers) -> bytes:
+    return struct.pack(">HHBI", 0, 0, 0x48, 64) + struct.pack(">II", *numbers[:2]) + struct.pack(">iiIii", *numbers[2:])
+
+
+def test_numbers_over_one_common_denominator_are_read(tmp_path):
+    metadata = _common_denominator([0, 160, 0, 160, 64, 1, 1])  # headroom and gain 2.5 stops
+    info = probe_image(_android_heic(tmp_path / "android.heic", metadata=metadata), 10**8)
+    assert (_hdrgm(info.gain_map.metadata, "GainMapMax"), _hdrgm(info.gain_map.metadata, "OffsetSDR")) == (
+        "2.500000", "0.015625")
+
+
+def _cut_mdat(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:-10])
+    return path
+
+
+NO_HEVC = "the ISO 21496-1 HDR photo's gain map could not be read whole (its HEVC data does not decode to the " \
+          "picture its properties state)"
+
+
+@pytest.mark.parametrize("options, damage, note", [
+    ({"metadata": iso_gain_map_metadata(0, 2, [DEFAULT_CHANNEL])[:20]}, None,
+     "the ISO 21496-1 HDR photo's tmap metadata could not be read (cut short or a zero denominator)"),
+    ({"metadata": iso_gain_map_metadata(0, 2, [DEFAULT_CHANNEL])[:-4] + bytes(4)}, None,
+     "the ISO 21496-1 HDR photo's tmap metadata could not be read (cut short or a zero denominator)"),
+    ({"metadata": iso_gain_map_metadata(2, 0, [DEFAULT_CHANNEL])}, None,  # an HDR base
+     "the ISO 21496-1 HDR photo's tmap metadata could not be read (an HDR base picture, a gamma of 0 or less, or "
+     "a maximum gain under the minimum)"),
+    ({"metadata": iso_gain_map_metadata(0, 2, [DEFAULT_CHANNEL], flags=0x44)}, None,
+     "the ISO 21496-1 HDR photo's tmap metadata could not be read (a version past 0 or a gain map from an HDR "
+     "base picture)"),
+    ({"without": b"hvcC"}, None, NO_HEVC),
+    ({"without": b"ispe"}, None, "the ISO 21496-1 HDR photo's gain map could not be read whole (it states no size "
+                                 "(ispe))"),
+    ({}, _cut_mdat, "the ISO 21496-1 HDR photo's gain map could not be read whole (its item 2's data is cut short)"),
+    ({"coded_as": b"av01"}, None,
+     "the ISO 21496-1 HDR photo's gain map is coded as av01, and only HEVC ones (what phones write) are read"),
+    ({"gain_map": (49, 64)}, None, "the ISO 21496-1 HDR photo's gain map is wider or higher than its picture"),
+])
+def test_a_gain_map_that_cannot_be_kept_leaves_the_photo_sdr_saying_why(tmp_path, options, damage, note):
+    path = _android_heic(tmp_path / "android.heic", **options)
+    info = probe_image(damage(path) if damage else path, 10**8)
+    assert (info.gain_map, info.gain_map_left_out) == (None, note)
+
+
+def _with_bytes_replaced(path, old: bytes, new: bytes):
+    data = path.read_bytes()
+    assert data.count(old) == 1
+    path.write_bytes(data.replace(old, new))
+    return path
+
+
+@pytest.mark.parametrize("old, new, why", [
+    (struct.pack(">HHHH", 3, 2, 1, 2), struct.pack(">HHHH", 3, 9, 1, 2), "its item references are cut short"),
+    (struct.pack(">HHHH", 3, 2, 1, 2), struct.pack(">HHHH", 3, 1, 1, 2), "its tmap item is derived from 1 "
+                                                                         "pictures, not 2"),
+    (struct.pack(">HHHH", 3, 2, 1, 2), struct.pack(">HHHH", 3, 2, 2, 1), "its tmap item's base picture is not "
+                                                                         "its primary picture"),
+    (b"\x44\x00\x00\x03", b"\x44\x00\x00\x02", "its item 3 has no location"),  # iloc's item count
+    (b"pitm", b"pitx", "its boxes are cut short or damaged"),
+])
+def test_damaged_boxes_of_a_tmap_item_give_a_note_not_an_exception(tmp_path, old, new, why):
+    """Read alone: libheif refuses most such files whole, before the probe looks for a gain map."""
+    path = _with_bytes_replaced(_android_heic(tmp_path / "android.heic"), old, new)
+    assert iso_gain_map(path, (64, 48)) == (None, f"the ISO 21496-1 HDR photo's gain map could not be read whole "
+                                                  f"({why})")
+
+
+def test_an_extent_stated_over_the_bound_is_not_read(tmp_path):
+    path = _android_heic(tmp_path / "android.heic")
+    data = path.read_bytes()
+    iloc = data.index(b"iloc")
+    entry = data.index(struct.pack(">HHHH", 2, 0, 0, 1), iloc)  # item 2, in the file, one extent
+    path.write_bytes(data[:entry + 12] + struct.pack(">I", 0xFFFFFFF0) + data[entry + 16:])
+    info = probe_image(path, 10**8)
+    assert info.gain_map is None and "states no length or one over 67,108,864 bytes" in info.gain_map_left_out

@@ -1,0 +1,155 @@
+"""An Android HDR photo (no Ray, no HTTP): a HEIC whose gain map is stored the ISO 21496-1 way
+(Android 15 on, and iOS 18 besides Apple's own): a hidden HEVC item, linked with the primary by a
+derived ``tmap`` item whose payload is ISO 21496-1's metadata, made the gain map of an Ultra HDR
+JPEG: its levels as stored, its metadata written through in the ISO 21496-1 segment and mirrored
+in hdrgm's XMP. pillow-heif reads no hidden item: the boxes are followed here
+(:func:`~tmlsr_ray.pipeline.heif_boxes.tone_map_link`) and FFmpeg's HEVC decoder decodes the map.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import av
+import cv2
+import numpy as np
+
+from tmlsr_ray.pipeline.apple_hdr import heif_turned, quarter_turns
+from tmlsr_ray.pipeline.gainmap import (APP1, APP2, GAIN_MAP_QUALITY, ISO_GAIN_MAP_SIGNATURE, XMP_SIGNATURE, GainMap,
+                                        hdrgm_xmp, iso_gain_map_numbers, iso_version_only, jpeg_segment,
+                                        with_metadata)
+from tmlsr_ray.pipeline.heif_boxes import DamagedStructure, spatial_extent, tone_map_link
+
+ISO_HDR = "ISO 21496-1 HDR"  # GainMap.kind
+TMAP_VERSION = 0  # the tmap item's first byte, before ISO 21496-1's metadata (ISO/IEC 23008-12)
+DAMAGED = "the ISO 21496-1 HDR photo's gain map could not be read whole ({why})"
+BAD_METADATA = "the ISO 21496-1 HDR photo's tmap metadata could not be read ({why})"
+NOT_HEVC = "the ISO 21496-1 HDR photo's gain map is coded as {kind}, and only HEVC ones (what phones write) are read"
+TOO_LARGE = "the ISO 21496-1 HDR photo's gain map is wider or higher than its picture"
+# a coded picture's sides are its picture's rounded up to whole coding blocks, of 64 at most
+HEVC_BLOCK = 64
+Property = Tuple[bytes, bytes]
+
+
+def iso_gain_map(path: Path, primary_size: Tuple[int, int]) -> Tuple[Optional[GainMap], Optional[str]]:
+    """The gain map a HEIC of ``primary_size`` (upright) links by a ``tmap`` item, upright, with
+    its metadata; (None, None) for a HEIC with no tmap item, (None, why) where it cannot be kept:
+    its boxes or metadata damaged, coded otherwise than in HEVC, larger than its primary (by its
+    properties, before decoding), or its data not decoding whole."""
+    try:
+        link = tone_map_link(path)
+    except DamagedStructure as exc:
+        return None, DAMAGED.format(why=exc)
+    if link is None:
+        return None, None
+    if link.metadata[:1] != bytes([TMAP_VERSION]):
+        return None, BAD_METADATA.format(why=f"its version is {link.metadata[0]}, not 0")
+    try:
+        numbers = iso_gain_map_numbers(link.metadata[1:])
+    except ValueError as exc:
+        return None, BAD_METADATA.format(why=exc)
+    if link.gain_map_type != b"hvc1":
+        return None, NOT_HEVC.format(kind=link.gain_map_type.decode("ascii", "replace"))
+    properties = link.gain_map_properties
+    if spatial_extent(properties) is None:
+        return None, DAMAGED.format(why="it states no size (ispe)")
+    if not _fits(properties, primary_size):
+        return None, TOO_LARGE
+    levels = _decoded(properties, link.gain_map_data, three_channels=len(numbers.channels) == 3)
+    if levels is None:
+        return None, DAMAGED.format(why="its HEVC data does not decode to the picture its properties state")
+    ok, jpeg = cv2.imencode(".jpg", _shown(levels, properties), [cv2.IMWRITE_JPEG_QUALITY, GAIN_MAP_QUALITY])
+    if not ok:
+        return None, DAMAGED.format(why="it could not be encoded as jpeg")
+    metadata = (jpeg_segment(APP1, XMP_SIGNATURE + hdrgm_xmp(numbers))
+                + jpeg_segment(APP2, ISO_GAIN_MAP_SIGNATURE + link.metadata[1:]))
+    return GainMap(with_metadata(jpeg.tobytes(), metadata), metadata, "1.0", iso_version_only(), ISO_HDR), None
+
+
+def _fits(properties: List[Property], primary_size: Tuple[int, int]) -> bool:
+    """Whether the gain map (its ``ispe`` stated) as shown (its clean aperture, turned) is no wider and no higher than
+    its primary, and its coded picture no larger than that rounded up to HEVC's blocks: FFmpeg
+    sizes its buffers by the coded picture."""
+    coded = spatial_extent(properties)
+    shown = _clean_aperture_size(properties) or coded
+    if quarter_turns(_turns(properties)) % 2:
+        shown = shown[::-1]
+    return (shown[0] <= primary_size[0] and shown[1] <= primary_size[1]
+            and max(coded) <= max(primary_size) + HEVC_BLOCK and min(coded) <= min(primary_size) + HEVC_BLOCK)
+
+
+def _decoded(properties: List[Property], data: bytes, three_channels: bool) -> Optional[np.ndarray]:
+    """The coded picture ``data`` (length-prefixed NAL units, as its ``hvcC`` says) decodes to,
+    of the size its ``ispe`` states: its luma, its levels in full range, or BGR for a map of three
+    channels; None where it is damaged or of another size."""
+    hvcc = next((payload for kind, payload in properties if kind == b"hvcC"), None)
+    if hvcc is None:
+        return None
+    decoder = av.CodecContext.create("hevc", "r")
+    decoder.options = {"err_detect": "explode"}
+    try:
+        decoder.extradata = hvcc
+        frames = [*decoder.decode(av.Packet(data)), *decoder.decode(None)]
+    except (av.FFmpegError, ValueError):
+        return None
+    if not frames or (frames[0].width, frames[0].height) != spatial_extent(properties):
+        return None
+    frame = frames[0]
+    if three_channels:
+        return frame.to_ndarray(format="bgr24")
+    luma = frame.to_ndarray(format="gray16le" if frame.format.components[0].bits > 8 else "gray")
+    if luma.dtype == np.uint16:
+        luma = (luma >> 8).astype(np.uint8)
+    return luma if _full_range(properties) else _full_range_levels(luma)
+
+
+def _full_range(properties: List[Property]) -> bool:
+    """Whether the item's ``nclx`` states full-range levels; libheif takes a picture without one as full range."""
+    for kind, payload in properties:
+        if kind == b"colr" and payload[:4] == b"nclx" and len(payload) >= 11:
+            return bool(payload[10] & 0x80)
+    return True
+
+
+def _full_range_levels(luma: np.ndarray) -> np.ndarray:
+    return np.clip(np.round((luma.astype(np.float32) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+
+
+def _shown(levels: np.ndarray, properties: List[Property]) -> np.ndarray:
+    """The decoded picture as a reader shows the item: its clean aperture (``clap``), then its own
+    ``irot`` and ``imir`` in their order, as ISO/IEC 23008-12 orders them. The primary's turns are
+    not its: each input of a derived picture is turned by its own."""
+    clap = next((payload for kind, payload in properties if kind == b"clap"), None)
+    if clap is not None:
+        left, top, width, height = _clean_aperture(clap, levels.shape[1], levels.shape[0])
+        levels = levels[top:top + height, left:left + width]
+    return heif_turned(levels, _turns(properties))
+
+
+def _turns(properties: List[Property]) -> List[Property]:
+    return [prop for prop in properties if prop[0] in (b"irot", b"imir")]
+
+
+def _clean_aperture_size(properties: List[Property]) -> Optional[Tuple[int, int]]:
+    clap = next((payload for kind, payload in properties if kind == b"clap"), None)
+    coded = spatial_extent(properties)
+    if clap is None or coded is None:
+        return None
+    return _clean_aperture(clap, *coded)[2:]
+
+
+def _clean_aperture(clap: bytes, width: int, height: int) -> Tuple[int, int, int, int]:
+    """(left, top, width, height) of a ``clap``'s window in a ``width`` x ``height`` picture: its
+    size, centred on the picture's centre moved by its offsets (ISO/IEC 14496-12 12.1.4), kept
+    within the picture."""
+    values = struct.unpack(">IIIIiIiI", clap[:32]) if len(clap) >= 32 else (width, 1, height, 1, 0, 1, 0, 1)
+    if 0 in values[1::2]:
+        return 0, 0, width, height
+    aperture_width = min(width, max(1, round(values[0] / values[1])))
+    aperture_height = min(height, max(1, round(values[2] / values[3])))
+    left = round(values[4] / values[5] + (width - 1) / 2 - (aperture_width - 1) / 2)
+    top = round(values[6] / values[7] + (height - 1) / 2 - (aperture_height - 1) / 2)
+    left, top = min(max(left, 0), width - aperture_width), min(max(top, 0), height - aperture_height)
+    return left, top, aperture_width, aperture_height
