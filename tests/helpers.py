@@ -1949,14 +1949,16 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
 
 
 def iso_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata: Optional[bytes] = None,
-                 gain_map_turns: Sequence[bytes] = (), coded_as: bytes = b"hvc1", without: bytes = b"") -> Path:
+                 gain_map_turns: Sequence[bytes] = (), coded_as: bytes = b"hvc1", without: bytes = b"",
+                 tone_map_colour: bytes = b"") -> Path:
     """An Android HDR HEIC (ISO 21496-1, as Android 15 on writes it): the primary (BGR, 8-bit) as
     item 1, the gain map (gray, 8-bit) as item 2, hidden (infe flags bit 0), and a ``tmap`` item 3
     derived (``dimg``) from both, its payload in the meta box's ``idat``: version 0 then
     ``metadata`` (ISO 21496-1's: by default one channel of 0 to 2 stops, headroom 0 to 2, gamma 1,
     offsets 1/64, in the primary's colour space), the two in an ``altr`` group, tmap first.
     ``gain_map_turns``: whole ``irot``/``imir`` boxes of the gain map's own; ``coded_as``: its item
-    type; ``without``: a property type left out of the gain map's (``hvcC``)."""
+    type; ``without``: a property type left out of the gain map's (``hvcC``); ``tone_map_colour``:
+    the tmap item's ``colr`` payload (the alternate picture's colour), where it has one."""
     import pillow_heif
 
     if metadata is None:
@@ -1965,10 +1967,11 @@ def iso_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata
         pillow_heif.from_pillow(Image.fromarray(cv2.cvtColor(primary, cv2.COLOR_BGR2RGB))))
     gain_properties, gain_data = _heif_coded_item(pillow_heif.from_pillow(Image.fromarray(gain_map, "L")))
     gain_properties = [prop for prop in gain_properties if prop[4:8] != without] + list(gain_map_turns)
-    properties = primary_properties + gain_properties
+    properties = primary_properties + gain_properties + ([_box(b"colr", tone_map_colour)] if tone_map_colour else [])
     associations = [(1, list(range(1, len(primary_properties) + 1))),
-                    (2, list(range(len(primary_properties) + 1, len(properties) + 1))),
-                    (3, [[p[4:8] for p in primary_properties].index(b"ispe") + 1])]
+                    (2, list(range(len(primary_properties) + 1, len(primary_properties + gain_properties) + 1))),
+                    (3, [[p[4:8] for p in primary_properties].index(b"ispe") + 1]
+                     + ([len(properties)] if tone_map_colour else []))]
     items = [(1, b"hvc1", primary_data), (2, coded_as, gain_data), (3, b"tmap", bytes(1) + metadata)]
     iref = _box(b"dimg", struct.pack(">HHHH", 3, 2, 1, 2))
     groups = _box(b"grpl", _full_box(b"altr", 0, struct.pack(">IIII", 1, 2, 3, 1)))

@@ -1,6 +1,7 @@
 """An Android HDR HEIC's gain map, a hidden HEVC item linked by an ISO 21496-1 tmap item, read
 from its boxes; and why it is left out where it cannot be kept."""
 
+import io
 import re
 import struct
 from fractions import Fraction
@@ -8,10 +9,12 @@ from fractions import Fraction
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.helpers import iso_gain_map_metadata, iso_hdr_heic
 from tmlsr_ray.pipeline.image import probe_image
 from tmlsr_ray.pipeline.iso_hdr import iso_gain_map
+from tmlsr_ray.pipeline.nclx import icc_from_nclx
 
 DEFAULT_CHANNEL = (0, 2, 1, Fraction(1, 64), Fraction(1, 64))
 
@@ -46,6 +49,23 @@ def test_three_channels_of_numbers_are_mirrored_in_hdrgm_as_lists_and_written_th
     assert _hdrgm(xmp, "GainMapMax") == "<rdf:li>2.000000</rdf:li><rdf:li>3.000000</rdf:li><rdf:li>2.000000</rdf:li>"
     assert _hdrgm(xmp, "GainMapMin") == "<rdf:li>0.000000</rdf:li><rdf:li>0.000000</rdf:li><rdf:li>-1.000000</rdf:li>"
     assert b"urn:iso:std:iso:ts:21496:-1\0" + metadata in info.gain_map.jpeg
+
+
+@pytest.mark.parametrize("flags, colour, profile", [
+    (0x00, b"nclx" + struct.pack(">HHHB", 9, 16, 9, 0x80), icc_from_nclx(9, 8)),  # BT.2020 PQ: linear BT.2020
+    (0x00, b"prof" + b"an ICC profile", b"an ICC profile"),
+    (0x40, b"nclx" + struct.pack(">HHHB", 9, 16, 9, 0x80), None),  # applied in the base's colour space
+    (0x00, b"", None),  # the alternate's colour unstated: the base's
+])
+def test_a_gain_map_applied_in_the_alternate_colour_space_carries_its_icc_profile(tmp_path, flags, colour, profile):
+    """Without ISO 21496-1's use_base_colour_space flag the gain map is applied in the alternate
+    picture's colour space, the tmap item's colr: an Ultra HDR JPEG's gain map states it in its ICC
+    profile (libultrahdr reads no such gain map without one)."""
+    metadata = iso_gain_map_metadata(0, 2, [DEFAULT_CHANNEL], flags=flags)
+    path = _android_heic(tmp_path / "android.heic", metadata=metadata, tone_map_colour=colour)
+    gain_map = probe_image(path, 10**8).gain_map
+    with Image.open(io.BytesIO(gain_map.jpeg)) as img:
+        assert img.info.get("icc_profile") == profile
 
 
 def _common_denominator(numbers) -> bytes:

@@ -33,6 +33,7 @@ HAS_EXTENDED_XMP = re.compile(rb"xmpNote:HasExtendedXMP\s*=\s*[\"']([0-9A-Fa-f]{
 ISO_GAIN_MAP_SIGNATURE = b"urn:iso:std:iso:ts:21496:-1\x00"
 MPF_SIGNATURE = b"MPF\x00"
 ICC_SIGNATURE = b"ICC_PROFILE\x00"
+ICC_CHUNK_BYTES = 65519  # an APP2 segment's payload, less its 14-byte ICC_PROFILE header
 # what a gain map picture says of itself: how it is applied (XMP, ISO 21496-1) and, where that is
 # not in its primary's colour space, the colour space it is applied in (its ICC profile, as Skia writes it)
 GAIN_MAP_SEGMENTS = {APP1: (XMP_SIGNATURE, XMP_EXTENSION_SIGNATURE), APP2: (ISO_GAIN_MAP_SIGNATURE, ICC_SIGNATURE)}
@@ -421,6 +422,13 @@ def _mp_index(primary_bytes: int, gain_map_bytes: int, gain_map_offset: int) -> 
     entries = (struct.pack(">IIIHH", MP_PRIMARY_ATTRIBUTE, primary_bytes, 0, 0, 0)
                + struct.pack(">IIIHH", MP_UNDEFINED_ATTRIBUTE, gain_map_bytes, gain_map_offset, 0, 0))
     return MPF_SIGNATURE + b"MM\x00*" + struct.pack(">I", 8) + directory + entries
+
+
+def icc_segments(profile: bytes) -> bytes:
+    """An ICC profile as a JPEG carries it: APP2 segments, each numbered, of one count."""
+    parts = [profile[i:i + ICC_CHUNK_BYTES] for i in range(0, len(profile), ICC_CHUNK_BYTES)]
+    return b"".join(jpeg_segment(APP2, ICC_SIGNATURE + bytes([number, len(parts)]) + part)
+                    for number, part in enumerate(parts, 1))
 
 
 def jpeg_segment(marker: int, payload: bytes) -> bytes:

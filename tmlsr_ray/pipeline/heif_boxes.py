@@ -128,6 +128,7 @@ class ToneMapLink:
     gain_map_properties: List[Tuple[bytes, bytes]]  # (type, payload) of each, in the file's order
     gain_map_data: bytes  # its coded data, its extents joined
     metadata: bytes  # the tmap item's payload: a version byte, then ISO 21496-1's metadata
+    tone_map_properties: List[Tuple[bytes, bytes]]  # the tmap item's: its colr, the alternate picture's colour
 
 
 class DamagedStructure(ValueError):
@@ -161,7 +162,7 @@ def _tone_map_link(file: BinaryIO, children: Dict[bytes, bytes]) -> Optional[Ton
     iloc, idat = children[b"iloc"], children.get(b"idat", b"")
     return ToneMapLink(items.get(gain_map, b""), _properties_of(children, gain_map),
                        _item_data(file, iloc, idat, gain_map, MAX_GAIN_MAP_BYTES),
-                       _item_data(file, iloc, idat, tone_map, MAX_TONE_MAP_BYTES))
+                       _item_data(file, iloc, idat, tone_map, MAX_TONE_MAP_BYTES), _properties_of(children, tone_map))
 
 
 def _item_types(iinf: bytes) -> Dict[int, bytes]:

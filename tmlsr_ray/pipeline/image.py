@@ -33,7 +33,7 @@ from tmlsr_ray.pipeline.apple_hdr import apple_gain_map, declares_apple_gain_map
 from tmlsr_ray.pipeline.av1_header import SEQUENCE_HEADER_BYTES, largest_frame_size
 from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
 from tmlsr_ray.pipeline.gainmap import (EOI, MARKERS_WITHOUT_LENGTH, SOS, GainMap, declares_gain_map, gain_map_of,
-                                       jpeg_segment, with_gain_map, with_metadata)
+                                       icc_segments, jpeg_segment, with_gain_map, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, mastering_display,
                                            nclx_code_points, primary_item_properties, primary_item_start,
                                            spatial_extent)
@@ -872,7 +872,6 @@ def png_with_metadata(png: bytes, icc_profile: Optional[bytes], exif: Optional[b
     return png[:end_of_ihdr] + chunks + png[end_of_ihdr:]
 
 
-ICC_CHUNK_BYTES = 65519  # an APP2 segment's payload, less its 14-byte ICC_PROFILE header
 
 
 def jpeg_with_metadata(jpeg: bytes, icc_profile: Optional[bytes], exif: Optional[bytes],
@@ -883,9 +882,7 @@ def jpeg_with_metadata(jpeg: bytes, icc_profile: Optional[bytes], exif: Optional
     if exif:
         segments += jpeg_segment(0xE1, b"Exif\x00\x00" + exif)
     if icc_profile:
-        parts = [icc_profile[i:i + ICC_CHUNK_BYTES] for i in range(0, len(icc_profile), ICC_CHUNK_BYTES)]
-        for number, part in enumerate(parts, 1):
-            segments += jpeg_segment(0xE2, b"ICC_PROFILE\x00" + bytes([number, len(parts)]) + part)
+        segments += icc_segments(icc_profile)
     if gain_map:
         return with_gain_map(jpeg[:2] + segments, jpeg[2:], gain_map)
     return with_metadata(jpeg, segments)

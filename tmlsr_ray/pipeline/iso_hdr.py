@@ -17,10 +17,11 @@ import cv2
 import numpy as np
 
 from tmlsr_ray.pipeline.apple_hdr import heif_turned, quarter_turns
-from tmlsr_ray.pipeline.gainmap import (APP1, APP2, GAIN_MAP_QUALITY, ISO_GAIN_MAP_SIGNATURE, XMP_SIGNATURE, GainMap,
-                                        hdrgm_xmp, iso_gain_map_numbers, iso_version_only, jpeg_segment,
-                                        with_metadata)
+from tmlsr_ray.pipeline.gainmap import (APP1, APP2, GAIN_MAP_QUALITY, ISO_GAIN_MAP_SIGNATURE, ISO_USE_BASE_COLOUR_SPACE,
+                                        XMP_SIGNATURE, GainMap, hdrgm_xmp, icc_segments, iso_gain_map_numbers,
+                                        iso_version_only, jpeg_segment, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import DamagedStructure, spatial_extent, tone_map_link
+from tmlsr_ray.pipeline.nclx import icc_from_nclx
 
 ISO_HDR = "ISO 21496-1 HDR"  # GainMap.kind
 TMAP_VERSION = 0  # the tmap item's first byte, before ISO 21496-1's metadata (ISO/IEC 23008-12)
@@ -30,6 +31,7 @@ NOT_HEVC = "the ISO 21496-1 HDR photo's gain map is coded as {kind}, and only HE
 TOO_LARGE = "the ISO 21496-1 HDR photo's gain map is wider or higher than its picture"
 # a coded picture's sides are its picture's rounded up to whole coding blocks, of 64 at most
 HEVC_BLOCK = 64
+LINEAR_TRANSFER = 8  # H.273's transfer_characteristics
 Property = Tuple[bytes, bytes]
 
 
@@ -65,7 +67,24 @@ def iso_gain_map(path: Path, primary_size: Tuple[int, int]) -> Tuple[Optional[Ga
         return None, DAMAGED.format(why="it could not be encoded as jpeg")
     metadata = (jpeg_segment(APP1, XMP_SIGNATURE + hdrgm_xmp(numbers))
                 + jpeg_segment(APP2, ISO_GAIN_MAP_SIGNATURE + link.metadata[1:]))
+    if not link.metadata[5] & ISO_USE_BASE_COLOUR_SPACE:  # its flags, past the versions
+        metadata += icc_segments(_alternate_colour_space(link.tone_map_properties) or b"")
     return GainMap(with_metadata(jpeg.tobytes(), metadata), metadata, "1.0", iso_version_only(), ISO_HDR), None
+
+
+def _alternate_colour_space(tone_map_properties: List[Property]) -> Optional[bytes]:
+    """The ICC profile of the colour space a gain map not applied in its base's is applied in: the
+    alternate picture's, the tmap item's ``colr``. An Ultra HDR JPEG's gain map states it in its
+    own ICC profile (libultrahdr refuses such a gain map without one; Skia reads it so). Of
+    ``nclx`` code points, a profile of their primaries and a linear transfer: the gain map is
+    applied in linear light, and an ICC profile holds no HDR transfer. None where the tmap states
+    none: the base's, as viewers take a gain map without a profile."""
+    for kind, payload in tone_map_properties:
+        if kind == b"colr" and payload[:4] in (b"prof", b"rICC"):
+            return payload[4:]
+        if kind == b"colr" and payload[:4] == b"nclx" and len(payload) >= 6:
+            return icc_from_nclx(struct.unpack(">H", payload[4:6])[0], LINEAR_TRANSFER)
+    return None
 
 
 def _fits(properties: List[Property], primary_size: Tuple[int, int]) -> bool:
