@@ -1922,9 +1922,7 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
     primary_properties, primary_data = _heif_coded_item(
         pillow_heif.from_bytes("RGB;16", rgb.shape[1::-1], (rgb.astype(np.uint16) << 6).tobytes())
         if rgb.dtype == np.uint16 else pillow_heif.from_pillow(Image.fromarray(rgb)))
-    gain_properties, gain_data = _heif_coded_item(
-        pillow_heif.from_bytes("L;16", gain_map.shape[::-1], (gain_map << 6).tobytes())
-        if gain_map.dtype == np.uint16 else pillow_heif.from_pillow(Image.fromarray(gain_map, "L")))
+    gain_properties, gain_data = _heif_coded_item(_heif_of_gain_map(gain_map))
     exif_data = bytes(4) + _apple_exif(maker_tags)  # its TIFF header right after the 4-byte offset to it
     properties = primary_properties + gain_properties + [_full_box(b"auxC", 0, APPLE_GAIN_MAP_URN + b"\0")]
     primary_indices = list(range(1, len(primary_properties) + 1))
@@ -1952,7 +1950,7 @@ def iso_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata
                  gain_map_turns: Sequence[bytes] = (), coded_as: bytes = b"hvc1", without: bytes = b"",
                  tone_map_colour: bytes = b"") -> Path:
     """An Android HDR HEIC (ISO 21496-1, as Android 15 on writes it): the primary (BGR, 8-bit) as
-    item 1, the gain map (gray, 8-bit) as item 2, hidden (infe flags bit 0), and a ``tmap`` item 3
+    item 1, the gain map (gray 8- or 10-bit, or BGR) as item 2, hidden (infe flags bit 0), and a ``tmap`` item 3
     derived (``dimg``) from both, its payload in the meta box's ``idat``: version 0 then
     ``metadata`` (ISO 21496-1's: by default one channel of 0 to 2 stops, headroom 0 to 2, gamma 1,
     offsets 1/64, in the primary's colour space), the two in an ``altr`` group, tmap first.
@@ -1965,7 +1963,7 @@ def iso_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata
         metadata = iso_gain_map_metadata(0, 2, [(0, 2, 1, Fraction(1, 64), Fraction(1, 64))])
     primary_properties, primary_data = _heif_coded_item(
         pillow_heif.from_pillow(Image.fromarray(cv2.cvtColor(primary, cv2.COLOR_BGR2RGB))))
-    gain_properties, gain_data = _heif_coded_item(pillow_heif.from_pillow(Image.fromarray(gain_map, "L")))
+    gain_properties, gain_data = _heif_coded_item(_heif_of_gain_map(gain_map))
     gain_properties = [prop for prop in gain_properties if prop[4:8] != without] + list(gain_map_turns)
     properties = primary_properties + gain_properties + ([_box(b"colr", tone_map_colour)] if tone_map_colour else [])
     associations = [(1, list(range(1, len(primary_properties) + 1))),
@@ -1977,6 +1975,17 @@ def iso_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata
     groups = _box(b"grpl", _full_box(b"altr", 0, struct.pack(">IIII", 1, 2, 3, 1)))
     return _assembled_heif(path, items, properties, associations, iref, groups, b"mif1heictmap", hidden=(2,),
                            in_idat=(3,))
+
+
+def _heif_of_gain_map(gain_map: np.ndarray):
+    """pillow-heif's picture of a gain map: gray 8-bit, gray 10-bit levels in uint16, or BGR 8-bit."""
+    import pillow_heif
+
+    if gain_map.ndim == 3:
+        return pillow_heif.from_pillow(Image.fromarray(cv2.cvtColor(gain_map, cv2.COLOR_BGR2RGB)))
+    if gain_map.dtype == np.uint16:
+        return pillow_heif.from_bytes("L;16", gain_map.shape[::-1], (gain_map << 6).tobytes())
+    return pillow_heif.from_pillow(Image.fromarray(gain_map, "L"))
 
 
 def iso_gain_map_metadata(base_headroom, alternate_headroom, channels, flags: int = 0x40) -> bytes:

@@ -41,6 +41,35 @@ def test_the_gain_map_is_the_hidden_items_picture_cropped_to_its_clean_aperture(
     assert abs(int(levels[:12, :16].mean()) - 230) <= 2 and abs(int(levels[12:, 16:].mean()) - 40) <= 2
 
 
+def test_a_gain_map_of_limited_range_levels_is_read_at_full_range_levels(tmp_path):
+    """As libheif reads a picture whose nclx states limited range: 16 to 235 made 0 to 255."""
+    path = _android_heic(tmp_path / "android.heic")
+    data = bytearray(path.read_bytes())
+    gain_map_colour = data.index(b"colrnclx", data.index(b"colrnclx") + 1)  # the primary's first
+    assert data[gain_map_colour + 14] & 0x80
+    data[gain_map_colour + 14] &= 0x7F
+    path.write_bytes(bytes(data))
+    stored = cv2.imdecode(np.frombuffer(probe_image(path, 10**8).gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert abs(int(stored[:12, :16].mean()) - 249) <= 2 and abs(int(stored[12:, 16:].mean()) - 28) <= 2
+
+
+def test_a_ten_bit_gain_map_is_read_at_its_eight_bit_levels(tmp_path):
+    levels = np.full((24, 32), 160, np.uint16)
+    levels[:12, :16] = 920
+    path = iso_hdr_heic(tmp_path / "android.heic", np.full((48, 64, 3), 120, np.uint8), levels)
+    stored = cv2.imdecode(np.frombuffer(probe_image(path, 10**8).gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert abs(int(stored[:12, :16].mean()) - 230) <= 2 and abs(int(stored[12:, 16:].mean()) - 40) <= 2
+
+
+def test_a_gain_map_of_three_channels_comes_back_in_colour(tmp_path):
+    """Where the metadata states three channels the map is one of red, green and blue gains."""
+    levels = np.full((24, 32, 3), (40, 120, 200), np.uint8)  # BGR
+    metadata = iso_gain_map_metadata(0, 2, [DEFAULT_CHANNEL] * 2 + [(0, 1, 1, 0, 0)])
+    path = iso_hdr_heic(tmp_path / "android.heic", np.full((48, 64, 3), 120, np.uint8), levels, metadata=metadata)
+    stored = cv2.imdecode(np.frombuffer(probe_image(path, 10**8).gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert stored.shape == (24, 32, 3) and np.abs(stored.mean(axis=(0, 1)) - (40, 120, 200)).max() < 6
+
+
 def test_three_channels_of_numbers_are_mirrored_in_hdrgm_as_lists_and_written_through(tmp_path):
     metadata = iso_gain_map_metadata(Fraction(1, 2), 3, [DEFAULT_CHANNEL, (0, 3, 1, 0, 0), (-1, 2, 2, 0, 0)])
     info = probe_image(_android_heic(tmp_path / "android.heic", metadata=metadata), 10**8)
