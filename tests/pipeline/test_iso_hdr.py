@@ -143,6 +143,16 @@ def test_a_gain_map_that_cannot_be_kept_leaves_the_photo_sdr_saying_why(tmp_path
     assert (info.gain_map, info.gain_map_left_out) == (None, note)
 
 
+def test_a_coded_picture_larger_than_its_ispe_is_not_decoded(tmp_path):
+    """pillow-heif codes the 32x24 map as 64x64 and states so; an ispe of 64x32 is a lie FFmpeg
+    is held to (max_pixels): a hostile SPS's picture is not allocated."""
+    path = _android_heic(tmp_path / "android.heic")
+    data = path.read_bytes()
+    gain_map_extent = data.index(b"ispe", data.index(b"ispe") + 1)  # the primary's first
+    path.write_bytes(data[:gain_map_extent + 8] + struct.pack(">II", 64, 32) + data[gain_map_extent + 16:])
+    assert probe_image(path, 10**8).gain_map_left_out == NO_HEVC
+
+
 def _with_bytes_replaced(path, old: bytes, new: bytes):
     data = path.read_bytes()
     assert data.count(old) == 1

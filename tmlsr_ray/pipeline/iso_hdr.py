@@ -106,14 +106,16 @@ def _decoded(properties: List[Property], data: bytes, three_channels: bool) -> O
     hvcc = next((payload for kind, payload in properties if kind == b"hvcC"), None)
     if hvcc is None:
         return None
+    width, height = spatial_extent(properties)
     decoder = av.CodecContext.create("hevc", "r")
-    decoder.options = {"err_detect": "explode"}
+    # a hostile SPS stating a picture larger than the ispe is refused before its frame is allocated
+    decoder.options = {"err_detect": "explode", "max_pixels": str(width * height)}
     try:
         decoder.extradata = hvcc
         frames = [*decoder.decode(av.Packet(data)), *decoder.decode(None)]
     except (av.FFmpegError, ValueError):
         return None
-    if not frames or (frames[0].width, frames[0].height) != spatial_extent(properties):
+    if not frames or (frames[0].width, frames[0].height) != (width, height):
         return None
     frame = frames[0]
     if three_channels:
