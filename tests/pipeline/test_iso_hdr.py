@@ -41,6 +41,18 @@ def test_the_gain_map_is_the_hidden_items_picture_cropped_to_its_clean_aperture(
     assert abs(int(levels[:12, :16].mean()) - 230) <= 2 and abs(int(levels[12:, 16:].mean()) - 40) <= 2
 
 
+@pytest.mark.parametrize("gain_map", [(17, 100), (45, 61)])
+def test_a_gain_map_of_any_width_is_kept(tmp_path, gain_map):
+    """FFmpeg holds a picture's width rounded up to its row alignment (up to 64) to max_pixels: a
+    map 100 wide was refused as undecodable where its limit was its ispe's area."""
+    levels = np.full(gain_map, 200, np.uint8)
+    path = iso_hdr_heic(tmp_path / "android.heic", np.full((120, 160, 3), 120, np.uint8), levels)
+    info = probe_image(path, 10**8)
+    assert info.gain_map_left_out is None
+    stored = cv2.imdecode(np.frombuffer(info.gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert stored.shape == gain_map and abs(int(stored.mean()) - 200) <= 2
+
+
 def test_a_gain_map_of_limited_range_levels_is_read_at_full_range_levels(tmp_path):
     """As libheif reads a picture whose nclx states limited range: 16 to 235 made 0 to 255."""
     path = _android_heic(tmp_path / "android.heic")

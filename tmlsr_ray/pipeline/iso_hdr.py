@@ -31,6 +31,10 @@ NOT_HEVC = "the ISO 21496-1 HDR photo's gain map is coded as {kind}, and only HE
 TOO_LARGE = "the ISO 21496-1 HDR photo's gain map is wider or higher than its picture"
 # a coded picture's sides are its picture's rounded up to whole coding blocks, of 64 at most
 HEVC_BLOCK = 64
+# FFmpeg checks max_pixels against a frame's width rounded up to its rows' alignment (STRIDE_ALIGN:
+# 64 where AVX-512 is built in, less elsewhere): the limit holds that rounding, or a map whose
+# width is no multiple of it is refused
+FFMPEG_ROW_ALIGNMENT = 64
 LINEAR_TRANSFER = 8  # H.273's transfer_characteristics
 Property = Tuple[bytes, bytes]
 
@@ -109,7 +113,8 @@ def _decoded(properties: List[Property], data: bytes, three_channels: bool) -> O
     width, height = spatial_extent(properties)
     decoder = av.CodecContext.create("hevc", "r")
     # a hostile SPS stating a picture larger than the ispe is refused before its frame is allocated
-    decoder.options = {"err_detect": "explode", "max_pixels": str(width * height)}
+    aligned_width = -(-width // FFMPEG_ROW_ALIGNMENT) * FFMPEG_ROW_ALIGNMENT
+    decoder.options = {"err_detect": "explode", "max_pixels": str(aligned_width * height)}
     try:
         decoder.extradata = hvcc
         frames = [*decoder.decode(av.Packet(data)), *decoder.decode(None)]
