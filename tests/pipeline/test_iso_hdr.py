@@ -147,6 +147,8 @@ NO_HEVC = "the ISO 21496-1 HDR photo's gain map could not be read whole (its HEV
     ({}, _cut_mdat, "the ISO 21496-1 HDR photo's gain map could not be read whole (its item 2's data is cut short)"),
     ({"coded_as": b"av01"}, None,
      "the ISO 21496-1 HDR photo's gain map is coded as av01, and only HEVC ones (what phones write) are read"),
+    ({"coded_as": b"\xffvc1"}, None,
+     "the ISO 21496-1 HDR photo's gain map is coded as \\xffvc1, and only HEVC ones (what phones write) are read"),
     ({"gain_map": (49, 64)}, None, "the ISO 21496-1 HDR photo's gain map is wider or higher than its picture"),
 ])
 def test_a_gain_map_that_cannot_be_kept_leaves_the_photo_sdr_saying_why(tmp_path, options, damage, note):
@@ -179,6 +181,11 @@ def _with_bytes_replaced(path, old: bytes, new: bytes):
     (struct.pack(">HHHH", 3, 2, 1, 2), struct.pack(">HHHH", 3, 2, 2, 1), "its tmap item's base picture is not "
                                                                          "its primary picture"),
     (b"\x44\x00\x00\x03", b"\x44\x00\x00\x02", "its item 3 has no location"),  # iloc's item count
+    (struct.pack(">HHHH", 3, 2, 1, 2), struct.pack(">HHHH", 3, 2, 1, 1), "its tmap item's gain map is its "
+                                                                         "primary picture"),
+    (struct.pack(">HHHH", 3, 2, 1, 2), struct.pack(">HHHH", 3, 2, 1, 3), "its tmap item's gain map is its "
+                                                                         "tmap item"),
+    (struct.pack(">HH4s", 2, 0, b"hvc1"), struct.pack(">HH4s", 7, 0, b"hvc1"), "its item 2 is not listed (iinf)"),
     (b"pitm", b"pitx", "its boxes are cut short or damaged"),
 ])
 def test_damaged_boxes_of_a_tmap_item_give_a_note_not_an_exception(tmp_path, old, new, why):

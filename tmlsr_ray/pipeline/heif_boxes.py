@@ -153,16 +153,28 @@ def _tone_map_link(file: BinaryIO, children: Dict[bytes, bytes]) -> Optional[Ton
     tone_map = next((item for item, kind in items.items() if kind == b"tmap"), None)
     if tone_map is None:
         return None
+    gain_map = _gain_map_item(children, items, tone_map)
+    iloc, idat = children[b"iloc"], children.get(b"idat", b"")
+    return ToneMapLink(items[gain_map], _properties_of(children, gain_map),
+                       _item_data(file, iloc, idat, gain_map, MAX_GAIN_MAP_BYTES),
+                       _item_data(file, iloc, idat, tone_map, MAX_TONE_MAP_BYTES), _properties_of(children, tone_map))
+
+
+def _gain_map_item(children: Dict[bytes, bytes], items: Dict[int, bytes], tone_map: int) -> int:
+    """The gain map item ``tone_map`` is derived from with the primary (its ``dimg``: base, then gain map)."""
     derived_from = _references(children.get(b"iref", b""), b"dimg", tone_map)
     if len(derived_from) != 2:
         raise DamagedStructure(f"its tmap item is derived from {len(derived_from)} pictures, not 2")
     base, gain_map = derived_from
     if base != _primary_item(children[b"pitm"]):
         raise DamagedStructure("its tmap item's base picture is not its primary picture")
-    iloc, idat = children[b"iloc"], children.get(b"idat", b"")
-    return ToneMapLink(items.get(gain_map, b""), _properties_of(children, gain_map),
-                       _item_data(file, iloc, idat, gain_map, MAX_GAIN_MAP_BYTES),
-                       _item_data(file, iloc, idat, tone_map, MAX_TONE_MAP_BYTES), _properties_of(children, tone_map))
+    # a map that is the photo itself would be read as gains: the primary's levels as boosts
+    for picture, name in ((base, "primary picture"), (tone_map, "tmap item")):
+        if gain_map == picture:
+            raise DamagedStructure(f"its tmap item's gain map is its {name}")
+    if gain_map not in items:
+        raise DamagedStructure(f"its item {gain_map} is not listed (iinf)")
+    return gain_map
 
 
 def _item_types(iinf: bytes) -> Dict[int, bytes]:
