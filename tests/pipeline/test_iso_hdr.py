@@ -141,6 +141,10 @@ NO_HEVC = "the ISO 21496-1 HDR photo's gain map could not be read whole (its HEV
     ({"metadata": iso_gain_map_metadata(0, 2, [DEFAULT_CHANNEL], flags=0x44)}, None,
      "the ISO 21496-1 HDR photo's tmap metadata could not be read (a version past 0 or a gain map from an HDR "
      "base picture)"),
+    ({"metadata": iso_gain_map_metadata(0, 2, [(0, 2**31 - 1, 1, 0, 0)])}, None,  # 2 to it is infinite in a float
+     "the ISO 21496-1 HDR photo's tmap metadata could not be read (a headroom or gain of 128 stops or more)"),
+    ({"metadata": iso_gain_map_metadata(0, 2, [(-200, 2, 1, 0, 0)])}, None,  # 2 to it is 0 in a float
+     "the ISO 21496-1 HDR photo's tmap metadata could not be read (a headroom or gain of 128 stops or more)"),
     ({"without": b"hvcC"}, None, NO_HEVC),
     ({"without": b"ispe"}, None, "the ISO 21496-1 HDR photo's gain map could not be read whole (it states no size "
                                  "(ispe))"),

@@ -74,6 +74,7 @@ LEAST_GAIN_MAP_QUALITY = 80
 # ISO 21496-1's flags (libultrahdr's reading): three channels, applied in the primary's colour space,
 # from an HDR base towards SDR, one denominator for all the numbers
 ISO_MULTICHANNEL, ISO_USE_BASE_COLOUR_SPACE, ISO_BACKWARD_DIRECTION, ISO_COMMON_DENOMINATOR = 0x80, 0x40, 0x04, 0x08
+MOST_STOPS = 128  # 2 to this power is past a single-precision float's range
 
 
 @dataclass(frozen=True)
@@ -134,12 +135,24 @@ def iso_gain_map_numbers(iso: bytes) -> GainMapNumbers:
             fractions = [Fraction(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
     except (struct.error, ZeroDivisionError) as exc:
         raise ValueError("cut short or a zero denominator") from exc
-    channels = tuple(tuple(fractions[2 + 5 * c:7 + 5 * c]) for c in range(channel_count))
-    # what hdrgm requires of its numbers (libultrahdr refuses the rest): an SDR base picture (less
-    # headroom than the alternate), a gamma above 0, a maximum gain no less than the minimum
-    if fractions[1] <= fractions[0] or any(gamma <= 0 or high < low for low, high, gamma, _, _ in channels):
+    numbers = GainMapNumbers(fractions[0], fractions[1],
+                             tuple(tuple(fractions[2 + 5 * c:7 + 5 * c]) for c in range(channel_count)))
+    _check_hdrgm_numbers(numbers)
+    return numbers
+
+
+def _check_hdrgm_numbers(numbers: GainMapNumbers) -> None:
+    """ValueError where ``numbers`` are not what hdrgm requires (libultrahdr refuses the rest): an
+    SDR base picture (less headroom than the alternate), a gamma above 0, a maximum gain no less
+    than the minimum; and headrooms and gains under :data:`MOST_STOPS` stops: libultrahdr holds 2 to
+    their power in single precision, and refuses one infinite or 0."""
+    channels = numbers.channels
+    if numbers.alternate_headroom <= numbers.base_headroom or any(
+            gamma <= 0 or high < low for low, high, gamma, _, _ in channels):
         raise ValueError("an HDR base picture, a gamma of 0 or less, or a maximum gain under the minimum")
-    return GainMapNumbers(fractions[0], fractions[1], channels)
+    stops = (numbers.alternate_headroom, *(bound for channel in channels for bound in channel[:2]))
+    if any(abs(value) >= MOST_STOPS for value in stops):
+        raise ValueError(f"a headroom or gain of {MOST_STOPS} stops or more")
 
 
 def hdrgm_xmp(numbers: GainMapNumbers) -> bytes:
