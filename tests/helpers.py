@@ -1948,7 +1948,7 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
 
 def iso_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata: Optional[bytes] = None,
                  gain_map_turns: Sequence[bytes] = (), coded_as: bytes = b"hvc1", without: bytes = b"",
-                 tone_map_colour: bytes = b"") -> Path:
+                 tone_map_colour: bytes = b"", gain_map_range: str = "full") -> Path:
     """An Android HDR HEIC (ISO 21496-1, as Android 15 on writes it): the primary (BGR, 8-bit) as
     item 1, the gain map (gray 8- or 10-bit, or BGR) as item 2, hidden (infe flags bit 0), and a ``tmap`` item 3
     derived (``dimg``) from both, its payload in the meta box's ``idat``: version 0 then
@@ -1956,14 +1956,16 @@ def iso_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata
     offsets 1/64, in the primary's colour space), the two in an ``altr`` group, tmap first.
     ``gain_map_turns``: whole ``irot``/``imir`` boxes of the gain map's own; ``coded_as``: its item
     type; ``without``: a property type left out of the gain map's (``hvcC``); ``tone_map_colour``:
-    the tmap item's ``colr`` payload (the alternate picture's colour), where it has one."""
+    the tmap item's ``colr`` payload (the alternate picture's colour), where it has one;
+    ``gain_map_range``: "limited" codes the gain map's levels so (16 to 235)."""
     import pillow_heif
 
     if metadata is None:
         metadata = iso_gain_map_metadata(0, 2, [(0, 2, 1, Fraction(1, 64), Fraction(1, 64))])
     primary_properties, primary_data = _heif_coded_item(
         pillow_heif.from_pillow(Image.fromarray(cv2.cvtColor(primary, cv2.COLOR_BGR2RGB))))
-    gain_properties, gain_data = _heif_coded_item(_heif_of_gain_map(gain_map))
+    gain_properties, gain_data = _heif_coded_item(_heif_of_gain_map(gain_map),
+                                                  full_range_flag=int(gain_map_range == "full"))
     gain_properties = [prop for prop in gain_properties if prop[4:8] != without] + list(gain_map_turns)
     properties = primary_properties + gain_properties + ([_box(b"colr", tone_map_colour)] if tone_map_colour else [])
     associations = [(1, list(range(1, len(primary_properties) + 1))),
@@ -2035,10 +2037,12 @@ def _assembled_heif(path: Path, items: Sequence[tuple], properties: List[bytes],
     return path
 
 
-def _heif_coded_item(heif) -> Tuple[List[bytes], bytes]:
-    """The properties (whole boxes) and coded data of the one picture pillow-heif encodes ``heif`` as."""
+def _heif_coded_item(heif, **options) -> Tuple[List[bytes], bytes]:
+    """The properties (whole boxes) and coded data of the one picture pillow-heif encodes ``heif``
+    as, with its save ``options`` (``full_range_flag=0``: limited-range levels, in its nclx and its
+    HEVC VUI both)."""
     out = io.BytesIO()
-    heif.save(out, quality=95)
+    heif.save(out, quality=95, **options)
     top = {kind: out.getvalue()[start:end] for kind, start, end in boxes(out.getvalue())}
     meta = {kind: top[b"meta"][start:end] for kind, start, end in boxes(top[b"meta"], 4)}
     ipco = dict((kind, meta[b"iprp"][start:end]) for kind, start, end in boxes(meta[b"iprp"]))[b"ipco"]

@@ -65,6 +65,17 @@ def test_a_gain_map_of_limited_range_levels_is_read_at_full_range_levels(tmp_pat
     assert abs(int(stored[:12, :16].mean()) - 249) <= 2 and abs(int(stored[12:, 16:].mean()) - 28) <= 2
 
 
+def test_a_gain_map_coded_at_limited_range_levels_is_expanded_once(tmp_path):
+    """A gray map coded in 4:2:0 at limited range (nclx and HEVC VUI both say so): FFmpeg's
+    conversion to gray expanded it, and the nclx's range expanded it again (230 read 248, 40 read 28)."""
+    levels = np.full((24, 32, 3), 40, np.uint8)
+    levels[:12, :16] = 230
+    path = iso_hdr_heic(tmp_path / "android.heic", np.full((48, 64, 3), 120, np.uint8), levels,
+                        gain_map_range="limited")
+    stored = cv2.imdecode(np.frombuffer(probe_image(path, 10**8).gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert abs(int(stored[:12, :16].mean()) - 230) <= 2 and abs(int(stored[12:, 16:].mean()) - 40) <= 2
+
+
 def test_a_ten_bit_gain_map_is_read_at_its_eight_bit_levels(tmp_path):
     levels = np.full((24, 32), 160, np.uint16)
     levels[:12, :16] = 920

@@ -15,6 +15,7 @@ from typing import List, Optional, Tuple
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import ColorRange
 
 from tmlsr_ray.pipeline.apple_hdr import heif_turned, quarter_turns
 from tmlsr_ray.pipeline.gainmap import (APP1, APP2, GAIN_MAP_QUALITY, ISO_GAIN_MAP_SIGNATURE, ISO_USE_BASE_COLOUR_SPACE,
@@ -122,21 +123,30 @@ def _decoded(properties: List[Property], data: bytes, three_channels: bool) -> O
         return None
     if not frames or (frames[0].width, frames[0].height) != (width, height):
         return None
-    frame = frames[0]
+    return _levels(frames[0], _full_range(properties, frames[0]), three_channels)
+
+
+def _levels(frame: av.VideoFrame, full_range: bool, three_channels: bool) -> np.ndarray:
+    """A decoded gain map's levels in full range: BGR for a map of three channels, else its luma.
+    FFmpeg converts by the frame's range: it is told the one stated, and for luma, full range,
+    the levels being expanded here once (else a limited-range frame's are expanded twice)."""
     if three_channels:
+        frame.color_range = ColorRange.JPEG if full_range else ColorRange.MPEG
         return frame.to_ndarray(format="bgr24")
+    frame.color_range = ColorRange.JPEG
     luma = frame.to_ndarray(format="gray16le" if frame.format.components[0].bits > 8 else "gray")
     if luma.dtype == np.uint16:
         luma = (luma >> 8).astype(np.uint8)
-    return luma if _full_range(properties) else _full_range_levels(luma)
+    return luma if full_range else _full_range_levels(luma)
 
 
-def _full_range(properties: List[Property]) -> bool:
-    """Whether the item's ``nclx`` states full-range levels; libheif takes a picture without one as full range."""
+def _full_range(properties: List[Property], frame: av.VideoFrame) -> bool:
+    """Whether the item's levels are full range: as its ``nclx`` states (libheif reads it before
+    the HEVC VUI), else as the VUI does (FFmpeg's reading)."""
     for kind, payload in properties:
         if kind == b"colr" and payload[:4] == b"nclx" and len(payload) >= 11:
             return bool(payload[10] & 0x80)
-    return True
+    return frame.color_range != ColorRange.MPEG
 
 
 def _full_range_levels(luma: np.ndarray) -> np.ndarray:
