@@ -19,6 +19,7 @@ from PIL import Image
 from tmlsr_ray.pipeline.gainmap import (GAIN_MAP_QUALITY, GainMap, iso_version_only, log2_gain_map_metadata,
                                         with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import bits_per_channel, item_properties
+from tmlsr_ray.pipeline.heif_turns import heif_turned, quarter_turns, turn_properties
 
 APPLE_GAIN_MAP_URN = "urn:com:apple:photo:2020:aux:hdrgainmap"
 APPLE_HDR = "Apple HDR"  # GainMap.kind
@@ -154,24 +155,6 @@ def _transforms_to_apply(path: Path, gain_map_item: int) -> list:
     """The primary's ``irot`` and ``imir`` (in their order) where the gain map has none of its own:
     libheif turns the primary upright, and an auxiliary image by its own properties alone (an
     iPhone states the turn on its primary only), so the gain map was left as stored."""
-    own = [prop for prop in item_properties(path, gain_map_item) if prop[0] in (b"irot", b"imir")]
-    if own:
+    if turn_properties(item_properties(path, gain_map_item)):
         return []
-    return [prop for prop in item_properties(path, None) if prop[0] in (b"irot", b"imir")]
-
-
-def quarter_turns(transforms: list) -> int:
-    return sum(payload[0] & 3 for kind, payload in transforms if kind == b"irot" and payload)
-
-
-def heif_turned(image: np.ndarray, transforms: list) -> np.ndarray:
-    """``image`` through HEIF's irot (quarter turns anticlockwise) and imir in order, as libheif
-    turns the primary: its axis 0 flips top to bottom, 1 left to right."""
-    for kind, payload in transforms:
-        if not payload:
-            continue
-        if kind == b"irot":
-            image = np.rot90(image, payload[0] & 3)
-        else:
-            image = image[::-1] if payload[0] & 1 == 0 else image[:, ::-1]
-    return np.ascontiguousarray(image)
+    return turn_properties(item_properties(path, None))

@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 from av.video.reformatter import ColorRange
 
-from tmlsr_ray.pipeline.apple_hdr import heif_turned, quarter_turns
 from tmlsr_ray.pipeline.gainmap import (APP1, APP2, GAIN_MAP_QUALITY, ISO_GAIN_MAP_SIGNATURE, ISO_USE_BASE_COLOUR_SPACE,
                                         XMP_SIGNATURE, GainMap, hdrgm_xmp, icc_segments, iso_gain_map_numbers,
                                         iso_version_only, jpeg_segment, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import DamagedStructure, spatial_extent, tone_map_link
+from tmlsr_ray.pipeline.heif_turns import Property, heif_turned, quarter_turns, turn_properties
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
 
 ISO_HDR = "ISO 21496-1 HDR"  # GainMap.kind
@@ -37,7 +37,6 @@ HEVC_BLOCK = 64
 # width is no multiple of it is refused
 FFMPEG_ROW_ALIGNMENT = 64
 LINEAR_TRANSFER = 8  # H.273's transfer_characteristics
-Property = Tuple[bytes, bytes]
 
 
 def iso_gain_map(path: Path, primary_size: Tuple[int, int]) -> Tuple[Optional[GainMap], Optional[str]]:
@@ -98,7 +97,7 @@ def _fits(properties: List[Property], primary_size: Tuple[int, int]) -> bool:
     sizes its buffers by the coded picture."""
     coded = spatial_extent(properties)
     shown = _clean_aperture_size(properties) or coded
-    if quarter_turns(_turns(properties)) % 2:
+    if quarter_turns(turn_properties(properties)) % 2:
         shown = shown[::-1]
     return (shown[0] <= primary_size[0] and shown[1] <= primary_size[1]
             and max(coded) <= max(primary_size) + HEVC_BLOCK and min(coded) <= min(primary_size) + HEVC_BLOCK)
@@ -161,11 +160,7 @@ def _shown(levels: np.ndarray, properties: List[Property]) -> np.ndarray:
     if clap is not None:
         left, top, width, height = _clean_aperture(clap, levels.shape[1], levels.shape[0])
         levels = levels[top:top + height, left:left + width]
-    return heif_turned(levels, _turns(properties))
-
-
-def _turns(properties: List[Property]) -> List[Property]:
-    return [prop for prop in properties if prop[0] in (b"irot", b"imir")]
+    return heif_turned(levels, turn_properties(properties))
 
 
 def _clean_aperture_size(properties: List[Property]) -> Optional[Tuple[int, int]]:
