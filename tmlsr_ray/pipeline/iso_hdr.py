@@ -57,7 +57,7 @@ def iso_gain_map(path: Path, primary_size: Tuple[int, int]) -> Tuple[Optional[Ga
     except ValueError as exc:
         return None, BAD_METADATA.format(why=exc)
     if link.gain_map_type != b"hvc1":
-        return None, NOT_HEVC.format(kind=link.gain_map_type.decode("ascii", "backslashreplace"))
+        return None, NOT_HEVC.format(kind=repr(link.gain_map_type)[2:-1])  # its bytes, those unprintable escaped
     properties = link.gain_map_properties
     if spatial_extent(properties) is None:
         return None, DAMAGED.format(why="it states no size (ispe)")
