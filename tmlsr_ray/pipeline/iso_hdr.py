@@ -21,7 +21,7 @@ from tmlsr_ray.pipeline.gainmap import (APP1, APP2, GAIN_MAP_QUALITY, ISO_GAIN_M
                                         XMP_SIGNATURE, GainMap, hdrgm_xmp, icc_segments, iso_gain_map_numbers,
                                         iso_version_only, jpeg_segment, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import DamagedStructure, spatial_extent, tone_map_link
-from tmlsr_ray.pipeline.heif_turns import Property, heif_turned, quarter_turns, turn_properties
+from tmlsr_ray.pipeline.heif_turns import Property, heif_turned
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
 
 ISO_HDR = "ISO 21496-1 HDR"  # GainMap.kind
@@ -92,15 +92,23 @@ def _alternate_colour_space(tone_map_properties: List[Property]) -> Optional[byt
 
 
 def _fits(properties: List[Property], primary_size: Tuple[int, int]) -> bool:
-    """Whether the gain map (its ``ispe`` stated) as shown (its clean aperture, turned) is no wider and no higher than
-    its primary, and its coded picture no larger than that rounded up to HEVC's blocks: FFmpeg
-    sizes its buffers by the coded picture."""
-    coded = spatial_extent(properties)
-    shown = _clean_aperture_size(properties) or coded
-    if quarter_turns(turn_properties(properties)) % 2:
-        shown = shown[::-1]
+    """Whether the gain map as shown (:func:`_shown_size`) is no wider and no higher than its
+    primary, and its coded picture (its ``ispe``) no larger than that rounded up to HEVC's blocks:
+    FFmpeg sizes its buffers by the coded picture."""
+    coded, shown = spatial_extent(properties), _shown_size(properties)
     return (shown[0] <= primary_size[0] and shown[1] <= primary_size[1]
             and max(coded) <= max(primary_size) + HEVC_BLOCK and min(coded) <= min(primary_size) + HEVC_BLOCK)
+
+
+def _shown_size(properties: List[Property]) -> Tuple[int, int]:
+    """(width, height) of the item as :func:`_shown` shows it, from its ``ispe``."""
+    width, height = spatial_extent(properties)
+    for kind, payload in properties:
+        if kind == b"clap":
+            width, height = _clean_aperture(payload, width, height)[2:]
+        elif kind == b"irot" and payload[:1] and payload[0] & 1:
+            width, height = height, width
+    return width, height
 
 
 def _decoded(properties: List[Property], data: bytes, three_channels: bool) -> Optional[np.ndarray]:
@@ -153,22 +161,17 @@ def _full_range_levels(luma: np.ndarray) -> np.ndarray:
 
 
 def _shown(levels: np.ndarray, properties: List[Property]) -> np.ndarray:
-    """The decoded picture as a reader shows the item: its clean aperture (``clap``), then its own
-    ``irot`` and ``imir`` in their order, as ISO/IEC 23008-12 orders them. The primary's turns are
-    not its: each input of a derived picture is turned by its own."""
-    clap = next((payload for kind, payload in properties if kind == b"clap"), None)
-    if clap is not None:
-        left, top, width, height = _clean_aperture(clap, levels.shape[1], levels.shape[0])
-        levels = levels[top:top + height, left:left + width]
-    return heif_turned(levels, turn_properties(properties))
-
-
-def _clean_aperture_size(properties: List[Property]) -> Optional[Tuple[int, int]]:
-    clap = next((payload for kind, payload in properties if kind == b"clap"), None)
-    coded = spatial_extent(properties)
-    if clap is None or coded is None:
-        return None
-    return _clean_aperture(clap, *coded)[2:]
+    """The decoded picture as a reader shows the item: its clean aperture (``clap``), ``irot`` and
+    ``imir`` applied in the order it lists them, as libheif applies them to the primary (ISO/IEC
+    23008-12 requires clap, then irot, then imir). The primary's are not its: each input of a
+    derived picture is turned by its own."""
+    for kind, payload in properties:
+        if kind == b"clap":
+            left, top, width, height = _clean_aperture(payload, levels.shape[1], levels.shape[0])
+            levels = levels[top:top + height, left:left + width]
+        elif kind in (b"irot", b"imir"):
+            levels = heif_turned(levels, [(kind, payload)])
+    return np.ascontiguousarray(levels)
 
 
 def _clean_aperture(clap: bytes, width: int, height: int) -> Tuple[int, int, int, int]:
