@@ -150,6 +150,16 @@ def test_numbers_over_one_common_denominator_are_read(tmp_path):
         "2.500000", "0.015625")
 
 
+def test_numbers_over_one_common_denominator_are_written_each_its_own_fraction(tmp_path):
+    """libultrahdr's common denominator (flag 0x08) is reserved in ISO 21496-1 as published: Skia
+    and libavif read each number as its own fraction, and read the segment written through wrong."""
+    metadata = _common_denominator([0, 160, 0, 160, 64, 1, 1])
+    gain_map = probe_image(_android_heic(tmp_path / "android.heic", metadata=metadata), 10**8).gain_map
+    stops, offset = Fraction(5, 2), Fraction(1, 64)
+    assert b"urn:iso:std:iso:ts:21496:-1\0" + iso_gain_map_metadata(0, stops, [(0, stops, 1, offset, offset)]) \
+        + b"\xff" in gain_map.jpeg
+
+
 def _cut_mdat(path):
     data = path.read_bytes()
     path.write_bytes(data[:-10])

@@ -74,6 +74,9 @@ LEAST_GAIN_MAP_QUALITY = 80
 # ISO 21496-1's flags (libultrahdr's reading): three channels, applied in the primary's colour space,
 # from an HDR base towards SDR, one denominator for all the numbers
 ISO_MULTICHANNEL, ISO_USE_BASE_COLOUR_SPACE, ISO_BACKWARD_DIRECTION, ISO_COMMON_DENOMINATOR = 0x80, 0x40, 0x04, 0x08
+# its numbers, each a numerator and a denominator: the base and alternate headroom (unsigned), then
+# each channel's gain map min and max (signed), gamma (unsigned), base and alternate offset (signed)
+ISO_FRACTIONS, ISO_CHANNEL_FRACTIONS = ">IIII", "iIiIIIiIiI"
 MOST_STOPS = 128  # 2 to this power is past a single-precision float's range
 
 
@@ -101,6 +104,7 @@ class GainMapNumbers:
     alternate_headroom: Fraction
     # each channel's (gain map min, max, gamma, base offset, alternate offset): one, or red, green, blue
     channels: Tuple[Tuple[Fraction, ...], ...]
+    use_base_colour_space: bool = True  # else applied in the alternate picture's colour space
 
 
 def log2_gain_map_metadata(max_stops: float) -> bytes:
@@ -109,11 +113,25 @@ def log2_gain_map_metadata(max_stops: float) -> bytes:
     on a display of ``max_stops`` of headroom and not at all on an SDR one."""
     stops = Fraction(max_stops).limit_denominator(1_000_000)
     numbers = GainMapNumbers(Fraction(0), stops, ((Fraction(0), stops, Fraction(1), Fraction(0), Fraction(0)),))
-    # libultrahdr's order: base and alternate headroom, then the channel's min, max, gamma and offsets
-    fractions = [(0, 1), (stops.numerator, stops.denominator), (0, 1), (stops.numerator, stops.denominator),
-                 (1, 1), (0, 1), (0, 1)]
-    iso = struct.pack(">HHB", 0, 0, ISO_USE_BASE_COLOUR_SPACE) + b"".join(struct.pack(">iI", *f) for f in fractions)
-    return jpeg_segment(APP1, XMP_SIGNATURE + hdrgm_xmp(numbers)) + jpeg_segment(APP2, ISO_GAIN_MAP_SIGNATURE + iso)
+    return gain_map_segments(numbers)
+
+
+def gain_map_segments(numbers: GainMapNumbers) -> bytes:
+    """A gain map's XMP (hdrgm) and ISO 21496-1 segments stating ``numbers``."""
+    return (jpeg_segment(APP1, XMP_SIGNATURE + hdrgm_xmp(numbers))
+            + jpeg_segment(APP2, ISO_GAIN_MAP_SIGNATURE + iso_gain_map_payload(numbers)))
+
+
+def iso_gain_map_payload(numbers: GainMapNumbers) -> bytes:
+    """ISO 21496-1's metadata of ``numbers`` as its APP2 segment holds it past the signature:
+    versions 0, its flags, then each number its own fraction. libultrahdr's common denominator
+    (flag 0x08) is reserved in ISO 21496-1 as published: Skia and libavif read no such form."""
+    flags = ((ISO_MULTICHANNEL if len(numbers.channels) == 3 else 0)
+             | (ISO_USE_BASE_COLOUR_SPACE if numbers.use_base_colour_space else 0))
+    values = (numbers.base_headroom, numbers.alternate_headroom, *chain.from_iterable(numbers.channels))
+    pairs = [part for value in values for part in (value.numerator, value.denominator)]
+    return struct.pack(">HHB", 0, 0, flags) + struct.pack(ISO_FRACTIONS + ISO_CHANNEL_FRACTIONS * len(numbers.channels),
+                                                           *pairs)
 
 
 def iso_gain_map_numbers(iso: bytes) -> GainMapNumbers:
@@ -131,12 +149,13 @@ def iso_gain_map_numbers(iso: bytes) -> GainMapNumbers:
             values = struct.unpack_from(">" + "iiIii" * channel_count, iso, 17)
             fractions = [Fraction(value, denominator) for value in (base, alternate, *values)]
         else:
-            pairs = struct.unpack_from(">IIII" + "iIiIIIiIiI" * channel_count, iso, 5)
+            pairs = struct.unpack_from(ISO_FRACTIONS + ISO_CHANNEL_FRACTIONS * channel_count, iso, 5)
             fractions = [Fraction(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
     except (struct.error, ZeroDivisionError) as exc:
         raise ValueError("cut short or a zero denominator") from exc
     numbers = GainMapNumbers(fractions[0], fractions[1],
-                             tuple(tuple(fractions[2 + 5 * c:7 + 5 * c]) for c in range(channel_count)))
+                             tuple(tuple(fractions[2 + 5 * c:7 + 5 * c]) for c in range(channel_count)),
+                             bool(flags & ISO_USE_BASE_COLOUR_SPACE))
     _check_hdrgm_numbers(numbers)
     return numbers
 

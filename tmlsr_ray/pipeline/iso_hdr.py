@@ -1,7 +1,7 @@
 """An Android HDR photo (no Ray, no HTTP): a HEIC whose gain map is stored the ISO 21496-1 way
 (Android 15 on, and iOS 18 besides Apple's own): a hidden HEVC item, linked with the primary by a
 derived ``tmap`` item whose payload is ISO 21496-1's metadata, made the gain map of an Ultra HDR
-JPEG: its levels as stored, its metadata written through in the ISO 21496-1 segment and mirrored
+JPEG: its levels as stored, its metadata's numbers written in the ISO 21496-1 segment and mirrored
 in hdrgm's XMP. pillow-heif reads no hidden item: the boxes are followed here
 (:func:`~tmlsr_ray.pipeline.heif_boxes.tone_map_link`) and FFmpeg's HEVC decoder decodes the map.
 """
@@ -17,9 +17,8 @@ import cv2
 import numpy as np
 from av.video.reformatter import ColorRange
 
-from tmlsr_ray.pipeline.gainmap import (APP1, APP2, GAIN_MAP_QUALITY, ISO_GAIN_MAP_SIGNATURE, ISO_USE_BASE_COLOUR_SPACE,
-                                        XMP_SIGNATURE, GainMap, hdrgm_xmp, icc_segments, iso_gain_map_numbers,
-                                        iso_version_only, jpeg_segment, with_metadata)
+from tmlsr_ray.pipeline.gainmap import (GAIN_MAP_QUALITY, GainMap, gain_map_segments, icc_segments,
+                                        iso_gain_map_numbers, iso_version_only, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import DamagedStructure, spatial_extent, tone_map_link
 from tmlsr_ray.pipeline.heif_turns import Property, heif_turned
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
@@ -69,9 +68,8 @@ def iso_gain_map(path: Path, primary_size: Tuple[int, int]) -> Tuple[Optional[Ga
     ok, jpeg = cv2.imencode(".jpg", _shown(levels, properties), [cv2.IMWRITE_JPEG_QUALITY, GAIN_MAP_QUALITY])
     if not ok:
         return None, DAMAGED.format(why="it could not be encoded as jpeg")
-    metadata = (jpeg_segment(APP1, XMP_SIGNATURE + hdrgm_xmp(numbers))
-                + jpeg_segment(APP2, ISO_GAIN_MAP_SIGNATURE + link.metadata[1:]))
-    if not link.metadata[5] & ISO_USE_BASE_COLOUR_SPACE:  # its flags, past the versions
+    metadata = gain_map_segments(numbers)
+    if not numbers.use_base_colour_space:
         metadata += icc_segments(_alternate_colour_space(link.tone_map_properties) or b"")
     return GainMap(with_metadata(jpeg.tobytes(), metadata), metadata, "1.0", iso_version_only(), ISO_HDR), None
 
