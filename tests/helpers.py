@@ -567,6 +567,37 @@ def joined_recordings(path: Path, starts: Sequence[float], frames: int = 24, rat
     return path
 
 
+def joined_fragments(path: Path, starts: Sequence[float], frames: int = 48, rate: int = 24) -> Path:
+    """CMAF segments (fragmented MP4) joined after the first part's init segment, as HLS and DASH
+    downloaders write them, each part's fragments starting at its ``starts`` second (their tfdt):
+    across a discontinuity (an ad break, a stream restart) a part starts at 0 again. Each part:
+    H.264 with B-frames, a fragment a GOP, and AAC audio."""
+    parts = [make_clip(path.with_name(f"{path.stem}-part{n}.mp4"), frames=frames, rate=rate, options={"g": "12", "bf": "2"},
+                       container_options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+             for n in range(len(starts))]
+    with av.open(str(parts[0])) as first:
+        timescales = {stream.id: 1 / stream.time_base for stream in first.streams}
+    data = parts[0].read_bytes()
+    init = b"".join(data[start - 8:end] for kind, start, end in boxes(data) if kind not in (b"moof", b"mdat"))
+    path.write_bytes(init + b"".join(_fragments_moved(part.read_bytes(), start, timescales)
+                                     for part, start in zip(parts, starts)))
+    return path
+
+
+def _fragments_moved(data: bytes, seconds: float, timescales) -> bytes:
+    """The fragments (moof and mdat boxes) of a fragmented MP4, each track's tfdt ``seconds`` on."""
+    moved = bytearray(data)
+    for kind, start, end in boxes(data):
+        for traf_start, traf_end in [(s, e) for k, s, e in boxes(data, start, end) if kind == b"moof" and k == b"traf"]:
+            inner = {k: s for k, s, _ in boxes(data, traf_start, traf_end)}
+            track = struct.unpack(">I", data[inner[b"tfhd"] + 4:inner[b"tfhd"] + 8])[0]
+            shape = ">Q" if data[inner[b"tfdt"]] == 1 else ">I"
+            at = inner[b"tfdt"] + 4
+            base = struct.unpack_from(shape, data, at)[0]
+            struct.pack_into(shape, moved, at, base + round(seconds * timescales[track]))
+    return b"".join(bytes(moved[start - 8:end]) for kind, start, end in boxes(data) if kind in (b"moof", b"mdat"))
+
+
 def programme_on_new_pids(path: Path, frames: int = 24, rate: int = 12) -> Path:
     """HLS segments joined (yt-dlp, a stream recorder) across an ad break whose segments carry
     their programme on other PIDs: FFmpeg's probe ends before the new PMT's streams show a packet,

@@ -36,26 +36,40 @@ def top_level_box(file: BinaryIO, wanted: bytes, limit: Optional[int] = None) ->
     """Where the file's first top-level box of type ``wanted`` has its payload, and the payload
     (one running to the end of the file read up to ``limit`` bytes); None where the file has no
     such box, or its payload is over ``limit`` bytes."""
+    for kind, at, header, size in _top_level_heads(file):
+        if kind != wanted:
+            continue
+        if size == 0:
+            file.seek(at + header)
+            return at + header, file.read(-1 if limit is None else limit)
+        if size < header or (limit is not None and size - header > limit):
+            return None
+        file.seek(at + header)
+        return at + header, file.read(size - header)
+    return None
+
+
+def has_top_level_box(file: BinaryIO, wanted: bytes) -> bool:
+    """Whether the file has a top-level box of type ``wanted``, its payload left unread."""
+    return any(kind == wanted for kind, *_ in _top_level_heads(file))
+
+
+def _top_level_heads(file: BinaryIO) -> Iterator[Tuple[bytes, int, int, int]]:
+    """(type, where it starts, its header's length, its size: 0 where it runs to the end) of each
+    top-level box, read from its header alone."""
     at = 0
     while True:
         file.seek(at)
         head = file.read(16)
         if len(head) < 8:
-            return None
+            return
         size, kind = struct.unpack(">I4s", head[:8])
         header = 8
         if size == 1:
             if len(head) < 16:
-                return None
+                return
             size, header = struct.unpack(">Q", head[8:16])[0], 16
-        if kind == wanted:
-            if size == 0:
-                file.seek(at + header)
-                return at + header, file.read(-1 if limit is None else limit)
-            if size < header or (limit is not None and size - header > limit):
-                return None
-            file.seek(at + header)
-            return at + header, file.read(size - header)
+        yield kind, at, header, size
         if size < header:  # size 0 (the rest of the file) or broken: nothing follows
-            return None
+            return
         at += size

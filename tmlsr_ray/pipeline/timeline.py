@@ -10,6 +10,15 @@ FFmpeg's own command line closes these jumps for the formats that allow them (it
 keeps its own sync. Here that is a stream copy of the source, in its own format, with the jumps
 closed, which the rest of the pipeline then reads as any other source.
 
+A fragmented MP4's clock may restart too: CMAF segments (HLS, DASH) joined after their init
+segment, as downloaders write them, state each fragment's start (its ``tfdt``), which goes back
+to 0 at a discontinuity (an ad break, a stream restart). FFmpeg's MP4 demuxer takes a fragment
+whose times go back for one that overlaps the last (the same times read twice) and flags every
+sample of its first run at or before the time it had reached discard: the decoder drops them,
+that fragment's frames and sound lost at each restart without a word. The copy closes such jumps
+back as a transport stream's (and so reads them all); a jump forward in an MP4 is time the file
+states, lost by no one, and stays.
+
 A bit error in one PES header is no jump: one packet's time is far off while the packets on
 either side of it run on from each other (a jump moves every packet after it). Left in, it froze a
 frame or delayed a sound for the hours it was off, and the output lasted as long. The copy places
@@ -28,6 +37,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 import av
 
 from tmlsr_ray.pipeline.decode import JUMP_BACK_S, demux, ffmpeg_message, open_container
+from tmlsr_ray.pipeline.isobmff import has_top_level_box
 
 logger = logging.getLogger(__name__)
 
@@ -39,24 +49,31 @@ CLOSED_FORMATS = ("mpegts",)
 # still throw off alone: an FLV video tag's time 3,000 s late froze a 2 s clip's frame for 100 minutes
 STRAY_FORMATS = ("flv",)
 FLV_LATEST_S = Fraction(1 << 31, 1000)  # FLV's times are signed 32-bit milliseconds: no copy holds a later one
+# The MP4 family's demuxer: where the file is fragmented (a moof box), a fragment's times may go back
+FRAGMENTED_FORMAT = "mov,mp4,m4a,3gp,3g2,mj2"
+# A fragmented MP4's copy is written fragmented too, as FFmpeg writes one, so it is read as its source was
+# (the MP4 muxer's edit list moved a copy's B-frame delay 4 ticks off its own)
+FRAGMENTED_COPY = {"format": "mp4", "options": {"movflags": "frag_keyframe+empty_moov+default_base_moof"}}
 JUMP_FORWARD_S = Fraction(10)  # FFmpeg's dts_delta_threshold
 CONTINUOUS_KINDS = ("video", "audio")  # the streams a jump of the clock shows in: subtitles come and go
 
 
 def continuous_source(path: Path, repaired: Path) -> Path:
     """``path`` itself where its clock runs on, else a copy at ``repaired`` with the jumps closed
-    and the strays placed (an FLV's strays only), or ``path`` again, with a warning, where the copy
-    cannot be written."""
+    (a fragmented MP4's jumps back only) and the strays placed (an FLV's strays only), or ``path``
+    again, with a warning, where the copy cannot be written."""
     with open_container(path) as source:
-        closed = source.format.name in CLOSED_FORMATS
-        if not closed and source.format.name not in STRAY_FORMATS:
+        format_name = source.format.name
+        closed = format_name in CLOSED_FORMATS
+        restarts = format_name == FRAGMENTED_FORMAT and _is_fragmented(path)
+        if not closed and not restarts and format_name not in STRAY_FORMATS:
             return path
         times = _packet_times(source)
-    strays = _strays(times)
-    jumps = _jumps(times, strays) if closed else []
+    strays = {} if restarts else _strays(times)  # an MP4's times come from its tables: no bit error moves one
+    jumps = _jumps(times, strays, back_only=restarts) if closed or restarts else []
     if not jumps and not strays:
         return path
-    shift = Fraction(0) if closed else _flv_shift(times, strays)
+    shift = _flv_shift(times, strays) if format_name in STRAY_FORMATS else Fraction(0)
     if shift is None:
         return path
     try:
@@ -70,6 +87,12 @@ def continuous_source(path: Path, repaired: Path) -> Path:
     logger.info("%s: its clock jumps %s times and %s packets have a stray time; they are mended in %s",
                 path.name, len(jumps), len(strays), repaired.name)
     return repaired
+
+
+def _is_fragmented(path: Path) -> bool:
+    """Whether an MP4 holds fragments: an unfragmented one's sample tables hold no time that goes back."""
+    with path.open("rb") as file:
+        return has_top_level_box(file, b"moof")
 
 
 class _Times(NamedTuple):
@@ -119,10 +142,11 @@ class _StreamTimes:
     def __iter__(self) -> Iterator[_Times]:
         return (self[at] for at in range(len(self)))
 
-    def is_step(self, dts: int, expected: int, latest: int) -> bool:
+    def is_step(self, dts: int, expected: int, latest: int, back_only: bool = False) -> bool:
         """Whether a decode time steps from where it was expected, given the latest start before
-        it (FFmpeg's: over 10 s forward, or back by more than 0.1 s); all in this stream's ticks."""
-        return dts - expected > self.forward_ticks or latest - dts > self.back_ticks
+        it (FFmpeg's: over 10 s forward, or back by more than 0.1 s; ``back_only``: back only);
+        all in this stream's ticks."""
+        return latest - dts > self.back_ticks or (not back_only and dts - expected > self.forward_ticks)
 
     def steps_from(self, before: _Times, packet: _Times) -> bool:
         """Whether ``packet`` steps from ``before``, the packet before it in this stream."""
@@ -172,15 +196,16 @@ class _Jump:
         return self.offset if number >= self.at.get(index, self.first) else before
 
 
-def _jumps(times: Dict[int, _StreamTimes], strays: Dict[int, Tuple[Optional[int], int]]) -> List[_Jump]:
-    """The jumps of the clock: a step seen in every continuous stream that runs on both sides of
-    it, at about the same time before and after; a step in one stream alone is a gap in it (an
-    audio dropout while the video runs on), left as it is.
+def _jumps(times: Dict[int, _StreamTimes], strays: Dict[int, Tuple[Optional[int], int]],
+           back_only: bool = False) -> List[_Jump]:
+    """The jumps of the clock (``back_only``: its jumps back): a step seen in every continuous
+    stream that runs on both sides of it, at about the same time before and after; a step in one
+    stream alone is a gap in it (an audio dropout while the video runs on), left as it is.
 
     The offset puts each part one step after the last: no stream's next part starts before its
     last part ended (where a part's audio outlasts its video, the last frame before the join shows
     a little longer), so each part keeps its audio in sync, none of it lost."""
-    steps, spans = _steps(times, strays)
+    steps, spans = _steps(times, strays, back_only)
     jumps: List[_Jump] = []
     offset = Fraction(0)
     taken: Set[Tuple[int, int]] = set()
@@ -202,9 +227,10 @@ def _jumps(times: Dict[int, _StreamTimes], strays: Dict[int, Tuple[Optional[int]
     return jumps
 
 
-def _steps(times: Dict[int, _StreamTimes], strays) -> Tuple[Dict[int, List[_Step]], Dict[int, Tuple[int, int]]]:
-    """Each continuous stream's steps (FFmpeg's: over 10 s forward, or back by more than 0.1 s),
-    the ``strays`` passed over, and the first and last packet it has."""
+def _steps(times: Dict[int, _StreamTimes], strays,
+           back_only: bool = False) -> Tuple[Dict[int, List[_Step]], Dict[int, Tuple[int, int]]]:
+    """Each continuous stream's steps (FFmpeg's: over 10 s forward, or back by more than 0.1 s;
+    ``back_only``: back only), the ``strays`` passed over, and the first and last packet it has."""
     steps: Dict[int, List[_Step]] = {}
     spans: Dict[int, Tuple[int, int]] = {}
     for index, packets in times.items():
@@ -214,7 +240,7 @@ def _steps(times: Dict[int, _StreamTimes], strays) -> Tuple[Dict[int, List[_Step
         for packet in packets:
             if packet.number in strays:
                 continue
-            if expected is not None and packets.is_step(packet.dts, expected, latest):
+            if expected is not None and packets.is_step(packet.dts, expected, latest, back_only):
                 steps[index].append(_Step(packet.number, expected * packets.tick, packet.stamp))
                 latest = packet.dts
             latest = max(packet.dts, latest) if expected is not None else packet.dts
@@ -305,7 +331,7 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[i
     """Every stream copied packet for packet into ``repaired``, the ``strays`` placed by their
     neighbours, each packet moved by the offset of the last jump its stream has taken, and all by
     ``shift`` seconds."""
-    with open_container(path) as source, av.open(str(repaired), "w", format=source.format.name.split(",")[0]) as out:
+    with open_container(path) as source, av.open(str(repaired), "w", **_copy_format(source.format.name)) as out:
         out.metadata.update(source.metadata)
         copies = {}
         for stream in source.streams:
@@ -327,3 +353,7 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[i
             packet.stream = copies[packet.stream.index]
             out.mux(packet)
 
+
+def _copy_format(format_name: str) -> Dict:
+    """``av.open``'s arguments for a copy of a source whose demuxer is ``format_name``: its own format."""
+    return FRAGMENTED_COPY if format_name == FRAGMENTED_FORMAT else {"format": format_name.split(",")[0]}
