@@ -22,7 +22,7 @@ import pytest
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
                            cut_and_decode, cut_mid_gop, first_keyframe_wiped, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
-                           joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
+                           joined_fragments, joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
                            trim_by_edit_list, video_tracks, with_ass, with_dolby_vision_config, with_audio_frames_bundled, with_audio_time_wrong, with_mov_text,
                            whole_decode, with_attachments, with_telemetry_and_cover, with_track_emptied, with_unknown_codec,
                            without_frame_durations, with_every_frame_keyed, packed_b_frames_avi, with_container_colour,
@@ -648,6 +648,19 @@ def test_recordings_whose_clock_jumps_come_out_as_one_video_cut_into_segments(tm
     assert np.allclose(np.delete(steps, 23), 1 / 12, atol=0.001) and 1 / 12 - 0.001 <= steps[23] <= 1 / 12 + 0.25
     with av.open(str(tmp_path / "out.mp4")) as out:
         assert float(out.duration / av.time_base) == pytest.approx(4.1, abs=0.2)
+
+
+def test_a_fragmented_mp4_whose_fragment_times_restart_comes_out_with_every_frame_and_its_audio(tmp_path,
+                                                                                                 smooth_model):
+    """CMAF segments joined across a discontinuity, each part's tfdt from 0: FFmpeg flagged the
+    first fragment after the restart discard, and the output held 84 of the 96 frames, unsaid."""
+    path = continuous_source(joined_fragments(tmp_path / "joined.mp4", (0, 0)), tmp_path / "continuous.mp4")
+    _, plan, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, ONE_SECOND, tmp_path / "pieces")
+    frames, _, streams = output_frames(tmp_path / "out.mp4")
+    times = [t for t, _ in frames]
+    assert report.frames == len(frames) == 96 and ("audio", "aac") in streams
+    assert all(b > a for a, b in zip(times, times[1:]))
+    assert _decoded_audio(tmp_path / "out.mp4")[1] >= 2 * _decoded_audio(tmp_path / "joined-part0.mp4")[1] - 1024
 
 
 def test_a_broadcast_with_a_bit_error_in_two_pes_times_lasts_as_long_as_its_frames(tmp_path, smooth_model):
