@@ -381,7 +381,6 @@ def test_damaged_packets_of_a_whole_decode_show_the_frame_before_in_their_place_
     assert stamps == decoded(path.with_name("in" + path.suffix))[0] and repeats(frames) == len(damaged)
 
 
-
 @pytest.mark.parametrize("damaged", [20, 30])
 def test_a_raw_streams_damaged_frame_is_stood_in_for_at_its_place_in_decode_order(tmp_path, damaged):
     """A raw stream's frames carry no time to find a lost frame's place by: its stand-in went in as
@@ -392,6 +391,18 @@ def test_a_raw_streams_damaged_frame_is_stood_in_for_at_its_place_in_decode_orde
     _, frames = decoded(path, DamagedPackets(repeat=True))
     stand_ins = [index for index in range(1, len(frames)) if np.array_equal(frames[index], frames[index - 1])]
     assert len(stand_ins) == 1 and abs(stand_ins[0] - damaged) <= 2
+
+
+@pytest.mark.parametrize("damaged", [[12, 13], [20, 21]])
+def test_a_raw_streams_frames_lost_one_after_another_are_stood_in_for_one_after_another(tmp_path, damaged):
+    """Two packets lost side by side in a raw stream: the second's stand-in went in after the
+    frame that followed the first's (frames 20 and 22 for packets 20 and 21), that frame shown
+    between two copies of the one before."""
+    path = damaged_raw_stream(tmp_path, None, damaged, keep=5)
+    _, frames = decoded(path, DamagedPackets(repeat=True))
+    stand_ins = [index for index in range(1, len(frames)) if np.array_equal(frames[index], frames[index - 1])]
+    assert len(stand_ins) == 2 and stand_ins[1] == stand_ins[0] + 1 and abs(stand_ins[0] - damaged[0]) <= 2
+
 
 def test_a_video_most_of_whose_frames_are_damaged_fails_even_when_damage_is_repeated(tmp_path):
     """FFmpeg's command line gives up past two thirds (its -max_error_rate)."""

@@ -753,7 +753,7 @@ def _stood_in(frames: Iterator, damaged: DamagedPackets, info: VideoInfo) -> Ite
         if owed and last is not None:
             timed = frame.pts is not None and last.pts is not None
             room = (round((frame.pts - last.pts) / step) - 1 if timed
-                    else sum(place <= given for place in damaged.places[damaged.repeated:damaged.dropped]))
+                    else _due_in_decode_order(damaged.places[damaged.repeated:damaged.dropped], given))
             for _ in range(max(0, min(owed, room))):
                 damaged.repeated += 1
                 given += 1
@@ -764,6 +764,17 @@ def _stood_in(frames: Iterator, damaged: DamagedPackets, info: VideoInfo) -> Ite
     while last is not None and damaged.repeated < damaged.dropped:
         damaged.repeated += 1
         yield last
+
+
+def _due_in_decode_order(places: Sequence[int], given: int) -> int:
+    """How many stand-ins go in before the next frame, where ``given`` frames went before it: of
+    the lost packets' ``places`` in decode order (increasing), those reached as each stand-in
+    moves that frame on by one (counted at once, a second packet lost next to the first went in
+    after the frame that followed, and a burst's spread over twice its length)."""
+    due = 0
+    while due < len(places) and places[due] <= given + due:
+        due += 1
+    return due
 
 
 # Frames decoded after one whose earliest time it may take (see _times_in_order)
