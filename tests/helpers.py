@@ -926,6 +926,33 @@ def with_packets_damaged(source: Path, path: Path, damaged: Sequence[int], keep:
     is still read as one, its slice refused; in a raw H.264 stream, its start code and first NAL's
     header). ``format``: the muxer, where the source's demuxer names none (``mpeg2video`` for an
     ``.m2v``)."""
+    def overwritten(index: int, data: bytes) -> bytes:
+        return data[:keep] + b"\xff" * (len(data) - keep) if index in damaged else data
+
+    return with_video_packets_rewritten(source, path, overwritten, format)
+
+
+def with_frames_hidden(source: Path, path: Path, hidden: Sequence[int]) -> Path:
+    """A VP8 source remuxed with its video packets at ``hidden`` (places in decode order) flagged
+    not shown (show_frame cleared), as an encoder's alternate reference frames are: decoded into
+    the references, never shown, a good stream's packets that give no frame."""
+    def unshown(index: int, data: bytes) -> bytes:
+        return bytes([data[0] & ~0x10]) + data[1:] if index in hidden else data
+
+    return with_video_packets_rewritten(source, path, unshown)
+
+
+def vp8_with_hidden_frames(tmp_path: Path) -> Path:
+    """48 VP8 frames at 24 fps from libvpx asked for alternate references (this libvpx makes none
+    in one pass), packets 5, 17 and 30 flagged not shown as an alternate reference is."""
+    source = make_clip(tmp_path / "in.webm", frames=48, rate=24, audio=False, codec="libvpx",
+                       options={"auto-alt-ref": "1", "lag-in-frames": "16"})
+    return with_frames_hidden(source, tmp_path / "hidden.webm", [5, 17, 30])
+
+
+def with_video_packets_rewritten(source: Path, path: Path, rewrite, format: str | None = None) -> Path:
+    """The source remuxed with each video packet's data as ``rewrite(index, data)`` gives it
+    (index: its place among the video's, in decode order), times and flags kept."""
     with av.open(str(source)) as inp, av.open(str(path), "w", format=format or inp.format.name.split(",")[0]) as out:
         copies = {s.index: out.add_stream_from_template(s, opaque=True) for s in inp.streams}
         video = 0
@@ -934,8 +961,10 @@ def with_packets_damaged(source: Path, path: Path, damaged: Sequence[int], keep:
                 continue
             copy = packet
             if packet.stream.type == "video":
-                if video in damaged:
-                    copy = av.Packet(bytes(packet)[:keep] + b"\xff" * (packet.size - keep))
+                data = bytes(packet)
+                rewritten = rewrite(video, data)
+                if rewritten != data:
+                    copy = av.Packet(rewritten)
                     copy.pts, copy.dts, copy.duration = packet.pts, packet.dts, packet.duration
                     copy.time_base, copy.is_keyframe = packet.time_base, packet.is_keyframe
                 video += 1

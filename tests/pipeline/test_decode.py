@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import (SHARED, camcorder_dv, cut_and_decode, cut_mid_gop, damaged_raw_stream, interlaced_clip,
                            make_clip, mpeg2_back_to_back, video_tracks, video_under_a_smaller_header, with_box_field,
-                           with_packets_damaged)
+                           vp8_with_hidden_frames, with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
 from tmlsr_ray.pipeline import decode as decode_stage
@@ -321,6 +321,35 @@ def test_a_whole_decode_of_a_recording_started_inside_a_gop_is_not_decoded_again
     told = decode_stage.damage_told_on_one_thread
     monkeypatch.setattr(decode_stage, "damage_told_on_one_thread", lambda *args: again.append(args) or told(*args))
     assert len(decoded(path)[0]) == len(from_first_keyframe(path)) and not again
+
+
+def shown_stamps(path):
+    """The times of the frames one thread decodes of the stream, as FFmpeg gives them."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "SLICE"
+        return [frame.pts for frame in container.decode(stream)]
+
+
+def test_a_whole_decode_of_a_vp8_stream_with_hidden_frames_is_not_decoded_again(tmp_path, monkeypatch):
+    """Its hidden packets give no frame, and the decode came short of its packets: decoded twice
+    again, on one thread, to find damage it has not (three decodes for every such video)."""
+    path = vp8_with_hidden_frames(tmp_path)
+    again = []
+    told = decode_stage.damage_told_on_one_thread
+    monkeypatch.setattr(decode_stage, "damage_told_on_one_thread", lambda *args: again.append(args) or told(*args))
+    stamps, _ = decoded(path)
+    assert len(stamps) == 45 and stamps == shown_stamps(path) and not again
+
+
+@pytest.mark.parametrize("packet, seconds", [(20, r"0\.8\d"), (47, r"1\.9\d")])
+def test_a_damaged_packet_of_a_vp8_stream_with_hidden_frames_fails_the_whole_decode_saying_where(
+        tmp_path, packet, seconds):
+    """Its hidden packets are not counted as damage, nor do they hide a damaged one (the last,
+    drained by frame threads without a word)."""
+    path = with_packets_damaged(vp8_with_hidden_frames(tmp_path), tmp_path / "damaged.webm", [packet], keep=3)
+    with pytest.raises(InputError, match=rf"^video could not be decoded: a frame at about {seconds} s is damaged"):
+        decoded(path)
 
 
 def from_first_keyframe(path):

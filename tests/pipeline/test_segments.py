@@ -28,9 +28,10 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broad
                            without_frame_durations, with_every_frame_keyed, packed_b_frames_avi, with_container_colour,
                            programme_on_new_pids, media_recorder_webm, microsoft_video_1_8bit_avi, with_last_audio_tag_recoded,
                            with_adts_header_broken, audio_layout_switch_ts, cut_inside_packet, mpeg2_back_to_back,
-                           with_box_field)
+                           with_box_field, vp8_with_hidden_frames)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.realesrgan import RealESRGANModel
+from tmlsr_ray.pipeline import decode as decode_stage
 from tmlsr_ray.pipeline.audio_line import AudioLine
 from tmlsr_ray.pipeline.codecs import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat,
                                       output_container, task_codecs_available)
@@ -2066,3 +2067,15 @@ def test_an_h264_keyframe_growing_the_picture_over_the_pixel_limit_is_refused(tm
 def test_a_keyframe_growing_the_picture_to_exactly_the_pixel_limit_is_planned_at_its_size(tmp_path):
     path = growing_recording(tmp_path / "call.webm", [((64, 48), 4), ((200, 100), 4)])
     assert plan_segments(path, probe_video(path), Cutting(), max_pixels=200 * 100).picture_size == (200, 100)
+
+
+def test_segments_of_a_vp8_stream_with_hidden_frames_are_not_decoded_again(tmp_path, monkeypatch):
+    """A segment owning a hidden packet (an alternate reference) comes short of its planned frames
+    by it: each such segment was decoded twice again, on one thread, to find damage it has not."""
+    path = vp8_with_hidden_frames(tmp_path)
+    again = []
+    told = decode_stage.damage_told_on_one_thread
+    monkeypatch.setattr(decode_stage, "damage_told_on_one_thread", lambda *args: again.append(args) or told(*args))
+    plan, frames = cut_and_decode(path, Cutting(segment_s=0.5))
+    assert len(plan.segments) == 5 and [pts for pts, _ in frames] == [pts for pts, _ in whole_decode(path)]
+    assert len(frames) == 45 and not again

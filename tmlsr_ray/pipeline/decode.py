@@ -32,6 +32,7 @@ from av.video.reformatter import Interpolation
 from tmlsr_ray.models.yuv import (BY_PRIMARIES, REFUSED_MATRICES, SITINGS, SWS_MATRIX, SWS_READS, UNTAGGED, YCGCO,
                                   Siting, Yuv420, Yuv420Frames, decoded_layout, nearest_sws_matrix, yuv420_to_rgb)
 from tmlsr_ray.pipeline.colour import mastering_params
+from tmlsr_ray.pipeline.vpx_header import shows_no_frame
 from tmlsr_ray.errors import CanceledError, InputError
 
 COLOR_FIELDS = ("color_primaries", "color_trc", "colorspace", "color_range")
@@ -195,6 +196,9 @@ class DamagedPackets:
         # inside a GOP, an open GOP's leading pictures): they decode to nothing, their references
         # missing, with no word unless concealed errors are told
         self.lead = 0
+        # packets whose own headers show no picture (VP8/VP9 alternate references; of a segment,
+        # those it owns): a good stream gives that many fewer frames, and came short at every decode
+        self.unshown = 0
         self._keyframe_read = False
         self._keyframe_pts: Optional[int] = None  # the first keyframe's
         # errors the decoder conceals are told (see damage_told_on_one_thread): the lead's are not
@@ -215,7 +219,7 @@ class DamagedPackets:
 
     def restart(self) -> None:
         """Counts afresh, for the decode done again."""
-        self.read = self.damaged = self.dropped = self.frames = self.lead = 0
+        self.read = self.damaged = self.dropped = self.frames = self.lead = self.unshown = 0
         self._keyframe_read, self._keyframe_pts = False, None
         self.stamps, self.places = [], []
         self._shown_before = self._shown_until = None
@@ -238,6 +242,7 @@ class DamagedPackets:
         self.read += bool(packet.size)
         lead = bool(packet.size) and self._leads(packet)
         self.lead += lead
+        self.unshown += bool(packet.size) and not lead and self._owned_unshown(packet)
         try:
             return packet.decode()
         except av.error.FFmpegError as exc:
@@ -253,6 +258,11 @@ class DamagedPackets:
             self._keyframe_read, self._keyframe_pts = True, packet.pts
             return False
         return packet.pts is not None and self._keyframe_pts is not None and packet.pts < self._keyframe_pts
+
+    def _owned_unshown(self, packet) -> bool:
+        """Whether ``packet`` is one of ``owns``'s that its own header says shows no picture."""
+        return (shows_no_frame(codec_name(packet.stream), memoryview(packet))
+                and (self.owns is None or self.owns(packet)))
 
     def _count(self, packet, exc: av.error.FFmpegError) -> None:
         self.damaged += 1
@@ -645,7 +655,7 @@ def iter_batches(path: Path, info: VideoInfo, batch_size: int, stop: Optional[th
     # sign of damage, and it was decoded twice again for them
     if not damaged.repeat:
         damage_retold_where_short(partial(_reopened_whole, path, info), damaged, info,
-                                  short=damaged.frames < damaged.read - damaged.lead)
+                                  short=damaged.frames < damaged.read - damaged.lead - damaged.unshown)
 
 
 def concealment_told(info: VideoInfo) -> bool:

@@ -893,7 +893,7 @@ def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: in
     # frames left out with no word: HEVC's damaged keyframe, its GOP, on one thread too (a segment
     # cut there, decoded after the GOP before, repeated its 12 frames and counted no damaged packet)
     damage_retold_where_short(partial(_reopened_segment, data), damaged, info,
-                              short=len(seen.intersection(owned.tolist())) < len(owned),
+                              short=len(seen.intersection(owned.tolist())) < len(owned) - damaged.unshown,
                               on_one_thread=thread_type != "AUTO")
 
 
