@@ -464,6 +464,51 @@ def test_a_recording_whose_audio_runs_seconds_ahead_of_its_first_picture_is_read
     assert lead_s <= float(frames[0][0] * info.time_base) < lead_s + 0.1  # the picture starts where it did
 
 
+def with_an_empty_video_pid(path):
+    """48 H.264 frames in an MPEG-TS whose programme lists a second video stream (MPEG-2) that
+    carries nothing: it has no picture size, however far a probe reads."""
+    with av.open(str(path), "w", format="mpegts") as out:
+        video = out.add_stream("libx264", rate=24)
+        empty = out.add_stream("mpeg2video", rate=24)
+        for stream in (video, empty):
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for n in range(48):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), n * 5, np.uint8), format="rgb24")))
+        out.mux(video.encode(None))
+    return path
+
+
+def opens_spied(monkeypatch):
+    """Each open of an input by the decode stage, as whether it read with the long probe."""
+    opens = []
+    opened = decode_stage._opened
+    monkeypatch.setattr(decode_stage, "_opened",
+                        lambda path, options: opens.append("probesize" in (options or {})) or opened(path, options))
+    return opens
+
+
+def test_a_video_stream_with_no_picture_size_however_far_read_is_read_long_by_the_probe_alone(tmp_path, monkeypatch):
+    """Each of a task's opens read it with the long probe (200 MB, 120 s) after the usual one:
+    3 long reads to cut and decode it (one in each of a task's ~15 opens), where the long probe
+    learnt nothing more."""
+    path = with_an_empty_video_pid(tmp_path / "empty-pid.ts")
+    opens = opens_spied(monkeypatch)
+    plan, frames = cut_and_decode(path, Cutting(segment_s=0.5))
+    assert len(frames) == 48 and len(plan.segments) == 4
+    assert sum(opens) == 1 and len(opens) == 4  # the probe's, both ways; then the plan's, its check's, the cut's
+
+
+def test_a_recording_whose_audio_runs_seconds_ahead_is_opened_with_the_long_probe_the_probe_chose(
+        tmp_path, monkeypatch):
+    """Each open after the probe opened it the usual way first, to find its picture size missing."""
+    rate = 12
+    path = make_clip(tmp_path / "late-picture.ts", frames=24, rate=rate, container="mpegts", audio_s=10,
+                     pts=[8 * rate + n for n in range(24)])
+    opens = opens_spied(monkeypatch)
+    plan, frames = cut_and_decode(path, Cutting(segment_s=0.5))
+    assert len(frames) == 24 and opens.count(False) == 1 and opens.count(True) == len(opens) - 1
+
+
 def _vp8_clip_and_keyframes(tmp_path, size) -> tuple:
     path = make_clip(tmp_path / f"{size[0]}x{size[1]}.webm", frames=2, size=size, audio=False, codec="libvpx")
     with av.open(str(path)) as container:

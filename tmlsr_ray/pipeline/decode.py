@@ -85,6 +85,9 @@ class VideoInfo:
     # Its sample table times frames alike (see segments.frame_times_lost): read without its edit
     # list, each frame stamped a step after the last in the decoder's order
     frame_times_lost: bool = False
+    # What the input is opened with, as its probe decided (LONG_PROBE, or none); None: decided at
+    # each open (see open_container)
+    open_options: Optional[Dict[str, str]] = None
 
     @property
     def fps(self) -> Optional[float]:
@@ -125,10 +128,51 @@ def open_container(path: Path, options: Optional[Dict[str, str]] = None) -> "av.
     """The input, opened as FFmpeg opens it; read further where a video stream's picture size is not
     known by then (every later open of the same file does the same, so all agree)."""
     container = _opened(path, options)
-    if any(s.codec_context and not s.codec_context.width for s in container.streams.video):
+    if _sizeless_video(container):
         container.close()
         container = _opened(path, {**(options or {}), **LONG_PROBE})
     return container
+
+
+def open_probed(path: Path, info: VideoInfo, options: Optional[Dict[str, str]] = None) -> "av.container.InputContainer":
+    """The input, opened as its probe opened it (see ``VideoInfo.open_options``)."""
+    if info.open_options is None:
+        return open_container(path, options)
+    return _opened(path, {**(options or {}), **info.open_options})
+
+
+def _probe_opened(path: Path) -> Tuple["av.container.InputContainer", Dict[str, str]]:
+    """The input opened as :func:`open_container` opens it, and the options every later open takes:
+    LONG_PROBE only where it learnt more of the streams; a file one of whose video streams has no
+    picture size even so (a TS listing a video PID that carries nothing) was read to 200 MB and
+    120 s at each of a task's opens, for nothing."""
+    container = _opened(path, None)
+    if not _sizeless_video(container):
+        return container, {}
+    longer = _opened(path, LONG_PROBE)
+    if _streams_known(longer) == _streams_known(container):
+        longer.close()
+        return container, {}
+    container.close()
+    return longer, dict(LONG_PROBE)
+
+
+def _sizeless_video(container) -> bool:
+    return any(s.codec_context and not s.codec_context.width for s in container.streams.video)
+
+
+def _streams_known(container) -> Tuple:
+    """What an open learns of the streams that a probe or a later reader uses."""
+    return container.duration, tuple(_stream_known(stream) for stream in container.streams)
+
+
+def _stream_known(stream) -> Tuple:
+    context = stream.codec_context
+    if context is None:
+        return stream.index, stream.type
+    shape = ((context.width, context.height, context.pix_fmt) if stream.type == "video" else
+             (context.sample_rate, context.channels) if stream.type == "audio" else ())
+    return (stream.index, stream.type, stream.start_time, codec_name(stream)) + shape
 
 
 def _opened(path: Path, options: Optional[Dict[str, str]]) -> "av.container.InputContainer":
@@ -514,7 +558,8 @@ def probe_video(path: Path, repeat_damaged: bool = False, max_pixels: Optional[i
     :class:`DamagedPackets`) is probed past a first frame the decoder cannot read. A stream whose
     header states more than ``max_pixels`` is refused before its first frame is decoded (an
     8192x8192 one's took 124 MB and 0.8 s), and that frame is decoded refusing a larger size."""
-    with open_container(path) as container:
+    container, open_options = _probe_opened(path)
+    with container:
         stream = best_video_stream(container)
         ctx = stream.codec_context
         if not ctx.width or not ctx.height:
@@ -564,6 +609,7 @@ def probe_video(path: Path, repeat_damaged: bool = False, max_pixels: Optional[i
             mastering=mastering_params(first.side_data),
             sample_aspect=_sample_aspect(stream, rotation),
             interlaced=bool(first.interlaced_frame),
+            open_options=open_options,
         )
 
 
@@ -692,7 +738,7 @@ def damage_retold(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged
 
 @contextmanager
 def _reopened_whole(path: Path, info: VideoInfo) -> Iterator[Tuple[Any, Any]]:
-    with open_container(path, EDIT_LIST_IGNORED if info.frame_times_lost else None) as container:
+    with open_probed(path, info, EDIT_LIST_IGNORED if info.frame_times_lost else None) as container:
         yield container, container.streams[info.stream_index]
 
 

@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional, Tuple
 import av
 
 from tmlsr_ray.pipeline.colour import HDR_TRANSFERS
-from tmlsr_ray.pipeline.decode import COLOR_FIELDS, VideoInfo, check_frame_pixels, open_container
+from tmlsr_ray.pipeline.decode import COLOR_FIELDS, VideoInfo, check_frame_pixels, open_probed
 from tmlsr_ray.pipeline.codecs import (HEVC_ENCODER, HEVC_THIN_MAX_SIDE, HEVC_THIN_SIDE, MAX_FRAME_SIZE, MIN_FRAME_SIDE,
                                        ContainerFormat, container_refusal, encoded_crf, resolve_codec, too_long_for_hevc)
 from tmlsr_ray.pipeline.encode import EncodeOptions
@@ -119,7 +119,7 @@ def stated_duration_s(path: Path, info: VideoInfo) -> Optional[float]:
     options = STATED_TIMING.get(info.container)
     if options is None:
         return info.duration_s
-    with open_container(path, options) as container:
+    with open_probed(path, info, options) as container:
         stream = container.streams[info.stream_index]
         return float(stream.duration * stream.time_base) if stream.duration is not None else None
 

@@ -19,7 +19,7 @@ import av
 
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.codecs import MP4, ContainerFormat
-from tmlsr_ray.pipeline.decode import VideoInfo, codec_name, copy_video_stream, demux, open_container
+from tmlsr_ray.pipeline.decode import VideoInfo, codec_name, copy_video_stream, demux, open_probed
 from tmlsr_ray.pipeline.encode import colour_box
 from tmlsr_ray.pipeline.mp4_tracks import disable_subtitle_tracks
 from tmlsr_ray.pipeline.side_streams import SideStreams, audio_unplaced
@@ -54,7 +54,7 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
     pieces = list(pieces)
     if not pieces:
         raise ValueError("a video needs at least one piece")
-    with open_container(source_path) as source, \
+    with open_probed(source_path, info) as source, \
             av.open(str(out_path), "w", format=into.muxer, options=_muxer_options(into, pieces[0][0])) as container:
         # The output starts at 0, every stream moved by the same amount, as FFmpeg's remux does: a
         # TS's clock starts anywhere (an hour in made an hour of empty edit in front), and MP4
@@ -62,7 +62,7 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
         container.metadata.update(_described(source.metadata))
         start = Fraction(pieces[0][1].first_pts) * info.time_base
         side = SideStreams(source, info, report, into,
-                            audio_unplaced(source_path, info.audio, (start, _video_end(pieces, info))))
+                            audio_unplaced(source_path, info, (start, _video_end(pieces, info))))
         out = _ShiftedOutput(container, -min([start, *side.starts()]))
         chapters = shifted_chapters(source.chapters(), out.offset)
         container.set_chapters(chapters)
@@ -83,7 +83,7 @@ def assemble(out_path: Path, source_path: Path, info: VideoInfo, pieces: Iterabl
         subtitles = container.streams.subtitles
         subtitles_off = into.quicktime and subtitles and not any(
             s.disposition & av.stream.Disposition.default for s in subtitles)
-        _carry_attachments(source_path, container, into, report)
+        _carry_attachments(source_path, info, container, into, report)
         ends = [piece.first_pts for _, piece in pieces[1:]] + [None]
         for (path, piece), end in zip(pieces, ends):
             with av.open(str(path)) as container:
@@ -132,12 +132,12 @@ class _Attachment:
     picture: Optional[object] = None  # the attached-picture stream FFmpeg reads a cover image as
 
 
-def _carry_attachments(source_path: Path, out, into: ContainerFormat, report: MuxReport) -> None:
+def _carry_attachments(source_path: Path, info: VideoInfo, out, into: ContainerFormat, report: MuxReport) -> None:
     """The source's attachments (fonts, cover images) into a container that keeps them, and a
     cover picture into MP4 as its cover, which players and file browsers show: a music video's or
     a podcast's cover was left out of MP4 unmentioned, a Matroska cover listed as dropped."""
     covers = []
-    with open_container(source_path) as source:  # its own reader: the side streams' has not started
+    with open_probed(source_path, info) as source:  # its own reader: the side streams' has not started
         for attachment in _attachments(source):
             entry = {"name": attachment.name, "mimetype": attachment.mimetype}
             if into.keeps_attachments and attachment.name and attachment.data:

@@ -28,7 +28,7 @@ import numpy as np
 from tmlsr_ray.errors import CanceledError, InputError
 from tmlsr_ray.pipeline.decode import (
     DamagedPackets, Deinterlacer, VideoInfo, damage_told_on_one_thread, demux, frame_to_rgb, one_filter,
-    open_container, open_segment_file,
+    open_probed, open_segment_file,
 )
 
 if TYPE_CHECKING:
@@ -355,7 +355,7 @@ class Rekeyer:
     def _damage_told(self, stretch: _Stretch) -> Counter:
         """Each segment's damaged packets, the stretch decoded again on one thread. A segment
         handed out already gave every frame, so none of its own was damaged."""
-        with open_container(self._path) as container:
+        with open_probed(self._path, self._info) as container:
             stream = container.streams[self._stream.index]
             told = damage_told_on_one_thread(stream, self._stretch_packets(container, stream, stretch), self._damaged)
         return Counter(self._owner[pts].index for pts in told.stamps if pts in self._owner)  # the stretch's, from _start

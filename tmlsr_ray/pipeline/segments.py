@@ -43,7 +43,7 @@ from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
     EDIT_LIST_IGNORED, RESIZABLE_CODECS, SEGMENT_FORMATS, DamagedPackets, FrameBatch, VideoInfo, codec_name,
     concealment_told, copy_video_stream, damage_retold, damage_retold_where_short, decode_batches, decoded_alone,
-    decoded_frames, demux, ffmpeg_message, iter_batches, largest_picture, open_container, open_segment_file,
+    decoded_frames, demux, ffmpeg_message, iter_batches, largest_picture, open_probed, open_segment_file,
     raw_video_tag, read_segment_file, stamped_by_parser,
 )
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
@@ -125,7 +125,7 @@ class Cutting:
 
 def scan_packets(path: Path, info: VideoInfo) -> List[PacketEntry]:
     """The video stream's packets in decode order (demux only, nothing decoded)."""
-    with open_container(path) as container:
+    with open_probed(path, info) as container:
         return _scan(container.streams[info.stream_index])
 
 
@@ -178,7 +178,7 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting, lost_times_span
     index is read again without the edit list. ``max_pixels``: a sampled keyframe stating a larger
     picture is refused (InputError) before it is decoded."""
     times_lost = lost_times_span is not None
-    with open_container(path, EDIT_LIST_IGNORED if times_lost else None) as container:
+    with open_probed(path, info, EDIT_LIST_IGNORED if times_lost else None) as container:
         stream = container.streams[info.stream_index]
         keyframes = KeyframeSample() if codec_name(stream) in RESIZABLE_CODECS else None
         scanned = _scan(stream, keyframes)
@@ -307,7 +307,7 @@ def _lead_damaged(path: Path, info: VideoInfo, entries: Sequence[PacketEntry]) -
     keyframe, makes it a damaged keyframe's, which fails saying where or is repeated."""
     if entries[0].keyframe or not any(e.keyframe for e in entries):
         return False
-    with open_container(path, EDIT_LIST_IGNORED if info.frame_times_lost else None) as container:
+    with open_probed(path, info, EDIT_LIST_IGNORED if info.frame_times_lost else None) as container:
         stream = container.streams[info.stream_index]
         stream.thread_type = "SLICE"  # each packet's error told at the packet
         for packet in demux(container, stream):
@@ -452,7 +452,7 @@ def _keyframes_flagged_wrongly(path: Path, info: VideoInfo, entries: Sequence[Pa
     Told by decoding the first frames, only where every packet of a codec not intra-only is flagged."""
     if intra_only or len(entries) < 2 or not all(e.keyframe for e in entries):
         return False
-    with open_container(path) as container:
+    with open_probed(path, info) as container:
         stream = container.streams[info.stream_index]
         try:
             first_frames = itertools.islice(decoded_frames(container, stream), KEYFRAME_CHECK_FRAMES)
@@ -637,7 +637,7 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
     rekeyed = [s for s in pending if s.rekeyed]
     if not copied and not rekeyed:
         return
-    with open_container(path) as container:
+    with open_probed(path, info) as container:
         stream = container.streams[info.stream_index]
         format = segment_file_format(stream) if copied else SEGMENT_FORMATS[0]
         with_tag = segment_files_read_tag(stream, format)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Set, Tuple
 
 import av
 
 from tmlsr_ray.pipeline.audio_line import in_line
 from tmlsr_ray.pipeline.codecs import MP4, QUICKTIME_MP3_MIN_RATE, TEXT_SUBTITLES, ContainerFormat
-from tmlsr_ray.pipeline.decode import VideoInfo, demux, open_container
+from tmlsr_ray.pipeline.decode import VideoInfo, demux, open_probed
 from tmlsr_ray.pipeline.timeline import JUMP_FORWARD_S
 from tmlsr_ray.pipeline.transcode import AacTranscoder, TextSubtitleTranscoder, as_source
 
@@ -165,7 +165,7 @@ class SideStreams:
         return packet
 
 
-def audio_unplaced(source_path: Path, audio: Sequence, video: Tuple[Fraction, Fraction]) -> Dict[int, str]:
+def audio_unplaced(source_path: Path, info: VideoInfo, video: Tuple[Fraction, Fraction]) -> Dict[int, str]:
     """The audio streams whose packets cannot go beside the ``video`` (where its first frame starts
     and its last ends, in seconds), by index, with why (a key of AUDIO_DROPPED). "empty": one that
     holds no packet, a track a recorder declared and never wrote to (a microphone that was off):
@@ -176,11 +176,11 @@ def audio_unplaced(source_path: Path, audio: Sequence, video: Tuple[Fraction, Fr
     first frame (a capture's audio PES all 3 hours early: the picture came 3 hours into the
     output). Read until every stream has shown a packet, and one that starts early one that ends
     near the picture: at once in a usual file, to the end where a stream never does."""
-    waiting = {side.index for side in audio}  # no packet seen yet
+    waiting = {side.index for side in info.audio}  # no packet seen yet
     early: Set[int] = set()  # every packet so far ends over 10 s before the first frame
     unplaced: Dict[int, str] = {}
     if waiting:
-        with open_container(source_path) as source:
+        with open_probed(source_path, info) as source:
             for packet in demux(source, [source.streams[index] for index in waiting]):
                 index = packet.stream.index
                 if not packet.size or index not in waiting | early:
