@@ -293,6 +293,17 @@ def test_a_whole_decode_that_hevc_left_short_without_a_word_fails_saying_where(t
         decoded(path)
 
 
+def test_a_whole_decode_that_hevc_left_no_frame_without_a_word_fails_saying_where_as_a_segments_does(tmp_path):
+    """A decode that failed with no damage told (HEVC gives no frame of a GOP whose keyframe it
+    cannot read) is decoded again with the errors its decoder conceals told: a segment's decode
+    said where, a whole one only 'the video stream holds no decodable frame'."""
+    source = make_clip(tmp_path / "in.mp4", frames=12, rate=24, audio=False, codec="libx265",
+                       options={"x265-params": "keyint=12:min-keyint=12:bframes=2:log-level=none"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mp4", [0], keep=6)  # its only keyframe
+    with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about 0\.00 s is damaged"):
+        list(iter_batches(path, probe_video(source), 8))
+
+
 # recordings started inside a GOP: HEVC in a TS, H.264 in Matroska, an open-GOP H.264 MP4
 STARTED_INSIDE_A_GOP = [("ts", "libx265", {"x265-params": "keyint=12:min-keyint=12:bframes=2:log-level=none"}),
                         ("mkv", "libx264", {"x264-params": "keyint=12:bframes=3:b-pyramid=normal"}),

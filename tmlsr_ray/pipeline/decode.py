@@ -689,14 +689,11 @@ def iter_batches(path: Path, info: VideoInfo, batch_size: int, stop: Optional[th
     with _reopened_whole(path, info) as (container, stream):
         damaged.seconds = damaged.seconds or _seconds_from_start(stream)
         damaged.order_rate = info.average_rate
-        try:
+        with damage_retold_on_failure(partial(_reopened_whole, path, info), damaged, info,
+                                      frame_threads=not damaged.repeat):
             yield from decode_batches(container, stream, info, batch_size, clock.stamp, stop, planes=planes,
                                       times_in_order=True, damaged=damaged, stand_ins=damaged.repeat,
                                       thread_type="SLICE" if damaged.repeat else "AUTO")
-        except InputError:
-            if damaged.damaged and not damaged.repeat:  # told late, or where no packet says when
-                damage_retold(partial(_reopened_whole, path, info), damaged)
-            raise
     # a recording started inside a GOP comes short by its packets before the first keyframe: no
     # sign of damage, and it was decoded twice again for them
     if not damaged.repeat:
@@ -711,6 +708,23 @@ def concealment_told(info: VideoInfo) -> bool:
     in interlaced broadcast captures and harmless, become errors, and an interlaced stream of a
     field per packet always comes short of its packets."""
     return not info.interlaced
+
+
+@contextmanager
+def damage_retold_on_failure(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,
+                             info: VideoInfo, frame_threads: bool) -> Iterator[None]:
+    """Around a decode on ``frame_threads``: where it fails (InputError), frame threads told a
+    damaged packet late, on a neighbour's frame, or as they drained the decoder, where no packet
+    says when: one thread tells where it is, failing there (see :func:`damage_retold`); where
+    none was told (HEVC gave no frame of a damaged keyframe's GOP, 'holds no decodable frame'),
+    with the errors it conceals told too, where :func:`concealment_told`. A decode that repeats
+    damaged frames fails only where they left it nothing, and is not decoded again."""
+    try:
+        yield
+    except InputError:
+        if frame_threads and not damaged.repeat:
+            damage_retold(reopen, damaged, concealed=not damaged.damaged and concealment_told(info))
+        raise
 
 
 def damage_retold_where_short(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,

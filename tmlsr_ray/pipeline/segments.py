@@ -42,7 +42,7 @@ import numpy as np
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.decode import (
     EDIT_LIST_IGNORED, RESIZABLE_CODECS, SEGMENT_FORMATS, DamagedPackets, FrameBatch, VideoInfo, codec_name,
-    concealment_told, copy_video_stream, damage_retold, damage_retold_where_short, decode_batches, decoded_alone,
+    copy_video_stream, damage_retold_on_failure, damage_retold_where_short, decode_batches, decoded_alone,
     decoded_frames, demux, ffmpeg_message, iter_batches, largest_picture, open_probed, open_segment_file,
     raw_video_tag, read_segment_file, stamped_by_parser,
 )
@@ -877,19 +877,11 @@ def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: in
             seen.add(pts)
             return pts
 
-        try:
+        with damage_retold_on_failure(partial(_reopened_segment, data), damaged, info,
+                                      frame_threads=thread_type == "AUTO"):
             yield from decode_batches(container, stream, info, batch_size, stamp, stop, planes=planes,
                                       damaged=damaged, what=f"segment {segment.index} of the video",
                                       thread_type=thread_type)
-        except InputError:
-            # frame threads tell a damaged packet late, on a neighbour's frame, or as they drain the
-            # decoder, where no packet says when: one thread tells where it is, failing there; where
-            # none was told (HEVC gave no frame of a damaged keyframe's GOP, 'holds no decodable
-            # frame'), with the errors it conceals told too
-            if thread_type == "AUTO" and not damaged.repeat:
-                damage_retold(partial(_reopened_segment, data), damaged,
-                              concealed=not damaged.damaged and concealment_told(info))
-            raise
     # frames left out with no word: HEVC's damaged keyframe, its GOP, on one thread too (a segment
     # cut there, decoded after the GOP before, repeated its 12 frames and counted no damaged packet)
     damage_retold_where_short(partial(_reopened_segment, data), damaged, info,
