@@ -261,6 +261,14 @@ class DamagedPackets:
         self._first_error: Optional[av.error.FFmpegError] = None
         self._first_at = ""
 
+    @classmethod
+    def retelling(cls, damaged: "DamagedPackets", concealed: bool) -> "DamagedPackets":
+        """Counts afresh for a decode of ``damaged``'s packets again on one thread, each told where
+        it is and owned as there; no share limit: the first decode's count has that."""
+        one_thread = cls(damaged.repeat, damaged.seconds, limit_share=False)
+        one_thread.owns, one_thread.order_rate, one_thread.concealed = damaged.owns, damaged.order_rate, concealed
+        return one_thread
+
     def restart(self) -> None:
         """Counts afresh, for the decode done again."""
         self.read = self.damaged = self.dropped = self.frames = self.lead = self.unshown = 0
@@ -378,9 +386,7 @@ def damage_told_on_one_thread(stream, packets: Iterable["av.Packet"], damaged: D
     it cannot read without one. Told so, the packets of a recording started inside a GOP, before
     its first keyframe or (leading pictures) before it in time, each failed a good recording as
     damaged (their references are missing): they pass."""
-    one_thread = DamagedPackets(damaged.repeat, damaged.seconds, limit_share=False)
-    one_thread.owns, one_thread.order_rate = damaged.owns, damaged.order_rate
-    one_thread.concealed = concealed
+    one_thread = DamagedPackets.retelling(damaged, concealed)
     stream.thread_type = "SLICE"
     if concealed:
         stream.codec_context.options = {"err_detect": "explode"}
