@@ -571,8 +571,10 @@ def joined_fragments(path: Path, starts: Sequence[float], frames: int = 48, rate
     """CMAF segments (fragmented MP4) joined after the first part's init segment, as HLS and DASH
     downloaders write them, each part's fragments starting at its ``starts`` second (their tfdt):
     across a discontinuity (an ad break, a stream restart) a part starts at 0 again. Each part:
-    H.264 with B-frames, a fragment a GOP, and AAC audio."""
-    parts = [make_clip(path.with_name(f"{path.stem}-part{n}.mp4"), frames=frames, rate=rate, options={"g": "12", "bf": "2"},
+    H.264 with B-frames, a fragment a GOP, and AAC audio; each part coded at its own quality, so that
+    no two parts' frames are the same bytes (a part that is would be the same fragments written twice)."""
+    parts = [make_clip(path.with_name(f"{path.stem}-part{n}.mp4"), frames=frames, rate=rate,
+                       options={"g": "12", "bf": "2", "crf": str(23 + n)},
                        container_options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
              for n in range(len(starts))]
     with av.open(str(parts[0])) as first:
@@ -596,6 +598,17 @@ def _fragments_moved(data: bytes, seconds: float, timescales) -> bytes:
             base = struct.unpack_from(shape, data, at)[0]
             struct.pack_into(shape, moved, at, base + round(seconds * timescales[track]))
     return b"".join(bytes(moved[start - 8:end]) for kind, start, end in boxes(data) if kind in (b"moof", b"mdat"))
+
+
+def with_fragment_repeated(source: Path, path: Path, fragment: int) -> Path:
+    """A fragmented MP4 with its ``fragment``-th fragment (moof and mdat) written twice in a row,
+    as a downloader that retried a segment writes it."""
+    data = source.read_bytes()
+    top = list(boxes(data))
+    at = [n for n, (kind, _, _) in enumerate(top) if kind == b"moof"][fragment]
+    start, end = top[at][1] - 8, top[at + 1][2]
+    path.write_bytes(data[:end] + data[start:end] + data[end:])
+    return path
 
 
 def programme_on_new_pids(path: Path, frames: int = 24, rate: int = 12) -> Path:

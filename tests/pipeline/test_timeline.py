@@ -9,7 +9,8 @@ import av
 import pytest
 
 from tests.helpers import (broadcast_with_bit_errors, cut_and_decode, joined_fragments, joined_recordings, long_capture,
-                           make_clip, recording_with_audio_gap, with_audio_ahead, with_flv_tag_time_moved)
+                           make_clip, recording_with_audio_gap, with_audio_ahead, with_flv_tag_time_moved,
+                           with_fragment_repeated)
 from tmlsr_ray.pipeline.decode import open_container
 from tmlsr_ray.pipeline.segments import Cutting
 from tmlsr_ray.pipeline.timeline import _packet_times, continuous_source
@@ -221,3 +222,14 @@ def test_a_fragmented_mp4_whose_times_run_on_or_jump_forward_is_used_as_it_is(tm
     path = joined_fragments(tmp_path / "joined.mp4", starts)
     assert continuous_source(path, tmp_path / "continuous.mp4") == path
     assert not (tmp_path / "continuous.mp4").exists()
+
+
+def test_a_fragment_written_twice_is_no_restart_and_the_mp4_is_used_as_it_is(tmp_path):
+    """A downloader's retry wrote one fragment twice: FFmpeg drops the second as the overlap it is,
+    where the copy took it for a restart and showed its 12 frames twice (60 of 48)."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=48, rate=24, options={"g": "12", "bf": "2"},
+                     container_options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+    path = with_fragment_repeated(clip, tmp_path / "retried.mp4", 1)
+    assert continuous_source(path, tmp_path / "continuous.mp4") == path
+    with av.open(str(path)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 48

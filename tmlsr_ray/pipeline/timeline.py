@@ -17,7 +17,9 @@ whose times go back for one that overlaps the last (the same times read twice) a
 sample of its first run at or before the time it had reached discard: the decoder drops them,
 that fragment's frames and sound lost at each restart without a word. The copy closes such jumps
 back as a transport stream's (and so reads them all); a jump forward in an MP4 is time the file
-states, lost by no one, and stays.
+states, lost by no one, and stays. A fragment written twice (a downloader's retry) goes back too,
+but FFmpeg is right to drop it: where every stream's packets after a step back repeat the ones
+it had at those times, size for size, the step is no restart.
 
 A bit error in one PES header is no jump: one packet's time is far off while the packets on
 either side of it run on from each other (a jump moves every packet after it). Left in, it froze a
@@ -103,6 +105,7 @@ class _Times(NamedTuple):
     pts: Optional[int]
     dts: int
     duration: int
+    size: int
     tick: Fraction
 
     @property
@@ -124,10 +127,10 @@ class _StreamTimes:
         # number of ticks is over a threshold exactly where it is over the threshold's floor.
         self.forward_ticks = JUMP_FORWARD_S // tick
         self.back_ticks = JUMP_BACK_S // tick
-        self._columns = tuple(array("q") for _ in _Times._fields[:-1])  # number, pts, dts, duration
+        self._columns = tuple(array("q") for _ in _Times._fields[:-1])  # number, pts, dts, duration, size
 
-    def append(self, number: int, pts: Optional[int], dts: int, duration: int) -> None:
-        for column, value in zip(self._columns, (number, self.NO_PTS if pts is None else pts, dts, duration)):
+    def append(self, number: int, pts: Optional[int], dts: int, duration: int, size: int) -> None:
+        for column, value in zip(self._columns, (number, self.NO_PTS if pts is None else pts, dts, duration, size)):
             column.append(value)
 
     def __len__(self) -> int:
@@ -136,8 +139,8 @@ class _StreamTimes:
     def __getitem__(self, at):
         if isinstance(at, slice):
             return [self[n] for n in range(*at.indices(len(self)))]
-        number, pts, dts, duration = (column[at] for column in self._columns)
-        return _Times(number, None if pts == self.NO_PTS else pts, dts, duration, self.tick)
+        number, pts, dts, duration, size = (column[at] for column in self._columns)
+        return _Times(number, None if pts == self.NO_PTS else pts, dts, duration, size, self.tick)
 
     def __iter__(self) -> Iterator[_Times]:
         return (self[at] for at in range(len(self)))
@@ -151,6 +154,23 @@ class _StreamTimes:
     def steps_from(self, before: _Times, packet: _Times) -> bool:
         """Whether ``packet`` steps from ``before``, the packet before it in this stream."""
         return self.is_step(packet.dts, before.dts + before.duration, before.dts)
+
+    def repeats(self, at: int, latest: int) -> bool:
+        """Whether the packets from position ``at`` on, up to the ``latest`` start the stream had
+        reached, are the ones it had at those times again, in order and size for size."""
+        _, _, dts, _, size = self._columns
+        earlier = at - 1
+        while earlier >= 0 and dts[earlier] > dts[at]:
+            earlier -= 1
+        if earlier < 0 or dts[earlier] != dts[at]:
+            return False
+        for later in range(at, len(self)):
+            if dts[later] > latest:
+                break
+            if earlier >= at or (dts[earlier], size[earlier]) != (dts[later], size[later]):
+                return False
+            earlier += 1
+        return True
 
     def apart_by_a_frame(self, pts: int, dts: int) -> bool:
         """Whether a presentation time is as near its decode time as a reordered frame's is."""
@@ -167,18 +187,20 @@ def _packet_times(source) -> Dict[int, _StreamTimes]:
         index = packet.stream.index
         if index not in times:
             times[index] = _StreamTimes(Fraction(packet.time_base))
-        times[index].append(number, packet.pts, dts, packet.duration or 0)
+        times[index].append(number, packet.pts, dts, packet.duration or 0, packet.size)
     return times
 
 
 @dataclass(frozen=True)
 class _Step:
     """Where one stream's times jump: at packet ``number`` (demux order), from ``expected``
-    (where its next packet should have started, in seconds) to ``stamp`` (where it did)."""
+    (where its next packet should have started, in seconds) to ``stamp`` (where it did);
+    ``repeated``: back to packets it had already, the same again."""
 
     number: int
     expected: Fraction
     stamp: Fraction
+    repeated: bool = False
 
 
 @dataclass(frozen=True)
@@ -222,6 +244,8 @@ def _jumps(times: Dict[int, _StreamTimes], strays: Dict[int, Tuple[Optional[int]
         if None in seen.values():
             continue
         taken.update((i, s.number) for i, s in seen.items())
+        if all(s.repeated for s in seen.values()):
+            continue  # a fragment written twice: FFmpeg drops the second, as it should
         offset += max(s.expected - s.stamp for s in seen.values())
         jumps.append(_Jump(step.number, {i: s.number for i, s in seen.items()}, offset))
     return jumps
@@ -237,11 +261,12 @@ def _steps(times: Dict[int, _StreamTimes], strays,
         steps[index], spans[index] = [], (packets[0].number, packets[-1].number)
         expected: Optional[int] = None  # where its next packet should start, in ticks
         latest = 0  # its latest start since its last step
-        for packet in packets:
+        for at, packet in enumerate(packets):
             if packet.number in strays:
                 continue
             if expected is not None and packets.is_step(packet.dts, expected, latest, back_only):
-                steps[index].append(_Step(packet.number, expected * packets.tick, packet.stamp))
+                repeated = back_only and packets.repeats(at, latest)
+                steps[index].append(_Step(packet.number, expected * packets.tick, packet.stamp, repeated))
                 latest = packet.dts
             latest = max(packet.dts, latest) if expected is not None else packet.dts
             expected = packet.dts + packet.duration
