@@ -567,15 +567,16 @@ def joined_recordings(path: Path, starts: Sequence[float], frames: int = 24, rat
     return path
 
 
-def joined_fragments(path: Path, starts: Sequence[float], frames: int = 48, rate: int = 24) -> Path:
+def joined_fragments(path: Path, starts: Sequence[float], frames: int = 48, rate: int = 24, **clip) -> Path:
     """CMAF segments (fragmented MP4) joined after the first part's init segment, as HLS and DASH
     downloaders write them, each part's fragments starting at its ``starts`` second (their tfdt):
     across a discontinuity (an ad break, a stream restart) a part starts at 0 again. Each part:
     H.264 with B-frames, a fragment a GOP, and AAC audio; each part coded at its own quality, so that
-    no two parts' frames are the same bytes (a part that is would be the same fragments written twice)."""
+    no two parts' frames are the same bytes (a part that is would be the same fragments written twice);
+    ``clip``: :func:`make_clip`'s other arguments."""
     parts = [make_clip(path.with_name(f"{path.stem}-part{n}.mp4"), frames=frames, rate=rate,
                        options={"g": "12", "bf": "2", "crf": str(23 + n)},
-                       container_options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+                       container_options={"movflags": "frag_keyframe+empty_moov+default_base_moof"}, **clip)
              for n in range(len(starts))]
     with av.open(str(parts[0])) as first:
         timescales = {stream.id: 1 / stream.time_base for stream in first.streams}

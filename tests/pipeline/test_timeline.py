@@ -233,3 +233,17 @@ def test_a_fragment_written_twice_is_no_restart_and_the_mp4_is_used_as_it_is(tmp
     assert continuous_source(path, tmp_path / "continuous.mp4") == path
     with av.open(str(path)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 48
+
+
+def test_a_fragmented_mp4_with_chapters_whose_times_restart_keeps_every_frame_and_each_parts_chapters(tmp_path):
+    """The MP4 muxer refused the chapter track as packets: the copy failed and 12 of 48 frames were
+    lost again; given the chapters as read, it squeezed the second part's into a millisecond each."""
+    chapters = [(0, 1, "opening"), (1, 2, "closing")]
+    path = joined_fragments(tmp_path / "joined.mp4", (0, 0), chapters=chapters)
+    repaired = continuous_source(path, tmp_path / "continuous.mp4")
+    assert repaired == tmp_path / "continuous.mp4"
+    assert len(stamps(repaired, "video")) == 96
+    with av.open(str(repaired)) as container:
+        found = [(float(c["start"] * c["time_base"]), c["metadata"]["title"]) for c in container.chapters()]
+    assert [title for _, title in found] == ["opening", "closing"] * 2
+    assert [start for start, _ in found] == pytest.approx([0, 1, 2, 3], abs=0.25)

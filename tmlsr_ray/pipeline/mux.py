@@ -18,6 +18,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tupl
 import av
 
 from tmlsr_ray.piece import Piece
+from tmlsr_ray.pipeline.chapters import shifted_chapters
 from tmlsr_ray.pipeline.codecs import MP4, ContainerFormat
 from tmlsr_ray.pipeline.decode import VideoInfo, codec_name, copy_video_stream, demux, open_probed
 from tmlsr_ray.pipeline.encode import colour_box
@@ -273,19 +274,6 @@ def _described(metadata: Dict[str, str]) -> Dict[str, str]:
     for the output; a language variant of a tag (``location-eng``) is the muxer's to write."""
     return {key: value for key, value in metadata.items()
             if key.lower() not in FILE_TAGS and not re.search(r"-[a-z]{3}$", key)}
-
-
-def shifted_chapters(chapters: List[Dict], offset: Fraction) -> List[Dict]:
-    """The source's chapters (titles and times), moved as the streams are; one that ends before
-    the output starts is left out, one that starts before it starts at 0."""
-    moved = []
-    for chapter in chapters:
-        base = Fraction(chapter["time_base"])
-        ticks = round(offset / base)
-        start, end = max(0, chapter["start"] + ticks), chapter["end"] + ticks
-        if end > start:
-            moved.append({**chapter, "id": len(moved) + 1, "start": start, "end": end})
-    return moved
 
 
 class _ShiftedOutput:

@@ -38,6 +38,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 import av
 
+from tmlsr_ray.pipeline.chapters import shifted_chapters
 from tmlsr_ray.pipeline.decode import JUMP_BACK_S, demux, ffmpeg_message, open_container
 from tmlsr_ray.pipeline.isobmff import has_top_level_box
 
@@ -359,14 +360,16 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[i
     with open_container(path) as source, av.open(str(repaired), "w", **_copy_format(source.format.name)) as out:
         out.metadata.update(source.metadata)
         copies = {}
-        for stream in source.streams:
+        for stream in _copied_streams(source):
             copy = out.add_stream_from_template(stream, opaque=True)
             copy.metadata.update(stream.metadata)
             copy.disposition = stream.disposition
             copies[stream.index] = copy
+        if source.format.name == FRAGMENTED_FORMAT:
+            out.set_chapters(_chapters_closed(source.chapters(), jumps))
         for number, packet in enumerate(demux(source)):
-            if packet.dts is None and packet.pts is None:
-                continue  # a demuxer flush marker
+            if packet.dts is None and packet.pts is None or packet.stream.index not in copies:
+                continue  # a demuxer flush marker, or a track the muxer writes again itself
             if number in strays:
                 packet.pts, packet.dts = strays[number]
             offset = shift
@@ -377,6 +380,34 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[i
             packet.dts = None if packet.dts is None else packet.dts + ticks
             packet.stream = copies[packet.stream.index]
             out.mux(packet)
+
+
+def _copied_streams(source) -> List:
+    """The streams a copy carries: an MP4's but its data tracks (a chapter track, a ``tmcd``
+    track), which its muxer refuses as packets (the copy failed, the restart's frames lost) and
+    writes again itself, from the chapters and the video's timecode tag."""
+    if source.format.name != FRAGMENTED_FORMAT:
+        return list(source.streams)
+    return [stream for stream in source.streams if stream.type != "data"]
+
+
+def _chapters_closed(chapters: List[Dict], jumps: List[_Jump]) -> List[Dict]:
+    """An MP4's chapters at its copy's times: its chapter track restarts with each part, so each
+    run of chapters that starts back before the one before it is the next part's, moved by its
+    jump's offset (the muxer, given them as read, squeezed them into one part's time, a ms each)."""
+    parts: List[List[Dict]] = [[]]
+    offsets = [Fraction(0)] + [jump.offset for jump in jumps]
+    for chapter in chapters:
+        starts_back = parts[-1] and _seconds(chapter["start"], chapter) < _seconds(parts[-1][-1]["start"], parts[-1][-1])
+        if starts_back and len(parts) < len(offsets):
+            parts.append([])
+        parts[-1].append(chapter)
+    moved = [chapter for part, offset in zip(parts, offsets) for chapter in shifted_chapters(part, offset)]
+    return [{**chapter, "id": number + 1} for number, chapter in enumerate(moved)]
+
+
+def _seconds(ticks: int, chapter: Dict) -> Fraction:
+    return ticks * Fraction(chapter["time_base"])
 
 
 def _copy_format(format_name: str) -> Dict:
