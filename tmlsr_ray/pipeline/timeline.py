@@ -73,14 +73,14 @@ def continuous_source(path: Path, repaired: Path) -> Path:
             return path
         times = _packet_times(source)
     strays = {} if restarts else _strays(times)  # an MP4's times come from its tables: no bit error moves one
-    jumps = _jumps(times, strays, back_only=restarts) if closed or restarts else []
+    jumps, repeated = _jumps(times, strays, back_only=restarts) if closed or restarts else ([], set())
     if not jumps and not strays:
         return path
     shift = _flv_shift(times, strays) if format_name in STRAY_FORMATS else Fraction(0)
     if shift is None:
         return path
     try:
-        _copy_closing(path, repaired, jumps, strays, shift)
+        _copy_closing(path, repaired, jumps, strays, shift, left_out=repeated)
     except (av.error.FFmpegError, ValueError) as exc:
         logger.warning("%s: its clock jumps %s times (%s packets with a stray time), and the copy that mends them "
                        "failed (%s): planned as it is", path.name, len(jumps), len(strays),
@@ -156,22 +156,22 @@ class _StreamTimes:
         """Whether ``packet`` steps from ``before``, the packet before it in this stream."""
         return self.is_step(packet.dts, before.dts + before.duration, before.dts)
 
-    def repeats(self, at: int, latest: int) -> bool:
-        """Whether the packets from position ``at`` on, up to the ``latest`` start the stream had
-        reached, are the ones it had at those times again, in order and size for size."""
-        _, _, dts, _, size = self._columns
+    def repeated_from(self, at: int, latest: int) -> Tuple[int, ...]:
+        """The packets (demux numbers) from position ``at`` on, up to the ``latest`` start the
+        stream had reached, where they are the ones it had at those times again, in order and size
+        for size; none where they are not."""
+        number, _, dts, _, size = self._columns
         earlier = at - 1
         while earlier >= 0 and dts[earlier] > dts[at]:
             earlier -= 1
         if earlier < 0 or dts[earlier] != dts[at]:
-            return False
-        for later in range(at, len(self)):
-            if dts[later] > latest:
-                break
+            return ()
+        later = at
+        while later < len(self) and dts[later] <= latest:
             if earlier >= at or (dts[earlier], size[earlier]) != (dts[later], size[later]):
-                return False
-            earlier += 1
-        return True
+                return ()
+            earlier, later = earlier + 1, later + 1
+        return tuple(number[at:later])
 
     def apart_by_a_frame(self, pts: int, dts: int) -> bool:
         """Whether a presentation time is as near its decode time as a reordered frame's is."""
@@ -196,12 +196,13 @@ def _packet_times(source) -> Dict[int, _StreamTimes]:
 class _Step:
     """Where one stream's times jump: at packet ``number`` (demux order), from ``expected``
     (where its next packet should have started, in seconds) to ``stamp`` (where it did);
-    ``repeated``: back to packets it had already, the same again."""
+    ``repeated``: the packets from it on that are ones it had already, the same again (a
+    fragment written twice), where it is back to them."""
 
     number: int
     expected: Fraction
     stamp: Fraction
-    repeated: bool = False
+    repeated: Tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,16 +221,19 @@ class _Jump:
 
 
 def _jumps(times: Dict[int, _StreamTimes], strays: Dict[int, Tuple[Optional[int], int]],
-           back_only: bool = False) -> List[_Jump]:
+           back_only: bool = False) -> Tuple[List[_Jump], Set[int]]:
     """The jumps of the clock (``back_only``: its jumps back): a step seen in every continuous
     stream that runs on both sides of it, at about the same time before and after; a step in one
-    stream alone is a gap in it (an audio dropout while the video runs on), left as it is.
+    stream alone is a gap in it (an audio dropout while the video runs on), left as it is. With
+    them, the packets a copy leaves out: where every stream's step is back to packets it had
+    already, the same again, those packets (a fragment written twice) and no jump.
 
     The offset puts each part one step after the last: no stream's next part starts before its
     last part ended (where a part's audio outlasts its video, the last frame before the join shows
     a little longer), so each part keeps its audio in sync, none of it lost."""
     steps, spans = _steps(times, strays, back_only)
     jumps: List[_Jump] = []
+    repeated: Set[int] = set()
     offset = Fraction(0)
     taken: Set[Tuple[int, int]] = set()
     for index, step in sorted(((i, s) for i, found in steps.items() for s in found), key=lambda item: item[1].number):
@@ -246,10 +250,11 @@ def _jumps(times: Dict[int, _StreamTimes], strays: Dict[int, Tuple[Optional[int]
             continue
         taken.update((i, s.number) for i, s in seen.items())
         if all(s.repeated for s in seen.values()):
-            continue  # a fragment written twice: FFmpeg drops the second, as it should
+            repeated.update(number for s in seen.values() for number in s.repeated)
+            continue  # FFmpeg drops a fragment written twice, as it should: so does the copy
         offset += max(s.expected - s.stamp for s in seen.values())
         jumps.append(_Jump(step.number, {i: s.number for i, s in seen.items()}, offset))
-    return jumps
+    return jumps, repeated
 
 
 def _steps(times: Dict[int, _StreamTimes], strays,
@@ -266,7 +271,7 @@ def _steps(times: Dict[int, _StreamTimes], strays,
             if packet.number in strays:
                 continue
             if expected is not None and packets.is_step(packet.dts, expected, latest, back_only):
-                repeated = back_only and packets.repeats(at, latest)
+                repeated = packets.repeated_from(at, latest) if back_only else ()
                 steps[index].append(_Step(packet.number, expected * packets.tick, packet.stamp, repeated))
                 latest = packet.dts
             latest = max(packet.dts, latest) if expected is not None else packet.dts
@@ -353,10 +358,10 @@ def _free_slot(dts: int, duration: int, neighbours: List[_Times]) -> int:
 
 
 def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[int, Tuple[Optional[int], int]],
-                  shift: Fraction = Fraction(0)) -> None:
-    """Every stream copied packet for packet into ``repaired``, the ``strays`` placed by their
-    neighbours, each packet moved by the offset of the last jump its stream has taken, and all by
-    ``shift`` seconds."""
+                  shift: Fraction = Fraction(0), left_out: Set[int] = frozenset()) -> None:
+    """Every stream copied packet for packet into ``repaired`` but the ``left_out`` packets (demux
+    numbers), the ``strays`` placed by their neighbours, each packet moved by the offset of the
+    last jump its stream has taken, and all by ``shift`` seconds."""
     with open_container(path) as source, av.open(str(repaired), "w", **_copy_format(source.format.name)) as out:
         out.metadata.update(source.metadata)
         copies = {}
@@ -368,8 +373,8 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[i
         if source.format.name == FRAGMENTED_FORMAT:
             out.set_chapters(_chapters_closed(source.chapters(), jumps))
         for number, packet in enumerate(demux(source)):
-            if packet.dts is None and packet.pts is None or packet.stream.index not in copies:
-                continue  # a demuxer flush marker, or a track the muxer writes again itself
+            if packet.dts is None and packet.pts is None or packet.stream.index not in copies or number in left_out:
+                continue  # a demuxer flush marker, a track the muxer writes again itself, or a repeat
             if number in strays:
                 packet.pts, packet.dts = strays[number]
             offset = shift
