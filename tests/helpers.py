@@ -567,17 +567,21 @@ def joined_recordings(path: Path, starts: Sequence[float], frames: int = 24, rat
     return path
 
 
-def joined_fragments(path: Path, starts: Sequence[float], frames: int = 48, rate: int = 24, **clip) -> Path:
+def joined_fragments(path: Path, starts: Sequence[float], frames: int = 48, rate: int = 24, cues: Sequence = (),
+                     **clip) -> Path:
     """CMAF segments (fragmented MP4) joined after the first part's init segment, as HLS and DASH
     downloaders write them, each part's fragments starting at its ``starts`` second (their tfdt):
     across a discontinuity (an ad break, a stream restart) a part starts at 0 again. Each part:
     H.264 with B-frames, a fragment a GOP, and AAC audio; each part coded at its own quality, so that
     no two parts' frames are the same bytes (a part that is would be the same fragments written twice);
-    ``clip``: :func:`make_clip`'s other arguments."""
+    ``cues``: each part's mov_text subtitles (see :func:`with_mov_text`); ``clip``: :func:`make_clip`'s
+    other arguments."""
+    fragmented = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
     parts = [make_clip(path.with_name(f"{path.stem}-part{n}.mp4"), frames=frames, rate=rate,
-                       options={"g": "12", "bf": "2", "crf": str(23 + n)},
-                       container_options={"movflags": "frag_keyframe+empty_moov+default_base_moof"}, **clip)
+                       options={"g": "12", "bf": "2", "crf": str(23 + n)}, container_options=fragmented, **clip)
              for n in range(len(starts))]
+    if cues:
+        parts = [with_mov_text(part, part.with_name(f"{part.stem}-subtitled.mp4"), cues, fragmented) for part in parts]
     with av.open(str(parts[0])) as first:
         timescales = {stream.id: 1 / stream.time_base for stream in first.streams}
     data = parts[0].read_bytes()
@@ -1378,10 +1382,11 @@ def with_unknown_codec(source: Path, path: Path, entry: bytes, config: bytes) ->
     return path
 
 
-def with_mov_text(source: Path, path: Path, cues=((100, 500, "Plain words"), (600, 900, "More words"))) -> Path:
+def with_mov_text(source: Path, path: Path, cues=((100, 500, "Plain words"), (600, 900, "More words")),
+                  options: dict | None = None) -> Path:
     """``source`` (an MP4) with a mov_text track of ``cues`` (start ms, end ms, text), as a phone
-    or an MP4 authoring tool writes subtitles."""
-    with av.open(str(source)) as inp, av.open(str(path), "w", format="mp4") as out:
+    or an MP4 authoring tool writes subtitles; ``options``: the muxer's (``movflags``)."""
+    with av.open(str(source)) as inp, av.open(str(path), "w", format="mp4", options=options or {}) as out:
         copies = {s.index: out.add_stream_from_template(s, opaque=True) for s in inp.streams}
         subtitles = out.add_stream("mov_text")
         subtitles.codec_context.subtitle_header = PLAIN_ASS_HEADER  # its encoder needs one

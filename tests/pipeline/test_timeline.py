@@ -258,3 +258,18 @@ def test_a_fragment_written_twice_in_an_mp4_whose_times_restart_is_left_out_of_i
     assert repaired == tmp_path / "continuous.mp4"
     assert stamps(repaired, "video") == stamps(continuous_source(joined, tmp_path / "once.mp4"), "video")
     assert len(stamps(repaired, "audio")) == len(stamps(joined, "audio"))
+
+
+def test_the_subtitles_of_a_fragmented_mp4_whose_times_restart_run_on_with_their_part(tmp_path):
+    """The end of the first part's last cue, demuxed after the second part's first frame, took the
+    jump with it and sat after the second part's cues: the MP4 muxer's guess at a cue's length
+    came out below 0 and FFmpeg aborted the process (movenc.c: Assertion next_dts >= 0)."""
+    cues = ((100, 500, "Plain words"), (600, 900, "More words"))
+    path = joined_fragments(tmp_path / "joined.mp4", (0, 0), cues=cues)
+    repaired = continuous_source(path, tmp_path / "continuous.mp4")
+    video = stamps(repaired, "video")
+    with av.open(str(repaired)) as container:
+        shown = [float(p.pts * p.time_base) for p in container.demux(subtitles=0) if p.pts is not None and p.size > 2]
+    moved = video[48] - video[0]  # how far the second part moved
+    assert len(video) == 96
+    assert shown == pytest.approx([0.1, 0.6, moved + 0.1, moved + 0.6], abs=0.01)

@@ -375,6 +375,8 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[i
         for number, packet in enumerate(demux(source)):
             if packet.dts is None and packet.pts is None or packet.stream.index not in copies or number in left_out:
                 continue  # a demuxer flush marker, a track the muxer writes again itself, or a repeat
+            if _is_empty_cue(packet):
+                continue  # the MP4 muxer writes the gaps between cues itself
             if number in strays:
                 packet.pts, packet.dts = strays[number]
             offset = shift
@@ -385,6 +387,15 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[i
             packet.dts = None if packet.dts is None else packet.dts + ticks
             packet.stream = copies[packet.stream.index]
             out.mux(packet)
+
+
+def _is_empty_cue(packet) -> bool:
+    """Whether a packet is an MP4 text track's empty sample (a text length of 0): the gap between
+    two cues, which the MP4 muxer writes itself. Copied into a fragmented MP4 (FFmpeg's demuxer
+    hands them over with no duration), the muxer's guess at one's length came out below 0 and
+    FFmpeg aborted the process (movenc.c: Assertion next_dts >= 0) at every copy of a fragmented
+    MP4 with mov_text subtitles; left out, each cue keeps its time and length."""
+    return packet.stream.type == "subtitle" and packet.stream.codec_context.name == "mov_text" and packet.size <= 2
 
 
 def _copied_streams(source) -> List:
