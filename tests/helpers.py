@@ -165,7 +165,12 @@ def tiny_spandrel_network(arch: str, scale: int) -> torch.nn.Module:
 def save_spandrel_model(arch: str, path: Path, scale: int = 2, seed: int = 0) -> Path:
     """A tiny random ``arch`` network as a .pth (or .safetensors) state dict, as community files are."""
     torch.manual_seed(seed)
-    state = {name: tensor.contiguous().clone() for name, tensor in tiny_spandrel_network(arch, scale).state_dict().items()}
+    return save_state(tiny_spandrel_network(arch, scale).state_dict(), path)
+
+
+def save_state(state: dict, path: Path) -> Path:
+    """A network's state dict as a .pth, or a .safetensors where ``path`` ends so."""
+    state = {name: tensor.contiguous().clone() for name, tensor in state.items()}
     if path.suffix.lower() == ".safetensors":
         from safetensors.torch import save_file
 

@@ -378,12 +378,15 @@ def test_a_model_file_removed_after_the_listing_is_left_out_or_not_found(tmp_pat
     (lambda path: save_rrdbnet(path, num_block=3), "meta"),
     (lambda path: save_spandrel_model("AuraSR", path, scale=4), "meta"),
     (lambda path: save_spandrel_model("ESRGAN", path), "meta"),
-    (lambda path: save_spandrel_model("SwinIR", path), "cpu"),  # its constructor reads drop-path rates back
-], ids=["Compact", "RRDBNet", "AuraSR", "spandrel-ESRGAN", "SwinIR"])
+    # their constructors read drop-path rates back (torch.linspace(...).item()): made for real
+    *[(lambda path, arch=arch: save_spandrel_model(arch, path), "meta") for arch in ("SwinIR", "HAT", "DAT")],
+    (lambda path: save_spandrel_model("IPT", path), "cpu"),  # its mean shift sets its weight's .data
+], ids=["Compact", "RRDBNet", "AuraSR", "spandrel-ESRGAN", "SwinIR", "HAT", "DAT", "IPT"])
 def test_a_file_is_recognised_with_its_network_built_on_the_meta_device_as_when_built_for_real(tmp_path, monkeypatch,
                                                                                                saved, device):
     """Recognition built every network for real, weights and their random initialisation: an
-    RRDBNet of 200 blocks (551 MiB) took 35 s and 1.1 GiB in the ingress, for GET /models."""
+    RRDBNet of 200 blocks (551 MiB) took 35 s and 1.1 GiB in the ingress, for GET /models; SwinIR,
+    HAT and DAT still were, all their tensors put on meta failing their constructors."""
     from tmlsr_ray.models import meta_device, realesrgan, spandrel
     from tmlsr_ray.models.registry import recognise
 

@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import SPANDREL_ARCHS, SPANDREL_ONE_IMAGE_ARCHS, save_face_model, save_rrdbnet, save_spandrel_model
+from tests.helpers import (SPANDREL_ARCHS, SPANDREL_ONE_IMAGE_ARCHS, peak_memory_of, save_face_model, save_rrdbnet,
+                           save_spandrel_model, save_state, save_unshuffle_swinir)
+from tmlsr_ray.models import spandrel as spandrel_backend
 from tmlsr_ray.models.base import LoadOptions, ModelError
+from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.models.registry import ModelCatalog, load_model
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames, upscale_image
 
@@ -194,3 +197,73 @@ def test_the_shortest_side_an_architecture_runs_on_is_listed_and_a_smaller_image
     model = load_model(tmp_path / "m.pth", info, LoadOptions("cpu"))
     image = np.random.default_rng(0).integers(0, 256, (3, 5, 3), dtype=np.uint8)
     assert upscale_image(model, image, (10, 6)).shape == (6, 10, 3)
+
+
+# The tiny network of each architecture whose file's tensors become its network's weights.
+ASSIGNED_ARCHITECTURE_NETWORKS = {"Compact": "Compact", "DnCNN": "FDnCNN", **{arch: arch for arch in (
+    "ESRGAN", "SwinIR", "HAT", "DAT", "OmniSR", "SPAN", "RealCUGAN", "PLKSR", "DRUNet", "SeemoRe", "AuraSR")}}
+
+
+@pytest.mark.parametrize("arch", sorted(spandrel_backend.WEIGHTS_ASSIGNED_ARCHITECTURES))
+def test_a_network_given_its_files_tensors_as_weights_upscales_as_one_built_for_real(tmp_path, monkeypatch, arch):
+    """Built on the meta device, a network has buffers its file may not hold (OmniSR's, computed
+    by its constructor) and gets the file's tensors as they are: a wrong buffer gives a wrong picture."""
+    save_spandrel_model(ASSIGNED_ARCHITECTURE_NETWORKS[arch], tmp_path / "m.safetensors", scale=4)
+    assigned, built_for_real = _upscaled_with_weights_assigned_and_built_for_real(tmp_path / "m.safetensors",
+                                                                                  monkeypatch)
+    assert np.array_equal(assigned, built_for_real)
+
+
+def test_a_pixel_unshuffle_swinir_whose_keys_its_loader_renames_is_given_its_files_tensors(tmp_path, monkeypatch):
+    # spandrel's own call fails on sides of other than a multiple of 8 (its size rule says 4)
+    assigned, built_for_real = _upscaled_with_weights_assigned_and_built_for_real(
+        save_unshuffle_swinir(tmp_path / "m.pth"), monkeypatch, size=(16, 24))
+    assert np.array_equal(assigned, built_for_real)
+
+
+def _upscaled_with_weights_assigned_and_built_for_real(path, monkeypatch, size=(18, 26)):
+    """Frames upscaled by the file's model given its tensors as weights (checked to be), and by
+    the model built for real."""
+    info = ModelCatalog(path.parent).info(path.name)
+    assigned = []
+    with_weights_assigned = spandrel_backend._with_weights_assigned
+    monkeypatch.setattr(spandrel_backend, "_with_weights_assigned",
+                        lambda *args: assigned.append(with_weights_assigned(*args)) or assigned[-1])
+    frames = np.random.default_rng(0).integers(0, 256, (2, *size, 3), dtype=np.uint8)
+    outputs = [load_model(path, info, LoadOptions("cpu")).upscale_samples(frames)]
+    assert len(assigned) == 1 and assigned[0] is not None
+    monkeypatch.setattr(spandrel_backend, "WEIGHTS_ASSIGNED_ARCHITECTURES", set())
+    outputs.append(load_model(path, info, LoadOptions("cpu")).upscale_samples(frames))
+    assert len(assigned) == 1
+    return outputs
+
+
+def test_a_file_whose_keys_spandrel_renames_into_a_dict_of_its_own_is_built_for_real(tmp_path):
+    """spandrel's ESRGAN loader reads Real-ESRGAN's layout into a dict of its own (the older
+    layout): the network checked on meta got none of the file's tensors, and is built for real."""
+    from safetensors.torch import save_file
+
+    save_file(torch.load(save_rrdbnet(tmp_path / "m.pth", num_grow_ch=32))["params_ema"], str(tmp_path / "m.safetensors"))
+    (tmp_path / "m.pth").unlink()
+    info = ModelCatalog(tmp_path).info("m.safetensors")
+    model = load_model(tmp_path / "m.safetensors", info, LoadOptions("cpu"))
+    frames = np.random.default_rng(0).integers(0, 256, (1, 8, 8, 3), dtype=np.uint8)
+    rrdbnet = RealESRGANModel(save_rrdbnet(tmp_path / "m.pth", num_grow_ch=32), device="cpu", dtype="fp32")
+    assert info.architecture == "ESRGAN"
+    assert np.abs(model.upscale_samples(frames).astype(int) - rrdbnet.upscale_samples(frames)).max() <= 1
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_a_large_model_loads_without_a_second_copy_of_its_weights(tmp_path, suffix):
+    """A spandrel file's load peaked at 2x its size: the network built for real, random weights
+    and all, beside the file's tensors (mapped, their pages resident) until they were copied in."""
+    from spandrel.architectures.SPAN import SPAN
+
+    torch.manual_seed(0)
+    path = save_state(SPAN(num_in_ch=3, num_out_ch=3, feature_channels=96, upscale=4).state_dict(), tmp_path / f"m{suffix}")
+    tiny = save_spandrel_model("SPAN", tmp_path / f"tiny{suffix}")  # loaded first: imports and first-call work
+    size = path.stat().st_size
+    load = "SpandrelModel(Path({!r}))"
+    peak = peak_memory_of(load.format(str(path)), setup="\n".join([
+        "from pathlib import Path", "from tmlsr_ray.models.spandrel import SpandrelModel", load.format(str(tiny))]))
+    assert peak < 1.3 * size, f"peak {peak / 2**20:.0f} MiB for a file of {size / 2**20:.0f} MiB"

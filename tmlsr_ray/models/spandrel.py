@@ -19,7 +19,7 @@ from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInf
 from tmlsr_ray.models.checkpoint import first_lines, read_state_dict
 from tmlsr_ray.models.device import select_device, select_dtype
 from tmlsr_ray.models.frame_network import FrameNetwork
-from tmlsr_ray.models.meta_device import built_on_meta
+from tmlsr_ray.models.meta_device import built_on_meta, holds_meta_tensors, parameters_on_meta
 
 SUFFIXES = (".pth", ".safetensors")
 MAX_SCALE = 8
@@ -64,12 +64,23 @@ REFUSED_ARCHITECTURES = {"GFPGAN": "FaceSR", "RestoreFormer": "FaceSR", "LaMa": 
 LUMA = (0.299, 0.587, 0.114)
 
 
-def describe(path: Path, on_meta: bool = False):
-    """spandrel's descriptor of the file, or ModelError saying why it cannot be served; ``on_meta``:
-    its network built without weights where the architecture allows (to recognise the file)."""
+# Architectures whose networks are built with their parameters on the meta device and given the
+# file's tensors as their weights, so that a loaded model holds one copy of them (a network built
+# for real held its random weights beside the file's until they were copied in: 2x the file). Each
+# is checked to upscale as the network built for real does (tests/models/test_spandrel.py); the
+# others are built for real.
+WEIGHTS_ASSIGNED_ARCHITECTURES = {"Compact", "ESRGAN", "SwinIR", "HAT", "DAT", "OmniSR", "SPAN", "RealCUGAN", "PLKSR",
+                                  "DRUNet", "DnCNN", "SeemoRe", "AuraSR"}
+
+
+def describe(path: Path, weighted: bool = True):
+    """spandrel's descriptor of the file, or ModelError saying why it cannot be served; ``weighted``:
+    its network holding the file's weights (to run it), else built without them where the
+    architecture allows (to recognise the file)."""
     import spandrel
 
-    state = read_state_dict(path)
+    # Read, not mapped, for a network that keeps the tensors: a mapping's pages would count beside them.
+    state = read_state_dict(path, mapped=not weighted)
     support = next((a for a in spandrel.MAIN_REGISTRY.architectures("detection") if a.detect(state)), None)
     if support is None:
         raise ModelError(f"model file {path.name}: no architecture spandrel {spandrel.__version__} "
@@ -77,16 +88,41 @@ def describe(path: Path, on_meta: bool = False):
     name = support.architecture.name
     _refuse_purpose(path, name, REFUSED_ARCHITECTURES.get(str(support.architecture.id)))
     try:
-        # Each build gets a copy of the dict: spandrel's loaders rename and drop its keys (SwinIR's
-        # pixel-unshuffle layout), and a build for real after one failed on meta needs them as read.
-        descriptor = built_on_meta(lambda: support.architecture.load(dict(state))) if on_meta else \
-            support.architecture.load(state)
+        descriptor = _built(support.architecture, state, weighted)
     except Exception as exc:  # a detected architecture whose tensors do not fit it
         raise ModelError(f"model file {path.name} ({name}) does not load: {type(exc).__name__}: "
                          f"{first_lines(str(exc), count=2, limit=300)}") from exc
     _refuse_purpose(path, name, descriptor.purpose)
     _refuse_unservable(path, name, descriptor, state)
     return descriptor
+
+
+def _built(architecture, state: Dict[str, torch.Tensor], weighted: bool):
+    """spandrel's descriptor of ``state``. Each build gets a copy of the dict: spandrel's loaders
+    rename and drop its keys (SwinIR's pixel-unshuffle layout), and a build for real after one on
+    meta needs them as read."""
+    if not weighted:
+        return built_on_meta(lambda: architecture.load(dict(state)))
+    if str(architecture.id) in WEIGHTS_ASSIGNED_ARCHITECTURES:
+        descriptor = _with_weights_assigned(architecture, state)
+        if descriptor is not None:
+            return descriptor
+    return architecture.load(state)
+
+
+def _with_weights_assigned(architecture, state: Dict[str, torch.Tensor]):
+    """The descriptor whose network, built with its parameters on meta, takes ``state``'s tensors
+    as its weights; None where that cannot be: a constructor that needs its parameters' values, a
+    loader that renames the keys into a dict of its own (ESRGAN's newer layout), checking them
+    against the network and giving it none, or a network left with a tensor without data."""
+    renamed = dict(state)  # the loader renames and drops keys in it, as its network needs them
+    try:
+        with parameters_on_meta():
+            descriptor = architecture.load(renamed)
+        descriptor.model.load_state_dict(renamed, strict=True, assign=True)
+    except Exception:  # built for real next, where a file that does not fit fails again
+        return None
+    return None if holds_meta_tensors(descriptor.model) else descriptor
 
 
 def _refuse_unservable(path: Path, name: str, descriptor, state: Dict[str, torch.Tensor]) -> None:
@@ -122,7 +158,7 @@ def _refuse_purpose(path: Path, architecture: str, purpose: Optional[str]) -> No
 def recognise(path: Path) -> Optional[ModelInfo]:
     if file_suffix(path) not in SUFFIXES:
         return None
-    descriptor = describe(path, on_meta=True)
+    descriptor = describe(path, weighted=False)
     dtypes = ("float32",) + ("float16",) * descriptor.supports_half + ("bfloat16",) * descriptor.supports_bfloat16
     return ModelInfo(
         name=path.name, family="spandrel", architecture=descriptor.architecture.name, scale=descriptor.scale,

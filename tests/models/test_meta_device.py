@@ -1,0 +1,63 @@
+"""Networks built without their weights: parameters on the meta device, buffers made for real."""
+
+import threading
+
+import torch
+
+from tmlsr_ray.models.meta_device import built_on_meta, holds_meta_tensors
+
+
+class Windowed(torch.nn.Module):
+    """A layer whose constructor computes a buffer (as SwinIR's relative position index) and reads
+    a value back (as transformers' drop-path rates)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rate = torch.linspace(0, 0.1, 3)[1].item()
+        self.proj = torch.nn.Linear(4, 4)
+        self.register_buffer("index", torch.arange(6).view(2, 3) * 2, persistent=False)
+
+
+def test_parameters_are_made_on_meta_and_computed_buffers_for_real():
+    """With every tensor on meta, a constructor that read a value back failed there and was built
+    for real, random weights and all (SwinIR, HAT, DAT, IPT); one that did not kept the buffers
+    it computed without data, where a file lacks them."""
+    network = built_on_meta(Windowed)
+    assert [p.device.type for p in network.parameters()] == ["meta", "meta"]
+    assert torch.equal(network.index, torch.tensor([[0, 2, 4], [6, 8, 10]])) and abs(network.rate - 0.05) < 1e-6
+    assert holds_meta_tensors(network)
+    network.proj.load_state_dict(torch.nn.Linear(4, 4).state_dict(), assign=True)
+    assert not holds_meta_tensors(network)
+
+
+def test_a_network_built_on_another_thread_meanwhile_is_built_for_real():
+    started, other_built = threading.Event(), threading.Event()
+    other = {}
+
+    def build_other():
+        started.wait()
+        other["network"] = torch.nn.Linear(4, 4)
+        other_built.set()
+
+    def build_here():
+        started.set()
+        other_built.wait(timeout=10)
+        return torch.nn.Linear(4, 4)
+
+    thread = threading.Thread(target=build_other)
+    thread.start()
+    here = built_on_meta(build_here)
+    thread.join()
+    assert here.weight.is_meta and not other["network"].weight.is_meta
+
+
+def test_a_tensor_a_constructor_computed_from_a_parameter_on_meta_is_found():
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 4)
+            self.doubled = self.proj.weight.detach() * 2  # a plain attribute, in no state dict
+
+    network = built_on_meta(Scaled)
+    network.load_state_dict(Scaled().state_dict(), assign=True)
+    assert holds_meta_tensors(network)
