@@ -1,5 +1,5 @@
-"""Host memory loading a model file takes: a float SeedVR2 DiT (fp8, fp16, bf16; safetensors and
-.pth), a large RRDBNet and a large SwinIR and SPAN through spandrel (.pth and .safetensors), each
+"""Host memory loading a model file takes: a SeedVR2 DiT (Q4_K GGUF; fp8, fp16, bf16 safetensors;
+bf16 .pth), a large RRDBNet and a large SwinIR and SPAN through spandrel (.pth and .safetensors), each
 with random weights of the real layout.
 
     python bench/load_memory.py [--work /tmp/load_memory] [--dit-hidden 1024] [--dit-blocks 8] [--rrdb-blocks 200]
@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.recognition import status_bytes, swinir  # noqa: E402
+from bench.seedvr2_checkpoints import write_random_dit  # noqa: E402
 from tests.helpers import DiTShape, write_random_float_dit  # noqa: E402
 
 DIT_DTYPES = {"fp8": torch.float8_e4m3fn, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -66,6 +67,8 @@ def write_files(work: Path, only: str, hidden: int, blocks: int, rrdb_blocks: in
         for suffix in (".safetensors", ".pth") if label == "bf16" else (".safetensors",):
             kinds.append((f"dit-{label}", f"tiny-dit-{label}", suffix, partial(write_random_float_dit, shape=shape, dtype=dtype),
                           partial(write_random_float_dit, shape=tiny, dtype=dtype)))
+    kinds.append(("dit-q4k", "tiny-dit-q4k", ".gguf", partial(write_random_dit, shape=shape),
+                  partial(write_random_dit, shape=tiny)))
     networks = {f"rrdbnet-{rrdb_blocks}": (partial(_rrdbnet, rrdb_blocks), partial(_rrdbnet, 1)),
                 f"swinir-{swinir_dim}": (partial(swinir, swinir_dim), partial(swinir, 12, depth=1)),
                 f"span-{span_features}": (partial(_span, span_features), partial(_span, 8))}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
+from typing import BinaryIO, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 import gguf
 import numpy as np
@@ -47,15 +47,30 @@ class PackedTensor:
         return torch.from_numpy(raw if raw.flags.writeable else raw.copy()).to(device)
 
 
-def read_gguf(path: Path) -> Iterator[PackedTensor]:
-    """Yields every tensor of a GGUF file (memory-mapped), names without the ComfyUI prefix."""
+def read_gguf(path: Path, mapped: bool = True) -> Iterator[PackedTensor]:
+    """Yields every tensor of a GGUF file, names without the ComfyUI prefix: memory-mapped (to
+    list them), else each read into memory of its own (to keep them: a mapped tensor's copy
+    touched its pages, which counted in the process's memory beside the copies until the load
+    ended, 2x the file)."""
     try:
         reader = gguf.GGUFReader(str(path))
     except Exception as exc:  # the reader raises ValueError/struct errors on a broken file
         raise ModelError(f"cannot read GGUF file {path.name}: damaged or cut short ({exc})") from exc
-    for tensor in reader.tensors:
-        shape = tuple(int(n) for n in reversed(tensor.shape.tolist()))  # ggml order is reversed
-        yield PackedTensor(_unprefixed(tensor.name), tensor.tensor_type, shape, tensor.data)
+    with open(path, "rb") as file:
+        for tensor in reader.tensors:
+            shape = tuple(int(n) for n in reversed(tensor.shape.tolist()))  # ggml order is reversed
+            data = tensor.data if mapped else _read_data(path, file, tensor.data, tensor.data_offset)
+            yield PackedTensor(_unprefixed(tensor.name), tensor.tensor_type, shape, data)
+
+
+def _read_data(path: Path, file: BinaryIO, mapped: np.ndarray, offset: int) -> np.ndarray:
+    """The bytes of a mapped tensor read at ``offset``, into an array of its type and shape (the
+    mapping's are only looked at, none of its pages touched)."""
+    data = np.empty(mapped.shape, mapped.dtype)
+    file.seek(offset)
+    if file.readinto(data.reshape(-1).view(np.uint8)) != data.nbytes:
+        raise ModelError(f"cannot read GGUF file {path.name}: cut short (in a tensor at byte {offset})")
+    return data
 
 
 def check_supported_types(types: Dict[str, str], supported: Iterable[str], file_name: str) -> None:
@@ -77,7 +92,7 @@ def read_tensors(path: Path) -> Iterator[PackedTensor]:
     """Every tensor of a GGUF checkpoint, or (by its suffix) of a float safetensors or torch one;
     ModelError first when one has a type that cannot be expanded."""
     check_tensor_types(path)
-    return read_gguf(path) if file_suffix(path) == ".gguf" else _read_float_tensors(path)
+    return read_gguf(path, mapped=False) if file_suffix(path) == ".gguf" else _read_float_tensors(path)
 
 
 def tensor_layout(path: Path) -> Dict[str, Tuple[str, Tuple[int, ...]]]:

@@ -231,3 +231,23 @@ def test_a_float_dit_loads_holding_each_weight_once(tmp_path, name, dtype):
     # Measured (2 cores, glibc): 0.97x for bf16; fp8 1.06x or 1.25x from run to run (the allocator
     # keeps about the largest tensor's fp8 and fp16 copies, 7.5 MiB, or not); a whole copy: 1.93-2.0x.
     assert peak < 1.5 * kept, f"peak {peak / 2**20:.0f} MiB for {kept / 2**20:.0f} MiB of weights"
+
+
+def test_a_gguf_dit_loads_holding_each_weight_once(tmp_path):
+    """A GGUF DiT's weights were copied out of the mapped file, whose pages counted in the
+    process's memory beside the copies until the load ended: 2x the file."""
+    from dataclasses import replace
+
+    from tmlsr_ray.models.gguf_tensors import read_tensors
+
+    paths = {}
+    for label, shape in (("dit", DiTShape(hidden=512, blocks=4, mm_layers=1, mlp_hidden=1382)),
+                         ("tiny", DiTShape(hidden=128, blocks=2, mm_layers=1, mlp_hidden=256, text_dim=256))):
+        write_random_float_dit(tmp_path / f"{label}.safetensors", shape, torch.float16)
+        tensors = [replace(tensor, data=tensor.data.view(np.float16)) for tensor in read_tensors(tmp_path / f"{label}.safetensors")]
+        paths[label] = write_gguf(tmp_path / f"{label}.gguf", tensors)
+    kept = 2 * sum(math.prod(dims) for _, dims in dit_tensors(DiTShape(hidden=512, blocks=4, mm_layers=1,
+                                                                         mlp_hidden=1382)))
+    peak = peak_memory_of(f"NaDiT.from_file({str(paths['dit'])!r})", setup="\n".join([
+        "from tmlsr_ray.models.seedvr2.dit import NaDiT", f"NaDiT.from_file({str(paths['tiny'])!r})"]))
+    assert peak < 1.5 * kept, f"peak {peak / 2**20:.0f} MiB for {kept / 2**20:.0f} MiB of weights"
