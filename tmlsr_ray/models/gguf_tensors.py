@@ -41,8 +41,8 @@ class PackedTensor:
     def packed_bytes(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """The stored bytes as a flat uint8 tensor on ``device``: a copy of a mapped file's (torch
         may not alias read-only memory, and a model must not keep its file mapped), the bytes
-        themselves where they were read for this tensor alone (a float file's, see
-        :func:`read_tensors`): a second copy of each would double the host memory a load peaks at."""
+        themselves where they were read for this tensor alone (as :func:`read_tensors` reads
+        them): a second copy of each would double the host memory a load peaks at."""
         raw = np.ascontiguousarray(self.data).reshape(-1).view(np.uint8)
         return torch.from_numpy(raw if raw.flags.writeable else raw.copy()).to(device)
 
