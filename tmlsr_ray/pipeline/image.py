@@ -57,11 +57,6 @@ EXIF_IFD_TAG, EXIF_PIXEL_DIMENSION_TAGS = 0x8769, (0xA002, 0xA003)
 # ICC profile (34675) travels on its own; 37724 is Photoshop's layer data.
 PIXEL_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 317, 320,
                      322, 323, 324, 325, 338, 339, 347, 530, 34675, 37724}
-# TIFF tags of how its samples are laid out: BitsPerSample, PhotometricInterpretation (2: RGB),
-# SamplesPerPixel, PlanarConfiguration (2: one plane a sample), TileWidth (only a tiled TIFF has it)
-TIFF_BITS_TAG, TIFF_PHOTOMETRIC_TAG, TIFF_SAMPLES_TAG, TIFF_PLANAR_TAG, TIFF_TILE_WIDTH_TAG = 258, 262, 277, 284, 322
-# where a TIFF's strips or tiles start, and how many bytes each holds
-TIFF_PIECE_TAGS = ((273, 279, "strip"), (324, 325, "tile"))
 TIFF_PHOTOMETRIC_NAMES = {0: "gray", 1: "gray", 2: "RGB", 3: "palette", 4: "mask", 5: "CMYK", 6: "YCbCr", 8: "Lab"}
 BMP_CORE_HEADER_BYTES = 12  # OS/2 1.x's BITMAPCOREHEADER, in place of Windows' 40-byte or longer one
 BMP_BITS_AT = 28  # where a Windows BMP header's bits per pixel are
@@ -161,7 +156,7 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             # from the header, before anything past it is read
             _check_pixels(img.format, fmt, width, height, max_pixels)
             if fmt == "tiff":
-                _check_tiff_pieces(img.tag_v2)
+                _refuse_piece_inside_header(img.tag_v2)
             if fmt == "avif":
                 _check_avif_coded_size(path)
             mode = img.mode
@@ -241,21 +236,6 @@ def _check_pixels(pillow_format: Optional[str], fmt: Optional[str], width: int, 
         )
 
 
-def _check_tiff_pieces(tags: TiffImagePlugin.ImageFileDirectory_v2) -> None:
-    """Refuses a TIFF whose picture data is said to start inside its own header (StripOffsets 0):
-    libtiff reads the header's bytes as pixels, and garbage was upscaled with no word. A piece
-    of no bytes at 0 is one a sparse TIFF (GDAL's) leaves out, not this."""
-    header_bytes = 16 if getattr(tags, "_bigtiff", False) else 8
-    for offsets_tag, counts_tag, piece in TIFF_PIECE_TAGS:
-        offsets, counts = tags.get(offsets_tag, ()), tags.get(counts_tag, ())
-        offsets = offsets if isinstance(offsets, tuple) else (offsets,)
-        counts = counts if isinstance(counts, tuple) else (counts,)
-        for offset, count in zip(offsets, counts):
-            if offset < header_bytes and count:
-                raise InputError(f"input TIFF is corrupt: a {piece} of its picture data is said to start at "
-                                 f"byte {offset}, inside its header")
-
-
 def _check_avif_coded_size(path: Path) -> None:
     """Refuses an AVIF whose ``ispe`` states a picture wider or higher than its AV1 sequence header
     holds: libavif scales the coded picture up to the stated size (a 48x32 one stated 96x64 came
@@ -303,12 +283,12 @@ def _tiff_layout(path: Path) -> Optional[str]:
             directory.load(file)
     except (OSError, ValueError, SyntaxError, struct.error):
         return None
-    if not {256, 257, TIFF_BITS_TAG} <= set(directory):  # width, height and depth: else no layout at all
+    if not {tiff_pieces.WIDTH, tiff_pieces.HEIGHT, tiff_pieces.BITS} <= set(directory):  # else no layout at all
         return None
-    bits = directory.get(TIFF_BITS_TAG, (1,))
+    bits = directory.get(tiff_pieces.BITS, (1,))
     bits = "/".join(map(str, sorted(set(bits if isinstance(bits, tuple) else (bits,)))))
-    colour = TIFF_PHOTOMETRIC_NAMES.get(directory.get(TIFF_PHOTOMETRIC_TAG), "unknown colour")
-    samples = directory.get(TIFF_SAMPLES_TAG, 1)
+    colour = TIFF_PHOTOMETRIC_NAMES.get(directory.get(tiff_pieces.PHOTOMETRIC), "unknown colour")
+    samples = directory.get(tiff_pieces.SAMPLES, 1)
     return f"{samples} sample{'' if samples == 1 else 's'} of {bits} bits ({colour})"
 
 
@@ -582,16 +562,16 @@ def _deep_tiff_stored_by_plane(path: Path) -> Optional[np.ndarray]:
     interleaved (every pixel garbage); FFmpeg's decoder reads them as stored."""
     with Image.open(path) as img:
         tags = img.tag_v2
-        bits = tags.get(TIFF_BITS_TAG, (8,))
-        samples = tags.get(TIFF_SAMPLES_TAG, 1)
-        if tags.get(TIFF_PLANAR_TAG) == 2 and samples == 2:  # OpenCV's gray is garbage, Pillow's alpha fails
+        bits = tags.get(tiff_pieces.BITS, (8,))
+        samples = tags.get(tiff_pieces.SAMPLES, 1)
+        if tags.get(tiff_pieces.PLANAR) == 2 and samples == 2:  # OpenCV's gray is garbage, Pillow's alpha fails
             raise InputError("a gray TIFF with alpha stored plane by plane is not supported; save it with "
                              "interleaved samples")
-        if (tags.get(TIFF_PLANAR_TAG) != 2 or tags.get(TIFF_PHOTOMETRIC_TAG) != 2 or samples not in (3, 4)
+        if (tags.get(tiff_pieces.PLANAR) != 2 or tags.get(tiff_pieces.PHOTOMETRIC) != 2 or samples not in (3, 4)
                 or max(bits if isinstance(bits, tuple) else (bits,)) != 16):
             return None
         orientation = _orientation(tags.get(EXIF_ORIENTATION_TAG))
-        if TIFF_TILE_WIDTH_TAG in tags:  # FFmpeg's decoder reads the tiles of DNG alone
+        if tiff_pieces.TILE_WIDTH in tags:  # FFmpeg's decoder reads the tiles of DNG alone
             raise InputError("a 16-bit TIFF stored plane by plane in tiles is not supported; save it with "
                              "interleaved samples (\"RGBRGB\") or in strips")
     try:
@@ -601,6 +581,12 @@ def _deep_tiff_stored_by_plane(path: Path) -> Optional[np.ndarray]:
         raise InputError(f"16-bit TIFF stored plane by plane could not be decoded ({_first_line(exc)})") from exc
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if samples == 4 else cv2.COLOR_RGB2BGR)
     return apply_exif_orientation(bgr, orientation)
+
+
+def _refuse_piece_inside_header(tags: TiffImagePlugin.ImageFileDirectory_v2) -> None:
+    where = tiff_pieces.inside_header(tags)
+    if where:
+        raise InputError(f"input TIFF is corrupt: {where}")
 
 
 def _refuse_damaged_tiff_pieces(path: Path) -> None:

@@ -86,6 +86,19 @@ def layout(tags) -> Optional[Layout]:
                   _values(tags.get(TILE_BYTES if tiled else STRIP_BYTES, ())))
 
 
+def inside_header(tags) -> Optional[str]:
+    """Where a piece of the picture is said to start inside the file's own header (StripOffsets 0),
+    in words; None where none is. libtiff reads the header's bytes as pixels, and garbage was
+    upscaled with no word, whatever the compression. A piece of no bytes at 0 is one a sparse TIFF
+    (GDAL's) leaves out, not this."""
+    header_bytes = 16 if getattr(tags, "_bigtiff", False) else 8
+    for offsets_tag, counts_tag, piece in ((STRIP_OFFSETS, STRIP_BYTES, "strip"), (TILE_OFFSETS, TILE_BYTES, "tile")):
+        for offset, count in zip(_values(tags.get(offsets_tag, ())), _values(tags.get(counts_tag, ()))):
+            if offset < header_bytes and count:
+                return f"a {piece} of its picture data is said to start at byte {offset}, inside its header"
+    return None
+
+
 def damage(file: BinaryIO, pieces: Layout) -> Optional[str]:
     """What is wrong with the first damaged piece, in words; None where each decodes to its size."""
     file_bytes = file.seek(0, 2)
