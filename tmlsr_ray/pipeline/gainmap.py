@@ -51,8 +51,9 @@ HDRGM_VERSION = re.compile(rb"hdrgm:Version\s*=\s*[\"']([0-9.]{1,8})[\"']|<hdrgm
 # a GContainer item's fields, as attributes (libultrahdr, Pixel) or as elements (Adobe's XMP toolkit)
 ITEM_FIELD = re.compile(rb"Item:(Semantic|Length|Padding)\s*=\s*[\"']([^\"']{0,32})[\"']"
                         rb"|<Item:(Semantic|Length|Padding)>\s*([^<]{0,32}?)\s*<")
-# in entropy-coded data, a 0xFF is a marker's unless stuffed (0xFF00), a restart marker or a fill byte
-ENTROPY_CODED_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+# where a scan's entropy-coded data ends: a 0xFF neither stuffed (0xFF00) nor a restart marker's
+# (fill bytes, 0xFF before a marker, are stepped over as markers alone)
+SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
 MP_ENTRY_TAG = 0xB002
 MP_ENTRY_BYTES = 16  # attribute, size, offset, two dependent-image entries
 MP_PRIMARY_ATTRIBUTE = 0x030000  # a baseline MP primary image, JPEG
@@ -254,17 +255,35 @@ def with_metadata(jpeg: bytes, metadata: bytes) -> bytes:
 def _header_segments(data: bytes, kinds: Dict[int, Tuple[bytes, ...]]) -> Iterator[Tuple[int, int, bytes]]:
     """Each segment of ``kinds`` (a marker's signatures) of a JPEG before its picture data: its
     marker, where it starts and its payload (cut short where the file is)."""
+    for marker, at, end in first_picture_markers(data):
+        if marker in (SOS, EOI):
+            return
+        if data.startswith(kinds.get(marker, ()), at + 4):
+            yield marker, at, data[at + 4:end]
+
+
+def first_picture_markers(data: bytes) -> Iterator[Tuple[int, int, int]]:
+    """(marker, where it starts, where what it holds ends) of each marker of a JPEG's first picture
+    after its SOI, to its EOI: a segment ends past its length (cut short where the file is), an
+    SOS past the entropy-coded data after it (:data:`SCAN_END`; the file's end where no marker
+    follows), the EOI past itself. Fill bytes, TEM and restart markers hold nothing and are not
+    given. Ends early where a segment's length is cut off."""
     at = 2  # past SOI
-    while at + 4 <= len(data) and data[at] == 0xFF:
+    while at + 2 <= len(data) and data[at] == 0xFF:
         marker = data[at + 1]
         if marker == 0xFF or marker in MARKERS_WITHOUT_LENGTH:  # a fill byte, a marker alone
             at += 1 if marker == 0xFF else 2
             continue
-        if marker in (SOS, EOI):
+        if marker == EOI:
+            yield marker, at, at + 2
+            return
+        if at + 4 > len(data):
             return
         end = at + 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
-        if data.startswith(kinds.get(marker, ()), at + 4):
-            yield marker, at, data[at + 4:end]
+        if marker == SOS:
+            scan_end = SCAN_END.search(data, min(end, len(data)))
+            end = scan_end.start() if scan_end else len(data)
+        yield marker, at, end
         at = end
 
 
@@ -363,30 +382,8 @@ def _whole_number(text: Optional[str]) -> int:
 
 
 def _end_of_first_picture(data: bytes) -> Optional[int]:
-    """Where a JPEG's first picture ends, just past its EOI: its segments are stepped over, and the
-    entropy-coded data after each SOS searched for the next marker (a 0xFF neither stuffed, 0xFF00,
-    nor a restart marker); None where the picture is cut short."""
-    at = 2  # past SOI
-    while at + 2 <= len(data) and data[at] == 0xFF:
-        marker = data[at + 1]
-        if marker == EOI:
-            return at + 2
-        if marker == 0xFF or marker in MARKERS_WITHOUT_LENGTH:
-            at += 1 if marker == 0xFF else 2
-            continue
-        if at + 4 > len(data):
-            return None
-        at += 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
-        if marker == SOS:
-            at = _next_marker(data, at)
-    return None
-
-
-def _next_marker(data: bytes, at: int) -> int:
-    """Where the first marker at or after ``at`` in entropy-coded data starts (past its fill
-    bytes); the data's length where there is none."""
-    found = ENTROPY_CODED_MARKER.search(data, at)
-    return found.start() if found else len(data)
+    """Where a JPEG's first picture ends, just past its EOI; None where the picture is cut short."""
+    return next((end for marker, _, end in first_picture_markers(data) if marker == EOI), None)
 
 
 def _mp_entries(index: bytes) -> List[Tuple[int, int]]:

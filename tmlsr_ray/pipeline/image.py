@@ -13,7 +13,6 @@ after its primary picture again (:mod:`~tmlsr_ray.pipeline.photo_hdr` chooses an
 from __future__ import annotations
 
 import io
-import re
 import struct
 import warnings
 import zlib
@@ -32,7 +31,7 @@ from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.apple_hdr import apple_gain_map, declares_apple_gain_map
 from tmlsr_ray.pipeline.av1_header import SEQUENCE_HEADER_BYTES, largest_frame_size
 from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
-from tmlsr_ray.pipeline.gainmap import (EOI, MARKERS_WITHOUT_LENGTH, SOS, GainMap, declares_gain_map, gain_map_of,
+from tmlsr_ray.pipeline.gainmap import (SOS, GainMap, declares_gain_map, first_picture_markers, gain_map_of,
                                        icc_segments, jpeg_segment, with_gain_map, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, mastering_display,
                                            nclx_code_points, primary_item_properties, primary_item_start,
@@ -64,8 +63,6 @@ BMP_BITS_AT = 28  # where a Windows BMP header's bits per pixel are
 MAX_SIDE = {"webp": 16383, "jpeg": 65535, "png": 1_000_000}
 DEFAULT_QUALITY = 95
 JPEG_APP0 = 0xE0  # APPn's marker is JPEG_APP0 + n
-# where a JPEG scan's picture data ends: a marker other than a stuffed 0xFF or a restart marker
-JPEG_SCAN_END = re.compile(rb"\xff(?![\x00\xd0-\xd7])")
 # 64 one bits (stuffed): no Huffman table holds a code of all ones, so a decoder that reads past a
 # scan's own data into them meets a code that is none; a whole scan's last block ends before them
 JPEG_SCAN_OVERRUN = b"\xff\x00" * 8
@@ -487,19 +484,7 @@ def _scans_closed_by_ones(jpeg: bytes) -> bytes:
 
 def _jpeg_scan_ends(jpeg: bytes) -> Iterator[int]:
     """Where each scan's picture data of a JPEG's first picture ends (the file's end, for one cut off)."""
-    at = 2  # past SOI
-    while at + 2 <= len(jpeg) and jpeg[at] == 0xFF:
-        marker = jpeg[at + 1]
-        if marker == EOI:
-            return
-        if marker == 0xFF or marker in MARKERS_WITHOUT_LENGTH:  # a fill byte, a marker alone
-            at += 1 if marker == 0xFF else 2
-            continue
-        at += 2 + (struct.unpack(">H", jpeg[at + 2:at + 4])[0] if at + 4 <= len(jpeg) else 0)
-        if marker == SOS:
-            scan_end = JPEG_SCAN_END.search(jpeg, min(at, len(jpeg)))
-            at = scan_end.start() if scan_end else len(jpeg)
-            yield at
+    return (end for marker, _, end in first_picture_markers(jpeg) if marker == SOS)
 
 
 def _bmp_opencv_misreads(path: Path, info: ImageInfo) -> bool:
