@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import (SHARED, camcorder_dv, cut_and_decode, cut_mid_gop, damaged_raw_stream, interlaced_clip,
                            make_clip, mpeg2_back_to_back, video_tracks, video_under_a_smaller_header, with_box_field,
-                           vp8_with_hidden_frames, with_packets_damaged)
+                           vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
 from tmlsr_ray.pipeline import decode as decode_stage
@@ -360,6 +360,16 @@ def test_a_damaged_packet_of_a_vp8_stream_with_hidden_frames_fails_the_whole_dec
     drained by frame threads without a word)."""
     path = with_packets_damaged(vp8_with_hidden_frames(tmp_path), tmp_path / "damaged.webm", [packet], keep=3)
     with pytest.raises(InputError, match=rf"^video could not be decoded: a frame at about {seconds} s is damaged"):
+        decoded(path)
+
+
+def test_a_damaged_last_vp8_packet_whose_damage_cleared_its_show_bit_fails_the_whole_decode(tmp_path):
+    """Frame threads drop a damaged packet among a decode's last without a word: its show bit
+    cleared, it was counted a hidden frame, and the decode passed 47 of its 48 frames."""
+    source = make_clip(tmp_path / "in.webm", frames=48, rate=24, audio=False, codec="libvpx")
+    show_bit_cleared = with_frames_hidden(source, tmp_path / "hidden.webm", [47])
+    path = with_packets_damaged(show_bit_cleared, tmp_path / "damaged.webm", [47], keep=1)
+    with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about 1\.9\d s is damaged"):
         decoded(path)
 
 
