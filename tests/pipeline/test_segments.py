@@ -28,7 +28,7 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broad
                            without_frame_durations, with_every_frame_keyed, packed_b_frames_avi, with_container_colour,
                            programme_on_new_pids, media_recorder_webm, microsoft_video_1_8bit_avi, with_last_audio_tag_recoded,
                            with_adts_header_broken, audio_layout_switch_ts, cut_inside_packet, mpeg2_back_to_back,
-                           with_box_field, vp8_with_hidden_frames)
+                           with_box_field, vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline import decode as decode_stage
@@ -2079,3 +2079,13 @@ def test_segments_of_a_vp8_stream_with_hidden_frames_are_not_decoded_again(tmp_p
     plan, frames = cut_and_decode(path, Cutting(segment_s=0.5))
     assert len(plan.segments) == 5 and [pts for pts, _ in frames] == [pts for pts, _ in whole_decode(path)]
     assert len(frames) == 45 and not again
+
+
+def test_a_damaged_last_vp8_packet_whose_damage_cleared_its_show_bit_fails_its_segment(tmp_path):
+    """Dropped unsaid by frame threads as the segment's decode drained, it was counted a hidden
+    frame: the last segment passed short of a frame (47 of 48 out)."""
+    source = make_clip(tmp_path / "in.webm", frames=48, rate=24, audio=False, codec="libvpx")
+    show_bit_cleared = with_frames_hidden(source, tmp_path / "hidden.webm", [47])
+    path = with_packets_damaged(show_bit_cleared, tmp_path / "damaged.webm", [47], keep=1)
+    with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about 1\.9\d s is damaged"):
+        cut_and_decode(path, Cutting(segment_s=0.5))
