@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.helpers import long_capture  # noqa: E402
-from tmlsr_ray.pipeline.decode import open_container  # noqa: E402
+from tmlsr_ray.pipeline.container import open_container  # noqa: E402
 from tmlsr_ray.pipeline.timeline import _jumps, _packet_times, _strays  # noqa: E402
 
 

@@ -14,9 +14,9 @@ from tests.helpers import (SHARED, camcorder_dv, cut_and_decode, cut_mid_gop, da
                            vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
-from tmlsr_ray.pipeline import decode as decode_stage
-from tmlsr_ray.pipeline.decode import (DamagedPackets, concealment_told, iter_batches, largest_picture,
-                                       measured_siting, planar_layout, probe_video)
+from tmlsr_ray.pipeline import container as container_stage, damage as damage_stage
+from tmlsr_ray.pipeline.damage import DamagedPackets, concealment_told
+from tmlsr_ray.pipeline.decode import iter_batches, largest_picture, measured_siting, planar_layout, probe_video
 from tmlsr_ray.pipeline.segments import Cutting
 
 VIDEOS = sorted(p.name for p in (SHARED / "media" / "video").glob("*")) if (SHARED / "media").is_dir() else []
@@ -329,8 +329,8 @@ def test_a_whole_decode_of_a_recording_started_inside_a_gop_is_not_decoded_again
                        options={"x264-params": "keyint=12:bframes=3:b-pyramid=normal"})
     path = cut_mid_gop(source, tmp_path / "recording.ts", packets=6)
     again = []
-    told = decode_stage.damage_told_on_one_thread
-    monkeypatch.setattr(decode_stage, "damage_told_on_one_thread", lambda *args: again.append(args) or told(*args))
+    told = damage_stage.damage_told_on_one_thread
+    monkeypatch.setattr(damage_stage, "damage_told_on_one_thread", lambda *args: again.append(args) or told(*args))
     assert len(decoded(path)[0]) == len(from_first_keyframe(path)) and not again
 
 
@@ -347,8 +347,8 @@ def test_a_whole_decode_of_a_vp8_stream_with_hidden_frames_is_not_decoded_again(
     again, on one thread, to find damage it has not (three decodes for every such video)."""
     path = vp8_with_hidden_frames(tmp_path)
     again = []
-    told = decode_stage.damage_told_on_one_thread
-    monkeypatch.setattr(decode_stage, "damage_told_on_one_thread", lambda *args: again.append(args) or told(*args))
+    told = damage_stage.damage_told_on_one_thread
+    monkeypatch.setattr(damage_stage, "damage_told_on_one_thread", lambda *args: again.append(args) or told(*args))
     stamps, _ = decoded(path)
     assert len(stamps) == 45 and stamps == shown_stamps(path) and not again
 
@@ -502,8 +502,8 @@ def with_an_empty_video_pid(path):
 def opens_spied(monkeypatch):
     """Each open of an input by the decode stage, as whether it read with the long probe."""
     opens = []
-    opened = decode_stage._opened
-    monkeypatch.setattr(decode_stage, "_opened",
+    opened = container_stage._opened
+    monkeypatch.setattr(container_stage, "_opened",
                         lambda path, options: opens.append("probesize" in (options or {})) or opened(path, options))
     return opens
 

@@ -31,7 +31,7 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broad
                            with_box_field, vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.realesrgan import RealESRGANModel
-from tmlsr_ray.pipeline import decode as decode_stage
+from tmlsr_ray.pipeline import damage as damage_stage
 from tmlsr_ray.pipeline.audio_line import AudioLine
 from tmlsr_ray.pipeline.codecs import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat,
                                       output_container, task_codecs_available)
@@ -2074,8 +2074,8 @@ def test_segments_of_a_vp8_stream_with_hidden_frames_are_not_decoded_again(tmp_p
     by it: each such segment was decoded twice again, on one thread, to find damage it has not."""
     path = vp8_with_hidden_frames(tmp_path)
     again = []
-    told = decode_stage.damage_told_on_one_thread
-    monkeypatch.setattr(decode_stage, "damage_told_on_one_thread", lambda *args: again.append(args) or told(*args))
+    told = damage_stage.damage_told_on_one_thread
+    monkeypatch.setattr(damage_stage, "damage_told_on_one_thread", lambda *args: again.append(args) or told(*args))
     plan, frames = cut_and_decode(path, Cutting(segment_s=0.5))
     assert len(plan.segments) == 5 and [pts for pts, _ in frames] == [pts for pts, _ in whole_decode(path)]
     assert len(frames) == 45 and not again

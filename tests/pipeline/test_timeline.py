@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import (broadcast_with_bit_errors, cut_and_decode, joined_fragments, joined_recordings, long_capture,
                            make_clip, recording_with_audio_gap, with_audio_ahead, with_flv_tag_time_moved,
                            with_fragment_repeated)
-from tmlsr_ray.pipeline.decode import open_container
+from tmlsr_ray.pipeline.container import open_container
 from tmlsr_ray.pipeline.segments import Cutting
 from tmlsr_ray.pipeline.timeline import _packet_times, continuous_source
 

@@ -13,15 +13,13 @@ One decoder (PyAV/FFmpeg) for every input, so every input has the same frame sem
 
 from __future__ import annotations
 
-import errno
-import io
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import av
 import av.filter
@@ -32,7 +30,9 @@ from av.video.reformatter import Interpolation
 from tmlsr_ray.models.yuv import (BY_PRIMARIES, REFUSED_MATRICES, SITINGS, SWS_MATRIX, SWS_READS, UNTAGGED, YCGCO,
                                   Siting, Yuv420, Yuv420Frames, decoded_layout, nearest_sws_matrix, yuv420_to_rgb)
 from tmlsr_ray.pipeline.colour import mastering_params
-from tmlsr_ray.pipeline.vpx_header import shows_no_frame
+from tmlsr_ray.pipeline.container import EDIT_LIST_IGNORED, codec_name, ffmpeg_message, open_probed, probe_opened
+from tmlsr_ray.pipeline.damage import (DamagedPackets, damage_retold_on_failure, damage_retold_where_short,
+                                      decoded_frames)
 from tmlsr_ray.errors import CanceledError, InputError
 
 COLOR_FIELDS = ("color_primaries", "color_trc", "colorspace", "color_range")
@@ -111,358 +111,6 @@ class FrameBatch:
     index: int
     frames: Union[np.ndarray, Yuv420Frames]
     pts: List[int]
-
-
-# What an MP4 or MOV whose frame times are lost is opened with: its edit list, applied to those
-# times, flagged frames anywhere in the stream as before its start, and they were dropped
-EDIT_LIST_IGNORED = {"ignore_editlist": "1"}
-
-
-# FFmpeg learns a file's streams from its first 5 MB or 5 s: a broadcast recording whose audio runs
-# 8 s or more ahead of its first picture was opened with no picture size, and refused as a corrupt
-# header. Read further only for such a file, as far as `ffmpeg -probesize -analyzeduration` users go.
-LONG_PROBE = {"probesize": str(200 << 20), "analyzeduration": str(120 * 1_000_000)}
-
-
-def open_container(path: Path, options: Optional[Dict[str, str]] = None) -> "av.container.InputContainer":
-    """The input, opened as FFmpeg opens it; read further where a video stream's picture size is not
-    known by then (every later open of the same file does the same, so all agree)."""
-    container = _opened(path, options)
-    if _sizeless_video(container):
-        container.close()
-        container = _opened(path, {**(options or {}), **LONG_PROBE})
-    return container
-
-
-def open_probed(path: Path, info: VideoInfo, options: Optional[Dict[str, str]] = None) -> "av.container.InputContainer":
-    """The input, opened as its probe opened it (see ``VideoInfo.open_options``)."""
-    if info.open_options is None:
-        return open_container(path, options)
-    return _opened(path, {**(options or {}), **info.open_options})
-
-
-def _probe_opened(path: Path) -> Tuple["av.container.InputContainer", Dict[str, str]]:
-    """The input opened as :func:`open_container` opens it, and the options every later open takes:
-    LONG_PROBE only where it learnt more of the streams; a file one of whose video streams has no
-    picture size even so (a TS listing a video PID that carries nothing) was read to 200 MB and
-    120 s at each of a task's opens, for nothing."""
-    container = _opened(path, None)
-    if not _sizeless_video(container):
-        return container, {}
-    longer = _opened(path, LONG_PROBE)
-    if _streams_known(longer) == _streams_known(container):
-        longer.close()
-        return container, {}
-    container.close()
-    return longer, dict(LONG_PROBE)
-
-
-def _sizeless_video(container) -> bool:
-    return any(s.codec_context and not s.codec_context.width for s in container.streams.video)
-
-
-def _streams_known(container) -> Tuple:
-    """What an open learns of the streams that a probe or a later reader uses."""
-    return container.duration, tuple(_stream_known(stream) for stream in container.streams)
-
-
-def _stream_known(stream) -> Tuple:
-    context = stream.codec_context
-    if context is None:
-        return stream.index, stream.type
-    shape = ((context.width, context.height, context.pix_fmt) if stream.type == "video" else
-             (context.sample_rate, context.channels) if stream.type == "audio" else ())
-    return (stream.index, stream.type, stream.start_time, codec_name(stream)) + shape
-
-
-def _opened(path: Path, options: Optional[Dict[str, str]]) -> "av.container.InputContainer":
-    try:
-        return av.open(str(path), metadata_errors="ignore", options=options)
-    except av.error.FFmpegError as exc:
-        raise InputError(f"input is not a readable video ({ffmpeg_message(exc)})") from exc
-
-
-def demux(container, streams=None) -> Iterator["av.Packet"]:
-    """``container.demux(streams)`` over an input file. A file may add a stream as it is read (an
-    FLV audio tag of another codec, a new PID in a TS): PyAV hands its packets to no one and, at
-    the end, raised IndexError flushing it, after every packet of the streams asked for was out."""
-    try:
-        yield from container.demux(streams) if streams is not None else container.demux()
-    except IndexError:
-        return
-
-
-def decoded_frames(container, stream, damaged: Optional["DamagedPackets"] = None) -> Iterator["av.VideoFrame"]:
-    """``container.decode(stream)`` over an input file (see :func:`demux`); ``damaged``: what
-    becomes of packets the decoder cannot read (None: FFmpeg's error ends the decode)."""
-    if damaged is None:
-        for packet in demux(container, stream):
-            yield from packet.decode()
-        return
-    for packet in demux(container, stream):
-        yield from damaged.decode(packet)
-    damaged.check()
-
-
-# FFmpeg's command line fails a decode where more than this share of its packets could not be
-# read (its -max_error_rate), and plays past fewer
-MAX_DAMAGED_SHARE = Fraction(2, 3)
-REPEAT_HINT = 'damaged_frames "repeat" shows the frame before in place of each damaged one'
-
-
-class DamagedPackets:
-    """What becomes of the packets of one decode that its decoder cannot read (a bit error in a
-    broadcast recording, a broken frame of an old download). By default the first fails the
-    decode, saying where it is; with ``repeat`` they are left out, as FFmpeg's command line and
-    players leave them, and counted (a segment shows the frame before in their place), unless
-    they left the decode no frame, or (``limit_share``: a decode of the whole stream) were most of
-    its packets. ``seconds(packet)``: where a packet is in the video, if known; ``owns(packet)``:
-    whether a damaged packet is counted in ``dropped`` (a segment's own frames, not the pre-roll
-    or neighbours another segment owns and counts; default all); ``gop_before``: packets at the
-    decode's start that are the GOPs before a damaged keyframe (see ``Segment.gop_before``), of
-    whose frames only the one shown last of those given (before any damaged keyframe among them)
-    goes on."""
-
-    def __init__(self, repeat: bool = False, seconds: Optional[Callable[[Any], Optional[float]]] = None,
-                 limit_share: bool = True):
-        self.repeat = repeat
-        self.limit_share = limit_share
-        self.read = 0
-        self.damaged = 0
-        self.dropped = 0
-        self.frames = 0
-        self.seconds = seconds
-        # where packets carry no time (a raw elementary stream: .h264, .m2v), the frame rate a
-        # packet's place in decode order is told in seconds at
-        self.order_rate: Optional[Fraction] = None
-        self.repeated = 0  # frames shown in place of damaged ones, by a whole stream's decode (see _stood_in)
-        # packets before the first keyframe, in decode order or in time (a recording started
-        # inside a GOP, an open GOP's leading pictures): they decode to nothing, their references
-        # missing, with no word unless concealed errors are told
-        self.lead = 0
-        # packets whose own headers show no picture (VP8/VP9 alternate references; of a segment,
-        # those it owns): a good stream gives that many fewer frames, and came short at every decode
-        self.unshown = 0
-        self._keyframe_read = False
-        self._keyframe_pts: Optional[int] = None  # the first keyframe's
-        # errors the decoder conceals are told (see damage_told_on_one_thread): the lead's are not
-        # damage, and are passed
-        self.concealed = False
-        self.owns: Optional[Callable[[Any], bool]] = None
-        self.gop_before = 0
-        self.stamps: List[Optional[int]] = []  # each damaged packet's pts, as the decoder reported it
-        # each counted one's place in decode order among the packets that give frames, for a frame
-        # without a time to stand in at (see _stood_in)
-        self.places: List[int] = []
-        self._shown_before: Optional["av.VideoFrame"] = None  # the GOP before's, so far
-        # the time of a damaged keyframe among the GOPs before: frames from it on refer to a
-        # picture the decoder does not have, and are not the frame a player shows before
-        self._shown_until: Optional[int] = None
-        self._first_error: Optional[av.error.FFmpegError] = None
-        self._first_at = ""
-
-    @classmethod
-    def retelling(cls, damaged: "DamagedPackets", concealed: bool) -> "DamagedPackets":
-        """Counts afresh for a decode of ``damaged``'s packets again on one thread, each told where
-        it is and owned as there; no share limit: the first decode's count has that."""
-        one_thread = cls(damaged.repeat, damaged.seconds, limit_share=False)
-        one_thread.owns, one_thread.order_rate, one_thread.concealed = damaged.owns, damaged.order_rate, concealed
-        return one_thread
-
-    def restart(self) -> None:
-        """Counts afresh, for the decode done again."""
-        self.read = self.damaged = self.dropped = self.frames = self.lead = self.unshown = 0
-        self._keyframe_read, self._keyframe_pts = False, None
-        self.stamps, self.places = [], []
-        self._shown_before = self._shown_until = None
-        self._first_error, self._first_at = None, ""
-
-    def decode(self, packet) -> List["av.VideoFrame"]:
-        if self.read < self.gop_before:
-            damaged = self.damaged
-            frames = self._decoded(packet)
-            if self.damaged > damaged and packet.is_keyframe and packet.pts is not None and self._shown_until is None:
-                self._shown_until = packet.pts
-            self._keep_shown_before(frames)
-            return []
-        before = self._gop_before_drained(packet) if self.gop_before and self.read == self.gop_before else []
-        frames = before + self._decoded(packet)
-        self.frames += len(frames)
-        return frames
-
-    def _decoded(self, packet) -> List["av.VideoFrame"]:
-        self.read += bool(packet.size)
-        lead = bool(packet.size) and self._leads(packet)
-        self.lead += lead
-        self.unshown += bool(packet.size) and not lead and self._owned_unshown(packet)
-        try:
-            return packet.decode()
-        except av.error.FFmpegError as exc:
-            if not (self.concealed and lead):
-                self._count(packet, exc)
-            return []
-
-    def _leads(self, packet) -> bool:
-        """Whether ``packet`` comes before the first keyframe (see ``lead``)."""
-        if not self._keyframe_read:
-            if not packet.is_keyframe:
-                return True
-            self._keyframe_read, self._keyframe_pts = True, packet.pts
-            return False
-        return packet.pts is not None and self._keyframe_pts is not None and packet.pts < self._keyframe_pts
-
-    def _owned_unshown(self, packet) -> bool:
-        """Whether ``packet`` is one of ``owns``'s that its own header says shows no picture."""
-        return (shows_no_frame(codec_name(packet.stream), memoryview(packet))
-                and (self.owns is None or self.owns(packet)))
-
-    def _count(self, packet, exc: av.error.FFmpegError) -> None:
-        self.damaged += 1
-        owned = self.owns is None or self.owns(packet)
-        self.dropped += owned
-        if owned:
-            self.places.append(max(0, self.read - 1 - self.lead))
-        self.stamps.append(packet.pts)
-        if self._first_error is None:
-            self._first_error, self._first_at = exc, self._at(packet)
-        if not self.repeat:
-            raise InputError(f"video could not be decoded: a frame{self._first_at} is damaged "
-                             f"({ffmpeg_message(exc)}); {REPEAT_HINT}") from exc
-
-    def _keep_shown_before(self, frames: List["av.VideoFrame"]) -> None:
-        """The GOP before's frame shown last of those given: its last frame may be damaged too (a
-        burst over the GOPs' boundary), and the model needs only the one frame."""
-        for frame in frames:
-            if frame.pts is None or (self._shown_until is not None and frame.pts >= self._shown_until):
-                continue
-            if self._shown_before is None or frame.pts > self._shown_before.pts:
-                self._shown_before = frame
-
-    def _gop_before_drained(self, packet) -> List["av.VideoFrame"]:
-        """The GOP before's frame shown last, the frames the decoder still held of it drained
-        first, then a decoder as if fresh: fed the damaged keyframe with them, H.264's reorder
-        buffer gave the GOP's last frame after the frames that follow the keyframe."""
-        decoder = packet.stream.codec_context
-        try:
-            self._keep_shown_before(decoder.decode(None))
-        except av.error.FFmpegError:  # a damaged packet of that GOP, reported late: the segment before counts it
-            self.damaged += 1
-        decoder.flush_buffers()
-        shown, self._shown_before = self._shown_before, None
-        return [shown] if shown is not None else []
-
-    def check(self) -> None:
-        """Fails the decode where damaged packets left it no frame, or were most of its packets."""
-        if not self.damaged:
-            return
-        words = ffmpeg_message(self._first_error)
-        if self.read <= 1:
-            raise InputError(f"video could not be decoded ({words})") from self._first_error
-        if not self.frames:
-            raise InputError(f"video could not be decoded: a frame{self._first_at} is damaged ({words}), and no "
-                             f"frame of the {self.read} packets around it could be read to show in its place "
-                             f"({self.damaged} of them damaged)") from self._first_error
-        if self.limit_share:
-            refuse_mostly_damaged(self.damaged, self.read, words)
-
-    def _at(self, packet) -> str:
-        """The decoder reports a damaged packet a few packets late where it decodes frames in
-        threads: where it is can only be told about."""
-        seconds = self.seconds(packet) if self.seconds is not None and packet.pts is not None else None
-        if seconds is None and packet.pts is None and self.order_rate:
-            seconds = float((self.read - 1) / self.order_rate)
-        return f" at about {seconds:.2f} s" if seconds is not None else ""
-
-
-def damage_told_on_one_thread(stream, packets: Iterable["av.Packet"], damaged: DamagedPackets,
-                              concealed: bool = False) -> DamagedPackets:
-    """Frame threads drop a damaged packet among a decode's last few as they drain it, frames
-    beside it lost, without a word (FFmpeg), and tell the others a few packets late, maybe on a
-    neighbour's frame: where a decode came short of its frames, or had damage, one thread decodes
-    its packets again (``stream``'s, from its keyframe, a flush last) to tell, failing the task as
-    a damaged frame does, or counting each packet where it is, in the count returned.
-    ``concealed``: errors the decoder conceals told too (FFmpeg's err_detect explode), for a
-    decode that came short with no word of damage: HEVC drops the GOP of a keyframe whose data
-    it cannot read without one. Told so, the packets of a recording started inside a GOP, before
-    its first keyframe or (leading pictures) before it in time, each failed a good recording as
-    damaged (their references are missing): they pass."""
-    one_thread = DamagedPackets.retelling(damaged, concealed)
-    stream.thread_type = "SLICE"
-    if concealed:
-        stream.codec_context.options = {"err_detect": "explode"}
-    for packet in packets:
-        one_thread.decode(packet)
-    one_thread.check()
-    return one_thread
-
-
-def refuse_mostly_damaged(damaged: int, packets: int, words: str = "Invalid data found when processing input") -> None:
-    """Fails a video more than MAX_DAMAGED_SHARE of whose packets are damaged: FFmpeg's
-    command line gives up on it too."""
-    if damaged > MAX_DAMAGED_SHARE * packets:
-        raise InputError(f"video could not be decoded: {damaged} of its {packets} packets are damaged ({words})")
-
-
-SEGMENT_FORMAT = "nut"  # segment files: FFmpeg's container that holds nearly every codec and any time base
-# NUT has no tag for the intra-frame codecs of a studio's masters (ProRes, DNxHD/DNxHR, QuickTime
-# Animation); QuickTime holds them, also at the source's time base.
-# Flash Screen Video (a Flash-era screen recording or tutorial) only FLV holds, in the milliseconds
-# its source counts.
-SEGMENT_FORMATS = (SEGMENT_FORMAT, "mov", "flv")
-NUT_SIGNATURE = b"nut/multimedia container\0"
-SEGMENT_SIGNATURES = {NUT_SIGNATURE: SEGMENT_FORMAT, b"FLV\x01": "flv"}  # QuickTime's starts with a box size
-
-
-def open_segment_file(buffer, format: str = SEGMENT_FORMAT,
-                      time_base: Optional[Fraction] = None) -> "av.container.OutputContainer":
-    # The source's timestamps as they are: NUT would otherwise shift a stream whose first decode
-    # time is negative (B-frames), and the frames would no longer match the plan.
-    options = {"avoid_negative_ts": "disabled"}
-    if time_base is not None and format == "mov":
-        # QuickTime states where a track starts (an edit list) in its movie's time scale, 1/1000 s
-        # unless told: a segment's frames would come back up to a millisecond early
-        options["movie_timescale"] = str(Fraction(time_base).denominator)
-    return av.open(buffer, "w", format=format, options=options)
-
-
-def read_segment_file(data: bytes) -> "av.container.InputContainer":
-    """A segment file, in whichever of :data:`SEGMENT_FORMATS` it was written."""
-    format = next((name for signature, name in SEGMENT_SIGNATURES.items() if data.startswith(signature)), "mov")
-    return av.open(io.BytesIO(data), format=format)
-
-
-def copy_video_stream(out, template, with_tag: bool = True) -> "av.video.stream.VideoStream":
-    """A stream of ``out`` the template's packets can be copied into, with the template's FourCC
-    unless ``with_tag`` is false: the copy leaves the tag to the muxer, which writes HEVC in MP4 as
-    hev1 (not the hvc1 Apple players require) and NUT's own tag for Ut Video, whose decoder reads
-    its layout from the tag."""
-    stream = out.add_stream_from_template(template, opaque=True)
-    if template.codec_context.name == "rawvideo" and out.format.name == SEGMENT_FORMAT:
-        # AVI states uncompressed RGB's layout by its bit depth, which NUT does not keep: read
-        # back, bgr24 decoded as rgb555le. The FourCC that names the layout says it. (QuickTime's
-        # raw video goes into QuickTime segment files, under its own tag.)
-        stream.codec_tag = raw_video_tag(template.codec_context.pix_fmt)
-    elif with_tag and template.codec_tag.strip("\0 "):
-        stream.codec_tag = template.codec_tag
-    if template.sample_aspect_ratio and not template.codec_context.sample_aspect_ratio:
-        # ProRes's bitstream states no pixel aspect, only its QuickTime pasp box: the copy came out square
-        stream.codec_context.sample_aspect_ratio = template.sample_aspect_ratio
-    return stream
-
-
-def raw_video_tag(pix_fmt: str) -> str:
-    """The FourCC of uncompressed frames of this layout (``BGR\\x18`` for bgr24), as FFmpeg's raw
-    encoder states it."""
-    encoder = av.CodecContext.create("rawvideo", "w")
-    encoder.width, encoder.height, encoder.pix_fmt, encoder.time_base = 16, 16, pix_fmt, Fraction(1, 25)
-    encoder.open()
-    return encoder.codec_tag
-
-
-def codec_name(stream) -> str:
-    """The stream's codec (``mp3``), not the name of the decoder FFmpeg picked for it (``mp3float``)."""
-    codec = stream.codec_context.codec if stream.codec_context else None
-    return codec.canonical_name if codec else "unknown"
 
 
 # Codecs whose picture size may change mid-stream, at a keyframe with a new sequence header
@@ -561,10 +209,10 @@ def best_video_stream(container) -> "av.video.stream.VideoStream":
 
 def probe_video(path: Path, repeat_damaged: bool = False, max_pixels: Optional[int] = None) -> VideoInfo:
     """The video's facts; ``repeat_damaged``: a task that takes damaged frames (see
-    :class:`DamagedPackets`) is probed past a first frame the decoder cannot read. A stream whose
+    :class:`.damage.DamagedPackets`) is probed past a first frame the decoder cannot read. A stream whose
     header states more than ``max_pixels`` is refused before its first frame is decoded (an
     8192x8192 one's took 124 MB and 0.8 s), and that frame is decoded refusing a larger size."""
-    container, open_options = _probe_opened(path)
+    container, open_options = probe_opened(path)
     with container:
         stream = best_video_stream(container)
         ctx = stream.codec_context
@@ -687,7 +335,7 @@ def iter_batches(path: Path, info: VideoInfo, batch_size: int, stop: Optional[th
     plans a whole stream's frames, and frame threads drained a raw H.264 stream whose last packet
     was damaged without a word, 45 of its 48 frames out: a decode whose frames came short of its
     packets, or that had damage, is decoded again on one thread to tell where (see
-    :func:`damage_told_on_one_thread`); one that repeats damaged frames decodes on one thread
+    :func:`~tmlsr_ray.pipeline.damage.damage_told_on_one_thread`); one that repeats damaged frames decodes on one thread
     (the model, not the decoder, sets the pace), each lost frame's place shown by the frame
     before (see :func:`_stood_in`)."""
     clock = _FrameClock(info)
@@ -705,55 +353,6 @@ def iter_batches(path: Path, info: VideoInfo, batch_size: int, stop: Optional[th
     if not damaged.repeat:
         damage_retold_where_short(partial(_reopened_whole, path, info), damaged, info,
                                   short=damaged.frames < damaged.read - damaged.lead - damaged.unshown)
-
-
-def concealment_told(info: VideoInfo) -> bool:
-    """Whether a decode that came short with no word of damage is decoded once more with the errors
-    its decoder conceals told (err_detect explode, which finds HEVC's damaged keyframe): progressive
-    streams only. Told so, H.264's reference-marking warnings ("mmco: unref short failure"), common
-    in interlaced broadcast captures and harmless, become errors, and an interlaced stream of a
-    field per packet always comes short of its packets."""
-    return not info.interlaced
-
-
-@contextmanager
-def damage_retold_on_failure(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,
-                             info: VideoInfo, frame_threads: bool) -> Iterator[None]:
-    """Around a decode on ``frame_threads``: where it fails (InputError), frame threads told a
-    damaged packet late, on a neighbour's frame, or as they drained the decoder, where no packet
-    says when: one thread tells where it is, failing there (see :func:`damage_retold`); where
-    none was told (HEVC gave no frame of a damaged keyframe's GOP, 'holds no decodable frame'),
-    with the errors it conceals told too, where :func:`concealment_told`. A decode that repeats
-    damaged frames fails only where they left it nothing, and is not decoded again."""
-    try:
-        yield
-    except InputError:
-        if frame_threads and not damaged.repeat:
-            damage_retold(reopen, damaged, concealed=not damaged.damaged and concealment_told(info))
-        raise
-
-
-def damage_retold_where_short(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,
-                              info: VideoInfo, short: bool, on_one_thread: bool = False) -> None:
-    """After a decode that had damage or came ``short`` of its frames: decoded again on one thread
-    (see :func:`damage_retold`; not where it was decoded ``on_one_thread``, which told its damage
-    where it is); where it came short and that tells no damage either, once more with the errors
-    the decoder conceals told, where :func:`concealment_told`."""
-    if (damaged.damaged or short) and not on_one_thread:
-        damage_retold(reopen, damaged)
-    if short and not damaged.damaged and concealment_told(info):
-        damage_retold(reopen, damaged, concealed=True)
-
-
-def damage_retold(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,
-                  concealed: bool = False) -> None:
-    """``damaged`` made what one thread's decode of ``reopen()``'s (container, stream) tells, each
-    damaged packet where it is (frame threads put a late report on a neighbour's frame; a packet that
-    gives no frame and is not damaged, an H.264 field or a VP8 alternate reference, passes), failing
-    there (see :func:`damage_told_on_one_thread`)."""
-    with reopen() as (container, stream):
-        told = damage_told_on_one_thread(stream, demux(container, stream), damaged, concealed)
-    damaged.damaged, damaged.dropped = told.damaged, told.dropped
 
 
 @contextmanager
@@ -1168,18 +767,3 @@ def _is_attached_picture(stream) -> bool:
     return bool(stream.disposition & 0x400)  # AV_DISPOSITION_ATTACHED_PIC: cover art, not video
 
 
-# What FFmpeg's answers mean of an input file where their words point elsewhere (a disk fault,
-# the server's memory), by errno
-INPUT_MEANINGS = {
-    errno.EIO: "the file is cut off or damaged",
-    errno.ENOMEM: "the file states a size or count larger than FFmpeg allocates",
-}
-END_OF_FILE = "the file is cut off"
-
-
-def ffmpeg_message(exc: Exception) -> str:
-    """FFmpeg's words for an error reading an input, and what they mean of the file where they
-    alone misled ('Input/output error' of a Matroska file cut off in its header)."""
-    words = getattr(exc, "strerror", None) or str(exc).split(":")[0] or type(exc).__name__
-    meaning = END_OF_FILE if isinstance(exc, av.error.EOFError) else INPUT_MEANINGS.get(getattr(exc, "errno", None))
-    return f"{words}: {meaning}" if meaning else words

@@ -26,10 +26,9 @@ import av.filter
 import numpy as np
 
 from tmlsr_ray.errors import CanceledError, InputError
-from tmlsr_ray.pipeline.decode import (
-    DamagedPackets, Deinterlacer, VideoInfo, damage_told_on_one_thread, demux, frame_to_rgb, one_filter,
-    open_probed, open_segment_file,
-)
+from tmlsr_ray.pipeline.container import demux, open_probed, open_segment_file
+from tmlsr_ray.pipeline.damage import DamagedPackets, damage_told_on_one_thread
+from tmlsr_ray.pipeline.decode import Deinterlacer, VideoInfo, frame_to_rgb, one_filter
 
 if TYPE_CHECKING:
     from tmlsr_ray.pipeline.segments import Segment

@@ -40,12 +40,13 @@ import av
 import numpy as np
 
 from tmlsr_ray.models.yuv import Yuv420
-from tmlsr_ray.pipeline.decode import (
-    EDIT_LIST_IGNORED, RESIZABLE_CODECS, SEGMENT_FORMATS, DamagedPackets, FrameBatch, VideoInfo, codec_name,
-    copy_video_stream, damage_retold_on_failure, damage_retold_where_short, decode_batches, decoded_alone,
-    decoded_frames, demux, ffmpeg_message, iter_batches, largest_picture, open_probed, open_segment_file,
-    raw_video_tag, read_segment_file, stamped_by_parser,
-)
+from tmlsr_ray.pipeline.container import (EDIT_LIST_IGNORED, SEGMENT_FORMATS, codec_name, copy_video_stream, demux,
+                                          ffmpeg_message, open_probed, open_segment_file, raw_video_tag,
+                                          read_segment_file)
+from tmlsr_ray.pipeline.damage import (DamagedPackets, damage_retold_on_failure, damage_retold_where_short,
+                                       decoded_frames)
+from tmlsr_ray.pipeline.decode import (RESIZABLE_CODECS, FrameBatch, VideoInfo, decode_batches, decoded_alone,
+                                       iter_batches, largest_picture, stamped_by_parser)
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
 from tmlsr_ray.errors import InputError
 

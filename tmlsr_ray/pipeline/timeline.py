@@ -39,7 +39,8 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 import av
 
 from tmlsr_ray.pipeline.chapters import shifted_chapters
-from tmlsr_ray.pipeline.decode import JUMP_BACK_S, demux, ffmpeg_message, open_container
+from tmlsr_ray.pipeline.container import demux, ffmpeg_message, open_container
+from tmlsr_ray.pipeline.decode import JUMP_BACK_S
 from tmlsr_ray.pipeline.isobmff import has_top_level_box
 
 logger = logging.getLogger(__name__)

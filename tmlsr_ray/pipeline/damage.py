@@ -1,0 +1,281 @@
+"""Damaged packets of a video, counted and told where they are (no Ray here): a decoder's errors
+recorded as frames decode, a decode that came short of its packets decoded again on one thread
+(frame threads tell damage late, on a neighbour's frame) or with the errors the decoder conceals
+told, and a stream refused when most of it is damaged."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Iterator, List, Optional, Tuple
+
+import av
+
+from tmlsr_ray.errors import InputError
+from tmlsr_ray.pipeline.container import codec_name, demux, ffmpeg_message
+from tmlsr_ray.pipeline.vpx_header import shows_no_frame
+
+if TYPE_CHECKING:  # the probe's record: the decode stage counts damage into this
+    from tmlsr_ray.pipeline.decode import VideoInfo
+
+
+def decoded_frames(container, stream, damaged: Optional["DamagedPackets"] = None) -> Iterator["av.VideoFrame"]:
+    """``container.decode(stream)`` over an input file (see :func:`.container.demux`); ``damaged``: what
+    becomes of packets the decoder cannot read (None: FFmpeg's error ends the decode)."""
+    if damaged is None:
+        for packet in demux(container, stream):
+            yield from packet.decode()
+        return
+    for packet in demux(container, stream):
+        yield from damaged.decode(packet)
+    damaged.check()
+
+
+# FFmpeg's command line fails a decode where more than this share of its packets could not be
+# read (its -max_error_rate), and plays past fewer
+MAX_DAMAGED_SHARE = Fraction(2, 3)
+
+
+REPEAT_HINT = 'damaged_frames "repeat" shows the frame before in place of each damaged one'
+
+
+class DamagedPackets:
+    """What becomes of the packets of one decode that its decoder cannot read (a bit error in a
+    broadcast recording, a broken frame of an old download). By default the first fails the
+    decode, saying where it is; with ``repeat`` they are left out, as FFmpeg's command line and
+    players leave them, and counted (a segment shows the frame before in their place), unless
+    they left the decode no frame, or (``limit_share``: a decode of the whole stream) were most of
+    its packets. ``seconds(packet)``: where a packet is in the video, if known; ``owns(packet)``:
+    whether a damaged packet is counted in ``dropped`` (a segment's own frames, not the pre-roll
+    or neighbours another segment owns and counts; default all); ``gop_before``: packets at the
+    decode's start that are the GOPs before a damaged keyframe (see ``Segment.gop_before``), of
+    whose frames only the one shown last of those given (before any damaged keyframe among them)
+    goes on."""
+
+    def __init__(self, repeat: bool = False, seconds: Optional[Callable[[Any], Optional[float]]] = None,
+                 limit_share: bool = True):
+        self.repeat = repeat
+        self.limit_share = limit_share
+        self.read = 0
+        self.damaged = 0
+        self.dropped = 0
+        self.frames = 0
+        self.seconds = seconds
+        # where packets carry no time (a raw elementary stream: .h264, .m2v), the frame rate a
+        # packet's place in decode order is told in seconds at
+        self.order_rate: Optional[Fraction] = None
+        self.repeated = 0  # frames shown in place of damaged ones, by a whole stream's decode (see _stood_in)
+        # packets before the first keyframe, in decode order or in time (a recording started
+        # inside a GOP, an open GOP's leading pictures): they decode to nothing, their references
+        # missing, with no word unless concealed errors are told
+        self.lead = 0
+        # packets whose own headers show no picture (VP8/VP9 alternate references; of a segment,
+        # those it owns): a good stream gives that many fewer frames, and came short at every decode
+        self.unshown = 0
+        self._keyframe_read = False
+        self._keyframe_pts: Optional[int] = None  # the first keyframe's
+        # errors the decoder conceals are told (see damage_told_on_one_thread): the lead's are not
+        # damage, and are passed
+        self.concealed = False
+        self.owns: Optional[Callable[[Any], bool]] = None
+        self.gop_before = 0
+        self.stamps: List[Optional[int]] = []  # each damaged packet's pts, as the decoder reported it
+        # each counted one's place in decode order among the packets that give frames, for a frame
+        # without a time to stand in at (see _stood_in)
+        self.places: List[int] = []
+        self._shown_before: Optional["av.VideoFrame"] = None  # the GOP before's, so far
+        # the time of a damaged keyframe among the GOPs before: frames from it on refer to a
+        # picture the decoder does not have, and are not the frame a player shows before
+        self._shown_until: Optional[int] = None
+        self._first_error: Optional[av.error.FFmpegError] = None
+        self._first_at = ""
+
+    @classmethod
+    def retelling(cls, damaged: "DamagedPackets", concealed: bool) -> "DamagedPackets":
+        """Counts afresh for a decode of ``damaged``'s packets again on one thread, each told where
+        it is and owned as there; no share limit: the first decode's count has that."""
+        one_thread = cls(damaged.repeat, damaged.seconds, limit_share=False)
+        one_thread.owns, one_thread.order_rate, one_thread.concealed = damaged.owns, damaged.order_rate, concealed
+        return one_thread
+
+    def restart(self) -> None:
+        """Counts afresh, for the decode done again."""
+        self.read = self.damaged = self.dropped = self.frames = self.lead = self.unshown = 0
+        self._keyframe_read, self._keyframe_pts = False, None
+        self.stamps, self.places = [], []
+        self._shown_before = self._shown_until = None
+        self._first_error, self._first_at = None, ""
+
+    def decode(self, packet) -> List["av.VideoFrame"]:
+        if self.read < self.gop_before:
+            damaged = self.damaged
+            frames = self._decoded(packet)
+            if self.damaged > damaged and packet.is_keyframe and packet.pts is not None and self._shown_until is None:
+                self._shown_until = packet.pts
+            self._keep_shown_before(frames)
+            return []
+        before = self._gop_before_drained(packet) if self.gop_before and self.read == self.gop_before else []
+        frames = before + self._decoded(packet)
+        self.frames += len(frames)
+        return frames
+
+    def _decoded(self, packet) -> List["av.VideoFrame"]:
+        self.read += bool(packet.size)
+        lead = bool(packet.size) and self._leads(packet)
+        self.lead += lead
+        self.unshown += bool(packet.size) and not lead and self._owned_unshown(packet)
+        try:
+            return packet.decode()
+        except av.error.FFmpegError as exc:
+            if not (self.concealed and lead):
+                self._count(packet, exc)
+            return []
+
+    def _leads(self, packet) -> bool:
+        """Whether ``packet`` comes before the first keyframe (see ``lead``)."""
+        if not self._keyframe_read:
+            if not packet.is_keyframe:
+                return True
+            self._keyframe_read, self._keyframe_pts = True, packet.pts
+            return False
+        return packet.pts is not None and self._keyframe_pts is not None and packet.pts < self._keyframe_pts
+
+    def _owned_unshown(self, packet) -> bool:
+        """Whether ``packet`` is one of ``owns``'s that its own header says shows no picture."""
+        return (shows_no_frame(codec_name(packet.stream), memoryview(packet))
+                and (self.owns is None or self.owns(packet)))
+
+    def _count(self, packet, exc: av.error.FFmpegError) -> None:
+        self.damaged += 1
+        owned = self.owns is None or self.owns(packet)
+        self.dropped += owned
+        if owned:
+            self.places.append(max(0, self.read - 1 - self.lead))
+        self.stamps.append(packet.pts)
+        if self._first_error is None:
+            self._first_error, self._first_at = exc, self._at(packet)
+        if not self.repeat:
+            raise InputError(f"video could not be decoded: a frame{self._first_at} is damaged "
+                             f"({ffmpeg_message(exc)}); {REPEAT_HINT}") from exc
+
+    def _keep_shown_before(self, frames: List["av.VideoFrame"]) -> None:
+        """The GOP before's frame shown last of those given: its last frame may be damaged too (a
+        burst over the GOPs' boundary), and the model needs only the one frame."""
+        for frame in frames:
+            if frame.pts is None or (self._shown_until is not None and frame.pts >= self._shown_until):
+                continue
+            if self._shown_before is None or frame.pts > self._shown_before.pts:
+                self._shown_before = frame
+
+    def _gop_before_drained(self, packet) -> List["av.VideoFrame"]:
+        """The GOP before's frame shown last, the frames the decoder still held of it drained
+        first, then a decoder as if fresh: fed the damaged keyframe with them, H.264's reorder
+        buffer gave the GOP's last frame after the frames that follow the keyframe."""
+        decoder = packet.stream.codec_context
+        try:
+            self._keep_shown_before(decoder.decode(None))
+        except av.error.FFmpegError:  # a damaged packet of that GOP, reported late: the segment before counts it
+            self.damaged += 1
+        decoder.flush_buffers()
+        shown, self._shown_before = self._shown_before, None
+        return [shown] if shown is not None else []
+
+    def check(self) -> None:
+        """Fails the decode where damaged packets left it no frame, or were most of its packets."""
+        if not self.damaged:
+            return
+        words = ffmpeg_message(self._first_error)
+        if self.read <= 1:
+            raise InputError(f"video could not be decoded ({words})") from self._first_error
+        if not self.frames:
+            raise InputError(f"video could not be decoded: a frame{self._first_at} is damaged ({words}), and no "
+                             f"frame of the {self.read} packets around it could be read to show in its place "
+                             f"({self.damaged} of them damaged)") from self._first_error
+        if self.limit_share:
+            refuse_mostly_damaged(self.damaged, self.read, words)
+
+    def _at(self, packet) -> str:
+        """The decoder reports a damaged packet a few packets late where it decodes frames in
+        threads: where it is can only be told about."""
+        seconds = self.seconds(packet) if self.seconds is not None and packet.pts is not None else None
+        if seconds is None and packet.pts is None and self.order_rate:
+            seconds = float((self.read - 1) / self.order_rate)
+        return f" at about {seconds:.2f} s" if seconds is not None else ""
+
+
+def damage_told_on_one_thread(stream, packets: Iterable["av.Packet"], damaged: DamagedPackets,
+                              concealed: bool = False) -> DamagedPackets:
+    """Frame threads drop a damaged packet among a decode's last few as they drain it, frames
+    beside it lost, without a word (FFmpeg), and tell the others a few packets late, maybe on a
+    neighbour's frame: where a decode came short of its frames, or had damage, one thread decodes
+    its packets again (``stream``'s, from its keyframe, a flush last) to tell, failing the task as
+    a damaged frame does, or counting each packet where it is, in the count returned.
+    ``concealed``: errors the decoder conceals told too (FFmpeg's err_detect explode), for a
+    decode that came short with no word of damage: HEVC drops the GOP of a keyframe whose data
+    it cannot read without one. Told so, the packets of a recording started inside a GOP, before
+    its first keyframe or (leading pictures) before it in time, each failed a good recording as
+    damaged (their references are missing): they pass."""
+    one_thread = DamagedPackets.retelling(damaged, concealed)
+    stream.thread_type = "SLICE"
+    if concealed:
+        stream.codec_context.options = {"err_detect": "explode"}
+    for packet in packets:
+        one_thread.decode(packet)
+    one_thread.check()
+    return one_thread
+
+
+def refuse_mostly_damaged(damaged: int, packets: int, words: str = "Invalid data found when processing input") -> None:
+    """Fails a video more than MAX_DAMAGED_SHARE of whose packets are damaged: FFmpeg's
+    command line gives up on it too."""
+    if damaged > MAX_DAMAGED_SHARE * packets:
+        raise InputError(f"video could not be decoded: {damaged} of its {packets} packets are damaged ({words})")
+
+
+def concealment_told(info: VideoInfo) -> bool:
+    """Whether a decode that came short with no word of damage is decoded once more with the errors
+    its decoder conceals told (err_detect explode, which finds HEVC's damaged keyframe): progressive
+    streams only. Told so, H.264's reference-marking warnings ("mmco: unref short failure"), common
+    in interlaced broadcast captures and harmless, become errors, and an interlaced stream of a
+    field per packet always comes short of its packets."""
+    return not info.interlaced
+
+
+@contextmanager
+def damage_retold_on_failure(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,
+                             info: VideoInfo, frame_threads: bool) -> Iterator[None]:
+    """Around a decode on ``frame_threads``: where it fails (InputError), frame threads told a
+    damaged packet late, on a neighbour's frame, or as they drained the decoder, where no packet
+    says when: one thread tells where it is, failing there (see :func:`damage_retold`); where
+    none was told (HEVC gave no frame of a damaged keyframe's GOP, 'holds no decodable frame'),
+    with the errors it conceals told too, where :func:`concealment_told`. A decode that repeats
+    damaged frames fails only where they left it nothing, and is not decoded again."""
+    try:
+        yield
+    except InputError:
+        if frame_threads and not damaged.repeat:
+            damage_retold(reopen, damaged, concealed=not damaged.damaged and concealment_told(info))
+        raise
+
+
+def damage_retold_where_short(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,
+                              info: VideoInfo, short: bool, on_one_thread: bool = False) -> None:
+    """After a decode that had damage or came ``short`` of its frames: decoded again on one thread
+    (see :func:`damage_retold`; not where it was decoded ``on_one_thread``, which told its damage
+    where it is); where it came short and that tells no damage either, once more with the errors
+    the decoder conceals told, where :func:`concealment_told`."""
+    if (damaged.damaged or short) and not on_one_thread:
+        damage_retold(reopen, damaged)
+    if short and not damaged.damaged and concealment_told(info):
+        damage_retold(reopen, damaged, concealed=True)
+
+
+def damage_retold(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,
+                  concealed: bool = False) -> None:
+    """``damaged`` made what one thread's decode of ``reopen()``'s (container, stream) tells, each
+    damaged packet where it is (frame threads put a late report on a neighbour's frame; a packet that
+    gives no frame and is not damaged, an H.264 field or a VP8 alternate reference, passes), failing
+    there (see :func:`damage_told_on_one_thread`)."""
+    with reopen() as (container, stream):
+        told = damage_told_on_one_thread(stream, demux(container, stream), damaged, concealed)
+    damaged.damaged, damaged.dropped = told.damaged, told.dropped
