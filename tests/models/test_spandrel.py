@@ -199,6 +199,18 @@ def test_the_shortest_side_an_architecture_runs_on_is_listed_and_a_smaller_image
     assert upscale_image(model, image, (10, 6)).shape == (6, 10, 3)
 
 
+def test_a_pixel_unshuffle_swinir_upscales_frames_of_sides_its_windows_do_not_divide_once_unshuffled(tmp_path):
+    """spandrel's size rule for such a SwinIR (window 4, unshuffled by 2) said multiples of 4, and
+    its network pads to its window before the unshuffle: an 18x26, 20x28 or odd-sided frame failed
+    in spandrel's own call ("shape ... is invalid for input of size ...")."""
+    info = ModelCatalog(tmp_path).info(save_unshuffle_swinir(tmp_path / "m.pth").name)
+    model = load_model(tmp_path / "m.pth", info, LoadOptions("cpu"))
+    assert info.size_multiple == 8
+    for height, width in ((18, 26), (20, 28), (17, 23), (16, 24)):
+        frames = np.random.default_rng(0).integers(0, 256, (2, height, width, 3), dtype=np.uint8)
+        assert model.upscale_samples(frames).shape == (2, 2 * height, 2 * width, 3)
+
+
 # The tiny network of each architecture whose file's tensors become its network's weights.
 ASSIGNED_ARCHITECTURE_NETWORKS = {"Compact": "Compact", "DnCNN": "FDnCNN", **{arch: arch for arch in (
     "ESRGAN", "SwinIR", "HAT", "DAT", "OmniSR", "SPAN", "RealCUGAN", "PLKSR", "DRUNet", "SeemoRe", "AuraSR")}}
@@ -215,13 +227,12 @@ def test_a_network_given_its_files_tensors_as_weights_upscales_as_one_built_for_
 
 
 def test_a_pixel_unshuffle_swinir_whose_keys_its_loader_renames_is_given_its_files_tensors(tmp_path, monkeypatch):
-    # spandrel's own call fails on sides of other than a multiple of 8 (its size rule says 4)
     assigned, built_for_real = _upscaled_with_weights_assigned_and_built_for_real(
-        save_unshuffle_swinir(tmp_path / "m.pth"), monkeypatch, size=(16, 24))
+        save_unshuffle_swinir(tmp_path / "m.pth"), monkeypatch)
     assert np.array_equal(assigned, built_for_real)
 
 
-def _upscaled_with_weights_assigned_and_built_for_real(path, monkeypatch, size=(18, 26)):
+def _upscaled_with_weights_assigned_and_built_for_real(path, monkeypatch):
     """Frames upscaled by the file's model given its tensors as weights (checked to be), and by
     the model built for real."""
     info = ModelCatalog(path.parent).info(path.name)
@@ -229,7 +240,7 @@ def _upscaled_with_weights_assigned_and_built_for_real(path, monkeypatch, size=(
     with_weights_assigned = spandrel_backend._with_weights_assigned
     monkeypatch.setattr(spandrel_backend, "_with_weights_assigned",
                         lambda *args: assigned.append(with_weights_assigned(*args)) or assigned[-1])
-    frames = np.random.default_rng(0).integers(0, 256, (2, *size, 3), dtype=np.uint8)
+    frames = np.random.default_rng(0).integers(0, 256, (2, 18, 26, 3), dtype=np.uint8)
     outputs = [load_model(path, info, LoadOptions("cpu")).upscale_samples(frames)]
     assert len(assigned) == 1 and assigned[0] is not None
     monkeypatch.setattr(spandrel_backend, "WEIGHTS_ASSIGNED_ARCHITECTURES", set())

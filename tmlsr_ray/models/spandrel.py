@@ -10,6 +10,8 @@ the same batched device path as the Real-ESRGAN backend.
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -94,7 +96,20 @@ def describe(path: Path, weighted: bool = True):
                          f"{first_lines(str(exc), count=2, limit=300)}") from exc
     _refuse_purpose(path, name, descriptor.purpose)
     _refuse_unservable(path, name, descriptor, state)
+    descriptor.size_requirements = _size_requirements_run(descriptor)
     return descriptor
+
+
+def _size_requirements_run(descriptor):
+    """The size rule the network runs on: spandrel 0.4.2 gives a SwinIR that pixel-unshuffles its
+    input the multiple of the unshuffle's square, while its network pads to its window before the
+    unshuffle, which then leaves sides its windows do not divide (a window of 4 unshuffled by 2:
+    an 18x26 or 20x28 frame failed, 16x24 ran); spandrel's call pads to the rule it is given."""
+    rule = descriptor.size_requirements
+    unshuffle = getattr(descriptor.model, "start_unshuffle", 1) if descriptor.architecture.name == "SwinIR" else 1
+    if unshuffle == 1:
+        return rule
+    return replace(rule, multiple_of=math.lcm(rule.multiple_of, descriptor.model.window_size * unshuffle))
 
 
 def _built(architecture, state: Dict[str, torch.Tensor], weighted: bool):
