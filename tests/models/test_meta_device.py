@@ -2,9 +2,10 @@
 
 import threading
 
+import pytest
 import torch
 
-from tmlsr_ray.models.meta_device import built_on_meta, holds_meta_tensors
+from tmlsr_ray.models.meta_device import built_on_meta, holds_meta_tensors, parameters_on_meta
 
 
 class Windowed(torch.nn.Module):
@@ -61,3 +62,55 @@ def test_a_tensor_a_constructor_computed_from_a_parameter_on_meta_is_found():
     network = built_on_meta(Scaled)
     network.load_state_dict(Scaled().state_dict(), assign=True)
     assert holds_meta_tensors(network)
+
+
+def test_a_network_built_on_another_thread_is_not_broken_by_a_build_on_meta():
+    """Each build on meta added a process-wide parameter-registration hook and removed it after:
+    another thread registering a parameter meanwhile (a second model loading, a file recognised)
+    was iterating those hooks, and failed with "OrderedDict mutated during iteration"."""
+    from torch.nn.modules.module import register_module_parameter_registration_hook
+
+    iterating, resumed = threading.Event(), threading.Event()
+    other = {}
+
+    def pause_the_other_thread(module, name, parameter):
+        if threading.current_thread() is thread and not iterating.is_set():
+            iterating.set()
+            resumed.wait(timeout=10)
+
+    def build_other():
+        try:
+            other["network"] = torch.nn.Linear(4, 4)
+        except RuntimeError as exc:
+            other["error"] = exc
+
+    def build_here():
+        resumed.set()
+        thread.join(timeout=10)  # the other thread finishes its network while this one builds
+        return torch.nn.Linear(4, 4)
+
+    # a hook after the pausing one: the other thread's iteration has one more to go when it resumes
+    handles = [register_module_parameter_registration_hook(hook) for hook in (pause_the_other_thread, lambda *_: None)]
+    thread = threading.Thread(target=build_other)
+    try:
+        thread.start()
+        iterating.wait(timeout=10)
+        here = built_on_meta(build_here)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert "error" not in other, other.get("error")
+    assert here.weight.is_meta and not other["network"].weight.is_meta
+
+
+def test_a_failed_build_on_meta_leaves_this_threads_tensors_and_parameters_made_for_real():
+    class Failing(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 4)
+            raise ValueError("a file that does not fit")
+
+    with pytest.raises(ValueError):
+        with parameters_on_meta():
+            Failing()
+    assert not torch.empty(2).is_meta and not torch.nn.Linear(4, 4).weight.is_meta

@@ -35,25 +35,40 @@ def built_on_meta(build: Callable[[], Built]) -> Built:
         return build()
 
 
+class _ParameterPlacement(threading.local):
+    """Whether the parameters this thread registers go to the meta device."""
+
+    on_meta = False
+
+
+# One hook for the process, registered once and never removed: adding or removing a process-wide
+# hook while another thread registered a parameter (iterating the hooks) failed that thread's
+# network with "OrderedDict mutated during iteration" (a second model loading, a file recognised).
+_PLACEMENT = _ParameterPlacement()
+
+
+def _on_meta_where_placed(module: torch.nn.Module, name: str, parameter: torch.nn.Parameter):
+    if not _PLACEMENT.on_meta or type(parameter) is not torch.nn.Parameter:
+        return None  # another thread's network, or a lazy module's uninitialised parameter
+    return torch.nn.Parameter(parameter.to("meta"), requires_grad=parameter.requires_grad)
+
+
+register_module_parameter_registration_hook(_on_meta_where_placed)
+
+
 @contextmanager
 def parameters_on_meta() -> Iterator[None]:
     """The parameters this thread makes go to the meta device; buffers are made for real: those a
     constructor computes (SwinIR's relative position index, OmniSR's, attention masks) may be in
     no file, and a file's buffers are small. A model loading on another thread meanwhile is
     built as usual."""
-    builder = threading.get_ident()
-
-    def on_meta(module: torch.nn.Module, name: str, parameter: torch.nn.Parameter):
-        if type(parameter) is not torch.nn.Parameter or threading.get_ident() != builder:
-            return None  # another thread's network, or a lazy module's uninitialised parameter
-        return torch.nn.Parameter(parameter.to("meta"), requires_grad=parameter.requires_grad)
-
-    handle = register_module_parameter_registration_hook(on_meta)
+    placed_before = _PLACEMENT.on_meta
+    _PLACEMENT.on_meta = True
     try:
         with _EmptyOnMeta():
             yield
     finally:
-        handle.remove()
+        _PLACEMENT.on_meta = placed_before
 
 
 class _EmptyOnMeta(TorchFunctionMode):
