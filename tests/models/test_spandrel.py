@@ -199,6 +199,18 @@ def test_the_shortest_side_an_architecture_runs_on_is_listed_and_a_smaller_image
     assert upscale_image(model, image, (10, 6)).shape == (6, 10, 3)
 
 
+def test_a_swinir_runs_in_bfloat16_at_frame_sizes_other_than_its_training_size(tmp_path):
+    """SwinIR holds bf16 (a GPU's auto choice for it), but spandrel computes the attention mask of
+    a size other than its training size in fp32: every bf16 SwinIR task failed ("expected m1 and
+    m2 to have the same dtype, but got: float != c10::BFloat16")."""
+    save_spandrel_model("SwinIR", tmp_path / "m.pth")
+    info = ModelCatalog(tmp_path).info("m.pth")
+    frames = np.random.default_rng(0).integers(0, 256, (2, 18, 26, 3), dtype=np.uint8)
+    in_fp32, in_bf16 = (load_model(tmp_path / "m.pth", info, LoadOptions("cpu", dtype=dtype)).upscale_samples(frames)
+                        for dtype in ("fp32", "bf16"))
+    assert np.abs(in_bf16.astype(int) - in_fp32).mean() < 2
+
+
 def test_a_pixel_unshuffle_swinir_upscales_frames_of_sides_its_windows_do_not_divide_once_unshuffled(tmp_path):
     """spandrel's size rule for such a SwinIR (window 4, unshuffled by 2) said multiples of 4, and
     its network pads to its window before the unshuffle: an 18x26, 20x28 or odd-sided frame failed

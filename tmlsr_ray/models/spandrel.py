@@ -200,6 +200,8 @@ class SpandrelModel(FrameNetwork):
         self._place(options.device, select_dtype(options.dtype, device, held_dtypes(descriptor), self.architecture))
         self._descriptor = descriptor.to(self._device).to(self._dtype).eval()
         self._descriptor.model.requires_grad_(False)
+        if self.architecture == "SwinIR":
+            _attention_masks_in_their_inputs_dtype(self._descriptor.model)
         self.compiled = False  # spandrel calls its model through its own wrapper
         self._activations = ACTIVATIONS_PER_FEATURE.get(self.architecture, TRANSFORMER_ACTIVATIONS)
         self._channels = (descriptor.input_channels, descriptor.output_channels)
@@ -228,6 +230,21 @@ class SpandrelModel(FrameNetwork):
         with torch.random.fork_rng(devices=[self._device] if self._device.type == "cuda" else []):
             torch.manual_seed(NOISE_SEED)
             return self._descriptor(batch)
+
+
+def _attention_masks_in_their_inputs_dtype(network: torch.nn.Module) -> None:
+    """spandrel 0.4.2's SwinIR computes the attention mask of a frame size other than its training
+    size, as it runs, in fp32: in bf16 the mask turned the scores fp32, and their product with the
+    values failed. Its values (0 and -100) are exact in any half type."""
+    def cast_mask(module, args, kwargs):
+        mask = kwargs.get("mask")
+        if mask is None or mask.dtype == args[0].dtype:
+            return None
+        return args, {**kwargs, "mask": mask.to(args[0].dtype)}
+
+    for module in network.modules():
+        if type(module).__name__ == "WindowAttention":
+            module.register_forward_pre_hook(cast_mask, with_kwargs=True)
 
 
 def load(path: Path, options: LoadOptions) -> SpandrelModel:
