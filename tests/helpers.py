@@ -2032,7 +2032,7 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
 
 def iso_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata: Optional[bytes] = None,
                  gain_map_turns: Sequence[bytes] = (), coded_as: bytes = b"hvc1", without: bytes = b"",
-                 tone_map_colour: bytes = b"", gain_map_range: str = "full") -> Path:
+                 tone_map_colour: bytes = b"", gain_map_range: str = "full", gain_map_tile: int = 0) -> Path:
     """An Android HDR HEIC (ISO 21496-1, as Android 15 on writes it): the primary (BGR, 8-bit) as
     item 1, the gain map (gray 8- or 10-bit, or BGR) as item 2, hidden (infe flags bit 0), and a ``tmap`` item 3
     derived (``dimg``) from both, its payload in the meta box's ``idat``: version 0 then
@@ -2041,7 +2041,9 @@ def iso_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata
     ``gain_map_turns``: whole ``irot``/``imir`` boxes of the gain map's own; ``coded_as``: its item
     type; ``without``: a property type left out of the gain map's (``hvcC``); ``tone_map_colour``:
     the tmap item's ``colr`` payload (the alternate picture's colour), where it has one;
-    ``gain_map_range``: "limited" codes the gain map's levels so (16 to 235)."""
+    ``gain_map_range``: "limited" codes the gain map's levels so (16 to 235); ``gain_map_tile``: the
+    gain map stored as a ``grid`` item (its ImageGrid in ``idat``, ``gain_map_turns`` its own) of
+    tiles of that side, hidden items 4 on (:func:`heif_grid_tiles`), as phones store a large one."""
     import pillow_heif
 
     if metadata is None:
@@ -2050,17 +2052,79 @@ def iso_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata
         pillow_heif.from_pillow(Image.fromarray(cv2.cvtColor(primary, cv2.COLOR_BGR2RGB))))
     gain_properties, gain_data = _heif_coded_item(_heif_of_gain_map(gain_map),
                                                   full_range_flag=int(gain_map_range == "full"))
+    if gain_map_tile:
+        gain_properties, gain_data = [image_spatial_extent(gain_map.shape[1], gain_map.shape[0])], image_grid(
+            -(-gain_map.shape[0] // gain_map_tile), -(-gain_map.shape[1] // gain_map_tile), gain_map.shape[1::-1])
     gain_properties = [prop for prop in gain_properties if prop[4:8] != without] + list(gain_map_turns)
     properties = primary_properties + gain_properties + ([_box(b"colr", tone_map_colour)] if tone_map_colour else [])
     associations = [(1, list(range(1, len(primary_properties) + 1))),
                     (2, list(range(len(primary_properties) + 1, len(primary_properties + gain_properties) + 1))),
                     (3, [[p[4:8] for p in primary_properties].index(b"ispe") + 1]
                      + ([len(properties)] if tone_map_colour else []))]
-    items = [(1, b"hvc1", primary_data), (2, coded_as, gain_data), (3, b"tmap", bytes(1) + metadata)]
+    items = [(1, b"hvc1", primary_data), (2, b"grid" if gain_map_tile else coded_as, gain_data),
+             (3, b"tmap", bytes(1) + metadata)]
     iref = _box(b"dimg", struct.pack(">HHHH", 3, 2, 1, 2))
+    tiles: List[tuple] = []
+    if gain_map_tile:
+        tiles, tile_associations = heif_grid_tiles(gain_map, gain_map_tile, 4, properties)
+        associations += tile_associations
+        iref += _box(b"dimg", struct.pack(f">HH{len(tiles)}H", 2, len(tiles), *(item for item, _, _ in tiles)))
     groups = _box(b"grpl", _full_box(b"altr", 0, struct.pack(">IIII", 1, 2, 3, 1)))
-    return _assembled_heif(path, items, properties, associations, iref, groups, b"mif1heictmap", hidden=(2,),
-                           in_idat=(3,))
+    return _assembled_heif(path, items + tiles, properties, associations, iref, groups, b"mif1heictmap",
+                           hidden=(2, *(item for item, _, _ in tiles)), in_idat=(2, 3) if gain_map_tile else (3,))
+
+
+def grid_heic(path: Path, picture: np.ndarray, tile: int, grid_properties: Sequence[bytes] = (),
+              tile_colour: Optional[bytes] = None, grid: Optional[bytes] = None) -> Path:
+    """A HEIC whose primary is a ``grid`` item (as phones write their photos): ``picture`` (BGR or
+    gray, 8-bit) in hidden tiles of ``tile`` square (:func:`heif_grid_tiles`), the grid item 1
+    holding its ``ispe`` and ``grid_properties`` (whole boxes), its ImageGrid (``grid``'s bytes
+    where given) in ``idat``; ``tile_colour``: the tiles' ``colr`` payload in place of pillow-heif's."""
+    properties = [image_spatial_extent(picture.shape[1], picture.shape[0]), *grid_properties]
+    tiles, associations = heif_grid_tiles(picture, tile, 2, properties, tile_colour)
+    if grid is None:
+        grid = image_grid(-(-picture.shape[0] // tile), -(-picture.shape[1] // tile), picture.shape[1::-1])
+    iref = _box(b"dimg", struct.pack(f">HH{len(tiles)}H", 1, len(tiles), *(item for item, _, _ in tiles)))
+    return _assembled_heif(path, [(1, b"grid", grid), *tiles], properties,
+                           [(1, list(range(1, len(grid_properties) + 2))), *associations], iref, b"", b"mif1heic",
+                           hidden=tuple(item for item, _, _ in tiles), in_idat=(1,))
+
+
+def heif_grid_tiles(picture: np.ndarray, tile: int, first_item: int, properties: List[bytes],
+                    colour: Optional[bytes] = None) -> Tuple[List[tuple], List[tuple]]:
+    """``picture`` cut in tiles of ``tile`` square (at least 64, which pillow-heif codes without a
+    ``clap``), row by row, the last column and row padded with its edge's pixels: their items
+    (id, b"hvc1", data) numbered from ``first_item`` and associations, each property box appended to
+    ``properties`` once (tiles coded alike share them, as phones' do); ``colour`` their ``colr``
+    payload in place of pillow-heif's."""
+    rows, columns = -(-picture.shape[0] // tile), -(-picture.shape[1] // tile)
+    padding = ((0, rows * tile - picture.shape[0]), (0, columns * tile - picture.shape[1])) + ((0, 0),) * (picture.ndim - 2)
+    padded = np.pad(picture, padding, mode="edge")
+    items, associations, coded = [], [], {}
+    for n in range(rows * columns):
+        row, column = divmod(n, columns)
+        pixels = np.ascontiguousarray(padded[row * tile:(row + 1) * tile, column * tile:(column + 1) * tile])
+        if pixels.tobytes() not in coded:  # a grid of thousands of tiles alike is coded in one go
+            coded[pixels.tobytes()] = _heif_coded_item(_heif_of_gain_map(pixels))
+        boxes_of_tile, data = coded[pixels.tobytes()]
+        if colour is not None:
+            boxes_of_tile = [_box(b"colr", colour) if box[4:8] == b"colr" else box for box in boxes_of_tile]
+        for box in boxes_of_tile:
+            if box not in properties:
+                properties.append(box)
+        items.append((first_item + n, b"hvc1", data))
+        associations.append((first_item + n, [properties.index(box) + 1 for box in boxes_of_tile]))
+    return items, associations
+
+
+def image_grid(rows: int, columns: int, size: Tuple[int, int]) -> bytes:
+    """An ImageGrid (ISO/IEC 23008-12 6.6.2.3): version 0, 16-bit sizes where they fit, else 32-bit."""
+    wide = max(size) > 0xFFFF
+    return struct.pack(">BBBB" + ("II" if wide else "HH"), 0, int(wide), rows - 1, columns - 1, *size)
+
+
+def image_spatial_extent(width: int, height: int) -> bytes:
+    return _full_box(b"ispe", 0, struct.pack(">II", width, height))
 
 
 def _heif_of_gain_map(gain_map: np.ndarray):

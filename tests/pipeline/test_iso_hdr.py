@@ -72,6 +72,89 @@ def test_a_gain_maps_clap_and_irot_are_applied_in_the_order_it_lists_them(tmp_pa
     assert abs(int(stored[-8:, :8].mean()) - 230) <= 2 and abs(int(stored[:8, -8:].mean()) - 40) <= 2
 
 
+def _marked_levels(shape):
+    """A gain map's levels, 40 but for a bright top-left quarter (230) and a mid bottom-right corner (120)."""
+    levels = np.full(shape, 40, np.uint8)
+    levels[:shape[0] // 2, :shape[1] // 2] = 230
+    levels[-8:, -8:] = 120
+    return levels
+
+
+def _kept_levels(path, primary_size=(160, 112)):
+    gain_map, note = iso_gain_map(path, primary_size)
+    assert note is None
+    return cv2.imdecode(np.frombuffer(gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def test_a_gain_map_stored_as_a_grid_is_its_tiles_laid_out_row_by_row_and_cropped(tmp_path):
+    """Phones store a large gain map as a grid of tiles: 150x100 in 3x2 tiles of 64, the right and
+    bottom ones cropped. It was left out ('coded as grid')."""
+    path = iso_hdr_heic(tmp_path / "android.heic", np.full((112, 160, 3), 120, np.uint8), _marked_levels((100, 150)),
+                        gain_map_tile=64)
+    Image.open(path).load()  # pillow-heif reads the file's primary as before
+    levels = _kept_levels(path)
+    assert levels.shape == (100, 150)
+    assert abs(levels[:50, :75].mean() - 230) <= 2 and abs(levels[50:92, 75:142].mean() - 40) <= 2
+    assert abs(levels[-6:, -6:].mean() - 120) <= 3
+
+
+def test_a_grid_gain_maps_own_irot_turns_the_whole_map(tmp_path):
+    """The grid item's irot turns the laid-out map: its bright top-left quarter, turned
+    anticlockwise, is at the bottom left."""
+    path = iso_hdr_heic(tmp_path / "android.heic", np.full((160, 112, 3), 120, np.uint8), _marked_levels((100, 150)),
+                        gain_map_tile=64, gain_map_turns=(QUARTER_TURN,))
+    levels = _kept_levels(path, (112, 160))
+    assert levels.shape == (150, 100)
+    assert abs(levels[-70:, :45].mean() - 230) <= 2 and abs(levels[:70, 55:].mean() - 40) <= 2
+
+
+GRID_OF_6 = struct.pack(">BBBBHH", 0, 0, 1, 2, 150, 100)
+
+
+@pytest.mark.parametrize("grid, why", [
+    (struct.pack(">BBBBHH", 0, 0, 2, 2, 150, 100), "its grid of 3x3 tiles links 6"),
+    (struct.pack(">BBBBHH", 0, 0, 1, 2, 150, 90), "its grid makes a 150x90 picture and states 150x100"),
+    (struct.pack(">BBBBHH", 0, 0, 2, 1, 150, 100), "its grid's 64x64 tiles do not cover its 150x100 picture in 3x2"),
+    (struct.pack(">BBBBHH", 1, 0, 1, 2, 150, 100), "its grid item's ImageGrid is cut short or of a version past 0"),
+    (struct.pack(">BBBBHH", 0, 1, 1, 2, 150, 100), "its grid item's ImageGrid is cut short or of a version past 0"),
+])
+def test_a_grid_gain_map_that_states_a_layout_its_tiles_do_not_make_gives_a_note(tmp_path, grid, why):
+    path = iso_hdr_heic(tmp_path / "android.heic", np.full((112, 160, 3), 120, np.uint8), _marked_levels((100, 150)),
+                        gain_map_tile=64)
+    path = _with_bytes_replaced(path, GRID_OF_6, grid)
+    assert iso_gain_map(path, (160, 112)) == (None, DAMAGED_NOTE.format(why))
+
+
+def test_a_grid_gain_map_whose_tiles_stop_short_of_its_picture_gives_a_note(tmp_path):
+    """Its ispe and ImageGrid say 200 wide; 3 tiles of 64 make 192."""
+    path = iso_hdr_heic(tmp_path / "android.heic", np.full((112, 224, 3), 120, np.uint8), _marked_levels((100, 150)),
+                        gain_map_tile=64)
+    path = _with_bytes_replaced(path, GRID_OF_6, struct.pack(">BBBBHH", 0, 0, 1, 2, 200, 100))
+    data = path.read_bytes()
+    path.write_bytes(data.replace(struct.pack(">4sIII", b"ispe", 0, 150, 100), struct.pack(">4sIII", b"ispe", 0, 200, 100)))
+    assert iso_gain_map(path, (224, 112)) == (None, DAMAGED_NOTE.format(
+        "its grid's 64x64 tiles do not cover its 200x100 picture in 2x3"))
+
+
+def test_a_grid_gain_map_of_more_tiles_than_the_bound_is_refused_before_any_is_read(tmp_path):
+    """1,056 tiles (a 2112x2048 map of 64x64 ones, each alike): over 1,024, refused with nothing
+    decoded. libheif refuses a file of over 1,000 items whole, so it is read alone."""
+    path = iso_hdr_heic(tmp_path / "android.heic", np.full((2048, 2112, 3), 120, np.uint8),
+                        np.full((2048, 2112), 40, np.uint8), gain_map_tile=64)
+    assert iso_gain_map(path, (2112, 2048)) == (None, DAMAGED_NOTE.format("its grid item links 1,056 tiles, not 1 to "
+                                                                          "1,024"))
+
+
+def test_a_grid_gain_maps_tile_coded_otherwise_than_in_hevc_is_named(tmp_path):
+    path = iso_hdr_heic(tmp_path / "android.heic", np.full((112, 160, 3), 120, np.uint8), _marked_levels((100, 150)),
+                        gain_map_tile=64)
+    data = path.read_bytes()
+    last_tile = data.index(struct.pack(">HH4s", 9, 0, b"hvc1"))
+    path.write_bytes(data[:last_tile] + struct.pack(">HH4s", 9, 0, b"av01") + data[last_tile + 8:])
+    assert iso_gain_map(path, (160, 112)) == (None, "the ISO 21496-1 HDR photo's gain map is coded as av01, and only "
+                                                    "HEVC ones (what phones write) are read")
+
+
 def test_a_gain_map_of_limited_range_levels_is_read_at_full_range_levels(tmp_path):
     """As libheif reads a picture whose nclx states limited range: 16 to 235 made 0 to 255."""
     path = _android_heic(tmp_path / "android.heic")
@@ -209,6 +292,9 @@ def test_a_coded_picture_larger_than_its_ispe_is_not_decoded(tmp_path):
     gain_map_extent = data.index(b"ispe", data.index(b"ispe") + 1)  # the primary's first
     path.write_bytes(data[:gain_map_extent + 8] + struct.pack(">II", 64, 32) + data[gain_map_extent + 16:])
     assert probe_image(path, 10**8).gain_map_left_out == NO_HEVC
+
+
+DAMAGED_NOTE = "the ISO 21496-1 HDR photo's gain map could not be read whole ({})"
 
 
 def _with_bytes_replaced(path, old: bytes, new: bytes):

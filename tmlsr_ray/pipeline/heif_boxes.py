@@ -17,6 +17,11 @@ MAX_META_BYTES = 16 << 20  # a phone's meta box is kilobytes; one larger is not 
 # 21496-1's metadata is under 200 bytes (three channels, each number with its own denominator)
 MAX_GAIN_MAP_BYTES, MAX_TONE_MAP_BYTES = 64 << 20, 4096
 IN_FILE, IN_IDAT = 0, 1  # iloc's construction methods: offsets in the file, in the meta box's idat
+# a phone's gain map stored as a grid is a few dozen 512x512 tiles; libheif refuses a file of over
+# 1,000 items whole (its security limit), which bounds the tiles Pillow lets through
+MAX_GRID_TILES = 1024
+IMAGE_GRID_BYTES = 12  # at most: version, flags, rows and columns less one, two 32-bit sizes
+Extents = Tuple[int, List[Tuple[int, int]]]  # an item's construction method, (offset, length) of each extent
 
 
 def primary_item_properties(path: Path) -> List[Tuple[bytes, bytes]]:
@@ -110,7 +115,7 @@ def primary_item_start(path: Path, count: int) -> Optional[bytes]:
             return None
         try:
             children = dict(payloads(found[1][4:]))
-            located = _item_extents(children[b"iloc"], _primary_item(children[b"pitm"]))
+            located = _item_extents(children[b"iloc"]).get(_primary_item(children[b"pitm"]))
         except (KeyError, struct.error, IndexError):
             return None
         if located is None or located[0] != IN_FILE or not located[1]:
@@ -120,15 +125,46 @@ def primary_item_start(path: Path, count: int) -> Optional[bytes]:
 
 
 @dataclass(frozen=True)
+class CodedItem:
+    """An item's coding (b"hvc1" for HEVC), its properties ((type, payload) of each, in the file's
+    order) and its data, its extents joined."""
+
+    type: bytes
+    properties: List[Tuple[bytes, bytes]]
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ImageGrid:
+    """A ``grid`` item's payload (ISO/IEC 23008-12 6.6.2.3): its tiles' rows and columns and the
+    picture's size, its right and bottom tiles cropped to it."""
+
+    rows: int
+    columns: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
 class ToneMapLink:
     """What an ISO 21496-1 ``tmap`` item (ISO/IEC 23008-12's tone-mapped derived picture) links:
     the gain map item it is derived from with the primary, and its own payload."""
 
-    gain_map_type: bytes  # the gain map item's coding, b"hvc1" for HEVC
+    gain_map_type: bytes  # the gain map item's coding, b"hvc1" for HEVC, b"grid" for tiles
     gain_map_properties: List[Tuple[bytes, bytes]]  # (type, payload) of each, in the file's order
-    gain_map_data: bytes  # its coded data, its extents joined
+    gain_map_data: bytes  # its coded data, its extents joined; a grid's ImageGrid
     metadata: bytes  # the tmap item's payload: a version byte, then ISO 21496-1's metadata
     tone_map_properties: List[Tuple[bytes, bytes]]  # the tmap item's: its colr, the alternate picture's colour
+    gain_map_tiles: List[CodedItem]  # a grid gain map's tiles, in its order (row by row); none for another
+
+
+def image_grid(payload: bytes) -> ImageGrid:
+    """A ``grid`` item's ImageGrid; raises :class:`DamagedStructure` where it is cut short or of a
+    version past 0."""
+    if len(payload) < 8 or payload[0] != 0 or (payload[1] & 1 and len(payload) < 12):
+        raise DamagedStructure("its grid item's ImageGrid is cut short or of a version past 0")
+    width, height = struct.unpack_from(">II" if payload[1] & 1 else ">HH", payload, 4)
+    return ImageGrid(payload[2] + 1, payload[3] + 1, width, height)
 
 
 class DamagedStructure(ValueError):
@@ -154,10 +190,30 @@ def _tone_map_link(file: BinaryIO, children: Dict[bytes, bytes]) -> Optional[Ton
     if tone_map is None:
         return None
     gain_map = _gain_map_item(children, items, tone_map)
-    iloc, idat = children[b"iloc"], children.get(b"idat", b"")
+    located, idat = _item_extents(children[b"iloc"]), children.get(b"idat", b"")
+    is_grid = items[gain_map] == b"grid"
     return ToneMapLink(items[gain_map], _properties_of(children, gain_map),
-                       _item_data(file, iloc, idat, gain_map, MAX_GAIN_MAP_BYTES),
-                       _item_data(file, iloc, idat, tone_map, MAX_TONE_MAP_BYTES), _properties_of(children, tone_map))
+                       _item_data(file, located, idat, gain_map, IMAGE_GRID_BYTES if is_grid else MAX_GAIN_MAP_BYTES),
+                       _item_data(file, located, idat, tone_map, MAX_TONE_MAP_BYTES), _properties_of(children, tone_map),
+                       _grid_tiles(file, children, items, located, gain_map) if is_grid else [])
+
+
+def _grid_tiles(file: BinaryIO, children: Dict[bytes, bytes], items: Dict[int, bytes], located: Dict[int, Extents],
+                grid: int) -> List[CodedItem]:
+    """The tiles ``grid`` is derived from (its ``dimg``), in its order; their number and their
+    data's stated length bounded before any is read."""
+    tiles = _references(children.get(b"iref", b""), b"dimg", grid)
+    if not tiles or len(tiles) > MAX_GRID_TILES:
+        raise DamagedStructure(f"its grid item links {len(tiles):,} tiles, not 1 to {MAX_GRID_TILES:,}")
+    for tile in tiles:
+        if tile not in items or tile not in located:
+            raise DamagedStructure(f"its tile item {tile} is not listed (iinf) or has no location")
+    if sum(length for tile in tiles for _, length in located[tile][1]) > MAX_GAIN_MAP_BYTES:
+        raise DamagedStructure(f"its grid's tiles state over {MAX_GAIN_MAP_BYTES:,} bytes")
+    properties = _properties_by_item(children)
+    idat = children.get(b"idat", b"")
+    return [CodedItem(items[tile], properties.get(tile, []), _item_data(file, located, idat, tile, MAX_GAIN_MAP_BYTES))
+            for tile in tiles]
 
 
 def _gain_map_item(children: Dict[bytes, bytes], items: Dict[int, bytes], tone_map: int) -> int:
@@ -207,13 +263,12 @@ def _references(iref: bytes, wanted: bytes, from_item: int) -> List[int]:
     return []
 
 
-def _item_data(file: BinaryIO, iloc: bytes, idat: bytes, item: int, limit: int) -> bytes:
+def _item_data(file: BinaryIO, located: Dict[int, Extents], idat: bytes, item: int, limit: int) -> bytes:
     """``item``'s data, its extents joined: in the file (construction method 0) or in the meta
     box's ``idat`` (1); at most ``limit`` bytes, and all of it there."""
-    located = _item_extents(iloc, item)
-    if located is None:
+    if item not in located:
         raise DamagedStructure(f"its item {item} has no location")
-    method, extents = located
+    method, extents = located[item]
     if method not in (IN_FILE, IN_IDAT):
         raise DamagedStructure(f"its item {item} is built from other items (construction method {method})")
     if not extents or any(length == 0 for _, length in extents) or sum(n for _, n in extents) > limit:
@@ -234,14 +289,16 @@ def _primary_item(pitm: bytes) -> int:
     return struct.unpack(">H", pitm[4:6])[0] if pitm[0] == 0 else struct.unpack(">I", pitm[4:8])[0]
 
 
-def _item_extents(iloc: bytes, item: int) -> Optional[Tuple[int, List[Tuple[int, int]]]]:
-    """``item``'s construction method and (offset, length) of each of its extents, its base offset
-    added, as ``iloc`` (ISO/IEC 14496-12 8.11.3) states them; None for an item not in it."""
+def _item_extents(iloc: bytes) -> Dict[int, Extents]:
+    """Each item's construction method and (offset, length) of each of its extents, its base offset
+    added, as ``iloc`` (ISO/IEC 14496-12 8.11.3) states them, by item (its first entry): read in
+    one pass, since a grid's tiles are items by the hundred."""
     version = iloc[0]
     offset_size, length_size, base_size = iloc[4] >> 4, iloc[4] & 0xF, iloc[5] >> 4
     index_size = iloc[5] & 0xF if version in (1, 2) else 0
     count, at = (struct.unpack(">H", iloc[6:8])[0], 8) if version < 2 else (struct.unpack(">I", iloc[6:10])[0], 10)
     id_size = 2 if version < 2 else 4
+    located: Dict[int, Extents] = {}
     for _ in range(count):
         item_id, at = int.from_bytes(iloc[at:at + id_size], "big"), at + id_size
         method = 0
@@ -253,10 +310,10 @@ def _item_extents(iloc: bytes, item: int) -> Optional[Tuple[int, List[Tuple[int,
         first, at = at, at + extents * (index_size + offset_size + length_size)
         if at > len(iloc):
             raise IndexError("iloc is cut short")
-        if item_id == item:
-            return method, [_extent(iloc, first + n * (index_size + offset_size + length_size) + index_size,
-                                    offset_size, length_size, base) for n in range(extents)]
-    return None
+        if item_id not in located:
+            located[item_id] = method, [_extent(iloc, first + n * (index_size + offset_size + length_size) + index_size,
+                                                offset_size, length_size, base) for n in range(extents)]
+    return located
 
 
 def _extent(iloc: bytes, at: int, offset_size: int, length_size: int, base: int) -> Tuple[int, int]:
@@ -267,20 +324,26 @@ def _extent(iloc: bytes, at: int, offset_size: int, length_size: int, base: int)
 def _properties_of(children: Dict[bytes, bytes], item: Optional[int]) -> List[Tuple[bytes, bytes]]:
     """(type, payload) of each property ``item`` (the primary where None) has, of a meta box's children."""
     pitm = children.get(b"pitm")
-    iprp = dict(payloads(children.get(b"iprp", b"")))
-    if (item is None and pitm is None) or b"ipco" not in iprp or b"ipma" not in iprp:
+    if item is None and pitm is None:
         return []
-    if item is None:
-        item = _primary_item(pitm)
+    return _properties_by_item(children).get(_primary_item(pitm) if item is None else item, [])
+
+
+def _properties_by_item(children: Dict[bytes, bytes]) -> Dict[int, List[Tuple[bytes, bytes]]]:
+    """(type, payload) of each property of each item ``ipma`` lists, of a meta box's children."""
+    iprp = dict(payloads(children.get(b"iprp", b"")))
+    if b"ipco" not in iprp or b"ipma" not in iprp:
+        return {}
     properties = payloads(iprp[b"ipco"])
-    return [properties[index - 1] for index in _associations(iprp[b"ipma"], item)
-            if 0 < index <= len(properties)]
+    return {item: [properties[index - 1] for index in indices if 0 < index <= len(properties)]
+            for item, indices in _associations(iprp[b"ipma"]).items()}
 
 
-def _associations(ipma: bytes, item: int) -> List[int]:
-    """1-based ``ipco`` indices of the properties associated with ``item``."""
+def _associations(ipma: bytes) -> Dict[int, List[int]]:
+    """1-based ``ipco`` indices of the properties associated with each item (its first entry)."""
     version, wide_index = ipma[0], ipma[3] & 1
     count, at = struct.unpack(">I", ipma[4:8])[0], 8
+    associations: Dict[int, List[int]] = {}
     for _ in range(count):
         if version < 1:
             item_id, at = struct.unpack(">H", ipma[at:at + 2])[0], at + 2
@@ -293,6 +356,5 @@ def _associations(ipma: bytes, item: int) -> List[int]:
         else:
             indices = [v & 0x7F for v in ipma[at:at + n]]
             at += n
-        if item_id == item:
-            return indices
-    return []
+        associations.setdefault(item_id, indices)
+    return associations

@@ -19,7 +19,8 @@ from av.video.reformatter import ColorRange
 
 from tmlsr_ray.pipeline.gainmap import (GAIN_MAP_QUALITY, GainMap, gain_map_segments, icc_segments,
                                         iso_gain_map_numbers, iso_version_only, with_metadata)
-from tmlsr_ray.pipeline.heif_boxes import DamagedStructure, spatial_extent, tone_map_link
+from tmlsr_ray.pipeline.heif_boxes import (CodedItem, DamagedStructure, ImageGrid, ToneMapLink, image_grid,
+                                           spatial_extent, tone_map_link)
 from tmlsr_ray.pipeline.heif_turns import Property, heif_turned
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
 
@@ -55,14 +56,20 @@ def iso_gain_map(path: Path, primary_size: Tuple[int, int]) -> Tuple[Optional[Ga
         numbers = iso_gain_map_numbers(link.metadata[1:])
     except ValueError as exc:
         return None, BAD_METADATA.format(why=exc)
-    if link.gain_map_type != b"hvc1":
-        return None, NOT_HEVC.format(kind=repr(link.gain_map_type)[2:-1])  # its bytes, those unprintable escaped
+    # a grid's tiles are what is coded (HEVC in phones' grids)
+    codings = [tile.type for tile in link.gain_map_tiles] if link.gain_map_type == b"grid" else [link.gain_map_type]
+    coding = next((kind for kind in codings if kind != b"hvc1"), None)
+    if coding is not None:
+        return None, NOT_HEVC.format(kind=repr(coding)[2:-1])  # its bytes, those unprintable escaped
     properties = link.gain_map_properties
     if spatial_extent(properties) is None:
         return None, DAMAGED.format(why="it states no size (ispe)")
     if not _fits(properties, primary_size):
         return None, TOO_LARGE
-    levels = _decoded(properties, link.gain_map_data, three_channels=len(numbers.channels) == 3)
+    try:
+        levels = _decoded_map(link, three_channels=len(numbers.channels) == 3)
+    except DamagedStructure as exc:
+        return None, DAMAGED.format(why=exc)
     if levels is None:
         return None, DAMAGED.format(why="its HEVC data does not decode to the picture its properties state")
     ok, jpeg = cv2.imencode(".jpg", _shown(levels, properties), [cv2.IMWRITE_JPEG_QUALITY, GAIN_MAP_QUALITY])
@@ -107,6 +114,51 @@ def _shown_size(properties: List[Property]) -> Tuple[int, int]:
         elif kind == b"irot" and payload[:1] and payload[0] & 1:
             width, height = height, width
     return width, height
+
+
+def _decoded_map(link: ToneMapLink, three_channels: bool) -> Optional[np.ndarray]:
+    """The gain map's stored picture (before its clap, irot and imir): its HEVC item decoded, or a
+    grid's tiles decoded and laid out; None where a picture does not decode."""
+    if link.gain_map_type == b"hvc1":
+        return _decoded(link.gain_map_properties, link.gain_map_data, three_channels)
+    grid = image_grid(link.gain_map_data)
+    tile_size = _tile_size(grid, link.gain_map_tiles, spatial_extent(link.gain_map_properties))
+    tiles = []
+    for tile in link.gain_map_tiles:
+        tiles.append(_decoded(tile.properties, tile.data, three_channels))
+        if tiles[-1] is None:
+            return None
+    return _laid_out(tiles, grid, tile_size)
+
+
+def _tile_size(grid: ImageGrid, tiles: List[CodedItem], stated: Tuple[int, int]) -> Tuple[int, int]:
+    """(width, height) all of ``grid``'s tiles state, checked to be as ISO/IEC 23008-12 has them
+    (one tile for each cell, all of one size, covering the picture with no tile wholly outside it)
+    and none past the picture by more than an HEVC block, before any is decoded: what is decoded
+    is then within twice the gain map's sides, which fit its primary's. Raises DamagedStructure."""
+    if len(tiles) != grid.rows * grid.columns:
+        raise DamagedStructure(f"its grid of {grid.rows}x{grid.columns} tiles links {len(tiles)}")
+    if (grid.width, grid.height) != stated:
+        raise DamagedStructure(f"its grid makes a {grid.width}x{grid.height} picture and states {stated[0]}x{stated[1]}")
+    sizes = {spatial_extent(tile.properties) for tile in tiles}
+    if len(sizes) != 1 or None in sizes:
+        raise DamagedStructure("its grid's tiles state no size or sizes of their own")
+    width, height = sizes.pop()
+    for tiles_across, side, picture_side in ((grid.columns, width, grid.width), (grid.rows, height, grid.height)):
+        if not (tiles_across - 1) * side < picture_side <= tiles_across * side or side > picture_side + HEVC_BLOCK:
+            raise DamagedStructure(f"its grid's {width}x{height} tiles do not cover its {grid.width}x{grid.height} "
+                                   f"picture in {grid.rows}x{grid.columns}")
+    return width, height
+
+
+def _laid_out(tiles: List[np.ndarray], grid: ImageGrid, tile_size: Tuple[int, int]) -> np.ndarray:
+    """``tiles`` laid out row by row, the right and bottom ones cropped to the grid's picture."""
+    width, height = tile_size
+    picture = np.empty((grid.rows * height, grid.columns * width) + tiles[0].shape[2:], tiles[0].dtype)
+    for n, tile in enumerate(tiles):
+        row, column = divmod(n, grid.columns)
+        picture[row * height:(row + 1) * height, column * width:(column + 1) * width] = tile
+    return picture[:grid.height, :grid.width]
 
 
 def _decoded(properties: List[Property], data: bytes, three_channels: bool) -> Optional[np.ndarray]:
