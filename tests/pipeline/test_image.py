@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
 from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_levels, deep_photo, deflated_tiff, display_p3_icc,
-                           flat_gray_jpeg, icc_colourants, image_round_trip, jpeg_cut_and_closed, os2_bitmap, png_bomb,
+                           flat_gray_jpeg, grid_heic, icc_colourants, image_round_trip, jpeg_cut_and_closed, os2_bitmap, png_bomb,
                            png_chunk, png_chunks_in_order, shared_path, sixteen_bit_bmp, small_noise_jpeg,
                            tiff_with_alpha, uncompressed_tiff, with_png_checksum_broken, with_png_chunk,
                            with_ispe, with_tiff_strip_damaged, zlib_bomb)
@@ -422,6 +422,35 @@ def test_a_heic_or_avif_tagged_display_p3_by_its_nclx_box_alone_comes_out_with_a
     for tag, xyz in icc_colourants(profile).items():
         assert np.abs(np.subtract(xyz, reference[tag])).max() < 1e-3, tag
     assert ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(profile)))
+
+
+def _nclx(primaries: int, transfer: int) -> bytes:
+    return b"nclx" + struct.pack(">HHHB", primaries, transfer, 6, 0x80)
+
+
+def test_a_grid_photo_whose_colour_only_its_tiles_state_is_read_in_their_colour(tmp_path):
+    """Early iPhones stated a photo's colour on its grid's tiles alone; libheif reads the first
+    tile's where the grid has none (and decodes by it): the photo came out sRGB, less saturated."""
+    path = grid_heic(tmp_path / "p3.heic", np.full((100, 150, 3), 120, np.uint8), 64, tile_colour=_nclx(12, 13))
+    info, _, _, data = image_round_trip(path)
+    reference = icc_colourants(display_p3_icc())
+    for tag, xyz in icc_colourants(info.icc_profile).items():
+        assert np.abs(np.subtract(xyz, reference[tag])).max() < 1e-3, tag
+    with Image.open(io.BytesIO(data)) as out:
+        assert out.info["icc_profile"] == info.icc_profile
+
+
+def test_a_grid_photo_whose_tiles_state_pq_is_an_hdr_photo(tmp_path):
+    path = grid_heic(tmp_path / "pq.heic", np.full((100, 150, 3), 120, np.uint8), 64, tile_colour=_nclx(9, 16))
+    info = probe_image(path, 10**8)
+    assert (info.hdr_colour.primaries, info.hdr_colour.transfer, info.icc_profile) == (9, 16, None)
+
+
+def test_a_grid_photos_own_colour_is_read_before_its_tiles(tmp_path):
+    """Where the grid states its colour (sRGB), its tiles' (Display P3) are not looked at."""
+    path = grid_heic(tmp_path / "srgb.heic", np.full((100, 150, 3), 120, np.uint8), 64,
+                     grid_properties=[struct.pack(">I4s", 8 + 11, b"colr") + _nclx(1, 13)], tile_colour=_nclx(12, 13))
+    assert probe_image(path, 10**8).icc_profile is None
 
 
 def test_an_eight_bit_heic_tagged_display_p3_by_nclx_comes_out_a_jpeg_with_the_profile(tmp_path):

@@ -22,12 +22,27 @@ IN_FILE, IN_IDAT = 0, 1  # iloc's construction methods: offsets in the file, in 
 MAX_GRID_TILES = 1024
 IMAGE_GRID_BYTES = 12  # at most: version, flags, rows and columns less one, two 32-bit sizes
 Extents = Tuple[int, List[Tuple[int, int]]]  # an item's construction method, (offset, length) of each extent
+# what a grid stating no colour of its own takes from its first tile, as libheif does (early
+# iPhones stated a photo's colour on its tiles alone): its colour and, of an HDR photo, its light
+TILE_COLOUR_KINDS = (b"colr", b"clli", b"mdcv")
 
 
 def primary_item_properties(path: Path) -> List[Tuple[bytes, bytes]]:
     """(type, payload) of each property the primary item has, in the file's order; none where
-    the file has no readable meta box."""
-    return item_properties(path, None)
+    the file has no readable meta box. A grid stating no ``colr`` has its first tile's colour and
+    light properties after its own (:data:`TILE_COLOUR_KINDS`)."""
+    with open(path, "rb") as file:
+        found = top_level_box(file, b"meta", MAX_META_BYTES)
+    if found is None:
+        return []
+    try:
+        children = dict(payloads(found[1][4:]))
+        properties = _properties_of(children, None)
+        if not any(kind == b"colr" for kind, _ in properties):
+            properties += _first_tile_colour(children)
+        return properties
+    except (struct.error, IndexError, KeyError, DamagedStructure):
+        return []
 
 
 def item_properties(path: Path, item: Optional[int]) -> List[Tuple[bytes, bytes]]:
@@ -196,6 +211,15 @@ def _tone_map_link(file: BinaryIO, children: Dict[bytes, bytes]) -> Optional[Ton
                        _item_data(file, located, idat, gain_map, IMAGE_GRID_BYTES if is_grid else MAX_GAIN_MAP_BYTES),
                        _item_data(file, located, idat, tone_map, MAX_TONE_MAP_BYTES), _properties_of(children, tone_map),
                        _grid_tiles(file, children, items, located, gain_map) if is_grid else [])
+
+
+def _first_tile_colour(children: Dict[bytes, bytes]) -> List[Tuple[bytes, bytes]]:
+    """The colour and light properties of the primary's first tile, where the primary is a grid."""
+    primary = _primary_item(children[b"pitm"])
+    if _item_types(children.get(b"iinf", b"")).get(primary) != b"grid":
+        return []
+    tiles = _references(children.get(b"iref", b""), b"dimg", primary)
+    return [prop for prop in _properties_of(children, tiles[0]) if prop[0] in TILE_COLOUR_KINDS] if tiles else []
 
 
 def _grid_tiles(file: BinaryIO, children: Dict[bytes, bytes], items: Dict[int, bytes], located: Dict[int, Extents],
