@@ -1,4 +1,5 @@
 import io
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -1045,6 +1046,40 @@ def test_a_heic_whose_stated_size_is_over_libheifs_limit_is_refused_as_not_decod
     path.write_bytes(with_ispe(data, 100_000, 100_000))
     with pytest.raises(InputError, match="heic image could not be decoded: it states a size over what its decoder reads .*100000x100000"):
         decode_image(path, probe_image(path, 10_000))
+
+
+def test_a_heic_grid_of_thousands_of_tiles_is_refused_naming_libheifs_limit(tmp_path):
+    """A 4096x4096 photo in 64x64 tiles of 64 (a panorama, or hostile): libheif reads no file of
+    over 1,000 items, and Pillow said it found no image ('no ... HEIC ... data found')."""
+    path = grid_heic(tmp_path / "tiles.heic", np.full((4096, 4096, 3), 120, np.uint8), 64)
+    with pytest.raises(InputError, match=r"^input HEIC cannot be read: it holds more items \(a grid's tiles among "
+                                         r"them\) than its decoder reads \(.*4097 items.*1000 items"):
+        probe_image(path, 10**8)
+
+
+@pytest.mark.parametrize("grid, why", [
+    (struct.pack(">BBBBHH", 0, 0, 255, 255, 16384, 16384), "its grid of 256x256 tiles links 4"),
+    (struct.pack(">BBBBHH", 0, 0, 0, 0, 128, 128), "its grid of 1x1 tiles links 4"),
+    (b"\0\0\1", "its grid item's ImageGrid is cut short or of a version past 0"),
+])
+def test_a_heic_grid_stating_cells_its_tiles_do_not_fill_is_refused_saying_so(tmp_path, grid, why):
+    """65,536 cells declared (the most an ImageGrid holds) and 4 tiles linked: pillow-heif failed
+    with an IndexError, which Pillow took for no image at all."""
+    path = grid_heic(tmp_path / "grid.heic", np.full((128, 128, 3), 120, np.uint8), 64, grid=grid)
+    with pytest.raises(InputError, match=f"^input HEIC cannot be read: {re.escape(why)}$"):
+        probe_image(path, 10**8)
+
+
+def test_a_heic_grid_is_read_as_its_tiles_laid_out(tmp_path):
+    picture = np.full((100, 150, 3), 40, np.uint8)
+    picture[:50, :75] = (0, 0, 230)
+    path = grid_heic(tmp_path / "grid.heic", picture, 64)
+    info = probe_image(path, 10**8)
+    image = decode_image(path, info)
+    assert (info.width, info.height) == (150, 100) and image.shape == (100, 150, 3)
+    # away from the red quarter's edge, which the tiles' subsampled chroma blurs
+    assert np.abs(image[:46, :71].astype(int) - (0, 0, 230)).max() <= 8
+    assert np.abs(image[54:, 79:].astype(int) - 40).max() <= 8
 
 
 def _png_with_exif_chunk_moved(data: bytes, before: bytes) -> bytes:

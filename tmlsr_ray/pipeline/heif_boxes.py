@@ -120,20 +120,24 @@ def mastering_display(properties: List[Tuple[bytes, bytes]]) -> Optional[Masteri
     return None
 
 
+def _meta_children(file: BinaryIO) -> Optional[Dict[bytes, bytes]]:
+    """The payloads of the file's top-level ``meta`` box's children by type; None where it has none
+    of a size read. Raises struct.error or IndexError where its boxes are cut short."""
+    found = top_level_box(file, b"meta", MAX_META_BYTES)
+    return None if found is None else dict(payloads(found[1][4:]))  # a full box: version and flags first
+
+
 def primary_item_start(path: Path, count: int) -> Optional[bytes]:
     """The first ``count`` bytes of the primary item's data (its first extent's, in the file: an
     AV1 picture's starts with its sequence header); None where the meta box does not say where
     they lie in the file."""
     with open(path, "rb") as file:
-        found = top_level_box(file, b"meta", MAX_META_BYTES)
-        if found is None:
-            return None
         try:
-            children = dict(payloads(found[1][4:]))
-            located = _item_extents(children[b"iloc"]).get(_primary_item(children[b"pitm"]))
+            children = _meta_children(file)
+            located = children and _item_extents(children[b"iloc"]).get(_primary_item(children[b"pitm"]))
         except (KeyError, struct.error, IndexError):
             return None
-        if located is None or located[0] != IN_FILE or not located[1]:
+        if not located or located[0] != IN_FILE or not located[1]:
             return None
         file.seek(located[1][0][0])
         return file.read(count)
@@ -211,6 +215,27 @@ def _tone_map_link(file: BinaryIO, children: Dict[bytes, bytes]) -> Optional[Ton
                        _item_data(file, located, idat, gain_map, IMAGE_GRID_BYTES if is_grid else MAX_GAIN_MAP_BYTES),
                        _item_data(file, located, idat, tone_map, MAX_TONE_MAP_BYTES), _properties_of(children, tone_map),
                        _grid_tiles(file, children, items, located, gain_map) if is_grid else [])
+
+
+def primary_grid_problem(path: Path) -> Optional[str]:
+    """What makes a primary ``grid`` item no picture, in words: an ImageGrid cut short, or not as
+    many cells as the tiles it links; None where the primary is no grid, or none of that is so."""
+    with open(path, "rb") as file:
+        try:
+            children = _meta_children(file)
+            primary = children and _primary_item(children[b"pitm"])
+            if not children or _item_types(children.get(b"iinf", b"")).get(primary) != b"grid":
+                return None
+            grid = image_grid(_item_data(file, _item_extents(children[b"iloc"]), children.get(b"idat", b""), primary,
+                                         IMAGE_GRID_BYTES))
+            tiles = len(_references(children.get(b"iref", b""), b"dimg", primary))
+        except DamagedStructure as exc:
+            return str(exc)
+        except (KeyError, struct.error, IndexError):
+            return None
+    if tiles != grid.rows * grid.columns:
+        return f"its grid of {grid.rows}x{grid.columns} tiles links {tiles:,}"
+    return None
 
 
 def _first_tile_colour(children: Dict[bytes, bytes]) -> List[Tuple[bytes, bytes]]:

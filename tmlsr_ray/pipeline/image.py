@@ -34,8 +34,8 @@ from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
 from tmlsr_ray.pipeline.gainmap import (SOS, GainMap, declares_gain_map, first_picture_markers, gain_map_of,
                                        icc_segments, jpeg_segment, with_gain_map, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, mastering_display,
-                                           nclx_code_points, primary_item_properties, primary_item_start,
-                                           spatial_extent)
+                                           nclx_code_points, primary_grid_problem, primary_item_properties,
+                                           primary_item_start, spatial_extent)
 from tmlsr_ray.pipeline.iso_hdr import iso_gain_map
 from tmlsr_ray.pipeline.nclx import displayable, icc_cicp, icc_from_nclx
 from tmlsr_ray.pipeline import png_chunks, tiff_pieces
@@ -82,6 +82,8 @@ DECODER_COMPLAINTS = (
      "outside the image (the file is damaged)", False),
     ("broken data stream", "its compressed picture data is damaged", False),
     ("unexpected end of file", "the file is cut off before its picture ends", True),
+    ("items, which exceeds the security limit", "it holds more items (a grid's tiles among them) than its decoder "
+     "reads", True),
     ("security limit exceeded", "it states a size over what its decoder reads", True),
     ("truncated", "the file is cut off before its picture ends", False),
 )
@@ -172,6 +174,9 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
         layout = _tiff_layout(path)
         if layout:
             raise InputError(f"input is a TIFF of {layout}, which is not supported") from exc
+        refusal = _heif_refusal(path)
+        if refusal:
+            raise InputError(f"input HEIC cannot be read: {refusal}") from exc
         raise InputError("input is not a readable image (no PNG, JPEG, WEBP, GIF, BMP, TIFF, HEIC or "
                          "AVIF data found)") from exc
     except ValueError as exc:  # Pillow's bound on what a PNG's compressed text and ICC chunks inflate to
@@ -181,6 +186,22 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
         raise InputError(f"input image cannot be read: {_what_is_wrong(exc)}") from exc
     return ImageInfo(width, height, fmt, mode, orientation, icc_profile, upright_exif, png_colour, hdr_colour,
                      gain_map, gain_map_left_out)
+
+
+def _heif_refusal(path: Path) -> Optional[str]:
+    """Why a HEIF Pillow identified as none cannot be read, in words: pillow-heif's refusal (libheif's
+    security limits: a grid of thousands of tiles is over its 1,000 items) reaches Pillow, which
+    says only that it knows no such image; None for a file that is no HEIF."""
+    if not pillow_heif.is_supported(path):
+        return None
+    problem = primary_grid_problem(path)
+    if problem:
+        return problem
+    try:
+        pillow_heif.open_heif(path)
+    except (*DECODER_ERRORS, ValueError, IndexError) as exc:
+        return _what_is_wrong(exc)
+    return None
 
 
 def _heic_gain_map(path: Path, heif_info: dict, exif: Image.Exif, primary_size: Tuple[int, int]
