@@ -2098,8 +2098,8 @@ def heif_grid_tiles(picture: np.ndarray, tile: int, first_item: int, properties:
     ``properties`` once (tiles coded alike share them, as phones' do); ``colour`` their ``colr``
     payload in place of pillow-heif's."""
     rows, columns = -(-picture.shape[0] // tile), -(-picture.shape[1] // tile)
-    padding = ((0, rows * tile - picture.shape[0]), (0, columns * tile - picture.shape[1])) + ((0, 0),) * (picture.ndim - 2)
-    padded = np.pad(picture, padding, mode="edge")
+    padding = [(0, rows * tile - picture.shape[0]), (0, columns * tile - picture.shape[1])]
+    padded = np.pad(picture, padding + [(0, 0)] * (picture.ndim - 2), mode="edge")
     items, associations, coded = [], [], {}
     for n in range(rows * columns):
         row, column = divmod(n, columns)
@@ -2125,6 +2125,22 @@ def image_grid(rows: int, columns: int, size: Tuple[int, int]) -> bytes:
 
 def image_spatial_extent(width: int, height: int) -> bytes:
     return _full_box(b"ispe", 0, struct.pack(">II", width, height))
+
+
+def meta_box_damaged(source: Path, path: Path, copies: int, seed: int) -> Iterator[Path]:
+    """``path`` written ``copies`` times with a copy of the HEIF ``source``, each with 1 to 8 of its
+    meta box's bytes overwritten (0, 1, 2, 0x80, 0xFF or any; a fixed ``seed``): counts, sizes,
+    offsets, item ids and types, properties."""
+    data = source.read_bytes()
+    meta = data.index(b"meta") - 4
+    meta_end = meta + struct.unpack(">I", data[meta:meta + 4])[0]
+    rng = np.random.default_rng(seed)
+    for _ in range(copies):
+        copy = bytearray(data)
+        for at in rng.integers(meta + 8, meta_end, rng.integers(1, 9)):
+            copy[at] = rng.choice([0, 1, 2, 0x80, 0xFF, int(rng.integers(256))])
+        path.write_bytes(bytes(copy))
+        yield path
 
 
 def _heif_of_gain_map(gain_map: np.ndarray):

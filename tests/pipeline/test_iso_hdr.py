@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import iso_gain_map_metadata, iso_hdr_heic
+from tests.helpers import iso_gain_map_metadata, iso_hdr_heic, meta_box_damaged
 from tmlsr_ray.pipeline.image import probe_image
 from tmlsr_ray.pipeline.iso_hdr import iso_gain_map
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
@@ -131,7 +131,8 @@ def test_a_grid_gain_map_whose_tiles_stop_short_of_its_picture_gives_a_note(tmp_
                         gain_map_tile=64)
     path = _with_bytes_replaced(path, GRID_OF_6, struct.pack(">BBBBHH", 0, 0, 1, 2, 200, 100))
     data = path.read_bytes()
-    path.write_bytes(data.replace(struct.pack(">4sIII", b"ispe", 0, 150, 100), struct.pack(">4sIII", b"ispe", 0, 200, 100)))
+    path.write_bytes(data.replace(struct.pack(">4sIII", b"ispe", 0, 150, 100),
+                                  struct.pack(">4sIII", b"ispe", 0, 200, 100)))
     assert iso_gain_map(path, (224, 112)) == (None, DAMAGED_NOTE.format(
         "its grid's 64x64 tiles do not cover its 200x100 picture in 2x3"))
 
@@ -338,19 +339,24 @@ def test_an_extent_stated_over_the_bound_is_not_read(tmp_path):
 def test_random_damage_to_the_meta_box_gives_a_gain_map_or_a_note_never_an_exception(tmp_path):
     """200 copies of an Android HEIC, each with 1 to 8 of its meta box's bytes overwritten (a
     fixed seed): counts, sizes, offsets, item ids and types, properties and the tmap's numbers."""
-    data = _android_heic(tmp_path / "android.heic").read_bytes()
-    meta = data.index(b"meta") - 4
-    meta_end = meta + struct.unpack(">I", data[meta:meta + 4])[0]
-    rng = np.random.default_rng(21496)
-    damaged = tmp_path / "damaged.heic"
     notes = set()
-    for _ in range(200):
-        copy = bytearray(data)
-        for at in rng.integers(meta + 8, meta_end, rng.integers(1, 9)):
-            copy[at] = rng.choice([0, 1, 2, 0x80, 0xFF, int(rng.integers(256))])
-        damaged.write_bytes(bytes(copy))
+    for damaged in meta_box_damaged(_android_heic(tmp_path / "android.heic"), tmp_path / "damaged.heic", 200, 21496):
         gain_map, note = iso_gain_map(damaged, (64, 48))
         assert (gain_map is None) == (note is not None) or (gain_map, note) == (None, None)
         assert note is None or note.isprintable()
         notes.add(note)
     assert len(notes) > 10  # the damage reaches the tmap item's boxes, not only what is never read
+
+
+def test_random_damage_to_a_grid_gain_maps_boxes_gives_a_gain_map_or_a_note_never_an_exception(tmp_path):
+    """200 copies of an Android HEIC whose gain map is a grid of 6 tiles, each with 1 to 8 of its
+    meta box's bytes overwritten (a fixed seed): the ImageGrid, the tiles' references, locations,
+    types and properties among them."""
+    path = iso_hdr_heic(tmp_path / "android.heic", np.full((112, 160, 3), 120, np.uint8), _marked_levels((100, 150)),
+                        gain_map_tile=64)
+    notes = set()
+    for damaged in meta_box_damaged(path, tmp_path / "damaged.heic", 200, 23008):
+        gain_map, note = iso_gain_map(damaged, (160, 112))
+        assert note is None or note.isprintable()
+        notes.add(note)
+    assert len([note for note in notes if note and "grid" in note]) >= 3  # the damage reaches the grid's own boxes

@@ -213,7 +213,8 @@ def _tone_map_link(file: BinaryIO, children: Dict[bytes, bytes]) -> Optional[Ton
     is_grid = items[gain_map] == b"grid"
     return ToneMapLink(items[gain_map], _properties_of(children, gain_map),
                        _item_data(file, located, idat, gain_map, IMAGE_GRID_BYTES if is_grid else MAX_GAIN_MAP_BYTES),
-                       _item_data(file, located, idat, tone_map, MAX_TONE_MAP_BYTES), _properties_of(children, tone_map),
+                       _item_data(file, located, idat, tone_map, MAX_TONE_MAP_BYTES),
+                       _properties_of(children, tone_map),
                        _grid_tiles(file, children, items, located, gain_map) if is_grid else [])
 
 

@@ -139,7 +139,8 @@ def _tile_size(grid: ImageGrid, tiles: List[CodedItem], stated: Tuple[int, int])
     if len(tiles) != grid.rows * grid.columns:
         raise DamagedStructure(f"its grid of {grid.rows}x{grid.columns} tiles links {len(tiles)}")
     if (grid.width, grid.height) != stated:
-        raise DamagedStructure(f"its grid makes a {grid.width}x{grid.height} picture and states {stated[0]}x{stated[1]}")
+        raise DamagedStructure(f"its grid makes a {grid.width}x{grid.height} picture and states "
+                               f"{stated[0]}x{stated[1]}")
     sizes = {spatial_extent(tile.properties) for tile in tiles}
     if len(sizes) != 1 or None in sizes:
         raise DamagedStructure("its grid's tiles state no size or sizes of their own")
