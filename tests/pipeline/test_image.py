@@ -1084,6 +1084,16 @@ def test_random_damage_to_a_grid_photos_meta_box_gives_a_picture_or_an_input_err
     assert any("its grid of" in refusal for refusal in refusals)
 
 
+def test_an_avif_whose_meta_box_is_cut_is_not_called_a_heic(tmp_path):
+    """libheif's words are asked of a HEIF Pillow cannot identify; an AVIF is Pillow's plugin's."""
+    data = _write(tmp_path, "whole.avif", Image.fromarray(_ramps(32, 48)), quality=90).read_bytes()
+    path = tmp_path / "cut.avif"
+    path.write_bytes(data[:data.index(b"meta") + 40])
+    with pytest.raises(InputError, match=r"^input is not a readable image \(no PNG, JPEG, WEBP, GIF, BMP, TIFF, HEIC "
+                                         r"or AVIF data found\)$"):
+        probe_image(path, 10**8)
+
+
 def test_a_heic_grid_is_read_as_its_tiles_laid_out(tmp_path):
     picture = np.full((100, 150, 3), 40, np.uint8)
     picture[:50, :75] = (0, 0, 230)

@@ -218,6 +218,18 @@ def _tone_map_link(file: BinaryIO, children: Dict[bytes, bytes]) -> Optional[Ton
                        _grid_tiles(file, children, items, located, gain_map) if is_grid else [])
 
 
+def declares_avif(path: Path) -> bool:
+    """Whether the file's ``ftyp`` names AVIF (its major brand or a compatible one): an AV1 HEIF,
+    which Pillow's AVIF plugin reads, not libheif."""
+    with open(path, "rb") as file:
+        found = top_level_box(file, b"ftyp", 4096)
+    if found is None:
+        return False
+    payload = found[1]
+    brands = [payload[:4]] + [payload[at:at + 4] for at in range(8, len(payload) - 3, 4)]
+    return b"avif" in brands or b"avis" in brands
+
+
 def primary_grid_problem(path: Path) -> Optional[str]:
     """What makes a primary ``grid`` item no picture, in words: an ImageGrid cut short, or not as
     many cells as the tiles it links; None where the primary is no grid, or none of that is so."""
