@@ -1989,7 +1989,7 @@ APPLE_GAIN_MAP_URN = b"urn:com:apple:photo:2020:aux:hdrgainmap"
 
 
 def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_tags: Optional[dict] = None,
-                   rotation: int = 0, mirror: Optional[int] = None, tmap: bool = False) -> Path:
+                   rotation: int = 0, mirror: Optional[int] = None, tmap: bool = False, tile: int = 0) -> Path:
     """An iPhone's HDR HEIC (iOS 14.1 to 17), assembled box by box: the primary (BGR, 8-bit or
     10-bit levels in uint16, encoded by pillow-heif) as item 1, the gain map (gray, 8-bit or
     10-bit levels in uint16) as item 2, an auxiliary image of it (``auxl``) whose
@@ -1998,7 +1998,9 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
     stops); ``rotation`` (degrees anticlockwise) an ``irot`` and ``mirror`` (its axis) an ``imir``
     of the primary alone, in that order. With ``tmap``, as iOS 18 adds: an ISO 21496-1 ``tmap``
     item 4 derived (``dimg``) from the primary and the gain map, which is its auxiliary image as
-    well as the primary's, in an ``altr`` group before the primary."""
+    well as the primary's, in an ``altr`` group before the primary. With ``tile`` (8-bit levels),
+    the primary and the gain map are ``grid`` items of tiles of that side, hidden items 10 on, as
+    an iPhone writes them (:func:`heif_grid_tiles`)."""
     maker_tags = {33: Fraction(102, 100), 48: Fraction(64, 10000)} if maker_tags is None else maker_tags
     import pillow_heif
 
@@ -2007,6 +2009,11 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
         pillow_heif.from_bytes("RGB;16", rgb.shape[1::-1], (rgb.astype(np.uint16) << 6).tobytes())
         if rgb.dtype == np.uint16 else pillow_heif.from_pillow(Image.fromarray(rgb)))
     gain_properties, gain_data = _heif_coded_item(_heif_of_gain_map(gain_map))
+    if tile:
+        primary_properties, primary_data = [image_spatial_extent(*primary.shape[1::-1])], image_grid(
+            -(-primary.shape[0] // tile), -(-primary.shape[1] // tile), primary.shape[1::-1])
+        gain_properties, gain_data = [image_spatial_extent(*gain_map.shape[1::-1])], image_grid(
+            -(-gain_map.shape[0] // tile), -(-gain_map.shape[1] // tile), gain_map.shape[1::-1])
     exif_data = bytes(4) + _apple_exif(maker_tags)  # its TIFF header right after the 4-byte offset to it
     properties = primary_properties + gain_properties + [_full_box(b"auxC", 0, APPLE_GAIN_MAP_URN + b"\0")]
     primary_indices = list(range(1, len(primary_properties) + 1))
@@ -2017,8 +2024,16 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
         properties.append(turn)
         primary_indices.append(len(properties))
     associations = [(1, primary_indices), (2, gain_indices)]
-    items = [(1, b"hvc1", primary_data), (2, b"hvc1", gain_data), (3, b"Exif", exif_data)]
+    coding = b"grid" if tile else b"hvc1"
+    items = [(1, coding, primary_data), (2, coding, gain_data), (3, b"Exif", exif_data)]
     iref = _box(b"auxl", struct.pack(">HHH", 2, 1, 1)) + _box(b"cdsc", struct.pack(">HHH", 3, 1, 1))
+    tiles: List[tuple] = []
+    for grid, picture in ((1, primary), (2, gain_map)) if tile else ():
+        grid_tiles, tile_associations = heif_grid_tiles(picture, tile, 10 + len(tiles), properties)
+        tiles += grid_tiles
+        associations += tile_associations
+        tile_ids = [item for item, _, _ in grid_tiles]
+        iref += _box(b"dimg", struct.pack(f">HH{len(tile_ids)}H", grid, len(tile_ids), *tile_ids))
     groups = b""
     if tmap:  # version 0, then headroom, gains and offsets as log2_gain_map_metadata's (2 stops)
         items.append((4, b"tmap", bytes(1) + iso_gain_map_metadata(0, 2, [(0, 2, 1, 0, 0)], flags=0)))
@@ -2027,7 +2042,8 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
                 + _box(b"cdsc", struct.pack(">HHH", 3, 1, 1)))
         groups = _box(b"grpl", _full_box(b"altr", 0, struct.pack(">IIII", 1, 2, 4, 1)))
     brands = b"mif1heic" + (b"tmap" if tmap else b"")
-    return _assembled_heif(path, items, properties, associations, iref, groups, brands)
+    return _assembled_heif(path, items + tiles, properties, associations, iref, groups, brands,
+                           hidden=tuple(item for item, _, _ in tiles), in_idat=(1, 2) if tile else ())
 
 
 def iso_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata: Optional[bytes] = None,

@@ -3,6 +3,7 @@
 import re
 from fractions import Fraction
 
+import cv2
 import numpy as np
 import pytest
 
@@ -61,3 +62,17 @@ def test_a_ten_bit_gain_map_is_left_out_saying_it_is_ten_bit_not_damaged(tmp_pat
     info = probe_image(path, 10**8)
     assert (info.gain_map, info.gain_map_left_out) == (
         None, "the Apple HDR photo's gain map is 10-bit, and only 8-bit ones (what iPhones write) are read")
+
+
+def test_an_iphone_hdr_heic_of_grids_keeps_its_gain_map_laid_out_and_turned_with_its_photo(tmp_path):
+    """iPhones store the photo and its gain map as grids of tiles: pillow-heif lays out both (a guard:
+    no code of the service's reads the tiles), and the gain map is turned with the photo's irot."""
+    levels = np.full((64, 96), 90, np.uint8)
+    levels[:32, :48] = 250
+    path = apple_hdr_heic(tmp_path / "iphone.heic", np.full((128, 192, 3), 120, np.uint8), levels, rotation=90,
+                          tile=64)
+    info = probe_image(path, 10**8)
+    assert (info.width, info.height, info.gain_map_left_out) == (128, 192, None)
+    stored = cv2.imdecode(np.frombuffer(info.gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert stored.shape == (96, 64)
+    assert stored[-40:, :24].mean() > stored[:40, 40:].mean() + 50  # the bright quarter turned to the bottom left
