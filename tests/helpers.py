@@ -648,12 +648,12 @@ def with_audio_ahead(ts: Path, packets: int = 8) -> Path:
 
 
 def recording_with_audio_gap(path: Path, seconds: int, gap: Sequence[float], rate: int = 2,
-                             audio_codec: str = "aac") -> Path:
-    """A transport stream whose audio stops for ``gap`` (start, end in seconds) while its video
-    runs on: a dropout in reception, or a silent stretch an encoder sent nothing for, not a jump
-    in the clock. Audio and video are written side by side, as a recording interleaves them.
-    ``audio_codec``: ``mp2`` for a DVB broadcast's audio."""
-    with av.open(str(path), "w", format="mpegts") as out:
+                             audio_codec: str = "aac", container: str = "mpegts") -> Path:
+    """A transport stream (or another ``container``) whose audio stops for ``gap`` (start, end in
+    seconds) while its video runs on: a dropout in reception, or a silent stretch an encoder sent
+    nothing for, not a jump in the clock. Audio and video are written side by side, as a recording
+    interleaves them. ``audio_codec``: ``mp2`` for a DVB broadcast's audio."""
+    with av.open(str(path), "w", format=container) as out:
         video = out.add_stream("libx264", rate=rate, options={"g": str(rate)})
         video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
         sound = _audio_stream(out, audio_codec, "")
@@ -1019,7 +1019,20 @@ def first_keyframe_wiped(tmp_path: Path) -> Path:
 
 def with_block_time_moved(source: Path, path: Path, block: int, milliseconds: int) -> Path:
     """A Matroska file whose ``block``-th SimpleBlock states a time ``milliseconds`` off (its
-    cluster-relative time changed in place), the others right: a bit error in a block header."""
+    cluster-relative time changed in place, a 16-bit number), the others right: a bit error in a block header."""
+    return _with_matroska_time_moved(source, path, 0xA3, block, milliseconds)
+
+
+def with_cluster_time_moved(source: Path, path: Path, cluster: int, milliseconds: int) -> Path:
+    """A Matroska file whose ``cluster``-th Cluster states a time ``milliseconds`` off (its Timecode
+    changed in place: it must fit the bytes the muxer gave it, three from 65.536 s on), every block in
+    it moving with it: a bit error in a cluster header."""
+    return _with_matroska_time_moved(source, path, 0xE7, cluster, milliseconds)
+
+
+def _with_matroska_time_moved(source: Path, path: Path, element: int, number: int, milliseconds: int) -> Path:
+    """``source`` with the time of its ``number``-th ``element`` (a SimpleBlock's or a Cluster's
+    Timecode) ``milliseconds`` off."""
     data = bytearray(source.read_bytes())
     found, at = -1, 0
     while at < len(data):
@@ -1028,16 +1041,18 @@ def with_block_time_moved(source: Path, path: Path, block: int, milliseconds: in
         if ident in (0x18538067, 0x1F43B675):  # Segment, Cluster: their children are read
             at = body
             continue
-        if ident == 0xA3:  # SimpleBlock: its track number, then its time relative to its cluster's
+        if ident == element:
             found += 1
-            if found == block:
-                _, stamp = _ebml_number(data, body)
-                moved = int.from_bytes(data[stamp:stamp + 2], "big", signed=True) + milliseconds
-                data[stamp:stamp + 2] = moved.to_bytes(2, "big", signed=True)
-                path.write_bytes(bytes(data))
-                return path
+        if ident == element and found == number:
+            if element == 0xA3:  # a SimpleBlock: its track number, then its time relative to its cluster's
+                _, body = _ebml_number(data, body)
+                size = 2
+            moved = int.from_bytes(data[body:body + size], "big", signed=element == 0xA3) + milliseconds
+            data[body:body + size] = moved.to_bytes(size, "big", signed=element == 0xA3)
+            path.write_bytes(bytes(data))
+            return path
         at = body + size
-    raise ValueError(f"{source.name} has no block {block}")
+    raise ValueError(f"{source.name} has no element {element:#x} number {number}")
 
 
 def _ebml_number(data: bytes, at: int, keep_marker: bool = False) -> Tuple[int, int]:

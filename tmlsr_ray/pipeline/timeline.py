@@ -24,7 +24,10 @@ it had at those times, size for size, the step is no restart.
 A bit error in one PES header is no jump: one packet's time is far off while the packets on
 either side of it run on from each other (a jump moves every packet after it). Left in, it froze a
 frame or delayed a sound for the hours it was off, and the output lasted as long. The copy places
-such a packet by its neighbours.
+such a packet by its neighbours. A Matroska block states the time it shows, not its decode time
+(FFmpeg works those out), and a bit error in it, or in its cluster's time, moves that block, or the
+whole cluster, alone: the copy, Matroska again, places the run by its neighbours' presentation
+times, past the reorder of B-frames, whose shown times stand apart from their decode order's.
 """
 
 from __future__ import annotations
@@ -52,6 +55,13 @@ CLOSED_FORMATS = ("mpegts",)
 # The formats whose clock FFmpeg does not take to jump, but whose packets' times a bit error may
 # still throw off alone: an FLV video tag's time 3,000 s late froze a 2 s clip's frame for 100 minutes
 STRAY_FORMATS = ("flv",)
+# The formats whose blocks state a presentation time only (FFmpeg works decode times out from them): a bit
+# error in one block's time, or in its cluster's, moved that block or that cluster alone, and a Matroska
+# task failed saying its frame times go back
+SHOWN_STRAY_FORMATS = ("matroska,webm",)
+REORDER_FRAMES = 16  # H.264's and HEVC's deepest reorder: no B-frame shows further from its decode neighbours
+STRAY_FLOOR_S = Fraction(1)  # and no stray is nearer: a frame a second off is no reordered one
+STRAY_RUN_S = Fraction(30)  # the longest run placed as strays: a cluster (FFmpeg's and mkvmerge's hold 5 s)
 FLV_LATEST_S = Fraction(1 << 31, 1000)  # FLV's times are signed 32-bit milliseconds: no copy holds a later one
 # The MP4 family's demuxer: where the file is fragmented (a moof box), a fragment's times may go back
 FRAGMENTED_FORMAT = "mov,mp4,m4a,3gp,3g2,mj2"
@@ -64,16 +74,20 @@ CONTINUOUS_KINDS = ("video", "audio")  # the streams a jump of the clock shows i
 
 def continuous_source(path: Path, repaired: Path) -> Path:
     """``path`` itself where its clock runs on, else a copy at ``repaired`` with the jumps closed
-    (a fragmented MP4's jumps back only) and the strays placed (an FLV's strays only), or ``path``
-    again, with a warning, where the copy cannot be written."""
+    (a fragmented MP4's jumps back only) and the strays placed (an FLV's and a Matroska's strays
+    only), or ``path`` again, with a warning, where the copy cannot be written."""
     with open_container(path) as source:
         format_name = source.format.name
         closed = format_name in CLOSED_FORMATS
         restarts = format_name == FRAGMENTED_FORMAT and _is_fragmented(path)
-        if not closed and not restarts and format_name not in STRAY_FORMATS:
+        shown_strays = format_name in SHOWN_STRAY_FORMATS
+        if not closed and not restarts and not shown_strays and format_name not in STRAY_FORMATS:
             return path
         times = _packet_times(source)
-    strays = {} if restarts else _strays(times)  # an MP4's times come from its tables: no bit error moves one
+    if shown_strays:
+        strays = _shown_strays(times)
+    else:
+        strays = {} if restarts else _strays(times)  # an MP4's times come from its tables: no bit error moves one
     jumps, repeated = _jumps(times, strays, back_only=restarts) if closed or restarts else ([], set())
     if not jumps and not strays:
         return path
@@ -173,6 +187,24 @@ class _StreamTimes:
                 return ()
             earlier, later = earlier + 1, later + 1
         return tuple(number[at:later])
+
+    def shown(self) -> "_StreamTimes":
+        """The packets that state a presentation time, as a stream of their own."""
+        kept = _StreamTimes(self.tick)
+        for values in zip(*self._columns):
+            if values[1] != self.NO_PTS:
+                for column, value in zip(kept._columns, values):
+                    column.append(value)
+        return kept
+
+    @property
+    def pts_column(self) -> array:
+        """Each packet's presentation time (``NO_PTS`` where it states none), read without a record for each."""
+        return self._columns[1]
+
+    @property
+    def duration_column(self) -> array:
+        return self._columns[3]
 
     def apart_by_a_frame(self, pts: int, dts: int) -> bool:
         """Whether a presentation time is as near its decode time as a reordered frame's is."""
@@ -306,6 +338,72 @@ def _strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[int], in
     return strays
 
 
+def _shown_strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[int], None]]:
+    """By packet number, the presentation time that packets of a run whose stated times are off take
+    (their decode time left for the muxer to work out, as the demuxer did): in decode order, a
+    run of one packet or more (a block, a cluster) that steps away from the packet before it while
+    the packet after it runs on from that one. A step is over a second and over the reorder of
+    B-frames; a gap that the packets after it keep (a dropout, a frame after a pause decoded ahead
+    of the B-frames before the pause) is no run. The run moves as one, its earliest time to the
+    first slot its neighbours leave free."""
+    strays: Dict[int, Tuple[Optional[int], None]] = {}
+    for packets in times.values():
+        shown = packets.shown()
+        pts, frame = shown.pts_column, _frame_ticks(shown)
+        if not frame:
+            continue
+        tolerance = max(int(STRAY_FLOOR_S // packets.tick), REORDER_FRAMES * frame)
+        longest = int(STRAY_RUN_S // packets.tick) // frame
+        steps = [False] + [abs(after - before) > tolerance for before, after in zip(pts, pts[1:])]
+        at = 1
+        while at < len(shown):
+            # a run steps away from a packet that runs on from the one before it: the frames a
+            # frame after a pause was decoded ahead of step back to the time before the pause
+            end = _run_end(pts, steps, at, tolerance, longest, frame) if steps[at] and not steps[at - 1] else None
+            offset = None if end is None else _run_offset(shown, at, end, tolerance, frame)
+            if not offset:
+                at += 1
+                continue
+            strays.update((packet.number, (packet.pts + offset, None)) for packet in shown[at:end])
+            at = end + 1  # the packet after the run steps back from it, to run on
+    return strays
+
+
+def _run_offset(shown: _StreamTimes, at: int, end: int, tolerance: int, frame: int) -> Optional[int]:
+    """What the run of packets from ``at`` up to ``end`` moves by to the first slot its neighbours
+    leave free; None where the packets after it run on from it (a gap, not a run) or it would go
+    after every one of them (the end of a stream, where no gap can be told from a stray)."""
+    run, later = shown[at:end], shown[end:end + REORDER_FRAMES + 1]
+    if any(abs(packet.pts - run[0].pts) <= tolerance for packet in later):
+        return None
+    # the walk starts among the last frames before the run, past whatever frames decoded earlier
+    # still show among, which are neighbours too
+    around = shown[max(0, at - 3 * REORDER_FRAMES):at] + later
+    start = min(packet.pts for packet in shown[max(0, at - REORDER_FRAMES - 1):at])
+    offset = _free_slot(start, frame, around) - min(packet.pts for packet in run)
+    placed_last = max(packet.pts for packet in run) + offset
+    return offset if any(packet.pts > placed_last for packet in later) else None
+
+
+def _run_end(pts: array, steps: List[bool], at: int, tolerance: int, longest: int, frame: int) -> Optional[int]:
+    """Where a run that steps away at ``at`` ends: the first packet within ``longest`` of it that
+    steps back to run on from the packet before the run (as far on as the run's packets would
+    have taken); None where none does."""
+    for end in range(at + 1, min(len(pts), at + longest + 1)):
+        if steps[end] and abs(pts[end] - pts[at - 1]) <= tolerance + (end - at) * frame:
+            return end
+    return None
+
+
+def _frame_ticks(shown: _StreamTimes) -> int:
+    """A stream's usual packet length in its ticks: its packets' stated one, else the usual step between their times."""
+    lengths = sorted(duration for duration in shown.duration_column if duration > 0)
+    if not lengths:
+        times = sorted(shown.pts_column)
+        lengths = sorted(b - a for a, b in zip(times, times[1:]) if b > a)
+    return lengths[len(lengths) // 2] if lengths else 0
+
+
 def _end_in_step(packets: _StreamTimes, at: int) -> int:
     """The decode time of a stream's first (``at`` 0) or last packet: its own, or, where it steps
     from the packet next to it while that one and the one beyond run on from each other (an FLV's
@@ -353,8 +451,12 @@ def _free_slot(dts: int, duration: int, neighbours: List[_Times]) -> int:
     ``neighbours`` shows at: where a frame whose own time is lost stood among them."""
     shown = [n.pts for n in neighbours if n.pts is not None]
     slot = dts
-    while duration and any(abs(pts - slot) < duration / 2 for pts in shown):
-        slot += duration
+    # from the frame that shows there, not a frame's length on: a length rounded to a millisecond
+    # tick (a Matroska's 41 for 41.67 ms) drifted off the frames' times a frame in 60
+    taken = [pts for pts in shown if abs(pts - slot) < duration / 2] if duration else []
+    while taken:
+        slot = taken[0] + duration
+        taken = [pts for pts in shown if abs(pts - slot) < duration / 2]
     return slot
 
 
@@ -380,6 +482,8 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[i
                 continue  # the MP4 muxer writes the gaps between cues itself
             if number in strays:
                 packet.pts, packet.dts = strays[number]
+            if source.format.name in SHOWN_STRAY_FORMATS:
+                packet.dts = None  # the muxer works it out from the times shown, as the demuxer did
             offset = shift
             for jump in jumps:
                 offset = jump.offset_at(packet.stream.index, number, offset)
