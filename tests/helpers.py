@@ -764,6 +764,23 @@ def with_every_tfdt_huge(mp4: Path) -> Path:
     return mp4
 
 
+def with_tfdt_moved(mp4: Path, path: Path, number: int, seconds: float) -> Path:
+    """A fragmented MP4 whose ``number``-th track fragment (traf) states a decode time (tfdt)
+    ``seconds`` off, every sample of it moving with it: a bit error in one fragment's header."""
+    data = bytearray(mp4.read_bytes())
+    at = data.find(b"tfdt")
+    for _ in range(number):
+        at = data.find(b"tfdt", at + 4)
+    traf = data.rfind(b"tfhd", 0, at)
+    track = struct.unpack_from(">I", data, traf + 8)[0]
+    with av.open(str(mp4)) as source:
+        timescale = 1 / next(stream.time_base for stream in source.streams if stream.id == track)
+    shape = ">Q" if data[at + 4] == 1 else ">I"
+    struct.pack_into(shape, data, at + 8, struct.unpack_from(shape, data, at + 8)[0] + round(seconds * timescale))
+    path.write_bytes(bytes(data))
+    return path
+
+
 def with_first_index_size_huge(avi: Path) -> Path:
     """An AVI whose index (idx1) says its first chunk holds 2 GB: FFmpeg times MP3 by the bytes
     before each chunk, and every audio packet comes 134,217 s after the picture."""

@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import (broadcast_with_bit_errors, cut_and_decode, joined_fragments, joined_recordings, long_capture,
                            make_clip, recording_with_audio_gap, with_audio_ahead, with_block_time_moved,
-                           with_cluster_time_moved, with_flv_tag_time_moved, with_fragment_repeated)
+                           with_cluster_time_moved, with_flv_tag_time_moved, with_fragment_repeated, with_tfdt_moved)
 from tmlsr_ray.pipeline.container import open_container
 from tmlsr_ray.pipeline.segments import Cutting
 from tmlsr_ray.pipeline.timeline import _packet_times, continuous_source
@@ -341,3 +341,16 @@ def test_a_matroska_whose_times_run_on_with_b_frames_a_variable_rate_or_a_gap_is
                  recording_with_audio_gap(tmp_path / "dropout.mkv", seconds=30, gap=(5, 20), container="matroska")):
         assert continuous_source(path, tmp_path / "continuous.mkv") == path, path.name
         assert not (tmp_path / "continuous.mkv").exists()
+
+
+@pytest.mark.parametrize("number", [2, 5, 8], ids=["a video fragment", "a sound fragment", "a later video fragment"])
+def test_a_fragment_of_an_mp4_whose_stated_time_a_bit_error_moved_hours_on_is_placed_by_its_neighbours(tmp_path, number):
+    """Its tfdt 12 h on, the fragment after it stepped back: closed as a restart, every later frame
+    went 12 h on with it and the output's frames spanned 43,202 s for 2."""
+    clean = make_clip(tmp_path / "clean.mp4", frames=48, rate=24, options={"g": "12", "bf": "2"},
+                      container_options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+    path = with_tfdt_moved(clean, tmp_path / "stray.mp4", number, 12 * 3600)
+    repaired = continuous_source(path, tmp_path / "continuous.mp4")
+    assert repaired == tmp_path / "continuous.mp4"
+    for kind in ("video", "audio"):
+        assert stamps(repaired, kind) == pytest.approx(stamps(clean, kind), abs=0.002)

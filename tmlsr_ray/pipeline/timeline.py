@@ -27,7 +27,9 @@ frame or delayed a sound for the hours it was off, and the output lasted as long
 such a packet by its neighbours. A Matroska block states the time it shows, not its decode time
 (FFmpeg works those out), and a bit error in it, or in its cluster's time, moves that block, or the
 whole cluster, alone: the copy, Matroska again, places the run by its neighbours' presentation
-times, past the reorder of B-frames, whose shown times stand apart from their decode order's.
+times, past the reorder of B-frames, whose shown times stand apart from their decode order's. So
+with a fragmented MP4 whose one fragment's tfdt a bit error moved: taken for a restart at the
+fragment after it, it took every later frame hours on with it.
 """
 
 from __future__ import annotations
@@ -74,20 +76,17 @@ CONTINUOUS_KINDS = ("video", "audio")  # the streams a jump of the clock shows i
 
 def continuous_source(path: Path, repaired: Path) -> Path:
     """``path`` itself where its clock runs on, else a copy at ``repaired`` with the jumps closed
-    (a fragmented MP4's jumps back only) and the strays placed (an FLV's and a Matroska's strays
-    only), or ``path`` again, with a warning, where the copy cannot be written."""
+    (a fragmented MP4's jumps back only) and the strays placed (an FLV's, a Matroska's and a
+    fragmented MP4's strays only), or ``path`` again, with a warning, where the copy cannot be written."""
     with open_container(path) as source:
         format_name = source.format.name
         closed = format_name in CLOSED_FORMATS
         restarts = format_name == FRAGMENTED_FORMAT and _is_fragmented(path)
-        shown_strays = format_name in SHOWN_STRAY_FORMATS
-        if not closed and not restarts and not shown_strays and format_name not in STRAY_FORMATS:
+        shown_strays = format_name in SHOWN_STRAY_FORMATS or restarts
+        if not closed and not shown_strays and format_name not in STRAY_FORMATS:
             return path
         times = _packet_times(source)
-    if shown_strays:
-        strays = _shown_strays(times)
-    else:
-        strays = {} if restarts else _strays(times)  # an MP4's times come from its tables: no bit error moves one
+    strays = _shown_strays(times) if shown_strays else _strays(times)
     jumps, repeated = _jumps(times, strays, back_only=restarts) if closed or restarts else ([], set())
     if not jumps and not strays:
         return path
@@ -338,15 +337,15 @@ def _strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[int], in
     return strays
 
 
-def _shown_strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[int], None]]:
-    """By packet number, the presentation time that packets of a run whose stated times are off take
-    (their decode time left for the muxer to work out, as the demuxer did): in decode order, a
-    run of one packet or more (a block, a cluster) that steps away from the packet before it while
-    the packet after it runs on from that one. A step is over a second and over the reorder of
+def _shown_strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[int], int]]:
+    """By packet number, the (pts, dts) that packets of a run whose stated times are off take, a
+    run found by its presentation times, in decode order, as Matroska states them (a fragmented
+    MP4's tfdt moves both times alike): a run of one packet or more (a block, a cluster, a
+    fragment) that steps away from the packet before it while the packet after it runs on from that one. A step is over a second and over the reorder of
     B-frames; a gap that the packets after it keep (a dropout, a frame after a pause decoded ahead
     of the B-frames before the pause) is no run. The run moves as one, its earliest time to the
     first slot its neighbours leave free."""
-    strays: Dict[int, Tuple[Optional[int], None]] = {}
+    strays: Dict[int, Tuple[Optional[int], int]] = {}
     for packets in times.values():
         shown = packets.shown()
         pts, frame = shown.pts_column, _frame_ticks(shown)
@@ -364,7 +363,7 @@ def _shown_strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[in
             if not offset:
                 at += 1
                 continue
-            strays.update((packet.number, (packet.pts + offset, None)) for packet in shown[at:end])
+            strays.update((packet.number, (packet.pts + offset, packet.dts + offset)) for packet in shown[at:end])
             at = end + 1  # the packet after the run steps back from it, to run on
     return strays
 
@@ -483,7 +482,9 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[i
             if number in strays:
                 packet.pts, packet.dts = strays[number]
             if source.format.name in SHOWN_STRAY_FORMATS:
-                packet.dts = None  # the muxer works it out from the times shown, as the demuxer did
+                # the muxer works it out from the times shown, as the demuxer did: the demuxer's
+                # came from them with the stray times among them
+                packet.dts = None
             offset = shift
             for jump in jumps:
                 offset = jump.offset_at(packet.stream.index, number, offset)
