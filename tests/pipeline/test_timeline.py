@@ -8,7 +8,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from tests.helpers import (broadcast_with_bit_errors, cut_and_decode, joined_fragments, joined_recordings, long_capture,
+from tests.helpers import (COVER_JPEG, FONT_BYTES, anime_matroska, broadcast_with_bit_errors, cut_and_decode, joined_fragments, joined_recordings, long_capture,
                            make_clip, recording_with_audio_gap, with_audio_ahead, with_block_time_moved,
                            with_cluster_time_moved, with_flv_tag_time_moved, with_fragment_repeated, with_tfdt_moved)
 from tmlsr_ray.pipeline.container import open_container
@@ -341,6 +341,27 @@ def test_a_matroska_whose_times_run_on_with_b_frames_a_variable_rate_or_a_gap_is
                  recording_with_audio_gap(tmp_path / "dropout.mkv", seconds=30, gap=(5, 20), container="matroska")):
         assert continuous_source(path, tmp_path / "continuous.mkv") == path, path.name
         assert not (tmp_path / "continuous.mkv").exists()
+
+
+def test_the_copy_of_a_matroska_with_a_stray_block_keeps_its_chapters_subtitles_font_and_cover(tmp_path):
+    """The copy lost the chapters, and wrote the cover picture as a video track of one frame."""
+    clean = anime_matroska(tmp_path / "anime.mkv", frames=48, rate=24)
+    path = with_block_time_moved(clean, tmp_path / "stray.mkv", 12, 3_000)
+    repaired = continuous_source(path, tmp_path / "continuous.mkv")
+    assert repaired == tmp_path / "continuous.mkv"
+
+    def kept(mkv):
+        with av.open(str(mkv)) as container:
+            streams = [(s.type, int(s.disposition), s.metadata.get("filename")) for s in container.streams]
+            chapters = [chapter["metadata"]["title"] for chapter in container.chapters()]
+            font = bytes(container.streams.attachments[0].data)
+            cover = next(bytes(p) for p in container.demux(video=1) if p.size)
+        with av.open(str(mkv)) as container:
+            cues = sum(1 for p in container.demux(subtitles=0) if p.size)
+        return streams, chapters, font, cover, cues
+
+    assert kept(repaired) == kept(clean)
+    assert kept(repaired)[2:4] == (FONT_BYTES, COVER_JPEG)
 
 
 @pytest.mark.parametrize("number", [2, 5, 8], ids=["a video fragment", "a sound fragment", "a later video fragment"])

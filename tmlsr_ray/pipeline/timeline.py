@@ -472,7 +472,10 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[i
             copy.metadata.update(stream.metadata)
             copy.disposition = stream.disposition
             copies[stream.index] = copy
-        if source.format.name == FRAGMENTED_FORMAT:
+        if source.format.name in SHOWN_STRAY_FORMATS:
+            for name, mimetype, data in _covers(path):
+                out.add_attachment(name, mimetype, data)
+        if source.format.name in (FRAGMENTED_FORMAT,) + SHOWN_STRAY_FORMATS:
             out.set_chapters(_chapters_closed(source.chapters(), jumps))
         for number, packet in enumerate(demux(source)):
             if packet.dts is None and packet.pts is None or packet.stream.index not in copies or number in left_out:
@@ -507,10 +510,26 @@ def _is_empty_cue(packet) -> bool:
 def _copied_streams(source) -> List:
     """The streams a copy carries: an MP4's but its data tracks (a chapter track, a ``tmcd``
     track), which its muxer refuses as packets (the copy failed, the restart's frames lost) and
-    writes again itself, from the chapters and the video's timecode tag."""
+    writes again itself, from the chapters and the video's timecode tag; a Matroska's but its
+    cover pictures, attachments again (:func:`_covers`)."""
+    if source.format.name in SHOWN_STRAY_FORMATS:
+        return [stream for stream in source.streams if not stream.disposition & av.stream.Disposition.attached_pic]
     if source.format.name != FRAGMENTED_FORMAT:
         return list(source.streams)
     return [stream for stream in source.streams if stream.type != "data"]
+
+
+def _covers(path: Path) -> List[Tuple[str, str, bytes]]:
+    """A Matroska's image attachments (name, MIME type, bytes), which FFmpeg reads as cover pictures:
+    copied as a video stream, its muxer wrote each as a video track of one frame, a cover no more."""
+    covers = []
+    with open_container(path) as source:
+        for stream in source.streams.video:
+            if stream.disposition & av.stream.Disposition.attached_pic and "filename" in stream.metadata:
+                picture = next((packet for packet in demux(source, stream) if packet.size), None)
+                if picture is not None:
+                    covers.append((stream.metadata["filename"], stream.metadata.get("mimetype", ""), bytes(picture)))
+    return covers
 
 
 def _chapters_closed(chapters: List[Dict], jumps: List[_Jump]) -> List[Dict]:
