@@ -282,7 +282,8 @@ MATROSKA_STRAYS = {"a block 3 s late": (with_block_time_moved, 10, 3_000),
                    "a block 30 s late": (with_block_time_moved, 11, 30_000),
                    "a block 3 s early": (with_block_time_moved, 30, -3_000),
                    "a cluster an hour late": (with_cluster_time_moved, 1, 3_600_000),
-                   "a cluster 3 s late": (with_cluster_time_moved, 2, 3_000)}
+                   "a cluster 3 s late": (with_cluster_time_moved, 2, 3_000),
+                   "a block 1.5 s late": (with_block_time_moved, 10, 1_500)}
 
 
 def matroska_clip(path, options):
@@ -307,6 +308,20 @@ def test_a_matroska_block_or_cluster_whose_time_a_bit_error_moved_is_placed_by_i
     for kind in ("video", "audio"):
         assert stamps(repaired, kind) == pytest.approx(stamps(clean, kind), abs=0.002)
     assert continuous_source(clean, tmp_path / "again.mkv") == clean
+
+
+def test_a_matroska_cluster_longer_than_it_is_late_is_placed_by_its_neighbours(tmp_path):
+    """A cluster of 2 s (a keyframe each 2 s: FFmpeg's and mkvmerge's clusters end at one) 3 s
+    late: the frames after it start a second from its first, and it was taken for a gap and left,
+    its frames' times going back 3 s; so was a block 1.5 s late."""
+    clean = make_clip(tmp_path / "clean.mkv", frames=144, rate=24, container="matroska", start_s=70,
+                      options={"x264-params": "keyint=48:bframes=2:b-adapt=0"},
+                      container_options={"cluster_time_limit": "5000"})
+    path = with_cluster_time_moved(clean, tmp_path / "stray.mkv", 1, 3_000)
+    repaired = continuous_source(path, tmp_path / "continuous.mkv")
+    assert repaired == tmp_path / "continuous.mkv"
+    for kind in ("video", "audio"):
+        assert stamps(repaired, kind) == pytest.approx(stamps(clean, kind), abs=0.002)
 
 
 MATROSKA_CUT = {"H.264 with B-frames, a cluster an hour late": ("libx264", with_cluster_time_moved, 1, 3_600_000),
@@ -375,3 +390,18 @@ def test_a_fragment_of_an_mp4_whose_stated_time_a_bit_error_moved_hours_on_is_pl
     assert repaired == tmp_path / "continuous.mp4"
     for kind in ("video", "audio"):
         assert stamps(repaired, kind) == pytest.approx(stamps(clean, kind), abs=0.002)
+
+
+def test_a_matroska_whose_lone_frame_between_two_stills_is_decoded_ahead_of_its_b_frames_is_used_as_it_is(tmp_path):
+    """A screen recording's frame after a 10 s still, shown alone before 10 s more of it, is
+    decoded ahead of the B-frames before the still, and the frames after it show 10 s later: it
+    stands 10 s from its decode neighbours but three frames from its place, as a B-frame does. Taken
+    for a block 10 s late, it was moved to 0.28 s (or the copy failed)."""
+    stills = [n * 33 for n in range(8)] + [10_000] + [20_000 + n * 33 for n in range(15)]
+    path = make_clip(tmp_path / "stills.mkv", frames=24, container="matroska", time_base=Fraction(1, 1000),
+                     pts=stills, options={"x264-params": "keyint=250:bframes=3:b-adapt=0:scenecut=0"})
+    with av.open(str(path)) as container:
+        decoded = [packet.pts for packet in container.demux(video=0) if packet.pts is not None]
+    assert decoded.index(10_000) < decoded.index(231)  # decoded ahead of the B-frames before the still
+    assert continuous_source(path, tmp_path / "continuous.mkv") == path
+    assert not (tmp_path / "continuous.mkv").exists()

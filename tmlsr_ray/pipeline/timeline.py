@@ -370,10 +370,15 @@ def _shown_strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[in
 
 def _run_offset(shown: _StreamTimes, at: int, end: int, tolerance: int, frame: int) -> Optional[int]:
     """What the run of packets from ``at`` up to ``end`` moves by to the first slot its neighbours
-    leave free; None where the packets after it run on from it (a gap, not a run) or it would go
-    after every one of them (the end of a stream, where no gap can be told from a stray)."""
+    leave free; None where the packets after it run on from it (a gap, not a run), where it shows
+    no further from its place than a B-frame does, or where it would go after every one of them
+    (the end of a stream, where no gap can be told from a stray)."""
     run, later = shown[at:end], shown[end:end + REORDER_FRAMES + 1]
-    if any(abs(packet.pts - run[0].pts) <= tolerance for packet in later):
+    # from the run's latest time, not its first: a run longer than it is off (a 2 s cluster 3 s
+    # late) ends where the packets after it start
+    if later and abs(min(packet.pts for packet in later) - max(packet.pts for packet in run)) <= tolerance:
+        return None
+    if not _out_of_order(run, shown[max(0, at - REORDER_FRAMES - 1):at], later):
         return None
     # the walk starts among the last frames before the run, past whatever frames decoded earlier
     # still show among, which are neighbours too
@@ -382,6 +387,16 @@ def _run_offset(shown: _StreamTimes, at: int, end: int, tolerance: int, frame: i
     offset = _free_slot(start, frame, around) - min(packet.pts for packet in run)
     placed_last = max(packet.pts for packet in run) + offset
     return offset if any(packet.pts > placed_last for packet in later) else None
+
+
+def _out_of_order(run: List[_Times], before: List[_Times], later: List[_Times]) -> bool:
+    """Whether a run shows past every one of the packets decoded after it (a run late) or before
+    every one decoded before it (a run early), as no B-frame does: a frame after a still, decoded
+    ahead of the B-frames before the still, stands seconds from them, yet the frames after them
+    show after it (before: moved back among them, a screen recording's lone frame between stills)."""
+    latest, earliest = max(packet.pts for packet in run), min(packet.pts for packet in run)
+    return (bool(later) and all(packet.pts < latest for packet in later)
+            or bool(before) and all(packet.pts > earliest for packet in before))
 
 
 def _run_end(pts: array, steps: List[bool], at: int, tolerance: int, longest: int, frame: int) -> Optional[int]:
