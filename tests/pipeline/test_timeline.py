@@ -324,6 +324,19 @@ def test_a_matroska_cluster_longer_than_it_is_late_is_placed_by_its_neighbours(t
         assert stamps(repaired, kind) == pytest.approx(stamps(clean, kind), abs=0.002)
 
 
+@pytest.mark.parametrize("options", MATROSKA_CODING.values(), ids=MATROSKA_CODING.keys())
+def test_two_matroska_blocks_a_frame_apart_whose_times_a_burst_of_errors_moved_are_each_placed(tmp_path, options):
+    """The second stray, among the packets after the first, was taken for the frames the first
+    ran on to, and the packet between them stepped back from the first: neither was placed, and
+    the frame times went back."""
+    clean = matroska_clip(tmp_path / "clean.mkv", options)
+    once = with_block_time_moved(clean, tmp_path / "once.mkv", 10, 3_000)
+    path = with_block_time_moved(once, tmp_path / "stray.mkv", 13, 3_000)
+    repaired = continuous_source(path, tmp_path / "continuous.mkv")
+    assert repaired == tmp_path / "continuous.mkv"
+    assert stamps(repaired, "video") == pytest.approx(stamps(clean, "video"), abs=0.002)
+
+
 MATROSKA_CUT = {"H.264 with B-frames, a cluster an hour late": ("libx264", with_cluster_time_moved, 1, 3_600_000),
                 "VP9, a block 4 s late": ("libvpx-vp9", with_block_time_moved, 10, 4_000)}
 

@@ -359,44 +359,52 @@ def _shown_strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[in
             # a run steps away from a packet that runs on from the one before it: the frames a
             # frame after a pause was decoded ahead of step back to the time before the pause
             end = _run_end(pts, steps, at, tolerance, longest, frame) if steps[at] and not steps[at - 1] else None
-            offset = None if end is None else _run_offset(shown, at, end, tolerance, frame)
+            offset = None if end is None else _run_offset(shown, at, end, tolerance, frame, strays)
             if not offset:
                 at += 1
                 continue
             strays.update((packet.number, (packet.pts + offset, packet.dts + offset)) for packet in shown[at:end])
-            at = end + 1  # the packet after the run steps back from it, to run on
+            # the packet after the run steps back from it only, to run on: a run after it is one too
+            steps[end] = False
+            at = end + 1
     return strays
 
 
-def _run_offset(shown: _StreamTimes, at: int, end: int, tolerance: int, frame: int) -> Optional[int]:
+def _run_offset(shown: _StreamTimes, at: int, end: int, tolerance: int, frame: int,
+                placed: Dict[int, Tuple[Optional[int], int]]) -> Optional[int]:
     """What the run of packets from ``at`` up to ``end`` moves by to the first slot its neighbours
-    leave free; None where the packets after it run on from it (a gap, not a run), where it shows
-    no further from its place than a B-frame does, or where it would go after every one of them
-    (the end of a stream, where no gap can be told from a stray)."""
+    leave free, those ``placed`` already at their new times; None where the packets after it run
+    on from it (a gap, not a run), where it shows no further from its place than a B-frame does,
+    or where it would go after every one of them (the end of a stream, where no gap can be told
+    from a stray)."""
     run, later = shown[at:end], shown[end:end + REORDER_FRAMES + 1]
     # from the run's latest time, not its first: a run longer than it is off (a 2 s cluster 3 s
     # late) ends where the packets after it start
     if later and abs(min(packet.pts for packet in later) - max(packet.pts for packet in run)) <= tolerance:
         return None
-    if not _out_of_order(run, shown[max(0, at - REORDER_FRAMES - 1):at], later):
+    # packets placed already stand at their new times: two strays close together, bursts of errors
+    before = [packet._replace(pts=placed[packet.number][0]) if packet.number in placed else packet
+              for packet in shown[max(0, at - 3 * REORDER_FRAMES):at]]
+    if not _out_of_order(run, before[-2 * REORDER_FRAMES - 1:], shown[end:end + 2 * REORDER_FRAMES + 1]):
         return None
     # the walk starts among the last frames before the run, past whatever frames decoded earlier
     # still show among, which are neighbours too
-    around = shown[max(0, at - 3 * REORDER_FRAMES):at] + later
-    start = min(packet.pts for packet in shown[max(0, at - REORDER_FRAMES - 1):at])
-    offset = _free_slot(start, frame, around) - min(packet.pts for packet in run)
+    start = min(packet.pts for packet in before[-REORDER_FRAMES - 1:])
+    offset = _free_slot(start, frame, before + later) - min(packet.pts for packet in run)
     placed_last = max(packet.pts for packet in run) + offset
     return offset if any(packet.pts > placed_last for packet in later) else None
 
 
 def _out_of_order(run: List[_Times], before: List[_Times], later: List[_Times]) -> bool:
-    """Whether a run shows past every one of the packets decoded after it (a run late) or before
-    every one decoded before it (a run early), as no B-frame does: a frame after a still, decoded
-    ahead of the B-frames before the still, stands seconds from them, yet the frames after them
-    show after it (before: moved back among them, a screen recording's lone frame between stills)."""
+    """Whether a run shows past more of the packets decoded after it (a run late), or before more
+    of those decoded before it (a run early), than B-frames reorder (all of them, where fewer are
+    there; another stray among them is one more): a frame after a still, decoded ahead of the
+    B-frames before the still, stands seconds from them, yet the frames after them show after it
+    (before: moved back among them, a screen recording's lone frame between stills)."""
     latest, earliest = max(packet.pts for packet in run), min(packet.pts for packet in run)
-    return (bool(later) and all(packet.pts < latest for packet in later)
-            or bool(before) and all(packet.pts > earliest for packet in before))
+    return any(window and (passed > REORDER_FRAMES or passed == len(window)) for window, passed in
+               ((later, sum(packet.pts < latest for packet in later)),
+                (before, sum(packet.pts > earliest for packet in before))))
 
 
 def _run_end(pts: array, steps: List[bool], at: int, tolerance: int, longest: int, frame: int) -> Optional[int]:
