@@ -125,6 +125,27 @@ def test_a_grid_gain_map_that_states_a_layout_its_tiles_do_not_make_gives_a_note
     assert iso_gain_map(path, (160, 112)) == (None, DAMAGED_NOTE.format(why))
 
 
+@pytest.mark.parametrize("tile", [256, 512])
+def test_a_grid_gain_map_of_one_tile_larger_than_the_map_is_read_cropped(tmp_path, tile):
+    """A 150x100 map in one tile of 256 or 512 (a writer's fixed tile size), cropped as libheif
+    crops a photo's: it was refused ('tiles do not cover'), its tile being over the map by more than
+    an HEVC block, though no larger than its primary."""
+    path = iso_hdr_heic(tmp_path / "android.heic", np.full((576, 640, 3), 120, np.uint8), _marked_levels((100, 150)),
+                        gain_map_tile=tile)
+    levels = _kept_levels(path, (640, 576))
+    assert levels.shape == (100, 150)
+    assert abs(levels[:50, :75].mean() - 230) <= 2 and abs(levels[-6:, -6:].mean() - 120) <= 3
+
+
+def test_a_grid_gain_maps_tile_larger_than_its_primary_is_refused_before_decoding(tmp_path):
+    """A 150x100 map in one tile of 256 beside a 160x112 primary: what is decoded stays within the
+    primary's size (rounded up to HEVC's blocks), as a map that is no grid."""
+    path = iso_hdr_heic(tmp_path / "android.heic", np.full((112, 160, 3), 120, np.uint8), _marked_levels((100, 150)),
+                        gain_map_tile=256)
+    assert iso_gain_map(path, (160, 112)) == (None, DAMAGED_NOTE.format(
+        "its grid's 256x256 tiles are larger than its 160x112 primary"))
+
+
 def test_a_grid_gain_map_whose_tiles_stop_short_of_its_picture_gives_a_note(tmp_path):
     """Its ispe and ImageGrid say 200 wide; 3 tiles of 64 make 192."""
     path = iso_hdr_heic(tmp_path / "android.heic", np.full((112, 224, 3), 120, np.uint8), _marked_levels((100, 150)),

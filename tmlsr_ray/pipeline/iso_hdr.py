@@ -67,7 +67,7 @@ def iso_gain_map(path: Path, primary_size: Tuple[int, int]) -> Tuple[Optional[Ga
     if not _fits(properties, primary_size):
         return None, TOO_LARGE
     try:
-        levels = _decoded_map(link, three_channels=len(numbers.channels) == 3)
+        levels = _decoded_map(link, len(numbers.channels) == 3, primary_size)
     except DamagedStructure as exc:
         return None, DAMAGED.format(why=exc)
     if levels is None:
@@ -100,9 +100,15 @@ def _fits(properties: List[Property], primary_size: Tuple[int, int]) -> bool:
     """Whether the gain map as shown (:func:`_shown_size`) is no wider and no higher than its
     primary, and its coded picture (its ``ispe``) no larger than that rounded up to HEVC's blocks:
     FFmpeg sizes its buffers by the coded picture."""
-    coded, shown = spatial_extent(properties), _shown_size(properties)
-    return (shown[0] <= primary_size[0] and shown[1] <= primary_size[1]
-            and max(coded) <= max(primary_size) + HEVC_BLOCK and min(coded) <= min(primary_size) + HEVC_BLOCK)
+    shown = _shown_size(properties)
+    return shown[0] <= primary_size[0] and shown[1] <= primary_size[1] and _coded_within(
+        spatial_extent(properties), primary_size)
+
+
+def _coded_within(coded: Tuple[int, int], primary_size: Tuple[int, int]) -> bool:
+    """Whether a coded picture (turned or not) is no larger than the primary rounded up to HEVC's
+    blocks: FFmpeg sizes its buffers by the coded picture."""
+    return max(coded) <= max(primary_size) + HEVC_BLOCK and min(coded) <= min(primary_size) + HEVC_BLOCK
 
 
 def _shown_size(properties: List[Property]) -> Tuple[int, int]:
@@ -116,13 +122,13 @@ def _shown_size(properties: List[Property]) -> Tuple[int, int]:
     return width, height
 
 
-def _decoded_map(link: ToneMapLink, three_channels: bool) -> Optional[np.ndarray]:
+def _decoded_map(link: ToneMapLink, three_channels: bool, primary_size: Tuple[int, int]) -> Optional[np.ndarray]:
     """The gain map's stored picture (before its clap, irot and imir): its HEVC item decoded, or a
     grid's tiles decoded and laid out; None where a picture does not decode."""
     if link.gain_map_type == b"hvc1":
         return _decoded(link.gain_map_properties, link.gain_map_data, three_channels)
     grid = image_grid(link.gain_map_data)
-    tile_size = _tile_size(grid, link.gain_map_tiles, spatial_extent(link.gain_map_properties))
+    tile_size = _tile_size(grid, link.gain_map_tiles, spatial_extent(link.gain_map_properties), primary_size)
     tiles = []
     for tile in link.gain_map_tiles:
         tiles.append(_decoded(tile.properties, tile.data, three_channels))
@@ -131,11 +137,13 @@ def _decoded_map(link: ToneMapLink, three_channels: bool) -> Optional[np.ndarray
     return _laid_out(tiles, grid, tile_size)
 
 
-def _tile_size(grid: ImageGrid, tiles: List[CodedItem], stated: Tuple[int, int]) -> Tuple[int, int]:
+def _tile_size(grid: ImageGrid, tiles: List[CodedItem], stated: Tuple[int, int], primary_size: Tuple[int, int]
+               ) -> Tuple[int, int]:
     """(width, height) all of ``grid``'s tiles state, checked to be as ISO/IEC 23008-12 has them
     (one tile for each cell, all of one size, covering the picture with no tile wholly outside it)
-    and none past the picture by more than an HEVC block, before any is decoded: what is decoded
-    is then within twice the gain map's sides, which fit its primary's. Raises DamagedStructure."""
+    and no larger than the primary, before any is decoded: a row or column of one tile may be
+    larger than the map (a writer's fixed tile size, cropped), and what is decoded is within the
+    primary's sides or twice the map's. Raises DamagedStructure."""
     if len(tiles) != grid.rows * grid.columns:
         raise DamagedStructure(f"its grid of {grid.rows}x{grid.columns} tiles links {len(tiles)}")
     if (grid.width, grid.height) != stated:
@@ -145,8 +153,11 @@ def _tile_size(grid: ImageGrid, tiles: List[CodedItem], stated: Tuple[int, int])
     if len(sizes) != 1 or None in sizes:
         raise DamagedStructure("its grid's tiles state no size or sizes of their own")
     width, height = sizes.pop()
+    if not _coded_within((width, height), primary_size):
+        raise DamagedStructure(f"its grid's {width}x{height} tiles are larger than its {primary_size[0]}x"
+                               f"{primary_size[1]} primary")
     for tiles_across, side, picture_side in ((grid.columns, width, grid.width), (grid.rows, height, grid.height)):
-        if not (tiles_across - 1) * side < picture_side <= tiles_across * side or side > picture_side + HEVC_BLOCK:
+        if not (tiles_across - 1) * side < picture_side <= tiles_across * side:
             raise DamagedStructure(f"its grid's {width}x{height} tiles do not cover its {grid.width}x{grid.height} "
                                    f"picture in {grid.rows}x{grid.columns}")
     return width, height
