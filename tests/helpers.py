@@ -2021,7 +2021,8 @@ APPLE_GAIN_MAP_URN = b"urn:com:apple:photo:2020:aux:hdrgainmap"
 
 
 def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_tags: Optional[dict] = None,
-                   rotation: int = 0, mirror: Optional[int] = None, tmap: bool = False, tile: int = 0) -> Path:
+                   rotation: int = 0, mirror: Optional[int] = None, tmap: bool = False, tile: int = 0,
+                   thumbnails: int = 0) -> Path:
     """An iPhone's HDR HEIC (iOS 14.1 to 17), assembled box by box: the primary (BGR, 8-bit or
     10-bit levels in uint16, encoded by pillow-heif) as item 1, the gain map (gray, 8-bit or
     10-bit levels in uint16) as item 2, an auxiliary image of it (``auxl``) whose
@@ -2032,7 +2033,8 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
     item 4 derived (``dimg``) from the primary and the gain map, which is its auxiliary image as
     well as the primary's, in an ``altr`` group before the primary. With ``tile`` (8-bit levels),
     the primary and the gain map are ``grid`` items of tiles of that side, hidden items 10 on, as
-    an iPhone writes them (:func:`heif_grid_tiles`)."""
+    an iPhone writes them (:func:`heif_grid_tiles`). ``thumbnails``: that many HEVC thumbnails of
+    the primary (``thmb``), items 5 on, as iPhones write a 320x240 one."""
     maker_tags = {33: Fraction(102, 100), 48: Fraction(64, 10000)} if maker_tags is None else maker_tags
     import pillow_heif
 
@@ -2060,12 +2062,21 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
     items = [(1, coding, primary_data), (2, coding, gain_data), (3, b"Exif", exif_data)]
     iref = _box(b"auxl", struct.pack(">HHH", 2, 1, 1)) + _box(b"cdsc", struct.pack(">HHH", 3, 1, 1))
     tiles: List[tuple] = []
+    kept_references = b""  # the tiles' and thumbnails': kept where tmap's replace the others
     for grid, picture in ((1, primary), (2, gain_map)) if tile else ():
         grid_tiles, tile_associations = heif_grid_tiles(picture, tile, 10 + len(tiles), properties)
         tiles += grid_tiles
         associations += tile_associations
         tile_ids = [item for item, _, _ in grid_tiles]
-        iref += _box(b"dimg", struct.pack(f">HH{len(tile_ids)}H", grid, len(tile_ids), *tile_ids))
+        kept_references += _box(b"dimg", struct.pack(f">HH{len(tile_ids)}H", grid, len(tile_ids), *tile_ids))
+    small = (cv2.resize(rgb, (64, 48)) >> (2 if rgb.dtype == np.uint16 else 0)).astype(np.uint8)
+    thumbnail_properties, thumbnail_data = (_heif_coded_item(pillow_heif.from_pillow(Image.fromarray(small)))
+                                            if thumbnails else ([], b""))
+    for item in range(5, 5 + thumbnails):
+        properties.extend(box for box in thumbnail_properties if box not in properties)
+        associations.append((item, [properties.index(box) + 1 for box in thumbnail_properties]))
+        items.append((item, b"hvc1", thumbnail_data))
+        kept_references += _box(b"thmb", struct.pack(">HHH", item, 1, 1))
     groups = b""
     if tmap:  # version 0, then headroom, gains and offsets as log2_gain_map_metadata's (2 stops)
         items.append((4, b"tmap", bytes(1) + iso_gain_map_metadata(0, 2, [(0, 2, 1, 0, 0)], flags=0)))
@@ -2074,7 +2085,7 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
                 + _box(b"cdsc", struct.pack(">HHH", 3, 1, 1)))
         groups = _box(b"grpl", _full_box(b"altr", 0, struct.pack(">IIII", 1, 2, 4, 1)))
     brands = b"mif1heic" + (b"tmap" if tmap else b"")
-    return _assembled_heif(path, items + tiles, properties, associations, iref, groups, brands,
+    return _assembled_heif(path, items + tiles, properties, associations, iref + kept_references, groups, brands,
                            hidden=tuple(item for item, _, _ in tiles), in_idat=(1, 2) if tile else ())
 
 

@@ -624,6 +624,32 @@ def test_an_ios_18_hdr_heic_with_an_iso_tmap_item_keeps_its_apple_gain_map(tmp_p
     assert abs(_hdrgm(data[_mp_index(data)[0][0]["Size"]:], "HDRCapacityMax") - APPLE_STOPS) < 1e-4
 
 
+def test_an_ios_18_hdr_heic_of_48_tiles_with_thumbnails_comes_back_ultra_hdr_as_one_of_single_pictures(tmp_path):
+    """As an iPhone writes it: the photo a grid of 48 tiles (8x6, of 64 here, 512 there), the gain
+    map one of 12, two HEVC thumbnails, Exif and a tmap item: the same picture, gain map and
+    headroom as the file holding each as one picture. The builder dropped the tiles' references
+    beside a tmap item (a grid of no tiles, no gain map read: no iPhone's file)."""
+    photo, levels = np.full((384, 512, 3), 120, np.uint8), np.full((192, 256), 90, np.uint8)
+    photo[:192, :256], levels[:96, :128] = (40, 200, 90), 250
+    results = []
+    for name, tile in (("single.heic", 0), ("grids.heic", 64)):
+        path = apple_hdr_heic(tmp_path / name, photo, levels, tmap=True, tile=tile, thumbnails=2 if tile else 0)
+        info = probe_image(path, 10**8)
+        _, image, fmt, data = hdr_round_trip(path)
+        gain_map = cv2.imdecode(np.frombuffer(info.gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+        results.append((image.astype(int), gain_map.astype(int), fmt,
+                        _hdrgm(data[_mp_index(data)[0][0]["Size"]:], "HDRCapacityMax")))
+    (single, single_map, single_fmt, single_stops), (grid, grid_map, grid_fmt, grid_stops) = results
+    assert (grid_fmt, grid_map.shape, grid_stops) == (single_fmt, single_map.shape, single_stops) == (
+        "jpeg", (192, 256), pytest.approx(APPLE_STOPS, abs=1e-4))
+    # away from the coloured quarter's edge, which each coding's subsampled chroma blurs its own way
+    far_from_its_edge = np.ones((192, 256), np.uint8)  # the gain map's scale
+    far_from_its_edge[88:104], far_from_its_edge[:, 120:136] = 0, 0
+    for ours, theirs in ((grid, single), (grid_map, single_map)):
+        compared = cv2.resize(far_from_its_edge, ours.shape[1::-1], interpolation=cv2.INTER_NEAREST) == 1
+        assert np.abs(ours - theirs)[compared].max() <= 6
+
+
 @pytest.mark.parametrize("hdr, requested, fmt, note", [
     ("sdr", None, "jpeg", 'hdr "sdr" was asked: the Apple HDR photo\'s gain map was left out'),
     ("keep", "png", "png", "png holds no gain map: the Apple HDR photo's gain map was left out"),
