@@ -1071,6 +1071,24 @@ def test_a_heic_grid_stating_cells_its_tiles_do_not_fill_is_refused_saying_so(tm
         probe_image(path, 10**8)
 
 
+@pytest.mark.parametrize("box, count_at, count, why", [
+    (b"iinf", 4, struct.pack(">H", 5000), "its item list (iinf) states 5,000 items and holds 7"),
+    (b"iloc", 6, struct.pack(">H", 5000), "its item locations (iloc) are cut short"),
+    (b"ipma", 4, struct.pack(">I", 5000), "its item properties (ipma) are cut short"),
+])
+def test_a_heic_whose_item_count_is_damaged_is_not_said_to_hold_more_items_than_its_decoder_reads(
+        tmp_path, box, count_at, count, why):
+    """A grid of 6 tiles whose item count a bit error raised to 5,000: libheif refuses it at its
+    security limit, and it was said to hold more items than its decoder reads (or to state a size
+    over it), a limit claimed of a damaged file of 7 items."""
+    data = grid_heic(tmp_path / "grid.heic", np.full((100, 150, 3), 120, np.uint8), 64).read_bytes()
+    at = data.index(box) + 4 + count_at  # past the box's type, then its version and flags and what precedes
+    path = tmp_path / "damaged.heic"
+    path.write_bytes(data[:at] + count + data[at + len(count):])
+    with pytest.raises(InputError, match=f"^input HEIC cannot be read: {re.escape(why)} \\(the file is damaged\\)$"):
+        probe_image(path, 10**8)
+
+
 def test_random_damage_to_a_grid_photos_meta_box_gives_a_picture_or_an_input_error(tmp_path):
     """150 copies of a grid HEIC (6 tiles, their colour on them alone), each with 1 to 8 of its
     meta box's bytes overwritten (a fixed seed), probed and decoded: never another exception."""

@@ -230,6 +230,31 @@ def declares_avif(path: Path) -> bool:
     return b"avif" in brands or b"avis" in brands
 
 
+def item_tables_problem(path: Path) -> Optional[str]:
+    """What makes the meta box's item tables unreadable, in words: an item list (``iinf``) stating
+    more items than it holds, or item locations (``iloc``) or property associations (``ipma``) cut
+    short; None where they read whole, or the file has no meta box. A count a bit error raised is
+    what libheif refuses at its security limit, as it does a file of thousands of items."""
+    with open(path, "rb") as file:
+        try:
+            children = _meta_children(file)
+        except (struct.error, IndexError):
+            return None
+    if not children:
+        return None
+    stated, entries = _item_entries(children.get(b"iinf", b""))
+    if stated > len(entries):
+        return f"its item list (iinf) states {stated:,} items and holds {len(entries):,} (the file is damaged)"
+    readers = (("locations (iloc)", lambda: b"iloc" in children and _item_extents(children[b"iloc"])),
+               ("properties (ipma)", lambda: _properties_by_item(children)))
+    for what, read in readers:
+        try:
+            read()
+        except (struct.error, IndexError):
+            return f"its item {what} are cut short (the file is damaged)"
+    return None
+
+
 def primary_grid_problem(path: Path) -> Optional[str]:
     """What makes a primary ``grid`` item no picture, in words: an ImageGrid cut short, or not as
     many cells as the tiles it links; None where the primary is no grid, or none of that is so."""
@@ -297,16 +322,21 @@ def _gain_map_item(children: Dict[bytes, bytes], items: Dict[int, bytes], tone_m
 
 def _item_types(iinf: bytes) -> Dict[int, bytes]:
     """Each item's type (``infe`` version 2 or 3: the item types ISO/IEC 23008-12 uses), by its id."""
-    at = 6 if iinf[:1] == b"\0" else 8  # version and flags, then a 16- or 32-bit entry count
     types = {}
-    for kind, start, end in boxes(iinf, at):
-        entry = iinf[start:end]
-        if kind != b"infe" or entry[0] not in (2, 3):
+    for entry in _item_entries(iinf)[1]:
+        if entry[0] not in (2, 3):
             continue
         id_bytes = 2 if entry[0] == 2 else 4
         item = int.from_bytes(entry[4:4 + id_bytes], "big")
         types[item] = entry[4 + id_bytes + 2:4 + id_bytes + 6]  # past item_protection_index
     return types
+
+
+def _item_entries(iinf: bytes) -> Tuple[int, List[bytes]]:
+    """The item count ``iinf`` states and the payloads of the ``infe`` boxes it holds."""
+    wide = iinf[:1] not in (b"", b"\0")  # version and flags, then a 16- or 32-bit entry count
+    stated = int.from_bytes(iinf[4:8] if wide else iinf[4:6], "big")
+    return stated, [iinf[start:end] for kind, start, end in boxes(iinf, 8 if wide else 6) if kind == b"infe"]
 
 
 def _references(iref: bytes, wanted: bytes, from_item: int) -> List[int]:
