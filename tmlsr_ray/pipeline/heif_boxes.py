@@ -8,7 +8,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Dict, List, Optional, Tuple
+from collections import deque
+from typing import BinaryIO, Collection, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 from tmlsr_ray.pipeline.isobmff import boxes, payloads, top_level_box
 
@@ -22,6 +23,7 @@ IN_FILE, IN_IDAT = 0, 1  # iloc's construction methods: offsets in the file, in 
 MAX_GRID_TILES = 1024
 IMAGE_GRID_BYTES = 12  # at most: version, flags, rows and columns less one, two 32-bit sizes
 Extents = Tuple[int, List[Tuple[int, int]]]  # an item's construction method, (offset, length) of each extent
+Entry = TypeVar("Entry")
 # what a grid stating no colour of its own takes from its first tile, as libheif does (early
 # iPhones stated a photo's colour on its tiles alone): its colour and, of an HDR photo, its light
 TILE_COLOUR_KINDS = (b"colr", b"clli", b"mdcv")
@@ -134,7 +136,8 @@ def primary_item_start(path: Path, count: int) -> Optional[bytes]:
     with open(path, "rb") as file:
         try:
             children = _meta_children(file)
-            located = children and _item_extents(children[b"iloc"]).get(_primary_item(children[b"pitm"]))
+            primary = children and _primary_item(children[b"pitm"])
+            located = children and _item_extents(children[b"iloc"], [primary]).get(primary)
         except (KeyError, struct.error, IndexError):
             return None
         if not located or located[0] != IN_FILE or not located[1]:
@@ -209,13 +212,13 @@ def _tone_map_link(file: BinaryIO, children: Dict[bytes, bytes]) -> Optional[Ton
     if tone_map is None:
         return None
     gain_map = _gain_map_item(children, items, tone_map)
-    located, idat = _item_extents(children[b"iloc"]), children.get(b"idat", b"")
+    located, idat = _item_extents(children[b"iloc"], (gain_map, tone_map)), children.get(b"idat", b"")
     is_grid = items[gain_map] == b"grid"
     return ToneMapLink(items[gain_map], _properties_of(children, gain_map),
                        _item_data(file, located, idat, gain_map, IMAGE_GRID_BYTES if is_grid else MAX_GAIN_MAP_BYTES),
                        _item_data(file, located, idat, tone_map, MAX_TONE_MAP_BYTES),
                        _properties_of(children, tone_map),
-                       _grid_tiles(file, children, items, located, gain_map) if is_grid else [])
+                       _grid_tiles(file, children, items, gain_map) if is_grid else [])
 
 
 def declares_avif(path: Path) -> bool:
@@ -245,11 +248,11 @@ def item_tables_problem(path: Path) -> Optional[str]:
     stated, entries = _item_entries(children.get(b"iinf", b""))
     if stated > len(entries):
         return f"its item list (iinf) states {stated:,} items and holds {len(entries):,} (the file is damaged)"
-    readers = (("locations (iloc)", lambda: b"iloc" in children and _item_extents(children[b"iloc"])),
-               ("properties (ipma)", lambda: _properties_by_item(children)))
-    for what, read in readers:
+    tables = (("locations (iloc)", _iloc_entries, children.get(b"iloc")),
+              ("properties (ipma)", _ipma_entries, dict(payloads(children.get(b"iprp", b""))).get(b"ipma")))
+    for what, entries, table in tables:
         try:
-            read()
+            deque(entries(table) if table is not None else (), maxlen=0)  # each entry read, none kept
         except (struct.error, IndexError):
             return f"its item {what} are cut short (the file is damaged)"
     return None
@@ -264,8 +267,8 @@ def primary_grid_problem(path: Path) -> Optional[str]:
             primary = children and _primary_item(children[b"pitm"])
             if not children or _item_types(children.get(b"iinf", b"")).get(primary) != b"grid":
                 return None
-            grid = image_grid(_item_data(file, _item_extents(children[b"iloc"]), children.get(b"idat", b""), primary,
-                                         IMAGE_GRID_BYTES))
+            grid = image_grid(_item_data(file, _item_extents(children[b"iloc"], [primary]), children.get(b"idat", b""),
+                                         primary, IMAGE_GRID_BYTES))
             tiles = len(_references(children.get(b"iref", b""), b"dimg", primary))
         except DamagedStructure as exc:
             return str(exc)
@@ -285,19 +288,19 @@ def _first_tile_colour(children: Dict[bytes, bytes]) -> List[Tuple[bytes, bytes]
     return [prop for prop in _properties_of(children, tiles[0]) if prop[0] in TILE_COLOUR_KINDS] if tiles else []
 
 
-def _grid_tiles(file: BinaryIO, children: Dict[bytes, bytes], items: Dict[int, bytes], located: Dict[int, Extents],
-                grid: int) -> List[CodedItem]:
+def _grid_tiles(file: BinaryIO, children: Dict[bytes, bytes], items: Dict[int, bytes], grid: int) -> List[CodedItem]:
     """The tiles ``grid`` is derived from (its ``dimg``), in its order; their number and their
     data's stated length bounded before any is read."""
     tiles = _references(children.get(b"iref", b""), b"dimg", grid)
     if not tiles or len(tiles) > MAX_GRID_TILES:
         raise DamagedStructure(f"its grid item links {len(tiles):,} tiles, not 1 to {MAX_GRID_TILES:,}")
+    located = _item_extents(children[b"iloc"], tiles)
     for tile in tiles:
         if tile not in items or tile not in located:
             raise DamagedStructure(f"its tile item {tile} is not listed (iinf) or has no location")
     if sum(length for tile in tiles for _, length in located[tile][1]) > MAX_GAIN_MAP_BYTES:
         raise DamagedStructure(f"its grid's tiles state over {MAX_GAIN_MAP_BYTES:,} bytes")
-    properties = _properties_by_item(children)
+    properties = _properties_by_item(children, tiles)
     idat = children.get(b"idat", b"")
     return [CodedItem(items[tile], properties.get(tile, []), _item_data(file, located, idat, tile, MAX_GAIN_MAP_BYTES))
             for tile in tiles]
@@ -381,16 +384,22 @@ def _primary_item(pitm: bytes) -> int:
     return struct.unpack(">H", pitm[4:6])[0] if pitm[0] == 0 else struct.unpack(">I", pitm[4:8])[0]
 
 
-def _item_extents(iloc: bytes) -> Dict[int, Extents]:
-    """Each item's construction method and (offset, length) of each of its extents, its base offset
-    added, as ``iloc`` (ISO/IEC 14496-12 8.11.3) states them, by item (its first entry): read in
-    one pass, since a grid's tiles are items by the hundred."""
+def _item_extents(iloc: bytes, items: Collection[int]) -> Dict[int, Extents]:
+    """Each of ``items``' construction method and (offset, length) of each of its extents, by item
+    (its first entry): ``iloc`` read once for a grid's tiles (items by the hundred), and no further
+    than the last of them (a photo's own entry comes first, and a hostile table runs to megabytes)."""
+    return _first_entries(_iloc_entries(iloc), items)
+
+
+def _iloc_entries(iloc: bytes) -> Iterator[Tuple[int, Extents]]:
+    """(item, its construction method and (offset, length) of each extent, its base offset added)
+    of each of ``iloc``'s entries (ISO/IEC 14496-12 8.11.3), in its order. Raises IndexError or
+    struct.error where it is cut short."""
     version = iloc[0]
     offset_size, length_size, base_size = iloc[4] >> 4, iloc[4] & 0xF, iloc[5] >> 4
     index_size = iloc[5] & 0xF if version in (1, 2) else 0
     count, at = (struct.unpack(">H", iloc[6:8])[0], 8) if version < 2 else (struct.unpack(">I", iloc[6:10])[0], 10)
     id_size = 2 if version < 2 else 4
-    located: Dict[int, Extents] = {}
     for _ in range(count):
         item_id, at = int.from_bytes(iloc[at:at + id_size], "big"), at + id_size
         method = 0
@@ -402,10 +411,19 @@ def _item_extents(iloc: bytes) -> Dict[int, Extents]:
         first, at = at, at + extents * (index_size + offset_size + length_size)
         if at > len(iloc):
             raise IndexError("iloc is cut short")
-        if item_id not in located:
-            located[item_id] = method, [_extent(iloc, first + n * (index_size + offset_size + length_size) + index_size,
-                                                offset_size, length_size, base) for n in range(extents)]
-    return located
+        yield item_id, (method, [_extent(iloc, first + n * (index_size + offset_size + length_size) + index_size,
+                                         offset_size, length_size, base) for n in range(extents)])
+
+
+def _first_entries(entries: Iterator[Tuple[int, Entry]], items: Collection[int]) -> Dict[int, Entry]:
+    """The first of ``entries`` for each of ``items``, those read only until all are found."""
+    wanted, found = set(items), {}
+    for item, entry in entries if wanted else ():
+        if item in wanted and item not in found:
+            found[item] = entry
+            if len(found) == len(wanted):
+                break
+    return found
 
 
 def _extent(iloc: bytes, at: int, offset_size: int, length_size: int, base: int) -> Tuple[int, int]:
@@ -418,24 +436,26 @@ def _properties_of(children: Dict[bytes, bytes], item: Optional[int]) -> List[Tu
     pitm = children.get(b"pitm")
     if item is None and pitm is None:
         return []
-    return _properties_by_item(children).get(_primary_item(pitm) if item is None else item, [])
+    item = _primary_item(pitm) if item is None else item
+    return _properties_by_item(children, [item]).get(item, [])
 
 
-def _properties_by_item(children: Dict[bytes, bytes]) -> Dict[int, List[Tuple[bytes, bytes]]]:
-    """(type, payload) of each property of each item ``ipma`` lists, of a meta box's children."""
+def _properties_by_item(children: Dict[bytes, bytes], items: Collection[int]) -> Dict[int, List[Tuple[bytes, bytes]]]:
+    """(type, payload) of each property of each of ``items`` that ``ipma`` lists, of a meta box's
+    children; ipma read no further than the last of them."""
     iprp = dict(payloads(children.get(b"iprp", b"")))
     if b"ipco" not in iprp or b"ipma" not in iprp:
         return {}
     properties = payloads(iprp[b"ipco"])
     return {item: [properties[index - 1] for index in indices if 0 < index <= len(properties)]
-            for item, indices in _associations(iprp[b"ipma"]).items()}
+            for item, indices in _first_entries(_ipma_entries(iprp[b"ipma"]), items).items()}
 
 
-def _associations(ipma: bytes) -> Dict[int, List[int]]:
-    """1-based ``ipco`` indices of the properties associated with each item (its first entry)."""
+def _ipma_entries(ipma: bytes) -> Iterator[Tuple[int, List[int]]]:
+    """(item, 1-based ``ipco`` indices of the properties associated with it) of each of ``ipma``'s
+    entries, in its order. Raises IndexError or struct.error where it is cut short."""
     version, wide_index = ipma[0], ipma[3] & 1
     count, at = struct.unpack(">I", ipma[4:8])[0], 8
-    associations: Dict[int, List[int]] = {}
     for _ in range(count):
         if version < 1:
             item_id, at = struct.unpack(">H", ipma[at:at + 2])[0], at + 2
@@ -448,5 +468,4 @@ def _associations(ipma: bytes) -> Dict[int, List[int]]:
         else:
             indices = [v & 0x7F for v in ipma[at:at + n]]
             at += n
-        associations.setdefault(item_id, indices)
-    return associations
+        yield item_id, indices
