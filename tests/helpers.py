@@ -2034,7 +2034,7 @@ def apple_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, maker_
     well as the primary's, in an ``altr`` group before the primary. With ``tile`` (8-bit levels),
     the primary and the gain map are ``grid`` items of tiles of that side, hidden items 10 on, as
     an iPhone writes them (:func:`heif_grid_tiles`). ``thumbnails``: that many HEVC thumbnails of
-    the primary (``thmb``), items 5 on, as iPhones write a 320x240 one."""
+    the primary (``thmb``, 64x48: iPhones write a 320x240 one), items 5 on."""
     maker_tags = {33: Fraction(102, 100), 48: Fraction(64, 10000)} if maker_tags is None else maker_tags
     import pillow_heif
 

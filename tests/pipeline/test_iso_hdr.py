@@ -137,7 +137,7 @@ def test_a_grid_gain_map_of_one_tile_larger_than_the_map_is_read_cropped(tmp_pat
     assert abs(levels[:50, :75].mean() - 230) <= 2 and abs(levels[-6:, -6:].mean() - 120) <= 3
 
 
-def test_a_grid_gain_maps_tile_larger_than_its_primary_is_refused_before_decoding(tmp_path):
+def test_a_grid_gain_maps_tile_larger_than_its_primary_is_refused_saying_so(tmp_path):
     """A 150x100 map in one tile of 256 beside a 160x112 primary: what is decoded stays within the
     primary's size (rounded up to HEVC's blocks), as a map that is no grid."""
     path = iso_hdr_heic(tmp_path / "android.heic", np.full((112, 160, 3), 120, np.uint8), _marked_levels((100, 150)),
