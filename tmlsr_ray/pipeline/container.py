@@ -31,7 +31,8 @@ LONG_PROBE = {"probesize": str(200 << 20), "analyzeduration": str(120 * 1_000_00
 
 def open_container(path: Path, options: Optional[Dict[str, str]] = None) -> "av.container.InputContainer":
     """The input, opened as FFmpeg opens it; read further where a video stream's picture size is not
-    known by then (every later open of the same file does the same, so all agree)."""
+    known by then. What opens it before the probe (the timeline's copy) comes here; every open after
+    it takes the probe's options (:func:`open_probed`)."""
     container = _opened(path, options)
     if _sizeless_video(container):
         container.close()

@@ -1,7 +1,10 @@
-"""The properties of a HEIF/AVIF file's primary picture, read from its ``meta`` box (ISO/IEC
-23008-12): what Pillow's AVIF plugin and OpenCV leave out, its colour code points (``colr`` of
-type ``nclx``), its bits per channel (``pixi``) and an HDR picture's light levels (``clli``,
-``mdcv``)."""
+"""A HEIF/AVIF file's structure, read from its ``meta`` box (ISO/IEC 23008-12; no decoding here):
+what Pillow's AVIF plugin and OpenCV leave out of its primary picture, its colour code points
+(``colr`` of type ``nclx``), its bits per channel (``pixi``) and an HDR picture's light levels
+(``clli``, ``mdcv``), taken from a grid's first tile where the grid states none; an ISO 21496-1
+gain map's ``tmap`` item and what it links (its gain map item, a grid's ImageGrid and tiles, each
+item's data through ``iloc``/``idat``); and what is wrong with a grid or item tables libheif
+refuses."""
 
 from __future__ import annotations
 
@@ -33,12 +36,11 @@ def primary_item_properties(path: Path) -> List[Tuple[bytes, bytes]]:
     """(type, payload) of each property the primary item has, in the file's order; none where
     the file has no readable meta box. A grid stating no ``colr`` has its first tile's colour and
     light properties after its own (:data:`TILE_COLOUR_KINDS`)."""
-    with open(path, "rb") as file:
-        found = top_level_box(file, b"meta", MAX_META_BYTES)
-    if found is None:
-        return []
     try:
-        children = dict(payloads(found[1][4:]))
+        with open(path, "rb") as file:
+            children = _meta_children(file)
+        if children is None:
+            return []
         properties = _properties_of(children, None)
         if not any(kind == b"colr" for kind, _ in properties):
             properties += _first_tile_colour(children)
@@ -49,12 +51,10 @@ def primary_item_properties(path: Path) -> List[Tuple[bytes, bytes]]:
 
 def item_properties(path: Path, item: Optional[int]) -> List[Tuple[bytes, bytes]]:
     """(type, payload) of each property ``item`` (the primary where None) has, in the file's order."""
-    with open(path, "rb") as file:
-        found = top_level_box(file, b"meta", MAX_META_BYTES)
-    if found is None:
-        return []
     try:
-        return _properties_of(dict(payloads(found[1][4:])), item)  # meta is a full box: version and flags first
+        with open(path, "rb") as file:
+            children = _meta_children(file)
+        return [] if children is None else _properties_of(children, item)
     except (struct.error, IndexError):
         return []
 
@@ -197,11 +197,9 @@ def tone_map_link(path: Path) -> Optional[ToneMapLink]:
     """The primary's ``tmap`` item and what it links; None for a file with none. Raises
     :class:`DamagedStructure` where its boxes cannot be followed (cut short, out of bounds)."""
     with open(path, "rb") as file:
-        found = top_level_box(file, b"meta", MAX_META_BYTES)
-        if found is None:
-            return None
         try:
-            return _tone_map_link(file, dict(payloads(found[1][4:])))
+            children = _meta_children(file)
+            return None if children is None else _tone_map_link(file, children)
         except (KeyError, struct.error, IndexError) as exc:
             raise DamagedStructure("its boxes are cut short or damaged") from exc
 

@@ -865,8 +865,6 @@ def png_with_metadata(png: bytes, icc_profile: Optional[bytes], exif: Optional[b
     return png[:end_of_ihdr] + chunks + png[end_of_ihdr:]
 
 
-
-
 def jpeg_with_metadata(jpeg: bytes, icc_profile: Optional[bytes], exif: Optional[bytes],
                        gain_map: Optional[GainMap] = None) -> bytes:
     """APP1 (EXIF) and APP2 (ICC, split into numbered segments) right after SOI; then, with a gain

@@ -39,7 +39,7 @@ from array import array
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
+from typing import AbstractSet, Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 import av
 
@@ -341,10 +341,11 @@ def _shown_strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[in
     """By packet number, the (pts, dts) that packets of a run whose stated times are off take, a
     run found by its presentation times, in decode order, as Matroska states them (a fragmented
     MP4's tfdt moves both times alike): a run of one packet or more (a block, a cluster, a
-    fragment) that steps away from the packet before it while the packet after it runs on from that one. A step is over a second and over the reorder of
-    B-frames; a gap that the packets after it keep (a dropout, a frame after a pause decoded ahead
-    of the B-frames before the pause) is no run. The run moves as one, its earliest time to the
-    first slot its neighbours leave free."""
+    fragment) that steps away from the packet before it while the packet after it runs on from
+    that one. A step is over a second and over the reorder of B-frames; a gap that the packets
+    after it keep (a dropout, a frame after a pause decoded ahead of the B-frames before the
+    pause) is no run. The run moves as one, its earliest time to the first slot its neighbours
+    leave free."""
     strays: Dict[int, Tuple[Optional[int], int]] = {}
     for packets in times.values():
         shown = packets.shown()
@@ -483,7 +484,7 @@ def _free_slot(dts: int, duration: int, neighbours: List[_Times]) -> int:
 
 
 def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[int, Tuple[Optional[int], int]],
-                  shift: Fraction = Fraction(0), left_out: Set[int] = frozenset()) -> None:
+                  shift: Fraction = Fraction(0), left_out: AbstractSet[int] = frozenset()) -> None:
     """Every stream copied packet for packet into ``repaired`` but the ``left_out`` packets (demux
     numbers), the ``strays`` placed by their neighbours, each packet moved by the offset of the
     last jump its stream has taken, and all by ``shift`` seconds."""
@@ -501,7 +502,7 @@ def _copy_closing(path: Path, repaired: Path, jumps: List[_Jump], strays: Dict[i
         if source.format.name in (FRAGMENTED_FORMAT,) + SHOWN_STRAY_FORMATS:
             out.set_chapters(_chapters_closed(source.chapters(), jumps))
         for number, packet in enumerate(demux(source)):
-            if packet.dts is None and packet.pts is None or packet.stream.index not in copies or number in left_out:
+            if (packet.dts is None and packet.pts is None) or packet.stream.index not in copies or number in left_out:
                 continue  # a demuxer flush marker, a track the muxer writes again itself, or a repeat
             if _is_empty_cue(packet):
                 continue  # the MP4 muxer writes the gaps between cues itself
@@ -562,7 +563,8 @@ def _chapters_closed(chapters: List[Dict], jumps: List[_Jump]) -> List[Dict]:
     parts: List[List[Dict]] = [[]]
     offsets = [Fraction(0)] + [jump.offset for jump in jumps]
     for chapter in chapters:
-        starts_back = parts[-1] and _seconds(chapter["start"], chapter) < _seconds(parts[-1][-1]["start"], parts[-1][-1])
+        latest = parts[-1][-1] if parts[-1] else None
+        starts_back = latest is not None and _seconds(chapter["start"], chapter) < _seconds(latest["start"], latest)
         if starts_back and len(parts) < len(offsets):
             parts.append([])
         parts[-1].append(chapter)

@@ -33,7 +33,7 @@ class AacTranscoder:
     1152-sample frames) stamped two 1024-sample AAC frames alike, which the muxer refused. Where
     a frame starts later than the clock by more than :attr:`_slack` (a dropout in a recording),
     the clock moves on to it, so the sound after a gap keeps its time, as copied audio does; one
-    packet whose time alone is wrong never gets here (:class:`AudioLine`)."""
+    packet whose time alone is wrong never gets here (:class:`.audio_line.AudioLine`)."""
 
     def __init__(self, in_stream, out, language: Optional[str] = None):
         ctx = in_stream.codec_context
