@@ -8,7 +8,7 @@ import errno
 import io
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 
 import av
 
@@ -97,6 +97,15 @@ def demux(container, streams=None) -> Iterator["av.Packet"]:
     except IndexError:
         return
 
+
+
+def attached_pictures(source) -> Iterator[Tuple[Any, bytes]]:
+    """Each attached picture and its bytes (none where it holds none): FFmpeg hands a cover, and a
+    Matroska image attachment, over as a video stream of one packet."""
+    for stream in source.streams.video:
+        if stream.disposition & av.stream.Disposition.attached_pic:
+            picture = next((packet for packet in demux(source, stream) if packet.size), None)
+            yield stream, bytes(picture) if picture else b""
 
 SEGMENT_FORMAT = "nut"  # segment files: FFmpeg's container that holds nearly every codec and any time base
 

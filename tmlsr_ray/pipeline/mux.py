@@ -20,7 +20,7 @@ import av
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.chapters import shifted_chapters
 from tmlsr_ray.pipeline.codecs import MP4, ContainerFormat
-from tmlsr_ray.pipeline.container import codec_name, copy_video_stream, demux, open_probed
+from tmlsr_ray.pipeline.container import attached_pictures, codec_name, copy_video_stream, open_probed
 from tmlsr_ray.pipeline.decode import VideoInfo
 from tmlsr_ray.pipeline.encode import colour_box
 from tmlsr_ray.pipeline.mp4_tracks import disable_subtitle_tracks
@@ -181,13 +181,10 @@ def _attachments(source) -> List[_Attachment]:
     """Each attachment, and each cover picture: FFmpeg hands a Matroska image attachment
     (cover.jpg) and an MP4's cover over as an attached picture, a video stream of one packet."""
     found = [_Attachment(a.name, a.mimetype, bytes(a.data or b"")) for a in source.streams.attachments]
-    for stream in source.streams.video:
-        if stream.disposition & av.stream.Disposition.attached_pic:
-            name, mimetype = COVER_PICTURES.get(codec_name(stream), (None, None))
-            name = stream.metadata.get("filename") or _unused_name(name, {a.name for a in found})
-            picture = next((p for p in demux(source, stream) if p.size), None)
-            found.append(_Attachment(name, stream.metadata.get("mimetype", mimetype),
-                                     bytes(picture) if picture else b"", stream))
+    for stream, data in attached_pictures(source):
+        name, mimetype = COVER_PICTURES.get(codec_name(stream), (None, None))
+        name = stream.metadata.get("filename") or _unused_name(name, {a.name for a in found})
+        found.append(_Attachment(name, stream.metadata.get("mimetype", mimetype), data, stream))
     return found
 
 

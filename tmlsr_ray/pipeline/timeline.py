@@ -44,7 +44,7 @@ from typing import AbstractSet, Dict, Iterator, List, NamedTuple, Optional, Set,
 import av
 
 from tmlsr_ray.pipeline.chapters import shifted_chapters
-from tmlsr_ray.pipeline.container import demux, ffmpeg_message, open_container
+from tmlsr_ray.pipeline.container import attached_pictures, demux, ffmpeg_message, open_container
 from tmlsr_ray.pipeline.decode import JUMP_BACK_S
 from tmlsr_ray.pipeline.isobmff import has_top_level_box
 
@@ -548,11 +548,9 @@ def _covers(path: Path) -> List[Tuple[str, str, bytes]]:
     copied as a video stream, its muxer wrote each as a video track of one frame, a cover no more."""
     covers = []
     with open_container(path) as source:
-        for stream in source.streams.video:
-            if stream.disposition & av.stream.Disposition.attached_pic and "filename" in stream.metadata:
-                picture = next((packet for packet in demux(source, stream) if packet.size), None)
-                if picture is not None:
-                    covers.append((stream.metadata["filename"], stream.metadata.get("mimetype", ""), bytes(picture)))
+        for stream, data in attached_pictures(source):
+            if "filename" in stream.metadata and data:
+                covers.append((stream.metadata["filename"], stream.metadata.get("mimetype", ""), data))
     return covers
 
 
