@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames  # noqa: E402
-from tmlsr_ray.pipeline.decode import VideoInfo, iter_batches, planar_layout, probe_video  # noqa: E402
+from tmlsr_ray.pipeline.decode import iter_batches, planar_layout  # noqa: E402
+from tmlsr_ray.pipeline.probe import probe_video  # noqa: E402
+from tmlsr_ray.pipeline.video_info import VideoInfo  # noqa: E402
 
 
 def decode_fps(clip: Path, info: VideoInfo, batch: int, planes: Optional[Yuv420]) -> tuple:

@@ -319,7 +319,8 @@ def report_profile(args, models: Models, sources) -> None:
 def load_sources(args) -> Dict[Tuple[int, int], List[np.ndarray]]:
     """Batches of uint8 frames per size: the clip's, or synthetic ones at each --sizes."""
     if args.clip:
-        from tmlsr_ray.pipeline.decode import iter_batches, probe_video
+        from tmlsr_ray.pipeline.decode import iter_batches
+        from tmlsr_ray.pipeline.probe import probe_video
 
         info = probe_video(args.clip)
         batches = [b.frames for b in iter_batches(args.clip, info, args.batch)][: max(1, args.frames // args.batch)]
@@ -335,7 +336,7 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces
     the first ``max_frames`` frames of the clip: P segments rendered at once (P = 1: one after
     another), sharing one model (one run at a time, as on a replica's model thread), each piece's
     encoder with cores/P threads."""
-    from tmlsr_ray.pipeline.decode import probe_video
+    from tmlsr_ray.pipeline.probe import probe_video
     from tmlsr_ray.pipeline.codecs import output_container
     from tmlsr_ray.pipeline.encode import even_size
     from tmlsr_ray.pipeline.mux import assemble
@@ -387,7 +388,8 @@ def _first_frames(segments, max_frames: int):
 def report_pipeline(args, models: Models, sources) -> None:
     from bench.encoder import encode_fps
     from tmlsr_ray.pipeline.colour import written_colour
-    from tmlsr_ray.pipeline.decode import iter_batches, planar_layout, probe_video
+    from tmlsr_ray.pipeline.decode import iter_batches, planar_layout
+    from tmlsr_ray.pipeline.probe import probe_video
     from tmlsr_ray.pipeline.encode import EncodeOptions, gpu_planes
     from tmlsr_ray.pipeline.upscale import takes_planes
 

@@ -57,7 +57,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.helpers import InputServer, free_port, make_clip, save_srvgg  # noqa: E402
-from tmlsr_ray.pipeline.decode import iter_batches, probe_video  # noqa: E402
+from tmlsr_ray.pipeline.decode import iter_batches  # noqa: E402
+from tmlsr_ray.pipeline.probe import probe_video  # noqa: E402
 
 DEFAULT_CLIP = REPO.parent / "shared" / "media" / "video" / "animation_bbb_320x180_vp9_opus_5s.webm"
 MODEL = "tiny-x4.pth"

@@ -443,7 +443,8 @@ def _with_durations(packets, pts: list | None, durations: list | None):
 
 def whole_decode(path: Path):
     """(pts, RGB frame) of one plain decode of the whole video."""
-    from tmlsr_ray.pipeline.decode import iter_batches, probe_video
+    from tmlsr_ray.pipeline.decode import iter_batches
+    from tmlsr_ray.pipeline.probe import probe_video
 
     info = probe_video(path)
     return [(pts, frame) for batch in iter_batches(path, info, 16) for pts, frame in zip(batch.pts, batch.frames)]
@@ -452,7 +453,8 @@ def whole_decode(path: Path):
 def cut_and_decode(path: Path, cutting, planes: bool = False):
     """The plan, and (pts, frame) of every segment decoded from its own segment file, in order;
     ``planes``: the 4:2:0 planes a GPU replica asks for, where the stream has them."""
-    from tmlsr_ray.pipeline.decode import planar_layout, probe_video
+    from tmlsr_ray.pipeline.decode import planar_layout
+    from tmlsr_ray.pipeline.probe import probe_video
     from tmlsr_ray.pipeline.segments import decode_segment, extract_segments, plan_segments
 
     info = probe_video(path)
@@ -1011,6 +1013,13 @@ def with_video_packets_rewritten(source: Path, path: Path, rewrite, format: str 
             copy.stream = copies[packet.stream.index]
             out.mux(copy)
     return path
+
+
+def damaged_clip(tmp_path: Path, packets: Sequence[int]) -> Path:
+    """48 frames at 24 fps (keyframe every 12, B-frames), the video packets at ``packets`` damaged."""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
+    return with_packets_damaged(source, tmp_path / "damaged.mp4", packets)
 
 
 def damaged_raw_stream(tmp_path: Path, container: str | None, packets: Sequence[int], keep: int) -> Path:

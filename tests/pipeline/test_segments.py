@@ -35,7 +35,7 @@ from tmlsr_ray.pipeline import damage as damage_stage
 from tmlsr_ray.pipeline.audio_line import AudioLine
 from tmlsr_ray.pipeline.codecs import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat,
                                       output_container, task_codecs_available)
-from tmlsr_ray.pipeline.decode import probe_video
+from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.encode import EncodeOptions, even_size
 from tmlsr_ray.pipeline.mux import assemble
 from tmlsr_ray.pipeline.rekey import raw_frame_bytes
@@ -934,7 +934,7 @@ def test_frames_times_are_taken_as_lost_where_they_repeat_often_or_among_steady_
 
 
 def probe_info_of_container(container: str):
-    from tmlsr_ray.pipeline.decode import VideoInfo
+    from tmlsr_ray.pipeline.video_info import VideoInfo
     return VideoInfo(container, 0, "h264", 64, 48, 64, 48, 0, "yuv420p", 8, Fraction(1, 12288), Fraction(24), 48,
                      2.0, {})
 

@@ -8,7 +8,8 @@ import pytest
 
 from tests.helpers import make_clip, shared_path
 from tmlsr_ray.pipeline.codecs import MATROSKA, MOV, MP4, container_refusal, output_container
-from tmlsr_ray.pipeline.decode import iter_batches, probe_video
+from tmlsr_ray.pipeline.decode import iter_batches
+from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, even_size
 from tmlsr_ray.pipeline.mux import assemble
 from tmlsr_ray.errors import InputError

@@ -17,7 +17,8 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, actor_pid, animated_g
                            with_telemetry_and_cover)
 from tests.serve.conftest import fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
-from tmlsr_ray.pipeline.decode import iter_batches, probe_video
+from tmlsr_ray.pipeline.decode import iter_batches
+from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.upscale import upscale_frames
 
 VIDEOS = sorted(p.name for p in (SHARED / "media" / "video").glob("*")) if (SHARED / "media").is_dir() else []

@@ -18,15 +18,14 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import av
 import numpy as np
 
 from tmlsr_ray.models.yuv import SWS_MATRIX_TAG, UNTAGGED, nearest_sws_matrix
+from tmlsr_ray.pipeline.video_info import VideoInfo
 
-if TYPE_CHECKING:
-    from tmlsr_ray.pipeline.decode import VideoInfo
 
 TRC_PQ, TRC_HLG = 16, 18  # ITU-T H.273 transfer characteristics
 HDR_TRANSFERS = {TRC_PQ: "smpte2084", TRC_HLG: "arib-std-b67"}
@@ -58,7 +57,7 @@ BT2020 = 9
 BRADFORD = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
 
 
-def written_colour(info: "VideoInfo") -> Dict[str, int]:
+def written_colour(info: VideoInfo) -> Dict[str, int]:
     """The tags of what the encoder writes for a source: a matrix swscale has none for (BT.2020
     constant luminance, YCgCo, ICtCp) is decoded and written in the nearest it has, and tagged so.
 
@@ -75,7 +74,7 @@ def written_colour(info: "VideoInfo") -> Dict[str, int]:
     return color if matrix is None else {**color, "colorspace": SWS_MATRIX_TAG[matrix]}
 
 
-def _taken_for_bt709(info: "VideoInfo") -> bool:
+def _taken_for_bt709(info: VideoInfo) -> bool:
     return info.coded_width >= 1280 or info.coded_height > 576
 
 

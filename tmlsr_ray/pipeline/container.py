@@ -8,14 +8,12 @@ import errno
 import io
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import av
 
 from tmlsr_ray.errors import InputError
-
-if TYPE_CHECKING:  # the probe, whose open options this reads, opens through here
-    from tmlsr_ray.pipeline.decode import VideoInfo
+from tmlsr_ray.pipeline.video_info import VideoInfo
 
 
 # What an MP4 or MOV whose frame times are lost is opened with: its edit list, applied to those
@@ -96,7 +94,6 @@ def demux(container, streams=None) -> Iterator["av.Packet"]:
         yield from container.demux(streams) if streams is not None else container.demux()
     except IndexError:
         return
-
 
 
 def attached_pictures(source) -> Iterator[Tuple[Any, bytes]]:

@@ -24,7 +24,8 @@ from tmlsr_ray.models.yuv import SWS_MATRIX, SWS_MATRIX_TAG, Yuv420
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.codecs import HEVC_ENCODER, encoder_options, is_prores, piece_muxer, resolve_codec
 from tmlsr_ray.pipeline.colour import is_hdr, written_colour
-from tmlsr_ray.pipeline.decode import EXACT_SWS, VideoInfo
+from tmlsr_ray.pipeline.decode import EXACT_SWS
+from tmlsr_ray.pipeline.video_info import VideoInfo
 
 @dataclass(frozen=True)
 class EncodeOptions:

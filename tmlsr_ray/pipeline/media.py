@@ -11,7 +11,8 @@ from tmlsr_ray.pipeline.codecs import (HEVC_ENCODER, HEVC_THIN_MAX_SIDE, HEVC_TH
                                        ContainerFormat, container_refusal, encoded_crf, resolve_codec, too_long_for_hevc)
 from tmlsr_ray.pipeline.colour import HDR_TRANSFERS
 from tmlsr_ray.pipeline.container import open_probed
-from tmlsr_ray.pipeline.decode import COLOR_FIELDS, VideoInfo, check_frame_pixels
+from tmlsr_ray.pipeline.probe import check_frame_pixels
+from tmlsr_ray.pipeline.video_info import COLOR_FIELDS, VideoInfo
 from tmlsr_ray.pipeline.encode import EncodeOptions
 from tmlsr_ray.pipeline.mux import MuxReport
 from tmlsr_ray.pipeline.segments import SegmentPlan

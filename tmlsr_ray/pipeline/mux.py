@@ -21,7 +21,7 @@ from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.chapters import shifted_chapters
 from tmlsr_ray.pipeline.codecs import MP4, ContainerFormat
 from tmlsr_ray.pipeline.container import attached_pictures, codec_name, copy_video_stream, open_probed
-from tmlsr_ray.pipeline.decode import VideoInfo
+from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.pipeline.encode import colour_box
 from tmlsr_ray.pipeline.mp4_tracks import disable_subtitle_tracks
 from tmlsr_ray.pipeline.side_streams import SideStreams, audio_unplaced

@@ -28,7 +28,8 @@ import numpy as np
 from tmlsr_ray.errors import CanceledError, InputError
 from tmlsr_ray.pipeline.container import demux, open_probed, open_segment_file
 from tmlsr_ray.pipeline.damage import DamagedPackets, damage_told_on_one_thread
-from tmlsr_ray.pipeline.decode import Deinterlacer, VideoInfo, frame_to_rgb, one_filter
+from tmlsr_ray.pipeline.decode import Deinterlacer, frame_to_rgb, one_filter
+from tmlsr_ray.pipeline.video_info import VideoInfo
 
 if TYPE_CHECKING:
     from tmlsr_ray.pipeline.segments import Segment

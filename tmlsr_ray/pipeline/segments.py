@@ -45,8 +45,9 @@ from tmlsr_ray.pipeline.container import (EDIT_LIST_IGNORED, SEGMENT_FORMATS, co
                                           read_segment_file)
 from tmlsr_ray.pipeline.damage import (DamagedPackets, damage_retold_on_failure, damage_retold_where_short,
                                        decoded_frames)
-from tmlsr_ray.pipeline.decode import (RESIZABLE_CODECS, FrameBatch, VideoInfo, decode_batches, decoded_alone,
-                                       iter_batches, largest_picture, stamped_by_parser)
+from tmlsr_ray.pipeline.decode import FrameBatch, decode_batches, iter_batches
+from tmlsr_ray.pipeline.probe import RESIZABLE_CODECS, decoded_alone, largest_picture, stamped_by_parser
+from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
 from tmlsr_ray.errors import InputError
 

@@ -14,7 +14,7 @@ import av
 from tmlsr_ray.pipeline.audio_line import in_line
 from tmlsr_ray.pipeline.codecs import MP4, QUICKTIME_MP3_MIN_RATE, TEXT_SUBTITLES, ContainerFormat
 from tmlsr_ray.pipeline.container import demux, open_probed
-from tmlsr_ray.pipeline.decode import VideoInfo
+from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.pipeline.timeline import JUMP_FORWARD_S
 from tmlsr_ray.pipeline.transcode import AacTranscoder, TextSubtitleTranscoder, as_source
 

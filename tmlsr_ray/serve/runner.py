@@ -30,7 +30,8 @@ from tmlsr_ray.pipeline import media
 from tmlsr_ray.pipeline.codecs import TASK_CODECS, ContainerFormat, output_container
 from tmlsr_ray.pipeline.colour import is_hdr
 from tmlsr_ray.pipeline.damage import refuse_mostly_damaged
-from tmlsr_ray.pipeline.decode import VideoInfo, probe_video
+from tmlsr_ray.pipeline.probe import probe_video
+from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.pipeline.encode import EncodeOptions, even_size
 from tmlsr_ray.pipeline.mux import assemble
 from tmlsr_ray.piece import Piece
