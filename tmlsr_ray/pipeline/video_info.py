@@ -78,6 +78,7 @@ class VideoInfo:
 
 
 def colour_tags(tagged) -> Dict[str, int]:
+    """The colour tags of a codec context or a frame, 0 where it has none."""
     return {name: int(getattr(tagged, name) or 0) for name in COLOR_FIELDS}
 
 
