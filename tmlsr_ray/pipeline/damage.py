@@ -54,39 +54,16 @@ class DamagedPackets:
                  limit_share: bool = True):
         self.repeat = repeat
         self.limit_share = limit_share
-        self.read = 0
-        self.damaged = 0
-        self.dropped = 0
-        self.frames = 0
         self.seconds = seconds
         # where packets carry no time (a raw elementary stream: .h264, .m2v), the frame rate a
         # packet's place in decode order is told in seconds at
         self.order_rate: Optional[Fraction] = None
-        self.repeated = 0  # frames shown in place of damaged ones, by a whole stream's decode (see _stood_in)
-        # packets before the first keyframe, in decode order or in time (a recording started
-        # inside a GOP, an open GOP's leading pictures): they decode to nothing, their references
-        # missing, with no word unless concealed errors are told
-        self.lead = 0
-        # packets whose own headers show no picture (VP8/VP9 alternate references; of a segment,
-        # those it owns): a good stream gives that many fewer frames, and came short at every decode
-        self.unshown = 0
-        self._keyframe_read = False
-        self._keyframe_pts: Optional[int] = None  # the first keyframe's
         # errors the decoder conceals are told (see damage_told_on_one_thread): the lead's are not
         # damage, and are passed
         self.concealed = False
         self.owns: Optional[Callable[[Any], bool]] = None
         self.gop_before = 0
-        self.stamps: List[Optional[int]] = []  # each damaged packet's pts, as the decoder reported it
-        # each counted one's place in decode order among the packets that give frames, for a frame
-        # without a time to stand in at (see _stood_in)
-        self.places: List[int] = []
-        self._shown_before: Optional["av.VideoFrame"] = None  # the GOP before's, so far
-        # the time of a damaged keyframe among the GOPs before: frames from it on refer to a
-        # picture the decoder does not have, and are not the frame a player shows before
-        self._shown_until: Optional[int] = None
-        self._first_error: Optional[av.error.FFmpegError] = None
-        self._first_at = ""
+        self.restart()
 
     @classmethod
     def retelling(cls, damaged: "DamagedPackets", concealed: bool) -> "DamagedPackets":
@@ -97,12 +74,28 @@ class DamagedPackets:
         return one_thread
 
     def restart(self) -> None:
-        """Counts afresh, for the decode done again."""
-        self.read = self.damaged = self.dropped = self.frames = self.lead = self.unshown = 0
-        self._keyframe_read, self._keyframe_pts = False, None
-        self.stamps, self.places = [], []
-        self._shown_before = self._shown_until = None
-        self._first_error, self._first_at = None, ""
+        """Counts afresh, for a decode done again (and the first)."""
+        self.read = self.damaged = self.dropped = self.frames = 0
+        self.repeated = 0  # frames shown in place of damaged ones, by a whole stream's decode (see _stood_in)
+        # packets before the first keyframe, in decode order or in time (a recording started
+        # inside a GOP, an open GOP's leading pictures): they decode to nothing, their references
+        # missing, with no word unless concealed errors are told
+        self.lead = 0
+        # packets whose own headers show no picture (VP8/VP9 alternate references; of a segment,
+        # those it owns): a good stream gives that many fewer frames, and came short at every decode
+        self.unshown = 0
+        self._keyframe_read = False
+        self._keyframe_pts: Optional[int] = None  # the first keyframe's
+        self.stamps: List[Optional[int]] = []  # each damaged packet's pts, as the decoder reported it
+        # each counted one's place in decode order among the packets that give frames, for a frame
+        # without a time to stand in at (see _stood_in)
+        self.places: List[int] = []
+        self._shown_before: Optional["av.VideoFrame"] = None  # the GOP before's, so far
+        # the time of a damaged keyframe among the GOPs before: frames from it on refer to a
+        # picture the decoder does not have, and are not the frame a player shows before
+        self._shown_until: Optional[int] = None
+        self._first_error: Optional[av.error.FFmpegError] = None
+        self._first_at = ""
 
     def decode(self, packet) -> List["av.VideoFrame"]:
         if self.read < self.gop_before:
