@@ -1022,6 +1022,31 @@ def damaged_clip(tmp_path: Path, packets: Sequence[int]) -> Path:
     return with_packets_damaged(source, tmp_path / "damaged.mp4", packets)
 
 
+def with_an_empty_video_pid(path: Path) -> Path:
+    """48 H.264 frames in an MPEG-TS whose programme lists a second video stream (MPEG-2) that
+    carries nothing: it has no picture size, however far a probe reads."""
+    with av.open(str(path), "w", format="mpegts") as out:
+        video = out.add_stream("libx264", rate=24)
+        empty = out.add_stream("mpeg2video", rate=24)
+        for stream in (video, empty):
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for n in range(48):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), n * 5, np.uint8), format="rgb24")))
+        out.mux(video.encode(None))
+    return path
+
+
+def opens_spied(monkeypatch) -> list:
+    """Each open of an input (``container._opened``) from now on, as whether it read with the long probe."""
+    from tmlsr_ray.pipeline import container
+
+    opens = []
+    opened = container._opened
+    monkeypatch.setattr(container, "_opened",
+                        lambda path, options: opens.append("probesize" in (options or {})) or opened(path, options))
+    return opens
+
+
 def damaged_raw_stream(tmp_path: Path, container: str | None, packets: Sequence[int], keep: int) -> Path:
     """48 frames at 24 fps (keyframe every 12, B-frames) as a raw H.264 stream (``container``
     None: its packets carry no times) or an MPEG-TS (its times start 1.4 s in), the video packets

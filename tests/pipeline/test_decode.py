@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from tests.helpers import (SHARED, cut_and_decode, cut_mid_gop, damaged_clip, damaged_raw_stream, make_clip,
-                           mpeg2_back_to_back, vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged)
+                           mpeg2_back_to_back, opens_spied, with_an_empty_video_pid, vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
-from tmlsr_ray.pipeline import container as container_stage, damage as damage_stage
+from tmlsr_ray.pipeline import damage as damage_stage
 from tmlsr_ray.pipeline.damage import DamagedPackets
 from tmlsr_ray.pipeline.decode import iter_batches, measured_siting, planar_layout
 from tmlsr_ray.pipeline.probe import probe_video
@@ -390,29 +390,6 @@ def test_a_recording_whose_audio_runs_seconds_ahead_of_its_first_picture_is_read
     plan, frames = cut_and_decode(path, Cutting(segment_s=0.5))
     assert len(frames) == 24 and len(plan.segments) == 4
     assert lead_s <= float(frames[0][0] * info.time_base) < lead_s + 0.1  # the picture starts where it did
-
-
-def with_an_empty_video_pid(path):
-    """48 H.264 frames in an MPEG-TS whose programme lists a second video stream (MPEG-2) that
-    carries nothing: it has no picture size, however far a probe reads."""
-    with av.open(str(path), "w", format="mpegts") as out:
-        video = out.add_stream("libx264", rate=24)
-        empty = out.add_stream("mpeg2video", rate=24)
-        for stream in (video, empty):
-            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for n in range(48):
-            out.mux(video.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), n * 5, np.uint8), format="rgb24")))
-        out.mux(video.encode(None))
-    return path
-
-
-def opens_spied(monkeypatch):
-    """Each open of an input by the decode stage, as whether it read with the long probe."""
-    opens = []
-    opened = container_stage._opened
-    monkeypatch.setattr(container_stage, "_opened",
-                        lambda path, options: opens.append("probesize" in (options or {})) or opened(path, options))
-    return opens
 
 
 def test_a_video_stream_with_no_picture_size_however_far_read_is_read_long_by_the_probe_alone(tmp_path, monkeypatch):

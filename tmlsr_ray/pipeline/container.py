@@ -28,14 +28,11 @@ LONG_PROBE = {"probesize": str(200 << 20), "analyzeduration": str(120 * 1_000_00
 
 
 def open_container(path: Path, options: Optional[Dict[str, str]] = None) -> "av.container.InputContainer":
-    """The input, opened as FFmpeg opens it; read further where a video stream's picture size is not
-    known by then. What opens it before the probe (the timeline's copy) comes here; every open after
-    it takes the probe's options (:func:`open_probed`)."""
-    container = _opened(path, options)
-    if _sizeless_video(container):
-        container.close()
-        container = _opened(path, {**(options or {}), **LONG_PROBE})
-    return container
+    """The input, opened as FFmpeg opens it, and read further where that learns more of a video
+    stream whose picture size is not known by then (:func:`probe_opened`'s rule). What opens it
+    before the probe (the timeline's copy) comes here; every open after it takes the probe's
+    options (:func:`open_probed`)."""
+    return _opened_reading_further(path, options)[0]
 
 
 def open_probed(path: Path, info: VideoInfo, options: Optional[Dict[str, str]] = None) -> "av.container.InputContainer":
@@ -46,14 +43,20 @@ def open_probed(path: Path, info: VideoInfo, options: Optional[Dict[str, str]] =
 
 
 def probe_opened(path: Path) -> Tuple["av.container.InputContainer", Dict[str, str]]:
-    """The input opened as :func:`open_container` opens it, and the options every later open takes:
-    LONG_PROBE only where it learnt more of the streams; a file one of whose video streams has no
-    picture size even so (a TS listing a video PID that carries nothing) was read to 200 MB and
-    120 s at each of a task's opens, for nothing."""
-    container = _opened(path, None)
+    """The input opened as :func:`open_container` opens it, and the options every later open takes
+    (LONG_PROBE where it read further)."""
+    return _opened_reading_further(path, None)
+
+
+def _opened_reading_further(path: Path, options: Optional[Dict[str, str]]
+                            ) -> Tuple["av.container.InputContainer", Dict[str, str]]:
+    """The input, and LONG_PROBE where reading that far learnt more of the streams: a file one of
+    whose video streams has no picture size even so (a TS listing a video PID that carries
+    nothing) was read to 200 MB and 120 s at each of a task's opens, for nothing."""
+    container = _opened(path, options)
     if not _sizeless_video(container):
         return container, {}
-    longer = _opened(path, LONG_PROBE)
+    longer = _opened(path, {**(options or {}), **LONG_PROBE})
     if _streams_known(longer) == _streams_known(container):
         longer.close()
         return container, {}
