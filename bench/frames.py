@@ -337,7 +337,7 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces
     another), sharing one model (one run at a time, as on a replica's model thread), each piece's
     encoder with cores/P threads."""
     from tmlsr_ray.pipeline.probe import probe_video
-    from tmlsr_ray.pipeline.codecs import output_container
+    from tmlsr_ray.pipeline.output_formats import output_container
     from tmlsr_ray.pipeline.encode import even_size
     from tmlsr_ray.pipeline.mux import assemble
     from tmlsr_ray.pipeline.render import SegmentJob, render_segment

@@ -92,7 +92,7 @@ def test_an_animated_webp_sent_as_a_video_is_refused_saying_how_to_send_it(tmp_p
 @pytest.mark.parametrize("codec,size", [("libx265", (8, 8)), ("libx265", (640, 8)), ("av1", (640, 16))])
 def test_output_frames_too_small_for_the_encoder_are_refused_before_the_model_runs(codec, size):
     """libx265 refuses to open under 16 pixels a side; SVT-AV1 ran until the call's timeout at 640x16."""
-    from tmlsr_ray.pipeline.codecs import resolve_codec
+    from tmlsr_ray.pipeline.output_formats import resolve_codec
     from tmlsr_ray.pipeline.encode import EncodeOptions
     from tmlsr_ray.pipeline.media import check_encodable
 
@@ -109,7 +109,7 @@ def test_output_frames_too_small_for_the_encoder_are_refused_before_the_model_ru
 def test_output_frames_too_large_for_the_encoder_are_refused_before_the_model_runs(codec, size):
     """libx264 and SVT-AV1 refuse to open above their largest frame: the replica failed with
     "Generic error in an external library" after the model's first batch."""
-    from tmlsr_ray.pipeline.codecs import MAX_FRAME_SIZE, TASK_CODECS, encoder_works, resolve_codec
+    from tmlsr_ray.pipeline.output_formats import MAX_FRAME_SIZE, TASK_CODECS, encoder_works, resolve_codec
     from tmlsr_ray.pipeline.encode import EncodeOptions
     from tmlsr_ray.pipeline.media import check_encodable
 
@@ -128,7 +128,7 @@ def test_output_frames_too_large_for_the_encoder_are_refused_before_the_model_ru
 def test_a_thin_long_hevc_output_is_refused_before_the_model_runs(size):
     """Under 32 a side libx265 codes in 16-pixel CTUs, which HEVC allows only up to level 4.1:
     8192x16 failed to open on the replica ("Invalid data found when processing input")."""
-    from tmlsr_ray.pipeline.codecs import encoder_works
+    from tmlsr_ray.pipeline.output_formats import encoder_works
     from tmlsr_ray.pipeline.encode import EncodeOptions
     from tmlsr_ray.pipeline.media import check_encodable
 
@@ -164,7 +164,7 @@ def test_a_prores_output_larger_than_its_frame_header_holds_is_refused_before_th
 
 
 def test_a_thin_long_hdr_video_goes_to_h264_where_hevc_cannot_take_it():
-    from tmlsr_ray.pipeline.codecs import resolve_codec
+    from tmlsr_ray.pipeline.output_formats import resolve_codec
     from tmlsr_ray.pipeline.encode import EncodeOptions
     from tmlsr_ray.pipeline.media import check_encodable
 
@@ -174,7 +174,7 @@ def test_a_thin_long_hdr_video_goes_to_h264_where_hevc_cannot_take_it():
 
 
 def test_a_tiny_hdr_video_goes_to_h264_where_hevc_cannot_take_it():
-    from tmlsr_ray.pipeline.codecs import resolve_codec
+    from tmlsr_ray.pipeline.output_formats import resolve_codec
     from tmlsr_ray.pipeline.encode import EncodeOptions
     from tmlsr_ray.pipeline.media import check_encodable
 

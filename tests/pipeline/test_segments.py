@@ -33,8 +33,8 @@ from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline import damage as damage_stage
 from tmlsr_ray.pipeline.audio_line import AudioLine
-from tmlsr_ray.pipeline.codecs import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat,
-                                      output_container, task_codecs_available)
+from tmlsr_ray.pipeline.output_formats import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat,
+                                               output_container, task_codecs_available)
 from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.encode import EncodeOptions, even_size
 from tmlsr_ray.pipeline.mux import assemble

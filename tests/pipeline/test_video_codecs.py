@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import make_clip, shared_path
-from tmlsr_ray.pipeline.codecs import MATROSKA, MOV, MP4, container_refusal, output_container
+from tmlsr_ray.pipeline.output_formats import MATROSKA, MOV, MP4, container_refusal, output_container
 from tmlsr_ray.pipeline.decode import iter_batches
 from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, even_size
@@ -146,7 +146,7 @@ def test_audio_mp4_cannot_hold_is_reencoded_to_aac_and_kept_in_length(tmp_path):
 
 
 def test_auto_picks_the_hardware_encoder_only_where_it_really_opens():
-    from tmlsr_ray.pipeline.codecs import encoder_options, encoder_works, resolve_codec
+    from tmlsr_ray.pipeline.output_formats import encoder_options, encoder_works, resolve_codec
 
     # Sizes and formats NVENC's H.264 cannot take never pick it, whatever the machine.
     assert resolve_codec("auto", (7680, 4320)) == "libx264"
@@ -161,7 +161,7 @@ def test_auto_picks_the_hardware_encoder_only_where_it_really_opens():
 
 def test_crf_zero_asks_nvenc_for_its_best_quality_not_its_automatic_one():
     """NVENC's cq 0 means "automatic" (FFmpeg: "0 to 51, 0 means automatic"), not the best."""
-    from tmlsr_ray.pipeline.codecs import encoder_options
+    from tmlsr_ray.pipeline.output_formats import encoder_options
 
     assert encoder_options("h264_nvenc", 0, "medium")["cq"] == "1"
     assert encoder_options("h264_nvenc", 1, "medium")["cq"] == "1"
@@ -188,7 +188,7 @@ def test_crf_zero_asks_svt_av1_for_its_best_quality_not_its_default(tmp_path):
 
 
 def test_the_writer_uses_the_encoder_auto_picks_and_reports_it(tmp_path):
-    from tmlsr_ray.pipeline.codecs import resolve_codec
+    from tmlsr_ray.pipeline.output_formats import resolve_codec
 
     source = marked_clip(tmp_path / "in.mp4", frames=6)
     info, frames, pts = all_frames(source)

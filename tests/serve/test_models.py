@@ -13,7 +13,7 @@ import requests
 
 from tests.helpers import SPANDREL_ARCHS, decode, eventually, make_clip, png_bytes, shared_path
 from tests.serve.conftest import fetch_output
-from tmlsr_ray.pipeline.codecs import task_codecs_available
+from tmlsr_ray.pipeline.output_formats import task_codecs_available
 
 
 @pytest.fixture(scope="module")

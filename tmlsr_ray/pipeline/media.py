@@ -7,8 +7,9 @@ from typing import Any, Dict, Optional, Tuple
 
 import av
 
-from tmlsr_ray.pipeline.codecs import (HEVC_ENCODER, HEVC_THIN_MAX_SIDE, HEVC_THIN_SIDE, MAX_FRAME_SIZE, MIN_FRAME_SIDE,
-                                       ContainerFormat, container_refusal, encoded_crf, resolve_codec, too_long_for_hevc)
+from tmlsr_ray.pipeline.output_formats import (HEVC_ENCODER, HEVC_THIN_MAX_SIDE, HEVC_THIN_SIDE, MAX_FRAME_SIZE,
+                                               MIN_FRAME_SIDE, ContainerFormat, container_refusal, encoded_crf,
+                                               resolve_codec, too_long_for_hevc)
 from tmlsr_ray.pipeline.colour import HDR_TRANSFERS
 from tmlsr_ray.pipeline.container import open_probed
 from tmlsr_ray.pipeline.probe import check_frame_pixels

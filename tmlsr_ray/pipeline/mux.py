@@ -19,7 +19,7 @@ import av
 
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.chapters import shifted_chapters
-from tmlsr_ray.pipeline.codecs import MP4, ContainerFormat
+from tmlsr_ray.pipeline.output_formats import MP4, ContainerFormat
 from tmlsr_ray.pipeline.container import attached_pictures, codec_name, copy_video_stream, open_probed
 from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.pipeline.encode import colour_box

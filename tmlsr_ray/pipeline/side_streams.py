@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Set, Tuple
 import av
 
 from tmlsr_ray.pipeline.audio_line import in_line
-from tmlsr_ray.pipeline.codecs import MP4, QUICKTIME_MP3_MIN_RATE, TEXT_SUBTITLES, ContainerFormat
+from tmlsr_ray.pipeline.output_formats import MP4, QUICKTIME_MP3_MIN_RATE, TEXT_SUBTITLES, ContainerFormat
 from tmlsr_ray.pipeline.container import demux, open_probed
 from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.pipeline.timeline import JUMP_FORWARD_S

@@ -23,7 +23,7 @@ from ray.serve.handle import DeploymentHandle
 from tmlsr_ray.config import INGRESS_MAX_ONGOING_REQUESTS, Settings
 from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import CatalogEntry, ModelCatalog, ModelNameError
-from tmlsr_ray.pipeline.codecs import CONTAINER_FORMATS, container_refusal, task_codecs_available
+from tmlsr_ray.pipeline.output_formats import CONTAINER_FORMATS, container_refusal, task_codecs_available
 from tmlsr_ray.errors import (CallbackRefused, FetchError, FileNotFound, InvalidRequest, KeyConflict, ModelRefused,
                               QueueFull, RequestRefused, StreamsFull, TaskFinished, TaskNotFound, Unauthorized)
 from tmlsr_ray.urls import RateFloor, check_url

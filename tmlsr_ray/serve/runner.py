@@ -27,7 +27,7 @@ from tmlsr_ray.config import Settings
 from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline import media
-from tmlsr_ray.pipeline.codecs import TASK_CODECS, ContainerFormat, output_container
+from tmlsr_ray.pipeline.output_formats import TASK_CODECS, ContainerFormat, output_container
 from tmlsr_ray.pipeline.colour import is_hdr
 from tmlsr_ray.pipeline.damage import refuse_mostly_damaged
 from tmlsr_ray.pipeline.probe import probe_video
