@@ -32,9 +32,9 @@ sys.path.insert(0, str(REPO))
 
 from bench.clip import parse_size, synthetic_frames, write_clip  # noqa: E402
 from tmlsr_ray.pipeline.decode import iter_batches  # noqa: E402
+from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter  # noqa: E402
 from tmlsr_ray.pipeline.probe import probe_video  # noqa: E402
 from tmlsr_ray.pipeline.video_info import VideoInfo  # noqa: E402
-from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter  # noqa: E402
 
 
 def encode_fps(frames: np.ndarray, info: VideoInfo, options: EncodeOptions, pieces: int, threads: int) -> float:

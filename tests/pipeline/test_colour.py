@@ -17,10 +17,10 @@ import pytest
 from tests.helpers import HDR_MASTERING, colour_chart_clip, chart_yuv
 from tmlsr_ray.pipeline.colour import (PRIMARIES, TRC_HLG, TRC_PQ, ToneMap, hlg_to_nits, pq_to_nits,
                                       primaries_to_bt709, rgb_to_xyz, written_colour)
-from tmlsr_ray.pipeline.output_formats import resolve_codec
 from tmlsr_ray.pipeline.decode import iter_batches
-from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter
+from tmlsr_ray.pipeline.output_formats import resolve_codec
+from tmlsr_ray.pipeline.probe import probe_video
 
 CASES = {
     "hevc10_bt2020_hlg": dict(codec="libx265", pix_fmt="yuv420p10le", depth=10,

@@ -12,9 +12,9 @@ from tests.helpers import (animated_gif, frame_flood_gif, joined_recordings, mak
                            with_sample_durations_zero)
 from tmlsr_ray.config import Settings
 from tmlsr_ray.errors import InputError
-from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.media import (check_frame_flood, check_indexed_length, check_video_frames, check_video_length,
                                       check_video_work, indexed_span_s, size_note, stated_duration_s)
+from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.segments import plan_segments
 from tmlsr_ray.pipeline.timeline import continuous_source
 

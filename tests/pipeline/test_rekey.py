@@ -18,8 +18,8 @@ import pytest
 from tests.helpers import (SHARED, cut_and_decode, interlaced_clip, make_clip, palette_clip, shared_path,
                            spliced_encodes, trim_by_edit_list, whole_decode, with_keyframe_flags)
 from tmlsr_ray.errors import CanceledError, InputError
-from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline import rekey
+from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.rekey import ChromaSiting, lossless_layout, raw_frame_bytes
 from tmlsr_ray.pipeline.segments import Cutting, PacketEntry, cut_packets, extract_segments, plan_segments
 

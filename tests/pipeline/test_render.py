@@ -12,8 +12,8 @@ import pytest
 from tests.helpers import damaged_raw_stream, first_keyframe_wiped, make_clip, with_packets_damaged
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.damage import refuse_mostly_damaged
-from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.encode import EncodeOptions
+from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.render import SEED_STRIDE, MissingFrames, SegmentJob, render_segment
 from tmlsr_ray.pipeline.segments import Cutting, extract_segments, plan_segments, planned_info
 

@@ -33,11 +33,11 @@ from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline import damage as damage_stage
 from tmlsr_ray.pipeline.audio_line import AudioLine
+from tmlsr_ray.pipeline.encode import EncodeOptions, even_size
+from tmlsr_ray.pipeline.mux import assemble
 from tmlsr_ray.pipeline.output_formats import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat,
                                                output_container, task_codecs_available)
 from tmlsr_ray.pipeline.probe import probe_video
-from tmlsr_ray.pipeline.encode import EncodeOptions, even_size
-from tmlsr_ray.pipeline.mux import assemble
 from tmlsr_ray.pipeline.rekey import raw_frame_bytes
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
 from tmlsr_ray.pipeline.segments import (Cutting, PacketEntry, Segment, _SegmentFile, cut_packets, decode_segment,

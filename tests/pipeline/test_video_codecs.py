@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from tests.helpers import make_clip, shared_path
-from tmlsr_ray.pipeline.output_formats import MATROSKA, MOV, MP4, container_refusal, output_container
+from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.decode import iter_batches
-from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, even_size
 from tmlsr_ray.pipeline.mux import assemble
-from tmlsr_ray.errors import InputError
+from tmlsr_ray.pipeline.output_formats import MATROSKA, MOV, MP4, container_refusal, output_container
+from tmlsr_ray.pipeline.probe import probe_video
 
 
 def marked_clip(path: Path, rotation: int = 0, frames: int = 3) -> Path:

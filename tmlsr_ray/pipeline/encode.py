@@ -22,9 +22,9 @@ import numpy as np
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SWS_MATRIX, SWS_MATRIX_TAG, Yuv420
 from tmlsr_ray.piece import Piece
-from tmlsr_ray.pipeline.output_formats import HEVC_ENCODER, encoder_options, is_prores, piece_muxer, resolve_codec
 from tmlsr_ray.pipeline.colour import is_hdr, written_colour
 from tmlsr_ray.pipeline.decode import EXACT_SWS
+from tmlsr_ray.pipeline.output_formats import HEVC_ENCODER, encoder_options, is_prores, piece_muxer, resolve_codec
 from tmlsr_ray.pipeline.video_info import VideoInfo
 
 @dataclass(frozen=True)

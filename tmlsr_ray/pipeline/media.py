@@ -7,17 +7,17 @@ from typing import Any, Dict, Optional, Tuple
 
 import av
 
+from tmlsr_ray.errors import InputError
+from tmlsr_ray.pipeline.colour import HDR_TRANSFERS
+from tmlsr_ray.pipeline.container import open_probed
+from tmlsr_ray.pipeline.encode import EncodeOptions
+from tmlsr_ray.pipeline.mux import MuxReport
 from tmlsr_ray.pipeline.output_formats import (HEVC_ENCODER, HEVC_THIN_MAX_SIDE, HEVC_THIN_SIDE, MAX_FRAME_SIZE,
                                                MIN_FRAME_SIDE, ContainerFormat, container_refusal, encoded_crf,
                                                resolve_codec, too_long_for_hevc)
-from tmlsr_ray.pipeline.colour import HDR_TRANSFERS
-from tmlsr_ray.pipeline.container import open_probed
 from tmlsr_ray.pipeline.probe import check_frame_pixels
-from tmlsr_ray.pipeline.video_info import COLOR_FIELDS, VideoInfo
-from tmlsr_ray.pipeline.encode import EncodeOptions
-from tmlsr_ray.pipeline.mux import MuxReport
 from tmlsr_ray.pipeline.segments import SegmentPlan
-from tmlsr_ray.errors import InputError
+from tmlsr_ray.pipeline.video_info import COLOR_FIELDS, VideoInfo
 
 STILL_IMAGE_CONTAINERS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}
 ANIMATION_CONTAINERS = {"gif", "apng"}

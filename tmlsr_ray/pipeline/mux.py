@@ -19,23 +19,19 @@ import av
 
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.chapters import shifted_chapters
-from tmlsr_ray.pipeline.output_formats import MP4, ContainerFormat
 from tmlsr_ray.pipeline.container import attached_pictures, codec_name, copy_video_stream, open_probed
-from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.pipeline.encode import colour_box
 from tmlsr_ray.pipeline.mp4_tracks import disable_subtitle_tracks
-from tmlsr_ray.pipeline.side_streams import SideStreams, audio_unplaced
+from tmlsr_ray.pipeline.output_formats import MP4, ContainerFormat
+from tmlsr_ray.pipeline.side_streams import SideStreams, SideStreamsReport, audio_unplaced
 from tmlsr_ray.pipeline.timecode import written_timecode
+from tmlsr_ray.pipeline.video_info import VideoInfo
+
 
 @dataclass
-class MuxReport:
+class MuxReport(SideStreamsReport):
     """What went into the output besides the video, for the task's metadata."""
 
-    audio_copied: List[Dict] = field(default_factory=list)
-    audio_reencoded: List[Dict] = field(default_factory=list)
-    audio_dropped: List[Dict] = field(default_factory=list)
-    subtitles_copied: List[Dict] = field(default_factory=list)
-    subtitles_dropped: List[Dict] = field(default_factory=list)
     attachments: List[Dict] = field(default_factory=list)  # kept: name, mimetype, bytes
     attachments_dropped: List[Dict] = field(default_factory=list)
     streams_dropped: List[Dict] = field(default_factory=list)  # other video, cover pictures, data

@@ -15,14 +15,14 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 import numpy as np
 
 from tmlsr_ray.models.yuv import Yuv420
+from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.colour import SDR_BT709, ToneMap, written_colour
 from tmlsr_ray.pipeline.damage import DamagedPackets
 from tmlsr_ray.pipeline.decode import FrameBatch, planar_layout
-from tmlsr_ray.pipeline.video_info import VideoInfo
-from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, gpu_planes
 from tmlsr_ray.pipeline.overlap import CrossFade, overlapping_batches
 from tmlsr_ray.pipeline.segments import Segment, decode_segment
+from tmlsr_ray.pipeline.video_info import VideoInfo
 
 SEED_STRIDE = 1 << 20  # seeds of a segment's batches: seed + segment × stride + batch
 

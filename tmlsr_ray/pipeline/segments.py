@@ -39,6 +39,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import av
 import numpy as np
 
+from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.container import (EDIT_LIST_IGNORED, SEGMENT_FORMATS, codec_name, copy_video_stream, demux,
                                           ffmpeg_message, open_probed, open_segment_file, raw_video_tag,
@@ -47,9 +48,8 @@ from tmlsr_ray.pipeline.damage import (DamagedPackets, damage_retold_on_failure,
                                        decoded_frames)
 from tmlsr_ray.pipeline.decode import FrameBatch, decode_batches, iter_batches
 from tmlsr_ray.pipeline.probe import RESIZABLE_CODECS, decoded_alone, largest_picture, stamped_by_parser
-from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
-from tmlsr_ray.errors import InputError
+from tmlsr_ray.pipeline.video_info import VideoInfo
 
 # FFmpeg's names of the containers that store each frame's presentation time
 PRESENTATION_TIME_CONTAINERS = {"mov", "matroska", "mpegts"}

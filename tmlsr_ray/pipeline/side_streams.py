@@ -5,26 +5,37 @@ converted to its text form otherwise (:mod:`.transcode`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import av
 
 from tmlsr_ray.pipeline.audio_line import in_line
-from tmlsr_ray.pipeline.output_formats import MP4, QUICKTIME_MP3_MIN_RATE, TEXT_SUBTITLES, ContainerFormat
 from tmlsr_ray.pipeline.container import demux, open_probed
-from tmlsr_ray.pipeline.video_info import VideoInfo
+from tmlsr_ray.pipeline.output_formats import MP4, QUICKTIME_MP3_MIN_RATE, TEXT_SUBTITLES, ContainerFormat
 from tmlsr_ray.pipeline.timeline import JUMP_FORWARD_S
 from tmlsr_ray.pipeline.transcode import AacTranscoder, TextSubtitleTranscoder, as_source
+from tmlsr_ray.pipeline.video_info import VideoInfo
 
-if TYPE_CHECKING:  # mux, which reports, runs the side streams
-    from tmlsr_ray.pipeline.mux import MuxReport
+
+@dataclass
+class SideStreamsReport:
+    """What became of the source's audio and subtitle streams, for the task's metadata (the
+    output's :class:`~tmlsr_ray.pipeline.mux.MuxReport` is one)."""
+
+    audio_copied: List[Dict] = field(default_factory=list)
+    audio_reencoded: List[Dict] = field(default_factory=list)
+    audio_dropped: List[Dict] = field(default_factory=list)
+    subtitles_copied: List[Dict] = field(default_factory=list)
+    subtitles_dropped: List[Dict] = field(default_factory=list)
+
 
 class SideStreams:
     """Audio and subtitle streams of the source, muxed in time order next to the video."""
 
-    def __init__(self, source, info: VideoInfo, report: MuxReport, into: ContainerFormat = MP4,
+    def __init__(self, source, info: VideoInfo, report: SideStreamsReport, into: ContainerFormat = MP4,
                  unplaced: Optional[Dict[int, str]] = None):
         self._source = source
         self._report = report

@@ -21,12 +21,11 @@ from ray.exceptions import TaskCancelledError
 from ray.serve.handle import DeploymentHandle
 
 from tmlsr_ray.config import INGRESS_MAX_ONGOING_REQUESTS, Settings
+from tmlsr_ray.errors import (CallbackRefused, FetchError, FileNotFound, InvalidRequest, KeyConflict, ModelRefused,
+                              QueueFull, RequestRefused, StreamsFull, TaskFinished, TaskNotFound, Unauthorized)
 from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import CatalogEntry, ModelCatalog, ModelNameError
 from tmlsr_ray.pipeline.output_formats import CONTAINER_FORMATS, container_refusal, task_codecs_available
-from tmlsr_ray.errors import (CallbackRefused, FetchError, FileNotFound, InvalidRequest, KeyConflict, ModelRefused,
-                              QueueFull, RequestRefused, StreamsFull, TaskFinished, TaskNotFound, Unauthorized)
-from tmlsr_ray.urls import RateFloor, check_url
 from tmlsr_ray.protocol import (
     MAX_PREFER_WAIT_S,
     BatchItemError,
@@ -52,6 +51,7 @@ from tmlsr_ray.serve.state import get_state_actor
 from tmlsr_ray.state.records import new_task_id, request_fingerprint
 from tmlsr_ray.state.store import TaskReader, monitor_stats
 from tmlsr_ray.storage.local import FILES_ROUTE, LocalStorage, media_type
+from tmlsr_ray.urls import RateFloor, check_url
 
 logger = logging.getLogger("ray.serve")
 

@@ -24,29 +24,29 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.handle import DeploymentHandle
 
 from tmlsr_ray.config import Settings
+from tmlsr_ray.errors import DiskFull, TaskError
 from tmlsr_ray.models.base import ModelError, ModelInfo
 from tmlsr_ray.models.registry import ModelCatalog, ModelNameError
+from tmlsr_ray.piece import Piece
 from tmlsr_ray.pipeline import media
-from tmlsr_ray.pipeline.output_formats import TASK_CODECS, ContainerFormat, output_container
 from tmlsr_ray.pipeline.colour import is_hdr
 from tmlsr_ray.pipeline.damage import refuse_mostly_damaged
-from tmlsr_ray.pipeline.probe import probe_video
-from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.pipeline.encode import EncodeOptions, even_size
-from tmlsr_ray.pipeline.mux import assemble
-from tmlsr_ray.piece import Piece
-from tmlsr_ray.errors import DiskFull, TaskError
 from tmlsr_ray.pipeline.fetch import fetch_input
 from tmlsr_ray.pipeline.image import (
     CONTENT_TYPES, EXTENSIONS, check_format_holds, decode_image, effective_quality, encode_image, fitting_exif,
     fitting_icc_profile, output_format, probe_image, stored_layout,
 )
+from tmlsr_ray.pipeline.mux import assemble
+from tmlsr_ray.pipeline.output_formats import TASK_CODECS, ContainerFormat, output_container
 from tmlsr_ray.pipeline.photo_hdr import as_shown, gain_map_for, hdr_metadata, transfer_name
+from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.progress import SegmentProgress
 from tmlsr_ray.pipeline.render import SegmentJob
 from tmlsr_ray.pipeline.segments import Segment, SegmentPlan, extract_segments, plan_segments, planned_info
 from tmlsr_ray.pipeline.timeline import continuous_source
 from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size, processing_resolution, target_size
+from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput, TaskStatus, model_defaults
 from tmlsr_ray.serve.fanout import SegmentFanout, call_with_retry, iterate_in_thread
 from tmlsr_ray.serve.metrics import RunnerMetrics
