@@ -2139,32 +2139,60 @@ def iso_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata
     tiles of that side, hidden items 4 on (:func:`heif_grid_tiles`), as phones store a large one."""
     import pillow_heif
 
-    if metadata is None:
-        metadata = iso_gain_map_metadata(0, 2, [(0, 2, 1, Fraction(1, 64), Fraction(1, 64))])
-    primary_properties, primary_data = _heif_coded_item(
-        pillow_heif.from_pillow(Image.fromarray(cv2.cvtColor(primary, cv2.COLOR_BGR2RGB))))
+    primary_coded = _heif_coded_item(pillow_heif.from_pillow(Image.fromarray(cv2.cvtColor(primary, cv2.COLOR_BGR2RGB))))
     gain_properties, gain_data = _heif_coded_item(_heif_of_gain_map(gain_map),
                                                   full_range_flag=int(gain_map_range == "full"))
     if gain_map_tile:
         gain_properties, gain_data = [image_spatial_extent(gain_map.shape[1], gain_map.shape[0])], image_grid(
             -(-gain_map.shape[0] // gain_map_tile), -(-gain_map.shape[1] // gain_map_tile), gain_map.shape[1::-1])
     gain_properties = [prop for prop in gain_properties if prop[4:8] != without] + list(gain_map_turns)
+    return _tone_mapped_heif(path, primary_coded, (b"grid" if gain_map_tile else coded_as, gain_properties, gain_data),
+                             metadata, tone_map_colour, (gain_map, gain_map_tile) if gain_map_tile else None)
+
+
+def iso_hdr_avif(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata: Optional[bytes] = None,
+                 gain_map_turns: Sequence[bytes] = (), primary_turns: Sequence[bytes] = (), bits: int = 8) -> Path:
+    """An AVIF HDR photo as libavif writes one (``avifenc --gain-map``, Chrome): as
+    :func:`iso_hdr_heic`'s, its items AV1 (``av01``), coded by OpenCV's AVIF writer (libavif): the
+    primary BGR 8-bit, the gain map gray (monochrome) or BGR (4:4:4 of matrix 0, its samples G, B,
+    R) of ``bits`` (levels 0 to 2**bits - 1). ``primary_turns``: whole ``irot``/``imir`` boxes of
+    the primary's (libavif 1.4 refuses a tmap item of turns of its own); ``gain_map_turns``: the
+    gain map's own."""
+    primary_properties, primary_data = _avif_coded_item(primary, 8)
+    gain_properties, gain_data = _avif_coded_item(gain_map, bits)
+    return _tone_mapped_heif(path, (primary_properties + list(primary_turns), primary_data),
+                             (b"av01", gain_properties + list(gain_map_turns), gain_data), metadata, b"", None,
+                             major_brand=b"avif", brands=b"avifmif1miaftmap")
+
+
+def _tone_mapped_heif(path: Path, primary_coded: Tuple[List[bytes], bytes], gain_coded: Tuple[bytes, List[bytes], bytes],
+                      metadata: Optional[bytes], tone_map_colour: bytes, grid: Optional[Tuple[np.ndarray, int]],
+                      major_brand: bytes = b"heic", brands: bytes = b"mif1heictmap") -> Path:
+    """The HEIF of :func:`iso_hdr_heic`: the primary (its properties and data), the gain map (its
+    item type, properties and data; a ``grid`` of HEVC tiles of ``grid``'s picture and side) and a
+    ``tmap`` item of ``metadata`` (by default one channel of 0 to 2 stops, headroom 0 to 2, gamma
+    1, offsets 1/64), its ``colr`` ``tone_map_colour`` where given."""
+    if metadata is None:
+        metadata = iso_gain_map_metadata(0, 2, [(0, 2, 1, Fraction(1, 64), Fraction(1, 64))])
+    primary_properties, primary_data = primary_coded
+    coding, gain_properties, gain_data = gain_coded
     properties = primary_properties + gain_properties + ([_box(b"colr", tone_map_colour)] if tone_map_colour else [])
     associations = [(1, list(range(1, len(primary_properties) + 1))),
                     (2, list(range(len(primary_properties) + 1, len(primary_properties + gain_properties) + 1))),
                     (3, [[p[4:8] for p in primary_properties].index(b"ispe") + 1]
                      + ([len(properties)] if tone_map_colour else []))]
-    items = [(1, b"hvc1", primary_data), (2, b"grid" if gain_map_tile else coded_as, gain_data),
-             (3, b"tmap", bytes(1) + metadata)]
+    primary_coding = b"av01" if major_brand == b"avif" else b"hvc1"
+    items = [(1, primary_coding, primary_data), (2, coding, gain_data), (3, b"tmap", bytes(1) + metadata)]
     iref = _box(b"dimg", struct.pack(">HHHH", 3, 2, 1, 2))
     tiles: List[tuple] = []
-    if gain_map_tile:
-        tiles, tile_associations = heif_grid_tiles(gain_map, gain_map_tile, 4, properties)
+    if grid:
+        tiles, tile_associations = heif_grid_tiles(*grid, 4, properties)
         associations += tile_associations
         iref += _box(b"dimg", struct.pack(f">HH{len(tiles)}H", 2, len(tiles), *(item for item, _, _ in tiles)))
     groups = _box(b"grpl", _full_box(b"altr", 0, struct.pack(">IIII", 1, 2, 3, 1)))
-    return _assembled_heif(path, items + tiles, properties, associations, iref, groups, b"mif1heictmap",
-                           hidden=(2, *(item for item, _, _ in tiles)), in_idat=(2, 3) if gain_map_tile else (3,))
+    return _assembled_heif(path, items + tiles, properties, associations, iref, groups, brands,
+                           hidden=(2, *(item for item, _, _ in tiles)), in_idat=(2, 3) if grid else (3,),
+                           major_brand=major_brand)
 
 
 def grid_heic(path: Path, picture: np.ndarray, tile: int, grid_properties: Sequence[bytes] = (),
@@ -2259,7 +2287,7 @@ def iso_gain_map_metadata(base_headroom, alternate_headroom, channels, flags: in
 
 def _assembled_heif(path: Path, items: Sequence[tuple], properties: List[bytes], associations: Sequence[tuple],
                     iref: bytes, groups: bytes, brands: bytes, hidden: Sequence[int] = (),
-                    in_idat: Sequence[int] = ()) -> Path:
+                    in_idat: Sequence[int] = (), major_brand: bytes = b"heic") -> Path:
     """A HEIF of ``items`` ((id, type, data): item 1 the primary), ``properties`` (whole boxes,
     ``associations`` (item, 1-based indices) giving each item's), the references and groups
     given; the items ``hidden`` flagged so, those ``in_idat`` stored in the meta box's ``idat``
@@ -2288,7 +2316,7 @@ def _assembled_heif(path: Path, items: Sequence[tuple], properties: List[bytes],
                          + _box(b"iprp", _box(b"ipco", b"".join(properties)) + _full_box(b"ipma", 0, ipma))
                          + (_box(b"idat", idat) if idat else b"") + groups)
 
-    ftyp = _box(b"ftyp", b"heic" + bytes(4) + brands)
+    ftyp = _box(b"ftyp", major_brand + bytes(4) + brands)
     mdat_at = len(ftyp) + len(meta(0)) + 8
     path.write_bytes(ftyp + meta(mdat_at) + _box(b"mdat", b"".join(d for i, _, d in items if i not in in_idat)))
     return path
@@ -2300,10 +2328,24 @@ def _heif_coded_item(heif, **options) -> Tuple[List[bytes], bytes]:
     HEVC VUI both)."""
     out = io.BytesIO()
     heif.save(out, quality=95, **options)
-    top = {kind: out.getvalue()[start:end] for kind, start, end in boxes(out.getvalue())}
+    return _single_item(out.getvalue())
+
+
+def _single_item(heif: bytes) -> Tuple[List[bytes], bytes]:
+    """The properties (whole boxes) and data (its ``mdat``) of a HEIF or AVIF of one item."""
+    top = {kind: heif[start:end] for kind, start, end in boxes(heif)}
     meta = {kind: top[b"meta"][start:end] for kind, start, end in boxes(top[b"meta"], 4)}
     ipco = dict((kind, meta[b"iprp"][start:end]) for kind, start, end in boxes(meta[b"iprp"]))[b"ipco"]
     return [ipco[start - 8:end] for _, start, end in boxes(ipco)], top[b"mdat"]
+
+
+def _avif_coded_item(picture: np.ndarray, bits: int) -> Tuple[List[bytes], bytes]:
+    """The properties (whole boxes) and data of OpenCV's AVIF of ``picture`` (BGR or gray, levels
+    of ``bits``), losslessly coded: gray as monochrome, BGR as 4:4:4 of matrix 0 (G, B and R)."""
+    ok, avif = cv2.imencode(".avif", picture.astype(np.uint16 if bits > 8 else np.uint8),
+                            [cv2.IMWRITE_AVIF_DEPTH, bits, cv2.IMWRITE_AVIF_QUALITY, 100])
+    assert ok
+    return _single_item(avif.tobytes())
 
 
 def _apple_exif(maker_tags: dict) -> bytes:

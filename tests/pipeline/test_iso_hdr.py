@@ -1,5 +1,6 @@
-"""An Android HDR HEIC's gain map, a hidden HEVC item linked by an ISO 21496-1 tmap item, read
-from its boxes; and why it is left out where it cannot be kept."""
+"""An ISO 21496-1 HDR photo's gain map, a hidden item linked by a tmap item, read from its boxes:
+an Android HEIC's (HEVC) and an AVIF's (AV1, as libavif writes it); and why it is left out where
+it cannot be kept."""
 
 import io
 import re
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import iso_gain_map_metadata, iso_hdr_heic, meta_box_damaged
+from tests.helpers import iso_gain_map_metadata, iso_hdr_avif, iso_hdr_heic, meta_box_damaged
+from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.image import probe_image
 from tmlsr_ray.pipeline.iso_hdr import iso_gain_map
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
@@ -172,9 +174,9 @@ def test_a_grid_gain_maps_tile_coded_otherwise_than_in_hevc_is_named(tmp_path):
                         gain_map_tile=64)
     data = path.read_bytes()
     last_tile = data.index(struct.pack(">HH4s", 9, 0, b"hvc1"))
-    path.write_bytes(data[:last_tile] + struct.pack(">HH4s", 9, 0, b"av01") + data[last_tile + 8:])
-    assert iso_gain_map(path, (160, 112)) == (None, "the ISO 21496-1 HDR photo's gain map is coded as av01, and only "
-                                                    "HEVC ones (what phones write) are read")
+    path.write_bytes(data[:last_tile] + struct.pack(">HH4s", 9, 0, b"j2k1") + data[last_tile + 8:])
+    assert iso_gain_map(path, (160, 112)) == (None, "the ISO 21496-1 HDR photo's gain map is coded as j2k1, and only "
+                                                    "HEVC (what phones write) and AV1 (libavif's) ones are read")
 
 
 def test_a_gain_map_of_limited_range_levels_is_read_at_full_range_levels(tmp_path):
@@ -271,8 +273,8 @@ def _cut_mdat(path):
     return path
 
 
-NO_HEVC = "the ISO 21496-1 HDR photo's gain map could not be read whole (its HEVC data does not decode to the " \
-          "picture its properties state)"
+NOT_DECODING = "the ISO 21496-1 HDR photo's gain map could not be read whole (its coded data does not decode to " \
+               "the picture its properties state)"
 
 
 @pytest.mark.parametrize("options, damage, note", [
@@ -290,14 +292,13 @@ NO_HEVC = "the ISO 21496-1 HDR photo's gain map could not be read whole (its HEV
      "the ISO 21496-1 HDR photo's tmap metadata could not be read (a headroom or gain of 128 stops or more)"),
     ({"metadata": iso_gain_map_metadata(0, 2, [(-200, 2, 1, 0, 0)])}, None,  # 2 to it is 0 in a float
      "the ISO 21496-1 HDR photo's tmap metadata could not be read (a headroom or gain of 128 stops or more)"),
-    ({"without": b"hvcC"}, None, NO_HEVC),
+    ({"without": b"hvcC"}, None, NOT_DECODING),
     ({"without": b"ispe"}, None, "the ISO 21496-1 HDR photo's gain map could not be read whole (it states no size "
                                  "(ispe))"),
     ({}, _cut_mdat, "the ISO 21496-1 HDR photo's gain map could not be read whole (its item 2's data is cut short)"),
-    ({"coded_as": b"av01"}, None,
-     "the ISO 21496-1 HDR photo's gain map is coded as av01, and only HEVC ones (what phones write) are read"),
-    ({"coded_as": b"\xffvc1"}, None,
-     "the ISO 21496-1 HDR photo's gain map is coded as \\xffvc1, and only HEVC ones (what phones write) are read"),
+    ({"coded_as": b"av01"}, None, NOT_DECODING),  # HEVC data, no av1C: not taken for AV1
+    ({"coded_as": b"\xffvc1"}, None, "the ISO 21496-1 HDR photo's gain map is coded as \\xffvc1, and only HEVC (what "
+                                     "phones write) and AV1 (libavif's) ones are read"),
     ({"gain_map": (49, 64)}, None, "the ISO 21496-1 HDR photo's gain map is wider or higher than its picture"),
 ])
 def test_a_gain_map_that_cannot_be_kept_leaves_the_photo_sdr_saying_why(tmp_path, options, damage, note):
@@ -313,7 +314,7 @@ def test_a_coded_picture_larger_than_its_ispe_is_not_decoded(tmp_path):
     data = path.read_bytes()
     gain_map_extent = data.index(b"ispe", data.index(b"ispe") + 1)  # the primary's first
     path.write_bytes(data[:gain_map_extent + 8] + struct.pack(">II", 64, 32) + data[gain_map_extent + 16:])
-    assert probe_image(path, 10**8).gain_map_left_out == NO_HEVC
+    assert probe_image(path, 10**8).gain_map_left_out == NOT_DECODING
 
 
 DAMAGED_NOTE = "the ISO 21496-1 HDR photo's gain map could not be read whole ({})"
@@ -381,3 +382,57 @@ def test_random_damage_to_a_grid_gain_maps_boxes_gives_a_gain_map_or_a_note_neve
         assert note is None or note.isprintable()
         notes.add(note)
     assert len([note for note in notes if note and "grid" in note]) >= 3  # the damage reaches the grid's own boxes
+
+
+def _chrome_avif(path, gain_map, **options):
+    return iso_hdr_avif(path, np.full((48, 64, 3), 120, np.uint8), gain_map, **options)
+
+
+@pytest.mark.parametrize("bits", [8, 10, 12])
+def test_an_avifs_av1_gain_map_is_kept_at_its_eight_bit_levels(tmp_path, bits):
+    """libavif's gain map, a hidden AV1 item (monochrome here, as avifenc writes a gray one), of 8,
+    10 or 12 bits: its bright quarter where it was stored. An AVIF's gain map was not read."""
+    levels = _marked_levels((24, 32)).astype(np.uint16) << (bits - 8)
+    info = probe_image(_chrome_avif(tmp_path / "chrome.avif", levels, bits=bits), 10**8)
+    assert (info.format, info.gain_map_left_out) == ("avif", None)
+    stored = cv2.imdecode(np.frombuffer(info.gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert stored.shape == (24, 32) and abs(stored[:12, :16].mean() - 230) <= 2
+    assert abs(stored[12:16, 16:24].mean() - 40) <= 2 and abs(stored[-6:, -6:].mean() - 120) <= 3
+
+
+THREE_CHANNELS = iso_gain_map_metadata(0, 2, [DEFAULT_CHANNEL] * 3)
+
+
+def test_an_avifs_three_channel_gain_map_of_g_b_and_r_samples_comes_back_in_colour(tmp_path):
+    """OpenCV's (libavif's) 4:4:4 of matrix 0: its samples are G, B and R, decoded as they are."""
+    levels = np.full((24, 32, 3), (40, 120, 200), np.uint8)  # BGR
+    gain_map, note = iso_gain_map(_chrome_avif(tmp_path / "chrome.avif", levels, metadata=THREE_CHANNELS), (64, 48))
+    stored = cv2.imdecode(np.frombuffer(gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert note is None and np.abs(stored.mean(axis=(0, 1)) - (40, 120, 200)).max() < 4
+
+
+def test_an_av1_gain_map_whose_sequence_header_states_more_than_its_ispe_is_not_decoded(tmp_path):
+    """Its ispe says 16x12, its coded picture is 32x24: dav1d is held to the ispe (max_pixels, its
+    frame_size_limit) and refuses the frame before allocating it."""
+    path = _chrome_avif(tmp_path / "chrome.avif", _marked_levels((24, 32)))
+    data = path.read_bytes()
+    gain_map_extent = data.index(b"ispe", data.index(b"ispe") + 1)  # the primary's first
+    path.write_bytes(data[:gain_map_extent + 8] + struct.pack(">II", 16, 12) + data[gain_map_extent + 16:])
+    assert iso_gain_map(path, (64, 48)) == (None, NOT_DECODING)
+
+
+def test_random_damage_to_an_avifs_meta_box_is_refused_as_input_or_gives_a_gain_map_or_a_note(tmp_path):
+    """200 copies of an AVIF HDR photo, each with 1 to 8 of its meta box's bytes overwritten (a
+    fixed seed): libavif refuses some whole (an InputError), the others' gain map is kept or its
+    note says why, never an exception of another kind."""
+    notes = set()
+    path = _chrome_avif(tmp_path / "chrome.avif", _marked_levels((24, 32)))
+    for damaged in meta_box_damaged(path, tmp_path / "damaged.avif", 200, 21497):
+        gain_map, note = iso_gain_map(damaged, (64, 48))
+        assert note is None or note.isprintable()
+        notes.add(note)
+        try:
+            probe_image(damaged, 10**8)
+        except InputError:
+            pass
+    assert len(notes) > 10  # the damage reaches the tmap item's boxes, not only what is never read

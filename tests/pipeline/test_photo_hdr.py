@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.helpers import (GAIN_MAP_METADATA, ISO_GAIN_MAP_SIGNATURE, REFERENCE_WHITE_CODES, apple_hdr_heic, bt2100_icc,
                            deep_levels, deep_photo, display_p3_icc, extended_xmp_segments, hdr_white_photo,
-                           image_round_trip, iso_gain_map_metadata, iso_hdr_heic, jpeg_marker_segment,
+                           image_round_trip, iso_gain_map_metadata, iso_hdr_avif, iso_hdr_heic, jpeg_marker_segment,
                            png_chunks_in_order, srgb_level, ultra_hdr_jpeg, with_png_chunk)
 from tmlsr_ray.pipeline.colour import ToneMap, nits_to_pq, pq_to_nits
 from tmlsr_ray.pipeline.gainmap import GAIN_MAP_NOT_DESCRIBED
@@ -580,6 +580,28 @@ def _hdr_over_sdr(data: bytes) -> np.ndarray:
     return ((sdr + offset_sdr) * boost - offset_hdr) / sdr
 
 
+CORNERS = [(8, 8), (-8, 8), (8, -8), (-8, -8)]  # one in each quarter, away from the edges between
+
+
+def _gain_map_round_trip(path: Path):
+    """An HDR photo whose primary has one bright quarter, upscaled 2x and kept Ultra HDR: its
+    output, the output's primary, the HDR/SDR ratio its gain map gives at each pixel, and which of
+    :data:`CORNERS` is bright (one, wherever the photo's turns put it)."""
+    info = probe_image(path, 10**8)
+    shown, image, fmt, data = hdr_round_trip(path, scale=2)
+    assert fmt == "jpeg" and hdr_metadata(info, shown, "keep", fmt) == {"hdr": "gain map"}
+    ratio = _hdr_over_sdr(data)
+    bright = [image[y, x, 1] > 128 for y, x in CORNERS]
+    assert sum(bright) == 1 and ratio.shape == image.shape[:2]
+    return data, image, ratio, bright
+
+
+def _tmap_ratio(primary_level: int, level: int) -> float:
+    """The HDR/SDR ratio of a default tmap (0 to 2 stops, gamma 1, offsets 1/64) at a gain map's level."""
+    sdr = (primary_level / 255) ** 2.2
+    return ((sdr + 1 / 64) * 2 ** (2 * level / 255) - 1 / 64) / sdr
+
+
 # the iPhone's maker note tags by default: 33 = 1.02 (at least 1), 48 = 0.0064 (at most 0.01)
 APPLE_STOPS = -70 * 0.0064 + 3.0
 
@@ -597,14 +619,8 @@ def test_an_iphone_hdr_heic_comes_back_ultra_hdr_showing_the_hdr_apples_formula_
     apple_levels = np.full((24, 32), 90, np.uint8)
     apple_levels[:12, :16] = 250  # the primary's bright quarter
     path = apple_hdr_heic(tmp_path / "iphone.heic", primary, apple_levels, rotation=rotation, mirror=mirror)
-    info = probe_image(path, 10**8)
-    shown, image, fmt, data = hdr_round_trip(path, scale=2)
-    assert fmt == "jpeg" and hdr_metadata(info, shown, "keep", fmt) == {"hdr": "gain map"}
-    ratio = _hdr_over_sdr(data)
-    corners = [(8, 8), (-8, 8), (8, -8), (-8, -8)]  # one in each quarter, away from the edges between
-    bright = [image[y, x, 1] > 128 for y, x in corners]
-    assert sum(bright) == 1 and ratio.shape == image.shape[:2]
-    for (y, x), level in zip(corners, np.where(bright, 250, 90)):
+    data, image, ratio, bright = _gain_map_round_trip(path)
+    for (y, x), level in zip(CORNERS, np.where(bright, 250, 90)):
         apple = 1 + (2 ** APPLE_STOPS - 1) * _rec709_linear(level)
         assert abs(ratio[y, x] / apple - 1) < 0.03, (y, x, ratio[y, x], apple)
     entries, _, xmp = _mp_index(data)
@@ -699,16 +715,10 @@ def test_an_android_hdr_heic_comes_back_ultra_hdr_showing_the_hdr_its_tmap_state
     came back an SDR JPEG. Its Ultra HDR gain map, applied by hdrgm's formula to the output's
     primary, gives the HDR/SDR ratio the tmap's numbers give its levels within 3%, the gain map
     turned upright by its own irot: its bright quarter under the primary's."""
-    path = _quarter_bright_android_heic(tmp_path / "android.heic", turns)
-    info = probe_image(path, 10**8)
-    shown, image, fmt, data = hdr_round_trip(path, scale=2)
-    assert fmt == "jpeg" and hdr_metadata(info, shown, "keep", fmt) == {"hdr": "gain map"}
-    ratio = _hdr_over_sdr(data)
-    corners = [(8, 8), (-8, 8), (8, -8), (-8, -8)]  # one in each quarter, away from the edges between
-    assert [image[y, x, 1] > 128 for y, x in corners] == [True, False, False, False]
-    for (y, x), level in zip(corners, (230, 40, 40, 40)):
-        sdr = (image[y, x, 1] / 255) ** 2.2
-        tmap = ((sdr + 1 / 64) * 2 ** (2 * level / 255) - 1 / 64) / sdr
+    data, image, ratio, bright = _gain_map_round_trip(_quarter_bright_android_heic(tmp_path / "android.heic", turns))
+    assert bright == [True, False, False, False]
+    for (y, x), level in zip(CORNERS, (230, 40, 40, 40)):
+        tmap = _tmap_ratio(image[y, x, 1], level)
         assert abs(ratio[y, x] / tmap - 1) < 0.03, (y, x, ratio[y, x], tmap)
     gain_map = data[_mp_index(data)[0][0]["Size"]:]
     assert ISO_GAIN_MAP_SIGNATURE + iso_gain_map_metadata(0, 2, [(0, 2, 1, Fraction(1, 64), Fraction(1, 64))]) \
@@ -727,6 +737,34 @@ def test_an_android_hdr_heic_without_its_gain_map_says_so(tmp_path, hdr, request
     metadata = hdr_metadata(info, shown, hdr, chosen)
     assert chosen == fmt and metadata["hdr"] is None and metadata["hdr_note"].startswith(note)
     assert b"hdr-gain-map" not in data and ISO_GAIN_MAP_SIGNATURE not in data
+
+
+IROT = {turns: struct.pack(">I4sB", 9, b"irot", turns) for turns in (1, 3)}
+IMIR_LEFT_RIGHT = struct.pack(">I4sB", 9, b"imir", 1)
+
+
+@pytest.mark.parametrize("primary_turns, gain_map_turns", [
+    ((), ()), ((IROT[1],), ()), ((IROT[3],), ()), ((IMIR_LEFT_RIGHT,), ()), ((), (IROT[1],)), ((IROT[1],), (IROT[3],)),
+])
+def test_an_avif_hdr_photo_comes_back_ultra_hdr_showing_the_hdr_its_tmap_states(tmp_path, primary_turns,
+                                                                                gain_map_turns):
+    """An AVIF whose gain map is a hidden AV1 item linked by an ISO 21496-1 tmap item (libavif's
+    avifenc --gain-map, Chrome) came back an SDR JPEG, its gain map not read. Its Ultra HDR gain
+    map, applied by hdrgm's formula to the output's primary, gives the HDR/SDR ratio the tmap's
+    numbers give its levels within 3%: with the primary turned by its irot or imir (which Pillow
+    gives as its EXIF orientation), the gain map is turned with it, and by its own irot besides,
+    its bright quarter under the primary's wherever it ends up."""
+    primary = np.full((48, 64, 3), 60, np.uint8)
+    primary[:24, :32] = 200
+    levels = np.full((24, 32), 40, np.uint8)
+    levels[:12, :16] = 230
+    stored = np.rot90(levels, -gain_map_turns[0][8]) if gain_map_turns else levels
+    path = iso_hdr_avif(tmp_path / "chrome.avif", primary, np.ascontiguousarray(stored), primary_turns=primary_turns,
+                        gain_map_turns=gain_map_turns)
+    _, image, ratio, bright = _gain_map_round_trip(path)
+    for (y, x), level in zip(CORNERS, np.where(bright, 230, 40)):
+        tmap = _tmap_ratio(image[y, x, 1], level)
+        assert abs(ratio[y, x] / tmap - 1) < 0.03, (y, x, ratio[y, x], tmap)
 
 
 def test_a_heic_without_a_gain_map_comes_back_as_before(tmp_path):

@@ -166,8 +166,7 @@ def probe_image(path: Path, max_pixels: int) -> ImageInfo:
             orientation = 1 if fmt in ("tiff", "heic") else _orientation(exif.get(EXIF_ORIENTATION_TAG))
             icc_profile, png_colour, hdr_colour = _stated_colour(img, path, fmt)
             # an iPhone's maker note is read before the EXIF is pared
-            gain_map, gain_map_left_out = (_heic_gain_map(path, img.info, exif, (width, height))
-                                           if fmt == "heic" else (None, None))
+            gain_map, gain_map_left_out = _heif_gain_map(path, fmt, img.info, exif, (width, height))
             upright_exif = _upright_exif(exif)
         if fmt == "jpeg" and _declares_gain_map(img):
             gain_map, gain_map_left_out = _decodable_gain_map(path, (width, height))
@@ -205,15 +204,18 @@ def _heif_refusal(path: Path) -> Optional[str]:
     return None
 
 
-def _heic_gain_map(path: Path, heif_info: dict, exif: Image.Exif, primary_size: Tuple[int, int]
+def _heif_gain_map(path: Path, fmt: Optional[str], heif_info: dict, exif: Image.Exif, primary_size: Tuple[int, int]
                    ) -> Tuple[Optional[GainMap], Optional[str]]:
-    """An iPhone's gain map (Apple's auxiliary image) or an ISO 21496-1 one (a ``tmap`` item).
-    Where an iPhone's HEIC (iOS 18) has both, Apple's is kept, as before iOS 18: its tmap item is
-    derived from the same gain map picture, and the tmap's numbers are not clearly better than
-    the maker note's, whose reading is checked against Apple's published formula."""
-    if declares_apple_gain_map(heif_info):
+    """A HEIC's gain map, an iPhone's (Apple's auxiliary image) or an ISO 21496-1 one (a ``tmap``
+    item), or an AVIF's (ISO 21496-1 alone). Where an iPhone's HEIC (iOS 18) has both, Apple's is
+    kept, as before iOS 18: its tmap item is derived from the same gain map picture, and the
+    tmap's numbers are not clearly better than the maker note's, whose reading is checked against
+    Apple's published formula. An AVIF's primary is as Pillow gives it, not turned (its irot and
+    imir are its EXIF orientation), and its gain map is read so: turned by its own alone, the
+    orientation turns both."""
+    if fmt == "heic" and declares_apple_gain_map(heif_info):
         return apple_gain_map(path, exif, primary_size)
-    return iso_gain_map(path, primary_size)
+    return iso_gain_map(path, primary_size) if fmt in ("heic", "avif") else (None, None)
 
 
 def _declares_gain_map(img: Image.Image) -> bool:

@@ -1,9 +1,11 @@
-"""An Android HDR photo (no Ray, no HTTP): a HEIC whose gain map is stored the ISO 21496-1 way
-(Android 15 on, and iOS 18 besides Apple's own): a hidden HEVC item, linked with the primary by a
-derived ``tmap`` item whose payload is ISO 21496-1's metadata, made the gain map of an Ultra HDR
-JPEG: its levels as stored, its metadata's numbers written in the ISO 21496-1 segment and mirrored
-in hdrgm's XMP. pillow-heif reads no hidden item: the boxes are followed here
-(:func:`~tmlsr_ray.pipeline.heif_boxes.tone_map_link`) and FFmpeg's HEVC decoder decodes the map.
+"""An ISO 21496-1 HDR photo (no Ray, no HTTP): a HEIC or AVIF whose gain map is stored the ISO
+21496-1 way (Android 15 on, and iOS 18 besides Apple's own, in HEVC; libavif and Chrome in AV1): a
+hidden item, linked with the primary by a derived ``tmap`` item whose payload is ISO 21496-1's
+metadata, made the gain map of an Ultra HDR JPEG: its levels as stored, its metadata's numbers
+written in the ISO 21496-1 segment and mirrored in hdrgm's XMP. pillow-heif and Pillow's AVIF
+plugin read no hidden item: the boxes are followed here
+(:func:`~tmlsr_ray.pipeline.heif_boxes.tone_map_link`) and FFmpeg decodes the map (its HEVC
+decoder, or dav1d for AV1).
 """
 
 from __future__ import annotations
@@ -28,22 +30,29 @@ ISO_HDR = "ISO 21496-1 HDR"  # GainMap.kind
 TMAP_VERSION = 0  # the tmap item's first byte, before ISO 21496-1's metadata (ISO/IEC 23008-12)
 DAMAGED = "the ISO 21496-1 HDR photo's gain map could not be read whole ({why})"
 BAD_METADATA = "the ISO 21496-1 HDR photo's tmap metadata could not be read ({why})"
-NOT_HEVC = "the ISO 21496-1 HDR photo's gain map is coded as {kind}, and only HEVC ones (what phones write) are read"
+NOT_DECODED = ("the ISO 21496-1 HDR photo's gain map is coded as {kind}, and only HEVC (what phones write) and AV1 "
+               "(libavif's) ones are read")
+# each coding FFmpeg decodes a gain map item of: its decoder and its configuration property, the
+# decoder's extradata
+DECODERS = {b"hvc1": ("hevc", b"hvcC"), b"av01": ("libdav1d", b"av1C")}
+AV1_CONFIG_BYTES = 4  # av1C's fields before its configOBUs
 TOO_LARGE = "the ISO 21496-1 HDR photo's gain map is wider or higher than its picture"
 # a coded picture's sides are its picture's rounded up to whole coding blocks, of 64 at most
 HEVC_BLOCK = 64
 # FFmpeg checks max_pixels against a frame's width rounded up to its rows' alignment (STRIDE_ALIGN:
 # 64 where AVX-512 is built in, less elsewhere): the limit holds that rounding, or a map whose
-# width is no multiple of it is refused
+# width is no multiple of it is refused. dav1d (its frame_size_limit) checks the frame's own
+# size, which the rounded limit bounds as well
 FFMPEG_ROW_ALIGNMENT = 64
 LINEAR_TRANSFER = 8  # H.273's transfer_characteristics
 
 
 def iso_gain_map(path: Path, primary_size: Tuple[int, int]) -> Tuple[Optional[GainMap], Optional[str]]:
-    """The gain map a HEIC of ``primary_size`` (upright) links by a ``tmap`` item, upright, with
-    its metadata; (None, None) for a HEIC with no tmap item, (None, why) where it cannot be kept:
-    its boxes or metadata damaged, coded otherwise than in HEVC, larger than its primary (by its
-    properties, before decoding), or its data not decoding whole."""
+    """The gain map a HEIC or AVIF of ``primary_size`` (as its reader gives the primary: libheif
+    turned upright, Pillow's AVIF plugin as stored) links by a ``tmap`` item, turned by its own
+    turns, with its metadata; (None, None) for a file with no tmap item, (None, why) where it
+    cannot be kept: its boxes or metadata damaged, coded otherwise than in HEVC or AV1, larger
+    than its primary (by its properties, before decoding), or its data not decoding whole."""
     try:
         link = tone_map_link(path)
     except DamagedStructure as exc:
@@ -58,9 +67,9 @@ def iso_gain_map(path: Path, primary_size: Tuple[int, int]) -> Tuple[Optional[Ga
         return None, BAD_METADATA.format(why=exc)
     # a grid's tiles are what is coded (HEVC in phones' grids)
     codings = [tile.type for tile in link.gain_map_tiles] if link.gain_map_type == b"grid" else [link.gain_map_type]
-    coding = next((kind for kind in codings if kind != b"hvc1"), None)
+    coding = next((kind for kind in codings if kind not in DECODERS), None)
     if coding is not None:
-        return None, NOT_HEVC.format(kind=repr(coding)[2:-1])  # its bytes, those unprintable escaped
+        return None, NOT_DECODED.format(kind=repr(coding)[2:-1])  # its bytes, those unprintable escaped
     properties = link.gain_map_properties
     if spatial_extent(properties) is None:
         return None, DAMAGED.format(why="it states no size (ispe)")
@@ -71,7 +80,7 @@ def iso_gain_map(path: Path, primary_size: Tuple[int, int]) -> Tuple[Optional[Ga
     except DamagedStructure as exc:
         return None, DAMAGED.format(why=exc)
     if levels is None:
-        return None, DAMAGED.format(why="its HEVC data does not decode to the picture its properties state")
+        return None, DAMAGED.format(why="its coded data does not decode to the picture its properties state")
     ok, jpeg = cv2.imencode(".jpg", _shown(levels, properties), [cv2.IMWRITE_JPEG_QUALITY, GAIN_MAP_QUALITY])
     if not ok:
         return None, DAMAGED.format(why="it could not be encoded as jpeg")
@@ -123,15 +132,15 @@ def _shown_size(properties: List[Property]) -> Tuple[int, int]:
 
 
 def _decoded_map(link: ToneMapLink, three_channels: bool, primary_size: Tuple[int, int]) -> Optional[np.ndarray]:
-    """The gain map's stored picture (before its clap, irot and imir): its HEVC item decoded, or a
+    """The gain map's stored picture (before its clap, irot and imir): its coded item decoded, or a
     grid's tiles decoded and laid out; None where a picture does not decode."""
-    if link.gain_map_type == b"hvc1":
-        return _decoded(link.gain_map_properties, link.gain_map_data, three_channels)
+    if link.gain_map_type != b"grid":
+        return _decoded(CodedItem(link.gain_map_type, link.gain_map_properties, link.gain_map_data), three_channels)
     grid = image_grid(link.gain_map_data)
     tile_size = _tile_size(grid, link.gain_map_tiles, spatial_extent(link.gain_map_properties), primary_size)
     tiles = []
     for tile in link.gain_map_tiles:
-        tiles.append(_decoded(tile.properties, tile.data, three_channels))
+        tiles.append(_decoded(tile, three_channels))
         if tiles[-1] is None:
             return None
     return _laid_out(tiles, grid, tile_size)
@@ -173,26 +182,35 @@ def _laid_out(tiles: List[np.ndarray], grid: ImageGrid, tile_size: Tuple[int, in
     return picture[:grid.height, :grid.width]
 
 
-def _decoded(properties: List[Property], data: bytes, three_channels: bool) -> Optional[np.ndarray]:
-    """The coded picture ``data`` (length-prefixed NAL units, as its ``hvcC`` says) decodes to,
-    of the size its ``ispe`` states: its luma, its levels in full range, or BGR for a map of three
-    channels; None where it is damaged or of another size."""
-    hvcc = next((payload for kind, payload in properties if kind == b"hvcC"), None)
-    if hvcc is None:
+def _decoded(item: CodedItem, three_channels: bool) -> Optional[np.ndarray]:
+    """The picture ``item`` (HEVC or AV1, as :data:`DECODERS` has them) decodes to, of the size its
+    ``ispe`` states: its luma, its levels in full range, or BGR for a map of three channels; None
+    where it is damaged or of another size."""
+    name, config_type = DECODERS[item.type]
+    config = next((payload for kind, payload in item.properties if kind == config_type), None)
+    if config is None:
         return None
-    width, height = spatial_extent(properties)
-    decoder = av.CodecContext.create("hevc", "r")
-    # a hostile SPS stating a picture larger than the ispe is refused before its frame is allocated
+    width, height = spatial_extent(item.properties)
+    decoder = av.CodecContext.create(name, "r")
+    # a hostile SPS or sequence header stating a picture larger than the ispe is refused before
+    # its frame is allocated
     aligned_width = -(-width // FFMPEG_ROW_ALIGNMENT) * FFMPEG_ROW_ALIGNMENT
     decoder.options = {"err_detect": "explode", "max_pixels": str(aligned_width * height)}
     try:
-        decoder.extradata = hvcc
-        frames = [*decoder.decode(av.Packet(data)), *decoder.decode(None)]
+        decoder.extradata = config
+        frames = [*decoder.decode(av.Packet(_temporal_unit(item.type, config, item.data))), *decoder.decode(None)]
     except (av.FFmpegError, ValueError):
         return None
     if not frames or (frames[0].width, frames[0].height) != (width, height):
         return None
-    return _levels(frames[0], _full_range(properties, frames[0]), three_channels)
+    return _levels(frames[0], _full_range(item.properties, frames[0]), three_channels)
+
+
+def _temporal_unit(coding: bytes, config: bytes, data: bytes) -> bytes:
+    """What the decoder is given of an item's ``data``: an AV1 item's after its ``av1C``'s
+    configOBUs (its sequence header, which the item's data need not repeat), HEVC's as it is
+    (its parameter sets are the extradata)."""
+    return config[AV1_CONFIG_BYTES:] + data if coding == b"av01" else data
 
 
 def _levels(frame: av.VideoFrame, full_range: bool, three_channels: bool) -> np.ndarray:
@@ -210,8 +228,8 @@ def _levels(frame: av.VideoFrame, full_range: bool, three_channels: bool) -> np.
 
 
 def _full_range(properties: List[Property], frame: av.VideoFrame) -> bool:
-    """Whether the item's levels are full range: as its ``nclx`` states (libheif reads it before
-    the HEVC VUI), else as the VUI does (FFmpeg's reading)."""
+    """Whether the item's levels are full range: as its ``nclx`` states (libheif and libavif read
+    it before the HEVC VUI or AV1 sequence header), else as the bitstream does (FFmpeg's reading)."""
     for kind, payload in properties:
         if kind == b"colr" and payload[:4] == b"nclx" and len(payload) >= 11:
             return bool(payload[10] & 0x80)
