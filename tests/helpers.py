@@ -2151,15 +2151,19 @@ def iso_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata
 
 
 def iso_hdr_avif(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata: Optional[bytes] = None,
-                 gain_map_turns: Sequence[bytes] = (), primary_turns: Sequence[bytes] = (), bits: int = 8) -> Path:
+                 gain_map_turns: Sequence[bytes] = (), primary_turns: Sequence[bytes] = (), bits: int = 8,
+                 matrix: Optional[int] = None) -> Path:
     """An AVIF HDR photo as libavif writes one (``avifenc --gain-map``, Chrome): as
     :func:`iso_hdr_heic`'s, its items AV1 (``av01``), coded by OpenCV's AVIF writer (libavif): the
     primary BGR 8-bit, the gain map gray (monochrome) or BGR (4:4:4 of matrix 0, its samples G, B,
-    R) of ``bits`` (levels 0 to 2**bits - 1). ``primary_turns``: whole ``irot``/``imir`` boxes of
+    R) of ``bits`` (levels 0 to 2**bits - 1); with ``matrix``, a BGR map coded by SVT-AV1 in 4:2:0
+    of that H.273 matrix (0: G, B and R as they are; 1, 6 or 9), full range, which its ``nclx``
+    states and its sequence header does not. ``primary_turns``: whole ``irot``/``imir`` boxes of
     the primary's (libavif 1.4 refuses a tmap item of turns of its own); ``gain_map_turns``: the
     gain map's own."""
     primary_properties, primary_data = _avif_coded_item(primary, 8)
-    gain_properties, gain_data = _avif_coded_item(gain_map, bits)
+    gain_properties, gain_data = _av1_coded_in_matrix(gain_map, matrix) if matrix is not None else \
+        _avif_coded_item(gain_map, bits)
     return _tone_mapped_heif(path, (primary_properties + list(primary_turns), primary_data),
                              (b"av01", gain_properties + list(gain_map_turns), gain_data), metadata, b"", None,
                              major_brand=b"avif", brands=b"avifmif1miaftmap")
@@ -2346,6 +2350,44 @@ def _avif_coded_item(picture: np.ndarray, bits: int) -> Tuple[List[bytes], bytes
                             [cv2.IMWRITE_AVIF_DEPTH, bits, cv2.IMWRITE_AVIF_QUALITY, 100])
     assert ok
     return _single_item(avif.tobytes())
+
+
+# H.273's matrices of YCbCr: (Kr, Kb)
+MATRIX_WEIGHTS = {1: (0.2126, 0.0722), 6: (0.299, 0.114), 9: (0.2627, 0.0593)}
+
+
+def _av1_coded_in_matrix(picture: np.ndarray, matrix: int) -> Tuple[List[bytes], bytes]:
+    """The properties (whole boxes: ispe, av1C of the sequence header, nclx of ``matrix`` at full
+    range) and data (the sequence header and frame, as libavif stores an item) of ``picture`` (BGR,
+    8-bit, even sides) coded by SVT-AV1 in 4:2:0, its YCbCr by ``matrix``'s weights (of matrix 0,
+    its G, B and R planes as they are): the sequence header states no matrix, so a reader not told
+    the item's reads it as BT.601."""
+    blue, green, red = (picture[:, :, n].astype(float) for n in range(3))
+    if matrix == 0:
+        luma, chroma = green, [blue, red]
+    else:
+        kr, kb = MATRIX_WEIGHTS[matrix]
+        luma = kr * red + (1 - kr - kb) * green + kb * blue
+        chroma = [(blue - luma) / (2 * (1 - kb)) + 128, (red - luma) / (2 * (1 - kr)) + 128]
+    height, width = picture.shape[:2]
+    encoder = av.CodecContext.create("libsvtav1", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base, encoder.options = Fraction(1, 25), {"crf": "1", "preset": "8"}
+    frame = av.VideoFrame(width, height, "yuv420p")
+    planes = [luma] + [cv2.resize(plane, (width // 2, height // 2), interpolation=cv2.INTER_AREA) for plane in chroma]
+    for plane, levels in zip(frame.planes, planes):
+        rows = np.clip(np.round(levels), 0, 255).astype(np.uint8)
+        padded = np.zeros((rows.shape[0], plane.line_size), np.uint8)
+        padded[:, :rows.shape[1]] = rows
+        plane.update(padded.tobytes())
+    frame.pts = 0
+    obus = b"".join(bytes(packet) for packet in [*encoder.encode(frame), *encoder.encode(None)])
+    obus = obus[2:] if obus[:2] == b"\x12\x00" else obus  # its temporal delimiter, which an item holds none of
+    assert obus[0] >> 3 & 0xF == 1 and obus[1] < 0x80  # a sequence header first, its size in one byte
+    sequence_header = obus[:2 + obus[1]]
+    av1c = _box(b"av1C", bytes([0x81, 0x00, 0x0C, 0x00]) + sequence_header)  # profile 0, 8-bit 4:2:0
+    nclx = _box(b"colr", b"nclx" + struct.pack(">HHHB", 1, 13, matrix, 0x80))
+    return [image_spatial_extent(width, height), av1c, nclx], obus
 
 
 def _apple_exif(maker_tags: dict) -> bytes:

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import ColorRange
 
+from tmlsr_ray.models.yuv import SWS_MATRIX_TAG, nearest_sws_matrix
 from tmlsr_ray.pipeline.gainmap import (GAIN_MAP_QUALITY, GainMap, gain_map_segments, icc_segments,
                                         iso_gain_map_numbers, iso_version_only, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import (CodedItem, DamagedStructure, ImageGrid, ToneMapLink, image_grid,
@@ -36,6 +37,7 @@ NOT_DECODED = ("the ISO 21496-1 HDR photo's gain map is coded as {kind}, and onl
 # decoder's extradata
 DECODERS = {b"hvc1": ("hevc", b"hvcC"), b"av01": ("libdav1d", b"av1C")}
 AV1_CONFIG_BYTES = 4  # av1C's fields before its configOBUs
+IDENTITY_MATRIX = 0  # H.273's matrix_coefficients of samples that are G, B and R, not YUV
 TOO_LARGE = "the ISO 21496-1 HDR photo's gain map is wider or higher than its picture"
 # a coded picture's sides are its picture's rounded up to whole coding blocks, of 64 at most
 HEVC_BLOCK = 64
@@ -203,7 +205,9 @@ def _decoded(item: CodedItem, three_channels: bool) -> Optional[np.ndarray]:
         return None
     if not frames or (frames[0].width, frames[0].height) != (width, height):
         return None
-    return _levels(frames[0], _full_range(item.properties, frames[0]), three_channels)
+    stated = _stated_matrix_and_range(item.properties)
+    matrix, full_range = stated if stated else (None, frames[0].color_range != ColorRange.MPEG)
+    return _levels(frames[0], full_range, matrix, three_channels)
 
 
 def _temporal_unit(coding: bytes, config: bytes, data: bytes) -> bytes:
@@ -213,12 +217,17 @@ def _temporal_unit(coding: bytes, config: bytes, data: bytes) -> bytes:
     return config[AV1_CONFIG_BYTES:] + data if coding == b"av01" else data
 
 
-def _levels(frame: av.VideoFrame, full_range: bool, three_channels: bool) -> np.ndarray:
-    """A decoded gain map's levels in full range: BGR for a map of three channels, else its luma.
-    FFmpeg converts by the frame's range: it is told the one stated, and for luma, full range,
-    the levels being expanded here once (else a limited-range frame's are expanded twice)."""
+def _levels(frame: av.VideoFrame, full_range: bool, matrix: Optional[int], three_channels: bool) -> np.ndarray:
+    """A decoded gain map's levels in full range: BGR for a map of three channels (by ``matrix``,
+    swscale's, where its item states one), else its luma. FFmpeg converts by the frame's range:
+    it is told the one stated, and for luma, full range, the levels being expanded here once
+    (else a limited-range frame's are expanded twice)."""
+    if three_channels and matrix == IDENTITY_MATRIX and frame.format.name.startswith("yuv"):
+        return _identity_levels(frame, full_range)
     if three_channels:
         frame.color_range = ColorRange.JPEG if full_range else ColorRange.MPEG
+        if matrix is not None:
+            frame.colorspace = matrix
         return frame.to_ndarray(format="bgr24")
     frame.color_range = ColorRange.JPEG
     luma = frame.to_ndarray(format="gray16le" if frame.format.components[0].bits > 8 else "gray")
@@ -227,13 +236,29 @@ def _levels(frame: av.VideoFrame, full_range: bool, three_channels: bool) -> np.
     return luma if full_range else _full_range_levels(luma)
 
 
-def _full_range(properties: List[Property], frame: av.VideoFrame) -> bool:
-    """Whether the item's levels are full range: as its ``nclx`` states (libheif and libavif read
-    it before the HEVC VUI or AV1 sequence header), else as the bitstream does (FFmpeg's reading)."""
+def _identity_levels(frame: av.VideoFrame, full_range: bool) -> np.ndarray:
+    """BGR of a frame FFmpeg decoded as YUV whose item states its samples are G, B and R (its
+    bitstream stating no matrix, or another): its planes as they are, in that order."""
+    deep = frame.format.components[0].bits > 8
+    planes = frame.reformat(format="yuv444p16le" if deep else "yuv444p").to_ndarray(channel_last=True)
+    if deep:
+        planes = (planes >> 8).astype(np.uint8)
+    bgr = np.ascontiguousarray(planes[:, :, [1, 0, 2]])
+    return bgr if full_range else _full_range_levels(bgr)
+
+
+def _stated_matrix_and_range(properties: List[Property]) -> Optional[Tuple[int, bool]]:
+    """(matrix, full range) as the item's ``nclx`` states them, which libheif and libavif read
+    before the HEVC VUI or AV1 sequence header: its matrix_coefficients where swscale has it (or
+    0, G, B and R), else the nearest swscale has (that of its primaries, as a video's is read).
+    None where it states none: the bitstream's then count, as FFmpeg reads them (BT.601 where it
+    states none either, as libheif and libavif default to)."""
     for kind, payload in properties:
         if kind == b"colr" and payload[:4] == b"nclx" and len(payload) >= 11:
-            return bool(payload[10] & 0x80)
-    return frame.color_range != ColorRange.MPEG
+            primaries, _, matrix = struct.unpack(">HHH", payload[4:10])
+            nearest = nearest_sws_matrix(matrix, primaries)
+            return (matrix if nearest is None else SWS_MATRIX_TAG[nearest]), bool(payload[10] & 0x80)
+    return None
 
 
 def _full_range_levels(luma: np.ndarray) -> np.ndarray:
