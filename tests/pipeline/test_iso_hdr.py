@@ -449,3 +449,24 @@ def test_random_damage_to_an_avifs_meta_box_is_refused_as_input_or_gives_a_gain_
         except InputError:
             pass
     assert len(notes) > 10  # the damage reaches the tmap item's boxes, not only what is never read
+
+
+def test_an_av1_gain_map_whose_data_holds_no_sequence_header_is_decoded_by_its_av1cs(tmp_path):
+    """The sequence header may be in the av1C's configOBUs alone: its data, the frame, was not
+    decoded without it."""
+    path = _chrome_avif(tmp_path / "chrome.avif", np.full((24, 32, 3), (200, 120, 40), np.uint8),
+                        metadata=THREE_CHANNELS, matrix=6)
+    data = path.read_bytes()
+    av1c = data.index(b"av1C", data.index(b"av1C") + 1)  # the primary's first
+    sequence_header = data[av1c + 8:av1c - 4 + struct.unpack(">I", data[av1c - 4:av1c])[0]]
+    entry = data.index(struct.pack(">HHHH", 2, 0, 0, 1), data.index(b"iloc"))  # item 2, in the file, one extent
+    offset, length = struct.unpack(">II", data[entry + 8:entry + 16])
+    assert data[offset:offset + len(sequence_header)] == sequence_header  # its data's first OBU
+    mdat = data.index(b"mdat") - 4
+    data = (data[:entry + 12] + struct.pack(">I", length - len(sequence_header)) + data[entry + 16:mdat]
+            + struct.pack(">I", struct.unpack(">I", data[mdat:mdat + 4])[0] - len(sequence_header))
+            + data[mdat + 4:offset] + data[offset + len(sequence_header):])
+    path.write_bytes(data)
+    gain_map, note = iso_gain_map(path, (64, 48))
+    stored = cv2.imdecode(np.frombuffer(gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert note is None and np.abs(stored.mean(axis=(0, 1)) - (200, 120, 40)).max() < 3
