@@ -148,7 +148,7 @@ def primary_item_start(path: Path, count: int) -> Optional[bytes]:
 
 @dataclass(frozen=True)
 class CodedItem:
-    """An item's coding (b"hvc1" for HEVC), its properties ((type, payload) of each, in the file's
+    """An item's coding (b"hvc1" for HEVC, b"av01" for AV1), its properties ((type, payload) of each, in the file's
     order) and its data, its extents joined."""
 
     type: bytes
@@ -172,7 +172,7 @@ class ToneMapLink:
     """What an ISO 21496-1 ``tmap`` item (ISO/IEC 23008-12's tone-mapped derived picture) links:
     the gain map item it is derived from with the primary, and its own payload."""
 
-    gain_map_type: bytes  # the gain map item's coding, b"hvc1" for HEVC, b"grid" for tiles
+    gain_map_type: bytes  # the gain map item's coding, b"hvc1" for HEVC, b"av01" for AV1, b"grid" for tiles
     gain_map_properties: List[Tuple[bytes, bytes]]  # (type, payload) of each, in the file's order
     gain_map_data: bytes  # its coded data, its extents joined; a grid's ImageGrid
     metadata: bytes  # the tmap item's payload: a version byte, then ISO 21496-1's metadata

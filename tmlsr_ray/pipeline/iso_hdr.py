@@ -212,8 +212,8 @@ def _decoded(item: CodedItem, three_channels: bool) -> Optional[np.ndarray]:
 
 def _temporal_unit(coding: bytes, config: bytes, data: bytes) -> bytes:
     """What the decoder is given of an item's ``data``: an AV1 item's after its ``av1C``'s
-    configOBUs (its sequence header, which the item's data need not repeat), HEVC's as it is
-    (its parameter sets are the extradata)."""
+    configOBUs (its sequence header: AVIF has the data hold one too, but a writer leaving it in
+    the av1C alone is read), HEVC's as it is (its parameter sets are the extradata)."""
     return config[AV1_CONFIG_BYTES:] + data if coding == b"av01" else data
 
 
