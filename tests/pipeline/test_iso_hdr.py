@@ -470,3 +470,17 @@ def test_an_av1_gain_map_whose_data_holds_no_sequence_header_is_decoded_by_its_a
     gain_map, note = iso_gain_map(path, (64, 48))
     stored = cv2.imdecode(np.frombuffer(gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
     assert note is None and np.abs(stored.mean(axis=(0, 1)) - (200, 120, 40)).max() < 3
+
+
+@pytest.mark.parametrize("bits", [8, 10])
+def test_an_av1_gain_map_whose_nclx_states_limited_range_is_read_at_full_range_levels(tmp_path, bits):
+    """As libavif reads a picture whose nclx states limited range, whatever its sequence header
+    says (full here): 16 to 235 made 0 to 255, 230 read 249 and 40 read 28."""
+    levels = _marked_levels((24, 32)).astype(np.uint16) << (bits - 8)
+    data = bytearray(_chrome_avif(tmp_path / "chrome.avif", levels, bits=bits).read_bytes())
+    gain_map_colour = data.index(b"colrnclx", data.index(b"colrnclx") + 1)  # the primary's first
+    assert data[gain_map_colour + 14] & 0x80
+    data[gain_map_colour + 14] &= 0x7F
+    (tmp_path / "chrome.avif").write_bytes(bytes(data))
+    stored = _kept_levels(tmp_path / "chrome.avif", (64, 48))
+    assert abs(stored[:12, :16].mean() - 249) <= 2 and abs(stored[12:16, 16:24].mean() - 28) <= 2
