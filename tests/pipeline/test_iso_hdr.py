@@ -61,14 +61,14 @@ LEFT_HALF = struct.pack(">I4s", 40, b"clap") + struct.pack(">IIIIiIiI", 32, 1, 6
 
 @pytest.mark.parametrize("properties, shape", [((LEFT_HALF, QUARTER_TURN), (32, 64)),
                                                ((QUARTER_TURN, LEFT_HALF), (64, 32))])
-def test_a_gain_maps_clap_and_irot_are_applied_in_the_order_it_lists_them(tmp_path, properties, shape):
+@pytest.mark.parametrize("photo", [iso_hdr_heic, iso_hdr_avif])
+def test_a_gain_maps_clap_and_irot_are_applied_in_the_order_it_lists_them(tmp_path, properties, shape, photo):
     """As libheif applies them, and so the primary (ISO/IEC 23008-12 requires clap first): the
     left half of a 64x64 map turned is 64 wide, the left half of the map turned is 32 wide. Its
-    bright top-left quarter, turned anticlockwise, is at the bottom left."""
+    bright top-left quarter, turned anticlockwise, is at the bottom left. An AVIF's AV1 map alike."""
     levels = np.full((64, 64), 40, np.uint8)
     levels[:32, :32] = 230
-    path = iso_hdr_heic(tmp_path / "android.heic", np.full((96, 96, 3), 120, np.uint8), levels,
-                        gain_map_turns=properties)
+    path = photo(tmp_path / "photo.heif", np.full((96, 96, 3), 120, np.uint8), levels, gain_map_turns=properties)
     stored = cv2.imdecode(np.frombuffer(probe_image(path, 10**8).gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
     assert stored.shape == shape
     assert abs(int(stored[-8:, :8].mean()) - 230) <= 2 and abs(int(stored[:8, -8:].mean()) - 40) <= 2
