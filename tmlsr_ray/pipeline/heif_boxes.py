@@ -166,6 +166,12 @@ class ImageGrid:
     width: int
     height: int
 
+    def links_problem(self, tiles: int) -> Optional[str]:
+        """What is wrong where it links ``tiles`` tiles: one is needed for each cell."""
+        if tiles == self.rows * self.columns:
+            return None
+        return f"its grid of {self.rows}x{self.columns} tiles links {tiles:,}"
+
 
 @dataclass(frozen=True)
 class ToneMapLink:
@@ -272,9 +278,7 @@ def primary_grid_problem(path: Path) -> Optional[str]:
             return str(exc)
         except (KeyError, struct.error, IndexError):
             return None
-    if tiles != grid.rows * grid.columns:
-        return f"its grid of {grid.rows}x{grid.columns} tiles links {tiles:,}"
-    return None
+    return grid.links_problem(tiles)
 
 
 def _first_tile_colour(children: Dict[bytes, bytes]) -> List[Tuple[bytes, bytes]]:

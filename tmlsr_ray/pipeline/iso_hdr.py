@@ -155,8 +155,9 @@ def _tile_size(grid: ImageGrid, tiles: List[CodedItem], stated: Tuple[int, int],
     and no larger than the primary, before any is decoded: a row or column of one tile may be
     larger than the map (a writer's fixed tile size, cropped), and what is decoded is within the
     primary's sides or twice the map's. Raises DamagedStructure."""
-    if len(tiles) != grid.rows * grid.columns:
-        raise DamagedStructure(f"its grid of {grid.rows}x{grid.columns} tiles links {len(tiles)}")
+    unlinked = grid.links_problem(len(tiles))
+    if unlinked:
+        raise DamagedStructure(unlinked)
     if (grid.width, grid.height) != stated:
         raise DamagedStructure(f"its grid makes a {grid.width}x{grid.height} picture and states "
                                f"{stated[0]}x{stated[1]}")
