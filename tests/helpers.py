@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 
 from tmlsr_ray.models.basicsr_compat import import_architectures
+from tmlsr_ray.pipeline.length import LengthLimits
 from tmlsr_ray.pipeline.isobmff import boxes, top_level_box
 
 REPO = Path(__file__).resolve().parents[1]
@@ -2731,3 +2732,41 @@ def actor_pid(actor) -> int:
 def sigkill(pids: List[int]) -> None:
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
+
+
+class DemuxCount:
+    """How many packets a pipeline module's reads demux: its ``demux`` (container.demux) wrapped to count them."""
+
+    def __init__(self, monkeypatch, module):
+        self.packets = 0
+        read = module.demux
+
+        def counted(*args, **kwargs):
+            for packet in read(*args, **kwargs):
+                self.packets += 1
+                yield packet
+
+        monkeypatch.setattr(module, "demux", counted)
+
+
+def packets_in(path: Path) -> int:
+    """Every packet a file holds, all its streams'."""
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.demux())
+
+
+# The recordings a scan reads whole to learn their length (see live_source): what make_clip writes each as
+_LIVE_CLIPS = {"fragmented mp4": {"container": "mp4",
+                                  "container_options": {"movflags": "frag_keyframe+empty_moov+default_base_moof"}},
+                "transport stream": {"container": "mpegts"}}
+LIVE_KINDS = ("live webm",) + tuple(_LIVE_CLIPS)
+# Limits a few seconds of such a recording are over, and the refusal each gives as soon as it is
+SHORT_LIMITS = {"2 s": (LengthLimits(500_000, 2.0), "video lasts 2 s, over the limit of 2 s"),
+                "50 frames": (LengthLimits(50, 3600.0), "video has 51 frames, over the limit of 50")}
+
+
+def live_source(folder: Path, kind: str) -> Path:
+    """20 s of a ``kind`` of :data:`LIVE_KINDS`: a browser's live WebM (no Duration), a fragmented MP4, a TS."""
+    if kind == "live webm":
+        return media_recorder_webm(folder / "live.webm", frames=600)
+    return make_clip(folder / kind.replace(" ", "."), frames=240, rate=12, **_LIVE_CLIPS[kind])

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
+from tests.helpers import (COVER_JPEG, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
                            cut_and_decode, cut_mid_gop, first_keyframe_wiped, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_fragments, joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
@@ -32,8 +32,10 @@ from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, anime_matroska, broad
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline import damage as damage_stage
+from tmlsr_ray.pipeline import segments as segments_stage
 from tmlsr_ray.pipeline.audio_line import AudioLine
 from tmlsr_ray.pipeline.encode import EncodeOptions, even_size
+from tmlsr_ray.pipeline.length import LengthLimits
 from tmlsr_ray.pipeline.mux import assemble
 from tmlsr_ray.pipeline.output_formats import (MATROSKA, MATROSKA_AUDIO_COPY, MOV, MP4, TASK_CODECS, ContainerFormat,
                                                output_container, task_codecs_available)
@@ -2089,3 +2091,17 @@ def test_a_damaged_last_vp8_packet_whose_damage_cleared_its_show_bit_fails_its_s
     path = with_packets_damaged(show_bit_cleared, tmp_path / "damaged.webm", [47], keep=1)
     with pytest.raises(InputError, match=r"^video could not be decoded: a frame at about 1\.9\d s is damaged"):
         cut_and_decode(path, Cutting(segment_s=0.5))
+
+
+@pytest.mark.parametrize("kind", LIVE_KINDS)
+def test_the_packet_index_of_a_recording_over_the_length_limit_stops_where_it_is_over(tmp_path, monkeypatch, kind):
+    """A source that states no length was indexed whole before the limits saw it; a 20 s recording
+    under a limit of 2 s (or of 50 frames) is refused at its first few seconds."""
+    path = live_source(tmp_path, kind)
+    info = probe_video(path)
+    read = DemuxCount(monkeypatch, segments_stage)
+    for limits, refusal in SHORT_LIMITS.values():
+        with pytest.raises(InputError, match=refusal):
+            plan_segments(path, info, Cutting(), limits=limits)
+    assert read.packets < 2 * packets_in(path) / 4
+    plan_segments(path, info, Cutting(), limits=LengthLimits(600, 20.5))  # each of its frames, all 20 s

@@ -8,11 +8,15 @@ from fractions import Fraction
 import av
 import pytest
 
-from tests.helpers import (COVER_JPEG, FONT_BYTES, anime_matroska, broadcast_with_bit_errors, cut_and_decode, joined_fragments, joined_recordings, long_capture,
+from tests.helpers import (COVER_JPEG, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, anime_matroska, broadcast_with_bit_errors, cut_and_decode, joined_fragments, joined_recordings, long_capture,
                            make_clip, recording_with_audio_gap, with_audio_ahead, with_block_time_moved,
                            with_cluster_time_moved, with_flv_tag_time_moved, with_fragment_repeated, with_tfdt_moved)
+from tmlsr_ray.errors import InputError
+from tmlsr_ray.pipeline import timeline
 from tmlsr_ray.pipeline.container import open_container
-from tmlsr_ray.pipeline.segments import Cutting
+from tmlsr_ray.pipeline.length import LengthLimits, LengthMeter
+from tmlsr_ray.pipeline.probe import probe_video
+from tmlsr_ray.pipeline.segments import Cutting, plan_segments
 from tmlsr_ray.pipeline.timeline import _packet_times, continuous_source
 
 RATE = 12
@@ -418,3 +422,37 @@ def test_a_matroska_whose_lone_frame_between_two_stills_is_decoded_ahead_of_its_
     assert decoded.index(10_000) < decoded.index(231)  # decoded ahead of the B-frames before the still
     assert continuous_source(path, tmp_path / "continuous.mkv") == path
     assert not (tmp_path / "continuous.mkv").exists()
+
+
+@pytest.mark.parametrize("kind", LIVE_KINDS)
+@pytest.mark.parametrize("limits,refusal", SHORT_LIMITS.values(), ids=SHORT_LIMITS.keys())
+def test_a_recording_over_the_length_limit_is_refused_without_its_scan_reading_the_rest(tmp_path, monkeypatch,
+                                                                                         kind, limits, refusal):
+    """A live recording states no length: its packets were read whole (minutes of a multi-GB one)
+    before the limits saw it."""
+    path = live_source(tmp_path, kind)
+    read = DemuxCount(monkeypatch, timeline)
+    with pytest.raises(InputError, match=refusal):
+        continuous_source(path, tmp_path / "continuous", LengthMeter(limits, 0))
+    assert read.packets < packets_in(path) / 4
+
+
+@pytest.mark.parametrize("starts", JUMPS.values(), ids=JUMPS.keys())
+def test_a_jump_of_the_clock_is_no_length_to_the_scans_limits(tmp_path, starts):
+    """Two parts of 2 s, however far apart their clocks (a restart, ten minutes on, a wrap of the
+    clock): the copy, 4 s long, is what is measured and refused."""
+    path = joined_recordings(tmp_path / "joined.ts", starts)
+    enough, short = LengthLimits(500_000, 4.5), LengthLimits(500_000, 3.0)
+    repaired = continuous_source(path, tmp_path / "continuous.ts", LengthMeter(enough, probe_video(path).stream_index))
+    plan_segments(repaired, probe_video(repaired), Cutting(), limits=enough)
+    with pytest.raises(InputError, match="video lasts 3 s, over the limit of 3 s"):
+        plan_segments(repaired, probe_video(repaired), Cutting(), limits=short)
+
+
+def test_a_fragment_written_twice_or_a_stray_time_is_no_length_to_the_scans_limits(tmp_path):
+    """48 frames in 2 s, a fragment of them read twice or one read 3 hours on: still 48 frames in 2 s."""
+    clean = joined_fragments(tmp_path / "clean.mp4", (0,))
+    twice = with_fragment_repeated(clean, tmp_path / "twice.mp4", 1)
+    stray = with_tfdt_moved(clean, tmp_path / "stray.mp4", 2, 3 * 3600)
+    for path in (twice, stray):
+        continuous_source(path, tmp_path / f"continuous-{path.name}", LengthMeter(LengthLimits(48, 2.0), 0))

@@ -11,6 +11,7 @@ from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.colour import HDR_TRANSFERS
 from tmlsr_ray.pipeline.container import open_probed
 from tmlsr_ray.pipeline.encode import EncodeOptions
+from tmlsr_ray.pipeline.length import LengthLimits
 from tmlsr_ray.pipeline.mux import MuxReport
 from tmlsr_ray.pipeline.output_formats import (HEVC_ENCODER, HEVC_THIN_MAX_SIDE, HEVC_THIN_SIDE, MAX_FRAME_SIZE,
                                                MIN_FRAME_SIDE, ContainerFormat, container_refusal, encoded_crf,
@@ -43,21 +44,13 @@ def check_video_length(info: VideoInfo, settings) -> None:
         raise InputError(f"video's {info.frames_hint:,} frames are timed {info.duration_s:g} s apart, each the "
                          f"whole length its track states: its frame times are damaged (a sample table of zero "
                          f"durations)")
-    _check_length(info.frames_hint, info.duration_s, settings)
+    LengthLimits.of(settings).check(info.frames_hint, info.duration_s)
 
 
 def check_indexed_length(info: VideoInfo, plan: SegmentPlan, settings) -> None:
     """The length the packet index counts and times: a browser's MediaRecorder WebM (a live
     Matroska) states neither a duration nor a frame count, and passed the limits at any length."""
-    _check_length(plan.frames, indexed_span_s(info, plan), settings)
-
-
-def _check_length(frames: int, duration_s: Optional[float], settings) -> None:
-    if frames > settings.max_video_frames:
-        raise InputError(f"video has {frames:,} frames, over the limit of {settings.max_video_frames:,}")
-    if duration_s and duration_s > settings.max_video_duration_s:
-        raise InputError(f"video lasts {duration_s:.0f} s, over the limit of "
-                         f"{settings.max_video_duration_s:.0f} s")
+    LengthLimits.of(settings).check(plan.frames, indexed_span_s(info, plan))
 
 
 def check_encodable(target: Tuple[int, int], options: EncodeOptions, hdr: bool) -> None:

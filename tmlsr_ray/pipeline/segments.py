@@ -47,6 +47,7 @@ from tmlsr_ray.pipeline.container import (EDIT_LIST_IGNORED, SEGMENT_FORMATS, co
 from tmlsr_ray.pipeline.damage import (DamagedPackets, damage_retold_on_failure, damage_retold_where_short,
                                        decoded_frames)
 from tmlsr_ray.pipeline.decode import FrameBatch, decode_batches, iter_batches
+from tmlsr_ray.pipeline.length import LengthLimits, LengthMeter
 from tmlsr_ray.pipeline.probe import RESIZABLE_CODECS, decoded_alone, largest_picture, stamped_by_parser
 from tmlsr_ray.pipeline.rekey import Rekeyer, lossless_layout, raw_frame_bytes, source_tags
 from tmlsr_ray.pipeline.video_info import VideoInfo
@@ -131,12 +132,17 @@ def scan_packets(path: Path, info: VideoInfo) -> List[PacketEntry]:
         return _scan(container.streams[info.stream_index])
 
 
-def _scan(stream: "av.video.stream.VideoStream", keyframes: Optional["KeyframeSample"] = None) -> List[PacketEntry]:
-    """``keyframes``: given a sample of the keyframes' packets as they pass."""
+def _scan(stream: "av.video.stream.VideoStream", keyframes: Optional["KeyframeSample"] = None,
+          limits: Optional[LengthLimits] = None) -> List[PacketEntry]:
+    """``keyframes``: given a sample of the keyframes' packets as they pass; ``limits``: the scan
+    stops, refused (InputError), once the stream is over them."""
     entries: List[PacketEntry] = []
     last_corrupt = False
+    meter = LengthMeter(limits, stream.index) if limits is not None else None
     try:
         for packet in demux(stream.container, stream):
+            if meter is not None:
+                meter.offer(packet)
             if packet.size:
                 entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard,
                                            packet.duration or 0, packet.size, packet.has_sidedata("palette")))
@@ -174,18 +180,19 @@ class KeyframeSample:
 
 
 def plan_segments(path: Path, info: VideoInfo, cutting: Cutting, lost_times_span: Optional[Fraction] = None,
-                  max_pixels: Optional[int] = None) -> SegmentPlan:
+                  max_pixels: Optional[int] = None, limits: Optional[LengthLimits] = None) -> SegmentPlan:
     """``lost_times_span``: the length in seconds the track states (its edit list's), where its
     frame times are lost (:func:`frame_times_lost`), as a first reading of its index found; the
     index is read again without the edit list. ``max_pixels``: a sampled keyframe stating a larger
-    picture is refused (InputError) before it is decoded."""
+    picture is refused (InputError) before it is decoded; ``limits``: a video over them is refused
+    (InputError) as soon as the index has read that far."""
     times_lost = lost_times_span is not None
     with open_probed(path, info, EDIT_LIST_IGNORED if times_lost else None) as container:
         stream = container.streams[info.stream_index]
         keyframes = KeyframeSample() if codec_name(stream) in RESIZABLE_CODECS else None
-        scanned = _scan(stream, keyframes)
+        scanned = _scan(stream, keyframes, limits)
         if not times_lost and frame_times_lost(info, scanned):
-            return plan_segments(path, info, cutting, _stated_span(stream), max_pixels)
+            return plan_segments(path, info, cutting, _stated_span(stream), max_pixels, limits)
         if times_lost:
             info = replace(info, average_rate=_lost_times_rate(scanned, lost_times_span, info.time_base),
                            frame_times_lost=True)

@@ -1,0 +1,85 @@
+"""The longest video a task takes, and a reading of a video's length as its packets are demuxed (no Ray here).
+
+A source that states no length (a browser's MediaRecorder WebM, a live Matroska, a fragmented MP4 or a
+capture's transport stream) is only measured by reading its packets: a multi-GB recording far over the
+limits was demuxed whole, twice (the timeline's scan, the packet index), before it was refused. Each scan
+keeps a :class:`LengthMeter`, which refuses as soon as what it has read is over the limits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Optional
+
+from tmlsr_ray.errors import InputError
+
+# The longest step between two frames that counts as length: a longer one may be a jump of the clock
+# (closed, or its time kept, later) or a stray time, so it counts for nothing
+COUNTED_STEP_S = Fraction(1)
+
+
+@dataclass(frozen=True)
+class LengthLimits:
+    """A task's longest video, in frames and in seconds (the service's max_video_frames and max_video_duration_s)."""
+
+    frames: int
+    seconds: float
+
+    @classmethod
+    def of(cls, settings) -> "LengthLimits":
+        return cls(settings.max_video_frames, settings.max_video_duration_s)
+
+    def check(self, frames: int, seconds: Optional[float]) -> None:
+        """Refuses (InputError) a video of ``frames`` frames lasting ``seconds`` (None: not known) over the limits."""
+        if frames > self.frames:
+            raise InputError(f"video has {frames:,} frames, over the limit of {self.frames:,}")
+        if seconds and seconds > self.seconds:
+            raise InputError(f"video lasts {seconds:.0f} s, over the limit of {self.seconds:.0f} s")
+
+
+class LengthMeter:
+    """One video stream's frames and length as far as its packets are read, never more than the
+    packet index counts and spans once the timeline has closed its clock's jumps: from its first keyframe on,
+    a frame counts where its decode time passes the latest one reached (a fragment written twice, a
+    part after a restart, counts from where it passes the part before), and its step counts where
+    it is a frame's, at most :data:`COUNTED_STEP_S` (a jump or a stray time forward counts nothing).
+    Checked before each packet is added: the last packet read, which the index may drop as cut
+    off, is never the one over the limit."""
+
+    def __init__(self, limits: LengthLimits, stream_index: int):
+        self._limits, self._index = limits, stream_index
+        self.frames, self.ticks = 0, 0
+        self._tick: Optional[Fraction] = None
+        self._first: Optional[int] = None  # the first keyframe's presentation time: frames shown before it are not
+        self._latest_decoded: Optional[int] = None  # the latest decode time counted, in ticks
+        self._latest: Optional[int] = None  # the latest time reached, from the first keyframe's shown time on
+        self._most_ticks = self._step_ticks = 0
+
+    def offer(self, packet) -> None:
+        """Counts a packet of the metered stream (others are passed over); refuses once over the limits."""
+        if packet.stream.index != self._index or not packet.size or packet.is_discard:
+            return
+        time = packet.dts if packet.dts is not None else packet.pts
+        if time is None or (self._first is None and not self._start(packet, time)):
+            return
+        if self.frames > self._limits.frames or self.ticks > self._most_ticks:
+            self._limits.check(self.frames, float(self.ticks * self._tick))
+        if time > self._latest_decoded and (packet.pts is None or packet.pts >= self._first):
+            self.frames += 1
+            self._latest_decoded = time
+            if time > self._latest:
+                self.ticks += time - self._latest if time - self._latest <= self._step_ticks else 0
+                self._latest = time
+
+    def _start(self, packet, time: int) -> bool:
+        """Starts at the stream's first keyframe (False before it): counted from the time it shows at,
+        as the packet index spans the frames' presentation times (a decode time may be earlier)."""
+        if not packet.is_keyframe or packet.time_base is None:
+            return False
+        self._tick = Fraction(packet.time_base)
+        self._most_ticks = int(Fraction(self._limits.seconds) // self._tick)
+        self._step_ticks = int(COUNTED_STEP_S // self._tick)
+        self._first = packet.pts if packet.pts is not None else time
+        self._latest_decoded, self._latest = time - 1, self._first
+        return True
