@@ -223,6 +223,33 @@ def test_a_pixel_unshuffle_swinir_upscales_frames_of_sides_its_windows_do_not_di
         assert model.upscale_samples(frames).shape == (2, 2 * height, 2 * width, 3)
 
 
+UNSHUFFLE_NETWORKS = {  # ×1 and ×2 files of ×4 networks that pixel-unshuffle their input by 4 / 2
+    "RCAN": lambda scale: dict(scale=scale, n_resgroups=1, n_resblocks=1, n_feats=8, reduction=4),
+    "FDAT": lambda scale: dict(scale=scale, embed_dim=16, num_groups=1, depth_per_group=1, num_heads=2,
+                               window_size=4, mid_dim=8),
+}
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+@pytest.mark.parametrize("arch", UNSHUFFLE_NETWORKS)
+def test_a_pixel_unshuffle_rcan_or_fdat_upscales_frames_of_any_size_padded_to_its_unshuffles_multiple(tmp_path, arch,
+                                                                                                      scale):
+    """Their networks reflect their input up to the unshuffle's multiple, and spandrel stated no
+    size rule: an odd-sided frame ran, one with a side no longer than the padding (a ×1's 1x7
+    or 3x2) failed ("Padding size should be less than the corresponding input dimension")."""
+    import importlib
+
+    network = getattr(importlib.import_module(f"spandrel.architectures.{arch}"), arch)
+    torch.manual_seed(0)
+    save_state(network(unshuffle_mod=True, **UNSHUFFLE_NETWORKS[arch](scale)).state_dict(), tmp_path / "m.pth")
+    info = ModelCatalog(tmp_path).info("m.pth")
+    model = load_model(tmp_path / "m.pth", info, LoadOptions("cpu"))
+    assert (info.architecture, info.scale, info.size_multiple) == (arch, scale, 4 // scale)
+    for height, width in ((23, 37), (37, 23), (3, 2), (1, 7), (1, 1)):
+        frames = np.random.default_rng(0).integers(0, 256, (2, height, width, 3), dtype=np.uint8)
+        assert model.upscale_samples(frames).shape == (2, scale * height, scale * width, 3)
+
+
 # The tiny network of each architecture whose file's tensors become its network's weights.
 ASSIGNED_ARCHITECTURE_NETWORKS = {"Compact": "Compact", "DnCNN": "FDnCNN", **{arch: arch for arch in (
     "ESRGAN", "SwinIR", "HAT", "DAT", "OmniSR", "SPAN", "RealCUGAN", "PLKSR", "DRUNet", "SeemoRe", "AuraSR")}}

@@ -101,15 +101,31 @@ def describe(path: Path, weighted: bool = True):
 
 
 def _size_requirements_run(descriptor):
-    """The size rule the network runs on: spandrel 0.4.2 gives a SwinIR that pixel-unshuffles its
-    input the multiple of the unshuffle's square, while its network pads to its window before the
-    unshuffle, which then leaves sides its windows do not divide (a window of 4 unshuffled by 2:
-    an 18x26 or 20x28 frame failed, 16x24 ran); spandrel's call pads to the rule it is given."""
+    """The size rule the network runs on: spandrel 0.4.2 states none for a network that
+    pixel-unshuffles its input (or too small a one), and such a network's own padding fails where
+    spandrel's would not (spandrel's call pads to the rule it is given, reflected then its edge
+    repeated)."""
     rule = descriptor.size_requirements
-    unshuffle = getattr(descriptor.model, "start_unshuffle", 1) if descriptor.architecture.name == "SwinIR" else 1
-    if unshuffle == 1:
+    unshuffled_multiple = _unshuffled_multiple(descriptor.architecture.name, descriptor.model)
+    if unshuffled_multiple == 1:
         return rule
-    return replace(rule, multiple_of=math.lcm(rule.multiple_of, descriptor.model.window_size * unshuffle))
+    return replace(rule, multiple_of=math.lcm(rule.multiple_of, unshuffled_multiple))
+
+
+def _unshuffled_multiple(architecture: str, network) -> int:
+    """The input sides' multiple a pixel-unshuffling network needs. SwinIR's: spandrel says the
+    unshuffle's square, while its network pads to its window before the unshuffle, which then
+    leaves sides its windows do not divide (a window of 4 unshuffled by 2: an 18x26 or 20x28 frame
+    failed, 16x24 ran). RCAN's and FDAT's (×1 unshuffled by 4, ×2 by 2): their networks reflect
+    their input up to the unshuffle's multiple, which fails on a side no longer than the padding
+    (a ×1's 1x7 or 3x2 frame, or a tile's)."""
+    if architecture == "SwinIR" and getattr(network, "start_unshuffle", 1) > 1:
+        return network.window_size * network.start_unshuffle
+    if architecture == "RCAN":
+        return network.downscale_factor
+    if architecture == "FDAT":
+        return network.pad or 1  # the unshuffle's factor; 0 without one
+    return 1
 
 
 def _built(architecture, state: Dict[str, torch.Tensor], weighted: bool):
