@@ -128,6 +128,8 @@ SPANDREL_ARCHS = ("ESRGAN", "SwinIR", "HAT", "DAT", "OmniSR", "SPAN", "RealCUGAN
 # Architectures whose spandrel call takes one image at a time (FDnCNN is DnCNN with a noise map);
 # DRUNet and FDnCNN restore at ×1 whatever the scale asked.
 SPANDREL_ONE_IMAGE_ARCHS = ("DRUNet", "FDnCNN", "IPT", "SeemoRe")
+# Architectures spandrel says tile badly (ModelTiling.DISCOURAGED): they draw on the whole image.
+SPANDREL_TILING_DISCOURAGED_ARCHS = ("SCUNet", "RetinexFormer", "SwinIR")
 
 
 def tiny_spandrel_network(arch: str, scale: int) -> torch.nn.Module:
@@ -154,6 +156,9 @@ def tiny_spandrel_network(arch: str, scale: int) -> torch.nn.Module:
         "FDnCNN": lambda: cls("DnCNN")(in_nc=4, out_nc=3, nc=8, nb=8, act_mode="R", mode="FDnCNN"),
         "IPT": lambda: cls("IPT")(patch_size=12, n_feats=8, scale=[scale], num_heads=1, num_layers=1),
         "SeemoRe": lambda: cls("SeemoRe")(scale=scale, num_experts=2, num_layers=1, embedding_dim=8),
+        # restoration at ×1 whatever the scale asked; spandrel discourages tiling both
+        "SCUNet": lambda: cls("SCUNet")(in_nc=3, config=[1] * 7, dim=64),  # its attention heads are 32 wide
+        "RetinexFormer": lambda: cls("RetinexFormer")(n_feat=8, stage=1),
         # always ×4 (spandrel reads the scale off the style network's widths, 32 / 8)
         "AuraSR": lambda: cls("AuraSR")(dim=8, image_size=None, input_image_size=None, up_dim_mults=(1,) * 5,
                                         down_dim_mults=(1,) * 3, style_network=dict(dim_in=8, dim_out=32, depth=1),

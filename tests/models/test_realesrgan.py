@@ -182,6 +182,22 @@ def test_a_whole_frame_fits_by_the_same_estimate_and_never_on_a_cpu(tiny_model_p
     assert not RealESRGANModel(tiny_model_path, device="cpu").fits_whole(1080, 1920)  # a CPU keeps the tiling rule
 
 
+def test_a_cpus_passes_and_whole_frames_follow_its_available_memory(tiny_model_path, monkeypatch):
+    """A CPU pass took every frame of a batch however large (a model run whole over the tiling
+    threshold took them all at once): it takes those that fit half the available memory by the
+    activation estimate, as a GPU's pass does its free memory."""
+    from types import SimpleNamespace
+
+    from tmlsr_ray.models import frame_network
+    from tmlsr_ray.models.realesrgan import ACTIVATIONS_PER_FEATURE
+
+    model = RealESRGANModel(tiny_model_path, device="cpu")
+    one_frame = frame_network.frame_bytes(16, 16, 4, ACTIVATIONS_PER_FEATURE["SRVGGNetCompact"], 4, model._num_feat)
+    monkeypatch.setattr(frame_network.psutil, "virtual_memory", lambda: SimpleNamespace(available=7 * one_frame))
+    assert model.frames_per_pass(16, 16) == 3 and model.fits_in_memory(16, 16)
+    assert not model.fits_in_memory(64, 64) and not model.fits_whole(16, 16)  # whole on a CPU: the tiling rule
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
 def test_cuda_converts_integer_frames_on_the_device_and_splits_batches_by_free_memory(tmp_path):
     path = save_srvgg(tmp_path / "m.pth", num_feat=16, num_conv=4)

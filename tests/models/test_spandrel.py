@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import (SPANDREL_ARCHS, SPANDREL_ONE_IMAGE_ARCHS, peak_memory_of, save_face_model, save_rrdbnet,
-                           save_spandrel_model, save_state, save_unshuffle_swinir)
+from tests.helpers import (SPANDREL_ARCHS, SPANDREL_ONE_IMAGE_ARCHS, SPANDREL_TILING_DISCOURAGED_ARCHS, peak_memory_of,
+                           save_face_model, save_rrdbnet, save_spandrel_model, save_state, save_unshuffle_swinir)
 from tmlsr_ray.models import spandrel as spandrel_backend
 from tmlsr_ray.models.base import LoadOptions, ModelError
 from tmlsr_ray.models.realesrgan import RealESRGANModel
@@ -72,6 +72,25 @@ def test_an_aurasr_gives_one_output_for_one_frame_wherever_and_whenever_it_runs(
     assert batch.shape == (3, 64, 64, 3)
     assert np.array_equal(batch[0], batch[2]) and np.array_equal(batch[0], alone[0])
     assert torch.equal(torch.get_rng_state(), generator_state)
+
+
+@pytest.mark.parametrize("arch", SPANDREL_TILING_DISCOURAGED_ARCHS)
+def test_an_architecture_spandrel_discourages_tiling_runs_images_and_frames_over_the_tiling_threshold_whole(tmp_path,
+                                                                                                         arch):
+    """It draws on the whole image, so tiles show at their seams: an image or a video's frames over
+    ``tile_min_pixels`` went in tiles on a CPU like any other model's."""
+    save_spandrel_model(arch, tmp_path / "m.pth")
+    model = load_model(tmp_path / "m.pth", ModelCatalog(tmp_path).info("m.pth"), LoadOptions("cpu"))
+    seen = []
+    forward = model._forward
+    model._forward = lambda batch: seen.append(tuple(batch.shape)) or forward(batch)
+    tiling, size = Tiling(tile_size=16, tile_pad=4, min_pixels=100), (64 * model.scale, 48 * model.scale)
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    assert upscale_image(model, image, size, tiling).shape == (size[1], size[0], 3)
+    frames = np.random.default_rng(1).integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
+    assert np.array_equal(upscale_frames(model, frames, size, tiling), model.upscale_samples(frames))
+    assert seen[:2] == [(1, 3, 48, 64), (2, 3, 48, 64)]
+    assert model.tiling == "discouraged"
 
 
 def test_safetensors_and_pth_of_one_network_are_the_same_model(tmp_path):

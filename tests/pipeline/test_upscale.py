@@ -118,6 +118,38 @@ def test_video_frames_that_fit_the_gpu_run_whole_there_whatever_the_tiling_thres
         assert np.array_equal(out, model.upscale_samples(frames, (60, 50)))
 
 
+def _model_advising(tiny_model_path, advice: str):
+    """A model saying how it takes tiles (``tiling``) that never fits whole in memory, recording
+    the input shape of each call of its float path (the tiled one)."""
+    model = RealESRGANModel(tiny_model_path, device="cpu")
+    model.tiling, model.fits_in_memory = advice, lambda height, width: False
+    model.seen = []
+    float_path = model.upscale
+    model.upscale = lambda planes: model.seen.append(planes.shape[1:3]) or float_path(planes)
+    return model
+
+
+def test_a_model_that_tiles_the_image_itself_is_never_tiled_whatever_its_size(tiny_model_path):
+    """spandrel's ModelTiling.INTERNAL: tiles before the model would cut what it needs whole."""
+    model = _model_advising(tiny_model_path, "internal")
+    image = np.random.default_rng(5).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    frames = np.random.default_rng(6).integers(0, 256, (2, 20, 24, 3), dtype=np.uint8)
+    tiling = Tiling(tile_size=8, tile_pad=2, min_pixels=100)
+    assert upscale_image(model, image, (96, 80), tiling).shape == (80, 96, 3)
+    assert np.array_equal(upscale_frames(model, frames, (96, 80), tiling), model.upscale_samples(frames))
+    assert model.seen == [(20, 24)]
+
+
+def test_a_model_that_discourages_tiling_and_does_not_fit_whole_is_tiled_with_a_wider_overlap_and_says_so(
+        tiny_model_path, caplog):
+    model = _model_advising(tiny_model_path, "discouraged")
+    image = np.random.default_rng(5).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    with caplog.at_level("WARNING", logger="tmlsr_ray.pipeline.upscale"):
+        upscale_image(model, image, (96, 80), Tiling(tile_size=8, tile_pad=1, min_pixels=100))
+    assert model.seen[:2] == [(10, 10), (10, 12)]  # overlapping by a quarter of the tile (2), not 1
+    assert "discourages tiling, but a 24x20 input does not fit whole in memory: tiles of 8 overlapping by 2" in caplog.text
+
+
 def test_decoded_planes_a_cpu_model_is_handed_are_converted_on_the_host_first(tmp_path):
     """On a CPU the decoder's conversion keeps the reference semantics: no planes are asked for,
     and planes that come anyway (a GPU's free memory shrank) are made RGB before the model."""

@@ -31,7 +31,11 @@ class SuperResolutionModel(Protocol):
     GPU do the conversions. On CUDA such a backend also offers ``upscale_samples(frames, target,
     yuv)`` (resized there, and converted into the encoder's planes; ``frames`` may be the
     decoder's planes, :class:`~tmlsr_ray.models.yuv.Yuv420Frames`, made RGB there) and
-    ``fits_whole(height, width)``: whether a frame of that size runs untiled.
+    ``fits_whole(height, width)``: whether a frame of that size runs untiled. A backend says in
+    ``tiling`` how its network takes tiles, as spandrel's ModelTiling: ``supported`` (also when
+    absent); ``discouraged`` (it draws on the whole image, so tiles show at their seams), then it
+    also offers ``fits_in_memory(height, width)``: whether a frame of that size runs whole where
+    the network runs, on a CPU too; ``internal`` (it tiles the image itself).
     """
 
     name: str

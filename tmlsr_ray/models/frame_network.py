@@ -11,6 +11,7 @@ import logging
 from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
+import psutil
 import torch
 
 from tmlsr_ray.models.device import is_out_of_memory, select_device
@@ -46,6 +47,7 @@ class FrameNetwork:
     scale: int
     architecture: str
     compiled: bool = False
+    tiling: str = "supported"  # how it takes tiles: see base.SuperResolutionModel
     _activations: int
     _num_feat: int = 64
     # Input pixels one GPU pass aims at: enough to fill the GPU (a 720p frame already does), few
@@ -118,27 +120,33 @@ class FrameNetwork:
                 torch.cuda.empty_cache()
 
     def frames_per_pass(self, height: int, width: int) -> int:
-        """How many frames of this size one forward pass may take: on CUDA, about
-        ``pass_pixels`` input pixels, within half of the free memory by the architecture's
-        activation estimate, and no more than a pass that ran out of memory; on CPU, any number."""
+        """How many frames of this size one forward pass may take: within half of the free memory
+        where the network runs by the architecture's activation estimate, and no more than a pass
+        that ran out of memory; on CUDA also about ``pass_pixels`` input pixels."""
         cap = self._pass_caps.get((height, width), 1 << 30)
-        if self._device.type != "cuda":
-            return cap
-        fit = frames_that_fit(self._free_device_bytes(), height, width, self.scale, self._activations,
+        fit = frames_that_fit(self._free_bytes(), height, width, self.scale, self._activations,
                               self._dtype.itemsize, num_feat=self._num_feat)
+        if self._device.type != "cuda":
+            return min(fit, cap)
         return max(1, min(fit, cap, self.pass_pixels // (height * width)))
 
     def fits_whole(self, height: int, width: int) -> bool:
         """Whether a frame of this size runs whole on the device, by the activation estimate
         (there, tiles would send float copies over the bus and resize on the host). On a CPU,
         no: the tiling settings decide there, which keeps the reference semantics."""
-        if self._device.type != "cuda":
-            return False
-        need = frame_bytes(height, width, self.scale, self._activations, self._dtype.itemsize, self._num_feat)
-        return need <= self._free_device_bytes() * PASS_SHARE
+        return self._device.type == "cuda" and self.fits_in_memory(height, width)
 
-    def _free_device_bytes(self) -> int:
-        """Free device memory, counting what torch's allocator keeps cached for reuse as free."""
+    def fits_in_memory(self, height: int, width: int) -> bool:
+        """Whether a frame of this size runs whole where the network runs (the device's free
+        memory, or the host's available memory on a CPU), by the activation estimate."""
+        need = frame_bytes(height, width, self.scale, self._activations, self._dtype.itemsize, self._num_feat)
+        return need <= self._free_bytes() * PASS_SHARE
+
+    def _free_bytes(self) -> int:
+        """Free memory where the network runs; on CUDA counting what torch's allocator keeps
+        cached for reuse as free."""
+        if self._device.type != "cuda":
+            return psutil.virtual_memory().available
         free, _ = torch.cuda.mem_get_info(self._device)
         return free + torch.cuda.memory_reserved(self._device) - torch.cuda.memory_allocated(self._device)
 

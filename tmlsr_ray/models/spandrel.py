@@ -212,6 +212,7 @@ class SpandrelModel(FrameNetwork):
         self.name = path.name
         self.scale = descriptor.scale
         self.architecture = descriptor.architecture.name
+        self.tiling = descriptor.tiling.name.lower()  # supported | discouraged | internal
         device = select_device(options.device)
         self._place(options.device, select_dtype(options.dtype, device, held_dtypes(descriptor), self.architecture))
         self._descriptor = descriptor.to(self._device).to(self._dtype).eval()

@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Tuple, Union
 
 import cv2
@@ -20,6 +22,8 @@ from tmlsr_ray.models.base import SuperResolutionModel
 from tmlsr_ray.models.seedvr2.frames import resized_size
 from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames
 from tmlsr_ray.errors import CanceledError, InputError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,11 @@ class Tiling:
     tile_size: int = 512
     tile_pad: int = 32
     min_pixels: int = 1_500_000  # smaller inputs run whole, exactly like the reference
+
+
+# The overlap a network whose tiles show at their seams gets at least, as a share of the tile:
+# it draws on far more of the image around a pixel than a convolution stack.
+DISCOURAGED_PAD_SHARE = 4
 
 
 def processing_resolution(target: Tuple[int, int]) -> int:
@@ -128,7 +137,7 @@ def upscale_frames(
     on_gpu = getattr(model, "device", "cpu").startswith("cuda")
     # Frames small enough to run whole go through in one call (the backend sizes its passes); on
     # a GPU, every frame that fits there does, since tiles would convert and resize on the host.
-    if upscale_samples is not None and (height * width <= tiling.min_pixels
+    if upscale_samples is not None and (height * width <= tiling.min_pixels or runs_whole(model, height, width)
                                         or on_gpu and model.fits_whole(height, width)):
         check_stop(should_stop)
         if on_gpu:  # resized (and converted) there: only the final size comes back
@@ -181,13 +190,39 @@ def _finish(planes: np.ndarray, mode: str, max_range: float, dtype: np.dtype) ->
     return (out * np.float32(max_range)).round().astype(dtype)
 
 
+def runs_whole(model: SuperResolutionModel, height: int, width: int) -> bool:
+    """Whether the model's own tiling advice runs a frame of this size whole, whatever the tiling
+    threshold: one that tiles the image itself always; one whose tiles show at their seams (it
+    draws on the whole image: SCUNet, SwinIR, RetinexFormer) wherever it fits in memory."""
+    advice = getattr(model, "tiling", "supported")
+    return advice == "internal" or advice == "discouraged" and model.fits_in_memory(height, width)
+
+
+def _tiling_for(model: SuperResolutionModel, tiling: Tiling, height: int, width: int) -> Tiling:
+    """The tiling a frame too large to run whole gets: a wider overlap for a model whose tiles
+    show at their seams, which is said, since its output may show them all the same."""
+    if getattr(model, "tiling", "supported") != "discouraged":
+        return tiling
+    pad = max(tiling.tile_pad, tiling.tile_size // DISCOURAGED_PAD_SHARE)
+    _say_tiled_against_advice(model.name, width, height, tiling.tile_size, pad)
+    return replace(tiling, tile_pad=pad)
+
+
+@functools.lru_cache(maxsize=256)  # once per model and size: a video says it once, not per batch
+def _say_tiled_against_advice(model_name: str, width: int, height: int, tile: int, pad: int) -> None:
+    logger.warning("%s: its architecture discourages tiling, but a %sx%s input does not fit whole in memory: "
+                   "tiles of %s overlapping by %s (seams may show)", model_name, width, height, tile, pad)
+
+
 def _run_tiles(model, planes: np.ndarray, tiling: Tiling, should_stop):
-    """Yields ((y0, y1, x0, x1), output) per tile of the input; one tile when the image is small."""
+    """Yields ((y0, y1, x0, x1), output) per tile of the input; one tile when the image is small
+    or the model runs it whole (:func:`runs_whole`)."""
     count, height, width, _ = planes.shape
-    if count * height * width <= tiling.min_pixels:
+    if count * height * width <= tiling.min_pixels or runs_whole(model, height, width):
         check_stop(should_stop)
         yield (0, height, 0, width), model.upscale(planes)
         return
+    tiling = _tiling_for(model, tiling, height, width)
     tile, pad, scale = tiling.tile_size, tiling.tile_pad, model.scale
     for ty in range(math.ceil(height / tile)):
         for tx in range(math.ceil(width / tile)):
