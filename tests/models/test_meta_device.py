@@ -114,3 +114,17 @@ def test_a_failed_build_on_meta_leaves_this_threads_tensors_and_parameters_made_
         with parameters_on_meta():
             Failing()
     assert not torch.empty(2).is_meta and not torch.nn.Linear(4, 4).weight.is_meta
+
+
+def test_a_constructor_that_sets_its_parameters_data_is_built_on_meta():
+    """IPT's mean shift sets its weights' ``.data`` in its constructor: torch refused a CPU value
+    for a meta parameter, and the network was built for real, random weights and all."""
+    class MeanShift(torch.nn.Conv2d):
+        def __init__(self):
+            super().__init__(3, 3, kernel_size=1)
+            self.weight.data = torch.eye(3).view(3, 3, 1, 1)
+            self.bias.data = -torch.tensor([0.4, 0.5, 0.6])
+
+    network = built_on_meta(MeanShift)
+    assert [p.device.type for p in network.parameters()] == ["meta", "meta"]
+    assert list(network.weight.shape) == [3, 3, 1, 1] and not torch.empty(2).is_meta

@@ -380,7 +380,7 @@ def test_a_model_file_removed_after_the_listing_is_left_out_or_not_found(tmp_pat
     (lambda path: save_spandrel_model("ESRGAN", path), "meta"),
     # their constructors read drop-path rates back (torch.linspace(...).item()): made for real
     *[(lambda path, arch=arch: save_spandrel_model(arch, path), "meta") for arch in ("SwinIR", "HAT", "DAT")],
-    (lambda path: save_spandrel_model("IPT", path), "cpu"),  # its mean shift sets its weight's .data
+    (lambda path: save_spandrel_model("IPT", path), "meta"),  # its mean shift sets its weight's .data: made on meta
 ], ids=["Compact", "RRDBNet", "AuraSR", "spandrel-ESRGAN", "SwinIR", "HAT", "DAT", "IPT"])
 def test_a_file_is_recognised_with_its_network_built_on_the_meta_device_as_when_built_for_real(tmp_path, monkeypatch,
                                                                                                saved, device):

@@ -271,7 +271,7 @@ def test_a_pixel_unshuffle_rcan_or_fdat_upscales_frames_of_any_size_padded_to_it
 
 # The tiny network of each architecture whose file's tensors become its network's weights.
 ASSIGNED_ARCHITECTURE_NETWORKS = {"Compact": "Compact", "DnCNN": "FDnCNN", **{arch: arch for arch in (
-    "ESRGAN", "SwinIR", "HAT", "DAT", "OmniSR", "SPAN", "RealCUGAN", "PLKSR", "DRUNet", "SeemoRe", "AuraSR")}}
+    "ESRGAN", "SwinIR", "HAT", "DAT", "OmniSR", "SPAN", "RealCUGAN", "PLKSR", "DRUNet", "SeemoRe", "AuraSR", "IPT")}}
 
 
 @pytest.mark.parametrize("arch", sorted(spandrel_backend.WEIGHTS_ASSIGNED_ARCHITECTURES))

@@ -65,22 +65,27 @@ def parameters_on_meta() -> Iterator[None]:
     placed_before = _PLACEMENT.on_meta
     _PLACEMENT.on_meta = True
     try:
-        with _EmptyOnMeta():
+        with _MadeOnMeta():
             yield
     finally:
         _PLACEMENT.on_meta = placed_before
 
 
-class _EmptyOnMeta(TorchFunctionMode):
+class _MadeOnMeta(TorchFunctionMode):
     """``torch.empty`` on meta where no device is named, as layers make their weights before they
     are initialised: a weight made on the CPU and moved to meta at registration cost nothing
     resident, but its freed memory raised glibc's mmap threshold, so the constructor's buffers and
-    the load's work came from the heap and stayed resident when freed (+30 MiB of a 196 MiB SwinIR)."""
+    the load's work came from the heap and stayed resident when freed (+30 MiB of a 196 MiB SwinIR).
+    A value a constructor sets as a meta parameter's ``.data`` goes to meta too (IPT's mean shift
+    sets its weights so): torch refused it as of another tensor type, and the network was built
+    for real, random weights and all."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is torch.empty and kwargs.get("device") is None:
             kwargs = {**kwargs, "device": "meta"}
+        elif func == torch.Tensor.data.__set__ and args[0].is_meta and not args[1].is_meta:
+            args = (args[0], args[1].to("meta"))
         return func(*args, **kwargs)
 
 

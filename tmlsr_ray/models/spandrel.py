@@ -72,7 +72,7 @@ LUMA = (0.299, 0.587, 0.114)
 # is checked to upscale as the network built for real does (tests/models/test_spandrel.py); the
 # others are built for real.
 WEIGHTS_ASSIGNED_ARCHITECTURES = {"Compact", "ESRGAN", "SwinIR", "HAT", "DAT", "OmniSR", "SPAN", "RealCUGAN", "PLKSR",
-                                  "DRUNet", "DnCNN", "SeemoRe", "AuraSR"}
+                                  "DRUNet", "DnCNN", "SeemoRe", "AuraSR", "IPT"}
 
 
 def describe(path: Path, weighted: bool = True):
