@@ -342,21 +342,31 @@ def test_cancel_mid_video_stops_quickly_uploads_nothing_and_frees_the_replicas(s
 
 
 def test_a_killed_upscaler_replica_does_not_fail_the_video(service, input_server, tmp_path):
-    """The kill must meet a segment in flight: with 64 frames, one CI run beside five other jobs
-    retried no segment, most likely because the kill came after the last one was done (the status
-    polls lag on a loaded machine). 160 frames leave more work to meet."""
+    """The kill must meet a segment in flight: killed once frames were coming out, one CI run under
+    load retried no segment (the kill came after the last one was done). It waits until frames have
+    come out while no segment is done, so a segment is part way through its batches (the slow model
+    still has a batch of it, over a second, to run on the replica) when the kill lands."""
+    url = input_server.add("fault.mp4", make_clip(tmp_path / "fault.mp4", frames=24, size=(160, 120)).read_bytes())
     pids = replica_pids("Upscaler")
-    task_id = start_slow_video(service, input_server, tmp_path, "fault.mp4", frames=160)
+    task_id = service.submit(url=url, model="slow-x4.pth")["task_id"]
+    task = service.wait(task_id, until=lambda t: video_progress(t).get("frames_done", 0) > 0
+                        or t["status"] not in ("pending", "processing"), timeout=120)
     sigkill(pids)
+    assert task["status"] == "processing" and segments_done(task) == 0, ("no segment seen part way", task)
     task = service.wait(task_id, timeout=240)
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
-    assert meta["frames"] == 160 and meta["segment_retries"] >= 1, {k: meta.get(k) for k in (
+    assert meta["frames"] == 24 and meta["segment_retries"] >= 1, {k: meta.get(k) for k in (
         "frames", "segment_retries", "segments", "transfer_bytes")}
 
 
+def video_progress(task) -> dict:
+    """The upscaling stage's detail: frames and segments done and in all (empty before it starts)."""
+    return task["stages"][1].get("detail") or {}
+
+
 def segments_done(task) -> int:
-    return (task["stages"][1].get("detail") or {}).get("segments_done", 0)
+    return video_progress(task).get("segments_done", 0)
 
 
 def test_a_killed_task_runner_resumes_from_the_segments_already_finished(service, input_server, tmp_path):
