@@ -69,9 +69,15 @@ worker = next(node["NodeID"] for node in ray.nodes() if node["Alive"] and node["
 moved = Settings.load({**settings, "data_dir": tempfile.mkdtemp()})
 TaskState.options(name="placement", namespace=STATE_NAMESPACE, lifetime="detached", resources={},
                   scheduling_strategy=NodeAffinitySchedulingStrategy(worker, soft=False)).remote(moved, "")
-time.sleep(PLACEMENT_CHECK_S + 1)
-_, created = http("POST", "/tasks", {"url": "http://127.0.0.1:9/gone.png", "type": "image"})
-reads = [http("GET", f"/tasks/{created['task_id']}")[0] for _ in range(4)]
+# Each ingress asks where the actor runs every PLACEMENT_CHECK_S: poll until both have asked (four
+# reads, round robin over the two, of a task only the actor has), but no longer than a check and a second.
+deadline = time.monotonic() + PLACEMENT_CHECK_S + 1
+while True:
+    _, created = http("POST", "/tasks", {"url": "http://127.0.0.1:9/gone.png", "type": "image"})
+    reads = [http("GET", f"/tasks/{created['task_id']}")[0] for _ in range(4)]
+    if reads == [200] * 4 or time.monotonic() > deadline:
+        break
+    time.sleep(0.2)
 print("READS", json.dumps(reads), flush=True)
 serve.shutdown()
 ray.shutdown()
