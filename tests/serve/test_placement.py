@@ -58,6 +58,7 @@ def http(method, path, body=None):
         return refused.code, None
 
 http("GET", "/monitor/stats")  # each ingress that answers opens its direct reader now
+_, admitted_before = http("POST", "/tasks", {"url": "http://127.0.0.1:9/gone.png", "type": "image"})
 ray.kill(ray.get_actor("placement", namespace=STATE_NAMESPACE), no_restart=True)
 for _ in range(300):  # the name is free once the cluster has seen the actor die
     try:
@@ -69,16 +70,19 @@ worker = next(node["NodeID"] for node in ray.nodes() if node["Alive"] and node["
 moved = Settings.load({**settings, "data_dir": tempfile.mkdtemp()})
 TaskState.options(name="placement", namespace=STATE_NAMESPACE, lifetime="detached", resources={},
                   scheduling_strategy=NodeAffinitySchedulingStrategy(worker, soft=False)).remote(moved, "")
-# Each ingress asks where the actor runs every PLACEMENT_CHECK_S: poll until both have asked (four
-# reads, round robin over the two, of a task only the actor has), but no longer than a check and a second.
+# Each ingress asks where the actor runs every PLACEMENT_CHECK_S: poll, for no longer than a check and a
+# second, until four reads of a task only the head's stale file holds are the moved actor's 404 (a task
+# the file lacks is asked of the actor whatever the check found, so only a stale one shows the switch).
 deadline = time.monotonic() + PLACEMENT_CHECK_S + 1
 while True:
-    _, created = http("POST", "/tasks", {"url": "http://127.0.0.1:9/gone.png", "type": "image"})
-    reads = [http("GET", f"/tasks/{created['task_id']}")[0] for _ in range(4)]
-    if reads == [200] * 4 or time.monotonic() > deadline:
+    stale = [http("GET", f"/tasks/{admitted_before['task_id']}")[0] for _ in range(4)]
+    if stale == [404] * 4 or time.monotonic() > deadline:
         break
     time.sleep(0.2)
+_, created = http("POST", "/tasks", {"url": "http://127.0.0.1:9/gone.png", "type": "image"})
+reads = [http("GET", f"/tasks/{created['task_id']}")[0] for _ in range(4)]
 print("READS", json.dumps(reads), flush=True)
+print("STALE", json.dumps(stale), flush=True)
 serve.shutdown()
 ray.shutdown()
 cluster.shutdown()
@@ -96,13 +100,13 @@ def _placement(tmp_path, control_on_head: str) -> dict:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in result.stdout.splitlines()
-            if line.startswith(("PLACEMENT ", "READS "))}
+            if line.startswith(("PLACEMENT ", "READS ", "STALE "))}
 
 
 def test_the_control_plane_stays_on_the_head_node_and_reads_the_database_only_where_its_writer_runs(tmp_path):
     seen = _placement(tmp_path, "on")
     assert seen["PLACEMENT"] == {"TaskState": [True], "Ingress": [True, True], "TaskRunner": [True, True],
                                  "Upscaler": [False]}
-    # once the state actor runs elsewhere, a task it just admitted is read through it (the head's
-    # own database file, no longer written, does not have it)
-    assert seen["READS"] == [200, 200, 200, 200]
+    # once the state actor runs elsewhere, tasks are read through it: one it just admitted is found,
+    # one only the head's own database file (no longer written) holds is not
+    assert seen["READS"] == [200, 200, 200, 200] and seen["STALE"] == [404, 404, 404, 404]
