@@ -43,7 +43,8 @@ class LengthMeter:
     packet index counts and spans once the timeline has closed its clock's jumps: from its first keyframe on,
     a frame counts where its decode time passes the latest one reached (a fragment written twice, a
     part after a restart, counts from where it passes the part before), and its step counts where
-    it is a frame's, at most :data:`COUNTED_STEP_S` (a jump or a stray time forward counts nothing).
+    it is a frame's, at most :data:`COUNTED_STEP_S` (a jump counts nothing), once a later frame passes
+    it (a stray time forward, which the timeline places or which leaves the index untimed, counts nothing).
     Checked before each packet is added: the last packet read, which the index may drop as cut
     off, is never the one over the limit."""
 
@@ -67,10 +68,14 @@ class LengthMeter:
             self._limits.check(self.frames, float(self.ticks * self._tick))
         if time > self._latest_decoded and (packet.pts is None or packet.pts >= self._first):
             self.frames += 1
+            self._reach(self._latest_decoded)  # passed by this frame: no stray time, which the index may place
             self._latest_decoded = time
-            if time > self._latest:
-                self.ticks += time - self._latest if time - self._latest <= self._step_ticks else 0
-                self._latest = time
+
+    def _reach(self, time: int) -> None:
+        """Counts the step to ``time`` where it passes the latest time reached, a frame's step."""
+        if time > self._latest:
+            self.ticks += time - self._latest if time - self._latest <= self._step_ticks else 0
+            self._latest = time
 
     def _start(self, packet, time: int) -> bool:
         """Starts at the stream's first keyframe (False before it): counted from the time it shows at,

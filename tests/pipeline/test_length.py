@@ -1,0 +1,75 @@
+"""The length limits, and the meter that refuses a video over them as its packets are read."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from tests.helpers import (cut_mid_gop, interlaced_clip, joined_recordings, make_clip, media_recorder_webm,
+                           packed_b_frames_avi, soft_telecine_clip, trim_by_edit_list, with_block_time_moved,
+                           with_flv_tag_time_moved, with_fragment_repeated, with_sample_durations_zero)
+from tmlsr_ray.pipeline.length import LengthLimits, LengthMeter
+from tmlsr_ray.pipeline.media import indexed_span_s
+from tmlsr_ray.pipeline.probe import probe_video
+from tmlsr_ray.pipeline.segments import Cutting, plan_segments
+from tmlsr_ray.pipeline.timeline import continuous_source
+
+FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+SCREEN_STEPS_MS = [3000 if n % 10 == 0 else 33 for n in range(60)]  # 30 fps, a still of 3 s every 10 frames
+
+# Videos whose packets' times a scan reads otherwise than the plan times its frames: B-frames (decode
+# times before the frames'), parser-made times, clocks that wrap or restart, VFR, fields, strays
+WITHIN = {
+    "mp4 with B-frames": lambda d: make_clip(d / "b.mp4", frames=48, rate=24, options={"bf": "3"}),
+    "transport stream over its 33-bit clock's wrap": lambda d: make_clip(
+        d / "wrap.ts", frames=96, rate=24, container="mpegts", start_s=2 ** 33 / 90_000 - 2, options={"bf": "2"}),
+    "raw MPEG-2, times made by the parser": lambda d: make_clip(
+        d / "raw.m2v", frames=48, rate=24, audio=False, codec="mpeg2video", container="mpeg2video",
+        options={"bf": "2", "g": "12"}),
+    "soft telecine VOB": lambda d: soft_telecine_clip(d / "film.vob"),
+    "AVI of packed B-frames": lambda d: packed_b_frames_avi(d / "packed.avi"),
+    "interlaced transport stream": lambda d: interlaced_clip(d / "fields.ts", codec="mpeg2video"),
+    "browser's live WebM": lambda d: media_recorder_webm(d / "live.webm", frames=90),
+    "screen recording with stills": lambda d: make_clip(
+        d / "screen.mp4", frames=60, rate=30, audio=False, time_base=Fraction(1, 1000),
+        pts=[sum(SCREEN_STEPS_MS[:n]) for n in range(60)]),
+    "240 fps slow motion": lambda d: make_clip(d / "slow.mp4", frames=240, rate=240, audio=False, options={"bf": "3"}),
+    "sample table of zero durations": lambda d: with_sample_durations_zero(
+        make_clip(d / "zero.mov", frames=48, rate=24, container="mov", options={"bf": "2"})),
+    "capture started inside a GOP": lambda d: cut_mid_gop(
+        make_clip(d / "whole.ts", frames=48, rate=24, container="mpegts", options={"bf": "2", "g": "12"}),
+        d / "cut.ts", 5),
+    "MP4 trimmed by its edit list": lambda d: trim_by_edit_list(
+        make_clip(d / "whole.mp4", frames=48, rate=24, options={"bf": "2", "g": "24"}), d / "trimmed.mp4", 20),
+    "fragment written twice": lambda d: with_fragment_repeated(
+        make_clip(d / "frag.mp4", frames=96, rate=24, container_options=FRAGMENTED, options={"g": "24"}),
+        d / "twice.mp4", 2),
+    "restarted transport stream": lambda d: joined_recordings(d / "joined.ts", (0, 0)),
+    "FLV with a stray tag time": lambda d: with_flv_tag_time_moved(
+        make_clip(d / "tags.flv", frames=48, rate=24, container="flv"), d / "stray.flv", 9, 45, 950),
+    "Matroska with a stray block time before its end": lambda d: with_block_time_moved(
+        make_clip(d / "blocks.mkv", frames=48, rate=24, audio=False, codec="libvpx"), d / "stray.mkv", 40, 900),
+}
+
+
+def checked_length(path, folder) -> LengthLimits:
+    """The length the runner's final checks see (the index's frames, and the span of its times, else
+    the duration the file states), as limits: a video exactly at them."""
+    source = continuous_source(path, folder / f"unmetered-{path.name}")
+    info = probe_video(source)
+    plan = plan_segments(source, info, Cutting())
+    span = indexed_span_s(info, plan)
+    return LengthLimits(plan.frames, span if span is not None else info.duration_s or float("inf"))
+
+
+@pytest.mark.parametrize("make", WITHIN.values(), ids=WITHIN.keys())
+def test_a_video_exactly_at_the_limits_is_not_refused_by_either_scan(tmp_path, make):
+    """The scans' meters count no more than the final checks do: a Matroska 2 s long (as it states,
+    its index untimed) with one block's time a bit error 0.9 s on, 0.3 s before its end, was refused
+    by the meter as 2.57 s long."""
+    path = make(tmp_path)
+    limits = checked_length(path, tmp_path)
+    source = continuous_source(path, tmp_path / f"metered-{path.name}",
+                               LengthMeter(limits, probe_video(path).stream_index))
+    plan_segments(source, probe_video(source), Cutting(), limits=limits)
