@@ -2766,8 +2766,11 @@ _LIVE_CLIPS = {"fragmented mp4": {"container": "mp4",
                 "transport stream": {"container": "mpegts"}}
 LIVE_KINDS = ("live webm",) + tuple(_LIVE_CLIPS)
 # Limits a few seconds of such a recording are over, and the refusal each gives as soon as it is
-SHORT_LIMITS = {"2 s": (LengthLimits(500_000, 2.0), "video lasts 2 s, over the limit of 2 s"),
-                "50 frames": (LengthLimits(50, 3600.0), "video has 51 frames, over the limit of 50")}
+# (not how long it is: the scan stops there)
+SHORT_LIMITS = {"2 s": (LengthLimits(500_000, 2.0),
+                        r"^video lasts longer than the limit of 2 s \(max_video_duration_s\)$"),
+                "50 frames": (LengthLimits(50, 3600.0),
+                              r"^video has more frames than the limit of 50 \(max_video_frames\)$")}
 
 
 def live_source(folder: Path, kind: str) -> Path:

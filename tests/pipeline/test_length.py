@@ -9,6 +9,7 @@ import pytest
 from tests.helpers import (cut_mid_gop, interlaced_clip, joined_recordings, make_clip, media_recorder_webm,
                            packed_b_frames_avi, soft_telecine_clip, trim_by_edit_list, with_block_time_moved,
                            with_flv_tag_time_moved, with_fragment_repeated, with_sample_durations_zero)
+from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.length import LengthLimits, LengthMeter
 from tmlsr_ray.pipeline.media import indexed_span_s
 from tmlsr_ray.pipeline.probe import probe_video
@@ -73,3 +74,16 @@ def test_a_video_exactly_at_the_limits_is_not_refused_by_either_scan(tmp_path, m
     source = continuous_source(path, tmp_path / f"metered-{path.name}",
                                LengthMeter(limits, probe_video(path).stream_index))
     plan_segments(source, probe_video(source), Cutting(), limits=limits)
+
+
+@pytest.mark.parametrize("seconds,limit,refusal", [
+    (60.04, 60.0, "video lasts 60.04 s, over the limit of 60 s (max_video_duration_s)"),
+    (2.0, 0.5, "video lasts 2 s, over the limit of 0.5 s (max_video_duration_s)"),
+    (20_000.4, 14_400.0, "video lasts 20,000 s, over the limit of 14,400 s (max_video_duration_s)"),
+], ids=["just over", "a limit under a second", "hours"])
+def test_a_refusal_says_a_length_that_reads_over_the_limit(seconds, limit, refusal):
+    """A video 60.04 s long under a limit of 60 s was said to last '60 s, over the limit of 60 s', and
+    one of 2 s under a limit of 0.5 s to be 'over the limit of 0 s'."""
+    with pytest.raises(InputError) as refused:
+        LengthLimits(500_000, limit).check(0, seconds)
+    assert str(refused.value) == refusal

@@ -64,6 +64,6 @@ def test_a_live_recording_over_the_length_limit_is_refused_by_the_plan_without_r
     path = live_source(tmp_path, "live webm")
     scans = [DemuxCount(monkeypatch, timeline), DemuxCount(monkeypatch, segments)]
     runner = SimpleNamespace(_settings=Settings(max_video_duration_s=2.0))
-    with pytest.raises(InputError, match="video lasts 2 s, over the limit of 2 s"):
+    with pytest.raises(InputError, match="video lasts longer than the limit of 2 s"):
         asyncio.run(TaskRunner.func_or_class._plan_video(runner, None, {}, path))
     assert sum(scan.packets for scan in scans) < packets_in(path) / 4

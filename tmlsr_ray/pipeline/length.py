@@ -30,12 +30,28 @@ class LengthLimits:
     def of(cls, settings) -> "LengthLimits":
         return cls(settings.max_video_frames, settings.max_video_duration_s)
 
-    def check(self, frames: int, seconds: Optional[float]) -> None:
-        """Refuses (InputError) a video of ``frames`` frames lasting ``seconds`` (None: not known) over the limits."""
+    def check(self, frames: int, seconds: Optional[float], whole: bool = True) -> None:
+        """Refuses (InputError) a video of ``frames`` frames lasting ``seconds`` (None: not known) over the
+        limits; ``whole``: those are its whole length, not only as far as a scan has read, which says
+        it is longer (60 s read of a 10-minute video under a limit of 60 s is not its length)."""
         if frames > self.frames:
-            raise InputError(f"video has {frames:,} frames, over the limit of {self.frames:,}")
+            limit = f"the limit of {self.frames:,} (max_video_frames)"
+            raise InputError(f"video has {frames:,} frames, over {limit}" if whole
+                             else f"video has more frames than {limit}")
         if seconds and seconds > self.seconds:
-            raise InputError(f"video lasts {seconds:.0f} s, over the limit of {self.seconds:.0f} s")
+            limit = f"the limit of {_in_seconds(self.seconds)} (max_video_duration_s)"
+            shown = _in_seconds(seconds, over=self.seconds) if whole else None
+            raise InputError(f"video lasts {shown}, over {limit}" if shown else f"video lasts longer than {limit}")
+
+
+def _in_seconds(value: float, over: Optional[float] = None) -> Optional[str]:
+    """``value`` s to the fewest decimals (at most 3) that read as it or, given ``over``, over that
+    (None: none do): 60.04 s over a limit of 60 s read '60 s, over the limit of 60 s'."""
+    for places in range(4):
+        rounded = round(value, places)
+        if (rounded > over) if over is not None else rounded == value:
+            return f"{value:,.{places}f} s"
+    return None if over is not None else f"{value:,.3f} s"
 
 
 class LengthMeter:
@@ -65,7 +81,7 @@ class LengthMeter:
         if time is None or (self._first is None and not self._start(packet, time)):
             return
         if self.frames > self._limits.frames or self.ticks > self._most_ticks:
-            self._limits.check(self.frames, float(self.ticks * self._tick))
+            self._limits.check(self.frames, float(self.ticks * self._tick), whole=False)
         if time > self._latest_decoded and (packet.pts is None or packet.pts >= self._first):
             self.frames += 1
             self._reach(self._latest_decoded)  # passed by this frame: no stray time, which the index may place
