@@ -29,6 +29,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+import requests
 import torch
 from PIL import Image
 
@@ -89,6 +90,18 @@ def server_sent_events(response):
         else:
             name, _, value = line.partition(": ")
             event[name] = int(value) if name == "id" else json.loads(value) if name == "data" else value
+
+
+def wait_for_task(base: str, task_id: str, headers: dict,
+                  until=lambda t: t["status"] in ("completed", "failed", "canceled")) -> dict:
+    """A task of the service at ``base`` once ``until`` it, asked with ``headers`` (a token's)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        task = requests.get(f"{base}/tasks/{task_id}", headers=headers, timeout=10).json()
+        if until(task):
+            return task
+        time.sleep(0.1)
+    raise AssertionError(f"task {task_id} did not get there: {task}")
 
 
 def free_port() -> int:

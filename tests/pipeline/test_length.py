@@ -56,7 +56,7 @@ WITHIN = {
 
 def checked_length(path, folder) -> LengthLimits:
     """The length the runner's final checks see (the index's frames, and the span of its times, else
-    the duration the file states), as limits: a video exactly at them."""
+    the duration the file states, else none), as limits: a video exactly at them."""
     source = continuous_source(path, folder / f"unmetered-{path.name}")
     info = probe_video(source)
     plan = plan_segments(source, info, Cutting())

@@ -129,7 +129,7 @@ AUTH = {"Authorization": "Bearer s3cret"}
 @pytest.fixture(scope="session")
 def secured(service):
     """A second service on the same cluster (its own state actor and data), with a token, one
-    worker, a queue of one and a tiny output limit."""
+    worker, a queue of one, a tiny output limit and videos of at most 2 s."""
     import ray
     from ray import serve
 
@@ -138,7 +138,7 @@ def secured(service):
 
     settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "secured"),
                 "allow_private_urls": True, "api_token": "s3cret", "upscaler_num_cpus": 0, "seedvr2_replicas": 0,
-                "max_output_bytes": 1000, "max_workers": 1, "max_pending_tasks": 1,
+                "max_output_bytes": 1000, "max_video_duration_s": 2.0, "max_workers": 1, "max_pending_tasks": 1,
                 "state_actor_name": "tmlsr_state_secured"}
     serve.run(build_app(settings), name="secured", route_prefix="/secured")
     yield service.url("/secured")

@@ -1,11 +1,9 @@
 """The optional API token: every data route needs it when one is configured."""
 
-import time
-
 import pytest
 import requests
 
-from tests.helpers import png_bytes
+from tests.helpers import png_bytes, wait_for_task
 from tests.serve.conftest import AUTH
 from tmlsr_ray.serve.ingress import bearer_token_ok
 
@@ -18,16 +16,6 @@ from tmlsr_ray.serve.ingress import bearer_token_ok
 )
 def test_bearer_token_check(header, expected, ok):
     assert bearer_token_ok(header, expected) is ok
-
-
-def wait_secured(base: str, task_id: str, until=lambda t: t["status"] in ("completed", "failed", "canceled")):
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        task = requests.get(f"{base}/tasks/{task_id}", headers=AUTH, timeout=10).json()
-        if until(task):
-            return task
-        time.sleep(0.1)
-    raise AssertionError(f"task {task_id} did not get there: {task}")
 
 
 @pytest.mark.parametrize("method,path", [("get", "/monitor/stats"), ("get", "/tasks/" + "0" * 32),
@@ -50,7 +38,7 @@ def test_an_output_over_the_byte_limit_fails_before_upload(secured, input_server
     url = input_server.add("noisy.png", png_bytes(40, 40, seed=5))
     task_id = requests.post(secured + "/tasks", json={"url": url, "type": "image", "model": "tiny-x4.pth"},
                             headers=AUTH, timeout=30).json()["task_id"]
-    task = wait_secured(secured, task_id)
+    task = wait_for_task(secured, task_id, AUTH)
     assert task["status"] == "failed" and "over the limit of 1,000" in task["error"]
     assert task["stages"][2]["status"] == "skipped"
 
@@ -59,7 +47,7 @@ def test_a_full_queue_answers_429_with_retry_after(secured, input_server):
     input_server.add("wait.png", png_bytes(8, 8))
     body = {"url": input_server.url("slow/wait.png?seconds=30"), "type": "image", "model": "tiny-x4.pth"}
     running = requests.post(secured + "/tasks", json=body, headers=AUTH, timeout=10).json()["task_id"]
-    wait_secured(secured, running, until=lambda t: t["status"] == "processing")
+    wait_for_task(secured, running, AUTH, until=lambda t: t["status"] == "processing")
     queued = requests.post(secured + "/tasks", json=body, headers=AUTH, timeout=10).json()["task_id"]
     refused = requests.post(secured + "/tasks", json=body, headers=AUTH, timeout=10)
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "5"

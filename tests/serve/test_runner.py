@@ -3,16 +3,12 @@
 import asyncio
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 
-from tests.helpers import DemuxCount, live_source, packets_in
-from tmlsr_ray.config import Settings
-from tmlsr_ray.errors import InputError, TaskError
+from tmlsr_ray.errors import TaskError
 from tmlsr_ray.piece import Piece
-from tmlsr_ray.pipeline import segments, timeline
-from tmlsr_ray.serve.runner import DamagedShare, TaskRunner, finish_in_thread
+from tmlsr_ray.serve.runner import DamagedShare, finish_in_thread
 
 
 def test_a_cancel_waits_for_work_in_a_thread_to_finish_before_it_goes_on():
@@ -56,14 +52,3 @@ def test_the_damaged_share_counts_a_redone_piece_once_and_fails_as_the_piece_ove
 def test_reused_pieces_already_over_the_share_fail_before_any_work():
     with pytest.raises(TaskError, match="70 of its 96 packets"):
         DamagedShare([_piece(0, 40), _piece(1, 30)], packets=96)
-
-
-def test_a_live_recording_over_the_length_limit_is_refused_by_the_plan_without_reading_it_all(tmp_path, monkeypatch):
-    """The timeline's scan and the packet index each read a live WebM whole (it states no length)
-    before the limits saw it: 20 s under a limit of 2 s was refused as 20 s long."""
-    path = live_source(tmp_path, "live webm")
-    scans = [DemuxCount(monkeypatch, timeline), DemuxCount(monkeypatch, segments)]
-    runner = SimpleNamespace(_settings=Settings(max_video_duration_s=2.0))
-    with pytest.raises(InputError, match="video lasts longer than the limit of 2 s"):
-        asyncio.run(TaskRunner.func_or_class._plan_video(runner, None, {}, path))
-    assert sum(scan.packets for scan in scans) < packets_in(path) / 4

@@ -11,11 +11,12 @@ import pytest
 import requests
 
 from tests.helpers import (COVER_JPEG, FONT_BYTES, SHARED, actor_pid, animated_gif, anime_matroska, cut_inside_packet,
-                           eventually, frame_flood_gif, interlaced_clip, joined_recordings, make_clip, png_bytes,
+                           eventually, frame_flood_gif, interlaced_clip, joined_recordings, live_source, make_clip,
+                           png_bytes, wait_for_task,
                            replica_pids, save_srvgg, shared_path, sigkill, soft_telecine_clip, start_slow_video,
                            video_frames, video_tracks, with_adts_header_broken, with_packets_damaged,
                            with_telemetry_and_cover)
-from tests.serve.conftest import fetch_output
+from tests.serve.conftest import AUTH, fetch_output
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches
 from tmlsr_ray.pipeline.probe import probe_video
@@ -303,6 +304,26 @@ def test_a_still_image_submitted_as_video_fails_with_a_hint(service, input_serve
     task = service.run(url=input_server.add("still.png", png_bytes(16, 16)), model="tiny-x4.pth")
     assert task["status"] == "failed" and "type=image" in task["error"]
 
+
+# 20 s of video that states no length: a browser's recording, and a raw stream, which only the packet
+# index scans and cannot time (its times are decode times: its span is not known to the final checks)
+UNSTATED = {"live WebM": lambda folder: live_source(folder, "live webm"),
+            "raw MPEG-2": lambda folder: make_clip(
+                folder / "raw.m2v", frames=480, rate=24, audio=False, codec="mpeg2video", container="mpeg2video")}
+
+
+@pytest.mark.parametrize("make", UNSTATED.values(), ids=UNSTATED.keys())
+def test_a_video_stating_no_length_over_the_limit_fails_once_a_scan_reads_past_it(secured, input_server, tmp_path,
+                                                                                  make):
+    """The secured service takes videos of at most 2 s: the runner gives the limits to both scans, which
+    stop there and say the video is longer. Without them the WebM was read whole and said to last 20 s,
+    and the raw stream passed at any length (its task failed on the output's size)."""
+    path = make(tmp_path)
+    url = input_server.add(f"unstated-{path.name}", path.read_bytes())
+    task_id = requests.post(secured + "/tasks", json={"url": url, "model": "tiny-x4.pth"}, headers=AUTH,
+                            timeout=30).json()["task_id"]
+    task = wait_for_task(secured, task_id, AUTH)
+    assert (task["status"], task["error"]) == ("failed", "video lasts longer than the limit of 2 s (max_video_duration_s)")
 
 def test_a_frame_flood_gif_is_refused_before_the_model_and_a_short_gif_still_works(service, input_server):
     flood = input_server.add("flood.gif", frame_flood_gif(40_000))  # 920 KB: once 148 s of model calls
