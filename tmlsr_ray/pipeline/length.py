@@ -62,14 +62,15 @@ class LengthMeter:
     it is a frame's, at most :data:`COUNTED_STEP_S` (a jump counts nothing), once a later frame passes
     it (a stray time forward, which the timeline places or which leaves the index untimed, counts nothing).
     Checked before each packet is added: the last packet read, which the index may drop as cut
-    off, is never the one over the limit."""
+    off, is never the one over the limit. Where the index cannot time the frames (a raw stream's
+    times are decode times), its reading is the only length a source that states none is held to."""
 
     def __init__(self, limits: LengthLimits, stream_index: int):
         self._limits, self._index = limits, stream_index
         self.frames, self.ticks = 0, 0
         self._tick: Optional[Fraction] = None
         self._first: Optional[int] = None  # the first keyframe's presentation time: frames shown before it are not
-        self._latest_decoded: Optional[int] = None  # the latest decode time counted, in ticks
+        self._latest_decoded: Optional[int] = None  # the latest decode time counted, in ticks (its step once passed)
         self._latest: Optional[int] = None  # the latest time reached, from the first keyframe's shown time on
         self._most_ticks = self._step_ticks = 0
 
