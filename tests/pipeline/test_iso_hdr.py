@@ -56,19 +56,19 @@ def test_a_gain_map_of_any_width_is_kept(tmp_path, gain_map):
 
 
 QUARTER_TURN = struct.pack(">I4sB", 9, b"irot", 1)
+THREE_QUARTER_TURNS = struct.pack(">I4sB", 9, b"irot", 3)
 LEFT_HALF = struct.pack(">I4s", 40, b"clap") + struct.pack(">IIIIiIiI", 32, 1, 64, 1, -16, 1, 0, 1)
 
 
 @pytest.mark.parametrize("properties, shape", [((LEFT_HALF, QUARTER_TURN), (32, 64)),
                                                ((QUARTER_TURN, LEFT_HALF), (64, 32))])
-@pytest.mark.parametrize("photo", [iso_hdr_heic, iso_hdr_avif])
-def test_a_gain_maps_clap_and_irot_are_applied_in_the_order_it_lists_them(tmp_path, properties, shape, photo):
+def test_a_gain_maps_clap_and_irot_are_applied_in_the_order_it_lists_them(tmp_path, properties, shape):
     """As libheif applies them, and so the primary (ISO/IEC 23008-12 requires clap first): the
     left half of a 64x64 map turned is 64 wide, the left half of the map turned is 32 wide. Its
-    bright top-left quarter, turned anticlockwise, is at the bottom left. An AVIF's AV1 map alike."""
+    bright top-left quarter, turned anticlockwise, is at the bottom left."""
     levels = np.full((64, 64), 40, np.uint8)
     levels[:32, :32] = 230
-    path = photo(tmp_path / "photo.heif", np.full((96, 96, 3), 120, np.uint8), levels, gain_map_turns=properties)
+    path = iso_hdr_heic(tmp_path / "photo.heic", np.full((96, 96, 3), 120, np.uint8), levels, gain_map_turns=properties)
     stored = cv2.imdecode(np.frombuffer(probe_image(path, 10**8).gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
     assert stored.shape == shape
     assert abs(int(stored[-8:, :8].mean()) - 230) <= 2 and abs(int(stored[:8, -8:].mean()) - 40) <= 2
@@ -422,6 +422,30 @@ def test_a_three_channel_gain_map_is_read_by_the_matrix_its_item_states(tmp_path
     gain_map, note = iso_gain_map(path, (64, 48))
     stored = cv2.imdecode(np.frombuffer(gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
     assert note is None and np.abs(stored.mean(axis=(0, 1)) - (200, 120, 40)).max() < 3
+
+
+def test_an_avifs_gain_map_as_large_as_its_turned_primary_is_kept_as_stored(tmp_path):
+    """libavif gives a turned photo's gain map its primary's irot, and turns both once: Pillow
+    gives the primary as stored (64x48, its irot its EXIF orientation). A 64x48 map was turned by
+    its irot to 48x64, refused as wider than its picture; a smaller one came back turned twice."""
+    path = _chrome_avif(tmp_path / "chrome.avif", _marked_levels((48, 64)), primary_turns=(QUARTER_TURN,),
+                        gain_map_turns=(QUARTER_TURN,))
+    info = probe_image(path, 10**8)
+    stored = cv2.imdecode(np.frombuffer(info.gain_map.jpeg, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert (info.orientation, info.gain_map_left_out, stored.shape) == (8, None, (48, 64))
+    assert abs(stored[:24, :32].mean() - 230) <= 2 and abs(stored[30:40, 32:50].mean() - 40) <= 2
+
+
+@pytest.mark.parametrize("primary_turns, gain_map_turns", [((), (QUARTER_TURN,)), ((QUARTER_TURN,), (LEFT_HALF,)),
+                                                           ((QUARTER_TURN,), (THREE_QUARTER_TURNS,))])
+def test_an_avifs_gain_map_cropped_or_turned_unlike_its_primary_is_left_out(tmp_path, primary_turns, gain_map_turns):
+    """libavif refuses a tmap whose gain map's clap, irot or imir are not its primary's; it was
+    kept, turned by its own and by its primary's orientation besides."""
+    path = _chrome_avif(tmp_path / "chrome.avif", _marked_levels((24, 32)), primary_turns=primary_turns,
+                        gain_map_turns=gain_map_turns)
+    assert probe_image(path, 10**8).gain_map_left_out == (
+        "the ISO 21496-1 HDR photo's gain map is cropped or turned otherwise than its picture (its clap, irot and "
+        "imir), which libavif refuses")
 
 
 def test_an_av1_gain_map_whose_sequence_header_states_more_than_its_ispe_is_not_decoded(tmp_path):

@@ -210,12 +210,13 @@ def _heif_gain_map(path: Path, fmt: Optional[str], heif_info: dict, exif: Image.
     item), or an AVIF's (ISO 21496-1 alone). Where an iPhone's HEIC (iOS 18) has both, Apple's is
     kept, as before iOS 18: its tmap item is derived from the same gain map picture, and the
     tmap's numbers are not clearly better than the maker note's, whose reading is checked against
-    Apple's published formula. An AVIF's primary is as Pillow gives it, not turned (its irot and
-    imir are its EXIF orientation), and its gain map is read so: turned by its own alone, the
-    orientation turns both."""
+    Apple's published formula. An AVIF's primary is as Pillow gives it, as stored (its irot and
+    imir are its EXIF orientation), and its gain map is read so, the orientation turning both."""
     if fmt == "heic" and declares_apple_gain_map(heif_info):
         return apple_gain_map(path, exif, primary_size)
-    return iso_gain_map(path, primary_size) if fmt in ("heic", "avif") else (None, None)
+    if fmt not in ("heic", "avif"):
+        return None, None
+    return iso_gain_map(path, primary_size, primary_as_stored=fmt == "avif")
 
 
 def _declares_gain_map(img: Image.Image) -> bool:

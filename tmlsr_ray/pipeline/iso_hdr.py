@@ -23,7 +23,7 @@ from tmlsr_ray.models.yuv import SWS_MATRIX_TAG, nearest_sws_matrix
 from tmlsr_ray.pipeline.gainmap import (GAIN_MAP_QUALITY, GainMap, gain_map_segments, icc_segments,
                                         iso_gain_map_numbers, iso_version_only, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import (CodedItem, DamagedStructure, ImageGrid, ToneMapLink, image_grid,
-                                           spatial_extent, tone_map_link)
+                                           primary_item_properties, spatial_extent, tone_map_link)
 from tmlsr_ray.pipeline.heif_turns import Property, heif_turned
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
 
@@ -39,6 +39,9 @@ DECODERS = {b"hvc1": ("hevc", b"hvcC"), b"av01": ("libdav1d", b"av1C")}
 AV1_CONFIG_BYTES = 4  # av1C's fields before its configOBUs
 IDENTITY_MATRIX = 0  # H.273's matrix_coefficients of samples that are G, B and R, not YUV
 TOO_LARGE = "the ISO 21496-1 HDR photo's gain map is wider or higher than its picture"
+UNLIKE_PRIMARY = ("the ISO 21496-1 HDR photo's gain map is cropped or turned otherwise than its picture (its clap, "
+                  "irot and imir), which libavif refuses")
+TRANSFORMS = (b"clap", b"irot", b"imir")  # ISO/IEC 23008-12's transformative properties
 # a coded picture's sides are its picture's rounded up to whole coding blocks, of 64 at most
 HEVC_BLOCK = 64
 # FFmpeg checks max_pixels against a frame's width rounded up to its rows' alignment (STRIDE_ALIGN:
@@ -49,12 +52,14 @@ FFMPEG_ROW_ALIGNMENT = 64
 LINEAR_TRANSFER = 8  # H.273's transfer_characteristics
 
 
-def iso_gain_map(path: Path, primary_size: Tuple[int, int]) -> Tuple[Optional[GainMap], Optional[str]]:
+def iso_gain_map(path: Path, primary_size: Tuple[int, int], primary_as_stored: bool = False
+                 ) -> Tuple[Optional[GainMap], Optional[str]]:
     """The gain map a HEIC or AVIF of ``primary_size`` (as its reader gives the primary: libheif
-    turned upright, Pillow's AVIF plugin as stored) links by a ``tmap`` item, turned by its own
-    turns, with its metadata; (None, None) for a file with no tmap item, (None, why) where it
-    cannot be kept: its boxes or metadata damaged, coded otherwise than in HEVC or AV1, larger
-    than its primary (by its properties, before decoding), or its data not decoding whole."""
+    cropped and turned, or, ``primary_as_stored``, Pillow's AVIF plugin as stored) links by a
+    ``tmap`` item, with its metadata, shown as its primary is (:func:`_as_read`); (None, None) for
+    a file with no tmap item, (None, why) where it cannot be kept: its boxes or metadata damaged,
+    coded otherwise than in HEVC or AV1, larger than its primary (by its properties, before
+    decoding), or its data not decoding whole."""
     try:
         link = tone_map_link(path)
     except DamagedStructure as exc:
@@ -72,7 +77,9 @@ def iso_gain_map(path: Path, primary_size: Tuple[int, int]) -> Tuple[Optional[Ga
     coding = next((kind for kind in codings if kind not in DECODERS), None)
     if coding is not None:
         return None, NOT_DECODED.format(kind=repr(coding)[2:-1])  # its bytes, those unprintable escaped
-    properties = link.gain_map_properties
+    properties = _as_read(link.gain_map_properties, primary_item_properties(path) if primary_as_stored else None)
+    if properties is None:
+        return None, UNLIKE_PRIMARY
     if spatial_extent(properties) is None:
         return None, DAMAGED.format(why="it states no size (ispe)")
     if not _fits(properties, primary_size):
@@ -90,6 +97,29 @@ def iso_gain_map(path: Path, primary_size: Tuple[int, int]) -> Tuple[Optional[Ga
     if not numbers.use_base_colour_space:
         metadata += icc_segments(_alternate_colour_space(link.tone_map_properties) or b"")
     return GainMap(with_metadata(jpeg.tobytes(), metadata), metadata, "1.0", iso_version_only(), ISO_HDR), None
+
+
+def _as_read(properties: List[Property], stored_primary: Optional[List[Property]]) -> Optional[List[Property]]:
+    """The gain map's ``properties`` its picture is shown by: all of them where the primary is read
+    cropped and turned by its own (libheif; ISO/IEC 23008-12 has each input of a derived picture
+    shown so); where the primary is read as stored (``stored_primary`` its properties), none of its
+    clap, irot and imir: libavif writes a gain map's as its primary's and has them applied to both
+    once, as the primary's EXIF orientation turns both here (Pillow crops neither). None where the
+    gain map states ones unlike its primary's, which libavif refuses; a gain map stating none is
+    read as stored, as libavif reads an alpha plane stating none."""
+    if stored_primary is None:
+        return properties
+    transforms = _transforms(properties)
+    if transforms and transforms != _transforms(stored_primary):
+        return None
+    return [prop for prop in properties if prop[0] not in TRANSFORMS]
+
+
+def _transforms(properties: List[Property]) -> List[Property]:
+    """The clap, irot and imir of ``properties`` in their order, irot and imir by their stated bits alone."""
+    masks = {b"irot": 3, b"imir": 1}
+    return [(kind, bytes([payload[0] & masks[kind]]) if kind in masks and payload else payload)
+            for kind, payload in properties if kind in TRANSFORMS]
 
 
 def _alternate_colour_space(tone_map_properties: List[Property]) -> Optional[bytes]:
