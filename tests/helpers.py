@@ -2171,7 +2171,7 @@ def iso_hdr_heic(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata
 
 def iso_hdr_avif(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata: Optional[bytes] = None,
                  gain_map_turns: Sequence[bytes] = (), primary_turns: Sequence[bytes] = (), bits: int = 8,
-                 matrix: Optional[int] = None) -> Path:
+                 matrix: Optional[int] = None, gain_map_trailing_obus: bytes = b"") -> Path:
     """An AVIF HDR photo as libavif writes one (``avifenc --gain-map``, Chrome): as
     :func:`iso_hdr_heic`'s, its items AV1 (``av01``), coded by OpenCV's AVIF writer (libavif): the
     primary BGR 8-bit, the gain map gray (monochrome) or BGR (4:4:4 of matrix 0, its samples G, B,
@@ -2179,13 +2179,13 @@ def iso_hdr_avif(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata
     of that H.273 matrix (0: G, B and R as they are; 1, 6 or 9), full range, which its ``nclx``
     states and its sequence header does not. ``primary_turns``: whole ``irot``/``imir`` boxes of
     the primary's (libavif 1.4 refuses a tmap item of turns of its own); ``gain_map_turns``: the
-    gain map's own."""
+    gain map's own; ``gain_map_trailing_obus``: OBUs after the gain map's frame in its data."""
     primary_properties, primary_data = _avif_coded_item(primary, 8)
     gain_properties, gain_data = _av1_coded_in_matrix(gain_map, matrix) if matrix is not None else \
         _avif_coded_item(gain_map, bits)
     return _tone_mapped_heif(path, (primary_properties + list(primary_turns), primary_data),
-                             (b"av01", gain_properties + list(gain_map_turns), gain_data), metadata, b"", None,
-                             major_brand=b"avif", brands=b"avifmif1miaftmap")
+                             (b"av01", gain_properties + list(gain_map_turns), gain_data + gain_map_trailing_obus),
+                             metadata, b"", None, major_brand=b"avif", brands=b"avifmif1miaftmap")
 
 
 def _tone_mapped_heif(path: Path, primary_coded: Tuple[List[bytes], bytes], gain_coded: Tuple[bytes, List[bytes], bytes],

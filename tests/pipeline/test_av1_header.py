@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import make_clip
-from tmlsr_ray.pipeline.av1_header import largest_frame_size
+from tmlsr_ray.pipeline.av1_header import first_frame, largest_frame_size
 from tmlsr_ray.pipeline.heif_boxes import primary_item_start
 
 
@@ -28,3 +28,15 @@ def test_obus_without_a_sequence_header_give_no_size():
     assert largest_frame_size(b"\x12\x00") is None  # a temporal delimiter alone
     assert largest_frame_size(b"\x0a\x02\xff") is None  # a sequence header cut short
     assert largest_frame_size(b"") is None
+
+
+def test_an_items_obus_are_cut_at_their_second_frame():
+    """A temporal delimiter, a sequence header, a frame, then a frame header with its tile group
+    and a frame: what follows the first frame is cut; a frame header alone begins one too."""
+    delimiter, sequence_header, frame = b"\x12\x00", b"\x0a\x02\xab\xcd", b"\x32\x03\x01\x02\x03"
+    frame_header, tile_group = b"\x1a\x01\x10", b"\x22\x02\x44\x55"
+    first = delimiter + sequence_header + frame
+    assert first_frame(first + frame_header + tile_group + frame) == first
+    assert first_frame(first + frame) == first
+    assert first_frame(delimiter + frame_header + tile_group + frame_header) == delimiter + frame_header + tile_group
+    assert first_frame(first) == first and first_frame(b"") == b""

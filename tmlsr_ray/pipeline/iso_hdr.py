@@ -20,6 +20,7 @@ import numpy as np
 from av.video.reformatter import ColorRange
 
 from tmlsr_ray.models.yuv import SWS_MATRIX_TAG, nearest_sws_matrix
+from tmlsr_ray.pipeline.av1_header import first_frame
 from tmlsr_ray.pipeline.gainmap import (GAIN_MAP_QUALITY, GainMap, gain_map_segments, icc_segments,
                                         iso_gain_map_numbers, iso_version_only, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import (CodedItem, DamagedStructure, ImageGrid, ToneMapLink, image_grid,
@@ -242,10 +243,11 @@ def _decoded(item: CodedItem, three_channels: bool) -> Optional[np.ndarray]:
 
 
 def _temporal_unit(coding: bytes, config: bytes, data: bytes) -> bytes:
-    """What the decoder is given of an item's ``data``: an AV1 item's after its ``av1C``'s
-    configOBUs (its sequence header: AVIF has the data hold one too, but a writer leaving it in
-    the av1C alone is read), HEVC's as it is (its parameter sets are the extradata)."""
-    return config[AV1_CONFIG_BYTES:] + data if coding == b"av01" else data
+    """What the decoder is given of an item's ``data``: an AV1 item's first frame after its
+    ``av1C``'s configOBUs (its sequence header: AVIF has the data hold one too, but a writer
+    leaving it in the av1C alone is read), HEVC's as it is (its parameter sets are the extradata;
+    FFmpeg refuses a packet of two pictures)."""
+    return config[AV1_CONFIG_BYTES:] + first_frame(data) if coding == b"av01" else data
 
 
 def _levels(frame: av.VideoFrame, full_range: bool, matrix: Optional[int], three_channels: bool) -> np.ndarray:
