@@ -15,7 +15,7 @@ from PIL import Image
 from tests.helpers import iso_gain_map_metadata, iso_hdr_avif, iso_hdr_heic, meta_box_damaged
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.image import probe_image
-from tmlsr_ray.pipeline.iso_hdr import iso_gain_map
+from tmlsr_ray.pipeline.iso_hdr import iso_gain_map, item_decoder
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
 
 DEFAULT_CHANNEL = (0, 2, 1, Fraction(1, 64), Fraction(1, 64))
@@ -517,3 +517,10 @@ def test_an_av1_gain_map_whose_nclx_states_limited_range_is_read_at_full_range_l
     (tmp_path / "chrome.avif").write_bytes(bytes(data))
     stored = _kept_levels(tmp_path / "chrome.avif", (64, 48))
     assert abs(stored[:12, :16].mean() - 249) <= 2 and abs(stored[12:16, 16:24].mean() - 28) <= 2
+
+
+@pytest.mark.parametrize("name", ["hevc", "libdav1d"])
+def test_a_gain_map_item_is_decoded_on_one_thread_as_libavif_and_libheif_decode_one(name):
+    """FFmpeg's default is a thread a core: on 16 cores each of a grid's 1,024 small tiles started 16."""
+    decoder = item_decoder(name, 64, 64)
+    assert decoder.thread_count == 1
