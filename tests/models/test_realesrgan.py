@@ -182,9 +182,9 @@ def test_a_whole_frame_fits_by_the_same_estimate_and_never_on_a_cpu(tiny_model_p
     assert not RealESRGANModel(tiny_model_path, device="cpu").fits_whole(1080, 1920)  # a CPU keeps the tiling rule
 
 
-def test_a_cpus_passes_and_whole_frames_follow_its_available_memory(tiny_model_path, monkeypatch):
+def test_a_cpus_passes_and_whole_frames_follow_its_total_memory(tiny_model_path, monkeypatch):
     """A CPU pass took every frame of a batch however large (a model run whole over the tiling
-    threshold took them all at once): it takes those that fit half the available memory by the
+    threshold took them all at once): it takes those that fit half the host's memory by the
     activation estimate, as a GPU's pass does its free memory."""
     from types import SimpleNamespace
 
@@ -193,7 +193,7 @@ def test_a_cpus_passes_and_whole_frames_follow_its_available_memory(tiny_model_p
 
     model = RealESRGANModel(tiny_model_path, device="cpu")
     one_frame = frame_network.frame_bytes(16, 16, 4, ACTIVATIONS_PER_FEATURE["SRVGGNetCompact"], 4, model._num_feat)
-    monkeypatch.setattr(frame_network.psutil, "virtual_memory", lambda: SimpleNamespace(available=7 * one_frame))
+    monkeypatch.setattr(frame_network.psutil, "virtual_memory", lambda: SimpleNamespace(total=7 * one_frame, available=0))
     assert model.frames_per_pass(16, 16) == 3 and model.fits_in_memory(16, 16)
     assert not model.fits_in_memory(64, 64) and not model.fits_whole(16, 16)  # whole on a CPU: the tiling rule
 

@@ -93,6 +93,30 @@ def test_an_architecture_spandrel_discourages_tiling_runs_images_and_frames_over
     assert model.tiling == "discouraged"
 
 
+def test_a_cpu_runs_a_model_that_discourages_tiling_alike_on_a_busy_and_an_idle_host(tmp_path, monkeypatch):
+    """Whether a frame ran whole and how many frames shared a pass followed the host's available
+    memory, so a busy host tiled a SwinIR's image (seams) and split its frames otherwise (its
+    batched products round by batch): a user got another output under load."""
+    from types import SimpleNamespace
+
+    from tmlsr_ray.models import frame_network
+
+    save_spandrel_model("SwinIR", tmp_path / "m.pth")
+    model = load_model(tmp_path / "m.pth", ModelCatalog(tmp_path).info("m.pth"), LoadOptions("cpu"))
+    tiling, size = Tiling(tile_size=16, tile_pad=4, min_pixels=100), (128, 96)
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    frames = np.random.default_rng(1).integers(0, 256, (4, 48, 64, 3), dtype=np.uint8)
+    outputs = []
+    for available in (1 << 36, 1 << 20):  # idle, then busy: 1 MiB left of the same 64 GiB
+        monkeypatch.setattr(frame_network.psutil, "virtual_memory",
+                            lambda available=available: SimpleNamespace(total=1 << 36, available=available))
+        outputs.append((upscale_image(model, image, size, tiling), upscale_frames(model, frames, size, tiling),
+                        model.frames_per_pass(48, 64)))
+    (idle_image, idle_frames, idle_pass), (busy_image, busy_frames, busy_pass) = outputs
+    assert np.array_equal(busy_image, idle_image) and np.array_equal(busy_frames, idle_frames)
+    assert busy_pass == idle_pass >= 4
+
+
 def test_safetensors_and_pth_of_one_network_are_the_same_model(tmp_path):
     save_spandrel_model("SPAN", tmp_path / "a.pth")
     save_spandrel_model("SPAN", tmp_path / "a.safetensors")

@@ -120,11 +120,12 @@ class FrameNetwork:
                 torch.cuda.empty_cache()
 
     def frames_per_pass(self, height: int, width: int) -> int:
-        """How many frames of this size one forward pass may take: within half of the free memory
-        where the network runs by the architecture's activation estimate, and no more than a pass
-        that ran out of memory; on CUDA also about ``pass_pixels`` input pixels."""
+        """How many frames of this size one forward pass may take: within half of the memory
+        where the network runs (:meth:`_room_bytes`) by the architecture's activation estimate,
+        and no more than a pass that ran out of memory; on CUDA also about ``pass_pixels`` input
+        pixels."""
         cap = self._pass_caps.get((height, width), 1 << 30)
-        fit = frames_that_fit(self._free_bytes(), height, width, self.scale, self._activations,
+        fit = frames_that_fit(self._room_bytes(), height, width, self.scale, self._activations,
                               self._dtype.itemsize, num_feat=self._num_feat)
         if self._device.type != "cuda":
             return min(fit, cap)
@@ -137,16 +138,19 @@ class FrameNetwork:
         return self._device.type == "cuda" and self.fits_in_memory(height, width)
 
     def fits_in_memory(self, height: int, width: int) -> bool:
-        """Whether a frame of this size runs whole where the network runs (the device's free
-        memory, or the host's available memory on a CPU), by the activation estimate."""
+        """Whether a frame of this size runs whole where the network runs (:meth:`_room_bytes`),
+        by the activation estimate."""
         need = frame_bytes(height, width, self.scale, self._activations, self._dtype.itemsize, self._num_feat)
-        return need <= self._free_bytes() * PASS_SHARE
+        return need <= self._room_bytes() * PASS_SHARE
 
-    def _free_bytes(self) -> int:
-        """Free memory where the network runs; on CUDA counting what torch's allocator keeps
-        cached for reuse as free."""
+    def _room_bytes(self) -> int:
+        """The memory passes are sized to: on CUDA the free memory, counting what torch's
+        allocator keeps cached for reuse as free. On a CPU the host's total memory, not what is
+        available at the moment: there whether a frame runs whole and how many frames share a
+        pass change its pixels (a tiled SwinIR's seams; a transformer's batched products round
+        by batch), so a busy host must not give another output than an idle one."""
         if self._device.type != "cuda":
-            return psutil.virtual_memory().available
+            return psutil.virtual_memory().total
         free, _ = torch.cuda.mem_get_info(self._device)
         return free + torch.cuda.memory_reserved(self._device) - torch.cuda.memory_allocated(self._device)
 
