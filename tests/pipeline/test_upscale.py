@@ -150,6 +150,22 @@ def test_a_model_that_discourages_tiling_and_does_not_fit_whole_is_tiled_with_a_
     assert "discourages tiling, but a 24x20 input does not fit whole in memory: tiles of 8 overlapping by 2" in caplog.text
 
 
+def test_a_model_tiled_against_its_advice_says_so_once_per_size_each_time_it_is_loaded(tiny_model_path, caplog):
+    """The warning was remembered per model name in a cache of the process: a file replaced and
+    loaded again, or a model of the same name in another test, never said it."""
+    image = np.random.default_rng(5).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    tiling = Tiling(tile_size=8, tile_pad=1, min_pixels=100)
+    said = []
+    for _ in range(2):  # loaded twice (its file replaced), each load tiling that size twice
+        model = _model_advising(tiny_model_path, "discouraged")
+        for _ in range(2):
+            caplog.clear()
+            with caplog.at_level("WARNING", logger="tmlsr_ray.pipeline.upscale"):
+                upscale_image(model, image, (96, 80), tiling)
+            said.append("discourages tiling" in caplog.text)
+    assert said == [True, False, True, False]
+
+
 def test_decoded_planes_a_cpu_model_is_handed_are_converted_on_the_host_first(tmp_path):
     """On a CPU the decoder's conversion keeps the reference semantics: no planes are asked for,
     and planes that come anyway (a GPU's free memory shrank) are made RGB before the model."""

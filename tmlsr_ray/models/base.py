@@ -35,7 +35,8 @@ class SuperResolutionModel(Protocol):
     ``tiling`` how its network takes tiles, as spandrel's ModelTiling: ``supported`` (also when
     absent); ``discouraged`` (it draws on the whole image, so tiles show at their seams), then it
     also offers ``fits_in_memory(height, width)``: whether a frame of that size runs whole where
-    the network runs, on a CPU too; ``internal`` (it tiles the image itself).
+    the network runs, on a CPU too, and ``first_tiled_at(height, width)``: whether frames of that
+    size are tiled for the first time on this model; ``internal`` (it tiles the image itself).
     """
 
     name: str

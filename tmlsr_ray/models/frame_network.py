@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Set, Tuple, Union
 
 import numpy as np
 import psutil
@@ -67,6 +67,7 @@ class FrameNetwork:
         self.passes = StagedPasses(self._device) if cuda else DirectPasses()
         self._resize = Lanczos4()
         self._pass_caps: Dict[Tuple[int, int], int] = {}  # (height, width) → frames per pass that fit
+        self._sizes_tiled: Set[Tuple[int, int]] = set()  # (height, width) tiled against its advice
         if cuda:
             # A video's frames keep one shape, so cuDNN's one-off search for the fastest
             # convolution per shape pays for itself within the first batches.
@@ -142,6 +143,13 @@ class FrameNetwork:
         by the activation estimate."""
         need = frame_bytes(height, width, self.scale, self._activations, self._dtype.itemsize, self._num_feat)
         return need <= self._room_bytes() * PASS_SHARE
+
+    def first_tiled_at(self, height: int, width: int) -> bool:
+        """Whether frames of this size are tiled against the model's advice (``tiling``
+        discouraged) for the first time on this loaded model, which says so once per size."""
+        first = (height, width) not in self._sizes_tiled
+        self._sizes_tiled.add((height, width))
+        return first
 
     def _room_bytes(self) -> int:
         """The memory passes are sized to: on CUDA the free memory, counting what torch's

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from dataclasses import dataclass, replace
@@ -204,14 +203,11 @@ def _tiling_for(model: SuperResolutionModel, tiling: Tiling, height: int, width:
     if getattr(model, "tiling", "supported") != "discouraged":
         return tiling
     pad = max(tiling.tile_pad, tiling.tile_size // DISCOURAGED_PAD_SHARE)
-    _say_tiled_against_advice(model.name, width, height, tiling.tile_size, pad)
+    if model.first_tiled_at(height, width):  # a video says it once, not per batch
+        logger.warning("%s: its architecture discourages tiling, but a %sx%s input does not fit whole in memory: "
+                       "tiles of %s overlapping by %s (seams may show)", model.name, width, height,
+                       tiling.tile_size, pad)
     return replace(tiling, tile_pad=pad)
-
-
-@functools.lru_cache(maxsize=256)  # once per model and size: a video says it once, not per batch
-def _say_tiled_against_advice(model_name: str, width: int, height: int, tile: int, pad: int) -> None:
-    logger.warning("%s: its architecture discourages tiling, but a %sx%s input does not fit whole in memory: "
-                   "tiles of %s overlapping by %s (seams may show)", model_name, width, height, tile, pad)
 
 
 def _run_tiles(model, planes: np.ndarray, tiling: Tiling, should_stop):
