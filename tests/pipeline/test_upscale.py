@@ -145,9 +145,19 @@ def test_a_model_that_discourages_tiling_and_does_not_fit_whole_is_tiled_with_a_
     model = _model_advising(tiny_model_path, "discouraged")
     image = np.random.default_rng(5).integers(0, 256, (20, 24, 3), dtype=np.uint8)
     with caplog.at_level("WARNING", logger="tmlsr_ray.pipeline.upscale"):
-        upscale_image(model, image, (96, 80), Tiling(tile_size=8, tile_pad=1, min_pixels=100))
+        upscale_image(model, image, (96, 80), Tiling(tile_size=10, tile_pad=1, min_pixels=100))
     assert model.seen[:2] == [(10, 10), (10, 12)]  # overlapping by a quarter of the tile (2), not 1
     assert "discourages tiling, but a 24x20 input does not fit whole in memory: tiles of 8 overlapping by 2" in caplog.text
+
+
+def test_a_model_that_discourages_tiling_takes_its_wider_overlap_out_of_the_tile_not_more_memory(tiny_model_path):
+    """The overlap of a quarter of the tile went on top of the tile: at the default 512 / 32 a
+    pass took 768x768 pixels, not 576x576 (1.8 times the memory, where the model did not fit)."""
+    model = _model_advising(tiny_model_path, "discouraged")
+    image = np.random.default_rng(5).integers(0, 256, (40, 44, 3), dtype=np.uint8)
+    upscale_image(model, image, (176, 160), Tiling(tile_size=16, tile_pad=2, min_pixels=100))
+    assert max(max(shape) for shape in model.seen) == 16 + 2 * 2
+    assert model.seen[0] == (17, 17)  # the first tile, 14x14 (was 16x16), overlapping by 3 (was 4) into the next
 
 
 def test_a_model_tiled_against_its_advice_says_so_once_per_size_each_time_it_is_loaded(tiny_model_path, caplog):

@@ -199,15 +199,18 @@ def runs_whole(model: SuperResolutionModel, height: int, width: int) -> bool:
 
 def _tiling_for(model: SuperResolutionModel, tiling: Tiling, height: int, width: int) -> Tiling:
     """The tiling a frame too large to run whole gets: a wider overlap for a model whose tiles
-    show at their seams, which is said, since its output may show them all the same."""
+    show at their seams, which is said, since its output may show them all the same. The
+    overlap comes out of the tile, not on top of it: what one pass takes (the tile and its
+    overlap each side) stays what the settings give every model, since it sets the memory."""
     if getattr(model, "tiling", "supported") != "discouraged":
         return tiling
-    pad = max(tiling.tile_pad, tiling.tile_size // DISCOURAGED_PAD_SHARE)
+    span = tiling.tile_size + 2 * tiling.tile_pad
+    pad = max(tiling.tile_pad, span // (2 + DISCOURAGED_PAD_SHARE))
+    tile = span - 2 * pad
     if model.first_tiled_at(height, width):  # a video says it once, not per batch
         logger.warning("%s: its architecture discourages tiling, but a %sx%s input does not fit whole in memory: "
-                       "tiles of %s overlapping by %s (seams may show)", model.name, width, height,
-                       tiling.tile_size, pad)
-    return replace(tiling, tile_pad=pad)
+                       "tiles of %s overlapping by %s (seams may show)", model.name, width, height, tile, pad)
+    return replace(tiling, tile_size=tile, tile_pad=pad)
 
 
 def _run_tiles(model, planes: np.ndarray, tiling: Tiling, should_stop):
