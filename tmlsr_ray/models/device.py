@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from pathlib import Path
+from typing import Mapping, Tuple
 
+import psutil
 import torch
 
 logger = logging.getLogger(__name__)
@@ -42,3 +44,22 @@ def is_out_of_memory(exc: BaseException) -> bool:
     """Whether an error means the device ran out of memory (a smaller pass may still fit)."""
     return isinstance(exc, torch.OutOfMemoryError) or (
         isinstance(exc, RuntimeError) and any(m in str(exc) for m in _OUT_OF_MEMORY_MESSAGES))
+
+
+# Where a container's memory limit is read (cgroup v2, v1): inside one, psutil gives the host's.
+CGROUP_MEMORY_LIMITS: Tuple[Path, ...] = (Path("/sys/fs/cgroup/memory.max"),
+                                          Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+
+
+def host_memory_bytes() -> int:
+    """The memory this process's host has in all: its total, or less where its container is
+    limited (a pod of 8 GiB on a host of 256 GiB would size its passes to the host and be killed)."""
+    total = psutil.virtual_memory().total
+    for limit_file in CGROUP_MEMORY_LIMITS:
+        try:
+            limit = limit_file.read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():  # "max" (v2) or v1's huge number: no limit below the host's
+            total = min(total, int(limit))
+    return total

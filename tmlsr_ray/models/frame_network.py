@@ -11,10 +11,9 @@ import logging
 from typing import Dict, Optional, Set, Tuple, Union
 
 import numpy as np
-import psutil
 import torch
 
-from tmlsr_ray.models.device import is_out_of_memory, select_device
+from tmlsr_ray.models.device import host_memory_bytes, is_out_of_memory, select_device
 from tmlsr_ray.models.lanczos import Lanczos4
 from tmlsr_ray.models.transfer import DirectPasses, StagedPasses, stage
 from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames, converts_like_swscale, rgb_to_yuv420, upright_rgb
@@ -158,7 +157,7 @@ class FrameNetwork:
         pass change its pixels (a tiled SwinIR's seams; a transformer's batched products round
         by batch), so a busy host must not give another output than an idle one."""
         if self._device.type != "cuda":
-            return psutil.virtual_memory().total
+            return host_memory_bytes()
         free, _ = torch.cuda.mem_get_info(self._device)
         return free + torch.cuda.memory_reserved(self._device) - torch.cuda.memory_allocated(self._device)
 
