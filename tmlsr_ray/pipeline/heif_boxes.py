@@ -9,10 +9,10 @@ refuses."""
 from __future__ import annotations
 
 import struct
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from collections import deque
-from typing import BinaryIO, Collection, Dict, Iterator, List, Optional, Tuple, TypeVar
+from typing import BinaryIO, Collection, Dict, Iterator, List, NamedTuple, Optional, Tuple, TypeVar
 
 from tmlsr_ray.pipeline.isobmff import boxes, payloads, top_level_box
 
@@ -59,12 +59,25 @@ def item_properties(path: Path, item: Optional[int]) -> List[Tuple[bytes, bytes]
         return []
 
 
-def nclx_code_points(properties: List[Tuple[bytes, bytes]]) -> Optional[Tuple[int, int]]:
-    """(colour_primaries, transfer_characteristics) of the first ``nclx`` colour property."""
-    for kind, payload in properties:
-        if kind == b"colr" and payload[:4] == b"nclx" and len(payload) >= 8:
-            return struct.unpack(">HH", payload[4:8])
-    return None
+class Nclx(NamedTuple):
+    """The code points a ``colr`` property of type ``nclx`` states (ISO/IEC 23091-2)."""
+
+    primaries: int
+    transfer: int
+    matrix: int
+    full_range: bool
+
+    @classmethod
+    def read(cls, kind: bytes, payload: bytes) -> Optional["Nclx"]:
+        """The property's code points where it is an ``nclx`` one, whole (11 bytes); else None."""
+        if kind != b"colr" or payload[:4] != b"nclx" or len(payload) < 11:
+            return None
+        return cls(*struct.unpack(">HHH", payload[4:10]), bool(payload[10] & 0x80))
+
+
+def stated_nclx(properties: List[Tuple[bytes, bytes]]) -> Optional[Nclx]:
+    """The first ``nclx`` colour property's code points."""
+    return next((nclx for nclx in (Nclx.read(kind, payload) for kind, payload in properties) if nclx), None)
 
 
 def spatial_extent(properties: List[Tuple[bytes, bytes]]) -> Optional[Tuple[int, int]]:

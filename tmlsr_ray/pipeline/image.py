@@ -34,7 +34,7 @@ from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
 from tmlsr_ray.pipeline.gainmap import (SOS, GainMap, declares_gain_map, first_picture_markers, gain_map_of,
                                        icc_segments, jpeg_segment, with_gain_map, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, declares_avif,
-                                           item_tables_problem, mastering_display, nclx_code_points,
+                                           item_tables_problem, mastering_display, stated_nclx,
                                            primary_grid_problem, primary_item_properties, primary_item_start,
                                            spatial_extent)
 from tmlsr_ray.pipeline.iso_hdr import iso_gain_map
@@ -337,10 +337,10 @@ def _colour_from_nclx(path: Path, fmt: str) -> Tuple[Optional[bytes], Optional[H
     """The colour a HEIC or AVIF states by its code points alone (phones and Chrome write Display
     P3 or BT.2020 so): as a profile where a display curve holds it (JPEG has no other way to say
     it), else, for PQ and HLG, as the code points a PNG's cICP chunk states."""
-    code_points = nclx_code_points(primary_item_properties(path))
-    if code_points is None:
+    nclx = stated_nclx(primary_item_properties(path))
+    if nclx is None:
         return None, None
-    primaries, transfer = code_points
+    primaries, transfer = nclx.primaries, nclx.transfer
     if transfer in HDR_TRANSFERS:
         return None, HdrColour.stated(primaries, transfer, *_light_levels(path, fmt))
     return icc_from_nclx(primaries, transfer), None

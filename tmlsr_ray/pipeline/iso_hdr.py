@@ -23,8 +23,8 @@ from tmlsr_ray.models.yuv import SWS_MATRIX_TAG, nearest_sws_matrix
 from tmlsr_ray.pipeline.av1_header import first_frame
 from tmlsr_ray.pipeline.gainmap import (GAIN_MAP_QUALITY, GainMap, gain_map_segments, icc_segments,
                                         iso_gain_map_numbers, iso_version_only, with_metadata)
-from tmlsr_ray.pipeline.heif_boxes import (CodedItem, DamagedStructure, ImageGrid, ToneMapLink, image_grid,
-                                           primary_item_properties, spatial_extent, tone_map_link)
+from tmlsr_ray.pipeline.heif_boxes import (CodedItem, DamagedStructure, ImageGrid, Nclx, ToneMapLink, image_grid,
+                                           primary_item_properties, spatial_extent, stated_nclx, tone_map_link)
 from tmlsr_ray.pipeline.heif_turns import Property, heif_turned
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
 
@@ -133,8 +133,9 @@ def _alternate_colour_space(tone_map_properties: List[Property]) -> Optional[byt
     for kind, payload in tone_map_properties:
         if kind == b"colr" and payload[:4] in (b"prof", b"rICC"):
             return payload[4:]
-        if kind == b"colr" and payload[:4] == b"nclx" and len(payload) >= 6:
-            return icc_from_nclx(struct.unpack(">H", payload[4:6])[0], LINEAR_TRANSFER)
+        nclx = Nclx.read(kind, payload)
+        if nclx:
+            return icc_from_nclx(nclx.primaries, LINEAR_TRANSFER)
     return None
 
 
@@ -294,12 +295,11 @@ def _stated_matrix_and_range(properties: List[Property]) -> Optional[Tuple[int, 
     0, G, B and R), else the nearest swscale has (that of its primaries, as a video's is read).
     None where it states none: the bitstream's then count, as FFmpeg reads them (BT.601 where it
     states none either, as libheif and libavif default to)."""
-    for kind, payload in properties:
-        if kind == b"colr" and payload[:4] == b"nclx" and len(payload) >= 11:
-            primaries, _, matrix = struct.unpack(">HHH", payload[4:10])
-            nearest = nearest_sws_matrix(matrix, primaries)
-            return (matrix if nearest is None else SWS_MATRIX_TAG[nearest]), bool(payload[10] & 0x80)
-    return None
+    nclx = stated_nclx(properties)
+    if nclx is None:
+        return None
+    nearest = nearest_sws_matrix(nclx.matrix, nclx.primaries)
+    return (nclx.matrix if nearest is None else SWS_MATRIX_TAG[nearest]), nclx.full_range
 
 
 def _full_range_levels(luma: np.ndarray) -> np.ndarray:
