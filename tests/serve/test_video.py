@@ -38,9 +38,9 @@ def test_every_shared_video_keeps_frames_timestamps_audio_and_subtitles(service,
     info = probe_video(source)
     source_frames = [(pts, frames) for batch in iter_batches(source, info, 16)
                      for pts, frames in zip(batch.pts, batch.frames)]
-    # What is pinned (frames, times, streams) does not need a 1440p output: a 720p clip comes back at its
-    # own size (the x2 model's output scaled back), the others twice theirs.
-    outscale = 1 if info.width >= 1280 else 2
+    # What is pinned (frames, times, streams) does not need a 720p or 1440p output: a clip 640 wide or more
+    # comes back at its own size (the x2 model's output scaled back), the smaller ones twice theirs.
+    outscale = 1 if info.width >= 640 else 2
     task = service.run(url=input_server.url(f"media/video/{name}"), model="smooth-x2.pth", outscale=outscale,
                        timeout=300)
     assert task["status"] == "completed", task["error"]
@@ -397,22 +397,22 @@ def segments_done(task) -> int:
 
 
 def test_a_killed_task_runner_resumes_from_the_segments_already_finished(service, input_server, tmp_path):
-    # Eight segments, killed after two: the six left take seconds, so a poll held up on a busy
-    # machine still sees the task running (with four, the last two could finish in between).
-    clip = make_clip(tmp_path / "runner.mp4", frames=96, size=(160, 120))
+    # Four segments, killed after one: the three left take seconds, so a poll held up on a busy
+    # machine still sees the task running (and one that does not fails the test, never passes it).
+    clip = make_clip(tmp_path / "runner.mp4", frames=48, size=(160, 120))
     pids = replica_pids("TaskRunner")
     task_id = service.submit(url=input_server.add("runner.mp4", clip.read_bytes()), model="slow-x4.pth")["task_id"]
-    task = service.wait(task_id, until=lambda t: segments_done(t) >= 2 or t["status"] == "completed", timeout=180)
+    task = service.wait(task_id, until=lambda t: segments_done(t) >= 1 or t["status"] == "completed", timeout=180)
     assert task["status"] == "processing", "finished before the runner could be killed"
     total = task["stages"][1]["detail"]["segments_total"]
-    assert total >= 8, "12 fps, segments of about a second"
+    assert total >= 4, "12 fps, segments of about a second"
     sigkill(pids)  # the task's loop dies with the process
     # The heartbeat stops; the sweeper re-queues the task and hands it to the new replica, whose
     # attempt finds the finished pieces and makes only the missing ones.
     task = service.wait(task_id, timeout=240)
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
-    assert meta["frames"] == 96 and meta["segments"]["total"] == total and meta["segments"]["reused"] >= 2
+    assert meta["frames"] == 48 and meta["segments"]["total"] == total and meta["segments"]["reused"] >= 1
     frames, _, _ = video_frames(fetch_output(service, task), tmp_path / "out.mp4")
     info = probe_video(clip)
     source = [pts * float(info.time_base) for batch in iter_batches(clip, info, 16) for pts in batch.pts]
