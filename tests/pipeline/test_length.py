@@ -80,10 +80,12 @@ def test_a_video_exactly_at_the_limits_is_not_refused_by_either_scan(tmp_path, m
     (60.04, 60.0, "video lasts 60.04 s, over the limit of 60 s (max_video_duration_s)"),
     (2.0, 0.5, "video lasts 2 s, over the limit of 0.5 s (max_video_duration_s)"),
     (20_000.4, 14_400.0, "video lasts 20,000 s, over the limit of 14,400 s (max_video_duration_s)"),
-], ids=["just over", "a limit under a second", "hours"])
+    (0.7, 0.5, "video lasts 0.7 s, over the limit of 0.5 s (max_video_duration_s)"),
+    (60.6, 60.0, "video lasts 60.6 s, over the limit of 60 s (max_video_duration_s)"),
+], ids=["just over", "a limit under a second", "hours", "not rounded up", "not rounded up to whole seconds"])
 def test_a_refusal_says_a_length_that_reads_over_the_limit(seconds, limit, refusal):
     """A video 60.04 s long under a limit of 60 s was said to last '60 s, over the limit of 60 s', and
-    one of 2 s under a limit of 0.5 s to be 'over the limit of 0 s'."""
+    one of 2 s under a limit of 0.5 s to be 'over the limit of 0 s'; one of 0.7 s was said to last 1 s."""
     with pytest.raises(InputError) as refused:
         LengthLimits(500_000, limit).check(0, seconds)
     assert str(refused.value) == refusal

@@ -45,12 +45,15 @@ class LengthLimits:
 
 
 def _in_seconds(value: float, over: Optional[float] = None) -> Optional[str]:
-    """``value`` s to the fewest decimals (at most 3) that read as it or, given ``over``, over that
-    (None: none do): 60.04 s over a limit of 60 s read '60 s, over the limit of 60 s'."""
+    """``value`` s to the fewest decimals (at most 3) that read as it or, given ``over``, that read
+    over that, never rounded up (None: none do). Rounded to whole seconds, 60.04 s over a limit of
+    60 s read '60 s, over the limit of 60 s', and 0.7 s over one of 0.5 s read '1 s'."""
     for places in range(4):
-        rounded = round(value, places)
-        if (rounded > over) if over is not None else rounded == value:
-            return f"{value:,.{places}f} s"
+        shown = round(value, places)
+        if over is not None and shown > value:
+            shown -= 10 ** -places
+        if (shown > over) if over is not None else shown == value:
+            return f"{shown:,.{places}f} s"
     return None if over is not None else f"{value:,.3f} s"
 
 
