@@ -92,10 +92,10 @@ def server_sent_events(response):
             event[name] = int(value) if name == "id" else json.loads(value) if name == "data" else value
 
 
-def wait_for_task(base: str, task_id: str, headers: dict,
+def wait_for_task(base: str, task_id: str, headers: Optional[dict] = None, timeout: float = 60,
                   until=lambda t: t["status"] in ("completed", "failed", "canceled")) -> dict:
-    """A task of the service at ``base`` once ``until`` it, asked with ``headers`` (a token's)."""
-    deadline = time.monotonic() + 60
+    """A task of the service at ``base`` once ``until`` it, asked with ``headers`` (a token's, if any)."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         task = requests.get(f"{base}/tasks/{task_id}", headers=headers, timeout=10).json()
         if until(task):

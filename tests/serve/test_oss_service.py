@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import eventually, make_clip, png_bytes, replica_pids, sigkill
+from tests.helpers import eventually, make_clip, png_bytes, replica_pids, sigkill, wait_for_task
 from tests.oss_server import OssServer
 
 
@@ -34,23 +34,12 @@ def oss_app(service):
     server.close()
 
 
-def wait(base: str, task_id: str, timeout: float = 60, until=None) -> dict:
-    until = until or (lambda t: t["status"] in ("completed", "failed", "canceled"))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        task = requests.get(f"{base}/tasks/{task_id}", timeout=10).json()
-        if until(task):
-            return task
-        time.sleep(0.1)
-    raise AssertionError(f"task {task_id} did not finish: {task}")
-
-
 def test_an_oss_input_is_upscaled_into_the_oss_output_bucket(service, oss_app):
     base, server = oss_app
     server.state.objects[("inputs", "photos/cat.png")] = (png_bytes(20, 12), "image/png")
     task_id = requests.post(base + "/tasks", json={"url": "oss://inputs/photos/cat.png", "type": "image",
                                                    "model": "tiny-x4.pth"}, timeout=30).json()["task_id"]
-    task = wait(base, task_id)
+    task = wait_for_task(base, task_id)
     assert task["status"] == "completed", task["error"]
     stored = [k for b, k in server.state.objects if b == "outputs"]
     assert any(re.fullmatch(rf"results/\d{{4}}/\d\d/\d\d/{task_id}/output\.png", k) for k in stored), stored
@@ -65,11 +54,11 @@ def test_oss_answering_503_is_asked_again_and_then_fails_the_task_readably_leavi
     body = {"url": "oss://inputs/photos/dog.png", "type": "image", "model": "tiny-x4.pth"}
     try:
         server.fail_next(2)  # the output's PUT: two 503s, then stored
-        retried = wait(base, requests.post(base + "/tasks", json=body, timeout=30).json()["task_id"])
+        retried = wait_for_task(base, requests.post(base + "/tasks", json=body, timeout=30).json()["task_id"])
         assert retried["status"] == "completed", retried["error"]
         server.fail_next(4)  # every try of the next output
         task_id = requests.post(base + "/tasks", json=body, timeout=30).json()["task_id"]
-        task = wait(base, task_id)
+        task = wait_for_task(base, task_id)
     finally:
         server.state.faults.clear()
     assert task["status"] == "failed"
@@ -88,7 +77,7 @@ def test_an_output_whose_delete_failed_is_deleted_on_the_next_retention_round(se
     server.state.objects[("inputs", "photos/old.png")] = (png_bytes(8, 8), "image/png")
     task_id = requests.post(base + "/tasks", json={"url": "oss://inputs/photos/old.png", "type": "image",
                                                    "model": "tiny-x4.pth"}, timeout=30).json()["task_id"]
-    assert wait(base, task_id)["status"] == "completed"
+    assert wait_for_task(base, task_id)["status"] == "completed"
     state = ray.get_actor("tmlsr_state_oss", namespace=STATE_NAMESPACE)
     later = time.time() + 8 * 86400  # past the 7 days outputs are kept
 
@@ -111,7 +100,7 @@ def test_a_missing_oss_input_fails_the_task_readably(service, oss_app):
     base, _ = oss_app
     task_id = requests.post(base + "/tasks", json={"url": "oss://inputs/nope.png", "type": "image",
                                                    "model": "tiny-x4.pth"}, timeout=30).json()["task_id"]
-    task = wait(base, task_id)
+    task = wait_for_task(base, task_id)
     assert task["status"] == "failed" and "OSS object not found: oss://inputs/nope.png" in task["error"]
 
 
@@ -125,13 +114,14 @@ def test_a_video_resumes_from_its_pieces_in_oss_on_a_runner_that_has_none_of_its
     url = input_server.add("oss-resume.mp4", make_clip(tmp_path / "v.mp4", frames=72, size=(160, 120)).read_bytes())
     runners = replica_pids("TaskRunner", app="oss-app")
     task_id = requests.post(base + "/tasks", json={"url": url, "model": "slow-x4.pth"}, timeout=30).json()["task_id"]
-    task = wait(base, task_id, 180, until=lambda t: t["status"] != "processing" and t["status"] != "pending"
-                or (t["stages"][1].get("detail") or {}).get("segments_done", 0) >= 1)
+    task = wait_for_task(base, task_id, timeout=180,
+                         until=lambda t: t["status"] not in ("processing", "pending")
+                         or (t["stages"][1].get("detail") or {}).get("segments_done", 0) >= 1)
     assert task["status"] == "processing", f"the task ended before the kill: {task['status']}"
     sigkill(runners)
     # As if the next attempt ran on another node: nothing of the task is on this disk any more.
     shutil.rmtree(service.data_dir / "oss-app" / "work" / task_id, ignore_errors=True)
-    task = wait(base, task_id, 240)
+    task = wait_for_task(base, task_id, timeout=240)
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
     assert meta["frames"] == 72 and meta["segments"]["total"] >= 6 and meta["segments"]["reused"] >= 1

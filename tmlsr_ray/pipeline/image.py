@@ -34,9 +34,8 @@ from tmlsr_ray.pipeline.colour import BT2020, HDR_TRANSFERS, PRIMARIES, ToneMap
 from tmlsr_ray.pipeline.gainmap import (SOS, GainMap, declares_gain_map, first_picture_markers, gain_map_of,
                                        icc_segments, jpeg_segment, with_gain_map, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import (MasteringDisplay, bits_per_channel, content_light_level, declares_avif,
-                                           item_tables_problem, mastering_display, stated_nclx,
-                                           primary_grid_problem, primary_item_properties, primary_item_start,
-                                           spatial_extent)
+                                           item_tables_problem, mastering_display, primary_grid_problem,
+                                           primary_item_properties, primary_item_start, spatial_extent, stated_nclx)
 from tmlsr_ray.pipeline.iso_hdr import iso_gain_map
 from tmlsr_ray.pipeline.nclx import displayable, icc_cicp, icc_from_nclx
 from tmlsr_ray.pipeline import png_chunks, tiff_pieces

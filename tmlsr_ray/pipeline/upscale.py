@@ -64,9 +64,9 @@ class Tiling:
     min_pixels: int = 1_500_000  # smaller inputs run whole, exactly like the reference
 
 
-# The overlap a network whose tiles show at their seams gets at least, as a share of the tile:
-# it draws on far more of the image around a pixel than a convolution stack.
-DISCOURAGED_PAD_SHARE = 4
+# A network whose tiles show at their seams gets an overlap of at least a quarter of its tile: it
+# draws on far more of the image around a pixel than a convolution stack.
+DISCOURAGED_TILE_PER_PAD = 4
 
 
 def processing_resolution(target: Tuple[int, int]) -> int:
@@ -193,8 +193,14 @@ def runs_whole(model: SuperResolutionModel, height: int, width: int) -> bool:
     """Whether the model's own tiling advice runs a frame of this size whole, whatever the tiling
     threshold: one that tiles the image itself always; one whose tiles show at their seams (it
     draws on the whole image: SCUNet, SwinIR, RetinexFormer) wherever it fits in memory."""
-    advice = getattr(model, "tiling", "supported")
+    advice = _tiling_advice(model)
     return advice == "internal" or advice == "discouraged" and model.fits_in_memory(height, width)
+
+
+def _tiling_advice(model: SuperResolutionModel) -> str:
+    """What the model's family says of tiling it ("supported", "discouraged", "internal"); a
+    family that says nothing takes tiles as a convolution stack does."""
+    return getattr(model, "tiling", "supported")
 
 
 def _tiling_for(model: SuperResolutionModel, tiling: Tiling, height: int, width: int) -> Tiling:
@@ -202,10 +208,10 @@ def _tiling_for(model: SuperResolutionModel, tiling: Tiling, height: int, width:
     show at their seams, which is said, since its output may show them all the same. The
     overlap comes out of the tile, not on top of it: what one pass takes (the tile and its
     overlap each side) stays what the settings give every model, since it sets the memory."""
-    if getattr(model, "tiling", "supported") != "discouraged":
+    if _tiling_advice(model) != "discouraged":
         return tiling
     span = tiling.tile_size + 2 * tiling.tile_pad
-    pad = max(tiling.tile_pad, span // (2 + DISCOURAGED_PAD_SHARE))
+    pad = max(tiling.tile_pad, span // (2 + DISCOURAGED_TILE_PER_PAD))
     tile = span - 2 * pad
     if model.first_tiled_at(height, width):  # a video says it once, not per batch
         logger.warning("%s: its architecture discourages tiling, but a %sx%s input does not fit whole in memory: "
