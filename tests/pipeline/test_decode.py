@@ -371,6 +371,31 @@ def test_a_raw_streams_frames_lost_one_after_another_are_stood_in_for_one_after_
     assert len(stand_ins) == 2 and stand_ins[1] == stand_ins[0] + 1 and abs(stand_ins[0] - damaged[0]) <= 2
 
 
+RAW_KEYFRAME = 23  # in decode order: the third GOP's, its frame at 0.96 s
+
+
+@pytest.mark.parametrize("keep", [0, 5])  # its start code damaged too, or kept: no slice start code is left either way
+def test_a_raw_streams_damaged_keyframe_whose_gop_the_decoder_drops_without_a_word_fails_saying_where(
+        tmp_path, keep):
+    """H.264's decoder gave no frame of the GOP and no error, even told the errors it conceals: 38
+    of the 48 frames came out and the task completed."""
+    path = damaged_raw_stream(tmp_path, None, [RAW_KEYFRAME], keep)
+    with pytest.raises(InputError, match=r"^video could not be decoded: 9 frames from about 0\.96 s are missing"):
+        decoded(path)
+
+
+@pytest.mark.parametrize("keep, packets, dropped", [(5, 47, 9), (41, 48, 10)])
+def test_a_raw_streams_gop_lost_without_a_word_is_stood_in_for_and_counted_when_asked(tmp_path, keep, packets,
+                                                                                     dropped):
+    """38 of the 48 frames came out, none counted (or only the keyframe, where its slice header was
+    kept: 39). Where no slice start code was left, FFmpeg's parser ran the keyframe's packet into
+    the next, and a raw stream's packets cannot tell it was two: 47 come out."""
+    path = damaged_raw_stream(tmp_path, None, [RAW_KEYFRAME], keep)
+    told = DamagedPackets(repeat=True)
+    _, frames = decoded(path, told)
+    assert (told.read, len(frames), told.dropped, told.repeated) == (packets, packets, dropped, dropped)
+
+
 def test_a_video_most_of_whose_frames_are_damaged_fails_even_when_damage_is_repeated(tmp_path):
     """FFmpeg's command line gives up past two thirds (its -max_error_rate)."""
     path = damaged_clip(tmp_path, list(range(2, 42)))

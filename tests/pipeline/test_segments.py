@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
+from tests.helpers import (COVER_JPEG, damaged_raw_stream, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
                            cut_and_decode, cut_mid_gop, first_keyframe_wiped, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_fragments, joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
@@ -34,6 +34,7 @@ from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline import damage as damage_stage
 from tmlsr_ray.pipeline import segments as segments_stage
 from tmlsr_ray.pipeline.audio_line import AudioLine
+from tmlsr_ray.pipeline.damage import DamagedPackets
 from tmlsr_ray.pipeline.encode import EncodeOptions, even_size
 from tmlsr_ray.pipeline.length import LengthLimits
 from tmlsr_ray.pipeline.mux import assemble
@@ -2105,3 +2106,32 @@ def test_the_packet_index_of_a_recording_over_the_length_limit_stops_where_it_is
             plan_segments(path, info, Cutting(), limits=limits)
     assert read.packets < 2 * packets_in(path) / 4
     plan_segments(path, info, Cutting(), limits=LengthLimits(600, 20.5))  # each of its frames, all 20 s
+
+
+TS_KEYFRAME = 23  # in decode order: the third GOP's (its packet, run into the next, gives the frame at 1.00 s)
+
+
+@pytest.mark.parametrize("segment_s", [2.0, 0.5])  # one segment; one cut at the GOP before
+@pytest.mark.parametrize("keep", [0, 11])  # its access unit delimiter damaged too, or kept
+def test_a_transport_streams_damaged_keyframe_whose_gop_the_decoder_drops_without_a_word_fails_saying_where(
+        tmp_path, segment_s, keep):
+    """No slice start code left, FFmpeg's parser ran the keyframe's packet into the next, and H.264's
+    decoder gave no frame of the GOP and no error, even told the errors it conceals: 38 of the 48
+    frames came out and the task completed."""
+    path = damaged_raw_stream(tmp_path, "mpegts", [TS_KEYFRAME], keep)
+    with pytest.raises(InputError, match=r"^video could not be decoded: 9 frames from about 1\.04 s are missing"):
+        cut_and_decode(path, Cutting(segment_s=segment_s))
+
+
+@pytest.mark.parametrize("segment_s", [2.0, 0.5])
+def test_a_transport_streams_gop_lost_without_a_word_is_counted_when_repeated(tmp_path, segment_s):
+    """The segment's frames the decoder did not give were filled in (10), none counted."""
+    path = damaged_raw_stream(tmp_path, "mpegts", [TS_KEYFRAME], keep=11)
+    info = probe_video(path, repeat_damaged=True)
+    plan = plan_segments(path, info, Cutting(segment_s=segment_s))
+    dropped = 0
+    for segment, data in extract_segments(path, info, plan.segments, repeat_damaged=True):
+        damaged = DamagedPackets(repeat=True, limit_share=False)
+        list(decode_segment(data, info, segment, 8, damaged=damaged))
+        dropped += damaged.dropped
+    assert (plan.frames, dropped) == (47, 9)

@@ -84,6 +84,8 @@ class DamagedPackets:
         # packets whose own headers show no picture (VP8/VP9 alternate references; of a segment,
         # those it owns): a good stream gives that many fewer frames, and came short at every decode
         self.unshown = 0
+        # packets an MP4 edit list hides (flagged discard): decoded as references, their frames dropped
+        self.hidden = 0
         self._keyframe_read = False
         self._keyframe_pts: Optional[int] = None  # the first keyframe's
         self.stamps: List[Optional[int]] = []  # each damaged packet's pts, as the decoder reported it
@@ -96,6 +98,9 @@ class DamagedPackets:
         self._shown_until: Optional[int] = None
         self._first_error: Optional[av.error.FFmpegError] = None
         self._first_at = ""
+        # where a packet first gave no frame once frames came: on one thread, where frames the
+        # decoder dropped without a word start (see lost_untold)
+        self.stalled_at: Optional[float] = None
 
     def decode(self, packet) -> List["av.VideoFrame"]:
         if self.read < self.gop_before:
@@ -107,6 +112,8 @@ class DamagedPackets:
             return []
         before = self._gop_before_drained(packet) if self.gop_before and self.read == self.gop_before else []
         frames = before + self._decoded(packet)
+        if not frames and self.frames and self.stalled_at is None and packet.size:
+            self.stalled_at = self._seconds(packet)
         self.frames += len(frames)
         return frames
 
@@ -115,6 +122,7 @@ class DamagedPackets:
         lead = bool(packet.size) and self._leads(packet)
         self.lead += lead
         self.unshown += bool(packet.size) and not lead and self._owned_unshown(packet)
+        self.hidden += bool(packet.size) and packet.is_discard
         try:
             return packet.decode()
         except av.error.FFmpegError as exc:
@@ -185,13 +193,42 @@ class DamagedPackets:
         if self.limit_share:
             refuse_mostly_damaged(self.damaged, self.read, words)
 
+    def short(self) -> int:
+        """How many frames the decode came short of its packets by, past those that give none in a
+        good stream."""
+        return max(0, self.read - self.lead - self.unshown - self.hidden - self.frames)
+
+    def untold(self) -> int:
+        """How many frames a decode on one thread came short of its packets by, past those its
+        damaged packets account for (see lost_untold)."""
+        return self.short() - self.damaged
+
+    def lost_untold(self, frames: int, seconds: Optional[float] = None) -> None:
+        """``frames`` the decode came short of that no error told (H.264 drops the GOP of a keyframe
+        whose damage leaves no slice header without a word, errors it conceals told too; FFmpeg's
+        parser runs such a packet into the next): by default the decode fails, saying where they
+        start (``seconds``, else where one thread's decode first gave no frame); with ``repeat``,
+        they are counted as damaged packets."""
+        if self.repeat:
+            self.damaged += frames
+            self.dropped += frames
+            return
+        seconds = seconds if seconds is not None else self.stalled_at
+        at = f" from about {seconds:.2f} s" if seconds is not None else ""
+        raise InputError(f"video could not be decoded: {frames} frames{at} are missing (the decoder gave none "
+                         f"of them and no error: a damaged keyframe loses its group of pictures); {REPEAT_HINT}")
+
     def _at(self, packet) -> str:
         """The decoder reports a damaged packet a few packets late where it decodes frames in
         threads: where it is can only be told about."""
+        seconds = self._seconds(packet)
+        return f" at about {seconds:.2f} s" if seconds is not None else ""
+
+    def _seconds(self, packet) -> Optional[float]:
         seconds = self.seconds(packet) if self.seconds is not None and packet.pts is not None else None
         if seconds is None and packet.pts is None and self.order_rate:
             seconds = float((self.read - 1) / self.order_rate)
-        return f" at about {seconds:.2f} s" if seconds is not None else ""
+        return seconds
 
 
 def damage_told_on_one_thread(stream, packets: Iterable["av.Packet"], damaged: DamagedPackets,
@@ -249,16 +286,30 @@ def damage_retold_on_failure(reopen: Callable[[], ContextManager[Tuple[Any, Any]
         raise
 
 
+def losses_untold_are_damage(info: VideoInfo) -> bool:
+    """Whether frames a decode came short of that no error told are damage (see
+    :meth:`DamagedPackets.lost_untold`): progressive H.264 (see :func:`concealment_told`). MPEG-2's
+    decoder drops a frame where a good broadcast's new sequence header changes the picture size."""
+    return info.codec == "h264" and concealment_told(info)
+
+
 def damage_retold_where_short(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,
-                              info: VideoInfo, short: bool, on_one_thread: bool = False) -> None:
-    """After a decode that had damage or came ``short`` of its frames: decoded again on one thread
-    (see :func:`damage_retold`; not where it was decoded ``on_one_thread``, which told its damage
-    where it is); where it came short and that tells no damage either, once more with the errors
-    the decoder conceals told, where :func:`concealment_told`."""
+                              info: VideoInfo, short: int, on_one_thread: bool = False,
+                              lost_at: Optional[float] = None, counted_before: bool = False) -> None:
+    """After a decode that had damage or came ``short`` of its frames (by that many): decoded again
+    on one thread (see :func:`damage_retold`; not where it was decoded ``on_one_thread``, which told
+    its damage where it is); where it came short and that tells no damage either, once more with
+    the errors the decoder conceals told, where :func:`concealment_told`, and where that tells none
+    either, the frames are lost untold, where :func:`losses_untold_are_damage` (see
+    :meth:`DamagedPackets.lost_untold`; ``lost_at``: where the first of them is, in seconds, where
+    known), unless ``counted_before`` (a re-keyed segment's file ends short by the damaged frames
+    its cut counted)."""
     if (damaged.damaged or short) and not on_one_thread:
         damage_retold(reopen, damaged)
     if short and not damaged.damaged and concealment_told(info):
         damage_retold(reopen, damaged, concealed=True)
+        if not (damaged.damaged or counted_before) and losses_untold_are_damage(info):
+            damaged.lost_untold(short, lost_at)
 
 
 def damage_retold(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,
@@ -269,4 +320,4 @@ def damage_retold(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged
     there (see :func:`damage_told_on_one_thread`)."""
     with reopen() as (container, stream):
         told = damage_told_on_one_thread(stream, demux(container, stream), damaged, concealed)
-    damaged.damaged, damaged.dropped = told.damaged, told.dropped
+    damaged.damaged, damaged.dropped, damaged.stalled_at = told.damaged, told.dropped, told.stalled_at

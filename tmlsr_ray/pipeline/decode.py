@@ -31,7 +31,7 @@ from tmlsr_ray.models.yuv import (SITINGS, SWS_MATRIX, UNTAGGED, YCGCO, Siting, 
                                   nearest_sws_matrix, yuv420_to_rgb)
 from tmlsr_ray.pipeline.container import EDIT_LIST_IGNORED, ffmpeg_message, open_probed
 from tmlsr_ray.pipeline.damage import (DamagedPackets, damage_retold_on_failure, damage_retold_where_short,
-                                      decoded_frames)
+                                      decoded_frames, losses_untold_are_damage)
 from tmlsr_ray.pipeline.probe import seconds_from_start
 from tmlsr_ray.pipeline.video_info import VideoInfo, colour_tags, with_container_colour
 
@@ -78,7 +78,7 @@ def iter_batches(path: Path, info: VideoInfo, batch_size: int, stop: Optional[th
     # sign of damage, and it was decoded twice again for them
     if not damaged.repeat:
         damage_retold_where_short(partial(_reopened_whole, path, info), damaged, info,
-                                  short=damaged.frames < damaged.read - damaged.lead - damaged.unshown)
+                                  short=damaged.short())
 
 
 @contextmanager
@@ -162,6 +162,9 @@ def _stood_in(frames: Iterator, damaged: DamagedPackets, info: VideoInfo) -> Ite
         yield frame
         given += 1
         last = frame
+    # decoded on one thread: what it came short of, untold, is known at its end only
+    if damaged.untold() > 0 and losses_untold_are_damage(info):
+        damaged.lost_untold(damaged.untold())
     while last is not None and damaged.repeated < damaged.dropped:
         damaged.repeated += 1
         yield last

@@ -893,9 +893,11 @@ def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: in
                                       thread_type=thread_type)
     # frames left out with no word: HEVC's damaged keyframe, its GOP, on one thread too (a segment
     # cut there, decoded after the GOP before, repeated its 12 frames and counted no damaged packet)
+    missing = sorted(set(owned.tolist()) - seen)
     damage_retold_where_short(partial(_reopened_segment, data), damaged, info,
-                              short=len(seen.intersection(owned.tolist())) < len(owned) - damaged.unshown,
-                              on_one_thread=thread_type != "AUTO")
+                              short=max(0, len(missing) - damaged.unshown), on_one_thread=thread_type != "AUTO",
+                              lost_at=info.seconds(missing[0]) if missing else None,
+                              counted_before=segment.rekeyed)
 
 
 @contextmanager
