@@ -1077,6 +1077,14 @@ def damaged_raw_stream(tmp_path: Path, container: str | None, packets: Sequence[
     return with_packets_damaged(source, tmp_path / f"damaged.{suffix}", packets, keep=keep)
 
 
+def intra_refresh_clip(path: Path, container: str | None = None) -> Path:
+    """48 frames at 24 fps as a low-latency live encoder makes them (x264's intra refresh, with
+    B-frames): one IDR picture, then keyframes flagged at recovery points, pictures other than IDR
+    that a column of intra blocks sweeps from (the first at 1.25 s)."""
+    return make_clip(path, frames=48, rate=24, audio=False, container=container,
+                     options={"x264-params": "intra-refresh=1:keyint=30:bframes=2"})
+
+
 def first_keyframe_wiped(tmp_path: Path) -> Path:
     """48 frames at 24 fps (keyframe every 12, B-frames) in Matroska, the first keyframe's data
     wiped with its flag (see :func:`with_packets_damaged`): its NAL header too, by which FFmpeg

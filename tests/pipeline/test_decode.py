@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import (SHARED, cut_and_decode, cut_mid_gop, damaged_clip, damaged_raw_stream, make_clip,
+from tests.helpers import (SHARED, cut_and_decode, cut_mid_gop, damaged_clip, damaged_raw_stream, intra_refresh_clip, make_clip,
                            mpeg2_back_to_back, opens_spied, with_an_empty_video_pid, vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
@@ -394,6 +394,18 @@ def test_a_raw_streams_gop_lost_without_a_word_is_stood_in_for_and_counted_when_
     told = DamagedPackets(repeat=True)
     _, frames = decoded(path, told)
     assert (told.read, len(frames), told.dropped, told.repeated) == (packets, packets, dropped, dropped)
+
+
+@pytest.mark.parametrize("suffix", ["mkv", "ts"])
+def test_a_recording_started_inside_an_intra_refresh_stream_passes_though_its_recovery_point_gives_no_frame(
+        tmp_path, suffix):
+    """Started at a keyframe that is no IDR picture, the decoder gives no frame of it, with no
+    word: a good recording failed as damaged ('1 frames are missing'), and with repeat counted one."""
+    path = cut_mid_gop(intra_refresh_clip(tmp_path / f"in.{suffix}"), tmp_path / f"recording.{suffix}", packets=5)
+    assert len(decoded(path)[1]) == 17
+    told = DamagedPackets(repeat=True)
+    decoded(path, told)
+    assert (told.damaged, told.dropped) == (0, 0)
 
 
 def test_a_video_most_of_whose_frames_are_damaged_fails_even_when_damage_is_repeated(tmp_path):

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, damaged_raw_stream, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
+from tests.helpers import (COVER_JPEG, damaged_raw_stream, intra_refresh_clip, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
                            cut_and_decode, cut_mid_gop, first_keyframe_wiped, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_fragments, joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
@@ -2135,3 +2135,14 @@ def test_a_transport_streams_gop_lost_without_a_word_is_counted_when_repeated(tm
         list(decode_segment(data, info, segment, 8, damaged=damaged))
         dropped += damaged.dropped
     assert (plan.frames, dropped) == (47, 9)
+
+
+@pytest.mark.parametrize("suffix", ["mkv", "ts"])
+def test_an_intra_refresh_stream_cut_at_a_recovery_point_passes_though_its_decoder_gives_no_frame_of_it(
+        tmp_path, suffix):
+    """The segment's decoder, flushed at a keyframe that is no IDR picture, gives no frame of it,
+    with no word: a good stream failed as damaged ('1 frames from about 1.25 s are missing'). The
+    render fills that frame in, as it did before (see render.MissingFrames)."""
+    path = intra_refresh_clip(tmp_path / f"in.{suffix}")
+    plan, frames = cut_and_decode(path, Cutting(segment_s=0.5))
+    assert (plan.frames, len(frames)) == (48, 47)

@@ -13,6 +13,7 @@ import av
 
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.container import codec_name, demux, ffmpeg_message
+from tmlsr_ray.pipeline.h264_header import nal_length_size, starts_at_recovery_point
 from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.pipeline.vpx_header import shows_no_frame
 
@@ -101,6 +102,9 @@ class DamagedPackets:
         # where a packet first gave no frame once frames came: on one thread, where frames the
         # decoder dropped without a word start (see lost_untold)
         self.stalled_at: Optional[float] = None
+        # the decoder started (or was flushed) at an H.264 recovery point, no IDR picture: it gives
+        # no frame until its pictures are whole, a good stream short with no word (see lost_untold)
+        self.recovering = False
 
     def decode(self, packet) -> List["av.VideoFrame"]:
         if self.read < self.gop_before:
@@ -136,8 +140,15 @@ class DamagedPackets:
             if not packet.is_keyframe:
                 return True
             self._keyframe_read, self._keyframe_pts = True, packet.pts
+            self._note_start(packet)
             return False
         return packet.pts is not None and self._keyframe_pts is not None and packet.pts < self._keyframe_pts
+
+    def _note_start(self, packet) -> None:
+        """At the keyframe ``packet`` the decoder starts from (see ``recovering``)."""
+        if codec_name(packet.stream) == "h264":
+            length_size = nal_length_size(packet.stream.codec_context.extradata)
+            self.recovering = self.recovering or starts_at_recovery_point(memoryview(packet), length_size)
 
     def _owned_unshown(self, packet) -> bool:
         """Whether ``packet`` is one of ``owns``'s that its own header says shows no picture."""
@@ -176,6 +187,7 @@ class DamagedPackets:
         except av.error.FFmpegError:  # a damaged packet of that GOP, reported late: the segment before counts it
             self.damaged += 1
         decoder.flush_buffers()
+        self._note_start(packet)
         shown, self._shown_before = self._shown_before, None
         return [shown] if shown is not None else []
 
@@ -286,11 +298,13 @@ def damage_retold_on_failure(reopen: Callable[[], ContextManager[Tuple[Any, Any]
         raise
 
 
-def losses_untold_are_damage(info: VideoInfo) -> bool:
+def losses_untold_are_damage(info: VideoInfo, damaged: DamagedPackets) -> bool:
     """Whether frames a decode came short of that no error told are damage (see
-    :meth:`DamagedPackets.lost_untold`): progressive H.264 (see :func:`concealment_told`). MPEG-2's
-    decoder drops a frame where a good broadcast's new sequence header changes the picture size."""
-    return info.codec == "h264" and concealment_told(info)
+    :meth:`DamagedPackets.lost_untold`): progressive H.264 (see :func:`concealment_told`) decoded
+    from an IDR picture. MPEG-2's decoder drops a frame where a good broadcast's new sequence
+    header changes the picture size; H.264's, started at an intra-refresh stream's recovery point,
+    gave none of its frame (a recording started inside the stream, a segment cut there)."""
+    return info.codec == "h264" and concealment_told(info) and not damaged.recovering
 
 
 def damage_retold_where_short(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,
@@ -308,7 +322,7 @@ def damage_retold_where_short(reopen: Callable[[], ContextManager[Tuple[Any, Any
         damage_retold(reopen, damaged)
     if short and not damaged.damaged and concealment_told(info):
         damage_retold(reopen, damaged, concealed=True)
-        if not (damaged.damaged or counted_before) and losses_untold_are_damage(info):
+        if not (damaged.damaged or counted_before) and losses_untold_are_damage(info, damaged):
             damaged.lost_untold(short, lost_at)
 
 

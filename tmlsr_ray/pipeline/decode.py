@@ -163,7 +163,7 @@ def _stood_in(frames: Iterator, damaged: DamagedPackets, info: VideoInfo) -> Ite
         given += 1
         last = frame
     # decoded on one thread: what it came short of, untold, is known at its end only
-    if damaged.untold() > 0 and losses_untold_are_damage(info):
+    if damaged.untold() > 0 and losses_untold_are_damage(info, damaged):
         damaged.lost_untold(damaged.untold())
     while last is not None and damaged.repeated < damaged.dropped:
         damaged.repeated += 1
