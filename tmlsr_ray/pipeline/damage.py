@@ -227,8 +227,9 @@ class DamagedPackets:
             return
         seconds = seconds if seconds is not None else self.stalled_at
         at = f" from about {seconds:.2f} s" if seconds is not None else ""
-        raise InputError(f"video could not be decoded: {frames} frames{at} are missing (the decoder gave none "
-                         f"of them and no error: a damaged keyframe loses its group of pictures); {REPEAT_HINT}")
+        counted = f"{frames} frame{at} is" if frames == 1 else f"{frames} frames{at} are"
+        raise InputError(f"video could not be decoded: {counted} missing (the decoder gave none of them and no "
+                         f"error: a damaged keyframe loses its group of pictures); {REPEAT_HINT}")
 
     def _at(self, packet) -> str:
         """The decoder reports a damaged packet a few packets late where it decodes frames in
