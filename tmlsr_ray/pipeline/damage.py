@@ -102,7 +102,7 @@ class DamagedPackets:
         # where a packet first gave no frame once frames came: on one thread, where frames the
         # decoder dropped without a word start (see lost_untold)
         self.stalled_at: Optional[float] = None
-        # the decoder started (or was flushed) at an H.264 recovery point, no IDR picture: it gives
+        # the decoder started (or was flushed) at an H.264 recovery point, a predicted picture: it gives
         # no frame until its pictures are whole, a good stream short with no word (see lost_untold)
         self.recovering = False
 
