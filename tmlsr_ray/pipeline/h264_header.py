@@ -1,7 +1,7 @@
 """Whether an H.264 packet starts at a recovery point, read from its NAL unit headers (no
-decoding): an intra-refresh stream flags keyframes at recovery points, pictures other than IDR
-(predicted pictures) that a column of intra blocks sweeps from, and a decoder started at one gives none of its frames
-until its pictures are whole (H.264 7.4.1.2, D.2.8)."""
+decoding): an intra-refresh stream flags keyframes at recovery points, predicted pictures that a
+column of intra blocks sweeps from, and a decoder started at one gives none of its frames until
+its pictures are whole (H.264 7.4.1.2, D.2.8)."""
 
 from __future__ import annotations
 
