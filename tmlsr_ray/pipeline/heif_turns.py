@@ -9,15 +9,21 @@ from typing import List, Tuple
 import numpy as np
 
 Property = Tuple[bytes, bytes]  # (type, payload), as heif_boxes reads them
+TURN_BITS = {b"irot": 3, b"imir": 1}  # the bits each states; the rest of its byte is reserved
+
+
+def stated_turn(kind: bytes, payload: bytes) -> int:
+    """The quarter turns an ``irot`` states, or the axis an ``imir`` states, by its bits alone."""
+    return payload[0] & TURN_BITS[kind]
 
 
 def turn_properties(properties: List[Property]) -> List[Property]:
     """The ``irot`` and ``imir`` of ``properties``, in their order."""
-    return [prop for prop in properties if prop[0] in (b"irot", b"imir")]
+    return [prop for prop in properties if prop[0] in TURN_BITS]
 
 
 def quarter_turns(transforms: List[Property]) -> int:
-    return sum(payload[0] & 3 for kind, payload in transforms if kind == b"irot" and payload)
+    return sum(stated_turn(kind, payload) for kind, payload in transforms if kind == b"irot" and payload)
 
 
 def heif_turned(image: np.ndarray, transforms: List[Property]) -> np.ndarray:
@@ -27,7 +33,7 @@ def heif_turned(image: np.ndarray, transforms: List[Property]) -> np.ndarray:
         if not payload:
             continue
         if kind == b"irot":
-            image = np.rot90(image, payload[0] & 3)
+            image = np.rot90(image, stated_turn(kind, payload))
         else:
-            image = image[::-1] if payload[0] & 1 == 0 else image[:, ::-1]
+            image = image[::-1] if stated_turn(kind, payload) == 0 else image[:, ::-1]
     return np.ascontiguousarray(image)

@@ -25,7 +25,7 @@ from tmlsr_ray.pipeline.gainmap import (GAIN_MAP_QUALITY, GainMap, gain_map_segm
                                         iso_gain_map_numbers, iso_version_only, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import (CodedItem, DamagedStructure, ImageGrid, Nclx, ToneMapLink, image_grid,
                                            primary_item_properties, spatial_extent, stated_nclx, tone_map_link)
-from tmlsr_ray.pipeline.heif_turns import Property, heif_turned
+from tmlsr_ray.pipeline.heif_turns import TURN_BITS, Property, heif_turned, stated_turn
 from tmlsr_ray.pipeline.nclx import icc_from_nclx
 
 ISO_HDR = "ISO 21496-1 HDR"  # GainMap.kind
@@ -118,8 +118,7 @@ def _as_read(properties: List[Property], stored_primary: Optional[List[Property]
 
 def _transforms(properties: List[Property]) -> List[Property]:
     """The clap, irot and imir of ``properties`` in their order, irot and imir by their stated bits alone."""
-    masks = {b"irot": 3, b"imir": 1}
-    return [(kind, bytes([payload[0] & masks[kind]]) if kind in masks and payload else payload)
+    return [(kind, bytes([stated_turn(kind, payload)]) if kind in TURN_BITS and payload else payload)
             for kind, payload in properties if kind in TRANSFORMS]
 
 
