@@ -2184,7 +2184,7 @@ def iso_hdr_avif(path: Path, primary: np.ndarray, gain_map: np.ndarray, metadata
     :func:`iso_hdr_heic`'s, its items AV1 (``av01``), coded by OpenCV's AVIF writer (libavif): the
     primary BGR 8-bit, the gain map gray (monochrome) or BGR (4:4:4 of matrix 0, its samples G, B,
     R) of ``bits`` (levels 0 to 2**bits - 1); with ``matrix``, a BGR map coded by SVT-AV1 in 4:2:0
-    of that H.273 matrix (0: G, B and R as they are; 1, 6 or 9), full range, which its ``nclx``
+    of that H.273 matrix (0: G, B and R as they are; 1, 6, 8 (YCgCo) or 9), full range, which its ``nclx``
     states and its sequence header does not. ``primary_turns``: whole ``irot``/``imir`` boxes of
     the primary's (libavif 1.4 refuses a tmap item of turns of its own); ``gain_map_turns``: the
     gain map's own; ``gain_map_trailing_obus``: OBUs after the gain map's frame in its data."""
@@ -2392,6 +2392,9 @@ def _av1_coded_in_matrix(picture: np.ndarray, matrix: int) -> Tuple[List[bytes],
     blue, green, red = (picture[:, :, n].astype(float) for n in range(3))
     if matrix == 0:
         luma, chroma = green, [blue, red]
+    elif matrix == YCGCO:
+        luma = red / 4 + green / 2 + blue / 4
+        chroma = [green / 2 - (red + blue) / 4 + 128, (red - blue) / 2 + 128]
     else:
         kr, kb = MATRIX_WEIGHTS[matrix]
         luma = kr * red + (1 - kr - kb) * green + kb * blue

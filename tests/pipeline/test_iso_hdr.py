@@ -411,12 +411,13 @@ def test_an_avifs_three_channel_gain_map_of_g_b_and_r_samples_comes_back_in_colo
     assert note is None and np.abs(stored.mean(axis=(0, 1)) - (40, 120, 200)).max() < 4
 
 
-@pytest.mark.parametrize("matrix", [0, 1, 6, 9])
+@pytest.mark.parametrize("matrix", [0, 1, 6, 8, 9])
 def test_a_three_channel_gain_map_is_read_by_the_matrix_its_item_states(tmp_path, matrix):
-    """A map coded in 4:2:0 by BT.709 (1), BT.601 (6) or BT.2020 (9), or its G, B and R as they
-    are (0), which its nclx states and its bitstream does not: FFmpeg's default, BT.601, read
-    BT.709's blue, green and red 200, 120, 40 as 195, 123, 46 and BT.2020's as 193, 116, 43 (red's
-    6 levels, 0.05 stops of gain: 3% more HDR), and matrix 0's as 246, 157, 0."""
+    """A map coded in 4:2:0 by BT.709 (1), BT.601 (6), YCgCo (8) or BT.2020 (9), or its G, B and R
+    as they are (0), which its nclx states and its bitstream does not: FFmpeg's default, BT.601,
+    read BT.709's blue, green and red 200, 120, 40 as 195, 123, 46 and BT.2020's as 193, 116, 43
+    (red's 6 levels, 0.05 stops of gain: 3% more HDR), and matrix 0's as 246, 157, 0. YCgCo's,
+    which swscale has no matrix for, read as 120, 157, 1 (as BT.709 YCbCr)."""
     levels = np.full((24, 32, 3), (200, 120, 40), np.uint8)  # BGR
     path = _chrome_avif(tmp_path / "chrome.avif", levels, metadata=THREE_CHANNELS, matrix=matrix)
     gain_map, note = iso_gain_map(path, (64, 48))

@@ -19,8 +19,9 @@ import cv2
 import numpy as np
 from av.video.reformatter import ColorRange
 
-from tmlsr_ray.models.yuv import SWS_MATRIX_TAG, nearest_sws_matrix
+from tmlsr_ray.models.yuv import SWS_MATRIX_TAG, YCGCO, nearest_sws_matrix
 from tmlsr_ray.pipeline.av1_header import first_frame
+from tmlsr_ray.pipeline.decode import frame_to_rgb
 from tmlsr_ray.pipeline.gainmap import (GAIN_MAP_QUALITY, GainMap, gain_map_segments, icc_segments,
                                         iso_gain_map_numbers, iso_version_only, with_metadata)
 from tmlsr_ray.pipeline.heif_boxes import (CodedItem, DamagedStructure, ImageGrid, Nclx, ToneMapLink, image_grid,
@@ -269,6 +270,8 @@ def _levels(frame: av.VideoFrame, full_range: bool, matrix: Optional[int], three
         frame.color_range = ColorRange.JPEG if full_range else ColorRange.MPEG
         if matrix is not None:
             frame.colorspace = matrix
+        if matrix == YCGCO:  # swscale has no matrix for it: the video path's exact transform
+            return np.ascontiguousarray(frame_to_rgb(frame, "rgb24", 0)[:, :, ::-1])
         return frame.to_ndarray(format="bgr24")
     frame.color_range = ColorRange.JPEG
     luma = frame.to_ndarray(format="gray16le" if frame.format.components[0].bits > 8 else "gray")
@@ -291,13 +294,13 @@ def _identity_levels(frame: av.VideoFrame, full_range: bool) -> np.ndarray:
 def _stated_matrix_and_range(properties: List[Property]) -> Optional[Tuple[int, bool]]:
     """(matrix, full range) as the item's ``nclx`` states them, which libheif and libavif read
     before the HEVC VUI or AV1 sequence header: its matrix_coefficients where swscale has it (or
-    0, G, B and R), else the nearest swscale has (that of its primaries, as a video's is read).
+    0, G, B and R, or YCgCo, transformed here), else the nearest swscale has (that of its primaries, as a video's is read).
     None where it states none: the bitstream's then count, as FFmpeg reads them (BT.601 where it
     states none either, as libheif and libavif default to)."""
     nclx = stated_nclx(properties)
     if nclx is None:
         return None
-    nearest = nearest_sws_matrix(nclx.matrix, nclx.primaries)
+    nearest = None if nclx.matrix == YCGCO else nearest_sws_matrix(nclx.matrix, nclx.primaries)
     return (nclx.matrix if nearest is None else SWS_MATRIX_TAG[nearest]), nclx.full_range
 
 
