@@ -2396,7 +2396,7 @@ def _av1_coded_in_matrix(picture: np.ndarray, matrix: int) -> Tuple[List[bytes],
         luma = red / 4 + green / 2 + blue / 4
         chroma = [green / 2 - (red + blue) / 4 + 128, (red - blue) / 2 + 128]
     else:
-        kr, kb = MATRIX_WEIGHTS[matrix]
+        kr, kb = MATRIX_WEIGHTS.get(matrix, MATRIX_WEIGHTS[1])  # another: coded as BT.709, stated as it is
         luma = kr * red + (1 - kr - kb) * green + kb * blue
         chroma = [(blue - luma) / (2 * (1 - kb)) + 128, (red - luma) / (2 * (1 - kr)) + 128]
     height, width = picture.shape[:2]

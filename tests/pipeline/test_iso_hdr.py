@@ -425,6 +425,16 @@ def test_a_three_channel_gain_map_is_read_by_the_matrix_its_item_states(tmp_path
     assert note is None and np.abs(stored.mean(axis=(0, 1)) - (200, 120, 40)).max() < 3
 
 
+@pytest.mark.parametrize("matrix, name", [(14, "ICtCp"), (11, "SMPTE ST 2085")])
+def test_a_three_channel_gain_map_of_a_matrix_nothing_here_reads_is_left_out_with_a_note(tmp_path, matrix, name):
+    """ICtCp and the other matrices swscale lacks and no transform here reads (libavif refuses
+    them too) were read as the nearest YCbCr, wrong colours in the HDR rendition."""
+    levels = np.full((24, 32, 3), (200, 120, 40), np.uint8)  # BGR
+    gain_map, note = iso_gain_map(_chrome_avif(tmp_path / "chrome.avif", levels, metadata=THREE_CHANNELS,
+                                               matrix=matrix), (64, 48))
+    assert gain_map is None and f"{name} (matrix {matrix})" in note
+
+
 def test_an_avifs_gain_map_as_large_as_its_turned_primary_is_kept_as_stored(tmp_path):
     """libavif gives a turned photo's gain map its primary's irot, and turns both once: Pillow
     gives the primary as stored (64x48, its irot its EXIF orientation). A 64x48 map was turned by

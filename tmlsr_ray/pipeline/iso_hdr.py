@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import ColorRange
 
-from tmlsr_ray.models.yuv import SWS_MATRIX_TAG, YCGCO, nearest_sws_matrix
+from tmlsr_ray.models.yuv import REFUSED_MATRICES, SWS_MATRIX_TAG, YCGCO, nearest_sws_matrix
 from tmlsr_ray.pipeline.av1_header import first_frame
 from tmlsr_ray.pipeline.decode import frame_to_rgb
 from tmlsr_ray.pipeline.gainmap import (GAIN_MAP_QUALITY, GainMap, gain_map_segments, icc_segments,
@@ -41,6 +41,8 @@ DECODERS = {b"hvc1": ("hevc", b"hvcC"), b"av01": ("libdav1d", b"av1C")}
 AV1_CONFIG_BYTES = 4  # av1C's fields before its configOBUs
 IDENTITY_MATRIX = 0  # H.273's matrix_coefficients of samples that are G, B and R, not YUV
 TOO_LARGE = "the ISO 21496-1 HDR photo's gain map is wider or higher than its picture"
+UNREAD_MATRIX = ("the ISO 21496-1 HDR photo's gain map states its colours in {matrix}, which is not read (nor by "
+                 "libavif)")
 UNLIKE_PRIMARY = ("the ISO 21496-1 HDR photo's gain map is cropped or turned otherwise than its picture (its clap, "
                   "irot and imir), which libavif refuses")
 TRANSFORMS = (b"clap", b"irot", b"imir")  # ISO/IEC 23008-12's transformative properties
@@ -86,6 +88,9 @@ def iso_gain_map(path: Path, primary_size: Tuple[int, int], primary_as_stored: b
         return None, DAMAGED.format(why="it states no size (ispe)")
     if not _fits(properties, primary_size):
         return None, TOO_LARGE
+    unread = _unread_matrix(link) if len(numbers.channels) == 3 else None
+    if unread:
+        return None, UNREAD_MATRIX.format(matrix=unread)
     try:
         levels = _decoded_map(link, len(numbers.channels) == 3, primary_size)
     except DamagedStructure as exc:
@@ -99,6 +104,15 @@ def iso_gain_map(path: Path, primary_size: Tuple[int, int], primary_as_stored: b
     if not numbers.use_base_colour_space:
         metadata += icc_segments(_alternate_colour_space(link.tone_map_properties) or b"")
     return GainMap(with_metadata(jpeg.tobytes(), metadata), metadata, "1.0", iso_version_only(), ISO_HDR), None
+
+
+def _unread_matrix(link: ToneMapLink) -> Optional[str]:
+    """The matrix a three-channel map's item (or a grid's tile) states that neither swscale nor
+    this module reads (ICtCp, SMPTE ST 2085, ...): read by the nearest, its colours came out wrong."""
+    stated = [link.gain_map_properties, *(tile.properties for tile in link.gain_map_tiles)]
+    matrices = {nclx.matrix for nclx in map(stated_nclx, stated) if nclx}
+    refused = sorted(matrices & REFUSED_MATRICES.keys())
+    return f"{REFUSED_MATRICES[refused[0]]} (matrix {refused[0]})" if refused else None
 
 
 def _as_read(properties: List[Property], stored_primary: Optional[List[Property]]) -> Optional[List[Property]]:
