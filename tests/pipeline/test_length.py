@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from types import SimpleNamespace
 
 import pytest
 
@@ -71,8 +72,7 @@ def test_a_video_exactly_at_the_limits_is_not_refused_by_either_scan(tmp_path, m
     by the meter as 2.57 s long."""
     path = make(tmp_path)
     limits = checked_length(path, tmp_path)
-    source = continuous_source(path, tmp_path / f"metered-{path.name}",
-                               LengthMeter(limits, probe_video(path).stream_index))
+    source = continuous_source(path, tmp_path / f"metered-{path.name}", limits, probe_video(path).stream_index)
     plan_segments(source, probe_video(source), Cutting(), limits=limits)
 
 
@@ -89,3 +89,18 @@ def test_a_refusal_says_a_length_that_reads_over_the_limit(seconds, limit, refus
     with pytest.raises(InputError) as refused:
         LengthLimits(500_000, limit).check(0, seconds)
     assert str(refused.value) == refusal
+
+
+def video_packet(time: int, keyframe: bool = False) -> SimpleNamespace:
+    """A demuxed packet of stream 0 as the meter reads it: a frame at ``time`` 24ths of a second."""
+    return SimpleNamespace(stream=SimpleNamespace(index=0), size=100, is_discard=False, dts=time, pts=time,
+                           is_keyframe=keyframe, time_base=Fraction(1, 24))
+
+
+def test_the_meter_counts_a_frame_only_where_its_decode_time_passes_the_latest_reached():
+    """A fragment written twice (frames 5 to 9 again, as a downloader that retried it writes them),
+    which FFmpeg drops first, is no more frames nor length: 12 frames, and the 10 steps a later frame passed (not the last)."""
+    meter = LengthMeter(LengthLimits(500_000, 3600.0), 0)
+    for time in [*range(10), *range(5, 10), 10, 11]:
+        meter.offer(video_packet(time, keyframe=time % 5 == 0))
+    assert (meter.frames, meter.ticks) == (12, 10)

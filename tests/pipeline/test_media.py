@@ -12,6 +12,7 @@ from tests.helpers import (animated_gif, frame_flood_gif, joined_recordings, mak
                            with_sample_durations_zero)
 from tmlsr_ray.config import Settings
 from tmlsr_ray.errors import InputError
+from tmlsr_ray.pipeline.length import LengthLimits
 from tmlsr_ray.pipeline.media import (check_frame_flood, check_indexed_length, check_video_frames, check_video_length,
                                       check_video_work, indexed_span_s, size_note, stated_duration_s)
 from tmlsr_ray.pipeline.probe import probe_video
@@ -19,6 +20,7 @@ from tmlsr_ray.pipeline.segments import plan_segments
 from tmlsr_ray.pipeline.timeline import continuous_source
 
 DEFAULTS = Settings()
+DEFAULT_LIMITS = LengthLimits.of(DEFAULTS)
 
 
 def budget_check(path, target=(2, 2), settings=DEFAULTS):
@@ -195,8 +197,8 @@ def test_a_recording_whose_clock_jumps_back_is_measured_after_the_jump_is_closed
     wrapped = probe_video(path)
     check_video_frames(wrapped, DEFAULTS)
     with pytest.raises(InputError, match="over the limit"):
-        check_video_length(wrapped, DEFAULTS)
-    check_video_length(probe_video(continuous_source(path, tmp_path / "continuous.ts")), DEFAULTS)
+        check_video_length(wrapped, DEFAULT_LIMITS)
+    check_video_length(probe_video(continuous_source(path, tmp_path / "continuous.ts")), DEFAULT_LIMITS)
     with pytest.raises(InputError, match=r"64x48 = 3,072 pixels, over the limit of 1,000"):
         check_video_frames(wrapped, Settings(max_input_pixels=1000))
 
@@ -207,12 +209,12 @@ def test_a_browser_recording_that_states_no_length_is_held_to_the_limits_by_its_
     info = probe_video(path)
     assert info.duration_s is None and info.frames_hint == 0
     plan = plan_segments(path, info, DEFAULTS.video_cutting)
-    check_video_length(info, Settings(max_video_frames=50, max_video_duration_s=1.0))  # nothing stated to check
+    check_video_length(info, LengthLimits(50, 1.0))  # nothing stated to check
     with pytest.raises(InputError, match="video has 60 frames, over the limit of 50"):
-        check_indexed_length(info, plan, Settings(max_video_frames=50))
+        check_indexed_length(info, plan, LengthLimits(50, DEFAULTS.max_video_duration_s))
     with pytest.raises(InputError, match="video lasts 2 s, over the limit of 1 s"):
-        check_indexed_length(info, plan, Settings(max_video_duration_s=1.0))
-    check_indexed_length(info, plan, DEFAULTS)
+        check_indexed_length(info, plan, LengthLimits(DEFAULTS.max_video_frames, 1.0))
+    check_indexed_length(info, plan, DEFAULT_LIMITS)
     assert plan.span_ticks == 1972 + 33  # 59 steps of its milliseconds, and its last frame
 
 
@@ -237,7 +239,7 @@ def test_a_matroska_remux_that_kept_a_live_streams_clock_lasts_from_its_first_fr
                      container=container, start_s=20_000.0)
     info = probe_video(path)
     assert info.duration_s == pytest.approx(2.0, abs=0.1) and info.frames_hint == pytest.approx(24, abs=2)
-    check_video_length(info, DEFAULTS)
+    check_video_length(info, DEFAULT_LIMITS)
 
 
 def test_a_mov_whose_sample_table_times_every_frame_zero_is_refused_saying_its_times_are_damaged(tmp_path):
@@ -245,7 +247,7 @@ def test_a_mov_whose_sample_table_times_every_frame_zero_is_refused_saying_its_t
     ProRes clip of 24 frames came out 24 s long, after 25 s of work on its 16,000 one-sample audio packets."""
     clip = make_clip(tmp_path / "clip.mov", frames=24, rate=24, codec="prores_ks", pix_fmt="yuv422p10le",
                      audio_codec="pcm_s16le")
-    check_video_length(probe_video(clip), DEFAULTS)
+    check_video_length(probe_video(clip), DEFAULT_LIMITS)
     with pytest.raises(InputError, match=r"video's 24 frames are timed 1 s apart, each the whole length its track "
                                          r"states: its frame times are damaged"):
-        check_video_length(probe_video(with_sample_durations_zero(clip)), DEFAULTS)
+        check_video_length(probe_video(with_sample_durations_zero(clip)), DEFAULT_LIMITS)

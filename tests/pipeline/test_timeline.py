@@ -14,7 +14,7 @@ from tests.helpers import (COVER_JPEG, LIVE_KINDS, SHORT_LIMITS, DemuxCount, liv
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline import timeline
 from tmlsr_ray.pipeline.container import open_container
-from tmlsr_ray.pipeline.length import LengthLimits, LengthMeter
+from tmlsr_ray.pipeline.length import LengthLimits
 from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.segments import Cutting, plan_segments
 from tmlsr_ray.pipeline.timeline import _packet_times, continuous_source
@@ -433,7 +433,7 @@ def test_a_recording_over_the_length_limit_is_refused_without_its_scan_reading_t
     path = live_source(tmp_path, kind)
     read = DemuxCount(monkeypatch, timeline)
     with pytest.raises(InputError, match=refusal):
-        continuous_source(path, tmp_path / "continuous", LengthMeter(limits, 0))
+        continuous_source(path, tmp_path / "continuous", limits)
     assert read.packets < packets_in(path) / 4
 
 
@@ -443,7 +443,7 @@ def test_a_jump_of_the_clock_is_no_length_to_the_scans_limits(tmp_path, starts):
     clock): the copy, 4 s long, is what is measured and refused."""
     path = joined_recordings(tmp_path / "joined.ts", starts)
     enough, short = LengthLimits(500_000, 4.5), LengthLimits(500_000, 3.0)
-    repaired = continuous_source(path, tmp_path / "continuous.ts", LengthMeter(enough, probe_video(path).stream_index))
+    repaired = continuous_source(path, tmp_path / "continuous.ts", enough, probe_video(path).stream_index)
     plan_segments(repaired, probe_video(repaired), Cutting(), limits=enough)
     with pytest.raises(InputError, match="video lasts longer than the limit of 3 s"):
         plan_segments(repaired, probe_video(repaired), Cutting(), limits=short)
@@ -455,4 +455,4 @@ def test_a_fragment_written_twice_or_a_stray_time_is_no_length_to_the_scans_limi
     twice = with_fragment_repeated(clean, tmp_path / "twice.mp4", 1)
     stray = with_tfdt_moved(clean, tmp_path / "stray.mp4", 2, 3 * 3600)
     for path in (twice, stray):
-        continuous_source(path, tmp_path / f"continuous-{path.name}", LengthMeter(LengthLimits(48, 2.0), 0))
+        continuous_source(path, tmp_path / f"continuous-{path.name}", LengthLimits(48, 2.0))

@@ -34,7 +34,7 @@ def check_video_frames(info: VideoInfo, settings) -> None:
     check_frame_pixels(info.width, info.height, settings.max_input_pixels)
 
 
-def check_video_length(info: VideoInfo, settings) -> None:
+def check_video_length(info: VideoInfo, limits: LengthLimits) -> None:
     """The length the container states (its frame count, or its duration × rate), and frames timed
     within it: an MP4 or MOV whose sample table gives every frame a duration of 0 is read with
     each frame the track's whole length after the last (its average rate one frame in that
@@ -44,13 +44,13 @@ def check_video_length(info: VideoInfo, settings) -> None:
         raise InputError(f"video's {info.frames_hint:,} frames are timed {info.duration_s:g} s apart, each the "
                          f"whole length its track states: its frame times are damaged (a sample table of zero "
                          f"durations)")
-    LengthLimits.of(settings).check(info.frames_hint, info.duration_s)
+    limits.check(info.frames_hint, info.duration_s)
 
 
-def check_indexed_length(info: VideoInfo, plan: SegmentPlan, settings) -> None:
+def check_indexed_length(info: VideoInfo, plan: SegmentPlan, limits: LengthLimits) -> None:
     """The length the packet index counts and times: a browser's MediaRecorder WebM (a live
     Matroska) states neither a duration nor a frame count, and passed the limits at any length."""
-    LengthLimits.of(settings).check(plan.frames, indexed_span_s(info, plan))
+    limits.check(plan.frames, indexed_span_s(info, plan))
 
 
 def check_encodable(target: Tuple[int, int], options: EncodeOptions, hdr: bool) -> None:

@@ -47,7 +47,7 @@ from tmlsr_ray.pipeline.chapters import shifted_chapters
 from tmlsr_ray.pipeline.container import attached_pictures, demux, ffmpeg_message, open_container
 from tmlsr_ray.pipeline.decode import JUMP_BACK_S
 from tmlsr_ray.pipeline.isobmff import has_top_level_box
-from tmlsr_ray.pipeline.length import LengthMeter
+from tmlsr_ray.pipeline.length import LengthLimits, LengthMeter
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +75,13 @@ JUMP_FORWARD_S = Fraction(10)  # FFmpeg's dts_delta_threshold
 CONTINUOUS_KINDS = ("video", "audio")  # the streams a jump of the clock shows in: subtitles come and go
 
 
-def continuous_source(path: Path, repaired: Path, meter: Optional[LengthMeter] = None) -> Path:
+def continuous_source(path: Path, repaired: Path, limits: Optional[LengthLimits] = None,
+                      stream_index: int = 0) -> Path:
     """``path`` itself where its clock runs on, else a copy at ``repaired`` with the jumps closed
     (a fragmented MP4's jumps back only) and the strays placed (an FLV's, a Matroska's and a
     fragmented MP4's strays only), or ``path`` again, with a warning, where the copy cannot be written.
-    ``meter``: the scan of its packets stops, refused (InputError), once its video is over the limits."""
+    ``limits``: the scan of its packets stops, refused (InputError), once its video stream (``stream_index``)
+    is over them."""
     with open_container(path) as source:
         format_name = source.format.name
         closed = format_name in CLOSED_FORMATS
@@ -87,7 +89,7 @@ def continuous_source(path: Path, repaired: Path, meter: Optional[LengthMeter] =
         shown_strays = format_name in SHOWN_STRAY_FORMATS or restarts
         if not closed and not shown_strays and format_name not in STRAY_FORMATS:
             return path
-        times = _packet_times(source, meter)
+        times = _packet_times(source, LengthMeter(limits, stream_index) if limits is not None else None)
     strays = _shown_strays(times) if shown_strays else _strays(times)
     jumps, repeated = _jumps(times, strays, back_only=restarts) if closed or restarts else ([], set())
     if not jumps and not strays:

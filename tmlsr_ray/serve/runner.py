@@ -37,7 +37,7 @@ from tmlsr_ray.pipeline.image import (
     CONTENT_TYPES, EXTENSIONS, check_format_holds, decode_image, effective_quality, encode_image, fitting_exif,
     fitting_icc_profile, output_format, probe_image, stored_layout,
 )
-from tmlsr_ray.pipeline.length import LengthLimits, LengthMeter
+from tmlsr_ray.pipeline.length import LengthLimits
 from tmlsr_ray.pipeline.mux import assemble
 from tmlsr_ray.pipeline.output_formats import TASK_CODECS, ContainerFormat, output_container
 from tmlsr_ray.pipeline.photo_hdr import as_shown, gain_map_for, hdr_metadata, transfer_name
@@ -303,14 +303,14 @@ class TaskRunner:
         media.check_video_frames(info, settings)
         limits = LengthLimits.of(settings)  # each scan of the packets stops once the video is over them
         source = await asyncio.to_thread(continuous_source, path, path.with_name(f"continuous-{path.name}"),
-                                         LengthMeter(limits, info.stream_index))
+                                         limits, info.stream_index)
         if source != path:
             path, info = source, await asyncio.to_thread(probe_video, source, repeat_damaged,
                                                          settings.max_input_pixels)
-        media.check_video_length(info, settings)  # after: a jump back in a clock reads as a day of video
+        media.check_video_length(info, limits)  # after: a jump back in a clock reads as a day of video
         segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting,
                                            max_pixels=settings.max_input_pixels, limits=limits)
-        media.check_indexed_length(info, segments, settings)  # where the container states no length
+        media.check_indexed_length(info, segments, limits)  # where the container states no length
         info = planned_info(info, segments)  # the rate the output states and encodes at, the size it takes
         media.check_video_frames(info, settings)  # at the largest size its keyframes showed
         # A flood is refused before any replica call (a first call loads the model: seconds).
