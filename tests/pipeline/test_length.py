@@ -7,12 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.helpers import (cut_mid_gop, interlaced_clip, joined_recordings, make_clip, media_recorder_webm,
-                           packed_b_frames_avi, soft_telecine_clip, trim_by_edit_list, with_block_time_moved,
-                           with_flv_tag_time_moved, with_fragment_repeated, with_sample_durations_zero)
+from tests.helpers import (cut_mid_gop, interlaced_clip, joined_fragments, joined_recordings, make_clip,
+                           media_recorder_webm, packed_b_frames_avi, soft_telecine_clip, trim_by_edit_list,
+                           with_block_time_moved, with_flv_tag_time_moved, with_fragment_repeated,
+                           with_sample_durations_zero)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.length import LengthLimits, LengthMeter
-from tmlsr_ray.pipeline.media import indexed_span_s
+from tmlsr_ray.pipeline.media import check_indexed_length, check_video_length, indexed_span_s
 from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.segments import Cutting, plan_segments
 from tmlsr_ray.pipeline.timeline import continuous_source
@@ -52,7 +53,24 @@ WITHIN = {
         make_clip(d / "tags.flv", frames=48, rate=24, container="flv"), d / "stray.flv", 9, 45, 950),
     "Matroska with a stray block time before its end": lambda d: with_block_time_moved(
         make_clip(d / "blocks.mkv", frames=48, rate=24, audio=False, codec="libvpx"), d / "stray.mkv", 40, 900),
+    "Matroska with a stray time on its last block": lambda d: last_block_stray(d),
+    "HLS fragments joined across a 98 s gap": lambda d: joined_fragments(d / "gap.mp4", (0, 100)),
 }
+
+
+def last_block_stray(folder):
+    """2 s of Matroska (48 frames at 24 fps, its Duration 2 s) whose last block says 0.86 s late."""
+    clean = make_clip(folder / "blocks.mkv", frames=48, rate=24, audio=False, codec="libvpx")
+    return with_block_time_moved(clean, folder / "last-stray.mkv", 47, 860)
+
+
+def runner_checks(path, folder, limits: LengthLimits) -> None:
+    """The runner's length checks, in its order: both scans and both final checks."""
+    stream_index = probe_video(path).stream_index
+    source = continuous_source(path, folder / f"continuous-{path.name}", limits, stream_index)
+    info = probe_video(source)
+    check_video_length(info, limits)
+    check_indexed_length(info, plan_segments(source, info, Cutting(), limits=limits), limits)
 
 
 def checked_length(path, folder) -> LengthLimits:
@@ -74,6 +92,26 @@ def test_a_video_exactly_at_the_limits_is_not_refused_by_either_scan(tmp_path, m
     limits = checked_length(path, tmp_path)
     source = continuous_source(path, tmp_path / f"metered-{path.name}", limits, probe_video(path).stream_index)
     plan_segments(source, probe_video(source), Cutting(), limits=limits)
+
+
+def test_a_matroska_whose_last_block_time_is_a_stray_lasts_as_long_as_its_duration_says(tmp_path):
+    """Its index spanned 2.86 s (the last frame at 2.82 s): 2 s of video refused at a limit of 2.5 s."""
+    path = last_block_stray(tmp_path)
+    runner_checks(path, tmp_path, LengthLimits(500_000, 2.5))
+    with pytest.raises(InputError, match=r"the limit of 1\.9 s \(max_video_duration_s\)$"):
+        runner_checks(path, tmp_path, LengthLimits(500_000, 1.9))
+    with pytest.raises(InputError, match=r"^video has 48 frames, over the limit of 47 \(max_video_frames\)$"):
+        runner_checks(path, tmp_path, LengthLimits(47, 2.5))
+
+
+def test_fragments_joined_across_a_gap_are_held_to_the_length_their_output_plays(tmp_path):
+    """4 s of frames with a forward jump of 98 s between them (HLS fragments across a discontinuity):
+    a fragmented MP4's forward jump is not closed, the output holds the frame before it (102 s), and
+    that is its length."""
+    path = joined_fragments(tmp_path / "gap.mp4", (0, 100))
+    runner_checks(path, tmp_path, LengthLimits(500_000, 102.5))
+    with pytest.raises(InputError, match=r"^video lasts 102 s, over the limit of 60 s \(max_video_duration_s\)$"):
+        runner_checks(path, tmp_path, LengthLimits(500_000, 60.0))
 
 
 @pytest.mark.parametrize("seconds,limit,refusal", [
@@ -99,7 +137,8 @@ def video_packet(time: int, keyframe: bool = False) -> SimpleNamespace:
 
 def test_the_meter_counts_a_frame_only_where_its_decode_time_passes_the_latest_reached():
     """A fragment written twice (frames 5 to 9 again, as a downloader that retried it writes them),
-    which FFmpeg drops first, is no more frames nor length: 12 frames, and the 10 steps a later frame passed (not the last)."""
+    which FFmpeg drops first, is no more frames nor length: 12 frames, and the 10 steps a later frame
+    passed (not the last)."""
     meter = LengthMeter(LengthLimits(500_000, 3600.0), 0)
     for time in [*range(10), *range(5, 10), 10, 11]:
         meter.offer(video_packet(time, keyframe=time % 5 == 0))

@@ -49,7 +49,10 @@ def check_video_length(info: VideoInfo, limits: LengthLimits) -> None:
 
 def check_indexed_length(info: VideoInfo, plan: SegmentPlan, limits: LengthLimits) -> None:
     """The length the packet index counts and times: a browser's MediaRecorder WebM (a live
-    Matroska) states neither a duration nor a frame count, and passed the limits at any length."""
+    Matroska) states neither a duration nor a frame count, and passed the limits at any length.
+    A gap the output keeps is length: fragments joined across an HLS discontinuity whose clock jumps
+    98 s on (a fragmented MP4's forward jumps are not closed) come out 102 s long, the frame before
+    the gap held, for 4 s of frames."""
     limits.check(plan.frames, indexed_span_s(info, plan))
 
 
