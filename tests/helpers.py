@@ -17,7 +17,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +36,7 @@ from PIL import Image
 from tmlsr_ray.models.basicsr_compat import import_architectures
 from tmlsr_ray.pipeline.length import LengthLimits
 from tmlsr_ray.pipeline.isobmff import boxes, top_level_box
+from tmlsr_ray.pipeline.video_info import VideoInfo
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -2738,6 +2739,13 @@ class WebhookReceiver:
 
     def close(self) -> None:
         self._server.shutdown()
+
+
+def probed_info(**changes) -> VideoInfo:
+    """What a probe finds in a 2 s MP4 of 64x48 H.264 at 24 fps (time base 1/12288), with ``changes``."""
+    info = VideoInfo("mov,mp4,m4a,3gp,3g2,mj2", 0, "h264", 64, 48, 64, 48, 0, "yuv420p", 8, Fraction(1, 12288),
+                     Fraction(24), 48, 2.0, {})
+    return replace(info, **changes)
 
 
 def replica_pids(deployment: str, app: str = "tmlsr") -> List[int]:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, damaged_raw_stream, intra_refresh_clip, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
+from tests.helpers import (COVER_JPEG, probed_info, damaged_raw_stream, intra_refresh_clip, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
                            cut_and_decode, cut_mid_gop, first_keyframe_wiped, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_fragments, joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
@@ -931,15 +931,9 @@ def test_frames_times_are_taken_as_lost_where_they_repeat_often_or_among_steady_
     """A lone duration of 0 from some other muxer in a phone's variable-rate clip: stamped a step
     apart, its slow stretches would run fast, out of sync with its sound."""
     from tmlsr_ray.pipeline.segments import frame_times_lost
-    info = probe_info_of_container("mov,mp4,m4a,3gp,3g2,mj2")
+    info = probed_info()
     times = [sum(steps[:i]) for i in range(len(steps) + 1)]
     assert frame_times_lost(info, [PacketEntry(t, t, i == 0) for i, t in enumerate(times)]) is lost
-
-
-def probe_info_of_container(container: str):
-    from tmlsr_ray.pipeline.video_info import VideoInfo
-    return VideoInfo(container, 0, "h264", 64, 48, 64, 48, 0, "yuv420p", 8, Fraction(1, 12288), Fraction(24), 48,
-                     2.0, {})
 
 
 def test_frames_a_sample_table_times_alike_in_a_track_stating_no_length_are_refused_saying_so(tmp_path):
