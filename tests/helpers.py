@@ -22,7 +22,7 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from fractions import Fraction
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 import av
@@ -93,16 +93,51 @@ def server_sent_events(response):
             event[name] = int(value) if name == "id" else json.loads(value) if name == "data" else value
 
 
+API_TOKEN = "s3cret"  # the secured service's (tests/serve/conftest.py)
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+SEEDVR2_MODEL = "seedvr2_ema_3b-Q4_K_M.gguf"  # the tiny golden SeedVR2, under a real installation's file name
+WEBHOOK_SECRET = "hook-secret"
+
+
 def wait_for_task(base: str, task_id: str, headers: Optional[dict] = None, timeout: float = 60,
-                  until=lambda t: t["status"] in ("completed", "failed", "canceled")) -> dict:
-    """A task of the service at ``base`` once ``until`` it, asked with ``headers`` (a token's, if any)."""
+                  until: Optional[Callable[[dict], bool]] = None) -> dict:
+    """A task of the service at ``base`` once ``until`` it (by default, once it has ended), asked
+    with ``headers`` (a token's, if any)."""
+    until = until or task_ended
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        task = requests.get(f"{base}/tasks/{task_id}", headers=headers, timeout=10).json()
+    while True:
+        task = read_task(base, task_id, headers)
         if until(task):
             return task
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task {task_id} did not get there in {timeout} s: {task}")
         time.sleep(0.1)
-    raise AssertionError(f"task {task_id} did not get there: {task}")
+
+
+def read_task(base: str, task_id: str, headers: Optional[dict] = None) -> dict:
+    response = requests.get(f"{base}/tasks/{task_id}", headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def task_ended(task: dict) -> bool:
+    return task["status"] in ("completed", "failed", "canceled")
+
+
+def video_progress(task: dict) -> dict:
+    """A video task's upscaling stage detail: frames and segments done and in all (empty before it starts)."""
+    return task["stages"][1].get("detail") or {}
+
+
+def segments_done(task: dict) -> int:
+    return video_progress(task).get("segments_done", 0)
+
+
+def fetch_output(task: dict) -> bytes:
+    """The bytes of a completed task's output, from the URL the task hands out."""
+    response = requests.get(task["output"]["url"], timeout=30)
+    assert response.status_code == 200, response.text
+    return response.content
 
 
 def free_port() -> int:
@@ -1626,8 +1661,7 @@ def start_slow_video(service, input_server, tmp_path, name: str, frames: int) ->
     """Submits a clip with the slow model and returns its id once frames are coming out."""
     url = input_server.add(name, make_clip(tmp_path / name, frames=frames, size=(160, 120)).read_bytes())
     task_id = service.submit(url=url, model="slow-x4.pth")["task_id"]
-    service.wait(task_id, until=lambda t: (t["stages"][1].get("detail") or {}).get("frames_done", 0) > 0,
-                 timeout=120)
+    service.wait(task_id, until=lambda t: video_progress(t).get("frames_done", 0) > 0, timeout=120)
     return task_id
 
 
@@ -2499,6 +2533,18 @@ def display_p3_icc() -> bytes:
     return _icc_profile(bytes([2, 0x10, 0, 0]), tags)
 
 
+def tagged_photo(path: Path, fmt: str, size=(40, 24), orientation: int = 6, mode: str = "RGB") -> Path:
+    """A photo tagged with a Display P3 profile and an EXIF orientation (6: shown turned 90° clockwise)."""
+    pixels = np.zeros((size[1], size[0], len(mode)), np.uint8)
+    pixels[:, : size[0] // 2] = 200  # left half bright: shows where the pixels went
+    image = Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "TMLSR test camera"
+    image.save(path, fmt, icc_profile=display_p3_icc(), exif=exif.tobytes(), **({"quality": 95} if fmt != "PNG" else {}))
+    return path
+
+
 def bt2100_icc(transfer: int, cicp: Optional[bytes] = None) -> bytes:
     """A minimal ICC v4.4 (ICC.1:2022) BT.2020 display profile with a ``cicp`` tag, as macOS's and
     Photoshop's HDR profiles have: primaries 9, ``transfer`` (16 PQ, 18 HLG), matrix 0 (RGB), full
@@ -2748,6 +2794,16 @@ def probed_info(**changes) -> VideoInfo:
     return replace(info, **changes)
 
 
+def kill_state_actor(name: str, namespace: str) -> None:
+    """Ends a service's state actor for good, where there is one (a fixture's teardown)."""
+    import ray
+
+    try:
+        ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+    except ValueError:
+        pass
+
+
 def replica_pids(deployment: str, app: str = "tmlsr") -> List[int]:
     """The processes of a deployment's replicas, to SIGKILL as the OOM killer would (Serve starts
     new ones). Asked before the moment of the kill: a busy replica may answer late, and the kill
@@ -2769,6 +2825,21 @@ def actor_pid(actor) -> int:
 def sigkill(pids: List[int]) -> None:
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def frozen(pids: List[int]) -> Iterator[None]:
+    """The processes stopped (SIGSTOP) for the block, then let go on: a replica frozen so makes no
+    progress however fast the machine is, so a cut landing meanwhile finds the work it left as it was
+    seen. One the block killed is passed over."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 class DemuxCount:

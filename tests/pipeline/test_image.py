@@ -12,7 +12,7 @@ from PIL import Image, ImageCms, PngImagePlugin
 from tests.helpers import (SHARED, bmp_with_alpha_mask, deep_levels, deep_photo, deflated_tiff, display_p3_icc,
                            flat_gray_jpeg, grid_heic, icc_colourants, image_round_trip, jpeg_cut_and_closed,
                            meta_box_damaged, os2_bitmap, png_bomb, png_chunk, png_chunks_in_order, shared_path,
-                           sixteen_bit_bmp, small_noise_jpeg,
+                           sixteen_bit_bmp, small_noise_jpeg, tagged_photo,
                            tiff_with_alpha, uncompressed_tiff, with_png_checksum_broken, with_png_chunk,
                            with_ispe, with_tiff_strip_damaged, zlib_bomb)
 from tmlsr_ray.errors import InputError
@@ -367,18 +367,6 @@ def test_a_gif_image_decodes_its_first_frame(tmp_path):
 
 
 # --- photos as phones and cameras make them: ICC profiles, EXIF, HEIC, AVIF -------------------
-
-def tagged_photo(path: Path, fmt: str, size=(40, 24), orientation: int = 6, mode: str = "RGB") -> Path:
-    """A photo tagged with a Display P3 profile and an EXIF orientation (6: shown turned 90° clockwise)."""
-    pixels = np.zeros((size[1], size[0], len(mode)), np.uint8)
-    pixels[:, : size[0] // 2] = 200  # left half bright: shows where the pixels went
-    image = Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode)
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    exif[0x010F] = "TMLSR test camera"
-    image.save(path, fmt, icc_profile=display_p3_icc(), exif=exif.tobytes(), **({"quality": 95} if fmt != "PNG" else {}))
-    return path
-
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "HEIF", "AVIF"])
 def test_the_icc_profile_and_exif_survive_with_the_orientation_reset_after_turning_upright(tmp_path, fmt):

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import pytest
 import requests
 
-from tests.helpers import (REPO, SHARED, SPANDREL_ARCHS, free_port, save_face_model, save_rrdbnet, save_spandrel_model,
-                           save_srvgg)
+from tests.helpers import (API_TOKEN, REPO, SEEDVR2_MODEL, SHARED, SPANDREL_ARCHS, WEBHOOK_SECRET, free_port,
+                           kill_state_actor, read_task, save_face_model, save_rrdbnet, save_spandrel_model,
+                           save_srvgg, wait_for_task)
 
 # A fresh local Ray 2.60 turns token auth on; the tests (like `make run`) use the open local mode.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -35,21 +35,12 @@ class Service:
         return response.json()
 
     def task(self, task_id: str) -> Dict[str, Any]:
-        response = requests.get(self.url(f"/tasks/{task_id}"), timeout=30)
-        assert response.status_code == 200, response.text
-        return response.json()
+        return read_task(self.base, task_id)
 
-    def wait(self, task_id: str, until=None, timeout: float = 120) -> Dict[str, Any]:
-        """Polls until the task is finished (or ``until(task)`` holds)."""
-        until = until or (lambda t: t["status"] in ("completed", "failed", "canceled"))
-        deadline = time.monotonic() + timeout
-        while True:
-            task = self.task(task_id)
-            if until(task):
-                return task
-            if time.monotonic() > deadline:
-                raise AssertionError(f"task {task_id} did not get there in {timeout} s: {task}")
-            time.sleep(0.1)
+    def wait(self, task_id: str, until: Optional[Callable[[Dict[str, Any]], bool]] = None,
+             timeout: float = 120) -> Dict[str, Any]:
+        """The task once it has ended (or once ``until`` it): ``wait_for_task`` on this service."""
+        return wait_for_task(self.base, task_id, timeout=timeout, until=until)
 
     def run(self, timeout: float = 120, **body: Any) -> Dict[str, Any]:
         return self.wait(self.submit(**body)["task_id"], timeout=timeout)
@@ -89,10 +80,6 @@ def _weights(root: Path) -> Path:
     return weights
 
 
-SEEDVR2_MODEL = "seedvr2_ema_3b-Q4_K_M.gguf"
-WEBHOOK_SECRET = "hook-secret"
-
-
 @pytest.fixture(scope="session")
 def service(tmp_path_factory) -> Service:
     import ray
@@ -119,41 +106,24 @@ def service(tmp_path_factory) -> Service:
     serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
     yield Service(f"http://127.0.0.1:{port}", root / "data", weights, f"http://127.0.0.1:{metrics_port}/metrics")
     serve.shutdown()
-    _kill_state_actor(ray, STATE_ACTOR_NAME, STATE_NAMESPACE)
+    kill_state_actor(STATE_ACTOR_NAME, STATE_NAMESPACE)
     ray.shutdown()
-
-
-AUTH = {"Authorization": "Bearer s3cret"}
 
 
 @pytest.fixture(scope="session")
 def secured(service):
     """A second service on the same cluster (its own state actor and data), with a token, one
     worker, a queue of one, a tiny output limit and videos of at most 2 s."""
-    import ray
     from ray import serve
 
     from tmlsr_ray.app import build_app
     from tmlsr_ray.serve.state import STATE_NAMESPACE
 
     settings = {"weights_dir": str(service.weights_dir), "data_dir": str(service.data_dir / "secured"),
-                "allow_private_urls": True, "api_token": "s3cret", "upscaler_num_cpus": 0, "seedvr2_replicas": 0,
+                "allow_private_urls": True, "api_token": API_TOKEN, "upscaler_num_cpus": 0, "seedvr2_replicas": 0,
                 "max_output_bytes": 1000, "max_video_duration_s": 2.0, "max_workers": 1, "max_pending_tasks": 1,
                 "state_actor_name": "tmlsr_state_secured"}
     serve.run(build_app(settings), name="secured", route_prefix="/secured")
     yield service.url("/secured")
     serve.delete("secured")
-    ray.kill(ray.get_actor("tmlsr_state_secured", namespace=STATE_NAMESPACE), no_restart=True)
-
-
-def _kill_state_actor(ray, name: str, namespace: str) -> None:
-    try:
-        ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
-    except ValueError:
-        pass
-
-
-def fetch_output(service: Service, task: Dict[str, Any]) -> Optional[bytes]:
-    response = requests.get(task["output"]["url"], timeout=30)
-    assert response.status_code == 200, response.text
-    return response.content
+    kill_state_actor("tmlsr_state_secured", STATE_NAMESPACE)

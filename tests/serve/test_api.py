@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import BASIC_AUTH, SHARED, decode, png_bomb, png_bytes, shared_path, with_png_chunk, zlib_bomb
-from tests.serve.conftest import fetch_output
+from tests.helpers import (BASIC_AUTH, SHARED, decode, fetch_output, png_bomb, png_bytes, shared_path, with_png_chunk,
+                           zlib_bomb)
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_an_image_task_completes_with_stages_output_and_metadata(service, small_
     meta = task["output"]["metadata"]
     assert (meta["width"], meta["height"], meta["format"]) == (96, 64, "png")
     assert meta["model"] == "tiny-x4.pth" and meta["model_scale"] == 4
-    data = fetch_output(service, task)
+    data = fetch_output(task)
     assert meta["bytes"] == len(data) and decode(data).shape == (64, 96, 3)
     assert task["output"]["url"].startswith(service.base + "/files/")
 
@@ -228,7 +228,7 @@ def test_output_size_follows_outscale_magnification_and_dims(service, small_png,
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
     assert (meta["width"], meta["height"]) == size
-    assert decode(fetch_output(service, task)).shape[:2] == (size[1], size[0])
+    assert decode(fetch_output(task)).shape[:2] == (size[1], size[0])
 
 
 def test_a_x2_rrdbnet_model_runs_at_its_own_scale(service, small_png):
@@ -253,7 +253,7 @@ def test_shared_images_keep_alpha_bit_depth_and_gray(service, input_server, name
     task = service.run(url=input_server.url(f"media/image/{name}"), type="image", model="tiny-x4.pth")
     assert task["status"] == "completed", task["error"]
     assert task["output"]["metadata"]["format"] == fmt
-    out = decode(fetch_output(service, task))
+    out = decode(fetch_output(task))
     assert out.shape == shape and out.dtype == dtype
 
 
@@ -262,7 +262,7 @@ def test_the_real_model_through_the_service_matches_the_golden_output(service, i
     task = service.run(url=input_server.url("media/image/photo_chelsea_odd_451x300.png"), type="image",
                        model="realesr-animevideov3.pth", outscale=4)
     assert task["status"] == "completed", task["error"]
-    out = decode(fetch_output(service, task))
+    out = decode(fetch_output(task))
     reference = cv2.imread(str(golden), cv2.IMREAD_UNCHANGED)
     assert out.shape == reference.shape
     assert (np.abs(out.astype(int) - reference.astype(int)) <= 1).mean() >= 0.999

@@ -3,8 +3,7 @@
 import pytest
 import requests
 
-from tests.helpers import png_bytes, wait_for_task
-from tests.serve.conftest import AUTH
+from tests.helpers import AUTH, png_bytes, wait_for_task
 from tmlsr_ray.serve.ingress import bearer_token_ok
 
 

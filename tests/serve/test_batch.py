@@ -5,8 +5,7 @@ from __future__ import annotations
 import requests
 from ray import serve
 
-from tests.serve.conftest import AUTH
-from tests.helpers import png_bytes
+from tests.helpers import AUTH, png_bytes
 from tmlsr_ray.errors import QueueFull
 
 

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import chart_yuv, colour_chart_clip
-from tests.serve.conftest import fetch_output
+from tests.helpers import chart_yuv, colour_chart_clip, fetch_output
 
 HLG_BT2020 = dict(color_primaries=9, color_trc=18, colorspace=9, color_range=1)
 
@@ -43,7 +42,7 @@ def test_an_hdr_phone_clip_keeps_its_tags_its_ten_bits_and_its_colours(service, 
     assert (meta["width"], meta["height"], meta["frames"]) == (128, 256, 12)  # 64×128 shown upright, ×2
     assert meta["hdr"] == meta["input"]["hdr"] == "arib-std-b67" and meta["color"] == HLG_BT2020
     assert meta["format"] == output_format
-    codec, pix_fmt, tags, luma = first_frame(fetch_output(service, task), tmp_path / f"out.{output_format}")
+    codec, pix_fmt, tags, luma = first_frame(fetch_output(task), tmp_path / f"out.{output_format}")
     assert (codec, pix_fmt, tags) == ("hevc", "yuv420p10le", HLG_BT2020)
     # The chart as a player shows it (turned upright), each patch within 2 levels of the input's.
     upright = np.rot90(chart_yuv(128, 64, 10, 9, False)[0], 1)
@@ -58,7 +57,7 @@ def test_hdr_sdr_tone_maps_a_phone_clip_to_bt709_eight_bit(service, input_server
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
     assert meta["hdr"] is None and meta["input"]["hdr"] == "arib-std-b67" and meta["pix_fmt"] == "yuv420p"
-    codec, pix_fmt, tags, luma = first_frame(fetch_output(service, task), tmp_path / "sdr.mp4")
+    codec, pix_fmt, tags, luma = first_frame(fetch_output(task), tmp_path / "sdr.mp4")
     assert (codec, pix_fmt) == ("h264", "yuv420p")
     assert tags == {"color_primaries": 1, "color_trc": 1, "colorspace": 1, "color_range": 1}
     assert 16 <= luma.min() and luma.max() <= 235 and luma.std() > 5
@@ -75,15 +74,14 @@ def test_a_heic_photo_with_a_display_p3_profile_comes_back_as_jpeg_with_the_prof
 
     from PIL import Image
 
-    from tests.helpers import display_p3_icc
-    from tests.pipeline.test_image import tagged_photo
+    from tests.helpers import display_p3_icc, tagged_photo
 
     photo = tagged_photo(tmp_path / "phone.heic", "HEIF")
     task = service.run(url=input_server.add("phone.heic", photo.read_bytes()), type="image", model="identity-x2.pth")
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
     assert meta["format"] == "jpeg" and meta["input"]["format"] == "heic" and meta["icc_profile"] is True
-    with Image.open(io.BytesIO(fetch_output(service, task))) as out:
+    with Image.open(io.BytesIO(fetch_output(task))) as out:
         assert out.info["icc_profile"] == display_p3_icc() and out.getexif().get(0x0112) == 1
         assert out.size == (48, 80)  # turned upright (24×40), ×2
 
@@ -103,7 +101,7 @@ def test_a_ten_bit_display_p3_avif_comes_back_a_sixteen_bit_png_with_a_p3_profil
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
     assert meta["format"] == "png" and meta["bit_depth"] == 16 and meta["icc_profile"] is True
-    data = fetch_output(service, task)
+    data = fetch_output(task)
     assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).dtype == np.uint16
     with Image.open(io.BytesIO(data)) as out:
         made, reference = icc_colourants(out.info["icc_profile"]), icc_colourants(display_p3_icc())
@@ -122,12 +120,12 @@ def test_a_pq_avif_photo_comes_back_hdr_with_cicp_or_tone_mapped_on_request(serv
     assert kept["status"] == "completed", kept["error"]
     meta = kept["output"]["metadata"]
     assert meta["format"] == "png" and meta["hdr"] == meta["input"]["hdr"] == "smpte2084"
-    assert dict(png_chunks_in_order(fetch_output(service, kept)))[b"cICP"] == bytes([9, 16, 0, 1])
+    assert dict(png_chunks_in_order(fetch_output(kept)))[b"cICP"] == bytes([9, 16, 0, 1])
     sdr = service.run(url=url, type="image", model="identity-x2.pth", hdr="sdr")
     assert sdr["status"] == "completed", sdr["error"]
     meta = sdr["output"]["metadata"]
     assert meta["format"] == "jpeg" and meta["hdr"] is None and meta["input"]["hdr"] == "smpte2084"
-    grey = cv2.imdecode(np.frombuffer(fetch_output(service, sdr), np.uint8), cv2.IMREAD_UNCHANGED)
+    grey = cv2.imdecode(np.frombuffer(fetch_output(sdr), np.uint8), cv2.IMREAD_UNCHANGED)
     assert np.abs(grey.astype(int) - 229).max() <= 2  # a video's 230 (BT.1886), as sRGB levels
 
 
@@ -142,7 +140,7 @@ def test_an_ultra_hdr_jpeg_comes_back_ultra_hdr_with_its_gain_map_scaled(service
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
     assert meta["format"] == "jpeg" and meta["hdr"] == meta["input"]["hdr"] == "gain map"
-    data = fetch_output(service, task)
+    data = fetch_output(task)
     with Image.open(io.BytesIO(data)) as out:  # Pillow reads the primary and the MP index of both
         assert out.size == (128, 96)
         primary, gain_map = out._getmp()[0xB002]
@@ -160,7 +158,7 @@ def test_an_ultra_hdr_jpegs_gain_map_comes_back_at_the_output_quality_asked(serv
     task = service.run(url=input_server.add("pixel-q100.jpg", photo), type="image", model="identity-x2.pth",
                        output_quality=100)
     assert task["status"] == "completed", task["error"]
-    data = fetch_output(service, task)
+    data = fetch_output(task)
     with Image.open(io.BytesIO(data)) as out:
         primary_bytes = out._getmp()[0xB002][0]["Size"]
     with Image.open(io.BytesIO(data[primary_bytes:])) as gain_map:
@@ -180,7 +178,7 @@ def test_an_iphone_hdr_heic_comes_back_an_ultra_hdr_jpeg(service, input_server, 
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
     assert meta["format"] == "jpeg" and meta["hdr"] == meta["input"]["hdr"] == "gain map"
-    data = fetch_output(service, task)
+    data = fetch_output(task)
     with Image.open(io.BytesIO(data)) as out:
         assert out.size == (128, 96)
         primary, gain_map = out._getmp()[0xB002]

@@ -19,8 +19,7 @@ import requests
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
-from tests.helpers import SHARED, make_clip, png_bytes, start_slow_video
-from tests.serve.conftest import AUTH, SEEDVR2_MODEL
+from tests.helpers import AUTH, SEEDVR2_MODEL, SHARED, make_clip, png_bytes, start_slow_video
 from tmlsr_ray.protocol import MAX_SEED
 
 

@@ -13,7 +13,7 @@ import requests
 from ray.exceptions import TaskCancelledError
 from ray.serve.exceptions import RequestCancelledError
 
-from tests.helpers import eventually, make_clip, png_bytes, replica_pids, server_sent_events
+from tests.helpers import eventually, kill_state_actor, make_clip, png_bytes, replica_pids, server_sent_events
 from tmlsr_ray.protocol import Stage, StageName, StageStatus, TaskEventKind, TaskOutput, TaskStatus, TaskView
 from tmlsr_ray.serve.events import change_kind
 from tmlsr_ray.serve.ingress import ClientGone
@@ -189,7 +189,6 @@ def two_streams(service):
     requests open at most (event streams, Prefer: wait)."""
     from ray import serve
 
-    from tests.serve.conftest import _kill_state_actor
     from tmlsr_ray.app import build_app
     from tmlsr_ray.serve.state import STATE_NAMESPACE
 
@@ -199,7 +198,7 @@ def two_streams(service):
     serve.run(build_app(settings), name="two-streams", route_prefix="/two-streams")
     yield service.url("/two-streams")
     serve.delete("two-streams")
-    _kill_state_actor(ray, "tmlsr_state_two_streams", STATE_NAMESPACE)
+    kill_state_actor("tmlsr_state_two_streams", STATE_NAMESPACE)
 
 
 def test_event_streams_beyond_max_held_requests_are_a_429_and_leave_the_api_room(two_streams, input_server):

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from tests.helpers import make_clip
+from tests.helpers import make_clip, read_task, task_ended, video_progress
 
 APP, PREFIX, STATE = "fair-app", "/fair", "tmlsr_state_fair"
 FRAMES = 72
@@ -44,10 +44,10 @@ def test_a_second_video_progresses_while_the_first_runs(two_replicas, input_serv
                    .json()["task_id"])
     both_moving, deadline = False, time.monotonic() + 300
     while time.monotonic() < deadline:
-        tasks = [requests.get(f"{base}/tasks/{task_id}", timeout=10).json() for task_id in ids]
-        if all(t["status"] in ("completed", "failed", "canceled") for t in tasks):
+        tasks = [read_task(base, task_id) for task_id in ids]
+        if all(task_ended(t) for t in tasks):
             break
-        done = [(t["stages"][1].get("detail") or {}).get("frames_done", 0) for t in tasks]
+        done = [video_progress(t).get("frames_done", 0) for t in tasks]
         running = [t["status"] == "processing" for t in tasks]
         both_moving = both_moving or (all(running) and all(0 < d < FRAMES for d in done))
         time.sleep(0.2)

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import SPANDREL_ARCHS, decode, eventually, make_clip, png_bytes, shared_path
-from tests.serve.conftest import fetch_output
+from tests.helpers import SPANDREL_ARCHS, decode, eventually, fetch_output, make_clip, png_bytes, shared_path
 from tmlsr_ray.pipeline.output_formats import task_codecs_available
 
 
@@ -72,7 +71,7 @@ def test_every_spandrel_architecture_upscales_an_image_and_a_video(service, smal
     image = service.run(url=small_image, type="image", model=model)
     assert image["status"] == "completed", image["error"]
     assert image["output"]["metadata"]["architecture"] == arch
-    assert decode(fetch_output(service, image)).shape[:2] == (28, 40)
+    assert decode(fetch_output(image)).shape[:2] == (28, 40)
     video = service.run(url=short_clip, type="video", model=model, timeout=300)
     assert video["status"] == "completed", video["error"]
     metadata = video["output"]["metadata"]
@@ -98,7 +97,7 @@ def test_a_model_named_beyond_ascii_serves_images_and_videos_and_is_counted(serv
 def test_a_safetensors_model_runs_like_its_pth(service, small_image):
     task = service.run(url=small_image, type="image", model="tiny-swinir-x2.safetensors")
     assert task["status"] == "completed", task["error"]
-    assert decode(fetch_output(service, task)).shape[:2] == (28, 40)
+    assert decode(fetch_output(task)).shape[:2] == (28, 40)
 
 
 def test_a_denoise_strength_mixes_the_general_model_with_its_twin_for_images_and_videos(service, small_image,
@@ -112,7 +111,7 @@ def test_a_denoise_strength_mixes_the_general_model_with_its_twin_for_images_and
     assert (task["params"]["denoise_strength"], task["output"]["metadata"]["denoise_strength"]) == (0.3, 0.3)
     source = decode(requests.get(small_image, timeout=30).content)
     mixed = RealESRGANModel(service.weights_dir / "realesr-general-x4v3.pth", device="cpu", denoise=0.3)
-    assert np.abs(decode(fetch_output(service, task)).astype(int)
+    assert np.abs(decode(fetch_output(task)).astype(int)
                   - upscale_image(mixed, source, (80, 56)).astype(int)).max() <= 1
     video = service.run(url=short_clip, model="realesr-general-x4v3.pth", denoise_strength=0.3)
     assert video["status"] == "completed", video["error"]
@@ -133,7 +132,7 @@ def test_a_denoise_strength_of_1_is_the_model_as_it_is_twin_or_none(service, sma
     task = service.run(url=small_image, type="image", model="tiny-x4.pth", denoise_strength=1)
     plain = service.run(url=small_image, type="image", model="tiny-x4.pth")
     assert task["status"] == plain["status"] == "completed", task["error"]
-    assert np.array_equal(decode(fetch_output(service, task)), decode(fetch_output(service, plain)))
+    assert np.array_equal(decode(fetch_output(task)), decode(fetch_output(plain)))
 
 
 def test_a_denoise_strength_for_a_model_whose_twin_has_other_layers_is_a_400(service, small_image):
@@ -153,7 +152,7 @@ def test_png_from_a_jpeg_input_matches_the_reference_implementation(service, inp
     task = service.run(url=url, type="image", model="realesr-animevideov3.pth", output_format="png")
     assert task["status"] == "completed", task["error"]
     assert task["output"]["metadata"]["format"] == "png" and task["output"]["url"].endswith(".png")
-    out = decode(fetch_output(service, task))
+    out = decode(fetch_output(task))
     reference = reference_enhance(cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED), service.weights_dir / "realesr-animevideov3.pth")
     assert out.shape == reference.shape
     assert (np.abs(out.astype(int) - reference.astype(int)) <= 1).mean() >= 0.999
@@ -177,7 +176,7 @@ def test_an_image_comes_back_in_the_format_and_quality_asked_for(service, small_
                        output_quality=quality)
     assert task["status"] == "completed", task["error"]
     assert task["output"]["metadata"]["format"] == fmt and task["output"]["metadata"]["quality"] == quality
-    assert fetch_output(service, task)[:4].startswith(magic)
+    assert fetch_output(task)[:4].startswith(magic)
 
 
 @pytest.mark.parametrize("codec", task_codecs_available())
@@ -191,7 +190,7 @@ def test_every_video_codec_the_build_has_gives_a_file_pyav_decodes(service, shor
         codec, crf, "mov" if codec == "prores" else "mp4")
     assert task["output"]["url"].endswith(f".{metadata['format']}")
     out = tmp_path / f"out.{metadata['format']}"
-    out.write_bytes(fetch_output(service, task))
+    out.write_bytes(fetch_output(task))
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.codec.canonical_name == codec

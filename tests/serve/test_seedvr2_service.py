@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import decode, make_clip, png_bytes, shared_path, video_frames
-from tests.serve.conftest import SEEDVR2_MODEL, fetch_output
+from tests.helpers import SEEDVR2_MODEL, decode, fetch_output, make_clip, png_bytes, shared_path, video_frames
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +23,7 @@ def test_an_image_task_renders_at_the_requested_height_and_records_how(service, 
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
     assert (meta["width"], meta["height"]) == (134, 96)  # aspect kept; outscale ignored
-    assert decode(fetch_output(service, task)).shape == (96, 134, 3)
+    assert decode(fetch_output(task)).shape == (96, 134, 3)
     assert meta["architecture"].startswith("SeedVR2") and meta["model"] == SEEDVR2_MODEL
     how = meta["seedvr2"]
     assert how["seed"] == task["params"]["seed"] and how["resolution"] == 96
@@ -33,7 +32,7 @@ def test_an_image_task_renders_at_the_requested_height_and_records_how(service, 
 
 def test_the_same_seed_gives_the_same_image(service, input_server):
     url = input_server.add("seedvr2-seed.png", png_bytes(32, 32, "RGB", seed=3))
-    outputs = [fetch_output(service, service.run(url=url, type="image", model=SEEDVR2_MODEL,
+    outputs = [fetch_output(service.run(url=url, type="image", model=SEEDVR2_MODEL,
                                                  resolution=48, seed=seed, timeout=300))
                for seed in (5, 5, 6)]
     assert outputs[0] == outputs[1] and outputs[0] != outputs[2]
@@ -46,7 +45,7 @@ def test_a_video_task_restores_every_frame_at_the_requested_height(service, inpu
     assert task["status"] == "completed", task["error"]
     meta = task["output"]["metadata"]
     assert (meta["width"], meta["height"], meta["frames"]) == (84, 64, 7)  # 85.3 → even for 4:2:0
-    frames, streams, _ = video_frames(fetch_output(service, task), tmp_path / "out.mp4")
+    frames, streams, _ = video_frames(fetch_output(task), tmp_path / "out.mp4")
     assert len(frames) == 7 and frames[0][1].shape == (64, 84, 3)
     assert [kind for kind, _ in streams] == ["video", "audio"]
     assert np.allclose([pts for pts, _ in frames], [i / 12 for i in range(7)], atol=0.002)

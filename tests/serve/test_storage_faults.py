@@ -3,8 +3,7 @@ and the other tasks are untouched (OSS faults: tests/serve/test_oss_service.py).
 
 import os
 
-from tests.helpers import png_bytes, small_disk
-from tests.serve.conftest import fetch_output
+from tests.helpers import fetch_output, png_bytes, small_disk
 
 
 def test_a_full_data_disk_fails_the_task_readably_and_the_service_goes_on(service, input_server):
@@ -20,4 +19,4 @@ def test_a_full_data_disk_fails_the_task_readably_and_the_service_goes_on(servic
                             model="tiny-x4.pth")
         assert after["status"] == "completed", after["error"]
     assert service.task(earlier["task_id"])["status"] == "completed"
-    assert fetch_output(service, earlier) and fetch_output(service, after)
+    assert fetch_output(earlier) and fetch_output(after)

@@ -8,8 +8,7 @@ import time
 import pytest
 import requests
 
-from tests.helpers import eventually, make_clip, png_bytes, WebhookReceiver
-from tests.serve.conftest import WEBHOOK_SECRET
+from tests.helpers import WEBHOOK_SECRET, WebhookReceiver, eventually, make_clip, png_bytes
 from tmlsr_ray.webhooks import SIGNATURE_HEADER, signature_ok
 
 
