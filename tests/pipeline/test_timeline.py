@@ -361,6 +361,16 @@ def test_a_matroska_whose_time_a_bit_error_moved_is_cut_into_segments_holding_ev
     assert shown == sorted(shown) and shown[-1] - shown[0] < 2_000  # milliseconds: Matroska's ticks
 
 
+def test_a_matroska_block_under_a_second_late_is_placed_between_its_neighbours(tmp_path):
+    """Block 40 of 48 (24 fps) 0.9 s late: a step under a second was taken for no stray, the plan
+    fell to one untimed segment, and its output played 2.61 s with frame 40 after frame 47."""
+    clean = make_clip(tmp_path / "clean.mkv", frames=48, rate=24, audio=False, codec="libvpx")
+    path = with_block_time_moved(clean, tmp_path / "stray.mkv", 40, 900)
+    plan, frames = cut_and_decode(continuous_source(path, tmp_path / "continuous.mkv"), Cutting(segment_s=1.0))
+    assert len(plan.segments) > 1
+    assert [pts / 1000 for pts, _ in frames] == pytest.approx(stamps(clean, "video"), abs=0.002)  # ms ticks
+
+
 def test_a_matroska_whose_times_run_on_with_b_frames_a_variable_rate_or_a_gap_is_used_as_it_is(tmp_path):
     """A gap every later packet keeps (a dropout, a still shown for seconds) is time the file
     states, nor does a B-frame shown before the frame decoded ahead of it stray."""

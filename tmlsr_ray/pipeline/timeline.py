@@ -63,7 +63,6 @@ STRAY_FORMATS = ("flv",)
 # task failed saying its frame times go back
 SHOWN_STRAY_FORMATS = ("matroska,webm",)
 REORDER_FRAMES = 16  # H.264's and HEVC's deepest reorder: no B-frame shows further from its decode neighbours
-STRAY_FLOOR_S = Fraction(1)  # and no stray is nearer: a frame a second off is no reordered one
 STRAY_RUN_S = Fraction(30)  # the longest run placed as strays: a cluster (FFmpeg's and mkvmerge's hold 5 s)
 FLV_LATEST_S = Fraction(1 << 31, 1000)  # FLV's times are signed 32-bit milliseconds: no copy holds a later one
 # The MP4 family's demuxer: where the file is fragmented (a moof box), a fragment's times may go back
@@ -348,7 +347,8 @@ def _shown_strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[in
     run found by its presentation times, in decode order, as Matroska states them (a fragmented
     MP4's tfdt moves both times alike): a run of one packet or more (a block, a cluster, a
     fragment) that steps away from the packet before it while the packet after it runs on from
-    that one. A step is over a second and over the reorder of B-frames; a gap that the packets
+    that one. A step is over the reorder of B-frames (a block 0.9 s late at 24 fps is one: with a floor of a
+    second it was left, and shown after the frames decoded after it); a gap that the packets
     after it keep (a dropout, a frame after a pause decoded ahead of the B-frames before the
     pause) is no run. The run moves as one, its earliest time to the first slot its neighbours
     leave free."""
@@ -358,7 +358,7 @@ def _shown_strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[in
         pts, frame = shown.pts_column, _frame_ticks(shown)
         if not frame:
             continue
-        tolerance = max(int(STRAY_FLOOR_S // packets.tick), REORDER_FRAMES * frame)
+        tolerance = REORDER_FRAMES * frame
         longest = int(STRAY_RUN_S // packets.tick) // frame
         steps = [False] + [abs(after - before) > tolerance for before, after in zip(pts, pts[1:])]
         at = 1
