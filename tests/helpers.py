@@ -1148,25 +1148,41 @@ def _with_matroska_time_moved(source: Path, path: Path, element: int, number: in
     """``source`` with the time of its ``number``-th ``element`` (a SimpleBlock's or a Cluster's
     Timecode) ``milliseconds`` off."""
     data = bytearray(source.read_bytes())
+    body, size = _matroska_element(data, element, number, (0x18538067, 0x1F43B675))  # in Segment, Clusters
+    if element == 0xA3:  # a SimpleBlock: its track number, then its time relative to its cluster's
+        _, body = _ebml_number(data, body)
+        size = 2
+    moved = int.from_bytes(data[body:body + size], "big", signed=element == 0xA3) + milliseconds
+    data[body:body + size] = moved.to_bytes(size, "big", signed=element == 0xA3)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def with_matroska_duration(source: Path, path: Path, milliseconds: float) -> Path:
+    """A Matroska file whose Duration (in its Info, a float of its TimestampScale's milliseconds)
+    states ``milliseconds``, the blocks as they were: a header a tool wrote from its own clock (a
+    browser's recording given a Duration by a script), or one left stale."""
+    data = bytearray(source.read_bytes())
+    body, size = _matroska_element(data, 0x4489, 0, (0x18538067, 0x1549A966))  # in Segment, Info
+    data[body:body + size] = struct.pack(">d" if size == 8 else ">f", milliseconds)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _matroska_element(data: bytes, element: int, number: int, parents: Tuple[int, ...]) -> Tuple[int, int]:
+    """Where the body of the ``number``-th ``element`` among the children of ``parents`` starts, and its size."""
     found, at = -1, 0
     while at < len(data):
         ident, body = _ebml_number(data, at, keep_marker=True)
         size, body = _ebml_number(data, body)
-        if ident in (0x18538067, 0x1F43B675):  # Segment, Cluster: their children are read
+        if ident in parents:  # its children are read
             at = body
             continue
-        if ident == element:
-            found += 1
+        found += ident == element
         if ident == element and found == number:
-            if element == 0xA3:  # a SimpleBlock: its track number, then its time relative to its cluster's
-                _, body = _ebml_number(data, body)
-                size = 2
-            moved = int.from_bytes(data[body:body + size], "big", signed=element == 0xA3) + milliseconds
-            data[body:body + size] = moved.to_bytes(size, "big", signed=element == 0xA3)
-            path.write_bytes(bytes(data))
-            return path
+            return body, size
         at = body + size
-    raise ValueError(f"{source.name} has no element {element:#x} number {number}")
+    raise ValueError(f"no element {element:#x} number {number}")
 
 
 def _ebml_number(data: bytes, at: int, keep_marker: bool = False) -> Tuple[int, int]:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import (cut_mid_gop, interlaced_clip, joined_fragments, joined_recordings, make_clip,
                            media_recorder_webm, packed_b_frames_avi, soft_telecine_clip, trim_by_edit_list,
-                           with_block_time_moved, with_flv_tag_time_moved, with_fragment_repeated,
+                           with_block_time_moved, with_flv_tag_time_moved, with_fragment_repeated, with_matroska_duration,
                            with_sample_durations_zero)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.length import LengthLimits, LengthMeter
@@ -102,6 +102,16 @@ def test_a_matroska_whose_last_block_time_is_a_stray_lasts_as_long_as_its_durati
         runner_checks(path, tmp_path, LengthLimits(500_000, 1.9))
     with pytest.raises(InputError, match=r"^video has 48 frames, over the limit of 47 \(max_video_frames\)$"):
         runner_checks(path, tmp_path, LengthLimits(47, 2.5))
+
+
+def test_a_matroska_whose_duration_is_short_of_its_frames_is_held_to_the_length_they_play(tmp_path):
+    """40 slides 2 s apart (78 s, each step over what the scans' meters count) under a Duration of
+    5 s (a tool's own clock): the index's span was cut to the Duration, and it passed a limit of 60 s."""
+    slides = make_clip(tmp_path / "slides.webm", frames=40, audio=False, codec="libvpx", container="webm",
+                       time_base=Fraction(1, 1000), pts=[2000 * n for n in range(40)])
+    path = with_matroska_duration(slides, tmp_path / "short.webm", 5000.0)
+    with pytest.raises(InputError, match=r"^video lasts 78 s, over the limit of 60 s \(max_video_duration_s\)$"):
+        runner_checks(path, tmp_path, LengthLimits(500_000, 60.0))
 
 
 def test_fragments_joined_across_a_gap_are_held_to_the_length_their_output_plays(tmp_path):

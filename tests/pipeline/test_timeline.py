@@ -10,7 +10,8 @@ import pytest
 
 from tests.helpers import (COVER_JPEG, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, anime_matroska, broadcast_with_bit_errors, cut_and_decode, joined_fragments, joined_recordings, long_capture,
                            make_clip, recording_with_audio_gap, with_audio_ahead, with_block_time_moved,
-                           with_cluster_time_moved, with_flv_tag_time_moved, with_fragment_repeated, with_tfdt_moved)
+                           with_cluster_time_moved, with_flv_tag_time_moved, with_fragment_repeated, with_matroska_duration,
+                           with_tfdt_moved)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline import timeline
 from tmlsr_ray.pipeline.container import open_container
@@ -369,6 +370,26 @@ def test_a_matroska_block_under_a_second_late_is_placed_between_its_neighbours(t
     plan, frames = cut_and_decode(continuous_source(path, tmp_path / "continuous.mkv"), Cutting(segment_s=1.0))
     assert len(plan.segments) > 1
     assert [pts / 1000 for pts, _ in frames] == pytest.approx(stamps(clean, "video"), abs=0.002)  # ms ticks
+
+
+def test_a_matroska_whose_last_block_time_is_a_stray_is_placed_before_the_end_it_states(tmp_path):
+    """2 s of video (its Duration 2 s) whose last block says 0.86 s late: left at 2.818 s (the
+    frame before it held 0.9 s), its output played 2.86 s; placed after its neighbour, 2.0 s."""
+    clean = make_clip(tmp_path / "clean.mkv", frames=48, rate=24, audio=False, codec="libvpx")
+    path = with_block_time_moved(clean, tmp_path / "stray.mkv", 47, 860)
+    plan, frames = cut_and_decode(continuous_source(path, tmp_path / "continuous.mkv"), Cutting(segment_s=1.0))
+    shown = [pts for pts, _ in frames]
+    assert [pts / 1000 for pts in shown] == pytest.approx(stamps(clean, "video"), abs=0.002)  # ms ticks
+    assert (shown[-1] + plan.last_frame_ticks - shown[0]) / 1000 == pytest.approx(2.0, abs=0.002)
+
+
+def test_a_matroska_whose_duration_is_short_of_its_frames_keeps_their_times(tmp_path):
+    """A Duration a tool wrote from its own clock (5 s for 40 slides 2 s apart) is no stray: the
+    frames past it are many, and do not fit before it."""
+    slides = make_clip(tmp_path / "slides.webm", frames=40, audio=False, codec="libvpx", container="webm",
+                       time_base=Fraction(1, 1000), pts=[2000 * n for n in range(40)])
+    path = with_matroska_duration(slides, tmp_path / "short.webm", 5000.0)
+    assert continuous_source(path, tmp_path / "continuous.webm") == path
 
 
 def test_a_matroska_whose_times_run_on_with_b_frames_a_variable_rate_or_a_gap_is_used_as_it_is(tmp_path):

@@ -202,7 +202,6 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting, lost_times_span
         entries = _from_first_keyframe(scanned)
         format = segment_file_format(stream)
         stated_end = _stated_end(stream, scanned)
-        segment_end = _matroska_end(stream)
         stated_rates = (info.average_rate, stream.guessed_rate, stream.codec_context.framerate)
         by_parser = stamped_by_parser(container)
         intra_only = stream.codec_context.codec.intra_only
@@ -220,7 +219,7 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting, lost_times_span
         segments = (Segment(0, 0, len(entries) - 1, ()),)
     last_frame = (round(info.frame_ticks) if times_lost
                   else _last_frame_ticks(entries, stated_end, info.container.startswith("matroska")))
-    span = _span_ticks(entries, last_frame, segment_end) if first_pts is not None else None
+    span = _span_ticks(entries, last_frame) if first_pts is not None else None
     return SegmentPlan(segments, shown or len(entries), _fingerprint(path, info, entries, segments), last_frame,
                        first_pts, info.average_rate, span, grown, times_lost)
 
@@ -374,23 +373,9 @@ def _last_frame_ticks(entries: Sequence[PacketEntry], stated_end: Optional[int],
     return stamps[-1] - stamps[-2] if len(stamps) > 1 else None
 
 
-def _span_ticks(entries: Sequence[PacketEntry], last_frame: Optional[int], segment_end: Optional[int]) -> int:
-    """From the first frame shown to the end of the last, but not past ``segment_end``: a Matroska's
-    muxer writes its Duration from its blocks' times, so a frame past it has a stray time (a bit
-    error in its block, which the timeline cannot tell from a pause at the stream's end and leaves).
-    Counted, 2 s of video whose last block said 0.86 s late were refused at a limit of 2.5 s."""
+def _span_ticks(entries: Sequence[PacketEntry], last_frame: Optional[int]) -> int:
     stamps = [e.pts for e in entries if not e.discard]
-    end = max(stamps) + (last_frame or 0)
-    return (min(end, segment_end) if segment_end is not None and segment_end > min(stamps) else end) - min(stamps)
-
-
-def _matroska_end(stream: "av.video.stream.VideoStream") -> Optional[int]:
-    """Where a Matroska states it ends (its Duration, from 0 on), in the stream's ticks; None elsewhere or where it
-    states none (a live recording)."""
-    container = stream.container
-    if not container.format.name.startswith("matroska") or not container.duration or not stream.time_base:
-        return None
-    return int(Fraction(container.duration, av.time_base) / Fraction(stream.time_base))
+    return max(stamps) - min(stamps) + (last_frame or 0)
 
 
 def _palette_lost(scanned: Sequence[PacketEntry], format: str) -> bool:

@@ -89,7 +89,8 @@ def continuous_source(path: Path, repaired: Path, limits: Optional[LengthLimits]
         if not closed and not shown_strays and format_name not in STRAY_FORMATS:
             return path
         times = _packet_times(source, LengthMeter(limits, stream_index) if limits is not None else None)
-    strays = _shown_strays(times) if shown_strays else _strays(times)
+        stated_end = _stated_end(source)
+    strays = _shown_strays(times, stated_end) if shown_strays else _strays(times)
     jumps, repeated = _jumps(times, strays, back_only=restarts) if closed or restarts else ([], set())
     if not jumps and not strays:
         return path
@@ -107,6 +108,14 @@ def continuous_source(path: Path, repaired: Path, limits: Optional[LengthLimits]
     logger.info("%s: its clock jumps %s times and %s packets have a stray time; they are mended in %s",
                 path.name, len(jumps), len(strays), repaired.name)
     return repaired
+
+
+def _stated_end(source) -> Optional[Fraction]:
+    """Where a Matroska states it ends, in seconds (its Duration, from 0 on, as its muxer writes it from
+    its blocks' times: the longest stream's); None elsewhere or where it states none (a live recording)."""
+    if not source.format.name.startswith("matroska") or not source.duration:
+        return None
+    return Fraction(source.duration, av.time_base)
 
 
 def _is_fragmented(path: Path) -> bool:
@@ -342,7 +351,8 @@ def _strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[int], in
     return strays
 
 
-def _shown_strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[int], int]]:
+def _shown_strays(times: Dict[int, _StreamTimes],
+                  stated_end: Optional[Fraction] = None) -> Dict[int, Tuple[Optional[int], int]]:
     """By packet number, the (pts, dts) that packets of a run whose stated times are off take, a
     run found by its presentation times, in decode order, as Matroska states them (a fragmented
     MP4's tfdt moves both times alike): a run of one packet or more (a block, a cluster, a
@@ -351,7 +361,8 @@ def _shown_strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[in
     second it was left, and shown after the frames decoded after it); a gap that the packets
     after it keep (a dropout, a frame after a pause decoded ahead of the B-frames before the
     pause) is no run. The run moves as one, its earliest time to the first slot its neighbours
-    leave free."""
+    leave free. At a stream's end no gap can be told from a stray but by where the file states it
+    ends (``stated_end``, seconds): a run past it is placed where it fits before it."""
     strays: Dict[int, Tuple[Optional[int], int]] = {}
     for packets in times.values():
         shown = packets.shown()
@@ -374,7 +385,32 @@ def _shown_strays(times: Dict[int, _StreamTimes]) -> Dict[int, Tuple[Optional[in
             # the packet after the run steps back from it only, to run on: a run after it is one too
             steps[end] = False
             at = end + 1
+        last_run = _last_run(shown, tolerance, longest, frame, strays, stated_end)
+        if last_run:
+            at, offset = last_run
+            strays.update((packet.number, (packet.pts + offset, packet.dts + offset)) for packet in shown[at:])
     return strays
+
+
+def _last_run(shown: _StreamTimes, tolerance: int, longest: int, frame: int,
+              placed: Dict[int, Tuple[Optional[int], int]], stated_end: Optional[Fraction]) -> Optional[Tuple[int, int]]:
+    """Where the run of a stream's last packets that show past ``stated_end`` starts, and what it moves
+    by to the first slot its neighbours leave free, where it steps away from every packet before it,
+    which show before that end, and fits before it there; None elsewhere. The muxer wrote the end
+    from the blocks' times, so a block past it has a stray time: a last block 0.86 s late held the
+    frame before it 0.9 s. A Duration short of the frames (a tool's own clock) is no reason to move them."""
+    pts = shown.pts_column
+    end = None if stated_end is None else int(stated_end // shown.tick)
+    at = len(shown)
+    while end is not None and at > 0 and pts[at - 1] >= end:
+        at -= 1
+    if end is None or at in (0, len(shown)) or len(shown) - at > longest:
+        return None
+    run, before = shown[at:], _placed(shown, at, placed)
+    if min(packet.pts for packet in run) - max(pts[:at]) <= tolerance:
+        return None
+    offset = _slot_offset(run, before, [], frame)
+    return (at, offset) if offset and max(packet.pts for packet in run) + offset < end else None
 
 
 def _run_offset(shown: _StreamTimes, at: int, end: int, tolerance: int, frame: int,
@@ -389,17 +425,27 @@ def _run_offset(shown: _StreamTimes, at: int, end: int, tolerance: int, frame: i
     # late) ends where the packets after it start
     if later and abs(min(packet.pts for packet in later) - max(packet.pts for packet in run)) <= tolerance:
         return None
-    # packets placed already stand at their new times: two strays close together, bursts of errors
-    before = [packet._replace(pts=placed[packet.number][0]) if packet.number in placed else packet
-              for packet in shown[max(0, at - 3 * REORDER_FRAMES):at]]
+    before = _placed(shown, at, placed)
     if not _out_of_order(run, before[-2 * REORDER_FRAMES - 1:], shown[end:end + 2 * REORDER_FRAMES + 1]):
         return None
-    # the walk starts among the last frames before the run, past whatever frames decoded earlier
-    # still show among, which are neighbours too
-    start = min(packet.pts for packet in before[-REORDER_FRAMES - 1:])
-    offset = _free_slot(start, frame, before + later) - min(packet.pts for packet in run)
+    offset = _slot_offset(run, before, later, frame)
     placed_last = max(packet.pts for packet in run) + offset
     return offset if any(packet.pts > placed_last for packet in later) else None
+
+
+def _placed(shown: _StreamTimes, at: int, placed: Dict[int, Tuple[Optional[int], int]]) -> List[_Times]:
+    """The packets decoded before position ``at`` that are a run's neighbours, those ``placed`` already
+    at their new times: two strays close together, bursts of errors."""
+    return [packet._replace(pts=placed[packet.number][0]) if packet.number in placed else packet
+            for packet in shown[max(0, at - 3 * REORDER_FRAMES):at]]
+
+
+def _slot_offset(run: List[_Times], before: List[_Times], later: List[_Times], frame: int) -> int:
+    """What a run moves by to the first slot its neighbours leave free: the walk starts among the
+    last frames before the run, past whatever frames decoded earlier still show among, which are
+    neighbours too."""
+    start = min(packet.pts for packet in before[-REORDER_FRAMES - 1:])
+    return _free_slot(start, frame, before + later) - min(packet.pts for packet in run)
 
 
 def _out_of_order(run: List[_Times], before: List[_Times], later: List[_Times]) -> bool:
