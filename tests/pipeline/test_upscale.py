@@ -190,3 +190,28 @@ def test_decoded_planes_a_cpu_model_is_handed_are_converted_on_the_host_first(tm
     planes = Yuv420Frames(rgb_to_yuv420(torch.from_numpy(rgb).permute(0, 3, 1, 2), 255.0, Yuv420()).numpy(), Yuv420())
     got = upscale_frames(model, planes, (48, 32))
     assert np.array_equal(got, upscale_frames(model, planes.rgb(), (48, 32)))
+
+
+def test_a_frame_run_whole_that_meets_a_full_device_is_tiled_that_time_as_the_tiled_path_tiles_it(
+        tiny_model_path, caplog):
+    """Whether a frame runs whole follows the device's total memory, so other work may leave too
+    little of it free: that call is tiled, where it failed."""
+    model = RealESRGANModel(tiny_model_path, device="cpu")
+    model.tiling = "discouraged"  # it fits whole: the tiling threshold does not tile it
+    forward = model._forward
+
+    def full_device_at_whole_size(batch):
+        if tuple(batch.shape[2:]) == (20, 24):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(batch)
+
+    model._forward = full_device_at_whole_size
+    tiled = _model_advising(tiny_model_path, "discouraged")
+    image = np.random.default_rng(5).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    frames = np.random.default_rng(6).integers(0, 256, (2, 20, 24, 3), dtype=np.uint8)
+    tiling = Tiling(tile_size=10, tile_pad=1, min_pixels=100)
+    with caplog.at_level("WARNING", logger="tmlsr_ray.pipeline.upscale"):
+        assert np.array_equal(upscale_image(model, image, (96, 80), tiling), upscale_image(tiled, image, (96, 80), tiling))
+        assert np.array_equal(upscale_frames(model, frames, (96, 80), tiling),
+                              upscale_frames(tiled, frames, (96, 80), tiling))
+    assert caplog.text.count("out of device memory running a frame whole") == 2

@@ -46,6 +46,20 @@ def is_out_of_memory(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError) and any(m in str(exc) for m in _OUT_OF_MEMORY_MESSAGES))
 
 
+def release_cached_device_memory() -> None:
+    """Hands what torch's CUDA allocator keeps cached back to the device, after a run out of it."""
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def total_memory_bytes(device: torch.device) -> int:
+    """The memory of the device in all, a fixed fact of it (not what other work leaves free):
+    a GPU's, or the host's (:func:`host_memory_bytes`)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return host_memory_bytes()
+
+
 # Where a container's memory limit is read (cgroup v2, v1): inside one, psutil gives the host's.
 CGROUP_MEMORY_LIMITS: Tuple[Path, ...] = (Path("/sys/fs/cgroup/memory.max"),
                                           Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))

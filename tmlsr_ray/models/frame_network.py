@@ -13,7 +13,7 @@ from typing import Dict, Optional, Set, Tuple, Union
 import numpy as np
 import torch
 
-from tmlsr_ray.models.device import host_memory_bytes, is_out_of_memory, select_device
+from tmlsr_ray.models.device import host_memory_bytes, is_out_of_memory, select_device, total_memory_bytes
 from tmlsr_ray.models.lanczos import Lanczos4
 from tmlsr_ray.models.transfer import DirectPasses, StagedPasses, stage
 from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames, converts_like_swscale, rgb_to_yuv420, upright_rgb
@@ -138,10 +138,12 @@ class FrameNetwork:
         return self._device.type == "cuda" and self.fits_in_memory(height, width)
 
     def fits_in_memory(self, height: int, width: int) -> bool:
-        """Whether a frame of this size runs whole where the network runs (:meth:`_room_bytes`),
-        by the activation estimate."""
+        """Whether a frame of this size runs whole where the network runs, by the activation
+        estimate against the device's total memory: whole or tiled changes the pixels, so the
+        choice must not follow what other work leaves free at the moment (a run whole that then
+        meets a full device is tiled by its caller)."""
         need = frame_bytes(height, width, self.scale, self._activations, self._dtype.itemsize, self._num_feat)
-        return need <= self._room_bytes() * PASS_SHARE
+        return need <= total_memory_bytes(self._device) * PASS_SHARE
 
     def first_tiled_at(self, height: int, width: int) -> bool:
         """Whether frames of this size are tiled against the model's advice (``tiling``

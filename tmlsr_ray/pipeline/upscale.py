@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from tmlsr_ray.models.base import SuperResolutionModel
+from tmlsr_ray.models.device import is_out_of_memory, release_cached_device_memory
 from tmlsr_ray.models.seedvr2.frames import resized_size
 from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames
 from tmlsr_ray.errors import CanceledError, InputError
@@ -124,29 +125,63 @@ def upscale_frames(
     """Upscales RGB video frames (N, H, W, 3), uint8 or uint16, to ``target`` = (width, height);
     on a GPU, given the encoder's ``yuv`` layout, into those planes there (see ``upscale_samples``).
     Frames may come as the decoder's planes where :func:`takes_planes` says the model takes them."""
+    if isinstance(frames, Yuv420Frames) and not takes_planes(model, *frames.size):
+        frames = frames.rgb()  # a CPU's, or the frames no longer fit the device whole
+    whole = _whole_frames(model, frames, target, tiling, should_stop, yuv)
+    if whole is not None:
+        return whole
     if isinstance(frames, Yuv420Frames):
-        if takes_planes(model, *frames.size):
-            check_stop(should_stop)
-            return model.upscale_samples(frames, target, yuv)
-        frames = frames.rgb()  # the free device memory shrank since: converted here
+        frames = frames.rgb()  # they ran out of device memory whole
     max_range = np.float32(65535.0 if frames.dtype == np.uint16 else 255.0)
     count, height, width, _ = frames.shape
     scale = model.scale
+    canvas = np.empty((count, height * scale, width * scale, 3), dtype=frames.dtype)
+    planes = frames.astype(np.float32) / max_range
+    # A model with integer samples chose whole or tiles above: its tiles stay tiles.
+    tiles = _run_tiles(model, planes, tiling, should_stop, may_run_whole=not hasattr(model, "upscale_samples"))
+    for (y0, y1, x0, x1), tile_out in tiles:
+        canvas[:, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = (tile_out * max_range).round()
+    return resize_frames(canvas, target)
+
+
+def _whole_frames(model: SuperResolutionModel, frames: Union[np.ndarray, Yuv420Frames], target: Tuple[int, int],
+                  tiling: Tiling, should_stop: Callable[[], bool], yuv: Optional[Yuv420]) -> Optional[np.ndarray]:
+    """The frames upscaled whole through the model's integer path where they run whole; None
+    where they are to be tiled (or ran out of device memory whole)."""
     upscale_samples = getattr(model, "upscale_samples", None)
+    if upscale_samples is None:
+        return None
+    if isinstance(frames, Yuv420Frames):  # the model takes them: they run whole
+        check_stop(should_stop)
+        return _unless_out_of_memory(model, lambda: upscale_samples(frames, target, yuv))
+    height, width = frames.shape[1:3]
     on_gpu = getattr(model, "device", "cpu").startswith("cuda")
     # Frames small enough to run whole go through in one call (the backend sizes its passes); on
     # a GPU, every frame that fits there does, since tiles would convert and resize on the host.
-    if upscale_samples is not None and (height * width <= tiling.min_pixels or runs_whole(model, height, width)
-                                        or on_gpu and model.fits_whole(height, width)):
-        check_stop(should_stop)
-        if on_gpu:  # resized (and converted) there: only the final size comes back
-            return upscale_samples(frames, target, yuv)
-        return resize_frames(upscale_samples(frames), target)  # integer in and out: the device converts
-    canvas = np.empty((count, height * scale, width * scale, 3), dtype=frames.dtype)
-    planes = frames.astype(np.float32) / max_range
-    for (y0, y1, x0, x1), tile_out in _run_tiles(model, planes, tiling, should_stop):
-        canvas[:, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = (tile_out * max_range).round()
-    return resize_frames(canvas, target)
+    if not (height * width <= tiling.min_pixels or runs_whole(model, height, width)
+            or on_gpu and model.fits_whole(height, width)):
+        return None
+    check_stop(should_stop)
+    if on_gpu:  # resized (and converted) there: only the final size comes back
+        return _unless_out_of_memory(model, lambda: upscale_samples(frames, target, yuv))
+    # integer in and out: the device converts
+    return _unless_out_of_memory(model, lambda: resize_frames(upscale_samples(frames), target))
+
+
+def _unless_out_of_memory(model: SuperResolutionModel, run_whole: Callable[[], np.ndarray]) -> Optional[np.ndarray]:
+    """``run_whole()``, or None where the device ran out of memory: whether a frame runs whole
+    follows the device's total memory, and other work may hold so much of it at the moment that
+    one frame does not fit; that call is tiled instead (with seams, for a model that shows them)."""
+    try:
+        return run_whole()
+    except RuntimeError as exc:  # torch.OutOfMemoryError is one
+        if not is_out_of_memory(exc):
+            raise
+    # Out of the except block: its traceback would keep the failed run's tensors alive.
+    release_cached_device_memory()
+    logger.warning("%s: out of device memory running a frame whole (other work holds the device); "
+                   "tiling it this time", model.name)
+    return None
 
 
 def takes_planes(model: SuperResolutionModel, height: int, width: int) -> bool:
@@ -219,14 +254,20 @@ def _tiling_for(model: SuperResolutionModel, tiling: Tiling, height: int, width:
     return replace(tiling, tile_size=tile, tile_pad=pad)
 
 
-def _run_tiles(model, planes: np.ndarray, tiling: Tiling, should_stop):
+def _run_tiles(model, planes: np.ndarray, tiling: Tiling, should_stop, may_run_whole: bool = True):
     """Yields ((y0, y1, x0, x1), output) per tile of the input; one tile when the image is small
-    or the model runs it whole (:func:`runs_whole`)."""
+    or the model runs it whole (:func:`runs_whole`) and it fits the device at the moment."""
     count, height, width, _ = planes.shape
-    if count * height * width <= tiling.min_pixels or runs_whole(model, height, width):
+    if count * height * width <= tiling.min_pixels:
         check_stop(should_stop)
         yield (0, height, 0, width), model.upscale(planes)
         return
+    if may_run_whole and runs_whole(model, height, width):
+        check_stop(should_stop)
+        whole = _unless_out_of_memory(model, lambda: model.upscale(planes))
+        if whole is not None:
+            yield (0, height, 0, width), whole
+            return
     tiling = _tiling_for(model, tiling, height, width)
     tile, pad, scale = tiling.tile_size, tiling.tile_pad, model.scale
     for ty in range(math.ceil(height / tile)):
