@@ -72,6 +72,9 @@ class Settings(BaseModel):
     upscaler_autoscaling: Optional[Autoscaling] = Field(
         None, description="Scale Upscaler replicas between min and max on load (replaces upscaler_replicas).")
     upscaler_max_ongoing_requests: int = Field(4, ge=1, description="Batches one Upscaler replica accepts at once.")
+    upscaler_replicas_per_host: int = Field(
+        0, ge=0, description="Upscaler replicas sharing one machine's memory, each sizing its CPU passes to its "
+        "share of it; 0 = every Upscaler replica there can be (upscaler_parallelism), as on one machine.")
     recent_tasks_limit: int = Field(50, ge=1, description="Tasks listed by /monitor/stats.")
     direct_reads: bool = Field(
         True, description="GET /tasks/{id} and /monitor/stats read the task database themselves where it is "
@@ -300,6 +303,11 @@ class Settings(BaseModel):
     def upscaler_parallelism(self) -> int:
         """Upscaler replicas there can be at most (sizes the frame window of a video)."""
         return self.upscaler_autoscaling.max_replicas if self.upscaler_autoscaling else self.upscaler_replicas
+
+    @property
+    def upscaler_host_sharers(self) -> int:
+        """Upscaler replicas whose models share one machine's memory."""
+        return self.upscaler_replicas_per_host or self.upscaler_parallelism
 
     @property
     def seedvr2_parallelism(self) -> int:

@@ -1,9 +1,12 @@
 from types import SimpleNamespace
+from typing import Optional
 
 import torch
 
+from tmlsr_ray.models.base import LoadOptions
 from tmlsr_ray.models.frame_network import frame_bytes
 from tmlsr_ray.models.realesrgan import ACTIVATIONS_PER_FEATURE, RealESRGANModel
+from tmlsr_ray.models.registry import load_model, recognise
 from tmlsr_ray.pipeline.upscale import runs_whole
 
 
@@ -22,3 +25,32 @@ def test_whether_a_frame_runs_whole_on_a_gpu_follows_its_total_memory_not_what_i
         monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, free=free: (free, total))
         answers.append((model.fits_whole(16, 16), runs_whole(model, 16, 16), model.fits_whole(64, 64)))
     assert answers == [(True, True, False)] * 2
+
+
+def _host_of(monkeypatch, total: int, reads: Optional[list] = None):
+    """The host's memory, as the model reads it, ``total`` bytes; each read noted in ``reads``."""
+    from tmlsr_ray.models import frame_network
+
+    reads = [] if reads is None else reads
+    monkeypatch.setattr(frame_network, "host_memory_bytes", lambda: reads.append(total) or total)
+
+
+def test_replicas_sharing_a_host_each_size_their_cpu_passes_to_their_share_of_it(tiny_model_path, monkeypatch):
+    """Each replica sized its passes to half of the host's memory: three replicas on one host
+    could take 1.5 times the host."""
+    one_frame = frame_bytes(16, 16, 4, ACTIVATIONS_PER_FEATURE["SRVGGNetCompact"], 4, 8)
+    _host_of(monkeypatch, 12 * one_frame)
+    alone = RealESRGANModel(tiny_model_path, device="cpu")
+    one_of_three = load_model(tiny_model_path, recognise(tiny_model_path), LoadOptions("cpu", replicas_per_host=3))
+    assert alone.frames_per_pass(16, 16) == 6 and alone.fits_in_memory(32, 32)
+    assert one_of_three.frames_per_pass(16, 16) == 2 and not one_of_three.fits_in_memory(32, 32)
+
+
+def test_a_loaded_model_reads_the_hosts_memory_once_not_at_every_batch(tiny_model_path, monkeypatch):
+    """psutil and the cgroup files were read at every frames_per_pass and fits_in_memory: each batch."""
+    reads = []
+    _host_of(monkeypatch, 1 << 36, reads)
+    model = RealESRGANModel(tiny_model_path, device="cpu")
+    for _ in range(3):
+        model.frames_per_pass(16, 16), model.fits_in_memory(16, 16)
+    assert len(reads) == 1

@@ -10,3 +10,11 @@ def test_models_load_with_the_configured_device_number_type_and_compile_mode():
     assert load_options(settings) == LoadOptions("cpu", "bf16", "max-autotune")
     assert load_options(Settings(half=True, torch_compile=True)) == LoadOptions("auto", "fp16", "default")
     assert load_options(Settings()) == LoadOptions("auto", "auto", "off")
+
+
+def test_models_load_knowing_how_many_upscaler_replicas_share_the_machines_memory():
+    """Each replica sized its CPU passes to half of the host's memory, however many shared it."""
+    assert load_options(Settings(upscaler_replicas=3)).replicas_per_host == 3
+    assert load_options(Settings(upscaler_replicas=3, upscaler_replicas_per_host=1)).replicas_per_host == 1
+    autoscaled = Settings(upscaler_autoscaling={"min_replicas": 1, "max_replicas": 4})
+    assert load_options(autoscaled).replicas_per_host == 4

@@ -92,12 +92,14 @@ class LoadOptions:
     """How a replica loads a model: ``device`` auto | cpu | cuda; ``dtype`` auto (the fastest
     half type the model holds on a GPU, fp32 on a CPU) | fp32 | fp16 | bf16; ``compile`` one of
     :data:`COMPILE_MODES`; ``denoise``: a task's denoise strength, for a model with a weak-denoise
-    twin (None: the file as it is)."""
+    twin (None: the file as it is); ``replicas_per_host``: the model replicas sharing this host's
+    memory, each sizing its CPU passes to its share of it."""
 
     device: str = "auto"
     dtype: str = "auto"
     compile: str = "off"
     denoise: Optional[float] = None
+    replicas_per_host: int = 1
 
 
 def file_suffix(path: Path) -> str:

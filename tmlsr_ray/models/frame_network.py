@@ -7,6 +7,7 @@ what its batches may hold; a new single-image family subclasses :class:`FrameNet
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from typing import Dict, Optional, Set, Tuple, Union
 
@@ -53,8 +54,9 @@ class FrameNetwork:
     # enough that a batch splits into passes whose copies overlap each other's compute.
     pass_pixels: int = 2_000_000
 
-    def _place(self, device: str, dtype: torch.dtype) -> None:
+    def _place(self, device: str, dtype: torch.dtype, replicas_per_host: int = 1) -> None:
         self._device = select_device(device)
+        self._replicas_per_host = replicas_per_host
         self.device = str(self._device)
         self._dtype = dtype
         self.dtype = str(dtype).removeprefix("torch.")
@@ -143,7 +145,7 @@ class FrameNetwork:
         choice must not follow what other work leaves free at the moment (a run whole that then
         meets a full device is tiled by its caller)."""
         need = frame_bytes(height, width, self.scale, self._activations, self._dtype.itemsize, self._num_feat)
-        return need <= total_memory_bytes(self._device) * PASS_SHARE
+        return need <= self._total_bytes * PASS_SHARE
 
     def first_tiled_at(self, height: int, width: int) -> bool:
         """Whether frames of this size are tiled against the model's advice (``tiling``
@@ -152,14 +154,25 @@ class FrameNetwork:
         self._sizes_tiled.add((height, width))
         return first
 
+    @functools.cached_property
+    def _total_bytes(self) -> int:
+        """The device's total memory, read once per loaded model: psutil and the cgroup files
+        were read at every batch, and a container resized in place is seen at the model's next
+        load. On a CPU this replica's share of the host's: replicas sharing a host each sized
+        their passes to half of all of it (three took 1.5 times the host)."""
+        if self._device.type == "cuda":
+            return total_memory_bytes(self._device)
+        return host_memory_bytes() // self._replicas_per_host
+
     def _room_bytes(self) -> int:
         """The memory passes are sized to: on CUDA the free memory, counting what torch's
-        allocator keeps cached for reuse as free. On a CPU the host's total memory, not what is
-        available at the moment: there whether a frame runs whole and how many frames share a
-        pass change its pixels (a tiled SwinIR's seams; a transformer's batched products round
-        by batch), so a busy host must not give another output than an idle one."""
+        allocator keeps cached for reuse as free. On a CPU the host's total memory (this
+        replica's share), not what is available at the moment: there whether a frame runs whole
+        and how many frames share a pass change its pixels (a tiled SwinIR's seams; a
+        transformer's batched products round by batch), so a busy host must not give another
+        output than an idle one."""
         if self._device.type != "cuda":
-            return host_memory_bytes()
+            return self._total_bytes
         free, _ = torch.cuda.mem_get_info(self._device)
         return free + torch.cuda.memory_reserved(self._device) - torch.cuda.memory_allocated(self._device)
 

@@ -214,7 +214,8 @@ class SpandrelModel(FrameNetwork):
         self.architecture = descriptor.architecture.name
         self.tiling = descriptor.tiling.name.lower()  # supported | discouraged | internal
         device = select_device(options.device)
-        self._place(options.device, select_dtype(options.dtype, device, held_dtypes(descriptor), self.architecture))
+        self._place(options.device, select_dtype(options.dtype, device, held_dtypes(descriptor), self.architecture),
+                    options.replicas_per_host)
         self._descriptor = descriptor.to(self._device).to(self._dtype).eval()
         self._descriptor.model.requires_grad_(False)
         if self.architecture == "SwinIR":

@@ -91,7 +91,8 @@ class ModelHolder:
 
 def load_options(settings: Settings) -> LoadOptions:
     """How the Upscaler loads its models: ``model_dtype`` auto = each model's fastest safe type."""
-    return LoadOptions(settings.device, settings.model_dtype, settings.torch_compile)
+    return LoadOptions(settings.device, settings.model_dtype, settings.torch_compile,
+                       replicas_per_host=settings.upscaler_host_sharers)
 
 
 @serve.deployment(max_ongoing_requests=4)
