@@ -206,8 +206,9 @@ def test_a_cpu_in_a_memory_limited_container_sizes_its_passes_to_the_limit(tiny_
 
     model = RealESRGANModel(tiny_model_path, device="cpu")
     one_frame = frame_network.frame_bytes(16, 16, 4, ACTIVATIONS_PER_FEATURE["SRVGGNetCompact"], 4, model._num_feat)
-    (tmp_path / "memory.max").write_text(f"{7 * one_frame}\n")
-    monkeypatch.setattr(device, "CGROUP_MEMORY_LIMITS", (tmp_path / "absent", tmp_path / "memory.max"), raising=False)
+    (tmp_path / "sys" / "fs" / "cgroup").mkdir(parents=True)
+    (tmp_path / "sys" / "fs" / "cgroup" / "memory.max").write_text(f"{7 * one_frame}\n")
+    monkeypatch.setattr(frame_network, "host_memory_bytes", lambda: device.host_memory_bytes(tmp_path))
     assert model.frames_per_pass(16, 16) == 3 and not model.fits_in_memory(64, 64)
 
 

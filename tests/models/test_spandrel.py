@@ -99,7 +99,7 @@ def test_a_cpu_runs_a_model_that_discourages_tiling_alike_on_a_busy_and_an_idle_
     batched products round by batch): a user got another output under load."""
     from types import SimpleNamespace
 
-    from tmlsr_ray.models import device
+    from tmlsr_ray.models import device, frame_network
 
     save_spandrel_model("SwinIR", tmp_path / "m.pth")
     model = load_model(tmp_path / "m.pth", ModelCatalog(tmp_path).info("m.pth"), LoadOptions("cpu"))
@@ -107,7 +107,7 @@ def test_a_cpu_runs_a_model_that_discourages_tiling_alike_on_a_busy_and_an_idle_
     image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     frames = np.random.default_rng(1).integers(0, 256, (4, 48, 64, 3), dtype=np.uint8)
     outputs = []
-    monkeypatch.setattr(device, "CGROUP_MEMORY_LIMITS", ())
+    monkeypatch.setattr(frame_network, "host_memory_bytes", lambda: device.host_memory_bytes(tmp_path))  # no cgroup
     for available in (1 << 36, 1 << 20):  # idle, then busy: 1 MiB left of the same 64 GiB
         monkeypatch.setattr(device.psutil, "virtual_memory",
                             lambda available=available: SimpleNamespace(total=1 << 36, available=available))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Mapping, Tuple
+from pathlib import Path, PurePosixPath
+from typing import Iterator, List, Mapping, Optional
 
 import psutil
 import torch
@@ -60,20 +60,49 @@ def total_memory_bytes(device: torch.device) -> int:
     return host_memory_bytes()
 
 
-# Where a container's memory limit is read (cgroup v2, v1): inside one, psutil gives the host's.
-CGROUP_MEMORY_LIMITS: Tuple[Path, ...] = (Path("/sys/fs/cgroup/memory.max"),
-                                          Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+def host_memory_bytes(root: Path = Path("/")) -> int:
+    """The memory this process's host has in all: its total, or less where a cgroup of the
+    process limits it (a pod of 8 GiB on a host of 256 GiB would size its passes to the host and
+    be killed). ``root``: where /proc and /sys are read."""
+    limits = (_cgroup_limit(path) for path in _cgroup_limit_files(root))
+    return min([psutil.virtual_memory().total, *(limit for limit in limits if limit is not None)])
 
 
-def host_memory_bytes() -> int:
-    """The memory this process's host has in all: its total, or less where its container is
-    limited (a pod of 8 GiB on a host of 256 GiB would size its passes to the host and be killed)."""
-    total = psutil.virtual_memory().total
-    for limit_file in CGROUP_MEMORY_LIMITS:
-        try:
-            limit = limit_file.read_text().strip()
-        except OSError:
-            continue
-        if limit.isdigit():  # "max" (v2) or v1's huge number: no limit below the host's
-            total = min(total, int(limit))
-    return total
+def _cgroup_limit_files(root: Path) -> List[Path]:
+    """The memory limit files of this process's own cgroup and of each above it, cgroup v2's
+    then v1's: the mount's root holds the limit only inside a container's cgroup namespace, not
+    for a systemd unit or a container seeing the host's hierarchy."""
+    mount = root / "sys" / "fs" / "cgroup"
+    own_v2 = own_v1 = "/"
+    for hierarchy, controllers, path in _own_cgroups(root):
+        if hierarchy == "0" and not controllers:
+            own_v2 = path
+        elif "memory" in controllers.split(","):
+            own_v1 = path
+    return ([mount / folder / "memory.max" for folder in _self_and_above(own_v2)]
+            + [mount / "memory" / folder / "memory.limit_in_bytes" for folder in _self_and_above(own_v1)])
+
+
+def _own_cgroups(root: Path) -> Iterator[List[str]]:
+    """(hierarchy, controllers, path) per line of /proc/self/cgroup; none where it is unread."""
+    try:
+        lines = (root / "proc" / "self" / "cgroup").read_text().splitlines()
+    except OSError:
+        return iter(())
+    return (line.split(":", 2) for line in lines if line.count(":") >= 2)
+
+
+def _self_and_above(cgroup: str) -> List[str]:
+    """``/a/b`` → ``a/b``, ``a``, ``.``: the cgroup's folder and its ancestors' under the mount."""
+    own = PurePosixPath("/", cgroup).relative_to("/")
+    return [str(own), *(str(parent) for parent in own.parents)] if str(own) != "." else ["."]
+
+
+def _cgroup_limit(limit_file: Path) -> Optional[int]:
+    """A limit file's bytes (v1's "no limit" is a number past any host's memory); None for v2's
+    "max" or no file."""
+    try:
+        limit = limit_file.read_text().strip()
+    except OSError:
+        return None
+    return int(limit) if limit.isdigit() else None
