@@ -54,3 +54,11 @@ def test_a_loaded_model_reads_the_hosts_memory_once_not_at_every_batch(tiny_mode
     for _ in range(3):
         model.frames_per_pass(16, 16), model.fits_in_memory(16, 16)
     assert len(reads) == 1
+
+
+def test_asking_whether_a_size_was_tiled_records_nothing(tiny_model_path):
+    """first_tiled_at answered and recorded at once: asking twice gave another answer."""
+    model = RealESRGANModel(tiny_model_path, device="cpu")
+    assert [model.was_tiled_at(20, 24) for _ in range(2)] == [False, False]
+    model.record_tiled_at(20, 24)
+    assert model.was_tiled_at(20, 24) and not model.was_tiled_at(24, 20)

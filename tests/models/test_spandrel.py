@@ -8,7 +8,7 @@ import torch
 from tests.helpers import (SPANDREL_ARCHS, SPANDREL_ONE_IMAGE_ARCHS, SPANDREL_TILING_DISCOURAGED_ARCHS, peak_memory_of,
                            save_face_model, save_rrdbnet, save_spandrel_model, save_state, save_unshuffle_swinir)
 from tmlsr_ray.models import spandrel as spandrel_backend
-from tmlsr_ray.models.base import LoadOptions, ModelError
+from tmlsr_ray.models.base import LoadOptions, ModelError, TilingAdvice
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.models.registry import ModelCatalog, load_model
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames, upscale_image
@@ -90,7 +90,7 @@ def test_an_architecture_spandrel_discourages_tiling_runs_images_and_frames_over
     frames = np.random.default_rng(1).integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
     assert np.array_equal(upscale_frames(model, frames, size, tiling), model.upscale_samples(frames))
     assert seen[:2] == [(1, 3, 48, 64), (2, 3, 48, 64)]
-    assert model.tiling == "discouraged"
+    assert model.tiling is TilingAdvice.DISCOURAGED
 
 
 def test_a_cpu_runs_a_model_that_discourages_tiling_alike_on_a_busy_and_an_idle_host(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Protocol, Tuple, Union, runtime_checkable
 
@@ -16,6 +17,14 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 class ModelError(Exception):
     """A model file that cannot be used (unknown architecture, broken file)."""
+
+
+class TilingAdvice(str, Enum):
+    """How a network takes tiles, as spandrel's ModelTiling says (its names, lower-cased)."""
+
+    SUPPORTED = "supported"
+    DISCOURAGED = "discouraged"  # it draws on the whole image: tiles show at their seams
+    INTERNAL = "internal"  # it tiles the image itself
 
 
 @runtime_checkable
@@ -32,11 +41,12 @@ class SuperResolutionModel(Protocol):
     yuv)`` (resized there, and converted into the encoder's planes; ``frames`` may be the
     decoder's planes, :class:`~tmlsr_ray.models.yuv.Yuv420Frames`, made RGB there) and
     ``fits_whole(height, width)``: whether a frame of that size runs untiled. A backend says in
-    ``tiling`` how its network takes tiles, as spandrel's ModelTiling: ``supported`` (also when
+    ``tiling`` how its network takes tiles, a :class:`TilingAdvice`: ``supported`` (also when
     absent); ``discouraged`` (it draws on the whole image, so tiles show at their seams), then it
     also offers ``fits_in_memory(height, width)``: whether a frame of that size runs whole where
-    the network runs, on a CPU too, and ``first_tiled_at(height, width)``: whether frames of that
-    size are tiled for the first time on this model; ``internal`` (it tiles the image itself).
+    the network runs, on a CPU too, ``was_tiled_at(height, width)``: whether frames of that size
+    were tiled on this model, and ``record_tiled_at(height, width)``; ``internal`` (it tiles the
+    image itself).
     """
 
     name: str

@@ -14,6 +14,7 @@ from typing import Dict, Optional, Set, Tuple, Union
 import numpy as np
 import torch
 
+from tmlsr_ray.models.base import TilingAdvice
 from tmlsr_ray.models.device import host_memory_bytes, is_out_of_memory, select_device, total_memory_bytes
 from tmlsr_ray.models.lanczos import Lanczos4
 from tmlsr_ray.models.transfer import DirectPasses, StagedPasses, stage
@@ -47,7 +48,7 @@ class FrameNetwork:
     scale: int
     architecture: str
     compiled: bool = False
-    tiling: str = "supported"  # how it takes tiles: see base.SuperResolutionModel
+    tiling: TilingAdvice = TilingAdvice.SUPPORTED  # how it takes tiles: see base.SuperResolutionModel
     _activations: int
     _num_feat: int = 64
     # Input pixels one GPU pass aims at: enough to fill the GPU (a 720p frame already does), few
@@ -147,12 +148,13 @@ class FrameNetwork:
         need = frame_bytes(height, width, self.scale, self._activations, self._dtype.itemsize, self._num_feat)
         return need <= self._total_bytes * PASS_SHARE
 
-    def first_tiled_at(self, height: int, width: int) -> bool:
-        """Whether frames of this size are tiled against the model's advice (``tiling``
-        discouraged) for the first time on this loaded model, which says so once per size."""
-        first = (height, width) not in self._sizes_tiled
+    def was_tiled_at(self, height: int, width: int) -> bool:
+        """Whether frames of this size were tiled against the model's advice (``tiling``
+        discouraged) on this loaded model, which says so once per size."""
+        return (height, width) in self._sizes_tiled
+
+    def record_tiled_at(self, height: int, width: int) -> None:
         self._sizes_tiled.add((height, width))
-        return first
 
     @functools.cached_property
     def _total_bytes(self) -> int:

@@ -17,7 +17,7 @@ from typing import Dict, Optional
 
 import torch
 
-from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, file_suffix
+from tmlsr_ray.models.base import LoadOptions, ModelError, ModelFamily, ModelInfo, TilingAdvice, file_suffix
 from tmlsr_ray.models.checkpoint import first_lines, read_state_dict
 from tmlsr_ray.models.device import select_device, select_dtype
 from tmlsr_ray.models.frame_network import FrameNetwork
@@ -212,7 +212,7 @@ class SpandrelModel(FrameNetwork):
         self.name = path.name
         self.scale = descriptor.scale
         self.architecture = descriptor.architecture.name
-        self.tiling = descriptor.tiling.name.lower()  # supported | discouraged | internal
+        self.tiling = TilingAdvice(descriptor.tiling.name.lower())
         device = select_device(options.device)
         self._place(options.device, select_dtype(options.dtype, device, held_dtypes(descriptor), self.architecture),
                     options.replicas_per_host)

@@ -17,7 +17,7 @@ from typing import Callable, Optional, Tuple, Union
 import cv2
 import numpy as np
 
-from tmlsr_ray.models.base import SuperResolutionModel
+from tmlsr_ray.models.base import SuperResolutionModel, TilingAdvice
 from tmlsr_ray.models.device import is_out_of_memory, release_cached_device_memory
 from tmlsr_ray.models.seedvr2.frames import resized_size
 from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames
@@ -229,13 +229,14 @@ def runs_whole(model: SuperResolutionModel, height: int, width: int) -> bool:
     threshold: one that tiles the image itself always; one whose tiles show at their seams (it
     draws on the whole image: SCUNet, SwinIR, RetinexFormer) wherever it fits in memory."""
     advice = _tiling_advice(model)
-    return advice == "internal" or advice == "discouraged" and model.fits_in_memory(height, width)
+    return advice is TilingAdvice.INTERNAL or (advice is TilingAdvice.DISCOURAGED
+                                               and model.fits_in_memory(height, width))
 
 
-def _tiling_advice(model: SuperResolutionModel) -> str:
-    """What the model's family says of tiling it ("supported", "discouraged", "internal"); a
-    family that says nothing takes tiles as a convolution stack does."""
-    return getattr(model, "tiling", "supported")
+def _tiling_advice(model: SuperResolutionModel) -> TilingAdvice:
+    """What the model's family says of tiling it; a family that says nothing takes tiles as a
+    convolution stack does."""
+    return TilingAdvice(getattr(model, "tiling", TilingAdvice.SUPPORTED))
 
 
 def _tiling_for(model: SuperResolutionModel, tiling: Tiling, height: int, width: int) -> Tiling:
@@ -243,14 +244,15 @@ def _tiling_for(model: SuperResolutionModel, tiling: Tiling, height: int, width:
     show at their seams, which is said, since its output may show them all the same. The
     overlap comes out of the tile, not on top of it: what one pass takes (the tile and its
     overlap each side) stays what the settings give every model, since it sets the memory."""
-    if _tiling_advice(model) != "discouraged":
+    if _tiling_advice(model) is not TilingAdvice.DISCOURAGED:
         return tiling
     span = tiling.tile_size + 2 * tiling.tile_pad
     pad = max(tiling.tile_pad, span // (2 + DISCOURAGED_TILE_PER_PAD))
     tile = span - 2 * pad
-    if model.first_tiled_at(height, width):  # a video says it once, not per batch
+    if not model.was_tiled_at(height, width):  # a video says it once, not per batch
         logger.warning("%s: its architecture discourages tiling, but a %sx%s input does not fit whole in memory: "
                        "tiles of %s overlapping by %s (seams may show)", model.name, width, height, tile, pad)
+        model.record_tiled_at(height, width)
     return replace(tiling, tile_size=tile, tile_pad=pad)
 
 
