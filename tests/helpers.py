@@ -1113,6 +1113,25 @@ def damaged_raw_stream(tmp_path: Path, container: str | None, packets: Sequence[
     return with_packets_damaged(source, tmp_path / f"damaged.{suffix}", packets, keep=keep)
 
 
+# NAL units an encoder or muxer may leave after a raw H.264 stream's last picture (H.264 table 7-1)
+STRAY_NAL_UNITS = {"access unit delimiter": b"\x00\x00\x00\x01\x09\xf0",
+                   "SEI message": b"\x00\x00\x00\x01\x06\x05\x01\x00\x80",
+                   "delimiter and SEI": b"\x00\x00\x00\x01\x09\xf0\x00\x00\x00\x01\x06\x05\x01\x00\x80",
+                   "end of sequence": b"\x00\x00\x00\x01\x0a",
+                   "end of stream": b"\x00\x00\x00\x01\x0b",
+                   "filler data": b"\x00\x00\x00\x01\x0c\xff\xff\x80"}
+
+
+def raw_stream_ending_with(tmp_path: Path, units: bytes) -> Path:
+    """48 frames at 24 fps (keyframe every 12, B-frames) as a raw H.264 stream, ``units`` after its
+    last picture."""
+    source = make_clip(tmp_path / "in.h264", frames=48, rate=24, audio=False,
+                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
+    path = tmp_path / "ended.h264"
+    path.write_bytes(source.read_bytes() + units)
+    return path
+
+
 def intra_refresh_clip(path: Path, container: str | None = None) -> Path:
     """48 frames at 24 fps as a low-latency live encoder makes them (x264's intra refresh, with
     B-frames): one IDR picture, then keyframes flagged at recovery points, pictures other than IDR

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (SHARED, cut_and_decode, cut_mid_gop, damaged_clip, damaged_raw_stream, intra_refresh_clip, make_clip,
-                           mpeg2_back_to_back, opens_spied, with_an_empty_video_pid, vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged)
+                           mpeg2_back_to_back, opens_spied, raw_stream_ending_with, STRAY_NAL_UNITS, with_an_empty_video_pid, vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
 from tmlsr_ray.pipeline import damage as damage_stage
@@ -406,6 +406,18 @@ def test_a_recording_started_inside_an_intra_refresh_stream_passes_though_its_re
     told = DamagedPackets(repeat=True)
     decoded(path, told)
     assert (told.damaged, told.dropped) == (0, 0)
+
+
+@pytest.mark.parametrize("units", STRAY_NAL_UNITS.values(), ids=STRAY_NAL_UNITS.keys())
+def test_a_raw_stream_ending_with_nal_units_of_no_picture_gives_every_frame_and_no_damage(tmp_path, units):
+    """FFmpeg's parser makes them a packet of their own, which its decoder refuses ('no frame!'):
+    a stray access unit delimiter or SEI message after the last picture failed the good stream
+    as 'a frame at about 2.00 s is damaged', and with repeat gave 49 frames, one counted damaged."""
+    path = raw_stream_ending_with(tmp_path, units)
+    assert len(decoded(path)[1]) == 48
+    told = DamagedPackets(repeat=True)
+    _, frames = decoded(path, told)
+    assert (len(frames), told.damaged, told.repeated) == (48, 0, 0)
 
 
 def test_a_video_most_of_whose_frames_are_damaged_fails_even_when_damage_is_repeated(tmp_path):

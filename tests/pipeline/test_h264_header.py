@@ -1,8 +1,8 @@
 import av
 import pytest
 
-from tests.helpers import intra_refresh_clip, make_clip
-from tmlsr_ray.pipeline.h264_header import nal_length_size, starts_at_recovery_point
+from tests.helpers import STRAY_NAL_UNITS, intra_refresh_clip, make_clip
+from tmlsr_ray.pipeline.h264_header import holds_no_picture, nal_length_size, starts_at_recovery_point
 
 
 def keyframes_at_recovery_points(path):
@@ -37,3 +37,37 @@ def test_a_packet_whose_headers_are_unreadable_is_no_recovery_point():
     """A damaged keyframe's bytes (0xFF) hold no slice: its lost GOP is still damage."""
     assert not starts_at_recovery_point(b"\xff" * 64)
     assert not starts_at_recovery_point(b"\x00\x00\x01" + b"\xff" * 64)
+
+
+@pytest.mark.parametrize("units", STRAY_NAL_UNITS.values(), ids=STRAY_NAL_UNITS.keys())
+def test_a_packet_of_delimiters_sei_or_end_of_stream_holds_no_picture(units):
+    assert holds_no_picture(units)
+
+
+def test_a_packet_of_a_delimiter_after_its_length_holds_no_picture():
+    assert holds_no_picture(b"\x00\x00\x00\x02\x09\xf0", length_size=4)
+
+
+@pytest.mark.parametrize("units", [b"\x00\x00\x00\x01\x89\xf0", b"\x00\x00\x00\x01\x29\xf0", b"\xff" * 64, b""],
+                         ids=["forbidden bit", "reference flag", "damaged", "empty"])
+def test_a_packet_whose_headers_are_not_whole_no_picture_units_is_not_taken_for_one(units):
+    """A delimiter's header with a bit flipped is damage, which the decoder still tells."""
+    assert not holds_no_picture(units)
+
+
+def test_a_slice_whose_length_reads_as_a_start_code_is_read_after_its_length():
+    """A P-slice of 262 bytes in an MP4 (length 00 00 01 06, its header 01) was read after a start
+    code, as SEI: a good live recording's packet was taken for no picture, and failed '1 frame
+    from about 8.64 s is missing'."""
+    assert not holds_no_picture(b"\x00\x00\x01\x06\x01" + bytes(261), length_size=4)
+
+
+@pytest.mark.parametrize("suffix", ["mkv", "ts"])
+def test_no_packet_of_a_good_stream_holds_no_picture(tmp_path, suffix):
+    """Each of a TS's packets starts with a delimiter, a Matroska file's first with SEI: their pictures follow."""
+    path = make_clip(tmp_path / f"in.{suffix}", frames=24, rate=24, audio=False)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        length_size = nal_length_size(stream.codec_context.extradata)
+        assert not any(holds_no_picture(memoryview(packet), length_size) for packet in container.demux(stream)
+                       if packet.size)
