@@ -210,6 +210,20 @@ def test_a_whole_decode_that_hevc_left_short_without_a_word_fails_saying_where(t
         decoded(path)
 
 
+def test_a_whole_decode_that_hevc_left_short_without_a_word_shows_the_frame_before_in_place_of_each_lost_one(
+        tmp_path):
+    """Asked to repeat damaged frames, 36 of the 48 frames came out and none was counted: the
+    decoder gives none of a damaged keyframe's GOP, and tells no error unless its concealed ones
+    are told. Each of the GOP's 12 packets is counted, and stood in for at its own time."""
+    source = make_clip(tmp_path / "in.mp4", frames=48, rate=24, audio=False, codec="libx265",
+                       options={"x265-params": "keyint=12:min-keyint=12:bframes=2:log-level=none"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mp4", [24], keep=6)  # the keyframe at 1.00 s
+    told = DamagedPackets(repeat=True)
+    stamps, frames = decoded(path, told)
+    assert (len(frames), told.dropped, told.repeated) == (48, 12, 12)
+    assert stamps == decoded(source)[0] and repeats(frames) == 12
+
+
 def test_a_whole_decode_that_hevc_left_no_frame_without_a_word_fails_saying_where_as_a_segments_does(tmp_path):
     """A decode that failed with no damage told (HEVC gives no frame of a GOP whose keyframe it
     cannot read) is decoded again with the errors its decoder conceals told: a segment's decode

@@ -309,6 +309,17 @@ def damage_retold_on_failure(reopen: Callable[[], ContextManager[Tuple[Any, Any]
         raise
 
 
+def damage_told_as_decoded(stream, damaged: DamagedPackets, info: VideoInfo) -> None:
+    """Before a decode that repeats damaged frames and is not decoded again (a whole stream's):
+    HEVC's decoder gives none of the GOP of a keyframe it cannot read, with no word (36 of 48
+    frames out, none counted); told the errors it conceals (where :func:`concealment_told`), it
+    refuses each of the GOP's packets, which is counted where it is, and the packets of a
+    recording started inside a GOP, whose references are missing, pass (see ``concealed``)."""
+    if info.codec == "hevc" and concealment_told(info):
+        stream.codec_context.options = {"err_detect": "explode"}
+        damaged.concealed = True
+
+
 def losses_untold_are_damage(info: VideoInfo, damaged: DamagedPackets) -> bool:
     """Whether frames a decode came short of that no error told are damage (see
     :meth:`DamagedPackets.lost_untold`): progressive H.264 (see :func:`concealment_told`) decoded

@@ -31,7 +31,7 @@ from tmlsr_ray.models.yuv import (SITINGS, SWS_MATRIX, UNTAGGED, YCGCO, Siting, 
                                   nearest_sws_matrix, yuv420_to_rgb)
 from tmlsr_ray.pipeline.container import EDIT_LIST_IGNORED, ffmpeg_message, open_probed
 from tmlsr_ray.pipeline.damage import (DamagedPackets, damage_retold_on_failure, damage_retold_where_short,
-                                      decoded_frames, losses_untold_are_damage)
+                                      damage_told_as_decoded, decoded_frames, losses_untold_are_damage)
 from tmlsr_ray.pipeline.probe import seconds_from_start
 from tmlsr_ray.pipeline.video_info import VideoInfo, colour_tags, with_container_colour
 
@@ -69,6 +69,8 @@ def iter_batches(path: Path, info: VideoInfo, batch_size: int, stop: Optional[th
     with _reopened_whole(path, info) as (container, stream):
         damaged.seconds = damaged.seconds or seconds_from_start(stream)
         damaged.order_rate = info.average_rate
+        if damaged.repeat:
+            damage_told_as_decoded(stream, damaged, info)
         with damage_retold_on_failure(partial(_reopened_whole, path, info), damaged, info,
                                       frame_threads=not damaged.repeat):
             yield from decode_batches(container, stream, info, batch_size, clock.stamp, stop, planes=planes,
@@ -158,7 +160,7 @@ def _stood_in(frames: Iterator, damaged: DamagedPackets, info: VideoInfo) -> Ite
             for _ in range(max(0, min(owed, room))):
                 damaged.repeated += 1
                 given += 1
-                yield last  # the clock stamps it a step after the last
+                yield _stepped_on(last, step)
         yield frame
         given += 1
         last = frame
@@ -167,7 +169,16 @@ def _stood_in(frames: Iterator, damaged: DamagedPackets, info: VideoInfo) -> Ite
         damaged.lost_untold(damaged.untold())
     while last is not None and damaged.repeated < damaged.dropped:
         damaged.repeated += 1
-        yield last
+        yield _stepped_on(last, step)
+
+
+def _stepped_on(frame, step: float):
+    """The frame again, its own time a ``step`` on where it has one: kept, a run of stand-ins
+    (a lost GOP's 12) took a time gone back past a jump (0.1 s) at the clock, which moved the
+    frames after them on by as much (0.5 s late). Taken by the batch before the next is given."""
+    if frame.pts is not None:
+        frame.pts = round(frame.pts + step)
+    return frame
 
 
 def _due_in_decode_order(places: Sequence[int], given: int) -> int:
