@@ -341,7 +341,8 @@ def pipeline_fps(model, clip: Path, outscale: float, batch: int, options, pieces
     from tmlsr_ray.pipeline.encode import even_size
     from tmlsr_ray.pipeline.mux import assemble
     from tmlsr_ray.pipeline.render import SegmentJob, render_segment
-    from tmlsr_ray.pipeline.segments import Cutting, extract_segments, plan_segments
+    from tmlsr_ray.pipeline.segment_plan import Cutting
+    from tmlsr_ray.pipeline.segments import extract_segments, plan_segments
     from tmlsr_ray.pipeline.upscale import Tiling, takes_planes, upscale_frames
     from tmlsr_ray.storage.pieces import PieceStore
 

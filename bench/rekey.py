@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO))
 from bench.clip import parse_size, synthetic_frames  # noqa: E402
 from tmlsr_ray.pipeline.probe import probe_video  # noqa: E402
 from tmlsr_ray.pipeline.rekey import raw_frame_bytes  # noqa: E402
-from tmlsr_ray.pipeline.segments import Cutting, decode_segment, extract_segments, plan_segments  # noqa: E402
+from tmlsr_ray.pipeline.segment_plan import Cutting  # noqa: E402
+from tmlsr_ray.pipeline.segments import decode_segment, extract_segments, plan_segments  # noqa: E402
 from tmlsr_ray.pipeline.video_info import VideoInfo  # noqa: E402
 
 RATE = 25

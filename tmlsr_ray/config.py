@@ -15,6 +15,7 @@ from typing import Any, List, Literal, Mapping, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tmlsr_ray.models.base import compile_mode
+from tmlsr_ray.pipeline.segment_plan import Cutting
 from tmlsr_ray.protocol import MAX_SEED
 from tmlsr_ray.retry import Backoff
 from tmlsr_ray.urls import FetchPolicy
@@ -284,9 +285,7 @@ class Settings(BaseModel):
         "at request_body_min_bytes_per_s (with no floor, the time any body may take); a slower one gets 408.")
 
     @property
-    def video_cutting(self):
-        from tmlsr_ray.pipeline.segments import Cutting
-
+    def video_cutting(self) -> Cutting:
         return Cutting(self.video_segment_s, self.video_segment_max_frames, self.video_segment_max_preroll_frames,
                        self.video_rekey_segment_mib << 20, self.video_segment_max_mib << 20)
 

@@ -360,7 +360,8 @@ def test_an_hdr10_clip_tone_mapped_through_a_segment_shows_its_greys_as_bt2390_g
     """Decode → tone map → nearest ×2 → 8-bit BT.709 encode, the path an ``hdr: "sdr"`` task's
     segment takes; the clip states no light level, so its peak is taken for 1000 nits."""
     from tmlsr_ray.pipeline.render import SegmentJob, render_segment
-    from tmlsr_ray.pipeline.segments import Cutting, extract_segments, plan_segments
+    from tmlsr_ray.pipeline.segment_plan import Cutting
+    from tmlsr_ray.pipeline.segments import extract_segments, plan_segments
 
     greys = [(v, v, v) for v in map(pq_signal, GREYS_NITS)]
     path = colour_chart_clip(tmp_path / "hdr10.mp4", "libx265", "yuv420p10le", 10, CASES["hevc10_bt2020_pq"]["tags"],

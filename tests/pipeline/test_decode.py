@@ -15,7 +15,7 @@ from tmlsr_ray.pipeline import damage as damage_stage
 from tmlsr_ray.pipeline.damage import DamagedPackets
 from tmlsr_ray.pipeline.decode import iter_batches, measured_siting, planar_layout
 from tmlsr_ray.pipeline.probe import probe_video
-from tmlsr_ray.pipeline.segments import Cutting
+from tmlsr_ray.pipeline.segment_plan import Cutting
 
 VIDEOS = sorted(p.name for p in (SHARED / "media" / "video").glob("*")) if (SHARED / "media").is_dir() else []
 

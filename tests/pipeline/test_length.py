@@ -15,7 +15,8 @@ from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.length import LengthLimits, LengthMeter
 from tmlsr_ray.pipeline.media import check_indexed_length, check_video_length, indexed_span_s
 from tmlsr_ray.pipeline.probe import probe_video
-from tmlsr_ray.pipeline.segments import Cutting, plan_segments
+from tmlsr_ray.pipeline.segment_plan import Cutting
+from tmlsr_ray.pipeline.segments import plan_segments
 from tmlsr_ray.pipeline.timeline import continuous_source
 
 FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}

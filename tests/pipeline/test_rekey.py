@@ -21,7 +21,8 @@ from tmlsr_ray.errors import CanceledError, InputError
 from tmlsr_ray.pipeline import rekey
 from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.rekey import ChromaSiting, lossless_layout, raw_frame_bytes
-from tmlsr_ray.pipeline.segments import Cutting, PacketEntry, cut_packets, extract_segments, plan_segments
+from tmlsr_ray.pipeline.segment_plan import Cutting, PacketEntry
+from tmlsr_ray.pipeline.segments import cut_packets, extract_segments, plan_segments
 
 SHARED_VIDEOS = sorted(p.name for p in (SHARED / "media" / "video").glob("*")) if (SHARED / "media").is_dir() else []
 # 6-frame segments of a 24 fps clip; past 8 frames of pre-roll a segment is re-keyed

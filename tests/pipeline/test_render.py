@@ -15,7 +15,8 @@ from tmlsr_ray.pipeline.damage import refuse_mostly_damaged
 from tmlsr_ray.pipeline.encode import EncodeOptions
 from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.render import SEED_STRIDE, MissingFrames, SegmentJob, render_segment
-from tmlsr_ray.pipeline.segments import Cutting, extract_segments, plan_segments, planned_info
+from tmlsr_ray.pipeline.segment_plan import Cutting
+from tmlsr_ray.pipeline.segments import extract_segments, plan_segments, planned_info
 
 
 def nearest_x2(batch):

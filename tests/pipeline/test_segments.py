@@ -43,8 +43,9 @@ from tmlsr_ray.pipeline.output_formats import (MATROSKA, MATROSKA_AUDIO_COPY, MO
 from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.rekey import raw_frame_bytes
 from tmlsr_ray.pipeline.render import SegmentJob, render_segment
-from tmlsr_ray.pipeline.segments import (Cutting, PacketEntry, Segment, _SegmentFile, cut_packets, decode_segment,
-                                          extract_segments, frames_rate, plan_segments, planned_info, scan_packets)
+from tmlsr_ray.pipeline.segment_plan import Cutting, PacketEntry, Segment
+from tmlsr_ray.pipeline.segments import (_SegmentFile, cut_packets, decode_segment, extract_segments, frames_rate,
+                                          plan_segments, planned_info, scan_packets)
 from tmlsr_ray.pipeline.side_streams import AUDIO_DROPPED
 from tmlsr_ray.pipeline.timeline import continuous_source
 from tmlsr_ray.pipeline.upscale import Tiling, upscale_frames

@@ -17,7 +17,8 @@ from tmlsr_ray.pipeline import timeline
 from tmlsr_ray.pipeline.container import open_container
 from tmlsr_ray.pipeline.length import LengthLimits
 from tmlsr_ray.pipeline.probe import probe_video
-from tmlsr_ray.pipeline.segments import Cutting, plan_segments
+from tmlsr_ray.pipeline.segment_plan import Cutting
+from tmlsr_ray.pipeline.segments import plan_segments
 from tmlsr_ray.pipeline.timeline import _packet_times, continuous_source
 
 RATE = 12

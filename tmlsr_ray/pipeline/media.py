@@ -17,7 +17,7 @@ from tmlsr_ray.pipeline.output_formats import (HEVC_ENCODER, HEVC_THIN_MAX_SIDE,
                                                MIN_FRAME_SIDE, ContainerFormat, container_refusal, encoded_crf,
                                                resolve_codec, too_long_for_hevc)
 from tmlsr_ray.pipeline.probe import check_frame_pixels
-from tmlsr_ray.pipeline.segments import SegmentPlan
+from tmlsr_ray.pipeline.segment_plan import SegmentPlan
 from tmlsr_ray.pipeline.video_info import COLOR_FIELDS, VideoInfo
 
 STILL_IMAGE_CONTAINERS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}

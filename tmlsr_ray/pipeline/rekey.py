@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import av
 import av.filter
@@ -29,10 +29,8 @@ from tmlsr_ray.errors import CanceledError, InputError
 from tmlsr_ray.pipeline.container import demux, open_probed, open_segment_file
 from tmlsr_ray.pipeline.damage import DamagedPackets, damage_told_on_one_thread
 from tmlsr_ray.pipeline.decode import Deinterlacer, frame_to_rgb, one_filter
+from tmlsr_ray.pipeline.segment_plan import Segment
 from tmlsr_ray.pipeline.video_info import VideoInfo
-
-if TYPE_CHECKING:
-    from tmlsr_ray.pipeline.segments import Segment
 
 COLOUR_KEY = "tmlsr_frame_colour"  # stream metadata: the source frames' colour tags
 COLOUR_TAGS = ("color_range", "colorspace", "color_primaries", "color_trc")
@@ -151,7 +149,7 @@ class RekeyedFile:
     """One re-keyed segment's frames, written without loss into a segment file as they decode.
     Its packets are held until the source's chroma siting is known: the file's header says it."""
 
-    def __init__(self, segment: "Segment", stream, layout: LosslessLayout, size: Tuple[int, int],
+    def __init__(self, segment: Segment, stream, layout: LosslessLayout, size: Tuple[int, int],
                  siting: ChromaSiting):
         self.segment = segment
         self.written = 0
@@ -248,10 +246,10 @@ class _Stretch:
 
     first_packet: int
     last_packet: int
-    segments: List["Segment"]
+    segments: List[Segment]
 
 
-def _stretches(segments: Sequence["Segment"]) -> List[_Stretch]:
+def _stretches(segments: Sequence[Segment]) -> List[_Stretch]:
     stretches: List[_Stretch] = []
     for segment in sorted(segments, key=lambda s: s.first_packet):
         if stretches and segment.first_packet <= stretches[-1].last_packet + 1:
@@ -269,7 +267,7 @@ class Rekeyer:
     thread from the file, to tell its damage where it is: frame threads report it late, or not at
     all among the last packets they drain."""
 
-    def __init__(self, path: Path, stream, info: VideoInfo, segments: Sequence["Segment"],
+    def __init__(self, path: Path, stream, info: VideoInfo, segments: Sequence[Segment],
                  stop: Optional[threading.Event] = None, damaged: Optional[DamagedPackets] = None):
         self._path = path
         self._stream = stream
@@ -281,7 +279,7 @@ class Rekeyer:
         self._stop = stop
         self._layout = lossless_layout(info.pix_fmt, info.coded_width, info.coded_height)
         self._stretches = _stretches(segments)
-        self._owner: Dict[int, "Segment"] = {}
+        self._owner: Dict[int, Segment] = {}
         self._files: Dict[int, RekeyedFile] = {}
         self._deinterlacer: Optional[Deinterlacer] = None
         self._decoding = False
@@ -293,7 +291,7 @@ class Rekeyer:
     def pending(self) -> bool:
         return bool(self._stretches or self._decoding)
 
-    def feed(self, index: int, packet, palette=None) -> Iterator[Tuple["Segment", bytes]]:
+    def feed(self, index: int, packet, palette=None) -> Iterator[Tuple[Segment, bytes]]:
         """The packet at ``index`` (decode order); the segment files it completes. ``palette``: the
         one in force (a pal8 codec's, sent with the stream's first packet only), which a stretch
         from a later keyframe decodes with (its frames came out black)."""
@@ -307,7 +305,7 @@ class Rekeyer:
         if index == self._stretches[0].last_packet:
             yield from self._finish()
 
-    def close(self) -> Iterator[Tuple["Segment", bytes]]:
+    def close(self) -> Iterator[Tuple[Segment, bytes]]:
         """At the end of the file: what the decoder still holds, and every file still open."""
         if self._decoding:
             yield from self._finish()
@@ -334,7 +332,7 @@ class Rekeyer:
             self._damage_told(self._stretches[0])
             raise
 
-    def _finish(self) -> Iterator[Tuple["Segment", bytes]]:
+    def _finish(self) -> Iterator[Tuple[Segment, bytes]]:
         flush = av.Packet()
         flush.stream = self._stream
         stretch = self._stretches[0]
@@ -375,7 +373,7 @@ class Rekeyer:
         flush.stream = stream
         yield flush
 
-    def _route(self, frames, last: bool = False) -> Iterator[Tuple["Segment", bytes]]:
+    def _route(self, frames, last: bool = False) -> Iterator[Tuple[Segment, bytes]]:
         shown = list(frames)
         if self._deinterlacer is not None:
             shown = [out for frame in shown for out in self._deinterlacer.frames(frame)]
@@ -394,7 +392,7 @@ class Rekeyer:
                 self._handed_out.add(segment.index)
                 yield self._hand_out(segment)
 
-    def _hand_out(self, segment: "Segment") -> Tuple["Segment", bytes]:
+    def _hand_out(self, segment: Segment) -> Tuple[Segment, bytes]:
         damaged = self._damaged_by_segment.pop(segment.index, 0)
         return replace(segment, damaged_packets=damaged), self._files.pop(segment.index).close()
 

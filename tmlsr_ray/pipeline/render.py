@@ -21,7 +21,8 @@ from tmlsr_ray.pipeline.damage import DamagedPackets
 from tmlsr_ray.pipeline.decode import FrameBatch, planar_layout
 from tmlsr_ray.pipeline.encode import EncodeOptions, PieceWriter, gpu_planes
 from tmlsr_ray.pipeline.overlap import CrossFade, overlapping_batches
-from tmlsr_ray.pipeline.segments import Segment, decode_segment
+from tmlsr_ray.pipeline.segment_plan import Segment
+from tmlsr_ray.pipeline.segments import decode_segment
 from tmlsr_ray.pipeline.video_info import VideoInfo
 
 SEED_STRIDE = 1 << 20  # seeds of a segment's batches: seed + segment × stride + batch

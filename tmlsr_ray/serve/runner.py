@@ -44,7 +44,8 @@ from tmlsr_ray.pipeline.photo_hdr import as_shown, gain_map_for, hdr_metadata, t
 from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.progress import SegmentProgress
 from tmlsr_ray.pipeline.render import SegmentJob
-from tmlsr_ray.pipeline.segments import Segment, SegmentPlan, extract_segments, plan_segments, planned_info
+from tmlsr_ray.pipeline.segment_plan import Segment, SegmentPlan
+from tmlsr_ray.pipeline.segments import extract_segments, plan_segments, planned_info
 from tmlsr_ray.pipeline.timeline import continuous_source
 from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size, processing_resolution, target_size
 from tmlsr_ray.pipeline.video_info import VideoInfo
