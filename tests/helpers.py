@@ -2866,13 +2866,16 @@ def sigkill(pids: List[int]) -> None:
 def frozen(pids: List[int]) -> Iterator[None]:
     """The processes stopped (SIGSTOP) for the block, then let go on: a replica frozen so makes no
     progress however fast the machine is, so a cut landing meanwhile finds the work it left as it was
-    seen. One the block killed is passed over."""
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    seen. One the block killed is passed over; one already gone raises, with those stopped before it
+    let go on (a replica left stopped would hang every later test of its application)."""
+    stopped = []
     try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
         yield
     finally:
-        for pid in pids:
+        for pid in stopped:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
 
