@@ -67,10 +67,15 @@ def upgradable(service):
 
 def test_ten_tasks_all_complete_across_a_stop_and_restart_of_the_application(stoppable, input_server):
     fast = input_server.add("restart.png", png_bytes(24, 16))
-    # The two workers take the two slow ones, which the stop cuts off; the eight behind them wait.
-    ids = [submit(stoppable.base, input_server.url("slow/restart.png?seconds=2")) for _ in range(2)]
+    # The two workers take the two slow ones, whose downloads (30 s, then at once) the stop cuts off;
+    # the eight behind them wait. Each slow one fetched again after the restart shows both workers were
+    # still on them at the stop, so the eight were pending: with 2 s downloads, a stop landing late on a
+    # loaded machine could find all ten done and test nothing.
+    slow = "slow/restart.png?seconds=30&times=2"
+    ids = [submit(stoppable.base, input_server.url(slow)) for _ in range(2)]
     ids += [submit(stoppable.base, fast) for _ in range(8)]
-    wait_until(lambda: statuses(stoppable.base, ids[:2]) == ["processing"] * 2, "the two slow tasks processing")
+    wait_until(lambda: statuses(stoppable.base, ids[:2]) == ["processing"] * 2 and input_server.fetches(slow) == 2,
+               "the two slow tasks downloading")
 
     stoppable.stop()  # running tasks are cut off; pending ones wait in the state actor
     assert requests.get(f"{stoppable.base}/health", timeout=10).status_code == 404
@@ -79,6 +84,7 @@ def test_ten_tasks_all_complete_across_a_stop_and_restart_of_the_application(sto
     tasks = [wait_for_task(stoppable.base, task_id, timeout=180) for task_id in ids]
     assert [t["status"] for t in tasks] == ["completed"] * 10, [t["error"] for t in tasks]
     assert all(t["output"]["metadata"]["width"] == 96 for t in tasks)
+    assert input_server.fetches(slow) == 4
 
 
 def submit(base: str, url: str) -> str:
