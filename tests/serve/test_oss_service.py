@@ -127,5 +127,10 @@ def test_a_video_resumes_from_its_pieces_in_oss_on_a_runner_that_has_none_of_its
     meta = task["output"]["metadata"]
     assert meta["frames"] == 72 and meta["segments"]["total"] == total >= 6
     assert 1 <= meta["segments"]["reused"] < total, meta["segments"]
+    # Each piece's record stored once over both runs: the resumed one made only the missing pieces (a
+    # runner that remade them all still counted the found ones as reused).
+    records = [key for method, _, key, _ in list(server.state.requests)
+               if method == "PUT" and key.startswith(f"results/pieces/{task_id}/") and key.endswith(".json")]
+    assert len(records) == len(set(records)) == total, records
     eventually(lambda: not [k for b, k in list(server.state.objects) if k.startswith(f"results/pieces/{task_id}/")],
                what="the task's pieces removed from OSS")
