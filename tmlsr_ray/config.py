@@ -309,6 +309,11 @@ class Settings(BaseModel):
         return self.upscaler_replicas_per_host or self.upscaler_parallelism
 
     @property
+    def upscaler_gpu_share(self) -> float:
+        """The part of a GPU each Upscaler replica holds: under 1, Ray packs several on one card."""
+        return min(1.0, self.upscaler_num_gpus) or 1.0
+
+    @property
     def seedvr2_parallelism(self) -> int:
         return self.seedvr2_autoscaling.max_replicas if self.seedvr2_autoscaling else self.seedvr2_replicas
 

@@ -18,3 +18,9 @@ def test_models_load_knowing_how_many_upscaler_replicas_share_the_machines_memor
     assert load_options(Settings(upscaler_replicas=3, upscaler_replicas_per_host=1)).replicas_per_host == 1
     autoscaled = Settings(upscaler_autoscaling={"min_replicas": 1, "max_replicas": 4})
     assert load_options(autoscaled).replicas_per_host == 4
+
+
+def test_models_load_knowing_the_part_of_a_gpu_each_upscaler_replica_holds():
+    """Replicas packed two to a card each sized what runs whole to all of it."""
+    assert load_options(Settings(upscaler_num_gpus=0.5)).gpu_share == 0.5
+    assert [load_options(Settings(upscaler_num_gpus=gpus)).gpu_share for gpus in (0, 1, 2)] == [1.0] * 3

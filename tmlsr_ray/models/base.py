@@ -103,13 +103,15 @@ class LoadOptions:
     half type the model holds on a GPU, fp32 on a CPU) | fp32 | fp16 | bf16; ``compile`` one of
     :data:`COMPILE_MODES`; ``denoise``: a task's denoise strength, for a model with a weak-denoise
     twin (None: the file as it is); ``replicas_per_host``: the model replicas sharing this host's
-    memory, each sizing its CPU passes to its share of it."""
+    memory, each sizing its CPU passes to its share of it; ``gpu_share``: the part of its GPU the
+    replica holds (under 1 where replicas share a card), to which it sizes what runs whole there."""
 
     device: str = "auto"
     dtype: str = "auto"
     compile: str = "off"
     denoise: Optional[float] = None
     replicas_per_host: int = 1
+    gpu_share: float = 1.0
 
 
 def file_suffix(path: Path) -> str:

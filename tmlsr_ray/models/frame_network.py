@@ -55,9 +55,10 @@ class FrameNetwork:
     # enough that a batch splits into passes whose copies overlap each other's compute.
     pass_pixels: int = 2_000_000
 
-    def _place(self, device: str, dtype: torch.dtype, replicas_per_host: int = 1) -> None:
+    def _place(self, device: str, dtype: torch.dtype, replicas_per_host: int = 1, gpu_share: float = 1.0) -> None:
         self._device = select_device(device)
         self._replicas_per_host = replicas_per_host
+        self._gpu_share = gpu_share
         self.device = str(self._device)
         self._dtype = dtype
         self.dtype = str(dtype).removeprefix("torch.")
@@ -161,9 +162,11 @@ class FrameNetwork:
         """The device's total memory, read once per loaded model: psutil and the cgroup files
         were read at every batch, and a container resized in place is seen at the model's next
         load. On a CPU this replica's share of the host's: replicas sharing a host each sized
-        their passes to half of all of it (three took 1.5 times the host)."""
+        their passes to half of all of it (three took 1.5 times the host). On a GPU the part of
+        the card this replica holds: two replicas on one card each ran whole what fits all of it,
+        and ran out of memory (then tiled) whenever both did at once."""
         if self._device.type == "cuda":
-            return total_memory_bytes(self._device)
+            return int(total_memory_bytes(self._device) * self._gpu_share)
         return host_memory_bytes() // self._replicas_per_host
 
     def _room_bytes(self) -> int:

@@ -105,7 +105,7 @@ class RealESRGANModel(FrameNetwork):
     of the compile modes, or True/False."""
 
     def __init__(self, path: Path, device: str = "auto", dtype: str = "auto", compile: Union[bool, str] = "off",
-                 denoise: Optional[float] = None, replicas_per_host: int = 1):
+                 denoise: Optional[float] = None, replicas_per_host: int = 1, gpu_share: float = 1.0):
         # Read, not mapped: the network keeps these tensors (a mapping's pages would count beside them).
         state = read_state_dict(path, mapped=False) if denoise is None else denoised_state(path, denoise)
         self.spec = detect_architecture(state)
@@ -113,7 +113,7 @@ class RealESRGANModel(FrameNetwork):
         self.scale = self.spec.scale
         self.architecture = self.spec.kind
         self._place(device, select_dtype(dtype, select_device(device), HELD_DTYPES, self.architecture),
-                    replicas_per_host)
+                    replicas_per_host, gpu_share)
         net = unfilled_network(self.spec)
         try:
             # The file's tensors become the network's: a network built for real held a second,
@@ -171,7 +171,8 @@ def recognise(path: Path) -> Optional[ModelInfo]:
 
 def load(path: Path, options: LoadOptions) -> RealESRGANModel:
     return RealESRGANModel(path, device=options.device, dtype=options.dtype, compile=options.compile,
-                           denoise=options.denoise, replicas_per_host=options.replicas_per_host)
+                           denoise=options.denoise, replicas_per_host=options.replicas_per_host,
+                           gpu_share=options.gpu_share)
 
 
 # Real-ESRGAN's general model and its twin trained without denoising: its inference script's

@@ -215,7 +215,7 @@ class SpandrelModel(FrameNetwork):
         self.tiling = TilingAdvice(descriptor.tiling.name.lower())
         device = select_device(options.device)
         self._place(options.device, select_dtype(options.dtype, device, held_dtypes(descriptor), self.architecture),
-                    options.replicas_per_host)
+                    options.replicas_per_host, options.gpu_share)
         self._descriptor = descriptor.to(self._device).to(self._dtype).eval()
         self._descriptor.model.requires_grad_(False)
         if self.architecture == "SwinIR":

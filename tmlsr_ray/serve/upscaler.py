@@ -92,7 +92,7 @@ class ModelHolder:
 def load_options(settings: Settings) -> LoadOptions:
     """How the Upscaler loads its models: ``model_dtype`` auto = each model's fastest safe type."""
     return LoadOptions(settings.device, settings.model_dtype, settings.torch_compile,
-                       replicas_per_host=settings.upscaler_host_sharers)
+                       replicas_per_host=settings.upscaler_host_sharers, gpu_share=settings.upscaler_gpu_share)
 
 
 @serve.deployment(max_ongoing_requests=4)
