@@ -28,6 +28,8 @@ def test_unknown_or_invalid_settings_are_rejected():
         Settings.load({"max_wrokers": 2}, environ={})
     with pytest.raises(ValidationError, match="port"):
         Settings.load({}, environ={"TMLSR_PORT": "not-a-port"})
+    with pytest.raises(ValidationError, match="upscaler_replicas_per_host"):
+        Settings.load({"upscaler_replicas_per_host": -1}, environ={})
 
 
 def test_list_settings_are_read_from_json_in_the_environment():

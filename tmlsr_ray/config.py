@@ -8,6 +8,7 @@ environment.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, List, Literal, Mapping, Optional
@@ -75,7 +76,8 @@ class Settings(BaseModel):
     upscaler_max_ongoing_requests: int = Field(4, ge=1, description="Batches one Upscaler replica accepts at once.")
     upscaler_replicas_per_host: int = Field(
         0, ge=0, description="Upscaler replicas sharing one machine's memory, each sizing its CPU passes to its "
-        "share of it; 0 = every Upscaler replica there can be (upscaler_parallelism), as on one machine.")
+        "share of it; 0 = every Upscaler replica there can be (upscaler_parallelism), at most as many as the "
+        "machine's Ray CPUs hold at upscaler_num_cpus each.")
     recent_tasks_limit: int = Field(50, ge=1, description="Tasks listed by /monitor/stats.")
     direct_reads: bool = Field(
         True, description="GET /tasks/{id} and /monitor/stats read the task database themselves where it is "
@@ -303,10 +305,17 @@ class Settings(BaseModel):
         """Upscaler replicas there can be at most (sizes the frame window of a video)."""
         return self.upscaler_autoscaling.max_replicas if self.upscaler_autoscaling else self.upscaler_replicas
 
-    @property
-    def upscaler_host_sharers(self) -> int:
-        """Upscaler replicas whose models share one machine's memory."""
-        return self.upscaler_replicas_per_host or self.upscaler_parallelism
+    def upscaler_host_sharers(self, node_cpus: Optional[float] = None) -> int:
+        """Upscaler replicas whose models share one machine's memory: the setting, else every
+        replica there can be, but no more than the machine's ``node_cpus`` (Ray's, None: unknown)
+        hold at ``upscaler_num_cpus`` each: on a cluster of several machines each divided its
+        memory by every replica of the cluster."""
+        if self.upscaler_replicas_per_host:
+            return self.upscaler_replicas_per_host
+        if node_cpus is None or self.upscaler_num_cpus <= 0:
+            return self.upscaler_parallelism
+        placeable = math.floor(round(node_cpus / self.upscaler_num_cpus, 6))
+        return max(1, min(self.upscaler_parallelism, placeable))
 
     @property
     def upscaler_gpu_share(self) -> float:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 import numpy as np
+import ray
 import torch
 from ray import serve
 
@@ -89,10 +90,18 @@ class ModelHolder:
             pass
 
 
-def load_options(settings: Settings) -> LoadOptions:
-    """How the Upscaler loads its models: ``model_dtype`` auto = each model's fastest safe type."""
+def load_options(settings: Settings, node_cpus: Optional[float] = None) -> LoadOptions:
+    """How the Upscaler loads its models: ``model_dtype`` auto = each model's fastest safe type;
+    ``node_cpus``: Ray's CPUs of the replica's machine (None: unknown)."""
     return LoadOptions(settings.device, settings.model_dtype, settings.torch_compile,
-                       replicas_per_host=settings.upscaler_host_sharers, gpu_share=settings.upscaler_gpu_share)
+                       replicas_per_host=settings.upscaler_host_sharers(node_cpus),
+                       gpu_share=settings.upscaler_gpu_share)
+
+
+def node_cpus() -> Optional[float]:
+    """Ray's CPUs of the machine this process runs on, by which it places replicas there."""
+    here = ray.get_runtime_context().get_node_id()
+    return next((node["Resources"].get("CPU") for node in ray.nodes() if node["NodeID"] == here), None)
 
 
 @serve.deployment(max_ongoing_requests=4)
@@ -100,7 +109,7 @@ class Upscaler:
     def __init__(self, settings: Settings):
         self._settings = settings
         self._thread = ModelThread(settings, "upscale")
-        self._models = ModelHolder(settings, settings.max_cached_models, load_options(settings))
+        self._models = ModelHolder(settings, settings.max_cached_models, load_options(settings, node_cpus()))
         self._tiling = Tiling(settings.tile_size, settings.tile_pad, settings.tile_min_pixels)
         self._idle = IdleRelease()
 
