@@ -6,20 +6,22 @@ specialise on the shape, which a video's segments keep): that call is timed, log
 ``compile_seconds``, so a bench or a replica's log shows what the first batch paid.
 
 In the shape-specialising modes a pass with fewer frames than one before it at the same frame
-size (a segment's last, or a pass halved after running out of memory) is padded up to that
-count: one graph per frame size, where each new count would compile again (minutes under
-``max-autotune``, and torch stops compiling a function after a few recompilations).
+size (a segment's last) is padded up to that count: one graph per frame size, where each new
+count would compile again (minutes under ``max-autotune``, and torch stops compiling a function
+after a few recompilations). A count that ran out of memory is padded to no more: a pass halved
+after it compiles at its own count, once, where padded back it ran out again at every halving.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Dict, Tuple
+from typing import Dict, Set, Tuple
 
 import torch
 
 from tmlsr_ray.models.base import compile_mode
+from tmlsr_ray.models.device import is_out_of_memory
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ class CompiledNetwork:
         self._static = mode != "default"
         self._compiled = torch.compile(network, mode=None if mode == "default" else mode, dynamic=not self._static)
         self.compile_seconds: Dict[Tuple[Tuple[int, ...], torch.dtype], float] = {}
+        # Compiled shapes that ran out of memory: a pass halved after it is not padded back to them.
+        self._out_of_memory_at: Set[Tuple[Tuple[int, ...], torch.dtype]] = set()
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         frames = len(batch)
@@ -40,7 +44,12 @@ class CompiledNetwork:
             batch = self._padded(batch)
         key = (tuple(batch.shape), batch.dtype)
         if key in self.compile_seconds:
-            return self._compiled(batch)[:frames]
+            try:
+                return self._compiled(batch)[:frames]
+            except RuntimeError as exc:
+                if is_out_of_memory(exc):
+                    self._out_of_memory_at.add(key)
+                raise
         start = time.perf_counter()
         out = self._compiled(batch)
         if out.is_cuda:
@@ -52,7 +61,7 @@ class CompiledNetwork:
 
     def _padded(self, batch: torch.Tensor) -> torch.Tensor:
         """The batch with zero frames after it up to the most a compiled pass of its size had."""
-        frames = max((shape[0] for shape, dtype in self.compile_seconds
+        frames = max((shape[0] for shape, dtype in self.compile_seconds.keys() - self._out_of_memory_at
                       if shape[1:] == batch.shape[1:] and dtype == batch.dtype), default=len(batch))
         if frames <= len(batch):
             return batch
