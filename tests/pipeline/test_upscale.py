@@ -192,20 +192,27 @@ def test_decoded_planes_a_cpu_model_is_handed_are_converted_on_the_host_first(tm
     assert np.array_equal(got, upscale_frames(model, planes.rgb(), (48, 32)))
 
 
+def _model_out_of_device_memory_at(tiny_model_path, size):
+    """A model whose network runs out of device memory at inputs of ``size`` = (height, width):
+    a frame of that size run whole, where other work holds the device."""
+    model = RealESRGANModel(tiny_model_path, device="cpu")
+    forward = model._forward
+
+    def full_device_at(batch):
+        if tuple(batch.shape[2:]) == size:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(batch)
+
+    model._forward = full_device_at
+    return model
+
+
 def test_a_frame_run_whole_that_meets_a_full_device_is_tiled_that_time_as_the_tiled_path_tiles_it(
         tiny_model_path, caplog):
     """Whether a frame runs whole follows the device's total memory, so other work may leave too
     little of it free: that call is tiled, where it failed."""
-    model = RealESRGANModel(tiny_model_path, device="cpu")
+    model = _model_out_of_device_memory_at(tiny_model_path, (20, 24))
     model.tiling = "discouraged"  # it fits whole: the tiling threshold does not tile it
-    forward = model._forward
-
-    def full_device_at_whole_size(batch):
-        if tuple(batch.shape[2:]) == (20, 24):
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return forward(batch)
-
-    model._forward = full_device_at_whole_size
     tiled = _model_advising(tiny_model_path, "discouraged")
     image = np.random.default_rng(5).integers(0, 256, (20, 24, 3), dtype=np.uint8)
     frames = np.random.default_rng(6).integers(0, 256, (2, 20, 24, 3), dtype=np.uint8)
@@ -215,3 +222,16 @@ def test_a_frame_run_whole_that_meets_a_full_device_is_tiled_that_time_as_the_ti
         assert np.array_equal(upscale_frames(model, frames, (96, 80), tiling),
                               upscale_frames(tiled, frames, (96, 80), tiling))
     assert caplog.text.count("out of device memory running a frame whole") == 2
+
+
+def test_a_single_small_frame_that_meets_a_full_device_is_tiled_as_a_batch_of_them_is(tiny_model_path):
+    """Frames under the tiling threshold run whole; one that met a full device was run whole
+    again, as a batch under the threshold, and failed out of memory, where a batch of two such
+    frames was tiled (a segment's last batch of one frame failed the segment)."""
+    model = _model_out_of_device_memory_at(tiny_model_path, (20, 24))
+    tiling = Tiling(tile_size=10, tile_pad=2, min_pixels=500)  # 20x24 = 480 pixels, two frames 960
+    tiled = RealESRGANModel(tiny_model_path, device="cpu")
+    for count in (2, 1):
+        frames = np.random.default_rng(count).integers(0, 256, (count, 20, 24, 3), dtype=np.uint8)
+        assert np.array_equal(upscale_frames(model, frames, (96, 80), tiling),
+                              upscale_frames(tiled, frames, (96, 80), Tiling(10, 2, min_pixels=0)))

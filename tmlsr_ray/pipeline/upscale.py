@@ -258,9 +258,10 @@ def _tiling_for(model: SuperResolutionModel, tiling: Tiling, height: int, width:
 
 def _run_tiles(model, planes: np.ndarray, tiling: Tiling, should_stop, may_run_whole: bool = True):
     """Yields ((y0, y1, x0, x1), output) per tile of the input; one tile when the image is small
-    or the model runs it whole (:func:`runs_whole`) and it fits the device at the moment."""
+    or the model runs it whole (:func:`runs_whole`) and it fits the device at the moment. Not
+    ``may_run_whole``: tiles whatever the size (the caller ran it whole, or meant to)."""
     count, height, width, _ = planes.shape
-    if count * height * width <= tiling.min_pixels:
+    if may_run_whole and count * height * width <= tiling.min_pixels:
         check_stop(should_stop)
         yield (0, height, 0, width), model.upscale(planes)
         return
