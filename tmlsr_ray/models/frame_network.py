@@ -23,7 +23,7 @@ from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames, converts_like_swscale, rg
 logger = logging.getLogger(__name__)
 
 
-PASS_SHARE = 0.5  # of the free device memory, what one pass may take by the estimate
+PASS_SHARE = 0.5  # what one pass may take by the estimate: of the free GPU memory, or of the total for a whole frame
 
 
 def frame_bytes(height: int, width: int, scale: int, activations: int, element_bytes: int, num_feat: int = 64) -> int:
