@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.errors import CanceledError, InputError
+from tmlsr_ray.models.base import TilingAdvice
+from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.upscale import SizeRequest, Tiling, check_output_size, upscale_frames, upscale_image
 
 
@@ -178,7 +179,7 @@ def test_a_model_tiled_against_its_advice_says_so_once_per_size_each_time_it_is_
 
 def test_decoded_planes_a_cpu_model_is_handed_are_converted_on_the_host_first(tmp_path):
     """On a CPU the decoder's conversion keeps the reference semantics: no planes are asked for,
-    and planes that come anyway (a GPU's free memory shrank) are made RGB before the model."""
+    and planes that come anyway are made RGB before the model."""
     from tests.helpers import save_srvgg
     from tmlsr_ray.models.realesrgan import RealESRGANModel
     from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames, rgb_to_yuv420
@@ -212,7 +213,7 @@ def test_a_frame_run_whole_that_meets_a_full_device_is_tiled_that_time_as_the_ti
     """Whether a frame runs whole follows the device's total memory, so other work may leave too
     little of it free: that call is tiled, where it failed."""
     model = _model_out_of_device_memory_at(tiny_model_path, (20, 24))
-    model.tiling = "discouraged"  # it fits whole: the tiling threshold does not tile it
+    model.tiling = TilingAdvice.DISCOURAGED  # it fits whole: the tiling threshold does not tile it
     tiled = _model_advising(tiny_model_path, "discouraged")
     image = np.random.default_rng(5).integers(0, 256, (20, 24, 3), dtype=np.uint8)
     frames = np.random.default_rng(6).integers(0, 256, (2, 20, 24, 3), dtype=np.uint8)
@@ -235,3 +236,13 @@ def test_a_single_small_frame_that_meets_a_full_device_is_tiled_as_a_batch_of_th
         frames = np.random.default_rng(count).integers(0, 256, (count, 20, 24, 3), dtype=np.uint8)
         assert np.array_equal(upscale_frames(model, frames, (96, 80), tiling),
                               upscale_frames(tiled, frames, (96, 80), Tiling(10, 2, min_pixels=0)))
+
+
+def test_an_image_under_the_tiling_threshold_that_meets_a_full_device_is_tiled_as_a_frame_is(tiny_model_path):
+    """A picture small enough to run whole ran whole without the out-of-memory fallback frames
+    have: it failed where the same picture as a video frame was tiled."""
+    model = _model_out_of_device_memory_at(tiny_model_path, (20, 24))
+    tiled = RealESRGANModel(tiny_model_path, device="cpu")
+    image = np.random.default_rng(7).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    assert np.array_equal(upscale_image(model, image, (96, 80), Tiling(10, 2, min_pixels=500)),
+                          upscale_image(tiled, image, (96, 80), Tiling(10, 2, min_pixels=0)))

@@ -126,7 +126,7 @@ def upscale_frames(
     on a GPU, given the encoder's ``yuv`` layout, into those planes there (see ``upscale_samples``).
     Frames may come as the decoder's planes where :func:`takes_planes` says the model takes them."""
     if isinstance(frames, Yuv420Frames) and not takes_planes(model, *frames.size):
-        frames = frames.rgb()  # a CPU's, or the frames no longer fit the device whole
+        frames = frames.rgb()  # a CPU model's: the decoder's conversion keeps the reference semantics
     whole = _whole_frames(model, frames, target, tiling, should_stop, yuv)
     if whole is not None:
         return whole
@@ -179,8 +179,8 @@ def _unless_out_of_memory(model: SuperResolutionModel, run_whole: Callable[[], n
             raise
     # Out of the except block: its traceback would keep the failed run's tensors alive.
     release_cached_device_memory()
-    logger.warning("%s: out of device memory running a frame whole (other work holds the device); "
-                   "tiling it this time", model.name)
+    logger.warning("%s: out of device memory running a frame whole (other work holds the device, or its "
+                   "estimate was too small); tiling it this time", model.name)
     return None
 
 
@@ -261,11 +261,7 @@ def _run_tiles(model, planes: np.ndarray, tiling: Tiling, should_stop, may_run_w
     or the model runs it whole (:func:`runs_whole`) and it fits the device at the moment. Not
     ``may_run_whole``: tiles whatever the size (the caller ran it whole, or meant to)."""
     count, height, width, _ = planes.shape
-    if may_run_whole and count * height * width <= tiling.min_pixels:
-        check_stop(should_stop)
-        yield (0, height, 0, width), model.upscale(planes)
-        return
-    if may_run_whole and runs_whole(model, height, width):
+    if may_run_whole and (count * height * width <= tiling.min_pixels or runs_whole(model, height, width)):
         check_stop(should_stop)
         whole = _unless_out_of_memory(model, lambda: model.upscale(planes))
         if whole is not None:
