@@ -52,12 +52,9 @@ def release_cached_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def total_memory_bytes(device: torch.device) -> int:
-    """The memory of the device in all, a fixed fact of it (not what other work leaves free):
-    a GPU's, or the host's (:func:`host_memory_bytes`)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory
-    return host_memory_bytes()
+def gpu_memory_bytes(device: torch.device) -> int:
+    """A GPU's memory in all, a fixed fact of the card (not what other work leaves free)."""
+    return torch.cuda.get_device_properties(device).total_memory
 
 
 def host_memory_bytes(root: Path = Path("/")) -> int:

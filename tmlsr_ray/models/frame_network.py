@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from tmlsr_ray.models.base import TilingAdvice
-from tmlsr_ray.models.device import host_memory_bytes, is_out_of_memory, select_device, total_memory_bytes
+from tmlsr_ray.models.device import (gpu_memory_bytes, host_memory_bytes, is_out_of_memory,
+                                     release_cached_device_memory, select_device)
 from tmlsr_ray.models.lanczos import Lanczos4
 from tmlsr_ray.models.transfer import DirectPasses, StagedPasses, stage
 from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames, converts_like_swscale, rgb_to_yuv420, upright_rgb
@@ -23,7 +24,9 @@ from tmlsr_ray.models.yuv import Yuv420, Yuv420Frames, converts_like_swscale, rg
 logger = logging.getLogger(__name__)
 
 
-PASS_SHARE = 0.5  # what one pass may take by the estimate: of the free GPU memory, or of the total for a whole frame
+# What one pass may take by the estimate: of the free GPU memory, or of the total (this replica's
+# part) for a whole frame or a CPU's pass
+PASS_SHARE = 0.5
 
 
 def frame_bytes(height: int, width: int, scale: int, activations: int, element_bytes: int, num_feat: int = 64) -> int:
@@ -121,7 +124,8 @@ class FrameNetwork:
                 per_pass = self._pass_caps[size] = tried // 2
                 logger.warning("%s: out of device memory at %s frames of %sx%s per pass; now %s",
                                self.name, tried, size[1], size[0], per_pass)
-                torch.cuda.empty_cache()
+            # Out of the except block: its traceback would keep the failed pass's tensors alive.
+            release_cached_device_memory()
 
     def frames_per_pass(self, height: int, width: int) -> int:
         """How many frames of this size one forward pass may take: within half of the memory
@@ -166,7 +170,7 @@ class FrameNetwork:
         the card this replica holds: two replicas on one card each ran whole what fits all of it,
         and ran out of memory (then tiled) whenever both did at once."""
         if self._device.type == "cuda":
-            return int(total_memory_bytes(self._device) * self._gpu_share)
+            return int(gpu_memory_bytes(self._device) * self._gpu_share)
         return host_memory_bytes() // self._replicas_per_host
 
     def _room_bytes(self) -> int:
