@@ -76,7 +76,8 @@ class Settings(BaseModel):
     upscaler_max_ongoing_requests: int = Field(4, ge=1, description="Batches one Upscaler replica accepts at once.")
     upscaler_replicas_per_host: int = Field(
         0, ge=0, description="Upscaler replicas sharing one machine's memory, each sizing its CPU passes to its "
-        "share of it; 0 = every Upscaler replica there can be (upscaler_parallelism), at most as many as the "
+        "share of it; 0 = every Upscaler replica there can be (upscaler_replicas, or upscaler_autoscaling's "
+        "max_replicas), at most as many as the "
         "machine's Ray CPUs hold at upscaler_num_cpus each.")
     recent_tasks_limit: int = Field(50, ge=1, description="Tasks listed by /monitor/stats.")
     direct_reads: bool = Field(

@@ -27,7 +27,6 @@ def test_whether_a_frame_runs_whole_on_a_gpu_follows_its_total_memory_not_what_i
     assert answers == [(True, True, False)] * 2
 
 
-
 def test_replicas_sharing_a_gpu_each_run_whole_only_what_fits_their_part_of_it(tiny_model_path, monkeypatch):
     """Two replicas on one card (upscaler_num_gpus 0.5) each ran whole what fits all of it: when
     both did at once the card ran out, and whole or tiled followed which replica came first."""
@@ -38,6 +37,7 @@ def test_replicas_sharing_a_gpu_each_run_whole_only_what_fits_their_part_of_it(t
     for model in (alone, one_of_two):
         model._device = torch.device("cuda", 0)  # its memory facts only: nothing runs
     assert alone.fits_whole(16, 16) and not one_of_two.fits_whole(16, 16)
+
 
 def _host_of(monkeypatch, total: int, reads: Optional[list] = None):
     """The host's memory, as the model reads it, ``total`` bytes; each read noted in ``reads``."""

@@ -20,7 +20,6 @@ def test_models_load_knowing_how_many_upscaler_replicas_share_the_machines_memor
     assert load_options(autoscaled).replicas_per_host == 4
 
 
-
 def test_on_a_cluster_a_replica_divides_its_machines_memory_by_the_replicas_that_machine_can_hold():
     """0 meant every Upscaler replica of the cluster: 16 replicas of 4 CPUs over four machines of
     16 CPUs each sized their passes to a sixteenth of their machine, where at most four share it."""
@@ -30,6 +29,7 @@ def test_on_a_cluster_a_replica_divides_its_machines_memory_by_the_replicas_that
     assert load_options(cluster.model_copy(update={"upscaler_num_cpus": 0.5}), node_cpus=1.5).replicas_per_host == 3
     assert load_options(Settings(upscaler_replicas=2), node_cpus=16.0).replicas_per_host == 2
     assert load_options(cluster.model_copy(update={"upscaler_replicas_per_host": 8}), 16.0).replicas_per_host == 8
+
 
 def test_models_load_knowing_the_part_of_a_gpu_each_upscaler_replica_holds():
     """Replicas packed two to a card each sized what runs whole to all of it."""

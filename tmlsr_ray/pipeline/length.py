@@ -77,6 +77,11 @@ class LengthMeter:
         self._latest: Optional[int] = None  # the latest time reached, from the first keyframe's shown time on
         self._most_ticks = self._step_ticks = 0
 
+    @classmethod
+    def where_limited(cls, limits: Optional[LengthLimits], stream_index: int) -> Optional["LengthMeter"]:
+        """A meter of the stream where there are limits to hold it to; None where none are given."""
+        return cls(limits, stream_index) if limits is not None else None
+
     def offer(self, packet) -> None:
         """Counts a packet of the metered stream (others are passed over); refuses once over the limits."""
         if packet.stream.index != self._index or not packet.size or packet.is_discard:

@@ -75,7 +75,7 @@ def _scan(stream: "av.video.stream.VideoStream", keyframes: Optional["KeyframeSa
     stops, refused (InputError), once the stream is over them."""
     entries: List[PacketEntry] = []
     last_corrupt = False
-    meter = LengthMeter(limits, stream.index) if limits is not None else None
+    meter = LengthMeter.where_limited(limits, stream.index)
     try:
         for packet in demux(stream.container, stream):
             if meter is not None:

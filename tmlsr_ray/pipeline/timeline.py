@@ -88,7 +88,7 @@ def continuous_source(path: Path, repaired: Path, limits: Optional[LengthLimits]
         shown_strays = format_name in SHOWN_STRAY_FORMATS or restarts
         if not closed and not shown_strays and format_name not in STRAY_FORMATS:
             return path
-        times = _packet_times(source, LengthMeter(limits, stream_index) if limits is not None else None)
+        times = _packet_times(source, LengthMeter.where_limited(limits, stream_index))
         stated_end = _stated_end(source)
     strays = _shown_strays(times, stated_end) if shown_strays else _strays(times)
     jumps, repeated = _jumps(times, strays, back_only=restarts) if closed or restarts else ([], set())
@@ -406,7 +406,7 @@ def _last_run(shown: _StreamTimes, tolerance: int, longest: int, frame: int,
         at -= 1
     if end is None or at in (0, len(shown)) or len(shown) - at > longest:
         return None
-    run, before = shown[at:], _placed(shown, at, placed)
+    run, before = shown[at:], _neighbours_before(shown, at, placed)
     if min(packet.pts for packet in run) - max(pts[:at]) <= tolerance:
         return None
     offset = _slot_offset(run, before, [], frame)
@@ -425,7 +425,7 @@ def _run_offset(shown: _StreamTimes, at: int, end: int, tolerance: int, frame: i
     # late) ends where the packets after it start
     if later and abs(min(packet.pts for packet in later) - max(packet.pts for packet in run)) <= tolerance:
         return None
-    before = _placed(shown, at, placed)
+    before = _neighbours_before(shown, at, placed)
     if not _out_of_order(run, before[-2 * REORDER_FRAMES - 1:], shown[end:end + 2 * REORDER_FRAMES + 1]):
         return None
     offset = _slot_offset(run, before, later, frame)
@@ -433,7 +433,7 @@ def _run_offset(shown: _StreamTimes, at: int, end: int, tolerance: int, frame: i
     return offset if any(packet.pts > placed_last for packet in later) else None
 
 
-def _placed(shown: _StreamTimes, at: int, placed: Dict[int, Tuple[Optional[int], int]]) -> List[_Times]:
+def _neighbours_before(shown: _StreamTimes, at: int, placed: Dict[int, Tuple[Optional[int], int]]) -> List[_Times]:
     """The packets decoded before position ``at`` that are a run's neighbours, those ``placed`` already
     at their new times: two strays close together, bursts of errors."""
     return [packet._replace(pts=placed[packet.number][0]) if packet.number in placed else packet
