@@ -1113,21 +1113,36 @@ def damaged_raw_stream(tmp_path: Path, container: str | None, packets: Sequence[
     return with_packets_damaged(source, tmp_path / f"damaged.{suffix}", packets, keep=keep)
 
 
-# NAL units an encoder or muxer may leave after a raw H.264 stream's last picture (H.264 table 7-1)
-STRAY_NAL_UNITS = {"access unit delimiter": b"\x00\x00\x00\x01\x09\xf0",
-                   "SEI message": b"\x00\x00\x00\x01\x06\x05\x01\x00\x80",
-                   "delimiter and SEI": b"\x00\x00\x00\x01\x09\xf0\x00\x00\x00\x01\x06\x05\x01\x00\x80",
-                   "end of sequence": b"\x00\x00\x00\x01\x0a",
-                   "end of stream": b"\x00\x00\x00\x01\x0b",
-                   "filler data": b"\x00\x00\x00\x01\x0c\xff\xff\x80"}
+# NAL units an encoder or muxer may leave after a raw stream's last picture (H.264 and HEVC
+# tables 7-1), each with its codec; the parameter sets are x264's and x265's for 64x48
+H264_SEI = b"\x00\x00\x00\x01\x06\x05\x01\x00\x80"
+HEVC_SEI = b"\x00\x00\x00\x01\x4e\x01\x05\x01\x00\x80"  # a prefix SEI message
+STRAY_NAL_UNITS = {"access unit delimiter": ("h264", b"\x00\x00\x00\x01\x09\xf0"),
+                   "SEI message": ("h264", H264_SEI),
+                   "delimiter and SEI": ("h264", b"\x00\x00\x00\x01\x09\xf0" + H264_SEI),
+                   "SEI flagged as a reference": ("h264", b"\x00\x00\x00\x01\x66\x05\x01\x00\x80"),
+                   "parameter sets": ("h264", bytes.fromhex("000000016764000aacd9447a1000000300100000030300f1"
+                                                            "22596000" "0000000168ebe3cb22c0")),
+                   "end of sequence": ("h264", b"\x00\x00\x00\x01\x0a"),
+                   "end of stream": ("h264", b"\x00\x00\x00\x01\x0b"),
+                   "filler data": ("h264", b"\x00\x00\x00\x01\x0c\xff\xff\x80"),
+                   "HEVC SEI message": ("hevc", HEVC_SEI),
+                   "HEVC delimiter and SEI": ("hevc", b"\x00\x00\x00\x01\x46\x01\x50" + HEVC_SEI),
+                   "HEVC parameter sets": ("hevc", bytes.fromhex(
+                       "0000000140010c01ffff01600000030090000003000003001e95900900"
+                       "0000000142010101600000030090000003000003001ea020831659592e4cae6808000003000800000300c04000"
+                       "000000014401c173d089")),
+                   "HEVC end of sequence": ("hevc", b"\x00\x00\x00\x01\x48\x01")}
+RAW_ENCODERS = {"h264": ("libx264", {"x264-params": "keyint=12:bframes=2:b-adapt=0"}),
+                "hevc": ("libx265", {"x265-params": "keyint=12:min-keyint=12:bframes=2:log-level=none"})}
 
 
-def raw_stream_ending_with(tmp_path: Path, units: bytes) -> Path:
-    """48 frames at 24 fps (keyframe every 12, B-frames) as a raw H.264 stream, ``units`` after its
-    last picture."""
-    source = make_clip(tmp_path / "in.h264", frames=48, rate=24, audio=False,
-                       options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
-    path = tmp_path / "ended.h264"
+def raw_stream_ending_with(tmp_path: Path, units: bytes, codec: str = "h264") -> Path:
+    """48 frames at 24 fps (keyframe every 12, B-frames) as a raw H.264 or HEVC stream, ``units``
+    after its last picture."""
+    encoder, options = RAW_ENCODERS[codec]
+    source = make_clip(tmp_path / f"in.{codec}", frames=48, rate=24, audio=False, codec=encoder, options=options)
+    path = tmp_path / f"ended.{codec}"
     path.write_bytes(source.read_bytes() + units)
     return path
 

@@ -422,12 +422,13 @@ def test_a_recording_started_inside_an_intra_refresh_stream_passes_though_its_re
     assert (told.damaged, told.dropped) == (0, 0)
 
 
-@pytest.mark.parametrize("units", STRAY_NAL_UNITS.values(), ids=STRAY_NAL_UNITS.keys())
-def test_a_raw_stream_ending_with_nal_units_of_no_picture_gives_every_frame_and_no_damage(tmp_path, units):
+@pytest.mark.parametrize("codec, units", STRAY_NAL_UNITS.values(), ids=STRAY_NAL_UNITS.keys())
+def test_a_raw_stream_ending_with_nal_units_of_no_picture_gives_every_frame_and_no_damage(tmp_path, codec, units):
     """FFmpeg's parser makes them a packet of their own, which its decoder refuses ('no frame!'):
-    a stray access unit delimiter or SEI message after the last picture failed the good stream
-    as 'a frame at about 2.00 s is damaged', and with repeat gave 49 frames, one counted damaged."""
-    path = raw_stream_ending_with(tmp_path, units)
+    a stray access unit delimiter or SEI message after the last picture (H.264; parameter sets;
+    HEVC's SEI) failed the good stream as 'a frame at about 2.00 s is damaged', and with repeat
+    gave 49 frames, one counted damaged."""
+    path = raw_stream_ending_with(tmp_path, units, codec)
     assert len(decoded(path)[1]) == 48
     told = DamagedPackets(repeat=True)
     _, frames = decoded(path, told)

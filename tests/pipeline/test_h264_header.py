@@ -39,20 +39,24 @@ def test_a_packet_whose_headers_are_unreadable_is_no_recovery_point():
     assert not starts_at_recovery_point(b"\x00\x00\x01" + b"\xff" * 64)
 
 
-@pytest.mark.parametrize("units", STRAY_NAL_UNITS.values(), ids=STRAY_NAL_UNITS.keys())
-def test_a_packet_of_delimiters_sei_or_end_of_stream_holds_no_picture(units):
-    assert holds_no_picture(units)
+@pytest.mark.parametrize("codec, units", STRAY_NAL_UNITS.values(), ids=STRAY_NAL_UNITS.keys())
+def test_a_packet_of_delimiters_sei_parameter_sets_or_end_of_stream_holds_no_picture(codec, units):
+    assert holds_no_picture(units, codec=codec)
 
 
 def test_a_packet_of_a_delimiter_after_its_length_holds_no_picture():
     assert holds_no_picture(b"\x00\x00\x00\x02\x09\xf0", length_size=4)
 
 
-@pytest.mark.parametrize("units", [b"\x00\x00\x00\x01\x89\xf0", b"\x00\x00\x00\x01\x29\xf0", b"\xff" * 64, b""],
-                         ids=["forbidden bit", "reference flag", "damaged", "empty"])
-def test_a_packet_whose_headers_are_not_whole_no_picture_units_is_not_taken_for_one(units):
+@pytest.mark.parametrize("codec, units", [("h264", b"\x00\x00\x00\x01\x89\xf0"),
+                                          ("hevc", b"\x00\x00\x00\x01\xc6\x01\x50"),
+                                          ("hevc", b"\x00\x00\x00\x01\x46\x00\x50"), ("h264", b"\xff" * 64),
+                                          ("hevc", b"\xff" * 64), ("h264", b"")],
+                         ids=["forbidden bit", "HEVC forbidden bit", "HEVC TemporalId of none", "damaged",
+                              "HEVC damaged", "empty"])
+def test_a_packet_whose_headers_are_not_whole_no_picture_units_is_not_taken_for_one(codec, units):
     """A delimiter's header with a bit flipped is damage, which the decoder still tells."""
-    assert not holds_no_picture(units)
+    assert not holds_no_picture(units, codec=codec)
 
 
 def test_a_slice_whose_length_reads_as_a_start_code_is_read_after_its_length():
@@ -62,12 +66,31 @@ def test_a_slice_whose_length_reads_as_a_start_code_is_read_after_its_length():
     assert not holds_no_picture(b"\x00\x00\x01\x06\x01" + bytes(261), length_size=4)
 
 
-@pytest.mark.parametrize("suffix", ["mkv", "ts"])
-def test_no_packet_of_a_good_stream_holds_no_picture(tmp_path, suffix):
+@pytest.mark.parametrize("suffix", ["mkv", "ts", "mp4"])
+@pytest.mark.parametrize("codec, encoder", [("h264", "libx264"), ("hevc", "libx265")])
+def test_no_packet_of_a_good_stream_holds_no_picture(tmp_path, suffix, codec, encoder):
     """Each of a TS's packets starts with a delimiter, a Matroska file's first with SEI: their pictures follow."""
-    path = make_clip(tmp_path / f"in.{suffix}", frames=24, rate=24, audio=False)
+    path = make_clip(tmp_path / f"in.{suffix}", frames=24, rate=24, audio=False, codec=encoder)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        length_size = nal_length_size(stream.codec_context.extradata)
-        assert not any(holds_no_picture(memoryview(packet), length_size) for packet in container.demux(stream)
+        length_size = nal_length_size(stream.codec_context.extradata, codec)
+        assert not any(holds_no_picture(memoryview(packet), length_size, codec) for packet in container.demux(stream)
                        if packet.size)
+
+
+@pytest.mark.parametrize("suffix, length_size", [("mp4", 4), ("mkv", 4), ("ts", 0)])
+def test_an_hevc_streams_nal_units_are_read_after_the_lengths_its_configuration_gives(tmp_path, suffix, length_size):
+    """HEVC's configuration (hvcC) tells its length size in its 22nd byte, not the fifth as H.264's."""
+    path = make_clip(tmp_path / f"in.{suffix}", frames=2, rate=24, audio=False, codec="libx265")
+    with av.open(str(path)) as container:
+        assert nal_length_size(container.streams.video[0].codec_context.extradata, "hevc") == length_size
+
+
+def test_an_hevc_configuration_of_version_0_still_gives_its_length_size(tmp_path):
+    """FFmpeg reads any HEVC configuration not starting with a start code as one: read after start
+    codes, an early muxer's 334-byte slice (length 00 00 01 4e, its header 02 01) passed as SEI."""
+    path = make_clip(tmp_path / "in.mp4", frames=2, rate=24, audio=False, codec="libx265")
+    with av.open(str(path)) as container:
+        configuration = bytes(container.streams.video[0].codec_context.extradata)
+    assert nal_length_size(b"\x00" + configuration[1:], "hevc") == 4
+    assert not holds_no_picture(b"\x00\x00\x01\x4e\x02\x01" + bytes(332), length_size=4, codec="hevc")

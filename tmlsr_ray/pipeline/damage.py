@@ -13,7 +13,8 @@ import av
 
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.container import codec_name, demux, ffmpeg_message
-from tmlsr_ray.pipeline.h264_header import holds_no_picture, nal_length_size, starts_at_recovery_point
+from tmlsr_ray.pipeline.h264_header import (NO_PICTURE_NAL_TYPES, holds_no_picture, nal_length_size,
+                                            starts_at_recovery_point)
 from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.pipeline.vpx_header import shows_no_frame
 
@@ -154,11 +155,14 @@ class DamagedPackets:
 
     @staticmethod
     def _holds_no_picture(packet) -> bool:
-        """An H.264 packet of NAL units with no picture (see :func:`.h264_header.holds_no_picture`)
+        """An H.264 or HEVC packet of NAL units with no picture (see :func:`.h264_header.holds_no_picture`)
         is neither decoded nor counted: its decoder refuses it as damage, and frame threads dropped
         the two frames before it without a word (a good raw stream ending with a stray delimiter)."""
-        return (bool(packet.size) and codec_name(packet.stream) == "h264"
-                and holds_no_picture(memoryview(packet), nal_length_size(packet.stream.codec_context.extradata)))
+        codec = codec_name(packet.stream)
+        if not packet.size or codec not in NO_PICTURE_NAL_TYPES:
+            return False
+        length_size = nal_length_size(packet.stream.codec_context.extradata, codec)
+        return holds_no_picture(memoryview(packet), length_size, codec)
 
     def _owned_unshown(self, packet) -> bool:
         """Whether ``packet`` is one of ``owns``'s that its own header says shows no picture."""

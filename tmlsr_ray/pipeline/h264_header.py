@@ -1,7 +1,7 @@
-"""Whether an H.264 packet starts at a recovery point, or holds no picture, read from its NAL unit
-headers (no decoding): an intra-refresh stream flags keyframes at recovery points, predicted
-pictures that a column of intra blocks sweeps from, and a decoder started at one gives none of its
-frames until its pictures are whole (H.264 7.4.1.2, D.2.8)."""
+"""Whether an H.264 packet starts at a recovery point, or an H.264 or HEVC packet holds no picture,
+read from its NAL unit headers (no decoding): an intra-refresh stream flags keyframes at recovery
+points, predicted pictures that a column of intra blocks sweeps from, and a decoder started at one
+gives none of its frames until its pictures are whole (H.264 7.4.1.2, D.2.8)."""
 
 from __future__ import annotations
 
@@ -13,51 +13,80 @@ BytesLike = Union[bytes, memoryview]
 NON_IDR_SLICE = 1
 IDR_SLICE = 5
 NAL_TYPE_BITS = 0x1F
+FORBIDDEN_BIT = 0x80
+HEVC_NAL_TYPE_BITS = 0x7E  # of its NAL header's first byte, between the forbidden bit and nuh_layer_id's
+HEVC_TEMPORAL_ID_BITS = 0x07  # of its second byte: TemporalId plus 1, never 0
 START_CODE = re.compile(b"\x00\x00\x01")
 INTRA_SLICE_TYPES = (2, 4)  # I and SI, of slice_type modulo 5 (H.264 table 7-6)
 SLICE_HEADER_BYTES = 8  # enough for first_mb_in_slice and slice_type of any picture size
-AVCC_VERSION = 1  # the first byte of an MP4's or Matroska's decoder configuration (ISO 14496-15 5.3.3.1)
-# SEI, access unit delimiter, end of sequence, end of stream, filler data (H.264 table 7-1): NAL
-# units with no picture and nothing a later picture is decoded with
-NO_PICTURE_NAL_TYPES = (6, 9, 10, 11, 12)
+NAL_BYTES_READ = 2 + SLICE_HEADER_BYTES  # HEVC's NAL header takes 2 bytes, H.264's 1
+# the first byte of an MP4's or Matroska's decoder configuration (ISO 14496-15 5.3.3.1, 8.3.3.1)
+CONFIGURATION_VERSION = 1
+# where its lengthSizeMinusOne is: avcC's fifth byte, hvcC's 22nd
+LENGTH_SIZE_AT = {"h264": 4, "hevc": 21}
+# NAL units with no picture (H.264 table 7-1, HEVC table 7-1): SEI, parameter sets, access unit
+# delimiter, end of sequence, end of stream (bitstream), filler data. The parameter sets a later
+# picture needs come in its packet: FFmpeg's parser and MP4's samples put them there.
+NO_PICTURE_NAL_TYPES = {"h264": (6, 7, 8, 9, 10, 11, 12, 13, 15), "hevc": (32, 33, 34, 35, 36, 37, 38, 39, 40)}
 
 
-def nal_length_size(extradata: Optional[bytes]) -> int:
-    """The bytes each NAL unit's length takes in packets of a stream with this decoder
+def nal_length_size(extradata: Optional[bytes], codec: str = "h264") -> int:
+    """The bytes each NAL unit's length takes in packets of a ``codec`` stream with this decoder
     configuration (its lengthSizeMinusOne), else 0: NAL units after start codes (a raw stream's, a
     transport stream's)."""
-    return (extradata[4] & 3) + 1 if extradata and len(extradata) > 4 and extradata[0] == AVCC_VERSION else 0
+    at = LENGTH_SIZE_AT[codec]
+    return (extradata[at] & 3) + 1 if extradata and len(extradata) > at and _configuration(extradata, codec) else 0
+
+
+def _configuration(extradata: bytes, codec: str) -> bool:
+    """Whether ``extradata`` is a decoder configuration, not NAL units after start codes, as
+    FFmpeg's decoders tell: H.264's of version 1, HEVC's any not starting with a start code (early
+    muxers wrote hvcC of version 0, whose slices read after start codes could pass as SEI)."""
+    if codec == "h264":
+        return extradata[0] == CONFIGURATION_VERSION
+    return bool(extradata[0] or extradata[1] or extradata[2] > 1)
 
 
 def starts_at_recovery_point(data: BytesLike, length_size: int = 0) -> bool:
     """Whether the packet holds a predicted picture other than IDR and no IDR picture: an
     intra-refresh stream's keyframe (or a keyframe flag on any picture). An open GOP's keyframe,
     an intra picture, is whole at once; a packet whose headers are unreadable holds no slice."""
-    units = [(nal_header & NAL_TYPE_BITS, after) for nal_header, after in _nal_units(bytes(data), length_size)]
+    units = [(unit[0] & NAL_TYPE_BITS, unit[1:]) for unit in _nal_units(bytes(data), length_size)]
     slices = [header for kind, header in units if kind == NON_IDR_SLICE]
     return bool(slices) and IDR_SLICE not in (kind for kind, _ in units) and not _intra(slices[0])
 
 
-def holds_no_picture(data: BytesLike, length_size: int = 0) -> bool:
-    """Whether the packet's NAL units are all of NO_PICTURE_NAL_TYPES, read whole (no forbidden
-    bit, no reference flag): what an encoder or muxer leaves after a raw stream's last picture,
-    which FFmpeg's parser makes a packet of and its decoder refuses ('no frame!') as if damaged."""
+def holds_no_picture(data: BytesLike, length_size: int = 0, codec: str = "h264") -> bool:
+    """Whether the ``codec`` packet's NAL units are all of its NO_PICTURE_NAL_TYPES, their headers
+    whole: what an encoder or muxer leaves after a raw stream's last picture, which FFmpeg's parser
+    makes a packet of and its decoder refuses ('no frame!') as if damaged."""
     units = _nal_units(bytes(data), length_size)
-    return bool(units) and all(nal_header in NO_PICTURE_NAL_TYPES for nal_header, _ in units)
+    return bool(units) and all(_nal_type(unit, codec) in NO_PICTURE_NAL_TYPES[codec] for unit in units)
 
 
-def _nal_units(data: bytes, length_size: int) -> List[Tuple[int, bytes]]:
-    """The packet's NAL units, each its NAL header byte and its first bytes after it: each after
+def _nal_type(unit: bytes, codec: str) -> Optional[int]:
+    """The NAL unit's type, None where its header is not whole: its forbidden bit set, or HEVC's
+    TemporalId plus 1 zero. H.264's nal_ref_idc is not read: some encoders set it on SEI, and a
+    decoder reads the unit alike."""
+    if not unit or unit[0] & FORBIDDEN_BIT:
+        return None
+    if codec == "h264":
+        return unit[0] & NAL_TYPE_BITS
+    return (unit[0] & HEVC_NAL_TYPE_BITS) >> 1 if len(unit) > 1 and unit[1] & HEVC_TEMPORAL_ID_BITS else None
+
+
+def _nal_units(data: bytes, length_size: int) -> List[bytes]:
+    """The packet's NAL units, each its first bytes, its NAL header's among them: each after
     its length of ``length_size`` bytes (MP4, Matroska), or after start codes (0). Told apart by
     the packet's first bytes, a length of 256 to 511 bytes read as a start code, and an MP4's
     P-frame as SEI."""
     if not length_size:
         starts = [found.end() for found in START_CODE.finditer(data) if found.end() < len(data)]
-        return [(data[at], data[at + 1:at + 1 + SLICE_HEADER_BYTES]) for at in starts]
+        return [data[at:at + NAL_BYTES_READ] for at in starts]
     units, at = [], 0
     while at + length_size < len(data):
         header = at + length_size
-        units.append((data[header], data[header + 1:header + 1 + SLICE_HEADER_BYTES]))
+        units.append(data[header:header + NAL_BYTES_READ])
         at = header + int.from_bytes(data[at:header], "big")
     return units
 
