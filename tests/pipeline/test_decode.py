@@ -224,6 +224,21 @@ def test_a_whole_decode_that_hevc_left_short_without_a_word_shows_the_frame_befo
     assert stamps == decoded(source)[0] and repeats(frames) == 12
 
 
+def test_a_long_run_of_stand_ins_in_a_millisecond_time_base_leaves_every_later_frame_at_its_time(tmp_path):
+    """A lost GOP of 60 at 60 fps in Matroska (1 ms ticks): each stand-in's time rounded from the
+    one before ran 3 ms past the next frame, and the clock stamped every later frame 23 ms late
+    (70 of 132 stamps off); measured from the frame stood in for, each is within the ms rounding."""
+    source = make_clip(tmp_path / "in.mkv", frames=132, rate=60, audio=False, codec="libx265",
+                       options={"x265-params": "keyint=60:min-keyint=60:bframes=2:log-level=none"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mkv", [60], keep=6)  # the keyframe at 1.00 s
+    told = DamagedPackets(repeat=True)
+    stamps, frames = decoded(path, told)
+    source_stamps = decoded(source)[0]
+    assert (len(frames), told.dropped, told.repeated) == (132, 60, 60)
+    assert stamps[:60] + stamps[120:] == source_stamps[:60] + source_stamps[120:]
+    assert all(abs(got - made) <= 1 for got, made in zip(stamps, source_stamps))
+
+
 def test_a_whole_decode_that_hevc_left_no_frame_without_a_word_fails_saying_where_as_a_segments_does(tmp_path):
     """A decode that failed with no damage told (HEVC gives no frame of a GOP whose keyframe it
     cannot read) is decoded again with the errors its decoder conceals told: a segment's decode
