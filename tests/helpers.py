@@ -1147,6 +1147,19 @@ def raw_stream_ending_with(tmp_path: Path, units: bytes, codec: str = "h264") ->
     return path
 
 
+def raw_hevc_recording(tmp_path: Path, pictures: int = 4) -> Path:
+    """A raw open-GOP HEVC stream (48 frames at 24 fps, a CRA keyframe every 12 with its RASL
+    pictures, parameter sets at each) as a dump that starts anywhere: without its first
+    ``pictures`` pictures, so it starts inside its first GOP."""
+    source = make_clip(tmp_path / "in.hevc", frames=48, rate=24, audio=False, codec="libx265", options={
+        "x265-params": "keyint=12:min-keyint=12:bframes=3:open-gop=1:repeat-headers=1:log-level=none"})
+    data = source.read_bytes()
+    starts = [found.start() for found in re.finditer(b"\x00\x00\x01", data) if data[found.end()] >> 1 & 0x3F < 32]
+    path = tmp_path / "recording.hevc"
+    path.write_bytes(data[starts[pictures]:])  # one slice a picture at this size
+    return path
+
+
 def intra_refresh_clip(path: Path, container: str | None = None) -> Path:
     """48 frames at 24 fps as a low-latency live encoder makes them (x264's intra refresh, with
     B-frames): one IDR picture, then keyframes flagged at recovery points, pictures other than IDR

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (SHARED, cut_and_decode, cut_mid_gop, damaged_clip, damaged_raw_stream, intra_refresh_clip, make_clip,
-                           mpeg2_back_to_back, opens_spied, raw_stream_ending_with, STRAY_NAL_UNITS, with_an_empty_video_pid, vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged)
+                           mpeg2_back_to_back, opens_spied, raw_hevc_recording, raw_stream_ending_with, STRAY_NAL_UNITS, with_an_empty_video_pid, vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
 from tmlsr_ray.pipeline import damage as damage_stage
@@ -266,6 +266,19 @@ def test_a_whole_decode_of_a_recording_started_inside_a_gop_gives_every_frame_fr
     source = make_clip(tmp_path / f"in.{suffix}", frames=60, rate=24, audio=False, codec=codec, options=options)
     path = cut_mid_gop(source, tmp_path / f"recording.{suffix}", packets=6)
     assert len(decoded(path)[0]) == len(from_first_keyframe(path))
+
+
+def test_a_raw_hevc_recording_started_inside_an_open_gop_gives_every_frame_and_no_damage(tmp_path):
+    """Its first keyframe's RASL pictures refer to pictures the recording has not, and a raw
+    stream's packets carry no time that tells them for the keyframe's leading pictures: the good
+    recording failed 'a frame at about 0.33 s is damaged', and with repeat (its decoder told the
+    errors it conceals) gave 37 frames, one counted damaged, where a player gives 36."""
+    path = raw_hevc_recording(tmp_path)
+    with av.open(str(path)) as container:
+        played = len(list(container.decode(video=0)))
+    assert len(decoded(path)[1]) == played
+    told = DamagedPackets(repeat=True)
+    assert (len(decoded(path, told)[1]), told.damaged) == (played, 0)
 
 
 def test_a_whole_decode_of_a_recording_started_inside_a_gop_is_not_decoded_again(tmp_path, monkeypatch):

@@ -2,7 +2,8 @@ import av
 import pytest
 
 from tests.helpers import STRAY_NAL_UNITS, intra_refresh_clip, make_clip
-from tmlsr_ray.pipeline.h264_header import holds_no_picture, nal_length_size, starts_at_recovery_point
+from tmlsr_ray.pipeline.h264_header import (holds_no_picture, holds_skipped_leading_picture, nal_length_size,
+                                            starts_at_recovery_point)
 
 
 def keyframes_at_recovery_points(path):
@@ -94,3 +95,21 @@ def test_an_hevc_configuration_of_version_0_still_gives_its_length_size(tmp_path
         configuration = bytes(container.streams.video[0].codec_context.extradata)
     assert nal_length_size(b"\x00" + configuration[1:], "hevc") == 4
     assert not holds_no_picture(b"\x00\x00\x01\x4e\x02\x01" + bytes(332), length_size=4, codec="hevc")
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "ts"])
+def test_an_open_gops_skipped_leading_pictures_are_those_after_its_keyframe_in_decode_order_before_it_in_time(
+        tmp_path, suffix):
+    """x265's CRA keyframes' leading pictures are all RASL, read after lengths and after start codes."""
+    path = make_clip(tmp_path / f"in.{suffix}", frames=48, rate=24, audio=False, codec="libx265", options={
+        "x265-params": "keyint=12:min-keyint=12:bframes=3:open-gop=1:log-level=none"})
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        length_size = nal_length_size(stream.codec_context.extradata, "hevc")
+        packets = [(holds_skipped_leading_picture(memoryview(p), length_size), p.is_keyframe, p.pts)
+                   for p in container.demux(stream) if p.size]
+    keyframe_pts, leading = None, []
+    for _, keyframe, pts in packets:
+        keyframe_pts = pts if keyframe else keyframe_pts
+        leading.append(pts < keyframe_pts)
+    assert [rasl for rasl, _, _ in packets] == leading and any(leading)

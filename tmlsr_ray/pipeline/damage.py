@@ -13,8 +13,8 @@ import av
 
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.container import codec_name, demux, ffmpeg_message
-from tmlsr_ray.pipeline.h264_header import (NO_PICTURE_NAL_TYPES, holds_no_picture, nal_length_size,
-                                            starts_at_recovery_point)
+from tmlsr_ray.pipeline.h264_header import (NO_PICTURE_NAL_TYPES, holds_no_picture, holds_skipped_leading_picture,
+                                            nal_length_size, starts_at_recovery_point)
 from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.pipeline.vpx_header import shows_no_frame
 
@@ -89,6 +89,7 @@ class DamagedPackets:
         # packets an MP4 edit list hides (flagged discard): decoded as references, their frames dropped
         self.hidden = 0
         self._keyframe_read = False
+        self._later_keyframe_read = False  # one after the first
         self._keyframe_pts: Optional[int] = None  # the first keyframe's
         self.stamps: List[Optional[int]] = []  # each damaged packet's pts, as the decoder reported it
         # each counted one's place in decode order among the packets that give frames, for a frame
@@ -138,20 +139,33 @@ class DamagedPackets:
             return []
 
     def _leads(self, packet) -> bool:
-        """Whether ``packet`` comes before the first keyframe (see ``lead``)."""
+        """Whether ``packet`` comes before the first keyframe (see ``lead``), in decode order or in
+        time: where packets carry no time (a raw HEVC stream), a RASL picture read before a later
+        keyframe is one of the first's."""
         if not self._keyframe_read:
             if not packet.is_keyframe:
                 return True
             self._keyframe_read, self._keyframe_pts = True, packet.pts
             self._note_start(packet)
             return False
-        return packet.pts is not None and self._keyframe_pts is not None and packet.pts < self._keyframe_pts
+        self._later_keyframe_read = self._later_keyframe_read or packet.is_keyframe
+        if packet.pts is None:
+            return not self._later_keyframe_read and self._skipped_leading(packet)
+        return self._keyframe_pts is not None and packet.pts < self._keyframe_pts
 
     def _note_start(self, packet) -> None:
         """At the keyframe ``packet`` the decoder starts from (see ``recovering``)."""
         if codec_name(packet.stream) == "h264":
             length_size = nal_length_size(packet.stream.codec_context.extradata)
             self.recovering = self.recovering or starts_at_recovery_point(memoryview(packet), length_size)
+
+    @staticmethod
+    def _skipped_leading(packet) -> bool:
+        """Whether ``packet`` is an HEVC RASL picture (see :func:`.h264_header.holds_skipped_leading_picture`)."""
+        if codec_name(packet.stream) != "hevc":
+            return False
+        length_size = nal_length_size(packet.stream.codec_context.extradata, "hevc")
+        return holds_skipped_leading_picture(memoryview(packet), length_size)
 
     @staticmethod
     def _holds_no_picture(packet) -> bool:

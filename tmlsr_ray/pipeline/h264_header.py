@@ -1,7 +1,8 @@
-"""Whether an H.264 packet starts at a recovery point, or an H.264 or HEVC packet holds no picture,
-read from its NAL unit headers (no decoding): an intra-refresh stream flags keyframes at recovery
-points, predicted pictures that a column of intra blocks sweeps from, and a decoder started at one
-gives none of its frames until its pictures are whole (H.264 7.4.1.2, D.2.8)."""
+"""Whether an H.264 packet starts at a recovery point, an H.264 or HEVC packet holds no picture,
+or an HEVC packet a leading picture, read from its NAL unit headers (no decoding): an
+intra-refresh stream flags keyframes at recovery points, predicted pictures that a column of intra
+blocks sweeps from, and a decoder started at one gives none of its frames until its pictures are
+whole (H.264 7.4.1.2, D.2.8)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ LENGTH_SIZE_AT = {"h264": 4, "hevc": 21}
 # delimiter, end of sequence, end of stream (bitstream), filler data. The parameter sets a later
 # picture needs come in its packet: FFmpeg's parser and MP4's samples put them there.
 NO_PICTURE_NAL_TYPES = {"h264": (6, 7, 8, 9, 10, 11, 12, 13, 15), "hevc": (32, 33, 34, 35, 36, 37, 38, 39, 40)}
+HEVC_PICTURE_NAL_TYPES = range(32)  # its VCL NAL units, slices of a picture
+HEVC_RASL_TYPES = (8, 9)  # random access skipped leading pictures, RASL_N and RASL_R
 
 
 def nal_length_size(extradata: Optional[bytes], codec: str = "h264") -> int:
@@ -62,6 +65,15 @@ def holds_no_picture(data: BytesLike, length_size: int = 0, codec: str = "h264")
     makes a packet of and its decoder refuses ('no frame!') as if damaged."""
     units = _nal_units(bytes(data), length_size)
     return bool(units) and all(_nal_type(unit, codec) in NO_PICTURE_NAL_TYPES[codec] for unit in units)
+
+
+def holds_skipped_leading_picture(data: BytesLike, length_size: int = 0) -> bool:
+    """Whether the HEVC packet's picture is a RASL picture: one of an open GOP's keyframe (CRA)
+    that comes before it in time and refers to pictures before it in decode order, which a decode
+    started at or inside the GOP before does not have (HEVC 8.1.3)."""
+    types = [_nal_type(unit, "hevc") for unit in _nal_units(bytes(data), length_size)]
+    pictures = [kind for kind in types if kind in HEVC_PICTURE_NAL_TYPES]
+    return bool(pictures) and all(kind in HEVC_RASL_TYPES for kind in pictures)
 
 
 def _nal_type(unit: bytes, codec: str) -> Optional[int]:
