@@ -156,16 +156,14 @@ class DamagedPackets:
     def _note_start(self, packet) -> None:
         """At the keyframe ``packet`` the decoder starts from (see ``recovering``)."""
         if codec_name(packet.stream) == "h264":
-            length_size = nal_length_size(packet.stream.codec_context.extradata)
-            self.recovering = self.recovering or starts_at_recovery_point(memoryview(packet), length_size)
+            self.recovering = self.recovering or starts_at_recovery_point(memoryview(packet), _length_size(packet))
 
     @staticmethod
     def _skipped_leading(packet) -> bool:
         """Whether ``packet`` is an HEVC RASL picture (see :func:`.h264_header.holds_skipped_leading_picture`)."""
         if codec_name(packet.stream) != "hevc":
             return False
-        length_size = nal_length_size(packet.stream.codec_context.extradata, "hevc")
-        return holds_skipped_leading_picture(memoryview(packet), length_size)
+        return holds_skipped_leading_picture(memoryview(packet), _length_size(packet))
 
     @staticmethod
     def _holds_no_picture(packet) -> bool:
@@ -175,8 +173,7 @@ class DamagedPackets:
         codec = codec_name(packet.stream)
         if not packet.size or codec not in NO_PICTURE_NAL_TYPES:
             return False
-        length_size = nal_length_size(packet.stream.codec_context.extradata, codec)
-        return holds_no_picture(memoryview(packet), length_size, codec)
+        return holds_no_picture(memoryview(packet), _length_size(packet), codec)
 
     def _owned_unshown(self, packet) -> bool:
         """Whether ``packet`` is one of ``owns``'s that its own header says shows no picture."""
@@ -375,3 +372,8 @@ def damage_retold(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged
     with reopen() as (container, stream):
         told = damage_told_on_one_thread(stream, demux(container, stream), damaged, concealed)
     damaged.damaged, damaged.dropped, damaged.stalled_at = told.damaged, told.dropped, told.stalled_at
+
+
+def _length_size(packet) -> int:
+    """The bytes each NAL unit's length takes in an H.264 or HEVC ``packet`` (0: start codes)."""
+    return nal_length_size(packet.stream.codec_context.extradata, codec_name(packet.stream))

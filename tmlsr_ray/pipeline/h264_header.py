@@ -89,9 +89,9 @@ def _nal_type(unit: bytes, codec: str) -> Optional[int]:
 
 def _nal_units(data: bytes, length_size: int) -> List[bytes]:
     """The packet's NAL units, each its first bytes, its NAL header's among them: each after
-    its length of ``length_size`` bytes (MP4, Matroska), or after start codes (0). Told apart by
-    the packet's first bytes, a length of 256 to 511 bytes read as a start code, and an MP4's
-    P-frame as SEI."""
+    its length of ``length_size`` bytes (MP4, Matroska), or after start codes (0), as the stream's
+    configuration says: told apart by the packet's first bytes, a length of 256 to 511 bytes read
+    as a start code, and an MP4's P-frame as SEI."""
     if not length_size:
         starts = [found.end() for found in START_CODE.finditer(data) if found.end() < len(data)]
         return [data[at:at + NAL_BYTES_READ] for at in starts]
