@@ -82,7 +82,7 @@ def test_no_packet_of_a_good_stream_holds_no_picture(tmp_path, suffix, codec, en
 @pytest.mark.parametrize("suffix, length_size", [("mp4", 4), ("mkv", 4), ("ts", 0)])
 def test_an_hevc_streams_nal_units_are_read_after_the_lengths_its_configuration_gives(tmp_path, suffix, length_size):
     """HEVC's configuration (hvcC) tells its length size in its 22nd byte, not the fifth as H.264's."""
-    path = make_clip(tmp_path / f"in.{suffix}", frames=2, rate=24, audio=False, codec="libx265")
+    path = make_clip(tmp_path / f"in.{suffix}", frames=12, rate=24, audio=False, codec="libx265")
     with av.open(str(path)) as container:
         assert nal_length_size(container.streams.video[0].codec_context.extradata, "hevc") == length_size
 
@@ -90,7 +90,7 @@ def test_an_hevc_streams_nal_units_are_read_after_the_lengths_its_configuration_
 def test_an_hevc_configuration_of_version_0_still_gives_its_length_size(tmp_path):
     """FFmpeg reads any HEVC configuration not starting with a start code as one: read after start
     codes, an early muxer's 334-byte slice (length 00 00 01 4e, its header 02 01) passed as SEI."""
-    path = make_clip(tmp_path / "in.mp4", frames=2, rate=24, audio=False, codec="libx265")
+    path = make_clip(tmp_path / "in.mp4", frames=12, rate=24, audio=False, codec="libx265")
     with av.open(str(path)) as container:
         configuration = bytes(container.streams.video[0].codec_context.extradata)
     assert nal_length_size(b"\x00" + configuration[1:], "hevc") == 4
