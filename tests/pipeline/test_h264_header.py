@@ -1,7 +1,10 @@
+from types import SimpleNamespace
+
 import av
 import pytest
 
-from tests.helpers import STRAY_NAL_UNITS, intra_refresh_clip, make_clip
+from tests.helpers import H264_SEI, STRAY_NAL_UNITS, intra_refresh_clip, make_clip
+from tmlsr_ray.pipeline import h264_header
 from tmlsr_ray.pipeline.h264_header import (holds_no_picture, holds_skipped_leading_picture, nal_length_size,
                                             starts_at_recovery_point)
 
@@ -43,6 +46,21 @@ def test_a_packet_whose_headers_are_unreadable_is_no_recovery_point():
 @pytest.mark.parametrize("codec, units", STRAY_NAL_UNITS.values(), ids=STRAY_NAL_UNITS.keys())
 def test_a_packet_of_delimiters_sei_parameter_sets_or_end_of_stream_holds_no_picture(codec, units):
     assert holds_no_picture(units, codec=codec)
+
+
+def test_a_pictures_packet_is_read_no_further_than_its_picture(monkeypatch):
+    """The check runs on every packet: each of a 4K keyframe's start codes was found (2 ms of 4 MB)
+    to tell its picture from none, here 102 for a picture of 100 slices."""
+    found, start_code_pattern = [], h264_header.START_CODE
+
+    def start_codes(data):
+        for start_code in start_code_pattern.finditer(data):
+            found.append(start_code.end())
+            yield start_code
+
+    monkeypatch.setattr(h264_header, "START_CODE", SimpleNamespace(finditer=start_codes))
+    packet = b"\x00\x00\x00\x01\x09\xf0" + H264_SEI + b"\x00\x00\x01\x65\x88\x84" * 100
+    assert not holds_no_picture(packet) and len(found) == 3
 
 
 def test_a_packet_of_a_delimiter_after_its_length_holds_no_picture():

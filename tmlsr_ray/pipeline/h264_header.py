@@ -7,7 +7,7 @@ whole (H.264 7.4.1.2, D.2.8)."""
 from __future__ import annotations
 
 import re
-from typing import List, Optional, Tuple, Union
+from typing import Iterator, Optional, Tuple, Union
 
 BytesLike = Union[bytes, memoryview]
 
@@ -54,7 +54,7 @@ def starts_at_recovery_point(data: BytesLike, length_size: int = 0) -> bool:
     """Whether the packet holds a predicted picture other than IDR and no IDR picture: an
     intra-refresh stream's keyframe (or a keyframe flag on any picture). An open GOP's keyframe,
     an intra picture, is whole at once; a packet whose headers are unreadable holds no slice."""
-    units = [(unit[0] & NAL_TYPE_BITS, unit[1:]) for unit in _nal_units(bytes(data), length_size)]
+    units = [(unit[0] & NAL_TYPE_BITS, unit[1:]) for unit in _nal_units(data, length_size)]
     slices = [header for kind, header in units if kind == NON_IDR_SLICE]
     return bool(slices) and IDR_SLICE not in (kind for kind, _ in units) and not _intra(slices[0])
 
@@ -62,21 +62,23 @@ def starts_at_recovery_point(data: BytesLike, length_size: int = 0) -> bool:
 def holds_no_picture(data: BytesLike, length_size: int = 0, codec: str = "h264") -> bool:
     """Whether the ``codec`` packet's NAL units are all of its NO_PICTURE_NAL_TYPES, their headers
     whole: what an encoder or muxer leaves after a raw stream's last picture, which FFmpeg's parser
-    makes a packet of and its decoder refuses ('no frame!') as if damaged."""
-    units = _nal_units(bytes(data), length_size)
-    return bool(units) and all(_nal_type(unit, codec) in NO_PICTURE_NAL_TYPES[codec] for unit in units)
+    makes a packet of and its decoder refuses ('no frame!') as if damaged. Read up to its first unit
+    of a picture only: it runs on every packet, and a 4K keyframe's start codes took milliseconds
+    to find all of."""
+    no_picture = (_nal_type(unit, codec) in NO_PICTURE_NAL_TYPES[codec] for unit in _nal_units(data, length_size))
+    return next(no_picture, False) and all(no_picture)
 
 
 def holds_skipped_leading_picture(data: BytesLike, length_size: int = 0) -> bool:
     """Whether the HEVC packet's picture is a RASL picture: one of an open GOP's keyframe (CRA)
     that comes before it in time and refers to pictures before it in decode order, which a decode
     started at or inside the GOP before does not have (HEVC 8.1.3)."""
-    types = [_nal_type(unit, "hevc") for unit in _nal_units(bytes(data), length_size)]
-    pictures = [kind for kind in types if kind in HEVC_PICTURE_NAL_TYPES]
-    return bool(pictures) and all(kind in HEVC_RASL_TYPES for kind in pictures)
+    types = (_nal_type(unit, "hevc") for unit in _nal_units(data, length_size))
+    # a picture's slices are all of one type (HEVC 7.4.2.2): its first tells
+    return next((kind for kind in types if kind in HEVC_PICTURE_NAL_TYPES), None) in HEVC_RASL_TYPES
 
 
-def _nal_type(unit: bytes, codec: str) -> Optional[int]:
+def _nal_type(unit: BytesLike, codec: str) -> Optional[int]:
     """The NAL unit's type, None where its header is not whole: its forbidden bit set, or HEVC's
     TemporalId plus 1 zero. H.264's nal_ref_idc is not read: some encoders set it on SEI, and a
     decoder reads the unit alike."""
@@ -87,23 +89,25 @@ def _nal_type(unit: bytes, codec: str) -> Optional[int]:
     return (unit[0] & HEVC_NAL_TYPE_BITS) >> 1 if len(unit) > 1 and unit[1] & HEVC_TEMPORAL_ID_BITS else None
 
 
-def _nal_units(data: bytes, length_size: int) -> List[bytes]:
-    """The packet's NAL units, each its first bytes, its NAL header's among them: each after
-    its length of ``length_size`` bytes (MP4, Matroska), or after start codes (0), as the stream's
-    configuration says: told apart by the packet's first bytes, a length of 256 to 511 bytes read
-    as a start code, and an MP4's P-frame as SEI."""
+def _nal_units(data: BytesLike, length_size: int) -> Iterator[memoryview]:
+    """The packet's NAL units in order, each its first bytes, its NAL header's among them: each
+    after its length of ``length_size`` bytes (MP4, Matroska), or after start codes (0), as the
+    stream's configuration says: told apart by the packet's first bytes, a length of 256 to 511
+    bytes read as a start code, and an MP4's P-frame as SEI. Found one at a time, on a view of the
+    packet, not a copy: a reader that stops at a picture's unit leaves the slice data unscanned."""
+    data = memoryview(data)
     if not length_size:
-        starts = [found.end() for found in START_CODE.finditer(data) if found.end() < len(data)]
-        return [data[at:at + NAL_BYTES_READ] for at in starts]
-    units, at = [], 0
+        yield from (data[found.end():found.end() + NAL_BYTES_READ] for found in START_CODE.finditer(data)
+                    if found.end() < len(data))
+        return
+    at = 0
     while at + length_size < len(data):
         header = at + length_size
-        units.append(data[header:header + NAL_BYTES_READ])
+        yield data[header:header + NAL_BYTES_READ]
         at = header + int.from_bytes(data[at:header], "big")
-    return units
 
 
-def _intra(slice_header: bytes) -> bool:
+def _intra(slice_header: BytesLike) -> bool:
     """Whether a slice header's slice_type, after first_mb_in_slice (both Exp-Golomb), is I or SI."""
     bits = "".join(f"{byte:08b}" for byte in slice_header)
     _, at = _exp_golomb(bits, 0)
