@@ -570,6 +570,32 @@ def spliced_encodes(path: Path, parts: Sequence[tuple], size=(64, 48), rate: int
     return path
 
 
+def with_parameter_sets_apart(source: Path, path: Path, format: str = "avi") -> Path:
+    """``source``'s H.264 packets (after start codes) in ``format``, the parameter sets that start a
+    keyframe's packet (and the delimiter before them) moved to a packet of their own before it, as
+    some AVI writers store them; times counted in packets, as an AVI counts its chunks."""
+    with av.open(str(source)) as inp, av.open(str(path), "w", format=format) as out:
+        video = out.add_stream("h264", rate=24)
+        video.width, video.height, video.pix_fmt = inp.streams.video[0].width, inp.streams.video[0].height, "yuv420p"
+        video.time_base = Fraction(1, 24)
+        count = 0
+        for packet in inp.demux(video=0):
+            if not packet.size:
+                continue
+            data = bytes(packet)
+            units = [(found.start(), data[found.end()] & 0x1F) for found in re.finditer(b"\x00\x00\x01", data)]
+            cut = next(at for at, kind in units if kind not in (7, 8, 9))  # SPS, PPS, delimiter
+            pieces = [data[:cut], data[cut:]] if any(kind == 7 for at, kind in units if at < cut) else [data]
+            for piece in pieces:
+                copy = av.Packet(piece)
+                copy.pts = copy.dts = count
+                copy.stream, copy.time_base = video, video.time_base
+                copy.is_keyframe = packet.is_keyframe and piece is pieces[-1]
+                out.mux(copy)
+                count += 1
+    return path
+
+
 def progressive_then_interlaced(path: Path, frames: int = 12) -> Path:
     """A broadcast that switches from progressive to interlaced (an ident or advert before the
     programme, a DVD's film then its video-shot extras): two MPEG-2 streams, the progressive one

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import (SHARED, cut_and_decode, cut_mid_gop, damaged_clip, damaged_raw_stream, intra_refresh_clip, make_clip,
-                           mpeg2_back_to_back, opens_spied, raw_hevc_recording, raw_stream_ending_with, STRAY_NAL_UNITS, with_an_empty_video_pid, vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged)
+                           mpeg2_back_to_back, opens_spied, spliced_encodes, raw_hevc_recording, raw_stream_ending_with, STRAY_NAL_UNITS, with_an_empty_video_pid, vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged,
+                           with_parameter_sets_apart)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
 from tmlsr_ray.pipeline import damage as damage_stage
@@ -461,6 +462,22 @@ def test_a_raw_stream_ending_with_nal_units_of_no_picture_gives_every_frame_and_
     told = DamagedPackets(repeat=True)
     _, frames = decoded(path, told)
     assert (len(frames), told.damaged, told.repeated) == (48, 0, 0)
+
+
+@pytest.mark.parametrize("format, suffix", [("avi", "avi"), ("matroska", "mkv")])
+def test_parameter_sets_stored_as_a_packet_of_their_own_reach_the_decoder(tmp_path, format, suffix):
+    """An AVI may store a keyframe's parameter sets as a chunk of their own (a Matroska file too,
+    NAL lengths before them): skipped as a packet of no picture, a splice's new ones (CAVLC to
+    CABAC) never reached the decoder, and the good capture failed 'a frame at about 1.25 s is
+    damaged' (Matroska: 0.00 s), with repeat 13 of its 48 frames counted damaged (Matroska: 34,
+    and refused)."""
+    source = spliced_encodes(tmp_path / "capture.ts", [(24, "keyint=12:cabac=0"), (24, "keyint=12:cabac=1")])
+    path = with_parameter_sets_apart(source, tmp_path / f"capture.{suffix}", format)
+    frames = decoded(path)[1]
+    assert len(frames) == 48 and all(np.array_equal(a, b) for a, b in zip(frames, decoded(source)[1]))
+    told = DamagedPackets(repeat=True)
+    decoded(path, told)
+    assert (told.read, told.damaged, told.frames) == (48, 0, 48)
 
 
 def test_a_video_most_of_whose_frames_are_damaged_fails_even_when_damage_is_repeated(tmp_path):

@@ -5,8 +5,8 @@ import pytest
 
 from tests.helpers import H264_SEI, STRAY_NAL_UNITS, intra_refresh_clip, make_clip
 from tmlsr_ray.pipeline import h264_header
-from tmlsr_ray.pipeline.h264_header import (holds_no_picture, holds_skipped_leading_picture, nal_length_size,
-                                            starts_at_recovery_point)
+from tmlsr_ray.pipeline.h264_header import (holds_no_picture, holds_parameter_sets, holds_skipped_leading_picture,
+                                            nal_length_size, starts_at_recovery_point)
 
 
 def keyframes_at_recovery_points(path):
@@ -46,6 +46,13 @@ def test_a_packet_whose_headers_are_unreadable_is_no_recovery_point():
 @pytest.mark.parametrize("codec, units", STRAY_NAL_UNITS.values(), ids=STRAY_NAL_UNITS.keys())
 def test_a_packet_of_delimiters_sei_parameter_sets_or_end_of_stream_holds_no_picture(codec, units):
     assert holds_no_picture(units, codec=codec)
+
+
+@pytest.mark.parametrize("name", STRAY_NAL_UNITS.keys())
+def test_only_a_packet_with_parameter_sets_is_said_to_hold_them(name):
+    """A packet of them alone is kept for the next (an AVI's chunk of them); of SEI or a delimiter alone, not."""
+    codec, units = STRAY_NAL_UNITS[name]
+    assert holds_parameter_sets(units, codec=codec) == name.endswith("parameter sets")
 
 
 def test_a_pictures_packet_is_read_no_further_than_its_picture(monkeypatch):

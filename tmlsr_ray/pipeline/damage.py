@@ -13,8 +13,8 @@ import av
 
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.container import codec_name, demux, ffmpeg_message
-from tmlsr_ray.pipeline.h264_header import (NO_PICTURE_NAL_TYPES, holds_no_picture, holds_skipped_leading_picture,
-                                            nal_length_size, starts_at_recovery_point)
+from tmlsr_ray.pipeline.h264_header import (NO_PICTURE_NAL_TYPES, holds_no_picture, holds_parameter_sets,
+                                            holds_skipped_leading_picture, nal_length_size, starts_at_recovery_point)
 from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.pipeline.vpx_header import shows_no_frame
 
@@ -107,10 +107,13 @@ class DamagedPackets:
         # the decoder started (or was flushed) at an H.264 recovery point, a predicted picture: it gives
         # no frame until its pictures are whole, a good stream short with no word (see lost_untold)
         self.recovering = False
+        self._parameter_sets = b""  # of packets of no picture, for the next packet (see _keep_parameter_sets)
 
     def decode(self, packet) -> List["av.VideoFrame"]:
         if self._holds_no_picture(packet):
+            self._keep_parameter_sets(packet)
             return []
+        packet = self._with_parameter_sets(packet)
         if self.read < self.gop_before:
             damaged = self.damaged
             frames = self._decoded(packet)
@@ -168,12 +171,35 @@ class DamagedPackets:
     @staticmethod
     def _holds_no_picture(packet) -> bool:
         """An H.264 or HEVC packet of NAL units with no picture (see :func:`.h264_header.holds_no_picture`)
-        is neither decoded nor counted: its decoder refuses it as damage, and frame threads dropped
-        the two frames before it without a word (a good raw stream ending with a stray delimiter)."""
+        is not decoded alone (its parameter sets go with the next packet) nor counted: its decoder
+        refuses it as damage, and frame threads dropped the two frames before it without a word (a
+        good raw stream ending with a stray delimiter)."""
         codec = codec_name(packet.stream)
         if not packet.size or codec not in NO_PICTURE_NAL_TYPES:
             return False
         return holds_no_picture(memoryview(packet), _length_size(packet), codec)
+
+    def _keep_parameter_sets(self, packet) -> None:
+        """Keeps a packet of no picture that holds parameter sets for the next packet: an AVI's chunk
+        of them before a keyframe (or a Matroska file's with no configuration), which the pictures
+        after it refer to. Skipped, a splice's new ones never reached the decoder, and 13 of its 48
+        frames failed as damaged; given it alone, the decoder refuses it ('no frame!'), on frame
+        threads late, on a neighbour's frame."""
+        if holds_parameter_sets(memoryview(packet), _length_size(packet), codec_name(packet.stream)):
+            self._parameter_sets += bytes(packet)
+
+    def _with_parameter_sets(self, packet):
+        """``packet``, the parameter sets kept before it (see _keep_parameter_sets) put first, as a
+        muxer puts them in a keyframe's packet. Not before a packet an MP4 edit list hides: PyAV
+        cannot flag a packet discarded (MP4 keeps parameter sets in its configuration anyway)."""
+        if not self._parameter_sets or not packet.size or packet.is_discard:
+            return packet
+        joined = av.Packet(self._parameter_sets + bytes(packet))
+        joined.stream, joined.time_base = packet.stream, packet.time_base
+        joined.pts, joined.dts, joined.duration = packet.pts, packet.dts, packet.duration
+        joined.is_keyframe = packet.is_keyframe
+        self._parameter_sets = b""
+        return joined
 
     def _owned_unshown(self, packet) -> bool:
         """Whether ``packet`` is one of ``owns``'s that its own header says shows no picture."""

@@ -29,6 +29,9 @@ LENGTH_SIZE_AT = {"h264": 4, "hevc": 21}
 # delimiter, end of sequence, end of stream (bitstream), filler data. The parameter sets a later
 # picture needs come in its packet: FFmpeg's parser and MP4's samples put them there.
 NO_PICTURE_NAL_TYPES = {"h264": (6, 7, 8, 9, 10, 11, 12, 13, 15), "hevc": (32, 33, 34, 35, 36, 37, 38, 39, 40)}
+# of those, the parameter sets (H.264: SPS, PPS, SPS extension, subset SPS; HEVC: VPS, SPS, PPS),
+# which the pictures after them refer to
+PARAMETER_SET_NAL_TYPES = {"h264": (7, 8, 13, 15), "hevc": (32, 33, 34)}
 HEVC_PICTURE_NAL_TYPES = range(32)  # its VCL NAL units, slices of a picture
 HEVC_RASL_TYPES = (8, 9)  # random access skipped leading pictures, RASL_N and RASL_R
 
@@ -67,6 +70,11 @@ def holds_no_picture(data: BytesLike, length_size: int = 0, codec: str = "h264")
     to find all of."""
     no_picture = (_nal_type(unit, codec) in NO_PICTURE_NAL_TYPES[codec] for unit in _nal_units(data, length_size))
     return next(no_picture, False) and all(no_picture)
+
+
+def holds_parameter_sets(data: BytesLike, length_size: int = 0, codec: str = "h264") -> bool:
+    """Whether any of the ``codec`` packet's NAL units is one of its PARAMETER_SET_NAL_TYPES."""
+    return any(_nal_type(unit, codec) in PARAMETER_SET_NAL_TYPES[codec] for unit in _nal_units(data, length_size))
 
 
 def holds_skipped_leading_picture(data: BytesLike, length_size: int = 0) -> bool:
