@@ -3,6 +3,8 @@ RGB the decoder's own swscale makes of them."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import av
 import numpy as np
 import pytest
@@ -238,6 +240,22 @@ def test_a_long_run_of_stand_ins_in_a_millisecond_time_base_leaves_every_later_f
     assert (len(frames), told.dropped, told.repeated) == (132, 60, 60)
     assert stamps[:60] + stamps[120:] == source_stamps[:60] + source_stamps[120:]
     assert all(abs(got - made) <= 1 for got, made in zip(stamps, source_stamps))
+
+
+def test_a_gop_lost_in_a_variable_frame_rate_streams_faster_stretch_is_stood_in_for_at_its_own_times(tmp_path):
+    """A 24 fps Matroska video whose third GOP runs at 48 fps: stepped at the average, 6 of the
+    lost GOP's 12 stand-ins went in its gap and 6 after the video's end (to 1.96 s, past its last
+    frame at 1.71 s)."""
+    pts = ([round(n * 1000 / 24) for n in range(24)] + [1000 + round(n * 1000 / 48) for n in range(12)]
+           + [1250 + round(n * 1000 / 24) for n in range(12)])
+    source = make_clip(tmp_path / "in.mkv", frames=48, rate=24, audio=False, codec="libx265", pts=pts,
+                       time_base=Fraction(1, 1000),
+                       options={"x265-params": "keyint=12:min-keyint=12:bframes=2:log-level=none"})
+    path = with_packets_damaged(source, tmp_path / "damaged.mkv", [24], keep=6)  # the keyframe at 1.00 s
+    told = DamagedPackets(repeat=True)
+    stamps, frames = decoded(path, told)
+    assert (len(frames), told.dropped, told.repeated, repeats(frames)) == (48, 12, 12, 12)
+    assert stamps == decoded(source)[0] == pts
 
 
 def test_a_whole_decode_that_hevc_left_no_frame_without_a_word_fails_saying_where_as_a_segments_does(tmp_path):

@@ -147,22 +147,27 @@ def _stood_in(frames: Iterator, damaged: DamagedPackets, info: VideoInfo) -> Ite
     packet's place in decode order, which is the frame's within the B-frames' reordering (told as
     it was decoded, it went in the 6 frames early that the decoder and :func:`_times_in_order`
     still held); any left, at the end. Damaged packets before the first frame of a stream with its
-    own times are counted, not shown: nothing can be stamped before that frame."""
+    own times are counted, not shown: nothing can be stamped before that frame. In a gap that the
+    decoder told lost packets' times in, each stands in at its own (see :func:`_told_in_gap`)."""
     step = info.frame_ticks or 1
     last, shown_at = None, None  # the last frame and its own time
     given = 0  # frames yielded, stand-ins too
     stood = 0  # stand-ins since the last frame
+    told: List[Optional[int]] = []  # lost packets' times the decoder told, not yet stood in at
+    heard = 0  # of damaged.stamps, those in told or stood in at
     for frame in frames:
         owed = damaged.dropped - damaged.repeated
+        told, heard = told + damaged.stamps[heard:], len(damaged.stamps)
         if owed and last is not None:
-            timed = frame.pts is not None and last.pts is not None
-            room = (round((frame.pts - last.pts) / step) - 1 if timed
+            timed = frame.pts is not None and shown_at is not None
+            own = _told_in_gap(told, shown_at, frame.pts, owed) if timed else []
+            room = (round((frame.pts - shown_at) / step) - 1 if timed
                     else _due_in_decode_order(damaged.places[damaged.repeated:damaged.dropped], given))
-            for _ in range(max(0, min(owed, room))):
+            for after in [at - shown_at for at in own] or [n * step for n in range(1, min(owed, room) + 1)]:
                 damaged.repeated += 1
                 given += 1
                 stood += 1
-                yield _stepped_on(last, shown_at, stood * step)
+                yield _stepped_on(last, shown_at, after)
         yield frame
         given += 1
         last, shown_at, stood = frame, frame.pts, 0
@@ -184,6 +189,17 @@ def _stepped_on(frame, shown_at: Optional[int], after: float):
     if shown_at is not None:
         frame.pts = round(shown_at + after)
     return frame
+
+
+def _told_in_gap(told: List[Optional[int]], after: int, before: int, owed: int) -> List[int]:
+    """Up to ``owed`` of the lost packets' times the decoder ``told`` that lie between two frames'
+    (``after``, ``before``), in order, taken from ``told``: a stand-in takes its lost frame's time.
+    Stepped at the stream's average, a GOP lost in a variable frame rate stream's faster stretch
+    (12 frames at 48 fps in a 24 fps video) had 6 stand-ins in its gap and 6 after the video's end."""
+    own = sorted(at for at in told if at is not None and after < at < before)[:owed]
+    for at in own:
+        told.remove(at)
+    return own
 
 
 def _due_in_decode_order(places: Sequence[int], given: int) -> int:
