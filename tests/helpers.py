@@ -66,13 +66,15 @@ def small_disk(path: Path, size: str = "1m"):
         subprocess.run(["umount", "-l", str(path)], check=True)
 
 
-def eventually(condition, timeout: float = 15.0, what: str = "the condition") -> None:
-    """Waits for something the service does just after a task ends (cleanup), polling."""
+def eventually(condition, timeout: float = 15.0, what="the condition"):
+    """``condition()``'s first true answer, asked every 0.1 s; an AssertionError after ``timeout``
+    seconds, naming ``what`` (or its answer, where a callable: the last thing seen, said then)."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (answer := condition()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         time.sleep(0.1)
+    return answer
 
 
 def server_sent_events(response):
@@ -104,14 +106,13 @@ def wait_for_task(base: str, task_id: str, headers: Optional[dict] = None, timeo
     """A task of the service at ``base`` once ``until`` it (by default, once it has ended), asked
     with ``headers`` (a token's, if any)."""
     until = until or task_ended
-    deadline = time.monotonic() + timeout
-    while True:
-        task = read_task(base, task_id, headers)
-        if until(task):
-            return task
-        if time.monotonic() > deadline:
-            raise AssertionError(f"task {task_id} did not get there in {timeout} s: {task}")
-        time.sleep(0.1)
+    seen: dict = {}
+
+    def reached() -> Optional[dict]:
+        seen["task"] = read_task(base, task_id, headers)
+        return seen["task"] if until(seen["task"]) else None
+
+    return eventually(reached, timeout, lambda: f"task {task_id} to get there in {timeout} s: {seen['task']}")
 
 
 def read_task(base: str, task_id: str, headers: Optional[dict] = None) -> dict:

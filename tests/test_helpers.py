@@ -51,3 +51,20 @@ def test_frozen_stops_the_processes_for_the_block_only():
     finally:
         process.kill()
         process.wait()
+
+
+def test_eventually_returns_the_first_true_answer_of_its_condition():
+    answers = iter([None, 0, {"status": "completed"}, {"status": "later"}])
+    assert eventually(lambda: next(answers), timeout=5) == {"status": "completed"}
+
+
+def test_eventually_times_out_naming_the_last_state_a_callable_describes():
+    seen = []
+
+    def never() -> bool:
+        seen.append(len(seen))
+        return False
+
+    with pytest.raises(AssertionError, match=r"^timed out waiting for the task after (\d+) reads$") as timed_out:
+        eventually(never, timeout=0.3, what=lambda: f"the task after {len(seen)} reads")
+    assert timed_out.match(rf"after {len(seen)} reads")
