@@ -13,7 +13,7 @@ from tests.helpers import (cut_mid_gop, interlaced_clip, joined_fragments, joine
                            with_sample_durations_zero)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.length import LengthLimits, LengthMeter
-from tmlsr_ray.pipeline.media import check_indexed_length, check_video_length, indexed_span_s
+from tmlsr_ray.pipeline.media import indexed_span_s, length_checked_plan
 from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.segment_plan import Cutting
 from tmlsr_ray.pipeline.segments import plan_segments
@@ -65,13 +65,9 @@ def last_block_stray(folder):
     return with_block_time_moved(clean, folder / "last-stray.mkv", 47, 860)
 
 
-def runner_checks(path, folder, limits: LengthLimits) -> None:
-    """The runner's length checks, in its order: both scans and both final checks."""
-    stream_index = probe_video(path).stream_index
-    source = continuous_source(path, folder / f"continuous-{path.name}", limits, stream_index)
-    info = probe_video(source)
-    check_video_length(info, limits)
-    check_indexed_length(info, plan_segments(source, info, Cutting(), limits=limits), limits)
+def runner_checks(path, limits: LengthLimits) -> None:
+    """The runner's length checks (both scans and both final checks), as it makes them."""
+    length_checked_plan(path, probe_video(path), limits, Cutting())
 
 
 def checked_length(path, folder) -> LengthLimits:
@@ -98,11 +94,11 @@ def test_a_video_exactly_at_the_limits_is_not_refused_by_either_scan(tmp_path, m
 def test_a_matroska_whose_last_block_time_is_a_stray_lasts_as_long_as_its_duration_says(tmp_path):
     """Its index spanned 2.86 s (the last frame at 2.82 s): 2 s of video refused at a limit of 2.5 s."""
     path = last_block_stray(tmp_path)
-    runner_checks(path, tmp_path, LengthLimits(500_000, 2.5))
+    runner_checks(path, LengthLimits(500_000, 2.5))
     with pytest.raises(InputError, match=r"the limit of 1\.9 s \(max_video_duration_s\)$"):
-        runner_checks(path, tmp_path, LengthLimits(500_000, 1.9))
+        runner_checks(path, LengthLimits(500_000, 1.9))
     with pytest.raises(InputError, match=r"^video has 48 frames, over the limit of 47 \(max_video_frames\)$"):
-        runner_checks(path, tmp_path, LengthLimits(47, 2.5))
+        runner_checks(path, LengthLimits(47, 2.5))
 
 
 def test_a_matroska_whose_duration_is_short_of_its_frames_is_held_to_the_length_they_play(tmp_path):
@@ -112,7 +108,7 @@ def test_a_matroska_whose_duration_is_short_of_its_frames_is_held_to_the_length_
                        time_base=Fraction(1, 1000), pts=[2000 * n for n in range(40)])
     path = with_matroska_duration(slides, tmp_path / "short.webm", 5000.0)
     with pytest.raises(InputError, match=r"^video lasts 78 s, over the limit of 60 s \(max_video_duration_s\)$"):
-        runner_checks(path, tmp_path, LengthLimits(500_000, 60.0))
+        runner_checks(path, LengthLimits(500_000, 60.0))
 
 
 def test_fragments_joined_across_a_gap_are_held_to_the_length_their_output_plays(tmp_path):
@@ -120,9 +116,9 @@ def test_fragments_joined_across_a_gap_are_held_to_the_length_their_output_plays
     a fragmented MP4's forward jump is not closed, the output holds the frame before it (102 s), and
     that is its length."""
     path = joined_fragments(tmp_path / "gap.mp4", (0, 100))
-    runner_checks(path, tmp_path, LengthLimits(500_000, 102.5))
+    runner_checks(path, LengthLimits(500_000, 102.5))
     with pytest.raises(InputError, match=r"^video lasts 102 s, over the limit of 60 s \(max_video_duration_s\)$"):
-        runner_checks(path, tmp_path, LengthLimits(500_000, 60.0))
+        runner_checks(path, LengthLimits(500_000, 60.0))
 
 
 @pytest.mark.parametrize("seconds,limit,refusal", [

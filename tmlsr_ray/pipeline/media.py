@@ -16,8 +16,10 @@ from tmlsr_ray.pipeline.mux import MuxReport
 from tmlsr_ray.pipeline.output_formats import (HEVC_ENCODER, HEVC_THIN_MAX_SIDE, HEVC_THIN_SIDE, MAX_FRAME_SIZE,
                                                MIN_FRAME_SIDE, ContainerFormat, container_refusal, encoded_crf,
                                                resolve_codec, too_long_for_hevc)
-from tmlsr_ray.pipeline.probe import check_frame_pixels
-from tmlsr_ray.pipeline.segment_plan import SegmentPlan
+from tmlsr_ray.pipeline.probe import check_frame_pixels, probe_video
+from tmlsr_ray.pipeline.segment_plan import Cutting, SegmentPlan
+from tmlsr_ray.pipeline.segments import plan_segments
+from tmlsr_ray.pipeline.timeline import continuous_source
 from tmlsr_ray.pipeline.video_info import COLOR_FIELDS, VideoInfo
 
 STILL_IMAGE_CONTAINERS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}
@@ -32,6 +34,22 @@ def check_video_frames(info: VideoInfo, settings) -> None:
     if info.container in STILL_IMAGE_CONTAINERS or info.container.endswith("_pipe"):
         raise InputError(f"input is a still image ({info.codec}), not a video; submit it with type=image")
     check_frame_pixels(info.width, info.height, settings.max_input_pixels)
+
+
+def length_checked_plan(path: Path, info: VideoInfo, limits: LengthLimits, cutting: Cutting,
+                        repeat_damaged: bool = False,
+                        max_pixels: Optional[int] = None) -> Tuple[Path, VideoInfo, SegmentPlan]:
+    """The file to cut (``path``, or a copy of it with its clock made continuous), its facts and its
+    segments, once every length check has passed: each scan of the packets stops as soon as the
+    video is over ``limits``; the stated length is checked only after the clock is repaired (a jump
+    back in it reads as a day of video), the indexed one where the container states none."""
+    source = continuous_source(path, path.with_name(f"continuous-{path.name}"), limits, info.stream_index)
+    if source != path:
+        info = probe_video(source, repeat_damaged, max_pixels)
+    check_video_length(info, limits)
+    plan = plan_segments(source, info, cutting, max_pixels=max_pixels, limits=limits)
+    check_indexed_length(info, plan, limits)
+    return source, info, plan
 
 
 def check_video_length(info: VideoInfo, limits: LengthLimits) -> None:

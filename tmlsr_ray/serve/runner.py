@@ -45,8 +45,7 @@ from tmlsr_ray.pipeline.probe import probe_video
 from tmlsr_ray.pipeline.progress import SegmentProgress
 from tmlsr_ray.pipeline.render import SegmentJob
 from tmlsr_ray.pipeline.segment_plan import Segment, SegmentPlan
-from tmlsr_ray.pipeline.segments import extract_segments, plan_segments, planned_info
-from tmlsr_ray.pipeline.timeline import continuous_source
+from tmlsr_ray.pipeline.segments import extract_segments, planned_info
 from tmlsr_ray.pipeline.upscale import SizeRequest, check_output_size, processing_resolution, target_size
 from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.protocol import StageName, StageStatus, TaskOutput, TaskStatus, model_defaults
@@ -302,16 +301,9 @@ class TaskRunner:
         repeat_damaged = params.get("damaged_frames") == "repeat"
         info = await asyncio.to_thread(probe_video, path, repeat_damaged, settings.max_input_pixels)
         media.check_video_frames(info, settings)
-        limits = LengthLimits.of(settings)  # each scan of the packets stops once the video is over them
-        source = await asyncio.to_thread(continuous_source, path, path.with_name(f"continuous-{path.name}"),
-                                         limits, info.stream_index)
-        if source != path:
-            path, info = source, await asyncio.to_thread(probe_video, source, repeat_damaged,
-                                                         settings.max_input_pixels)
-        media.check_video_length(info, limits)  # after: a jump back in a clock reads as a day of video
-        segments = await asyncio.to_thread(plan_segments, path, info, settings.video_cutting,
-                                           max_pixels=settings.max_input_pixels, limits=limits)
-        media.check_indexed_length(info, segments, limits)  # where the container states no length
+        path, info, segments = await asyncio.to_thread(
+            media.length_checked_plan, path, info, LengthLimits.of(settings), settings.video_cutting,
+            repeat_damaged, settings.max_input_pixels)
         info = planned_info(info, segments)  # the rate the output states and encodes at, the size it takes
         media.check_video_frames(info, settings)  # at the largest size its keyframes showed
         # A flood is refused before any replica call (a first call loads the model: seconds).
