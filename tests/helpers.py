@@ -2917,6 +2917,19 @@ def sigkill(pids: List[int]) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def process_state(pid: int) -> str:
+    """The state letter of /proc/<pid>/stat: T for a stopped process, Z for one ended but not reaped."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def process_gone(pid: int) -> bool:
+    """Whether the process has ended (its parent may not have reaped it yet)."""
+    try:
+        return process_state(pid) in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
 @contextlib.contextmanager
 def frozen(pids: List[int]) -> Iterator[None]:
     """The processes stopped (SIGSTOP) for the block, then let go on: a replica frozen so makes no
@@ -2933,6 +2946,31 @@ def frozen(pids: List[int]) -> Iterator[None]:
         for pid in stopped:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
+
+
+class PieceRewrites:
+    """The finished pieces (a record and its bytes) under a task's local ``pieces`` folder, and which of
+    them are seen written again: each :meth:`look` compares every file's inode and modification time
+    with those it had when this was made (a write through a rename, as pieces are saved, changes both).
+    Look while the task runs: its folder goes when it ends."""
+
+    def __init__(self, pieces: Path):
+        self.pieces = pieces
+        records = pieces.glob("*/[0-9]*.json")
+        self.found = self._identities([path for record in records for path in (record, record.with_suffix(".mp4"))])
+        self.rewritten: set = set()
+
+    def look(self) -> None:
+        seen = self._identities([self.pieces / name for name in self.found])
+        self.rewritten |= {name for name, identity in seen.items() if identity != self.found[name]}
+
+    def _identities(self, paths) -> dict:
+        identities = {}
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                stat = path.stat()
+                identities[str(path.relative_to(self.pieces))] = (stat.st_ino, stat.st_mtime_ns)
+        return identities
 
 
 class DemuxCount:

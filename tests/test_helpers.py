@@ -8,14 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import eventually, frozen
+from tests.helpers import PieceRewrites, eventually, frozen, process_gone, process_state
+from tmlsr_ray.piece import Piece
+from tmlsr_ray.storage.pieces import PieceStore
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
-
-
-def process_state(pid: int) -> str:
-    """The state letter of /proc/<pid>/stat: T for a stopped process."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def echoes(process: subprocess.Popen, timeout: float = 10) -> bool:
@@ -68,3 +65,27 @@ def test_eventually_times_out_naming_the_last_state_a_callable_describes():
     with pytest.raises(AssertionError, match=r"^timed out waiting for the task after (\d+) reads$") as timed_out:
         eventually(never, timeout=0.3, what=lambda: f"the task after {len(seen)} reads")
     assert timed_out.match(rf"after {len(seen)} reads")
+
+
+def test_process_gone_once_a_process_has_ended_reaped_or_not():
+    process = subprocess.Popen(["sleep", "60"])
+    assert not process_gone(process.pid)
+    process.kill()
+    eventually(lambda: process_gone(process.pid), what="the killed process seen gone before its reaping")
+    process.wait()
+    assert process_gone(process.pid)
+
+
+def test_piece_rewrites_notes_a_finished_piece_saved_again_and_only_those(tmp_path):
+    store = PieceStore(tmp_path / "pieces" / "plan")
+    pieces = [Piece(index, first_pts=0, frames=24, encoder="libx264") for index in range(3)]
+    for piece in pieces[:2]:
+        store.save(b"finished", piece)
+    store.path(2).write_bytes(b"no record yet")  # cut before its record: not finished, made again
+    watch = PieceRewrites(tmp_path / "pieces")
+    store.save(b"made again", pieces[2])
+    watch.look()
+    assert len(watch.found) == 4 and not watch.rewritten
+    store.save(b"remade", pieces[1])
+    watch.look()
+    assert watch.rewritten == {"plan/00001.json", "plan/00001.mp4"}

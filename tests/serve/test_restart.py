@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import pytest
 import requests
 
-from tests.helpers import (eventually, frozen, kill_state_actor, make_clip, png_bytes, read_task, replica_pids,
-                           segments_done, task_ended, video_progress, wait_for_task)
+from tests.helpers import (eventually, frozen, kill_state_actor, make_clip, PieceRewrites, png_bytes, process_gone,
+                           read_task, replica_pids, segments_done, sigkill, task_ended, video_progress, wait_for_task)
 
 
 @dataclass
@@ -18,6 +20,7 @@ class SecondApp:
     name: str
     state_actor: str
     base: str
+    data_dir: Path
     deploy: Callable[..., dict]  # deploys with changed settings; returns the application args deployed
 
     def stop(self) -> None:
@@ -44,7 +47,7 @@ def second_app(service, name: str, **overrides):
         return args
 
     deploy()
-    yield SecondApp(name, state, service.url(f"/{name}"), deploy)
+    yield SecondApp(name, state, service.url(f"/{name}"), Path(settings["data_dir"]), deploy)
     serve.delete(name)
     kill_state_actor(state, STATE_NAMESPACE)
 
@@ -106,20 +109,32 @@ def test_a_video_cut_off_by_a_stop_resumes_from_its_finished_segments(stoppable,
     # none finishes during the stop (its grace period and the app's deletion, 4 s here) however fast
     # the machine: unfrozen, the last ones finished during the stop on a quiet machine (reused 0).
     url = input_server.add("restart.mp4", make_clip(tmp_path / "r.mp4", frames=72, size=(160, 120)).read_bytes())
-    upscalers = replica_pids("Upscaler", app=stoppable.name)
+    runners, upscalers = replica_pids("TaskRunner", app=stoppable.name), replica_pids("Upscaler", app=stoppable.name)
     task_id = requests.post(f"{base}/tasks", json={"url": url, "model": "slow-x4.pth"}, timeout=30).json()["task_id"]
     wait_for_task(base, task_id, timeout=180, until=lambda t: segments_done(t) >= 1 or task_ended(t))
     with frozen(upscalers):
         task = read_task(base, task_id)
         total = video_progress(task).get("segments_total", 0)
         assert task["status"] == "processing" and 1 <= segments_done(task) < total, ("no cut part way", task)
-        stoppable.stop()
+        stop_past_frozen_replicas(stoppable, runners, upscalers)
+    pieces = PieceRewrites(stoppable.data_dir / "work" / task_id / "pieces")
     stoppable.deploy()
-    task = wait_for_task(base, task_id, timeout=240)
+    task = wait_for_task(base, task_id, timeout=240, until=lambda t: pieces.look() or task_ended(t))
     assert task["status"] == "completed", task["error"]
+    assert pieces.found and not pieces.rewritten, ("found pieces written again", sorted(pieces.rewritten))
     meta = task["output"]["metadata"]
     assert meta["frames"] == 72 and meta["segments"]["total"] == total >= 6 and meta["segments"]["rekeyed"] == 0
     assert 1 <= meta["segments"]["reused"] < total, meta["segments"]
+
+
+def stop_past_frozen_replicas(app: SecondApp, runners, frozen_pids) -> None:
+    """Stops ``app``; its frozen replicas are killed once its runners are gone: then no work of theirs
+    can land, and a stop waits out Serve's 20 s grace for a replica that never answers it."""
+    with ThreadPoolExecutor(1) as pool:
+        stopped = pool.submit(app.stop)
+        eventually(lambda: all(map(process_gone, runners)) or stopped.done(), 60, "the runner replicas gone")
+        sigkill([pid for pid in frozen_pids if not process_gone(pid)])
+        stopped.result()
 
 
 def test_a_task_cut_off_by_a_stop_runs_again_as_soon_as_the_app_is_back(stoppable, input_server):

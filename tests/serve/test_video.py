@@ -12,10 +12,10 @@ import requests
 
 from tests.helpers import (AUTH, COVER_JPEG, FONT_BYTES, SHARED, actor_pid, animated_gif, anime_matroska,
                            cut_inside_packet, eventually, fetch_output, frame_flood_gif, frozen, interlaced_clip,
-                           joined_recordings, live_source, make_clip, png_bytes, replica_pids, save_srvgg,
-                           segments_done, shared_path, sigkill, soft_telecine_clip, start_slow_video, task_ended,
-                           video_frames, video_progress, video_tracks, wait_for_task, with_adts_header_broken,
-                           with_packets_damaged, with_telemetry_and_cover)
+                           joined_recordings, live_source, make_clip, PieceRewrites, png_bytes, replica_pids,
+                           save_srvgg, segments_done, shared_path, sigkill, soft_telecine_clip, start_slow_video,
+                           task_ended, video_frames, video_progress, video_tracks, wait_for_task,
+                           with_adts_header_broken, with_packets_damaged, with_telemetry_and_cover)
 from tmlsr_ray.models.realesrgan import RealESRGANModel
 from tmlsr_ray.pipeline.decode import iter_batches
 from tmlsr_ray.pipeline.probe import probe_video
@@ -398,10 +398,13 @@ def test_a_killed_task_runner_resumes_from_the_segments_already_finished(service
         total = video_progress(task).get("segments_total", 0)
         assert task["status"] == "processing" and 1 <= segments_done(task) < total, ("no cut part way", task)
         sigkill(runners)  # the task's loop dies with the process
+        pieces = PieceRewrites(service.data_dir / "work" / task_id / "pieces")
     # The heartbeat stops; the sweeper re-queues the task and hands it to the new replica, whose
-    # attempt finds the finished pieces and makes only the missing ones.
-    task = service.wait(task_id, timeout=240)
+    # attempt finds the finished pieces and makes only the missing ones (one that remade them all
+    # still counted the found ones as reused).
+    task = service.wait(task_id, timeout=240, until=lambda t: pieces.look() or task_ended(t))
     assert task["status"] == "completed", task["error"]
+    assert pieces.found and not pieces.rewritten, ("found pieces written again", sorted(pieces.rewritten))
     meta = task["output"]["metadata"]
     assert meta["frames"] == 72 and meta["segments"]["total"] == total >= 6
     assert 1 <= meta["segments"]["reused"] < total, meta["segments"]
