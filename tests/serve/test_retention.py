@@ -5,7 +5,7 @@ import time
 import ray
 import requests
 
-from tests.helpers import png_bytes
+from tests.helpers import eventually, png_bytes
 from tmlsr_ray.serve.state import STATE_ACTOR_NAME, STATE_NAMESPACE
 from tmlsr_ray.storage.base import output_key
 
@@ -52,9 +52,7 @@ def test_an_output_stored_for_a_task_that_ended_without_it_is_removed_at_once(se
     stored.parent.mkdir(parents=True)
     stored.write_bytes(png_bytes(4, 4))
     assert ray.get(state.cancel.remote(task_id))[0] is True
-    deadline = time.monotonic() + 10
-    while stored.parent.exists() and time.monotonic() < deadline:  # the folder goes after its file
-        time.sleep(0.1)
-    assert not stored.exists() and not stored.parent.exists()
+    eventually(lambda: not stored.parent.exists(), 10, "the output's folder removed")  # it goes after its file
+    assert not stored.exists()
     assert ray.get(state.note_output.remote(task_id, key, attempt)) is False  # a run that lost its task stores nothing
     assert service.task(task_id)["status"] == "canceled"

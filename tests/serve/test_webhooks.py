@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Optional
 
 import pytest
 import requests
@@ -20,14 +21,15 @@ def receiver():
 
 
 def wait_for(receiver: WebhookReceiver, event: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for _, headers, body in receiver.received:
+    """The first ``event`` webhook the receiver gets, its signature checked."""
+    def delivered() -> Optional[dict]:
+        for _, headers, body in list(receiver.received):
             if json.loads(body)["event"] == event:
                 assert signature_ok(body, headers.get(SIGNATURE_HEADER), WEBHOOK_SECRET)
                 return json.loads(body)
-        time.sleep(0.1)
-    raise AssertionError(f"no {event} webhook; got {receiver.events()}")
+        return None
+
+    return eventually(delivered, timeout, lambda: f"a {event} webhook; got {receiver.events()}")
 
 
 def test_a_finished_task_posts_a_signed_copy_of_itself(service, input_server, receiver):
