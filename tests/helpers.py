@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 import zlib
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -32,6 +33,8 @@ import pytest
 import requests
 import torch
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from tmlsr_ray.models.basicsr_compat import import_architectures
 from tmlsr_ray.pipeline.length import LengthLimits
@@ -182,12 +185,14 @@ SPANDREL_ONE_IMAGE_ARCHS = ("DRUNet", "FDnCNN", "IPT", "SeemoRe")
 SPANDREL_TILING_DISCOURAGED_ARCHS = ("SCUNet", "RetinexFormer", "SwinIR")
 
 
-def tiny_spandrel_network(arch: str, scale: int) -> torch.nn.Module:
+def _spandrel_class(module: str, name: str = ""):
     import importlib
 
-    def cls(module: str, name: str = ""):
-        return getattr(importlib.import_module(f"spandrel.architectures.{module}"), name or module)
+    return getattr(importlib.import_module(f"spandrel.architectures.{module}"), name or module)
 
+
+def tiny_spandrel_network(arch: str, scale: int) -> torch.nn.Module:
+    cls = _spandrel_class
     window = dict(img_size=16, window_size=4, embed_dim=12, depths=[1], num_heads=[2], mlp_ratio=2)
     builders = {
         "Compact": lambda: cls("Compact")(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=scale),
@@ -216,6 +221,34 @@ def tiny_spandrel_network(arch: str, scale: int) -> torch.nn.Module:
                                         self_attn_dim_head=8, attn_depths=(1,) * 5, mid_attn_depth=1),
     }
     return builders[arch]()
+
+
+# spandrel architectures at the feature widths, windows and heads of their published models, one
+# shallow stage deep: (module, class, the keyword of its scale, the other arguments)
+_SWIN = dict(img_size=64, embed_dim=180, depths=[2], num_heads=[6], mlp_ratio=2, upsampler="pixelshuffle")
+SERVED_WIDTHS = {
+    "Compact": ("Compact", "Compact", "upscale", dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=4)),
+    "ESRGAN": ("ESRGAN", "ESRGAN", "scale", dict(in_nc=3, out_nc=3, num_filters=64, num_blocks=2)),
+    "SwinIR": ("SwinIR", "SwinIR", "upscale", dict(window_size=8, **_SWIN)),
+    "HAT": ("HAT", "HAT", "upscale", dict(window_size=16, compress_ratio=3, squeeze_factor=30, overlap_ratio=0.5,
+                                          **_SWIN)),
+    "DAT": ("DAT", "DAT", "upscale", dict(img_size=64, embed_dim=180, depth=[2], num_heads=[6], split_size=[8, 32],
+                                          expansion_factor=2, upsampler="pixelshuffle")),
+    "OmniSR": ("OmniSR", "OmniSR", "up_scale", dict(num_in_ch=3, num_out_ch=3, num_feat=64, block_num=1,
+                                                    window_size=8, res_num=1)),
+    "SPAN": ("SPAN", "SPAN", "upscale", dict(num_in_ch=3, num_out_ch=3, feature_channels=48)),
+    "RealCUGAN": ("RealCUGAN", "UpCunet4x", None, dict(in_channels=3, out_channels=3)),
+    "PLKSR": ("PLKSR", "PLKSR", "upscaling_factor", dict(dim=64, n_blocks=2, kernel_size=17, split_ratio=0.25)),
+}
+
+
+def served_width_spandrel_network(arch: str) -> torch.nn.Module:
+    """``arch`` ×4 at its published widths (:data:`SERVED_WIDTHS`): a pass's peak memory follows
+    the widths, not the depth (blocks run one after another), so a memory estimate checked
+    against it holds for a served file."""
+    module, name, scale_keyword, arguments = SERVED_WIDTHS[arch]
+    scale = {scale_keyword: 4} if scale_keyword else {}
+    return _spandrel_class(module, name)(**arguments, **scale)
 
 
 def save_spandrel_model(arch: str, path: Path, scale: int = 2, seed: int = 0) -> Path:
@@ -347,6 +380,55 @@ def peak_memory_of(statement: str, setup: str = "") -> int:
     ])
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     return int(run.stdout.split()[-1])
+
+
+class StoragePeak(TorchDispatchMode):
+    """The most bytes of tensor storage made under it that were alive at once (``peak``): what a
+    device's allocator would hold for the work, measured on any device, the meta one too (no
+    data, so a 4K pass costs nothing). Storages its operations were given (weights, an input
+    made before) are not counted; a view or an in-place result adds nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self._storages = {}  # id → weak reference, freed storages leave
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self._note(args, kwargs, counted=False)
+        out = func(*args, **(kwargs or {}))
+        self._note(out, counted=True)
+        self.peak = max(self.peak, self.live)
+        return out
+
+    def _note(self, *values, counted: bool) -> None:
+        for tensor in tree_flatten(values)[0]:
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            storage = tensor.untyped_storage()
+            if id(storage) in self._storages:
+                continue
+            size = storage.nbytes() if counted else 0
+            self._storages[id(storage)] = weakref.ref(storage, partial(self._freed, id(storage), size))
+            self.live += size
+
+    def _freed(self, key: int, size: int, _reference) -> None:
+        self._storages.pop(key, None)
+        self.live -= size
+
+
+def pass_peak_bytes(model, height: int, width: int, target=None, yuv=None, device: str = "meta") -> int:
+    """Peak bytes of tensors one pass of ``model`` (a FrameNetwork) makes for one 8-bit frame of
+    this size, as the replica runs it (``upscale_samples``' pass: to the network's type, the
+    network, back to samples, resized to ``target`` or converted to ``yuv``); on ``meta`` its
+    network is moved there for good."""
+    if device == "meta" and hasattr(model, "_net"):
+        model._net = model._net.to("meta")
+    elif device == "meta":
+        model._descriptor.to("meta")
+    frame = torch.zeros((1, height, width, 3), dtype=torch.uint8, device=device)
+    with torch.inference_mode(), StoragePeak() as peak:
+        model._samples_pass(frame, 255.0, target, yuv)
+    return peak.peak
 
 
 def write_dit_safetensors(path: Path, tensors, dtype: torch.dtype) -> Path:

@@ -361,3 +361,13 @@ def test_a_large_model_loads_without_a_second_copy_of_its_weights(tmp_path, suff
     peak = peak_memory_of(load.format(str(path)), setup="\n".join([
         "from pathlib import Path", "from tmlsr_ray.models.spandrel import SpandrelModel", load.format(str(tiny))]))
     assert peak < 1.3 * size, f"peak {peak / 2**20:.0f} MiB for a file of {size / 2**20:.0f} MiB"
+
+
+def test_a_compact_file_read_by_spandrel_gets_the_compact_memory_estimate_not_a_transformers(tmp_path):
+    """spandrel names the architecture "RealESRGAN Compact": looked up as "Compact" it got the
+    transformers' estimate, 16 to 32 times its measured peak, so its passes took that many times
+    fewer frames than fit."""
+    from tmlsr_ray.models.realesrgan import ACTIVATIONS_PER_FEATURE
+
+    model = spandrel_backend.SpandrelModel(save_spandrel_model("Compact", tmp_path / "c.pth"), LoadOptions("cpu"))
+    assert model._activations == ACTIVATIONS_PER_FEATURE["SRVGGNetCompact"]

@@ -29,10 +29,18 @@ logger = logging.getLogger(__name__)
 PASS_SHARE = 0.5
 
 
+# Bytes per output pixel a pass keeps in fp32 whatever the network's type: the network's output
+# made float and the resized (or YUV) frame made from it, 3 channels each. Uncounted, a fp16
+# SRVGGNetCompact x4 pass resized took 1.3 times its estimate (tests/models/test_frame_network.py
+# measures every family).
+FLOAT_OUTPUT_BYTES = 2 * 3 * 4
+
+
 def frame_bytes(height: int, width: int, scale: int, activations: int, element_bytes: int, num_feat: int = 64) -> int:
     """Device memory one frame takes in a pass, for a network keeping ``activations`` values
     alive per input pixel and feature channel."""
-    return (num_feat * activations + 6 * scale * scale) * element_bytes * height * width
+    per_output_pixel = 6 * element_bytes + FLOAT_OUTPUT_BYTES
+    return (num_feat * activations * element_bytes + per_output_pixel * scale * scale) * height * width
 
 
 def frames_that_fit(free_bytes: int, height: int, width: int, scale: int, activations: int, element_bytes: int,

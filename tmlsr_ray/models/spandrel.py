@@ -52,9 +52,13 @@ ONE_IMAGE_ARCHITECTURES = {"DRUNet", "DnCNN", "IPT", "SeemoRe"}
 # and per place in a batch: the same frame came out different each time.
 NOISED_ARCHITECTURES = {"AuraSR"}
 NOISE_SEED = 0
-# Live activations per input pixel and feature channel, for batch sizing on a GPU: transformer
-# blocks (windows, attention scores, MLPs four times wider) keep far more alive than convolutions.
-ACTIVATIONS_PER_FEATURE = {"ESRGAN": 32, "Compact": 3, "SPAN": 6, "RealCUGAN": 8, "PLKSR": 8}
+# Live activations per input pixel and 64 feature channels, for batch sizing on a GPU, by
+# spandrel's architecture name: transformer blocks (windows, attention scores, MLPs four times
+# wider) keep far more alive than convolutions, and HAT's overlapping windows most. Each is at or
+# above a pass measured at its published widths (tests/models/test_frame_network.py): RealCUGAN's
+# U-Net took 3.2 times, SPAN's 2.4 times, HAT's 1.7 times what they were given before.
+ACTIVATIONS_PER_FEATURE = {"ESRGAN": 36, "RealESRGAN Compact": 3, "SPAN": 18, "RealCUGAN": 32, "PLKSR": 8,
+                           "HAT": 176}
 TRANSFORMER_ACTIVATIONS = 96
 REFUSED_PURPOSES = {
     "FaceSR": "a face-restoration model: it needs detected and aligned faces, not whole frames",
