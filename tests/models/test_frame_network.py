@@ -6,7 +6,7 @@ import torch
 
 from tests.helpers import (SPANDREL_ARCHS, pass_peak_bytes, save_rrdbnet, save_srvgg, save_state,
                            served_width_spandrel_network)
-from tmlsr_ray.models.base import LoadOptions
+from tmlsr_ray.models.base import LoadOptions, TilingAdvice
 from tmlsr_ray.models.frame_network import frame_bytes
 from tmlsr_ray.models.realesrgan import ACTIVATIONS_PER_FEATURE, RealESRGANModel
 from tmlsr_ray.models.registry import load_model, recognise
@@ -20,7 +20,7 @@ def test_whether_a_frame_runs_whole_on_a_gpu_follows_its_total_memory_not_what_i
     """Whole or tiled followed the free GPU memory: the same request to a model that tiles badly
     gave other pixels while other work held the card."""
     model = RealESRGANModel(tiny_model_path, device="cpu")
-    model._device, model.tiling = torch.device("cuda", 0), "discouraged"  # its memory facts only: nothing runs
+    model._device, model.tiling = torch.device("cuda", 0), TilingAdvice.DISCOURAGED  # its memory facts only: nothing runs
     total = 4 * frame_bytes(16, 16, 4, ACTIVATIONS_PER_FEATURE["SRVGGNetCompact"], 4, model._num_feat)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=total))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: 0)

@@ -123,7 +123,7 @@ def _model_advising(tiny_model_path, advice: str):
     """A model saying how it takes tiles (``tiling``) that never fits whole in memory, recording
     the input shape of each call of its float path (the tiled one)."""
     model = RealESRGANModel(tiny_model_path, device="cpu")
-    model.tiling, model.fits_in_memory = advice, lambda height, width: False
+    model.tiling, model.fits_in_memory = TilingAdvice(advice), lambda height, width: False
     model.seen = []
     float_path = model.upscale
     model.upscale = lambda planes: model.seen.append(planes.shape[1:3]) or float_path(planes)

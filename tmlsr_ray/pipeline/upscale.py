@@ -234,9 +234,9 @@ def runs_whole(model: SuperResolutionModel, height: int, width: int) -> bool:
 
 
 def _tiling_advice(model: SuperResolutionModel) -> TilingAdvice:
-    """What the model's family says of tiling it; a family that says nothing takes tiles as a
-    convolution stack does."""
-    return TilingAdvice(getattr(model, "tiling", TilingAdvice.SUPPORTED))
+    """What the model's family says of tiling it (a :class:`TilingAdvice` since the model was
+    built); a family that says nothing takes tiles as a convolution stack does."""
+    return getattr(model, "tiling", TilingAdvice.SUPPORTED)
 
 
 def _tiling_for(model: SuperResolutionModel, tiling: Tiling, height: int, width: int) -> Tiling:
@@ -258,7 +258,8 @@ def _tiling_for(model: SuperResolutionModel, tiling: Tiling, height: int, width:
 
 def _run_tiles(model, planes: np.ndarray, tiling: Tiling, should_stop, may_run_whole: bool = True):
     """Yields ((y0, y1, x0, x1), output) per tile of the input; one tile when the image is small
-    or the model runs it whole (:func:`runs_whole`) and it fits the device at the moment. Not
+    or the model runs it whole (:func:`runs_whole`: by its advice and the device's total memory),
+    and it did not meet a device full at the moment (then it is tiled after all). Not
     ``may_run_whole``: tiles whatever the size (the caller ran it whole, or meant to)."""
     count, height, width, _ = planes.shape
     if may_run_whole and (count * height * width <= tiling.min_pixels or runs_whole(model, height, width)):
