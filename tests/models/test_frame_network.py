@@ -1,6 +1,7 @@
 from types import SimpleNamespace
 from typing import Optional
 
+import numpy as np
 import pytest
 import torch
 
@@ -122,3 +123,49 @@ def test_a_pass_measured_on_the_meta_device_peaks_as_it_does_on_the_cpu(tmp_path
     path = save_srvgg(tmp_path / "m.pth", num_feat=16, scale=2)
     on_cpu = pass_peak_bytes(RealESRGANModel(path, device="cpu", dtype="fp16"), 24, 40, device="cpu")
     assert on_cpu > 0 and pass_peak_bytes(RealESRGANModel(path, device="cpu", dtype="fp16"), 24, 40) == on_cpu
+
+
+def _busy_for_a_moment(model, monkeypatch, on_cuda: bool):
+    """``model`` whose passes of more than two frames run out of memory while ``busy`` holds an
+    entry (other work's moment on the card); each pass's frame count noted in ``sizes``. On CUDA
+    by its memory facts (ample), its passes still run on the CPU."""
+    if on_cuda:
+        model._device = torch.device("cuda", 0)
+        for name, value in {"mem_get_info": (1 << 40, 1 << 40), "memory_reserved": 0, "memory_allocated": 0}.items():
+            monkeypatch.setattr(torch.cuda, name, lambda device, value=value: value)
+    busy, sizes, run_pass = [True], [], model._float_pass
+
+    def pass_of(batch):
+        sizes.append(len(batch))
+        if busy and len(batch) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return run_pass(batch)
+
+    model._float_pass, model.passes_before_retry = pass_of, 6
+    return busy, sizes
+
+
+@pytest.mark.parametrize("on_cuda", [True, False], ids=["cuda", "cpu"])
+def test_a_pass_halved_after_an_out_of_memory_grows_again_on_cuda_after_passes_that_worked(tmp_path, monkeypatch,
+                                                                                           on_cuda):
+    """A pass halved after an out-of-memory stayed halved for that frame size until the model
+    reloaded, where the error came from a moment's load by other work on the card. On a CPU it
+    stays: there the frames sharing a pass change a transformer's pixels."""
+    model = RealESRGANModel(save_srvgg(tmp_path / "m.pth", scale=2), device="cpu")
+    busy, sizes = _busy_for_a_moment(model, monkeypatch, on_cuda)
+    frames = np.random.default_rng(0).random((8, 6, 10, 3), dtype=np.float32)
+    model.upscale(frames)
+    busy.clear()
+    for _ in range(2):
+        model.upscale(frames)
+    lifted = [8, 4, 2, 2, 2, 2] + [2, 2, 2, 2] + [4, 4]
+    assert sizes == (lifted if on_cuda else [8, 4, 2, 2, 2, 2] + [2] * 8)
+
+
+def test_a_pass_that_runs_out_again_after_growing_is_halved_again(tmp_path, monkeypatch):
+    model = RealESRGANModel(save_srvgg(tmp_path / "m.pth", scale=2), device="cpu")
+    busy, sizes = _busy_for_a_moment(model, monkeypatch, on_cuda=True)
+    frames = np.random.default_rng(0).random((8, 6, 10, 3), dtype=np.float32)
+    for _ in range(3):
+        model.upscale(frames)
+    assert sizes == [8, 4, 2, 2, 2, 2] + [2, 2, 2, 2] + [4, 2, 2, 2, 2] and model.frames_per_pass(6, 10) == 2

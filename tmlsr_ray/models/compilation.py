@@ -9,7 +9,8 @@ In the shape-specialising modes a pass with fewer frames than one before it at t
 size (a segment's last) is padded up to that count: one graph per frame size, where each new
 count would compile again (minutes under ``max-autotune``, and torch stops compiling a function
 after a few recompilations). A count that ran out of memory is padded to no more: a pass halved
-after it compiles at its own count, once, where padded back it ran out again at every halving.
+after it compiles at its own count, once, where padded back it ran out again at every halving,
+until the model lets passes of that size grow again (:meth:`CompiledNetwork.may_pad_again`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class CompiledNetwork:
         logger.info("%s: torch.compile (%s) for input %s took %.1f s", self._name, self.mode,
                     "x".join(map(str, key[0])), self.compile_seconds[key])
         return out[:frames]
+
+    def may_pad_again(self, height: int, width: int) -> None:
+        """Passes of inputs this size may again be padded to counts that ran out of memory: the
+        model tries larger passes again after a run of smaller ones that worked."""
+        self._out_of_memory_at = {key for key in self._out_of_memory_at if key[0][2:] != (height, width)}
 
     def _padded(self, batch: torch.Tensor) -> torch.Tensor:
         """The batch with zero frames after it up to the most a compiled pass of its size had."""

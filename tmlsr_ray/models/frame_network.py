@@ -65,6 +65,9 @@ class FrameNetwork:
     # Input pixels one GPU pass aims at: enough to fill the GPU (a 720p frame already does), few
     # enough that a batch splits into passes whose copies overlap each other's compute.
     pass_pixels: int = 2_000_000
+    # Passes that work at a size's halved pass before the larger one is tried again on CUDA: the
+    # out-of-memory may have come from a moment's load by other work on the card.
+    passes_before_retry: int = 32
 
     def _place(self, device: str, dtype: torch.dtype, replicas_per_host: int = 1, gpu_share: float = 1.0) -> None:
         self._device = select_device(device)
@@ -81,6 +84,7 @@ class FrameNetwork:
         self.passes = StagedPasses(self._device) if cuda else DirectPasses()
         self._resize = Lanczos4()
         self._pass_caps: Dict[Tuple[int, int], int] = {}  # (height, width) → frames per pass that fit
+        self._passes_at_cap: Dict[Tuple[int, int], int] = {}  # (height, width) → passes that worked at its cap
         self._sizes_tiled: Set[Tuple[int, int]] = set()  # (height, width) tiled against its advice
         if cuda:
             # A video's frames keep one shape, so cuDNN's one-off search for the fastest
@@ -117,23 +121,46 @@ class FrameNetwork:
 
     def _in_passes(self, host: np.ndarray, size: Tuple[int, int], compute, out_dtype) -> np.ndarray:
         """``compute`` over the frames in passes of :meth:`frames_per_pass`; a pass out of device
-        memory is run again with half the frames, and that size keeps the smaller passes."""
+        memory is run again with half the frames, and that size keeps the smaller passes (on CUDA
+        until :meth:`_count_passes_at_cap` lifts them)."""
         per_pass = self.frames_per_pass(*size)
         while True:
             try:
                 with torch.inference_mode(), self._stream_context():
-                    return self.passes.run(host, per_pass, compute, out_dtype)
+                    out = self.passes.run(host, per_pass, compute, out_dtype)
+                self._count_passes_at_cap(size, per_pass, len(host) // per_pass)  # the full ones
+                return out
             except RuntimeError as exc:
                 tried = min(per_pass, len(host))
                 if tried <= 1 or not is_out_of_memory(exc):
                     raise
-                # The activation estimate was short for this network: fewer frames per pass, from
-                # now on for this size.
+                # The activation estimate was short, or other work held the card: fewer frames per
+                # pass for this size from now on (on CUDA until enough of them worked).
                 per_pass = self._pass_caps[size] = tried // 2
+                self._passes_at_cap.pop(size, None)
                 logger.warning("%s: out of device memory at %s frames of %sx%s per pass; now %s",
                                self.name, tried, size[1], size[0], per_pass)
             # Out of the except block: its traceback would keep the failed pass's tensors alive.
             release_cached_device_memory()
+
+    def _count_passes_at_cap(self, size: Tuple[int, int], per_pass: int, passes: int) -> None:
+        """Counts ``passes`` that worked with ``size``'s capped frame count; on CUDA, after :attr:`passes_before_retry`
+        of them the cap doubles, back to the pass that ran out (which halves it again if it still
+        does). Never on a CPU: there how many frames share a pass changes a transformer's pixels."""
+        if self._device.type != "cuda" or self._pass_caps.get(size) != per_pass:
+            return
+        done = self._passes_at_cap.get(size, 0) + passes
+        if done < self.passes_before_retry:
+            self._passes_at_cap[size] = done
+            return
+        self._passes_at_cap.pop(size, None)
+        self._pass_caps[size] = 2 * per_pass
+        self._pass_cap_lifted(*size)
+        logger.info("%s: %s passes of %s frames of %sx%s worked; trying %s again", self.name, done, per_pass,
+                    size[1], size[0], 2 * per_pass)
+
+    def _pass_cap_lifted(self, height: int, width: int) -> None:
+        """What a backend does when frames of this size may take larger passes again."""
 
     def frames_per_pass(self, height: int, width: int) -> int:
         """How many frames of this size one forward pass may take: within half of the memory

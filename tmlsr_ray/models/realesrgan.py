@@ -138,6 +138,10 @@ class RealESRGANModel(FrameNetwork):
         """Seconds the first call of each input (shape, dtype) took under torch.compile; empty when off."""
         return dict(getattr(self._net, "compile_seconds", {}))
 
+    def _pass_cap_lifted(self, height: int, width: int) -> None:
+        if self.compiled:
+            self._net.may_pad_again(height + (-height) % self._size_multiple, width + (-width) % self._size_multiple)
+
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) on the device → (N, 3, H·s, W·s), padding what the architecture needs."""
         height, width = batch.shape[2:]
