@@ -251,6 +251,30 @@ def served_width_spandrel_network(arch: str) -> torch.nn.Module:
     return _spandrel_class(module, name)(**arguments, **scale)
 
 
+# The families the registry loads, at their published feature widths: Real-ESRGAN's own
+# (SRVGGNetCompact as realesr-animevideov3 and the x2/x4 general models, RRDBNet as x4plus and
+# anime_6B), then spandrel's.
+SERVED_FAMILIES = ("SRVGGNetCompact x2", "SRVGGNetCompact x4", "RRDBNet x4", *SERVED_WIDTHS)
+
+
+def served_width_model(family: str, dtype: str, folder: Path):
+    """A loaded model on the CPU of ``family`` (one of :data:`SERVED_FAMILIES`) at its published
+    widths, random weights saved in ``folder``."""
+    from tmlsr_ray.models.base import LoadOptions
+    from tmlsr_ray.models.realesrgan import RealESRGANModel
+    from tmlsr_ray.models.spandrel import SpandrelModel
+
+    if family.startswith("SRVGGNetCompact"):
+        path = save_srvgg(folder / "m.pth", num_feat=64, num_conv=4, scale=int(family[-1]))
+        return RealESRGANModel(path, device="cpu", dtype=dtype)
+    if family.startswith("RRDBNet"):
+        return RealESRGANModel(save_rrdbnet(folder / "m.pth", num_feat=64, num_block=2, num_grow_ch=32),
+                               device="cpu", dtype=dtype)
+    torch.manual_seed(0)
+    path = save_state(served_width_spandrel_network(family).state_dict(), folder / "m.pth")
+    return SpandrelModel(path, LoadOptions("cpu", dtype=dtype))
+
+
 def save_spandrel_model(arch: str, path: Path, scale: int = 2, seed: int = 0) -> Path:
     """A tiny random ``arch`` network as a .pth (or .safetensors) state dict, as community files are."""
     torch.manual_seed(seed)
@@ -429,6 +453,15 @@ def pass_peak_bytes(model, height: int, width: int, target=None, yuv=None, devic
     with torch.inference_mode(), StoragePeak() as peak:
         model._samples_pass(frame, 255.0, target, yuv)
     return peak.peak
+
+
+def largest_pass_peak_bytes(model, height: int, width: int, device: str = "meta") -> int:
+    """The largest :func:`pass_peak_bytes` of the passes a replica runs on one frame of this
+    size: at the network's size, resized (three times the input's sides), to the encoder's planes."""
+    from tmlsr_ray.models.yuv import Yuv420
+
+    return max(pass_peak_bytes(model, height, width, target, yuv, device)
+               for target, yuv in [(None, None), ((width * 3, height * 3), None), (None, Yuv420("ITU709"))])
 
 
 def write_dit_safetensors(path: Path, tensors, dtype: torch.dtype) -> Path:

@@ -27,7 +27,8 @@ def test_a_pass_halved_after_running_out_of_memory_is_not_padded_back_to_the_cou
     assert counts == [4, 4, 2, 2] and np.array_equal(out, plain.upscale(frames))
 
 
-def test_once_a_halved_pass_grows_again_a_short_pass_is_padded_back_to_the_count_that_ran_out(tmp_path, monkeypatch):
+def test_once_a_halved_pass_grows_again_a_short_pass_is_padded_back_to_the_count_that_ran_out(tmp_path,
+                                                                                               monkeypatch):
     """The counts that ran out of memory were never padded to again, while the model came to try
     them again (on CUDA, after passes that worked at the halved count): each shorter pass of that
     size then compiled a graph of its own."""

@@ -5,14 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import (SPANDREL_ARCHS, pass_peak_bytes, save_rrdbnet, save_srvgg, save_state,
-                           served_width_spandrel_network)
+from tests.helpers import (SERVED_FAMILIES, largest_pass_peak_bytes, pass_peak_bytes, save_srvgg,
+                           served_width_model)
 from tmlsr_ray.models.base import LoadOptions, TilingAdvice
 from tmlsr_ray.models.frame_network import frame_bytes
 from tmlsr_ray.models.realesrgan import ACTIVATIONS_PER_FEATURE, RealESRGANModel
 from tmlsr_ray.models.registry import load_model, recognise
-from tmlsr_ray.models.spandrel import SpandrelModel
-from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.upscale import runs_whole
 
 
@@ -82,24 +80,6 @@ def test_asking_whether_a_size_was_tiled_records_nothing(tiny_model_path):
     assert model.was_tiled_at(20, 24) and not model.was_tiled_at(24, 20)
 
 
-# The families the registry loads, at their published feature widths (their depth does not set
-# a pass's peak): Real-ESRGAN's own (SRVGGNetCompact as realesr-animevideov3 and the x2/x4
-# general models, RRDBNet as x4plus and anime_6B), then spandrel's.
-SERVED_FAMILIES = ("SRVGGNetCompact x2", "SRVGGNetCompact x4", "RRDBNet x4", "Compact", *SPANDREL_ARCHS)
-
-
-def _served_width_model(family: str, dtype: str, tmp_path):
-    if family.startswith("SRVGGNetCompact"):
-        path = save_srvgg(tmp_path / "m.pth", num_feat=64, num_conv=4, scale=int(family[-1]))
-        return RealESRGANModel(path, device="cpu", dtype=dtype)
-    if family.startswith("RRDBNet"):
-        path = save_rrdbnet(tmp_path / "m.pth", num_feat=64, num_block=2, num_grow_ch=32)
-        return RealESRGANModel(path, device="cpu", dtype=dtype)
-    torch.manual_seed(0)
-    path = save_state(served_width_spandrel_network(family).state_dict(), tmp_path / "m.pth")
-    return SpandrelModel(path, LoadOptions("cpu", dtype=dtype))
-
-
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 @pytest.mark.parametrize("family", SERVED_FAMILIES)
 def test_the_memory_estimate_of_a_pass_covers_its_measured_peak(family, dtype, tmp_path):
@@ -108,13 +88,12 @@ def test_the_memory_estimate_of_a_pass_covers_its_measured_peak(family, dtype, t
     output and its resized copy uncounted), RRDBNet (1.1), RealCUGAN (3.2), SPAN (2.4) and HAT
     (1.7). Measured on the meta device (SPAN's reparametrisation needs data: on the CPU), as the
     replica runs a pass: at the network's size, resized, and to the encoder's planes."""
-    model = _served_width_model(family, dtype, tmp_path)
+    model = served_width_model(family, dtype, tmp_path)
     device, sizes = ("cpu", [(64, 64)]) if family == "SPAN" else ("meta", [(64, 64), (180, 320)])
     for height, width in sizes:
         estimate = frame_bytes(height, width, model.scale, model._activations, model._dtype.itemsize,
                                model._num_feat)
-        peak = max(pass_peak_bytes(model, height, width, target, yuv, device)
-                   for target, yuv in [(None, None), ((width * 3, height * 3), None), (None, Yuv420("ITU709"))])
+        peak = largest_pass_peak_bytes(model, height, width, device)
         assert estimate >= peak, f"{height}x{width}: estimate {estimate / peak:.2f} of the measured peak"
 
 
