@@ -37,6 +37,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from tmlsr_ray.models.basicsr_compat import import_architectures
+from tmlsr_ray.pipeline.h264_header import HIGH_PROFILES, RbspBits
 from tmlsr_ray.pipeline.length import LengthLimits
 from tmlsr_ray.pipeline.isobmff import boxes, top_level_box
 from tmlsr_ray.pipeline.video_info import VideoInfo
@@ -1191,7 +1192,8 @@ def vp8_with_hidden_frames(tmp_path: Path) -> Path:
 
 def with_video_packets_rewritten(source: Path, path: Path, rewrite, format: str | None = None) -> Path:
     """The source remuxed with each video packet's data as ``rewrite(index, data)`` gives it
-    (index: its place among the video's, in decode order), times and flags kept."""
+    (index: its place among the video's, in decode order; None: the packet left out), times and
+    flags kept."""
     with av.open(str(source)) as inp, av.open(str(path), "w", format=format or inp.format.name.split(",")[0]) as out:
         copies = {s.index: out.add_stream_from_template(s, opaque=True) for s in inp.streams}
         video = 0
@@ -1202,11 +1204,13 @@ def with_video_packets_rewritten(source: Path, path: Path, rewrite, format: str 
             if packet.stream.type == "video":
                 data = bytes(packet)
                 rewritten = rewrite(video, data)
+                video += 1
+                if rewritten is None:
+                    continue
                 if rewritten != data:
                     copy = av.Packet(rewritten)
                     copy.pts, copy.dts, copy.duration = packet.pts, packet.dts, packet.duration
                     copy.time_base, copy.is_keyframe = packet.time_base, packet.is_keyframe
-                video += 1
             copy.stream = copies[packet.stream.index]
             out.mux(copy)
     return path
@@ -1253,6 +1257,180 @@ def damaged_raw_stream(tmp_path: Path, container: str | None, packets: Sequence[
     source = make_clip(tmp_path / f"in.{suffix}", frames=48, rate=24, audio=False, container=container,
                        options={"x264-params": "keyint=12:bframes=2:b-adapt=0"})
     return with_packets_damaged(source, tmp_path / f"damaged.{suffix}", packets, keep=keep)
+
+
+
+def video_after_start_codes(source: Path, path: Path, container: str) -> Path:
+    """The source's video stream alone, remuxed into ``container`` ("h264": a raw stream, "mpegts"):
+    its H.264 NAL units after start codes, as a broadcast or a camera's dump carries them."""
+    with av.open(str(source)) as inp, av.open(str(path), "w", format=container) as out:
+        video = inp.streams.video[0]
+        copy = out.add_stream_from_template(video)
+        for packet in inp.demux(video):
+            if packet.size:
+                packet.stream = copy
+                out.mux(packet)
+    return path
+
+
+# H.264 streams after start codes that FFmpeg's parser cuts into pictures (raw, MPEG-TS), good and
+# damaged, for the pictures a decode lacks (h264_header.PictureOrderGaps). Each x264 option set
+# keeps the picture order out of the pixels (spatial direct, no weighted B), so a test may rewrite
+# its counts and the stream decodes as before.
+POC_STREAM_OPTIONS = "keyint=12:scenecut=0:bframes=2:b-adapt=0:b-pyramid=none:weightb=0:direct=spatial"
+
+
+def start_code_stream(tmp_path: Path, container: str | None, options: str = POC_STREAM_OPTIONS,
+                      name: str = "in", frames: int = 48) -> Path:
+    """``frames`` at 24 fps, 64x48, as a raw H.264 stream (``container`` None) or an MPEG-TS."""
+    suffix = "ts" if container else "h264"
+    return make_clip(tmp_path / f"{name}.{suffix}", frames=frames, rate=24, audio=False, container=container,
+                     options={"x264-params": options})
+
+
+def _slice_units(data: bytes) -> List[Tuple[int, int]]:
+    """Where each NAL unit of a packet after start codes starts (its header byte), and its type."""
+    return [(found.end(), data[found.end()] & 0x1F) for found in re.finditer(b"\x00\x00\x01", data)
+            if found.end() < len(data)]
+
+
+def with_start_codes_damaged(source: Path, path: Path, packets: Sequence[int], byte: int = 1) -> Path:
+    """The source remuxed with the start code of the first slice of each video packet at
+    ``packets`` (places in decode order) hit by a bit error, its ``byte``-th from the end (1: 00 00
+    01 read 00 00 81; 3, of a 4-byte start code: 00 00 00 01 read 00 80 00 01, which leaves no byte
+    a NAL unit may not hold): the picture's bytes whole, FFmpeg's parser no longer finds where it
+    starts."""
+    def hit(index: int, data: bytes) -> bytes:
+        if index not in packets:
+            return data
+        at = next(at for at, kind in _slice_units(data) if kind in (1, 5)) - byte
+        return data[:at] + bytes([data[at] | 0x80]) + data[at + 1:]
+
+    return with_video_packets_rewritten(source, path, hit)
+
+
+def with_unreferenced_pictures_dropped(source: Path, path: Path, every: int = 1) -> Path:
+    """The source remuxed without every ``every``-th picture no other refers to (nal_ref_idc 0,
+    a non-reference B-frame): a stream thinned for trick play or a lower frame rate, good."""
+    dropped = []
+
+    def thinned(index: int, data: bytes) -> Optional[bytes]:
+        if not any(kind == 1 and not data[at] & 0x60 for at, kind in _slice_units(data)):
+            return data
+        dropped.append(index)
+        return None if len(dropped) % every == 0 else data
+
+    return with_video_packets_rewritten(source, path, thinned)
+
+
+def _escaped(rbsp_bits: str) -> bytes:
+    """An RBSP written as bits, emulation prevention bytes put in (H.264 7.4.1)."""
+    escaped, zeros = bytearray(), 0
+    for byte in int(rbsp_bits, 2).to_bytes(len(rbsp_bits) // 8, "big"):
+        if zeros >= 2 and byte <= 3:
+            escaped.append(3)
+            zeros = 0
+        escaped.append(byte)
+        zeros = zeros + 1 if byte == 0 else 0
+    return bytes(escaped)
+
+
+def _golomb(value: int) -> str:
+    """An unsigned Exp-Golomb number written as bits."""
+    return "0" * ((value + 1).bit_length() - 1) + f"{value + 1:b}"
+
+
+def _signed_golomb(value: int) -> str:
+    return _golomb(2 * value - 1 if value > 0 else -2 * value)
+
+
+def _x264_field_bits(data: bytes) -> Tuple[int, int]:
+    """The bits of frame_num and of pic_order_cnt_lsb, read from the packet's SPS (x264's: high
+    profile, no scaling matrices)."""
+    at = next(at for at, kind in _slice_units(data) if kind == 7)
+    bits = RbspBits(data[at + 1:at + 64])
+    bits.read(24)
+    bits.number()  # seq_parameter_set_id
+    if data[at + 1] in HIGH_PROFILES:
+        bits.number(), bits.number(), bits.number(), bits.read(2)  # chroma, depths, bypass, no matrices
+    frame_num_bits = bits.number() + 4
+    bits.number()  # pic_order_cnt_type, 0
+    return frame_num_bits, bits.number() + 4
+
+
+def _slice_start(unit: bytes, field_bits: Tuple[int, int]) -> Tuple[RbspBits, int, int]:
+    """A slice's header read up to pic_order_cnt_lsb, its frame_num and the bit where the lsb starts."""
+    bits = RbspBits(unit[1:])
+    bits.number(), bits.number(), bits.number()  # first_mb_in_slice, slice_type, pic_parameter_set_id
+    frame_num = bits.read(field_bits[0])
+    if unit[0] & 0x1F == 5:
+        bits.number()  # idr_pic_id
+    return bits, frame_num, bits.at
+
+
+def with_picture_order_rewritten(source: Path, path: Path, order: Callable[[int], int]) -> Path:
+    """The source remuxed with each slice's pic_order_cnt_lsb made ``order(lsb)`` (of the same
+    bits): a stream whose picture order steps otherwise, as an encoder whose count follows
+    capture time writes it. ``order`` keeps the order, so the stream decodes as before."""
+    field_bits = (0, 0)
+
+    def rewritten(index: int, data: bytes) -> bytes:
+        nonlocal field_bits
+        field_bits = _x264_field_bits(data) if any(kind == 7 for _, kind in _slice_units(data)) else field_bits
+        for at, kind in reversed(_slice_units(data)):
+            if kind in (1, 5):
+                end = data.find(b"\x00\x00\x01", at)
+                end = len(data) if end < 0 else end
+                bits, _, lsb_at = _slice_start(data[at:end], field_bits)
+                lsb = order(bits.read(field_bits[1])) % (1 << field_bits[1])
+                rbsp = bits.bits[:lsb_at] + f"{lsb:0{field_bits[1]}b}" + bits.bits[lsb_at + field_bits[1]:]
+                data = data[:at + 1] + _escaped(rbsp) + data[end:]
+        return data
+
+    return with_video_packets_rewritten(source, path, rewritten)
+
+
+def _units(data: bytes) -> List[bytes]:
+    """A raw H.264 stream's NAL units whole, each from its header byte."""
+    starts = [at for at, _ in _slice_units(data)] + [len(data) + 3]
+    return [data[at:end - 3].rstrip(b"\x00") for at, end in zip(starts, starts[1:])]
+
+
+def _memory_reset_picture(idr: bytes, field_bits: Tuple[int, int], frame_num: int, order_lsb: int) -> bytes:
+    """An x264 IDR slice (CABAC, deblocking fields in its header) as a non-IDR I slice of
+    ``frame_num`` and ``order_lsb`` whose dec_ref_pic_marking holds MMCO 5: what it decodes to is
+    the same."""
+    bits, _, _ = _slice_start(idr, field_bits)
+    bits.read(field_bits[1])  # pic_order_cnt_lsb, 0
+    bits.read(2)  # no_output_of_prior_pics_flag, long_term_reference_flag
+    qp_delta = bits.signed()
+    deblocking = [bits.number()]
+    deblocking += [bits.signed(), bits.signed()] if deblocking[0] != 1 else []
+    data = bits.bits[(bits.at + 7) // 8 * 8:]  # after cabac_alignment_one_bits
+    before = RbspBits(idr[1:])
+    before.number(), before.number(), before.number()  # first_mb_in_slice, slice_type, its PPS
+    rebuilt = (before.bits[:before.at] + f"{frame_num:0{field_bits[0]}b}" + f"{order_lsb:0{field_bits[1]}b}"
+               + "1" + _golomb(5) + _golomb(0) + _signed_golomb(qp_delta) + _golomb(deblocking[0])
+               + "".join(map(_signed_golomb, deblocking[1:])))
+    rebuilt += "1" * (-len(rebuilt) % 8) + data
+    return bytes([idr[0] & 0x60 | 1]) + _escaped(rebuilt)
+
+
+def joined_by_memory_reset(first: Path, second: Path, path: Path, step: int = 2) -> Path:
+    """Two raw x264 streams of one configuration as one, the second's IDR picture made an I
+    picture whose MMCO 5 starts the references, frame_num and the picture order count over (H.264
+    8.2.1): what an encoder that starts over without an IDR picture writes, its count going on
+    to that picture by ``step`` (so it is shown after those before, as FFmpeg shows it): the first
+    one IDR period, its count x264's, two a frame. Good."""
+    units = _units(first.read_bytes())
+    field_bits = _x264_field_bits(b"\x00\x00\x01" + next(unit for unit in units if unit[0] & 0x1F == 7))
+    pictures = [unit for unit in units if unit[0] & 0x1F in (1, 5) and RbspBits(unit[1:8]).number() == 0]
+    frame_num = [_slice_start(unit, field_bits)[1] for unit in pictures if unit[0] & 0x60][-1]
+    reset = partial(_memory_reset_picture, field_bits=field_bits, frame_num=(frame_num + 1) % (1 << field_bits[0]),
+                    order_lsb=(2 * len(pictures) - 2 + step) % (1 << field_bits[1]))
+    joined = units + [reset(unit) if unit[0] & 0x1F == 5 else unit for unit in _units(second.read_bytes())]
+    path.write_bytes(b"".join(b"\x00\x00\x00\x01" + unit for unit in joined))
+    return path
 
 
 # NAL units an encoder or muxer may leave after a raw stream's last picture (H.264 and HEVC

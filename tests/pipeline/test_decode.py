@@ -11,7 +11,8 @@ import pytest
 
 from tests.helpers import (SHARED, cut_and_decode, cut_mid_gop, damaged_clip, damaged_raw_stream, intra_refresh_clip, make_clip,
                            mpeg2_back_to_back, opens_spied, spliced_encodes, raw_hevc_recording, raw_stream_ending_with, STRAY_NAL_UNITS, with_an_empty_video_pid, vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged,
-                           with_parameter_sets_apart)
+                           with_parameter_sets_apart, POC_STREAM_OPTIONS, joined_by_memory_reset, start_code_stream,
+                           with_picture_order_rewritten, with_start_codes_damaged, with_unreferenced_pictures_dropped)
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.models.yuv import SITINGS, Yuv420Frames
 from tmlsr_ray.pipeline import damage as damage_stage
@@ -430,6 +431,61 @@ def test_a_raw_streams_frames_lost_one_after_another_are_stood_in_for_one_after_
     _, frames = decoded(path, DamagedPackets(repeat=True))
     stand_ins = [index for index in range(1, len(frames)) if np.array_equal(frames[index], frames[index - 1])]
     assert len(stand_ins) == 2 and stand_ins[1] == stand_ins[0] + 1 and abs(stand_ins[0] - damaged[0]) <= 2
+
+
+def start_code_damaged(tmp_path, container, packets, byte: int = 1):
+    """The 48 frames' stream after start codes (raw or TS), the start codes of ``packets`` hit."""
+    source = start_code_stream(tmp_path, container)
+    return with_start_codes_damaged(source, tmp_path / f"damaged{source.suffix}", packets, byte)
+
+
+@pytest.mark.parametrize("container, seconds", [(None, "0.75"), ("mpegts", "0.79")])
+def test_a_picture_whose_start_code_is_damaged_fails_a_whole_decode_saying_where(tmp_path, container, seconds):
+    """FFmpeg's parser ran the picture's bytes into a neighbour's packet: 47 packets, 47 frames
+    out, no error, and the task completed a frame short."""
+    with pytest.raises(InputError, match=rf"^video could not be decoded: 1 frame from about {seconds} s is missing"):
+        decoded(start_code_damaged(tmp_path, container, [20]))
+
+
+@pytest.mark.parametrize("container", [None, "mpegts"])
+def test_a_picture_whose_start_code_is_damaged_is_stood_in_for_and_counted_when_asked(tmp_path, container):
+    """47 frames came out, none counted, every frame after it a frame early against the sound."""
+    told = DamagedPackets(repeat=True)
+    _, frames = decoded(start_code_damaged(tmp_path, container, [20]), told)
+    assert (told.read, len(frames), told.dropped, told.repeated) == (47, 48, 1, 1)
+    assert repeats(frames) == 1
+
+
+def test_a_reference_picture_lost_without_a_trace_of_its_start_code_fails_a_whole_decode(tmp_path):
+    """00 80 00 01 left no byte a NAL unit may not hold: the frame_num after tells it."""
+    with pytest.raises(InputError, match=r"^video could not be decoded: 1 frame from about 0\.88 s is missing"):
+        decoded(start_code_damaged(tmp_path, None, [22], byte=3))
+
+
+GOOD_SKIPPING_STREAMS = {
+    "thinned of every second unreferenced picture": (
+        lambda source, path: with_unreferenced_pictures_dropped(source, path, every=2), 34),
+    "counting capture time": (lambda source, path: with_picture_order_rewritten(
+        source, path, lambda lsb: lsb + 2 * (lsb >= 14)), 48)}
+
+
+@pytest.mark.parametrize("container", [None, "mpegts"])
+@pytest.mark.parametrize("made, frames", GOOD_SKIPPING_STREAMS.values(), ids=GOOD_SKIPPING_STREAMS.keys())
+def test_a_good_stream_whose_picture_order_skips_passes_whole(tmp_path, container, made, frames):
+    """Trick play's thinned stream, a camera's whose count follows its clock: the old check failed
+    them ('14 frames from about 0.08 s are missing'), or stood in for frames never there."""
+    source = start_code_stream(tmp_path, container)
+    path = made(source, tmp_path / f"good{source.suffix}")
+    told = DamagedPackets(repeat=True)
+    assert len(decoded(path)[1]) == frames
+    assert (len(decoded(path, told)[1]), told.dropped, told.repeated) == (frames, 0, 0)
+
+
+def test_a_stream_whose_count_starts_over_at_mmco_5_passes_whole(tmp_path):
+    """The old check read the counts before and after MMCO 5 as one run, and failed it: 6 frames missing."""
+    first, second = (start_code_stream(tmp_path, None, POC_STREAM_OPTIONS.replace("keyint=12", "keyint=100"), name,
+                                       frames) for name, frames in (("first", 42), ("second", 48)))
+    assert len(decoded(joined_by_memory_reset(first, second, tmp_path / "joined.h264", step=8))[1]) == 90
 
 
 RAW_KEYFRAME = 23  # in decode order: the third GOP's, its frame at 0.96 s

@@ -1,11 +1,15 @@
+import pickle
 from types import SimpleNamespace
 
 import av
 import pytest
 
-from tests.helpers import H264_SEI, STRAY_NAL_UNITS, intra_refresh_clip, make_clip
+from tests.helpers import (H264_SEI, POC_STREAM_OPTIONS, STRAY_NAL_UNITS, cut_mid_gop, intra_refresh_clip,
+                           joined_by_memory_reset, make_clip, shared_path, start_code_stream, video_after_start_codes,
+                           with_picture_order_rewritten, with_start_codes_damaged, with_unreferenced_pictures_dropped)
 from tmlsr_ray.pipeline import h264_header
-from tmlsr_ray.pipeline.h264_header import (holds_no_picture, holds_parameter_sets, holds_skipped_leading_picture,
+from tmlsr_ray.pipeline.h264_header import (PictureOrderGaps, holds_no_picture, holds_parameter_sets,
+                                            holds_skipped_leading_picture,
                                             nal_length_size, starts_at_recovery_point)
 
 
@@ -138,3 +142,117 @@ def test_an_open_gops_skipped_leading_pictures_are_those_after_its_keyframe_in_d
         keyframe_pts = pts if keyframe else keyframe_pts
         leading.append(pts < keyframe_pts)
     assert [rasl for rasl, _, _ in packets] == leading and any(leading)
+
+
+def order_gaps_of(path) -> PictureOrderGaps:
+    """The stream's picture order counts, read packet by packet."""
+    gaps = PictureOrderGaps()
+    with av.open(str(path)) as container:
+        for packet in container.demux(container.streams.video[0]):
+            gaps.read(bytes(packet))
+    return gaps
+
+
+def pictures_lacking(path) -> int:
+    return order_gaps_of(path).missing()[0]
+
+
+@pytest.mark.parametrize("container", [None, "mpegts"])
+@pytest.mark.parametrize("packet", [20, 22], ids=["unreferenced", "reference"])
+def test_a_picture_whose_start_code_is_damaged_is_lacking(tmp_path, container, packet):
+    """FFmpeg's parser ran the picture's bytes into a neighbour's packet: 47 packets, each a picture;
+    what is left of the start code (00 00 81) shows where it went."""
+    source = start_code_stream(tmp_path, container)
+    path = with_start_codes_damaged(source, tmp_path / f"damaged{source.suffix}", [packet])
+    assert pictures_lacking(path) == 1
+
+
+@pytest.mark.parametrize("container", [None, "mpegts"])
+def test_a_reference_picture_whose_start_code_is_lost_without_a_trace_is_lacking(tmp_path, container):
+    """00 80 00 01 leaves no byte a NAL unit may not hold: the frame_num of the pictures after
+    shows a reference picture went."""
+    source = start_code_stream(tmp_path, container)
+    path = with_start_codes_damaged(source, tmp_path / f"damaged{source.suffix}", [22], byte=3)
+    assert pictures_lacking(path) == 1
+
+
+def test_a_thinned_streams_picture_whose_start_code_is_damaged_is_the_one_lacking(tmp_path):
+    """The counts skip every fourth picture of the thinned stream: the lost one is counted, not those."""
+    thinned = with_unreferenced_pictures_dropped(start_code_stream(tmp_path, None), tmp_path / "thinned.h264", 2)
+    assert pictures_lacking(with_start_codes_damaged(thinned, tmp_path / "damaged.h264", [21])) == 1
+
+
+GOOD_STREAMS = {
+    "thinned of every unreferenced picture": lambda source, path: with_unreferenced_pictures_dropped(source, path),
+    "thinned of every second": lambda source, path: with_unreferenced_pictures_dropped(source, path, every=2),
+    "counting by four": lambda source, path: with_picture_order_rewritten(source, path, lambda lsb: 2 * lsb),
+    "counting capture time": lambda source, path: with_picture_order_rewritten(
+        source, path, lambda lsb: lsb + 2 * (lsb >= 14))}
+
+
+@pytest.mark.parametrize("container", [None, "mpegts"])
+@pytest.mark.parametrize("made", GOOD_STREAMS.values(), ids=GOOD_STREAMS.keys())
+def test_a_good_stream_whose_picture_order_skips_lacks_no_picture(tmp_path, container, made):
+    """Its counts skip (trick play, or a camera that dropped frames as it captured them, its count
+    following the clock) where no picture went: the old check counted 14 pictures lacking where
+    every second was thinned, 4 in the camera's."""
+    source = start_code_stream(tmp_path, container)
+    assert pictures_lacking(made(source, tmp_path / f"good{source.suffix}")) == 0
+
+
+def test_a_stream_whose_count_starts_over_at_mmco_5_lacks_no_picture(tmp_path):
+    """MMCO 5 starts the count over without an IDR picture: its count (8 on) and those after (2 on
+    from 0) are of two runs, which the old check read as one lacking 6 pictures; the frame_num
+    starts over too (14 reference pictures before it, 1 after)."""
+    first, second = (start_code_stream(tmp_path, None, POC_STREAM_OPTIONS.replace("keyint=12", "keyint=100"), name,
+                                       frames) for name, frames in (("first", 42), ("second", 48)))
+    assert pictures_lacking(joined_by_memory_reset(first, second, tmp_path / "joined.h264", step=8)) == 0
+
+
+GOOD_ENCODES = {"B-frames": "keyint=12:bframes=2:b-adapt=0", "open GOP": "open-gop=1:keyint=12:bframes=3:b-adapt=0",
+                "B-pyramid": "keyint=24:bframes=3:b-pyramid=strict", "adaptive B-frames": "keyint=30:bframes=4:b-adapt=2",
+                "four slices a picture": "keyint=12:bframes=2:slices=4",
+                "intra refresh": "intra-refresh=1:keyint=30:bframes=2", "no B-frames": "keyint=12:bframes=0"}
+
+
+@pytest.mark.parametrize("suffix, container", [("h264", None), ("ts", "mpegts")])
+@pytest.mark.parametrize("options", GOOD_ENCODES.values(), ids=GOOD_ENCODES.keys())
+def test_a_good_stream_after_start_codes_lacks_no_picture(tmp_path, suffix, container, options):
+    path = make_clip(tmp_path / f"in.{suffix}", frames=48, rate=24, audio=False, container=container,
+                     options={"x264-params": options})
+    assert pictures_lacking(path) == 0
+
+
+@pytest.mark.parametrize("options", GOOD_ENCODES.values(), ids=GOOD_ENCODES.keys())
+def test_a_good_recording_started_inside_a_gop_lacks_no_picture(tmp_path, options):
+    """Its first pictures come before any parameter set, and cannot be read."""
+    source = make_clip(tmp_path / "in.ts", frames=48, rate=24, audio=False, container="mpegts",
+                       options={"x264-params": options})
+    assert pictures_lacking(cut_mid_gop(source, tmp_path / "recording.ts", packets=5)) == 0
+
+
+@pytest.mark.parametrize("name", ["animation_bbb_1280x720_h264_aac_5.3s.mp4", "live_bikes_640x272_h264_noaudio_10s.mp4",
+                                  "live_nasa_2video_2aac_2movtext_16.6s.mp4", "phone_fire_vfr_rot180_h264_aac_2.4s.mp4"])
+@pytest.mark.parametrize("container", ["h264", "mpegts"])
+def test_a_shared_clips_video_after_start_codes_lacks_no_picture(tmp_path, name, container):
+    path = video_after_start_codes(shared_path("media", "video", name), tmp_path / f"clip.{container}", container)
+    assert pictures_lacking(path) == 0
+
+
+def test_a_stream_whose_picture_order_is_not_in_its_slice_headers_is_left_unchecked(tmp_path):
+    """x264 without B-frames counts the order from frame_num (type 2): nothing to read a gap from."""
+    path = make_clip(tmp_path / "in.h264", frames=48, rate=24, audio=False, options={"x264-params": "bframes=0"})
+    assert not order_gaps_of(path).checked
+
+
+def test_the_picture_order_check_holds_no_more_after_400_pictures_than_after_100(tmp_path):
+    """One IDR period read: the check kept every picture's count for the whole decode (its state
+    grew 3.3 kB pickled over 300 pictures, 1.2 kB to 4.5); it holds those a decoder may hold back and a table of steps."""
+    path = make_clip(tmp_path / "long.h264", frames=400, rate=24, audio=False,
+                     options={"x264-params": POC_STREAM_OPTIONS.replace("keyint=12", "keyint=1000")})
+    gaps, held = PictureOrderGaps(), []
+    with av.open(str(path)) as container:
+        for read, packet in enumerate(container.demux(container.streams.video[0]), 1):
+            gaps.read(bytes(packet))
+            held += [len(pickle.dumps(gaps))] if read in (100, 400) else []
+    assert held[1] - held[0] < 200

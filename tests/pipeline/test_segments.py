@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, probed_info, damaged_raw_stream, intra_refresh_clip, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
+from tests.helpers import (COVER_JPEG, probed_info, damaged_raw_stream, start_code_stream, with_unreferenced_pictures_dropped, intra_refresh_clip, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
                            cut_and_decode, cut_mid_gop, first_keyframe_wiped, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_fragments, joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
@@ -2118,10 +2118,9 @@ def test_a_transport_streams_damaged_keyframe_whose_gop_the_decoder_drops_withou
         cut_and_decode(path, Cutting(segment_s=segment_s))
 
 
-@pytest.mark.parametrize("segment_s", [2.0, 0.5])
-def test_a_transport_streams_gop_lost_without_a_word_is_counted_when_repeated(tmp_path, segment_s):
-    """The segment's frames the decoder did not give were filled in (10), none counted."""
-    path = damaged_raw_stream(tmp_path, "mpegts", [TS_KEYFRAME], keep=11)
+def planned_and_dropped(path, segment_s: float) -> tuple:
+    """The frames the plan holds, and the damaged packets each segment's decode that repeats them
+    counts, together."""
     info = probe_video(path, repeat_damaged=True)
     plan = plan_segments(path, info, Cutting(segment_s=segment_s))
     dropped = 0
@@ -2129,7 +2128,47 @@ def test_a_transport_streams_gop_lost_without_a_word_is_counted_when_repeated(tm
         damaged = DamagedPackets(repeat=True, limit_share=False)
         list(decode_segment(data, info, segment, 8, damaged=damaged))
         dropped += damaged.dropped
-    assert (plan.frames, dropped) == (47, 9)
+    return plan.frames, dropped
+
+
+@pytest.mark.parametrize("segment_s", [2.0, 0.5])
+def test_a_transport_streams_gop_lost_without_a_word_is_counted_when_repeated(tmp_path, segment_s):
+    """The segment's frames the decoder did not give were filled in (10), none counted."""
+    path = damaged_raw_stream(tmp_path, "mpegts", [TS_KEYFRAME], keep=11)
+    assert planned_and_dropped(path, segment_s) == (47, 9)
+
+
+
+@pytest.mark.parametrize("segment_s", [2.0, 0.5])
+def test_a_transport_streams_picture_whose_start_code_is_damaged_fails_saying_where(tmp_path, segment_s):
+    """FFmpeg's parser ran the picture's bytes into a neighbour's packet: 47 frames planned and out,
+    no error, and the task completed a frame short."""
+    path = damaged_raw_stream(tmp_path, "mpegts", [20], keep=0)
+    with pytest.raises(InputError, match=r"^video could not be decoded: 1 frame from about 0\.88 s is missing"):
+        cut_and_decode(path, Cutting(segment_s=segment_s))
+
+
+@pytest.mark.parametrize("segment_s", [2.0, 0.5])
+def test_a_transport_streams_picture_whose_start_code_is_damaged_is_counted_when_repeated(tmp_path, segment_s):
+    """47 frames planned and out, none counted: the plan holds none for it to fill in."""
+    assert planned_and_dropped(damaged_raw_stream(tmp_path, "mpegts", [20], keep=0), segment_s) == (47, 1)
+
+
+@pytest.mark.parametrize("options", ["keyint=12:bframes=2:slices=4", "open-gop=1:keyint=12:bframes=3:b-adapt=0",
+                                     "keyint=24:bframes=3:b-pyramid=strict"], ids=["slices", "open GOP", "pyramid"])
+@pytest.mark.parametrize("segment_s", [2.0, 0.5])
+def test_a_good_transport_stream_cut_into_segments_counts_no_picture_lacking(tmp_path, options, segment_s):
+    path = make_clip(tmp_path / "in.ts", frames=48, rate=24, audio=False, container="mpegts",
+                     options={"x264-params": options})
+    assert len(cut_and_decode(path, Cutting(segment_s=segment_s))[1]) == 48
+    assert planned_and_dropped(path, segment_s) == (48, 0)
+
+@pytest.mark.parametrize("segment_s", [2.0, 0.5])
+def test_a_thinned_transport_stream_cut_into_segments_counts_no_picture_lacking(tmp_path, segment_s):
+    """Every second unreferenced picture dropped for trick play: the old check failed it, its counts skipping."""
+    path = with_unreferenced_pictures_dropped(start_code_stream(tmp_path, "mpegts"), tmp_path / "thinned.ts", every=2)
+    assert len(cut_and_decode(path, Cutting(segment_s=segment_s))[1]) == 34
+    assert planned_and_dropped(path, segment_s) == (34, 0)
 
 
 @pytest.mark.parametrize("suffix", ["mkv", "ts"])

@@ -13,7 +13,7 @@ import av
 
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.container import codec_name, demux, ffmpeg_message
-from tmlsr_ray.pipeline.h264_header import (NO_PICTURE_NAL_TYPES, holds_no_picture, holds_parameter_sets,
+from tmlsr_ray.pipeline.h264_header import (NO_PICTURE_NAL_TYPES, PictureOrderGaps, holds_no_picture, holds_parameter_sets,
                                             holds_skipped_leading_picture, nal_length_size, starts_at_recovery_point)
 from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.pipeline.vpx_header import shows_no_frame
@@ -108,8 +108,13 @@ class DamagedPackets:
         # no frame until its pictures are whole, a good stream short with no word (see lost_untold)
         self.recovering = False
         self._parameter_sets = b""  # of packets of no picture, for the next packet (see _keep_parameter_sets)
+        # the pictures an H.264 stream after start codes lacks (see short)
+        self.order_gaps = PictureOrderGaps()
 
     def decode(self, packet) -> List["av.VideoFrame"]:
+        if packet.size and codec_name(packet.stream) == "h264" and not _length_size(packet):
+            # before a packet of no picture is passed: a damaged start code may leave one
+            self.order_gaps.read(bytes(packet), self._seconds(packet), self.owns is None or self.owns(packet))
         if self._holds_no_picture(packet):
             self._keep_parameter_sets(packet)
             return []
@@ -258,8 +263,11 @@ class DamagedPackets:
 
     def short(self) -> int:
         """How many frames the decode came short of its packets by, past those that give none in a
-        good stream."""
-        return max(0, self.read - self.lead - self.unshown - self.hidden - self.frames)
+        good stream: where it came short of none and had no damage, the pictures an H.264 stream after
+        start codes lacks (a picture's damaged start code ran its bytes into a neighbour's packet, see
+        :class:`.h264_header.PictureOrderGaps`)."""
+        short = max(0, self.read - self.lead - self.unshown - self.hidden - self.frames)
+        return short or (0 if self.damaged else self.order_gaps.missing()[0])
 
     def untold(self) -> int:
         """How many frames a decode on one thread came short of its packets by, past those its
@@ -269,18 +277,20 @@ class DamagedPackets:
     def lost_untold(self, frames: int, seconds: Optional[float] = None) -> None:
         """``frames`` the decode came short of that no error told (H.264 drops the GOP of a keyframe
         whose damage leaves no slice header without a word, errors it conceals told too; FFmpeg's
-        parser runs such a packet into the next): by default the decode fails, saying where they
-        start (``seconds``, else where one thread's decode first gave no frame); with ``repeat``,
-        they are counted as damaged packets."""
+        parser runs such a packet into the next, or a picture's whose start code is damaged into a
+        neighbour's): by default the decode fails, saying where they start (``seconds``, else where
+        one thread's decode first gave no frame, else where the picture order first skips one); with
+        ``repeat``, they are counted as damaged packets."""
         if self.repeat:
             self.damaged += frames
             self.dropped += frames
             return
-        seconds = seconds if seconds is not None else self.stalled_at
+        seconds = next((at for at in (seconds, self.stalled_at, self.order_gaps.missing()[1]) if at is not None), None)
         at = f" from about {seconds:.2f} s" if seconds is not None else ""
         counted = f"{frames} frame{at} is" if frames == 1 else f"{frames} frames{at} are"
         raise InputError(f"video could not be decoded: {counted} missing (the decoder gave none of them and no "
-                         f"error: a damaged keyframe loses its group of pictures); {REPEAT_HINT}")
+                         f"error: a damaged keyframe loses its group of pictures, a damaged start code its "
+                         f"picture); {REPEAT_HINT}")
 
     def _at(self, packet) -> str:
         """The decoder reports a damaged packet a few packets late where it decodes frames in

@@ -830,9 +830,11 @@ def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: in
                                       thread_type=thread_type)
     # frames left out with no word: HEVC's damaged keyframe, its GOP, on one thread too (a segment
     # cut there, decoded after the GOP before, repeated its 12 frames and counted no damaged packet)
+    # and a picture whose damaged start code ran it into a neighbour's packet: no frame planned for it
     missing = sorted(set(owned.tolist()) - seen)
+    short = max(0, len(missing) - damaged.unshown) or (0 if damaged.damaged else damaged.order_gaps.missing()[0])
     damage_retold_where_short(partial(_reopened_segment, data), damaged, info,
-                              short=max(0, len(missing) - damaged.unshown), on_one_thread=thread_type != "AUTO",
+                              short=short, on_one_thread=thread_type != "AUTO",
                               lost_at=info.seconds(missing[0]) if missing else None,
                               counted_before=segment.rekeyed)
 
