@@ -243,20 +243,47 @@ def test_a_long_run_of_stand_ins_in_a_millisecond_time_base_leaves_every_later_f
     assert all(abs(got - made) <= 1 for got, made in zip(stamps, source_stamps))
 
 
+# a 24 fps Matroska HEVC video whose third GOP runs at 48 fps (B-frames, a GOP of 12)
+VFR_PTS = ([round(n * 1000 / 24) for n in range(24)] + [1000 + round(n * 1000 / 48) for n in range(12)]
+           + [1250 + round(n * 1000 / 24) for n in range(12)])
+
+
+def variable_rate_hevc(tmp_path):
+    return make_clip(tmp_path / "in.mkv", frames=48, rate=24, audio=False, codec="libx265", pts=VFR_PTS,
+                     time_base=Fraction(1, 1000),
+                     options={"x265-params": "keyint=12:min-keyint=12:bframes=2:log-level=none"})
+
+
 def test_a_gop_lost_in_a_variable_frame_rate_streams_faster_stretch_is_stood_in_for_at_its_own_times(tmp_path):
     """A 24 fps Matroska video whose third GOP runs at 48 fps: stepped at the average, 6 of the
     lost GOP's 12 stand-ins went in its gap and 6 after the video's end (to 1.96 s, past its last
     frame at 1.71 s)."""
-    pts = ([round(n * 1000 / 24) for n in range(24)] + [1000 + round(n * 1000 / 48) for n in range(12)]
-           + [1250 + round(n * 1000 / 24) for n in range(12)])
-    source = make_clip(tmp_path / "in.mkv", frames=48, rate=24, audio=False, codec="libx265", pts=pts,
-                       time_base=Fraction(1, 1000),
-                       options={"x265-params": "keyint=12:min-keyint=12:bframes=2:log-level=none"})
+    source = variable_rate_hevc(tmp_path)
     path = with_packets_damaged(source, tmp_path / "damaged.mkv", [24], keep=6)  # the keyframe at 1.00 s
     told = DamagedPackets(repeat=True)
     stamps, frames = decoded(path, told)
     assert (len(frames), told.dropped, told.repeated, repeats(frames)) == (48, 12, 12, 12)
-    assert stamps == decoded(source)[0] == pts
+    assert stamps == decoded(source)[0] == VFR_PTS
+
+
+def test_a_gop_lost_at_the_end_of_a_variable_frame_rate_stream_is_stood_in_for_at_its_own_times(tmp_path):
+    """Stepped at the stream's average from the 48 fps stretch's last frame (1.229 s), the lost last
+    GOP's 12 stand-ins each fell half a frame off its own time (1.271 s for 1.250 s, ...)."""
+    path = with_packets_damaged(variable_rate_hevc(tmp_path), tmp_path / "damaged.mkv", [36], keep=6)
+    told = DamagedPackets(repeat=True)
+    stamps, frames = decoded(path, told)
+    assert (len(frames), told.dropped, told.repeated, repeats(frames)) == (48, 12, 12, 12)
+    assert stamps == VFR_PTS
+
+
+def test_a_gop_lost_at_the_start_of_a_timed_stream_is_counted_not_shown_after_the_videos_end(tmp_path):
+    """Nothing can be stamped before the first frame: the lost first GOP's 12 stand-ins went after
+    the video's end (1.75 s to 2.21 s, past its last frame at 1.71 s)."""
+    path = with_packets_damaged(variable_rate_hevc(tmp_path), tmp_path / "damaged.mkv", [0], keep=6)
+    told = DamagedPackets(repeat=True)
+    stamps, frames = decoded(path, told)
+    assert (len(frames), told.dropped, told.repeated) == (36, 12, 0)
+    assert stamps == VFR_PTS[12:]
 
 
 def test_a_whole_decode_that_hevc_left_no_frame_without_a_word_fails_saying_where_as_a_segments_does(tmp_path):

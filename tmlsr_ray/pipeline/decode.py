@@ -12,6 +12,7 @@ One decoder (PyAV/FFmpeg) for every input, so every input has the same frame sem
 
 from __future__ import annotations
 
+import math
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -147,18 +148,21 @@ def _stood_in(frames: Iterator, damaged: DamagedPackets, info: VideoInfo) -> Ite
     packet's place in decode order, which is the frame's within the B-frames' reordering (told as
     it was decoded, it went in the 6 frames early that the decoder and :func:`_times_in_order`
     still held); any left, at the end. Damaged packets before the first frame of a stream with its
-    own times are counted, not shown: nothing can be stamped before that frame. In a gap that the
-    decoder told lost packets' times in, each stands in at its own (see :func:`_told_in_gap`)."""
+    own times are counted, not shown: nothing can be stamped before that frame (a lost first GOP's
+    12 stood in after the video's end). In a gap that the decoder told lost packets' times in, and
+    after the last frame, each stands in at its own (see :func:`_told_in_gap`)."""
     step = info.frame_ticks or 1
     last, shown_at = None, None  # the last frame and its own time
     given = 0  # frames yielded, stand-ins too
-    stood = 0  # stand-ins since the last frame
     told: List[Optional[int]] = []  # lost packets' times the decoder told, not yet stood in at
     heard = 0  # of damaged.stamps, those in told or stood in at
+    unshown = 0  # lost packets told before the first frame: counted, not shown
     for frame in frames:
-        owed = damaged.dropped - damaged.repeated
+        owed = damaged.dropped - damaged.repeated - unshown
         told, heard = told + damaged.stamps[heard:], len(damaged.stamps)
-        if owed and last is not None:
+        if owed and last is None and frame.pts is not None:
+            unshown += len(_told_in_gap(told, -math.inf, frame.pts, owed))
+        elif owed and last is not None:
             timed = frame.pts is not None and shown_at is not None
             own = _told_in_gap(told, shown_at, frame.pts, owed) if timed else []
             room = (round((frame.pts - shown_at) / step) - 1 if timed
@@ -166,18 +170,22 @@ def _stood_in(frames: Iterator, damaged: DamagedPackets, info: VideoInfo) -> Ite
             for after in [at - shown_at for at in own] or [n * step for n in range(1, min(owed, room) + 1)]:
                 damaged.repeated += 1
                 given += 1
-                stood += 1
                 yield _stepped_on(last, shown_at, after)
         yield frame
         given += 1
-        last, shown_at, stood = frame, frame.pts, 0
+        last, shown_at = frame, frame.pts
     # decoded on one thread: what it came short of, untold, is known at its end only
     if damaged.untold() > 0 and losses_untold_are_damage(info, damaged):
         damaged.lost_untold(damaged.untold())
-    while last is not None and damaged.repeated < damaged.dropped:
+    if last is None:
+        return
+    owed = damaged.dropped - damaged.repeated - unshown
+    # those told after the last frame (a GOP lost at the end) at their own times, the rest stepped on
+    own = _told_in_gap(told, shown_at, math.inf, owed) if shown_at is not None else []
+    stepped = [(own[-1] - shown_at if own else 0) + n * step for n in range(1, owed - len(own) + 1)]
+    for after in [at - shown_at for at in own] + stepped:
         damaged.repeated += 1
-        stood += 1
-        yield _stepped_on(last, shown_at, stood * step)
+        yield _stepped_on(last, shown_at, after)
 
 
 def _stepped_on(frame, shown_at: Optional[int], after: float):
@@ -191,7 +199,7 @@ def _stepped_on(frame, shown_at: Optional[int], after: float):
     return frame
 
 
-def _told_in_gap(told: List[Optional[int]], after: int, before: int, owed: int) -> List[int]:
+def _told_in_gap(told: List[Optional[int]], after: float, before: float, owed: int) -> List[int]:
     """Up to ``owed`` of the lost packets' times the decoder ``told`` that lie between two frames'
     (``after``, ``before``), in order, taken from ``told``: a stand-in takes its lost frame's time.
     Stepped at the stream's average, a GOP lost in a variable frame rate stream's faster stretch
