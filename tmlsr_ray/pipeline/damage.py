@@ -115,7 +115,7 @@ class DamagedPackets:
         if packet.size and codec_name(packet.stream) == "h264" and not _length_size(packet):
             # before a packet of no picture is passed: a damaged start code may leave one
             self.order_gaps.read(bytes(packet), self._seconds(packet), self.owns is None or self.owns(packet))
-        if holds_no_picture_packet(packet):
+        if self._holds_no_picture(packet):
             self._keep_parameter_sets(packet)
             return []
         packet = self._with_parameter_sets(packet)
@@ -172,6 +172,17 @@ class DamagedPackets:
         if codec_name(packet.stream) != "hevc":
             return False
         return holds_skipped_leading_picture(memoryview(packet), _length_size(packet))
+
+    @staticmethod
+    def _holds_no_picture(packet) -> bool:
+        """An H.264 or HEVC packet of NAL units with no picture (see :func:`.h264_header.holds_no_picture`)
+        is not decoded alone (its parameter sets go with the next packet) nor counted: its decoder
+        refuses it as damage, and frame threads dropped the two frames before it without a word (a
+        good raw stream ending with a stray delimiter)."""
+        codec = codec_name(packet.stream)
+        if not packet.size or codec not in NO_PICTURE_NAL_TYPES:
+            return False
+        return holds_no_picture(memoryview(packet), _length_size(packet), codec)
 
     def _keep_parameter_sets(self, packet) -> None:
         """Keeps a packet of no picture that holds parameter sets for the next packet: an AVI's chunk
@@ -397,18 +408,6 @@ def damage_retold(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged
     with reopen() as (container, stream):
         told = damage_told_on_one_thread(stream, demux(container, stream), damaged, concealed)
     damaged.damaged, damaged.dropped, damaged.stalled_at = told.damaged, told.dropped, told.stalled_at
-
-
-def holds_no_picture_packet(packet) -> bool:
-    """Whether ``packet`` is an H.264 or HEVC packet of NAL units with no picture (see
-    :func:`.h264_header.holds_no_picture`): it is not decoded alone (its parameter sets go with the
-    next packet) nor counted, and owns no frame of a plan: its decoder refuses it as damage, and
-    frame threads dropped the two frames before it without a word (a good raw stream ending with a
-    stray delimiter)."""
-    codec = codec_name(packet.stream)
-    if not packet.size or codec not in NO_PICTURE_NAL_TYPES:
-        return False
-    return holds_no_picture(memoryview(packet), _length_size(packet), codec)
 
 
 def _length_size(packet) -> int:

@@ -15,9 +15,7 @@ class PacketEntry:
     pts: Optional[int]
     dts: Optional[int]
     keyframe: bool
-    # owns no frame: decoded as a reference, never shown (before an MP4 edit list's start), or an
-    # H.264/HEVC packet of no picture (an AVI's chunk of a keyframe's parameter sets)
-    discard: bool = False
+    discard: bool = False  # decoded as a reference, never shown (before an MP4 edit list's start)
     duration: int = 0  # how long its frame shows (0: the container does not say)
     size: int = 0  # bytes
     palette: bool = False  # it states a palette (a pal8 codec's, in AVI or QuickTime: at the start, and on changes)

@@ -45,7 +45,7 @@ from tmlsr_ray.pipeline.container import (EDIT_LIST_IGNORED, SEGMENT_FORMATS, co
                                           ffmpeg_message, open_probed, open_segment_file, raw_video_tag,
                                           read_segment_file)
 from tmlsr_ray.pipeline.damage import (DamagedPackets, damage_retold_on_failure, damage_retold_where_short,
-                                       decoded_frames, holds_no_picture_packet)
+                                       decoded_frames)
 from tmlsr_ray.pipeline.decode import FrameBatch, decode_batches, iter_batches
 from tmlsr_ray.pipeline.length import LengthLimits, LengthMeter
 from tmlsr_ray.pipeline.probe import RESIZABLE_CODECS, decoded_alone, largest_picture, stamped_by_parser
@@ -81,8 +81,7 @@ def _scan(stream: "av.video.stream.VideoStream", keyframes: Optional["KeyframeSa
             if meter is not None:
                 meter.offer(packet)
             if packet.size:
-                entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe,
-                                           packet.is_discard or holds_no_picture_packet(packet),
+                entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard,
                                            packet.duration or 0, packet.size, packet.has_sidedata("palette")))
                 last_corrupt = packet.is_corrupt
                 if keyframes is not None and packet.is_keyframe:
@@ -592,9 +591,6 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
         rekeyer = Rekeyer(path, stream, info, rekeyed, stop, damaged)
         gop_before = _GopBefore(stream, max_preroll if repeat_damaged else 0)
         open_pieces: List[_SegmentFile] = []
-        # packets of no picture since the last picture's: a keyframe's parameter sets stored apart
-        # (an AVI's chunk), which a segment cut at that keyframe needs
-        pictureless: List["av.Packet"] = []
         index = -1
         palette = None  # the palette in force (a pal8 codec's: AVI and QuickTime send it once, and on changes)
         try:
@@ -605,9 +601,7 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
                 if packet.has_sidedata("palette"):
                     palette = packet.get_sidedata("palette")
                 while copied and copied[0].first_packet == index:
-                    open_pieces.append(gop_before.opened(copied.pop(0), packet, format, with_tag, palette,
-                                                         pictureless))
-                pictureless = pictureless + [packet] if holds_no_picture_packet(packet) else []
+                    open_pieces.append(gop_before.opened(copied.pop(0), packet, format, with_tag, palette))
                 gop_before.add(packet)
                 for piece in open_pieces:
                     piece.add(packet, palette)
@@ -651,15 +645,12 @@ class _GopBefore:
         while self._kept > self._limit and self._gops:
             self._kept -= len(self._gops.popleft())
 
-    def opened(self, segment: Segment, packet, format: str, with_tag: bool, palette,
-               parameter_sets: Sequence["av.Packet"] = ()) -> "_SegmentFile":
+    def opened(self, segment: Segment, packet, format: str, with_tag: bool, palette) -> "_SegmentFile":
         """The file of a segment whose first packet is ``packet``, the GOPs before it first where
-        ``packet`` is a keyframe that does not decode, else ``parameter_sets``, the packets of no
-        picture just before it (they end those GOPs): cut after them, a segment of a spliced AVI
-        capture lacked its keyframe's new SPS/PPS."""
+        ``packet`` is a keyframe that does not decode."""
         before = self._from_decodable() if packet.is_keyframe and self._gops and not self._decodes(packet) else []
         piece = _SegmentFile(replace(segment, gop_before=len(before)), self._stream, format, with_tag)
-        for earlier in before or parameter_sets:
+        for earlier in before:
             piece.add(earlier, palette)
         return piece
 
