@@ -39,6 +39,67 @@ MAX_DAMAGED_SHARE = Fraction(2, 3)
 REPEAT_HINT = 'damaged_frames "repeat" shows the frame before in place of each damaged one'
 
 
+def holds_no_picture_packet(packet) -> bool:
+    """Whether ``packet`` is an H.264 or HEVC packet of no picture (see :func:`.h264_header.holds_no_picture`)."""
+    codec = codec_name(packet.stream)
+    if not packet.size or codec not in NO_PICTURE_NAL_TYPES:
+        return False
+    return holds_no_picture(memoryview(packet), _length_size(packet), codec)
+
+
+class PicturePackets:
+    """An H.264 or HEVC stream's packets as its pictures: a packet of no picture (see
+    :func:`.h264_header.holds_no_picture`) is no frame, and the parameter sets it holds go first in
+    the next packet, as a muxer puts them in a keyframe's. One rule for a decode (DamagedPackets)
+    and for the segments' packet index and files, which number the packets alike (see
+    :func:`picture_packets`)."""
+
+    def __init__(self):
+        self._parameter_sets = b""  # of packets of no picture, for the next packet
+
+    def picture(self, packet) -> Optional["av.Packet"]:
+        """``packet``, the parameter sets kept before it put first; None where it holds no picture.
+        Such a packet is not decoded alone: its decoder refuses it as damage ('no frame!'), and
+        frame threads dropped the two frames before it without a word (a good raw stream ending
+        with a stray delimiter), or told it late, on a neighbour's frame."""
+        if holds_no_picture_packet(packet):
+            self._keep_parameter_sets(packet)
+            return None
+        return self._with_parameter_sets(packet)
+
+    def _keep_parameter_sets(self, packet) -> None:
+        """Keeps a packet of no picture that holds parameter sets for the next packet: an AVI's chunk
+        of them before a keyframe (or a Matroska file's with no configuration), which the pictures
+        after it refer to. Skipped, a splice's new ones never reached the decoder, and 13 of its 48
+        frames failed as damaged."""
+        if holds_parameter_sets(memoryview(packet), _length_size(packet), codec_name(packet.stream)):
+            self._parameter_sets += bytes(packet)
+
+    def _with_parameter_sets(self, packet):
+        """``packet``, the parameter sets kept before it put first. Not before a packet an MP4 edit
+        list hides: PyAV cannot flag a packet discarded (MP4 keeps parameter sets in its
+        configuration anyway)."""
+        if not self._parameter_sets or not packet.size or packet.is_discard:
+            return packet
+        joined = av.Packet(self._parameter_sets + bytes(packet))
+        joined.stream, joined.time_base = packet.stream, packet.time_base
+        joined.pts, joined.dts, joined.duration = packet.pts, packet.dts, packet.duration
+        joined.is_keyframe, joined.is_corrupt = packet.is_keyframe, packet.is_corrupt
+        self._parameter_sets = b""
+        return joined
+
+
+def picture_packets(packets: Iterable["av.Packet"]) -> Iterator["av.Packet"]:
+    """Those of ``packets`` (one stream's, in decode order) that hold data and a picture, each with
+    the parameter sets stored before it in a packet of their own (see :class:`PicturePackets`):
+    what the segments' packet index counts as frames and numbers, and what their files copy."""
+    pictures = PicturePackets()
+    for packet in packets:
+        picture = pictures.picture(packet) if packet.size else None
+        if picture is not None:
+            yield picture
+
+
 class DamagedPackets:
     """What becomes of the packets of one decode that its decoder cannot read (a bit error in a
     broadcast recording, a broken frame of an old download). By default the first fails the
@@ -107,7 +168,7 @@ class DamagedPackets:
         # the decoder started (or was flushed) at an H.264 recovery point, a predicted picture: it gives
         # no frame until its pictures are whole, a good stream short with no word (see lost_untold)
         self.recovering = False
-        self._parameter_sets = b""  # of packets of no picture, for the next packet (see _keep_parameter_sets)
+        self._pictures = PicturePackets()
         # the pictures an H.264 stream after start codes lacks (see short)
         self.order_gaps = PictureOrderGaps()
 
@@ -115,10 +176,9 @@ class DamagedPackets:
         if packet.size and codec_name(packet.stream) == "h264" and not _length_size(packet):
             # before a packet of no picture is passed: a damaged start code may leave one
             self.order_gaps.read(bytes(packet), self._seconds(packet), self.owns is None or self.owns(packet))
-        if self._holds_no_picture(packet):
-            self._keep_parameter_sets(packet)
+        packet = self._pictures.picture(packet)
+        if packet is None:
             return []
-        packet = self._with_parameter_sets(packet)
         if self.read < self.gop_before:
             damaged = self.damaged
             frames = self._decoded(packet)
@@ -172,39 +232,6 @@ class DamagedPackets:
         if codec_name(packet.stream) != "hevc":
             return False
         return holds_skipped_leading_picture(memoryview(packet), _length_size(packet))
-
-    @staticmethod
-    def _holds_no_picture(packet) -> bool:
-        """An H.264 or HEVC packet of NAL units with no picture (see :func:`.h264_header.holds_no_picture`)
-        is not decoded alone (its parameter sets go with the next packet) nor counted: its decoder
-        refuses it as damage, and frame threads dropped the two frames before it without a word (a
-        good raw stream ending with a stray delimiter)."""
-        codec = codec_name(packet.stream)
-        if not packet.size or codec not in NO_PICTURE_NAL_TYPES:
-            return False
-        return holds_no_picture(memoryview(packet), _length_size(packet), codec)
-
-    def _keep_parameter_sets(self, packet) -> None:
-        """Keeps a packet of no picture that holds parameter sets for the next packet: an AVI's chunk
-        of them before a keyframe (or a Matroska file's with no configuration), which the pictures
-        after it refer to. Skipped, a splice's new ones never reached the decoder, and 13 of its 48
-        frames failed as damaged; given it alone, the decoder refuses it ('no frame!'), on frame
-        threads late, on a neighbour's frame."""
-        if holds_parameter_sets(memoryview(packet), _length_size(packet), codec_name(packet.stream)):
-            self._parameter_sets += bytes(packet)
-
-    def _with_parameter_sets(self, packet):
-        """``packet``, the parameter sets kept before it (see _keep_parameter_sets) put first, as a
-        muxer puts them in a keyframe's packet. Not before a packet an MP4 edit list hides: PyAV
-        cannot flag a packet discarded (MP4 keeps parameter sets in its configuration anyway)."""
-        if not self._parameter_sets or not packet.size or packet.is_discard:
-            return packet
-        joined = av.Packet(self._parameter_sets + bytes(packet))
-        joined.stream, joined.time_base = packet.stream, packet.time_base
-        joined.pts, joined.dts, joined.duration = packet.pts, packet.dts, packet.duration
-        joined.is_keyframe = packet.is_keyframe
-        self._parameter_sets = b""
-        return joined
 
     def _owned_unshown(self, packet) -> bool:
         """Whether ``packet`` is one of ``owns``'s that its own header says shows no picture."""

@@ -27,7 +27,7 @@ import numpy as np
 
 from tmlsr_ray.errors import CanceledError, InputError
 from tmlsr_ray.pipeline.container import demux, open_probed, open_segment_file
-from tmlsr_ray.pipeline.damage import DamagedPackets, damage_told_on_one_thread
+from tmlsr_ray.pipeline.damage import DamagedPackets, damage_told_on_one_thread, picture_packets
 from tmlsr_ray.pipeline.decode import Deinterlacer, frame_to_rgb, one_filter
 from tmlsr_ray.pipeline.segment_plan import Segment
 from tmlsr_ray.pipeline.video_info import VideoInfo
@@ -360,7 +360,7 @@ class Rekeyer:
 
     def _stretch_packets(self, container, stream, stretch: _Stretch) -> Iterator["av.Packet"]:
         """The stretch's packets read again, numbered as the cutting pass numbers them, a flush last."""
-        packets = (packet for packet in demux(container, stream) if packet.size)
+        packets = picture_packets(demux(container, stream))
         for index, packet in enumerate(packets):
             if index >= stretch.first_packet:
                 self._check_stop()

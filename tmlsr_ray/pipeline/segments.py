@@ -45,7 +45,7 @@ from tmlsr_ray.pipeline.container import (EDIT_LIST_IGNORED, SEGMENT_FORMATS, co
                                           ffmpeg_message, open_probed, open_segment_file, raw_video_tag,
                                           read_segment_file)
 from tmlsr_ray.pipeline.damage import (DamagedPackets, damage_retold_on_failure, damage_retold_where_short,
-                                       decoded_frames)
+                                       decoded_frames, picture_packets)
 from tmlsr_ray.pipeline.decode import FrameBatch, decode_batches, iter_batches
 from tmlsr_ray.pipeline.length import LengthLimits, LengthMeter
 from tmlsr_ray.pipeline.probe import RESIZABLE_CODECS, decoded_alone, largest_picture, stamped_by_parser
@@ -72,20 +72,21 @@ def scan_packets(path: Path, info: VideoInfo) -> List[PacketEntry]:
 def _scan(stream: "av.video.stream.VideoStream", keyframes: Optional["KeyframeSample"] = None,
           limits: Optional[LengthLimits] = None) -> List[PacketEntry]:
     """``keyframes``: given a sample of the keyframes' packets as they pass; ``limits``: the scan
-    stops, refused (InputError), once the stream is over them."""
+    stops, refused (InputError), once the stream is over them. A packet of only parameter sets (an
+    AVI's chunk of them before a keyframe) is no frame: its sets are the next packet's (see
+    :func:`.damage.picture_packets`); counted as one, its segment missed a frame and failed."""
     entries: List[PacketEntry] = []
     last_corrupt = False
     meter = LengthMeter.where_limited(limits, stream.index)
     try:
-        for packet in demux(stream.container, stream):
+        for packet in picture_packets(demux(stream.container, stream)):
             if meter is not None:
                 meter.offer(packet)
-            if packet.size:
-                entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard,
-                                           packet.duration or 0, packet.size, packet.has_sidedata("palette")))
-                last_corrupt = packet.is_corrupt
-                if keyframes is not None and packet.is_keyframe:
-                    keyframes.offer(packet)
+            entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard,
+                                       packet.duration or 0, packet.size, packet.has_sidedata("palette")))
+            last_corrupt = packet.is_corrupt
+            if keyframes is not None and packet.is_keyframe:
+                keyframes.offer(packet)
     except av.error.FFmpegError as exc:
         raise InputError(f"video could not be read ({ffmpeg_message(exc)})") from exc
     if not entries:
@@ -256,7 +257,7 @@ def _lead_damaged(path: Path, info: VideoInfo, entries: Sequence[PacketEntry]) -
     with open_probed(path, info, EDIT_LIST_IGNORED if info.frame_times_lost else None) as container:
         stream = container.streams[info.stream_index]
         stream.thread_type = "SLICE"  # each packet's error told at the packet
-        for packet in demux(container, stream):
+        for packet in picture_packets(demux(container, stream)):
             if packet.is_keyframe:
                 return False
             try:
@@ -594,9 +595,9 @@ def extract_segments(path: Path, info: VideoInfo, segments: Sequence[Segment],
         index = -1
         palette = None  # the palette in force (a pal8 codec's: AVI and QuickTime send it once, and on changes)
         try:
-            for packet in demux(container, stream):
-                if not packet.size:
-                    continue
+            # numbered as the index numbers them, a keyframe's parameter sets stored apart in its packet,
+            # as a muxer stores them: cut at it, they stayed at the end of the segment before
+            for packet in picture_packets(demux(container, stream)):
                 index += 1
                 if packet.has_sidedata("palette"):
                     palette = packet.get_sidedata("palette")
