@@ -691,18 +691,39 @@ def with_parameter_sets_apart(source: Path, path: Path, format: str = "avi") -> 
     """``source``'s H.264 packets (after start codes) in ``format``, the parameter sets that start a
     keyframe's packet (and the delimiter before them) moved to a packet of their own before it, as
     some AVI writers store them; times counted in packets, as an AVI counts its chunks."""
+    def split(data: bytes) -> list:
+        units = [(found.start(), data[found.end()] & 0x1F) for found in re.finditer(b"\x00\x00\x01", data)]
+        cut = next(at for at, kind in units if kind not in (7, 8, 9))  # SPS, PPS, delimiter
+        return [data[:cut], data[cut:]] if any(kind == 7 for at, kind in units if at < cut) else [data]
+
+    return _with_packets_split(source, path, format, "h264", "yuv420p", split)
+
+
+def with_prefix_sei_apart(source: Path, path: Path) -> Path:
+    """``source``'s 10-bit HEVC packets (after start codes) in Matroska, a keyframe's prefix SEI
+    (HDR10's mastering display and light level) moved to a packet of its own between its parameter
+    sets' packet and its picture's, as some writers store them."""
+    def split(data: bytes) -> list:
+        units = [(found.start(), data[found.end()] >> 1 & 0x3F) for found in re.finditer(b"\x00\x00\x01", data)]
+        picture = next(at for at, kind in units if kind < 32)
+        sei = next((at for at, kind in units if kind == 39 and at < picture), None)
+        return [data[:sei], data[sei:picture], data[picture:]] if sei else [data]
+
+    return _with_packets_split(source, path, "matroska", "hevc", "yuv420p10le", split)
+
+
+def _with_packets_split(source: Path, path: Path, format: str, codec: str, pix_fmt: str, split) -> Path:
+    """``source``'s video packets in ``format``, each as the packets ``split`` makes of its bytes,
+    the last of them flagged as it was; times counted in packets at 24 a second."""
     with av.open(str(source)) as inp, av.open(str(path), "w", format=format) as out:
-        video = out.add_stream("h264", rate=24)
-        video.width, video.height, video.pix_fmt = inp.streams.video[0].width, inp.streams.video[0].height, "yuv420p"
+        video = out.add_stream(codec, rate=24)
+        video.width, video.height, video.pix_fmt = inp.streams.video[0].width, inp.streams.video[0].height, pix_fmt
         video.time_base = Fraction(1, 24)
         count = 0
         for packet in inp.demux(video=0):
             if not packet.size:
                 continue
-            data = bytes(packet)
-            units = [(found.start(), data[found.end()] & 0x1F) for found in re.finditer(b"\x00\x00\x01", data)]
-            cut = next(at for at, kind in units if kind not in (7, 8, 9))  # SPS, PPS, delimiter
-            pieces = [data[:cut], data[cut:]] if any(kind == 7 for at, kind in units if at < cut) else [data]
+            pieces = split(bytes(packet))
             for piece in pieces:
                 copy = av.Packet(piece)
                 copy.pts = copy.dts = count

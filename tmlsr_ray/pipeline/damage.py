@@ -14,6 +14,7 @@ import av
 from tmlsr_ray.errors import InputError
 from tmlsr_ray.pipeline.container import codec_name, demux, ffmpeg_message
 from tmlsr_ray.pipeline.h264_header import (NO_PICTURE_NAL_TYPES, PictureOrderGaps, holds_no_picture, holds_parameter_sets,
+                                            holds_prefix_sei,
                                             holds_skipped_leading_picture, nal_length_size, starts_at_recovery_point)
 from tmlsr_ray.pipeline.video_info import VideoInfo
 from tmlsr_ray.pipeline.vpx_header import shows_no_frame
@@ -71,8 +72,10 @@ class PicturePackets:
         """Keeps a packet of no picture that holds parameter sets for the next packet: an AVI's chunk
         of them before a keyframe (or a Matroska file's with no configuration), which the pictures
         after it refer to. Skipped, a splice's new ones never reached the decoder, and 13 of its 48
-        frames failed as damaged."""
-        if holds_parameter_sets(memoryview(packet), _length_size(packet), codec_name(packet.stream)):
+        frames failed as damaged. Its prefix SEI too (a Matroska file's HDR10 metadata in a packet of
+        its own): skipped, an HDR video read as having no mastering display."""
+        data, length_size, codec = memoryview(packet), _length_size(packet), codec_name(packet.stream)
+        if holds_parameter_sets(data, length_size, codec) or holds_prefix_sei(data, length_size, codec):
             self._parameter_sets += bytes(packet)
 
     def _with_parameter_sets(self, packet):

@@ -34,6 +34,9 @@ NO_PICTURE_NAL_TYPES = {"h264": (6, 7, 8, 9, 10, 11, 12, 13, 15), "hevc": (32, 3
 # of those, the parameter sets (H.264: SPS, PPS, SPS extension, subset SPS; HEVC: VPS, SPS, PPS),
 # which the pictures after them refer to
 PARAMETER_SET_NAL_TYPES = {"h264": (7, 8, 13, 15), "hevc": (32, 33, 34)}
+# and the SEI that goes before a picture (HEVC's suffix SEI is the picture's before), which holds
+# what the decoder gives with the next frame: HDR10's mastering display and light level
+PREFIX_SEI_NAL_TYPES = {"h264": (6,), "hevc": (39,)}
 HEVC_PICTURE_NAL_TYPES = range(32)  # its VCL NAL units, slices of a picture
 HEVC_RASL_TYPES = (8, 9)  # random access skipped leading pictures, RASL_N and RASL_R
 SEQUENCE_PARAMETER_SET, PICTURE_PARAMETER_SET = 7, 8
@@ -94,7 +97,16 @@ def holds_no_picture(data: BytesLike, length_size: int = 0, codec: str = "h264")
 
 def holds_parameter_sets(data: BytesLike, length_size: int = 0, codec: str = "h264") -> bool:
     """Whether any of the ``codec`` packet's NAL units is one of its PARAMETER_SET_NAL_TYPES."""
-    return any(_nal_type(unit, codec) in PARAMETER_SET_NAL_TYPES[codec] for unit in _nal_units(data, length_size))
+    return _holds_any(data, length_size, PARAMETER_SET_NAL_TYPES[codec], codec)
+
+
+def holds_prefix_sei(data: BytesLike, length_size: int = 0, codec: str = "h264") -> bool:
+    """Whether any of the ``codec`` packet's NAL units is one of its PREFIX_SEI_NAL_TYPES."""
+    return _holds_any(data, length_size, PREFIX_SEI_NAL_TYPES[codec], codec)
+
+
+def _holds_any(data: BytesLike, length_size: int, types: Tuple[int, ...], codec: str) -> bool:
+    return any(_nal_type(unit, codec) in types for unit in _nal_units(data, length_size))
 
 
 def holds_skipped_leading_picture(data: BytesLike, length_size: int = 0) -> bool:
