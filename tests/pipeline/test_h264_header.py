@@ -9,6 +9,7 @@ from tests.helpers import (H264_SEI, POC_STREAM_OPTIONS, STRAY_NAL_UNITS, cut_mi
                            with_picture_order_rewritten, with_start_codes_damaged, with_unreferenced_pictures_dropped)
 from tmlsr_ray.pipeline import h264_header
 from tmlsr_ray.pipeline.h264_header import (PictureOrderGaps, holds_no_picture, holds_parameter_sets,
+                                            holds_prefix_sei,
                                             holds_skipped_leading_picture,
                                             nal_length_size, starts_at_recovery_point)
 
@@ -57,6 +58,19 @@ def test_only_a_packet_with_parameter_sets_is_said_to_hold_them(name):
     """A packet of them alone is kept for the next (an AVI's chunk of them); of SEI or a delimiter alone, not."""
     codec, units = STRAY_NAL_UNITS[name]
     assert holds_parameter_sets(units, codec=codec) == name.endswith("parameter sets")
+
+
+@pytest.mark.parametrize("name", STRAY_NAL_UNITS.keys())
+def test_only_a_packet_with_sei_before_a_picture_is_said_to_hold_a_prefix_sei(name):
+    """A packet of SEI alone is kept for the next picture (HDR10's mastering display); of
+    parameter sets, a delimiter or an end alone, not."""
+    codec, units = STRAY_NAL_UNITS[name]
+    assert holds_prefix_sei(units, codec=codec) == ("SEI" in name)
+
+
+def test_an_hevc_suffix_sei_is_no_prefix_sei():
+    """A suffix SEI (a decoded picture hash) belongs to the picture before it, not the next."""
+    assert not holds_prefix_sei(b"\x00\x00\x00\x01\x50\x01\x05\x01\x00\x80", codec="hevc")
 
 
 def test_a_pictures_packet_is_read_no_further_than_its_picture(monkeypatch):
