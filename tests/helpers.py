@@ -1501,12 +1501,13 @@ def raw_hevc_recording(tmp_path: Path, pictures: int = 4) -> Path:
     return path
 
 
-def intra_refresh_clip(path: Path, container: str | None = None) -> Path:
+def intra_refresh_clip(path: Path, container: str | None = None, params: str = "keyint=30:bframes=2") -> Path:
     """48 frames at 24 fps as a low-latency live encoder makes them (x264's intra refresh, with
     B-frames): one IDR picture, then keyframes flagged at recovery points, pictures other than IDR
-    that a column of intra blocks sweeps from (the first at 1.25 s)."""
+    that a column of intra blocks sweeps from (the first at 1.25 s); ``params``: x264's others
+    (a webcam's "keyint=12:bframes=0:scenecut=0" has one each 0.5 s, and no B-frames)."""
     return make_clip(path, frames=48, rate=24, audio=False, container=container,
-                     options={"x264-params": "intra-refresh=1:keyint=30:bframes=2"})
+                     options={"x264-params": f"intra-refresh=1:{params}"})
 
 
 def first_keyframe_wiped(tmp_path: Path) -> Path:

@@ -2189,15 +2189,51 @@ def test_a_thinned_transport_stream_cut_into_segments_counts_no_picture_lacking(
     assert planned_and_dropped(path, segment_s) == (34, 0)
 
 
-@pytest.mark.parametrize("suffix", ["mkv", "ts"])
-def test_an_intra_refresh_stream_cut_at_a_recovery_point_passes_though_its_decoder_gives_no_frame_of_it(
-        tmp_path, suffix):
-    """The segment's decoder, flushed at a keyframe that is no IDR picture, gives no frame of it,
-    with no word: a good stream failed as damaged ('1 frames from about 1.25 s are missing'). The
-    render fills that frame in, as it did before (see render.MissingFrames)."""
-    path = intra_refresh_clip(tmp_path / f"in.{suffix}")
+# a webcam's intra refresh: a recovery point each 0.5 s, no B-frames
+WEBCAM_REFRESH = "keyint=12:bframes=0:scenecut=0"
+INTRA_REFRESH_CLIPS = [("mkv", "keyint=30:bframes=2"), ("ts", "keyint=30:bframes=2"), ("avi", WEBCAM_REFRESH)]
+
+
+@pytest.mark.parametrize("suffix, params", INTRA_REFRESH_CLIPS, ids=["mkv", "ts", "avi"])
+def test_an_intra_refresh_stream_cut_at_a_recovery_point_decodes_every_frame_from_the_gop_before(
+        tmp_path, suffix, params):
+    """The segment's decoder, started at a keyframe that is no IDR picture, gave no frame of it
+    with no word (47 of 48 frames; the AVI 42, each segment after the first short of 2): started
+    at the keyframe before, it gives them all, as the whole decode does."""
+    path = intra_refresh_clip(tmp_path / f"in.{suffix}", params=params)
     plan, frames = cut_and_decode(path, Cutting(segment_s=0.5))
-    assert (plan.frames, len(frames)) == (48, 47)
+    assert (plan.frames, len(frames)) == (48, 48)
+    assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, whole_decode(path)))
+
+
+def test_an_intra_refresh_streams_pre_roll_stays_within_its_bound(tmp_path):
+    """Past ``max_preroll_frames``, a segment starts at its recovery point, as before."""
+    path = intra_refresh_clip(tmp_path / "in.avi", params=WEBCAM_REFRESH)
+    plan = plan_segments(path, probe_video(path), Cutting(segment_s=0.5, max_preroll_frames=11))
+    assert [s.first_packet for s in plan.segments] == [0, 12, 24, 36]
+
+
+def test_a_recording_started_inside_an_intra_refresh_stream_decodes_as_its_whole_decode_does(tmp_path):
+    """Its first segment starts at its first keyframe, a recovery point, as before, and gives the
+    frames the whole decode gives (34 of 36); each later one gave 2 fewer (30 in all)."""
+    source = intra_refresh_clip(tmp_path / "in.avi", params=WEBCAM_REFRESH)
+    path = cut_mid_gop(source, tmp_path / "recording.avi", packets=5)
+    plan, frames = cut_and_decode(path, Cutting(segment_s=0.5))
+    whole = whole_decode(path)
+    assert (plan.frames, plan.segments[0].first_packet, len(frames), len(whole)) == (36, 7, 34, 34)
+    assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, whole))
+
+
+@pytest.mark.parametrize("suffix, params", INTRA_REFRESH_CLIPS, ids=["mkv", "ts", "avi"])
+def test_an_intra_refresh_stream_cut_into_segments_joins_every_frame_a_frame_apart(
+        tmp_path, smooth_model, suffix, params):
+    """The segment cut at a recovery point lacked its first frames: a 48-frame video came out short."""
+    path = intra_refresh_clip(tmp_path / f"in.{suffix}", params=params)
+    _, _, report = render_and_join(path, tmp_path / "out.mp4", smooth_model, Cutting(segment_s=0.5),
+                                   tmp_path / "pieces")
+    frames, _, _ = output_frames(tmp_path / "out.mp4")
+    assert (report.frames, len(frames)) == (48, 48)
+    assert np.allclose([time for time, _ in frames], np.arange(48) / 24, atol=0.001)
 
 
 # the Matroska file's times step 1 ms (the helper's ticks as Matroska's): one segment

@@ -40,6 +40,12 @@ MAX_DAMAGED_SHARE = Fraction(2, 3)
 REPEAT_HINT = 'damaged_frames "repeat" shows the frame before in place of each damaged one'
 
 
+def at_recovery_point(packet) -> bool:
+    """Whether ``packet`` is an H.264 packet at a recovery point, no IDR picture (see
+    :func:`.h264_header.starts_at_recovery_point`)."""
+    return codec_name(packet.stream) == "h264" and starts_at_recovery_point(memoryview(packet), _length_size(packet))
+
+
 def holds_no_picture_packet(packet) -> bool:
     """Whether ``packet`` is an H.264 or HEVC packet of no picture (see :func:`.h264_header.holds_no_picture`)."""
     codec = codec_name(packet.stream)
@@ -226,8 +232,7 @@ class DamagedPackets:
 
     def _note_start(self, packet) -> None:
         """At the keyframe ``packet`` the decoder starts from (see ``recovering``)."""
-        if codec_name(packet.stream) == "h264":
-            self.recovering = self.recovering or starts_at_recovery_point(memoryview(packet), _length_size(packet))
+        self.recovering = self.recovering or at_recovery_point(packet)
 
     @staticmethod
     def _skipped_leading(packet) -> bool:

@@ -19,6 +19,9 @@ class PacketEntry:
     duration: int = 0  # how long its frame shows (0: the container does not say)
     size: int = 0  # bytes
     palette: bool = False  # it states a palette (a pal8 codec's, in AVI or QuickTime: at the start, and on changes)
+    # a keyframe at a recovery point, no IDR picture (H.264 intra refresh): a decoder started there
+    # gives no frame until its pictures are whole
+    recovery: bool = False
 
 
 @dataclass(frozen=True)

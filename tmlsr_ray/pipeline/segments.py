@@ -44,8 +44,8 @@ from tmlsr_ray.models.yuv import Yuv420
 from tmlsr_ray.pipeline.container import (EDIT_LIST_IGNORED, SEGMENT_FORMATS, codec_name, copy_video_stream, demux,
                                           ffmpeg_message, open_probed, open_segment_file, raw_video_tag,
                                           read_segment_file)
-from tmlsr_ray.pipeline.damage import (DamagedPackets, damage_retold_on_failure, damage_retold_where_short,
-                                       decoded_frames, picture_packets)
+from tmlsr_ray.pipeline.damage import (DamagedPackets, at_recovery_point, damage_retold_on_failure,
+                                       damage_retold_where_short, decoded_frames, picture_packets)
 from tmlsr_ray.pipeline.decode import FrameBatch, decode_batches, iter_batches
 from tmlsr_ray.pipeline.length import LengthLimits, LengthMeter
 from tmlsr_ray.pipeline.probe import RESIZABLE_CODECS, decoded_alone, largest_picture, stamped_by_parser
@@ -83,7 +83,8 @@ def _scan(stream: "av.video.stream.VideoStream", keyframes: Optional["KeyframeSa
             if meter is not None:
                 meter.offer(packet)
             entries.append(PacketEntry(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard,
-                                       packet.duration or 0, packet.size, packet.has_sidedata("palette")))
+                                       packet.duration or 0, packet.size, packet.has_sidedata("palette"),
+                                       packet.is_keyframe and at_recovery_point(packet)))
             last_corrupt = packet.is_corrupt
             if keyframes is not None and packet.is_keyframe:
                 keyframes.offer(packet)
@@ -524,11 +525,19 @@ class _Cutter:
 
     def decode_start(self, owned: Sequence[int]) -> int:
         """The last keyframe, in decode order, at or before every owned packet and shown no later
-        than the first owned frame (a keyframe shown later would leave that frame a leading picture)."""
+        than the first owned frame (a keyframe shown later would leave that frame a leading picture).
+        Where that is a recovery point, the keyframe before it, while the pre-roll stays within
+        bounds: started at one, the decoder gave none of its first frames (an intra-refresh clip
+        cut there lost 1 frame of 48 with B-frames, 6 without), which a decode from the GOP
+        before gives whole."""
         first_shown = min(self._entries[i].pts for i in owned)
         key = self._last_key[min(owned)]
         while key >= 0 and self._entries[key].pts > first_shown:
             key = self._last_key[key - 1] if key else -1
+        if key > 0 and self._entries[key].recovery:
+            before = self._last_key[key - 1]
+            if before >= 0 and min(owned) - before <= self._cutting.max_preroll_frames:
+                return before
         return max(key, 0)
 
     def with_neighbours(self, begin: int, end: int, first: int, last: int) -> Tuple[int, int]:
