@@ -1317,8 +1317,8 @@ def _slice_units(data: bytes) -> List[Tuple[int, int]]:
 
 def with_start_codes_damaged(source: Path, path: Path, packets: Sequence[int], byte: int = 1) -> Path:
     """The source remuxed with the start code of the first slice of each video packet at
-    ``packets`` (places in decode order) hit by a bit error, its ``byte``-th from the end (1: 00 00
-    01 read 00 00 81; 3, of a 4-byte start code: 00 00 00 01 read 00 80 00 01, which leaves no byte
+    ``packets`` (places in decode order) hit by a bit error, its ``byte``-th from the end (1: x264's
+    00 00 00 01 read 00 00 00 81; 3, of a 4-byte start code: 00 00 00 01 read 00 80 00 01, which leaves no byte
     a NAL unit may not hold): the picture's bytes whole, FFmpeg's parser no longer finds where it
     starts."""
     def hit(index: int, data: bytes) -> bytes:

@@ -175,7 +175,8 @@ def pictures_lacking(path) -> int:
 @pytest.mark.parametrize("packet", [20, 22], ids=["unreferenced", "reference"])
 def test_a_picture_whose_start_code_is_damaged_is_lacking(tmp_path, container, packet):
     """FFmpeg's parser ran the picture's bytes into a neighbour's packet: 47 packets, each a picture;
-    what is left of the start code (00 00 81) shows where it went."""
+    what is left of its 4-byte start code (00 00 00 81: x264 writes one before a picture's first
+    NAL unit) shows where it went."""
     source = start_code_stream(tmp_path, container)
     path = with_start_codes_damaged(source, tmp_path / f"damaged{source.suffix}", [packet])
     assert pictures_lacking(path) == 1
@@ -212,6 +213,18 @@ def test_a_good_stream_whose_picture_order_skips_lacks_no_picture(tmp_path, cont
     every second was thinned, 4 in the camera's."""
     source = start_code_stream(tmp_path, container)
     assert pictures_lacking(made(source, tmp_path / f"good{source.suffix}")) == 0
+
+
+@pytest.mark.parametrize("container", [None, "mpegts"])
+def test_a_good_thinned_stream_whose_slices_hold_00_00_04_to_ff_lacks_no_picture(tmp_path, container):
+    """00 00 04 to 00 00 FF are valid inside a NAL unit (emulation prevention keeps out only 00 00
+    00 to 03, H.264 7.4.1), and occur in x264's slices (16 times in 24 pictures of 640x360): the
+    old check took them for damaged start codes and counted 7 pictures lacking where every second
+    unreferenced one was thinned."""
+    suffix = "ts" if container else "h264"
+    source = make_clip(tmp_path / f"in.{suffix}", frames=24, size=(640, 360), rate=24, audio=False,
+                       container=container, options={"x264-params": POC_STREAM_OPTIONS, "crf": "4"})
+    assert pictures_lacking(with_unreferenced_pictures_dropped(source, tmp_path / f"thinned.{suffix}", every=2)) == 0
 
 
 def test_a_stream_whose_count_starts_over_at_mmco_5_lacks_no_picture(tmp_path):

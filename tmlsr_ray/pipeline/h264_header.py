@@ -51,9 +51,11 @@ P_SLICE, B_SLICE, SP_SLICE = 0, 1, 3  # slice_type modulo 5
 MEMORY_RESET = 5  # memory_management_control_operation 5: references, frame_num and count start over
 # the Exp-Golomb fields each memory_management_control_operation takes (H.264 7.3.3.3)
 MEMORY_OPERATION_FIELDS = {1: 1, 2: 1, 3: 2, 4: 1, 6: 1}
-# what is left of a start code a bit error hit: 00 00 followed by other than 03 (after zeros,
-# other than a start code's 01), which emulation prevention keeps out of every NAL unit (H.264 7.4.1)
-BROKEN_START_CODE = re.compile(b"\x00\x00(?:\x00+[^\x00\x01]|[\x02\x04-\xff])")
+# what is left of a start code a bit error hit: only what H.264 7.4.1 keeps out of every NAL unit,
+# 00 00 00 (zeros before a start code's 01 are trailing_zero_8bits), 00 00 02, and 00 00 03 before
+# a byte above 03 (03 ends a NAL unit only before a start code's or trailing zeros' 00). 00 00 04 to
+# FF are valid data (x264's slices hold them), so a 3-byte start code hit to 00 00 81 is not told
+BROKEN_START_CODE = re.compile(b"\x00\x00(?:\x00+[^\x00\x01]|\x02|\x03[\x04-\xff])")
 ORDER_WINDOW = 32  # pictures held back for display order: twice what a decoder may hold (16)
 STEP_KINDS = 64  # steps between counts told apart: more keep to no step
 BYTE_BITS = [f"{byte:08b}" for byte in range(256)]
