@@ -191,6 +191,18 @@ def test_a_reference_picture_whose_start_code_is_lost_without_a_trace_is_lacking
     assert pictures_lacking(path) == 1
 
 
+def test_a_ts_read_as_views_of_its_packets_lacks_the_picture_its_bytes_lack(tmp_path):
+    """The decode reads a view of each packet, not a copy: the delimiters FFmpeg's TS muxer puts
+    before each picture were looked at with bytes' find, which a view lacks (AttributeError)."""
+    path = with_start_codes_damaged(start_code_stream(tmp_path, "mpegts"), tmp_path / "damaged.ts", [20])
+    gaps = PictureOrderGaps()
+    with av.open(str(path)) as container:
+        for packet in container.demux(container.streams.video[0]):
+            if packet.size:  # as the decode: an empty packet's view has no buffer
+                gaps.read(memoryview(packet))
+    assert gaps.missing()[0] == 1
+
+
 def test_a_thinned_streams_picture_whose_start_code_is_damaged_is_the_one_lacking(tmp_path):
     """The counts skip every fourth picture of the thinned stream: the lost one is counted, not those."""
     thinned = with_unreferenced_pictures_dropped(start_code_stream(tmp_path, None), tmp_path / "thinned.h264", 2)

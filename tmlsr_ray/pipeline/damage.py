@@ -184,7 +184,8 @@ class DamagedPackets:
     def decode(self, packet) -> List["av.VideoFrame"]:
         if packet.size and codec_name(packet.stream) == "h264" and not _length_size(packet):
             # before a packet of no picture is passed: a damaged start code may leave one
-            self.order_gaps.read(bytes(packet), self._seconds(packet), self.owns is None or self.owns(packet))
+            # a view of the packet: its scan for damaged start codes copies none of its bytes
+            self.order_gaps.read(memoryview(packet), self._seconds(packet), self.owns is None or self.owns(packet))
         packet = self._pictures.picture(packet)
         if packet is None:
             return []

@@ -47,6 +47,7 @@ HIGH_PROFILES = (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135)
 SLICE_HEADER_READ = 256
 NAL_REFERENCE_BITS = 0x60  # nal_ref_idc
 ACCESS_UNIT_DELIMITER = re.compile(b"\x00\x00\x01\x09")  # its start code and NAL header
+NON_ZERO = re.compile(b"[^\x00]")
 P_SLICE, B_SLICE, SP_SLICE = 0, 1, 3  # slice_type modulo 5
 MEMORY_RESET = 5  # memory_management_control_operation 5: references, frame_num and count start over
 # the Exp-Golomb fields each memory_management_control_operation takes (H.264 7.3.3.3)
@@ -229,7 +230,7 @@ class PictureOrderGaps:
         # None where the counts keep to no step (more kinds than STEP_KINDS)
         self._steps: Optional[Dict[int, int]] = {}
 
-    def read(self, data: bytes, where: Optional[float] = None, owned: bool = True) -> None:
+    def read(self, data: BytesLike, where: Optional[float] = None, owned: bool = True) -> None:
         """Reads one packet's NAL units; ``where``: its place, in seconds, where known; ``owned``:
         whether a loss seen in it is this decode's to count (a segment's own frame, not pre-roll
         whose segment counts it)."""
@@ -455,12 +456,12 @@ def _skip_weights(bits: "RbspBits", references: List[int], chroma: bool) -> None
                 bits.signed()
 
 
-def _delimiter_overlong(data: bytes) -> bool:
-    """Whether an access unit delimiter in the packet holds more than its one byte: a damaged
-    picture's bytes run into it."""
+def _delimiter_overlong(data: BytesLike) -> bool:
+    """Whether an access unit delimiter in the packet holds more than its one byte (trailing zeros
+    apart): a damaged picture's bytes run into it."""
     for found in ACCESS_UNIT_DELIMITER.finditer(data):
-        end = data.find(b"\x00\x00\x01", found.end())
-        if len(data[found.end():len(data) if end < 0 else end].rstrip(b"\x00")) > 1:
+        after = START_CODE.search(data, found.end())
+        if NON_ZERO.search(data, found.end() + 1, after.start() if after else len(data)):
             return True
     return False
 
