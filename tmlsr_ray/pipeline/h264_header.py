@@ -56,7 +56,9 @@ MEMORY_OPERATION_FIELDS = {1: 1, 2: 1, 3: 2, 4: 1, 6: 1}
 # 00 00 00 (zeros before a start code's 01 are trailing_zero_8bits), 00 00 02, and 00 00 03 before
 # a byte above 03 (03 ends a NAL unit only before a start code's or trailing zeros' 00). 00 00 04 to
 # FF are valid data (x264's slices hold them), so a 3-byte start code hit to 00 00 81 is not told
-BROKEN_START_CODE = re.compile(b"\x00\x00(?:\x00+[^\x00\x01]|\x02|\x03[\x04-\xff])")
+BROKEN_START_CODE = b"\x00\x00(\x00+[^\x00\x01]|\x02|\x03[\x04-\xff])"
+# a damaged start code (its group) or an access unit delimiter's start code: found in one scan
+DAMAGE_SIGNS = re.compile(BROKEN_START_CODE + b"|" + ACCESS_UNIT_DELIMITER.pattern)
 ORDER_WINDOW = 32  # pictures held back for display order: twice what a decoder may hold (16)
 STEP_KINDS = 64  # steps between counts told apart: more keep to no step
 BYTE_BITS = [f"{byte:08b}" for byte in range(256)]
@@ -236,7 +238,7 @@ class PictureOrderGaps:
         whose segment counts it)."""
         try:
             units = _nal_units(data, 0, SLICE_HEADER_READ)
-            damaged = len(BROKEN_START_CODE.findall(data)) or _delimiter_overlong(data)
+            damaged = _damage_signs(data)
             for unit in units:
                 self._read_unit(unit, where, owned)
         except ValueError:  # a header this does not read
@@ -456,14 +458,17 @@ def _skip_weights(bits: "RbspBits", references: List[int], chroma: bool) -> None
                 bits.signed()
 
 
-def _delimiter_overlong(data: BytesLike) -> bool:
-    """Whether an access unit delimiter in the packet holds more than its one byte (trailing zeros
-    apart): a damaged picture's bytes run into it."""
-    for found in ACCESS_UNIT_DELIMITER.finditer(data):
-        after = START_CODE.search(data, found.end())
-        if NON_ZERO.search(data, found.end() + 1, after.start() if after else len(data)):
-            return True
-    return False
+def _damage_signs(data: BytesLike) -> int:
+    """The damaged start codes in the packet, else 1 where an access unit delimiter holds more
+    than its one byte (trailing zeros apart): a damaged picture's bytes run into it."""
+    broken, overlong = 0, False
+    for found in DAMAGE_SIGNS.finditer(data):
+        if found.lastindex:
+            broken += 1
+        elif not overlong:
+            after = START_CODE.search(data, found.end())
+            overlong = bool(NON_ZERO.search(data, found.end() + 1, after.start() if after else len(data)))
+    return broken or int(overlong)
 
 
 class RbspBits:
