@@ -48,6 +48,15 @@ def test_a_packet_whose_headers_are_unreadable_is_no_recovery_point():
     assert not starts_at_recovery_point(b"\x00\x00\x01" + b"\xff" * 64)
 
 
+def test_a_packet_is_a_recovery_point_by_its_first_slice_its_later_units_unread():
+    """A picture's slices share their type (H.264 7.4.1.2.4): what follows the first is not read,
+    so an all-intra 4K stream's keyframes are not searched whole for start codes (1.4 ms each). A
+    packet of a recovery point, then an IDR picture (two pictures in one chunk), was read as none."""
+    predicted = b"\x00\x00\x00\x01\x06\x05\x10" + b"\x00\x00\x01\x41\x9a\x24"
+    assert starts_at_recovery_point(predicted + b"\x00\x00\x01\x65\x88\x84")
+    assert not starts_at_recovery_point(b"\x00\x00\x01\x65\x88\x84" + predicted)
+
+
 @pytest.mark.parametrize("codec, units", STRAY_NAL_UNITS.values(), ids=STRAY_NAL_UNITS.keys())
 def test_a_packet_of_delimiters_sei_parameter_sets_or_end_of_stream_holds_no_picture(codec, units):
     assert holds_no_picture(units, codec=codec)
