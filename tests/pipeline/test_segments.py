@@ -2206,6 +2206,23 @@ def test_an_intra_refresh_stream_cut_at_a_recovery_point_decodes_every_frame_fro
     assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, whole_decode(path)))
 
 
+@pytest.mark.parametrize("suffix, params", INTRA_REFRESH_CLIPS, ids=["mkv", "ts", "avi"])
+def test_an_intra_refresh_streams_segment_repeating_damage_decodes_its_pre_roll_once(tmp_path, suffix, params):
+    """Its pre-roll's recovery point does not decode alone, and the GOP before was put before it
+    (the AVI's each 12 packets), the decoder flushed at the recovery point: twice the pre-roll, and
+    the frame before given as one more (13 frames of 12)."""
+    path = intra_refresh_clip(tmp_path / f"in.{suffix}", params=params)
+    info = probe_video(path, repeat_damaged=True)
+    plan = plan_segments(path, info, Cutting(segment_s=0.5))
+    frames = []
+    for segment, data in extract_segments(path, info, plan.segments, repeat_damaged=True):
+        assert segment.gop_before == 0
+        damaged = DamagedPackets(repeat=True, limit_share=False)
+        frames += [frame for batch in decode_segment(data, info, segment, 8, damaged=damaged) for frame in batch.frames]
+    assert len(frames) == 48
+    assert all(np.array_equal(got, made) for got, (_, made) in zip(frames, whole_decode(path)))
+
+
 def test_an_intra_refresh_streams_pre_roll_stays_within_its_bound(tmp_path):
     """Past ``max_preroll_frames``, a segment starts at its recovery point, as before."""
     path = intra_refresh_clip(tmp_path / "in.avi", params=WEBCAM_REFRESH)

@@ -657,8 +657,10 @@ class _GopBefore:
 
     def opened(self, segment: Segment, packet, format: str, with_tag: bool, palette) -> "_SegmentFile":
         """The file of a segment whose first packet is ``packet``, the GOPs before it first where
-        ``packet`` is a keyframe that does not decode."""
-        before = self._from_decodable() if packet.is_keyframe and self._gops and not self._decodes(packet) else []
+        ``packet`` is a keyframe that does not decode. A recovery point decoded as pre-roll does not
+        alone, good or not: the GOPs before, flushed at it, only doubled the segment's pre-roll."""
+        wanted = packet.is_keyframe and self._gops and not _preroll_recovery_point(segment, packet)
+        before = self._from_decodable() if wanted and not self._decodes(packet) else []
         piece = _SegmentFile(replace(segment, gop_before=len(before)), self._stream, format, with_tag)
         for earlier in before:
             piece.add(earlier, palette)
@@ -676,6 +678,12 @@ class _GopBefore:
             return bool(decoded_alone(self._stream, bytes(packet)))
         except (av.error.FFmpegError, ValueError):
             return False
+
+
+def _preroll_recovery_point(segment: Segment, packet) -> bool:
+    """Whether ``packet``, the first of ``segment``'s file, is an H.264 recovery point decoded as
+    its pre-roll (see :meth:`_Cutter.decode_start`): its frames are whole by the segment's own."""
+    return packet.pts is not None and packet.pts < min(segment.pts) and at_recovery_point(packet)
 
 
 class _SegmentFile:
