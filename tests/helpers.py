@@ -231,6 +231,10 @@ SERVED_WIDTHS = {
     "Compact": ("Compact", "Compact", "upscale", dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=4)),
     "ESRGAN": ("ESRGAN", "ESRGAN", "scale", dict(in_nc=3, out_nc=3, num_filters=64, num_blocks=2)),
     "SwinIR": ("SwinIR", "SwinIR", "upscale", dict(window_size=8, **_SWIN)),
+    # the real-world large model: the widest published SwinIR (240 channels, 8 heads)
+    "SwinIR-L": ("SwinIR", "SwinIR", "upscale", dict(window_size=8, **{**_SWIN, "embed_dim": 240, "num_heads": [8],
+                                                                        "upsampler": "nearest+conv"},
+                                                     resi_connection="3conv")),
     "HAT": ("HAT", "HAT", "upscale", dict(window_size=16, compress_ratio=3, squeeze_factor=30, overlap_ratio=0.5,
                                           **_SWIN)),
     "DAT": ("DAT", "DAT", "upscale", dict(img_size=64, embed_dim=180, depth=[2], num_heads=[6], split_size=[8, 32],
@@ -251,6 +255,10 @@ def served_width_spandrel_network(arch: str) -> torch.nn.Module:
     scale = {scale_keyword: 4} if scale_keyword else {}
     return _spandrel_class(module, name)(**arguments, **scale)
 
+
+# The transformers among them, whose memory estimate decides whether a frame runs whole at the
+# sizes users send (a convolution network's fits whole at all of them)
+SERVED_TRANSFORMERS = ("SwinIR", "SwinIR-L", "HAT", "DAT", "OmniSR")
 
 # The families the registry loads, at their published feature widths: Real-ESRGAN's own
 # (SRVGGNetCompact as realesr-animevideov3 and the x2/x4 general models, RRDBNet as x4plus and
