@@ -160,3 +160,19 @@ def test_a_pass_that_runs_out_again_after_growing_is_halved_again(tmp_path, monk
     for _ in range(3):
         model.upscale(frames)
     assert sizes == [8, 4, 2, 2, 2, 2] + [2, 2, 2, 2] + [4, 2, 2, 2, 2] and model.frames_per_pass(6, 10) == 2
+
+
+def test_a_pass_that_runs_out_each_time_it_grows_back_is_tried_again_ever_more_rarely(tmp_path, monkeypatch):
+    """A count that ran out of memory at every retry (other work holding the card for good, or an
+    estimate short) was tried again after every ``passes_before_retry`` passes, for as long as the
+    model stayed loaded: an out-of-memory and a batch run again each time. The frames come out
+    as a model that never ran out makes them, whatever ran out on the way."""
+    path = save_srvgg(tmp_path / "m.pth", scale=2)
+    model = RealESRGANModel(path, device="cpu")
+    _, sizes = _busy_for_a_moment(model, monkeypatch, on_cuda=True)  # busy for good
+    frames = np.random.default_rng(0).random((8, 6, 10, 3), dtype=np.float32)
+    outputs = [model.upscale(frames) for _ in range(12)]
+    failed_retries = sizes.count(4) - 1  # the first 4 is the halving of the first 8
+    assert failed_retries == 3 and sizes[:2] == [8, 4]  # after 6, 12 and 24 passes (before: every 6, 5 times)
+    expected = RealESRGANModel(path, device="cpu").upscale(frames)
+    assert all(np.array_equal(out, expected) for out in outputs)

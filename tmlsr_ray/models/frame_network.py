@@ -85,6 +85,8 @@ class FrameNetwork:
         self._resize = Lanczos4()
         self._pass_caps: Dict[Tuple[int, int], int] = {}  # (height, width) → frames per pass that fit
         self._passes_at_cap: Dict[Tuple[int, int], int] = {}  # (height, width) → passes that worked at its cap
+        self._retry_waits: Dict[Tuple[int, int], int] = {}  # (height, width) → passes before its next retry
+        self._grown: Set[Tuple[int, int]] = set()  # sizes whose grown pass has not worked yet
         self._sizes_tiled: Set[Tuple[int, int]] = set()  # (height, width) tiled against its advice
         if cuda:
             # A video's frames keep one shape, so cuDNN's one-off search for the fastest
@@ -138,6 +140,7 @@ class FrameNetwork:
                 # pass for this size from now on (on CUDA until enough of them worked).
                 per_pass = self._pass_caps[size] = tried // 2
                 self._passes_at_cap.pop(size, None)
+                self._wait_longer_if_grown(size)
                 logger.warning("%s: out of device memory at %s frames of %sx%s per pass; now %s",
                                self.name, tried, size[1], size[0], per_pass)
             # Out of the except block: its traceback would keep the failed pass's tensors alive.
@@ -145,19 +148,32 @@ class FrameNetwork:
 
     def _count_passes_at_cap(self, size: Tuple[int, int], per_pass: int, passes: int) -> None:
         """Counts ``passes`` that worked with ``size``'s capped frame count; on CUDA, after :attr:`passes_before_retry`
-        of them the cap doubles, back to the pass that ran out (which halves it again if it still
-        does). Never on a CPU: there how many frames share a pass changes a transformer's pixels."""
+        of them (twice as many after each grown pass that ran out again) the cap doubles, back to
+        the pass that ran out (which halves it again if it still does). Never on a CPU: there how
+        many frames share a pass changes a transformer's pixels."""
         if self._device.type != "cuda" or self._pass_caps.get(size) != per_pass:
             return
+        if passes and size in self._grown:  # it works: a later out-of-memory is another moment's load
+            self._grown.discard(size)
+            self._retry_waits.pop(size, None)
         done = self._passes_at_cap.get(size, 0) + passes
-        if done < self.passes_before_retry:
+        if done < self._retry_waits.get(size, self.passes_before_retry):
             self._passes_at_cap[size] = done
             return
         self._passes_at_cap.pop(size, None)
         self._pass_caps[size] = 2 * per_pass
+        self._grown.add(size)
         self._pass_cap_lifted(*size)
         logger.info("%s: %s passes of %s frames of %sx%s worked; trying %s again", self.name, done, per_pass,
                     size[1], size[0], 2 * per_pass)
+
+    def _wait_longer_if_grown(self, size: Tuple[int, int]) -> None:
+        """A grown pass that ran out again waits twice as many passes before its next try: retried
+        at a fixed interval, a count that always runs out (other work holding the card for good)
+        cost an out-of-memory and a batch run again every interval while the model stayed loaded."""
+        if size in self._grown:
+            self._grown.discard(size)
+            self._retry_waits[size] = 2 * self._retry_waits.get(size, self.passes_before_retry)
 
     def _pass_cap_lifted(self, height: int, width: int) -> None:
         """What a backend does when frames of this size may take larger passes again."""
