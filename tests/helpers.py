@@ -244,6 +244,9 @@ SERVED_WIDTHS = {
     "SPAN": ("SPAN", "SPAN", "upscale", dict(num_in_ch=3, num_out_ch=3, feature_channels=48)),
     "RealCUGAN": ("RealCUGAN", "UpCunet4x", None, dict(in_channels=3, out_channels=3)),
     "PLKSR": ("PLKSR", "PLKSR", "upscaling_factor", dict(dim=64, n_blocks=2, kernel_size=17, split_ratio=0.25)),
+    # ×1 restoration networks whose tiles show: spandrel's defaults are the published networks
+    "SCUNet": ("SCUNet", "SCUNet", None, dict()),
+    "RetinexFormer": ("RetinexFormer", "RetinexFormer", None, dict()),
 }
 
 
@@ -258,7 +261,7 @@ def served_width_spandrel_network(arch: str) -> torch.nn.Module:
 
 # The transformers among them, whose memory estimate decides whether a frame runs whole at the
 # sizes users send (a convolution network's fits whole at all of them)
-SERVED_TRANSFORMERS = ("SwinIR", "SwinIR-L", "HAT", "DAT", "OmniSR")
+SERVED_TRANSFORMERS = ("SwinIR", "SwinIR-L", "HAT", "DAT", "OmniSR", "SCUNet", "RetinexFormer")
 
 # The families the registry loads, at their published feature widths: Real-ESRGAN's own
 # (SRVGGNetCompact as realesr-animevideov3 and the x2/x4 general models, RRDBNet as x4plus and

@@ -58,9 +58,10 @@ NOISE_SEED = 0
 # above a pass measured at its published widths (tests/models/test_frame_network.py): RealCUGAN's
 # U-Net took 3.2 times, SPAN's 2.4 times, HAT's 1.7 times what they were given before. SwinIR's
 # (its widest, SwinIR-L), DAT's and OmniSR's took a 2.4th, half and a 5.7th of the transformers'
-# 96, which tiled a 1080p SwinIR x4 (a pass of 21 GB) with seams on an 80 GB card.
+# 96, which tiled a 1080p SwinIR x4 (a pass of 21 GB) with seams on an 80 GB card; SCUNet's and
+# RetinexFormer's an 8th and a 10th (SCUNet's with its input padded to its multiple of 64).
 ACTIVATIONS_PER_FEATURE = {"ESRGAN": 36, "RealESRGAN Compact": 3, "SPAN": 18, "RealCUGAN": 32, "PLKSR": 8,
-                           "HAT": 176, "SwinIR": 56, "DAT": 52, "OmniSR": 16}
+                           "HAT": 176, "SwinIR": 56, "DAT": 52, "OmniSR": 16, "SCUNet": 14, "RetinexFormer": 11}
 TRANSFORMER_ACTIVATIONS = 96
 REFUSED_PURPOSES = {
     "FaceSR": "a face-restoration model: it needs detected and aligned faces, not whole frames",
