@@ -302,7 +302,11 @@ class DamagedPackets:
         good stream: where it came short of none and had no damage, the pictures an H.264 stream after
         start codes lacks (a picture's damaged start code ran its bytes into a neighbour's packet, see
         :class:`.h264_header.PictureOrderGaps`)."""
-        short = max(0, self.read - self.lead - self.unshown - self.hidden - self.frames)
+        return self.or_lacking(max(0, self.read - self.lead - self.unshown - self.hidden - self.frames))
+
+    def or_lacking(self, short: int) -> int:
+        """``short``, a count of frames the decode came short by; where it is none and nothing was
+        damaged, the pictures the picture order shows lacking (see :meth:`short`)."""
         return short or (0 if self.damaged else self.order_gaps.missing()[0])
 
     def untold(self) -> int:

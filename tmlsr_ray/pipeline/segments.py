@@ -850,7 +850,7 @@ def _decode_owned(data: bytes, info: VideoInfo, segment: Segment, batch_size: in
     # cut there, decoded after the GOP before, repeated its 12 frames and counted no damaged packet)
     # and a picture whose damaged start code ran it into a neighbour's packet: no frame planned for it
     missing = sorted(set(owned.tolist()) - seen)
-    short = max(0, len(missing) - damaged.unshown) or (0 if damaged.damaged else damaged.order_gaps.missing()[0])
+    short = damaged.or_lacking(max(0, len(missing) - damaged.unshown))
     damage_retold_where_short(partial(_reopened_segment, data), damaged, info,
                               short=short, on_one_thread=thread_type != "AUTO",
                               lost_at=info.seconds(missing[0]) if missing else None,
