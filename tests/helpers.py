@@ -633,19 +633,22 @@ def whole_decode(path: Path):
     return [(pts, frame) for batch in iter_batches(path, info, 16) for pts, frame in zip(batch.pts, batch.frames)]
 
 
-def cut_and_decode(path: Path, cutting, planes: bool = False):
+def cut_and_decode(path: Path, cutting, planes: bool = False, repeat_damaged: bool = False):
     """The plan, and (pts, frame) of every segment decoded from its own segment file, in order;
-    ``planes``: the 4:2:0 planes a GPU replica asks for, where the stream has them."""
+    ``planes``: the 4:2:0 planes a GPU replica asks for, where the stream has them;
+    ``repeat_damaged``: as a task with damaged_frames "repeat" cuts and decodes it."""
+    from tmlsr_ray.pipeline.damage import DamagedPackets
     from tmlsr_ray.pipeline.decode import planar_layout
     from tmlsr_ray.pipeline.probe import probe_video
     from tmlsr_ray.pipeline.segments import decode_segment, extract_segments, plan_segments
 
-    info = probe_video(path)
+    info = probe_video(path, repeat_damaged=repeat_damaged)
     plan = plan_segments(path, info, cutting)
     layout = planar_layout(info) if planes else None  # a batch is RGB still where the siting cannot be told
     by_segment = {}
-    for segment, data in extract_segments(path, info, plan.segments):
-        batches = decode_segment(data, info, segment, 5, planes=layout)
+    for segment, data in extract_segments(path, info, plan.segments, repeat_damaged=repeat_damaged):
+        damaged = DamagedPackets(repeat=True, limit_share=False) if repeat_damaged else None
+        batches = decode_segment(data, info, segment, 5, planes=layout, damaged=damaged)
         # planes as a model sees them: converted with the chroma siting the decoder's frames show
         by_segment[segment.index] = [(pts, frame) for batch in batches for pts, frame in
                                      zip(batch.pts, batch.frames.rgb() if hasattr(batch.frames, "rgb") else batch.frames)]

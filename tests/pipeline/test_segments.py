@@ -2223,11 +2223,41 @@ def test_an_intra_refresh_streams_segment_repeating_damage_decodes_its_pre_roll_
     assert all(np.array_equal(got, made) for got, (_, made) in zip(frames, whole_decode(path)))
 
 
-def test_an_intra_refresh_streams_pre_roll_stays_within_its_bound(tmp_path):
-    """Past ``max_preroll_frames``, a segment starts at its recovery point, as before."""
+@pytest.mark.parametrize("rekey_max_bytes, cuts", [(256 << 20, [(0, False), (0, True), (12, True), (24, True)]),
+                                                   (0, [(0, False)])], ids=["re-keyed", "not re-keyed"])
+def test_an_intra_refresh_streams_segment_past_the_pre_roll_bound_decodes_from_the_keyframe_before_its_recovery_point(
+        tmp_path, rekey_max_bytes, cuts):
+    """Past ``max_preroll_frames`` (a GOP of 12 against 11), segments started at their recovery
+    points (packets 12, 24, 36), their first frames not whole: now the cutting pass re-keys them,
+    decoding from the keyframe before; not re-keying, no cut fits and one segment decodes it all."""
     path = intra_refresh_clip(tmp_path / "in.avi", params=WEBCAM_REFRESH)
-    plan = plan_segments(path, probe_video(path), Cutting(segment_s=0.5, max_preroll_frames=11))
-    assert [s.first_packet for s in plan.segments] == [0, 12, 24, 36]
+    cutting = Cutting(segment_s=0.5, max_preroll_frames=11, rekey_max_bytes=rekey_max_bytes)
+    plan = plan_segments(path, probe_video(path), cutting)
+    assert [(s.first_packet, s.rekeyed) for s in plan.segments] == cuts
+
+
+# intra-refresh streams whose recovery points are past the pre-roll bound, stepped back to: B-frames
+# referring past them (a good TS failed, 'a frame at about 0.58 s is damaged'), a webcam's (42 of 48 out)
+PAST_BOUND_CLIPS = [("mp4", "keyint=12:bframes=3:ref=4", 14), ("mkv", "keyint=12:bframes=3:ref=4", 14),
+                    ("ts", "keyint=12:bframes=3:ref=4", 14), ("avi", WEBCAM_REFRESH, 8), ("mkv", WEBCAM_REFRESH, 8)]
+
+
+@pytest.mark.parametrize("rekey_max_bytes", [256 << 20, 0], ids=["re-keyed", "not re-keyed"])
+@pytest.mark.parametrize("repeat", [False, True], ids=["fail", "repeat"])
+@pytest.mark.parametrize("suffix, params, max_preroll", PAST_BOUND_CLIPS,
+                         ids=["mp4 b-frames", "mkv b-frames", "ts b-frames", "avi webcam", "mkv webcam"])
+def test_an_intra_refresh_stream_whose_recovery_points_are_past_the_pre_roll_bound_gives_every_frame_whole(
+        tmp_path, suffix, params, max_preroll, repeat, rekey_max_bytes):
+    """A segment cut where its decode could not start from the keyframe before its recovery point
+    within the bound started at the recovery point: its frames not whole yet, failed as damaged,
+    repeated, or left out without a word."""
+    path = intra_refresh_clip(tmp_path / f"in.{suffix}", params=params)
+    cutting = Cutting(segment_s=0.3, max_preroll_frames=max_preroll, rekey_max_bytes=rekey_max_bytes)
+    plan, frames = cut_and_decode(path, cutting, repeat_damaged=repeat)
+    whole = whole_decode(path)
+    assert (plan.frames, len(plan.segments) > 1) == (48, True)
+    assert [pts for pts, _ in frames] == [pts for pts, _ in whole]
+    assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, whole))
 
 
 def test_a_recording_started_inside_an_intra_refresh_stream_decodes_as_its_whole_decode_does(tmp_path):

@@ -500,12 +500,13 @@ class _Cutter:
         # Bisected bounds, not a slice to the end: an all-intra stream has a keyframe at every frame,
         # and slicing the rest of them at each cut made planning quadratic in the video's length.
         near = keyframes[bisect.bisect_left(keyframes, low):bisect.bisect_right(keyframes, high)]
-        if near:
-            return min(near, key=lambda p: abs(p - ideal))
-        if self._rekeyed_length or self._preroll(ideal) <= self._cutting.max_preroll_frames:
+        fitting = [p for p in near if self._fits(p)]
+        if fitting:
+            return min(fitting, key=lambda p: abs(p - ideal))
+        if self._rekeyed_length or self._fits(ideal):
             return ideal
-        later = bisect.bisect_right(keyframes, ideal)
-        return keyframes[later] if later < len(keyframes) else None
+        later = range(bisect.bisect_right(keyframes, ideal), len(keyframes))
+        return next((keyframes[at] for at in later if self._fits(keyframes[at])), None)
 
     def _within_bytes(self, start: int, length: int) -> int:
         """``length`` frames from ``start``, fewer where their packets pass ``max_bytes``: a studio's
@@ -521,23 +522,30 @@ class _Cutter:
     def rekeyed(self, start: int) -> bool:
         """Whether the segment starting at ``start`` is re-keyed: decoding it from its keyframe
         would decode and drop more frames than a pre-roll may."""
-        return bool(self._rekeyed_length) and self._preroll(start) > self._cutting.max_preroll_frames
+        return bool(self._rekeyed_length) and not self._fits(start)
+
+    def _fits(self, position: int) -> bool:
+        """Whether a segment starting at ``position`` decodes from a keyframe within the pre-roll
+        bound. Only such a cut is taken, or one re-keyed (the cutting pass decodes from that keyframe,
+        however far): an intra-refresh stream's recovery point past the bound (keyint 250, B-frames),
+        cut at anyway, started its segment there, whose frames were not whole yet (a good TS failed
+        as damaged; an AVI gave 42 frames of 48). Not re-keying, the cut waits for a keyframe within
+        the bound: a longer segment, its frames copied, costs less than decoding the GOP twice."""
+        return self._preroll(position) <= self._cutting.max_preroll_frames
 
     def decode_start(self, owned: Sequence[int]) -> int:
         """The last keyframe, in decode order, at or before every owned packet and shown no later
         than the first owned frame (a keyframe shown later would leave that frame a leading picture).
-        Where that is a recovery point, the keyframe before it, while the pre-roll stays within
-        bounds: started at one, the decoder gave none of its first frames (an intra-refresh clip
-        cut there lost 1 frame of 48 with B-frames, 6 without), which a decode from the GOP
-        before gives whole."""
+        Where that is a recovery point, the keyframe before it, however far (the cuts keep the
+        pre-roll bound, see :meth:`_fits`): started at one, the decoder gave none of its first
+        frames (an intra-refresh clip cut there lost 1 frame of 48 with B-frames, 6 without), and
+        damaged ones where B-frames refer past it, which a decode from the GOP before gives whole."""
         first_shown = min(self._entries[i].pts for i in owned)
         key = self._last_key[min(owned)]
         while key >= 0 and self._entries[key].pts > first_shown:
             key = self._last_key[key - 1] if key else -1
-        if key > 0 and self._entries[key].recovery:
-            before = self._last_key[key - 1]
-            if before >= 0 and min(owned) - before <= self._cutting.max_preroll_frames:
-                return before
+        if key > 0 and self._entries[key].recovery and self._last_key[key - 1] >= 0:
+            return self._last_key[key - 1]
         return max(key, 0)
 
     def with_neighbours(self, begin: int, end: int, first: int, last: int) -> Tuple[int, int]:
