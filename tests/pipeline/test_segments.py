@@ -2271,6 +2271,26 @@ def test_a_recording_started_inside_an_intra_refresh_stream_decodes_as_its_whole
     assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, whole))
 
 
+@pytest.mark.parametrize("suffix", ["mp4", "mkv", "ts"])
+def test_an_intra_refresh_streams_re_keyed_segment_extracted_alone_decodes_from_the_keyframe_before_its_recovery_point(
+        tmp_path, suffix):
+    """As a resumed task extracts the segments not done: the re-keyed segment's own decode started
+    at its recovery point (packet 10), and gave 5 of its 6 frames with no word (B-frames referring
+    past it); cut shorter (0.15 s), one failed, 'holds no decodable frame'."""
+    path = intra_refresh_clip(tmp_path / f"in.{suffix}", params="keyint=12:bframes=3:ref=4")
+    info = probe_video(path)
+    plan = plan_segments(path, info, Cutting(segment_s=0.3, max_preroll_frames=9))
+    whole = dict(whole_decode(path))
+    rekeyed = [s for s in plan.segments if s.rekeyed]
+    assert rekeyed
+    for alone in rekeyed:
+        for segment, data in extract_segments(path, info, [alone]):
+            frames = [(pts, frame) for batch in decode_segment(data, info, segment, 8)
+                      for pts, frame in zip(batch.pts, batch.frames)]
+            assert [pts for pts, _ in frames] == list(segment.pts)
+            assert all(np.array_equal(frame, whole[pts]) for pts, frame in frames)
+
+
 @pytest.mark.parametrize("suffix, params", INTRA_REFRESH_CLIPS, ids=["mkv", "ts", "avi"])
 def test_an_intra_refresh_stream_cut_into_segments_joins_every_frame_a_frame_apart(
         tmp_path, smooth_model, suffix, params):
