@@ -1,12 +1,13 @@
-"""What the check for a packet of no picture costs a decode, without Ray: every H.264 packet's NAL
-headers are read (holds_no_picture_packet) before the packet is decoded. Measured over x264
+"""What the checks read on every H.264 packet cost a decode, without Ray: its NAL headers are read
+(holds_no_picture_packet) before the packet is decoded, and a stream after start codes' (raw, TS) are
+scanned for the pictures it lacks (PictureOrderGaps.read). Measured over x264
 clips this script makes (a moving ramp under noise, so packets are a real encode's size), each as a
 raw .h264 stream (start codes) and as an MP4 (NAL lengths), at 720p and 2160p.
 
     python bench/no_picture.py [--frames 24] [--repeats 5] [--work /tmp/no_picture]
 
-Per clip: its packets' mean and largest size, the check's microseconds per packet (median of the
-repeats, the largest packet's apart), the decode's milliseconds per packet on this machine's
+Per clip: its packets' mean and largest size, each check's microseconds per packet (median of the
+repeats, the largest packet's apart; the picture order's on the raw stream only), the decode's milliseconds per packet on this machine's
 threads, and the check's share of the decode time.
 """
 
@@ -17,7 +18,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import Callable, Dict, List
 
 import av
 import numpy as np
@@ -26,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tmlsr_ray.pipeline.damage import holds_no_picture_packet  # noqa: E402
+from tmlsr_ray.pipeline.h264_header import PictureOrderGaps  # noqa: E402
 
 SIZES = {"720p": (1280, 720), "2160p": (3840, 2160)}
 CONTAINERS = {"h264": "h264", "mp4": "mp4"}
@@ -50,14 +52,23 @@ def make_stream(path: Path, size, frames: int) -> Path:
     return path
 
 
-def check_seconds(packets: List["av.Packet"]) -> List[float]:
+def check_seconds(packets: List["av.Packet"], check: Callable[["av.Packet"], object]) -> List[float]:
     """Each packet's check, in seconds."""
     spent = []
     for packet in packets:
         start = time.perf_counter()
-        holds_no_picture_packet(packet)
+        check(packet)
         spent.append(time.perf_counter() - start)
     return spent
+
+
+def checks(path: Path) -> Dict[str, Callable[[], Callable[["av.Packet"], object]]]:
+    """Each check the clip's packets get, made fresh for a run (the picture order's keeps state),
+    as the decode calls it."""
+    made = {"no picture": lambda: holds_no_picture_packet}
+    if path.suffix == ".h264":
+        made["picture order"] = lambda: lambda packet, gaps=PictureOrderGaps(): gaps.read(memoryview(packet))
+    return made
 
 
 def decode_seconds(path: Path) -> float:
@@ -74,16 +85,17 @@ def measure(path: Path, repeats: int) -> None:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         packets = [packet for packet in container.demux(stream) if packet.size]
-        runs = [check_seconds(packets) for _ in range(repeats)]
-    per_packet = statistics.median(statistics.mean(run) for run in runs)
+        runs = {name: [check_seconds(packets, make()) for _ in range(repeats)] for name, make in checks(path).items()}
     largest = max(range(len(packets)), key=lambda index: packets[index].size)
-    on_largest = statistics.median(run[largest] for run in runs)
     decode = statistics.median(decode_seconds(path) for _ in range(repeats)) / len(packets)
     sizes = [packet.size for packet in packets]
-    print(f"{path.name:12s} {len(packets):3d} packets, mean {statistics.mean(sizes) / 1e3:8.1f} kB, "
-          f"largest {max(sizes) / 1e3:8.1f} kB | check {per_packet * 1e6:8.1f} us/packet "
-          f"({on_largest * 1e6:8.1f} us on the largest) | decode {decode * 1e3:7.2f} ms/packet | "
-          f"check's share {per_packet / decode:.3%}", flush=True)
+    for name, check_runs in runs.items():
+        per_packet = statistics.median(statistics.mean(run) for run in check_runs)
+        on_largest = statistics.median(run[largest] for run in check_runs)
+        print(f"{path.name:12s} {len(packets):3d} packets, mean {statistics.mean(sizes) / 1e3:8.1f} kB, "
+              f"largest {max(sizes) / 1e3:8.1f} kB | {name:13s} {per_packet * 1e6:8.1f} us/packet "
+              f"({on_largest * 1e6:8.1f} us on the largest) | decode {decode * 1e3:7.2f} ms/packet | "
+              f"check's share {per_packet / decode:.3%}", flush=True)
 
 
 def main() -> None:

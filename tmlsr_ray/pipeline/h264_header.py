@@ -46,7 +46,6 @@ HIGH_PROFILES = (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135)
 # of a parameter set or a slice header: an SPS's scaling matrices, a slice's weight table
 SLICE_HEADER_READ = 256
 NAL_REFERENCE_BITS = 0x60  # nal_ref_idc
-ACCESS_UNIT_DELIMITER = re.compile(b"\x00\x00\x01\x09")  # its start code and NAL header
 NON_ZERO = re.compile(b"[^\x00]")
 P_SLICE, B_SLICE, SP_SLICE = 0, 1, 3  # slice_type modulo 5
 MEMORY_RESET = 5  # memory_management_control_operation 5: references, frame_num and count start over
@@ -55,10 +54,11 @@ MEMORY_OPERATION_FIELDS = {1: 1, 2: 1, 3: 2, 4: 1, 6: 1}
 # what is left of a start code a bit error hit: only what H.264 7.4.1 keeps out of every NAL unit,
 # 00 00 00 (zeros before a start code's 01 are trailing_zero_8bits), 00 00 02, and 00 00 03 before
 # a byte above 03 (03 ends a NAL unit only before a start code's or trailing zeros' 00). 00 00 04 to
-# FF are valid data (x264's slices hold them), so a 3-byte start code hit to 00 00 81 is not told
-BROKEN_START_CODE = b"\x00\x00(\x00+[^\x00\x01]|\x02|\x03[\x04-\xff])"
-# a damaged start code (its group) or an access unit delimiter's start code: found in one scan
-DAMAGE_SIGNS = re.compile(BROKEN_START_CODE + b"|" + ACCESS_UNIT_DELIMITER.pattern)
+# FF are valid data (x264's slices hold them), so a 3-byte start code hit to 00 00 81 is not told.
+# A start code or a damaged one (its group): a packet's units and its damage found in one scan,
+# 00 00 first (a literal prefix the scan skips ahead by)
+START_CODE_OR_BROKEN = re.compile(b"\x00\x00(?:\x01|(\x00+[^\x00\x01]|\x02|\x03[\x04-\xff]))")
+ACCESS_UNIT_DELIMITER = 0x09  # its NAL header: nal_ref_idc 0, type 9
 ORDER_WINDOW = 32  # pictures held back for display order: twice what a decoder may hold (16)
 STEP_KINDS = 64  # steps between counts told apart: more keep to no step
 BYTE_BITS = [f"{byte:08b}" for byte in range(256)]
@@ -136,16 +136,19 @@ def _nal_type(unit: BytesLike, codec: str) -> Optional[int]:
     return (unit[0] & HEVC_NAL_TYPE_BITS) >> 1 if len(unit) > 1 and unit[1] & HEVC_TEMPORAL_ID_BITS else None
 
 
-def _nal_units(data: BytesLike, length_size: int, size: int = NAL_BYTES_READ) -> Iterator[memoryview]:
+def _nal_units(data: BytesLike, length_size: int, size: int = NAL_BYTES_READ,
+               start_codes: "re.Pattern[bytes]" = START_CODE) -> Iterator[memoryview]:
     """The packet's NAL units in order, each its first ``size`` bytes, its NAL header's among them: each
     after its length of ``length_size`` bytes (MP4, Matroska), or after start codes (0), as the
     stream's configuration says: told apart by the packet's first bytes, a length of 256 to 511
     bytes read as a start code, and an MP4's P-frame as SEI. Found one at a time, on a view of the
-    packet, not a copy: a reader that stops at a picture's unit leaves the slice data unscanned."""
+    packet, not a copy: a reader that stops at a picture's unit leaves the slice data unscanned.
+    ``start_codes`` (START_CODE_OR_BROKEN) may find damaged start codes in the same scan (its
+    group): each gives an empty unit, in its place."""
     data = memoryview(data)
     if not length_size:
-        yield from (data[found.end():found.end() + size] for found in START_CODE.finditer(data)
-                    if found.end() < len(data))
+        yield from (data[found.end():found.end() + size] if found.lastindex is None else data[:0]
+                    for found in start_codes.finditer(data) if found.end() < len(data) or found.lastindex)
         return
     at = 0
     while at + length_size < len(data):
@@ -238,14 +241,17 @@ class PictureOrderGaps:
         """Reads one packet's NAL units; ``where``: its place, in seconds, where known; ``owned``:
         whether a loss seen in it is this decode's to count (a segment's own frame, not pre-roll
         whose segment counts it)."""
+        broken, overlong = 0, False
         try:
-            units = _nal_units(data, 0, SLICE_HEADER_READ)
-            damaged = _damage_signs(data)
-            for unit in units:
+            for unit in _nal_units(data, 0, SLICE_HEADER_READ, START_CODE_OR_BROKEN):
+                broken += not unit
+                overlong = overlong or _overlong_delimiter(unit)
                 self._read_unit(unit, where, owned)
         except ValueError:  # a header this does not read
             self.checked = False
             return
+        # a damaged picture's bytes run into an access unit delimiter where no start code is left
+        damaged = broken or int(overlong)
         if owned and damaged:
             self._evidence += damaged
             self._evidence_at = where if self._evidence_at is None else self._evidence_at
@@ -460,17 +466,13 @@ def _skip_weights(bits: "RbspBits", references: List[int], chroma: bool) -> None
                 bits.signed()
 
 
-def _damage_signs(data: BytesLike) -> int:
-    """The damaged start codes in the packet, else 1 where an access unit delimiter holds more
-    than its one byte (trailing zeros apart): a damaged picture's bytes run into it."""
-    broken, overlong = 0, False
-    for found in DAMAGE_SIGNS.finditer(data):
-        if found.lastindex:
-            broken += 1
-        elif not overlong:
-            after = START_CODE.search(data, found.end())
-            overlong = bool(NON_ZERO.search(data, found.end() + 1, after.start() if after else len(data)))
-    return broken or int(overlong)
+def _overlong_delimiter(unit: memoryview) -> bool:
+    """Whether the unit (its first SLICE_HEADER_READ bytes) is an access unit delimiter holding
+    more than its one byte before the next start code, trailing zeros apart."""
+    if not unit or unit[0] != ACCESS_UNIT_DELIMITER:
+        return False
+    after = START_CODE.search(unit, 1)
+    return bool(NON_ZERO.search(unit, 2, after.start() if after else len(unit)))
 
 
 class RbspBits:
