@@ -633,6 +633,12 @@ def whole_decode(path: Path):
     return [(pts, frame) for batch in iter_batches(path, info, 16) for pts, frame in zip(batch.pts, batch.frames)]
 
 
+def frame_count(path: Path) -> int:
+    """The frames a plain PyAV decode of the first video stream gives."""
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
 def cut_and_decode(path: Path, cutting, planes: bool = False, repeat_damaged: bool = False):
     """The plan, and (pts, frame) of every segment decoded from its own segment file, in order;
     ``planes``: the 4:2:0 planes a GPU replica asks for, where the stream has them;
@@ -1321,6 +1327,51 @@ def start_code_stream(tmp_path: Path, container: str | None, options: str = POC_
     suffix = "ts" if container else "h264"
     return make_clip(tmp_path / f"{name}.{suffix}", frames=frames, rate=24, audio=False, container=container,
                      options={"x264-params": options})
+
+
+def resized_mid_stream(path: Path, container: str | None, sizes=((64, 48), (96, 64)), frames: int = 24,
+                       rate: int = 24) -> Path:
+    """Two x264 encodes of ``sizes``, ``frames`` each with B-frames (the counts in their slice
+    headers), one after the other as a raw H.264 stream (``container`` None) or an MPEG-TS, as a
+    broadcast splices an SD ident before its HD programme: each starts at an IDR picture with
+    parameter sets of its own, its frame_num and count from 0."""
+    with av.open(str(path), "w", format=container or "h264") as out:
+        video = out.add_stream("h264", rate=rate)
+        video.width, video.height, video.pix_fmt = sizes[-1][0], sizes[-1][1], "yuv420p"
+        video.time_base = Fraction(1, 90000)
+        step, lead = 90000 // rate, 3  # lead: frames the first B-frames' decode times come before 0
+        for part, size in enumerate(sizes):
+            encoder = av.CodecContext.create("libx264", "w")
+            encoder.width, encoder.height, encoder.pix_fmt = size[0], size[1], "yuv420p"
+            encoder.time_base, encoder.framerate = Fraction(1, rate), Fraction(rate)
+            encoder.options = {"x264-params": "keyint=12:bframes=2:repeat-headers=1"}
+            pictures = [av.VideoFrame.from_ndarray(pixels, format="rgb24") for pixels in _ramp(frames, size)]
+            for i, picture in enumerate(pictures):
+                picture.pts = i
+            for packet in [p for picture in pictures + [None] for p in encoder.encode(picture)]:
+                first = part * frames + lead
+                packet.pts, packet.dts = (packet.pts + first) * step, (packet.dts + first) * step
+                packet.stream, packet.time_base = video, video.time_base
+                out.mux(packet)
+    return path
+
+
+def two_video_streams_ts(path: Path, frames: int = 48, rate: int = 24) -> Path:
+    """An MPEG-TS carrying two H.264 video streams of one time, as a broadcast's multiplex carries
+    two channels: x264 encodes of their own GOPs and B-frames (12 and 2; 20 and 3) and sizes,
+    whose frame_num and counts, read as one stream, skip and repeat."""
+    with av.open(str(path), "w", format="mpegts") as out:
+        streams = []
+        for size, params in (((64, 48), "keyint=12:bframes=2"), ((96, 64), "keyint=20:bframes=3:b-adapt=0")):
+            video = out.add_stream("libx264", rate=rate, options={"x264-params": params})
+            video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+            streams.append((video, _ramp(frames, size)))
+        for _ in range(frames):
+            for video, pictures in streams:
+                out.mux(video.encode(av.VideoFrame.from_ndarray(next(pictures), format="rgb24")))
+        for video, _ in streams:
+            out.mux(video.encode(None))
+    return path
 
 
 def _slice_units(data: bytes) -> List[Tuple[int, int]]:

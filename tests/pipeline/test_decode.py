@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import (SHARED, cut_and_decode, cut_mid_gop, damaged_clip, damaged_raw_stream, intra_refresh_clip, make_clip,
+from tests.helpers import (SHARED, cut_and_decode, frame_count, resized_mid_stream, two_video_streams_ts, cut_mid_gop, damaged_clip, damaged_raw_stream, intra_refresh_clip, make_clip,
                            mpeg2_back_to_back, opens_spied, spliced_encodes, raw_hevc_recording, raw_stream_ending_with, STRAY_NAL_UNITS, with_an_empty_video_pid, vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged,
                            with_parameter_sets_apart, POC_STREAM_OPTIONS, joined_by_memory_reset, start_code_stream,
                            with_picture_order_rewritten, with_start_codes_damaged, with_unreferenced_pictures_dropped)
@@ -490,6 +490,7 @@ def test_a_reference_picture_lost_without_a_trace_of_its_start_code_fails_a_whol
 
 
 GOOD_SKIPPING_STREAMS = {
+    "thinned of every unreferenced picture": (lambda source, path: with_unreferenced_pictures_dropped(source, path), 20),
     "thinned of every second unreferenced picture": (
         lambda source, path: with_unreferenced_pictures_dropped(source, path, every=2), 34),
     "counting capture time": (lambda source, path: with_picture_order_rewritten(
@@ -513,6 +514,45 @@ def test_a_stream_whose_count_starts_over_at_mmco_5_passes_whole(tmp_path):
     first, second = (start_code_stream(tmp_path, None, POC_STREAM_OPTIONS.replace("keyint=12", "keyint=100"), name,
                                        frames) for name, frames in (("first", 42), ("second", 48)))
     assert len(decoded(joined_by_memory_reset(first, second, tmp_path / "joined.h264", step=8))[1]) == 90
+
+
+def passed_whole(path):
+    """The frames a whole decode gives; with damaged frames repeated, those and how many were
+    counted dropped and stood in for."""
+    told = DamagedPackets(repeat=True)
+    return len(decoded(path)[1]), len(decoded(path, told)[1]), told.dropped, told.repeated
+
+
+# x264's encodes whose pictures the picture order check reads past more of: B-frames referred to
+# (frame_num steps between them), weight tables and reference list changes before a picture's
+# marking, a picture's later slices, 16 references
+GOOD_X264_ENCODES = {"B-pyramid": "keyint=24:bframes=3:b-pyramid=normal",
+                     "strict B-pyramid": "keyint=24:bframes=3:b-pyramid=strict",
+                     "weighted prediction": "keyint=24:bframes=2:weightp=2",
+                     "four slices a picture": "keyint=12:bframes=2:slices=4",
+                     "16 references": "keyint=48:bframes=3:ref=16"}
+
+
+@pytest.mark.parametrize("container", [None, "mpegts"])
+@pytest.mark.parametrize("options", GOOD_X264_ENCODES.values(), ids=GOOD_X264_ENCODES.keys())
+def test_a_good_x264_stream_after_start_codes_passes_whole_no_frame_stood_in(tmp_path, container, options):
+    path = start_code_stream(tmp_path, container, options)
+    assert (frame_count(path), passed_whole(path)) == (48, (48, 48, 0, 0))
+
+
+@pytest.mark.parametrize("container", [None, "mpegts"])
+def test_a_good_stream_whose_size_changes_mid_stream_passes_whole_no_frame_stood_in(tmp_path, container):
+    """Two encodes joined, 64x48 then 96x64: the second's frame_num and count start over at its
+    IDR picture, after new parameter sets."""
+    path = resized_mid_stream(tmp_path / ("in.ts" if container else "in.h264"), container)
+    assert (frame_count(path), passed_whole(path)) == (48, (48, 48, 0, 0))
+
+
+def test_a_good_ts_of_two_video_streams_passes_whole_its_other_streams_pictures_unread(tmp_path):
+    """The decoded stream's pictures alone are read: the other's, of their own GOPs, read as one
+    stream with them, skip 432 reference pictures' frame_num."""
+    path = two_video_streams_ts(tmp_path / "in.ts")
+    assert (frame_count(path), passed_whole(path)) == (48, (48, 48, 0, 0))
 
 
 RAW_KEYFRAME = 23  # in decode order: the third GOP's, its frame at 0.96 s

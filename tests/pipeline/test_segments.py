@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, probed_info, damaged_raw_stream, start_code_stream, with_unreferenced_pictures_dropped, intra_refresh_clip, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
+from tests.helpers import (COVER_JPEG, frame_count, probed_info, damaged_raw_stream, start_code_stream, with_unreferenced_pictures_dropped, intra_refresh_clip, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
                            cut_and_decode, cut_mid_gop, first_keyframe_wiped, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_fragments, joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
@@ -524,11 +524,6 @@ def test_a_piece_store_keeps_whole_pieces_only(tmp_path):
     assert store.finished() == {3: Piece(3, 1200, 25, "libx264")}
     store.remove()
     assert not (tmp_path / "p").exists()
-
-
-def frame_count(path: Path) -> int:
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
 
 
 def test_an_mp4_trimmed_by_an_edit_list_gives_exactly_the_frames_it_shows(tmp_path, smooth_model):
