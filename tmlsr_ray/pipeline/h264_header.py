@@ -137,18 +137,19 @@ def _nal_type(unit: BytesLike, codec: str) -> Optional[int]:
 
 
 def _nal_units(data: BytesLike, length_size: int, size: int = NAL_BYTES_READ,
-               start_codes: "re.Pattern[bytes]" = START_CODE) -> Iterator[memoryview]:
+               start_codes: Optional["re.Pattern[bytes]"] = None) -> Iterator[memoryview]:
     """The packet's NAL units in order, each its first ``size`` bytes, its NAL header's among them: each
     after its length of ``length_size`` bytes (MP4, Matroska), or after start codes (0), as the
     stream's configuration says: told apart by the packet's first bytes, a length of 256 to 511
     bytes read as a start code, and an MP4's P-frame as SEI. Found one at a time, on a view of the
     packet, not a copy: a reader that stops at a picture's unit leaves the slice data unscanned.
-    ``start_codes`` (START_CODE_OR_BROKEN) may find damaged start codes in the same scan (its
-    group): each gives an empty unit, in its place."""
+    ``start_codes`` (else START_CODE) may find damaged start codes in the same scan (its group,
+    START_CODE_OR_BROKEN's): each gives an empty unit, in its place."""
     data = memoryview(data)
     if not length_size:
         yield from (data[found.end():found.end() + size] if found.lastindex is None else data[:0]
-                    for found in start_codes.finditer(data) if found.end() < len(data) or found.lastindex)
+                    for found in (start_codes or START_CODE).finditer(data)
+                    if found.end() < len(data) or found.lastindex)
         return
     at = 0
     while at + length_size < len(data):
