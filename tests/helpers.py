@@ -1319,6 +1319,8 @@ def video_after_start_codes(source: Path, path: Path, container: str) -> Path:
 # keeps the picture order out of the pixels (spatial direct, no weighted B), so a test may rewrite
 # its counts and the stream decodes as before.
 POC_STREAM_OPTIONS = "keyint=12:scenecut=0:bframes=2:b-adapt=0:b-pyramid=none:weightb=0:direct=spatial"
+# x264 without B-frames: no count in its slice headers (pic_order_cnt_type 2), every picture a reference
+FRAME_NUM_ORDER_OPTIONS = "keyint=12:bframes=0"
 
 
 def start_code_stream(tmp_path: Path, container: str | None, options: str = POC_STREAM_OPTIONS,

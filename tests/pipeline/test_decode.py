@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import (SHARED, cut_and_decode, frame_count, resized_mid_stream, two_video_streams_ts, cut_mid_gop, damaged_clip, damaged_raw_stream, intra_refresh_clip, make_clip,
+from tests.helpers import (SHARED, FRAME_NUM_ORDER_OPTIONS, cut_and_decode, frame_count, resized_mid_stream, two_video_streams_ts, cut_mid_gop, damaged_clip, damaged_raw_stream, intra_refresh_clip, make_clip,
                            mpeg2_back_to_back, opens_spied, spliced_encodes, raw_hevc_recording, raw_stream_ending_with, STRAY_NAL_UNITS, with_an_empty_video_pid, vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged,
                            with_parameter_sets_apart, POC_STREAM_OPTIONS, joined_by_memory_reset, start_code_stream,
                            with_picture_order_rewritten, with_start_codes_damaged, with_unreferenced_pictures_dropped)
@@ -489,6 +489,19 @@ def test_a_reference_picture_lost_without_a_trace_of_its_start_code_fails_a_whol
         decoded(start_code_damaged(tmp_path, None, [22], byte=3))
 
 
+@pytest.mark.parametrize("container, seconds", [(None, "0.83"), ("mpegts", "0.92")])
+def test_a_picture_of_a_stream_without_b_frames_whose_start_code_is_damaged_fails_a_whole_decode_saying_where(
+        tmp_path, container, seconds):
+    """x264 without B-frames counts the order from frame_num (type 2), left unchecked: 47 frames
+    out, no word. Every picture is a reference: the next one's frame_num skips."""
+    source = start_code_stream(tmp_path, container, FRAME_NUM_ORDER_OPTIONS)
+    path = with_start_codes_damaged(source, tmp_path / f"damaged{source.suffix}", [22])
+    with pytest.raises(InputError, match=rf"^video could not be decoded: 1 frame from about {seconds} s is missing"):
+        decoded(path)
+    told = DamagedPackets(repeat=True)
+    assert (len(decoded(path, told)[1]), told.dropped, told.repeated) == (48, 1, 1)
+
+
 GOOD_SKIPPING_STREAMS = {
     "thinned of every unreferenced picture": (lambda source, path: with_unreferenced_pictures_dropped(source, path), 20),
     "thinned of every second unreferenced picture": (
@@ -525,12 +538,15 @@ def passed_whole(path):
 
 # x264's encodes whose pictures the picture order check reads past more of: B-frames referred to
 # (frame_num steps between them), weight tables and reference list changes before a picture's
-# marking, a picture's later slices, 16 references
+# marking, a picture's later slices, 16 references; without B-frames, no count in the slice
+# headers (type 2), frame_num alone read
 GOOD_X264_ENCODES = {"B-pyramid": "keyint=24:bframes=3:b-pyramid=normal",
                      "strict B-pyramid": "keyint=24:bframes=3:b-pyramid=strict",
                      "weighted prediction": "keyint=24:bframes=2:weightp=2",
                      "four slices a picture": "keyint=12:bframes=2:slices=4",
-                     "16 references": "keyint=48:bframes=3:ref=16"}
+                     "16 references": "keyint=48:bframes=3:ref=16",
+                     "no B-frames": "keyint=12:bframes=0", "no B-frames, four slices a picture": "keyint=12:bframes=0:slices=4",
+                     "no B-frames, intra refresh": "intra-refresh=1:keyint=30:bframes=0"}
 
 
 @pytest.mark.parametrize("container", [None, "mpegts"])

@@ -178,7 +178,7 @@ def _exp_golomb(bits: str, at: int) -> Tuple[Optional[int], int]:
 class _Sequence(NamedTuple):
     """What an SPS tells of its slice headers."""
     frame_num_bits: int
-    order_bits: int  # of pic_order_cnt_lsb
+    order_bits: Optional[int]  # of pic_order_cnt_lsb; None: the count follows frame_num (type 2)
     chroma: bool  # ChromaArrayType not 0: chroma weights in a slice's weight table
     frame_num_gaps: bool  # gaps_in_frame_num_value_allowed_flag: frame_num may skip on purpose
 
@@ -195,7 +195,7 @@ class _PictureSet(NamedTuple):
 class _Slice(NamedTuple):
     """A picture's first slice's header, what PictureOrderGaps reads of it."""
     frame_num: int
-    order_lsb: int
+    order_lsb: Optional[int]  # None where the SPS puts no count in the slice headers (type 2)
     reference: bool
     idr: bool
     memory_reset: bool  # memory_management_control_operation 5
@@ -217,8 +217,12 @@ class PictureOrderGaps:
     counts' gaps (in steps of the smallest) then bound how many went, since a start code lost
     between two slices of one picture loses no picture; a lost unreferenced picture whose start
     code left no such bytes is not told. Counts restart at an IDR picture and at MMCO 5.
-    Unchecked (none lacking) where the counts are not in the slice headers (types 1 and 2), fields
-    may be coded, or a header could not be read."""
+    Where the count follows frame_num (type 2, x264's without B-frames), pictures show in decode
+    order and no two unreferenced ones follow each other (7.4.2.1.1): a lost reference picture
+    is told by frame_num alone, every picture of x264's being one; a lost unreferenced picture
+    not (the reference picture after it has its frame_num, 7.4.3), nor read from bytes, which no
+    count gap bounds. Unchecked (none lacking) where the counts' offsets cycle (type 1, which no
+    writer here makes), fields may be coded, or a header could not be read."""
 
     def __init__(self):
         self._sequences: Dict[int, _Sequence] = {}
@@ -284,6 +288,8 @@ class PictureOrderGaps:
         self._check_frame_num(header, sequence, where, owned)
         if header.idr or header.memory_reset:
             self._start_period()
+        if header.order_lsb is None:  # shown in decode order: frame_num tells all its count would
+            return
         count = 0 if header.memory_reset else self._count(header.order_lsb, sequence.order_bits, header.reference)
         self._add(count, owned)
 
@@ -382,9 +388,10 @@ def _read_sequence(bits: "RbspBits") -> Tuple[int, _Sequence]:
         if bits.read(1):
             _skip_scaling_lists(bits, 12 if chroma_format == 3 else 8)
     frame_num_bits = bits.number() + 4
-    if bits.number() != 0:  # pic_order_cnt_type 1 or 2: no count in the slice headers
-        raise ValueError("no picture order count in the slice headers")
-    order_bits = bits.number() + 4
+    order_type = bits.number()
+    if order_type == 1:  # its counts' offsets and cycle: no writer here makes it to read against
+        raise ValueError("picture order count type 1")
+    order_bits = bits.number() + 4 if order_type == 0 else None
     bits.number()  # max_num_ref_frames
     frame_num_gaps = bool(bits.read(1))
     bits.number(), bits.number()  # size
@@ -414,8 +421,8 @@ def _read_slice(bits: "RbspBits", nal_header: int, slice_type: int, picture_set:
     frame_num = bits.read(sequence.frame_num_bits)
     if idr:
         bits.number()  # idr_pic_id
-    order_lsb = bits.read(sequence.order_bits)
-    if picture_set.bottom_order:
+    order_lsb = None if sequence.order_bits is None else bits.read(sequence.order_bits)
+    if order_lsb is not None and picture_set.bottom_order:
         bits.signed()  # delta_pic_order_cnt_bottom
     redundant = picture_set.redundant and bits.number() > 0
     reference = bool(nal_header & NAL_REFERENCE_BITS)
