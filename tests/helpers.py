@@ -18,6 +18,7 @@ import time
 import weakref
 import zlib
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -70,14 +71,16 @@ def small_disk(path: Path, size: str = "1m"):
         subprocess.run(["umount", "-l", str(path)], check=True)
 
 
-def eventually(condition, timeout: float = 15.0, what="the condition"):
-    """``condition()``'s first true answer, asked every 0.1 s; an AssertionError after ``timeout``
-    seconds, naming ``what`` (or its answer, where a callable: the last thing seen, said then)."""
+def eventually(condition, timeout: float = 15.0, what="the condition", until: Callable = bool, every: float = 0.1):
+    """``condition()``'s first answer that ``until`` holds for (by default, its first true one), asked
+    ``every`` so many seconds; an AssertionError after ``timeout`` seconds naming ``what`` (or its
+    answer, where a callable) and the last answer seen, so that a wait timed out says where it stood."""
     deadline = time.monotonic() + timeout
-    while not (answer := condition()):
+    while not until(answer := condition()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-        time.sleep(0.1)
+            awaited = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout} s waiting for {awaited}; last seen: {answer!r}")
+        time.sleep(every)
     return answer
 
 
@@ -109,14 +112,8 @@ def wait_for_task(base: str, task_id: str, headers: Optional[dict] = None, timeo
                   until: Optional[Callable[[dict], bool]] = None) -> dict:
     """A task of the service at ``base`` once ``until`` it (by default, once it has ended), asked
     with ``headers`` (a token's, if any)."""
-    until = until or task_ended
-    seen: dict = {}
-
-    def reached() -> Optional[dict]:
-        seen["task"] = read_task(base, task_id, headers)
-        return seen["task"] if until(seen["task"]) else None
-
-    return eventually(reached, timeout, lambda: f"task {task_id} to get there in {timeout} s: {seen['task']}")
+    return eventually(lambda: read_task(base, task_id, headers), timeout, f"task {task_id} to get there",
+                      until=until or task_ended)
 
 
 def read_task(base: str, task_id: str, headers: Optional[dict] = None) -> dict:
@@ -3297,6 +3294,28 @@ def actor_pid(actor) -> int:
 def sigkill(pids: List[int]) -> None:
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
+
+
+def stop_past_frozen(stop: Callable[[], None], runners: List[int], frozen_pids: List[int]) -> None:
+    """Runs ``stop``; the frozen processes are killed once the ``runners`` are gone: then no work of
+    theirs can land, and a stop waits out Serve's 20 s grace for a replica that never answers it.
+    The stop may kill and reap a frozen one first, and its pid may name another process by the kill:
+    each is held by a pidfd from the start, so one gone is passed over and no other is signalled."""
+    held = []
+    for pid in frozen_pids:
+        with contextlib.suppress(ProcessLookupError):
+            held.append(os.pidfd_open(pid))
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            stopped = pool.submit(stop)
+            eventually(lambda: all(map(process_gone, runners)) or stopped.done(), 60, "the runner processes gone")
+            for pidfd in held:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            stopped.result()
+    finally:
+        for pidfd in held:
+            os.close(pidfd)
 
 
 def process_state(pid: int) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import select
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import PieceRewrites, eventually, frozen, process_gone, process_state
+from tests import helpers
+from tests.helpers import PieceRewrites, eventually, frozen, process_gone, process_state, stop_past_frozen
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.storage.pieces import PieceStore
 
@@ -62,9 +64,48 @@ def test_eventually_times_out_naming_the_last_state_a_callable_describes():
         seen.append(len(seen))
         return False
 
-    with pytest.raises(AssertionError, match=r"^timed out waiting for the task after (\d+) reads$") as timed_out:
+    with pytest.raises(AssertionError, match=r"^timed out after 0.3 s waiting for the task after (\d+) reads;") as timed_out:
         eventually(never, timeout=0.3, what=lambda: f"the task after {len(seen)} reads")
-    assert timed_out.match(rf"after {len(seen)} reads")
+    assert timed_out.match(rf"after {len(seen)} reads; last seen: False$")
+
+
+def test_eventually_returns_the_first_answer_its_until_holds_for_and_times_out_saying_the_last():
+    answers = iter([{"status": "pending"}, {"status": "processing"}, {"status": "completed"}])
+    assert eventually(lambda: next(answers), 5, until=lambda task: task["status"] != "pending") == {
+        "status": "processing"}
+    with pytest.raises(AssertionError, match=r"waiting for the task ended; last seen: \{'status': 'processing'\}$"):
+        eventually(lambda: {"status": "processing"}, 0.3, "the task ended", until=lambda task: task["status"] == "ended")
+
+
+def sleeper() -> subprocess.Popen:
+    return subprocess.Popen(["sleep", "60"])
+
+
+def test_stop_past_frozen_passes_over_a_frozen_process_reaped_between_its_check_and_its_kill(monkeypatch):
+    """Serve may kill and reap a replica it gave up on during the stop: the kill of a pid seen alive
+    just before raised ProcessLookupError (or could have hit another process given that pid)."""
+    runner, frozen_one = sleeper(), sleeper()
+    seen_gone = helpers.process_gone
+    monkeypatch.setattr(helpers, "process_gone", lambda pid: pid != frozen_one.pid and seen_gone(pid))
+
+    def stop():  # Serve's: every replica killed and reaped
+        for process in (runner, frozen_one):
+            process.kill()
+            process.wait()
+
+    stop_past_frozen(stop, [runner.pid], [frozen_one.pid])
+    assert frozen_one.returncode == -signal.SIGKILL
+
+
+def test_stop_past_frozen_kills_the_frozen_processes_once_the_runners_are_gone():
+    runner, frozen_one = sleeper(), sleeper()
+    try:
+        stop_past_frozen(runner.kill, [runner.pid], [frozen_one.pid])
+        assert frozen_one.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        runner.wait()
+        frozen_one.kill()
+        frozen_one.wait()
 
 
 def test_process_gone_once_a_process_has_ended_reaped_or_not():
