@@ -5,12 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
-from tests.helpers import REPO, free_port, png_bytes
+from tests.helpers import REPO, eventually, free_port, png_bytes
 from tmlsr_ray.cli import EXIT_OK, EXIT_REFUSED, EXIT_TASK_FAILED, EXIT_UNREACHABLE, main
 from tmlsr_ray.cli.client import ApiClient, CliError
 
@@ -132,11 +131,11 @@ def test_ctrl_c_while_waiting_prints_the_task_ids_and_exits_130(service, input_s
                                     url, *IMAGE, "--wait"], stdout=subprocess.PIPE, stderr=stderr, text=True,
                                    cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        deadline = time.monotonic() + 60
-        while "download" not in errors.read_text() and time.monotonic() < deadline:  # its bar is up
-            time.sleep(0.2)
-        command.send_signal(signal.SIGINT)
-        out, _ = command.communicate(timeout=30)
+        try:
+            eventually(errors.read_text, 60, "the command's download bar", until=lambda text: "download" in text)
+        finally:  # a command left waiting would outlive the test
+            command.send_signal(signal.SIGINT)
+            out, _ = command.communicate(timeout=30)
     [task] = json.loads(out)["tasks"]
     assert command.returncode == 130 and task["url"] == url
     assert service.task(task["task_id"])["status"] in ("pending", "processing")  # still going
