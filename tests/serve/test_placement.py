@@ -41,8 +41,9 @@ print("PLACEMENT", json.dumps(on_head), flush=True)
 
 # The state actor restarted on the worker, whose disk holds another database: the ingress on the
 # head must stop reading its own file (what it had before is no longer written) and ask the actor.
-import time, urllib.request
+import urllib.request
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from tests.helpers import eventually
 from tmlsr_ray.config import Settings
 from tmlsr_ray.serve.direct_reads import PLACEMENT_CHECK_S
 from tmlsr_ray.serve.state import TaskState
@@ -60,12 +61,14 @@ def http(method, path, body=None):
 http("GET", "/monitor/stats")  # each ingress that answers opens its direct reader now
 _, admitted_before = http("POST", "/tasks", {"url": "http://127.0.0.1:9/gone.png", "type": "image"})
 ray.kill(ray.get_actor("placement", namespace=STATE_NAMESPACE), no_restart=True)
-for _ in range(300):  # the name is free once the cluster has seen the actor die
+
+def name_taken():
     try:
-        ray.get_actor("placement", namespace=STATE_NAMESPACE)
-        time.sleep(0.05)
+        return bool(ray.get_actor("placement", namespace=STATE_NAMESPACE))
     except ValueError:
-        break
+        return False
+
+eventually(lambda: not name_taken(), 15, "the killed state actor's name free")  # once the cluster saw it die
 worker = next(node["NodeID"] for node in ray.nodes() if node["Alive"] and node["NodeID"] != head)
 moved = Settings.load({**settings, "data_dir": tempfile.mkdtemp()})
 TaskState.options(name="placement", namespace=STATE_NAMESPACE, lifetime="detached", resources={},
@@ -73,19 +76,18 @@ TaskState.options(name="placement", namespace=STATE_NAMESPACE, lifetime="detache
 # Each ingress asks where the actor runs every PLACEMENT_CHECK_S: poll, for no longer than a check and a
 # second, until four reads of a task only the head's stale file holds are the moved actor's 404 (a task
 # the file lacks is asked of the actor whatever the check found, so only a stale one shows the switch).
-deadline = time.monotonic() + PLACEMENT_CHECK_S + 1
-while True:
-    stale = [http("GET", f"/tasks/{admitted_before['task_id']}")[0] for _ in range(4)]
-    if stale == [404] * 4 or time.monotonic() > deadline:
-        break
-    time.sleep(0.2)
-_, created = http("POST", "/tasks", {"url": "http://127.0.0.1:9/gone.png", "type": "image"})
-reads = [http("GET", f"/tasks/{created['task_id']}")[0] for _ in range(4)]
-print("READS", json.dumps(reads), flush=True)
-print("STALE", json.dumps(stale), flush=True)
-serve.shutdown()
-ray.shutdown()
-cluster.shutdown()
+try:
+    stale = eventually(lambda: [http("GET", f"/tasks/{admitted_before['task_id']}")[0] for _ in range(4)],
+                       PLACEMENT_CHECK_S + 1, "the stale task's reads all the moved actor's 404",
+                       until=lambda codes: codes == [404] * 4, every=0.2)
+    _, created = http("POST", "/tasks", {"url": "http://127.0.0.1:9/gone.png", "type": "image"})
+    reads = [http("GET", f"/tasks/{created['task_id']}")[0] for _ in range(4)]
+    print("READS", json.dumps(reads), flush=True)
+    print("STALE", json.dumps(stale), flush=True)
+finally:  # a wait timed out must not leave the cluster's processes behind
+    serve.shutdown()
+    ray.shutdown()
+    cluster.shutdown()
 """
 
 
