@@ -11,7 +11,6 @@ import io
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ import requests
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
-from tests.helpers import AUTH, SEEDVR2_MODEL, SHARED, make_clip, png_bytes, start_slow_video
+from tests.helpers import AUTH, SEEDVR2_MODEL, SHARED, eventually, make_clip, png_bytes, start_slow_video
 from tmlsr_ray.protocol import MAX_SEED
 
 
@@ -190,13 +189,9 @@ def test_the_page_asks_for_the_api_token_and_sends_it(secured, input_server, pag
 
 
 def wait_until_idle(base: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        system = requests.get(f"{base}/monitor/stats", headers=AUTH, timeout=10).json()["system"]
-        if system["active_workers"] == 0 and system["queue_size"] == 0:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{base} still busy after {timeout} s")
+    eventually(lambda: requests.get(f"{base}/monitor/stats", headers=AUTH, timeout=10).json()["system"], timeout,
+               f"{base} idle", until=lambda system: system["active_workers"] == 0 and system["queue_size"] == 0,
+               every=0.5)
 
 
 def test_the_model_choice_comes_from_the_api_and_enables_the_fields_that_apply(service, page):
