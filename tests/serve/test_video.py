@@ -289,13 +289,13 @@ def test_a_mostly_damaged_video_fails_once_its_damage_is_over_the_share_without_
         r"input\)", task["error"]), task["error"]
     upscaled = []
 
-    def settled() -> bool:  # Ray exports every few seconds
+    def settled() -> bool:
         upscaled.append(sum(float(line.rsplit(" ", 1)[1]) for line in requests.get(service.metrics_url, timeout=10)
                             .text.splitlines() if "tmlsr_frames_processed_total{" in line
                             and 'model="damage-share-x4.pth"' in line))
-        time.sleep(3)
         return len(upscaled) > 3 and upscaled[-1] == upscaled[-4] > 0
-    eventually(settled, timeout=60, what="the frames upscaled exported")
+    # Ray exports every few seconds: the same count three scrapes on is the one exported.
+    eventually(settled, timeout=60, what=lambda: f"the frames upscaled exported, scraped {upscaled}", every=3)
     assert upscaled[-1] < 384 - 24, upscaled
 
 
