@@ -6,8 +6,8 @@ and frame size, up to 4K at no cost: on the meta device, where tensors have size
 
 Each row: the estimate per frame, the measured peak (the largest of a pass at the network's size,
 one resized and one converted to the encoder's planes) and their ratio, which must stay >= 1.
-SPAN's reparametrisation needs data: it runs on the CPU, so give it small sizes. Not measured:
-the upload of the next pass and the download of the last that overlap a pass on CUDA (3 bytes per
+SPAN's reparametrisation and HVI-CIDNet's masks need data: they run on the CPU, so give them
+small sizes. Not measured: the upload of the next pass and the download of the last that overlap a pass on CUDA (3 bytes per
 input pixel, 3·scale² per output pixel at most), and a convolution's workspace (cuDNN's).
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.helpers import SERVED_FAMILIES, largest_pass_peak_bytes, served_width_model  # noqa: E402
+from tests.helpers import DATA_DEPENDENT_FAMILIES, SERVED_FAMILIES, largest_pass_peak_bytes, served_width_model  # noqa: E402
 from tmlsr_ray.models.frame_network import frame_bytes  # noqa: E402
 
 
@@ -36,7 +36,7 @@ def main() -> None:
         for family in args.only:
             for dtype in ("fp32", "fp16"):
                 model = served_width_model(family, dtype, Path(folder))
-                device = "cpu" if family == "SPAN" else "meta"
+                device = "cpu" if family in DATA_DEPENDENT_FAMILIES else "meta"
                 for height, width in sizes:
                     estimate = frame_bytes(height, width, model.scale, model._activations, model._dtype.itemsize,
                                            model._num_feat)

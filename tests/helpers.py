@@ -232,10 +232,15 @@ SERVED_WIDTHS = {
     "SwinIR-L": ("SwinIR", "SwinIR", "upscale", dict(window_size=8, **{**_SWIN, "embed_dim": 240, "num_heads": [8],
                                                                         "upsampler": "nearest+conv"},
                                                      resi_connection="3conv")),
+    # the lightweight model (60 channels, a direct pixel shuffle)
+    "SwinIR-light": ("SwinIR", "SwinIR", "upscale", dict(window_size=8, **{**_SWIN, "embed_dim": 60,
+                                                                            "upsampler": "pixelshuffledirect"})),
     "HAT": ("HAT", "HAT", "upscale", dict(window_size=16, compress_ratio=3, squeeze_factor=30, overlap_ratio=0.5,
                                           **_SWIN)),
     "DAT": ("DAT", "DAT", "upscale", dict(img_size=64, embed_dim=180, depth=[2], num_heads=[6], split_size=[8, 32],
                                           expansion_factor=2, upsampler="pixelshuffle")),
+    "DAT-light": ("DAT", "DAT", "upscale", dict(img_size=64, embed_dim=60, depth=[2], num_heads=[6], split_size=[8, 32],
+                                                expansion_factor=2, upsampler="pixelshuffledirect")),
     "OmniSR": ("OmniSR", "OmniSR", "up_scale", dict(num_in_ch=3, num_out_ch=3, num_feat=64, block_num=1,
                                                     window_size=8, res_num=1)),
     "SPAN": ("SPAN", "SPAN", "upscale", dict(num_in_ch=3, num_out_ch=3, feature_channels=48)),
@@ -244,7 +249,12 @@ SERVED_WIDTHS = {
     # ×1 restoration networks whose tiles show: spandrel's defaults are the published networks
     "SCUNet": ("SCUNet", "SCUNet", None, dict()),
     "RetinexFormer": ("RetinexFormer", "RetinexFormer", None, dict()),
+    "MixDehazeNet": ("MixDehazeNet", "MixDehazeNet", None, dict()),
+    "HVI-CIDNet": ("HVICIDNet", "HVICIDNet", None, dict()),
 }
+# Families whose pass needs data (SPAN's reparametrisation, HVI-CIDNet's masks of its maximum
+# channel): measured on the CPU, so at small sizes
+DATA_DEPENDENT_FAMILIES = ("SPAN", "HVI-CIDNet")
 
 
 def served_width_spandrel_network(arch: str) -> torch.nn.Module:
@@ -258,7 +268,8 @@ def served_width_spandrel_network(arch: str) -> torch.nn.Module:
 
 # The transformers among them, whose memory estimate decides whether a frame runs whole at the
 # sizes users send (a convolution network's fits whole at all of them)
-SERVED_TRANSFORMERS = ("SwinIR", "SwinIR-L", "HAT", "DAT", "OmniSR", "SCUNet", "RetinexFormer")
+SERVED_TRANSFORMERS = ("SwinIR", "SwinIR-L", "SwinIR-light", "HAT", "DAT", "DAT-light", "OmniSR", "SCUNet",
+                       "RetinexFormer")
 
 # The families the registry loads, at their published feature widths: Real-ESRGAN's own
 # (SRVGGNetCompact as realesr-animevideov3 and the x2/x4 general models, RRDBNet as x4plus and

@@ -56,13 +56,23 @@ NOISE_SEED = 0
 # spandrel's architecture name: transformer blocks (windows, attention scores, MLPs four times
 # wider) keep far more alive than convolutions, and HAT's overlapping windows most. Each is at or
 # above a pass measured at its published widths (tests/models/test_frame_network.py): RealCUGAN's
-# U-Net took 3.2 times, SPAN's 2.4 times, HAT's 1.7 times what they were given before. SwinIR's
-# (its widest, SwinIR-L), DAT's and OmniSR's took a 2.4th, half and a 5.7th of the transformers'
-# 96, which tiled a 1080p SwinIR x4 (a pass of 21 GB) with seams on an 80 GB card; SCUNet's and
-# RetinexFormer's an 8th and a 10th (SCUNet's with its input padded to its multiple of 64).
+# U-Net took 3.2 times, SPAN's 2.4 times, HAT's 1.7 times what they were given before. OmniSR's
+# took a 5.7th of the transformers' 96, SCUNet's and RetinexFormer's an 8th and a 10th (SCUNet's
+# with its input padded to its multiple of 64), MixDehazeNet's and HVI-CIDNet's a 17th.
 ACTIVATIONS_PER_FEATURE = {"ESRGAN": 36, "RealESRGAN Compact": 3, "SPAN": 18, "RealCUGAN": 32, "PLKSR": 8,
-                           "HAT": 176, "SwinIR": 56, "DAT": 52, "OmniSR": 16, "SCUNet": 14, "RetinexFormer": 11}
+                           "HAT": 176, "OmniSR": 16, "SCUNet": 14, "RetinexFormer": 11, "MixDehazeNet": 6,
+                           "HVI-CIDNet": 6}
 TRANSFORMER_ACTIVATIONS = 96
+# Windowed transformers published at several widths, whose live values per input pixel follow
+# their hyperparameters: (values per feature channel, per head and position a pixel's window
+# attends to), measured on the meta device. One count per architecture over-estimated the light
+# models (SwinIR-light, DAT-light: 60 channels) 2.6 and 1.7 times, which tiled, with seams, a
+# 1080p frame that fits whole; the classic SwinIR 1.4 times.
+WINDOWED_TRANSFORMER_VALUES = {"SwinIR": (10, 2), "DAT": (9, 1)}
+# Values per output pixel a pixel-shuffle or nearest+conv upsampler keeps: its 64 channels at
+# each stage, convolved and shuffled (a light model's direct pixel shuffle keeps a few)
+UPSAMPLER_VALUES = 128
+WIDTH_MARGIN = 1.1
 REFUSED_PURPOSES = {
     "FaceSR": "a face-restoration model: it needs detected and aligned faces, not whole frames",
     "Inpainting": "an inpainting model: it needs a mask of what to fill, not a frame to upscale",
@@ -210,6 +220,20 @@ def held_dtypes(descriptor) -> Dict[str, bool]:
     return {"fp32": True, "fp16": descriptor.supports_half, "bf16": descriptor.supports_bfloat16}
 
 
+def activations_per_feature(architecture: str, network: torch.nn.Module) -> int:
+    """Live activations per input pixel and 64 feature channels of ``network`` in a pass: a
+    windowed transformer's by its width, heads, window and upsampler, another by its architecture."""
+    values = WINDOWED_TRANSFORMER_VALUES.get(architecture)
+    hyper = getattr(network, "hyperparameters", None)
+    if values is None or hyper is None:
+        return ACTIVATIONS_PER_FEATURE.get(architecture, TRANSFORMER_ACTIVATIONS)
+    per_channel, per_attended = values
+    attended = hyper["window_size"] ** 2 if architecture == "SwinIR" else math.prod(hyper["split_size"])
+    blocks = per_channel * hyper["embed_dim"] + per_attended * max(hyper["num_heads"]) * attended
+    upsampler = UPSAMPLER_VALUES * hyper["upscale"] ** 2 if hyper["upsampler"] in ("pixelshuffle", "nearest+conv") else 0
+    return math.ceil(WIDTH_MARGIN * max(blocks, upsampler) / 64)
+
+
 class SpandrelModel(FrameNetwork):
     """A spandrel-loaded network on the shared device path; spandrel's own call pads to the
     architecture's size rule."""
@@ -228,7 +252,7 @@ class SpandrelModel(FrameNetwork):
         if self.architecture == "SwinIR":
             _attention_masks_in_their_inputs_dtype(self._descriptor.model)
         self.compiled = False  # spandrel calls its model through its own wrapper
-        self._activations = ACTIVATIONS_PER_FEATURE.get(self.architecture, TRANSFORMER_ACTIVATIONS)
+        self._activations = activations_per_feature(self.architecture, descriptor.model)
         self._channels = (descriptor.input_channels, descriptor.output_channels)
         self._noised = self.architecture in NOISED_ARCHITECTURES
         self._one_image_at_a_time = self._noised or self.architecture in ONE_IMAGE_ARCHITECTURES
