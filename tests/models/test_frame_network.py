@@ -188,3 +188,22 @@ def test_a_pass_that_runs_out_each_time_it_grows_back_is_tried_again_ever_more_r
     assert failed_retries == 3 and sizes[:2] == [8, 4]  # after 6, 12 and 24 passes (before: every 6, 5 times)
     expected = RealESRGANModel(path, device="cpu").upscale(frames)
     assert all(np.array_equal(out, expected) for out in outputs)
+
+
+def test_the_wait_before_a_grown_pass_is_back_to_its_first_once_a_larger_pass_worked(tmp_path, monkeypatch):
+    """The wait doubles after each grown pass that runs out again (6, then 12 here); once a grown
+    pass works, the out-of-memory that halves it later is another moment's load, so its next try
+    comes after the first wait (6), not the doubled one."""
+    model = RealESRGANModel(save_srvgg(tmp_path / "m.pth", scale=2), device="cpu")
+    busy, sizes = _busy_for_a_moment(model, monkeypatch, on_cuda=True)
+    frames = np.random.default_rng(0).random((8, 6, 10, 3), dtype=np.float32)
+    for _ in range(3):  # grows after 6 passes of 2, runs out: now waits 12
+        model.upscale(frames)
+    busy.clear()
+    for _ in range(4):  # 12 passes of 2, then 4 works
+        model.upscale(frames)
+    busy.append(True)
+    del sizes[:]
+    for _ in range(3):
+        model.upscale(frames)
+    assert sizes == [4, 2, 2, 2, 2] + [2, 2, 2, 2] + [4, 2, 2, 2, 2]  # tried again after 8 passes, not 12

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+from dataclasses import dataclass
 from typing import Dict, Optional, Set, Tuple, Union
 
 import numpy as np
@@ -49,6 +50,37 @@ def frames_that_fit(free_bytes: int, height: int, width: int, scale: int, activa
     return max(1, int(free_bytes * share // frame_bytes(height, width, scale, activations, element_bytes, num_feat)))
 
 
+@dataclass
+class HalvedPass:
+    """The pass of a frame size that ran out of device memory: the frames it takes now, the full
+    passes that worked at that count, how many must before it doubles (on CUDA), and whether
+    it was doubled and has not worked since."""
+    frames: int
+    wait: int
+    passes_worked: int = 0
+    grown: bool = False
+
+    def halve(self, tried: int) -> int:
+        """Half of ``tried`` frames from now on. A grown pass that ran out again waits twice as many
+        passes before its next try: retried at a fixed interval, a count that always runs out
+        (other work holding the card for good) cost an out-of-memory and a batch run again every
+        interval while the model stayed loaded."""
+        self.frames, self.passes_worked = tried // 2, 0
+        if self.grown:
+            self.grown, self.wait = False, 2 * self.wait
+        return self.frames
+
+    def worked(self, passes: int, first_wait: int) -> bool:
+        """Counts ``passes`` that worked at :attr:`frames`; whether that made it double."""
+        if passes and self.grown:  # it works: a later out-of-memory is another moment's load
+            self.grown, self.wait = False, first_wait
+        self.passes_worked += passes
+        if self.passes_worked < self.wait:
+            return False
+        self.frames, self.passes_worked, self.grown = 2 * self.frames, 0, True
+        return True
+
+
 class FrameNetwork:
     """A loaded network on a device; implements :class:`~tmlsr_ray.models.base.SuperResolutionModel`.
 
@@ -83,10 +115,7 @@ class FrameNetwork:
         self._cuda_stream = torch.cuda.Stream(self._device) if cuda else None
         self.passes = StagedPasses(self._device) if cuda else DirectPasses()
         self._resize = Lanczos4()
-        self._pass_caps: Dict[Tuple[int, int], int] = {}  # (height, width) → frames per pass that fit
-        self._passes_at_cap: Dict[Tuple[int, int], int] = {}  # (height, width) → passes that worked at its cap
-        self._retry_waits: Dict[Tuple[int, int], int] = {}  # (height, width) → passes before its next retry
-        self._grown: Set[Tuple[int, int]] = set()  # sizes whose grown pass has not worked yet
+        self._halved: Dict[Tuple[int, int], HalvedPass] = {}  # (height, width) → its pass since one ran out
         self._sizes_tiled: Set[Tuple[int, int]] = set()  # (height, width) tiled against its advice
         if cuda:
             # A video's frames keep one shape, so cuDNN's one-off search for the fastest
@@ -138,9 +167,7 @@ class FrameNetwork:
                     raise
                 # The activation estimate was short, or other work held the card: fewer frames per
                 # pass for this size from now on (on CUDA until enough of them worked).
-                per_pass = self._pass_caps[size] = tried // 2
-                self._passes_at_cap.pop(size, None)
-                self._wait_longer_if_grown(size)
+                per_pass = self._halved.setdefault(size, HalvedPass(tried, self.passes_before_retry)).halve(tried)
                 logger.warning("%s: out of device memory at %s frames of %sx%s per pass; now %s",
                                self.name, tried, size[1], size[0], per_pass)
             # Out of the except block: its traceback would keep the failed pass's tensors alive.
@@ -151,29 +178,15 @@ class FrameNetwork:
         of them (twice as many after each grown pass that ran out again) the cap doubles, back to
         the pass that ran out (which halves it again if it still does). Never on a CPU: there how
         many frames share a pass changes a transformer's pixels."""
-        if self._device.type != "cuda" or self._pass_caps.get(size) != per_pass:
+        halved = self._halved.get(size)
+        if self._device.type != "cuda" or halved is None or halved.frames != per_pass:
             return
-        if passes and size in self._grown:  # it works: a later out-of-memory is another moment's load
-            self._grown.discard(size)
-            self._retry_waits.pop(size, None)
-        done = self._passes_at_cap.get(size, 0) + passes
-        if done < self._retry_waits.get(size, self.passes_before_retry):
-            self._passes_at_cap[size] = done
+        done = halved.passes_worked + passes
+        if not halved.worked(passes, self.passes_before_retry):
             return
-        self._passes_at_cap.pop(size, None)
-        self._pass_caps[size] = 2 * per_pass
-        self._grown.add(size)
         self._pass_cap_lifted(*size)
         logger.info("%s: %s passes of %s frames of %sx%s worked; trying %s again", self.name, done, per_pass,
-                    size[1], size[0], 2 * per_pass)
-
-    def _wait_longer_if_grown(self, size: Tuple[int, int]) -> None:
-        """A grown pass that ran out again waits twice as many passes before its next try: retried
-        at a fixed interval, a count that always runs out (other work holding the card for good)
-        cost an out-of-memory and a batch run again every interval while the model stayed loaded."""
-        if size in self._grown:
-            self._grown.discard(size)
-            self._retry_waits[size] = 2 * self._retry_waits.get(size, self.passes_before_retry)
+                    size[1], size[0], halved.frames)
 
     def _pass_cap_lifted(self, height: int, width: int) -> None:
         """What a backend does when frames of this size may take larger passes again."""
@@ -183,7 +196,8 @@ class FrameNetwork:
         where the network runs (:meth:`_room_bytes`) by the architecture's activation estimate,
         and no more than a pass that ran out of memory; on CUDA also about ``pass_pixels`` input
         pixels."""
-        cap = self._pass_caps.get((height, width), 1 << 30)
+        halved = self._halved.get((height, width))
+        cap = halved.frames if halved else 1 << 30
         fit = frames_that_fit(self._room_bytes(), height, width, self.scale, self._activations,
                               self._dtype.itemsize, num_feat=self._num_feat)
         if self._device.type != "cuda":
