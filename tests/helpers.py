@@ -275,6 +275,9 @@ SERVED_TRANSFORMERS = ("SwinIR", "SwinIR-L", "SwinIR-light", "HAT", "DAT", "DAT-
 # (SRVGGNetCompact as realesr-animevideov3 and the x2/x4 general models, RRDBNet as x4plus and
 # anime_6B), then spandrel's.
 SERVED_FAMILIES = ("SRVGGNetCompact x2", "SRVGGNetCompact x4", "RRDBNet x4", *SERVED_WIDTHS)
+# Their architectures :func:`tiny_spandrel_network` builds small (MixDehazeNet and HVI-CIDNet are
+# small at their published widths)
+TINY_SPANDREL_ARCHS = {SERVED_WIDTHS[family][0] for family in SERVED_WIDTHS} - {"MixDehazeNet", "HVICIDNet"}
 
 
 def served_width_model(family: str, dtype: str, folder: Path):
@@ -292,6 +295,23 @@ def served_width_model(family: str, dtype: str, folder: Path):
                                device="cpu", dtype=dtype)
     torch.manual_seed(0)
     path = save_state(served_width_spandrel_network(family).state_dict(), folder / "m.pth")
+    return SpandrelModel(path, LoadOptions("cpu", dtype=dtype))
+
+
+def tiny_model(family: str, dtype: str, folder: Path):
+    """A loaded model on the CPU of ``family`` (one of :data:`SERVED_FAMILIES`), its architecture
+    at the tiny widths of :func:`tiny_spandrel_network` (Real-ESRGAN's at 8 features), ×4."""
+    from tmlsr_ray.models.base import LoadOptions
+    from tmlsr_ray.models.realesrgan import RealESRGANModel
+    from tmlsr_ray.models.spandrel import SpandrelModel
+
+    if family.startswith("SRVGGNetCompact"):
+        return RealESRGANModel(save_srvgg(folder / "m.pth", scale=int(family[-1])), device="cpu", dtype=dtype)
+    if family.startswith("RRDBNet"):
+        return RealESRGANModel(save_rrdbnet(folder / "m.pth"), device="cpu", dtype=dtype)
+    arch = SERVED_WIDTHS[family][0]
+    path = save_spandrel_model(arch, folder / "m.pth", scale=4) if arch in TINY_SPANDREL_ARCHS else \
+        save_state(served_width_spandrel_network(family).state_dict(), folder / "m.pth")
     return SpandrelModel(path, LoadOptions("cpu", dtype=dtype))
 
 
@@ -482,6 +502,24 @@ def largest_pass_peak_bytes(model, height: int, width: int, device: str = "meta"
 
     return max(pass_peak_bytes(model, height, width, target, yuv, device)
                for target, yuv in [(None, None), ((width * 3, height * 3), None), (None, Yuv420("ITU709"))])
+
+
+def largest_pass_resident_bytes(family: str, height: int, width: int, dtype: str = "fp32", tiny: bool = False) -> int:
+    """The resident memory a fresh process adds running the passes of :func:`largest_pass_peak_bytes`
+    on one frame of this size with ``family`` (one of :data:`SERVED_FAMILIES`) on the CPU, at its
+    published widths or ``tiny``: tensor storage and what the libraries under it keep (oneDNN's
+    buffers, the allocator's arenas), which StoragePeak does not see."""
+    setup = "\n".join([
+        "import tempfile, torch",
+        "from pathlib import Path",
+        "from tests.helpers import served_width_model, tiny_model",
+        "from tmlsr_ray.models.yuv import Yuv420",
+        f"model = ({'tiny_model' if tiny else 'served_width_model'})({family!r}, {dtype!r}, Path(tempfile.mkdtemp()))",
+        f"frame = torch.zeros((1, {height}, {width}, 3), dtype=torch.uint8)",
+        f"passes = [(None, None), (({width * 3}, {height * 3}), None), (None, Yuv420('ITU709'))]",
+    ])
+    statement = "with torch.inference_mode():\n    [model._samples_pass(frame, 255.0, *kind) for kind in passes]"
+    return peak_memory_of(statement, setup)
 
 
 def write_dit_safetensors(path: Path, tensors, dtype: torch.dtype) -> Path:

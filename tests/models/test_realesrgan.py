@@ -189,10 +189,10 @@ def test_a_cpus_passes_and_whole_frames_follow_its_total_memory(tiny_model_path,
     from types import SimpleNamespace
 
     from tmlsr_ray.models import device, frame_network
-    from tmlsr_ray.models.realesrgan import ACTIVATIONS_PER_FEATURE
 
     model = RealESRGANModel(tiny_model_path, device="cpu")
-    one_frame = frame_network.frame_bytes(16, 16, 4, ACTIVATIONS_PER_FEATURE["SRVGGNetCompact"], 4, model._num_feat)
+    monkeypatch.setattr(frame_network, "CPU_PASS_FIXED_BYTES", 0)  # a host of a few frames' memory
+    one_frame = model._pass_bytes(16, 16, 1)
     monkeypatch.setattr(device.psutil, "virtual_memory", lambda: SimpleNamespace(total=7 * one_frame, available=0))
     assert model.frames_per_pass(16, 16) == 3 and model.fits_in_memory(16, 16)
     assert not model.fits_in_memory(64, 64) and not model.fits_whole(16, 16)  # whole on a CPU: the tiling rule
@@ -202,10 +202,10 @@ def test_a_cpu_in_a_memory_limited_container_sizes_its_passes_to_the_limit(tiny_
     """psutil gives the host's memory inside a container: a pod of a few GiB on a large host sized
     its passes, and whole frames, to the host and was killed."""
     from tmlsr_ray.models import device, frame_network
-    from tmlsr_ray.models.realesrgan import ACTIVATIONS_PER_FEATURE
 
     model = RealESRGANModel(tiny_model_path, device="cpu")
-    one_frame = frame_network.frame_bytes(16, 16, 4, ACTIVATIONS_PER_FEATURE["SRVGGNetCompact"], 4, model._num_feat)
+    monkeypatch.setattr(frame_network, "CPU_PASS_FIXED_BYTES", 0)  # a host of a few frames' memory
+    one_frame = model._pass_bytes(16, 16, 1)
     (tmp_path / "sys" / "fs" / "cgroup").mkdir(parents=True)
     (tmp_path / "sys" / "fs" / "cgroup" / "memory.max").write_text(f"{7 * one_frame}\n")
     monkeypatch.setattr(frame_network, "host_memory_bytes", lambda: device.host_memory_bytes(tmp_path))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 from dataclasses import dataclass
 from typing import Dict, Optional, Set, Tuple, Union
 
@@ -35,6 +36,16 @@ PASS_SHARE = 0.5
 # SRVGGNetCompact x4 pass resized took 1.3 times its estimate (tests/models/test_frame_network.py
 # measures every family).
 FLOAT_OUTPUT_BYTES = 2 * 3 * 4
+
+
+# On a CPU a pass's resident memory is more than its tensors' storage (frame_bytes): oneDNN's
+# buffers, the allocator's arenas, the libraries a first pass sets up. Measured as what a fresh
+# process's pass adds to its resident set (bench/pass_memory.py --resident, several sizes): a part
+# whatever the size, then up to RESIDENT_PER_ESTIMATE times the estimate per pixel. Without them,
+# ESRGAN, SPAN and OmniSR passes at 256x256 exceeded their estimates (ESRGAN 806 MiB against 624):
+# on a small host, an out-of-memory kill.
+CPU_PASS_FIXED_BYTES = 64 * 2**20
+CPU_RESIDENT_PER_ESTIMATE = 2
 
 
 def frame_bytes(height: int, width: int, scale: int, activations: int, element_bytes: int, num_feat: int = 64) -> int:
@@ -198,8 +209,8 @@ class FrameNetwork:
         pixels."""
         halved = self._halved.get((height, width))
         cap = halved.frames if halved else 1 << 30
-        fit = frames_that_fit(self._room_bytes(), height, width, self.scale, self._activations,
-                              self._dtype.itemsize, num_feat=self._num_feat)
+        per_frame = self._pass_bytes(height, width, 1) - self._pass_bytes(height, width, 0)
+        fit = max(1, int((self._room_bytes() * PASS_SHARE - self._pass_bytes(height, width, 0)) // per_frame))
         if self._device.type != "cuda":
             return min(fit, cap)
         return max(1, min(fit, cap, self.pass_pixels // (height * width)))
@@ -215,8 +226,15 @@ class FrameNetwork:
         estimate against the device's total memory: whole or tiled changes the pixels, so the
         choice must not follow what other work leaves free at the moment (a run whole that then
         meets a full device is tiled by its caller)."""
-        need = frame_bytes(height, width, self.scale, self._activations, self._dtype.itemsize, self._num_feat)
-        return need <= self._total_bytes * PASS_SHARE
+        return self._pass_bytes(height, width, 1) <= self._total_bytes * PASS_SHARE
+
+    def _pass_bytes(self, height: int, width: int, frames: int) -> int:
+        """Memory a pass of ``frames`` frames of this size takes where the network runs, by the
+        activation estimate: on a CPU, its resident memory (:data:`CPU_RESIDENT_PER_ESTIMATE`)."""
+        one_frame = frame_bytes(height, width, self.scale, self._activations, self._dtype.itemsize, self._num_feat)
+        if self._device.type == "cuda":
+            return frames * one_frame
+        return CPU_PASS_FIXED_BYTES + frames * math.ceil(one_frame * CPU_RESIDENT_PER_ESTIMATE)
 
     def was_tiled_at(self, height: int, width: int) -> bool:
         """Whether frames of this size were tiled against the model's advice (``tiling``
