@@ -483,6 +483,18 @@ def test_a_picture_whose_start_code_is_damaged_is_stood_in_for_and_counted_when_
     assert repeats(frames) == 1
 
 
+@pytest.mark.parametrize("container", [None, "mpegts"])
+@pytest.mark.parametrize("options", [POC_STREAM_OPTIONS + ":slices=4", FRAME_NUM_ORDER_OPTIONS + ":slices=4:scenecut=0"],
+                         ids=["count in the slice headers", "count from frame_num"])
+def test_a_picture_whose_first_slices_start_code_is_damaged_is_given_and_not_stood_in_for(tmp_path, container, options):
+    """The decoder gives the picture from its later slices: 48 frames. It was counted lacking: the
+    whole decode failed ('1 frame ... is missing'), and with repeat 49 frames came out, one stood in
+    for a picture that was there, every frame after it late."""
+    source = start_code_stream(tmp_path, container, options)
+    path = with_start_codes_damaged(source, tmp_path / f"damaged{source.suffix}", [22])
+    assert passed_whole(path) == (48, 48, 0, 0)
+
+
 def test_a_reference_picture_lost_without_a_trace_of_its_start_code_fails_a_whole_decode(tmp_path):
     """00 80 00 01 left no byte a NAL unit may not hold: the frame_num after tells it."""
     with pytest.raises(InputError, match=r"^video could not be decoded: 1 frame from about 0\.88 s is missing"):

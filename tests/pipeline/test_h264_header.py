@@ -193,6 +193,17 @@ def test_a_picture_whose_start_code_is_damaged_is_lacking(tmp_path, container, p
 
 
 @pytest.mark.parametrize("container", [None, "mpegts"])
+@pytest.mark.parametrize("options", [POC_STREAM_OPTIONS + ":slices=4", FRAME_NUM_ORDER_OPTIONS + ":slices=4:scenecut=0"],
+                         ids=["count in the slice headers", "count from frame_num"])
+def test_a_picture_whose_first_slices_start_code_is_damaged_is_not_lacking(tmp_path, container, options):
+    """Its first slice ran into the packet before; its packet starts at its second slice, and the
+    decoder gives the picture (48 frames), its lost slice concealed. Its frame_num was read only
+    from a slice at macroblock 0: one picture counted lacking, a stand-in too many with repeat."""
+    source = start_code_stream(tmp_path, container, options)
+    assert pictures_lacking(with_start_codes_damaged(source, tmp_path / f"damaged{source.suffix}", [22])) == 0
+
+
+@pytest.mark.parametrize("container", [None, "mpegts"])
 def test_a_reference_picture_whose_start_code_is_lost_without_a_trace_is_lacking(tmp_path, container):
     """00 80 00 01 leaves no byte a NAL unit may not hold: the frame_num of the pictures after
     shows a reference picture went."""

@@ -246,12 +246,12 @@ class PictureOrderGaps:
         """Reads one packet's NAL units; ``where``: its place, in seconds, where known; ``owned``:
         whether a loss seen in it is this decode's to count (a segment's own frame, not pre-roll
         whose segment counts it)."""
-        broken, overlong = 0, False
+        broken, overlong, sliced = 0, False, False
         try:
             for unit in _nal_units(data, 0, SLICE_HEADER_READ, START_CODE_OR_BROKEN):
                 broken += not unit
                 overlong = overlong or _overlong_delimiter(unit)
-                self._read_unit(unit, where, owned)
+                sliced = self._read_unit(unit, where, owned, not sliced) or sliced
         except ValueError:  # a header this does not read
             self.checked = False
             return
@@ -261,7 +261,8 @@ class PictureOrderGaps:
             self._evidence += damaged
             self._evidence_at = where if self._evidence_at is None else self._evidence_at
 
-    def _read_unit(self, unit: bytes, where: Optional[float], owned: bool) -> None:
+    def _read_unit(self, unit: bytes, where: Optional[float], owned: bool, first_slice: bool) -> bool:
+        """Reads a parameter set or a picture's slice; whether the unit is a slice."""
         kind = _nal_type(unit, "h264")
         if kind == SEQUENCE_PARAMETER_SET:
             sequence, fields = _read_sequence(RbspBits(unit[1:]))
@@ -270,11 +271,15 @@ class PictureOrderGaps:
             picture_set, fields = _read_picture_set(RbspBits(unit[1:]))
             self._picture_sets[picture_set] = fields
         elif kind in (NON_IDR_SLICE, IDR_SLICE):
-            self._read_picture(unit, where, owned)
+            self._read_picture(unit, where, owned, first_slice)
+        return kind in (NON_IDR_SLICE, IDR_SLICE)
 
-    def _read_picture(self, unit: bytes, where: Optional[float], owned: bool) -> None:
+    def _read_picture(self, unit: bytes, where: Optional[float], owned: bool, first_slice: bool) -> None:
         bits = RbspBits(unit[1:])
-        if bits.number() != 0:  # first_mb_in_slice: another slice of a picture read
+        # first_mb_in_slice: past 0, another slice of a picture read, unless the packet's first: the
+        # slices before lost their start code to damage, ran into the packet before, and the
+        # decoder still gives the picture (its lost slices concealed), which is not lacking
+        if bits.number() != 0 and not first_slice:
             return
         slice_type = bits.number() % 5
         picture_set = self._picture_sets.get(bits.number())
