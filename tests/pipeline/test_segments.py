@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, frame_count, probed_info, damaged_raw_stream, start_code_stream, with_unreferenced_pictures_dropped, intra_refresh_clip, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
+from tests.helpers import (COVER_JPEG, frame_count, probed_info, damaged_raw_stream, start_code_stream, with_unreferenced_pictures_dropped, with_start_codes_damaged, FRAME_NUM_ORDER_OPTIONS, intra_refresh_clip, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
                            cut_and_decode, cut_mid_gop, first_keyframe_wiped, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_fragments, joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
@@ -2165,6 +2165,16 @@ def test_a_transport_streams_picture_whose_start_code_is_damaged_fails_saying_wh
 def test_a_transport_streams_picture_whose_start_code_is_damaged_is_counted_when_repeated(tmp_path, segment_s):
     """47 frames planned and out, none counted: the plan holds none for it to fill in."""
     assert planned_and_dropped(damaged_raw_stream(tmp_path, "mpegts", [20], keep=0), segment_s) == (47, 1)
+
+
+@pytest.mark.parametrize("segment_s", [2.0, 0.5])
+def test_a_transport_streams_picture_whose_first_slices_start_code_is_damaged_is_given_in_its_segment(tmp_path, segment_s):
+    """Its packet starts at its second slice and the decoder gives the picture: 48 frames. Counted
+    lacking, the task failed ('1 frame from about 0.92 s is missing')."""
+    source = start_code_stream(tmp_path, "mpegts", FRAME_NUM_ORDER_OPTIONS + ":slices=4:scenecut=0")
+    path = with_start_codes_damaged(source, tmp_path / "damaged.ts", [22])
+    assert len(cut_and_decode(path, Cutting(segment_s=segment_s))[1]) == 48
+    assert planned_and_dropped(path, segment_s) == (48, 0)
 
 
 @pytest.mark.parametrize("options", ["keyint=12:bframes=2:slices=4", "open-gop=1:keyint=12:bframes=3:b-adapt=0",

@@ -215,7 +215,8 @@ class PictureOrderGaps:
     8.2.5.2), or a packet holds what is left of a start code (bytes that emulation prevention
     keeps out of every NAL unit, 7.4.1; an access unit delimiter longer than its one byte). The
     counts' gaps (in steps of the smallest) then bound how many went, since a start code lost
-    between two slices of one picture loses no picture; a lost unreferenced picture whose start
+    between two slices of one picture, or before its first (its packet then starts at its second,
+    whose header is read), loses no picture; a lost unreferenced picture whose start
     code left no such bytes is not told. Counts restart at an IDR picture and at MMCO 5.
     Where the count follows frame_num (type 2, x264's without B-frames), pictures show in decode
     order and no two unreferenced ones follow each other (7.4.2.1.1): a lost reference picture
