@@ -557,7 +557,7 @@ GOOD_X264_ENCODES = {"B-pyramid": "keyint=24:bframes=3:b-pyramid=normal",
                      "weighted prediction": "keyint=24:bframes=2:weightp=2",
                      "four slices a picture": "keyint=12:bframes=2:slices=4",
                      "16 references": "keyint=48:bframes=3:ref=16",
-                     "no B-frames": "keyint=12:bframes=0", "no B-frames, four slices a picture": "keyint=12:bframes=0:slices=4",
+                     "no B-frames": "keyint=12:bframes=0", "no B-frames, four slices a picture": "keyint=12:bframes=0:slices=4:scenecut=0",
                      "no B-frames, intra refresh": "intra-refresh=1:keyint=30:bframes=0"}
 
 

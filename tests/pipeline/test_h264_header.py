@@ -273,7 +273,7 @@ GOOD_ENCODES = {"B-frames": "keyint=12:bframes=2:b-adapt=0", "open GOP": "open-g
                 "B-pyramid": "keyint=24:bframes=3:b-pyramid=strict", "adaptive B-frames": "keyint=30:bframes=4:b-adapt=2",
                 "four slices a picture": "keyint=12:bframes=2:slices=4",
                 "intra refresh": "intra-refresh=1:keyint=30:bframes=2", "no B-frames": "keyint=12:bframes=0",
-                "no B-frames, four slices a picture": "keyint=12:bframes=0:slices=4",
+                "no B-frames, four slices a picture": "keyint=12:bframes=0:slices=4:scenecut=0",
                 "no B-frames, intra refresh": "intra-refresh=1:keyint=30:bframes=0"}
 
 
