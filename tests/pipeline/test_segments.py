@@ -2229,16 +2229,33 @@ def test_an_intra_refresh_streams_segment_repeating_damage_decodes_its_pre_roll_
 
 
 @pytest.mark.parametrize("rekey_max_bytes, cuts", [(256 << 20, [(0, False), (0, True), (12, True), (24, True)]),
-                                                   (0, [(0, False)])], ids=["re-keyed", "not re-keyed"])
+                                                   (0, [(0, False), (0, False), (12, False), (24, False)])],
+                         ids=["re-keyed", "not re-keyed"])
 def test_an_intra_refresh_streams_segment_past_the_pre_roll_bound_decodes_from_the_keyframe_before_its_recovery_point(
         tmp_path, rekey_max_bytes, cuts):
     """Past ``max_preroll_frames`` (a GOP of 12 against 11), segments started at their recovery
     points (packets 12, 24, 36), their first frames not whole: now the cutting pass re-keys them,
-    decoding from the keyframe before; not re-keying, no cut fits and one segment decodes it all."""
+    decoding from the keyframe before; not re-keying, each segment decodes that GOP as pre-roll,
+    past the bound by a frame (waiting for a keyframe that fits made it all one segment)."""
     path = intra_refresh_clip(tmp_path / "in.avi", params=WEBCAM_REFRESH)
     cutting = Cutting(segment_s=0.5, max_preroll_frames=11, rekey_max_bytes=rekey_max_bytes)
     plan = plan_segments(path, probe_video(path), cutting)
     assert [(s.first_packet, s.rekeyed) for s in plan.segments] == cuts
+
+
+@pytest.mark.parametrize("suffix", ["avi", "mkv"])
+def test_an_intra_refresh_stream_not_re_keyed_whose_gop_passes_the_pre_roll_bound_is_cut_at_its_recovery_points(
+        tmp_path, suffix):
+    """No recovery point's pre-roll (its GOP before) fits the bound, and the cut waited for one that
+    did: the whole stream was one segment (48 frames; a long recording held whole on one replica).
+    Now cut at each recovery point, decoded from the keyframe before."""
+    path = intra_refresh_clip(tmp_path / f"in.{suffix}", params=WEBCAM_REFRESH)
+    cutting = Cutting(segment_s=0.5, max_preroll_frames=8, rekey_max_bytes=0)
+    plan, frames = cut_and_decode(path, cutting)
+    whole = whole_decode(path)
+    assert [len(s.pts) for s in plan.segments] == [12, 12, 12, 12]
+    assert [pts for pts, _ in frames] == [pts for pts, _ in whole]
+    assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, whole))
 
 
 # intra-refresh streams whose recovery points are past the pre-roll bound, stepped back to: B-frames

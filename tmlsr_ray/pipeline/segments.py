@@ -505,8 +505,24 @@ class _Cutter:
             return min(fitting, key=lambda p: abs(p - ideal))
         if self._rekeyed_length or self._fits(ideal):
             return ideal
-        later = range(bisect.bisect_right(keyframes, ideal), len(keyframes))
-        return next((keyframes[at] for at in later if self._fits(keyframes[at])), None)
+        return self._keyframe_past_the_bound(start, ideal, near)
+
+    def _keyframe_past_the_bound(self, start: int, ideal: int, near: Sequence[int]) -> Optional[int]:
+        """Not re-keying, the first keyframe after ``ideal`` that fits, within ``max_frames`` of
+        ``start``; else the one nearest ``ideal``, whose segment decodes the GOP before its recovery
+        point, past the bound by less than a GOP. Waiting for one that fits made the rest of an
+        intra-refresh stream whose GOP passes the bound one segment (a webcam's, keyint 12 against
+        8: 1 segment of 48 frames), however long, its packets held whole."""
+        keyframes = self._keyframes
+        later = range(bisect.bisect_right(keyframes, ideal),
+                      bisect.bisect_right(keyframes, start + self._cutting.max_frames))
+        fitting = next((keyframes[at] for at in later if self._fits(keyframes[at])), None)
+        if fitting is not None:
+            return fitting
+        if near:
+            return min(near, key=lambda p: abs(p - ideal))
+        after = bisect.bisect_right(keyframes, ideal)
+        return keyframes[after] if after < len(keyframes) else None
 
     def _within_bytes(self, start: int, length: int) -> int:
         """``length`` frames from ``start``, fewer where their packets pass ``max_bytes``: a studio's
