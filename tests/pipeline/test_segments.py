@@ -2258,6 +2258,20 @@ def test_an_intra_refresh_stream_not_re_keyed_whose_gop_passes_the_pre_roll_boun
     assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, whole))
 
 
+@pytest.mark.parametrize("suffix", ["avi", "mkv"])
+def test_an_intra_refresh_streams_re_keyed_segment_runs_on_through_recovery_points_past_the_pre_roll_bound(
+        tmp_path, suffix):
+    """A re-keyed segment ended at the next keyframe, where a new sequence may start; a recovery
+    point starts none, and one past the bound is re-keyed too: each segment was one GOP long (12
+    frames of the 24 asked), a long stream cut into twice the segments."""
+    path = intra_refresh_clip(tmp_path / f"in.{suffix}", params=WEBCAM_REFRESH)
+    plan, frames = cut_and_decode(path, Cutting(segment_s=1.0, max_preroll_frames=8))
+    whole = whole_decode(path)
+    assert [(len(s.pts), s.rekeyed) for s in plan.segments] == [(24, False), (24, True)]
+    assert [pts for pts, _ in frames] == [pts for pts, _ in whole]
+    assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, whole))
+
+
 # intra-refresh streams whose recovery points are past the pre-roll bound, stepped back to: B-frames
 # referring past them (a good TS failed, 'a frame at about 0.58 s is damaged'), a webcam's (42 of 48 out)
 PAST_BOUND_CLIPS = [("mp4", "keyint=12:bframes=3:ref=4", 14), ("mkv", "keyint=12:bframes=3:ref=4", 14),

@@ -484,16 +484,22 @@ class _Cutter:
     def next_cut(self, start: int) -> Optional[int]:
         """The next cut after ``start``: a keyframe near the ideal length, else a cut inside the GOP
         (its segment decoded from the keyframe when the pre-roll stays small, else re-keyed, up
-        to the next keyframe at most), else, where long GOPs are not re-keyed, the next keyframe."""
+        to the next keyframe that fits at most), else, where long GOPs are not re-keyed, the next keyframe."""
         rekeyed = self.rekeyed(start)
         length = self._within_bytes(start, self._rekeyed_length if rekeyed else self._length)
         ideal = start + length
         keyframes = self._keyframes
-        following = bisect.bisect_right(keyframes, start)
-        if rekeyed and following < len(keyframes) and keyframes[following] < min(ideal, len(self._order)):
+        if rekeyed:
             # A re-keyed file takes the colour tags and size of its first frame; a keyframe may
             # change them (a new sequence header), and the frames from it need no re-keying.
-            return keyframes[following]
+            # One whose pre-roll passes the bound, an H.264 recovery point, changes neither (only an
+            # IDR picture starts a new sequence) and is re-keyed too: cut at each, an intra-refresh
+            # stream's segments were a GOP long (keyint 12 against a bound of 8: 12 frames, not 24).
+            within = range(bisect.bisect_right(keyframes, start),
+                           bisect.bisect_left(keyframes, min(ideal, len(self._order))))
+            fitting = next((keyframes[at] for at in within if self._fits(keyframes[at])), None)
+            if fitting is not None:
+                return fitting
         if ideal >= len(self._order):
             return None
         low, high = start + max(1, length // 2), min(start + self._cutting.max_frames, ideal + length // 2)
