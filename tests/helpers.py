@@ -37,6 +37,7 @@ from PIL import Image
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from tests.waiting import eventually  # re-exported: the tests import it from here
 from tmlsr_ray.models.basicsr_compat import import_architectures
 from tmlsr_ray.pipeline.h264_header import HIGH_PROFILES, RbspBits
 from tmlsr_ray.pipeline.length import LengthLimits
@@ -69,19 +70,6 @@ def small_disk(path: Path, size: str = "1m"):
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=True)
-
-
-def eventually(condition, timeout: float = 15.0, what="the condition", until: Callable = bool, every: float = 0.1):
-    """``condition()``'s first answer that ``until`` holds for (by default, its first true one), asked
-    ``every`` so many seconds; an AssertionError after ``timeout`` seconds naming ``what`` (or its
-    answer, where a callable) and the last answer seen, so that a wait timed out says where it stood."""
-    deadline = time.monotonic() + timeout
-    while not until(answer := condition()):
-        if time.monotonic() > deadline:
-            awaited = what() if callable(what) else what
-            raise AssertionError(f"timed out after {timeout} s waiting for {awaited}; last seen: {answer!r}")
-        time.sleep(every)
-    return answer
 
 
 def server_sent_events(response):

@@ -10,18 +10,16 @@ import ray
 from tests.helpers import REPO, png_bytes
 
 SECOND_DRIVER = """
-import json, sys, time
+import json, sys
 import ray
 from ray import serve
 from tmlsr_ray.protocol import TaskRequest
 ray.init(address=sys.argv[1], namespace="tmlsr", log_to_driver=False)
 app = serve.get_app_handle("tmlsr")
 created = app.submit_task.remote(TaskRequest(url=sys.argv[2], type="image", model="tiny-x4.pth")).result()
-for _ in range(600):
-    task = app.get_task.remote(created.task_id).result()
-    if task.status.value in ("completed", "failed", "canceled"):
-        break
-    time.sleep(0.1)
+from tests.waiting import eventually  # not tests.helpers: its torch would cost this driver 5 s
+task = eventually(lambda: app.get_task.remote(created.task_id).result(), 60, "the task ended",
+                  until=lambda seen: seen.status.value in ("completed", "failed", "canceled"))
 pending = app.submit_task.remote({"url": sys.argv[3], "type": "image", "model": "tiny-x4.pth"}).result()
 canceled = app.cancel_task.remote(pending.task_id).result()
 try:
