@@ -3357,7 +3357,18 @@ def stop_past_frozen(stop: Callable[[], None], runners: List[int], frozen_pids: 
 
 def process_state(pid: int) -> str:
     """The state letter of /proc/<pid>/stat: T for a stopped process, Z for one ended but not reaped."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return _proc_stat(pid)[0]
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has spent so far (user and system): it grows only while the process works."""
+    fields = _proc_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> List[str]:
+    """The fields of /proc/<pid>/stat after the command name (the state letter first)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def process_gone(pid: int) -> bool:

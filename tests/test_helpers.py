@@ -5,12 +5,14 @@ from __future__ import annotations
 import select
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests import helpers
-from tests.helpers import PieceRewrites, eventually, frozen, process_gone, process_state, stop_past_frozen
+from tests.helpers import (PieceRewrites, cpu_seconds, eventually, frozen, process_gone, process_state,
+                           stop_past_frozen)
 from tmlsr_ray.piece import Piece
 from tmlsr_ray.storage.pieces import PieceStore
 
@@ -90,6 +92,19 @@ def test_process_gone_once_a_process_has_ended_reaped_or_not():
     eventually(lambda: process_gone(process.pid), what="the killed process seen gone before its reaping")
     process.wait()
     assert process_gone(process.pid)
+
+
+def test_cpu_seconds_grow_while_a_process_works_and_not_while_it_sleeps():
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    idle = sleeper()
+    try:
+        idle_before = cpu_seconds(idle.pid)
+        eventually(lambda: cpu_seconds(busy.pid), 30, "the busy process's CPU time", until=lambda spent: spent >= 0.2)
+        assert cpu_seconds(idle.pid) - idle_before < 0.05
+    finally:
+        for process in (busy, idle):
+            process.kill()
+            process.wait()
 
 
 def test_piece_rewrites_notes_a_finished_piece_saved_again_and_only_those(tmp_path):

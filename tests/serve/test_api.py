@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import requests
 
-from tests.helpers import (BASIC_AUTH, SHARED, decode, fetch_output, png_bomb, png_bytes, shared_path, with_png_chunk,
-                           zlib_bomb)
+from tests.helpers import (BASIC_AUTH, SHARED, cpu_seconds, decode, eventually, fetch_output, png_bomb, png_bytes,
+                           replica_pids, shared_path, with_png_chunk, zlib_bomb)
 
 
 @pytest.fixture(scope="module")
@@ -326,7 +326,6 @@ def test_max_workers_bounds_concurrent_tasks_and_pending_cancel_is_immediate(ser
     ids = [service.submit(url=slow, type="image", model="tiny-x4.pth")["task_id"] for _ in range(3)]
     for task_id in ids[:2]:
         service.wait(task_id, until=_processing, timeout=30)
-    time.sleep(0.5)
     stats = service.stats()
     assert stats["system"]["max_workers"] == 2
     assert stats["system"]["active_workers"] == 2 and stats["system"]["queue_size"] == 1
@@ -352,8 +351,13 @@ def test_cancel_during_the_model_run_stops_it_and_frees_the_replica(service, inp
     # Four times the work of a 1024x768 image: a fast many-core machine still takes seconds.
     big = input_server.add("big.png", png_bytes(2048, 1536, seed=3))
     task_id = service.submit(url=big, type="image", model="slow-x4.pth")["task_id"]
+    upscalers = replica_pids("Upscaler")
     service.wait(task_id, until=lambda t: t["stages"][1]["status"] == "running", timeout=60)
-    time.sleep(0.5)
+    # The stage says running before the model's call reaches its replica: the cancel must meet the model
+    # at work, shown by the replica spending CPU (a fixed pause here guessed at it).
+    began = sum(map(cpu_seconds, upscalers))
+    eventually(lambda: sum(map(cpu_seconds, upscalers)) - began, 60, "the model at work on the replica",
+               until=lambda spent: spent >= 0.5)
     # 30 s: in one CI run the whole 2-core machine stalled for 9.5 s here (the GCS, the ingress and
     # the replica all paused and resumed together); what this pins is the stop, not the latency
     assert requests.delete(service.url(f"/tasks/{task_id}"), timeout=30).status_code == 200
@@ -392,9 +396,10 @@ def test_a_restart_of_the_state_actor_loses_no_task(service, input_server, small
     from tmlsr_ray.serve.state import STATE_ACTOR_NAME, STATE_NAMESPACE
 
     done = service.run(url=small_png, type="image", model="tiny-x4.pth")
-    running = service.submit(url=input_server.url("slow/small.png?seconds=3"), type="image",
-                             model="tiny-x4.pth")["task_id"]
-    service.wait(running, until=_processing, timeout=30)
+    slow = "slow/small.png?seconds=3"
+    running = service.submit(url=input_server.url(slow), type="image", model="tiny-x4.pth")["task_id"]
+    # Its download begun (counted for good), not its "processing" polled: a poll can miss those 3 s.
+    eventually(lambda: input_server.fetches(slow), 30, "the running task's download begun")
     actor = ray.get_actor(STATE_ACTOR_NAME, namespace=STATE_NAMESPACE)
     ray.kill(actor, no_restart=False)
     assert service.task(done["task_id"])["status"] == "completed"
