@@ -26,14 +26,16 @@ def stream(service, task_id: str, **headers) -> requests.Response:
     return response
 
 
-def events_to_end(response: requests.Response) -> list:
+def events_to_end(response: requests.Response, events=None) -> list:
+    """The events of ``response`` to its end; ``events``: its server_sent_events, where some were read already
+    (a second reader of one response would lose what the first had buffered)."""
     with response:
-        events = []
-        for event in server_sent_events(response):
-            events.append(event)
+        heard = []
+        for event in events or server_sent_events(response):
+            heard.append(event)
             if event.get("event") == "end":
-                return events
-    raise AssertionError(f"the stream closed before its end event: {events}")
+                return heard
+    raise AssertionError(f"the stream closed before its end event: {heard}")
 
 
 def test_a_video_streams_its_stages_progress_and_output_then_ends(service, input_server, tmp_path):
@@ -170,11 +172,13 @@ def test_streams_of_a_task_canceled_meanwhile_all_end_with_its_final_view_and_cl
     task_id = service.submit(url=input_server.url("slow/listeners.png?seconds=30"), type="image",
                              model="tiny-x4.pth")["task_id"]
     responses = [stream(service, task_id) for _ in range(12)]
+    # Each stream's first event (its snapshot) heard: all twelve are listening when the DELETE lands.
+    listeners = [server_sent_events(response) for response in responses]
+    firsts = [next(events) for events in listeners]
     with ThreadPoolExecutor(len(responses)) as pool:
-        listening = [pool.submit(events_to_end, response) for response in responses]
-        time.sleep(1)
+        listening = [pool.submit(events_to_end, response, events) for response, events in zip(responses, listeners)]
         assert requests.delete(service.url(f"/tasks/{task_id}"), timeout=30).json() == {"status": "canceled"}
-        heard = [future.result(timeout=60) for future in listening]
+        heard = [[first] + future.result(timeout=60) for first, future in zip(firsts, listening)]
     with stream(service, task_id) as late:
         heard.append(list(server_sent_events(late)))  # to the stream's close, which follows its end
     for events in heard:
