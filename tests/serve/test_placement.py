@@ -43,7 +43,7 @@ print("PLACEMENT", json.dumps(on_head), flush=True)
 # head must stop reading its own file (what it had before is no longer written) and ask the actor.
 import urllib.request
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-from tests.helpers import eventually
+from tests.waiting import eventually  # not tests.helpers: no torch in this driver
 from tmlsr_ray.config import Settings
 from tmlsr_ray.serve.direct_reads import PLACEMENT_CHECK_S
 from tmlsr_ray.serve.state import TaskState
