@@ -11,7 +11,7 @@ SPAN's reparametrisation and HVI-CIDNet's masks need data: they run on the CPU, 
 small sizes. Not measured: the upload of the next pass and the download of the last that overlap a pass on CUDA (3 bytes per
 input pixel, 3·scale² per output pixel at most), and a convolution's workspace (cuDNN's).
 With --resident, fp32 on the CPU: the CPU estimate of a pass against the resident memory a fresh
-process adds running it (a subprocess per family and size: seconds each).
+process adds running it (a child forked per family from one process per size).
 """
 
 from __future__ import annotations
@@ -56,11 +56,9 @@ def main() -> None:
 def resident(families, sizes) -> None:
     print(f"{'family':20} {'size':>10} {'CPU estimate MiB':>17} {'resident MiB':>13} {'ratio':>6}")
     with tempfile.TemporaryDirectory() as folder:
-        for family in families:
-            model = served_width_model(family, "fp32", Path(folder))
-            for height, width in sizes:
-                estimate = model._pass_bytes(height, width, 1)
-                grown = largest_pass_resident_bytes(family, height, width)
+        for height, width in sizes:
+            for family, grown in zip(families, largest_pass_resident_bytes(families, height, width)):
+                estimate = served_width_model(family, "fp32", Path(folder))._pass_bytes(height, width, 1)
                 print(f"{family:20} {f'{height}x{width}':>10} {estimate / 2**20:17.1f} {grown / 2**20:13.1f} "
                       f"{estimate / grown:6.2f}", flush=True)
 

@@ -421,17 +421,36 @@ def peak_memory_of(statement: str, setup: str = "") -> int:
     """Bytes the resident set of a fresh Python process peaks at above what it held before
     ``statement`` ran, after ``setup`` (its imports, whose own peak is not counted: the high-water
     mark is reset first). tracemalloc does not see torch's storages."""
+    return peak_memories_of(statement, setup, [""])[0]
+
+
+def peak_memories_of(statement: str, setup: str, cases: Sequence[str]) -> List[int]:
+    """:func:`peak_memory_of` ``statement`` after each of ``cases`` (code run before it), each in a
+    child forked from one process that ran ``setup``: a fresh process's measurement with the
+    imports paid once (a process per case cost 5 s of imports each on two loaded cores). ``setup``
+    must run no torch operation: a child of a process that started OpenMP's threads can hang."""
     code = "\n".join([
+        "import os, sys",
         setup,
         "def resident(field):",
         "    return next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith(field)) * 1024",
-        "open('/proc/self/clear_refs', 'w').write('5')",
-        "before = resident('VmRSS')",
-        statement,
-        "print(resident('VmHWM') - before)",
+        "def measure(case):",
+        "    exec(case, globals())",
+        "    open('/proc/self/clear_refs', 'w').write('5')",
+        "    before = resident('VmRSS')",
+        "    exec(STATEMENT, globals())",
+        "    print(resident('VmHWM') - before, flush=True)",
+        f"STATEMENT = {statement!r}",
+        "sys.stdout.flush()",
+        f"for case in {list(cases)!r}:",
+        "    child = os.fork()",
+        "    if child == 0:",
+        "        measure(case)",
+        "        os._exit(0)",
+        "    assert os.waitpid(child, 0)[1] == 0, case",
     ])
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    return int(run.stdout.split()[-1])
+    return [int(line) for line in run.stdout.split()[-len(cases):]]
 
 
 class StoragePeak(TorchDispatchMode):
@@ -492,22 +511,28 @@ def largest_pass_peak_bytes(model, height: int, width: int, device: str = "meta"
                for target, yuv in [(None, None), ((width * 3, height * 3), None), (None, Yuv420("ITU709"))])
 
 
-def largest_pass_resident_bytes(family: str, height: int, width: int, dtype: str = "fp32", tiny: bool = False) -> int:
+def largest_pass_resident_bytes(families: Sequence[str], height: int, width: int, dtype: str = "fp32",
+                                tiny: bool = False, threads: Optional[int] = None) -> List[int]:
     """The resident memory a fresh process adds running the passes of :func:`largest_pass_peak_bytes`
-    on one frame of this size with ``family`` (one of :data:`SERVED_FAMILIES`) on the CPU, at its
-    published widths or ``tiny``: tensor storage and what the libraries under it keep (oneDNN's
-    buffers, the allocator's arenas), which StoragePeak does not see."""
+    on one frame of this size with each of ``families`` (of :data:`SERVED_FAMILIES`) on the CPU, at
+    their published widths or ``tiny``, with torch's default threads or ``threads``: tensor storage
+    and what the libraries under it keep (oneDNN's buffers, the allocator's arenas), which
+    StoragePeak does not see."""
     setup = "\n".join([
         "import tempfile, torch",
         "from pathlib import Path",
         "from tests.helpers import served_width_model, tiny_model",
+        "import spandrel  # its architectures, imported once, not in every child",
         "from tmlsr_ray.models.yuv import Yuv420",
-        f"model = ({'tiny_model' if tiny else 'served_width_model'})({family!r}, {dtype!r}, Path(tempfile.mkdtemp()))",
-        f"frame = torch.zeros((1, {height}, {width}, 3), dtype=torch.uint8)",
         f"passes = [(None, None), (({width * 3}, {height * 3}), None), (None, Yuv420('ITU709'))]",
     ])
+    build = "tiny_model" if tiny else "served_width_model"
+    cases = ["\n".join([f"torch.set_num_threads({threads})" if threads else "",
+                        f"model = {build}({family!r}, {dtype!r}, Path(tempfile.mkdtemp()))",
+                        f"frame = torch.zeros((1, {height}, {width}, 3), dtype=torch.uint8)"])
+             for family in families]
     statement = "with torch.inference_mode():\n    [model._samples_pass(frame, 255.0, *kind) for kind in passes]"
-    return peak_memory_of(statement, setup)
+    return peak_memories_of(statement, setup, cases)
 
 
 def write_dit_safetensors(path: Path, tensors, dtype: torch.dtype) -> Path:

@@ -105,15 +105,22 @@ def test_the_memory_estimate_of_a_pass_covers_its_measured_peak(family, dtype, t
         assert estimate >= peak, f"{height}x{width}: estimate {estimate / peak:.2f} of the measured peak"
 
 
-@pytest.mark.parametrize("family", SERVED_FAMILIES)
-def test_a_cpu_pass_estimate_covers_the_resident_memory_the_pass_adds(family, tmp_path):
+# At tiny widths these are SwinIR's and DAT's networks
+SAME_AT_TINY_WIDTHS = ("SwinIR-L", "SwinIR-light", "DAT-light")
+
+
+def test_a_cpu_pass_estimate_covers_the_resident_memory_the_pass_adds(tmp_path):
     """On a CPU a pass's resident memory is more than its tensors (oneDNN's buffers, the
     allocator's arenas, what a first pass sets up): ESRGAN, SPAN and OmniSR passes exceeded the
     estimate at 256x256 (ESRGAN 904 MiB against 624), an out-of-memory kill on a small host.
-    Measured in a fresh process, tiny widths, one frame of 64x64."""
-    model = tiny_model(family, "fp32", tmp_path)
-    resident = largest_pass_resident_bytes(family, 64, 64, tiny=True)
-    assert model._pass_bytes(64, 64, 1) >= resident, f"{resident / model._pass_bytes(64, 64, 1):.2f} of the estimate"
+    Measured as a fresh process's, every served family at tiny widths, one frame of 64x64
+    (one process, a child forked per family: 19 processes took 257 s on two loaded cores)."""
+    families = [family for family in SERVED_FAMILIES if family not in SAME_AT_TINY_WIDTHS]
+    estimates = [tiny_model(family, "fp32", tmp_path)._pass_bytes(64, 64, 1) for family in families]
+    resident = largest_pass_resident_bytes(families, 64, 64, tiny=True)
+    short = {family: f"{grown / estimate:.2f}"
+             for family, estimate, grown in zip(families, estimates, resident) if grown > estimate}
+    assert not short, f"resident memory over the estimate (times): {short}"
 
 
 @pytest.mark.parametrize("family", SERVED_TRANSFORMERS)
