@@ -159,17 +159,20 @@ def test_integer_frames_in_and_out_equal_rounding_the_float_path(tmp_path, dtype
     assert np.array_equal(out, expected.astype(dtype))
 
 
-def test_frames_per_pass_follow_free_memory_and_the_architecture():
-    from tmlsr_ray.models.frame_network import frames_that_fit
-    from tmlsr_ray.models.realesrgan import ACTIVATIONS_PER_FEATURE
+def test_frames_per_pass_follow_the_memory_and_the_architecture(tmp_path, monkeypatch):
+    from tmlsr_ray.models import frame_network
 
     gib = 1024**3
-    compact, rrdb = ACTIVATIONS_PER_FEATURE["SRVGGNetCompact"], ACTIVATIONS_PER_FEATURE["RRDBNet"]
-    small = frames_that_fit(8 * gib, 720, 1280, 4, compact, 2)
-    assert small >= 2 and frames_that_fit(16 * gib, 720, 1280, 4, compact, 2) in (2 * small, 2 * small + 1)
-    assert frames_that_fit(16 * gib, 720, 1280, 4, rrdb, 2) < frames_that_fit(16 * gib, 720, 1280, 4, compact, 2)
-    assert frames_that_fit(1, 2160, 3840, 4, rrdb, 4) == 1  # never zero
-    assert RealESRGANModel.frames_per_pass.__doc__
+    compact_path, rrdb_path = save_srvgg(tmp_path / "c.pth", num_feat=64), save_rrdbnet(tmp_path / "r.pth")
+
+    def frames(path, memory: int) -> int:
+        monkeypatch.setattr(frame_network, "host_memory_bytes", lambda: memory)
+        return RealESRGANModel(path, device="cpu").frames_per_pass(720, 1280)
+
+    small = frames(compact_path, 16 * gib)
+    assert small >= 2 and frames(compact_path, 32 * gib) in range(2 * small, 2 * small + 3)
+    assert frames(rrdb_path, 32 * gib) < frames(compact_path, 32 * gib)
+    assert frames(rrdb_path, 1) == 1  # never zero
 
 
 def test_a_whole_frame_fits_by_the_same_estimate_and_never_on_a_cpu(tiny_model_path):

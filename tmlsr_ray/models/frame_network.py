@@ -55,12 +55,6 @@ def frame_bytes(height: int, width: int, scale: int, activations: int, element_b
     return (num_feat * activations * element_bytes + per_output_pixel * scale * scale) * height * width
 
 
-def frames_that_fit(free_bytes: int, height: int, width: int, scale: int, activations: int, element_bytes: int,
-                    num_feat: int = 64, share: float = PASS_SHARE) -> int:
-    """Frames one pass can take within ``share`` of ``free_bytes`` (at least one)."""
-    return max(1, int(free_bytes * share // frame_bytes(height, width, scale, activations, element_bytes, num_feat)))
-
-
 @dataclass
 class HalvedPass:
     """The pass of a frame size that ran out of device memory: the frames it takes now, the full
