@@ -1635,6 +1635,24 @@ def intra_refresh_clip(path: Path, container: str | None = None, params: str = "
                      options={"x264-params": f"intra-refresh=1:{params}"})
 
 
+def intra_refresh_recording(tmp_path: Path, suffix: str, damaged: Sequence[int] = ()) -> Path:
+    """A recording of an intra-refresh stream with B-frames (keyint 12, 3 B-frames, 4 references)
+    started at a recovery point, no IDR picture: its source without the first 5 video packets
+    (see :func:`cut_mid_gop`), 43 packets of which FFmpeg gives the last 28 frames, those shown from
+    when its pictures are whole. ``damaged``: the recording's packets (places in decode order)
+    overwritten (see :func:`with_packets_damaged`)."""
+    source = intra_refresh_clip(tmp_path / f"in.{suffix}", params="keyint=12:bframes=3:ref=4")
+    if damaged:
+        source = with_packets_damaged(source, tmp_path / f"damaged.{suffix}", [place + 5 for place in damaged])
+    return cut_mid_gop(source, tmp_path / f"recording.{suffix}", packets=5)
+
+
+def plain_decode_stamps(path: Path) -> list:
+    """The times of the frames a plain PyAV decode of the first video stream gives (what a player shows)."""
+    with av.open(str(path)) as container:
+        return [frame.pts for frame in container.decode(video=0)]
+
+
 def first_keyframe_wiped(tmp_path: Path) -> Path:
     """48 frames at 24 fps (keyframe every 12, B-frames) in Matroska, the first keyframe's data
     wiped with its flag (see :func:`with_packets_damaged`): its NAL header too, by which FFmpeg

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.helpers import (SHARED, FRAME_NUM_ORDER_OPTIONS, cut_and_decode, frame_count, resized_mid_stream, two_video_streams_ts, cut_mid_gop, damaged_clip, damaged_raw_stream, intra_refresh_clip, make_clip,
+from tests.helpers import (intra_refresh_recording, plain_decode_stamps, SHARED, FRAME_NUM_ORDER_OPTIONS, cut_and_decode, frame_count, resized_mid_stream, two_video_streams_ts, cut_mid_gop, damaged_clip, damaged_raw_stream, intra_refresh_clip, make_clip,
                            mpeg2_back_to_back, opens_spied, spliced_encodes, raw_hevc_recording, raw_stream_ending_with, STRAY_NAL_UNITS, with_an_empty_video_pid, vp8_with_hidden_frames, with_frames_hidden, with_packets_damaged,
                            with_parameter_sets_apart, POC_STREAM_OPTIONS, joined_by_memory_reset, start_code_stream,
                            with_picture_order_rewritten, with_start_codes_damaged, with_unreferenced_pictures_dropped)
@@ -618,6 +618,20 @@ def test_a_recording_started_inside_an_intra_refresh_stream_passes_though_its_re
     told = DamagedPackets(repeat=True)
     decoded(path, told)
     assert (told.damaged, told.dropped) == (0, 0)
+
+
+@pytest.mark.parametrize("repeat", [False, True], ids=["fail", "repeat"])
+@pytest.mark.parametrize("suffix", ["mkv", "ts", "mp4"])
+def test_a_recording_started_inside_an_intra_refresh_stream_with_b_frames_gives_the_frames_ffmpeg_gives(
+        tmp_path, suffix, repeat):
+    """Told the errors it conceals, the decoder refused the recovery point it started at (its
+    B-frames refer past it): the good recording failed ('a frame at about 0.50 s is damaged'). The
+    frames shown before its pictures are whole, which FFmpeg gives none of, are no damage."""
+    path = intra_refresh_recording(tmp_path, suffix)
+    told = DamagedPackets(repeat=True) if repeat else None
+    stamps, _ = decoded(path, told)
+    assert (len(stamps), stamps) == (28, plain_decode_stamps(path))
+    assert told is None or (told.damaged, told.repeated) == (0, 0)
 
 
 @pytest.mark.parametrize("codec, units", STRAY_NAL_UNITS.values(), ids=STRAY_NAL_UNITS.keys())

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import (COVER_JPEG, frame_count, probed_info, damaged_raw_stream, start_code_stream, with_unreferenced_pictures_dropped, with_start_codes_damaged, FRAME_NUM_ORDER_OPTIONS, intra_refresh_clip, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
+from tests.helpers import (intra_refresh_recording, plain_decode_stamps, COVER_JPEG, frame_count, probed_info, damaged_raw_stream, start_code_stream, with_unreferenced_pictures_dropped, with_start_codes_damaged, FRAME_NUM_ORDER_OPTIONS, intra_refresh_clip, LIVE_KINDS, SHORT_LIMITS, DemuxCount, live_source, packets_in, FONT_BYTES, SHARED, anime_matroska, broadcast_with_bit_errors, with_block_time_moved, with_audio_times_early, with_sample_durations_zero, with_every_tfdt_huge, with_first_index_size_huge, bayer_clip, bottom_up_avi, camcorder_dv, combing,
                            cut_and_decode, cut_mid_gop, first_keyframe_wiped, growing_broadcast, growing_recording,
                            dark_then_busy_master, interlaced_clip,
                            joined_fragments, joined_recordings, make_clip, palette_clip, progressive_then_interlaced, recording_with_audio_gap, save_srvgg, shared_path, soft_telecine_clip, timecoded_clip,
@@ -2298,13 +2298,38 @@ def test_an_intra_refresh_stream_whose_recovery_points_are_past_the_pre_roll_bou
 
 def test_a_recording_started_inside_an_intra_refresh_stream_decodes_as_its_whole_decode_does(tmp_path):
     """Its first segment starts at its first keyframe, a recovery point, as before, and gives the
-    frames the whole decode gives (34 of 36); each later one gave 2 fewer (30 in all)."""
+    frames the whole decode gives (34); each later one gave 2 fewer (30 in all). The 2 frames shown
+    before the stream has recovered, which no decoder gives, are not planned (36 were)."""
     source = intra_refresh_clip(tmp_path / "in.avi", params=WEBCAM_REFRESH)
     path = cut_mid_gop(source, tmp_path / "recording.avi", packets=5)
     plan, frames = cut_and_decode(path, Cutting(segment_s=0.5))
     whole = whole_decode(path)
-    assert (plan.frames, plan.segments[0].first_packet, len(frames), len(whole)) == (36, 7, 34, 34)
+    assert (plan.frames, plan.segments[0].first_packet, len(frames), len(whole)) == (34, 7, 34, 34)
     assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, whole))
+
+
+@pytest.mark.parametrize("repeat", [False, True], ids=["fail", "repeat"])
+@pytest.mark.parametrize("suffix", ["mkv", "ts", "mp4"])
+def test_a_recording_started_inside_an_intra_refresh_stream_with_b_frames_cut_into_segments_gives_the_frames_ffmpeg_gives(
+        tmp_path, suffix, repeat):
+    """Cut at 0.25 s, its first segment owned only frames shown before the stream recovers, which no
+    decoder gives: 'segment 0 of the video holds no decodable frame', with repeat too. They are not
+    planned (36 were), as the packets before its first keyframe are not."""
+    path = intra_refresh_recording(tmp_path, suffix)
+    plan, frames = cut_and_decode(path, Cutting(segment_s=0.25), repeat_damaged=repeat)
+    whole = whole_decode(path)
+    assert (plan.frames, len(plan.segments) > 1) == (28, True)
+    assert [pts for pts, _ in frames] == [pts for pts, _ in whole] == plain_decode_stamps(path)
+    assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, whole))
+
+
+def test_a_frame_lost_after_a_recording_started_inside_an_intra_refresh_stream_recovered_fails_where_it_is(tmp_path):
+    """Its damaged packet, run by the TS parser into the one before, loses a frame with no word,
+    decoded as one segment: the frames shown before the stream recovered are no loss, and that one
+    is told where it is (it failed at the recovery point, 'a frame at about 0.58 s is damaged')."""
+    path = intra_refresh_recording(tmp_path, "ts", damaged=[20])
+    with pytest.raises(InputError, match="1 frame from about 1.08 s is missing"):
+        cut_and_decode(path, Cutting(segment_s=1000))
 
 
 @pytest.mark.parametrize("suffix", ["mp4", "mkv", "ts"])

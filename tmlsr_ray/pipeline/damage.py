@@ -177,6 +177,11 @@ class DamagedPackets:
         # the decoder started (or was flushed) at an H.264 recovery point, a predicted picture: it gives
         # no frame until its pictures are whole, a good stream short with no word (see lost_untold)
         self.recovering = False
+        # the time of the first frame it gave, so started, and the packets of frames shown before it:
+        # partial pictures FFmpeg does not give, no damage (see _note_recovery)
+        self.recovered_at: Optional[int] = None
+        self.unrecovered = 0
+        self._stamps_unrecovered: List[Optional[int]] = []
         self._pictures = PicturePackets()
         # the pictures an H.264 stream after start codes lacks (see short)
         self.order_gaps = PictureOrderGaps()
@@ -210,11 +215,35 @@ class DamagedPackets:
         self.unshown += bool(packet.size) and not lead and self._owned_unshown(packet)
         self.hidden += bool(packet.size) and packet.is_discard
         try:
-            return packet.decode()
+            frames = packet.decode()
         except av.error.FFmpegError as exc:
-            if not (self.concealed and lead):
+            if not (self.concealed and (lead or self._unrecovered())):
                 self._count(packet, exc)
-            return []
+            frames = []
+        if self.recovering and packet.size and not lead:
+            self._note_recovery(packet.pts, frames)
+        return frames
+
+    def _note_recovery(self, pts: Optional[int], frames: List["av.VideoFrame"]) -> None:
+        """Counts in ``unrecovered`` the packets of frames shown before the first the decoder gave,
+        started at a recovery point (where packets carry times): like the lead, a good recording
+        started there comes short by them, and by no more."""
+        if self.recovered_at is not None:
+            self.unrecovered += pts is not None and pts < self.recovered_at
+            return
+        self._stamps_unrecovered.append(pts)
+        given = [frame.pts for frame in frames if frame.pts is not None]
+        if given:
+            self.recovered_at = min(given)
+            self.unrecovered = sum(at is not None and at < self.recovered_at for at in self._stamps_unrecovered)
+
+    def _unrecovered(self) -> bool:
+        """Whether the decoder, started at a recovery point (see ``recovering``), has given no frame
+        yet: its pictures refer to ones from before the recovery point, which it lacks, and told the
+        errors it conceals, it refused the first (B-frames referring past the recovery point) as
+        damage, a good recording started there failing ('a frame at about 0.50 s is damaged'). FFmpeg
+        gives none of them and plays on whole from the first frame it gives."""
+        return self.recovering and not self.frames
 
     def _leads(self, packet) -> bool:
         """Whether ``packet`` comes before the first keyframe (see ``lead``), in decode order or in
@@ -302,7 +331,8 @@ class DamagedPackets:
         good stream: where it came short of none and had no damage, the pictures an H.264 stream after
         start codes lacks (a picture's damaged start code ran its bytes into a neighbour's packet, see
         :class:`.h264_header.PictureOrderGaps`)."""
-        return self.or_lacking(max(0, self.read - self.lead - self.unshown - self.hidden - self.frames))
+        return self.or_lacking(max(0, self.read - self.lead - self.unrecovered - self.unshown - self.hidden
+                                   - self.frames))
 
     def or_lacking(self, short: int) -> int:
         """``short``, a count of frames the decode came short by; where it is none and nothing was
@@ -414,10 +444,13 @@ def damage_told_as_decoded(stream, damaged: DamagedPackets, info: VideoInfo) -> 
 def losses_untold_are_damage(info: VideoInfo, damaged: DamagedPackets) -> bool:
     """Whether frames a decode came short of that no error told are damage (see
     :meth:`DamagedPackets.lost_untold`): progressive H.264 (see :func:`concealment_told`) decoded
-    from an IDR picture. MPEG-2's decoder drops a frame where a good broadcast's new sequence
-    header changes the picture size; H.264's, started at an intra-refresh stream's recovery point,
-    gave none of its frame (a recording started inside the stream, a segment cut there)."""
-    return info.codec == "h264" and concealment_told(info) and not damaged.recovering
+    from an IDR picture, or from a recovery point where the frames it gives carry times. MPEG-2's
+    decoder drops a frame where a good broadcast's new sequence header changes the picture size;
+    H.264's, started at an intra-refresh stream's recovery point, gives none of the frames shown
+    before its pictures are whole (a recording started inside the stream, a segment cut there),
+    which only the first frame's time tells apart (see ``DamagedPackets.unrecovered``)."""
+    recovery_unknown = damaged.recovering and damaged.recovered_at is None
+    return info.codec == "h264" and concealment_told(info) and not recovery_unknown
 
 
 def damage_retold_where_short(reopen: Callable[[], ContextManager[Tuple[Any, Any]]], damaged: DamagedPackets,
