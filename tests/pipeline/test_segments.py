@@ -2323,6 +2323,19 @@ def test_a_recording_started_inside_an_intra_refresh_stream_with_b_frames_cut_in
     assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, whole))
 
 
+@pytest.mark.parametrize("suffix", ["mkv", "mp4"])
+def test_a_recording_started_inside_an_intra_refresh_stream_damaged_before_it_recovers_gives_every_frame_it_shows_when_repeated(
+        tmp_path, suffix):
+    """A packet of a frame shown before the stream recovers, damaged: frame threads gave no frame
+    until the keyframe after (17 of the 28 planned, no word), one thread gives all 28, whole."""
+    (tmp_path / "good").mkdir()
+    good = whole_decode(intra_refresh_recording(tmp_path / "good", suffix))
+    path = intra_refresh_recording(tmp_path, suffix, damaged=[6])
+    plan, frames = cut_and_decode(path, Cutting(segment_s=1000), repeat_damaged=True)
+    assert (plan.frames, [pts for pts, _ in frames]) == (28, [pts for pts, _ in good])
+    assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, good))
+
+
 def test_a_frame_lost_after_a_recording_started_inside_an_intra_refresh_stream_recovered_fails_where_it_is(tmp_path):
     """Its damaged packet, run by the TS parser into the one before, loses a frame with no word,
     decoded as one segment: the frames shown before the stream recovered are no loss, and that one

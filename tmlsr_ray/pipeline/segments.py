@@ -857,8 +857,11 @@ def decode_segment(data: bytes, info: VideoInfo, segment: Segment, batch_size: i
         return
     damaged = damaged if damaged is not None else DamagedPackets()
     # the GOP before a damaged keyframe on one thread: frame threads lost its last frames beside a
-    # damaged one of them, or reported that one only as it was drained
-    threads = "SLICE" if segment.gop_before else "AUTO"
+    # damaged one of them, or reported that one only as it was drained; so a file opening at a
+    # recovery point: told a packet damaged before the stream recovered, frame threads gave no frame
+    # until the keyframe after (17 of an intra-refresh recording's 28, no word), one thread all 28
+    one_thread = segment.gop_before or (damaged.repeat and _opens_at_recovery_point(data))
+    threads = "SLICE" if one_thread else "AUTO"
     try:
         yield from _decode_owned(data, info, segment, batch_size, stop, planes, damaged, threads)
     except InputError:
@@ -938,6 +941,13 @@ def _timestamp_map(stream_base: Fraction, source_base: Fraction, shift: int = 0)
             return None
         return round(Fraction(pts) * Fraction(stream_base) / Fraction(source_base)) - shift
     return convert
+
+
+def _opens_at_recovery_point(data: bytes) -> bool:
+    """Whether a segment file's first packet is an H.264 recovery point (see :func:`.damage.at_recovery_point`)."""
+    with read_segment_file(data) as container:
+        first = next((packet for packet in container.demux(video=0) if packet.size), None)
+        return first is not None and at_recovery_point(first)
 
 
 def _file_stamps(data: bytes, to_source, packets: Optional[int] = None) -> np.ndarray:
