@@ -2336,6 +2336,22 @@ def test_a_recording_started_inside_an_intra_refresh_stream_damaged_before_it_re
     assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, good))
 
 
+def test_the_search_for_the_first_frame_a_recording_started_at_a_recovery_point_gives_stops_at_the_pre_roll_bound(
+        tmp_path, monkeypatch):
+    """It decoded from the start until a frame came out: a stream that never recovers was read
+    whole. Past max_preroll_frames packets after the keyframe it stops, the frames before kept in
+    the plan (36, 28 where it finds the first), the segments' decode telling what it gives."""
+    path = intra_refresh_recording(tmp_path, "mkv")
+    reads, frames = [], []
+    for bound in (4, 300):
+        read = DemuxCount(monkeypatch, segments_stage)
+        frames.append(plan_segments(path, probe_video(path), Cutting(segment_s=1000, max_preroll_frames=bound)).frames)
+        reads.append(read.packets)
+        monkeypatch.undo()
+    # the first frame comes out at its 16th packet; bounded, it reads its 3 before the keyframe, the keyframe and 4
+    assert (frames, reads[1] - reads[0]) == ([36, 28], 16 - (3 + 1 + 4))
+
+
 def test_a_frame_lost_after_a_recording_started_inside_an_intra_refresh_stream_recovered_fails_where_it_is(tmp_path):
     """Its damaged packet, run by the TS parser into the one before, loses a frame with no word,
     decoded as one segment: the frames shown before the stream recovered are no loss, and that one

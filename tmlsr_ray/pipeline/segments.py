@@ -138,7 +138,7 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting, lost_times_span
         grown = largest_picture(stream, keyframes.packets, max_pixels) if keyframes else None
         if _lead_damaged(path, info, scanned):  # its first keyframe, flagged again: cut from it as from any
             scanned = [replace(scanned[0], keyframe=True), *scanned[1:]]
-        entries = _until_recovered(path, info, _from_first_keyframe(scanned))
+        entries = _until_recovered(path, info, _from_first_keyframe(scanned), cutting.max_preroll_frames)
         format = segment_file_format(stream)
         stated_end = _stated_end(stream, scanned)
         stated_rates = (info.average_rate, stream.guessed_rate, stream.codec_context.framerate)
@@ -280,28 +280,29 @@ def _from_first_keyframe(entries: List[PacketEntry]) -> List[PacketEntry]:
             for i, e in enumerate(entries)]
 
 
-def _until_recovered(path: Path, info: VideoInfo, entries: List[PacketEntry]) -> List[PacketEntry]:
+def _until_recovered(path: Path, info: VideoInfo, entries: List[PacketEntry], max_preroll: int) -> List[PacketEntry]:
     """A stream whose first keyframe is an H.264 recovery point (an intra-refresh recording started
     inside): its decoder gives no frame until a column of intra blocks has swept its pictures whole,
     and FFmpeg shows none of the partial ones before; those frames are marked discarded as the
     packets before the keyframe are (they own no frame). Owning them, a first segment cut at 0.25 s
-    held no decodable frame."""
-    first = next((e for e in entries if e.keyframe), None)
-    if first is None or not first.recovery:
+    held no decodable frame. Where no frame comes within ``max_preroll`` packets of the keyframe
+    (a stream that never recovers), the plan keeps them: the segments' decode tells what it gives."""
+    first = next((i for i, e in enumerate(entries) if e.keyframe), None)
+    if first is None or not entries[first].recovery:
         return entries
-    shown = _first_shown(path, info)
+    shown = _first_shown(path, info, first + 1 + max_preroll)
     if shown is None:
         return entries
     return [replace(e, discard=True) if e.pts is not None and e.pts < shown else e for e in entries]
 
 
-def _first_shown(path: Path, info: VideoInfo) -> Optional[int]:
-    """The time of the first frame the decoder gives (None: none, or none with a time). A decoder's
-    error is passed: the segments' decode tells it where it is."""
+def _first_shown(path: Path, info: VideoInfo, packets: int) -> Optional[int]:
+    """The time of the first frame the decoder gives of the first ``packets`` (None: none, or none
+    with a time). A decoder's error is passed: the segments' decode tells it where it is."""
     with open_probed(path, info, EDIT_LIST_IGNORED if info.frame_times_lost else None) as container:
         stream = container.streams[info.stream_index]
         stream.thread_type = "SLICE"  # frame threads hold frames back: the first given is the first shown
-        for packet in picture_packets(demux(container, stream)):
+        for packet in itertools.islice(picture_packets(demux(container, stream)), packets):
             try:
                 frames = packet.decode()
             except av.error.FFmpegError:
