@@ -2323,15 +2323,19 @@ def test_a_recording_started_inside_an_intra_refresh_stream_with_b_frames_cut_in
     assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, whole))
 
 
+@pytest.mark.parametrize("place, segment_s", [(6, 1000), (3, 0.25)], ids=["one-segment", "lead-cut"])
 @pytest.mark.parametrize("suffix", ["mkv", "mp4"])
 def test_a_recording_started_inside_an_intra_refresh_stream_damaged_before_it_recovers_gives_every_frame_it_shows_when_repeated(
-        tmp_path, suffix):
-    """A packet of a frame shown before the stream recovers, damaged: frame threads gave no frame
-    until the keyframe after (17 of the 28 planned, no word), one thread gives all 28, whole."""
+        tmp_path, suffix, place, segment_s):
+    """A packet of a frame shown before the stream recovers, damaged. As one segment: frame threads
+    gave no frame until the keyframe after (17 of the 28 planned, no word), one thread gives all 28.
+    Before the keyframe, cut at 0.25 s (from its first packet, see _lead_damaged): its first
+    segments owned only frames no decoder gives ('no frame of the 6 packets around it could be
+    read to show in its place'). The whole decode gives all 28, whole."""
     (tmp_path / "good").mkdir()
     good = whole_decode(intra_refresh_recording(tmp_path / "good", suffix))
-    path = intra_refresh_recording(tmp_path, suffix, damaged=[6])
-    plan, frames = cut_and_decode(path, Cutting(segment_s=1000), repeat_damaged=True)
+    path = intra_refresh_recording(tmp_path, suffix, damaged=[place])
+    plan, frames = cut_and_decode(path, Cutting(segment_s=segment_s), repeat_damaged=True)
     assert (plan.frames, [pts for pts, _ in frames]) == (28, [pts for pts, _ in good])
     assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, good))
 

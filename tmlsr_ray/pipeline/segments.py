@@ -136,9 +136,11 @@ def plan_segments(path: Path, info: VideoInfo, cutting: Cutting, lost_times_span
             info = replace(info, average_rate=_lost_times_rate(scanned, lost_times_span, info.time_base),
                            frame_times_lost=True)
         grown = largest_picture(stream, keyframes.packets, max_pixels) if keyframes else None
+        # as the container flags it: a damaged packet before it, flagged a keyframe, is no recovery point
+        recovery = next((e.recovery for e in scanned if e.keyframe), False)
         if _lead_damaged(path, info, scanned):  # its first keyframe, flagged again: cut from it as from any
             scanned = [replace(scanned[0], keyframe=True), *scanned[1:]]
-        entries = _until_recovered(path, info, _from_first_keyframe(scanned), cutting.max_preroll_frames)
+        entries = _until_recovered(path, info, _from_first_keyframe(scanned), recovery, cutting.max_preroll_frames)
         format = segment_file_format(stream)
         stated_end = _stated_end(stream, scanned)
         stated_rates = (info.average_rate, stream.guessed_rate, stream.codec_context.framerate)
@@ -280,15 +282,18 @@ def _from_first_keyframe(entries: List[PacketEntry]) -> List[PacketEntry]:
             for i, e in enumerate(entries)]
 
 
-def _until_recovered(path: Path, info: VideoInfo, entries: List[PacketEntry], max_preroll: int) -> List[PacketEntry]:
-    """A stream whose first keyframe is an H.264 recovery point (an intra-refresh recording started
-    inside): its decoder gives no frame until a column of intra blocks has swept its pictures whole,
-    and FFmpeg shows none of the partial ones before; those frames are marked discarded as the
-    packets before the keyframe are (they own no frame). Owning them, a first segment cut at 0.25 s
-    held no decodable frame. Where no frame comes within ``max_preroll`` packets of the keyframe
-    (a stream that never recovers), the plan keeps them: the segments' decode tells what it gives."""
+def _until_recovered(path: Path, info: VideoInfo, entries: List[PacketEntry], recovery: bool,
+                     max_preroll: int) -> List[PacketEntry]:
+    """A stream whose first keyframe is an H.264 recovery point (``recovery``: an intra-refresh
+    recording started inside): its decoder gives no frame until a column of intra blocks has swept
+    its pictures whole, and FFmpeg shows none of the partial ones before; those frames are marked
+    discarded as the packets before the keyframe are (they own no frame). Owning them, a first
+    segment cut at 0.25 s held no decodable frame, also where a packet before the keyframe was
+    damaged (cut from the first packet, see _lead_damaged), with damaged_frames "repeat" too. Where
+    no frame comes within ``max_preroll`` packets of the keyframe (a stream that never recovers),
+    the plan keeps them: the segments' decode tells what it gives."""
     first = next((i for i, e in enumerate(entries) if e.keyframe), None)
-    if first is None or not entries[first].recovery:
+    if first is None or not recovery:
         return entries
     shown = _first_shown(path, info, first + 1 + max_preroll)
     if shown is None:
