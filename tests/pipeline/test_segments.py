@@ -2340,6 +2340,18 @@ def test_a_recording_started_inside_an_intra_refresh_stream_damaged_before_it_re
     assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, good))
 
 
+def test_a_picture_lost_to_a_damaged_start_code_at_a_segments_edge_fails_where_the_whole_decode_does(tmp_path):
+    """An intra-refresh TS (B-frames) from its IDR, its packet 25 damaged: the TS parser runs that
+    picture into the packet before, one segment's own, and the gap it leaves in the picture order
+    is the next segment's, which read the damaged bytes as pre-roll: neither told it, 47 of 48
+    frames and no word at 0.25 s, where the whole decode fails."""
+    source = intra_refresh_clip(tmp_path / "in.ts", params="keyint=12:bframes=3:ref=4")
+    path = with_packets_damaged(source, tmp_path / "damaged.ts", [25])
+    for segment_s in (1000, 0.25):
+        with pytest.raises(InputError, match="1 frame from about 1.08 s is missing"):
+            cut_and_decode(path, Cutting(segment_s=segment_s))
+
+
 def test_the_search_for_the_first_frame_a_recording_started_at_a_recovery_point_gives_stops_at_the_pre_roll_bound(
         tmp_path, monkeypatch):
     """It decoded from the start until a frame came out: a stream that never recovers was read

@@ -245,8 +245,8 @@ class PictureOrderGaps:
 
     def read(self, data: BytesLike, where: Optional[float] = None, owned: bool = True) -> None:
         """Reads one packet's NAL units; ``where``: its place, in seconds, where known; ``owned``:
-        whether a loss seen in it is this decode's to count (a segment's own frame, not pre-roll
-        whose segment counts it)."""
+        whether its pictures are this decode's to count (a segment's own frame, not pre-roll whose
+        segment counts it)."""
         broken, overlong, sliced = 0, False, False
         try:
             for unit in _nal_units(data, 0, SLICE_HEADER_READ, START_CODE_OR_BROKEN):
@@ -256,9 +256,11 @@ class PictureOrderGaps:
         except ValueError:  # a header this does not read
             self.checked = False
             return
-        # a damaged picture's bytes run into an access unit delimiter where no start code is left
+        # a damaged picture's bytes run into an access unit delimiter where no start code is left;
+        # counted in pre-roll too: only a gap among the decode's own pictures counts (see order_gaps),
+        # and a picture run into the last packet of the segment before leaves its gap in this one
         damaged = broken or int(overlong)
-        if owned and damaged:
+        if damaged:
             self._evidence += damaged
             self._evidence_at = where if self._evidence_at is None else self._evidence_at
 
