@@ -2352,20 +2352,38 @@ def test_a_picture_lost_to_a_damaged_start_code_at_a_segments_edge_fails_where_t
             cut_and_decode(path, Cutting(segment_s=segment_s))
 
 
-def test_the_search_for_the_first_frame_a_recording_started_at_a_recovery_point_gives_stops_at_the_pre_roll_bound(
+def test_the_search_for_the_first_frame_a_recording_started_at_a_recovery_point_gives_stops_at_the_pre_roll_bound_past_the_keyframe_after(
         tmp_path, monkeypatch):
     """It decoded from the start until a frame came out: a stream that never recovers was read
-    whole. Past max_preroll_frames packets after the keyframe it stops, the frames before kept in
-    the plan (36, 28 where it finds the first), the segments' decode telling what it gives."""
+    whole. It stops max_preroll_frames packets past the keyframe after the first (the sweep takes
+    a GOP): through the keyframe after (its 18th packet) and 4 more; the frames before a frame
+    found are left out of the plan (28 of 36) with a bound of 4 too (it gave up at 8 packets)."""
     path = intra_refresh_recording(tmp_path, "mkv")
-    reads, frames = [], []
-    for bound in (4, 300):
-        read = DemuxCount(monkeypatch, segments_stage)
-        frames.append(plan_segments(path, probe_video(path), Cutting(segment_s=1000, max_preroll_frames=bound)).frames)
-        reads.append(read.packets)
-        monkeypatch.undo()
-    # the first frame comes out at its 16th packet; bounded, it reads its 3 before the keyframe, the keyframe and 4
-    assert (frames, reads[1] - reads[0]) == ([36, 28], 16 - (3 + 1 + 4))
+    searched = []
+    search = segments_stage._first_shown
+    monkeypatch.setattr(segments_stage, "_first_shown",
+                        lambda path, info, packets: searched.append(packets) or search(path, info, packets))
+    plan = plan_segments(path, probe_video(path), Cutting(segment_s=1000, max_preroll_frames=4))
+    assert (plan.frames, searched) == (28, [18 + 4])
+
+
+@pytest.mark.parametrize("rekey_max_bytes", [256 << 20, 0], ids=["re-keyed", "not re-keyed"])
+@pytest.mark.parametrize("repeat", [False, True], ids=["fail", "repeat"])
+@pytest.mark.parametrize("suffix", ["mkv", "ts", "mp4"])
+def test_a_recording_started_inside_an_intra_refresh_stream_recovering_past_the_pre_roll_bound_gives_the_frames_ffmpeg_gives(
+        tmp_path, suffix, repeat, rekey_max_bytes):
+    """Its first frame comes 12 packets past its keyframe (a GOP and B-frames' delay), past a
+    pre-roll bound of 8: the plan's search for it stopped at the bound and kept the 8 frames shown
+    before the stream recovers, which no decoder gives: 'segment 0 of the video holds no decodable
+    frame', or '8 frames from about 0.50 s are missing', a good recording failing (a keyint of 600
+    against the default 300 does so too). The search runs through the keyframe after."""
+    path = intra_refresh_recording(tmp_path, suffix)
+    cutting = Cutting(segment_s=0.25, max_preroll_frames=8, rekey_max_bytes=rekey_max_bytes)
+    plan, frames = cut_and_decode(path, cutting, repeat_damaged=repeat)
+    whole = whole_decode(path)
+    assert (plan.frames, len(plan.segments) > 1) == (28, True)
+    assert [pts for pts, _ in frames] == [pts for pts, _ in whole] == plain_decode_stamps(path)
+    assert all(np.array_equal(got, made) for (_, got), (_, made) in zip(frames, whole))
 
 
 def test_a_frame_lost_after_a_recording_started_inside_an_intra_refresh_stream_recovered_fails_where_it_is(tmp_path):

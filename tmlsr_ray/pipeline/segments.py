@@ -290,12 +290,16 @@ def _until_recovered(path: Path, info: VideoInfo, entries: List[PacketEntry], re
     discarded as the packets before the keyframe are (they own no frame). Owning them, a first
     segment cut at 0.25 s held no decodable frame, also where a packet before the keyframe was
     damaged (cut from the first packet, see _lead_damaged), with damaged_frames "repeat" too. Where
-    no frame comes within ``max_preroll`` packets of the keyframe (a stream that never recovers),
-    the plan keeps them: the segments' decode tells what it gives."""
+    no frame comes within ``max_preroll`` packets of the keyframe after (a stream that never
+    recovers), the plan keeps them: the segments' decode tells what it gives. Counted from the
+    keyframe after, not from this one: the sweep takes about a GOP, and B-frames delay the first
+    frame past it (12 packets of a keyint-12 recording), so a bound of 8 kept frames no decoder gives
+    and a good recording failed ('segment 0 of the video holds no decodable frame')."""
     first = next((i for i, e in enumerate(entries) if e.keyframe), None)
     if first is None or not recovery:
         return entries
-    shown = _first_shown(path, info, first + 1 + max_preroll)
+    after = next((i for i in range(first + 1, len(entries)) if entries[i].keyframe), len(entries))
+    shown = _first_shown(path, info, after + 1 + max_preroll)
     if shown is None:
         return entries
     return [replace(e, discard=True) if e.pts is not None and e.pts < shown else e for e in entries]
