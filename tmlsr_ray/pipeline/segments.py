@@ -536,9 +536,8 @@ class _Cutter:
             # One whose pre-roll passes the bound, an H.264 recovery point, changes neither (only an
             # IDR picture starts a new sequence) and is re-keyed too: cut at each, an intra-refresh
             # stream's segments were a GOP long (keyint 12 against a bound of 8: 12 frames, not 24).
-            within = range(bisect.bisect_right(keyframes, start),
-                           bisect.bisect_left(keyframes, min(ideal, len(self._order))))
-            fitting = next((keyframes[at] for at in within if self._fits(keyframes[at])), None)
+            fitting = self._first_fitting(range(bisect.bisect_right(keyframes, start),
+                                                bisect.bisect_left(keyframes, min(ideal, len(self._order)))))
             if fitting is not None:
                 return fitting
         if ideal >= len(self._order):
@@ -561,15 +560,18 @@ class _Cutter:
         intra-refresh stream whose GOP passes the bound one segment (a webcam's, keyint 12 against
         8: 1 segment of 48 frames), however long, its packets held whole."""
         keyframes = self._keyframes
-        later = range(bisect.bisect_right(keyframes, ideal),
-                      bisect.bisect_right(keyframes, start + self._cutting.max_frames))
-        fitting = next((keyframes[at] for at in later if self._fits(keyframes[at])), None)
+        fitting = self._first_fitting(range(bisect.bisect_right(keyframes, ideal),
+                                            bisect.bisect_right(keyframes, start + self._cutting.max_frames)))
         if fitting is not None:
             return fitting
         if near:
             return min(near, key=lambda p: abs(p - ideal))
         after = bisect.bisect_right(keyframes, ideal)
         return keyframes[after] if after < len(keyframes) else None
+
+    def _first_fitting(self, places: range) -> Optional[int]:
+        """The first of the keyframes at ``places`` (indices into them) that :meth:`_fits`, if any."""
+        return next((self._keyframes[at] for at in places if self._fits(self._keyframes[at])), None)
 
     def _within_bytes(self, start: int, length: int) -> int:
         """``length`` frames from ``start``, fewer where their packets pass ``max_bytes``: a studio's
