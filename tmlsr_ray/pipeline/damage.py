@@ -217,7 +217,7 @@ class DamagedPackets:
         try:
             frames = packet.decode()
         except av.error.FFmpegError as exc:
-            if not (self.concealed and (lead or self._unrecovered())):
+            if not (self.concealed and (lead or self._recovering_before_a_frame())):
                 self._count(packet, exc)
             frames = []
         if self.recovering and packet.size and not lead:
@@ -237,7 +237,7 @@ class DamagedPackets:
             self.recovered_at = min(given)
             self.unrecovered = sum(at is not None and at < self.recovered_at for at in self._stamps_unrecovered)
 
-    def _unrecovered(self) -> bool:
+    def _recovering_before_a_frame(self) -> bool:
         """Whether the decoder, started at a recovery point (see ``recovering``), has given no frame
         yet: its pictures refer to ones from before the recovery point, which it lacks, and told the
         errors it conceals, it refused the first (B-frames referring past the recovery point) as
