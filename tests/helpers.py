@@ -3416,7 +3416,7 @@ def process_gone(pid: int) -> bool:
     """Whether the process has ended (its parent may not have reaped it yet)."""
     try:
         return process_state(pid) in ("Z", "X")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped before the open, or between it and the read
         return True
 
 
